@@ -1,0 +1,420 @@
+"""Direct chat between two persons: send (idempotent, group-committed), history, read markers.
+
+Send path (STYLE.md lesson 4, persist then publish): the message, the
+conversation and one event per recipient stream are written in one
+transaction; only after it commits is the sender acknowledged and the
+wake-up handed to ``notify`` for real-time delivery.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from org_tree.clock import Clock
+from org_tree.db.database import Database
+from org_tree.db.dialect import insert_ignore
+from org_tree.errors import BadRequest, ErrorCode, Forbidden, NotFound
+from org_tree.schema import persons
+from org_tree.text import check_text
+from messaging.batching import Batcher
+from messaging.db_errors import with_db_retry
+from messaging.events import EventLog, NewEvent
+from messaging.schema import conversation_members, conversations, messages
+from messaging.wakeup import EventGroup
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ChatService", "HistoryPage", "SendRequest", "SendResult"]
+
+MAX_BODY_CHARS = 5_000
+MAX_HISTORY_PAGE = 100
+_CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+#: Called after commit with the wake-up groups to deliver; must not block.
+Notify = Callable[[list[EventGroup]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    sender_id: int
+    recipient_id: int
+    client_msg_id: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    message_id: int
+    conversation_id: int
+    created_at: datetime
+    #: True when this (sender, client_msg_id) was already stored: nothing new was written.
+    duplicate: bool
+    #: The sender's own event seq for this message (None for duplicates).
+    sender_seq: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "conversation_id": self.conversation_id,
+            "created_at": _iso(self.created_at),
+            "duplicate": self.duplicate,
+            "seq": self.sender_seq,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    messages: list[dict[str, Any]]
+    #: Pass as ``before`` to get the next (older) page; None when there is none.
+    next_before: int | None
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def direct_key(a: int, b: int) -> str:
+    lo, hi = sorted((a, b))
+    return f"{lo}:{hi}"
+
+
+def validate_send(req: SendRequest) -> SendRequest:
+    """Reject bad input before anything touches the database."""
+    if not _CLIENT_MSG_ID.match(req.client_msg_id):
+        raise BadRequest(
+            "client_msg_id must be 1-64 characters of A-Z a-z 0-9 _ . : -",
+            code=ErrorCode.INVALID_FRAME,
+            data={"field": "client_msg_id"},
+        )
+    check_text(req.body, field="body", max_chars=MAX_BODY_CHARS)
+    if req.recipient_id <= 0:
+        raise NotFound("no such person", data={"person_id": req.recipient_id})
+    return req
+
+
+class ChatService:
+    def __init__(self, db: Database, events: EventLog, clock: Clock, notify: Notify, *, max_batch: int = 256) -> None:
+        self._db = db
+        self._events = events
+        self._clock = clock
+        self._notify = notify
+        self._batcher: Batcher[SendRequest, SendResult] = Batcher(self._send_batch, max_batch=max_batch, name="chat-send")
+
+    async def send(self, req: SendRequest) -> SendResult:
+        """Store a direct message and return once it is committed.
+
+        Raises:
+            BadRequest: invalid body or client_msg_id.
+            NotFound: the recipient does not exist (or is disabled).
+            Unavailable: the database is down; retry with the same client_msg_id.
+        """
+        return await self._batcher.submit(validate_send(req))
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+    async def _send_batch(self, reqs: Sequence[SendRequest]) -> list[SendResult | BaseException]:
+        groups: list[EventGroup] = []
+
+        async def txn() -> list[SendResult | BaseException]:
+            groups.clear()
+            async with self._db.write() as conn:
+                results = await self._write_batch(conn, reqs, groups)
+            return results
+
+        results = await with_db_retry(txn)
+        if groups:
+            self._notify(groups)
+        return results
+
+    async def _write_batch(
+        self, conn: AsyncConnection, reqs: Sequence[SendRequest], groups: list[EventGroup]
+    ) -> list[SendResult | BaseException]:
+        now = self._clock.now()
+        out: list[SendResult | BaseException | None] = [None] * len(reqs)
+        ids = {r.sender_id for r in reqs} | {r.recipient_id for r in reqs}
+        res = await conn.execute(select(persons.c.id, persons.c.name, persons.c.disabled).where(persons.c.id.in_(ids)))
+        people = {int(i): (n, bool(d)) for i, n, d in res}
+
+        # Retries of an already-stored message are answered from the database.
+        keys = list(dict.fromkeys((r.sender_id, r.client_msg_id) for r in reqs))
+        existing = await self._existing(conn, keys)
+        todo: dict[tuple[int, str], SendRequest] = {}
+        for i, r in enumerate(reqs):
+            k = (r.sender_id, r.client_msg_id)
+            if k in existing:
+                out[i] = existing[k]
+            elif r.sender_id not in people or people[r.sender_id][1]:
+                out[i] = Forbidden("sender is disabled")
+            elif r.recipient_id not in people or people[r.recipient_id][1]:
+                out[i] = NotFound("no such person", data={"person_id": r.recipient_id})
+            else:
+                todo.setdefault(k, r)
+
+        if todo:
+            conv_ids = await self._direct_conversations(conn, list(todo.values()), now)
+            ins = insert_ignore(conn, messages, ["sender_id", "client_msg_id"]).returning(
+                messages.c.id, messages.c.sender_id, messages.c.client_msg_id
+            )
+            params = [
+                {
+                    "conversation_id": conv_ids[direct_key(r.sender_id, r.recipient_id)],
+                    "sender_id": r.sender_id,
+                    "client_msg_id": r.client_msg_id,
+                    "body": r.body,
+                    "created_at": now,
+                }
+                for r in todo.values()
+            ]
+            inserted = {(int(s), c): int(i) for i, s, c in await conn.execute(ins, params)}
+            # Lost a race with another process for the same key: theirs stands.
+            raced = [k for k in todo if k not in inserted]
+            existing.update(await self._existing(conn, raced))
+            new_events: list[NewEvent] = []
+            order: list[tuple[int, str]] = []
+            conv_last: dict[int, int] = {}
+            for k, mid in sorted(inserted.items(), key=lambda kv: kv[1]):
+                r = todo[k]
+                cid = conv_ids[direct_key(r.sender_id, r.recipient_id)]
+                conv_last[cid] = max(conv_last.get(cid, 0), mid)
+                payload = {
+                    "id": mid,
+                    "conversation_id": cid,
+                    "conversation_kind": "direct",
+                    "sender": {"id": r.sender_id, "name": people[r.sender_id][0]},
+                    "recipient_id": r.recipient_id,
+                    "client_msg_id": r.client_msg_id,
+                    "body": r.body,
+                    "created_at": _iso(now),
+                }
+                order.append(k)
+                new_events.append(
+                    NewEvent("message.new", json.dumps(payload, ensure_ascii=False), [r.sender_id, r.recipient_id])
+                )
+            sender_seq: dict[tuple[int, str], int] = {}
+            if new_events:
+                new_groups = await self._events.append(conn, new_events, now)
+                groups.extend(new_groups)
+                for k, g in zip(order, new_groups, strict=True):
+                    sender_seq[k] = next(seq for pid, seq in g.recipients if pid == k[0])
+            if conv_last:
+                await conn.execute(
+                    update(conversations)
+                    .where(conversations.c.id == bindparam("cid"))
+                    .values(last_message_id=bindparam("mid")),
+                    [{"cid": c, "mid": m} for c, m in conv_last.items()],
+                )
+            answered: set[tuple[int, str]] = set()
+            for i, r in enumerate(reqs):
+                if out[i] is not None:
+                    continue
+                k = (r.sender_id, r.client_msg_id)
+                if k in inserted:
+                    cid = conv_ids[direct_key(r.sender_id, r.recipient_id)]
+                    first = k not in answered
+                    answered.add(k)
+                    out[i] = SendResult(inserted[k], cid, now, not first, sender_seq.get(k) if first else None)
+                else:
+                    out[i] = existing[k]
+        return [o if o is not None else NotFound("no such person") for o in out]
+
+    async def _existing(self, conn: AsyncConnection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], SendResult]:
+        if not keys:
+            return {}
+        res = await conn.execute(
+            select(messages.c.id, messages.c.conversation_id, messages.c.sender_id, messages.c.client_msg_id, messages.c.created_at).where(
+                tuple_(messages.c.sender_id, messages.c.client_msg_id).in_(keys)
+            )
+        )
+        return {(int(s), c): SendResult(int(i), int(cv), t, True, None) for i, cv, s, c, t in res}
+
+    async def _direct_conversations(self, conn: AsyncConnection, reqs: list[SendRequest], now: datetime) -> dict[str, int]:
+        pairs = {direct_key(r.sender_id, r.recipient_id): (r.sender_id, r.recipient_id) for r in reqs}
+        found = await self._conv_ids(conn, list(pairs))
+        missing = [k for k in pairs if k not in found]
+        if missing:
+            await conn.execute(
+                insert_ignore(conn, conversations, ["direct_key"]),
+                [{"kind": "direct", "direct_key": k, "created_at": now} for k in missing],
+            )
+            found.update(await self._conv_ids(conn, missing))
+            members = [
+                {"conversation_id": found[k], "person_id": p, "last_read_message_id": 0, "joined_at": now}
+                for k in missing
+                for p in dict.fromkeys(pairs[k])
+            ]
+            await conn.execute(insert_ignore(conn, conversation_members, ["conversation_id", "person_id"]), members)
+        return found
+
+    @staticmethod
+    async def _conv_ids(conn: AsyncConnection, keys: list[str]) -> dict[str, int]:
+        res = await conn.execute(
+            select(conversations.c.direct_key, conversations.c.id).where(conversations.c.direct_key.in_(keys))
+        )
+        return {k: int(i) for k, i in res}
+
+    # --- reads -------------------------------------------------------------
+
+    async def access_conversation(self, conn: AsyncConnection, actor_id: int, conversation_id: int) -> int:
+        """The actor's last-read marker in the conversation.
+
+        Raises:
+            NotFound: the conversation does not exist *or* the actor is not a
+                member: the same answer, so ids cannot be probed.
+        """
+        row = (
+            await conn.execute(
+                select(conversation_members.c.last_read_message_id).where(
+                    conversation_members.c.conversation_id == conversation_id,
+                    conversation_members.c.person_id == actor_id,
+                )
+            )
+        ).first()
+        if row is None:
+            raise NotFound("no such conversation", data={"conversation_id": conversation_id})
+        return int(row[0])
+
+    async def direct_conversation_id(self, actor_id: int, peer_id: int) -> int | None:
+        async with self._db.read() as conn:
+            ids = await self._conv_ids(conn, [direct_key(actor_id, peer_id)])
+        return ids.get(direct_key(actor_id, peer_id))
+
+    async def history(self, actor_id: int, conversation_id: int, *, before: int | None, limit: int) -> HistoryPage:
+        """Messages of a conversation, newest first, cursor-paged by message id."""
+        limit = max(1, min(limit, MAX_HISTORY_PAGE))
+        async with self._db.read() as conn:
+            await self.access_conversation(conn, actor_id, conversation_id)
+            q = (
+                select(
+                    messages.c.id,
+                    messages.c.sender_id,
+                    persons.c.name,
+                    messages.c.client_msg_id,
+                    messages.c.body,
+                    messages.c.created_at,
+                )
+                .join(persons, persons.c.id == messages.c.sender_id)
+                .where(messages.c.conversation_id == conversation_id)
+                .order_by(messages.c.id.desc())
+                .limit(limit + 1)
+            )
+            if before is not None:
+                q = q.where(messages.c.id < before)
+            rows = (await conn.execute(q)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [
+            {
+                "id": int(i),
+                "conversation_id": conversation_id,
+                "sender": {"id": int(s), "name": n},
+                "client_msg_id": c,
+                "body": b,
+                "created_at": _iso(t),
+            }
+            for i, s, n, c, b, t in rows
+        ]
+        return HistoryPage(items, items[-1]["id"] if more and items else None)
+
+    async def mark_read(self, actor_id: int, conversation_id: int, message_id: int) -> int:
+        """Move the actor's read marker forward to ``message_id``; returns the marker.
+
+        The actor's other devices get ``conversation.read``; the other members
+        of a direct chat get ``peer.read`` (DingTalk shows 已读 to the sender).
+        """
+        groups: list[EventGroup] = []
+
+        async def txn() -> int:
+            groups.clear()
+            now = self._clock.now()
+            async with self._db.write() as conn:
+                current = await self.access_conversation(conn, actor_id, conversation_id)
+                owner = (
+                    await conn.execute(select(messages.c.conversation_id).where(messages.c.id == message_id))
+                ).first()
+                if owner is None or int(owner[0]) != conversation_id:
+                    raise NotFound("no such message in this conversation", data={"message_id": message_id})
+                if message_id <= current:
+                    return current
+                await conn.execute(
+                    update(conversation_members)
+                    .where(
+                        conversation_members.c.conversation_id == conversation_id,
+                        conversation_members.c.person_id == actor_id,
+                    )
+                    .values(last_read_message_id=message_id)
+                )
+                others = [
+                    int(r[0])
+                    for r in await conn.execute(
+                        select(conversation_members.c.person_id).where(
+                            conversation_members.c.conversation_id == conversation_id,
+                            conversation_members.c.person_id != actor_id,
+                        )
+                    )
+                ]
+                body = {"conversation_id": conversation_id, "last_read_message_id": message_id}
+                evs = [NewEvent("conversation.read", json.dumps(body), [actor_id])]
+                if others:
+                    evs.append(NewEvent("peer.read", json.dumps({**body, "person_id": actor_id}), others))
+                groups.extend(await self._events.append(conn, evs, now))
+                return message_id
+
+        marker = await with_db_retry(txn)
+        if groups:
+            self._notify(groups)
+        return marker
+
+    async def conversations(self, actor_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
+        """The actor's conversations, most recent first, with unread counts."""
+        limit = max(1, min(limit, 200))
+        async with self._db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        conversations.c.id,
+                        conversations.c.kind,
+                        conversations.c.direct_key,
+                        conversations.c.last_message_id,
+                        conversation_members.c.last_read_message_id,
+                    )
+                    .join(conversation_members, conversation_members.c.conversation_id == conversations.c.id)
+                    .where(conversation_members.c.person_id == actor_id)
+                    .order_by(conversations.c.last_message_id.desc())
+                    .limit(limit)
+                )
+            ).all()
+            out: list[dict[str, Any]] = []
+            for cid, kind, key, last_mid, last_read in rows:
+                unread = (
+                    await conn.execute(
+                        select(func.count())
+                        .select_from(messages)
+                        .where(
+                            messages.c.conversation_id == cid,
+                            messages.c.id > last_read,
+                            messages.c.sender_id != actor_id,
+                        )
+                    )
+                ).scalar_one()
+                item: dict[str, Any] = {
+                    "id": int(cid),
+                    "kind": kind,
+                    "last_message_id": last_mid,
+                    "last_read_message_id": int(last_read),
+                    "unread": int(unread),
+                }
+                if kind == "direct" and key:
+                    a, b = (int(x) for x in key.split(":"))
+                    item["peer_id"] = b if a == actor_id else a
+                out.append(item)
+        return out

@@ -1,0 +1,62 @@
+"""Turn database outages into retryable client errors, and retry lock conflicts.
+
+During a PostgreSQL restart (S6) a request must fail fast with a clear
+"retry" rather than hang or return a 500; a deadlock or serialization
+failure between two processes is retried transparently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from org_tree.errors import Unavailable
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["with_db_retry"]
+
+T = TypeVar("T")
+
+_RETRY_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
+        return False
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    return state in _RETRY_SQLSTATES
+
+
+async def with_db_retry(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn`` (one whole transaction), retrying lock conflicts; outages become ``Unavailable``."""
+    try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_is_lock_conflict),
+            stop=stop_after_attempt(4),
+            wait=wait_random_exponential(multiplier=0.01, max=0.2),
+            reraise=True,
+        ):
+            with attempt:
+                return await fn()
+    except IntegrityError:
+        raise
+    except (DBAPIError, OSError, TimeoutError) as exc:
+        if isinstance(exc, DBAPIError) and not (exc.connection_invalidated or _is_outage(exc)):
+            raise
+        logger.warning("database unavailable: %s", exc)
+        raise Unavailable("database unavailable, retry shortly") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_outage(exc: DBAPIError) -> bool:
+    text = f"{type(exc.orig).__name__} {exc.orig}".lower()
+    return any(
+        w in text
+        for w in ("connection", "closed", "timeout", "cannot connect", "shutdown", "terminat", "locked", "canceling")
+    )

@@ -1,0 +1,1 @@
+"""Alembic migrations for ZZD (one schema for SQLite and PostgreSQL)."""

@@ -1,0 +1,131 @@
+"""Engines and transaction scopes for SQLite (embedded) and PostgreSQL.
+
+Why two scopes: SQLite allows one writer at a time, and a deferred
+transaction that reads and then writes can fail with SQLITE_BUSY without
+waiting for ``busy_timeout``. So on SQLite writes go through a single pooled
+connection that starts with ``BEGIN IMMEDIATE`` (writers queue in-process,
+and across processes wait on the busy timeout), while reads use their own
+pool. On PostgreSQL both scopes share one engine.
+
+Durability (RELIABILITY.md decision 2): SQLite runs ``journal_mode=WAL``
+with ``synchronous=FULL``; a commit returned means it survives a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Database"]
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Autocommit at the driver level so SQLAlchemy's "begin" event decides how
+    # transactions start (the documented pysqlite/aiosqlite recipe).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Database:
+    """Owns the engines for one database URL.
+
+    Args:
+        url: ``sqlite+aiosqlite:///path.db`` or ``postgresql+asyncpg://…``.
+        pool_size: connections kept for PostgreSQL (readers on SQLite).
+        statement_timeout_ms: PostgreSQL statement timeout, so a stuck query
+            turns into a retryable error instead of a hang (S6).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_timeout: float = 10.0,
+        statement_timeout_ms: int = 10_000,
+        echo: bool = False,
+    ) -> None:
+        self.url = make_url(url)
+        self.dialect = self.url.get_backend_name()
+        if self.dialect == "sqlite":
+            self.writer = create_async_engine(url, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60)
+            self.reader = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0)
+            for eng in (self.writer, self.reader):
+                event.listen(eng.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.writer.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            event.listen(self.reader.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+        elif self.dialect == "postgresql":
+            self.writer = create_async_engine(
+                url,
+                echo=echo,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=pool_timeout,
+                pool_pre_ping=True,
+                connect_args={
+                    "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+                    "timeout": 5,
+                },
+            )
+            self.reader = self.writer
+        else:
+            raise ValueError(f"unsupported database backend {self.dialect!r}")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A read-write transaction, committed when the block exits without error."""
+        async with self.writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction (consistent snapshot on both backends)."""
+        async with self.reader.begin() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.reader.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def pragmas(self) -> dict[str, Any]:
+        """The durability settings in force (asserted at start-up on SQLite, S7)."""
+        if not self.is_sqlite:
+            return {}
+        async with self.writer.connect() as conn:
+            jm = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+            sync = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
+            busy = (await conn.exec_driver_sql("PRAGMA busy_timeout")).scalar()
+        return {"journal_mode": jm, "synchronous": sync, "busy_timeout": busy}
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+def unpooled_engine(url: str) -> AsyncEngine:
+    """An engine without a pool, for one-shot tools (migrations, imports)."""
+    eng = create_async_engine(url, poolclass=NullPool)
+    if make_url(url).get_backend_name() == "sqlite":
+        event.listen(eng.sync_engine, "connect", _sqlite_pragmas)
+    return eng

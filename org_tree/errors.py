@@ -1,0 +1,139 @@
+"""The one error model of ZZD, shared by every layer.
+
+Domain code raises :class:`ZzdError` subclasses; the shell (``zzd``) maps them
+to an HTTP status with a JSON body, or to a WebSocket error frame. If a client
+should not see it, it is not a ``ZzdError`` (it is a bug and becomes a 500 /
+close 1011 with the details only in the log).
+
+Exception tree::
+
+    ZzdError
+    ├── BadRequest          400  malformed or invalid input
+    ├── Unauthorized        401  missing, invalid or expired credentials
+    ├── Forbidden           403  authenticated but not allowed
+    ├── NotFound            404  missing *or* not visible to the actor
+    ├── Conflict            409  state changed underneath (retry after re-read)
+    ├── RateLimited         429  slow down
+    ├── ResyncRequired      409  the event stream cannot be resumed from the cursor
+    └── Unavailable         503  a dependency is down; safe to retry the same request
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "ErrorCode",
+    "Forbidden",
+    "NotFound",
+    "RateLimited",
+    "ResyncRequired",
+    "Unauthorized",
+    "Unavailable",
+    "ZzdError",
+]
+
+
+class ErrorCode(StrEnum):
+    """Stable, documented error codes; clients switch on these, never on text."""
+
+    BAD_REQUEST = "bad_request"
+    INVALID_JSON = "invalid_json"
+    INVALID_FRAME = "invalid_frame"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_TEXT = "invalid_text"
+    UNAUTHORIZED = "unauthorized"
+    TOKEN_EXPIRED = "token_expired"
+    INVALID_GRANT = "invalid_grant"
+    FORBIDDEN = "forbidden"
+    OUT_OF_SCOPE = "out_of_scope"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    ALREADY_EXISTS = "already_exists"
+    RATE_LIMITED = "rate_limited"
+    RESYNC_REQUIRED = "resync_required"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal_error"
+
+
+class ZzdError(Exception):
+    """An error the client is meant to see.
+
+    Args:
+        message: human-readable explanation (English; clients localise by code).
+        code: overrides the class default code.
+        data: structured fields a client can act on (e.g. which field was bad).
+    """
+
+    http_status: int = 400
+    default_code: ErrorCode = ErrorCode.BAD_REQUEST
+    #: True when the very same request may succeed if simply sent again later.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: ErrorCode | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.data = data or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": str(self.code), "message": self.message}
+        if self.data:
+            body["data"] = self.data
+        if self.retryable:
+            body["retryable"] = True
+        return body
+
+
+class BadRequest(ZzdError):
+    http_status = 400
+    default_code = ErrorCode.BAD_REQUEST
+
+
+class Unauthorized(ZzdError):
+    http_status = 401
+    default_code = ErrorCode.UNAUTHORIZED
+
+
+class Forbidden(ZzdError):
+    http_status = 403
+    default_code = ErrorCode.FORBIDDEN
+
+
+class NotFound(ZzdError):
+    http_status = 404
+    default_code = ErrorCode.NOT_FOUND
+
+
+class Conflict(ZzdError):
+    http_status = 409
+    default_code = ErrorCode.CONFLICT
+
+
+class RateLimited(ZzdError):
+    http_status = 429
+    default_code = ErrorCode.RATE_LIMITED
+    retryable = True
+
+
+class ResyncRequired(ZzdError):
+    http_status = 409
+    default_code = ErrorCode.RESYNC_REQUIRED
+
+
+class Unavailable(ZzdError):
+    http_status = 503
+    default_code = ErrorCode.UNAVAILABLE
+    retryable = True

@@ -1,0 +1,124 @@
+"""Persons: the people who hold positions and log in.
+
+Passwords arrive here already hashed: hashing is the shell's concern (it
+picks the algorithm and its cost), storing and finding people is the domain's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from org_tree.clock import Clock
+from org_tree.db.database import Database
+from org_tree.errors import BadRequest, Conflict, ErrorCode, NotFound
+from org_tree.schema import persons
+from org_tree.text import check_text, normalize_name
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Person", "PersonDirectory", "normalize_login"]
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    id: int
+    login: str | None
+    name: str
+    disabled: bool
+    created_at: datetime
+    password_hash: str | None = None
+
+    def public(self) -> dict[str, object]:
+        """What any colleague may see of a person."""
+        return {"id": self.id, "name": self.name}
+
+
+def normalize_login(login: str) -> str:
+    login = normalize_name(check_text(login, field="login", max_chars=64)).lower()
+    if not login or any(c.isspace() for c in login):
+        raise BadRequest("login must be one word", code=ErrorCode.INVALID_TEXT, data={"field": "login"})
+    return login
+
+
+class PersonDirectory:
+    """Create and look up persons."""
+
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def create(self, name: str, *, login: str | None = None, password_hash: str | None = None) -> Person:
+        """Create a person; a duplicate login raises ``Conflict``."""
+        clean_name = normalize_name(check_text(name, field="name", max_chars=100))
+        clean_login = normalize_login(login) if login is not None else None
+        now = self._clock.now()
+        try:
+            async with self._db.write() as conn:
+                res = await conn.execute(
+                    insert(persons)
+                    .values(login=clean_login, name=clean_name, password_hash=password_hash, disabled=False, created_at=now)
+                    .returning(persons.c.id)
+                )
+                pid = int(res.scalar_one())
+        except IntegrityError as exc:
+            raise Conflict(f"login {clean_login!r} is taken", code=ErrorCode.ALREADY_EXISTS) from exc
+        return Person(pid, clean_login, clean_name, False, now, password_hash)
+
+    async def get(self, person_id: int) -> Person:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(persons).where(persons.c.id == person_id))).first()
+        if row is None:
+            raise NotFound("no such person", data={"person_id": person_id})
+        return _person(row)
+
+    async def by_login(self, login: str) -> Person | None:
+        try:
+            key = normalize_login(login)
+        except BadRequest:
+            return None
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(persons).where(persons.c.login == key))).first()
+        return _person(row) if row is not None else None
+
+    async def existing(self, person_ids: set[int]) -> set[int]:
+        """The subset of ``person_ids`` that exist and are not disabled."""
+        if not person_ids:
+            return set()
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(persons.c.id).where(persons.c.id.in_(person_ids), persons.c.disabled.is_(False))
+            )
+            return {int(r[0]) for r in rows}
+
+    async def set_password_hash(self, person_id: int, password_hash: str) -> None:
+        async with self._db.write() as conn:
+            res = await conn.execute(update(persons).where(persons.c.id == person_id).values(password_hash=password_hash))
+        if res.rowcount == 0:
+            raise NotFound("no such person", data={"person_id": person_id})
+
+    async def set_disabled(self, person_id: int, disabled: bool) -> None:
+        async with self._db.write() as conn:
+            res = await conn.execute(update(persons).where(persons.c.id == person_id).values(disabled=disabled))
+        if res.rowcount == 0:
+            raise NotFound("no such person", data={"person_id": person_id})
+
+    async def count(self) -> int:
+        async with self._db.read() as conn:
+            return int((await conn.execute(select(func.count()).select_from(persons))).scalar_one())
+
+
+def _person(row: object) -> Person:
+    m = row._mapping  # type: ignore[attr-defined]
+    return Person(
+        id=int(m["id"]),
+        login=m["login"],
+        name=m["name"],
+        disabled=bool(m["disabled"]),
+        created_at=m["created_at"],
+        password_hash=m["password_hash"],
+    )

@@ -1,0 +1,50 @@
+"""Tables of the org tree: persons and their login sessions.
+
+Units, roles, positions and assignments join them here as the org tree grows.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, ForeignKey, Index, String, Table, Text
+
+from org_tree.db.base import UTCDateTime, metadata
+from org_tree.db.types import ID
+
+__all__ = ["auth_sessions", "persons", "refresh_tokens"]
+
+persons = Table(
+    "persons",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    # Login names are NFC-normalised and lower-cased before storage.
+    Column("login", String(64), unique=True, nullable=True),
+    Column("name", String(100), nullable=False),
+    # NULL means the person cannot log in with a password (e.g. synthetic people).
+    Column("password_hash", Text, nullable=True),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+auth_sessions = Table(
+    "auth_sessions",
+    metadata,
+    # A login session; every access token carries its id as ``sid``.
+    Column("id", String(32), primary_key=True),
+    Column("person_id", ID, ForeignKey("persons.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Index("ix_auth_sessions_person", "person_id"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    # Only the SHA-256 of a refresh token is stored; the token itself is shown once.
+    Column("token_hash", String(64), primary_key=True),
+    Column("session_id", String(32), ForeignKey("auth_sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
+    # Set when the token is exchanged; presenting it again means it leaked.
+    Column("used_at", UTCDateTime, nullable=True),
+    Index("ix_refresh_tokens_session", "session_id"),
+)

@@ -1,0 +1,131 @@
+"""Login sessions with rotating, revocable refresh tokens.
+
+Each refresh token may be exchanged once. Presenting a used one means it was
+copied, so the whole session is revoked (OAuth 2.0 Security BCP, refresh
+token rotation with reuse detection). Access tokens carry the session id, so
+revoking a session also ends its live connections.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import insert, select, update
+
+from org_tree.clock import Clock
+from org_tree.db.database import Database
+from org_tree.errors import ErrorCode, Unauthorized
+from org_tree.schema import auth_sessions, persons, refresh_tokens
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["IssuedSession", "SessionStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedSession:
+    session_id: str
+    person_id: int
+    refresh_token: str
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SessionStore:
+    def __init__(self, db: Database, clock: Clock, *, refresh_ttl: timedelta) -> None:
+        self._db = db
+        self._clock = clock
+        self._ttl = refresh_ttl
+
+    async def open(self, person_id: int) -> IssuedSession:
+        """Start a session after a successful login."""
+        now = self._clock.now()
+        sid = secrets.token_hex(16)
+        token = secrets.token_urlsafe(32)
+        async with self._db.write() as conn:
+            await conn.execute(
+                insert(auth_sessions).values(id=sid, person_id=person_id, created_at=now, expires_at=now + self._ttl)
+            )
+            await conn.execute(insert(refresh_tokens).values(token_hash=_digest(token), session_id=sid, issued_at=now))
+        return IssuedSession(sid, person_id, token)
+
+    async def rotate(self, refresh_token: str) -> IssuedSession:
+        """Exchange a refresh token for a new one in the same session.
+
+        Raises:
+            Unauthorized: unknown, expired, revoked or reused token (reuse
+                revokes the session as well).
+        """
+        now = self._clock.now()
+        bad = Unauthorized("refresh token is not valid", code=ErrorCode.INVALID_GRANT)
+        if len(refresh_token) > 256:
+            raise bad
+        async with self._db.write() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        refresh_tokens.c.session_id,
+                        refresh_tokens.c.used_at,
+                        auth_sessions.c.person_id,
+                        auth_sessions.c.expires_at,
+                        auth_sessions.c.revoked_at,
+                        persons.c.disabled,
+                    )
+                    .join(auth_sessions, auth_sessions.c.id == refresh_tokens.c.session_id)
+                    .join(persons, persons.c.id == auth_sessions.c.person_id)
+                    .where(refresh_tokens.c.token_hash == _digest(refresh_token))
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise bad
+            sid, used_at, person_id, expires_at, revoked_at, disabled = row
+            if used_at is not None:
+                logger.warning("refresh token reuse detected; revoking session %s", sid)
+                await conn.execute(update(auth_sessions).where(auth_sessions.c.id == sid).values(revoked_at=now))
+            if used_at is not None or revoked_at is not None or expires_at <= now or disabled:
+                # Commit the revocation (if any) but still refuse.
+                pass
+            else:
+                token = secrets.token_urlsafe(32)
+                await conn.execute(
+                    update(refresh_tokens).where(refresh_tokens.c.token_hash == _digest(refresh_token)).values(used_at=now)
+                )
+                await conn.execute(insert(refresh_tokens).values(token_hash=_digest(token), session_id=sid, issued_at=now))
+                return IssuedSession(sid, int(person_id), token)
+        raise bad
+
+    async def revoke(self, session_id: str) -> int:
+        """Revoke a session; returns the person id it belonged to (0 if unknown)."""
+        async with self._db.write() as conn:
+            row = (
+                await conn.execute(
+                    update(auth_sessions)
+                    .where(auth_sessions.c.id == session_id, auth_sessions.c.revoked_at.is_(None))
+                    .values(revoked_at=self._clock.now())
+                    .returning(auth_sessions.c.person_id)
+                )
+            ).first()
+        return int(row[0]) if row else 0
+
+    async def is_active(self, session_id: str) -> bool:
+        """True while the session may be used (not revoked, not expired, person enabled)."""
+        now = self._clock.now()
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(auth_sessions.c.expires_at, auth_sessions.c.revoked_at, persons.c.disabled)
+                    .join(persons, persons.c.id == auth_sessions.c.person_id)
+                    .where(auth_sessions.c.id == session_id)
+                )
+            ).first()
+        if row is None:
+            return False
+        expires_at, revoked_at, disabled = row
+        return revoked_at is None and expires_at > now and not disabled

@@ -1,0 +1,3 @@
+from zzd.cli import main
+
+main()

@@ -1,0 +1,77 @@
+"""The ASGI application: routes, error mapping, WebSocket endpoint, lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from org_tree.errors import ErrorCode, ZzdError
+from zzd.config import Settings
+from zzd.gateway.closecodes import Close
+from zzd.gateway.connection import Connection
+from zzd.http import auth_routes, chat_routes, health
+from zzd.http.common import error_response
+from zzd.services import Services
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["create_app"]
+
+
+async def ws_endpoint(websocket: WebSocket) -> None:
+    s: Services = websocket.app.state.services
+    origin = websocket.headers.get("origin")
+    # Browsers always send Origin; refuse foreign ones before upgrading (S22).
+    # Non-browser clients send none and authenticate with a bearer token in hello.
+    if origin is not None and origin.lower() not in s.settings.allowed_origins:
+        logger.info("refused WebSocket from origin %r", origin[:100])
+        await websocket.close(code=Close.POLICY)  # before accept: HTTP 403
+        return
+    await Connection(websocket, s).run()
+
+
+async def _zzd_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ZzdError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.BAD_REQUEST}.get(exc.status_code, ErrorCode.BAD_REQUEST)
+    return JSONResponse({"error": {"code": str(code), "message": str(exc.detail)}}, status_code=exc.status_code)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": {"code": str(ErrorCode.INTERNAL), "message": "internal error"}}, status_code=500)
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
+    """Build the app; ``services`` may be supplied by tests (e.g. with a fake clock)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        svc = services or Services.build(settings)
+        await svc.start()
+        app.state.services = svc
+        logger.info("zzd node %s ready (db=%s, broker=%s)", settings.node_id, svc.db.dialect, settings.broker_url.split("://")[0])
+        try:
+            yield
+        finally:
+            svc.hub.close_all(Close.GOING_AWAY, "server shutting down")
+            await svc.stop()
+
+    routes = [*health.routes, *auth_routes.routes, *chat_routes.routes, WebSocketRoute("/ws", ws_endpoint)]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ZzdError: _zzd_error, HTTPException: _http_error, Exception: _internal_error},
+    )

@@ -1,0 +1,123 @@
+"""Short-lived JWT access tokens, verified strictly (RELIABILITY.md S20).
+
+One algorithm (HS256), every registered claim required, exact issuer and
+audience, key ids looked up in a static table (rotation: the first key signs,
+all configured keys verify), header fields that fetch keys refused, and a
+size cap checked before any decoding.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import jwt
+
+from org_tree.clock import Clock
+from org_tree.errors import ErrorCode, Unauthorized
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AccessClaims", "TokenService"]
+
+ALGORITHM = "HS256"
+MAX_TOKEN_BYTES = 8 * 1024
+_REQUIRED = ["exp", "iat", "nbf", "sub", "iss", "aud", "jti"]
+_FORBIDDEN_HEADERS = {"jku", "jwk", "x5u", "x5c", "crit"}
+
+assert tuple(int(x) for x in jwt.__version__.split(".")[:2]) >= (2, 13), "PyJWT >= 2.13 required (CVE-2026-48526)"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    person_id: int
+    session_id: str
+    expires_at: float
+    jti: str
+
+
+class TokenService:
+    def __init__(
+        self,
+        keys: dict[str, bytes],
+        *,
+        issuer: str,
+        audience: str,
+        ttl: timedelta,
+        leeway: int,
+        clock: Clock,
+    ) -> None:
+        if not keys:
+            raise ValueError("at least one signing key is required")
+        self._keys = dict(keys)
+        self._kid = next(iter(keys))
+        self._issuer = issuer
+        self._audience = audience
+        self._ttl = ttl
+        self._leeway = leeway
+        self._clock = clock
+
+    @property
+    def ttl_seconds(self) -> int:
+        return int(self._ttl.total_seconds())
+
+    def issue(self, person_id: int, session_id: str) -> str:
+        now = self._clock.now()
+        claims = {
+            "sub": str(person_id),
+            "sid": session_id,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self._ttl,
+            "jti": secrets.token_hex(12),
+        }
+        return jwt.encode(claims, self._keys[self._kid], algorithm=ALGORITHM, headers={"kid": self._kid})
+
+    def verify(self, token: object) -> AccessClaims:
+        """Check a presented access token.
+
+        Raises:
+            Unauthorized: with ``token_expired`` for an expired token (the client
+                should refresh), ``unauthorized`` for anything else.
+        """
+        bad = Unauthorized("invalid access token")
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
+            raise bad
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise bad from exc
+        kid = header.get("kid")
+        if header.get("alg") != ALGORITHM or not isinstance(kid, str) or kid not in self._keys:
+            raise bad
+        if _FORBIDDEN_HEADERS & header.keys():
+            raise bad
+        try:
+            claims = jwt.decode(
+                token,
+                self._keys[kid],
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": _REQUIRED, "enforce_minimum_key_length": True, "strict_aud": True},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("access token expired", code=ErrorCode.TOKEN_EXPIRED) from exc
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise bad from exc
+        # ``nbf``/``iat`` are checked by PyJWT against the wall clock; check
+        # against ours too so an injected clock is honoured.
+        now = self._clock.now().timestamp()
+        if claims["iat"] > now + self._leeway or claims["nbf"] > now + self._leeway:
+            raise bad
+        if claims["exp"] + self._leeway < now:
+            raise Unauthorized("access token expired", code=ErrorCode.TOKEN_EXPIRED)
+        sub, sid = claims.get("sub"), claims.get("sid")
+        if not isinstance(sub, str) or not sub.isdigit() or not isinstance(sid, str) or not sid:
+            raise bad
+        return AccessClaims(int(sub), sid, float(claims["exp"]), str(claims["jti"]))

@@ -1,0 +1,197 @@
+"""The ``zzd`` command: serve, migrate, manage persons and tokens, seed demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from zzd.config import ConfigError, Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEMO_PEOPLE = [("zhangsan", "张三"), ("lisi", "李四"), ("wangwu", "王五")]
+DEMO_PASSWORD = "zzd-demo-2026"
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from exc
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(fn())  # type: ignore[arg-type]
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@click.group()
+def main() -> None:
+    """ZZD: government workplace messaging addressed to positions."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (ZZD_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (ZZD_PORT, default 8000).")
+@click.option("--database-url", default=None, help="ZZD_DATABASE_URL")
+@click.option("--broker-url", default=None, help="ZZD_BROKER_URL (or ZZD_REDIS_URL)")
+@click.option("--migrate/--no-migrate", default=True, show_default=True, help="Upgrade the schema before serving.")
+def serve(host: str | None, port: int | None, database_url: str | None, broker_url: str | None, migrate: bool) -> None:
+    """Run the server (embedded SQLite + in-process broker unless configured otherwise)."""
+    from zzd.migrate import upgrade
+    from zzd.server import serve as run_server
+
+    settings = _settings(host=host, port=port, database_url=database_url, broker_url=broker_url)
+    _configure_logging(settings.log_level)
+    settings.signing_keys()  # fail now, naming the setting, not on the first login
+    if migrate:
+        upgrade(settings.database_url)
+    run_server(settings)
+
+
+@main.command()
+@click.option("--database-url", default=None, help="ZZD_DATABASE_URL")
+def migrate(database_url: str | None) -> None:
+    """Upgrade the database schema to the newest revision."""
+    from zzd.migrate import upgrade
+
+    settings = _settings(database_url=database_url)
+    upgrade(settings.database_url)
+    click.echo(f"schema is at head ({settings.database_url.split('://')[0]})")
+
+
+@main.group()
+def person() -> None:
+    """Create persons and manage their accounts."""
+
+
+@person.command("create")
+@click.option("--login", required=True)
+@click.option("--name", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def person_create(login: str, name: str, password: str) -> None:
+    """Create a person who can log in."""
+
+    async def go() -> int:
+        from org_tree.clock import SystemClock
+        from org_tree.db.database import Database
+        from org_tree.errors import ZzdError
+        from org_tree.people import PersonDirectory
+        from zzd.auth.passwords import Passwords
+
+        db = Database(_settings().database_url)
+        try:
+            p = await PersonDirectory(db, SystemClock()).create(
+                name, login=login, password_hash=await Passwords().hash(password)
+            )
+            return p.id
+        except ZzdError as exc:
+            raise click.ClickException(exc.message) from exc
+        finally:
+            await db.dispose()
+
+    click.echo(json.dumps({"person_id": _run(go), "login": login}))
+
+
+@main.group()
+def token() -> None:
+    """Issue tokens as an operator (for scripts and support)."""
+
+
+@token.command("issue")
+@click.option("--login", required=True)
+def token_issue(login: str) -> None:
+    """Open a session for LOGIN and print an access and a refresh token."""
+
+    async def go() -> dict[str, Any]:
+        from zzd.services import Services
+
+        s = Services.build(_settings())
+        try:
+            p = await s.persons.by_login(login)
+            if p is None:
+                raise click.ClickException(f"no person with login {login!r}")
+            issued = await s.sessions.open(p.id)
+            return {
+                "person_id": p.id,
+                "access_token": s.tokens.issue(p.id, issued.session_id),
+                "refresh_token": issued.refresh_token,
+                "expires_in": s.tokens.ttl_seconds,
+            }
+        finally:
+            await s.db.dispose()
+
+    click.echo(json.dumps(_run(go)))
+
+
+@main.group()
+def demo() -> None:
+    """Demo data."""
+
+
+@demo.command("seed")
+def demo_seed() -> None:
+    """Create the demo persons (idempotent) and print their logins."""
+
+    async def go() -> list[dict[str, Any]]:
+        from org_tree.clock import SystemClock
+        from org_tree.db.database import Database
+        from org_tree.people import PersonDirectory
+        from zzd.auth.passwords import Passwords
+
+        db = Database(_settings().database_url)
+        directory = PersonDirectory(db, SystemClock())
+        hashed = await Passwords().hash(DEMO_PASSWORD)
+        out = []
+        try:
+            for login, name in DEMO_PEOPLE:
+                existing = await directory.by_login(login)
+                p = existing or await directory.create(name, login=login, password_hash=hashed)
+                out.append({"person_id": p.id, "login": login, "name": name, "password": DEMO_PASSWORD})
+        finally:
+            await db.dispose()
+        return out
+
+    for row in _run(go):
+        click.echo(json.dumps(row, ensure_ascii=False))
+
+
+@main.group()
+def maintenance() -> None:
+    """Housekeeping."""
+
+
+@maintenance.command("prune-events")
+@click.option("--days", type=int, default=30, show_default=True)
+def prune_events(days: int) -> None:
+    """Delete events older than DAYS; clients behind that point get resync_required."""
+
+    async def go() -> int:
+        from datetime import timedelta
+
+        from messaging.events import EventLog
+        from org_tree.clock import SystemClock
+        from org_tree.db.database import Database
+
+        db = Database(_settings().database_url)
+        try:
+            return await EventLog(db).prune_before(SystemClock().now() - timedelta(days=days))
+        finally:
+            await db.dispose()
+
+    click.echo(json.dumps({"deleted": _run(go)}))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Settings, read once from ``ZZD_*`` environment variables (and CLI flags).
+
+Every field documents its default next to it. Domain packages never read
+these: the composition root (``zzd.services``) passes plain values down.
+Secrets may be given inline or, better, as a file (``ZZD_JWT_KEYS_FILE``).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZZD_", frozen=True, extra="ignore")
+
+    #: Where data lives. Default: a SQLite file in the current directory.
+    database_url: str = "sqlite+aiosqlite:///./zzd.db"
+    #: Broker between server processes. Default in-process (one process only).
+    #: ``ZZD_REDIS_URL`` is accepted as an alias.
+    broker_url: str = Field(default="memory://", validation_alias=AliasChoices("ZZD_BROKER_URL", "ZZD_REDIS_URL"))
+    #: Prefix of every Redis channel, so deployments (and tests) can share one Redis.
+    redis_prefix: str = "zzd"
+    #: Listen address and port of ``zzd serve``.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    #: Identifies this process in logs and broker messages. Default: random.
+    node_id: str = Field(default_factory=lambda: secrets.token_hex(4))
+
+    #: HMAC keys as ``kid:secret`` pairs separated by commas; the first signs,
+    #: all verify (rotation). Each secret must be at least 32 bytes.
+    jwt_keys: SecretStr | None = None
+    #: File holding the same format as ``ZZD_JWT_KEYS``. Default: none; with
+    #: neither set, a key is generated once into ``zzd-jwt.keys`` beside the database.
+    jwt_keys_file: Path | None = None
+    jwt_issuer: str = "zzd"
+    jwt_audience: str = "zzd-clients"
+    #: Lifetime of access tokens (seconds). Default 15 minutes.
+    access_token_ttl: int = Field(default=900, ge=30, le=86_400)
+    #: Lifetime of a login session / refresh token (seconds). Default 30 days.
+    refresh_token_ttl: int = Field(default=30 * 86_400, ge=300)
+    #: Clock skew tolerated when checking token times (seconds).
+    jwt_leeway: int = Field(default=10, ge=0, le=30)
+
+    #: Browser origins allowed to open /ws (exact scheme://host[:port]).
+    #: Default: none, i.e. only non-browser clients (no Origin header).
+    allowed_origins: list[str] = Field(default_factory=list)
+    #: Largest WebSocket message accepted, bytes (OWASP: 64 KiB).
+    ws_max_size: int = Field(default=65_536, ge=1024, le=1_048_576)
+    #: Seconds a new socket has to send its ``hello`` frame.
+    ws_auth_timeout: float = Field(default=10.0, gt=0)
+    #: Frames queued per socket before it is closed as a slow consumer (1013).
+    ws_queue_max: int = Field(default=256, ge=8)
+    #: Seconds one frame may take to send before the socket is closed (1013).
+    ws_send_timeout: float = Field(default=30.0, gt=0)
+    #: WebSocket ping interval and timeout, seconds.
+    ws_ping_interval: float = Field(default=20.0, gt=0)
+    #: Kernel timeout for unacknowledged data on accepted sockets (ms); frees
+    #: zero-window clients that keepalive cannot (RELIABILITY finding 1).
+    tcp_user_timeout_ms: int = Field(default=30_000, ge=1000)
+    #: Concurrent sockets per person; the oldest is closed (4409) beyond it.
+    max_connections_per_person: int = Field(default=5, ge=1)
+    #: Messages one person may send per minute before ``rate_limited``.
+    send_rate_per_minute: int = Field(default=100, ge=1)
+    #: Whole-server connection cap; handshakes beyond it get HTTP 503.
+    limit_concurrency: int = Field(default=20_000, ge=10)
+    #: Seconds between safety polls that repair lost broker wake-ups.
+    safety_poll_interval: float = Field(default=5.0, gt=0)
+    #: Database pool size per process.
+    db_pool_size: int = Field(default=10, ge=1)
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, v: str) -> str:
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, v: str) -> str:
+        if not v.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must start with memory:// or redis://")
+        return v
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for o in v:
+            if not o.startswith(("http://", "https://")) or o.endswith("/"):
+                raise ValueError(f"{o!r} is not an origin like https://host[:port]")
+        return [o.lower() for o in v]
+
+    def signing_keys(self) -> dict[str, bytes]:
+        """``kid → secret`` in rotation order (first signs)."""
+        if self.jwt_keys is not None:
+            raw = self.jwt_keys.get_secret_value()
+        elif self.jwt_keys_file is not None:
+            raw = self.jwt_keys_file.read_text().strip()
+        else:
+            raw = _local_key_file(self.database_url)
+        keys: dict[str, bytes] = {}
+        for part in raw.split(","):
+            kid, sep, secret = part.strip().partition(":")
+            if not sep or not kid or len(secret.encode()) < 32:
+                raise ConfigError("ZZD_JWT_KEYS: each entry must be kid:secret with a secret of at least 32 bytes")
+            keys[kid] = secret.encode()
+        return keys
+
+
+def _local_key_file(database_url: str) -> str:
+    """A per-installation key for the embedded default, created on first start."""
+    path = Path("zzd-jwt.keys")
+    if database_url.startswith("sqlite+aiosqlite:///"):
+        db_path = Path(database_url.removeprefix("sqlite+aiosqlite:///"))
+        path = db_path.parent / "zzd-jwt.keys"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"k1:{secrets.token_urlsafe(48)}\n")
+        path.chmod(0o600)
+        logger.info("generated a JWT signing key in %s", path)
+    return path.read_text().strip()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment plus explicit overrides (CLI flags).
+
+    Raises:
+        ConfigError: naming the ``ZZD_*`` variable that is wrong.
+    """
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "ZZD_" + "_".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("; ".join(problems)) from exc

@@ -1,0 +1,275 @@
+"""Moves data between one Starlette WebSocket and its ``GatewayProtocol``.
+
+One reader task (frames in → protocol → domain calls, one request at a time
+so a client's sends keep their order), one writer task draining a bounded
+queue with a send timeout (a slow reader is closed with 1013 instead of
+growing memory, STYLE.md lesson 6), and a catch-up task when the event
+stream has a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from messaging.chat import SendRequest
+from messaging.wakeup import event_frame
+from org_tree.errors import ErrorCode, Forbidden, NotFound, RateLimited, ResyncRequired, ZzdError
+from zzd.auth.tokens import AccessClaims
+from zzd.gateway.closecodes import Close
+from zzd.gateway.delivery import DeliveryCursor, Verdict
+from zzd.gateway.frames import Conversations, Hello, History, Read, Send, Sync
+from zzd.gateway.protocol import GatewayProtocol, Request
+
+if TYPE_CHECKING:
+    from zzd.services import Services
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Connection"]
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, services: Services) -> None:
+        self.ws = ws
+        self.s = services
+        cfg = services.settings
+        self.protocol = GatewayProtocol(
+            now=services.clock.monotonic(), auth_timeout=cfg.ws_auth_timeout, leeway=cfg.jwt_leeway
+        )
+        self.person_id = 0
+        self.session_id = ""
+        self.cursor = DeliveryCursor()
+        # Bounded: fan-out never waits on this socket; overflow closes it (1013).
+        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=cfg.ws_queue_max)
+        self._done = asyncio.Event()
+        self._close_with: tuple[int, str] | None = None
+        self._catch_up_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        self._arm_timer()
+        reader = asyncio.create_task(self._read_loop(), name="ws-reader")
+        writer = asyncio.create_task(self._write_loop(), name="ws-writer")
+        try:
+            await self._done.wait()
+        finally:
+            for t in (reader, writer, self._catch_up_task):
+                if t is not None:
+                    t.cancel()
+            for t in (reader, writer, self._catch_up_task):
+                if t is not None:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await t
+            if self._timer is not None:
+                self._timer.cancel()
+            if self.person_id:
+                self.s.hub.unregister(self)
+            if self._close_with is not None:
+                code, reason = self._close_with
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.ws.close(code, reason), timeout=2)
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask the connection to close (safe to call from anywhere, any number of times)."""
+        if self._close_with is None:
+            self._close_with = (int(code), reason)
+        self._done.set()
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        deadline = self.protocol.next_deadline()
+        if deadline is None:
+            return
+        delay = max(0.0, deadline - self.s.clock.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay + 0.01, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.protocol.check_deadlines(self.s.clock.monotonic())
+        self._flush_protocol()
+        if not self._done.is_set():
+            self._arm_timer()
+
+    # --- output --------------------------------------------------------------------
+
+    def _enqueue(self, frame: str) -> None:
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.close(Close.TRY_AGAIN_LATER, "slow consumer: reconnect and resume")
+
+    def _flush_protocol(self) -> None:
+        for frame in self.protocol.data_to_send():
+            self._enqueue(frame)
+        if self.protocol.close_with is not None:
+            self.close(*self.protocol.close_with)
+
+    async def _write_loop(self) -> None:
+        timeout = self.s.settings.ws_send_timeout
+        try:
+            while True:
+                frame = await self._queue.get()
+                await asyncio.wait_for(self.ws.send_text(frame), timeout=timeout)
+        except TimeoutError:
+            self.close(Close.TRY_AGAIN_LATER, "send timed out: reconnect and resume")
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._done.set()
+
+    # --- input ---------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        try:
+            while not self._done.is_set():
+                msg = await self.ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    break
+                if msg.get("text") is not None:
+                    requests = self.protocol.receive_text(msg["text"])
+                else:
+                    self.protocol.receive_bytes()
+                    requests = []
+                self._flush_protocol()
+                for req in requests:
+                    await self._handle(req)
+                    self._flush_protocol()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            self._done.set()
+
+    async def _handle(self, req: Request) -> None:
+        frame = req.frame
+        try:
+            if isinstance(frame, Hello):
+                await self._hello(frame)
+                return
+            data = await self._dispatch(frame)
+            self.protocol.reply(req.ref, data)
+        except ZzdError as err:
+            if isinstance(frame, Hello):
+                self.protocol.auth_failed(req.ref, err)
+            else:
+                self.protocol.fail(req.ref, err)
+        except Exception:
+            logger.exception("request %s failed", type(frame).__name__)
+            self.protocol.fail(req.ref, ZzdError("internal error", code=ErrorCode.INTERNAL))
+
+    async def _dispatch(self, frame: Any) -> dict[str, Any]:
+        s = self.s
+        if isinstance(frame, Send):
+            if not s.rate_limiter.allow(self.person_id, s.clock.monotonic()):
+                raise RateLimited("too many messages; slow down", data={"per_minute": s.settings.send_rate_per_minute})
+            result = await s.chat.send(SendRequest(self.person_id, frame.to, frame.client_msg_id, frame.body))
+            return result.to_dict()
+        if isinstance(frame, Sync):
+            page = await s.events.read(self.person_id, epoch=frame.epoch, since=frame.since, limit=frame.limit)
+            return {
+                "epoch": page.epoch,
+                "events": [{"seq": q, "kind": k, "data": _raw(p)} for q, k, p in page.events],
+                "next_since": page.next_since,
+                "limited": page.limited,
+                "last_seq": page.last_seq,
+            }
+        if isinstance(frame, History):
+            cid = frame.conversation_id
+            if cid is None and frame.with_person is not None:
+                cid = await s.chat.direct_conversation_id(self.person_id, frame.with_person)
+                if cid is None:
+                    return {"conversation_id": None, "messages": [], "next_before": None}
+            if cid is None:
+                raise NotFound("give conversation_id or with_person")
+            hist = await s.chat.history(self.person_id, cid, before=frame.before, limit=frame.limit)
+            return {"conversation_id": cid, "messages": hist.messages, "next_before": hist.next_before}
+        if isinstance(frame, Read):
+            marker = await s.chat.mark_read(self.person_id, frame.conversation_id, frame.message_id)
+            return {"conversation_id": frame.conversation_id, "last_read_message_id": marker}
+        if isinstance(frame, Conversations):
+            return {"conversations": await s.chat.conversations(self.person_id, limit=frame.limit)}
+        raise NotFound("unsupported frame")  # pragma: no cover - protocol filters types
+
+    async def _hello(self, frame: Hello) -> None:
+        s = self.s
+        claims: AccessClaims = s.tokens.verify(frame.token)
+        if not await s.sessions.is_active(claims.session_id):
+            raise Forbidden("session is no longer active")
+        self.person_id = claims.person_id
+        self.session_id = claims.session_id
+        # Subscribe first, then read the stream position (decision 7).
+        s.hub.register(self)
+        state = await s.events.state(self.person_id)
+        resumed = False
+        reason = None
+        start = state.last_seq
+        if frame.resume is not None:
+            try:
+                await s.events.read(self.person_id, epoch=frame.resume.epoch, since=frame.resume.since, limit=1)
+                start, resumed = frame.resume.since, True
+            except ResyncRequired as err:
+                reason = err.message
+        remaining = claims.expires_at - s.clock.now().timestamp()
+        data: dict[str, Any] = {
+            "protocol": 1,
+            "person_id": self.person_id,
+            "epoch": state.epoch,
+            "last_seq": state.last_seq,
+            "resumed": resumed,
+        }
+        if reason is not None:
+            data["resync_required"] = reason
+        self.protocol.authenticated(frame.id, data, expires_at=s.clock.monotonic() + remaining)
+        self._flush_protocol()
+        self._arm_timer()
+        if self.cursor.start(start) or state.last_seq > start:
+            self.cursor.catching_up = True
+            self._start_catch_up()
+
+    # --- event delivery ----------------------------------------------------------------
+
+    def offer(self, seq: int, frame: str) -> None:
+        """A live event for this socket's person (called by the hub; never blocks)."""
+        verdict = self.cursor.offer(seq)
+        if verdict is Verdict.SEND:
+            self._enqueue(frame)
+        elif verdict is Verdict.CATCH_UP:
+            self._start_catch_up()
+
+    def nudge(self, head: int) -> None:
+        if self.cursor.nudge(head):
+            self._start_catch_up()
+
+    def _start_catch_up(self) -> None:
+        if self._catch_up_task is None or self._catch_up_task.done():
+            self._catch_up_task = asyncio.create_task(self._catch_up(), name="ws-catch-up")
+
+    async def _catch_up(self) -> None:
+        cur = self.cursor
+        try:
+            while not self._done.is_set():
+                assert cur.cursor is not None
+                page = await self.s.events.read(self.person_id, epoch=None, since=cur.cursor)
+                for seq, kind, payload in page.events:
+                    # Pace with the socket rather than overflowing the queue.
+                    while self._queue.full() and not self._done.is_set():
+                        await asyncio.sleep(0.005)
+                    if cur.take_stored(seq):
+                        self._enqueue(event_frame(seq, kind, payload))
+                if not cur.finish_page(page.limited):
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("catch-up for person %s failed: %r", self.person_id, exc)
+            cur.abort()
+
+
+def _raw(payload: str) -> Any:
+    return json.loads(payload)

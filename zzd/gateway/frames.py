@@ -1,0 +1,88 @@
+"""Typed client frames, validated at the edge (docs/protocol.md).
+
+Each frame is a JSON object with ``type`` and a client-chosen ``id`` that the
+reply echoes as ``ref``. Unknown fields, wrong types and out-of-range numbers
+are refused: pydantic strict mode, no coercion.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+__all__ = ["ClientFrame", "FRAME_TYPES", "PROTOCOL_VERSION", "parse_frame"]
+
+PROTOCOL_VERSION = 1
+SafeInt = Annotated[int, Field(ge=0, le=2**53)]
+PosInt = Annotated[int, Field(ge=1, le=2**53)]
+FrameId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    id: FrameId
+
+
+class Resume(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    epoch: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    since: SafeInt
+
+
+class Hello(_Frame):
+    type: Literal["hello"]
+    v: Literal[1]
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+    #: Resume the event stream after ``since``; omit to start live from now.
+    resume: Resume | None = None
+
+
+class Send(_Frame):
+    type: Literal["send"]
+    #: Recipient person id.
+    to: PosInt
+    client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    body: Annotated[str, StringConstraints(max_length=5000)]
+
+
+class Sync(_Frame):
+    type: Literal["sync"]
+    epoch: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    since: SafeInt
+    limit: Annotated[int, Field(ge=1, le=500)] = 500
+
+
+class History(_Frame):
+    type: Literal["history"]
+    conversation_id: PosInt | None = None
+    #: Direct chat with this person, instead of a conversation id.
+    with_person: PosInt | None = None
+    before: PosInt | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+
+
+class Read(_Frame):
+    type: Literal["read"]
+    conversation_id: PosInt
+    message_id: PosInt
+
+
+class Conversations(_Frame):
+    type: Literal["conversations"]
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class Ping(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[Hello | Send | Sync | History | Read | Conversations | Ping, Field(discriminator="type")]
+FRAME_TYPES = frozenset({"hello", "send", "sync", "history", "read", "conversations", "ping"})
+
+_adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+def parse_frame(obj: object) -> Hello | Send | Sync | History | Read | Conversations | Ping:
+    """Validate a decoded JSON value as a client frame (raises pydantic ``ValidationError``)."""
+    return _adapter.validate_python(obj)

@@ -1,0 +1,142 @@
+"""Which sockets of this process belong to whom, and getting events to them.
+
+One ``ConnectionHub`` per server process, owned by ``Services`` (no module
+globals, so two servers can run side by side in one test). Events reach it
+three ways: directly after a local commit, as broker wake-ups from other
+processes, and from the safety poll that asks the database for each local
+person's last seq, which repairs any lost wake-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from messaging.events import EventLog
+from messaging.wakeup import EventGroup, Wakeup, event_frame
+from zzd.gateway.closecodes import Close
+
+if TYPE_CHECKING:
+    from zzd.gateway.connection import Connection
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CONTROL_CHANNEL", "ConnectionHub"]
+
+CONTROL_CHANNEL = "control"
+
+
+class ConnectionHub:
+    def __init__(self, node_id: str, events: EventLog, *, max_per_person: int) -> None:
+        self.node_id = node_id
+        self._events = events
+        self._max = max_per_person
+        #: person_id → that person's sockets here, oldest first.
+        self._by_person: dict[int, list[Connection]] = {}
+        self._poll_task: asyncio.Task[None] | None = None
+
+    # --- membership ------------------------------------------------------------
+
+    def register(self, conn: Connection) -> None:
+        conns = self._by_person.setdefault(conn.person_id, [])
+        conns.append(conn)
+        while len(conns) > self._max:
+            oldest = conns.pop(0)
+            oldest.close(Close.REPLACED, "too many connections for this person")
+
+    def unregister(self, conn: Connection) -> None:
+        conns = self._by_person.get(conn.person_id)
+        if conns is None:
+            return
+        with contextlib.suppress(ValueError):
+            conns.remove(conn)
+        if not conns:
+            del self._by_person[conn.person_id]
+
+    def connections(self) -> Iterable[Connection]:
+        for conns in self._by_person.values():
+            yield from conns
+
+    def count(self) -> int:
+        return sum(len(c) for c in self._by_person.values())
+
+    # --- delivery --------------------------------------------------------------
+
+    def deliver(self, groups: list[EventGroup]) -> None:
+        """Offer freshly committed events to local sockets (never blocks)."""
+        by_person = self._by_person
+        for g in groups:
+            for pid, seq in g.recipients:
+                conns = by_person.get(pid)
+                if conns:
+                    frame = event_frame(seq, g.kind, g.payload)
+                    for c in list(conns):
+                        c.offer(seq, frame)
+
+    def on_wakeup(self, data: bytes) -> None:
+        try:
+            wake = Wakeup.decode(data)
+        except (ValueError, KeyError, TypeError):
+            logger.warning("undecodable wake-up ignored")
+            return
+        if wake.origin != self.node_id:
+            self.deliver(wake.groups)
+
+    def on_control(self, data: bytes) -> None:
+        """Session revocations and account changes announced by any process."""
+        try:
+            msg = json.loads(data)
+        except ValueError:
+            return
+        if msg.get("t") == "revoke_session":
+            self.close_session(str(msg.get("sid")))
+        elif msg.get("t") == "disable_person":
+            self.close_person(int(msg.get("pid", 0)))
+
+    def close_session(self, session_id: str) -> None:
+        for c in list(self.connections()):
+            if c.session_id == session_id:
+                c.close(Close.FORBIDDEN, "session revoked")
+
+    def close_person(self, person_id: int) -> None:
+        for c in list(self._by_person.get(person_id, ())):
+            c.close(Close.FORBIDDEN, "account disabled")
+
+    def close_all(self, code: int, reason: str) -> None:
+        for c in list(self.connections()):
+            c.close(code, reason)
+
+    # --- repair ------------------------------------------------------------------
+
+    async def backfill(self) -> None:
+        """Compare each local person's committed head with what their sockets have."""
+        persons = list(self._by_person)
+        if not persons:
+            return
+        heads = await self._events.heads(persons)
+        for pid, head in heads.items():
+            for c in list(self._by_person.get(pid, ())):
+                c.nudge(head)
+
+    def start_safety_poll(self, interval: float) -> None:
+        self._poll_task = asyncio.create_task(self._poll(interval), name="safety-poll")
+
+    async def _poll(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.backfill()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("safety poll failed: %r", exc)
+
+    async def stop(self) -> None:
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task

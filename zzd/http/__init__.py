@@ -1,0 +1,1 @@
+"""REST endpoints: thin translations between HTTP and domain services."""

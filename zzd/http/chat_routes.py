@@ -1,0 +1,89 @@
+"""REST access to direct chat and the event stream, for apps and simple clients.
+
+Same services, same checks and same errors as the WebSocket frames.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from messaging.chat import SendRequest
+from org_tree.errors import BadRequest, RateLimited
+from zzd.http.common import authenticate, json_body, ok, services_of
+
+__all__ = ["routes"]
+
+
+class SendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    to: Annotated[int, Field(ge=1, le=2**53)]
+    client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    body: Annotated[str, StringConstraints(max_length=5000)]
+
+
+def _int_param(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise BadRequest(f"{name} must be an integer from {lo} to {hi}", data={"field": name})
+    return int(raw)
+
+
+async def send(request: Request) -> JSONResponse:
+    s = services_of(request)
+    claims = await authenticate(request)
+    body = await json_body(request, SendBody)
+    if not s.rate_limiter.allow(claims.person_id, s.clock.monotonic()):
+        raise RateLimited("too many messages; slow down")
+    res = await s.chat.send(SendRequest(claims.person_id, body.to, body.client_msg_id, body.body))
+    return ok(res.to_dict(), status=200 if res.duplicate else 201)
+
+
+async def history(request: Request) -> JSONResponse:
+    s = services_of(request)
+    claims = await authenticate(request)
+    cid = int(request.path_params["conversation_id"])
+    before = _int_param(request, "before", None, 1, 2**53)
+    limit = _int_param(request, "limit", 50, 1, 100) or 50
+    page = await s.chat.history(claims.person_id, cid, before=before, limit=limit)
+    return ok({"conversation_id": cid, "messages": page.messages, "next_before": page.next_before})
+
+
+async def conversations(request: Request) -> JSONResponse:
+    s = services_of(request)
+    claims = await authenticate(request)
+    limit = _int_param(request, "limit", 50, 1, 200) or 50
+    return ok({"conversations": await s.chat.conversations(claims.person_id, limit=limit)})
+
+
+async def sync(request: Request) -> JSONResponse:
+    s = services_of(request)
+    claims = await authenticate(request)
+    since = _int_param(request, "since", 0, 0, 2**53) or 0
+    limit = _int_param(request, "limit", 500, 1, 500) or 500
+    epoch = request.query_params.get("epoch")
+    page = await s.events.read(claims.person_id, epoch=epoch, since=since, limit=limit)
+    return ok(
+        {
+            "epoch": page.epoch,
+            "events": [{"seq": q, "kind": k, "data": json.loads(p)} for q, k, p in page.events],
+            "next_since": page.next_since,
+            "limited": page.limited,
+            "last_seq": page.last_seq,
+        }
+    )
+
+
+routes = [
+    Route("/api/v1/messages", send, methods=["POST"]),
+    Route("/api/v1/conversations", conversations, methods=["GET"]),
+    Route("/api/v1/conversations/{conversation_id:int}/messages", history, methods=["GET"]),
+    Route("/api/v1/sync", sync, methods=["GET"]),
+]

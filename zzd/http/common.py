@@ -1,0 +1,74 @@
+"""What every REST endpoint shares: the error body, strict JSON bodies, bearer auth."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from org_tree.errors import BadRequest, ErrorCode, Forbidden, Unauthorized, ZzdError
+from zzd.auth.tokens import AccessClaims
+from zzd.gateway.jsonsafe import strict_loads
+
+if TYPE_CHECKING:
+    from zzd.services import Services
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["authenticate", "error_response", "json_body", "services_of"]
+
+MAX_BODY_BYTES = 65_536
+M = TypeVar("M", bound=BaseModel)
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def error_response(err: ZzdError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if err.http_status == 401 else None
+    return JSONResponse({"error": err.to_dict()}, status_code=err.http_status, headers=headers)
+
+
+async def json_body(request: Request, model: type[M]) -> M:
+    """Read and validate a JSON body strictly (size cap, no NaN, no duplicate keys)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise BadRequest("send the body as application/json", code=ErrorCode.INVALID_JSON)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BadRequest(f"body larger than {MAX_BODY_BYTES} bytes", data={"max_bytes": MAX_BODY_BYTES})
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("body is not UTF-8", code=ErrorCode.INVALID_JSON) from exc
+    obj = strict_loads(text)
+    try:
+        return model.model_validate(obj, strict=True)
+    except ValidationError as exc:
+        fields = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)[:5]
+        ]
+        raise BadRequest("invalid request body", code=ErrorCode.INVALID_FRAME, data={"errors": fields}) from exc
+
+
+async def authenticate(request: Request) -> AccessClaims:
+    """The caller's claims from ``Authorization: Bearer``, with the session still active."""
+    s = services_of(request)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing bearer token")
+    claims = s.tokens.verify(token.strip())
+    if not await s.sessions.is_active(claims.session_id):
+        raise Forbidden("session is no longer active")
+    return claims
+
+
+def ok(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status)

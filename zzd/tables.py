@@ -1,0 +1,17 @@
+"""Imports every table module so the shared ``metadata`` is complete (for Alembic and tests)."""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+import messaging.schema
+import org_tree.schema
+from org_tree.db.base import metadata
+
+__all__ = ["all_metadata"]
+
+_MODULES = (org_tree.schema, messaging.schema)
+
+
+def all_metadata() -> MetaData:
+    return metadata
