@@ -19,17 +19,17 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from messaging.batching import Batcher
+from messaging.db_errors import with_db_retry
+from messaging.events import EventLog, NewEvent
+from messaging.schema import conversation_members, conversations, messages
+from messaging.wakeup import EventGroup
 from org_tree.clock import Clock
 from org_tree.db.database import Database
 from org_tree.db.dialect import insert_ignore
 from org_tree.errors import BadRequest, ErrorCode, Forbidden, NotFound
 from org_tree.schema import persons
 from org_tree.text import check_text
-from messaging.batching import Batcher
-from messaging.db_errors import with_db_retry
-from messaging.events import EventLog, NewEvent
-from messaging.schema import conversation_members, conversations, messages
-from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,9 @@ class ChatService:
         self._events = events
         self._clock = clock
         self._notify = notify
-        self._batcher: Batcher[SendRequest, SendResult] = Batcher(self._send_batch, max_batch=max_batch, name="chat-send")
+        self._batcher: Batcher[SendRequest, SendResult] = Batcher(
+            self._send_batch, max_batch=max_batch, name="chat-send"
+        )
 
     async def send(self, req: SendRequest) -> SendResult:
         """Store a direct message and return once it is committed.
@@ -231,13 +233,19 @@ class ChatService:
         if not keys:
             return {}
         res = await conn.execute(
-            select(messages.c.id, messages.c.conversation_id, messages.c.sender_id, messages.c.client_msg_id, messages.c.created_at).where(
-                tuple_(messages.c.sender_id, messages.c.client_msg_id).in_(keys)
-            )
+            select(
+                messages.c.id,
+                messages.c.conversation_id,
+                messages.c.sender_id,
+                messages.c.client_msg_id,
+                messages.c.created_at,
+            ).where(tuple_(messages.c.sender_id, messages.c.client_msg_id).in_(keys))
         )
         return {(int(s), c): SendResult(int(i), int(cv), t, True, None) for i, cv, s, c, t in res}
 
-    async def _direct_conversations(self, conn: AsyncConnection, reqs: list[SendRequest], now: datetime) -> dict[str, int]:
+    async def _direct_conversations(
+        self, conn: AsyncConnection, reqs: list[SendRequest], now: datetime
+    ) -> dict[str, int]:
         pairs = {direct_key(r.sender_id, r.recipient_id): (r.sender_id, r.recipient_id) for r in reqs}
         found = await self._conv_ids(conn, list(pairs))
         missing = [k for k in pairs if k not in found]

@@ -18,11 +18,11 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from messaging.schema import person_events, person_streams
+from messaging.wakeup import EventGroup
 from org_tree.db.database import Database
 from org_tree.db.dialect import chunks, insert_ignore
 from org_tree.errors import ErrorCode, ResyncRequired
-from messaging.schema import person_events, person_streams
-from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)
 

@@ -49,7 +49,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_TYPE = "unknown_type"
     INVALID_TEXT = "invalid_text"
     UNAUTHORIZED = "unauthorized"
-    TOKEN_EXPIRED = "token_expired"
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105 - an error code, not a secret
     INVALID_GRANT = "invalid_grant"
     FORBIDDEN = "forbidden"
     OUT_OF_SCOPE = "out_of_scope"

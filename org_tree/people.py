@@ -61,7 +61,9 @@ class PersonDirectory:
             async with self._db.write() as conn:
                 res = await conn.execute(
                     insert(persons)
-                    .values(login=clean_login, name=clean_name, password_hash=password_hash, disabled=False, created_at=now)
+                    .values(
+                        login=clean_login, name=clean_name, password_hash=password_hash, disabled=False, created_at=now
+                    )
                     .returning(persons.c.id)
                 )
                 pid = int(res.scalar_one())
@@ -97,7 +99,9 @@ class PersonDirectory:
 
     async def set_password_hash(self, person_id: int, password_hash: str) -> None:
         async with self._db.write() as conn:
-            res = await conn.execute(update(persons).where(persons.c.id == person_id).values(password_hash=password_hash))
+            res = await conn.execute(
+                update(persons).where(persons.c.id == person_id).values(password_hash=password_hash)
+            )
         if res.rowcount == 0:
             raise NotFound("no such person", data={"person_id": person_id})
 

@@ -95,9 +95,13 @@ class SessionStore:
             else:
                 token = secrets.token_urlsafe(32)
                 await conn.execute(
-                    update(refresh_tokens).where(refresh_tokens.c.token_hash == _digest(refresh_token)).values(used_at=now)
+                    update(refresh_tokens)
+                    .where(refresh_tokens.c.token_hash == _digest(refresh_token))
+                    .values(used_at=now)
                 )
-                await conn.execute(insert(refresh_tokens).values(token_hash=_digest(token), session_id=sid, issued_at=now))
+                await conn.execute(
+                    insert(refresh_tokens).values(token_hash=_digest(token), session_id=sid, issued_at=now)
+                )
                 return IssuedSession(sid, int(person_id), token)
         raise bad
 

@@ -62,7 +62,12 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         svc = services or Services.build(settings)
         await svc.start()
         app.state.services = svc
-        logger.info("zzd node %s ready (db=%s, broker=%s)", settings.node_id, svc.db.dialect, settings.broker_url.split("://")[0])
+        logger.info(
+            "zzd node %s ready (db=%s, broker=%s)",
+            settings.node_id,
+            svc.db.dialect,
+            settings.broker_url.split("://")[0],
+        )
         try:
             yield
         finally:

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEMO_PEOPLE = [("zhangsan", "张三"), ("lisi", "李四"), ("wangwu", "王五")]
-DEMO_PASSWORD = "zzd-demo-2026"
+DEMO_PASSWORD = "zzd-demo-2026"  # noqa: S105 - published demo credential, printed by `zzd demo seed`
 
 
 def _settings(**overrides: Any) -> Settings:

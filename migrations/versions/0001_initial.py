@@ -64,9 +64,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_sessions")),
     )
-    op.create_index(
-        "ix_auth_sessions_person", "auth_sessions", ["person_id"], unique=False
-    )
+    op.create_index("ix_auth_sessions_person", "auth_sessions", ["person_id"], unique=False)
 
     op.create_table(
         "conversation_members",
@@ -86,9 +84,7 @@ def upgrade() -> None:
             name=op.f("fk_conversation_members_person_id_persons"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint(
-            "conversation_id", "person_id", name=op.f("pk_conversation_members")
-        ),
+        sa.PrimaryKeyConstraint("conversation_id", "person_id", name=op.f("pk_conversation_members")),
     )
     op.create_index(
         "ix_conversation_members_person",
@@ -111,13 +107,9 @@ def upgrade() -> None:
             name=op.f("fk_messages_conversation_id_conversations"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["sender_id"], ["persons.id"], name=op.f("fk_messages_sender_id_persons")
-        ),
+        sa.ForeignKeyConstraint(["sender_id"], ["persons.id"], name=op.f("fk_messages_sender_id_persons")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
-        sa.UniqueConstraint(
-            "sender_id", "client_msg_id", name="uq_messages_sender_client_msg"
-        ),
+        sa.UniqueConstraint("sender_id", "client_msg_id", name="uq_messages_sender_client_msg"),
     )
     op.create_index(
         "ix_messages_conversation_id",
@@ -154,9 +146,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_refresh_tokens")),
     )
-    op.create_index(
-        "ix_refresh_tokens_session", "refresh_tokens", ["session_id"], unique=False
-    )
+    op.create_index("ix_refresh_tokens_session", "refresh_tokens", ["session_id"], unique=False)
 
 
 def downgrade() -> None:

@@ -48,6 +48,9 @@ class Connection:
         # Bounded: fan-out never waits on this socket; overflow closes it (1013).
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=cfg.ws_queue_max)
         self._done = asyncio.Event()
+        # Set by the writer whenever it takes a frame: the catch-up waits on it
+        # instead of overfilling the queue.
+        self._space = asyncio.Event()
         self._close_with: tuple[int, str] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -118,6 +121,7 @@ class Connection:
         try:
             while True:
                 frame = await self._queue.get()
+                self._space.set()
                 await asyncio.wait_for(self.ws.send_text(frame), timeout=timeout)
         except TimeoutError:
             self.close(Close.TRY_AGAIN_LATER, "send timed out: reconnect and resume")
@@ -258,8 +262,9 @@ class Connection:
                 page = await self.s.events.read(self.person_id, epoch=None, since=cur.cursor)
                 for seq, kind, payload in page.events:
                     # Pace with the socket rather than overflowing the queue.
-                    while self._queue.full() and not self._done.is_set():
-                        await asyncio.sleep(0.005)
+                    while self._queue.full():
+                        self._space.clear()
+                        await self._space.wait()
                     if cur.take_stored(seq):
                         self._enqueue(event_frame(seq, kind, payload))
                 if not cur.finish_page(page.limited):

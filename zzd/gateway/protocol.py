@@ -111,9 +111,7 @@ class GatewayProtocol:
             raise BadRequest("a frame must be a JSON object", code=ErrorCode.INVALID_FRAME)
         ftype = obj.get("type")
         if not isinstance(ftype, str) or ftype not in FRAME_TYPES:
-            raise BadRequest(
-                "unknown frame type", code=ErrorCode.UNKNOWN_TYPE, data={"known": sorted(FRAME_TYPES)}
-            )
+            raise BadRequest("unknown frame type", code=ErrorCode.UNKNOWN_TYPE, data={"known": sorted(FRAME_TYPES)})
         try:
             return parse_frame(obj)
         except ValidationError as exc:
@@ -151,9 +149,7 @@ class GatewayProtocol:
         """Close if the hello is late or the access token has expired."""
         if self.state in (State.AWAIT_HELLO, State.AUTHENTICATING) and now >= self._hello_deadline:
             self._close(Close.AUTH_TIMEOUT, "no hello in time")
-        elif (
-            self.state is State.READY and self._expires_at is not None and now >= self._expires_at + self._leeway
-        ):
+        elif self.state is State.READY and self._expires_at is not None and now >= self._expires_at + self._leeway:
             self._close(Close.UNAUTHORIZED, "access token expired")
 
     def next_deadline(self) -> float | None:

@@ -63,7 +63,9 @@ async def me(request: Request) -> JSONResponse:
     claims = await authenticate(request)
     person = await s.persons.get(claims.person_id)
     state = await s.events.state(person.id)
-    return ok({"id": person.id, "login": person.login, "name": person.name, "epoch": state.epoch, "last_seq": state.last_seq})
+    return ok(
+        {"id": person.id, "login": person.login, "name": person.name, "epoch": state.epoch, "last_seq": state.last_seq}
+    )
 
 
 routes = [

@@ -28,8 +28,12 @@ async def readyz(request: Request) -> JSONResponse:
             checks[name] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks, "node": s.settings.node_id,
-         "connections": s.hub.count()},
+        {
+            "status": "ready" if ready else "unavailable",
+            "checks": checks,
+            "node": s.settings.node_id,
+            "connections": s.hub.count(),
+        },
         status_code=200 if ready else 503,
     )
 

@@ -1,0 +1,120 @@
+"""A real WebSocket test client speaking docs/protocol.md, and login helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tests.conftest import FAST_PASSWORDS
+
+TIMEOUT = 10.0
+PASSWORD = "pw-for-tests-1"
+
+
+async def new_person(services: Any, name: str | None = None) -> tuple[int, str]:
+    """Create a person with a password; returns (person_id, login)."""
+    login = f"u{secrets.token_hex(5)}"
+    p = await services.persons.create(name or login, login=login, password_hash=FAST_PASSWORDS.hash_sync(PASSWORD))
+    return p.id, login
+
+
+async def login(http_base: str, login_name: str, password: str = PASSWORD) -> dict[str, Any]:
+    async with httpx.AsyncClient() as c:
+        r = await c.post(
+            f"{http_base}/api/v1/auth/token",
+            json={"grant_type": "password", "login": login_name, "password": password},
+        )
+    r.raise_for_status()
+    return r.json()  # type: ignore[no-any-return]
+
+
+class Client:
+    """Keeps replies by ``ref`` and events in arrival order; waits with timeouts, never sleeps."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self.replies: dict[str, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+        self.closed: tuple[int, str] | None = None
+        self.hello: dict[str, Any] = {}
+
+    @classmethod
+    async def connect(cls, url: str, token: str, *, resume: dict[str, Any] | None = None, **kw: Any) -> Client:
+        ws = await websockets.connect(url, max_size=2**20, **kw)
+        c = cls(ws)
+        frame: dict[str, Any] = {"type": "hello", "v": 1, "token": token}
+        if resume is not None:
+            frame["resume"] = resume
+        reply = await c.request(frame)
+        assert reply["type"] == "ok", reply
+        c.hello = reply["data"]
+        return c
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                async with self._changed:
+                    if frame["type"] == "event":
+                        self.events.append(frame)
+                    else:
+                        self.replies[str(frame.get("ref"))] = frame
+                    self._changed.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            rcvd = self.ws.close_rcvd
+            self.closed = (rcvd.code, rcvd.reason) if rcvd else (1006, "")
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def request(self, frame: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, Any]:
+        ref = str(frame.get("id") or f"r{next(self._ids)}")
+        frame = {**frame, "id": ref}
+        await self.ws.send(json.dumps(frame, ensure_ascii=False))
+        return await self.reply(ref, timeout)
+
+    async def reply(self, ref: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: ref in self.replies or self.closed), timeout)
+            if ref not in self.replies:
+                raise ConnectionError(f"closed {self.closed} before reply to {ref}")
+            return self.replies.pop(ref)
+
+    async def send_raw(self, data: str | bytes) -> None:
+        await self.ws.send(data)
+
+    async def wait_events(self, n: int, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.events) >= n or self.closed), timeout)
+        assert len(self.events) >= n, f"{len(self.events)} events < {n}; closed={self.closed}"
+        return self.events
+
+    async def wait_closed(self, timeout: float = TIMEOUT) -> tuple[int, str]:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: self.closed is not None), timeout)
+        assert self.closed is not None
+        return self.closed
+
+    async def send_message(self, to: int, body: str, client_msg_id: str | None = None) -> dict[str, Any]:
+        return await self.request(
+            {"type": "send", "to": to, "client_msg_id": client_msg_id or secrets.token_hex(8), "body": body}
+        )
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        try:
+            await self._reader
+        except (asyncio.CancelledError, Exception):
+            pass

@@ -1,0 +1,146 @@
+"""Shared fixtures: databases of both kinds, brokers of both kinds, a served app."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import uvicorn
+from argon2 import PasswordHasher
+
+from tests.services import PG_HOST, PG_PORT, PG_USER, REDIS_URL, pg_url, require
+from zzd.auth.passwords import Passwords
+from zzd.config import Settings
+from zzd.migrate import upgrade
+
+FAST_PASSWORDS = Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+TEST_KEYS = "t1:" + "k" * 40
+
+
+# --- databases ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file, copied for each test (migrating is the slow part)."""
+    path = tmp_path_factory.mktemp("tpl") / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+def _pg_admin(sql: str) -> None:
+    async def go() -> None:
+        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to head, dropped after."""
+    require("postgres")
+    name = f"zzd_test_{secrets.token_hex(4)}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(pg_url(name))
+        yield pg_url(name)
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs once per backend."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        dest = tmp_path / "zzd.db"
+        shutil.copy(template, dest)
+        return f"sqlite+aiosqlite:///{dest}"
+    return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require("redis")
+    return REDIS_URL
+
+
+def make_settings(db_url: str, broker_url: str = "memory://", **extra: object) -> Settings:
+    """Settings for a test server: a unique Redis prefix isolates concurrent tests."""
+    return Settings(
+        database_url=db_url,
+        broker_url=broker_url,
+        redis_prefix=f"zzdtest-{secrets.token_hex(4)}",
+        jwt_keys=TEST_KEYS,  # type: ignore[arg-type]
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- a served app ------------------------------------------------------------------
+
+
+class RunningServer:
+    def __init__(self, server: uvicorn.Server, port: int) -> None:
+        self.server = server
+        self.port = port
+        self.http = f"http://127.0.0.1:{port}"
+        self.ws = f"ws://127.0.0.1:{port}/ws"
+
+    @property
+    def services(self):  # type: ignore[no-untyped-def]
+        return self.server.config.loaded_app.app.state.services  # type: ignore[union-attr]
+
+
+async def start_server(settings: Settings, services: object | None = None) -> tuple[RunningServer, asyncio.Task[None]]:
+    from zzd.app import create_app
+    from zzd.server import listening_socket
+    from zzd.services import Services
+
+    svc = services or Services.build(settings, passwords=FAST_PASSWORDS)
+    app = create_app(settings, services=svc)  # type: ignore[arg-type]
+    port = free_port()
+    sock = listening_socket("127.0.0.1", port, settings.tcp_user_timeout_ms)
+    config = uvicorn.Config(
+        app,
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_size,
+        ws_per_message_deflate=False,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    rs = RunningServer(server, port)
+    rs.services_obj = svc  # type: ignore[attr-defined]
+    return rs, task
+
+
+@pytest.fixture
+async def server(db_url: str) -> AsyncIterator[RunningServer]:
+    """The app served by uvicorn on a free port, embedded broker."""
+    rs, task = await start_server(make_settings(db_url))
+    try:
+        yield rs
+    finally:
+        rs.server.should_exit = True
+        await task

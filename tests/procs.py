@@ -1,0 +1,93 @@
+"""Start real ``zzd serve`` processes for multi-process tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from tests.conftest import TEST_KEYS, free_port
+
+
+@dataclass
+class ServerProcess:
+    proc: asyncio.subprocess.Process
+    port: int
+    log: list[str]
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+async def _pump(stream: asyncio.StreamReader, log: list[str], ready: asyncio.Event) -> None:
+    while line := await stream.readline():
+        text = line.decode(errors="replace").rstrip()
+        log.append(text)
+        if "Application startup complete" in text:
+            ready.set()
+
+
+@asynccontextmanager
+async def zzd_processes(
+    db_url: str, broker_url: str, count: int = 2, *, prefixes: list[str] | None = None, **env: str
+) -> AsyncIterator[list[ServerProcess]]:
+    """``count`` server processes; each logs to memory and is killed afterwards."""
+    prefix = f"zzdtest-{secrets.token_hex(4)}"
+    procs: list[ServerProcess] = []
+    pumps: list[asyncio.Task[None]] = []
+    try:
+        for i in range(count):
+            port = free_port()
+            penv = {
+                **os.environ,
+                "ZZD_DATABASE_URL": db_url,
+                "ZZD_BROKER_URL": broker_url,
+                "ZZD_REDIS_PREFIX": prefixes[i] if prefixes else prefix,
+                "ZZD_JWT_KEYS": TEST_KEYS,
+                "ZZD_LOG_LEVEL": "info",
+                **env,
+            }
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "zzd",
+                "serve",
+                "--no-migrate",
+                "--port",
+                str(port),
+                env=penv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+            sp = ServerProcess(proc, port, [])
+            ready = asyncio.Event()
+            assert proc.stdout is not None
+            pumps.append(asyncio.create_task(_pump(proc.stdout, sp.log, ready)))
+            procs.append(sp)
+            try:
+                await asyncio.wait_for(ready.wait(), 30)
+            except TimeoutError as exc:
+                raise RuntimeError("server did not start:\n" + "\n".join(sp.log[-30:])) from exc
+        yield procs
+    finally:
+        for sp in procs:
+            if sp.proc.returncode is None:
+                sp.proc.send_signal(signal.SIGTERM)
+        for sp in procs:
+            try:
+                await asyncio.wait_for(sp.proc.wait(), 15)
+            except TimeoutError:
+                sp.proc.kill()
+                await sp.proc.wait()
+        for t in pumps:
+            t.cancel()

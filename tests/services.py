@@ -1,0 +1,39 @@
+"""Find the PostgreSQL and Redis services; skip without them locally, fail in CI.
+
+CI sets ``CI=true``: there a missing service is a failure, never a skip
+(STYLE.md lesson 11, Synapse's SYNAPSE_POSTGRES switch).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+PG_HOST = os.environ.get("ZZD_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("ZZD_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("ZZD_TEST_PG_USER", "postgres")
+REDIS_URL = os.environ.get("ZZD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require(service: str) -> None:
+    host, port = (PG_HOST, PG_PORT) if service == "postgres" else ("127.0.0.1", 6379)
+    if not _reachable(host, port):
+        msg = f"{service} is not reachable at {host}:{port}"
+        if IN_CI:
+            pytest.fail(msg + " (mandatory in CI)")
+        pytest.skip(msg)
+
+
+def pg_url(dbname: str) -> str:
+    return f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}"

@@ -1,0 +1,190 @@
+"""Direct chat end to end through real WebSocket clients, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.client import Client, login, new_person
+from tests.conftest import RunningServer
+from tests.history import History
+
+
+async def _pair(server: RunningServer) -> tuple[int, Client, int, Client]:
+    s = server.services_obj  # type: ignore[attr-defined]
+    a_id, a_login = await new_person(s, "张三")
+    b_id, b_login = await new_person(s, "李四")
+    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    b = await Client.connect(server.ws, (await login(server.http, b_login))["access_token"])
+    return a_id, a, b_id, b
+
+
+async def test_send_is_acked_and_delivered_to_recipient_and_sender_devices(server: RunningServer) -> None:
+    a_id, a, b_id, b = await _pair(server)
+    a_login_token = a.hello
+    assert a_login_token["person_id"] == a_id
+    reply = await a.send_message(b_id, "你好，李四")
+    assert reply["type"] == "ok"
+    mid = reply["data"]["message_id"]
+    [ev] = await b.wait_events(1)
+    assert ev["kind"] == "message.new" and ev["data"]["id"] == mid and ev["data"]["body"] == "你好，李四"
+    assert ev["data"]["sender"] == {"id": a_id, "name": "张三"}
+    [echo] = await a.wait_events(1)
+    assert echo["seq"] == reply["data"]["seq"] and echo["data"]["id"] == mid
+    await a.close()
+    await b.close()
+
+
+async def test_retried_send_returns_same_id_and_stores_one_message(server: RunningServer) -> None:
+    a_id, a, b_id, b = await _pair(server)
+    first = await a.send_message(b_id, "once", client_msg_id="cm-1")
+    again = await a.send_message(b_id, "once, retried with other text", client_msg_id="cm-1")
+    assert again["data"]["message_id"] == first["data"]["message_id"]
+    assert again["data"]["duplicate"] is True
+    hist = await a.request({"type": "history", "with_person": b_id})
+    assert [m["body"] for m in hist["data"]["messages"]] == ["once"]
+    # Another sender may use the same client_msg_id: a different message.
+    other = await b.send_message(a_id, "mine", client_msg_id="cm-1")
+    assert other["data"]["message_id"] != first["data"]["message_id"]
+    await a.close()
+    await b.close()
+
+
+async def test_concurrent_duplicate_sends_from_two_devices_store_one_message(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    a_id, a_login = await new_person(s)
+    b_id, _ = await new_person(s)
+    tok = (await login(server.http, a_login))["access_token"]
+    a1 = await Client.connect(server.ws, tok)
+    a2 = await Client.connect(server.ws, tok)
+    r1, r2 = await asyncio.gather(
+        a1.send_message(b_id, "x", client_msg_id="same"), a2.send_message(b_id, "x", client_msg_id="same")
+    )
+    assert r1["data"]["message_id"] == r2["data"]["message_id"]
+    assert sorted([r1["data"]["duplicate"], r2["data"]["duplicate"]]) == [False, True]
+    await a1.close()
+    await a2.close()
+
+
+async def test_many_senders_history_checker_holds(server: RunningServer) -> None:
+    """I1–I3 over concurrent traffic between five people, each on one device."""
+    s = server.services_obj  # type: ignore[attr-defined]
+    people = [await new_person(s) for _ in range(5)]
+    clients = [await Client.connect(server.ws, (await login(server.http, lg))["access_token"]) for _, lg in people]
+    hist = History()
+
+    async def talk(i: int) -> None:
+        me = people[i][0]
+        for k in range(20):
+            to = people[(i + 1 + k % 4) % 5][0]
+            cmid = f"{i}-{k}"
+            r = await clients[i].send_message(to, f"m{i}-{k}", client_msg_id=cmid)
+            hist.send_ok(me, cmid, r["data"]["message_id"], {me, to})
+
+    await asyncio.gather(*(talk(i) for i in range(5)))
+    # Each person sent 20 and received 20 (echoes count too): 40 events each.
+    for (pid, _), c in zip(people, clients, strict=True):
+        await c.wait_events(40)
+        hist.deliver_events(pid, c.events)
+    hist.check()
+    for c in clients:
+        await c.close()
+
+
+async def test_reconnect_with_resume_gets_exactly_what_was_missed(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    a_id, a_login = await new_person(s)
+    b_id, b_login = await new_person(s)
+    tok_b = (await login(server.http, b_login))["access_token"]
+    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    b = await Client.connect(server.ws, tok_b)
+    await a.send_message(b_id, "seen live")
+    await b.wait_events(1)
+    epoch, last = b.hello["epoch"], b.events[-1]["seq"]
+    await b.close()
+    sent = [(await a.send_message(b_id, f"offline {i}"))["data"]["message_id"] for i in range(30)]
+    b2 = await Client.connect(server.ws, tok_b, resume={"epoch": epoch, "since": last})
+    assert b2.hello["resumed"] is True
+    evs = await b2.wait_events(30)
+    assert [e["data"]["id"] for e in evs] == sent
+    assert [e["seq"] for e in evs] == list(range(last + 1, last + 31))
+    await a.close()
+    await b2.close()
+
+
+async def test_resume_with_wrong_epoch_says_resync_required(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    _, b_login = await new_person(s)
+    tok = (await login(server.http, b_login))["access_token"]
+    c = await Client.connect(server.ws, tok, resume={"epoch": "deadbeef", "since": 0})
+    assert c.hello["resumed"] is False and "resync_required" in c.hello
+    # The pull form says so explicitly too, never an empty "up to date".
+    r = await c.request({"type": "sync", "epoch": "deadbeef", "since": 0})
+    assert r["type"] == "error" and r["code"] == "resync_required"
+    await c.close()
+
+
+async def test_sync_pages_are_bounded_and_ordered(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    a_id, a_login = await new_person(s)
+    b_id, b_login = await new_person(s)
+    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    for i in range(12):
+        await a.send_message(b_id, f"n{i}")
+    b = await Client.connect(server.ws, (await login(server.http, b_login))["access_token"])
+    seen: list[int] = []
+    since = 0
+    while True:
+        r = await b.request({"type": "sync", "since": since, "limit": 5})
+        seen += [e["seq"] for e in r["data"]["events"]]
+        since = r["data"]["next_since"]
+        if not r["data"]["limited"]:
+            break
+    assert seen == list(range(1, 13))
+    await a.close()
+    await b.close()
+
+
+async def test_history_paginates_and_read_marker_syncs_to_other_devices(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    a_id, a_login = await new_person(s)
+    b_id, b_login = await new_person(s)
+    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    ids = [(await a.send_message(b_id, f"h{i}"))["data"]["message_id"] for i in range(7)]
+    tok_b = (await login(server.http, b_login))["access_token"]
+    b1 = await Client.connect(server.ws, tok_b)
+    b2 = await Client.connect(server.ws, tok_b)
+    page1 = (await b1.request({"type": "history", "with_person": a_id, "limit": 4}))["data"]
+    assert [m["id"] for m in page1["messages"]] == ids[::-1][:4]
+    page2 = (
+        await b1.request(
+            {"type": "history", "conversation_id": page1["conversation_id"], "before": page1["next_before"]}
+        )
+    )["data"]
+    assert [m["id"] for m in page2["messages"]] == ids[::-1][4:] and page2["next_before"] is None
+    r = await b1.request({"type": "read", "conversation_id": page1["conversation_id"], "message_id": ids[-1]})
+    assert r["data"]["last_read_message_id"] == ids[-1]
+    [ev] = await b2.wait_events(1)
+    assert ev["kind"] == "conversation.read" and ev["data"]["last_read_message_id"] == ids[-1]
+    peer = await a.wait_events(8)
+    assert peer[-1]["kind"] == "peer.read" and peer[-1]["data"]["person_id"] == b_id
+    conv = (await b1.request({"type": "conversations"}))["data"]["conversations"]
+    assert conv[0]["unread"] == 0 and conv[0]["peer_id"] == a_id
+    for c in (a, b1, b2):
+        await c.close()
+
+
+async def test_outsider_cannot_read_a_conversation(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    a_id, a_login = await new_person(s)
+    b_id, _ = await new_person(s)
+    _, c_login = await new_person(s)
+    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    cid = (await a.send_message(b_id, "private"))["data"]["conversation_id"]
+    c = await Client.connect(server.ws, (await login(server.http, c_login))["access_token"])
+    denied = await c.request({"type": "history", "conversation_id": cid})
+    missing = await c.request({"type": "history", "conversation_id": cid + 10_000})
+    # The same answer for "not yours" and "does not exist": no existence oracle.
+    assert denied["code"] == missing["code"] == "not_found"
+    assert denied["message"] == missing["message"]
+    await a.close()
+    await c.close()

@@ -1,0 +1,92 @@
+"""Two server processes on one PostgreSQL, with Redis carrying only wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+
+from org_tree.clock import SystemClock
+from org_tree.db.database import Database
+from org_tree.people import PersonDirectory
+from tests.client import PASSWORD, Client, login
+from tests.conftest import FAST_PASSWORDS
+from tests.history import History
+from tests.procs import zzd_processes
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+
+async def _people(db_url: str, n: int) -> list[tuple[int, str]]:
+    db = Database(db_url)
+    try:
+        d = PersonDirectory(db, SystemClock())
+        out = []
+        for i in range(n):
+            lg = f"p{secrets.token_hex(5)}"
+            p = await d.create(f"人{i}", login=lg, password_hash=FAST_PASSWORDS.hash_sync(PASSWORD))
+            out.append((p.id, lg))
+        return out
+    finally:
+        await db.dispose()
+
+
+async def test_cross_process_delivery_idempotency_and_resume(pg_database: str, redis_url: str) -> None:
+    (a_id, a_lg), (b_id, b_lg) = await _people(pg_database, 2)
+    async with zzd_processes(pg_database, redis_url, 2) as (p1, p2):
+        tok_a = (await login(p1.http, a_lg))["access_token"]
+        tok_b = (await login(p2.http, b_lg))["access_token"]
+        a = await Client.connect(p1.ws, tok_a)
+        a_on_2 = await Client.connect(p2.ws, tok_a)  # A's second device on the other process
+        b = await Client.connect(p2.ws, tok_b)
+        hist = History()
+
+        r = await a.send_message(b_id, "跨进程", client_msg_id="x1")
+        hist.send_ok(a_id, "x1", r["data"]["message_id"], {a_id, b_id})
+        [ev] = await b.wait_events(1)
+        assert ev["data"]["body"] == "跨进程"
+        await a_on_2.wait_events(1)  # the sender's other device, on process 2
+
+        # The same client_msg_id from two devices on two processes at once: one message.
+        r1, r2 = await asyncio.gather(
+            a.send_message(b_id, "dup", client_msg_id="x2"), a_on_2.send_message(b_id, "dup", client_msg_id="x2")
+        )
+        assert r1["data"]["message_id"] == r2["data"]["message_id"]
+        hist.send_ok(a_id, "x2", r1["data"]["message_id"], {a_id, b_id})
+
+        # B goes offline; A keeps writing through process 1; B resumes on process 1.
+        await b.wait_events(2)
+        epoch, last = b.hello["epoch"], b.events[-1]["seq"]
+        hist.deliver_events(b_id, b.events)
+        await b.close()
+        for i in range(25):
+            r = await a.send_message(b_id, f"while away {i}", client_msg_id=f"y{i}")
+            hist.send_ok(a_id, f"y{i}", r["data"]["message_id"], {a_id, b_id})
+        b2 = await Client.connect(p1.ws, tok_b, resume={"epoch": epoch, "since": last})
+        assert b2.hello["resumed"] is True
+        hist.deliver_events(b_id, await b2.wait_events(25))
+        hist.deliver_events(a_id, await a_on_2.wait_events(27))
+        hist.check()
+        for c in (a, a_on_2, b2):
+            await c.close()
+
+
+async def test_lost_wakeups_are_repaired_by_the_safety_poll(pg_database: str, redis_url: str) -> None:
+    """Processes on different Redis prefixes never hear each other: only the database connects them."""
+    (a_id, a_lg), (b_id, b_lg) = await _people(pg_database, 2)
+    async with zzd_processes(
+        pg_database,
+        redis_url,
+        2,
+        prefixes=["iso-a-" + secrets.token_hex(3), "iso-b-" + secrets.token_hex(3)],
+        ZZD_SAFETY_POLL_INTERVAL="0.5",
+    ) as (p1, p2):
+        a = await Client.connect(p1.ws, (await login(p1.http, a_lg))["access_token"])
+        b = await Client.connect(p2.ws, (await login(p2.http, b_lg))["access_token"])
+        sent = [(await a.send_message(b_id, f"m{i}"))["data"]["message_id"] for i in range(5)]
+        evs = await b.wait_events(5, timeout=10)
+        assert [e["data"]["id"] for e in evs] == sent
+        assert [e["seq"] for e in evs] == [1, 2, 3, 4, 5]
+        await a.close()
+        await b.close()
