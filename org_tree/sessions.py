@@ -133,3 +133,22 @@ class SessionStore:
             return False
         expires_at, revoked_at, disabled = row
         return revoked_at is None and expires_at > now and not disabled
+
+    async def inactive(self, session_ids: set[str]) -> set[str]:
+        """Which of ``session_ids`` may no longer be used (one query; for the safety poll)."""
+        if not session_ids:
+            return set()
+        now = self._clock.now()
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(auth_sessions.c.id)
+                .join(persons, persons.c.id == auth_sessions.c.person_id)
+                .where(
+                    auth_sessions.c.id.in_(session_ids),
+                    auth_sessions.c.revoked_at.is_(None),
+                    auth_sessions.c.expires_at > now,
+                    persons.c.disabled.is_(False),
+                )
+            )
+            active = {str(r[0]) for r in rows}
+        return session_ids - active

@@ -73,8 +73,8 @@ class Client:
         except websockets.ConnectionClosed:
             pass
         finally:
-            rcvd = self.ws.close_rcvd
-            self.closed = (rcvd.code, rcvd.reason) if rcvd else (1006, "")
+            code = self.ws.close_code
+            self.closed = (code, self.ws.close_reason or "") if code is not None else (1006, "")
             async with self._changed:
                 self._changed.notify_all()
 

@@ -19,6 +19,7 @@ from zzd.gateway.closecodes import Close
 from zzd.gateway.connection import Connection
 from zzd.http import auth_routes, chat_routes, health
 from zzd.http.common import error_response
+from zzd.metrics import routes as metrics_routes
 from zzd.services import Services
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,13 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
             svc.hub.close_all(Close.GOING_AWAY, "server shutting down")
             await svc.stop()
 
-    routes = [*health.routes, *auth_routes.routes, *chat_routes.routes, WebSocketRoute("/ws", ws_endpoint)]
+    routes = [
+        *health.routes,
+        *metrics_routes,
+        *auth_routes.routes,
+        *chat_routes.routes,
+        WebSocketRoute("/ws", ws_endpoint),
+    ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,

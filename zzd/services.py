@@ -27,6 +27,7 @@ from zzd.auth.tokens import TokenService
 from zzd.config import Settings
 from zzd.gateway.hub import CONTROL_CHANNEL, ConnectionHub
 from zzd.gateway.ratelimit import RateLimiter
+from zzd.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Services:
     passwords: Passwords
     hub: ConnectionHub
     rate_limiter: RateLimiter
+    metrics: Metrics
     started: bool = field(default=False)
 
     @classmethod
@@ -57,7 +59,8 @@ class Services:
         broker = create_broker(settings.broker_url, prefix=settings.redis_prefix)
         publisher = WakeupPublisher(broker, settings.node_id)
         events = EventLog(db)
-        hub = ConnectionHub(settings.node_id, events, max_per_person=settings.max_connections_per_person)
+        sessions = SessionStore(db, clock, refresh_ttl=timedelta(seconds=settings.refresh_token_ttl))
+        hub = ConnectionHub(settings.node_id, events, sessions, max_per_person=settings.max_connections_per_person)
         single_process = isinstance(broker, MemoryBroker)
 
         def notify(groups: list[EventGroup]) -> None:
@@ -72,7 +75,7 @@ class Services:
             broker=broker,
             publisher=publisher,
             persons=PersonDirectory(db, clock),
-            sessions=SessionStore(db, clock, refresh_ttl=timedelta(seconds=settings.refresh_token_ttl)),
+            sessions=sessions,
             events=events,
             chat=ChatService(db, events, clock, notify),
             tokens=TokenService(
@@ -86,6 +89,7 @@ class Services:
             passwords=passwords or Passwords(),
             hub=hub,
             rate_limiter=RateLimiter(settings.send_rate_per_minute),
+            metrics=Metrics(),
         )
 
     async def start(self) -> None:
@@ -100,6 +104,13 @@ class Services:
         await self.broker.start()
         self.publisher.start()
         self.hub.start_safety_poll(self.settings.safety_poll_interval)
+        m, pub = self.metrics, self.publisher
+        m.gauge_fn("zzd_wakeups_published", "Wake-ups published to the broker", lambda: pub.published)
+        m.gauge_fn("zzd_wakeups_failed", "Wake-up publishes that failed (repaired by sync)", lambda: pub.failed)
+        m.gauge_fn("zzd_wakeups_dropped", "Wake-ups dropped on queue overflow", lambda: pub.dropped)
+        m.gauge_fn(
+            "zzd_broker_reconnects", "Broker subscriber reconnects", lambda: getattr(self.broker, "reconnects", 0)
+        )
         self.started = True
 
     async def announce(self, message: dict[str, object]) -> None:

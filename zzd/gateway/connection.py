@@ -54,6 +54,8 @@ class Connection:
         self._close_with: tuple[int, str] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        #: True once counted in the connections gauge (after a good hello).
+        self._counted = False
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -76,8 +78,11 @@ class Connection:
                 self._timer.cancel()
             if self.person_id:
                 self.s.hub.unregister(self)
+            if self._counted:
+                self.s.metrics.connections.dec()
             if self._close_with is not None:
                 code, reason = self._close_with
+                self.s.metrics.closes.labels(str(code)).inc()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.ws.close(code, reason), timeout=2)
 
@@ -152,18 +157,26 @@ class Connection:
 
     async def _handle(self, req: Request) -> None:
         frame = req.frame
+        m = self.s.metrics
+        started = self.s.clock.monotonic()
         try:
             if isinstance(frame, Hello):
                 await self._hello(frame)
-                return
-            data = await self._dispatch(frame)
-            self.protocol.reply(req.ref, data)
+                self._counted = True
+                m.connections.inc()
+            else:
+                self.protocol.reply(req.ref, await self._dispatch(frame))
+                if isinstance(frame, Send):
+                    m.send_seconds.observe(self.s.clock.monotonic() - started)
+            m.frames.labels(frame.type, "ok").inc()
         except ZzdError as err:
+            m.frames.labels(frame.type, str(err.code)).inc()
             if isinstance(frame, Hello):
                 self.protocol.auth_failed(req.ref, err)
             else:
                 self.protocol.fail(req.ref, err)
         except Exception:
+            m.frames.labels(frame.type, "internal_error").inc()
             logger.exception("request %s failed", type(frame).__name__)
             self.protocol.fail(req.ref, ZzdError("internal error", code=ErrorCode.INTERNAL))
 
@@ -252,6 +265,7 @@ class Connection:
 
     def _start_catch_up(self) -> None:
         if self._catch_up_task is None or self._catch_up_task.done():
+            self.s.metrics.catch_ups.inc()
             self._catch_up_task = asyncio.create_task(self._catch_up(), name="ws-catch-up")
 
     async def _catch_up(self) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from messaging.events import EventLog
 from messaging.wakeup import EventGroup, Wakeup, event_frame
+from org_tree.sessions import SessionStore
 from zzd.gateway.closecodes import Close
 
 if TYPE_CHECKING:
@@ -31,9 +32,10 @@ CONTROL_CHANNEL = "control"
 
 
 class ConnectionHub:
-    def __init__(self, node_id: str, events: EventLog, *, max_per_person: int) -> None:
+    def __init__(self, node_id: str, events: EventLog, sessions: SessionStore, *, max_per_person: int) -> None:
         self.node_id = node_id
         self._events = events
+        self._sessions = sessions
         self._max = max_per_person
         #: person_id → that person's sockets here, oldest first.
         self._by_person: dict[int, list[Connection]] = {}
@@ -122,6 +124,12 @@ class ConnectionHub:
             for c in list(self._by_person.get(pid, ())):
                 c.nudge(head)
 
+    async def enforce_sessions(self) -> None:
+        """Close sockets whose session was revoked, even if the announcement was lost."""
+        sids = {c.session_id for c in self.connections() if c.session_id}
+        for sid in await self._sessions.inactive(sids):
+            self.close_session(sid)
+
     def start_safety_poll(self, interval: float) -> None:
         self._poll_task = asyncio.create_task(self._poll(interval), name="safety-poll")
 
@@ -130,6 +138,7 @@ class ConnectionHub:
             await asyncio.sleep(interval)
             try:
                 await self.backfill()
+                await self.enforce_sessions()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -1,0 +1,40 @@
+"""Operational surface: health, readiness, metrics, and revocation enforced without the broker."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.client import Client, login, new_person
+from tests.conftest import RunningServer, make_settings, start_server
+
+
+async def test_health_ready_and_metrics(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    a_id, a_login = await new_person(s)
+    b_id, _ = await new_person(s)
+    c = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    await c.send_message(b_id, "counted")
+    async with httpx.AsyncClient() as h:
+        assert (await h.get(f"{server.http}/healthz")).json() == {"status": "ok"}
+        ready = (await h.get(f"{server.http}/readyz")).json()
+        assert ready["status"] == "ready" and ready["checks"] == {"database": "ok", "broker": "ok"}
+        text = (await h.get(f"{server.http}/metrics")).text
+    assert "zzd_ws_connections 1.0" in text
+    assert 'zzd_ws_frames_total{outcome="ok",type="send"} 1.0' in text
+    assert "zzd_send_commit_seconds_count 1.0" in text
+    await c.close()
+
+
+async def test_revoked_session_is_closed_by_the_safety_poll_even_without_announcement(db_url: str) -> None:
+    rs, task = await start_server(make_settings(db_url, safety_poll_interval=0.2))
+    try:
+        s = rs.services_obj  # type: ignore[attr-defined]
+        _, lg = await new_person(s)
+        c = await Client.connect(rs.ws, (await login(rs.http, lg))["access_token"])
+        sid = next(iter(s.hub.connections())).session_id
+        await s.sessions.revoke(sid)  # straight to the database: no broker message
+        code, _ = await c.wait_closed(timeout=5)
+        assert code == 4503
+    finally:
+        rs.server.should_exit = True
+        await task

@@ -1,0 +1,41 @@
+"""Prometheus metrics, one registry per server process object (no module globals,
+so two servers in one test process do not share counters)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+__all__ = ["Metrics", "routes"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge("zzd_ws_connections", "Open authenticated WebSocket connections", registry=r)
+        self.frames = Counter("zzd_ws_frames_total", "Client frames handled", ["type", "outcome"], registry=r)
+        self.send_seconds = Histogram(
+            "zzd_send_commit_seconds",
+            "From receiving a send to its committed acknowledgement",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.closes = Counter("zzd_ws_closes_total", "Connections closed by the server", ["code"], registry=r)
+        self.catch_ups = Counter("zzd_catch_ups_total", "Gap repairs read from the database", registry=r)
+
+    def gauge_fn(self, name: str, doc: str, fn: Callable[[], float]) -> None:
+        """Expose a value owned elsewhere (e.g. publisher counters) without copying it."""
+        Gauge(name, doc, registry=self.registry).set_function(fn)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    metrics: Metrics = request.app.state.services.metrics
+    return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
+
+
+routes = [Route("/metrics", metrics_endpoint, methods=["GET"])]
