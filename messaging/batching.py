@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from org_tree.errors import Unavailable
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["Batcher"]
@@ -70,6 +72,11 @@ class Batcher(Generic[T, R]):
         items = [item for item, _ in batch]
         try:
             results = await self._handler(items)
+        except Unavailable as exc:
+            # The database is down: retrying one by one would only multiply the wait.
+            for _, fut in batch:
+                _settle(fut, exc)
+            return
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], exc)

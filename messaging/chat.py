@@ -383,7 +383,7 @@ class ChatService:
         return marker
 
     async def conversations(self, actor_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
-        """The actor's conversations, most recent first, with unread counts."""
+        """The actor's conversations, most recent first, with unread counts (two queries in all)."""
         limit = max(1, min(limit, 200))
         async with self._db.read() as conn:
             rows = (
@@ -401,28 +401,34 @@ class ChatService:
                     .limit(limit)
                 )
             ).all()
-            out: list[dict[str, Any]] = []
-            for cid, kind, key, last_mid, last_read in rows:
-                unread = (
-                    await conn.execute(
-                        select(func.count())
-                        .select_from(messages)
-                        .where(
-                            messages.c.conversation_id == cid,
-                            messages.c.id > last_read,
-                            messages.c.sender_id != actor_id,
-                        )
+            unread: dict[int, int] = {}
+            if rows:
+                counts = await conn.execute(
+                    select(messages.c.conversation_id, func.count())
+                    .join(
+                        conversation_members,
+                        (conversation_members.c.conversation_id == messages.c.conversation_id)
+                        & (conversation_members.c.person_id == actor_id),
                     )
-                ).scalar_one()
-                item: dict[str, Any] = {
-                    "id": int(cid),
-                    "kind": kind,
-                    "last_message_id": last_mid,
-                    "last_read_message_id": int(last_read),
-                    "unread": int(unread),
-                }
-                if kind == "direct" and key:
-                    a, b = (int(x) for x in key.split(":"))
-                    item["peer_id"] = b if a == actor_id else a
-                out.append(item)
+                    .where(
+                        messages.c.conversation_id.in_([int(r[0]) for r in rows]),
+                        messages.c.id > conversation_members.c.last_read_message_id,
+                        messages.c.sender_id != actor_id,
+                    )
+                    .group_by(messages.c.conversation_id)
+                )
+                unread = {int(c): int(n) for c, n in counts}
+        out: list[dict[str, Any]] = []
+        for cid, kind, key, last_mid, last_read in rows:
+            item: dict[str, Any] = {
+                "id": int(cid),
+                "kind": kind,
+                "last_message_id": last_mid,
+                "last_read_message_id": int(last_read),
+                "unread": unread.get(int(cid), 0),
+            }
+            if kind == "direct" and key:
+                a, b = (int(x) for x in key.split(":"))
+                item["peer_id"] = b if a == actor_id else a
+            out.append(item)
         return out

@@ -188,3 +188,20 @@ async def test_outsider_cannot_read_a_conversation(server: RunningServer) -> Non
     assert denied["message"] == missing["message"]
     await a.close()
     await c.close()
+
+
+async def test_conversation_list_counts_unread_per_conversation(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    me, me_login = await new_person(s)
+    others = [await new_person(s) for _ in range(3)]
+    for i, (_pid, lg) in enumerate(others):
+        c = await Client.connect(server.ws, (await login(server.http, lg))["access_token"])
+        for k in range(i + 1):
+            await c.send_message(me, f"{i}-{k}")
+        await c.close()
+    mine = await Client.connect(server.ws, (await login(server.http, me_login))["access_token"])
+    await mine.send_message(others[0][0], "my own message is never unread")
+    convs = (await mine.request({"type": "conversations"}))["data"]["conversations"]
+    assert {c["peer_id"]: c["unread"] for c in convs} == {others[0][0]: 1, others[1][0]: 2, others[2][0]: 3}
+    assert convs[0]["peer_id"] == others[0][0]  # most recent first
+    await mine.close()
