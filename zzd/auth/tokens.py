@@ -116,10 +116,13 @@ class TokenService:
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise bad from exc
-        times = [claims.get(k) for k in ("exp", "iat", "nbf")]
-        if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
-            raise bad
-        exp, iat, nbf = (float(t) for t in times)
+        times: list[float] = []
+        for key in ("exp", "iat", "nbf"):
+            value = claims.get(key)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise bad
+            times.append(float(value))
+        exp, iat, nbf = times
         now = self._clock.now().timestamp()
         if iat > now + self._leeway or nbf > now + self._leeway:
             raise bad
