@@ -1,0 +1,194 @@
+"""Jurisdiction: which positions a position may address, and access-checked getters.
+
+Why a rule per role: who may notify or task whom follows the office, not the
+person. The rules (``roles.jurisdiction``):
+
+- ``subtree``: the position's unit and everything under it (heads, secretaries);
+- ``chain``: the unit's subtree plus the units on the path up to the root, but
+  not their other subtrees (a grid worker reaches her grid and her chain of
+  superiors, not the neighbouring village);
+- ``unit``: the position's own unit only;
+- ``none``: nobody.
+
+The check is on the *addressed* positions of a selector, after unions and
+exclusions (``A - B`` is allowed when ``B`` removes the out-of-scope part).
+Vacancy fallbacks only ever climb towards units the rules already cover for
+the addressed position, so they are not checked again.
+
+Each condition of the checks sits on its own line so branch coverage shows
+every case is tested (STYLE.md practice 7).
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+
+from org_tree.errors import ErrorCode, Forbidden, NotFound
+from org_tree.index import OrgIndex
+from org_tree.resolution import Ranges, _subtract, evaluate
+from org_tree.selectors import Selector, UnitRef, atoms, to_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Actor", "Scope", "access_position", "access_unit", "check_jurisdiction", "check_manage", "scope_of"]
+
+_SAMPLE = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is asking: a person, the positions they hold, and whether they administer the system."""
+
+    person_id: int
+    position_ids: tuple[int, ...] = ()
+    is_admin: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The units a position may address: ``[lo, hi)`` in pre-order plus ``ancestors`` (chain rule)."""
+
+    rule: str
+    lo: int
+    hi: int
+    ancestors: frozenset[int]
+
+    def contains(self, u: int) -> bool:
+        if self.lo <= u < self.hi:
+            return True
+        return u in self.ancestors
+
+
+def scope_of(index: OrgIndex, position_id: int) -> Scope:
+    """The scope of one position, from its role's rule (``NotFound`` for an unknown position)."""
+    k = index.slot(position_id)
+    u = index.p_unit[k]
+    role = index.roles.get(index.p_role[k])
+    rule = role.jurisdiction if role is not None else "none"
+    if rule == "subtree":
+        return Scope(rule, u, index.u_end[u], frozenset())
+    if rule == "chain":
+        return Scope(rule, u, index.u_end[u], frozenset(index.ancestors(u)))
+    if rule == "unit":
+        return Scope(rule, u, u + 1, frozenset())
+    return Scope("none", 0, 0, frozenset())
+
+
+def _segment_pieces(index: OrgIndex, ranges: Ranges) -> list[tuple[int, int]]:
+    """Split ranges at segment borders: inside one segment ``p_unit`` is sorted."""
+    out = []
+    starts = index.seg_starts
+    for a, b in ranges:
+        cur = a
+        i = bisect_right(starts, a)
+        while i < len(starts) and starts[i] < b:
+            out.append((cur, starts[i]))
+            cur = starts[i]
+            i += 1
+        out.append((cur, b))
+    return out
+
+
+def _offending(index: OrgIndex, scope: Scope, ranges: Ranges) -> tuple[int, list[int]]:
+    """Count of addressed slots outside ``scope``, and a few of them."""
+    p_unit = index.p_unit
+    count = 0
+    sample: list[int] = []
+    for a, b in _segment_pieces(index, ranges):
+        i = bisect_left(p_unit, scope.lo, a, b)
+        j = bisect_left(p_unit, scope.hi, i, b)
+        inside_ancestors = 0
+        for anc in scope.ancestors:
+            inside_ancestors += bisect_right(p_unit, anc, a, i) - bisect_left(p_unit, anc, a, i)
+        count += (i - a) - inside_ancestors + (b - j)
+        for lo, hi in ((a, i), (j, b)):
+            for k in range(lo, hi):
+                if len(sample) >= _SAMPLE:
+                    break
+                if not scope.contains(p_unit[k]):
+                    sample.append(index.p_id[k])
+    return count, sample
+
+
+def check_jurisdiction(index: OrgIndex, actor_position_id: int, selector: Selector) -> Ranges:
+    """Refuse a selector that addresses any position outside the actor position's scope.
+
+    Returns:
+        the addressed slot ranges (so the caller need not evaluate again).
+
+    Raises:
+        Forbidden: ``OUT_OF_SCOPE``, with the offending parts, their count and some position ids.
+        NotFound: the selector names a unit, role or position that does not exist.
+    """
+    scope = scope_of(index, actor_position_id)
+    ranges = evaluate(index, selector)
+    count, sample = _offending(index, scope, ranges)
+    if count == 0:
+        return ranges
+    parts = []
+    for atom in atoms(selector, positive_only=True):
+        own = evaluate(index, atom)
+        kept = _subtract(own, _subtract(own, ranges))  # the atom's share of the final selection
+        if _offending(index, scope, kept)[0]:
+            parts.append(to_text(atom))
+    raise Forbidden(
+        f"{count} addressed position(s) are outside the jurisdiction of position {actor_position_id}",
+        code=ErrorCode.OUT_OF_SCOPE,
+        data={"actor_position_id": actor_position_id, "out_of_scope": parts, "count": count, "positions": sample},
+    )
+
+
+def _actor_covers(index: OrgIndex, actor: Actor, u: int, *, manage: bool) -> bool:
+    if actor.is_admin:
+        return True
+    for pid in actor.position_ids:
+        try:
+            scope = scope_of(index, pid)
+        except NotFound:
+            continue  # a position the actor held that no longer exists
+        if manage and scope.rule != "subtree":
+            continue
+        if scope.lo <= u < scope.hi:
+            return True
+        if not manage and u in scope.ancestors:
+            return True
+    return False
+
+
+def access_unit(index: OrgIndex, actor: Actor, unit: int | str | UnitRef, *, private: bool = False) -> int:
+    """Load a unit for ``actor``: its pre-order number, or ``NotFound``.
+
+    Unit names, codes and positions are the public directory; ``private=True``
+    (assignment history, audience details) requires the unit to be within one of
+    the actor's scopes, and answers ``NotFound`` otherwise, like a missing unit,
+    so ids cannot be probed.
+    """
+    ref = unit if not isinstance(unit, UnitRef) else (unit.id if unit.id is not None else str(unit.code))
+    u = index.unit(ref)
+    if private and not _actor_covers(index, actor, u, manage=False):
+        raise NotFound("no such unit", data={"unit": ref})
+    return u
+
+
+def access_position(index: OrgIndex, actor: Actor, position_id: int, *, private: bool = False) -> int:
+    """Load a position for ``actor``: its slot, or ``NotFound`` (also when private and out of scope)."""
+    k = index.slot(position_id)
+    if private and not _actor_covers(index, actor, index.p_unit[k], manage=False):
+        raise NotFound("no such position", data={"position_id": position_id})
+    return k
+
+
+def check_manage(index: OrgIndex, actor: Actor, u: int) -> None:
+    """Changing units, positions or assignments under ``u`` needs a ``subtree`` position above it (or admin).
+
+    Raises:
+        Forbidden: ``OUT_OF_SCOPE`` naming the unit.
+    """
+    if not _actor_covers(index, actor, u, manage=True):
+        raise Forbidden(
+            "the unit is outside your jurisdiction",
+            code=ErrorCode.OUT_OF_SCOPE,
+            data={"unit_id": index.u_id[u], "unit": index.u_name[u]},
+        )

@@ -1,0 +1,417 @@
+"""The org tree's service: what the REST layer and the CLI call.
+
+Why one place: every read of non-public org data and every change goes
+through an access check here (``org_tree.jurisdiction``), and every change
+bumps ``org_version`` in its own transaction, so all processes' indexes
+follow. Reads use this process's index; after a write the local index is
+refreshed before returning, so a caller sees its own change at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from org_tree.clock import Clock
+from org_tree.db.database import Database
+from org_tree.divisions import Level
+from org_tree.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
+from org_tree.index import OrgIndex, OrgIndexHolder, RoleInfo
+from org_tree.jurisdiction import Actor, access_position, access_unit, check_jurisdiction, check_manage
+from org_tree.org_schema import assignments, positions, roles, units
+from org_tree.preview import Preview, preview
+from org_tree.resolution import Audience, VacancyPolicy, resolve_ranges
+from org_tree.roles import validate_role
+from org_tree.schema import persons
+from org_tree.search import DirectoryPage, DirectorySearch
+from org_tree.selectors import Selector
+from org_tree.text import check_text, normalize_name
+from org_tree.versioning import bump_version
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AssignmentView", "OrgService", "PositionView", "UnitView"]
+
+KINDS = ("primary", "deputy", "acting")
+
+
+@dataclass(frozen=True, slots=True)
+class UnitView:
+    id: int
+    code: str
+    name: str
+    level: str
+    parent_id: int | None
+    path: tuple[str, ...]
+    children: int
+    position_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    id: int
+    role_key: str
+    role: str
+    unit_id: int
+    unit_path: tuple[str, ...]
+    pool: bool
+    holders: tuple[int, ...]  # primary holders' person ids
+    alternates: tuple[tuple[int, str], ...]  # (person id, deputy|acting)
+
+
+@dataclass(frozen=True, slots=True)
+class AssignmentView:
+    id: int
+    person_id: int
+    position_id: int
+    kind: str
+    start_at: datetime
+    end_at: datetime | None
+
+
+class OrgService:
+    """Units, roles, positions, assignments, handover, search, preview and resolution."""
+
+    def __init__(
+        self, db: Database, clock: Clock, holder: OrgIndexHolder, *, policy: VacancyPolicy | None = None
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._holder = holder
+        self._policy = policy or VacancyPolicy()
+        self._search: DirectorySearch | None = None
+
+    @property
+    def index(self) -> OrgIndex:
+        return self._holder.index
+
+    async def actor(self, person_id: int, *, is_admin: bool = False) -> Actor:
+        """The actor for a person: the positions they currently hold."""
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(assignments.c.position_id)
+                .where(assignments.c.person_id == person_id, assignments.c.end_at.is_(None))
+                .order_by(assignments.c.position_id)
+            )
+            held = tuple(dict.fromkeys(int(r[0]) for r in rows))
+        return Actor(person_id, held, is_admin)
+
+    # ------------------------------------------------------------- reads
+    def get_unit(self, actor: Actor, unit: int | str) -> UnitView:
+        idx = self.index
+        u = access_unit(idx, actor, unit)
+        return self._unit_view(idx, u)
+
+    def list_children(self, actor: Actor, unit: int | str, *, offset: int = 0, limit: int = 50) -> list[UnitView]:
+        idx = self.index
+        u = access_unit(idx, actor, unit)
+        out: list[UnitView] = []
+        c, i = u + 1, 0
+        while c < idx.u_end[u] and len(out) < limit:
+            if i >= offset:
+                out.append(self._unit_view(idx, c))
+            i += 1
+            c = idx.u_end[c]
+        return out
+
+    def _unit_view(self, idx: OrgIndex, u: int) -> UnitView:
+        p = idx.u_parent[u]
+        children, c = 0, u + 1
+        while c < idx.u_end[u]:
+            children += 1
+            c = idx.u_end[c]
+        return UnitView(
+            id=idx.u_id[u],
+            code=idx.u_code[u],
+            name=idx.u_name[u],
+            level=Level(idx.u_level[u]).label,
+            parent_id=idx.u_id[p] if p >= 0 else None,
+            path=tuple(idx.unit_path(u)),
+            children=children,
+            position_ids=tuple(idx.p_id[k] for k in idx.unit_slots(u)),
+        )
+
+    def list_roles(self) -> list[RoleInfo]:
+        return sorted(self.index.roles.values(), key=lambda r: r.id)
+
+    def get_position(self, actor: Actor, position_id: int) -> PositionView:
+        idx = self.index
+        k = access_position(idx, actor, position_id)
+        role = idx.roles[idx.p_role[k]]
+        return PositionView(
+            id=position_id,
+            role_key=role.key,
+            role=role.name,
+            unit_id=idx.u_id[idx.p_unit[k]],
+            unit_path=tuple(idx.unit_path(idx.p_unit[k])),
+            pool=role.pool,
+            holders=idx.primary_holders(k),
+            alternates=idx.alternates.get(k, ()),
+        )
+
+    async def history(self, actor: Actor, position_id: int) -> list[AssignmentView]:
+        """Every assignment of a position, oldest first (private: within the actor's scopes)."""
+        access_position(self.index, actor, position_id, private=True)
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(assignments).where(assignments.c.position_id == position_id).order_by(assignments.c.id)
+            )
+            return [_assignment(r) for r in rows]
+
+    async def search(self, actor: Actor, query: str, *, offset: int = 0, limit: int = 20) -> DirectoryPage:
+        """找岗位: the directory is public to every signed-in person."""
+        idx = self.index
+        if self._search is None or self._search.version != idx.version or self._search.index is not idx:
+            self._search = await DirectorySearch.load(self._db, idx)
+        return self._search.search(query, offset=offset, limit=limit)
+
+    def _acting_as(self, actor: Actor, actor_position_id: int) -> None:
+        if actor.is_admin:
+            return
+        if actor_position_id not in actor.position_ids:
+            raise Forbidden("you do not hold that position", data={"actor_position_id": actor_position_id})
+
+    def resolve(self, actor: Actor, actor_position_id: int, selector: Selector) -> Audience:
+        """Resolve a selector on behalf of one of the actor's positions (jurisdiction checked)."""
+        self._acting_as(actor, actor_position_id)
+        idx = self.index
+        ranges = check_jurisdiction(idx, actor_position_id, selector)
+        return resolve_ranges(idx, ranges, self._policy)
+
+    def preview(
+        self, actor: Actor, actor_position_id: int, selector: Selector, *, under: int | str | None = None
+    ) -> Preview:
+        audience = self.resolve(actor, actor_position_id, selector)
+        u = access_unit(self.index, actor, under) if under is not None else None
+        return preview(self.index, audience, under=u)
+
+    async def stats(self) -> dict[str, Any]:
+        """Unit counts per level and the numbers of positions, assignments and persons (``zzd org stats``)."""
+        async with self._db.read() as conn:
+            per_level: dict[int, int] = dict(
+                (
+                    await conn.execute(
+                        select(units.c.level, func.count())
+                        .where(units.c.dissolved_at.is_(None))
+                        .group_by(units.c.level)
+                    )
+                ).all()
+            )
+            n_pos = (await conn.execute(select(func.count()).where(positions.c.removed_at.is_(None)))).scalar_one()
+            n_asg = (await conn.execute(select(func.count()).where(assignments.c.end_at.is_(None)))).scalar_one()
+            n_per = (await conn.execute(select(func.count()).select_from(persons))).scalar_one()
+        return {
+            "units": {Level(int(lv)).label: int(n) for lv, n in sorted(per_level.items())},
+            "positions": int(n_pos),
+            "assignments": int(n_asg),
+            "persons": int(n_per),
+        }
+
+    # ------------------------------------------------------------ writes
+    async def _committed(self) -> None:
+        await self._holder.refresh_if_changed()
+
+    async def create_unit(self, actor: Actor, parent: int | str, name: str, *, code: str | None = None) -> UnitView:
+        idx = self.index
+        pu = access_unit(idx, actor, parent)
+        check_manage(idx, actor, pu)
+        level = idx.u_level[pu] + 1
+        if level > Level.GRID:
+            raise BadRequest("grids cannot have child units")
+        clean = normalize_name(check_text(name, field="name", max_chars=100))
+        from org_tree.importer import pinyin_of
+
+        full, initials = pinyin_of(clean)
+        async with self._db.write() as conn:
+            await bump_version(conn, self._clock, scope="tree", detail="create unit")
+            if code is None:
+                n = (await conn.execute(select(func.count()).where(units.c.parent_id == idx.u_id[pu]))).scalar_one()
+                code = f"{idx.u_code[pu]}x{int(n) + 1:03d}"
+            check_text(code, field="code", max_chars=32)
+            if (await conn.execute(select(units.c.id).where(units.c.code == code))).first() is not None:
+                raise Conflict(f"unit code {code} exists", code=ErrorCode.ALREADY_EXISTS, data={"code": code})
+            res = await conn.execute(
+                insert(units)
+                .values(
+                    code=code,
+                    name=clean,
+                    level=level,
+                    parent_id=idx.u_id[pu],
+                    pinyin=full,
+                    pinyin_initials=initials,
+                    imported=False,
+                    created_at=self._clock.now(),
+                )
+                .returning(units.c.id)
+            )
+            uid = int(res.scalar_one())
+        await self._committed()
+        return self._unit_view(self.index, self.index.unit(uid))
+
+    async def move_unit(self, actor: Actor, unit: int | str, new_parent: int | str) -> UnitView:
+        """Move a unit (with its subtree) under another unit of the level above."""
+        idx = self.index
+        u = access_unit(idx, actor, unit)
+        p = access_unit(idx, actor, new_parent)
+        check_manage(idx, actor, u)
+        check_manage(idx, actor, p)
+        if idx.u_level[p] != idx.u_level[u] - 1:
+            raise BadRequest("the new parent must be one level above the unit")
+        uid, pid = idx.u_id[u], idx.u_id[p]
+        async with self._db.write() as conn:
+            await bump_version(conn, self._clock, scope="tree", detail=f"move unit {uid}")
+            await conn.execute(update(units).where(units.c.id == uid).values(parent_id=pid))
+        await self._committed()
+        return self._unit_view(self.index, self.index.unit(uid))
+
+    async def create_role(self, actor: Actor, raw: dict[str, Any]) -> RoleInfo:
+        if not actor.is_admin:
+            raise Forbidden("only administrators add roles")
+        spec = validate_role({**raw, "auto": raw.get("auto", False)})
+        async with self._db.write() as conn:
+            await bump_version(conn, self._clock, scope="tree", detail=f"create role {spec.key}")
+            clash = await conn.execute(
+                select(roles.c.id).where((roles.c.key == spec.key) | (roles.c.name == spec.name))
+            )
+            if clash.first() is not None:
+                raise Conflict(f"role {spec.key} or {spec.name} exists", code=ErrorCode.ALREADY_EXISTS)
+            await conn.execute(
+                insert(roles).values(
+                    key=spec.key,
+                    name=spec.name,
+                    levels=spec.levels_text,
+                    jurisdiction=spec.jurisdiction,
+                    is_head=spec.is_head,
+                    pool=spec.pool,
+                    auto=spec.auto,
+                    created_at=self._clock.now(),
+                )
+            )
+        await self._committed()
+        return self.index.roles[self.index.role_id(spec.key)]
+
+    async def create_position(
+        self, actor: Actor, unit: int | str, role: str, *, title: str | None = None
+    ) -> PositionView:
+        idx = self.index
+        u = access_unit(idx, actor, unit)
+        check_manage(idx, actor, u)
+        info = idx.roles[idx.role_id(role)]
+        if idx.u_level[u] not in info.levels:
+            raise BadRequest(f"role {info.name} does not exist at level {Level(idx.u_level[u]).label}")
+        if title is not None:
+            title = normalize_name(check_text(title, field="title", max_chars=100))
+        async with self._db.write() as conn:
+            await bump_version(conn, self._clock, scope="tree", detail="create position")
+            res = await conn.execute(
+                insert(positions)
+                .values(unit_id=idx.u_id[u], role_id=info.id, title=title, pool=info.pool, created_at=self._clock.now())
+                .returning(positions.c.id)
+            )
+            pid = int(res.scalar_one())
+        await self._committed()
+        return self.get_position(actor, pid)
+
+    async def assign(
+        self, actor: Actor, position_id: int, person_id: int, *, kind: str = "primary", start: datetime | None = None
+    ) -> AssignmentView:
+        """Add a holder. A single (non-pool) position with a primary holder needs ``handover`` instead."""
+        idx = self.index
+        k = access_position(idx, actor, position_id)
+        check_manage(idx, actor, idx.p_unit[k])
+        if kind not in KINDS:
+            raise BadRequest(f"kind must be one of {', '.join(KINDS)}", data={"field": "kind"})
+        pool = idx.roles[idx.p_role[k]].pool
+        at = start or self._clock.now()
+        async with self._db.write() as conn:
+            await bump_version(conn, self._clock, scope="holders", position_ids=[position_id], detail="assign")
+            await _require_person(conn, person_id)
+            current = (
+                await conn.execute(
+                    select(assignments.c.person_id, assignments.c.kind).where(
+                        assignments.c.position_id == position_id, assignments.c.end_at.is_(None)
+                    )
+                )
+            ).all()
+            if any(int(p) == person_id for p, _ in current):
+                raise Conflict("the person already holds this position", data={"person_id": person_id})
+            if kind == "primary" and not pool and any(kd == "primary" for _, kd in current):
+                raise Conflict("the position is held; use handover", data={"position_id": position_id})
+            res = await conn.execute(
+                insert(assignments)
+                .values(person_id=person_id, position_id=position_id, kind=kind, start_at=at, end_at=None)
+                .returning(assignments.c.id)
+            )
+            aid = int(res.scalar_one())
+        await self._committed()
+        return AssignmentView(aid, person_id, position_id, kind, at, None)
+
+    async def end_assignment(self, actor: Actor, assignment_id: int, *, end: datetime | None = None) -> AssignmentView:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(assignments).where(assignments.c.id == assignment_id))).first()
+        if row is None:
+            raise NotFound("no such assignment", data={"assignment_id": assignment_id})
+        idx = self.index
+        k = access_position(idx, actor, int(row.position_id), private=True)
+        check_manage(idx, actor, idx.p_unit[k])
+        at = end or self._clock.now()
+        async with self._db.write() as conn:
+            await bump_version(conn, self._clock, scope="holders", position_ids=[int(row.position_id)], detail="end")
+            res = await conn.execute(
+                update(assignments)
+                .where(assignments.c.id == assignment_id, assignments.c.end_at.is_(None))
+                .values(end_at=at)
+            )
+            if res.rowcount == 0:
+                raise Conflict("the assignment has already ended", data={"assignment_id": assignment_id})
+        await self._committed()
+        return AssignmentView(assignment_id, int(row.person_id), int(row.position_id), str(row.kind), row.start_at, at)
+
+    async def handover(
+        self, actor: Actor, position_id: int, to_person_id: int, *, at: datetime | None = None
+    ) -> AssignmentView:
+        """Move a position to another person: end the current primary assignments, start a new one.
+
+        History is kept (ended rows stay); whatever the position owns follows it.
+        """
+        idx = self.index
+        k = access_position(idx, actor, position_id)
+        check_manage(idx, actor, idx.p_unit[k])
+        when = at or self._clock.now()
+        async with self._db.write() as conn:
+            # The version row lock comes first: concurrent handovers of one position serialise here.
+            await bump_version(conn, self._clock, scope="holders", position_ids=[position_id], detail="handover")
+            await _require_person(conn, to_person_id)
+            await conn.execute(
+                update(assignments)
+                .where(
+                    assignments.c.position_id == position_id,
+                    assignments.c.end_at.is_(None),
+                    (assignments.c.kind == "primary") | (assignments.c.person_id == to_person_id),
+                )
+                .values(end_at=when)
+            )
+            res = await conn.execute(
+                insert(assignments)
+                .values(person_id=to_person_id, position_id=position_id, kind="primary", start_at=when, end_at=None)
+                .returning(assignments.c.id)
+            )
+            aid = int(res.scalar_one())
+        await self._committed()
+        return AssignmentView(aid, to_person_id, position_id, "primary", when, None)
+
+
+async def _require_person(conn: Any, person_id: int) -> None:
+    row = (await conn.execute(select(persons.c.disabled).where(persons.c.id == person_id))).first()
+    if row is None or row[0]:
+        raise NotFound("no such person", data={"person_id": person_id})
+
+
+def _assignment(row: Any) -> AssignmentView:
+    return AssignmentView(
+        int(row.id), int(row.person_id), int(row.position_id), str(row.kind), row.start_at, row.end_at
+    )

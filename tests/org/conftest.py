@@ -1,0 +1,94 @@
+"""Fixtures of the org-tree tests: databases on both backends, a small division tree.
+
+PostgreSQL databases are cloned from a migrated template database created
+once per session (``CREATE DATABASE … TEMPLATE``), so each test gets an empty,
+migrated database in a fraction of a second and no test sees another's data.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import org_tree.org_schema  # noqa: F401  (registers the org tables in the shared metadata)
+from org_tree.db.database import Database
+from tests.conftest import _pg_admin
+from tests.services import pg_url, require
+from zzd.migrate import upgrade
+
+REPO = Path(__file__).resolve().parents[2]
+ZHEJIANG = REPO / "data" / "divisions" / "zhejiang"
+
+
+@pytest.fixture(scope="session")
+def org_pg_template() -> Iterator[str]:
+    require("postgres")
+    name = f"zzd_org_tpl_{secrets.token_hex(4)}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(pg_url(name))
+        yield name
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def org_pg_url(org_pg_template: str) -> Iterator[str]:
+    """A fresh migrated PostgreSQL database for one test, dropped after it."""
+    name = f"zzd_org_{secrets.token_hex(4)}"
+    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{org_pg_template}"')
+    try:
+        yield pg_url(name)
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def org_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        dest = tmp_path / "org.db"
+        shutil.copy(template, dest)
+        return f"sqlite+aiosqlite:///{dest}"
+    return str(request.getfixturevalue("org_pg_url"))
+
+
+@pytest.fixture
+async def org_db(org_url: str) -> AsyncIterator[Database]:
+    db = Database(org_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+def write_mini_divisions(folder: Path) -> Path:
+    """A small division tree: 1 province, 2 cities (one without counties), 3 counties, 6 townships, 12 villages."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "provinces.csv").write_text('code,name\n99,"测试省"\n', encoding="utf-8")
+    (folder / "cities.csv").write_text('code,name,provinceCode\n9901,"甲市",99\n9902,"东莞市",99\n', encoding="utf-8")
+    areas = ["code,name,cityCode,provinceCode", '990101,"柯城区",9901,99', '990102,"衢江区",9901,99']
+    areas.append('990200,"东莞市",9902,99')  # placeholder county: a city without county level
+    (folder / "areas.csv").write_text("\n".join(areas) + "\n", encoding="utf-8")
+    streets = ["code,name,areaCode,provinceCode,cityCode"]
+    villages = ["code,name,streetCode,provinceCode,cityCode,areaCode"]
+    names = iter("东南西北中上下左右前后内外山水田林湖")
+    for area, city in (("990101", "9901"), ("990102", "9901"), ("990200", "9902")):
+        for t in (1, 2):
+            street = f"{area}{t:03d}"
+            streets.append(f'{street},"{next(names)}街道",{area},99,{city}')
+            for v in (1, 2):
+                villages.append(f'{street}{v:03d},"{street[-3:]}{v}村",{street},99,{city},{area}')
+    (folder / "streets.csv").write_text("\n".join(streets) + "\n", encoding="utf-8")
+    (folder / "villages.csv").write_text("\n".join(villages) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def mini_divisions(tmp_path: Path) -> Path:
+    return write_mini_divisions(tmp_path / "mini")

@@ -1,0 +1,74 @@
+"""Real imports of the shipped Zhejiang divisions on SQLite and PostgreSQL; idempotent; all-or-nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from org_tree.db.database import Database
+from org_tree.divisions import DivisionFormatError
+from org_tree.importer import import_divisions
+from org_tree.index import OrgIndex
+from tests.org.conftest import ZHEJIANG, write_mini_divisions
+
+ZHEJIANG_LEVELS = {"province": 1, "city": 11, "county": 90, "township": 1387, "village": 25547, "grid": 76641}
+
+
+async def test_zhejiang_import_and_reimport(org_db: Database) -> None:
+    stages: list[str] = []
+    report = await import_divisions(org_db, ZHEJIANG, progress=lambda stage, _d, _t: stages.append(stage))
+    assert report.by_level == ZHEJIANG_LEVELS
+    assert (report.created, report.updated, report.unchanged, report.removed) == (103677, 0, 0, 0)
+    assert report.warnings == []
+    assert {"read", "units", "positions"} <= set(stages)
+    index = await OrgIndex.load(org_db)
+    stats = index.stats()
+    assert [stats[f"level_{n}"] for n in range(1, 7)] == list(ZHEJIANG_LEVELS.values())
+    assert stats["positions"] == report.positions_created
+    kc = index.unit("330802")
+    assert index.u_name[kc] == "柯城区"
+    assert index.unit_path(index.unit("330802005001003"))[-3:] == ["新新街道", "金桂社区", "第3网格"]
+
+    again = await import_divisions(org_db, ZHEJIANG)
+    assert (again.created, again.updated, again.unchanged, again.removed) == (0, 0, 103677, 0)
+    assert again.positions_created == 0
+    assert again.version == report.version + 1
+
+
+async def test_failed_import_leaves_nothing(org_db: Database, tmp_path: Path) -> None:
+    folder = write_mini_divisions(tmp_path / "mini")
+
+    def boom(stage: str, _done: int, _total: int) -> None:
+        if stage == "positions":
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        await import_divisions(org_db, folder, progress=boom)
+    index = await OrgIndex.load(org_db)
+    assert index.stats()["units"] == 0
+    assert index.version == 0
+
+    with open(folder / "streets.csv", "a", encoding="utf-8") as fh:
+        fh.write('990101009,"坏",990101,99\n')
+    with pytest.raises(DivisionFormatError) as info:
+        await import_divisions(org_db, folder)
+    assert info.value.data == {"file": "streets.csv", "line": 8, "reason": "expected 5 columns, found 4"}
+    assert (await OrgIndex.load(org_db)).stats()["units"] == 0
+
+
+async def test_reimport_dissolves_and_revives(org_db: Database, tmp_path: Path) -> None:
+    folder = write_mini_divisions(tmp_path / "mini")
+    first = await import_divisions(org_db, folder, grids_per_village=2)
+    assert first.created == 1 + 2 + 3 + 6 + 12 + 24
+    assert any("no county level" in w for w in first.warnings)
+    lines = (folder / "villages.csv").read_text(encoding="utf-8").splitlines()
+    (folder / "villages.csv").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    second = await import_divisions(org_db, folder, grids_per_village=2)
+    assert (second.created, second.updated, second.removed) == (0, 0, 3)  # one village and its two grids
+    index = await OrgIndex.load(org_db)
+    assert index.stats()["units"] == first.created - 3
+    (folder / "villages.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    third = await import_divisions(org_db, folder, grids_per_village=2)
+    assert (third.created, third.updated, third.removed, third.positions_created) == (0, 3, 0, 0)
+    assert (await OrgIndex.load(org_db)).stats()["units"] == first.created
