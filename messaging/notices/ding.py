@@ -1,0 +1,255 @@
+"""DING: persisted reminder and escalation steps, claimed exactly once across processes.
+
+Each urgent notice gets one ``notice_ding_steps`` row per step of its
+``DingPolicy`` when it is sent (same transaction). Any number of processes run
+``DingScheduler.run_due(now)`` periodically:
+
+1. **Claim** (one short write transaction): pick due, unfinished, unclaimed
+   (or lease-expired) rows — on PostgreSQL ``SELECT … FOR UPDATE SKIP LOCKED``
+   so concurrent claimers never wait on or take each other's rows; on SQLite the
+   single writer (``BEGIN IMMEDIATE``) already serialises the select-then-update —
+   and stamp them with this run's token and a lease (``claimed_until``).
+2. **Run** each claimed step: target the recipients who still have not read the
+   notice (or not acknowledged it, when acknowledgement is required).
+   ``remind`` appends ``notice.remind`` events and marks the step done in ONE
+   transaction, fenced by ``claimed_by = token``: if the lease was lost the
+   transaction rolls back, so a reminder is delivered exactly once.
+   ``escalate`` calls the ``Notifier`` first, then marks done fenced the same way;
+   a crash in between re-sends after the lease expires with the same
+   idempotency key (at-least-once, deduplicated by the gateway).
+3. A failing step is released with a retry delay and ``last_error``; after
+   ``max_attempts`` it is closed with the error kept.
+
+Everything lives in the database, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from messaging.chat import Notify
+from messaging.db_errors import with_db_retry
+from messaging.events import EventLog
+from messaging.notices.fanout import Label, NoticeHead, notice_events
+from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
+from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
+from messaging.notices.service import IndexProvider
+from messaging.wakeup import EventGroup
+from org_tree.clock import Clock
+from org_tree.db.database import Database
+from org_tree.db.dialect import is_postgres
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DingScheduler", "StepOutcome"]
+
+
+class _LeaseLost(Exception):
+    """Our claim expired and another process took the step: undo this transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    step_id: int
+    notice_id: int
+    step: int
+    action: str
+    recipients: int
+    status: str  # done | skipped | retry | failed | lost
+
+
+class DingScheduler:
+    """Runs due DING steps; safe to run in every server process at once.
+
+    Args:
+        node_id: names this process in ``claimed_by`` (a random suffix is added per run).
+        lease: how long a claim is exclusive; longer than one step takes.
+        batch: steps claimed per run.
+        retry_after: delay before a failed step is tried again.
+        max_attempts: tries before a step is closed as failed.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        events: EventLog,
+        clock: Clock,
+        notify: Notify,
+        notifier: Notifier,
+        index_provider: IndexProvider,
+        *,
+        node_id: str = "node",
+        lease: timedelta = timedelta(minutes=2),
+        batch: int = 20,
+        retry_after: timedelta = timedelta(minutes=1),
+        max_attempts: int = 5,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._clock = clock
+        self._notify = notify
+        self._notifier = notifier
+        self._index = index_provider
+        self._node = node_id[:40]
+        self._lease = lease
+        self._batch = batch
+        self._retry_after = retry_after
+        self._max_attempts = max_attempts
+
+    async def run_due(self, now: datetime | None = None) -> list[StepOutcome]:
+        """Claim and run the steps due at ``now`` (default: the clock); returns what happened."""
+        now = now or self._clock.now()
+        token = f"{self._node}:{secrets.token_hex(6)}"
+        claimed = await with_db_retry(lambda: self._claim(token, now))
+        out = []
+        for step in claimed:
+            out.append(await self._run_step(token, step, now))
+        return out
+
+    async def _claim(self, token: str, now: datetime) -> list[dict[str, Any]]:
+        s = notice_ding_steps
+        free = or_(s.c.claimed_until.is_(None), s.c.claimed_until < now)
+        async with self._db.write() as conn:
+            q = (
+                select(s.c.id)
+                .where(s.c.done_at.is_(None), s.c.due_at <= now, free)
+                .order_by(s.c.due_at, s.c.id)
+                .limit(self._batch)
+            )
+            if is_postgres(conn):
+                q = q.with_for_update(skip_locked=True)
+            ids = [int(r[0]) for r in await conn.execute(q)]
+            if not ids:
+                return []
+            await conn.execute(
+                update(s)
+                .where(s.c.id.in_(ids), s.c.done_at.is_(None), free)
+                .values(claimed_by=token, claimed_until=now + self._lease, attempts=s.c.attempts + 1)
+            )
+            rows = await conn.execute(
+                select(s.c.id, s.c.notice_id, s.c.step, s.c.action, s.c.attempts).where(
+                    s.c.id.in_(ids), s.c.claimed_by == token
+                )
+            )
+            return [dict(r._mapping) for r in rows]
+
+    async def _targets(self, conn: AsyncConnection, notice_id: int, ack_required: bool) -> dict[int, list[Label]]:
+        r = notice_receipts
+        open_col = r.c.acked_at if ack_required else r.c.read_at
+        rows = await conn.execute(
+            select(r.c.person_id, r.c.position_id, r.c.via_position_id, r.c.reason)
+            .where(r.c.notice_id == notice_id, open_col.is_(None))
+            .order_by(r.c.person_id, r.c.position_id)
+        )
+        out: dict[int, list[Label]] = {}
+        for person, pos, via, reason in rows:
+            out.setdefault(int(person), []).append((int(pos), int(via), str(reason)))
+        return out
+
+    async def _finish(
+        self, conn: AsyncConnection, token: str, step_id: int, now: datetime, recipients: int, error: str | None = None
+    ) -> None:
+        s = notice_ding_steps
+        res = await conn.execute(
+            update(s)
+            .where(s.c.id == step_id, s.c.claimed_by == token, s.c.done_at.is_(None))
+            .values(done_at=now, recipients=recipients, last_error=error, claimed_until=None)
+        )
+        if res.rowcount != 1:
+            raise _LeaseLost
+
+    async def _run_step(self, token: str, step: dict[str, Any], now: datetime) -> StepOutcome:
+        sid, nid, num, action = int(step["id"]), int(step["notice_id"]), int(step["step"]), str(step["action"])
+        groups: list[EventGroup] = []
+        escalation: Escalation | None = None
+
+        async def remind_or_prepare() -> tuple[str, int]:
+            nonlocal escalation
+            groups.clear()
+            async with self._db.write() as conn:
+                n = (await conn.execute(select(notices).where(notices.c.id == nid))).one()
+                if n.recalled_at is not None:
+                    await self._finish(conn, token, sid, now, 0, "recalled")
+                    return "skipped", 0
+                targets = await self._targets(conn, nid, bool(n.ack_required))
+                if not targets:
+                    await self._finish(conn, token, sid, now, 0)
+                    return "done", 0
+                if action == "remind":
+                    head = NoticeHead(
+                        nid, n.title, n.priority, bool(n.ack_required), n.deadline, n.created_at,
+                        int(n.sender_person_id), int(n.sender_position_id),
+                    )  # fmt: skip
+                    evs = notice_events("notice.remind", head, targets, self._index(), {"step": num})
+                    await self._finish(conn, token, sid, now, len(targets))
+                    groups.extend(await self._events.append(conn, evs, now))
+                    return "done", len(targets)
+                escalation = Escalation(
+                    nid,
+                    num,
+                    n.title,
+                    n.priority,
+                    bool(n.ack_required),
+                    tuple((p, tuple(dict.fromkeys(lb[0] for lb in lbls))) for p, lbls in targets.items()),
+                    int(n.sender_person_id),
+                )
+                return "escalate", len(targets)
+
+        try:
+            status, count = await with_db_retry(remind_or_prepare)
+        except _LeaseLost:
+            return StepOutcome(sid, nid, num, action, 0, "lost")
+        if groups:
+            self._notify(groups)
+        if status != "escalate":
+            return StepOutcome(sid, nid, num, action, count, status)
+        assert escalation is not None
+        try:
+            await self._notifier.escalate(escalation)
+        except EscalationFailed as exc:
+            return await self._release(token, sid, nid, num, action, int(step["attempts"]), now, str(exc))
+
+        async def mark() -> None:
+            async with self._db.write() as conn:
+                await self._finish(conn, token, sid, now, count)
+
+        try:
+            await with_db_retry(mark)
+        except _LeaseLost:
+            logger.warning("DING step %d escalated but its lease was lost; the gateway deduplicates", sid)
+            return StepOutcome(sid, nid, num, action, count, "lost")
+        return StepOutcome(sid, nid, num, action, count, "done")
+
+    async def _release(
+        self, token: str, sid: int, nid: int, num: int, action: str, attempts: int, now: datetime, error: str
+    ) -> StepOutcome:
+        s = notice_ding_steps
+        final = attempts >= self._max_attempts
+        values: dict[str, Any] = {"last_error": error[:500], "claimed_until": now + self._retry_after}
+        if final:
+            values = {"last_error": error[:500], "done_at": now, "claimed_until": None}
+
+        async def txn() -> None:
+            async with self._db.write() as conn:
+                await conn.execute(update(s).where(s.c.id == sid, s.c.claimed_by == token).values(**values))
+
+        await with_db_retry(txn)
+        logger.warning("DING step %d of notice %d failed (attempt %d): %s", sid, nid, attempts, error)
+        return StepOutcome(sid, nid, num, action, 0, "failed" if final else "retry")
+
+    async def pending_steps(self, notice_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The DING steps of some notices, for tests and the sender's view."""
+        s = notice_ding_steps
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(s).where(s.c.notice_id.in_(list(notice_ids))).order_by(s.c.notice_id, s.c.step)
+            )
+            return [dict(r._mapping) for r in rows]

@@ -1,0 +1,122 @@
+"""From one resolution to receipt rows and labelled ``notice.new`` events (pure, no I/O).
+
+A person who receives through several addressed positions gets one event,
+labelled with every one of them. Events with an identical payload (e.g. the
+members of one pool position) share one ``NewEvent`` so the payload travels
+once in the wake-up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from messaging.events import NewEvent
+from messaging.notices.model import iso
+from org_tree.index import OrgIndex
+from org_tree.resolution import Audience
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Label", "NoticeHead", "RECEIPT_COLUMNS", "build_receipts", "label_of", "notice_events"]
+
+#: Column order of the tuples :func:`build_receipts` returns (``bulk_insert`` / COPY).
+RECEIPT_COLUMNS = ("notice_id", "person_id", "position_id", "via_position_id", "reason", "unit_id")
+
+Label = tuple[int, int, str]  # (addressed position, via position, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeHead:
+    """What a recipient's event says about the notice (the body is fetched on open)."""
+
+    id: int
+    title: str
+    priority: str
+    ack_required: bool
+    deadline: datetime | None
+    created_at: datetime
+    sender_person_id: int
+    sender_position_id: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "notice_id": self.id,
+            "title": self.title,
+            "priority": self.priority,
+            "ack_required": self.ack_required,
+            "deadline": iso(self.deadline),
+            "created_at": iso(self.created_at),
+            "sender": {"person_id": self.sender_person_id, "position_id": self.sender_position_id},
+        }
+
+
+def unit_id_of_position(index: OrgIndex, position_id: int) -> int:
+    k = index.k_of_id[position_id] if 0 <= position_id < len(index.k_of_id) else -1
+    return int(index.u_id[index.p_unit[k]]) if k >= 0 else 0
+
+
+def build_receipts(
+    index: OrgIndex, audience: Audience, notice_id: int
+) -> tuple[list[tuple[Any, ...]], dict[int, list[Label]]]:
+    """Receipt rows (one per distinct (person, addressed position)) and each person's labels."""
+    rows: list[tuple[Any, ...]] = []
+    labels: dict[int, list[Label]] = {}
+    seen: set[tuple[int, int]] = set()
+    unit_cache: dict[int, int] = {}
+    for person, pos, via, reason in zip(
+        audience.person_ids, audience.position_ids, audience.via_position_ids, audience.reasons, strict=True
+    ):
+        if (person, pos) in seen:
+            continue
+        seen.add((person, pos))
+        unit = unit_cache.get(pos)
+        if unit is None:
+            unit = unit_cache[pos] = unit_id_of_position(index, pos)
+        rows.append((notice_id, person, pos, via, reason, unit))
+        labels.setdefault(person, []).append((pos, via, reason))
+    return rows, labels
+
+
+def label_of(index: OrgIndex, label: Label) -> dict[str, Any]:
+    """One position label as clients show it: role and unit names (from the sender's index snapshot)."""
+    pos, via, reason = label
+    out: dict[str, Any] = {"position_id": pos}
+    k = index.k_of_id[pos] if 0 <= pos < len(index.k_of_id) else -1
+    if k >= 0:
+        role = index.roles.get(index.p_role[k])
+        out["role"] = role.name if role is not None else None
+        out["unit"] = index.u_name[index.p_unit[k]]
+    if via != pos:
+        out["via_position_id"] = via
+        out["reason"] = reason
+    return out
+
+
+def notice_events(
+    kind: str, head: NoticeHead, labels: dict[int, list[Label]], index: OrgIndex, extra: dict[str, Any] | None = None
+) -> list[NewEvent]:
+    """One event per person, grouped by identical payload."""
+    base = head.as_dict()
+    if extra:
+        base.update(extra)
+    by_payload: dict[tuple[Label, ...], list[int]] = {}
+    for person, lbls in labels.items():
+        by_payload.setdefault(tuple(lbls), []).append(person)
+    out: list[NewEvent] = []
+    for key, persons in by_payload.items():
+        payload = {**base, "positions": [label_of(index, lb) for lb in key]}
+        out.append(NewEvent(kind, json.dumps(payload, ensure_ascii=False, separators=(",", ":")), persons))
+    return out
+
+
+def shared_event(kind: str, body: dict[str, Any], persons: Iterable[int]) -> NewEvent:
+    return NewEvent(kind, json.dumps(body, ensure_ascii=False, separators=(",", ":")), sorted(set(persons)))
+
+
+def positions_of(labels: Sequence[Label]) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(lb[0] for lb in labels))

@@ -1,0 +1,659 @@
+"""NoticeService: preview, send (fan-out), receipts, recall, progress, handover.
+
+Send path (persist, then publish): one resolution against the current index,
+then ONE transaction writes the notice, every receipt (COPY on PostgreSQL,
+executemany on SQLite, via ``org_tree.bulk``), the DING steps of an urgent
+notice, and one ``notice.new`` event per recipient person (``EventLog.append``,
+last). Only after the commit is the sender answered and ``notify`` called.
+
+Access: a notice's progress and recall belong to its sender person and to the
+current holders of the position it was sent as; receipts belong to their
+recipients. Anyone else gets ``NotFound``, the same as for a missing notice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from messaging.chat import Notify
+from messaging.db_errors import with_db_retry
+from messaging.events import EventLog, NewEvent
+from messaging.notices.fanout import (
+    RECEIPT_COLUMNS,
+    Label,
+    NoticeHead,
+    build_receipts,
+    notice_events,
+    shared_event,
+)
+from messaging.notices.model import (
+    Compose,
+    NoticeConfig,
+    PendingPage,
+    Progress,
+    ReceiptState,
+    SendResult,
+    UnitProgress,
+    iso,
+)
+from messaging.notices.notifier import Notifier
+from messaging.notices.receipts import ReceiptOp, ReceiptWriter
+from messaging.notices.rollup import UnitCounts, lowest_common_unit, rollup
+from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
+from messaging.wakeup import EventGroup
+from org_tree.bulk import bulk_insert
+from org_tree.clock import Clock
+from org_tree.db.database import Database
+from org_tree.db.dialect import insert_ignore
+from org_tree.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
+from org_tree.index import OrgIndex
+from org_tree.jurisdiction import check_jurisdiction
+from org_tree.preview import Preview, preview
+from org_tree.resolution import Audience, VacancyPolicy, resolve_ranges
+from org_tree.schema import persons
+from org_tree.selectors import Selector
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["IndexProvider", "NoticeService"]
+
+#: Returns this process's current org index (e.g. ``lambda: holder.index``).
+IndexProvider = Callable[[], OrgIndex]
+
+MAX_PENDING_PAGE = 200
+_SCAN = 2_000
+
+
+def _not_found(notice_id: int) -> NotFound:
+    return NotFound("no such notice", data={"notice_id": notice_id})
+
+
+def _head(row: Row[Any]) -> NoticeHead:
+    return NoticeHead(
+        int(row.id),
+        row.title,
+        row.priority,
+        bool(row.ack_required),
+        row.deadline,
+        row.created_at,
+        int(row.sender_person_id),
+        int(row.sender_position_id),
+    )
+
+
+def holds(index: OrgIndex, person_id: int, position_id: int) -> bool:
+    """True when ``person_id`` currently holds ``position_id`` (primary, deputy or acting)."""
+    k = index.k_of_id[position_id] if 0 <= position_id < len(index.k_of_id) else -1
+    if k < 0:
+        return False
+    if person_id in index.primary_holders(k):
+        return True
+    return any(p == person_id for p, _kind in index.alternates.get(k, ()))
+
+
+class NoticeService:
+    """Notices to positions, with receipts, rollups, recall, DING steps and handover.
+
+    Args:
+        db: the database.
+        events: per-person event streams (events are appended inside our transactions).
+        clock: wall and monotonic time.
+        notify: called after commit with the wake-up groups (must not block).
+        index_provider: returns the current ``OrgIndex`` of this process.
+        notifier: out-of-band escalation (used by the ``DingScheduler`` built from this service).
+        config: recall window, DING ladder, progress interval.
+        policy: the vacancy policy of resolution.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        events: EventLog,
+        clock: Clock,
+        notify: Notify,
+        index_provider: IndexProvider,
+        notifier: Notifier,
+        *,
+        config: NoticeConfig | None = None,
+        policy: VacancyPolicy | None = None,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._clock = clock
+        self._notify = notify
+        self._index = index_provider
+        self.notifier = notifier
+        self.config = config or NoticeConfig()
+        self._policy = policy or VacancyPolicy()
+        # Notices whose receipts changed since their last ``notice.progress`` event
+        # (this process only; each process flushes what it ingested).
+        self._dirty: set[int] = set()
+        # notice id → monotonic time of its last ``notice.progress`` event from this process.
+        self._last_progress: dict[int, float] = {}
+        self._receipts = ReceiptWriter(db, clock)
+
+    # ------------------------------------------------------------ resolution
+    def _resolve(self, index: OrgIndex, actor_person_id: int, actor_position_id: int, sel: Selector) -> Audience:
+        if not holds(index, actor_person_id, actor_position_id):
+            raise Forbidden("you do not hold that position", data={"actor_position_id": actor_position_id})
+        ranges = check_jurisdiction(index, actor_position_id, sel)
+        return resolve_ranges(index, ranges, self._policy)
+
+    def preview(self, actor_person_id: int, actor_position_id: int, selector: Selector) -> Preview:
+        """What ``selector`` reaches if sent as ``actor_position_id``: counts per child unit and level.
+
+        Raises:
+            Forbidden: the actor does not hold the position, or ``OUT_OF_SCOPE``.
+            NotFound: the selector names a missing unit, role or position.
+        """
+        index = self._index()
+        return preview(index, self._resolve(index, actor_person_id, actor_position_id, selector))
+
+    # ------------------------------------------------------------------ send
+    async def send(self, actor_person_id: int, actor_position_id: int, compose: Compose) -> SendResult:
+        """Resolve, write the notice with all receipts and events in one transaction, then notify.
+
+        Idempotent by ``(actor_person_id, compose.client_msg_id)``: a retry returns the
+        stored notice with ``duplicate=True`` and writes nothing.
+
+        Raises:
+            Forbidden: the actor does not hold the position, or the selector is out of scope.
+            NotFound: the selector names a missing unit, role or position.
+            Unavailable: the database is down; retry with the same client_msg_id.
+        """
+        existing = await self._existing(actor_person_id, compose.client_msg_id)
+        if existing is not None:
+            return existing
+        index = self._index()
+        audience = self._resolve(index, actor_person_id, actor_position_id, compose.selector)
+        groups: list[EventGroup] = []
+
+        async def txn() -> SendResult:
+            groups.clear()
+            now = self._clock.now()
+            async with self._db.write() as conn:
+                result = await self._write_notice(
+                    conn, index, audience, actor_person_id, actor_position_id, compose, now, groups
+                )
+            return result
+
+        result = await with_db_retry(txn)
+        if groups:
+            self._notify(groups)
+        return result
+
+    async def _existing(self, sender: int, client_msg_id: str) -> SendResult | None:
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(notices).where(
+                        notices.c.sender_person_id == sender, notices.c.client_msg_id == client_msg_id
+                    )
+                )
+            ).first()
+        return None if row is None else _stored(row)
+
+    async def _write_notice(
+        self,
+        conn: AsyncConnection,
+        index: OrgIndex,
+        audience: Audience,
+        sender: int,
+        sender_position: int,
+        c: Compose,
+        now: datetime,
+        groups: list[EventGroup],
+    ) -> SendResult:
+        stmt = (
+            insert_ignore(conn, notices, ["sender_person_id", "client_msg_id"])
+            .values(
+                sender_person_id=sender,
+                sender_position_id=sender_position,
+                client_msg_id=c.client_msg_id,
+                title=c.title,
+                body=c.body,
+                attachments=json.dumps(list(c.attachments), ensure_ascii=False),
+                selector=c.selector_json,
+                priority=c.priority,
+                ack_required=c.ack_required,
+                deadline=c.deadline,
+                created_at=now,
+                recalled_at=None,
+                audience_positions=len(audience.positions),
+                audience_persons=len(audience.persons),
+                receipt_count=0,
+                org_version=audience.version,
+            )
+            .returning(notices.c.id)
+        )
+        notice_id = (await conn.execute(stmt)).scalar()
+        if notice_id is None:  # a concurrent retry of the same send committed first
+            row = (
+                await conn.execute(
+                    select(notices).where(
+                        notices.c.sender_person_id == sender, notices.c.client_msg_id == c.client_msg_id
+                    )
+                )
+            ).one()
+            return _stored(row)
+        notice_id = int(notice_id)
+        rows, labels = build_receipts(index, audience, notice_id)
+        await bulk_insert(conn, notice_receipts, RECEIPT_COLUMNS, rows)
+        await conn.execute(update(notices).where(notices.c.id == notice_id).values(receipt_count=len(rows)))
+        if c.priority == "urgent" and rows:
+            await conn.execute(
+                notice_ding_steps.insert(),
+                [
+                    {"notice_id": notice_id, "step": i, "action": action, "due_at": now + delay, "attempts": 0}
+                    for i, (delay, action) in enumerate(self.config.ding.steps)
+                ],
+            )
+        head = NoticeHead(notice_id, c.title, c.priority, c.ack_required, c.deadline, now, sender, sender_position)
+        groups.extend(await self._events.append(conn, notice_events("notice.new", head, labels, index), now))
+        return SendResult(
+            notice_id, now, False, len(audience.positions), len(audience.persons), len(rows), len(audience.unfilled)
+        )
+
+    # ------------------------------------------------------------- reading
+    async def get(self, actor_person_id: int, notice_id: int) -> dict[str, Any]:
+        """The notice with the actor's own receipts (recipient) or its numbers (sender side)."""
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
+            if row is None:
+                raise _not_found(notice_id)
+            mine = await _receipts_of(conn, notice_id, actor_person_id)
+        is_sender = self._is_sender_side(row, actor_person_id)
+        if not mine and not is_sender:
+            raise _not_found(notice_id)
+        out = {
+            **_head(row).as_dict(),
+            "body": row.body,
+            "attachments": json.loads(row.attachments),
+            "recalled_at": iso(row.recalled_at),
+            "receipts": [r.to_dict() for r in mine],
+        }
+        if is_sender:
+            out.update(
+                selector=json.loads(row.selector),
+                audience={"positions": row.audience_positions, "persons": row.audience_persons},
+                receipt_count=row.receipt_count,
+            )
+        return out
+
+    def _is_sender_side(self, row: Row[Any], actor_person_id: int) -> bool:
+        if int(row.sender_person_id) == actor_person_id:
+            return True
+        return holds(self._index(), actor_person_id, int(row.sender_position_id))
+
+    async def _access_sent(self, conn: AsyncConnection, actor_person_id: int, notice_id: int) -> Row[Any]:
+        row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
+        if row is None:
+            raise _not_found(notice_id)
+        if not self._is_sender_side(row, actor_person_id):
+            raise _not_found(notice_id)
+        return row
+
+    # ------------------------------------------------------------ receipts
+    async def mark_delivered(self, person_id: int, notice_id: int) -> list[ReceiptState]:
+        """The client has the notice (live or through sync). Idempotent."""
+        return await self._mark(person_id, notice_id, "delivered", None, None)
+
+    async def mark_read(self, person_id: int, notice_id: int) -> list[ReceiptState]:
+        """The recipient opened the notice: read for every position they receive it through. Idempotent."""
+        return await self._mark(person_id, notice_id, "read", None, None)
+
+    async def acknowledge(
+        self, person_id: int, notice_id: int, *, position_id: int | None = None, reply: str | None = None
+    ) -> list[ReceiptState]:
+        """Acknowledge for one position (or, with ``position_id`` None, for every position).
+
+        A second acknowledgement changes nothing (the first time and reply stay).
+
+        Raises:
+            NotFound: the person is not a recipient (through that position), or no such notice.
+            Conflict: the notice was recalled.
+        """
+        if reply is not None:
+            from messaging.notices.model import MAX_REPLY
+            from org_tree.text import check_text
+
+            check_text(reply, field="reply", max_chars=MAX_REPLY, allow_empty=True)
+        return await self._mark(person_id, notice_id, "acked", position_id, reply)
+
+    async def _mark(
+        self, person_id: int, notice_id: int, what: str, position_id: int | None, reply: str | None
+    ) -> list[ReceiptState]:
+        outcome = await self._receipts.submit(ReceiptOp(person_id, notice_id, what, position_id, reply))
+        if outcome.changed:
+            self._dirty.add(notice_id)
+        return outcome.states
+
+    async def close(self) -> None:
+        """Finish the queued receipt changes (graceful shutdown)."""
+        await self._receipts.close()
+
+    # --------------------------------------------------------------- recall
+    async def recall(self, actor_person_id: int, notice_id: int) -> datetime:
+        """Recall a notice within the window; recipients get ``notice.recalled``. Idempotent.
+
+        Raises:
+            NotFound: no such notice, or the actor is not on its sender side.
+            Conflict: the recall window has passed.
+        """
+        groups: list[EventGroup] = []
+
+        async def txn() -> datetime:
+            groups.clear()
+            now = self._clock.now()
+            async with self._db.write() as conn:
+                row = await self._access_sent(conn, actor_person_id, notice_id)
+                if row.recalled_at is not None:
+                    return row.recalled_at  # type: ignore[no-any-return]
+                if now - row.created_at > self.config.recall_window:
+                    raise Conflict(
+                        "the recall window has passed",
+                        data={"notice_id": notice_id, "window_s": self.config.recall_window.total_seconds()},
+                    )
+                await conn.execute(update(notices).where(notices.c.id == notice_id).values(recalled_at=now))
+                await conn.execute(
+                    update(notice_ding_steps)
+                    .where(notice_ding_steps.c.notice_id == notice_id, notice_ding_steps.c.done_at.is_(None))
+                    .values(done_at=now, last_error="recalled")
+                )
+                people = [
+                    int(r[0])
+                    for r in await conn.execute(
+                        select(notice_receipts.c.person_id).where(notice_receipts.c.notice_id == notice_id).distinct()
+                    )
+                ]
+                body = {"notice_id": notice_id, "recalled_at": iso(now)}
+                evs = [shared_event("notice.recalled", body, people)] if people else []
+                evs.append(shared_event("notice.recalled", body, [int(row.sender_person_id)]))
+                groups.extend(await self._events.append(conn, evs, now))
+                return now
+
+        at = await with_db_retry(txn)
+        self._dirty.discard(notice_id)
+        if groups:
+            self._notify(groups)
+        return at
+
+    # ------------------------------------------------------------- progress
+    async def progress(self, actor_person_id: int, notice_id: int, *, unit: int | str | None = None) -> Progress:
+        """Totals and a rollup per child of ``unit`` (default: the audience's lowest common unit).
+
+        Raises:
+            NotFound: no such notice, not on its sender side, or no such unit.
+        """
+        index = self._index()
+        async with self._db.read() as conn:
+            row = await self._access_sent(conn, actor_person_id, notice_id)
+            counts = await _unit_counts(conn, notice_id)
+        totals = [sum(c[i] for c in counts) for i in range(1, 5)]
+        parent = index.unit(unit) if unit is not None else lowest_common_unit(index, (c[0] for c in counts))
+        if parent is None:
+            by_child: tuple[UnitProgress, ...] = ()
+            elsewhere = totals[0]
+            total = UnitProgress(0, "", "", *totals)
+        else:
+            by_child, elsewhere = rollup(index, parent, counts)
+            total = UnitProgress(int(index.u_id[parent]), index.u_code[parent], index.u_name[parent], *totals)
+        return Progress(notice_id, row.recalled_at is not None, bool(row.ack_required), total, by_child, elsewhere)
+
+    async def pending(
+        self,
+        actor_person_id: int,
+        notice_id: int,
+        *,
+        unit: int | str,
+        missing: str = "read",
+        after: int | None = None,
+        limit: int = 50,
+    ) -> PendingPage:
+        """Recipients in ``unit``'s subtree who have not read (``missing="read"``) or acknowledged (``"ack"``).
+
+        Keyset-paged by receipt id: pass ``next_after`` back as ``after``.
+        """
+        if missing not in ("read", "ack"):
+            raise BadRequest("missing must be read or ack", data={"field": "missing"})
+        limit = max(1, min(limit, MAX_PENDING_PAGE))
+        index = self._index()
+        u = index.unit(unit)
+        lo, hi = u, index.u_end[u]
+        col = notice_receipts.c.read_at if missing == "read" else notice_receipts.c.acked_at
+        items: list[dict[str, Any]] = []
+        cursor = after or 0
+        more = False
+        async with self._db.read() as conn:
+            await self._access_sent(conn, actor_person_id, notice_id)
+            while True:
+                rows = (
+                    await conn.execute(
+                        select(
+                            notice_receipts.c.id,
+                            notice_receipts.c.person_id,
+                            persons.c.name,
+                            notice_receipts.c.position_id,
+                            notice_receipts.c.unit_id,
+                            notice_receipts.c.read_at,
+                        )
+                        .join(persons, persons.c.id == notice_receipts.c.person_id)
+                        .where(notice_receipts.c.notice_id == notice_id, col.is_(None), notice_receipts.c.id > cursor)
+                        .order_by(notice_receipts.c.id)
+                        .limit(_SCAN)
+                    )
+                ).all()
+                for rid, pid, name, pos, unit_id, read_at in rows:
+                    cursor = int(rid)
+                    uu = index.u_of_id[unit_id] if 0 <= unit_id < len(index.u_of_id) else -1
+                    if not lo <= uu < hi:
+                        continue
+                    if len(items) == limit:
+                        more = True
+                        break
+                    items.append(
+                        {
+                            "receipt_id": int(rid),
+                            "person_id": int(pid),
+                            "name": name,
+                            "position_id": int(pos),
+                            "unit_id": int(unit_id),
+                            "unit": index.u_name[uu],
+                            "read_at": iso(read_at),
+                        }
+                    )
+                if more or len(rows) < _SCAN:
+                    break
+        return PendingPage(items, items[-1]["receipt_id"] if more else None)
+
+    async def flush_progress(self) -> int:
+        """Send one coalesced ``notice.progress`` event per changed notice to its sender.
+
+        Call periodically (e.g. every ``config.progress_interval`` seconds). A notice
+        whose last event from this process is younger than the interval stays
+        dirty until a later flush. Returns the number of events appended.
+        """
+        mono = self._clock.monotonic()
+        due = [n for n in self._dirty if mono - self._last_progress.get(n, -1e18) >= self.config.progress_interval]
+        if not due:
+            return 0
+        groups: list[EventGroup] = []
+
+        async def txn() -> int:
+            groups.clear()
+            now = self._clock.now()
+            async with self._db.write() as conn:
+                totals = await _totals(conn, due)
+                senders = dict(
+                    (int(i), int(s))
+                    for i, s in await conn.execute(
+                        select(notices.c.id, notices.c.sender_person_id).where(notices.c.id.in_(due))
+                    )
+                )
+                evs = []
+                for n in sorted(senders):
+                    r, d, rd, a = totals.get(n, (0, 0, 0, 0))
+                    body = {"notice_id": n, "receipts": r, "delivered": d, "read": rd, "acked": a}
+                    evs.append(shared_event("notice.progress", body, [senders[n]]))
+                groups.extend(await self._events.append(conn, evs, now))
+                return len(evs)
+
+        emitted = await with_db_retry(txn)
+        for n in due:
+            self._dirty.discard(n)
+            self._last_progress[n] = mono
+        if groups:
+            self._notify(groups)
+        return emitted
+
+    # ------------------------------------------------------------- handover
+    async def transfer_unread(self, position_id: int, old_person_id: int, new_person_id: int) -> int:
+        """Move the unread receipts owed through ``position_id`` by ``old_person_id`` to the new holder.
+
+        Call after an ``OrgService.handover`` commits. The moved receipts keep
+        ``previous_person_id``/``transferred_at``; the new holder gets ``notice.new``
+        for each notice (labelled), the old one ``notice.transferred``. Returns the count moved.
+        """
+        if old_person_id == new_person_id:
+            return 0
+        index = self._index()
+        groups: list[EventGroup] = []
+
+        async def txn() -> int:
+            groups.clear()
+            now = self._clock.now()
+            async with self._db.write() as conn:
+                r = notice_receipts
+                rows = (
+                    await conn.execute(
+                        select(r.c.id, r.c.notice_id, r.c.position_id, r.c.via_position_id, r.c.reason)
+                        .join(notices, notices.c.id == r.c.notice_id)
+                        .where(
+                            r.c.via_position_id == position_id,
+                            r.c.person_id == old_person_id,
+                            r.c.read_at.is_(None),
+                            r.c.acked_at.is_(None),
+                            notices.c.recalled_at.is_(None),
+                        )
+                        .order_by(r.c.id)
+                    )
+                ).all()
+                if not rows:
+                    return 0
+                already = {
+                    (int(n), int(p))
+                    for n, p in await conn.execute(
+                        select(r.c.notice_id, r.c.position_id).where(
+                            r.c.person_id == new_person_id, r.c.notice_id.in_({int(x.notice_id) for x in rows})
+                        )
+                    )
+                }
+                move = [x for x in rows if (int(x.notice_id), int(x.position_id)) not in already]
+                if not move:
+                    return 0
+                await conn.execute(
+                    update(r)
+                    .where(r.c.id.in_([int(x.id) for x in move]))
+                    .values(person_id=new_person_id, previous_person_id=old_person_id, transferred_at=now)
+                )
+                heads = {
+                    int(n.id): _head(n)
+                    for n in await conn.execute(
+                        select(notices).where(notices.c.id.in_({int(x.notice_id) for x in move}))
+                    )
+                }
+                labels: dict[int, list[Label]] = {}
+                for x in move:
+                    labels.setdefault(int(x.notice_id), []).append(
+                        (int(x.position_id), int(x.via_position_id), x.reason)
+                    )
+                evs: list[NewEvent] = []
+                for nid, lbls in sorted(labels.items()):
+                    evs += notice_events("notice.new", heads[nid], {new_person_id: lbls}, index, {"transferred": True})
+                    body = {"notice_id": nid, "position_ids": [lb[0] for lb in lbls], "to_person_id": new_person_id}
+                    evs.append(shared_event("notice.transferred", body, [old_person_id]))
+                groups.extend(await self._events.append(conn, evs, now))
+                return len(move)
+
+        moved = await with_db_retry(txn)
+        if groups:
+            self._notify(groups)
+        return moved
+
+    async def receipt_history(self, actor_person_id: int, notice_id: int, position_id: int) -> list[dict[str, Any]]:
+        """Receipts of one addressed position with who owes them and who owed them before (sender side)."""
+        async with self._db.read() as conn:
+            await self._access_sent(conn, actor_person_id, notice_id)
+            rows = (
+                await conn.execute(
+                    select(notice_receipts)
+                    .where(notice_receipts.c.notice_id == notice_id, notice_receipts.c.position_id == position_id)
+                    .order_by(notice_receipts.c.id)
+                )
+            ).all()
+        return [
+            {
+                "person_id": int(x.person_id),
+                "previous_person_id": x.previous_person_id,
+                "transferred_at": iso(x.transferred_at),
+                "read_at": iso(x.read_at),
+                "acked_at": iso(x.acked_at),
+            }
+            for x in rows
+        ]
+
+
+def _stored(row: Row[Any]) -> SendResult:
+    return SendResult(
+        int(row.id),
+        row.created_at,
+        True,
+        int(row.audience_positions),
+        int(row.audience_persons),
+        int(row.receipt_count),
+    )
+
+
+async def _receipts_of(conn: AsyncConnection, notice_id: int, person_id: int) -> list[ReceiptState]:
+    r = notice_receipts
+    rows = await conn.execute(
+        select(r.c.position_id, r.c.via_position_id, r.c.delivered_at, r.c.read_at, r.c.acked_at, r.c.reply)
+        .where(r.c.notice_id == notice_id, r.c.person_id == person_id)
+        .order_by(r.c.position_id)
+    )
+    return [ReceiptState(notice_id, int(p), int(v), d, rd, a, rep) for p, v, d, rd, a, rep in rows]
+
+
+async def _unit_counts(conn: AsyncConnection, notice_id: int) -> list[UnitCounts]:
+    r = notice_receipts
+    rows = await conn.execute(
+        select(
+            r.c.unit_id, func.count(), func.count(r.c.delivered_at), func.count(r.c.read_at), func.count(r.c.acked_at)
+        )
+        .where(r.c.notice_id == notice_id)
+        .group_by(r.c.unit_id)
+    )
+    return [(int(u), int(n), int(d), int(rd), int(a)) for u, n, d, rd, a in rows]
+
+
+async def _totals(conn: AsyncConnection, notice_ids: Sequence[int]) -> dict[int, tuple[int, int, int, int]]:
+    r = notice_receipts
+    rows = await conn.execute(
+        select(
+            r.c.notice_id, func.count(), func.count(r.c.delivered_at), func.count(r.c.read_at), func.count(r.c.acked_at)
+        )
+        .where(and_(r.c.notice_id.in_(list(notice_ids))))
+        .group_by(r.c.notice_id)
+    )
+    return {int(n): (int(c), int(d), int(rd), int(a)) for n, c, d, rd, a in rows}
+
+
+_ = ErrorCode  # re-exported codes are used by callers through ``org_tree.errors``

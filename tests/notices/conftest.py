@@ -1,0 +1,149 @@
+"""Fixtures of the notice tests: a synthetic tree with people, built once per backend, cloned per test.
+
+The tree: 1 province, 1 city, 2 counties × 5 townships × 15 villages × 3 grids
+(the shipped role catalog, synthetic people with vacancies, deputies and grid
+workers who also hold their village's 河长/妇联 position). PostgreSQL databases
+are cloned with ``CREATE DATABASE … TEMPLATE`` (migrated with ``zzd.migrate.upgrade``),
+SQLite files are copied, so each test starts from the same data in well under a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import messaging.notices.schema  # noqa: F401  (registers the notice tables)
+from messaging.events import EventLog
+from messaging.notices import LoggingNotifier, NoticeConfig, NoticeService
+from messaging.wakeup import EventGroup
+from org_tree.clock import FakeClock
+from org_tree.db.database import Database
+from org_tree.importer import import_divisions
+from org_tree.index import OrgIndex
+from org_tree.synthetic import generate_people
+from tests.conftest import _pg_admin
+from tests.services import pg_url, require
+from zzd.migrate import upgrade
+
+CITY = "9901"
+COUNTIES = ("990101", "990102")
+
+
+def write_divisions(folder: Path, townships: int = 5, villages: int = 15) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "provinces.csv").write_text('code,name\n99,"测试省"\n', encoding="utf-8")
+    (folder / "cities.csv").write_text(f'code,name,provinceCode\n{CITY},"甲市",99\n', encoding="utf-8")
+    areas = ["code,name,cityCode,provinceCode", f'990101,"柯城区",{CITY},99', f'990102,"衢江区",{CITY},99']
+    (folder / "areas.csv").write_text("\n".join(areas) + "\n", encoding="utf-8")
+    streets = ["code,name,areaCode,provinceCode,cityCode"]
+    vills = ["code,name,streetCode,provinceCode,cityCode,areaCode"]
+    for area in COUNTIES:
+        for t in range(1, townships + 1):
+            street = f"{area}{t:03d}"
+            streets.append(f'{street},"{area[-2:]}镇{t}",{area},99,{CITY}')
+            for v in range(1, villages + 1):
+                vills.append(f'{street}{v:03d},"{street[-3:]}村{v}",{street},99,{CITY},{area}')
+    (folder / "streets.csv").write_text("\n".join(streets) + "\n", encoding="utf-8")
+    (folder / "villages.csv").write_text("\n".join(vills) + "\n", encoding="utf-8")
+    return folder
+
+
+async def _populate(url: str, folder: Path) -> None:
+    db = Database(url)
+    try:
+        await import_divisions(db, folder, grids_per_village=3)
+        await generate_people(db, seed=7, vacancy_rate=0.02, deputy_rate=0.05, multi_share=0.5, pool_size=3)
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(scope="session")
+def notices_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("notices_tpl")
+    path = base / "tree.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    upgrade(url)
+    asyncio.run(_populate(url, write_divisions(base / "div")))
+    return path
+
+
+@pytest.fixture(scope="session")
+def notices_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    require("postgres")
+    name = f"zzd_notices_tpl_{secrets.token_hex(4)}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        upgrade(pg_url(name))
+        asyncio.run(_populate(pg_url(name), write_divisions(tmp_path_factory.mktemp("div_pg"))))
+        yield name
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def tree_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database holding the synthetic tree, private to one test."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("notices_sqlite_template")
+        dest = tmp_path / "tree.db"
+        shutil.copy(template, dest)
+        yield f"sqlite+aiosqlite:///{dest}"
+        return
+    tpl: str = request.getfixturevalue("notices_pg_template")
+    name = f"zzd_notices_{secrets.token_hex(4)}"
+    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
+    try:
+        yield pg_url(name)
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class World:
+    """One process's view: database, index, clock, captured wake-ups, the service."""
+
+    db: Database
+    index: OrgIndex
+    clock: FakeClock
+    events: EventLog
+    notifier: LoggingNotifier
+    svc: NoticeService
+    notified: list[list[EventGroup]] = field(default_factory=list)
+
+    def governor(self) -> tuple[int, int]:
+        """(person, position) of a held position that may address the whole tree."""
+        return self.head_of(self.index.unit("99"))
+
+    def head_of(self, u: int) -> tuple[int, int]:
+        for k in self.index.unit_slots(u):
+            role = self.index.roles[self.index.p_role[k]]
+            holders = self.index.primary_holders(k)
+            if role.jurisdiction == "subtree" and holders:
+                return holders[0], self.index.p_id[k]
+        raise AssertionError("no held subtree position in the unit")
+
+
+async def make_world(url: str, clock: FakeClock | None = None, config: NoticeConfig | None = None) -> World:
+    db = Database(url)
+    index = await OrgIndex.load(db)
+    clock = clock or FakeClock()
+    events = EventLog(db)
+    notified: list[list[EventGroup]] = []
+    notifier = LoggingNotifier()
+    svc = NoticeService(db, events, clock, notified.append, lambda: index, notifier, config=config)
+    return World(db, index, clock, events, notifier, svc, notified)
+
+
+@pytest.fixture
+async def world(tree_url: str) -> AsyncIterator[World]:
+    w = await make_world(tree_url)
+    try:
+        yield w
+    finally:
+        await w.db.dispose()

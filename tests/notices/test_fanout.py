@@ -1,0 +1,186 @@
+"""Fan-out (S3-style): exact receipts, one labelled event per person, idempotent send, receipts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from messaging.notices import validate_compose
+from messaging.notices.schema import notice_receipts, notices
+from messaging.schema import person_events
+from org_tree.errors import Conflict, Forbidden, NotFound
+from org_tree.resolution import resolve
+from org_tree.selectors import parse_selector
+from tests.notices.conftest import CITY, World
+
+EVERYONE = " | ".join(
+    f"{role}@{CITY}/**"
+    for role in ("grid_worker", "grid_volunteer", "grid_chief", "river_chief", "village_secretary", "women_federation")
+)
+
+
+def compose(cid: str, sel: str = EVERYONE, **kw: object) -> object:
+    return validate_compose(client_msg_id=cid, title="防汛通知", body="请各网格做好准备", selector=sel, **kw)  # type: ignore[arg-type]
+
+
+async def notice_events_of(w: World, kind: str = "notice.new") -> list[tuple[int, dict[str, object]]]:
+    async with w.db.read() as conn:
+        rows = await conn.execute(
+            select(person_events.c.person_id, person_events.c.payload)
+            .where(person_events.c.kind == kind)
+            .order_by(person_events.c.created_at, person_events.c.person_id, person_events.c.seq)
+        )
+        return [(int(p), json.loads(pl)) for p, pl in rows]
+
+
+async def test_fanout_exact_receipts_and_one_event_per_person(world: World) -> None:
+    w = world
+    person, position = w.governor()
+    audience = resolve(w.index, parse_selector(EVERYONE))
+    expected = {(p, pos) for p, pos in zip(audience.person_ids, audience.position_ids, strict=True)}
+    assert len(expected) > 2_500  # a few thousand receipts
+
+    res = await w.svc.send(person, position, compose("n1"))  # type: ignore[arg-type]
+    assert not res.duplicate
+    assert res.receipts == len(expected)
+    assert res.persons == len(audience.persons)
+    async with w.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(notice_receipts.c.person_id, notice_receipts.c.position_id).where(
+                    notice_receipts.c.notice_id == res.notice_id
+                )
+            )
+        ).all()
+    assert {(int(a), int(b)) for a, b in rows} == expected
+    assert len(rows) == len(expected)
+
+    evs = await notice_events_of(w)
+    per_person: dict[int, list[dict[str, object]]] = {}
+    for p, payload in evs:
+        per_person.setdefault(p, []).append(payload)
+    assert set(per_person) == set(audience.persons)
+    assert all(len(v) == 1 for v in per_person.values())  # exactly one event per person
+    for p, (payload,) in per_person.items():
+        got = {pos["position_id"] for pos in payload["positions"]}  # type: ignore[index, union-attr]
+        assert got == set(audience.by_person[p])
+    # notify was called once, after commit, with every recipient once
+    assert len(w.notified) == 1
+    delivered = [pid for g in w.notified[0] for pid, _seq in g.recipients]
+    assert sorted(delivered) == sorted(audience.persons)
+
+
+async def test_person_with_two_positions_one_event_and_acks_per_position(world: World) -> None:
+    w = world
+    person, position = w.governor()
+    res = await w.svc.send(person, position, compose("n2", ack_required=True))  # type: ignore[arg-type]
+    audience = resolve(w.index, parse_selector(EVERYONE))
+    multi = next(p for p, pos in audience.by_person.items() if len(pos) >= 2)
+    a, b = audience.by_person[multi][:2]
+    (payload,) = [pl for p, pl in await notice_events_of(w) if p == multi]
+    labels = {pos["position_id"] for pos in payload["positions"]}  # type: ignore[index, union-attr]
+    assert {a, b} <= labels
+    assert all("role" in pos and "unit" in pos for pos in payload["positions"])  # type: ignore[union-attr, operator]
+
+    states = await w.svc.acknowledge(multi, res.notice_id, position_id=a, reply="收到")
+    by_pos = {s.position_id: s for s in states}
+    assert by_pos[a].acked_at is not None and by_pos[a].reply == "收到"
+    assert by_pos[b].acked_at is None
+    first = by_pos[a].acked_at
+    w.clock.advance(30)
+    again = await w.svc.acknowledge(multi, res.notice_id, position_id=a, reply="changed")
+    by_pos = {s.position_id: s for s in again}
+    assert by_pos[a].acked_at == first and by_pos[a].reply == "收到"  # duplicate ack changes nothing
+    await w.svc.acknowledge(multi, res.notice_id, position_id=b)
+    prog = await w.svc.progress(person, res.notice_id)
+    assert prog.total.acked == 2 and prog.total.read == 2  # ack implies read, per position
+
+
+async def test_non_recipient_and_missing_are_the_same_not_found(world: World) -> None:
+    w = world
+    person, position = w.governor()
+    sel = f"grid_worker@{CITY}/**"
+    res = await w.svc.send(person, position, compose("n3", sel))  # type: ignore[arg-type]
+    audience = resolve(w.index, parse_selector(sel))
+    outsider = person  # the sender is not a grid worker
+    assert outsider not in audience.persons
+    with pytest.raises(NotFound) as e1:
+        await w.svc.acknowledge(outsider, res.notice_id)
+    with pytest.raises(NotFound) as e2:
+        await w.svc.acknowledge(outsider, res.notice_id + 999)
+    assert e1.value.code == e2.value.code and e1.value.message == e2.value.message
+    recipient = audience.person_ids[0]
+    with pytest.raises(NotFound):  # a real recipient, but not through this position
+        await w.svc.acknowledge(recipient, res.notice_id, position_id=position)
+    with pytest.raises(NotFound):  # progress is the sender's
+        await w.svc.progress(recipient, res.notice_id)
+    with pytest.raises(Forbidden):  # acting as a position one does not hold
+        await w.svc.send(recipient, position, compose("n3b", sel))  # type: ignore[arg-type]
+
+
+async def test_idempotent_send_sequential_and_concurrent(world: World) -> None:
+    w = world
+    person, position = w.governor()
+    sel = f"village_secretary@{CITY}/**"
+    first = await w.svc.send(person, position, compose("same", sel))  # type: ignore[arg-type]
+    again = await w.svc.send(person, position, compose("same", sel))  # type: ignore[arg-type]
+    assert again.duplicate and again.notice_id == first.notice_id and again.receipts == first.receipts
+    r1, r2 = await asyncio.gather(
+        w.svc.send(person, position, compose("race", sel)),  # type: ignore[arg-type]
+        w.svc.send(person, position, compose("race", sel)),  # type: ignore[arg-type]
+    )
+    assert r1.notice_id == r2.notice_id and {r1.duplicate, r2.duplicate} == {True, False}
+    async with w.db.read() as conn:
+        n = (await conn.execute(select(func.count()).select_from(notices))).scalar_one()
+        rc = (await conn.execute(select(func.count()).select_from(notice_receipts))).scalar_one()
+    assert n == 2 and rc == 2 * first.receipts
+
+
+async def test_recall_within_window(world: World) -> None:
+    w = world
+    person, position = w.governor()
+    sel = f"village_secretary@{CITY}/**"
+    res = await w.svc.send(person, position, compose("r1", sel, priority="urgent"))  # type: ignore[arg-type]
+    audience = resolve(w.index, parse_selector(sel))
+    someone = audience.person_ids[0]
+    await w.svc.mark_read(someone, res.notice_id)
+    w.clock.advance(60)
+    at = await w.svc.recall(person, res.notice_id)
+    assert await w.svc.recall(person, res.notice_id) == at  # idempotent
+    recalled = {p for p, _ in await notice_events_of(w, "notice.recalled")}
+    assert recalled == set(audience.persons) | {person}
+    with pytest.raises(Conflict):
+        await w.svc.acknowledge(someone, res.notice_id)
+    prog = await w.svc.progress(person, res.notice_id)
+    assert prog.recalled and prog.total.read == 1
+    with pytest.raises(NotFound):
+        await w.svc.recall(someone, res.notice_id)  # not the sender
+    late = await w.svc.send(person, position, compose("r2", sel))  # type: ignore[arg-type]
+    w.clock.advance(w.svc.config.recall_window.total_seconds() + 1)
+    with pytest.raises(Conflict):
+        await w.svc.recall(person, late.notice_id)
+
+
+async def test_progress_events_are_coalesced(world: World) -> None:
+    w = world
+    person, position = w.governor()
+    sel = f"village_secretary@{CITY}/**"
+    res = await w.svc.send(person, position, compose("p1", sel))  # type: ignore[arg-type]
+    recips = list(resolve(w.index, parse_selector(sel)).persons)[:20]
+    for p in recips[:10]:
+        await w.svc.mark_read(p, res.notice_id)
+    assert await w.svc.flush_progress() == 1
+    for p in recips[10:]:
+        await w.svc.mark_read(p, res.notice_id)
+    assert await w.svc.flush_progress() == 0  # within the interval: stays dirty
+    w.clock.advance(w.svc.config.progress_interval)
+    assert await w.svc.flush_progress() == 1
+    assert await w.svc.flush_progress() == 0  # nothing changed since
+    evs = [pl for p, pl in await notice_events_of(w, "notice.progress")]
+    assert [e["read"] for e in evs] == [10, 20]
+    await w.svc.mark_read(recips[0], res.notice_id)  # duplicate: not dirty
+    w.clock.advance(5)
+    assert await w.svc.flush_progress() == 0
