@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from pathlib import Path
 
+import httpx
 import pytest
 
 from org_tree.clock import SystemClock
@@ -90,3 +92,36 @@ async def test_lost_wakeups_are_repaired_by_the_safety_poll(pg_database: str, re
         assert [e["seq"] for e in evs] == [1, 2, 3, 4, 5]
         await a.close()
         await b.close()
+
+
+async def test_org_change_through_one_process_reaches_the_other_within_a_second(
+    pg_database: str, redis_url: str, tmp_path: Path
+) -> None:
+    from org_tree.importer import import_divisions
+    from tests.notices.conftest import write_divisions
+
+    db = Database(pg_database)
+    try:
+        await import_divisions(db, write_divisions(tmp_path / "div", townships=1, villages=2), grids_per_village=1)
+    finally:
+        await db.dispose()
+    (admin_id, admin_lg), (heir_id, _) = await _people(pg_database, 2)
+    async with zzd_processes(pg_database, redis_url, 2, ZZD_ADMIN_LOGINS=f'["{admin_lg}"]') as (p1, p2):
+        tok1 = (await login(p1.http, admin_lg))["access_token"]
+        tok2 = (await login(p2.http, admin_lg))["access_token"]
+        hdr1, hdr2 = {"Authorization": f"Bearer {tok1}"}, {"Authorization": f"Bearer {tok2}"}
+        async with httpx.AsyncClient() as h:
+            unit = (await h.get(f"{p2.http}/api/v1/org/units/990101001001", headers=hdr2)).json()
+            position = unit["position_ids"][0]
+            r = await h.post(
+                f"{p1.http}/api/v1/org/positions/{position}/handover", json={"person_id": heir_id}, headers=hdr1
+            )
+            assert r.status_code == 200, r.text
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            while True:
+                seen = (await h.get(f"{p2.http}/api/v1/org/positions/{position}", headers=hdr2)).json()
+                if heir_id in seen["holders"]:
+                    break
+                assert loop.time() - start < 1.0, "process 2 still routes with the old holder after 1 s"
+                await asyncio.sleep(0.05)

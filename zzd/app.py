@@ -17,7 +17,7 @@ from org_tree.errors import ErrorCode, ZzdError
 from zzd.config import Settings
 from zzd.gateway.closecodes import Close
 from zzd.gateway.connection import Connection
-from zzd.http import auth_routes, chat_routes, health
+from zzd.http import auth_routes, chat_routes, health, notice_routes, org_routes
 from zzd.http.common import error_response
 from zzd.metrics import routes as metrics_routes
 from zzd.services import Services
@@ -80,6 +80,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         *metrics_routes,
         *auth_routes.routes,
         *chat_routes.routes,
+        *org_routes.routes,
+        *notice_routes.routes,
         WebSocketRoute("/ws", ws_endpoint),
     ]
     return Starlette(

@@ -153,18 +153,61 @@ def demo_seed() -> None:
         db = Database(_settings().database_url)
         directory = PersonDirectory(db, SystemClock())
         hashed = await Passwords().hash(DEMO_PASSWORD)
-        out = []
+        out: list[dict[str, Any]] = []
         try:
             for login, name in DEMO_PEOPLE:
                 existing = await directory.by_login(login)
                 p = existing or await directory.create(name, login=login, password_hash=hashed)
                 out.append({"person_id": p.id, "login": login, "name": name, "password": DEMO_PASSWORD})
+            await _demo_positions(db, [row["person_id"] for row in out], out)
         finally:
             await db.dispose()
         return out
 
     for row in _run(go):
         click.echo(json.dumps(row, ensure_ascii=False))
+
+
+def _register_org() -> None:
+    from zzd.cli_org import org
+
+    main.add_command(org)
+
+
+_register_org()
+
+
+async def _demo_positions(db: Any, person_ids: list[int], out: list[dict[str, Any]]) -> None:
+    """Seat the demo people in 柯城区 (head, a village secretary, a grid worker) if the tree is imported."""
+    from org_tree.clock import SystemClock
+    from org_tree.errors import Conflict, NotFound
+    from org_tree.index import OrgIndexHolder
+    from org_tree.jurisdiction import Actor
+    from org_tree.org_service import OrgService
+
+    holder = OrgIndexHolder(db)
+    svc = OrgService(db, SystemClock(), holder)
+    idx = await holder.load()
+    try:
+        county = idx.unit("330802")
+    except NotFound:
+        return
+    village = county + 1
+    while idx.u_level[village] != idx.u_level[county] + 2:  # first village below 柯城区
+        village += 1
+    grid = village + 1
+    admin = Actor(0, (), True)
+    wanted = [(county, "county_head"), (village, "village_secretary"), (grid, "grid_worker")]
+    for (u, role_key), pid, row in zip(wanted, person_ids, out, strict=True):
+        role = idx.role_id(role_key)
+        slot = next(k for k in idx.unit_slots(u) if idx.p_role[k] == role)
+        position_id = idx.p_id[slot]
+        if pid not in idx.primary_holders(slot):
+            try:
+                await svc.handover(admin, position_id, pid)
+            except (Conflict, NotFound):
+                pass
+        row["position"] = {"id": position_id, "role": idx.roles[role].name, "unit": "/".join(idx.unit_path(u))}
 
 
 @main.group()

@@ -79,6 +79,22 @@ class Settings(BaseSettings):
     limit_concurrency: int = Field(default=20_000, ge=10)
     #: Seconds between safety polls that repair lost broker wake-ups.
     safety_poll_interval: float = Field(default=5.0, gt=0)
+    #: Logins with operator rights on the org tree (add roles, manage any unit).
+    admin_logins: list[str] = Field(default_factory=list)
+    #: Seconds between checks of the org version; a change made by any process
+    #: reaches this process's routing index within about this long.
+    index_refresh_interval: float = Field(default=0.5, gt=0)
+    #: Seconds between runs of due DING steps and sender progress flushes.
+    background_interval: float = Field(default=1.0, gt=0)
+    #: DING ladder for urgent notices: remind in the app, then escalate out of band (seconds after sending).
+    ding_remind_after: int = Field(default=1800, ge=0)
+    ding_escalate_after: int = Field(default=3600, ge=0)
+    #: A notice may be recalled for this many seconds after sending.
+    notice_recall_window: int = Field(default=86_400, ge=0)
+    #: SMS/voice gateway for DING escalations; unset: escalations are only logged.
+    notifier_url: str | None = None
+    #: HMAC key signing gateway requests (required with ``ZZD_NOTIFIER_URL``).
+    notifier_secret: SecretStr | None = None
     #: Database pool size per process.
     db_pool_size: int = Field(default=10, ge=1)
     log_level: str = "info"
@@ -104,6 +120,13 @@ class Settings(BaseSettings):
             if not o.startswith(("http://", "https://")) or o.endswith("/"):
                 raise ValueError(f"{o!r} is not an origin like https://host[:port]")
         return [o.lower() for o in v]
+
+    @field_validator("notifier_url")
+    @classmethod
+    def _notifier_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return v
 
     def signing_keys(self) -> dict[str, bytes]:
         """``kid → secret`` in rotation order (first signs)."""

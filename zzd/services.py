@@ -7,8 +7,11 @@ tests can run two servers in one process.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -16,10 +19,16 @@ from messaging.broker import Broker, create_broker
 from messaging.broker.memory import MemoryBroker
 from messaging.chat import ChatService
 from messaging.events import EventLog
+from messaging.notices.ding import DingScheduler
+from messaging.notices.model import DingPolicy, NoticeConfig
+from messaging.notices.notifier import LoggingNotifier, Notifier
+from messaging.notices.service import NoticeService
 from messaging.publisher import EVENTS_CHANNEL, WakeupPublisher
 from messaging.wakeup import EventGroup
 from org_tree.clock import Clock, SystemClock
 from org_tree.db.database import Database
+from org_tree.index import OrgIndexHolder
+from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from org_tree.sessions import SessionStore
 from zzd.auth.passwords import Passwords
@@ -32,6 +41,16 @@ from zzd.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 __all__ = ["Services"]
+
+
+def _notifier(settings: Settings) -> Notifier:
+    if settings.notifier_url is None:
+        return LoggingNotifier()
+    if settings.notifier_secret is None:
+        raise ValueError("ZZD_NOTIFIER_SECRET is required with ZZD_NOTIFIER_URL")
+    from zzd.notifier_http import HttpNotifier
+
+    return HttpNotifier(settings.notifier_url, settings.notifier_secret.get_secret_value().encode())
 
 
 @dataclass
@@ -50,7 +69,13 @@ class Services:
     hub: ConnectionHub
     rate_limiter: RateLimiter
     metrics: Metrics
+    org_index: OrgIndexHolder
+    org: OrgService
+    notices: NoticeService
+    ding: DingScheduler
+    notifier: Notifier
     started: bool = field(default=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Services:
@@ -68,6 +93,17 @@ class Services:
             if not single_process:
                 publisher.publish_soon(groups)
 
+        holder = OrgIndexHolder(db)
+        notifier = _notifier(settings)
+        notice_config = NoticeConfig(
+            recall_window=timedelta(seconds=settings.notice_recall_window),
+            ding=DingPolicy(
+                steps=(
+                    (timedelta(seconds=settings.ding_remind_after), "remind"),
+                    (timedelta(seconds=settings.ding_escalate_after), "escalate"),
+                )
+            ),
+        )
         return cls(
             settings=settings,
             clock=clock,
@@ -90,6 +126,11 @@ class Services:
             hub=hub,
             rate_limiter=RateLimiter(settings.send_rate_per_minute),
             metrics=Metrics(),
+            org_index=holder,
+            org=OrgService(db, clock, holder),
+            notices=NoticeService(db, events, clock, notify, lambda: holder.index, notifier, config=notice_config),
+            ding=DingScheduler(db, events, clock, notify, notifier, lambda: holder.index, node_id=settings.node_id),
+            notifier=notifier,
         )
 
     async def start(self) -> None:
@@ -98,12 +139,16 @@ class Services:
             pragmas = await self.db.pragmas()
             if str(pragmas["journal_mode"]).lower() != "wal" or int(pragmas["synchronous"]) != 2:
                 raise RuntimeError(f"SQLite durability settings not in force: {pragmas}")
+        await self.org_index.load()
         self.broker.subscribe(EVENTS_CHANNEL, self.hub.on_wakeup)
         self.broker.subscribe(CONTROL_CHANNEL, self.hub.on_control)
         self.broker.on_reconnect(self.hub.backfill)
         await self.broker.start()
         self.publisher.start()
         self.hub.start_safety_poll(self.settings.safety_poll_interval)
+        self._every(self.settings.index_refresh_interval, self.org_index.refresh_if_changed, "org-index-refresh")
+        self._every(self.settings.background_interval, self.notices.flush_progress, "notice-progress")
+        self._every(self.settings.background_interval, self.ding.run_due, "ding")
         m, pub = self.metrics, self.publisher
         m.gauge_fn("zzd_wakeups_published", "Wake-ups published to the broker", lambda: pub.published)
         m.gauge_fn("zzd_wakeups_failed", "Wake-up publishes that failed (repaired by sync)", lambda: pub.failed)
@@ -111,7 +156,25 @@ class Services:
         m.gauge_fn(
             "zzd_broker_reconnects", "Broker subscriber reconnects", lambda: getattr(self.broker, "reconnects", 0)
         )
+        m.gauge_fn(
+            "zzd_org_index_version", "Org version this process routes with", lambda: self.org_index.index.version
+        )
         self.started = True
+
+    def _every(self, interval: float, job: Callable[[], Awaitable[object]], name: str) -> None:
+        """Run ``job`` periodically; a failure is logged and retried next time, never fatal."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await job()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    logger.warning("%s failed: %r", name, exc)
+
+        self._tasks.append(asyncio.create_task(loop(), name=name))
 
     async def announce(self, message: dict[str, object]) -> None:
         """Tell every process (including this one) about a control change."""
@@ -123,7 +186,16 @@ class Services:
             logger.warning("control announcement not published: %r", exc)
 
     async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
         await self.chat.close()
+        await self.notices.close()
+        close = getattr(self.notifier, "close", None)
+        if close is not None:
+            await close()
         await self.hub.stop()
         await self.publisher.close()
         await self.broker.close()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
+import messaging.notices.schema
 import messaging.schema
+import org_tree.org_schema
 import org_tree.schema
 from org_tree.db.base import metadata
 
 __all__ = ["all_metadata"]
 
-_MODULES = (org_tree.schema, messaging.schema)
+_MODULES = (org_tree.schema, org_tree.org_schema, messaging.schema, messaging.notices.schema)
 
 
 def all_metadata() -> MetaData:

@@ -23,7 +23,7 @@ from org_tree.errors import ErrorCode, Forbidden, NotFound, RateLimited, ResyncR
 from zzd.auth.tokens import AccessClaims
 from zzd.gateway.closecodes import Close
 from zzd.gateway.delivery import DeliveryCursor, Verdict
-from zzd.gateway.frames import Conversations, Hello, History, Read, Send, Sync
+from zzd.gateway.frames import Conversations, Hello, History, NoticeReceipt, Read, Send, Sync
 from zzd.gateway.protocol import GatewayProtocol, Request
 
 if TYPE_CHECKING:
@@ -67,13 +67,13 @@ class Connection:
         try:
             await self._done.wait()
         finally:
-            for t in (reader, writer, self._catch_up_task):
-                if t is not None:
-                    t.cancel()
-            for t in (reader, writer, self._catch_up_task):
-                if t is not None:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await t
+            tasks = [t for t in (reader, writer, self._catch_up_task) if t is not None]
+            for t in tasks:
+                t.cancel()
+            # Bounded: a task that ignores its cancel must not keep the socket open.
+            _, stuck = await asyncio.wait(tasks, timeout=2)
+            if stuck:
+                logger.error("connection tasks did not stop: %s", [t.get_name() for t in stuck])
             if self._timer is not None:
                 self._timer.cancel()
             if self.person_id:
@@ -127,7 +127,11 @@ class Connection:
             while True:
                 frame = await self._queue.get()
                 self._space.set()
-                await asyncio.wait_for(self.ws.send_text(frame), timeout=timeout)
+                # Not ``wait_for``: on Python 3.11 it can swallow the cancel that
+                # ``run()`` sends when the send completes at the same moment,
+                # leaving this task (and the socket) alive forever.
+                async with asyncio.timeout(timeout):
+                    await self.ws.send_text(frame)
         except TimeoutError:
             self.close(Close.TRY_AGAIN_LATER, "send timed out: reconnect and resume")
         except (WebSocketDisconnect, RuntimeError, OSError):
@@ -211,6 +215,16 @@ class Connection:
             return {"conversation_id": frame.conversation_id, "last_read_message_id": marker}
         if isinstance(frame, Conversations):
             return {"conversations": await s.chat.conversations(self.person_id, limit=frame.limit)}
+        if isinstance(frame, NoticeReceipt):
+            if frame.type == "notice_delivered":
+                states = await s.notices.mark_delivered(self.person_id, frame.notice_id)
+            elif frame.type == "notice_read":
+                states = await s.notices.mark_read(self.person_id, frame.notice_id)
+            else:
+                states = await s.notices.acknowledge(
+                    self.person_id, frame.notice_id, position_id=frame.position_id, reply=frame.reply
+                )
+            return {"notice_id": frame.notice_id, "receipts": [r.to_dict() for r in states]}
         raise NotFound("unsupported frame")  # pragma: no cover - protocol filters types
 
     async def _hello(self, frame: Hello) -> None:

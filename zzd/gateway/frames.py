@@ -73,16 +73,41 @@ class Conversations(_Frame):
     limit: Annotated[int, Field(ge=1, le=200)] = 50
 
 
+class NoticeReceipt(_Frame):
+    """``notice_delivered`` / ``notice_read`` / ``notice_ack`` for a notice the person received."""
+
+    type: Literal["notice_delivered", "notice_read", "notice_ack"]
+    notice_id: PosInt
+    #: For ``notice_ack``: acknowledge for this one position (default: all of them).
+    position_id: PosInt | None = None
+    reply: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
 class Ping(_Frame):
     type: Literal["ping"]
 
 
-ClientFrame = Annotated[Hello | Send | Sync | History | Read | Conversations | Ping, Field(discriminator="type")]
-FRAME_TYPES = frozenset({"hello", "send", "sync", "history", "read", "conversations", "ping"})
+ClientFrame = Annotated[
+    Hello | Send | Sync | History | Read | Conversations | NoticeReceipt | Ping, Field(discriminator="type")
+]
+FRAME_TYPES = frozenset(
+    {
+        "hello",
+        "send",
+        "sync",
+        "history",
+        "read",
+        "conversations",
+        "notice_delivered",
+        "notice_read",
+        "notice_ack",
+        "ping",
+    }
+)
 
 _adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
-def parse_frame(obj: object) -> Hello | Send | Sync | History | Read | Conversations | Ping:
+def parse_frame(obj: object) -> Hello | Send | Sync | History | Read | Conversations | NoticeReceipt | Ping:
     """Validate a decoded JSON value as a client frame (raises pydantic ``ValidationError``)."""
     return _adapter.validate_python(obj)

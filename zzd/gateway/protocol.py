@@ -22,14 +22,25 @@ from pydantic import ValidationError
 
 from org_tree.errors import BadRequest, ErrorCode, ZzdError
 from zzd.gateway.closecodes import Close
-from zzd.gateway.frames import FRAME_TYPES, Conversations, Hello, History, Ping, Read, Send, Sync, parse_frame
+from zzd.gateway.frames import (
+    FRAME_TYPES,
+    Conversations,
+    Hello,
+    History,
+    NoticeReceipt,
+    Ping,
+    Read,
+    Send,
+    Sync,
+    parse_frame,
+)
 from zzd.gateway.jsonsafe import strict_loads
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["GatewayProtocol", "Request", "State"]
 
-RequestFrame = Hello | Send | Sync | History | Read | Conversations | Ping
+RequestFrame = Hello | Send | Sync | History | Read | Conversations | NoticeReceipt | Ping
 
 
 class State(Enum):

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["authenticate", "error_response", "json_body", "services_of"]
+__all__ = ["authenticate", "error_response", "json_body", "json_object", "ok", "services_of"]
 
 MAX_BODY_BYTES = 65_536
 M = TypeVar("M", bound=BaseModel)
@@ -33,8 +33,28 @@ def error_response(err: ZzdError) -> JSONResponse:
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status, headers=headers)
 
 
+async def json_object(request: Request) -> dict[str, Any]:
+    """Read a JSON object body strictly (size cap, no NaN, no duplicate keys)."""
+    obj = await _json_value(request)
+    if not isinstance(obj, dict):
+        raise BadRequest("body must be a JSON object", code=ErrorCode.INVALID_JSON)
+    return obj
+
+
 async def json_body(request: Request, model: type[M]) -> M:
-    """Read and validate a JSON body strictly (size cap, no NaN, no duplicate keys)."""
+    """Read and validate a JSON body strictly against ``model``."""
+    obj = await _json_value(request)
+    try:
+        return model.model_validate(obj, strict=True)
+    except ValidationError as exc:
+        fields = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)[:5]
+        ]
+        raise BadRequest("invalid request body", code=ErrorCode.INVALID_FRAME, data={"errors": fields}) from exc
+
+
+async def _json_value(request: Request) -> Any:
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise BadRequest("send the body as application/json", code=ErrorCode.INVALID_JSON)
     body = b""
@@ -46,15 +66,7 @@ async def json_body(request: Request, model: type[M]) -> M:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequest("body is not UTF-8", code=ErrorCode.INVALID_JSON) from exc
-    obj = strict_loads(text)
-    try:
-        return model.model_validate(obj, strict=True)
-    except ValidationError as exc:
-        fields = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)[:5]
-        ]
-        raise BadRequest("invalid request body", code=ErrorCode.INVALID_FRAME, data={"errors": fields}) from exc
+    return strict_loads(text)
 
 
 async def authenticate(request: Request) -> AccessClaims:

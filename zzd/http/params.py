@@ -1,0 +1,34 @@
+"""Query-string parameters, validated with the same error body as JSON fields."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from org_tree.errors import BadRequest
+
+__all__ = ["int_param", "str_param", "unit_ref"]
+
+
+def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise BadRequest(f"{name} must be an integer from {lo} to {hi}", data={"field": name})
+    return int(raw)
+
+
+def str_param(request: Request, name: str, *, max_len: int = 200) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is not None and (len(raw) > max_len or "\x00" in raw):
+        raise BadRequest(f"{name} is too long or contains NUL", data={"field": name})
+    return raw
+
+
+def unit_ref(raw: str) -> int | str:
+    """A unit named in a URL: its code (``330802``) or ``#id`` (as in the selector text form)."""
+    if raw.startswith("#") and raw[1:].isdigit() and len(raw) < 20:
+        return int(raw[1:])
+    if not raw or len(raw) > 32 or "\x00" in raw:
+        raise BadRequest("unit must be a code or #id", data={"field": "unit"})
+    return raw
