@@ -57,7 +57,9 @@ async def test_bad_bodies_get_400_json_and_store_nothing(server: RunningServer) 
             r = await c.post(f"{server.http}/api/v1/auth/token", content=body, headers={"Content-Type": ctype})
             _json_error(r, 400)
         assert await _count(server) == before
-        r = await c.post(f"{server.http}/api/v1/messages", content=good, headers={**auth, "Content-Type": "application/json"})
+        r = await c.post(
+            f"{server.http}/api/v1/messages", content=good, headers={**auth, "Content-Type": "application/json"}
+        )
         assert r.status_code == 201, r.text
     assert await _count(server) == before + 1
 

@@ -22,7 +22,7 @@ from messaging.wakeup import event_frame
 from org_tree.errors import ErrorCode, Forbidden, NotFound, RateLimited, ResyncRequired, ZzdError
 from zzd.auth.tokens import AccessClaims
 from zzd.gateway.closecodes import Close
-from zzd.gateway.delivery import DeliveryCursor, Verdict
+from zzd.gateway.delivery import DeliveryCursor
 from zzd.gateway.frames import Conversations, Hello, History, NoticeReceipt, Read, Send, Sync
 from zzd.gateway.protocol import GatewayProtocol, Request
 
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["Connection"]
+
+#: How long an event past a gap waits for the missing one before the database is read (s).
+REORDER_WAIT = 0.1
 
 
 class Connection:
@@ -47,50 +50,64 @@ class Connection:
         self.cursor = DeliveryCursor()
         # Bounded: fan-out never waits on this socket; overflow closes it (1013).
         self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=cfg.ws_queue_max)
-        self._done = asyncio.Event()
-        # Set by the writer whenever it takes a frame: the catch-up waits on it
+        # Set by the writer whenever it takes frames: the catch-up waits on it
         # instead of overfilling the queue.
         self._space = asyncio.Event()
         self._close_with: tuple[int, str] | None = None
+        #: The task running ``run()``; ``close()`` cancels it to interrupt a pending receive.
+        self._task: asyncio.Task[Any] | None = None
+        #: Started on demand and exits when the queue is empty: idle sockets cost no task.
+        self._writer: asyncio.Task[None] | None = None
         self._catch_up_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._gap_timer: asyncio.TimerHandle | None = None
         #: True once counted in the connections gauge (after a good hello).
         self._counted = False
 
     # --- lifecycle ---------------------------------------------------------------
 
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         await self.ws.accept()
         self._arm_timer()
-        reader = asyncio.create_task(self._read_loop(), name="ws-reader")
-        writer = asyncio.create_task(self._write_loop(), name="ws-writer")
         try:
-            await self._done.wait()
+            await self._read_loop()
+        except asyncio.CancelledError:
+            if self._close_with is None:
+                raise  # cancelled by the server (shutdown), not by close()
         finally:
-            tasks = [t for t in (reader, writer, self._catch_up_task) if t is not None]
-            for t in tasks:
-                t.cancel()
+            await self._teardown()
+
+    async def _teardown(self) -> None:
+        tasks = [t for t in (self._writer, self._catch_up_task) if t is not None and not t.done()]
+        for t in tasks:
+            t.cancel()
+        if tasks:
             # Bounded: a task that ignores its cancel must not keep the socket open.
             _, stuck = await asyncio.wait(tasks, timeout=2)
             if stuck:
                 logger.error("connection tasks did not stop: %s", [t.get_name() for t in stuck])
-            if self._timer is not None:
-                self._timer.cancel()
-            if self.person_id:
-                self.s.hub.unregister(self)
-            if self._counted:
-                self.s.metrics.connections.dec()
-            if self._close_with is not None:
-                code, reason = self._close_with
-                self.s.metrics.closes.labels(str(code)).inc()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.ws.close(code, reason), timeout=2)
+        for timer in (self._timer, self._gap_timer):
+            if timer is not None:
+                timer.cancel()
+        if self.person_id:
+            self.s.hub.unregister(self)
+        if self._counted:
+            self.s.metrics.connections.dec()
+        if self._close_with is not None:
+            code, reason = self._close_with
+            self.s.metrics.closes.labels(str(code)).inc()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self.ws.close(code, reason)
 
     def close(self, code: int, reason: str) -> None:
         """Ask the connection to close (safe to call from anywhere, any number of times)."""
-        if self._close_with is None:
-            self._close_with = (int(code), reason)
-        self._done.set()
+        if self._close_with is not None:
+            return
+        self._close_with = (int(code), reason)
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
 
     def _arm_timer(self) -> None:
         if self._timer is not None:
@@ -104,16 +121,21 @@ class Connection:
     def _on_timer(self) -> None:
         self.protocol.check_deadlines(self.s.clock.monotonic())
         self._flush_protocol()
-        if not self._done.is_set():
+        if self._close_with is None:
             self._arm_timer()
 
     # --- output --------------------------------------------------------------------
 
     def _enqueue(self, frame: str) -> None:
+        if self._close_with is not None:
+            return
         try:
             self._queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.close(Close.TRY_AGAIN_LATER, "slow consumer: reconnect and resume")
+            return
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
 
     def _flush_protocol(self) -> None:
         for frame in self.protocol.data_to_send():
@@ -122,29 +144,32 @@ class Connection:
             self.close(*self.protocol.close_with)
 
     async def _write_loop(self) -> None:
+        """Drain the queue, then exit; one timeout covers each burst, not each frame.
+
+        ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 the latter
+        can swallow the cancel sent when the connection closes.
+        """
         timeout = self.s.settings.ws_send_timeout
         try:
-            while True:
-                frame = await self._queue.get()
-                self._space.set()
-                # Not ``wait_for``: on Python 3.11 it can swallow the cancel that
-                # ``run()`` sends when the send completes at the same moment,
-                # leaving this task (and the socket) alive forever.
+            while not self._queue.empty():
                 async with asyncio.timeout(timeout):
-                    await self.ws.send_text(frame)
+                    while not self._queue.empty():
+                        frame = self._queue.get_nowait()
+                        self._space.set()
+                        await self.ws.send_text(frame)
         except TimeoutError:
             self.close(Close.TRY_AGAIN_LATER, "send timed out: reconnect and resume")
         except (WebSocketDisconnect, RuntimeError, OSError):
-            self._done.set()
+            self.close(Close.NORMAL, "gone")
 
     # --- input ---------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
         try:
-            while not self._done.is_set():
+            while self._close_with is None:
                 msg = await self.ws.receive()
                 if msg["type"] == "websocket.disconnect":
-                    break
+                    return
                 if msg.get("text") is not None:
                     requests = self.protocol.receive_text(msg["text"])
                 else:
@@ -154,10 +179,13 @@ class Connection:
                 for req in requests:
                     await self._handle(req)
                     self._flush_protocol()
+            # Closing on our own decision: let queued frames (e.g. the error) go first.
+            if self._writer is not None and not self._writer.done():
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1):
+                        await asyncio.shield(self._writer)
         except (WebSocketDisconnect, RuntimeError, OSError):
-            pass
-        finally:
-            self._done.set()
+            return
 
     async def _handle(self, req: Request) -> None:
         frame = req.frame
@@ -267,10 +295,17 @@ class Connection:
 
     def offer(self, seq: int, frame: str) -> None:
         """A live event for this socket's person (called by the hub; never blocks)."""
-        verdict = self.cursor.offer(seq)
-        if verdict is Verdict.SEND:
-            self._enqueue(frame)
-        elif verdict is Verdict.CATCH_UP:
+        cur = self.cursor
+        for f in cur.offer(seq, frame):
+            self._enqueue(f)
+        if cur.catching_up:
+            self._start_catch_up()
+        elif cur.has_gap and self._gap_timer is None:
+            self._gap_timer = asyncio.get_running_loop().call_later(REORDER_WAIT, self._on_gap_timer)
+
+    def _on_gap_timer(self) -> None:
+        self._gap_timer = None
+        if self.cursor.gap_timeout():
             self._start_catch_up()
 
     def nudge(self, head: int) -> None:
@@ -285,7 +320,7 @@ class Connection:
     async def _catch_up(self) -> None:
         cur = self.cursor
         try:
-            while not self._done.is_set():
+            while self._close_with is None:
                 assert cur.cursor is not None
                 page = await self.s.events.read(self.person_id, epoch=None, since=cur.cursor)
                 for seq, kind, payload in page.events:

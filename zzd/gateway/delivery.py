@@ -2,63 +2,81 @@
 
 A connection must see its person's events strictly in sequence, without
 gaps or repeats, whichever way they arrive: live through the hub (possibly
-out of order, or lost), or read back from the database (catch-up). The
-cursor is the last seq handed to the socket. While a catch-up runs, live
-events are only remembered as "seen", and the catch-up keeps reading until
-it has passed everything seen (RELIABILITY.md decision 7: subscribe, read,
-merge by sequence).
+out of order when several processes commit for one person, or lost), or
+read back from the database (catch-up).
+
+The cursor is the last seq handed to the socket. An event past a gap is
+held briefly (a reorder buffer): usually the missing one is a wake-up still
+on its way from another process, and holding avoids a database read per
+socket. If the gap is still open when the connection's gap timer fires, or
+the buffer is full, a catch-up reads from the database. While a catch-up
+runs, live events are only remembered as "seen", and the catch-up keeps
+reading until it has passed everything seen (RELIABILITY.md decision 7:
+subscribe, read, merge by sequence).
 """
 
 from __future__ import annotations
 
-from enum import Enum
-
-__all__ = ["DeliveryCursor", "Verdict"]
-
-
-class Verdict(Enum):
-    SEND = "send"  # the next event: hand it to the socket now
-    DROP = "drop"  # already delivered (or before this connection's start)
-    CATCH_UP = "catch_up"  # a gap: start reading from the database
-    WAIT = "wait"  # a catch-up is running (or the start is not known yet)
+__all__ = ["DeliveryCursor"]
 
 
 class DeliveryCursor:
-    def __init__(self) -> None:
+    def __init__(self, max_held: int = 64) -> None:
         #: Last seq handed to the socket; None until the start position is known.
         self.cursor: int | None = None
         #: Highest seq announced by any source; a catch-up must reach it.
         self.max_seen = 0
         #: True while a catch-up task owns delivery.
         self.catching_up = False
+        #: Events past a gap, waiting for the gap to fill: seq → frame.
+        self._held: dict[int, str] = {}
+        self._max_held = max_held
+
+    @property
+    def has_gap(self) -> bool:
+        """Events are held past a gap (the connection should arm its gap timer)."""
+        return bool(self._held) and not self.catching_up
 
     def start(self, cursor: int) -> bool:
         """Fix the starting position; True if a catch-up is needed right away."""
         self.cursor = cursor
+        self._held.clear()
         if self.max_seen > cursor:
             self.catching_up = True
             return True
         return False
 
-    def offer(self, seq: int) -> Verdict:
-        """A live event arrived."""
+    def offer(self, seq: int, frame: str) -> list[str]:
+        """A live event arrived; returns the frames to send now, in order."""
         self.max_seen = max(self.max_seen, seq)
-        if self.cursor is None or self.catching_up:
-            return Verdict.WAIT
-        if seq <= self.cursor:
-            return Verdict.DROP
+        if self.cursor is None or self.catching_up or seq <= self.cursor:
+            return []
         if seq == self.cursor + 1:
+            out = [frame]
             self.cursor = seq
-            return Verdict.SEND
-        self.catching_up = True
-        return Verdict.CATCH_UP
+            while self.cursor + 1 in self._held:
+                self.cursor += 1
+                out.append(self._held.pop(self.cursor))
+            return out
+        if len(self._held) < self._max_held:
+            self._held[seq] = frame
+        else:
+            self._begin_catch_up()
+        return []
+
+    def gap_timeout(self) -> bool:
+        """The gap timer fired; True if the gap is still open and a catch-up must start."""
+        if self.catching_up or not self._held:
+            return False
+        self._begin_catch_up()
+        return True
 
     def nudge(self, head: int) -> bool:
         """The database says the stream reaches ``head``; True if a catch-up should start."""
         self.max_seen = max(self.max_seen, head)
         if self.cursor is None or self.catching_up or head <= self.cursor:
             return False
-        self.catching_up = True
+        self._begin_catch_up()
         return True
 
     def take_stored(self, seq: int) -> bool:
@@ -80,3 +98,7 @@ class DeliveryCursor:
     def abort(self) -> None:
         """A catch-up failed (database down): let the next nudge or offer retry."""
         self.catching_up = False
+
+    def _begin_catch_up(self) -> None:
+        self._held.clear()
+        self.catching_up = True
