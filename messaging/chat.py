@@ -147,15 +147,13 @@ class ChatService:
         res = await conn.execute(select(persons.c.id, persons.c.name, persons.c.disabled).where(persons.c.id.in_(ids)))
         people = {int(i): (n, bool(d)) for i, n, d in res}
 
-        # Retries of an already-stored message are answered from the database.
-        keys = list(dict.fromkeys((r.sender_id, r.client_msg_id) for r in reqs))
-        existing = await self._existing(conn, keys)
+        # A retry of an already-stored message is found by the conflict-ignoring
+        # insert below and answered from the database.
+        existing: dict[tuple[int, str], SendResult] = {}
         todo: dict[tuple[int, str], SendRequest] = {}
         for i, r in enumerate(reqs):
             k = (r.sender_id, r.client_msg_id)
-            if k in existing:
-                out[i] = existing[k]
-            elif r.sender_id not in people or people[r.sender_id][1]:
+            if r.sender_id not in people or people[r.sender_id][1]:
                 out[i] = Forbidden("sender is disabled")
             elif r.recipient_id not in people or people[r.recipient_id][1]:
                 out[i] = NotFound("no such person", data={"person_id": r.recipient_id})

@@ -102,25 +102,34 @@ class EventLog:
     async def _lock_streams(self, conn: AsyncConnection, persons: list[int]) -> dict[int, int]:
         last: dict[int, int] = {}
         for part in chunks(persons, _CHUNK):
-            res = await conn.execute(select(person_streams.c.person_id).where(person_streams.c.person_id.in_(part)))
-            found = {int(r[0]) for r in res}
-            missing = [p for p in part if p not in found]
+            locked = await self._select_for_update(conn, part)
+            missing = [p for p in part if p not in locked]
             if missing:
-                # A person's first event creates the stream row.
+                # A person's first event creates the stream row (then it is locked like the rest).
                 await conn.execute(
                     insert_ignore(conn, person_streams, ["person_id"]),
                     [{"person_id": p, "epoch": _new_epoch(), "last_seq": 0, "min_seq": 1} for p in missing],
                 )
-            res = await conn.execute(
-                select(person_streams.c.person_id, person_streams.c.last_seq)
-                .where(person_streams.c.person_id.in_(part))
-                .order_by(person_streams.c.person_id)
-                .with_for_update()
-            )
-            last.update({int(p): int(s) for p, s in res})
+                locked.update(await self._select_for_update(conn, missing))
+            last.update(locked)
         return last
 
+    @staticmethod
+    async def _select_for_update(conn: AsyncConnection, persons: list[int]) -> dict[int, int]:
+        res = await conn.execute(
+            select(person_streams.c.person_id, person_streams.c.last_seq)
+            .where(person_streams.c.person_id.in_(persons))
+            .order_by(person_streams.c.person_id)
+            .with_for_update()
+        )
+        return {int(p): int(s) for p, s in res}
+
     async def state(self, person_id: int) -> StreamState:
+        """The stream's position, creating the stream on a person's very first connection.
+
+        Creating it here (once per person, ever) gives the client the epoch it
+        will keep; handing out a placeholder would force a resync later.
+        """
         async with self._db.read() as conn:
             row = (
                 await conn.execute(
@@ -172,7 +181,7 @@ class EventLog:
         limit = max(1, min(limit, MAX_PAGE))
         st = await self.state(person_id)
         reason = None
-        if epoch is not None and epoch != st.epoch:
+        if epoch is not None and epoch != st.epoch and (since > 0 or st.min_seq > 1):
             reason = "epoch changed"
         elif since < 0 or since > st.last_seq:
             reason = "cursor is not in this stream"

@@ -113,13 +113,21 @@ async def test_reconnect_with_resume_gets_exactly_what_was_missed(server: Runnin
 
 async def test_resume_with_wrong_epoch_says_resync_required(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    _, b_login = await new_person(s)
+    a_id, a_login = await new_person(s)
+    b_id, b_login = await new_person(s)
+    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    await a.send_message(b_id, "one event in b's stream")
     tok = (await login(server.http, b_login))["access_token"]
-    c = await Client.connect(server.ws, tok, resume={"epoch": "deadbeef", "since": 0})
+    c = await Client.connect(server.ws, tok, resume={"epoch": "deadbeef", "since": 1})
     assert c.hello["resumed"] is False and "resync_required" in c.hello
     # The pull form says so explicitly too, never an empty "up to date".
-    r = await c.request({"type": "sync", "epoch": "deadbeef", "since": 0})
+    r = await c.request({"type": "sync", "epoch": "deadbeef", "since": 1})
     assert r["type"] == "error" and r["code"] == "resync_required"
+    assert r["data"]["last_seq"] == 1
+    # A client that has nothing (since 0) can always start from the beginning.
+    fresh = await c.request({"type": "sync", "epoch": "deadbeef", "since": 0})
+    assert [e["seq"] for e in fresh["data"]["events"]] == [1]
+    await a.close()
     await c.close()
 
 

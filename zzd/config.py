@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     #: HMAC key signing gateway requests (required with ``ZZD_NOTIFIER_URL``).
     notifier_secret: SecretStr | None = None
     #: Database pool size per process.
-    db_pool_size: int = Field(default=10, ge=1)
+    db_pool_size: int = Field(default=20, ge=1)
     log_level: str = "info"
 
     @field_validator("database_url")

@@ -75,7 +75,9 @@ class Database:
                 url,
                 echo=echo,
                 pool_size=pool_size,
-                max_overflow=pool_size,
+                # A little headroom only: overflow connections are closed on
+                # return, and reopening them under load costs more than waiting.
+                max_overflow=max(2, pool_size // 4),
                 pool_timeout=pool_timeout,
                 pool_pre_ping=True,
                 connect_args={
