@@ -38,3 +38,24 @@ async def test_revoked_session_is_closed_by_the_safety_poll_even_without_announc
     finally:
         rs.server.should_exit = True
         await task
+
+
+async def test_openapi_document_lists_every_rest_route_with_its_body_schema(server: RunningServer) -> None:
+    async with httpx.AsyncClient() as h:
+        doc = (await h.get(f"{server.http}/openapi.json")).json()
+    assert doc["openapi"].startswith("3.")
+    paths = doc["paths"]
+    for path, method in [
+        ("/api/v1/auth/token", "post"),
+        ("/api/v1/messages", "post"),
+        ("/api/v1/org/preview", "post"),
+        ("/api/v1/org/positions/{position_id}/handover", "post"),
+        ("/api/v1/notices", "post"),
+        ("/api/v1/notices/{notice_id}/progress", "get"),
+    ]:
+        assert method in paths[path], (path, method)
+    send = paths["/api/v1/notices"]["post"]
+    ref = send["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert "selector" in doc["components"]["schemas"][ref]["properties"]
+    assert send["security"] == [{"bearer": []}]
+    assert "security" not in paths["/api/v1/auth/token"]["post"]

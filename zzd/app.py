@@ -19,6 +19,7 @@ from zzd.gateway.closecodes import Close
 from zzd.gateway.connection import Connection
 from zzd.http import auth_routes, chat_routes, health, notice_routes, org_routes
 from zzd.http.common import error_response
+from zzd.http.openapi import openapi_route
 from zzd.metrics import routes as metrics_routes
 from zzd.services import Services
 
@@ -84,6 +85,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         *notice_routes.routes,
         WebSocketRoute("/ws", ws_endpoint),
     ]
+    bodies = {**auth_routes.bodies, **chat_routes.bodies, **org_routes.bodies, **notice_routes.bodies}
+    routes.append(openapi_route(routes, bodies))
     return Starlette(
         routes=routes,
         lifespan=lifespan,

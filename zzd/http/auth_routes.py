@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.requests import Request
@@ -73,3 +74,6 @@ routes = [
     Route("/api/v1/auth/logout", logout, methods=["POST"]),
     Route("/api/v1/me", me, methods=["GET"]),
 ]
+
+#: Request body models, for the OpenAPI document.
+bodies: dict[Callable[..., Any], type[BaseModel]] = {token: TokenRequest}

@@ -6,7 +6,8 @@ Same services, same checks and same errors as the WebSocket frames.
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
@@ -87,3 +88,6 @@ routes = [
     Route("/api/v1/conversations/{conversation_id:int}/messages", history, methods=["GET"]),
     Route("/api/v1/sync", sync, methods=["GET"]),
 ]
+
+#: Request body models, for the OpenAPI document.
+bodies: dict[Callable[..., Any], type[BaseModel]] = {send: SendBody}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -158,3 +159,6 @@ routes = [
     Route("/api/v1/notices/{notice_id:int}/progress", progress, methods=["GET"]),
     Route("/api/v1/notices/{notice_id:int}/pending", pending, methods=["GET"]),
 ]
+
+#: Request body models, for the OpenAPI document.
+bodies: dict[Callable[..., Any], type[BaseModel]] = {preview: PreviewBody, send: NoticeBody, ack: AckBody}

@@ -6,6 +6,7 @@ checks; this module only translates HTTP to calls and results to JSON.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -228,3 +229,14 @@ routes = [
     Route("/api/v1/org/stats", stats, methods=["GET"]),
     Route("/api/v1/me/positions", my_positions, methods=["GET"]),
 ]
+
+#: Request body models, for the OpenAPI document.
+bodies: dict[Callable[..., Any], type[BaseModel]] = {
+    create_unit: NewUnit,
+    move_unit: MoveUnit,
+    create_position: NewPosition,
+    assign: Assign,
+    handover: Handover,
+    preview: SelectorRequest,
+    resolve: SelectorRequest,
+}

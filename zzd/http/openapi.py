@@ -1,0 +1,105 @@
+"""OpenAPI 3.1 for the REST API, generated from the routes themselves.
+
+Paths and methods come from the route table, summaries from each endpoint's
+docstring, and request bodies from the same pydantic models that validate
+them, so the document cannot drift from what the server accepts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from zzd import __version__
+
+__all__ = ["build_openapi", "openapi_route"]
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "stable error code (docs/protocol.md)"},
+                "message": {"type": "string"},
+                "data": {"type": "object"},
+                "retryable": {"type": "boolean"},
+            },
+        }
+    },
+}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/auth/token", "/openapi.json"}
+
+
+def build_openapi(routes: Sequence[BaseRoute], bodies: dict[Callable[..., Any], type[BaseModel]]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    for route in routes:
+        if not isinstance(route, Route) or route.methods is None:
+            continue
+        doc = inspect.getdoc(route.endpoint) or route.name.replace("_", " ")
+        path = route.path.replace(":int}", "}")
+        for method in sorted(route.methods - {"HEAD"}):
+            op: dict[str, Any] = {
+                "operationId": f"{method.lower()}_{route.name}",
+                "summary": doc.splitlines()[0],
+                "responses": {
+                    "200": {"description": "OK"},
+                    "default": {
+                        "description": "error",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    },
+                },
+            }
+            if path not in PUBLIC:
+                op["security"] = [{"bearer": []}]
+            params = [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer" if ":int" in route.path else "string"},
+                }
+                for name in route.param_convertors
+            ]
+            if params:
+                op["parameters"] = params
+            model = bodies.get(route.endpoint)
+            if model is not None:
+                schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[model.__name__] = schema
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+                }
+            paths.setdefault(path, {})[method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ZZD", "version": __version__, "description": "Messaging addressed to positions (岗位)."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }
+
+
+def openapi_route(routes: Sequence[BaseRoute], bodies: dict[Callable[..., Any], type[BaseModel]]) -> Route:
+    document: dict[str, Any] = {}
+
+    async def openapi(request: Request) -> JSONResponse:
+        """The OpenAPI document of this server."""
+        if not document:
+            document.update(build_openapi(request.app.routes, bodies))
+        return JSONResponse(document)
+
+    return Route("/openapi.json", openapi, methods=["GET"])
