@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -38,6 +39,25 @@ REORDER_WAIT = 0.1
 
 
 class Connection:
+    __slots__ = (
+        "_catch_up_task",
+        "_close_with",
+        "_counted",
+        "_gap_timer",
+        "_queue",
+        "_queue_max",
+        "_space",
+        "_task",
+        "_timer",
+        "_writer",
+        "cursor",
+        "person_id",
+        "protocol",
+        "s",
+        "session_id",
+        "ws",
+    )
+
     def __init__(self, ws: WebSocket, services: Services) -> None:
         self.ws = ws
         self.s = services
@@ -49,10 +69,11 @@ class Connection:
         self.session_id = ""
         self.cursor = DeliveryCursor()
         # Bounded: fan-out never waits on this socket; overflow closes it (1013).
-        self._queue: asyncio.Queue[str] = asyncio.Queue(maxsize=cfg.ws_queue_max)
-        # Set by the writer whenever it takes frames: the catch-up waits on it
-        # instead of overfilling the queue.
-        self._space = asyncio.Event()
+        self._queue: deque[str] = deque()
+        self._queue_max = cfg.ws_queue_max
+        # Created only while a catch-up waits for room in the queue; the writer
+        # sets it as it takes frames (most sockets never need one).
+        self._space: asyncio.Event | None = None
         self._close_with: tuple[int, str] | None = None
         #: The task running ``run()``; ``close()`` cancels it to interrupt a pending receive.
         self._task: asyncio.Task[Any] | None = None
@@ -129,11 +150,10 @@ class Connection:
     def _enqueue(self, frame: str) -> None:
         if self._close_with is not None:
             return
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if len(self._queue) >= self._queue_max:
             self.close(Close.TRY_AGAIN_LATER, "slow consumer: reconnect and resume")
             return
+        self._queue.append(frame)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
 
@@ -151,11 +171,12 @@ class Connection:
         """
         timeout = self.s.settings.ws_send_timeout
         try:
-            while not self._queue.empty():
+            while self._queue:
                 async with asyncio.timeout(timeout):
-                    while not self._queue.empty():
-                        frame = self._queue.get_nowait()
-                        self._space.set()
+                    while self._queue:
+                        frame = self._queue.popleft()
+                        if self._space is not None:
+                            self._space.set()
                         await self.ws.send_text(frame)
         except TimeoutError:
             self.close(Close.TRY_AGAIN_LATER, "send timed out: reconnect and resume")
@@ -325,7 +346,8 @@ class Connection:
                 page = await self.s.events.read(self.person_id, epoch=None, since=cur.cursor)
                 for seq, kind, payload in page.events:
                     # Pace with the socket rather than overflowing the queue.
-                    while self._queue.full():
+                    while len(self._queue) >= self._queue_max:
+                        self._space = self._space or asyncio.Event()
                         self._space.clear()
                         await self._space.wait()
                     if cur.take_stored(seq):

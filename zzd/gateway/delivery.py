@@ -21,6 +21,8 @@ __all__ = ["DeliveryCursor"]
 
 
 class DeliveryCursor:
+    __slots__ = ("_held", "_max_held", "catching_up", "cursor", "max_seen")
+
     def __init__(self, max_held: int = 64) -> None:
         #: Last seq handed to the socket; None until the start position is known.
         self.cursor: int | None = None

@@ -66,6 +66,8 @@ def _dumps(obj: dict[str, Any]) -> str:
 
 
 class GatewayProtocol:
+    __slots__ = ("_expires_at", "_hello_deadline", "_leeway", "_out", "close_with", "state")
+
     def __init__(self, *, now: float, auth_timeout: float, leeway: float = 0.0) -> None:
         self.state = State.AWAIT_HELLO
         self._hello_deadline = now + auth_timeout
