@@ -9,6 +9,7 @@ becomes one clear ``invalid_json`` error here.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from org_tree.errors import BadRequest, ErrorCode
@@ -16,6 +17,7 @@ from org_tree.errors import BadRequest, ErrorCode
 __all__ = ["strict_loads"]
 
 MAX_DEPTH = 32
+_SURROGATE_ESCAPE = re.compile("\\\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 def _no_constants(name: str) -> Any:
@@ -32,6 +34,8 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _depth_ok(text: str) -> bool:
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return True  # cannot nest deeper than it has brackets (the common case: no scan)
     depth = 0
     in_str = False
     esc = False
@@ -62,8 +66,11 @@ def strict_loads(text: str) -> Any:
         value = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(f"invalid JSON: {exc}", code=ErrorCode.INVALID_JSON) from exc
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadRequest("invalid JSON: lone surrogate in a string", code=ErrorCode.INVALID_JSON) from exc
+    # Text decoded from UTF-8 holds no surrogates; only a \\uD8xx-style escape
+    # (or a str built in-process) can carry one, so check values only then.
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadRequest("invalid JSON: lone surrogate in a string", code=ErrorCode.INVALID_JSON) from exc
     return value
