@@ -25,15 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
-from messaging.events import EventLog, NewEvent
+from messaging.events import EventLog
 from messaging.notices.fanout import (
     RECEIPT_COLUMNS,
-    Label,
     NoticeHead,
     build_receipts,
     notice_events,
     shared_event,
 )
+from messaging.notices.handover import unread_transfer_events
 from messaging.notices.model import (
     Compose,
     NoticeConfig,
@@ -45,6 +45,7 @@ from messaging.notices.model import (
     iso,
 )
 from messaging.notices.notifier import Notifier
+from messaging.notices.pending import pending_page
 from messaging.notices.receipts import ReceiptOp, ReceiptWriter
 from messaging.notices.rollup import UnitCounts, lowest_common_unit, rollup
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
@@ -58,7 +59,6 @@ from org_tree.index import OrgIndex
 from org_tree.jurisdiction import check_jurisdiction
 from org_tree.preview import Preview, preview
 from org_tree.resolution import Audience, VacancyPolicy, resolve_ranges
-from org_tree.schema import persons
 from org_tree.selectors import Selector
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,6 @@ __all__ = ["IndexProvider", "NoticeService"]
 IndexProvider = Callable[[], OrgIndex]
 
 MAX_PENDING_PAGE = 200
-_SCAN = 2_000
 
 
 def _not_found(notice_id: int) -> NotFound:
@@ -427,52 +426,9 @@ class NoticeService:
         limit = max(1, min(limit, MAX_PENDING_PAGE))
         index = self._index()
         u = index.unit(unit)
-        lo, hi = u, index.u_end[u]
-        col = notice_receipts.c.read_at if missing == "read" else notice_receipts.c.acked_at
-        items: list[dict[str, Any]] = []
-        cursor = after or 0
-        more = False
         async with self._db.read() as conn:
             await self._access_sent(conn, actor_person_id, notice_id)
-            while True:
-                rows = (
-                    await conn.execute(
-                        select(
-                            notice_receipts.c.id,
-                            notice_receipts.c.person_id,
-                            persons.c.name,
-                            notice_receipts.c.position_id,
-                            notice_receipts.c.unit_id,
-                            notice_receipts.c.read_at,
-                        )
-                        .join(persons, persons.c.id == notice_receipts.c.person_id)
-                        .where(notice_receipts.c.notice_id == notice_id, col.is_(None), notice_receipts.c.id > cursor)
-                        .order_by(notice_receipts.c.id)
-                        .limit(_SCAN)
-                    )
-                ).all()
-                for rid, pid, name, pos, unit_id, read_at in rows:
-                    cursor = int(rid)
-                    uu = index.u_of_id[unit_id] if 0 <= unit_id < len(index.u_of_id) else -1
-                    if not lo <= uu < hi:
-                        continue
-                    if len(items) == limit:
-                        more = True
-                        break
-                    items.append(
-                        {
-                            "receipt_id": int(rid),
-                            "person_id": int(pid),
-                            "name": name,
-                            "position_id": int(pos),
-                            "unit_id": int(unit_id),
-                            "unit": index.u_name[uu],
-                            "read_at": iso(read_at),
-                        }
-                    )
-                if more or len(rows) < _SCAN:
-                    break
-        return PendingPage(items, items[-1]["receipt_id"] if more else None)
+            return await pending_page(conn, index, notice_id, u, missing, after, limit)
 
     async def flush_progress(self) -> int:
         """Send one coalesced ``notice.progress`` event per changed notice to its sender.
@@ -531,57 +487,12 @@ class NoticeService:
             groups.clear()
             now = self._clock.now()
             async with self._db.write() as conn:
-                r = notice_receipts
-                rows = (
-                    await conn.execute(
-                        select(r.c.id, r.c.notice_id, r.c.position_id, r.c.via_position_id, r.c.reason)
-                        .join(notices, notices.c.id == r.c.notice_id)
-                        .where(
-                            r.c.via_position_id == position_id,
-                            r.c.person_id == old_person_id,
-                            r.c.read_at.is_(None),
-                            r.c.acked_at.is_(None),
-                            notices.c.recalled_at.is_(None),
-                        )
-                        .order_by(r.c.id)
-                    )
-                ).all()
-                if not rows:
-                    return 0
-                already = {
-                    (int(n), int(p))
-                    for n, p in await conn.execute(
-                        select(r.c.notice_id, r.c.position_id).where(
-                            r.c.person_id == new_person_id, r.c.notice_id.in_({int(x.notice_id) for x in rows})
-                        )
-                    )
-                }
-                move = [x for x in rows if (int(x.notice_id), int(x.position_id)) not in already]
-                if not move:
-                    return 0
-                await conn.execute(
-                    update(r)
-                    .where(r.c.id.in_([int(x.id) for x in move]))
-                    .values(person_id=new_person_id, previous_person_id=old_person_id, transferred_at=now)
+                evs, moved = await unread_transfer_events(
+                    conn, index, _head, position_id, old_person_id, new_person_id, now
                 )
-                heads = {
-                    int(n.id): _head(n)
-                    for n in await conn.execute(
-                        select(notices).where(notices.c.id.in_({int(x.notice_id) for x in move}))
-                    )
-                }
-                labels: dict[int, list[Label]] = {}
-                for x in move:
-                    labels.setdefault(int(x.notice_id), []).append(
-                        (int(x.position_id), int(x.via_position_id), x.reason)
-                    )
-                evs: list[NewEvent] = []
-                for nid, lbls in sorted(labels.items()):
-                    evs += notice_events("notice.new", heads[nid], {new_person_id: lbls}, index, {"transferred": True})
-                    body = {"notice_id": nid, "position_ids": [lb[0] for lb in lbls], "to_person_id": new_person_id}
-                    evs.append(shared_event("notice.transferred", body, [old_person_id]))
-                groups.extend(await self._events.append(conn, evs, now))
-                return len(move)
+                if moved:
+                    groups.extend(await self._events.append(conn, evs, now))
+                return moved
 
         moved = await with_db_retry(txn)
         if groups:
