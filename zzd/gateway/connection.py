@@ -69,7 +69,8 @@ class Connection:
         self.session_id = ""
         self.cursor = DeliveryCursor()
         # Bounded: fan-out never waits on this socket; overflow closes it (1013).
-        self._queue: deque[str] = deque()
+        # Created with the first frame: an empty deque still holds a ~600-byte block.
+        self._queue: deque[str] | None = None
         self._queue_max = cfg.ws_queue_max
         # Created only while a catch-up waits for room in the queue; the writer
         # sets it as it takes frames (most sockets never need one).
@@ -88,16 +89,46 @@ class Connection:
     # --- lifecycle ---------------------------------------------------------------
 
     async def run(self) -> None:
+        """Serve the socket until it closes; reads happen here (no extra task per socket)."""
         self._task = asyncio.current_task()
         await self.ws.accept()
         self._arm_timer()
         try:
-            await self._read_loop()
+            while self._close_with is None:
+                if not await self._on_message(await self.ws.receive()):
+                    return
+            # Closing on our own decision: let queued frames (e.g. the error) go first.
+            if self._writer is not None and not self._writer.done():
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(1):
+                        await asyncio.shield(self._writer)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return
         except asyncio.CancelledError:
             if self._close_with is None:
                 raise  # cancelled by the server (shutdown), not by close()
         finally:
             await self._teardown()
+
+    async def _on_message(self, msg: Any) -> bool:
+        """Handle one received message; False when the peer has gone.
+
+        A method of its own so the message, its frames and the hello's token
+        are garbage as soon as it returns, not kept alive by ``run()``'s frame
+        while an idle socket waits for its next message.
+        """
+        if msg["type"] == "websocket.disconnect":
+            return False
+        if msg.get("text") is not None:
+            requests = self.protocol.receive_text(msg["text"])
+        else:
+            self.protocol.receive_bytes()
+            requests = []
+        self._flush_protocol()
+        for req in requests:
+            await self._handle(req)
+            self._flush_protocol()
+        return True
 
     async def _teardown(self) -> None:
         tasks = [t for t in (self._writer, self._catch_up_task) if t is not None and not t.done()]
@@ -150,7 +181,9 @@ class Connection:
     def _enqueue(self, frame: str) -> None:
         if self._close_with is not None:
             return
-        if len(self._queue) >= self._queue_max:
+        if self._queue is None:
+            self._queue = deque()
+        elif len(self._queue) >= self._queue_max:
             self.close(Close.TRY_AGAIN_LATER, "slow consumer: reconnect and resume")
             return
         self._queue.append(frame)
@@ -170,11 +203,13 @@ class Connection:
         can swallow the cancel sent when the connection closes.
         """
         timeout = self.s.settings.ws_send_timeout
+        queue = self._queue
+        assert queue is not None
         try:
-            while self._queue:
+            while queue:
                 async with asyncio.timeout(timeout):
-                    while self._queue:
-                        frame = self._queue.popleft()
+                    while queue:
+                        frame = queue.popleft()
                         if self._space is not None:
                             self._space.set()
                         await self.ws.send_text(frame)
@@ -184,29 +219,6 @@ class Connection:
             self.close(Close.NORMAL, "gone")
 
     # --- input ---------------------------------------------------------------------
-
-    async def _read_loop(self) -> None:
-        try:
-            while self._close_with is None:
-                msg = await self.ws.receive()
-                if msg["type"] == "websocket.disconnect":
-                    return
-                if msg.get("text") is not None:
-                    requests = self.protocol.receive_text(msg["text"])
-                else:
-                    self.protocol.receive_bytes()
-                    requests = []
-                self._flush_protocol()
-                for req in requests:
-                    await self._handle(req)
-                    self._flush_protocol()
-            # Closing on our own decision: let queued frames (e.g. the error) go first.
-            if self._writer is not None and not self._writer.done():
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(1):
-                        await asyncio.shield(self._writer)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            return
 
     async def _handle(self, req: Request) -> None:
         frame = req.frame
@@ -346,7 +358,7 @@ class Connection:
                 page = await self.s.events.read(self.person_id, epoch=None, since=cur.cursor)
                 for seq, kind, payload in page.events:
                     # Pace with the socket rather than overflowing the queue.
-                    while len(self._queue) >= self._queue_max:
+                    while self._queue is not None and len(self._queue) >= self._queue_max:
                         self._space = self._space or asyncio.Event()
                         self._space.clear()
                         await self._space.wait()

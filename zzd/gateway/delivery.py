@@ -30,8 +30,8 @@ class DeliveryCursor:
         self.max_seen = 0
         #: True while a catch-up task owns delivery.
         self.catching_up = False
-        #: Events past a gap, waiting for the gap to fill: seq → frame.
-        self._held: dict[int, str] = {}
+        #: Events past a gap, waiting for the gap to fill: seq → frame (created on the first gap).
+        self._held: dict[int, str] | None = None
         self._max_held = max_held
 
     @property
@@ -42,7 +42,7 @@ class DeliveryCursor:
     def start(self, cursor: int) -> bool:
         """Fix the starting position; True if a catch-up is needed right away."""
         self.cursor = cursor
-        self._held.clear()
+        self._held = None
         if self.max_seen > cursor:
             self.catching_up = True
             return True
@@ -56,10 +56,13 @@ class DeliveryCursor:
         if seq == self.cursor + 1:
             out = [frame]
             self.cursor = seq
-            while self.cursor + 1 in self._held:
+            held = self._held
+            while held and self.cursor + 1 in held:
                 self.cursor += 1
-                out.append(self._held.pop(self.cursor))
+                out.append(held.pop(self.cursor))
             return out
+        if self._held is None:
+            self._held = {}
         if len(self._held) < self._max_held:
             self._held[seq] = frame
         else:
@@ -102,5 +105,5 @@ class DeliveryCursor:
         self.catching_up = False
 
     def _begin_catch_up(self) -> None:
-        self._held.clear()
+        self._held = None
         self.catching_up = True
