@@ -1,0 +1,147 @@
+"""S3 at test scale: one notice to every grid-level position of a city, 1,000 recipients online.
+
+Online recipients each hold two sockets and acknowledge three times across
+them; the acknowledged count must equal the online recipients' receipts
+exactly, the sender's "not acknowledged" list must be exactly the offline
+ones, offline recipients get the notice when they next connect, and nobody
+else can acknowledge it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from org_tree.db.database import Database
+from org_tree.importer import import_divisions
+from org_tree.jurisdiction import Actor
+from org_tree.selectors import parse_selector
+from org_tree.synthetic import generate_people
+from tests.client import Client, new_person
+from tests.conftest import make_settings, start_server
+from tests.notices.conftest import write_divisions
+
+pytestmark = pytest.mark.slow
+
+ADMIN = Actor(0, (), True)
+SELECTOR = "网格长@9901/** | 专职网格员@9901/** | 兼职网格员@9901/**"
+ONLINE = 1_000
+
+
+async def _token(s: object, person_id: int) -> str:
+    issued = await s.sessions.open(person_id)  # type: ignore[attr-defined]
+    return str(s.tokens.issue(person_id, issued.session_id))  # type: ignore[attr-defined]
+
+
+async def test_city_wide_notice_with_exact_receipts(db_url: str, tmp_path: Path) -> None:
+    db = Database(db_url)
+    try:
+        await import_divisions(db, write_divisions(tmp_path / "div", townships=10, villages=25), grids_per_village=3)
+        await generate_people(db, seed=11)
+    finally:
+        await db.dispose()
+    rs, task = await start_server(
+        make_settings(db_url, background_interval=0.2, max_connections_per_person=5, db_pool_size=10)
+    )
+    clients: list[Client] = []
+    try:
+        s = rs.services_obj  # type: ignore[attr-defined]
+        idx = s.org_index.index
+        city = idx.unit("9901")
+        mayor_pos = next(idx.p_id[k] for k in idx.unit_slots(city) if idx.roles[idx.p_role[k]].key == "mayor")
+        sender_id, _ = await new_person(s, "市长")
+        await s.org.handover(ADMIN, mayor_pos, sender_id)
+        audience = s.org.resolve(await s.org.actor(sender_id), mayor_pos, parse_selector(SELECTOR))
+        by_person = audience.by_person
+        assert len(audience.positions) >= 4_000
+        recipients = sorted(by_person)
+        online, offline = recipients[:ONLINE], recipients[ONLINE:]
+
+        async def connect_twice(pid: int) -> tuple[Client, Client]:
+            tok = await _token(s, pid)
+            return await Client.connect(rs.ws, tok), await Client.connect(rs.ws, tok)
+
+        pairs: list[tuple[Client, Client]] = []
+        for start in range(0, ONLINE, 100):
+            pairs += await asyncio.gather(*(connect_twice(p) for p in online[start : start + 100]))
+        clients = [c for pair in pairs for c in pair]
+
+        sender_tok = await _token(s, sender_id)
+        async with httpx.AsyncClient(base_url=rs.http, headers={"Authorization": f"Bearer {sender_tok}"}) as h:
+            r = await h.post(
+                "/api/v1/notices",
+                json={
+                    "as_position": mayor_pos,
+                    "selector": SELECTOR,
+                    "client_msg_id": "s3",
+                    "title": "全市网格员注意",
+                    "priority": "urgent",
+                    "ack_required": True,
+                },
+                timeout=60,
+            )
+            assert r.status_code == 201, r.text
+            nid = r.json()["notice_id"]
+            total_receipts = r.json()["receipts"]
+            assert total_receipts == sum(len(v) for v in by_person.values())
+
+            # Every online socket gets exactly one notice.new, labelled with all the person's positions.
+            for (c1, c2), pid in zip(pairs, online, strict=True):
+                for c in (c1, c2):
+                    [ev] = await c.wait_events(1, timeout=30)
+                    assert ev["kind"] == "notice.new" and ev["data"]["notice_id"] == nid
+                    assert sorted(p["position_id"] for p in ev["data"]["positions"]) == sorted(by_person[pid])
+
+            # Each online recipient acknowledges three times over its two sockets, all at once.
+            async def ack3(pair: tuple[Client, Client]) -> None:
+                c1, c2 = pair
+                replies = await asyncio.gather(
+                    c1.request({"type": "notice_ack", "notice_id": nid}),
+                    c2.request({"type": "notice_ack", "notice_id": nid}),
+                    c1.request({"type": "notice_ack", "notice_id": nid, "reply": "again"}),
+                )
+                assert all(x["type"] == "ok" for x in replies), replies
+
+            for start in range(0, ONLINE, 100):
+                await asyncio.gather(*(ack3(p) for p in pairs[start : start + 100]))
+
+            online_receipts = sum(len(by_person[p]) for p in online)
+            prog = (await h.get(f"/api/v1/notices/{nid}/progress", params={"unit": "9901"})).json()
+            assert prog["total"]["receipts"] == total_receipts
+            assert prog["total"]["acked"] == online_receipts  # exactly: duplicate acks changed nothing
+            assert sum(c["acked"] for c in prog["by_child"]) == online_receipts  # rolled up per township
+
+            # The sender's "not acknowledged" list is exactly the offline recipients.
+            owed: set[int] = set()
+            after = None
+            while True:
+                params = {"unit": "9901", "missing": "ack", "limit": "500", **({"after": str(after)} if after else {})}
+                page = (await h.get(f"/api/v1/notices/{nid}/pending", params=params)).json()
+                owed |= {item["person_id"] for item in page["items"]}
+                after = page["next_after"]
+                if after is None:
+                    break
+            assert owed == set(offline)
+
+        # Offline recipients get it on their next connection (resume from 0).
+        for pid in offline[:5]:
+            c = await Client.connect(rs.ws, await _token(s, pid), resume={"epoch": "-", "since": 0})
+            evs = await c.wait_events(1, timeout=10)
+            assert any(e["kind"] == "notice.new" and e["data"]["notice_id"] == nid for e in evs)
+            await c.close()
+
+        # A non-recipient cannot acknowledge (same answer as a missing notice).
+        outsider, _ = await new_person(s)
+        oc = await Client.connect(rs.ws, await _token(s, outsider))
+        denied = await oc.request({"type": "notice_ack", "notice_id": nid})
+        missing = await oc.request({"type": "notice_ack", "notice_id": nid + 999})
+        assert denied["code"] == missing["code"] == "not_found"
+        await oc.close()
+    finally:
+        for c in clients:
+            await c.close()
+        rs.server.should_exit = True
+        await task
