@@ -1,0 +1,170 @@
+"""S8: a server process killed mid-fan-out; the retried send yields exactly one complete notice.
+
+The fan-out is one transaction, so a kill leaves either nothing or the whole
+notice with every receipt and event. The client (as a real one would)
+retries with the same client_msg_id on the surviving process; recipients on
+the killed process reconnect there and resume from their last seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from messaging.notices.schema import notice_receipts, notices
+from org_tree.clock import SystemClock
+from org_tree.db.database import Database
+from org_tree.importer import import_divisions
+from org_tree.index import OrgIndex, OrgIndexHolder
+from org_tree.jurisdiction import Actor
+from org_tree.org_service import OrgService
+from org_tree.selectors import parse_selector
+from org_tree.synthetic import generate_people
+from tests.client import Client
+from tests.conftest import TEST_KEYS, _pg_admin
+from tests.notices.conftest import write_divisions
+from tests.procs import zzd_processes
+from tests.services import pg_url, require
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+SELECTOR = "专职网格员@9901/** | 兼职网格员@9901/**"
+RUNS = 5
+SAMPLE = 60  # connected recipients per run (half on each process)
+
+
+@pytest.fixture
+def fresh_pg() -> Iterator[str]:
+    require("postgres")
+    name = f"zzd_s8_{secrets.token_hex(4)}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        from zzd.migrate import upgrade
+
+        upgrade(pg_url(name))
+        yield pg_url(name)
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _prepare(url: str, tmp: Path) -> tuple[int, int, list[int], dict[int, int]]:
+    """Tree, people, a seated mayor; returns sender, its position, recipients, receipts per person."""
+    db = Database(url)
+    try:
+        await import_divisions(db, write_divisions(tmp / "div", townships=6, villages=20), grids_per_village=3)
+        await generate_people(db, seed=5)
+        holder = OrgIndexHolder(db)
+        idx: OrgIndex = await holder.load()
+        org = OrgService(db, SystemClock(), holder)
+        from org_tree.people import PersonDirectory
+
+        sender = await PersonDirectory(db, SystemClock()).create("市长")
+        city = idx.unit("9901")
+        mayor = next(idx.p_id[k] for k in idx.unit_slots(city) if idx.roles[idx.p_role[k]].key == "mayor")
+        await org.handover(Actor(0, (), True), mayor, sender.id)
+        aud = org.resolve(await org.actor(sender.id), mayor, parse_selector(SELECTOR))
+        return sender.id, mayor, sorted(aud.by_person), {p: len(v) for p, v in aud.by_person.items()}
+    finally:
+        await db.dispose()
+
+
+async def test_kill_mid_fanout_then_retry_gives_one_complete_notice(fresh_pg: str, tmp_path: Path) -> None:
+    sender, mayor, recipients, receipts_of = await _prepare(fresh_pg, tmp_path)
+    rng = random.Random(8)
+    db = Database(fresh_pg)
+    try:
+        for run in range(RUNS):
+            async with zzd_processes(fresh_pg, "redis://127.0.0.1:6379/0", 2) as (a, b):
+                toks = await _mint(db, [sender, *recipients[:SAMPLE]])
+                sample = recipients[:SAMPLE]
+                on_a = [await Client.connect(a.ws, toks[p]) for p in sample[: SAMPLE // 2]]
+                on_b = [await Client.connect(b.ws, toks[p]) for p in sample[SAMPLE // 2 :]]
+                body = {
+                    "as_position": mayor,
+                    "selector": SELECTOR,
+                    "client_msg_id": f"s8-{run}",
+                    "title": f"第{run}次",
+                }
+                hdr = {"Authorization": f"Bearer {toks[sender]}"}
+                async with httpx.AsyncClient(timeout=60) as h:
+                    post = asyncio.create_task(h.post(f"{a.http}/api/v1/notices", json=body, headers=hdr))
+                    await asyncio.sleep(rng.uniform(0, 0.5))  # the fault's random instant, not synchronisation
+                    a.proc.kill()
+                    await a.proc.wait()
+                    try:
+                        first = await post
+                        first_id = first.json()["notice_id"] if first.status_code in (200, 201) else None
+                    except httpx.HTTPError:
+                        first_id = None
+                    # The client retries on the surviving process with the same id.
+                    retry = await h.post(f"{b.http}/api/v1/notices", json=body, headers=hdr)
+                assert retry.status_code in (200, 201), retry.text
+                nid = retry.json()["notice_id"]
+                assert first_id in (None, nid)
+
+                # Exactly one notice, with every receipt.
+                async with db.read() as conn:
+                    n = (
+                        await conn.execute(
+                            select(func.count()).select_from(notices).where(notices.c.client_msg_id == f"s8-{run}")
+                        )
+                    ).scalar_one()
+                    r = (
+                        await conn.execute(
+                            select(func.count()).select_from(notice_receipts).where(notice_receipts.c.notice_id == nid)
+                        )
+                    ).scalar_one()
+                assert n == 1 and r == sum(receipts_of.values())
+
+                # Recipients of the killed process resume on the survivor; everyone gets it exactly once.
+                resumed = []
+                for c, p in zip(on_a, sample[: SAMPLE // 2], strict=True):
+                    await c.wait_closed(timeout=10)
+                    last = c.events[-1]["seq"] if c.events else 0
+                    c2 = await Client.connect(b.ws, toks[p], resume={"epoch": c.hello["epoch"], "since": last})
+                    resumed.append((c, c2))
+                for c, c2 in resumed:
+                    evs = c.events + await c2.wait_events(0)
+                    got = [e for e in evs if e["kind"] == "notice.new" and e["data"]["notice_id"] == nid]
+                    if not got:
+                        got = [
+                            e
+                            for e in await c2.wait_events(1, timeout=30)
+                            if e["kind"] == "notice.new" and e["data"]["notice_id"] == nid
+                        ]
+                    assert len({e["seq"] for e in got}) == 1
+                    await c2.close()
+                for c in on_b:
+                    evs = await c.wait_events(1, timeout=30)
+                    got = [e for e in evs if e["kind"] == "notice.new" and e["data"]["notice_id"] == nid]
+                    assert len({e["seq"] for e in got}) == 1
+                    await c.close()
+    finally:
+        await db.dispose()
+
+
+async def _mint(db: Database, persons: list[int]) -> dict[int, str]:
+    """Open a session per person and sign its token with the test key (no passwords needed)."""
+    from datetime import timedelta
+
+    from org_tree.sessions import SessionStore
+    from zzd.auth.tokens import TokenService
+
+    kid, secret = TEST_KEYS.split(":", 1)
+    clock = SystemClock()
+    sessions = SessionStore(db, clock, refresh_ttl=timedelta(days=1))
+    tokens = TokenService(
+        {kid: secret.encode()}, issuer="zzd", audience="zzd-clients", ttl=timedelta(hours=1), leeway=10, clock=clock
+    )
+    out = {}
+    for p in persons:
+        issued = await sessions.open(p)
+        out[p] = tokens.issue(p, issued.session_id)
+    return out
