@@ -342,6 +342,16 @@ class OrgIndex:
             yield p
             p = self.u_parent[p]
 
+    def children(self, u: int) -> list[int]:
+        """Pre-order numbers of ``u``'s child units: each child's subtree ends where the next begins."""
+        out = []
+        c = u + 1
+        end = self.u_end[u]
+        while c < end:
+            out.append(c)
+            c = self.u_end[c]
+        return out
+
     def unit_slots(self, u: int) -> array[int]:
         return self.up_k[self.up_off[u] : self.up_off[u + 1]]
 

@@ -109,21 +109,10 @@ class OrgService:
     def list_children(self, actor: Actor, unit: int | str, *, offset: int = 0, limit: int = 50) -> list[UnitView]:
         idx = self.index
         u = access_unit(idx, actor, unit)
-        out: list[UnitView] = []
-        c, i = u + 1, 0
-        while c < idx.u_end[u] and len(out) < limit:
-            if i >= offset:
-                out.append(self._unit_view(idx, c))
-            i += 1
-            c = idx.u_end[c]
-        return out
+        return [self._unit_view(idx, c) for c in idx.children(u)[offset : offset + limit]]
 
     def _unit_view(self, idx: OrgIndex, u: int) -> UnitView:
         p = idx.u_parent[u]
-        children, c = 0, u + 1
-        while c < idx.u_end[u]:
-            children += 1
-            c = idx.u_end[c]
         return UnitView(
             id=idx.u_id[u],
             code=idx.u_code[u],
@@ -131,7 +120,7 @@ class OrgService:
             level=Level(idx.u_level[u]).label,
             parent_id=idx.u_id[p] if p >= 0 else None,
             path=tuple(idx.unit_path(u)),
-            children=children,
+            children=len(idx.children(u)),
             position_ids=tuple(idx.p_id[k] for k in idx.unit_slots(u)),
         )
 

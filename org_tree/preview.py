@@ -58,7 +58,7 @@ def preview(index: OrgIndex, audience: Audience, *, under: int | None = None) ->
     if not units:
         return Preview(index.version, 0, 0, None, (), {}, (), 0, 0)
     parent = under if under is not None else _lca(index, min(units), max(units))
-    children = [parent, *_children(index, parent)]
+    children = [parent, *index.children(parent)]
     starts = children[1:]
     pos_per: dict[int, int] = {}
     persons_per: dict[int, set[int]] = {}
@@ -102,12 +102,3 @@ def preview(index: OrgIndex, audience: Audience, *, under: int | None = None) ->
         fallback_count=len(fallen),
         unfilled_count=len(audience.fallbacks) - len(fallen),
     )
-
-
-def _children(index: OrgIndex, u: int) -> list[int]:
-    out = []
-    c = u + 1
-    while c < index.u_end[u]:
-        out.append(c)
-        c = index.u_end[c]
-    return out

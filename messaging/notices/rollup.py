@@ -17,19 +17,10 @@ from org_tree.index import OrgIndex
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UnitCounts", "children_of", "lowest_common_unit", "rollup"]
+__all__ = ["UnitCounts", "lowest_common_unit", "rollup"]
 
 #: (unit_id, receipts, delivered, read, acked)
 UnitCounts = tuple[int, int, int, int, int]
-
-
-def children_of(index: OrgIndex, u: int) -> list[int]:
-    out = []
-    c = u + 1
-    while c < index.u_end[u]:
-        out.append(c)
-        c = index.u_end[c]
-    return out
 
 
 def _u_of(index: OrgIndex, unit_id: int) -> int:
@@ -59,7 +50,7 @@ def rollup(index: OrgIndex, parent: int, counts: Iterable[UnitCounts]) -> tuple[
         then one row per child with receipts, in tree order; and the number of
         receipts outside ``parent``'s subtree.
     """
-    kids = children_of(index, parent)
+    kids = index.children(parent)
     sums: dict[int, list[int]] = {}
     elsewhere = 0
     hi = index.u_end[parent]

@@ -15,8 +15,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from messaging.chat import SendRequest
-from org_tree.errors import BadRequest, RateLimited
+from org_tree.errors import RateLimited
 from zzd.http.common import authenticate, json_body, ok, services_of
+from zzd.http.params import int_param, opt_int_param
 
 __all__ = ["routes"]
 
@@ -26,15 +27,6 @@ class SendBody(BaseModel):
     to: Annotated[int, Field(ge=1, le=2**53)]
     client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     body: Annotated[str, StringConstraints(max_length=5000)]
-
-
-def _int_param(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise BadRequest(f"{name} must be an integer from {lo} to {hi}", data={"field": name})
-    return int(raw)
 
 
 async def send(request: Request) -> JSONResponse:
@@ -51,8 +43,8 @@ async def history(request: Request) -> JSONResponse:
     s = services_of(request)
     claims = await authenticate(request)
     cid = int(request.path_params["conversation_id"])
-    before = _int_param(request, "before", None, 1, 2**53)
-    limit = _int_param(request, "limit", 50, 1, 100) or 50
+    before = opt_int_param(request, "before", 1, 2**53)
+    limit = int_param(request, "limit", 50, 1, 100)
     page = await s.chat.history(claims.person_id, cid, before=before, limit=limit)
     return ok({"conversation_id": cid, "messages": page.messages, "next_before": page.next_before})
 
@@ -60,15 +52,15 @@ async def history(request: Request) -> JSONResponse:
 async def conversations(request: Request) -> JSONResponse:
     s = services_of(request)
     claims = await authenticate(request)
-    limit = _int_param(request, "limit", 50, 1, 200) or 50
+    limit = int_param(request, "limit", 50, 1, 200)
     return ok({"conversations": await s.chat.conversations(claims.person_id, limit=limit)})
 
 
 async def sync(request: Request) -> JSONResponse:
     s = services_of(request)
     claims = await authenticate(request)
-    since = _int_param(request, "since", 0, 0, 2**53) or 0
-    limit = _int_param(request, "limit", 500, 1, 500) or 500
+    since = int_param(request, "since", 0, 0, 2**53)
+    limit = int_param(request, "limit", 500, 1, 500)
     epoch = request.query_params.get("epoch")
     page = await s.events.read(claims.person_id, epoch=epoch, since=since, limit=limit)
     return ok(

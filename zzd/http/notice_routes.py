@@ -16,7 +16,7 @@ from messaging.notices.model import validate_compose
 from org_tree.errors import BadRequest
 from org_tree.selectors import parse_selector
 from zzd.http.common import authenticate, json_body, ok, services_of
-from zzd.http.params import int_param, str_param, unit_ref
+from zzd.http.params import int_param, opt_int_param, str_param, unit_ref
 
 __all__ = ["routes"]
 
@@ -137,7 +137,7 @@ async def pending(request: Request) -> JSONResponse:
     if not unit:
         raise BadRequest("unit is required", data={"field": "unit"})
     missing = str_param(request, "missing", max_len=4) or "read"
-    after = int_param(request, "after", 0, 0, 2**53) or None
+    after = opt_int_param(request, "after", 1, 2**53)
     page = await s.notices.pending(
         claims.person_id,
         _nid(request),

@@ -6,14 +6,19 @@ from starlette.requests import Request
 
 from org_tree.errors import BadRequest
 
-__all__ = ["int_param", "str_param", "unit_ref"]
+__all__ = ["int_param", "opt_int_param", "str_param", "unit_ref"]
 
 
 def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    value = opt_int_param(request, name, lo, hi)
+    return default if value is None else value
+
+
+def opt_int_param(request: Request, name: str, lo: int, hi: int) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        return None
+    if not raw.isdigit() or len(raw) > 20 or not lo <= int(raw) <= hi:
         raise BadRequest(f"{name} must be an integer from {lo} to {hi}", data={"field": name})
     return int(raw)
 
