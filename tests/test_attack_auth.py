@@ -18,9 +18,8 @@ import jwt.warnings
 import pytest
 import websockets
 
-from tests.client import PASSWORD, login, new_person
+from tests.client import PASSWORD, Client, login, new_person
 from tests.conftest import TEST_KEYS, RunningServer, make_settings, start_server
-from tests.test_attack_frames import AttackClient
 
 KID, _, _SECRET = TEST_KEYS.partition(":")
 KEY = _SECRET.encode()
@@ -290,7 +289,7 @@ async def test_token_expiring_on_an_open_socket_closes_it_4401(strict_server: Ru
     _, tok, base = await _session(server)
     exp = int(time.time()) + 3
     short = _mint(_claims(base, exp=exp))
-    c = await AttackClient.connect(server.ws, short)
+    c = await Client.connect(server.ws, short)
     assert (await c.request({"type": "ping"}))["type"] == "ok"
     code, _ = await c.wait_closed(timeout=10)
     closed_at = time.time()
@@ -299,7 +298,7 @@ async def test_token_expiring_on_an_open_socket_closes_it_4401(strict_server: Ru
     assert closed_at <= exp + 2, "closed too late after expiry (leeway 0)"
     await c.close()
     # Re-auth with the token from login works again.
-    c2 = await AttackClient.connect(server.ws, tok["access_token"])
+    c2 = await Client.connect(server.ws, tok["access_token"])
     assert c2.closed is None
     await c2.close()
 
@@ -317,9 +316,9 @@ async def test_logout_closes_that_sessions_sockets_4503_and_refuses_its_tokens(s
     pid, lg = await new_person(s)
     t1 = await login(server.http, lg)
     t2 = await login(server.http, lg)  # a second session of the same person (another device)
-    a1 = await AttackClient.connect(server.ws, t1["access_token"])
-    a2 = await AttackClient.connect(server.ws, t1["access_token"])
-    other = await AttackClient.connect(server.ws, t2["access_token"])
+    a1 = await Client.connect(server.ws, t1["access_token"])
+    a2 = await Client.connect(server.ws, t1["access_token"])
+    other = await Client.connect(server.ws, t2["access_token"])
     async with httpx.AsyncClient() as c:
         r = await c.post(f"{server.http}/api/v1/auth/logout", headers={"Authorization": f"Bearer {t1['access_token']}"})
     assert r.status_code == 200 and r.json() == {"revoked": True}
@@ -361,7 +360,7 @@ async def test_refresh_token_reuse_closes_the_sessions_open_sockets(server: Runn
     """Reuse means the refresh token was stolen: the session's live sockets must go too (S21c)."""
     _, lg = await new_person(server.services_obj)  # type: ignore[attr-defined]
     t = await login(server.http, lg)
-    ws = await AttackClient.connect(server.ws, t["access_token"])
+    ws = await Client.connect(server.ws, t["access_token"])
     assert (
         await _post_token(server, {"grant_type": "refresh_token", "refresh_token": t["refresh_token"]})
     ).status_code == 200
@@ -455,5 +454,5 @@ async def test_origin_allowlist_is_exact(origin_server: RunningServer) -> None:
     # Refused before the upgrade, so nothing was authenticated: a valid token does not help.
     _, tok, _ = await _session(server)
     with pytest.raises(websockets.InvalidStatus) as info:
-        await AttackClient.connect(server.ws, tok["access_token"], origin="https://evil.example")
+        await Client.connect(server.ws, tok["access_token"], origin="https://evil.example")
     assert info.value.response.status_code == 403

@@ -24,32 +24,6 @@ from tests.conftest import RunningServer
 COUNTED = (messages, person_events, conversations, conversation_members)
 
 
-class AttackClient(Client):
-    """``tests.client.Client`` whose reader records the close code with the websockets 17 API.
-
-    (``Client._read`` reads ``ws.close_rcvd``, which websockets 17's asyncio
-    ``ClientConnection`` does not have, so its ``wait_closed`` never works.)
-    """
-
-    async def _read(self) -> None:
-        try:
-            async for raw in self.ws:
-                frame = json.loads(raw)
-                async with self._changed:
-                    if frame["type"] == "event":
-                        self.events.append(frame)
-                    else:
-                        self.replies[str(frame.get("ref"))] = frame
-                    self._changed.notify_all()
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            code = self.ws.close_code
-            self.closed = (code, self.ws.close_reason or "") if code is not None else (1006, "")
-            async with self._changed:
-                self._changed.notify_all()
-
-
 async def _counts(server: RunningServer) -> dict[str, int]:
     db = server.services_obj.db  # type: ignore[attr-defined]
     out: dict[str, int] = {}
@@ -63,7 +37,7 @@ async def _pair(server: RunningServer) -> tuple[int, Client, int]:
     s = server.services_obj  # type: ignore[attr-defined]
     a_id, a_login = await new_person(s)
     b_id, _ = await new_person(s)
-    a = await AttackClient.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
     return a_id, a, b_id
 
 
