@@ -1,0 +1,663 @@
+"""Notice fan-out: a province-wide notice, 10,000 recipients online, receipts streaming back.
+
+Run:  .venv/bin/python bench/notice_fanout.py --backend postgres|sqlite [--quick]
+      [--clients 10000] [--persons 1200000] [--unit 33] [--roles grid_chief,grid_worker,...]
+      [--procs 4] [--read-spread 1.0] [--copy-runs 3] [--logdir DIR] [--profile]
+
+Per run, on a fresh database (``zzd migrate``, then the Zhejiang import with
+synthetic people exactly as bench/org/import_zhejiang.py does it):
+1. the sender is the holder of 省长@33 (the governor position, jurisdiction
+   over the whole province); ``--clients`` recipients are drawn at random from
+   the people holding one of the addressed roles; login sessions and tokens
+   for them are seeded straight into the database (bench/common.py style);
+2. baseline push (run after zzd's, with its frame size): the same clients connect to bare ``websockets`` servers
+   (bench/notice_bare.py; one for sqlite, two for postgres, same split) and one
+   frame of the size of zzd's ``notice.new`` is broadcast: trigger → last
+   client has it;
+3. zzd: ``zzd serve`` (one process on SQLite; two on PostgreSQL with the Redis
+   broker, clients alternating between them) with the clients and the sender
+   connected over WebSocket from their own processes; the sender POSTs
+   /api/v1/notices (answered after the commit): time to commit, and send → last
+   connected recipient's ``notice.new``;
+4. read receipts: every connected recipient sends ``notice_read`` over its
+   WebSocket, open-loop, evenly over ``--read-spread`` s: receipts/s (replies
+   over time from the first scheduled read to the last reply) and the sender's
+   progress lag (last read reply → the sender's ``notice.progress`` event that
+   counts all their receipts as read);
+5. baseline write (after the reads, so it cannot disturb them): the very
+   receipt rows the send committed, read back and written again with a bare
+   asyncpg ``copy_records_to_table`` (SQLite: bare ``sqlite3.executemany``)
+   into a scratch copy of ``notice_receipts`` (same columns, indexes, unique
+   constraint and foreign key), in one transaction, ``--copy-runs`` times
+   (median).
+
+Also printed: CPU of zzd / PostgreSQL+Redis / the rest of the machine per
+phase, what PostgreSQL's backends were doing (``pg_stat_activity`` samples,
+bench/notice_pgsample.py), and with ``--profile`` py-spy summaries of the
+servers per phase (bench/notice_pyspy.py; raw stacks stay in ``--logdir``).
+
+Goals (issue 4): commit ≤ 1.5× the bare COPY; send → last delivery ≤ 3 s
+(PostgreSQL) / ≤ 5 s (SQLite); deliveries/s ≥ 0.7× the bare broadcast;
+≥ 5,000 read receipts/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from chat_load import cpu_seconds
+from notice_load import NoticePool
+from notice_pgsample import PgSampler
+from notice_pyspy import Profile
+
+from common import (
+    BENCH,
+    PYTHON,
+    ROOT,
+    Client,
+    Server,
+    asyncpg_dsn,
+    free_port,
+    migrate,
+    mint_token,
+    percentile,
+    postgres_database,
+    ratio,
+    start_process,
+    start_zzd,
+    wait_ready,
+    zzd_env,
+)
+
+sys.path.insert(0, str(ROOT))
+
+GOAL_COMMIT_RATIO = 1.5
+GOAL_LAST_DELIVERY = {"postgres": 3.0, "sqlite": 5.0}
+GOAL_PUSH_RATIO = 0.7
+GOAL_READS_PER_S = 5_000.0
+DEFAULT_ROLES = "grid_chief,grid_worker,village_secretary,village_director"
+RECEIPT_COLS = ["notice_id", "person_id", "position_id", "via_position_id", "reason", "unit_id"]
+SCRATCH = "bench_copy_receipts"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --- database preparation (orchestrator only, before any server starts) ---------------
+
+
+async def prepare(url: str, args: argparse.Namespace) -> tuple[dict[str, Any], Client, int, list[Client]]:
+    """Import Zhejiang + people, seat/find the sender, pick recipients, seed their sessions."""
+    from sqlalchemy import func, select
+
+    from org_tree.db.database import Database
+    from org_tree.importer import import_divisions
+    from org_tree.org_schema import assignments, positions, roles, units
+    from org_tree.schema import persons
+    from org_tree.synthetic import generate_people
+
+    zhejiang = ROOT / "data" / "divisions" / "zhejiang"
+    if args.quick:  # smoke run: only the city that holds the addressed county
+        zhejiang = one_city(zhejiang, args.unit[:4], Path(args.tmp))
+    db = Database(url, statement_timeout_ms=600_000)
+    info: dict[str, Any] = {}
+    try:
+        t0 = time.perf_counter()
+        await import_divisions(db, zhejiang)
+        t1 = time.perf_counter()
+        rep = await generate_people(db, persons_target=args.persons)
+        t2 = time.perf_counter()
+        info.update(import_s=t1 - t0, people_s=t2 - t1, persons=rep.persons)
+        role_keys = args.roles.split(",")
+        async with db.write() as conn:
+            gov = (
+                await conn.execute(
+                    select(positions.c.id)
+                    .join(roles, roles.c.id == positions.c.role_id)
+                    .join(units, units.c.id == positions.c.unit_id)
+                    .where(roles.c.key == "governor", units.c.code == "33", positions.c.removed_at.is_(None))
+                )
+            ).scalar_one()
+            holder = (
+                await conn.execute(
+                    select(assignments.c.person_id).where(
+                        assignments.c.position_id == gov,
+                        assignments.c.end_at.is_(None),
+                        assignments.c.kind == "primary",
+                    )
+                )
+            ).scalar()
+            now = datetime.now(UTC)
+            if holder is None:  # vacant governor: seat a fresh benchmark person
+                holder = int((await conn.execute(select(func.max(persons.c.id)))).scalar() or 0) + 1
+                await conn.execute(
+                    persons.insert().values(
+                        id=holder, login=None, name="Bench Sender", password_hash=None, disabled=False, created_at=now
+                    )
+                )
+                nxt = int((await conn.execute(select(func.max(assignments.c.id)))).scalar() or 0) + 1
+                await conn.execute(
+                    assignments.insert().values(
+                        id=nxt, person_id=holder, position_id=gov, kind="primary", start_at=now, end_at=None
+                    )
+                )
+                info["sender_seated"] = True
+            pool = [
+                int(r[0])
+                for r in await conn.execute(
+                    select(assignments.c.person_id)
+                    .distinct()
+                    .join(positions, positions.c.id == assignments.c.position_id)
+                    .join(roles, roles.c.id == positions.c.role_id)
+                    .join(units, units.c.id == positions.c.unit_id)
+                    .where(
+                        assignments.c.end_at.is_(None),
+                        assignments.c.kind == "primary",
+                        roles.c.key.in_(role_keys),
+                        units.c.code.like(f"{args.unit}%"),
+                        positions.c.removed_at.is_(None),
+                    )
+                )
+            ]
+        pool = sorted(set(pool) - {int(holder)})
+        rng = random.Random(4)
+        chosen = rng.sample(pool, min(args.clients, len(pool)))
+        info.update(sender=int(holder), sender_position=int(gov), holders_addressed=len(pool))
+        clients = await seed_sessions(db, [int(holder), *chosen])
+        return info, clients[0], int(gov), clients[1:]
+    finally:
+        await db.dispose()
+
+
+def one_city(src: Path, city: str, tmp: Path) -> Path:
+    """A copy of the division CSVs restricted to one city (for ``--quick``)."""
+    dst = tmp / "divisions"
+    dst.mkdir(exist_ok=True)
+    for f in src.glob("*.csv"):
+        lines = f.read_text(encoding="utf-8").splitlines()
+        keep = lines if f.name == "provinces.csv" else [lines[0], *(x for x in lines[1:] if x.startswith(city))]
+        (dst / f.name).write_text("\n".join(keep) + "\n", encoding="utf-8")
+    return dst
+
+
+async def seed_sessions(db: Any, person_ids: list[int]) -> list[Client]:
+    """One login session per person (bulk), and an access token for it."""
+    sids = [uuid.uuid4().hex for _ in person_ids]
+    now = datetime.now(UTC)
+    later = datetime(2099, 1, 1, tzinfo=UTC)
+    if db.is_sqlite:
+        n, lt = "2026-01-01 00:00:00.000000", "2099-01-01 00:00:00.000000"
+        with contextlib.closing(sqlite3.connect(str(db.url.database))) as con:
+            con.executemany(
+                "INSERT INTO auth_sessions (id, person_id, created_at, expires_at, revoked_at)"
+                " VALUES (?, ?, ?, ?, NULL)",
+                [(s, p, n, lt) for s, p in zip(sids, person_ids, strict=True)],
+            )
+            con.commit()
+    else:
+        async with db.write() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            await raw.copy_records_to_table(
+                "auth_sessions",
+                records=[(s, p, now, later, None) for s, p in zip(sids, person_ids, strict=True)],
+                columns=["id", "person_id", "created_at", "expires_at", "revoked_at"],
+            )
+    return [Client(p, mint_token(p, s, ttl=7200)) for s, p in zip(sids, person_ids, strict=True)]
+
+
+# --- receipts read back, and the bare write baseline ------------------------------------
+
+
+async def pg_receipts(dsn: str, notice_id: int, persons: list[int]) -> tuple[list[tuple[Any, ...]], int]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = [
+            tuple(r)
+            for r in await conn.fetch(
+                f"SELECT {', '.join(RECEIPT_COLS)} FROM notice_receipts WHERE notice_id = $1 ORDER BY id", notice_id
+            )
+        ]
+        mine = await conn.fetchval(
+            "SELECT count(*) FROM notice_receipts WHERE notice_id = $1 AND person_id = ANY($2::bigint[])",
+            notice_id,
+            persons,
+        )
+        return rows, int(mine)
+    finally:
+        await conn.close()
+
+
+async def pg_copy_baseline(dsn: str, rows: list[tuple[Any, ...]], runs: int) -> list[float]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
+        await conn.execute(f"CREATE TABLE {SCRATCH} (LIKE notice_receipts INCLUDING ALL)")
+        await conn.execute(
+            f"ALTER TABLE {SCRATCH} ADD FOREIGN KEY (notice_id) REFERENCES notices (id) ON DELETE CASCADE"
+        )
+        out = []
+        for _ in range(runs):
+            await conn.execute(f"TRUNCATE {SCRATCH}")
+            t = time.perf_counter()
+            async with conn.transaction():
+                await conn.copy_records_to_table(SCRATCH, records=rows, columns=RECEIPT_COLS)
+            out.append(time.perf_counter() - t)
+        await conn.execute(f"DROP TABLE {SCRATCH}")
+        return out
+    finally:
+        await conn.close()
+
+
+def sqlite_receipts(path: Path, notice_id: int, persons: list[int]) -> tuple[list[tuple[Any, ...]], int]:
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        rows = con.execute(
+            f"SELECT {', '.join(RECEIPT_COLS)} FROM notice_receipts WHERE notice_id = ? ORDER BY id",  # noqa: S608
+            (notice_id,),
+        ).fetchall()
+        mine = set(persons)
+        n = sum(1 for r in rows if r[1] in mine)
+        return rows, n
+
+
+def sqlite_copy_baseline(path: Path, rows: list[tuple[Any, ...]], runs: int) -> list[float]:
+    """Bare executemany in one transaction into an identical table (same PRAGMAs as zzd)."""
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute("PRAGMA busy_timeout=30000")
+        con.execute("PRAGMA foreign_keys=ON")
+        ddl = [
+            r[0]
+            for r in con.execute(
+                "SELECT sql FROM sqlite_master"
+                " WHERE tbl_name = 'notice_receipts' AND sql IS NOT NULL ORDER BY type DESC"
+            )
+        ]
+        con.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
+        for stmt in ddl:  # table first ('table' > 'index'), then its indexes, renamed
+            con.execute(stmt.replace("notice_receipts", SCRATCH))
+        sql = f"INSERT INTO {SCRATCH} ({', '.join(RECEIPT_COLS)}) VALUES ({', '.join('?' * len(RECEIPT_COLS))})"
+        out = []
+        for _ in range(runs):
+            con.execute(f"DELETE FROM {SCRATCH}")
+            t = time.perf_counter()
+            con.execute("BEGIN")
+            con.executemany(sql, rows)
+            con.execute("COMMIT")
+            out.append(time.perf_counter() - t)
+        con.execute(f"DROP TABLE {SCRATCH}")
+        return out
+    finally:
+        con.close()
+
+
+# --- phases ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def running(servers: list[Server], ready_path: str, timeout: float = 300.0) -> Iterator[list[Server]]:
+    try:
+        for s in servers:
+            wait_ready(s, ready_path, timeout=timeout)
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()
+
+
+class Cpu:
+    """CPU seconds over one phase: our servers, PostgreSQL/Redis, everything else (% of one core)."""
+
+    def __init__(self, servers: list[Server]) -> None:
+        self.pids = [s.proc.pid for s in servers]
+        self.t = time.time()
+        self.marks = self._mark()
+
+    def _mark(self) -> tuple[float, float, float]:
+        import psutil
+
+        sys_t = psutil.cpu_times()
+        busy = sum(sys_t) - sys_t.idle - getattr(sys_t, "iowait", 0.0)
+        db = 0.0
+        for proc in psutil.process_iter(["name", "cpu_times"]):
+            if proc.info["name"] in ("postgres", "redis-server") and proc.info["cpu_times"] is not None:
+                db += proc.info["cpu_times"].user + proc.info["cpu_times"].system
+        return cpu_seconds(self.pids), db, busy
+
+    def done(self) -> str:
+        end = self._mark()
+        span = max(1e-9, time.time() - self.t)
+        srv, db, busy = (100 * (b - a) / span for a, b in zip(self.marks, end, strict=True))
+        return f"CPU% over {span:.1f} s: zzd {srv:.0f}, postgres+redis {db:.0f}, rest {busy - srv - db:.0f}"
+
+
+def connect(pool: NoticePool, label: str, want: int) -> int:
+    t = time.time()
+    got = sum(r["connected"] for r in pool.call("connect"))
+    log(f"{label}: {got}/{want} clients connected in {time.time() - t:.1f} s")
+    pool.call("listen")
+    return got
+
+
+BARE_FRAME_LEN = 420
+
+
+def bare_frame(length: int) -> str:
+    """A ``notice.new``-shaped event padded to ``length`` bytes."""
+    data = {"notice_id": 1, "title": "bench", "priority": "normal", "positions": [{"position_id": 1}], "pad": ""}
+    base = json.dumps({"type": "event", "seq": 1, "kind": "notice.new", "data": data})
+    data["pad"] = "x" * max(0, length - len(base))
+    return json.dumps({"type": "event", "seq": 1, "kind": "notice.new", "data": data})
+
+
+async def _trigger(urls: list[str], frame: str) -> float:
+    from websockets.asyncio.client import connect as ws_connect
+
+    socks = [await ws_connect(u, compression=None, max_size=65_536) for u in urls]
+    for ws in socks:
+        await ws.send(json.dumps({"type": "hello", "id": "h", "token": "x"}))
+        await ws.recv()
+    t0 = time.time()
+    for ws in socks:
+        await ws.send(json.dumps({"type": "broadcast", "frame": frame}))
+    await asyncio.sleep(0.5)
+    for ws in socks:
+        await ws.close()
+    return t0
+
+
+def run_bare(
+    clients: list[Client], n_servers: int, args: argparse.Namespace, logdir: Path, frame_len: int
+) -> dict[str, Any]:
+    servers = []
+    for i in range(n_servers):
+        port = free_port()
+        servers.append(
+            start_process(
+                f"notice_bare_{i}",
+                [PYTHON, str(BENCH / "notice_bare.py"), "--port", str(port)],
+                dict(os.environ),
+                port,
+                logdir,
+            )
+        )
+    with running(servers, ""):
+        pool = NoticePool(clients, [s.url for s in servers], args.procs)
+        try:
+            got = connect(pool, "bare", len(clients))
+            time.sleep(1.0)
+            t0 = asyncio.run(_trigger([s.url for s in servers], bare_frame(frame_len)))
+            res = pool.call("await_new", timeout=60.0)
+        finally:
+            pool.shutdown()
+    times = [t for r in res for t in r["times"]]
+    last = max(times) - t0 if times else float("nan")
+    return {
+        "connected": got,
+        "delivered": len(times),
+        "last": last,
+        "rate": len(times) / last if times else 0.0,
+        "p50": percentile([t - t0 for t in times], 50),
+    }
+
+
+def run_zzd(
+    backend: str,
+    env: dict[str, str],
+    url: str,
+    clients: list[Client],
+    sender: Client,
+    sender_pos: int,
+    args: argparse.Namespace,
+    logdir: Path,
+) -> dict[str, Any]:
+    n = 2 if backend == "postgres" else 1
+    servers = [start_zzd(f"zzd_{backend}_{i}", env, logdir) for i in range(n)]
+    out: dict[str, Any] = {}
+    with running(servers, "/readyz"):
+        log(f"{n} zzd process(es) ready")
+        pool = NoticePool(clients, [s.url for s in servers], args.procs)
+        spool = NoticePool([sender], [servers[-1].url], 1, first_index=99)
+        try:
+            out["connected"] = connect(pool, "zzd", len(clients))
+            connect(spool, "sender", 1)
+            time.sleep(2.0)
+            body = {
+                "as_position": sender_pos,
+                "selector": args.selector,
+                "client_msg_id": uuid.uuid4().hex,
+                "title": "全省网格员紧急通知 (bench)",
+                "body": "请各网格员立即核查辖区情况。" * 10,
+                "priority": "normal",
+                "ack_required": False,
+            }
+            prof = Profile("send", [x.proc.pid for x in servers], logdir) if args.profile else None
+            if prof:
+                time.sleep(1.0)
+            cpu = Cpu(servers)
+            pgs = PgSampler(asyncpg_dsn(url), url.rsplit("/", 1)[1]) if backend == "postgres" else None
+            t0 = time.time()
+            r = httpx.post(
+                f"http://127.0.0.1:{servers[0].port}/api/v1/notices",
+                json=body,
+                headers={"authorization": f"Bearer {sender.token}"},
+                timeout=600,
+            )
+            t1 = time.time()
+            if r.status_code != 201:
+                raise RuntimeError(f"send failed: {r.status_code} {r.text[:500]}")
+            sent = r.json()
+            out.update(send=sent, commit=t1 - t0)
+            log(f"POST answered after {t1 - t0:.2f} s: {sent}")
+            res = pool.call("await_new", timeout=120.0)
+            times = [t for x in res for t in x["times"]]
+            out.update(
+                delivered=len(times),
+                missing=sum(x["missing"] for x in res),
+                last=(max(times) - t0) if times else float("nan"),
+                p50=percentile([t - t0 for t in times], 50),
+                after_commit=(max(times) - t1) if times else float("nan"),
+                first=(min(times) - t0) if times else float("nan"),
+                frame_len=max(x["frame_len"] for x in res),
+                closed=sum(x["closed"] for x in res),
+            )
+            out["rate"] = len(times) / max(1e-9, max(times) - t1) if times else 0.0
+            out["cpu_send"] = cpu.done()
+            if pgs:
+                out["pg_send"] = pgs.stop()
+            if prof:
+                prof.stop()
+                out["profile_send"] = prof.top()
+            log(f"delivered {len(times)} (missing {out['missing']}), last {out['last']:.2f} s after send")
+            nid = int(sent["notice_id"])
+            persons = [c.person_id for c in clients]
+            if backend == "postgres":
+                dsn = asyncpg_dsn(url)
+                rows, mine = asyncio.run(pg_receipts(dsn, nid, persons))
+            else:
+                path = Path(url.split("///", 1)[1])
+                rows, mine = sqlite_receipts(path, nid, persons)
+            out.update(receipt_rows=len(rows), expected_read=mine)
+            # --- read receipts ---
+            prof = Profile("reads", [x.proc.pid for x in servers], logdir) if args.profile else None
+            start = time.time() + 1.5
+            cpu = Cpu(servers)
+            pgs = PgSampler(asyncpg_dsn(url), url.rsplit("/", 1)[1]) if backend == "postgres" else None
+            pool.send("read", notice_id=nid, start=start, spread=args.read_spread, drain=60.0)
+            spool.send("await_progress", expected_read=mine, timeout=args.read_spread + 75.0)
+            rr = pool.collect()
+            pr = spool.collect()[0]
+            out["cpu_reads"] = cpu.done()
+            if pgs:
+                out["pg_reads"] = pgs.stop()
+            if prof:
+                prof.stop()
+                out["profile_reads"] = prof.top()
+            oks = [t for x in rr for t in x["ok_times"]]
+            lat = [t for x in rr for t in x["lat"]]
+            errs: dict[str, int] = {}
+            for x in rr:
+                for k, v in x["errors"].items():
+                    errs[k] = errs.get(k, 0) + v
+            last_ok = max(oks) if oks else float("nan")
+            full = [t for t, d in pr["progress"] if d.get("read", 0) >= mine]
+            out.update(
+                reads_sent=sum(x["sent"] for x in rr),
+                reads_ok=len(oks),
+                read_errors=errs,
+                read_rate=len(oks) / max(1e-9, last_ok - start) if oks else 0.0,
+                read_span=last_ok - start,
+                read_p50=percentile(lat, 50) * 1e3,
+                read_p99=percentile(lat, 99) * 1e3,
+                progress_events=len(pr["progress"]),
+                progress_last=pr["progress"][-1][1] if pr["progress"] else None,
+                progress_lag=(min(full) - last_ok) if full else float("nan"),
+                progress_from_start=(min(full) - start) if full else float("nan"),
+            )
+            # --- bare write of the same rows (after the reads, so it cannot disturb them) ---
+            if backend == "postgres":
+                copies = asyncio.run(pg_copy_baseline(asyncpg_dsn(url), rows, args.copy_runs))
+            else:
+                copies = sqlite_copy_baseline(Path(url.split("///", 1)[1]), rows, args.copy_runs)
+            out["copies"] = copies
+            log(f"bare write of {len(rows)} rows: {', '.join(f'{c:.2f}' for c in copies)} s")
+        finally:
+            pool.shutdown()
+            spool.shutdown()
+    return out
+
+
+def report(backend: str, info: dict[str, Any], bare: dict[str, Any], z: dict[str, Any]) -> None:
+    copy_med = statistics.median(z["copies"])
+    cr = ratio(z["commit"], copy_med)
+    pr = ratio(z["rate"], bare["rate"])
+    goal_last = GOAL_LAST_DELIVERY[backend]
+    s = z["send"]
+
+    def verdict(ok: bool) -> str:
+        return "MET" if ok else "MISSED"
+
+    print(f"\n=== notice fan-out, backend {backend} ===")
+    print(
+        f"  org: {info['persons']:,} synthetic persons"
+        f" (import {info['import_s']:.1f} s + people {info['people_s']:.1f} s);"
+        f" sender person {info['sender']} as 省长 position {info['sender_position']}"
+    )
+    print(f"  selector: {args_selector}")
+    print(
+        f"  audience: {s['positions']:,} positions, {s['persons']:,} persons, {s['receipts']:,} receipts"
+        f" ({s['unfilled']} unfilled); rows read back {z['receipt_rows']:,}"
+    )
+    print(
+        f"  (1) commit: POST → 201 {z['commit']:.2f} s | bare {'COPY' if backend == 'postgres' else 'executemany'}"
+        f" of the same rows median {copy_med:.2f} s (runs {', '.join(f'{c:.2f}' for c in z['copies'])})"
+        f" | ratio {cr:.2f}× (goal ≤ {GOAL_COMMIT_RATIO}×: {verdict(cr <= GOAL_COMMIT_RATIO)})"
+    )
+    print(
+        f"  (2) push: {z['delivered']:,}/{z['connected']:,} connected recipients got notice.new"
+        f" (missing {z['missing']}, sockets closed {z['closed']});"
+        f" send → first {z['first']:.2f} s, p50 {z['p50']:.2f} s,"
+        f" last {z['last']:.2f} s (goal ≤ {goal_last:.0f} s: {verdict(z['last'] <= goal_last)});"
+        f" commit → last {z['after_commit']:.2f} s"
+    )
+    print(
+        f"      deliveries/s after commit {z['rate']:,.0f} | bare broadcast ({bare['delivered']:,} clients,"
+        f" frame {z['frame_len']} B) last {bare['last'] * 1e3:.0f} ms = {bare['rate']:,.0f}/s"
+        f" | ratio {pr:.2f}× (goal ≥ {GOAL_PUSH_RATIO}×: {verdict(pr >= GOAL_PUSH_RATIO)})"
+    )
+    print(
+        f"  (3) reads: {z['reads_ok']:,}/{z['reads_sent']:,} notice_read answered (errors {z['read_errors']}),"
+        f" offered over {args_spread:.1f} s, done in {z['read_span']:.2f} s → {z['read_rate']:,.0f} receipts/s"
+        f" (offered {z['reads_sent'] / args_spread:,.0f}/s; goal ≥ {GOAL_READS_PER_S:,.0f}:"
+        f" {verdict(z['read_rate'] >= GOAL_READS_PER_S)});"
+        f" reply p50 {z['read_p50']:.0f} ms p99 {z['read_p99']:.0f} ms"
+    )
+    print(
+        f"      sender progress: {z['progress_events']} notice.progress events, last {z['progress_last']};"
+        f" all {z['expected_read']:,} receipts of the readers shown read {z['progress_lag']:.2f} s after the last"
+        f" read reply ({z['progress_from_start']:.2f} s after the first read)",
+        flush=True,
+    )
+    print(f"  send→last delivery {z['cpu_send']}; reads {z['cpu_reads']}")
+    for key in ("pg_send", "pg_reads"):
+        if key in z:
+            print(f"  PostgreSQL, {key[3:]} phase:\n{z[key]}")
+    for key in ("profile_send", "profile_reads"):
+        if key in z:
+            print(f"  py-spy, servers, {key[8:]} phase:\n{z[key]}", flush=True)
+
+
+args_selector = ""
+args_spread = 0.0
+
+
+def main(argv: list[str] | None = None) -> None:
+    global args_selector, args_spread  # noqa: PLW0603
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", choices=["sqlite", "postgres"], default="postgres")
+    p.add_argument("--clients", type=int, default=10_000)
+    p.add_argument("--persons", type=int, default=1_200_000, help="synthetic persons (--quick: one pool of 3 per grid)")
+    p.add_argument("--unit", default="33", help="unit code the selector addresses (subtree)")
+    p.add_argument("--roles", default=DEFAULT_ROLES, help="role keys addressed under --unit")
+    p.add_argument("--procs", type=int, default=4, help="load-generator processes")
+    p.add_argument("--read-spread", type=float, default=1.0, help="seconds over which the reads are offered")
+    p.add_argument("--copy-runs", type=int, default=3)
+    p.add_argument("--logdir", type=Path)
+    p.add_argument("--profile", action="store_true", help="py-spy the servers during the send and the reads")
+    p.add_argument("--quick", action="store_true", help="smoke run: one county (330802), 500 clients")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.unit, args.clients, args.procs, args.persons = "330802", 500, 2, None
+    args.selector = " | ".join(f"{r}@{args.unit}/**" for r in args.roles.split(","))
+    args_selector, args_spread = args.selector, args.read_spread
+    log(f"notice fan-out: backend {args.backend}, selector {args.selector}, {args.clients} clients")
+    with tempfile.TemporaryDirectory(prefix="zzd-bench-notice-") as tmp:
+        logdir = args.logdir or Path(tmp)
+        logdir.mkdir(parents=True, exist_ok=True)
+        args.tmp = tmp
+        if args.backend == "postgres":
+            with postgres_database() as url:
+                env = zzd_env(url, "redis://127.0.0.1:6379/0", f"benchnotice{uuid.uuid4().hex[:8]}")
+                _one(args, "postgres", url, env, logdir)
+        else:
+            db = Path(tmp) / f"notice-{uuid.uuid4().hex[:6]}.db"
+            url = f"sqlite+aiosqlite:///{db}"
+            _one(args, "sqlite", url, zzd_env(url), logdir)
+
+
+def _one(args: argparse.Namespace, backend: str, url: str, env: dict[str, str], logdir: Path) -> None:
+    migrate(env)
+    t = time.time()
+    info, sender, sender_pos, clients = asyncio.run(prepare(url, args))
+    log(f"prepared in {time.time() - t:.1f} s: {info}")
+    n = 2 if backend == "postgres" else 1
+    z = run_zzd(backend, env, url, clients, sender, sender_pos, args, logdir)
+    bare = run_bare(clients, n, args, logdir, z.get("frame_len") or BARE_FRAME_LEN)
+    report(backend, info, bare, z)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Load-generator workers for the notice fan-out benchmark (bench/notice_fanout.py).
+
+Built on ``loadgen.Worker`` (connect/authenticate/close, one reader task per
+socket) and the same spawn-a-process-per-slice scheme as ``loadgen.WorkerPool``.
+A worker records, per socket, when the first ``notice.new`` arrived; sends
+``notice_read`` frames open-loop on a clock schedule and records each reply;
+and (for the sender's socket) every ``notice.progress`` event with its time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import random
+import time
+from typing import Any
+
+import uvloop
+from websockets.exceptions import ConnectionClosed
+
+from common import Client, raise_fd_limit
+from loadgen import Worker, WorkerPool, WorkerSpec
+
+
+class NoticeWorker(Worker):
+    """One process worth of recipients (or the sender alone)."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        super().__init__(spec)
+        self.new_at: dict[int, float] = {}  # person → first notice.new
+        self.notice_id: int | None = None
+        self.frame_len = 0
+        self.read_sent: dict[str, float] = {}  # ref → scheduled send time
+        self.read_ok: dict[str, float] = {}  # ref → reply time
+        self.read_err: dict[str, int] = {}
+        self.progress: list[tuple[float, dict[str, Any]]] = []
+        self.other_events: dict[str, int] = {}
+
+    def _on_frame(self, me: int, raw: str | bytes) -> None:
+        now = time.time()
+        self.last_frame = now
+        msg = json.loads(raw)
+        kind = msg.get("type")
+        if kind == "event":
+            ek = msg.get("kind")
+            if ek == "notice.new":
+                if me not in self.new_at:
+                    self.new_at[me] = now
+                    self.notice_id = msg.get("data", {}).get("notice_id")
+                    self.frame_len = len(raw)
+            elif ek == "notice.progress":
+                self.progress.append((now, msg.get("data", {})))
+            else:
+                self.other_events[ek] = self.other_events.get(ek, 0) + 1
+        elif kind == "ok":
+            ref = msg.get("ref")
+            if ref in self.read_sent and ref not in self.read_ok:
+                self.read_ok[ref] = now
+        elif kind == "error":
+            err = msg.get("error") if isinstance(msg.get("error"), dict) else msg
+            code = str(err.get("code", "?"))
+            self.read_err[code] = self.read_err.get(code, 0) + 1
+
+    def listen(self) -> dict[str, Any]:
+        self.readers = [asyncio.create_task(self._read(me, ws)) for me, ws in self.socks]
+        return {"listening": len(self.readers)}
+
+    async def await_new(self, timeout: float, quiet: float = 10.0) -> dict[str, Any]:
+        """Until every socket has its notice.new, ``timeout`` s pass, or none came for ``quiet`` s."""
+        t0 = time.time()
+        deadline = t0 + timeout
+        while len(self.new_at) < len(self.socks) and time.time() < deadline:
+            last = max(self.new_at.values(), default=t0)
+            if time.time() - last > quiet:
+                break
+            await asyncio.sleep(0.02)
+        return {
+            "times": list(self.new_at.values()),
+            "missing": len(self.socks) - len(self.new_at),
+            "notice_id": self.notice_id,
+            "frame_len": self.frame_len,
+            "closed": self.stats.closed,
+            "close_codes": self.stats.close_codes,
+        }
+
+    async def read_all(self, notice_id: int, start: float, spread: float, drain: float) -> dict[str, Any]:
+        """Send one ``notice_read`` per socket, evenly over ``spread`` s from ``start`` (open loop)."""
+        order = list(self.socks)
+        random.shuffle(order)
+        n = len(order)
+        await asyncio.sleep(max(0.0, start - time.time()))
+        for i, (me, ws) in enumerate(order):
+            due = start + spread * i / max(1, n)
+            delay = due - time.time()
+            if delay > 0.002:
+                await asyncio.sleep(delay)
+            ref = f"r{me}"
+            self.read_sent[ref] = due
+            try:
+                await ws.send(json.dumps({"type": "notice_read", "id": ref, "notice_id": notice_id}))
+            except ConnectionClosed:
+                self.read_err["send_closed"] = self.read_err.get("send_closed", 0) + 1
+        deadline = start + spread + drain
+        while len(self.read_ok) + sum(self.read_err.values()) < n and time.time() < deadline:
+            await asyncio.sleep(0.02)
+        lat = [self.read_ok[r] - self.read_sent[r] for r in self.read_ok]
+        return {"sent": n, "ok_times": list(self.read_ok.values()), "lat": lat, "errors": self.read_err}
+
+    async def await_progress(self, expected_read: int, timeout: float) -> dict[str, Any]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.progress and self.progress[-1][1].get("read", 0) >= expected_read:
+                break
+            await asyncio.sleep(0.02)
+        return {"progress": self.progress, "other": self.other_events}
+
+
+async def _serve(spec: WorkerSpec, pipe: Any) -> None:
+    loop = asyncio.get_running_loop()
+    w = NoticeWorker(spec)
+    while True:
+        cmd, args = await loop.run_in_executor(None, pipe.recv)
+        if cmd == "connect":
+            pipe.send(await w.connect_all())
+        elif cmd == "listen":
+            pipe.send(w.listen())
+        elif cmd == "await_new":
+            pipe.send(await w.await_new(**args))
+        elif cmd == "read":
+            pipe.send(await w.read_all(**args))
+        elif cmd == "await_progress":
+            pipe.send(await w.await_progress(**args))
+        elif cmd == "close":
+            await w.close_all()
+            pipe.send({"closed": True})
+            return
+
+
+def _entry(spec: WorkerSpec, pipe: Any) -> None:
+    raise_fd_limit()
+    random.seed(spec.index * 7919 + int(time.time()))
+    uvloop.run(_serve(spec, pipe))
+
+
+class NoticePool(WorkerPool):
+    """``loadgen.WorkerPool`` with notice workers; ``send``/``collect`` split ``call`` for overlap."""
+
+    def __init__(self, clients: list[Client], urls: list[str], processes: int, first_index: int = 0) -> None:  # noqa: D107
+        ctx = mp.get_context("spawn")
+        self.pipes = []
+        self.procs = []
+        for i in range(processes):
+            part = [(k, c) for k, c in enumerate(clients) if k % processes == i]
+            spec = WorkerSpec(first_index + i, [c for _, c in part], [urls[k % len(urls)] for k, _ in part])
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_entry, args=(spec, child), daemon=True)
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    def send(self, cmd: str, **args: Any) -> None:
+        for p in self.pipes:
+            p.send((cmd, args))
+
+    def collect(self) -> list[dict[str, Any]]:
+        return [p.recv() for p in self.pipes]
