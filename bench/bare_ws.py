@@ -7,14 +7,11 @@ RSS difference against zzd is the cost of zzd's own per-connection state.
 
 from __future__ import annotations
 
-import argparse
 import json
 
-import uvloop
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 
-MAX_SIZE = 65_536
-PING_INTERVAL = 20.0
+from bare_server import run
 
 
 async def handler(ws: ServerConnection) -> None:
@@ -25,21 +22,5 @@ async def handler(ws: ServerConnection) -> None:
         pass
 
 
-async def main(port: int) -> None:
-    async with serve(
-        handler,
-        "127.0.0.1",
-        port,
-        max_size=MAX_SIZE,
-        compression=None,
-        ping_interval=PING_INTERVAL,
-        ping_timeout=PING_INTERVAL,
-        backlog=2048,
-    ) as server:
-        await server.serve_forever()
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    uvloop.run(main(parser.parse_args().port))
+    run(handler, __doc__)

@@ -11,14 +11,11 @@ from one process.
 
 from __future__ import annotations
 
-import argparse
 import json
 
-import uvloop
-from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.asyncio.server import ServerConnection, broadcast
 
-MAX_SIZE = 65_536
-PING_INTERVAL = 20.0
+from bare_server import run
 
 clients: set[ServerConnection] = set()
 
@@ -36,21 +33,5 @@ async def handler(ws: ServerConnection) -> None:
         clients.discard(ws)
 
 
-async def main(port: int) -> None:
-    async with serve(
-        handler,
-        "127.0.0.1",
-        port,
-        max_size=MAX_SIZE,
-        compression=None,
-        ping_interval=PING_INTERVAL,
-        ping_timeout=PING_INTERVAL,
-        backlog=2048,
-    ) as server:
-        await server.serve_forever()
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, required=True)
-    uvloop.run(main(parser.parse_args().port))
+    run(handler, __doc__)
