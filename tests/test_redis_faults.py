@@ -28,57 +28,52 @@ from tests.test_two_processes import _people
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 
-@asynccontextmanager
-async def private_redis(port: int, workdir: Path) -> AsyncIterator[list[asyncio.subprocess.Process]]:
-    """A redis-server of our own; the list holds the current process (replaced on restart)."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server binary not found")
-    procs: list[asyncio.subprocess.Process] = []
+class PrivateRedis:
+    """A redis-server of our own on ``port``; :meth:`start` also restarts it after a kill."""
 
-    async def start() -> None:
-        p = await asyncio.create_subprocess_exec(
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
+    def __init__(self, port: int, workdir: Path) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server binary not found")
+        self.exe, self.port, self.workdir = exe, port, workdir
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(self.workdir), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
         deadline = time.monotonic() + 10
-        while True:
+        while True:  # wait until it accepts connections (a bounded readiness check)
             try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
+                _, w = await asyncio.open_connection("127.0.0.1", self.port)
                 w.close()
-                break
+                return
             except OSError:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.05)
-        procs[:] = [p]
 
-    await start()
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@asynccontextmanager
+async def private_redis(port: int, workdir: Path) -> AsyncIterator[PrivateRedis]:
+    redis = PrivateRedis(port, workdir)
+    await redis.start()
     try:
-        yield procs
+        yield redis
     finally:
-        for p in procs:
-            if p.returncode is None:
-                p.send_signal(signal.SIGCONT)
-                p.kill()
-                await p.wait()
+        await redis.stop()
 
 
 async def test_sends_and_deliveries_survive_redis_kill_and_hang(pg_database: str, tmp_path: Path) -> None:
     (a_id, a_lg), (b_id, b_lg) = await _people(pg_database, 2)
     port = free_port()
-    exe = shutil.which("redis-server")
     async with (
         private_redis(port, tmp_path) as redis,
         zzd_processes(pg_database, f"redis://127.0.0.1:{port}/0", 2, ZZD_SAFETY_POLL_INTERVAL="1") as (p1, p2),
@@ -101,39 +96,25 @@ async def test_sends_and_deliveries_survive_redis_kill_and_hang(pg_database: str
         await b.wait_events(len(sent))
 
         # S4: Redis killed. Acks keep coming; deliveries arrive through the safety poll.
-        redis[0].kill()
-        await redis[0].wait()
+        assert redis.proc is not None
+        redis.proc.kill()
+        await redis.proc.wait()
         assert await send_some(5, "dead") < 2.0
         await b.wait_events(len(sent), timeout=10)
 
         # Redis back (same port): the subscriber reconnects, wake-ups flow again.
-        assert exe is not None
-        p = await asyncio.create_subprocess_exec(
-            exe,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        redis[:] = [p]
+        await redis.start()
         await send_some(5, "back")
         await b.wait_events(len(sent), timeout=15)
 
         # S5: Redis hung (accepts TCP, never answers). No send blocks on it.
-        p.send_signal(signal.SIGSTOP)
+        assert redis.proc is not None
+        redis.proc.send_signal(signal.SIGSTOP)
         try:
             assert await send_some(5, "hung") < 2.0
             await b.wait_events(len(sent), timeout=10)
         finally:
-            p.send_signal(signal.SIGCONT)
+            redis.proc.send_signal(signal.SIGCONT)
 
         got = [e["data"]["id"] for e in b.events if e["kind"] == "message.new"]
         assert got == sent, "every acknowledged message reached the other process, in order"
