@@ -7,6 +7,7 @@ import secrets
 import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -45,17 +46,28 @@ def _pg_admin(sql: str) -> None:
     asyncio.run(go())
 
 
+@contextmanager
+def temp_pg_database(prefix: str, *, template: str | None = None, migrate: bool = True) -> Iterator[str]:
+    """A throw-away PostgreSQL database (migrated, or cloned from ``template``); yields its name.
+
+    Dropped afterwards even when the test fails; CI=true makes a missing server a failure.
+    """
+    require("postgres")
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    _pg_admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    try:
+        if migrate and template is None:
+            upgrade(pg_url(name))
+        yield name
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, migrated to head, dropped after."""
-    require("postgres")
-    name = f"zzd_test_{secrets.token_hex(4)}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        upgrade(pg_url(name))
+    with temp_pg_database("zzd_test") as name:
         yield pg_url(name)
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

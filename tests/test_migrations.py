@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 from org_tree.db.database import unpooled_engine
-from tests.conftest import _pg_admin
-from tests.services import pg_url, require
+from tests.conftest import temp_pg_database
+from tests.services import pg_url
 from zzd.migrate import alembic_config, upgrade
 from zzd.tables import all_metadata
 
@@ -47,14 +46,8 @@ def test_sqlite_upgrade_from_empty_matches_models(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_postgres_upgrade_from_empty_matches_models() -> None:
-    require("postgres")
-    name = f"zzd_mig_{secrets.token_hex(4)}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        upgrade(pg_url(name))
+    with temp_pg_database("zzd_mig") as name:
         assert _diff(pg_url(name)) == []
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_revisions_form_one_line_and_import_no_application_code() -> None:

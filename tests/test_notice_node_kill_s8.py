@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,10 +27,10 @@ from org_tree.org_service import OrgService
 from org_tree.selectors import parse_selector
 from org_tree.synthetic import generate_people
 from tests.client import Client
-from tests.conftest import TEST_KEYS, _pg_admin
+from tests.conftest import TEST_KEYS, temp_pg_database
 from tests.notices.conftest import write_divisions
 from tests.procs import zzd_processes
-from tests.services import pg_url, require
+from tests.services import pg_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -42,16 +41,8 @@ SAMPLE = 60  # connected recipients per run (half on each process)
 
 @pytest.fixture
 def fresh_pg() -> Iterator[str]:
-    require("postgres")
-    name = f"zzd_s8_{secrets.token_hex(4)}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        from zzd.migrate import upgrade
-
-        upgrade(pg_url(name))
+    with temp_pg_database("zzd_s8") as name:
         yield pg_url(name)
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def _prepare(url: str, tmp: Path) -> tuple[int, int, list[int], dict[int, int]]:

@@ -10,7 +10,6 @@ SQLite files are copied, so each test starts from the same data in well under a 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -27,8 +26,8 @@ from org_tree.db.database import Database
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex
 from org_tree.synthetic import generate_people
-from tests.conftest import _pg_admin
-from tests.services import pg_url, require
+from tests.conftest import temp_pg_database
+from tests.services import pg_url
 from zzd.migrate import upgrade
 
 CITY = "9901"
@@ -75,15 +74,9 @@ def notices_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def notices_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    require("postgres")
-    name = f"zzd_notices_tpl_{secrets.token_hex(4)}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        upgrade(pg_url(name))
+    with temp_pg_database("zzd_notices_tpl") as name:
         asyncio.run(_populate(pg_url(name), write_divisions(tmp_path_factory.mktemp("div_pg"))))
         yield name
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -96,12 +89,8 @@ def tree_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{dest}"
         return
     tpl: str = request.getfixturevalue("notices_pg_template")
-    name = f"zzd_notices_{secrets.token_hex(4)}"
-    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{tpl}"')
-    try:
+    with temp_pg_database("zzd_notices", template=tpl) as name:
         yield pg_url(name)
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass

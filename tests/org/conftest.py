@@ -7,7 +7,6 @@ migrated database in a fraction of a second and no test sees another's data.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,9 +15,8 @@ import pytest
 
 import org_tree.org_schema  # noqa: F401  (registers the org tables in the shared metadata)
 from org_tree.db.database import Database
-from tests.conftest import _pg_admin
-from tests.services import pg_url, require
-from zzd.migrate import upgrade
+from tests.conftest import temp_pg_database
+from tests.services import pg_url
 
 REPO = Path(__file__).resolve().parents[2]
 ZHEJIANG = REPO / "data" / "divisions" / "zhejiang"
@@ -26,25 +24,15 @@ ZHEJIANG = REPO / "data" / "divisions" / "zhejiang"
 
 @pytest.fixture(scope="session")
 def org_pg_template() -> Iterator[str]:
-    require("postgres")
-    name = f"zzd_org_tpl_{secrets.token_hex(4)}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        upgrade(pg_url(name))
+    with temp_pg_database("zzd_org_tpl") as name:
         yield name
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def org_pg_url(org_pg_template: str) -> Iterator[str]:
     """A fresh migrated PostgreSQL database for one test, dropped after it."""
-    name = f"zzd_org_{secrets.token_hex(4)}"
-    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{org_pg_template}"')
-    try:
+    with temp_pg_database("zzd_org", template=org_pg_template) as name:
         yield pg_url(name)
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
