@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, SmallInteger, String, Table, Text, UniqueConstraint
 
 from org_tree.db.base import UTCDateTime, metadata
 from org_tree.db.types import ID
@@ -43,6 +43,23 @@ conversations = Table(
     Column("direct_key", String(64), nullable=True, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_message_id", BigInteger, nullable=True),
+    # --- issue 5 (migration 0004): 'direct' | 'position' | 'unit' | 'group' ---
+    # Unique identity of threads and unit groups ("pt:…", "unit:<id>"), like direct_key for pairs.
+    Column("thread_key", String(96), nullable=True),
+    Column("title", String(200), nullable=True),
+    Column("owner_id", ID, nullable=True),
+    # Unit groups: the unit and how many levels below it also belong (0 = the unit only).
+    Column("unit_id", ID, nullable=True),
+    Column("unit_depth", SmallInteger, nullable=True),
+    # Position threads: the addressed position, and the other side (a position or a person).
+    Column("position_id", ID, nullable=True),
+    Column("peer_position_id", ID, nullable=True),
+    Column("peer_person_id", ID, nullable=True),
+    # Org version the derived member set was last reconciled with (unit groups, position members).
+    Column("member_version", BigInteger, nullable=True),
+    Index("uq_conversations_thread_key", "thread_key", unique=True),
+    Index("ix_conversations_position", "position_id"),
+    Index("ix_conversations_peer_position", "peer_position_id"),
 )
 
 conversation_members = Table(
@@ -53,6 +70,11 @@ conversation_members = Table(
     # Highest message id this member has read; only ever moves forward.
     Column("last_read_message_id", BigInteger, nullable=False, default=0),
     Column("joined_at", UTCDateTime, nullable=False),
+    # Groups: 'owner' | 'admin' | NULL (member).
+    Column("role", String(8), nullable=True),
+    # NULL: added by a person (or a direct chat); 'derived': kept in step with the org tree by the reconciler.
+    Column("source", String(8), nullable=True),
+    Column("muted", Boolean, nullable=True),
     Index("ix_conversation_members_person", "person_id"),
 )
 
@@ -66,6 +88,17 @@ messages = Table(
     Column("client_msg_id", String(64), nullable=False),
     Column("body", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # --- issue 5 (migration 0004) ---
+    # NULL or 'text'; 'system' for join/leave notes written by the reconciler.
+    Column("kind", String(8), nullable=True),
+    # The position the sender wrote as (position threads, groups); NULL when as a person.
+    Column("sender_position_id", ID, nullable=True),
+    Column("reply_to", ID, nullable=True),
+    # JSON lists: mentions {"persons": [...], "positions": [...]}, attachment references.
+    Column("mentions", Text, nullable=True),
+    Column("attachments", Text, nullable=True),
+    Column("edited_at", UTCDateTime, nullable=True),
+    Column("recalled_at", UTCDateTime, nullable=True),
     UniqueConstraint("sender_id", "client_msg_id", name="uq_messages_sender_client_msg"),
     Index("ix_messages_conversation_id", "conversation_id", "id"),
 )

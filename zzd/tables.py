@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
+import messaging.conversations.schema
 import messaging.notices.schema
 import messaging.schema
 import org_tree.org_schema
@@ -12,7 +13,13 @@ from org_tree.db.base import metadata
 
 __all__ = ["all_metadata"]
 
-_MODULES = (org_tree.schema, org_tree.org_schema, messaging.schema, messaging.notices.schema)
+_MODULES = (
+    org_tree.schema,
+    org_tree.org_schema,
+    messaging.schema,
+    messaging.notices.schema,
+    messaging.conversations.schema,
+)
 
 
 def all_metadata() -> MetaData:

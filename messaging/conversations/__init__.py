@@ -1,0 +1,1 @@
+"""Conversations addressed to positions: position threads, unit groups, ad-hoc groups (issue 5)."""
