@@ -7,6 +7,7 @@ from sqlalchemy import MetaData
 import messaging.conversations.schema
 import messaging.notices.schema
 import messaging.schema
+import messaging.tasks.schema
 import org_tree.org_schema
 import org_tree.schema
 from org_tree.db.base import metadata
@@ -19,6 +20,7 @@ _MODULES = (
     messaging.schema,
     messaging.notices.schema,
     messaging.conversations.schema,
+    messaging.tasks.schema,
 )
 
 

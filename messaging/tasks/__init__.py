@@ -1,0 +1,1 @@
+"""Tasks owned by positions, grid reports routed by category, deadlines and escalation up the tree."""
