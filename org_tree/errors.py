@@ -48,18 +48,29 @@ class ErrorCode(StrEnum):
     INVALID_FRAME = "invalid_frame"
     UNKNOWN_TYPE = "unknown_type"
     INVALID_TEXT = "invalid_text"
+    INVALID_LOCATION = "invalid_location"
     UNAUTHORIZED = "unauthorized"
     TOKEN_EXPIRED = "token_expired"  # noqa: S105 - an error code, not a secret
     INVALID_GRANT = "invalid_grant"
     FORBIDDEN = "forbidden"
     OUT_OF_SCOPE = "out_of_scope"
     NOT_FOUND = "not_found"
+    UNKNOWN_CATEGORY = "unknown_category"
     CONFLICT = "conflict"
+    STALE_VERSION = "stale_version"
+    INVALID_TRANSITION = "invalid_transition"
     ALREADY_EXISTS = "already_exists"
     RATE_LIMITED = "rate_limited"
     RESYNC_REQUIRED = "resync_required"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal_error"
+    # Uploads (messaging/attachments).
+    UNKNOWN_ATTACHMENT = "unknown_attachment"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    LENGTH_REQUIRED = "length_required"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    INCOMPLETE_UPLOAD = "incomplete_upload"
 
 
 class ZzdError(Exception):

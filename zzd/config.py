@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     notifier_url: str | None = None
     #: HMAC key signing gateway requests (required with ``ZZD_NOTIFIER_URL``).
     notifier_secret: SecretStr | None = None
+    #: Directory of uploaded files (content-addressed). Default: ``zzd-uploads``
+    #: beside the SQLite file, or in the current directory with PostgreSQL.
+    upload_dir: Path | None = None
+    #: Largest accepted upload, bytes. Default 10 MiB.
+    upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**3)
     #: Database pool size per process.
     db_pool_size: int = Field(default=20, ge=1)
     log_level: str = "info"
@@ -143,6 +148,14 @@ class Settings(BaseSettings):
                 raise ConfigError("ZZD_JWT_KEYS: each entry must be kid:secret with a secret of at least 32 bytes")
             keys[kid] = secret.encode()
         return keys
+
+    def upload_path(self) -> Path:
+        """Where uploads live: the setting, else beside the SQLite file like the key file."""
+        if self.upload_dir is not None:
+            return self.upload_dir
+        if self.database_url.startswith("sqlite+aiosqlite:///"):
+            return Path(self.database_url.removeprefix("sqlite+aiosqlite:///")).parent / "zzd-uploads"
+        return Path("zzd-uploads")
 
 
 def _local_key_file(database_url: str) -> str:

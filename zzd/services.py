@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from messaging.attachments.service import AttachmentService
+from messaging.attachments.store import LocalDiskStore
 from messaging.broker import Broker, create_broker
 from messaging.broker.memory import MemoryBroker
 from messaging.chat import ChatService
@@ -74,6 +76,7 @@ class Services:
     notices: NoticeService
     ding: DingScheduler
     notifier: Notifier
+    attachments: AttachmentService
     started: bool = field(default=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -94,6 +97,9 @@ class Services:
                 publisher.publish_soon(groups)
 
         holder = OrgIndexHolder(db)
+        attachments = AttachmentService(
+            db, LocalDiskStore(settings.upload_path()), clock, max_bytes=settings.upload_max_bytes
+        )
         notifier = _notifier(settings)
         notice_config = NoticeConfig(
             recall_window=timedelta(seconds=settings.notice_recall_window),
@@ -131,6 +137,7 @@ class Services:
             notices=NoticeService(db, events, clock, notify, lambda: holder.index, notifier, config=notice_config),
             ding=DingScheduler(db, events, clock, notify, notifier, lambda: holder.index, node_id=settings.node_id),
             notifier=notifier,
+            attachments=attachments,
         )
 
     async def start(self) -> None:

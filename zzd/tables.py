@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
+import messaging.attachments.schema
 import messaging.conversations.schema
 import messaging.notices.schema
 import messaging.schema
@@ -21,6 +22,7 @@ _MODULES = (
     messaging.notices.schema,
     messaging.conversations.schema,
     messaging.tasks.schema,
+    messaging.attachments.schema,
 )
 
 

@@ -1,0 +1,285 @@
+"""Uploads: checked streaming into the blob store, links to the things that use them, and who may read them.
+
+Checks happen while the bytes stream in (size cap, image type from magic
+bytes) and after the last byte (the client's SHA-256 and length); only when
+all pass does the file get its name in the store, and only then is the row
+written. A refused, failed or truncated upload leaves nothing behind.
+
+Reading is allowed to a person who uploaded the bytes, or who can see any
+ref linking them (each ref kind registers its own visibility check). Anyone
+else gets the same ``NotFound`` as for a digest that does not exist, so the
+API is no oracle for which photos are stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from messaging.attachments.errors import ChecksumMismatch, IncompleteUpload, TooLarge, UnsupportedType
+from messaging.attachments.schema import attachment_links, attachments
+from messaging.attachments.sniff import SNIFF_BYTES, sniff
+from messaging.attachments.store import BlobReader, BlobStore, is_digest
+from messaging.db_errors import with_db_retry
+from org_tree.clock import Clock
+from org_tree.db.database import Database
+from org_tree.db.dialect import insert_ignore
+from org_tree.errors import BadRequest, ErrorCode, NotFound
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["UPLOADER", "AttachmentService", "Download", "Upload"]
+
+#: The ref kind recording who uploaded a file (ref_id = person id); not linkable by callers.
+UPLOADER = "uploader"
+#: Most files one ref may link (a report's photos, a transition's evidence).
+MAX_LINKS_PER_REF = 20
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+
+CanSee = Callable[[int, int], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    digest: str
+    size: int
+    content_type: str
+    #: False when this person had already uploaded these exact bytes (nothing new stored).
+    created: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"digest": self.digest, "size": self.size, "content_type": self.content_type}
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    digest: str
+    size: int
+    content_type: str
+    reader: BlobReader
+
+
+class _Checked:
+    """Passes the upload through while enforcing the size cap and sniffing the type from the first bytes."""
+
+    def __init__(self, chunks: AsyncIterable[bytes], limit: int, max_bytes: int) -> None:
+        self._chunks = chunks
+        self._limit = limit
+        self._max_bytes = max_bytes
+        self.size = 0
+        self.content_type: str | None = None
+        self._head = b""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._chunks:
+            if not chunk:
+                continue
+            self.size += len(chunk)
+            if self.size > self._limit:
+                # Stop reading now: the rest of an oversize body is never stored.
+                raise TooLarge(
+                    f"upload larger than {self._limit} bytes",
+                    data={"max_bytes": self._max_bytes},
+                )
+            if self.content_type is None:
+                self._head += chunk[: SNIFF_BYTES - len(self._head)]
+                if len(self._head) >= SNIFF_BYTES:
+                    self._decide()
+            yield chunk
+        if self.content_type is None:
+            self._decide()
+
+    def _decide(self) -> None:
+        found = sniff(self._head)
+        if found is None:
+            raise UnsupportedType("only JPEG, PNG, WebP and HEIC images are accepted")
+        self.content_type = found
+
+
+class AttachmentService:
+    """Upload, link and authorise reading of content-addressed files.
+
+    Args:
+        db: where the rows live.
+        store: where the bytes live.
+        clock: stamps ``created_at``.
+        max_bytes: largest accepted upload.
+    """
+
+    def __init__(self, db: Database, store: BlobStore, clock: Clock, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.db = db
+        self.store = store
+        self.clock = clock
+        self.max_bytes = max_bytes
+        self._visibility: dict[str, CanSee] = {}
+
+    # --- uploading ------------------------------------------------------------------
+
+    async def upload(
+        self,
+        person_id: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        sha256: str | None,
+        length: int | None,
+    ) -> Upload:
+        """Store an upload whose client said it has ``length`` bytes with SHA-256 ``sha256``.
+
+        Raises:
+            BadRequest: checksum missing or malformed; ``ChecksumMismatch``;
+                ``IncompleteUpload`` when fewer bytes than ``length`` arrived.
+            TooLarge: over ``max_bytes`` (declared or actual).
+            UnsupportedType: the bytes are not an accepted image.
+        """
+        expected = self.check_declared(sha256, length)
+        checked = _Checked(
+            chunks, min(length, self.max_bytes) if length is not None else self.max_bytes, self.max_bytes
+        )
+
+        def verify(digest: str, size: int) -> None:
+            if length is not None and size != length:
+                raise IncompleteUpload(f"received {size} of {length} bytes", data={"received": size})
+            if digest != expected:
+                raise ChecksumMismatch(
+                    "the bytes received do not match the SHA-256 given", data={"expected": expected, "actual": digest}
+                )
+
+        blob = await self.store.put(checked, verify)
+        assert checked.content_type is not None  # decided before the stream ended
+        content_type = checked.content_type
+        created = await with_db_retry(lambda: self._record(person_id, blob.digest, blob.size, content_type))
+        return Upload(blob.digest, blob.size, content_type, created)
+
+    def check_declared(self, sha256: str | None, length: int | None) -> str:
+        """Refuse before reading any body: returns the normalised expected digest."""
+        if sha256 is None or not sha256.strip():
+            raise BadRequest("the SHA-256 of the file is required (X-Content-SHA256)", data={"field": "sha256"})
+        expected = sha256.strip().lower()
+        if not is_digest(expected):
+            raise BadRequest("the SHA-256 must be 64 hex digits", data={"field": "sha256"})
+        if length is not None and length > self.max_bytes:
+            raise TooLarge(f"upload larger than {self.max_bytes} bytes", data={"max_bytes": self.max_bytes})
+        return expected
+
+    async def _record(self, person_id: int, digest: str, size: int, content_type: str) -> bool:
+        async with self.db.write() as conn:
+            await conn.execute(
+                insert_ignore(conn, attachments, ["digest"]).values(
+                    digest=digest,
+                    size=size,
+                    content_type=content_type,
+                    uploaded_by=person_id,
+                    created_at=self.clock.now(),
+                )
+            )
+            res = await conn.execute(
+                insert_ignore(conn, attachment_links, ["digest", "ref_kind", "ref_id"]).values(
+                    digest=digest, ref_kind=UPLOADER, ref_id=person_id
+                )
+            )
+            return bool(res.rowcount == 1)
+
+    # --- linking ----------------------------------------------------------------------
+
+    async def link(
+        self, conn: AsyncConnection, digests: Sequence[str], *, person_id: int, ref_kind: str, ref_id: int
+    ) -> None:
+        """Inside the caller's transaction: record that (ref_kind, ref_id) uses these uploads.
+
+        Linking again is a no-op. Nothing is linked unless every digest was
+        uploaded by ``person_id``.
+
+        Raises:
+            BadRequest: ``unknown_attachment`` naming the digests this person did not upload.
+        """
+        if ref_kind == UPLOADER or not ref_kind or len(ref_kind) > 32:
+            raise ValueError(f"ref kind {ref_kind!r} cannot be linked")
+        wanted = list(dict.fromkeys(digests))
+        if not wanted:
+            return
+        if len(wanted) > MAX_LINKS_PER_REF:
+            raise BadRequest(f"at most {MAX_LINKS_PER_REF} attachments", data={"max": MAX_LINKS_PER_REF})
+        valid = [d for d in wanted if isinstance(d, str) and is_digest(d)]
+        owned: set[str] = set()
+        if valid:
+            rows = await conn.execute(
+                select(attachment_links.c.digest).where(
+                    attachment_links.c.digest.in_(valid),
+                    attachment_links.c.ref_kind == UPLOADER,
+                    attachment_links.c.ref_id == person_id,
+                )
+            )
+            owned = {r[0] for r in rows}
+        missing = [d for d in wanted if d not in owned]
+        if missing:
+            raise BadRequest(
+                "attachments must be uploaded by you first",
+                code=ErrorCode.UNKNOWN_ATTACHMENT,
+                data={"digests": [str(d)[:64] for d in missing[:MAX_LINKS_PER_REF]]},
+            )
+        stmt = insert_ignore(conn, attachment_links, ["digest", "ref_kind", "ref_id"])
+        await conn.execute(stmt, [{"digest": d, "ref_kind": ref_kind, "ref_id": ref_id} for d in wanted])
+
+    async def linked(self, conn: AsyncConnection, ref_kind: str, ref_id: int) -> list[dict[str, Any]]:
+        """The files a ref uses, as ``{digest, size, content_type}`` (digest order)."""
+        rows = await conn.execute(
+            select(attachments.c.digest, attachments.c.size, attachments.c.content_type)
+            .join(attachment_links, attachment_links.c.digest == attachments.c.digest)
+            .where(attachment_links.c.ref_kind == ref_kind, attachment_links.c.ref_id == ref_id)
+            .order_by(attachments.c.digest)
+        )
+        return [{"digest": d, "size": s, "content_type": t} for d, s, t in rows]
+
+    # --- reading ------------------------------------------------------------------------
+
+    def register_visibility(self, ref_kind: str, can_see: CanSee) -> None:
+        """``can_see(person_id, ref_id)``: whether that person may see the ref (and so its files)."""
+        if ref_kind == UPLOADER:
+            raise ValueError("the uploader rule is built in")
+        self._visibility[ref_kind] = can_see
+
+    async def can_read(self, person_id: int, digest: str) -> bool:
+        """Uploader, or someone a registered check lets see a ref linking the file."""
+        if not is_digest(digest):
+            return False
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(attachment_links.c.ref_kind, attachment_links.c.ref_id).where(
+                        attachment_links.c.digest == digest
+                    )
+                )
+            ).all()
+        if any(kind == UPLOADER and ref == person_id for kind, ref in rows):
+            return True
+        for kind, ref in rows:
+            check = self._visibility.get(kind)
+            if check is not None and await check(person_id, int(ref)):
+                return True
+        return False
+
+    async def open(self, person_id: int, digest: str) -> Download:
+        """The file for a reader allowed to see it.
+
+        Raises:
+            NotFound: missing, or not visible to this person (indistinguishable).
+        """
+        digest = digest.lower()
+        if not await self.can_read(person_id, digest):
+            raise NotFound("no such file")
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(attachments.c.size, attachments.c.content_type).where(attachments.c.digest == digest)
+                )
+            ).first()
+        reader = await self.store.open(digest)
+        if row is None or reader is None:
+            logger.error("attachment %s: row present %s, file present %s", digest, row is not None, reader is not None)
+            raise NotFound("no such file")
+        return Download(digest, int(row[0]), str(row[1]), reader)
