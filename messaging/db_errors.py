@@ -54,9 +54,22 @@ async def with_db_retry(fn: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+# SQLSTATE classes of a server going away or not yet back: 08 connection
+# exception, 57 operator intervention (admin/crash shutdown, "the database
+# system is starting up / shutting down"). Seen during `pg_ctl restart` (S6).
+_OUTAGE_SQLSTATE_CLASSES = ("08", "57")
+
+
 def _is_outage(exc: DBAPIError) -> bool:
-    text = f"{type(exc.orig).__name__} {exc.orig}".lower()
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    if isinstance(state, str) and state[:2] in _OUTAGE_SQLSTATE_CLASSES:
+        return True
+    text = f"{type(orig).__name__} {orig}".lower()
     return any(
         w in text
-        for w in ("connection", "closed", "timeout", "cannot connect", "shutdown", "terminat", "locked", "canceling")
-    )
+        for w in (
+            "connection", "closed", "timeout", "cannot connect", "shutdown", "shutting down", "starting up",
+            "terminat", "locked", "canceling",
+        )
+    )  # fmt: skip
