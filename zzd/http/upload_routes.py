@@ -1,0 +1,82 @@
+"""``/api/v1/uploads``: photo upload as a raw request body, and download for those allowed to see it.
+
+Raw body rather than multipart: one file per request is all a report needs,
+the bytes stream straight into the blob store without a form parser, and
+the size is known from ``Content-Length`` before any byte is read (see
+docs/uploads.md).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from messaging.attachments.errors import IncompleteUpload, LengthRequired, UnsupportedType
+from org_tree.errors import BadRequest
+from zzd.http.common import authenticate, ok, services_of
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SHA256_HEADER", "routes"]
+
+#: Header carrying the lower-case hex SHA-256 of the body (required).
+SHA256_HEADER = "X-Content-SHA256"
+
+
+def _content_length(request: Request) -> int:
+    if "transfer-encoding" in request.headers or "content-length" not in request.headers:
+        raise LengthRequired("send Content-Length (chunked uploads are not accepted)")
+    raw = request.headers["content-length"].strip()
+    if not raw.isdigit() or len(raw) > 15:
+        raise BadRequest("Content-Length must be a non-negative integer", data={"field": "content-length"})
+    return int(raw)
+
+
+async def upload(request: Request) -> JSONResponse:
+    """Upload one photo: the image bytes as the body, its SHA-256 (hex) in X-Content-SHA256.
+
+    201 with ``{digest, size, content_type}``; 200 when you had already
+    uploaded the same bytes. Link the digest from a report or task transition.
+    """
+    s = services_of(request)
+    claims = await authenticate(request)
+    declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not declared.startswith("image/"):
+        raise UnsupportedType("send the photo as the raw body with Content-Type image/…")
+    length = _content_length(request)
+    sha256 = request.headers.get(SHA256_HEADER)
+    try:
+        res = await s.attachments.upload(claims.person_id, request.stream(), sha256=sha256, length=length)
+    except ClientDisconnect:
+        # Nothing was stored (the store discards the temp file); the client is gone.
+        logger.info("upload by person %s cut off by the client", claims.person_id)
+        raise IncompleteUpload("the connection closed before the whole file arrived") from None
+    return ok(res.to_dict(), status=201 if res.created else 200)
+
+
+async def download(request: Request) -> Response:
+    """Download a file you uploaded or that is attached to something you can see."""
+    s = services_of(request)
+    claims = await authenticate(request)
+    dl = await s.attachments.open(claims.person_id, request.path_params["digest"])
+    etag = f'"{dl.digest}"'
+    headers = {
+        "ETag": etag,
+        # Per-person access: shared caches must not keep it; the bytes never change.
+        "Cache-Control": "private, max-age=31536000, immutable",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    headers["Content-Length"] = str(dl.size)
+    return StreamingResponse(dl.reader.chunks(), media_type=dl.content_type, headers=headers)
+
+
+routes = [
+    Route("/api/v1/uploads", upload, methods=["POST"]),
+    Route("/api/v1/uploads/{digest}", download, methods=["GET"]),
+]
