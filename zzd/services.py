@@ -77,6 +77,7 @@ class Services:
     ding: DingScheduler
     notifier: Notifier
     attachments: AttachmentService
+    upload_limiter: RateLimiter
     started: bool = field(default=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -138,6 +139,7 @@ class Services:
             ding=DingScheduler(db, events, clock, notify, notifier, lambda: holder.index, node_id=settings.node_id),
             notifier=notifier,
             attachments=attachments,
+            upload_limiter=RateLimiter(settings.upload_rate_per_minute),
         )
 
     async def start(self) -> None:
@@ -156,6 +158,7 @@ class Services:
         self._every(self.settings.index_refresh_interval, self.org_index.refresh_if_changed, "org-index-refresh")
         self._every(self.settings.background_interval, self.notices.flush_progress, "notice-progress")
         self._every(self.settings.background_interval, self.ding.run_due, "ding")
+        self._every(600.0, self.attachments.sweep_incoming, "upload-sweep")
         m, pub = self.metrics, self.publisher
         m.gauge_fn("zzd_wakeups_published", "Wake-ups published to the broker", lambda: pub.published)
         m.gauge_fn("zzd_wakeups_failed", "Wake-up publishes that failed (repaired by sync)", lambda: pub.failed)

@@ -13,6 +13,7 @@ API is no oracle for which photos are stored.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -183,6 +184,10 @@ class AttachmentService:
                 )
             )
             return bool(res.rowcount == 1)
+
+    async def sweep_incoming(self) -> None:
+        """Periodic housekeeping: temp files of uploads cut off by a crash."""
+        await asyncio.to_thread(self.store.sweep_incoming)
 
     # --- linking ----------------------------------------------------------------------
 

@@ -75,6 +75,10 @@ class BlobStore(Protocol):
         """Remove the blob; False if it was not there."""
         ...
 
+    def sweep_incoming(self, older_than: float = 3600.0) -> int:
+        """Remove what interrupted puts left behind (e.g. after a kill -9); returns how many."""
+        ...
+
 
 class _FileReader:
     def __init__(self, path: Path, size: int) -> None:

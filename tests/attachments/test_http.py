@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.attachments.conftest import MAX_BYTES, PDF_HEAD, image, sha, stored_files
 from tests.client import login, new_person
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, make_settings, start_server
 from tests.waiting import wait_until
 
 URL = "/api/v1/uploads"
@@ -188,3 +189,32 @@ async def test_truncated_upload_from_a_disconnecting_client_stores_nothing(up_se
     async with httpx.AsyncClient(base_url=up_server.http) as c:
         assert (await c.post(URL, content=data, headers=_headers(auth, data))).status_code == 201
     assert len(stored_files(root)) == 1
+
+
+async def test_uploads_beyond_the_per_person_rate_are_refused(db_url: str, tmp_path: Path) -> None:
+    settings = make_settings(db_url, upload_dir=tmp_path / "up", upload_rate_per_minute=2)
+    server, task = await start_server(settings)
+    try:
+        _, auth = await _person(server)
+        _, other = await _person(server)
+        photos = [image() for _ in range(3)]
+        async with httpx.AsyncClient(base_url=server.http) as c:
+            for p in photos[:2]:
+                assert (await c.post(URL, content=p, headers=_headers(auth, p))).status_code == 201
+            _error(await c.post(URL, content=photos[2], headers=_headers(auth, photos[2])), 429, "rate_limited")
+            # Per person: someone else is not slowed down.
+            assert (await c.post(URL, content=photos[2], headers=_headers(other, photos[2]))).status_code == 201
+        assert len(stored_files(tmp_path / "up")) == 3
+    finally:
+        server.server.should_exit = True
+        await task
+
+
+async def test_openapi_describes_the_raw_upload_body(up_server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=up_server.http) as c:
+        doc = (await c.get("/openapi.json")).json()
+    post = doc["paths"][URL]["post"]
+    assert "image/*" in post["requestBody"]["content"]
+    assert [p["name"] for p in post["parameters"]] == ["X-Content-SHA256"]
+    assert post["security"] == [{"bearer": []}]
+    assert "get" in doc["paths"][URL + "/{digest}"]

@@ -81,6 +81,8 @@ def build_openapi(routes: Sequence[BaseRoute], bodies: dict[Callable[..., Any], 
                     "required": True,
                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
                 }
+            # Endpoints whose body is not a JSON model (raw uploads) describe it themselves.
+            op.update(getattr(route.endpoint, "openapi_extra", {}).get(method.lower(), {}))
             paths.setdefault(path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from messaging.attachments.errors import IncompleteUpload, LengthRequired, UnsupportedType
-from org_tree.errors import BadRequest
+from org_tree.errors import BadRequest, RateLimited
 from zzd.http.common import authenticate, ok, services_of
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ async def upload(request: Request) -> JSONResponse:
     """
     s = services_of(request)
     claims = await authenticate(request)
+    if not s.upload_limiter.allow(claims.person_id, s.clock.monotonic()):
+        raise RateLimited("too many uploads; slow down")
     declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not declared.startswith("image/"):
         raise UnsupportedType("send the photo as the raw body with Content-Type image/…")
@@ -75,6 +77,33 @@ async def download(request: Request) -> Response:
     headers["Content-Length"] = str(dl.size)
     return StreamingResponse(dl.reader.chunks(), media_type=dl.content_type, headers=headers)
 
+
+upload.openapi_extra = {  # type: ignore[attr-defined]
+    "post": {
+        "parameters": [
+            {
+                "name": SHA256_HEADER,
+                "in": "header",
+                "required": True,
+                "description": "lower-case hex SHA-256 of the body",
+                "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "description": "the image bytes; Content-Length required; JPEG, PNG, WebP or HEIC by content",
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "responses": {
+            "200": {"description": "you had already uploaded these bytes"},
+            "201": {"description": "stored: {digest, size, content_type}"},
+            "default": {
+                "description": "error (400 checksum_mismatch/bad_request, 411, 413, 415)",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        },
+    }
+}
 
 routes = [
     Route("/api/v1/uploads", upload, methods=["POST"]),
