@@ -1,0 +1,240 @@
+"""Unit groups (部门群) and the reconciler that keeps derived members in step with the org tree.
+
+Why stored and reconciled rather than derived per read: a unit group is read
+and written by thousands, and its member set is the audience of every
+message, so it is kept as rows; the org index says what it should be. When
+this process's index reaches a new org version, each unit group and each
+group with position members is reconciled in its own transaction:
+
+- the conversation row is locked first, and ``member_version`` records the
+  org version the rows reflect: a process whose index is older than that
+  leaves the group alone (it would undo a newer change), one at the same
+  version finds nothing to do — so two processes write the join/leave note
+  exactly once (the note's key ``sys:<id>:v<version>:m`` is also unique);
+- rows added by a person (source NULL) are never removed here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from messaging.conversations.access import load_conversation
+from messaging.conversations.schema import conversation_positions
+from messaging.conversations.service import ConversationService
+from messaging.conversations.system import system_message
+from messaging.events import NewEvent
+from messaging.schema import conversation_members, conversations
+from messaging.wakeup import EventGroup
+from org_tree.db.dialect import insert_ignore
+from org_tree.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
+from org_tree.index import OrgIndex
+from org_tree.jurisdiction import Actor, access_unit, check_manage
+from org_tree.text import check_text, normalize_name
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MemberReconciler", "desired_members"]
+
+MAX_DEPTH = 5
+
+
+def _slot_holders(index: OrgIndex, k: int) -> set[int]:
+    return set(index.primary_holders(k)) | {p for p, _ in index.alternates.get(k, ())}
+
+
+def desired_members(index: OrgIndex, *, unit_id: int | None, depth: int, position_ids: list[int]) -> set[int]:
+    """Holders (primary, deputy, acting) of the unit's positions to ``depth`` levels down, or of ``position_ids``."""
+    out: set[int] = set()
+    if unit_id is not None:
+        try:
+            u = index.unit(unit_id)
+        except NotFound:
+            return out  # dissolved: nobody is a member any more
+        top = index.u_level[u]
+        for v in range(u, index.u_end[u]):
+            if index.u_level[v] - top <= depth:
+                for k in index.unit_slots(v):
+                    out |= _slot_holders(index, k)
+    for pid in position_ids:
+        k = index.k_of_id[pid] if 0 <= pid < len(index.k_of_id) else -1
+        if k >= 0:
+            out |= _slot_holders(index, k)
+    return out
+
+
+class MemberReconciler:
+    def __init__(self, conversations: ConversationService, index: Callable[[], OrgIndex]) -> None:
+        self._c = conversations
+        self._index = index
+        self._seen = -1
+        #: Conversations whose members changed (for tests and the metrics gauge).
+        self.changed = 0
+
+    async def create_unit_group(
+        self, actor: Actor, unit: int | str, *, depth: int = 0, title: str | None = None
+    ) -> dict[str, Any]:
+        """Create the unit's working group; members are then kept by the reconciler.
+
+        Raises:
+            Forbidden: the actor neither holds a position in the unit nor manages it.
+            Conflict: ``already_exists`` with the group's id.
+        """
+        if not 0 <= depth <= MAX_DEPTH:
+            raise BadRequest(f"depth must be 0-{MAX_DEPTH}", data={"field": "depth"})
+        idx = self._index()
+        u = access_unit(idx, actor, unit)
+        own = any(
+            idx.p_unit[idx.k_of_id[p]] == u
+            for p in actor.position_ids
+            if 0 <= p < len(idx.k_of_id) and idx.k_of_id[p] >= 0
+        )
+        if not own:
+            try:
+                check_manage(idx, actor, u)
+            except Forbidden as exc:
+                raise Forbidden("hold a position in the unit, or manage it, to create its group") from exc
+        clean = normalize_name(check_text(title, field="title", max_chars=100)) if title else idx.u_name[u]
+        uid = idx.u_id[u]
+
+        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
+            key = f"unit:{uid}"
+            row = (await conn.execute(select(conversations.c.id).where(conversations.c.thread_key == key))).first()
+            if row is not None:
+                raise Conflict(
+                    "the unit already has a group", code=ErrorCode.ALREADY_EXISTS, data={"conversation_id": int(row[0])}
+                )
+            res = await conn.execute(
+                insert_ignore(conn, conversations, ["thread_key"]).returning(conversations.c.id),
+                [
+                    {
+                        "kind": "unit",
+                        "thread_key": key,
+                        "title": clean,
+                        "owner_id": actor.person_id,
+                        "unit_id": uid,
+                        "unit_depth": depth,
+                        "created_at": self._c._clock.now(),
+                    }
+                ],
+            )
+            created = res.first()
+            if created is None:
+                raise Conflict("the unit already has a group", code=ErrorCode.ALREADY_EXISTS)
+            return int(created[0])
+
+        cid = int(await self._c._write(fn))
+        await self.reconcile(cid)
+        async with self._c._db.read() as conn:
+            from messaging.conversations.groups import GroupService
+
+            return await GroupService._view(conn, cid)
+
+    async def run(self) -> int:
+        """Reconcile every derived group when the index has a version not yet seen; returns groups changed."""
+        idx = self._index()
+        if idx.version == self._seen:
+            return 0
+        async with self._c._db.read() as conn:
+            ids = [
+                int(r[0])
+                for r in await conn.execute(
+                    select(conversations.c.id).where(
+                        or_(
+                            conversations.c.kind == "unit",
+                            conversations.c.id.in_(select(conversation_positions.c.conversation_id)),
+                        ),
+                        or_(conversations.c.member_version.is_(None), conversations.c.member_version < idx.version),
+                    )
+                )
+            ]
+        changed = 0
+        for cid in ids:
+            changed += await self.reconcile(cid)
+        self._seen = idx.version
+        return changed
+
+    async def reconcile(self, cid: int) -> int:
+        """Bring one group's derived members to this process's index; 1 when something changed."""
+        idx = self._index()
+
+        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
+            now = self._c._clock.now()
+            conv = await load_conversation(conn, cid, lock=True)
+            stored_version = (
+                await conn.execute(select(conversations.c.member_version).where(conversations.c.id == cid))
+            ).scalar()
+            if stored_version is not None and int(stored_version) >= idx.version:
+                return 0
+            posts = [
+                int(r[0])
+                for r in await conn.execute(
+                    select(conversation_positions.c.position_id).where(conversation_positions.c.conversation_id == cid)
+                )
+            ]
+            want = desired_members(
+                idx,
+                unit_id=conv.unit_id if conv.kind == "unit" else None,
+                depth=conv.unit_depth or 0,
+                position_ids=posts,
+            )
+            cm = conversation_members
+            stored = {
+                int(p): s
+                for p, s in await conn.execute(select(cm.c.person_id, cm.c.source).where(cm.c.conversation_id == cid))
+            }
+            joined = sorted(want - set(stored))
+            left = sorted(p for p, s in stored.items() if s == "derived" and p not in want)
+            if conv.kind == "group" and len(stored) + len(joined) - len(left) > self._c.config.max_group_size:
+                logger.warning("group %s would exceed its size limit; new holders not added", cid)
+                joined = []
+            await conn.execute(
+                update(conversations).where(conversations.c.id == cid).values(member_version=idx.version)
+            )
+            if not joined and not left:
+                return 0
+            if joined:
+                await conn.execute(
+                    insert(cm),
+                    [
+                        {
+                            "conversation_id": cid,
+                            "person_id": p,
+                            "last_read_message_id": 0,
+                            "joined_at": now,
+                            "role": None,
+                            "source": "derived",
+                            "muted": False,
+                        }
+                        for p in joined
+                    ],
+                )
+            if left:
+                await conn.execute(delete(cm).where(cm.c.conversation_id == cid, cm.c.person_id.in_(left)))
+            stay = (set(stored) - set(left)) | set(joined)
+            extra = [NewEvent("conversation.left", json.dumps({"conversation_id": cid}), left)] if left else []
+            await system_message(
+                conn,
+                self._c._events,
+                groups,
+                conversation_id=cid,
+                conversation_kind=conv.kind,
+                actor_id=(joined or left)[0],
+                key=f"sys:{cid}:v{idx.version}:m",
+                detail={"event": "members", "joined": joined, "left": left, "org_version": idx.version},
+                about=[*joined, *left],
+                text=f"{len(joined)} joined, {len(left)} left",
+                recipients=stay,
+                now=now,
+                extra_events=extra,
+            )
+            return 1
+
+        n = int(await self._c._write(fn))
+        self.changed += n
+        return n

@@ -1,0 +1,166 @@
+"""Requests, settings and the message shape shared by the conversation modules.
+
+Validation happens here, before any database work, so a bad request changes
+nothing and gets a clear error naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from org_tree.errors import BadRequest, ErrorCode
+from org_tree.text import check_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ConversationConfig",
+    "GroupTooLarge",
+    "PostRequest",
+    "PostResult",
+    "iso",
+    "message_dict",
+    "validate_post",
+]
+
+MAX_BODY_CHARS = 5_000
+MAX_MENTIONS = 50
+MAX_ATTACHMENTS = 20
+SNIPPET_CHARS = 80
+MAX_HISTORY_PAGE = 100
+_CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+_ATTACHMENT_REF = re.compile(r"^[A-Za-z0-9_.:\-/+=]{1,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationConfig:
+    #: Most persons an ad-hoc group may hold.
+    max_group_size: int = 500
+    #: "Who has read" is answered for conversations of up to this many readers.
+    read_list_max: int = 200
+    edit_window: timedelta = timedelta(minutes=15)
+    recall_window: timedelta = timedelta(hours=24)
+
+
+class GroupTooLarge(BadRequest):
+    """A group would exceed ``max_group_size``: code ``group_too_large`` on every path."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "code": "group_too_large"}
+
+
+@dataclass(frozen=True, slots=True)
+class PostRequest:
+    """A message to a conversation by id, or to a position (opening the thread on first use)."""
+
+    sender_id: int
+    client_msg_id: str
+    body: str
+    conversation_id: int | None = None
+    to_position_id: int | None = None
+    #: Write as this held position (position threads: opens the position-to-position thread).
+    as_position_id: int | None = None
+    reply_to: int | None = None
+    mention_persons: tuple[int, ...] = ()
+    mention_positions: tuple[int, ...] = ()
+    attachments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    message_id: int
+    conversation_id: int
+    created_at: datetime
+    duplicate: bool
+    sender_seq: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "conversation_id": self.conversation_id,
+            "created_at": iso(self.created_at),
+            "duplicate": self.duplicate,
+            "seq": self.sender_seq,
+        }
+
+
+def iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+
+
+def _ids(values: tuple[int, ...], name: str) -> tuple[int, ...]:
+    if len(values) > MAX_MENTIONS:
+        raise BadRequest(f"at most {MAX_MENTIONS} {name}", data={"field": name})
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 2**53:
+            raise BadRequest(f"{name} must be positive integers", data={"field": name})
+    return tuple(dict.fromkeys(values))
+
+
+def validate_post(req: PostRequest) -> PostRequest:
+    """Reject bad input before anything touches the database."""
+    if not _CLIENT_MSG_ID.match(req.client_msg_id):
+        raise BadRequest(
+            "client_msg_id must be 1-64 characters of A-Z a-z 0-9 _ . : -",
+            code=ErrorCode.INVALID_FRAME,
+            data={"field": "client_msg_id"},
+        )
+    if req.client_msg_id.startswith("sys:"):
+        raise BadRequest("client_msg_id may not start with sys:", data={"field": "client_msg_id"})
+    if (req.conversation_id is None) == (req.to_position_id is None):
+        raise BadRequest("give exactly one of conversation_id and to_position", data={"field": "conversation_id"})
+    check_text(req.body, field="body", max_chars=MAX_BODY_CHARS, allow_empty=bool(req.attachments))
+    if len(req.attachments) > MAX_ATTACHMENTS:
+        raise BadRequest(f"at most {MAX_ATTACHMENTS} attachments", data={"field": "attachments"})
+    for ref in req.attachments:
+        if not isinstance(ref, str) or not _ATTACHMENT_REF.match(ref):
+            raise BadRequest(
+                "attachments are ids or digests of 1-128 characters of A-Z a-z 0-9 _ . : - / + =",
+                data={"field": "attachments"},
+            )
+    return PostRequest(
+        req.sender_id,
+        req.client_msg_id,
+        req.body,
+        req.conversation_id,
+        req.to_position_id,
+        req.as_position_id,
+        req.reply_to,
+        _ids(req.mention_persons, "mention_persons"),
+        _ids(req.mention_positions, "mention_positions"),
+        tuple(dict.fromkeys(req.attachments)),
+    )
+
+
+def message_dict(row: Any, sender_name: str, reply: dict[str, Any] | None, conversation_kind: str) -> dict[str, Any]:
+    """A stored message as clients see it in history and events (recalled: no body)."""
+    recalled = row.recalled_at is not None
+    return {
+        "id": int(row.id),
+        "conversation_id": int(row.conversation_id),
+        "conversation_kind": conversation_kind,
+        "kind": row.kind or "text",
+        "sender": {
+            "id": int(row.sender_id),
+            "name": sender_name,
+            "position_id": None if row.sender_position_id is None else int(row.sender_position_id),
+        },
+        "client_msg_id": row.client_msg_id,
+        "body": "" if recalled else row.body,
+        "created_at": iso(row.created_at),
+        "reply_to": reply,
+        "mentions": json.loads(row.mentions) if row.mentions else {"persons": [], "positions": []},
+        "attachments": [] if recalled or not row.attachments else json.loads(row.attachments),
+        "edited_at": iso(row.edited_at),
+        "recalled_at": iso(row.recalled_at),
+    }
+
+
+def snippet(body: str, recalled: bool) -> str:
+    return "" if recalled else body[:SNIPPET_CHARS]

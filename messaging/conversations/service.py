@@ -1,0 +1,526 @@
+"""Messages in position threads and groups: post, edit, recall, history, read state, read lists.
+
+Same guarantees as direct chat (messaging/chat.py): the message and one event
+per recipient stream commit in one transaction, then the wake-up is handed to
+``notify``; a retried ``client_msg_id`` returns the stored message. The
+conversation row is locked first in every writing transaction, so messages of
+one conversation get ids, and reach every stream, in commit order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from messaging.conversations.access import (
+    Access,
+    ConversationRow,
+    access,
+    current_holders,
+    former_holders_at,
+    held_positions,
+)
+from messaging.conversations.model import (
+    MAX_HISTORY_PAGE,
+    ConversationConfig,
+    PostRequest,
+    PostResult,
+    iso,
+    message_dict,
+    snippet,
+    validate_post,
+)
+from messaging.db_errors import with_db_retry
+from messaging.events import EventLog, NewEvent
+from messaging.schema import conversation_members, conversations, messages
+from messaging.wakeup import EventGroup
+from org_tree.clock import Clock
+from org_tree.db.database import Database
+from org_tree.db.dialect import insert_ignore
+from org_tree.errors import BadRequest, Conflict, Forbidden, NotFound
+from org_tree.org_schema import positions
+from org_tree.schema import persons
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ConversationService", "Notify", "thread_key"]
+
+#: Called after commit with the wake-up groups to deliver; must not block.
+Notify = Callable[[list[EventGroup]], None]
+
+
+def thread_key(to_position_id: int, *, as_position_id: int | None, person_id: int) -> str:
+    """One thread per pair of sides: position↔position is symmetric, person→position is not."""
+    if as_position_id is not None:
+        lo, hi = sorted((to_position_id, as_position_id))
+        return f"pt:{lo}:{hi}"
+    return f"pt:{to_position_id}:u{person_id}"
+
+
+async def readers(conn: AsyncConnection, conv: ConversationRow, created_at: datetime | None = None) -> set[int]:
+    """Everyone who reads a message of ``conv`` created at ``created_at`` (None: a new message, now)."""
+    if conv.kind != "position":
+        rows = await conn.execute(
+            select(conversation_members.c.person_id).where(conversation_members.c.conversation_id == conv.id)
+        )
+        return {int(r[0]) for r in rows}
+    out: set[int] = set()
+    for holders in (await current_holders(conn, conv.side_positions)).values():
+        out |= holders
+    if conv.peer_person_id is not None:
+        out.add(conv.peer_person_id)
+    if created_at is not None:
+        out |= await former_holders_at(conn, conv.side_positions, created_at)
+    return out
+
+
+class ConversationService:
+    def __init__(
+        self,
+        db: Database,
+        events: EventLog,
+        clock: Clock,
+        notify: Notify,
+        config: ConversationConfig | None = None,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._clock = clock
+        self._notify = notify
+        self.config = config or ConversationConfig()
+
+    async def _write(self, fn: Callable[[AsyncConnection, list[EventGroup]], Any]) -> Any:
+        """Run ``fn`` in a write transaction (retried on lock conflicts); notify after commit."""
+        groups: list[EventGroup] = []
+
+        async def txn() -> Any:
+            groups.clear()
+            async with self._db.write() as conn:
+                return await fn(conn, groups)
+
+        result = await with_db_retry(txn)
+        if groups:
+            self._notify(groups)
+        return result
+
+    # ------------------------------------------------------------------ threads
+    async def open_thread(self, person_id: int, to_position_id: int, *, as_position_id: int | None = None) -> int:
+        """The thread between the person (or their position) and a position, created on first use."""
+
+        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
+            return await self._open_thread(conn, person_id, to_position_id, as_position_id, self._clock.now())
+
+        return int(await self._write(fn))
+
+    async def _open_thread(
+        self, conn: AsyncConnection, person_id: int, to_position_id: int, as_position_id: int | None, now: datetime
+    ) -> int:
+        live = {
+            int(r[0])
+            for r in await conn.execute(
+                select(positions.c.id).where(
+                    positions.c.id.in_([p for p in (to_position_id, as_position_id) if p is not None]),
+                    positions.c.removed_at.is_(None),
+                )
+            )
+        }
+        if to_position_id not in live:
+            raise NotFound("no such position", data={"position_id": to_position_id})
+        if as_position_id is not None:
+            if as_position_id == to_position_id:
+                raise BadRequest("a position cannot open a thread with itself", data={"field": "as_position"})
+            if as_position_id not in live or as_position_id not in await held_positions(conn, person_id):
+                raise Forbidden("you do not hold that position", data={"as_position_id": as_position_id})
+        key = thread_key(to_position_id, as_position_id=as_position_id, person_id=person_id)
+        found = await self._thread_id(conn, key)
+        if found is not None:
+            return found
+        lo_hi = sorted((to_position_id, as_position_id)) if as_position_id is not None else [to_position_id, None]
+        await conn.execute(
+            insert_ignore(conn, conversations, ["thread_key"]),
+            [
+                {
+                    "kind": "position",
+                    "thread_key": key,
+                    "created_at": now,
+                    "position_id": lo_hi[0] if as_position_id is not None else to_position_id,
+                    "peer_position_id": lo_hi[1],
+                    "peer_person_id": None if as_position_id is not None else person_id,
+                }
+            ],
+        )
+        cid = await self._thread_id(conn, key)
+        assert cid is not None
+        return cid
+
+    @staticmethod
+    async def _thread_id(conn: AsyncConnection, key: str) -> int | None:
+        row = (await conn.execute(select(conversations.c.id).where(conversations.c.thread_key == key))).first()
+        return None if row is None else int(row[0])
+
+    # --------------------------------------------------------------------- post
+    async def post(self, req: PostRequest) -> PostResult:
+        """Store a message and return once it is committed.
+
+        Raises:
+            BadRequest: invalid body, ids, mentions or attachments.
+            NotFound: no such conversation or position (or not a member: same answer).
+            Forbidden: a former holder (read-only), a disabled sender, a position not held.
+            Unavailable: the database is down; retry with the same client_msg_id.
+        """
+        req = validate_post(req)
+
+        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> PostResult:
+            return await self._post(conn, req, groups)
+
+        result: PostResult = await self._write(fn)
+        return result
+
+    async def _post(self, conn: AsyncConnection, req: PostRequest, groups: list[EventGroup]) -> PostResult:
+        now = self._clock.now()
+        dup = await self._existing(conn, req.sender_id, req.client_msg_id)
+        if dup is not None:
+            return dup
+        sender = (
+            await conn.execute(select(persons.c.name, persons.c.disabled).where(persons.c.id == req.sender_id))
+        ).first()
+        if sender is None or sender[1]:
+            raise Forbidden("sender is disabled")
+        cid = req.conversation_id
+        if req.to_position_id is not None:
+            cid = await self._open_thread(conn, req.sender_id, req.to_position_id, req.as_position_id, now)
+        assert cid is not None
+        acc = await access(conn, req.sender_id, cid, lock=True)
+        if not acc.full:
+            raise Forbidden(
+                "you no longer hold this position: you may read your own period only",
+                data={"conversation_id": cid},
+            )
+        conv = acc.conversation
+        as_position = acc.as_position_id
+        if conv.kind != "position" and req.as_position_id is not None:
+            if req.as_position_id not in await held_positions(conn, req.sender_id):
+                raise Forbidden("you do not hold that position", data={"as_position_id": req.as_position_id})
+            as_position = req.as_position_id
+        reply = await self._reply(conn, acc, req.reply_to)
+        audience = await readers(conn, conv)
+        mentioned = set(req.mention_persons)
+        for holders in (await current_holders(conn, req.mention_positions)).values():
+            mentioned |= holders
+        mentions = {"persons": list(req.mention_persons), "positions": list(req.mention_positions)}
+        ins = insert_ignore(conn, messages, ["sender_id", "client_msg_id"]).returning(messages.c.id)
+        row = (
+            await conn.execute(
+                ins,
+                [
+                    {
+                        "conversation_id": cid,
+                        "sender_id": req.sender_id,
+                        "client_msg_id": req.client_msg_id,
+                        "body": req.body,
+                        "created_at": now,
+                        "kind": "text",
+                        "sender_position_id": as_position,
+                        "reply_to": req.reply_to,
+                        "mentions": json.dumps(mentions) if req.mention_persons or req.mention_positions else None,
+                        "attachments": json.dumps(list(req.attachments)) if req.attachments else None,
+                    }
+                ],
+            )
+        ).first()
+        if row is None:  # lost a race with another process for the same key: theirs stands
+            dup = await self._existing(conn, req.sender_id, req.client_msg_id)
+            assert dup is not None
+            return dup
+        mid = int(row[0])
+        payload: dict[str, Any] = {
+            "id": mid,
+            "conversation_id": cid,
+            "conversation_kind": conv.kind,
+            "kind": "text",
+            "sender": {"id": req.sender_id, "name": sender[0], "position_id": as_position},
+            "client_msg_id": req.client_msg_id,
+            "body": req.body,
+            "created_at": iso(now),
+            "reply_to": reply,
+            "mentions": mentions,
+            "attachments": list(req.attachments),
+            "edited_at": None,
+            "recalled_at": None,
+        }
+        if conv.kind == "position":
+            payload["position_id"] = conv.position_id
+            payload["peer_position_id"] = conv.peer_position_id
+            payload["peer_person_id"] = conv.peer_person_id
+        muted = await self._muted(conn, cid)
+        variants: dict[tuple[bool, bool], list[int]] = {}
+        for pid in sorted(audience):
+            variants.setdefault((pid in mentioned and pid != req.sender_id, pid in muted), []).append(pid)
+        evs = []
+        for (is_mentioned, is_muted), people in sorted(variants.items()):
+            body = {**payload, "mentioned": is_mentioned, "muted": is_muted}
+            evs.append(NewEvent("message.new", json.dumps(body, ensure_ascii=False), people))
+        new_groups = await self._events.append(conn, evs, now)
+        groups.extend(new_groups)
+        seq = next((s for g in new_groups for p, s in g.recipients if p == req.sender_id), None)
+        await conn.execute(update(conversations).where(conversations.c.id == cid).values(last_message_id=mid))
+        return PostResult(mid, cid, now, False, seq)
+
+    async def _reply(self, conn: AsyncConnection, acc: Access, reply_to: int | None) -> dict[str, Any] | None:
+        if reply_to is None:
+            return None
+        row = (
+            await conn.execute(
+                select(messages.c.id, messages.c.body, messages.c.created_at, messages.c.recalled_at).where(
+                    messages.c.id == reply_to, messages.c.conversation_id == acc.conversation.id
+                )
+            )
+        ).first()
+        if row is None or not acc.sees(row.created_at):
+            raise NotFound("no such message in this conversation", data={"reply_to": reply_to})
+        return {"id": int(row.id), "snippet": snippet(row.body, row.recalled_at is not None)}
+
+    @staticmethod
+    async def _muted(conn: AsyncConnection, cid: int) -> set[int]:
+        rows = await conn.execute(
+            select(conversation_members.c.person_id).where(
+                conversation_members.c.conversation_id == cid, conversation_members.c.muted.is_(True)
+            )
+        )
+        return {int(r[0]) for r in rows}
+
+    @staticmethod
+    async def _existing(conn: AsyncConnection, sender_id: int, client_msg_id: str) -> PostResult | None:
+        row = (
+            await conn.execute(
+                select(messages.c.id, messages.c.conversation_id, messages.c.created_at).where(
+                    messages.c.sender_id == sender_id, messages.c.client_msg_id == client_msg_id
+                )
+            )
+        ).first()
+        return None if row is None else PostResult(int(row[0]), int(row[1]), row[2], True, None)
+
+    # -------------------------------------------------------------- edit/recall
+    async def edit(self, person_id: int, message_id: int, body: str) -> dict[str, Any]:
+        """Replace the text of one's own message within the edit window; every reader is told."""
+        from messaging.conversations.model import MAX_BODY_CHARS
+        from org_tree.text import check_text
+
+        check_text(body, field="body", max_chars=MAX_BODY_CHARS)
+
+        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
+            return await self._change(conn, groups, person_id, message_id, body)
+
+        result: dict[str, Any] = await self._write(fn)
+        return result
+
+    async def recall(self, person_id: int, message_id: int) -> dict[str, Any]:
+        """Withdraw one's own message within the recall window: its text is dropped; readers are told."""
+
+        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
+            return await self._change(conn, groups, person_id, message_id, None)
+
+        result: dict[str, Any] = await self._write(fn)
+        return result
+
+    async def _change(
+        self, conn: AsyncConnection, groups: list[EventGroup], person_id: int, message_id: int, body: str | None
+    ) -> dict[str, Any]:
+        now = self._clock.now()
+        m = messages
+        cid_row = (await conn.execute(select(m.c.conversation_id).where(m.c.id == message_id))).first()
+        if cid_row is None:
+            raise NotFound("no such message", data={"message_id": message_id})
+        acc = await access(conn, person_id, int(cid_row[0]), lock=True)
+        row = (await conn.execute(select(m).where(m.c.id == message_id))).one()
+        if not acc.sees(row.created_at):
+            raise NotFound("no such message", data={"message_id": message_id})
+        if int(row.sender_id) != person_id or row.kind == "system":
+            raise Forbidden("only the sender may change a message", data={"message_id": message_id})
+        recall = body is None
+        if row.recalled_at is not None:
+            if recall:
+                return {"message_id": message_id, "recalled_at": iso(row.recalled_at)}
+            raise Conflict("the message was recalled", data={"message_id": message_id})
+        window = self.config.recall_window if recall else self.config.edit_window
+        if now - row.created_at > window:
+            raise Forbidden(
+                f"messages can be {'recalled' if recall else 'edited'} for {int(window.total_seconds())} s",
+                data={"message_id": message_id, "window_seconds": int(window.total_seconds())},
+            )
+        values: dict[str, Any] = {"recalled_at": now, "body": ""} if recall else {"edited_at": now, "body": body}
+        await conn.execute(update(m).where(m.c.id == message_id).values(**values))
+        data: dict[str, Any] = {"message_id": message_id, "conversation_id": acc.conversation.id}
+        if recall:
+            data["recalled_at"] = iso(now)
+        else:
+            data.update(edited_at=iso(now), body=body)
+        kind = "message.recalled" if recall else "message.edited"
+        audience = await readers(conn, acc.conversation, row.created_at)
+        groups.extend(
+            await self._events.append(
+                conn, [NewEvent(kind, json.dumps(data, ensure_ascii=False), sorted(audience))], now
+            )
+        )
+        return data
+
+    # ------------------------------------------------------------------- reads
+    async def history(
+        self, person_id: int, conversation_id: int, *, before: int | None = None, limit: int = 50
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Messages the person may read, newest first; returns (messages, next ``before`` or None)."""
+        limit = max(1, min(limit, MAX_HISTORY_PAGE))
+        async with self._db.read() as conn:
+            acc = await access(conn, person_id, conversation_id)
+            q = (
+                select(messages, persons.c.name)
+                .join(persons, persons.c.id == messages.c.sender_id)
+                .where(acc.visible())
+                .order_by(messages.c.id.desc())
+                .limit(limit + 1)
+            )
+            if before is not None:
+                q = q.where(messages.c.id < before)
+            rows = (await conn.execute(q)).all()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            replies = await self._snippets(conn, acc, [int(r.reply_to) for r in rows if r.reply_to is not None])
+        items = [
+            message_dict(
+                r, r.name, replies.get(int(r.reply_to)) if r.reply_to is not None else None, acc.conversation.kind
+            )
+            for r in rows
+        ]
+        return items, (items[-1]["id"] if more and items else None)
+
+    @staticmethod
+    async def _snippets(conn: AsyncConnection, acc: Access, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        rows = await conn.execute(
+            select(messages.c.id, messages.c.body, messages.c.created_at, messages.c.recalled_at).where(
+                messages.c.id.in_(wanted), messages.c.conversation_id == acc.conversation.id
+            )
+        )
+        return {
+            int(i): {"id": int(i), "snippet": snippet(b, r is not None) if acc.sees(t) else ""} for i, b, t, r in rows
+        }
+
+    async def _visible_message(self, conn: AsyncConnection, acc: Access, message_id: int) -> Any:
+        row = (
+            await conn.execute(
+                select(messages.c.id, messages.c.sender_id, messages.c.created_at).where(
+                    messages.c.id == message_id, messages.c.conversation_id == acc.conversation.id
+                )
+            )
+        ).first()
+        if row is None or not acc.sees(row.created_at):
+            raise NotFound("no such message in this conversation", data={"message_id": message_id})
+        return row
+
+    async def mark_read(self, person_id: int, conversation_id: int, message_id: int) -> int:
+        """Move the person's read marker forward; their other devices get ``conversation.read``.
+
+        In a direct chat the peer also gets ``peer.read`` (as before issue 5).
+        """
+
+        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
+            now = self._clock.now()
+            acc = await access(conn, person_id, conversation_id)
+            await self._visible_message(conn, acc, message_id)
+            if message_id <= acc.last_read_message_id:
+                return acc.last_read_message_id
+            cm = conversation_members
+            # Position threads keep read markers in member rows the access check does not consult.
+            await conn.execute(
+                insert_ignore(conn, cm, ["conversation_id", "person_id"]),
+                [
+                    {
+                        "conversation_id": conversation_id,
+                        "person_id": person_id,
+                        "last_read_message_id": 0,
+                        "joined_at": now,
+                    }
+                ],
+            )
+            await conn.execute(
+                update(cm)
+                .where(
+                    cm.c.conversation_id == conversation_id,
+                    cm.c.person_id == person_id,
+                    cm.c.last_read_message_id < message_id,
+                )
+                .values(last_read_message_id=message_id)
+            )
+            body = {"conversation_id": conversation_id, "last_read_message_id": message_id}
+            evs = [NewEvent("conversation.read", json.dumps(body), [person_id])]
+            if acc.conversation.kind == "direct":
+                others = sorted((await readers(conn, acc.conversation)) - {person_id})
+                if others:
+                    evs.append(NewEvent("peer.read", json.dumps({**body, "person_id": person_id}), others))
+            groups.extend(await self._events.append(conn, evs, now))
+            return message_id
+
+        return int(await self._write(fn))
+
+    async def read_by(self, person_id: int, conversation_id: int, message_id: int) -> dict[str, Any]:
+        """Who has read a message (the sender excluded), for conversations up to ``read_list_max`` readers."""
+        async with self._db.read() as conn:
+            acc = await access(conn, person_id, conversation_id)
+            msg = await self._visible_message(conn, acc, message_id)
+            audience = await readers(conn, acc.conversation, msg.created_at)
+            audience.discard(int(msg.sender_id))
+            if len(audience) > self.config.read_list_max:
+                raise BadRequest(
+                    f"read lists are kept for conversations of up to {self.config.read_list_max} readers",
+                    data={"readers": len(audience), "limit": self.config.read_list_max},
+                )
+            rows = await conn.execute(
+                select(conversation_members.c.person_id).where(
+                    conversation_members.c.conversation_id == conversation_id,
+                    conversation_members.c.last_read_message_id >= message_id,
+                )
+            )
+            read = {int(r[0]) for r in rows} & audience
+        return {"message_id": message_id, "read": sorted(read), "unread": sorted(audience - read)}
+
+    async def set_muted(self, person_id: int, conversation_id: int, muted: bool) -> dict[str, Any]:
+        """Mute or unmute a conversation for oneself (events carry ``muted`` so devices stay quiet)."""
+
+        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
+            now = self._clock.now()
+            acc = await access(conn, person_id, conversation_id)
+            if not acc.full:
+                raise Forbidden("you no longer hold this position", data={"conversation_id": conversation_id})
+            cm = conversation_members
+            await conn.execute(
+                insert_ignore(conn, cm, ["conversation_id", "person_id"]),
+                [
+                    {
+                        "conversation_id": conversation_id,
+                        "person_id": person_id,
+                        "last_read_message_id": 0,
+                        "joined_at": now,
+                    }
+                ],
+            )
+            await conn.execute(
+                update(cm)
+                .where(cm.c.conversation_id == conversation_id, cm.c.person_id == person_id)
+                .values(muted=muted)
+            )
+            body = {"conversation_id": conversation_id, "muted": muted}
+            groups.extend(
+                await self._events.append(conn, [NewEvent("conversation.muted", json.dumps(body), [person_id])], now)
+            )
+            return body
+
+        result: dict[str, Any] = await self._write(fn)
+        return result

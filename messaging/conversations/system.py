@@ -1,0 +1,95 @@
+"""System messages (joined, left, renamed) written inside a membership change's transaction.
+
+Why keyed like a client message: ``client_msg_id`` is unique per sender, so a
+key derived from the change (``sys:<conversation>:v<org version>:j``) makes the
+note exactly-once even when two processes reconcile the same change.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from messaging.conversations.model import iso
+from messaging.events import EventLog, NewEvent
+from messaging.schema import conversations, messages
+from messaging.wakeup import EventGroup
+from org_tree.db.dialect import insert_ignore
+from org_tree.schema import persons
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["system_message"]
+
+
+async def system_message(
+    conn: AsyncConnection,
+    events: EventLog,
+    groups: list[EventGroup],
+    *,
+    conversation_id: int,
+    conversation_kind: str,
+    actor_id: int,
+    key: str,
+    detail: dict[str, object],
+    about: Iterable[int],
+    text: str,
+    recipients: Iterable[int],
+    now: datetime,
+    extra_events: Iterable[NewEvent] = (),
+) -> int | None:
+    """Store the note and append it to ``recipients``' streams; None when the key was already used.
+
+    ``detail`` (e.g. ``{"event": "members", "joined": [...], "left": [...]}``) goes
+    into the event as ``system``; ``about`` is stored as the note's person mentions.
+    The only ``EventLog.append`` of the transaction: callers fold all their
+    events into ``extra_events``.
+    """
+    about_ids = sorted(set(about))
+    row = (
+        await conn.execute(
+            insert_ignore(conn, messages, ["sender_id", "client_msg_id"]).returning(messages.c.id),
+            [
+                {
+                    "conversation_id": conversation_id,
+                    "sender_id": actor_id,
+                    "client_msg_id": key,
+                    "body": text,
+                    "created_at": now,
+                    "kind": "system",
+                    "mentions": json.dumps({"persons": about_ids, "positions": []}),
+                }
+            ],
+        )
+    ).first()
+    if row is None:
+        return None
+    mid = int(row[0])
+    name = (await conn.execute(select(persons.c.name).where(persons.c.id == actor_id))).scalar_one()
+    payload = {
+        "id": mid,
+        "conversation_id": conversation_id,
+        "conversation_kind": conversation_kind,
+        "kind": "system",
+        "sender": {"id": actor_id, "name": name, "position_id": None},
+        "client_msg_id": key,
+        "body": text,
+        "created_at": iso(now),
+        "reply_to": None,
+        "mentions": {"persons": about_ids, "positions": []},
+        "attachments": [],
+        "edited_at": None,
+        "recalled_at": None,
+        "system": detail,
+        "mentioned": False,
+        "muted": False,
+    }
+    evs = [NewEvent("message.new", json.dumps(payload, ensure_ascii=False), sorted(set(recipients))), *extra_events]
+    groups.extend(await events.append(conn, [e for e in evs if e.recipients], now))
+    await conn.execute(update(conversations).where(conversations.c.id == conversation_id).values(last_message_id=mid))
+    return mid

@@ -1,0 +1,168 @@
+"""Fixtures of the conversation tests: a small tree with people, built once per backend, cloned per test.
+
+The tree is the org tests' mini division set (1 province, 2 cities, 3
+counties, 6 townships, 12 villages, 2 grids each) with synthetic holders for
+every position (pools of 2, no vacancies). PostgreSQL databases are cloned
+with ``CREATE DATABASE … TEMPLATE``, SQLite files are copied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from messaging.conversations.groups import GroupService
+from messaging.conversations.members import MemberReconciler
+from messaging.conversations.model import ConversationConfig
+from messaging.conversations.service import ConversationService
+from messaging.events import EventLog
+from messaging.wakeup import EventGroup
+from org_tree.clock import FakeClock
+from org_tree.db.database import Database
+from org_tree.importer import import_divisions
+from org_tree.index import OrgIndexHolder
+from org_tree.jurisdiction import Actor
+from org_tree.org_service import OrgService
+from org_tree.people import PersonDirectory
+from org_tree.synthetic import generate_people
+from tests.conftest import temp_pg_database
+from tests.org.conftest import write_mini_divisions
+from tests.services import pg_url
+from zzd.migrate import upgrade
+
+ADMIN = Actor(0, (), is_admin=True)
+
+
+async def populate(url: str, folder: Path) -> None:
+    db = Database(url)
+    try:
+        clock = FakeClock()
+        await import_divisions(db, folder, grids_per_village=2, clock=clock)
+        await generate_people(db, pool_size=2, seed=11, vacancy_rate=0.0, deputy_rate=0.0, clock=clock)
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(scope="session")
+def conv_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("conv_tpl")
+    path = base / "tree.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    upgrade(url)
+    asyncio.run(populate(url, write_mini_divisions(base / "div")))
+    return path
+
+
+@pytest.fixture(scope="session")
+def conv_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with temp_pg_database("zzd_conv_tpl") as name:
+        asyncio.run(populate(pg_url(name), write_mini_divisions(tmp_path_factory.mktemp("div_pg"))))
+        yield name
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def conv_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database holding the small tree, private to one test."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("conv_sqlite_template")
+        dest = tmp_path / "tree.db"
+        shutil.copy(template, dest)
+        yield f"sqlite+aiosqlite:///{dest}"
+        return
+    tpl: str = request.getfixturevalue("conv_pg_template")
+    with temp_pg_database("zzd_conv", template=tpl) as name:
+        yield pg_url(name)
+
+
+@dataclass
+class World:
+    """One process's view: database, org index and service, clock, captured wake-ups, the services."""
+
+    db: Database
+    clock: FakeClock
+    holder: OrgIndexHolder
+    org: OrgService
+    events: EventLog
+    conv: ConversationService
+    groups: GroupService
+    members: MemberReconciler
+    people: PersonDirectory
+    notified: list[list[EventGroup]] = field(default_factory=list)
+
+    def holders(self, position_id: int) -> tuple[int, ...]:
+        idx = self.holder.index
+        return idx.primary_holders(idx.slot(position_id))
+
+    def single_positions(self, n: int) -> list[int]:
+        """``n`` held positions of non-pool roles (one primary holder each), distinct holders."""
+        idx = self.holder.index
+        out: list[int] = []
+        seen: set[int] = set()
+        for k in range(len(idx.p_id)):
+            role = idx.roles[idx.p_role[k]]
+            hs = idx.primary_holders(k)
+            if role.pool or len(hs) != 1 or hs[0] in seen:
+                continue
+            seen.add(hs[0])
+            out.append(idx.p_id[k])
+            if len(out) == n:
+                break
+        assert len(out) == n
+        return out
+
+    def pool_position(self) -> int:
+        idx = self.holder.index
+        for k in range(len(idx.p_id)):
+            if idx.roles[idx.p_role[k]].pool and len(idx.primary_holders(k)) >= 2:
+                return idx.p_id[k]
+        raise AssertionError("no pool position with two holders")
+
+    async def person(self, name: str = "新人") -> int:
+        return (await self.people.create(name)).id
+
+    async def handover(self, position_id: int, to_person: int) -> None:
+        self.clock.advance(1)
+        await self.org.handover(ADMIN, position_id, to_person)
+        self.clock.advance(1)
+
+    async def stream(self, person_id: int) -> list[tuple[str, dict[str, object]]]:
+        import json
+
+        page = await self.events.read(person_id, epoch=None, since=0)
+        return [(k, json.loads(p)) for _, k, p in page.events]
+
+
+async def make_world(url: str, config: ConversationConfig | None = None) -> World:
+    db = Database(url)
+    clock = FakeClock()
+    holder = OrgIndexHolder(db)
+    await holder.load()
+    events = EventLog(db)
+    notified: list[list[EventGroup]] = []
+    conv = ConversationService(db, events, clock, notified.append, config)
+    return World(
+        db,
+        clock,
+        holder,
+        OrgService(db, clock, holder),
+        events,
+        conv,
+        GroupService(conv),
+        MemberReconciler(conv, lambda: holder.index),
+        PersonDirectory(db, clock),
+        notified,
+    )
+
+
+@pytest.fixture
+async def world(conv_url: str) -> AsyncIterator[World]:
+    w = await make_world(conv_url)
+    try:
+        yield w
+    finally:
+        await w.db.dispose()

@@ -1,0 +1,111 @@
+"""Position threads on both backends: routing to holders, handover with history, the predecessor's period."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from messaging.conversations.model import PostRequest
+from org_tree.errors import BadRequest, Forbidden, NotFound
+from tests.conversations.conftest import World
+
+
+def _kinds(stream: list[tuple[str, dict[str, object]]], kind: str = "message.new") -> list[dict[str, object]]:
+    return [d for k, d in stream if k == kind]
+
+
+async def test_person_writes_to_a_position_and_the_holder_replies_as_it(world: World) -> None:
+    [pos] = world.single_positions(1)
+    [holder] = world.holders(pos)
+    citizen = await world.person("群众")
+    r = await world.conv.post(PostRequest(citizen, "c1", "水渠堵了", to_position_id=pos))
+    assert not r.duplicate and r.sender_seq == 1
+    again = await world.conv.post(PostRequest(citizen, "c1", "水渠堵了", to_position_id=pos))
+    assert again.duplicate and again.message_id == r.message_id
+    [ev] = _kinds(await world.stream(holder))
+    assert ev["body"] == "水渠堵了" and ev["sender"] == {"id": citizen, "name": "群众", "position_id": None}
+    assert ev["position_id"] == pos and ev["peer_person_id"] == citizen
+    reply = await world.conv.post(PostRequest(holder, "h1", "已派人", conversation_id=r.conversation_id))
+    msgs, _ = await world.conv.history(citizen, r.conversation_id)
+    assert [m["body"] for m in msgs] == ["已派人", "水渠堵了"]
+    assert msgs[0]["sender"]["position_id"] == pos and msgs[0]["id"] == reply.message_id
+    # The same person writing to the same position again lands in the same thread.
+    r2 = await world.conv.post(PostRequest(citizen, "c2", "谢谢", to_position_id=pos))
+    assert r2.conversation_id == r.conversation_id
+
+
+async def test_pool_position_reaches_every_holder_and_one_reply_is_seen_by_all(world: World) -> None:
+    pool = world.pool_position()
+    a, b = world.holders(pool)[:2]
+    citizen = await world.person()
+    r = await world.conv.post(PostRequest(citizen, "c1", "求助", to_position_id=pool))
+    await world.conv.post(PostRequest(a, "a1", "我来处理", conversation_id=r.conversation_id))
+    assert [e["body"] for e in _kinds(await world.stream(b))] == ["求助", "我来处理"]
+    assert [e["body"] for e in _kinds(await world.stream(citizen))] == ["求助", "我来处理"]
+
+
+async def test_position_to_position_thread_reaches_both_sides_holders(world: World) -> None:
+    p1, p2 = world.single_positions(2)
+    [h1], [h2] = world.holders(p1), world.holders(p2)
+    r = await world.conv.post(PostRequest(h1, "x", "请报数据", to_position_id=p2, as_position_id=p1))
+    back = await world.conv.post(PostRequest(h2, "y", "明天报", to_position_id=p1, as_position_id=p2))
+    assert back.conversation_id == r.conversation_id  # one thread per pair of positions
+    for h in (h1, h2):
+        assert [e["sender"]["position_id"] for e in _kinds(await world.stream(h))] == [p1, p2]  # type: ignore[index]
+    with pytest.raises(Forbidden):
+        await world.conv.post(PostRequest(h1, "z", "冒充", to_position_id=p1, as_position_id=p2))
+
+
+async def test_handover_successor_sees_history_predecessor_only_their_period(world: World) -> None:
+    [pos] = world.single_positions(1)
+    [old] = world.holders(pos)
+    citizen = await world.person()
+    new = await world.person("接任者")
+    r = await world.conv.post(PostRequest(citizen, "c1", "before", to_position_id=pos))
+    await world.conv.post(PostRequest(old, "o1", "old reply", conversation_id=r.conversation_id))
+    await world.handover(pos, new)
+    # No per-message rewriting: the successor reads the whole thread at once.
+    msgs, _ = await world.conv.history(new, r.conversation_id)
+    assert [m["body"] for m in msgs] == ["old reply", "before"]
+    after = await world.conv.post(PostRequest(citizen, "c2", "after", to_position_id=pos))
+    assert after.conversation_id == r.conversation_id
+    await world.conv.post(PostRequest(new, "n1", "new reply", conversation_id=r.conversation_id))
+    old_view, _ = await world.conv.history(old, r.conversation_id)
+    assert [m["body"] for m in old_view] == ["old reply", "before"]
+    assert [e["body"] for e in _kinds(await world.stream(old))] == ["before", "old reply"]
+    assert [e["body"] for e in _kinds(await world.stream(new))] == ["after", "new reply"]
+    with pytest.raises(Forbidden):  # a former holder reads, but no longer writes
+        await world.conv.post(PostRequest(old, "o2", "still here?", conversation_id=r.conversation_id))
+    with pytest.raises(NotFound):  # nor marks later messages read
+        await world.conv.mark_read(old, r.conversation_id, after.message_id)
+    assert await world.conv.mark_read(old, r.conversation_id, r.message_id) == r.message_id
+    # The successor's inbox lists the thread under the position.
+    [item] = [c for c in (await world_inbox(world, new))["conversations"] if c["id"] == r.conversation_id]
+    assert item["via_position_id"] == pos and item["last_message"]["snippet"] == "new reply"
+
+
+async def world_inbox(world: World, person: int) -> dict[str, Any]:
+    from messaging.conversations.inbox import inbox
+
+    async with world.db.read() as conn:
+        return await inbox(conn, person)
+
+
+async def test_strangers_get_not_found_like_a_missing_id(world: World) -> None:
+    [pos] = world.single_positions(1)
+    citizen, stranger = await world.person(), await world.person()
+    r = await world.conv.post(PostRequest(citizen, "c1", "秘密", to_position_id=pos))
+    for cid in (r.conversation_id, 10**9):
+        with pytest.raises(NotFound) as e:
+            await world.conv.history(stranger, cid)
+        assert e.value.message == "no such conversation"
+        with pytest.raises(NotFound):
+            await world.conv.post(PostRequest(stranger, f"s{cid}", "hi", conversation_id=cid))
+    with pytest.raises(NotFound):
+        await world.conv.read_by(stranger, r.conversation_id, r.message_id)
+    with pytest.raises(NotFound):
+        await world.conv.post(PostRequest(citizen, "c9", "x", to_position_id=10**9))
+    with pytest.raises(BadRequest):
+        await world.conv.post(PostRequest(citizen, "c9", "x", to_position_id=pos, conversation_id=r.conversation_id))
+    assert not _kinds(await world.stream(stranger))
