@@ -1,0 +1,122 @@
+"""Value types of tasks: the stored row as a value, its public summary, and input checks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from org_tree.errors import BadRequest, ErrorCode
+from org_tree.text import check_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DIGEST", "Linker", "TaskRow", "check_digests", "iso"]
+
+DIGEST = re.compile(r"^[0-9a-f]{64}$")
+MAX_ATTACHMENTS = 9
+MAX_TITLE = 200
+MAX_BODY = 10_000
+MAX_COMMENT = 2_000
+
+
+def iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+
+
+def check_digests(digests: Sequence[str], field: str = "attachments") -> list[str]:
+    """Photo references are sha256 hex digests of uploads; at most nine, no repeats."""
+    if len(digests) > MAX_ATTACHMENTS:
+        raise BadRequest(f"at most {MAX_ATTACHMENTS} {field}", data={"field": field, "max": MAX_ATTACHMENTS})
+    for d in digests:
+        if not isinstance(d, str) or not DIGEST.match(d):
+            raise BadRequest(
+                f"{field} must be sha256 hex digests of uploads",
+                code=ErrorCode.UNKNOWN_ATTACHMENT,
+                data={"field": field},
+            )
+    return list(dict.fromkeys(digests))
+
+
+def check_task_text(title: str, body: str) -> None:
+    check_text(title, field="title", max_chars=MAX_TITLE)
+    check_text(body, field="body", max_chars=MAX_BODY, allow_empty=True)
+
+
+class Linker(Protocol):
+    """The part of ``messaging.attachments.AttachmentService`` tasks need (the agreed interface)."""
+
+    async def link(
+        self, conn: AsyncConnection, digests: Sequence[str], *, person_id: int, ref_kind: str, ref_id: int
+    ) -> None:
+        """Inside the caller's transaction; raises BadRequest ``unknown_attachment`` for foreign digests."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """A task as stored (one row of ``tasks``)."""
+
+    id: int
+    category: str
+    title: str
+    body: str
+    state: str
+    version: int
+    owner_position_id: int
+    owner_unit_id: int
+    pool: tuple[int, ...]
+    origin_unit_id: int
+    creator_person_id: int
+    creator_position_id: int
+    watchers: tuple[int, ...]
+    source: str
+    source_id: int | None
+    escalation_level: int
+    accept_due_at: datetime | None
+    resolve_due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    accepted_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> TaskRow:
+        return cls(
+            int(r.id), r.category, r.title, r.body, r.state, int(r.version), int(r.owner_position_id),
+            int(r.owner_unit_id), tuple(json.loads(r.pool)), int(r.origin_unit_id), int(r.creator_person_id),
+            int(r.creator_position_id), tuple(json.loads(r.watchers)), r.source,
+            None if r.source_id is None else int(r.source_id), int(r.escalation_level), r.accept_due_at,
+            r.resolve_due_at, r.created_at, r.updated_at, r.accepted_at, r.resolved_at, r.closed_at,
+        )  # fmt: skip
+
+    def summary(self) -> dict[str, Any]:
+        """What every party's event and the API show (the body is fetched with the task)."""
+        return {
+            "task_id": self.id,
+            "category": self.category,
+            "title": self.title,
+            "state": self.state,
+            "version": self.version,
+            "owner_position_id": self.owner_position_id,
+            "owner_unit_id": self.owner_unit_id,
+            "pool": list(self.pool),
+            "origin_unit_id": self.origin_unit_id,
+            "creator": {"person_id": self.creator_person_id, "position_id": self.creator_position_id},
+            "source": {"kind": self.source, "id": self.source_id},
+            "escalation_level": self.escalation_level,
+            "accept_due_at": iso(self.accept_due_at),
+            "resolve_due_at": iso(self.resolve_due_at),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "accepted_at": iso(self.accepted_at),
+            "resolved_at": iso(self.resolved_at),
+            "closed_at": iso(self.closed_at),
+        }

@@ -1,0 +1,508 @@
+"""TaskService: create tasks (to a selector, for a notice), act on them, read them.
+
+Every write is one transaction (``messaging.tasks.writer``) retried on lock
+conflicts; ``notify`` runs only after the commit. Reads are access-checked:
+a task is visible to the people involved in it (owner side, pool, creator
+side, earlier owners); anyone else gets ``NotFound``, as for a missing task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from messaging.chat import Notify
+from messaging.db_errors import with_db_retry
+from messaging.events import EventLog, NewEvent
+from messaging.notices.schema import notice_receipts, notices
+from messaging.tasks.categories import Category, get_category, list_categories, load_catalog, put_category
+from messaging.tasks.categories import seed_categories as _seed
+from messaging.tasks.lifecycle import Action, Side, State, decide
+from messaging.tasks.model import TaskRow, check_digests, check_task_text, iso
+from messaging.tasks.routing import escalation_target
+from messaging.tasks.schema import task_events, tasks
+from messaging.tasks.writer import Change, involved_persons, load_task, write_change, write_new_task
+from messaging.wakeup import EventGroup
+from org_tree.clock import Clock
+from org_tree.db.database import Database
+from org_tree.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
+from org_tree.index import OrgIndex
+from org_tree.jurisdiction import check_jurisdiction
+from org_tree.selectors import PositionSel, Selector
+from org_tree.text import check_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["IndexProvider", "Observe", "TaskService", "holds"]
+
+IndexProvider = Callable[[], OrgIndex]
+#: Called after commit with (measure, category, seconds): measure is accept | resolve | close.
+Observe = Callable[[str, str, float], None]
+
+MAX_TASKS_PER_CREATE = 1_000
+MAX_POOL = 200
+MAX_LIST = 200
+
+
+def holds(index: OrgIndex, person_id: int, position_id: int) -> bool:
+    """True when ``person_id`` currently holds ``position_id`` (primary, deputy or acting)."""
+    k = index.k_of_id[position_id] if 0 <= position_id < len(index.k_of_id) else -1
+    if k < 0:
+        return False
+    if person_id in index.primary_holders(k):
+        return True
+    return any(p == person_id for p, _kind in index.alternates.get(k, ()))
+
+
+def _unit_id(index: OrgIndex, k: int) -> int:
+    return int(index.u_id[index.p_unit[k]])
+
+
+def _json_ids(ids: Sequence[int]) -> str:
+    return json.dumps(list(ids), separators=(",", ":"))
+
+
+def owner_values(index: OrgIndex, k: int) -> dict[str, Any]:
+    return {"owner_position_id": int(index.p_id[k]), "owner_unit_id": _unit_id(index, k)}
+
+
+class TaskService:
+    """Tasks owned by positions, with their lifecycle, history and deadlines.
+
+    Args:
+        linker: links photo digests to task events inside the transaction
+            (``messaging.attachments.AttachmentService``); ``None`` accepts
+            well-formed digests only (embedded use without uploads).
+        observe: receives the closed-loop durations after each commit (Prometheus).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        events: EventLog,
+        clock: Clock,
+        notify: Notify,
+        index_provider: IndexProvider,
+        *,
+        linker: Any | None = None,
+        observe: Observe | None = None,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._clock = clock
+        self._notify = notify
+        self._index = index_provider
+        self.linker = linker
+        self._observe = observe
+
+    # ------------------------------------------------------------ categories
+    async def seed_categories(self, cats: list[Category] | None = None) -> None:
+        """Insert the shipped categories the database does not have yet (start-up)."""
+        catalog = load_catalog() if cats is None else cats
+
+        async def txn() -> None:
+            async with self._db.write() as conn:
+                await _seed(conn, catalog, self._clock.now())
+
+        await with_db_retry(txn)
+
+    async def categories(self) -> list[Category]:
+        async with self._db.read() as conn:
+            return await list_categories(conn)
+
+    async def put_category(self, cat: Category) -> Category:
+        """Create or replace a category (operators only; the route checks that)."""
+
+        async def txn() -> None:
+            async with self._db.write() as conn:
+                await put_category(conn, cat, self._clock.now())
+
+        await with_db_retry(txn)
+        return cat
+
+    # -------------------------------------------------------------- helpers
+    async def _link(self, conn: AsyncConnection, digests: list[str], person_id: int, kind: str, ref: int) -> None:
+        if digests and self.linker is not None:
+            await self.linker.link(conn, digests, person_id=person_id, ref_kind=kind, ref_id=ref)
+
+    def _after_commit(self, groups: list[EventGroup]) -> None:
+        if groups:
+            self._notify(groups)
+
+    def _measure(self, t: TaskRow, action: Action) -> None:
+        if self._observe is None:
+            return
+        at = {Action.ACCEPT: t.accepted_at, Action.RESOLVE: t.resolved_at, Action.CLOSE: t.closed_at}.get(action)
+        if at is not None:
+            self._observe(action.value, t.category, (at - t.created_at).total_seconds())
+
+    # --------------------------------------------------------------- create
+    async def create(
+        self,
+        actor_person_id: int,
+        actor_position_id: int,
+        *,
+        selector: Selector,
+        shared: bool,
+        category: str,
+        title: str,
+        body: str,
+        client_msg_id: str,
+        attachments: Sequence[str] = (),
+    ) -> list[TaskRow]:
+        """One task per addressed position (``shared=False``) or one task any of them may accept.
+
+        Idempotent by ``(actor, client_msg_id)``: a retry returns the stored tasks.
+
+        Raises:
+            Forbidden: the actor does not hold the position, or the selector is out of its jurisdiction.
+            BadRequest: bad text, too many positions, unknown category or attachment.
+        """
+        check_task_text(title, body)
+        digests = check_digests(attachments)
+        index = self._index()
+        if not holds(index, actor_person_id, actor_position_id):
+            raise Forbidden("you do not hold that position", data={"as_position": actor_position_id})
+        ranges = check_jurisdiction(index, actor_position_id, selector)
+        slots = [k for a, b in ranges for k in range(a, b)]
+        if not slots:
+            raise BadRequest("the selector addresses no position", data={"field": "selector"})
+        limit = MAX_POOL if shared else MAX_TASKS_PER_CREATE
+        if len(slots) > limit:
+            raise BadRequest(
+                f"at most {limit} positions per {'shared task' if shared else 'request'}",
+                data={"field": "selector", "positions": len(slots), "max": limit},
+            )
+        owners = [slots[0]] if shared else slots
+        pool = [int(index.p_id[k]) for k in slots] if shared else []
+        base = {
+            "category": category, "title": title, "body": body, "creator_person_id": actor_person_id,
+            "creator_position_id": actor_position_id, "source": "direct", "source_id": None,
+            "client_msg_id": client_msg_id, "pool": _json_ids(pool),
+        }  # fmt: skip
+        return await self._create_many(index, base, owners, digests, actor_person_id, actor_position_id)
+
+    async def _create_many(
+        self,
+        index: OrgIndex,
+        base: dict[str, Any],
+        owners: list[int],
+        digests: list[str],
+        actor_person_id: int,
+        actor_position_id: int,
+    ) -> list[TaskRow]:
+        groups: list[EventGroup] = []
+
+        async def txn() -> list[TaskRow]:
+            groups.clear()
+            now = self._clock.now()
+            out: list[TaskRow] = []
+            new_events: list[NewEvent] = []
+            async with self._db.write() as conn:
+                cat = await get_category(conn, base["category"])
+                for k in owners:
+                    values = {
+                        **base, **owner_values(index, k), "origin_unit_id": _unit_id(index, k), "watchers": "[]",
+                        "escalation_level": 0, "accept_due_at": now + cat.accept_delta, "resolve_due_at": None,
+                    }  # fmt: skip
+                    change = Change(Action.CREATE, actor_person_id, actor_position_id, attachments=digests)
+                    t, ev_id, ev = await write_new_task(conn, index, values, change, now)
+                    if t is None or ev is None:
+                        continue
+                    await self._link(conn, digests, actor_person_id, "task_event", ev_id)
+                    out.append(t)
+                    new_events.append(ev)
+                if not out:  # a retry of a request that committed: answer with what it made
+                    rows = await conn.execute(
+                        select(tasks)
+                        .where(tasks.c.creator_person_id == actor_person_id)
+                        .where(tasks.c.client_msg_id == base["client_msg_id"])
+                        .order_by(tasks.c.id)
+                    )
+                    out = [TaskRow.from_row(r) for r in rows]
+                groups.extend(await self._events.append(conn, new_events, now))
+            return out
+
+        made = await with_db_retry(txn)
+        self._after_commit(groups)
+        return made
+
+    async def create_for_notice(
+        self,
+        actor_person_id: int,
+        notice_id: int,
+        *,
+        category: str = "general",
+        client_msg_id: str,
+        title: str | None = None,
+        shared: bool = False,
+    ) -> list[TaskRow]:
+        """Tasks for the positions a notice addressed, created as the notice's sender position.
+
+        Raises:
+            NotFound: no such notice, or the actor is not on its sender side.
+            Conflict: the notice was recalled.
+        """
+        index = self._index()
+        async with self._db.read() as conn:
+            n = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
+            if n is None:
+                raise NotFound("no such notice", data={"notice_id": notice_id})
+            sender_pos = int(n.sender_position_id)
+            if int(n.sender_person_id) != actor_person_id and not holds(index, actor_person_id, sender_pos):
+                raise NotFound("no such notice", data={"notice_id": notice_id})
+            if n.recalled_at is not None:
+                raise Conflict("the notice was recalled", data={"notice_id": notice_id})
+            rows = await conn.execute(
+                select(notice_receipts.c.position_id)
+                .where(notice_receipts.c.notice_id == notice_id)
+                .distinct()
+                .order_by(notice_receipts.c.position_id)
+            )
+            addressed = [int(r[0]) for r in rows]
+        slots = [index.k_of_id[p] for p in addressed if 0 <= p < len(index.k_of_id) and index.k_of_id[p] >= 0]
+        if not slots:
+            raise BadRequest("the notice addressed no position that still exists", data={"notice_id": notice_id})
+        if len(slots) > (MAX_POOL if shared else MAX_TASKS_PER_CREATE):
+            raise BadRequest("the notice addressed too many positions for tasks", data={"positions": len(slots)})
+        task_title = title if title is not None else str(n.title)
+        check_task_text(task_title, str(n.body))
+        owners = [slots[0]] if shared else slots
+        pool = [int(index.p_id[k]) for k in slots] if shared else []
+        base = {
+            "category": category, "title": task_title, "body": str(n.body), "creator_person_id": actor_person_id,
+            "creator_position_id": sender_pos, "source": "notice", "source_id": notice_id,
+            "client_msg_id": client_msg_id, "pool": _json_ids(pool),
+        }  # fmt: skip
+        return await self._create_many(index, base, owners, [], actor_person_id, sender_pos)
+
+    # ------------------------------------------------------------------ act
+    def _sides(self, index: OrgIndex, person_id: int, as_position: int, t: TaskRow) -> frozenset[Side]:
+        if not holds(index, person_id, as_position):
+            raise Forbidden("you do not hold that position", data={"as_position": as_position})
+        sides = set()
+        if as_position == t.owner_position_id:
+            sides.add(Side.OWNER)
+        if t.state == State.CREATED and as_position in t.pool:
+            sides.add(Side.OWNER)
+        if as_position == t.creator_position_id:
+            sides.add(Side.CREATOR)
+        if not sides:
+            raise Forbidden(
+                "that position is neither the task's owner nor its creator",
+                data={"task_id": t.id, "as_position": as_position},
+            )
+        return frozenset(sides)
+
+    async def act(
+        self,
+        actor_person_id: int,
+        as_position: int,
+        task_id: int,
+        action: Action,
+        version: int,
+        *,
+        comment: str = "",
+        attachments: Sequence[str] = (),
+        to_position: int | None = None,
+    ) -> TaskRow:
+        """Take ``action`` on the task as seen at ``version``.
+
+        Raises:
+            Conflict: ``stale_version`` (someone acted first: reload), or
+                ``invalid_transition`` (not allowed from the current state).
+            Forbidden: the actor's position is not on a side allowed to act.
+            NotFound: no such task, or the actor is not involved in it.
+            BadRequest: bad comment, attachments, or reassignment target.
+        """
+        check_text(comment, field="comment", max_chars=2000, allow_empty=True)
+        digests = check_digests(attachments)
+        if action in (Action.CREATE, Action.ESCALATE):
+            raise BadRequest(f"{action.value} is not an action clients take", data={"field": "action"})
+        if action == Action.REASSIGN and to_position is None:
+            raise BadRequest("reassign needs to_position", data={"field": "to_position"})
+        index = self._index()
+        groups: list[EventGroup] = []
+
+        async def txn() -> TaskRow:
+            groups.clear()
+            now = self._clock.now()
+            async with self._db.write() as conn:
+                before = await load_task(conn, task_id)
+                if actor_person_id not in involved_persons(index, before):
+                    raise NotFound("no such task", data={"task_id": task_id})
+                if before.version != version:
+                    from messaging.tasks.lifecycle import stale
+
+                    raise stale(task_id, version, before.version)
+                step = decide(State(before.state), action, self._sides(index, actor_person_id, as_position, before))
+                cat = await get_category(conn, before.category)
+                values, change = self._plan(index, before, cat, step.action, as_position, to_position, now)
+                change.actor_person_id, change.actor_position_id = actor_person_id, as_position
+                change.comment, change.attachments = comment, digests
+                after, ev_id, ev = await write_change(
+                    conn, index, before, version, step.to_state, change, now, set_values=values, category=cat
+                )
+                await self._link(conn, digests, actor_person_id, "task_event", ev_id)
+                groups.extend(await self._events.append(conn, [ev], now))
+                return after
+
+        after = await with_db_retry(txn)
+        self._after_commit(groups)
+        self._measure(after, action)
+        return after
+
+    def _plan(
+        self,
+        index: OrgIndex,
+        t: TaskRow,
+        cat: Category,
+        action: Action,
+        as_position: int,
+        to_position: int | None,
+        now: datetime,
+    ) -> tuple[dict[str, Any], Change]:
+        """The column changes an action makes besides state and version."""
+        change = Change(action, None, None)
+        if action == Action.ACCEPT:
+            v: dict[str, Any] = {"accepted_at": now, "resolve_due_at": now + cat.resolve_delta, "accept_due_at": None}
+            if as_position != t.owner_position_id:  # a pool member takes the shared task
+                k = index.slot(as_position)
+                v.update(owner_values(index, k), pool="[]")
+                change.data = {"from_owner": t.owner_position_id, "to_owner": as_position}
+            return v, change
+        if action == Action.RESOLVE:
+            return {"resolved_at": now, "resolve_due_at": None}, change
+        if action == Action.RETURN:
+            return {"resolved_at": None, "resolve_due_at": now + cat.resolve_delta}, change
+        if action == Action.CLOSE:
+            return {"closed_at": now}, change
+        if action == Action.CANCEL:
+            return {"accept_due_at": None, "resolve_due_at": None}, change
+        if action == Action.REJECT:
+            target = escalation_target(index, cat.escalation, index.slot(t.owner_position_id))
+            if target < 0:
+                raise Conflict(
+                    "there is no position above to take this task",
+                    code=ErrorCode.INVALID_TRANSITION,
+                    data={"task_id": t.id},
+                )
+            change.urgent = cat.ding
+            return self._move(index, t, cat, target, now, change, level=t.escalation_level + 1, rule=cat.escalation)
+        if action == Action.REASSIGN:
+            assert to_position is not None
+            check_jurisdiction(index, as_position, PositionSel(to_position))
+            k = index.slot(to_position)
+            if int(index.p_id[k]) == t.owner_position_id:
+                raise BadRequest("the task is already owned by that position", data={"field": "to_position"})
+            return self._move(index, t, cat, k, now, change, level=t.escalation_level, rule=None)
+        return {}, change
+
+    @staticmethod
+    def _move(
+        index: OrgIndex,
+        t: TaskRow,
+        cat: Category,
+        k: int,
+        now: datetime,
+        change: Change,
+        *,
+        level: int,
+        rule: str | None,
+    ) -> tuple[dict[str, Any], Change]:
+        """A new owner: back to created with a fresh accept deadline; the old owner keeps watching."""
+        watchers = list(dict.fromkeys([*t.watchers, t.owner_position_id, *t.pool]))
+        v = {
+            **owner_values(index, k), "pool": "[]", "watchers": _json_ids(watchers), "escalation_level": level,
+            "accepted_at": None, "resolved_at": None, "resolve_due_at": None, "accept_due_at": now + cat.accept_delta,
+        }  # fmt: skip
+        change.data = {"from_owner": t.owner_position_id, "to_owner": int(index.p_id[k])}
+        if rule is not None:
+            change.data["rule"] = rule
+        return v, change
+
+    # ---------------------------------------------------------------- reads
+    async def get(self, actor_person_id: int, task_id: int, *, is_admin: bool = False) -> dict[str, Any]:
+        """The task with its body and full history (involved persons only)."""
+        index = self._index()
+        async with self._db.read() as conn:
+            t = await load_task(conn, task_id)
+            if not is_admin and actor_person_id not in involved_persons(index, t):
+                raise NotFound("no such task", data={"task_id": task_id})
+            rows = await conn.execute(
+                select(task_events).where(task_events.c.task_id == task_id).order_by(task_events.c.version)
+            )
+            history = [
+                {
+                    "event_id": int(r.id),
+                    "version": int(r.version),
+                    "action": r.action,
+                    "from_state": r.from_state,
+                    "to_state": r.to_state,
+                    "actor": None
+                    if r.actor_person_id is None
+                    else {"person_id": int(r.actor_person_id), "position_id": r.actor_position_id},
+                    "at": iso(r.at),
+                    "comment": r.comment,
+                    "attachments": json.loads(r.attachments),
+                    "data": json.loads(r.data),
+                }  # fmt: skip
+                for r in rows
+            ]
+        return {**t.summary(), "body": t.body, "history": history}
+
+    async def list_for(
+        self, position_ids: Sequence[int], *, side: str = "owner", state: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Tasks owned by (or offered to, or created as) the given positions, newest first."""
+        if side not in ("owner", "creator"):
+            raise BadRequest("side must be owner or creator", data={"field": "side"})
+        if state is not None and state not in {s.value for s in State}:
+            raise BadRequest("unknown state", data={"field": "state"})
+        if not position_ids:
+            return []
+        ids = list(position_ids)[:100]
+        if side == "owner":
+            offered = [tasks.c.pool.like(f"%{p}%") for p in ids]  # narrowed exactly below
+            cond = or_(tasks.c.owner_position_id.in_(ids), *offered)
+        else:
+            cond = tasks.c.creator_position_id.in_(ids)
+        q = select(tasks).where(cond)
+        if state is not None:
+            q = q.where(tasks.c.state == state)
+        q = q.order_by(tasks.c.id.desc()).limit(max(1, min(limit, MAX_LIST)) * 2)
+        async with self._db.read() as conn:
+            rows = [TaskRow.from_row(r) for r in await conn.execute(q)]
+        mine = set(ids)
+        keep = [
+            t
+            for t in rows
+            if side == "creator" or t.owner_position_id in mine or (t.state == State.CREATED and mine & set(t.pool))
+        ]
+        return [t.summary() for t in keep[: max(1, min(limit, MAX_LIST))]]
+
+    # ------------------------------------------------------------ visibility
+    async def can_see_task_event(self, person_id: int, event_id: int) -> bool:
+        """Whether a photo linked to this task event may be shown to ``person_id``."""
+        async with self._db.read() as conn:
+            tid = (await conn.execute(select(task_events.c.task_id).where(task_events.c.id == event_id))).scalar()
+            if tid is None:
+                return False
+            t = await load_task(conn, int(tid))
+        return person_id in involved_persons(self._index(), t)
+
+    async def overdue_count(self, now: datetime | None = None) -> int:
+        """Open tasks past a deadline (a gauge)."""
+        now = now or self._clock.now()
+        async with self._db.read() as conn:
+            q = select(tasks.c.id).where(
+                or_(tasks.c.accept_due_at < now, tasks.c.resolve_due_at < now),
+                tasks.c.state.in_([State.CREATED.value, State.ACCEPTED.value, State.IN_PROGRESS.value]),
+            )
+            return len((await conn.execute(q.limit(100_000))).all())

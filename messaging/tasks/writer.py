@@ -1,0 +1,237 @@
+"""Writes of one task change inside the caller's transaction: row, history, timers, events, outbox.
+
+Every change, whether a person's action or a deadline escalation, goes through
+:func:`write_change` so that the same five things always happen together in
+one transaction: the version-checked update of ``tasks``, one ``task_events``
+row, the task's timers replaced for its new state, one ``outbox_events`` row,
+and one event for the involved persons, which the caller appends with
+``EventLog.append`` once, last in the transaction (it locks the streams).
+After commit the caller passes the returned groups to ``notify``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from messaging import outbox
+from messaging.events import NewEvent
+from messaging.tasks.categories import Category
+from messaging.tasks.lifecycle import Action, State, stale
+from messaging.tasks.model import TaskRow, iso
+from messaging.tasks.schema import task_events, task_timers, tasks
+from org_tree.errors import NotFound
+from org_tree.index import OrgIndex
+from org_tree.resolution import VacancyPolicy, resolve_ranges
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Change", "OUTBOX_TYPES", "involved_persons", "load_task", "write_change", "write_new_task"]
+
+#: Outbox event type per action (docs/events.md).
+OUTBOX_TYPES = {
+    Action.CREATE: "task.created",
+    Action.ACCEPT: "task.accepted",
+    Action.START: "task.started",
+    Action.RESOLVE: "task.resolved",
+    Action.VERIFY: "task.verified",
+    Action.CLOSE: "task.closed",
+    Action.RETURN: "task.returned",
+    Action.REJECT: "task.rejected",
+    Action.REASSIGN: "task.reassigned",
+    Action.ESCALATE: "task.escalated",
+    Action.CANCEL: "task.cancelled",
+    Action.COMMENT: "task.commented",
+}
+_POLICY = VacancyPolicy()
+
+
+@dataclass(slots=True)
+class Change:
+    """One transition as the writer applies it."""
+
+    action: Action
+    actor_person_id: int | None
+    actor_position_id: int | None
+    comment: str = ""
+    attachments: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    #: Deliver with ``urgent`` set (a DING category's escalation).
+    urgent: bool = False
+
+
+def _positions_persons(index: OrgIndex, position_ids: Sequence[int]) -> set[int]:
+    """Current holders of the positions (deputies/acting too), with the vacancy fallback for empty ones."""
+    out: set[int] = set()
+    for pid in dict.fromkeys(position_ids):
+        k = index.k_of_id[pid] if 0 <= pid < len(index.k_of_id) else -1
+        if k < 0:
+            continue
+        out.update(resolve_ranges(index, [(k, k + 1)], _POLICY).persons)
+        out.update(p for p, _kind in index.alternates.get(k, ()))
+    return out
+
+
+def involved_persons(index: OrgIndex, t: TaskRow, extra: Sequence[int] = ()) -> list[int]:
+    """Everyone a change of ``t`` is delivered to: owner side, pool, creator side, earlier owners."""
+    people = _positions_persons(index, (t.owner_position_id, *t.pool, t.creator_position_id, *t.watchers))
+    people.add(t.creator_person_id)
+    people.update(extra)
+    return sorted(people)
+
+
+async def load_task(conn: AsyncConnection, task_id: int, *, lock: bool = False) -> TaskRow:
+    q = select(tasks).where(tasks.c.id == task_id)
+    if lock and conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    row = (await conn.execute(q)).first()
+    if row is None:
+        raise NotFound("no such task", data={"task_id": task_id})
+    return TaskRow.from_row(row)
+
+
+def _event_dict(t: TaskRow, c: Change, from_state: str | None, now: datetime) -> dict[str, Any]:
+    actor = None if c.actor_person_id is None else {"person_id": c.actor_person_id, "position_id": c.actor_position_id}
+    return {
+        "version": t.version,
+        "action": c.action.value,
+        "from_state": from_state,
+        "to_state": t.state,
+        "actor": actor,
+        "at": iso(now),
+        "comment": c.comment,
+        "attachments": c.attachments,
+        "data": c.data,
+    }
+
+
+async def _replace_timers(conn: AsyncConnection, t: TaskRow, now: datetime) -> None:
+    """Retire the task's open deadline timers and arm the one its new state waits on."""
+    tt = task_timers
+    await conn.execute(
+        update(tt)
+        .where(tt.c.task_id == t.id, tt.c.done_at.is_(None), tt.c.kind != "ding")
+        .values(done_at=now, outcome="superseded", claimed_until=None)
+    )
+    due, kind = None, None
+    if t.state == State.CREATED and t.accept_due_at is not None:
+        due, kind = t.accept_due_at, "accept"
+    elif t.state in (State.ACCEPTED, State.IN_PROGRESS) and t.resolve_due_at is not None:
+        due, kind = t.resolve_due_at, "resolve"
+    if due is not None:
+        await conn.execute(insert(tt).values(task_id=t.id, kind=kind, task_version=t.version, due_at=due, attempts=0))
+
+
+async def arm_ding(conn: AsyncConnection, t: TaskRow, now: datetime) -> None:
+    """An out-of-band call to the new owner, run (and retried) by the timer job right away."""
+    await conn.execute(
+        insert(task_timers).values(task_id=t.id, kind="ding", task_version=t.version, due_at=now, attempts=0)
+    )
+
+
+async def _record(
+    conn: AsyncConnection,
+    index: OrgIndex,
+    t: TaskRow,
+    c: Change,
+    from_state: str | None,
+    now: datetime,
+    extra_people: Sequence[int],
+) -> tuple[int, NewEvent]:
+    ev = _event_dict(t, c, from_state, now)
+    ev_id = (
+        await conn.execute(
+            insert(task_events)
+            .values(
+                task_id=t.id,
+                version=t.version,
+                action=c.action.value,
+                from_state=from_state,
+                to_state=t.state,
+                actor_person_id=c.actor_person_id,
+                actor_position_id=c.actor_position_id,
+                at=now,
+                comment=c.comment,
+                attachments=json.dumps(c.attachments),
+                data=json.dumps(c.data, ensure_ascii=False),
+            )
+            .returning(task_events.c.id)
+        )
+    ).scalar_one()
+    await _replace_timers(conn, t, now)
+    body: dict[str, Any] = {"task": t.summary(), "event": ev}
+    await outbox.record(conn, type=OUTBOX_TYPES[c.action], aggregate="task", aggregate_id=t.id, payload=body, now=now)
+    kind = "task.created" if c.action == Action.CREATE else "task.updated"
+    if c.urgent:
+        body = {**body, "urgent": True}
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    people = involved_persons(index, t, extra_people)
+    return int(ev_id), NewEvent(kind, payload, people)
+
+
+async def write_new_task(
+    conn: AsyncConnection,
+    index: OrgIndex,
+    values: dict[str, Any],
+    change: Change,
+    now: datetime,
+) -> tuple[TaskRow | None, int, NewEvent | None]:
+    """Insert a task (version 1, state created) with its history, timer and outbox row.
+
+    Returns the row, the history row id and the event for the involved persons (append
+    it, with the rest of the transaction's events, last); ``(None, 0, None)`` when the
+    creator's idempotency key already made this task.
+    """
+    from org_tree.db.dialect import insert_ignore
+
+    stmt = (
+        insert_ignore(conn, tasks, ["creator_person_id", "client_msg_id", "owner_position_id"])
+        .values(**values, state=State.CREATED.value, version=1, created_at=now, updated_at=now)
+        .returning(tasks.c.id)
+    )
+    new_id = (await conn.execute(stmt)).scalar()
+    if new_id is None:
+        return None, 0, None
+    t = await load_task(conn, int(new_id))
+    ev_id, ev = await _record(conn, index, t, change, None, now, ())
+    return t, ev_id, ev
+
+
+async def write_change(
+    conn: AsyncConnection,
+    index: OrgIndex,
+    before: TaskRow,
+    seen_version: int,
+    to_state: State,
+    change: Change,
+    now: datetime,
+    *,
+    set_values: dict[str, Any] | None = None,
+    category: Category | None = None,
+) -> tuple[TaskRow, int, NewEvent]:
+    """Apply one transition with ``WHERE version = seen_version``; a lost race raises ``stale_version``.
+
+    Returns the new row, the history row id and the event to append last.
+    """
+    values: dict[str, Any] = {"state": to_state.value, "version": before.version + 1, "updated_at": now}
+    values.update(set_values or {})
+    res = await conn.execute(
+        update(tasks).where(tasks.c.id == before.id, tasks.c.version == seen_version).values(**values)
+    )
+    if res.rowcount != 1:
+        current = await load_task(conn, before.id)
+        raise stale(before.id, seen_version, current.version)
+    after = await load_task(conn, before.id)
+    extra = [before.creator_person_id]
+    extra_people = sorted(_positions_persons(index, (before.owner_position_id, *before.pool)))
+    if category is not None and category.ding and change.urgent:
+        await arm_ding(conn, after, now)
+    ev_id, ev = await _record(conn, index, after, change, before.state, now, [*extra, *extra_people])
+    return after, ev_id, ev
