@@ -89,7 +89,7 @@ def direct_key(a: int, b: int) -> str:
 
 def validate_send(req: SendRequest) -> SendRequest:
     """Reject bad input before anything touches the database."""
-    if not _CLIENT_MSG_ID.match(req.client_msg_id):
+    if not _CLIENT_MSG_ID.fullmatch(req.client_msg_id):
         raise BadRequest(
             "client_msg_id must be 1-64 characters of A-Z a-z 0-9 _ . : -",
             code=ErrorCode.INVALID_FRAME,

@@ -105,7 +105,7 @@ def _ids(values: tuple[int, ...], name: str) -> tuple[int, ...]:
 
 def validate_post(req: PostRequest) -> PostRequest:
     """Reject bad input before anything touches the database."""
-    if not _CLIENT_MSG_ID.match(req.client_msg_id):
+    if not _CLIENT_MSG_ID.fullmatch(req.client_msg_id):
         raise BadRequest(
             "client_msg_id must be 1-64 characters of A-Z a-z 0-9 _ . : -",
             code=ErrorCode.INVALID_FRAME,
@@ -119,7 +119,7 @@ def validate_post(req: PostRequest) -> PostRequest:
     if len(req.attachments) > MAX_ATTACHMENTS:
         raise BadRequest(f"at most {MAX_ATTACHMENTS} attachments", data={"field": "attachments"})
     for ref in req.attachments:
-        if not isinstance(ref, str) or not _ATTACHMENT_REF.match(ref):
+        if not isinstance(ref, str) or not _ATTACHMENT_REF.fullmatch(ref):
             raise BadRequest(
                 "attachments are ids or digests of 1-128 characters of A-Z a-z 0-9 _ . : - / + =",
                 data={"field": "attachments"},

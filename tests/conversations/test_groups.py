@@ -1,0 +1,118 @@
+"""Ad-hoc and unit groups on both backends: management, limits, and membership that follows the org tree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from messaging.conversations.model import ConversationConfig, GroupTooLarge, PostRequest
+from org_tree.errors import BadRequest, Conflict, Forbidden, NotFound
+from org_tree.jurisdiction import Actor
+from tests.conversations.conftest import ADMIN, World, make_world
+
+
+def _members(view: dict[str, Any]) -> set[int]:
+    return {m["person_id"] for m in view["members"]}
+
+
+def _system(stream: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [d["system"] for k, d in stream if k == "message.new" and d["kind"] == "system"]
+
+
+async def test_group_lifecycle_roles_and_position_members(world: World) -> None:
+    owner, a, b, c = [await world.person(n) for n in ("主", "甲", "乙", "丙")]
+    [pos] = world.single_positions(1)
+    [h] = world.holders(pos)
+    g = await world.groups.create(owner, " 防汛专班 ", [a], [pos])
+    cid = g["id"]
+    assert g["title"] == "防汛专班" and _members(g) == {owner, a, h}
+    assert {m["person_id"]: m["derived"] for m in g["members"]}[h] is True
+    with pytest.raises(Forbidden):
+        await world.groups.add(a, cid, [b])  # members are not admins
+    await world.groups.set_admin(owner, cid, a, True)
+    g = await world.groups.add(a, cid, [b, c])
+    assert _members(g) == {owner, a, b, c, h}
+    g = await world.groups.rename(a, cid, "防汛指挥部")
+    assert g["title"] == "防汛指挥部"
+    with pytest.raises(Forbidden):
+        await world.groups.remove(a, cid, [owner])
+    g = await world.groups.remove(a, cid, [c])
+    assert c not in _members(g)
+    with pytest.raises(NotFound):
+        await world.conv.history(c, cid)  # removed: same answer as a stranger
+    with pytest.raises(Forbidden):
+        await world.groups.leave(h, cid)  # a member through the position
+    g = await world.groups.remove(owner, cid, position_ids=[pos])
+    assert h not in _members(g) and g["position_ids"] == []
+    await world.groups.leave(owner, cid)
+    g = await world.groups.get(a, cid)
+    assert g["owner_id"] == a and owner not in _members(g)
+    events = [e["event"] for e in _system(await world.stream(a))]
+    assert events == ["created", "members", "renamed", "members", "members", "members"]
+    assert [k for k, _ in await world.stream(c)][-1] == "conversation.left"
+    with pytest.raises(BadRequest):
+        await world.groups.create(owner, "   ")
+
+
+async def test_group_size_limit_is_a_clear_error_and_changes_nothing(conv_url: str) -> None:
+    w = await make_world(conv_url, ConversationConfig(max_group_size=3))
+    try:
+        owner, a, b, c = [await w.person() for _ in range(4)]
+        with pytest.raises(GroupTooLarge) as e:
+            await w.groups.create(owner, "大群", [a, b, c])
+        assert e.value.to_dict()["code"] == "group_too_large" and e.value.data == {"limit": 3, "size": 4}
+        g = await w.groups.create(owner, "小群", [a, b])
+        with pytest.raises(GroupTooLarge):
+            await w.groups.add(owner, g["id"], [c])
+        assert _members(await w.groups.get(owner, g["id"])) == {owner, a, b}
+    finally:
+        await w.db.dispose()
+
+
+async def test_unit_group_follows_handover_in_another_process_exactly_once(world: World, conv_url: str) -> None:
+    idx = world.holder.index
+    village = idx.unit_slots(idx.unit(idx.u_id[len(idx.u_id) - 1]))  # a grid's positions
+    pos = idx.p_id[village[0]]
+    u = idx.p_unit[idx.slot(pos)]
+    [old] = world.holders(pos)
+    g = await world.members.create_unit_group(Actor(old, (pos,)), idx.u_id[u])
+    assert old in _members(g) and g["kind"] == "unit"
+    with pytest.raises(Conflict):
+        await world.members.create_unit_group(ADMIN, idx.u_id[u])
+    other = await make_world(conv_url)  # a second process with its own index
+    try:
+        new = await world.person("接任")
+        await world.conv.post(PostRequest(old, "m1", "交接前", conversation_id=g["id"]))
+        await world.handover(pos, new)
+        await other.holder.refresh_if_changed()
+        # Both processes reconcile the same change: one set of rows, one note.
+        assert await other.members.run() == 1
+        assert await world.members.run() == 0
+        view = await world.groups.get(new, g["id"])
+        assert new in _members(view) and old not in _members(view)
+        msgs, _ = await world.conv.history(new, g["id"])  # the successor sees the group's history
+        assert msgs[0]["kind"] == "system" and msgs[1]["body"] == "交接前"
+        assert [s for s in _system(await world.stream(new))] == [
+            {"event": "members", "joined": [new], "left": [old], "org_version": world.holder.index.version}
+        ]
+        with pytest.raises(NotFound):
+            await world.conv.history(old, g["id"])
+    finally:
+        await other.db.dispose()
+
+
+async def test_unit_group_depth_includes_units_below(world: World) -> None:
+    idx = world.holder.index
+    county = idx.unit("990101")
+    g0 = await world.members.create_unit_group(ADMIN, "990101", depth=0)
+    holders = {p for k in idx.unit_slots(county) for p in idx.primary_holders(k)}
+    assert _members(g0) == holders
+    town = idx.children(county)[0]
+    g1 = await world.members.create_unit_group(ADMIN, idx.u_id[town], depth=2)
+    below = {p for v in range(town, idx.u_end[town]) for k in idx.unit_slots(v) for p in idx.primary_holders(k)}
+    assert _members(g1) == below
+    with pytest.raises(BadRequest):
+        await world.members.create_unit_group(ADMIN, "990102", depth=9)
+    with pytest.raises(Forbidden):
+        await world.members.create_unit_group(Actor(await world.person(), ()), "990102")

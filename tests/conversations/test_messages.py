@@ -1,0 +1,136 @@
+"""Message features on both backends: mentions, replies, edit, recall, attachments, read state, inbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from messaging.conversations.inbox import inbox
+from messaging.conversations.model import ConversationConfig, PostRequest
+from org_tree.errors import BadRequest, Conflict, Forbidden, NotFound
+from tests.conversations.conftest import World, make_world
+
+
+def _new(stream: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [d for k, d in stream if k == "message.new" and d["kind"] == "text"]
+
+
+async def _inbox(world: World, person: int, **kw: Any) -> dict[str, Any]:
+    async with world.db.read() as conn:
+        return await inbox(conn, person, **kw)
+
+
+async def test_mentions_of_persons_and_positions_flag_the_recipients(world: World) -> None:
+    owner, a, b = [await world.person() for _ in range(3)]
+    [pos] = world.single_positions(1)
+    [h] = world.holders(pos)
+    g = await world.groups.create(owner, "群", [a, b], [pos])
+    await world.conv.post(
+        PostRequest(owner, "m1", "@甲 @岗位", conversation_id=g["id"], mention_persons=(a,), mention_positions=(pos,))
+    )
+    flags = {p: _new(await world.stream(p))[0]["mentioned"] for p in (owner, a, b, h)}
+    assert flags == {owner: False, a: True, b: False, h: True}
+    [ev] = _new(await world.stream(b))
+    assert ev["mentions"] == {"persons": [a], "positions": [pos]}
+
+
+async def test_reply_edit_recall_and_their_windows(world: World) -> None:
+    a, b = await world.person(), await world.person()
+    g = await world.groups.create(a, "群", [b])
+    cid = g["id"]
+    first = await world.conv.post(
+        PostRequest(a, "m1", "原文很长" * 30, conversation_id=cid, attachments=("sha256:ab",))
+    )
+    reply = await world.conv.post(PostRequest(b, "m2", "回复", conversation_id=cid, reply_to=first.message_id))
+    msgs, _ = await world.conv.history(a, cid)
+    assert msgs[0]["reply_to"] == {"id": first.message_id, "snippet": ("原文很长" * 30)[:80]}
+    assert msgs[1]["attachments"] == ["sha256:ab"]
+    with pytest.raises(Forbidden):
+        await world.conv.edit(b, first.message_id, "改别人的")
+    edited = await world.conv.edit(a, first.message_id, "改过")
+    assert edited["body"] == "改过"
+    world.clock.advance(16 * 60)
+    with pytest.raises(Forbidden):
+        await world.conv.edit(a, first.message_id, "太晚")
+    await world.conv.recall(b, reply.message_id)
+    assert (await world.conv.recall(b, reply.message_id))["recalled_at"]  # idempotent
+    with pytest.raises(Conflict):
+        await world.conv.edit(b, reply.message_id, "撤回后")
+    msgs, _ = await world.conv.history(a, cid)
+    assert msgs[0]["recalled_at"] and msgs[0]["body"] == ""
+    assert msgs[1]["body"] == "改过" and msgs[1]["edited_at"]
+    kinds = [k for k, _ in await world.stream(a)]
+    assert kinds.count("message.edited") == 1 and kinds.count("message.recalled") == 1
+    with pytest.raises(NotFound):
+        await world.conv.post(PostRequest(a, "m3", "x", conversation_id=cid, reply_to=10**9))
+
+
+async def test_bad_input_changes_nothing(world: World) -> None:
+    a, b = await world.person(), await world.person()
+    g = await world.groups.create(a, "群", [b])
+    bad = [
+        PostRequest(a, "sys:1", "x", conversation_id=g["id"]),
+        PostRequest(a, "ok", "x\x00", conversation_id=g["id"]),
+        PostRequest(a, "ok", "x", conversation_id=g["id"], attachments=("../../etc/passwd\n",)),
+        PostRequest(a, "ok", "x", conversation_id=g["id"], mention_persons=(0,)),
+        PostRequest(a, "ok", "   ", conversation_id=g["id"]),
+    ]
+    for req in bad:
+        with pytest.raises(BadRequest):
+            await world.conv.post(req)
+    msgs, _ = await world.conv.history(a, g["id"])
+    assert [m["kind"] for m in msgs] == ["system"]
+
+
+async def test_read_markers_sync_devices_and_read_lists(world: World) -> None:
+    a, b, c = [await world.person() for _ in range(3)]
+    g = await world.groups.create(a, "群", [b, c])
+    cid = g["id"]
+    m1 = await world.conv.post(PostRequest(a, "m1", "一", conversation_id=cid))
+    m2 = await world.conv.post(PostRequest(a, "m2", "二", conversation_id=cid))
+    assert (await _inbox(world, b))["conversations"][0]["unread"] == 2
+    assert await world.conv.mark_read(b, cid, m2.message_id) == m2.message_id
+    assert await world.conv.mark_read(b, cid, m1.message_id) == m2.message_id  # never moves back
+    assert [d for k, d in await world.stream(b) if k == "conversation.read"] == [
+        {"conversation_id": cid, "last_read_message_id": m2.message_id}
+    ]
+    assert (await _inbox(world, b))["conversations"][0]["unread"] == 0
+    assert await world.conv.read_by(a, cid, m1.message_id) == {"message_id": m1.message_id, "read": [b], "unread": [c]}
+
+
+async def test_read_list_limit(conv_url: str) -> None:
+    w = await make_world(conv_url, ConversationConfig(read_list_max=1))
+    try:
+        a, b, c = [await w.person() for _ in range(3)]
+        g = await w.groups.create(a, "群", [b, c])
+        m = await w.conv.post(PostRequest(a, "m1", "一", conversation_id=g["id"]))
+        with pytest.raises(BadRequest):
+            await w.conv.read_by(a, g["id"], m.message_id)
+    finally:
+        await w.db.dispose()
+
+
+async def test_mute_marks_events_and_inbox(world: World) -> None:
+    a, b = await world.person(), await world.person()
+    g = await world.groups.create(a, "群", [b])
+    await world.conv.set_muted(b, g["id"], True)
+    await world.conv.post(PostRequest(a, "m1", "一", conversation_id=g["id"]))
+    assert _new(await world.stream(b))[0]["muted"] is True
+    assert _new(await world.stream(a))[0]["muted"] is False
+    assert (await _inbox(world, b))["conversations"][0]["muted"] is True
+
+
+async def test_inbox_pages_across_kinds(world: World) -> None:
+    me = await world.person()
+    [pos] = world.single_positions(1)
+    groups = [await world.groups.create(me, f"群{i}") for i in range(3)]
+    t = await world.conv.post(PostRequest(me, "t", "问岗位", to_position_id=pos))
+    await world.conv.post(PostRequest(me, "g0", "最新", conversation_id=groups[0]["id"]))
+    first = await _inbox(world, me, limit=2)
+    assert [c["id"] for c in first["conversations"]] == [groups[0]["id"], t.conversation_id]
+    rest = await _inbox(world, me, cursor=first["next_cursor"], limit=10)
+    assert [c["id"] for c in rest["conversations"]] == [g["id"] for g in reversed(groups[1:])]
+    assert rest["next_cursor"] is None
+    with pytest.raises(BadRequest):
+        await _inbox(world, me, cursor="x")
