@@ -1,4 +1,4 @@
-"""Direct chat between two persons: send (idempotent, group-committed), history, read markers.
+"""Direct chat between two persons: send (idempotent, group-committed).
 
 Send path (STYLE.md lesson 4, persist then publish): the message, the
 conversation and one event per recipient stream are written in one
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging.batching import Batcher
@@ -33,10 +33,9 @@ from org_tree.text import check_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ChatService", "HistoryPage", "SendRequest", "SendResult"]
+__all__ = ["ChatService", "SendRequest", "SendResult"]
 
 MAX_BODY_CHARS = 5_000
-MAX_HISTORY_PAGE = 100
 _CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 #: Called after commit with the wake-up groups to deliver; must not block.
@@ -69,13 +68,6 @@ class SendResult:
             "duplicate": self.duplicate,
             "seq": self.sender_seq,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPage:
-    messages: list[dict[str, Any]]
-    #: Pass as ``before`` to get the next (older) page; None when there is none.
-    next_before: int | None
 
 
 def _iso(dt: datetime) -> str:
@@ -269,164 +261,11 @@ class ChatService:
         return {k: int(i) for k, i in res}
 
     # --- reads -------------------------------------------------------------
-
-    async def access_conversation(self, conn: AsyncConnection, actor_id: int, conversation_id: int) -> int:
-        """The actor's last-read marker in the conversation.
-
-        Raises:
-            NotFound: the conversation does not exist *or* the actor is not a
-                member: the same answer, so ids cannot be probed.
-        """
-        row = (
-            await conn.execute(
-                select(conversation_members.c.last_read_message_id).where(
-                    conversation_members.c.conversation_id == conversation_id,
-                    conversation_members.c.person_id == actor_id,
-                )
-            )
-        ).first()
-        if row is None:
-            raise NotFound("no such conversation", data={"conversation_id": conversation_id})
-        return int(row[0])
+    # History, read markers and the inbox of every conversation kind, direct
+    # chats included, are served by messaging.conversations behind its one
+    # membership check (RELIABILITY.md decision 6).
 
     async def direct_conversation_id(self, actor_id: int, peer_id: int) -> int | None:
         async with self._db.read() as conn:
             ids = await self._conv_ids(conn, [direct_key(actor_id, peer_id)])
         return ids.get(direct_key(actor_id, peer_id))
-
-    async def history(self, actor_id: int, conversation_id: int, *, before: int | None, limit: int) -> HistoryPage:
-        """Messages of a conversation, newest first, cursor-paged by message id."""
-        limit = max(1, min(limit, MAX_HISTORY_PAGE))
-        async with self._db.read() as conn:
-            await self.access_conversation(conn, actor_id, conversation_id)
-            q = (
-                select(
-                    messages.c.id,
-                    messages.c.sender_id,
-                    persons.c.name,
-                    messages.c.client_msg_id,
-                    messages.c.body,
-                    messages.c.created_at,
-                )
-                .join(persons, persons.c.id == messages.c.sender_id)
-                .where(messages.c.conversation_id == conversation_id)
-                .order_by(messages.c.id.desc())
-                .limit(limit + 1)
-            )
-            if before is not None:
-                q = q.where(messages.c.id < before)
-            rows = (await conn.execute(q)).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        items = [
-            {
-                "id": int(i),
-                "conversation_id": conversation_id,
-                "sender": {"id": int(s), "name": n},
-                "client_msg_id": c,
-                "body": b,
-                "created_at": _iso(t),
-            }
-            for i, s, n, c, b, t in rows
-        ]
-        return HistoryPage(items, items[-1]["id"] if more and items else None)
-
-    async def mark_read(self, actor_id: int, conversation_id: int, message_id: int) -> int:
-        """Move the actor's read marker forward to ``message_id``; returns the marker.
-
-        The actor's other devices get ``conversation.read``; the other members
-        of a direct chat get ``peer.read`` (DingTalk shows 已读 to the sender).
-        """
-        groups: list[EventGroup] = []
-
-        async def txn() -> int:
-            groups.clear()
-            now = self._clock.now()
-            async with self._db.write() as conn:
-                current = await self.access_conversation(conn, actor_id, conversation_id)
-                owner = (
-                    await conn.execute(select(messages.c.conversation_id).where(messages.c.id == message_id))
-                ).first()
-                if owner is None or int(owner[0]) != conversation_id:
-                    raise NotFound("no such message in this conversation", data={"message_id": message_id})
-                if message_id <= current:
-                    return current
-                await conn.execute(
-                    update(conversation_members)
-                    .where(
-                        conversation_members.c.conversation_id == conversation_id,
-                        conversation_members.c.person_id == actor_id,
-                    )
-                    .values(last_read_message_id=message_id)
-                )
-                others = [
-                    int(r[0])
-                    for r in await conn.execute(
-                        select(conversation_members.c.person_id).where(
-                            conversation_members.c.conversation_id == conversation_id,
-                            conversation_members.c.person_id != actor_id,
-                        )
-                    )
-                ]
-                body = {"conversation_id": conversation_id, "last_read_message_id": message_id}
-                evs = [NewEvent("conversation.read", json.dumps(body), [actor_id])]
-                if others:
-                    evs.append(NewEvent("peer.read", json.dumps({**body, "person_id": actor_id}), others))
-                groups.extend(await self._events.append(conn, evs, now))
-                return message_id
-
-        marker = await with_db_retry(txn)
-        if groups:
-            self._notify(groups)
-        return marker
-
-    async def conversations(self, actor_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
-        """The actor's conversations, most recent first, with unread counts (two queries in all)."""
-        limit = max(1, min(limit, 200))
-        async with self._db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        conversations.c.id,
-                        conversations.c.kind,
-                        conversations.c.direct_key,
-                        conversations.c.last_message_id,
-                        conversation_members.c.last_read_message_id,
-                    )
-                    .join(conversation_members, conversation_members.c.conversation_id == conversations.c.id)
-                    .where(conversation_members.c.person_id == actor_id)
-                    .order_by(conversations.c.last_message_id.desc())
-                    .limit(limit)
-                )
-            ).all()
-            unread: dict[int, int] = {}
-            if rows:
-                counts = await conn.execute(
-                    select(messages.c.conversation_id, func.count())
-                    .join(
-                        conversation_members,
-                        (conversation_members.c.conversation_id == messages.c.conversation_id)
-                        & (conversation_members.c.person_id == actor_id),
-                    )
-                    .where(
-                        messages.c.conversation_id.in_([int(r[0]) for r in rows]),
-                        messages.c.id > conversation_members.c.last_read_message_id,
-                        messages.c.sender_id != actor_id,
-                    )
-                    .group_by(messages.c.conversation_id)
-                )
-                unread = {int(c): int(n) for c, n in counts}
-        out: list[dict[str, Any]] = []
-        for cid, kind, key, last_mid, last_read in rows:
-            item: dict[str, Any] = {
-                "id": int(cid),
-                "kind": kind,
-                "last_message_id": last_mid,
-                "last_read_message_id": int(last_read),
-                "unread": unread.get(int(cid), 0),
-            }
-            if kind == "direct" and key:
-                a, b = (int(x) for x in key.split(":"))
-                item["peer_id"] = b if a == actor_id else a
-            out.append(item)
-        return out

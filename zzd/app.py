@@ -17,7 +17,17 @@ from org_tree.errors import ErrorCode, ZzdError
 from zzd.config import Settings
 from zzd.gateway.closecodes import Close
 from zzd.gateway.connection import Connection
-from zzd.http import auth_routes, chat_routes, health, notice_routes, org_routes, upload_routes
+from zzd.http import (
+    auth_routes,
+    chat_routes,
+    conversation_routes,
+    health,
+    notice_routes,
+    org_routes,
+    report_routes,
+    task_routes,
+    upload_routes,
+)
 from zzd.http.common import error_response
 from zzd.http.openapi import openapi_route
 from zzd.metrics import routes as metrics_routes
@@ -84,9 +94,20 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         *org_routes.routes,
         *notice_routes.routes,
         *upload_routes.routes,
+        *conversation_routes.routes,
+        *task_routes.routes,
+        *report_routes.routes,
         WebSocketRoute("/ws", ws_endpoint),
     ]
-    bodies = {**auth_routes.bodies, **chat_routes.bodies, **org_routes.bodies, **notice_routes.bodies}
+    bodies = {
+        **auth_routes.bodies,
+        **chat_routes.bodies,
+        **org_routes.bodies,
+        **notice_routes.bodies,
+        **conversation_routes.bodies,
+        **task_routes.bodies,
+        **report_routes.bodies,
+    }
     routes.append(openapi_route(routes, bodies))
     return Starlette(
         routes=routes,

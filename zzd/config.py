@@ -91,6 +91,17 @@ class Settings(BaseSettings):
     ding_escalate_after: int = Field(default=3600, ge=0)
     #: A notice may be recalled for this many seconds after sending.
     notice_recall_window: int = Field(default=86_400, ge=0)
+    #: Task deadline timers: how long a process's claim is exclusive (a killed
+    #: process's claims are taken over after this), and timers escalated per transaction.
+    task_timer_lease: float = Field(default=60.0, ge=1)
+    task_timer_batch: int = Field(default=200, ge=1, le=5000)
+    #: Most persons an ad-hoc group may hold (``group_too_large`` beyond).
+    group_max_members: int = Field(default=500, ge=2)
+    #: "Who has read a message" is answered for conversations of up to this many readers.
+    read_list_max: int = Field(default=200, ge=1)
+    #: A message may be edited / recalled by its sender for this many seconds.
+    message_edit_window: int = Field(default=900, ge=0)
+    message_recall_window: int = Field(default=86_400, ge=0)
     #: SMS/voice gateway for DING escalations; unset: escalations are only logged.
     notifier_url: str | None = None
     #: HMAC key signing gateway requests (required with ``ZZD_NOTIFIER_URL``).

@@ -20,12 +20,19 @@ from messaging.attachments.store import LocalDiskStore
 from messaging.broker import Broker, create_broker
 from messaging.broker.memory import MemoryBroker
 from messaging.chat import ChatService
+from messaging.conversations.groups import GroupService
+from messaging.conversations.members import MemberReconciler
+from messaging.conversations.model import ConversationConfig
+from messaging.conversations.service import ConversationService
 from messaging.events import EventLog
 from messaging.notices.ding import DingScheduler
 from messaging.notices.model import DingPolicy, NoticeConfig
 from messaging.notices.notifier import LoggingNotifier, Notifier
 from messaging.notices.service import NoticeService
 from messaging.publisher import EVENTS_CHANNEL, WakeupPublisher
+from messaging.tasks.reports import ReportService
+from messaging.tasks.service import TaskService
+from messaging.tasks.timers import TaskTimers
 from messaging.wakeup import EventGroup
 from org_tree.clock import Clock, SystemClock
 from org_tree.db.database import Database
@@ -78,6 +85,12 @@ class Services:
     notifier: Notifier
     attachments: AttachmentService
     upload_limiter: RateLimiter
+    conversations: ConversationService
+    groups: GroupService
+    members: MemberReconciler
+    tasks: TaskService
+    reports: ReportService
+    task_timers: TaskTimers
     started: bool = field(default=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -111,6 +124,33 @@ class Services:
                 )
             ),
         )
+        conversations = ConversationService(
+            db,
+            events,
+            clock,
+            notify,
+            ConversationConfig(
+                max_group_size=settings.group_max_members,
+                read_list_max=settings.read_list_max,
+                edit_window=timedelta(seconds=settings.message_edit_window),
+                recall_window=timedelta(seconds=settings.message_recall_window),
+            ),
+        )
+        metrics = Metrics()
+        tasks = TaskService(
+            db, events, clock, notify, lambda: holder.index, linker=attachments, observe=metrics.observe_task
+        )
+        task_timers = TaskTimers(
+            db,
+            events,
+            clock,
+            notify,
+            notifier,
+            lambda: holder.index,
+            node_id=settings.node_id,
+            lease=timedelta(seconds=settings.task_timer_lease),
+            batch=settings.task_timer_batch,
+        )
         return cls(
             settings=settings,
             clock=clock,
@@ -132,7 +172,7 @@ class Services:
             passwords=passwords or Passwords(),
             hub=hub,
             rate_limiter=RateLimiter(settings.send_rate_per_minute),
-            metrics=Metrics(),
+            metrics=metrics,
             org_index=holder,
             org=OrgService(db, clock, holder),
             notices=NoticeService(db, events, clock, notify, lambda: holder.index, notifier, config=notice_config),
@@ -140,6 +180,12 @@ class Services:
             notifier=notifier,
             attachments=attachments,
             upload_limiter=RateLimiter(settings.upload_rate_per_minute),
+            tasks=tasks,
+            reports=ReportService(tasks),
+            task_timers=task_timers,
+            conversations=conversations,
+            groups=GroupService(conversations),
+            members=MemberReconciler(conversations, lambda: holder.index),
         )
 
     async def start(self) -> None:
@@ -158,6 +204,12 @@ class Services:
         self._every(self.settings.index_refresh_interval, self.org_index.refresh_if_changed, "org-index-refresh")
         self._every(self.settings.background_interval, self.notices.flush_progress, "notice-progress")
         self._every(self.settings.background_interval, self.ding.run_due, "ding")
+        await self.tasks.seed_categories()
+        self.attachments.register_visibility("report", self.reports.can_see)
+        self.attachments.register_visibility("task_event", self.tasks.can_see_task_event)
+        self._every(self.settings.background_interval, self._run_task_timers, "task-timers")
+        # Unit groups and position members follow the org tree once this process's index has the change.
+        self._every(self.settings.index_refresh_interval, self.members.run, "conversation-members")
         self._every(600.0, self.attachments.sweep_incoming, "upload-sweep")
         m, pub = self.metrics, self.publisher
         m.gauge_fn("zzd_wakeups_published", "Wake-ups published to the broker", lambda: pub.published)
@@ -170,6 +222,10 @@ class Services:
             "zzd_org_index_version", "Org version this process routes with", lambda: self.org_index.index.version
         )
         self.started = True
+
+    async def _run_task_timers(self) -> None:
+        for outcome in await self.task_timers.run_due():
+            self.metrics.task_timers.labels(kind=outcome.kind, status=outcome.status).inc()
 
     def _every(self, interval: float, job: Callable[[], Awaitable[object]], name: str) -> None:
         """Run ``job`` periodically; a failure is logged and retried next time, never fatal."""
@@ -203,6 +259,7 @@ class Services:
                 await t
         await self.chat.close()
         await self.notices.close()
+        await self.attachments.close()
         close = getattr(self.notifier, "close", None)
         if close is not None:
             await close()

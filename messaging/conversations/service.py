@@ -491,6 +491,13 @@ class ConversationService:
             read = {int(r[0]) for r in rows} & audience
         return {"message_id": message_id, "read": sorted(read), "unread": sorted(audience - read)}
 
+    async def inbox(self, person_id: int, *, cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+        """The person's conversation list (messaging/conversations/inbox.py)."""
+        from messaging.conversations.inbox import inbox
+
+        async with self._db.read() as conn:
+            return await inbox(conn, person_id, cursor=cursor, limit=limit)
+
     async def set_muted(self, person_id: int, conversation_id: int, muted: bool) -> dict[str, Any]:
         """Mute or unmute a conversation for oneself (events carry ``muted`` so devices stay quiet)."""
 

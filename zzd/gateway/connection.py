@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from messaging.chat import SendRequest
+from messaging.conversations.model import PostRequest
 from messaging.wakeup import event_frame
-from org_tree.errors import ErrorCode, Forbidden, NotFound, RateLimited, ResyncRequired, ZzdError
+from org_tree.errors import BadRequest, ErrorCode, Forbidden, NotFound, RateLimited, ResyncRequired, ZzdError
 from zzd.auth.tokens import AccessClaims
 from zzd.gateway.closecodes import Close
 from zzd.gateway.delivery import DeliveryCursor
-from zzd.gateway.frames import Conversations, Hello, History, NoticeReceipt, Read, Send, Sync
+from zzd.gateway.frames import Conversations, Edit, Hello, History, NoticeReceipt, Read, Recall, Send, Sync
 from zzd.gateway.protocol import GatewayProtocol, Request
 
 if TYPE_CHECKING:
@@ -250,8 +251,14 @@ class Connection:
         if isinstance(frame, Send):
             if not s.rate_limiter.allow(self.person_id, s.clock.monotonic()):
                 raise RateLimited("too many messages; slow down", data={"per_minute": s.settings.send_rate_per_minute})
-            result = await s.chat.send(SendRequest(self.person_id, frame.to, frame.client_msg_id, frame.body))
-            return result.to_dict()
+            if frame.to is not None and _is_plain_direct(frame):
+                result = await s.chat.send(SendRequest(self.person_id, frame.to, frame.client_msg_id, frame.body))
+                return result.to_dict()
+            return (await s.conversations.post(conversation_post(self.person_id, frame))).to_dict()
+        if isinstance(frame, Edit):
+            return await s.conversations.edit(self.person_id, frame.message_id, frame.body)
+        if isinstance(frame, Recall):
+            return await s.conversations.recall(self.person_id, frame.message_id)
         if isinstance(frame, Sync):
             page = await s.events.read(self.person_id, epoch=frame.epoch, since=frame.since, limit=frame.limit)
             return {
@@ -269,13 +276,15 @@ class Connection:
                     return {"conversation_id": None, "messages": [], "next_before": None}
             if cid is None:
                 raise NotFound("give conversation_id or with_person")
-            hist = await s.chat.history(self.person_id, cid, before=frame.before, limit=frame.limit)
-            return {"conversation_id": cid, "messages": hist.messages, "next_before": hist.next_before}
+            items, next_before = await s.conversations.history(
+                self.person_id, cid, before=frame.before, limit=frame.limit
+            )
+            return {"conversation_id": cid, "messages": items, "next_before": next_before}
         if isinstance(frame, Read):
-            marker = await s.chat.mark_read(self.person_id, frame.conversation_id, frame.message_id)
+            marker = await s.conversations.mark_read(self.person_id, frame.conversation_id, frame.message_id)
             return {"conversation_id": frame.conversation_id, "last_read_message_id": marker}
         if isinstance(frame, Conversations):
-            return {"conversations": await s.chat.conversations(self.person_id, limit=frame.limit)}
+            return await s.conversations.inbox(self.person_id, cursor=frame.cursor, limit=frame.limit)
         if isinstance(frame, NoticeReceipt):
             if frame.type == "notice_delivered":
                 states = await s.notices.mark_delivered(self.person_id, frame.notice_id)
@@ -371,6 +380,32 @@ class Connection:
         except Exception as exc:
             logger.warning("catch-up for person %s failed: %r", self.person_id, exc)
             cur.abort()
+
+
+def _is_plain_direct(frame: Send) -> bool:
+    """A ``send`` with ``to`` and none of the issue-5 fields: the direct-chat path, as before."""
+    extras = (frame.conversation_id, frame.to_position, frame.as_position, frame.reply_to)
+    if any(x is not None for x in extras) or frame.mention_persons or frame.mention_positions or frame.attachments:
+        raise BadRequest(
+            "to a person, send text only; use conversation_id for replies, mentions and attachments",
+            data={"field": "to"},
+        )
+    return True
+
+
+def conversation_post(person_id: int, frame: Send) -> PostRequest:
+    return PostRequest(
+        person_id,
+        frame.client_msg_id,
+        frame.body,
+        conversation_id=frame.conversation_id,
+        to_position_id=frame.to_position,
+        as_position_id=frame.as_position,
+        reply_to=frame.reply_to,
+        mention_persons=tuple(frame.mention_persons),
+        mention_positions=tuple(frame.mention_positions),
+        attachments=tuple(frame.attachments),
+    )
 
 
 def _raw(payload: str) -> Any:

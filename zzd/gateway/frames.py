@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 __all__ = ["ClientFrame", "FRAME_TYPES", "PROTOCOL_VERSION", "parse_frame"]
 
@@ -39,11 +39,38 @@ class Hello(_Frame):
 
 
 class Send(_Frame):
+    """A message: to a person (``to``, direct chat), a conversation, or a position (docs/conversations.md)."""
+
     type: Literal["send"]
-    #: Recipient person id.
-    to: PosInt
+    #: Recipient person id (direct chat).
+    to: PosInt | None = None
+    conversation_id: PosInt | None = None
+    to_position: PosInt | None = None
+    as_position: PosInt | None = None
     client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    #: Required; may be "" when attachments are given.
     body: Annotated[str, StringConstraints(max_length=5000)]
+    reply_to: PosInt | None = None
+    mention_persons: Annotated[list[PosInt], Field(max_length=50)] = []
+    mention_positions: Annotated[list[PosInt], Field(max_length=50)] = []
+    attachments: Annotated[list[Annotated[str, StringConstraints(max_length=128)]], Field(max_length=20)] = []
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Send:
+        if sum(x is not None for x in (self.to, self.conversation_id, self.to_position)) != 1:
+            raise ValueError("give exactly one of to, conversation_id, to_position")
+        return self
+
+
+class Edit(_Frame):
+    type: Literal["edit"]
+    message_id: PosInt
+    body: Annotated[str, StringConstraints(max_length=5000)]
+
+
+class Recall(_Frame):
+    type: Literal["recall"]
+    message_id: PosInt
 
 
 class Sync(_Frame):
@@ -71,6 +98,8 @@ class Read(_Frame):
 class Conversations(_Frame):
     type: Literal["conversations"]
     limit: Annotated[int, Field(ge=1, le=200)] = 50
+    #: ``next_cursor`` of the previous page.
+    cursor: Annotated[str, StringConstraints(max_length=40)] | None = None
 
 
 class NoticeReceipt(_Frame):
@@ -88,12 +117,15 @@ class Ping(_Frame):
 
 
 ClientFrame = Annotated[
-    Hello | Send | Sync | History | Read | Conversations | NoticeReceipt | Ping, Field(discriminator="type")
+    Hello | Send | Edit | Recall | Sync | History | Read | Conversations | NoticeReceipt | Ping,
+    Field(discriminator="type"),
 ]
 FRAME_TYPES = frozenset(
     {
         "hello",
         "send",
+        "edit",
+        "recall",
         "sync",
         "history",
         "read",
@@ -108,6 +140,8 @@ FRAME_TYPES = frozenset(
 _adapter: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 
 
-def parse_frame(obj: object) -> Hello | Send | Sync | History | Read | Conversations | NoticeReceipt | Ping:
+def parse_frame(
+    obj: object,
+) -> Hello | Send | Edit | Recall | Sync | History | Read | Conversations | NoticeReceipt | Ping:
     """Validate a decoded JSON value as a client frame (raises pydantic ``ValidationError``)."""
     return _adapter.validate_python(obj)

@@ -25,11 +25,13 @@ from zzd.gateway.closecodes import Close
 from zzd.gateway.frames import (
     FRAME_TYPES,
     Conversations,
+    Edit,
     Hello,
     History,
     NoticeReceipt,
     Ping,
     Read,
+    Recall,
     Send,
     Sync,
     parse_frame,
@@ -40,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["GatewayProtocol", "Request", "State"]
 
-RequestFrame = Hello | Send | Sync | History | Read | Conversations | NoticeReceipt | Ping
+RequestFrame = Hello | Send | Edit | Recall | Sync | History | Read | Conversations | NoticeReceipt | Ping
 
 
 class State(Enum):

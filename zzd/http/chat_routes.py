@@ -1,4 +1,4 @@
-"""REST access to direct chat and the event stream, for apps and simple clients.
+"""REST access to direct chat, history and the inbox of every conversation kind, and the event stream.
 
 Same services, same checks and same errors as the WebSocket frames.
 """
@@ -17,7 +17,7 @@ from starlette.routing import Route
 from messaging.chat import SendRequest
 from org_tree.errors import RateLimited
 from zzd.http.common import authenticate, json_body, ok, services_of
-from zzd.http.params import int_param, opt_int_param
+from zzd.http.params import int_param, opt_int_param, str_param
 
 __all__ = ["routes"]
 
@@ -45,15 +45,16 @@ async def history(request: Request) -> JSONResponse:
     cid = int(request.path_params["conversation_id"])
     before = opt_int_param(request, "before", 1, 2**53)
     limit = int_param(request, "limit", 50, 1, 100)
-    page = await s.chat.history(claims.person_id, cid, before=before, limit=limit)
-    return ok({"conversation_id": cid, "messages": page.messages, "next_before": page.next_before})
+    items, next_before = await s.conversations.history(claims.person_id, cid, before=before, limit=limit)
+    return ok({"conversation_id": cid, "messages": items, "next_before": next_before})
 
 
 async def conversations(request: Request) -> JSONResponse:
     s = services_of(request)
     claims = await authenticate(request)
     limit = int_param(request, "limit", 50, 1, 200)
-    return ok({"conversations": await s.chat.conversations(claims.person_id, limit=limit)})
+    cursor = str_param(request, "cursor", max_len=40)
+    return ok(await s.conversations.inbox(claims.person_id, cursor=cursor, limit=limit))
 
 
 async def sync(request: Request) -> JSONResponse:
