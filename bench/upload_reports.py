@@ -41,6 +41,8 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
+from notice_pyspy import Profile
+
 from common import (
     PYTHON,
     ROOT,
@@ -191,6 +193,7 @@ def measure(
     args: argparse.Namespace,
 ) -> Result:
     per_client = args.per_client if mode == "saturation" else 1
+    prof = Profile(f"{label}-{mode}", [s.proc.pid for s in servers], args.logdir) if args.profile else None
     cpu0, sys0, w0 = _cpu([s.proc.pid for s in servers]), psutil.cpu_times(), time.monotonic()
     out = pool.submit(
         run_load,
@@ -203,6 +206,9 @@ def measure(
     ).result()
     wall = time.monotonic() - w0
     cpu1, sys1 = _cpu([s.proc.pid for s in servers]), psutil.cpu_times()
+    if prof is not None:
+        prof.stop()
+        print(f"  py-spy {label} {mode}:\n{prof.top(16)}")
     busy = (sys1.user + sys1.system - sys0.user - sys0.system) / wall * 100
     lat = out["latencies"]
     ok = sum(v for k, v in out["statuses"].items() if k in (200, 201))
@@ -241,7 +247,7 @@ def one_run(args: argparse.Namespace, pool: ProcessPoolExecutor, logdir: Path) -
     with postgres_database() as db_url:
         env = zzd_env(db_url, "redis://127.0.0.1:6379/0")
         up_dir = logdir / "zzd-uploads"
-        env.update(ZZD_UPLOAD_DIR=str(up_dir), ZZD_UPLOAD_RATE_PER_MINUTE="100000", ZZD_DB_POOL_SIZE="10")
+        env.update(ZZD_UPLOAD_DIR=str(up_dir), ZZD_UPLOAD_RATE_PER_MINUTE="100000")
         migrate(env)
         people = seed_postgres(asyncpg_dsn(db_url), n_clients)
         bare_dir = logdir / "bare-uploads"
@@ -292,6 +298,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds the open-loop uploads spread over")
     parser.add_argument("--size", type=int, default=200 * 1024)
     parser.add_argument("--quick", action="store_true", help="smoke run: 50x4 saturation, 200 over 5 s")
+    parser.add_argument("--profile", action="store_true", help="py-spy the servers during each phase")
     args = parser.parse_args()
     if args.quick:
         args.clients, args.per_client, args.open_clients, args.duration = 50, 4, 200, 5.0
@@ -305,6 +312,7 @@ def main() -> None:
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         for run in range(args.runs):
             with tempfile.TemporaryDirectory(prefix="zzd-upbench-") as tmp:
+                args.logdir = Path(tmp)
                 results = one_run(args, pool, Path(tmp))
             print(f"run {run + 1}:")
             for r in results:

@@ -110,11 +110,14 @@ class LocalDiskStore:
         # The digest is known only after the last byte, so the temp file cannot
         # sit in the final directory; .incoming is under root, hence on the same
         # filesystem, and that is what makes the rename atomic.
-        self.incoming.mkdir(parents=True, exist_ok=True)
         tmp = self.incoming / f"{secrets.token_hex(8)}.part"
         hasher = hashlib.sha256()
         size = 0
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:  # the first upload ever (or the directory was removed)
+            self.incoming.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
                 async for chunk in chunks:
@@ -139,12 +142,17 @@ class LocalDiskStore:
 
     def _install(self, tmp: Path, digest: str) -> None:
         final = self.path_of(digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             # Same name, same bytes (content addressing): keep the copy we have.
             tmp.unlink()
             return
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:  # first file in this ab/cd directory
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(self.root)  # new directory entries must survive a power cut as well
+            _fsync_dir(final.parent.parent)
+            os.replace(tmp, final)
         _fsync_dir(final.parent)
 
     async def open(self, digest: str) -> BlobReader | None:

@@ -83,6 +83,7 @@ async def env(db_url: str, tmp_path: Path) -> AsyncIterator[Env]:
     try:
         yield Env(svc, db, root, PersonDirectory(db, FakeClock()))
     finally:
+        await svc.close()
         await db.dispose()
 
 
