@@ -27,6 +27,25 @@ class Metrics:
         )
         self.closes = Counter("zzd_ws_closes_total", "Connections closed by the server", ["code"], registry=r)
         self.catch_ups = Counter("zzd_catch_ups_total", "Gap repairs read from the database", registry=r)
+        # Closed loop (issue 6): seconds from a task's creation to its acceptance, resolution, closing.
+        loop_buckets = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800)
+        self.task_seconds = {
+            m: Histogram(
+                f"zzd_task_{m}_seconds",
+                f"Seconds from a task's creation until it was {done}",
+                ["category"],
+                buckets=loop_buckets,
+                registry=r,
+            )
+            for m, done in (("accept", "accepted"), ("resolve", "resolved"), ("close", "closed"))
+        }  # fmt: skip
+        self.task_timers = Counter(
+            "zzd_task_timers_total", "Task deadline timers run by this process", ["kind", "status"], registry=r
+        )
+
+    def observe_task(self, measure: str, category: str, seconds: float) -> None:
+        """A closed-loop duration (``messaging.tasks.service.Observe``)."""
+        self.task_seconds[measure].labels(category=category).observe(seconds)
 
     def gauge_fn(self, name: str, doc: str, fn: Callable[[], float]) -> None:
         """Expose a value owned elsewhere (e.g. publisher counters) without copying it."""

@@ -1,0 +1,185 @@
+"""Issue 6 through the public surface: the demo loop with real clients, errors, categories, stats, metrics."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from messaging.tasks.schema import outbox_events, reports, task_events, tasks
+from org_tree.db.database import Database
+from org_tree.importer import import_divisions
+from org_tree.jurisdiction import Actor
+from org_tree.synthetic import generate_people
+from scripts.demo_loop import png, run
+from tests.client import PASSWORD, Client, login, new_person
+from tests.conftest import FAST_PASSWORDS, RunningServer, make_settings, start_server
+from tests.notices.conftest import write_divisions
+
+ADMIN = Actor(0, (), True)
+
+
+@pytest.fixture
+async def org_server(db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
+    db = Database(db_url)
+    try:
+        await import_divisions(db, write_divisions(tmp_path / "div", townships=2, villages=2), grids_per_village=2)
+        await generate_people(db, seed=3)
+    finally:
+        await db.dispose()
+    rs, task = await start_server(
+        make_settings(
+            db_url,
+            background_interval=0.1,
+            send_rate_per_minute=10_000,
+            upload_dir=str(tmp_path / "up"),
+            admin_logins=["ops"],
+        )  # fmt: skip
+    )
+    try:
+        yield rs
+    finally:
+        rs.server.should_exit = True
+        await task
+
+
+def _slot(idx: Any, unit_code: str, role_key: str) -> int:
+    u = idx.unit(unit_code)
+    role = idx.role_id(role_key)
+    return int(next(k for k in idx.unit_slots(u) if idx.p_role[k] == role))
+
+
+async def _seat(rs: RunningServer, unit_code: str, role_key: str) -> tuple[int, str, int, str]:
+    """A new person who holds (role, unit) alone: person id, login, position id, token."""
+    s = rs.services_obj  # type: ignore[attr-defined]
+    pid, lg = await new_person(s)
+    position = s.org_index.index.p_id[_slot(s.org_index.index, unit_code, role_key)]
+    await s.org.handover(ADMIN, position, pid)
+    await s.org_index.refresh_if_changed()
+    return pid, lg, position, (await login(rs.http, lg))["access_token"]
+
+
+async def _counts(s: Any) -> list[int]:
+    async with s.db.read() as conn:
+        return [
+            (await conn.execute(select(func.count()).select_from(t))).scalar_one()
+            for t in (reports, tasks, task_events, outbox_events)
+        ]
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+GRID, VILLAGE, TOWNSHIP = "990101001001001", "990101001001", "990101001"
+
+
+async def test_demo_loop_with_real_clients(org_server: RunningServer) -> None:
+    rs = org_server
+    worker, wlogin, grid_pos, wtok = await _seat(rs, GRID, "grid_worker")
+    chief, clogin, chief_pos, _ = await _seat(rs, VILLAGE, "river_chief")
+    reporter_ws = await Client.connect(rs.ws, wtok)
+    try:
+        res = await run(rs.http, wlogin, clogin, PASSWORD, say=lambda _m: None)
+        assert res.final["state"] == "closed" and res.final["owner_position_id"] == chief_pos
+        assert [e["action"] for e in res.final["history"]] == ["create", "accept", "resolve", "verify", "close"]
+        # the owner saw all five versions live; the reporter's socket too
+        assert [e["data"]["task"]["version"] for e in res.owner_events] == [1, 2, 3, 4, 5]
+        evs = await reporter_ws.wait_events(5)
+        assert [e["data"]["task"]["version"] for e in evs if e["kind"].startswith("task.")][:5] == [1, 2, 3, 4, 5]
+    finally:
+        await reporter_ws.close()
+    assert res.stats["total"]["tasks"] == 1 and res.stats["total"]["closed"] == 1
+    assert res.stats["total"]["close"]["n"] == 1
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        metrics = (await h.get("/metrics")).text
+    assert 'zzd_task_close_seconds_count{category="river_litter"} 1.0' in metrics
+    assert 'zzd_task_accept_seconds_count{category="river_litter"} 1.0' in metrics
+
+
+async def test_http_errors_are_clear_and_store_nothing(org_server: RunningServer) -> None:
+    rs = org_server
+    _, _, grid_pos, wtok = await _seat(rs, GRID, "grid_worker")
+    _, _, chief_pos, ctok = await _seat(rs, VILLAGE, "river_chief")
+    s = rs.services_obj  # type: ignore[attr-defined]
+    good = {"as_position": grid_pos, "client_msg_id": "x1", "category": "river_litter", "text": "垃圾",
+            "location": {"lat": 28.9, "lon": 118.8}}  # fmt: skip
+    before = await _counts(s)
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        bad: list[tuple[dict[str, Any], int, str]] = [
+            ({**good, "category": "nope"}, 400, "unknown_category"),
+            ({**good, "location": {"lat": 95, "lon": 118.8}}, 400, "invalid_location"),
+            ({**good, "location": {"lat": "28", "lon": 118.8}}, 400, "invalid_frame"),
+            ({**good, "photos": ["a" * 64]}, 400, "unknown_attachment"),  # never uploaded
+            ({**good, "as_position": chief_pos}, 403, "forbidden"),
+            ({**good, "text": ""}, 400, "invalid_text"),
+        ]
+        for body, status, code in bad:
+            r = await h.post("/api/v1/reports", json=body, headers=_auth(wtok))
+            assert (r.status_code, r.json()["error"]["code"]) == (status, code), (body, r.text)
+        assert await _counts(s) == before
+        r = await h.post("/api/v1/reports", json=good, headers=_auth(wtok))
+        assert r.status_code == 201, r.text
+        tid = r.json()["task_id"]
+        again = await h.post("/api/v1/reports", json=good, headers=_auth(wtok))
+        assert again.status_code == 200 and again.json()["task_id"] == tid
+        act = f"/api/v1/tasks/{tid}/actions"
+        r = await h.post(act, json={"as_position": chief_pos, "action": "resolve", "version": 1}, headers=_auth(ctok))
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "invalid_transition")
+        r = await h.post(act, json={"as_position": chief_pos, "action": "accept", "version": 3}, headers=_auth(ctok))
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "stale_version")
+        r = await h.post(act, json={"as_position": grid_pos, "action": "accept", "version": 1}, headers=_auth(wtok))
+        assert r.status_code == 403
+        r = await h.post(act, json={"as_position": chief_pos, "action": "escalate", "version": 1}, headers=_auth(ctok))
+        assert r.status_code == 400
+        r = await h.post(act, json={"as_position": chief_pos, "action": "accept", "version": 1}, headers=_auth(ctok))
+        assert r.status_code == 200 and r.json()["version"] == 2
+        r = await h.post(act, json={"as_position": chief_pos, "action": "accept", "version": 1}, headers=_auth(ctok))
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "stale_version")
+        full = (await h.get(f"/api/v1/tasks/{tid}", headers=_auth(wtok))).json()
+        assert [e["action"] for e in full["history"]] == ["create", "accept"]
+        mine = (await h.get("/api/v1/tasks", headers=_auth(ctok))).json()["tasks"]
+        assert mine[0]["task_id"] == tid and all(t["owner_position_id"] == chief_pos for t in mine)
+
+
+async def test_operator_edits_routing_and_photos_are_private(org_server: RunningServer) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    await s.persons.create("运维", login="ops", password_hash=FAST_PASSWORDS.hash_sync(PASSWORD))
+    ops_tok = (await login(rs.http, "ops"))["access_token"]
+    _, _, grid_pos, wtok = await _seat(rs, GRID, "grid_worker")
+    _, _, director_pos, dtok = await _seat(rs, VILLAGE, "village_director")
+    _, _, _, other_tok = await _seat(rs, "990101001002001", "grid_worker")
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        # a worker may not edit categories
+        rule = {"name": "河道垃圾", "accept_within": 60, "resolve_within": 600, "escalation": "head_above",
+                "ding": False, "route_role": "village_director", "route_level": "village"}  # fmt: skip
+        r = await h.put("/api/v1/tasks/categories/river_litter", json=rule, headers=_auth(wtok))
+        assert r.status_code == 403
+        r = await h.put(
+            "/api/v1/tasks/categories/river_litter", json={**rule, "escalation": "up"}, headers=_auth(ops_tok)
+        )
+        assert (r.status_code, r.json()["error"]["data"]["field"]) == (400, "escalation")
+        r = await h.put("/api/v1/tasks/categories/river_litter", json=rule, headers=_auth(ops_tok))
+        assert r.status_code == 200, r.text
+        cats = (await h.get("/api/v1/tasks/categories", headers=_auth(wtok))).json()["categories"]
+        assert next(c for c in cats if c["key"] == "river_litter")["route_role"] == "village_director"
+        data = png(7)
+        digest = hashlib.sha256(data).hexdigest()
+        up = await h.post("/api/v1/uploads", content=data,
+                          headers={**_auth(wtok), "Content-Type": "image/png", "X-Content-SHA256": digest})  # fmt: skip
+        assert up.status_code in (200, 201), up.text
+        body = {"as_position": grid_pos, "client_msg_id": "p1", "category": "river_litter", "text": "垃圾",
+                "location": {"lat": 28.9, "lon": 118.8}, "photos": [digest]}  # fmt: skip
+        r = await h.post("/api/v1/reports", json=body, headers=_auth(wtok))
+        assert r.status_code == 201, r.text
+        task = (await h.get(f"/api/v1/tasks/{r.json()['task_id']}", headers=_auth(dtok))).json()
+        assert task["owner_position_id"] == director_pos  # routed by the edited rule
+        assert (await h.get(f"/api/v1/uploads/{digest}", headers=_auth(dtok))).status_code == 200
+        assert (await h.get(f"/api/v1/uploads/{digest}", headers=_auth(other_tok))).status_code in (403, 404)
+        assert (await h.get(f"/api/v1/reports/{r.json()['report_id']}", headers=_auth(other_tok))).status_code == 404

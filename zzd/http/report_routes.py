@@ -1,0 +1,68 @@
+"""``/api/v1/reports``: a grid worker files a report (category, text, photos, GPS point); read it back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from messaging.tasks.reports import Filing
+from zzd.http.common import authenticate, json_body, ok, services_of
+
+__all__ = ["bodies", "routes"]
+
+Id = Annotated[int, Field(ge=1, le=2**53)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Location(_Body):
+    #: WGS-84 degrees; range-checked by the domain (``invalid_location``).
+    lat: float | int
+    lon: float | int
+
+
+class NewReport(_Body):
+    #: The grid-level position filing the report; the grid is taken from it.
+    as_position: Id
+    client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    category: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    text: Annotated[str, StringConstraints(max_length=5000)]
+    location: Location
+    #: sha256 hex digests of photos uploaded first (POST /api/v1/uploads).
+    photos: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=9
+    )
+    #: The grid cannot handle it: route one level up at once.
+    beyond_capacity: bool = False
+
+
+async def file_report(request: Request) -> JSONResponse:
+    """File a report: acknowledged after the report and its task commit (201; 200 for a retry)."""
+    s = services_of(request)
+    claims = await authenticate(request)
+    b = await json_body(request, NewReport)
+    filing = Filing(b.client_msg_id, b.category, b.text, b.location.lat, b.location.lon, b.photos, b.beyond_capacity)
+    report, duplicate = await s.reports.file(claims.person_id, b.as_position, filing)
+    return ok(report, status=200 if duplicate else 201)
+
+
+async def get_report(request: Request) -> JSONResponse:
+    s = services_of(request)
+    claims = await authenticate(request)
+    return ok(await s.reports.get(claims.person_id, int(request.path_params["report_id"])))
+
+
+routes = [
+    Route("/api/v1/reports", file_report, methods=["POST"]),
+    Route("/api/v1/reports/{report_id:int}", get_report, methods=["GET"]),
+]
+
+#: Request body models, for the OpenAPI document.
+bodies: dict[Callable[..., Any], type[BaseModel]] = {file_report: NewReport}

@@ -1,0 +1,177 @@
+"""``/api/v1/tasks``: create (to a selector, for a notice), act with a version, read, list, stats, categories.
+
+Each transition names the task ``version`` the client saw; a stale one is a
+409 ``stale_version`` and the client reloads. Errors are the domain's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from messaging.tasks.categories import validate_category
+from messaging.tasks.lifecycle import CLIENT_ACTIONS, Action
+from messaging.tasks.stats import unit_stats
+from org_tree.errors import BadRequest, Forbidden
+from org_tree.jurisdiction import access_unit
+from org_tree.selectors import parse_selector
+from zzd.http.actors import current_actor
+from zzd.http.common import authenticate, json_body, json_object, ok, services_of
+from zzd.http.params import int_param, str_param, unit_ref
+
+__all__ = ["bodies", "routes"]
+
+Id = Annotated[int, Field(ge=1, le=2**53)]
+Digest = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+CategoryKey = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NewTasks(_Body):
+    as_position: Id
+    selector: dict[str, Any] | Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    #: false: one task per addressed position; true: one task any of them may accept.
+    shared: bool = False
+    category: CategoryKey = "general"
+    title: Annotated[str, StringConstraints(max_length=200)]
+    body: Annotated[str, StringConstraints(max_length=10_000)] = ""
+    client_msg_id: ClientId
+    attachments: list[Digest] = Field(default_factory=list, max_length=9)
+
+
+class NoticeTasks(_Body):
+    category: CategoryKey = "general"
+    client_msg_id: ClientId
+    title: Annotated[str, StringConstraints(max_length=200)] | None = None
+    shared: bool = False
+
+
+class TaskAction(_Body):
+    as_position: Id
+    action: Literal["accept", "start", "resolve", "verify", "close", "return", "reject", "reassign", "cancel",
+                    "comment"]  # fmt: skip
+    #: The task version the client last saw (409 ``stale_version`` if it moved on).
+    version: Annotated[int, Field(ge=1, le=2**31)]
+    comment: Annotated[str, StringConstraints(max_length=2000)] = ""
+    attachments: list[Digest] = Field(default_factory=list, max_length=9)
+    #: For ``reassign``: the new owner position (within the actor's jurisdiction).
+    to_position: Id | None = None
+
+
+async def create(request: Request) -> JSONResponse:
+    """Tasks to the positions a selector names; acknowledged after they commit."""
+    s = services_of(request)
+    claims = await authenticate(request)
+    b = await json_body(request, NewTasks)
+    made = await s.tasks.create(
+        claims.person_id, b.as_position, selector=parse_selector(b.selector), shared=b.shared,
+        category=b.category, title=b.title, body=b.body, client_msg_id=b.client_msg_id, attachments=b.attachments,
+    )  # fmt: skip
+    return ok({"tasks": [t.summary() for t in made]}, status=201)
+
+
+async def from_notice(request: Request) -> JSONResponse:
+    """Tasks for every position a notice addressed (the notice's sender side only)."""
+    s = services_of(request)
+    claims = await authenticate(request)
+    b = await json_body(request, NoticeTasks)
+    made = await s.tasks.create_for_notice(
+        claims.person_id, int(request.path_params["notice_id"]), category=b.category,
+        client_msg_id=b.client_msg_id, title=b.title, shared=b.shared,
+    )  # fmt: skip
+    return ok({"tasks": [t.summary() for t in made]}, status=201)
+
+
+async def get(request: Request) -> JSONResponse:
+    s, actor = await current_actor(request)
+    return ok(await s.tasks.get(actor.person_id, int(request.path_params["task_id"]), is_admin=actor.is_admin))
+
+
+async def act(request: Request) -> JSONResponse:
+    s = services_of(request)
+    claims = await authenticate(request)
+    b = await json_body(request, TaskAction)
+    action = Action(b.action)
+    assert action in CLIENT_ACTIONS
+    t = await s.tasks.act(
+        claims.person_id, b.as_position, int(request.path_params["task_id"]), action, b.version,
+        comment=b.comment, attachments=b.attachments, to_position=b.to_position,
+    )  # fmt: skip
+    return ok(t.summary())
+
+
+async def list_tasks(request: Request) -> JSONResponse:
+    """Tasks the caller's positions own or are offered (``side=owner``), or created (``side=creator``)."""
+    s, actor = await current_actor(request)
+    side = str_param(request, "side", max_len=8) or "owner"
+    state = str_param(request, "state", max_len=16)
+    limit = int_param(request, "limit", 50, 1, 200)
+    return ok({"tasks": await s.tasks.list_for(actor.position_ids, side=side, state=state, limit=limit)})
+
+
+async def stats(request: Request) -> JSONResponse:
+    """p50/p90 seconds to accept, resolve and close under ``unit`` (per category and child unit)."""
+    s, actor = await current_actor(request)
+    raw = str_param(request, "unit", max_len=32)
+    if not raw:
+        raise BadRequest("unit is required", data={"field": "unit"})
+    index = s.org_index.index
+    u = access_unit(index, actor, unit_ref(raw), private=True)
+    category = str_param(request, "category", max_len=32)
+    since_raw = str_param(request, "since", max_len=40)
+    since = None
+    if since_raw:
+        try:
+            since = datetime.fromisoformat(since_raw)
+        except ValueError as exc:
+            raise BadRequest("since must be ISO 8601 with a time zone", data={"field": "since"}) from exc
+        if since.tzinfo is None:
+            raise BadRequest("since must carry a time zone", data={"field": "since"})
+    async with s.db.read() as conn:
+        return ok(await unit_stats(conn, index, u, category=category, since=since))
+
+
+async def list_categories(request: Request) -> JSONResponse:
+    s = services_of(request)
+    await authenticate(request)
+    return ok({"categories": [c.to_dict() for c in await s.tasks.categories()]})
+
+
+async def put_category(request: Request) -> JSONResponse:
+    """Create or replace a category's deadlines, escalation and routing (operators: ZZD_ADMIN_LOGINS)."""
+    s, actor = await current_actor(request)
+    if not actor.is_admin:
+        raise Forbidden("only administrators edit task categories")
+    raw = await json_object(request)
+    key = str(request.path_params["key"])
+    if raw.get("key", key) != key:
+        raise BadRequest("the body's key differs from the URL's", data={"field": "key"})
+    cat = validate_category({**raw, "key": key})
+    if cat.route_role is not None:
+        s.org_index.index.role_id(cat.route_role)  # NotFound for a role the tree does not know
+    return ok((await s.tasks.put_category(cat)).to_dict())
+
+
+routes = [
+    Route("/api/v1/tasks", create, methods=["POST"]),
+    Route("/api/v1/tasks", list_tasks, methods=["GET"]),
+    Route("/api/v1/tasks/stats", stats, methods=["GET"]),
+    Route("/api/v1/tasks/categories", list_categories, methods=["GET"]),
+    Route("/api/v1/tasks/categories/{key:str}", put_category, methods=["PUT"]),
+    Route("/api/v1/tasks/{task_id:int}", get, methods=["GET"]),
+    Route("/api/v1/tasks/{task_id:int}/actions", act, methods=["POST"]),
+    Route("/api/v1/notices/{notice_id:int}/tasks", from_notice, methods=["POST"]),
+]
+
+#: Request body models, for the OpenAPI document.
+bodies: dict[Callable[..., Any], type[BaseModel]] = {create: NewTasks, from_notice: NoticeTasks, act: TaskAction}
