@@ -1,0 +1,194 @@
+"""Deadline escalation survives ``kill -9`` of the process holding the claim (issue 6, reliability).
+
+Two real ``zzd serve`` processes on PostgreSQL + Redis. Every task's accept
+deadline passes; the test holds the task rows locked so both processes are
+caught mid-escalation *holding claims*, kills the first with SIGKILL, then
+lets go. The survivor takes the dead process's timers over once their lease
+expires. Afterwards each task has exactly one escalation, and every involved
+person's stream carries each task event exactly once, gap-free (history
+checker, after dedupe by seq).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from messaging.schema import person_events
+from messaging.tasks.categories import load_catalog, put_category, seed_categories, validate_category
+from messaging.tasks.schema import task_events, task_timers, tasks
+from org_tree.clock import SystemClock
+from org_tree.db.database import Database
+from org_tree.importer import import_divisions
+from org_tree.index import OrgIndex
+from tests.client import Client
+from tests.conftest import temp_pg_database
+from tests.history import History
+from tests.notices.conftest import write_divisions
+from tests.procs import zzd_processes
+from tests.services import PG_HOST, PG_PORT, PG_USER, pg_url
+from tests.test_notice_node_kill_s8 import _mint
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+REPORTS = 12
+
+
+@pytest.fixture
+def fresh_pg() -> Iterator[str]:
+    with temp_pg_database("zzd_esc") as name:
+        yield name
+
+
+async def _prepare(url: str, tmp: Path) -> tuple[int, int, int, int, int]:
+    """Tree and people; a fast river_litter rule. Returns worker, grid position, old and new chief, new position."""
+    from org_tree.synthetic import generate_people
+
+    db = Database(url)
+    try:
+        await import_divisions(db, write_divisions(tmp / "div", townships=2, villages=3), grids_per_village=2)
+        await generate_people(db, seed=5, vacancy_rate=0.0)
+        idx = await OrgIndex.load(db)
+        now = SystemClock().now()
+        rule = next(c for c in load_catalog() if c.key == "river_litter").to_dict()
+        fast = validate_category({**rule, "accept_within": 3, "max_escalations": 1, "ding": False})
+        async with db.write() as conn:
+            await seed_categories(conn, load_catalog(), now)
+            await put_category(conn, fast, now)
+        worker_role, chief_role = idx.role_id("grid_worker"), idx.role_id("river_chief")
+        grid_k = next(k for k in range(len(idx.p_id)) if idx.p_role[k] == worker_role)
+        grid_u = idx.p_unit[grid_k]
+        village, township = idx.u_parent[grid_u], idx.u_parent[idx.u_parent[grid_u]]
+
+        def chief_in(u: int) -> int:
+            return next(int(k) for k in idx.unit_slots(u) if idx.p_role[k] == chief_role)
+
+        old_k, new_k = chief_in(village), chief_in(township)
+        return (
+            idx.primary_holders(grid_k)[0], int(idx.p_id[grid_k]), idx.primary_holders(old_k)[0],
+            idx.primary_holders(new_k)[0], int(idx.p_id[new_k]),
+        )  # fmt: skip
+    finally:
+        await db.dispose()
+
+
+def _node_id(log: list[str]) -> str:
+    for line in log:
+        m = re.search(r"zzd node (\S+) ready", line)
+        if m:
+            return m.group(1)
+    raise AssertionError("node id not logged:\n" + "\n".join(log[-20:]))
+
+
+async def _poll(db: Database, query: object, want: object, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        async with db.read() as conn:
+            got = (await conn.execute(query)).scalar_one()  # type: ignore[call-overload]
+        if (got >= want) if isinstance(want, int) else got == want:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (have {got})")
+        await asyncio.sleep(0.05)
+
+
+async def test_kill_9_mid_escalation_survivor_takes_over_exactly_once(fresh_pg: str, tmp_path: Path) -> None:
+    url = pg_url(fresh_pg)
+    worker, grid_pos, old_chief, new_chief, new_pos = await _prepare(url, tmp_path)
+    people = [worker, old_chief, new_chief]
+    db = Database(url)
+    locker: asyncpg.Connection | None = None
+    try:
+        async with zzd_processes(
+            url,
+            "redis://127.0.0.1:6379/0",
+            2,
+            ZZD_TASK_TIMER_LEASE="2",
+            ZZD_BACKGROUND_INTERVAL="0.1",
+            ZZD_TASK_TIMER_BATCH="4",
+        ) as (a, b):
+            node_a = _node_id(a.log)
+            toks = await _mint(db, people)
+            clients = {p: await Client.connect(b.ws, toks[p]) for p in people}
+            hdr = {"Authorization": f"Bearer {toks[worker]}"}
+            async with httpx.AsyncClient(base_url=b.http, timeout=30) as h:
+                for i in range(REPORTS):
+                    body = {"as_position": grid_pos, "client_msg_id": f"k{i}", "category": "river_litter",
+                            "text": f"垃圾{i}", "location": {"lat": 28.9, "lon": 118.8}}  # fmt: skip
+                    r = await h.post("/api/v1/reports", json=body, headers=hdr)
+                    assert r.status_code == 201, r.text
+            # Hold every task row: escalations block after their claim committed.
+            locker = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=fresh_pg)
+            tr = locker.transaction()
+            await tr.start()
+            await locker.execute("SELECT id FROM tasks FOR UPDATE")
+            held_by_a = (
+                select(func.count())
+                .select_from(task_timers)
+                .where(task_timers.c.done_at.is_(None), task_timers.c.claimed_by.like(f"{node_a}:%"))
+            )
+            await _poll(db, held_by_a, 1, 20, "process A to claim timers")
+            a.proc.kill()  # SIGKILL while it holds claims
+            await a.proc.wait()
+            await tr.rollback()
+            await locker.close()
+            locker = None
+            escalations = select(func.count()).select_from(task_events).where(task_events.c.action == "escalate")
+            await _poll(db, escalations, REPORTS, 30, "every task to escalate")
+            for p, c in clients.items():  # created + escalated per task; the new owner joins at escalation
+                await c.wait_events(REPORTS if p == new_chief else REPORTS * 2, timeout=15)
+            # a second look: nothing more arrives, nothing escalates twice
+            await _poll(db, select(func.count()).select_from(task_timers).where(task_timers.c.done_at.is_(None)),
+                        0, 15, "the level-1 timers to finish at the top")  # fmt: skip
+
+        async with db.read() as conn:
+            per_task = Counter(
+                int(t)
+                for (t,) in await conn.execute(select(task_events.c.task_id).where(task_events.c.action == "escalate"))
+            )
+            owners = {int(o) for (o,) in await conn.execute(select(tasks.c.owner_position_id))}
+            taken_over = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(task_timers)
+                    .where(task_timers.c.outcome == "escalated", task_timers.c.attempts >= 2)
+                )
+            ).scalar_one()
+            stored = [
+                (int(p), r.kind, json.loads(r.payload))
+                for p, r in (
+                    (row.person_id, row)
+                    for row in await conn.execute(select(person_events).where(person_events.c.person_id.in_(people)))
+                )
+            ]
+        assert len(per_task) == REPORTS and set(per_task.values()) == {1}
+        assert owners == {new_pos}
+        assert taken_over >= 1, "no timer was taken over from the killed process"
+        # Stored streams: each (person, task, version) exactly once.
+        keys = Counter((p, d["task"]["task_id"], d["task"]["version"]) for p, k, d in stored if k.startswith("task."))
+        assert set(keys.values()) == {1}
+        assert {k for k in keys if k[2] == 2} == {(p, t, 2) for p in people for t in per_task}
+        # Live deliveries after dedupe by seq: gap-free, each task event once.
+        hist = History()
+        for p, c in clients.items():
+            hist.deliver_events(p, c.events)
+            by_seq = {e["seq"]: e for e in c.events if e["kind"].startswith("task.")}
+            seen = Counter((e["data"]["task"]["task_id"], e["data"]["task"]["version"]) for e in by_seq.values())
+            assert set(seen.values()) == {1}
+            assert {t for t, v in seen if v == 2} == set(per_task)
+            await c.close()
+        hist.check()
+    finally:
+        if locker is not None:
+            await locker.close()
+        await db.dispose()
