@@ -24,11 +24,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from messaging.notices.schema import notice_receipts
 from messaging.tasks.schema import outbox_events
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OutboxEvent", "mark_published", "read_unpublished", "record"]
+__all__ = ["OutboxEvent", "mark_published", "read_unpublished", "record", "record_notice_acks"]
 
 AGGREGATES = ("report", "task", "notice")
 
@@ -65,19 +66,60 @@ async def record(
     """
     if aggregate not in AGGREGATES:
         raise ValueError(f"unknown aggregate {aggregate!r}")
-    event_id = str(uuid.uuid4())
-    await conn.execute(
-        outbox_events.insert().values(
-            event_id=event_id,
-            type=type,
-            aggregate=aggregate,
-            aggregate_id=aggregate_id,
-            payload=json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
-            created_at=now or datetime.now(UTC),
-            published_at=None,
-        )
+    row = _row(type, aggregate, aggregate_id, payload, now or datetime.now(UTC))
+    await conn.execute(outbox_events.insert().values(**row))
+    return str(row["event_id"])
+
+
+def _row(type_: str, aggregate: str, aggregate_id: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "type": type_,
+        "aggregate": aggregate,
+        "aggregate_id": aggregate_id,
+        "payload": json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
+        "created_at": now,
+        "published_at": None,
+    }
+
+
+async def record_notice_acks(conn: AsyncConnection, receipt_ids: Sequence[int], now: datetime) -> int:
+    """One ``notice.acknowledged`` event per receipt of ``receipt_ids`` acknowledged at ``now``.
+
+    Call inside the receipt writer's transaction, after it saved the batch
+    (``messaging/notices/receipts.py``): receipts read or delivered only, and
+    receipts acknowledged before, are skipped, so a repeated acknowledgement
+    records nothing. Returns the number of events written (one statement).
+    """
+    if not receipt_ids:
+        return 0
+    r = notice_receipts
+    rows = await conn.execute(
+        select(r.c.id, r.c.notice_id, r.c.person_id, r.c.position_id, r.c.via_position_id, r.c.reply)
+        .where(r.c.id.in_(list(receipt_ids)), r.c.acked_at == now)
+        .order_by(r.c.id)
     )
-    return event_id
+    events = [
+        _row(
+            "notice.acknowledged",
+            "notice",
+            int(nid),
+            {
+                "notice_id": int(nid),
+                "receipt_id": int(rid),
+                "person_id": int(person),
+                "position_id": int(pos),
+                "via_position_id": int(via),
+                "reply": reply,
+                "acked_at": now.isoformat().replace("+00:00", "Z"),
+            },
+            now,
+        )  # fmt: skip
+        for rid, nid, person, pos, via, reply in rows
+    ]
+    if events:
+        await conn.execute(outbox_events.insert(), events)
+    return len(events)
 
 
 async def read_unpublished(conn: AsyncConnection, *, after: int = 0, limit: int = 500) -> list[OutboxEvent]:

@@ -1,0 +1,80 @@
+"""Tasks from a notice that asks for action, and ``notice.acknowledged`` outbox events, on both backends."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from messaging.notices import LoggingNotifier, NoticeService
+from messaging.notices.model import validate_compose
+from messaging.notices.schema import notice_receipts
+from messaging.outbox import read_unpublished, record_notice_acks
+from messaging.tasks.lifecycle import Action
+from org_tree.errors import NotFound
+from tests.tasks.conftest import TaskWorld
+
+
+def _notices(w: TaskWorld) -> NoticeService:
+    return NoticeService(w.db, w.events, w.clock, w.notified.append, lambda: w.index, LoggingNotifier())
+
+
+async def _send(w: TaskWorld) -> tuple[int, int, int, list[int]]:
+    """A township head asks its villages' river chiefs to act; returns head, head position, notice, positions."""
+    township = w.index.unit("990101001")
+    head, head_pos = next((p, pos) for p, pos in w.held("township_head") if w.unit_of(pos) == township)
+    compose = validate_compose(
+        client_msg_id="n1", title="清理河道", body="本周内清理辖区河道垃圾", selector="河长@990101001/**",
+        ack_required=True,
+    )  # fmt: skip
+    sent = await _notices(w).send(head, head_pos, compose)
+    async with w.db.read() as conn:
+        rows = await conn.execute(
+            select(notice_receipts.c.position_id).where(notice_receipts.c.notice_id == sent.notice_id).distinct()
+        )
+        positions = sorted(int(r[0]) for r in rows)
+    return head, head_pos, sent.notice_id, positions
+
+
+async def test_tasks_for_a_notices_addressed_positions(tw: TaskWorld) -> None:
+    w = tw
+    head, head_pos, nid, positions = await _send(w)
+    made = await w.tasks.create_for_notice(head, nid, client_msg_id="t1")
+    assert sorted(t.owner_position_id for t in made) == positions
+    assert all(t.source == "notice" and t.source_id == nid and t.title == "清理河道" for t in made)
+    assert all(t.creator_position_id == head_pos for t in made)
+    again = await w.tasks.create_for_notice(head, nid, client_msg_id="t1")
+    assert sorted(t.id for t in again) == sorted(t.id for t in made)
+    # a recipient is not the sender side: it may not turn the notice into tasks
+    owner = w.holder(positions[0])
+    with pytest.raises(NotFound):
+        await w.tasks.create_for_notice(owner, nid, client_msg_id="t2")
+    t = await w.tasks.act(owner, positions[0], made[0].id, Action.ACCEPT, 1)
+    assert t.state == "accepted"
+
+
+async def test_notice_acknowledgements_become_outbox_events_once(tw: TaskWorld) -> None:
+    w = tw
+    _, _, nid, positions = await _send(w)
+    svc = _notices(w)
+    person = w.holder(positions[0])
+    await svc.acknowledge(person, nid, reply="收到")
+    # the receipt writer's one added line, run the way it runs: inside a write transaction after saving
+    async with w.db.write() as conn:
+        ids = [
+            int(r[0])
+            for r in await conn.execute(
+                select(notice_receipts.c.id).where(
+                    notice_receipts.c.notice_id == nid, notice_receipts.c.person_id == person
+                )
+            )
+        ]
+        acked_at = (
+            await conn.execute(select(notice_receipts.c.acked_at).where(notice_receipts.c.id == ids[0]))
+        ).scalar_one()
+        assert await record_notice_acks(conn, ids, acked_at) == len(ids)
+        w.clock.advance(5)
+        assert await record_notice_acks(conn, ids, w.clock.now()) == 0  # a later, repeated ack: nothing
+    async with w.db.read() as conn:
+        evs = [e for e in await read_unpublished(conn) if e.type == "notice.acknowledged"]
+    assert len(evs) == len(ids) and {e.aggregate_id for e in evs} == {nid}
+    assert evs[0].payload["reply"] == "收到" and evs[0].payload["person_id"] == person
