@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**3)
     #: Uploads one person may start per minute (per process) before ``rate_limited``.
     upload_rate_per_minute: int = Field(default=60, ge=1)
+    #: Seconds an upload may go without a byte arriving before it is abandoned (408).
+    upload_idle_timeout: float = Field(default=60.0, gt=0)
     #: Database pool size per process.
     db_pool_size: int = Field(default=20, ge=1)
     log_level: str = "info"

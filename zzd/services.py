@@ -112,7 +112,11 @@ class Services:
 
         holder = OrgIndexHolder(db)
         attachments = AttachmentService(
-            db, LocalDiskStore(settings.upload_path()), clock, max_bytes=settings.upload_max_bytes
+            db,
+            LocalDiskStore(settings.upload_path()),
+            clock,
+            max_bytes=settings.upload_max_bytes,
+            idle_timeout=settings.upload_idle_timeout,
         )
         notifier = _notifier(settings)
         notice_config = NoticeConfig(

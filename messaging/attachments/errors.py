@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from org_tree.errors import BadRequest, ErrorCode, ZzdError
 
-__all__ = ["ChecksumMismatch", "IncompleteUpload", "LengthRequired", "TooLarge", "UnsupportedType"]
+__all__ = ["ChecksumMismatch", "IncompleteUpload", "LengthRequired", "TooLarge", "UnsupportedType", "UploadStalled"]
 
 
 class TooLarge(ZzdError):
@@ -28,3 +28,11 @@ class ChecksumMismatch(BadRequest):
 
 class IncompleteUpload(BadRequest):
     default_code = ErrorCode.INCOMPLETE_UPLOAD
+
+
+class UploadStalled(ZzdError):
+    """The client stopped sending mid-body; it may simply upload again."""
+
+    http_status = 408
+    default_code = ErrorCode.INCOMPLETE_UPLOAD
+    retryable = True

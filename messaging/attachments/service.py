@@ -22,7 +22,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from messaging.attachments.errors import ChecksumMismatch, IncompleteUpload, TooLarge, UnsupportedType
+from messaging.attachments.errors import (
+    ChecksumMismatch,
+    IncompleteUpload,
+    TooLarge,
+    UnsupportedType,
+    UploadStalled,
+)
 from messaging.attachments.schema import attachment_links, attachments
 from messaging.attachments.sniff import SNIFF_BYTES, sniff
 from messaging.attachments.store import BlobReader, BlobStore, is_digest
@@ -42,6 +48,8 @@ UPLOADER = "uploader"
 #: Most files one ref may link (a report's photos, a transition's evidence).
 MAX_LINKS_PER_REF = 20
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+#: Generous for a village's mobile link (a 64 KiB chunk at 20 kbit/s takes ~26 s).
+DEFAULT_IDLE_TIMEOUT = 60.0
 
 CanSee = Callable[[int, int], Awaitable[bool]]
 
@@ -77,16 +85,29 @@ class Download:
 class _Checked:
     """Passes the upload through while enforcing the size cap and sniffing the type from the first bytes."""
 
-    def __init__(self, chunks: AsyncIterable[bytes], limit: int, max_bytes: int) -> None:
+    def __init__(self, chunks: AsyncIterable[bytes], limit: int, max_bytes: int, idle_timeout: float) -> None:
         self._chunks = chunks
         self._limit = limit
         self._max_bytes = max_bytes
+        self._idle_timeout = idle_timeout
         self.size = 0
         self.content_type: str | None = None
         self._head = b""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._chunks:
+        source = aiter(self._chunks)
+        while True:
+            try:
+                # A client that stops sending but keeps the connection open would
+                # otherwise hold its temp file and a request slot for ever.
+                chunk = await asyncio.wait_for(anext(source), self._idle_timeout)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise UploadStalled(
+                    f"no data for {self._idle_timeout:g} s; upload abandoned",
+                    data={"received": self.size},
+                ) from None
             if not chunk:
                 continue
             self.size += len(chunk)
@@ -119,13 +140,23 @@ class AttachmentService:
         store: where the bytes live.
         clock: stamps ``created_at``.
         max_bytes: largest accepted upload.
+        idle_timeout: seconds an upload may go without receiving a byte.
     """
 
-    def __init__(self, db: Database, store: BlobStore, clock: Clock, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: BlobStore,
+        clock: Clock,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
         self.db = db
         self.store = store
         self.clock = clock
         self.max_bytes = max_bytes
+        self.idle_timeout = idle_timeout
         self._visibility: dict[str, CanSee] = {}
         self._rows: Batcher[_Row, bool] = Batcher(self._record_batch, name="attachment-rows")
 
@@ -146,11 +177,11 @@ class AttachmentService:
                 ``IncompleteUpload`` when fewer bytes than ``length`` arrived.
             TooLarge: over ``max_bytes`` (declared or actual).
             UnsupportedType: the bytes are not an accepted image.
+            UploadStalled: no byte arrived for ``idle_timeout`` seconds.
         """
         expected = self.check_declared(sha256, length)
-        checked = _Checked(
-            chunks, min(length, self.max_bytes) if length is not None else self.max_bytes, self.max_bytes
-        )
+        limit = min(length, self.max_bytes) if length is not None else self.max_bytes
+        checked = _Checked(chunks, limit, self.max_bytes, self.idle_timeout)
 
         def verify(digest: str, size: int) -> None:
             if length is not None and size != length:

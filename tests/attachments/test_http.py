@@ -218,3 +218,22 @@ async def test_openapi_describes_the_raw_upload_body(up_server: RunningServer) -
     assert [p["name"] for p in post["parameters"]] == ["X-Content-SHA256"]
     assert post["security"] == [{"bearer": []}]
     assert "get" in doc["paths"][URL + "/{digest}"]
+
+
+async def test_a_client_that_stops_sending_gets_408_and_nothing_is_kept(db_url: str, tmp_path: Path) -> None:
+    root = tmp_path / "up"
+    server, task = await start_server(make_settings(db_url, upload_dir=root, upload_idle_timeout=0.3))
+    try:
+        _, auth = await _person(server)
+        data = image()
+        reader, writer = await _raw(server, _head(auth, data, len(data)), data[:7000])
+        try:
+            status = await asyncio.wait_for(reader.readline(), 10)  # the connection stays open, silent
+            assert status.startswith(b"HTTP/1.1 408"), status
+        finally:
+            writer.close()
+        assert stored_files(root) == []
+        assert not await _exists_digest(server, sha(data))
+    finally:
+        server.server.should_exit = True
+        await task

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
-from messaging.attachments.errors import ChecksumMismatch, IncompleteUpload, TooLarge, UnsupportedType
+from messaging.attachments.errors import ChecksumMismatch, IncompleteUpload, TooLarge, UnsupportedType, UploadStalled
 from org_tree.errors import BadRequest, ErrorCode, NotFound, ZzdError
 from tests.attachments.conftest import (
     HEIC_HEAD,
@@ -229,3 +230,20 @@ async def test_link_refuses_too_many_and_the_reserved_kind(env: Env) -> None:
             await env.svc.link(conn, [f"{i:064x}" for i in range(21)], person_id=a, ref_kind="report", ref_id=1)
         with pytest.raises(ValueError, match="uploader"):
             await env.svc.link(conn, [digest], person_id=a, ref_kind="uploader", ref_id=2)
+
+
+async def test_a_stalled_upload_is_abandoned_and_stores_nothing(env: Env) -> None:
+    env.svc.idle_timeout = 0.2
+    never = asyncio.Event()
+    data = image()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield data[:5000]
+        await never.wait()  # the client keeps the connection open and sends nothing more
+        yield data[5000:]
+
+    err = await _assert_refused(
+        env, UploadStalled, ErrorCode.INCOMPLETE_UPLOAD, chunks=stalls(), sha256=sha(data), length=len(data)
+    )
+    assert err.http_status == 408 and err.data == {"received": 5000}
+    assert await env.rows(sha(data)) == (0, 0)
