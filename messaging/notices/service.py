@@ -13,6 +13,8 @@ recipients. Anyone else gets ``NotFound``, the same as for a missing notice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -25,12 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
-from messaging.events import EventLog
+from messaging.events import EventLog, paused_gc
 from messaging.notices.fanout import (
     RECEIPT_COLUMNS,
     NoticeHead,
     build_receipts,
-    notice_events,
+    notice_payloads,
     shared_event,
 )
 from messaging.notices.handover import unread_transfer_events
@@ -174,17 +176,31 @@ class NoticeService:
         index = self._index()
         audience = self._resolve(index, actor_person_id, actor_position_id, compose.selector)
         groups: list[EventGroup] = []
+        # The recipients' missing event streams are created in a transaction of
+        # their own (EventLog.ensure_streams says why). On PostgreSQL that runs on
+        # a second connection while the send transaction writes the receipts; the
+        # events are appended once it has committed. SQLite has a single writer,
+        # so there append_bulk creates them itself.
+        streams: asyncio.Task[int] | None = None
+        if not self._db.is_sqlite:
+            streams = asyncio.create_task(with_db_retry(lambda: self._events.ensure_streams(audience.person_ids)))
 
         async def txn() -> SendResult:
             groups.clear()
             now = self._clock.now()
             async with self._db.write() as conn:
                 result = await self._write_notice(
-                    conn, index, audience, actor_person_id, actor_position_id, compose, now, groups
+                    conn, index, audience, actor_person_id, actor_position_id, compose, now, groups, streams
                 )
             return result
 
-        result = await with_db_retry(txn)
+        try:
+            result = await with_db_retry(txn)
+        finally:
+            if streams is not None and not streams.done():
+                streams.cancel()
+                with contextlib.suppress(BaseException):
+                    await streams
         if groups:
             self._notify(groups)
         return result
@@ -210,6 +226,7 @@ class NoticeService:
         c: Compose,
         now: datetime,
         groups: list[EventGroup],
+        streams: asyncio.Task[int] | None,
     ) -> SendResult:
         stmt = (
             insert_ignore(conn, notices, ["sender_person_id", "client_msg_id"])
@@ -244,7 +261,13 @@ class NoticeService:
             ).one()
             return _stored(row)
         notice_id = int(notice_id)
-        rows, labels = build_receipts(index, audience, notice_id)
+        with paused_gc():
+            rows, labels = build_receipts(index, audience, notice_id)
+            payloads = notice_payloads(
+                NoticeHead(notice_id, c.title, c.priority, c.ack_required, c.deadline, now, sender, sender_position),
+                labels,
+                index,
+            )
         await bulk_insert(conn, notice_receipts, RECEIPT_COLUMNS, rows)
         await conn.execute(update(notices).where(notices.c.id == notice_id).values(receipt_count=len(rows)))
         if c.priority == "urgent" and rows:
@@ -255,8 +278,9 @@ class NoticeService:
                     for i, (delay, action) in enumerate(self.config.ding.steps)
                 ],
             )
-        head = NoticeHead(notice_id, c.title, c.priority, c.ack_required, c.deadline, now, sender, sender_position)
-        groups.extend(await self._events.append(conn, notice_events("notice.new", head, labels, index), now))
+        if streams is not None:
+            await asyncio.shield(streams)  # shielded: a retried transaction awaits the same task
+        groups.extend(await self._events.append_bulk(conn, "notice.new", payloads, now))
         return SendResult(
             notice_id, now, False, len(audience.positions), len(audience.persons), len(rows), len(audience.unfilled)
         )
