@@ -3,30 +3,30 @@
 Why batched: 10,000 recipients opening a notice within seconds must not cost
 10,000 commits (an fsync each on SQLite with ``synchronous=FULL``). Concurrent
 calls are queued (``messaging.batching.Batcher``) and applied in one
-transaction per batch: one read of the affected receipts (locked ``FOR UPDATE``
-on PostgreSQL, in id order, so concurrent processes neither lose a reply nor
-deadlock), the new states computed in memory, one executemany of the changed
-rows. Each column only goes from NULL to a time, so repeats change nothing.
+transaction per batch: one read of the affected receipts per notice (locked
+``FOR UPDATE`` on PostgreSQL, in id order, so concurrent processes neither lose
+a reply nor deadlock), the new states computed in memory, one set-based UPDATE
+(PostgreSQL) or executemany (SQLite) of the changed rows, on the raw driver.
+Each column only goes from NULL to a time, so repeats change nothing.
 A failed batch is retried item by item by the Batcher.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging.db_errors import with_db_retry
 from messaging.notices.model import ReceiptState
-from messaging.notices.schema import notice_receipts, notices
 from org_tree.clock import Clock
 from org_tree.db.database import Database
-from org_tree.db.dialect import chunks
+from org_tree.db.dialect import is_postgres
 from org_tree.errors import Conflict, NotFound
 
 logger = logging.getLogger(__name__)
@@ -81,34 +81,19 @@ class ReceiptWriter:
     async def _apply(
         self, conn: AsyncConnection, ops: Sequence[ReceiptOp], now: datetime
     ) -> list[ReceiptOutcome | BaseException]:
-        r = notice_receipts
-        notice_ids = sorted({op.notice_id for op in ops})
-        recalled: dict[int, bool] = {}
-        for part in chunks(notice_ids, 1000):
-            for nid, at in await conn.execute(
-                select(notices.c.id, notices.c.recalled_at).where(notices.c.id.in_(part))
-            ):
-                recalled[int(nid)] = at is not None
-        keys = sorted({(op.notice_id, op.person_id) for op in ops})
+        driver = (await conn.get_raw_connection()).driver_connection
+        persons_of: dict[int, set[int]] = {}
+        for op in ops:
+            persons_of.setdefault(op.notice_id, set()).add(op.person_id)
+        store = _PgStore(driver) if is_postgres(conn) else _SqliteStore(driver)
+        recalled = await store.recalled(sorted(persons_of))
         rows: dict[tuple[int, int], list[dict[str, Any]]] = {}
-        for part in chunks(keys, 1000):
-            q = (
-                select(
-                    r.c.id,
-                    r.c.notice_id,
-                    r.c.person_id,
-                    r.c.position_id,
-                    r.c.via_position_id,
-                    r.c.reply,
-                    *(r.c[c] for c in _COLS),
-                )
-                .where(tuple_(r.c.notice_id, r.c.person_id).in_(part))
-                .order_by(r.c.id)
-                .with_for_update()
-            )
-            for row in await conn.execute(q):
-                m = dict(row._mapping)
-                rows.setdefault((int(m["notice_id"]), int(m["person_id"])), []).append(m)
+        # One locking read per notice, notices in id order, rows in id order.
+        for nid in sorted(persons_of):
+            if nid not in recalled:
+                continue
+            for m in await store.lock(nid, sorted(persons_of[nid])):
+                rows.setdefault((nid, int(m["person_id"])), []).append(m)
         dirty: dict[int, dict[str, Any]] = {}
         out: list[ReceiptOutcome | BaseException] = []
         for op in ops:
@@ -144,20 +129,89 @@ class ReceiptWriter:
             ]
             out.append(ReceiptOutcome(states, changed))
         if dirty:
-            stmt = (
-                update(r)
-                .where(r.c.id == bindparam("rid"))
-                .values(
-                    delivered_at=bindparam("d"),
-                    read_at=bindparam("rd"),
-                    acked_at=bindparam("a"),
-                    reply=bindparam("rep"),
-                )
-            )
-            params = [
-                {"rid": rid, "d": m["delivered_at"], "rd": m["read_at"], "a": m["acked_at"], "rep": m["reply"]}
-                for rid, m in sorted(dirty.items())
-            ]
-            for part in chunks(params, 5000):
-                await conn.execute(stmt, part)
+            await store.save([dirty[rid] for rid in sorted(dirty)])
         return out
+
+
+_SELECT = (
+    "SELECT id, person_id, position_id, via_position_id, reply, delivered_at, read_at, acked_at FROM notice_receipts"
+)
+_FIELDS = ("id", "person_id", "position_id", "via_position_id", "reply", *_COLS)
+
+
+class _PgStore:
+    """asyncpg statements: ``person_id = ANY($2)`` is one index scan (a row-value IN list
+    of pairs was the bottleneck), and the changed rows go back in one set-based UPDATE."""
+
+    def __init__(self, driver: Any) -> None:
+        self._d = driver
+
+    async def recalled(self, notice_ids: list[int]) -> dict[int, bool]:
+        rows = await self._d.fetch("SELECT id, recalled_at FROM notices WHERE id = ANY($1::bigint[])", notice_ids)
+        return {int(r[0]): r[1] is not None for r in rows}
+
+    async def lock(self, notice_id: int, persons: list[int]) -> list[dict[str, Any]]:
+        rows = await self._d.fetch(
+            f"{_SELECT} WHERE notice_id = $1 AND person_id = ANY($2::bigint[]) ORDER BY id FOR UPDATE",  # noqa: S608
+            notice_id,
+            persons,
+        )
+        return [dict(zip(_FIELDS, r, strict=True)) for r in rows]
+
+    async def save(self, rows: list[dict[str, Any]]) -> None:
+        await self._d.execute(
+            "UPDATE notice_receipts AS r SET delivered_at = u.d, read_at = u.rd, acked_at = u.a, reply = u.rep"
+            " FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::text[])"
+            " AS u(id, d, rd, a, rep) WHERE r.id = u.id",
+            [m["id"] for m in rows],
+            [m["delivered_at"] for m in rows],
+            [m["read_at"] for m in rows],
+            [m["acked_at"] for m in rows],
+            [m["reply"] for m in rows],
+        )
+
+
+def _from_sqlite(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _to_sqlite(value: datetime | None) -> str | None:
+    # The text SQLAlchemy's SQLite DateTime writes (see org_tree.bulk), so both paths read alike.
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class _SqliteStore:
+    """Plain sqlite3 statements through aiosqlite: SQLAlchemy's per-row parameter and
+    result processing cost more than SQLite itself here (one writer, so no locking read)."""
+
+    def __init__(self, driver: Any) -> None:
+        self._d = driver
+
+    async def recalled(self, notice_ids: list[int]) -> dict[int, bool]:
+        rows = await self._d.execute_fetchall(
+            "SELECT id, recalled_at FROM notices WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(notice_ids),),
+        )
+        return {int(r[0]): r[1] is not None for r in rows}
+
+    async def lock(self, notice_id: int, persons: list[int]) -> list[dict[str, Any]]:
+        rows = await self._d.execute_fetchall(
+            f"{_SELECT} WHERE notice_id = ? AND person_id IN (SELECT value FROM json_each(?)) ORDER BY id",  # noqa: S608
+            (notice_id, json.dumps(persons)),
+        )
+        out = []
+        for r in rows:
+            m = dict(zip(_FIELDS, r, strict=True))
+            for c in _COLS:
+                m[c] = _from_sqlite(m[c])
+            out.append(m)
+        return out
+
+    async def save(self, rows: list[dict[str, Any]]) -> None:
+        await self._d.executemany(
+            "UPDATE notice_receipts SET delivered_at = ?, read_at = ?, acked_at = ?, reply = ? WHERE id = ?",
+            [(*(_to_sqlite(m[c]) for c in _COLS), m["reply"], m["id"]) for m in rows],
+        )
