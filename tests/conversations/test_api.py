@@ -1,0 +1,141 @@
+"""Conversations through the served app on both backends: WebSocket frames, REST routes, background reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.client import Client, login, new_person
+from tests.conftest import RunningServer, make_settings, start_server
+from tests.conversations.conftest import ADMIN
+
+
+@pytest.fixture
+async def tree_server(conv_url: str) -> AsyncIterator[RunningServer]:
+    rs, task = await start_server(make_settings(conv_url, background_interval=0.05, index_refresh_interval=0.05))
+    try:
+        yield rs
+    finally:
+        rs.server.should_exit = True
+        await task
+
+
+async def _eventually(read: Callable[[], Awaitable[Any]], want: Any, timeout: float = 10.0) -> None:
+    """Poll an HTTP read until it returns ``want`` (a deadline, not a sleep standing in for ordering)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (got := await read()) != want:
+        assert loop.time() < deadline, f"still {got!r}, want {want!r}"
+        await asyncio.sleep(0.02)
+
+
+def _single_position(s: Any) -> int:
+    idx = s.org.index
+    for k in range(len(idx.p_id)):
+        if not idx.roles[idx.p_role[k]].pool and len(idx.primary_holders(k)) == 1:
+            return int(idx.p_id[k])
+    raise AssertionError("no single position")
+
+
+async def _person(server: RunningServer) -> tuple[int, str]:
+    s = server.services_obj  # type: ignore[attr-defined]
+    pid, lg = await new_person(s)
+    return pid, (await login(server.http, lg))["access_token"]
+
+
+async def test_position_thread_over_websocket_with_handover(tree_server: RunningServer) -> None:
+    s = tree_server.services_obj  # type: ignore[attr-defined]
+    pos = _single_position(s)
+    (cit, tok_c), (h1, tok_1), (h2, tok_2), (_, tok_x) = [await _person(tree_server) for _ in range(4)]
+    await s.org.handover(ADMIN, pos, h1)
+    c = await Client.connect(tree_server.ws, tok_c)
+    one = await Client.connect(tree_server.ws, tok_1)
+    r = await c.request({"type": "send", "to_position": pos, "client_msg_id": "q1", "body": "请问"})
+    assert r["type"] == "ok", r
+    cid = r["data"]["conversation_id"]
+    [ev] = await one.wait_events(1)
+    assert ev["data"]["body"] == "请问" and ev["data"]["position_id"] == pos
+    r = await one.request({"type": "send", "conversation_id": cid, "client_msg_id": "a1", "body": "答复"})
+    mid = r["data"]["message_id"]
+    events = await c.wait_events(2)
+    assert events[1]["data"]["sender"] == {"id": h1, "name": events[1]["data"]["sender"]["name"], "position_id": pos}
+    assert (await one.request({"type": "edit", "message_id": mid, "body": "答复(改)"}))["type"] == "ok"
+    assert (await c.wait_events(3))[2]["kind"] == "message.edited"
+    await s.org.handover(ADMIN, pos, h2)
+    two = await Client.connect(tree_server.ws, tok_2)
+    hist = (await two.request({"type": "history", "conversation_id": cid}))["data"]["messages"]
+    assert [m["body"] for m in hist] == ["答复(改)", "请问"]
+    denied = await one.request({"type": "send", "conversation_id": cid, "client_msg_id": "a2", "body": "x"})
+    assert denied["code"] == "forbidden"
+    x = await Client.connect(tree_server.ws, tok_x)
+    a = await x.request({"type": "history", "conversation_id": cid})
+    b = await x.request({"type": "history", "conversation_id": cid + 999})
+    assert a["code"] == b["code"] == "not_found" and a["message"] == b["message"]
+    inbox = (await two.request({"type": "conversations"}))["data"]
+    assert inbox["conversations"][0]["id"] == cid and inbox["conversations"][0]["via_position_id"] == pos
+    bad = await c.request({"type": "send", "to": h1, "conversation_id": cid, "client_msg_id": "z", "body": "x"})
+    assert bad["code"] == "invalid_frame"
+    for cl in (c, one, two, x):
+        await cl.close()
+
+
+async def test_groups_and_unit_groups_over_rest(tree_server: RunningServer) -> None:
+    s = tree_server.services_obj  # type: ignore[attr-defined]
+    (a, tok_a), (b, tok_b), (c, tok_c) = [await _person(tree_server) for _ in range(3)]
+    pos = _single_position(s)
+    await s.org.handover(ADMIN, pos, c)
+    async with httpx.AsyncClient(base_url=tree_server.http) as h:
+
+        def auth(tok: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {tok}"}
+
+        r = await h.post("/api/v1/groups", json={"title": "专班", "person_ids": [b]}, headers=auth(tok_a))
+        assert r.status_code == 201, r.text
+        gid = r.json()["id"]
+        r = await h.post(
+            f"/api/v1/conversations/{gid}/messages",
+            json={"client_msg_id": "m1", "body": "@乙", "mention_persons": [b]},
+            headers=auth(tok_a),
+        )
+        assert r.status_code == 201
+        mid = r.json()["message_id"]
+        again = await h.post(
+            f"/api/v1/conversations/{gid}/messages", json={"client_msg_id": "m1", "body": "@乙"}, headers=auth(tok_a)
+        )
+        assert again.status_code == 200 and again.json()["message_id"] == mid
+        r = await h.post(f"/api/v1/conversations/{gid}/read", json={"message_id": mid}, headers=auth(tok_b))
+        assert r.json()["last_read_message_id"] == mid
+        r = await h.get(f"/api/v1/conversations/{gid}/messages/{mid}/reads", headers=auth(tok_a))
+        assert r.json() == {"message_id": mid, "read": [b], "unread": []}
+        for path in (f"/api/v1/conversations/{gid}/messages", f"/api/v1/groups/{gid}"):
+            assert (await h.get(path, headers=auth(tok_c))).status_code == 404
+        r = await h.post(f"/api/v1/groups/{gid}/members", json={"position_ids": [pos]}, headers=auth(tok_a))
+        assert {m["person_id"] for m in r.json()["members"]} == {a, b, c}
+        # The position member follows a handover through the background reconciler.
+        await s.org.handover(ADMIN, pos, b)
+
+        async def members() -> set[int]:
+            r = await h.get(f"/api/v1/groups/{gid}", headers=auth(tok_a))
+            return {m["person_id"] for m in r.json()["members"]}
+
+        await _eventually(members, {a, b})
+        r = await h.post(f"/api/v1/messages/{mid}/recall", headers=auth(tok_a))
+        assert r.status_code == 200 and r.json()["recalled_at"]
+        r = await h.get("/api/v1/conversations", headers=auth(tok_b))
+        assert r.json()["conversations"][0]["id"] == gid
+        # A unit group, created by the holder of one of its positions.
+        idx = s.org.index
+        unit = idx.u_id[idx.p_unit[idx.slot(pos)]]
+        r = await h.post(f"/api/v1/units/%23{unit}/group", json={"depth": 0}, headers=auth(tok_b))
+        assert r.status_code == 201, r.text
+        assert b in {m["person_id"] for m in r.json()["members"]} and r.json()["kind"] == "unit"
+        r = await h.post(f"/api/v1/units/%23{unit}/group", json={}, headers=auth(tok_b))
+        assert r.status_code == 409
+        r = await h.post("/api/v1/groups", json={"title": "x", "person_ids": [10**12]}, headers=auth(tok_a))
+        assert r.status_code == 404
+        doc = (await h.get("/openapi.json")).json()
+        assert "/api/v1/groups" in doc["paths"] and "/api/v1/positions/{position_id}/messages" in doc["paths"]
