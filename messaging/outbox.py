@@ -29,7 +29,15 @@ from messaging.tasks.schema import outbox_events
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OutboxEvent", "mark_published", "read_unpublished", "record", "record_notice_acks"]
+__all__ = [
+    "OutboxEvent",
+    "event_row",
+    "mark_published",
+    "read_unpublished",
+    "record",
+    "record_many",
+    "record_notice_acks",
+]
 
 AGGREGATES = ("report", "task", "notice")
 
@@ -66,12 +74,13 @@ async def record(
     """
     if aggregate not in AGGREGATES:
         raise ValueError(f"unknown aggregate {aggregate!r}")
-    row = _row(type, aggregate, aggregate_id, payload, now or datetime.now(UTC))
+    row = event_row(type, aggregate, aggregate_id, payload, now or datetime.now(UTC))
     await conn.execute(outbox_events.insert().values(**row))
     return str(row["event_id"])
 
 
-def _row(type_: str, aggregate: str, aggregate_id: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+def event_row(type_: str, aggregate: str, aggregate_id: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """One outbox row (with a fresh ``event_id``) for callers that insert many in one statement."""
     return {
         "event_id": str(uuid.uuid4()),
         "type": type_,
@@ -81,6 +90,12 @@ def _row(type_: str, aggregate: str, aggregate_id: int, payload: dict[str, Any],
         "created_at": now,
         "published_at": None,
     }
+
+
+async def record_many(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows made by :func:`event_row` in one statement, inside the caller's transaction."""
+    if rows:
+        await conn.execute(outbox_events.insert(), list(rows))
 
 
 async def record_notice_acks(conn: AsyncConnection, receipt_ids: Sequence[int], now: datetime) -> int:
@@ -100,7 +115,7 @@ async def record_notice_acks(conn: AsyncConnection, receipt_ids: Sequence[int], 
         .order_by(r.c.id)
     )
     events = [
-        _row(
+        event_row(
             "notice.acknowledged",
             "notice",
             int(nid),
@@ -117,8 +132,7 @@ async def record_notice_acks(conn: AsyncConnection, receipt_ids: Sequence[int], 
         )  # fmt: skip
         for rid, nid, person, pos, via, reply in rows
     ]
-    if events:
-        await conn.execute(outbox_events.insert(), events)
+    await record_many(conn, events)
     return len(events)
 
 

@@ -38,14 +38,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
-from messaging.events import EventLog, NewEvent
+from messaging.events import EventLog
 from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
 from messaging.tasks.categories import Category, get_category
 from messaging.tasks.lifecycle import Action, State
+from messaging.tasks.model import TaskRow
 from messaging.tasks.routing import escalation_target
-from messaging.tasks.schema import task_timers
+from messaging.tasks.schema import task_timers, tasks
 from messaging.tasks.service import IndexProvider, TaskService
-from messaging.tasks.writer import Change, load_task, write_change
+from messaging.tasks.writer import Change, Planned, load_task, write_changes_locked
 from messaging.wakeup import EventGroup
 from org_tree.clock import Clock
 from org_tree.db.database import Database
@@ -189,15 +190,15 @@ class TaskTimers:
         async def txn(batch: list[dict[str, Any]]) -> list[TimerOutcome]:
             groups.clear()
             index = self._index()
-            cats: dict[str, Category] = {}
-            out: list[TimerOutcome] = []
-            new_events: list[NewEvent] = []
             async with self._db.write() as conn:
-                for tm in batch:
-                    status, ev = await self._escalate_one(conn, token, tm, index, cats, now)
-                    out.append(TimerOutcome(int(tm["id"]), int(tm["task_id"]), str(tm["kind"]), status))
-                    if ev is not None:
-                        new_events.append(ev)
+                q = select(tasks).where(tasks.c.id.in_(sorted({int(t["task_id"]) for t in batch}))).order_by(tasks.c.id)
+                if is_postgres(conn):
+                    q = q.with_for_update()
+                locked = {int(r.id): TaskRow.from_row(r) for r in await conn.execute(q)}
+                out, planned, by_outcome = await self._plan(conn, batch, locked, index, now)
+                for outcome, ids in sorted(by_outcome.items()):
+                    await self._finish(conn, token, ids, now, outcome)
+                new_events = await write_changes_locked(conn, index, planned, now)
                 groups.extend(await self._events.append(conn, new_events, now))
             return out
 
@@ -217,38 +218,41 @@ class TaskTimers:
             self._notify(groups)
         return out
 
-    async def _escalate_one(
+    async def _plan(
         self,
         conn: AsyncConnection,
-        token: str,
-        tm: dict[str, Any],
+        batch: list[dict[str, Any]],
+        locked: dict[int, TaskRow],
         index: Any,
-        cats: dict[str, Category],
         now: datetime,
-    ) -> tuple[str, NewEvent | None]:
-        tid, kind = int(tm["task_id"]), str(tm["kind"])
-        task = await load_task(conn, tid, lock=True)
-        if task.version != int(tm["task_version"]) or State(task.state) not in _AWAITS[kind]:
-            await self._finish(conn, token, [int(tm["id"])], now, "stale")
-            return "stale", None
-        cat = cats.get(task.category)
-        if cat is None:
-            cat = cats[task.category] = await get_category(conn, task.category)
-        k = index.k_of_id[task.owner_position_id] if 0 <= task.owner_position_id < len(index.k_of_id) else -1
-        target = escalation_target(index, cat.escalation, k) if k >= 0 else -1
-        if target < 0 or task.escalation_level >= cat.max_escalations:
-            await self._finish(conn, token, [int(tm["id"])], now, "top")
-            return "top", None
-        await self._finish(conn, token, [int(tm["id"])], now, "escalated")
-        change = Change(Action.ESCALATE, None, None, urgent=cat.ding)
-        values, change = TaskService._move(
-            index, task, cat, target, now, change, level=task.escalation_level + 1, rule=cat.escalation
-        )
-        change.data["reason"] = f"{kind}_overdue"
-        _after, _ev_id, ev = await write_change(
-            conn, index, task, task.version, State.CREATED, change, now, set_values=values, category=cat
-        )
-        return "escalated", ev
+    ) -> tuple[list[TimerOutcome], list[Planned], dict[str, list[int]]]:
+        """Decide each claimed timer: escalate (with the planned change), top (nowhere above) or stale."""
+        cats: dict[str, Category] = {}
+        out: list[TimerOutcome] = []
+        planned: list[Planned] = []
+        by_outcome: dict[str, list[int]] = {}
+        for tm in batch:
+            tid, kind, timer_id = int(tm["task_id"]), str(tm["kind"]), int(tm["id"])
+            task = locked.pop(tid, None)  # pop: a second timer of one task in a batch is stale
+            status = "stale"
+            if task is not None and task.version == int(tm["task_version"]) and State(task.state) in _AWAITS[kind]:
+                cat = cats.get(task.category)
+                if cat is None:
+                    cat = cats[task.category] = await get_category(conn, task.category)
+                k = index.k_of_id[task.owner_position_id] if 0 <= task.owner_position_id < len(index.k_of_id) else -1
+                target = escalation_target(index, cat.escalation, k) if k >= 0 else -1
+                status = "top"
+                if target >= 0 and task.escalation_level < cat.max_escalations:
+                    status = "escalated"
+                    change = Change(Action.ESCALATE, None, None, urgent=cat.ding)
+                    values, change = TaskService._move(
+                        index, task, cat, target, now, change, level=task.escalation_level + 1, rule=cat.escalation
+                    )
+                    change.data["reason"] = f"{kind}_overdue"
+                    planned.append(Planned(task, values, change, State.CREATED))
+            by_outcome.setdefault(status, []).append(timer_id)
+            out.append(TimerOutcome(timer_id, tid, kind, status))
+        return out, planned, by_outcome
 
     async def _ding(self, token: str, tm: dict[str, Any], now: datetime) -> TimerOutcome:
         tid, timer_id = int(tm["task_id"]), int(tm["id"])

@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging import outbox
@@ -33,7 +33,16 @@ from org_tree.resolution import VacancyPolicy, resolve_ranges
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Change", "OUTBOX_TYPES", "involved_persons", "load_task", "write_change", "write_new_task"]
+__all__ = [
+    "Change",
+    "OUTBOX_TYPES",
+    "Planned",
+    "write_changes_locked",
+    "involved_persons",
+    "load_task",
+    "write_change",
+    "write_new_task",
+]
 
 #: Outbox event type per action (docs/events.md).
 OUTBOX_TYPES = {
@@ -235,3 +244,83 @@ async def write_change(
         await arm_ding(conn, after, now)
     ev_id, ev = await _record(conn, index, after, change, before.state, now, [*extra, *extra_people])
     return after, ev_id, ev
+
+
+@dataclass(slots=True)
+class Planned:
+    """One transition of a batch: the locked row as read, the column changes, the history entry."""
+
+    before: TaskRow
+    values: dict[str, Any]
+    change: Change
+    to_state: State
+
+
+_JSON_FIELDS = ("pool", "watchers")
+
+
+def _after(before: TaskRow, values: dict[str, Any]) -> TaskRow:
+    fields: dict[str, Any] = {k: (tuple(json.loads(v)) if k in _JSON_FIELDS else v) for k, v in values.items()}
+    return replace(before, **fields)
+
+
+async def write_changes_locked(
+    conn: AsyncConnection, index: OrgIndex, planned: list[Planned], now: datetime
+) -> list[NewEvent]:
+    """Apply many transitions in a handful of statements (the deadline job's batches).
+
+    The caller must hold the tasks locked in this transaction (read with
+    ``FOR UPDATE`` on PostgreSQL; SQLite's single writer) and must have checked
+    each version, so no update can lose a race. Every ``values`` of a batch has
+    the same keys. Returns the events to append, one per task.
+    """
+    if not planned:
+        return []
+    updates: list[dict[str, Any]] = []
+    rows: list[TaskRow] = []
+    history: list[dict[str, Any]] = []
+    people_extra: list[list[int]] = []
+    for p in planned:
+        values = {**p.values, "state": p.to_state.value, "version": p.before.version + 1, "updated_at": now}
+        updates.append({**values, "_id": p.before.id, "_version": p.before.version})
+        after = _after(p.before, values)
+        rows.append(after)
+        history.append({
+            "task_id": after.id, "version": after.version, "action": p.change.action.value,
+            "from_state": p.before.state, "to_state": after.state, "actor_person_id": p.change.actor_person_id,
+            "actor_position_id": p.change.actor_position_id, "at": now, "comment": p.change.comment,
+            "attachments": json.dumps(p.change.attachments), "data": json.dumps(p.change.data, ensure_ascii=False),
+        })  # fmt: skip
+        people_extra.append(
+            [p.before.creator_person_id, *_positions_persons(index, (p.before.owner_position_id, *p.before.pool))]
+        )
+    await conn.execute(
+        update(tasks).where(tasks.c.id == bindparam("_id"), tasks.c.version == bindparam("_version")), updates
+    )
+    await conn.execute(insert(task_events), history)
+    tt = task_timers
+    await conn.execute(
+        update(tt)
+        .where(tt.c.task_id.in_([t.id for t in rows]), tt.c.done_at.is_(None), tt.c.kind != "ding")
+        .values(done_at=now, outcome="superseded", claimed_until=None)
+    )
+    timers: list[dict[str, Any]] = []
+    for t, p in zip(rows, planned, strict=True):
+        if t.state == State.CREATED and t.accept_due_at is not None:
+            timers.append({"task_id": t.id, "kind": "accept", "task_version": t.version, "due_at": t.accept_due_at})
+        elif t.state in (State.ACCEPTED, State.IN_PROGRESS) and t.resolve_due_at is not None:
+            timers.append({"task_id": t.id, "kind": "resolve", "task_version": t.version, "due_at": t.resolve_due_at})
+        if p.change.urgent:
+            timers.append({"task_id": t.id, "kind": "ding", "task_version": t.version, "due_at": now})
+    if timers:
+        await conn.execute(insert(tt), [{**x, "attempts": 0} for x in timers])
+    out_rows, events = [], []
+    for t, p, extra in zip(rows, planned, people_extra, strict=True):
+        body: dict[str, Any] = {"task": t.summary(), "event": _event_dict(t, p.change, p.before.state, now)}
+        out_rows.append(outbox.event_row(OUTBOX_TYPES[p.change.action], "task", t.id, body, now))
+        if p.change.urgent:
+            body = {**body, "urgent": True}
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        events.append(NewEvent("task.updated", payload, involved_persons(index, t, extra)))
+    await outbox.record_many(conn, out_rows)
+    return events

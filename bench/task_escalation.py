@@ -1,0 +1,232 @@
+"""Escalating 10,000 overdue tasks, while chat runs: time to escalate all, and chat p99 with and without.
+
+Run:  .venv/bin/python bench/task_escalation.py [--tasks 10000] [--clients 1000] [--rate 500]
+      [--duration 15] [--procs 2] [--runs 1] [--quick]
+
+One ``zzd serve`` process on a fresh PostgreSQL database (in-process broker)
+holding a synthetic tree (2 counties × 5 townships × 15 villages × 3 grids,
+synthetic people). Per run, in the same server:
+
+1. **baseline**: ``--clients`` chat clients send open-loop 1:1 messages at
+   ``--rate`` for ``--duration`` s (bench/loadgen.py), nothing else;
+2. **with escalation**: the same chat load, and ``--tasks`` river-litter tasks
+   (owned by the villages' 河长, spread over 150 villages) whose accept
+   deadline falls 1 s after the chat starts, inserted (COPY) before it. The
+   server's background job escalates each to its township's 河长 (one
+   transaction per claimed batch: version-checked update, history row, timers,
+   outbox row, events to the old and new owner and the reporter).
+
+Reported: escalation time = last timer's ``done_at`` − the deadline (server
+clock, from the database), escalations/s, and chat send→ack / send→deliver
+p50/p99 in both phases. Goals (issue 6): all escalated ≤ 10 s; chat p99 raised
+by ≤ 20 % meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from chat_load import CpuProbe, Result, merge, running
+
+from common import ROOT, Client, asyncpg_dsn, migrate, postgres_database, seed_postgres, start_zzd, zzd_env
+from loadgen import WorkerPool
+
+sys.path.insert(0, str(ROOT))
+
+GOAL_SECONDS = 10.0
+GOAL_P99_RISE = 0.20
+START_LEAD = 2.0
+
+
+async def _build_tree(url: str, tmp: Path) -> None:
+    from tests.notices.conftest import write_divisions
+
+    from messaging.tasks.categories import load_catalog, seed_categories
+    from org_tree.db.database import Database
+    from org_tree.importer import import_divisions
+    from org_tree.synthetic import generate_people
+
+    db = Database(url)
+    try:
+        await import_divisions(db, write_divisions(tmp / "div"), grids_per_village=3)
+        await generate_people(db, seed=7, vacancy_rate=0.0)
+        async with db.write() as conn:
+            await seed_categories(conn, load_catalog(), datetime.now(UTC))
+    finally:
+        await db.dispose()
+
+
+async def _owners(url: str) -> list[tuple[int, int, int, int, int]]:
+    """Per village: (river chief position, its unit id, grid worker position, that worker, township unit id)."""
+    from org_tree.db.database import Database
+    from org_tree.index import OrgIndex
+
+    db = Database(url)
+    try:
+        idx = await OrgIndex.load(db)
+    finally:
+        await db.dispose()
+    chief, worker = idx.role_id("river_chief"), idx.role_id("grid_worker")
+    out = []
+    for u in range(len(idx.u_id)):
+        if idx.u_level[u] != 5:
+            continue
+        rk = next(k for k in idx.unit_slots(u) if idx.p_role[k] == chief)
+        grid = idx.children(u)[0]
+        wk = next(k for k in idx.unit_slots(grid) if idx.p_role[k] == worker)
+        out.append((int(idx.p_id[rk]), int(idx.u_id[u]), int(idx.p_id[wk]), idx.primary_holders(wk)[0],
+                    int(idx.u_id[grid])))  # fmt: skip
+    return out
+
+
+async def _insert_overdue(dsn: str, owners: list[tuple[int, int, int, int, int]], n: int, due: datetime) -> None:
+    """``n`` created tasks with an accept timer due at ``due`` (COPY, one transaction)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        base = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM tasks"))
+        now = datetime.now(UTC)
+        task_rows, timer_rows = [], []
+        for i in range(n):
+            pos, unit, wpos, worker, grid = owners[i % len(owners)]
+            tid = base + i + 1
+            task_rows.append((
+                tid, "river_litter", f"[河道垃圾] bench {i}", "", "created", 1, pos, unit, "[]", grid, worker, wpos,
+                "[]", "direct", None, f"bench-{uuid.uuid4().hex[:8]}-{i}", 0, due, None, now, now,
+            ))  # fmt: skip
+            timer_rows.append((tid, "accept", 1, due, 0))
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "tasks", records=task_rows,
+                columns=["id", "category", "title", "body", "state", "version", "owner_position_id",
+                         "owner_unit_id", "pool", "origin_unit_id", "creator_person_id", "creator_position_id",
+                         "watchers", "source", "source_id", "client_msg_id", "escalation_level", "accept_due_at",
+                         "resolve_due_at", "created_at", "updated_at"],
+            )  # fmt: skip
+            await conn.copy_records_to_table(
+                "task_timers", records=timer_rows, columns=["task_id", "kind", "task_version", "due_at", "attempts"]
+            )
+            await conn.execute("SELECT setval(pg_get_serial_sequence('tasks', 'id'), $1)", base + n)
+    finally:
+        await conn.close()
+
+
+async def _escalation_figures(dsn: str, due: datetime, n: int, timeout: float) -> dict[str, Any]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = int(await conn.fetchval(
+                "SELECT count(*) FROM task_timers WHERE kind = 'accept' AND task_version = 1 AND done_at IS NULL"
+            ))  # fmt: skip
+            if left == 0 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        last = await conn.fetchval("SELECT max(done_at) FROM task_timers WHERE task_version = 1")
+        first = await conn.fetchval("SELECT min(done_at) FROM task_timers WHERE task_version = 1")
+        esc = int(await conn.fetchval("SELECT count(*) FROM task_events WHERE action = 'escalate'"))
+        outcomes = dict(await conn.fetch(
+            "SELECT outcome, count(*) FROM task_timers WHERE task_version = 1 GROUP BY outcome"
+        ))  # fmt: skip
+    finally:
+        await conn.close()
+    span = (last - due).total_seconds() if last else float("nan")
+    return {"left": left, "escalated": esc, "seconds": span, "first_after": (first - due).total_seconds()
+            if first else float("nan"), "per_s": esc / span if span and span > 0 else float("nan"),
+            "outcomes": outcomes}  # fmt: skip
+
+
+def _drive(label: str, server: Any, clients: list[Client], args: argparse.Namespace,
+           before_start: Any = None) -> tuple[Result, float]:  # fmt: skip
+    pool = WorkerPool(clients, [server.url], args.procs)
+    try:
+        conn = pool.call("connect")
+        connected = sum(r["connected"] for r in conn)
+        start = time.time() + START_LEAD
+        if before_start is not None:
+            before_start(start)
+        probe = CpuProbe([server.proc.pid], pool.pids(), start, start + args.duration)
+        replies = pool.call("chat", start=start, rate=args.rate / args.procs, duration=args.duration, drain=args.drain)
+        return merge(label, replies, start, probe.percents(), connected), start
+    finally:
+        pool.shutdown()
+
+
+def one_run(args: argparse.Namespace, logdir: Path) -> tuple[Result, Result, dict[str, Any]]:
+    with postgres_database() as url:
+        env = zzd_env(url)
+        env["ZZD_BACKGROUND_INTERVAL"] = "0.2"
+        migrate(env)
+        dsn = asyncpg_dsn(url)
+        clients = seed_postgres(dsn, args.clients)
+        asyncio.run(_build_tree(url, logdir))
+        owners = asyncio.run(_owners(url))
+        with running([start_zzd("zzd_tasks", env, logdir)], "/readyz") as (server,):
+            base, _ = _drive("chat alone", server, clients, args)
+            due_box: list[datetime] = []
+
+            def arm(start: float) -> None:
+                due = datetime.fromtimestamp(start + 1.0, UTC)
+                asyncio.run(_insert_overdue(dsn, owners, args.tasks, due))
+                due_box.append(due)
+
+            with_esc, _ = _drive("chat + escalation", server, clients, args, arm)
+            figures = asyncio.run(_escalation_figures(dsn, due_box[0], args.tasks, 120))
+    return base, with_esc, figures
+
+
+def _line(r: Result) -> str:
+    return (f"  {r.label:<18} acked {r.acked:>6}/{r.sent:<6} lost {r.undelivered}  ack p50/p99 {r.ack_p50:6.1f}/"
+            f"{r.ack_p99:6.1f} ms  deliver p50/p99 {r.del_p50:6.1f}/{r.del_p99:6.1f} ms"
+            f"  server CPU {r.server_cpu:5.0f}%  rest {r.rest_cpu:5.0f}%")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", type=int, default=10_000)
+    p.add_argument("--clients", type=int, default=1_000)
+    p.add_argument("--rate", type=float, default=500.0)
+    p.add_argument("--duration", type=float, default=15.0)
+    p.add_argument("--drain", type=float, default=30.0)
+    p.add_argument("--procs", type=int, default=1)
+    p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="smoke run: 1,000 tasks, 200 clients, 5 s")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.tasks, args.clients, args.rate, args.duration = 1_000, 200, 100.0, 5.0
+    print(f"task escalation: {args.tasks} overdue tasks; chat {args.clients} clients at {args.rate:.0f} msg/s"
+          f" for {args.duration:.0f} s; PostgreSQL, one zzd process", flush=True)  # fmt: skip
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="zzd-bench-tasks-") as tmp:
+        for i in range(args.runs):
+            base, esc, fig = one_run(args, Path(tmp))
+            rows.append((base, esc, fig))
+            rise = esc.del_p99 / base.del_p99 - 1 if base.del_p99 else float("nan")
+            print(f"run {i + 1}/{args.runs}:\n{_line(base)}\n{_line(esc)}")
+            print(f"  escalated {fig['escalated']}/{args.tasks} (left {fig['left']}) in {fig['seconds']:.2f} s after"
+                  f" the deadline ({fig['per_s']:.0f}/s; first after {fig['first_after']:.2f} s; outcomes"
+                  f" {json.dumps(fig['outcomes'])})")  # fmt: skip
+            print(f"  goal ≤ {GOAL_SECONDS:.0f} s: {'MET' if fig['seconds'] <= GOAL_SECONDS else 'MISSED'};"
+                  f" chat deliver p99 {base.del_p99:.1f} → {esc.del_p99:.1f} ms ({rise:+.0%}; goal ≤"
+                  f" +{GOAL_P99_RISE:.0%}: {'MET' if rise <= GOAL_P99_RISE else 'MISSED'})", flush=True)  # fmt: skip
+    if args.runs > 1:
+        print(f"medians: escalation {statistics.median(r[2]['seconds'] for r in rows):.2f} s;"
+              f" chat p99 {statistics.median(r[0].del_p99 for r in rows):.1f} →"
+              f" {statistics.median(r[1].del_p99 for r in rows):.1f} ms")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
