@@ -322,18 +322,15 @@ class AttachmentService:
         if not is_digest(digest):
             return False
         async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    select(attachment_links.c.ref_kind, attachment_links.c.ref_id).where(
-                        attachment_links.c.digest == digest
-                    )
-                )
-            ).all()
-        if any(kind == UPLOADER and ref == person_id for kind, ref in rows):
+            links = await _links(conn, digest)
+        return await self._visible(person_id, links)
+
+    async def _visible(self, person_id: int, links: Sequence[tuple[str, int]]) -> bool:
+        if (UPLOADER, person_id) in links:
             return True
-        for kind, ref in rows:
+        for kind, ref in links:
             check = self._visibility.get(kind)
-            if check is not None and await check(person_id, int(ref)):
+            if check is not None and await check(person_id, ref):
                 return True
         return False
 
@@ -344,7 +341,7 @@ class AttachmentService:
             NotFound: missing, or not visible to this person (indistinguishable).
         """
         digest = digest.lower()
-        if not await self.can_read(person_id, digest):
+        if not is_digest(digest):
             raise NotFound("no such file")
         async with self.db.read() as conn:
             row = (
@@ -352,8 +349,19 @@ class AttachmentService:
                     select(attachments.c.size, attachments.c.content_type).where(attachments.c.digest == digest)
                 )
             ).first()
+            links = await _links(conn, digest) if row is not None else []
+        if row is None or not await self._visible(person_id, links):
+            raise NotFound("no such file")
         reader = await self.store.open(digest)
-        if row is None or reader is None:
-            logger.error("attachment %s: row present %s, file present %s", digest, row is not None, reader is not None)
+        if reader is None:
+            logger.error("attachment %s has a row but no file in the store", digest)
             raise NotFound("no such file")
         return Download(digest, int(row[0]), str(row[1]), reader)
+
+
+async def _links(conn: AsyncConnection, digest: str) -> list[tuple[str, int]]:
+    """Every (ref_kind, ref_id) using the file, uploaders included."""
+    rows = await conn.execute(
+        select(attachment_links.c.ref_kind, attachment_links.c.ref_id).where(attachment_links.c.digest == digest)
+    )
+    return [(str(kind), int(ref)) for kind, ref in rows]

@@ -247,3 +247,11 @@ async def test_a_stalled_upload_is_abandoned_and_stores_nothing(env: Env) -> Non
     )
     assert err.http_status == 408 and err.data == {"received": 5000}
     assert await env.rows(sha(data)) == (0, 0)
+
+
+async def test_a_row_whose_file_is_gone_reads_as_not_found(env: Env) -> None:
+    a = await env.person()
+    digest = await env.upload(a, image())
+    assert await env.svc.store.delete(digest)
+    with pytest.raises(NotFound):
+        await env.svc.open(a, digest)
