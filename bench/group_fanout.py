@@ -1,0 +1,417 @@
+"""Group fan-out and handover (issue 5): a ~2,000-member unit group on two zzd processes.
+
+Run:  .venv/bin/python bench/group_fanout.py [--townships 9] [--clients 1000] [--messages 5]
+      [--thread-messages 10000] [--procs 2] [--logdir DIR]
+
+Per run, on a fresh PostgreSQL database with Redis as the broker:
+1. seed: a county of ``--townships`` townships × 15 villages × 3 grids
+   (org_tree.importer) with synthetic holders (org_tree.synthetic, no
+   vacancies); the county's unit group with depth 3 (every position holder of
+   the county: ~2,000 members with 9 townships) is created by the reconciler;
+   ``--clients`` members are drawn at random and get login sessions and tokens;
+2. zzd: two ``zzd serve`` processes; the clients connect alternately to them;
+   a member POSTs ``--messages`` messages one after another to the group
+   (process 1) and each recipient's socket records when that message's
+   ``message.new`` arrived: per message, send → p50 / p99 / last delivery;
+3. baseline: the same clients connect to two bare ``websockets`` servers
+   (bench/notice_bare.py, one broadcast per server) and a frame of the size of
+   zzd's ``message.new`` is broadcast ``--messages`` times: trigger → p50 /
+   p99 / last delivery. Ratio = bare / zzd (goal ≥ 0.7);
+4. handover: a position thread with ``--thread-messages`` messages (bulk
+   inserted) and, as the same-run baseline, one with a single message. The
+   position is handed over by a separate process (the orchestrator, straight
+   on the database, as any process would); then, through process 2, a citizen
+   writes to the position and the successor's socket must receive it, and the
+   successor reads the thread's first history page. Figures: handover start →
+   commit, → the successor's first delivery, → the successor's history page
+   (goal ≤ 1 s for 10,000 messages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from group_load import GroupPool
+
+from common import (
+    BENCH,
+    PYTHON,
+    ROOT,
+    Client,
+    Server,
+    free_port,
+    migrate,
+    mint_token,
+    percentile,
+    postgres_database,
+    start_process,
+    start_zzd,
+    wait_ready,
+    zzd_env,
+)
+
+sys.path.insert(0, str(ROOT))
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+GOAL_RATIO = 0.7
+GOAL_HANDOVER_S = 1.0
+COUNTY = "990101"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def write_divisions(folder: Path, townships: int, villages: int = 15) -> Path:
+    """One province, one city, one county of ``townships`` × ``villages`` (grids are added by the import)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "provinces.csv").write_text('code,name\n99,"测试省"\n', encoding="utf-8")
+    (folder / "cities.csv").write_text('code,name,provinceCode\n9901,"甲市",99\n', encoding="utf-8")
+    (folder / "areas.csv").write_text(f'code,name,cityCode,provinceCode\n{COUNTY},"柯城区",9901,99\n', encoding="utf-8")
+    streets = ["code,name,areaCode,provinceCode,cityCode"]
+    vills = ["code,name,streetCode,provinceCode,cityCode,areaCode"]
+    for t in range(1, townships + 1):
+        street = f"{COUNTY}{t:03d}"
+        streets.append(f'{street},"镇{t}",{COUNTY},99,9901')
+        for v in range(1, villages + 1):
+            vills.append(f'{street}{v:03d},"{t}村{v}",{street},99,9901,{COUNTY}')
+    (folder / "streets.csv").write_text("\n".join(streets) + "\n", encoding="utf-8")
+    (folder / "villages.csv").write_text("\n".join(vills) + "\n", encoding="utf-8")
+    return folder
+
+
+async def seed_sessions(db: Any, person_ids: list[int]) -> list[Client]:
+    """One login session per person (COPY), and an access token for it."""
+    sids = [uuid.uuid4().hex for _ in person_ids]
+    now, later = datetime.now(UTC), datetime(2099, 1, 1, tzinfo=UTC)
+    async with db.write() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        await raw.copy_records_to_table(
+            "auth_sessions",
+            records=[(s, p, now, later, None) for s, p in zip(sids, person_ids, strict=True)],
+            columns=["id", "person_id", "created_at", "expires_at", "revoked_at"],
+        )
+    return [Client(p, mint_token(p, s, ttl=7200)) for s, p in zip(sids, person_ids, strict=True)]
+
+
+async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from sqlalchemy import insert, update
+
+    from messaging.conversations.members import MemberReconciler
+    from messaging.conversations.service import ConversationService
+    from messaging.events import EventLog
+    from messaging.schema import conversations, messages
+    from org_tree.clock import SystemClock
+    from org_tree.db.database import Database
+    from org_tree.importer import import_divisions
+    from org_tree.index import OrgIndexHolder
+    from org_tree.jurisdiction import Actor
+    from org_tree.people import PersonDirectory
+    from org_tree.synthetic import generate_people
+
+    db = Database(url, statement_timeout_ms=600_000)
+    out: dict[str, Any] = {}
+    try:
+        folder = write_divisions(Path(args.tmp) / "div", args.townships)
+        await import_divisions(db, folder, grids_per_village=3)
+        await generate_people(db, seed=7, vacancy_rate=0.0, deputy_rate=0.0, pool_size=2)
+        holder = OrgIndexHolder(db)
+        idx = await holder.load()
+        conv = ConversationService(db, EventLog(db), SystemClock(), lambda groups: None)
+        rec = MemberReconciler(conv, lambda: holder.index)
+        g = await rec.create_unit_group(Actor(0, (), is_admin=True), COUNTY, depth=3)
+        members = sorted(m["person_id"] for m in g["members"])
+        rng = random.Random(7)
+        sender = members[0]
+        recipients = rng.sample(members[1:], min(args.clients, len(members) - 1))
+        out.update(group_id=g["id"], members=len(members))
+        # Two single positions with one holder each, outside the sampled recipients.
+        singles = []
+        for k in range(len(idx.p_id)):
+            hs = idx.primary_holders(k)
+            if not idx.roles[idx.p_role[k]].pool and len(hs) == 1 and hs[0] not in recipients and hs[0] != sender:
+                singles.append((int(idx.p_id[k]), int(hs[0])))
+            if len(singles) == 2:
+                break
+        people = PersonDirectory(db, SystemClock())
+        threads = []
+        for (pos, holder_id), n in zip(singles, (1, args.thread_messages), strict=True):
+            citizen = (await people.create("群众")).id
+            successor = (await people.create("接任者")).id
+            cid = await conv.open_thread(citizen, pos)
+            start = datetime.now(UTC) - timedelta(days=30)
+            rows = [
+                {
+                    "conversation_id": cid,
+                    "sender_id": citizen if i % 2 == 0 else holder_id,
+                    "client_msg_id": f"seed-{cid}-{i}",
+                    "body": f"历史消息 {i}",
+                    "created_at": start + timedelta(seconds=i),
+                    "kind": "text",
+                    "sender_position_id": None if i % 2 == 0 else pos,
+                }
+                for i in range(n)
+            ]
+            async with db.write() as c:
+                for i in range(0, len(rows), 5000):
+                    await c.execute(insert(messages), rows[i : i + 5000])
+                last = (await c.execute(messages.select().order_by(messages.c.id.desc()).limit(1))).first()
+                await c.execute(update(conversations).where(conversations.c.id == cid).values(last_message_id=last.id))
+            threads.append(
+                {
+                    "position": pos,
+                    "holder": holder_id,
+                    "citizen": citizen,
+                    "successor": successor,
+                    "conversation_id": cid,
+                    "messages": n,
+                }
+            )
+        tokens = await seed_sessions(
+            db, [sender, *recipients, *(t[k] for t in threads for k in ("citizen", "successor", "holder"))]
+        )
+        out.update(sender=tokens[0], recipients=tokens[1 : 1 + len(recipients)], threads=threads)
+        by_person = {c.person_id: c for c in tokens[1 + len(recipients) :]}
+        for t in threads:
+            for k in ("citizen", "successor", "holder"):
+                t[f"{k}_token"] = by_person[t[k]].token
+    finally:
+        await db.dispose()
+    return out
+
+
+@contextlib.contextmanager
+def running(servers: list[Server], ready_path: str) -> Any:
+    try:
+        for s in servers:
+            wait_ready(s, ready_path, timeout=120)
+        yield servers
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def _stats(times: list[float], t0: float) -> dict[str, float]:
+    lat = [t - t0 for t in times]
+    return {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "last": max(lat) if lat else float("nan")}
+
+
+def run_zzd(env: dict[str, str], info: dict[str, Any], args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
+    servers = [start_zzd(f"zzd_group_{i}", env, logdir) for i in range(2)]
+    out: dict[str, Any] = {"per_message": []}
+    with running(servers, "/readyz"):
+        pool = GroupPool(info["recipients"], [s.url for s in servers], args.procs)
+        try:
+            got = sum(r["connected"] for r in pool.call("connect"))
+            pool.call("listen")
+            log(f"zzd: {got} recipients connected")
+            out["connected"] = got
+            time.sleep(1.0)
+            gid = info["group_id"]
+            with httpx.Client(base_url=f"http://127.0.0.1:{servers[0].port}", timeout=60) as h:
+                for i in range(args.messages):
+                    key = f"bench-{i}-{uuid.uuid4().hex[:8]}"
+                    t0 = time.time()
+                    r = h.post(
+                        f"/api/v1/conversations/{gid}/messages",
+                        json={"client_msg_id": key, "body": "请各位同事注意查收本周防汛值班安排。" * 3},
+                        headers={"authorization": f"Bearer {info['sender'].token}"},
+                    )
+                    t1 = time.time()
+                    if r.status_code != 201:
+                        raise RuntimeError(f"send failed: {r.status_code} {r.text[:300]}")
+                    res = pool.call("await_key", key=key, timeout=60.0)
+                    times = [t for x in res for t in x["times"]]
+                    st = _stats(times, t0)
+                    st.update(commit=t1 - t0, delivered=len(times), missing=sum(x["missing"] for x in res))
+                    out["frame_len"] = max(x["frame_len"] for x in res)
+                    out["per_message"].append(st)
+                    log(f"zzd message {i}: {st}")
+                    time.sleep(0.5)
+        finally:
+            pool.shutdown()
+        out["handover"] = [asyncio.run(handover(t, servers)) for t in info["threads"]]
+    return out
+
+
+async def handover(t: dict[str, Any], servers: list[Server]) -> dict[str, Any]:
+    """Hand the position over from this (separate) process; time until process 2 routes to the successor."""
+    from websockets.asyncio.client import connect
+
+    from org_tree.clock import SystemClock
+    from org_tree.db.database import Database
+    from org_tree.index import OrgIndexHolder
+    from org_tree.jurisdiction import Actor
+    from org_tree.org_service import OrgService
+
+    db = Database(os.environ["BENCH_DB_URL"])
+    holder = OrgIndexHolder(db)
+    await holder.load()
+    org = OrgService(db, SystemClock(), holder)
+    p2 = servers[1]
+    http = f"http://127.0.0.1:{p2.port}"
+    ws = await connect(p2.url, max_size=65_536, compression=None)
+    await ws.send(json.dumps({"type": "hello", "id": "h", "v": 1, "token": t["successor_token"]}))
+    await ws.recv()
+    out: dict[str, Any] = {"messages": t["messages"]}
+    try:
+        async with httpx.AsyncClient(base_url=http, timeout=30) as h:
+            t0 = time.time()
+            await org.handover(Actor(0, (), is_admin=True), t["position"], t["successor"])
+            out["commit"] = time.time() - t0
+            key = f"after-{uuid.uuid4().hex[:8]}"
+            r = await h.post(
+                f"/api/v1/positions/{t['position']}/messages",
+                json={"client_msg_id": key, "body": "交接后第一条"},
+                headers={"authorization": f"Bearer {t['citizen_token']}"},
+            )
+            assert r.status_code == 201, r.text
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if frame.get("kind") == "message.new" and frame["data"]["client_msg_id"] == key:
+                    out["routed"] = time.time() - t0
+                    break
+            r = await h.get(
+                f"/api/v1/conversations/{t['conversation_id']}/messages",
+                params={"limit": 50},
+                headers={"authorization": f"Bearer {t['successor_token']}"},
+            )
+            assert r.status_code == 200 and len(r.json()["messages"]) == min(50, t["messages"] + 1), r.text[:300]
+            out["history"] = time.time() - t0
+            old = await h.get(
+                f"/api/v1/conversations/{t['conversation_id']}/messages",
+                params={"limit": 1},
+                headers={"authorization": f"Bearer {t['holder_token']}"},
+            )
+            out["predecessor_sees_new"] = any(m["client_msg_id"] == key for m in old.json()["messages"])
+    finally:
+        await ws.close()
+        await db.dispose()
+    log(f"handover with {t['messages']} messages: {out}")
+    return out
+
+
+def bare_frame(length: int, key: str) -> str:
+    data = {"id": 1, "conversation_id": 1, "client_msg_id": key, "body": ""}
+    base = json.dumps({"type": "event", "seq": 1, "kind": "message.new", "data": data}, ensure_ascii=False)
+    data["body"] = "x" * max(0, length - len(base))
+    return json.dumps({"type": "event", "seq": 1, "kind": "message.new", "data": data}, ensure_ascii=False)
+
+
+async def _trigger(urls: list[str], frame: str) -> float:
+    from websockets.asyncio.client import connect
+
+    socks = [await connect(u, compression=None, max_size=65_536) for u in urls]
+    for ws in socks:
+        await ws.send(json.dumps({"type": "hello", "id": "h", "token": "x"}))
+        await ws.recv()
+    t0 = time.time()
+    for ws in socks:
+        await ws.send(json.dumps({"type": "broadcast", "frame": frame}))
+    await asyncio.sleep(0.5)
+    for ws in socks:
+        await ws.close()
+    return t0
+
+
+def run_bare(info: dict[str, Any], args: argparse.Namespace, logdir: Path, frame_len: int) -> dict[str, Any]:
+    servers = []
+    for i in range(2):
+        port = free_port()
+        argv = [PYTHON, str(BENCH / "notice_bare.py"), "--port", str(port)]
+        servers.append(start_process(f"group_bare_{i}", argv, dict(os.environ), port, logdir))
+    out: dict[str, Any] = {"per_message": []}
+    with running(servers, ""):
+        pool = GroupPool(info["recipients"], [s.url for s in servers], args.procs)
+        try:
+            out["connected"] = sum(r["connected"] for r in pool.call("connect"))
+            pool.call("listen")
+            time.sleep(1.0)
+            for i in range(args.messages):
+                key = f"bare-{i}"
+                t0 = asyncio.run(_trigger([s.url for s in servers], bare_frame(frame_len, key)))
+                res = pool.call("await_key", key=key, timeout=60.0)
+                times = [t for x in res for t in x["times"]]
+                st = _stats(times, t0)
+                st.update(delivered=len(times))
+                out["per_message"].append(st)
+                log(f"bare message {i}: {st}")
+        finally:
+            pool.shutdown()
+    return out
+
+
+def _median(rows: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def report(info: dict[str, Any], z: dict[str, Any], bare: dict[str, Any]) -> None:
+    print()
+    print(
+        f"unit group: {info['members']} members; {z['connected']} recipients connected to 2 zzd processes "
+        f"(bare: {bare['connected']}); {len(z['per_message'])} messages, frame {z['frame_len']} B"
+    )
+    print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}{'last ms':>10}")
+    for label, res in (("zzd send→delivery", z), ("bare broadcast", bare)):
+        rows = res["per_message"]
+        print(f"{label:24}" + "".join(f"{1000 * _median(rows, k):>10.0f}" for k in ("p50", "p99", "last")))
+    ratios = {k: _median(bare["per_message"], k) / _median(z["per_message"], k) for k in ("p50", "p99")}
+    print(
+        f"zzd commit (POST answered): median {1000 * _median(z['per_message'], 'commit'):.0f} ms; "
+        f"delivered {sum(r['delivered'] for r in z['per_message'])}, "
+        f"missing {sum(r['missing'] for r in z['per_message'])}"
+    )
+    verdict = "MET" if min(ratios.values()) >= GOAL_RATIO else "NOT MET"
+    print(f"ratio bare/zzd: p50 {ratios['p50']:.2f}×, p99 {ratios['p99']:.2f}× (goal ≥ {GOAL_RATIO}×: {verdict})")
+    for h in z["handover"]:
+        ok = "MET" if h["routed"] <= GOAL_HANDOVER_S else "NOT MET"
+        print(
+            f"handover, thread of {h['messages']:>6} messages: commit {1000 * h['commit']:.0f} ms, "
+            f"successor's first delivery via process 2 {1000 * h['routed']:.0f} ms, history page "
+            f"{1000 * h['history']:.0f} ms; predecessor sees the new message: {h['predecessor_sees_new']} "
+            f"(goal ≤ {GOAL_HANDOVER_S} s: {ok})"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--townships", type=int, default=9)
+    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--messages", type=int, default=5)
+    ap.add_argument("--thread-messages", type=int, default=10_000)
+    ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--logdir", type=Path, default=None)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp, postgres_database() as url:
+        args.tmp = tmp
+        logdir = args.logdir or Path(tmp)
+        logdir.mkdir(parents=True, exist_ok=True)
+        env = zzd_env(url, REDIS_URL)
+        env.update(ZZD_DB_POOL_SIZE="20")
+        os.environ["BENCH_DB_URL"] = url
+        migrate(env)
+        t = time.time()
+        info = asyncio.run(prepare(url, args))
+        log(f"seeded in {time.time() - t:.0f} s: group {info['group_id']} of {info['members']} members")
+        z = run_zzd(env, info, args, logdir)
+        bare = run_bare(info, args, logdir, z["frame_len"])
+        report(info, z, bare)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Load-generator workers for the group fan-out benchmark (bench/group_fanout.py).
+
+Built on ``loadgen.Worker`` (connect/authenticate/close) and spawned one
+process per slice of the clients like ``loadgen.WorkerPool``. A worker
+records, per socket, when the ``message.new`` event carrying a given
+``client_msg_id`` arrived (zzd and the bare broadcast send the same shape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import random
+import time
+from typing import Any
+
+import uvloop
+
+from common import Client, raise_fd_limit
+from loadgen import Worker, WorkerPool, WorkerSpec
+
+
+class GroupWorker(Worker):
+    def __init__(self, spec: WorkerSpec) -> None:
+        super().__init__(spec)
+        self.arrived: dict[str, dict[int, float]] = {}  # client_msg_id → person → time
+        self.frame_len = 0
+
+    def _on_frame(self, me: int, raw: str | bytes) -> None:
+        now = time.time()
+        msg = json.loads(raw)
+        if msg.get("type") == "event" and msg.get("kind") == "message.new":
+            key = str(msg["data"].get("client_msg_id"))
+            self.arrived.setdefault(key, {}).setdefault(me, now)
+            self.frame_len = len(raw)
+
+    def listen(self) -> dict[str, Any]:
+        self.readers = [asyncio.create_task(self._read(me, ws)) for me, ws in self.socks]
+        return {"listening": len(self.readers)}
+
+    async def await_key(self, key: str, timeout: float) -> dict[str, Any]:
+        deadline = time.time() + timeout
+        while len(self.arrived.get(key, {})) < len(self.socks) and time.time() < deadline:
+            await asyncio.sleep(0.01)
+        got = self.arrived.get(key, {})
+        return {"times": list(got.values()), "missing": len(self.socks) - len(got), "frame_len": self.frame_len}
+
+
+async def _serve(spec: WorkerSpec, pipe: Any) -> None:
+    loop = asyncio.get_running_loop()
+    w = GroupWorker(spec)
+    while True:
+        cmd, args = await loop.run_in_executor(None, pipe.recv)
+        if cmd == "connect":
+            pipe.send(await w.connect_all())
+        elif cmd == "listen":
+            pipe.send(w.listen())
+        elif cmd == "await_key":
+            pipe.send(await w.await_key(**args))
+        elif cmd == "close":
+            await w.close_all()
+            pipe.send({"closed": True})
+            return
+
+
+def _entry(spec: WorkerSpec, pipe: Any) -> None:
+    raise_fd_limit()
+    random.seed(spec.index * 7919 + int(time.time()))
+    uvloop.run(_serve(spec, pipe))
+
+
+class GroupPool(WorkerPool):
+    """``loadgen.WorkerPool`` with group workers."""
+
+    def __init__(self, clients: list[Client], urls: list[str], processes: int) -> None:  # noqa: D107
+        ctx = mp.get_context("spawn")
+        self.pipes = []
+        self.procs = []
+        for i in range(processes):
+            part = [(k, c) for k, c in enumerate(clients) if k % processes == i]
+            spec = WorkerSpec(i, [c for _, c in part], [urls[k % len(urls)] for k, _ in part])
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_entry, args=(spec, child), daemon=True)
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
