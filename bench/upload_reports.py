@@ -247,7 +247,7 @@ def one_run(args: argparse.Namespace, pool: ProcessPoolExecutor, logdir: Path) -
     with postgres_database() as db_url:
         env = zzd_env(db_url, "redis://127.0.0.1:6379/0")
         up_dir = logdir / "zzd-uploads"
-        env.update(ZZD_UPLOAD_DIR=str(up_dir), ZZD_UPLOAD_RATE_PER_MINUTE="100000")
+        env.update(ZZD_UPLOAD_DIR=str(up_dir), ZZD_UPLOAD_RATE_PER_MINUTE="100000", ZZD_DB_POOL_SIZE=str(args.db_pool))
         migrate(env)
         people = seed_postgres(asyncpg_dsn(db_url), n_clients)
         bare_dir = logdir / "bare-uploads"
@@ -299,6 +299,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=200 * 1024)
     parser.add_argument("--quick", action="store_true", help="smoke run: 50x4 saturation, 200 over 5 s")
     parser.add_argument("--profile", action="store_true", help="py-spy the servers during each phase")
+    parser.add_argument(
+        "--db-pool", type=int, default=10, help="ZZD_DB_POOL_SIZE per process (PostgreSQL here is shared, 100 max)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.clients, args.per_client, args.open_clients, args.duration = 50, 4, 200, 5.0
