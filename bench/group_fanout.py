@@ -238,7 +238,15 @@ def run_zzd(env: dict[str, str], info: dict[str, Any], args: argparse.Namespace,
                     res = pool.call("await_key", key=key, timeout=60.0)
                     times = [t for x in res for t in x["times"]]
                     st = _stats(times, t0)
-                    st.update(commit=t1 - t0, delivered=len(times), missing=sum(x["missing"] for x in res))
+                    after = _stats(times, t1)
+                    st.update(
+                        commit=t1 - t0,
+                        after_p50=after["p50"],
+                        after_p99=after["p99"],
+                        after_last=after["last"],
+                        delivered=len(times),
+                        missing=sum(x["missing"] for x in res),
+                    )
                     out["frame_len"] = max(x["frame_len"] for x in res)
                     out["per_message"].append(st)
                     log(f"zzd message {i}: {st}")
@@ -367,9 +375,13 @@ def report(info: dict[str, Any], z: dict[str, Any], bare: dict[str, Any]) -> Non
         f"(bare: {bare['connected']}); {len(z['per_message'])} messages, frame {z['frame_len']} B"
     )
     print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}{'last ms':>10}")
-    for label, res in (("zzd send→delivery", z), ("bare broadcast", bare)):
+    for label, res, keys in (
+        ("zzd send→delivery", z, ("p50", "p99", "last")),
+        ("zzd commit→delivery", z, ("after_p50", "after_p99", "after_last")),
+        ("bare broadcast", bare, ("p50", "p99", "last")),
+    ):
         rows = res["per_message"]
-        print(f"{label:24}" + "".join(f"{1000 * _median(rows, k):>10.0f}" for k in ("p50", "p99", "last")))
+        print(f"{label:24}" + "".join(f"{1000 * _median(rows, k):>10.0f}" for k in keys))
     ratios = {k: _median(bare["per_message"], k) / _median(z["per_message"], k) for k in ("p50", "p99")}
     print(
         f"zzd commit (POST answered): median {1000 * _median(z['per_message'], 'commit'):.0f} ms; "
@@ -378,6 +390,8 @@ def report(info: dict[str, Any], z: dict[str, Any], bare: dict[str, Any]) -> Non
     )
     verdict = "MET" if min(ratios.values()) >= GOAL_RATIO else "NOT MET"
     print(f"ratio bare/zzd: p50 {ratios['p50']:.2f}×, p99 {ratios['p99']:.2f}× (goal ≥ {GOAL_RATIO}×: {verdict})")
+    push = {k: _median(bare["per_message"], k) / _median(z["per_message"], f"after_{k}") for k in ("p50", "p99")}
+    print(f"push only (bare / zzd commit→delivery): p50 {push['p50']:.2f}×, p99 {push['p99']:.2f}×")
     for h in z["handover"]:
         ok = "MET" if h["routed"] <= GOAL_HANDOVER_S else "NOT MET"
         print(

@@ -35,6 +35,7 @@ from org_tree.db.dialect import insert_ignore
 from org_tree.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, access_unit, check_manage
+from org_tree.org_schema import org_changes
 from org_tree.text import check_text, normalize_name
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["MemberReconciler", "desired_members"]
 
 MAX_DEPTH = 5
+_TARGET_LIMIT = 2_000  # more org changes than this since the last run: look at every derived group
 
 
 def _slot_holders(index: OrgIndex, k: int) -> set[int]:
@@ -136,19 +138,37 @@ class MemberReconciler:
             return await GroupService._view(conn, cid)
 
     async def run(self) -> int:
-        """Reconcile every derived group when the index has a version not yet seen; returns groups changed."""
+        """Reconcile the derived groups a new index version may affect; returns groups changed.
+
+        The first run (and any run after a tree change or a burst of more than
+        ``_TARGET_LIMIT`` changes) looks at every derived group not yet at this
+        version; otherwise only unit groups of the changed positions' units and
+        their ancestors, and groups having a changed position as a member.
+        """
         idx = self._index()
         if idx.version == self._seen:
             return 0
         async with self._c._db.read() as conn:
+            scope = await self._affected(conn, idx) if self._seen >= 0 else None
+            derived = or_(
+                conversations.c.kind == "unit",
+                conversations.c.id.in_(select(conversation_positions.c.conversation_id)),
+            )
+            if scope is not None:
+                units, posts = scope
+                derived = or_(
+                    (conversations.c.kind == "unit") & conversations.c.unit_id.in_(units),
+                    conversations.c.id.in_(
+                        select(conversation_positions.c.conversation_id).where(
+                            conversation_positions.c.position_id.in_(posts)
+                        )
+                    ),
+                )
             ids = [
                 int(r[0])
                 for r in await conn.execute(
                     select(conversations.c.id).where(
-                        or_(
-                            conversations.c.kind == "unit",
-                            conversations.c.id.in_(select(conversation_positions.c.conversation_id)),
-                        ),
+                        derived,
                         or_(conversations.c.member_version.is_(None), conversations.c.member_version < idx.version),
                     )
                 )
@@ -158,6 +178,27 @@ class MemberReconciler:
             changed += await self.reconcile(cid)
         self._seen = idx.version
         return changed
+
+    async def _affected(self, conn: AsyncConnection, idx: OrgIndex) -> tuple[list[int], list[int]] | None:
+        """(unit ids, position ids) touched by holder changes since the last run; None: look at everything."""
+        rows = (
+            await conn.execute(
+                select(org_changes.c.scope, org_changes.c.position_id)
+                .where(org_changes.c.version > self._seen, org_changes.c.version <= idx.version)
+                .limit(_TARGET_LIMIT + 1)
+            )
+        ).all()
+        if len(rows) > _TARGET_LIMIT or any(sc != "holders" or p is None for sc, p in rows):
+            return None
+        posts = sorted({int(p) for _, p in rows})
+        units: set[int] = set()
+        for p in posts:
+            k = idx.k_of_id[p] if 0 <= p < len(idx.k_of_id) else -1
+            if k >= 0:
+                u = idx.p_unit[k]
+                units.add(idx.u_id[u])
+                units.update(idx.u_id[a] for a in idx.ancestors(u))
+        return sorted(units), posts
 
     async def reconcile(self, cid: int) -> int:
         """Bring one group's derived members to this process's index; 1 when something changed."""

@@ -116,3 +116,25 @@ async def test_unit_group_depth_includes_units_below(world: World) -> None:
         await world.members.create_unit_group(ADMIN, "990102", depth=9)
     with pytest.raises(Forbidden):
         await world.members.create_unit_group(Actor(await world.person(), ()), "990102")
+
+
+async def test_reconciler_touches_only_groups_a_holder_change_can_affect(world: World) -> None:
+    idx = world.holder.index
+    a = await world.members.create_unit_group(ADMIN, "990101", depth=5)
+    b = await world.members.create_unit_group(ADMIN, "990102", depth=5)
+    assert await world.members.run() == 0  # first run: everything is already at this version
+    k = idx.unit_slots(idx.unit("990102"))[0]
+    pos, [old] = idx.p_id[k], idx.primary_holders(k)
+    new = await world.person()
+    await world.handover(pos, new)
+    assert await world.members.run() == 1
+    async with world.db.read() as conn:
+        from sqlalchemy import select
+
+        from messaging.schema import conversations
+
+        versions = dict((await conn.execute(select(conversations.c.id, conversations.c.member_version))).all())
+    assert versions[b["id"]] == world.holder.index.version  # reconciled
+    assert versions[a["id"]] < world.holder.index.version  # not looked at: no position of it changed
+    view = await world.groups.get(new, b["id"])
+    assert new in _members(view) and (old not in _members(view) or old in world.holders(pos))
