@@ -37,13 +37,17 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 
 async def _people(db: Database, n: int) -> list[int]:
-    """``n`` fresh persons (ids far apart per test: the PostgreSQL database is shared by the session)."""
-    base = secrets.randbelow(10**9) * 1000 + 10**12
-    ids = [base + i for i in range(n)]
+    """``n`` fresh persons, ids from the table's own sequence (the PostgreSQL database is shared
+    by the session, and other tests allocate ids after the current maximum)."""
+    ids: list[int] = []
     async with db.write() as conn:
-        await conn.execute(
-            insert(persons), [{"id": p, "name": f"p{p}", "disabled": False, "created_at": NOW} for p in ids]
-        )
+        for i in range(n):
+            res = await conn.execute(
+                insert(persons)
+                .values(name=f"bulk{i}-{secrets.token_hex(3)}", disabled=False, created_at=NOW)
+                .returning(persons.c.id)
+            )
+            ids.append(int(res.scalar_one()))
     return ids
 
 
