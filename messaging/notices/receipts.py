@@ -86,13 +86,14 @@ class ReceiptWriter:
         for op in ops:
             persons_of.setdefault(op.notice_id, set()).add(op.person_id)
         store = _PgStore(driver) if is_postgres(conn) else _SqliteStore(driver)
-        recalled = await store.recalled(sorted(persons_of))
         rows: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        # Notices with at least one of the batch's receipts → recalled? (A missing
+        # notice and a non-recipient both end as NotFound, so nothing else is read.)
+        recalled: dict[int, bool] = {}
         # One locking read per notice, notices in id order, rows in id order.
         for nid in sorted(persons_of):
-            if nid not in recalled:
-                continue
             for m in await store.lock(nid, sorted(persons_of[nid])):
+                recalled[nid] = bool(m.pop("recalled"))
                 rows.setdefault((nid, int(m["person_id"])), []).append(m)
         dirty: dict[int, dict[str, Any]] = {}
         out: list[ReceiptOutcome | BaseException] = []
@@ -134,9 +135,10 @@ class ReceiptWriter:
 
 
 _SELECT = (
-    "SELECT id, person_id, position_id, via_position_id, reply, delivered_at, read_at, acked_at FROM notice_receipts"
+    "SELECT r.id, r.person_id, r.position_id, r.via_position_id, r.reply, r.delivered_at, r.read_at, r.acked_at,"
+    " n.recalled_at IS NOT NULL FROM notice_receipts AS r JOIN notices AS n ON n.id = r.notice_id"
 )
-_FIELDS = ("id", "person_id", "position_id", "via_position_id", "reply", *_COLS)
+_FIELDS = ("id", "person_id", "position_id", "via_position_id", "reply", *_COLS, "recalled")
 
 
 class _PgStore:
@@ -146,13 +148,9 @@ class _PgStore:
     def __init__(self, driver: Any) -> None:
         self._d = driver
 
-    async def recalled(self, notice_ids: list[int]) -> dict[int, bool]:
-        rows = await self._d.fetch("SELECT id, recalled_at FROM notices WHERE id = ANY($1::bigint[])", notice_ids)
-        return {int(r[0]): r[1] is not None for r in rows}
-
     async def lock(self, notice_id: int, persons: list[int]) -> list[dict[str, Any]]:
         rows = await self._d.fetch(
-            f"{_SELECT} WHERE notice_id = $1 AND person_id = ANY($2::bigint[]) ORDER BY id FOR UPDATE",  # noqa: S608
+            f"{_SELECT} WHERE r.notice_id = $1 AND r.person_id = ANY($2::bigint[]) ORDER BY r.id FOR UPDATE OF r",  # noqa: S608
             notice_id,
             persons,
         )
@@ -190,16 +188,9 @@ class _SqliteStore:
     def __init__(self, driver: Any) -> None:
         self._d = driver
 
-    async def recalled(self, notice_ids: list[int]) -> dict[int, bool]:
-        rows = await self._d.execute_fetchall(
-            "SELECT id, recalled_at FROM notices WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(notice_ids),),
-        )
-        return {int(r[0]): r[1] is not None for r in rows}
-
     async def lock(self, notice_id: int, persons: list[int]) -> list[dict[str, Any]]:
         rows = await self._d.execute_fetchall(
-            f"{_SELECT} WHERE notice_id = ? AND person_id IN (SELECT value FROM json_each(?)) ORDER BY id",  # noqa: S608
+            f"{_SELECT} WHERE r.notice_id = ? AND r.person_id IN (SELECT value FROM json_each(?)) ORDER BY r.id",  # noqa: S608
             (notice_id, json.dumps(persons)),
         )
         out = []
