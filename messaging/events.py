@@ -57,6 +57,8 @@ _PG_MISSING = """
 SELECT p FROM unnest($1::bigint[]) AS p
 WHERE NOT EXISTS (SELECT 1 FROM person_streams s WHERE s.person_id = p)
 """
+_PG_HEADS = "SELECT person_id, last_seq FROM person_streams WHERE person_id = ANY($1::bigint[])"
+_SQLITE_HEADS = "SELECT person_id, last_seq FROM person_streams WHERE person_id IN (SELECT value FROM json_each(?))"
 # Bulk path, SQLite (one writer at a time, so no lock order to keep).
 _SQLITE_CREATE = "INSERT OR IGNORE INTO person_streams (person_id, epoch, last_seq, min_seq) VALUES (?, ?, 0, 1)"
 _SQLITE_MISSING = (
@@ -298,16 +300,19 @@ class EventLog:
         return StreamState(row[0], int(row[1]), int(row[2]))
 
     async def heads(self, person_ids: Sequence[int]) -> dict[int, int]:
-        """Last committed seq of each given person (one query per 5,000), for the safety poll."""
+        """Last committed seq of each given person (persons without a stream are left out), for the safety poll."""
         out: dict[int, int] = {}
+        persons = sorted(set(person_ids))
         async with self._db.read() as conn:
-            for part in chunks(sorted(set(person_ids)), _CHUNK):
-                res = await conn.execute(
-                    select(person_streams.c.person_id, person_streams.c.last_seq).where(
-                        person_streams.c.person_id.in_(part)
-                    )
-                )
-                out.update({int(p): int(s) for p, s in res})
+            # Raw driver, one array parameter: expanding 5,000 bind parameters per
+            # statement through SQLAlchemy was ~9 % of a server's CPU with 5,000 sockets.
+            driver = (await conn.get_raw_connection()).driver_connection
+            for part in chunks(persons, 100_000):
+                if is_postgres(conn):
+                    rows = await driver.fetch(_PG_HEADS, part)  # type: ignore[union-attr]
+                else:
+                    rows = await driver.execute_fetchall(_SQLITE_HEADS, (json.dumps(part),))  # type: ignore[union-attr]
+                out.update({int(p): int(s) for p, s in rows})
         return out
 
     async def read(self, person_id: int, *, epoch: str | None, since: int, limit: int = MAX_PAGE) -> SyncPage:

@@ -11,7 +11,9 @@ one notice to 100,000 people) are grouped, so the payload travels once.
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 __all__ = ["EventGroup", "Wakeup", "event_frame"]
 
@@ -31,20 +33,55 @@ class EventGroup:
 
 @dataclass(slots=True)
 class Wakeup:
+    """One broker message: a JSON header line, then the payloads' UTF-8 bytes back to back.
+
+    Why not one JSON document: a province-wide notice carries ~200,000
+    distinct payloads (each recipient's own position labels), and every
+    process would parse all of them to deliver to the few thousand it holds.
+    The header lists ``(person, seq, payload index)`` as plain integers and
+    each payload's byte length, so a receiver reads the integers and decodes
+    only the payloads of its own recipients (``decode(data, only=…)``).
+    """
+
     origin: str
     groups: list[EventGroup]
 
     def encode(self) -> bytes:
-        return json.dumps(
-            {"o": self.origin, "g": [[g.kind, g.payload, g.recipients] for g in self.groups]},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
+        kinds: list[str] = []
+        lengths: list[int] = []
+        blobs: list[bytes] = []
+        flat: list[int] = []
+        for i, g in enumerate(self.groups):
+            b = g.payload.encode()
+            kinds.append(g.kind)
+            lengths.append(len(b))
+            blobs.append(b)
+            for pid, seq in g.recipients:
+                flat += (pid, seq, i)
+        head = json.dumps({"o": self.origin, "k": kinds, "n": lengths, "r": flat}, separators=(",", ":"))
+        return head.encode() + b"\n" + b"".join(blobs)
 
     @classmethod
-    def decode(cls, data: bytes) -> Wakeup:
-        raw = json.loads(data)
-        return cls(
-            origin=str(raw["o"]),
-            groups=[EventGroup(k, p, [(int(a), int(b)) for a, b in r]) for k, p, r in raw["g"]],
-        )
+    def decode(cls, data: bytes, only: Container[int] | None = None) -> Wakeup:
+        """Parse a wake-up; with ``only``, keep just the recipients in it (and their payloads).
+
+        Raises:
+            ValueError: not a wake-up (bad JSON, bad UTF-8, inconsistent lengths).
+        """
+        head_bytes, _, blob = bytes(data).partition(b"\n")
+        head = json.loads(head_bytes)
+        kinds, lengths, flat = head["k"], head["n"], head["r"]
+        if len(kinds) != len(lengths) or len(flat) % 3 or sum(lengths) != len(blob):
+            raise ValueError("inconsistent wake-up")
+        offsets = [0, *accumulate(lengths)]
+        picked: dict[int, EventGroup] = {}
+        for j in range(0, len(flat), 3):
+            pid = flat[j]
+            if only is not None and pid not in only:
+                continue
+            i = flat[j + 2]
+            g = picked.get(i)
+            if g is None:
+                g = picked[i] = EventGroup(str(kinds[i]), blob[offsets[i] : offsets[i + 1]].decode())
+            g.recipients.append((int(pid), int(flat[j + 1])))
+        return cls(origin=str(head["o"]), groups=[picked[i] for i in sorted(picked)])

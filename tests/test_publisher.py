@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from messaging.broker.memory import MemoryBroker
 from messaging.publisher import EVENTS_CHANNEL, MAX_MESSAGE_BYTES, WakeupPublisher, split_groups
 from messaging.wakeup import EventGroup, Wakeup
@@ -56,3 +58,26 @@ async def test_publisher_sends_every_recipient_through_bounded_messages() -> Non
     await pub.close()
     assert seen == [(i, 7) for i in range(200_000)]
     assert max(sizes) <= 2 * MAX_MESSAGE_BYTES and pub.published == len(sizes) > 1
+
+
+def test_a_wakeup_decoded_for_some_people_keeps_only_theirs_in_order() -> None:
+    groups = [
+        EventGroup("message.new", '{"text":"大家好"}', [(1, 5), (2, 9), (3, 4)]),
+        EventGroup("notice.new", '{"notice_id":1,"positions":[{"unit":"柯城区"}]}', [(2, 10)]),
+        EventGroup("notice.new", '{"notice_id":1,"positions":[{"unit":"衢江区"}]}', [(4, 1)]),
+    ]
+    data = Wakeup("node-a", groups).encode()
+    full = Wakeup.decode(data)
+    assert full.origin == "node-a" and full.groups == groups
+    mine = Wakeup.decode(data, only={2, 9})
+    assert [(g.kind, g.payload, g.recipients) for g in mine.groups] == [
+        ("message.new", '{"text":"大家好"}', [(2, 9)]),
+        ("notice.new", '{"notice_id":1,"positions":[{"unit":"柯城区"}]}', [(2, 10)]),
+    ]
+    assert Wakeup.decode(data, only=set()).groups == []
+
+
+def test_a_truncated_wakeup_is_rejected() -> None:
+    data = Wakeup("node-a", [EventGroup("message.new", '{"x":1}', [(1, 1)])]).encode()
+    with pytest.raises(ValueError):
+        Wakeup.decode(data[:-2])

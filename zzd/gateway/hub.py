@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from messaging.events import EventLog
+from messaging.events import EventLog, paused_gc
 from messaging.wakeup import EventGroup, Wakeup, event_frame
 from org_tree.sessions import SessionStore
 from zzd.gateway.closecodes import Close
@@ -40,6 +40,8 @@ class ConnectionHub:
         #: person_id → that person's sockets here, oldest first.
         self._by_person: dict[int, list[Connection]] = {}
         self._poll_task: asyncio.Task[None] | None = None
+        #: person_id → stream head seen by the last backfill (see ``backfill(settled=True)``).
+        self._polled: dict[int, int] = {}
 
     # --- membership ------------------------------------------------------------
 
@@ -69,20 +71,27 @@ class ConnectionHub:
     # --- delivery --------------------------------------------------------------
 
     def deliver(self, groups: list[EventGroup]) -> None:
-        """Offer freshly committed events to local sockets (never blocks)."""
+        """Offer freshly committed events to local sockets (never blocks).
+
+        Runs with the cyclic GC paused: a province-wide notice offers to
+        thousands of sockets here (a frame, a queue entry and a writer task
+        each), and collections triggered midway walked the whole heap.
+        """
         by_person = self._by_person
-        for g in groups:
-            for pid, seq in g.recipients:
-                conns = by_person.get(pid)
-                if conns:
-                    frame = event_frame(seq, g.kind, g.payload)
-                    for c in list(conns):
-                        c.offer(seq, frame)
+        with paused_gc():
+            for g in groups:
+                for pid, seq in g.recipients:
+                    conns = by_person.get(pid)
+                    if conns:
+                        frame = event_frame(seq, g.kind, g.payload)
+                        for c in list(conns):
+                            c.offer(seq, frame)
 
     def on_wakeup(self, data: bytes) -> None:
         try:
-            wake = Wakeup.decode(data)
-        except (ValueError, KeyError, TypeError):
+            # Only this process's people: their payloads are the only ones decoded.
+            wake = Wakeup.decode(data, only=self._by_person)
+        except (ValueError, KeyError, TypeError, IndexError):
             logger.warning("undecodable wake-up ignored")
             return
         if wake.origin != self.node_id:
@@ -114,13 +123,26 @@ class ConnectionHub:
 
     # --- repair ------------------------------------------------------------------
 
-    async def backfill(self) -> None:
-        """Compare each local person's committed head with what their sockets have."""
+    async def backfill(self, *, settled: bool = False) -> None:
+        """Compare each local person's committed head with what their sockets have.
+
+        With ``settled`` (the periodic safety poll) a head only counts once the
+        previous poll saw it too: an event committed a moment ago is normally
+        still on its way live (a province-wide notice's wake-ups take a second
+        or two), and nudging then would start one database catch-up per socket,
+        10,000 of them, for events that were about to arrive anyway. A lost
+        wake-up is still repaired, one poll interval later. Without it (after a
+        broker reconnect, when wake-ups are known to be lost) heads count at once.
+        """
         persons = list(self._by_person)
         if not persons:
+            self._polled = {}
             return
         heads = await self._events.heads(persons)
+        previous, self._polled = self._polled, heads
         for pid, head in heads.items():
+            if settled:
+                head = min(head, previous.get(pid, 0))
             for c in list(self._by_person.get(pid, ())):
                 c.nudge(head)
 
@@ -137,7 +159,7 @@ class ConnectionHub:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.backfill()
+                await self.backfill(settled=True)
                 await self.enforce_sessions()
             except asyncio.CancelledError:
                 raise
