@@ -103,7 +103,7 @@ class ReportService:
         lat_e6, lon_e6 = check_location(f.lat, f.lon)
         photos = check_digests(f.photos, "photos")
         t = self._t
-        index = t._index()
+        index = t.index()
         if not holds(index, person_id, as_position):
             raise Forbidden("you do not hold that position", data={"as_position": as_position})
         k = index.slot(as_position)
@@ -117,8 +117,8 @@ class ReportService:
 
         async def txn() -> dict[str, Any]:
             groups.clear()
-            now = t._clock.now()
-            async with t._db.write() as conn:
+            now = t.clock.now()
+            async with t.db.write() as conn:
                 cat = await get_category(conn, f.category)
                 owner_k, level = route_report(index, cat, grid_u, beyond_capacity=f.beyond_capacity)
                 rid = (
@@ -144,7 +144,7 @@ class ReportService:
                 if rid is None:  # a concurrent retry committed first
                     return await _read_report(conn, person_id, f.client_msg_id)
                 rid = int(rid)
-                await t._link(conn, photos, person_id, "report", rid)
+                await t.link_attachments(conn, photos, person_id, "report", rid)
                 values = {
                     "category": cat.key, "title": f"[{cat.name}] {f.text[:60]}", "body": f.text,
                     "creator_person_id": person_id, "creator_position_id": as_position, "source": "report",
@@ -165,15 +165,15 @@ class ReportService:
                     conn, type="report.filed", aggregate="report", aggregate_id=rid,
                     payload={**body, "routed_to": task.owner_position_id, "escalation_level": level}, now=now,
                 )  # fmt: skip
-                groups.extend(await t._events.append(conn, [ev], now))
+                groups.extend(await t.events.append(conn, [ev], now))
                 return body
 
         body = await with_db_retry(txn)
-        t._after_commit(groups)
+        t.after_commit(groups)
         return body, False
 
     async def _existing(self, person_id: int, client_msg_id: str) -> dict[str, Any] | None:
-        async with self._t._db.read() as conn:
+        async with self._t.db.read() as conn:
             try:
                 return await _read_report(conn, person_id, client_msg_id)
             except NotFound:
@@ -183,13 +183,13 @@ class ReportService:
         """A report, for its reporter and everyone involved in its task."""
         if not await self.can_see(person_id, report_id):
             raise NotFound("no such report", data={"report_id": report_id})
-        async with self._t._db.read() as conn:
+        async with self._t.db.read() as conn:
             row = (await conn.execute(select(reports).where(reports.c.id == report_id))).one()
         return _report_dict(row)
 
     async def can_see(self, person_id: int, report_id: int) -> bool:
         """Whether ``person_id`` may see the report and its photos."""
-        async with self._t._db.read() as conn:
+        async with self._t.db.read() as conn:
             row = (
                 await conn.execute(
                     select(reports.c.reporter_person_id, reports.c.task_id).where(reports.c.id == report_id)
@@ -202,7 +202,7 @@ class ReportService:
             if row[1] is None:
                 return False
             task = await load_task(conn, int(row[1]))
-        return person_id in involved_persons(self._t._index(), task)
+        return person_id in involved_persons(self._t.index(), task)
 
 
 async def _read_report(conn: AsyncConnection, person_id: int, client_msg_id: str) -> dict[str, Any]:

@@ -126,12 +126,33 @@ class TaskService:
         await with_db_retry(txn)
         return cat
 
+    # ------------------------------------------- shared with ReportService
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def events(self) -> EventLog:
+        return self._events
+
+    def index(self) -> OrgIndex:
+        """This process's current org index."""
+        return self._index()
+
     # -------------------------------------------------------------- helpers
-    async def _link(self, conn: AsyncConnection, digests: list[str], person_id: int, kind: str, ref: int) -> None:
+    async def link_attachments(
+        self, conn: AsyncConnection, digests: list[str], person_id: int, kind: str, ref: int
+    ) -> None:
+        """Record that the ref uses these uploads, inside the caller's transaction (no-op without a linker)."""
         if digests and self.linker is not None:
             await self.linker.link(conn, digests, person_id=person_id, ref_kind=kind, ref_id=ref)
 
-    def _after_commit(self, groups: list[EventGroup]) -> None:
+    def after_commit(self, groups: list[EventGroup]) -> None:
+        """Wake the recipients of a committed transaction's events."""
         if groups:
             self._notify(groups)
 
@@ -215,7 +236,7 @@ class TaskService:
                     t, ev_id, ev = await write_new_task(conn, index, values, change, now)
                     if t is None or ev is None:
                         continue
-                    await self._link(conn, digests, actor_person_id, "task_event", ev_id)
+                    await self.link_attachments(conn, digests, actor_person_id, "task_event", ev_id)
                     out.append(t)
                     new_events.append(ev)
                 if not out:  # a retry of a request that committed: answer with what it made
@@ -230,7 +251,7 @@ class TaskService:
             return out
 
         made = await with_db_retry(txn)
-        self._after_commit(groups)
+        self.after_commit(groups)
         return made
 
     async def create_for_notice(
@@ -349,12 +370,12 @@ class TaskService:
                 after, ev_id, ev = await write_change(
                     conn, index, before, version, step.to_state, change, now, set_values=values, category=cat
                 )
-                await self._link(conn, digests, actor_person_id, "task_event", ev_id)
+                await self.link_attachments(conn, digests, actor_person_id, "task_event", ev_id)
                 groups.extend(await self._events.append(conn, [ev], now))
                 return after
 
         after = await with_db_retry(txn)
-        self._after_commit(groups)
+        self.after_commit(groups)
         self._measure(after, action)
         return after
 
@@ -394,18 +415,18 @@ class TaskService:
                     data={"task_id": t.id},
                 )
             change.urgent = cat.ding
-            return self._move(index, t, cat, target, now, change, level=t.escalation_level + 1, rule=cat.escalation)
+            return self.plan_move(index, t, cat, target, now, change, level=t.escalation_level + 1, rule=cat.escalation)
         if action == Action.REASSIGN:
             assert to_position is not None
             check_jurisdiction(index, as_position, PositionSel(to_position))
             k = index.slot(to_position)
             if int(index.p_id[k]) == t.owner_position_id:
                 raise BadRequest("the task is already owned by that position", data={"field": "to_position"})
-            return self._move(index, t, cat, k, now, change, level=t.escalation_level, rule=None)
+            return self.plan_move(index, t, cat, k, now, change, level=t.escalation_level, rule=None)
         return {}, change
 
     @staticmethod
-    def _move(
+    def plan_move(
         index: OrgIndex,
         t: TaskRow,
         cat: Category,

@@ -245,7 +245,7 @@ class TaskTimers:
                 if target >= 0 and task.escalation_level < cat.max_escalations:
                     status = "escalated"
                     change = Change(Action.ESCALATE, None, None, urgent=cat.ding)
-                    values, change = TaskService._move(
+                    values, change = TaskService.plan_move(
                         index, task, cat, target, now, change, level=task.escalation_level + 1, rule=cat.escalation
                     )
                     change.data["reason"] = f"{kind}_overdue"

@@ -11,6 +11,7 @@ After commit the caller passes the returned groups to ``notify``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -76,21 +77,39 @@ class Change:
     urgent: bool = False
 
 
-def _positions_persons(index: OrgIndex, position_ids: Sequence[int]) -> set[int]:
-    """Current holders of the positions (deputies/acting too), with the vacancy fallback for empty ones."""
+def _holders_of(index: OrgIndex, pid: int) -> frozenset[int]:
+    k = index.k_of_id[pid] if 0 <= pid < len(index.k_of_id) else -1
+    if k < 0:
+        return frozenset()
+    people = set(resolve_ranges(index, [(k, k + 1)], _POLICY).persons)
+    people.update(p for p, _kind in index.alternates.get(k, ()))
+    return frozenset(people)
+
+
+def _positions_persons(
+    index: OrgIndex, position_ids: Sequence[int], cache: dict[int, frozenset[int]] | None = None
+) -> set[int]:
+    """Current holders of the positions (deputies/acting too), with the vacancy fallback for empty ones.
+
+    ``cache`` (position → holders) serves a batch whose tasks share positions.
+    """
     out: set[int] = set()
     for pid in dict.fromkeys(position_ids):
-        k = index.k_of_id[pid] if 0 <= pid < len(index.k_of_id) else -1
-        if k < 0:
+        if cache is None:
+            out.update(_holders_of(index, pid))
             continue
-        out.update(resolve_ranges(index, [(k, k + 1)], _POLICY).persons)
-        out.update(p for p, _kind in index.alternates.get(k, ()))
+        got = cache.get(pid)
+        if got is None:
+            got = cache[pid] = _holders_of(index, pid)
+        out.update(got)
     return out
 
 
-def involved_persons(index: OrgIndex, t: TaskRow, extra: Sequence[int] = ()) -> list[int]:
+def involved_persons(
+    index: OrgIndex, t: TaskRow, extra: Sequence[int] = (), cache: dict[int, frozenset[int]] | None = None
+) -> list[int]:
     """Everyone a change of ``t`` is delivered to: owner side, pool, creator side, earlier owners."""
-    people = _positions_persons(index, (t.owner_position_id, *t.pool, t.creator_position_id, *t.watchers))
+    people = _positions_persons(index, (t.owner_position_id, *t.pool, t.creator_position_id, *t.watchers), cache)
     people.add(t.creator_person_id)
     people.update(extra)
     return sorted(people)
@@ -257,6 +276,7 @@ class Planned:
 
 
 _JSON_FIELDS = ("pool", "watchers")
+_YIELD_EVERY = 25
 
 
 def _after(before: TaskRow, values: dict[str, Any]) -> TaskRow:
@@ -280,7 +300,10 @@ async def write_changes_locked(
     rows: list[TaskRow] = []
     history: list[dict[str, Any]] = []
     people_extra: list[list[int]] = []
-    for p in planned:
+    cache: dict[int, frozenset[int]] = {}
+    for i, p in enumerate(planned):
+        if i and i % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let other requests run between slices of a big batch
         values = {**p.values, "state": p.to_state.value, "version": p.before.version + 1, "updated_at": now}
         updates.append({**values, "_id": p.before.id, "_version": p.before.version})
         after = _after(p.before, values)
@@ -292,7 +315,10 @@ async def write_changes_locked(
             "attachments": json.dumps(p.change.attachments), "data": json.dumps(p.change.data, ensure_ascii=False),
         })  # fmt: skip
         people_extra.append(
-            [p.before.creator_person_id, *_positions_persons(index, (p.before.owner_position_id, *p.before.pool))]
+            [
+                p.before.creator_person_id,
+                *_positions_persons(index, (p.before.owner_position_id, *p.before.pool), cache),
+            ]
         )
     await conn.execute(
         update(tasks).where(tasks.c.id == bindparam("_id"), tasks.c.version == bindparam("_version")), updates
@@ -315,12 +341,14 @@ async def write_changes_locked(
     if timers:
         await conn.execute(insert(tt), [{**x, "attempts": 0} for x in timers])
     out_rows, events = [], []
-    for t, p, extra in zip(rows, planned, people_extra, strict=True):
+    for i, (t, p, extra) in enumerate(zip(rows, planned, people_extra, strict=True)):
+        if i and i % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
         body: dict[str, Any] = {"task": t.summary(), "event": _event_dict(t, p.change, p.before.state, now)}
         out_rows.append(outbox.event_row(OUTBOX_TYPES[p.change.action], "task", t.id, body, now))
         if p.change.urgent:
             body = {**body, "urgent": True}
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-        events.append(NewEvent("task.updated", payload, involved_persons(index, t, extra)))
+        events.append(NewEvent("task.updated", payload, involved_persons(index, t, extra, cache)))
     await outbox.record_many(conn, out_rows)
     return events
