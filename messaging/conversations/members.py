@@ -25,6 +25,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging.conversations.access import load_conversation
+from messaging.conversations.handover import handover_notes
 from messaging.conversations.schema import conversation_positions
 from messaging.conversations.service import ConversationService
 from messaging.conversations.system import system_message
@@ -75,8 +76,9 @@ class MemberReconciler:
         self._c = conversations
         self._index = index
         self._seen = -1
-        #: Conversations whose members changed (for tests and the metrics gauge).
+        #: Conversations whose members changed, and handover notes written (for tests and metrics).
         self.changed = 0
+        self.notes = 0
 
     async def create_unit_group(
         self, actor: Actor, unit: int | str, *, depth: int = 0, title: str | None = None
@@ -155,7 +157,8 @@ class MemberReconciler:
                 conversations.c.id.in_(select(conversation_positions.c.conversation_id)),
             )
             if scope is not None:
-                units, posts = scope
+                units, changes = scope
+                posts = sorted(changes)
                 derived = or_(
                     (conversations.c.kind == "unit") & conversations.c.unit_id.in_(units),
                     conversations.c.id.in_(
@@ -176,21 +179,29 @@ class MemberReconciler:
         changed = 0
         for cid in ids:
             changed += await self.reconcile(cid)
+        if scope is not None:
+            self.notes += await handover_notes(self._c, scope[1])
         self._seen = idx.version
         return changed
 
-    async def _affected(self, conn: AsyncConnection, idx: OrgIndex) -> tuple[list[int], list[int]] | None:
-        """(unit ids, position ids) touched by holder changes since the last run; None: look at everything."""
+    async def _affected(self, conn: AsyncConnection, idx: OrgIndex) -> tuple[list[int], dict[int, int]] | None:
+        """Unit ids and {position id: latest org version} touched by holder changes since the last run.
+
+        None: look at everything (a tree change, or too many changes).
+        """
         rows = (
             await conn.execute(
-                select(org_changes.c.scope, org_changes.c.position_id)
+                select(org_changes.c.scope, org_changes.c.position_id, org_changes.c.version)
                 .where(org_changes.c.version > self._seen, org_changes.c.version <= idx.version)
                 .limit(_TARGET_LIMIT + 1)
             )
         ).all()
-        if len(rows) > _TARGET_LIMIT or any(sc != "holders" or p is None for sc, p in rows):
+        if len(rows) > _TARGET_LIMIT or any(sc != "holders" or p is None for sc, p, _ in rows):
             return None
-        posts = sorted({int(p) for _, p in rows})
+        changes: dict[int, int] = {}
+        for _, p, v in rows:
+            changes[int(p)] = max(changes.get(int(p), 0), int(v))
+        posts = sorted(changes)
         units: set[int] = set()
         for p in posts:
             k = idx.k_of_id[p] if 0 <= p < len(idx.k_of_id) else -1
@@ -198,7 +209,7 @@ class MemberReconciler:
                 u = idx.p_unit[k]
                 units.add(idx.u_id[u])
                 units.update(idx.u_id[a] for a in idx.ancestors(u))
-        return sorted(units), posts
+        return sorted(units), changes
 
     async def reconcile(self, cid: int) -> int:
         """Bring one group's derived members to this process's index; 1 when something changed."""

@@ -46,6 +46,7 @@ from org_tree.db.dialect import insert_ignore
 from org_tree.errors import BadRequest, Conflict, Forbidden, NotFound
 from org_tree.org_schema import positions
 from org_tree.schema import persons
+from org_tree.versioning import read_version
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +153,8 @@ class ConversationService:
                     "position_id": lo_hi[0] if as_position_id is not None else to_position_id,
                     "peer_position_id": lo_hi[1],
                     "peer_person_id": None if as_position_id is not None else person_id,
+                    # Handover notes are for changes after the thread began (handover.py).
+                    "member_version": await read_version(conn),
                 }
             ],
         )

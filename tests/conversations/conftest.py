@@ -13,6 +13,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -130,7 +131,7 @@ class World:
         await self.org.handover(ADMIN, position_id, to_person)
         self.clock.advance(1)
 
-    async def stream(self, person_id: int) -> list[tuple[str, dict[str, object]]]:
+    async def stream(self, person_id: int) -> list[tuple[str, dict[str, Any]]]:
         import json
 
         page = await self.events.read(person_id, epoch=None, since=0)

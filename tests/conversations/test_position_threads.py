@@ -109,3 +109,29 @@ async def test_strangers_get_not_found_like_a_missing_id(world: World) -> None:
     with pytest.raises(BadRequest):
         await world.conv.post(PostRequest(citizen, "c9", "x", to_position_id=pos, conversation_id=r.conversation_id))
     assert not _kinds(await world.stream(stranger))
+
+
+async def test_handover_note_reaches_the_successor_once_across_processes(world: World, conv_url: str) -> None:
+    from tests.conversations.conftest import make_world
+
+    p1, p2 = world.single_positions(2)
+    [h1] = world.holders(p1)
+    citizen, new = await world.person(), await world.person("接任")
+    t1 = await world.conv.post(PostRequest(citizen, "c1", "问一", to_position_id=p1))
+    t2 = await world.conv.post(PostRequest(h1, "c2", "问二", to_position_id=p2, as_position_id=p1))
+    await world.members.run()  # the first run only catches up
+    other = await make_world(conv_url)
+    try:
+        await world.handover(p1, new)
+        await other.holder.refresh_if_changed()
+        await other.members.run()
+        await world.members.run()
+        assert world.members.notes + other.members.notes == 2  # one per thread, whichever process wrote it
+        notes = [d for k, d in await world.stream(new) if k == "message.new" and d["kind"] == "system"]
+        assert sorted(n["conversation_id"] for n in notes) == sorted([t1.conversation_id, t2.conversation_id])
+        assert notes[0]["system"] == {"event": "handover", "position_id": p1, "holders": [new]}
+        assert not [d for k, d in await world.stream(h1) if k == "message.new" and d["kind"] == "system"]
+        old_view, _ = await world.conv.history(h1, t1.conversation_id)
+        assert [m["kind"] for m in old_view] == ["text"]  # the note is after the predecessor's period
+    finally:
+        await other.db.dispose()
