@@ -16,9 +16,10 @@ periodically; the claim is the DING scheduler's (``messaging.notices.ding``):
    twice. A process killed with ``kill -9`` after claiming leaves rows whose
    lease simply expires; the next claimer takes them over.
 3. **DING** timers (armed by an escalation in a DING category) call the
-   out-of-band notifier, then are marked done fenced the same way; a crash in
-   between repeats the call with the same idempotency key (at-least-once,
-   deduplicated by the gateway).
+   out-of-band notifier (up to 20 calls at a time), then the reached ones are
+   marked done together, fenced the same way; a crash in between repeats the
+   calls with the same idempotency keys (at-least-once, deduplicated by the
+   gateway).
 
 A batch that fails for another reason is retried timer by timer, so one bad
 row cannot hold the others back; a timer failing ``max_attempts`` times is
@@ -27,6 +28,7 @@ closed with its error kept.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
@@ -46,7 +48,7 @@ from messaging.tasks.model import TaskRow
 from messaging.tasks.routing import escalation_target
 from messaging.tasks.schema import task_timers, tasks
 from messaging.tasks.service import IndexProvider, TaskService
-from messaging.tasks.writer import Change, Planned, load_task, write_changes_locked
+from messaging.tasks.writer import Change, Planned, write_changes_locked
 from messaging.wakeup import EventGroup
 from org_tree.clock import Clock
 from org_tree.db.database import Database
@@ -57,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["TaskEscalation", "TaskTimers", "TimerOutcome"]
 
+_DING_CONCURRENCY = 20
 _AWAITS = {"accept": (State.CREATED,), "resolve": (State.ACCEPTED, State.IN_PROGRESS)}
 
 
@@ -139,9 +142,9 @@ class TaskTimers:
             deadlines = [c for c in claimed if c["kind"] != "ding"]
             if deadlines:
                 out.extend(await self._escalate_batch(token, deadlines, at))
-            for c in claimed:
-                if c["kind"] == "ding":
-                    out.append(await self._ding(token, c, at))
+            dings = [c for c in claimed if c["kind"] == "ding"]
+            if dings:
+                out.extend(await self._ding_batch(token, dings, at))
             if not drain:
                 return out
 
@@ -254,33 +257,59 @@ class TaskTimers:
             out.append(TimerOutcome(timer_id, tid, kind, status))
         return out, planned, by_outcome
 
-    async def _ding(self, token: str, tm: dict[str, Any], now: datetime) -> TimerOutcome:
-        tid, timer_id = int(tm["task_id"]), int(tm["id"])
+    async def _ding_batch(self, token: str, timers: list[dict[str, Any]], now: datetime) -> list[TimerOutcome]:
+        """Call the notifier for each task's new owner (a few at a time), then close the reached ones together."""
         async with self._db.read() as conn:
-            task = await load_task(conn, tid)
+            rows = await conn.execute(select(tasks).where(tasks.c.id.in_(sorted({int(t["task_id"]) for t in timers}))))
+            by_id = {int(r.id): TaskRow.from_row(r) for r in rows}
         index = self._index()
-        k = index.k_of_id[task.owner_position_id] if 0 <= task.owner_position_id < len(index.k_of_id) else -1
-        people = sorted(resolve_ranges(index, [(k, k + 1)], VacancyPolicy()).persons) if k >= 0 else []
-        esc = TaskEscalation(
-            tid, task.escalation_level, f"[任务升级] {task.title}", "urgent", True,
-            tuple((p, (task.owner_position_id,)) for p in people), task.creator_person_id,
-        )  # fmt: skip
-        try:
-            if people:
+
+        async def call(tm: dict[str, Any]) -> tuple[dict[str, Any], str | None, bool]:
+            task = by_id.get(int(tm["task_id"]))
+            if task is None:
+                return tm, None, False
+            pos = task.owner_position_id
+            k = index.k_of_id[pos] if 0 <= pos < len(index.k_of_id) else -1
+            people = sorted(resolve_ranges(index, [(k, k + 1)], VacancyPolicy()).persons) if k >= 0 else []
+            if not people:
+                return tm, None, False
+            esc = TaskEscalation(
+                task.id, task.escalation_level, f"[任务升级] {task.title}", "urgent", True,
+                tuple((p, (pos,)) for p in people), task.creator_person_id,
+            )  # fmt: skip
+            try:
                 await self._notifier.escalate(esc)
-        except EscalationFailed as exc:
-            return await self._release(token, tm, now, str(exc))
+            except EscalationFailed as exc:
+                return tm, str(exc), False
+            return tm, None, True
+
+        results: list[tuple[dict[str, Any], str | None, bool]] = []
+        for i in range(0, len(timers), _DING_CONCURRENCY):
+            results.extend(await asyncio.gather(*(call(tm) for tm in timers[i : i + _DING_CONCURRENCY])))
+        out: list[TimerOutcome] = []
+        done: dict[str, list[int]] = {}
+        for tm, error, reached in results:
+            if error is not None:
+                out.append(await self._release(token, tm, now, error))
+            else:
+                done.setdefault("dinged" if reached else "nobody", []).append(int(tm["id"]))
 
         async def mark() -> None:
             async with self._db.write() as conn:
-                await self._finish(conn, token, [timer_id], now, "dinged" if people else "nobody")
+                for outcome, ids in sorted(done.items()):
+                    await self._finish(conn, token, ids, now, outcome)
 
+        finished = [(tm, reached) for tm, error, reached in results if error is None]
         try:
-            await with_db_retry(mark)
+            if done:
+                await with_db_retry(mark)
         except _LeaseLost:
-            logger.warning("task %d DING sent but its lease was lost; the gateway deduplicates", tid)
-            return TimerOutcome(timer_id, tid, "ding", "lost")
-        return TimerOutcome(timer_id, tid, "ding", "dinged")
+            logger.warning("%d task DINGs sent but their lease was lost; the gateway deduplicates", len(finished))
+            return out + [TimerOutcome(int(tm["id"]), int(tm["task_id"]), "ding", "lost") for tm, _ in finished]
+        return out + [
+            TimerOutcome(int(tm["id"]), int(tm["task_id"]), "ding", "dinged" if reached else "nobody")
+            for tm, reached in finished
+        ]
 
     async def _release(self, token: str, tm: dict[str, Any], now: datetime, error: str) -> TimerOutcome:
         t = task_timers
