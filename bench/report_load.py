@@ -102,24 +102,30 @@ class Worker:
     closed: dict[str, int] = field(default_factory=dict)
     last_frame: float = 0.0
     photos: list[tuple[bytes, str]] = field(default_factory=list)
+    failures: dict[int, str] = field(default_factory=dict)
     base: bytes = b""
 
     # --- WebSockets -----------------------------------------------------------------
 
     async def _open(self, lst: Listener, gate: asyncio.Semaphore) -> tuple[int, ClientConnection] | None:
+        """Connect and say hello, retrying twice as a phone would; the last failure is kept for the report."""
         async with gate:
-            try:
-                ws = await connect(
-                    f"ws://127.0.0.1:{lst.port}/ws", max_size=1 << 20, compression=None, open_timeout=120
-                )
-                await ws.send(json.dumps({"type": "hello", "id": "h", "v": 1, "token": lst.token}))
-                reply = json.loads(await asyncio.wait_for(ws.recv(), 120))
-            except (OSError, ConnectionClosed, TimeoutError):
-                return None
-            if reply.get("type") != "ok":
+            for _attempt in range(3):
+                try:
+                    ws = await connect(
+                        f"ws://127.0.0.1:{lst.port}/ws", max_size=1 << 20, compression=None, open_timeout=120
+                    )
+                    await ws.send(json.dumps({"type": "hello", "id": "h", "v": 1, "token": lst.token}))
+                    reply = json.loads(await asyncio.wait_for(ws.recv(), 120))
+                except (OSError, ConnectionClosed, TimeoutError) as exc:
+                    self.failures[lst.person_id] = f"{type(exc).__name__}: {exc}"[:120]
+                    continue
+                if reply.get("type") == "ok":
+                    self.failures.pop(lst.person_id, None)
+                    return lst.person_id, ws
+                self.failures[lst.person_id] = f"hello refused: {json.dumps(reply)[:100]}"
                 await ws.close()
-                return None
-            return lst.person_id, ws
+            return None
 
     async def _read(self, me: int, ws: ClientConnection) -> None:
         try:
@@ -150,7 +156,12 @@ class Worker:
         for job in self.spec.jobs:
             tag = nonce + job.n.to_bytes(8, "big")
             self.photos.append((tag, hashlib.sha256(JPEG_HEAD + tag + self.base).hexdigest()))
-        return {"connected": len(self.socks), "failed": len(opened) - len(self.socks), "seconds": time.monotonic() - t0}
+        return {
+            "connected": len(self.socks),
+            "failed": self.failures,
+            "persons": [p for p, _ in self.socks],
+            "seconds": time.monotonic() - t0,
+        }
 
     async def close_all(self) -> None:
         for t in self.readers:

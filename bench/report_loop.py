@@ -263,7 +263,11 @@ def drive(label: str, servers: list[Server], picks: list[Pick], tokens: dict[int
         t = time.time()
         conn = pool.call("connect")
         got = sum(c["connected"] for c in conn)
+        online = {p for c in conn for p in c["persons"]}
+        failed = {p: why for c in conn for p, why in c["failed"].items()}
         log(f"{label}: {got}/{sum(len(s.listeners) for s in sp)} WebSockets connected in {time.time() - t:.1f} s")
+        for p, why in list(failed.items())[:5]:
+            log(f"  person {p} could not connect: {why}")
         time.sleep(1.0)
         # Each worker waits for as many assignee notifications as it has assignees.
         expect = [{"expect": sum(1 for n in range(len(picks)) if (n + 1) % args.procs == i)} for i in range(args.procs)]
@@ -278,10 +282,12 @@ def drive(label: str, servers: list[Server], picks: list[Pick], tokens: dict[int
             prof_top = prof.top(16)
     finally:
         pool.shutdown()
-    return summarise(label, picks, res, t0, got, cpu_line, prof_top)
+    out = summarise(label, picks, res, t0, online, cpu_line, prof_top)
+    out["connect_failures"] = failed
+    return out
 
 
-def summarise(label: str, picks: list[Pick], res: list[dict[str, Any]], t0: float, connected: int, cpu_line: str,
+def summarise(label: str, picks: list[Pick], res: list[dict[str, Any]], t0: float, online: set[int], cpu_line: str,
               prof_top: str) -> dict[str, Any]:  # fmt: skip
     recs = sorted((r for x in res for r in x["records"]), key=lambda r: r["n"])
     seen = [s for x in res for s in x["seen"]]
@@ -311,12 +317,15 @@ def summarise(label: str, picks: list[Pick], res: list[dict[str, Any]], t0: floa
         if r["error"]:
             k = r["error"].split(":")[0][:40]
             errors[k] = errors.get(k, 0) + 1
-    notify, e2e, lost, misrouted = [], [], 0, 0
+    notify, e2e, lost, offline, misrouted = [], [], 0, 0, 0
     for r in ok:
         p = picks[r["n"]]
         at = first.get((p.assignee, r["task_id"]))
         if at is None:
-            lost += 1
+            if p.assignee in online:
+                lost += 1
+            else:
+                offline += 1  # a real client would get it by sync on connecting
             continue
         if label != "bare" and owner.get(r["task_id"]) != p.river_position:
             misrouted += 1
@@ -328,7 +337,8 @@ def summarise(label: str, picks: list[Pick], res: list[dict[str, Any]], t0: floa
     ms = 1000.0
     return {
         "label": label,
-        "connected": connected,
+        "connected": len(online),
+        "offline": offline,
         "reports": len(recs),
         "ok": len(ok),
         "uploads_ok": len(up),
@@ -443,7 +453,8 @@ def report(args: argparse.Namespace, info: dict[str, Any], z: dict[str, Any], b:
     for r in (z, b):
         print(
             f"  {r['label']}: connected {r['connected']}, uploads ok {r['uploads_ok']}, notified {r['notified']},"
-            f" lost {r['lost']}, misrouted {r['misrouted']}, duplicate task.created {r['duplicates']},"
+            f" lost {r['lost']} (+ {r['offline']} whose assignee could not connect), misrouted {r['misrouted']},"
+            f" duplicate task.created {r['duplicates']},"
             f" errors {r['errors'] or 0}, sockets closed {r['closed'] or 0}, task.created frame {r['frame_len']} B"
         )
         print(f"        {r['cpu']}")
