@@ -213,3 +213,31 @@ async def test_conversation_list_counts_unread_per_conversation(server: RunningS
     assert {c["peer_id"]: c["unread"] for c in convs} == {others[0][0]: 1, others[1][0]: 2, others[2][0]: 3}
     assert convs[0]["peer_id"] == others[0][0]  # most recent first
     await mine.close()
+
+
+async def test_direct_messages_can_be_edited_and_recalled_and_send_stays_text_only(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    a_id, a_login = await new_person(s)
+    b_id, b_login = await new_person(s)
+    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    b = await Client.connect(server.ws, (await login(server.http, b_login))["access_token"])
+    sent = (await a.send_message(b_id, "原话"))["data"]
+    mid, cid = sent["message_id"], sent["conversation_id"]
+    assert (await b.request({"type": "edit", "message_id": mid, "body": "冒改"}))["code"] == "forbidden"
+    assert (await a.request({"type": "edit", "message_id": mid, "body": "改过"}))["data"]["body"] == "改过"
+    assert (await a.request({"type": "recall", "message_id": mid}))["data"]["recalled_at"]
+    kinds = [e["kind"] for e in await b.wait_events(3)]
+    assert kinds == ["message.new", "message.edited", "message.recalled"]
+    [m] = (await b.request({"type": "history", "conversation_id": cid}))["data"]["messages"]
+    assert m["body"] == "" and m["recalled_at"] and m["edited_at"]
+    # Replies, mentions and attachments go to a conversation id; ``to`` stays plain text.
+    bad = await a.request({"type": "send", "to": b_id, "client_msg_id": "x", "body": "hi", "reply_to": mid})
+    assert bad["code"] == "bad_request"
+    ok = await a.request(
+        {"type": "send", "conversation_id": cid, "client_msg_id": "y", "body": "回复", "reply_to": mid}
+    )
+    assert ok["type"] == "ok"
+    [ev] = [e for e in await b.wait_events(4) if e["kind"] == "message.new"][1:]
+    assert ev["data"]["reply_to"] == {"id": mid, "snippet": ""}  # the quoted message was recalled
+    await a.close()
+    await b.close()
