@@ -154,6 +154,14 @@ class ChatService:
 
         if todo:
             conv_ids = await self._direct_conversations(conn, list(todo.values()), now)
+            # Conversation rows before stream rows, in id order, like every other writer of
+            # messages (messaging/conversations): one lock order, and ids commit in order.
+            await conn.execute(
+                select(conversations.c.id)
+                .where(conversations.c.id.in_(sorted(set(conv_ids.values()))))
+                .order_by(conversations.c.id)
+                .with_for_update()
+            )
             ins = insert_ignore(conn, messages, ["sender_id", "client_msg_id"]).returning(
                 messages.c.id, messages.c.sender_id, messages.c.client_msg_id
             )
