@@ -26,8 +26,11 @@ _RETRY_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detecte
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
-    if not isinstance(exc, DBAPIError) or isinstance(exc, IntegrityError):
+    if isinstance(exc, IntegrityError):
         return False
+    if not isinstance(exc, DBAPIError):
+        # Raised by the driver itself: bulk paths send COPY and array statements on the raw connection.
+        return getattr(exc, "sqlstate", None) in _RETRY_SQLSTATES
     orig = exc.orig
     state = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
     return state in _RETRY_SQLSTATES

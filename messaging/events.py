@@ -16,7 +16,8 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,7 +31,7 @@ from org_tree.errors import ErrorCode, ResyncRequired
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EventLog", "NewEvent", "SyncPage", "StreamState", "paused_gc"]
+__all__ = ["EventLog", "NewEvent", "SyncPage", "StreamState", "driver_in_transaction", "paused_gc"]
 
 MAX_PAGE = 500
 _CHUNK = 5_000
@@ -57,10 +58,19 @@ _PG_MISSING = """
 SELECT p FROM unnest($1::bigint[]) AS p
 WHERE NOT EXISTS (SELECT 1 FROM person_streams s WHERE s.person_id = p)
 """
+# Created already holding their first event (seq 1); RETURNING lists only the rows
+# inserted, not those another transaction created first.
+_PG_CREATE_AT_ONE = """
+INSERT INTO person_streams (person_id, epoch, last_seq, min_seq)
+SELECT p, substr(md5(random()::text || p::text), 1, 8), 1, 1 FROM unnest($1::bigint[]) AS p ORDER BY p
+ON CONFLICT (person_id) DO NOTHING
+RETURNING person_id
+"""
 _PG_HEADS = "SELECT person_id, last_seq FROM person_streams WHERE person_id = ANY($1::bigint[])"
 _SQLITE_HEADS = "SELECT person_id, last_seq FROM person_streams WHERE person_id IN (SELECT value FROM json_each(?))"
 # Bulk path, SQLite (one writer at a time, so no lock order to keep).
 _SQLITE_CREATE = "INSERT OR IGNORE INTO person_streams (person_id, epoch, last_seq, min_seq) VALUES (?, ?, 0, 1)"
+_SQLITE_CREATE_AT_ONE = "INSERT INTO person_streams (person_id, epoch, last_seq, min_seq) VALUES (?, ?, 1, 1)"
 _SQLITE_MISSING = (
     "SELECT value FROM json_each(?) WHERE NOT EXISTS (SELECT 1 FROM person_streams WHERE person_id = value)"
 )
@@ -96,6 +106,20 @@ class SyncPage:
     #: True when more events exist after this page.
     limited: bool
     last_seq: int
+
+
+async def driver_in_transaction(conn: AsyncConnection) -> Any:
+    """The raw driver connection (asyncpg / aiosqlite), inside the caller's open transaction.
+
+    Why the extra statement: SQLAlchemy's asyncpg adapter sends BEGIN lazily,
+    with its first statement. A statement sent straight to the driver before
+    that runs in autocommit, outside the caller's transaction: its row locks
+    are released at once and its writes survive a rollback. On SQLite the
+    writer's ``BEGIN IMMEDIATE`` is already sent when the transaction opens.
+    """
+    if is_postgres(conn):
+        await conn.exec_driver_sql("SELECT 1")
+    return (await conn.get_raw_connection()).driver_connection
 
 
 @contextmanager
@@ -159,27 +183,28 @@ class EventLog:
     async def ensure_streams(self, person_ids: Sequence[int]) -> int:
         """Create the missing streams of ``person_ids`` (empty, seq 0) in a short transaction of their own.
 
-        Why before, not inside, a big append: creating ~200,000 stream rows
-        inside the send transaction would hold those (new) rows while the
-        send locks the existing ones, which can deadlock with a chat append
-        that locks in order. An empty stream is what a person's first
-        connection creates anyway, so creating it early changes nothing a
-        client can see. Returns how many were created.
+        Why before, not inside, a big append (PostgreSQL): created inside the
+        send transaction, ~200,000 new stream rows would be held while other
+        rows are locked, and a chat ``append`` that locks in person_id order
+        and then creates its own missing streams could deadlock with it. An
+        empty stream is what a person's first connection creates anyway, so
+        creating it early changes nothing a client can see. Returns how many
+        were created.
         """
         persons = sorted(set(person_ids))
         if not persons:
             return 0
         async with self._db.write() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
+            driver = await driver_in_transaction(conn)
             if is_postgres(conn):
-                await driver.execute("SET LOCAL statement_timeout = 0")  # type: ignore[union-attr]
-                missing = [int(r[0]) for r in await driver.fetch(_PG_MISSING, persons)]  # type: ignore[union-attr]
+                await driver.execute("SET LOCAL statement_timeout = 0")
+                missing = [int(r[0]) for r in await driver.fetch(_PG_MISSING, persons)]
                 if missing:
-                    await driver.execute(_PG_CREATE, missing)  # type: ignore[union-attr]
+                    await driver.execute(_PG_CREATE, missing)
                 return len(missing)
             missing = await _sqlite_missing(driver, persons)
             if missing:
-                await driver.executemany(_SQLITE_CREATE, [(p, _new_epoch()) for p in missing])  # type: ignore[union-attr]
+                await driver.executemany(_SQLITE_CREATE, [(p, _new_epoch()) for p in missing])
             return len(missing)
 
     async def append_bulk(
@@ -188,14 +213,19 @@ class EventLog:
         """Append one ``kind`` event per person, ``(person_id, payload)``, inside the caller's transaction.
 
         The fan-out path for one event to very many people (a province-wide
-        notice): the next seq of every stream is allocated by one set-based
-        statement and the events are written with COPY (PostgreSQL) or one
-        executemany (SQLite), instead of a parameter dict per row. Same
-        guarantees as :meth:`append`: gap-free, in-order seqs, stream locks
-        taken in ascending person_id order and held to commit. Call
-        :meth:`ensure_streams` first (outside the transaction) so the streams
-        exist; missing ones are still created here, only more slowly.
-        Events sharing a payload share one wake-up group.
+        notice), with the guarantees of :meth:`append` (gap-free, in-order
+        seqs; stream locks held to commit) at a fraction of the cost: every
+        stream's next seq comes from one set-based UPDATE whose locking
+        subselect takes the locks in ascending person_id order (the order
+        ``append`` uses), and the events go in with COPY (PostgreSQL) or one
+        executemany (SQLite) instead of a parameter dict per row. Events
+        sharing a payload share a wake-up group.
+
+        On PostgreSQL call :meth:`ensure_streams` first, outside this
+        transaction: a stream still missing here is created inside it, after
+        the ordered locks, which can deadlock with a concurrent ``append``
+        (retried by ``with_db_retry``, but slow). SQLite has one writer, so
+        there missing streams are simply created here, already at seq 1.
 
         Raises:
             ValueError: a person appears twice in ``events``.
@@ -206,29 +236,33 @@ class EventLog:
         if not payloads:
             return []
         persons = sorted(payloads)
-        driver = (await conn.get_raw_connection()).driver_connection
+        driver = await driver_in_transaction(conn)
+        seqs: dict[int, int] = {}
         if is_postgres(conn):
             await driver.execute("SET LOCAL statement_timeout = 0")  # type: ignore[union-attr]
-            seqs = {int(p): int(s) for p, s in await driver.fetch(_PG_BUMP, persons)}  # type: ignore[union-attr]
-            if len(seqs) < len(persons):
-                # Streams nobody created yet (ensure_streams skipped or raced with a
-                # person's deletion): create and bump them now. Their locks come after
-                # the others, out of order; a deadlock this causes is retried by the caller.
-                missing = [p for p in persons if p not in seqs]
-                await driver.execute(_PG_CREATE, missing)  # type: ignore[union-attr]
-                seqs.update({int(p): int(s) for p, s in await driver.fetch(_PG_BUMP, missing)})  # type: ignore[union-attr]
-        else:
+            seqs.update((int(p), int(s)) for p, s in await driver.fetch(_PG_BUMP, persons))  # type: ignore[union-attr]
+            missing = [p for p in persons if p not in seqs]
+            if missing:  # ensure_streams skipped, or a person's first event raced with it
+                created = await driver.fetch(_PG_CREATE_AT_ONE, missing)  # type: ignore[union-attr]
+                seqs.update((int(r[0]), 1) for r in created)
+                raced = [p for p in missing if p not in seqs]  # created by another transaction meanwhile
+                if raced:
+                    seqs.update((int(p), int(s)) for p, s in await driver.fetch(_PG_BUMP, raced))  # type: ignore[union-attr]
+        else:  # one writer at a time: nothing can create a stream between these statements
             missing = await _sqlite_missing(driver, persons)
             if missing:
-                await driver.executemany(_SQLITE_CREATE, [(p, _new_epoch()) for p in missing])  # type: ignore[union-attr]
-            seqs = {}
-            for part in chunks(persons, 100_000):
+                await driver.executemany(_SQLITE_CREATE_AT_ONE, [(p, _new_epoch()) for p in missing])  # type: ignore[union-attr]
+                seqs.update((p, 1) for p in missing)
+            existing = [p for p in persons if p not in seqs]
+            for part in chunks(existing, 100_000):
                 rows = await driver.execute_fetchall(_SQLITE_BUMP, (json.dumps(part),))  # type: ignore[union-attr]
-                seqs.update({int(p): int(s) for p, s in rows})
-        if len(seqs) != len(persons):  # a person without a row in persons (FK): nothing to append to
+                seqs.update((int(p), int(s)) for p, s in rows)
+        if len(seqs) != len(persons):  # cannot happen while persons exist (FK); never write a gap
             raise ValueError(f"no event stream for persons {sorted(set(persons) - set(seqs))[:10]}")
         by_payload: dict[str, EventGroup] = {}
         rows_out: list[tuple[object, ...]] = []
+        # SQLite stores the time as text: format it once, not once per row in bulk_insert.
+        at: object = now if is_postgres(conn) else _sqlite_time(now)
         with paused_gc():
             for pid in persons:
                 payload = payloads[pid]
@@ -237,7 +271,7 @@ class EventLog:
                 if group is None:
                     group = by_payload[payload] = EventGroup(kind, payload)
                 group.recipients.append((pid, seq))
-                rows_out.append((pid, seq, kind, payload, now))
+                rows_out.append((pid, seq, kind, payload, at))
         await bulk_insert(conn, person_events, _EVENT_COLUMNS, rows_out)
         return list(by_payload.values())
 
@@ -374,6 +408,11 @@ class EventLog:
                     update(person_streams).where(person_streams.c.person_id == pid).values(min_seq=floor)
                 )
         return deleted
+
+
+def _sqlite_time(at: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime (and org_tree.bulk) writes for ``at``."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 async def _sqlite_missing(driver: object, persons: list[int]) -> list[int]:

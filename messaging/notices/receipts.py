@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging.db_errors import with_db_retry
+from messaging.events import driver_in_transaction
 from messaging.notices.model import ReceiptState
 from org_tree.clock import Clock
 from org_tree.db.database import Database
@@ -81,7 +82,8 @@ class ReceiptWriter:
     async def _apply(
         self, conn: AsyncConnection, ops: Sequence[ReceiptOp], now: datetime
     ) -> list[ReceiptOutcome | BaseException]:
-        driver = (await conn.get_raw_connection()).driver_connection
+        # In the transaction (the FOR UPDATE locks must hold until the write commits).
+        driver = await driver_in_transaction(conn)
         persons_of: dict[int, set[int]] = {}
         for op in ops:
             persons_of.setdefault(op.notice_id, set()).add(op.person_id)
