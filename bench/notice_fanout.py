@@ -404,7 +404,8 @@ def run_zzd(
                 out["profile_send"] = prof.top()
             log(f"delivered {len(times)} (missing {out['missing']}), last {out['last']:.2f} s after send")
             nid = int(sent["notice_id"])
-            persons = [c.person_id for c in clients]
+            # The readers are the sockets that got the notice (under load a few may fail to connect).
+            persons = [p for x in res for p in x["persons"]]
             if backend == "postgres":
                 dsn = asyncpg_dsn(url)
                 rows, mine = asyncio.run(pg_receipts(dsn, nid, persons))

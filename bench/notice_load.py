@@ -77,6 +77,7 @@ class NoticeWorker(Worker):
             await asyncio.sleep(0.02)
         return {
             "times": list(self.new_at.values()),
+            "persons": list(self.new_at),
             "missing": len(self.socks) - len(self.new_at),
             "notice_id": self.notice_id,
             "frame_len": self.frame_len,
