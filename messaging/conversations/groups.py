@@ -53,8 +53,8 @@ def _title(raw: str) -> str:
 class GroupService:
     def __init__(self, conversations: ConversationService) -> None:
         self._c = conversations
-        self._events = conversations._events
-        self._clock = conversations._clock
+        self._events = conversations.events
+        self._clock = conversations.clock
 
     async def _check_new(
         self, conn: AsyncConnection, person_ids: list[int], position_ids: list[int]
@@ -144,21 +144,22 @@ class GroupService:
                 recipients=members,
                 now=now,
             )
-            return await self._view(conn, cid)
+            return await self.view(conn, cid)
 
-        result: dict[str, Any] = await self._c._write(fn)
+        result: dict[str, Any] = await self._c.write(fn)
         return result
 
     async def get(self, person_id: int, conversation_id: int) -> dict[str, Any]:
         """The group's title, owner, members and position members (members only)."""
-        async with self._c._db.read() as conn:
+        async with self._c.db.read() as conn:
             acc = await access(conn, person_id, conversation_id)
             if acc.conversation.kind not in ("group", "unit"):
                 raise NotFound("no such group", data={"conversation_id": conversation_id})
-            return await self._view(conn, conversation_id)
+            return await self.view(conn, conversation_id)
 
     @staticmethod
-    async def _view(conn: AsyncConnection, cid: int) -> dict[str, Any]:
+    async def view(conn: AsyncConnection, cid: int) -> dict[str, Any]:
+        """The group as its members see it (callers have checked access)."""
         conv = (
             await conn.execute(
                 select(
@@ -222,9 +223,9 @@ class GroupService:
                 recipients=members,
                 now=now,
             )
-            return await self._view(conn, conversation_id)
+            return await self.view(conn, conversation_id)
 
-        result: dict[str, Any] = await self._c._write(fn)
+        result: dict[str, Any] = await self._c.write(fn)
         return result
 
     @staticmethod
@@ -295,9 +296,9 @@ class GroupService:
                     recipients=set(members) | set(joined),
                     now=now,
                 )
-            return await self._view(conn, conversation_id)
+            return await self.view(conn, conversation_id)
 
-        result: dict[str, Any] = await self._c._write(fn)
+        result: dict[str, Any] = await self._c.write(fn)
         return result
 
     async def remove(
@@ -318,7 +319,7 @@ class GroupService:
                     )
             return await self._drop(conn, groups, acc, members, set(people), posts, actor_id)
 
-        result: dict[str, Any] = await self._c._write(fn)
+        result: dict[str, Any] = await self._c.write(fn)
         return result
 
     async def leave(self, person_id: int, conversation_id: int) -> dict[str, Any]:
@@ -331,7 +332,7 @@ class GroupService:
                 raise Forbidden("you are a member through your position", data={"conversation_id": conversation_id})
             return await self._drop(conn, groups, acc, members, {person_id}, [], person_id)
 
-        result: dict[str, Any] = await self._c._write(fn)
+        result: dict[str, Any] = await self._c.write(fn)
         return result
 
     async def _drop(
@@ -383,7 +384,7 @@ class GroupService:
                 now=now,
                 extra_events=[gone],
             )
-        return await self._view(conn, cid)
+        return await self.view(conn, cid)
 
     async def set_admin(self, owner_id: int, conversation_id: int, person_id: int, admin: bool) -> dict[str, Any]:
         async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
@@ -399,7 +400,7 @@ class GroupService:
                 .where(cm.c.conversation_id == conversation_id, cm.c.person_id == person_id)
                 .values(role="admin" if admin else None)
             )
-            return await self._view(conn, conversation_id)
+            return await self.view(conn, conversation_id)
 
-        result: dict[str, Any] = await self._c._write(fn)
+        result: dict[str, Any] = await self._c.write(fn)
         return result

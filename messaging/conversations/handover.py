@@ -34,7 +34,7 @@ async def handover_notes(svc: ConversationService, changes: dict[int, int]) -> i
     """Write the notes for ``{position id: org version of its latest holder change}``; returns notes written."""
     if not changes:
         return 0
-    async with svc._db.read() as conn:
+    async with svc.db.read() as conn:
         rows = (
             await conn.execute(
                 select(conversations.c.id, conversations.c.position_id, conversations.c.peer_position_id).where(
@@ -68,7 +68,7 @@ async def _note(svc: ConversationService, cid: int, pos: int, version: int) -> i
             return 0
         mid = await system_message(
             conn,
-            svc._events,
+            svc.events,
             groups,
             conversation_id=cid,
             conversation_kind="position",
@@ -78,8 +78,8 @@ async def _note(svc: ConversationService, cid: int, pos: int, version: int) -> i
             about=holders,
             text="岗位交接",
             recipients=await readers(conn, conv),
-            now=svc._clock.now(),
+            now=svc.clock.now(),
         )
         return 0 if mid is None else 1
 
-    return int(await svc._write(fn))
+    return int(await svc.write(fn))

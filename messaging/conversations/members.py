@@ -123,7 +123,7 @@ class MemberReconciler:
                         "owner_id": actor.person_id,
                         "unit_id": uid,
                         "unit_depth": depth,
-                        "created_at": self._c._clock.now(),
+                        "created_at": self._c.clock.now(),
                     }
                 ],
             )
@@ -132,12 +132,12 @@ class MemberReconciler:
                 raise Conflict("the unit already has a group", code=ErrorCode.ALREADY_EXISTS)
             return int(created[0])
 
-        cid = int(await self._c._write(fn))
+        cid = int(await self._c.write(fn))
         await self.reconcile(cid)
-        async with self._c._db.read() as conn:
+        async with self._c.db.read() as conn:
             from messaging.conversations.groups import GroupService
 
-            return await GroupService._view(conn, cid)
+            return await GroupService.view(conn, cid)
 
     async def run(self) -> int:
         """Reconcile the derived groups a new index version may affect; returns groups changed.
@@ -150,7 +150,7 @@ class MemberReconciler:
         idx = self._index()
         if idx.version == self._seen:
             return 0
-        async with self._c._db.read() as conn:
+        async with self._c.db.read() as conn:
             scope = await self._affected(conn, idx) if self._seen >= 0 else None
             derived = or_(
                 conversations.c.kind == "unit",
@@ -216,7 +216,7 @@ class MemberReconciler:
         idx = self._index()
 
         async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
-            now = self._c._clock.now()
+            now = self._c.clock.now()
             conv = await load_conversation(conn, cid, lock=True)
             stored_version = (
                 await conn.execute(select(conversations.c.member_version).where(conversations.c.id == cid))
@@ -272,7 +272,7 @@ class MemberReconciler:
             extra = [NewEvent("conversation.left", json.dumps({"conversation_id": cid}), left)] if left else []
             await system_message(
                 conn,
-                self._c._events,
+                self._c.events,
                 groups,
                 conversation_id=cid,
                 conversation_kind=conv.kind,
@@ -287,6 +287,6 @@ class MemberReconciler:
             )
             return 1
 
-        n = int(await self._c._write(fn))
+        n = int(await self._c.write(fn))
         self.changed += n
         return n

@@ -90,19 +90,19 @@ class ConversationService:
         notify: Notify,
         config: ConversationConfig | None = None,
     ) -> None:
-        self._db = db
-        self._events = events
-        self._clock = clock
+        self.db = db
+        self.events = events
+        self.clock = clock
         self._notify = notify
         self.config = config or ConversationConfig()
 
-    async def _write(self, fn: Callable[[AsyncConnection, list[EventGroup]], Any]) -> Any:
+    async def write(self, fn: Callable[[AsyncConnection, list[EventGroup]], Any]) -> Any:
         """Run ``fn`` in a write transaction (retried on lock conflicts); notify after commit."""
         groups: list[EventGroup] = []
 
         async def txn() -> Any:
             groups.clear()
-            async with self._db.write() as conn:
+            async with self.db.write() as conn:
                 return await fn(conn, groups)
 
         result = await with_db_retry(txn)
@@ -115,9 +115,9 @@ class ConversationService:
         """The thread between the person (or their position) and a position, created on first use."""
 
         async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
-            return await self._open_thread(conn, person_id, to_position_id, as_position_id, self._clock.now())
+            return await self._open_thread(conn, person_id, to_position_id, as_position_id, self.clock.now())
 
-        return int(await self._write(fn))
+        return int(await self.write(fn))
 
     async def _open_thread(
         self, conn: AsyncConnection, person_id: int, to_position_id: int, as_position_id: int | None, now: datetime
@@ -182,11 +182,11 @@ class ConversationService:
         async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> PostResult:
             return await self._post(conn, req, groups)
 
-        result: PostResult = await self._write(fn)
+        result: PostResult = await self.write(fn)
         return result
 
     async def _post(self, conn: AsyncConnection, req: PostRequest, groups: list[EventGroup]) -> PostResult:
-        now = self._clock.now()
+        now = self.clock.now()
         dup = await self._existing(conn, req.sender_id, req.client_msg_id)
         if dup is not None:
             return dup
@@ -269,7 +269,7 @@ class ConversationService:
         for (is_mentioned, is_muted), people in sorted(variants.items()):
             body = {**payload, "mentioned": is_mentioned, "muted": is_muted}
             evs.append(NewEvent("message.new", json.dumps(body, ensure_ascii=False), people))
-        new_groups = await self._events.append(conn, evs, now)
+        new_groups = await self.events.append(conn, evs, now)
         groups.extend(new_groups)
         seq = next((s for g in new_groups for p, s in g.recipients if p == req.sender_id), None)
         await conn.execute(update(conversations).where(conversations.c.id == cid).values(last_message_id=mid))
@@ -320,7 +320,7 @@ class ConversationService:
         async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
             return await self._change(conn, groups, person_id, message_id, body)
 
-        result: dict[str, Any] = await self._write(fn)
+        result: dict[str, Any] = await self.write(fn)
         return result
 
     async def recall(self, person_id: int, message_id: int) -> dict[str, Any]:
@@ -329,13 +329,13 @@ class ConversationService:
         async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
             return await self._change(conn, groups, person_id, message_id, None)
 
-        result: dict[str, Any] = await self._write(fn)
+        result: dict[str, Any] = await self.write(fn)
         return result
 
     async def _change(
         self, conn: AsyncConnection, groups: list[EventGroup], person_id: int, message_id: int, body: str | None
     ) -> dict[str, Any]:
-        now = self._clock.now()
+        now = self.clock.now()
         m = messages
         cid_row = (await conn.execute(select(m.c.conversation_id).where(m.c.id == message_id))).first()
         if cid_row is None:
@@ -367,7 +367,7 @@ class ConversationService:
         kind = "message.recalled" if recall else "message.edited"
         audience = await readers(conn, acc.conversation, row.created_at)
         groups.extend(
-            await self._events.append(
+            await self.events.append(
                 conn, [NewEvent(kind, json.dumps(data, ensure_ascii=False), sorted(audience))], now
             )
         )
@@ -379,7 +379,7 @@ class ConversationService:
     ) -> tuple[list[dict[str, Any]], int | None]:
         """Messages the person may read, newest first; returns (messages, next ``before`` or None)."""
         limit = max(1, min(limit, MAX_HISTORY_PAGE))
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             acc = await access(conn, person_id, conversation_id)
             q = (
                 select(messages, persons.c.name)
@@ -435,7 +435,7 @@ class ConversationService:
         """
 
         async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
-            now = self._clock.now()
+            now = self.clock.now()
             acc = await access(conn, person_id, conversation_id)
             await self._visible_message(conn, acc, message_id)
             if message_id <= acc.last_read_message_id:
@@ -468,14 +468,14 @@ class ConversationService:
                 others = sorted((await readers(conn, acc.conversation)) - {person_id})
                 if others:
                     evs.append(NewEvent("peer.read", json.dumps({**body, "person_id": person_id}), others))
-            groups.extend(await self._events.append(conn, evs, now))
+            groups.extend(await self.events.append(conn, evs, now))
             return message_id
 
-        return int(await self._write(fn))
+        return int(await self.write(fn))
 
     async def read_by(self, person_id: int, conversation_id: int, message_id: int) -> dict[str, Any]:
         """Who has read a message (the sender excluded), for conversations up to ``read_list_max`` readers."""
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             acc = await access(conn, person_id, conversation_id)
             msg = await self._visible_message(conn, acc, message_id)
             audience = await readers(conn, acc.conversation, msg.created_at)
@@ -498,14 +498,14 @@ class ConversationService:
         """The person's conversation list (messaging/conversations/inbox.py)."""
         from messaging.conversations.inbox import inbox
 
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             return await inbox(conn, person_id, cursor=cursor, limit=limit)
 
     async def set_muted(self, person_id: int, conversation_id: int, muted: bool) -> dict[str, Any]:
         """Mute or unmute a conversation for oneself (events carry ``muted`` so devices stay quiet)."""
 
         async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
-            now = self._clock.now()
+            now = self.clock.now()
             acc = await access(conn, person_id, conversation_id)
             if not acc.full:
                 raise Forbidden("you no longer hold this position", data={"conversation_id": conversation_id})
@@ -528,9 +528,9 @@ class ConversationService:
             )
             body = {"conversation_id": conversation_id, "muted": muted}
             groups.extend(
-                await self._events.append(conn, [NewEvent("conversation.muted", json.dumps(body), [person_id])], now)
+                await self.events.append(conn, [NewEvent("conversation.muted", json.dumps(body), [person_id])], now)
             )
             return body
 
-        result: dict[str, Any] = await self._write(fn)
+        result: dict[str, Any] = await self.write(fn)
         return result
