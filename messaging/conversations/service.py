@@ -26,7 +26,9 @@ from messaging.conversations.access import (
     former_holders_at,
     held_positions,
 )
+from messaging.conversations.inbox import inbox
 from messaging.conversations.model import (
+    MAX_BODY_CHARS,
     MAX_HISTORY_PAGE,
     ConversationConfig,
     PostRequest,
@@ -46,6 +48,7 @@ from org_tree.db.dialect import insert_ignore
 from org_tree.errors import BadRequest, Conflict, Forbidden, NotFound
 from org_tree.org_schema import positions
 from org_tree.schema import persons
+from org_tree.text import check_text
 from org_tree.versioning import read_version
 
 logger = logging.getLogger(__name__)
@@ -312,9 +315,6 @@ class ConversationService:
     # -------------------------------------------------------------- edit/recall
     async def edit(self, person_id: int, message_id: int, body: str) -> dict[str, Any]:
         """Replace the text of one's own message within the edit window; every reader is told."""
-        from messaging.conversations.model import MAX_BODY_CHARS
-        from org_tree.text import check_text
-
         check_text(body, field="body", max_chars=MAX_BODY_CHARS)
 
         async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
@@ -496,8 +496,6 @@ class ConversationService:
 
     async def inbox(self, person_id: int, *, cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
         """The person's conversation list (messaging/conversations/inbox.py)."""
-        from messaging.conversations.inbox import inbox
-
         async with self.db.read() as conn:
             return await inbox(conn, person_id, cursor=cursor, limit=limit)
 
