@@ -98,6 +98,8 @@ async def test_demo_loop_with_real_clients(org_server: RunningServer) -> None:
     assert res.stats["total"]["close"]["n"] == 1
     async with httpx.AsyncClient(base_url=rs.http) as h:
         metrics = (await h.get("/metrics")).text
+        spec = (await h.get("/openapi.json")).json()
+    assert {"/api/v1/reports", "/api/v1/tasks", "/api/v1/tasks/{task_id}/actions"} <= set(spec["paths"])
     assert 'zzd_task_close_seconds_count{category="river_litter"} 1.0' in metrics
     assert 'zzd_task_accept_seconds_count{category="river_litter"} 1.0' in metrics
 
