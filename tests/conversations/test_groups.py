@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -138,3 +139,23 @@ async def test_reconciler_touches_only_groups_a_holder_change_can_affect(world: 
     assert versions[a["id"]] < world.holder.index.version  # not looked at: no position of it changed
     view = await world.groups.get(new, b["id"])
     assert new in _members(view) and (old not in _members(view) or old in world.holders(pos))
+
+
+async def test_two_processes_reconciling_at_once_write_one_note(world: World, conv_url: str) -> None:
+    idx = world.holder.index
+    g = await world.members.create_unit_group(ADMIN, "990102", depth=5)
+    k = idx.unit_slots(idx.unit("990102"))[0]
+    pos = idx.p_id[k]
+    new = await world.person()
+    other = await make_world(conv_url)
+    try:
+        await other.members.run()
+        await world.members.run()
+        await world.handover(pos, new)
+        await other.holder.refresh_if_changed()
+        changed = await asyncio.gather(world.members.run(), other.members.run())
+        assert sum(changed) == 1
+        notes = [m for m in (await world.conv.history(new, g["id"]))[0] if m["kind"] == "system"]
+        assert len(notes) == 2  # the group's first members, then this change once
+    finally:
+        await other.db.dispose()
