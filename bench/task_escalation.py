@@ -169,6 +169,7 @@ def one_run(args: argparse.Namespace, logdir: Path) -> tuple[Result, Result, dic
     with postgres_database() as url:
         env = zzd_env(url)
         env["ZZD_BACKGROUND_INTERVAL"] = "0.2"
+        env["ZZD_TASK_TIMER_BATCH"] = str(args.batch)
         migrate(env)
         dsn = asyncpg_dsn(url)
         clients = seed_postgres(dsn, args.clients)
@@ -191,7 +192,8 @@ def one_run(args: argparse.Namespace, logdir: Path) -> tuple[Result, Result, dic
 def _line(r: Result) -> str:
     return (f"  {r.label:<18} acked {r.acked:>6}/{r.sent:<6} lost {r.undelivered}  ack p50/p99 {r.ack_p50:6.1f}/"
             f"{r.ack_p99:6.1f} ms  deliver p50/p99 {r.del_p50:6.1f}/{r.del_p99:6.1f} ms"
-            f"  server CPU {r.server_cpu:5.0f}%  rest {r.rest_cpu:5.0f}%")  # fmt: skip
+            f"  server CPU {r.server_cpu:5.0f}%  rest {r.rest_cpu:5.0f}%  closed {r.closed} {r.close_codes or ''}"
+            f"  errors {r.errors} unacked {r.unacked}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--drain", type=float, default=30.0)
     p.add_argument("--procs", type=int, default=1)
     p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--batch", type=int, default=200, help="ZZD_TASK_TIMER_BATCH: timers escalated per transaction")
     p.add_argument("--quick", action="store_true", help="smoke run: 1,000 tasks, 200 clients, 5 s")
     args = p.parse_args(argv)
     if args.quick:
