@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging.conversations.access import held_positions
@@ -52,43 +52,44 @@ async def inbox(conn: AsyncConnection, person_id: int, *, cursor: str | None = N
         c.c.peer_position_id,
         c.c.peer_person_id,
         c.c.unit_id,
+        cm.c.last_read_message_id,
+        cm.c.muted,
     )
-    items: dict[int, dict[str, Any]] = {}
-    rows = await conn.execute(
-        select(*cols, cm.c.last_read_message_id, cm.c.muted)
+    mine = (
+        select(*cols)
         .join(cm, cm.c.conversation_id == c.c.id)
         .where(cm.c.person_id == person_id, c.c.kind != "position")
     )
-    for r in rows:
-        items[int(r.id)] = _item(r, person_id, None)
     held = await held_positions(conn, person_id)
     conds = [c.c.peer_person_id == person_id]
     if held:
         conds += [c.c.position_id.in_(held), c.c.peer_position_id.in_(held)]
-    rows = await conn.execute(
-        select(*cols, cm.c.last_read_message_id, cm.c.muted)
+    threads = (
+        select(*cols)
         .outerjoin(cm, and_(cm.c.conversation_id == c.c.id, cm.c.person_id == person_id))
         .where(c.c.kind == "position", or_(*conds))
     )
-    for r in rows:
-        via = None
-        if r.position_id in held:
-            via = int(r.position_id)
-        elif r.peer_position_id in held:
-            via = int(r.peer_position_id)
-        items[int(r.id)] = _item(r, person_id, via)
-    ordered = sorted(items.values(), key=lambda it: (it["last_message_id"] or 0, it["id"]), reverse=True)
+    # Ordered and paged in the database: a position may have thousands of threads.
+    u = union_all(mine, threads).subquery()
+    recency = func.coalesce(u.c.last_message_id, 0)
+    q = select(u).order_by(recency.desc(), u.c.id.desc()).limit(limit + 1)
     if after is not None:
-        ordered = [it for it in ordered if ((it["last_message_id"] or 0), it["id"]) < after]
-    page, more = ordered[:limit], len(ordered) > limit
+        q = q.where(or_(recency < after[0], and_(recency == after[0], u.c.id < after[1])))
+    rows = (await conn.execute(q)).all()
+    more = len(rows) > limit
+    page = []
+    for r in rows[:limit]:
+        via = None
+        if r.kind == "position" and r.position_id in held:
+            via = int(r.position_id)
+        elif r.kind == "position" and r.peer_position_id in held:
+            via = int(r.peer_position_id)
+        page.append(_item(r, person_id, via))
     await _fill(conn, person_id, page)
     by_position: dict[int, int] = {}
-    for it in ordered:
-        if it["via_position_id"] is not None:
-            by_position[it["via_position_id"]] = by_position.get(it["via_position_id"], 0)
     for it in page:
         if it["via_position_id"] is not None:
-            by_position[it["via_position_id"]] += it["unread"]
+            by_position[it["via_position_id"]] = by_position.get(it["via_position_id"], 0) + it["unread"]
     last = page[-1] if page else None
     return {
         "conversations": page,
