@@ -71,6 +71,7 @@ conversations = Table(
     Index("uq_conversations_thread_key", "thread_key", unique=True),
     Index("ix_conversations_position", "position_id"),
     Index("ix_conversations_peer_position", "peer_position_id"),
+    Index("ix_conversations_peer_person", "peer_person_id"),
 )
 
 conversation_members = Table(

@@ -55,6 +55,7 @@ def upgrade() -> None:
     op.create_index("uq_conversations_thread_key", "conversations", ["thread_key"], unique=True)
     op.create_index("ix_conversations_position", "conversations", ["position_id"])
     op.create_index("ix_conversations_peer_position", "conversations", ["peer_position_id"])
+    op.create_index("ix_conversations_peer_person", "conversations", ["peer_person_id"])
     op.create_table(
         "conversation_positions",
         sa.Column("conversation_id", ID, nullable=False),
@@ -72,6 +73,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("conversation_positions")
+    op.drop_index("ix_conversations_peer_person", table_name="conversations")
     op.drop_index("ix_conversations_peer_position", table_name="conversations")
     op.drop_index("ix_conversations_position", table_name="conversations")
     op.drop_index("uq_conversations_thread_key", table_name="conversations")
