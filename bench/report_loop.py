@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -317,7 +318,7 @@ def summarise(label: str, picks: list[Pick], res: list[dict[str, Any]], t0: floa
         if r["error"]:
             k = r["error"].split(":")[0][:40]
             errors[k] = errors.get(k, 0) + 1
-    notify, e2e, lost, offline, misrouted = [], [], 0, 0, 0
+    notify, after, e2e, lost, offline, misrouted = [], [], [], 0, 0, 0
     for r in ok:
         p = picks[r["n"]]
         at = first.get((p.assignee, r["task_id"]))
@@ -330,7 +331,16 @@ def summarise(label: str, picks: list[Pick], res: list[dict[str, Any]], t0: floa
         if label != "bare" and owner.get(r["task_id"]) != p.river_position:
             misrouted += 1
         notify.append(at - r["post_start"])
+        after.append(at - r["post_end"])
         e2e.append(at - r["sched"])
+    slow = sorted(
+        (
+            (at - r["post_start"], r)
+            for r in ok
+            if (at := first.get((picks[r["n"]].assignee, r["task_id"]))) is not None
+        ),
+        key=lambda x: x[0],
+    )[-5:]
     up = [r["up_end"] - r["sched"] for r in recs if r["up_status"] in (200, 201)]
     post = [r["post_end"] - r["post_start"] for r in ok]
     last = max((r["post_end"] for r in ok), default=t0)
@@ -351,6 +361,8 @@ def summarise(label: str, picks: list[Pick], res: list[dict[str, Any]], t0: floa
         "notify_p50": percentile(notify, 50) * ms,
         "notify_p99": percentile(notify, 99) * ms,
         "notify_max": max(notify, default=float("nan")) * ms,
+        "after_p50": percentile(after, 50) * ms,
+        "after_p99": percentile(after, 99) * ms,
         "e2e_p50": percentile(e2e, 50) * ms,
         "e2e_p99": percentile(e2e, 99) * ms,
         "notified": len(notify),
@@ -361,7 +373,12 @@ def summarise(label: str, picks: list[Pick], res: list[dict[str, Any]], t0: floa
         "frame_len": int(statistics.median(frame_lens)) if frame_lens else 0,
         "cpu": cpu_line,
         "profile": prof_top,
-        "task_ids": [r["task_id"] for r in ok],
+        "slowest": [
+            f"+{r['sched'] - t0:.1f}s: upload {(r['up_end'] - r['sched']) * ms:.0f}, POST"
+            f" {(r['post_end'] - r['post_start']) * ms:.0f}, notified {lat * ms:.0f} ms"
+            for lat, r in reversed(slow)
+        ],
+        "raw": {"t0": t0, "records": recs, "seen": seen},
     }
 
 
@@ -413,6 +430,9 @@ def one_run(args: argparse.Namespace, logdir: Path) -> tuple[dict[str, Any], dic
         finally:
             for s in servers:
                 s.stop()
+        logs = "".join(s.log.read_text(errors="replace") for s in servers)
+        z["server_errors"] = logs.count(" ERROR ")
+        z["pg_refused"] = logs.count("too many clients")
         z["db"] = asyncio.run(db_counts(asyncpg_dsn(url)))
     channel = f"bench-report-{uuid.uuid4().hex[:8]}"
     bare = [start_bare(i, logdir / "bare-uploads", channel, z["frame_len"] or 1200, logdir) for i in range(2)]
@@ -423,6 +443,8 @@ def one_run(args: argparse.Namespace, logdir: Path) -> tuple[dict[str, Any], dic
     finally:
         for s in bare:
             s.stop()
+    for r in (z, b):
+        (logdir / f"records-{r['label']}.json").write_text(json.dumps(r.pop("raw")))
     return info, z, b
 
 
@@ -457,10 +479,22 @@ def report(args: argparse.Namespace, info: dict[str, Any], z: dict[str, Any], b:
             f" duplicate task.created {r['duplicates']},"
             f" errors {r['errors'] or 0}, sockets closed {r['closed'] or 0}, task.created frame {r['frame_len']} B"
         )
+        print(
+            f"        report answered → assignee notified p50 {r['after_p50']:.1f} p99 {r['after_p99']:.1f} ms"
+            " (negative: the event beat the HTTP answer)"
+        )
         print(f"        {r['cpu']}")
     db = z["db"]
-    ok = db["reports"] == db["tasks"] == db["attachments"] == z["ok"]
-    print(f"  zzd database: {db} vs {z['ok']} reports answered 201: {'OK' if ok else 'MISMATCH'}")
+    ok = db["reports"] == db["tasks"] == z["ok"] and db["attachments"] == z["uploads_ok"]
+    print(
+        f"  zzd database: {db} vs {z['ok']} reports and {z['uploads_ok']} uploads answered 2xx:"
+        f" {'OK' if ok else 'MISMATCH'}"
+    )
+    print(
+        f"  zzd logs: {z['server_errors']} ERROR lines, {z['pg_refused']} 'too many clients' from the shared"
+        " PostgreSQL (other jobs' connections; disturbs the run)"
+    )
+    print(f"  slowest report→assignee (zzd): {'; '.join(z['slowest'])}")
     if z["profile"]:
         print(f"  py-spy, zzd servers during the load:\n{z['profile']}")
     if z["lost"] or not ok:
@@ -478,6 +512,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--db-pool", type=int, default=10, help="ZZD_DB_POOL_SIZE per process (shared PostgreSQL)")
     p.add_argument("--profile", action="store_true", help="py-spy the zzd servers during the load")
     p.add_argument("--logdir", type=Path)
+    p.add_argument("--runs", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="smoke run: 100 reports over 10 s, one city (3309 舟山)")
     args = p.parse_args(argv)
     if args.quick:
@@ -487,8 +522,23 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="zzd-bench-report-") as tmp:
         logdir = args.logdir or Path(tmp)
         logdir.mkdir(parents=True, exist_ok=True)
-        info, z, b = one_run(args, logdir)
-    report(args, info, z, b)
+        results = []
+        for i in range(args.runs):
+            rundir = logdir / f"run{i + 1}"
+            rundir.mkdir(exist_ok=True)
+            info, z, b = one_run(args, rundir)
+            print(f"\nrun {i + 1} of {args.runs}:")
+            report(args, info, z, b)
+            results.append((z, b))
+    if args.runs > 1:
+        print(f"\nmedian of {args.runs} runs (ms):")
+        keys = ("rate", "up_p50", "up_p99", "post_p50", "post_p99", "notify_p50", "notify_p99", "e2e_p99")
+        for k in (0, 1):
+            meds = "  ".join(f"{key} {statistics.median(r[k][key] for r in results):.1f}" for key in keys)
+            print(f"  {results[0][k]['label']:<4} {meds}")
+        lost = sum(z["lost"] for z, _ in results)
+        p99s = ", ".join(f"{z['notify_p99']:.0f}" for z, _ in results)
+        print(f"  zzd lost over all runs: {lost}; report→assignee p99 per run: {p99s} ms")
 
 
 if __name__ == "__main__":
