@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ConversationService", "Notify", "thread_key"]
 
+#: Audiences at least this large are appended with ``EventLog.append_bulk``.
+BULK_AUDIENCE = 64
+
 #: Called after commit with the wake-up groups to deliver; must not block.
 Notify = Callable[[list[EventGroup]], None]
 
@@ -272,7 +275,12 @@ class ConversationService:
         for (is_mentioned, is_muted), people in sorted(variants.items()):
             body = {**payload, "mentioned": is_mentioned, "muted": is_muted}
             evs.append(NewEvent("message.new", json.dumps(body, ensure_ascii=False), people))
-        new_groups = await self.events.append(conn, evs, now)
+        if len(audience) >= BULK_AUDIENCE:
+            # Large groups: one set-based stream bump and COPY (same locks, same order as append).
+            per_person = sorted((pid, ev.payload) for ev in evs for pid in ev.recipients)
+            new_groups = await self.events.append_bulk(conn, "message.new", per_person, now)
+        else:
+            new_groups = await self.events.append(conn, evs, now)
         groups.extend(new_groups)
         seq = next((s for g in new_groups for p, s in g.recipients if p == req.sender_id), None)
         await conn.execute(update(conversations).where(conversations.c.id == cid).values(last_message_id=mid))

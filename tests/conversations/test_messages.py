@@ -134,3 +134,24 @@ async def test_inbox_pages_across_kinds(world: World) -> None:
     assert rest["next_cursor"] is None
     with pytest.raises(BadRequest):
         await _inbox(world, me, cursor="x")
+
+
+async def test_large_group_takes_the_bulk_path_with_per_person_flags(world: World) -> None:
+    from messaging.conversations.service import BULK_AUDIENCE
+
+    owner = await world.person()
+    others = [await world.person() for _ in range(BULK_AUDIENCE + 5)]
+    g = await world.groups.create(owner, "大群", others)
+    await world.conv.set_muted(others[1], g["id"], True)
+    first = await world.conv.post(
+        PostRequest(owner, "m1", "全体", conversation_id=g["id"], mention_persons=(others[0],))
+    )
+    second = await world.conv.post(PostRequest(others[2], "m2", "收到", conversation_id=g["id"]))
+    assert first.sender_seq is not None and second.sender_seq is not None
+    for p in [owner, *others]:
+        stream = await world.stream(p)
+        msgs = _new(stream)
+        assert [m["id"] for m in msgs] == [first.message_id, second.message_id]
+        assert msgs[0]["mentioned"] is (p == others[0]) and msgs[0]["muted"] is (p == others[1])
+        page = await world.events.read(p, epoch=None, since=0)
+        assert [s for s, _, _ in page.events] == list(range(1, len(page.events) + 1))  # gap-free
