@@ -373,12 +373,12 @@ class ConversationService:
         else:
             data.update(edited_at=iso(now), body=body)
         kind = "message.recalled" if recall else "message.edited"
-        audience = await readers(conn, acc.conversation, row.created_at)
-        groups.extend(
-            await self.events.append(
-                conn, [NewEvent(kind, json.dumps(data, ensure_ascii=False), sorted(audience))], now
-            )
-        )
+        audience = sorted(await readers(conn, acc.conversation, row.created_at))
+        text = json.dumps(data, ensure_ascii=False)
+        if len(audience) >= BULK_AUDIENCE:
+            groups.extend(await self.events.append_bulk(conn, kind, [(p, text) for p in audience], now))
+        else:
+            groups.extend(await self.events.append(conn, [NewEvent(kind, text, audience)], now))
         return data
 
     # ------------------------------------------------------------------- reads

@@ -155,3 +155,8 @@ async def test_large_group_takes_the_bulk_path_with_per_person_flags(world: Worl
         assert msgs[0]["mentioned"] is (p == others[0]) and msgs[0]["muted"] is (p == others[1])
         page = await world.events.read(p, epoch=None, since=0)
         assert [s for s, _, _ in page.events] == list(range(1, len(page.events) + 1))  # gap-free
+    await world.conv.edit(owner, first.message_id, "全体(改)")
+    await world.conv.recall(owner, first.message_id)
+    for p in (owner, others[-1]):
+        kinds = [k for k, _ in await world.stream(p)]
+        assert kinds[-2:] == ["message.edited", "message.recalled"]
