@@ -71,6 +71,14 @@ class Worker:
         self.pending: dict[str, float] = {}
         self.last_frame = time.time()
         self.readers: list[asyncio.Task[None]] = []
+        #: Recipient and scheduled time of every send (to explain a message counted lost).
+        self.sent_to: dict[str, tuple[int, float]] = {}
+        #: Deliveries that arrived after the chat report was sent: cmid → arrival time.
+        self.late: dict[str, float] = {}
+        self.reported = False
+        self.phase = ""
+        #: Highest event seq each held person's socket received.
+        self.seq_of: dict[int, int] = {}
 
     async def _open(self, i: int, client: Client, gate: asyncio.Semaphore) -> tuple[int, ClientConnection] | None:
         """Connect and authenticate one client; None (counted) if it fails."""
@@ -113,10 +121,13 @@ class Worker:
                 self.stats.acked.add(msg["ref"])
                 self.stats.last_ack = now
         elif kind == "event" and msg.get("kind") == "message.new":
+            self.seq_of[me] = max(self.seq_of.get(me, 0), int(msg.get("seq", 0)))
             data = msg["data"]
             if data.get("recipient_id") != me:
                 return  # the echo to the sender's own socket
             cmid = data["client_msg_id"]
+            if self.reported and cmid not in self.stats.delivered:
+                self.late.setdefault(cmid, now)
             if cmid in self.stats.delivered:
                 self.stats.duplicates += 1
                 return
@@ -143,8 +154,11 @@ class Worker:
         to = me
         while to == me:
             to = random.choice(self.spec.all_person_ids)
-        cmid = f"w{self.spec.index}-{n}"
+        # Unique per chat phase: a repeated (sender, client_msg_id) is an idempotent retry, acked
+        # with the first message and delivered no second time (a later phase on the same database).
+        cmid = f"{self.phase}w{self.spec.index}-{n}"
         self.pending[cmid] = sched
+        self.sent_to[cmid] = (to, sched)
         frame = {"type": "send", "id": cmid, "to": to, "client_msg_id": cmid, "body": f"{sched:.6f}"}
         try:
             await ws.send(json.dumps(frame))
@@ -156,6 +170,7 @@ class Worker:
     async def chat(self, start: float, rate: float, duration: float, drain: float) -> None:
         """Open-loop: the n-th send is due at ``start + n / rate`` whatever the replies do."""
         self.readers = [asyncio.create_task(self._read(me, ws)) for me, ws in self.socks]
+        self.phase = f"{start:.3f}:"
         total = int(rate * duration)
         await asyncio.sleep(max(0.0, start - time.time()))
         n = 0
@@ -174,8 +189,32 @@ class Worker:
                 return
             await asyncio.sleep(0.1)
 
+    def lost_here(self) -> dict[str, tuple[int, float]]:
+        """Acked sends to a person whose socket this worker holds, not delivered (yet)."""
+        mine = {p for p, _ in self.socks}
+        return {
+            c: self.sent_to[c]
+            for c in self.stats.acked - self.stats.delivered
+            if c in self.sent_to and self.sent_to[c][0] in mine
+        }
+
+    async def linger(self, wait: float) -> dict[str, Any]:
+        """After the report: keep the sockets open up to ``wait`` s for the messages counted lost.
+
+        Tells a late live delivery (e.g. a catch-up or the safety poll) from a message that never comes.
+        """
+        lost = self.lost_here()
+        t0 = time.time()
+        while time.time() - t0 < wait and any(c not in self.late for c in lost):
+            await asyncio.sleep(0.1)
+        return {
+            "lost": {c: [to, sched, self.late.get(c), self.seq_of.get(to)] for c, (to, sched) in lost.items()},
+            "since_report": t0,
+        }
+
     def report(self) -> dict[str, Any]:
         s = self.stats
+        self.reported = True
         return {
             "sent": s.sent,
             "send_errors": s.send_errors,
@@ -205,6 +244,8 @@ async def _serve(spec: WorkerSpec, pipe: Pipe) -> None:
         elif cmd == "chat":
             await worker.chat(**args)
             pipe.send(worker.report())
+        elif cmd == "linger":
+            pipe.send(await worker.linger(**args))
         elif cmd == "close":
             await worker.close_all()
             pipe.send({"closed": True})

@@ -149,8 +149,40 @@ async def _escalation_figures(dsn: str, due: datetime, n: int, timeout: float) -
             "outcomes": outcomes}  # fmt: skip
 
 
+def _catch_ups(server: Any) -> float:
+    """The server's ``zzd_catch_ups_total``: socket gap repairs read from the database."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10).text
+    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith("zzd_catch_ups_total"))
+
+
+async def _where_is(dsn: str, lost: dict[str, list[Any]]) -> list[str]:
+    """For each message counted lost: stored? in the recipient's stream (at which seq)? arrived later?"""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    out = []
+    try:
+        for cmid, (to, sched, late, socket_seq) in sorted(lost.items(), key=lambda x: x[1][1]):
+            row = await conn.fetchrow("SELECT id, sender_id FROM messages WHERE client_msg_id = $1", cmid)
+            mid = None if row is None else f"{row['id']} (sender {row['sender_id']})"
+            seq = await conn.fetchval(
+                "SELECT seq FROM person_events WHERE person_id = $1 AND kind = 'message.new'"
+                " AND payload::jsonb ->> 'client_msg_id' = $2",
+                to, cmid,
+            )  # fmt: skip
+            head = await conn.fetchval("SELECT last_seq FROM person_streams WHERE person_id = $1", to)
+            after = "never (within the linger)" if late is None else f"{late - sched:.2f} s after its send"
+            out.append(f"    {cmid} to {to}: message row {mid}, stream seq {seq} (head {head}, socket at {socket_seq});"
+                       f" delivered live {after}")  # fmt: skip
+    finally:
+        await conn.close()
+    return out
+
+
 def _drive(label: str, server: Any, clients: list[Client], args: argparse.Namespace,
-           before_start: Any = None) -> tuple[Result, float]:  # fmt: skip
+           before_start: Any = None, dsn: str = "") -> tuple[Result, float]:  # fmt: skip
     pool = WorkerPool(clients, [server.url], args.procs)
     try:
         conn = pool.call("connect")
@@ -159,8 +191,19 @@ def _drive(label: str, server: Any, clients: list[Client], args: argparse.Namesp
         if before_start is not None:
             before_start(start)
         probe = CpuProbe([server.proc.pid], pool.pids(), start, start + args.duration)
+        catch0 = _catch_ups(server)
         replies = pool.call("chat", start=start, rate=args.rate / args.procs, duration=args.duration, drain=args.drain)
-        return merge(label, replies, start, probe.percents(), connected), start
+        result = merge(label, replies, start, probe.percents(), connected)
+        catch1 = _catch_ups(server)
+        if result.undelivered and args.linger > 0:
+            lost: dict[str, list[Any]] = {}
+            for r in pool.call("linger", wait=args.linger):
+                lost.update(r["lost"])
+            print(f"  {label}: {result.undelivered} acked but not delivered when the drain ended"
+                  f" (catch-ups during the phase: {catch1 - catch0:.0f}); after up to {args.linger:.0f} s more:"
+                  f" catch-ups {_catch_ups(server) - catch1:.0f}", flush=True)  # fmt: skip
+            print("\n".join(asyncio.run(_where_is(dsn, lost))), flush=True)
+        return result, start
     finally:
         pool.shutdown()
 
@@ -176,7 +219,7 @@ def one_run(args: argparse.Namespace, logdir: Path) -> tuple[Result, Result, dic
         asyncio.run(_build_tree(url, logdir))
         owners = asyncio.run(_owners(url))
         with running([start_zzd("zzd_tasks", env, logdir)], "/readyz") as (server,):
-            base, _ = _drive("chat alone", server, clients, args)
+            base, _ = _drive("chat alone", server, clients, args, dsn=dsn)
             due_box: list[datetime] = []
 
             def arm(start: float) -> None:
@@ -184,9 +227,53 @@ def one_run(args: argparse.Namespace, logdir: Path) -> tuple[Result, Result, dic
                 asyncio.run(_insert_overdue(dsn, owners, args.tasks, due))
                 due_box.append(due)
 
-            with_esc, _ = _drive("chat + escalation", server, clients, args, arm)
+            with_esc, _ = _drive("chat + escalation", server, clients, args, arm, dsn=dsn)
             figures = asyncio.run(_escalation_figures(dsn, due_box[0], args.tasks, 120))
+            warnings = [ln for ln in server.log.read_text(errors="replace").splitlines() if "WARNING" in ln]
+            if warnings:
+                print(f"  server log: {len(warnings)} warnings, e.g.\n    " + "\n    ".join(warnings[:5]), flush=True)
     return base, with_esc, figures
+
+
+async def _alone(url: str, dsn: str, owners: list[tuple[int, int, int, int, int]], n: int, batch: int) -> str:
+    """The escalation in this process, without chat or server: wall, CPU, and what PostgreSQL was busy with."""
+    from messaging.events import EventLog
+    from messaging.notices.notifier import LoggingNotifier
+    from messaging.tasks.timers import TaskTimers
+    from notice_pgsample import PgSampler
+    from org_tree.clock import SystemClock
+    from org_tree.db.database import Database
+    from org_tree.index import OrgIndex
+
+    due = datetime.now(UTC)
+    await _insert_overdue(dsn, owners, n, due)
+    db = Database(url)
+    try:
+        index = await OrgIndex.load(db)
+        timers = TaskTimers(db, EventLog(db), SystemClock(), lambda groups: None, LoggingNotifier(), lambda: index,
+                            batch=batch)  # fmt: skip
+        sampler = PgSampler(dsn, url.rsplit("/", 1)[1])
+        t0, c0 = time.perf_counter(), time.process_time()
+        outcomes = await timers.run_due()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        pg = sampler.stop(12)
+    finally:
+        await db.dispose()
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    return (f"  alone: {n} overdue tasks, batch {batch}: {wall:.2f} s wall ({n / wall:.0f}/s), {cpu:.2f} s CPU in"
+            f" this process; outcomes {counts}\n{pg}")  # fmt: skip
+
+
+def alone(args: argparse.Namespace, logdir: Path) -> None:
+    with postgres_database() as url:
+        env = zzd_env(url)
+        migrate(env)
+        dsn = asyncpg_dsn(url)
+        asyncio.run(_build_tree(url, logdir))
+        owners = asyncio.run(_owners(url))
+        print(asyncio.run(_alone(url, dsn, owners, args.tasks, args.batch)), flush=True)
 
 
 def _line(r: Result) -> str:
@@ -204,10 +291,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--duration", type=float, default=15.0)
     p.add_argument("--drain", type=float, default=30.0)
     p.add_argument("--procs", type=int, default=1)
+    p.add_argument("--linger", type=float, default=20.0,
+                   help="after the drain, wait up to this long for messages counted lost, and locate them")  # fmt: skip
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--batch", type=int, default=200, help="ZZD_TASK_TIMER_BATCH: timers escalated per transaction")
     p.add_argument("--quick", action="store_true", help="smoke run: 1,000 tasks, 200 clients, 5 s")
+    p.add_argument("--alone", action="store_true", help="only the escalation, in this process, with PostgreSQL sampled")
     args = p.parse_args(argv)
+    if args.alone:
+        with tempfile.TemporaryDirectory(prefix="zzd-bench-tasks-") as tmp:
+            alone(args, Path(tmp))
+        return
     if args.quick:
         args.tasks, args.clients, args.rate, args.duration = 1_000, 200, 100.0, 5.0
     print(f"task escalation: {args.tasks} overdue tasks; chat {args.clients} clients at {args.rate:.0f} msg/s"
