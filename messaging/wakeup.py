@@ -62,14 +62,19 @@ class Wakeup:
         return head.encode() + b"\n" + b"".join(blobs)
 
     @classmethod
-    def decode(cls, data: bytes, only: Container[int] | None = None) -> Wakeup:
+    def decode(cls, data: bytes, only: Container[int] | None = None, *, skip_origin: str | None = None) -> Wakeup:
         """Parse a wake-up; with ``only``, keep just the recipients in it (and their payloads).
+
+        A wake-up from ``skip_origin`` (the receiver's own, already delivered
+        locally) comes back without groups, its payloads not decoded.
 
         Raises:
             ValueError: not a wake-up (bad JSON, bad UTF-8, inconsistent lengths).
         """
         head_bytes, _, blob = bytes(data).partition(b"\n")
         head = json.loads(head_bytes)
+        if skip_origin is not None and head["o"] == skip_origin:
+            return cls(origin=str(head["o"]), groups=[])
         kinds, lengths, flat = head["k"], head["n"], head["r"]
         if len(kinds) != len(lengths) or len(flat) % 3 or sum(lengths) != len(blob):
             raise ValueError("inconsistent wake-up")

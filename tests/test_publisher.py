@@ -75,6 +75,8 @@ def test_a_wakeup_decoded_for_some_people_keeps_only_theirs_in_order() -> None:
         ("notice.new", '{"notice_id":1,"positions":[{"unit":"柯城区"}]}', [(2, 10)]),
     ]
     assert Wakeup.decode(data, only=set()).groups == []
+    assert Wakeup.decode(data, skip_origin="node-a").groups == []
+    assert Wakeup.decode(data, skip_origin="node-b").groups == groups
 
 
 def test_a_truncated_wakeup_is_rejected() -> None:

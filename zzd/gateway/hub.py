@@ -90,7 +90,7 @@ class ConnectionHub:
     def on_wakeup(self, data: bytes) -> None:
         try:
             # Only this process's people: their payloads are the only ones decoded.
-            wake = Wakeup.decode(data, only=self._by_person)
+            wake = Wakeup.decode(data, only=self._by_person, skip_origin=self.node_id)
         except (ValueError, KeyError, TypeError, IndexError):
             logger.warning("undecodable wake-up ignored")
             return
