@@ -3,27 +3,36 @@
 Each task has at most one open deadline timer (``accept`` while created,
 ``resolve`` while accepted or in progress), written in the transaction that
 put the task in that state. Every server process runs ``TaskTimers.run_due``
-periodically; the claim is the DING scheduler's (``messaging.notices.ding``):
+periodically:
 
-1. **Claim** (one short write transaction): due, unfinished rows whose lease is
-   free or expired; on PostgreSQL ``SELECT … FOR UPDATE SKIP LOCKED`` so claimers
-   never wait on or take each other's rows, on SQLite the single ``BEGIN
-   IMMEDIATE`` writer serialises the select-then-update. The rows get this run's
-   token and a lease (``claimed_until``).
-2. **Escalate** the claimed batch in ONE transaction that first marks the timers
-   done *fenced by the token* (``WHERE claimed_by = token``): if any lease was
-   lost to another process, the transaction rolls back and nothing happens
-   twice. A process killed with ``kill -9`` after claiming leaves rows whose
-   lease simply expires; the next claimer takes them over.
-3. **DING** timers (armed by an escalation in a DING category) call the
-   out-of-band notifier (up to 20 calls at a time), then the reached ones are
-   marked done together, fenced the same way; a crash in between repeats the
-   calls with the same idempotency keys (at-least-once, deduplicated by the
-   gateway).
+1. **Deadline timers are claimed and escalated in one transaction.** It picks
+   a batch of due, unfinished timers (on PostgreSQL ``SELECT … FOR UPDATE SKIP
+   LOCKED``, so claimers never wait on or take each other's rows; on SQLite the
+   single ``BEGIN IMMEDIATE`` writer serialises everything), locks their tasks,
+   escalates them and marks the timers done, all before one commit. The row
+   locks are the claim: nobody else can take those timers until the commit,
+   after which they are done. A process killed with ``kill -9`` mid-batch loses
+   its connection, PostgreSQL rolls the transaction back, and the timers are
+   free for the next claimer at once (no lease to wait out, nothing half
+   written). Why not a committed claim first: it cost a transaction and a
+   second row version per timer, the largest single item of a batch.
+2. **DING timers** (armed by an escalation in a DING category) need a lease,
+   because the out-of-band call happens outside any transaction. The
+   escalating transaction inserts them already leased to this run, which then
+   calls the notifier (up to 20 calls at a time) right after the commit and
+   marks the reached ones done together, fenced by the lease token (``WHERE
+   claimed_by = token``). A crash in between leaves them leased; when the lease
+   expires another process claims them and repeats the calls with the same
+   idempotency keys (at-least-once, deduplicated by the gateway). DING timers
+   armed elsewhere (a rejection) are claimed the same way.
 
 A batch that fails for another reason is retried timer by timer, so one bad
-row cannot hold the others back; a timer failing ``max_attempts`` times is
-closed with its error kept.
+row cannot hold the others back; a failed timer waits ``retry_after`` and is
+closed with its error kept after ``max_attempts`` tries.
+
+``pause`` bounds the job's share of the database while it drains a big
+backlog: after each batch it sleeps that fraction of the batch's duration, so
+chat and other requests get the database (and this event loop) in between.
 """
 
 from __future__ import annotations
@@ -60,6 +69,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["TaskEscalation", "TaskTimers", "TimerOutcome"]
 
 _DING_CONCURRENCY = 20
+_TIMER_COLUMNS = (task_timers.c.id, task_timers.c.task_id, task_timers.c.kind, task_timers.c.task_version,
+                  task_timers.c.attempts)  # fmt: skip
 _AWAITS = {"accept": (State.CREATED,), "resolve": (State.ACCEPTED, State.IN_PROGRESS)}
 
 
@@ -97,10 +108,11 @@ class TaskTimers:
 
     Args:
         node_id: names this process in ``claimed_by``.
-        lease: how long a claim is exclusive; longer than one batch takes.
+        lease: how long a DING claim is exclusive; longer than a batch of calls takes.
         batch: timers claimed and escalated per transaction.
         retry_after: delay before a failed timer is tried again.
         max_attempts: tries before a timer is closed as failed.
+        pause: after each batch of a backlog, sleep this fraction of the batch's duration.
     """
 
     def __init__(
@@ -117,6 +129,7 @@ class TaskTimers:
         batch: int = 200,
         retry_after: timedelta = timedelta(seconds=60),
         max_attempts: int = 5,
+        pause: float = 0.0,
     ) -> None:
         self._db = db
         self._events = events
@@ -129,32 +142,42 @@ class TaskTimers:
         self._batch = batch
         self._retry_after = retry_after
         self._max_attempts = max_attempts
+        self._pause = pause
 
     async def run_due(self, now: datetime | None = None, *, drain: bool = True) -> list[TimerOutcome]:
-        """Claim and run due timers (batch after batch while ``drain``, until none is due)."""
+        """Escalate due deadline timers and call due DINGs (batch after batch while ``drain``, until none is due)."""
         out: list[TimerOutcome] = []
+        loop = asyncio.get_running_loop()
         while True:
             at = now or self._clock.now()
-            token = f"{self._node}:{secrets.token_hex(6)}"
-            claimed = await with_db_retry(lambda t=token, a=at: self._claim(t, a))  # type: ignore[misc]
-            if not claimed:
+            started = loop.time()
+            token = self._token()
+            picked, escalated, armed = await self._escalate_due(token, at)
+            out.extend(escalated)
+            if armed:
+                out.extend(await self._ding_batch(token, armed, at))
+            claimed: list[dict[str, Any]] = []
+            if picked < self._batch:  # the deadline backlog is drained: DINGs armed elsewhere or left by a crash
+                dtoken = self._token()
+                claimed = await with_db_retry(lambda t=dtoken, a=at: self._claim_dings(t, a))  # type: ignore[misc]
+                if claimed:
+                    out.extend(await self._ding_batch(dtoken, claimed, at))
+            if not drain or (not picked and not claimed):
                 return out
-            deadlines = [c for c in claimed if c["kind"] != "ding"]
-            if deadlines:
-                out.extend(await self._escalate_batch(token, deadlines, at))
-            dings = [c for c in claimed if c["kind"] == "ding"]
-            if dings:
-                out.extend(await self._ding_batch(token, dings, at))
-            if not drain:
-                return out
+            if self._pause > 0:
+                await asyncio.sleep(self._pause * (loop.time() - started))
 
-    async def _claim(self, token: str, now: datetime) -> list[dict[str, Any]]:
+    def _token(self) -> str:
+        return f"{self._node}:{secrets.token_hex(6)}"
+
+    async def _claim_dings(self, token: str, now: datetime) -> list[dict[str, Any]]:
+        """Lease due DING timers to this run (one short transaction)."""
         t = task_timers
         free = or_(t.c.claimed_until.is_(None), t.c.claimed_until < now)
         async with self._db.write() as conn:
             q = (
                 select(t.c.id)
-                .where(t.c.done_at.is_(None), t.c.due_at <= now, free)
+                .where(t.c.done_at.is_(None), t.c.due_at <= now, t.c.kind == "ding", free)
                 .order_by(t.c.due_at, t.c.id)
                 .limit(self._batch)
             )
@@ -169,15 +192,35 @@ class TaskTimers:
                 .values(claimed_by=token, claimed_until=now + self.lease, attempts=t.c.attempts + 1)
             )
             rows = await conn.execute(
-                select(t.c.id, t.c.task_id, t.c.kind, t.c.task_version, t.c.attempts)
-                .where(t.c.id.in_(ids), t.c.claimed_by == token)
-                .order_by(t.c.id)
+                select(*_TIMER_COLUMNS).where(t.c.id.in_(ids), t.c.claimed_by == token).order_by(t.c.id)
             )
             return [dict(r._mapping) for r in rows]
+
+    @staticmethod
+    async def _pick(conn: AsyncConnection, now: datetime, limit: int, only: int | None) -> list[dict[str, Any]]:
+        """Due deadline timers, row-locked until this transaction ends (skipping those another claimer holds)."""
+        t = task_timers
+        q = (
+            select(*_TIMER_COLUMNS)
+            .where(
+                t.c.done_at.is_(None),
+                t.c.due_at <= now,
+                t.c.kind != "ding",
+                or_(t.c.claimed_until.is_(None), t.c.claimed_until < now),
+            )
+            .order_by(t.c.due_at, t.c.id)
+            .limit(limit)
+        )
+        if only is not None:
+            q = q.where(t.c.id == only)
+        if is_postgres(conn):
+            q = q.with_for_update(skip_locked=True)
+        return [dict(r._mapping) for r in await conn.execute(q)]
 
     async def _finish(
         self, conn: AsyncConnection, token: str, ids: list[int], now: datetime, outcome: str, error: str | None = None
     ) -> None:
+        """Close leased DING timers, fenced by the lease token."""
         t = task_timers
         res = await conn.execute(
             update(t)
@@ -187,39 +230,65 @@ class TaskTimers:
         if res.rowcount != len(ids):
             raise _LeaseLost
 
-    async def _escalate_batch(self, token: str, timers: list[dict[str, Any]], now: datetime) -> list[TimerOutcome]:
-        groups: list[EventGroup] = []
+    async def _escalate_due(
+        self, token: str, now: datetime, only: dict[str, Any] | None = None
+    ) -> tuple[int, list[TimerOutcome], list[dict[str, Any]]]:
+        """Claim and escalate one batch of due deadline timers in one transaction.
 
-        async def txn(batch: list[dict[str, Any]]) -> list[TimerOutcome]:
+        Returns how many timers were picked, their outcomes, and the DING timers the
+        escalations armed, leased to ``token``.
+        """
+        groups: list[EventGroup] = []
+        picked: list[dict[str, Any]] = []
+        armed: list[dict[str, Any]] = []
+
+        async def txn() -> list[TimerOutcome]:
             groups.clear()
+            picked.clear()
+            armed.clear()
             index = self._index()
             async with self._db.write() as conn:
+                batch = await self._pick(conn, now, self._batch, None if only is None else int(only["id"]))
+                picked.extend(batch)
+                if not batch:
+                    return []
                 q = select(tasks).where(tasks.c.id.in_(sorted({int(t["task_id"]) for t in batch}))).order_by(tasks.c.id)
                 if is_postgres(conn):
                     q = q.with_for_update()
                 locked = {int(r.id): TaskRow.from_row(r) for r in await conn.execute(q)}
                 out, planned, by_outcome = await self._plan(conn, batch, locked, index, now)
+                t = task_timers
                 for outcome, ids in sorted(by_outcome.items()):
-                    await self._finish(conn, token, ids, now, outcome)
-                new_events = await write_changes_locked(conn, index, planned, now)
-                groups.extend(await self._events.append(conn, new_events, now))
+                    # Held locked since _pick (SQLite: the only writer), so no fence is needed.
+                    await conn.execute(
+                        update(t)
+                        .where(t.c.id.in_(ids))
+                        .values(done_at=now, outcome=outcome, claimed_by=token, claimed_until=None,
+                                attempts=t.c.attempts + 1)
+                    )  # fmt: skip
+                written = await write_changes_locked(conn, index, planned, now, ding_lease=(token, now + self.lease))
+                armed.extend(written.dings)
+                groups.extend(await self._events.append(conn, written.events, now))
             return out
 
         try:
-            out = await with_db_retry(lambda: txn(timers))
-        except _LeaseLost:
-            return [TimerOutcome(int(t["id"]), int(t["task_id"]), str(t["kind"]), "lost") for t in timers]
+            out = await with_db_retry(txn)
         except Exception as exc:
-            if len(timers) == 1:
-                return [await self._release(token, timers[0], now, repr(exc))]
-            logger.warning("escalating %d timers together failed (%r); trying one by one", len(timers), exc)
-            out = []
-            for tm in timers:
-                out.extend(await self._escalate_batch(token, [tm], now))
-            return out
+            if not picked:
+                raise  # nothing was picked: the database itself failed; the job retries next interval
+            if only is not None:
+                return 1, [await self._release(only, now, repr(exc))], []
+            tried = list(picked)
+            logger.warning("escalating %d timers together failed (%r); trying one by one", len(tried), exc)
+            out, dings = [], []
+            for tm in tried:
+                _, got, armed_one = await self._escalate_due(token, now, tm)
+                out.extend(got)
+                dings.extend(armed_one)
+            return len(tried), out, dings
         if groups:
             self._notify(groups)
-        return out
+        return len(picked), out, list(armed)
 
     async def _plan(
         self,
@@ -290,7 +359,7 @@ class TaskTimers:
         done: dict[str, list[int]] = {}
         for tm, error, reached in results:
             if error is not None:
-                out.append(await self._release(token, tm, now, error))
+                out.append(await self._release(tm, now, error, lease=token))
             else:
                 done.setdefault("dinged" if reached else "nobody", []).append(int(tm["id"]))
 
@@ -311,16 +380,30 @@ class TaskTimers:
             for tm, reached in finished
         ]
 
-    async def _release(self, token: str, tm: dict[str, Any], now: datetime, error: str) -> TimerOutcome:
+    async def _release(self, tm: dict[str, Any], now: datetime, error: str, lease: str | None = None) -> TimerOutcome:
+        """Record a failed try: retry after ``retry_after``, or close the timer after ``max_attempts``.
+
+        A DING timer is released under its ``lease`` token (its claim already counted the
+        attempt); a deadline timer's failed transaction left nothing behind, so the try is
+        counted here.
+        """
         t = task_timers
-        final = int(tm["attempts"]) >= self._max_attempts
-        values: dict[str, Any] = {"last_error": error[:500], "claimed_until": now + self._retry_after}
+        tries = int(tm["attempts"]) + (0 if lease else 1)
+        final = tries >= self._max_attempts
+        values: dict[str, Any] = {
+            "last_error": error[:500],
+            "claimed_until": now + self._retry_after,
+            "attempts": tries,
+        }
         if final:
-            values = {"last_error": error[:500], "done_at": now, "outcome": "failed", "claimed_until": None}
+            values.update(done_at=now, outcome="failed", claimed_until=None)
+        where = [t.c.id == int(tm["id"]), t.c.done_at.is_(None)]
+        if lease:
+            where.append(t.c.claimed_by == lease)
 
         async def txn() -> None:
             async with self._db.write() as conn:
-                await conn.execute(update(t).where(t.c.id == int(tm["id"]), t.c.claimed_by == token).values(**values))
+                await conn.execute(update(t).where(*where).values(**values))
 
         await with_db_retry(txn)
         logger.warning("task timer %s of task %s failed: %s", tm["id"], tm["task_id"], error)

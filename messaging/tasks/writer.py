@@ -38,6 +38,7 @@ __all__ = [
     "Change",
     "OUTBOX_TYPES",
     "Planned",
+    "Written",
     "write_changes_locked",
     "involved_persons",
     "load_task",
@@ -284,18 +285,36 @@ def _after(before: TaskRow, values: dict[str, Any]) -> TaskRow:
     return replace(before, **fields)
 
 
+@dataclass(slots=True)
+class Written:
+    """What a batch wrote that the caller acts on: events to append, DING timers armed."""
+
+    events: list[NewEvent]
+    #: The DING timers inserted (id, task_id, kind, task_version, attempts), when leased to the caller.
+    dings: list[dict[str, Any]] = field(default_factory=list)
+
+
 async def write_changes_locked(
-    conn: AsyncConnection, index: OrgIndex, planned: list[Planned], now: datetime
-) -> list[NewEvent]:
+    conn: AsyncConnection,
+    index: OrgIndex,
+    planned: list[Planned],
+    now: datetime,
+    *,
+    ding_lease: tuple[str, datetime] | None = None,
+) -> Written:
     """Apply many transitions in a handful of statements (the deadline job's batches).
 
     The caller must hold the tasks locked in this transaction (read with
     ``FOR UPDATE`` on PostgreSQL; SQLite's single writer) and must have checked
     each version, so no update can lose a race. Every ``values`` of a batch has
     the same keys. Returns the events to append, one per task.
+
+    With ``ding_lease`` (token, until) the DING timers of urgent changes are
+    inserted already leased to the caller, who calls them right after the
+    commit: no claiming transaction, and the lease covers a crash in between.
     """
     if not planned:
-        return []
+        return Written([])
     updates: list[dict[str, Any]] = []
     rows: list[TaskRow] = []
     history: list[dict[str, Any]] = []
@@ -331,15 +350,29 @@ async def write_changes_locked(
         .values(done_at=now, outcome="superseded", claimed_until=None)
     )
     timers: list[dict[str, Any]] = []
+    dings: list[dict[str, Any]] = []
     for t, p in zip(rows, planned, strict=True):
         if t.state == State.CREATED and t.accept_due_at is not None:
             timers.append({"task_id": t.id, "kind": "accept", "task_version": t.version, "due_at": t.accept_due_at})
         elif t.state in (State.ACCEPTED, State.IN_PROGRESS) and t.resolve_due_at is not None:
             timers.append({"task_id": t.id, "kind": "resolve", "task_version": t.version, "due_at": t.resolve_due_at})
         if p.change.urgent:
-            timers.append({"task_id": t.id, "kind": "ding", "task_version": t.version, "due_at": now})
+            dings.append({"task_id": t.id, "kind": "ding", "task_version": t.version, "due_at": now})
     if timers:
         await conn.execute(insert(tt), [{**x, "attempts": 0} for x in timers])
+    armed: list[dict[str, Any]] = []
+    if dings and ding_lease is not None:
+        token, until = ding_lease
+        leased = [{**x, "attempts": 1, "claimed_by": token, "claimed_until": until} for x in dings]
+        returned = await conn.execute(
+            insert(tt).returning(
+                tt.c.id, tt.c.task_id, tt.c.kind, tt.c.task_version, tt.c.attempts, sort_by_parameter_order=True
+            ),
+            leased,
+        )
+        armed = [dict(r._mapping) for r in returned]
+    elif dings:
+        await conn.execute(insert(tt), [{**x, "attempts": 0} for x in dings])
     out_rows, events = [], []
     for i, (t, p, extra) in enumerate(zip(rows, planned, people_extra, strict=True)):
         if i and i % _YIELD_EVERY == 0:
@@ -351,4 +384,4 @@ async def write_changes_locked(
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         events.append(NewEvent("task.updated", payload, involved_persons(index, t, extra, cache)))
     await outbox.record_many(conn, out_rows)
-    return events
+    return Written(events, armed)

@@ -2,11 +2,13 @@
 
 Two real ``zzd serve`` processes on PostgreSQL + Redis. Every task's accept
 deadline passes; the test holds the task rows locked so both processes are
-caught mid-escalation *holding claims*, kills the first with SIGKILL, then
-lets go. The survivor takes the dead process's timers over once their lease
-expires. Afterwards each task has exactly one escalation, and every involved
-person's stream carries each task event exactly once, gap-free (history
-checker, after dedupe by seq).
+caught mid-escalation *holding claims*: a process claims timers by locking
+their rows in its escalation transaction, then waits for the task rows. The
+test reads which timers the first process holds (``pgrowlocks``), kills it
+with SIGKILL, then lets go. PostgreSQL rolls the dead transaction back and
+the survivor escalates those very timers. Afterwards each task has exactly
+one escalation, and every involved person's stream carries each task event
+exactly once, gap-free (history checker, after dedupe by seq).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import func, select
 
@@ -102,6 +105,42 @@ async def _poll(db: Database, query: object, want: object, timeout: float, what:
         await asyncio.sleep(0.05)
 
 
+async def _timers_held(conn: asyncpg.Connection, pid: int, timeout: float) -> list[int]:
+    """Ids of the timer rows locked by process ``pid``'s escalation, once it waits for a lock (the tasks').
+
+    Its backends are found by the client ports of its connections to PostgreSQL.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        ports = [
+            c.laddr.port for c in psutil.Process(pid).net_connections("tcp") if c.raddr and c.raddr.port == PG_PORT
+        ]
+        backends = [
+            int(r[0])
+            for r in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND client_port = ANY($1::int[])"
+                " AND wait_event_type = 'Lock'",
+                ports,
+            )
+        ]
+        if backends:
+            rows = await conn.fetch(
+                "SELECT t.id FROM task_timers t JOIN pgrowlocks('task_timers') l ON t.ctid = l.locked_row"
+                " WHERE l.pids && $1::int[] ORDER BY t.id",
+                backends,
+            )
+            if rows:
+                return [int(r[0]) for r in rows]
+        if loop.time() > deadline:
+            seen = await conn.fetch(
+                "SELECT pid, client_port, state, wait_event_type, left(query, 120) AS q FROM pg_stat_activity"
+                " WHERE datname = current_database()"
+            )
+            raise AssertionError(f"process A never waited mid-escalation holding timers; its ports {ports}: {seen}")
+        await asyncio.sleep(0.05)
+
+
 async def test_kill_9_mid_escalation_survivor_takes_over_exactly_once(fresh_pg: str, tmp_path: Path) -> None:
     url = pg_url(fresh_pg)
     worker, grid_pos, old_chief, new_chief, new_pos = await _prepare(url, tmp_path)
@@ -127,17 +166,13 @@ async def test_kill_9_mid_escalation_survivor_takes_over_exactly_once(fresh_pg: 
                             "text": f"垃圾{i}", "location": {"lat": 28.9, "lon": 118.8}}  # fmt: skip
                     r = await h.post("/api/v1/reports", json=body, headers=hdr)
                     assert r.status_code == 201, r.text
-            # Hold every task row: escalations block after their claim committed.
+            # Hold every task row: escalations block after claiming their timers.
             locker = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=fresh_pg)
+            await locker.execute("CREATE EXTENSION IF NOT EXISTS pgrowlocks")
             tr = locker.transaction()
             await tr.start()
             await locker.execute("SELECT id FROM tasks FOR UPDATE")
-            held_by_a = (
-                select(func.count())
-                .select_from(task_timers)
-                .where(task_timers.c.done_at.is_(None), task_timers.c.claimed_by.like(f"{node_a}:%"))
-            )
-            await _poll(db, held_by_a, 1, 20, "process A to claim timers")
+            held_by_a = await _timers_held(locker, a.proc.pid, timeout=20)
             a.proc.kill()  # SIGKILL while it holds claims
             await a.proc.wait()
             await tr.rollback()
@@ -157,13 +192,12 @@ async def test_kill_9_mid_escalation_survivor_takes_over_exactly_once(fresh_pg: 
                 for (t,) in await conn.execute(select(task_events.c.task_id).where(task_events.c.action == "escalate"))
             )
             owners = {int(o) for (o,) in await conn.execute(select(tasks.c.owner_position_id))}
-            taken_over = (
-                await conn.execute(
-                    select(func.count())
-                    .select_from(task_timers)
-                    .where(task_timers.c.outcome == "escalated", task_timers.c.attempts >= 2)
+            taken_over = {
+                int(i): str(c)
+                for i, c in await conn.execute(
+                    select(task_timers.c.id, task_timers.c.claimed_by).where(task_timers.c.id.in_(held_by_a))
                 )
-            ).scalar_one()
+            }
             stored = [
                 (int(p), r.kind, json.loads(r.payload))
                 for p, r in (
@@ -173,7 +207,9 @@ async def test_kill_9_mid_escalation_survivor_takes_over_exactly_once(fresh_pg: 
             ]
         assert len(per_task) == REPORTS and set(per_task.values()) == {1}
         assert owners == {new_pos}
-        assert taken_over >= 1, "no timer was taken over from the killed process"
+        # The killed process's claims were rolled back; the survivor escalated those timers.
+        assert set(taken_over) == set(held_by_a)
+        assert all(not c.startswith(f"{node_a}:") for c in taken_over.values()), taken_over
         # Stored streams: each (person, task, version) exactly once.
         keys = Counter((p, d["task"]["task_id"], d["task"]["version"]) for p, k, d in stored if k.startswith("task."))
         assert set(keys.values()) == {1}
