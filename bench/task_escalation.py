@@ -213,6 +213,7 @@ def one_run(args: argparse.Namespace, logdir: Path) -> tuple[Result, Result, dic
         env = zzd_env(url)
         env["ZZD_BACKGROUND_INTERVAL"] = "0.2"
         env["ZZD_TASK_TIMER_BATCH"] = str(args.batch)
+        env["ZZD_TASK_TIMER_PAUSE"] = str(args.pause)
         migrate(env)
         dsn = asyncpg_dsn(url)
         clients = seed_postgres(dsn, args.clients)
@@ -295,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="after the drain, wait up to this long for messages counted lost, and locate them")  # fmt: skip
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--batch", type=int, default=200, help="ZZD_TASK_TIMER_BATCH: timers escalated per transaction")
+    p.add_argument("--pause", type=float, default=0.0,
+                   help="ZZD_TASK_TIMER_PAUSE: sleep after each batch, as a fraction of its duration")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="smoke run: 1,000 tasks, 200 clients, 5 s")
     p.add_argument("--alone", action="store_true", help="only the escalation, in this process, with PostgreSQL sampled")
     args = p.parse_args(argv)

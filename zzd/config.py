@@ -91,10 +91,13 @@ class Settings(BaseSettings):
     ding_escalate_after: int = Field(default=3600, ge=0)
     #: A notice may be recalled for this many seconds after sending.
     notice_recall_window: int = Field(default=86_400, ge=0)
-    #: Task deadline timers: how long a process's claim is exclusive (a killed
-    #: process's claims are taken over after this), and timers escalated per transaction.
+    #: Task timers: how long a process's claim on DING calls is exclusive (a killed
+    #: process's are taken over after this; deadline timers are claimed by row lock
+    #: and freed at once), timers escalated per transaction, and the pause after each
+    #: batch of a backlog as a fraction of the batch's duration (bounds its share of the database).
     task_timer_lease: float = Field(default=60.0, ge=1)
     task_timer_batch: int = Field(default=200, ge=1, le=5000)
+    task_timer_pause: float = Field(default=0.0, ge=0, le=100)
     #: Most persons an ad-hoc group may hold (``group_too_large`` beyond).
     group_max_members: int = Field(default=500, ge=2)
     #: "Who has read a message" is answered for conversations of up to this many readers.

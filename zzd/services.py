@@ -154,6 +154,7 @@ class Services:
             node_id=settings.node_id,
             lease=timedelta(seconds=settings.task_timer_lease),
             batch=settings.task_timer_batch,
+            pause=settings.task_timer_pause,
         )
         return cls(
             settings=settings,
