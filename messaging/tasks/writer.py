@@ -23,11 +23,13 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging import outbox
-from messaging.events import NewEvent
+from messaging.events import NewEvent, driver_in_transaction
 from messaging.tasks.categories import Category
 from messaging.tasks.lifecycle import Action, State, stale
 from messaging.tasks.model import TaskRow, iso
-from messaging.tasks.schema import task_events, task_timers, tasks
+from messaging.tasks.schema import outbox_events, task_events, task_timers, tasks
+from org_tree.bulk import bulk_insert
+from org_tree.db.dialect import is_postgres
 from org_tree.errors import NotFound
 from org_tree.index import OrgIndex
 from org_tree.resolution import VacancyPolicy, resolve_ranges
@@ -277,6 +279,12 @@ class Planned:
 
 
 _JSON_FIELDS = ("pool", "watchers")
+_HISTORY_COLUMNS = (
+    "task_id", "version", "action", "from_state", "to_state", "actor_person_id", "actor_position_id", "at",
+    "comment", "attachments", "data",
+)  # fmt: skip
+_TIMER_COLUMNS = ("task_id", "kind", "task_version", "due_at", "attempts", "claimed_by", "claimed_until")
+_OUTBOX_COLUMNS = ("event_id", "type", "aggregate", "aggregate_id", "payload", "created_at", "published_at")
 _YIELD_EVERY = 25
 
 
@@ -339,49 +347,75 @@ async def write_changes_locked(
                 *_positions_persons(index, (p.before.owner_position_id, *p.before.pool), cache),
             ]
         )
-    await conn.execute(
-        update(tasks).where(tasks.c.id == bindparam("_id"), tasks.c.version == bindparam("_version")), updates
-    )
-    await conn.execute(insert(task_events), history)
+    await _update_tasks(conn, updates)
+    await bulk_insert(conn, task_events, _HISTORY_COLUMNS, [tuple(h[c] for c in _HISTORY_COLUMNS) for h in history])
     tt = task_timers
     await conn.execute(
         update(tt)
         .where(tt.c.task_id.in_([t.id for t in rows]), tt.c.done_at.is_(None), tt.c.kind != "ding")
         .values(done_at=now, outcome="superseded", claimed_until=None)
     )
-    timers: list[dict[str, Any]] = []
-    dings: list[dict[str, Any]] = []
+    token, until = ding_lease or (None, None)
+    timers: list[tuple[Any, ...]] = []
     for t, p in zip(rows, planned, strict=True):
         if t.state == State.CREATED and t.accept_due_at is not None:
-            timers.append({"task_id": t.id, "kind": "accept", "task_version": t.version, "due_at": t.accept_due_at})
+            timers.append((t.id, "accept", t.version, t.accept_due_at, 0, None, None))
         elif t.state in (State.ACCEPTED, State.IN_PROGRESS) and t.resolve_due_at is not None:
-            timers.append({"task_id": t.id, "kind": "resolve", "task_version": t.version, "due_at": t.resolve_due_at})
+            timers.append((t.id, "resolve", t.version, t.resolve_due_at, 0, None, None))
         if p.change.urgent:
-            dings.append({"task_id": t.id, "kind": "ding", "task_version": t.version, "due_at": now})
-    if timers:
-        await conn.execute(insert(tt), [{**x, "attempts": 0} for x in timers])
+            timers.append((t.id, "ding", t.version, now, 0, None, None) if token is None else
+                          (t.id, "ding", t.version, now, 1, token, until))  # fmt: skip
+    # Leased rows apart: on SQLite bulk_insert converts the datetime columns of the first row's shape.
+    leased = [x for x in timers if x[5] is not None]
+    await bulk_insert(conn, tt, _TIMER_COLUMNS, [x for x in timers if x[5] is None])
+    await bulk_insert(conn, tt, _TIMER_COLUMNS, leased)
     armed: list[dict[str, Any]] = []
-    if dings and ding_lease is not None:
-        token, until = ding_lease
-        leased = [{**x, "attempts": 1, "claimed_by": token, "claimed_until": until} for x in dings]
+    if leased:
         returned = await conn.execute(
-            insert(tt).returning(
-                tt.c.id, tt.c.task_id, tt.c.kind, tt.c.task_version, tt.c.attempts, sort_by_parameter_order=True
-            ),
-            leased,
-        )
+            select(tt.c.id, tt.c.task_id, tt.c.kind, tt.c.task_version, tt.c.attempts)
+            .where(
+                tt.c.task_id.in_([t.id for t in rows]), tt.c.kind == "ding", tt.c.claimed_by == token,
+                tt.c.done_at.is_(None),
+            )
+            .order_by(tt.c.id)
+        )  # fmt: skip
         armed = [dict(r._mapping) for r in returned]
-    elif dings:
-        await conn.execute(insert(tt), [{**x, "attempts": 0} for x in dings])
     out_rows, events = [], []
     for i, (t, p, extra) in enumerate(zip(rows, planned, people_extra, strict=True)):
         if i and i % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
         body: dict[str, Any] = {"task": t.summary(), "event": _event_dict(t, p.change, p.before.state, now)}
-        out_rows.append(outbox.event_row(OUTBOX_TYPES[p.change.action], "task", t.id, body, now))
+        row = outbox.event_row(OUTBOX_TYPES[p.change.action], "task", t.id, body, now)
+        out_rows.append(tuple(row[c] for c in _OUTBOX_COLUMNS))
         if p.change.urgent:
             body = {**body, "urgent": True}
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         events.append(NewEvent("task.updated", payload, involved_persons(index, t, extra, cache)))
-    await outbox.record_many(conn, out_rows)
+    await bulk_insert(conn, outbox_events, _OUTBOX_COLUMNS, out_rows)
     return Written(events, armed)
+
+
+async def _update_tasks(conn: AsyncConnection, updates: list[dict[str, Any]]) -> None:
+    """The batch's version-checked task updates: one set-based statement on PostgreSQL.
+
+    Why: as an executemany, PostgreSQL runs one UPDATE per row (~0.1 ms each on
+    a busy machine); joined to ``unnest`` of one array per column it is one
+    statement. Column names and types come from the ``tasks`` table, never from input.
+    """
+    if not is_postgres(conn):
+        await conn.execute(
+            update(tasks).where(tasks.c.id == bindparam("_id"), tasks.c.version == bindparam("_version")), updates
+        )
+        return
+    cols = [c for c in updates[0] if not c.startswith("_")]
+    names = ["_id", "_version", *cols]
+    types = ["BIGINT", "INTEGER", *(tasks.c[c].type.compile(dialect=conn.dialect) for c in cols)]
+    sql = (
+        f"UPDATE tasks AS t SET {', '.join(f'{c} = v.{c}' for c in cols)}"  # noqa: S608
+        f" FROM unnest({', '.join(f'${i + 1}::{ty}[]' for i, ty in enumerate(types))}) AS v({', '.join(names)})"
+        " WHERE t.id = v._id AND t.version = v._version"
+    )
+    driver = await driver_in_transaction(conn)
+    status = await driver.execute(sql, *([u[n] for u in updates] for n in names))
+    if int(status.rsplit(" ", 1)[1]) != len(updates):  # the caller holds the rows locked at these versions
+        raise RuntimeError(f"task batch update matched {status!r} of {len(updates)} rows")
