@@ -183,9 +183,13 @@ class Worker:
         await self._drain(start + duration + drain)
 
     async def _drain(self, deadline: float) -> None:
-        """Wait for outstanding acks, then for the inbound stream to go quiet (or the deadline)."""
+        """Wait for outstanding acks and for the deliveries to this worker's own sockets, then for quiet.
+
+        Why not quiet alone: on an overloaded machine two silent seconds do not mean every
+        acked message has arrived, and one still on its way was counted lost.
+        """
         while time.time() < deadline:
-            if not self.pending and time.time() - self.last_frame > 2.0:
+            if not self.pending and not self.lost_here() and time.time() - self.last_frame > 2.0:
                 return
             await asyncio.sleep(0.1)
 

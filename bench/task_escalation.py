@@ -14,11 +14,13 @@ synthetic people). Per run, in the same server:
    deadline falls 1 s after the chat starts, inserted (COPY) before it. The
    server's background job escalates each to its township's 河长 (one
    transaction per claimed batch: version-checked update, history row, timers,
-   outbox row, events to the old and new owner and the reporter).
+   outbox row, events to the old and new owner and the reporter);
+3. **baseline again**, the chat load alone once more: the machine is shared
+   and its load drifts, so "alone" is the mean of the p99s before and after.
 
 Reported: escalation time = last timer's ``done_at`` − the deadline (server
 clock, from the database), escalations/s, and chat send→ack / send→deliver
-p50/p99 in both phases. Goals (issue 6): all escalated ≤ 10 s; chat p99 raised
+p50/p99 in every phase. Goals (issue 6): all escalated ≤ 10 s; chat p99 raised
 by ≤ 20 % meanwhile.
 """
 
@@ -208,7 +210,7 @@ def _drive(label: str, server: Any, clients: list[Client], args: argparse.Namesp
         pool.shutdown()
 
 
-def one_run(args: argparse.Namespace, logdir: Path) -> tuple[Result, Result, dict[str, Any]]:
+def one_run(args: argparse.Namespace, logdir: Path) -> tuple[Result, Result, Result, dict[str, Any]]:
     with postgres_database() as url:
         env = zzd_env(url)
         env["ZZD_BACKGROUND_INTERVAL"] = "0.2"
@@ -230,10 +232,12 @@ def one_run(args: argparse.Namespace, logdir: Path) -> tuple[Result, Result, dic
 
             with_esc, _ = _drive("chat + escalation", server, clients, args, arm, dsn=dsn)
             figures = asyncio.run(_escalation_figures(dsn, due_box[0], args.tasks, 120))
+            # Chat alone again: the shared machine's load drifts, so the baseline is measured on both sides.
+            after, _ = _drive("chat alone after", server, clients, args, dsn=dsn)
             warnings = [ln for ln in server.log.read_text(errors="replace").splitlines() if "WARNING" in ln]
             if warnings:
                 print(f"  server log: {len(warnings)} warnings, e.g.\n    " + "\n    ".join(warnings[:5]), flush=True)
-    return base, with_esc, figures
+    return base, with_esc, after, figures
 
 
 async def _alone(url: str, dsn: str, owners: list[tuple[int, int, int, int, int]], n: int, batch: int) -> str:
@@ -312,20 +316,23 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="zzd-bench-tasks-") as tmp:
         for i in range(args.runs):
-            base, esc, fig = one_run(args, Path(tmp))
-            rows.append((base, esc, fig))
-            rise = esc.del_p99 / base.del_p99 - 1 if base.del_p99 else float("nan")
-            print(f"run {i + 1}/{args.runs}:\n{_line(base)}\n{_line(esc)}")
+            base, esc, after, fig = one_run(args, Path(tmp))
+            alone_p99 = (base.del_p99 + after.del_p99) / 2
+            rows.append((alone_p99, esc.del_p99, fig))
+            rise = esc.del_p99 / alone_p99 - 1 if alone_p99 else float("nan")
+            print(f"run {i + 1}/{args.runs}:\n{_line(base)}\n{_line(esc)}\n{_line(after)}")
             print(f"  escalated {fig['escalated']}/{args.tasks} (left {fig['left']}) in {fig['seconds']:.2f} s after"
                   f" the deadline ({fig['per_s']:.0f}/s; first after {fig['first_after']:.2f} s; outcomes"
                   f" {json.dumps(fig['outcomes'])})")  # fmt: skip
             print(f"  goal ≤ {GOAL_SECONDS:.0f} s: {'MET' if fig['seconds'] <= GOAL_SECONDS else 'MISSED'};"
-                  f" chat deliver p99 {base.del_p99:.1f} → {esc.del_p99:.1f} ms ({rise:+.0%}; goal ≤"
+                  f" chat deliver p99 alone (mean of before and after) {alone_p99:.1f} → {esc.del_p99:.1f} ms"
+                  f" ({rise:+.0%}; goal ≤"
                   f" +{GOAL_P99_RISE:.0%}: {'MET' if rise <= GOAL_P99_RISE else 'MISSED'})", flush=True)  # fmt: skip
     if args.runs > 1:
         print(f"medians: escalation {statistics.median(r[2]['seconds'] for r in rows):.2f} s;"
-              f" chat p99 {statistics.median(r[0].del_p99 for r in rows):.1f} →"
-              f" {statistics.median(r[1].del_p99 for r in rows):.1f} ms")  # fmt: skip
+              f" chat p99 alone {statistics.median(r[0] for r in rows):.1f} →"
+              f" with escalation {statistics.median(r[1] for r in rows):.1f} ms;"
+              f" rise {statistics.median(r[1] / r[0] - 1 for r in rows):+.0%}")  # fmt: skip
 
 
 if __name__ == "__main__":
