@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from messaging import outbox
 from messaging.db_errors import with_db_retry
 from messaging.events import driver_in_transaction, paused_gc
 from messaging.notices.model import ReceiptState
@@ -104,6 +105,11 @@ class ReceiptWriter:
             out, dirty = _decide(ops, rows, recalled, now)
         if dirty:
             await store.save([dirty[rid] for rid in sorted(dirty)])
+            # Acknowledgements are domain events for other platforms (docs/events.md):
+            # recorded in this transaction, so an ack is never lost or announced twice.
+            acked = sorted(rid for rid, m in dirty.items() if m["acked_at"] == now)
+            if acked:
+                await outbox.record_notice_acks(conn, acked, now)
         return out
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from messaging.notices import LoggingNotifier, NoticeService
 from messaging.notices.model import validate_compose
 from messaging.notices.schema import notice_receipts
-from messaging.outbox import read_unpublished, record_notice_acks
+from messaging.outbox import read_unpublished
 from messaging.tasks.lifecycle import Action
 from org_tree.errors import NotFound
 from tests.tasks.conftest import TaskWorld
@@ -57,9 +57,9 @@ async def test_notice_acknowledgements_become_outbox_events_once(tw: TaskWorld) 
     _, _, nid, positions = await _send(w)
     svc = _notices(w)
     person = w.holder(positions[0])
-    await svc.acknowledge(person, nid, reply="收到")
-    # the receipt writer's one added line, run the way it runs: inside a write transaction after saving
-    async with w.db.write() as conn:
+    await svc.mark_read(person, nid)  # a read alone is not an acknowledgement: no event
+    async with w.db.read() as conn:
+        assert [e for e in await read_unpublished(conn) if e.type == "notice.acknowledged"] == []
         ids = [
             int(r[0])
             for r in await conn.execute(
@@ -68,13 +68,12 @@ async def test_notice_acknowledgements_become_outbox_events_once(tw: TaskWorld) 
                 )
             )
         ]
-        acked_at = (
-            await conn.execute(select(notice_receipts.c.acked_at).where(notice_receipts.c.id == ids[0]))
-        ).scalar_one()
-        assert await record_notice_acks(conn, ids, acked_at) == len(ids)
-        w.clock.advance(5)
-        assert await record_notice_acks(conn, ids, w.clock.now()) == 0  # a later, repeated ack: nothing
+    await svc.acknowledge(person, nid, reply="收到")
+    w.clock.advance(5)
+    await svc.acknowledge(person, nid, reply="再次")  # repeated: the receipts stand, no new event
     async with w.db.read() as conn:
         evs = [e for e in await read_unpublished(conn) if e.type == "notice.acknowledged"]
     assert len(evs) == len(ids) and {e.aggregate_id for e in evs} == {nid}
+    assert {e.payload["receipt_id"] for e in evs} == set(ids)
     assert evs[0].payload["reply"] == "收到" and evs[0].payload["person_id"] == person
+    await svc.close()
