@@ -221,6 +221,26 @@ class Worker:
             writer.close()
         return rec
 
+    async def warm(self, t0: float, duration: float, count: int) -> dict[str, Any]:
+        """Warm the servers up (connections, statement caches) with ``count`` unmeasured reports of my first
+        reporters, other photos; then forget what the listeners saw so the measured run starts clean."""
+        nonce = secrets.token_bytes(8)
+        jobs = self.spec.jobs[:count]
+        tags = [nonce + job.n.to_bytes(8, "big") for job in jobs]
+        digests = [hashlib.sha256(JPEG_HEAD + tag + self.base).hexdigest() for tag in tags]
+        step = duration / max(1, len(jobs))
+        recs = await asyncio.gather(
+            *(self._file(job, tags[i], digests[i], t0 + i * step) for i, job in enumerate(jobs))
+        )
+        await asyncio.sleep(1.5)
+        self.seen.clear()
+        return {
+            "reports": len(recs),
+            "ok": sum(1 for r in recs if r.post_status in (200, 201)),
+            "uploads_ok": sum(1 for r in recs if r.up_status in (200, 201)),
+            "errors": [r.error for r in recs if r.error],
+        }
+
     async def run(self, t0: float, duration: float, total: int, expect: int, drain: float) -> dict[str, Any]:
         """File my reports open-loop, then wait until my listeners saw ``expect`` assignee events (or drain)."""
         step = duration / max(1, total)
@@ -263,6 +283,8 @@ async def _serve(spec: Spec, pipe: Pipe) -> None:
             pipe.send(await worker.connect_all())
         elif cmd == "run":
             pipe.send(await worker.run(**args))
+        elif cmd == "warm":
+            pipe.send(await worker.warm(**args))
         elif cmd == "close":
             await worker.close_all()
             pipe.send({"closed": True})
