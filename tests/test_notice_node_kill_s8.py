@@ -1,9 +1,12 @@
 """S8: a server process killed mid-fan-out; the retried send yields exactly one complete notice.
 
-The fan-out is one transaction, so a kill leaves either nothing or the whole
-notice with every receipt and event. The client (as a real one would)
-retries with the same client_msg_id on the surviving process; recipients on
-the killed process reconnect there and resume from their last seq.
+The send is one transaction, so a kill leaves either nothing or the notice
+with every receipt. The events are written after the commit (connected
+recipients first, then a sweep under a lease), so a kill can also land in the
+middle of those: the surviving process takes the lease over once it expires
+and finishes the fan-out, writing no event twice. The client (as a real one
+would) retries with the same client_msg_id on the surviving process;
+recipients on the killed process reconnect there and resume from their last seq.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import asyncio
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
 from messaging.notices.schema import notice_receipts, notices
+from messaging.schema import person_events
 from org_tree.clock import SystemClock
 from org_tree.db.database import Database
 from org_tree.importer import import_divisions
@@ -72,7 +77,7 @@ async def test_kill_mid_fanout_then_retry_gives_one_complete_notice(fresh_pg: st
     db = Database(fresh_pg)
     try:
         for run in range(RUNS):
-            async with zzd_processes(fresh_pg, "redis://127.0.0.1:6379/0", 2) as (a, b):
+            async with zzd_processes(fresh_pg, "redis://127.0.0.1:6379/0", 2, ZZD_NOTICE_FANOUT_LEASE="2") as (a, b):
                 toks = await _mint(db, [sender, *recipients[:SAMPLE]])
                 sample = recipients[:SAMPLE]
                 on_a = [await Client.connect(a.ws, toks[p]) for p in sample[: SAMPLE // 2]]
@@ -122,23 +127,68 @@ async def test_kill_mid_fanout_then_retry_gives_one_complete_notice(fresh_pg: st
                     c2 = await Client.connect(b.ws, toks[p], resume={"epoch": c.hello["epoch"], "since": last})
                     resumed.append((c, c2))
                 for c, c2 in resumed:
-                    evs = c.events + await c2.wait_events(0)
-                    got = [e for e in evs if e["kind"] == "notice.new" and e["data"]["notice_id"] == nid]
+                    # Resuming from seq 0 replays earlier runs' notices first; wait for this one.
+                    got = _new_of(c.events, nid) + _new_of(c2.events, nid)
                     if not got:
-                        got = [
-                            e
-                            for e in await c2.wait_events(1, timeout=30)
-                            if e["kind"] == "notice.new" and e["data"]["notice_id"] == nid
-                        ]
+                        got = await _wait_new(c2, nid)
                     assert len({e["seq"] for e in got}) == 1
                     await c2.close()
                 for c in on_b:
-                    evs = await c.wait_events(1, timeout=30)
-                    got = [e for e in evs if e["kind"] == "notice.new" and e["data"]["notice_id"] == nid]
+                    got = await _wait_new(c, nid)
                     assert len({e["seq"] for e in got}) == 1
                     await c.close()
+
+                # The fan-out finishes (taken over from the killed process if need be):
+                # every receipt fanned out, and exactly one notice.new per recipient.
+                await _wait_fanout_done(db, nid, timeout=30)
+                async with db.read() as conn:
+                    left = (
+                        await conn.execute(
+                            select(func.count())
+                            .select_from(notice_receipts)
+                            .where(notice_receipts.c.notice_id == nid, notice_receipts.c.fanned_out.is_(False))
+                        )
+                    ).scalar_one()
+                    per_person = (
+                        await conn.execute(
+                            select(person_events.c.person_id, func.count())
+                            .where(
+                                person_events.c.kind == "notice.new",
+                                person_events.c.payload.like(f'{{"notice_id":{nid},%'),
+                            )
+                            .group_by(person_events.c.person_id)
+                        )
+                    ).all()
+                assert left == 0
+                assert sorted(int(p) for p, _ in per_person) == recipients
+                assert {int(n) for _, n in per_person} == {1}
     finally:
         await db.dispose()
+
+
+def _new_of(events: list[dict[str, Any]], nid: int) -> list[dict[str, Any]]:
+    return [e for e in events if e["kind"] == "notice.new" and e["data"]["notice_id"] == nid]
+
+
+async def _wait_new(c: Client, nid: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The client's ``notice.new`` events of notice ``nid``, waiting for the first one."""
+    while not _new_of(c.events, nid):
+        await c.wait_events(len(c.events) + 1, timeout=timeout)
+    return _new_of(c.events, nid)
+
+
+async def _wait_fanout_done(db: Database, notice_id: int, timeout: float) -> None:
+    """Poll the database until the notice's fan-out is marked finished."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        async with db.read() as conn:
+            done = (await conn.execute(select(notices.c.fanout_done_at).where(notices.c.id == notice_id))).scalar_one()
+        if done is not None:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"notice {notice_id}: fan-out not finished after {timeout}s")
+        await asyncio.sleep(0.05)
 
 
 async def _mint(db: Database, persons: list[int]) -> dict[int, str]:

@@ -93,6 +93,7 @@ class Services:
     task_timers: TaskTimers
     started: bool = field(default=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _oneoff: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Services:
@@ -180,7 +181,18 @@ class Services:
             metrics=metrics,
             org_index=holder,
             org=OrgService(db, clock, holder),
-            notices=NoticeService(db, events, clock, notify, lambda: holder.index, notifier, config=notice_config),
+            notices=NoticeService(
+                db,
+                events,
+                clock,
+                notify,
+                lambda: holder.index,
+                notifier,
+                config=notice_config,
+                node_id=settings.node_id,
+                fanout_lease=timedelta(seconds=settings.notice_fanout_lease),
+                fanout_chunk=settings.notice_fanout_chunk,
+            ),
             ding=DingScheduler(db, events, clock, notify, notifier, lambda: holder.index, node_id=settings.node_id),
             notifier=notifier,
             attachments=attachments,
@@ -209,6 +221,9 @@ class Services:
         self._every(self.settings.index_refresh_interval, self.org_index.refresh_if_changed, "org-index-refresh")
         self._every(self.settings.background_interval, self.notices.flush_progress, "notice-progress")
         self._every(self.settings.background_interval, self.ding.run_due, "ding")
+        self.notices.on_committed = self._notice_committed
+        self.hub.on_notice_committed = self._notice_announced
+        self._every(self.settings.background_interval, self.notices.relay.run_pending, "notice-fanout")
         await self.tasks.seed_categories()
         self.attachments.register_visibility("report", self.reports.can_see)
         self.attachments.register_visibility("task_event", self.tasks.can_see_task_event)
@@ -247,6 +262,47 @@ class Services:
 
         self._tasks.append(asyncio.create_task(loop(), name=name))
 
+    def _notice_committed(self, notice_id: int) -> None:
+        """A notice of this process committed: one announcement per process, then fan out here.
+
+        Connected recipients first (each process its own, this one included),
+        then the sweep of everyone else under the lease the send took.
+        """
+        msg = json.dumps({"t": "notice_committed", "notice_id": notice_id, "origin": self.settings.node_id})
+        relay, hub = self.notices.relay, self.hub
+
+        async def run() -> None:
+            try:
+                await self.broker.publish(CONTROL_CHANNEL, msg.encode())
+            except Exception as exc:  # the other processes' recipients then come with the sweep
+                logger.warning("notice %s not announced: %r", notice_id, exc)
+            try:
+                await relay.local(notice_id, hub.person_ids(), hub.deliver)
+            except Exception as exc:  # the sweep below writes them instead
+                logger.warning("notice %s: connected-first fan-out failed: %r", notice_id, exc)
+            await relay.sweep(notice_id)
+
+        self._background(run(), f"notice-fanout-{notice_id}")
+
+    def _notice_announced(self, notice_id: int) -> None:
+        relay, hub = self.notices.relay, self.hub
+        self._background(relay.local(notice_id, hub.person_ids(), hub.deliver), f"notice-local-{notice_id}")
+
+    def _background(self, job: Awaitable[object], name: str) -> None:
+        """Run a one-off job; a failure is logged (the periodic sweep repairs a lost fan-out)."""
+
+        async def run() -> None:
+            try:
+                await job
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("%s failed: %r", name, exc)
+
+        task = asyncio.create_task(run(), name=name)
+        self._oneoff.add(task)
+        task.add_done_callback(self._oneoff.discard)
+
     async def announce(self, message: dict[str, object]) -> None:
         """Tell every process (including this one) about a control change."""
         data = json.dumps(message).encode()
@@ -257,9 +313,9 @@ class Services:
             logger.warning("control announcement not published: %r", exc)
 
     async def stop(self) -> None:
-        for t in self._tasks:
+        for t in [*self._tasks, *self._oneoff]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._oneoff]:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await self.chat.close()

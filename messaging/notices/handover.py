@@ -70,10 +70,11 @@ async def unread_transfer_events(
     move = [x for x in rows if (int(x.notice_id), int(x.position_id)) not in already]
     if not move:
         return [], 0
+    # fanned_out: the new holder's notice.new is written here, so the relay must not write another.
     await conn.execute(
         update(r)
         .where(r.c.id.in_([int(x.id) for x in move]))
-        .values(person_id=new_person_id, previous_person_id=old_person_id, transferred_at=now)
+        .values(person_id=new_person_id, previous_person_id=old_person_id, transferred_at=now, fanned_out=True)
     )
     heads = {
         int(n.id): head_of(n)

@@ -1,7 +1,7 @@
 """Tables of notices: the notice, one receipt per (recipient person, addressed position), DING steps.
 
-The migration ``migrations/versions/0003_notices.py`` creates exactly these
-tables; keep the two in step (``tests/notices/test_schema.py`` compares them).
+The migrations ``migrations/versions/0003_notices.py`` and ``0007_notice_fanout.py``
+create exactly these tables; keep the two in step (``tests/notices/test_schema.py`` compares them).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 import org_tree.org_schema  # noqa: F401  (registers persons/positions/units in the shared metadata)
@@ -56,9 +57,17 @@ notices = Table(
     Column("audience_persons", Integer, nullable=False),
     Column("receipt_count", Integer, nullable=False),
     Column("org_version", ID, nullable=False),
+    # Deferred fan-out (messaging/notices/relay.py): the recipients' events are
+    # written after the send commits. Set once every receipt is ``fanned_out``.
+    Column("fanout_done_at", UTCDateTime, nullable=True),
+    # Lease on finishing the fan-out: the claimer's token until ``fanout_lease_until``;
+    # after that another process finishes it (the first one died).
+    Column("fanout_claimed_by", String(64), nullable=True),
+    Column("fanout_lease_until", UTCDateTime, nullable=True),
     CheckConstraint("priority IN ('normal', 'urgent')", name="priority_valid"),
     UniqueConstraint("sender_person_id", "client_msg_id", name="uq_notices_sender_client_msg"),
     Index("ix_notices_sender", "sender_person_id", "id"),
+    Index("ix_notices_fanout_done", "fanout_done_at"),
 )
 
 notice_receipts = Table(
@@ -84,6 +93,10 @@ notice_receipts = Table(
     # Handover history: who owed the receipt before ``transferred_at``.
     Column("previous_person_id", ID, nullable=True),
     Column("transferred_at", UTCDateTime, nullable=True),
+    # The recipient's ``notice.new`` event is written (or deliberately skipped, after a
+    # recall). Claimed false → true together with every receipt of the person, in the
+    # transaction that appends the event: one event per person per notice.
+    Column("fanned_out", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("notice_id", "position_id", "person_id", name="uq_notice_receipts_notice_position_person"),
     Index("ix_notice_receipts_person", "person_id", "notice_id"),
     Index("ix_notice_receipts_notice_unit", "notice_id", "unit_id"),

@@ -1,10 +1,11 @@
 """NoticeService: preview, send (fan-out), receipts, recall, progress, handover.
 
 Send path (persist, then publish): one resolution against the current index,
-then ONE transaction writes the notice, every receipt (COPY on PostgreSQL,
-executemany on SQLite, via ``org_tree.bulk``), the DING steps of an urgent
-notice, and one ``notice.new`` event per recipient person (``EventLog.append``,
-last). Only after the commit is the sender answered and ``notify`` called.
+then ONE transaction writes the notice (with the fan-out lease held by this
+process), every receipt (COPY on PostgreSQL, executemany on SQLite, via
+``org_tree.bulk``) and the DING steps of an urgent notice. The recipients'
+``notice.new`` events are written after the commit by ``FanoutRelay``
+(``relay.py``): connected recipients first, then everyone else in chunks.
 
 Access: a notice's progress and recall belong to its sender person and to the
 current holders of the position it was sent as; receipts belong to their
@@ -13,12 +14,10 @@ recipients. Anyone else gets ``NotFound``, the same as for a missing notice.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
@@ -28,13 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, paused_gc
-from messaging.notices.fanout import (
-    RECEIPT_COLUMNS,
-    NoticeHead,
-    build_receipts,
-    notice_payloads,
-    shared_event,
-)
+from messaging.notices.fanout import RECEIPT_COLUMNS, NoticeHead, build_receipts, shared_event
 from messaging.notices.handover import unread_transfer_events
 from messaging.notices.model import (
     Compose,
@@ -49,6 +42,7 @@ from messaging.notices.model import (
 from messaging.notices.notifier import Notifier
 from messaging.notices.pending import pending_page
 from messaging.notices.receipts import ReceiptOp, ReceiptWriter
+from messaging.notices.relay import FanoutRelay, head_of_row
 from messaging.notices.rollup import UnitCounts, lowest_common_unit, rollup
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
 from messaging.wakeup import EventGroup
@@ -78,16 +72,7 @@ def _not_found(notice_id: int) -> NotFound:
 
 
 def _head(row: Row[Any]) -> NoticeHead:
-    return NoticeHead(
-        int(row.id),
-        row.title,
-        row.priority,
-        bool(row.ack_required),
-        row.deadline,
-        row.created_at,
-        int(row.sender_person_id),
-        int(row.sender_position_id),
-    )
+    return head_of_row(row)
 
 
 def holds(index: OrgIndex, person_id: int, position_id: int) -> bool:
@@ -112,6 +97,11 @@ class NoticeService:
         notifier: out-of-band escalation (used by the ``DingScheduler`` built from this service).
         config: recall window, DING ladder, progress interval.
         policy: the vacancy policy of resolution.
+        node_id, fanout_lease, fanout_chunk: see ``FanoutRelay``.
+
+    After a send commits, ``on_committed(notice_id)`` is called if set (the server
+    announces the notice to every process and sweeps in the background);
+    unset, ``send`` runs the whole fan-out before returning (embedded use, tests).
     """
 
     def __init__(
@@ -125,6 +115,9 @@ class NoticeService:
         *,
         config: NoticeConfig | None = None,
         policy: VacancyPolicy | None = None,
+        node_id: str = "local",
+        fanout_lease: timedelta = timedelta(seconds=30),
+        fanout_chunk: int = 10_000,
     ) -> None:
         self._db = db
         self._events = events
@@ -140,6 +133,10 @@ class NoticeService:
         # notice id → monotonic time of its last ``notice.progress`` event from this process.
         self._last_progress: dict[int, float] = {}
         self._receipts = ReceiptWriter(db, clock)
+        self.relay = FanoutRelay(
+            db, events, clock, notify, index_provider, node_id=node_id, lease=fanout_lease, chunk=fanout_chunk
+        )
+        self.on_committed: Callable[[int], None] | None = None
 
     # ------------------------------------------------------------ resolution
     def _resolve(self, index: OrgIndex, actor_person_id: int, actor_position_id: int, sel: Selector) -> Audience:
@@ -160,7 +157,7 @@ class NoticeService:
 
     # ------------------------------------------------------------------ send
     async def send(self, actor_person_id: int, actor_position_id: int, compose: Compose) -> SendResult:
-        """Resolve, write the notice with all receipts and events in one transaction, then notify.
+        """Resolve, write the notice with all receipts in one transaction, then start the fan-out.
 
         Idempotent by ``(actor_person_id, compose.client_msg_id)``: a retry returns the
         stored notice with ``duplicate=True`` and writes nothing.
@@ -175,34 +172,18 @@ class NoticeService:
             return existing
         index = self._index()
         audience = self._resolve(index, actor_person_id, actor_position_id, compose.selector)
-        groups: list[EventGroup] = []
-        # The recipients' missing event streams are created in a transaction of
-        # their own (EventLog.ensure_streams says why). On PostgreSQL that runs on
-        # a second connection while the send transaction writes the receipts; the
-        # events are appended once it has committed. SQLite has a single writer,
-        # so there append_bulk creates them itself.
-        streams: asyncio.Task[int] | None = None
-        if not self._db.is_sqlite:
-            streams = asyncio.create_task(with_db_retry(lambda: self._events.ensure_streams(audience.person_ids)))
 
         async def txn() -> SendResult:
-            groups.clear()
             now = self._clock.now()
             async with self._db.write() as conn:
-                result = await self._write_notice(
-                    conn, index, audience, actor_person_id, actor_position_id, compose, now, groups, streams
-                )
-            return result
+                return await self._write_notice(conn, index, audience, actor_person_id, actor_position_id, compose, now)
 
-        try:
-            result = await with_db_retry(txn)
-        finally:
-            if streams is not None and not streams.done():
-                streams.cancel()
-                with contextlib.suppress(BaseException):
-                    await streams
-        if groups:
-            self._notify(groups)
+        result = await with_db_retry(txn)
+        if not result.duplicate:
+            if self.on_committed is not None:
+                self.on_committed(result.notice_id)
+            else:
+                await self.relay.sweep(result.notice_id)
         return result
 
     async def _existing(self, sender: int, client_msg_id: str) -> SendResult | None:
@@ -225,8 +206,6 @@ class NoticeService:
         sender_position: int,
         c: Compose,
         now: datetime,
-        groups: list[EventGroup],
-        streams: asyncio.Task[int] | None,
     ) -> SendResult:
         stmt = (
             insert_ignore(conn, notices, ["sender_person_id", "client_msg_id"])
@@ -247,6 +226,8 @@ class NoticeService:
                 audience_persons=len(audience.persons),
                 receipt_count=0,
                 org_version=audience.version,
+                fanout_claimed_by=self.relay.token,
+                fanout_lease_until=now + self.relay.lease,
             )
             .returning(notices.c.id)
         )
@@ -262,12 +243,7 @@ class NoticeService:
             return _stored(row)
         notice_id = int(notice_id)
         with paused_gc():
-            rows, labels = build_receipts(index, audience, notice_id)
-            payloads = notice_payloads(
-                NoticeHead(notice_id, c.title, c.priority, c.ack_required, c.deadline, now, sender, sender_position),
-                labels,
-                index,
-            )
+            rows, _labels = build_receipts(index, audience, notice_id)
         await bulk_insert(conn, notice_receipts, RECEIPT_COLUMNS, rows)
         await conn.execute(update(notices).where(notices.c.id == notice_id).values(receipt_count=len(rows)))
         if c.priority == "urgent" and rows:
@@ -278,9 +254,6 @@ class NoticeService:
                     for i, (delay, action) in enumerate(self.config.ding.steps)
                 ],
             )
-        if streams is not None:
-            await asyncio.shield(streams)  # shielded: a retried transaction awaits the same task
-        groups.extend(await self._events.append_bulk(conn, "notice.new", payloads, now))
         return SendResult(
             notice_id, now, False, len(audience.positions), len(audience.persons), len(rows), len(audience.unfilled)
         )
@@ -391,11 +364,24 @@ class NoticeService:
                     .where(notice_ding_steps.c.notice_id == notice_id, notice_ding_steps.c.done_at.is_(None))
                     .values(done_at=now, last_error="recalled")
                 )
-                people = [
-                    int(r[0])
-                    for r in await conn.execute(
-                        select(notice_receipts.c.person_id).where(notice_receipts.c.notice_id == notice_id).distinct()
+                # Recipients whose notice.new is not written yet never get it: their
+                # receipts are claimed here without an event (the relay then finds
+                # nothing to claim), and they get no recall either. Everyone whose
+                # notice.new was written gets notice.recalled after it.
+                r = notice_receipts.c
+                unsent = {
+                    int(p)
+                    for p in await conn.execute(
+                        update(notice_receipts)
+                        .where(r.notice_id == notice_id, r.fanned_out.is_(False))
+                        .values(fanned_out=True)
+                        .returning(r.person_id)
                     )
+                }
+                people = [
+                    int(p[0])
+                    for p in await conn.execute(select(r.person_id).where(r.notice_id == notice_id).distinct())
+                    if int(p[0]) not in unsent
                 ]
                 body = {"notice_id": notice_id, "recalled_at": iso(now)}
                 evs = [shared_event("notice.recalled", body, people)] if people else []

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from messaging.events import EventLog, paused_gc
@@ -42,6 +42,10 @@ class ConnectionHub:
         self._poll_task: asyncio.Task[None] | None = None
         #: person_id → stream head seen by the last backfill (see ``backfill(settled=True)``).
         self._polled: dict[int, int] = {}
+        #: Called with a notice id when another process announces a committed notice
+        #: (``{"t": "notice_committed"}``): this process then writes its connected
+        #: recipients' events first (set by ``Services``).
+        self.on_notice_committed: Callable[[int], None] | None = None
 
     # --- membership ------------------------------------------------------------
 
@@ -67,6 +71,10 @@ class ConnectionHub:
 
     def count(self) -> int:
         return sum(len(c) for c in self._by_person.values())
+
+    def person_ids(self) -> list[int]:
+        """The persons with at least one socket on this process."""
+        return list(self._by_person)
 
     # --- delivery --------------------------------------------------------------
 
@@ -98,7 +106,7 @@ class ConnectionHub:
             self.deliver(wake.groups)
 
     def on_control(self, data: bytes) -> None:
-        """Session revocations and account changes announced by any process."""
+        """Session revocations, account changes and committed notices announced by any process."""
         try:
             msg = json.loads(data)
         except ValueError:
@@ -107,6 +115,9 @@ class ConnectionHub:
             self.close_session(str(msg.get("sid")))
         elif msg.get("t") == "disable_person":
             self.close_person(int(msg.get("pid", 0)))
+        elif msg.get("t") == "notice_committed" and msg.get("origin") != self.node_id:
+            if self.on_notice_committed is not None:
+                self.on_notice_committed(int(msg.get("notice_id", 0)))
 
     def close_session(self, session_id: str) -> None:
         for c in list(self.connections()):

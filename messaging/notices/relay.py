@@ -1,0 +1,282 @@
+"""Deferred fan-out: the recipients' ``notice.new`` events, written after the send commits.
+
+Why deferred: a province-wide notice has ~200,000 recipients. Writing one
+event (and a stream bump) per recipient inside the send transaction made the
+commit ~4× a bare COPY of its receipts. The send now commits the notice and
+its receipts only (each receipt ``fanned_out = false``, the notice with
+``fanout_done_at`` NULL and a lease held by the sending process), answers the
+sender, and then:
+
+1. **Connected recipients first** (:meth:`FanoutRelay.local`, in every
+   process, on one ``notice_committed`` announcement per process): the
+   process claims the receipts of the persons connected to it and appends
+   their events in one transaction, then delivers them to its own sockets.
+2. **Everyone else** (:meth:`FanoutRelay.sweep`, the lease holder): the
+   remaining persons in chunks of ``chunk`` persons ordered by person_id, one
+   transaction each, with wake-ups published per chunk; then
+   ``fanout_done_at``. A process killed mid-sweep loses its lease and any
+   other process's :meth:`FanoutRelay.run_pending` finishes the notice (S8).
+
+Exactly once: a person's receipts are claimed (``fanned_out`` false → true,
+on PostgreSQL row-locked in id order, the order the receipt writer locks in)
+in the same transaction that appends that person's one event, and only the
+persons the claim returned get an event. Whichever of the two paths claims
+first wins; the other finds nothing to claim. A recall claims every
+receipt still unclaimed without an event (see ``NoticeService.recall``), so
+a recipient either gets ``notice.new`` and then ``notice.recalled``, or
+neither.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from messaging.chat import Notify
+from messaging.db_errors import with_db_retry
+from messaging.events import EventLog, driver_in_transaction, paused_gc
+from messaging.notices.fanout import Label, NoticeHead, notice_payloads
+from messaging.notices.schema import notices
+from messaging.wakeup import EventGroup
+from org_tree.clock import Clock
+from org_tree.db.database import Database
+from org_tree.db.dialect import chunks, is_postgres
+from org_tree.index import OrgIndex
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FanoutRelay", "head_of_row"]
+
+# The claim: lock the persons' unclaimed receipts in id order, mark them, and
+# return them (with their labels) so exactly those persons get an event.
+_PG_CLAIM = """
+WITH c AS MATERIALIZED (
+    SELECT id FROM notice_receipts
+    WHERE notice_id = $1 AND person_id = ANY($2::bigint[]) AND NOT fanned_out
+    ORDER BY id FOR UPDATE
+)
+UPDATE notice_receipts AS r SET fanned_out = true FROM c WHERE r.id = c.id
+RETURNING r.id, r.person_id, r.position_id, r.via_position_id, r.reason
+"""
+_SQLITE_CLAIM = """
+UPDATE notice_receipts SET fanned_out = 1
+WHERE notice_id = ? AND person_id IN (SELECT value FROM json_each(?)) AND NOT fanned_out
+RETURNING id, person_id, position_id, via_position_id, reason
+"""
+_PG_REMAINING = (
+    "SELECT DISTINCT person_id FROM notice_receipts WHERE notice_id = $1 AND NOT fanned_out ORDER BY person_id"
+)
+_SQLITE_REMAINING = (
+    "SELECT DISTINCT person_id FROM notice_receipts WHERE notice_id = ? AND NOT fanned_out ORDER BY person_id"
+)
+
+
+def head_of_row(row: Row[Any]) -> NoticeHead:
+    """The ``NoticeHead`` of a ``notices`` row."""
+    return NoticeHead(
+        int(row.id),
+        row.title,
+        row.priority,
+        bool(row.ack_required),
+        row.deadline,
+        row.created_at,
+        int(row.sender_person_id),
+        int(row.sender_position_id),
+    )
+
+
+class FanoutRelay:
+    """Writes the ``notice.new`` events of committed notices; safe in every process at once.
+
+    Args:
+        node_id: names this process in ``fanout_claimed_by`` (a random suffix is added).
+        lease: how long a claim on finishing a notice's fan-out is exclusive; renewed per chunk.
+        chunk: persons per sweep transaction.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        events: EventLog,
+        clock: Clock,
+        notify: Notify,
+        index_provider: Callable[[], OrgIndex],
+        *,
+        node_id: str = "local",
+        lease: timedelta = timedelta(seconds=30),
+        chunk: int = 10_000,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._clock = clock
+        self._notify = notify
+        self._index = index_provider
+        self.token = f"{node_id}-{secrets.token_hex(4)}"
+        self.lease = lease
+        self.chunk = chunk
+
+    # ------------------------------------------------------------ connected first
+    async def local(self, notice_id: int, person_ids: Sequence[int], deliver: Notify | None = None) -> int:
+        """Write the events of those of ``person_ids`` (this process's connected people) still owed one.
+
+        ``deliver`` gets the wake-up groups after the commit (default: ``notify``).
+        Returns how many persons got their event here.
+        """
+        persons = sorted(set(person_ids))
+        if not persons:
+            return 0
+        head = await self._head(notice_id)
+        if head is None:
+            return 0
+        groups = await self._write(head, persons)
+        if groups:
+            (deliver or self._notify)(groups)
+        return sum(len(g.recipients) for g in groups)
+
+    # ------------------------------------------------------------------- sweep
+    async def sweep(self, notice_id: int) -> int:
+        """Finish one notice's fan-out if this process holds (or can take) its lease.
+
+        Returns how many persons got their event here (0 also when another process holds the lease).
+        """
+        if not await self._claim(notice_id):
+            return 0
+        head = await self._head(notice_id)
+        if head is None:
+            return 0
+        written = 0
+        for part in chunks(await self._remaining(notice_id), self.chunk):
+            if not await self._renew(notice_id):
+                logger.warning("notice %s: fan-out lease lost; another process continues", notice_id)
+                return written
+            if not self._db.is_sqlite:
+                await with_db_retry(lambda part=part: self._events.ensure_streams(part))  # type: ignore[misc]
+            groups = await self._write(head, part)
+            if groups:
+                self._notify(groups)
+                written += sum(len(g.recipients) for g in groups)
+        await self._finish(notice_id)
+        return written
+
+    async def run_pending(self) -> int:
+        """Finish every notice whose fan-out is unfinished and unleased (its sweeper died). Returns persons written."""
+        now = self._clock.now()
+        async with self._db.read() as conn:
+            ids = [
+                int(r[0])
+                for r in await conn.execute(
+                    select(notices.c.id)
+                    .where(
+                        notices.c.fanout_done_at.is_(None),
+                        or_(notices.c.fanout_lease_until.is_(None), notices.c.fanout_lease_until < now),
+                    )
+                    .order_by(notices.c.id)
+                    .limit(20)
+                )
+            ]
+        written = 0
+        for nid in ids:
+            written += await self.sweep(nid)
+        return written
+
+    # ----------------------------------------------------------------- helpers
+    async def _write(self, head: NoticeHead, persons: list[int]) -> list[EventGroup]:
+        """Claim ``persons``' unclaimed receipts and append one event per claimed person, in one transaction."""
+        index: OrgIndex = self._index()
+
+        async def txn() -> list[EventGroup]:
+            now = self._clock.now()
+            async with self._db.write() as conn:
+                claimed = await _claim_receipts(conn, head.id, persons)
+                if not claimed:
+                    return []
+                with paused_gc():
+                    labels: dict[int, list[Label]] = {}
+                    for _id, person, pos, via, reason in sorted(claimed):
+                        labels.setdefault(int(person), []).append((int(pos), int(via), reason))
+                    payloads = notice_payloads(head, labels, index)
+                return await self._events.append_bulk(conn, "notice.new", payloads, now)
+
+        return await with_db_retry(txn)
+
+    async def _head(self, notice_id: int) -> NoticeHead | None:
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
+        return None if row is None else head_of_row(row)
+
+    async def _remaining(self, notice_id: int) -> list[int]:
+        async with self._db.read() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            if is_postgres(conn):
+                rows = await driver.fetch(_PG_REMAINING, notice_id)  # type: ignore[union-attr]
+            else:
+                rows = await driver.execute_fetchall(_SQLITE_REMAINING, (notice_id,))  # type: ignore[union-attr]
+        return [int(r[0]) for r in rows]
+
+    async def _claim(self, notice_id: int) -> bool:
+        async def txn() -> bool:
+            now = self._clock.now()
+            n = notices.c
+            async with self._db.write() as conn:
+                res = await conn.execute(
+                    update(notices)
+                    .where(
+                        n.id == notice_id,
+                        n.fanout_done_at.is_(None),
+                        or_(
+                            n.fanout_claimed_by == self.token,
+                            n.fanout_lease_until.is_(None),
+                            n.fanout_lease_until < now,
+                        ),
+                    )
+                    .values(fanout_claimed_by=self.token, fanout_lease_until=now + self.lease)
+                )
+                return bool(res.rowcount)
+
+        return await with_db_retry(txn)
+
+    async def _renew(self, notice_id: int) -> bool:
+        async def txn() -> bool:
+            now = self._clock.now()
+            async with self._db.write() as conn:
+                res = await conn.execute(
+                    update(notices)
+                    .where(notices.c.id == notice_id, notices.c.fanout_claimed_by == self.token)
+                    .values(fanout_lease_until=now + self.lease)
+                )
+                return bool(res.rowcount)
+
+        return await with_db_retry(txn)
+
+    async def _finish(self, notice_id: int) -> None:
+        async def txn() -> None:
+            now = self._clock.now()
+            async with self._db.write() as conn:
+                await conn.execute(
+                    update(notices)
+                    .where(notices.c.id == notice_id, notices.c.fanout_claimed_by == self.token)
+                    .values(fanout_done_at=now, fanout_claimed_by=None, fanout_lease_until=None)
+                )
+
+        await with_db_retry(txn)
+
+
+async def _claim_receipts(conn: AsyncConnection, notice_id: int, persons: list[int]) -> list[tuple[Any, ...]]:
+    """``(id, person, position, via, reason)`` of the receipts claimed, in the caller's transaction."""
+    driver = await driver_in_transaction(conn)
+    out: list[tuple[Any, ...]] = []
+    for part in chunks(persons, 100_000):
+        if is_postgres(conn):
+            rows = await driver.fetch(_PG_CLAIM, notice_id, part)  # type: ignore[union-attr]
+        else:
+            rows = await driver.execute_fetchall(_SQLITE_CLAIM, (notice_id, json.dumps(part)))  # type: ignore[union-attr]
+        out.extend(tuple(r) for r in rows)
+    return out
