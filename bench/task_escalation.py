@@ -194,8 +194,15 @@ def _drive(label: str, server: Any, clients: list[Client], args: argparse.Namesp
             before_start(start)
         probe = CpuProbe([server.proc.pid], pool.pids(), start, start + args.duration)
         catch0 = _catch_ups(server)
+        sampler = None
+        if args.pgsample:
+            from notice_pgsample import PgSampler
+
+            sampler = PgSampler(dsn, dsn.rsplit("/", 1)[1])
         replies = pool.call("chat", start=start, rate=args.rate / args.procs, duration=args.duration, drain=args.drain)
         result = merge(label, replies, start, probe.percents(), connected)
+        if sampler is not None:
+            print(f"  {label}: what PostgreSQL was busy with (phase and drain)\n{sampler.stop(12)}", flush=True)
         catch1 = _catch_ups(server)
         if result.undelivered and args.linger > 0:
             lost: dict[str, list[Any]] = {}
@@ -302,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=200, help="ZZD_TASK_TIMER_BATCH: timers escalated per transaction")
     p.add_argument("--pause", type=float, default=0.0,
                    help="ZZD_TASK_TIMER_PAUSE: sleep after each batch, as a fraction of its duration")  # fmt: skip
+    p.add_argument("--pgsample", action="store_true", help="sample pg_stat_activity during each chat phase")
     p.add_argument("--quick", action="store_true", help="smoke run: 1,000 tasks, 200 clients, 5 s")
     p.add_argument("--alone", action="store_true", help="only the escalation, in this process, with PostgreSQL sampled")
     args = p.parse_args(argv)
