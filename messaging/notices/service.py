@@ -370,7 +370,7 @@ class NoticeService:
                 # notice.new was written gets notice.recalled after it.
                 r = notice_receipts.c
                 unsent = {
-                    int(p)
+                    int(p[0])
                     for p in await conn.execute(
                         update(notice_receipts)
                         .where(r.notice_id == notice_id, r.fanned_out.is_(False))

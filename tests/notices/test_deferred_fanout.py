@@ -1,0 +1,149 @@
+"""Deferred fan-out: connected recipients first, the sweep for the rest, one event per person (both backends).
+
+The service's ``on_committed`` hook is set to a recorder here, so ``send``
+commits the notice and its receipts only and the tests drive the relay's two
+paths themselves, in the orders and races a server produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from messaging.notices.relay import FanoutRelay
+from messaging.notices.schema import notice_receipts, notices
+from messaging.schema import person_events
+from tests.notices.conftest import World
+from tests.notices.test_fanout import compose
+
+
+async def _deferred_send(w: World, cid: str) -> tuple[int, list[int]]:
+    """Send without fanning out; returns the notice id and its recipients (sorted)."""
+    committed: list[int] = []
+    w.svc.on_committed = committed.append
+    person, position = w.governor()
+    res = await w.svc.send(person, position, compose(cid))  # type: ignore[arg-type]
+    assert committed == [res.notice_id]
+    async with w.db.read() as conn:
+        persons = sorted(
+            int(p)
+            for (p,) in await conn.execute(
+                select(notice_receipts.c.person_id).where(notice_receipts.c.notice_id == res.notice_id).distinct()
+            )
+        )
+    return res.notice_id, persons
+
+
+async def _events_per_person(w: World, kind: str, notice_id: int) -> Counter[int]:
+    async with w.db.read() as conn:
+        rows = await conn.execute(
+            select(person_events.c.person_id, person_events.c.payload).where(person_events.c.kind == kind)
+        )
+        return Counter(int(p) for p, pl in rows if json.loads(pl)["notice_id"] == notice_id)
+
+
+async def _unfanned(w: World, notice_id: int) -> int:
+    async with w.db.read() as conn:
+        return int(
+            (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(notice_receipts)
+                    .where(notice_receipts.c.notice_id == notice_id, notice_receipts.c.fanned_out.is_(False))
+                )
+            ).scalar_one()
+        )
+
+
+async def _done_at(w: World, notice_id: int) -> object:
+    async with w.db.read() as conn:
+        return (await conn.execute(select(notices.c.fanout_done_at).where(notices.c.id == notice_id))).scalar_one()
+
+
+async def test_commit_writes_no_event_then_connected_first_then_sweep(world: World) -> None:
+    w = world
+    nid, persons = await _deferred_send(w, "d1")
+    assert await _events_per_person(w, "notice.new", nid) == Counter()
+    assert await _unfanned(w, nid) > len(persons) // 2  # every receipt still owes its event
+
+    connected = persons[::7]
+    delivered: list[int] = []
+    n = await w.svc.relay.local(nid, connected, lambda gs: delivered.extend(p for g in gs for p, _ in g.recipients))
+    assert n == len(connected) and sorted(delivered) == connected
+    assert await w.svc.relay.local(nid, connected) == 0  # already written: nothing twice
+    assert set(await _events_per_person(w, "notice.new", nid)) == set(connected)
+    assert await _done_at(w, nid) is None
+
+    w.svc.relay.chunk = 97  # several sweep transactions
+    assert await w.svc.relay.sweep(nid) == len(persons) - len(connected)
+    per_person = await _events_per_person(w, "notice.new", nid)
+    assert sorted(per_person) == persons and set(per_person.values()) == {1}
+    assert await _unfanned(w, nid) == 0
+    assert await _done_at(w, nid) is not None
+    assert await w.svc.relay.sweep(nid) == 0  # finished: not claimed again
+
+
+async def test_sweep_racing_connected_first_writes_one_event_per_person(world: World) -> None:
+    w = world
+    nid, persons = await _deferred_send(w, "d2")
+    other = FanoutRelay(w.db, w.events, w.clock, lambda gs: None, lambda: w.index, node_id="b", chunk=50)
+    w.svc.relay.chunk = 50
+    # Two processes' connected-first writes overlap each other and the sweep.
+    counts = await asyncio.gather(
+        w.svc.relay.sweep(nid),
+        w.svc.relay.local(nid, persons[::3]),
+        other.local(nid, persons[::2]),
+        other.local(nid, list(reversed(persons))[:400]),
+    )
+    per_person = await _events_per_person(w, "notice.new", nid)
+    assert sorted(per_person) == persons and set(per_person.values()) == {1}
+    assert sum(counts) == len(persons)
+    assert await _unfanned(w, nid) == 0
+
+
+async def test_killed_sweeper_lease_is_taken_over(world: World) -> None:
+    w = world
+    nid, persons = await _deferred_send(w, "d3")
+    # The sending process wrote its connected recipients' events, then died before sweeping.
+    await w.svc.relay.local(nid, persons[:10])
+    survivor = FanoutRelay(w.db, w.events, w.clock, lambda gs: None, lambda: w.index, node_id="b", chunk=200)
+    assert await survivor.run_pending() == 0  # the lease is still the dead process's
+    assert await survivor.sweep(nid) == 0
+    w.clock.advance((w.svc.relay.lease + timedelta(seconds=1)).total_seconds())
+    assert await survivor.run_pending() == len(persons) - 10
+    per_person = await _events_per_person(w, "notice.new", nid)
+    assert sorted(per_person) == persons and set(per_person.values()) == {1}
+    assert await _done_at(w, nid) is not None
+    assert await survivor.run_pending() == 0
+
+
+async def test_recall_while_fanout_is_pending(world: World) -> None:
+    """Who got notice.new gets notice.recalled after it; the rest get neither."""
+    w = world
+    nid, persons = await _deferred_send(w, "d4")
+    got = persons[:25]
+    await w.svc.relay.local(nid, got)
+    sender, _ = w.governor()
+    await w.svc.recall(sender, nid)
+    assert await w.svc.relay.sweep(nid) == 0
+    assert set(await _events_per_person(w, "notice.new", nid)) == set(got)
+    recalled = await _events_per_person(w, "notice.recalled", nid)
+    assert set(recalled) == {*got, sender} and set(recalled.values()) == {1}
+    async with w.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(person_events.c.person_id, person_events.c.seq, person_events.c.kind).where(
+                    person_events.c.person_id.in_(got)
+                )
+            )
+        ).all()
+    order: dict[int, list[str]] = {}
+    for p, _seq, kind in sorted(rows, key=lambda r: (int(r[0]), int(r[1]))):
+        order.setdefault(int(p), []).append(kind)
+    assert all(kinds.index("notice.new") < kinds.index("notice.recalled") for kinds in order.values())
+    assert await _unfanned(w, nid) == 0
+    assert await _done_at(w, nid) is not None
