@@ -143,6 +143,8 @@ class TaskTimers:
         self._retry_after = retry_after
         self._max_attempts = max_attempts
         self._pause = pause
+        #: Holders per position for the index they were resolved with (reused while it stays current).
+        self._holders: tuple[object, dict[int, frozenset[int]]] = (None, {})
 
     async def run_due(self, now: datetime | None = None, *, drain: bool = True) -> list[TimerOutcome]:
         """Escalate due deadline timers and call due DINGs (batch after batch while ``drain``, until none is due)."""
@@ -266,7 +268,11 @@ class TaskTimers:
                         .values(done_at=now, outcome=outcome, claimed_by=token, claimed_until=None,
                                 attempts=t.c.attempts + 1)
                     )  # fmt: skip
-                written = await write_changes_locked(conn, index, planned, now, ding_lease=(token, now + self.lease))
+                if self._holders[0] is not index:
+                    self._holders = (index, {})
+                written = await write_changes_locked(
+                    conn, index, planned, now, ding_lease=(token, now + self.lease), holders=self._holders[1]
+                )
                 armed.extend(written.dings)
                 groups.extend(await self._events.append(conn, written.events, now))
             return out

@@ -309,6 +309,7 @@ async def write_changes_locked(
     now: datetime,
     *,
     ding_lease: tuple[str, datetime] | None = None,
+    holders: dict[int, frozenset[int]] | None = None,
 ) -> Written:
     """Apply many transitions in a handful of statements (the deadline job's batches).
 
@@ -320,6 +321,8 @@ async def write_changes_locked(
     With ``ding_lease`` (token, until) the DING timers of urgent changes are
     inserted already leased to the caller, who calls them right after the
     commit: no claiming transaction, and the lease covers a crash in between.
+    ``holders`` (position → holders) may be kept by the caller across batches
+    routed with the same ``index``: resolving the holders was ~10 % of a batch.
     """
     if not planned:
         return Written([])
@@ -327,7 +330,7 @@ async def write_changes_locked(
     rows: list[TaskRow] = []
     history: list[dict[str, Any]] = []
     people_extra: list[list[int]] = []
-    cache: dict[int, frozenset[int]] = {}
+    cache: dict[int, frozenset[int]] = {} if holders is None else holders
     for i, p in enumerate(planned):
         if i and i % _YIELD_EVERY == 0:
             await asyncio.sleep(0)  # let other requests run between slices of a big batch
