@@ -138,20 +138,27 @@ async def load_conversation(conn: AsyncConnection, conversation_id: int, *, lock
 
 
 async def access(conn: AsyncConnection, person_id: int, conversation_id: int, *, lock: bool = False) -> Access:
-    """What ``person_id`` may read in the conversation; ``NotFound`` when nothing (or no such id)."""
-    conv = await load_conversation(conn, conversation_id, lock=lock)
-    member = (
-        await conn.execute(
-            select(
-                conversation_members.c.last_read_message_id,
-                conversation_members.c.role,
-                conversation_members.c.muted,
-            ).where(
-                conversation_members.c.conversation_id == conversation_id,
-                conversation_members.c.person_id == person_id,
-            )
+    """What ``person_id`` may read in the conversation; ``NotFound`` when nothing (or no such id).
+
+    The conversation row (locked when ``lock``: only it, never the member row)
+    and the person's member row come in one round trip.
+    """
+    cm = conversation_members
+    q = (
+        select(*_CONV_COLS, cm.c.person_id, cm.c.last_read_message_id, cm.c.role, cm.c.muted)
+        .select_from(
+            conversations.outerjoin(cm, (cm.c.conversation_id == conversations.c.id) & (cm.c.person_id == person_id))
         )
-    ).first()
+        .where(conversations.c.id == conversation_id)
+    )
+    if lock:
+        q = q.with_for_update(of=conversations)
+    row = (await conn.execute(q)).first()
+    if row is None:
+        raise NotFound("no such conversation", data={"conversation_id": conversation_id})
+    conv = _conv(row)
+    n = len(_CONV_COLS)
+    member = None if row[n] is None else row[n + 1 :]
     marker = int(member[0]) if member is not None else 0
     role = member[1] if member is not None else None
     muted = bool(member[2]) if member is not None else False
