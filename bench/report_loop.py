@@ -237,21 +237,27 @@ class Cpu:
             total += t.user + t.system
         return total
 
-    def _mark(self) -> tuple[float, float, float, float]:
+    def _mark(self) -> tuple[float, float, dict[int, float], float]:
         import psutil
 
         sys_t = psutil.cpu_times()
         busy = sum(sys_t) - sys_t.idle - getattr(sys_t, "iowait", 0.0)
-        db = 0.0
-        for proc in psutil.process_iter(["name", "cpu_times"]):
+        db: dict[int, float] = {}
+        for proc in psutil.process_iter(["pid", "name", "cpu_times"]):
             if proc.info["name"] in ("postgres", "redis-server") and proc.info["cpu_times"] is not None:
-                db += proc.info["cpu_times"].user + proc.info["cpu_times"].system
+                db[proc.info["pid"]] = proc.info["cpu_times"].user + proc.info["cpu_times"].system
         return self._of(self.servers), self._of(self.load), db, busy
 
     def done(self) -> str:
         end = self._mark()
         span = max(1e-9, time.time() - self.t)
-        srv, load, db, busy = (100 * (b - a) / span for a, b in zip(self.marks, end, strict=True))
+        srv = 100 * (end[0] - self.marks[0]) / span
+        load = 100 * (end[1] - self.marks[1]) / span
+        busy = 100 * (end[3] - self.marks[3]) / span
+        # PostgreSQL backends come and go (other jobs' connections): count the ones alive at both marks,
+        # plus those born since (their whole CPU), so the figure cannot go negative.
+        before = self.marks[2]
+        db = 100 * sum(c - before.get(pid, 0.0) for pid, c in end[2].items()) / span
         return (
             f"CPU % of one core over {span:.1f} s (2 cores = 200): servers {srv:.0f}, load {load:.0f},"
             f" postgres+redis {db:.0f}, rest of the machine {busy - srv - load - db:.0f}"
