@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from org_tree.errors import Unavailable
@@ -49,6 +50,11 @@ async def with_db_retry(fn: Callable[[], Awaitable[T]]) -> T:
                 return await fn()
     except IntegrityError:
         raise
+    except PoolTimeout as exc:
+        # Every pooled connection is busy for longer than pool_timeout: overload,
+        # not a bug, so the client gets the retryable 503 rather than a 500 (S9).
+        logger.warning("database pool exhausted: %s", exc)
+        raise Unavailable("database busy, retry shortly") from exc
     except (DBAPIError, OSError, TimeoutError) as exc:
         if isinstance(exc, DBAPIError) and not (exc.connection_invalidated or _is_outage(exc)):
             raise
