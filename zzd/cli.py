@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEMO_PEOPLE = [("zhangsan", "张三"), ("lisi", "李四"), ("wangwu", "王五")]
+DEMO_PEOPLE = [("zhangsan", "张三"), ("lisi", "李四"), ("wangwu", "王五"), ("zhaoliu", "赵六")]
 DEMO_PASSWORD = "zzd-demo-2026"  # noqa: S105 - published demo credential, printed by `zzd demo seed`
 
 
@@ -178,7 +178,12 @@ _register_org()
 
 
 async def _demo_positions(db: Any, person_ids: list[int], out: list[dict[str, Any]]) -> None:
-    """Seat the demo people in 柯城区 (head, a village secretary, a grid worker) if the tree is imported."""
+    """Seat the demo people in 柯城区 if the tree is imported.
+
+    A county head, a village secretary, a grid worker of that village and the
+    village's 河长 — the two ends of a river-litter report, so
+    ``scripts/demo_loop.py --reporter wangwu --owner zhaoliu`` walks the closed loop.
+    """
     from org_tree.clock import SystemClock
     from org_tree.errors import Conflict, NotFound
     from org_tree.index import OrgIndexHolder
@@ -197,7 +202,7 @@ async def _demo_positions(db: Any, person_ids: list[int], out: list[dict[str, An
         village += 1
     grid = village + 1
     admin = Actor(0, (), True)
-    wanted = [(county, "county_head"), (village, "village_secretary"), (grid, "grid_worker")]
+    wanted = [(county, "county_head"), (village, "village_secretary"), (grid, "grid_worker"), (village, "river_chief")]
     for (u, role_key), pid, row in zip(wanted, person_ids, out, strict=True):
         role = idx.role_id(role_key)
         slot = next(k for k in idx.unit_slots(u) if idx.p_role[k] == role)
