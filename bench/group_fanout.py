@@ -149,7 +149,7 @@ async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
             if len(singles) == 2:
                 break
         people = PersonDirectory(db, SystemClock())
-        threads = []
+        threads: list[dict[str, Any]] = []
         for (pos, holder_id), n in zip(singles, (1, args.thread_messages), strict=True):
             citizen = (await people.create("群众")).id
             successor = (await people.create("接任者")).id
@@ -170,7 +170,7 @@ async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
             async with db.write() as c:
                 for i in range(0, len(rows), 5000):
                     await c.execute(insert(messages), rows[i : i + 5000])
-                last = (await c.execute(messages.select().order_by(messages.c.id.desc()).limit(1))).first()
+                last = (await c.execute(messages.select().order_by(messages.c.id.desc()).limit(1))).one()
                 await c.execute(update(conversations).where(conversations.c.id == cid).values(last_message_id=last.id))
             threads.append(
                 {
@@ -188,8 +188,8 @@ async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
         out.update(sender=tokens[0], recipients=tokens[1 : 1 + len(recipients)], threads=threads)
         by_person = {c.person_id: c for c in tokens[1 + len(recipients) :]}
         for t in threads:
-            for k in ("citizen", "successor", "holder"):
-                t[f"{k}_token"] = by_person[t[k]].token
+            for role in ("citizen", "successor", "holder"):
+                t[f"{role}_token"] = by_person[t[role]].token
     finally:
         await db.dispose()
     return out
@@ -314,6 +314,17 @@ async def handover(t: dict[str, Any], servers: list[Server]) -> dict[str, Any]:
     return out
 
 
+async def _pg_admin_on(url: str, sql: str) -> None:
+    """Run one statement on the benchmark database (experiments with storage settings)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 def bare_frame(length: int, key: str) -> str:
     data = {"id": 1, "conversation_id": 1, "client_msg_id": key, "body": ""}
     base = json.dumps({"type": "event", "seq": 1, "kind": "message.new", "data": data}, ensure_ascii=False)
@@ -410,6 +421,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--thread-messages", type=int, default=10_000)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--logdir", type=Path, default=None)
+    ap.add_argument(
+        "--streams-fillfactor",
+        type=int,
+        default=None,
+        help="experiment: ALTER TABLE person_streams SET (fillfactor = N) before seeding (HOT stream bumps)",
+    )
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, postgres_database() as url:
         args.tmp = tmp
@@ -419,6 +436,10 @@ def main(argv: list[str] | None = None) -> None:
         env.update(ZZD_DB_POOL_SIZE="20")
         os.environ["BENCH_DB_URL"] = url
         migrate(env)
+        if args.streams_fillfactor is not None:
+            ff = int(args.streams_fillfactor)
+            asyncio.run(_pg_admin_on(url, f"ALTER TABLE person_streams SET (fillfactor = {ff})"))
+            log(f"person_streams fillfactor {args.streams_fillfactor}")
         t = time.time()
         info = asyncio.run(prepare(url, args))
         log(f"seeded in {time.time() - t:.0f} s: group {info['group_id']} of {info['members']} members")

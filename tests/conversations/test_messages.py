@@ -160,3 +160,21 @@ async def test_large_group_takes_the_bulk_path_with_per_person_flags(world: Worl
     for p in (owner, others[-1]):
         kinds = [k for k, _ in await world.stream(p)]
         assert kinds[-2:] == ["message.edited", "message.recalled"]
+
+
+async def test_retry_answers_the_stored_message_even_after_the_sender_left_or_was_disabled(world: World) -> None:
+    # The send reads the sender and a stored message of the same client_msg_id in one query:
+    # a retry is answered before the sender's state or membership is looked at.
+    a, b = await world.person(), await world.person()
+    g = await world.groups.create(a, "群", [b])
+    first = await world.conv.post(PostRequest(b, "m1", "一", conversation_id=g["id"]))
+    await world.groups.leave(b, g["id"])
+    again = await world.conv.post(PostRequest(b, "m1", "一", conversation_id=g["id"]))
+    assert again.duplicate and again.message_id == first.message_id
+    with pytest.raises(NotFound):
+        await world.conv.post(PostRequest(b, "m2", "二", conversation_id=g["id"]))
+    await world.people.set_disabled(b, True)
+    assert (await world.conv.post(PostRequest(b, "m1", "一", conversation_id=g["id"]))).duplicate
+    with pytest.raises(Forbidden):
+        await world.conv.post(PostRequest(b, "m3", "三", conversation_id=g["id"]))
+    assert [m["id"] for m in _new(await world.stream(a))] == [first.message_id]
