@@ -8,8 +8,6 @@ with ``CREATE DATABASE … TEMPLATE``, SQLite files are copied.
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +29,8 @@ from org_tree.jurisdiction import Actor
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from org_tree.synthetic import generate_people
-from tests.conftest import temp_pg_database
 from tests.org.conftest import write_mini_divisions
-from tests.services import pg_url
-from zzd.migrate import upgrade
+from tests.tree_templates import cloned_url, pg_template, sqlite_template
 
 ADMIN = Actor(0, (), is_admin=True)
 
@@ -51,33 +47,20 @@ async def populate(url: str, folder: Path) -> None:
 
 @pytest.fixture(scope="session")
 def conv_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("conv_tpl")
-    path = base / "tree.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    upgrade(url)
-    asyncio.run(populate(url, write_mini_divisions(base / "div")))
-    return path
+    return sqlite_template(tmp_path_factory, "conv", populate, write_mini_divisions)
 
 
 @pytest.fixture(scope="session")
 def conv_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with temp_pg_database("zzd_conv_tpl") as name:
-        asyncio.run(populate(pg_url(name), write_mini_divisions(tmp_path_factory.mktemp("div_pg"))))
+    with pg_template(tmp_path_factory, "conv", populate, write_mini_divisions) as name:
         yield name
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def conv_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated database holding the small tree, private to one test."""
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("conv_sqlite_template")
-        dest = tmp_path / "tree.db"
-        shutil.copy(template, dest)
-        yield f"sqlite+aiosqlite:///{dest}"
-        return
-    tpl: str = request.getfixturevalue("conv_pg_template")
-    with temp_pg_database("zzd_conv", template=tpl) as name:
-        yield pg_url(name)
+    with cloned_url(request, tmp_path, "conv") as url:
+        yield url
 
 
 @dataclass

@@ -9,8 +9,6 @@ SQLite files are copied, so each test starts from the same data in well under a 
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +24,7 @@ from org_tree.db.database import Database
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex
 from org_tree.synthetic import generate_people
-from tests.conftest import temp_pg_database
-from tests.services import pg_url
-from zzd.migrate import upgrade
+from tests.tree_templates import cloned_url, pg_template, sqlite_template
 
 CITY = "9901"
 COUNTIES = ("990101", "990102")
@@ -64,33 +60,20 @@ async def _populate(url: str, folder: Path) -> None:
 
 @pytest.fixture(scope="session")
 def notices_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("notices_tpl")
-    path = base / "tree.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    upgrade(url)
-    asyncio.run(_populate(url, write_divisions(base / "div")))
-    return path
+    return sqlite_template(tmp_path_factory, "notices", _populate, write_divisions)
 
 
 @pytest.fixture(scope="session")
 def notices_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with temp_pg_database("zzd_notices_tpl") as name:
-        asyncio.run(_populate(pg_url(name), write_divisions(tmp_path_factory.mktemp("div_pg"))))
+    with pg_template(tmp_path_factory, "notices", _populate, write_divisions) as name:
         yield name
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def tree_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated database holding the synthetic tree, private to one test."""
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("notices_sqlite_template")
-        dest = tmp_path / "tree.db"
-        shutil.copy(template, dest)
-        yield f"sqlite+aiosqlite:///{dest}"
-        return
-    tpl: str = request.getfixturevalue("notices_pg_template")
-    with temp_pg_database("zzd_notices", template=tpl) as name:
-        yield pg_url(name)
+    with cloned_url(request, tmp_path, "notices") as url:
+        yield url
 
 
 @dataclass
