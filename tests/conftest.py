@@ -72,13 +72,44 @@ def pg_database() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test using this runs once per backend."""
+    """Each test using this runs once per backend (on PostgreSQL in the session's shared database)."""
     if request.param == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         dest = tmp_path / "zzd.db"
         shutil.copy(template, dest)
         return f"sqlite+aiosqlite:///{dest}"
     return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated PostgreSQL database to clone (``CREATE DATABASE … TEMPLATE`` beats migrating)."""
+    with temp_pg_database("zzd_tpl") as name:
+        yield name
+
+
+@pytest.fixture
+def own_pg_database(pg_template: str) -> Iterator[str]:
+    """A PostgreSQL database of this test's own, dropped after it.
+
+    For tests that import org trees or leave background work behind: in the
+    shared database one test's import would upsert (and remove) another's
+    units, and a notice fan-out still being swept would reach the next test's
+    sockets.
+    """
+    with temp_pg_database("zzd_own", template=pg_template) as name:
+        yield pg_url(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def own_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Like ``db_url``, but the PostgreSQL database is this test's own (``own_pg_database``)."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        dest = tmp_path / "zzd.db"
+        shutil.copy(template, dest)
+        return f"sqlite+aiosqlite:///{dest}"
+    return str(request.getfixturevalue("own_pg_database"))
 
 
 @pytest.fixture

@@ -36,7 +36,8 @@ async def _token(s: object, person_id: int) -> str:
     return str(s.tokens.issue(person_id, issued.session_id))  # type: ignore[attr-defined]
 
 
-async def test_city_wide_notice_with_exact_receipts(db_url: str, tmp_path: Path) -> None:
+async def test_city_wide_notice_with_exact_receipts(own_db_url: str, tmp_path: Path) -> None:
+    db_url = own_db_url
     db = Database(db_url)
     try:
         await import_divisions(db, write_divisions(tmp_path / "div", townships=10, villages=25), grids_per_village=3)

@@ -22,7 +22,8 @@ ADMIN = Actor(0, (), True)
 
 
 @pytest.fixture
-async def org_server(db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
+async def org_server(own_db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
+    db_url = own_db_url
     db = Database(db_url)
     try:
         await import_divisions(db, write_divisions(tmp_path / "div", townships=2, villages=4), grids_per_village=2)

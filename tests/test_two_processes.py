@@ -95,8 +95,9 @@ async def test_lost_wakeups_are_repaired_by_the_safety_poll(pg_database: str, re
 
 
 async def test_org_change_through_one_process_reaches_the_other_within_a_second(
-    pg_database: str, redis_url: str, tmp_path: Path
+    own_pg_database: str, redis_url: str, tmp_path: Path
 ) -> None:
+    pg_database = own_pg_database  # the tree import must not upsert over other tests' units
     from org_tree.importer import import_divisions
     from tests.notices.conftest import write_divisions
 
