@@ -2,7 +2,7 @@
 
 Run:  .venv/bin/python bench/notice_fanout.py --backend postgres|sqlite [--quick]
       [--clients 10000] [--persons 1200000] [--unit 33] [--roles grid_chief,grid_worker,...]
-      [--procs 4] [--read-spread 1.0] [--copy-runs 3] [--logdir DIR] [--profile]
+      [--procs 4] [--read-spread 1.0] [--copy-runs 3] [--logdir DIR] [--profile] [--gc-log]
 
 Per run, on a fresh database (``zzd migrate``, then the Zhejiang import with
 synthetic people exactly as bench/org/import_zhejiang.py does it):
@@ -403,6 +403,8 @@ def run_zzd(
                 prof.stop()
                 out["profile_send"] = prof.top()
             log(f"delivered {len(times)} (missing {out['missing']}), last {out['last']:.2f} s after send")
+            if args.gc_log and times:
+                out["gc_send"] = gc_pauses(logdir, t0, max(times))
             nid = int(sent["notice_id"])
             # The readers are the sockets that got the notice (under load a few may fail to connect).
             persons = [p for x in res for p in x["persons"]]
@@ -454,6 +456,8 @@ def run_zzd(
                 progress_lag=(min(full) - last_ok) if full else float("nan"),
                 progress_from_start=(min(full) - start) if full else float("nan"),
             )
+            if args.gc_log and oks:
+                out["gc_reads"] = gc_pauses(logdir, start, last_ok)
             # --- bare write of the same rows (after the reads, so it cannot disturb them) ---
             if backend == "postgres":
                 copies = asyncio.run(pg_copy_baseline(asyncpg_dsn(url), rows, args.copy_runs))
@@ -465,6 +469,18 @@ def run_zzd(
             pool.shutdown()
             spool.shutdown()
     return out
+
+
+def gc_pauses(logdir: Path, start: float, end: float) -> str:
+    """The servers' generation-2 collections that ended within [start, end] (``--gc-log``)."""
+    ms = []
+    for f in logdir.glob("gc-*.txt"):
+        for line in f.read_text().splitlines():
+            at, dur = (float(x) for x in line.split())
+            if start <= at <= end:
+                ms.append(dur)
+    longest = max(ms, default=0.0)
+    return f"{len(ms)} full collection(s), {sum(ms):.0f} ms in all, longest {longest:.0f} ms"
 
 
 def wait_fanout_done(backend: str, url: str, notice_id: int, t0: float, timeout: float = 600.0) -> float:
@@ -547,6 +563,9 @@ def report(backend: str, info: dict[str, Any], bare: dict[str, Any], z: dict[str
         flush=True,
     )
     print(f"  send→last delivery {z['cpu_send']}; reads {z['cpu_reads']}")
+    for key in ("gc_send", "gc_reads"):
+        if key in z:
+            print(f"  full GC pauses of the servers, {key[3:]} phase: {z[key]}")
     for key in ("pg_send", "pg_reads"):
         if key in z:
             print(f"  PostgreSQL, {key[3:]} phase:\n{z[key]}")
@@ -573,6 +592,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--logdir", type=Path)
     p.add_argument("--profile", action="store_true", help="py-spy the servers during the send and the reads")
     p.add_argument("--quick", action="store_true", help="smoke run: one county (330802), 500 clients")
+    p.add_argument("--gc-log", action="store_true", help="log the servers' full GC pauses (bench/gclog) per phase")
     args = p.parse_args(argv)
     if args.quick:
         args.unit, args.clients, args.procs, args.persons = "330802", 500, 2, None
@@ -594,6 +614,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _one(args: argparse.Namespace, backend: str, url: str, env: dict[str, str], logdir: Path) -> None:
+    if args.gc_log:
+        path = os.pathsep.join(filter(None, [str(BENCH / "gclog"), env.get("PYTHONPATH")]))
+        env = {**env, "PYTHONPATH": path, "ZZD_BENCH_GC_LOG": str(logdir)}
     migrate(env)
     t = time.time()
     info, sender, sender_pos, clients = asyncio.run(prepare(url, args))
