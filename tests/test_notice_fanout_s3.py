@@ -92,7 +92,9 @@ async def test_city_wide_notice_with_exact_receipts(own_db_url: str, tmp_path: P
             # Every online socket gets exactly one notice.new, labelled with all the person's positions.
             for (c1, c2), pid in zip(pairs, online, strict=True):
                 for c in (c1, c2):
-                    [ev] = await c.wait_events(1, timeout=30)
+                    evs = await c.wait_events(1, timeout=30)
+                    assert len(evs) == 1, evs
+                    [ev] = evs
                     assert ev["kind"] == "notice.new" and ev["data"]["notice_id"] == nid
                     assert sorted(p["position_id"] for p in ev["data"]["positions"]) == sorted(by_person[pid])
 
