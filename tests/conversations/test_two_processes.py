@@ -11,7 +11,6 @@ order of its history.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,13 +21,13 @@ from org_tree.clock import SystemClock
 from org_tree.db.database import Database
 from org_tree.index import OrgIndexHolder
 from org_tree.org_service import OrgService
-from org_tree.people import PersonDirectory
-from tests.client import PASSWORD, Client, login
-from tests.conftest import FAST_PASSWORDS, temp_pg_database
+from tests.client import Client, login
+from tests.conftest import temp_pg_database
 from tests.conversations.conftest import ADMIN
 from tests.history import History
 from tests.procs import ServerProcess, zzd_processes
 from tests.services import pg_url
+from tests.test_two_processes import _people
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -44,20 +43,6 @@ def tree_pg(conv_pg_template: str) -> Iterator[str]:
 async def two(tree_pg: str, redis_url: str) -> AsyncIterator[list[ServerProcess]]:
     async with zzd_processes(tree_pg, redis_url, 2) as procs:
         yield procs
-
-
-async def _people(db_url: str, n: int) -> list[tuple[int, str]]:
-    db = Database(db_url)
-    try:
-        d = PersonDirectory(db, SystemClock())
-        out = []
-        for i in range(n):
-            lg = f"p{secrets.token_hex(5)}"
-            p = await d.create(f"人{i}", login=lg, password_hash=FAST_PASSWORDS.hash_sync(PASSWORD))
-            out.append((p.id, lg))
-        return out
-    finally:
-        await db.dispose()
 
 
 async def _pool_with(db_url: str, holders: list[int]) -> int:

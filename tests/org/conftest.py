@@ -7,43 +7,28 @@ migrated database in a fraction of a second and no test sees another's data.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 import org_tree.org_schema  # noqa: F401  (registers the org tables in the shared metadata)
 from org_tree.db.database import Database
-from tests.conftest import temp_pg_database
-from tests.services import pg_url
 
 REPO = Path(__file__).resolve().parents[2]
 ZHEJIANG = REPO / "data" / "divisions" / "zhejiang"
 
 
-@pytest.fixture(scope="session")
-def org_pg_template() -> Iterator[str]:
-    with temp_pg_database("zzd_org_tpl") as name:
-        yield name
+@pytest.fixture
+def org_pg_url(own_pg_database: str) -> str:
+    """A fresh migrated PostgreSQL database for one test, dropped after it."""
+    return own_pg_database
 
 
 @pytest.fixture
-def org_pg_url(org_pg_template: str) -> Iterator[str]:
-    """A fresh migrated PostgreSQL database for one test, dropped after it."""
-    with temp_pg_database("zzd_org", template=org_pg_template) as name:
-        yield pg_url(name)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def org_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A migrated, empty database on each backend."""
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("sqlite_template")
-        dest = tmp_path / "org.db"
-        shutil.copy(template, dest)
-        return f"sqlite+aiosqlite:///{dest}"
-    return str(request.getfixturevalue("org_pg_url"))
+def org_url(own_db_url: str) -> str:
+    """A migrated, empty database on each backend, private to one test."""
+    return own_db_url
 
 
 @pytest.fixture
