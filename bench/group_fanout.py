@@ -47,6 +47,7 @@ from typing import Any
 import httpx
 
 from group_load import GroupPool
+from notice_bare import trigger
 
 from common import (
     BENCH,
@@ -332,22 +333,6 @@ def bare_frame(length: int, key: str) -> str:
     return json.dumps({"type": "event", "seq": 1, "kind": "message.new", "data": data}, ensure_ascii=False)
 
 
-async def _trigger(urls: list[str], frame: str) -> float:
-    from websockets.asyncio.client import connect
-
-    socks = [await connect(u, compression=None, max_size=65_536) for u in urls]
-    for ws in socks:
-        await ws.send(json.dumps({"type": "hello", "id": "h", "token": "x"}))
-        await ws.recv()
-    t0 = time.time()
-    for ws in socks:
-        await ws.send(json.dumps({"type": "broadcast", "frame": frame}))
-    await asyncio.sleep(0.5)
-    for ws in socks:
-        await ws.close()
-    return t0
-
-
 def run_bare(info: dict[str, Any], args: argparse.Namespace, logdir: Path, frame_len: int) -> dict[str, Any]:
     servers = []
     for i in range(2):
@@ -363,7 +348,7 @@ def run_bare(info: dict[str, Any], args: argparse.Namespace, logdir: Path, frame
             time.sleep(1.0)
             for i in range(args.messages):
                 key = f"bare-{i}"
-                t0 = asyncio.run(_trigger([s.url for s in servers], bare_frame(frame_len, key)))
+                t0 = asyncio.run(trigger([s.url for s in servers], bare_frame(frame_len, key)))
                 res = pool.call("await_key", key=key, timeout=60.0)
                 times = [t for x in res for t in x["times"]]
                 st = _stats(times, t0)

@@ -11,7 +11,9 @@ from one process.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 from websockets.asyncio.server import ServerConnection, broadcast
 
@@ -31,6 +33,26 @@ async def handler(ws: ServerConnection) -> None:
                 broadcast([c for c in clients if c is not ws], frame["frame"])
     finally:
         clients.discard(ws)
+
+
+async def trigger(urls: list[str], frame: str) -> float:
+    """Ask each bare server (one control socket each) to broadcast ``frame``; returns the trigger time.
+
+    Shared by the notice and group benchmarks, whose clients time the arrival.
+    """
+    from websockets.asyncio.client import connect
+
+    socks = [await connect(u, compression=None, max_size=65_536) for u in urls]
+    for ws in socks:
+        await ws.send(json.dumps({"type": "hello", "id": "h", "token": "x"}))
+        await ws.recv()
+    t0 = time.time()
+    for ws in socks:
+        await ws.send(json.dumps({"type": "broadcast", "frame": frame}))
+    await asyncio.sleep(0.5)  # let the broadcasts leave before the control sockets close
+    for ws in socks:
+        await ws.close()
+    return t0
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ from typing import Any
 import httpx
 
 from chat_load import cpu_seconds
+from notice_bare import trigger
 from notice_baselines import pg_copy_baseline, pg_receipts, sqlite_copy_baseline, sqlite_receipts
 from notice_load import NoticePool
 from notice_pgsample import PgSampler
@@ -161,22 +162,6 @@ def bare_frame(length: int) -> str:
     return json.dumps({"type": "event", "seq": 1, "kind": "notice.new", "data": data})
 
 
-async def _trigger(urls: list[str], frame: str) -> float:
-    from websockets.asyncio.client import connect as ws_connect
-
-    socks = [await ws_connect(u, compression=None, max_size=65_536) for u in urls]
-    for ws in socks:
-        await ws.send(json.dumps({"type": "hello", "id": "h", "token": "x"}))
-        await ws.recv()
-    t0 = time.time()
-    for ws in socks:
-        await ws.send(json.dumps({"type": "broadcast", "frame": frame}))
-    await asyncio.sleep(0.5)
-    for ws in socks:
-        await ws.close()
-    return t0
-
-
 def run_bare(
     clients: list[Client], n_servers: int, args: argparse.Namespace, logdir: Path, frame_len: int
 ) -> dict[str, Any]:
@@ -197,7 +182,7 @@ def run_bare(
         try:
             got = connect(pool, "bare", len(clients))
             time.sleep(1.0)
-            t0 = asyncio.run(_trigger([s.url for s in servers], bare_frame(frame_len)))
+            t0 = asyncio.run(trigger([s.url for s in servers], bare_frame(frame_len)))
             res = pool.call("await_new", timeout=60.0)
         finally:
             pool.shutdown()
