@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing as mp
 import random
 import time
 from typing import Any
@@ -74,14 +73,4 @@ class GroupPool(WorkerPool):
     """``loadgen.WorkerPool`` with group workers."""
 
     def __init__(self, clients: list[Client], urls: list[str], processes: int) -> None:  # noqa: D107
-        ctx = mp.get_context("spawn")
-        self.pipes = []
-        self.procs = []
-        for i in range(processes):
-            part = [(k, c) for k, c in enumerate(clients) if k % processes == i]
-            spec = WorkerSpec(i, [c for _, c in part], [urls[k % len(urls)] for k, _ in part])
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_entry, args=(spec, child), daemon=True)
-            proc.start()
-            self.pipes.append(parent)
-            self.procs.append(proc)
+        super().__init__(clients, urls, processes, entry=_entry, with_ids=False)

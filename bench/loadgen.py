@@ -18,6 +18,7 @@ import json
 import multiprocessing as mp
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
@@ -263,21 +264,40 @@ def _worker_entry(spec: WorkerSpec, pipe: Pipe) -> None:
 
 
 class WorkerPool:
-    """The orchestrator's handle on N worker processes."""
+    """The orchestrator's handle on N worker processes.
 
-    def __init__(self, clients: list[Client], urls: list[str], processes: int) -> None:
-        ctx = mp.get_context("spawn")
-        ids = [c.person_id for c in clients]
-        self.pipes: list[Pipe] = []
-        self.procs: list[mp.process.BaseProcess] = []
+    Scenario pools (notice, group, report load) pass their own ``entry`` and
+    specs; the spawning, calling and shutdown stay here.
+    """
+
+    def __init__(
+        self,
+        clients: list[Client],
+        urls: list[str],
+        processes: int,
+        *,
+        entry: Callable[[Any, Any], None] | None = None,
+        first_index: int = 0,
+        with_ids: bool = True,
+    ) -> None:
+        ids = [c.person_id for c in clients] if with_ids else []
+        specs = []
         for i in range(processes):
             # Interleave so client k keeps the server k % len(urls) whichever worker holds it.
             part = [(k, c) for k, c in enumerate(clients) if k % processes == i]
             mine = [c for _, c in part]
             my_urls = [urls[k % len(urls)] for k, _ in part]
-            spec = WorkerSpec(i, mine, my_urls, ids)
+            specs.append(WorkerSpec(first_index + i, mine, my_urls, ids))
+        self.spawn(specs, entry or _worker_entry)
+
+    def spawn(self, specs: Sequence[Any], entry: Callable[[Any, Any], None]) -> None:
+        """One process per spec running ``entry(spec, pipe)``."""
+        ctx = mp.get_context("spawn")
+        self.pipes: list[Pipe] = []
+        self.procs: list[mp.process.BaseProcess] = []
+        for spec in specs:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_entry, args=(spec, child), daemon=True)
+            proc = ctx.Process(target=entry, args=(spec, child), daemon=True)
             proc.start()
             self.pipes.append(parent)
             self.procs.append(proc)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing as mp
 import random
 import time
 from typing import Any
@@ -148,17 +147,7 @@ class NoticePool(WorkerPool):
     """``loadgen.WorkerPool`` with notice workers; ``send``/``collect`` split ``call`` for overlap."""
 
     def __init__(self, clients: list[Client], urls: list[str], processes: int, first_index: int = 0) -> None:  # noqa: D107
-        ctx = mp.get_context("spawn")
-        self.pipes = []
-        self.procs = []
-        for i in range(processes):
-            part = [(k, c) for k, c in enumerate(clients) if k % processes == i]
-            spec = WorkerSpec(first_index + i, [c for _, c in part], [urls[k % len(urls)] for k, _ in part])
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_entry, args=(spec, child), daemon=True)
-            proc.start()
-            self.pipes.append(parent)
-            self.procs.append(proc)
+        super().__init__(clients, urls, processes, entry=_entry, first_index=first_index, with_ids=False)
 
     def send(self, cmd: str, **args: Any) -> None:
         for p in self.pipes:

@@ -21,10 +21,8 @@ relay does not route.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import secrets
 import time
@@ -37,6 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from common import raise_fd_limit
+from loadgen import WorkerPool
 
 JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
 CONNECT_CONCURRENCY = 100
@@ -296,32 +295,13 @@ def _entry(spec: Spec, pipe: Pipe) -> None:
     uvloop.run(_serve(spec, pipe))
 
 
-class ReportPool:
-    """The orchestrator's handle on the load processes."""
+class ReportPool(WorkerPool):
+    """The orchestrator's handle on the load processes (one per ``Spec``)."""
 
-    def __init__(self, specs: list[Spec]) -> None:
-        ctx = mp.get_context("spawn")
-        self.pipes: list[Pipe] = []
-        self.procs: list[mp.process.BaseProcess] = []
-        for spec in specs:
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_entry, args=(spec, child), daemon=True)
-            proc.start()
-            self.pipes.append(parent)
-            self.procs.append(proc)
+    def __init__(self, specs: list[Spec]) -> None:  # noqa: D107
+        self.spawn(specs, _entry)
 
     def call(self, cmd: str, per_worker: list[dict[str, Any]] | None = None, **args: Any) -> list[dict[str, Any]]:
         for i, p in enumerate(self.pipes):
             p.send((cmd, {**args, **(per_worker[i] if per_worker else {})}))
         return [p.recv() for p in self.pipes]
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs if p.pid is not None]
-
-    def shutdown(self) -> None:
-        with contextlib.suppress(OSError, EOFError, BrokenPipeError):
-            self.call("close")
-        for proc in self.procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.terminate()
