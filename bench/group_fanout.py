@@ -113,12 +113,12 @@ async def seed_sessions(db: Any, person_ids: list[int]) -> list[Client]:
 async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import insert, update
 
+    from kernel.clock import SystemClock
+    from kernel.db.database import Database
     from messaging.conversations.members import MemberReconciler
     from messaging.conversations.service import ConversationService
     from messaging.events import EventLog
     from messaging.schema import conversations, messages
-    from org_tree.clock import SystemClock
-    from org_tree.db.database import Database
     from org_tree.importer import import_divisions
     from org_tree.index import OrgIndexHolder
     from org_tree.jurisdiction import Actor
@@ -262,8 +262,8 @@ async def handover(t: dict[str, Any], servers: list[Server]) -> dict[str, Any]:
     """Hand the position over from this (separate) process; time until process 2 routes to the successor."""
     from websockets.asyncio.client import connect
 
-    from org_tree.clock import SystemClock
-    from org_tree.db.database import Database
+    from kernel.clock import SystemClock
+    from kernel.db.database import Database
     from org_tree.index import OrgIndexHolder
     from org_tree.jurisdiction import Actor
     from org_tree.org_service import OrgService

@@ -27,10 +27,10 @@ async def prepare(url: str, args: argparse.Namespace) -> tuple[dict[str, Any], C
     """Import Zhejiang + people, seat/find the sender, pick recipients, seed their sessions."""
     from sqlalchemy import func, select
 
-    from org_tree.db.database import Database
+    from kernel.db.database import Database
+    from kernel.schema import persons
     from org_tree.importer import import_divisions
     from org_tree.org_schema import assignments, positions, roles, units
-    from org_tree.schema import persons
     from org_tree.synthetic import generate_people
 
     zhejiang = ROOT / "data" / "divisions" / "zhejiang"

@@ -149,7 +149,7 @@ async def prepare(url: str, args: argparse.Namespace, tmp: Path) -> tuple[dict[s
     """Import the tree and people, pick the cast, seed sessions; returns info, picks, tokens by person."""
     import asyncpg
 
-    from org_tree.db.database import Database
+    from kernel.db.database import Database
     from org_tree.importer import import_divisions
     from org_tree.synthetic import generate_people
 

@@ -53,8 +53,8 @@ START_LEAD = 2.0
 async def _build_tree(url: str, tmp: Path) -> None:
     from tests.notices.conftest import write_divisions
 
+    from kernel.db.database import Database
     from messaging.tasks.categories import load_catalog, seed_categories
-    from org_tree.db.database import Database
     from org_tree.importer import import_divisions
     from org_tree.synthetic import generate_people
 
@@ -70,7 +70,7 @@ async def _build_tree(url: str, tmp: Path) -> None:
 
 async def _owners(url: str) -> list[tuple[int, int, int, int, int]]:
     """Per village: (river chief position, its unit id, grid worker position, that worker, township unit id)."""
-    from org_tree.db.database import Database
+    from kernel.db.database import Database
     from org_tree.index import OrgIndex
 
     db = Database(url)
@@ -249,12 +249,12 @@ def one_run(args: argparse.Namespace, logdir: Path) -> tuple[Result, Result, Res
 
 async def _alone(url: str, dsn: str, owners: list[tuple[int, int, int, int, int]], n: int, batch: int) -> str:
     """The escalation in this process, without chat or server: wall, CPU, and what PostgreSQL was busy with."""
+    from kernel.clock import SystemClock
+    from kernel.db.database import Database
     from messaging.events import EventLog
     from messaging.notices.notifier import LoggingNotifier
     from messaging.tasks.timers import TaskTimers
     from notice_pgsample import PgSampler
-    from org_tree.clock import SystemClock
-    from org_tree.db.database import Database
     from org_tree.index import OrgIndex
 
     due = datetime.now(UTC)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from org_tree.errors import Unavailable
+from kernel.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 

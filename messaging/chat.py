@@ -19,17 +19,17 @@ from typing import Any
 from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.db.dialect import insert_ignore
+from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound
+from kernel.schema import persons
+from kernel.text import check_text
 from messaging.batching import Batcher
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, NewEvent
 from messaging.schema import conversation_members, conversations, messages
 from messaging.wakeup import EventGroup
-from org_tree.clock import Clock
-from org_tree.db.database import Database
-from org_tree.db.dialect import insert_ignore
-from org_tree.errors import BadRequest, ErrorCode, Forbidden, NotFound
-from org_tree.schema import persons
-from org_tree.text import check_text
 
 logger = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.db.database import Database
+from kernel.db.dialect import chunks, insert_ignore, is_postgres
+from kernel.errors import ErrorCode, ResyncRequired
 from messaging.schema import person_events, person_streams
 from messaging.wakeup import EventGroup
 from org_tree.bulk import bulk_insert
-from org_tree.db.database import Database
-from org_tree.db.dialect import chunks, insert_ignore, is_postgres
-from org_tree.errors import ErrorCode, ResyncRequired
 
 logger = logging.getLogger(__name__)
 

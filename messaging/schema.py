@@ -15,8 +15,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from org_tree.db.base import UTCDateTime, metadata
-from org_tree.db.types import ID
+from kernel.db.base import UTCDateTime, metadata
+from kernel.db.types import ID
 
 __all__ = ["conversation_members", "conversations", "messages", "person_events", "person_streams"]
 

@@ -11,7 +11,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from org_tree.db.database import unpooled_engine
+from kernel.db.database import unpooled_engine
 from zzd.tables import all_metadata
 
 config = context.config

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from org_tree.db.dialect import is_postgres
+from kernel.db.dialect import is_postgres
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 
-from org_tree.errors import BadRequest
+from kernel.errors import BadRequest
 
 logger = logging.getLogger(__name__)
 

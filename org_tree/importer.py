@@ -21,9 +21,9 @@ from pypinyin import Style, lazy_pinyin
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.clock import Clock, SystemClock
+from kernel.db.database import Database
 from org_tree.bulk import bulk_insert, lift_statement_timeout, next_id, sync_sequence
-from org_tree.clock import Clock, SystemClock
-from org_tree.db.database import Database
 from org_tree.divisions import Level, UnitRecord, read_divisions
 from org_tree.org_schema import positions, roles, units
 from org_tree.roles import RoleSpec, load_catalog

@@ -28,9 +28,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from kernel.db.database import Database
+from kernel.errors import NotFound
 from org_tree.bulk import fetch_rows, lift_statement_timeout
-from org_tree.db.database import Database
-from org_tree.errors import NotFound
 from org_tree.org_schema import assignments, org_changes
 from org_tree.versioning import read_version
 

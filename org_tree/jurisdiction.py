@@ -25,7 +25,7 @@ import logging
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
-from org_tree.errors import ErrorCode, Forbidden, NotFound
+from kernel.errors import ErrorCode, Forbidden, NotFound
 from org_tree.index import OrgIndex
 from org_tree.resolution import Ranges, _subtract, evaluate
 from org_tree.selectors import Selector, UnitRef, atoms, to_text

@@ -29,9 +29,9 @@ from sqlalchemy import (
     Text,
 )
 
-import org_tree.schema  # noqa: F401  (registers ``persons``, the target of assignments.person_id)
-from org_tree.db.base import UTCDateTime, metadata
-from org_tree.db.types import ID
+import kernel.schema  # noqa: F401  (registers ``persons``, the target of assignments.person_id)
+from kernel.db.base import UTCDateTime, metadata
+from kernel.db.types import ID
 
 logger = logging.getLogger(__name__)
 

@@ -16,20 +16,20 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
-from org_tree.clock import Clock
-from org_tree.db.database import Database
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
+from kernel.schema import persons
+from kernel.text import check_text, normalize_name
 from org_tree.divisions import Level
-from org_tree.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from org_tree.index import OrgIndex, OrgIndexHolder, RoleInfo
 from org_tree.jurisdiction import Actor, access_position, access_unit, check_jurisdiction, check_manage
 from org_tree.org_schema import assignments, positions, roles, units
 from org_tree.preview import Preview, preview
 from org_tree.resolution import Audience, VacancyPolicy, resolve_ranges
 from org_tree.roles import validate_role
-from org_tree.schema import persons
 from org_tree.search import DirectoryPage, DirectorySearch
 from org_tree.selectors import Selector
-from org_tree.text import check_text, normalize_name
 from org_tree.versioning import bump_version
 
 logger = logging.getLogger(__name__)

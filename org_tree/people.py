@@ -13,11 +13,11 @@ from datetime import datetime
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from org_tree.clock import Clock
-from org_tree.db.database import Database
-from org_tree.errors import BadRequest, Conflict, ErrorCode, NotFound
-from org_tree.schema import persons
-from org_tree.text import check_text, normalize_name
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.errors import BadRequest, Conflict, ErrorCode, NotFound
+from kernel.schema import persons
+from kernel.text import check_text, normalize_name
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel.errors import BadRequest
 from org_tree.divisions import Level
-from org_tree.errors import BadRequest
 
 logger = logging.getLogger(__name__)
 

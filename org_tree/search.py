@@ -17,9 +17,9 @@ from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from kernel.db.database import Database
+from kernel.errors import BadRequest
 from org_tree.bulk import fetch_rows, lift_statement_timeout
-from org_tree.db.database import Database
-from org_tree.errors import BadRequest
 from org_tree.index import OrgIndex
 from org_tree.resolution import Ranges, _normalize, _subtract
 

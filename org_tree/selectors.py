@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kernel.errors import BadRequest
 from org_tree.divisions import Level
-from org_tree.errors import BadRequest
 
 logger = logging.getLogger(__name__)
 

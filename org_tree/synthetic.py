@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.clock import Clock, SystemClock
+from kernel.db.database import Database
+from kernel.schema import persons
 from org_tree.bulk import bulk_insert, lift_statement_timeout, next_id, sync_sequence
-from org_tree.clock import Clock, SystemClock
-from org_tree.db.database import Database
 from org_tree.importer import Progress
 from org_tree.org_schema import assignments, positions, roles, units
-from org_tree.schema import persons
 from org_tree.versioning import bump_version
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from org_tree.clock import Clock
-from org_tree.db.dialect import insert_ignore
+from kernel.clock import Clock
+from kernel.db.dialect import insert_ignore
 from org_tree.org_schema import org_changes, org_version
 
 logger = logging.getLogger(__name__)

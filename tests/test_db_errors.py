@@ -7,9 +7,9 @@ from contextlib import AsyncExitStack
 import pytest
 from sqlalchemy import text
 
+from kernel.db.database import Database
+from kernel.errors import Unavailable
 from messaging.db_errors import with_db_retry
-from org_tree.db.database import Database
-from org_tree.errors import Unavailable
 
 pytestmark = pytest.mark.postgres
 

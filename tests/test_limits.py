@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from org_tree.clock import FakeClock
-from org_tree.errors import Unauthorized
+from kernel.clock import FakeClock
+from kernel.errors import Unauthorized
 from tests.client import Client, login, new_person
 from tests.conftest import make_settings, start_server
 from tests.waiting import wait_until

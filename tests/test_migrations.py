@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
-from org_tree.db.database import unpooled_engine
+from kernel.db.database import unpooled_engine
 from tests.conftest import temp_pg_database
 from tests.services import pg_url
 from zzd.migrate import alembic_config, upgrade

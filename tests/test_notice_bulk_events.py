@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import insert, select
 
+from kernel.db.database import Database
+from kernel.schema import persons
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, NewEvent
 from messaging.schema import person_events, person_streams
-from org_tree.db.database import Database
-from org_tree.schema import persons
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

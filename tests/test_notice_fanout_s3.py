@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from org_tree.db.database import Database
+from kernel.db.database import Database
 from org_tree.importer import import_divisions
 from org_tree.jurisdiction import Actor
 from org_tree.selectors import parse_selector

@@ -21,10 +21,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from kernel.clock import SystemClock
+from kernel.db.database import Database
 from messaging.notices.schema import notice_receipts, notices
 from messaging.schema import person_events
-from org_tree.clock import SystemClock
-from org_tree.db.database import Database
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex, OrgIndexHolder
 from org_tree.jurisdiction import Actor
@@ -195,7 +195,7 @@ async def _mint(db: Database, persons: list[int]) -> dict[int, str]:
     """Open a session per person and sign its token with the test key (no passwords needed)."""
     from datetime import timedelta
 
-    from org_tree.sessions import SessionStore
+    from kernel.sessions import SessionStore
     from zzd.auth.tokens import TokenService
 
     kid, secret = TEST_KEYS.split(":", 1)

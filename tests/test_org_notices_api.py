@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from org_tree.db.database import Database
+from kernel.db.database import Database
 from org_tree.importer import import_divisions
 from org_tree.jurisdiction import Actor
 from org_tree.synthetic import generate_people

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from org_tree.errors import BadRequest, Unauthorized
+from kernel.errors import BadRequest, Unauthorized
 from zzd.gateway.closecodes import Close
 from zzd.gateway.frames import Hello, Send
 from zzd.gateway.jsonsafe import strict_loads
@@ -109,7 +109,7 @@ def test_auth_failed_closes_4401_or_4503() -> None:
     assert err == {"type": "error", "ref": "h1", "code": "unauthorized", "message": "invalid access token"}
     assert p.close_with == (4401, "invalid access token")
 
-    from org_tree.errors import Forbidden
+    from kernel.errors import Forbidden
 
     q = GatewayProtocol(now=0.0, auth_timeout=5.0)
     q.receive_text(HELLO)

@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 import websockets
 
-from org_tree.clock import SystemClock
-from org_tree.db.database import Database
+from kernel.clock import SystemClock
+from kernel.db.database import Database
+from kernel.sessions import SessionStore
 from org_tree.people import PersonDirectory
-from org_tree.sessions import SessionStore
 from tests.client import Client
 from tests.conftest import make_settings
 from tests.procs import ServerProcess, zzd_processes

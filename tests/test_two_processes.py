@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from org_tree.clock import SystemClock
-from org_tree.db.database import Database
+from kernel.clock import SystemClock
+from kernel.db.database import Database
 from org_tree.people import PersonDirectory
 from tests.client import PASSWORD, Client, login
 from tests.conftest import FAST_PASSWORDS

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from org_tree.errors import ErrorCode, ZzdError
+from kernel.errors import ErrorCode, ZzdError
 from zzd.config import Settings
 from zzd.gateway.closecodes import Close
 from zzd.gateway.connection import Connection

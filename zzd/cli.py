@@ -84,9 +84,9 @@ def person_create(login: str, name: str, password: str) -> None:
     """Create a person who can log in."""
 
     async def go() -> int:
-        from org_tree.clock import SystemClock
-        from org_tree.db.database import Database
-        from org_tree.errors import ZzdError
+        from kernel.clock import SystemClock
+        from kernel.db.database import Database
+        from kernel.errors import ZzdError
         from org_tree.people import PersonDirectory
         from zzd.auth.passwords import Passwords
 
@@ -145,8 +145,8 @@ def demo_seed() -> None:
     """Create the demo persons (idempotent) and print their logins."""
 
     async def go() -> list[dict[str, Any]]:
-        from org_tree.clock import SystemClock
-        from org_tree.db.database import Database
+        from kernel.clock import SystemClock
+        from kernel.db.database import Database
         from org_tree.people import PersonDirectory
         from zzd.auth.passwords import Passwords
 
@@ -184,8 +184,8 @@ async def _demo_positions(db: Any, person_ids: list[int], out: list[dict[str, An
     village's 河长 — the two ends of a river-litter report, so
     ``scripts/demo_loop.py --reporter wangwu --owner zhaoliu`` walks the closed loop.
     """
-    from org_tree.clock import SystemClock
-    from org_tree.errors import Conflict, NotFound
+    from kernel.clock import SystemClock
+    from kernel.errors import Conflict, NotFound
     from org_tree.index import OrgIndexHolder
     from org_tree.jurisdiction import Actor
     from org_tree.org_service import OrgService
@@ -228,9 +228,9 @@ def prune_events(days: int) -> None:
     async def go() -> int:
         from datetime import timedelta
 
+        from kernel.clock import SystemClock
+        from kernel.db.database import Database
         from messaging.events import EventLog
-        from org_tree.clock import SystemClock
-        from org_tree.db.database import Database
 
         db = Database(_settings().database_url)
         try:

@@ -61,7 +61,7 @@ def import_cmd(path: Path | None, grids: int, if_empty: bool) -> None:
     Idempotent: re-importing upserts by code and prints created/updated/unchanged/removed.
     A malformed row aborts the whole import with its file, line and reason.
     """
-    from org_tree.db.database import Database
+    from kernel.db.database import Database
     from org_tree.divisions import DivisionFormatError
     from org_tree.importer import import_divisions
     from org_tree.org_service import OrgService
@@ -71,7 +71,7 @@ def import_cmd(path: Path | None, grids: int, if_empty: bool) -> None:
         bars = _Bars(enabled=sys.stderr.isatty())
         try:
             if if_empty:
-                from org_tree.clock import SystemClock
+                from kernel.clock import SystemClock
                 from org_tree.index import OrgIndexHolder
 
                 stats = await OrgService(db, SystemClock(), OrgIndexHolder(db)).stats()
@@ -93,7 +93,7 @@ def import_cmd(path: Path | None, grids: int, if_empty: bool) -> None:
 @click.option("--seed", type=int, default=1, show_default=True)
 def people_cmd(persons_target: int | None, seed: int) -> None:
     """Fill vacant positions with synthetic people (deterministic by seed)."""
-    from org_tree.db.database import Database
+    from kernel.db.database import Database
     from org_tree.synthetic import generate_people
 
     async def go() -> dict[str, Any]:
@@ -113,8 +113,8 @@ def people_cmd(persons_target: int | None, seed: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def stats_cmd(as_json: bool) -> None:
     """Unit counts per level and the numbers of positions, assignments and persons."""
-    from org_tree.clock import SystemClock
-    from org_tree.db.database import Database
+    from kernel.clock import SystemClock
+    from kernel.db.database import Database
     from org_tree.index import OrgIndexHolder
     from org_tree.org_service import OrgService
 

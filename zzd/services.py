@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from kernel.clock import Clock, SystemClock
+from kernel.db.database import Database
+from kernel.sessions import SessionStore
 from messaging.attachments.service import AttachmentService
 from messaging.attachments.store import LocalDiskStore
 from messaging.broker import Broker, create_broker
@@ -34,12 +37,9 @@ from messaging.tasks.reports import ReportService
 from messaging.tasks.service import TaskService
 from messaging.tasks.timers import TaskTimers
 from messaging.wakeup import EventGroup
-from org_tree.clock import Clock, SystemClock
-from org_tree.db.database import Database
 from org_tree.index import OrgIndexHolder
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
-from org_tree.sessions import SessionStore
 from zzd.auth.passwords import Passwords
 from zzd.auth.tokens import TokenService
 from zzd.config import Settings

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
+import kernel.schema
 import messaging.attachments.schema
 import messaging.conversations.schema
 import messaging.notices.schema
 import messaging.schema
 import messaging.tasks.schema
 import org_tree.org_schema
-import org_tree.schema
-from org_tree.db.base import metadata
+from kernel.db.base import metadata
 
 __all__ = ["all_metadata"]
 
 _MODULES = (
-    org_tree.schema,
+    kernel.schema,
     org_tree.org_schema,
     messaging.schema,
     messaging.notices.schema,

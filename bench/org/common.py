@@ -17,10 +17,10 @@ from typing import Any
 import asyncpg
 import psutil
 
+import kernel.schema  # noqa: F401
 import org_tree.org_schema  # noqa: F401  (registers the org tables)
-import org_tree.schema  # noqa: F401
-from org_tree.db.base import metadata
-from org_tree.db.database import Database
+from kernel.db.base import metadata
+from kernel.db.database import Database
 
 PG = {"host": os.environ.get("ZZD_BENCH_PG_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
 REPO = Path(__file__).resolve().parents[2]

@@ -18,8 +18,8 @@ from typing import Any
 
 from bench.org.common import ORG_TABLES, ZHEJIANG, run, scratch_db
 
+from kernel.db.database import Database
 from org_tree.bulk import fetch_rows
-from org_tree.db.database import Database
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex
 from org_tree.synthetic import generate_people

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from org_tree.errors import BadRequest, ErrorCode, ZzdError
+from kernel.errors import BadRequest, ErrorCode, ZzdError
 
 __all__ = ["ChecksumMismatch", "IncompleteUpload", "LengthRequired", "TooLarge", "UnsupportedType", "UploadStalled"]
 

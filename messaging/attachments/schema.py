@@ -14,8 +14,8 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, Table
 
 import org_tree.org_schema  # noqa: F401  (registers persons in the shared metadata)
-from org_tree.db.base import UTCDateTime, metadata
-from org_tree.db.types import ID
+from kernel.db.base import UTCDateTime, metadata
+from kernel.db.types import ID
 
 __all__ = ["attachment_links", "attachments"]
 

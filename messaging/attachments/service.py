@@ -22,6 +22,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.db.dialect import insert_ignore
+from kernel.errors import BadRequest, ErrorCode, NotFound
 from messaging.attachments.errors import (
     ChecksumMismatch,
     IncompleteUpload,
@@ -34,10 +38,6 @@ from messaging.attachments.sniff import SNIFF_BYTES, sniff
 from messaging.attachments.store import BlobReader, BlobStore, is_digest
 from messaging.batching import Batcher
 from messaging.db_errors import with_db_retry
-from org_tree.clock import Clock
-from org_tree.db.database import Database
-from org_tree.db.dialect import insert_ignore
-from org_tree.errors import BadRequest, ErrorCode, NotFound
 
 logger = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from sqlalchemy import and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from kernel.errors import NotFound
 from messaging.schema import conversation_members, conversations, messages
-from org_tree.errors import NotFound
 from org_tree.org_schema import assignments
 
 logger = logging.getLogger(__name__)

@@ -19,6 +19,10 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.db.dialect import insert_ignore
+from kernel.errors import BadRequest, Forbidden, NotFound
+from kernel.schema import persons
+from kernel.text import check_text, normalize_name
 from messaging.conversations.access import Access, access, current_holders
 from messaging.conversations.model import GroupTooLarge
 from messaging.conversations.schema import conversation_positions
@@ -27,11 +31,7 @@ from messaging.conversations.system import system_message
 from messaging.events import NewEvent
 from messaging.schema import conversation_members, conversations
 from messaging.wakeup import EventGroup
-from org_tree.db.dialect import insert_ignore
-from org_tree.errors import BadRequest, Forbidden, NotFound
 from org_tree.org_schema import positions
-from org_tree.schema import persons
-from org_tree.text import check_text, normalize_name
 
 logger = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.errors import BadRequest
+from kernel.schema import persons
 from messaging.conversations.access import held_positions
 from messaging.conversations.model import iso, snippet
 from messaging.schema import conversation_members, conversations, messages
-from org_tree.errors import BadRequest
-from org_tree.schema import persons
 
 logger = logging.getLogger(__name__)
 

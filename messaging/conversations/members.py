@@ -24,6 +24,9 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.db.dialect import insert_ignore
+from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
+from kernel.text import check_text, normalize_name
 from messaging.conversations.access import load_conversation
 from messaging.conversations.handover import handover_notes
 from messaging.conversations.schema import conversation_positions
@@ -32,12 +35,9 @@ from messaging.conversations.system import system_message
 from messaging.events import NewEvent
 from messaging.schema import conversation_members, conversations
 from messaging.wakeup import EventGroup
-from org_tree.db.dialect import insert_ignore
-from org_tree.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, access_unit, check_manage
 from org_tree.org_schema import org_changes
-from org_tree.text import check_text, normalize_name
 
 logger = logging.getLogger(__name__)
 

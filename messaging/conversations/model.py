@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from org_tree.errors import BadRequest, ErrorCode
-from org_tree.text import check_text
+from kernel.errors import BadRequest, ErrorCode
+from kernel.text import check_text
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from sqlalchemy import Column, ForeignKey, Table
 
 import messaging.schema  # noqa: F401  (registers ``conversations``)
-from org_tree.db.base import UTCDateTime, metadata
-from org_tree.db.types import ID
+from kernel.db.base import UTCDateTime, metadata
+from kernel.db.types import ID
 
 __all__ = ["conversation_positions"]
 

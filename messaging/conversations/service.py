@@ -18,6 +18,12 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.db.dialect import insert_ignore, is_postgres
+from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
+from kernel.schema import persons
+from kernel.text import check_text
 from messaging.conversations.access import (
     Access,
     ConversationRow,
@@ -42,13 +48,7 @@ from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, NewEvent
 from messaging.schema import conversation_members, conversations, messages
 from messaging.wakeup import EventGroup
-from org_tree.clock import Clock
-from org_tree.db.database import Database
-from org_tree.db.dialect import insert_ignore, is_postgres
-from org_tree.errors import BadRequest, Conflict, Forbidden, NotFound
 from org_tree.org_schema import positions
-from org_tree.schema import persons
-from org_tree.text import check_text
 from org_tree.versioning import read_version
 
 logger = logging.getLogger(__name__)

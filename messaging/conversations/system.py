@@ -15,12 +15,12 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.db.dialect import insert_ignore
+from kernel.schema import persons
 from messaging.conversations.model import iso
 from messaging.events import EventLog, NewEvent
 from messaging.schema import conversations, messages
 from messaging.wakeup import EventGroup
-from org_tree.db.dialect import insert_ignore
-from org_tree.schema import persons
 
 logger = logging.getLogger(__name__)
 

@@ -35,6 +35,9 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.db.dialect import is_postgres
 from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog
@@ -43,9 +46,6 @@ from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
 from messaging.notices.service import IndexProvider
 from messaging.wakeup import EventGroup
-from org_tree.clock import Clock
-from org_tree.db.database import Database
-from org_tree.db.dialect import is_postgres
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from org_tree.errors import BadRequest, ErrorCode
+from kernel.errors import BadRequest, ErrorCode
+from kernel.text import check_text
 from org_tree.selectors import Selector, parse_selector, to_json
-from org_tree.text import check_text
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.schema import persons
 from messaging.notices.model import PendingPage, iso
 from messaging.notices.schema import notice_receipts
 from org_tree.index import OrgIndex
-from org_tree.schema import persons
 
 logger = logging.getLogger(__name__)
 

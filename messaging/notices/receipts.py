@@ -22,14 +22,14 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.db.dialect import is_postgres
+from kernel.errors import Conflict, NotFound
 from messaging import outbox
 from messaging.db_errors import with_db_retry
 from messaging.events import driver_in_transaction, paused_gc
 from messaging.notices.model import ReceiptState
-from org_tree.clock import Clock
-from org_tree.db.database import Database
-from org_tree.db.dialect import is_postgres
-from org_tree.errors import Conflict, NotFound
 
 logger = logging.getLogger(__name__)
 

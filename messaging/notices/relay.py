@@ -40,15 +40,15 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.db.dialect import chunks, is_postgres
 from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, driver_in_transaction, paused_gc
 from messaging.notices.fanout import Label, NoticeHead, notice_payloads
 from messaging.notices.schema import notices
 from messaging.wakeup import EventGroup
-from org_tree.clock import Clock
-from org_tree.db.database import Database
-from org_tree.db.dialect import chunks, is_postgres
 from org_tree.index import OrgIndex
 
 logger = logging.getLogger(__name__)

@@ -24,6 +24,10 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.db.dialect import insert_ignore
+from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, paused_gc
@@ -47,10 +51,6 @@ from messaging.notices.rollup import UnitCounts, lowest_common_unit, rollup
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
 from messaging.wakeup import EventGroup
 from org_tree.bulk import bulk_insert
-from org_tree.clock import Clock
-from org_tree.db.database import Database
-from org_tree.db.dialect import insert_ignore
-from org_tree.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import check_jurisdiction
 from org_tree.preview import Preview, preview
@@ -318,8 +318,8 @@ class NoticeService:
             Conflict: the notice was recalled.
         """
         if reply is not None:
+            from kernel.text import check_text
             from messaging.notices.model import MAX_REPLY
-            from org_tree.text import check_text
 
             check_text(reply, field="reply", max_chars=MAX_REPLY, allow_empty=True)
         return await self._mark(person_id, notice_id, "acked", position_id, reply)
@@ -577,4 +577,4 @@ async def _totals(conn: AsyncConnection, notice_ids: Sequence[int]) -> dict[int,
     return {int(n): (int(c), int(d), int(rd), int(a)) for n, c, d, rd, a in rows}
 
 
-_ = ErrorCode  # re-exported codes are used by callers through ``org_tree.errors``
+_ = ErrorCode  # re-exported codes are used by callers through ``kernel.errors``

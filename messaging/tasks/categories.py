@@ -21,10 +21,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.db.dialect import insert_ignore, is_postgres
+from kernel.errors import BadRequest, ErrorCode
 from messaging.tasks.schema import task_categories
-from org_tree.db.dialect import insert_ignore, is_postgres
 from org_tree.divisions import Level
-from org_tree.errors import BadRequest, ErrorCode
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
-from org_tree.errors import Conflict, ErrorCode, Forbidden
+from kernel.errors import Conflict, ErrorCode, Forbidden
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from org_tree.errors import BadRequest, ErrorCode
-from org_tree.text import check_text
+from kernel.errors import BadRequest, ErrorCode
+from kernel.text import check_text
 
 logger = logging.getLogger(__name__)
 

@@ -22,6 +22,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.db.dialect import insert_ignore
+from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound
+from kernel.text import check_text
 from messaging import outbox
 from messaging.db_errors import with_db_retry
 from messaging.tasks.categories import get_category
@@ -32,10 +35,7 @@ from messaging.tasks.schema import reports
 from messaging.tasks.service import TaskService, holds, owner_values
 from messaging.tasks.writer import Change, involved_persons, load_task, write_new_task
 from messaging.wakeup import EventGroup
-from org_tree.db.dialect import insert_ignore
 from org_tree.divisions import Level
-from org_tree.errors import BadRequest, ErrorCode, Forbidden, NotFound
-from org_tree.text import check_text
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 
+from kernel.errors import BadRequest, ErrorCode, NotFound
 from messaging.tasks.categories import Category
 from org_tree.divisions import Level
-from org_tree.errors import BadRequest, ErrorCode, NotFound
 from org_tree.index import OrgIndex
 
 logger = logging.getLogger(__name__)

@@ -31,8 +31,8 @@ from sqlalchemy import (
 )
 
 import org_tree.org_schema  # noqa: F401  (registers persons/positions/units in the shared metadata)
-from org_tree.db.base import UTCDateTime, metadata
-from org_tree.db.types import ID
+from kernel.db.base import UTCDateTime, metadata
+from kernel.db.types import ID
 
 logger = logging.getLogger(__name__)
 

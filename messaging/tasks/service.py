@@ -17,6 +17,10 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
+from kernel.text import check_text
 from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, NewEvent
@@ -29,13 +33,9 @@ from messaging.tasks.routing import escalation_target
 from messaging.tasks.schema import task_events, tasks
 from messaging.tasks.writer import Change, involved_persons, load_task, write_change, write_new_task
 from messaging.wakeup import EventGroup
-from org_tree.clock import Clock
-from org_tree.db.database import Database
-from org_tree.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import check_jurisdiction
 from org_tree.selectors import PositionSel, Selector
-from org_tree.text import check_text
 
 logger = logging.getLogger(__name__)
 

@@ -47,6 +47,9 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.db.dialect import is_postgres
 from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog
@@ -59,9 +62,6 @@ from messaging.tasks.schema import task_timers, tasks
 from messaging.tasks.service import IndexProvider, TaskService
 from messaging.tasks.writer import Change, Planned, write_changes_locked
 from messaging.wakeup import EventGroup
-from org_tree.clock import Clock
-from org_tree.db.database import Database
-from org_tree.db.dialect import is_postgres
 from org_tree.resolution import VacancyPolicy, resolve_ranges
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,8 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.db.dialect import is_postgres
+from kernel.errors import NotFound
 from messaging import outbox
 from messaging.events import NewEvent, driver_in_transaction
 from messaging.tasks.categories import Category
@@ -29,8 +31,6 @@ from messaging.tasks.lifecycle import Action, State, stale
 from messaging.tasks.model import TaskRow, iso
 from messaging.tasks.schema import outbox_events, task_events, task_timers, tasks
 from org_tree.bulk import bulk_insert
-from org_tree.db.dialect import is_postgres
-from org_tree.errors import NotFound
 from org_tree.index import OrgIndex
 from org_tree.resolution import VacancyPolicy, resolve_ranges
 
@@ -220,7 +220,7 @@ async def write_new_task(
     it, with the rest of the transaction's events, last); ``(None, 0, None)`` when the
     creator's idempotency key already made this task.
     """
-    from org_tree.db.dialect import insert_ignore
+    from kernel.db.dialect import insert_ignore
 
     stmt = (
         insert_ignore(conn, tasks, ["creator_person_id", "client_msg_id", "owner_position_id"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-# Must match org_tree.db.types.ID without importing application code.
+# Must match kernel.db.types.ID without importing application code.
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision = "0001_initial"

@@ -1,7 +1,7 @@
 """The org tree: units, roles, positions, assignments, org_version, org_changes.
 
 Plain ``op.create_table`` with the constraint names the naming convention of
-``org_tree/db/base.py`` produces, so autogenerate against the models shows no
+``kernel/db/base.py`` produces, so autogenerate against the models shows no
 diff (tests/org/test_migration.py checks it). No application imports.
 
 Revision ID: 0002_org_tree

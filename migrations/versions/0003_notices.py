@@ -1,7 +1,7 @@
 """Notices: notices, notice_receipts (one per recipient person and addressed position), notice_ding_steps.
 
 Plain ``op.create_table`` with the constraint names the naming convention of
-``org_tree/db/base.py`` produces, so autogenerate against the models shows no
+``kernel/db/base.py`` produces, so autogenerate against the models shows no
 diff. No application imports.
 
 Revision ID: 0003_notices

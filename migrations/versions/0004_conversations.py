@@ -1,7 +1,7 @@
 """Conversations addressed to positions, unit groups and ad-hoc groups (issue 5).
 
 Plain ``op.create_table`` with the constraint names the naming convention of
-``org_tree/db/base.py`` produces, so autogenerate against the models shows no
+``kernel/db/base.py`` produces, so autogenerate against the models shows no
 diff. No application imports. New columns on existing tables are nullable
 and carry no foreign keys, so SQLite can add them with ``ALTER TABLE``.
 

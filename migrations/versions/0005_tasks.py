@@ -1,7 +1,7 @@
 """Tasks: task_categories, reports, tasks, task_events, task_timers, and the domain-event outbox (issue 6).
 
 Plain ``op.create_table`` with the constraint names the naming convention of
-``org_tree/db/base.py`` produces, so autogenerate against the models shows no
+``kernel/db/base.py`` produces, so autogenerate against the models shows no
 diff. No application imports.
 
 Revision ID: 0005_tasks

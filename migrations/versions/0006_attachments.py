@@ -1,7 +1,7 @@
 """Content-addressed uploaded files (photos of grid reports, issue 6).
 
 Plain ``op.create_table`` with the constraint names the naming convention of
-``org_tree/db/base.py`` produces, so autogenerate against the models shows no
+``kernel/db/base.py`` produces, so autogenerate against the models shows no
 diff. No application imports.
 
 Revision ID: 0006_attachments

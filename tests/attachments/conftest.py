@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from kernel.clock import FakeClock
+from kernel.db.database import Database
 from messaging.attachments.schema import attachment_links, attachments
 from messaging.attachments.service import AttachmentService
 from messaging.attachments.store import LocalDiskStore
-from org_tree.clock import FakeClock
-from org_tree.db.database import Database
 from org_tree.people import PersonDirectory
 from tests.conftest import RunningServer, make_settings, start_server
 

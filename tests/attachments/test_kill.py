@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
+from kernel.clock import SystemClock
+from kernel.db.database import Database
 from messaging.attachments.schema import attachments
 from messaging.attachments.store import LocalDiskStore
-from org_tree.clock import SystemClock
-from org_tree.db.database import Database
 from org_tree.people import PersonDirectory
 from tests.attachments.conftest import image, sha, stored_files
 from tests.client import PASSWORD, login

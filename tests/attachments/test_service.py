@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from kernel.errors import BadRequest, ErrorCode, NotFound, ZzdError
 from messaging.attachments.errors import ChecksumMismatch, IncompleteUpload, TooLarge, UnsupportedType, UploadStalled
-from org_tree.errors import BadRequest, ErrorCode, NotFound, ZzdError
 from tests.attachments.conftest import (
     HEIC_HEAD,
     MAX_BYTES,

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
+from kernel.clock import FakeClock
+from kernel.db.database import Database
 from messaging.conversations.groups import GroupService
 from messaging.conversations.members import MemberReconciler
 from messaging.conversations.model import ConversationConfig
 from messaging.conversations.service import ConversationService
 from messaging.events import EventLog
 from messaging.wakeup import EventGroup
-from org_tree.clock import FakeClock
-from org_tree.db.database import Database
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndexHolder
 from org_tree.jurisdiction import Actor

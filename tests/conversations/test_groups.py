@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from messaging.conversations.model import ConversationConfig, GroupTooLarge, PostRequest
-from org_tree.errors import BadRequest, Conflict, Forbidden, NotFound
 from org_tree.jurisdiction import Actor
 from tests.conversations.conftest import ADMIN, World, make_world
 

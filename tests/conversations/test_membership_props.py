@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+from kernel.errors import Forbidden, NotFound
 from messaging.conversations.model import PostRequest
-from org_tree.errors import Forbidden, NotFound
 from tests.conftest import temp_pg_database
 from tests.conversations.conftest import World, make_world
 from tests.services import pg_url

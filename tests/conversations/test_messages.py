@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from messaging.conversations.inbox import inbox
 from messaging.conversations.model import ConversationConfig, PostRequest
-from org_tree.errors import BadRequest, Conflict, Forbidden, NotFound
 from tests.conversations.conftest import World, make_world
 
 

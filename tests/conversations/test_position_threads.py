@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from kernel.errors import BadRequest, Forbidden, NotFound
 from messaging.conversations.model import PostRequest
-from org_tree.errors import BadRequest, Forbidden, NotFound
 from tests.conversations.conftest import World
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from org_tree.clock import SystemClock
-from org_tree.db.database import Database
+from kernel.clock import SystemClock
+from kernel.db.database import Database
 from org_tree.index import OrgIndexHolder
 from org_tree.org_service import OrgService
 from tests.client import Client, login

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 import messaging.notices.schema  # noqa: F401  (registers the notice tables)
+from kernel.clock import FakeClock
+from kernel.db.database import Database
 from messaging.events import EventLog
 from messaging.notices import LoggingNotifier, NoticeConfig, NoticeService
 from messaging.wakeup import EventGroup
-from org_tree.clock import FakeClock
-from org_tree.db.database import Database
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex
 from org_tree.synthetic import generate_people

@@ -8,10 +8,10 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from kernel.errors import Conflict, Forbidden, NotFound
 from messaging.notices import validate_compose
 from messaging.notices.schema import notice_receipts, notices
 from messaging.schema import person_events
-from org_tree.errors import Conflict, Forbidden, NotFound
 from org_tree.resolution import resolve
 from org_tree.selectors import parse_selector
 from tests.notices.conftest import CITY, World

@@ -10,10 +10,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, select
 
 import messaging.notices.schema  # noqa: F401
+from kernel.db.base import metadata
+from kernel.db.database import unpooled_engine
 from messaging.notices import validate_compose
 from messaging.schema import person_events
-from org_tree.db.base import metadata
-from org_tree.db.database import unpooled_engine
 from org_tree.index import OrgIndexHolder
 from org_tree.jurisdiction import Actor
 from org_tree.org_service import OrgService

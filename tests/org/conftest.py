@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import org_tree.org_schema  # noqa: F401  (registers the org tables in the shared metadata)
-from org_tree.db.database import Database
+from kernel.db.database import Database
 
 REPO = Path(__file__).resolve().parents[2]
 ZHEJIANG = REPO / "data" / "divisions" / "zhejiang"

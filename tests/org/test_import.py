@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from org_tree.db.database import Database
+from kernel.db.database import Database
 from org_tree.divisions import DivisionFormatError
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex

@@ -11,8 +11,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 import org_tree.org_schema as org_schema
-from org_tree.db.base import metadata
-from org_tree.db.database import unpooled_engine
+from kernel.db.base import metadata
+from kernel.db.database import unpooled_engine
 
 ORG_TABLES = {"units", "roles", "positions", "assignments", "org_version", "org_changes"}
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "0002_org_tree.py"

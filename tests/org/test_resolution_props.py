@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from org_tree.errors import ErrorCode, Forbidden, NotFound
+from kernel.errors import ErrorCode, Forbidden, NotFound
 from org_tree.jurisdiction import check_jurisdiction
 from org_tree.preview import preview
 from org_tree.resolution import STEPS, VacancyPolicy, resolve

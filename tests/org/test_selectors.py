@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kernel.errors import BadRequest
 from org_tree.divisions import Level
-from org_tree.errors import BadRequest
 from org_tree.selectors import (
     Exclude,
     HeadOf,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from org_tree.clock import FakeClock
-from org_tree.db.database import Database
-from org_tree.errors import Conflict, ErrorCode, Forbidden, NotFound
+from kernel.clock import FakeClock
+from kernel.db.database import Database
+from kernel.errors import Conflict, ErrorCode, Forbidden, NotFound
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndexHolder
 from org_tree.jurisdiction import Actor

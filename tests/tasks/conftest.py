@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 import pytest
 
 import messaging.tasks.schema  # noqa: F401  (registers the task tables)
+from kernel.clock import FakeClock
+from kernel.db.database import Database
 from messaging.events import EventLog
 from messaging.notices import LoggingNotifier
 from messaging.tasks.reports import ReportService
 from messaging.tasks.service import TaskService
 from messaging.tasks.timers import TaskTimers
 from messaging.wakeup import EventGroup
-from org_tree.clock import FakeClock
-from org_tree.db.database import Database
 from org_tree.index import OrgIndex
 from tests.notices.conftest import notices_pg_template, notices_sqlite_template, tree_url
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from kernel.db.database import Database
 from messaging.tasks.schema import outbox_events, reports, task_events, tasks
-from org_tree.db.database import Database
 from org_tree.importer import import_divisions
 from org_tree.jurisdiction import Actor
 from org_tree.synthetic import generate_people

@@ -26,11 +26,11 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import func, select
 
+from kernel.clock import SystemClock
+from kernel.db.database import Database
 from messaging.schema import person_events
 from messaging.tasks.categories import load_catalog, put_category, seed_categories, validate_category
 from messaging.tasks.schema import task_events, task_timers, tasks
-from org_tree.clock import SystemClock
-from org_tree.db.database import Database
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex
 from tests.client import Client

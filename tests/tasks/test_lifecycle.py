@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kernel.errors import Conflict, ErrorCode, Forbidden
 from messaging.tasks.lifecycle import ACTIONS, Action, Side, State, decide
-from org_tree.errors import Conflict, ErrorCode, Forbidden
 
 OWNER, CREATOR, SYSTEM = frozenset({Side.OWNER}), frozenset({Side.CREATOR}), frozenset({Side.SYSTEM})
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from messaging.outbox import read_unpublished
 from messaging.tasks.lifecycle import Action
 from messaging.tasks.reports import Filing
 from messaging.tasks.schema import outbox_events, reports, task_events, task_timers, tasks
-from org_tree.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from org_tree.selectors import RoleIn, RoleUnder, UnitRef
 from tests.tasks.conftest import TaskWorld
 

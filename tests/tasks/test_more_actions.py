@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from kernel.errors import Conflict, ErrorCode, Forbidden
 from messaging.tasks.lifecycle import Action
 from messaging.tasks.reports import Filing
 from messaging.tasks.stats import unit_stats
-from org_tree.errors import Conflict, ErrorCode, Forbidden
 from tests.tasks.conftest import TaskWorld
 
 

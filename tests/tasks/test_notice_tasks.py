@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from kernel.errors import NotFound
 from messaging.notices import LoggingNotifier, NoticeService
 from messaging.notices.model import validate_compose
 from messaging.notices.schema import notice_receipts
 from messaging.outbox import read_unpublished
 from messaging.tasks.lifecycle import Action
-from org_tree.errors import NotFound
 from tests.tasks.conftest import TaskWorld
 
 

@@ -15,8 +15,8 @@ from datetime import timedelta
 
 import jwt
 
-from org_tree.clock import Clock
-from org_tree.errors import ErrorCode, Unauthorized
+from kernel.clock import Clock
+from kernel.errors import ErrorCode, Unauthorized
 
 logger = logging.getLogger(__name__)
 

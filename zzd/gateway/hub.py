@@ -16,9 +16,9 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from kernel.sessions import SessionStore
 from messaging.events import EventLog, paused_gc
 from messaging.wakeup import EventGroup, Wakeup, event_frame
-from org_tree.sessions import SessionStore
 from zzd.gateway.closecodes import Close
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from org_tree.errors import BadRequest, ErrorCode
+from kernel.errors import BadRequest, ErrorCode
 
 __all__ = ["strict_loads"]
 

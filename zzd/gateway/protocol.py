@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from org_tree.errors import BadRequest, ErrorCode, ZzdError
+from kernel.errors import BadRequest, ErrorCode, ZzdError
 from zzd.gateway.closecodes import Close
 from zzd.gateway.frames import (
     FRAME_TYPES,

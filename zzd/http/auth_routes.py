@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from org_tree.errors import BadRequest, ErrorCode, Unauthorized
+from kernel.errors import BadRequest, ErrorCode, Unauthorized
 from zzd.http.common import authenticate, json_body, ok, services_of
 
 __all__ = ["routes"]

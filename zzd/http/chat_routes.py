@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from kernel.errors import RateLimited
 from messaging.chat import SendRequest
-from org_tree.errors import RateLimited
 from zzd.http.common import authenticate, json_body, ok, services_of
 from zzd.http.params import int_param, opt_int_param, str_param
 

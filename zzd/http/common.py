@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from org_tree.errors import BadRequest, ErrorCode, Forbidden, Unauthorized, ZzdError
+from kernel.errors import BadRequest, ErrorCode, Forbidden, Unauthorized, ZzdError
 from zzd.auth.tokens import AccessClaims
 from zzd.gateway.jsonsafe import strict_loads
 

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from kernel.errors import RateLimited
 from messaging.conversations.model import PostRequest
-from org_tree.errors import RateLimited
 from zzd.auth.tokens import AccessClaims
 from zzd.http.actors import current_actor
 from zzd.http.common import authenticate, json_body, ok, services_of

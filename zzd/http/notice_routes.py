@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from kernel.errors import BadRequest
 from messaging.notices.model import validate_compose
-from org_tree.errors import BadRequest
 from org_tree.selectors import parse_selector
 from zzd.http.common import authenticate, json_body, ok, services_of
 from zzd.http.params import int_param, opt_int_param, str_param, unit_ref

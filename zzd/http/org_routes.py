@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from org_tree.errors import BadRequest
+from kernel.errors import BadRequest
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor
 from zzd.http.common import json_body, json_object, ok

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from org_tree.errors import BadRequest
+from kernel.errors import BadRequest
 
 __all__ = ["int_param", "opt_int_param", "str_param", "unit_ref"]
 

@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from kernel.errors import BadRequest, Forbidden
 from messaging.tasks.categories import validate_category
 from messaging.tasks.lifecycle import CLIENT_ACTIONS, Action
 from messaging.tasks.stats import unit_stats
-from org_tree.errors import BadRequest, Forbidden
 from org_tree.jurisdiction import access_unit
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor

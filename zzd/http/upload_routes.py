@@ -14,8 +14,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from kernel.errors import BadRequest, RateLimited
 from messaging.attachments.errors import IncompleteUpload, LengthRequired, UnsupportedType
-from org_tree.errors import BadRequest, RateLimited
 from zzd.http.common import authenticate, ok, services_of
 
 logger = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from datetime import timedelta
 
 from sqlalchemy import insert, select, update
 
-from org_tree.clock import Clock
-from org_tree.db.database import Database
-from org_tree.errors import ErrorCode, Unauthorized
-from org_tree.schema import auth_sessions, persons, refresh_tokens
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.errors import ErrorCode, Unauthorized
+from kernel.schema import auth_sessions, persons, refresh_tokens
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from org_tree.errors import BadRequest, ErrorCode
+from kernel.errors import BadRequest, ErrorCode
 
 __all__ = ["check_text", "normalize_name"]
 

@@ -1,14 +1,15 @@
-"""Tables of the org tree: persons and their login sessions.
+"""Identity tables every package refers to: persons and their login sessions.
 
-Units, roles, positions and assignments join them here as the org tree grows.
+The org tree's own tables (units, roles, positions, assignments) are in
+``org_tree/org_schema.py``; they point at ``persons`` from above.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Boolean, Column, ForeignKey, Index, String, Table, Text
 
-from org_tree.db.base import UTCDateTime, metadata
-from org_tree.db.types import ID
+from kernel.db.base import UTCDateTime, metadata
+from kernel.db.types import ID
 
 __all__ = ["auth_sessions", "persons", "refresh_tokens"]
 
