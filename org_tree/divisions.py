@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
+from importlib.resources import files
 from pathlib import Path
 
 from kernel.errors import BadRequest
@@ -28,6 +29,7 @@ from kernel.errors import BadRequest
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "SHIPPED_ZHEJIANG",
     "DivisionFormatError",
     "DivisionSet",
     "Level",
@@ -35,6 +37,11 @@ __all__ = [
     "grid_records",
     "read_divisions",
 ]
+
+
+#: The NBS 2023 divisions of Zhejiang shipped inside the package (``org_tree/data``), so that
+#: ``zzd org import`` with no path works from an installed wheel as well as from a checkout.
+SHIPPED_ZHEJIANG = Path(str(files("org_tree") / "data" / "divisions" / "zhejiang"))
 
 
 class Level(IntEnum):

@@ -37,6 +37,7 @@ def _configure_logging(level: str) -> None:
 
 
 @click.group()
+@click.version_option(package_name="zzd", prog_name="zzd")
 def main() -> None:
     """ZZD: government workplace messaging addressed to positions."""
 

@@ -13,10 +13,9 @@ from tqdm import tqdm
 
 from zzd.config import Settings
 
-__all__ = ["SHIPPED_DIVISIONS", "org"]
+__all__ = ["org"]
 
 #: The Zhejiang division files shipped with the project (WTFPL, see their LICENSE).
-SHIPPED_DIVISIONS = Path(__file__).resolve().parent.parent / "data" / "divisions" / "zhejiang"
 
 
 class _Bars:
@@ -62,7 +61,7 @@ def import_cmd(path: Path | None, grids: int, if_empty: bool) -> None:
     A malformed row aborts the whole import with its file, line and reason.
     """
     from kernel.db.database import Database
-    from org_tree.divisions import DivisionFormatError
+    from org_tree.divisions import SHIPPED_ZHEJIANG, DivisionFormatError
     from org_tree.importer import import_divisions
     from org_tree.org_service import OrgService
 
@@ -77,7 +76,7 @@ def import_cmd(path: Path | None, grids: int, if_empty: bool) -> None:
                 stats = await OrgService(db, SystemClock(), OrgIndexHolder(db)).stats()
                 if sum(stats["units"].values()):
                     return {"skipped": "units exist", "units": stats["units"]}
-            report = await import_divisions(db, path or SHIPPED_DIVISIONS, grids_per_village=grids, progress=bars)
+            report = await import_divisions(db, path or SHIPPED_ZHEJIANG, grids_per_village=grids, progress=bars)
             return report.as_dict()
         except DivisionFormatError as exc:
             raise click.ClickException(str(exc)) from exc

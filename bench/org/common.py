@@ -21,10 +21,10 @@ import kernel.schema  # noqa: F401
 import org_tree.org_schema  # noqa: F401  (registers the org tables)
 from kernel.db.base import metadata
 from kernel.db.database import Database
+from org_tree.divisions import SHIPPED_ZHEJIANG
 
 PG = {"host": os.environ.get("ZZD_BENCH_PG_HOST", "127.0.0.1"), "port": 5432, "user": "postgres"}
-REPO = Path(__file__).resolve().parents[2]
-ZHEJIANG = REPO / "data" / "divisions" / "zhejiang"
+ZHEJIANG = SHIPPED_ZHEJIANG
 CHINA = Path(os.environ.get("ZZD_CHINA_DIVISIONS", "/work/shared/data/divisions/china"))
 ORG_TABLES = ["units", "roles", "positions", "persons", "assignments", "org_version", "org_changes"]
 

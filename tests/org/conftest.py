@@ -14,9 +14,9 @@ import pytest
 
 import org_tree.org_schema  # noqa: F401  (registers the org tables in the shared metadata)
 from kernel.db.database import Database
+from org_tree.divisions import SHIPPED_ZHEJIANG
 
-REPO = Path(__file__).resolve().parents[2]
-ZHEJIANG = REPO / "data" / "divisions" / "zhejiang"
+ZHEJIANG = SHIPPED_ZHEJIANG
 
 
 @pytest.fixture
