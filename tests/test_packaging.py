@@ -37,3 +37,41 @@ def test_wheel_ships_divisions_licence_and_spdx_metadata(tmp_path: Path) -> None
         text = zf.read(metadata).decode()
         assert "License-Expression: Apache-2.0" in text
         assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def test_every_dependency_is_pinned_in_the_lock_file_at_the_installed_version() -> None:
+    """A dependency added to pyproject.toml without re-running scripts/lock.sh fails here."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    lock = Path(__file__).resolve().parent.parent / "requirements.lock"
+    pinned = {}
+    for line in lock.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, ver = line.partition("==")
+            pinned[_canonical(name)] = ver
+    seen: set[str] = set()
+    todo = [("zzd", frozenset({"dev"}))]
+    while todo:
+        name, extras = todo.pop()
+        dist = distribution(name)
+        for spec in dist.requires or []:
+            req = Requirement(spec)
+            if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in (extras or {""})):
+                continue
+            key = _canonical(req.name)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                installed = distribution(req.name).version
+            except PackageNotFoundError:
+                continue  # an optional dependency of a dependency that this platform does not install
+            assert key in pinned, f"{req.name} is not in requirements.lock: run scripts/lock.sh"
+            assert pinned[key] == installed, f"{req.name}: installed {installed}, locked {pinned[key]}"
+            todo.append((req.name, frozenset(req.extras)))
