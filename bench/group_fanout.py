@@ -143,10 +143,10 @@ async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
         out.update(group_id=g["id"], members=len(members))
         # Two single positions with one holder each, outside the sampled recipients.
         singles = []
-        for k in range(len(idx.p_id)):
+        for k in idx.slots():
             hs = idx.primary_holders(k)
-            if not idx.roles[idx.p_role[k]].pool and len(hs) == 1 and hs[0] not in recipients and hs[0] != sender:
-                singles.append((int(idx.p_id[k]), int(hs[0])))
+            if not idx.position_role(k).pool and len(hs) == 1 and hs[0] not in recipients and hs[0] != sender:
+                singles.append((int(idx.position_id(k)), int(hs[0])))
             if len(singles) == 2:
                 break
         people = PersonDirectory(db, SystemClock())

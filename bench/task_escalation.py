@@ -80,14 +80,14 @@ async def _owners(url: str) -> list[tuple[int, int, int, int, int]]:
         await db.dispose()
     chief, worker = idx.role_id("river_chief"), idx.role_id("grid_worker")
     out = []
-    for u in range(len(idx.u_id)):
-        if idx.u_level[u] != 5:
+    for u in idx.units():
+        if idx.unit_level(u) != 5:
             continue
-        rk = next(k for k in idx.unit_slots(u) if idx.p_role[k] == chief)
+        rk = next(k for k in idx.unit_slots(u) if idx.position_role_id(k) == chief)
         grid = idx.children(u)[0]
-        wk = next(k for k in idx.unit_slots(grid) if idx.p_role[k] == worker)
-        out.append((int(idx.p_id[rk]), int(idx.u_id[u]), int(idx.p_id[wk]), idx.primary_holders(wk)[0],
-                    int(idx.u_id[grid])))  # fmt: skip
+        wk = next(k for k in idx.unit_slots(grid) if idx.position_role_id(k) == worker)
+        out.append((int(idx.position_id(rk)), int(idx.unit_id(u)), int(idx.position_id(wk)), idx.primary_holders(wk)[0],
+                    int(idx.unit_id(grid))))  # fmt: skip
     return out
 
 

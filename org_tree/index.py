@@ -10,6 +10,11 @@ slots, so the holders of a range of slots are one contiguous slice. Everything
 lives in ``array`` columns to keep a national tree (2.5 M units, 8 M
 positions) within a few hundred MiB.
 
+Callers outside this package use the look-up methods (``unit``, ``find_slot``,
+``holds``, ``contains``, ``child_toward``, ``subtree``, ``position_unit`` …)
+and never the columns, which are private: the numbering inside may change
+(it is an implementation detail), the methods' meaning does not.
+
 Changes: ``OrgIndexHolder.refresh_if_changed()`` costs one query while nothing
 changed. When only holders of a few positions changed (assign, handover) the
 index is patched through a small overlay; anything else rebuilds.
@@ -21,7 +26,7 @@ import logging
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -60,34 +65,34 @@ class OrgIndex:
     def __init__(self, version: int) -> None:
         self.version = version
         # --- units, indexed by pre-order number ``u`` ---
-        self.u_id = array("q")
-        self.u_end = array("i")  # subtree of u is [u, u_end[u])
-        self.u_parent = array("i")  # -1 for roots
-        self.u_level = array("b")
-        self.u_code: list[str] = []
-        self.u_name: list[str] = []
-        self.u_of_id = array("i")  # unit id → u, -1 when absent
+        self._u_id = array("q")
+        self._u_end = array("i")  # subtree of u is [u, u_end[u])
+        self._u_parent = array("i")  # -1 for roots
+        self._u_level = array("b")
+        self._u_code: list[str] = []
+        self._u_name: list[str] = []
+        self._u_of_id = array("i")  # unit id → u, -1 when absent
         self._codes_sorted: list[str] = []
         self._codes_u = array("i")
         # --- positions, indexed by slot ``k`` sorted by (role, level, u, id) ---
-        self.p_id = array("q")
-        self.p_unit = array("i")  # u of the position's unit
-        self.p_role = array("i")  # role id
-        self.k_of_id = array("i")  # position id → k, -1 when absent
-        self.segments: dict[tuple[int, int], tuple[int, int]] = {}  # (role id, level) → [start, end)
-        self.seg_starts = array("i")  # sorted segment starts, to split ranges at segment borders
-        self.up_off = array("i")  # positions of unit u: up_k[up_off[u]:up_off[u+1]]
-        self.up_k = array("i")
-        self.head_k = array("i")  # slot of the unit head's position, -1 if the unit has none
+        self._p_id = array("q")
+        self._p_unit = array("i")  # u of the position's unit
+        self._p_role = array("i")  # role id
+        self._k_of_id = array("i")  # position id → k, -1 when absent
+        self._segments: dict[tuple[int, int], tuple[int, int]] = {}  # (role id, level) → [start, end)
+        self._seg_starts = array("i")  # sorted segment starts, to split ranges at segment borders
+        self._up_off = array("i")  # positions of unit u: up_k[up_off[u]:up_off[u+1]]
+        self._up_k = array("i")
+        self._head_k = array("i")  # slot of the unit head's position, -1 if the unit has none
         # --- current primary holders (CSR aligned with slots) ---
-        self.h_off = array("i")
-        self.h_person = array("q")
-        self.h_pos = array("q")  # position id of each holder entry (the position it receives through)
-        self.alternates: dict[int, tuple[tuple[int, str], ...]] = {}  # k → deputies/acting (person, kind)
-        self.overlay: dict[int, tuple[int, ...]] = {}  # k → primary holders replacing the CSR entries
-        self.special = array("i")  # sorted slots that are vacant in the CSR or overlaid
+        self._h_off = array("i")
+        self._h_person = array("q")
+        self._h_pos = array("q")  # position id of each holder entry (the position it receives through)
+        self._alternates: dict[int, tuple[tuple[int, str], ...]] = {}  # k → deputies/acting (person, kind)
+        self._overlay: dict[int, tuple[int, ...]] = {}  # k → primary holders replacing the CSR entries
+        self._special = array("i")  # sorted slots that are vacant in the CSR or overlaid
         # Memo of vacancy outcomes per (slot, policy), owned by org_tree.resolution; dropped on every patch.
-        self.memo: dict[object, object] = {}
+        self._memo: dict[object, object] = {}
         self.roles: dict[int, RoleInfo] = {}
         self.role_by_name: dict[str, int] = {}  # key and display name → role id
 
@@ -168,49 +173,49 @@ class OrgIndex:
                 fill[pr] += 1
         # iterative pre-order walk; u_end is filled when a subtree is left
         u_of_row = array("i", [0]) * n
-        self.u_end = array("i", [0]) * n
-        self.u_parent = array("i", [-1]) * n
-        self.u_level = array("b", [0]) * n
-        self.u_id = array("q", [0]) * n
-        self.u_code = [""] * n
-        self.u_name = [""] * n
+        self._u_end = array("i", [0]) * n
+        self._u_parent = array("i", [-1]) * n
+        self._u_level = array("b", [0]) * n
+        self._u_id = array("q", [0]) * n
+        self._u_code = [""] * n
+        self._u_name = [""] * n
         counter = 0
         stack: list[int] = [~r for r in reversed(roots)]
         while stack:
             item = stack.pop()
             if item >= 0:  # leaving row ``item``
-                self.u_end[u_of_row[item]] = counter
+                self._u_end[u_of_row[item]] = counter
                 continue
             i = ~item
             u = counter
             counter += 1
             u_of_row[i] = u
             r = rows[i]
-            self.u_id[u] = r[0]
-            self.u_level[u] = r[2]
-            self.u_code[u] = r[3]
+            self._u_id[u] = r[0]
+            self._u_level[u] = r[2]
+            self._u_code[u] = r[3]
             name = str(r[4])
-            self.u_name[u] = sys.intern(name) if name.startswith("第") else name  # 第N网格 repeats
+            self._u_name[u] = sys.intern(name) if name.startswith("第") else name  # 第N网格 repeats
             pr = parent_row[i]
-            self.u_parent[u] = u_of_row[pr] if pr >= 0 else -1
+            self._u_parent[u] = u_of_row[pr] if pr >= 0 else -1
             stack.append(i)
             for j in range(off[i + 1] - 1, off[i] - 1, -1):
                 stack.append(~kids[j])
         if counter < n:  # orphaned units were not visited: drop their (unused) tail
-            for col in (self.u_end, self.u_parent, self.u_level, self.u_id, self.u_code, self.u_name):
+            for col in (self._u_end, self._u_parent, self._u_level, self._u_id, self._u_code, self._u_name):
                 del col[counter:]
             n = counter
-        self.u_of_id = array("i", [-1]) * (max_id + 1)
+        self._u_of_id = array("i", [-1]) * (max_id + 1)
         for u in range(n):
-            self.u_of_id[self.u_id[u]] = u
-        order = sorted(range(n), key=self.u_code.__getitem__)
-        self._codes_sorted = [self.u_code[u] for u in order]
+            self._u_of_id[self._u_id[u]] = u
+        order = sorted(range(n), key=self._u_code.__getitem__)
+        self._codes_sorted = [self._u_code[u] for u in order]
         self._codes_u = array("i", order)
 
     def _build_positions(self, rows: Sequence[Sequence[Any]]) -> None:
         # Sort by (role, level, unit pre-order, id) packed into one int: sorting plain ints is
         # several times faster than sorting tuples, which matters at 8 M positions.
-        u_of_id, u_level = self.u_of_id, self.u_level
+        u_of_id, u_level = self._u_of_id, self._u_level
         nid = len(u_of_id)
         keys = []
         for pid, unit_id, role_id in rows:
@@ -220,32 +225,32 @@ class OrgIndex:
         keys.sort()
         n = len(keys)
         id_mask, u_mask = (1 << _ID_BITS) - 1, (1 << _U_BITS) - 1
-        self.p_id = array("q", [key & id_mask for key in keys])
-        self.p_unit = array("i", [(key >> _ID_BITS) & u_mask for key in keys])
+        self._p_id = array("q", [key & id_mask for key in keys])
+        self._p_unit = array("i", [(key >> _ID_BITS) & u_mask for key in keys])
         seg_of = [key >> (_ID_BITS + _U_BITS) for key in keys]  # role << 3 | level
         del keys
-        self.p_role = array("i", [sg >> 3 for sg in seg_of])
-        self.k_of_id = array("i", [-1]) * (max(self.p_id, default=0) + 1)
-        k_of_id = self.k_of_id
-        for k, pid in enumerate(self.p_id):
+        self._p_role = array("i", [sg >> 3 for sg in seg_of])
+        self._k_of_id = array("i", [-1]) * (max(self._p_id, default=0) + 1)
+        k_of_id = self._k_of_id
+        for k, pid in enumerate(self._p_id):
             k_of_id[pid] = k
         for sg in sorted(set(seg_of)):
-            self.segments[(sg >> 3, sg & 7)] = (bisect_left(seg_of, sg), bisect_right(seg_of, sg))
+            self._segments[(sg >> 3, sg & 7)] = (bisect_left(seg_of, sg), bisect_right(seg_of, sg))
         del seg_of
-        self.seg_starts = array("i", sorted(start for start, _ in self.segments.values()))
-        nu = len(self.u_id)
+        self._seg_starts = array("i", sorted(start for start, _ in self._segments.values()))
+        nu = len(self._u_id)
         count = array("i", [0]) * (nu + 1)
-        for u in self.p_unit:
+        for u in self._p_unit:
             count[u + 1] += 1
-        self.up_off = array("i", accumulate(count))
-        fill = array("i", self.up_off[:nu])
-        up_k = self.up_k = array("i", [0]) * n
-        for k, u in enumerate(self.p_unit):
+        self._up_off = array("i", accumulate(count))
+        fill = array("i", self._up_off[:nu])
+        up_k = self._up_k = array("i", [0]) * n
+        for k, u in enumerate(self._p_unit):
             up_k[fill[u]] = k
             fill[u] += 1
-        head_k = self.head_k = array("i", [-1]) * nu
-        p_unit = self.p_unit
-        for (role_id, _level), (a, b) in sorted(self.segments.items()):
+        head_k = self._head_k = array("i", [-1]) * nu
+        p_unit = self._p_unit
+        for (role_id, _level), (a, b) in sorted(self._segments.items()):
             role = self.roles.get(role_id)
             if role is None or not role.is_head:
                 continue
@@ -254,8 +259,8 @@ class OrgIndex:
                     head_k[p_unit[k]] = k
 
     def _build_holders(self, rows: Sequence[Sequence[Any]]) -> None:
-        n = len(self.p_id)
-        k_of_id = self.k_of_id
+        n = len(self._p_id)
+        k_of_id = self._k_of_id
         nk = len(k_of_id)
         # (slot << 40 | person) for every current primary holder of a live position, sorted by slot
         keys = [
@@ -265,48 +270,48 @@ class OrgIndex:
         ]
         keys.sort()
         id_mask = (1 << _ID_BITS) - 1
-        self.h_person = array("q", [key & id_mask for key in keys])
+        self._h_person = array("q", [key & id_mask for key in keys])
         slots = array("i", [key >> _ID_BITS for key in keys])
         del keys
-        p_id = self.p_id
-        self.h_pos = array("q", [p_id[k] for k in slots])
+        p_id = self._p_id
+        self._h_pos = array("q", [p_id[k] for k in slots])
         count = array("i", [0]) * (n + 1)
         for k in slots:
             count[k + 1] += 1
-        self.h_off = array("i", accumulate(count))
+        self._h_off = array("i", accumulate(count))
         alternates: dict[int, list[tuple[int, str]]] = {}
         for pos, person, kind in rows:
             if kind != "primary" and pos < nk and k_of_id[pos] >= 0:
                 alternates.setdefault(k_of_id[pos], []).append((int(person), str(kind)))
-        self.alternates = {k: tuple(v) for k, v in alternates.items()}
+        self._alternates = {k: tuple(v) for k, v in alternates.items()}
         self._rebuild_special()
 
     def _rebuild_special(self) -> None:
-        h_off = self.h_off
-        vacant = [k for k in range(len(self.p_id)) if h_off[k] == h_off[k + 1]]
-        self.special = array("i", sorted(set(vacant).union(self.overlay)))
+        h_off = self._h_off
+        vacant = [k for k in range(len(self._p_id)) if h_off[k] == h_off[k + 1]]
+        self._special = array("i", sorted(set(vacant).union(self._overlay)))
 
     # -------------------------------------------------------------- patching
     def patch_holders(self, holders: dict[int, tuple[list[int], list[tuple[int, str]]]], version: int) -> None:
         """Replace the holders of some positions (position id → (primaries, alternates))."""
         for pos_id, (primary, alternates) in holders.items():
-            k = self.k_of_id[pos_id] if pos_id < len(self.k_of_id) else -1
+            k = self._k_of_id[pos_id] if pos_id < len(self._k_of_id) else -1
             if k < 0:
                 continue
-            self.overlay[k] = tuple(primary)
+            self._overlay[k] = tuple(primary)
             if alternates:
-                self.alternates[k] = tuple(alternates)
+                self._alternates[k] = tuple(alternates)
             else:
-                self.alternates.pop(k, None)
+                self._alternates.pop(k, None)
         self._rebuild_special()
-        self.memo = {}
+        self._memo = {}
         self.version = version
 
     # ----------------------------------------------------------------- lookups
     def unit(self, unit_ref: int | str) -> int:
         """Pre-order number of a unit given its id (int) or code (str); ``NotFound`` otherwise."""
         if isinstance(unit_ref, int):
-            u = self.u_of_id[unit_ref] if 0 <= unit_ref < len(self.u_of_id) else -1
+            u = self._u_of_id[unit_ref] if 0 <= unit_ref < len(self._u_of_id) else -1
         else:
             i = bisect_left(self._codes_sorted, unit_ref)
             found = i < len(self._codes_sorted) and self._codes_sorted[i] == unit_ref
@@ -315,11 +320,128 @@ class OrgIndex:
             raise NotFound("no such unit", data={"unit": unit_ref})
         return u
 
+    def find_unit(self, unit_id: int) -> int:
+        """The unit handle of ``unit_id``, or -1 when it is not (or no longer) in the tree."""
+        return self._u_of_id[unit_id] if 0 <= unit_id < len(self._u_of_id) else -1
+
     def slot(self, position_id: int) -> int:
-        k = self.k_of_id[position_id] if 0 <= position_id < len(self.k_of_id) else -1
+        k = self.find_slot(position_id)
         if k < 0:
             raise NotFound("no such position", data={"position_id": position_id})
         return k
+
+    def find_slot(self, position_id: int) -> int:
+        """The slot of ``position_id``, or -1 when it is not (or no longer) in the tree."""
+        return self._k_of_id[position_id] if 0 <= position_id < len(self._k_of_id) else -1
+
+    # --- units by handle
+    def unit_count(self) -> int:
+        return len(self._u_id)
+
+    def units(self) -> range:
+        """Every unit handle (tests, benchmarks and the CLI walk the tree with it)."""
+        return range(len(self._u_id))
+
+    def unit_id(self, u: int) -> int:
+        return int(self._u_id[u])
+
+    def unit_code(self, u: int) -> str:
+        return self._u_code[u]
+
+    def unit_name(self, u: int) -> str:
+        return self._u_name[u]
+
+    def unit_level(self, u: int) -> int:
+        """1 province … 6 grid (``org_tree.divisions.Level``)."""
+        return int(self._u_level[u])
+
+    def parent(self, u: int) -> int:
+        """The parent unit, or -1 for a root."""
+        return int(self._u_parent[u])
+
+    def contains(self, top: int, u: int) -> bool:
+        """True when ``u`` is ``top`` or lies in its subtree."""
+        return top <= u < self._u_end[top]
+
+    def child_toward(self, top: int, u: int) -> int:
+        """The child of ``top`` whose subtree holds ``u``; -1 when ``u`` is ``top`` or outside it."""
+        if not top < u < self._u_end[top]:
+            return -1
+        c = top + 1
+        while self._u_end[c] <= u:
+            c = self._u_end[c]
+        return c
+
+    def common_ancestor(self, us: Iterable[int]) -> int:
+        """The lowest unit whose subtree holds every unit of ``us``; -1 for none given (or no common root)."""
+        lo = hi = -1
+        for u in us:
+            lo = u if lo < 0 or u < lo else lo
+            hi = u if u > hi else hi
+        a = lo
+        while a >= 0 and not a <= hi < self._u_end[a]:
+            a = self._u_parent[a]
+        return a
+
+    def subtree(self, u: int, depth: int | None = None) -> Iterator[int]:
+        """``u`` and the units below it (at most ``depth`` levels down), parents before children."""
+        top = self._u_level[u]
+        for v in range(u, self._u_end[u]):
+            if depth is None or self._u_level[v] - top <= depth:
+                yield v
+
+    # --- positions by slot
+    def position_count(self) -> int:
+        return len(self._p_id)
+
+    def slots(self) -> range:
+        """Every position slot (tests, benchmarks and the CLI walk positions with it)."""
+        return range(len(self._p_id))
+
+    def position_id(self, k: int) -> int:
+        return int(self._p_id[k])
+
+    def position_unit(self, k: int) -> int:
+        """The handle of the unit position ``k`` belongs to."""
+        return int(self._p_unit[k])
+
+    def position_role(self, k: int) -> RoleInfo:
+        return self.roles[self._p_role[k]]
+
+    def position_role_id(self, k: int) -> int:
+        return int(self._p_role[k])
+
+    def role_and_unit(self, position_id: int) -> tuple[int, int] | None:
+        """(role id, unit handle) of a position, or None when it is not in the tree (one call on hot paths)."""
+        k = self.find_slot(position_id)
+        return (int(self._p_role[k]), int(self._p_unit[k])) if k >= 0 else None
+
+    def head_slot(self, u: int) -> int:
+        """The slot of the unit's head position, or -1 when it has none."""
+        return int(self._head_k[u])
+
+    def role_slot(self, u: int, role_id: int) -> int:
+        """The first slot of role ``role_id`` in unit ``u`` (its own positions only), or -1."""
+        for k in self.unit_slots(u):
+            if self._p_role[k] == role_id:
+                return int(k)
+        return -1
+
+    def range_slots(self, ranges: Iterable[tuple[int, int]]) -> list[int]:
+        """The slots of evaluated slot ranges (``org_tree.resolution.Ranges``), in order."""
+        return [k for a, b in ranges for k in range(a, b)]
+
+    def slot_ranges(self, slots: Iterable[int]) -> list[tuple[int, int]]:
+        """Slot ranges (``org_tree.resolution.Ranges``) covering ``slots``, sorted and merged."""
+        out: list[tuple[int, int]] = []
+        for k in sorted(set(slots)):
+            if k < 0:
+                continue
+            if out and out[-1][1] == k:
+                out[-1] = (out[-1][0], k + 1)
+            else:
+                out.append((k, k + 1))
+        return out
 
     def role_id(self, ref: str | int) -> int:
         rid = ref if isinstance(ref, int) and ref in self.roles else self.role_by_name.get(str(ref))
@@ -328,84 +450,101 @@ class OrgIndex:
         return int(rid)
 
     def primary_holders(self, k: int) -> tuple[int, ...]:
-        if k in self.overlay:
-            return self.overlay[k]
-        return tuple(self.h_person[self.h_off[k] : self.h_off[k + 1]])
+        if k in self._overlay:
+            return self._overlay[k]
+        return tuple(self._h_person[self._h_off[k] : self._h_off[k + 1]])
+
+    def alternate_holders(self, k: int) -> tuple[tuple[int, str], ...]:
+        """Deputies and acting holders of slot ``k`` as (person id, ``deputy``|``acting``)."""
+        return self._alternates.get(k, ())
+
+    def current_holders(self, k: int) -> set[int]:
+        """Everyone holding slot ``k`` now: primary, deputy and acting."""
+        return set(self.primary_holders(k)).union(p for p, _ in self._alternates.get(k, ()))
+
+    def holds(self, person_id: int, position_id: int) -> bool:
+        """True when ``person_id`` currently holds ``position_id`` (primary, deputy or acting)."""
+        k = self.find_slot(position_id)
+        if k < 0:
+            return False
+        if person_id in self.primary_holders(k):
+            return True
+        return any(p == person_id for p, _kind in self._alternates.get(k, ()))
 
     def is_vacant(self, k: int) -> bool:
         return not self.primary_holders(k)
 
     def ancestors(self, u: int) -> Iterator[int]:
         """Units above ``u``, nearest first."""
-        p = self.u_parent[u]
+        p = self._u_parent[u]
         while p >= 0:
             yield p
-            p = self.u_parent[p]
+            p = self._u_parent[p]
 
     def children(self, u: int) -> list[int]:
         """Pre-order numbers of ``u``'s child units: each child's subtree ends where the next begins."""
         out = []
         c = u + 1
-        end = self.u_end[u]
+        end = self._u_end[u]
         while c < end:
             out.append(c)
-            c = self.u_end[c]
+            c = self._u_end[c]
         return out
 
     def unit_slots(self, u: int) -> array[int]:
-        return self.up_k[self.up_off[u] : self.up_off[u + 1]]
+        return self._up_k[self._up_off[u] : self._up_off[u + 1]]
 
     def superior_slot(self, k: int) -> int:
         """The same role in the nearest unit above that has it ("my superior"), or -1."""
-        role = self.p_role[k]
-        for a in self.ancestors(self.p_unit[k]):
+        role = self._p_role[k]
+        for a in self.ancestors(self._p_unit[k]):
             for j in self.unit_slots(a):
-                if self.p_role[j] == role:
+                if self._p_role[j] == role:
                     return j
         return -1
 
     def role_under(self, role_id: int, u: int, levels: Sequence[int] | None) -> list[tuple[int, int]]:
         """Slot ranges of ``role_id`` in the subtree of ``u`` (optionally only at ``levels``)."""
-        lo, hi = u, self.u_end[u]
+        lo, hi = u, self._u_end[u]
         role = self.roles.get(role_id)
         wanted = levels if levels is not None else (role.levels if role else range(1, 7))
         out = []
         for level in sorted(set(wanted)):
-            seg = self.segments.get((role_id, level))
+            seg = self._segments.get((role_id, level))
             if seg is None:
                 continue
-            a = bisect_left(self.p_unit, lo, seg[0], seg[1])
-            b = bisect_left(self.p_unit, hi, a, seg[1])
+            a = bisect_left(self._p_unit, lo, seg[0], seg[1])
+            b = bisect_left(self._p_unit, hi, a, seg[1])
             if a < b:
                 out.append((a, b))
         return out
 
     def role_under_all(self, u: int) -> list[tuple[int, int]]:
         """Slot ranges of every position in the subtree of ``u`` (one per segment)."""
-        lo, hi = u, self.u_end[u]
+        lo, hi = u, self._u_end[u]
         out = []
-        for s, e in self.segments.values():
-            a = bisect_left(self.p_unit, lo, s, e)
-            b = bisect_left(self.p_unit, hi, a, e)
+        for s, e in self._segments.values():
+            a = bisect_left(self._p_unit, lo, s, e)
+            b = bisect_left(self._p_unit, hi, a, e)
             if a < b:
                 out.append((a, b))
         return out
 
     def unit_path(self, u: int) -> list[str]:
         """Names from the root down to ``u`` (for display)."""
-        names = [self.u_name[a] for a in self.ancestors(u)]
-        return [*reversed(names), self.u_name[u]]
+        names = [self._u_name[a] for a in self.ancestors(u)]
+        return [*reversed(names), self._u_name[u]]
 
     def stats(self) -> dict[str, int]:
         by_level = {lvl: 0 for lvl in range(1, 7)}
-        for lv in self.u_level:
+        for lv in self._u_level:
             by_level[lv] += 1
         return {
             "version": self.version,
-            "units": len(self.u_id),
+            "units": len(self._u_id),
             **{f"level_{k}": v for k, v in by_level.items()},
-            "positions": len(self.p_id),
-            "primary_holders": len(self.h_person),
+            "positions": len(self._p_id),
+            "primary_holders": len(self._h_person),
         }
 
     def memory_bytes(self) -> int:
@@ -414,8 +553,8 @@ class OrgIndex:
         for value in vars(self).values() if hasattr(self, "__dict__") else ():
             if isinstance(value, array):
                 total += value.itemsize * len(value) + 64
-        total += sum(sys.getsizeof(s) for s in set(self.u_name)) + sys.getsizeof(self.u_name)
-        total += sum(sys.getsizeof(s) for s in self.u_code) + sys.getsizeof(self.u_code) * 2
+        total += sum(sys.getsizeof(s) for s in set(self._u_name)) + sys.getsizeof(self._u_name)
+        total += sum(sys.getsizeof(s) for s in self._u_code) + sys.getsizeof(self._u_code) * 2
         return total
 
 

@@ -64,13 +64,13 @@ class Scope:
 def scope_of(index: OrgIndex, position_id: int) -> Scope:
     """The scope of one position, from its role's rule (``NotFound`` for an unknown position)."""
     k = index.slot(position_id)
-    u = index.p_unit[k]
-    role = index.roles.get(index.p_role[k])
+    u = index._p_unit[k]
+    role = index.roles.get(index._p_role[k])
     rule = role.jurisdiction if role is not None else "none"
     if rule == "subtree":
-        return Scope(rule, u, index.u_end[u], frozenset())
+        return Scope(rule, u, index._u_end[u], frozenset())
     if rule == "chain":
-        return Scope(rule, u, index.u_end[u], frozenset(index.ancestors(u)))
+        return Scope(rule, u, index._u_end[u], frozenset(index.ancestors(u)))
     if rule == "unit":
         return Scope(rule, u, u + 1, frozenset())
     return Scope("none", 0, 0, frozenset())
@@ -79,7 +79,7 @@ def scope_of(index: OrgIndex, position_id: int) -> Scope:
 def _segment_pieces(index: OrgIndex, ranges: Ranges) -> list[tuple[int, int]]:
     """Split ranges at segment borders: inside one segment ``p_unit`` is sorted."""
     out = []
-    starts = index.seg_starts
+    starts = index._seg_starts
     for a, b in ranges:
         cur = a
         i = bisect_right(starts, a)
@@ -93,7 +93,7 @@ def _segment_pieces(index: OrgIndex, ranges: Ranges) -> list[tuple[int, int]]:
 
 def _offending(index: OrgIndex, scope: Scope, ranges: Ranges) -> tuple[int, list[int]]:
     """Count of addressed slots outside ``scope``, and a few of them."""
-    p_unit = index.p_unit
+    p_unit = index._p_unit
     count = 0
     sample: list[int] = []
     for a, b in _segment_pieces(index, ranges):
@@ -108,7 +108,7 @@ def _offending(index: OrgIndex, scope: Scope, ranges: Ranges) -> tuple[int, list
                 if len(sample) >= _SAMPLE:
                     break
                 if not scope.contains(p_unit[k]):
-                    sample.append(index.p_id[k])
+                    sample.append(index._p_id[k])
     return count, sample
 
 
@@ -175,7 +175,7 @@ def access_unit(index: OrgIndex, actor: Actor, unit: int | str | UnitRef, *, pri
 def access_position(index: OrgIndex, actor: Actor, position_id: int, *, private: bool = False) -> int:
     """Load a position for ``actor``: its slot, or ``NotFound`` (also when private and out of scope)."""
     k = index.slot(position_id)
-    if private and not _actor_covers(index, actor, index.p_unit[k], manage=False):
+    if private and not _actor_covers(index, actor, index._p_unit[k], manage=False):
         raise NotFound("no such position", data={"position_id": position_id})
     return k
 
@@ -190,5 +190,5 @@ def check_manage(index: OrgIndex, actor: Actor, u: int) -> None:
         raise Forbidden(
             "the unit is outside your jurisdiction",
             code=ErrorCode.OUT_OF_SCOPE,
-            data={"unit_id": index.u_id[u], "unit": index.u_name[u]},
+            data={"unit_id": index._u_id[u], "unit": index._u_name[u]},
         )

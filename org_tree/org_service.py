@@ -112,16 +112,16 @@ class OrgService:
         return [self._unit_view(idx, c) for c in idx.children(u)[offset : offset + limit]]
 
     def _unit_view(self, idx: OrgIndex, u: int) -> UnitView:
-        p = idx.u_parent[u]
+        p = idx.parent(u)
         return UnitView(
-            id=idx.u_id[u],
-            code=idx.u_code[u],
-            name=idx.u_name[u],
-            level=Level(idx.u_level[u]).label,
-            parent_id=idx.u_id[p] if p >= 0 else None,
+            id=idx.unit_id(u),
+            code=idx.unit_code(u),
+            name=idx.unit_name(u),
+            level=Level(idx.unit_level(u)).label,
+            parent_id=idx.unit_id(p) if p >= 0 else None,
             path=tuple(idx.unit_path(u)),
             children=len(idx.children(u)),
-            position_ids=tuple(idx.p_id[k] for k in idx.unit_slots(u)),
+            position_ids=tuple(idx.position_id(k) for k in idx.unit_slots(u)),
         )
 
     def list_roles(self) -> list[RoleInfo]:
@@ -130,16 +130,16 @@ class OrgService:
     def get_position(self, actor: Actor, position_id: int) -> PositionView:
         idx = self.index
         k = access_position(idx, actor, position_id)
-        role = idx.roles[idx.p_role[k]]
+        role = idx.position_role(k)
         return PositionView(
             id=position_id,
             role_key=role.key,
             role=role.name,
-            unit_id=idx.u_id[idx.p_unit[k]],
-            unit_path=tuple(idx.unit_path(idx.p_unit[k])),
+            unit_id=idx.unit_id(idx.position_unit(k)),
+            unit_path=tuple(idx.unit_path(idx.position_unit(k))),
             pool=role.pool,
             holders=idx.primary_holders(k),
-            alternates=idx.alternates.get(k, ()),
+            alternates=idx.alternate_holders(k),
         )
 
     async def history(self, actor: Actor, position_id: int) -> list[AssignmentView]:
@@ -208,7 +208,7 @@ class OrgService:
         idx = self.index
         pu = access_unit(idx, actor, parent)
         check_manage(idx, actor, pu)
-        level = idx.u_level[pu] + 1
+        level = idx.unit_level(pu) + 1
         if level > Level.GRID:
             raise BadRequest("grids cannot have child units")
         clean = normalize_name(check_text(name, field="name", max_chars=100))
@@ -218,8 +218,8 @@ class OrgService:
         async with self._db.write() as conn:
             await bump_version(conn, self._clock, scope="tree", detail="create unit")
             if code is None:
-                n = (await conn.execute(select(func.count()).where(units.c.parent_id == idx.u_id[pu]))).scalar_one()
-                code = f"{idx.u_code[pu]}x{int(n) + 1:03d}"
+                n = (await conn.execute(select(func.count()).where(units.c.parent_id == idx.unit_id(pu)))).scalar_one()
+                code = f"{idx.unit_code(pu)}x{int(n) + 1:03d}"
             check_text(code, field="code", max_chars=32)
             if (await conn.execute(select(units.c.id).where(units.c.code == code))).first() is not None:
                 raise Conflict(f"unit code {code} exists", code=ErrorCode.ALREADY_EXISTS, data={"code": code})
@@ -229,7 +229,7 @@ class OrgService:
                     code=code,
                     name=clean,
                     level=level,
-                    parent_id=idx.u_id[pu],
+                    parent_id=idx.unit_id(pu),
                     pinyin=full,
                     pinyin_initials=initials,
                     imported=False,
@@ -248,9 +248,9 @@ class OrgService:
         p = access_unit(idx, actor, new_parent)
         check_manage(idx, actor, u)
         check_manage(idx, actor, p)
-        if idx.u_level[p] != idx.u_level[u] - 1:
+        if idx.unit_level(p) != idx.unit_level(u) - 1:
             raise BadRequest("the new parent must be one level above the unit")
-        uid, pid = idx.u_id[u], idx.u_id[p]
+        uid, pid = idx.unit_id(u), idx.unit_id(p)
         async with self._db.write() as conn:
             await bump_version(conn, self._clock, scope="tree", detail=f"move unit {uid}")
             await conn.execute(update(units).where(units.c.id == uid).values(parent_id=pid))
@@ -290,15 +290,17 @@ class OrgService:
         u = access_unit(idx, actor, unit)
         check_manage(idx, actor, u)
         info = idx.roles[idx.role_id(role)]
-        if idx.u_level[u] not in info.levels:
-            raise BadRequest(f"role {info.name} does not exist at level {Level(idx.u_level[u]).label}")
+        if idx.unit_level(u) not in info.levels:
+            raise BadRequest(f"role {info.name} does not exist at level {Level(idx.unit_level(u)).label}")
         if title is not None:
             title = normalize_name(check_text(title, field="title", max_chars=100))
         async with self._db.write() as conn:
             await bump_version(conn, self._clock, scope="tree", detail="create position")
             res = await conn.execute(
                 insert(positions)
-                .values(unit_id=idx.u_id[u], role_id=info.id, title=title, pool=info.pool, created_at=self._clock.now())
+                .values(
+                    unit_id=idx.unit_id(u), role_id=info.id, title=title, pool=info.pool, created_at=self._clock.now()
+                )
                 .returning(positions.c.id)
             )
             pid = int(res.scalar_one())
@@ -311,10 +313,10 @@ class OrgService:
         """Add a holder. A single (non-pool) position with a primary holder needs ``handover`` instead."""
         idx = self.index
         k = access_position(idx, actor, position_id)
-        check_manage(idx, actor, idx.p_unit[k])
+        check_manage(idx, actor, idx.position_unit(k))
         if kind not in KINDS:
             raise BadRequest(f"kind must be one of {', '.join(KINDS)}", data={"field": "kind"})
-        pool = idx.roles[idx.p_role[k]].pool
+        pool = idx.position_role(k).pool
         at = start or self._clock.now()
         async with self._db.write() as conn:
             await bump_version(conn, self._clock, scope="holders", position_ids=[position_id], detail="assign")
@@ -346,7 +348,7 @@ class OrgService:
             raise NotFound("no such assignment", data={"assignment_id": assignment_id})
         idx = self.index
         k = access_position(idx, actor, int(row.position_id), private=True)
-        check_manage(idx, actor, idx.p_unit[k])
+        check_manage(idx, actor, idx.position_unit(k))
         at = end or self._clock.now()
         async with self._db.write() as conn:
             await bump_version(conn, self._clock, scope="holders", position_ids=[int(row.position_id)], detail="end")
@@ -369,7 +371,7 @@ class OrgService:
         """
         idx = self.index
         k = access_position(idx, actor, position_id)
-        check_manage(idx, actor, idx.p_unit[k])
+        check_manage(idx, actor, idx.position_unit(k))
         when = at or self._clock.now()
         async with self._db.write() as conn:
             # The version row lock comes first: concurrent handovers of one position serialise here.

@@ -47,14 +47,14 @@ class Preview:
 
 def _lca(index: OrgIndex, a: int, b: int) -> int:
     """Lowest common ancestor of units ``a`` ≤ ``b`` (pre-order numbers)."""
-    while not (a <= b < index.u_end[a]):
-        a = index.u_parent[a]
+    while not (a <= b < index._u_end[a]):
+        a = index._u_parent[a]
     return a
 
 
 def preview(index: OrgIndex, audience: Audience, *, under: int | None = None) -> Preview:
     """Group an audience per child unit (of ``under``, or of the audience's common ancestor) and per level."""
-    units = [index.p_unit[index.slot(pid)] for pid in audience.positions]
+    units = [index._p_unit[index.slot(pid)] for pid in audience.positions]
     if not units:
         return Preview(index.version, 0, 0, None, (), {}, (), 0, 0)
     parent = under if under is not None else _lca(index, min(units), max(units))
@@ -68,7 +68,7 @@ def preview(index: OrgIndex, audience: Audience, *, under: int | None = None) ->
     def bucket(u: int) -> int | None:
         if u == parent:
             return parent
-        if not parent < u < index.u_end[parent]:
+        if not parent < u < index._u_end[parent]:
             return None
         return starts[bisect_right(starts, u) - 1]
 
@@ -76,16 +76,16 @@ def preview(index: OrgIndex, audience: Audience, *, under: int | None = None) ->
         b = bucket(u)
         if b is not None:
             pos_per[b] = pos_per.get(b, 0) + 1
-        lv = index.u_level[u]
+        lv = index._u_level[u]
         level_pos[lv] = level_pos.get(lv, 0) + 1
     for person, pid in zip(audience.person_ids, audience.position_ids, strict=True):
-        u = index.p_unit[index.slot(pid)]
+        u = index._p_unit[index.slot(pid)]
         b = bucket(u)
         if b is not None:
             persons_per.setdefault(b, set()).add(person)
-        level_persons.setdefault(index.u_level[u], set()).add(person)
+        level_persons.setdefault(index._u_level[u], set()).add(person)
     by_child = tuple(
-        UnitCount(index.u_id[c], index.u_code[c], index.u_name[c], pos_per[c], len(persons_per.get(c, ())))
+        UnitCount(index._u_id[c], index._u_code[c], index._u_name[c], pos_per[c], len(persons_per.get(c, ())))
         for c in children
         if c in pos_per
     )
@@ -95,7 +95,7 @@ def preview(index: OrgIndex, audience: Audience, *, under: int | None = None) ->
         version=audience.version,
         positions=len(audience.positions),
         persons=len(audience.persons),
-        parent_unit_id=index.u_id[parent],
+        parent_unit_id=index._u_id[parent],
         by_child=by_child,
         by_level=by_level,
         fallbacks=tuple(audience.fallbacks[:MAX_FALLBACKS_LISTED]),

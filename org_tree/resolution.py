@@ -54,6 +54,7 @@ __all__ = [
     "evaluate",
     "resolve",
     "resolve_ranges",
+    "resolve_slots",
     "unit_of_ref",
 ]
 
@@ -187,18 +188,18 @@ def evaluate(index: OrgIndex, sel: Selector) -> Ranges:
         return _slots([index.slot(sel.position_id)])
     if isinstance(sel, HeadOf):
         k = index.slot(sel.position_id)
-        return _slots([index.head_k[index.p_unit[k]]])
+        return _slots([index._head_k[index._p_unit[k]]])
     if isinstance(sel, SuperiorOf):
         return _slots([index.superior_slot(index.slot(sel.position_id))])
     if isinstance(sel, UnitAll):
         return _slots(list(index.unit_slots(unit_of_ref(index, sel.unit))))
     if isinstance(sel, RoleIn):
         u = unit_of_ref(index, sel.unit)
-        seg = index.segments.get((index.role_id(sel.role), index.u_level[u]))
+        seg = index._segments.get((index.role_id(sel.role), index._u_level[u]))
         if seg is None:
             return []
-        a = bisect_left(index.p_unit, u, seg[0], seg[1])
-        b = bisect_right(index.p_unit, u, a, seg[1])
+        a = bisect_left(index._p_unit, u, seg[0], seg[1])
+        b = bisect_right(index._p_unit, u, a, seg[1])
         return [(a, b)] if a < b else []
     if not isinstance(sel, RoleUnder):
         raise TypeError(f"not a selector: {sel!r}")
@@ -212,6 +213,11 @@ def resolve(index: OrgIndex, sel: Selector, policy: VacancyPolicy | None = None)
     return resolve_ranges(index, evaluate(index, sel), policy or VacancyPolicy())
 
 
+def resolve_slots(index: OrgIndex, slots: Sequence[int], policy: VacancyPolicy) -> Audience:
+    """Resolve the given slots (e.g. a task owner's position) with the vacancy fallback."""
+    return resolve_ranges(index, index.slot_ranges(slots), policy)
+
+
 def resolve_ranges(index: OrgIndex, ranges: Ranges, policy: VacancyPolicy) -> Audience:
     """Resolve already evaluated (and, where needed, jurisdiction-checked) slot ranges."""
     persons = array("q")
@@ -219,7 +225,7 @@ def resolve_ranges(index: OrgIndex, ranges: Ranges, policy: VacancyPolicy) -> Au
     codes = array("b")
     patches: list[tuple[int, int]] = []  # (entry index, via position) where via ≠ addressed
     fallbacks: list[Fallback] = []
-    h_off, h_person, h_pos, p_id, special = index.h_off, index.h_person, index.h_pos, index.p_id, index.special
+    h_off, h_person, h_pos, p_id, special = index._h_off, index._h_person, index._h_pos, index._p_id, index._special
     all_positions = array("q")
     for a, b in ranges:
         all_positions.extend(p_id[a:b])
@@ -265,33 +271,33 @@ _Outcome = tuple[tuple[int, ...], int | None, tuple[int, ...], Fallback | None]
 def _special(index: OrgIndex, k: int, policy: VacancyPolicy) -> _Outcome:
     """Who receives for a vacant or patched slot (see ``_Outcome``).
 
-    Memoised on the index (``index.memo``), which drops the memo whenever it is patched.
+    Memoised on the index (``index._memo``), which drops the memo whenever it is patched.
     """
     key = (k, policy)
-    hit = index.memo.get(key)
+    hit = index._memo.get(key)
     if hit is None:
-        hit = index.memo[key] = _decide(index, k, policy)
+        hit = index._memo[key] = _decide(index, k, policy)
     return hit  # type: ignore[return-value]
 
 
 def _decide(index: OrgIndex, k: int, policy: VacancyPolicy) -> _Outcome:
-    pos_id = index.p_id[k]
+    pos_id = index._p_id[k]
     primary = index.primary_holders(k)
     if primary:  # patched, not vacant
         return primary, None, (0,) * len(primary), None
     for step in policy.steps:
         if step == "deputy":
-            alts = sorted(index.alternates.get(k, ()), key=lambda pk: pk[1] != "acting")
+            alts = sorted(index._alternates.get(k, ()), key=lambda pk: pk[1] != "acting")
             if alts:  # deputies and acting holders receive for the position itself
                 people = tuple(p for p, _ in alts)
                 return people, None, tuple(_CODE[kd] for _, kd in alts), Fallback(pos_id, alts[0][1], pos_id)
         elif step == "unit_head":
-            h = index.head_k[index.p_unit[k]]
+            h = index._head_k[index._p_unit[k]]
             if h >= 0 and h != k:
                 holders = index.primary_holders(h)
                 if holders:
-                    fb = Fallback(pos_id, "unit_head", index.p_id[h])
-                    return holders, index.p_id[h], (_CODE["unit_head"],) * len(holders), fb
+                    fb = Fallback(pos_id, "unit_head", index._p_id[h])
+                    return holders, index._p_id[h], (_CODE["unit_head"],) * len(holders), fb
         else:
             s = k
             for _ in range(policy.max_hops):
@@ -300,6 +306,6 @@ def _decide(index: OrgIndex, k: int, policy: VacancyPolicy) -> _Outcome:
                     break
                 holders = index.primary_holders(s)
                 if holders:
-                    fb = Fallback(pos_id, "superior", index.p_id[s])
-                    return holders, index.p_id[s], (_CODE["superior"],) * len(holders), fb
+                    fb = Fallback(pos_id, "superior", index._p_id[s])
+                    return holders, index._p_id[s], (_CODE["superior"],) * len(holders), fb
     return (), None, (), Fallback(pos_id, "unfilled", None)

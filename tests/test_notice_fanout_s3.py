@@ -52,7 +52,7 @@ async def test_city_wide_notice_with_exact_receipts(own_db_url: str, tmp_path: P
         s = rs.services_obj  # type: ignore[attr-defined]
         idx = s.org_index.index
         city = idx.unit("9901")
-        mayor_pos = next(idx.p_id[k] for k in idx.unit_slots(city) if idx.roles[idx.p_role[k]].key == "mayor")
+        mayor_pos = next(idx.position_id(k) for k in idx.unit_slots(city) if idx.position_role(k).key == "mayor")
         sender_id, _ = await new_person(s, "市长")
         await s.org.handover(ADMIN, mayor_pos, sender_id)
         audience = s.org.resolve(await s.org.actor(sender_id), mayor_pos, parse_selector(SELECTOR))

@@ -63,7 +63,7 @@ async def _prepare(url: str, tmp: Path) -> tuple[int, int, list[int], dict[int, 
 
         sender = await PersonDirectory(db, SystemClock()).create("市长")
         city = idx.unit("9901")
-        mayor = next(idx.p_id[k] for k in idx.unit_slots(city) if idx.roles[idx.p_role[k]].key == "mayor")
+        mayor = next(idx.position_id(k) for k in idx.unit_slots(city) if idx.position_role(k).key == "mayor")
         await org.handover(Actor(0, (), True), mayor, sender.id)
         aud = org.resolve(await org.actor(sender.id), mayor, parse_selector(SELECTOR))
         return sender.id, mayor, sorted(aud.by_person), {p: len(v) for p, v in aud.by_person.items()}

@@ -41,14 +41,14 @@ async def org_server(own_db_url: str, tmp_path: Path) -> AsyncIterator[RunningSe
 def _slot(idx: Any, unit_code: str, role_key: str) -> int:
     u = idx.unit(unit_code)
     role = idx.role_id(role_key)
-    return next(k for k in idx.unit_slots(u) if idx.p_role[k] == role)
+    return next(k for k in idx.unit_slots(u) if idx.position_role_id(k) == role)
 
 
 async def _seat(rs: RunningServer, unit_code: str, role_key: str) -> tuple[int, str, int, str]:
     """A new person who holds (role, unit): returns person id, login, position id, token."""
     s = rs.services_obj  # type: ignore[attr-defined]
     pid, lg = await new_person(s)
-    position = s.org_index.index.p_id[_slot(s.org_index.index, unit_code, role_key)]
+    position = s.org_index.index.position_id(_slot(s.org_index.index, unit_code, role_key))
     await s.org.handover(ADMIN, position, pid)
     return pid, lg, position, (await login(rs.http, lg))["access_token"]
 
@@ -140,7 +140,7 @@ async def test_notice_to_grid_workers_with_receipts_progress_and_handover(org_se
 
         # Handover: another grid worker position's unread receipt follows the position.
         other_slot = _slot(s.org_index.index, "990101001001002", "grid_worker")
-        other_pos = s.org_index.index.p_id[other_slot]
+        other_pos = s.org_index.index.position_id(other_slot)
         predecessors = s.org_index.index.primary_holders(other_slot)
         successor, succ_login = await new_person(s)
         ho = await h.post(f"/api/v1/org/positions/{other_pos}/handover", json={"person_id": successor})

@@ -198,16 +198,14 @@ async def _demo_positions(db: Any, person_ids: list[int], out: list[dict[str, An
         county = idx.unit("330802")
     except NotFound:
         return
-    village = county + 1
-    while idx.u_level[village] != idx.u_level[county] + 2:  # first village below 柯城区
-        village += 1
-    grid = village + 1
+    village = next(u for u in idx.subtree(county, 2) if idx.unit_level(u) == idx.unit_level(county) + 2)
+    grid = idx.children(village)[0]
     admin = Actor(0, (), True)
     wanted = [(county, "county_head"), (village, "village_secretary"), (grid, "grid_worker"), (village, "river_chief")]
     for (u, role_key), pid, row in zip(wanted, person_ids, out, strict=True):
         role = idx.role_id(role_key)
-        slot = next(k for k in idx.unit_slots(u) if idx.p_role[k] == role)
-        position_id = idx.p_id[slot]
+        slot = next(k for k in idx.unit_slots(u) if idx.position_role_id(k) == role)
+        position_id = idx.position_id(slot)
         if pid not in idx.primary_holders(slot):
             try:
                 await svc.handover(admin, position_id, pid)

@@ -41,7 +41,7 @@ async def zzd_path(db: Database, persons: int) -> tuple[dict[str, float], dict[s
         for table in COPY_ORDER:
             rows[table] = [tuple(r) for r in await fetch_rows(conn, f"SELECT * FROM {table} ORDER BY id")]  # noqa: S608
     counts = {t: len(r) for t, r in rows.items()}
-    print(f"  rows: {counts}; index positions {len(index.p_id):,}, holders {len(index.h_person):,}")
+    print(f"  rows: {counts}; index positions {index.position_count():,}, holders {index.stats()['primary_holders']:,}")
     return {"import": t1 - t0, "people": t2 - t1, "index": t3 - t2, "total": t3 - t0}, rows
 
 

@@ -51,11 +51,13 @@ async def main() -> None:
         after = rss_mib()
     estimate = index.memory_bytes() / 2**20
     print(
-        f"index: load {t4 - t3:.1f}s; {len(index.u_id):,} units, {len(index.p_id):,} positions, "
-        f"{len(index.h_person):,} holders; RSS +{after - before:,.0f} MiB (columns estimate {estimate:,.0f} MiB)"
+        f"index: load {t4 - t3:.1f}s; {index.unit_count():,} units, {index.position_count():,} positions, "
+        f"{index.stats()['primary_holders']:,} holders; "
+        f"RSS +{after - before:,.0f} MiB (columns estimate {estimate:,.0f} MiB)"
     )
-    secretary = index.p_id[index.segments[(index.role_id("party_secretary"), 3)][0]]
-    county = index.u_code[index.p_unit[index.slot(secretary)]]
+    county_u = next(u for u in index.units() if index.unit_level(u) == 3)
+    secretary = index.position_id(index.role_slot(county_u, index.role_id("party_secretary")))
+    county = index.unit_code(county_u)
     cases = {
         "province: 专职网格员@33/**": parse_text("专职网格员@33/**"),
         f"county: 村书记|专职网格员 under {county}": parse_text(f"村书记@{county}/** | 专职网格员@{county}/**"),
@@ -63,7 +65,7 @@ async def main() -> None:
     if args.tree == "china":
         cases["province: 专职网格员@44/** (广东)"] = parse_text("专职网格员@44/**")
         cases["country: 专职网格员 under every province"] = parse_text(
-            " | ".join(f"专职网格员@{index.u_code[u]}/**" for u in range(len(index.u_id)) if index.u_level[u] == 1)
+            " | ".join(f"专职网格员@{index.unit_code(u)}/**" for u in index.units() if index.unit_level(u) == 1)
         )
     policy = VacancyPolicy()
     for label, sel in cases.items():

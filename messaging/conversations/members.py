@@ -47,10 +47,6 @@ MAX_DEPTH = 5
 _TARGET_LIMIT = 2_000  # more org changes than this since the last run: look at every derived group
 
 
-def _slot_holders(index: OrgIndex, k: int) -> set[int]:
-    return set(index.primary_holders(k)) | {p for p, _ in index.alternates.get(k, ())}
-
-
 def desired_members(index: OrgIndex, *, unit_id: int | None, depth: int, position_ids: list[int]) -> set[int]:
     """Holders (primary, deputy, acting) of the unit's positions to ``depth`` levels down, or of ``position_ids``."""
     out: set[int] = set()
@@ -59,15 +55,13 @@ def desired_members(index: OrgIndex, *, unit_id: int | None, depth: int, positio
             u = index.unit(unit_id)
         except NotFound:
             return out  # dissolved: nobody is a member any more
-        top = index.u_level[u]
-        for v in range(u, index.u_end[u]):
-            if index.u_level[v] - top <= depth:
-                for k in index.unit_slots(v):
-                    out |= _slot_holders(index, k)
+        for v in index.subtree(u, depth):
+            for k in index.unit_slots(v):
+                out |= index.current_holders(k)
     for pid in position_ids:
-        k = index.k_of_id[pid] if 0 <= pid < len(index.k_of_id) else -1
+        k = index.find_slot(pid)
         if k >= 0:
-            out |= _slot_holders(index, k)
+            out |= index.current_holders(k)
     return out
 
 
@@ -93,18 +87,14 @@ class MemberReconciler:
             raise BadRequest(f"depth must be 0-{MAX_DEPTH}", data={"field": "depth"})
         idx = self._index()
         u = access_unit(idx, actor, unit)
-        own = any(
-            idx.p_unit[idx.k_of_id[p]] == u
-            for p in actor.position_ids
-            if 0 <= p < len(idx.k_of_id) and idx.k_of_id[p] >= 0
-        )
+        own = any(k >= 0 and idx.position_unit(k) == u for k in map(idx.find_slot, actor.position_ids))
         if not own:
             try:
                 check_manage(idx, actor, u)
             except Forbidden as exc:
                 raise Forbidden("hold a position in the unit, or manage it, to create its group") from exc
-        clean = normalize_name(check_text(title, field="title", max_chars=100)) if title else idx.u_name[u]
-        uid = idx.u_id[u]
+        clean = normalize_name(check_text(title, field="title", max_chars=100)) if title else idx.unit_name(u)
+        uid = idx.unit_id(u)
 
         async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
             key = f"unit:{uid}"
@@ -204,11 +194,11 @@ class MemberReconciler:
         posts = sorted(changes)
         units: set[int] = set()
         for p in posts:
-            k = idx.k_of_id[p] if 0 <= p < len(idx.k_of_id) else -1
+            k = idx.find_slot(p)
             if k >= 0:
-                u = idx.p_unit[k]
-                units.add(idx.u_id[u])
-                units.update(idx.u_id[a] for a in idx.ancestors(u))
+                u = idx.position_unit(k)
+                units.add(idx.unit_id(u))
+                units.update(idx.unit_id(a) for a in idx.ancestors(u))
         return sorted(units), changes
 
     async def reconcile(self, cid: int) -> int:

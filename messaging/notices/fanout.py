@@ -64,8 +64,8 @@ class NoticeHead:
 
 
 def unit_id_of_position(index: OrgIndex, position_id: int) -> int:
-    k = index.k_of_id[position_id] if 0 <= position_id < len(index.k_of_id) else -1
-    return int(index.u_id[index.p_unit[k]]) if k >= 0 else 0
+    k = index.find_slot(position_id)
+    return index.unit_id(index.position_unit(k)) if k >= 0 else 0
 
 
 def build_receipts(
@@ -94,11 +94,10 @@ def label_of(index: OrgIndex, label: Label) -> dict[str, Any]:
     """One position label as clients show it: role and unit names (from the sender's index snapshot)."""
     pos, via, reason = label
     out: dict[str, Any] = {"position_id": pos}
-    k = index.k_of_id[pos] if 0 <= pos < len(index.k_of_id) else -1
+    k = index.find_slot(pos)
     if k >= 0:
-        role = index.roles.get(index.p_role[k])
-        out["role"] = role.name if role is not None else None
-        out["unit"] = index.u_name[index.p_unit[k]]
+        out["role"] = index.position_role(k).name
+        out["unit"] = index.unit_name(index.position_unit(k))
     if via != pos:
         out["via_position_id"] = via
         out["reason"] = reason
@@ -138,24 +137,22 @@ def notice_payloads(head: NoticeHead, labels: dict[int, list[Label]], index: Org
     prefix = _dumps(head.as_dict())[:-1] + ',"positions":['
     role_js: dict[int, str] = {}
     unit_js: dict[int, str] = {}
-    k_of_id, p_role, p_unit = index.k_of_id, index.p_role, index.p_unit
-    n_ids = len(k_of_id)
+    role_and_unit = index.role_and_unit
 
     def fragment(label: Label) -> str:
         pos, via, reason = label
-        k = k_of_id[pos] if 0 <= pos < n_ids else -1
-        if k < 0:
+        found = role_and_unit(pos)
+        if found is None:
             out = f'{{"position_id":{pos}'
         else:
-            r = int(p_role[k])
+            r, u = found
             rj = role_js.get(r)
             if rj is None:
                 role = index.roles.get(r)
                 rj = role_js[r] = _dumps(role.name if role is not None else None)
-            u = int(p_unit[k])
             uj = unit_js.get(u)
             if uj is None:
-                uj = unit_js[u] = _dumps(index.u_name[u])
+                uj = unit_js[u] = _dumps(index.unit_name(u))
             out = f'{{"position_id":{pos},"role":{rj},"unit":{uj}'
         if via != pos:
             out += f',"via_position_id":{via},"reason":{_dumps(reason)}'

@@ -30,7 +30,6 @@ async def pending_page(
     conn: AsyncConnection, index: OrgIndex, notice_id: int, unit: int, missing: str, after: int | None, limit: int
 ) -> PendingPage:
     """One page of recipients under pre-order unit ``unit`` still missing ``read`` or ``ack``."""
-    lo, hi = unit, index.u_end[unit]
     col = notice_receipts.c.read_at if missing == "read" else notice_receipts.c.acked_at
     items: list[dict[str, Any]] = []
     cursor = after or 0
@@ -54,8 +53,8 @@ async def pending_page(
         ).all()
         for rid, pid, name, pos, unit_id, read_at in rows:
             cursor = int(rid)
-            uu = index.u_of_id[unit_id] if 0 <= unit_id < len(index.u_of_id) else -1
-            if not lo <= uu < hi:
+            uu = index.find_unit(unit_id)
+            if uu < 0 or not index.contains(unit, uu):
                 continue
             if len(items) == limit:
                 more = True
@@ -67,7 +66,7 @@ async def pending_page(
                     "name": name,
                     "position_id": int(pos),
                     "unit_id": int(unit_id),
-                    "unit": index.u_name[uu],
+                    "unit": index.unit_name(uu),
                     "read_at": iso(read_at),
                 }
             )

@@ -9,7 +9,6 @@ per unit). Drilling down is calling again with a child as the requested unit.
 from __future__ import annotations
 
 import logging
-from bisect import bisect_right
 from collections.abc import Iterable
 
 from messaging.notices.model import UnitProgress
@@ -23,23 +22,17 @@ __all__ = ["UnitCounts", "lowest_common_unit", "rollup"]
 UnitCounts = tuple[int, int, int, int, int]
 
 
-def _u_of(index: OrgIndex, unit_id: int) -> int:
-    return index.u_of_id[unit_id] if 0 <= unit_id < len(index.u_of_id) else -1
-
-
 def lowest_common_unit(index: OrgIndex, unit_ids: Iterable[int]) -> int | None:
     """Pre-order number of the lowest unit whose subtree holds every given unit (None if none known)."""
-    us = [u for u in (_u_of(index, i) for i in unit_ids) if u >= 0]
+    us = [u for u in map(index.find_unit, unit_ids) if u >= 0]
     if not us:
         return None
-    a, b = min(us), max(us)
-    while not (a <= b < index.u_end[a]):
-        a = index.u_parent[a]
-    return a
+    a = index.common_ancestor(us)
+    return a if a >= 0 else None
 
 
 def _progress(index: OrgIndex, u: int, c: list[int]) -> UnitProgress:
-    return UnitProgress(int(index.u_id[u]), index.u_code[u], index.u_name[u], c[0], c[1], c[2], c[3])
+    return UnitProgress(index.unit_id(u), index.unit_code(u), index.unit_name(u), c[0], c[1], c[2], c[3])
 
 
 def rollup(index: OrgIndex, parent: int, counts: Iterable[UnitCounts]) -> tuple[tuple[UnitProgress, ...], int]:
@@ -53,13 +46,12 @@ def rollup(index: OrgIndex, parent: int, counts: Iterable[UnitCounts]) -> tuple[
     kids = index.children(parent)
     sums: dict[int, list[int]] = {}
     elsewhere = 0
-    hi = index.u_end[parent]
     for unit_id, n, delivered, read, acked in counts:
-        u = _u_of(index, unit_id)
-        if u < 0 or not parent <= u < hi:
+        u = index.find_unit(unit_id)
+        if u < 0 or not index.contains(parent, u):
             elsewhere += n
             continue
-        bucket = parent if u == parent else kids[bisect_right(kids, u) - 1]
+        bucket = parent if u == parent else index.child_toward(parent, u)
         s = sums.setdefault(bucket, [0, 0, 0, 0])
         s[0] += n
         s[1] += delivered

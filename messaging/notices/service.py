@@ -75,16 +75,6 @@ def _head(row: Row[Any]) -> NoticeHead:
     return head_of_row(row)
 
 
-def holds(index: OrgIndex, person_id: int, position_id: int) -> bool:
-    """True when ``person_id`` currently holds ``position_id`` (primary, deputy or acting)."""
-    k = index.k_of_id[position_id] if 0 <= position_id < len(index.k_of_id) else -1
-    if k < 0:
-        return False
-    if person_id in index.primary_holders(k):
-        return True
-    return any(p == person_id for p, _kind in index.alternates.get(k, ()))
-
-
 class NoticeService:
     """Notices to positions, with receipts, rollups, recall, DING steps and handover.
 
@@ -140,7 +130,7 @@ class NoticeService:
 
     # ------------------------------------------------------------ resolution
     def _resolve(self, index: OrgIndex, actor_person_id: int, actor_position_id: int, sel: Selector) -> Audience:
-        if not holds(index, actor_person_id, actor_position_id):
+        if not index.holds(actor_person_id, actor_position_id):
             raise Forbidden("you do not hold that position", data={"actor_position_id": actor_position_id})
         ranges = check_jurisdiction(index, actor_position_id, sel)
         return resolve_ranges(index, ranges, self._policy)
@@ -287,7 +277,7 @@ class NoticeService:
     def _is_sender_side(self, row: Row[Any], actor_person_id: int) -> bool:
         if int(row.sender_person_id) == actor_person_id:
             return True
-        return holds(self._index(), actor_person_id, int(row.sender_position_id))
+        return self._index().holds(actor_person_id, int(row.sender_position_id))
 
     async def _access_sent(self, conn: AsyncConnection, actor_person_id: int, notice_id: int) -> Row[Any]:
         row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
@@ -414,7 +404,7 @@ class NoticeService:
             total = UnitProgress(0, "", "", *totals)
         else:
             by_child, elsewhere = rollup(index, parent, counts)
-            total = UnitProgress(int(index.u_id[parent]), index.u_code[parent], index.u_name[parent], *totals)
+            total = UnitProgress(index.unit_id(parent), index.unit_code(parent), index.unit_name(parent), *totals)
         return Progress(notice_id, row.recalled_at is not None, bool(row.ack_required), total, by_child, elsewhere)
 
     async def pending(

@@ -32,7 +32,7 @@ from messaging.tasks.lifecycle import Action
 from messaging.tasks.model import check_digests, iso
 from messaging.tasks.routing import route_report
 from messaging.tasks.schema import reports
-from messaging.tasks.service import TaskService, holds, owner_values
+from messaging.tasks.service import TaskService, owner_values
 from messaging.tasks.writer import Change, involved_persons, load_task, write_new_task
 from messaging.wakeup import EventGroup
 from org_tree.divisions import Level
@@ -104,11 +104,11 @@ class ReportService:
         photos = check_digests(f.photos, "photos")
         t = self._t
         index = t.index()
-        if not holds(index, person_id, as_position):
+        if not index.holds(person_id, as_position):
             raise Forbidden("you do not hold that position", data={"as_position": as_position})
         k = index.slot(as_position)
-        grid_u = index.p_unit[k]
-        if index.u_level[grid_u] != Level.GRID:
+        grid_u = index.position_unit(k)
+        if index.unit_level(grid_u) != Level.GRID:
             raise Forbidden("reports are filed as a grid-level position", data={"as_position": as_position})
         groups: list[EventGroup] = []
 
@@ -125,7 +125,7 @@ class ReportService:
                         .values(
                             reporter_person_id=person_id,
                             reporter_position_id=as_position,
-                            grid_unit_id=int(index.u_id[grid_u]),
+                            grid_unit_id=index.unit_id(grid_u),
                             client_msg_id=f.client_msg_id,
                             category=cat.key,
                             text=f.text,
@@ -150,7 +150,7 @@ class ReportService:
                     "category": cat.key, "title": f"[{cat.name}] {f.text[:60]}", "body": f.text,
                     "creator_person_id": person_id, "creator_position_id": as_position, "source": "report",
                     "source_id": rid, "client_msg_id": f"report-{rid}", "pool": "[]", "watchers": "[]",
-                    **owner_values(index, owner_k), "origin_unit_id": int(index.u_id[grid_u]),
+                    **owner_values(index, owner_k), "origin_unit_id": index.unit_id(grid_u),
                     "escalation_level": level, "accept_due_at": now + cat.accept_delta, "resolve_due_at": None,
                 }  # fmt: skip
                 change = Change(

@@ -28,18 +28,11 @@ __all__ = ["escalation_target", "route_report", "unit_at_level"]
 
 def unit_at_level(index: OrgIndex, u: int, level: int) -> int:
     """``u`` or its ancestor at ``level``; -1 if ``u`` is above that level."""
-    if index.u_level[u] == level:
+    if index.unit_level(u) == level:
         return u
     for a in index.ancestors(u):
-        if index.u_level[a] == level:
+        if index.unit_level(a) == level:
             return a
-    return -1
-
-
-def _role_slot(index: OrgIndex, u: int, role_id: int) -> int:
-    for k in index.unit_slots(u):
-        if index.p_role[k] == role_id:
-            return int(k)
     return -1
 
 
@@ -58,7 +51,7 @@ def route_report(index: OrgIndex, category: Category, grid_u: int, *, beyond_cap
         )
     role_id = index.role_id(category.route_role)
     u = unit_at_level(index, grid_u, int(Level.parse(category.route_level)))
-    k = _role_slot(index, u, role_id) if u >= 0 else -1
+    k = index.role_slot(u, role_id) if u >= 0 else -1
     if k < 0:
         raise NotFound(
             f"no {category.route_role} position at {category.route_level} level above this grid",
@@ -76,10 +69,10 @@ def _same_role_up(index: OrgIndex, k: int) -> int:
 
 
 def _head_above(index: OrgIndex, k: int) -> int:
-    for a in index.ancestors(index.p_unit[k]):
-        h = index.head_k[a]
+    for a in index.ancestors(index.position_unit(k)):
+        h = index.head_slot(a)
         if h >= 0:
-            return int(h)
+            return h
     return -1
 
 

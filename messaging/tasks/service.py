@@ -39,7 +39,7 @@ from org_tree.selectors import PositionSel, Selector
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IndexProvider", "Observe", "TaskService", "holds"]
+__all__ = ["IndexProvider", "Observe", "TaskService"]
 
 IndexProvider = Callable[[], OrgIndex]
 #: Called after commit with (measure, category, seconds): measure is accept | resolve | close.
@@ -50,18 +50,8 @@ MAX_POOL = 200
 MAX_LIST = 200
 
 
-def holds(index: OrgIndex, person_id: int, position_id: int) -> bool:
-    """True when ``person_id`` currently holds ``position_id`` (primary, deputy or acting)."""
-    k = index.k_of_id[position_id] if 0 <= position_id < len(index.k_of_id) else -1
-    if k < 0:
-        return False
-    if person_id in index.primary_holders(k):
-        return True
-    return any(p == person_id for p, _kind in index.alternates.get(k, ()))
-
-
 def _unit_id(index: OrgIndex, k: int) -> int:
-    return int(index.u_id[index.p_unit[k]])
+    return index.unit_id(index.position_unit(k))
 
 
 def _json_ids(ids: Sequence[int]) -> str:
@@ -69,7 +59,7 @@ def _json_ids(ids: Sequence[int]) -> str:
 
 
 def owner_values(index: OrgIndex, k: int) -> dict[str, Any]:
-    return {"owner_position_id": int(index.p_id[k]), "owner_unit_id": _unit_id(index, k)}
+    return {"owner_position_id": index.position_id(k), "owner_unit_id": _unit_id(index, k)}
 
 
 class TaskService:
@@ -188,10 +178,10 @@ class TaskService:
         check_task_text(title, body)
         digests = check_digests(attachments)
         index = self._index()
-        if not holds(index, actor_person_id, actor_position_id):
+        if not index.holds(actor_person_id, actor_position_id):
             raise Forbidden("you do not hold that position", data={"as_position": actor_position_id})
         ranges = check_jurisdiction(index, actor_position_id, selector)
-        slots = [k for a, b in ranges for k in range(a, b)]
+        slots = index.range_slots(ranges)
         if not slots:
             raise BadRequest("the selector addresses no position", data={"field": "selector"})
         limit = MAX_POOL if shared else MAX_TASKS_PER_CREATE
@@ -201,7 +191,7 @@ class TaskService:
                 data={"field": "selector", "positions": len(slots), "max": limit},
             )
         owners = [slots[0]] if shared else slots
-        pool = [int(index.p_id[k]) for k in slots] if shared else []
+        pool = [index.position_id(k) for k in slots] if shared else []
         base = {
             "category": category, "title": title, "body": body, "creator_person_id": actor_person_id,
             "creator_position_id": actor_position_id, "source": "direct", "source_id": None,
@@ -276,7 +266,7 @@ class TaskService:
             if n is None:
                 raise NotFound("no such notice", data={"notice_id": notice_id})
             sender_pos = int(n.sender_position_id)
-            if int(n.sender_person_id) != actor_person_id and not holds(index, actor_person_id, sender_pos):
+            if int(n.sender_person_id) != actor_person_id and not index.holds(actor_person_id, sender_pos):
                 raise NotFound("no such notice", data={"notice_id": notice_id})
             if n.recalled_at is not None:
                 raise Conflict("the notice was recalled", data={"notice_id": notice_id})
@@ -287,7 +277,7 @@ class TaskService:
                 .order_by(notice_receipts.c.position_id)
             )
             addressed = [int(r[0]) for r in rows]
-        slots = [index.k_of_id[p] for p in addressed if 0 <= p < len(index.k_of_id) and index.k_of_id[p] >= 0]
+        slots = [k for k in map(index.find_slot, addressed) if k >= 0]
         if not slots:
             raise BadRequest("the notice addressed no position that still exists", data={"notice_id": notice_id})
         if len(slots) > (MAX_POOL if shared else MAX_TASKS_PER_CREATE):
@@ -295,7 +285,7 @@ class TaskService:
         task_title = title if title is not None else str(n.title)
         check_task_text(task_title, str(n.body))
         owners = [slots[0]] if shared else slots
-        pool = [int(index.p_id[k]) for k in slots] if shared else []
+        pool = [index.position_id(k) for k in slots] if shared else []
         base = {
             "category": category, "title": task_title, "body": str(n.body), "creator_person_id": actor_person_id,
             "creator_position_id": sender_pos, "source": "notice", "source_id": notice_id,
@@ -305,7 +295,7 @@ class TaskService:
 
     # ------------------------------------------------------------------ act
     def _sides(self, index: OrgIndex, person_id: int, as_position: int, t: TaskRow) -> frozenset[Side]:
-        if not holds(index, person_id, as_position):
+        if not index.holds(person_id, as_position):
             raise Forbidden("you do not hold that position", data={"as_position": as_position})
         sides = set()
         if as_position == t.owner_position_id:
@@ -420,7 +410,7 @@ class TaskService:
             assert to_position is not None
             check_jurisdiction(index, as_position, PositionSel(to_position))
             k = index.slot(to_position)
-            if int(index.p_id[k]) == t.owner_position_id:
+            if index.position_id(k) == t.owner_position_id:
                 raise BadRequest("the task is already owned by that position", data={"field": "to_position"})
             return self.plan_move(index, t, cat, k, now, change, level=t.escalation_level, rule=None)
         return {}, change
@@ -443,7 +433,7 @@ class TaskService:
             **owner_values(index, k), "pool": "[]", "watchers": _json_ids(watchers), "escalation_level": level,
             "accepted_at": None, "resolved_at": None, "resolve_due_at": None, "accept_due_at": now + cat.accept_delta,
         }  # fmt: skip
-        change.data = {"from_owner": t.owner_position_id, "to_owner": int(index.p_id[k])}
+        change.data = {"from_owner": t.owner_position_id, "to_owner": index.position_id(k)}
         if rule is not None:
             change.data["rule"] = rule
         return v, change

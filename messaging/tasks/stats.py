@@ -60,6 +60,10 @@ class Durations:
         return out
 
 
+def _unit(index: OrgIndex, u: int) -> dict[str, Any]:
+    return {"id": index.unit_id(u), "code": index.unit_code(u), "name": index.unit_name(u)}
+
+
 async def unit_stats(
     conn: AsyncConnection, index: OrgIndex, u: int, *, category: str | None = None, since: datetime | None = None
 ) -> dict[str, Any]:
@@ -72,7 +76,6 @@ async def unit_stats(
         q = q.where(tasks.c.category == category)
     if since is not None:
         q = q.where(tasks.c.created_at >= since)
-    lo, hi = u, index.u_end[u]
     children = index.children(u)
     child_of: dict[int, int] = {}
     total = Durations()
@@ -80,8 +83,8 @@ async def unit_stats(
     by_child = {c: Durations() for c in children}
     rows: Iterable[Any] = await conn.execute(q.limit(MAX_ROWS))
     for origin, cat, state, created, accepted, resolved, closed in rows:
-        ou = index.u_of_id[origin] if 0 <= origin < len(index.u_of_id) else -1
-        if not lo <= ou < hi:
+        ou = index.find_unit(origin)
+        if ou < 0 or not index.contains(u, ou):
             continue
         total.add(created, accepted, resolved, closed, state)
         by_cat.setdefault(cat, Durations()).add(created, accepted, resolved, closed, state)
@@ -89,16 +92,12 @@ async def unit_stats(
             continue
         c = child_of.get(ou)
         if c is None:
-            c = child_of[ou] = next(ch for ch in children if ch <= ou < index.u_end[ch])
+            c = child_of[ou] = index.child_toward(u, ou)
         by_child[c].add(created, accepted, resolved, closed, state)
     return {
-        "unit": {"id": int(index.u_id[u]), "code": index.u_code[u], "name": index.u_name[u]},
+        "unit": _unit(index, u),
         "category": category,
         "total": total.to_dict(),
         "by_category": {k: v.to_dict() for k, v in sorted(by_cat.items())},
-        "by_child": [
-            {"unit": {"id": int(index.u_id[c]), "code": index.u_code[c], "name": index.u_name[c]}, **d.to_dict()}
-            for c, d in by_child.items()
-            if d.count
-        ],
+        "by_child": [{"unit": _unit(index, c), **d.to_dict()} for c, d in by_child.items() if d.count],
     }

@@ -62,7 +62,7 @@ from messaging.tasks.schema import task_timers, tasks
 from messaging.tasks.service import IndexProvider, TaskService
 from messaging.tasks.writer import Change, Planned, write_changes_locked
 from messaging.wakeup import EventGroup
-from org_tree.resolution import VacancyPolicy, resolve_ranges
+from org_tree.resolution import VacancyPolicy, resolve_slots
 
 logger = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ class TaskTimers:
                 cat = cats.get(task.category)
                 if cat is None:
                     cat = cats[task.category] = await get_category(conn, task.category)
-                k = index.k_of_id[task.owner_position_id] if 0 <= task.owner_position_id < len(index.k_of_id) else -1
+                k = index.find_slot(task.owner_position_id)
                 target = escalation_target(index, cat.escalation, k) if k >= 0 else -1
                 status = "top"
                 if target >= 0 and task.escalation_level < cat.max_escalations:
@@ -344,8 +344,8 @@ class TaskTimers:
             if task is None:
                 return tm, None, False
             pos = task.owner_position_id
-            k = index.k_of_id[pos] if 0 <= pos < len(index.k_of_id) else -1
-            people = sorted(resolve_ranges(index, [(k, k + 1)], VacancyPolicy()).persons) if k >= 0 else []
+            k = index.find_slot(pos)
+            people = sorted(resolve_slots(index, [k], VacancyPolicy()).persons) if k >= 0 else []
             if not people:
                 return tm, None, False
             esc = TaskEscalation(

@@ -32,7 +32,7 @@ from messaging.tasks.model import TaskRow, iso
 from messaging.tasks.schema import outbox_events, task_events, task_timers, tasks
 from org_tree.bulk import bulk_insert
 from org_tree.index import OrgIndex
-from org_tree.resolution import VacancyPolicy, resolve_ranges
+from org_tree.resolution import VacancyPolicy, resolve_slots
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +81,11 @@ class Change:
 
 
 def _holders_of(index: OrgIndex, pid: int) -> frozenset[int]:
-    k = index.k_of_id[pid] if 0 <= pid < len(index.k_of_id) else -1
+    k = index.find_slot(pid)
     if k < 0:
         return frozenset()
-    people = set(resolve_ranges(index, [(k, k + 1)], _POLICY).persons)
-    people.update(p for p, _kind in index.alternates.get(k, ()))
+    people = set(resolve_slots(index, [k], _POLICY).persons)
+    people.update(p for p, _kind in index.alternate_holders(k))
     return frozenset(people)
 
 

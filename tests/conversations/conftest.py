@@ -87,13 +87,13 @@ class World:
         idx = self.holder.index
         out: list[int] = []
         seen: set[int] = set()
-        for k in range(len(idx.p_id)):
-            role = idx.roles[idx.p_role[k]]
+        for k in idx.slots():
+            role = idx.position_role(k)
             hs = idx.primary_holders(k)
             if role.pool or len(hs) != 1 or hs[0] in seen:
                 continue
             seen.add(hs[0])
-            out.append(idx.p_id[k])
+            out.append(idx.position_id(k))
             if len(out) == n:
                 break
         assert len(out) == n
@@ -101,9 +101,9 @@ class World:
 
     def pool_position(self) -> int:
         idx = self.holder.index
-        for k in range(len(idx.p_id)):
-            if idx.roles[idx.p_role[k]].pool and len(idx.primary_holders(k)) >= 2:
-                return idx.p_id[k]
+        for k in idx.slots():
+            if idx.position_role(k).pool and len(idx.primary_holders(k)) >= 2:
+                return idx.position_id(k)
         raise AssertionError("no pool position with two holders")
 
     async def person(self, name: str = "新人") -> int:

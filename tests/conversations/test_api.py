@@ -35,9 +35,9 @@ async def _eventually(read: Callable[[], Awaitable[Any]], want: Any, timeout: fl
 
 def _single_position(s: Any) -> int:
     idx = s.org.index
-    for k in range(len(idx.p_id)):
-        if not idx.roles[idx.p_role[k]].pool and len(idx.primary_holders(k)) == 1:
-            return int(idx.p_id[k])
+    for k in idx.slots():
+        if not idx.position_role(k).pool and len(idx.primary_holders(k)) == 1:
+            return int(idx.position_id(k))
     raise AssertionError("no single position")
 
 
@@ -129,7 +129,7 @@ async def test_groups_and_unit_groups_over_rest(tree_server: RunningServer) -> N
         assert r.json()["conversations"][0]["id"] == gid
         # A unit group, created by the holder of one of its positions.
         idx = s.org.index
-        unit = idx.u_id[idx.p_unit[idx.slot(pos)]]
+        unit = idx.unit_id(idx.position_unit(idx.slot(pos)))
         r = await h.post(f"/api/v1/units/%23{unit}/group", json={"depth": 0}, headers=auth(tok_b))
         assert r.status_code == 201, r.text
         assert b in {m["person_id"] for m in r.json()["members"]} and r.json()["kind"] == "unit"

@@ -73,14 +73,14 @@ async def test_group_size_limit_is_a_clear_error_and_changes_nothing(conv_url: s
 
 async def test_unit_group_follows_handover_in_another_process_exactly_once(world: World, conv_url: str) -> None:
     idx = world.holder.index
-    village = idx.unit_slots(idx.unit(idx.u_id[len(idx.u_id) - 1]))  # a grid's positions
-    pos = idx.p_id[village[0]]
-    u = idx.p_unit[idx.slot(pos)]
+    grid = [u for u in idx.units() if idx.unit_level(u) == 6][-1]
+    pos = idx.position_id(idx.unit_slots(grid)[0])  # a grid's position
+    u = idx.position_unit(idx.slot(pos))
     [old] = world.holders(pos)
-    g = await world.members.create_unit_group(Actor(old, (pos,)), idx.u_id[u])
+    g = await world.members.create_unit_group(Actor(old, (pos,)), idx.unit_id(u))
     assert old in _members(g) and g["kind"] == "unit"
     with pytest.raises(Conflict):
-        await world.members.create_unit_group(ADMIN, idx.u_id[u])
+        await world.members.create_unit_group(ADMIN, idx.unit_id(u))
     other = await make_world(conv_url)  # a second process with its own index
     try:
         new = await world.person("接任")
@@ -110,8 +110,8 @@ async def test_unit_group_depth_includes_units_below(world: World) -> None:
     holders = {p for k in idx.unit_slots(county) for p in idx.primary_holders(k)}
     assert _members(g0) == holders
     town = idx.children(county)[0]
-    g1 = await world.members.create_unit_group(ADMIN, idx.u_id[town], depth=2)
-    below = {p for v in range(town, idx.u_end[town]) for k in idx.unit_slots(v) for p in idx.primary_holders(k)}
+    g1 = await world.members.create_unit_group(ADMIN, idx.unit_id(town), depth=2)
+    below = {p for v in idx.subtree(town) for k in idx.unit_slots(v) for p in idx.primary_holders(k)}
     assert _members(g1) == below
     with pytest.raises(BadRequest):
         await world.members.create_unit_group(ADMIN, "990102", depth=9)
@@ -125,7 +125,7 @@ async def test_reconciler_touches_only_groups_a_holder_change_can_affect(world: 
     b = await world.members.create_unit_group(ADMIN, "990102", depth=5)
     assert await world.members.run() == 0  # first run: everything is already at this version
     k = idx.unit_slots(idx.unit("990102"))[0]
-    pos, [old] = idx.p_id[k], idx.primary_holders(k)
+    pos, [old] = idx.position_id(k), idx.primary_holders(k)
     new = await world.person()
     await world.handover(pos, new)
     assert await world.members.run() == 1
@@ -145,7 +145,7 @@ async def test_two_processes_reconciling_at_once_write_one_note(world: World, co
     idx = world.holder.index
     g = await world.members.create_unit_group(ADMIN, "990102", depth=5)
     k = idx.unit_slots(idx.unit("990102"))[0]
-    pos = idx.p_id[k]
+    pos = idx.position_id(k)
     new = await world.person()
     other = await make_world(conv_url)
     try:

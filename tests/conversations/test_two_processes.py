@@ -52,7 +52,7 @@ async def _pool_with(db_url: str, holders: list[int]) -> int:
         holder = OrgIndexHolder(db)
         idx = await holder.load()
         org = OrgService(db, SystemClock(), holder)
-        pos = next(int(idx.p_id[k]) for k in range(len(idx.p_id)) if idx.roles[idx.p_role[k]].pool)
+        pos = next(int(idx.position_id(k)) for k in idx.slots() if idx.position_role(k).pool)
         await org.handover(ADMIN, pos, holders[0])
         for h in holders[1:]:
             await org.assign(ADMIN, pos, h)

@@ -94,10 +94,10 @@ class World:
 
     def head_of(self, u: int) -> tuple[int, int]:
         for k in self.index.unit_slots(u):
-            role = self.index.roles[self.index.p_role[k]]
+            role = self.index.position_role(k)
             holders = self.index.primary_holders(k)
             if role.jurisdiction == "subtree" and holders:
-                return holders[0], self.index.p_id[k]
+                return holders[0], self.index.position_id(k)
         raise AssertionError("no held subtree position in the unit")
 
 

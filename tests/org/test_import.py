@@ -27,7 +27,7 @@ async def test_zhejiang_import_and_reimport(org_db: Database) -> None:
     assert [stats[f"level_{n}"] for n in range(1, 7)] == list(ZHEJIANG_LEVELS.values())
     assert stats["positions"] == report.positions_created
     kc = index.unit("330802")
-    assert index.u_name[kc] == "柯城区"
+    assert index.unit_name(kc) == "柯城区"
     assert index.unit_path(index.unit("330802005001003"))[-3:] == ["新新街道", "金桂社区", "第3网格"]
 
     again = await import_divisions(org_db, ZHEJIANG)

@@ -44,7 +44,7 @@ ADMIN = Actor(0, (), is_admin=True)
 async def test_stats_and_views(svc: OrgService) -> None:
     stats = await svc.stats()
     assert stats["units"] == {"province": 1, "city": 2, "county": 3, "township": 6, "village": 12, "grid": 24}
-    assert stats["positions"] == len(svc.index.p_id)
+    assert stats["positions"] == svc.index.position_count()
     assert stats["persons"] > 0 and stats["assignments"] >= stats["persons"]
     view = svc.get_unit(ADMIN, "990101")
     assert (view.name, view.level, view.path, view.children) == ("柯城区", "county", ("测试省", "甲市", "柯城区"), 2)
@@ -76,7 +76,7 @@ async def test_handover_keeps_history_and_reaches_other_process(svc: OrgService,
     await svc.create_position(ADMIN, "990101001001", "village_secretary", title="副书记")
     assert await other.refresh_if_changed() is True
     assert other.rebuilds == 2
-    assert len(other.index.p_id) == len(svc.index.p_id)
+    assert other.index.position_count() == svc.index.position_count()
 
 
 async def test_vacancy_falls_back_to_unit_head(svc: OrgService) -> None:

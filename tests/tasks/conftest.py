@@ -40,25 +40,25 @@ class TaskWorld:
         idx = self.index
         rid = idx.role_id(role)
         out = []
-        for k in range(len(idx.p_id)):
-            if idx.p_role[k] != rid:
+        for k in idx.slots():
+            if idx.position_role_id(k) != rid:
                 continue
-            u = idx.p_unit[k]
-            if under is not None and not under <= u < idx.u_end[under]:
+            u = idx.position_unit(k)
+            if under is not None and not idx.contains(under, u):
                 continue
             holders = idx.primary_holders(k)
             if holders:
-                out.append((holders[0], int(idx.p_id[k])))
+                out.append((holders[0], int(idx.position_id(k))))
         return out
 
     def unit_of(self, position_id: int) -> int:
-        return self.index.p_unit[self.index.slot(position_id)]
+        return self.index.position_unit(self.index.slot(position_id))
 
     def position_in(self, role: str, u: int) -> int:
         rid = self.index.role_id(role)
         for k in self.index.unit_slots(u):
-            if self.index.p_role[k] == rid:
-                return int(self.index.p_id[k])
+            if self.index.position_role_id(k) == rid:
+                return int(self.index.position_id(k))
         raise AssertionError(f"no {role} in unit {u}")
 
     def holder(self, position_id: int) -> int:
@@ -69,8 +69,8 @@ class TaskWorld:
         idx = self.index
         for person, pos in self.held("grid_worker"):
             grid = self.unit_of(pos)
-            village = idx.u_parent[grid]
-            township = idx.u_parent[village]
+            village = idx.parent(grid)
+            township = idx.parent(village)
             try:
                 vr = self.position_in("river_chief", village)
                 tr = self.position_in("river_chief", township)

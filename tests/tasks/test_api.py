@@ -51,14 +51,14 @@ async def org_server(db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer
 def _slot(idx: Any, unit_code: str, role_key: str) -> int:
     u = idx.unit(unit_code)
     role = idx.role_id(role_key)
-    return int(next(k for k in idx.unit_slots(u) if idx.p_role[k] == role))
+    return int(next(k for k in idx.unit_slots(u) if idx.position_role_id(k) == role))
 
 
 async def _seat(rs: RunningServer, unit_code: str, role_key: str) -> tuple[int, str, int, str]:
     """A new person who holds (role, unit) alone: person id, login, position id, token."""
     s = rs.services_obj  # type: ignore[attr-defined]
     pid, lg = await new_person(s)
-    position = s.org_index.index.p_id[_slot(s.org_index.index, unit_code, role_key)]
+    position = s.org_index.index.position_id(_slot(s.org_index.index, unit_code, role_key))
     await s.org.handover(ADMIN, position, pid)
     await s.org_index.refresh_if_changed()
     return pid, lg, position, (await login(rs.http, lg))["access_token"]

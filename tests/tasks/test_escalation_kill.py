@@ -68,17 +68,17 @@ async def _prepare(url: str, tmp: Path) -> tuple[int, int, int, int, int]:
             await seed_categories(conn, load_catalog(), now)
             await put_category(conn, fast, now)
         worker_role, chief_role = idx.role_id("grid_worker"), idx.role_id("river_chief")
-        grid_k = next(k for k in range(len(idx.p_id)) if idx.p_role[k] == worker_role)
-        grid_u = idx.p_unit[grid_k]
-        village, township = idx.u_parent[grid_u], idx.u_parent[idx.u_parent[grid_u]]
+        grid_k = next(k for k in idx.slots() if idx.position_role_id(k) == worker_role)
+        grid_u = idx.position_unit(grid_k)
+        village, township = idx.parent(grid_u), idx.parent(idx.parent(grid_u))
 
         def chief_in(u: int) -> int:
-            return next(int(k) for k in idx.unit_slots(u) if idx.p_role[k] == chief_role)
+            return next(int(k) for k in idx.unit_slots(u) if idx.position_role_id(k) == chief_role)
 
         old_k, new_k = chief_in(village), chief_in(township)
         return (
-            idx.primary_holders(grid_k)[0], int(idx.p_id[grid_k]), idx.primary_holders(old_k)[0],
-            idx.primary_holders(new_k)[0], int(idx.p_id[new_k]),
+            idx.primary_holders(grid_k)[0], int(idx.position_id(grid_k)), idx.primary_holders(old_k)[0],
+            idx.primary_holders(new_k)[0], int(idx.position_id(new_k)),
         )  # fmt: skip
     finally:
         await db.dispose()

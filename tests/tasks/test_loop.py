@@ -41,13 +41,13 @@ def _events_of(w: TaskWorld, person: int) -> list[tuple[str, dict[str, Any]]]:
 async def test_report_walks_the_whole_loop(tw: TaskWorld) -> None:
     w = tw
     worker, grid_pos = w.grid_worker_with_held_chain()
-    village = w.index.u_parent[w.unit_of(grid_pos)]
+    village = w.index.parent(w.unit_of(grid_pos))
     chief_pos = w.position_in("river_chief", village)
     chief = w.holder(chief_pos)
     report, dup = await w.reports.file(
         worker, grid_pos, Filing("r1", "river_litter", "河里有垃圾", 28.97, 118.87, [PHOTO])
     )
-    assert not dup and report["grid_unit_id"] == w.index.u_id[w.unit_of(grid_pos)]
+    assert not dup and report["grid_unit_id"] == w.index.unit_id(w.unit_of(grid_pos))
     tid = report["task_id"]
     task = await w.tasks.get(chief, tid)
     assert task["owner_position_id"] == chief_pos and task["state"] == "created" and task["version"] == 1
@@ -163,7 +163,7 @@ async def test_bad_reports_store_nothing(tw: TaskWorld) -> None:
         if code is not None:
             assert exc.value.code == code, filing  # type: ignore[attr-defined]
     # a village position is not a grid position
-    vpos = w.position_in("river_chief", w.index.u_parent[w.unit_of(grid_pos)])
+    vpos = w.position_in("river_chief", w.index.parent(w.unit_of(grid_pos)))
     with pytest.raises(Forbidden):
         await w.reports.file(w.holder(vpos), vpos, Filing("b7", "river_litter", "x", 28.9, 118.8))
     assert await _counts(w) == before
@@ -173,8 +173,8 @@ async def test_routing_rules_and_beyond_capacity(tw: TaskWorld) -> None:
     w = tw
     worker, grid_pos = w.grid_worker_with_held_chain()
     grid = w.unit_of(grid_pos)
-    village = w.index.u_parent[grid]
-    township = w.index.u_parent[village]
+    village = w.index.parent(grid)
+    township = w.index.parent(village)
     r1, _ = await w.reports.file(worker, grid_pos, Filing("c1", "illegal_building", "违建", 28.9, 118.8))
     t1 = await w.tasks.get(worker, r1["task_id"])
     assert t1["owner_position_id"] == w.position_in("enforcement_captain", township)
@@ -192,8 +192,8 @@ async def test_routing_rules_and_beyond_capacity(tw: TaskWorld) -> None:
 async def test_overdue_task_escalates_once_with_ding(tw: TaskWorld) -> None:
     w = tw
     worker, grid_pos = w.grid_worker_with_held_chain()
-    village = w.index.u_parent[w.unit_of(grid_pos)]
-    township = w.index.u_parent[village]
+    village = w.index.parent(w.unit_of(grid_pos))
+    township = w.index.parent(village)
     report, _ = await w.reports.file(worker, grid_pos, Filing("e1", "river_litter", "垃圾", 28.9, 118.8))
     tid = report["task_id"]
     assert await w.timers.run_due() == []  # nothing due yet
@@ -221,8 +221,8 @@ async def test_direct_tasks_each_and_shared(tw: TaskWorld) -> None:
     county = w.index.unit("990101")
     head, head_pos = next((p, pos) for p, pos in w.held("county_head") if w.unit_of(pos) == county)
     # RoleIn matches the role in that unit only: a township has no village secretary
-    sel = RoleIn("village_secretary", UnitRef(code=w.index.u_code[w.index.children(county)[0]]))
-    sel2 = RoleUnder("village_secretary", UnitRef(code=w.index.u_code[w.index.children(county)[0]]))
+    sel = RoleIn("village_secretary", UnitRef(code=w.index.unit_code(w.index.children(county)[0])))
+    sel2 = RoleUnder("village_secretary", UnitRef(code=w.index.unit_code(w.index.children(county)[0])))
     made = await w.tasks.create(
         head, head_pos, selector=sel2, shared=False, category="general", title="防汛检查", body="",
         client_msg_id="d1",

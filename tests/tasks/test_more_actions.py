@@ -16,7 +16,7 @@ from tests.tasks.conftest import TaskWorld
 async def test_return_reassign_comment_cancel(tw: TaskWorld) -> None:
     w = tw
     worker, grid_pos = w.grid_worker_with_held_chain()
-    village = w.index.u_parent[w.unit_of(grid_pos)]
+    village = w.index.parent(w.unit_of(grid_pos))
     report, _ = await w.reports.file(worker, grid_pos, Filing("m1", "river_litter", "垃圾", 28.9, 118.8))
     tid = report["task_id"]
     chief_pos = w.position_in("river_chief", village)
@@ -52,9 +52,9 @@ async def test_stats_roll_up_from_grid_to_county(tw: TaskWorld) -> None:
     w = tw
     worker, grid_pos = w.grid_worker_with_held_chain()
     grid = w.unit_of(grid_pos)
-    village = w.index.u_parent[grid]
-    township = w.index.u_parent[village]
-    county = w.index.u_parent[township]
+    village = w.index.parent(grid)
+    township = w.index.parent(village)
+    county = w.index.parent(township)
     chief_pos = w.position_in("river_chief", village)
     chief = w.holder(chief_pos)
     for i, accept_after in enumerate((60, 120, 600)):
@@ -72,6 +72,6 @@ async def test_stats_roll_up_from_grid_to_county(tw: TaskWorld) -> None:
         assert s["total"]["tasks"] == 3 and s["total"]["closed"] == 2
         assert s["total"]["accept"] == {"n": 3, "p50_s": 120.0, "p90_s": 600.0}
         assert s["total"]["close"]["n"] == 2
-    child = next(c for c in at_county["by_child"] if c["unit"]["id"] == w.index.u_id[township])
+    child = next(c for c in at_county["by_child"] if c["unit"]["id"] == w.index.unit_id(township))
     assert child["tasks"] == 3
     assert list(at_county["by_category"]) == ["river_litter"]
