@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,18 +28,16 @@ from kernel.text import check_text
 from messaging.batching import Batcher
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, NewEvent
+from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
 from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ChatService", "SendRequest", "SendResult"]
+__all__ = ["ChatService", "Notify", "SendRequest", "SendResult"]
 
 MAX_BODY_CHARS = 5_000
 _CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-
-#: Called after commit with the wake-up groups to deliver; must not block.
-Notify = Callable[[list[EventGroup]], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,16 +7,14 @@ tests can run two servers in one process.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from kernel.clock import Clock, SystemClock
 from kernel.db.database import Database
+from kernel.jobs import Jobs
 from kernel.sessions import SessionStore
 from messaging.attachments.service import AttachmentService
 from messaging.attachments.store import LocalDiskStore
@@ -28,10 +26,13 @@ from messaging.conversations.members import MemberReconciler
 from messaging.conversations.model import ConversationConfig
 from messaging.conversations.service import ConversationService
 from messaging.events import EventLog
+from messaging.notices.coordinator import NoticeFanout
 from messaging.notices.ding import DingScheduler
 from messaging.notices.model import DingPolicy, NoticeConfig
 from messaging.notices.notifier import LoggingNotifier, Notifier
+from messaging.notices.relay import FanoutRelay
 from messaging.notices.service import NoticeService
+from messaging.ports import CONTROL_CHANNEL
 from messaging.publisher import EVENTS_CHANNEL, WakeupPublisher
 from messaging.tasks.reports import ReportService
 from messaging.tasks.service import TaskService
@@ -43,7 +44,7 @@ from org_tree.people import PersonDirectory
 from zzd.auth.passwords import Passwords
 from zzd.auth.tokens import TokenService
 from zzd.config import Settings
-from zzd.gateway.hub import CONTROL_CHANNEL, ConnectionHub
+from zzd.gateway.hub import ConnectionHub
 from zzd.gateway.ratelimit import RateLimiter
 from zzd.metrics import Metrics
 
@@ -91,9 +92,8 @@ class Services:
     tasks: TaskService
     reports: ReportService
     task_timers: TaskTimers
+    jobs: Jobs
     started: bool = field(default=False)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _oneoff: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Services:
@@ -104,6 +104,7 @@ class Services:
         events = EventLog(db)
         sessions = SessionStore(db, clock, refresh_ttl=timedelta(seconds=settings.refresh_token_ttl))
         hub = ConnectionHub(settings.node_id, events, sessions, max_per_person=settings.max_connections_per_person)
+        jobs = Jobs()
         single_process = isinstance(broker, MemoryBroker)
 
         def notify(groups: list[EventGroup]) -> None:
@@ -120,6 +121,16 @@ class Services:
             idle_timeout=settings.upload_idle_timeout,
         )
         notifier = _notifier(settings)
+        relay = FanoutRelay(
+            db,
+            events,
+            clock,
+            notify,
+            lambda: holder.index,
+            node_id=settings.node_id,
+            lease=timedelta(seconds=settings.notice_fanout_lease),
+            chunk=settings.notice_fanout_chunk,
+        )
         notice_config = NoticeConfig(
             recall_window=timedelta(seconds=settings.notice_recall_window),
             ding=DingPolicy(
@@ -188,10 +199,8 @@ class Services:
                 notify,
                 lambda: holder.index,
                 notifier,
+                NoticeFanout(relay, hub, broker, jobs, node_id=settings.node_id),
                 config=notice_config,
-                node_id=settings.node_id,
-                fanout_lease=timedelta(seconds=settings.notice_fanout_lease),
-                fanout_chunk=settings.notice_fanout_chunk,
             ),
             ding=DingScheduler(db, events, clock, notify, notifier, lambda: holder.index, node_id=settings.node_id),
             notifier=notifier,
@@ -203,6 +212,7 @@ class Services:
             conversations=conversations,
             groups=GroupService(conversations),
             members=MemberReconciler(conversations, lambda: holder.index),
+            jobs=jobs,
         )
 
     async def start(self) -> None:
@@ -214,23 +224,22 @@ class Services:
         await self.org_index.load()
         self.broker.subscribe(EVENTS_CHANNEL, self.hub.on_wakeup)
         self.broker.subscribe(CONTROL_CHANNEL, self.hub.on_control)
+        self.broker.subscribe(CONTROL_CHANNEL, self.notices.fanout.on_control)
         self.broker.on_reconnect(self.hub.backfill)
         await self.broker.start()
         self.publisher.start()
         self.hub.start_safety_poll(self.settings.safety_poll_interval)
-        self._every(self.settings.index_refresh_interval, self.org_index.refresh_if_changed, "org-index-refresh")
-        self._every(self.settings.background_interval, self.notices.flush_progress, "notice-progress")
-        self._every(self.settings.background_interval, self.ding.run_due, "ding")
-        self.notices.on_committed = self._notice_committed
-        self.hub.on_notice_committed = self._notice_announced
-        self._every(self.settings.background_interval, self.notices.relay.run_pending, "notice-fanout")
+        self.jobs.every(self.settings.index_refresh_interval, self.org_index.refresh_if_changed, "org-index-refresh")
+        self.jobs.every(self.settings.background_interval, self.notices.flush_progress, "notice-progress")
+        self.jobs.every(self.settings.background_interval, self.ding.run_due, "ding")
+        self.jobs.every(self.settings.background_interval, self.notices.fanout.run_pending, "notice-fanout")
         await self.tasks.seed_categories()
         self.attachments.register_visibility("report", self.reports.can_see)
         self.attachments.register_visibility("task_event", self.tasks.can_see_task_event)
-        self._every(self.settings.background_interval, self._run_task_timers, "task-timers")
+        self.jobs.every(self.settings.background_interval, self._run_task_timers, "task-timers")
         # Unit groups and position members follow the org tree once this process's index has the change.
-        self._every(self.settings.index_refresh_interval, self.members.run, "conversation-members")
-        self._every(600.0, self.attachments.sweep_incoming, "upload-sweep")
+        self.jobs.every(self.settings.index_refresh_interval, self.members.run, "conversation-members")
+        self.jobs.every(600.0, self.attachments.sweep_incoming, "upload-sweep")
         m, pub = self.metrics, self.publisher
         m.gauge_fn("zzd_wakeups_published", "Wake-ups published to the broker", lambda: pub.published)
         m.gauge_fn("zzd_wakeups_failed", "Wake-up publishes that failed (repaired by sync)", lambda: pub.failed)
@@ -247,62 +256,6 @@ class Services:
         for outcome in await self.task_timers.run_due():
             self.metrics.task_timers.labels(kind=outcome.kind, status=outcome.status).inc()
 
-    def _every(self, interval: float, job: Callable[[], Awaitable[object]], name: str) -> None:
-        """Run ``job`` periodically; a failure is logged and retried next time, never fatal."""
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    await job()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    logger.warning("%s failed: %r", name, exc)
-
-        self._tasks.append(asyncio.create_task(loop(), name=name))
-
-    def _notice_committed(self, notice_id: int) -> None:
-        """A notice of this process committed: one announcement per process, then fan out here.
-
-        Connected recipients first (each process its own, this one included),
-        then the sweep of everyone else under the lease the send took.
-        """
-        msg = json.dumps({"t": "notice_committed", "notice_id": notice_id, "origin": self.settings.node_id})
-        relay, hub = self.notices.relay, self.hub
-
-        async def run() -> None:
-            try:
-                await self.broker.publish(CONTROL_CHANNEL, msg.encode())
-            except Exception as exc:  # the other processes' recipients then come with the sweep
-                logger.warning("notice %s not announced: %r", notice_id, exc)
-            try:
-                await relay.local(notice_id, hub.person_ids(), hub.deliver)
-            except Exception as exc:  # the sweep below writes them instead
-                logger.warning("notice %s: connected-first fan-out failed: %r", notice_id, exc)
-            await relay.sweep(notice_id)
-
-        self._background(run(), f"notice-fanout-{notice_id}")
-
-    def _notice_announced(self, notice_id: int) -> None:
-        relay, hub = self.notices.relay, self.hub
-        self._background(relay.local(notice_id, hub.person_ids(), hub.deliver), f"notice-local-{notice_id}")
-
-    def _background(self, job: Awaitable[object], name: str) -> None:
-        """Run a one-off job; a failure is logged (the periodic sweep repairs a lost fan-out)."""
-
-        async def run() -> None:
-            try:
-                await job
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("%s failed: %r", name, exc)
-
-        task = asyncio.create_task(run(), name=name)
-        self._oneoff.add(task)
-        task.add_done_callback(self._oneoff.discard)
-
     async def announce(self, message: dict[str, object]) -> None:
         """Tell every process (including this one) about a control change."""
         data = json.dumps(message).encode()
@@ -313,11 +266,7 @@ class Services:
             logger.warning("control announcement not published: %r", exc)
 
     async def stop(self) -> None:
-        for t in [*self._tasks, *self._oneoff]:
-            t.cancel()
-        for t in [*self._tasks, *self._oneoff]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await self.jobs.stop()
         await self.chat.close()
         await self.notices.close()
         await self.attachments.close()

@@ -46,6 +46,7 @@ from messaging.conversations.model import (
 )
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, NewEvent
+from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
 from messaging.wakeup import EventGroup
 from org_tree.org_schema import positions
@@ -57,9 +58,6 @@ __all__ = ["ConversationService", "Notify", "readers", "stored_members", "thread
 
 #: Audiences at least this large are appended with ``EventLog.append_bulk``.
 BULK_AUDIENCE = 64
-
-#: Called after commit with the wake-up groups to deliver; must not block.
-Notify = Callable[[list[EventGroup]], None]
 
 
 def thread_key(to_position_id: int, *, as_position_id: int | None, person_id: int) -> str:

@@ -38,13 +38,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import is_postgres
-from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog
 from messaging.notices.fanout import Label, NoticeHead, notice_events
 from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
 from messaging.notices.service import IndexProvider
+from messaging.ports import Notify
 from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)

@@ -43,11 +43,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import chunks, is_postgres
-from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, driver_in_transaction, paused_gc
 from messaging.notices.fanout import Label, NoticeHead, notice_payloads
 from messaging.notices.schema import notices
+from messaging.ports import Notify
 from messaging.wakeup import EventGroup
 from org_tree.index import OrgIndex
 

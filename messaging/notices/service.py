@@ -4,8 +4,9 @@ Send path (persist, then publish): one resolution against the current index,
 then ONE transaction writes the notice (with the fan-out lease held by this
 process), every receipt (COPY on PostgreSQL, executemany on SQLite, via
 ``org_tree.bulk``) and the DING steps of an urgent notice. The recipients'
-``notice.new`` events are written after the commit by ``FanoutRelay``
-(``relay.py``): connected recipients first, then everyone else in chunks.
+``notice.new`` events are written after the commit by ``NoticeFanout``
+(``coordinator.py``, through ``relay.py``): connected recipients first, then
+everyone else in chunks.
 
 Access: a notice's progress and recall belong to its sender person and to the
 current holders of the position it was sent as; receipts belong to their
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
@@ -28,9 +29,9 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
-from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, paused_gc
+from messaging.notices.coordinator import NoticeFanout
 from messaging.notices.fanout import RECEIPT_COLUMNS, NoticeHead, build_receipts, shared_event
 from messaging.notices.handover import unread_transfer_events
 from messaging.notices.model import (
@@ -46,9 +47,10 @@ from messaging.notices.model import (
 from messaging.notices.notifier import Notifier
 from messaging.notices.pending import pending_page
 from messaging.notices.receipts import ReceiptOp, ReceiptWriter
-from messaging.notices.relay import FanoutRelay, head_of_row
+from messaging.notices.relay import head_of_row
 from messaging.notices.rollup import UnitCounts, lowest_common_unit, rollup
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
+from messaging.ports import IndexProvider, Notify
 from messaging.wakeup import EventGroup
 from org_tree.bulk import bulk_insert
 from org_tree.index import OrgIndex
@@ -60,9 +62,6 @@ from org_tree.selectors import Selector
 logger = logging.getLogger(__name__)
 
 __all__ = ["IndexProvider", "NoticeService"]
-
-#: Returns this process's current org index (e.g. ``lambda: holder.index``).
-IndexProvider = Callable[[], OrgIndex]
 
 MAX_PENDING_PAGE = 200
 
@@ -85,13 +84,9 @@ class NoticeService:
         notify: called after commit with the wake-up groups (must not block).
         index_provider: returns the current ``OrgIndex`` of this process.
         notifier: out-of-band escalation (used by the ``DingScheduler`` built from this service).
+        fanout: writes the recipients' events after a send commits (``coordinator.py``).
         config: recall window, DING ladder, progress interval.
         policy: the vacancy policy of resolution.
-        node_id, fanout_lease, fanout_chunk: see ``FanoutRelay``.
-
-    After a send commits, ``on_committed(notice_id)`` is called if set (the server
-    announces the notice to every process and sweeps in the background);
-    unset, ``send`` runs the whole fan-out before returning (embedded use, tests).
     """
 
     def __init__(
@@ -102,12 +97,10 @@ class NoticeService:
         notify: Notify,
         index_provider: IndexProvider,
         notifier: Notifier,
+        fanout: NoticeFanout,
         *,
         config: NoticeConfig | None = None,
         policy: VacancyPolicy | None = None,
-        node_id: str = "local",
-        fanout_lease: timedelta = timedelta(seconds=30),
-        fanout_chunk: int = 10_000,
     ) -> None:
         self._db = db
         self._events = events
@@ -123,10 +116,7 @@ class NoticeService:
         # notice id → monotonic time of its last ``notice.progress`` event from this process.
         self._last_progress: dict[int, float] = {}
         self._receipts = ReceiptWriter(db, clock)
-        self.relay = FanoutRelay(
-            db, events, clock, notify, index_provider, node_id=node_id, lease=fanout_lease, chunk=fanout_chunk
-        )
-        self.on_committed: Callable[[int], None] | None = None
+        self.fanout = fanout
 
     # ------------------------------------------------------------ resolution
     def _resolve(self, index: OrgIndex, actor_person_id: int, actor_position_id: int, sel: Selector) -> Audience:
@@ -170,10 +160,7 @@ class NoticeService:
 
         result = await with_db_retry(txn)
         if not result.duplicate:
-            if self.on_committed is not None:
-                self.on_committed(result.notice_id)
-            else:
-                await self.relay.sweep(result.notice_id)
+            self.fanout.committed(result.notice_id)
         return result
 
     async def _existing(self, sender: int, client_msg_id: str) -> SendResult | None:
@@ -216,8 +203,8 @@ class NoticeService:
                 audience_persons=len(audience.persons),
                 receipt_count=0,
                 org_version=audience.version,
-                fanout_claimed_by=self.relay.token,
-                fanout_lease_until=now + self.relay.lease,
+                fanout_claimed_by=self.fanout.relay.token,
+                fanout_lease_until=now + self.fanout.relay.lease,
             )
             .returning(notices.c.id)
         )

@@ -21,10 +21,10 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text
-from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, NewEvent
 from messaging.notices.schema import notice_receipts, notices
+from messaging.ports import IndexProvider, Notify
 from messaging.tasks.categories import Category, get_category, list_categories, load_catalog, put_category
 from messaging.tasks.categories import seed_categories as _seed
 from messaging.tasks.lifecycle import Action, Side, State, decide
@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["IndexProvider", "Observe", "TaskService"]
 
-IndexProvider = Callable[[], OrgIndex]
 #: Called after commit with (measure, category, seconds): measure is accept | resolve | close.
 Observe = Callable[[str, str, float], None]
 

@@ -50,10 +50,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import is_postgres
-from messaging.chat import Notify
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog
 from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
+from messaging.ports import Notify
 from messaging.tasks.categories import Category, get_category
 from messaging.tasks.lifecycle import Action, State
 from messaging.tasks.model import TaskRow

@@ -12,14 +12,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import messaging.notices.schema  # noqa: F401  (registers the notice tables)
 from kernel.clock import FakeClock
 from kernel.db.database import Database
+from kernel.jobs import Jobs, Spawn
+from messaging.broker.memory import MemoryBroker
 from messaging.events import EventLog
-from messaging.notices import LoggingNotifier, NoticeConfig, NoticeService
+from messaging.notices import LoggingNotifier, NoticeConfig, NoticeService, SendResult
+from messaging.notices.coordinator import NoticeFanout
+from messaging.notices.relay import FanoutRelay
+from messaging.ports import Notify
 from messaging.wakeup import EventGroup
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex
@@ -77,8 +83,40 @@ def tree_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @dataclass
+class Sockets:
+    """The test double of ``messaging.ports.LocalDelivery``: who is connected to this test "process"."""
+
+    connected: list[int] = field(default_factory=list)
+    delivered: list[list[EventGroup]] = field(default_factory=list)
+
+    def person_ids(self) -> list[int]:
+        return list(self.connected)
+
+    def deliver(self, groups: list[EventGroup]) -> None:
+        self.delivered.append(groups)
+
+
+def notice_service(
+    db: Database,
+    events: EventLog,
+    clock: FakeClock,
+    notify: Notify,
+    index: OrgIndex,
+    notifier: LoggingNotifier,
+    jobs: Spawn,
+    *,
+    config: NoticeConfig | None = None,
+    node_id: str = "local",
+) -> NoticeService:
+    """The notice service wired as ``zzd/services.py`` wires it, with no sockets and the in-process broker."""
+    relay = FanoutRelay(db, events, clock, notify, lambda: index, node_id=node_id)
+    fanout = NoticeFanout(relay, Sockets(), MemoryBroker(), jobs, node_id=node_id)
+    return NoticeService(db, events, clock, notify, lambda: index, notifier, fanout, config=config)
+
+
+@dataclass
 class World:
-    """One process's view: database, index, clock, captured wake-ups, the service."""
+    """One process's view: database, index, clock, captured wake-ups, background jobs, the service."""
 
     db: Database
     index: OrgIndex
@@ -86,7 +124,23 @@ class World:
     events: EventLog
     notifier: LoggingNotifier
     svc: NoticeService
+    jobs: Jobs
     notified: list[list[EventGroup]] = field(default_factory=list)
+
+    @property
+    def relay(self) -> FanoutRelay:
+        return self.svc.fanout.relay
+
+    async def send(self, person: int, position: int, compose: Any) -> SendResult:
+        """Send as the server does, then wait for the fan-out the send started (no sockets here)."""
+        res = await self.svc.send(person, position, compose)
+        await self.jobs.idle()
+        return res
+
+    async def close(self) -> None:
+        await self.jobs.stop()
+        await self.svc.close()
+        await self.db.dispose()
 
     def governor(self) -> tuple[int, int]:
         """(person, position) of a held position that may address the whole tree."""
@@ -101,15 +155,18 @@ class World:
         raise AssertionError("no held subtree position in the unit")
 
 
-async def make_world(url: str, clock: FakeClock | None = None, config: NoticeConfig | None = None) -> World:
+async def make_world(
+    url: str, clock: FakeClock | None = None, config: NoticeConfig | None = None, *, jobs: Jobs | None = None
+) -> World:
     db = Database(url)
     index = await OrgIndex.load(db)
     clock = clock or FakeClock()
     events = EventLog(db)
     notified: list[list[EventGroup]] = []
     notifier = LoggingNotifier()
-    svc = NoticeService(db, events, clock, notified.append, lambda: index, notifier, config=config)
-    return World(db, index, clock, events, notifier, svc, notified)
+    jobs = jobs or Jobs()
+    svc = notice_service(db, events, clock, notified.append, index, notifier, jobs, config=config)
+    return World(db, index, clock, events, notifier, svc, jobs, notified)
 
 
 @pytest.fixture
@@ -118,4 +175,4 @@ async def world(tree_url: str) -> AsyncIterator[World]:
     try:
         yield w
     finally:
-        await w.db.dispose()
+        await w.close()

@@ -1,8 +1,9 @@
 """Deferred fan-out: connected recipients first, the sweep for the rest, one event per person (both backends).
 
-The service's ``on_committed`` hook is set to a recorder here, so ``send``
-commits the notice and its receipts only and the tests drive the relay's two
-paths themselves, in the orders and races a server produces.
+The send's background jobs are held here instead of run (the sending process
+"dies" right after its commit), so ``send`` commits the notice and its receipts
+only and the tests drive the relay's two paths themselves, in the orders and
+races a server produces.
 """
 
 from __future__ import annotations
@@ -10,24 +11,46 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from messaging.notices.relay import FanoutRelay
 from messaging.notices.schema import notice_receipts, notices
 from messaging.schema import person_events
-from tests.notices.conftest import World
+from tests.notices.conftest import World, make_world
 from tests.notices.test_fanout import compose
+
+
+@dataclass
+class HeldJobs:
+    """Background jobs that never run: a process killed right after its commit."""
+
+    names: list[str] = field(default_factory=list)
+
+    def soon(self, job: Awaitable[object], name: str) -> None:
+        self.names.append(name)
+        getattr(job, "close", lambda: None)()  # never run: closed, so nothing warns it was never awaited
+
+
+@pytest.fixture
+async def world(tree_url: str) -> AsyncIterator[World]:
+    w = await make_world(tree_url, jobs=HeldJobs())  # type: ignore[arg-type]
+    try:
+        yield w
+    finally:
+        await w.svc.close()
+        await w.db.dispose()
 
 
 async def _deferred_send(w: World, cid: str) -> tuple[int, list[int]]:
     """Send without fanning out; returns the notice id and its recipients (sorted)."""
-    committed: list[int] = []
-    w.svc.on_committed = committed.append
     person, position = w.governor()
     res = await w.svc.send(person, position, compose(cid))  # type: ignore[arg-type]
-    assert committed == [res.notice_id]
+    assert w.jobs.names == [f"notice-fanout-{res.notice_id}"]  # type: ignore[attr-defined]
     async with w.db.read() as conn:
         persons = sorted(
             int(p)
@@ -72,30 +95,30 @@ async def test_commit_writes_no_event_then_connected_first_then_sweep(world: Wor
 
     connected = persons[::7]
     delivered: list[int] = []
-    n = await w.svc.relay.local(nid, connected, lambda gs: delivered.extend(p for g in gs for p, _ in g.recipients))
+    n = await w.relay.local(nid, connected, lambda gs: delivered.extend(p for g in gs for p, _ in g.recipients))
     assert n == len(connected) and sorted(delivered) == connected
-    assert await w.svc.relay.local(nid, connected) == 0  # already written: nothing twice
+    assert await w.relay.local(nid, connected) == 0  # already written: nothing twice
     assert set(await _events_per_person(w, "notice.new", nid)) == set(connected)
     assert await _done_at(w, nid) is None
 
-    w.svc.relay.chunk = 97  # several sweep transactions
-    assert await w.svc.relay.sweep(nid) == len(persons) - len(connected)
+    w.relay.chunk = 97  # several sweep transactions
+    assert await w.relay.sweep(nid) == len(persons) - len(connected)
     per_person = await _events_per_person(w, "notice.new", nid)
     assert sorted(per_person) == persons and set(per_person.values()) == {1}
     assert await _unfanned(w, nid) == 0
     assert await _done_at(w, nid) is not None
-    assert await w.svc.relay.sweep(nid) == 0  # finished: not claimed again
+    assert await w.relay.sweep(nid) == 0  # finished: not claimed again
 
 
 async def test_sweep_racing_connected_first_writes_one_event_per_person(world: World) -> None:
     w = world
     nid, persons = await _deferred_send(w, "d2")
     other = FanoutRelay(w.db, w.events, w.clock, lambda gs: None, lambda: w.index, node_id="b", chunk=50)
-    w.svc.relay.chunk = 50
+    w.relay.chunk = 50
     # Two processes' connected-first writes overlap each other and the sweep.
     counts = await asyncio.gather(
-        w.svc.relay.sweep(nid),
-        w.svc.relay.local(nid, persons[::3]),
+        w.relay.sweep(nid),
+        w.relay.local(nid, persons[::3]),
         other.local(nid, persons[::2]),
         other.local(nid, list(reversed(persons))[:400]),
     )
@@ -109,11 +132,11 @@ async def test_killed_sweeper_lease_is_taken_over(world: World) -> None:
     w = world
     nid, persons = await _deferred_send(w, "d3")
     # The sending process wrote its connected recipients' events, then died before sweeping.
-    await w.svc.relay.local(nid, persons[:10])
+    await w.relay.local(nid, persons[:10])
     survivor = FanoutRelay(w.db, w.events, w.clock, lambda gs: None, lambda: w.index, node_id="b", chunk=200)
     assert await survivor.run_pending() == 0  # the lease is still the dead process's
     assert await survivor.sweep(nid) == 0
-    w.clock.advance((w.svc.relay.lease + timedelta(seconds=1)).total_seconds())
+    w.clock.advance((w.relay.lease + timedelta(seconds=1)).total_seconds())
     assert await survivor.run_pending() == len(persons) - 10
     per_person = await _events_per_person(w, "notice.new", nid)
     assert sorted(per_person) == persons and set(per_person.values()) == {1}
@@ -126,10 +149,10 @@ async def test_recall_while_fanout_is_pending(world: World) -> None:
     w = world
     nid, persons = await _deferred_send(w, "d4")
     got = persons[:25]
-    await w.svc.relay.local(nid, got)
+    await w.relay.local(nid, got)
     sender, _ = w.governor()
     await w.svc.recall(sender, nid)
-    assert await w.svc.relay.sweep(nid) == 0
+    assert await w.relay.sweep(nid) == 0
     assert set(await _events_per_person(w, "notice.new", nid)) == set(got)
     recalled = await _events_per_person(w, "notice.recalled", nid)
     assert set(recalled) == {*got, sender} and set(recalled.values()) == {1}

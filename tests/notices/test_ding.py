@@ -37,7 +37,7 @@ async def test_ding_runs_once_with_two_processes_and_survives_restart(tree_url: 
     try:
         person, position = a.governor()
         c = validate_compose(client_msg_id="ding", title="紧急", body="b", selector=SEL, priority="urgent")
-        res = await a.svc.send(person, position, c)
+        res = await a.send(person, position, c)
         audience = resolve(a.index, parse_selector(SEL))
         everyone = sorted(audience.persons)
         readers = set(everyone[::3])
@@ -60,7 +60,7 @@ async def test_ding_runs_once_with_two_processes_and_survives_restart(tree_url: 
         assert all(pl["step"] == 0 and pl["notice_id"] == res.notice_id for _, pl in got)
 
         # a "restart": fresh schedulers on fresh engines find the remaining step in the database
-        await b.db.dispose()
+        await b.close()
         b2 = await make_world(tree_url, clock=a.clock, config=config)
         try:
             late_reader = sorted(owing)[0]
@@ -79,9 +79,9 @@ async def test_ding_runs_once_with_two_processes_and_survives_restart(tree_url: 
             steps = await sa.pending_steps([res.notice_id])
             assert [s["done_at"] is not None for s in steps] == [True, True]
         finally:
-            await b2.db.dispose()
+            await b2.close()
     finally:
-        await a.db.dispose()
+        await a.close()
 
 
 async def test_expired_lease_is_taken_over_and_recall_cancels(world: World) -> None:
@@ -89,7 +89,7 @@ async def test_expired_lease_is_taken_over_and_recall_cancels(world: World) -> N
     w.svc.config = NoticeConfig(ding=POLICY)
     person, position = w.governor()
     c = validate_compose(client_msg_id="d2", title="紧急", body="b", selector=SEL, priority="urgent")
-    res = await w.svc.send(person, position, c)
+    res = await w.send(person, position, c)
     n = LoggingNotifier()
     s1, s2 = scheduler(w, "one", n), scheduler(w, "two", n)
     w.clock.advance(30 * 60)
@@ -125,7 +125,7 @@ async def test_failed_escalation_is_retried_later(world: World) -> None:
     w.svc.config = NoticeConfig(ding=DingPolicy(steps=((timedelta(minutes=5), "escalate"),)))
     person, position = w.governor()
     c = validate_compose(client_msg_id="d3", title="紧急", body="b", selector=SEL, priority="urgent", ack_required=True)
-    await w.svc.send(person, position, c)
+    await w.send(person, position, c)
     n = FlakyNotifier(failures=1)
     s = scheduler(w, "x", n)
     w.clock.advance(5 * 60)

@@ -43,7 +43,7 @@ async def test_fanout_exact_receipts_and_one_event_per_person(world: World) -> N
     expected = {(p, pos) for p, pos in zip(audience.person_ids, audience.position_ids, strict=True)}
     assert len(expected) > 2_500  # a few thousand receipts
 
-    res = await w.svc.send(person, position, compose("n1"))  # type: ignore[arg-type]
+    res = await w.send(person, position, compose("n1"))  # type: ignore[arg-type]
     assert not res.duplicate
     assert res.receipts == len(expected)
     assert res.persons == len(audience.persons)
@@ -76,7 +76,7 @@ async def test_fanout_exact_receipts_and_one_event_per_person(world: World) -> N
 async def test_person_with_two_positions_one_event_and_acks_per_position(world: World) -> None:
     w = world
     person, position = w.governor()
-    res = await w.svc.send(person, position, compose("n2", ack_required=True))  # type: ignore[arg-type]
+    res = await w.send(person, position, compose("n2", ack_required=True))  # type: ignore[arg-type]
     audience = resolve(w.index, parse_selector(EVERYONE))
     multi = next(p for p, pos in audience.by_person.items() if len(pos) >= 2)
     a, b = audience.by_person[multi][:2]
@@ -103,7 +103,7 @@ async def test_non_recipient_and_missing_are_the_same_not_found(world: World) ->
     w = world
     person, position = w.governor()
     sel = f"grid_worker@{CITY}/**"
-    res = await w.svc.send(person, position, compose("n3", sel))  # type: ignore[arg-type]
+    res = await w.send(person, position, compose("n3", sel))  # type: ignore[arg-type]
     audience = resolve(w.index, parse_selector(sel))
     outsider = person  # the sender is not a grid worker
     assert outsider not in audience.persons
@@ -118,19 +118,19 @@ async def test_non_recipient_and_missing_are_the_same_not_found(world: World) ->
     with pytest.raises(NotFound):  # progress is the sender's
         await w.svc.progress(recipient, res.notice_id)
     with pytest.raises(Forbidden):  # acting as a position one does not hold
-        await w.svc.send(recipient, position, compose("n3b", sel))  # type: ignore[arg-type]
+        await w.send(recipient, position, compose("n3b", sel))  # type: ignore[arg-type]
 
 
 async def test_idempotent_send_sequential_and_concurrent(world: World) -> None:
     w = world
     person, position = w.governor()
     sel = f"village_secretary@{CITY}/**"
-    first = await w.svc.send(person, position, compose("same", sel))  # type: ignore[arg-type]
-    again = await w.svc.send(person, position, compose("same", sel))  # type: ignore[arg-type]
+    first = await w.send(person, position, compose("same", sel))  # type: ignore[arg-type]
+    again = await w.send(person, position, compose("same", sel))  # type: ignore[arg-type]
     assert again.duplicate and again.notice_id == first.notice_id and again.receipts == first.receipts
     r1, r2 = await asyncio.gather(
-        w.svc.send(person, position, compose("race", sel)),  # type: ignore[arg-type]
-        w.svc.send(person, position, compose("race", sel)),  # type: ignore[arg-type]
+        w.send(person, position, compose("race", sel)),  # type: ignore[arg-type]
+        w.send(person, position, compose("race", sel)),  # type: ignore[arg-type]
     )
     assert r1.notice_id == r2.notice_id and {r1.duplicate, r2.duplicate} == {True, False}
     async with w.db.read() as conn:
@@ -143,7 +143,7 @@ async def test_recall_within_window(world: World) -> None:
     w = world
     person, position = w.governor()
     sel = f"village_secretary@{CITY}/**"
-    res = await w.svc.send(person, position, compose("r1", sel, priority="urgent"))  # type: ignore[arg-type]
+    res = await w.send(person, position, compose("r1", sel, priority="urgent"))  # type: ignore[arg-type]
     audience = resolve(w.index, parse_selector(sel))
     someone = audience.person_ids[0]
     await w.svc.mark_read(someone, res.notice_id)
@@ -158,7 +158,7 @@ async def test_recall_within_window(world: World) -> None:
     assert prog.recalled and prog.total.read == 1
     with pytest.raises(NotFound):
         await w.svc.recall(someone, res.notice_id)  # not the sender
-    late = await w.svc.send(person, position, compose("r2", sel))  # type: ignore[arg-type]
+    late = await w.send(person, position, compose("r2", sel))  # type: ignore[arg-type]
     w.clock.advance(w.svc.config.recall_window.total_seconds() + 1)
     with pytest.raises(Conflict):
         await w.svc.recall(person, late.notice_id)
@@ -168,7 +168,7 @@ async def test_progress_events_are_coalesced(world: World) -> None:
     w = world
     person, position = w.governor()
     sel = f"village_secretary@{CITY}/**"
-    res = await w.svc.send(person, position, compose("p1", sel))  # type: ignore[arg-type]
+    res = await w.send(person, position, compose("p1", sel))  # type: ignore[arg-type]
     recips = list(resolve(w.index, parse_selector(sel)).persons)[:20]
     for p in recips[:10]:
         await w.svc.mark_read(p, res.notice_id)

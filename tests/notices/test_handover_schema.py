@@ -29,8 +29,8 @@ async def test_transfer_unread_keeps_history(world: World) -> None:
     sel = f"village_secretary@{CITY}/**"
     c1 = validate_compose(client_msg_id="h1", title="t1", body="b", selector=sel)
     c2 = validate_compose(client_msg_id="h2", title="t2", body="b", selector=sel)
-    n1 = await w.svc.send(person, position, c1)
-    n2 = await w.svc.send(person, position, c2)
+    n1 = await w.send(person, position, c1)
+    n2 = await w.send(person, position, c2)
     audience = resolve(w.index, parse_selector(sel))
     i = audience.reasons.index("holder")
     old, pos = audience.person_ids[i], audience.position_ids[i]

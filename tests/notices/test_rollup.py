@@ -23,7 +23,7 @@ async def test_rollup_and_pending_match_brute_force(world: World) -> None:
     w = world
     person, position = w.governor()
     c = validate_compose(client_msg_id="roll", title="t", body="b", selector=SEL, ack_required=True)
-    res = await w.svc.send(person, position, c)
+    res = await w.send(person, position, c)
     async with w.db.read() as conn:
         rows = (
             await conn.execute(

@@ -6,16 +6,18 @@ import pytest
 from sqlalchemy import select
 
 from kernel.errors import NotFound
+from kernel.jobs import Jobs
 from messaging.notices import LoggingNotifier, NoticeService
 from messaging.notices.model import validate_compose
 from messaging.notices.schema import notice_receipts
 from messaging.outbox import read_unpublished
 from messaging.tasks.lifecycle import Action
+from tests.notices.conftest import notice_service
 from tests.tasks.conftest import TaskWorld
 
 
-def _notices(w: TaskWorld) -> NoticeService:
-    return NoticeService(w.db, w.events, w.clock, w.notified.append, lambda: w.index, LoggingNotifier())
+def _notices(w: TaskWorld, jobs: Jobs | None = None) -> NoticeService:
+    return notice_service(w.db, w.events, w.clock, w.notified.append, w.index, LoggingNotifier(), jobs or Jobs())
 
 
 async def _send(w: TaskWorld) -> tuple[int, int, int, list[int]]:
@@ -26,7 +28,9 @@ async def _send(w: TaskWorld) -> tuple[int, int, int, list[int]]:
         client_msg_id="n1", title="清理河道", body="本周内清理辖区河道垃圾", selector="河长@990101001/**",
         ack_required=True,
     )  # fmt: skip
-    sent = await _notices(w).send(head, head_pos, compose)
+    jobs = Jobs()
+    sent = await _notices(w, jobs).send(head, head_pos, compose)
+    await jobs.idle()  # the fan-out the send started
     async with w.db.read() as conn:
         rows = await conn.execute(
             select(notice_receipts.c.position_id).where(notice_receipts.c.notice_id == sent.notice_id).distinct()

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from kernel.sessions import SessionStore
 from messaging.events import EventLog, paused_gc
+from messaging.ports import CONTROL_CHANNEL
 from messaging.wakeup import EventGroup, Wakeup, event_frame
 from zzd.gateway.closecodes import Close
 
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["CONTROL_CHANNEL", "ConnectionHub"]
-
-CONTROL_CHANNEL = "control"
 
 
 class ConnectionHub:
@@ -42,10 +41,6 @@ class ConnectionHub:
         self._poll_task: asyncio.Task[None] | None = None
         #: person_id → stream head seen by the last backfill (see ``backfill(settled=True)``).
         self._polled: dict[int, int] = {}
-        #: Called with a notice id when another process announces a committed notice
-        #: (``{"t": "notice_committed"}``): this process then writes its connected
-        #: recipients' events first (set by ``Services``).
-        self.on_notice_committed: Callable[[int], None] | None = None
 
     # --- membership ------------------------------------------------------------
 
@@ -106,7 +101,10 @@ class ConnectionHub:
             self.deliver(wake.groups)
 
     def on_control(self, data: bytes) -> None:
-        """Session revocations, account changes and committed notices announced by any process."""
+        """Session revocations and account changes announced by any process.
+
+        (Committed notices on the same channel are ``messaging.notices.coordinator``'s.)
+        """
         try:
             msg = json.loads(data)
         except ValueError:
@@ -115,9 +113,6 @@ class ConnectionHub:
             self.close_session(str(msg.get("sid")))
         elif msg.get("t") == "disable_person":
             self.close_person(int(msg.get("pid", 0)))
-        elif msg.get("t") == "notice_committed" and msg.get("origin") != self.node_id:
-            if self.on_notice_committed is not None:
-                self.on_notice_committed(int(msg.get("notice_id", 0)))
 
     def close_session(self, session_id: str) -> None:
         for c in list(self.connections()):

@@ -1,0 +1,82 @@
+"""After a notice commits: tell every process, write connected recipients first, sweep the rest.
+
+The send (``NoticeService.send``) commits the notice and its receipts and
+calls :meth:`NoticeFanout.committed`, which starts one background job:
+
+1. announce ``{"t": "notice_committed"}`` on the control channel, so that
+   every other process writes the events of *its* connected recipients
+   (:meth:`NoticeFanout.on_control`, subscribed by the composition root);
+2. write this process's connected recipients' events and push them to their
+   sockets (``FanoutRelay.local`` through the :class:`~messaging.ports.LocalDelivery` port);
+3. sweep everyone else under the lease the send took (``FanoutRelay.sweep``).
+
+A failed announcement or connected-first write is only slower: the sweep
+writes those recipients instead, and :meth:`NoticeFanout.run_pending` (a
+periodic job) finishes a notice whose sweeper died. ``relay.py`` explains
+why each person still gets exactly one ``notice.new``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from kernel.jobs import Spawn
+from messaging.broker.base import Broker
+from messaging.notices.relay import FanoutRelay
+from messaging.ports import CONTROL_CHANNEL, LocalDelivery
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["NoticeFanout"]
+
+
+class NoticeFanout:
+    """Coordinates the deferred fan-out of committed notices in one process.
+
+    Args:
+        relay: writes the events (claims receipts, appends, publishes wake-ups).
+        local: this process's sockets.
+        broker: carries the announcement to the other processes.
+        jobs: runs the fan-out after the send has answered.
+        node_id: this process, so its own announcement is not acted on twice.
+    """
+
+    def __init__(self, relay: FanoutRelay, local: LocalDelivery, broker: Broker, jobs: Spawn, *, node_id: str) -> None:
+        self.relay = relay
+        self._local = local
+        self._broker = broker
+        self._jobs = jobs
+        self._node_id = node_id
+
+    def committed(self, notice_id: int) -> None:
+        """A notice of this process committed: one announcement per process, then fan out here."""
+        self._jobs.soon(self._fan_out(notice_id), f"notice-fanout-{notice_id}")
+
+    async def _fan_out(self, notice_id: int) -> None:
+        msg = json.dumps({"t": "notice_committed", "notice_id": notice_id, "origin": self._node_id})
+        try:
+            await self._broker.publish(CONTROL_CHANNEL, msg.encode())
+        except Exception as exc:  # the other processes' recipients then come with the sweep
+            logger.warning("notice %s not announced: %r", notice_id, exc)
+        try:
+            await self.relay.local(notice_id, self._local.person_ids(), self._local.deliver)
+        except Exception as exc:  # the sweep below writes them instead
+            logger.warning("notice %s: connected-first fan-out failed: %r", notice_id, exc)
+        await self.relay.sweep(notice_id)
+
+    def on_control(self, data: bytes) -> None:
+        """A control message: another process's committed notice gets this process's connected recipients."""
+        try:
+            msg = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(msg, dict) or msg.get("t") != "notice_committed" or msg.get("origin") == self._node_id:
+            return
+        notice_id = int(msg.get("notice_id", 0))
+        job = self.relay.local(notice_id, self._local.person_ids(), self._local.deliver)
+        self._jobs.soon(job, f"notice-local-{notice_id}")
+
+    async def run_pending(self) -> int:
+        """Finish the notices whose sweeper died (periodic). Returns the persons written."""
+        return await self.relay.run_pending()
