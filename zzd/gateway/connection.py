@@ -1,32 +1,27 @@
-"""Moves data between one Starlette WebSocket and its ``GatewayProtocol``.
+"""Moves data between one Starlette WebSocket and its ``GatewayProtocol``: the socket adapter.
 
-One reader task (frames in → protocol → domain calls, one request at a time
-so a client's sends keep their order), one writer task draining a bounded
+One reader task (frames in → protocol → ``handlers.handle``, one request at a
+time so a client's sends keep their order), one writer task draining a bounded
 queue with a send timeout (a slow reader is closed with 1013 instead of
 growing memory, STYLE.md lesson 6), and a catch-up task when the event
-stream has a gap.
+stream has a gap. What each frame does is ``handlers.py``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound, RateLimited, ResyncRequired, ZzdError
-from messaging.chat import SendRequest
-from messaging.conversations.model import PostRequest
 from messaging.wakeup import event_frame
-from zzd.auth.tokens import AccessClaims
 from zzd.gateway.closecodes import Close
 from zzd.gateway.delivery import DeliveryCursor
-from zzd.gateway.frames import Conversations, Edit, Hello, History, NoticeReceipt, Read, Recall, Send, Sync
-from zzd.gateway.protocol import GatewayProtocol, Request
+from zzd.gateway.handlers import handle
+from zzd.gateway.protocol import GatewayProtocol
 
 if TYPE_CHECKING:
     from zzd.services import Services
@@ -127,7 +122,7 @@ class Connection:
             requests = []
         self._flush_protocol()
         for req in requests:
-            await self._handle(req)
+            await handle(self.s, self, req)
             self._flush_protocol()
         return True
 
@@ -219,119 +214,24 @@ class Connection:
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.close(Close.NORMAL, "gone")
 
-    # --- input ---------------------------------------------------------------------
+    # --- authentication (called by ``handlers.hello``) ---------------------------------
 
-    async def _handle(self, req: Request) -> None:
-        frame = req.frame
-        m = self.s.metrics
-        started = self.s.clock.monotonic()
-        try:
-            if isinstance(frame, Hello):
-                await self._hello(frame)
-                self._counted = True
-                m.connections.inc()
-            else:
-                self.protocol.reply(req.ref, await self._dispatch(frame))
-                if isinstance(frame, Send):
-                    m.send_seconds.observe(self.s.clock.monotonic() - started)
-            m.frames.labels(frame.type, "ok").inc()
-        except ZzdError as err:
-            m.frames.labels(frame.type, str(err.code)).inc()
-            if isinstance(frame, Hello):
-                self.protocol.auth_failed(req.ref, err)
-            else:
-                self.protocol.fail(req.ref, err)
-        except Exception:
-            m.frames.labels(frame.type, "internal_error").inc()
-            logger.exception("request %s failed", type(frame).__name__)
-            self.protocol.fail(req.ref, ZzdError("internal error", code=ErrorCode.INTERNAL))
+    def subscribe(self, person_id: int, session_id: str) -> None:
+        """Take this person's live events from now on (the hub offers them to this socket)."""
+        self.person_id = person_id
+        self.session_id = session_id
+        self.s.hub.register(self)
 
-    async def _dispatch(self, frame: Any) -> dict[str, Any]:
-        s = self.s
-        if isinstance(frame, Send):
-            if not s.rate_limiter.allow(self.person_id, s.clock.monotonic()):
-                raise RateLimited("too many messages; slow down", data={"per_minute": s.settings.send_rate_per_minute})
-            if frame.to is not None and _is_plain_direct(frame):
-                result = await s.chat.send(SendRequest(self.person_id, frame.to, frame.client_msg_id, frame.body))
-                return result.to_dict()
-            return (await s.conversations.post(conversation_post(self.person_id, frame))).to_dict()
-        if isinstance(frame, Edit):
-            return await s.conversations.edit(self.person_id, frame.message_id, frame.body)
-        if isinstance(frame, Recall):
-            return await s.conversations.recall(self.person_id, frame.message_id)
-        if isinstance(frame, Sync):
-            page = await s.events.read(self.person_id, epoch=frame.epoch, since=frame.since, limit=frame.limit)
-            return {
-                "epoch": page.epoch,
-                "events": [{"seq": q, "kind": k, "data": _raw(p)} for q, k, p in page.events],
-                "next_since": page.next_since,
-                "limited": page.limited,
-                "last_seq": page.last_seq,
-            }
-        if isinstance(frame, History):
-            cid = frame.conversation_id
-            if cid is None and frame.with_person is not None:
-                cid = await s.chat.direct_conversation_id(self.person_id, frame.with_person)
-                if cid is None:
-                    return {"conversation_id": None, "messages": [], "next_before": None}
-            if cid is None:
-                raise NotFound("give conversation_id or with_person")
-            items, next_before = await s.conversations.history(
-                self.person_id, cid, before=frame.before, limit=frame.limit
-            )
-            return {"conversation_id": cid, "messages": items, "next_before": next_before}
-        if isinstance(frame, Read):
-            marker = await s.conversations.mark_read(self.person_id, frame.conversation_id, frame.message_id)
-            return {"conversation_id": frame.conversation_id, "last_read_message_id": marker}
-        if isinstance(frame, Conversations):
-            return await s.conversations.inbox(self.person_id, cursor=frame.cursor, limit=frame.limit)
-        if isinstance(frame, NoticeReceipt):
-            if frame.type == "notice_delivered":
-                states = await s.notices.mark_delivered(self.person_id, frame.notice_id)
-            elif frame.type == "notice_read":
-                states = await s.notices.mark_read(self.person_id, frame.notice_id)
-            else:
-                states = await s.notices.acknowledge(
-                    self.person_id, frame.notice_id, position_id=frame.position_id, reply=frame.reply
-                )
-            return {"notice_id": frame.notice_id, "receipts": [r.to_dict() for r in states]}
-        raise NotFound("unsupported frame")  # pragma: no cover - protocol filters types
-
-    async def _hello(self, frame: Hello) -> None:
-        s = self.s
-        claims: AccessClaims = s.tokens.verify(frame.token)
-        if not await s.sessions.is_active(claims.session_id):
-            raise Forbidden("session is no longer active")
-        self.person_id = claims.person_id
-        self.session_id = claims.session_id
-        # Subscribe first, then read the stream position (decision 7).
-        s.hub.register(self)
-        state = await s.events.state(self.person_id)
-        resumed = False
-        reason = None
-        start = state.last_seq
-        if frame.resume is not None:
-            try:
-                await s.events.read(self.person_id, epoch=frame.resume.epoch, since=frame.resume.since, limit=1)
-                start, resumed = frame.resume.since, True
-            except ResyncRequired as err:
-                reason = err.message
-        remaining = claims.expires_at - s.clock.now().timestamp()
-        data: dict[str, Any] = {
-            "protocol": 1,
-            "person_id": self.person_id,
-            "epoch": state.epoch,
-            "last_seq": state.last_seq,
-            "resumed": resumed,
-        }
-        if reason is not None:
-            data["resync_required"] = reason
-        self.protocol.authenticated(frame.id, data, expires_at=s.clock.monotonic() + remaining)
+    def authenticated(self, ref: str, data: dict[str, Any], *, expires_at: float, start: int, last_seq: int) -> None:
+        """Answer the hello, then deliver from ``start``: catching up first when the stream is ahead."""
+        self.protocol.authenticated(ref, data, expires_at=expires_at)
         self._flush_protocol()
         self._arm_timer()
-        if self.cursor.start(start) or state.last_seq > start:
+        if self.cursor.start(start) or last_seq > start:
             self.cursor.catching_up = True
             self._start_catch_up()
+        self._counted = True
+        self.s.metrics.connections.inc()
 
     # --- event delivery ----------------------------------------------------------------
 
@@ -380,33 +280,3 @@ class Connection:
         except Exception as exc:
             logger.warning("catch-up for person %s failed: %r", self.person_id, exc)
             cur.abort()
-
-
-def _is_plain_direct(frame: Send) -> bool:
-    """A ``send`` with ``to`` and none of the issue-5 fields: the direct-chat path, as before."""
-    extras = (frame.conversation_id, frame.to_position, frame.as_position, frame.reply_to)
-    if any(x is not None for x in extras) or frame.mention_persons or frame.mention_positions or frame.attachments:
-        raise BadRequest(
-            "to a person, send text only; use conversation_id for replies, mentions and attachments",
-            data={"field": "to"},
-        )
-    return True
-
-
-def conversation_post(person_id: int, frame: Send) -> PostRequest:
-    return PostRequest(
-        person_id,
-        frame.client_msg_id,
-        frame.body,
-        conversation_id=frame.conversation_id,
-        to_position_id=frame.to_position,
-        as_position_id=frame.as_position,
-        reply_to=frame.reply_to,
-        mention_persons=tuple(frame.mention_persons),
-        mention_positions=tuple(frame.mention_positions),
-        attachments=tuple(frame.attachments),
-    )
-
-
-def _raw(payload: str) -> Any:
-    return json.loads(payload)

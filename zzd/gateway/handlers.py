@@ -1,0 +1,207 @@
+"""What each request frame of docs/protocol.md does: frame → service call → reply data.
+
+``connection.py`` is the socket adapter (reader, bounded writer, catch-up);
+for every request the sans-I/O protocol parsed it calls :func:`handle`, which
+runs the request, counts it, and queues the reply or the error frame on the
+protocol. Nothing here touches the socket, so the handlers run in tests with
+a protocol and a :class:`Peer` of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound, RateLimited, ResyncRequired, ZzdError
+from messaging.chat import SendRequest
+from messaging.conversations.model import PostRequest
+from zzd.auth.tokens import AccessClaims
+from zzd.gateway.frames import Conversations, Edit, Hello, History, NoticeReceipt, Read, Recall, Send, Sync
+from zzd.gateway.protocol import GatewayProtocol, Request
+
+if TYPE_CHECKING:
+    from zzd.services import Services
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Peer", "conversation_post", "dispatch", "handle", "hello"]
+
+
+class Peer(Protocol):
+    """What the handlers need of the connection they answer (``Connection``)."""
+
+    person_id: int
+    protocol: GatewayProtocol
+
+    def subscribe(self, person_id: int, session_id: str) -> None:
+        """Take this person's live events from now on (before the stream position is read)."""
+        ...
+
+    def authenticated(self, ref: str, data: dict[str, Any], *, expires_at: float, start: int, last_seq: int) -> None:
+        """Answer the hello and start delivering from ``start`` (catching up to ``last_seq``)."""
+        ...
+
+
+async def handle(s: Services, peer: Peer, req: Request) -> None:
+    """Run one request; its reply or error frame goes to ``peer.protocol`` (the connection flushes it)."""
+    frame = req.frame
+    m = s.metrics
+    started = s.clock.monotonic()
+    try:
+        if isinstance(frame, Hello):
+            await hello(s, peer, frame)
+        else:
+            peer.protocol.reply(req.ref, await dispatch(s, peer.person_id, frame))
+            if isinstance(frame, Send):
+                m.send_seconds.observe(s.clock.monotonic() - started)
+        m.frames.labels(frame.type, "ok").inc()
+    except ZzdError as err:
+        m.frames.labels(frame.type, str(err.code)).inc()
+        if isinstance(frame, Hello):
+            peer.protocol.auth_failed(req.ref, err)
+        else:
+            peer.protocol.fail(req.ref, err)
+    except Exception:
+        m.frames.labels(frame.type, "internal_error").inc()
+        logger.exception("request %s failed", type(frame).__name__)
+        peer.protocol.fail(req.ref, ZzdError("internal error", code=ErrorCode.INTERNAL))
+
+
+async def hello(s: Services, peer: Peer, frame: Hello) -> None:
+    """Authenticate the socket, subscribe it, and tell the client where its stream stands."""
+    claims: AccessClaims = s.tokens.verify(frame.token)
+    if not await s.sessions.is_active(claims.session_id):
+        raise Forbidden("session is no longer active")
+    person_id = claims.person_id
+    # Subscribe first, then read the stream position (decision 7).
+    peer.subscribe(person_id, claims.session_id)
+    state = await s.events.state(person_id)
+    resumed = False
+    reason = None
+    start = state.last_seq
+    if frame.resume is not None:
+        try:
+            await s.events.read(person_id, epoch=frame.resume.epoch, since=frame.resume.since, limit=1)
+            start, resumed = frame.resume.since, True
+        except ResyncRequired as err:
+            reason = err.message
+    remaining = claims.expires_at - s.clock.now().timestamp()
+    data: dict[str, Any] = {
+        "protocol": 1,
+        "person_id": person_id,
+        "epoch": state.epoch,
+        "last_seq": state.last_seq,
+        "resumed": resumed,
+    }
+    if reason is not None:
+        data["resync_required"] = reason
+    peer.authenticated(frame.id, data, expires_at=s.clock.monotonic() + remaining, start=start, last_seq=state.last_seq)
+
+
+async def dispatch(s: Services, person_id: int, frame: Any) -> dict[str, Any]:
+    """The reply data of one authenticated request frame."""
+    handler = _HANDLERS.get(type(frame))
+    if handler is None:  # pragma: no cover - the protocol filters types
+        raise NotFound("unsupported frame")
+    return await handler(s, person_id, frame)
+
+
+async def _send(s: Services, person_id: int, frame: Send) -> dict[str, Any]:
+    if not s.rate_limiter.allow(person_id, s.clock.monotonic()):
+        raise RateLimited("too many messages; slow down", data={"per_minute": s.settings.send_rate_per_minute})
+    if frame.to is not None and _is_plain_direct(frame):
+        result = await s.chat.send(SendRequest(person_id, frame.to, frame.client_msg_id, frame.body))
+        return result.to_dict()
+    return (await s.conversations.post(conversation_post(person_id, frame))).to_dict()
+
+
+async def _edit(s: Services, person_id: int, frame: Edit) -> dict[str, Any]:
+    return await s.conversations.edit(person_id, frame.message_id, frame.body)
+
+
+async def _recall(s: Services, person_id: int, frame: Recall) -> dict[str, Any]:
+    return await s.conversations.recall(person_id, frame.message_id)
+
+
+async def _sync(s: Services, person_id: int, frame: Sync) -> dict[str, Any]:
+    page = await s.events.read(person_id, epoch=frame.epoch, since=frame.since, limit=frame.limit)
+    return {
+        "epoch": page.epoch,
+        "events": [{"seq": q, "kind": k, "data": json.loads(p)} for q, k, p in page.events],
+        "next_since": page.next_since,
+        "limited": page.limited,
+        "last_seq": page.last_seq,
+    }
+
+
+async def _history(s: Services, person_id: int, frame: History) -> dict[str, Any]:
+    cid = frame.conversation_id
+    if cid is None and frame.with_person is not None:
+        cid = await s.chat.direct_conversation_id(person_id, frame.with_person)
+        if cid is None:
+            return {"conversation_id": None, "messages": [], "next_before": None}
+    if cid is None:
+        raise NotFound("give conversation_id or with_person")
+    items, next_before = await s.conversations.history(person_id, cid, before=frame.before, limit=frame.limit)
+    return {"conversation_id": cid, "messages": items, "next_before": next_before}
+
+
+async def _read(s: Services, person_id: int, frame: Read) -> dict[str, Any]:
+    marker = await s.conversations.mark_read(person_id, frame.conversation_id, frame.message_id)
+    return {"conversation_id": frame.conversation_id, "last_read_message_id": marker}
+
+
+async def _conversations(s: Services, person_id: int, frame: Conversations) -> dict[str, Any]:
+    return await s.conversations.inbox(person_id, cursor=frame.cursor, limit=frame.limit)
+
+
+async def _notice_receipt(s: Services, person_id: int, frame: NoticeReceipt) -> dict[str, Any]:
+    if frame.type == "notice_delivered":
+        states = await s.notices.mark_delivered(person_id, frame.notice_id)
+    elif frame.type == "notice_read":
+        states = await s.notices.mark_read(person_id, frame.notice_id)
+    else:
+        states = await s.notices.acknowledge(
+            person_id, frame.notice_id, position_id=frame.position_id, reply=frame.reply
+        )
+    return {"notice_id": frame.notice_id, "receipts": [r.to_dict() for r in states]}
+
+
+_HANDLERS: dict[type, Callable[[Services, int, Any], Awaitable[dict[str, Any]]]] = {
+    Send: _send,
+    Edit: _edit,
+    Recall: _recall,
+    Sync: _sync,
+    History: _history,
+    Read: _read,
+    Conversations: _conversations,
+    NoticeReceipt: _notice_receipt,
+}
+
+
+def _is_plain_direct(frame: Send) -> bool:
+    """A ``send`` with ``to`` and none of the issue-5 fields: the direct-chat path, as before."""
+    extras = (frame.conversation_id, frame.to_position, frame.as_position, frame.reply_to)
+    if any(x is not None for x in extras) or frame.mention_persons or frame.mention_positions or frame.attachments:
+        raise BadRequest(
+            "to a person, send text only; use conversation_id for replies, mentions and attachments",
+            data={"field": "to"},
+        )
+    return True
+
+
+def conversation_post(person_id: int, frame: Send) -> PostRequest:
+    return PostRequest(
+        person_id,
+        frame.client_msg_id,
+        frame.body,
+        conversation_id=frame.conversation_id,
+        to_position_id=frame.to_position,
+        as_position_id=frame.as_position,
+        reply_to=frame.reply_to,
+        mention_persons=tuple(frame.mention_persons),
+        mention_positions=tuple(frame.mention_positions),
+        attachments=tuple(frame.attachments),
+    )
