@@ -121,7 +121,7 @@ async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
     from messaging.schema import conversations, messages
     from org_tree.importer import import_divisions
     from org_tree.index import OrgIndexHolder
-    from org_tree.jurisdiction import Actor
+    from org_tree.jurisdiction import SYSTEM
     from org_tree.people import PersonDirectory
     from org_tree.synthetic import generate_people
 
@@ -135,7 +135,7 @@ async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
         idx = await holder.load()
         conv = ConversationService(db, EventLog(db), SystemClock(), lambda groups: None)
         rec = MemberReconciler(conv, lambda: holder.index)
-        g = await rec.create_unit_group(Actor(0, (), is_admin=True), COUNTY, depth=3)
+        g = await rec.create_unit_group(SYSTEM, COUNTY, depth=3)
         members = sorted(m["person_id"] for m in g["members"])
         rng = random.Random(7)
         sender = members[0]
@@ -265,7 +265,7 @@ async def handover(t: dict[str, Any], servers: list[Server]) -> dict[str, Any]:
     from kernel.clock import SystemClock
     from kernel.db.database import Database
     from org_tree.index import OrgIndexHolder
-    from org_tree.jurisdiction import Actor
+    from org_tree.jurisdiction import SYSTEM
     from org_tree.org_service import OrgService
 
     db = Database(os.environ["BENCH_DB_URL"])
@@ -281,7 +281,7 @@ async def handover(t: dict[str, Any], servers: list[Server]) -> dict[str, Any]:
     try:
         async with httpx.AsyncClient(base_url=http, timeout=30) as h:
             t0 = time.time()
-            await org.handover(Actor(0, (), is_admin=True), t["position"], t["successor"])
+            await org.handover(SYSTEM, t["position"], t["successor"])
             out["commit"] = time.time() - t0
             key = f"after-{uuid.uuid4().hex[:8]}"
             r = await h.post(

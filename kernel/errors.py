@@ -54,6 +54,7 @@ class ErrorCode(StrEnum):
     INVALID_GRANT = "invalid_grant"
     FORBIDDEN = "forbidden"
     OUT_OF_SCOPE = "out_of_scope"
+    NO_GRANT = "no_grant"
     NOT_FOUND = "not_found"
     UNKNOWN_CATEGORY = "unknown_category"
     CONFLICT = "conflict"

@@ -11,7 +11,7 @@ from sqlalchemy import Boolean, Column, ForeignKey, Index, String, Table, Text
 from kernel.db.base import UTCDateTime, metadata
 from kernel.db.types import ID
 
-__all__ = ["auth_sessions", "persons", "refresh_tokens"]
+__all__ = ["activation_codes", "auth_sessions", "persons", "refresh_tokens"]
 
 persons = Table(
     "persons",
@@ -24,6 +24,8 @@ persons = Table(
     Column("password_hash", Text, nullable=True),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Mobile number for the address book (通讯录); set by bulk provisioning.
+    Column("phone", String(32), nullable=True),
 )
 
 auth_sessions = Table(
@@ -48,4 +50,16 @@ refresh_tokens = Table(
     # Set when the token is exchanged; presenting it again means it leaked.
     Column("used_at", UTCDateTime, nullable=True),
     Index("ix_refresh_tokens_session", "session_id"),
+)
+
+activation_codes = Table(
+    "activation_codes",
+    metadata,
+    # One-time code handed to a provisioned person, who sets their own password with it.
+    # Only the SHA-256 is stored; the code is printed once by ``zzd person import``.
+    Column("person_id", ID, ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True),
+    Column("code_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
 )

@@ -4,11 +4,19 @@ Why a rule per role: who may notify or task whom follows the office, not the
 person. The rules (``roles.jurisdiction``):
 
 - ``subtree``: the position's unit and everything under it (heads, secretaries);
-- ``chain``: the unit's subtree plus the units on the path up to the root, but
-  not their other subtrees (a grid worker reaches her grid and her chain of
-  superiors, not the neighbouring village);
+- ``chain``: for addressing, the position's own unit's subtree, like
+  ``subtree``; for *reading* the directory's private parts (assignment
+  history) also the units on the path up to the root. A grid worker notifies
+  her grid; she reaches her superiors through threads, tasks and reports,
+  never by a notice to them (issue 10: the old rule let a grid position
+  notify every ancestor unit, 省长 included);
 - ``unit``: the position's own unit only;
 - ``none``: nobody.
+
+Notices and tasks go *down* the sender position's scope; upward communication
+is what position threads, reports and task escalation are for (docs/admin.md).
+Changing the org is not a matter of positions at all: it needs an admin grant
+(``org_tree.grants``).
 
 The check is on the *addressed* positions of a selector, after unions and
 exclusions (``A - B`` is allowed when ``B`` removes the out-of-scope part).
@@ -26,29 +34,43 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from kernel.errors import ErrorCode, Forbidden, NotFound
+from org_tree.grants import ALL_PERMS, Grant, Perm, holds_grant
 from org_tree.index import OrgIndex
 from org_tree.resolution import Ranges, _subtract, evaluate
 from org_tree.selectors import Selector, UnitRef, atoms, to_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Actor", "Scope", "access_position", "access_unit", "check_jurisdiction", "check_manage", "scope_of"]
+__all__ = [
+    "SYSTEM",
+    "Actor",
+    "Scope",
+    "access_position",
+    "access_unit",
+    "check_jurisdiction",
+    "check_manage",
+    "scope_of",
+]
 
 _SAMPLE = 10
 
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who is asking: a person, the positions they hold, and whether they administer the system."""
+    """Who is asking: a person, the positions they hold, and their admin grants (``org_tree.grants``)."""
 
     person_id: int
     position_ids: tuple[int, ...] = ()
-    is_admin: bool = False
+    grants: tuple[Grant, ...] = ()
+
+
+#: The operator at the command line (``zzd`` CLI, imports, demo seeding): every permission, whole tree.
+SYSTEM = Actor(0, (), (Grant(0, 0, None, ALL_PERMS),))
 
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """The units a position may address: ``[lo, hi)`` in pre-order plus ``ancestors`` (chain rule)."""
+    """The units a position may address: ``[lo, hi)`` in pre-order (``ancestors``: reading only, chain rule)."""
 
     rule: str
     lo: int
@@ -61,8 +83,12 @@ class Scope:
         return u in self.ancestors
 
 
-def scope_of(index: OrgIndex, position_id: int) -> Scope:
-    """The scope of one position, from its role's rule (``NotFound`` for an unknown position)."""
+def scope_of(index: OrgIndex, position_id: int, *, reading: bool = False) -> Scope:
+    """The scope of one position, from its role's rule (``NotFound`` for an unknown position).
+
+    ``reading=True``: the wider scope for private directory reads (a ``chain``
+    role also sees its ancestors' assignment history); addressing never uses it.
+    """
     k = index.slot(position_id)
     u = index._p_unit[k]
     role = index.roles.get(index._p_role[k])
@@ -70,7 +96,7 @@ def scope_of(index: OrgIndex, position_id: int) -> Scope:
     if rule == "subtree":
         return Scope(rule, u, index._u_end[u], frozenset())
     if rule == "chain":
-        return Scope(rule, u, index._u_end[u], frozenset(index.ancestors(u)))
+        return Scope(rule, u, index._u_end[u], frozenset(index.ancestors(u)) if reading else frozenset())
     if rule == "unit":
         return Scope(rule, u, u + 1, frozenset())
     return Scope("none", 0, 0, frozenset())
@@ -141,18 +167,19 @@ def check_jurisdiction(index: OrgIndex, actor_position_id: int, selector: Select
 
 
 def _actor_covers(index: OrgIndex, actor: Actor, u: int, *, manage: bool) -> bool:
-    if actor.is_admin:
+    """Reads: any grant or a reading scope covers ``u``. Managing (unit groups): an org grant or a subtree role."""
+    if manage and holds_grant(index, actor, Perm.ORG, u):
+        return True
+    if not manage and any(g.covers(index, u) for g in actor.grants):
         return True
     for pid in actor.position_ids:
         try:
-            scope = scope_of(index, pid)
+            scope = scope_of(index, pid, reading=not manage)
         except NotFound:
             continue  # a position the actor held that no longer exists
         if manage and scope.rule != "subtree":
             continue
-        if scope.lo <= u < scope.hi:
-            return True
-        if not manage and u in scope.ancestors:
+        if scope.contains(u):
             return True
     return False
 
@@ -181,7 +208,9 @@ def access_position(index: OrgIndex, actor: Actor, position_id: int, *, private:
 
 
 def check_manage(index: OrgIndex, actor: Actor, u: int) -> None:
-    """Changing units, positions or assignments under ``u`` needs a ``subtree`` position above it (or admin).
+    """Creating ``u``'s working group needs a ``subtree`` position above it, or an ``org`` grant over it.
+
+    Not for changing the org: that needs a grant (``org_tree.grants.require_grant``).
 
     Raises:
         Forbidden: ``OUT_OF_SCOPE`` naming the unit.

@@ -35,7 +35,7 @@ from kernel.db.types import ID
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["assignments", "org_changes", "org_version", "positions", "roles", "units"]
+__all__ = ["admin_grants", "assignments", "org_changes", "org_version", "positions", "roles", "units"]
 
 units = Table(
     "units",
@@ -129,4 +129,22 @@ org_changes = Table(
     Column("detail", Text, nullable=True),
     Column("changed_at", UTCDateTime, nullable=False),
     Index("ix_org_changes_version", "version"),
+)
+
+admin_grants = Table(
+    "admin_grants",
+    metadata,
+    # An administrator's rights: a person, a set of permissions, over one unit's subtree
+    # (``unit_id`` NULL: the whole tree). See org_tree/grants.py and docs/admin.md.
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("person_id", ID, ForeignKey("persons.id"), nullable=False),
+    Column("unit_id", ID, ForeignKey("units.id"), nullable=True),
+    # Comma-separated permission names, sorted (org,assignments,roles,settings,apps,audit,grants).
+    Column("perms", String(200), nullable=False),
+    # NULL: granted from the command line by the operator.
+    Column("granted_by", ID, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoked_by", ID, nullable=True),
+    Index("ix_admin_grants_person", "person_id"),
 )

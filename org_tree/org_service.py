@@ -1,9 +1,11 @@
 """The org tree's service: what the REST layer and the CLI call.
 
-Why one place: every read of non-public org data and every change goes
-through an access check here (``org_tree.jurisdiction``), and every change
-bumps ``org_version`` in its own transaction, so all processes' indexes
-follow. Reads use this process's index; after a write the local index is
+Why one place: every read of non-public org data goes through an access
+check here (``org_tree.jurisdiction``), every change through an admin grant
+check (``org_tree.grants``; a refusal is itself audited), and every change
+bumps ``org_version`` and appends its audit entry in its own transaction, so
+all processes' indexes follow and the record exists exactly when the change
+does. Reads use this process's index; after a write the local index is
 refreshed before returning, so a caller sees its own change at once.
 """
 
@@ -16,14 +18,16 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
+from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from kernel.schema import persons
 from kernel.text import check_text, normalize_name
 from org_tree.divisions import Level
+from org_tree.grants import Perm, active_grants, holds_grant, require_grant, unit_path_of
 from org_tree.index import OrgIndex, OrgIndexHolder, RoleInfo
-from org_tree.jurisdiction import Actor, access_position, access_unit, check_jurisdiction, check_manage
+from org_tree.jurisdiction import Actor, access_position, access_unit, check_jurisdiction
 from org_tree.org_schema import assignments, positions, roles, units
 from org_tree.preview import Preview, preview
 from org_tree.resolution import Audience, VacancyPolicy, resolve_ranges
@@ -89,8 +93,8 @@ class OrgService:
     def index(self) -> OrgIndex:
         return self._holder.index
 
-    async def actor(self, person_id: int, *, is_admin: bool = False) -> Actor:
-        """The actor for a person: the positions they currently hold."""
+    async def actor(self, person_id: int) -> Actor:
+        """The actor for a person: the positions they currently hold and their admin grants."""
         async with self._db.read() as conn:
             rows = await conn.execute(
                 select(assignments.c.position_id)
@@ -98,7 +102,27 @@ class OrgService:
                 .order_by(assignments.c.position_id)
             )
             held = tuple(dict.fromkeys(int(r[0]) for r in rows))
-        return Actor(person_id, held, is_admin)
+            grants = tuple(await active_grants(conn, person_id))
+        return Actor(person_id, held, grants)
+
+    async def authorize(self, actor: Actor, perm: Perm, u: int | None, action: str, **detail: Any) -> None:
+        """:func:`require_grant`, and a refusal is written to the audit log (``admin.denied``) before it is raised."""
+        try:
+            require_grant(self.index, actor, perm, u)
+        except Forbidden:
+            unit_id, path = unit_path_of(self.index, u)
+            entry = AuditEntry(
+                "admin.denied", actor.person_id or None, None, "denied", unit_id, path,
+                {"attempted": action, "permission": str(perm), **detail},
+            )  # fmt: skip
+            async with self._db.write() as conn:
+                await record(conn, entry, self._clock.now())
+            raise
+
+    def audit(self, actor: Actor, action: str, u: int | None, **detail: Any) -> AuditEntry:
+        """The audit entry of a successful org change by ``actor`` at pre-order unit ``u``."""
+        unit_id, path = unit_path_of(self.index, u)
+        return AuditEntry(action, actor.person_id or None, None, "ok", unit_id, path, detail)
 
     # ------------------------------------------------------------- reads
     def get_unit(self, actor: Actor, unit: int | str) -> UnitView:
@@ -159,7 +183,14 @@ class OrgService:
         return self._search.search(query, offset=offset, limit=limit)
 
     def _acting_as(self, actor: Actor, actor_position_id: int) -> None:
-        if actor.is_admin:
+        """Resolving as a position: its holders, or an org or audit administrator over its unit (read-only)."""
+        if actor_position_id in actor.position_ids:
+            return
+        idx = self.index
+        k = idx.slot(actor_position_id)
+        if holds_grant(idx, actor, Perm.ORG, idx.position_unit(k)) or holds_grant(
+            idx, actor, Perm.AUDIT, idx.position_unit(k)
+        ):
             return
         if actor_position_id not in actor.position_ids:
             raise Forbidden("you do not hold that position", data={"actor_position_id": actor_position_id})
@@ -207,7 +238,7 @@ class OrgService:
     async def create_unit(self, actor: Actor, parent: int | str, name: str, *, code: str | None = None) -> UnitView:
         idx = self.index
         pu = access_unit(idx, actor, parent)
-        check_manage(idx, actor, pu)
+        await self.authorize(actor, Perm.ORG, pu, "org.unit_created", parent_id=idx.unit_id(pu))
         level = idx.unit_level(pu) + 1
         if level > Level.GRID:
             raise BadRequest("grids cannot have child units")
@@ -238,6 +269,8 @@ class OrgService:
                 .returning(units.c.id)
             )
             uid = int(res.scalar_one())
+            await record(conn, self.audit(actor, "org.unit_created", pu, unit_id=uid, code=code, name=clean),
+                         self._clock.now())  # fmt: skip
         await self._committed()
         return self._unit_view(self.index, self.index.unit(uid))
 
@@ -246,20 +279,21 @@ class OrgService:
         idx = self.index
         u = access_unit(idx, actor, unit)
         p = access_unit(idx, actor, new_parent)
-        check_manage(idx, actor, u)
-        check_manage(idx, actor, p)
+        await self.authorize(actor, Perm.ORG, u, "org.unit_moved", unit_id=idx.unit_id(u))
+        await self.authorize(actor, Perm.ORG, p, "org.unit_moved", unit_id=idx.unit_id(u), parent_id=idx.unit_id(p))
         if idx.unit_level(p) != idx.unit_level(u) - 1:
             raise BadRequest("the new parent must be one level above the unit")
         uid, pid = idx.unit_id(u), idx.unit_id(p)
         async with self._db.write() as conn:
             await bump_version(conn, self._clock, scope="tree", detail=f"move unit {uid}")
             await conn.execute(update(units).where(units.c.id == uid).values(parent_id=pid))
+            entry = self.audit(actor, "org.unit_moved", u, from_parent_id=idx.unit_id(idx.parent(u)), to_parent_id=pid)
+            await record(conn, entry, self._clock.now())
         await self._committed()
         return self._unit_view(self.index, self.index.unit(uid))
 
     async def create_role(self, actor: Actor, raw: dict[str, Any]) -> RoleInfo:
-        if not actor.is_admin:
-            raise Forbidden("only administrators add roles")
+        await self.authorize(actor, Perm.ROLES, None, "org.role_created")
         spec = validate_role({**raw, "auto": raw.get("auto", False)})
         async with self._db.write() as conn:
             await bump_version(conn, self._clock, scope="tree", detail=f"create role {spec.key}")
@@ -280,6 +314,8 @@ class OrgService:
                     created_at=self._clock.now(),
                 )
             )
+            await record(conn, self.audit(actor, "org.role_created", None, key=spec.key, name=spec.name),
+                         self._clock.now())  # fmt: skip
         await self._committed()
         return self.index.roles[self.index.role_id(spec.key)]
 
@@ -288,7 +324,7 @@ class OrgService:
     ) -> PositionView:
         idx = self.index
         u = access_unit(idx, actor, unit)
-        check_manage(idx, actor, u)
+        await self.authorize(actor, Perm.ORG, u, "org.position_created", role=role)
         info = idx.roles[idx.role_id(role)]
         if idx.unit_level(u) not in info.levels:
             raise BadRequest(f"role {info.name} does not exist at level {Level(idx.unit_level(u)).label}")
@@ -304,6 +340,8 @@ class OrgService:
                 .returning(positions.c.id)
             )
             pid = int(res.scalar_one())
+            await record(conn, self.audit(actor, "org.position_created", u, position_id=pid, role=info.key),
+                         self._clock.now())  # fmt: skip
         await self._committed()
         return self.get_position(actor, pid)
 
@@ -313,7 +351,7 @@ class OrgService:
         """Add a holder. A single (non-pool) position with a primary holder needs ``handover`` instead."""
         idx = self.index
         k = access_position(idx, actor, position_id)
-        check_manage(idx, actor, idx.position_unit(k))
+        await self.authorize(actor, Perm.ASSIGNMENTS, idx.position_unit(k), "org.assigned", position_id=position_id)
         if kind not in KINDS:
             raise BadRequest(f"kind must be one of {', '.join(KINDS)}", data={"field": "kind"})
         pool = idx.position_role(k).pool
@@ -338,17 +376,26 @@ class OrgService:
                 .returning(assignments.c.id)
             )
             aid = int(res.scalar_one())
+            entry = self.audit(actor, "org.assigned", idx.position_unit(k), position_id=position_id,
+                               person_id=person_id, kind=kind, assignment_id=aid)  # fmt: skip
+            await record(conn, entry, self._clock.now())
         await self._committed()
         return AssignmentView(aid, person_id, position_id, kind, at, None)
 
     async def end_assignment(self, actor: Actor, assignment_id: int, *, end: datetime | None = None) -> AssignmentView:
         async with self._db.read() as conn:
             row = (await conn.execute(select(assignments).where(assignments.c.id == assignment_id))).first()
+        missing = NotFound("no such assignment", data={"assignment_id": assignment_id})
         if row is None:
-            raise NotFound("no such assignment", data={"assignment_id": assignment_id})
+            raise missing
         idx = self.index
-        k = access_position(idx, actor, int(row.position_id), private=True)
-        check_manage(idx, actor, idx.position_unit(k))
+        try:
+            k = idx.slot(int(row.position_id))
+            await self.authorize(actor, Perm.ASSIGNMENTS, idx.position_unit(k), "org.assignment_ended",
+                                 assignment_id=assignment_id)  # fmt: skip
+        except (NotFound, Forbidden) as exc:
+            # Like an unknown id: a refusal must not tell which position the assignment is of.
+            raise missing from exc
         at = end or self._clock.now()
         async with self._db.write() as conn:
             await bump_version(conn, self._clock, scope="holders", position_ids=[int(row.position_id)], detail="end")
@@ -359,6 +406,9 @@ class OrgService:
             )
             if res.rowcount == 0:
                 raise Conflict("the assignment has already ended", data={"assignment_id": assignment_id})
+            entry = self.audit(actor, "org.assignment_ended", idx.position_unit(k), assignment_id=assignment_id,
+                               position_id=int(row.position_id), person_id=int(row.person_id))  # fmt: skip
+            await record(conn, entry, at)
         await self._committed()
         return AssignmentView(assignment_id, int(row.person_id), int(row.position_id), str(row.kind), row.start_at, at)
 
@@ -371,13 +421,13 @@ class OrgService:
         """
         idx = self.index
         k = access_position(idx, actor, position_id)
-        check_manage(idx, actor, idx.position_unit(k))
+        await self.authorize(actor, Perm.ASSIGNMENTS, idx.position_unit(k), "org.handover", position_id=position_id)
         when = at or self._clock.now()
         async with self._db.write() as conn:
             # The version row lock comes first: concurrent handovers of one position serialise here.
             await bump_version(conn, self._clock, scope="holders", position_ids=[position_id], detail="handover")
             await _require_person(conn, to_person_id)
-            await conn.execute(
+            ended = await conn.execute(
                 update(assignments)
                 .where(
                     assignments.c.position_id == position_id,
@@ -385,13 +435,18 @@ class OrgService:
                     (assignments.c.kind == "primary") | (assignments.c.person_id == to_person_id),
                 )
                 .values(end_at=when)
+                .returning(assignments.c.person_id)
             )
+            previous = sorted({int(r[0]) for r in ended})
             res = await conn.execute(
                 insert(assignments)
                 .values(person_id=to_person_id, position_id=position_id, kind="primary", start_at=when, end_at=None)
                 .returning(assignments.c.id)
             )
             aid = int(res.scalar_one())
+            entry = self.audit(actor, "org.handover", idx.position_unit(k), position_id=position_id,
+                               to_person_id=to_person_id, previous=previous, assignment_id=aid)  # fmt: skip
+            await record(conn, entry, self._clock.now())
         await self._committed()
         return AssignmentView(aid, to_person_id, position_id, "primary", when, None)
 

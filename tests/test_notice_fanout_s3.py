@@ -17,7 +17,7 @@ import pytest
 
 from kernel.db.database import Database
 from org_tree.importer import import_divisions
-from org_tree.jurisdiction import Actor
+from org_tree.jurisdiction import SYSTEM
 from org_tree.selectors import parse_selector
 from org_tree.synthetic import generate_people
 from tests.client import Client, new_person
@@ -26,7 +26,7 @@ from tests.notices.conftest import write_divisions
 
 pytestmark = pytest.mark.slow
 
-ADMIN = Actor(0, (), True)
+ADMIN = SYSTEM
 SELECTOR = "网格长@9901/** | 专职网格员@9901/** | 兼职网格员@9901/**"
 ONLINE = 1_000
 

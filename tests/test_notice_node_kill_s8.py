@@ -27,7 +27,7 @@ from messaging.notices.schema import notice_receipts, notices
 from messaging.schema import person_events
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex, OrgIndexHolder
-from org_tree.jurisdiction import Actor
+from org_tree.jurisdiction import SYSTEM
 from org_tree.org_service import OrgService
 from org_tree.selectors import parse_selector
 from org_tree.synthetic import generate_people
@@ -64,7 +64,7 @@ async def _prepare(url: str, tmp: Path) -> tuple[int, int, list[int], dict[int, 
         sender = await PersonDirectory(db, SystemClock()).create("市长")
         city = idx.unit("9901")
         mayor = next(idx.position_id(k) for k in idx.unit_slots(city) if idx.position_role(k).key == "mayor")
-        await org.handover(Actor(0, (), True), mayor, sender.id)
+        await org.handover(SYSTEM, mayor, sender.id)
         aud = org.resolve(await org.actor(sender.id), mayor, parse_selector(SELECTOR))
         return sender.id, mayor, sorted(aud.by_person), {p: len(v) for p, v in aud.by_person.items()}
     finally:

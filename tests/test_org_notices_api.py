@@ -12,13 +12,13 @@ import pytest
 
 from kernel.db.database import Database
 from org_tree.importer import import_divisions
-from org_tree.jurisdiction import Actor
+from org_tree.jurisdiction import SYSTEM
 from org_tree.synthetic import generate_people
 from tests.client import Client, login, new_person
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.notices.conftest import write_divisions
 
-ADMIN = Actor(0, (), True)
+ADMIN = SYSTEM
 
 
 @pytest.fixture
@@ -143,6 +143,10 @@ async def test_notice_to_grid_workers_with_receipts_progress_and_handover(org_se
         other_pos = s.org_index.index.position_id(other_slot)
         predecessors = s.org_index.index.primary_holders(other_slot)
         successor, succ_login = await new_person(s)
+        # Holding the county head position gives no right to rearrange the org; a grant does.
+        refused = await h.post(f"/api/v1/org/positions/{other_pos}/handover", json={"person_id": successor})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "no_grant")
+        await s.grants.grant(SYSTEM, mgr_id, "990101", frozenset({"assignments"}))
         ho = await h.post(f"/api/v1/org/positions/{other_pos}/handover", json={"person_id": successor})
         assert ho.status_code == 200, ho.text
         assert ho.json()["previous_holders"] == list(predecessors)

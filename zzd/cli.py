@@ -188,7 +188,7 @@ async def _demo_positions(db: Any, person_ids: list[int], out: list[dict[str, An
     from kernel.clock import SystemClock
     from kernel.errors import Conflict, NotFound
     from org_tree.index import OrgIndexHolder
-    from org_tree.jurisdiction import Actor
+    from org_tree.jurisdiction import SYSTEM
     from org_tree.org_service import OrgService
 
     holder = OrgIndexHolder(db)
@@ -200,7 +200,7 @@ async def _demo_positions(db: Any, person_ids: list[int], out: list[dict[str, An
         return
     village = next(u for u in idx.subtree(county, 2) if idx.unit_level(u) == idx.unit_level(county) + 2)
     grid = idx.children(village)[0]
-    admin = Actor(0, (), True)
+    admin = SYSTEM
     wanted = [(county, "county_head"), (village, "village_secretary"), (grid, "grid_worker"), (village, "river_chief")]
     for (u, role_key), pid, row in zip(wanted, person_ids, out, strict=True):
         role = idx.role_id(role_key)

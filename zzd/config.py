@@ -79,8 +79,6 @@ class Settings(BaseSettings):
     limit_concurrency: int = Field(default=20_000, ge=10)
     #: Seconds between safety polls that repair lost broker wake-ups.
     safety_poll_interval: float = Field(default=5.0, gt=0)
-    #: Logins with operator rights on the org tree (add roles, manage any unit).
-    admin_logins: list[str] = Field(default_factory=list)
     #: Seconds between checks of the org version; a change made by any process
     #: reaches this process's routing index within about this long.
     index_refresh_interval: float = Field(default=0.5, gt=0)

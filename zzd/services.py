@@ -38,6 +38,7 @@ from messaging.tasks.reports import ReportService
 from messaging.tasks.service import TaskService
 from messaging.tasks.timers import TaskTimers
 from messaging.wakeup import EventGroup
+from org_tree.grant_service import GrantService
 from org_tree.index import OrgIndexHolder
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
@@ -81,6 +82,7 @@ class Services:
     metrics: Metrics
     org_index: OrgIndexHolder
     org: OrgService
+    grants: GrantService
     notices: NoticeService
     ding: DingScheduler
     notifier: Notifier
@@ -113,6 +115,7 @@ class Services:
                 publisher.publish_soon(groups)
 
         holder = OrgIndexHolder(db)
+        org = OrgService(db, clock, holder)
         attachments = AttachmentService(
             db,
             LocalDiskStore(settings.upload_path()),
@@ -191,7 +194,8 @@ class Services:
             rate_limiter=RateLimiter(settings.send_rate_per_minute),
             metrics=metrics,
             org_index=holder,
-            org=OrgService(db, clock, holder),
+            org=org,
+            grants=GrantService(db, clock, holder, org),
             notices=NoticeService(
                 db,
                 events,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
+import kernel.audit
 import kernel.schema
 import messaging.attachments.schema
 import messaging.conversations.schema
@@ -17,6 +18,7 @@ __all__ = ["all_metadata"]
 
 _MODULES = (
     kernel.schema,
+    kernel.audit,
     org_tree.org_schema,
     messaging.schema,
     messaging.notices.schema,

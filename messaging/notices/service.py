@@ -25,6 +25,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore
@@ -53,6 +54,7 @@ from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
 from messaging.ports import IndexProvider, Notify
 from messaging.wakeup import EventGroup
 from org_tree.bulk import bulk_insert
+from org_tree.grants import unit_path_of
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import check_jurisdiction
 from org_tree.preview import Preview, preview
@@ -223,6 +225,7 @@ class NoticeService:
             rows, _labels = build_receipts(index, audience, notice_id)
         await bulk_insert(conn, notice_receipts, RECEIPT_COLUMNS, rows)
         await conn.execute(update(notices).where(notices.c.id == notice_id).values(receipt_count=len(rows)))
+        await record(conn, notice_audit(index, notice_id, sender, sender_position, c, audience, len(rows)), now)
         if c.priority == "urgent" and rows:
             await conn.execute(
                 notice_ding_steps.insert(),
@@ -555,3 +558,15 @@ async def _totals(conn: AsyncConnection, notice_ids: Sequence[int]) -> dict[int,
 
 
 _ = ErrorCode  # re-exported codes are used by callers through ``kernel.errors``
+
+
+def notice_audit(
+    index: OrgIndex, notice_id: int, sender: int, position: int, c: Compose, audience: Audience, receipts: int
+) -> AuditEntry:
+    """The audit entry of a notice sent: actor, acting position, selector and audience size (issue 10 item 7)."""
+    unit_id, path = unit_path_of(index, index.position_unit(index.slot(position)))
+    detail = {
+        "notice_id": notice_id, "selector": c.selector_json, "priority": c.priority,
+        "positions": len(audience.positions), "persons": len(audience.persons), "receipts": receipts,
+    }  # fmt: skip
+    return AuditEntry("notice.sent", sender, position, "ok", unit_id, path, detail)

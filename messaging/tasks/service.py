@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
@@ -33,9 +34,10 @@ from messaging.tasks.routing import escalation_target
 from messaging.tasks.schema import task_events, tasks
 from messaging.tasks.writer import Change, involved_persons, load_task, write_change, write_new_task
 from messaging.wakeup import EventGroup
+from org_tree.grants import Perm, holds_grant, unit_path_of
 from org_tree.index import OrgIndex
-from org_tree.jurisdiction import check_jurisdiction
-from org_tree.selectors import PositionSel, Selector
+from org_tree.jurisdiction import Actor, check_jurisdiction
+from org_tree.selectors import PositionSel, Selector, to_text
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +198,9 @@ class TaskService:
             "creator_position_id": actor_position_id, "source": "direct", "source_id": None,
             "client_msg_id": client_msg_id, "pool": _json_ids(pool),
         }  # fmt: skip
-        return await self._create_many(index, base, owners, digests, actor_person_id, actor_position_id)
+        return await self._create_many(
+            index, base, owners, digests, actor_person_id, actor_position_id, selector=to_text(selector)
+        )
 
     async def _create_many(
         self,
@@ -206,6 +210,8 @@ class TaskService:
         digests: list[str],
         actor_person_id: int,
         actor_position_id: int,
+        *,
+        selector: str | None = None,
     ) -> list[TaskRow]:
         groups: list[EventGroup] = []
 
@@ -236,6 +242,8 @@ class TaskService:
                         .order_by(tasks.c.id)
                     )
                     out = [TaskRow.from_row(r) for r in rows]
+                else:
+                    await record(conn, task_audit(index, base, actor_position_id, out, selector), now)
                 groups.extend(await self._events.append(conn, new_events, now))
             return out
 
@@ -407,8 +415,11 @@ class TaskService:
             return self.plan_move(index, t, cat, target, now, change, level=t.escalation_level + 1, rule=cat.escalation)
         if action == Action.REASSIGN:
             assert to_position is not None
-            check_jurisdiction(index, as_position, PositionSel(to_position))
             k = index.slot(to_position)
+            # Down the creator's scope, or sideways within the unit the task is already at
+            # (a reporter redirects a report to the right office of the village it went to).
+            if index.position_unit(k) != index.position_unit(index.slot(t.owner_position_id)):
+                check_jurisdiction(index, as_position, PositionSel(to_position))
             if index.position_id(k) == t.owner_position_id:
                 raise BadRequest("the task is already owned by that position", data={"field": "to_position"})
             return self.plan_move(index, t, cat, k, now, change, level=t.escalation_level, rule=None)
@@ -438,12 +449,12 @@ class TaskService:
         return v, change
 
     # ---------------------------------------------------------------- reads
-    async def get(self, actor_person_id: int, task_id: int, *, is_admin: bool = False) -> dict[str, Any]:
-        """The task with its body and full history (involved persons only)."""
+    async def get(self, actor_person_id: int, task_id: int, *, overseer: Actor | None = None) -> dict[str, Any]:
+        """The task with its body and full history (involved persons, and auditors over the owner's unit)."""
         index = self._index()
         async with self._db.read() as conn:
             t = await load_task(conn, task_id)
-            if not is_admin and actor_person_id not in involved_persons(index, t):
+            if not _audits(index, overseer, t) and actor_person_id not in involved_persons(index, t):
                 raise NotFound("no such task", data={"task_id": task_id})
             rows = await conn.execute(
                 select(task_events).where(task_events.c.task_id == task_id).order_by(task_events.c.version)
@@ -516,3 +527,29 @@ class TaskService:
                 tasks.c.state.in_([State.CREATED.value, State.ACCEPTED.value, State.IN_PROGRESS.value]),
             )
             return len((await conn.execute(q.limit(100_000))).all())
+
+
+def _audits(index: OrgIndex, overseer: Actor | None, t: TaskRow) -> bool:
+    """An administrator with ``audit`` over the owner position's unit reads any task there."""
+    if overseer is None or not overseer.grants:
+        return False
+    try:
+        u = index.position_unit(index.slot(t.owner_position_id))
+    except NotFound:
+        return False
+    return holds_grant(index, overseer, Perm.AUDIT, u)
+
+
+def task_audit(
+    index: OrgIndex, base: dict[str, Any], position_id: int, made: list[TaskRow], selector: str | None
+) -> AuditEntry:
+    """The audit entry of tasks sent: who, as which position, to what, how many (issue 10 item 7)."""
+    try:
+        unit_id, path = unit_path_of(index, index.position_unit(index.slot(position_id)))
+    except NotFound:
+        unit_id, path = None, None
+    detail = {
+        "category": base["category"], "source": base["source"], "selector": selector,
+        "audience": len(made), "task_ids": [t.id for t in made[:50]],
+    }  # fmt: skip
+    return AuditEntry("task.created", int(base["creator_person_id"]), position_id, "ok", unit_id, path, detail)

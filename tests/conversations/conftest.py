@@ -25,14 +25,14 @@ from messaging.events import EventLog
 from messaging.wakeup import EventGroup
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndexHolder
-from org_tree.jurisdiction import Actor
+from org_tree.jurisdiction import SYSTEM
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from org_tree.synthetic import generate_people
 from tests.org.conftest import write_mini_divisions
 from tests.tree_templates import cloned_url, pg_template, sqlite_template
 
-ADMIN = Actor(0, (), is_admin=True)
+ADMIN = SYSTEM
 
 
 async def populate(url: str, folder: Path) -> None:

@@ -15,7 +15,7 @@ from kernel.db.database import unpooled_engine
 from messaging.notices import validate_compose
 from messaging.schema import person_events
 from org_tree.index import OrgIndexHolder
-from org_tree.jurisdiction import Actor
+from org_tree.jurisdiction import SYSTEM
 from org_tree.org_service import OrgService
 from org_tree.resolution import resolve
 from org_tree.selectors import parse_selector
@@ -39,7 +39,7 @@ async def test_transfer_unread_keeps_history(world: World) -> None:
 
     holder = OrgIndexHolder(w.db, w.index)
     org = OrgService(w.db, w.clock, holder)
-    await org.handover(Actor(0, (), is_admin=True), pos, newcomer)
+    await org.handover(SYSTEM, pos, newcomer)
     w.index = holder.index
     assert await w.svc.transfer_unread(pos, old, newcomer) == 1
     assert await w.svc.transfer_unread(pos, old, newcomer) == 0  # idempotent

@@ -14,7 +14,7 @@ import org_tree.org_schema as org_schema
 from kernel.db.base import metadata
 from kernel.db.database import unpooled_engine
 
-ORG_TABLES = {"units", "roles", "positions", "assignments", "org_version", "org_changes"}
+ORG_TABLES = {"units", "roles", "positions", "assignments", "org_version", "org_changes", "admin_grants"}
 MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "versions" / "0002_org_tree.py"
 
 

@@ -11,7 +11,7 @@ from kernel.db.database import Database
 from kernel.errors import Conflict, ErrorCode, Forbidden, NotFound
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndexHolder
-from org_tree.jurisdiction import Actor
+from org_tree.jurisdiction import SYSTEM, Actor
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from org_tree.selectors import PositionSel, parse_text
@@ -38,7 +38,7 @@ def parse_and_resolve(svc: OrgService, text: str):  # type: ignore[no-untyped-de
     return resolve(svc.index, parse_text(text))
 
 
-ADMIN = Actor(0, (), is_admin=True)
+ADMIN = SYSTEM
 
 
 async def test_stats_and_views(svc: OrgService) -> None:
@@ -96,8 +96,12 @@ async def test_jurisdiction_and_access(svc: OrgService, org_db: Database) -> Non
     worker_pos = _position(svc, "专职网格员", "990101001001001")
     worker = await svc.actor(svc.get_position(ADMIN, worker_pos).holders[0])
     assert worker_pos in worker.position_ids
-    # her own grid and the chain above are in scope
-    svc.resolve(worker, worker_pos, parse_text("*@990101001001001 | 村书记@990101001001 | 区县长@990101"))
+    # her own grid is in scope; the chain above is not (issue 10: notices go down, threads and reports go up)
+    svc.resolve(worker, worker_pos, parse_text("*@990101001001001"))
+    for upward in ("村书记@990101001001", "区县长@990101"):
+        with pytest.raises(Forbidden) as info:
+            svc.resolve(worker, worker_pos, parse_text(upward))
+        assert info.value.code == ErrorCode.OUT_OF_SCOPE
     with pytest.raises(Forbidden) as info:
         svc.resolve(worker, worker_pos, parse_text("专职网格员@990101001001/**"))
     assert info.value.code == ErrorCode.OUT_OF_SCOPE

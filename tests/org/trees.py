@@ -159,8 +159,8 @@ class Tree:
         rule = ROLE[role][4]
         if rule == "subtree":
             return self.subtree(unit)
-        if rule == "chain":
-            return self.subtree(unit) | set(self.ancestors(unit))
+        if rule == "chain":  # addressing goes down only (issue 10): ancestors are not in scope
+            return self.subtree(unit)
         if rule == "unit":
             return {unit}
         return set()

@@ -14,14 +14,14 @@ from sqlalchemy import func, select
 from kernel.db.database import Database
 from messaging.tasks.schema import outbox_events, reports, task_events, tasks
 from org_tree.importer import import_divisions
-from org_tree.jurisdiction import Actor
+from org_tree.jurisdiction import SYSTEM
 from org_tree.synthetic import generate_people
 from scripts.demo_loop import png, run
 from tests.client import PASSWORD, Client, login, new_person
 from tests.conftest import FAST_PASSWORDS, RunningServer, make_settings, start_server
 from tests.notices.conftest import write_divisions
 
-ADMIN = Actor(0, (), True)
+ADMIN = SYSTEM
 
 
 @pytest.fixture
@@ -38,7 +38,6 @@ async def org_server(db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer
             background_interval=0.1,
             send_rate_per_minute=10_000,
             upload_dir=str(tmp_path / "up"),
-            admin_logins=["ops"],
         )  # fmt: skip
     )
     try:
@@ -152,7 +151,8 @@ async def test_http_errors_are_clear_and_store_nothing(org_server: RunningServer
 async def test_operator_edits_routing_and_photos_are_private(org_server: RunningServer) -> None:
     rs = org_server
     s = rs.services_obj  # type: ignore[attr-defined]
-    await s.persons.create("运维", login="ops", password_hash=FAST_PASSWORDS.hash_sync(PASSWORD))
+    ops = await s.persons.create("运维", login="ops", password_hash=FAST_PASSWORDS.hash_sync(PASSWORD))
+    await s.grants.grant(SYSTEM, ops.id, None, frozenset({"settings"}))
     ops_tok = (await login(rs.http, "ops"))["access_token"]
     _, _, grid_pos, wtok = await _seat(rs, GRID, "grid_worker")
     _, _, director_pos, dtok = await _seat(rs, VILLAGE, "village_director")

@@ -1,4 +1,4 @@
-"""Who is calling, as the org tree sees them (persons, their positions, operator rights)."""
+"""Who is calling, as the org tree sees them (persons, their positions, admin grants)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,7 @@ __all__ = ["current_actor"]
 
 
 async def current_actor(request: Request) -> tuple[Services, Actor]:
-    """Authenticate the request and load the caller's current positions."""
+    """Authenticate the request and load the caller's current positions and admin grants."""
     s = services_of(request)
     claims = await authenticate(request)
-    is_admin = False
-    if s.settings.admin_logins:
-        person = await s.persons.get(claims.person_id)
-        is_admin = person.login is not None and person.login in s.settings.admin_logins
-    return s, await s.org.actor(claims.person_id, is_admin=is_admin)
+    return s, await s.org.actor(claims.person_id)

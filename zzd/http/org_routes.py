@@ -194,7 +194,8 @@ async def my_positions(request: Request) -> JSONResponse:
     for pid in actor.position_ids:
         v = s.org.get_position(actor, pid)
         views.append(_dict(v))
-    return ok({"person_id": actor.person_id, "positions": views, "admin": actor.is_admin})
+    grants = [g.to_dict(s.org.index) for g in actor.grants]
+    return ok({"person_id": actor.person_id, "positions": views, "grants": grants})
 
 
 async def stats(request: Request) -> JSONResponse:

@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from kernel.errors import BadRequest, Forbidden
+from kernel.errors import BadRequest
 from messaging.tasks.categories import validate_category
 from messaging.tasks.lifecycle import CLIENT_ACTIONS, Action
 from messaging.tasks.stats import unit_stats
+from org_tree.grants import Perm
 from org_tree.jurisdiction import access_unit
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor
@@ -94,7 +95,7 @@ async def from_notice(request: Request) -> JSONResponse:
 
 async def get(request: Request) -> JSONResponse:
     s, actor = await current_actor(request)
-    return ok(await s.tasks.get(actor.person_id, int(request.path_params["task_id"]), is_admin=actor.is_admin))
+    return ok(await s.tasks.get(actor.person_id, int(request.path_params["task_id"]), overseer=actor))
 
 
 async def act(request: Request) -> JSONResponse:
@@ -148,12 +149,11 @@ async def list_categories(request: Request) -> JSONResponse:
 
 
 async def put_category(request: Request) -> JSONResponse:
-    """Create or replace a category's deadlines, escalation and routing (operators: ZZD_ADMIN_LOGINS)."""
+    """Create or replace a category's deadlines, escalation and routing (``settings`` grant, whole tree)."""
     s, actor = await current_actor(request)
-    if not actor.is_admin:
-        raise Forbidden("only administrators edit task categories")
-    raw = await json_object(request)
     key = str(request.path_params["key"])
+    await s.org.authorize(actor, Perm.SETTINGS, None, "settings.category_put", key=key[:64])
+    raw = await json_object(request)
     if raw.get("key", key) != key:
         raise BadRequest("the body's key differs from the URL's", data={"field": "key"})
     cat = validate_category({**raw, "key": key})

@@ -1,0 +1,103 @@
+"""Administrators and trust: admin grants, the hash-chained audit log, phones and activation codes.
+
+``admin_grants`` replaces the ``ZZD_ADMIN_LOGINS`` operator list (org_tree/grants.py);
+``audit_log`` + ``audit_head`` are the tamper-evident log (kernel/audit.py), the head
+row is created here; ``persons.phone`` and ``activation_codes`` serve bulk provisioning
+(``zzd person import``). No application imports.
+
+Revision ID: 0008_admin_audit
+Revises: 0007_notice_fanout
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008_admin_audit"
+down_revision = "0007_notice_fanout"
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+GENESIS = "0" * 64
+
+
+def upgrade() -> None:
+    op.add_column("persons", sa.Column("phone", sa.String(32), nullable=True))
+    op.create_table(
+        "activation_codes",
+        sa.Column(
+            "person_id",
+            ID,
+            sa.ForeignKey("persons.id", ondelete="CASCADE", name="fk_activation_codes_person_id_persons"),
+            nullable=False,
+        ),
+        sa.Column("code_hash", sa.String(64), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("expires_at", TS, nullable=False),
+        sa.Column("used_at", TS, nullable=True),
+        sa.PrimaryKeyConstraint("person_id", name="pk_activation_codes"),
+    )
+    op.create_table(
+        "admin_grants",
+        sa.Column("id", ID, primary_key=True, autoincrement=True),
+        sa.Column(
+            "person_id", ID, sa.ForeignKey("persons.id", name="fk_admin_grants_person_id_persons"), nullable=False
+        ),
+        sa.Column("unit_id", ID, sa.ForeignKey("units.id", name="fk_admin_grants_unit_id_units"), nullable=True),
+        sa.Column("perms", sa.String(200), nullable=False),
+        sa.Column("granted_by", ID, nullable=True),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("revoked_at", TS, nullable=True),
+        sa.Column("revoked_by", ID, nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_admin_grants"),
+    )
+    op.create_index("ix_admin_grants_person", "admin_grants", ["person_id"])
+    op.create_table(
+        "audit_log",
+        sa.Column("id", ID, nullable=False, autoincrement=False),
+        sa.Column("at", TS, nullable=False),
+        sa.Column("actor_person_id", ID, nullable=True),
+        sa.Column("acting_position_id", ID, nullable=True),
+        sa.Column("action", sa.String(64), nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("unit_id", ID, nullable=True),
+        sa.Column("unit_path", sa.String(400), nullable=True),
+        sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("prev_hash", sa.String(64), nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
+    )
+    op.create_index("ix_audit_log_at", "audit_log", ["at"])
+    op.create_index("ix_audit_log_actor", "audit_log", ["actor_person_id"])
+    op.create_index("ix_audit_log_unit_path", "audit_log", ["unit_path"])
+    op.create_table(
+        "audit_head",
+        sa.Column("id", sa.Integer(), nullable=False, autoincrement=False),
+        sa.Column("last_id", ID, nullable=False),
+        sa.Column("last_hash", sa.String(64), nullable=False),
+        sa.Column("pruned_through_id", ID, nullable=False),
+        sa.Column("pruned_through_hash", sa.String(64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_audit_head"),
+    )
+    op.execute(
+        sa.text(
+            "INSERT INTO audit_head (id, last_id, last_hash, pruned_through_id, pruned_through_hash) "
+            "VALUES (1, 0, :g, 0, :g)"
+        ).bindparams(g=GENESIS)
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("audit_head")
+    op.drop_index("ix_audit_log_unit_path", table_name="audit_log")
+    op.drop_index("ix_audit_log_actor", table_name="audit_log")
+    op.drop_index("ix_audit_log_at", table_name="audit_log")
+    op.drop_table("audit_log")
+    op.drop_index("ix_admin_grants_person", table_name="admin_grants")
+    op.drop_table("admin_grants")
+    op.drop_table("activation_codes")
+    with op.batch_alter_table("persons") as batch:
+        batch.drop_column("phone")

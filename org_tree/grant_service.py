@@ -1,0 +1,118 @@
+"""Giving and revoking admin grants, with the rule that nobody hands out more than they hold.
+
+Why the rules: a sub-administrator may appoint helpers inside their own
+subtree, but never widen anyone's rights beyond their own, never raise
+themselves, and never revoke an administrator whose rights they do not
+themselves cover (DingTalk's sub-administrators cannot manage their peers).
+The operator at the command line (``zzd admin grant``) creates the first one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+
+from kernel.audit import record
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.errors import Forbidden, NotFound
+from kernel.schema import persons
+from org_tree.grants import Grant, Perm, active_grants, grant_unit, holds_grant, insert_grant, mark_revoked
+from org_tree.index import OrgIndexHolder
+from org_tree.jurisdiction import Actor
+from org_tree.org_service import OrgService
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["GrantService"]
+
+
+class GrantService:
+    def __init__(self, db: Database, clock: Clock, holder: OrgIndexHolder, org: OrgService) -> None:
+        self._db = db
+        self._clock = clock
+        self._holder = holder
+        self._org = org
+
+    async def grant(self, actor: Actor, person_id: int, unit: int | str | None, perms: frozenset[str]) -> Grant:
+        """Give ``person_id`` ``perms`` over ``unit``'s subtree (``None``: whole tree).
+
+        Raises:
+            Forbidden: ``no_grant`` — the actor lacks ``grants`` or one of ``perms`` there; or a self-grant.
+            NotFound: unknown unit or person.
+        """
+        idx = self._holder.index
+        u = idx.unit(unit) if unit is not None else None
+        await self._org.authorize(actor, Perm.GRANTS, u, "admin.granted", person_id=person_id, perms=sorted(perms))
+        for p in sorted(perms):
+            await self._org.authorize(actor, Perm(p), u, "admin.granted", person_id=person_id, perms=sorted(perms))
+        if person_id == actor.person_id:
+            raise Forbidden("administrators cannot grant themselves rights", data={"person_id": person_id})
+        unit_id = idx.unit_id(u) if u is not None else None
+        now = self._clock.now()
+        async with self._db.write() as conn:
+            row = (await conn.execute(select(persons.c.disabled).where(persons.c.id == person_id))).first()
+            if row is None or row[0]:
+                raise NotFound("no such person", data={"person_id": person_id})
+            g = await insert_grant(conn, person_id, unit_id, perms, actor.person_id or None, now)
+            entry = self._org.audit(actor, "admin.granted", u, grant_id=g.id, person_id=person_id, perms=sorted(perms))
+            await record(conn, entry, now)
+        return g
+
+    async def revoke(self, actor: Actor, grant_id: int) -> Grant:
+        """Revoke a grant the actor covers (``grants`` and every one of its perms over its unit).
+
+        Raises:
+            NotFound: unknown, already revoked, or not the actor's to revoke (alike, so ids cannot be probed).
+        """
+        idx = self._holder.index
+        missing = NotFound("no such grant", data={"grant_id": grant_id})
+        async with self._db.read() as conn:
+            found = [g for g in await active_grants(conn) if g.id == grant_id]
+        if not found:
+            raise missing
+        g = found[0]
+        u = grant_unit(idx, g)
+        if g.unit_id is not None and u is None:
+            u = None if holds_grant(idx, actor, Perm.GRANTS, None) else -1
+        try:
+            if u == -1:
+                raise Forbidden("dissolved unit")
+            for p in sorted({Perm.GRANTS.value, *g.perms}):
+                await self._org.authorize(actor, Perm(p), u, "admin.revoked", grant_id=grant_id)
+        except Forbidden as exc:
+            raise missing from exc
+        now = self._clock.now()
+        async with self._db.write() as conn:
+            before = await mark_revoked(conn, grant_id, actor.person_id or None, now)
+            if before is None:
+                raise missing
+            entry = self._org.audit(actor, "admin.revoked", u, grant_id=grant_id, person_id=g.person_id,
+                                    perms=sorted(g.perms))  # fmt: skip
+            await record(conn, entry, now)
+        return before
+
+    async def visible(self, actor: Actor, person_id: int | None = None) -> list[Grant]:
+        """Grants the actor may list: their own, and those inside a subtree where they hold ``grants`` or ``audit``."""
+        idx = self._holder.index
+        async with self._db.read() as conn:
+            grants = await active_grants(conn, person_id)
+        out = []
+        for g in grants:
+            u = grant_unit(idx, g)
+            mine = g.person_id == actor.person_id
+            if mine or any(holds_grant(idx, actor, p, u) for p in (Perm.GRANTS, Perm.AUDIT)):
+                out.append(g)
+        return out
+
+    @staticmethod
+    def require_some_admin(actor: Actor) -> None:
+        """Listing others' grants is for administrators with ``grants`` or ``audit`` somewhere."""
+        if not any(Perm.GRANTS in g.perms or Perm.AUDIT in g.perms for g in actor.grants):
+            raise Forbidden("this needs the 'grants' or 'audit' permission", data={"permission": "grants"})
+
+    @staticmethod
+    def describe(g: Grant, holder: OrgIndexHolder) -> dict[str, Any]:
+        return g.to_dict(holder.index)
