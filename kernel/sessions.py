@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from sqlalchemy import insert, select, update
 
+from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import ErrorCode, Unauthorized
@@ -43,8 +44,8 @@ class SessionStore:
         self._clock = clock
         self._ttl = refresh_ttl
 
-    async def open(self, person_id: int) -> IssuedSession:
-        """Start a session after a successful login."""
+    async def open(self, person_id: int, *, audit: AuditEntry | None = None) -> IssuedSession:
+        """Start a session after a successful login (``audit``: its sign-in entry, written in the same transaction)."""
         now = self._clock.now()
         sid = secrets.token_hex(16)
         token = secrets.token_urlsafe(32)
@@ -53,6 +54,8 @@ class SessionStore:
                 insert(auth_sessions).values(id=sid, person_id=person_id, created_at=now, expires_at=now + self._ttl)
             )
             await conn.execute(insert(refresh_tokens).values(token_hash=_digest(token), session_id=sid, issued_at=now))
+            if audit is not None:
+                await record(conn, audit, now)
         return IssuedSession(sid, person_id, token)
 
     async def rotate(self, refresh_token: str) -> IssuedSession:
@@ -118,15 +121,20 @@ class SessionStore:
             ).first()
         return int(row[0]) if row else 0
 
-    async def is_active(self, session_id: str) -> bool:
-        """True while the session may be used (not revoked, not expired, person enabled)."""
+    async def is_active(self, session_id: str, person_id: int) -> bool:
+        """True while the session may be used by ``person_id``: theirs, not revoked, not expired, person enabled.
+
+        Why the owner check: a token is trusted for its signature, but a session id
+        inside it that belongs to someone else (a signing key misused, a bug) must
+        not borrow that session's liveness (issue 10 item 6).
+        """
         now = self._clock.now()
         async with self._db.read() as conn:
             row = (
                 await conn.execute(
                     select(auth_sessions.c.expires_at, auth_sessions.c.revoked_at, persons.c.disabled)
                     .join(persons, persons.c.id == auth_sessions.c.person_id)
-                    .where(auth_sessions.c.id == session_id)
+                    .where(auth_sessions.c.id == session_id, auth_sessions.c.person_id == person_id)
                 )
             ).first()
         if row is None:

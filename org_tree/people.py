@@ -6,6 +6,8 @@ picks the algorithm and its cost), storing and finding people is the domain's.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,15 +15,21 @@ from datetime import datetime
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
-from kernel.errors import BadRequest, Conflict, ErrorCode, NotFound
-from kernel.schema import persons
+from kernel.errors import BadRequest, Conflict, ErrorCode, NotFound, Unauthorized
+from kernel.schema import activation_codes, persons
 from kernel.text import check_text, normalize_name
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Person", "PersonDirectory", "normalize_login"]
+__all__ = ["Person", "PersonDirectory", "code_digest", "normalize_login"]
+
+
+def code_digest(code: str) -> str:
+    """What is stored of an activation code (it is shown once, never kept)."""
+    return hashlib.sha256(code.strip().encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,45 @@ class PersonDirectory:
             res = await conn.execute(update(persons).where(persons.c.id == person_id).values(disabled=disabled))
         if res.rowcount == 0:
             raise NotFound("no such person", data={"person_id": person_id})
+
+    async def check_activation(self, login: str, code: str) -> Person:
+        """The person a valid, unused, unexpired activation code belongs to.
+
+        Raises:
+            Unauthorized: ``invalid_grant`` alike for an unknown login, a wrong, used or expired code.
+        """
+        bad = Unauthorized("login or activation code is not valid", code=ErrorCode.INVALID_GRANT)
+        person = await self.by_login(login)
+        if person is None:
+            raise bad
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(select(activation_codes).where(activation_codes.c.person_id == person.id))
+            ).first()
+        if row is None or row.used_at is not None or row.expires_at <= self._clock.now():
+            raise bad
+        if not hmac.compare_digest(str(row.code_hash), code_digest(code)):
+            raise bad
+        return person
+
+    async def activate(self, person_id: int, code: str, password_hash: str, audit: AuditEntry) -> None:
+        """Use the code once and set the password, with its audit entry, in one transaction."""
+        now = self._clock.now()
+        async with self._db.write() as conn:
+            res = await conn.execute(
+                update(activation_codes)
+                .where(
+                    activation_codes.c.person_id == person_id,
+                    activation_codes.c.code_hash == code_digest(code),
+                    activation_codes.c.used_at.is_(None),
+                    activation_codes.c.expires_at > now,
+                )
+                .values(used_at=now)
+            )
+            if res.rowcount != 1:  # a concurrent activation used it first
+                raise Unauthorized("login or activation code is not valid", code=ErrorCode.INVALID_GRANT)
+            await conn.execute(update(persons).where(persons.c.id == person_id).values(password_hash=password_hash))
+            await record(conn, audit, now)
 
     async def count(self) -> int:
         async with self._db.read() as conn:

@@ -28,7 +28,7 @@ from zzd.http import (
     task_routes,
     upload_routes,
 )
-from zzd.http.common import error_response
+from zzd.http.common import error_response, guard_int_params
 from zzd.http.openapi import openapi_route
 from zzd.metrics import routes as metrics_routes
 from zzd.services import Services
@@ -108,6 +108,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         **task_routes.bodies,
         **report_routes.bodies,
     }
+    for route in routes:
+        guard_int_params(route)
     routes.append(openapi_route(routes, bodies))
     return Starlette(
         routes=routes,

@@ -79,6 +79,19 @@ class Settings(BaseSettings):
     limit_concurrency: int = Field(default=20_000, ge=10)
     #: Seconds between safety polls that repair lost broker wake-ups.
     safety_poll_interval: float = Field(default=5.0, gt=0)
+    #: Sign-in throttling (``limits`` notation, e.g. ``10/15minutes``): attempts per login
+    #: (cleared by a success) and failed attempts per client address. Shared through
+    #: Redis when the broker is Redis, else counted in this process.
+    login_limit_per_login: str = "10/15minutes"
+    login_failures_per_address: str = "30/minute"
+    #: Password hashes computed at once (each Argon2id hash takes 64 MiB); default half the cores.
+    password_hash_concurrency: int | None = Field(default=None, ge=1, le=64)
+    #: Sign-ins that may wait for a hashing slot before more are refused with 429.
+    password_hash_queue: int = Field(default=64, ge=0)
+    #: Days audit entries are kept (the Cybersecurity Law asks for at least six months).
+    audit_retention_days: int = Field(default=190, ge=183)
+    #: Days a one-time activation code from ``zzd person import`` stays valid.
+    activation_code_days: int = Field(default=14, ge=1, le=365)
     #: Seconds between checks of the org version; a change made by any process
     #: reaches this process's routing index within about this long.
     index_refresh_interval: float = Field(default=0.5, gt=0)
@@ -137,6 +150,17 @@ class Settings(BaseSettings):
     def _broker_scheme(cls, v: str) -> str:
         if not v.startswith(("memory://", "redis://", "rediss://")):
             raise ValueError("must start with memory:// or redis://")
+        return v
+
+    @field_validator("login_limit_per_login", "login_failures_per_address")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        from limits import parse
+
+        try:
+            parse(v)
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not a rate like 10/15minutes") from exc
         return v
 
     @field_validator("allowed_origins")

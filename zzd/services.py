@@ -43,6 +43,7 @@ from org_tree.index import OrgIndexHolder
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from zzd.auth.passwords import Passwords
+from zzd.auth.throttle import LoginThrottle
 from zzd.auth.tokens import TokenService
 from zzd.config import Settings
 from zzd.gateway.hub import ConnectionHub
@@ -77,6 +78,7 @@ class Services:
     chat: ChatService
     tokens: TokenService
     passwords: Passwords
+    throttle: LoginThrottle
     hub: ConnectionHub
     rate_limiter: RateLimiter
     metrics: Metrics
@@ -189,7 +191,14 @@ class Services:
                 leeway=settings.jwt_leeway,
                 clock=clock,
             ),
-            passwords=passwords or Passwords(),
+            passwords=passwords
+            or Passwords(concurrency=settings.password_hash_concurrency, max_waiting=settings.password_hash_queue),
+            throttle=LoginThrottle(
+                per_login=settings.login_limit_per_login,
+                per_address=settings.login_failures_per_address,
+                redis_url=None if single_process else settings.broker_url,
+                prefix=settings.redis_prefix,
+            ),
             hub=hub,
             rate_limiter=RateLimiter(settings.send_rate_per_minute),
             metrics=metrics,
@@ -278,6 +287,7 @@ class Services:
         if close is not None:
             await close()
         await self.hub.stop()
+        await self.throttle.close()
         await self.publisher.close()
         await self.broker.close()
         await self.db.dispose()

@@ -19,6 +19,7 @@ from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.errors import BadRequest
+from kernel.numbers import parse_uint
 from kernel.schema import persons
 from messaging.conversations.access import held_positions
 from messaging.conversations.model import iso, snippet
@@ -33,9 +34,10 @@ def _cursor(raw: str | None) -> tuple[int, int] | None:
     if raw is None:
         return None
     a, _, b = raw.partition(".")
-    if not (a.isdigit() and b.isdigit() and len(raw) < 40):
+    last, cid = parse_uint(a), parse_uint(b)
+    if last is None or cid is None:
         raise BadRequest("cursor must be the next_cursor of a previous page", data={"field": "cursor"})
-    return int(a), int(b)
+    return last, cid
 
 
 async def inbox(conn: AsyncConnection, person_id: int, *, cursor: str | None = None, limit: int = 50) -> dict[str, Any]:

@@ -388,6 +388,14 @@ class ConversationService:
             raise NotFound("no such message", data={"message_id": message_id})
         if int(row.sender_id) != person_id or row.kind == "system":
             raise Forbidden("only the sender may change a message", data={"message_id": message_id})
+        as_position = row.sender_position_id
+        if as_position is not None and int(as_position) not in await held_positions(conn, person_id):
+            # Written as the position: after a handover it is the successor's word; a former holder
+            # reads their own period and nothing more (issue 10 item 3).
+            raise Forbidden(
+                "the message was written as a position you no longer hold",
+                data={"message_id": message_id, "position_id": int(as_position)},
+            )
         recall = body is None
         if row.recalled_at is not None:
             if recall:

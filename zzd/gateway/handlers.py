@@ -72,7 +72,7 @@ async def handle(s: Services, peer: Peer, req: Request) -> None:
 async def hello(s: Services, peer: Peer, frame: Hello) -> None:
     """Authenticate the socket, subscribe it, and tell the client where its stream stands."""
     claims: AccessClaims = s.tokens.verify(frame.token)
-    if not await s.sessions.is_active(claims.session_id):
+    if not await s.sessions.is_active(claims.session_id, claims.person_id):
         raise Forbidden("session is no longer active")
     person_id = claims.person_id
     # Subscribe first, then read the stream position (decision 7).

@@ -1,17 +1,28 @@
-"""``/api/v1/auth``: log in, refresh, log out; and ``/api/v1/me``."""
+"""``/api/v1/auth``: log in, refresh, log out, activate; and ``/api/v1/me``.
+
+Sign-in and activation are throttled per login and per client address
+(``zzd.auth.throttle``) before any password is hashed, and the hashing itself
+is bounded (``zzd.auth.passwords``). Sign-ins, failed sign-ins and
+activations are audited.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from kernel.audit import AuditEntry, record
 from kernel.errors import BadRequest, ErrorCode, Unauthorized
+from kernel.text import check_text
 from zzd.http.common import authenticate, json_body, ok, services_of
+
+if TYPE_CHECKING:
+    from zzd.services import Services
 
 __all__ = ["routes"]
 
@@ -24,21 +35,83 @@ class TokenRequest(BaseModel):
     refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 
+class ActivateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    login: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    #: The one-time code from ``zzd person import``.
+    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    #: The password the person chooses (8–256 characters).
+    password: Annotated[str, StringConstraints(min_length=8, max_length=256)]
+
+
+def client_address(request: Request) -> str:
+    """The peer address (a reverse proxy in front should be the only peer, and pass one client per connection)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def _login_key(login: str) -> str:
+    return login.strip().lower()[:64]
+
+
+async def _audit(s: Services, entry: AuditEntry) -> None:
+    async with s.db.write() as conn:
+        await record(conn, entry, s.clock.now())
+
+
 async def token(request: Request) -> JSONResponse:
     s = services_of(request)
     body = await json_body(request, TokenRequest)
     if body.grant_type == "password":
         if body.login is None or body.password is None:
             raise BadRequest("login and password are required", data={"fields": ["login", "password"]})
+        addr, key = client_address(request), _login_key(body.login)
+        await s.throttle.attempt(key, addr)
         person = await s.persons.by_login(body.login)
         good = await s.passwords.verify(person.password_hash if person else None, body.password)
         if person is None or not good or person.disabled:
+            await s.throttle.failed(addr)
+            who = person.id if person is not None else None
+            await _audit(s, AuditEntry("auth.login_failed", who, outcome="failed", detail={"login": key, "addr": addr}))
             raise Unauthorized("wrong login or password", code=ErrorCode.INVALID_GRANT)
-        issued = await s.sessions.open(person.id)
+        await s.throttle.succeeded(key)
+        issued = await s.sessions.open(person.id, audit=AuditEntry("auth.login", person.id, detail={"addr": addr}))
     else:
         if body.refresh_token is None:
             raise BadRequest("refresh_token is required", data={"fields": ["refresh_token"]})
         issued = await s.sessions.rotate(body.refresh_token)
+    return ok(
+        {
+            "access_token": s.tokens.issue(issued.person_id, issued.session_id),
+            "token_type": "Bearer",
+            "expires_in": s.tokens.ttl_seconds,
+            "refresh_token": issued.refresh_token,
+            "person_id": issued.person_id,
+        }
+    )
+
+
+async def activate(request: Request) -> JSONResponse:
+    """Set one's first password with the one-time activation code; answers like a sign-in.
+
+    Public (the code is the credential), throttled like sign-in.
+    """
+    s = services_of(request)
+    body = await json_body(request, ActivateRequest)
+    addr, key = client_address(request), _login_key(body.login)
+    await s.throttle.attempt(key, addr)
+    try:
+        person = await s.persons.check_activation(body.login, body.code)
+    except Unauthorized:
+        await s.throttle.failed(addr)
+        await _audit(s, AuditEntry("auth.activation_failed", outcome="failed", detail={"login": key, "addr": addr}))
+        raise
+    check_text(body.password, field="password", max_chars=256)
+    hashed = await s.passwords.hash(body.password)
+    await s.persons.activate(
+        person.id, body.code, hashed, AuditEntry("auth.activated", person.id, detail={"addr": addr})
+    )
+    await s.throttle.succeeded(key)
+    issued = await s.sessions.open(person.id, audit=AuditEntry("auth.login", person.id, detail={"addr": addr}))
     return ok(
         {
             "access_token": s.tokens.issue(issued.person_id, issued.session_id),
@@ -72,8 +145,9 @@ async def me(request: Request) -> JSONResponse:
 routes = [
     Route("/api/v1/auth/token", token, methods=["POST"]),
     Route("/api/v1/auth/logout", logout, methods=["POST"]),
+    Route("/api/v1/auth/activate", activate, methods=["POST"]),
     Route("/api/v1/me", me, methods=["GET"]),
 ]
 
 #: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {token: TokenRequest}
+bodies: dict[Callable[..., Any], type[BaseModel]] = {token: TokenRequest, activate: ActivateRequest}

@@ -6,10 +6,14 @@ import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.convertors import IntegerConvertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
-from kernel.errors import BadRequest, ErrorCode, Forbidden, Unauthorized, ZzdError
+from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound, Unauthorized, ZzdError
+from kernel.numbers import MAX_ID
 from zzd.auth.tokens import AccessClaims
 from zzd.gateway.jsonsafe import strict_loads
 
@@ -18,7 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["authenticate", "error_response", "json_body", "json_object", "ok", "services_of"]
+__all__ = ["authenticate", "error_response", "guard_int_params", "json_body", "json_object", "ok", "services_of"]
 
 MAX_BODY_BYTES = 65_536
 M = TypeVar("M", bound=BaseModel)
@@ -30,6 +34,9 @@ def services_of(request: Request) -> Services:
 
 def error_response(err: ZzdError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if err.http_status == 401 else None
+    retry = err.data.get("retry_after") if err.http_status in (429, 503) else None
+    if isinstance(retry, int):
+        headers = {"Retry-After": str(retry)}
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status, headers=headers)
 
 
@@ -77,10 +84,39 @@ async def authenticate(request: Request) -> AccessClaims:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing bearer token")
     claims = s.tokens.verify(token.strip())
-    if not await s.sessions.is_active(claims.session_id):
+    if not await s.sessions.is_active(claims.session_id, claims.person_id):
         raise Forbidden("session is no longer active")
     return claims
 
 
 def ok(data: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status)
+
+
+def guard_int_params(route: BaseRoute) -> None:
+    """Answer 404 (the usual error body) for an integer path parameter no id column can hold.
+
+    Starlette's ``{x:int}`` accepts any run of digits; past a BIGINT the value
+    used to reach the database and come back as a 500 (issue 10 item 5). No row
+    has such an id, so "not found" is the truthful answer, given before the
+    endpoint runs so no endpoint can forget it.
+    """
+    if not isinstance(route, Route):
+        return
+    names = [n for n, c in route.param_convertors.items() if isinstance(c, IntegerConvertor)]
+    if not names:
+        return
+    inner = route.app
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        params = scope.get("path_params", {})
+        for name in names:
+            value = params.get(name)
+            if isinstance(value, int) and not 0 <= value <= MAX_ID:
+                what = name.removesuffix("_id")
+                err = NotFound(f"no such {what}", data={"field": name})
+                await error_response(err)(scope, receive, send)
+                return
+        await inner(scope, receive, send)
+
+    route.app = app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from kernel.errors import BadRequest
+from kernel.numbers import MAX_ID, parse_uint
 
 __all__ = ["int_param", "opt_int_param", "str_param", "unit_ref"]
 
@@ -18,9 +19,10 @@ def opt_int_param(request: Request, name: str, lo: int, hi: int) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 20 or not lo <= int(raw) <= hi:
+    value = parse_uint(raw, lo, hi)
+    if value is None:
         raise BadRequest(f"{name} must be an integer from {lo} to {hi}", data={"field": name})
-    return int(raw)
+    return value
 
 
 def str_param(request: Request, name: str, *, max_len: int = 200) -> str | None:
@@ -32,8 +34,8 @@ def str_param(request: Request, name: str, *, max_len: int = 200) -> str | None:
 
 def unit_ref(raw: str) -> int | str:
     """A unit named in a URL: its code (``330802``) or ``#id`` (as in the selector text form)."""
-    if raw.startswith("#") and raw[1:].isdigit() and len(raw) < 20:
-        return int(raw[1:])
+    if raw.startswith("#") and (uid := parse_uint(raw[1:], 0, MAX_ID)) is not None:
+        return uid
     if not raw or len(raw) > 32 or "\x00" in raw:
         raise BadRequest("unit must be a code or #id", data={"field": "unit"})
     return raw

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from kernel.errors import BadRequest, RateLimited
+from kernel.numbers import parse_uint
 from messaging.attachments.errors import IncompleteUpload, LengthRequired, UnsupportedType
 from zzd.http.common import authenticate, ok, services_of
 
@@ -30,7 +31,7 @@ def _content_length(request: Request) -> int:
     if "transfer-encoding" in request.headers or "content-length" not in request.headers:
         raise LengthRequired("send Content-Length (chunked uploads are not accepted)")
     raw = request.headers["content-length"].strip()
-    if not raw.isdigit() or len(raw) > 15:
+    if parse_uint(raw, 0, 10**15) is None:
         raise BadRequest("Content-Length must be a non-negative integer", data={"field": "content-length"})
     return int(raw)
 
