@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kernel.audit import AuditEntry, record
@@ -157,6 +158,20 @@ class PersonDirectory:
                 raise Unauthorized("login or activation code is not valid", code=ErrorCode.INVALID_GRANT)
             await conn.execute(update(persons).where(persons.c.id == person_id).values(password_hash=password_hash))
             await record(conn, audit, now)
+
+    async def issue_code(self, person_id: int, valid: timedelta) -> tuple[str, datetime]:
+        """A fresh one-time activation code for the person (replacing any earlier one); shown once."""
+        now = self._clock.now()
+        code = secrets.token_urlsafe(12)
+        async with self._db.write() as conn:
+            await conn.execute(delete(activation_codes).where(activation_codes.c.person_id == person_id))
+            await conn.execute(
+                insert(activation_codes).values(
+                    person_id=person_id, code_hash=code_digest(code), created_at=now, expires_at=now + valid
+                )
+            )
+            await record(conn, AuditEntry("person.code_issued", None, detail={"person_id": person_id}), now)
+        return code, now + valid
 
     async def count(self) -> int:
         async with self._db.read() as conn:

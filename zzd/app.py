@@ -18,6 +18,7 @@ from zzd.config import Settings
 from zzd.gateway.closecodes import Close
 from zzd.gateway.connection import Connection
 from zzd.http import (
+    admin_routes,
     auth_routes,
     chat_routes,
     conversation_routes,
@@ -90,6 +91,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         *health.routes,
         *metrics_routes,
         *auth_routes.routes,
+        *admin_routes.routes,
         *chat_routes.routes,
         *org_routes.routes,
         *notice_routes.routes,
@@ -101,6 +103,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
     ]
     bodies = {
         **auth_routes.bodies,
+        **admin_routes.bodies,
         **chat_routes.bodies,
         **org_routes.bodies,
         **notice_routes.bodies,

@@ -170,9 +170,14 @@ def demo_seed() -> None:
 
 
 def _register_org() -> None:
+    from zzd.cli_admin import admin, audit, person_code, person_import
     from zzd.cli_org import org
 
     main.add_command(org)
+    main.add_command(admin)
+    main.add_command(audit)
+    person.add_command(person_import)
+    person.add_command(person_code)
 
 
 _register_org()

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from kernel.audit import prune as prune_audit
 from kernel.clock import Clock, SystemClock
 from kernel.db.database import Database
 from kernel.jobs import Jobs
@@ -253,6 +254,7 @@ class Services:
         # Unit groups and position members follow the org tree once this process's index has the change.
         self.jobs.every(self.settings.index_refresh_interval, self.members.run, "conversation-members")
         self.jobs.every(600.0, self.attachments.sweep_incoming, "upload-sweep")
+        self.jobs.every(3600.0, self._prune_audit, "audit-prune")
         m, pub = self.metrics, self.publisher
         m.gauge_fn("zzd_wakeups_published", "Wake-ups published to the broker", lambda: pub.published)
         m.gauge_fn("zzd_wakeups_failed", "Wake-up publishes that failed (repaired by sync)", lambda: pub.failed)
@@ -264,6 +266,11 @@ class Services:
             "zzd_org_index_version", "Org version this process routes with", lambda: self.org_index.index.version
         )
         self.started = True
+
+    async def _prune_audit(self) -> None:
+        """Retention: entries older than ``audit_retention_days`` go, the chain's anchor moves with them."""
+        now = self.clock.now()
+        await prune_audit(self.db, now - timedelta(days=self.settings.audit_retention_days), now)
 
     async def _run_task_timers(self) -> None:
         for outcome in await self.task_timers.run_due():

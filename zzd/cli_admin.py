@@ -1,0 +1,318 @@
+"""``zzd admin …``, ``zzd audit …`` and ``zzd person import``: the operator's side of trust.
+
+The operator at the command line acts as ``SYSTEM`` (every permission, whole
+tree): whoever can run ``zzd`` against the database already holds it. What
+they do is audited like any administrator's change (actor: none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+T = TypeVar("T")
+
+__all__ = ["admin", "audit", "person_code", "person_import"]
+
+
+def _run(fn: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(fn())  # type: ignore[arg-type]
+
+
+def _url() -> str:
+    from zzd.cli import _settings
+
+    return _settings().database_url
+
+
+async def _person_id(db: Any, who: str) -> int:
+    from kernel.clock import SystemClock
+    from org_tree.people import PersonDirectory
+
+    if who.isdigit():
+        return int(who)
+    p = await PersonDirectory(db, SystemClock()).by_login(who)
+    if p is None:
+        raise click.ClickException(f"no person with login {who!r}")
+    return p.id
+
+
+async def _org(db: Any) -> Any:
+    from kernel.clock import SystemClock
+    from org_tree.grant_service import GrantService
+    from org_tree.index import OrgIndexHolder
+    from org_tree.org_service import OrgService
+
+    holder = OrgIndexHolder(db)
+    await holder.load()
+    org = OrgService(db, SystemClock(), holder)
+    return holder, GrantService(db, SystemClock(), holder, org)
+
+
+@click.group()
+def admin() -> None:
+    """Administrators: grants of permissions over unit subtrees (docs/admin.md)."""
+
+
+@admin.command("grant")
+@click.option("--login", required=True, help="The person (login or id).")
+@click.option("--unit", required=True, help="Unit code or #id whose subtree the grant covers; '*' for the whole tree.")
+@click.option("--perm", "perms", multiple=True, required=True,
+              help="org, assignments, roles, settings, apps, audit, grants (repeat), or 'all'.")  # fmt: skip
+def admin_grant(login: str, unit: str, perms: tuple[str, ...]) -> None:
+    """Give LOGIN permissions over UNIT's subtree (the first administrator is made this way)."""
+    from kernel.db.database import Database
+    from kernel.errors import ZzdError
+    from org_tree.grants import ALL_PERMS, parse_perms
+    from org_tree.jurisdiction import SYSTEM
+
+    async def go() -> dict[str, Any]:
+        db = Database(_url())
+        try:
+            holder, grants = await _org(db)
+            wanted = ALL_PERMS if "all" in perms else parse_perms(perms)
+            ref: int | str | None = None if unit == "*" else (int(unit[1:]) if unit.startswith("#") else unit)
+            g = await grants.grant(SYSTEM, await _person_id(db, login), ref, wanted)
+            return g.to_dict(holder.index)  # type: ignore[no-any-return]
+        except ZzdError as exc:
+            raise click.ClickException(f"{exc.message} {json.dumps(exc.data, ensure_ascii=False)}") from exc
+        finally:
+            await db.dispose()
+
+    click.echo(json.dumps(_run(go), ensure_ascii=False))
+
+
+@admin.command("revoke")
+@click.argument("grant_id", type=click.IntRange(1, 2**53))
+def admin_revoke(grant_id: int) -> None:
+    """Revoke grant GRANT_ID."""
+    from kernel.db.database import Database
+    from kernel.errors import ZzdError
+    from org_tree.jurisdiction import SYSTEM
+
+    async def go() -> dict[str, Any]:
+        db = Database(_url())
+        try:
+            holder, grants = await _org(db)
+            return {**(await grants.revoke(SYSTEM, grant_id)).to_dict(holder.index), "revoked": True}  # type: ignore[no-any-return]
+        except ZzdError as exc:
+            raise click.ClickException(exc.message) from exc
+        finally:
+            await db.dispose()
+
+    click.echo(json.dumps(_run(go), ensure_ascii=False))
+
+
+@admin.command("list")
+def admin_list() -> None:
+    """Every active grant, one JSON object a line."""
+    from kernel.db.database import Database
+    from org_tree.jurisdiction import SYSTEM
+
+    async def go() -> list[dict[str, Any]]:
+        db = Database(_url())
+        try:
+            holder, grants = await _org(db)
+            return [g.to_dict(holder.index) for g in await grants.visible(SYSTEM)]
+        finally:
+            await db.dispose()
+
+    for row in _run(go):
+        click.echo(json.dumps(row, ensure_ascii=False))
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Walk the hash chain; exit 1 and name the first broken entry if any row was edited, inserted or deleted."""
+    from kernel.audit import verify
+    from kernel.db.database import Database
+
+    async def go() -> dict[str, Any]:
+        db = Database(_url())
+        try:
+            return (await verify(db)).to_dict()
+        finally:
+            await db.dispose()
+
+    report = _run(go)
+    click.echo(json.dumps(report))
+    if not report["ok"]:
+        raise SystemExit(1)
+
+
+@audit.command("query")
+@click.option("--actor", default=None, help="Login or person id.")
+@click.option("--unit", default=None, help="Unit code: entries in its subtree.")
+@click.option("--since", default=None, help="ISO 8601 time with zone.")
+@click.option("--until", default=None, help="ISO 8601 time with zone.")
+@click.option("--action", default=None)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True)
+def audit_query(
+    actor: str | None, unit: str | None, since: str | None, until: str | None, action: str | None, limit: int
+) -> None:
+    """Entries newest first, one JSON object a line."""
+    from kernel.audit import AuditQuery, query
+    from kernel.db.database import Database
+    from kernel.errors import NotFound
+    from org_tree.grants import unit_path_of
+
+    def when(raw: str | None) -> datetime | None:
+        if raw is None:
+            return None
+        at = datetime.fromisoformat(raw)
+        if at.tzinfo is None:
+            raise click.BadParameter("times need a zone, e.g. 2026-01-01T00:00:00+08:00")
+        return at
+
+    async def go() -> list[dict[str, Any]]:
+        db = Database(_url())
+        try:
+            prefix = None
+            if unit is not None:
+                holder, _ = await _org(db)
+                try:
+                    prefix = unit_path_of(holder.index, holder.index.unit(unit))[1]
+                except NotFound as exc:
+                    raise click.ClickException(f"no unit {unit!r}") from exc
+            who = await _person_id(db, actor) if actor else None
+            out: list[dict[str, Any]] = []
+            before = None
+            while len(out) < limit:
+                q = AuditQuery(who, prefix, when(since), when(until), action, before, min(500, limit - len(out)))
+                items, before = await query(db, q)
+                out.extend(items)
+                if before is None:
+                    break
+            return out
+        finally:
+            await db.dispose()
+
+    for row in _run(go):
+        click.echo(json.dumps(row, ensure_ascii=False))
+
+
+@audit.command("prune")
+@click.option("--days", type=click.IntRange(183, None), default=None, help="Default: ZZD_AUDIT_RETENTION_DAYS.")
+def audit_prune(days: int | None) -> None:
+    """Delete entries older than the retention (at least six months); the chain's anchor moves with them."""
+    from kernel.audit import prune
+    from kernel.db.database import Database
+    from zzd.cli import _settings
+
+    keep = days or _settings().audit_retention_days
+
+    async def go() -> int:
+        db = Database(_url())
+        now = datetime.now(UTC)
+        try:
+            return await prune(db, now - timedelta(days=keep), now)
+        finally:
+            await db.dispose()
+
+    click.echo(json.dumps({"deleted": _run(go), "kept_days": keep}))
+
+
+@click.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--codes",
+    "codes_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write login,code,expires_at for new persons (default: FILE.codes.csv; never overwritten).",
+)
+@click.option("--replace-holders", is_flag=True, help="Hand over a single position another person holds.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")  # fmt: skip
+def person_import(path: Path, codes_path: Path | None, replace_holders: bool, progress: bool | None) -> None:
+    """Create or update persons and seat them, from a CSV (login,name,phone,positions); all or nothing."""
+    from kernel.clock import SystemClock
+    from kernel.db.database import Database
+    from kernel.errors import BadRequest
+    from org_tree.index import OrgIndexHolder
+    from org_tree.provisioning import apply_plan, plan_import
+    from zzd.cli import _settings
+    from zzd.cli_org import _Bars
+
+    settings = _settings()
+    out = codes_path or path.with_suffix(".codes.csv")
+    bars = _Bars(progress if progress is not None else os.isatty(2))
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{path} is not UTF-8") from exc
+
+    if out.exists():  # checked before anything is written; the file is then created exclusively
+        raise click.ClickException(f"{out} exists; move it away or pass --codes")
+
+    async def go() -> dict[str, Any]:
+        db = Database(settings.database_url)
+        try:
+            index = await OrgIndexHolder(db).load()
+            plan = plan_import(index, content, bars)
+            if plan.problems:
+                for p in plan.problems[:50]:
+                    click.echo(f"{path}: {p}", err=True)
+                raise click.ClickException(f"{len(plan.problems)} bad line(s); nothing was written")
+            try:
+                res = await apply_plan(db, SystemClock(), index, plan, replace_holders=replace_holders,
+                                       code_days=settings.activation_code_days, progress=bars)  # fmt: skip
+            except BadRequest as exc:
+                for p in exc.data.get("problems", []):
+                    click.echo(f"{path}: {p}", err=True)
+                raise click.ClickException(exc.message) from exc
+        finally:
+            bars.close()
+            await db.dispose()
+        if res.codes:
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+                w = csv.writer(f)
+                w.writerow(["login", "code", "expires_at"])
+                expires = res.expires_at.isoformat()
+                w.writerows([login, code, expires] for login, code in res.codes)
+        return {
+            "created": res.created, "updated": res.updated, "unchanged": res.unchanged,
+            "assigned": res.assigned, "handed_over": res.handed_over,
+            "codes_file": str(out) if res.codes else None,
+        }  # fmt: skip
+
+    click.echo(json.dumps(_run(go), ensure_ascii=False))
+
+
+@click.command("code")
+@click.option("--login", required=True)
+def person_code(login: str) -> None:
+    """Issue a new one-time activation code for LOGIN (a lost code, or an existing person without a password)."""
+    from kernel.clock import SystemClock
+    from kernel.db.database import Database
+    from org_tree.people import PersonDirectory
+    from zzd.cli import _settings
+
+    settings = _settings()
+
+    async def go() -> dict[str, Any]:
+        db = Database(settings.database_url)
+        try:
+            directory = PersonDirectory(db, SystemClock())
+            p = await directory.by_login(login)
+            if p is None:
+                raise click.ClickException(f"no person with login {login!r}")
+            code, expires = await directory.issue_code(p.id, timedelta(days=settings.activation_code_days))
+            return {"login": p.login, "code": code, "expires_at": expires.isoformat()}
+        finally:
+            await db.dispose()
+
+    click.echo(json.dumps(_run(go), ensure_ascii=False))
