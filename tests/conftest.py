@@ -20,6 +20,8 @@ from zzd.auth.passwords import Passwords
 from zzd.config import Settings
 from zzd.migrate import upgrade
 
+pytest_plugins = ["tests.org_server"]  # the org_server fixture
+
 FAST_PASSWORDS = Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 TEST_KEYS = "t1:" + "k" * 40
 

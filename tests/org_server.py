@@ -1,0 +1,58 @@
+"""A served app over a small real division tree with synthetic holders, and seating helpers.
+
+Shared by the org/notice API tests and the administration tests (issue 10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kernel.db.database import Database
+from org_tree.importer import import_divisions
+from org_tree.jurisdiction import SYSTEM
+from org_tree.synthetic import generate_people
+from tests.client import login, new_person
+from tests.conftest import RunningServer, make_settings, start_server
+from tests.notices.conftest import write_divisions
+
+__all__ = ["auth", "org_server", "seat", "slot"]
+
+
+@pytest.fixture
+async def org_server(own_db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
+    db_url = own_db_url
+    db = Database(db_url)
+    try:
+        await import_divisions(db, write_divisions(tmp_path / "div", townships=2, villages=4), grids_per_village=2)
+        await generate_people(db, seed=3)
+    finally:
+        await db.dispose()
+    rs, task = await start_server(make_settings(db_url, background_interval=0.1, send_rate_per_minute=10_000))
+    try:
+        yield rs
+    finally:
+        rs.server.should_exit = True
+        await task
+
+
+def slot(idx: Any, unit_code: str, role_key: str) -> int:
+    u = idx.unit(unit_code)
+    role = idx.role_id(role_key)
+    return next(k for k in idx.unit_slots(u) if idx.position_role_id(k) == role)
+
+
+async def seat(rs: RunningServer, unit_code: str, role_key: str) -> tuple[int, str, int, str]:
+    """A new person who holds (role, unit): returns person id, login, position id, token."""
+    s = rs.services_obj  # type: ignore[attr-defined]
+    pid, lg = await new_person(s)
+    position = s.org_index.index.position_id(slot(s.org_index.index, unit_code, role_key))
+    await s.org.handover(SYSTEM, position, pid)
+    return pid, lg, position, (await login(rs.http, lg))["access_token"]
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
