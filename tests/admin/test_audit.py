@@ -1,0 +1,205 @@
+"""The audit log: the chain catches edited, inserted and deleted rows; entries commit with their change;
+auditors read only their subtree (REST and CLI), on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import delete, insert, select, update
+
+from kernel.audit import AuditEntry, AuditQuery, audit_log, entry_hash, prune, query, record, verify
+from kernel.db.database import Database
+from kernel.errors import NotFound
+from org_tree.jurisdiction import SYSTEM
+from tests.client import login, new_person
+from tests.conftest import RunningServer
+from tests.org_server import auth, seat, slot
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def _write(db: Database, n: int, start: datetime = T0) -> None:
+    for i in range(n):
+        async with db.write() as conn:
+            await record(conn, AuditEntry("test.step", i + 1, detail={"i": i, "名": "李四"}), start + timedelta(days=i))
+
+
+async def test_verify_catches_edits_insertions_deletions_and_a_cut_tail(own_db_url: str) -> None:
+    db = Database(own_db_url)
+    try:
+        await _write(db, 6)
+        assert (await verify(db)).to_dict() == {
+            "ok": True, "checked": 6, "first_id": 1, "last_id": 6, "problem": None, "bad_id": None,
+        }  # fmt: skip
+        async with db.read() as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(select(audit_log).order_by(audit_log.c.id))]
+        # an edited detail
+        async with db.write() as conn:
+            await conn.execute(update(audit_log).where(audit_log.c.id == 3).values(detail='{"i":99}'))
+        assert ((r := await verify(db)).ok, r.bad_id) == (False, 3)
+        async with db.write() as conn:
+            await conn.execute(update(audit_log).where(audit_log.c.id == 3).values(detail=rows[2]["detail"]))
+        assert (await verify(db)).ok
+        # an edit that also recomputes the row's own hash: the next row's prev_hash gives it away
+        forged = {**rows[2], "actor_person_id": 77}
+        forged["hash"] = entry_hash(forged)
+        async with db.write() as conn:
+            await conn.execute(
+                update(audit_log).where(audit_log.c.id == 3).values(actor_person_id=77, hash=forged["hash"])
+            )
+        assert ((r := await verify(db)).ok, r.bad_id) == (False, 4)
+        async with db.write() as conn:
+            await conn.execute(
+                update(audit_log).where(audit_log.c.id == 3).values(actor_person_id=3, hash=rows[2]["hash"])
+            )
+        # a deleted row in the middle
+        async with db.write() as conn:
+            await conn.execute(delete(audit_log).where(audit_log.c.id == 4))
+        assert ((r := await verify(db)).ok, r.bad_id, r.problem) == (False, 4, "entry 4 is missing")
+        async with db.write() as conn:
+            await conn.execute(insert(audit_log).values(**rows[3]))
+        assert (await verify(db)).ok
+        # the newest row deleted (the head still names it), or a row appended past the head
+        async with db.write() as conn:
+            await conn.execute(delete(audit_log).where(audit_log.c.id == 6))
+        assert not (await verify(db)).ok
+        async with db.write() as conn:
+            await conn.execute(insert(audit_log).values(**rows[5]))
+            extra = {**rows[5], "id": 7, "prev_hash": rows[5]["hash"], "action": "test.forged"}
+            extra["hash"] = entry_hash(extra)
+            await conn.execute(insert(audit_log).values(**extra))
+        assert ((r := await verify(db)).ok, r.problem) == (False, "the log ends at 7 but the head names 6")
+        async with db.write() as conn:
+            await conn.execute(delete(audit_log).where(audit_log.c.id == 7))
+        assert (await verify(db)).ok
+    finally:
+        await db.dispose()
+
+
+async def test_retention_moves_the_anchor_and_the_chain_still_verifies(own_db_url: str) -> None:
+    db = Database(own_db_url)
+    try:
+        await _write(db, 5)
+        deleted = await prune(db, T0 + timedelta(days=2), T0 + timedelta(days=300))
+        assert deleted == 2
+        report = await verify(db)
+        assert (report.ok, report.first_id, report.last_id) == (True, 3, 6)
+        items, _ = await query(db, AuditQuery(action="audit.pruned"))
+        assert items[0]["detail"]["deleted"] == 2
+        # deleting the oldest kept row is still caught
+        async with db.write() as conn:
+            await conn.execute(delete(audit_log).where(audit_log.c.id == 3))
+        assert not (await verify(db)).ok
+    finally:
+        await db.dispose()
+
+
+async def test_entries_commit_with_their_change_and_auditors_see_their_subtree(org_server: RunningServer) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    idx = s.org_index.index
+    county = "990101"
+    head_id, _, head_pos, head_tok = await seat(rs, county, "county_head")
+    pos = idx.p_id[slot(idx, "990101001001", "village_secretary")]
+    far = idx.p_id[slot(idx, "990102001001", "village_secretary")]
+    with pytest.raises(NotFound):  # the change fails, so no entry: the audit row is in its transaction
+        await s.org.handover(SYSTEM, pos, 10**9)
+    newcomer, _ = await new_person(s)
+    await s.org.handover(SYSTEM, pos, newcomer)
+    await s.org.handover(SYSTEM, far, newcomer)
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(head_tok)) as h:
+        r = await h.post("/api/v1/notices", json={
+            "as_position": head_pos, "selector": "村书记@990101/**", "client_msg_id": "a-1",
+            "title": "通知", "body": "开会",
+        })  # fmt: skip
+        assert r.status_code in (200, 201), r.text
+        r = await h.post("/api/v1/tasks", json={
+            "as_position": head_pos, "selector": f"pos:{pos}", "client_msg_id": "t-1",
+            "category": "general", "title": "核查", "body": "请核查",
+        })  # fmt: skip
+        assert r.status_code == 201, r.text
+    auditor_id, auditor_login = await new_person(s)
+    await s.grants.grant(SYSTEM, auditor_id, county, frozenset({"audit"}))
+    tok = (await login(rs.http, auditor_login))["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        entries = (await h.get("/api/v1/audit")).json()["entries"]
+        county_path = f"/{idx.u_id[idx.unit('99')]}/{idx.u_id[idx.unit('9901')]}/{idx.u_id[idx.unit(county)]}/"
+        assert entries and all(e["unit_path"].startswith(county_path) for e in entries)
+        actions = [e["action"] for e in entries]
+        assert actions.count("org.handover") >= 2  # seat() and ours; the failed one left nothing
+        notice = next(e for e in entries if e["action"] == "notice.sent")
+        assert (notice["actor_person_id"], notice["acting_position_id"]) == (head_id, head_pos)
+        assert notice["detail"]["positions"] == 8 and "村书记" in notice["detail"]["selector"]
+        task = next(e for e in entries if e["action"] == "task.created")
+        assert task["detail"]["audience"] == 1 and task["detail"]["selector"] == f"pos:{pos}"
+        assert not any(e["detail"].get("position_id") == far for e in entries)
+        by_actor = (await h.get("/api/v1/audit", params={"actor": head_id})).json()["entries"]
+        assert {e["action"] for e in by_actor} == {"notice.sent", "task.created"}
+        later = (await h.get("/api/v1/audit", params={"since": "2999-01-01T00:00:00+00:00"})).json()
+        assert later == {"entries": [], "next_before": None}
+        page = (await h.get("/api/v1/audit", params={"limit": 2})).json()
+        rest = (await h.get("/api/v1/audit", params={"before": page["next_before"]})).json()["entries"]
+        assert [e["id"] for e in page["entries"] + rest] == [e["id"] for e in entries]
+        r = await h.get("/api/v1/audit", params={"unit": "990102"})
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "no_grant")
+        assert (await h.get("/api/v1/audit", params={"since": "yesterday"})).status_code == 400
+    # sign-ins carry no unit: only a whole-tree auditor sees them
+    items, _ = await query(s.db, AuditQuery(action="auth.login", actor_person_id=auditor_id))
+    assert items and items[0]["unit_path"] is None
+    assert (await verify(s.db)).ok
+
+
+def test_cli_grants_the_first_administrator_and_verifies_the_chain(tmp_path: Path, sqlite_template: Path) -> None:
+    import shutil
+
+    from zzd.cli import main
+
+    db_file = tmp_path / "cli.db"
+    shutil.copy(sqlite_template, db_file)
+    url = f"sqlite+aiosqlite:///{db_file}"
+    env = {"ZZD_DATABASE_URL": url, "ZZD_JWT_KEYS": "t1:" + "k" * 40}
+
+    async def person() -> int:
+        from kernel.clock import SystemClock
+        from org_tree.people import PersonDirectory
+
+        db = Database(url)
+        try:
+            return (await PersonDirectory(db, SystemClock()).create("管理员", login="root-admin")).id
+        finally:
+            await db.dispose()
+
+    pid = asyncio.run(person())
+    runner = CliRunner()
+    res = runner.invoke(main, ["admin", "grant", "--login", "root-admin", "--unit", "*", "--perm", "all"], env=env)
+    assert res.exit_code == 0, res.output
+    grant = json.loads(res.output)
+    assert (grant["person_id"], grant["unit_id"], len(grant["perms"])) == (pid, None, 7)
+    res = runner.invoke(main, ["admin", "grant", "--login", "root-admin", "--unit", "*", "--perm", "root"], env=env)
+    assert res.exit_code != 0 and "perms must be" in res.output
+    res = runner.invoke(main, ["audit", "query", "--action", "admin.granted"], env=env)
+    assert json.loads(res.output.splitlines()[0])["detail"]["person_id"] == pid
+    assert json.loads(runner.invoke(main, ["audit", "verify"], env=env).output)["ok"] is True
+
+    async def tamper() -> None:
+        db = Database(url)
+        try:
+            async with db.write() as conn:
+                await conn.execute(update(audit_log).values(outcome="denied"))
+        finally:
+            await db.dispose()
+
+    asyncio.run(tamper())
+    res = runner.invoke(main, ["audit", "verify"], env=env)
+    assert res.exit_code == 1 and json.loads(res.output)["bad_id"] == 1
+    res = runner.invoke(main, ["admin", "list"], env=env)
+    assert [json.loads(line)["id"] for line in res.output.splitlines()] == [grant["id"]]
+    res = runner.invoke(main, ["admin", "revoke", str(grant["id"])], env=env)
+    assert res.exit_code == 0 and json.loads(res.output)["revoked"] is True
+    assert runner.invoke(main, ["admin", "list"], env=env).output == ""

@@ -1,0 +1,107 @@
+"""Admin grants over HTTP: what each grant allows, that nobody hands out more than they hold, and that
+ordinary accounts reach none of the administrative endpoints (docs/admin.md), on both backends."""
+
+from __future__ import annotations
+
+import httpx
+
+from org_tree.jurisdiction import SYSTEM
+from tests.client import login, new_person
+from tests.conftest import RunningServer
+from tests.org_server import auth, seat, slot
+
+COUNTY, OTHER_COUNTY = "990101", "990102"
+VILLAGE = "990101001001"
+
+
+async def test_a_county_administrator_works_inside_the_grant_only(org_server: RunningServer) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    idx = s.org_index.index
+    admin_id, admin_login = await new_person(s, "县管理员")
+    await s.grants.grant(SYSTEM, admin_id, COUNTY, frozenset({"org", "assignments", "grants"}))
+    helper_id, helper_login = await new_person(s, "村管理员")
+    newcomer, _ = await new_person(s)
+    tok = (await login(rs.http, admin_login))["access_token"]
+    sec_pos = idx.p_id[slot(idx, VILLAGE, "village_secretary")]
+    far_pos = idx.p_id[slot(idx, "990102001001", "village_secretary")]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        me = (await h.get("/api/v1/me/grants")).json()["grants"]
+        assert [(g["unit_id"], g["perms"]) for g in me] == [
+            (idx.u_id[idx.unit(COUNTY)], ["assignments", "grants", "org"])
+        ]
+        r = await h.post(f"/api/v1/org/positions/{sec_pos}/handover", json={"person_id": newcomer})
+        assert r.status_code == 200, r.text
+        r = await h.post(f"/api/v1/org/positions/{far_pos}/handover", json={"person_id": newcomer})
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "no_grant")
+        r = await h.post("/api/v1/org/units", json={"parent": VILLAGE, "name": "新网格"})
+        assert r.status_code == 201, r.text
+        r = await h.post("/api/v1/org/units", json={"parent": "990102001001", "name": "新网格"})
+        assert r.status_code == 403
+        r = await h.post("/api/v1/org/roles", json={"key": "x1", "name": "X1", "levels": ["grid"]})
+        assert r.status_code == 403  # roles are tree-wide: a county grant does not reach them
+        # grants: inside the subtree, never more than one holds, never to oneself
+        r = await h.post(
+            "/api/v1/admin/grants", json={"person_id": helper_id, "unit": VILLAGE, "perms": ["assignments"]}
+        )
+        assert r.status_code == 201, r.text
+        helper_grant = r.json()["id"]
+        for body in (
+            {"person_id": helper_id, "unit": VILLAGE, "perms": ["audit"]},
+            {"person_id": helper_id, "unit": OTHER_COUNTY, "perms": ["assignments"]},
+            {"person_id": helper_id, "unit": None, "perms": ["assignments"]},
+            {"person_id": admin_id, "unit": VILLAGE, "perms": ["assignments"]},
+        ):
+            r = await h.post("/api/v1/admin/grants", json=body)
+            assert r.status_code == 403, (body, r.text)
+        r = await h.post("/api/v1/admin/grants", json={"person_id": helper_id, "unit": VILLAGE, "perms": ["root"]})
+        assert r.status_code == 400
+        listed = (await h.get("/api/v1/admin/grants")).json()["grants"]
+        assert {g["person_id"] for g in listed} == {admin_id, helper_id}
+    helper_tok = (await login(rs.http, helper_login))["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(helper_tok)) as h:
+        r = await h.post(f"/api/v1/org/positions/{sec_pos}/handover", json={"person_id": helper_id})
+        assert r.status_code == 200  # an administrator may seat themselves inside their grant
+        assert (await h.get("/api/v1/admin/grants")).status_code == 403  # no grants/audit permission
+        r = await h.post(f"/api/v1/admin/grants/{helper_grant}/revoke")
+        assert r.status_code == 404  # 'grants' is needed to revoke, even one's own
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        r = await h.post(f"/api/v1/admin/grants/{helper_grant}/revoke")
+        assert r.status_code == 200 and r.json()["revoked"] is True
+        assert (await h.post(f"/api/v1/admin/grants/{helper_grant}/revoke")).status_code == 404
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(helper_tok)) as h:
+        r = await h.post(f"/api/v1/org/positions/{sec_pos}/handover", json={"person_id": newcomer})
+        assert r.status_code == 403
+
+
+async def test_ordinary_accounts_reach_no_administrative_endpoint(org_server: RunningServer) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    idx = s.org_index.index
+    boss = await new_person(s)
+    top = await s.grants.grant(SYSTEM, boss[0], None, frozenset({"grants", "audit", "settings"}))
+    head_id, _, head_pos, tok = await seat(rs, COUNTY, "county_head")  # a high position, no grant
+    unit_id = idx.u_id[idx.unit(VILLAGE)]
+    rule = {"name": "河道垃圾", "accept_within": 60, "resolve_within": 600, "escalation": "head_above",
+            "ding": False, "route_role": "village_director", "route_level": "village"}  # fmt: skip
+    calls = [
+        ("POST", "/api/v1/org/units", {"parent": COUNTY, "name": "新镇"}, 403),
+        ("POST", f"/api/v1/org/units/{VILLAGE}/move", {"parent": "990101002"}, 403),
+        ("POST", "/api/v1/org/positions", {"unit": VILLAGE, "role": "village_director"}, 403),
+        ("POST", "/api/v1/org/roles", {"key": "x2", "name": "X2", "levels": ["grid"]}, 403),
+        ("POST", f"/api/v1/org/positions/{head_pos + 1}/assignments", {"person_id": head_id}, 403),
+        ("POST", f"/api/v1/org/positions/{head_pos + 1}/handover", {"person_id": head_id}, 403),
+        ("PUT", "/api/v1/tasks/categories/river_litter", rule, 403),
+        ("GET", "/api/v1/admin/grants", None, 403),
+        ("POST", "/api/v1/admin/grants", {"person_id": head_id, "unit": None, "perms": ["org"]}, 403),
+        ("POST", f"/api/v1/admin/grants/{top.id}/revoke", None, 404),
+        ("GET", "/api/v1/audit", None, 403),
+        ("GET", f"/api/v1/audit?unit=%23{unit_id}", None, 403),
+    ]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        for method, path, body, status in calls:
+            r = await h.request(method, path, json=body)
+            assert r.status_code == status, (method, path, r.text)
+            assert "error" in r.json()
+        assert (await h.get("/api/v1/me/grants")).json() == {"grants": []}
+    assert [g.id for g in await s.grants.visible(SYSTEM)] == [top.id]
