@@ -8,10 +8,12 @@ them, so the document cannot drift from what the server accepts.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
+from starlette.convertors import IntegerConvertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -36,7 +38,8 @@ ERROR_SCHEMA = {
         }
     },
 }
-PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/auth/token", "/openapi.json"}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/v1/auth/token", "/api/v1/auth/activate", "/openapi.json"}
+_CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 
 
 def build_openapi(routes: Sequence[BaseRoute], bodies: dict[Callable[..., Any], type[BaseModel]]) -> dict[str, Any]:
@@ -46,13 +49,14 @@ def build_openapi(routes: Sequence[BaseRoute], bodies: dict[Callable[..., Any], 
         if not isinstance(route, Route) or route.methods is None:
             continue
         doc = inspect.getdoc(route.endpoint) or route.name.replace("_", " ")
-        path = route.path.replace(":int}", "}")
+        path = _CONVERTOR.sub(r"{\1}", route.path)
         for method in sorted(route.methods - {"HEAD"}):
             op: dict[str, Any] = {
                 "operationId": f"{method.lower()}_{route.name}",
                 "summary": doc.splitlines()[0],
                 "responses": {
                     "200": {"description": "OK"},
+                    **({"201": {"description": "Created"}} if method in ("POST", "PUT") else {}),
                     "default": {
                         "description": "error",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -66,9 +70,11 @@ def build_openapi(routes: Sequence[BaseRoute], bodies: dict[Callable[..., Any], 
                     "name": name,
                     "in": "path",
                     "required": True,
-                    "schema": {"type": "integer" if ":int" in route.path else "string"},
+                    "schema": {"type": "integer", "minimum": 0}
+                    if isinstance(conv, IntegerConvertor)
+                    else {"type": "string"},
                 }
-                for name in route.param_convertors
+                for name, conv in route.param_convertors.items()
             ]
             if params:
                 op["parameters"] = params
