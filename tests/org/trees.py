@@ -167,7 +167,8 @@ class Tree:
 
 
 @st.composite
-def trees(draw: st.DrawFn, max_units: int = 40) -> Tree:
+def trees(draw: st.DrawFn, max_units: int = 40, depth_first: bool = False) -> Tree:
+    """A random tree; ``depth_first`` grows branches down to grids before widening (small trees reach level 6)."""
     tree = Tree()
     ids = draw(st.permutations(list(range(1, max_units + 1))))
     next_id = iter(ids)
@@ -175,7 +176,7 @@ def trees(draw: st.DrawFn, max_units: int = 40) -> Tree:
     tree.units[root] = (None, 1, "1")
     frontier = [root]
     while frontier and len(tree.units) < max_units:
-        parent = frontier.pop(0)
+        parent = frontier.pop() if depth_first else frontier.pop(0)
         _, level, code = tree.units[parent]
         if level >= 6:
             continue
