@@ -25,7 +25,7 @@ from messaging.events import EventLog
 from messaging.wakeup import EventGroup
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndexHolder
-from org_tree.jurisdiction import SYSTEM
+from org_tree.jurisdiction import SYSTEM, Actor
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from org_tree.synthetic import generate_people
@@ -109,10 +109,13 @@ class World:
     async def person(self, name: str = "新人") -> int:
         return (await self.people.create(name)).id
 
-    async def handover(self, position_id: int, to_person: int) -> None:
+    async def handover(self, position_id: int, to_person: int, actor: Actor = ADMIN) -> None:
+        """Hand over as ``actor`` (default: the operator); the clock moves a second either side."""
         self.clock.advance(1)
-        await self.org.handover(ADMIN, position_id, to_person)
-        self.clock.advance(1)
+        try:
+            await self.org.handover(actor, position_id, to_person)
+        finally:
+            self.clock.advance(1)
 
     async def stream(self, person_id: int) -> list[tuple[str, dict[str, Any]]]:
         import json

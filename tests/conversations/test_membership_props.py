@@ -1,11 +1,15 @@
 """S23 as a property: across handovers, nobody reads outside their membership, on any path.
 
-A Hypothesis state machine hands positions over, writes to position threads
-(as a person and as a position) and to an ad-hoc group with a position
-member, and then reads history, read lists and the event stream as various
-persons, and guesses ids. A reference model of assignment periods says what
-each person may read; the service must agree exactly (history) or stay
-within it (sync), and answer a guess outside it like a missing id.
+A Hypothesis state machine hands positions over (as the operator, as an
+administrator whose grant covers part of the tree, and — always refused — as
+an ordinary holder), writes to position threads (as a person and as a
+position) and to an ad-hoc group with a position member, edits and recalls
+messages as various persons, and then reads history, read lists and the
+event stream as various persons, and guesses ids. A reference model of
+assignment periods says what each person may read and change; the service
+must agree exactly (history, edit, recall) or stay within it (sync), and
+answer a guess outside it like a missing id. Issue 10: a former holder can
+no longer edit or recall what they wrote as the position.
 """
 
 from __future__ import annotations
@@ -25,9 +29,14 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from sqlalchemy import select
 
-from kernel.errors import Forbidden, NotFound
+from kernel.errors import Conflict, Forbidden, NotFound
 from messaging.conversations.model import PostRequest
+from messaging.schema import messages
+from org_tree.grant_service import GrantService
+from org_tree.grants import Perm, holds_grant
+from org_tree.jurisdiction import SYSTEM
 from tests.conftest import temp_pg_database
 from tests.conversations.conftest import World, make_world
 from tests.services import pg_url
@@ -50,6 +59,9 @@ class Thread:
 class Model:
     def __init__(self) -> None:
         self.assignments: dict[int, list[Assignment]] = {}
+        #: message id → (sender person, position written as or None); recalled ids.
+        self.meta: dict[int, tuple[int, int | None]] = {}
+        self.recalled: set[int] = set()
         self.threads: dict[int, Thread] = {}
         self.group_id = 0
         self.group_explicit: set[int] = set()
@@ -137,17 +149,33 @@ class Membership(RuleBasedStateMachine):
         self.people = sorted(
             {a.person for p in self.positions for a in self.model.assignments[p]} | set(self.outsiders)
         )
+        # An administrator whose grant covers the unit of the first position (and whatever lies below it).
+        self.admin_person = self.run(w.person("管理员"))
+        idx = w.holder.index
+        unit = idx.u_id[idx.p_unit[idx.slot(self.positions[0])]]
+        self.run(GrantService(w.db, w.clock, w.holder, w.org).grant(SYSTEM, self.admin_person, unit,
+                                                                    frozenset({"assignments"})))  # fmt: skip
         g = self.run(w.groups.create(self.outsiders[0], "专班", [self.outsiders[1]], [self.positions[0]]))
         self.model.group_id = g["id"]
         self.model.group_explicit = {self.outsiders[0], self.outsiders[1]}
         self.model.group_position = self.positions[0]
 
-    @rule(pos=st.integers(0, 3), who=st.integers(0, 50))
-    def handover(self, pos: int, who: int) -> None:
+    @rule(pos=st.integers(0, 3), who=st.integers(0, 50), by=st.sampled_from(["operator", "admin", "holder"]))
+    def handover(self, pos: int, who: int, by: str) -> None:
+        w = self.world
         p = self.positions[pos]
         to = self.people[who % len(self.people)]
-        self.run(self.world.handover(p, to))
-        self.run(self.world.members.run())
+        actor = SYSTEM
+        if by != "operator":
+            person = self.admin_person if by == "admin" else self.people[(who + pos) % len(self.people)]
+            actor = self.run(w.org.actor(person))
+            idx = w.holder.index
+            if not holds_grant(idx, actor, Perm.ASSIGNMENTS, idx.p_unit[idx.slot(p)]):
+                with pytest.raises(Forbidden):  # holding a position gives no right to hand one over
+                    self.run(w.handover(p, to, actor))
+                return
+        self.run(w.handover(p, to, actor))
+        self.run(w.members.run())
         end = self._handover_time
         for a in self.model.assignments[p]:
             if a.end is None:
@@ -174,6 +202,7 @@ class Membership(RuleBasedStateMachine):
             person = holders[sender % len(holders)]
         w.clock.advance(0.25)
         r = self.run(w.conv.post(PostRequest(person, self.key(), "x", to_position_id=target, as_position_id=as_id)))
+        self._remember(r.message_id, person)
         sides = (target,) if as_id is None else tuple(sorted((target, as_id)))
         t = m.threads.setdefault(r.conversation_id, Thread(sides, None if as_id else person))
         assert t.sides == sides
@@ -191,11 +220,54 @@ class Membership(RuleBasedStateMachine):
         req = PostRequest(person, self.key(), "re", conversation_id=cid)
         if m.full_reader(person, t):
             r = self.run(w.conv.post(req))
+            self._remember(r.message_id, person)
             t.messages.append((r.message_id, r.created_at))
         else:
             expected = Forbidden if m.visible(person, cid) is not None else NotFound
             with pytest.raises(expected):
                 self.run(w.conv.post(req))
+
+    def _remember(self, message_id: int, sender: int) -> None:
+        """The model keeps who wrote a message and as which position (the service decides that for replies)."""
+        q = select(messages.c.sender_position_id).where(messages.c.id == message_id)
+
+        async def read() -> int | None:
+            async with self.world.db.read() as conn:
+                v = (await conn.execute(q)).scalar_one()
+            return None if v is None else int(v)
+
+        self.model.meta[message_id] = (sender, self.run(read()))
+
+    @rule(who=st.integers(0, 50), pick=st.integers(0, 50), recall=st.booleans())
+    def edit_or_recall(self, who: int, pick: int, recall: bool) -> None:
+        w, m = self.world, self.model
+        if not m.threads:
+            return
+        cid = sorted(m.threads)[pick % len(m.threads)]
+        t = m.threads[cid]
+        if not t.messages:
+            return
+        mid, at = t.messages[pick % len(t.messages)]
+        person = self.people[who % len(self.people)]
+        sender, as_pos = m.meta[mid]
+        w.clock.advance(0.25)
+        call = w.conv.recall(person, mid) if recall else w.conv.edit(person, mid, "改")
+        visible = m.visible(person, cid)
+        if visible is None or mid not in visible:
+            expected: type[Exception] | None = NotFound
+        elif person != sender or (as_pos is not None and person not in m.current(as_pos)):
+            expected = Forbidden  # not the writer, or a former holder of the position it was written as
+        elif mid in m.recalled and not recall:
+            expected = Conflict
+        else:
+            expected = None
+        if expected is None:
+            self.run(call)
+            if recall:
+                m.recalled.add(mid)
+        else:
+            with pytest.raises(expected):
+                self.run(call)
 
     @rule(who=st.integers(0, 50))
     def write_to_group(self, who: int) -> None:
@@ -262,6 +334,10 @@ class Membership(RuleBasedStateMachine):
             page = self.run(self.world.events.read(person, epoch=None, since=self.seen.get(person, 0)))
             for seq, kind, payload in page.events:
                 self.seen[person] = seq
+                if kind in ("message.edited", "message.recalled"):
+                    data = json.loads(payload)
+                    visible = self.model.visible(person, int(data["conversation_id"]))
+                    assert visible is not None and int(data["message_id"]) in visible, (person, kind, data)
                 if kind != "message.new":
                     continue
                 data = json.loads(payload)
