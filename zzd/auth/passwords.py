@@ -1,12 +1,19 @@
-"""Password hashing with Argon2id (argon2-cffi), off the event loop, bounded in concurrency.
+"""Password hashing with Argon2id (argon2-cffi): bounded in concurrency, at a lower CPU priority.
 
-Hashing costs tens of milliseconds of CPU and (by default) 64 MiB of memory by
-design, so it runs in worker threads of its own limiter: at most
-``concurrency`` hashes at once, so memory stays bounded however many sign-ins
-arrive (issue 10 item 4: 60 wrong attempts, 20 at a time, used to grow a
-process by 1 GiB), and the event loop and the default thread pool stay free
-for everyone else. At most ``max_waiting`` more wait their turn; beyond that a
-sign-in is refused at once (429, retry shortly) instead of queueing without end.
+Hashing costs tens to hundreds of milliseconds of CPU and (by default) 64 MiB
+of memory by design. Unbounded, a burst of sign-ins grew one process by a GiB
+and starved everyone else (issue 10 item 4: 60 wrong attempts, 20 at a time,
+215 MiB → 1.25 GiB, and another user's ``GET /me`` took seconds). So:
+
+- hashes run on a pool of ``concurrency`` threads of their own (default: half
+  the cores), so at most that many 64 MiB buffers exist at once and the
+  default thread pool stays free for everything else;
+- those threads lower their own scheduling priority (``nice`` 10, Linux
+  per-thread), so when the cores are busy the event loop serving other
+  users' requests runs first and a hash waits, not the other way round;
+- at most ``max_waiting`` more sign-ins wait for a slot (``slot()``); beyond
+  that one is refused at once (429, retry shortly) instead of queueing
+  without end.
 
 A login for an unknown name still verifies against a dummy hash, so response
 time does not reveal which names exist.
@@ -14,21 +21,38 @@ time does not reveal which names exist.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-import anyio
-import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from kernel.errors import RateLimited
 
-__all__ = ["Passwords", "default_concurrency"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["HASH_NICE", "Passwords", "default_concurrency"]
+
+#: Niceness of the hashing threads (0 is normal; higher runs only when the cores are otherwise idle-ish).
+HASH_NICE = 10
+T = TypeVar("T")
 
 
 def default_concurrency() -> int:
     """Half the cores (at least one): the other half keeps serving requests."""
     return max(1, (os.cpu_count() or 2) // 2)
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or not permitted: run at normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_NICE)
 
 
 class Passwords:
@@ -38,33 +62,42 @@ class Passwords:
         self._hasher = hasher or PasswordHasher()
         self._dummy = self._hasher.hash("not-a-real-password")
         self.concurrency = concurrency or default_concurrency()
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="argon2", initializer=_lower_priority)
         self._max_waiting = max_waiting
-        self._waiting = 0
-
-    @property
-    def memory_cost_kib(self) -> int:
-        return int(self._hasher.memory_cost)
+        # One semaphore per event loop (tests share one hasher between servers on different loops).
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._queued = 0
 
     def hash_sync(self, password: str) -> str:
         return self._hasher.hash(password)
 
-    def _bound(self) -> anyio.CapacityLimiter:
-        if self._limiter is None:  # created on first use, inside the running event loop
-            self._limiter = anyio.CapacityLimiter(self.concurrency)
-        return self._limiter
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One of ``concurrency`` sign-in slots; what runs inside (throttle check, hash) is serialised per slot.
 
-    async def _run(self, fn: object, *args: str) -> object:
-        if self._waiting >= self._max_waiting + self.concurrency:
+        Raises:
+            RateLimited: more than ``max_waiting`` sign-ins already wait.
+        """
+        loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = asyncio.Semaphore(self.concurrency)
+        if self._queued >= self._max_waiting + self.concurrency:
             raise RateLimited("sign-in is busy; try again in a moment", data={"retry_after": 1, "limit": "hashing"})
-        self._waiting += 1
+        self._queued += 1
         try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self._bound())  # type: ignore[arg-type]
+            async with slots:
+                yield
         finally:
-            self._waiting -= 1
+            self._queued -= 1
+
+    async def _run(self, fn: Callable[..., T], *args: str) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     async def hash(self, password: str) -> str:
-        return str(await self._run(self._hasher.hash, password))
+        return await self._run(self._hasher.hash, password)
 
     async def verify(self, stored_hash: str | None, password: str) -> bool:
         def check(pw: str) -> bool:
@@ -73,4 +106,7 @@ class Passwords:
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 return False
 
-        return bool(await self._run(check, password))
+        return await self._run(check, password)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

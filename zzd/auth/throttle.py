@@ -73,6 +73,11 @@ class LoginThrottle:
         if not await self._call("hit", self.per_login, "login", login):
             await self._refuse(self.per_login, "login", login)
 
+    async def check_address(self, address: str) -> None:
+        """Refuse (429) when the address has spent its failures (checked again where attempts are serialised)."""
+        if not await self._call("test", self.per_address, "address", address):
+            await self._refuse(self.per_address, "address", address)
+
     async def failed(self, address: str) -> None:
         """After a wrong password: count the failure for the address."""
         await self._call("hit", self.per_address, "address", address)

@@ -67,9 +67,13 @@ async def token(request: Request) -> JSONResponse:
         addr, key = client_address(request), _login_key(body.login)
         await s.throttle.attempt(key, addr)
         person = await s.persons.by_login(body.login)
-        good = await s.passwords.verify(person.password_hash if person else None, body.password)
+        async with s.passwords.slot():
+            # Checked again inside the slot, so concurrent guesses cannot all pass before one is counted.
+            await s.throttle.check_address(addr)
+            good = await s.passwords.verify(person.password_hash if person else None, body.password)
+            if not good:
+                await s.throttle.failed(addr)
         if person is None or not good or person.disabled:
-            await s.throttle.failed(addr)
             who = person.id if person is not None else None
             await _audit(s, AuditEntry("auth.login_failed", who, outcome="failed", detail={"login": key, "addr": addr}))
             raise Unauthorized("wrong login or password", code=ErrorCode.INVALID_GRANT)
@@ -100,9 +104,14 @@ async def activate(request: Request) -> JSONResponse:
     addr, key = client_address(request), _login_key(body.login)
     await s.throttle.attempt(key, addr)
     try:
-        person = await s.persons.check_activation(body.login, body.code)
+        async with s.passwords.slot():
+            await s.throttle.check_address(addr)
+            try:
+                person = await s.persons.check_activation(body.login, body.code)
+            except Unauthorized:
+                await s.throttle.failed(addr)
+                raise
     except Unauthorized:
-        await s.throttle.failed(addr)
         await _audit(s, AuditEntry("auth.activation_failed", outcome="failed", detail={"login": key, "addr": addr}))
         raise
     check_text(body.password, field="password", max_chars=256)
