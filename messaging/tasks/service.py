@@ -107,12 +107,14 @@ class TaskService:
         async with self._db.read() as conn:
             return await list_categories(conn)
 
-    async def put_category(self, cat: Category) -> Category:
-        """Create or replace a category (operators only; the route checks that)."""
+    async def put_category(self, cat: Category, audit: AuditEntry | None = None) -> Category:
+        """Create or replace a category (administrators only; the route checks that), audited in the same commit."""
 
         async def txn() -> None:
             async with self._db.write() as conn:
                 await put_category(conn, cat, self._clock.now())
+                if audit is not None:
+                    await record(conn, audit, self._clock.now())
 
         await with_db_retry(txn)
         return cat

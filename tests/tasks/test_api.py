@@ -11,6 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from kernel.audit import AuditQuery, query
 from kernel.db.database import Database
 from messaging.tasks.schema import outbox_events, reports, task_events, tasks
 from org_tree.importer import import_divisions
@@ -169,6 +170,10 @@ async def test_operator_edits_routing_and_photos_are_private(org_server: Running
         assert (r.status_code, r.json()["error"]["data"]["field"]) == (400, "escalation")
         r = await h.put("/api/v1/tasks/categories/river_litter", json=rule, headers=_auth(ops_tok))
         assert r.status_code == 200, r.text
+        put, _ = await query(s.db, AuditQuery(action="settings.category_put"))
+        assert (put[0]["actor_person_id"], put[0]["detail"]["key"]) == (ops.id, "river_litter")
+        denied, _ = await query(s.db, AuditQuery(action="admin.denied"))
+        assert denied[0]["detail"]["attempted"] == "settings.category_put"  # the worker's try
         cats = (await h.get("/api/v1/tasks/categories", headers=_auth(wtok))).json()["categories"]
         assert next(c for c in cats if c["key"] == "river_litter")["route_role"] == "village_director"
         data = png(7)

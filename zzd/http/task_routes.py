@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from kernel.audit import AuditEntry
 from kernel.errors import BadRequest
 from messaging.tasks.categories import validate_category
 from messaging.tasks.lifecycle import CLIENT_ACTIONS, Action
@@ -159,7 +160,8 @@ async def put_category(request: Request) -> JSONResponse:
     cat = validate_category({**raw, "key": key})
     if cat.route_role is not None:
         s.org_index.index.role_id(cat.route_role)  # NotFound for a role the tree does not know
-    return ok((await s.tasks.put_category(cat)).to_dict())
+    entry = AuditEntry("settings.category_put", actor.person_id, detail={"key": key, "category": cat.to_dict()})
+    return ok((await s.tasks.put_category(cat, entry)).to_dict())
 
 
 routes = [
