@@ -80,7 +80,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> I
 
     async def seat() -> str:
         pid, lg = await new_person(s)
-        await s.org.handover(SYSTEM, s.org_index.index.p_id[slot(s.org_index.index, "990101", "county_head")], pid)
+        idx = s.org_index.index
+        await s.org.handover(SYSTEM, idx.position_id(slot(idx, "990101", "county_head")), pid)
         return lg
 
     lg = app.call(seat())

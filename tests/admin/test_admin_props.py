@@ -99,7 +99,7 @@ async def _try_resolve(
     except ZzdError:
         return
     assert pos in start_positions, (pos, start_positions)
-    addressed = {org.index.p_unit[k] for a, b in evaluate(org.index, sel) for k in range(a, b)}
+    addressed = {org.index.position_unit(k) for a, b in evaluate(org.index, sel) for k in range(a, b)}
     assert addressed <= start_units, addressed - start_units
 
 

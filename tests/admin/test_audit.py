@@ -106,8 +106,8 @@ async def test_entries_commit_with_their_change_and_auditors_see_their_subtree(o
     idx = s.org_index.index
     county = "990101"
     head_id, _, head_pos, head_tok = await seat(rs, county, "county_head")
-    pos = idx.p_id[slot(idx, "990101001001", "village_secretary")]
-    far = idx.p_id[slot(idx, "990102001001", "village_secretary")]
+    pos = idx.position_id(slot(idx, "990101001001", "village_secretary"))
+    far = idx.position_id(slot(idx, "990102001001", "village_secretary"))
     with pytest.raises(NotFound):  # the change fails, so no entry: the audit row is in its transaction
         await s.org.handover(SYSTEM, pos, 10**9)
     newcomer, _ = await new_person(s)
@@ -129,7 +129,7 @@ async def test_entries_commit_with_their_change_and_auditors_see_their_subtree(o
     tok = (await login(rs.http, auditor_login))["access_token"]
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
         entries = (await h.get("/api/v1/audit")).json()["entries"]
-        county_path = f"/{idx.u_id[idx.unit('99')]}/{idx.u_id[idx.unit('9901')]}/{idx.u_id[idx.unit(county)]}/"
+        county_path = f"/{idx.unit_id(idx.unit('99'))}/{idx.unit_id(idx.unit('9901'))}/{idx.unit_id(idx.unit(county))}/"
         assert entries and all(e["unit_path"].startswith(county_path) for e in entries)
         actions = [e["action"] for e in entries]
         assert actions.count("org.handover") >= 2  # seat() and ours; the failed one left nothing

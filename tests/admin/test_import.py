@@ -58,7 +58,8 @@ async def test_import_is_idempotent_all_or_nothing_and_codes_activate_once(org_s
     await s.org_index.refresh_if_changed()
     idx = s.org_index.index
     zhang = await s.persons.by_login("zhang3")
-    assert s.org.get_position(SYSTEM, idx.p_id[slot(idx, "990101001001", "village_secretary")]).holders == (zhang.id,)
+    sec = idx.position_id(slot(idx, "990101001001", "village_secretary"))
+    assert s.org.get_position(SYSTEM, sec).holders == (zhang.id,)
     again = await apply_plan(s.db, s.clock, idx, plan_import(idx, FILE), replace_holders=True)
     assert (again.created, again.updated, again.unchanged, again.assigned, again.codes) == (0, 0, 3, 0, [])
     renamed = await apply_plan(s.db, s.clock, idx, plan_import(idx, FILE.replace("王五", "王五五")))

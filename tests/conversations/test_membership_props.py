@@ -152,7 +152,7 @@ class Membership(RuleBasedStateMachine):
         # An administrator whose grant covers the unit of the first position (and whatever lies below it).
         self.admin_person = self.run(w.person("管理员"))
         idx = w.holder.index
-        unit = idx.u_id[idx.p_unit[idx.slot(self.positions[0])]]
+        unit = idx.unit_id(idx.position_unit(idx.slot(self.positions[0])))
         self.run(GrantService(w.db, w.clock, w.holder, w.org).grant(SYSTEM, self.admin_person, unit,
                                                                     frozenset({"assignments"})))  # fmt: skip
         g = self.run(w.groups.create(self.outsiders[0], "专班", [self.outsiders[1]], [self.positions[0]]))
@@ -170,7 +170,7 @@ class Membership(RuleBasedStateMachine):
             person = self.admin_person if by == "admin" else self.people[(who + pos) % len(self.people)]
             actor = self.run(w.org.actor(person))
             idx = w.holder.index
-            if not holds_grant(idx, actor, Perm.ASSIGNMENTS, idx.p_unit[idx.slot(p)]):
+            if not holds_grant(idx, actor, Perm.ASSIGNMENTS, idx.position_unit(idx.slot(p))):
                 with pytest.raises(Forbidden):  # holding a position gives no right to hand one over
                     self.run(w.handover(p, to, actor))
                 return
