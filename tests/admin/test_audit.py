@@ -138,6 +138,15 @@ async def test_entries_commit_with_their_change_and_auditors_see_their_subtree(o
         assert notice["detail"]["positions"] == 8 and "村书记" in notice["detail"]["selector"]
         task = next(e for e in entries if e["action"] == "task.created")
         assert task["detail"]["audience"] == 1 and task["detail"]["selector"] == f"pos:{pos}"
+        # an auditor of the subtree reads the task itself; one of another county does not
+        task_id = task["detail"]["task_ids"][0]
+        assert (await h.get(f"/api/v1/tasks/{task_id}")).status_code == 200
+    other_id, other_login = await new_person(s)
+    await s.grants.grant(SYSTEM, other_id, "990102", frozenset({"audit"}))
+    other_tok = (await login(rs.http, other_login))["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(other_tok)) as h:
+        assert (await h.get(f"/api/v1/tasks/{task_id}")).status_code == 404
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
         assert not any(e["detail"].get("position_id") == far for e in entries)
         by_actor = (await h.get("/api/v1/audit", params={"actor": head_id})).json()["entries"]
         assert {e["action"] for e in by_actor} == {"notice.sent", "task.created"}
