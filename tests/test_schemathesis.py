@@ -95,6 +95,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> I
         app.stop()
 
 
+@pytest.mark.timeout(900)  # ~60 operations × a bounded number of requests
 def test_api_conforms_to_its_document(served: tuple[str, str]) -> None:
     """Every operation, a bounded number of generated requests each; all failures are reported together.
 
