@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from kernel.clock import SystemClock
 from kernel.db.database import Database
@@ -154,3 +155,37 @@ async def test_sign_in_throttling_is_shared_by_the_processes_through_redis(pg_da
                 codes.append(r.status_code)
         assert codes == [401, 401, 401, 401, 429, 429], codes
         assert int(r.headers["Retry-After"]) >= 1
+
+
+async def test_socket_cap_holds_across_processes(pg_database: str, redis_url: str) -> None:
+    """Issue 10: two sockets allowed per person; a third on the other process replaces the oldest."""
+    [(pid, lg)] = await _people(pg_database, 1)
+    prefix = f"zzdtest-{secrets.token_hex(4)}"
+    redis = aioredis.Redis.from_url(redis_url)
+    async with zzd_processes(
+        pg_database, redis_url, 2, prefixes=[prefix, prefix], ZZD_MAX_CONNECTIONS_PER_PERSON="2"
+    ) as (p1, p2):
+        tok = (await login(p1.http, lg))["access_token"]
+        first = await Client.connect(p1.ws, tok)
+        second = await Client.connect(p1.ws, tok)
+        third = await Client.connect(p2.ws, tok)
+        code, _ = await first.wait_closed()
+        assert code == 4509
+        # The survivors still work: a fourth, back on process 1, pushes out the second.
+        fourth = await Client.connect(p1.ws, tok)
+        code, _ = await second.wait_closed()
+        assert code == 4509
+        assert third.closed is None and fourth.closed is None
+        # A socket that closed by itself gives its slot back: a fifth replaces nobody but the oldest left.
+        await fourth.close()
+        async with asyncio.timeout(10):  # the server releases the slot in its teardown
+            while await redis.zcard(f"{prefix}:sockets:{pid}") != 1:
+                await asyncio.sleep(0.02)
+        fifth = await Client.connect(p2.ws, tok)
+        sixth = await Client.connect(p2.ws, tok)
+        code, _ = await third.wait_closed()
+        assert code == 4509
+        assert fifth.closed is None and sixth.closed is None
+        for c in (fifth, sixth):
+            await c.close()
+    await redis.aclose()

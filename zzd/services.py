@@ -49,6 +49,7 @@ from zzd.auth.tokens import TokenService
 from zzd.config import Settings
 from zzd.gateway.hub import ConnectionHub
 from zzd.gateway.ratelimit import RateLimiter
+from zzd.gateway.slots import RedisSlots
 from zzd.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -108,9 +109,17 @@ class Services:
         publisher = WakeupPublisher(broker, settings.node_id)
         events = EventLog(db)
         sessions = SessionStore(db, clock, refresh_ttl=timedelta(seconds=settings.refresh_token_ttl))
-        hub = ConnectionHub(settings.node_id, events, sessions, max_per_person=settings.max_connections_per_person)
         jobs = Jobs()
         single_process = isinstance(broker, MemoryBroker)
+        cap = settings.max_connections_per_person
+        hub = ConnectionHub(
+            settings.node_id,
+            events,
+            sessions,
+            max_per_person=cap,
+            slots=None if single_process else RedisSlots(settings.broker_url, prefix=settings.redis_prefix, cap=cap),
+            publish_control=lambda data: broker.publish(CONTROL_CHANNEL, data),
+        )
 
         def notify(groups: list[EventGroup]) -> None:
             hub.deliver(groups)

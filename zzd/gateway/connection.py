@@ -51,6 +51,7 @@ class Connection:
         "protocol",
         "s",
         "session_id",
+        "socket_id",
         "ws",
     )
 
@@ -63,6 +64,8 @@ class Connection:
         )
         self.person_id = 0
         self.session_id = ""
+        #: Unique across processes (``node_id:n``), set by the hub on register.
+        self.socket_id = ""
         self.cursor = DeliveryCursor()
         # Bounded: fan-out never waits on this socket; overflow closes it (1013).
         # Created with the first frame: an empty deque still holds a ~600-byte block.
@@ -140,6 +143,7 @@ class Connection:
                 timer.cancel()
         if self.person_id:
             self.s.hub.unregister(self)
+            await self.s.hub.release_slot(self)
         if self._counted:
             self.s.metrics.connections.dec()
         if self._close_with is not None:

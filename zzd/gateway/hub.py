@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from kernel.sessions import SessionStore
@@ -21,6 +22,7 @@ from messaging.events import EventLog, paused_gc
 from messaging.ports import CONTROL_CHANNEL
 from messaging.wakeup import EventGroup, Wakeup, event_frame
 from zzd.gateway.closecodes import Close
+from zzd.gateway.slots import SocketSlots
 
 if TYPE_CHECKING:
     from zzd.gateway.connection import Connection
@@ -31,11 +33,25 @@ __all__ = ["CONTROL_CHANNEL", "ConnectionHub"]
 
 
 class ConnectionHub:
-    def __init__(self, node_id: str, events: EventLog, sessions: SessionStore, *, max_per_person: int) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        events: EventLog,
+        sessions: SessionStore,
+        *,
+        max_per_person: int,
+        slots: SocketSlots | None = None,
+        publish_control: Callable[[bytes], Awaitable[None]] | None = None,
+    ) -> None:
+        """``slots`` (with ``publish_control``) makes the per-person cap hold across processes."""
         self.node_id = node_id
         self._events = events
         self._sessions = sessions
         self._max = max_per_person
+        self._slots = slots
+        self._publish_control = publish_control
+        self._socket_ids = itertools.count(1)
+        self._claims: dict[str, asyncio.Task[None]] = {}
         #: person_id → that person's sockets here, oldest first.
         self._by_person: dict[int, list[Connection]] = {}
         self._poll_task: asyncio.Task[None] | None = None
@@ -45,11 +61,54 @@ class ConnectionHub:
     # --- membership ------------------------------------------------------------
 
     def register(self, conn: Connection) -> None:
+        conn.socket_id = f"{self.node_id}:{next(self._socket_ids)}"
         conns = self._by_person.setdefault(conn.person_id, [])
         conns.append(conn)
         while len(conns) > self._max:
             oldest = conns.pop(0)
             oldest.close(Close.REPLACED, "too many connections for this person")
+        if self._slots is not None:
+            self._claims[conn.socket_id] = asyncio.create_task(self.claim_slot(conn), name="socket-slot")
+
+    async def claim_slot(self, conn: Connection) -> None:
+        """Hold the cap across processes: close whichever sockets the claim pushed out."""
+        if self._slots is None:
+            return
+        try:
+            evicted = await self._slots.claim(conn.person_id, conn.socket_id)
+        except Exception as exc:
+            logger.warning("socket slot not claimed, cap holds per process only: %r", exc)
+            return
+        for sid in evicted:
+            if sid.rpartition(":")[0] == self.node_id:
+                self.close_socket(sid)
+            elif self._publish_control is not None:
+                msg = json.dumps({"t": "close_socket", "sid": sid}).encode()
+                try:
+                    await self._publish_control(msg)
+                except Exception as exc:
+                    logger.warning("socket eviction not published: %r", exc)
+
+    async def release_slot(self, conn: Connection) -> None:
+        """Give the slot back (after its claim finished, so the release cannot overtake it)."""
+        claim = self._claims.pop(conn.socket_id, None)
+        if self._slots is None or claim is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(claim), timeout=2)
+        try:
+            await self._slots.release(conn.person_id, conn.socket_id)
+        except Exception as exc:
+            # The stale member is the oldest: the next claim pops it.
+            logger.warning("socket slot not released: %r", exc)
+
+    def close_socket(self, socket_id: str) -> None:
+        node, _, _ = socket_id.rpartition(":")
+        if node != self.node_id:
+            return
+        for c in list(self.connections()):
+            if c.socket_id == socket_id:
+                c.close(Close.REPLACED, "too many connections for this person")
 
     def unregister(self, conn: Connection) -> None:
         conns = self._by_person.get(conn.person_id)
@@ -113,6 +172,8 @@ class ConnectionHub:
             self.close_session(str(msg.get("sid")))
         elif msg.get("t") == "disable_person":
             self.close_person(int(msg.get("pid", 0)))
+        elif msg.get("t") == "close_socket":
+            self.close_socket(str(msg.get("sid")))
 
     def close_session(self, session_id: str) -> None:
         for c in list(self.connections()):
@@ -173,6 +234,9 @@ class ConnectionHub:
                 logger.warning("safety poll failed: %r", exc)
 
     async def stop(self) -> None:
+        if self._slots is not None:
+            with contextlib.suppress(Exception):
+                await self._slots.close()
         if self._poll_task is not None:
             self._poll_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
