@@ -17,6 +17,7 @@ import jwt
 import jwt.warnings
 import pytest
 import websockets
+from argon2 import PasswordHasher
 
 from tests.client import PASSWORD, Client, login, new_person
 from tests.conftest import TEST_KEYS, RunningServer, make_settings, start_server
@@ -395,6 +396,23 @@ async def test_wrong_password_unknown_login_and_disabled_person_get_the_same_err
     # The right password still works for the enabled person.
     r = await _post_token(server, {"grant_type": "password", "login": lg, "password": PASSWORD})
     assert r.status_code == 200 and r.json()["person_id"] == pid
+
+
+async def test_a_hash_of_another_cost_is_replaced_at_the_next_good_sign_in(server: RunningServer) -> None:
+    """Hashes made with an older default still verify, and are re-hashed at the server's cost."""
+    s = server.services_obj  # type: ignore[attr-defined]
+    pid, lg = await new_person(s)
+    old = PasswordHasher(time_cost=1, memory_cost=2048, parallelism=2).hash(PASSWORD)
+    await s.persons.set_password_hash(pid, old)
+    r = await _post_token(server, {"grant_type": "password", "login": lg, "password": PASSWORD + "x"})
+    assert r.status_code == 401
+    assert (await s.persons.get(pid)).password_hash == old  # a wrong guess changes nothing
+    r = await _post_token(server, {"grant_type": "password", "login": lg, "password": PASSWORD})
+    assert r.status_code == 200
+    new = (await s.persons.get(pid)).password_hash
+    assert new != old and not s.passwords.needs_rehash(new)
+    r = await _post_token(server, {"grant_type": "password", "login": lg, "password": PASSWORD})
+    assert r.status_code == 200 and (await s.persons.get(pid)).password_hash == new
 
 
 async def test_disabling_a_person_refuses_their_existing_tokens(server: RunningServer) -> None:

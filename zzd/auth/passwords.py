@@ -15,6 +15,14 @@ and starved everyone else (issue 10 item 4: 60 wrong attempts, 20 at a time,
   that one is refused at once (429, retry shortly) instead of queueing
   without end.
 
+The cost is OWASP's Argon2id minimum (19 MiB, two passes, one lane), not the
+library's default (64 MiB, three passes, four lanes): one lane keeps a hash on
+one core, so with half the cores hashing the other half still serve requests,
+and it is about a fifth of the CPU and a third of the memory of the default.
+Under a flood of wrong passwords that is what decides other users' latency
+(issue 10: 5.1× p99 with the default cost on a busy 2-core host). Hashes made
+with another cost still verify, and are re-hashed at the next good sign-in.
+
 A login for an unknown name still verifies against a dummy hash, so response
 time does not reveal which names exist.
 """
@@ -38,11 +46,16 @@ from kernel.errors import RateLimited
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HASH_NICE", "Passwords", "default_concurrency"]
+__all__ = ["HASH_NICE", "Passwords", "default_concurrency", "default_hasher"]
 
 #: Niceness of the hashing threads (0 is normal; higher runs only when the cores are otherwise idle-ish).
 HASH_NICE = 10
 T = TypeVar("T")
+
+
+def default_hasher() -> PasswordHasher:
+    """Argon2id at OWASP's minimum cost (m = 19 MiB, t = 2, p = 1); see the module docstring."""
+    return PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
 def default_concurrency() -> int:
@@ -59,7 +72,7 @@ class Passwords:
     def __init__(
         self, hasher: PasswordHasher | None = None, *, concurrency: int | None = None, max_waiting: int = 64
     ) -> None:
-        self._hasher = hasher or PasswordHasher()
+        self._hasher = hasher or default_hasher()
         self._dummy = self._hasher.hash("not-a-real-password")
         self.concurrency = concurrency or default_concurrency()
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="argon2", initializer=_lower_priority)
@@ -107,6 +120,13 @@ class Passwords:
                 return False
 
         return await self._run(check, password)
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        """True for a hash made with another cost (an older default): re-hash it at the next good sign-in."""
+        try:
+            return self._hasher.check_needs_rehash(stored_hash)
+        except (InvalidHashError, ValueError):
+            return False
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -78,6 +78,9 @@ async def token(request: Request) -> JSONResponse:
             await _audit(s, AuditEntry("auth.login_failed", who, outcome="failed", detail={"login": key, "addr": addr}))
             raise Unauthorized("wrong login or password", code=ErrorCode.INVALID_GRANT)
         await s.throttle.succeeded(key)
+        if person.password_hash is not None and s.passwords.needs_rehash(person.password_hash):
+            async with s.passwords.slot():
+                await s.persons.set_password_hash(person.id, await s.passwords.hash(body.password))
         issued = await s.sessions.open(person.id, audit=AuditEntry("auth.login", person.id, detail={"addr": addr}))
     else:
         if body.refresh_token is None:
