@@ -109,7 +109,7 @@ def main() -> None:
     print(f"  second run  {second:7.1f} s   {args.count / second:8.0f} people/s   {out2}")
     rate = hash_count / hashing
     print(
-        f"bare Argon2id hashing (default cost), {hash_count} in a row: {hashing:.1f} s, {rate:.2f} people/s"
+        f"bare Argon2id hashing (the server's cost), {hash_count} in a row: {hashing:.1f} s, {rate:.2f} people/s"
         + (f"  (for {args.count}: {args.count / rate:.0f} s)" if hash_count != args.count else "")
     )
     print(f"import / bare hashing: {args.count / first / rate:.0f}x")
