@@ -6,7 +6,7 @@ position each, and times the real command end to end (a process of its own, as a
 operator runs it): the first run (creates, seats, one activation code each) and the
 second (idempotent: nothing changes). The baseline is what the old way paid per
 person before any database work: one Argon2id hash of an operator-chosen password,
-with the library's default cost, ``--hash-count`` times in a row.
+at the server's cost (zzd.auth.passwords.default_hasher), ``--hash-count`` times in a row.
 
     .venv/bin/python bench/person_import.py                     # 10,000 persons, 10,000 hashes (long)
     .venv/bin/python bench/person_import.py --hash-count 200    # hashing rate from a sample
