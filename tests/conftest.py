@@ -154,7 +154,7 @@ class RunningServer:
 
 async def start_server(settings: Settings, services: object | None = None) -> tuple[RunningServer, asyncio.Task[None]]:
     from zzd.app import create_app
-    from zzd.server import listening_socket
+    from zzd.server import listening_socket, proxy_options
     from zzd.services import Services
 
     svc = services or Services.build(settings, passwords=FAST_PASSWORDS)
@@ -168,6 +168,7 @@ async def start_server(settings: Settings, services: object | None = None) -> tu
         ws_per_message_deflate=False,
         log_level="warning",
         lifespan="on",
+        **proxy_options(settings),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     #: Redis when the broker is Redis, else counted in this process.
     login_limit_per_login: str = "10/15minutes"
     login_failures_per_address: str = "30/minute"
+    #: Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated IPs or CIDRs, or "*").
+    #: Empty: the TCP peer is the client address (throttling, audit), whatever headers it sends.
+    forwarded_allow_ips: str = ""
     #: Password hashes computed at once (each Argon2id hash takes 64 MiB); default half the cores.
     password_hash_concurrency: int | None = Field(default=None, ge=1, le=64)
     #: Sign-ins that may wait for a hashing slot before more are refused with 429.

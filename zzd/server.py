@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import socket
+from typing import Any
 
 import uvicorn
 
@@ -44,6 +45,16 @@ def listening_socket(host: str, port: int, tcp_user_timeout_ms: int) -> socket.s
     return sock
 
 
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """Believe X-Forwarded-For only from the configured proxies.
+
+    uvicorn's own default believes it from 127.0.0.1, which would let anyone
+    on the host pick the address that sign-in throttling and the audit log see.
+    """
+    trusted = settings.forwarded_allow_ips.strip()
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted or None}
+
+
 def uvicorn_config(settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
         create_app(settings),
@@ -58,6 +69,7 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",
+        **proxy_options(settings),
     )
 
 

@@ -17,7 +17,7 @@ import websockets
 from kernel.audit import AuditQuery, query
 from org_tree.jurisdiction import SYSTEM
 from tests.client import PASSWORD, Client, login, new_person
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, make_settings, start_server
 from tests.org_server import auth, seat, slot
 
 VILLAGE = "990101001001"
@@ -198,3 +198,30 @@ async def test_a_session_must_belong_to_the_tokens_subject(org_server: RunningSe
         assert (reply["type"], reply["code"]) == ("error", "forbidden")
         await raw.wait_closed()
         assert raw.close_code == 4503
+
+
+async def _address_seen(db_url: str, forwarded_allow_ips: str) -> list[str]:
+    """Fail one sign-in claiming X-Forwarded-For: 203.0.113.7; the audit log says which address counted."""
+    rs, task = await start_server(make_settings(db_url, forwarded_allow_ips=forwarded_allow_ips))
+    try:
+        s = rs.services_obj  # type: ignore[attr-defined]
+        _, lg = await new_person(s)
+        async with httpx.AsyncClient(base_url=rs.http) as h:
+            r = await h.post(
+                "/api/v1/auth/token",
+                json={"grant_type": "password", "login": lg, "password": "wrong"},
+                headers={"X-Forwarded-For": "203.0.113.7"},
+            )
+            assert r.status_code == 401
+        failed, _ = await query(s.db, AuditQuery(action="auth.login_failed"))
+        return [e["detail"]["addr"] for e in failed if e["detail"]["login"] == lg]
+    finally:
+        rs.server.should_exit = True
+        await task
+
+
+async def test_forwarded_for_is_believed_only_from_a_configured_proxy(db_url: str) -> None:
+    """Otherwise anyone could pick the address that per-address throttling counts."""
+    assert await _address_seen(db_url, "") == ["127.0.0.1"]
+    assert await _address_seen(db_url, "10.9.9.9") == ["127.0.0.1"]  # a proxy, but not this peer
+    assert await _address_seen(db_url, "127.0.0.1") == ["203.0.113.7"]
