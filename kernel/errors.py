@@ -72,6 +72,11 @@ class ErrorCode(StrEnum):
     LENGTH_REQUIRED = "length_required"
     CHECKSUM_MISMATCH = "checksum_mismatch"
     INCOMPLETE_UPLOAD = "incomplete_upload"
+    # The open platform (apps/, docs/apps.md).
+    INVALID_CLIENT = "invalid_client"
+    INSUFFICIENT_SCOPE = "insufficient_scope"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    ADDRESS_NOT_ALLOWED = "address_not_allowed"
 
 
 class ZzdError(Exception):

@@ -19,7 +19,9 @@ from zzd.gateway.closecodes import Close
 from zzd.gateway.connection import Connection
 from zzd.http import (
     admin_routes,
+    app_admin_routes,
     auth_routes,
+    bot_routes,
     chat_routes,
     conversation_routes,
     health,
@@ -92,6 +94,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         *metrics_routes,
         *auth_routes.routes,
         *admin_routes.routes,
+        *app_admin_routes.routes,
+        *bot_routes.routes,
         *chat_routes.routes,
         *org_routes.routes,
         *notice_routes.routes,
@@ -104,6 +108,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
     bodies = {
         **auth_routes.bodies,
         **admin_routes.bodies,
+        **app_admin_routes.bodies,
+        **bot_routes.bodies,
         **chat_routes.bodies,
         **org_routes.bodies,
         **notice_routes.bodies,

@@ -171,9 +171,11 @@ def demo_seed() -> None:
 
 def _register_org() -> None:
     from zzd.cli_admin import admin, audit, person_code, person_import
+    from zzd.cli_apps import app
     from zzd.cli_org import org
 
     main.add_command(org)
+    main.add_command(app)
     main.add_command(admin)
     main.add_command(audit)
     person.add_command(person_import)

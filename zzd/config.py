@@ -137,6 +137,32 @@ class Settings(BaseSettings):
     upload_rate_per_minute: int = Field(default=60, ge=1)
     #: Seconds an upload may go without a byte arriving before it is abandoned (408).
     upload_idle_timeout: float = Field(default=60.0, gt=0)
+    #: --- The open platform (docs/apps.md, docs/webhooks.md) ---
+    #: Lifetime of an app token from the client-credentials grant (seconds). Default 10 minutes.
+    app_token_ttl: int = Field(default=600, ge=30, le=86_400)
+    #: On secret rotation, how long the old secrets keep working by default (seconds).
+    app_secret_overlap: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    #: Webhook targets: networks (CIDR) allowed besides public addresses, e.g. ``["10.8.0.0/16"]``.
+    #: Loopback, private, link-local and other special addresses are refused unless listed here.
+    webhook_allowed_networks: list[str] = Field(default_factory=list)
+    #: Whether public (globally routable) addresses are allowed as webhook targets.
+    webhook_allow_public: bool = True
+    #: Seconds one webhook request may take (connect + answer) before it counts as failed.
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+    #: Attempts before a delivery is dead-lettered; first retry after ``webhook_backoff_base``
+    #: seconds, doubling up to ``webhook_backoff_cap``, each with ±20 % jitter.
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_backoff_base: float = Field(default=5.0, gt=0)
+    webhook_backoff_cap: float = Field(default=3600.0, gt=0)
+    #: Consecutive failed attempts after which an endpoint is disabled and its owner told.
+    webhook_disable_after: int = Field(default=50, ge=1)
+    #: Deliveries in flight per process, and per endpoint (subscription).
+    delivery_concurrency: int = Field(default=32, ge=1, le=1000)
+    delivery_per_endpoint: int = Field(default=4, ge=1, le=100)
+    #: Seconds a process's claim on a delivery is exclusive (a killed process's claim lapses after it).
+    delivery_lease: float = Field(default=60.0, ge=1)
+    #: Seconds between delivery worker polls (a new outbox event also wakes the worker in-process).
+    delivery_poll_interval: float = Field(default=0.5, gt=0)
     #: Database pool size per process.
     db_pool_size: int = Field(default=20, ge=1)
     log_level: str = "info"

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from apps.registry import AppRegistry
 from kernel.audit import prune as prune_audit
 from kernel.clock import Clock, SystemClock
 from kernel.db.database import Database
@@ -99,6 +100,7 @@ class Services:
     reports: ReportService
     task_timers: TaskTimers
     jobs: Jobs
+    apps: AppRegistry
     started: bool = field(default=False)
 
     @classmethod
@@ -183,13 +185,14 @@ class Services:
             batch=settings.task_timer_batch,
             pause=settings.task_timer_pause,
         )
+        persons = PersonDirectory(db, clock)
         return cls(
             settings=settings,
             clock=clock,
             db=db,
             broker=broker,
             publisher=publisher,
-            persons=PersonDirectory(db, clock),
+            persons=persons,
             sessions=sessions,
             events=events,
             chat=ChatService(db, events, clock, notify),
@@ -236,6 +239,7 @@ class Services:
             groups=GroupService(conversations),
             members=MemberReconciler(conversations, lambda: holder.index),
             jobs=jobs,
+            apps=AppRegistry(db, clock, org, persons, lambda: holder.index),
         )
 
     async def start(self) -> None:

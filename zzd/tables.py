@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
+import apps.schema
 import kernel.audit
 import kernel.schema
 import messaging.attachments.schema
@@ -25,6 +26,7 @@ _MODULES = (
     messaging.conversations.schema,
     messaging.tasks.schema,
     messaging.attachments.schema,
+    apps.schema,
 )
 
 

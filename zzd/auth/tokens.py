@@ -20,7 +20,7 @@ from kernel.errors import ErrorCode, Unauthorized
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AccessClaims", "TokenService"]
+__all__ = ["AccessClaims", "AppClaims", "TokenService"]
 
 ALGORITHM = "HS256"
 MAX_TOKEN_BYTES = 8 * 1024
@@ -38,7 +38,24 @@ class AccessClaims:
     jti: str
 
 
+@dataclass(frozen=True, slots=True)
+class AppClaims:
+    """An app token's claims: the app and the secret it was issued against (revocation checks it)."""
+
+    app_id: int
+    secret_id: int
+    expires_at: float
+
+
 class TokenService:
+    """Person tokens (audience ``audience``) and app tokens (audience ``audience:apps``).
+
+    Why two audiences with one key set: a token for one kind of caller must
+    never pass as the other. A person endpoint checks the person audience
+    exactly, an app endpoint the app audience, so neither accepts the other's
+    token even though both are signed alike.
+    """
+
     def __init__(
         self,
         keys: dict[str, bytes],
@@ -55,6 +72,7 @@ class TokenService:
         self._kid = next(iter(keys))
         self._issuer = issuer
         self._audience = audience
+        self._app_audience = f"{audience}:apps"
         self._ttl = ttl
         self._leeway = leeway
         self._clock = clock
@@ -77,6 +95,31 @@ class TokenService:
         }
         return jwt.encode(claims, self._keys[self._kid], algorithm=ALGORITHM, headers={"kid": self._kid})
 
+    def issue_app(self, app_id: int, secret_id: int, ttl: timedelta) -> str:
+        """A short-lived app token (OAuth2 client credentials); ``sub`` is ``app:<id>``, never a person id."""
+        now = self._clock.now()
+        claims = {
+            "sub": f"app:{app_id}",
+            "cred": secret_id,
+            "iss": self._issuer,
+            "aud": self._app_audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": secrets.token_hex(12),
+        }
+        return jwt.encode(claims, self._keys[self._kid], algorithm=ALGORITHM, headers={"kid": self._kid})
+
+    def verify_app(self, token: object) -> AppClaims:
+        """Check an app token (person tokens are refused: wrong audience)."""
+        claims, exp = self._decode(token, self._app_audience)
+        sub, cred = claims.get("sub"), claims.get("cred")
+        if not isinstance(sub, str) or not sub.startswith("app:") or not sub[4:].isdigit():
+            raise Unauthorized("invalid app token")
+        if not isinstance(cred, int) or isinstance(cred, bool):
+            raise Unauthorized("invalid app token")
+        return AppClaims(int(sub[4:]), cred, exp)
+
     def verify(self, token: object) -> AccessClaims:
         """Check a presented access token.
 
@@ -84,6 +127,14 @@ class TokenService:
             Unauthorized: with ``token_expired`` for an expired token (the client
                 should refresh), ``unauthorized`` for anything else.
         """
+        claims, exp = self._decode(token, self._audience)
+        bad = Unauthorized("invalid access token")
+        sub, sid = claims.get("sub"), claims.get("sid")
+        if not isinstance(sub, str) or not sub.isdigit() or not isinstance(sid, str) or not sid:
+            raise bad
+        return AccessClaims(int(sub), sid, exp, str(claims["jti"]))
+
+    def _decode(self, token: object, audience: str) -> tuple[dict[str, object], float]:
         bad = Unauthorized("invalid access token")
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
             raise bad
@@ -101,7 +152,7 @@ class TokenService:
                 token,
                 self._keys[kid],
                 algorithms=[ALGORITHM],
-                audience=self._audience,
+                audience=audience,
                 issuer=self._issuer,
                 # Times are checked below against the injected clock, so tests
                 # and servers agree on "now"; presence is still required here.
@@ -128,7 +179,4 @@ class TokenService:
             raise bad
         if exp + self._leeway < now:
             raise Unauthorized("access token expired", code=ErrorCode.TOKEN_EXPIRED)
-        sub, sid = claims.get("sub"), claims.get("sid")
-        if not isinstance(sub, str) or not sub.isdigit() or not isinstance(sid, str) or not sid:
-            raise bad
-        return AccessClaims(int(sub), sid, exp, str(claims["jti"]))
+        return claims, exp

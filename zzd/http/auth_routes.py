@@ -8,8 +8,11 @@ activations are audited.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.requests import Request
@@ -29,10 +32,13 @@ __all__ = ["routes"]
 
 class TokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    grant_type: Literal["password", "refresh_token"]
+    grant_type: Literal["password", "refresh_token", "client_credentials"]
     login: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    #: Apps (``client_credentials``): the client id and secret, here or as HTTP Basic credentials.
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    client_secret: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 
 class ActivateRequest(BaseModel):
@@ -58,9 +64,51 @@ async def _audit(s: Services, entry: AuditEntry) -> None:
         await record(conn, entry, s.clock.now())
 
 
+def _basic(request: Request) -> tuple[str, str] | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        user, sep, pw = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Unauthorized("malformed Basic credentials", code=ErrorCode.INVALID_CLIENT) from exc
+    if not sep:
+        raise Unauthorized("malformed Basic credentials", code=ErrorCode.INVALID_CLIENT)
+    return unquote(user), unquote(pw)
+
+
+async def _client_credentials(s: Services, request: Request, body: TokenRequest) -> JSONResponse:
+    """OAuth2 client credentials (RFC 6749 4.4): an app token with the app audience."""
+    pair = _basic(request) or (body.client_id, body.client_secret)
+    client_id, secret = pair
+    if not client_id or not secret:
+        raise BadRequest("client_id and client_secret are required", data={"fields": ["client_id", "client_secret"]})
+    addr, key = client_address(request), "client:" + client_id[:64]
+    await s.throttle.attempt(key, addr)
+    try:
+        app, secret_id = await s.apps.authenticate_client(client_id, secret)
+    except Unauthorized:
+        await s.throttle.failed(addr)
+        await _audit(s, AuditEntry("app.token_failed", outcome="failed", detail={"client_id": key, "addr": addr}))
+        raise
+    await s.throttle.succeeded(key)
+    ttl = timedelta(seconds=s.settings.app_token_ttl)
+    return ok(
+        {
+            "access_token": s.tokens.issue_app(app.id, secret_id, ttl),
+            "token_type": "Bearer",
+            "expires_in": s.settings.app_token_ttl,
+            "scope": " ".join(sorted(app.scopes)),
+            "app_id": app.id,
+        }
+    )
+
+
 async def token(request: Request) -> JSONResponse:
     s = services_of(request)
     body = await json_body(request, TokenRequest)
+    if body.grant_type == "client_credentials":
+        return await _client_credentials(s, request, body)
     if body.grant_type == "password":
         if body.login is None or body.password is None:
             raise BadRequest("login and password are required", data={"fields": ["login", "password"]})

@@ -1,0 +1,163 @@
+"""The open platform (issue 13): apps, secrets, idempotency keys, subscriptions, deliveries, attempts.
+
+No application imports (apps/schema.py is the model these tables match).
+
+Revision ID: 0009_apps
+Revises: 0008_admin_audit
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009_apps"
+down_revision = "0008_admin_audit"
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "apps",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("client_id", sa.String(40), nullable=False),
+        sa.Column("owning_unit_id", ID, nullable=False),
+        sa.Column("owner_position_id", ID, nullable=True),
+        sa.Column("subtree_unit_id", ID, nullable=False),
+        sa.Column("visibility", sa.Text(), nullable=False),
+        sa.Column("scopes", sa.Text(), nullable=False),
+        sa.Column("rate_per_minute", sa.Integer(), nullable=False),
+        sa.Column(
+            "bot_person_id", ID, sa.ForeignKey("persons.id", name="fk_apps_bot_person_id_persons"), nullable=False
+        ),
+        sa.Column("bot_position_id", ID, nullable=False),
+        sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.Column("created_by", ID, nullable=True),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("updated_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_apps"),
+        sa.UniqueConstraint("name", name="uq_apps_name"),
+        sa.UniqueConstraint("client_id", name="uq_apps_client_id"),
+    )
+    op.create_table(
+        "app_secrets",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column(
+            "app_id",
+            ID,
+            sa.ForeignKey("apps.id", name="fk_app_secrets_app_id_apps", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("secret_hash", sa.String(64), nullable=False),
+        sa.Column("hint", sa.String(16), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("expires_at", TS, nullable=True),
+        sa.Column("revoked_at", TS, nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_app_secrets"),
+        sa.UniqueConstraint("secret_hash", name="uq_app_secrets_secret_hash"),
+    )
+    op.create_index("ix_app_secrets_app", "app_secrets", ["app_id"])
+    op.create_table(
+        "app_idempotency",
+        sa.Column(
+            "app_id",
+            ID,
+            sa.ForeignKey("apps.id", name="fk_app_idempotency_app_id_apps", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("key", sa.String(64), nullable=False),
+        sa.Column("request", sa.String(200), nullable=False),
+        sa.Column("body_hash", sa.String(64), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=True),
+        sa.Column("response", sa.Text(), nullable=True),
+        sa.Column("created_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("app_id", "key", name="pk_app_idempotency"),
+    )
+    op.create_table(
+        "app_subscriptions",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column(
+            "app_id",
+            ID,
+            sa.ForeignKey("apps.id", name="fk_app_subscriptions_app_id_apps", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("event_types", sa.Text(), nullable=False),
+        sa.Column("filters", sa.Text(), nullable=False),
+        sa.Column("mode", sa.String(16), nullable=False),
+        sa.Column("url", sa.String(2000), nullable=True),
+        sa.Column("secret", sa.String(100), nullable=True),
+        sa.Column("previous_secret", sa.String(100), nullable=True),
+        sa.Column("previous_expires_at", TS, nullable=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("disabled_reason", sa.String(200), nullable=True),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_app_subscriptions"),
+    )
+    op.create_index("ix_app_subscriptions_app", "app_subscriptions", ["app_id"])
+    op.create_table(
+        "app_deliveries",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column(
+            "subscription_id",
+            ID,
+            sa.ForeignKey(
+                "app_subscriptions.id", name="fk_app_deliveries_subscription_id_app_subscriptions", ondelete="CASCADE"
+            ),
+            nullable=False,
+        ),
+        sa.Column("app_id", ID, nullable=False),
+        sa.Column("outbox_id", ID, nullable=False),
+        sa.Column("event_id", sa.String(36), nullable=False),
+        sa.Column("event_type", sa.String(64), nullable=False),
+        sa.Column("aggregate_key", sa.String(80), nullable=False),
+        sa.Column("event_created_at", TS, nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", TS, nullable=False),
+        sa.Column("leased_until", TS, nullable=True),
+        sa.Column("leased_by", sa.String(64), nullable=True),
+        sa.Column("delivered_at", TS, nullable=True),
+        sa.Column("created_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_app_deliveries"),
+        sa.UniqueConstraint("subscription_id", "outbox_id", name="uq_app_deliveries_sub_event"),
+    )
+    op.create_index("ix_app_deliveries_due", "app_deliveries", ["state", "next_attempt_at"])
+    op.create_index("ix_app_deliveries_order", "app_deliveries", ["subscription_id", "aggregate_key", "id"])
+    op.create_table(
+        "app_delivery_attempts",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column(
+            "delivery_id",
+            ID,
+            sa.ForeignKey(
+                "app_deliveries.id", name="fk_app_delivery_attempts_delivery_id_app_deliveries", ondelete="CASCADE"
+            ),
+            nullable=False,
+        ),
+        sa.Column("subscription_id", ID, nullable=False),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("at", TS, nullable=False),
+        sa.Column("status", sa.Integer(), nullable=True),
+        sa.Column("latency_ms", sa.Integer(), nullable=False),
+        sa.Column("error", sa.String(200), nullable=True),
+        sa.Column("response_excerpt", sa.String(500), nullable=True),
+        sa.PrimaryKeyConstraint("id", name="pk_app_delivery_attempts"),
+    )
+    op.create_index("ix_app_delivery_attempts_sub", "app_delivery_attempts", ["subscription_id", "id"])
+    op.create_index("ix_app_delivery_attempts_delivery", "app_delivery_attempts", ["delivery_id"])
+
+
+def downgrade() -> None:
+    op.drop_table("app_delivery_attempts")
+    op.drop_table("app_deliveries")
+    op.drop_table("app_subscriptions")
+    op.drop_table("app_idempotency")
+    op.drop_table("app_secrets")
+    op.drop_table("apps")

@@ -1,0 +1,43 @@
+"""Shared by the platform tests: an administrator, an app made through the REST API, app tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from org_tree.jurisdiction import SYSTEM
+from tests.client import login, new_person
+from tests.conftest import RunningServer
+from tests.org_server import auth
+
+__all__ = ["COUNTY", "OTHER_COUNTY", "VILLAGE", "admin_token", "app_token", "make_app"]
+
+COUNTY, OTHER_COUNTY = "990101", "990102"
+VILLAGE = "990101001001"
+
+
+async def admin_token(rs: RunningServer, unit: str | None = COUNTY, perms: frozenset[str] = frozenset({"apps"})) -> str:
+    """A new person holding ``perms`` over ``unit``'s subtree (None: the whole tree); returns their token."""
+    s = rs.services_obj  # type: ignore[attr-defined]
+    pid, lg = await new_person(s, "应用管理员")
+    await s.grants.grant(SYSTEM, pid, unit, perms)
+    return str((await login(rs.http, lg))["access_token"])
+
+
+async def make_app(
+    rs: RunningServer, token: str, *, name: str, scopes: list[str], subtree: str = COUNTY, **extra: Any
+) -> dict[str, Any]:
+    body = {"name": name, "owning_unit": subtree, "subtree": subtree, "visibility": f"*@{subtree}", "scopes": scopes}
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+        r = await h.post("/api/v1/apps", json={**body, **extra})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def app_token(rs: RunningServer, client_id: str, secret: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        return await h.post(
+            "/api/v1/auth/token",
+            json={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+        )

@@ -1,0 +1,182 @@
+"""The app registry and credentials over HTTP (issue 13 item 1), on both backends: who may manage apps,
+secrets shown once and rotated with an overlap, revocation at the next request, and app tokens that
+person endpoints refuse (and person tokens the bot API refuses)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+
+from kernel.audit import AuditQuery, query
+from tests.apps.helpers import COUNTY, OTHER_COUNTY, admin_token, app_token, make_app
+from tests.client import login, new_person
+from tests.conftest import RunningServer
+from tests.org_server import auth
+
+
+async def test_an_app_administrator_registers_an_app_and_the_app_gets_a_token(org_server: RunningServer) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    tok = await admin_token(rs)
+    made = await make_app(rs, tok, name="河长制平台", scopes=["notice:send", "events:report.filed"])
+    assert made["client_id"].startswith("zzdapp_") and made["client_secret"].startswith("zzdsec_")
+    assert made["scopes"] == ["events:report.filed", "notice:send"]
+    idx = s.org_index.index
+    assert made["subtree_unit_id"] == idx.unit_id(idx.unit(COUNTY))
+    # the bot identity: a position of role app_bot in the subtree's root unit, held by the bot person
+    assert idx.holds(made["bot_person_id"], made["bot_position_id"])
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        got = (await h.get(f"/api/v1/apps/{made['id']}")).json()
+        assert "client_secret" not in got and got["secrets"][0]["hint"].startswith("zzdsec_")
+        assert [a["id"] for a in (await h.get("/api/v1/apps")).json()["apps"]] == [made["id"]]
+    r = await app_token(rs, made["client_id"], made["client_secret"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["token_type"] == "Bearer" and body["scope"] == "events:report.filed notice:send"
+    app_tok = body["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        me = await h.get("/api/v1/bot/me", headers=auth(app_tok))
+        assert me.status_code == 200 and me.json()["name"] == "河长制平台"
+        assert me.json()["subtree_path"] == ["测试省", "甲市", "柯城区"]
+        # HTTP Basic client authentication works too (RFC 6749 2.3.1)
+        basic = base64.b64encode(f"{made['client_id']}:{made['client_secret']}".encode()).decode()
+        r = await h.post(
+            "/api/v1/auth/token", json={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
+        )
+        assert r.status_code == 200, r.text
+        # an app token is not a person token, and a person token is not an app token
+        for path in ("/api/v1/me", "/api/v1/apps", "/api/v1/me/positions"):
+            r = await h.get(path, headers=auth(app_tok))
+            assert r.status_code == 401, (path, r.text)
+        r = await h.get("/api/v1/bot/me", headers=auth(tok))
+        assert r.status_code == 401
+    items, _ = await query(s.db, AuditQuery(action="app.created"))
+    assert items and items[0]["detail"]["app_id"] == made["id"]
+
+
+async def test_ordinary_people_and_other_administrators_cannot_manage_the_app(org_server: RunningServer) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    tok = await admin_token(rs)
+    made = await make_app(rs, tok, name="会议签到", scopes=["notice:send"])
+    _, lg = await new_person(s)
+    ordinary = (await login(rs.http, lg))["access_token"]
+    other_admin = await admin_token(rs, OTHER_COUNTY)
+    org_admin = await admin_token(rs, COUNTY, frozenset({"org", "assignments", "grants", "audit"}))
+    app_tok = (await app_token(rs, made["client_id"], made["client_secret"])).json()["access_token"]
+    spec = {"name": "x", "owning_unit": COUNTY, "subtree": COUNTY, "visibility": "*@990101", "scopes": []}
+    app_id = made["id"]
+    for who in (ordinary, other_admin, org_admin):
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(who)) as h:
+            r = await h.post("/api/v1/apps", json=spec)
+            assert (r.status_code, r.json()["error"]["code"]) == (403, "no_grant")
+            assert (await h.get("/api/v1/apps")).json()["apps"] == []
+            assert (await h.get(f"/api/v1/apps/{app_id}")).status_code == 404
+            assert (await h.patch(f"/api/v1/apps/{app_id}", json={"disabled": True})).status_code == 404
+            assert (await h.post(f"/api/v1/apps/{app_id}/secrets", json={})).status_code == 404
+            r = await h.post(f"/api/v1/apps/{app_id}/secrets/{made['secret_id']}/revoke")
+            assert r.status_code == 404
+    # a county administrator cannot make an app that addresses the other county
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        r = await h.post("/api/v1/apps", json={**spec, "subtree": OTHER_COUNTY})
+        assert r.status_code == 403
+        r = await h.post("/api/v1/apps", json={**spec, "scopes": ["root:all"]})
+        assert (r.status_code, r.json()["error"]["data"]["unknown"]) == (400, ["root:all"])
+        r = await h.post("/api/v1/apps", json={**spec, "scopes": ["events:task.exploded"]})
+        assert r.status_code == 400
+        r = await h.post("/api/v1/apps", json={**spec, "name": "会议签到"})
+        assert r.status_code == 409
+    # nor can an app call the registry about itself
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(app_tok)) as h:
+        assert (await h.get(f"/api/v1/apps/{app_id}")).status_code == 401
+        assert (await h.post(f"/api/v1/apps/{app_id}/secrets", json={})).status_code == 401
+    items, _ = await query(s.db, AuditQuery(action="admin.denied"))
+    assert any(i["detail"]["attempted"] == "app.create" for i in items)
+
+
+async def test_rotation_overlaps_and_revocation_stops_tokens_at_the_next_request(org_server: RunningServer) -> None:
+    rs = org_server
+    tok = await admin_token(rs)
+    made = await make_app(rs, tok, name="轮换", scopes=["org:read"])
+    old_tok = (await app_token(rs, made["client_id"], made["client_secret"])).json()["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        r = await h.post(f"/api/v1/apps/{made['id']}/secrets", json={"overlap_seconds": 3600})
+        assert r.status_code == 201, r.text
+        second = r.json()
+        assert second["client_secret"] != made["client_secret"] and second["previous_secrets_expire_at"]
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        # during the overlap both secrets and the old token work
+        assert (await app_token(rs, made["client_id"], made["client_secret"])).status_code == 200
+        assert (await h.get("/api/v1/bot/me", headers=auth(old_tok))).status_code == 200
+    new_tok = (await app_token(rs, made["client_id"], second["client_secret"])).json()["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        r = await h.post(f"/api/v1/apps/{made['id']}/secrets/{made['secret_id']}/revoke")
+        assert r.status_code == 200, r.text
+        assert (await h.post(f"/api/v1/apps/{made['id']}/secrets/{made['secret_id']}/revoke")).status_code == 404
+        secrets = (await h.get(f"/api/v1/apps/{made['id']}")).json()["secrets"]
+        assert [x["active"] for x in secrets] == [False, True]
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        r = await h.get("/api/v1/bot/me", headers=auth(old_tok))
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_client")
+        r = await app_token(rs, made["client_id"], made["client_secret"])
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_client")
+        assert (await h.get("/api/v1/bot/me", headers=auth(new_tok))).status_code == 200
+        # a rotation without overlap ends the current secret at once
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        third = (await h.post(f"/api/v1/apps/{made['id']}/secrets", json={"overlap_seconds": 0})).json()
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        assert (await h.get("/api/v1/bot/me", headers=auth(new_tok))).status_code == 401
+        assert (await app_token(rs, made["client_id"], third["client_secret"])).status_code == 200
+    # disabling the app refuses even fresh secrets
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        assert (await h.patch(f"/api/v1/apps/{made['id']}", json={"disabled": True})).json()["disabled"] is True
+    r = await app_token(rs, made["client_id"], third["client_secret"])
+    assert r.status_code == 401
+    # wrong secrets and unknown clients read the same
+    r1 = await app_token(rs, made["client_id"], "zzdsec_wrong")
+    r2 = await app_token(rs, "zzdapp_nobody", "zzdsec_wrong")
+    assert r1.status_code == r2.status_code == 401 and r1.json() == r2.json()
+
+
+def test_cli_creates_lists_rotates_and_disables_apps(tmp_path: Path, sqlite_template: Path) -> None:
+    import asyncio
+    import shutil
+
+    from kernel.db.database import Database
+    from org_tree.importer import import_divisions
+    from tests.notices.conftest import write_divisions
+    from zzd.cli import main
+
+    db_file = tmp_path / "cli.db"
+    shutil.copy(sqlite_template, db_file)
+    url = f"sqlite+aiosqlite:///{db_file}"
+
+    async def tree() -> None:
+        db = Database(url)
+        try:
+            await import_divisions(db, write_divisions(tmp_path / "div", townships=1, villages=1))
+        finally:
+            await db.dispose()
+
+    asyncio.run(tree())
+    env = {"ZZD_DATABASE_URL": url, "ZZD_JWT_KEYS": "t1:" + "k" * 40}
+    runner = CliRunner()
+    args = ["app", "create", "--name", "签到", "--unit", COUNTY, "--subtree", COUNTY, "--visible", "*@990101"]
+    res = runner.invoke(main, [*args, "--scope", "notice:send"], env=env)
+    assert res.exit_code == 0, res.output
+    made = json.loads(res.output)
+    assert made["client_secret"].startswith("zzdsec_") and made["scopes"] == ["notice:send"]
+    res = runner.invoke(main, [*args, "--scope", "bogus"], env=env)
+    assert res.exit_code != 0 and "unknown scope" in res.output
+    listed = [json.loads(line) for line in runner.invoke(main, ["app", "list"], env=env).output.splitlines()]
+    assert [a["id"] for a in listed] == [made["id"]] and "client_secret" not in listed[0]
+    rot = json.loads(runner.invoke(main, ["app", "rotate", str(made["id"]), "--overlap", "0"], env=env).output)
+    assert rot["client_secret"] != made["client_secret"]
+    res = runner.invoke(main, ["app", "disable", str(made["id"])], env=env)
+    assert json.loads(res.output)["disabled"] is True
+    res = runner.invoke(main, ["app", "revoke-secret", str(made["id"]), str(rot["secret_id"])], env=env)
+    assert json.loads(res.output)["revoked"] is True

@@ -1,0 +1,35 @@
+"""Who is calling the bot API: an app, by its app token (docs/apps.md).
+
+Why the secret is checked on every request: revoking a secret, rotating it
+out or disabling the app must stop the app at once, not when its token
+expires. The token names the secret it was issued against; the registry
+answers whether that secret and the app are still live.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+
+from apps.model import AppPrincipal, Scope, require_scope
+from kernel.errors import Unauthorized
+from zzd.http.common import services_of
+
+if TYPE_CHECKING:
+    from zzd.services import Services
+
+__all__ = ["current_app"]
+
+
+async def current_app(request: Request, scope: Scope | None = None) -> tuple[Services, AppPrincipal]:
+    """Authenticate an app token, then (when given) require ``scope``."""
+    s = services_of(request)
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing bearer token")
+    claims = s.tokens.verify_app(token.strip())
+    principal = await s.apps.principal(claims.app_id, claims.secret_id)
+    if scope is not None:
+        require_scope(principal, scope)
+    return s, principal
