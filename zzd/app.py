@@ -30,6 +30,7 @@ from zzd.http import (
     report_routes,
     task_routes,
     upload_routes,
+    web_routes,
 )
 from zzd.http.common import error_response, guard_int_params
 from zzd.http.openapi import openapi_route
@@ -46,11 +47,27 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     origin = websocket.headers.get("origin")
     # Browsers always send Origin; refuse foreign ones before upgrading (S22).
     # Non-browser clients send none and authenticate with a bearer token in hello.
-    if origin is not None and origin.lower() not in s.settings.allowed_origins:
+    if origin is not None and not _origin_allowed(websocket, origin.lower(), s):
         logger.info("refused WebSocket from origin %r", origin[:100])
         await websocket.close(code=Close.POLICY)  # before accept: HTTP 403
         return
     await Connection(websocket, s).run()
+
+
+def _origin_allowed(websocket: WebSocket, origin: str, s: Services) -> bool:
+    """The allowlist, plus the server's own origin (the page it served) unless turned off.
+
+    The own origin is the scheme and ``Host`` of this very request: a page this server served
+    connects back to where it came from. A page elsewhere (even one on a rebound DNS name that
+    reaches this host) has no token for this origin, and every socket must authenticate.
+    """
+    if origin in s.settings.allowed_origins:
+        return True
+    if not s.settings.allow_own_origin:
+        return False
+    host = websocket.headers.get("host", "").lower()
+    scheme = "https" if websocket.url.scheme == "wss" else "http"
+    return bool(host) and origin == f"{scheme}://{host}"
 
 
 async def _zzd_error(request: Request, exc: Exception) -> Response:
@@ -104,6 +121,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         *task_routes.routes,
         *report_routes.routes,
         WebSocketRoute("/ws", ws_endpoint),
+        *web_routes.routes,
     ]
     bodies = {
         **auth_routes.bodies,

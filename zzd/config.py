@@ -56,8 +56,11 @@ class Settings(BaseSettings):
     jwt_leeway: int = Field(default=10, ge=0, le=30)
 
     #: Browser origins allowed to open /ws (exact scheme://host[:port]).
-    #: Default: none, i.e. only non-browser clients (no Origin header).
+    #: Default: none besides the own origin (below); clients without Origin are always allowed.
     allowed_origins: list[str] = Field(default_factory=list)
+    #: Also allow the server's own origin (scheme and ``Host`` of the request), so the web
+    #: client it serves can connect. Default on; turn off when only the allowlist may connect.
+    allow_own_origin: bool = True
     #: Largest WebSocket message accepted, bytes (OWASP: 64 KiB).
     ws_max_size: int = Field(default=65_536, ge=1024, le=1_048_576)
     #: Seconds a new socket has to send its ``hello`` frame.

@@ -46,7 +46,7 @@ def build_openapi(routes: Sequence[BaseRoute], bodies: dict[Callable[..., Any], 
     paths: dict[str, dict[str, Any]] = {}
     schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
     for route in routes:
-        if not isinstance(route, Route) or route.methods is None:
+        if not isinstance(route, Route) or route.methods is None or not route.include_in_schema:
             continue
         doc = inspect.getdoc(route.endpoint) or route.name.replace("_", " ")
         path = _CONVERTOR.sub(r"{\1}", route.path)

@@ -1,0 +1,159 @@
+"""Browser tests: Debian's Chromium driven by Playwright for Python, against a real ``zzd serve``.
+
+Playwright cannot download its browsers here, so it launches ``/usr/bin/chromium``
+(``ZZD_TEST_CHROMIUM`` overrides). Without Chromium or Playwright the tests are skipped on a
+laptop and fail in CI (``CI=true``), like the PostgreSQL and Redis tests. Every wait is on UI
+state (``expect``/``wait_for``), never a sleep. Screenshots go to ``tests/web/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import IN_CI
+from tests.web.world import PASSWORD, ServeProcess, World, build_world
+
+CHROMIUM = os.environ.get("ZZD_TEST_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).parent / "artifacts"
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+#: Root needs --no-sandbox; the rest keep Chromium off the (closed) network: no update checks,
+#: sync or background fetches that this machine would refuse by the dozen.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"width": 360, "height": 740}
+DESKTOP = {"width": 1280, "height": 800}
+
+
+def _missing(what: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{what} (mandatory in CI: .ci/run installs it)")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="package")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed")
+    if not Path(CHROMIUM).exists() and shutil.which(CHROMIUM) is None:
+        _missing(f"Chromium not found at {CHROMIUM}")
+    if not AXE.exists():
+        _missing("node_modules/axe-core is missing (scripts/setup.sh runs npm ci)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@dataclass
+class Web:
+    server: ServeProcess
+    world: World
+
+    @property
+    def base(self) -> str:
+        return self.server.base
+
+
+@pytest.fixture(scope="package")
+def web(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[Web]:
+    folder = tmp_path_factory.mktemp("web")
+    world = build_world(folder)
+    sp = ServeProcess(world, folder)
+    sp.start()
+    try:
+        yield Web(sp, world)
+    finally:
+        sp.stop()
+
+
+class Pages:
+    """Opens signed-in pages; checks at the end that no page threw an uncaught error."""
+
+    def __init__(self, browser: Any, web: Web) -> None:
+        self.browser = browser
+        self.web = web
+        self.contexts: list[Any] = []
+        self.errors: list[str] = []
+
+    def open(self, login: str | None, viewport: dict[str, int] = PHONE, **ctx: Any) -> Any:
+        context = self.browser.new_context(
+            viewport=viewport, locale="zh-CN", service_workers=ctx.pop("service_workers", "block"), **ctx
+        )
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda e: self.errors.append(f"{login}: {e}"))
+        page.goto(self.web.base + "/")
+        if login is not None:
+            sign_in(page, login)
+        return page
+
+    def close(self) -> None:
+        for c in self.contexts:
+            c.close()
+
+
+def sign_in(page: Any, login: str) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_label("账号").fill(login)
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    expect(page.locator("[data-status=online]")).to_be_visible()
+
+
+@pytest.fixture
+def pages(browser: Any, web: Web) -> Iterator[Pages]:
+    p = Pages(browser, web)
+    try:
+        yield p
+    finally:
+        p.close()
+    assert not p.errors, p.errors
+
+
+def axe_check(page: Any, name: str) -> None:
+    """axe-core on the current page: no serious or critical violations."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    bad = [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{name}: " + "; ".join(bad)
+
+
+def screenshot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    width = page.viewport_size["width"]
+    page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+
+
+def check_page(page: Any, name: str) -> None:
+    """Accessibility and screenshots of one page at the phone width and at desktop width."""
+    axe_check(page, name)
+    before = page.viewport_size
+    for size in (PHONE, DESKTOP):
+        page.set_viewport_size(size)
+        screenshot(page, name)
+    page.set_viewport_size(before)
+
+
+Check = Callable[[Any, str], None]

@@ -1,0 +1,151 @@
+// REST client over the public API (docs/protocol.md "REST"), with the session's tokens.
+//
+// The access token lives in memory and localStorage (so a reload stays signed in); it is
+// refreshed a minute before it expires. Refresh tokens are single use and reusing one revokes
+// the session, so refreshing is serialised across tabs with the Web Locks API: a tab that
+// waited re-reads the stored tokens and uses the other tab's fresh pair instead of refreshing.
+
+const KEY = 'zzd.session';
+const listeners = new Set();
+let session = load();
+let refreshTimer = null;
+
+function load() {
+  try { return JSON.parse(localStorage.getItem(KEY)) || null; } catch { return null; }
+}
+
+function save(s) {
+  session = s;
+  if (s) localStorage.setItem(KEY, JSON.stringify(s)); else localStorage.removeItem(KEY);
+  schedule();
+  for (const fn of listeners) fn(s);
+}
+
+export function getSession() { return session; }
+export function onSession(fn) { listeners.add(fn); return () => listeners.delete(fn); }
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = e.code || 'http_' + status;
+    this.data = e.data || {};
+  }
+}
+
+function fromTokenReply(j) {
+  return { access: j.access_token, refresh: j.refresh_token, expiresAt: Date.now() + j.expires_in * 1000,
+           personId: j.person_id };
+}
+
+export async function login(loginName, password) {
+  const r = await fetch('/api/v1/auth/token', {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ grant_type: 'password', login: loginName, password }),
+  });
+  const j = await r.json().catch(() => ({}));
+  if (!r.ok) throw new ApiError(r.status, j);
+  save(fromTokenReply(j));
+  return session;
+}
+
+async function doRefresh(stale) {
+  const run = async () => {
+    const current = load();
+    if (!current) { save(null); return null; }
+    // Another tab refreshed while this one waited: take its tokens.
+    if (stale && current.access !== stale.access) { session = current; schedule(); return current; }
+    const r = await fetch('/api/v1/auth/token', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: current.refresh }),
+    });
+    const j = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      if (r.status === 401 || r.status === 403 || r.status === 400) save(null);
+      throw new ApiError(r.status, j);
+    }
+    save({ ...fromTokenReply(j), personId: current.personId });
+    return session;
+  };
+  if (navigator.locks) return navigator.locks.request('zzd-token-refresh', run);
+  return run();
+}
+
+let inflight = null;
+export function refresh() {
+  const stale = session;
+  if (!inflight) inflight = doRefresh(stale).finally(() => { inflight = null; });
+  return inflight;
+}
+
+function schedule() {
+  clearTimeout(refreshTimer);
+  if (!session) return;
+  const wait = Math.max(5_000, session.expiresAt - Date.now() - 60_000);
+  refreshTimer = setTimeout(() => { refresh().catch(() => {}); }, wait);
+}
+schedule();
+
+export async function logout() {
+  const s = session;
+  save(null);
+  if (s) {
+    await fetch('/api/v1/auth/logout', { method: 'POST', headers: { authorization: 'Bearer ' + s.access } })
+      .catch(() => {});
+  }
+}
+
+// fetch with the bearer token; one refresh and retry on an expired token.
+export async function api(path, { method = 'GET', body, headers = {}, raw = false } = {}) {
+  for (let attempt = 0; ; attempt++) {
+    if (!session) throw new ApiError(401, { error: { code: 'unauthorized', message: '未登录' } });
+    const h = { authorization: 'Bearer ' + session.access, ...headers };
+    let payload = body;
+    if (body !== undefined && !(body instanceof Blob) && !(body instanceof ArrayBuffer)) {
+      h['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    const r = await fetch(path, { method, headers: h, body: payload });
+    if (r.status === 401 && attempt === 0) {
+      await refresh();
+      continue;
+    }
+    if (raw) { if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => ({}))); return r; }
+    const j = r.status === 204 ? {} : await r.json().catch(() => ({}));
+    if (!r.ok) throw new ApiError(r.status, j);
+    return j;
+  }
+}
+
+export async function sha256Hex(buf) {
+  const d = await crypto.subtle.digest('SHA-256', buf);
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+// docs/uploads.md: raw body, Content-Type image/*, X-Content-SHA256.
+export async function upload(file) {
+  const buf = await file.arrayBuffer();
+  const digest = await sha256Hex(buf);
+  return api('/api/v1/uploads', {
+    method: 'POST', body: buf,
+    headers: { 'content-type': file.type || 'image/jpeg', 'x-content-sha256': digest },
+  });
+}
+
+// An <img> cannot send a bearer token: fetch the photo and show it from a blob URL.
+const blobs = new Map();
+export async function photoUrl(digest) {
+  if (!blobs.has(digest)) {
+    blobs.set(digest, api('/api/v1/uploads/' + digest, { raw: true })
+      .then((r) => r.blob()).then((b) => URL.createObjectURL(b))
+      .catch((e) => { blobs.delete(digest); throw e; }));
+  }
+  return blobs.get(digest);
+}
+
+export function newId(prefix = 'w') {
+  const a = new Uint8Array(8);
+  crypto.getRandomValues(a);
+  return prefix + '-' + [...a].map((b) => b.toString(16).padStart(2, '0')).join('');
+}

@@ -1,0 +1,85 @@
+// The shell: sign-in, then a header (connection state, acting position), navigation and views.
+import { html } from 'htm/preact';
+import { useEffect, useState } from 'preact/hooks';
+import { getSession, onSession } from './api.js';
+import { logout, setActing, start } from './session.js';
+import { go, positionLabel, set, useStore } from './store.js';
+import { Login } from './views/login.js';
+import { Inbox } from './views/inbox.js';
+import { Chat } from './views/chat.js';
+
+const lazy = {
+  search: () => import('./views/search.js').then((m) => m.Search),
+  org: () => import('./views/org.js').then((m) => m.OrgBrowser),
+  compose: () => import('./views/compose.js').then((m) => m.Compose),
+  notices: () => import('./views/notices.js').then((m) => m.Notices),
+  notice: () => import('./views/dashboard.js').then((m) => m.Dashboard),
+  tasks: () => import('./views/tasks.js').then((m) => m.Tasks),
+  report: () => import('./views/report.js').then((m) => m.Report),
+};
+
+const NAV = [
+  ['#/inbox', '消息'], ['#/search', '找岗位'], ['#/org', '组织'], ['#/notices', '通知'],
+  ['#/tasks', '任务'], ['#/report', '上报'],
+];
+
+const STATUS = { online: '已连接', connecting: '连接中…', offline: '已断开', ended: '会话已结束' };
+
+function Lazy({ name, props }) {
+  const [C, setC] = useState(null);
+  useEffect(() => { let live = true; lazy[name]().then((c) => live && setC(() => c)); return () => { live = false; }; }, [name]);
+  return C ? html`<${C} ...${props} />` : html`<p role="status">正在加载…</p>`;
+}
+
+function route(r) {
+  const parts = r.replace(/^#\/?/, '').split('/');
+  const [head, arg] = parts;
+  if (head === 'chat' && arg) return html`<${Chat} key=${arg} id=${Number(arg)} />`;
+  if (head === 'position' && arg) return html`<${Chat} key=${'p' + arg} toPosition=${Number(arg)} />`;
+  if (head === 'person' && arg) return html`<${Chat} key=${'u' + arg} toPerson=${Number(arg)} />`;
+  if (head === 'notice' && arg === 'new') return html`<${Lazy} name="compose" props=${{}} />`;
+  if (head === 'notice' && arg) return html`<${Lazy} key=${arg} name="notice" props=${{ id: Number(arg) }} />`;
+  if (lazy[head]) return html`<${Lazy} key=${head} name=${head} props=${{ arg }} />`;
+  return html`<${Inbox} />`;
+}
+
+function Header() {
+  const { status, statusDetail, positions, acting, me, banner } = useStore((s) => s);
+  return html`
+    <header class="top">
+      <h1 class="brand">浙政钉</h1>
+      <span class="conn conn-${status}" role="status" aria-live="polite" data-status=${status}>
+        ${STATUS[status] || status}${statusDetail && status !== 'online' ? ' · ' + statusDetail : ''}
+      </span>
+      ${positions.length > 0 && html`
+        <label class="acting">
+          <span class="sr-only">当前岗位</span>
+          <select aria-label="当前岗位" value=${acting} onChange=${(e) => setActing(Number(e.target.value))}>
+            ${positions.map((p, i) => html`<option value=${p.id}>${positionLabel(p)}${i === 0 ? '（主职）' : '（兼职）'}</option>`)}
+          </select>
+        </label>`}
+      <button class="link" type="button" onClick=${logout} title=${me ? me.name : ''}>退出</button>
+    </header>
+    ${banner && html`<div class="banner banner-${banner.kind}" role="alert">
+      ${banner.text} <button type="button" class="link" onClick=${() => set({ banner: null })}>知道了</button></div>`}`;
+}
+
+function Shell() {
+  const r = useStore((s) => s.route);
+  useEffect(() => { start(); }, []);
+  const current = '#/' + (r.replace(/^#\/?/, '').split('/')[0] || 'inbox');
+  return html`
+    <${Header} />
+    <main id="main">${route(r)}</main>
+    <nav class="tabs" aria-label="主导航">
+      ${NAV.map(([href, label]) => html`
+        <a href=${href} aria-current=${current === href || (href === '#/inbox' && ['#/chat', '#/position', '#/person'].includes(current)) || (href === '#/notices' && current === '#/notice') ? 'page' : undefined}>${label}</a>`)}
+    </nav>`;
+}
+
+export function App() {
+  const [session, setSession] = useState(getSession());
+  useEffect(() => onSession((s) => setSession(s)), []);
+  useEffect(() => { if (!session) go('#/inbox'); }, [!session]);
+  return session ? html`<${Shell} key=${session.personId} />` : html`<${Login} />`;
+}

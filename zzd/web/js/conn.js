@@ -1,0 +1,219 @@
+// The WebSocket connection (docs/protocol.md): hello with resume, events in seq order exactly
+// once, replies by ref, reconnect with jittered backoff, resync when the server asks for it.
+//
+// The cursor (epoch, last processed seq) is kept per person in localStorage, so a reload or a
+// restarted server resumes where the client stopped: duplicates (seq <= cursor) are dropped, a
+// gap (seq > cursor + 1) is filled with `sync` before anything later is processed.
+
+import { getSession, refresh, newId } from './api.js';
+
+const PING_EVERY = 20_000;
+const PING_TIMEOUT = 10_000;
+const REQUEST_TIMEOUT = 15_000;
+const TERMINAL = { 4503: 'revoked', 4509: 'replaced' };
+
+export class Connection {
+  constructor() {
+    this.status = 'offline';      // offline | connecting | online | ended
+    this.detail = '';
+    this.ws = null;
+    this.pending = new Map();     // id -> {resolve, reject, timer}
+    this.handlers = new Set();    // (event) => void, in seq order
+    this.statusHandlers = new Set();
+    this.resyncHandlers = new Set();
+    this.attempt = 0;
+    this.timer = null;
+    this.pinger = null;
+    this.ids = 0;
+    this.syncing = null;
+    this.queue = [];
+    this.stopped = true;
+    this.lastClose = null;
+    window.addEventListener('online', () => { if (!this.stopped && this.status === 'offline') this.connectNow(); });
+  }
+
+  get cursorKey() { return 'zzd.cursor.' + (getSession()?.personId ?? 'anon'); }
+  get cursor() {
+    try { return JSON.parse(localStorage.getItem(this.cursorKey)); } catch { return null; }
+  }
+  setCursor(epoch, seq) { localStorage.setItem(this.cursorKey, JSON.stringify({ epoch, seq })); }
+
+  onEvent(fn) { this.handlers.add(fn); return () => this.handlers.delete(fn); }
+  onStatus(fn) { this.statusHandlers.add(fn); return () => this.statusHandlers.delete(fn); }
+  onResync(fn) { this.resyncHandlers.add(fn); return () => this.resyncHandlers.delete(fn); }
+
+  setStatus(status, detail = '') {
+    this.status = status;
+    this.detail = detail;
+    for (const fn of this.statusHandlers) fn(status, detail);
+  }
+
+  start() {
+    this.stopped = false;
+    this.connectNow();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.pinger);
+    if (this.ws) this.ws.close(1000);
+    this.ws = null;
+    this.setStatus('offline');
+  }
+
+  connectNow() {
+    clearTimeout(this.timer);
+    if (this.stopped || (this.ws && this.ws.readyState <= 1)) return;
+    const s = getSession();
+    if (!s) { this.setStatus('ended', 'signed-out'); return; }
+    this.setStatus('connecting');
+    const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    ws.onopen = () => this.hello(ws);
+    ws.onmessage = (m) => this.receive(ws, m);
+    ws.onclose = (e) => this.closed(ws, e);
+  }
+
+  async hello(ws) {
+    const c = this.cursor;
+    const frame = { type: 'hello', v: 1, token: getSession()?.access };
+    if (c) frame.resume = { epoch: c.epoch, since: c.seq };
+    try {
+      const data = await this.request(frame, ws);
+      this.attempt = 0;
+      if (!c) {
+        this.setCursor(data.epoch, data.last_seq);
+      } else if (!data.resumed) {
+        // The server cannot replay what we missed: reload state, then continue from last_seq.
+        this.setCursor(data.epoch, data.last_seq);
+        for (const fn of this.resyncHandlers) fn(data.resync_required || 'resync_required');
+      }
+      this.setStatus('online');
+      clearInterval(this.pinger);
+      this.pinger = setInterval(() => this.ping(ws), PING_EVERY);
+    } catch (e) {
+      // Errors before authentication close the socket (close codes do the rest).
+    }
+  }
+
+  async ping(ws) {
+    if (ws !== this.ws || ws.readyState !== 1) return;
+    try { await this.request({ type: 'ping' }, ws, PING_TIMEOUT); } catch { if (ws === this.ws) ws.close(4000); }
+  }
+
+  closed(ws, e) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    this.lastClose = e.code;
+    clearInterval(this.pinger);
+    for (const [, p] of this.pending) { clearTimeout(p.timer); p.reject(Object.assign(new Error('连接已断开'), { code: 'disconnected' })); }
+    this.pending.clear();
+    if (this.stopped) return;
+    if (TERMINAL[e.code]) { this.setStatus('ended', TERMINAL[e.code]); return; }
+    if (e.code === 4401) {
+      // Access token expired: refresh, then reconnect at once.
+      refresh().then(() => this.connectNow(), () => this.setStatus('ended', 'signed-out'));
+      this.setStatus('connecting');
+      return;
+    }
+    const delay = Math.min(30_000, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    this.attempt = Math.min(this.attempt + 1, 8);
+    this.setStatus('offline', `${Math.round(delay / 1000)} 秒后重连`);
+    this.timer = setTimeout(() => this.connectNow(), delay);
+  }
+
+  receive(ws, m) {
+    let f;
+    try { f = JSON.parse(m.data); } catch { return; }
+    if (f.type === 'event') {
+      if (this.syncing) this.queue.push(f); else this.deliver(f);
+      return;
+    }
+    const p = f.ref != null && this.pending.get(f.ref);
+    if (!p) return;
+    this.pending.delete(f.ref);
+    clearTimeout(p.timer);
+    if (f.type === 'ok') p.resolve(f.data);
+    else p.reject(Object.assign(new Error(f.message || f.code), { code: f.code, data: f.data }));
+  }
+
+  deliver(f) {
+    const c = this.cursor;
+    if (c && f.seq <= c.seq) return;                   // duplicate around a reconnect
+    if (c && f.seq > c.seq + 1) {                        // a gap: fetch the missing part first
+      this.queue.push(f);
+      this.fill(c);
+      return;
+    }
+    this.setCursor(c ? c.epoch : '', f.seq);
+    for (const fn of this.handlers) {
+      try { fn(f); } catch (err) { console.error(err); }
+    }
+  }
+
+  async fill(c) {
+    if (this.syncing) return;
+    this.syncing = (async () => {
+      let since = c.seq;
+      try {
+        for (;;) {
+          const page = await this.request({ type: 'sync', epoch: c.epoch, since, limit: 500 });
+          for (const ev of page.events) this.deliver({ type: 'event', ...ev });
+          since = page.next_since;
+          if (!page.limited) break;
+        }
+      } catch (e) {
+        if (e.code === 'resync_required') {
+          this.setCursor(e.data.epoch, e.data.last_seq);
+          for (const fn of this.resyncHandlers) fn('resync_required');
+        }
+      }
+    })();
+    await this.syncing;
+    this.syncing = null;
+    const q = this.queue.sort((a, b) => a.seq - b.seq);
+    this.queue = [];
+    for (const f of q) this.deliver(f);
+  }
+
+  request(frame, ws = this.ws, timeout = REQUEST_TIMEOUT) {
+    return new Promise((resolve, reject) => {
+      if (!ws || ws.readyState !== 1) { reject(Object.assign(new Error('未连接'), { code: 'disconnected' })); return; }
+      const id = String(++this.ids);
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(Object.assign(new Error('请求超时'), { code: 'timeout' }));
+      }, timeout);
+      this.pending.set(id, { resolve, reject, timer });
+      ws.send(JSON.stringify({ ...frame, id }));
+    });
+  }
+
+  // Wait until online (or ended).
+  ready() {
+    if (this.status === 'online') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const off = this.onStatus((st) => {
+        if (st === 'online') { off(); resolve(); }
+        if (st === 'ended') { off(); reject(Object.assign(new Error('会话已结束'), { code: 'ended' })); }
+      });
+    });
+  }
+
+  // A send that survives drops: same client_msg_id on every retry (docs/protocol.md "send").
+  async sendReliable(frame) {
+    const f = { ...frame, client_msg_id: frame.client_msg_id || newId('m') };
+    for (;;) {
+      await this.ready();
+      try {
+        return await this.request(f);
+      } catch (e) {
+        if (e.code !== 'disconnected' && e.code !== 'timeout' && e.code !== 'unavailable') throw e;
+      }
+    }
+  }
+}
+
+export const conn = new Connection();

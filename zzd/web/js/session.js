@@ -1,0 +1,108 @@
+// Signed-in state: who I am, my positions, the inbox; kept current by the connection's events.
+import { api, getSession, logout as apiLogout } from './api.js';
+import { conn } from './conn.js';
+import { learnPerson, learnPosition, loadPosition } from './names.js';
+import { get, set } from './store.js';
+
+const OFFLINE_KEY = 'zzd.inbox.';   // last synced inbox, for the offline shell
+
+function actingKey() { return 'zzd.acting.' + getSession()?.personId; }
+
+export function setActing(positionId) {
+  localStorage.setItem(actingKey(), String(positionId));
+  set({ acting: positionId });
+}
+
+export async function loadInbox() {
+  const j = await api('/api/v1/conversations?limit=100');
+  for (const c of j.conversations) if (c.last_message) learnPerson(c.last_message.sender);
+  set({ conversations: j.conversations });
+  try { localStorage.setItem(OFFLINE_KEY + getSession()?.personId, JSON.stringify(j.conversations)); } catch { /* full */ }
+  // Titles of position threads: look the positions up (cached).
+  const ids = new Set();
+  for (const c of j.conversations) for (const k of ['position_id', 'peer_position_id']) if (c[k]) ids.add(c[k]);
+  await Promise.all([...ids].map((id) => loadPosition(id).catch(() => null)));
+  set({});
+}
+
+export async function start() {
+  const s = getSession();
+  // Offline first: show the last synced inbox at once.
+  try {
+    const cached = JSON.parse(localStorage.getItem(OFFLINE_KEY + s.personId) || 'null');
+    if (cached) set({ conversations: cached });
+  } catch { /* ignore */ }
+  try {
+    // Cursor before state: what happens after /me arrives through the socket (resume from it).
+    const me = await api('/api/v1/me');
+    learnPerson(me);
+    if (!conn.cursor || conn.cursor.epoch !== me.epoch) conn.setCursor(me.epoch, me.last_seq);
+    const mp = await api('/api/v1/me/positions');
+    mp.positions.forEach(learnPosition);
+    const saved = Number(localStorage.getItem(actingKey()));
+    const acting = mp.positions.some((p) => p.id === saved) ? saved : (mp.positions[0]?.id ?? null);
+    set({ me, positions: mp.positions, grants: mp.grants || [], acting });
+    await loadInbox();
+  } catch (e) {
+    set({ banner: { kind: 'error', text: '离线：显示上次同步的内容（' + (e.message || e) + '）' } });
+  }
+  conn.start();
+}
+
+export async function logout() {
+  conn.stop();
+  await apiLogout();
+  set({ me: null, positions: [], conversations: [], notices: [], acting: null });
+}
+
+// Apply events to the inbox (the open chat and other views subscribe on their own).
+conn.onEvent((f) => {
+  const d = f.data || {};
+  const st = get();
+  if (f.kind === 'message.new') {
+    learnPerson(d.sender);
+    const mine = st.me && d.sender && d.sender.id === st.me.id;
+    const rows = st.conversations.slice();
+    const i = rows.findIndex((c) => c.id === d.conversation_id);
+    const last = { id: d.id, sender: d.sender, kind: d.kind || 'text', snippet: (d.body || '').slice(0, 80),
+                   created_at: d.created_at, recalled: false };
+    let row;
+    if (i >= 0) {
+      row = { ...rows[i] };
+      rows.splice(i, 1);
+    } else {
+      row = { id: d.conversation_id, kind: d.conversation_kind, title: d.title || null, unread: 0, muted: !!d.muted,
+              last_read_message_id: 0, position_id: d.position_id || null, peer_position_id: d.peer_position_id || null,
+              peer_person_id: d.peer_person_id || null, via_position_id: null,
+              peer_id: d.conversation_kind === 'direct' ? (mine ? d.recipient_id : d.sender.id) : undefined };
+      const held = st.positions.map((p) => p.id);
+      row.via_position_id = [row.position_id, row.peer_position_id].find((p) => p && held.includes(p)) || null;
+      for (const k of ['position_id', 'peer_position_id']) if (row[k]) loadPosition(row[k]).then(() => set({}), () => {});
+    }
+    row.last_message_id = d.id;
+    row.last_message = last;
+    if (!mine && d.kind !== 'system') row.unread = (row.unread || 0) + 1;
+    if (d.mentioned) row.mentioned = true;
+    rows.unshift(row);
+    set({ conversations: rows });
+  } else if (f.kind === 'conversation.read') {
+    set({ conversations: st.conversations.map((c) => (c.id === d.conversation_id
+      ? { ...c, unread: 0, mentioned: false, last_read_message_id: d.last_read_message_id } : c)) });
+  } else if (f.kind === 'message.recalled' || f.kind === 'message.edited') {
+    set({ conversations: st.conversations.map((c) => (c.last_message && c.last_message.id === d.message_id
+      ? { ...c, last_message: { ...c.last_message, recalled: f.kind === 'message.recalled',
+                                snippet: f.kind === 'message.edited' ? d.body.slice(0, 80) : '' } } : c)) });
+  } else if (f.kind === 'conversation.left') {
+    set({ conversations: st.conversations.filter((c) => c.id !== d.conversation_id) });
+  } else if (f.kind === 'notice.new') {
+    set({ notices: [d, ...st.notices.filter((n) => n.notice_id !== d.notice_id)] });
+  }
+});
+
+conn.onStatus((status, detail) => set({ status, statusDetail: detail }));
+
+conn.onResync(async (why) => {
+  set({ banner: { kind: 'warn', text: '服务器要求重新同步（' + why + '），已重新加载。' } });
+  await loadInbox().catch(() => {});
+  window.dispatchEvent(new CustomEvent('zzd-resync'));
+});

@@ -1,0 +1,49 @@
+// One small observable state for the whole client, read with a hook.
+import { useEffect, useState } from 'preact/hooks';
+
+const state = {
+  me: null,             // {id, login, name}
+  positions: [],        // GET /api/v1/me/positions → positions
+  acting: null,         // position id the person acts as (主职 first)
+  conversations: [],    // inbox rows (docs/conversations.md "Inbox")
+  notices: [],          // notice.new heads received, newest first
+  tasks: [],            // task heads from events / the board
+  status: 'offline',    // connection status
+  statusDetail: '',
+  banner: null,         // {kind, text}
+  route: location.hash || '#/inbox',
+};
+const subs = new Set();
+
+export function get() { return state; }
+
+export function set(patch) {
+  Object.assign(state, typeof patch === 'function' ? patch(state) : patch);
+  for (const fn of subs) fn();
+}
+
+export function useStore(pick) {
+  const [, force] = useState(0);
+  useEffect(() => {
+    const fn = () => force((n) => n + 1);
+    subs.add(fn);
+    return () => subs.delete(fn);
+  }, []);
+  return pick(state);
+}
+
+window.addEventListener('hashchange', () => set({ route: location.hash || '#/inbox' }));
+
+export function go(hash) {
+  if (location.hash === hash) set({ route: hash }); else location.hash = hash;
+}
+
+export function positionLabel(p) {
+  if (!p) return '';
+  const path = p.unit_path || [];
+  return `${p.role} · ${path[path.length - 1] || ''}`;
+}
+
+export function positionById(id) {
+  return state.positions.find((p) => p.id === id) || null;
+}

@@ -1,0 +1,240 @@
+// A conversation: history, live messages, read state, reply / edit / recall, mentions, photos.
+import { html } from 'htm/preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, newId, upload } from '../api.js';
+import { conn } from '../conn.js';
+import { learnPerson, loadPosition, personName, positionTitle } from '../names.js';
+import { get, go, set, useStore } from '../store.js';
+import { conversationTitle } from './inbox.js';
+import { MentionPicker } from './mentions.js';
+import { Photo } from './photo.js';
+
+function time(iso) {
+  const d = new Date(iso);
+  return d.toLocaleTimeString('zh-CN', { hour: '2-digit', minute: '2-digit' });
+}
+
+function findExisting(st, toPosition, toPerson) {
+  if (toPerson != null) return st.conversations.find((c) => c.kind === 'direct' && c.peer_id === toPerson);
+  return st.conversations.find((c) => c.kind === 'position' && (
+    (c.position_id === toPosition && (c.peer_person_id === st.me?.id || c.peer_position_id === st.acting))
+    || (c.peer_position_id === toPosition && c.position_id === st.acting)));
+}
+
+export function Chat({ id, toPosition, toPerson }) {
+  const { me, conversations, acting } = useStore((s) => s);
+  const conv = id ? conversations.find((c) => c.id === id) : null;
+  const [messages, setMessages] = useState([]);
+  const [pending, setPending] = useState([]);        // sent, not yet confirmed by an event
+  const [nextBefore, setNextBefore] = useState(null);
+  const [text, setText] = useState('');
+  const [replyTo, setReplyTo] = useState(null);
+  const [editing, setEditing] = useState(null);
+  const [mentions, setMentions] = useState({ persons: [], positions: [] });
+  const [photos, setPhotos] = useState([]);
+  const [error, setError] = useState('');
+  const [peerRead, setPeerRead] = useState(0);
+  const [reads, setReads] = useState(null);          // {message_id, read, unread}
+  const [asPosition, setAsPosition] = useState(true);
+  const listRef = useRef(null);
+  const marked = useRef(0);
+
+  // A thread or direct chat that already exists opens by its id.
+  useEffect(() => {
+    if (id) return;
+    const existing = findExisting(get(), toPosition, toPerson);
+    if (existing) go('#/chat/' + existing.id);
+    if (toPosition) loadPosition(toPosition).then(() => set({}), () => setError('没有这个岗位'));
+  }, [id, toPosition, toPerson, conversations.length]);
+
+  async function loadHistory(before) {
+    const q = new URLSearchParams({ limit: '50' });
+    if (before) q.set('before', String(before));
+    const j = await api(`/api/v1/conversations/${id}/messages?${q}`);
+    j.messages.forEach((m) => learnPerson(m.sender));
+    const older = j.messages.slice().reverse();
+    setMessages((cur) => {
+      const seen = new Set(cur.map((m) => m.id));
+      return [...older.filter((m) => !seen.has(m.id)), ...cur];
+    });
+    setNextBefore(j.next_before);
+  }
+
+  useEffect(() => {
+    if (!id) return undefined;
+    setMessages([]);
+    loadHistory().catch((e) => setError(e.message));
+    const onResync = () => { setMessages([]); loadHistory().catch(() => {}); };
+    window.addEventListener('zzd-resync', onResync);
+    const off = conn.onEvent((f) => {
+      const d = f.data || {};
+      if (d.conversation_id !== id) return;
+      if (f.kind === 'message.new') {
+        setMessages((cur) => (cur.some((m) => m.id === d.id) ? cur : [...cur, d]));
+        setPending((cur) => cur.filter((p) => p.client_msg_id !== d.client_msg_id));
+      } else if (f.kind === 'message.edited') {
+        setMessages((cur) => cur.map((m) => (m.id === d.message_id ? { ...m, body: d.body, edited_at: d.edited_at } : m)));
+      } else if (f.kind === 'message.recalled') {
+        setMessages((cur) => cur.map((m) => (m.id === d.message_id ? { ...m, body: '', recalled_at: d.recalled_at, attachments: [] } : m)));
+      } else if (f.kind === 'peer.read') {
+        setPeerRead((n) => Math.max(n, d.last_read_message_id));
+      }
+    });
+    return () => { off(); window.removeEventListener('zzd-resync', onResync); };
+  }, [id]);
+
+  // Keep the newest message in view; mark what is shown as read.
+  useEffect(() => {
+    const el = listRef.current;
+    if (el) el.scrollTop = el.scrollHeight;
+    const last = messages[messages.length - 1];
+    if (!id || !last || last.id <= marked.current || document.visibilityState === 'hidden') return;
+    marked.current = last.id;
+    api(`/api/v1/conversations/${id}/read`, { method: 'POST', body: { message_id: last.id } }).catch(() => {});
+    set((s) => ({ conversations: s.conversations.map((c) => (c.id === id ? { ...c, unread: 0, mentioned: false } : c)) }));
+  }, [messages.length, pending.length]);
+
+  async function addPhotos(e) {
+    setError('');
+    try {
+      for (const f of e.target.files) {
+        const r = await upload(f);
+        setPhotos((cur) => [...cur, r.digest]);
+      }
+    } catch (err) {
+      setError('照片上传失败：' + err.message);
+    }
+    e.target.value = '';
+  }
+
+  async function submit(e) {
+    e.preventDefault();
+    const body = text.trim();
+    if (!body && photos.length === 0) return;
+    setError('');
+    if (editing) {
+      try {
+        await conn.request({ type: 'edit', message_id: editing.id, body });
+        setEditing(null);
+        setText('');
+      } catch (err) { setError(err.message); }
+      return;
+    }
+    const frame = { type: 'send', client_msg_id: newId('m'), body };
+    if (id) frame.conversation_id = id;
+    else if (toPosition) {
+      frame.to_position = toPosition;
+      if (asPosition && acting && acting !== toPosition) frame.as_position = acting;
+    } else frame.to = toPerson;
+    if (replyTo) frame.reply_to = replyTo.id;
+    if (mentions.persons.length) frame.mention_persons = mentions.persons.map((p) => p.id);
+    if (mentions.positions.length) frame.mention_positions = mentions.positions.map((p) => p.id);
+    if (photos.length) frame.attachments = photos;
+    const shown = { ...frame, id: 'pending-' + frame.client_msg_id, sender: { id: me?.id, name: me?.name },
+                    created_at: new Date().toISOString(), pending: true, reply_to: replyTo, attachments: photos };
+    setPending((cur) => [...cur, shown]);
+    setText(''); setReplyTo(null); setMentions({ persons: [], positions: [] }); setPhotos([]);
+    try {
+      const r = await conn.sendReliable(frame);
+      if (!id) go('#/chat/' + r.conversation_id);
+    } catch (err) {
+      setPending((cur) => cur.map((p) => (p.client_msg_id === frame.client_msg_id ? { ...p, failed: err.message } : p)));
+    }
+  }
+
+  async function recall(m) {
+    try { await conn.request({ type: 'recall', message_id: m.id }); } catch (err) { setError(err.message); }
+  }
+
+  async function showReads(m) {
+    try {
+      const j = await api(`/api/v1/conversations/${id}/messages/${m.id}/reads`);
+      setReads({ message_id: m.id, ...j });
+    } catch (err) { setError(err.message); }
+  }
+
+  const title = conv ? conversationTitle(conv, me, acting)
+    : toPosition ? positionTitle(toPosition) : toPerson != null ? personName(toPerson) : '会话';
+  const isGroup = conv && (conv.kind === 'group' || conv.kind === 'unit');
+  const all = [...messages, ...pending];
+  const seenPersons = new Map();
+  for (const m of messages) if (m.sender && m.sender.id !== me?.id) seenPersons.set(m.sender.id, m.sender.name);
+  const threadPositions = [conv?.position_id, conv?.peer_position_id, toPosition].filter(Boolean);
+
+  return html`
+    <section class="chat" aria-labelledby="chat-h">
+      <div class="row-between">
+        <h2 id="chat-h">${title}</h2>
+        <a href="#/inbox" class="link">返回</a>
+      </div>
+      ${nextBefore && html`<button type="button" class="link" onClick=${() => loadHistory(nextBefore)}>更早的消息</button>`}
+      <ol class="messages" ref=${listRef} aria-label="消息记录" aria-live="polite">
+        ${all.map((m) => {
+          const mine = m.sender && me && m.sender.id === me.id;
+          if (m.kind === 'system') return html`<li class="system" key=${m.id}>${systemText(m)}</li>`;
+          return html`
+            <li key=${m.id} class=${'msg' + (mine ? ' mine' : '') + (m.mentioned ? ' mentioned' : '')} data-message=${m.id}>
+              <div class="meta">
+                <span class="sender">${m.sender?.name || ''}</span>
+                ${m.sender?.position_id && html`<span class="as">（${positionTitle(m.sender.position_id)}）</span>`}
+                <time datetime=${m.created_at}>${time(m.created_at)}</time>
+                ${m.edited_at && !m.recalled_at && html`<span class="muted">（已编辑）</span>`}
+              </div>
+              ${m.reply_to && html`<blockquote class="quote">${m.reply_to.snippet || '（已撤回）'}</blockquote>`}
+              ${m.recalled_at ? html`<p class="body muted">（消息已撤回）</p>` : html`<p class="body">${m.body}</p>`}
+              ${(m.attachments || []).length > 0 && !m.recalled_at && html`
+                <div class="photos">${m.attachments.map((d) => html`<${Photo} digest=${d} />`)}</div>`}
+              ${m.pending && html`<span class="muted">${m.failed ? '发送失败：' + m.failed : '发送中…'}</span>`}
+              ${!m.pending && !m.recalled_at && html`
+                <div class="actions">
+                  <button type="button" class="link" onClick=${() => setReplyTo(m)}>回复</button>
+                  ${mine && html`<button type="button" class="link" onClick=${() => { setEditing(m); setText(m.body); }}>编辑</button>
+                    <button type="button" class="link" onClick=${() => recall(m)}>撤回</button>`}
+                  ${mine && isGroup && html`<button type="button" class="link" onClick=${() => showReads(m)}>谁读了</button>`}
+                  ${mine && conv?.kind === 'direct' && html`<span class="muted read-state">${peerRead >= m.id ? '已读' : '未读'}</span>`}
+                </div>`}
+              ${reads && reads.message_id === m.id && html`
+                <div class="reads" role="status">已读 ${reads.read.length}：${reads.read.map(readName).join('、') || '无'}；
+                  未读 ${reads.unread.length}：${reads.unread.map(readName).join('、') || '无'}</div>`}
+            </li>`;
+        })}
+      </ol>
+      ${error && html`<p class="error" role="alert">${error}</p>`}
+      <form class="composer" onSubmit=${submit}>
+        ${replyTo && html`<p class="quote">回复 ${replyTo.sender?.name}：${(replyTo.body || '').slice(0, 40)}
+          <button type="button" class="link" onClick=${() => setReplyTo(null)}>取消</button></p>`}
+        ${editing && html`<p class="quote">编辑消息 <button type="button" class="link" onClick=${() => { setEditing(null); setText(''); }}>取消</button></p>`}
+        ${(mentions.persons.length > 0 || mentions.positions.length > 0) && html`<p class="chips">
+          ${[...mentions.persons.map((p) => '@' + p.name), ...mentions.positions.map((p) => '@' + p.name)].map((t) => html`<span class="chip">${t}</span>`)}</p>`}
+        ${photos.length > 0 && html`<div class="photos">${photos.map((d) => html`<${Photo} digest=${d} />`)}</div>`}
+        ${!id && toPosition && acting && acting !== toPosition && html`
+          <label class="inline"><input type="checkbox" checked=${asPosition} onChange=${(e) => setAsPosition(e.target.checked)} />
+            以岗位身份发送（${positionTitle(acting)}）</label>`}
+        <label class="sr-only" for="composer-text">消息</label>
+        <textarea id="composer-text" rows="2" value=${text} onInput=${(e) => setText(e.target.value)}
+          placeholder="输入消息" maxlength="5000"
+          onKeyDown=${(e) => { if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); e.target.form.requestSubmit(); } }}></textarea>
+        <div class="composer-row">
+          <${MentionPicker} persons=${[...seenPersons].map(([pid, name]) => ({ id: pid, name }))} positions=${threadPositions}
+            onPick=${(kind, item) => { setMentions((cur) => ({ ...cur, [kind]: [...cur[kind], item] })); setText((t) => t + '@' + item.name + ' '); }} />
+          ${!editing && (id || toPosition) && html`<label class="button small file">照片
+            <input type="file" accept="image/*" capture="environment" multiple onChange=${addPhotos} /></label>`}
+          <button type="submit">${editing ? '保存' : '发送'}</button>
+        </div>
+      </form>
+    </section>`;
+}
+
+function readName(r) {
+  if (typeof r === 'object' && r) return r.name || personName(r.id ?? r.person_id);
+  return personName(r);
+}
+
+function systemText(m) {
+  const s = m.system || {};
+  if (s.event === 'handover') return '岗位交接：新的在岗人已接手本会话';
+  if (s.event === 'members') return `成员变动：加入 ${(s.joined || []).length} 人，离开 ${(s.left || []).length} 人`;
+  if (s.event === 'created') return '群已创建';
+  if (s.event === 'renamed') return '群名已修改';
+  return m.body || '系统消息';
+}

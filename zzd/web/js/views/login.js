@@ -1,0 +1,34 @@
+// 登录: password sign-in (POST /api/v1/auth/token).
+import { html } from 'htm/preact';
+import { useState } from 'preact/hooks';
+import { login } from '../api.js';
+
+const MESSAGES = { invalid_grant: '账号或密码错误', unauthorized: '账号或密码错误', rate_limited: '尝试次数过多，请稍后再试', forbidden: '账号已停用' };
+
+export function Login() {
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+  async function submit(e) {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    setBusy(true);
+    setError('');
+    try {
+      await login(String(f.get('login')).trim(), String(f.get('password')));
+    } catch (err) {
+      setError(MESSAGES[err.code] || err.message || '登录失败');
+      setBusy(false);
+    }
+  }
+  return html`
+    <main class="login" id="main">
+      <h1>浙政钉</h1>
+      <p class="muted">按岗位找人 · 政务协同</p>
+      <form onSubmit=${submit} class="card">
+        <label>账号<input name="login" autocomplete="username" required autofocus /></label>
+        <label>密码<input name="password" type="password" autocomplete="current-password" required /></label>
+        ${error && html`<p class="error" role="alert">${error}</p>`}
+        <button type="submit" disabled=${busy}>${busy ? '正在登录…' : '登录'}</button>
+      </form>
+    </main>`;
+}
