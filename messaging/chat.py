@@ -26,11 +26,10 @@ from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound
 from kernel.schema import persons
 from kernel.text import check_text
 from messaging.batching import Batcher
-from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
-from messaging.wakeup import EventGroup
+from messaging.unit_of_work import Txn, UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -94,9 +93,7 @@ def validate_send(req: SendRequest) -> SendRequest:
 class ChatService:
     def __init__(self, db: Database, events: EventLog, clock: Clock, notify: Notify, *, max_batch: int = 256) -> None:
         self._db = db
-        self._events = events
-        self._clock = clock
-        self._notify = notify
+        self._uow = UnitOfWork(db, events, clock, notify)
         self._batcher: Batcher[SendRequest, SendResult] = Batcher(
             self._send_batch, max_batch=max_batch, name="chat-send"
         )
@@ -115,23 +112,10 @@ class ChatService:
         await self._batcher.close()
 
     async def _send_batch(self, reqs: Sequence[SendRequest]) -> list[SendResult | BaseException]:
-        groups: list[EventGroup] = []
+        return await self._uow.run(lambda tx: self._write_batch(tx, reqs))
 
-        async def txn() -> list[SendResult | BaseException]:
-            groups.clear()
-            async with self._db.write() as conn:
-                results = await self._write_batch(conn, reqs, groups)
-            return results
-
-        results = await with_db_retry(txn)
-        if groups:
-            self._notify(groups)
-        return results
-
-    async def _write_batch(
-        self, conn: AsyncConnection, reqs: Sequence[SendRequest], groups: list[EventGroup]
-    ) -> list[SendResult | BaseException]:
-        now = self._clock.now()
+    async def _write_batch(self, tx: Txn, reqs: Sequence[SendRequest]) -> list[SendResult | BaseException]:
+        conn, now = tx.conn, tx.now
         out: list[SendResult | BaseException | None] = [None] * len(reqs)
         ids = {r.sender_id for r in reqs} | {r.recipient_id for r in reqs}
         res = await conn.execute(select(persons.c.id, persons.c.name, persons.c.disabled).where(persons.c.id.in_(ids)))
@@ -200,8 +184,7 @@ class ChatService:
                 )
             sender_seq: dict[tuple[int, str], int] = {}
             if new_events:
-                new_groups = await self._events.append(conn, new_events, now)
-                groups.extend(new_groups)
+                new_groups = await tx.append(new_events)  # the sender's seq goes into the answer
                 for k, g in zip(order, new_groups, strict=True):
                     sender_seq[k] = next(seq for pid, seq in g.recipients if pid == k[0])
             if conv_last:

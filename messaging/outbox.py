@@ -24,7 +24,6 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from messaging.notices.schema import notice_receipts
 from messaging.tasks.schema import outbox_events
 
 logger = logging.getLogger(__name__)
@@ -36,7 +35,6 @@ __all__ = [
     "read_unpublished",
     "record",
     "record_many",
-    "record_notice_acks",
 ]
 
 AGGREGATES = ("report", "task", "notice")
@@ -96,44 +94,6 @@ async def record_many(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> 
     """Insert rows made by :func:`event_row` in one statement, inside the caller's transaction."""
     if rows:
         await conn.execute(outbox_events.insert(), list(rows))
-
-
-async def record_notice_acks(conn: AsyncConnection, receipt_ids: Sequence[int], now: datetime) -> int:
-    """One ``notice.acknowledged`` event per receipt of ``receipt_ids`` acknowledged at ``now``.
-
-    Call inside the receipt writer's transaction, after it saved the batch
-    (``messaging/notices/receipts.py``): receipts read or delivered only, and
-    receipts acknowledged before, are skipped, so a repeated acknowledgement
-    records nothing. Returns the number of events written (one statement).
-    """
-    if not receipt_ids:
-        return 0
-    r = notice_receipts
-    rows = await conn.execute(
-        select(r.c.id, r.c.notice_id, r.c.person_id, r.c.position_id, r.c.via_position_id, r.c.reply)
-        .where(r.c.id.in_(list(receipt_ids)), r.c.acked_at == now)
-        .order_by(r.c.id)
-    )
-    events = [
-        event_row(
-            "notice.acknowledged",
-            "notice",
-            int(nid),
-            {
-                "notice_id": int(nid),
-                "receipt_id": int(rid),
-                "person_id": int(person),
-                "position_id": int(pos),
-                "via_position_id": int(via),
-                "reply": reply,
-                "acked_at": now.isoformat().replace("+00:00", "Z"),
-            },
-            now,
-        )  # fmt: skip
-        for rid, nid, person, pos, via, reply in rows
-    ]
-    await record_many(conn, events)
-    return len(events)
 
 
 async def read_unpublished(conn: AsyncConnection, *, after: int = 0, limit: int = 500) -> list[OutboxEvent]:

@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 from argon2 import PasswordHasher
 
+from kernel.db.database import Database
 from tests.services import PG_HOST, PG_PORT, PG_USER, REDIS_URL, pg_url, require
 from zzd.auth.passwords import Passwords
 from zzd.config import Settings
@@ -81,6 +82,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copy(template, dest)
         return f"sqlite+aiosqlite:///{dest}"
     return str(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A ``Database`` on ``db_url`` (each backend), disposed after the test."""
+    database = Database(db_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import asyncio
 import json
 import random
 import secrets
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -25,15 +24,6 @@ from messaging.events import EventLog, NewEvent
 from messaging.schema import person_events, person_streams
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    d = Database(db_url)
-    try:
-        yield d
-    finally:
-        await d.dispose()
 
 
 async def _people(db: Database, n: int) -> list[int]:

@@ -44,10 +44,10 @@ from messaging.conversations.model import (
     snippet,
     validate_post,
 )
-from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
+from messaging.unit_of_work import Txn, UnitOfWork
 from messaging.wakeup import EventGroup
 from org_tree.org_schema import positions
 from org_tree.versioning import read_version
@@ -117,22 +117,22 @@ class ConversationService:
         self.db = db
         self.events = events
         self.clock = clock
-        self._notify = notify
+        self._uow = UnitOfWork(db, events, clock, notify)
         self.config = config or ConversationConfig()
 
     async def write(self, fn: Callable[[AsyncConnection, list[EventGroup]], Any]) -> Any:
-        """Run ``fn`` in a write transaction (retried on lock conflicts); notify after commit."""
-        groups: list[EventGroup] = []
+        """Run ``fn`` as one unit of work: a write transaction retried on lock conflicts, wake-ups after commit.
 
-        async def txn() -> Any:
-            groups.clear()
-            async with self.db.write() as conn:
-                return await fn(conn, groups)
+        ``fn`` appends its events itself and puts their wake-up groups in the list it is given.
+        """
 
-        result = await with_db_retry(txn)
-        if groups:
-            self._notify(groups)
-        return result
+        async def change(tx: Txn) -> Any:
+            groups: list[EventGroup] = []
+            result = await fn(tx.conn, groups)
+            tx.wake(groups)
+            return result
+
+        return await self._uow.run(change)
 
     # ------------------------------------------------------------------ threads
     async def open_thread(self, person_id: int, to_position_id: int, *, as_position_id: int | None = None) -> int:

@@ -20,16 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from kernel.clock import Clock
-from kernel.db.database import Database
 from kernel.db.dialect import is_postgres
 from kernel.errors import Conflict, NotFound
-from messaging import outbox
-from messaging.db_errors import with_db_retry
 from messaging.events import driver_in_transaction, paused_gc
 from messaging.notices.model import ReceiptState
+from messaging.unit_of_work import Txn, UnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +56,10 @@ class ReceiptWriter:
     #: Up to 2,048 changes per commit: when commits are fsync-bound (SQLite, a busy disk),
     #: the batch that forms while one commits is the lever; 2,048 rows are still one
     #: index scan and one UPDATE of a few milliseconds.
-    def __init__(self, db: Database, clock: Clock, *, max_batch: int = 2048) -> None:
+    def __init__(self, uow: UnitOfWork, *, max_batch: int = 2048) -> None:
         from messaging.batching import Batcher
 
-        self._db = db
-        self._clock = clock
+        self._uow = uow
         self._batcher: Batcher[ReceiptOp, ReceiptOutcome] = Batcher(
             self._apply_batch, max_batch=max_batch, name="notice-receipts"
         )
@@ -77,15 +71,10 @@ class ReceiptWriter:
         await self._batcher.close()
 
     async def _apply_batch(self, ops: Sequence[ReceiptOp]) -> list[ReceiptOutcome | BaseException]:
-        async def txn() -> list[ReceiptOutcome | BaseException]:
-            async with self._db.write() as conn:
-                return await self._apply(conn, ops, self._clock.now())
+        return await self._uow.run(lambda tx: self._apply(tx, ops))
 
-        return await with_db_retry(txn)
-
-    async def _apply(
-        self, conn: AsyncConnection, ops: Sequence[ReceiptOp], now: datetime
-    ) -> list[ReceiptOutcome | BaseException]:
+    async def _apply(self, tx: Txn, ops: Sequence[ReceiptOp]) -> list[ReceiptOutcome | BaseException]:
+        conn, now = tx.conn, tx.now
         # In the transaction (the FOR UPDATE locks must hold until the write commits).
         driver = await driver_in_transaction(conn)
         persons_of: dict[int, set[int]] = {}
@@ -93,6 +82,7 @@ class ReceiptWriter:
             persons_of.setdefault(op.notice_id, set()).add(op.person_id)
         store = _PgStore(driver) if is_postgres(conn) else _SqliteStore(driver)
         rows: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        notice_of: dict[int, int] = {}  # receipt id → notice id
         # Notices with at least one of the batch's receipts → recalled? (A missing
         # notice and a non-recipient both end as NotFound, so nothing else is read.)
         recalled: dict[int, bool] = {}
@@ -100,6 +90,7 @@ class ReceiptWriter:
         for nid in sorted(persons_of):
             for m in await store.lock(nid, sorted(persons_of[nid])):
                 recalled[nid] = bool(m.pop("recalled"))
+                notice_of[int(m["id"])] = nid
                 rows.setdefault((nid, int(m["person_id"])), []).append(m)
         with paused_gc():  # thousands of small objects: no heap-wide collections midway
             out, dirty = _decide(ops, rows, recalled, now)
@@ -107,10 +98,24 @@ class ReceiptWriter:
             await store.save([dirty[rid] for rid in sorted(dirty)])
             # Acknowledgements are domain events for other platforms (docs/events.md):
             # recorded in this transaction, so an ack is never lost or announced twice.
-            acked = sorted(rid for rid, m in dirty.items() if m["acked_at"] == now)
-            if acked:
-                await outbox.record_notice_acks(conn, acked, now)
+            # Receipts read or delivered only, and receipts acknowledged before, are
+            # skipped, so a repeated acknowledgement records nothing.
+            for rid in sorted(rid for rid, m in dirty.items() if m["acked_at"] == now):
+                tx.record("notice.acknowledged", "notice", notice_of[rid], _ack_body(dirty[rid], notice_of[rid], now))
         return out
+
+
+def _ack_body(m: dict[str, Any], notice_id: int, now: datetime) -> dict[str, Any]:
+    """The ``notice.acknowledged`` outbox payload of a receipt acknowledged at ``now`` (docs/events.md)."""
+    return {
+        "notice_id": notice_id,
+        "receipt_id": int(m["id"]),
+        "person_id": int(m["person_id"]),
+        "position_id": int(m["position_id"]),
+        "via_position_id": int(m["via_position_id"]),
+        "reply": m["reply"],
+        "acked_at": now.isoformat().replace("+00:00", "Z"),
+    }
 
 
 def _decide(

@@ -30,7 +30,6 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
-from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, paused_gc
 from messaging.notices.coordinator import NoticeFanout
 from messaging.notices.fanout import RECEIPT_COLUMNS, NoticeHead, build_receipts, shared_event
@@ -52,7 +51,7 @@ from messaging.notices.relay import head_of_row
 from messaging.notices.rollup import UnitCounts, lowest_common_unit, rollup
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
 from messaging.ports import IndexProvider, Notify
-from messaging.wakeup import EventGroup
+from messaging.unit_of_work import Txn, UnitOfWork
 from org_tree.bulk import bulk_insert
 from org_tree.grants import unit_path_of
 from org_tree.index import OrgIndex
@@ -107,7 +106,7 @@ class NoticeService:
         self._db = db
         self._events = events
         self._clock = clock
-        self._notify = notify
+        self._uow = UnitOfWork(db, events, clock, notify)
         self._index = index_provider
         self.notifier = notifier
         self.config = config or NoticeConfig()
@@ -117,7 +116,7 @@ class NoticeService:
         self._dirty: set[int] = set()
         # notice id → monotonic time of its last ``notice.progress`` event from this process.
         self._last_progress: dict[int, float] = {}
-        self._receipts = ReceiptWriter(db, clock)
+        self._receipts = ReceiptWriter(self._uow)
         self.fanout = fanout
 
     # ------------------------------------------------------------ resolution
@@ -155,15 +154,15 @@ class NoticeService:
         index = self._index()
         audience = self._resolve(index, actor_person_id, actor_position_id, compose.selector)
 
-        async def txn() -> SendResult:
-            now = self._clock.now()
-            async with self._db.write() as conn:
-                return await self._write_notice(conn, index, audience, actor_person_id, actor_position_id, compose, now)
+        async def change(tx: Txn) -> SendResult:
+            result = await self._write_notice(
+                tx.conn, index, audience, actor_person_id, actor_position_id, compose, tx.now
+            )
+            if not result.duplicate:
+                tx.on_commit(lambda: self.fanout.committed(result.notice_id))
+            return result
 
-        result = await with_db_retry(txn)
-        if not result.duplicate:
-            self.fanout.committed(result.notice_id)
-        return result
+        return await self._uow.run(change)
 
     async def _existing(self, sender: int, client_msg_id: str) -> SendResult | None:
         async with self._db.read() as conn:
@@ -324,55 +323,50 @@ class NoticeService:
             NotFound: no such notice, or the actor is not on its sender side.
             Conflict: the recall window has passed.
         """
-        groups: list[EventGroup] = []
 
-        async def txn() -> datetime:
-            groups.clear()
-            now = self._clock.now()
-            async with self._db.write() as conn:
-                row = await self._access_sent(conn, actor_person_id, notice_id)
-                if row.recalled_at is not None:
-                    return row.recalled_at  # type: ignore[no-any-return]
-                if now - row.created_at > self.config.recall_window:
-                    raise Conflict(
-                        "the recall window has passed",
-                        data={"notice_id": notice_id, "window_s": self.config.recall_window.total_seconds()},
-                    )
-                await conn.execute(update(notices).where(notices.c.id == notice_id).values(recalled_at=now))
-                await conn.execute(
-                    update(notice_ding_steps)
-                    .where(notice_ding_steps.c.notice_id == notice_id, notice_ding_steps.c.done_at.is_(None))
-                    .values(done_at=now, last_error="recalled")
+        async def change(tx: Txn) -> datetime:
+            conn, now = tx.conn, tx.now
+            row = await self._access_sent(conn, actor_person_id, notice_id)
+            if row.recalled_at is not None:
+                return row.recalled_at  # type: ignore[no-any-return]
+            if now - row.created_at > self.config.recall_window:
+                raise Conflict(
+                    "the recall window has passed",
+                    data={"notice_id": notice_id, "window_s": self.config.recall_window.total_seconds()},
                 )
-                # Recipients whose notice.new is not written yet never get it: their
-                # receipts are claimed here without an event (the relay then finds
-                # nothing to claim), and they get no recall either. Everyone whose
-                # notice.new was written gets notice.recalled after it.
-                r = notice_receipts.c
-                unsent = {
-                    int(p[0])
-                    for p in await conn.execute(
-                        update(notice_receipts)
-                        .where(r.notice_id == notice_id, r.fanned_out.is_(False))
-                        .values(fanned_out=True)
-                        .returning(r.person_id)
-                    )
-                }
-                people = [
-                    int(p[0])
-                    for p in await conn.execute(select(r.person_id).where(r.notice_id == notice_id).distinct())
-                    if int(p[0]) not in unsent
-                ]
-                body = {"notice_id": notice_id, "recalled_at": iso(now)}
-                evs = [shared_event("notice.recalled", body, people)] if people else []
-                evs.append(shared_event("notice.recalled", body, [int(row.sender_person_id)]))
-                groups.extend(await self._events.append(conn, evs, now))
-                return now
+            await conn.execute(update(notices).where(notices.c.id == notice_id).values(recalled_at=now))
+            await conn.execute(
+                update(notice_ding_steps)
+                .where(notice_ding_steps.c.notice_id == notice_id, notice_ding_steps.c.done_at.is_(None))
+                .values(done_at=now, last_error="recalled")
+            )
+            # Recipients whose notice.new is not written yet never get it: their
+            # receipts are claimed here without an event (the relay then finds
+            # nothing to claim), and they get no recall either. Everyone whose
+            # notice.new was written gets notice.recalled after it.
+            r = notice_receipts.c
+            unsent = {
+                int(p[0])
+                for p in await conn.execute(
+                    update(notice_receipts)
+                    .where(r.notice_id == notice_id, r.fanned_out.is_(False))
+                    .values(fanned_out=True)
+                    .returning(r.person_id)
+                )
+            }
+            people = [
+                int(p[0])
+                for p in await conn.execute(select(r.person_id).where(r.notice_id == notice_id).distinct())
+                if int(p[0]) not in unsent
+            ]
+            body = {"notice_id": notice_id, "recalled_at": iso(now)}
+            evs = [shared_event("notice.recalled", body, people)] if people else []
+            evs.append(shared_event("notice.recalled", body, [int(row.sender_person_id)]))
+            tx.emit(*evs)
+            return now
 
-        at = await with_db_retry(txn)
+        at = await self._uow.run(change)
         self._dirty.discard(notice_id)
-        if groups:
-            self._notify(groups)
         return at
 
     # ------------------------------------------------------------- progress
@@ -431,33 +425,28 @@ class NoticeService:
         due = [n for n in self._dirty if mono - self._last_progress.get(n, -1e18) >= self.config.progress_interval]
         if not due:
             return 0
-        groups: list[EventGroup] = []
 
-        async def txn() -> int:
-            groups.clear()
-            now = self._clock.now()
-            async with self._db.write() as conn:
-                totals = await _totals(conn, due)
-                senders = dict(
-                    (int(i), int(s))
-                    for i, s in await conn.execute(
-                        select(notices.c.id, notices.c.sender_person_id).where(notices.c.id.in_(due))
-                    )
+        async def change(tx: Txn) -> int:
+            conn = tx.conn
+            totals = await _totals(conn, due)
+            senders = dict(
+                (int(i), int(s))
+                for i, s in await conn.execute(
+                    select(notices.c.id, notices.c.sender_person_id).where(notices.c.id.in_(due))
                 )
-                evs = []
-                for n in sorted(senders):
-                    r, d, rd, a = totals.get(n, (0, 0, 0, 0))
-                    body = {"notice_id": n, "receipts": r, "delivered": d, "read": rd, "acked": a}
-                    evs.append(shared_event("notice.progress", body, [senders[n]]))
-                groups.extend(await self._events.append(conn, evs, now))
-                return len(evs)
+            )
+            evs = []
+            for n in sorted(senders):
+                r, d, rd, a = totals.get(n, (0, 0, 0, 0))
+                body = {"notice_id": n, "receipts": r, "delivered": d, "read": rd, "acked": a}
+                evs.append(shared_event("notice.progress", body, [senders[n]]))
+            tx.emit(*evs)
+            return len(evs)
 
-        emitted = await with_db_retry(txn)
+        emitted = await self._uow.run(change)
         for n in due:
             self._dirty.discard(n)
             self._last_progress[n] = mono
-        if groups:
-            self._notify(groups)
         return emitted
 
     # ------------------------------------------------------------- handover
@@ -471,23 +460,16 @@ class NoticeService:
         if old_person_id == new_person_id:
             return 0
         index = self._index()
-        groups: list[EventGroup] = []
 
-        async def txn() -> int:
-            groups.clear()
-            now = self._clock.now()
-            async with self._db.write() as conn:
-                evs, moved = await unread_transfer_events(
-                    conn, index, _head, position_id, old_person_id, new_person_id, now
-                )
-                if moved:
-                    groups.extend(await self._events.append(conn, evs, now))
-                return moved
+        async def change(tx: Txn) -> int:
+            evs, moved = await unread_transfer_events(
+                tx.conn, index, _head, position_id, old_person_id, new_person_id, tx.now
+            )
+            if moved:
+                tx.emit(*evs)
+            return moved
 
-        moved = await with_db_retry(txn)
-        if groups:
-            self._notify(groups)
-        return moved
+        return await self._uow.run(change)
 
     async def receipt_history(self, actor_person_id: int, notice_id: int, position_id: int) -> list[dict[str, Any]]:
         """Receipts of one addressed position with who owes them and who owed them before (sender side)."""
