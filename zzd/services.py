@@ -12,6 +12,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from apps.bot import BotService
+from apps.idempotency import IdempotencyStore
+from apps.ratelimit import AppRateLimiter
 from apps.registry import AppRegistry
 from kernel.audit import prune as prune_audit
 from kernel.clock import Clock, SystemClock
@@ -101,6 +104,9 @@ class Services:
     task_timers: TaskTimers
     jobs: Jobs
     apps: AppRegistry
+    app_rate: AppRateLimiter
+    idempotency: IdempotencyStore
+    bot: BotService
     started: bool = field(default=False)
 
     @classmethod
@@ -186,6 +192,17 @@ class Services:
             pause=settings.task_timer_pause,
         )
         persons = PersonDirectory(db, clock)
+        notices = NoticeService(
+            db,
+            events,
+            clock,
+            notify,
+            lambda: holder.index,
+            notifier,
+            NoticeFanout(relay, hub, broker, jobs, node_id=settings.node_id),
+            config=notice_config,
+        )
+        reports = ReportService(tasks)
         return cls(
             settings=settings,
             clock=clock,
@@ -218,28 +235,24 @@ class Services:
             org_index=holder,
             org=org,
             grants=GrantService(db, clock, holder, org),
-            notices=NoticeService(
-                db,
-                events,
-                clock,
-                notify,
-                lambda: holder.index,
-                notifier,
-                NoticeFanout(relay, hub, broker, jobs, node_id=settings.node_id),
-                config=notice_config,
-            ),
+            notices=notices,
             ding=DingScheduler(db, events, clock, notify, notifier, lambda: holder.index, node_id=settings.node_id),
             notifier=notifier,
             attachments=attachments,
             upload_limiter=RateLimiter(settings.upload_rate_per_minute),
             tasks=tasks,
-            reports=ReportService(tasks),
+            reports=reports,
             task_timers=task_timers,
             conversations=conversations,
             groups=GroupService(conversations),
             members=MemberReconciler(conversations, lambda: holder.index),
             jobs=jobs,
             apps=AppRegistry(db, clock, org, persons, lambda: holder.index),
+            app_rate=AppRateLimiter(
+                redis_url=None if single_process else settings.broker_url, prefix=settings.redis_prefix
+            ),
+            idempotency=IdempotencyStore(db, clock),
+            bot=BotService(notices, tasks, reports, conversations, org, lambda: holder.index),
         )
 
     async def start(self) -> None:
@@ -308,6 +321,7 @@ class Services:
             await close()
         await self.hub.stop()
         await self.throttle.close()
+        await self.app_rate.close()
         await self.publisher.close()
         await self.broker.close()
         await self.db.dispose()

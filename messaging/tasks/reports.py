@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,6 +182,18 @@ class ReportService:
             raise NotFound("no such report", data={"report_id": report_id})
         async with self._t.db.read() as conn:
             row = (await conn.execute(select(reports).where(reports.c.id == report_id))).one()
+        return _report_dict(row)
+
+    async def get_within(self, report_id: int, covers: Callable[[int], bool]) -> dict[str, Any]:
+        """A report for a reader entitled to a subtree (an app with ``report:read``).
+
+        ``covers(grid_unit_id)`` says whether the report's grid lies in that
+        subtree; outside it the answer is ``NotFound``, as for an unknown id.
+        """
+        async with self._t.db.read() as conn:
+            row = (await conn.execute(select(reports).where(reports.c.id == report_id))).first()
+        if row is None or not covers(int(row.grid_unit_id)):
+            raise NotFound("no such report", data={"report_id": report_id})
         return _report_dict(row)
 
     async def can_see(self, person_id: int, report_id: int) -> bool:

@@ -22,14 +22,21 @@ if TYPE_CHECKING:
 __all__ = ["current_app"]
 
 
-async def current_app(request: Request, scope: Scope | None = None) -> tuple[Services, AppPrincipal]:
-    """Authenticate an app token, then (when given) require ``scope``."""
+async def current_app(request: Request, *scopes: Scope) -> tuple[Services, AppPrincipal]:
+    """Authenticate an app token, count the request against the app's limit, require one of ``scopes``.
+
+    Raises:
+        Unauthorized: no, a bad or a person's token; a revoked or rotated-out secret; a disabled app.
+        RateLimited: the app's requests per minute are spent (429 with ``Retry-After``).
+        Forbidden: ``insufficient_scope``, naming the (first) scope needed.
+    """
     s = services_of(request)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing bearer token")
     claims = s.tokens.verify_app(token.strip())
     principal = await s.apps.principal(claims.app_id, claims.secret_id)
-    if scope is not None:
-        require_scope(principal, scope)
+    await s.app_rate.hit(principal.app_id, principal.app.rate_per_minute)
+    if scopes and not any(sc.value in principal.app.scopes for sc in scopes):
+        require_scope(principal, scopes[0])
     return s, principal

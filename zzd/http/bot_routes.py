@@ -2,23 +2,105 @@
 
 Who may call: an app with an app token (``client_credentials``); person
 tokens are refused (wrong audience). Each endpoint names the scope it needs;
-everything an app addresses or reads must lie in its subtree.
+everything an app addresses or reads must lie in its subtree (out of it:
+403 ``out_of_scope`` for addressing, 404 for reads, as for unknown ids).
+Every request counts against the app's rate limit (429 + ``Retry-After``).
+Creates need an ``Idempotency-Key`` header: a retry gets the first answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from apps.idempotency import check_key
+from apps.model import AppPrincipal, Scope
+from messaging.notices.model import validate_compose
+from org_tree.selectors import parse_selector
 from zzd.http.app_auth import current_app
-from zzd.http.common import ok
+from zzd.http.common import json_body, ok
+from zzd.http.notice_routes import _deadline
+from zzd.http.params import unit_ref
 
 __all__ = ["bodies", "routes"]
+
+Id = Annotated[int, Field(ge=1, le=2**53)]
+SelectorIn = dict[str, Any] | Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+
+if TYPE_CHECKING:
+    from zzd.services import Services
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class BotNotice(_Body):
+    selector: SelectorIn
+    title: Annotated[str, StringConstraints(max_length=200)]
+    body: Annotated[str, StringConstraints(max_length=20_000)] = ""
+    #: ``urgent`` is a DING: reminded, then escalated out of band, as for people.
+    priority: Literal["normal", "urgent"] = "normal"
+    ack_required: bool = False
+    deadline: Annotated[str, StringConstraints(max_length=40)] | None = None
+
+
+class Preview(_Body):
+    selector: SelectorIn
+
+
+class CheckIn(_Body):
+    person_id: Id
+    position_id: Id | None = None
+    reply: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class BotTasks(_Body):
+    selector: SelectorIn
+    shared: bool = False
+    category: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "general"
+    title: Annotated[str, StringConstraints(max_length=200)]
+    body: Annotated[str, StringConstraints(max_length=10_000)] = ""
+
+
+class BotAction(_Body):
+    action: Literal["accept", "start", "resolve", "verify", "close", "return", "reject", "reassign", "cancel",
+                    "comment"]  # fmt: skip
+    version: Annotated[int, Field(ge=1, le=2**31)]
+    comment: Annotated[str, StringConstraints(max_length=2000)] = ""
+    to_position: Id | None = None
+
+
+class BotMessage(_Body):
+    body: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+
+
+async def _idempotent(
+    request: Request,
+    s: Services,
+    p: AppPrincipal,
+    body: BaseModel,
+    fn: Callable[[str], Awaitable[tuple[int, Any]]],
+) -> JSONResponse:
+    """Run a create once per ``Idempotency-Key``; a retry gets the first status and body back."""
+    key = check_key(request.headers.get("idempotency-key"))
+    sig = f"{request.method} {request.url.path}"
+    status, answer, replayed = await s.idempotency.run(
+        p.app_id, key, sig, body.model_dump_json().encode(), lambda: fn(key)
+    )
+    resp = ok(answer, status=status)
+    if replayed:
+        resp.headers["Idempotent-Replayed"] = "true"
+    return resp
+
+
+def _id(request: Request, name: str) -> int:
+    return int(request.path_params[name])
 
 
 async def me(request: Request) -> JSONResponse:
@@ -30,9 +112,113 @@ async def me(request: Request) -> JSONResponse:
     return ok(data)
 
 
+async def preview(request: Request) -> JSONResponse:
+    """Who a selector reaches from the app's subtree: counts per child unit and level (nothing written)."""
+    s, p = await current_app(request, Scope.NOTICE_SEND, Scope.TASK_CREATE)
+    b = await json_body(request, Preview)
+    return ok(s.bot.preview(p, parse_selector(b.selector)))
+
+
+async def send_notice(request: Request) -> JSONResponse:
+    """A work notice (DING when urgent) from the app to positions in its subtree."""
+    s, p = await current_app(request, Scope.NOTICE_SEND)
+    b = await json_body(request, BotNotice)
+
+    async def go(key: str) -> tuple[int, Any]:
+        compose = validate_compose(
+            client_msg_id=key, title=b.title, body=b.body, selector=b.selector, priority=b.priority,
+            ack_required=b.ack_required, deadline=_deadline(b.deadline), attachments=[],
+        )  # fmt: skip
+        return await s.bot.send_notice(p, compose)
+
+    return await _idempotent(request, s, p, b, go)
+
+
+async def get_notice(request: Request) -> JSONResponse:
+    """One of the app's own notices with its progress (another sender's: 404)."""
+    s, p = await current_app(request, Scope.NOTICE_SEND)
+    return ok(await s.bot.notice(p, _id(request, "notice_id")))
+
+
+async def check_in(request: Request) -> JSONResponse:
+    """Acknowledge the app's own notice for an attendee (a check-in device); repeating changes nothing."""
+    s, p = await current_app(request, Scope.NOTICE_SEND)
+    b = await json_body(request, CheckIn)
+    return ok(await s.bot.check_in(p, _id(request, "notice_id"), b.person_id, b.position_id, b.reply))
+
+
+async def create_tasks(request: Request) -> JSONResponse:
+    """Tasks on positions of the app's subtree (one per position, or one shared)."""
+    s, p = await current_app(request, Scope.TASK_CREATE)
+    b = await json_body(request, BotTasks)
+
+    async def go(key: str) -> tuple[int, Any]:
+        made = await s.bot.create_tasks(
+            p, selector=parse_selector(b.selector), shared=b.shared, category=b.category, title=b.title,
+            body=b.body, key=key,
+        )  # fmt: skip
+        return 201, {"tasks": made}
+
+    return await _idempotent(request, s, p, b, go)
+
+
+async def act(request: Request) -> JSONResponse:
+    """Act on a task the app created (verify, close, return, cancel, comment …), at the version it saw."""
+    s, p = await current_app(request, Scope.TASK_ACT)
+    b = await json_body(request, BotAction)
+    t = await s.bot.act(p, _id(request, "task_id"), b.action, b.version, comment=b.comment, to_position=b.to_position)
+    return ok(t)
+
+
+async def get_task(request: Request) -> JSONResponse:
+    """A task the app is involved in or whose owner is in its subtree, with its history."""
+    s, p = await current_app(request, Scope.TASK_CREATE, Scope.TASK_ACT, Scope.REPORT_READ)
+    return ok(await s.bot.task(p, _id(request, "task_id")))
+
+
+async def get_report(request: Request) -> JSONResponse:
+    """A grid report filed in the app's subtree (elsewhere: 404)."""
+    s, p = await current_app(request, Scope.REPORT_READ)
+    return ok(await s.bot.report(p, _id(request, "report_id")))
+
+
+async def post_message(request: Request) -> JSONResponse:
+    """A bot message into a conversation the app was added to (others: 404)."""
+    s, p = await current_app(request, Scope.CHAT_BOT)
+    b = await json_body(request, BotMessage)
+
+    async def go(key: str) -> tuple[int, Any]:
+        return await s.bot.post(p, _id(request, "conversation_id"), b.body, key)
+
+    return await _idempotent(request, s, p, b, go)
+
+
+async def get_unit(request: Request) -> JSONResponse:
+    """A unit of the app's subtree with its positions and children (code or ``#id``)."""
+    s, p = await current_app(request, Scope.ORG_READ)
+    return ok(s.bot.unit(p, unit_ref(str(request.path_params["unit"]))))
+
+
 routes = [
     Route("/api/v1/bot/me", me, methods=["GET"]),
+    Route("/api/v1/bot/audience/preview", preview, methods=["POST"]),
+    Route("/api/v1/bot/notices", send_notice, methods=["POST"]),
+    Route("/api/v1/bot/notices/{notice_id:int}", get_notice, methods=["GET"]),
+    Route("/api/v1/bot/notices/{notice_id:int}/check-ins", check_in, methods=["POST"]),
+    Route("/api/v1/bot/tasks", create_tasks, methods=["POST"]),
+    Route("/api/v1/bot/tasks/{task_id:int}", get_task, methods=["GET"]),
+    Route("/api/v1/bot/tasks/{task_id:int}/actions", act, methods=["POST"]),
+    Route("/api/v1/bot/reports/{report_id:int}", get_report, methods=["GET"]),
+    Route("/api/v1/bot/conversations/{conversation_id:int}/messages", post_message, methods=["POST"]),
+    Route("/api/v1/bot/org/units/{unit}", get_unit, methods=["GET"]),
 ]
 
 #: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {}
+bodies: dict[Callable[..., Any], type[BaseModel]] = {
+    preview: Preview,
+    send_notice: BotNotice,
+    check_in: CheckIn,
+    create_tasks: BotTasks,
+    act: BotAction,
+    post_message: BotMessage,
+}

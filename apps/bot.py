@@ -1,0 +1,158 @@
+"""The bot API's domain side: what an app may do, done as its bot identity (docs/apps.md).
+
+Why through the bot identity: notices, tasks and messages an app sends go
+through exactly the paths people's do (jurisdiction checks, idempotency by
+``client_msg_id``, DING, progress, the outbox), with the bot person as sender
+and the bot position — role ``app_bot`` in the subtree's root unit, rule
+``subtree`` — as the position it acts as. So the app's jurisdiction is its
+subtree by construction, and nothing here re-implements those rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from apps.model import AppPrincipal
+from kernel.errors import NotFound
+from messaging.conversations.model import PostRequest
+from messaging.conversations.service import ConversationService
+from messaging.notices.model import Compose
+from messaging.notices.service import NoticeService
+from messaging.tasks.lifecycle import CLIENT_ACTIONS, Action
+from messaging.tasks.reports import ReportService
+from messaging.tasks.service import TaskService
+from org_tree.grants import Grant, Perm
+from org_tree.index import OrgIndex
+from org_tree.jurisdiction import Actor
+from org_tree.org_service import OrgService
+from org_tree.selectors import Selector
+
+__all__ = ["BotService"]
+
+
+class BotService:
+    def __init__(
+        self,
+        notices: NoticeService,
+        tasks: TaskService,
+        reports: ReportService,
+        conversations: ConversationService,
+        org: OrgService,
+        index: Callable[[], OrgIndex],
+    ) -> None:
+        self._notices = notices
+        self._tasks = tasks
+        self._reports = reports
+        self._conversations = conversations
+        self._org = org
+        self._index = index
+
+    @staticmethod
+    def actor(p: AppPrincipal) -> Actor:
+        """The bot identity as the org tree sees it (its position's reading scope is the subtree)."""
+        return Actor(p.app.bot_person_id, (p.app.bot_position_id,))
+
+    @staticmethod
+    def _overseer(p: AppPrincipal) -> Actor:
+        """Reads of tasks in the subtree: an ``audit`` view limited to the subtree, nothing more."""
+        grant = Grant(0, p.app.bot_person_id, p.app.subtree_unit_id, frozenset({Perm.AUDIT.value}))
+        return Actor(p.app.bot_person_id, (p.app.bot_position_id,), (grant,))
+
+    def in_subtree(self, p: AppPrincipal, unit_id: int) -> bool:
+        idx = self._index()
+        try:
+            return idx.contains(idx.unit(p.app.subtree_unit_id), idx.unit(unit_id))
+        except NotFound:
+            return False
+
+    # ------------------------------------------------------------ notices
+    def preview(self, p: AppPrincipal, selector: Selector) -> dict[str, Any]:
+        return asdict(self._notices.preview(p.app.bot_person_id, p.app.bot_position_id, selector))
+
+    async def send_notice(self, p: AppPrincipal, compose: Compose) -> tuple[int, dict[str, Any]]:
+        res = await self._notices.send(p.app.bot_person_id, p.app.bot_position_id, compose)
+        return (200 if res.duplicate else 201), res.to_dict()
+
+    async def notice(self, p: AppPrincipal, notice_id: int) -> dict[str, Any]:
+        """One of the app's own notices with its progress (others: 404)."""
+        return await self._notices.get(p.app.bot_person_id, notice_id)
+
+    async def check_in(
+        self, p: AppPrincipal, notice_id: int, person_id: int, position_id: int | None, reply: str | None
+    ) -> dict[str, Any]:
+        """Acknowledge the app's own notice for an attendee (a check-in device, 刷脸入场).
+
+        Only notices the app sent: another sender's notice answers 404 before
+        anything is written. The person must be a recipient (404 otherwise).
+        """
+        await self._notices.get(p.app.bot_person_id, notice_id)
+        states = await self._notices.acknowledge(person_id, notice_id, position_id=position_id, reply=reply)
+        return {"notice_id": notice_id, "person_id": person_id, "receipts": [s.to_dict() for s in states]}
+
+    # -------------------------------------------------------------- tasks
+    async def create_tasks(
+        self,
+        p: AppPrincipal,
+        *,
+        selector: Selector,
+        shared: bool,
+        category: str,
+        title: str,
+        body: str,
+        key: str,
+    ) -> list[dict[str, Any]]:
+        made = await self._tasks.create(
+            p.app.bot_person_id, p.app.bot_position_id, selector=selector, shared=shared, category=category,
+            title=title, body=body, client_msg_id=key,
+        )  # fmt: skip
+        return [t.summary() for t in made]
+
+    async def act(
+        self,
+        p: AppPrincipal,
+        task_id: int,
+        action: str,
+        version: int,
+        *,
+        comment: str = "",
+        to_position: int | None = None,
+        attachments: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Act on a task the app created or that was handed to its position."""
+        act = Action(action)
+        assert act in CLIENT_ACTIONS
+        t = await self._tasks.act(
+            p.app.bot_person_id, p.app.bot_position_id, task_id, act, version,
+            comment=comment, attachments=attachments, to_position=to_position,
+        )  # fmt: skip
+        return t.summary()
+
+    async def task(self, p: AppPrincipal, task_id: int) -> dict[str, Any]:
+        """A task the app is involved in, or whose owner position lies in its subtree."""
+        return await self._tasks.get(p.app.bot_person_id, task_id, overseer=self._overseer(p))
+
+    async def report(self, p: AppPrincipal, report_id: int) -> dict[str, Any]:
+        return await self._reports.get_within(report_id, lambda unit_id: self.in_subtree(p, unit_id))
+
+    # ------------------------------------------------------ conversations
+    async def post(self, p: AppPrincipal, conversation_id: int, body: str, key: str) -> tuple[int, dict[str, Any]]:
+        """Post into a conversation the app's bot was added to (404 otherwise), labelled with the app."""
+        res = await self._conversations.post(
+            PostRequest(sender_id=p.app.bot_person_id, client_msg_id=key, body=body, conversation_id=conversation_id)
+        )
+        out = res.to_dict()
+        out["app"] = {"id": p.app.id, "name": p.app.name}
+        return (200 if res.duplicate else 201), out
+
+    # ----------------------------------------------------------------- org
+    def unit(self, p: AppPrincipal, unit: int | str) -> dict[str, Any]:
+        """A unit of the app's subtree (outside: 404 like an unknown unit)."""
+        idx = self._index()
+        u = idx.unit(unit)
+        if not self.in_subtree(p, idx.unit_id(u)):
+            raise NotFound("no such unit", data={"unit": unit})
+        view = asdict(self._org.get_unit(self.actor(p), idx.unit_id(u)))
+        view["children_list"] = [asdict(c) for c in self._org.list_children(self.actor(p), idx.unit_id(u), limit=200)]
+        return view

@@ -1,0 +1,195 @@
+"""The bot API over HTTP (issue 13 item 2), on both backends: notices, check-ins, tasks, reads, bot
+messages, previews, idempotency keys; and for every endpoint, that a person token, another app, an app
+without the scope and an app addressing outside its subtree are refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from messaging.notices.schema import notices
+from messaging.tasks.reports import Filing
+from org_tree.jurisdiction import SYSTEM
+from tests.apps.helpers import COUNTY, OTHER_COUNTY, VILLAGE, admin_token, app_token, make_app
+from tests.client import login, new_person
+from tests.conftest import RunningServer
+from tests.org_server import auth, seat
+
+ALL = ["notice:send", "task:create", "task:act", "report:read", "chat:bot", "org:read"]
+
+
+async def _app(rs: RunningServer, admin: str, name: str, scopes: list[str], **kw: Any) -> tuple[dict[str, Any], str]:
+    made = await make_app(rs, admin, name=name, scopes=scopes, **kw)
+    r = await app_token(rs, made["client_id"], made["client_secret"])
+    assert r.status_code == 200, r.text
+    return made, r.json()["access_token"]
+
+
+def _h(rs: RunningServer, tok: str, key: str | None = None) -> httpx.AsyncClient:
+    headers = auth(tok)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return httpx.AsyncClient(base_url=rs.http, headers=headers)
+
+
+async def test_an_app_sends_a_notice_into_its_subtree_only_and_once_per_key(org_server: RunningServer) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin = await admin_token(rs, None)
+    app, tok = await _app(rs, admin, "会议签到", ["notice:send"])
+    _, other = await _app(rs, admin, "别县应用", ALL, subtree=OTHER_COUNTY)
+    _, no_scope = await _app(rs, admin, "只读应用", ["org:read", "task:create"])
+    pid, lg, pos, person_tok = await seat(rs, VILLAGE, "village_secretary")
+    body = {"selector": "village_secretary@990101/**", "title": "明早九点开会", "ack_required": True}
+    async with _h(rs, tok, "meeting-1") as h:
+        r = await h.post("/api/v1/bot/notices", json=body)
+        assert r.status_code == 201, r.text
+        first = r.json()
+        again = await h.post("/api/v1/bot/notices", json=body)
+        assert (again.status_code, again.json(), again.headers["idempotent-replayed"]) == (201, first, "true")
+        r = await h.post("/api/v1/bot/notices", json={**body, "title": "改了"})
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "idempotency_key_reused")
+        r = await h.post("/api/v1/bot/notices", json={**body, "selector": "village_secretary@990102/**"},
+                         headers={"Idempotency-Key": "meeting-2"})  # fmt: skip
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "out_of_scope")
+        r = await h.post("/api/v1/bot/notices", json=body, headers={"Idempotency-Key": ""})
+        assert r.status_code == 400
+        preview = (await h.post("/api/v1/bot/audience/preview", json={"selector": body["selector"]})).json()
+        assert preview["positions"] >= 1 and preview["persons"] >= 1
+        got = await h.get(f"/api/v1/bot/notices/{first['notice_id']}")
+        assert got.status_code == 200, got.text
+    async with s.db.read() as conn:
+        row = (await conn.execute(select(notices).where(notices.c.id == first["notice_id"]))).one()
+    assert (row.sender_person_id, row.sender_position_id) == (app["bot_person_id"], app["bot_position_id"])
+    # the recipient checks in at the door: the device acknowledges for them, once
+    async with _h(rs, tok) as h:
+        r = await h.post(f"/api/v1/bot/notices/{first['notice_id']}/check-ins", json={"person_id": pid})
+        assert r.status_code == 200, r.text
+        assert r.json()["receipts"][0]["acked_at"] is not None
+        stranger, _ = await new_person(s)
+        r = await h.post(f"/api/v1/bot/notices/{first['notice_id']}/check-ins", json={"person_id": stranger})
+        assert r.status_code == 404
+    # others: a person token, another app, an app without the scope
+    async with _h(rs, person_tok, "k") as h:
+        assert (await h.post("/api/v1/bot/notices", json=body)).status_code == 401
+        assert (await h.get(f"/api/v1/bot/notices/{first['notice_id']}")).status_code == 401
+    async with _h(rs, other, "k") as h:
+        assert (await h.get(f"/api/v1/bot/notices/{first['notice_id']}")).status_code == 404
+        r = await h.post(f"/api/v1/bot/notices/{first['notice_id']}/check-ins", json={"person_id": pid})
+        assert r.status_code == 404
+        r = await h.post("/api/v1/bot/notices", json=body)
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "out_of_scope")
+    async with _h(rs, no_scope, "k") as h:
+        r = await h.post("/api/v1/bot/notices", json=body)
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "insufficient_scope")
+        assert (await h.get(f"/api/v1/bot/notices/{first['notice_id']}")).status_code == 403
+    # a person's own notice cannot be checked in by the app
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(person_tok)) as h:
+        r = await h.post("/api/v1/notices", json={"as_position": pos, "selector": f"*@{VILLAGE}", "title": "x",
+                                                   "client_msg_id": "p1"})  # fmt: skip
+        assert r.status_code == 201, r.text
+        person_notice = r.json()["notice_id"]
+    async with _h(rs, tok) as h:
+        r = await h.post(f"/api/v1/bot/notices/{person_notice}/check-ins", json={"person_id": pid})
+        assert r.status_code == 404
+
+
+async def test_tasks_reports_and_org_reads_stay_in_the_subtree(org_server: RunningServer) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    idx = s.org_index.index
+    admin = await admin_token(rs, None)
+    app, tok = await _app(rs, admin, "河长制平台", ALL)
+    _, other = await _app(rs, admin, "别县应用", ALL, subtree=OTHER_COUNTY)
+    _, creator_only = await _app(rs, admin, "派单应用", ["task:create"])
+    _, reader_only = await _app(rs, admin, "只读应用", ["org:read"])
+    async with _h(rs, tok, "t-1") as h:
+        r = await h.post("/api/v1/bot/tasks", json={"selector": "village_secretary@990101001001", "title": "清理河道"})
+        assert r.status_code == 201, r.text
+        task = r.json()["tasks"][0]
+        r = await h.post("/api/v1/bot/tasks", json={"selector": "village_secretary@990102001001", "title": "x"},
+                         headers={"Idempotency-Key": "t-2"})  # fmt: skip
+        assert r.status_code == 403
+        got = await h.get(f"/api/v1/bot/tasks/{task['task_id']}")
+        assert got.status_code == 200 and got.json()["creator"]["person_id"] == app["bot_person_id"]
+        r = await h.post(f"/api/v1/bot/tasks/{task['task_id']}/actions", json={"action": "comment", "version": 1,
+                                                                              "comment": "请尽快"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        r = await h.post(f"/api/v1/bot/tasks/{task['task_id']}/actions", json={"action": "cancel", "version": 1})
+        assert (r.status_code, r.json()["error"]["code"]) == (409, "stale_version")
+    for who, status in ((other, 404), (creator_only, 403), (reader_only, 403)):
+        async with _h(rs, who) as h:
+            r = await h.post(f"/api/v1/bot/tasks/{task['task_id']}/actions", json={"action": "cancel", "version": 2})
+            assert r.status_code == status, r.text
+    async with _h(rs, other) as h:
+        assert (await h.get(f"/api/v1/bot/tasks/{task['task_id']}")).status_code == 404
+    async with _h(rs, reader_only) as h:
+        assert (await h.get(f"/api/v1/bot/tasks/{task['task_id']}")).status_code == 403
+    # a grid worker files a report in the county: the county's app reads it, the other county's does not
+    grid = idx.children(idx.unit(VILLAGE))[0]
+    worker, _ = await new_person(s)
+    grid_pos = next(idx.position_id(k) for k in idx.unit_slots(grid) if idx.position_role(k).key == "grid_worker")
+    await s.org.handover(SYSTEM, grid_pos, worker)
+    report, _ = await s.reports.file(worker, grid_pos, Filing("r1", "river_litter", "河里有垃圾", 28.9, 118.8))
+    async with _h(rs, tok) as h:
+        r = await h.get(f"/api/v1/bot/reports/{report['report_id']}")
+        assert r.status_code == 200 and r.json()["text"] == "河里有垃圾"
+        assert (await h.get(f"/api/v1/bot/tasks/{report['task_id']}")).status_code == 200  # owner in the subtree
+        assert (await h.get("/api/v1/bot/org/units/990101001")).json()["code"] == "990101001"
+        assert (await h.get("/api/v1/bot/org/units/990102")).status_code == 404
+        assert (await h.get("/api/v1/bot/reports/999999")).status_code == 404
+    async with _h(rs, other) as h:
+        assert (await h.get(f"/api/v1/bot/reports/{report['report_id']}")).status_code == 404
+        assert (await h.get(f"/api/v1/bot/tasks/{report['task_id']}")).status_code == 404
+        assert (await h.get("/api/v1/bot/org/units/990101")).status_code == 404
+    async with _h(rs, creator_only) as h:
+        assert (await h.get(f"/api/v1/bot/reports/{report['report_id']}")).status_code == 403
+        assert (await h.get("/api/v1/bot/org/units/990101")).status_code == 403
+    _, _, _, person_tok = await seat(rs, COUNTY, "county_head")
+    async with _h(rs, person_tok, "x") as h:
+        for path in (f"/api/v1/bot/reports/{report['report_id']}", f"/api/v1/bot/tasks/{task['task_id']}"):
+            assert (await h.get(path)).status_code == 401
+        assert (await h.post("/api/v1/bot/tasks", json={"selector": "pos:1", "title": "x"})).status_code == 401
+
+
+async def test_a_bot_posts_only_where_it_was_added_and_is_labelled(org_server: RunningServer) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin = await admin_token(rs, None)
+    app, tok = await _app(rs, admin, "值班机器人", ["chat:bot"])
+    _, no_scope = await _app(rs, admin, "无聊天", ["org:read"])
+    owner, lg = await new_person(s)
+    member, _ = await new_person(s)
+    person_tok = (await login(rs.http, lg))["access_token"]
+    with_bot = await s.groups.create(owner, "值班群", person_ids=[member, app["bot_person_id"]])
+    without = await s.groups.create(owner, "私聊群", person_ids=[member])
+    async with _h(rs, tok, "m1") as h:
+        r = await h.post(f"/api/v1/bot/conversations/{with_bot['id']}/messages", json={"body": "今日值班：张三"})
+        assert r.status_code == 201, r.text
+        assert r.json()["app"] == {"id": app["id"], "name": "值班机器人"}
+        again = await h.post(f"/api/v1/bot/conversations/{with_bot['id']}/messages",
+                             json={"body": "今日值班：张三"})  # fmt: skip
+        assert again.json()["message_id"] == r.json()["message_id"]
+        r = await h.post(f"/api/v1/bot/conversations/{without['id']}/messages", json={"body": "hi"},
+                         headers={"Idempotency-Key": "m2"})  # fmt: skip
+        assert r.status_code in (403, 404)
+    async with _h(rs, no_scope, "m3") as h:
+        r = await h.post(f"/api/v1/bot/conversations/{with_bot['id']}/messages", json={"body": "hi"})
+        assert r.status_code == 403
+    async with _h(rs, person_tok, "m4") as h:
+        r = await h.post(f"/api/v1/bot/conversations/{with_bot['id']}/messages", json={"body": "hi"})
+        assert r.status_code == 401
+
+
+async def test_the_rate_limit_answers_429_with_retry_after(org_server: RunningServer) -> None:
+    rs = org_server
+    admin = await admin_token(rs, None)
+    _, tok = await _app(rs, admin, "限流", ["org:read"], rate_per_minute=3)
+    async with _h(rs, tok) as h:
+        codes = [(await h.get("/api/v1/bot/me")).status_code for _ in range(3)]
+        r = await h.get("/api/v1/bot/me")
+    assert codes == [200, 200, 200]
+    assert (r.status_code, r.json()["error"]["code"]) == (429, "rate_limited")
+    assert 1 <= int(r.headers["retry-after"]) <= 60
