@@ -165,7 +165,7 @@ class RunningServer:
 
 async def start_server(settings: Settings, services: object | None = None) -> tuple[RunningServer, asyncio.Task[None]]:
     from zzd.app import create_app
-    from zzd.server import listening_socket, proxy_options
+    from zzd.server import DrainingServer, listening_socket, proxy_options
     from zzd.services import Services
 
     svc = services or Services.build(settings, passwords=FAST_PASSWORDS)
@@ -181,7 +181,7 @@ async def start_server(settings: Settings, services: object | None = None) -> tu
         lifespan="on",
         **proxy_options(settings),
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, app, settings.shutdown_drain_timeout)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     send_rate_per_minute: int = Field(default=100, ge=1)
     #: Whole-server connection cap; handshakes beyond it get HTTP 503.
     limit_concurrency: int = Field(default=20_000, ge=10)
+    #: On SIGTERM, seconds running requests get to finish before their sockets close with 1012
+    #: (the rest of shutdown fits in what remains of 10 s).
+    shutdown_drain_timeout: float = Field(default=5.0, ge=0, le=8)
     #: Seconds between safety polls that repair lost broker wake-ups.
     safety_poll_interval: float = Field(default=5.0, gt=0)
     #: Sign-in throttling (``limits`` notation, e.g. ``10/15minutes``): attempts per login

@@ -36,9 +36,11 @@ REORDER_WAIT = 0.1
 
 class Connection:
     __slots__ = (
+        "_busy",
         "_catch_up_task",
         "_close_with",
         "_counted",
+        "_drain_with",
         "_gap_timer",
         "_queue",
         "_queue_max",
@@ -84,6 +86,10 @@ class Connection:
         self._gap_timer: asyncio.TimerHandle | None = None
         #: True once counted in the connections gauge (after a good hello).
         self._counted = False
+        #: True while a received message's requests run (a drain lets them finish).
+        self._busy = False
+        #: Set by :meth:`drain` on a busy socket: close with this once the request is answered.
+        self._drain_with: tuple[int, str] | None = None
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -94,8 +100,15 @@ class Connection:
         self._arm_timer()
         try:
             while self._close_with is None:
-                if not await self._on_message(await self.ws.receive()):
-                    return
+                msg = await self.ws.receive()
+                self._busy = True
+                try:
+                    if not await self._on_message(msg):
+                        return
+                finally:
+                    self._busy = False
+                if self._drain_with is not None:
+                    self.close(*self._drain_with)
             # Closing on our own decision: let queued frames (e.g. the error) go first.
             if self._writer is not None and not self._writer.done():
                 with contextlib.suppress(Exception):
@@ -160,6 +173,20 @@ class Connection:
         self._close_with = (int(code), reason)
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
+
+    def drain(self, code: int, reason: str) -> None:
+        """Close for a shutdown without cutting a request short.
+
+        An idle socket closes now; one whose request is running (a send
+        waiting for its commit) closes right after the reply is queued, and
+        the reply goes out before the close frame. Either way the client
+        never sees an acknowledged send vanish: it has the ack, or no ack
+        and retries with the same ``client_msg_id`` elsewhere.
+        """
+        if self._busy:
+            self._drain_with = (int(code), reason)
+        else:
+            self.close(code, reason)
 
     def _arm_timer(self) -> None:
         if self._timer is not None:

@@ -57,6 +57,10 @@ class ConnectionHub:
         self._poll_task: asyncio.Task[None] | None = None
         #: person_id → stream head seen by the last backfill (see ``backfill(settled=True)``).
         self._polled: dict[int, int] = {}
+        #: Set by :meth:`drain`: a hello completing during shutdown is closed at once.
+        self._draining: tuple[int, str] | None = None
+        #: Set once a drain has seen the last socket leave.
+        self._drained = asyncio.Event()
 
     # --- membership ------------------------------------------------------------
 
@@ -64,6 +68,8 @@ class ConnectionHub:
         conn.socket_id = f"{self.node_id}:{next(self._socket_ids)}"
         conns = self._by_person.setdefault(conn.person_id, [])
         conns.append(conn)
+        if self._draining is not None:
+            conn.drain(*self._draining)
         while len(conns) > self._max:
             oldest = conns.pop(0)
             oldest.close(Close.REPLACED, "too many connections for this person")
@@ -118,6 +124,8 @@ class ConnectionHub:
             conns.remove(conn)
         if not conns:
             del self._by_person[conn.person_id]
+            if self._draining is not None and not self._by_person:
+                self._drained.set()
 
     def connections(self) -> Iterable[Connection]:
         for conns in self._by_person.values():
@@ -187,6 +195,23 @@ class ConnectionHub:
     def close_all(self, code: int, reason: str) -> None:
         for c in list(self.connections()):
             c.close(code, reason)
+
+    async def drain(self, code: int, reason: str, timeout: float) -> int:
+        """Close every socket once its running request is answered; wait up to ``timeout`` s.
+
+        Returns how many sockets were still open at the deadline (they are
+        then closed by the server's own shutdown). Sockets leave the hub from
+        their own tasks' teardown; the last one to leave sets ``_drained``.
+        """
+        self._draining = (int(code), reason)
+        for c in list(self.connections()):
+            c.drain(code, reason)
+        if not self._by_person:
+            self._drained.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._drained.wait()
+        return self.count()
 
     # --- repair ------------------------------------------------------------------
 
