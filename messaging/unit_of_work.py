@@ -130,8 +130,13 @@ class UnitOfWork:
         self.clock = clock
         self._notify = notify
 
-    async def run(self, change: Callable[[Txn], Awaitable[T]]) -> T:
+    async def run(self, change: Callable[[Txn], Awaitable[T]], *, deliver: Notify | None = None) -> T:
         """Run ``change`` in one write transaction, retried on lock conflicts; announce after commit.
+
+        Args:
+            change: the change; see :class:`Txn` for what it may collect.
+            deliver: where this change's wake-ups go instead of ``notify`` (e.g. only
+                this process's sockets, when the other processes write their own).
 
         Returns:
             What ``change`` returned on the attempt that committed.
@@ -153,7 +158,7 @@ class UnitOfWork:
         result = await with_db_retry(attempt)
         tx = committed[-1]
         if tx._groups:
-            self._notify(tx._groups)
+            (deliver or self._notify)(tx._groups)
         for callback in tx._callbacks:
             callback()
         return result

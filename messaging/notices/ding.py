@@ -26,34 +26,29 @@ Everything lives in the database, so a restart loses nothing.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.clock import Clock
 from kernel.db.database import Database
-from kernel.db.dialect import is_postgres
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog
+from messaging.leases import LeaseLost, Leases, run_token
 from messaging.notices.fanout import Label, NoticeHead, notice_events
 from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
 from messaging.notices.service import IndexProvider
 from messaging.ports import Notify
-from messaging.wakeup import EventGroup
+from messaging.unit_of_work import Txn, UnitOfWork
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DingScheduler", "StepOutcome"]
-
-
-class _LeaseLost(Exception):
-    """Our claim expired and another process took the step: undo this transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +88,13 @@ class DingScheduler:
         max_attempts: int = 5,
     ) -> None:
         self._db = db
-        self._events = events
         self._clock = clock
-        self._notify = notify
+        self._uow = UnitOfWork(db, events, clock, notify)
         self._notifier = notifier
         self._index = index_provider
-        self._node = node_id[:40]
-        self._lease = lease
+        self._node = node_id
+        s = notice_ding_steps
+        self._leases = Leases(s, s.c.claimed_by, s.c.claimed_until, s.c.done_at, lease, attempts=s.c.attempts)
         self._batch = batch
         self._retry_after = retry_after
         self._max_attempts = max_attempts
@@ -107,7 +102,7 @@ class DingScheduler:
     async def run_due(self, now: datetime | None = None) -> list[StepOutcome]:
         """Claim and run the steps due at ``now`` (default: the clock); returns what happened."""
         now = now or self._clock.now()
-        token = f"{self._node}:{secrets.token_hex(6)}"
+        token = run_token(self._node)
         claimed = await with_db_retry(lambda: self._claim(token, now))
         out = []
         for step in claimed:
@@ -116,30 +111,16 @@ class DingScheduler:
 
     async def _claim(self, token: str, now: datetime) -> list[dict[str, Any]]:
         s = notice_ding_steps
-        free = or_(s.c.claimed_until.is_(None), s.c.claimed_until < now)
         async with self._db.write() as conn:
-            q = (
-                select(s.c.id)
-                .where(s.c.done_at.is_(None), s.c.due_at <= now, free)
-                .order_by(s.c.due_at, s.c.id)
-                .limit(self._batch)
+            return await self._leases.claim_due(
+                conn,
+                token,
+                now,
+                where=[s.c.due_at <= now],
+                order_by=[s.c.due_at, s.c.id],
+                limit=self._batch,
+                returning=[s.c.id, s.c.notice_id, s.c.step, s.c.action, s.c.attempts],
             )
-            if is_postgres(conn):
-                q = q.with_for_update(skip_locked=True)
-            ids = [int(r[0]) for r in await conn.execute(q)]
-            if not ids:
-                return []
-            await conn.execute(
-                update(s)
-                .where(s.c.id.in_(ids), s.c.done_at.is_(None), free)
-                .values(claimed_by=token, claimed_until=now + self._lease, attempts=s.c.attempts + 1)
-            )
-            rows = await conn.execute(
-                select(s.c.id, s.c.notice_id, s.c.step, s.c.action, s.c.attempts).where(
-                    s.c.id.in_(ids), s.c.claimed_by == token
-                )
-            )
-            return [dict(r._mapping) for r in rows]
 
     async def _targets(self, conn: AsyncConnection, notice_id: int, ack_required: bool) -> dict[int, list[Label]]:
         r = notice_receipts
@@ -157,58 +138,48 @@ class DingScheduler:
     async def _finish(
         self, conn: AsyncConnection, token: str, step_id: int, now: datetime, recipients: int, error: str | None = None
     ) -> None:
-        s = notice_ding_steps
-        res = await conn.execute(
-            update(s)
-            .where(s.c.id == step_id, s.c.claimed_by == token, s.c.done_at.is_(None))
-            .values(done_at=now, recipients=recipients, last_error=error, claimed_until=None)
-        )
-        if res.rowcount != 1:
-            raise _LeaseLost
+        values = {"done_at": now, "recipients": recipients, "last_error": error, "claimed_until": None}
+        await self._leases.finish(conn, token, [step_id], values)
 
     async def _run_step(self, token: str, step: dict[str, Any], now: datetime) -> StepOutcome:
         sid, nid, num, action = int(step["id"]), int(step["notice_id"]), int(step["step"]), str(step["action"])
-        groups: list[EventGroup] = []
         escalation: Escalation | None = None
 
-        async def remind_or_prepare() -> tuple[str, int]:
+        async def remind_or_prepare(tx: Txn) -> tuple[str, int]:
             nonlocal escalation
-            groups.clear()
-            async with self._db.write() as conn:
-                n = (await conn.execute(select(notices).where(notices.c.id == nid))).one()
-                if n.recalled_at is not None:
-                    await self._finish(conn, token, sid, now, 0, "recalled")
-                    return "skipped", 0
-                targets = await self._targets(conn, nid, bool(n.ack_required))
-                if not targets:
-                    await self._finish(conn, token, sid, now, 0)
-                    return "done", 0
-                if action == "remind":
-                    head = NoticeHead(
-                        nid, n.title, n.priority, bool(n.ack_required), n.deadline, n.created_at,
-                        int(n.sender_person_id), int(n.sender_position_id),
-                    )  # fmt: skip
-                    evs = notice_events("notice.remind", head, targets, self._index(), {"step": num})
-                    await self._finish(conn, token, sid, now, len(targets))
-                    groups.extend(await self._events.append(conn, evs, now))
-                    return "done", len(targets)
-                escalation = Escalation(
-                    nid,
-                    num,
-                    n.title,
-                    n.priority,
-                    bool(n.ack_required),
-                    tuple((p, tuple(dict.fromkeys(lb[0] for lb in lbls))) for p, lbls in targets.items()),
-                    int(n.sender_person_id),
-                )
-                return "escalate", len(targets)
+            conn = tx.conn
+            n = (await conn.execute(select(notices).where(notices.c.id == nid))).one()
+            if n.recalled_at is not None:
+                await self._finish(conn, token, sid, now, 0, "recalled")
+                return "skipped", 0
+            targets = await self._targets(conn, nid, bool(n.ack_required))
+            if not targets:
+                await self._finish(conn, token, sid, now, 0)
+                return "done", 0
+            if action == "remind":
+                head = NoticeHead(
+                    nid, n.title, n.priority, bool(n.ack_required), n.deadline, n.created_at,
+                    int(n.sender_person_id), int(n.sender_position_id),
+                )  # fmt: skip
+                evs = notice_events("notice.remind", head, targets, self._index(), {"step": num})
+                await self._finish(conn, token, sid, now, len(targets))
+                tx.emit(*evs)
+                return "done", len(targets)
+            escalation = Escalation(
+                nid,
+                num,
+                n.title,
+                n.priority,
+                bool(n.ack_required),
+                tuple((p, tuple(dict.fromkeys(lb[0] for lb in lbls))) for p, lbls in targets.items()),
+                int(n.sender_person_id),
+            )
+            return "escalate", len(targets)
 
         try:
-            status, count = await with_db_retry(remind_or_prepare)
-        except _LeaseLost:
+            status, count = await self._uow.run(remind_or_prepare)
+        except LeaseLost:
             return StepOutcome(sid, nid, num, action, 0, "lost")
-        if groups:
-            self._notify(groups)
         if status != "escalate":
             return StepOutcome(sid, nid, num, action, count, status)
         assert escalation is not None
@@ -223,7 +194,7 @@ class DingScheduler:
 
         try:
             await with_db_retry(mark)
-        except _LeaseLost:
+        except LeaseLost:
             logger.warning("DING step %d escalated but its lease was lost; the gateway deduplicates", sid)
             return StepOutcome(sid, nid, num, action, count, "lost")
         return StepOutcome(sid, nid, num, action, count, "done")
@@ -231,7 +202,6 @@ class DingScheduler:
     async def _release(
         self, token: str, sid: int, nid: int, num: int, action: str, attempts: int, now: datetime, error: str
     ) -> StepOutcome:
-        s = notice_ding_steps
         final = attempts >= self._max_attempts
         values: dict[str, Any] = {"last_error": error[:500], "claimed_until": now + self._retry_after}
         if final:
@@ -239,7 +209,7 @@ class DingScheduler:
 
         async def txn() -> None:
             async with self._db.write() as conn:
-                await conn.execute(update(s).where(s.c.id == sid, s.c.claimed_by == token).values(**values))
+                await self._leases.finish(conn, token, [sid], values, fenced=False)
 
         await with_db_retry(txn)
         logger.warning("DING step %d of notice %d failed (attempt %d): %s", sid, nid, attempts, error)

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,10 +44,11 @@ from kernel.db.database import Database
 from kernel.db.dialect import chunks, is_postgres
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, driver_in_transaction, paused_gc
+from messaging.leases import Leases, run_token
 from messaging.notices.fanout import Label, NoticeHead, notice_payloads
 from messaging.notices.schema import notices
 from messaging.ports import Notify
-from messaging.wakeup import EventGroup
+from messaging.unit_of_work import Txn, UnitOfWork
 from org_tree.index import OrgIndex
 
 logger = logging.getLogger(__name__)
@@ -117,10 +117,12 @@ class FanoutRelay:
         self._db = db
         self._events = events
         self._clock = clock
-        self._notify = notify
+        self._uow = UnitOfWork(db, events, clock, notify)
         self._index = index_provider
-        self.token = f"{node_id}-{secrets.token_hex(4)}"
+        self.token = run_token(node_id)
         self.lease = lease
+        n = notices.c
+        self._leases = Leases(notices, n.fanout_claimed_by, n.fanout_lease_until, n.fanout_done_at, lease)
         self.chunk = chunk
 
     # ------------------------------------------------------------ connected first
@@ -136,10 +138,7 @@ class FanoutRelay:
         head = await self._head(notice_id)
         if head is None:
             return 0
-        groups = await self._write(head, persons)
-        if groups:
-            (deliver or self._notify)(groups)
-        return sum(len(g.recipients) for g in groups)
+        return await self._write(head, persons, deliver)
 
     # ------------------------------------------------------------------- sweep
     async def sweep(self, notice_id: int) -> int:
@@ -159,10 +158,7 @@ class FanoutRelay:
                 return written
             if not self._db.is_sqlite:
                 await with_db_retry(lambda part=part: self._events.ensure_streams(part))  # type: ignore[misc]
-            groups = await self._write(head, part)
-            if groups:
-                self._notify(groups)
-                written += sum(len(g.recipients) for g in groups)
+            written += await self._write(head, part)
         await self._finish(notice_id)
         return written
 
@@ -174,10 +170,7 @@ class FanoutRelay:
                 int(r[0])
                 for r in await conn.execute(
                     select(notices.c.id)
-                    .where(
-                        notices.c.fanout_done_at.is_(None),
-                        or_(notices.c.fanout_lease_until.is_(None), notices.c.fanout_lease_until < now),
-                    )
+                    .where(notices.c.fanout_done_at.is_(None), self._leases.free(now))
                     .order_by(notices.c.id)
                     .limit(20)
                 )
@@ -188,24 +181,25 @@ class FanoutRelay:
         return written
 
     # ----------------------------------------------------------------- helpers
-    async def _write(self, head: NoticeHead, persons: list[int]) -> list[EventGroup]:
-        """Claim ``persons``' unclaimed receipts and append one event per claimed person, in one transaction."""
+    async def _write(self, head: NoticeHead, persons: list[int], deliver: Notify | None = None) -> int:
+        """Claim ``persons``' unclaimed receipts and append one event per claimed person, in one transaction.
+
+        Returns how many persons got their event.
+        """
         index: OrgIndex = self._index()
 
-        async def txn() -> list[EventGroup]:
-            now = self._clock.now()
-            async with self._db.write() as conn:
-                claimed = await _claim_receipts(conn, head.id, persons)
-                if not claimed:
-                    return []
-                with paused_gc():
-                    labels: dict[int, list[Label]] = {}
-                    for _id, person, pos, via, reason in sorted(claimed):
-                        labels.setdefault(int(person), []).append((int(pos), int(via), reason))
-                    payloads = notice_payloads(head, labels, index)
-                return await self._events.append_bulk(conn, "notice.new", payloads, now)
+        async def change(tx: Txn) -> int:
+            claimed = await _claim_receipts(tx.conn, head.id, persons)
+            if not claimed:
+                return 0
+            with paused_gc():
+                labels: dict[int, list[Label]] = {}
+                for _id, person, pos, via, reason in sorted(claimed):
+                    labels.setdefault(int(person), []).append((int(pos), int(via), reason))
+                payloads = notice_payloads(head, labels, index)
+            return sum(len(g.recipients) for g in await tx.append_bulk("notice.new", payloads))
 
-        return await with_db_retry(txn)
+        return await self._uow.run(change, deliver=deliver)
 
     async def _head(self, notice_id: int) -> NoticeHead | None:
         async with self._db.read() as conn:
@@ -223,48 +217,23 @@ class FanoutRelay:
 
     async def _claim(self, notice_id: int) -> bool:
         async def txn() -> bool:
-            now = self._clock.now()
-            n = notices.c
             async with self._db.write() as conn:
-                res = await conn.execute(
-                    update(notices)
-                    .where(
-                        n.id == notice_id,
-                        n.fanout_done_at.is_(None),
-                        or_(
-                            n.fanout_claimed_by == self.token,
-                            n.fanout_lease_until.is_(None),
-                            n.fanout_lease_until < now,
-                        ),
-                    )
-                    .values(fanout_claimed_by=self.token, fanout_lease_until=now + self.lease)
-                )
-                return bool(res.rowcount)
+                return await self._leases.take(conn, notice_id, self.token, self._clock.now())
 
         return await with_db_retry(txn)
 
     async def _renew(self, notice_id: int) -> bool:
         async def txn() -> bool:
-            now = self._clock.now()
             async with self._db.write() as conn:
-                res = await conn.execute(
-                    update(notices)
-                    .where(notices.c.id == notice_id, notices.c.fanout_claimed_by == self.token)
-                    .values(fanout_lease_until=now + self.lease)
-                )
-                return bool(res.rowcount)
+                return await self._leases.renew(conn, notice_id, self.token, self._clock.now())
 
         return await with_db_retry(txn)
 
     async def _finish(self, notice_id: int) -> None:
         async def txn() -> None:
-            now = self._clock.now()
+            values = {"fanout_done_at": self._clock.now(), "fanout_claimed_by": None, "fanout_lease_until": None}
             async with self._db.write() as conn:
-                await conn.execute(
-                    update(notices)
-                    .where(notices.c.id == notice_id, notices.c.fanout_claimed_by == self.token)
-                    .values(fanout_done_at=now, fanout_claimed_by=None, fanout_lease_until=None)
-                )
+                await self._leases.finish(conn, self.token, [notice_id], values, fenced=False)
 
         await with_db_retry(txn)
 

@@ -39,12 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.clock import Clock
@@ -52,6 +51,7 @@ from kernel.db.database import Database
 from kernel.db.dialect import is_postgres
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog
+from messaging.leases import LeaseLost, Leases, run_token, skip_locked
 from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
 from messaging.ports import Notify
 from messaging.tasks.categories import Category, get_category
@@ -61,7 +61,7 @@ from messaging.tasks.routing import escalation_target
 from messaging.tasks.schema import task_timers, tasks
 from messaging.tasks.service import IndexProvider, TaskService
 from messaging.tasks.writer import Change, Planned, write_changes_locked
-from messaging.wakeup import EventGroup
+from messaging.unit_of_work import Txn, UnitOfWork
 from org_tree.resolution import VacancyPolicy, resolve_slots
 
 logger = logging.getLogger(__name__)
@@ -72,10 +72,6 @@ _DING_CONCURRENCY = 20
 _TIMER_COLUMNS = (task_timers.c.id, task_timers.c.task_id, task_timers.c.kind, task_timers.c.task_version,
                   task_timers.c.attempts)  # fmt: skip
 _AWAITS = {"accept": (State.CREATED,), "resolve": (State.ACCEPTED, State.IN_PROGRESS)}
-
-
-class _LeaseLost(Exception):
-    """Another process took over one of our timers: undo this transaction."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +128,14 @@ class TaskTimers:
         pause: float = 0.0,
     ) -> None:
         self._db = db
-        self._events = events
         self._clock = clock
-        self._notify = notify
+        self._uow = UnitOfWork(db, events, clock, notify)
         self._notifier = notifier
         self._index = index_provider
-        self._node = node_id[:40]
+        self._node = node_id
         self.lease = lease
+        t = task_timers
+        self._leases = Leases(t, t.c.claimed_by, t.c.claimed_until, t.c.done_at, lease, attempts=t.c.attempts)
         self._batch = batch
         self._retry_after = retry_after
         self._max_attempts = max_attempts
@@ -170,36 +167,23 @@ class TaskTimers:
                 await asyncio.sleep(self._pause * (loop.time() - started))
 
     def _token(self) -> str:
-        return f"{self._node}:{secrets.token_hex(6)}"
+        return run_token(self._node)
 
     async def _claim_dings(self, token: str, now: datetime) -> list[dict[str, Any]]:
         """Lease due DING timers to this run (one short transaction)."""
         t = task_timers
-        free = or_(t.c.claimed_until.is_(None), t.c.claimed_until < now)
         async with self._db.write() as conn:
-            q = (
-                select(t.c.id)
-                .where(t.c.done_at.is_(None), t.c.due_at <= now, t.c.kind == "ding", free)
-                .order_by(t.c.due_at, t.c.id)
-                .limit(self._batch)
+            return await self._leases.claim_due(
+                conn,
+                token,
+                now,
+                where=[t.c.due_at <= now, t.c.kind == "ding"],
+                order_by=[t.c.due_at, t.c.id],
+                limit=self._batch,
+                returning=_TIMER_COLUMNS,
             )
-            if is_postgres(conn):
-                q = q.with_for_update(skip_locked=True)
-            ids = [int(r[0]) for r in await conn.execute(q)]
-            if not ids:
-                return []
-            await conn.execute(
-                update(t)
-                .where(t.c.id.in_(ids), t.c.done_at.is_(None), free)
-                .values(claimed_by=token, claimed_until=now + self.lease, attempts=t.c.attempts + 1)
-            )
-            rows = await conn.execute(
-                select(*_TIMER_COLUMNS).where(t.c.id.in_(ids), t.c.claimed_by == token).order_by(t.c.id)
-            )
-            return [dict(r._mapping) for r in rows]
 
-    @staticmethod
-    async def _pick(conn: AsyncConnection, now: datetime, limit: int, only: int | None) -> list[dict[str, Any]]:
+    async def _pick(self, conn: AsyncConnection, now: datetime, limit: int, only: int | None) -> list[dict[str, Any]]:
         """Due deadline timers, row-locked until this transaction ends (skipping those another claimer holds)."""
         t = task_timers
         q = (
@@ -208,29 +192,21 @@ class TaskTimers:
                 t.c.done_at.is_(None),
                 t.c.due_at <= now,
                 t.c.kind != "ding",
-                or_(t.c.claimed_until.is_(None), t.c.claimed_until < now),
+                self._leases.free(now),
             )
             .order_by(t.c.due_at, t.c.id)
             .limit(limit)
         )
         if only is not None:
             q = q.where(t.c.id == only)
-        if is_postgres(conn):
-            q = q.with_for_update(skip_locked=True)
-        return [dict(r._mapping) for r in await conn.execute(q)]
+        return [dict(r._mapping) for r in await conn.execute(skip_locked(conn, q))]
 
     async def _finish(
         self, conn: AsyncConnection, token: str, ids: list[int], now: datetime, outcome: str, error: str | None = None
     ) -> None:
         """Close leased DING timers, fenced by the lease token."""
-        t = task_timers
-        res = await conn.execute(
-            update(t)
-            .where(t.c.id.in_(ids), t.c.claimed_by == token, t.c.done_at.is_(None))
-            .values(done_at=now, outcome=outcome, last_error=error, claimed_until=None)
-        )
-        if res.rowcount != len(ids):
-            raise _LeaseLost
+        values = {"done_at": now, "outcome": outcome, "last_error": error, "claimed_until": None}
+        await self._leases.finish(conn, token, ids, values)
 
     async def _escalate_due(
         self, token: str, now: datetime, only: dict[str, Any] | None = None
@@ -240,45 +216,43 @@ class TaskTimers:
         Returns how many timers were picked, their outcomes, and the DING timers the
         escalations armed, leased to ``token``.
         """
-        groups: list[EventGroup] = []
         picked: list[dict[str, Any]] = []
         armed: list[dict[str, Any]] = []
 
-        async def txn() -> list[TimerOutcome]:
-            groups.clear()
+        async def change(tx: Txn) -> list[TimerOutcome]:
             picked.clear()
             armed.clear()
             index = self._index()
-            async with self._db.write() as conn:
-                batch = await self._pick(conn, now, self._batch, None if only is None else int(only["id"]))
-                picked.extend(batch)
-                if not batch:
-                    return []
-                q = select(tasks).where(tasks.c.id.in_(sorted({int(t["task_id"]) for t in batch}))).order_by(tasks.c.id)
-                if is_postgres(conn):
-                    q = q.with_for_update()
-                locked = {int(r.id): TaskRow.from_row(r) for r in await conn.execute(q)}
-                out, planned, by_outcome = await self._plan(conn, batch, locked, index, now)
-                t = task_timers
-                for outcome, ids in sorted(by_outcome.items()):
-                    # Held locked since _pick (SQLite: the only writer), so no fence is needed.
-                    await conn.execute(
-                        update(t)
-                        .where(t.c.id.in_(ids))
-                        .values(done_at=now, outcome=outcome, claimed_by=token, claimed_until=None,
-                                attempts=t.c.attempts + 1)
-                    )  # fmt: skip
-                if self._holders[0] is not index:
-                    self._holders = (index, {})
-                written = await write_changes_locked(
-                    conn, index, planned, now, ding_lease=(token, now + self.lease), holders=self._holders[1]
-                )
-                armed.extend(written.dings)
-                groups.extend(await self._events.append(conn, written.events, now))
+            conn = tx.conn
+            batch = await self._pick(conn, now, self._batch, None if only is None else int(only["id"]))
+            picked.extend(batch)
+            if not batch:
+                return []
+            q = select(tasks).where(tasks.c.id.in_(sorted({int(t["task_id"]) for t in batch}))).order_by(tasks.c.id)
+            if is_postgres(conn):
+                q = q.with_for_update()
+            locked = {int(r.id): TaskRow.from_row(r) for r in await conn.execute(q)}
+            out, planned, by_outcome = await self._plan(conn, batch, locked, index, now)
+            t = task_timers
+            for outcome, ids in sorted(by_outcome.items()):
+                # Held locked since _pick (SQLite: the only writer), so no fence is needed.
+                await conn.execute(
+                    update(t)
+                    .where(t.c.id.in_(ids))
+                    .values(done_at=now, outcome=outcome, claimed_by=token, claimed_until=None,
+                            attempts=t.c.attempts + 1)
+                )  # fmt: skip
+            if self._holders[0] is not index:
+                self._holders = (index, {})
+            written = await write_changes_locked(
+                conn, index, planned, now, ding_lease=(token, now + self.lease), holders=self._holders[1]
+            )
+            armed.extend(written.dings)
+            tx.emit(*written.events)
             return out
 
         try:
-            out = await with_db_retry(txn)
+            out = await self._uow.run(change)
         except Exception as exc:
             if not picked:
                 raise  # nothing was picked: the database itself failed; the job retries next interval
@@ -292,8 +266,6 @@ class TaskTimers:
                 out.extend(got)
                 dings.extend(armed_one)
             return len(tried), out, dings
-        if groups:
-            self._notify(groups)
         return len(picked), out, list(armed)
 
     async def _plan(
@@ -378,7 +350,7 @@ class TaskTimers:
         try:
             if done:
                 await with_db_retry(mark)
-        except _LeaseLost:
+        except LeaseLost:
             logger.warning("%d task DINGs sent but their lease was lost; the gateway deduplicates", len(finished))
             return out + [TimerOutcome(int(tm["id"]), int(tm["task_id"]), "ding", "lost") for tm, _ in finished]
         return out + [
