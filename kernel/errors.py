@@ -46,6 +46,8 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     INVALID_JSON = "invalid_json"
     INVALID_FRAME = "invalid_frame"
+    #: A REST request body that does not match its schema (the WebSocket's is ``invalid_frame``).
+    INVALID_BODY = "invalid_body"
     UNKNOWN_TYPE = "unknown_type"
     INVALID_TEXT = "invalid_text"
     INVALID_LOCATION = "invalid_location"
@@ -56,6 +58,7 @@ class ErrorCode(StrEnum):
     OUT_OF_SCOPE = "out_of_scope"
     NO_GRANT = "no_grant"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     UNKNOWN_CATEGORY = "unknown_category"
     CONFLICT = "conflict"
     STALE_VERSION = "stale_version"

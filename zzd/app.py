@@ -77,8 +77,9 @@ async def _zzd_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.BAD_REQUEST}.get(exc.status_code, ErrorCode.BAD_REQUEST)
-    return JSONResponse({"error": {"code": str(code), "message": str(exc.detail)}}, status_code=exc.status_code)
+    code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code, ErrorCode.BAD_REQUEST)
+    body = {"error": {"code": str(code), "message": str(exc.detail)}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)  # 405 keeps its Allow header
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -123,21 +124,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         WebSocketRoute("/ws", ws_endpoint),
         *web_routes.routes,
     ]
-    bodies = {
-        **auth_routes.bodies,
-        **admin_routes.bodies,
-        **app_admin_routes.bodies,
-        **bot_routes.bodies,
-        **chat_routes.bodies,
-        **org_routes.bodies,
-        **notice_routes.bodies,
-        **conversation_routes.bodies,
-        **task_routes.bodies,
-        **report_routes.bodies,
-    }
     for route in routes:
         guard_int_params(route)
-    routes.append(openapi_route(routes, bodies))
+    routes.append(openapi_route())
     return Starlette(
         routes=routes,
         lifespan=lifespan,

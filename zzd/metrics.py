@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from zzd.http.contract import operation
+
 __all__ = ["Metrics", "routes"]
 
 
@@ -52,7 +54,19 @@ class Metrics:
         Gauge(name, doc, registry=self.registry).set_function(fn)
 
 
+_METRICS_DOC = {
+    "responses": {
+        "200": {
+            "description": "Prometheus text format 0.0.4",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    }
+}
+
+
+@operation({200: None}, public=True, extra=_METRICS_DOC, tag="meta")
 async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus metrics of this process."""
     metrics: Metrics = request.app.state.services.metrics
     return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
 

@@ -116,7 +116,7 @@ async def test_http_errors_are_clear_and_store_nothing(org_server: RunningServer
         bad: list[tuple[dict[str, Any], int, str]] = [
             ({**good, "category": "nope"}, 400, "unknown_category"),
             ({**good, "location": {"lat": 95, "lon": 118.8}}, 400, "invalid_location"),
-            ({**good, "location": {"lat": "28", "lon": 118.8}}, 400, "invalid_frame"),
+            ({**good, "location": {"lat": "28", "lon": 118.8}}, 400, "invalid_body"),
             ({**good, "photos": ["a" * 64]}, 400, "unknown_attachment"),  # never uploaded
             ({**good, "as_position": chief_pos}, 403, "forbidden"),
             ({**good, "text": ""}, 400, "invalid_text"),

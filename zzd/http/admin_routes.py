@@ -9,23 +9,25 @@ subtree asked for (without ``unit``: the subtrees the caller audits).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from kernel.audit import AuditQuery, query
+from kernel.audit import AuditQuery
+from kernel.audit import query as audit_query
 from kernel.errors import BadRequest, Forbidden
 from org_tree.grants import Perm, grant_unit, holds_grant, parse_perms, unit_path_of
 from zzd.http.actors import current_actor
-from zzd.http.common import json_body, ok
-from zzd.http.params import int_param, opt_int_param, str_param, unit_ref
+from zzd.http.common import json_body
+from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.params import unit_ref
+from zzd.http.schemas.admin import AuditPage, GrantList, GrantView, RevokedGrant
 
-__all__ = ["bodies", "routes"]
+__all__ = ["routes"]
 
 Id = Annotated[int, Field(ge=1, le=2**53)]
 UnitRef = Id | Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -41,36 +43,56 @@ class NewGrant(BaseModel):
     perms: Annotated[list[PermName], Field(min_length=1, max_length=7)]
 
 
-async def my_grants(request: Request) -> JSONResponse:
+class GrantsQuery(QueryModel):
+    person_id: Annotated[int, Field(ge=1, le=2**53)] | None = Field(None, description="only this person's grants")
+
+
+class AuditQueryParams(QueryModel):
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = Field(
+        None, description="unit code or #id: entries about its subtree (default: every subtree the caller audits)"
+    )
+    actor: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = Field(None, description="person id who acted")
+    since: Annotated[str, StringConstraints(max_length=40)] | None = Field(None, description="ISO 8601 with zone")
+    until: Annotated[str, StringConstraints(max_length=40)] | None = Field(None, description="ISO 8601 with zone")
+    action: Annotated[str, StringConstraints(max_length=64)] | None = Field(None, description="e.g. org.handover")
+    before: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = Field(None, description="next_before of the last page")
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+
+
+@operation({200: GrantList}, tag="admin")
+async def my_grants(request: Request) -> Response:
     """The caller's own grants (any signed-in person; empty for most)."""
     s, actor = await current_actor(request)
-    return ok({"grants": [g.to_dict(s.org.index) for g in actor.grants]})
+    return reply(GrantList, {"grants": [g.to_dict(s.org.index) for g in actor.grants]})
 
 
-async def list_grants(request: Request) -> JSONResponse:
+@operation({200: GrantList}, query=GrantsQuery, tag="admin")
+async def list_grants(request: Request) -> Response:
     """Grants inside the subtrees where the caller holds ``grants`` or ``audit`` (plus their own)."""
     s, actor = await current_actor(request)
     s.grants.require_some_admin(actor)
-    person = opt_int_param(request, "person_id", 1, 2**53)
-    found = await s.grants.visible(actor, person)
-    return ok({"grants": [g.to_dict(s.org.index) for g in found]})
+    found = await s.grants.visible(actor, query(request, GrantsQuery).person_id)
+    return reply(GrantList, {"grants": [g.to_dict(s.org.index) for g in found]})
 
 
-async def create_grant(request: Request) -> JSONResponse:
+@operation({201: GrantView}, body=NewGrant, errors=(404, 409), tag="admin")
+async def create_grant(request: Request) -> Response:
+    """Give a person permissions over a unit's subtree (``grants`` plus every permission given)."""
     s, actor = await current_actor(request)
     body = await json_body(request, NewGrant)
     g = await s.grants.grant(actor, body.person_id, body.unit, parse_perms(body.perms))
-    return ok(g.to_dict(s.org.index), status=201)
+    return reply(GrantView, g.to_dict(s.org.index), status=201)
 
 
-async def revoke_grant(request: Request) -> JSONResponse:
+@operation({200: RevokedGrant}, errors=(409,), tag="admin")
+async def revoke_grant(request: Request) -> Response:
+    """Revoke a grant (``grants`` over the grant's unit)."""
     s, actor = await current_actor(request)
     g = await s.grants.revoke(actor, int(request.path_params["grant_id"]))
-    return ok({**g.to_dict(s.org.index), "revoked": True})
+    return reply(RevokedGrant, {**g.to_dict(s.org.index), "revoked": True})
 
 
-def _time(request: Request, name: str) -> datetime | None:
-    raw = str_param(request, name, max_len=40)
+def _time(raw: str | None, name: str) -> datetime | None:
     if not raw:
         return None
     try:
@@ -82,11 +104,13 @@ def _time(request: Request, name: str) -> datetime | None:
     return at
 
 
-async def audit_log(request: Request) -> JSONResponse:
+@operation({200: AuditPage}, query=AuditQueryParams, errors=(404,), tag="admin")
+async def audit_log(request: Request) -> Response:
     """Audit entries newest first, by actor, unit subtree, time and action (``audit`` grant)."""
     s, actor = await current_actor(request)
     idx = s.org.index
-    raw_unit = str_param(request, "unit", max_len=32)
+    p = query(request, AuditQueryParams)
+    raw_unit = p.unit
     prefix: str | None = None
     allowed: tuple[str, ...] | None = None
     if raw_unit:
@@ -100,17 +124,17 @@ async def audit_log(request: Request) -> JSONResponse:
             await s.org.authorize(actor, Perm.AUDIT, None, "audit.read")  # raises, and is audited
             raise Forbidden("audit permission needed")  # pragma: no cover - authorize raised
     q = AuditQuery(
-        actor_person_id=opt_int_param(request, "actor", 1, 2**63 - 1),
+        actor_person_id=p.actor,
         unit_prefix=prefix,
-        since=_time(request, "since"),
-        until=_time(request, "until"),
-        action=str_param(request, "action", max_len=64) or None,
-        before_id=opt_int_param(request, "before", 1, 2**63 - 1),
-        limit=int_param(request, "limit", 100, 1, 500),
+        since=_time(p.since, "since"),
+        until=_time(p.until, "until"),
+        action=p.action or None,
+        before_id=p.before,
+        limit=p.limit,
         unit_prefixes=allowed,
     )
-    items, more = await query(s.db, q)
-    return ok({"entries": items, "next_before": more})
+    items, more = await audit_query(s.db, q)
+    return reply(AuditPage, {"entries": items, "next_before": more})
 
 
 routes = [
@@ -120,6 +144,3 @@ routes = [
     Route("/api/v1/admin/grants/{grant_id:int}/revoke", revoke_grant, methods=["POST"]),
     Route("/api/v1/audit", audit_log, methods=["GET"]),
 ]
-
-#: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {create_grant: NewGrant}

@@ -8,20 +8,21 @@ refused here (wrong audience), person tokens on the bot API.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from apps.registry import NewApp
 from zzd.http.actors import current_actor
-from zzd.http.common import json_body, ok
+from zzd.http.common import json_body
+from zzd.http.contract import operation, reply
+from zzd.http.schemas.apps import AppList, AppView, AppWithSecret, AppWithSecrets, NewSecret, SecretRevoked
 
-__all__ = ["bodies", "routes"]
+__all__ = ["routes"]
 
 Id = Annotated[int, Field(ge=1, le=2**53)]
 UnitRef = Id | Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -63,27 +64,33 @@ def _app_id(request: Request) -> int:
     return int(request.path_params["app_id"])
 
 
-async def create_app(request: Request) -> JSONResponse:
+@operation({201: AppWithSecret}, body=NewAppBody, errors=(404, 409), tag="apps")
+async def create_app(request: Request) -> Response:
     """Register an app; the answer carries ``client_secret`` this once."""
     s, actor = await current_actor(request)
     b = await json_body(request, NewAppBody)
     spec = NewApp(b.name, b.owning_unit, b.subtree, b.visibility, b.scopes, b.owner_position_id, b.rate_per_minute)
     app, secret = await s.apps.create(actor, spec)
-    return ok({**app.to_dict(), "client_secret": secret.secret, "secret_id": secret.id}, status=201)
+    return reply(AppWithSecret, {**app.to_dict(), "client_secret": secret.secret, "secret_id": secret.id}, status=201)
 
 
-async def list_apps(request: Request) -> JSONResponse:
+@operation({200: AppList}, tag="apps")
+async def list_apps(request: Request) -> Response:
+    """The apps the caller administers (``apps`` grant over their owning unit)."""
     s, actor = await current_actor(request)
-    return ok({"apps": [a.to_dict() for a in await s.apps.list_apps(actor)]})
+    return reply(AppList, {"apps": [a.to_dict() for a in await s.apps.list_apps(actor)]})
 
 
-async def get_app(request: Request) -> JSONResponse:
+@operation({200: AppWithSecrets}, tag="apps")
+async def get_app(request: Request) -> Response:
+    """An app with its secrets as hints and dates (never the secrets)."""
     s, actor = await current_actor(request)
     app = await s.apps.get(actor, _app_id(request))
-    return ok({**app.to_dict(), "secrets": await s.apps.secrets(actor, app.id)})
+    return reply(AppWithSecrets, {**app.to_dict(), "secrets": await s.apps.secrets(actor, app.id)})
 
 
-async def patch_app(request: Request) -> JSONResponse:
+@operation({200: AppView}, body=PatchAppBody, tag="apps")
+async def patch_app(request: Request) -> Response:
     """Change scopes, visibility, rate or disable; disabling closes the app's live streams."""
     s, actor = await current_actor(request)
     b = await json_body(request, PatchAppBody)
@@ -97,10 +104,11 @@ async def patch_app(request: Request) -> JSONResponse:
     )
     if app.disabled or b.scopes is not None:
         await s.announce({"t": "app_changed", "app_id": app.id})
-    return ok(app.to_dict())
+    return reply(AppView, app.to_dict())
 
 
-async def rotate_secret(request: Request) -> JSONResponse:
+@operation({201: NewSecret}, body=RotateBody, tag="apps")
+async def rotate_secret(request: Request) -> Response:
     """A new secret (shown once); the previous ones keep working for the overlap."""
     s, actor = await current_actor(request)
     b = await json_body(request, RotateBody)
@@ -108,16 +116,17 @@ async def rotate_secret(request: Request) -> JSONResponse:
     new = await s.apps.rotate_secret(actor, _app_id(request), timedelta(seconds=overlap))
     if overlap == 0:
         await s.announce({"t": "app_changed", "app_id": _app_id(request)})
-    return ok(new.to_dict(), status=201)
+    return reply(NewSecret, new.to_dict(), status=201)
 
 
-async def revoke_secret(request: Request) -> JSONResponse:
+@operation({200: SecretRevoked}, tag="apps")
+async def revoke_secret(request: Request) -> Response:
     """Revoke one secret now; the app's live connections using it close within a second."""
     s, actor = await current_actor(request)
     app_id = _app_id(request)
     out = await s.apps.revoke_secret(actor, app_id, int(request.path_params["secret_id"]))
     await s.announce({"t": "app_changed", "app_id": app_id})
-    return ok(out)
+    return reply(SecretRevoked, out)
 
 
 routes = [
@@ -128,10 +137,3 @@ routes = [
     Route("/api/v1/apps/{app_id:int}/secrets", rotate_secret, methods=["POST"]),
     Route("/api/v1/apps/{app_id:int}/secrets/{secret_id:int}/revoke", revoke_secret, methods=["POST"]),
 ]
-
-#: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {
-    create_app: NewAppBody,
-    patch_app: PatchAppBody,
-    rotate_secret: RotateBody,
-}

@@ -9,20 +9,22 @@ activations are audited.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel.audit import AuditEntry, record
 from kernel.errors import BadRequest, ErrorCode, Unauthorized
 from kernel.text import check_text
-from zzd.http.common import authenticate, json_body, ok, services_of
+from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.contract import operation, reply
+from zzd.http.schemas.auth import AppToken, Me, TokenAnswer, Tokens
+from zzd.http.schemas.common import Revoked
 
 if TYPE_CHECKING:
     from zzd.services import Services
@@ -77,7 +79,7 @@ def _basic(request: Request) -> tuple[str, str] | None:
     return unquote(user), unquote(pw)
 
 
-async def _client_credentials(s: Services, request: Request, body: TokenRequest) -> JSONResponse:
+async def _client_credentials(s: Services, request: Request, body: TokenRequest) -> Response:
     """OAuth2 client credentials (RFC 6749 4.4): an app token with the app audience."""
     pair = _basic(request) or (body.client_id, body.client_secret)
     client_id, secret = pair
@@ -93,18 +95,21 @@ async def _client_credentials(s: Services, request: Request, body: TokenRequest)
         raise
     await s.throttle.succeeded(key)
     ttl = timedelta(seconds=s.settings.app_token_ttl)
-    return ok(
+    return reply(
+        AppToken,
         {
             "access_token": s.tokens.issue_app(app.id, secret_id, ttl),
             "token_type": "Bearer",
             "expires_in": s.settings.app_token_ttl,
             "scope": " ".join(sorted(app.scopes)),
             "app_id": app.id,
-        }
+        },
     )
 
 
-async def token(request: Request) -> JSONResponse:
+@operation({200: Tokens}, body=TokenRequest, errors=(401, 429), public=True, tag="auth")
+async def token(request: Request) -> Response:
+    """Sign in (password), renew (refresh_token; each works once), or an app's token (client_credentials)."""
     s = services_of(request)
     body = await json_body(request, TokenRequest)
     if body.grant_type == "client_credentials":
@@ -134,18 +139,20 @@ async def token(request: Request) -> JSONResponse:
         if body.refresh_token is None:
             raise BadRequest("refresh_token is required", data={"fields": ["refresh_token"]})
         issued = await s.sessions.rotate(body.refresh_token)
-    return ok(
+    return reply(
+        TokenAnswer,
         {
             "access_token": s.tokens.issue(issued.person_id, issued.session_id),
             "token_type": "Bearer",
             "expires_in": s.tokens.ttl_seconds,
             "refresh_token": issued.refresh_token,
             "person_id": issued.person_id,
-        }
+        },
     )
 
 
-async def activate(request: Request) -> JSONResponse:
+@operation({200: TokenAnswer}, body=ActivateRequest, errors=(401, 429), public=True, tag="auth")
+async def activate(request: Request) -> Response:
     """Set one's first password with the one-time activation code; answers like a sign-in.
 
     Public (the code is the credential), throttled like sign-in.
@@ -172,33 +179,38 @@ async def activate(request: Request) -> JSONResponse:
     )
     await s.throttle.succeeded(key)
     issued = await s.sessions.open(person.id, audit=AuditEntry("auth.login", person.id, detail={"addr": addr}))
-    return ok(
+    return reply(
+        TokenAnswer,
         {
             "access_token": s.tokens.issue(issued.person_id, issued.session_id),
             "token_type": "Bearer",
             "expires_in": s.tokens.ttl_seconds,
             "refresh_token": issued.refresh_token,
             "person_id": issued.person_id,
-        }
+        },
     )
 
 
-async def logout(request: Request) -> JSONResponse:
+@operation({200: Revoked}, tag="auth")
+async def logout(request: Request) -> Response:
     """Revoke the caller's session; its sockets on every process close with 4503."""
     s = services_of(request)
     claims = await authenticate(request)
     await s.sessions.revoke(claims.session_id)
     await s.announce({"t": "revoke_session", "sid": claims.session_id})
-    return ok({"revoked": True})
+    return reply(Revoked, {"revoked": True})
 
 
-async def me(request: Request) -> JSONResponse:
+@operation({200: Me}, tag="auth")
+async def me(request: Request) -> Response:
+    """The signed-in person and the position of their event stream."""
     s = services_of(request)
     claims = await authenticate(request)
     person = await s.persons.get(claims.person_id)
     state = await s.events.state(person.id)
-    return ok(
-        {"id": person.id, "login": person.login, "name": person.name, "epoch": state.epoch, "last_seq": state.last_seq}
+    return reply(
+        Me,
+        {"id": person.id, "login": person.login, "name": person.name, "epoch": state.epoch, "last_seq": state.last_seq},
     )
 
 
@@ -208,6 +220,3 @@ routes = [
     Route("/api/v1/auth/activate", activate, methods=["POST"]),
     Route("/api/v1/me", me, methods=["GET"]),
 ]
-
-#: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {token: TokenRequest, activate: ActivateRequest}

@@ -10,12 +10,12 @@ Creates need an ``Idempotency-Key`` header: a retry gets the first answer.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from apps.idempotency import check_key
@@ -23,11 +23,16 @@ from apps.model import AppPrincipal, Scope
 from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
 from zzd.http.app_auth import current_app
-from zzd.http.common import json_body, ok
+from zzd.http.common import json_body
+from zzd.http.contract import operation, reply
 from zzd.http.notice_routes import _deadline
 from zzd.http.params import unit_ref
+from zzd.http.schemas.apps import BotMe, BotPosted, BotUnit, CheckedIn
+from zzd.http.schemas.notices import NoticeView, Sent
+from zzd.http.schemas.org import Preview as PreviewAnswer
+from zzd.http.schemas.tasks import ReportView, TaskDetail, TaskList, TaskView
 
-__all__ = ["bodies", "routes"]
+__all__ = ["routes"]
 
 Id = Annotated[int, Field(ge=1, le=2**53)]
 SelectorIn = dict[str, Any] | Annotated[str, StringConstraints(min_length=1, max_length=4000)]
@@ -86,40 +91,58 @@ async def _idempotent(
     p: AppPrincipal,
     body: BaseModel,
     fn: Callable[[str], Awaitable[tuple[int, Any]]],
-) -> JSONResponse:
+    model: type[BaseModel],
+) -> Response:
     """Run a create once per ``Idempotency-Key``; a retry gets the first status and body back."""
     key = check_key(request.headers.get("idempotency-key"))
     sig = f"{request.method} {request.url.path}"
     status, answer, replayed = await s.idempotency.run(
         p.app_id, key, sig, body.model_dump_json().encode(), lambda: fn(key)
     )
-    resp = ok(answer, status=status)
+    resp = reply(model, answer, status=status)
     if replayed:
         resp.headers["Idempotent-Replayed"] = "true"
     return resp
+
+
+#: Creates name their retry key in a header (docs/apps.md).
+_IDEMPOTENT: Mapping[str, Any] = {
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": True,
+            "description": "the client's key for this create; a retry with the same key gets the first answer",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+        }
+    ]
+}
 
 
 def _id(request: Request, name: str) -> int:
     return int(request.path_params[name])
 
 
-async def me(request: Request) -> JSONResponse:
+@operation({200: BotMe}, errors=(429,), tag="bot")
+async def me(request: Request) -> Response:
     """The calling app as the registry has it now (any valid app token)."""
     s, p = await current_app(request)
     idx = s.org_index.index
     data = p.app.to_dict()
     data["subtree_path"] = idx.unit_path(idx.unit(p.app.subtree_unit_id))
-    return ok(data)
+    return reply(BotMe, data)
 
 
-async def preview(request: Request) -> JSONResponse:
+@operation({200: PreviewAnswer}, body=Preview, errors=(404, 429), tag="bot")
+async def preview(request: Request) -> Response:
     """Who a selector reaches from the app's subtree: counts per child unit and level (nothing written)."""
     s, p = await current_app(request, Scope.NOTICE_SEND, Scope.TASK_CREATE)
     b = await json_body(request, Preview)
-    return ok(s.bot.preview(p, parse_selector(b.selector)))
+    return reply(PreviewAnswer, s.bot.preview(p, parse_selector(b.selector)))
 
 
-async def send_notice(request: Request) -> JSONResponse:
+@operation({200: Sent, 201: Sent}, body=BotNotice, errors=(404, 409, 429), extra=_IDEMPOTENT, tag="bot")
+async def send_notice(request: Request) -> Response:
     """A work notice (DING when urgent) from the app to positions in its subtree."""
     s, p = await current_app(request, Scope.NOTICE_SEND)
     b = await json_body(request, BotNotice)
@@ -131,23 +154,26 @@ async def send_notice(request: Request) -> JSONResponse:
         )  # fmt: skip
         return await s.bot.send_notice(p, compose)
 
-    return await _idempotent(request, s, p, b, go)
+    return await _idempotent(request, s, p, b, go, Sent)
 
 
-async def get_notice(request: Request) -> JSONResponse:
+@operation({200: NoticeView}, errors=(429,), tag="bot")
+async def get_notice(request: Request) -> Response:
     """One of the app's own notices with its progress (another sender's: 404)."""
     s, p = await current_app(request, Scope.NOTICE_SEND)
-    return ok(await s.bot.notice(p, _id(request, "notice_id")))
+    return reply(NoticeView, await s.bot.notice(p, _id(request, "notice_id")))
 
 
-async def check_in(request: Request) -> JSONResponse:
+@operation({200: CheckedIn}, body=CheckIn, errors=(409, 429), tag="bot")
+async def check_in(request: Request) -> Response:
     """Acknowledge the app's own notice for an attendee (a check-in device); repeating changes nothing."""
     s, p = await current_app(request, Scope.NOTICE_SEND)
     b = await json_body(request, CheckIn)
-    return ok(await s.bot.check_in(p, _id(request, "notice_id"), b.person_id, b.position_id, b.reply))
+    return reply(CheckedIn, await s.bot.check_in(p, _id(request, "notice_id"), b.person_id, b.position_id, b.reply))
 
 
-async def create_tasks(request: Request) -> JSONResponse:
+@operation({201: TaskList}, body=BotTasks, errors=(404, 409, 429), extra=_IDEMPOTENT, tag="bot")
+async def create_tasks(request: Request) -> Response:
     """Tasks on positions of the app's subtree (one per position, or one shared)."""
     s, p = await current_app(request, Scope.TASK_CREATE)
     b = await json_body(request, BotTasks)
@@ -159,30 +185,34 @@ async def create_tasks(request: Request) -> JSONResponse:
         )  # fmt: skip
         return 201, {"tasks": made}
 
-    return await _idempotent(request, s, p, b, go)
+    return await _idempotent(request, s, p, b, go, TaskList)
 
 
-async def act(request: Request) -> JSONResponse:
+@operation({200: TaskView}, body=BotAction, errors=(409, 429), tag="bot")
+async def act(request: Request) -> Response:
     """Act on a task the app created (verify, close, return, cancel, comment …), at the version it saw."""
     s, p = await current_app(request, Scope.TASK_ACT)
     b = await json_body(request, BotAction)
     t = await s.bot.act(p, _id(request, "task_id"), b.action, b.version, comment=b.comment, to_position=b.to_position)
-    return ok(t)
+    return reply(TaskView, t)
 
 
-async def get_task(request: Request) -> JSONResponse:
+@operation({200: TaskDetail}, errors=(429,), tag="bot")
+async def get_task(request: Request) -> Response:
     """A task the app is involved in or whose owner is in its subtree, with its history."""
     s, p = await current_app(request, Scope.TASK_CREATE, Scope.TASK_ACT, Scope.REPORT_READ)
-    return ok(await s.bot.task(p, _id(request, "task_id")))
+    return reply(TaskDetail, await s.bot.task(p, _id(request, "task_id")))
 
 
-async def get_report(request: Request) -> JSONResponse:
+@operation({200: ReportView}, errors=(429,), tag="bot")
+async def get_report(request: Request) -> Response:
     """A grid report filed in the app's subtree (elsewhere: 404)."""
     s, p = await current_app(request, Scope.REPORT_READ)
-    return ok(await s.bot.report(p, _id(request, "report_id")))
+    return reply(ReportView, await s.bot.report(p, _id(request, "report_id")))
 
 
-async def post_message(request: Request) -> JSONResponse:
+@operation({200: BotPosted, 201: BotPosted}, body=BotMessage, errors=(409, 429), extra=_IDEMPOTENT, tag="bot")
+async def post_message(request: Request) -> Response:
     """A bot message into a conversation the app was added to (others: 404)."""
     s, p = await current_app(request, Scope.CHAT_BOT)
     b = await json_body(request, BotMessage)
@@ -190,13 +220,14 @@ async def post_message(request: Request) -> JSONResponse:
     async def go(key: str) -> tuple[int, Any]:
         return await s.bot.post(p, _id(request, "conversation_id"), b.body, key)
 
-    return await _idempotent(request, s, p, b, go)
+    return await _idempotent(request, s, p, b, go, BotPosted)
 
 
-async def get_unit(request: Request) -> JSONResponse:
+@operation({200: BotUnit}, errors=(429,), tag="bot")
+async def get_unit(request: Request) -> Response:
     """A unit of the app's subtree with its positions and children (code or ``#id``)."""
     s, p = await current_app(request, Scope.ORG_READ)
-    return ok(s.bot.unit(p, unit_ref(str(request.path_params["unit"]))))
+    return reply(BotUnit, s.bot.unit(p, unit_ref(str(request.path_params["unit"]))))
 
 
 routes = [
@@ -212,13 +243,3 @@ routes = [
     Route("/api/v1/bot/conversations/{conversation_id:int}/messages", post_message, methods=["POST"]),
     Route("/api/v1/bot/org/units/{unit}", get_unit, methods=["GET"]),
 ]
-
-#: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {
-    preview: Preview,
-    send_notice: BotNotice,
-    check_in: CheckIn,
-    create_tasks: BotTasks,
-    act: BotAction,
-    post_message: BotMessage,
-}

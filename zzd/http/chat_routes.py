@@ -6,18 +6,18 @@ Same services, same checks and same errors as the WebSocket frames.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel.errors import RateLimited
 from messaging.chat import SendRequest
-from zzd.http.common import authenticate, json_body, ok, services_of
-from zzd.http.params import int_param, opt_int_param, str_param
+from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.schemas.chat import EventPage, History, Inbox, Posted
 
 __all__ = ["routes"]
 
@@ -29,49 +29,74 @@ class SendBody(BaseModel):
     body: Annotated[str, StringConstraints(max_length=5000)]
 
 
-async def send(request: Request) -> JSONResponse:
+class HistoryQuery(QueryModel):
+    before: Annotated[int, Field(ge=1, le=2**53)] | None = Field(None, description="next_before of the newer page")
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+
+
+class InboxQuery(QueryModel):
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    cursor: Annotated[str, StringConstraints(max_length=40)] | None = Field(
+        None, description="next_cursor of the previous page"
+    )
+
+
+class SyncQuery(QueryModel):
+    since: Annotated[int, Field(ge=0, le=2**53)] = Field(0, description="the last seq the client has")
+    limit: Annotated[int, Field(ge=1, le=500)] = 500
+    epoch: Annotated[str, StringConstraints(max_length=40)] | None = Field(
+        None, description="the epoch the client's seq belongs to (a different one: start again from 0)"
+    )
+
+
+@operation({200: Posted, 201: Posted}, body=SendBody, errors=(404, 429), tag="chat")
+async def send(request: Request) -> Response:
+    """Send a direct message to a person (idempotent by ``client_msg_id``)."""
     s = services_of(request)
     claims = await authenticate(request)
     body = await json_body(request, SendBody)
     if not s.rate_limiter.allow(claims.person_id, s.clock.monotonic()):
         raise RateLimited("too many messages; slow down")
     res = await s.chat.send(SendRequest(claims.person_id, body.to, body.client_msg_id, body.body))
-    return ok(res.to_dict(), status=200 if res.duplicate else 201)
+    return reply(Posted, res, status=200 if res.duplicate else 201)
 
 
-async def history(request: Request) -> JSONResponse:
+@operation({200: History}, query=HistoryQuery, tag="chat")
+async def history(request: Request) -> Response:
+    """A conversation's messages, newest first, paged with ``before``."""
     s = services_of(request)
     claims = await authenticate(request)
     cid = int(request.path_params["conversation_id"])
-    before = opt_int_param(request, "before", 1, 2**53)
-    limit = int_param(request, "limit", 50, 1, 100)
-    items, next_before = await s.conversations.history(claims.person_id, cid, before=before, limit=limit)
-    return ok({"conversation_id": cid, "messages": items, "next_before": next_before})
+    q = query(request, HistoryQuery)
+    items, next_before = await s.conversations.history(claims.person_id, cid, before=q.before, limit=q.limit)
+    return reply(History, {"conversation_id": cid, "messages": items, "next_before": next_before})
 
 
-async def conversations(request: Request) -> JSONResponse:
+@operation({200: Inbox}, query=InboxQuery, tag="chat")
+async def conversations(request: Request) -> Response:
+    """The caller's conversations, most recent first, with unread counts and last messages."""
     s = services_of(request)
     claims = await authenticate(request)
-    limit = int_param(request, "limit", 50, 1, 200)
-    cursor = str_param(request, "cursor", max_len=40)
-    return ok(await s.conversations.inbox(claims.person_id, cursor=cursor, limit=limit))
+    q = query(request, InboxQuery)
+    return reply(Inbox, await s.conversations.inbox(claims.person_id, cursor=q.cursor, limit=q.limit))
 
 
-async def sync(request: Request) -> JSONResponse:
+@operation({200: EventPage}, query=SyncQuery, errors=(409,), tag="chat")
+async def sync(request: Request) -> Response:
+    """The caller's events after ``since`` (the same events the WebSocket pushes; docs/events.md)."""
     s = services_of(request)
     claims = await authenticate(request)
-    since = int_param(request, "since", 0, 0, 2**53)
-    limit = int_param(request, "limit", 500, 1, 500)
-    epoch = request.query_params.get("epoch")
-    page = await s.events.read(claims.person_id, epoch=epoch, since=since, limit=limit)
-    return ok(
+    q = query(request, SyncQuery)
+    page = await s.events.read(claims.person_id, epoch=q.epoch, since=q.since, limit=q.limit)
+    return reply(
+        EventPage,
         {
             "epoch": page.epoch,
             "events": [{"seq": q, "kind": k, "data": json.loads(p)} for q, k, p in page.events],
             "next_since": page.next_since,
             "limited": page.limited,
             "last_seq": page.last_seq,
-        }
+        },
     )
 
 
@@ -81,6 +106,3 @@ routes = [
     Route("/api/v1/conversations/{conversation_id:int}/messages", history, methods=["GET"]),
     Route("/api/v1/sync", sync, methods=["GET"]),
 ]
-
-#: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {send: SendBody}

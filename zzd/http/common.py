@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["authenticate", "error_response", "guard_int_params", "json_body", "json_object", "ok", "services_of"]
+__all__ = ["authenticate", "error_response", "guard_int_params", "json_body", "services_of"]
 
 MAX_BODY_BYTES = 65_536
 M = TypeVar("M", bound=BaseModel)
@@ -40,14 +40,6 @@ def error_response(err: ZzdError) -> JSONResponse:
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status, headers=headers)
 
 
-async def json_object(request: Request) -> dict[str, Any]:
-    """Read a JSON object body strictly (size cap, no NaN, no duplicate keys)."""
-    obj = await _json_value(request)
-    if not isinstance(obj, dict):
-        raise BadRequest("body must be a JSON object", code=ErrorCode.INVALID_JSON)
-    return obj
-
-
 async def json_body(request: Request, model: type[M]) -> M:
     """Read and validate a JSON body strictly against ``model``."""
     obj = await _json_value(request)
@@ -58,7 +50,9 @@ async def json_body(request: Request, model: type[M]) -> M:
             {"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
             for e in exc.errors(include_url=False, include_input=False)[:5]
         ]
-        raise BadRequest("invalid request body", code=ErrorCode.INVALID_FRAME, data={"errors": fields}) from exc
+        data = {"field": fields[0]["field"], "errors": fields}
+        raise BadRequest(f"invalid request body: {fields[0]['field']}: {fields[0]['problem']}",
+                         code=ErrorCode.INVALID_BODY, data=data) from exc  # fmt: skip
 
 
 async def _json_value(request: Request) -> Any:
@@ -87,10 +81,6 @@ async def authenticate(request: Request) -> AccessClaims:
     if not await s.sessions.is_active(claims.session_id, claims.person_id):
         raise Forbidden("session is no longer active")
     return claims
-
-
-def ok(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(data, status_code=status)
 
 
 def guard_int_params(route: BaseRoute) -> None:

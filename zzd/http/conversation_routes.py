@@ -8,22 +8,23 @@ as before issue 5, now covering every kind).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel.errors import RateLimited
 from messaging.conversations.model import PostRequest
 from zzd.auth.tokens import AccessClaims
 from zzd.http.actors import current_actor
-from zzd.http.common import authenticate, json_body, ok, services_of
+from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.contract import operation, reply
 from zzd.http.params import unit_ref
+from zzd.http.schemas.chat import GroupView, MessageChanged, Muted, Posted, ReadBy, ReadMarker
 
-__all__ = ["bodies", "routes"]
+__all__ = ["routes"]
 
 Id = Annotated[int, Field(ge=1, le=2**53)]
 Ids = Annotated[list[Id], Field(max_length=500)]
@@ -88,7 +89,7 @@ def _cid(request: Request) -> int:
     return int(request.path_params["conversation_id"])
 
 
-async def _post(request: Request, claims: AccessClaims, body: PostBody, **target: int) -> JSONResponse:
+async def _post(request: Request, claims: AccessClaims, body: PostBody, **target: int) -> Response:
     s = services_of(request)
     if not s.rate_limiter.allow(claims.person_id, s.clock.monotonic()):
         raise RateLimited("too many messages; slow down")
@@ -105,107 +106,145 @@ async def _post(request: Request, claims: AccessClaims, body: PostBody, **target
             **target,  # type: ignore[arg-type]
         )
     )
-    return ok(res.to_dict(), status=200 if res.duplicate else 201)
+    return reply(Posted, res, status=200 if res.duplicate else 201)
 
 
-async def post_to_conversation(request: Request) -> JSONResponse:
+@operation({200: Posted, 201: Posted}, body=PostBody, errors=(409, 429), tag="conversations")
+async def post_to_conversation(request: Request) -> Response:
+    """Post to a conversation (group, unit group, position thread or direct chat) the caller belongs to."""
     claims = await authenticate(request)
     body = await json_body(request, PostBody)
     return await _post(request, claims, body, conversation_id=_cid(request))
 
 
-async def post_to_position(request: Request) -> JSONResponse:
+@operation({200: Posted, 201: Posted}, body=PostBody, errors=(429,), tag="conversations")
+async def post_to_position(request: Request) -> Response:
+    """Write to a position: opens (or continues) the thread with whoever holds it now."""
     claims = await authenticate(request)
     body = await json_body(request, PostBody)
     return await _post(request, claims, body, to_position_id=int(request.path_params["position_id"]))
 
 
-async def edit(request: Request) -> JSONResponse:
+@operation({200: MessageChanged}, body=EditBody, errors=(409,), tag="conversations")
+async def edit(request: Request) -> Response:
+    """Replace the text of one's own message within the edit window."""
     s = services_of(request)
     claims = await authenticate(request)
     body = await json_body(request, EditBody)
-    return ok(await s.conversations.edit(claims.person_id, int(request.path_params["message_id"]), body.body))
+    return reply(
+        MessageChanged, await s.conversations.edit(claims.person_id, int(request.path_params["message_id"]), body.body)
+    )
 
 
-async def recall(request: Request) -> JSONResponse:
+@operation({200: MessageChanged}, errors=(409,), tag="conversations")
+async def recall(request: Request) -> Response:
+    """Withdraw one's own message within the recall window."""
     s = services_of(request)
     claims = await authenticate(request)
-    return ok(await s.conversations.recall(claims.person_id, int(request.path_params["message_id"])))
+    return reply(MessageChanged, await s.conversations.recall(claims.person_id, int(request.path_params["message_id"])))
 
 
-async def read(request: Request) -> JSONResponse:
+@operation({200: ReadMarker}, body=ReadBody, tag="conversations")
+async def read(request: Request) -> Response:
+    """Move the caller's read marker to ``message_id``."""
     s = services_of(request)
     claims = await authenticate(request)
     body = await json_body(request, ReadBody)
     marker = await s.conversations.mark_read(claims.person_id, _cid(request), body.message_id)
-    return ok({"conversation_id": _cid(request), "last_read_message_id": marker})
+    return reply(ReadMarker, {"conversation_id": _cid(request), "last_read_message_id": marker})
 
 
-async def read_by(request: Request) -> JSONResponse:
+@operation({200: ReadBy}, errors=(409,), tag="conversations")
+async def read_by(request: Request) -> Response:
+    """Who has read a message (small conversations only)."""
     s = services_of(request)
     claims = await authenticate(request)
-    return ok(await s.conversations.read_by(claims.person_id, _cid(request), int(request.path_params["message_id"])))
+    return reply(
+        ReadBy, await s.conversations.read_by(claims.person_id, _cid(request), int(request.path_params["message_id"]))
+    )
 
 
-async def mute(request: Request) -> JSONResponse:
+@operation({200: Muted}, body=MuteBody, tag="conversations")
+async def mute(request: Request) -> Response:
+    """Mute or unmute a conversation for oneself."""
     s = services_of(request)
     claims = await authenticate(request)
     body = await json_body(request, MuteBody)
-    return ok(await s.conversations.set_muted(claims.person_id, _cid(request), body.muted))
+    return reply(Muted, await s.conversations.set_muted(claims.person_id, _cid(request), body.muted))
 
 
-async def create_group(request: Request) -> JSONResponse:
+@operation({201: GroupView}, body=GroupBody, tag="conversations")
+async def create_group(request: Request) -> Response:
+    """Create an ad-hoc group of people and positions; the caller owns it."""
     s = services_of(request)
     claims = await authenticate(request)
     body = await json_body(request, GroupBody)
-    return ok(await s.groups.create(claims.person_id, body.title, body.person_ids, body.position_ids), status=201)
+    return reply(
+        GroupView, await s.groups.create(claims.person_id, body.title, body.person_ids, body.position_ids), status=201
+    )
 
 
-async def get_group(request: Request) -> JSONResponse:
+@operation({200: GroupView}, tag="conversations")
+async def get_group(request: Request) -> Response:
+    """A group with its members."""
     s = services_of(request)
     claims = await authenticate(request)
-    return ok(await s.groups.get(claims.person_id, _cid(request)))
+    return reply(GroupView, await s.groups.get(claims.person_id, _cid(request)))
 
 
-async def rename_group(request: Request) -> JSONResponse:
+@operation({200: GroupView}, body=RenameBody, tag="conversations")
+async def rename_group(request: Request) -> Response:
+    """Rename a group (owner or admin)."""
     s = services_of(request)
     claims = await authenticate(request)
     body = await json_body(request, RenameBody)
-    return ok(await s.groups.rename(claims.person_id, _cid(request), body.title))
+    return reply(GroupView, await s.groups.rename(claims.person_id, _cid(request), body.title))
 
 
-async def add_members(request: Request) -> JSONResponse:
+@operation({200: GroupView}, body=MembersBody, errors=(409,), tag="conversations")
+async def add_members(request: Request) -> Response:
+    """Add people or positions (owner or admin)."""
     s = services_of(request)
     claims = await authenticate(request)
     body = await json_body(request, MembersBody)
-    return ok(await s.groups.add(claims.person_id, _cid(request), body.person_ids, body.position_ids))
+    return reply(GroupView, await s.groups.add(claims.person_id, _cid(request), body.person_ids, body.position_ids))
 
 
-async def remove_members(request: Request) -> JSONResponse:
+@operation({200: GroupView}, body=MembersBody, errors=(409,), tag="conversations")
+async def remove_members(request: Request) -> Response:
+    """Remove people or positions (owner or admin)."""
     s = services_of(request)
     claims = await authenticate(request)
     body = await json_body(request, MembersBody)
-    return ok(await s.groups.remove(claims.person_id, _cid(request), body.person_ids, body.position_ids))
+    return reply(GroupView, await s.groups.remove(claims.person_id, _cid(request), body.person_ids, body.position_ids))
 
 
-async def leave(request: Request) -> JSONResponse:
+@operation({200: GroupView}, tag="conversations")
+async def leave(request: Request) -> Response:
+    """Leave an ad-hoc group one joined by name."""
     s = services_of(request)
     claims = await authenticate(request)
-    return ok(await s.groups.leave(claims.person_id, _cid(request)))
+    return reply(GroupView, await s.groups.leave(claims.person_id, _cid(request)))
 
 
-async def set_admin(request: Request) -> JSONResponse:
+@operation({200: GroupView}, body=AdminBody, tag="conversations")
+async def set_admin(request: Request) -> Response:
+    """Make a member an admin or not (owner only)."""
     s = services_of(request)
     claims = await authenticate(request)
     body = await json_body(request, AdminBody)
-    return ok(await s.groups.set_admin(claims.person_id, _cid(request), body.person_id, body.admin))
+    return reply(GroupView, await s.groups.set_admin(claims.person_id, _cid(request), body.person_id, body.admin))
 
 
-async def create_unit_group(request: Request) -> JSONResponse:
+@operation({201: GroupView}, body=UnitGroupBody, errors=(409,), tag="conversations")
+async def create_unit_group(request: Request) -> Response:
+    """A group of everyone holding a position in a unit (down ``depth`` levels)."""
     s, actor = await current_actor(request)
     body = await json_body(request, UnitGroupBody)
     unit = unit_ref(str(request.path_params["ref"]))
-    return ok(await s.members.create_unit_group(actor, unit, depth=body.depth, title=body.title), status=201)
+    return reply(
+        GroupView, await s.members.create_unit_group(actor, unit, depth=body.depth, title=body.title), status=201
+    )
 
 
 _C = "/api/v1/conversations/{conversation_id:int}"
@@ -227,18 +266,3 @@ routes = [
     Route(f"{_G}/admins", set_admin, methods=["POST"]),
     Route("/api/v1/units/{ref}/group", create_unit_group, methods=["POST"]),
 ]
-
-#: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {
-    post_to_conversation: PostBody,
-    post_to_position: PostBody,
-    edit: EditBody,
-    read: ReadBody,
-    mute: MuteBody,
-    create_group: GroupBody,
-    rename_group: RenameBody,
-    add_members: MembersBody,
-    remove_members: MembersBody,
-    set_admin: AdminBody,
-    create_unit_group: UnitGroupBody,
-}

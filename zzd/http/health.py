@@ -5,19 +5,31 @@ from __future__ import annotations
 import asyncio
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from zzd.http.common import services_of
+from zzd.http.contract import operation, reply
+from zzd.http.schemas.ops import Health, Ready
 
 __all__ = ["routes"]
 
 
-async def healthz(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
+@operation({200: Health}, public=True, tag="meta")
+async def healthz(request: Request) -> Response:
+    """Liveness: the process answers."""
+    return reply(Health, {"status": "ok"})
 
 
-async def readyz(request: Request) -> JSONResponse:
+_NOT_READY = {
+    "description": "a dependency does not answer",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}},
+}
+
+
+@operation({200: Ready}, public=True, tag="meta", extra={"responses": {"503": _NOT_READY}})
+async def readyz(request: Request) -> Response:
+    """Readiness: the database and the broker answer within 2 s."""
     s = services_of(request)
     checks: dict[str, str] = {}
     for name, probe in (("database", s.db.ping), ("broker", s.broker.ping)):
@@ -27,14 +39,15 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception as exc:
             checks[name] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse(
+    return reply(
+        Ready,
         {
             "status": "ready" if ready else "unavailable",
             "checks": checks,
             "node": s.settings.node_id,
             "connections": s.hub.count(),
         },
-        status_code=200 if ready else 503,
+        status=200 if ready else 503,
     )
 
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel.errors import BadRequest
 from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
-from zzd.http.common import authenticate, json_body, ok, services_of
-from zzd.http.params import int_param, opt_int_param, str_param, unit_ref
+from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.params import unit_ref
+from zzd.http.schemas.common import Recalled
+from zzd.http.schemas.notices import NoticeView, Pending, Progress, Receipts, Sent
+from zzd.http.schemas.org import Preview
+
+UnitParam = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 __all__ = ["routes"]
 
@@ -50,6 +54,20 @@ class AckBody(_Body):
     reply: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 
+class ProgressQuery(QueryModel):
+    unit: UnitParam | None = Field(
+        None, description="unit code or #id whose own totals and child units to show (default: the audience's "
+        "common ancestor)"
+    )  # fmt: skip
+
+
+class PendingQuery(QueryModel):
+    unit: UnitParam = Field(description="unit code or #id whose recipients to list")
+    missing: Literal["read", "ack"] = Field("read", description="read: not yet read; ack: not yet acknowledged")
+    after: Annotated[int, Field(ge=1, le=2**53)] | None = Field(None, description="next_after of the previous page")
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+
+
 def _deadline(raw: str | None) -> datetime | None:
     if raw is None:
         return None
@@ -66,14 +84,17 @@ def _nid(request: Request) -> int:
     return int(request.path_params["notice_id"])
 
 
-async def preview(request: Request) -> JSONResponse:
+@operation({200: Preview}, body=PreviewBody, errors=(404,), tag="notices")
+async def preview(request: Request) -> Response:
+    """What a notice to this selector would reach, per child unit and level, before sending."""
     s = services_of(request)
     claims = await authenticate(request)
     body = await json_body(request, PreviewBody)
-    return ok(asdict(s.notices.preview(claims.person_id, body.as_position, parse_selector(body.selector))))
+    return reply(Preview, (s.notices.preview(claims.person_id, body.as_position, parse_selector(body.selector))))
 
 
-async def send(request: Request) -> JSONResponse:
+@operation({200: Sent, 201: Sent}, body=NoticeBody, errors=(404, 429), tag="notices")
+async def send(request: Request) -> Response:
     """Send a notice (DING when urgent); acknowledged after the notice and every receipt commit."""
     s = services_of(request)
     claims = await authenticate(request)
@@ -89,64 +110,65 @@ async def send(request: Request) -> JSONResponse:
         attachments=b.attachments,
     )
     res = await s.notices.send(claims.person_id, b.as_position, compose)
-    return ok(res.to_dict(), status=200 if res.duplicate else 201)
+    return reply(Sent, res, status=200 if res.duplicate else 201)
 
 
-async def get(request: Request) -> JSONResponse:
+@operation({200: NoticeView}, tag="notices")
+async def get(request: Request) -> Response:
+    """A notice: recipients see their own receipts; the sender side also its selector and audience."""
     s = services_of(request)
     claims = await authenticate(request)
-    return ok(await s.notices.get(claims.person_id, _nid(request)))
+    return reply(NoticeView, await s.notices.get(claims.person_id, _nid(request)))
 
 
-async def read(request: Request) -> JSONResponse:
+@operation({200: Receipts}, tag="notices")
+async def read(request: Request) -> Response:
+    """Mark a notice read for every position the caller receives it through (idempotent)."""
     s = services_of(request)
     claims = await authenticate(request)
     states = await s.notices.mark_read(claims.person_id, _nid(request))
-    return ok({"receipts": [r.to_dict() for r in states]})
+    return reply(Receipts, {"receipts": states})
 
 
-async def ack(request: Request) -> JSONResponse:
+@operation({200: Receipts}, body=AckBody, errors=(409,), tag="notices")
+async def ack(request: Request) -> Response:
+    """Acknowledge a notice for one position (``position_id``) or all, with an optional reply."""
     s = services_of(request)
     claims = await authenticate(request)
     b = await json_body(request, AckBody)
     states = await s.notices.acknowledge(claims.person_id, _nid(request), position_id=b.position_id, reply=b.reply)
-    return ok({"receipts": [r.to_dict() for r in states]})
+    return reply(Receipts, {"receipts": states})
 
 
-async def recall(request: Request) -> JSONResponse:
+@operation({200: Recalled}, errors=(409,), tag="notices")
+async def recall(request: Request) -> Response:
+    """Recall a notice (sender side): recipients are told; progress shows it recalled."""
     s = services_of(request)
     claims = await authenticate(request)
     at = await s.notices.recall(claims.person_id, _nid(request))
-    return ok({"recalled_at": at.isoformat().replace("+00:00", "Z")})
+    return reply(Recalled, {"recalled_at": at})
 
 
-async def progress(request: Request) -> JSONResponse:
+@operation({200: Progress}, query=ProgressQuery, tag="notices")
+async def progress(request: Request) -> Response:
     """Totals and a roll-up per child unit of ``unit`` (default: the audience's common ancestor)."""
     s = services_of(request)
     claims = await authenticate(request)
-    unit = str_param(request, "unit", max_len=32)
-    ref = unit_ref(unit) if unit else None
-    return ok((await s.notices.progress(claims.person_id, _nid(request), unit=ref)).to_dict())
+    q = query(request, ProgressQuery)
+    ref = unit_ref(q.unit) if q.unit else None
+    return reply(Progress, await s.notices.progress(claims.person_id, _nid(request), unit=ref))
 
 
-async def pending(request: Request) -> JSONResponse:
+@operation({200: Pending}, query=PendingQuery, tag="notices")
+async def pending(request: Request) -> Response:
     """Paged recipients in a unit who have not read (``missing=read``) or acknowledged (``missing=ack``)."""
     s = services_of(request)
     claims = await authenticate(request)
-    unit = str_param(request, "unit", max_len=32)
-    if not unit:
-        raise BadRequest("unit is required", data={"field": "unit"})
-    missing = str_param(request, "missing", max_len=4) or "read"
-    after = opt_int_param(request, "after", 1, 2**53)
+    q = query(request, PendingQuery)
     page = await s.notices.pending(
-        claims.person_id,
-        _nid(request),
-        unit=unit_ref(unit),
-        missing=missing,
-        after=after,
-        limit=int_param(request, "limit", 50, 1, 500),
+        claims.person_id, _nid(request), unit=unit_ref(q.unit), missing=q.missing, after=q.after, limit=q.limit
     )
-    return ok(asdict(page))
+    return reply(Pending, page)
 
 
 routes = [
@@ -159,6 +181,3 @@ routes = [
     Route("/api/v1/notices/{notice_id:int}/progress", progress, methods=["GET"]),
     Route("/api/v1/notices/{notice_id:int}/pending", pending, methods=["GET"]),
 ]
-
-#: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {preview: PreviewBody, send: NoticeBody, ack: AckBody}

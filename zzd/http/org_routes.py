@@ -6,20 +6,33 @@ checks; this module only translates HTTP to calls and results to JSON.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from kernel.errors import BadRequest
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor
-from zzd.http.common import json_body, json_object, ok
-from zzd.http.params import int_param, str_param, unit_ref
+from zzd.http.common import json_body
+from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.params import unit_ref
+from zzd.http.schemas.org import (
+    AssignmentList,
+    AssignmentView,
+    Children,
+    DirectoryPage,
+    Handed,
+    MyPositions,
+    OrgStats,
+    PositionView,
+    Preview,
+    Resolved,
+    RoleList,
+    RoleView,
+    UnitView,
+)
 
 __all__ = ["routes"]
 
@@ -65,76 +78,125 @@ class SelectorRequest(_Body):
     under: UnitRef | None = None
 
 
-def _dict(obj: Any) -> dict[str, Any]:
-    return asdict(obj)
+class NewRole(_Body):
+    key: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    #: Level names (``village``) or depths (``5``) the role exists at.
+    levels: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=16)] | int], Field(min_length=1, max_length=6)
+    ]
+    jurisdiction: Literal["subtree", "chain", "unit", "none"] = "subtree"
+    is_head: bool = False
+    pool: bool = False
+    auto: bool = False
 
 
-async def get_unit(request: Request) -> JSONResponse:
+class PageQuery(QueryModel):
+    offset: Annotated[int, Field(ge=0, le=10**6)] = 0
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class SearchQuery(QueryModel):
+    q: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+        description="role, unit or holder name, in characters, pinyin or initials; words narrow each other"
+    )
+    offset: Annotated[int, Field(ge=0, le=10**6)] = 0
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+class ResolveQuery(QueryModel):
+    offset: Annotated[int, Field(ge=0, le=10**8)] = 0
+    limit: Annotated[int, Field(ge=1, le=MAX_RESOLVE_PAGE)] = 200
+
+
+@operation({200: UnitView}, tag="org")
+async def get_unit(request: Request) -> Response:
     """A unit with its path and positions (public within the signed-in directory)."""
     s, actor = await current_actor(request)
-    return ok(_dict(s.org.get_unit(actor, unit_ref(request.path_params["ref"]))))
+    return reply(UnitView, s.org.get_unit(actor, unit_ref(request.path_params["ref"])))
 
 
-async def list_children(request: Request) -> JSONResponse:
+@operation({200: Children}, query=PageQuery, tag="org")
+async def list_children(request: Request) -> Response:
+    """A unit's child units, paged."""
     s, actor = await current_actor(request)
-    offset = int_param(request, "offset", 0, 0, 10**6)
-    limit = int_param(request, "limit", 50, 1, 200)
-    kids = s.org.list_children(actor, unit_ref(request.path_params["ref"]), offset=offset, limit=limit)
-    return ok({"units": [_dict(u) for u in kids], "offset": offset})
+    q = query(request, PageQuery)
+    kids = s.org.list_children(actor, unit_ref(request.path_params["ref"]), offset=q.offset, limit=q.limit)
+    return reply(Children, {"units": kids, "offset": q.offset})
 
 
-async def create_unit(request: Request) -> JSONResponse:
+@operation({201: UnitView}, body=NewUnit, errors=(404, 409), tag="org")
+async def create_unit(request: Request) -> Response:
+    """Create a unit under ``parent`` (``org`` grant over the parent)."""
     s, actor = await current_actor(request)
     body = await json_body(request, NewUnit)
-    return ok(_dict(await s.org.create_unit(actor, body.parent, body.name, code=body.code)), status=201)
+    return reply(UnitView, await s.org.create_unit(actor, body.parent, body.name, code=body.code), status=201)
 
 
-async def move_unit(request: Request) -> JSONResponse:
+@operation({200: UnitView}, body=MoveUnit, errors=(409,), tag="org")
+async def move_unit(request: Request) -> Response:
+    """Move a unit under another parent (``org`` grant over both)."""
     s, actor = await current_actor(request)
     body = await json_body(request, MoveUnit)
-    return ok(_dict(await s.org.move_unit(actor, unit_ref(request.path_params["ref"]), body.parent)))
+    return reply(UnitView, await s.org.move_unit(actor, unit_ref(request.path_params["ref"]), body.parent))
 
 
-async def list_roles(request: Request) -> JSONResponse:
+@operation({200: RoleList}, tag="org")
+async def list_roles(request: Request) -> Response:
+    """The role catalog."""
     s, _ = await current_actor(request)
-    return ok({"roles": [_dict(r) for r in s.org.list_roles()]})
+    return reply(RoleList, {"roles": s.org.list_roles()})
 
 
-async def create_role(request: Request) -> JSONResponse:
+@operation({201: RoleView}, body=NewRole, errors=(409,), tag="org")
+async def create_role(request: Request) -> Response:
+    """Add a role to the catalog (``roles`` grant over the whole tree)."""
     s, actor = await current_actor(request)
-    return ok(_dict(await s.org.create_role(actor, await json_object(request))), status=201)
+    body = await json_body(request, NewRole)
+    return reply(RoleView, await s.org.create_role(actor, body.model_dump()), status=201)
 
 
-async def create_position(request: Request) -> JSONResponse:
+@operation({201: PositionView}, body=NewPosition, errors=(404, 409), tag="org")
+async def create_position(request: Request) -> Response:
+    """Create a position of ``role`` in ``unit`` (``org`` grant over the unit)."""
     s, actor = await current_actor(request)
     body = await json_body(request, NewPosition)
-    return ok(_dict(await s.org.create_position(actor, body.unit, body.role, title=body.title)), status=201)
+    return reply(PositionView, await s.org.create_position(actor, body.unit, body.role, title=body.title), status=201)
 
 
-async def get_position(request: Request) -> JSONResponse:
+@operation({200: PositionView}, tag="org")
+async def get_position(request: Request) -> Response:
+    """A position with its holders, deputies and acting holders."""
     s, actor = await current_actor(request)
-    return ok(_dict(s.org.get_position(actor, int(request.path_params["position_id"]))))
+    return reply(PositionView, s.org.get_position(actor, int(request.path_params["position_id"])))
 
 
-async def position_history(request: Request) -> JSONResponse:
+@operation({200: AssignmentList}, tag="org")
+async def position_history(request: Request) -> Response:
+    """Every assignment of a position, oldest first (within the caller's scopes)."""
     s, actor = await current_actor(request)
     rows = await s.org.history(actor, int(request.path_params["position_id"]))
-    return ok({"assignments": [_assignment(a) for a in rows]})
+    return reply(AssignmentList, {"assignments": rows})
 
 
-async def assign(request: Request) -> JSONResponse:
+@operation({201: AssignmentView}, body=Assign, errors=(409,), tag="org")
+async def assign(request: Request) -> Response:
+    """Assign a person to a position as primary, deputy or acting (``assignments`` grant)."""
     s, actor = await current_actor(request)
     body = await json_body(request, Assign)
     a = await s.org.assign(actor, int(request.path_params["position_id"]), body.person_id, kind=body.kind)
-    return ok(_assignment(a), status=201)
+    return reply(AssignmentView, a, status=201)
 
 
-async def end_assignment(request: Request) -> JSONResponse:
+@operation({200: AssignmentView}, errors=(409,), tag="org")
+async def end_assignment(request: Request) -> Response:
+    """End an assignment (``assignments`` grant)."""
     s, actor = await current_actor(request)
-    return ok(_assignment(await s.org.end_assignment(actor, int(request.path_params["assignment_id"]))))
+    return reply(AssignmentView, await s.org.end_assignment(actor, int(request.path_params["assignment_id"])))
 
 
-async def handover(request: Request) -> JSONResponse:
+@operation({200: Handed}, body=Handover, errors=(409,), tag="org")
+async def handover(request: Request) -> Response:
     """Hand a position to another person; its unread notices follow it."""
     s, actor = await current_actor(request)
     body = await json_body(request, Handover)
@@ -145,70 +207,63 @@ async def handover(request: Request) -> JSONResponse:
     for old in before:
         if old != body.person_id:
             moved += await s.notices.transfer_unread(pid, old, body.person_id)
-    return ok({**_assignment(a), "previous_holders": list(before), "unread_notices_moved": moved})
+    return reply(Handed, {**AssignmentView.model_validate(a, from_attributes=True).model_dump(),
+                          "previous_holders": list(before), "unread_notices_moved": moved})  # fmt: skip
 
 
-async def search(request: Request) -> JSONResponse:
+@operation({200: DirectoryPage}, query=SearchQuery, tag="org")
+async def search(request: Request) -> Response:
     """找岗位: positions by role, unit (also pinyin / initials) or holder name."""
     s, actor = await current_actor(request)
-    q = str_param(request, "q", max_len=100)
-    if not q:
-        raise BadRequest("q is required", data={"field": "q"})
-    page = await s.org.search(
-        actor, q, offset=int_param(request, "offset", 0, 0, 10**6), limit=int_param(request, "limit", 20, 1, 100)
-    )
-    return ok(_dict(page))
+    q = query(request, SearchQuery)
+    return reply(DirectoryPage, await s.org.search(actor, q.q, offset=q.offset, limit=q.limit))
 
 
-async def preview(request: Request) -> JSONResponse:
+@operation({200: Preview}, body=SelectorRequest, errors=(404,), tag="org")
+async def preview(request: Request) -> Response:
     """What a selector reaches, per child unit and per level, before anything is sent."""
     s, actor = await current_actor(request)
     body = await json_body(request, SelectorRequest)
     sel = parse_selector(body.selector)
-    return ok(_dict(s.org.preview(actor, body.as_position, sel, under=body.under)))
+    return reply(Preview, s.org.preview(actor, body.as_position, sel, under=body.under))
 
 
-async def resolve(request: Request) -> JSONResponse:
+@operation({200: Resolved}, body=SelectorRequest, query=ResolveQuery, errors=(404,), tag="org")
+async def resolve(request: Request) -> Response:
     """The positions and current holders a selector reaches (paged by person)."""
     s, actor = await current_actor(request)
     body = await json_body(request, SelectorRequest)
-    offset = int_param(request, "offset", 0, 0, 10**8)
-    limit = int_param(request, "limit", 200, 1, MAX_RESOLVE_PAGE)
+    q = query(request, ResolveQuery)
+    offset, limit = q.offset, q.limit
     aud = s.org.resolve(actor, body.as_position, parse_selector(body.selector))
     people = sorted(aud.by_person.items())
-    return ok(
+    return reply(
+        Resolved,
         {
             "version": aud.version,
             "positions": len(aud.positions),
             "persons": len(people),
             "receivers": [{"person_id": p, "via_positions": list(v)} for p, v in people[offset : offset + limit]],
-            "fallbacks": [asdict(f) for f in aud.fallbacks[:100]],
+            "fallbacks": aud.fallbacks[:100],
             "offset": offset,
-        }
+        },
     )
 
 
-async def my_positions(request: Request) -> JSONResponse:
+@operation({200: MyPositions}, tag="org")
+async def my_positions(request: Request) -> Response:
+    """The caller's positions and admin grants."""
     s, actor = await current_actor(request)
-    views = []
-    for pid in actor.position_ids:
-        v = s.org.get_position(actor, pid)
-        views.append(_dict(v))
+    views = [s.org.get_position(actor, pid) for pid in actor.position_ids]
     grants = [g.to_dict(s.org.index) for g in actor.grants]
-    return ok({"person_id": actor.person_id, "positions": views, "grants": grants})
+    return reply(MyPositions, {"person_id": actor.person_id, "positions": views, "grants": grants})
 
 
-async def stats(request: Request) -> JSONResponse:
+@operation({200: OrgStats}, tag="org")
+async def stats(request: Request) -> Response:
+    """Units per level and the numbers of positions, assignments and persons."""
     s, _ = await current_actor(request)
-    return ok(await s.org.stats())
-
-
-def _assignment(a: Any) -> dict[str, Any]:
-    d = asdict(a)
-    for k in ("start_at", "end_at"):
-        if d.get(k) is not None:
-            d[k] = d[k].isoformat().replace("+00:00", "Z")
-    return d
+    return reply(OrgStats, await s.org.stats())
 
 
 routes = [
@@ -230,14 +285,3 @@ routes = [
     Route("/api/v1/org/stats", stats, methods=["GET"]),
     Route("/api/v1/me/positions", my_positions, methods=["GET"]),
 ]
-
-#: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {
-    create_unit: NewUnit,
-    move_unit: MoveUnit,
-    create_position: NewPosition,
-    assign: Assign,
-    handover: Handover,
-    preview: SelectorRequest,
-    resolve: SelectorRequest,
-}

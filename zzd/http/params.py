@@ -1,35 +1,11 @@
-"""Query-string parameters, validated with the same error body as JSON fields."""
+"""A unit named in a URL (path or query string): its code or ``#id``."""
 
 from __future__ import annotations
-
-from starlette.requests import Request
 
 from kernel.errors import BadRequest
 from kernel.numbers import MAX_ID, parse_uint
 
-__all__ = ["int_param", "opt_int_param", "str_param", "unit_ref"]
-
-
-def int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    value = opt_int_param(request, name, lo, hi)
-    return default if value is None else value
-
-
-def opt_int_param(request: Request, name: str, lo: int, hi: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    value = parse_uint(raw, lo, hi)
-    if value is None:
-        raise BadRequest(f"{name} must be an integer from {lo} to {hi}", data={"field": name})
-    return value
-
-
-def str_param(request: Request, name: str, *, max_len: int = 200) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is not None and (len(raw) > max_len or "\x00" in raw):
-        raise BadRequest(f"{name} is too long or contains NUL", data={"field": name})
-    return raw
+__all__ = ["unit_ref"]
 
 
 def unit_ref(raw: str) -> int | str:

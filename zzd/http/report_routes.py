@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from messaging.tasks.reports import Filing
-from zzd.http.common import authenticate, json_body, ok, services_of
+from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.contract import operation, reply
+from zzd.http.schemas.tasks import ReportView
 
-__all__ = ["bodies", "routes"]
+__all__ = ["routes"]
 
 Id = Annotated[int, Field(ge=1, le=2**53)]
 
@@ -43,26 +44,26 @@ class NewReport(_Body):
     beyond_capacity: bool = False
 
 
-async def file_report(request: Request) -> JSONResponse:
+@operation({200: ReportView, 201: ReportView}, body=NewReport, errors=(404, 429), tag="tasks")
+async def file_report(request: Request) -> Response:
     """File a report: acknowledged after the report and its task commit (201; 200 for a retry)."""
     s = services_of(request)
     claims = await authenticate(request)
     b = await json_body(request, NewReport)
     filing = Filing(b.client_msg_id, b.category, b.text, b.location.lat, b.location.lon, b.photos, b.beyond_capacity)
     report, duplicate = await s.reports.file(claims.person_id, b.as_position, filing)
-    return ok(report, status=200 if duplicate else 201)
+    return reply(ReportView, report, status=200 if duplicate else 201)
 
 
-async def get_report(request: Request) -> JSONResponse:
+@operation({200: ReportView}, tag="tasks")
+async def get_report(request: Request) -> Response:
+    """A report, for its reporter and everyone involved in its task."""
     s = services_of(request)
     claims = await authenticate(request)
-    return ok(await s.reports.get(claims.person_id, int(request.path_params["report_id"])))
+    return reply(ReportView, await s.reports.get(claims.person_id, int(request.path_params["report_id"])))
 
 
 routes = [
     Route("/api/v1/reports", file_report, methods=["POST"]),
     Route("/api/v1/reports/{report_id:int}", get_report, methods=["GET"]),
 ]
-
-#: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {file_report: NewReport}

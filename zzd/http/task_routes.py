@@ -6,13 +6,12 @@ Each transition names the task ``version`` the client saw; a stale one is a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel.audit import AuditEntry
@@ -24,10 +23,12 @@ from org_tree.grants import Perm
 from org_tree.jurisdiction import access_unit
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor
-from zzd.http.common import authenticate, json_body, json_object, ok, services_of
-from zzd.http.params import int_param, str_param, unit_ref
+from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.params import unit_ref
+from zzd.http.schemas.tasks import CategoryList, CategoryView, TaskDetail, TaskList, TaskStats, TaskView
 
-__all__ = ["bodies", "routes"]
+__all__ = ["routes"]
 
 Id = Annotated[int, Field(ge=1, le=2**53)]
 Digest = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -70,7 +71,36 @@ class TaskAction(_Body):
     to_position: Id | None = None
 
 
-async def create(request: Request) -> JSONResponse:
+class CategoryBody(_Body):
+    """A category's rules (the key is the URL's; a ``key`` in the body must match it)."""
+
+    key: CategoryKey | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    accept_within: Annotated[int, Field(ge=1, le=365 * 86400, description="seconds to accept")]
+    resolve_within: Annotated[int, Field(ge=1, le=365 * 86400, description="seconds to resolve once accepted")]
+    escalation: Literal["same_role_up", "head_above"]
+    ding: bool = False
+    route_role: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    route_level: Literal["province", "city", "county", "township", "village", "grid"] | None = None
+    max_escalations: Annotated[int, Field(ge=0, le=10)] = 5
+
+
+class ListQuery(QueryModel):
+    side: Literal["owner", "creator"] = Field("owner", description="owner: owned or offered; creator: created")
+    state: Literal["created", "accepted", "in_progress", "resolved", "verified", "closed", "cancelled"] | None = None
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+
+
+class StatsQuery(QueryModel):
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(description="unit code or #id")
+    category: CategoryKey | None = None
+    since: Annotated[str, StringConstraints(max_length=40)] | None = Field(
+        None, description="ISO 8601 with a time zone: only tasks created since"
+    )
+
+
+@operation({201: TaskList}, body=NewTasks, errors=(404, 429), tag="tasks")
+async def create(request: Request) -> Response:
     """Tasks to the positions a selector names; acknowledged after they commit."""
     s = services_of(request)
     claims = await authenticate(request)
@@ -79,10 +109,11 @@ async def create(request: Request) -> JSONResponse:
         claims.person_id, b.as_position, selector=parse_selector(b.selector), shared=b.shared,
         category=b.category, title=b.title, body=b.body, client_msg_id=b.client_msg_id, attachments=b.attachments,
     )  # fmt: skip
-    return ok({"tasks": [t.summary() for t in made]}, status=201)
+    return reply(TaskList, {"tasks": [t.summary() for t in made]}, status=201)
 
 
-async def from_notice(request: Request) -> JSONResponse:
+@operation({201: TaskList}, body=NoticeTasks, errors=(409,), tag="tasks")
+async def from_notice(request: Request) -> Response:
     """Tasks for every position a notice addressed (the notice's sender side only)."""
     s = services_of(request)
     claims = await authenticate(request)
@@ -91,15 +122,19 @@ async def from_notice(request: Request) -> JSONResponse:
         claims.person_id, int(request.path_params["notice_id"]), category=b.category,
         client_msg_id=b.client_msg_id, title=b.title, shared=b.shared,
     )  # fmt: skip
-    return ok({"tasks": [t.summary() for t in made]}, status=201)
+    return reply(TaskList, {"tasks": [t.summary() for t in made]}, status=201)
 
 
-async def get(request: Request) -> JSONResponse:
+@operation({200: TaskDetail}, tag="tasks")
+async def get(request: Request) -> Response:
+    """A task with its body and full history (involved persons, and auditors over the owner's unit)."""
     s, actor = await current_actor(request)
-    return ok(await s.tasks.get(actor.person_id, int(request.path_params["task_id"]), overseer=actor))
+    return reply(TaskDetail, await s.tasks.get(actor.person_id, int(request.path_params["task_id"]), overseer=actor))
 
 
-async def act(request: Request) -> JSONResponse:
+@operation({200: TaskView}, body=TaskAction, errors=(409,), tag="tasks")
+async def act(request: Request) -> Response:
+    """Move a task on (accept, start, resolve, verify, close, return, reject, reassign, cancel, comment)."""
     s = services_of(request)
     claims = await authenticate(request)
     b = await json_body(request, TaskAction)
@@ -109,28 +144,26 @@ async def act(request: Request) -> JSONResponse:
         claims.person_id, b.as_position, int(request.path_params["task_id"]), action, b.version,
         comment=b.comment, attachments=b.attachments, to_position=b.to_position,
     )  # fmt: skip
-    return ok(t.summary())
+    return reply(TaskView, t.summary())
 
 
-async def list_tasks(request: Request) -> JSONResponse:
+@operation({200: TaskList}, query=ListQuery, tag="tasks")
+async def list_tasks(request: Request) -> Response:
     """Tasks the caller's positions own or are offered (``side=owner``), or created (``side=creator``)."""
     s, actor = await current_actor(request)
-    side = str_param(request, "side", max_len=8) or "owner"
-    state = str_param(request, "state", max_len=16)
-    limit = int_param(request, "limit", 50, 1, 200)
-    return ok({"tasks": await s.tasks.list_for(actor.position_ids, side=side, state=state, limit=limit)})
+    q = query(request, ListQuery)
+    found = await s.tasks.list_for(actor.position_ids, side=q.side, state=q.state, limit=q.limit)
+    return reply(TaskList, {"tasks": found})
 
 
-async def stats(request: Request) -> JSONResponse:
+@operation({200: TaskStats}, query=StatsQuery, errors=(404,), tag="tasks")
+async def stats(request: Request) -> Response:
     """p50/p90 seconds to accept, resolve and close under ``unit`` (per category and child unit)."""
     s, actor = await current_actor(request)
-    raw = str_param(request, "unit", max_len=32)
-    if not raw:
-        raise BadRequest("unit is required", data={"field": "unit"})
+    q = query(request, StatsQuery)
     index = s.org_index.index
-    u = access_unit(index, actor, unit_ref(raw), private=True)
-    category = str_param(request, "category", max_len=32)
-    since_raw = str_param(request, "since", max_len=40)
+    u = access_unit(index, actor, unit_ref(q.unit), private=True)
+    category, since_raw = q.category, q.since
     since = None
     if since_raw:
         try:
@@ -140,28 +173,31 @@ async def stats(request: Request) -> JSONResponse:
         if since.tzinfo is None:
             raise BadRequest("since must carry a time zone", data={"field": "since"})
     async with s.db.read() as conn:
-        return ok(await unit_stats(conn, index, u, category=category, since=since))
+        return reply(TaskStats, await unit_stats(conn, index, u, category=category, since=since))
 
 
-async def list_categories(request: Request) -> JSONResponse:
+@operation({200: CategoryList}, tag="tasks")
+async def list_categories(request: Request) -> Response:
+    """Task categories with their deadlines, escalation and routing."""
     s = services_of(request)
     await authenticate(request)
-    return ok({"categories": [c.to_dict() for c in await s.tasks.categories()]})
+    return reply(CategoryList, {"categories": await s.tasks.categories()})
 
 
-async def put_category(request: Request) -> JSONResponse:
+@operation({200: CategoryView}, body=CategoryBody, errors=(404,), tag="tasks")
+async def put_category(request: Request) -> Response:
     """Create or replace a category's deadlines, escalation and routing (``settings`` grant, whole tree)."""
     s, actor = await current_actor(request)
     key = str(request.path_params["key"])
     await s.org.authorize(actor, Perm.SETTINGS, None, "settings.category_put", key=key[:64])
-    raw = await json_object(request)
+    raw = (await json_body(request, CategoryBody)).model_dump(exclude_unset=True)
     if raw.get("key", key) != key:
         raise BadRequest("the body's key differs from the URL's", data={"field": "key"})
     cat = validate_category({**raw, "key": key})
     if cat.route_role is not None:
         s.org_index.index.role_id(cat.route_role)  # NotFound for a role the tree does not know
     entry = AuditEntry("settings.category_put", actor.person_id, detail={"key": key, "category": cat.to_dict()})
-    return ok((await s.tasks.put_category(cat, entry)).to_dict())
+    return reply(CategoryView, await s.tasks.put_category(cat, entry))
 
 
 routes = [
@@ -174,6 +210,3 @@ routes = [
     Route("/api/v1/tasks/{task_id:int}/actions", act, methods=["POST"]),
     Route("/api/v1/notices/{notice_id:int}/tasks", from_notice, methods=["POST"]),
 ]
-
-#: Request body models, for the OpenAPI document.
-bodies: dict[Callable[..., Any], type[BaseModel]] = {create: NewTasks, from_notice: NoticeTasks, act: TaskAction}

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from kernel.errors import BadRequest, RateLimited
 from kernel.numbers import parse_uint
 from messaging.attachments.errors import IncompleteUpload, LengthRequired, UnsupportedType
-from zzd.http.common import authenticate, ok, services_of
+from zzd.http.common import authenticate, services_of
+from zzd.http.contract import WireModel, operation, reply
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,42 @@ __all__ = ["SHA256_HEADER", "routes"]
 
 #: Header carrying the lower-case hex SHA-256 of the body (required).
 SHA256_HEADER = "X-Content-SHA256"
+
+
+class Uploaded(WireModel):
+    digest: str
+    size: int
+    content_type: str
+
+
+_UPLOAD_DOC = {
+    "parameters": [
+        {
+            "name": SHA256_HEADER,
+            "in": "header",
+            "required": True,
+            "description": "lower-case hex SHA-256 of the body",
+            "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        }
+    ],
+    "requestBody": {
+        "required": True,
+        "description": "the image bytes; Content-Length required; JPEG, PNG, WebP or HEIC by content",
+        "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    "responses": {"200": {"description": "you had already uploaded these bytes"}},
+}
+_DOWNLOAD_DOC = {
+    "parameters": [
+        {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 200}}
+    ],
+    "responses": {
+        "200": {
+            "description": "the file, with its stored Content-Type, ETag and Cache-Control: private, immutable",
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+}
 
 
 def _content_length(request: Request) -> int:
@@ -36,7 +73,8 @@ def _content_length(request: Request) -> int:
     return int(raw)
 
 
-async def upload(request: Request) -> JSONResponse:
+@operation({200: Uploaded, 201: Uploaded}, errors=(400, 411, 413, 415, 429), extra=_UPLOAD_DOC, tag="uploads")
+async def upload(request: Request) -> Response:
     """Upload one photo: the image bytes as the body, its SHA-256 (hex) in X-Content-SHA256.
 
     201 with ``{digest, size, content_type}``; 200 when you had already
@@ -57,9 +95,10 @@ async def upload(request: Request) -> JSONResponse:
         # Nothing was stored (the store discards the temp file); the client is gone.
         logger.info("upload by person %s cut off by the client", claims.person_id)
         raise IncompleteUpload("the connection closed before the whole file arrived") from None
-    return ok(res.to_dict(), status=201 if res.created else 200)
+    return reply(Uploaded, res.to_dict(), status=201 if res.created else 200)
 
 
+@operation({200: None, 304: None}, extra=_DOWNLOAD_DOC, tag="uploads")
 async def download(request: Request) -> Response:
     """Download a file you uploaded or that is attached to something you can see."""
     s = services_of(request)
@@ -78,33 +117,6 @@ async def download(request: Request) -> Response:
     headers["Content-Length"] = str(dl.size)
     return StreamingResponse(dl.reader.chunks(), media_type=dl.content_type, headers=headers)
 
-
-upload.openapi_extra = {  # type: ignore[attr-defined]
-    "post": {
-        "parameters": [
-            {
-                "name": SHA256_HEADER,
-                "in": "header",
-                "required": True,
-                "description": "lower-case hex SHA-256 of the body",
-                "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
-            }
-        ],
-        "requestBody": {
-            "required": True,
-            "description": "the image bytes; Content-Length required; JPEG, PNG, WebP or HEIC by content",
-            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
-        },
-        "responses": {
-            "200": {"description": "you had already uploaded these bytes"},
-            "201": {"description": "stored: {digest, size, content_type}"},
-            "default": {
-                "description": "error (400 checksum_mismatch/bad_request, 411, 413, 415)",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-        },
-    }
-}
 
 routes = [
     Route("/api/v1/uploads", upload, methods=["POST"]),

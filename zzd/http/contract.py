@@ -1,0 +1,194 @@
+"""One declaration per REST operation: what it reads, what it answers, which errors it documents.
+
+An endpoint is decorated with :func:`operation`; the same models then parse
+its query string (:func:`query`) and body (``common.json_body``), shape its
+answer (:func:`reply`) and write ``/openapi.json`` (``zzd.http.openapi``).
+Nothing about the wire is said twice, so the document cannot drift from the
+code, and ``tests/contract/test_openapi_complete.py`` fails for a route that
+declares nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from starlette.requests import Request
+from starlette.responses import Response
+
+from kernel.errors import BadRequest
+
+__all__ = [
+    "ERRORS",
+    "Op",
+    "PATH_PARAMS",
+    "QueryModel",
+    "Timestamp",
+    "WireModel",
+    "operation",
+    "operation_of",
+    "query",
+    "reply",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+Q = TypeVar("Q", bound="QueryModel")
+
+#: Error statuses and the codes each can carry (docs/protocol.md lists them all).
+ERRORS: dict[int, str] = {
+    400: "bad_request, invalid_body, invalid_json, invalid_text, invalid_location, unknown_category, "
+    "unknown_attachment",
+    401: "unauthorized, token_expired, invalid_grant",
+    403: "forbidden, out_of_scope, no_grant (also: the session was revoked)",
+    404: "not_found (missing, or not visible to the caller: the same answer)",
+    405: "method_not_allowed",
+    409: "conflict, stale_version, invalid_transition, already_exists",
+    411: "length_required",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited (see Retry-After)",
+    503: "unavailable (retryable; see Retry-After)",
+}
+
+
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+#: Path parameters that are not integers, by name: what they hold.
+PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "unit": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 32,
+        "description": "a unit's code (330802) or #id (#17)",
+        "examples": ["330802"],
+    },
+    "ref": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 32,
+        "description": "a unit's code (330802) or #id (#17)",
+        "examples": ["330802"],
+    },
+    "digest": {
+        "type": "string",
+        "pattern": "^[0-9a-f]{64}$",
+        "description": "lower-case hex SHA-256 of the file, as the upload answered",
+    },
+    "key": {
+        "type": "string",
+        "pattern": "^[a-z][a-z0-9_]{0,31}$",
+        "description": "task category key",
+        "examples": ["flood"],
+    },
+}
+
+
+#: An instant as ISO 8601 in UTC (``2026-12-02T08:30:00Z``).
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+def _is_int(annotation: object) -> bool:
+    return annotation is int or (get_origin(annotation) is Annotated and get_args(annotation)[0] is int)
+
+
+class WireModel(BaseModel):
+    """A response or event shape: every field named, nothing extra slips out unnoticed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class QueryModel(BaseModel):
+    """A query string: strings converted to the field types, unknown names ignored.
+
+    Integers are ASCII digits only (no sign, space, underscore or other
+    scripts' digits, which ``int()`` would accept), and bounded by the field.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _ascii_digits(cls, value: object, info: ValidationInfo) -> object:
+        annotation = cls.model_fields[str(info.field_name)].annotation
+        wants_int = annotation is int or (
+            get_origin(annotation) in (Union, UnionType) and any(_is_int(a) for a in get_args(annotation))
+        )
+        if wants_int and isinstance(value, str) and _DIGITS.fullmatch(value) is None:
+            raise ValueError("must be a whole number written in ASCII digits")
+        return value
+
+
+@dataclass(frozen=True)
+class Op:
+    """What one endpoint declares (read by the OpenAPI builder and the completeness test)."""
+
+    responses: Mapping[int, type[BaseModel] | None]
+    body: type[BaseModel] | None = None
+    query: type[QueryModel] | None = None
+    errors: tuple[int, ...] = ()
+    public: bool = False
+    #: Free-form OpenAPI additions (raw uploads, binary downloads).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+def operation(
+    responses: Mapping[int, type[BaseModel] | None],
+    *,
+    body: type[BaseModel] | None = None,
+    query: type[QueryModel] | None = None,
+    errors: tuple[int, ...] = (),
+    public: bool = False,
+    extra: Mapping[str, Any] | None = None,
+    tag: str | None = None,
+) -> Callable[[F], F]:
+    """Declare an endpoint's contract; ``responses`` maps each success status to its body model."""
+
+    def mark(fn: F) -> F:
+        fn.__zzd_op__ = Op(  # type: ignore[attr-defined]
+            responses=responses,
+            body=body,
+            query=query,
+            errors=errors,
+            public=public,
+            extra=extra or {},
+            tags=(tag,) if tag else (),
+        )
+        return fn
+
+    return mark
+
+
+def operation_of(endpoint: Callable[..., Any]) -> Op | None:
+    return getattr(endpoint, "__zzd_op__", None)
+
+
+def query(request: Request, model: type[Q]) -> Q:
+    """The query string validated against ``model`` (400 naming the first bad parameter)."""
+    raw = {k: v for k, v in request.query_params.items() if k in model.model_fields}
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        name = str(first["loc"][0]) if first["loc"] else "query"
+        raise BadRequest(f"{name}: {first['msg']}", data={"field": name}) from exc
+
+
+def reply(model: type[BaseModel], data: Any, status: int = 200) -> Response:
+    """Shape ``data`` (a dict, dataclass or model) as ``model`` and answer it as JSON.
+
+    Validating what leaves makes the model the producer's contract, not only
+    the document's: a field the model does not name fails here (in the tests)
+    instead of reaching a client undocumented.
+    """
+    if isinstance(data, model):
+        value = data
+    else:
+        # Domain results that name their own wire form (``to_dict``) are read through it.
+        to_dict = getattr(data, "to_dict", None)
+        value = model.model_validate(to_dict() if callable(to_dict) else data, from_attributes=True)
+    return Response(value.__pydantic_serializer__.to_json(value), status_code=status, media_type="application/json")

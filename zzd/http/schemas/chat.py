@@ -1,0 +1,177 @@
+"""Answers of direct chat, conversations, groups, history, the inbox and ``/api/v1/sync``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from zzd.http.contract import WireModel
+
+__all__ = [
+    "EventPage",
+    "GroupView",
+    "History",
+    "Inbox",
+    "MessageChanged",
+    "MessageView",
+    "Muted",
+    "Posted",
+    "ReadBy",
+    "ReadMarker",
+]
+
+ConversationKind = Literal["direct", "group", "position", "unit"]
+
+
+class Posted(WireModel):
+    """A message stored (201), or the one already stored under this ``client_msg_id`` (200)."""
+
+    message_id: int
+    conversation_id: int
+    created_at: datetime
+    duplicate: bool = Field(description="true: a retry; nothing new was written")
+    seq: int | None = Field(description="the sender's event sequence number for it (null on a duplicate)")
+
+
+class Sender(WireModel):
+    id: int
+    name: str
+    position_id: int | None
+
+
+class ReplyRef(WireModel):
+    id: int
+    snippet: str
+
+
+class Mentions(WireModel):
+    persons: list[int]
+    positions: list[int]
+
+
+class MessageView(WireModel):
+    """A stored message as history and the ``message.new`` event carry it (recalled: no body)."""
+
+    id: int
+    conversation_id: int
+    conversation_kind: ConversationKind
+    kind: Literal["text", "system"]
+    sender: Sender
+    client_msg_id: str
+    body: str
+    created_at: datetime
+    reply_to: ReplyRef | None
+    mentions: Mentions
+    attachments: list[Any]
+    edited_at: datetime | None
+    recalled_at: datetime | None
+
+
+class History(WireModel):
+    conversation_id: int
+    messages: list[MessageView] = Field(description="newest first")
+    next_before: int | None = Field(description="pass as before= for the next (older) page")
+
+
+class LastMessage(WireModel):
+    id: int
+    sender: ReplyRefSender
+    kind: Literal["text", "system"]
+    snippet: str
+    created_at: datetime
+    recalled: bool
+
+
+class ReplyRefSender(WireModel):
+    id: int
+    name: str
+
+
+LastMessage.model_rebuild()
+
+
+class InboxItem(WireModel):
+    id: int
+    kind: ConversationKind
+    title: str | None
+    last_message_id: int | None
+    last_read_message_id: int
+    muted: bool
+    via_position_id: int | None = Field(description="position threads: the caller's position in it")
+    unread: int
+    last_message: LastMessage | None
+    peer_id: int | None = Field(default=None, description="direct chats: the other person")
+    position_id: int | None = Field(default=None, description="position threads: the addressed position")
+    peer_position_id: int | None = None
+    peer_person_id: int | None = None
+    unit_id: int | None = Field(default=None, description="unit groups: the unit")
+
+
+class PositionUnread(WireModel):
+    position_id: int
+    unread_on_page: int
+
+
+class Inbox(WireModel):
+    conversations: list[InboxItem]
+    positions: list[PositionUnread] = Field(description="unread counts of this page per held position")
+    next_cursor: str | None = Field(description="pass as cursor= for the next page")
+
+
+class StoredEvent(WireModel):
+    seq: int
+    kind: str = Field(description="event kind (docs/events.md; AsyncAPI at /asyncapi.json)")
+    data: dict[str, Any]
+
+
+class EventPage(WireModel):
+    epoch: str
+    events: list[StoredEvent]
+    next_since: int
+    limited: bool = Field(description="true: more events wait; ask again with since=next_since")
+    last_seq: int
+
+
+class MessageChanged(WireModel):
+    """An edit (``edited_at`` and ``body``) or a recall (``recalled_at``)."""
+
+    message_id: int
+    conversation_id: int
+    edited_at: datetime | None = None
+    body: str | None = None
+    recalled_at: datetime | None = None
+
+
+class ReadMarker(WireModel):
+    conversation_id: int
+    last_read_message_id: int
+
+
+class ReadBy(WireModel):
+    message_id: int
+    read: list[int] = Field(description="person ids who have read it (sender excluded)")
+    unread: list[int]
+
+
+class Muted(WireModel):
+    conversation_id: int
+    muted: bool
+
+
+class Member(WireModel):
+    person_id: int
+    role: Literal["owner", "admin"] | None
+    derived: bool = Field(description="true: a member through a position, not by name")
+
+
+class GroupView(WireModel):
+    id: int
+    kind: Literal["group", "unit"]
+    title: str
+    owner_id: int | None
+    members: list[Member]
+    position_ids: list[int]
+    unit_id: int | None = None
+    depth: int | None = None

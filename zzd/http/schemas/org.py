@@ -1,0 +1,162 @@
+"""Answers of ``/api/v1/org`` and ``/api/v1/me/positions`` (units, roles, positions, assignments, search)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from zzd.http.contract import WireModel
+from zzd.http.schemas.admin import GrantView
+
+__all__ = [
+    "AssignmentList",
+    "AssignmentView",
+    "Children",
+    "DirectoryPage",
+    "Handed",
+    "MyPositions",
+    "OrgStats",
+    "PositionView",
+    "Preview",
+    "Resolved",
+    "RoleList",
+    "RoleView",
+    "UnitView",
+]
+
+LevelName = Literal["province", "city", "county", "township", "village", "grid"]
+
+
+class UnitView(WireModel):
+    id: int
+    code: str
+    name: str
+    level: LevelName
+    parent_id: int | None
+    path: list[str] = Field(description="names from the province down to this unit")
+    children: int = Field(description="number of child units")
+    position_ids: list[int]
+
+
+class Children(WireModel):
+    units: list[UnitView]
+    offset: int
+
+
+class RoleView(WireModel):
+    id: int
+    key: str
+    name: str
+    levels: list[int] = Field(description="levels the role exists at (1 province … 6 grid)")
+    jurisdiction: Literal["subtree", "chain", "unit", "none"]
+    is_head: bool
+    pool: bool
+
+
+class RoleList(WireModel):
+    roles: list[RoleView]
+
+
+class PositionView(WireModel):
+    id: int
+    role_key: str
+    role: str
+    unit_id: int
+    unit_path: list[str]
+    pool: bool = Field(description="a pool position: any holder may take work offered to it")
+    holders: list[int] = Field(description="primary holders' person ids (empty: vacant)")
+    alternates: list[Annotated[list[int | Literal["deputy", "acting"]], Field(min_length=2, max_length=2)]] = Field(
+        description='[person id, "deputy" | "acting"] pairs'
+    )
+
+
+class AssignmentView(WireModel):
+    id: int
+    person_id: int
+    position_id: int
+    kind: Literal["primary", "deputy", "acting"]
+    start_at: datetime
+    end_at: datetime | None
+
+
+class AssignmentList(WireModel):
+    assignments: list[AssignmentView] = Field(description="oldest first")
+
+
+class Handed(AssignmentView):
+    previous_holders: list[int]
+    unread_notices_moved: int = Field(description="unread notice receipts that passed to the new holder")
+
+
+class DirectoryHit(WireModel):
+    position_id: int
+    role: str
+    unit_id: int
+    unit_code: str
+    unit_path: list[str]
+    holders: list[str] = Field(description="names of the current primary holders (empty: vacant)")
+
+
+class DirectoryPage(WireModel):
+    total: int
+    offset: int
+    hits: list[DirectoryHit]
+
+
+class UnitCount(WireModel):
+    unit_id: int
+    code: str
+    name: str
+    positions: int
+    persons: int
+
+
+class Fallback(WireModel):
+    """A vacant addressed position and who stood in (``via_position_id`` null: nobody)."""
+
+    position_id: int
+    reason: Literal["deputy", "acting", "unit_head", "superior", "unfilled"]
+    via_position_id: int | None
+
+
+class Preview(WireModel):
+    version: int = Field(description="org tree version the counts were taken at")
+    positions: int
+    persons: int
+    parent_unit_id: int | None = Field(description="the unit whose children by_child lists")
+    by_child: list[UnitCount] = Field(description="the parent unit itself first when it is addressed directly")
+    by_level: dict[str, Annotated[list[int], Field(min_length=2, max_length=2)]] = Field(
+        description="level name → [positions, persons]"
+    )
+    fallbacks: list[Fallback] = Field(description="at most 100 listed")
+    fallback_count: int
+    unfilled_count: int
+
+
+class Receiver(WireModel):
+    person_id: int
+    via_positions: list[int]
+
+
+class Resolved(WireModel):
+    version: int
+    positions: int
+    persons: int
+    receivers: list[Receiver] = Field(description="one page, ordered by person id")
+    fallbacks: list[Fallback]
+    offset: int
+
+
+class MyPositions(WireModel):
+    person_id: int
+    positions: list[PositionView]
+    grants: list[GrantView]
+
+
+class OrgStats(WireModel):
+    units: dict[str, int] = Field(description="level name → number of units")
+    positions: int
+    assignments: int
+    persons: int
