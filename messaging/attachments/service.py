@@ -37,7 +37,9 @@ from messaging.attachments.schema import attachment_links, attachments
 from messaging.attachments.sniff import SNIFF_BYTES, sniff
 from messaging.attachments.store import BlobReader, BlobStore, is_digest
 from messaging.batching import Batcher
-from messaging.db_errors import with_db_retry
+from messaging.events import EventLog
+from messaging.unit_of_work import Txn, UnitOfWork
+from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +160,8 @@ class AttachmentService:
         self.max_bytes = max_bytes
         self.idle_timeout = idle_timeout
         self._visibility: dict[str, CanSee] = {}
+        # An upload wakes nobody: no per-person event is written for it.
+        self._uow = UnitOfWork(db, EventLog(db), clock, _no_wakeups)
         self._rows: Batcher[_Row, bool] = Batcher(self._record_batch, name="attachment-rows")
 
     # --- uploading ------------------------------------------------------------------
@@ -211,36 +215,35 @@ class AttachmentService:
     async def _record_batch(self, rows: Sequence[_Row]) -> list[bool | BaseException]:
         """The rows of many finished uploads in one transaction (group commit: one fsync for all)."""
 
-        async def txn() -> list[bool | BaseException]:
-            async with self.db.write() as conn:
-                wanted = {(r.digest, r.person_id) for r in rows}
-                had = await conn.execute(
-                    select(attachment_links.c.digest, attachment_links.c.ref_id).where(
-                        attachment_links.c.ref_kind == UPLOADER,
-                        attachment_links.c.digest.in_(sorted({d for d, _ in wanted})),
-                        attachment_links.c.ref_id.in_(sorted({p for _, p in wanted})),
-                    )
+        async def change(tx: Txn) -> list[bool | BaseException]:
+            conn, now = tx.conn, tx.now
+            wanted = {(r.digest, r.person_id) for r in rows}
+            had = await conn.execute(
+                select(attachment_links.c.digest, attachment_links.c.ref_id).where(
+                    attachment_links.c.ref_kind == UPLOADER,
+                    attachment_links.c.digest.in_(sorted({d for d, _ in wanted})),
+                    attachment_links.c.ref_id.in_(sorted({p for _, p in wanted})),
                 )
-                seen = {(d, int(p)) for d, p in had} & wanted
-                now = self.clock.now()
-                files = {r.digest: r for r in rows}
-                await conn.execute(
-                    insert_ignore(conn, attachments, ["digest"]),
-                    [
-                        {
-                            "digest": r.digest,
-                            "size": r.size,
-                            "content_type": r.content_type,
-                            "uploaded_by": r.person_id,
-                            "created_at": now,
-                        }
-                        for r in files.values()
-                    ],
-                )
-                await conn.execute(
-                    insert_ignore(conn, attachment_links, ["digest", "ref_kind", "ref_id"]),
-                    [{"digest": d, "ref_kind": UPLOADER, "ref_id": p} for d, p in wanted],
-                )
+            )
+            seen = {(d, int(p)) for d, p in had} & wanted
+            files = {r.digest: r for r in rows}
+            await conn.execute(
+                insert_ignore(conn, attachments, ["digest"]),
+                [
+                    {
+                        "digest": r.digest,
+                        "size": r.size,
+                        "content_type": r.content_type,
+                        "uploaded_by": r.person_id,
+                        "created_at": now,
+                    }
+                    for r in files.values()
+                ],
+            )
+            await conn.execute(
+                insert_ignore(conn, attachment_links, ["digest", "ref_kind", "ref_id"]),
+                [{"digest": d, "ref_kind": UPLOADER, "ref_id": p} for d, p in wanted],
+            )
             created: list[bool | BaseException] = []
             for r in rows:
                 key = (r.digest, r.person_id)
@@ -248,7 +251,7 @@ class AttachmentService:
                 seen.add(key)  # the same person's second copy in this batch is a repeat
             return created
 
-        return await with_db_retry(txn)
+        return await self._uow.run(change)
 
     async def close(self) -> None:
         """Write the rows of uploads already stored, then stop (graceful shutdown)."""
@@ -357,6 +360,11 @@ class AttachmentService:
             logger.error("attachment %s has a row but no file in the store", digest)
             raise NotFound("no such file")
         return Download(digest, int(row[0]), str(row[1]), reader)
+
+
+def _no_wakeups(groups: list[EventGroup]) -> None:
+    """Attachment writes append no per-person events, so there is never anyone to wake."""
+    logger.error("attachment write produced %d wake-up groups; none were expected", len(groups))
 
 
 async def _links(conn: AsyncConnection, digest: str) -> list[tuple[str, int]]:

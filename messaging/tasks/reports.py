@@ -25,8 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text
-from messaging import outbox
-from messaging.db_errors import with_db_retry
 from messaging.tasks.categories import get_category
 from messaging.tasks.lifecycle import Action
 from messaging.tasks.model import check_digests, iso
@@ -34,7 +32,7 @@ from messaging.tasks.routing import route_report
 from messaging.tasks.schema import reports
 from messaging.tasks.service import TaskService, owner_values
 from messaging.tasks.writer import Change, involved_persons, load_task, write_new_task
-from messaging.wakeup import EventGroup
+from messaging.unit_of_work import Txn
 from org_tree.divisions import Level
 
 logger = logging.getLogger(__name__)
@@ -110,71 +108,63 @@ class ReportService:
         grid_u = index.position_unit(k)
         if index.unit_level(grid_u) != Level.GRID:
             raise Forbidden("reports are filed as a grid-level position", data={"as_position": as_position})
-        groups: list[EventGroup] = []
 
         # A retry is recognised by the report's unique key inside the transaction, not by a read
         # transaction ahead of every filing (that read was 5 of ~30 round trips per report).
-        async def txn() -> tuple[dict[str, Any], bool]:
-            groups.clear()
-            now = t.clock.now()
-            async with t.db.write() as conn:
-                cat = await get_category(conn, f.category)
-                rid = (
-                    await conn.execute(
-                        insert_ignore(conn, reports, ["reporter_person_id", "client_msg_id"])
-                        .values(
-                            reporter_person_id=person_id,
-                            reporter_position_id=as_position,
-                            grid_unit_id=index.unit_id(grid_u),
-                            client_msg_id=f.client_msg_id,
-                            category=cat.key,
-                            text=f.text,
-                            lat_e6=lat_e6,
-                            lon_e6=lon_e6,
-                            beyond_capacity=f.beyond_capacity,
-                            photos=json.dumps(photos),
-                            task_id=None,
-                            created_at=now,
-                        )  # fmt: skip
-                        .returning(reports.c.id)
-                    )
-                ).scalar()
-                if rid is None:  # a retry: the first filing stands (nothing written)
-                    return await _read_report(conn, person_id, f.client_msg_id), True
-                # Routed after the key is taken so that a retry is answered even if its route has gone
-                # since; a refused route rolls the report row back.
-                owner_k, level = route_report(index, cat, grid_u, beyond_capacity=f.beyond_capacity)
-                rid = int(rid)
-                await t.link_attachments(conn, photos, person_id, "report", rid)
-                values = {
-                    "category": cat.key, "title": f"[{cat.name}] {f.text[:60]}", "body": f.text,
-                    "creator_person_id": person_id, "creator_position_id": as_position, "source": "report",
-                    "source_id": rid, "client_msg_id": f"report-{rid}", "pool": "[]", "watchers": "[]",
-                    **owner_values(index, owner_k), "origin_unit_id": index.unit_id(grid_u),
-                    "escalation_level": level, "accept_due_at": now + cat.accept_delta, "resolve_due_at": None,
-                }  # fmt: skip
-                change = Change(
-                    Action.CREATE, person_id, as_position, attachments=photos,
-                    data={"report_id": rid, "beyond_capacity": f.beyond_capacity},
-                )  # fmt: skip
-                task, _ev_id, ev = await write_new_task(conn, index, values, change, now)
-                assert task is not None and ev is not None  # the key is new with the report
-                row = (
-                    await conn.execute(
-                        update(reports).where(reports.c.id == rid).values(task_id=task.id).returning(*reports.c)
-                    )
-                ).one()
-                body = _report_dict(row)
-                await outbox.record(
-                    conn, type="report.filed", aggregate="report", aggregate_id=rid,
-                    payload={**body, "routed_to": task.owner_position_id, "escalation_level": level}, now=now,
-                )  # fmt: skip
-                groups.extend(await t.events.append(conn, [ev], now))
-                return body, False
+        async def change(tx: Txn) -> tuple[dict[str, Any], bool]:
+            conn, now = tx.conn, tx.now
+            cat = await get_category(conn, f.category)
+            rid = (
+                await conn.execute(
+                    insert_ignore(conn, reports, ["reporter_person_id", "client_msg_id"])
+                    .values(
+                        reporter_person_id=person_id,
+                        reporter_position_id=as_position,
+                        grid_unit_id=index.unit_id(grid_u),
+                        client_msg_id=f.client_msg_id,
+                        category=cat.key,
+                        text=f.text,
+                        lat_e6=lat_e6,
+                        lon_e6=lon_e6,
+                        beyond_capacity=f.beyond_capacity,
+                        photos=json.dumps(photos),
+                        task_id=None,
+                        created_at=now,
+                    )  # fmt: skip
+                    .returning(reports.c.id)
+                )
+            ).scalar()
+            if rid is None:  # a retry: the first filing stands (nothing written)
+                return await _read_report(conn, person_id, f.client_msg_id), True
+            # Routed after the key is taken so that a retry is answered even if its route has gone
+            # since; a refused route rolls the report row back.
+            owner_k, level = route_report(index, cat, grid_u, beyond_capacity=f.beyond_capacity)
+            rid = int(rid)
+            await t.link_attachments(conn, photos, person_id, "report", rid)
+            values = {
+                "category": cat.key, "title": f"[{cat.name}] {f.text[:60]}", "body": f.text,
+                "creator_person_id": person_id, "creator_position_id": as_position, "source": "report",
+                "source_id": rid, "client_msg_id": f"report-{rid}", "pool": "[]", "watchers": "[]",
+                **owner_values(index, owner_k), "origin_unit_id": index.unit_id(grid_u),
+                "escalation_level": level, "accept_due_at": now + cat.accept_delta, "resolve_due_at": None,
+            }  # fmt: skip
+            created = Change(
+                Action.CREATE, person_id, as_position, attachments=photos,
+                data={"report_id": rid, "beyond_capacity": f.beyond_capacity},
+            )  # fmt: skip
+            task, _ev_id = await write_new_task(tx, index, values, created)
+            assert task is not None  # the key is new with the report
+            row = (
+                await conn.execute(
+                    update(reports).where(reports.c.id == rid).values(task_id=task.id).returning(*reports.c)
+                )
+            ).one()
+            body = _report_dict(row)
+            filed = {**body, "routed_to": task.owner_position_id, "escalation_level": level}
+            tx.record("report.filed", "report", rid, filed)
+            return body, False
 
-        body, duplicate = await with_db_retry(txn)
-        t.after_commit(groups)
-        return body, duplicate
+        return await t.uow.run(change)
 
     async def get(self, person_id: int, report_id: int) -> dict[str, Any]:
         """A report, for its reporter and everyone involved in its task."""

@@ -22,8 +22,7 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text
-from messaging.db_errors import with_db_retry
-from messaging.events import EventLog, NewEvent
+from messaging.events import EventLog
 from messaging.notices.schema import notice_receipts, notices
 from messaging.ports import IndexProvider, Notify
 from messaging.tasks.categories import Category, get_category, list_categories, load_catalog, put_category
@@ -33,7 +32,7 @@ from messaging.tasks.model import TaskRow, check_digests, check_task_text, iso
 from messaging.tasks.routing import escalation_target
 from messaging.tasks.schema import task_events, tasks
 from messaging.tasks.writer import Change, involved_persons, load_task, write_change, write_new_task
-from messaging.wakeup import EventGroup
+from messaging.unit_of_work import Txn, UnitOfWork
 from org_tree.grants import Perm, holds_grant, unit_path_of
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, check_jurisdiction
@@ -85,9 +84,9 @@ class TaskService:
         observe: Observe | None = None,
     ) -> None:
         self._db = db
-        self._events = events
         self._clock = clock
-        self._notify = notify
+        #: Every write of tasks and reports is one unit of work of this (ReportService shares it).
+        self.uow = UnitOfWork(db, events, clock, notify)
         self._index = index_provider
         self.linker = linker
         self._observe = observe
@@ -97,11 +96,10 @@ class TaskService:
         """Insert the shipped categories the database does not have yet (start-up)."""
         catalog = load_catalog() if cats is None else cats
 
-        async def txn() -> None:
-            async with self._db.write() as conn:
-                await _seed(conn, catalog, self._clock.now())
+        async def change(tx: Txn) -> None:
+            await _seed(tx.conn, catalog, tx.now)
 
-        await with_db_retry(txn)
+        await self.uow.run(change)
 
     async def categories(self) -> list[Category]:
         async with self._db.read() as conn:
@@ -110,27 +108,18 @@ class TaskService:
     async def put_category(self, cat: Category, audit: AuditEntry | None = None) -> Category:
         """Create or replace a category (administrators only; the route checks that), audited in the same commit."""
 
-        async def txn() -> None:
-            async with self._db.write() as conn:
-                await put_category(conn, cat, self._clock.now())
-                if audit is not None:
-                    await record(conn, audit, self._clock.now())
+        async def change(tx: Txn) -> None:
+            await put_category(tx.conn, cat, tx.now)
+            if audit is not None:
+                await record(tx.conn, audit, tx.now)
 
-        await with_db_retry(txn)
+        await self.uow.run(change)
         return cat
 
     # ------------------------------------------- shared with ReportService
     @property
     def db(self) -> Database:
         return self._db
-
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    @property
-    def events(self) -> EventLog:
-        return self._events
 
     def index(self) -> OrgIndex:
         """This process's current org index."""
@@ -143,11 +132,6 @@ class TaskService:
         """Record that the ref uses these uploads, inside the caller's transaction (no-op without a linker)."""
         if digests and self.linker is not None:
             await self.linker.link(conn, digests, person_id=person_id, ref_kind=kind, ref_id=ref)
-
-    def after_commit(self, groups: list[EventGroup]) -> None:
-        """Wake the recipients of a committed transaction's events."""
-        if groups:
-            self._notify(groups)
 
     def _measure(self, t: TaskRow, action: Action) -> None:
         if self._observe is None:
@@ -215,43 +199,34 @@ class TaskService:
         *,
         selector: str | None = None,
     ) -> list[TaskRow]:
-        groups: list[EventGroup] = []
-
-        async def txn() -> list[TaskRow]:
-            groups.clear()
-            now = self._clock.now()
+        async def change(tx: Txn) -> list[TaskRow]:
+            conn, now = tx.conn, tx.now
             out: list[TaskRow] = []
-            new_events: list[NewEvent] = []
-            async with self._db.write() as conn:
-                cat = await get_category(conn, base["category"])
-                for k in owners:
-                    values = {
-                        **base, **owner_values(index, k), "origin_unit_id": _unit_id(index, k), "watchers": "[]",
-                        "escalation_level": 0, "accept_due_at": now + cat.accept_delta, "resolve_due_at": None,
-                    }  # fmt: skip
-                    change = Change(Action.CREATE, actor_person_id, actor_position_id, attachments=digests)
-                    t, ev_id, ev = await write_new_task(conn, index, values, change, now)
-                    if t is None or ev is None:
-                        continue
-                    await self.link_attachments(conn, digests, actor_person_id, "task_event", ev_id)
-                    out.append(t)
-                    new_events.append(ev)
-                if not out:  # a retry of a request that committed: answer with what it made
-                    rows = await conn.execute(
-                        select(tasks)
-                        .where(tasks.c.creator_person_id == actor_person_id)
-                        .where(tasks.c.client_msg_id == base["client_msg_id"])
-                        .order_by(tasks.c.id)
-                    )
-                    out = [TaskRow.from_row(r) for r in rows]
-                else:
-                    await record(conn, task_audit(index, base, actor_position_id, out, selector), now)
-                groups.extend(await self._events.append(conn, new_events, now))
+            cat = await get_category(conn, base["category"])
+            for k in owners:
+                values = {
+                    **base, **owner_values(index, k), "origin_unit_id": _unit_id(index, k), "watchers": "[]",
+                    "escalation_level": 0, "accept_due_at": now + cat.accept_delta, "resolve_due_at": None,
+                }  # fmt: skip
+                made = Change(Action.CREATE, actor_person_id, actor_position_id, attachments=digests)
+                t, ev_id = await write_new_task(tx, index, values, made)
+                if t is None:
+                    continue
+                await self.link_attachments(conn, digests, actor_person_id, "task_event", ev_id)
+                out.append(t)
+            if not out:  # a retry of a request that committed: answer with what it made
+                rows = await conn.execute(
+                    select(tasks)
+                    .where(tasks.c.creator_person_id == actor_person_id)
+                    .where(tasks.c.client_msg_id == base["client_msg_id"])
+                    .order_by(tasks.c.id)
+                )
+                out = [TaskRow.from_row(r) for r in rows]
+            else:
+                await record(conn, task_audit(index, base, actor_position_id, out, selector), now)
             return out
 
-        made = await with_db_retry(txn)
-        self.after_commit(groups)
-        return made
+        return await self.uow.run(change)
 
     async def create_for_notice(
         self,
@@ -348,33 +323,28 @@ class TaskService:
         if action == Action.REASSIGN and to_position is None:
             raise BadRequest("reassign needs to_position", data={"field": "to_position"})
         index = self._index()
-        groups: list[EventGroup] = []
 
-        async def txn() -> TaskRow:
-            groups.clear()
-            now = self._clock.now()
-            async with self._db.write() as conn:
-                before = await load_task(conn, task_id)
-                if actor_person_id not in involved_persons(index, before):
-                    raise NotFound("no such task", data={"task_id": task_id})
-                if before.version != version:
-                    from messaging.tasks.lifecycle import stale
+        async def change(tx: Txn) -> TaskRow:
+            conn, now = tx.conn, tx.now
+            before = await load_task(conn, task_id)
+            if actor_person_id not in involved_persons(index, before):
+                raise NotFound("no such task", data={"task_id": task_id})
+            if before.version != version:
+                from messaging.tasks.lifecycle import stale
 
-                    raise stale(task_id, version, before.version)
-                step = decide(State(before.state), action, self._sides(index, actor_person_id, as_position, before))
-                cat = await get_category(conn, before.category)
-                values, change = self._plan(index, before, cat, step.action, as_position, to_position, now)
-                change.actor_person_id, change.actor_position_id = actor_person_id, as_position
-                change.comment, change.attachments = comment, digests
-                after, ev_id, ev = await write_change(
-                    conn, index, before, version, step.to_state, change, now, set_values=values, category=cat
-                )
-                await self.link_attachments(conn, digests, actor_person_id, "task_event", ev_id)
-                groups.extend(await self._events.append(conn, [ev], now))
-                return after
+                raise stale(task_id, version, before.version)
+            step = decide(State(before.state), action, self._sides(index, actor_person_id, as_position, before))
+            cat = await get_category(conn, before.category)
+            values, planned = self._plan(index, before, cat, step.action, as_position, to_position, now)
+            planned.actor_person_id, planned.actor_position_id = actor_person_id, as_position
+            planned.comment, planned.attachments = comment, digests
+            after, ev_id = await write_change(
+                tx, index, before, version, step.to_state, planned, set_values=values, category=cat
+            )
+            await self.link_attachments(conn, digests, actor_person_id, "task_event", ev_id)
+            return after
 
-        after = await with_db_retry(txn)
-        self.after_commit(groups)
+        after = await self.uow.run(change)
         self._measure(after, action)
         return after
 

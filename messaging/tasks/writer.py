@@ -1,12 +1,14 @@
-"""Writes of one task change inside the caller's transaction: row, history, timers, events, outbox.
+"""Writes of one task change inside the caller's unit of work: row, history, timers, events, outbox.
 
 Every change, whether a person's action or a deadline escalation, goes through
 :func:`write_change` so that the same five things always happen together in
 one transaction: the version-checked update of ``tasks``, one ``task_events``
-row, the task's timers replaced for its new state, one ``outbox_events`` row,
-and one event for the involved persons, which the caller appends with
-``EventLog.append`` once, last in the transaction (it locks the streams).
-After commit the caller passes the returned groups to ``notify``.
+row, the task's timers replaced for its new state, one ``outbox_events`` row
+and one event for the involved persons. The last two go through the
+:class:`~messaging.unit_of_work.Txn`, which writes them at the end of the
+transaction (the event last: it locks the streams) and wakes the persons after
+commit. The batch path (:func:`write_changes_locked`, deadline escalations)
+inserts its outbox rows itself with one COPY and returns its events.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from messaging.tasks.categories import Category
 from messaging.tasks.lifecycle import Action, State, stale
 from messaging.tasks.model import TaskRow, iso
 from messaging.tasks.schema import outbox_events, task_events, task_timers, tasks
+from messaging.unit_of_work import Txn
 from org_tree.bulk import bulk_insert
 from org_tree.index import OrgIndex
 from org_tree.resolution import VacancyPolicy, resolve_slots
@@ -168,14 +171,14 @@ async def arm_ding(conn: AsyncConnection, t: TaskRow, now: datetime) -> None:
 
 
 async def _record(
-    conn: AsyncConnection,
+    tx: Txn,
     index: OrgIndex,
     t: TaskRow,
     c: Change,
     from_state: str | None,
-    now: datetime,
     extra_people: Sequence[int],
-) -> tuple[int, NewEvent]:
+) -> int:
+    conn, now = tx.conn, tx.now
     ev = _event_dict(t, c, from_state, now)
     ev_id = (
         await conn.execute(
@@ -198,30 +201,26 @@ async def _record(
     ).scalar_one()
     await _replace_timers(conn, t, now)
     body: dict[str, Any] = {"task": t.summary(), "event": ev}
-    await outbox.record(conn, type=OUTBOX_TYPES[c.action], aggregate="task", aggregate_id=t.id, payload=body, now=now)
+    tx.record(OUTBOX_TYPES[c.action], "task", t.id, body)
     kind = "task.created" if c.action == Action.CREATE else "task.updated"
     if c.urgent:
         body = {**body, "urgent": True}
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    people = involved_persons(index, t, extra_people)
-    return int(ev_id), NewEvent(kind, payload, people)
+    tx.emit(NewEvent(kind, payload, involved_persons(index, t, extra_people)))
+    return int(ev_id)
 
 
 async def write_new_task(
-    conn: AsyncConnection,
-    index: OrgIndex,
-    values: dict[str, Any],
-    change: Change,
-    now: datetime,
-) -> tuple[TaskRow | None, int, NewEvent | None]:
-    """Insert a task (version 1, state created) with its history, timer and outbox row.
+    tx: Txn, index: OrgIndex, values: dict[str, Any], change: Change
+) -> tuple[TaskRow | None, int]:
+    """Insert a task (version 1, state created) with its history, timer, outbox row and event.
 
-    Returns the row, the history row id and the event for the involved persons (append
-    it, with the rest of the transaction's events, last); ``(None, 0, None)`` when the
-    creator's idempotency key already made this task.
+    Returns the row and the history row id; ``(None, 0)`` when the creator's
+    idempotency key already made this task.
     """
     from kernel.db.dialect import insert_ignore
 
+    conn, now = tx.conn, tx.now
     stmt = (
         insert_ignore(conn, tasks, ["creator_person_id", "client_msg_id", "owner_position_id"])
         .values(**values, state=State.CREATED.value, version=1, created_at=now, updated_at=now)
@@ -229,28 +228,27 @@ async def write_new_task(
     )
     new_id = (await conn.execute(stmt)).scalar()
     if new_id is None:
-        return None, 0, None
+        return None, 0
     t = await load_task(conn, int(new_id))
-    ev_id, ev = await _record(conn, index, t, change, None, now, ())
-    return t, ev_id, ev
+    return t, await _record(tx, index, t, change, None, ())
 
 
 async def write_change(
-    conn: AsyncConnection,
+    tx: Txn,
     index: OrgIndex,
     before: TaskRow,
     seen_version: int,
     to_state: State,
     change: Change,
-    now: datetime,
     *,
     set_values: dict[str, Any] | None = None,
     category: Category | None = None,
-) -> tuple[TaskRow, int, NewEvent]:
+) -> tuple[TaskRow, int]:
     """Apply one transition with ``WHERE version = seen_version``; a lost race raises ``stale_version``.
 
-    Returns the new row, the history row id and the event to append last.
+    Returns the new row and the history row id.
     """
+    conn, now = tx.conn, tx.now
     values: dict[str, Any] = {"state": to_state.value, "version": before.version + 1, "updated_at": now}
     values.update(set_values or {})
     res = await conn.execute(
@@ -264,8 +262,7 @@ async def write_change(
     extra_people = sorted(_positions_persons(index, (before.owner_position_id, *before.pool)))
     if category is not None and category.ding and change.urgent:
         await arm_ding(conn, after, now)
-    ev_id, ev = await _record(conn, index, after, change, before.state, now, [*extra, *extra_people])
-    return after, ev_id, ev
+    return after, await _record(tx, index, after, change, before.state, [*extra, *extra_people])
 
 
 @dataclass(slots=True)
