@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from messaging.tasks.schema import outbox_events
+from messaging.schema import outbox_events
 
 logger = logging.getLogger(__name__)
 

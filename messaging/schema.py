@@ -1,4 +1,7 @@
-"""Tables of messaging: per-person event streams, conversations, messages."""
+"""Tables of messaging: per-person event streams, conversations, messages, and the domain-event outbox.
+
+``outbox_events`` is created by ``migrations/versions/0005_tasks.py``.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from sqlalchemy import (
 from kernel.db.base import UTCDateTime, metadata
 from kernel.db.types import ID
 
-__all__ = ["conversation_members", "conversations", "messages", "person_events", "person_streams"]
+__all__ = ["conversation_members", "conversations", "messages", "outbox_events", "person_events", "person_streams"]
 
 person_streams = Table(
     "person_streams",
@@ -113,4 +116,22 @@ messages = Table(
     Column("recalled_at", UTCDateTime, nullable=True),
     UniqueConstraint("sender_id", "client_msg_id", name="uq_messages_sender_client_msg"),
     Index("ix_messages_conversation_id", "conversation_id", "id"),
+)
+
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    # Commit order is not id order on PostgreSQL; a relay reads by id and tolerates late lower ids.
+    Column("id", ID, primary_key=True, autoincrement=True),
+    # Stable, globally unique id (UUID text): the consumer's deduplication key.
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    # report | task | notice, and that object's id.
+    Column("aggregate", String(16), nullable=False),
+    Column("aggregate_id", ID, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("published_at", UTCDateTime, nullable=True),
+    Index("ix_outbox_events_unpublished", "published_at", "id"),
+    Index("ix_outbox_events_aggregate", "aggregate", "aggregate_id"),
 )

@@ -1,4 +1,7 @@
-"""Tables of tasks and grid reports, their timers, editable categories, and the domain-event outbox.
+"""Tables of tasks and grid reports, their timers and editable categories.
+
+``outbox_events`` (created by the same migration) is shared by every domain and
+lives in ``messaging/schema.py``; it is re-exported here for older imports.
 
 The migration ``migrations/versions/0005_tasks.py`` creates exactly these
 tables; keep the two in step (``tests/test_migrations.py`` compares them).
@@ -33,6 +36,7 @@ from sqlalchemy import (
 import org_tree.org_schema  # noqa: F401  (registers persons/positions/units in the shared metadata)
 from kernel.db.base import UTCDateTime, metadata
 from kernel.db.types import ID
+from messaging.schema import outbox_events
 
 logger = logging.getLogger(__name__)
 
@@ -159,22 +163,4 @@ task_timers = Table(
     CheckConstraint("kind IN ('accept', 'resolve', 'ding')", name="kind_valid"),
     Index("ix_task_timers_due", "done_at", "due_at"),
     Index("ix_task_timers_task", "task_id"),
-)
-
-outbox_events = Table(
-    "outbox_events",
-    metadata,
-    # Commit order is not id order on PostgreSQL; a relay reads by id and tolerates late lower ids.
-    Column("id", ID, primary_key=True, autoincrement=True),
-    # Stable, globally unique id (UUID text): the consumer's deduplication key.
-    Column("event_id", String(36), nullable=False, unique=True),
-    Column("type", String(64), nullable=False),
-    # report | task | notice, and that object's id.
-    Column("aggregate", String(16), nullable=False),
-    Column("aggregate_id", ID, nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("published_at", UTCDateTime, nullable=True),
-    Index("ix_outbox_events_unpublished", "published_at", "id"),
-    Index("ix_outbox_events_aggregate", "aggregate", "aggregate_id"),
 )
