@@ -11,6 +11,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from apps.bot import BotService
 from apps.idempotency import IdempotencyStore
@@ -29,6 +30,7 @@ from messaging.chat import ChatService
 from messaging.conversations.groups import GroupService
 from messaging.conversations.members import MemberReconciler
 from messaging.conversations.model import ConversationConfig
+from messaging.conversations.photos import MESSAGE_REF, can_see_message
 from messaging.conversations.service import ConversationService
 from messaging.events import EventLog
 from messaging.notices.coordinator import NoticeFanout
@@ -276,6 +278,7 @@ class Services:
         await self.tasks.seed_categories()
         self.attachments.register_visibility("report", self.reports.can_see)
         self.attachments.register_visibility("task_event", self.tasks.can_see_task_event)
+        self.attachments.register_visibility(MESSAGE_REF, partial(can_see_message, self.db))
         self.jobs.every(self.settings.background_interval, self._run_task_timers, "task-timers")
         # Unit groups and position members follow the org tree once this process's index has the change.
         self.jobs.every(self.settings.index_refresh_interval, self.members.run, "conversation-members")

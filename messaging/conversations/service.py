@@ -44,6 +44,7 @@ from messaging.conversations.model import (
     snippet,
     validate_post,
 )
+from messaging.conversations.photos import link_message_photos
 from messaging.events import EventLog, NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
@@ -277,6 +278,7 @@ class ConversationService:
             assert dup is not None
             return dup
         mid = int(row[0])
+        await link_message_photos(conn, req.sender_id, mid, req.attachments)
         payload: dict[str, Any] = {
             "id": mid,
             "conversation_id": cid,

@@ -1,0 +1,51 @@
+"""Photos in chat messages: the readers of a message may download its photos, nobody else."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.attachments.conftest import image, sha
+from tests.client import login, new_person
+from tests.conftest import RunningServer
+
+URL = "/api/v1/uploads"
+
+
+async def _person(server: RunningServer) -> tuple[int, dict[str, str]]:
+    pid, lg = await new_person(server.services_obj)  # type: ignore[attr-defined]
+    tok = (await login(server.http, lg))["access_token"]
+    return pid, {"Authorization": f"Bearer {tok}"}
+
+
+async def test_group_members_see_a_message_photo_others_do_not_and_recall_hides_it(up_server: RunningServer) -> None:
+    a, auth_a = await _person(up_server)
+    b, auth_b = await _person(up_server)
+    _, auth_c = await _person(up_server)
+    data, other = image(size=5_000), image(size=6_000)
+    async with httpx.AsyncClient(base_url=up_server.http) as c:
+        for blob in (data, other):
+            r = await c.post(URL, content=blob, headers={**auth_a, "Content-Type": "image/jpeg", "X-Content-SHA256": sha(blob)})
+            assert r.status_code == 201
+        group = (await c.post("/api/v1/groups", json={"title": "现场", "person_ids": [b]}, headers=auth_a)).json()
+        gid = group.get("id") or group.get("conversation_id")
+        # B names A's upload in B's own message: not B's upload, so it stays an opaque ref.
+        r = await c.post(
+            f"/api/v1/conversations/{gid}/messages",
+            json={"client_msg_id": "b-1", "body": "看这个", "attachments": [sha(other)]},
+            headers=auth_b,
+        )
+        assert r.status_code == 201, r.text
+        assert (await c.get(f"{URL}/{sha(other)}", headers=auth_b)).status_code == 404
+        r = await c.post(
+            f"/api/v1/conversations/{gid}/messages",
+            json={"client_msg_id": "a-1", "body": "", "attachments": [sha(data), "opaque-ref-1"]},
+            headers=auth_a,
+        )
+        assert r.status_code == 201, r.text
+        mid = r.json()["message_id"]
+        got = await c.get(f"{URL}/{sha(data)}", headers=auth_b)
+        assert got.status_code == 200 and got.content == data
+        assert (await c.get(f"{URL}/{sha(data)}", headers=auth_c)).status_code == 404
+        assert (await c.post(f"/api/v1/messages/{mid}/recall", headers=auth_a)).status_code == 200
+        assert (await c.get(f"{URL}/{sha(data)}", headers=auth_b)).status_code == 404
+        assert (await c.get(f"{URL}/{sha(data)}", headers=auth_a)).status_code == 200  # the uploader still
