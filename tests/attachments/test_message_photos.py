@@ -24,7 +24,8 @@ async def test_group_members_see_a_message_photo_others_do_not_and_recall_hides_
     data, other = image(size=5_000), image(size=6_000)
     async with httpx.AsyncClient(base_url=up_server.http) as c:
         for blob in (data, other):
-            r = await c.post(URL, content=blob, headers={**auth_a, "Content-Type": "image/jpeg", "X-Content-SHA256": sha(blob)})
+            headers = {**auth_a, "Content-Type": "image/jpeg", "X-Content-SHA256": sha(blob)}
+            r = await c.post(URL, content=blob, headers=headers)
             assert r.status_code == 201
         group = (await c.post("/api/v1/groups", json={"title": "现场", "person_ids": [b]}, headers=auth_a)).json()
         gid = group.get("id") or group.get("conversation_id")
