@@ -9,6 +9,8 @@ holder, and the people below are seated on top (password ``PASSWORD``):
 - ``wang``: 专职网格员 of its first grid (主职) and 兼职网格员 of its second grid (兼职);
 - ``zhao``: 河长 of the first village (river-litter reports are routed to this position);
 - ``sun`` and ``zhou``: two more 专职网格员 for chat tests.
+
+The 村妇联执委 of the first village is left vacant (``World.vacant``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class World:
     db_url: str
     positions: dict[str, list[int]] = field(default_factory=dict)  # login -> position ids, in PEOPLE order
     person_ids: dict[str, int] = field(default_factory=dict)
+    vacant: int = 0  # a position with no holder
 
 
 async def _seed(db_url: str, folder: Path) -> World:
@@ -84,6 +87,11 @@ async def _seed(db_url: str, folder: Path) -> World:
                     await svc.org.assign(SYSTEM, position, person.id, kind=kind)
                 world.positions.setdefault(login, []).append(position)
                 idx = svc.org_index.index
+        k = idx.role_slot(idx.unit(VILLAGE), idx.role_id("women_federation"))
+        world.vacant = idx.position_id(k)
+        for a in await svc.org.history(SYSTEM, world.vacant):
+            if a.end_at is None:
+                await svc.org.end_assignment(SYSTEM, a.id)
     finally:
         await svc.stop()
     return world

@@ -1,0 +1,99 @@
+"""Two browsers chat through 找岗位 and a position thread; both resume after a server restart."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+
+import httpx
+from playwright.sync_api import expect
+
+from tests.web.conftest import DESKTOP, Pages, Web, check_page
+from tests.web.world import token
+
+CURSOR = "localStorage.getItem('zzd.cursor.' + JSON.parse(localStorage.getItem('zzd.session')).personId)"
+
+
+def _send(page: Any, text: str) -> None:
+    page.get_by_label("消息", exact=True).fill(text)
+    page.get_by_role("button", name="发送").click()
+
+
+def _open_position_by_search(page: Any, query: str) -> None:
+    page.get_by_role("link", name="找岗位").first.click()
+    page.get_by_label("岗位、单位、姓名、拼音或首字母").fill(query)
+    hit = page.get_by_role("list", name="搜索结果").locator("li.hit").first
+    expect(hit).to_be_visible()
+    hit.get_by_role("link", name="发消息").click()
+
+
+def test_two_browsers_chat_and_resume_after_a_server_restart(pages: Pages, web: Web) -> None:
+    sun = pages.open("sun")
+    zhou = pages.open("zhou", DESKTOP)
+    _open_position_by_search(sun, "周九")
+    check_page(sun, "thread-new")
+    first = f"你好周九 {secrets.token_hex(2)}"
+    _send(sun, first)
+    expect(sun).to_have_url(re.compile(r"#/chat/\d+$"))
+    expect(sun.locator("li.msg.mine", has_text=first)).to_be_visible()
+
+    row = zhou.get_by_role("list", name="会话列表").locator("a.conv", has_text=first)
+    expect(row).to_be_visible()
+    expect(row.locator(".via")).to_have_text(re.compile("发给：专职网格员"))
+    row.click()
+    expect(zhou.locator("li.msg", has_text=first)).to_be_visible()
+    _send(zhou, "收到")
+    expect(sun.locator("li.msg:not(.mine)", has_text="收到")).to_be_visible()  # live, no reload
+
+    # The server process restarts: both show the drop, reconnect and resume.
+    web.server.stop()
+    for p in (sun, zhou):
+        expect(p.locator("[data-status=offline]")).to_be_visible()
+    during = "断线时发送"
+    _send(sun, during)  # queued with its client_msg_id, sent after the reconnect
+    expect(sun.locator("li.msg.mine", has_text=during)).to_contain_text("发送中")
+    web.server.start()
+    # Posted through the API as soon as the server is up, probably before zhou reconnects.
+    tok = token(web.base, "sun")
+    conv_id = int(sun.url.rsplit("/", 1)[1])
+    missed = [f"补发{i}" for i in range(3)]
+    for i, body in enumerate(missed):
+        r = httpx.post(
+            f"{web.base}/api/v1/conversations/{conv_id}/messages",
+            headers={"authorization": f"Bearer {tok}"},
+            json={"client_msg_id": f"missed-{secrets.token_hex(4)}-{i}", "body": body},
+        )
+        assert r.status_code == 201, r.text
+    for p in (sun, zhou):
+        expect(p.locator("[data-status=online]")).to_be_visible(timeout=30_000)
+    expect(sun.locator("li.msg.mine", has_text=during)).not_to_contain_text("发送中")
+    # Exactly what was missed: every message once, in the server's order, on both sides.
+    history = httpx.get(
+        f"{web.base}/api/v1/conversations/{conv_id}/messages", headers={"authorization": f"Bearer {tok}"}
+    ).json()["messages"]
+    expected = [m["body"] for m in reversed(history)]
+    assert sorted(expected) == sorted([first, "收到", during, *missed])
+    for p in (sun, zhou):
+        expect(p.locator("li.msg .body")).to_have_text(expected)
+    # The stored cursor is the server's last seq: nothing skipped, nothing processed twice.
+    zhou_cursor = json.loads(zhou.evaluate(CURSOR))
+    me = httpx.get(web.base + "/api/v1/me", headers={"authorization": f"Bearer {token(web.base, 'zhou')}"}).json()
+    assert zhou_cursor == {"epoch": me["epoch"], "seq": me["last_seq"]}
+    check_page(zhou, "chat-desktop")
+
+
+def test_resync_required_reloads_and_says_so(pages: Pages, web: Web) -> None:
+    page = pages.open("qian")
+    # A cursor past the end of the stream (as after a database restored from a backup) cannot
+    # be resumed: the server says resync_required.
+    page.evaluate(
+        "() => { const k = 'zzd.cursor.' + JSON.parse(localStorage.getItem('zzd.session')).personId;"
+        " const c = JSON.parse(localStorage.getItem(k)); c.seq = 999999; localStorage.setItem(k, JSON.stringify(c)); }"
+    )
+    page.reload()
+    expect(page.get_by_role("alert")).to_contain_text("服务器要求重新同步")
+    expect(page.locator("[data-status=online]")).to_be_visible()
+    cursor = json.loads(page.evaluate(CURSOR))
+    assert cursor["seq"] < 999999
