@@ -54,6 +54,10 @@ def browser() -> Iterator[Any]:
         _missing(f"Chromium not found at {CHROMIUM}")
     if not AXE.exists():
         _missing("node_modules/axe-core is missing (scripts/setup.sh runs npm ci)")
+    from playwright.sync_api import expect
+
+    # Waits are on UI state; the bound is generous because CI machines run loaded (7 agents, 2 cores).
+    expect.set_options(timeout=20_000)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
@@ -96,6 +100,7 @@ class Pages:
             viewport=viewport, locale="zh-CN", service_workers=ctx.pop("service_workers", "block"), **ctx
         )
         self.contexts.append(context)
+        context.set_default_timeout(30_000)
         page = context.new_page()
         page.on("pageerror", lambda e: self.errors.append(f"{login}: {e}"))
         page.goto(self.web.base + "/")
