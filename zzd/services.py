@@ -176,6 +176,7 @@ class Services:
                 edit_window=timedelta(seconds=settings.message_edit_window),
                 recall_window=timedelta(seconds=settings.message_recall_window),
             ),
+            photos=attachments,
         )
         metrics = Metrics()
         tasks = TaskService(

@@ -302,6 +302,28 @@ class AttachmentService:
         stmt = insert_ignore(conn, attachment_links, ["digest", "ref_kind", "ref_id"])
         await conn.execute(stmt, [{"digest": d, "ref_kind": ref_kind, "ref_id": ref_id} for d in wanted])
 
+    async def link_owned(
+        self, conn: AsyncConnection, refs: Sequence[str], *, person_id: int, ref_kind: str, ref_id: int
+    ) -> None:
+        """Like ``link`` for the refs that are digests of this person's uploads; other refs are skipped.
+
+        For references that may be opaque (a chat message's ``attachments``), where an unknown
+        ref is not an error but simply not a file of ours.
+        """
+        digests = [r for r in dict.fromkeys(refs) if isinstance(r, str) and is_digest(r)]
+        if not digests:
+            return
+        rows = await conn.execute(
+            select(attachment_links.c.digest).where(
+                attachment_links.c.digest.in_(digests),
+                attachment_links.c.ref_kind == UPLOADER,
+                attachment_links.c.ref_id == person_id,
+            )
+        )
+        owned = [d for (d,) in rows]
+        if owned:
+            await self.link(conn, owned, person_id=person_id, ref_kind=ref_kind, ref_id=ref_id)
+
     async def linked(self, conn: AsyncConnection, ref_kind: str, ref_id: int) -> list[dict[str, Any]]:
         """The files a ref uses, as ``{digest, size, content_type}`` (digest order)."""
         rows = await conn.execute(

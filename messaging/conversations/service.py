@@ -44,7 +44,7 @@ from messaging.conversations.model import (
     snippet,
     validate_post,
 )
-from messaging.conversations.photos import link_message_photos
+from messaging.conversations.photos import MESSAGE_REF, PhotoLinker
 from messaging.events import EventLog, NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
@@ -114,8 +114,10 @@ class ConversationService:
         clock: Clock,
         notify: Notify,
         config: ConversationConfig | None = None,
+        photos: PhotoLinker | None = None,
     ) -> None:
         self.db = db
+        self.photos = photos  # links the sender's uploaded photos to the message
         self.events = events
         self.clock = clock
         self._uow = UnitOfWork(db, events, clock, notify)
@@ -278,7 +280,9 @@ class ConversationService:
             assert dup is not None
             return dup
         mid = int(row[0])
-        await link_message_photos(conn, req.sender_id, mid, req.attachments)
+        if self.photos is not None and req.attachments:
+            sender_id = req.sender_id
+            await self.photos.link_owned(conn, req.attachments, person_id=sender_id, ref_kind=MESSAGE_REF, ref_id=mid)
         payload: dict[str, Any] = {
             "id": mid,
             "conversation_id": cid,
