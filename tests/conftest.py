@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import shutil
 import socket
@@ -201,3 +202,32 @@ async def server(db_url: str) -> AsyncIterator[RunningServer]:
     finally:
         rs.server.should_exit = True
         await task
+
+
+# --- the server's log ------------------------------------------------------------
+
+
+class LogRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def errors(self) -> list[str]:
+        return [
+            f"{r.name}: {r.getMessage()}" for r in self.records if r.levelno >= logging.ERROR or r.exc_info is not None
+        ]
+
+
+@pytest.fixture
+def server_log() -> Iterator[LogRecords]:
+    """Every record of the server's loggers (uvicorn's do not propagate to the root, so caplog misses them)."""
+    handler = LogRecords()
+    loggers = [logging.getLogger(n) for n in ("", "uvicorn", "uvicorn.error")]
+    for lg in loggers:
+        lg.addHandler(handler)
+    yield handler
+    for lg in loggers:
+        lg.removeHandler(handler)

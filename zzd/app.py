@@ -17,6 +17,7 @@ from kernel.errors import ErrorCode, ZzdError
 from zzd.config import Settings
 from zzd.gateway.closecodes import Close
 from zzd.gateway.connection import Connection
+from zzd.gateway.logfilter import mark_denied, quiet_client_protocol_errors
 from zzd.http import (
     admin_routes,
     app_admin_routes,
@@ -51,7 +52,23 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         logger.info("refused WebSocket from origin %r", origin[:100])
         await websocket.close(code=Close.POLICY)  # before accept: HTTP 403
         return
-    await Connection(websocket, s).run()
+    hub = s.hub
+    # uvicorn's --limit-concurrency answers 503 to HTTP requests only (upgrades skip
+    # its check), so the WebSocket cap is ours (S16 b); a draining process refuses too.
+    if not hub.admit(s.settings.limit_concurrency):
+        mark_denied()
+        await websocket.send_denial_response(
+            JSONResponse(
+                {"error": {"code": str(ErrorCode.UNAVAILABLE), "message": "at capacity: retry with backoff"}},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        )
+        return
+    try:
+        await Connection(websocket, s).run()
+    finally:
+        hub.leave()
 
 
 def _origin_allowed(websocket: WebSocket, origin: str, s: Services) -> bool:
@@ -93,6 +110,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = services or Services.build(settings)
+        quiet_client_protocol_errors()  # after uvicorn has configured its loggers
         await svc.start()
         app.state.services = svc
         logger.info(

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     max_connections_per_person: int = Field(default=5, ge=1)
     #: Messages one person may send per minute before ``rate_limited``.
     send_rate_per_minute: int = Field(default=100, ge=1)
+    #: Refused sends within a minute after which the socket is closed with 1008 (abuse).
+    send_abuse_after: int = Field(default=20, ge=1)
     #: Whole-server connection cap; handshakes beyond it get HTTP 503.
     limit_concurrency: int = Field(default=20_000, ge=10)
     #: On SIGTERM, seconds running requests get to finish before their sockets close with 1012

@@ -233,7 +233,7 @@ class Services:
                 prefix=settings.redis_prefix,
             ),
             hub=hub,
-            rate_limiter=RateLimiter(settings.send_rate_per_minute),
+            rate_limiter=RateLimiter(settings.send_rate_per_minute, abuse_after=settings.send_abuse_after),
             metrics=metrics,
             org_index=holder,
             org=org,

@@ -18,6 +18,7 @@ from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound, RateLimite
 from messaging.chat import SendRequest
 from messaging.conversations.model import PostRequest
 from zzd.auth.tokens import AccessClaims
+from zzd.gateway.closecodes import Close
 from zzd.gateway.frames import Conversations, Edit, Hello, History, NoticeReceipt, Read, Recall, Send, Sync
 from zzd.gateway.protocol import GatewayProtocol, Request
 
@@ -61,6 +62,8 @@ async def handle(s: Services, peer: Peer, req: Request) -> None:
         m.frames.labels(frame.type, str(err.code)).inc()
         if isinstance(frame, Hello):
             peer.protocol.auth_failed(req.ref, err)
+        elif isinstance(err, RateLimited) and s.rate_limiter.persisting(peer.person_id, s.clock.monotonic()):
+            peer.protocol.fail_and_close(req.ref, err, Close.POLICY, "rate limit ignored")
         else:
             peer.protocol.fail(req.ref, err)
     except Exception:

@@ -61,8 +61,20 @@ class ConnectionHub:
         self._draining: tuple[int, str] | None = None
         #: Set once a drain has seen the last socket leave.
         self._drained = asyncio.Event()
+        #: WebSockets open on this process, authenticated or not (see :meth:`admit`).
+        self.open_sockets = 0
 
     # --- membership ------------------------------------------------------------
+
+    def admit(self, limit: int) -> bool:
+        """Count a new WebSocket in, unless ``limit`` are open or the process is draining."""
+        if self._draining is not None or self.open_sockets >= limit:
+            return False
+        self.open_sockets += 1
+        return True
+
+    def leave(self) -> None:
+        self.open_sockets -= 1
 
     def register(self, conn: Connection) -> None:
         conn.socket_id = f"{self.node_id}:{next(self._socket_ids)}"

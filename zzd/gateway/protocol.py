@@ -155,6 +155,11 @@ class GatewayProtocol:
     def fail(self, ref: str | None, err: ZzdError) -> None:
         self._error(ref, err)
 
+    def fail_and_close(self, ref: str | None, err: ZzdError, code: int, reason: str) -> None:
+        """Answer with the error, then close (e.g. 1008 for a client that ignores ``rate_limited``)."""
+        self._error(ref, err)
+        self._close(code, reason)
+
     def _error(self, ref: str | None, err: ZzdError) -> None:
         self._out.append(_dumps({"type": "error", "ref": ref, **err.to_dict()}))
 

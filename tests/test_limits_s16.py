@@ -1,0 +1,135 @@
+"""S16: the global WebSocket cap (503), ignoring ``rate_limited`` (1008), a bad-token handshake flood.
+
+(a), the per-person cap, is ``tests/test_limits.py`` (one process) and the
+cross-process slot test. The flood runs against a real ``zzd serve``
+process, so the flood's client work does not share the server's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from tests.client import Client, login, new_person
+from tests.conftest import LogRecords, make_settings, start_server
+from tests.procs import zzd_processes
+from tests.rawws import RawSocket
+from tests.test_reconnect_storm_s9 import _people_with_tokens
+
+FLOOD_RATE = 500  # handshakes per second (the bar's rate)
+FLOOD_S = 5.0  # CI slice of the bar's 20 s
+BYSTANDERS = 20
+
+
+async def test_websockets_above_the_global_limit_get_503_at_the_handshake(db_url: str, server_log: LogRecords) -> None:
+    rs, task = await start_server(make_settings(db_url, limit_concurrency=10))
+    raws: list[RawSocket] = []
+    try:
+        # Sockets count from the upgrade, before any hello: a flood of idle sockets hits the cap too.
+        raws = [await RawSocket.open(rs.port) for _ in range(10)]
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(rs.ws)
+        response = refused.value.response
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert json.loads(response.body)["error"]["code"] == "unavailable"
+        async with httpx.AsyncClient() as http:  # HTTP is not refused by the WebSocket cap
+            assert (await http.get(f"{rs.http}/healthz")).status_code == 200
+        raws.pop().abort()
+        s = rs.services_obj  # type: ignore[attr-defined]
+        _, lg = await new_person(s)
+        c = await Client.connect(rs.ws, (await login(rs.http, lg))["access_token"])  # room again
+        assert c.hello["person_id"]
+        await c.close()
+        assert server_log.errors() == []
+    finally:
+        for r in raws:
+            r.abort()
+        rs.server.should_exit = True
+        await task
+
+
+async def test_ignoring_rate_limited_closes_1008_and_nothing_acked_is_lost(db_url: str) -> None:
+    rs, task = await start_server(make_settings(db_url, send_rate_per_minute=5, send_abuse_after=3))
+    try:
+        s = rs.services_obj  # type: ignore[attr-defined]
+        _, lg = await new_person(s)
+        b_id, _ = await new_person(s)
+        token = (await login(rs.http, lg))["access_token"]
+        a = await Client.connect(rs.ws, token)
+        acked = []
+        for i in range(5):
+            acked.append((await a.send_message(b_id, f"m{i}", client_msg_id=f"m{i}"))["data"]["message_id"])
+        refused = [await a.send_message(b_id, f"x{i}", client_msg_id=f"x{i}") for i in range(3)]
+        assert [r["code"] for r in refused] == ["rate_limited"] * 3  # each refusal is answered
+        code, reason = await a.wait_closed()
+        assert (code, reason) == (1008, "rate limit ignored")
+        b = await Client.connect(rs.ws, token)  # reconnecting is allowed; the history holds what was acked
+        hist = await b.request({"type": "history", "with_person": b_id})
+        assert sorted(m["id"] for m in hist["data"]["messages"]) == sorted(acked)
+        await b.close()
+    finally:
+        rs.server.should_exit = True
+        await task
+
+
+async def _round_trips(client: Client, until: asyncio.Event, out: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    while not until.is_set():
+        t0 = loop.time()
+        reply = await client.request({"type": "ping"})
+        assert reply["type"] == "ok", reply
+        out.append(loop.time() - t0)
+        await asyncio.sleep(0.05)  # pacing of an ordinary client, not synchronisation
+
+
+def _p99(xs: list[float]) -> float:
+    return statistics.quantiles(xs, n=100)[98]
+
+
+@pytest.mark.slow
+async def test_bad_token_handshake_flood_is_refused_and_others_keep_working(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    shutil.copy(sqlite_template, tmp_path / "zzd.db")
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'zzd.db'}"
+    people = await _people_with_tokens(db_url, BYSTANDERS)
+    async with zzd_processes(db_url, "memory://", 1) as (server,):
+        clients = [await Client.connect(server.ws, tok) for _, tok in people]
+        phase_over = asyncio.Event()
+        baseline: list[float] = []
+        pingers = [asyncio.create_task(_round_trips(c, phase_over, baseline)) for c in clients]
+        await asyncio.sleep(3.0)  # the baseline window's length
+        phase_over.set()
+        await asyncio.gather(*pingers)
+
+        during: list[float] = []
+        phase_over = asyncio.Event()
+        pingers = [asyncio.create_task(_round_trips(c, phase_over, during)) for c in clients]
+        flood = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.flood", "--port", str(server.port), "--rate", str(FLOOD_RATE),
+            "--seconds", str(FLOOD_S), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(flood.communicate(), 120)
+        result = json.loads(out)
+        outcomes, handshakes, flood_s = result["outcomes"], result["handshakes"], result["seconds"]
+        phase_over.set()
+        await asyncio.gather(*pingers)
+        print(
+            f"\nS16d: {handshakes} bad-token handshakes in {flood_s:.1f} s ({handshakes / flood_s:.0f}/s): {outcomes}; "
+            f"bystanders' ping p99 {_p99(baseline) * 1000:.0f} ms before, {_p99(during) * 1000:.0f} ms during "
+            f"({_p99(during) / _p99(baseline):.2f}x), {len(during)} round trips"
+        )
+        assert outcomes == {"4401": handshakes}  # every one refused at the hello; none authenticated
+        assert all(c.closed is None for c in clients)
+        assert not any("Traceback" in line for line in server.log)
+        for c in clients:
+            await c.close()

@@ -1,0 +1,47 @@
+"""Keep client protocol errors out of the server's error log (RELIABILITY S17, S25).
+
+uvicorn's WebSocket implementation answers a text frame holding invalid
+UTF-8 correctly, with close 1007, but logs it with ``logger.exception``: a
+full traceback at ERROR level that anyone can produce with two bytes. It is
+the client's error, not ours, so it is logged at INFO without the traceback;
+a real server error still reaches the log untouched.
+
+Likewise uvicorn 0.54 logs "ASGI callable returned without completing
+handshake" after a correct denial response (our 503 at capacity): it checks a
+flag the denial path never sets. :func:`mark_denied` records, in the
+connection task's context, that this socket was denied on purpose, and only
+then is that line lowered.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+
+__all__ = ["mark_denied", "quiet_client_protocol_errors"]
+
+#: uvicorn messages that report a peer's malformed input, not a server fault.
+CLIENT_ERRORS = frozenset({"Invalid UTF-8 sequence received from client."})
+_AFTER_DENIAL = "ASGI callable returned without completing handshake."
+_denied: ContextVar[bool] = ContextVar("zzd_ws_denied", default=False)
+
+
+def mark_denied() -> None:
+    """This WebSocket handshake is being answered with an HTTP denial response on purpose."""
+    _denied.set(True)
+
+
+class _ClientErrorsAtInfo(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg in CLIENT_ERRORS or (record.msg == _AFTER_DENIAL and _denied.get()):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
+def quiet_client_protocol_errors() -> None:
+    """Install the filter on uvicorn's error logger (once; safe to call again)."""
+    log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _ClientErrorsAtInfo) for f in log.filters):
+        log.addFilter(_ClientErrorsAtInfo())
