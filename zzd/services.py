@@ -13,10 +13,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 
+from apps.addresses import AddressPolicy
+from apps.alarm import EndpointAlarm
 from apps.bot import BotService
+from apps.delivery import DeliveryPolicy, DeliveryWorker
+from apps.dispatch import Dispatcher
 from apps.idempotency import IdempotencyStore
 from apps.ratelimit import AppRateLimiter
 from apps.registry import AppRegistry
+from apps.subscriptions import SubscriptionService
 from kernel.audit import prune as prune_audit
 from kernel.clock import Clock, SystemClock
 from kernel.db.database import Database
@@ -57,6 +62,7 @@ from zzd.gateway.hub import ConnectionHub
 from zzd.gateway.ratelimit import RateLimiter
 from zzd.gateway.slots import RedisSlots
 from zzd.metrics import Metrics
+from zzd.webhook_http import HttpxSender
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +115,10 @@ class Services:
     app_rate: AppRateLimiter
     idempotency: IdempotencyStore
     bot: BotService
+    subscriptions: SubscriptionService
+    dispatcher: Dispatcher
+    delivery: DeliveryWorker
+    webhook_sender: HttpxSender
     started: bool = field(default=False)
 
     @classmethod
@@ -206,6 +216,28 @@ class Services:
             config=notice_config,
         )
         reports = ReportService(tasks)
+        addresses = AddressPolicy(settings.webhook_allowed_networks, allow_public=settings.webhook_allow_public)
+        policy = DeliveryPolicy(
+            max_attempts=settings.webhook_max_attempts,
+            backoff_base=settings.webhook_backoff_base,
+            backoff_cap=settings.webhook_backoff_cap,
+            timeout=settings.webhook_timeout,
+            disable_after=settings.webhook_disable_after,
+            concurrency=settings.delivery_concurrency,
+            per_endpoint=settings.delivery_per_endpoint,
+            lease=settings.delivery_lease,
+            poll=settings.delivery_poll_interval,
+        )
+        sender = HttpxSender(settings.webhook_timeout, settings.delivery_concurrency)
+        delivery = DeliveryWorker(
+            db,
+            clock,
+            sender,
+            addresses.check,
+            node_id=settings.node_id,
+            policy=policy,
+            on_disabled=EndpointAlarm(db, clock, conversations),
+        )
         return cls(
             settings=settings,
             clock=clock,
@@ -256,6 +288,10 @@ class Services:
             ),
             idempotency=IdempotencyStore(db, clock),
             bot=BotService(notices, tasks, reports, conversations, org, lambda: holder.index),
+            subscriptions=SubscriptionService(db, clock, lambda: holder.index, addresses.check),
+            dispatcher=Dispatcher(db, clock, lambda: holder.index, on_new=delivery.kick),
+            delivery=delivery,
+            webhook_sender=sender,
         )
 
     async def start(self) -> None:
@@ -285,6 +321,9 @@ class Services:
         self.jobs.every(self.settings.index_refresh_interval, self.members.run, "conversation-members")
         self.jobs.every(600.0, self.attachments.sweep_incoming, "upload-sweep")
         self.jobs.every(3600.0, self._prune_audit, "audit-prune")
+        # The open platform: outbox events become deliveries; webhooks go out from every process.
+        self.jobs.every(self.settings.delivery_poll_interval, self.dispatcher.run_once, "app-dispatch")
+        self.delivery.start()
         m, pub = self.metrics, self.publisher
         m.gauge_fn("zzd_wakeups_published", "Wake-ups published to the broker", lambda: pub.published)
         m.gauge_fn("zzd_wakeups_failed", "Wake-up publishes that failed (repaired by sync)", lambda: pub.failed)
@@ -317,6 +356,8 @@ class Services:
 
     async def stop(self) -> None:
         await self.jobs.stop()
+        await self.delivery.close()
+        await self.webhook_sender.close()
         await self.chat.close()
         await self.notices.close()
         await self.attachments.close()

@@ -41,3 +41,22 @@ async def app_token(rs: RunningServer, client_id: str, secret: str) -> httpx.Res
             "/api/v1/auth/token",
             json={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
         )
+
+
+async def grid_worker(rs: RunningServer, village: str = VILLAGE) -> tuple[int, int]:
+    """A new person seated as the grid worker of ``village``'s first grid: (person id, position id)."""
+    s = rs.services_obj  # type: ignore[attr-defined]
+    idx = s.org_index.index
+    grid = idx.children(idx.unit(village))[0]
+    worker, _ = await new_person(s)
+    pos = next(idx.position_id(k) for k in idx.unit_slots(grid) if idx.position_role(k).key == "grid_worker")
+    await s.org.handover(SYSTEM, pos, worker)
+    return worker, pos
+
+
+async def file_report(rs: RunningServer, who: tuple[int, int], key: str, category: str = "river_litter") -> Any:
+    from messaging.tasks.reports import Filing
+
+    s = rs.services_obj  # type: ignore[attr-defined]
+    report, _ = await s.reports.file(who[0], who[1], Filing(key, category, f"河里有垃圾 {key}", 28.9, 118.8))
+    return report

@@ -1,0 +1,341 @@
+"""Webhook delivery workers: claim due deliveries, sign, post, record, retry or dead-letter.
+
+Why claims in the database: several server processes run workers; a claim
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single writer on SQLite) plus a
+lease means one process posts one attempt. A process killed mid-request
+leaves its claim to lapse; the next claimer sends the same event again with
+the same ``webhook-id`` (the event's id), so receivers deduplicate.
+
+Why the ordering rule: a delivery is only claimed when no earlier delivery of
+the same aggregate to the same subscription is still pending, so a receiver
+that was down gets each report's and task's events in the order they
+happened. Dead-lettered deliveries no longer hold the line.
+
+Why bounds: at most ``per_endpoint`` attempts per subscription and
+``concurrency`` in all are in flight in a process, each bounded by a timeout,
+so a slow or dead app delays only its own deliveries (and never chat or
+notice delivery, which share nothing with this but the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.orm import aliased
+from standardwebhooks.webhooks import Webhook
+
+from apps.dispatch import envelope
+from apps.schema import app_deliveries, app_delivery_attempts, app_subscriptions
+from apps.subscriptions import Subscription
+from kernel.clock import Clock
+from kernel.db.database import Database
+from kernel.db.dialect import is_postgres
+from kernel.errors import ZzdError
+from messaging.tasks.schema import outbox_events
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DeliveryPolicy", "DeliveryWorker", "Outcome", "Sender", "sign"]
+
+_rng = secrets.SystemRandom()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one HTTP attempt got: a status (None when no answer), an excerpt, or an error."""
+
+    status: int | None
+    excerpt: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+class Sender(Protocol):
+    """Posts one signed body (the shell implements it with httpx, no redirects, a capped answer)."""
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Outcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    max_attempts: int = 12
+    backoff_base: float = 5.0
+    backoff_cap: float = 3600.0
+    timeout: float = 10.0
+    disable_after: int = 50
+    concurrency: int = 32
+    per_endpoint: int = 4
+    lease: float = 60.0
+    poll: float = 0.5
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Wait before attempt ``attempts + 1``: base·2^(attempts−1), capped, ±20 % jitter."""
+        raw = min(self.backoff_cap, self.backoff_base * 2 ** max(0, attempts - 1))
+        return timedelta(seconds=raw * _rng.uniform(0.8, 1.2))
+
+
+def sign(secrets_: list[str], msg_id: str, at: datetime, body: str) -> str:
+    """``webhook-signature``: one ``v1,<base64>`` per secret, space-separated (Standard Webhooks 1.0)."""
+    return " ".join(Webhook(s).sign(msg_id, at, body) for s in secrets_)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        sender: Sender,
+        check_url: Callable[[str], Awaitable[None]],
+        *,
+        node_id: str,
+        policy: DeliveryPolicy,
+        on_disabled: Callable[[Subscription, str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._sender = sender
+        self._check_url = check_url
+        self._node = node_id
+        self.policy = policy
+        self._on_disabled = on_disabled
+        self._inflight: Counter[int] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        #: Attempts made by this process (a metric and a test hook).
+        self.attempted = 0
+
+    # ------------------------------------------------------------ running
+    def start(self) -> None:
+        self._loop = asyncio.create_task(self._run(), name="webhook-delivery")
+
+    def kick(self) -> None:
+        """New deliveries were recorded: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.policy.poll)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.run_once()
+            except Exception:
+                logger.exception("webhook delivery round failed; retrying at the next poll")
+
+    async def close(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def idle(self) -> None:
+        """Wait for the attempts in flight (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------ claiming
+    async def run_once(self) -> int:
+        """Claim what is due within the bounds and start the attempts; returns how many started."""
+        room = self.policy.concurrency - sum(self._inflight.values())
+        if room <= 0:
+            return 0
+        claimed = await self._claim(room)
+        for row in claimed:
+            self._inflight[int(row["subscription_id"])] += 1
+            task = asyncio.create_task(self._attempt(row))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(claimed)
+
+    async def _claim(self, room: int) -> list[dict[str, Any]]:
+        now = self._clock.now()
+        d, s, o = app_deliveries, app_subscriptions, outbox_events
+        earlier = aliased(app_deliveries)
+        blocked = (
+            select(earlier.c.id)
+            .where(
+                earlier.c.subscription_id == d.c.subscription_id,
+                earlier.c.aggregate_key == d.c.aggregate_key,
+                earlier.c.outbox_id < d.c.outbox_id,
+                earlier.c.state == "pending",
+            )
+            .exists()
+        )
+        q = (
+            select(d.c.id, d.c.subscription_id)
+            .join(s, s.c.id == d.c.subscription_id)
+            .where(
+                d.c.state == "pending",
+                d.c.next_attempt_at <= now,
+                or_(d.c.leased_until.is_(None), d.c.leased_until < now),
+                s.c.mode == "webhook",
+                s.c.status == "active",
+                ~blocked,
+            )
+            .order_by(d.c.outbox_id)
+            .limit(room * 4)
+        )
+        full = [sid for sid, n in self._inflight.items() if n >= self.policy.per_endpoint]
+        if full:
+            q = q.where(d.c.subscription_id.not_in(full))
+        async with self._db.write() as conn:
+            if is_postgres(conn):
+                q = q.with_for_update(skip_locked=True, of=d)
+            picked: list[int] = []
+            per_sub: Counter[int] = Counter()
+            for did, sid in await conn.execute(q):
+                if len(picked) >= room or self._inflight[int(sid)] + per_sub[int(sid)] >= self.policy.per_endpoint:
+                    continue
+                per_sub[int(sid)] += 1
+                picked.append(int(did))
+            if not picked:
+                return []
+            until = now + timedelta(seconds=self.policy.lease)
+            await conn.execute(update(d).where(d.c.id.in_(picked)).values(leased_until=until, leased_by=self._node))
+            rows = await conn.execute(
+                select(d, *[s.c[n] for n in _SUB_COLUMNS], o.c.payload)
+                .join(s, s.c.id == d.c.subscription_id)
+                .join(o, o.c.id == d.c.outbox_id)
+                .where(d.c.id.in_(picked))
+                .order_by(d.c.outbox_id)
+            )
+            out = []
+            for r in rows:
+                m = dict(r._mapping)
+                m["sub"] = Subscription.from_row(_SubRow(m))
+                out.append(m)
+        return out
+
+    # ------------------------------------------------------------ attempting
+    async def _attempt(self, row: dict[str, Any]) -> None:
+        sub: Subscription = row["sub"]
+        try:
+            body = envelope(row["event_id"], row["event_type"], row["event_created_at"], json.loads(row["payload"]))
+            now = self._clock.now()
+            headers = {
+                "webhook-id": row["event_id"],
+                "webhook-timestamp": str(int(now.timestamp())),
+                "webhook-signature": sign(sub.signing_secrets(now), row["event_id"], now, body),
+                "content-type": "application/json",
+                "user-agent": "ZZD-Webhooks/1.0",
+            }
+            started = time.monotonic()
+            try:
+                assert sub.url is not None
+                await self._check_url(sub.url)
+                async with asyncio.timeout(self.policy.timeout):
+                    outcome = await self._sender.post(sub.url, headers, body.encode())
+            except ZzdError as exc:
+                outcome = Outcome(None, error=f"{exc.code}: {exc.message}"[:200])
+            except TimeoutError:
+                outcome = Outcome(None, error=f"no answer within {self.policy.timeout:g} s")
+            latency = int((time.monotonic() - started) * 1000)
+            self.attempted += 1
+            await self._record(row, sub, outcome, latency)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("webhook attempt for delivery %s failed unexpectedly; its lease will lapse", row["id"])
+        finally:
+            self._inflight[sub.id] -= 1
+            if self._inflight[sub.id] <= 0:
+                del self._inflight[sub.id]
+            self._wake.set()
+
+    async def _record(self, row: dict[str, Any], sub: Subscription, outcome: Outcome, latency: int) -> None:
+        now = self._clock.now()
+        d, s = app_deliveries, app_subscriptions
+        attempt = int(row["attempts"]) + 1
+        disabled_now = False
+        async with self._db.write() as conn:
+            await conn.execute(
+                insert(app_delivery_attempts).values(
+                    delivery_id=row["id"],
+                    subscription_id=sub.id,
+                    attempt=attempt,
+                    at=now,
+                    status=outcome.status,
+                    latency_ms=latency,
+                    error=outcome.error,
+                    response_excerpt=outcome.excerpt[:500] or None,
+                )  # fmt: skip
+            )
+            mine = and_(d.c.id == row["id"], d.c.leased_by == self._node, d.c.state == "pending")
+            if outcome.ok:
+                await conn.execute(
+                    update(d)
+                    .where(mine)
+                    .values(
+                        state="delivered", delivered_at=now, attempts=attempt, leased_until=None, leased_by=None
+                    )  # fmt: skip
+                )
+                await conn.execute(update(s).where(s.c.id == sub.id).values(consecutive_failures=0))
+                return
+            dead = attempt >= self.policy.max_attempts
+            await conn.execute(
+                update(d)
+                .where(mine)
+                .values(
+                    state="dead" if dead else "pending",
+                    attempts=attempt,
+                    leased_until=None,
+                    leased_by=None,
+                    next_attempt_at=now + self.policy.backoff(attempt),
+                )  # fmt: skip
+            )
+            fails = int(
+                (
+                    await conn.execute(
+                        update(s)
+                        .where(s.c.id == sub.id)
+                        .values(consecutive_failures=s.c.consecutive_failures + 1)
+                        .returning(s.c.consecutive_failures, s.c.status)
+                    )
+                ).one()[0]
+            )
+            if fails >= self.policy.disable_after:
+                res = await conn.execute(
+                    update(s)
+                    .where(s.c.id == sub.id, s.c.status == "active")
+                    .values(status="disabled", disabled_reason=f"{fails} failed attempts in a row")
+                )
+                disabled_now = res.rowcount == 1
+        if disabled_now and self._on_disabled is not None:
+            try:
+                await self._on_disabled(
+                    sub, f"{fails} failed attempts in a row; last: {outcome.error or outcome.status}"
+                )
+            except Exception:
+                logger.exception("could not tell the owner of app %s that endpoint %s was disabled", sub.app_id, sub.id)
+
+
+_SUB_COLUMNS = ("event_types", "filters", "mode", "url", "secret", "previous_secret", "previous_expires_at",
+                "status", "disabled_reason", "consecutive_failures")  # fmt: skip
+
+
+class _SubRow:
+    """The subscription columns of a joined row, under the names ``Subscription.from_row`` reads."""
+
+    def __init__(self, m: dict[str, Any]) -> None:
+        self.id = m["subscription_id"]
+        self.app_id = m["app_id"]
+        for name in _SUB_COLUMNS:
+            setattr(self, name, m[name])

@@ -1,0 +1,244 @@
+"""Signed webhooks end to end over real HTTP (issue 13 items 3-5), on both backends: a report reaches
+the subscribed app once, verified with the ``standardwebhooks`` package; other apps, other subtrees and
+other categories get nothing; bad receivers are retried on schedule and dead-lettered; redelivery
+through the API; per-aggregate order after an outage; a failing endpoint is disabled and its owner told."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from kernel.audit import AuditQuery, query
+from messaging.tasks.schema import outbox_events
+from tests.apps.helpers import OTHER_COUNTY, VILLAGE, admin_token, app_token, file_report, grid_worker, make_app
+from tests.apps.receiver import Behaviour, Receiver, receiver
+from tests.conftest import RunningServer
+from tests.org_server import auth, seat
+from tests.waiting import wait_until
+
+EVENTS = ["events:report.filed", "events:task.*"]
+
+
+async def _app(rs: RunningServer, name: str, scopes: list[str], **kw: Any) -> tuple[dict[str, Any], str]:
+    admin = await admin_token(rs, None)
+    made = await make_app(rs, admin, name=name, scopes=scopes, **kw)
+    return made, (await app_token(rs, made["client_id"], made["client_secret"])).json()["access_token"]
+
+
+async def _subscribe(rs: RunningServer, tok: str, rec: Receiver, path: str, **body: Any) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        r = await h.post("/api/v1/bot/subscriptions", json={"mode": "webhook", "url": rec.base + path, **body})
+    assert r.status_code == 201, r.text
+    sub = r.json()
+    rec.secrets[path] = [sub["secret"]]
+    return sub  # type: ignore[no-any-return]
+
+
+async def test_a_report_reaches_the_subscribed_app_signed_and_nobody_else(platform_server: RunningServer) -> None:
+    rs = platform_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    async with receiver() as rec:
+        _, river = await _app(rs, "河长制平台", EVENTS)
+        _, other = await _app(rs, "别县平台", EVENTS, subtree=OTHER_COUNTY)
+        _, building = await _app(rs, "违建平台", EVENTS)
+        sub = await _subscribe(rs, river, rec, "/river", event_types=["report.filed"],
+                               filters={"report_category": ["river_litter"]})  # fmt: skip
+        assert sub["secret"].startswith("whsec_")
+        await _subscribe(rs, other, rec, "/other", event_types=["report.filed"])
+        await _subscribe(rs, building, rec, "/building", event_types=["report.filed"],
+                         filters={"report_category": ["illegal_building"]})  # fmt: skip
+        report = await file_report(rs, await grid_worker(rs), "w1")
+        await wait_until(lambda: len(rec.delivered("/river")) == 1, what="the river app's delivery")
+        got = rec.delivered("/river")[0]
+        ev = got.event
+        assert (ev["type"], ev["data"]["report_id"], ev["data"]["category"]) == (
+            "report.filed", report["report_id"], "river_litter"
+        )  # fmt: skip
+        async with s.db.read() as conn:
+            row = (await conn.execute(select(outbox_events).where(outbox_events.c.event_id == ev["id"]))).one()
+        assert got.headers["webhook-id"] == ev["id"] == row.event_id and row.published_at is not None
+        assert got.headers["webhook-signature"].startswith("v1,")
+        await s.delivery.idle()
+        # the other county's app and the other category's app got nothing from this report
+        assert rec.on("/other") == [] and rec.on("/building") == []
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(river)) as h:
+            log = (await h.get(f"/api/v1/bot/subscriptions/{sub['id']}/attempts")).json()["attempts"]
+            assert [(a["status"], a["event_id"], a["delivery_state"]) for a in log] == [(200, ev["id"], "delivered")]
+            assert log[0]["response_excerpt"] == '{"ok": true}'
+
+
+async def test_subscriptions_are_refused_outside_scope_subtree_and_allowlist(platform_server: RunningServer) -> None:
+    rs = platform_server
+    _, tok = await _app(rs, "受限平台", ["events:report.filed", "org:read"])
+    _, other = await _app(rs, "别的平台", EVENTS)
+    _, _, _, person = await seat(rs, VILLAGE, "village_secretary")
+    base = {"mode": "webhook", "url": "http://127.0.0.1:9/hook", "event_types": ["report.filed"]}
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        for body, status, code in (
+            ({**base, "event_types": ["task.created"]}, 403, "insufficient_scope"),
+            ({**base, "event_types": ["task.*"]}, 403, "insufficient_scope"),
+            ({**base, "event_types": ["report.exploded"]}, 400, "bad_request"),
+            ({**base, "filters": {"colour": ["red"]}}, 400, "bad_request"),
+            ({**base, "filters": {"unit": OTHER_COUNTY}}, 403, "out_of_scope"),
+            ({**base, "url": "http://10.1.2.3/hook"}, 403, "address_not_allowed"),
+            ({**base, "url": "http://169.254.169.254/latest"}, 403, "address_not_allowed"),
+            ({**base, "url": "http://[::1]:9/hook"}, 403, "address_not_allowed"),
+            ({**base, "url": "ftp://127.0.0.1/x"}, 400, "bad_request"),
+            ({**base, "url": "http://user:pw@127.0.0.1/x"}, 400, "bad_request"),
+            ({**base, "url": None}, 400, "bad_request"),
+            ({**base, "mode": "stream"}, 400, "bad_request"),
+        ):
+            r = await h.post("/api/v1/bot/subscriptions", json=body)
+            assert (r.status_code, r.json()["error"]["code"]) == (status, code), (body, r.text)
+        r = await h.post("/api/v1/bot/subscriptions", json=base)
+        assert r.status_code == 201, r.text
+        sub_id = r.json()["id"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(other)) as h:
+        for path in ("", "/attempts", "/deliveries"):
+            assert (await h.get(f"/api/v1/bot/subscriptions/{sub_id}{path}")).status_code == 404
+        assert (await h.patch(f"/api/v1/bot/subscriptions/{sub_id}", json={"status": "disabled"})).status_code == 404
+        r = await h.post(f"/api/v1/bot/subscriptions/{sub_id}/redeliver", json={"event_id": "x"})
+        assert r.status_code == 404
+        assert (await h.get("/api/v1/bot/subscriptions")).json()["subscriptions"] == []
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(person)) as h:
+        assert (await h.post("/api/v1/bot/subscriptions", json=base)).status_code == 401
+        assert (await h.get(f"/api/v1/bot/subscriptions/{sub_id}")).status_code == 401
+
+
+async def test_bad_receivers_are_retried_dead_lettered_and_redelivered(platform_server: RunningServer) -> None:
+    rs = platform_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    async with receiver() as rec:
+        _, tok = await _app(rs, "重试平台", EVENTS)
+        subs = {}
+        for path, b in {
+            "/flaky": Behaviour(fail_first=2),
+            "/down": Behaviour(status=500),
+            "/hang": Behaviour(hang=3.0),
+            "/redirect": Behaviour(redirect=True),
+            "/huge": Behaviour(huge=True),
+        }.items():
+            rec.behaviours[path] = b
+            subs[path] = await _subscribe(rs, tok, rec, path, event_types=["report.filed"])
+        await file_report(rs, await grid_worker(rs), "r1")
+        await wait_until(lambda: len(rec.delivered("/flaky")) == 1, what="the flaky receiver's third attempt")
+        await wait_until(lambda: len(rec.on("/down")) == 4 and len(rec.on("/redirect")) == 4, timeout=20,
+                         what="four attempts each")  # fmt: skip
+        flaky = rec.on("/flaky")
+        assert [g.answered for g in flaky] == [500, 500, 200]
+        assert len({g.headers["webhook-id"] for g in flaky}) == 1  # the same id on every attempt
+        assert len(rec.delivered("/huge")) == 1  # a huge answer is read only in part, and counts
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+
+            async def states(path: str) -> list[str]:
+                r = await h.get(f"/api/v1/bot/subscriptions/{subs[path]['id']}/deliveries")
+                return [d["state"] for d in r.json()["deliveries"]]
+
+            await wait_until(lambda: True)
+            for _ in range(200):
+                if await states("/down") == ["dead"] and await states("/hang") == ["dead"]:
+                    break
+                await s.delivery.idle()
+            assert await states("/down") == ["dead"] and await states("/redirect") == ["dead"]
+            assert await states("/hang") == ["dead"]
+            log = (await h.get(f"/api/v1/bot/subscriptions/{subs['/hang']['id']}/attempts")).json()["attempts"]
+            assert log[0]["status"] is None and "no answer within" in log[0]["error"]
+            log = (await h.get(f"/api/v1/bot/subscriptions/{subs['/redirect']['id']}/attempts")).json()["attempts"]
+            assert (log[0]["status"], log[0]["error"]) == (307, "redirect not followed")
+            huge = (await h.get(f"/api/v1/bot/subscriptions/{subs['/huge']['id']}/attempts")).json()["attempts"]
+            assert len(huge[0]["response_excerpt"]) == 500
+            # the receiver is fixed: the dead delivery is sent again through the API, same webhook-id
+            rec.behaviours["/down"] = Behaviour()
+            event_id = rec.on("/down")[0].headers["webhook-id"]
+            r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver", json={"event_id": event_id})
+            assert r.json() == {"redelivering": 1}
+            await wait_until(lambda: len(rec.delivered("/down")) == 1, what="the redelivery")
+            assert rec.delivered("/down")[0].headers["webhook-id"] == event_id
+            r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver", json={"event_id": "nope"})
+            assert r.status_code == 404
+            r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver",
+                             json={"since": "2020-01-01T00:00:00Z", "until": "2099-01-01T00:00:00Z"})  # fmt: skip
+            assert r.status_code == 400  # more than 31 days
+            r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver", json={})
+            assert r.status_code == 400
+
+
+async def test_after_an_outage_events_arrive_in_order_per_aggregate_and_the_owner_is_told(
+    platform_server: RunningServer,
+) -> None:
+    rs = platform_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    owner_pid, _, owner_pos, owner_tok = await seat(rs, VILLAGE, "village_secretary")
+    # disabled before its first delivery is dead-lettered, so nothing later of the task is tried meanwhile
+    s.delivery.policy = dataclasses.replace(s.delivery.policy, disable_after=3)
+    async with receiver() as rec:
+        _, tok = await _app(rs, "任务平台", EVENTS, owner_position_id=owner_pos)
+        rec.behaviours["/tasks"] = Behaviour(status=503)
+        sub = await _subscribe(rs, tok, rec, "/tasks", event_types=["task.*"])
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(owner_tok)) as h:
+            r = await h.post("/api/v1/tasks", json={"as_position": owner_pos, "selector": f"village_director@{VILLAGE}",
+                                                     "title": "巡河", "client_msg_id": "t1"})  # fmt: skip
+            assert r.status_code == 201, r.text
+            task_id = r.json()["tasks"][0]["task_id"]
+            for i, action in enumerate(["comment", "comment", "cancel"], start=1):
+                step = {"as_position": owner_pos, "action": action, "version": i, "comment": str(i)}
+                r = await h.post(f"/api/v1/tasks/{task_id}/actions", json=step)
+                assert r.status_code == 200, r.text
+        # the endpoint keeps failing: disabled after 3 failed attempts in a row, and its owner told
+        await wait_until(lambda: len(rec.on("/tasks")) >= 3, timeout=20, what="three failed attempts")
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+            for _ in range(100):
+                got = (await h.get(f"/api/v1/bot/subscriptions/{sub['id']}")).json()
+                if got["status"] == "disabled":
+                    break
+                await s.delivery.idle()
+            assert got["status"] == "disabled" and "failed attempts in a row" in got["disabled_reason"]
+            items, _ = await query(s.db, AuditQuery(action="app.endpoint_disabled"))
+            assert items and items[0]["detail"]["subscription_id"] == sub["id"]
+            async with httpx.AsyncClient(base_url=rs.http, headers=auth(owner_tok)) as oh:
+                convs = (await oh.get("/api/v1/conversations")).json()
+            assert any("事件推送地址已停用" in str(c) for c in convs["conversations"]), convs
+            # while it was failing only the first event of the task was ever tried (order holds)
+            assert {g.event["data"]["event"]["version"] for g in rec.on("/tasks")} == {1}
+            rec.behaviours["/tasks"] = Behaviour()
+            r = await h.post(f"/api/v1/bot/subscriptions/{sub['id']}/redeliver",
+                             json={"since": "2000-01-01T00:00:00Z", "until": "2000-01-02T00:00:00Z"})  # fmt: skip
+            assert r.json() == {"redelivering": 0}
+            r = await h.patch(f"/api/v1/bot/subscriptions/{sub['id']}", json={"status": "active"})
+            assert r.json()["status"] == "active"
+        await wait_until(lambda: len(rec.delivered("/tasks")) >= 4, timeout=20, what="the held events")
+        await s.delivery.idle()
+        versions = [g.event["data"]["event"]["version"] for g in rec.delivered("/tasks")]
+        assert versions == [1, 2, 3, 4]  # created, comment, comment, cancelled: in order, each once
+
+
+async def test_during_a_secret_rotation_both_secrets_sign(platform_server: RunningServer) -> None:
+    rs = platform_server
+    async with receiver() as rec:
+        _, tok = await _app(rs, "轮换平台", EVENTS)
+        sub = await _subscribe(rs, tok, rec, "/old-only", event_types=["report.filed"])
+        old = sub["secret"]
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+            r = await h.post(f"/api/v1/bot/subscriptions/{sub['id']}/secret", json={"overlap_seconds": 600})
+        assert r.status_code == 201
+        new = r.json()["secret"]
+        assert new != old and new.startswith("whsec_")
+        await file_report(rs, await grid_worker(rs), "rot1")
+        await wait_until(lambda: len(rec.on("/old-only")) == 1, what="the delivery")
+        got = rec.on("/old-only")[0]
+        assert got.verified  # a receiver still holding the old secret verifies
+        assert len(got.headers["webhook-signature"].split(" ")) == 2
+        from standardwebhooks.webhooks import Webhook
+
+        assert Webhook(new).verify(got.body, got.headers)["id"] == got.headers["webhook-id"]
+        # a wrong secret does not verify
+        from standardwebhooks.webhooks import WebhookVerificationError
+
+        try:
+            Webhook("whsec_" + "A" * 43).verify(got.body, got.headers)
+            raise AssertionError("a wrong secret verified")
+        except WebhookVerificationError:
+            pass

@@ -1,0 +1,157 @@
+"""``/api/v1/bot/subscriptions``: an app's event subscriptions and their delivery logs (docs/webhooks.md).
+
+Who may call: an app with an app token, about its own subscriptions only
+(another app's answer 404). Creating needs ``events:`` scopes covering every
+event type asked for; a webhook URL must pass the address allowlist.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from zzd.http.admin_routes import _time
+from zzd.http.app_auth import current_app
+from zzd.http.common import json_body
+from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.schemas.webhooks import (
+    AttemptList,
+    DeliveryList,
+    Redelivering,
+    SigningSecret,
+    SubscriptionList,
+    SubscriptionView,
+)
+
+__all__ = ["routes"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class NewSubscription(_Body):
+    mode: Literal["webhook", "stream"]
+    event_types: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]], Field(max_length=20)]
+    #: ``report_category``: [keys], ``task_category``: [keys], ``unit``: a code or id inside the app's subtree.
+    filters: dict[str, Any] = Field(default_factory=dict)
+    #: For ``webhook``: where to post (http or https; checked against the address allowlist).
+    url: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
+
+
+class PatchSubscription(_Body):
+    status: Literal["active", "disabled"]
+
+
+class RotateSigning(_Body):
+    #: Seconds the old secret keeps signing alongside the new one (default one day).
+    overlap_seconds: Annotated[int, Field(ge=0, le=30 * 86_400)] = 86_400
+
+
+class Redeliver(_Body):
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=36)] | None = None
+    #: ISO 8601 with a time zone: events created in [since, until).
+    since: Annotated[str, StringConstraints(max_length=40)] | None = None
+    until: Annotated[str, StringConstraints(max_length=40)] | None = None
+
+
+class AttemptsQuery(QueryModel):
+    before: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+
+
+class DeliveriesQuery(QueryModel):
+    state: Literal["pending", "delivered", "dead"] | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 50
+
+
+def _sid(request: Request) -> int:
+    return int(request.path_params["subscription_id"])
+
+
+@operation({201: SubscriptionView}, body=NewSubscription, errors=(404, 429), tag="bot")
+async def create(request: Request) -> Response:
+    """Subscribe; a webhook's signing secret (``whsec_…``) is in the answer this once."""
+    s, p = await current_app(request)
+    b = await json_body(request, NewSubscription)
+    sub, secret = await s.subscriptions.create(p, mode=b.mode, event_types=b.event_types, filters=b.filters, url=b.url)
+    return reply(SubscriptionView, {**sub.to_dict(), "secret": secret}, status=201)
+
+
+@operation({200: SubscriptionList}, errors=(429,), tag="bot")
+async def list_subs(request: Request) -> Response:
+    s, p = await current_app(request)
+    return reply(SubscriptionList, {"subscriptions": [x.to_dict() for x in await s.subscriptions.list_for(p)]})
+
+
+@operation({200: SubscriptionView}, errors=(429,), tag="bot")
+async def get_sub(request: Request) -> Response:
+    s, p = await current_app(request)
+    return reply(SubscriptionView, (await s.subscriptions.get(p, _sid(request))).to_dict())
+
+
+@operation({200: SubscriptionView}, body=PatchSubscription, errors=(429,), tag="bot")
+async def patch_sub(request: Request) -> Response:
+    """Disable, or enable again (failures reset; deliveries held meanwhile are sent)."""
+    s, p = await current_app(request)
+    b = await json_body(request, PatchSubscription)
+    sub = await s.subscriptions.set_status(p, _sid(request), b.status)
+    s.delivery.kick()
+    return reply(SubscriptionView, sub.to_dict())
+
+
+@operation({201: SigningSecret}, body=RotateSigning, errors=(429,), tag="bot")
+async def rotate(request: Request) -> Response:
+    """A new signing secret; both sign (two signatures) until the overlap ends."""
+    s, p = await current_app(request)
+    b = await json_body(request, RotateSigning)
+    secret, until = await s.subscriptions.rotate_secret(p, _sid(request), timedelta(seconds=b.overlap_seconds))
+    return reply(SigningSecret, {"secret": secret, "previous_secret_expires_at": until}, status=201)
+
+
+@operation({200: AttemptList}, query=AttemptsQuery, errors=(429,), tag="bot")
+async def attempts(request: Request) -> Response:
+    """The endpoint's delivery log, newest first: attempt, status, latency, response excerpt."""
+    s, p = await current_app(request)
+    q = query(request, AttemptsQuery)
+    return reply(
+        AttemptList, {"attempts": await s.subscriptions.attempts(p, _sid(request), before=q.before, limit=q.limit)}
+    )
+
+
+@operation({200: DeliveryList}, query=DeliveriesQuery, errors=(429,), tag="bot")
+async def deliveries(request: Request) -> Response:
+    """Deliveries of the subscription, newest first (``state``: pending, delivered, dead)."""
+    s, p = await current_app(request)
+    q = query(request, DeliveriesQuery)
+    items = await s.subscriptions.deliveries(p, _sid(request), state=q.state, limit=q.limit)
+    return reply(DeliveryList, {"deliveries": items})
+
+
+@operation({200: Redelivering}, body=Redeliver, errors=(429,), tag="bot")
+async def redeliver(request: Request) -> Response:
+    """Send one event (``event_id``) or a time range again, with the same ``webhook-id``."""
+    s, p = await current_app(request)
+    b = await json_body(request, Redeliver)
+    since, until = _time(b.since, "since"), _time(b.until, "until")
+    n = await s.subscriptions.redeliver(p, _sid(request), event_id=b.event_id, since=since, until=until)
+    s.delivery.kick()
+    return reply(Redelivering, {"redelivering": n})
+
+
+_S = "/api/v1/bot/subscriptions"
+routes = [
+    Route(_S, create, methods=["POST"]),
+    Route(_S, list_subs, methods=["GET"]),
+    Route(_S + "/{subscription_id:int}", get_sub, methods=["GET"]),
+    Route(_S + "/{subscription_id:int}", patch_sub, methods=["PATCH"]),
+    Route(_S + "/{subscription_id:int}/secret", rotate, methods=["POST"]),
+    Route(_S + "/{subscription_id:int}/attempts", attempts, methods=["GET"]),
+    Route(_S + "/{subscription_id:int}/deliveries", deliveries, methods=["GET"]),
+    Route(_S + "/{subscription_id:int}/redeliver", redeliver, methods=["POST"]),
+]
