@@ -5,6 +5,7 @@ through the API; per-aggregate order after an outage; a failing endpoint is disa
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -199,7 +200,11 @@ async def test_after_an_outage_events_arrive_in_order_per_aggregate_and_the_owne
             items, _ = await query(s.db, AuditQuery(action="app.endpoint_disabled"))
             assert items and items[0]["detail"]["subscription_id"] == sub["id"]
             async with httpx.AsyncClient(base_url=rs.http, headers=auth(owner_tok)) as oh:
-                convs = (await oh.get("/api/v1/conversations")).json()
+                for _ in range(200):  # the message follows the disabling's commit
+                    convs = (await oh.get("/api/v1/conversations")).json()
+                    if any("事件推送地址已停用" in str(c) for c in convs["conversations"]):
+                        break
+                    await asyncio.sleep(0.05)
             assert any("事件推送地址已停用" in str(c) for c in convs["conversations"]), convs
             # while it was failing only the first event of the task was ever tried (order holds)
             assert {g.event["data"]["event"]["version"] for g in rec.on("/tasks")} == {1}
