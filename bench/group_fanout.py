@@ -119,8 +119,8 @@ async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
     from messaging.conversations.service import ConversationService
     from messaging.events import EventLog
     from messaging.schema import conversations, messages
+    from org_tree.holder import OrgIndexHolder
     from org_tree.importer import import_divisions
-    from org_tree.index import OrgIndexHolder
     from org_tree.jurisdiction import SYSTEM
     from org_tree.people import PersonDirectory
     from org_tree.synthetic import generate_people
@@ -264,7 +264,7 @@ async def handover(t: dict[str, Any], servers: list[Server]) -> dict[str, Any]:
 
     from kernel.clock import SystemClock
     from kernel.db.database import Database
-    from org_tree.index import OrgIndexHolder
+    from org_tree.holder import OrgIndexHolder
     from org_tree.jurisdiction import SYSTEM
     from org_tree.org_service import OrgService
 

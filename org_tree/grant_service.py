@@ -20,7 +20,7 @@ from kernel.db.database import Database
 from kernel.errors import Forbidden, NotFound
 from kernel.schema import persons
 from org_tree.grants import Grant, Perm, active_grants, grant_unit, holds_grant, insert_grant, mark_revoked
-from org_tree.index import OrgIndexHolder
+from org_tree.holder import OrgIndexHolder
 from org_tree.jurisdiction import Actor
 from org_tree.org_service import OrgService
 

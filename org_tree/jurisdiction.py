@@ -30,13 +30,12 @@ every case is tested (STYLE.md practice 7).
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from kernel.errors import ErrorCode, Forbidden, NotFound
 from org_tree.grants import ALL_PERMS, Grant, Perm, holds_grant
 from org_tree.index import OrgIndex
-from org_tree.resolution import Ranges, _subtract, evaluate
+from org_tree.resolution import Ranges, _normalize, _subtract, evaluate
 from org_tree.selectors import Selector, UnitRef, atoms, to_text
 
 logger = logging.getLogger(__name__)
@@ -70,17 +69,22 @@ SYSTEM = Actor(0, (), (Grant(0, 0, None, ALL_PERMS),))
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """The units a position may address: ``[lo, hi)`` in pre-order (``ancestors``: reading only, chain rule)."""
+    """The units a position may address: the subtree (or just the unit) of ``top``; ``ancestors``: reading only."""
 
     rule: str
-    lo: int
-    hi: int
+    top: int  # unit handle, -1 for none
+    depth: int | None  # 0: the unit alone, None: its whole subtree
     ancestors: frozenset[int]
+    index: OrgIndex
 
     def contains(self, u: int) -> bool:
-        if self.lo <= u < self.hi:
+        if self.top >= 0 and (u == self.top or (self.depth is None and self.index.contains(self.top, u))):
             return True
         return u in self.ancestors
+
+    def units(self) -> list[int]:
+        """The addressable units (tests and the admin property model walk them)."""
+        return [] if self.top < 0 else list(self.index.subtree(self.top, self.depth))
 
 
 def scope_of(index: OrgIndex, position_id: int, *, reading: bool = False) -> Scope:
@@ -90,52 +94,37 @@ def scope_of(index: OrgIndex, position_id: int, *, reading: bool = False) -> Sco
     role also sees its ancestors' assignment history); addressing never uses it.
     """
     k = index.slot(position_id)
-    u = index._p_unit[k]
-    role = index.roles.get(index._p_role[k])
-    rule = role.jurisdiction if role is not None else "none"
+    u = index.position_unit(k)
+    role = index.position_role(k)
+    rule = role.jurisdiction
     if rule == "subtree":
-        return Scope(rule, u, index._u_end[u], frozenset())
+        return Scope(rule, u, None, frozenset(), index)
     if rule == "chain":
-        return Scope(rule, u, index._u_end[u], frozenset(index.ancestors(u)) if reading else frozenset())
+        return Scope(rule, u, None, frozenset(index.ancestors(u)) if reading else frozenset(), index)
     if rule == "unit":
-        return Scope(rule, u, u + 1, frozenset())
-    return Scope("none", 0, 0, frozenset())
-
-
-def _segment_pieces(index: OrgIndex, ranges: Ranges) -> list[tuple[int, int]]:
-    """Split ranges at segment borders: inside one segment ``p_unit`` is sorted."""
-    out = []
-    starts = index._seg_starts
-    for a, b in ranges:
-        cur = a
-        i = bisect_right(starts, a)
-        while i < len(starts) and starts[i] < b:
-            out.append((cur, starts[i]))
-            cur = starts[i]
-            i += 1
-        out.append((cur, b))
-    return out
+        return Scope(rule, u, 0, frozenset(), index)
+    return Scope("none", -1, 0, frozenset(), index)
 
 
 def _offending(index: OrgIndex, scope: Scope, ranges: Ranges) -> tuple[int, list[int]]:
     """Count of addressed slots outside ``scope``, and a few of them."""
-    p_unit = index._p_unit
-    count = 0
+    inside = _inside(index, scope, ranges)
+    outside = _subtract(ranges, inside)
+    count = sum(b - a for a, b in outside)
     sample: list[int] = []
-    for a, b in _segment_pieces(index, ranges):
-        i = bisect_left(p_unit, scope.lo, a, b)
-        j = bisect_left(p_unit, scope.hi, i, b)
-        inside_ancestors = 0
-        for anc in scope.ancestors:
-            inside_ancestors += bisect_right(p_unit, anc, a, i) - bisect_left(p_unit, anc, a, i)
-        count += (i - a) - inside_ancestors + (b - j)
-        for lo, hi in ((a, i), (j, b)):
-            for k in range(lo, hi):
-                if len(sample) >= _SAMPLE:
-                    break
-                if not scope.contains(p_unit[k]):
-                    sample.append(index._p_id[k])
+    for a, b in outside:
+        for k in range(a, min(b, a + _SAMPLE)):
+            if len(sample) < _SAMPLE:
+                sample.append(index.position_id(k))
     return count, sample
+
+
+def _inside(index: OrgIndex, scope: Scope, ranges: Ranges) -> Ranges:
+    """The part of ``ranges`` whose units are in ``scope`` (by bisection inside each segment)."""
+    if scope.top < 0:
+        return []
+    allowed = index.role_under_all(scope.top) if scope.depth is None else index.slot_ranges(index.unit_slots(scope.top))
+    return _subtract(ranges, _subtract(ranges, _normalize(allowed)))
 
 
 def check_jurisdiction(index: OrgIndex, actor_position_id: int, selector: Selector) -> Ranges:
@@ -202,7 +191,7 @@ def access_unit(index: OrgIndex, actor: Actor, unit: int | str | UnitRef, *, pri
 def access_position(index: OrgIndex, actor: Actor, position_id: int, *, private: bool = False) -> int:
     """Load a position for ``actor``: its slot, or ``NotFound`` (also when private and out of scope)."""
     k = index.slot(position_id)
-    if private and not _actor_covers(index, actor, index._p_unit[k], manage=False):
+    if private and not _actor_covers(index, actor, index.position_unit(k), manage=False):
         raise NotFound("no such position", data={"position_id": position_id})
     return k
 
@@ -219,5 +208,5 @@ def check_manage(index: OrgIndex, actor: Actor, u: int) -> None:
         raise Forbidden(
             "the unit is outside your jurisdiction",
             code=ErrorCode.OUT_OF_SCOPE,
-            data={"unit_id": index._u_id[u], "unit": index._u_name[u]},
+            data={"unit_id": index.unit_id(u), "unit": index.unit_name(u)},
         )

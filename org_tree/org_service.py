@@ -21,19 +21,19 @@ from sqlalchemy import func, insert, select, update
 from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
-from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
+from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.schema import persons
-from kernel.text import check_text, normalize_name
 from org_tree.divisions import Level
 from org_tree.grants import Perm, active_grants, holds_grant, require_grant, unit_path_of
-from org_tree.index import OrgIndex, OrgIndexHolder, RoleInfo
+from org_tree.holder import OrgIndexHolder
+from org_tree.index import OrgIndex, RoleInfo
 from org_tree.jurisdiction import Actor, access_position, access_unit, check_jurisdiction
-from org_tree.org_schema import assignments, positions, roles, units
+from org_tree.org_schema import assignments, positions, units
 from org_tree.preview import Preview, preview
 from org_tree.resolution import Audience, VacancyPolicy, resolve_ranges
-from org_tree.roles import validate_role
 from org_tree.search import DirectoryPage, DirectorySearch
 from org_tree.selectors import Selector
+from org_tree.structure import Structure
 from org_tree.versioning import bump_version
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class OrgService:
         self._holder = holder
         self._policy = policy or VacancyPolicy()
         self._search: DirectorySearch | None = None
+        self.structure = Structure(self)
 
     @property
     def index(self) -> OrgIndex:
@@ -232,118 +233,43 @@ class OrgService:
         }
 
     # ------------------------------------------------------------ writes
-    async def _committed(self) -> None:
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    async def committed(self) -> None:
+        """After a write: bring this process's index (and directory) up to it before answering."""
         await self._holder.refresh_if_changed()
 
     async def create_unit(self, actor: Actor, parent: int | str, name: str, *, code: str | None = None) -> UnitView:
-        idx = self.index
-        pu = access_unit(idx, actor, parent)
-        await self.authorize(actor, Perm.ORG, pu, "org.unit_created", parent_id=idx.unit_id(pu))
-        level = idx.unit_level(pu) + 1
-        if level > Level.GRID:
-            raise BadRequest("grids cannot have child units")
-        clean = normalize_name(check_text(name, field="name", max_chars=100))
-        from org_tree.importer import pinyin_of
-
-        full, initials = pinyin_of(clean)
-        async with self._db.write() as conn:
-            await bump_version(conn, self._clock, scope="tree", detail="create unit")
-            if code is None:
-                n = (await conn.execute(select(func.count()).where(units.c.parent_id == idx.unit_id(pu)))).scalar_one()
-                code = f"{idx.unit_code(pu)}x{int(n) + 1:03d}"
-            check_text(code, field="code", max_chars=32)
-            if (await conn.execute(select(units.c.id).where(units.c.code == code))).first() is not None:
-                raise Conflict(f"unit code {code} exists", code=ErrorCode.ALREADY_EXISTS, data={"code": code})
-            res = await conn.execute(
-                insert(units)
-                .values(
-                    code=code,
-                    name=clean,
-                    level=level,
-                    parent_id=idx.unit_id(pu),
-                    pinyin=full,
-                    pinyin_initials=initials,
-                    imported=False,
-                    created_at=self._clock.now(),
-                )
-                .returning(units.c.id)
-            )
-            uid = int(res.scalar_one())
-            await record(conn, self.audit(actor, "org.unit_created", pu, unit_id=uid, code=code, name=clean),
-                         self._clock.now())  # fmt: skip
-        await self._committed()
+        uid = await self.structure.create_unit(actor, parent, name, code=code)
         return self._unit_view(self.index, self.index.unit(uid))
 
     async def move_unit(self, actor: Actor, unit: int | str, new_parent: int | str) -> UnitView:
         """Move a unit (with its subtree) under another unit of the level above."""
-        idx = self.index
-        u = access_unit(idx, actor, unit)
-        p = access_unit(idx, actor, new_parent)
-        await self.authorize(actor, Perm.ORG, u, "org.unit_moved", unit_id=idx.unit_id(u))
-        await self.authorize(actor, Perm.ORG, p, "org.unit_moved", unit_id=idx.unit_id(u), parent_id=idx.unit_id(p))
-        if idx.unit_level(p) != idx.unit_level(u) - 1:
-            raise BadRequest("the new parent must be one level above the unit")
-        uid, pid = idx.unit_id(u), idx.unit_id(p)
-        async with self._db.write() as conn:
-            await bump_version(conn, self._clock, scope="tree", detail=f"move unit {uid}")
-            await conn.execute(update(units).where(units.c.id == uid).values(parent_id=pid))
-            entry = self.audit(actor, "org.unit_moved", u, from_parent_id=idx.unit_id(idx.parent(u)), to_parent_id=pid)
-            await record(conn, entry, self._clock.now())
-        await self._committed()
+        uid = await self.structure.move_unit(actor, unit, new_parent)
+        return self._unit_view(self.index, self.index.unit(uid))
+
+    async def rename_unit(self, actor: Actor, unit: int | str, name: str) -> UnitView:
+        uid = await self.structure.rename_unit(actor, unit, name)
         return self._unit_view(self.index, self.index.unit(uid))
 
     async def create_role(self, actor: Actor, raw: dict[str, Any]) -> RoleInfo:
-        await self.authorize(actor, Perm.ROLES, None, "org.role_created")
-        spec = validate_role({**raw, "auto": raw.get("auto", False)})
-        async with self._db.write() as conn:
-            await bump_version(conn, self._clock, scope="tree", detail=f"create role {spec.key}")
-            clash = await conn.execute(
-                select(roles.c.id).where((roles.c.key == spec.key) | (roles.c.name == spec.name))
-            )
-            if clash.first() is not None:
-                raise Conflict(f"role {spec.key} or {spec.name} exists", code=ErrorCode.ALREADY_EXISTS)
-            await conn.execute(
-                insert(roles).values(
-                    key=spec.key,
-                    name=spec.name,
-                    levels=spec.levels_text,
-                    jurisdiction=spec.jurisdiction,
-                    is_head=spec.is_head,
-                    pool=spec.pool,
-                    auto=spec.auto,
-                    created_at=self._clock.now(),
-                )
-            )
-            await record(conn, self.audit(actor, "org.role_created", None, key=spec.key, name=spec.name),
-                         self._clock.now())  # fmt: skip
-        await self._committed()
-        return self.index.roles[self.index.role_id(spec.key)]
+        return self.index.roles[await self.structure.create_role(actor, raw)]
+
+    async def update_role(
+        self, actor: Actor, ref: str | int, *, name: str | None = None, jurisdiction: str | None = None
+    ) -> RoleInfo:
+        return self.index.roles[await self.structure.update_role(actor, ref, name=name, jurisdiction=jurisdiction)]
 
     async def create_position(
         self, actor: Actor, unit: int | str, role: str, *, title: str | None = None
     ) -> PositionView:
-        idx = self.index
-        u = access_unit(idx, actor, unit)
-        await self.authorize(actor, Perm.ORG, u, "org.position_created", role=role)
-        info = idx.roles[idx.role_id(role)]
-        if idx.unit_level(u) not in info.levels:
-            raise BadRequest(f"role {info.name} does not exist at level {Level(idx.unit_level(u)).label}")
-        if title is not None:
-            title = normalize_name(check_text(title, field="title", max_chars=100))
-        async with self._db.write() as conn:
-            await bump_version(conn, self._clock, scope="tree", detail="create position")
-            res = await conn.execute(
-                insert(positions)
-                .values(
-                    unit_id=idx.unit_id(u), role_id=info.id, title=title, pool=info.pool, created_at=self._clock.now()
-                )
-                .returning(positions.c.id)
-            )
-            pid = int(res.scalar_one())
-            await record(conn, self.audit(actor, "org.position_created", u, position_id=pid, role=info.key),
-                         self._clock.now())  # fmt: skip
-        await self._committed()
-        return self.get_position(actor, pid)
+        return self.get_position(actor, await self.structure.create_position(actor, unit, role, title=title))
 
     async def assign(
         self, actor: Actor, position_id: int, person_id: int, *, kind: str = "primary", start: datetime | None = None
@@ -379,7 +305,7 @@ class OrgService:
             entry = self.audit(actor, "org.assigned", idx.position_unit(k), position_id=position_id,
                                person_id=person_id, kind=kind, assignment_id=aid)  # fmt: skip
             await record(conn, entry, self._clock.now())
-        await self._committed()
+        await self.committed()
         return AssignmentView(aid, person_id, position_id, kind, at, None)
 
     async def end_assignment(self, actor: Actor, assignment_id: int, *, end: datetime | None = None) -> AssignmentView:
@@ -409,7 +335,7 @@ class OrgService:
             entry = self.audit(actor, "org.assignment_ended", idx.position_unit(k), assignment_id=assignment_id,
                                position_id=int(row.position_id), person_id=int(row.person_id))  # fmt: skip
             await record(conn, entry, at)
-        await self._committed()
+        await self.committed()
         return AssignmentView(assignment_id, int(row.person_id), int(row.position_id), str(row.kind), row.start_at, at)
 
     async def handover(
@@ -447,7 +373,7 @@ class OrgService:
             entry = self.audit(actor, "org.handover", idx.position_unit(k), position_id=position_id,
                                to_person_id=to_person_id, previous=previous, assignment_id=aid)  # fmt: skip
             await record(conn, entry, self._clock.now())
-        await self._committed()
+        await self.committed()
         return AssignmentView(aid, to_person_id, position_id, "primary", when, None)
 
 

@@ -9,7 +9,6 @@ Counts are grouped per child unit of the audience's lowest common ancestor
 from __future__ import annotations
 
 import logging
-from bisect import bisect_right
 from dataclasses import dataclass
 
 from org_tree.divisions import Level
@@ -45,47 +44,43 @@ class Preview:
     unfilled_count: int
 
 
-def _lca(index: OrgIndex, a: int, b: int) -> int:
-    """Lowest common ancestor of units ``a`` ≤ ``b`` (pre-order numbers)."""
-    while not (a <= b < index._u_end[a]):
-        a = index._u_parent[a]
-    return a
-
-
 def preview(index: OrgIndex, audience: Audience, *, under: int | None = None) -> Preview:
     """Group an audience per child unit (of ``under``, or of the audience's common ancestor) and per level."""
-    units = [index._p_unit[index.slot(pid)] for pid in audience.positions]
+    units = [index.unit_of_position(pid) for pid in audience.positions]
+    units = [u for u in units if u >= 0]
     if not units:
         return Preview(index.version, 0, 0, None, (), {}, (), 0, 0)
-    parent = under if under is not None else _lca(index, min(units), max(units))
+    parent = under if under is not None else index.common_ancestor(set(units))
     children = [parent, *index.children(parent)]
-    starts = children[1:]
     pos_per: dict[int, int] = {}
     persons_per: dict[int, set[int]] = {}
     level_pos: dict[int, int] = {}
     level_persons: dict[int, set[int]] = {}
 
+    memo: dict[int, int | None] = {}
+
     def bucket(u: int) -> int | None:
         if u == parent:
             return parent
-        if not parent < u < index._u_end[parent]:
-            return None
-        return starts[bisect_right(starts, u) - 1]
+        if u not in memo:
+            c = index.child_toward(parent, u)
+            memo[u] = c if c >= 0 else None
+        return memo[u]
 
     for u in units:
         b = bucket(u)
         if b is not None:
             pos_per[b] = pos_per.get(b, 0) + 1
-        lv = index._u_level[u]
+        lv = index.unit_level(u)
         level_pos[lv] = level_pos.get(lv, 0) + 1
     for person, pid in zip(audience.person_ids, audience.position_ids, strict=True):
-        u = index._p_unit[index.slot(pid)]
+        u = index.unit_of_position(pid)
         b = bucket(u)
         if b is not None:
             persons_per.setdefault(b, set()).add(person)
-        level_persons.setdefault(index._u_level[u], set()).add(person)
+        level_persons.setdefault(index.unit_level(u), set()).add(person)
     by_child = tuple(
-        UnitCount(index._u_id[c], index._u_code[c], index._u_name[c], pos_per[c], len(persons_per.get(c, ())))
+        UnitCount(index.unit_id(c), index.unit_code(c), index.unit_name(c), pos_per[c], len(persons_per.get(c, ())))
         for c in children
         if c in pos_per
     )
@@ -95,7 +90,7 @@ def preview(index: OrgIndex, audience: Audience, *, under: int | None = None) ->
         version=audience.version,
         positions=len(audience.positions),
         persons=len(audience.persons),
-        parent_unit_id=index._u_id[parent],
+        parent_unit_id=index.unit_id(parent),
         by_child=by_child,
         by_level=by_level,
         fallbacks=tuple(audience.fallbacks[:MAX_FALLBACKS_LISTED]),

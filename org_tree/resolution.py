@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from array import array
-from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -188,19 +187,14 @@ def evaluate(index: OrgIndex, sel: Selector) -> Ranges:
         return _slots([index.slot(sel.position_id)])
     if isinstance(sel, HeadOf):
         k = index.slot(sel.position_id)
-        return _slots([index._head_k[index._p_unit[k]]])
+        return _slots([index.head_slot(index.position_unit(k))])
     if isinstance(sel, SuperiorOf):
         return _slots([index.superior_slot(index.slot(sel.position_id))])
     if isinstance(sel, UnitAll):
         return _slots(list(index.unit_slots(unit_of_ref(index, sel.unit))))
     if isinstance(sel, RoleIn):
         u = unit_of_ref(index, sel.unit)
-        seg = index._segments.get((index.role_id(sel.role), index._u_level[u]))
-        if seg is None:
-            return []
-        a = bisect_left(index._p_unit, u, seg[0], seg[1])
-        b = bisect_right(index._p_unit, u, a, seg[1])
-        return [(a, b)] if a < b else []
+        return _slots([k for k in index.unit_slots(u) if index.position_role_id(k) == index.role_id(sel.role)])
     if not isinstance(sel, RoleUnder):
         raise TypeError(f"not a selector: {sel!r}")
     u = unit_of_ref(index, sel.unit)
@@ -225,19 +219,19 @@ def resolve_ranges(index: OrgIndex, ranges: Ranges, policy: VacancyPolicy) -> Au
     codes = array("b")
     patches: list[tuple[int, int]] = []  # (entry index, via position) where via ≠ addressed
     fallbacks: list[Fallback] = []
-    h_off, h_person, h_pos, p_id, special = index._h_off, index._h_person, index._h_pos, index._p_id, index._special
+    h_one, p_id, special = index._h_one, index._p_id, index._special
     all_positions = array("q")
     for a, b in ranges:
         all_positions.extend(p_id[a:b])
         cur = a
-        s = bisect_left(special, a)
         while True:
-            nxt = special[s] if s < len(special) and special[s] < b else b
+            nxt = special.find(1, cur, b)  # memchr: the next vacant, pooled or multi-holder slot
+            if nxt < 0:
+                nxt = b
             if cur < nxt:  # a run of ordinary slots: one slice
-                lo, hi = h_off[cur], h_off[nxt]
-                persons.extend(h_person[lo:hi])
-                addressed.extend(h_pos[lo:hi])
-                codes.frombytes(bytes(hi - lo))  # code 0 = holder
+                persons.extend(h_one[cur:nxt])
+                addressed.extend(p_id[cur:nxt])
+                codes.frombytes(bytes(nxt - cur))  # code 0 = holder
             if nxt >= b:
                 break
             got, via_pos, got_codes, fallback = _special(index, nxt, policy)
@@ -249,7 +243,6 @@ def resolve_ranges(index: OrgIndex, ranges: Ranges, policy: VacancyPolicy) -> Au
             if fallback is not None:
                 fallbacks.append(fallback)
             cur = nxt + 1
-            s += 1
     via = array("q", addressed)
     for i, pos in patches:
         via[i] = pos
@@ -273,7 +266,7 @@ def _special(index: OrgIndex, k: int, policy: VacancyPolicy) -> _Outcome:
 
     Memoised on the index (``index._memo``), which drops the memo whenever it is patched.
     """
-    key = (k, policy)
+    key = (index._p_id[k], policy)
     hit = index._memo.get(key)
     if hit is None:
         hit = index._memo[key] = _decide(index, k, policy)
@@ -287,12 +280,12 @@ def _decide(index: OrgIndex, k: int, policy: VacancyPolicy) -> _Outcome:
         return primary, None, (0,) * len(primary), None
     for step in policy.steps:
         if step == "deputy":
-            alts = sorted(index._alternates.get(k, ()), key=lambda pk: pk[1] != "acting")
+            alts = sorted(index.alternate_holders(k), key=lambda pk: pk[1] != "acting")
             if alts:  # deputies and acting holders receive for the position itself
                 people = tuple(p for p, _ in alts)
                 return people, None, tuple(_CODE[kd] for _, kd in alts), Fallback(pos_id, alts[0][1], pos_id)
         elif step == "unit_head":
-            h = index._head_k[index._p_unit[k]]
+            h = index.head_slot(index.position_unit(k))
             if h >= 0 and h != k:
                 holders = index.primary_holders(h)
                 if holders:

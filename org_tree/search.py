@@ -79,18 +79,19 @@ class DirectorySearch:
     def __init__(self, index: OrgIndex, unit_pinyin: dict[int, tuple[str, str]], person_names: dict[int, str]) -> None:
         self.index = index
         self.version = index.version
-        n = len(index._u_id)
+        self._handles = list(index.units())
         self._units = _Haystack(
             [
-                f"{index._u_name[u]}\t{unit_pinyin.get(index._u_id[u], ('', ''))[0]}\t"
-                f"{unit_pinyin.get(index._u_id[u], ('', ''))[1]}"
-                for u in range(n)
+                f"{index.unit_name(u)}\t{unit_pinyin.get(index.unit_id(u), ('', ''))[0]}\t"
+                f"{unit_pinyin.get(index.unit_id(u), ('', ''))[1]}"
+                for u in self._handles
             ]
         )
         self._person_names = person_names
-        self._holders = _Haystack([person_names.get(p, "") for p in index._h_person])
-        # holder entry → slot, by bisection of the CSR offsets
-        self._h_off = index._h_off
+        self._slots = list(index.slots())
+        self._holders = _Haystack(
+            ["\v".join(person_names.get(p, "") for p in index.primary_holders(k)) for k in self._slots]
+        )
 
     @classmethod
     async def load(cls, db: Database, index: OrgIndex) -> DirectorySearch:
@@ -111,32 +112,12 @@ class DirectorySearch:
         folded = term.lower()
         for rid, role in idx.roles.items():
             if term in role.name or folded in role.key:
-                ranges.extend(idx._segments[key] for key in idx._segments if key[0] == rid)
-        tops: list[int] = []
-        covered_to = -1
-        for u in sorted(set(self._units.find_all(folded))):  # pre-order: skip units inside a taken subtree
-            if u >= covered_to:
-                tops.append(u)
-                covered_to = idx._u_end[u]
-        if len(tops) <= _BISECT_UNITS:
-            for u in tops:
-                ranges.extend(idx.role_under_all(u))
-        else:  # many units (e.g. "网格"): mark their subtrees, then one pass over the slots
-            mark = bytearray(len(idx._u_id))
-            for u in tops:
-                mark[u : idx._u_end[u]] = b"\x01" * (idx._u_end[u] - u)
-            start = -1
-            for k, u in enumerate(idx._p_unit):
-                if mark[u]:
-                    if start < 0:
-                        start = k
-                elif start >= 0:
-                    ranges.append((start, k))
-                    start = -1
-            if start >= 0:
-                ranges.append((start, len(idx._p_unit)))
-        for entry in self._holders.find_all(term):
-            k = bisect_right(self._h_off, entry) - 1  # last slot whose entries start at or before ``entry``
+                ranges.extend(idx.role_everywhere(rid))
+        tops = [self._handles[i] for i in self._units.find_all(folded)]
+        for u in tops:
+            ranges.extend(idx.role_under_all(u))
+        for line in self._holders.find_all(term):
+            k = self._slots[line]
             ranges.append((k, k + 1))
         return _normalize(ranges)
 
@@ -175,14 +156,14 @@ class DirectorySearch:
 
     def _hit(self, k: int) -> DirectoryHit:
         idx = self.index
-        u = idx._p_unit[k]
-        role = idx.roles.get(idx._p_role[k])
+        u = idx.position_unit(k)
+        role = idx.position_role(k)
         names = tuple(self._person_names.get(p, "") for p in idx.primary_holders(k))
         return DirectoryHit(
-            position_id=idx._p_id[k],
-            role=role.name if role else "",
-            unit_id=idx._u_id[u],
-            unit_code=idx._u_code[u],
+            position_id=idx.position_id(k),
+            role=role.name,
+            unit_id=idx.unit_id(u),
+            unit_code=idx.unit_code(u),
             unit_path=tuple(idx.unit_path(u)),
             holders=names,
         )

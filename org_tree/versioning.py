@@ -7,6 +7,7 @@ that sees version N also sees every change up to N.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 
@@ -19,7 +20,7 @@ from org_tree.org_schema import org_changes, org_version
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["bump_version", "read_version"]
+__all__ = ["append_change", "bump_version", "read_version"]
 
 
 async def read_version(conn: AsyncConnection) -> int:
@@ -39,8 +40,10 @@ async def bump_version(
     """Record one org change in the open transaction and return its version.
 
     Args:
-        scope: ``"tree"`` when units, roles or positions changed (readers rebuild),
-            ``"holders"`` when only who holds ``position_ids`` changed (readers patch).
+        scope: ``"holders"`` when only who holds ``position_ids`` changed (readers re-read them),
+            ``"struct"`` for a structural edit whose entries follow (``append_change``; readers
+            replay them), ``"person"`` for a person's name (the directory), ``"tree"`` when
+            anything else changed (a division import: readers rebuild).
     """
     stmt = update(org_version).where(org_version.c.id == 1).values(version=org_version.c.version + 1)
     res = await conn.execute(stmt.returning(org_version.c.version))
@@ -57,3 +60,14 @@ async def bump_version(
         rows = [{"version": version, "scope": scope, "position_id": None, "detail": detail, "changed_at": now}]
     await conn.execute(insert(org_changes), rows)
     return int(version)
+
+
+async def append_change(conn: AsyncConnection, clock: Clock, version: int, scope: str, op: dict[str, object]) -> None:
+    """Add one more entry (``op`` as JSON in ``detail``) to ``version``, after ``bump_version`` in the same transaction.
+
+    Why separate: the version row lock must come first in an org write, but a
+    structural entry names rows (a new unit's id) that exist only later in it.
+    """
+    row = {"version": version, "scope": scope, "position_id": None, "detail": json.dumps(op, ensure_ascii=False),
+           "changed_at": clock.now()}  # fmt: skip
+    await conn.execute(insert(org_changes), [row])

@@ -25,8 +25,9 @@ from kernel.clock import SystemClock
 from kernel.db.database import Database
 from messaging.notices.schema import notice_receipts, notices
 from messaging.schema import person_events
+from org_tree.holder import OrgIndexHolder
 from org_tree.importer import import_divisions
-from org_tree.index import OrgIndex, OrgIndexHolder
+from org_tree.index import OrgIndex
 from org_tree.jurisdiction import SYSTEM
 from org_tree.org_service import OrgService
 from org_tree.selectors import parse_selector

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from kernel.clock import SystemClock
 from kernel.db.database import Database
 from org_tree.grant_service import GrantService
-from org_tree.index import OrgIndexHolder
+from org_tree.holder import OrgIndexHolder
 from org_tree.jurisdiction import SYSTEM
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory

@@ -194,7 +194,7 @@ async def _demo_positions(db: Any, person_ids: list[int], out: list[dict[str, An
     """
     from kernel.clock import SystemClock
     from kernel.errors import Conflict, NotFound
-    from org_tree.index import OrgIndexHolder
+    from org_tree.holder import OrgIndexHolder
     from org_tree.jurisdiction import SYSTEM
     from org_tree.org_service import OrgService
 

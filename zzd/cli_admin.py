@@ -48,7 +48,7 @@ async def _person_id(db: Any, who: str) -> int:
 async def _org(db: Any) -> Any:
     from kernel.clock import SystemClock
     from org_tree.grant_service import GrantService
-    from org_tree.index import OrgIndexHolder
+    from org_tree.holder import OrgIndexHolder
     from org_tree.org_service import OrgService
 
     holder = OrgIndexHolder(db)
@@ -241,7 +241,7 @@ def person_import(path: Path, codes_path: Path | None, replace_holders: bool, pr
     from kernel.clock import SystemClock
     from kernel.db.database import Database
     from kernel.errors import BadRequest
-    from org_tree.index import OrgIndexHolder
+    from org_tree.holder import OrgIndexHolder
     from org_tree.provisioning import apply_plan, plan_import
     from zzd.cli import _settings
     from zzd.cli_org import _Bars

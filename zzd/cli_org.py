@@ -71,7 +71,7 @@ def import_cmd(path: Path | None, grids: int, if_empty: bool) -> None:
         try:
             if if_empty:
                 from kernel.clock import SystemClock
-                from org_tree.index import OrgIndexHolder
+                from org_tree.holder import OrgIndexHolder
 
                 stats = await OrgService(db, SystemClock(), OrgIndexHolder(db)).stats()
                 if sum(stats["units"].values()):
@@ -114,7 +114,7 @@ def stats_cmd(as_json: bool) -> None:
     """Unit counts per level and the numbers of positions, assignments and persons."""
     from kernel.clock import SystemClock
     from kernel.db.database import Database
-    from org_tree.index import OrgIndexHolder
+    from org_tree.holder import OrgIndexHolder
     from org_tree.org_service import OrgService
 
     async def go() -> dict[str, Any]:

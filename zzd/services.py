@@ -51,7 +51,7 @@ from messaging.tasks.service import TaskService
 from messaging.tasks.timers import TaskTimers
 from messaging.wakeup import EventGroup
 from org_tree.grant_service import GrantService
-from org_tree.index import OrgIndexHolder
+from org_tree.holder import OrgIndexHolder
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from zzd.auth.passwords import Passwords

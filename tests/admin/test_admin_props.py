@@ -31,7 +31,7 @@ from kernel.db.database import Database
 from kernel.errors import ZzdError
 from kernel.schema import persons
 from org_tree.divisions import Level
-from org_tree.index import OrgIndexHolder
+from org_tree.holder import OrgIndexHolder
 from org_tree.jurisdiction import scope_of
 from org_tree.org_schema import assignments, positions, roles, units
 from org_tree.org_service import OrgService
@@ -121,7 +121,7 @@ async def _run(tree: Tree, data: st.DataObject) -> None:
         start_units = set()
         for pid in start_positions:
             sc = scope_of(idx, pid)
-            start_units |= {u for u in range(sc.lo, sc.hi)}
+            start_units |= set(sc.units())
         before = await _snapshot(db)
         all_positions = sorted(tree.positions) or [1]
         all_units = sorted(tree.units)

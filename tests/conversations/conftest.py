@@ -23,8 +23,8 @@ from messaging.conversations.model import ConversationConfig
 from messaging.conversations.service import ConversationService
 from messaging.events import EventLog
 from messaging.wakeup import EventGroup
+from org_tree.holder import OrgIndexHolder
 from org_tree.importer import import_divisions
-from org_tree.index import OrgIndexHolder
 from org_tree.jurisdiction import SYSTEM, Actor
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory

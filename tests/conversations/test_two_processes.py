@@ -19,7 +19,7 @@ import pytest
 
 from kernel.clock import SystemClock
 from kernel.db.database import Database
-from org_tree.index import OrgIndexHolder
+from org_tree.holder import OrgIndexHolder
 from org_tree.org_service import OrgService
 from tests.client import Client, login
 from tests.conftest import temp_pg_database

@@ -14,7 +14,7 @@ from kernel.db.base import metadata
 from kernel.db.database import unpooled_engine
 from messaging.notices import validate_compose
 from messaging.schema import person_events
-from org_tree.index import OrgIndexHolder
+from org_tree.holder import OrgIndexHolder
 from org_tree.jurisdiction import SYSTEM
 from org_tree.org_service import OrgService
 from org_tree.resolution import resolve

@@ -1,0 +1,181 @@
+"""Keeps this process's org index in step with the org change log.
+
+Why a log applied in order: every org write bumps ``org_version`` and appends
+its entries to ``org_changes`` in its own transaction (``org_tree.versioning``),
+so the versions commit in order with no gaps. Each process reads the entries
+after the version it has and applies them to its index *in place*: holder
+changes re-read the few positions' current holders; structural changes
+(``scope = 'struct'``, the edit in ``detail`` as JSON, see
+``org_tree.structure``) are replayed by ``org_tree.index_patch``. Listeners (the
+找岗位 directory) are told what was applied, so they patch themselves too.
+
+A rebuild remains the fallback: a ``tree`` entry (a division import), a
+version with no entry (a gap: a corrupted or pruned log), more entries than
+``PATCH_LIMIT`` at once, or an entry that does not apply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from kernel.db.database import Database
+from org_tree.index import OrgIndex, role_info
+from org_tree.org_schema import assignments, org_changes
+from org_tree.versioning import read_version
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PATCH_LIMIT", "Applied", "OrgIndexHolder", "apply_op"]
+
+PATCH_LIMIT = 5_000  # more entries than this in one refresh → rebuild
+
+
+@dataclass
+class Applied:
+    """What one refresh did, for listeners: structural ops and person entries in order, holder changes."""
+
+    version: int
+    rebuilt: bool
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    holder_positions: set[int] = field(default_factory=set)
+
+
+Listener = Callable[[OrgIndex, Applied], Awaitable[None]]
+
+
+def apply_op(index: OrgIndex, op: dict[str, Any]) -> None:
+    """Replay one structural entry (``org_tree.structure`` writes them) on ``index``.
+
+    Raises:
+        KeyError, ValueError, IndexError: the entry does not fit the index (the caller rebuilds).
+    """
+    kind = op["op"]
+    if kind == "unit_create":
+        parent = index.unit(int(op["parent"])) if op.get("parent") is not None else -1
+        index.add_unit(int(op["unit"]), parent, int(op["level"]), str(op["code"]), str(op["name"]))
+    elif kind == "unit_rename":
+        index.rename_unit(index.unit(int(op["unit"])), str(op["name"]))
+    elif kind == "unit_move":
+        index.move_unit(index.unit(int(op["unit"])), index.unit(int(op["parent"])))
+    elif kind == "unit_retire":
+        index.retire_unit(index.unit(int(op["unit"])))
+    elif kind == "unit_merge":
+        index.merge_units(index.unit(int(op["unit"])), index.unit(int(op["into"])))
+    elif kind == "position_create":
+        index.add_position(int(op["position"]), index.unit(int(op["unit"])), int(op["role"]))
+    elif kind == "position_retire":
+        index.retire_position(int(op["position"]))
+    elif kind == "role_set":
+        index.set_role(role_info(op["role"]))
+    elif kind != "person":
+        raise ValueError(f"unknown org change {kind!r}")
+
+
+class OrgIndexHolder:
+    """Owns the current index of this process and keeps it in step with ``org_version``.
+
+    Call :meth:`refresh_if_changed` periodically (~0.5 s) and after a broker hint;
+    while nothing changed it costs one indexed single-row query.
+    """
+
+    def __init__(self, db: Database, index: OrgIndex | None = None) -> None:
+        self._db = db
+        self._index = index
+        self._listeners: list[Listener] = []
+        self.rebuilds = 0
+        self.patches = 0
+
+    @property
+    def index(self) -> OrgIndex:
+        if self._index is None:
+            raise RuntimeError("OrgIndexHolder.load() was not awaited")
+        return self._index
+
+    def listen(self, listener: Listener) -> None:
+        """Call ``listener(index, applied)`` after every change this holder applies (or rebuild)."""
+        self._listeners.append(listener)
+
+    async def load(self) -> OrgIndex:
+        """(Re)build the index from the database; the old one is released as soon as the new one is in place."""
+        self._index = await OrgIndex.load(self._db)
+        self.rebuilds += 1
+        await self._tell(Applied(self._index.version, True))
+        return self._index
+
+    async def _tell(self, applied: Applied) -> None:
+        for listener in self._listeners:
+            await listener(self.index, applied)
+
+    async def refresh_if_changed(self) -> bool:
+        """Bring the index up to the committed version; True when it changed."""
+        if self._index is None:
+            await self.load()
+            return True
+        current = self._index.version
+        async with self._db.read() as conn:
+            version = await read_version(conn)
+            if version == current:
+                return False
+            rows = (
+                await conn.execute(
+                    select(org_changes.c.version, org_changes.c.scope, org_changes.c.position_id, org_changes.c.detail)
+                    # bounded above: under READ COMMITTED a later statement may see newer commits
+                    .where(org_changes.c.version > current, org_changes.c.version <= version)
+                    .order_by(org_changes.c.version, org_changes.c.id)
+                    .limit(PATCH_LIMIT + 1)
+                )
+            ).all()
+            seen = {int(r[0]) for r in rows}
+            patchable = (
+                version > current
+                and len(rows) <= PATCH_LIMIT
+                and seen == set(range(current + 1, version + 1))  # a missing version: the log has a gap
+                and all(r[1] in ("holders", "struct", "person") for r in rows)
+            )
+            applied = Applied(version, False)
+            holders: dict[int, tuple[list[int], list[tuple[int, str]]]] = {}
+            if patchable:
+                for _v, scope, pid, detail in rows:
+                    if scope == "holders" and pid is not None:
+                        applied.holder_positions.add(int(pid))
+                    elif scope in ("struct", "person") and detail is not None:  # None: a version's first row
+                        applied.ops.append(json.loads(str(detail)))
+                holders = await _current_holders(conn, applied.holder_positions)
+        if not patchable:
+            logger.info("org index: rebuilding (%d entries from %d to %d)", len(rows), current, version)
+            await self.load()
+            return True
+        try:
+            for op in applied.ops:
+                apply_op(self._index, op)
+        except (KeyError, ValueError, IndexError, TypeError) as exc:
+            logger.warning("org index: an entry did not apply (%r); rebuilding", exc)
+            await self.load()
+            return True
+        self._index.patch_holders(holders, version)
+        self.patches += 1
+        await self._tell(applied)
+        return True
+
+
+async def _current_holders(conn: Any, pos_ids: set[int]) -> dict[int, tuple[list[int], list[tuple[int, str]]]]:
+    holders: dict[int, tuple[list[int], list[tuple[int, str]]]] = {p: ([], []) for p in pos_ids}
+    ids = sorted(pos_ids)
+    for i in range(0, len(ids), 1000):
+        rows = await conn.execute(
+            select(assignments.c.position_id, assignments.c.person_id, assignments.c.kind)
+            .where(assignments.c.position_id.in_(ids[i : i + 1000]), assignments.c.end_at.is_(None))
+            .order_by(assignments.c.id)
+        )
+        for pos_id, person_id, kind in rows:
+            if kind == "primary":
+                holders[int(pos_id)][0].append(int(person_id))
+            else:
+                holders[int(pos_id)][1].append((int(person_id), str(kind)))
+    return holders

@@ -1,0 +1,381 @@
+"""Structural edits of the org: units, positions and roles, as administrators make them.
+
+Why here and how: each edit checks the caller's admin grant over what it
+touches (a refusal is audited), then in **one transaction** takes the
+``org_version`` row lock first (``bump_version(scope="struct")``), changes the
+rows, appends the edit to the org change log as JSON (``append_change``; the
+entries ``org_tree.holder`` replays in every process, see ``apply_op``), tells
+the work-in-flight hooks (``OrgHooks``: open tasks of a retired position go to
+its successor, tasks of a moved position change unit) and writes the audit
+entry. Rows are never deleted: a retired unit is ``dissolved_at``, a retired
+position ``removed_at``, so history (assignments, threads, tasks) stays.
+
+After the commit this process refreshes its index before answering, so a
+caller sees its own edit at once; other processes within their refresh
+interval (0.5 s by default, and at once on a broker hint).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kernel.audit import record
+from kernel.errors import BadRequest, Conflict, ErrorCode
+from kernel.text import check_text, normalize_name
+from org_tree.divisions import Level
+from org_tree.grants import Perm
+from org_tree.index import OrgIndex
+from org_tree.jurisdiction import Actor, access_unit
+from org_tree.org_schema import positions, roles, units
+from org_tree.roles import JURISDICTION_RULES
+from org_tree.versioning import append_change, bump_version
+
+if TYPE_CHECKING:
+    from org_tree.org_service import OrgService
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["OrgHooks", "Structure", "successors"]
+
+#: ``(conn, {retired position id: successor position id}, now, actor person id)``: runs in the edit's transaction.
+RetiredHook = Callable[[AsyncConnection, dict[int, int | None], datetime, int | None], Awaitable[None]]
+#: ``(conn, {moved position id: its new unit id}, now)``: runs in the edit's transaction.
+MovedHook = Callable[[AsyncConnection, dict[int, int], datetime], Awaitable[None]]
+
+
+class OrgHooks:
+    """Work in flight that follows a structural edit (registered by messaging; empty in org-only use)."""
+
+    def __init__(self) -> None:
+        self.retired: list[RetiredHook] = []
+        self.moved: list[MovedHook] = []
+
+    async def positions_retired(self, conn: AsyncConnection, moves: dict[int, int | None], now: datetime,
+                                actor: int | None) -> None:  # fmt: skip
+        for hook in self.retired:
+            await hook(conn, moves, now, actor)
+
+    async def positions_moved(self, conn: AsyncConnection, moves: dict[int, int], now: datetime) -> None:
+        for hook in self.moved:
+            await hook(conn, moves, now)
+
+
+def successors(
+    index: OrgIndex, retired: Sequence[int], gone_units: set[int], named: int | None
+) -> dict[int, int | None]:
+    """Who takes over each retired position: the named one, else the same role in the nearest
+    surviving unit above, else the head of the nearest surviving unit above (None: nobody)."""
+    out: dict[int, int | None] = {}
+    retired_set = set(retired)
+    for pid in retired:
+        if named is not None:
+            out[pid] = named
+            continue
+        k = index.find_slot(pid)
+        found: int | None = None
+        if k >= 0:
+            role = index.position_role_id(k)
+            above = [a for a in index.ancestors(index.position_unit(k)) if a not in gone_units]
+            for a in above:
+                j = index.role_slot(a, role)
+                if j >= 0 and index.position_id(j) not in retired_set:
+                    found = index.position_id(j)
+                    break
+            if found is None:
+                for a in above:
+                    h = index.head_slot(a)
+                    if h >= 0 and index.position_id(h) not in retired_set:
+                        found = index.position_id(h)
+                        break
+        out[pid] = found
+    return out
+
+
+class Structure:
+    """Create, rename, move, retire and merge units; create and retire positions; create and change roles."""
+
+    def __init__(self, org: OrgService, hooks: OrgHooks | None = None) -> None:
+        self._org = org
+        self.hooks = hooks or OrgHooks()
+
+    @property
+    def index(self) -> OrgIndex:
+        return self._org.index
+
+    async def _begin(self, conn: AsyncConnection, ops: list[dict[str, Any]]) -> int:
+        version = await bump_version(conn, self._org.clock, scope="struct")
+        for op in ops:
+            await append_change(conn, self._org.clock, version, "struct", op)
+        return version
+
+    # ------------------------------------------------------------------ units
+    async def create_unit(self, actor: Actor, parent: int | str, name: str, *, code: str | None = None) -> int:
+        """A new unit one level below ``parent``; returns its id."""
+        idx = self.index
+        pu = access_unit(idx, actor, parent)
+        await self._org.authorize(actor, Perm.ORG, pu, "org.unit_created", parent_id=idx.unit_id(pu))
+        level = idx.unit_level(pu) + 1
+        if level > Level.GRID:
+            raise BadRequest("grids cannot have child units", data={"field": "parent"})
+        clean = normalize_name(check_text(name, field="name", max_chars=100))
+        from org_tree.importer import pinyin_of
+
+        full, initials = pinyin_of(clean)
+        parent_id, now = idx.unit_id(pu), self._org.clock.now()
+        async with self._org.db.write() as conn:
+            version = await bump_version(conn, self._org.clock, scope="struct")
+            if code is None:
+                n = (await conn.execute(select(func.count()).where(units.c.parent_id == parent_id))).scalar_one()
+                code = f"{idx.unit_code(pu)}x{int(n) + 1:03d}"
+            check_text(code, field="code", max_chars=32)
+            if (await conn.execute(select(units.c.id).where(units.c.code == code))).first() is not None:
+                raise Conflict(f"unit code {code} exists", code=ErrorCode.ALREADY_EXISTS, data={"code": code})
+            uid = int(
+                (
+                    await conn.execute(
+                        insert(units)
+                        .values(
+                            code=code,
+                            name=clean,
+                            level=level,
+                            parent_id=parent_id,
+                            pinyin=full,
+                            pinyin_initials=initials,
+                            imported=False,
+                            created_at=now,
+                        )  # fmt: skip
+                        .returning(units.c.id)
+                    )
+                ).scalar_one()
+            )
+            op = {"op": "unit_create", "unit": uid, "parent": parent_id, "level": level, "code": code, "name": clean,
+                  "pinyin": full, "initials": initials}  # fmt: skip
+            await append_change(conn, self._org.clock, version, "struct", op)
+            await record(conn, self._org.audit(actor, "org.unit_created", pu, unit_id=uid, code=code, name=clean), now)
+        await self._org.committed()
+        return uid
+
+    async def rename_unit(self, actor: Actor, unit: int | str, name: str) -> int:
+        idx = self.index
+        u = access_unit(idx, actor, unit)
+        await self._org.authorize(actor, Perm.ORG, u, "org.unit_renamed", unit_id=idx.unit_id(u))
+        clean = normalize_name(check_text(name, field="name", max_chars=100))
+        from org_tree.importer import pinyin_of
+
+        full, initials = pinyin_of(clean)
+        uid, old, now = idx.unit_id(u), idx.unit_name(u), self._org.clock.now()
+        op = {"op": "unit_rename", "unit": uid, "name": clean, "pinyin": full, "initials": initials}
+        async with self._org.db.write() as conn:
+            await self._begin(conn, [op])
+            await conn.execute(
+                update(units).where(units.c.id == uid).values(name=clean, pinyin=full, pinyin_initials=initials)
+            )
+            await record(conn, self._org.audit(actor, "org.unit_renamed", u, unit_id=uid, old=old, name=clean), now)
+        await self._org.committed()
+        return uid
+
+    async def _two_units(self, actor: Actor, unit: int | str, target: int | str, action: str) -> tuple[int, int]:
+        """Both units, with an ``org`` grant over each (a move or merge changes both subtrees)."""
+        idx = self.index
+        u = access_unit(idx, actor, unit)
+        t = access_unit(idx, actor, target)
+        await self._org.authorize(actor, Perm.ORG, u, action, unit_id=idx.unit_id(u))
+        await self._org.authorize(actor, Perm.ORG, t, action, unit_id=idx.unit_id(u), target_id=idx.unit_id(t))
+        return u, t
+
+    async def move_unit(self, actor: Actor, unit: int | str, new_parent: int | str) -> int:
+        """Move a unit (with its subtree) under another unit of the level above."""
+        idx = self.index
+        u, p = await self._two_units(actor, unit, new_parent, "org.unit_moved")
+        if idx.unit_level(p) != idx.unit_level(u) - 1:
+            raise BadRequest("the new parent must be one level above the unit", data={"field": "parent"})
+        if idx.parent(u) == p:
+            raise Conflict("the unit is already there", data={"unit_id": idx.unit_id(u)})
+        uid, pid, now = idx.unit_id(u), idx.unit_id(p), self._org.clock.now()
+        old_parent = idx.unit_id(idx.parent(u)) if idx.parent(u) >= 0 else None
+        async with self._org.db.write() as conn:
+            await self._begin(conn, [{"op": "unit_move", "unit": uid, "parent": pid}])
+            await conn.execute(update(units).where(units.c.id == uid).values(parent_id=pid))
+            entry = self._org.audit(actor, "org.unit_moved", u, from_parent_id=old_parent, to_parent_id=pid)
+            await record(conn, entry, now)
+        await self._org.committed()
+        return uid
+
+    async def retire_unit(self, actor: Actor, unit: int | str, *, successor: int | None = None) -> dict[str, Any]:
+        """Retire a unit with its subtree: its positions end, their open work goes to successors."""
+        idx = self.index
+        u = access_unit(idx, actor, unit)
+        await self._org.authorize(actor, Perm.ORG, u, "org.unit_retired", unit_id=idx.unit_id(u))
+        if idx.parent(u) < 0:
+            raise BadRequest("a root unit cannot be retired", data={"field": "unit"})
+        gone_units = set(idx.subtree(u))
+        retired = sorted(idx.position_id(k) for v in gone_units for k in idx.unit_slots(v))
+        if successor is not None:
+            self._check_successor(actor, successor, gone_units)
+        moves = successors(idx, retired, gone_units, successor)
+        unit_ids = sorted(idx.unit_id(v) for v in gone_units)
+        uid, now = idx.unit_id(u), self._org.clock.now()
+        async with self._org.db.write() as conn:
+            await self._begin(conn, [{"op": "unit_retire", "unit": uid}])
+            for i in range(0, len(unit_ids), 1000):
+                chunk = unit_ids[i : i + 1000]
+                await conn.execute(update(units).where(units.c.id.in_(chunk)).values(dissolved_at=now))
+                await conn.execute(
+                    update(positions)
+                    .where(positions.c.unit_id.in_(chunk), positions.c.removed_at.is_(None))
+                    .values(removed_at=now)
+                )
+            await self.hooks.positions_retired(conn, moves, now, actor.person_id or None)
+            entry = self._org.audit(actor, "org.unit_retired", u, unit_id=uid, units=len(unit_ids),
+                                    positions=len(retired), successor=successor)  # fmt: skip
+            await record(conn, entry, now)
+        await self._org.committed()
+        return {"unit_id": uid, "units": len(unit_ids), "positions": retired, "successors": moves}
+
+    def _check_successor(self, actor: Actor, successor: int, gone_units: set[int]) -> None:
+        idx = self.index
+        k = idx.find_slot(successor)
+        if k < 0 or idx.position_unit(k) in gone_units:
+            raise BadRequest("the successor must be a position that stays", data={"field": "successor"})
+        from org_tree.grants import require_grant
+
+        require_grant(idx, actor, Perm.ORG, idx.position_unit(k))
+
+    async def merge_units(self, actor: Actor, unit: int | str, into: int | str) -> dict[str, Any]:
+        """Merge ``unit`` into ``into`` (same level): children and positions move, holders and history stay."""
+        idx = self.index
+        u, t = await self._two_units(actor, unit, into, "org.units_merged")
+        if u == t or idx.unit_level(u) != idx.unit_level(t) or idx.contains(u, t):
+            raise BadRequest("merge two different units of the same level", data={"field": "into"})
+        uid, tid, now = idx.unit_id(u), idx.unit_id(t), self._org.clock.now()
+        moved = [idx.position_id(k) for k in idx.unit_slots(u)]
+        kids = [idx.unit_id(c) for c in idx.children(u)]
+        async with self._org.db.write() as conn:
+            await self._begin(conn, [{"op": "unit_merge", "unit": uid, "into": tid}])
+            await conn.execute(update(units).where(units.c.parent_id == uid).values(parent_id=tid))
+            await conn.execute(
+                update(positions).where(positions.c.unit_id == uid, positions.c.removed_at.is_(None))
+                .values(unit_id=tid)
+            )  # fmt: skip
+            await conn.execute(update(units).where(units.c.id == uid).values(dissolved_at=now))
+            await self.hooks.positions_moved(conn, dict.fromkeys(moved, tid), now)
+            entry = self._org.audit(actor, "org.units_merged", t, unit_id=uid, into_id=tid, children=kids,
+                                    positions=moved)  # fmt: skip
+            await record(conn, entry, now)
+        await self._org.committed()
+        return {"unit_id": uid, "into_id": tid, "children_moved": kids, "positions_moved": moved}
+
+    # -------------------------------------------------------------- positions
+    async def create_position(self, actor: Actor, unit: int | str, role: str, *, title: str | None = None) -> int:
+        idx = self.index
+        u = access_unit(idx, actor, unit)
+        await self._org.authorize(actor, Perm.ORG, u, "org.position_created", role=role)
+        info = idx.roles[idx.role_id(role)]
+        if idx.unit_level(u) not in info.levels:
+            raise BadRequest(f"role {info.name} does not exist at level {Level(idx.unit_level(u)).label}",
+                             data={"field": "role"})  # fmt: skip
+        if title is not None:
+            title = normalize_name(check_text(title, field="title", max_chars=100))
+        uid, now = idx.unit_id(u), self._org.clock.now()
+        async with self._org.db.write() as conn:
+            version = await bump_version(conn, self._org.clock, scope="struct")
+            res = await conn.execute(
+                insert(positions)
+                .values(unit_id=uid, role_id=info.id, title=title, pool=info.pool, created_at=now)
+                .returning(positions.c.id)
+            )
+            pid = int(res.scalar_one())
+            op = {"op": "position_create", "position": pid, "unit": uid, "role": info.id}
+            await append_change(conn, self._org.clock, version, "struct", op)
+            await record(conn, self._org.audit(actor, "org.position_created", u, position_id=pid, role=info.key), now)
+        await self._org.committed()
+        return pid
+
+    async def retire_position(self, actor: Actor, position_id: int, *, successor: int | None = None) -> dict[str, Any]:
+        """Retire a position: its holders' assignments end, its open tasks go to the successor."""
+        idx = self.index
+        k = idx.slot(position_id)
+        u = idx.position_unit(k)
+        await self._org.authorize(actor, Perm.ORG, u, "org.position_retired", position_id=position_id)
+        if successor is not None:
+            if successor == position_id:
+                raise BadRequest("a position cannot succeed itself", data={"field": "successor"})
+            self._check_successor(actor, successor, set())
+        moves = successors(idx, [position_id], set(), successor)
+        now = self._org.clock.now()
+        from org_tree.org_schema import assignments
+
+        async with self._org.db.write() as conn:
+            await self._begin(conn, [{"op": "position_retire", "position": position_id}])
+            await conn.execute(update(positions).where(positions.c.id == position_id).values(removed_at=now))
+            ended = await conn.execute(
+                update(assignments)
+                .where(assignments.c.position_id == position_id, assignments.c.end_at.is_(None))
+                .values(end_at=now)
+                .returning(assignments.c.person_id)
+            )
+            holders = sorted({int(r[0]) for r in ended})
+            await self.hooks.positions_retired(conn, moves, now, actor.person_id or None)
+            entry = self._org.audit(actor, "org.position_retired", u, position_id=position_id, holders=holders,
+                                    successor=moves[position_id])  # fmt: skip
+            await record(conn, entry, now)
+        await self._org.committed()
+        return {"position_id": position_id, "successor": moves[position_id], "holders_ended": holders}
+
+    # ------------------------------------------------------------------ roles
+    async def create_role(self, actor: Actor, raw: dict[str, Any]) -> int:
+        from org_tree.roles import validate_role
+
+        await self._org.authorize(actor, Perm.ROLES, None, "org.role_created")
+        spec = validate_role({**raw, "auto": raw.get("auto", False)})
+        now = self._org.clock.now()
+        async with self._org.db.write() as conn:
+            version = await bump_version(conn, self._org.clock, scope="struct")
+            clash = await conn.execute(
+                select(roles.c.id).where((roles.c.key == spec.key) | (roles.c.name == spec.name))
+            )
+            if clash.first() is not None:
+                raise Conflict(f"role {spec.key} or {spec.name} exists", code=ErrorCode.ALREADY_EXISTS)
+            res = await conn.execute(
+                insert(roles).values(key=spec.key, name=spec.name, levels=spec.levels_text,
+                                     jurisdiction=spec.jurisdiction, is_head=spec.is_head, pool=spec.pool,
+                                     auto=spec.auto, created_at=now).returning(roles.c.id)
+            )  # fmt: skip
+            rid = int(res.scalar_one())
+            row = [rid, spec.key, spec.name, spec.levels_text, spec.jurisdiction, spec.is_head, spec.pool]
+            await append_change(conn, self._org.clock, version, "struct", {"op": "role_set", "role": row})
+            await record(conn, self._org.audit(actor, "org.role_created", None, key=spec.key, name=spec.name), now)
+        await self._org.committed()
+        return rid
+
+    async def update_role(self, actor: Actor, ref: str | int, *, name: str | None, jurisdiction: str | None) -> int:
+        """Rename a role and/or change its jurisdiction rule (its levels and kind stay)."""
+        await self._org.authorize(actor, Perm.ROLES, None, "org.role_changed", role=str(ref))
+        idx = self.index
+        info = idx.roles[idx.role_id(ref)]
+        new_name = normalize_name(check_text(name, field="name", max_chars=100)) if name is not None else info.name
+        rule = jurisdiction if jurisdiction is not None else info.jurisdiction
+        if rule not in JURISDICTION_RULES:
+            raise BadRequest(f"jurisdiction must be one of {', '.join(JURISDICTION_RULES)}",
+                             data={"field": "jurisdiction"})  # fmt: skip
+        levels = ",".join(Level(lv).label for lv in info.levels)
+        row = [info.id, info.key, new_name, levels, rule, info.is_head, info.pool]
+        now = self._org.clock.now()
+        async with self._org.db.write() as conn:
+            await self._begin(conn, [{"op": "role_set", "role": row}])
+            if new_name != info.name:
+                clash = await conn.execute(select(roles.c.id).where(roles.c.name == new_name, roles.c.id != info.id))
+                if clash.first() is not None:
+                    raise Conflict(f"role {new_name} exists", code=ErrorCode.ALREADY_EXISTS, data={"field": "name"})
+            await conn.execute(update(roles).where(roles.c.id == info.id).values(name=new_name, jurisdiction=rule))
+            entry = self._org.audit(actor, "org.role_changed", None, key=info.key, old_name=info.name, name=new_name,
+                                    old_jurisdiction=info.jurisdiction, jurisdiction=rule)  # fmt: skip
+            await record(conn, entry, now)
+        await self._org.committed()
+        return info.id
