@@ -29,7 +29,7 @@ def _with_registry(fn: Callable[[Any], Awaitable[Any]]) -> Any:
     from kernel.clock import SystemClock
     from kernel.db.database import Database
     from kernel.errors import ZzdError
-    from org_tree.index import OrgIndexHolder
+    from org_tree.holder import OrgIndexHolder
     from org_tree.org_service import OrgService
     from org_tree.people import PersonDirectory
     from zzd.cli import _settings
