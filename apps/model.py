@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from kernel.errors import BadRequest, ErrorCode, Forbidden
+from kernel.wire import iso
 
 __all__ = [
     "EVENT_TYPES",
@@ -135,7 +136,7 @@ class App:
             "owner_position_id": self.owner_position_id, "subtree_unit_id": self.subtree_unit_id,
             "visibility": self.visibility, "scopes": sorted(self.scopes), "rate_per_minute": self.rate_per_minute,
             "bot_person_id": self.bot_person_id, "bot_position_id": self.bot_position_id,
-            "disabled": self.disabled, "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "disabled": self.disabled, "created_at": iso(self.created_at),
         }  # fmt: skip
 
 

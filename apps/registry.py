@@ -33,6 +33,7 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import BadRequest, Conflict, ErrorCode, NotFound, Unauthorized
 from kernel.text import check_text
+from kernel.wire import iso
 from org_tree.grants import Perm, holds_grant, unit_path_of
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import SYSTEM, Actor
@@ -87,7 +88,7 @@ class NewSecret:
         return {
             "secret_id": self.id,
             "client_secret": self.secret,
-            "previous_secrets_expire_at": None if exp is None else exp.isoformat().replace("+00:00", "Z"),
+            "previous_secrets_expire_at": iso(exp),
         }
 
 
@@ -296,8 +297,8 @@ class AppRegistry:
             for r in rows:
                 exp, rev = r.expires_at, r.revoked_at
                 out.append({
-                    "secret_id": int(r.id), "hint": r.hint + "…", "created_at": _iso(r.created_at),
-                    "expires_at": _iso(exp), "revoked_at": _iso(rev),
+                    "secret_id": int(r.id), "hint": r.hint + "…", "created_at": iso(r.created_at),
+                    "expires_at": iso(exp), "revoked_at": iso(rev),
                     "active": rev is None and (exp is None or exp > now),
                 })  # fmt: skip
         return out
@@ -341,7 +342,3 @@ class AppRegistry:
         if app.disabled:
             raise Unauthorized("the app is disabled", code=ErrorCode.INVALID_CLIENT)
         return AppPrincipal(app, secret_id)
-
-
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat().replace("+00:00", "Z")

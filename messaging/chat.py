@@ -8,9 +8,7 @@ wake-up handed to ``notify`` for real-time delivery.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,13 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore
-from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound
+from kernel.errors import Forbidden, NotFound
 from kernel.schema import persons
 from kernel.text import check_text
+from kernel.wire import check_client_msg_id, iso
 from messaging.batching import Batcher
 from messaging.events import EventLog, NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
+from messaging.shapes import MessageNew, Sender
 from messaging.unit_of_work import Txn, UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["ChatService", "Notify", "SendRequest", "SendResult"]
 
 MAX_BODY_CHARS = 5_000
-_CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +60,10 @@ class SendResult:
         return {
             "message_id": self.message_id,
             "conversation_id": self.conversation_id,
-            "created_at": _iso(self.created_at),
+            "created_at": iso(self.created_at),
             "duplicate": self.duplicate,
             "seq": self.sender_seq,
         }
-
-
-def _iso(dt: datetime) -> str:
-    return dt.isoformat().replace("+00:00", "Z")
 
 
 def direct_key(a: int, b: int) -> str:
@@ -78,12 +73,7 @@ def direct_key(a: int, b: int) -> str:
 
 def validate_send(req: SendRequest) -> SendRequest:
     """Reject bad input before anything touches the database."""
-    if not _CLIENT_MSG_ID.fullmatch(req.client_msg_id):
-        raise BadRequest(
-            "client_msg_id must be 1-64 characters of A-Z a-z 0-9 _ . : -",
-            code=ErrorCode.INVALID_FRAME,
-            data={"field": "client_msg_id"},
-        )
+    check_client_msg_id(req.client_msg_id)
     check_text(req.body, field="body", max_chars=MAX_BODY_CHARS)
     if req.recipient_id <= 0:
         raise NotFound("no such person", data={"person_id": req.recipient_id})
@@ -168,20 +158,18 @@ class ChatService:
                 r = todo[k]
                 cid = conv_ids[direct_key(r.sender_id, r.recipient_id)]
                 conv_last[cid] = max(conv_last.get(cid, 0), mid)
-                payload = {
-                    "id": mid,
-                    "conversation_id": cid,
-                    "conversation_kind": "direct",
-                    "sender": {"id": r.sender_id, "name": people[r.sender_id][0]},
-                    "recipient_id": r.recipient_id,
-                    "client_msg_id": r.client_msg_id,
-                    "body": r.body,
-                    "created_at": _iso(now),
-                }
-                order.append(k)
-                new_events.append(
-                    NewEvent("message.new", json.dumps(payload, ensure_ascii=False), [r.sender_id, r.recipient_id])
+                payload = MessageNew(
+                    id=mid,
+                    conversation_id=cid,
+                    conversation_kind="direct",
+                    sender=Sender(id=r.sender_id, name=people[r.sender_id][0]),
+                    recipient_id=r.recipient_id,
+                    client_msg_id=r.client_msg_id,
+                    body=r.body,
+                    created_at=now,
                 )
+                order.append(k)
+                new_events.append(NewEvent("message.new", payload.text(), [r.sender_id, r.recipient_id]))
             sender_seq: dict[tuple[int, str], int] = {}
             if new_events:
                 new_groups = await tx.append(new_events)  # the sender's seq goes into the answer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from messaging.shapes import MessageNew
 from tests.client import Client, login, new_person
 from tests.conftest import RunningServer
 from tests.history import History
@@ -27,7 +28,11 @@ async def test_send_is_acked_and_delivered_to_recipient_and_sender_devices(serve
     mid = reply["data"]["message_id"]
     [ev] = await b.wait_events(1)
     assert ev["kind"] == "message.new" and ev["data"]["id"] == mid and ev["data"]["body"] == "你好，李四"
-    assert ev["data"]["sender"] == {"id": a_id, "name": "张三"}
+    assert ev["data"]["sender"] == {"id": a_id, "name": "张三", "position_id": None}
+    # One message.new shape for every kind of conversation (messaging/shapes.py): all fields present.
+    assert set(ev["data"]) == set(MessageNew.model_fields)
+    assert ev["data"]["conversation_kind"] == "direct" and ev["data"]["recipient_id"] == b_id
+    assert ev["data"]["created_at"].endswith("Z")
     [echo] = await a.wait_events(1)
     assert echo["seq"] == reply["data"]["seq"] and echo["data"]["id"] == mid
     await a.close()

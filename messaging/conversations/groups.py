@@ -10,7 +10,6 @@ transaction as the change.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Forbidden, NotFound
 from kernel.schema import persons
 from kernel.text import check_text, normalize_name
+from kernel.wire import dumps
 from messaging.conversations.access import Access, access, current_holders
 from messaging.conversations.model import GroupTooLarge
 from messaging.conversations.schema import conversation_positions
@@ -368,7 +368,7 @@ class GroupService:
             )
             await conn.execute(update(conversations).where(conversations.c.id == cid).values(owner_id=heir))
         if left:
-            gone = NewEvent("conversation.left", json.dumps({"conversation_id": cid}), left)
+            gone = NewEvent("conversation.left", dumps({"conversation_id": cid}), left)
             await system_message(
                 conn,
                 self._events,

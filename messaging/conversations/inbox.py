@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.errors import BadRequest
 from kernel.numbers import parse_uint
 from kernel.schema import persons
+from kernel.wire import iso
 from messaging.conversations.access import held_positions
-from messaging.conversations.model import iso, snippet
+from messaging.conversations.model import snippet
 from messaging.schema import conversation_members, conversations, messages
 
 logger = logging.getLogger(__name__)

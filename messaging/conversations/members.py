@@ -16,7 +16,6 @@ group with position members is reconciled in its own transaction:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text, normalize_name
+from kernel.wire import dumps
 from messaging.conversations.access import load_conversation
 from messaging.conversations.handover import handover_notes
 from messaging.conversations.schema import conversation_positions
@@ -259,7 +259,7 @@ class MemberReconciler:
             if left:
                 await conn.execute(delete(cm).where(cm.c.conversation_id == cid, cm.c.person_id.in_(left)))
             stay = (set(stored) - set(left)) | set(joined)
-            extra = [NewEvent("conversation.left", json.dumps({"conversation_id": cid}), left)] if left else []
+            extra = [NewEvent("conversation.left", dumps({"conversation_id": cid}), left)] if left else []
             await system_message(
                 conn,
                 self._c.events,

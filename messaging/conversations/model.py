@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from kernel.errors import BadRequest, ErrorCode
+from kernel.errors import BadRequest
 from kernel.text import check_text
+from kernel.wire import check_client_msg_id, iso
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ MAX_MENTIONS = 50
 MAX_ATTACHMENTS = 20
 SNIPPET_CHARS = 80
 MAX_HISTORY_PAGE = 100
-_CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 _ATTACHMENT_REF = re.compile(r"^[A-Za-z0-9_.:\-/+=]{1,128}$")
 
 
@@ -90,10 +90,6 @@ class PostResult:
         }
 
 
-def iso(dt: datetime | None) -> str | None:
-    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
-
-
 def _ids(values: tuple[int, ...], name: str) -> tuple[int, ...]:
     if len(values) > MAX_MENTIONS:
         raise BadRequest(f"at most {MAX_MENTIONS} {name}", data={"field": name})
@@ -105,12 +101,7 @@ def _ids(values: tuple[int, ...], name: str) -> tuple[int, ...]:
 
 def validate_post(req: PostRequest) -> PostRequest:
     """Reject bad input before anything touches the database."""
-    if not _CLIENT_MSG_ID.fullmatch(req.client_msg_id):
-        raise BadRequest(
-            "client_msg_id must be 1-64 characters of A-Z a-z 0-9 _ . : -",
-            code=ErrorCode.INVALID_FRAME,
-            data={"field": "client_msg_id"},
-        )
+    check_client_msg_id(req.client_msg_id)
     if req.client_msg_id.startswith("sys:"):
         raise BadRequest("client_msg_id may not start with sys:", data={"field": "client_msg_id"})
     if (req.conversation_id is None) == (req.to_position_id is None):

@@ -24,6 +24,7 @@ from kernel.db.dialect import insert_ignore, is_postgres
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.schema import persons
 from kernel.text import check_text
+from kernel.wire import dumps, iso
 from messaging.conversations.access import (
     Access,
     ConversationRow,
@@ -39,7 +40,6 @@ from messaging.conversations.model import (
     ConversationConfig,
     PostRequest,
     PostResult,
-    iso,
     message_dict,
     snippet,
     validate_post,
@@ -48,6 +48,7 @@ from messaging.conversations.photos import MESSAGE_REF, PhotoLinker
 from messaging.events import EventLog, NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
+from messaging.shapes import MessageNew, Sender
 from messaging.unit_of_work import Txn, UnitOfWork
 from messaging.wakeup import EventGroup
 from org_tree.org_schema import positions
@@ -283,25 +284,22 @@ class ConversationService:
         if self.photos is not None and req.attachments:
             sender_id = req.sender_id
             await self.photos.link_owned(conn, req.attachments, person_id=sender_id, ref_kind=MESSAGE_REF, ref_id=mid)
-        payload: dict[str, Any] = {
-            "id": mid,
-            "conversation_id": cid,
-            "conversation_kind": conv.kind,
-            "kind": "text",
-            "sender": {"id": req.sender_id, "name": sender[0], "position_id": as_position},
-            "client_msg_id": req.client_msg_id,
-            "body": req.body,
-            "created_at": iso(now),
-            "reply_to": reply,
-            "mentions": mentions,
-            "attachments": list(req.attachments),
-            "edited_at": None,
-            "recalled_at": None,
-        }
-        if conv.kind == "position":
-            payload["position_id"] = conv.position_id
-            payload["peer_position_id"] = conv.peer_position_id
-            payload["peer_person_id"] = conv.peer_person_id
+        in_thread = conv.kind == "position"
+        payload = MessageNew(
+            id=mid,
+            conversation_id=cid,
+            conversation_kind=conv.kind,
+            sender=Sender(id=req.sender_id, name=sender[0], position_id=as_position),
+            client_msg_id=req.client_msg_id,
+            body=req.body,
+            created_at=now,
+            reply_to=reply,
+            mentions=mentions,
+            attachments=list(req.attachments),
+            position_id=conv.position_id if in_thread else None,
+            peer_position_id=conv.peer_position_id if in_thread else None,
+            peer_person_id=conv.peer_person_id if in_thread else None,
+        )
         # The payload differs between recipients only in two flags: encode each combination once.
         texts: dict[tuple[bool, bool], str] = {}
         per_person: list[tuple[int, str]] = []
@@ -309,8 +307,7 @@ class ConversationService:
             flags = (pid in mentioned and pid != req.sender_id, pid in muted)
             text = texts.get(flags)
             if text is None:
-                body = {**payload, "mentioned": flags[0], "muted": flags[1]}
-                text = texts[flags] = json.dumps(body, ensure_ascii=False)
+                text = texts[flags] = payload.model_copy(update={"mentioned": flags[0], "muted": flags[1]}).text()
             per_person.append((pid, text))
         if len(per_person) >= BULK_AUDIENCE:
             # Large groups: one set-based stream bump and COPY (same locks, same order as append).
@@ -422,7 +419,7 @@ class ConversationService:
             data.update(edited_at=iso(now), body=body)
         kind = "message.recalled" if recall else "message.edited"
         audience = sorted(await readers(conn, acc.conversation, row.created_at))
-        text = json.dumps(data, ensure_ascii=False)
+        text = dumps(data)
         if len(audience) >= BULK_AUDIENCE:
             groups.extend(await self.events.append_bulk(conn, kind, [(p, text) for p in audience], now))
         else:
@@ -519,11 +516,11 @@ class ConversationService:
                 .values(last_read_message_id=message_id)
             )
             body = {"conversation_id": conversation_id, "last_read_message_id": message_id}
-            evs = [NewEvent("conversation.read", json.dumps(body), [person_id])]
+            evs = [NewEvent("conversation.read", dumps(body), [person_id])]
             if acc.conversation.kind == "direct":
                 others = sorted((await readers(conn, acc.conversation)) - {person_id})
                 if others:
-                    evs.append(NewEvent("peer.read", json.dumps({**body, "person_id": person_id}), others))
+                    evs.append(NewEvent("peer.read", dumps({**body, "person_id": person_id}), others))
             groups.extend(await self.events.append(conn, evs, now))
             return message_id
 
@@ -582,7 +579,7 @@ class ConversationService:
             )
             body = {"conversation_id": conversation_id, "muted": muted}
             groups.extend(
-                await self.events.append(conn, [NewEvent("conversation.muted", json.dumps(body), [person_id])], now)
+                await self.events.append(conn, [NewEvent("conversation.muted", dumps(body), [person_id])], now)
             )
             return body
 

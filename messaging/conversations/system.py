@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import insert_ignore
 from kernel.schema import persons
-from messaging.conversations.model import iso
 from messaging.events import EventLog, NewEvent
 from messaging.schema import conversations, messages
+from messaging.shapes import Mentions, MessageNew, Sender
 from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)
@@ -71,25 +71,19 @@ async def system_message(
         return None
     mid = int(row[0])
     name = (await conn.execute(select(persons.c.name).where(persons.c.id == actor_id))).scalar_one()
-    payload = {
-        "id": mid,
-        "conversation_id": conversation_id,
-        "conversation_kind": conversation_kind,
-        "kind": "system",
-        "sender": {"id": actor_id, "name": name, "position_id": None},
-        "client_msg_id": key,
-        "body": text,
-        "created_at": iso(now),
-        "reply_to": None,
-        "mentions": {"persons": about_ids, "positions": []},
-        "attachments": [],
-        "edited_at": None,
-        "recalled_at": None,
-        "system": detail,
-        "mentioned": False,
-        "muted": False,
-    }
-    evs = [NewEvent("message.new", json.dumps(payload, ensure_ascii=False), sorted(set(recipients))), *extra_events]
+    payload = MessageNew(
+        id=mid,
+        conversation_id=conversation_id,
+        conversation_kind=conversation_kind,
+        kind="system",
+        sender=Sender(id=actor_id, name=name),
+        client_msg_id=key,
+        body=text,
+        created_at=now,
+        mentions=Mentions(persons=list(about_ids)),
+        system=detail,
+    )
+    evs = [NewEvent("message.new", payload.text(), sorted(set(recipients))), *extra_events]
     groups.extend(await events.append(conn, [e for e in evs if e.recipients], now))
     await conn.execute(update(conversations).where(conversations.c.id == conversation_id).values(last_message_id=mid))
     return mid

@@ -8,15 +8,14 @@ once in the wake-up.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kernel.wire import dumps, iso
 from messaging.events import NewEvent
-from messaging.notices.model import iso
 from org_tree.index import OrgIndex
 from org_tree.resolution import Audience
 
@@ -117,12 +116,12 @@ def notice_events(
     out: list[NewEvent] = []
     for key, persons in by_payload.items():
         payload = {**base, "positions": [label_of(index, lb) for lb in key]}
-        out.append(NewEvent(kind, json.dumps(payload, ensure_ascii=False, separators=(",", ":")), persons))
+        out.append(NewEvent(kind, dumps(payload), persons))
     return out
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return dumps(value)
 
 
 def notice_payloads(head: NoticeHead, labels: dict[int, list[Label]], index: OrgIndex) -> list[tuple[int, str]]:
@@ -165,7 +164,7 @@ def notice_payloads(head: NoticeHead, labels: dict[int, list[Label]], index: Org
 
 
 def shared_event(kind: str, body: dict[str, Any], persons: Iterable[int]) -> NewEvent:
-    return NewEvent(kind, json.dumps(body, ensure_ascii=False, separators=(",", ":")), sorted(set(persons)))
+    return NewEvent(kind, dumps(body), sorted(set(persons)))
 
 
 def positions_of(labels: Sequence[Label]) -> tuple[int, ...]:

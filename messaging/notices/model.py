@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from kernel.errors import BadRequest, ErrorCode
+from kernel.errors import BadRequest
 from kernel.text import check_text
+from kernel.wire import check_client_msg_id, iso
 from org_tree.selectors import Selector, parse_selector, to_json
 
 logger = logging.getLogger(__name__)
@@ -38,11 +38,6 @@ MAX_BODY = 20_000
 MAX_REPLY = 2_000
 MAX_ATTACHMENTS = 20
 PRIORITIES = ("normal", "urgent")
-_CLIENT_MSG_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
-
-
-def iso(dt: datetime | None) -> str | None:
-    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +103,7 @@ def validate_compose(
     attachments: list[Any] | tuple[Any, ...] = (),
 ) -> Compose:
     """Check raw input and return a :class:`Compose` (``BadRequest`` names the field)."""
-    if not isinstance(client_msg_id, str) or not _CLIENT_MSG_ID.match(client_msg_id):
-        raise BadRequest(
-            "client_msg_id must be 1-64 characters of A-Z a-z 0-9 _ . : -",
-            code=ErrorCode.INVALID_FRAME,
-            data={"field": "client_msg_id"},
-        )
+    check_client_msg_id(client_msg_id)
     check_text(title, field="title", max_chars=MAX_TITLE)
     check_text(body, field="body", max_chars=MAX_BODY, allow_empty=True)
     if priority not in PRIORITIES:

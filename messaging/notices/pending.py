@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.schema import persons
-from messaging.notices.model import PendingPage, iso
+from kernel.wire import iso
+from messaging.notices.model import PendingPage
 from messaging.notices.schema import notice_receipts
 from org_tree.index import OrgIndex
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from kernel.db.dialect import is_postgres
 from kernel.errors import Conflict, NotFound
+from kernel.wire import iso
 from messaging.events import driver_in_transaction, paused_gc
 from messaging.notices.model import ReceiptState
 from messaging.unit_of_work import Txn, UnitOfWork
@@ -114,7 +115,7 @@ def _ack_body(m: dict[str, Any], notice_id: int, now: datetime) -> dict[str, Any
         "position_id": int(m["position_id"]),
         "via_position_id": int(m["via_position_id"]),
         "reply": m["reply"],
-        "acked_at": now.isoformat().replace("+00:00", "Z"),
+        "acked_at": iso(now),
     }
 
 

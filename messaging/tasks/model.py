@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.errors import BadRequest, ErrorCode
 from kernel.text import check_text
+from kernel.wire import iso
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +25,6 @@ MAX_ATTACHMENTS = 9
 MAX_TITLE = 200
 MAX_BODY = 10_000
 MAX_COMMENT = 2_000
-
-
-def iso(dt: datetime | None) -> str | None:
-    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
 
 
 def check_digests(digests: Sequence[str], field: str = "attachments") -> list[str]:

@@ -25,9 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text
+from kernel.wire import iso
 from messaging.tasks.categories import get_category
 from messaging.tasks.lifecycle import Action
-from messaging.tasks.model import check_digests, iso
+from messaging.tasks.model import check_digests
 from messaging.tasks.routing import route_report
 from messaging.tasks.schema import reports
 from messaging.tasks.service import TaskService, owner_values

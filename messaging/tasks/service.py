@@ -22,13 +22,14 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text
+from kernel.wire import iso
 from messaging.events import EventLog
 from messaging.notices.schema import notice_receipts, notices
 from messaging.ports import IndexProvider, Notify
 from messaging.tasks.categories import Category, get_category, list_categories, load_catalog, put_category
 from messaging.tasks.categories import seed_categories as _seed
 from messaging.tasks.lifecycle import Action, Side, State, decide
-from messaging.tasks.model import TaskRow, check_digests, check_task_text, iso
+from messaging.tasks.model import TaskRow, check_digests, check_task_text
 from messaging.tasks.routing import escalation_target
 from messaging.tasks.schema import task_events, tasks
 from messaging.tasks.writer import Change, involved_persons, load_task, write_change, write_new_task

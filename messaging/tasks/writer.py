@@ -26,11 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import is_postgres
 from kernel.errors import NotFound
+from kernel.wire import dumps, iso
 from messaging import outbox
 from messaging.events import NewEvent, driver_in_transaction
 from messaging.tasks.categories import Category
 from messaging.tasks.lifecycle import Action, State, stale
-from messaging.tasks.model import TaskRow, iso
+from messaging.tasks.model import TaskRow
 from messaging.tasks.schema import outbox_events, task_events, task_timers, tasks
 from messaging.unit_of_work import Txn
 from org_tree.bulk import bulk_insert
@@ -205,7 +206,7 @@ async def _record(
     kind = "task.created" if c.action == Action.CREATE else "task.updated"
     if c.urgent:
         body = {**body, "urgent": True}
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    payload = dumps(body)
     tx.emit(NewEvent(kind, payload, involved_persons(index, t, extra_people)))
     return int(ev_id)
 

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
+from kernel.wire import ClientMsgId
+
 __all__ = ["ClientFrame", "FRAME_TYPES", "PROTOCOL_VERSION", "parse_frame"]
 
 PROTOCOL_VERSION = 1
@@ -47,7 +49,7 @@ class Send(_Frame):
     conversation_id: PosInt | None = None
     to_position: PosInt | None = None
     as_position: PosInt | None = None
-    client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    client_msg_id: ClientMsgId
     #: Required; may be "" when attachments are given.
     body: Annotated[str, StringConstraints(max_length=5000)]
     reply_to: PosInt | None = None

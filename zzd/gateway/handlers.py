@@ -9,12 +9,12 @@ a protocol and a :class:`Peer` of their own.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound, RateLimited, ResyncRequired, ZzdError
+from kernel.wire import loads
 from messaging.chat import SendRequest
 from messaging.conversations.model import PostRequest
 from zzd.auth.tokens import AccessClaims
@@ -132,7 +132,7 @@ async def _sync(s: Services, person_id: int, frame: Sync) -> dict[str, Any]:
     page = await s.events.read(person_id, epoch=frame.epoch, since=frame.since, limit=frame.limit)
     return {
         "epoch": page.epoch,
-        "events": [{"seq": q, "kind": k, "data": json.loads(p)} for q, k, p in page.events],
+        "events": [{"seq": q, "kind": k, "data": loads(p)} for q, k, p in page.events],
         "next_since": page.next_since,
         "limited": page.limited,
         "last_seq": page.last_seq,

@@ -12,7 +12,6 @@ States: ``AWAIT_HELLO`` (only a ``hello`` is accepted, before a deadline) →
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from enum import Enum
@@ -21,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kernel.errors import BadRequest, ErrorCode, ZzdError
+from kernel.wire import dumps
 from zzd.gateway.closecodes import Close
 from zzd.gateway.frames import (
     FRAME_TYPES,
@@ -64,7 +64,7 @@ class Request:
 
 
 def _dumps(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return dumps(obj)
 
 
 class GatewayProtocol:

@@ -5,7 +5,6 @@ Same services, same checks and same errors as the WebSocket frames.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -14,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel.errors import RateLimited
+from kernel.wire import ClientMsgId, loads
 from messaging.chat import SendRequest
 from zzd.http.common import authenticate, json_body, services_of
 from zzd.http.contract import QueryModel, operation, query, reply
@@ -25,7 +25,7 @@ __all__ = ["routes"]
 class SendBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     to: Annotated[int, Field(ge=1, le=2**53)]
-    client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    client_msg_id: ClientMsgId
     body: Annotated[str, StringConstraints(max_length=5000)]
 
 
@@ -92,7 +92,7 @@ async def sync(request: Request) -> Response:
         EventPage,
         {
             "epoch": page.epoch,
-            "events": [{"seq": q, "kind": k, "data": json.loads(p)} for q, k, p in page.events],
+            "events": [{"seq": q, "kind": k, "data": loads(p)} for q, k, p in page.events],
             "next_since": page.next_since,
             "limited": page.limited,
             "last_seq": page.last_seq,

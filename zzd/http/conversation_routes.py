@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel.errors import RateLimited
+from kernel.wire import ClientMsgId
 from messaging.conversations.model import PostRequest
 from zzd.auth.tokens import AccessClaims
 from zzd.http.actors import current_actor
@@ -35,7 +36,7 @@ class _Body(BaseModel):
 
 
 class PostBody(_Body):
-    client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    client_msg_id: ClientMsgId
     body: Annotated[str, StringConstraints(max_length=5000)] = ""
     #: Write as this held position (to a position: opens the position-to-position thread).
     as_position: Id | None = None

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel.errors import BadRequest
+from kernel.wire import ClientMsgId
 from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
 from zzd.http.common import authenticate, json_body, services_of
@@ -34,7 +35,7 @@ class _Body(BaseModel):
 class NoticeBody(_Body):
     as_position: Id
     selector: dict[str, Any] | Annotated[str, StringConstraints(min_length=1, max_length=4000)]
-    client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    client_msg_id: ClientMsgId
     title: Annotated[str, StringConstraints(max_length=200)]
     body: Annotated[str, StringConstraints(max_length=20_000)] = ""
     priority: Literal["normal", "urgent"] = "normal"

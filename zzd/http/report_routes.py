@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kernel.wire import ClientMsgId
 from messaging.tasks.reports import Filing
 from zzd.http.common import authenticate, json_body, services_of
 from zzd.http.contract import operation, reply
@@ -32,7 +33,7 @@ class Location(_Body):
 class NewReport(_Body):
     #: The grid-level position filing the report; the grid is taken from it.
     as_position: Id
-    client_msg_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    client_msg_id: ClientMsgId
     category: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     text: Annotated[str, StringConstraints(max_length=5000)]
     location: Location

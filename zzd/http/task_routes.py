@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from kernel.audit import AuditEntry
 from kernel.errors import BadRequest
+from kernel.wire import ClientMsgId
 from messaging.tasks.categories import validate_category
 from messaging.tasks.lifecycle import CLIENT_ACTIONS, Action
 from messaging.tasks.stats import unit_stats
@@ -32,7 +33,6 @@ __all__ = ["routes"]
 
 Id = Annotated[int, Field(ge=1, le=2**53)]
 Digest = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 CategoryKey = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 
@@ -48,13 +48,13 @@ class NewTasks(_Body):
     category: CategoryKey = "general"
     title: Annotated[str, StringConstraints(max_length=200)]
     body: Annotated[str, StringConstraints(max_length=10_000)] = ""
-    client_msg_id: ClientId
+    client_msg_id: ClientMsgId
     attachments: list[Digest] = Field(default_factory=list, max_length=9)
 
 
 class NoticeTasks(_Body):
     category: CategoryKey = "general"
-    client_msg_id: ClientId
+    client_msg_id: ClientMsgId
     title: Annotated[str, StringConstraints(max_length=200)] | None = None
     shared: bool = False
 

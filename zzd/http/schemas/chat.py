@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from messaging.shapes import ConversationKind, Message
 from zzd.http.contract import WireModel
 
 __all__ = [
@@ -22,8 +23,6 @@ __all__ = [
     "ReadMarker",
 ]
 
-ConversationKind = Literal["direct", "group", "position", "unit"]
-
 
 class Posted(WireModel):
     """A message stored (201), or the one already stored under this ``client_msg_id`` (200)."""
@@ -35,43 +34,14 @@ class Posted(WireModel):
     seq: int | None = Field(description="the sender's event sequence number for it (null on a duplicate)")
 
 
-class Sender(WireModel):
-    id: int
-    name: str
-    position_id: int | None
-
-
-class ReplyRef(WireModel):
-    id: int
-    snippet: str
-
-
-class Mentions(WireModel):
-    persons: list[int]
-    positions: list[int]
-
-
-class MessageView(WireModel):
-    """A stored message as history and the ``message.new`` event carry it (recalled: no body)."""
-
-    id: int
-    conversation_id: int
-    conversation_kind: ConversationKind
-    kind: Literal["text", "system"]
-    sender: Sender
-    client_msg_id: str
-    body: str
-    created_at: datetime
-    reply_to: ReplyRef | None
-    mentions: Mentions
-    attachments: list[Any]
-    edited_at: datetime | None
-    recalled_at: datetime | None
+#: History items are the stored message as every reader sees it (the ``message.new`` event adds
+#: the recipient's own ``mentioned`` and ``muted``): one definition, in messaging/shapes.py.
+MessageView = Message
 
 
 class History(WireModel):
     conversation_id: int
-    messages: list[MessageView] = Field(description="newest first")
+    messages: list[Message] = Field(description="newest first")
     next_before: int | None = Field(description="pass as before= for the next (older) page")
 
 
