@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Select, and_, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 from standardwebhooks.webhooks import Webhook
 
@@ -45,7 +46,7 @@ from messaging.tasks.schema import outbox_events
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DeliveryPolicy", "DeliveryWorker", "Outcome", "Sender", "sign"]
+__all__ = ["DeliveryPolicy", "DeliveryWorker", "Outcome", "Sender", "claimable", "load_claimed", "sign"]
 
 _rng = secrets.SystemRandom()
 
@@ -167,32 +168,8 @@ class DeliveryWorker:
 
     async def _claim(self, room: int) -> list[dict[str, Any]]:
         now = self._clock.now()
-        d, s, o = app_deliveries, app_subscriptions, outbox_events
-        earlier = aliased(app_deliveries)
-        blocked = (
-            select(earlier.c.id)
-            .where(
-                earlier.c.subscription_id == d.c.subscription_id,
-                earlier.c.aggregate_key == d.c.aggregate_key,
-                earlier.c.outbox_id < d.c.outbox_id,
-                earlier.c.state == "pending",
-            )
-            .exists()
-        )
-        q = (
-            select(d.c.id, d.c.subscription_id)
-            .join(s, s.c.id == d.c.subscription_id)
-            .where(
-                d.c.state == "pending",
-                d.c.next_attempt_at <= now,
-                or_(d.c.leased_until.is_(None), d.c.leased_until < now),
-                s.c.mode == "webhook",
-                s.c.status == "active",
-                ~blocked,
-            )
-            .order_by(d.c.outbox_id)
-            .limit(room * 4)
-        )
+        d = app_deliveries
+        q = claimable(now, "webhook").limit(room * 4)
         full = [sid for sid, n in self._inflight.items() if n >= self.policy.per_endpoint]
         if full:
             q = q.where(d.c.subscription_id.not_in(full))
@@ -210,19 +187,7 @@ class DeliveryWorker:
                 return []
             until = now + timedelta(seconds=self.policy.lease)
             await conn.execute(update(d).where(d.c.id.in_(picked)).values(leased_until=until, leased_by=self._node))
-            rows = await conn.execute(
-                select(d, *[s.c[n] for n in _SUB_COLUMNS], o.c.payload)
-                .join(s, s.c.id == d.c.subscription_id)
-                .join(o, o.c.id == d.c.outbox_id)
-                .where(d.c.id.in_(picked))
-                .order_by(d.c.outbox_id)
-            )
-            out = []
-            for r in rows:
-                m = dict(r._mapping)
-                m["sub"] = Subscription.from_row(_SubRow(m))
-                out.append(m)
-        return out
+            return await load_claimed(conn, picked)
 
     # ------------------------------------------------------------ attempting
     async def _attempt(self, row: dict[str, Any]) -> None:
@@ -329,6 +294,57 @@ class DeliveryWorker:
 
 _SUB_COLUMNS = ("event_types", "filters", "mode", "url", "secret", "previous_secret", "previous_expires_at",
                 "status", "disabled_reason", "consecutive_failures")  # fmt: skip
+
+
+async def load_claimed(conn: AsyncConnection, ids: list[int]) -> list[dict[str, Any]]:
+    """Claimed deliveries with their subscription (``sub``) and the event's ``payload``, in outbox order."""
+    d, s, o = app_deliveries, app_subscriptions, outbox_events
+    rows = await conn.execute(
+        select(d, *[s.c[n] for n in _SUB_COLUMNS], o.c.payload)
+        .join(s, s.c.id == d.c.subscription_id)
+        .join(o, o.c.id == d.c.outbox_id)
+        .where(d.c.id.in_(ids))
+        .order_by(d.c.outbox_id)
+    )
+    out = []
+    for r in rows:
+        m = dict(r._mapping)
+        m["sub"] = Subscription.from_row(_SubRow(m))
+        out.append(m)
+    return out
+
+
+def claimable(now: datetime, mode: str, app_id: int | None = None) -> Select[int, int]:
+    """Due, unleased deliveries of active ``mode`` subscriptions whose aggregate has no earlier one pending.
+
+    The ordering rule lives here once, for webhook workers and stream connections alike.
+    """
+    d, s = app_deliveries, app_subscriptions
+    earlier = aliased(app_deliveries)
+    blocked = (
+        select(earlier.c.id)
+        .where(
+            earlier.c.subscription_id == d.c.subscription_id,
+            earlier.c.aggregate_key == d.c.aggregate_key,
+            earlier.c.outbox_id < d.c.outbox_id,
+            earlier.c.state == "pending",
+        )
+        .exists()
+    )
+    q = (
+        select(d.c.id, d.c.subscription_id)
+        .join(s, s.c.id == d.c.subscription_id)
+        .where(
+            d.c.state == "pending",
+            d.c.next_attempt_at <= now,
+            or_(d.c.leased_until.is_(None), d.c.leased_until < now),
+            s.c.mode == mode,
+            s.c.status == "active",
+            ~blocked,
+        )
+        .order_by(d.c.outbox_id)
+    )
+    return q if app_id is None else q.where(d.c.app_id == app_id)
 
 
 class _SubRow:

@@ -15,6 +15,7 @@ from starlette.websockets import WebSocket
 
 from kernel.errors import ErrorCode, ZzdError
 from zzd.config import Settings
+from zzd.gateway.app_stream import app_stream_endpoint
 from zzd.gateway.closecodes import Close
 from zzd.gateway.connection import Connection
 from zzd.gateway.logfilter import mark_denied, quiet_client_protocol_errors
@@ -124,6 +125,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
             yield
         finally:
             svc.hub.close_all(Close.GOING_AWAY, "server shutting down")
+            svc.stream_hub.close_all()
             await svc.stop()
 
     routes = [
@@ -142,6 +144,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         *task_routes.routes,
         *report_routes.routes,
         WebSocketRoute("/ws", ws_endpoint),
+        WebSocketRoute("/api/v1/bot/stream", app_stream_endpoint),
         *web_routes.routes,
     ]
     for route in routes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -21,6 +22,7 @@ from apps.dispatch import Dispatcher
 from apps.idempotency import IdempotencyStore
 from apps.ratelimit import AppRateLimiter
 from apps.registry import AppRegistry
+from apps.stream import StreamDeliveries
 from apps.subscriptions import SubscriptionService
 from kernel.audit import prune as prune_audit
 from kernel.clock import Clock, SystemClock
@@ -58,6 +60,7 @@ from zzd.auth.passwords import Passwords
 from zzd.auth.throttle import LoginThrottle
 from zzd.auth.tokens import TokenService
 from zzd.config import Settings
+from zzd.gateway.app_stream import StreamHub
 from zzd.gateway.hub import ConnectionHub
 from zzd.gateway.ratelimit import RateLimiter
 from zzd.gateway.slots import RedisSlots
@@ -77,6 +80,14 @@ def _notifier(settings: Settings) -> Notifier:
     from zzd.notifier_http import HttpNotifier
 
     return HttpNotifier(settings.notifier_url, settings.notifier_secret.get_secret_value().encode())
+
+
+def _both(a: Callable[[], None], b: Callable[[], None]) -> Callable[[], None]:
+    def call() -> None:
+        a()
+        b()
+
+    return call
 
 
 @dataclass
@@ -119,6 +130,8 @@ class Services:
     dispatcher: Dispatcher
     delivery: DeliveryWorker
     webhook_sender: HttpxSender
+    stream: StreamDeliveries
+    stream_hub: StreamHub
     started: bool = field(default=False)
 
     @classmethod
@@ -228,6 +241,7 @@ class Services:
             lease=settings.delivery_lease,
             poll=settings.delivery_poll_interval,
         )
+        stream_hub = StreamHub()
         sender = HttpxSender(settings.webhook_timeout, settings.delivery_concurrency)
         delivery = DeliveryWorker(
             db,
@@ -289,9 +303,11 @@ class Services:
             idempotency=IdempotencyStore(db, clock),
             bot=BotService(notices, tasks, reports, conversations, org, lambda: holder.index),
             subscriptions=SubscriptionService(db, clock, lambda: holder.index, addresses.check),
-            dispatcher=Dispatcher(db, clock, lambda: holder.index, on_new=delivery.kick),
+            dispatcher=Dispatcher(db, clock, lambda: holder.index, on_new=_both(delivery.kick, stream_hub.kick)),
             delivery=delivery,
             webhook_sender=sender,
+            stream=StreamDeliveries(db, clock, policy),
+            stream_hub=stream_hub,
         )
 
     async def start(self) -> None:
@@ -303,6 +319,7 @@ class Services:
         await self.org_index.load()
         self.broker.subscribe(EVENTS_CHANNEL, self.hub.on_wakeup)
         self.broker.subscribe(CONTROL_CHANNEL, self.hub.on_control)
+        self.broker.subscribe(CONTROL_CHANNEL, self.stream_hub.on_control)
         self.broker.subscribe(CONTROL_CHANNEL, self.notices.fanout.on_control)
         self.broker.on_reconnect(self.hub.backfill)
         await self.broker.start()

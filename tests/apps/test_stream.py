@@ -1,0 +1,144 @@
+"""Stream mode over a real WebSocket (issue 13 item 4), on both backends: the same events as webhooks,
+acknowledged by id, sent again after a reconnect when unacknowledged; revocation closes the stream within
+a second; bad hellos, person tokens and browsers are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.apps.helpers import admin_token, app_token, file_report, grid_worker, make_app
+from tests.apps.receiver import receiver
+from tests.conftest import RunningServer
+from tests.org_server import auth, seat
+from tests.waiting import wait_until
+
+TIMEOUT = 10.0
+
+
+def _url(rs: RunningServer) -> str:
+    return f"ws://127.0.0.1:{rs.port}/api/v1/bot/stream"
+
+
+async def _stream_app(rs: RunningServer, admin: str, name: str) -> tuple[dict[str, Any], str]:
+    made = await make_app(rs, admin, name=name, scopes=["events:report.filed", "events:task.*"])
+    tok = (await app_token(rs, made["client_id"], made["client_secret"])).json()["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        r = await h.post("/api/v1/bot/subscriptions", json={"mode": "stream", "event_types": ["report.filed"]})
+        assert r.status_code == 201, r.text
+    return made, tok
+
+
+async def _open(rs: RunningServer, tok: str) -> tuple[Any, dict[str, Any]]:
+    ws = await websockets.connect(_url(rs))
+    await ws.send(json.dumps({"type": "hello", "id": "h", "v": 1, "token": tok}))
+    return ws, json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+
+
+async def _next_event(ws: Any) -> dict[str, Any]:
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        if frame["type"] == "event":
+            return frame  # type: ignore[no-any-return]
+
+
+async def test_stream_and_webhook_get_the_same_event_and_unacked_ones_come_again(
+    platform_server: RunningServer,
+) -> None:
+    rs = platform_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin = await admin_token(rs, None)
+    made, tok = await _stream_app(rs, admin, "内网平台")
+    hook_app = await make_app(rs, admin, name="外网平台", scopes=["events:report.filed"])
+    hook_tok = (await app_token(rs, hook_app["client_id"], hook_app["client_secret"])).json()["access_token"]
+    async with receiver() as rec:
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(hook_tok)) as h:
+            r = await h.post("/api/v1/bot/subscriptions", json={"mode": "webhook", "url": rec.base + "/h",
+                                                                "event_types": ["report.filed"]})  # fmt: skip
+            rec.secrets["/h"] = [r.json()["secret"]]
+        ws, hello = await _open(rs, tok)
+        assert hello["type"] == "ok" and hello["data"]["app_id"] == made["id"]
+        report = await file_report(rs, await grid_worker(rs), "s1")
+        first = await _next_event(ws)
+        assert first["event"]["type"] == "report.filed" and first["event"]["data"]["report_id"] == report["report_id"]
+        await wait_until(lambda: len(rec.delivered("/h")) == 1, what="the webhook")
+        assert rec.delivered("/h")[0].headers["webhook-id"] == first["event"]["id"]  # the same event, both modes
+        # not acknowledged: after a reconnect it comes again, same event id
+        await ws.close()
+        ws, _ = await _open(rs, tok)
+        again = await _next_event(ws)
+        assert (again["delivery_id"], again["event"]["id"]) == (first["delivery_id"], first["event"]["id"])
+        assert again["attempt"] == 2
+        await ws.send(json.dumps({"type": "ack", "id": "a1", "delivery_ids": [again["delivery_id"]]}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)) == {"type": "ok", "ref": "a1",
+                                                                           "data": {"acked": 1}}  # fmt: skip
+        await ws.send(json.dumps({"type": "ack", "id": "a2", "delivery_ids": [again["delivery_id"]]}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["data"] == {"acked": 0}
+        for bad, code in (
+            ({"type": "ack", "id": "a3", "delivery_ids": ["x"]}, "invalid_frame"),
+            ({"type": "ack", "id": "a4", "delivery_ids": [1], "more": 1}, "invalid_frame"),
+            ({"type": "subscribe", "id": "a5"}, "unknown_type"),
+        ):
+            await ws.send(json.dumps(bad))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+            assert (reply["type"], reply["code"]) == ("error", code)
+        await ws.send("{not json")
+        reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        assert (reply["ref"], reply["code"]) == (None, "invalid_json")
+        await ws.send(json.dumps({"type": "ping", "id": "p"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["data"] == {"pong": True}
+        await ws.close()
+        # another connection of the app is not sent the acknowledged event again
+        ws, _ = await _open(rs, tok)
+        await file_report(rs, await grid_worker(rs), "s2")
+        nxt = await _next_event(ws)
+        assert nxt["event"]["id"] != first["event"]["id"]
+        await ws.close()
+        await s.delivery.idle()
+
+
+async def test_revoking_the_secret_closes_the_stream_within_a_second(platform_server: RunningServer) -> None:
+    rs = platform_server
+    admin = await admin_token(rs, None)
+    made, tok = await _stream_app(rs, admin, "撤销平台")
+    ws, hello = await _open(rs, tok)
+    assert hello["type"] == "ok"
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(admin)) as h:
+        r = await h.post(f"/api/v1/apps/{made['id']}/secrets/{made['secret_id']}/revoke")
+        assert r.status_code == 200
+    revoked_at = time.monotonic()
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert time.monotonic() - revoked_at < 1.0
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4503
+
+
+async def test_bad_hellos_person_tokens_and_browsers_are_refused(platform_server: RunningServer) -> None:
+    rs = platform_server
+    admin = await admin_token(rs, None)
+    _, tok = await _stream_app(rs, admin, "握手平台")
+    _, _, _, person = await seat(rs, "990101001001", "village_secretary")
+    for first, code in (
+        ({"type": "hello", "id": "1", "v": 1, "token": person}, 4401),
+        ({"type": "hello", "id": "1", "v": 1, "token": "nonsense"}, 4401),
+        ({"type": "hello", "id": "1", "v": 2, "token": tok}, 4400),
+        ({"type": "ping", "id": "1"}, 4400),
+    ):
+        ws = await websockets.connect(_url(rs))
+        await ws.send(json.dumps(first))
+        err = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        assert err["type"] == "error", first
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == code, first
+    with pytest.raises(InvalidStatus) as refused:
+        await websockets.connect(_url(rs), origin="https://evil.example")  # type: ignore[arg-type]
+    assert refused.value.response.status_code == 403
