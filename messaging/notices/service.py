@@ -29,7 +29,7 @@ from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore
-from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
+from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound, RateLimited
 from messaging.events import EventLog, paused_gc
 from messaging.notices.coordinator import NoticeFanout
 from messaging.notices.fanout import RECEIPT_COLUMNS, NoticeHead, build_receipts, shared_event
@@ -48,6 +48,7 @@ from messaging.notices.notifier import Notifier
 from messaging.notices.pending import pending_page
 from messaging.notices.receipts import ReceiptOp, ReceiptWriter
 from messaging.notices.relay import head_of_row
+from messaging.notices.remind import REMIND_INTERVAL, reminder_events
 from messaging.notices.rollup import UnitCounts, lowest_common_unit, rollup
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
 from messaging.ports import IndexProvider, Notify
@@ -107,6 +108,7 @@ class NoticeService:
         self._events = events
         self._clock = clock
         self._uow = UnitOfWork(db, events, clock, notify)
+        self._reminded: dict[tuple[int, int], float] = {}  # (notice, unit id) -> monotonic time
         self._index = index_provider
         self.notifier = notifier
         self.config = config or NoticeConfig()
@@ -413,6 +415,35 @@ class NoticeService:
         async with self._db.read() as conn:
             await self._access_sent(conn, actor_person_id, notice_id)
             return await pending_page(conn, index, notice_id, u, missing, after, limit)
+
+    async def remind(self, actor_person_id: int, notice_id: int, *, unit: int | str, missing: str = "ack") -> int:
+        """Send ``notice.remind`` now to the recipients under ``unit`` who still owe; returns how many.
+
+        Raises:
+            NotFound: no such notice or unit, or not on its sender side.
+            Conflict: the notice was recalled.
+            RateLimited: this unit of this notice was reminded less than a minute ago.
+        """
+        if missing not in ("read", "ack"):
+            raise BadRequest("missing must be read or ack", data={"field": "missing"})
+        index = self._index()
+        u = index.unit(unit)
+        key, mono = (notice_id, index.unit_id(u)), self._clock.monotonic()
+        if mono - self._reminded.get(key, -1e18) < REMIND_INTERVAL:
+            raise RateLimited("reminded less than a minute ago", data={"retry_after": int(REMIND_INTERVAL)})
+
+        async def change(tx: Txn) -> int:
+            row = await self._access_sent(tx.conn, actor_person_id, notice_id)
+            if row.recalled_at is not None:
+                raise Conflict("the notice was recalled", data={"recalled": True})
+            owed = missing if row.ack_required else "read"
+            evs = await reminder_events(tx.conn, index, row, u, owed, actor_person_id)
+            tx.emit(*evs)
+            return sum(len(e.recipients) for e in evs)
+
+        count: int = await self._uow.run(change)
+        self._reminded[key] = mono
+        return count
 
     async def flush_progress(self) -> int:
         """Send one coalesced ``notice.progress`` event per changed notice to its sender.

@@ -15,7 +15,7 @@ from kernel.wire import ClientMsgId
 from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
 from zzd.http.common import authenticate, json_body, services_of
-from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.contract import QueryModel, WireModel, operation, query, reply
 from zzd.http.params import unit_ref
 from zzd.http.schemas.common import Recalled
 from zzd.http.schemas.notices import NoticeView, Pending, Progress, Receipts, Sent
@@ -172,6 +172,27 @@ async def pending(request: Request) -> Response:
     return reply(Pending, page)
 
 
+class RemindBody(_Body):
+    unit: UnitParam
+    missing: Literal["read", "ack"] = "ack"
+
+
+class Reminded(WireModel):
+    """How many recipients were reminded (``notice.remind`` with ``manual: true``)."""
+
+    reminded: int
+
+
+@operation({200: Reminded}, body=RemindBody, errors=(404, 409, 429), tag="notices")
+async def remind(request: Request) -> Response:
+    """Remind now the recipients under ``unit`` who have not acknowledged (or read) — sender side only."""
+    s = services_of(request)
+    claims = await authenticate(request)
+    b = await json_body(request, RemindBody)
+    n = await s.notices.remind(claims.person_id, _nid(request), unit=unit_ref(b.unit), missing=b.missing)
+    return reply(Reminded, {"reminded": n})
+
+
 routes = [
     Route("/api/v1/notices/preview", preview, methods=["POST"]),
     Route("/api/v1/notices", send, methods=["POST"]),
@@ -181,4 +202,5 @@ routes = [
     Route("/api/v1/notices/{notice_id:int}/recall", recall, methods=["POST"]),
     Route("/api/v1/notices/{notice_id:int}/progress", progress, methods=["GET"]),
     Route("/api/v1/notices/{notice_id:int}/pending", pending, methods=["GET"]),
+    Route("/api/v1/notices/{notice_id:int}/remind", remind, methods=["POST"]),
 ]
