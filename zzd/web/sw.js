@@ -1,11 +1,11 @@
 // Service worker: keeps the shell (HTML, modules, styles) available offline. API responses are
 // never cached here; the client keeps its last synced inbox in localStorage itself.
-const CACHE = 'zzd-shell-v1';
+const CACHE = 'zzd-shell-v2';
 const SHELL = [
   '/', '/web/app.css', '/web/manifest.webmanifest', '/web/icon.svg',
   '/web/js/main.js', '/web/js/app.js', '/web/js/api.js', '/web/js/conn.js', '/web/js/store.js',
   '/web/js/session.js', '/web/js/names.js', '/web/js/views/login.js', '/web/js/views/inbox.js',
-  '/web/js/views/chat.js', '/web/js/views/mentions.js', '/web/js/views/photo.js',
+  '/web/js/views/chat.js', '/web/js/views/mentions.js', '/web/js/views/photo.js', '/web/js/notices.js',
   '/vendor/preact/dist/preact.mjs', '/vendor/preact/hooks/dist/hooks.mjs', '/vendor/htm/dist/htm.mjs',
   '/vendor/htm/preact/index.mjs',
 ];

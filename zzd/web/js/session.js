@@ -2,6 +2,7 @@
 import { api, getSession, logout as apiLogout } from './api.js';
 import { conn } from './conn.js';
 import { learnPerson, learnPosition, loadPosition } from './names.js';
+import { loadNoticesAndTasks } from './notices.js';
 import { get, set } from './store.js';
 
 const OFFLINE_KEY = 'zzd.inbox.';   // last synced inbox, for the offline shell
@@ -43,6 +44,7 @@ export async function start() {
     const acting = mp.positions.some((p) => p.id === saved) ? saved : (mp.positions[0]?.id ?? null);
     set({ me, positions: mp.positions, grants: mp.grants || [], acting });
     await loadInbox();
+    await loadNoticesAndTasks(conn.cursor.seq).catch(() => {});
   } catch (e) {
     set({ banner: { kind: 'error', text: '离线：显示上次同步的内容（' + (e.message || e) + '）' } });
   }
@@ -94,8 +96,6 @@ conn.onEvent((f) => {
                                 snippet: f.kind === 'message.edited' ? d.body.slice(0, 80) : '' } } : c)) });
   } else if (f.kind === 'conversation.left') {
     set({ conversations: st.conversations.filter((c) => c.id !== d.conversation_id) });
-  } else if (f.kind === 'notice.new') {
-    set({ notices: [d, ...st.notices.filter((n) => n.notice_id !== d.notice_id)] });
   }
 });
 

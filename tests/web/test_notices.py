@@ -1,0 +1,97 @@
+"""A manager composes a notice with the live preview; a grid worker on a phone acknowledges it;
+the manager's dashboard shows it without a reload, drills down and reminds the rest."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+import httpx
+from playwright.sync_api import expect
+
+from tests.web.conftest import DESKTOP, Pages, Web, check_page
+from tests.web.world import VILLAGE, token
+
+
+def _preview(web: Web, selector: str) -> dict[str, Any]:
+    r = httpx.post(
+        web.base + "/api/v1/notices/preview",
+        headers={"authorization": f"Bearer {token(web.base, 'zhang')}"},
+        json={"as_position": web.world.positions["zhang"][0], "selector": selector},
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _term(page: Any, i: int, role: str, unit: str, *, subtree: bool = True) -> None:
+    term = page.locator(f"[data-term='{i}']")
+    term.get_by_label(re.compile("(包含|排除)岗位")).select_option(role)
+    term.get_by_label("单位代码").fill(unit)
+    box = term.get_by_label("含下级单位")
+    if box.is_checked() != subtree:
+        box.click()
+
+
+def test_compose_with_preview_ack_on_a_phone_and_a_live_dashboard(pages: Pages, web: Web) -> None:
+    mgr = pages.open("zhang", DESKTOP)
+    mgr.get_by_role("navigation", name="主导航").get_by_role("link", name="通知").click()
+    mgr.get_by_role("link", name="发通知").click()
+    # Every full-time grid worker under 柯城区 ...
+    _term(mgr, 0, "专职网格员", "990101")
+    preview = mgr.locator("[data-preview=ok]")
+    whole = _preview(web, "专职网格员@990101/**")
+    expect(preview.get_by_role("heading")).to_have_text(f"预览：{whole['positions']} 个岗位，{whole['persons']} 人")
+    # ... plus the (vacant) 村妇联执委 of one village, except those of 01镇2.
+    mgr.get_by_role("button", name="＋ 包含").click()
+    _term(mgr, 1, "村妇联执委", VILLAGE, subtree=False)
+    mgr.get_by_role("button", name="－ 排除").click()
+    _term(mgr, 2, "专职网格员", "990101002")
+    selector = f"(专职网格员@990101/** | 村妇联执委@{VILLAGE}) - 专职网格员@990101002/**"
+    expect(mgr.get_by_label("选择器（可直接编辑）")).to_have_value(selector)
+    expected = _preview(web, selector)
+    assert expected["fallback_count"] + expected["unfilled_count"] >= 1  # the vacancy is reported
+    expect(preview.get_by_role("heading")).to_have_text(
+        f"预览：{expected['positions']} 个岗位，{expected['persons']} 人"
+    )
+    for child in expected["by_child"]:
+        expect(preview.locator(f"tr[data-unit='{child['code']}']")).to_contain_text(str(child["persons"]))
+    expect(preview).to_contain_text("空缺岗位")
+    check_page(mgr, "notice-compose")
+    title = f"防汛检查 {secrets.token_hex(2)}"
+    mgr.get_by_label("标题").fill(title)
+    mgr.get_by_label("正文").fill("今晚有暴雨，请巡查河道并确认。")
+    mgr.get_by_label("紧急（DING）").check()
+    mgr.get_by_role("button", name=re.compile("^发送给")).click()
+    dashboard = mgr.locator("[data-dashboard]")
+    expect(dashboard.get_by_role("heading", level=2)).to_contain_text(title)
+    expect(dashboard.locator("[data-count=acked]")).to_have_text("0")
+
+    worker = pages.open("wang")  # 360 px
+    worker.get_by_role("navigation", name="主导航").get_by_role("link", name="通知").click()
+    item = worker.get_by_role("list", name="收到的通知").locator("a.conv", has_text=title)
+    expect(item).to_contain_text("待确认")
+    expect(item.locator(".via")).to_have_text("发给：专职网格员 · 第1网格")
+    item.click()
+    worker.get_by_label("回复（可选）").fill("已巡查")
+    check_page(worker, "notice-received")
+    worker.get_by_role("button", name="确认收到").click()
+    expect(worker.get_by_role("status").filter(has_text="已确认收到")).to_be_visible()
+
+    # The manager's dashboard updates live (notice.progress), chart included.
+    expect(dashboard.locator("[data-count=acked]")).to_have_text("1")
+    expect(dashboard.locator("[data-count=read]")).to_have_text("1")
+    expect(dashboard.locator("[data-chart-points]")).not_to_have_attribute("data-chart-points", re.compile("^[01]$"))
+    check_page(mgr, "notice-dashboard")
+    # The audience's common unit is 01镇1 (01镇2 was excluded): drill into a village, to its
+    # grids and who has not acknowledged there.
+    expect(dashboard.get_by_role("heading", level=3).first).to_have_text("01镇1 的下级单位")
+    dashboard.locator(f"tr[data-unit='{VILLAGE}']").get_by_role("button", name="001村1").click()
+    expect(dashboard.locator(f"tr[data-unit='{VILLAGE}002']")).to_be_visible()
+    pending = dashboard.get_by_role("list", name="待办人员")
+    expect(pending.locator("li").first).to_be_visible()
+    expect(pending).not_to_contain_text("王五")
+    dashboard.get_by_role("button", name="一键提醒").click()
+    expect(dashboard.get_by_role("status").filter(has_text="已提醒")).to_have_text(re.compile(r"已提醒 [1-9]\d* 人"))
+    dashboard.get_by_role("button", name="返回上一级").click()
+    expect(dashboard.locator(f"tr[data-unit='{VILLAGE}']")).to_be_visible()

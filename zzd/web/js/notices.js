@@ -1,0 +1,74 @@
+// Notices and tasks the person has seen: kept from events (notice.new, task.*), remembered in
+// localStorage, and on a first start collected once from the event stream (`sync` from 0).
+import { api, getSession } from './api.js';
+import { conn } from './conn.js';
+import { get, set } from './store.js';
+
+const key = (name) => `zzd.${name}.${getSession()?.personId}`;
+
+function loadList(name) {
+  try { return JSON.parse(localStorage.getItem(key(name)) || '[]'); } catch { return []; }
+}
+function saveList(name, list) {
+  try { localStorage.setItem(key(name), JSON.stringify(list.slice(0, 200))); } catch { /* full */ }
+}
+
+export function sentNotices() { return loadList('sent'); }
+
+export function rememberSent(n) {
+  saveList('sent', [n, ...loadList('sent').filter((x) => x.notice_id !== n.notice_id)]);
+}
+
+function applyEvent(f, st) {
+  const d = f.data || {};
+  if (f.kind === 'notice.new') {
+    return { notices: [{ ...d, state: 'new' }, ...st.notices.filter((n) => n.notice_id !== d.notice_id)] };
+  }
+  if (f.kind === 'notice.recalled' || f.kind === 'notice.remind' || f.kind === 'notice.transferred') {
+    const flag = { 'notice.recalled': { recalled: true }, 'notice.remind': { reminded: true }, 'notice.transferred': { transferred: true } }[f.kind];
+    return { notices: st.notices.map((n) => (n.notice_id === d.notice_id ? { ...n, ...flag } : n)) };
+  }
+  if (f.kind === 'task.created' || f.kind === 'task.updated') {
+    const t = { ...d.task, last: d.event, urgent: !!d.urgent };
+    return { tasks: [t, ...st.tasks.filter((x) => x.task_id !== t.task_id)] };
+  }
+  return null;
+}
+
+export function markNotice(id, patch) {
+  set((st) => ({ notices: st.notices.map((n) => (n.notice_id === id ? { ...n, ...patch } : n)) }));
+  saveList('notices', get().notices);
+}
+
+conn.onEvent((f) => {
+  const patch = applyEvent(f, get());
+  if (!patch) return;
+  set(patch);
+  if (patch.notices) saveList('notices', get().notices);
+  if (patch.tasks) saveList('tasks', get().tasks);
+});
+
+// Called once after sign-in: remembered lists, else one scan of the retained stream.
+export async function loadNoticesAndTasks(upTo) {
+  set({ notices: loadList('notices'), tasks: loadList('tasks') });
+  if (localStorage.getItem(key('scanned'))) return;
+  let since = 0;
+  const st = { notices: [], tasks: [] };
+  for (let page = 0; page < 10 && since < upTo; page++) {
+    const j = await api(`/api/v1/sync?since=${since}&limit=500`);
+    for (const ev of j.events) {
+      if (ev.seq > upTo) break;
+      const p = applyEvent(ev, st);
+      if (p) Object.assign(st, p);
+    }
+    since = j.next_since;
+    if (!j.limited) break;
+  }
+  const have = new Set(get().notices.map((n) => n.notice_id));
+  const haveT = new Set(get().tasks.map((t) => t.task_id));
+  set((cur) => ({ notices: [...cur.notices, ...st.notices.filter((n) => !have.has(n.notice_id))],
+                  tasks: [...cur.tasks, ...st.tasks.filter((t) => !haveT.has(t.task_id))] }));
+  saveList('notices', get().notices);
+  saveList('tasks', get().tasks);
+  localStorage.setItem(key('scanned'), '1');
+}
