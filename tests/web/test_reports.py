@@ -1,0 +1,66 @@
+"""A grid worker files a report with a photo and the device's location on a phone; the assignee
+sees the task on the board and resolves it; the reporter watches the progress live."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import expect
+
+from tests.web.conftest import DESKTOP, Pages, Web, check_page
+from tests.web.world import token
+
+PHOTO = Path(__file__).resolve().parents[2] / "zzd" / "web" / "icon-192.png"  # a real PNG
+HERE = {"latitude": 28.9701, "longitude": 118.8712}
+
+
+def test_report_with_photo_and_location_then_the_assignee_resolves_it(pages: Pages, web: Web) -> None:
+    wang = pages.open("wang", permissions=["geolocation"], geolocation=HERE)
+    wang.get_by_role("navigation", name="主导航").get_by_role("link", name="上报").click()
+    expect(wang.locator("[data-location=ok]")).to_contain_text("28.97010, 118.87120")
+    wang.get_by_label("类别").select_option(label="河道垃圾")
+    text = f"河道漂浮垃圾 {secrets.token_hex(2)}"
+    wang.get_by_label("情况说明").fill(text)
+    wang.get_by_label("拍照").set_input_files(str(PHOTO))
+    expect(wang.get_by_label("已添加的照片").locator("img.photo")).to_have_count(1)
+    check_page(wang, "report-form")
+    wang.get_by_role("button", name="提交上报").click()
+    expect(wang).to_have_url(re.compile(r"#/report/\d+$"))
+    report_id = int(wang.url.rsplit("/", 1)[1])
+    task = wang.locator("[data-task-view]")
+    expect(task.locator("[data-state]").first).to_have_text("待接收")
+    # What was stored: the location from the device and the photo.
+    auth = {"authorization": f"Bearer {token(web.base, 'wang')}"}
+    stored = httpx.get(f"{web.base}/api/v1/reports/{report_id}", headers=auth).json()
+    assert stored["location"] == {"lat": HERE["latitude"], "lon": HERE["longitude"]}
+    assert len(stored["photos"]) == 1 and stored["text"] == text
+    check_page(wang, "report-progress")
+
+    zhao = pages.open("zhao", DESKTOP)  # 河长 of the village: river litter is routed here
+    zhao.get_by_role("navigation", name="主导航").get_by_role("link", name="任务").click()
+    row = zhao.get_by_role("list", name="我负责的").locator("a.conv", has_text=text)
+    expect(row).to_be_visible()
+    check_page(zhao, "tasks")
+    row.click()
+    view = zhao.locator("[data-task-view]")
+    view.get_by_role("button", name="接收").click()
+    expect(view.locator("[data-state]").first).to_have_text("已接收")
+    expect(task.locator("[data-state]").first).to_have_text("已接收")  # live on the reporter's phone
+    view.get_by_label("说明").fill("已清理完毕")
+    view.get_by_label("照片").set_input_files(str(PHOTO))
+    expect(view.locator(".card img.photo")).to_have_count(1)
+    view.get_by_role("button", name="办结").click()
+    expect(view.locator("[data-state]").first).to_have_text("已办结")
+    check_page(zhao, "task")
+
+    # The reporter's grid position is the creator side: verify, then close.
+    expect(task.locator("[data-state]").first).to_have_text("已办结")
+    expect(task.get_by_role("list", name="处理记录")).to_contain_text("已清理完毕")
+    task.get_by_role("button", name="核实").click()
+    expect(task.locator("[data-state]").first).to_have_text("已核实")
+    task.get_by_role("button", name="关闭").click()
+    expect(task.locator("[data-state]").first).to_have_text("已关闭")
+    expect(task.get_by_role("button")).to_have_count(0)  # a closed task allows nothing more
