@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, then run every check CI runs: lint, types, layering, tests.
+# Set up, then run every check CI runs: lint, types, layering, tests (scripts/test.sh --fast: the quick lane).
 # With CI=true the PostgreSQL and Redis tests are mandatory (a missing service fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,5 +7,11 @@ cd "$(dirname "$0")/.."
 echo "== ruff";          .venv/bin/ruff check .
 echo "== mypy";          .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports
+# --fast: the quick lane for development: leaves out the multi-process, large-tree and browser
+# tests (markers slow and browser). CI never passes it: it runs everything.
+args=()
+for a in "$@"; do
+  if [ "$a" = "--fast" ]; then args+=(-m "not slow and not browser"); else args+=("$a"); fi
+done
 echo "== pytest"
-PYTHONASYNCIODEBUG=${PYTHONASYNCIODEBUG:-0} .venv/bin/pytest "$@"
+PYTHONASYNCIODEBUG=${PYTHONASYNCIODEBUG:-0} .venv/bin/pytest ${args[@]+"${args[@]}"}

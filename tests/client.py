@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,7 +14,9 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tests.conftest import FAST_PASSWORDS
+from tests.waiting import scaled
 
+#: Seconds a client waits on an idle machine; every wait is widened by ZZD_TEST_TIMEOUT_SCALE.
 TIMEOUT = 10.0
 PASSWORD = "pw-for-tests-1"
 
@@ -50,6 +53,7 @@ class Client:
 
     @classmethod
     async def connect(cls, url: str, token: str, *, resume: dict[str, Any] | None = None, **kw: Any) -> Client:
+        kw.setdefault("open_timeout", scaled(TIMEOUT))
         ws = await websockets.connect(url, max_size=2**20, **kw)
         c = cls(ws)
         frame: dict[str, Any] = {"type": "hello", "v": 1, "token": token}
@@ -86,7 +90,7 @@ class Client:
 
     async def reply(self, ref: str, timeout: float = TIMEOUT) -> dict[str, Any]:
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: ref in self.replies or self.closed), timeout)
+            await asyncio.wait_for(self._changed.wait_for(lambda: ref in self.replies or self.closed), scaled(timeout))
             if ref not in self.replies:
                 raise ConnectionError(f"closed {self.closed} before reply to {ref}")
             return self.replies.pop(ref)
@@ -96,13 +100,29 @@ class Client:
 
     async def wait_events(self, n: int, timeout: float = TIMEOUT) -> list[dict[str, Any]]:
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.events) >= n or self.closed), timeout)
+            ready = self._changed.wait_for(lambda: len(self.events) >= n or self.closed)
+            await asyncio.wait_for(ready, scaled(timeout))
         assert len(self.events) >= n, f"{len(self.events)} events < {n}; closed={self.closed}"
         return self.events
 
+    def matching(self, match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """The events received so far that ``match`` accepts, in arrival order."""
+        return [e for e in self.events if match(e)]
+
+    async def wait_matching(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT
+    ) -> list[dict[str, Any]]:
+        """Wait until at least one event ``match`` accepts has arrived (others are kept, not counted)."""
+        async with self._changed:
+            ready = self._changed.wait_for(lambda: bool(self.matching(match)) or self.closed)
+            await asyncio.wait_for(ready, scaled(timeout))
+        got = self.matching(match)
+        assert got, f"no matching event among {[e.get('kind') for e in self.events]}; closed={self.closed}"
+        return got
+
     async def wait_closed(self, timeout: float = TIMEOUT) -> tuple[int, str]:
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: self.closed is not None), timeout)
+            await asyncio.wait_for(self._changed.wait_for(lambda: self.closed is not None), scaled(timeout))
         assert self.closed is not None
         return self.closed
 

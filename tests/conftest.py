@@ -18,6 +18,7 @@ from argon2 import PasswordHasher
 
 from kernel.db.database import Database
 from tests.services import PG_HOST, PG_PORT, PG_USER, REDIS_URL, pg_url, require
+from tests.waiting import wait_until
 from zzd.auth.passwords import Passwords
 from zzd.config import Settings
 from zzd.migrate import upgrade
@@ -184,10 +185,13 @@ async def start_server(settings: Settings, services: object | None = None) -> tu
     )
     server = DrainingServer(config, app, settings.shutdown_drain_timeout)
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+
+    def started() -> bool:
         if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
+            task.result()  # the server failed to start: raise its error
+        return bool(server.started)
+
+    await wait_until(started, 30, "the test server to start", interval=0.01)
     rs = RunningServer(server, port)
     rs.services_obj = svc  # type: ignore[attr-defined]
     return rs, task

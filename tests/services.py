@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,7 +28,8 @@ def _reachable(host: str, port: int) -> bool:
 
 
 def require(service: str) -> None:
-    host, port = (PG_HOST, PG_PORT) if service == "postgres" else ("127.0.0.1", 6379)
+    redis = urlsplit(REDIS_URL)
+    host, port = (PG_HOST, PG_PORT) if service == "postgres" else (redis.hostname or "127.0.0.1", redis.port or 6379)
     if not _reachable(host, port):
         msg = f"{service} is not reachable at {host}:{port}"
         if IN_CI:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ from tests.client import Client
 from tests.conftest import TEST_KEYS, temp_pg_database
 from tests.notices.conftest import write_divisions
 from tests.procs import zzd_processes
-from tests.services import pg_url
+from tests.services import REDIS_URL, pg_url
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -78,7 +80,7 @@ async def test_kill_mid_fanout_then_retry_gives_one_complete_notice(fresh_pg: st
     db = Database(fresh_pg)
     try:
         for run in range(RUNS):
-            async with zzd_processes(fresh_pg, "redis://127.0.0.1:6379/0", 2, ZZD_NOTICE_FANOUT_LEASE="2") as (a, b):
+            async with zzd_processes(fresh_pg, REDIS_URL, 2, ZZD_NOTICE_FANOUT_LEASE="2") as (a, b):
                 toks = await _mint(db, [sender, *recipients[:SAMPLE]])
                 sample = recipients[:SAMPLE]
                 on_a = [await Client.connect(a.ws, toks[p]) for p in sample[: SAMPLE // 2]]
@@ -141,7 +143,7 @@ async def test_kill_mid_fanout_then_retry_gives_one_complete_notice(fresh_pg: st
 
                 # The fan-out finishes (taken over from the killed process if need be):
                 # every receipt fanned out, and exactly one notice.new per recipient.
-                await _wait_fanout_done(db, nid, timeout=30)
+                await wait_until(partial(_fanout_done, db, nid), 30, f"notice {nid}'s fan-out to finish")
                 async with db.read() as conn:
                     left = (
                         await conn.execute(
@@ -178,18 +180,10 @@ async def _wait_new(c: Client, nid: int, timeout: float = 30.0) -> list[dict[str
     return _new_of(c.events, nid)
 
 
-async def _wait_fanout_done(db: Database, notice_id: int, timeout: float) -> None:
-    """Poll the database until the notice's fan-out is marked finished."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        async with db.read() as conn:
-            done = (await conn.execute(select(notices.c.fanout_done_at).where(notices.c.id == notice_id))).scalar_one()
-        if done is not None:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"notice {notice_id}: fan-out not finished after {timeout}s")
-        await asyncio.sleep(0.05)
+async def _fanout_done(db: Database, notice_id: int) -> bool:
+    async with db.read() as conn:
+        done = (await conn.execute(select(notices.c.fanout_done_at).where(notices.c.id == notice_id))).scalar_one()
+    return done is not None
 
 
 async def _mint(db: Database, persons: list[int]) -> dict[int, str]:

@@ -21,6 +21,7 @@ from tests.client import PASSWORD, Client, login
 from tests.conftest import FAST_PASSWORDS
 from tests.history import History
 from tests.procs import zzd_processes
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -131,14 +132,12 @@ async def test_org_change_through_one_process_reaches_the_other_within_a_second(
                 f"{p1.http}/api/v1/org/positions/{position}/handover", json={"person_id": heir_id}, headers=hdr1
             )
             assert r.status_code == 200, r.text
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            while True:
+
+            async def routed_to_heir() -> bool:
                 seen = (await h.get(f"{p2.http}/api/v1/org/positions/{position}", headers=hdr2)).json()
-                if heir_id in seen["holders"]:
-                    break
-                assert loop.time() - start < 1.0, "process 2 still routes with the old holder after 1 s"
-                await asyncio.sleep(0.05)
+                return heir_id in seen["holders"]
+
+            await wait_until(routed_to_heir, 1.0, "process 2 to route with the new holder within 1 s", interval=0.05)
 
 
 async def test_sign_in_throttling_is_shared_by_the_processes_through_redis(pg_database: str, redis_url: str) -> None:
@@ -178,9 +177,11 @@ async def test_socket_cap_holds_across_processes(pg_database: str, redis_url: st
         assert third.closed is None and fourth.closed is None
         # A socket that closed by itself gives its slot back: a fifth replaces nobody but the oldest left.
         await fourth.close()
-        async with asyncio.timeout(10):  # the server releases the slot in its teardown
-            while await redis.zcard(f"{prefix}:sockets:{pid}") != 1:
-                await asyncio.sleep(0.02)
+
+        async def slot_released() -> bool:  # the server releases the slot in its teardown
+            return int(await redis.zcard(f"{prefix}:sockets:{pid}")) == 1
+
+        await wait_until(slot_released, what="the closed socket's slot to be released")
         fifth = await Client.connect(p2.ws, tok)
         sixth = await Client.connect(p2.ws, tok)
         code, _ = await third.wait_closed()

@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from kernel.clock import SystemClock
@@ -19,6 +20,8 @@ from tests.client import PASSWORD, login
 from tests.conftest import FAST_PASSWORDS
 from tests.procs import zzd_processes
 from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real server processes, killed
 
 
 async def _rows(db_url: str, digest: str) -> int:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,6 +11,7 @@ import pytest
 from tests.client import Client, login, new_person
 from tests.conftest import RunningServer, make_settings, start_server
 from tests.conversations.conftest import ADMIN
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -22,15 +22,6 @@ async def tree_server(conv_url: str) -> AsyncIterator[RunningServer]:
     finally:
         rs.server.should_exit = True
         await task
-
-
-async def _eventually(read: Callable[[], Awaitable[Any]], want: Any, timeout: float = 10.0) -> None:
-    """Poll an HTTP read until it returns ``want`` (a deadline, not a sleep standing in for ordering)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (got := await read()) != want:
-        assert loop.time() < deadline, f"still {got!r}, want {want!r}"
-        await asyncio.sleep(0.02)
 
 
 def _single_position(s: Any) -> int:
@@ -118,11 +109,11 @@ async def test_groups_and_unit_groups_over_rest(tree_server: RunningServer) -> N
         # The position member follows a handover through the background reconciler.
         await s.org.handover(ADMIN, pos, b)
 
-        async def members() -> set[int]:
+        async def handed_over() -> bool:
             r = await h.get(f"/api/v1/groups/{gid}", headers=auth(tok_a))
-            return {m["person_id"] for m in r.json()["members"]}
+            return {m["person_id"] for m in r.json()["members"]} == {a, b}
 
-        await _eventually(members, {a, b})
+        await wait_until(handed_over, what="the group's position member to follow the handover")
         r = await h.post(f"/api/v1/messages/{mid}/recall", headers=auth(tok_a))
         assert r.status_code == 200 and r.json()["recalled_at"]
         r = await h.get("/api/v1/conversations", headers=auth(tok_b))

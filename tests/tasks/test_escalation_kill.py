@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -38,8 +39,9 @@ from tests.conftest import temp_pg_database
 from tests.history import History
 from tests.notices.conftest import write_divisions
 from tests.procs import zzd_processes
-from tests.services import PG_HOST, PG_PORT, PG_USER, pg_url
+from tests.services import PG_HOST, PG_PORT, PG_USER, REDIS_URL, pg_url
 from tests.test_notice_node_kill_s8 import _mint
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -92,17 +94,17 @@ def _node_id(log: list[str]) -> str:
     raise AssertionError("node id not logged:\n" + "\n".join(log[-20:]))
 
 
-async def _poll(db: Database, query: object, want: object, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        async with db.read() as conn:
-            got = (await conn.execute(query)).scalar_one()  # type: ignore[call-overload]
-        if (got >= want) if isinstance(want, int) else got == want:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (have {got})")
-        await asyncio.sleep(0.05)
+async def _count(db: Database, query: Any) -> int:
+    async with db.read() as conn:
+        return int((await conn.execute(query)).scalar_one())
+
+
+async def _at_least(db: Database, query: Any, want: int) -> bool:
+    return await _count(db, query) >= want
+
+
+async def _none_left(db: Database, query: Any) -> bool:
+    return await _count(db, query) == 0
 
 
 async def _timers_held(conn: asyncpg.Connection, pid: int, timeout: float) -> list[int]:
@@ -150,7 +152,7 @@ async def test_kill_9_mid_escalation_survivor_takes_over_exactly_once(fresh_pg: 
     try:
         async with zzd_processes(
             url,
-            "redis://127.0.0.1:6379/0",
+            REDIS_URL,
             2,
             ZZD_TASK_TIMER_LEASE="2",
             ZZD_BACKGROUND_INTERVAL="0.1",
@@ -179,12 +181,12 @@ async def test_kill_9_mid_escalation_survivor_takes_over_exactly_once(fresh_pg: 
             await locker.close()
             locker = None
             escalations = select(func.count()).select_from(task_events).where(task_events.c.action == "escalate")
-            await _poll(db, escalations, REPORTS, 30, "every task to escalate")
+            await wait_until(lambda: _at_least(db, escalations, REPORTS), 30, "every task to escalate")
             for p, c in clients.items():  # created + escalated per task; the new owner joins at escalation
                 await c.wait_events(REPORTS if p == new_chief else REPORTS * 2, timeout=15)
             # a second look: nothing more arrives, nothing escalates twice
-            await _poll(db, select(func.count()).select_from(task_timers).where(task_timers.c.done_at.is_(None)),
-                        0, 15, "the level-1 timers to finish at the top")  # fmt: skip
+            open_timers = select(func.count()).select_from(task_timers).where(task_timers.c.done_at.is_(None))
+            await wait_until(lambda: _none_left(db, open_timers), 15, "the level-1 timers to finish at the top")
 
         async with db.read() as conn:
             per_task = Counter(
