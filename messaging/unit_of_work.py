@@ -130,6 +130,24 @@ class UnitOfWork:
         self.clock = clock
         self._notify = notify
 
+    def join(self, conn: AsyncConnection, now: datetime) -> Txn:
+        """A ``Txn`` inside a transaction someone else owns (an org edit's, ``org_tree.structure``).
+
+        The owner calls :meth:`finish` before its commit and :meth:`announce` after it.
+        """
+        return Txn(conn, now, self.events)
+
+    @staticmethod
+    async def finish(tx: Txn) -> None:
+        await tx._finish()
+
+    def announce(self, tx: Txn) -> None:
+        """After the owner's commit: wake the recipients and run the callbacks."""
+        if tx._groups:
+            self._notify(tx._groups)
+        for callback in tx._callbacks:
+            callback()
+
     async def run(self, change: Callable[[Txn], Awaitable[T]], *, deliver: Notify | None = None) -> T:
         """Run ``change`` in one write transaction, retried on lock conflicts; announce after commit.
 

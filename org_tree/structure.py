@@ -29,7 +29,7 @@ from kernel.audit import record
 from kernel.errors import BadRequest, Conflict, ErrorCode
 from kernel.text import check_text, normalize_name
 from org_tree.divisions import Level
-from org_tree.grants import Perm
+from org_tree.grants import Perm, require_grant
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, access_unit
 from org_tree.org_schema import positions, roles, units
@@ -43,10 +43,15 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["OrgHooks", "Structure", "successors"]
 
-#: ``(conn, {retired position id: successor position id}, now, actor person id)``: runs in the edit's transaction.
-RetiredHook = Callable[[AsyncConnection, dict[int, int | None], datetime, int | None], Awaitable[None]]
+#: ``(conn, {retired position id: successor position id}, now, actor person id)``: runs in the edit's
+#: transaction; may return what to run after the commit (wake-ups).
+RetiredHook = Callable[
+    [AsyncConnection, dict[int, int | None], datetime, int | None], Awaitable[Callable[[], None] | None]
+]
 #: ``(conn, {moved position id: its new unit id}, now)``: runs in the edit's transaction.
 MovedHook = Callable[[AsyncConnection, dict[int, int], datetime], Awaitable[None]]
+#: ``(conn, position ids, unit ids)`` → counts for a preview (``{"open_tasks": 3}``).
+ImpactHook = Callable[[AsyncConnection, list[int], list[int]], Awaitable[dict[str, Any]]]
 
 
 class OrgHooks:
@@ -55,11 +60,22 @@ class OrgHooks:
     def __init__(self) -> None:
         self.retired: list[RetiredHook] = []
         self.moved: list[MovedHook] = []
+        self.impact: list[ImpactHook] = []
 
     async def positions_retired(self, conn: AsyncConnection, moves: dict[int, int | None], now: datetime,
-                                actor: int | None) -> None:  # fmt: skip
+                                actor: int | None) -> list[Callable[[], None]]:  # fmt: skip
+        after = []
         for hook in self.retired:
-            await hook(conn, moves, now, actor)
+            done = await hook(conn, moves, now, actor)
+            if done is not None:
+                after.append(done)
+        return after
+
+    async def counts(self, conn: AsyncConnection, position_ids: list[int], unit_ids: list[int]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for hook in self.impact:
+            out.update(await hook(conn, position_ids, unit_ids))
+        return out
 
     async def positions_moved(self, conn: AsyncConnection, moves: dict[int, int], now: datetime) -> None:
         for hook in self.moved:
@@ -231,11 +247,13 @@ class Structure:
                     .where(positions.c.unit_id.in_(chunk), positions.c.removed_at.is_(None))
                     .values(removed_at=now)
                 )
-            await self.hooks.positions_retired(conn, moves, now, actor.person_id or None)
+            after = await self.hooks.positions_retired(conn, moves, now, actor.person_id or None)
             entry = self._org.audit(actor, "org.unit_retired", u, unit_id=uid, units=len(unit_ids),
                                     positions=len(retired), successor=successor)  # fmt: skip
             await record(conn, entry, now)
         await self._org.committed()
+        for done in after:
+            done()
         return {"unit_id": uid, "units": len(unit_ids), "positions": retired, "successors": moves}
 
     def _check_successor(self, actor: Actor, successor: int, gone_units: set[int]) -> None:
@@ -243,8 +261,6 @@ class Structure:
         k = idx.find_slot(successor)
         if k < 0 or idx.position_unit(k) in gone_units:
             raise BadRequest("the successor must be a position that stays", data={"field": "successor"})
-        from org_tree.grants import require_grant
-
         require_grant(idx, actor, Perm.ORG, idx.position_unit(k))
 
     async def merge_units(self, actor: Actor, unit: int | str, into: int | str) -> dict[str, Any]:
@@ -270,6 +286,40 @@ class Structure:
             await record(conn, entry, now)
         await self._org.committed()
         return {"unit_id": uid, "into_id": tid, "children_moved": kids, "positions_moved": moved}
+
+    async def preview(self, actor: Actor, action: str, unit: int | str, target: int | str | None) -> dict[str, Any]:
+        """What a ``move``, ``merge`` or ``retire`` of ``unit`` would touch, before it is made (same grants)."""
+        idx = self.index
+        if action == "retire" or target is None:
+            u = access_unit(idx, actor, unit)
+            require_grant(idx, actor, Perm.ORG, u)
+            t = -1
+        else:
+            u, t = access_unit(idx, actor, unit), access_unit(idx, actor, target)
+            require_grant(idx, actor, Perm.ORG, u)
+            require_grant(idx, actor, Perm.ORG, t)
+        below = list(idx.subtree(u))
+        moved = [k for v in (below if action != "merge" else [u]) for k in idx.unit_slots(v)]
+        pids = sorted(idx.position_id(k) for k in moved)
+        persons = {p for k in moved for p in idx.current_holders(k)}
+        vacant = sum(1 for k in moved if idx.is_vacant(k))
+        groups_at = {*idx.ancestors(u), *([t, *idx.ancestors(t)] if t >= 0 else []), u}
+        out: dict[str, Any] = {
+            "action": action, "version": idx.version, "unit": self._brief(u),
+            "target": self._brief(t) if t >= 0 else None, "units": len(below) if action != "merge" else 1,
+            "children": len(idx.children(u)), "positions": len(pids), "holders": len(persons), "vacant": vacant,
+            "position_ids": pids[:100],
+        }  # fmt: skip
+        if action == "retire":
+            succ = successors(idx, pids, set(below), None)
+            out["without_successor"] = sorted(p for p, s in succ.items() if s is None)[:100]
+        async with self._org.db.read() as conn:
+            out.update(await self.hooks.counts(conn, pids, sorted(idx.unit_id(v) for v in groups_at)))
+        return out
+
+    def _brief(self, u: int) -> dict[str, Any]:
+        idx = self.index
+        return {"id": idx.unit_id(u), "code": idx.unit_code(u), "name": idx.unit_name(u), "path": idx.unit_path(u)}
 
     # -------------------------------------------------------------- positions
     async def create_position(self, actor: Actor, unit: int | str, role: str, *, title: str | None = None) -> int:
@@ -321,11 +371,13 @@ class Structure:
                 .returning(assignments.c.person_id)
             )
             holders = sorted({int(r[0]) for r in ended})
-            await self.hooks.positions_retired(conn, moves, now, actor.person_id or None)
+            after = await self.hooks.positions_retired(conn, moves, now, actor.person_id or None)
             entry = self._org.audit(actor, "org.position_retired", u, position_id=position_id, holders=holders,
                                     successor=moves[position_id])  # fmt: skip
             await record(conn, entry, now)
         await self._org.committed()
+        for done in after:
+            done()
         return {"position_id": position_id, "successor": moves[position_id], "holders_ended": holders}
 
     # ------------------------------------------------------------------ roles

@@ -37,6 +37,7 @@ from messaging.chat import ChatService
 from messaging.conversations.groups import GroupService
 from messaging.conversations.members import MemberReconciler
 from messaging.conversations.model import ConversationConfig
+from messaging.conversations.org_impact import conversation_impact
 from messaging.conversations.photos import MESSAGE_REF, can_see_message
 from messaging.conversations.service import ConversationService
 from messaging.events import EventLog
@@ -48,6 +49,7 @@ from messaging.notices.relay import FanoutRelay
 from messaging.notices.service import NoticeService
 from messaging.ports import CONTROL_CHANNEL
 from messaging.publisher import EVENTS_CHANNEL, WakeupPublisher
+from messaging.tasks.org_follow import TaskOrgFollower
 from messaging.tasks.reports import ReportService
 from messaging.tasks.service import TaskService
 from messaging.tasks.timers import TaskTimers
@@ -252,6 +254,11 @@ class Services:
             policy=policy,
             on_disabled=EndpointAlarm(db, clock, conversations),
         )
+        follower = TaskOrgFollower(tasks)
+        org.structure.hooks.retired.append(follower.positions_retired)
+        org.structure.hooks.moved.append(follower.positions_moved)
+        org.structure.hooks.impact.append(lambda conn, pids, _units: follower.impact(conn, pids))
+        org.structure.hooks.impact.append(conversation_impact)
         return cls(
             settings=settings,
             clock=clock,

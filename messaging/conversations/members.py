@@ -186,6 +186,7 @@ class MemberReconciler:
                 .limit(_TARGET_LIMIT + 1)
             )
         ).all()
+        rows = [r for r in rows if r[0] != "person"]  # a person's new name changes no membership
         if len(rows) > _TARGET_LIMIT or any(sc != "holders" or p is None for sc, p, _ in rows):
             return None
         changes: dict[int, int] = {}

@@ -73,6 +73,13 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
         "description": "a unit's code (330802) or #id (#17)",
         "examples": ["330802"],
     },
+    "role": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 100,
+        "description": "a role's key (grid_worker) or display name",
+        "examples": ["grid_worker"],
+    },
     "digest": {
         "type": "string",
         "pattern": "^[0-9a-f]{64}$",

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kernel.errors import BadRequest
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor
 from zzd.http.common import json_body
@@ -23,14 +24,19 @@ from zzd.http.schemas.org import (
     AssignmentView,
     Children,
     DirectoryPage,
+    EditPreview,
     Handed,
+    Merged,
     MyPositions,
     OrgStats,
+    PersonView,
+    PositionRetired,
     PositionView,
     Preview,
     Resolved,
     RoleList,
     RoleView,
+    UnitRetired,
     UnitView,
 )
 
@@ -53,6 +59,35 @@ class NewUnit(_Body):
 
 class MoveUnit(_Body):
     parent: UnitRef
+
+
+class RenameUnit(_Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class Retire(_Body):
+    #: The position that takes over open work (default: the same role above, else the head above).
+    successor: Id | None = None
+
+
+class MergeUnit(_Body):
+    into: UnitRef
+
+
+class EditPreviewRequest(_Body):
+    action: Literal["move", "merge", "retire"]
+    #: The new parent (move) or the unit to merge into (merge); absent for retire.
+    target: UnitRef | None = None
+
+
+class ChangeRole(_Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    jurisdiction: Literal["subtree", "chain", "unit", "none"] | None = None
+
+
+class ChangePerson(_Body):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    phone: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
 
 
 class NewPosition(_Body):
@@ -141,6 +176,43 @@ async def move_unit(request: Request) -> Response:
     return reply(UnitView, await s.org.move_unit(actor, unit_ref(request.path_params["ref"]), body.parent))
 
 
+@operation({200: UnitView}, body=RenameUnit, errors=(404,), tag="org")
+async def rename_unit(request: Request) -> Response:
+    """Rename a unit (``org`` grant over it); search finds it by its new name at once."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, RenameUnit)
+    return reply(UnitView, await s.org.rename_unit(actor, unit_ref(request.path_params["ref"]), body.name))
+
+
+@operation({200: UnitRetired}, body=Retire, errors=(404, 409), tag="org")
+async def retire_unit(request: Request) -> Response:
+    """Retire a unit with its subtree (``org`` grant); open tasks of its positions go to successors."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, Retire)
+    out = await s.org.structure.retire_unit(actor, unit_ref(request.path_params["ref"]), successor=body.successor)
+    out["successors"] = {str(k): v for k, v in out["successors"].items()}
+    return reply(UnitRetired, out)
+
+
+@operation({200: Merged}, body=MergeUnit, errors=(404, 409), tag="org")
+async def merge_unit(request: Request) -> Response:
+    """Merge a unit into another of its level (``org`` grant over both): children and positions move."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, MergeUnit)
+    return reply(Merged, await s.org.structure.merge_units(actor, unit_ref(request.path_params["ref"]), body.into))
+
+
+@operation({200: EditPreview}, body=EditPreviewRequest, errors=(404,), tag="org")
+async def preview_edit(request: Request) -> Response:
+    """What a move, merge or retirement would touch, with the same grants as the edit itself."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, EditPreviewRequest)
+    if body.action != "retire" and body.target is None:
+        raise BadRequest("target is required for a move or a merge", data={"field": "target"})
+    ref = unit_ref(request.path_params["ref"])
+    return reply(EditPreview, await s.org.structure.preview(actor, body.action, ref, body.target))
+
+
 @operation({200: RoleList}, tag="org")
 async def list_roles(request: Request) -> Response:
     """The role catalog."""
@@ -162,6 +234,34 @@ async def create_position(request: Request) -> Response:
     s, actor = await current_actor(request)
     body = await json_body(request, NewPosition)
     return reply(PositionView, await s.org.create_position(actor, body.unit, body.role, title=body.title), status=201)
+
+
+@operation({200: PositionRetired}, body=Retire, errors=(404, 409), tag="org")
+async def retire_position(request: Request) -> Response:
+    """Retire a position (``org`` grant): its assignments end, its open tasks go to the successor."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, Retire)
+    pid = int(request.path_params["position_id"])
+    return reply(PositionRetired, await s.org.structure.retire_position(actor, pid, successor=body.successor))
+
+
+@operation({200: RoleView}, body=ChangeRole, errors=(404, 409), tag="org")
+async def change_role(request: Request) -> Response:
+    """Rename a role or change its jurisdiction rule (``roles`` grant over the whole tree)."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, ChangeRole)
+    ref = request.path_params["role"]
+    role = await s.org.update_role(actor, ref, name=body.name, jurisdiction=body.jurisdiction)
+    return reply(RoleView, role)
+
+
+@operation({200: PersonView}, body=ChangePerson, errors=(404,), tag="org")
+async def change_person(request: Request) -> Response:
+    """Change a person's name or phone (``assignments`` grant over a unit where they hold a position)."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, ChangePerson)
+    pid = int(request.path_params["person_id"])
+    return reply(PersonView, await s.org.change_person(actor, pid, name=body.name, phone=body.phone))
 
 
 @operation({200: PositionView}, tag="org")
@@ -270,7 +370,14 @@ routes = [
     Route("/api/v1/org/units", create_unit, methods=["POST"]),
     Route("/api/v1/org/units/{ref}", get_unit, methods=["GET"]),
     Route("/api/v1/org/units/{ref}/children", list_children, methods=["GET"]),
+    Route("/api/v1/org/units/{ref}", rename_unit, methods=["PATCH"]),
     Route("/api/v1/org/units/{ref}/move", move_unit, methods=["POST"]),
+    Route("/api/v1/org/units/{ref}/merge", merge_unit, methods=["POST"]),
+    Route("/api/v1/org/units/{ref}/retire", retire_unit, methods=["POST"]),
+    Route("/api/v1/org/units/{ref}/preview", preview_edit, methods=["POST"]),
+    Route("/api/v1/org/roles/{role}", change_role, methods=["PATCH"]),
+    Route("/api/v1/org/persons/{person_id:int}", change_person, methods=["PATCH"]),
+    Route("/api/v1/org/positions/{position_id:int}/retire", retire_position, methods=["POST"]),
     Route("/api/v1/org/roles", list_roles, methods=["GET"]),
     Route("/api/v1/org/roles", create_role, methods=["POST"]),
     Route("/api/v1/org/positions", create_position, methods=["POST"]),

@@ -15,7 +15,11 @@ __all__ = [
     "AssignmentView",
     "Children",
     "DirectoryPage",
+    "EditPreview",
     "Handed",
+    "Merged",
+    "PersonView",
+    "PositionRetired",
     "MyPositions",
     "OrgStats",
     "PositionView",
@@ -23,6 +27,7 @@ __all__ = [
     "Resolved",
     "RoleList",
     "RoleView",
+    "UnitRetired",
     "UnitView",
 ]
 
@@ -160,3 +165,57 @@ class OrgStats(WireModel):
     positions: int
     assignments: int
     persons: int
+
+
+class UnitBrief(WireModel):
+    id: int
+    code: str
+    name: str
+    path: list[str]
+
+
+class EditPreview(WireModel):
+    """What a structural edit would touch (``POST /api/v1/org/units/{ref}/preview``)."""
+
+    action: Literal["move", "merge", "retire"]
+    version: int = Field(description="org version the preview was computed at")
+    unit: UnitBrief
+    target: UnitBrief | None = Field(description="the new parent (move) or the unit merged into (merge)")
+    units: int = Field(description="units that move or retire (the subtree; 1 for a merge)")
+    children: int = Field(description="child units of the unit")
+    positions: int = Field(description="positions that move or retire")
+    holders: int = Field(description="distinct persons holding them (primary, deputy or acting)")
+    vacant: int
+    position_ids: list[int] = Field(description="the first 100 of them")
+    open_tasks: int = Field(0, description="open tasks owned by those positions")
+    unit_groups: int = Field(0, description="unit groups whose members change")
+    position_threads: int = Field(0, description="position threads and groups with one of those positions")
+    without_successor: list[int] = Field(
+        default_factory=list, description="retire: positions whose open work has no successor by rule (first 100)"
+    )
+
+
+class UnitRetired(WireModel):
+    unit_id: int
+    units: int = Field(description="units retired (the subtree)")
+    positions: list[int] = Field(description="positions retired with them")
+    successors: dict[str, int | None] = Field(description="retired position id → the position its open work went to")
+
+
+class Merged(WireModel):
+    unit_id: int
+    into_id: int
+    children_moved: list[int]
+    positions_moved: list[int]
+
+
+class PositionRetired(WireModel):
+    position_id: int
+    successor: int | None = Field(description="the position its open tasks went to")
+    holders_ended: list[int] = Field(description="persons whose assignments ended")
+
+
+class PersonView(WireModel):
+    id: int
+    name: str
+    phone: str | None
