@@ -73,3 +73,122 @@ class MessageNew(Message):
     def text(self) -> str:
         """The stored event payload (JSON text, every field present)."""
         return dumps(self.model_dump())
+
+
+class MessageEdited(_Shape):
+    message_id: int
+    conversation_id: int
+    edited_at: datetime
+    body: str
+
+
+class MessageRecalled(_Shape):
+    message_id: int
+    conversation_id: int
+    recalled_at: datetime
+
+
+class ConversationRead(_Shape):
+    """The person's own read marker moved (from another of their devices)."""
+
+    conversation_id: int
+    last_read_message_id: int
+
+
+class PeerRead(ConversationRead):
+    """The other member of a direct chat read up to ``last_read_message_id``."""
+
+    person_id: int
+
+
+class ConversationMuted(_Shape):
+    conversation_id: int
+    muted: bool
+
+
+class ConversationLeft(_Shape):
+    """Removed from a group, or no longer holding the position a unit group or thread came through."""
+
+    conversation_id: int
+
+
+class NoticeSender(_Shape):
+    person_id: int
+    position_id: int
+
+
+class NoticeLabel(_Shape):
+    """One position the notice reaches this person through."""
+
+    position_id: int = Field(description="the addressed position")
+    role: str | None = Field(None, description="its role's name")
+    unit: str | None = Field(None, description="its unit's name")
+    via_position_id: int | None = Field(None, description="standing in: the position this person holds")
+    reason: Literal["deputy", "acting", "unit_head", "superior"] | None = Field(
+        None, description="why this person receives for a vacant position"
+    )
+
+
+class NoticeHead(_Shape):
+    """What every view of a notice starts with."""
+
+    notice_id: int
+    title: str
+    priority: Literal["normal", "urgent"]
+    ack_required: bool
+    deadline: datetime | None
+    created_at: datetime
+    sender: NoticeSender
+
+
+class NoticeNew(NoticeHead):
+    """A notice reached this person (the body is fetched with ``GET /api/v1/notices/{id}``)."""
+
+    positions: list[NoticeLabel]
+    transferred: bool | None = Field(None, description="true: passed to this person with a position's handover")
+
+
+class NoticeRemind(NoticeNew):
+    """An urgent notice (DING) still unread: reminder ``step`` of the ladder."""
+
+    step: int
+
+
+class NoticeRecalled(_Shape):
+    notice_id: int
+    recalled_at: datetime
+
+
+class NoticeProgress(_Shape):
+    """To the sender, at most every few seconds while receipts change: the notice-wide totals."""
+
+    notice_id: int
+    receipts: int
+    delivered: int
+    read: int
+    acked: int
+
+
+class NoticeTransferred(_Shape):
+    """To a former holder: these unread notices passed to the position's new holder."""
+
+    notice_id: int
+    position_ids: list[int]
+    to_person_id: int
+
+
+__all__ += [
+    "ConversationLeft",
+    "ConversationMuted",
+    "ConversationRead",
+    "MessageEdited",
+    "MessageRecalled",
+    "NoticeHead",
+    "NoticeLabel",
+    "NoticeNew",
+    "NoticeProgress",
+    "NoticeRecalled",
+    "NoticeRemind",
+    "NoticeTransferred",
+    "PeerRead",
+]

@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket
 from kernel.errors import ErrorCode, ZzdError
 from zzd.config import Settings
 from zzd.gateway.app_stream import app_stream_endpoint
+from zzd.gateway.asyncapi import asyncapi_route
 from zzd.gateway.closecodes import Close
 from zzd.gateway.connection import Connection
 from zzd.gateway.logfilter import mark_denied, quiet_client_protocol_errors
@@ -149,7 +150,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
     ]
     for route in routes:
         guard_int_params(route)
-    routes.append(openapi_route())
+    routes += [openapi_route(), asyncapi_route()]
     return Starlette(
         routes=routes,
         lifespan=lifespan,

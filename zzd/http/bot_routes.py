@@ -55,7 +55,7 @@ class BotNotice(_Body):
     deadline: Annotated[str, StringConstraints(max_length=40)] | None = None
 
 
-class Preview(_Body):
+class BotPreview(_Body):
     selector: SelectorIn
 
 
@@ -133,11 +133,11 @@ async def me(request: Request) -> Response:
     return reply(BotMe, data)
 
 
-@operation({200: PreviewAnswer}, body=Preview, errors=(404, 429), tag="bot")
+@operation({200: PreviewAnswer}, body=BotPreview, errors=(404, 429), tag="bot")
 async def preview(request: Request) -> Response:
     """Who a selector reaches from the app's subtree: counts per child unit and level (nothing written)."""
     s, p = await current_app(request, Scope.NOTICE_SEND, Scope.TASK_CREATE)
-    b = await json_body(request, Preview)
+    b = await json_body(request, BotPreview)
     return reply(PreviewAnswer, s.bot.preview(p, parse_selector(b.selector)))
 
 

@@ -59,8 +59,11 @@ class _Schemas:
 
     def ref(self, model: type[BaseModel], mode: str) -> dict[str, str]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)  # type: ignore[arg-type]
-        self.all.update(schema.pop("$defs", {}))
-        self.all[model.__name__] = schema
+        for name, sub in [*schema.pop("$defs", {}).items(), (model.__name__, schema)]:
+            # Two different models under one name would silently document the wrong one.
+            if self.all.get(name, sub) != sub:
+                raise ValueError(f"two different schemas are named {name}")
+            self.all[name] = sub
         return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
@@ -177,7 +180,7 @@ def build_openapi(routes: Sequence[BaseRoute]) -> dict[str, Any]:
     }
 
 
-class _Document(BaseModel):
+class OpenApiDocument(BaseModel):
     """The OpenAPI document itself (free-form JSON)."""
 
     model_config = {"extra": "allow"}
@@ -190,7 +193,7 @@ def openapi_route() -> Route:
         """The OpenAPI 3.1 document of this server."""
         if not document:
             document.update(build_openapi(request.app.routes))
-        return reply(_Document, document)
+        return reply(OpenApiDocument, document)
 
-    operation({200: _Document}, public=True, tag="meta")(openapi)
+    operation({200: OpenApiDocument}, public=True, tag="meta")(openapi)
     return Route("/openapi.json", openapi, methods=["GET"])

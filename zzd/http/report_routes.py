@@ -24,7 +24,7 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class Location(_Body):
+class LocationIn(_Body):
     #: WGS-84 degrees; range-checked by the domain (``invalid_location``).
     lat: float | int
     lon: float | int
@@ -36,7 +36,7 @@ class NewReport(_Body):
     client_msg_id: ClientMsgId
     category: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     text: Annotated[str, StringConstraints(max_length=5000)]
-    location: Location
+    location: LocationIn
     #: sha256 hex digests of photos uploaded first (POST /api/v1/uploads).
     photos: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=9

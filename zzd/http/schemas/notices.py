@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
+from messaging.shapes import NoticeHead
 from zzd.http.contract import WireModel
 
 __all__ = ["NoticeView", "Pending", "Progress", "Receipts", "Sent"]
@@ -22,11 +23,6 @@ class Sent(WireModel):
     persons: int = Field(description="distinct people reached")
     receipts: int = Field(description="one per (addressed position, receiving person)")
     unfilled: int = Field(description="vacant positions nobody stands in for")
-
-
-class Sender(WireModel):
-    person_id: int
-    position_id: int
 
 
 class Receipt(WireModel):
@@ -50,16 +46,9 @@ class AudienceSize(WireModel):
     persons: int
 
 
-class NoticeView(WireModel):
+class NoticeView(WireModel, NoticeHead):
     """A notice: the recipient sees their receipts; the sender side also the selector and audience."""
 
-    notice_id: int
-    title: str
-    priority: Literal["normal", "urgent"]
-    ack_required: bool
-    deadline: datetime | None
-    created_at: datetime
-    sender: Sender
     body: str
     attachments: list[Any]
     recalled_at: datetime | None

@@ -49,8 +49,9 @@ class TaskView(WireModel):
     closed_at: datetime | None
 
 
-class TaskEvent(WireModel):
-    event_id: int
+class TaskTransition(WireModel):
+    """One transition of a task."""
+
     version: int
     action: str
     from_state: TaskState | None
@@ -60,6 +61,10 @@ class TaskEvent(WireModel):
     comment: str | None
     attachments: list[Any]
     data: dict[str, Any]
+
+
+class TaskEvent(TaskTransition):
+    event_id: int
 
 
 class TaskDetail(TaskView):
@@ -129,3 +134,11 @@ class ReportView(WireModel):
     photos: list[str] = Field(description="sha256 digests (GET /api/v1/uploads/{digest})")
     task_id: int | None
     created_at: datetime
+
+
+class TaskChanged(WireModel):
+    """``task.created`` / ``task.updated`` to everyone involved (and the outbox's ``task.*``)."""
+
+    task: TaskView
+    event: TaskTransition = Field(description="the transition, as in the task's history")
+    urgent: bool | None = Field(None, description="true on a DING escalation")
