@@ -42,6 +42,7 @@ from messaging.conversations.photos import MESSAGE_REF, can_see_message
 from messaging.conversations.service import ConversationService
 from messaging.events import EventLog
 from messaging.notices.coordinator import NoticeFanout
+from messaging.notices.delivery import DeliveryRecorder
 from messaging.notices.ding import DingScheduler
 from messaging.notices.model import DingPolicy, NoticeConfig
 from messaging.notices.notifier import LoggingNotifier, Notifier
@@ -113,6 +114,8 @@ class Services:
     org: OrgService
     grants: GrantService
     notices: NoticeService
+    #: "Delivered" receipts for notice events written to open sockets (messaging/notices/delivery.py).
+    delivered: DeliveryRecorder
     ding: DingScheduler
     notifier: Notifier
     attachments: AttachmentService
@@ -292,6 +295,7 @@ class Services:
             org=org,
             grants=GrantService(db, clock, holder, org),
             notices=notices,
+            delivered=DeliveryRecorder(notices.mark_delivered),
             ding=DingScheduler(db, events, clock, notify, notifier, lambda: holder.index, node_id=settings.node_id),
             notifier=notifier,
             attachments=attachments,
@@ -383,6 +387,7 @@ class Services:
         await self.delivery.close()
         await self.webhook_sender.close()
         await self.chat.close()
+        await self.delivered.close()
         await self.notices.close()
         await self.attachments.close()
         close = getattr(self.notifier, "close", None)

@@ -194,15 +194,31 @@ class UnitProgress:
 
 
 @dataclass(frozen=True, slots=True)
+class Totals:
+    """Receipt counts with no unit attached (the whole notice)."""
+
+    receipts: int
+    delivered: int
+    read: int
+    acked: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"receipts": self.receipts, "delivered": self.delivered, "read": self.read, "acked": self.acked}
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     notice_id: int
     recalled: bool
     ack_required: bool
-    total: UnitProgress  # over the whole notice (unit fields describe ``unit_id``; 0 when none)
+    #: The requested unit's own totals (receipts of positions in its subtree), under its name.
+    total: UnitProgress
     #: The requested unit itself (positions addressed in it directly) first, then each child unit.
     by_child: tuple[UnitProgress, ...]
     #: Receipts outside the requested unit (or in units no longer in the tree).
     elsewhere: int = 0
+    #: The whole notice, wherever its positions are.
+    notice_total: Totals = Totals(0, 0, 0, 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,6 +228,7 @@ class Progress:
             "total": self.total.to_dict(),
             "by_child": [c.to_dict() for c in self.by_child],
             "elsewhere": self.elsewhere,
+            "notice_total": self.notice_total.to_dict(),
         }
 
 

@@ -30,6 +30,7 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound, RateLimited
+from kernel.wire import iso
 from messaging.events import EventLog, paused_gc
 from messaging.notices.coordinator import NoticeFanout
 from messaging.notices.fanout import RECEIPT_COLUMNS, NoticeHead, build_receipts, shared_event
@@ -41,8 +42,8 @@ from messaging.notices.model import (
     Progress,
     ReceiptState,
     SendResult,
+    Totals,
     UnitProgress,
-    iso,
 )
 from messaging.notices.notifier import Notifier
 from messaging.notices.pending import pending_page
@@ -382,16 +383,20 @@ class NoticeService:
         async with self._db.read() as conn:
             row = await self._access_sent(conn, actor_person_id, notice_id)
             counts = await _unit_counts(conn, notice_id)
-        totals = [sum(c[i] for c in counts) for i in range(1, 5)]
+        notice_total = Totals(*(sum(c[i] for c in counts) for i in range(1, 5)))
         parent = index.unit(unit) if unit is not None else lowest_common_unit(index, (c[0] for c in counts))
         if parent is None:
             by_child: tuple[UnitProgress, ...] = ()
-            elsewhere = totals[0]
-            total = UnitProgress(0, "", "", *totals)
+            elsewhere = notice_total.receipts
+            total = UnitProgress(0, "", "", 0, 0, 0, 0)
         else:
+            # The unit's own numbers are its subtree's (the sum of its rows), never the notice's:
+            # a unit the notice did not address shows zeros under its own name (issue 12 item 5).
             by_child, elsewhere = rollup(index, parent, counts)
-            total = UnitProgress(index.unit_id(parent), index.unit_code(parent), index.unit_name(parent), *totals)
-        return Progress(notice_id, row.recalled_at is not None, bool(row.ack_required), total, by_child, elsewhere)
+            own = [sum(getattr(c, f) for c in by_child) for f in ("receipts", "delivered", "read", "acked")]
+            total = UnitProgress(index.unit_id(parent), index.unit_code(parent), index.unit_name(parent), *own)
+        recalled = row.recalled_at is not None
+        return Progress(notice_id, recalled, bool(row.ack_required), total, by_child, elsewhere, notice_total)
 
     async def pending(
         self,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from messaging.notices.delivery import notice_in_frame
 from messaging.wakeup import event_frame
 from zzd.gateway.closecodes import Close
 from zzd.gateway.delivery import DeliveryCursor
@@ -240,6 +241,8 @@ class Connection:
                         if self._space is not None:
                             self._space.set()
                         await self.ws.send_text(frame)
+                        if (notice_id := notice_in_frame(frame)) is not None and self.person_id:
+                            self.s.delivered.written(self.person_id, notice_id)
         except TimeoutError:
             self.close(Close.TRY_AGAIN_LATER, "send timed out: reconnect and resume")
         except (WebSocketDisconnect, RuntimeError, OSError):

@@ -5,9 +5,10 @@ Same services, same checks and same errors as the WebSocket frames.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -18,6 +19,9 @@ from messaging.chat import SendRequest
 from zzd.http.common import authenticate, json_body, services_of
 from zzd.http.contract import QueryModel, operation, query, reply
 from zzd.http.schemas.chat import EventPage, History, Inbox, Posted
+
+if TYPE_CHECKING:
+    from zzd.services import Services
 
 __all__ = ["routes"]
 
@@ -88,7 +92,8 @@ async def sync(request: Request) -> Response:
     claims = await authenticate(request)
     q = query(request, SyncQuery)
     page = await s.events.read(claims.person_id, epoch=q.epoch, since=q.since, limit=q.limit)
-    return reply(
+    notices = [int(loads(p)["notice_id"]) for _, k, p in page.events if k in ("notice.new", "notice.remind")]
+    resp = reply(
         EventPage,
         {
             "epoch": page.epoch,
@@ -98,6 +103,15 @@ async def sync(request: Request) -> Response:
             "last_seq": page.last_seq,
         },
     )
+    if notices:
+        # Once the answer carrying them is sent, the notices are on the device: "delivered".
+        resp.background = BackgroundTask(_delivered, s, claims.person_id, notices)
+    return resp
+
+
+async def _delivered(s: Services, person_id: int, notice_ids: list[int]) -> None:
+    for nid in notice_ids:
+        s.delivered.written(person_id, nid)
 
 
 routes = [

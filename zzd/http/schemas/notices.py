@@ -68,13 +68,21 @@ class UnitProgress(WireModel):
     acked: int
 
 
+class Totals(WireModel):
+    receipts: int
+    delivered: int = Field(description="a device of the recipient has the notice (docs/notices.md: receipts)")
+    read: int
+    acked: int
+
+
 class Progress(WireModel):
     notice_id: int
     recalled: bool
     ack_required: bool
-    total: UnitProgress
+    total: UnitProgress = Field(description="the unit asked for: the receipts of positions in its subtree")
     by_child: list[UnitProgress] = Field(description="the unit itself (positions addressed in it directly) first")
     elsewhere: int = Field(description="receipts outside the unit asked for")
+    notice_total: Totals = Field(description="the whole notice, wherever its positions are")
 
 
 class PendingItem(WireModel):
