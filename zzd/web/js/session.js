@@ -16,14 +16,17 @@ export function setActing(positionId) {
 
 export async function loadInbox() {
   const j = await api('/api/v1/conversations?limit=100');
-  for (const c of j.conversations) if (c.last_message) learnPerson(c.last_message.sender);
-  set({ conversations: j.conversations });
-  try { localStorage.setItem(OFFLINE_KEY + getSession()?.personId, JSON.stringify(j.conversations)); } catch { /* full */ }
-  // Titles of position threads: look the positions up (cached).
+  showInbox(j.conversations);
+}
+
+function showInbox(rows) {
+  for (const c of rows) if (c.last_message) learnPerson(c.last_message.sender);
+  set({ conversations: rows });
+  try { localStorage.setItem(OFFLINE_KEY + getSession()?.personId, JSON.stringify(rows)); } catch { /* full */ }
+  // Titles of position threads: look the positions up (cached), re-render when they arrive.
   const ids = new Set();
-  for (const c of j.conversations) for (const k of ['position_id', 'peer_position_id']) if (c[k]) ids.add(c[k]);
-  await Promise.all([...ids].map((id) => loadPosition(id).catch(() => null)));
-  set({});
+  for (const c of rows) for (const k of ['position_id', 'peer_position_id']) if (c[k]) ids.add(c[k]);
+  Promise.all([...ids].map((id) => loadPosition(id).catch(() => null))).then(() => set({}));
 }
 
 export async function start() {
@@ -34,21 +37,23 @@ export async function start() {
     if (cached) set({ conversations: cached });
   } catch { /* ignore */ }
   try {
-    // Cursor before state: what happens after /me arrives through the socket (resume from it).
+    // Cursor before state: what happens after /me answers comes through the socket (resume from it).
     const me = await api('/api/v1/me');
     learnPerson(me);
     if (!conn.cursor || conn.cursor.epoch !== me.epoch) conn.setCursor(me.epoch, me.last_seq);
-    const mp = await api('/api/v1/me/positions');
+    const upTo = conn.cursor.seq;
+    const [mp, inbox] = await Promise.all([api('/api/v1/me/positions'), api('/api/v1/conversations?limit=100')]);
     mp.positions.forEach(learnPosition);
     const saved = Number(localStorage.getItem(actingKey()));
     const acting = mp.positions.some((p) => p.id === saved) ? saved : (mp.positions[0]?.id ?? null);
     set({ me, positions: mp.positions, grants: mp.grants || [], acting });
-    await loadInbox();
-    await loadNoticesAndTasks(conn.cursor.seq).catch(() => {});
+    showInbox(inbox.conversations);
+    conn.start();
+    loadNoticesAndTasks(upTo).catch(() => {});
   } catch (e) {
     set({ banner: { kind: 'error', text: '离线：显示上次同步的内容（' + (e.message || e) + '）' } });
+    conn.start();
   }
-  conn.start();
 }
 
 export async function logout() {
