@@ -16,6 +16,7 @@ const lazy = {
   notice: () => import('./views/dashboard.js').then((m) => m.Dashboard),
   tasks: () => import('./views/tasks.js').then((m) => m.Tasks),
   report: () => import('./views/report.js').then((m) => m.Report),
+  group: () => import('./views/group.js').then((m) => m.NewGroup),
 };
 
 const NAV = [

@@ -29,7 +29,7 @@ export function Inbox() {
     <section class="inbox" aria-labelledby="inbox-h">
       <div class="row-between">
         <h2 id="inbox-h">消息</h2>
-        <a class="button small" href="#/search">找岗位</a>
+        <span><a class="button small" href="#/group/new">建群</a> <a class="button small" href="#/search">找岗位</a></span>
       </div>
       ${conversations.length === 0 && html`<p class="muted">还没有消息。用“找岗位”给一个岗位发消息。</p>`}
       <ul class="list" aria-label="会话列表">
