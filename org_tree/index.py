@@ -491,6 +491,29 @@ class OrgIndex(IndexPatches):
                 out.append((a, a + self._seg_len[s]))
         return sorted(out)
 
+    def role_pieces(self, role_id: int) -> list[tuple[int, int, int]]:
+        """(start, end, level) of every non-empty segment of ``role_id`` (the directory's role matches)."""
+        out = []
+        for s in self._segs_by_role.get(role_id, ()):
+            if self._seg_len[s]:
+                out.append((int(self._seg_base[s]), int(self._seg_base[s] + self._seg_len[s]), self._seg_key[s][1]))
+        return out
+
+    def subtree_pieces(self, u: int) -> list[tuple[int, int, int]]:
+        """(start, end, level) of the positions under ``u`` in each segment at or below its level."""
+        lo, hi, top, out = self._u_lab[u], self._u_lab_end[u], self._u_level[u], []
+        for s in self._segs_by_root.get(self._u_root[u], ()):
+            level = self._seg_key[s][1]
+            if level >= top and self._seg_len[s]:
+                a, b = self._seg_span(s, lo, hi)
+                if a < b:
+                    out.append((a, b, level))
+        return out
+
+    def find_unit_code(self, code: str) -> int:
+        """The handle of the unit with exactly this code, or -1."""
+        return self._unit_by_code(code)
+
     def stats(self) -> dict[str, int]:
         by_level = {lvl: 0 for lvl in range(1, 7)}
         for u in self.units():

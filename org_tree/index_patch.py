@@ -126,7 +126,7 @@ class IndexPatches(IndexColumns):
             p = self._u_parent[v]
             self._u_root[v] = self._u_root[p] if p >= 0 else v
             stack.append(v)
-            stack.extend(~c for c in sorted(self._kids(v), key=self._u_lab.__getitem__, reverse=True))
+            stack.extend(~c for c in reversed(sorted(self._kids(v), key=self._u_lab.__getitem__)))
         return counter
 
     def _relabel_positions(self, root: int, lo: int, hi: int) -> None:

@@ -24,6 +24,7 @@ from kernel.db.database import Database
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.schema import persons
 from kernel.text import check_text, normalize_name
+from org_tree.directory_service import DirectoryService
 from org_tree.divisions import Level
 from org_tree.grants import Perm, active_grants, holds_grant, require_grant, unit_path_of
 from org_tree.holder import OrgIndexHolder
@@ -32,7 +33,7 @@ from org_tree.jurisdiction import Actor, access_position, access_unit, check_jur
 from org_tree.org_schema import assignments, positions, units
 from org_tree.preview import Preview, preview
 from org_tree.resolution import Audience, VacancyPolicy, resolve_ranges
-from org_tree.search import DirectoryPage, DirectorySearch
+from org_tree.search import DirectoryPage
 from org_tree.selectors import Selector
 from org_tree.structure import Structure
 from org_tree.versioning import append_change, bump_version
@@ -88,7 +89,7 @@ class OrgService:
         self._clock = clock
         self._holder = holder
         self._policy = policy or VacancyPolicy()
-        self._search: DirectorySearch | None = None
+        self.directory = DirectoryService(db, holder, self._policy)
         self.structure = Structure(self)
 
     @property
@@ -178,11 +179,8 @@ class OrgService:
             return [_assignment(r) for r in rows]
 
     async def search(self, actor: Actor, query: str, *, offset: int = 0, limit: int = 20) -> DirectoryPage:
-        """找岗位: the directory is public to every signed-in person."""
-        idx = self.index
-        if self._search is None or self._search.version != idx.version or self._search.index is not idx:
-            self._search = await DirectorySearch.load(self._db, idx)
-        return self._search.search(query, offset=offset, limit=limit)
+        """找岗位: the directory is public to every signed-in person (phones: administrators only)."""
+        return await self.directory.search(actor, query, offset=offset, limit=limit)
 
     def _acting_as(self, actor: Actor, actor_position_id: int) -> None:
         """Resolving as a position: its holders, or an org or audit administrator over its unit (read-only)."""

@@ -95,19 +95,36 @@ class Handed(AssignmentView):
     unread_notices_moved: int = Field(description="unread notice receipts that passed to the new holder")
 
 
+class DirectoryHolder(WireModel):
+    person_id: int
+    name: str
+    phone: str | None = Field(description="only for administrators (assignments or audit) of the position's unit")
+
+
+class DirectoryFallback(WireModel):
+    reason: Literal["deputy", "acting", "unit_head", "superior", "unfilled"]
+    via_position_id: int | None = Field(description="the position whose holders stand in")
+    holders: list[str] = Field(description="names of who receives instead")
+
+
 class DirectoryHit(WireModel):
     position_id: int
     role: str
+    role_key: str
     unit_id: int
     unit_code: str
     unit_path: list[str]
     holders: list[str] = Field(description="names of the current primary holders (empty: vacant)")
+    holder_details: list[DirectoryHolder]
+    vacant: bool
+    fallback: DirectoryFallback | None = Field(description="for a vacant position: who receives instead")
 
 
 class DirectoryPage(WireModel):
-    total: int
+    total: int = Field(description="positions matching every term (exact unless truncated)")
     offset: int
-    hits: list[DirectoryHit]
+    hits: list[DirectoryHit] = Field(description="in rank order (docs/directory.md)")
+    truncated: bool = Field(description="a term matched more units or persons than one query expands")
 
 
 class UnitCount(WireModel):
