@@ -119,6 +119,7 @@ async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
     from messaging.conversations.service import ConversationService
     from messaging.events import EventLog
     from messaging.schema import conversations, messages
+    from messaging.unit_of_work import UnitOfWork
     from org_tree.holder import OrgIndexHolder
     from org_tree.importer import import_divisions
     from org_tree.jurisdiction import SYSTEM
@@ -133,7 +134,7 @@ async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
         await generate_people(db, seed=7, vacancy_rate=0.0, deputy_rate=0.0, pool_size=2)
         holder = OrgIndexHolder(db)
         idx = await holder.load()
-        conv = ConversationService(db, EventLog(db), SystemClock(), lambda groups: None)
+        conv = ConversationService(UnitOfWork(db, EventLog(db), SystemClock(), lambda groups: None))
         rec = MemberReconciler(conv, lambda: holder.index)
         g = await rec.create_unit_group(SYSTEM, COUNTY, depth=3)
         members = sorted(m["person_id"] for m in g["members"])

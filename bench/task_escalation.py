@@ -254,6 +254,7 @@ async def _alone(url: str, dsn: str, owners: list[tuple[int, int, int, int, int]
     from messaging.events import EventLog
     from messaging.notices.notifier import LoggingNotifier
     from messaging.tasks.timers import TaskTimers
+    from messaging.unit_of_work import UnitOfWork
     from notice_pgsample import PgSampler
     from org_tree.index import OrgIndex
 
@@ -262,8 +263,8 @@ async def _alone(url: str, dsn: str, owners: list[tuple[int, int, int, int, int]
     db = Database(url)
     try:
         index = await OrgIndex.load(db)
-        timers = TaskTimers(db, EventLog(db), SystemClock(), lambda groups: None, LoggingNotifier(), lambda: index,
-                            batch=batch)  # fmt: skip
+        uow = UnitOfWork(db, EventLog(db), SystemClock(), lambda groups: None)
+        timers = TaskTimers(uow, LoggingNotifier(), lambda: index, batch=batch)
         sampler = PgSampler(dsn, url.rsplit("/", 1)[1])
         t0, c0 = time.perf_counter(), time.process_time()
         outcomes = await timers.run_due()

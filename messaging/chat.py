@@ -17,15 +17,13 @@ from typing import Any
 from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.clock import Clock
-from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore
 from kernel.errors import Forbidden, NotFound
 from kernel.schema import persons
 from kernel.text import check_text
 from kernel.wire import check_client_msg_id, iso
 from messaging.batching import Batcher
-from messaging.events import EventLog, NewEvent
+from messaging.events import NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
 from messaging.shapes import MessageNew, Sender
@@ -81,9 +79,9 @@ def validate_send(req: SendRequest) -> SendRequest:
 
 
 class ChatService:
-    def __init__(self, db: Database, events: EventLog, clock: Clock, notify: Notify, *, max_batch: int = 256) -> None:
-        self._db = db
-        self._uow = UnitOfWork(db, events, clock, notify)
+    def __init__(self, uow: UnitOfWork, *, max_batch: int = 256) -> None:
+        self._db = uow.db
+        self._uow = uow
         self._batcher: Batcher[SendRequest, SendResult] = Batcher(
             self._send_batch, max_batch=max_batch, name="chat-send"
         )

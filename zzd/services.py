@@ -54,6 +54,7 @@ from messaging.tasks.org_follow import TaskOrgFollower
 from messaging.tasks.reports import ReportService
 from messaging.tasks.service import TaskService
 from messaging.tasks.timers import TaskTimers
+from messaging.unit_of_work import UnitOfWork
 from messaging.wakeup import EventGroup
 from org_tree.grant_service import GrantService
 from org_tree.holder import OrgIndexHolder
@@ -164,6 +165,9 @@ class Services:
             if not single_process:
                 publisher.publish_soon(groups)
 
+        # Every messaging write is a unit of work of this one: commit, then wake (notify).
+        uow = UnitOfWork(db, events, clock, notify)
+
         holder = OrgIndexHolder(db)
         org = OrgService(db, clock, holder)
         attachments = AttachmentService(
@@ -175,10 +179,7 @@ class Services:
         )
         notifier = _notifier(settings)
         relay = FanoutRelay(
-            db,
-            events,
-            clock,
-            notify,
+            uow,
             lambda: holder.index,
             node_id=settings.node_id,
             lease=timedelta(seconds=settings.notice_fanout_lease),
@@ -194,10 +195,7 @@ class Services:
             ),
         )
         conversations = ConversationService(
-            db,
-            events,
-            clock,
-            notify,
+            uow,
             ConversationConfig(
                 max_group_size=settings.group_max_members,
                 read_list_max=settings.read_list_max,
@@ -207,14 +205,9 @@ class Services:
             photos=attachments,
         )
         metrics = Metrics()
-        tasks = TaskService(
-            db, events, clock, notify, lambda: holder.index, linker=attachments, observe=metrics.observe_task
-        )
+        tasks = TaskService(uow, lambda: holder.index, linker=attachments, observe=metrics.observe_task)
         task_timers = TaskTimers(
-            db,
-            events,
-            clock,
-            notify,
+            uow,
             notifier,
             lambda: holder.index,
             node_id=settings.node_id,
@@ -224,10 +217,7 @@ class Services:
         )
         persons = PersonDirectory(db, clock)
         notices = NoticeService(
-            db,
-            events,
-            clock,
-            notify,
+            uow,
             lambda: holder.index,
             notifier,
             NoticeFanout(relay, hub, broker, jobs, node_id=settings.node_id),
@@ -271,7 +261,7 @@ class Services:
             persons=persons,
             sessions=sessions,
             events=events,
-            chat=ChatService(db, events, clock, notify),
+            chat=ChatService(uow),
             tokens=TokenService(
                 settings.signing_keys(),
                 issuer=settings.jwt_issuer,
@@ -296,7 +286,7 @@ class Services:
             grants=GrantService(db, clock, holder, org),
             notices=notices,
             delivered=DeliveryRecorder(notices.mark_delivered),
-            ding=DingScheduler(db, events, clock, notify, notifier, lambda: holder.index, node_id=settings.node_id),
+            ding=DingScheduler(uow, notifier, lambda: holder.index, node_id=settings.node_id),
             notifier=notifier,
             attachments=attachments,
             upload_limiter=RateLimiter(settings.upload_rate_per_minute),

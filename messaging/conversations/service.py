@@ -18,8 +18,6 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.clock import Clock
-from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore, is_postgres
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.schema import persons
@@ -45,7 +43,7 @@ from messaging.conversations.model import (
     validate_post,
 )
 from messaging.conversations.photos import MESSAGE_REF, PhotoLinker
-from messaging.events import EventLog, NewEvent
+from messaging.events import NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
 from messaging.shapes import MessageNew, Sender
@@ -110,18 +108,15 @@ async def readers(conn: AsyncConnection, conv: ConversationRow, created_at: date
 class ConversationService:
     def __init__(
         self,
-        db: Database,
-        events: EventLog,
-        clock: Clock,
-        notify: Notify,
+        uow: UnitOfWork,
         config: ConversationConfig | None = None,
         photos: PhotoLinker | None = None,
     ) -> None:
-        self.db = db
+        self.db = uow.db
         self.photos = photos  # links the sender's uploaded photos to the message
-        self.events = events
-        self.clock = clock
-        self._uow = UnitOfWork(db, events, clock, notify)
+        self.events = uow.events
+        self.clock = uow.clock
+        self._uow = uow
         self.config = config or ConversationConfig()
 
     async def write(self, fn: Callable[[AsyncConnection, list[EventGroup]], Any]) -> Any:

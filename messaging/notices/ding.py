@@ -34,16 +34,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.clock import Clock
-from kernel.db.database import Database
 from messaging.db_errors import with_db_retry
-from messaging.events import EventLog
 from messaging.leases import LeaseLost, Leases, run_token
 from messaging.notices.fanout import Label, NoticeHead, notice_events
 from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
 from messaging.notices.service import IndexProvider
-from messaging.ports import Notify
 from messaging.unit_of_work import Txn, UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -74,10 +70,7 @@ class DingScheduler:
 
     def __init__(
         self,
-        db: Database,
-        events: EventLog,
-        clock: Clock,
-        notify: Notify,
+        uow: UnitOfWork,
         notifier: Notifier,
         index_provider: IndexProvider,
         *,
@@ -87,9 +80,9 @@ class DingScheduler:
         retry_after: timedelta = timedelta(minutes=1),
         max_attempts: int = 5,
     ) -> None:
-        self._db = db
-        self._clock = clock
-        self._uow = UnitOfWork(db, events, clock, notify)
+        self._db = uow.db
+        self._clock = uow.clock
+        self._uow = uow
         self._notifier = notifier
         self._index = index_provider
         self._node = node_id

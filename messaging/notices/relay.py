@@ -39,11 +39,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.clock import Clock
-from kernel.db.database import Database
 from kernel.db.dialect import chunks, is_postgres
 from messaging.db_errors import with_db_retry
-from messaging.events import EventLog, driver_in_transaction, paused_gc
+from messaging.events import driver_in_transaction, paused_gc
 from messaging.leases import Leases, run_token
 from messaging.notices.fanout import Label, NoticeHead, notice_payloads
 from messaging.notices.schema import notices
@@ -104,20 +102,17 @@ class FanoutRelay:
 
     def __init__(
         self,
-        db: Database,
-        events: EventLog,
-        clock: Clock,
-        notify: Notify,
+        uow: UnitOfWork,
         index_provider: Callable[[], OrgIndex],
         *,
         node_id: str = "local",
         lease: timedelta = timedelta(seconds=30),
         chunk: int = 10_000,
     ) -> None:
-        self._db = db
-        self._events = events
-        self._clock = clock
-        self._uow = UnitOfWork(db, events, clock, notify)
+        self._db = uow.db
+        self._events = uow.events
+        self._clock = uow.clock
+        self._uow = uow
         self._index = index_provider
         self.token = run_token(node_id)
         self.lease = lease

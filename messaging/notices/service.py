@@ -26,12 +26,10 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.audit import AuditEntry, record
-from kernel.clock import Clock
-from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound, RateLimited
 from kernel.wire import iso
-from messaging.events import EventLog, paused_gc
+from messaging.events import paused_gc
 from messaging.notices.coordinator import NoticeFanout
 from messaging.notices.fanout import RECEIPT_COLUMNS, NoticeHead, build_receipts, shared_event
 from messaging.notices.handover import unread_transfer_events
@@ -52,7 +50,7 @@ from messaging.notices.relay import head_of_row
 from messaging.notices.remind import REMIND_INTERVAL, reminder_events
 from messaging.notices.rollup import UnitCounts, lowest_common_unit, rollup
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
-from messaging.ports import IndexProvider, Notify
+from messaging.ports import IndexProvider
 from messaging.unit_of_work import Txn, UnitOfWork
 from org_tree.bulk import bulk_insert
 from org_tree.grants import unit_path_of
@@ -94,10 +92,7 @@ class NoticeService:
 
     def __init__(
         self,
-        db: Database,
-        events: EventLog,
-        clock: Clock,
-        notify: Notify,
+        uow: UnitOfWork,
         index_provider: IndexProvider,
         notifier: Notifier,
         fanout: NoticeFanout,
@@ -105,10 +100,9 @@ class NoticeService:
         config: NoticeConfig | None = None,
         policy: VacancyPolicy | None = None,
     ) -> None:
-        self._db = db
-        self._events = events
-        self._clock = clock
-        self._uow = UnitOfWork(db, events, clock, notify)
+        self._db = uow.db
+        self._clock = uow.clock
+        self._uow = uow
         self._reminded: dict[tuple[int, int], float] = {}  # (notice, unit id) -> monotonic time
         self._index = index_provider
         self.notifier = notifier

@@ -18,14 +18,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.audit import AuditEntry, record
-from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text
 from kernel.wire import iso
-from messaging.events import EventLog
 from messaging.notices.schema import notice_receipts, notices
-from messaging.ports import IndexProvider, Notify
+from messaging.ports import IndexProvider
 from messaging.tasks.categories import Category, get_category, list_categories, load_catalog, put_category
 from messaging.tasks.categories import seed_categories as _seed
 from messaging.tasks.lifecycle import Action, Side, State, decide
@@ -75,19 +73,16 @@ class TaskService:
 
     def __init__(
         self,
-        db: Database,
-        events: EventLog,
-        clock: Clock,
-        notify: Notify,
+        uow: UnitOfWork,
         index_provider: IndexProvider,
         *,
         linker: Any | None = None,
         observe: Observe | None = None,
     ) -> None:
-        self._db = db
-        self._clock = clock
+        self._db = uow.db
+        self._clock = uow.clock
         #: Every write of tasks and reports is one unit of work of this (ReportService shares it).
-        self.uow = UnitOfWork(db, events, clock, notify)
+        self.uow = uow
         self._index = index_provider
         self.linker = linker
         self._observe = observe

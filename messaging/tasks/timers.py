@@ -46,14 +46,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.clock import Clock
-from kernel.db.database import Database
 from kernel.db.dialect import is_postgres
 from messaging.db_errors import with_db_retry
-from messaging.events import EventLog
 from messaging.leases import LeaseLost, Leases, run_token, skip_locked
 from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
-from messaging.ports import Notify
 from messaging.tasks.categories import Category, get_category
 from messaging.tasks.lifecycle import Action, State
 from messaging.tasks.model import TaskRow
@@ -113,10 +109,7 @@ class TaskTimers:
 
     def __init__(
         self,
-        db: Database,
-        events: EventLog,
-        clock: Clock,
-        notify: Notify,
+        uow: UnitOfWork,
         notifier: Notifier,
         index_provider: IndexProvider,
         *,
@@ -127,9 +120,9 @@ class TaskTimers:
         max_attempts: int = 5,
         pause: float = 0.0,
     ) -> None:
-        self._db = db
-        self._clock = clock
-        self._uow = UnitOfWork(db, events, clock, notify)
+        self._db = uow.db
+        self._clock = uow.clock
+        self._uow = uow
         self._notifier = notifier
         self._index = index_provider
         self._node = node_id

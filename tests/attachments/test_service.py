@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 
 import pytest
@@ -22,6 +23,11 @@ from tests.attachments.conftest import (
     stored_files,
     stream,
 )
+
+
+def _fresh_ref() -> int:
+    """A report id no other test links to (the PostgreSQL database is shared by the session)."""
+    return 2**40 + secrets.randbelow(2**30)
 
 
 async def test_upload_stores_file_row_and_uploader_link(env: Env) -> None:
@@ -177,7 +183,8 @@ async def test_only_the_uploader_reads_until_a_visible_ref_links_the_file(env: E
         await env.svc.open(b, "0" * 64)
     assert hidden.value.to_dict() == missing.value.to_dict()  # no existence oracle
 
-    seen_by: dict[int, set[int]] = {12: {b}}
+    ref = _fresh_ref()
+    seen_by: dict[int, set[int]] = {ref: {b}}
 
     async def can_see_report(person_id: int, report_id: int) -> bool:
         return person_id in seen_by.get(report_id, set())
@@ -185,17 +192,17 @@ async def test_only_the_uploader_reads_until_a_visible_ref_links_the_file(env: E
     env.svc.register_visibility("report", can_see_report)
     assert not await env.svc.can_read(b, digest)  # registered, but nothing links it yet
     async with env.db.write() as conn:
-        await env.svc.link(conn, [digest], person_id=a, ref_kind="report", ref_id=12)
+        await env.svc.link(conn, [digest], person_id=a, ref_kind="report", ref_id=ref)
     assert await env.svc.can_read(b, digest)
     assert await collect((await env.svc.open(b, digest)).reader.chunks()) == data
     assert not await env.svc.can_read(c, digest)
     async with env.db.read() as conn:
-        assert await env.svc.linked(conn, "report", 12) == [
+        assert await env.svc.linked(conn, "report", ref) == [
             {"digest": digest, "size": len(data), "content_type": "image/jpeg"}
         ]
     # Linking again is a no-op.
     async with env.db.write() as conn:
-        await env.svc.link(conn, [digest, digest], person_id=a, ref_kind="report", ref_id=12)
+        await env.svc.link(conn, [digest, digest], person_id=a, ref_kind="report", ref_id=ref)
     assert await env.rows(digest) == (1, 2)
 
 
@@ -209,16 +216,17 @@ async def test_a_ref_kind_without_a_visibility_check_shows_nothing(env: Env) -> 
 
 async def test_linking_someone_elses_upload_links_nothing(env: Env) -> None:
     a, b = await env.person(), await env.person()
+    ref = _fresh_ref()
     mine = await env.upload(a, image())
     theirs = await env.upload(b, image())
     for digests in ([theirs], [mine, theirs], ["0" * 64], ["not-a-digest"]):
         with pytest.raises(BadRequest) as info:
             async with env.db.write() as conn:
-                await env.svc.link(conn, digests, person_id=a, ref_kind="report", ref_id=5)
+                await env.svc.link(conn, digests, person_id=a, ref_kind="report", ref_id=ref)
         assert info.value.code == ErrorCode.UNKNOWN_ATTACHMENT
         assert mine not in info.value.data["digests"]
     async with env.db.read() as conn:
-        assert await env.svc.linked(conn, "report", 5) == []
+        assert await env.svc.linked(conn, "report", ref) == []
     assert await env.rows(mine) == (1, 1) and await env.rows(theirs) == (1, 1)
 
 

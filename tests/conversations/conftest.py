@@ -22,6 +22,7 @@ from messaging.conversations.members import MemberReconciler
 from messaging.conversations.model import ConversationConfig
 from messaging.conversations.service import ConversationService
 from messaging.events import EventLog
+from messaging.unit_of_work import UnitOfWork
 from messaging.wakeup import EventGroup
 from org_tree.holder import OrgIndexHolder
 from org_tree.importer import import_divisions
@@ -131,7 +132,7 @@ async def make_world(url: str, config: ConversationConfig | None = None) -> Worl
     await holder.load()
     events = EventLog(db)
     notified: list[list[EventGroup]] = []
-    conv = ConversationService(db, events, clock, notified.append, config)
+    conv = ConversationService(UnitOfWork(db, events, clock, notified.append), config)
     return World(
         db,
         clock,

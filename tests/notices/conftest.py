@@ -26,6 +26,7 @@ from messaging.notices import LoggingNotifier, NoticeConfig, NoticeService, Send
 from messaging.notices.coordinator import NoticeFanout
 from messaging.notices.relay import FanoutRelay
 from messaging.ports import Notify
+from messaging.unit_of_work import UnitOfWork
 from messaging.wakeup import EventGroup
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex
@@ -109,9 +110,10 @@ def notice_service(
     node_id: str = "local",
 ) -> NoticeService:
     """The notice service wired as ``zzd/services.py`` wires it, with no sockets and the in-process broker."""
-    relay = FanoutRelay(db, events, clock, notify, lambda: index, node_id=node_id)
+    uow = UnitOfWork(db, events, clock, notify)
+    relay = FanoutRelay(uow, lambda: index, node_id=node_id)
     fanout = NoticeFanout(relay, Sockets(), MemoryBroker(), jobs, node_id=node_id)
-    return NoticeService(db, events, clock, notify, lambda: index, notifier, fanout, config=config)
+    return NoticeService(uow, lambda: index, notifier, fanout, config=config)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from messaging.notices.relay import FanoutRelay
 from messaging.notices.schema import notice_receipts, notices
 from messaging.schema import person_events
+from messaging.unit_of_work import UnitOfWork
 from tests.notices.conftest import World, make_world
 from tests.notices.test_fanout import compose
 
@@ -113,7 +114,7 @@ async def test_commit_writes_no_event_then_connected_first_then_sweep(world: Wor
 async def test_sweep_racing_connected_first_writes_one_event_per_person(world: World) -> None:
     w = world
     nid, persons = await _deferred_send(w, "d2")
-    other = FanoutRelay(w.db, w.events, w.clock, lambda gs: None, lambda: w.index, node_id="b", chunk=50)
+    other = FanoutRelay(UnitOfWork(w.db, w.events, w.clock, lambda gs: None), lambda: w.index, node_id="b", chunk=50)
     w.relay.chunk = 50
     # Two processes' connected-first writes overlap each other and the sweep.
     counts = await asyncio.gather(
@@ -133,7 +134,8 @@ async def test_killed_sweeper_lease_is_taken_over(world: World) -> None:
     nid, persons = await _deferred_send(w, "d3")
     # The sending process wrote its connected recipients' events, then died before sweeping.
     await w.relay.local(nid, persons[:10])
-    survivor = FanoutRelay(w.db, w.events, w.clock, lambda gs: None, lambda: w.index, node_id="b", chunk=200)
+    uow = UnitOfWork(w.db, w.events, w.clock, lambda gs: None)
+    survivor = FanoutRelay(uow, lambda: w.index, node_id="b", chunk=200)
     assert await survivor.run_pending() == 0  # the lease is still the dead process's
     assert await survivor.sweep(nid) == 0
     w.clock.advance((w.relay.lease + timedelta(seconds=1)).total_seconds())

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from messaging.notices import DingPolicy, DingScheduler, LoggingNotifier, NoticeConfig, validate_compose
 from messaging.schema import person_events
+from messaging.unit_of_work import UnitOfWork
 from org_tree.resolution import resolve
 from org_tree.selectors import parse_selector
 from tests.notices.conftest import CITY, World, make_world
@@ -27,7 +28,9 @@ async def reminders(w: World) -> list[tuple[int, dict[str, object]]]:
 
 
 def scheduler(w: World, node: str, notifier: LoggingNotifier) -> DingScheduler:
-    return DingScheduler(w.db, w.events, w.clock, w.notified.append, notifier, lambda: w.index, node_id=node)
+    return DingScheduler(
+        UnitOfWork(w.db, w.events, w.clock, w.notified.append), notifier, lambda: w.index, node_id=node
+    )
 
 
 async def test_ding_runs_once_with_two_processes_and_survives_restart(tree_url: str) -> None:

@@ -15,6 +15,7 @@ from messaging.notices import LoggingNotifier
 from messaging.tasks.reports import ReportService
 from messaging.tasks.service import TaskService
 from messaging.tasks.timers import TaskTimers
+from messaging.unit_of_work import UnitOfWork
 from messaging.wakeup import EventGroup
 from org_tree.index import OrgIndex
 from tests.notices.conftest import notices_pg_template, notices_sqlite_template, tree_url
@@ -89,9 +90,10 @@ async def make_task_world(url: str, clock: FakeClock | None = None, *, node_id: 
     notifier = LoggingNotifier()
     notified: list[list[EventGroup]] = []
     observed: list[tuple[str, str, float]] = []
-    svc = TaskService(db, events, clock, notified.append, lambda: index, observe=lambda *a: observed.append(a))
+    uow = UnitOfWork(db, events, clock, notified.append)
+    svc = TaskService(uow, lambda: index, observe=lambda *a: observed.append(a))
     await svc.seed_categories()
-    timers = TaskTimers(db, events, clock, notified.append, notifier, lambda: index, node_id=node_id)
+    timers = TaskTimers(uow, notifier, lambda: index, node_id=node_id)
     return TaskWorld(db, index, clock, events, notifier, svc, ReportService(svc), timers, notified, observed)
 
 

@@ -36,9 +36,7 @@ async def test_two_claimers_with_small_batches_and_a_pause_escalate_each_task_on
     ids = await _overdue(w, TASKS)
 
     def timers(node: str) -> TaskTimers:
-        return TaskTimers(
-            w.db, w.events, w.clock, w.notified.append, w.notifier, lambda: w.index, node_id=node, batch=3, pause=0.5
-        )
+        return TaskTimers(w.tasks.uow, w.notifier, lambda: w.index, node_id=node, batch=3, pause=0.5)
 
     a, b = timers("a"), timers("b")
     out_a, out_b = await asyncio.gather(a.run_due(), b.run_due())
@@ -65,7 +63,7 @@ async def test_a_failing_timer_is_retried_alone_and_closed_after_max_attempts(tw
     bad = ids[1]
     async with w.db.write() as conn:  # its category vanished: escalating it raises
         await conn.execute(update(tasks).where(tasks.c.id == bad).values(category="gone"))
-    t = TaskTimers(w.db, w.events, w.clock, w.notified.append, w.notifier, lambda: w.index, batch=10, max_attempts=2)
+    t = TaskTimers(w.tasks.uow, w.notifier, lambda: w.index, batch=10, max_attempts=2)
     first = await t.run_due()
     assert Counter(o.status for o in first) == {"escalated": 3, "dinged": 3, "retry": 1}
     assert [o.task_id for o in first if o.status == "retry"] == [bad]
