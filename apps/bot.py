@@ -120,12 +120,25 @@ class BotService:
         to_position: int | None = None,
         attachments: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """Act on a task the app created or that was handed to its position."""
+        """Act on a task the app created or that was handed to its position — or, as the platform
+        handling cases for its subtree's offices, on the owner's side of a task owned there
+        (a river-chief platform accepts and resolves the river chief's report tasks).
+
+        The owner's side is taken only for a task whose owner position lies in the subtree;
+        the transition records the app's bot person as the actor, acting for that position.
+        """
         act = Action(action)
         assert act in CLIENT_ACTIONS
+        as_position = p.app.bot_position_id
+        delegate_of: int | None = None
+        seen = await self._tasks.get(p.app.bot_person_id, task_id, overseer=self._overseer(p))
+        mine = {seen["owner_position_id"], seen["creator"]["position_id"]}
+        if p.app.bot_position_id not in mine:
+            idx = self._index()
+            as_position, delegate_of = int(seen["owner_position_id"]), idx.unit(p.app.subtree_unit_id)
         t = await self._tasks.act(
-            p.app.bot_person_id, p.app.bot_position_id, task_id, act, version,
-            comment=comment, attachments=attachments, to_position=to_position,
+            p.app.bot_person_id, as_position, task_id, act, version,
+            comment=comment, attachments=attachments, to_position=to_position, delegate_of=delegate_of,
         )  # fmt: skip
         return t.summary()
 

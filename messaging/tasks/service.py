@@ -302,8 +302,13 @@ class TaskService:
         comment: str = "",
         attachments: Sequence[str] = (),
         to_position: int | None = None,
+        delegate_of: int | None = None,
     ) -> TaskRow:
         """Take ``action`` on the task as seen at ``version``.
+
+        ``delegate_of`` (an app handling cases for the offices of a subtree, pre-order unit):
+        the actor acts *for* the owner position ``as_position`` without holding it, allowed
+        only when that is the task's owner and its unit lies in the subtree (docs/apps.md).
 
         Raises:
             Conflict: ``stale_version`` (someone acted first: reload), or
@@ -323,13 +328,18 @@ class TaskService:
         async def change(tx: Txn) -> TaskRow:
             conn, now = tx.conn, tx.now
             before = await load_task(conn, task_id)
-            if actor_person_id not in involved_persons(index, before):
+            delegated = delegate_of is not None and _owned_within(index, before, delegate_of)
+            if not delegated and actor_person_id not in involved_persons(index, before):
                 raise NotFound("no such task", data={"task_id": task_id})
             if before.version != version:
                 from messaging.tasks.lifecycle import stale
 
                 raise stale(task_id, version, before.version)
-            step = decide(State(before.state), action, self._sides(index, actor_person_id, as_position, before))
+            if delegated and as_position == before.owner_position_id:
+                sides = frozenset({Side.OWNER})
+            else:
+                sides = self._sides(index, actor_person_id, as_position, before)
+            step = decide(State(before.state), action, sides)
             cat = await get_category(conn, before.category)
             values, planned = self._plan(index, before, cat, step.action, as_position, to_position, now)
             planned.actor_person_id, planned.actor_position_id = actor_person_id, as_position
@@ -495,6 +505,12 @@ class TaskService:
                 tasks.c.state.in_([State.CREATED.value, State.ACCEPTED.value, State.IN_PROGRESS.value]),
             )
             return len((await conn.execute(q.limit(100_000))).all())
+
+
+def _owned_within(index: OrgIndex, t: TaskRow, top: int) -> bool:
+    """Whether the task's owner position sits in the subtree of pre-order unit ``top``."""
+    k = index.find_slot(t.owner_position_id)
+    return k >= 0 and index.contains(top, index.position_unit(k))
 
 
 def _audits(index: OrgIndex, overseer: Actor | None, t: TaskRow) -> bool:

@@ -83,9 +83,13 @@ async def receiver() -> AsyncIterator[Receiver]:
         if b.fail_first > 0:
             b.fail_first -= 1
             status = 500
-        rec.got.append(Got(path, headers, body, verified, status if not b.redirect else 307))
+        got = Got(path, headers, body, verified, 0 if b.hang else (status if not b.redirect else 307))
+        rec.got.append(got)
         if b.hang:
             await asyncio.sleep(b.hang)  # a receiver that hangs: the sender's timeout is under test
+            if await request.is_disconnected():
+                return Response(status_code=499)  # nobody is listening any more: not an answer
+            got.answered = status
         if b.redirect:
             return Response(status_code=307, headers={"location": "http://169.254.169.254/"})
         if b.huge:

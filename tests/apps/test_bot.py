@@ -193,3 +193,41 @@ async def test_the_rate_limit_answers_429_with_retry_after(org_server: RunningSe
     assert codes == [200, 200, 200]
     assert (r.status_code, r.json()["error"]["code"]) == (429, "rate_limited")
     assert 1 <= int(r.headers["retry-after"]) <= 60
+
+
+async def test_a_platform_accepts_and_resolves_report_tasks_of_its_subtree_with_a_photo(
+    org_server: RunningServer,
+) -> None:
+    import hashlib
+    import secrets
+
+    from tests.apps.helpers import file_report, grid_worker
+
+    rs = org_server
+    admin = await admin_token(rs, None)
+    app, tok = await _app(rs, admin, "河长制平台", ["task:act", "report:read"])
+    _, other = await _app(rs, admin, "别县平台", ["task:act"], subtree=OTHER_COUNTY)
+    _, reader = await _app(rs, admin, "只读平台", ["report:read"])
+    report = await file_report(rs, await grid_worker(rs), "river-1")
+    task_id = report["task_id"]
+    photo = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + secrets.token_bytes(4000)
+    async with _h(rs, tok) as h:
+        headers = {"Content-Type": "image/jpeg", "X-Content-SHA256": hashlib.sha256(photo).hexdigest()}
+        up = await h.post("/api/v1/bot/uploads", content=photo, headers=headers)
+        assert up.status_code == 201, up.text
+        r = await h.post(f"/api/v1/bot/tasks/{task_id}/actions", json={"action": "accept", "version": 1})
+        assert r.status_code == 200, r.text
+        r = await h.post(f"/api/v1/bot/tasks/{task_id}/actions", json={
+            "action": "resolve", "version": 2, "comment": "已清理", "attachments": [up.json()["digest"]]})  # fmt: skip
+        assert (r.status_code, r.json()["state"]) == (200, "resolved"), r.text
+        history = (await h.get(f"/api/v1/bot/tasks/{task_id}")).json()
+    assert history["state"] == "resolved"
+    last = history["events"][-1] if "events" in history else history["history"][-1]
+    assert last["actor"]["person_id"] == app["bot_person_id"]
+    for who, status in ((other, 404), (reader, 403)):
+        async with _h(rs, who) as h:
+            r = await h.post(f"/api/v1/bot/tasks/{task_id}/actions", json={"action": "close", "version": 3})
+            assert r.status_code == status, r.text
+    async with _h(rs, reader) as h:
+        r = await h.post("/api/v1/bot/uploads", content=photo, headers={"Content-Type": "image/jpeg"})
+        assert r.status_code == 403

@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from apps.idempotency import check_key
 from apps.model import AppPrincipal, Scope
+from messaging.attachments.errors import IncompleteUpload, UnsupportedType
 from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
 from zzd.http.app_auth import current_app
@@ -31,6 +32,7 @@ from zzd.http.schemas.apps import BotMe, BotPosted, BotUnit, CheckedIn
 from zzd.http.schemas.notices import NoticeView, Sent
 from zzd.http.schemas.org import Preview as PreviewAnswer
 from zzd.http.schemas.tasks import ReportView, TaskDetail, TaskList, TaskView
+from zzd.http.upload_routes import _UPLOAD_DOC, SHA256_HEADER, Uploaded, _content_length
 
 __all__ = ["routes"]
 
@@ -79,6 +81,10 @@ class BotAction(_Body):
     version: Annotated[int, Field(ge=1, le=2**31)]
     comment: Annotated[str, StringConstraints(max_length=2000)] = ""
     to_position: Id | None = None
+    #: Digests of photos the app uploaded (``POST /api/v1/bot/uploads``), e.g. proof of resolution.
+    attachments: list[Annotated[str, StringConstraints(min_length=1, max_length=80)]] = Field(
+        default_factory=list, max_length=9
+    )
 
 
 class BotMessage(_Body):
@@ -190,11 +196,35 @@ async def create_tasks(request: Request) -> Response:
 
 @operation({200: TaskView}, body=BotAction, errors=(409, 429), tag="bot")
 async def act(request: Request) -> Response:
-    """Act on a task the app created (verify, close, return, cancel, comment …), at the version it saw."""
+    """Act on a task at the version the app saw: as its creator, or on the owner's side of a task owned in its
+    subtree (accept, start, resolve …, the app recorded as acting for that position)."""
     s, p = await current_app(request, Scope.TASK_ACT)
     b = await json_body(request, BotAction)
-    t = await s.bot.act(p, _id(request, "task_id"), b.action, b.version, comment=b.comment, to_position=b.to_position)
+    t = await s.bot.act(
+        p, _id(request, "task_id"), b.action, b.version, comment=b.comment, to_position=b.to_position,
+        attachments=b.attachments,
+    )  # fmt: skip
     return reply(TaskView, t)
+
+
+@operation({200: Uploaded, 201: Uploaded}, errors=(400, 411, 413, 415, 429), extra=_UPLOAD_DOC, tag="bot")
+async def upload(request: Request) -> Response:
+    """Upload one photo as the app (``task:act``): raw image body, its SHA-256 in X-Content-SHA256.
+
+    The digest can then be attached to a task action of the app.
+    """
+    s, p = await current_app(request, Scope.TASK_ACT)
+    declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not declared.startswith("image/"):
+        raise UnsupportedType("send the photo as the raw body with Content-Type image/…")
+    length = _content_length(request)
+    try:
+        res = await s.attachments.upload(
+            p.app.bot_person_id, request.stream(), sha256=request.headers.get(SHA256_HEADER), length=length
+        )
+    except ClientDisconnect:
+        raise IncompleteUpload("the connection closed before the whole file arrived") from None
+    return reply(Uploaded, res.to_dict(), status=201 if res.created else 200)
 
 
 @operation({200: TaskDetail}, errors=(429,), tag="bot")
@@ -242,4 +272,5 @@ routes = [
     Route("/api/v1/bot/reports/{report_id:int}", get_report, methods=["GET"]),
     Route("/api/v1/bot/conversations/{conversation_id:int}/messages", post_message, methods=["POST"]),
     Route("/api/v1/bot/org/units/{unit}", get_unit, methods=["GET"]),
+    Route("/api/v1/bot/uploads", upload, methods=["POST"]),
 ]
