@@ -18,7 +18,7 @@ from tests.apps.helpers import admin_token, app_token, file_report, grid_worker,
 from tests.apps.receiver import receiver
 from tests.conftest import RunningServer
 from tests.org_server import auth, seat
-from tests.waiting import wait_until
+from tests.waiting import scaled, wait_until
 
 TIMEOUT = 10.0
 
@@ -117,7 +117,7 @@ async def test_revoking_the_secret_closes_the_stream_within_a_second(platform_se
     with pytest.raises(ConnectionClosed) as closed:
         while True:
             await asyncio.wait_for(ws.recv(), 5)
-    assert time.monotonic() - revoked_at < 1.0
+    assert time.monotonic() - revoked_at < scaled(1.0)  # "within a second", widened on a loaded machine
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4503
 
 
