@@ -67,6 +67,9 @@ function Header() {
 
 function Shell() {
   const r = useStore((s) => s.route);
+  const unread = useStore((s) => s.conversations.reduce((n, c) => n + (c.unread || 0), 0));
+  const toAck = useStore((s) => s.notices.filter((n) => n.ack_required && !n.acked && !n.recalled).length);
+  const badge = { '#/inbox': unread, '#/notices': toAck };
   useEffect(() => { start(); }, []);
   const current = '#/' + (r.replace(/^#\/?/, '').split('/')[0] || 'inbox');
   return html`
@@ -74,7 +77,8 @@ function Shell() {
     <main id="main">${route(r)}</main>
     <nav class="tabs" aria-label="主导航">
       ${NAV.map(([href, label]) => html`
-        <a href=${href} aria-current=${current === href || (href === '#/inbox' && ['#/chat', '#/position', '#/person'].includes(current)) || (href === '#/notices' && current === '#/notice') ? 'page' : undefined}>${label}</a>`)}
+        <a href=${href} aria-current=${current === href || (href === '#/inbox' && ['#/chat', '#/position', '#/person'].includes(current)) || (href === '#/notices' && current === '#/notice') ? 'page' : undefined}>${label}${badge[href] > 0
+          ? html` <span class="badge" aria-label=${badge[href] + (href === '#/inbox' ? ' 条未读' : ' 条待确认')}>${badge[href]}</span>` : ''}</a>`)}
     </nav>`;
 }
 

@@ -42,15 +42,22 @@ export async function start() {
     learnPerson(me);
     if (!conn.cursor || conn.cursor.epoch !== me.epoch) conn.setCursor(me.epoch, me.last_seq);
     const upTo = conn.cursor.seq;
+    // The socket resumes from that cursor while the inbox loads; messages that arrive meanwhile
+    // are applied again on top of the loaded inbox if it does not have them yet.
+    early = [];
+    conn.start();
     const [mp, inbox] = await Promise.all([api('/api/v1/me/positions'), api('/api/v1/conversations?limit=100')]);
     mp.positions.forEach(learnPosition);
     const saved = Number(localStorage.getItem(actingKey()));
     const acting = mp.positions.some((p) => p.id === saved) ? saved : (mp.positions[0]?.id ?? null);
     set({ me, positions: mp.positions, grants: mp.grants || [], acting });
     showInbox(inbox.conversations);
-    conn.start();
+    const missed = early.filter((f) => !get().conversations.some((c) => c.id === f.data.conversation_id && c.last_message_id >= f.data.id));
+    early = null;
+    missed.forEach(applyMessage);
     loadNoticesAndTasks(upTo).catch(() => {});
   } catch (e) {
+    early = null;
     set({ banner: { kind: 'error', text: '离线：显示上次同步的内容（' + (e.message || e) + '）' } });
     conn.start();
   }
@@ -62,36 +69,45 @@ export async function logout() {
   set({ me: null, positions: [], conversations: [], notices: [], acting: null });
 }
 
+function applyMessage(f) {
+  const d = f.data || {};
+  const st = get();
+  learnPerson(d.sender);
+  const mine = st.me && d.sender && d.sender.id === st.me.id;
+  const rows = st.conversations.slice();
+  const i = rows.findIndex((c) => c.id === d.conversation_id);
+  const last = { id: d.id, sender: d.sender, kind: d.kind || 'text', snippet: (d.body || '').slice(0, 80),
+                 created_at: d.created_at, recalled: false };
+  let row;
+  if (i >= 0) {
+    row = { ...rows[i] };
+    rows.splice(i, 1);
+  } else {
+    row = { id: d.conversation_id, kind: d.conversation_kind, title: d.title || null, unread: 0, muted: !!d.muted,
+            last_read_message_id: 0, position_id: d.position_id || null, peer_position_id: d.peer_position_id || null,
+            peer_person_id: d.peer_person_id || null, via_position_id: null,
+            peer_id: d.conversation_kind === 'direct' ? (mine ? d.recipient_id : d.sender.id) : undefined };
+    const held = st.positions.map((p) => p.id);
+    row.via_position_id = [row.position_id, row.peer_position_id].find((p) => p && held.includes(p)) || null;
+    for (const k of ['position_id', 'peer_position_id']) if (row[k]) loadPosition(row[k]).then(() => set({}), () => {});
+  }
+  row.last_message_id = d.id;
+  row.last_message = last;
+  if (!mine && d.kind !== 'system') row.unread = (row.unread || 0) + 1;
+  if (d.mentioned) row.mentioned = true;
+  rows.unshift(row);
+  set({ conversations: rows });
+}
+
+let early = null;   // message.new events seen while the inbox loads
+
 // Apply events to the inbox (the open chat and other views subscribe on their own).
 conn.onEvent((f) => {
   const d = f.data || {};
   const st = get();
   if (f.kind === 'message.new') {
-    learnPerson(d.sender);
-    const mine = st.me && d.sender && d.sender.id === st.me.id;
-    const rows = st.conversations.slice();
-    const i = rows.findIndex((c) => c.id === d.conversation_id);
-    const last = { id: d.id, sender: d.sender, kind: d.kind || 'text', snippet: (d.body || '').slice(0, 80),
-                   created_at: d.created_at, recalled: false };
-    let row;
-    if (i >= 0) {
-      row = { ...rows[i] };
-      rows.splice(i, 1);
-    } else {
-      row = { id: d.conversation_id, kind: d.conversation_kind, title: d.title || null, unread: 0, muted: !!d.muted,
-              last_read_message_id: 0, position_id: d.position_id || null, peer_position_id: d.peer_position_id || null,
-              peer_person_id: d.peer_person_id || null, via_position_id: null,
-              peer_id: d.conversation_kind === 'direct' ? (mine ? d.recipient_id : d.sender.id) : undefined };
-      const held = st.positions.map((p) => p.id);
-      row.via_position_id = [row.position_id, row.peer_position_id].find((p) => p && held.includes(p)) || null;
-      for (const k of ['position_id', 'peer_position_id']) if (row[k]) loadPosition(row[k]).then(() => set({}), () => {});
-    }
-    row.last_message_id = d.id;
-    row.last_message = last;
-    if (!mine && d.kind !== 'system') row.unread = (row.unread || 0) + 1;
-    if (d.mentioned) row.mentioned = true;
-    rows.unshift(row);
-    set({ conversations: rows });
+    if (early) early.push(f);
+    applyMessage(f);
   } else if (f.kind === 'conversation.read') {
     set({ conversations: st.conversations.map((c) => (c.id === d.conversation_id
       ? { ...c, unread: 0, mentioned: false, last_read_message_id: d.last_read_message_id } : c)) });
