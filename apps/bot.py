@@ -79,6 +79,10 @@ class BotService:
         """One of the app's own notices with its progress (others: 404)."""
         return await self._notices.get(p.app.bot_person_id, notice_id)
 
+    async def progress(self, p: AppPrincipal, notice_id: int) -> Any:
+        """The live roll-up of one of the app's own notices (the organiser's count)."""
+        return await self._notices.progress(p.app.bot_person_id, notice_id)
+
     async def check_in(
         self, p: AppPrincipal, notice_id: int, person_id: int, position_id: int | None, reply: str | None
     ) -> dict[str, Any]:

@@ -102,6 +102,10 @@ class AppClient:
     async def notice(self, notice_id: int) -> dict[str, Any]:
         return dict(await self.request("GET", f"/api/v1/bot/notices/{notice_id}"))
 
+    async def progress(self, notice_id: int) -> dict[str, Any]:
+        """The live count of one of the app's notices (``notice_total.acked``: checked in)."""
+        return dict(await self.request("GET", f"/api/v1/bot/notices/{notice_id}/progress"))
+
     async def check_in(self, notice_id: int, person_id: int, *, reply: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"person_id": person_id}
         if reply is not None:

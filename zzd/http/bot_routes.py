@@ -29,7 +29,7 @@ from zzd.http.contract import operation, reply
 from zzd.http.notice_routes import _deadline
 from zzd.http.params import unit_ref
 from zzd.http.schemas.apps import BotMe, BotPosted, BotUnit, CheckedIn
-from zzd.http.schemas.notices import NoticeView, Sent
+from zzd.http.schemas.notices import NoticeView, Progress, Sent
 from zzd.http.schemas.org import Preview as PreviewAnswer
 from zzd.http.schemas.tasks import ReportView, TaskDetail, TaskList, TaskView
 from zzd.http.upload_routes import _UPLOAD_DOC, SHA256_HEADER, Uploaded, _content_length
@@ -170,6 +170,13 @@ async def get_notice(request: Request) -> Response:
     return reply(NoticeView, await s.bot.notice(p, _id(request, "notice_id")))
 
 
+@operation({200: Progress}, errors=(429,), tag="bot")
+async def notice_progress(request: Request) -> Response:
+    """The live count of one of the app's own notices: receipts, delivered, read, acknowledged (checked in)."""
+    s, p = await current_app(request, Scope.NOTICE_SEND)
+    return reply(Progress, await s.bot.progress(p, _id(request, "notice_id")))
+
+
 @operation({200: CheckedIn}, body=CheckIn, errors=(409, 429), tag="bot")
 async def check_in(request: Request) -> Response:
     """Acknowledge the app's own notice for an attendee (a check-in device); repeating changes nothing."""
@@ -266,6 +273,7 @@ routes = [
     Route("/api/v1/bot/notices", send_notice, methods=["POST"]),
     Route("/api/v1/bot/notices/{notice_id:int}", get_notice, methods=["GET"]),
     Route("/api/v1/bot/notices/{notice_id:int}/check-ins", check_in, methods=["POST"]),
+    Route("/api/v1/bot/notices/{notice_id:int}/progress", notice_progress, methods=["GET"]),
     Route("/api/v1/bot/tasks", create_tasks, methods=["POST"]),
     Route("/api/v1/bot/tasks/{task_id:int}", get_task, methods=["GET"]),
     Route("/api/v1/bot/tasks/{task_id:int}/actions", act, methods=["POST"]),

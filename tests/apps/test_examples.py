@@ -1,0 +1,141 @@
+"""The two example apps, each started with its one command against a served ZZD, end to end over real
+HTTP and WebSocket; and the SDK's webhook verification against forged, stale and replayed requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from apps.sdk import AppClient, WebhookError, verify_webhook
+from tests.apps.helpers import VILLAGE, admin_token, file_report, grid_worker, make_app
+from tests.conftest import RunningServer, free_port
+from tests.org_server import seat
+from tests.waiting import scaled, wait_until
+
+
+async def _run(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+
+
+async def test_meeting_checkin_counts_arrivals_from_the_notice_progress(platform_server: RunningServer) -> None:
+    rs = platform_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin = await admin_token(rs, None)
+    made = await make_app(rs, admin, name="会议签到", scopes=["notice:send"])
+    a, *_ = await seat(rs, VILLAGE, "village_secretary")
+    b, *_ = await seat(rs, "990101001002", "village_secretary")
+    stranger = (await s.persons.create("路人")).id
+    proc = await _run("apps.examples.meeting_checkin", "--server", rs.http, "--client-id", made["client_id"],
+                      "--client-secret", made["client_secret"], "--selector", "village_secretary@990101/**",
+                      "--title", "明早九点开会", "--attendee", str(a), "--attendee", str(stranger),
+                      "--attendee", str(b))  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), scaled(60))
+    assert proc.returncode == 0, out.decode()
+    steps = [json.loads(line) for line in out.decode().splitlines()]
+    assert steps[0]["step"] == "notified"
+    assert [(x["step"], x["checked_in"]) for x in steps[1:]] == [("checked_in", 1), ("not_found", 1), ("checked_in", 2)]
+    assert steps[-1]["invited"] >= 2
+
+
+async def test_the_river_chief_platform_records_accepts_and_resolves_with_a_photo(
+    platform_server: RunningServer, tmp_path: Path
+) -> None:
+    rs = platform_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin = await admin_token(rs, None)
+    made = await make_app(rs, admin, name="河长制平台",
+                          scopes=["events:report.filed", "report:read", "task:act"])  # fmt: skip
+    port, records = free_port(), tmp_path / "river.jsonl"
+    proc = await _run("apps.examples.river_chief", "--server", rs.http, "--client-id", made["client_id"],
+                      "--client-secret", made["client_secret"], "--listen", f"127.0.0.1:{port}",
+                      "--records", str(records))  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = json.loads(await asyncio.wait_for(proc.stdout.readline(), scaled(30)))
+        assert first["listening"] == f"127.0.0.1:{port}"
+        worker = await grid_worker(rs)
+        river = await file_report(rs, worker, "r-river")
+        await file_report(rs, worker, "r-building", category="illegal_building")  # not the platform's category
+
+        async def resolved() -> bool:
+            t = await s.tasks.get(worker[0], river["task_id"])
+            return bool(t["state"] == "resolved")
+
+        await wait_until(resolved, timeout=30, what="the platform resolving the task")
+        lines = [json.loads(x) for x in records.read_text("utf-8").splitlines()]
+        assert [x["report_id"] for x in lines] == [river["report_id"]]  # its own record, once
+        t = await s.tasks.get(worker[0], river["task_id"])
+        last = t["history"][-1] if "history" in t else t["events"][-1]
+        assert last["attachments"] and last["actor"]["person_id"] == made["bot_person_id"]
+        # the platform's receiver refuses unsigned and forged requests
+        async with httpx.AsyncClient() as h:
+            body = json.dumps({"id": "x", "type": "report.filed", "data": {}})
+            fake = {"webhook-id": "x", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"}
+            r = await h.post(f"http://127.0.0.1:{port}/zzd/events", content=body, headers=fake)
+            assert r.status_code == 400
+            r = await h.post(f"http://127.0.0.1:{port}/zzd/events", content=body)
+            assert r.status_code == 400
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def _signed(secret: str, body: str, at: float, msg_id: str = "evt-1") -> dict[str, str]:
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(at, UTC)
+    sig = Webhook(secret).sign(msg_id, when, body)
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(at)), "webhook-signature": sig}
+
+
+def test_webhook_verification_refuses_forged_stale_and_future_requests() -> None:
+    secret, other = "whsec_" + "Zm9vYmFyYmF6cXV4" * 2, "whsec_" + "cXV4YmF6YmFyZm9v" * 2
+    body = json.dumps({"id": "evt-1", "type": "report.filed", "timestamp": "2026-12-02T09:00:00Z", "data": {}})
+    now = time.time()
+    assert verify_webhook(secret, body.encode(), _signed(secret, body, now))["id"] == "evt-1"
+    assert verify_webhook([other, secret], body.encode(), _signed(secret, body, now))["type"] == "report.filed"
+    cases: list[tuple[str, dict[str, Any], bytes]] = [
+        ("wrong secret", _signed(other, body, now), body.encode()),
+        ("altered body", _signed(secret, body, now), body.replace("report", "rep0rt").encode()),
+        ("stale (replayed 10 minutes later)", _signed(secret, body, now - 600), body.encode()),
+        ("from the future", _signed(secret, body, now + 600), body.encode()),
+        ("id swapped", {**_signed(secret, body, now), "webhook-id": "evt-2"}, body.encode()),
+        ("no headers", {}, body.encode()),
+    ]
+    for what, headers, raw in cases:
+        with pytest.raises(WebhookError):
+            verify_webhook(secret, raw, headers)
+        assert what
+
+
+async def test_the_sdk_refreshes_tokens_and_consumes_the_stream(platform_server: RunningServer) -> None:
+    rs = platform_server
+    admin = await admin_token(rs, None)
+    made = await make_app(rs, admin, name="流式平台", scopes=["events:report.filed"])
+    async with AppClient(rs.http, made["client_id"], made["client_secret"]) as zzd:
+        await zzd.subscribe(["report.filed"])
+        first_token = await zzd.token()
+        assert (await zzd.me())["name"] == "流式平台"
+        await zzd.token(fresh=True)
+        assert await zzd.token() != first_token
+        report = await file_report(rs, await grid_worker(rs), "sdk-1")
+        got: list[dict[str, Any]] = []
+
+        async def consume() -> None:
+            async for ev in zzd.stream():
+                got.append(ev.event)
+                await ev.ack()
+                return
+
+        await asyncio.wait_for(consume(), scaled(20))
+        assert got[0]["data"]["report_id"] == report["report_id"]
