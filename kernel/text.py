@@ -1,4 +1,4 @@
-"""Text hygiene applied before anything reaches storage (RELIABILITY.md S25).
+"""Text hygiene applied before anything reaches storage (docs/reliability.md S25).
 
 PostgreSQL rejects NUL in text while SQLite stores it, and a lone surrogate
 cannot be encoded to UTF-8 at all: both would make the two backends disagree

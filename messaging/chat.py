@@ -1,6 +1,6 @@
 """Direct chat between two persons: send (idempotent, group-committed).
 
-Send path (STYLE.md lesson 4, persist then publish): the message, the
+Send path (docs/style.md lesson 4, persist then publish): the message, the
 conversation and one event per recipient stream are written in one
 transaction; only after it commits is the sender acknowledged and the
 wake-up handed to ``notify`` for real-time delivery.
@@ -238,7 +238,7 @@ class ChatService:
     # --- reads -------------------------------------------------------------
     # History, read markers and the inbox of every conversation kind, direct
     # chats included, are served by messaging.conversations behind its one
-    # membership check (RELIABILITY.md decision 6).
+    # membership check (docs/reliability.md decision 6).
 
     async def direct_conversation_id(self, actor_id: int, peer_id: int) -> int | None:
         async with self._db.read() as conn:

@@ -3,7 +3,7 @@
 Every event a person receives gets the next number of that person's stream.
 Numbers are allocated inside the writing transaction while holding the
 stream rows locked in ascending ``person_id`` order, so on PostgreSQL a
-higher number can never commit before a lower one (the trap STYLE.md lesson 5
+higher number can never commit before a lower one (the trap docs/style.md lesson 5
 warns about) and concurrent writers cannot deadlock on each other's rows.
 """
 

@@ -28,7 +28,7 @@ person_streams = Table(
     metadata,
     # One row per person, locked (in person_id order) by every transaction that
     # appends to that person's stream, so sequence numbers commit in order and
-    # without gaps (STYLE.md lesson 5).
+    # without gaps (docs/style.md lesson 5).
     Column("person_id", ID, ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True),
     # Changes when the stream is reset; a client holding another epoch must resync.
     Column("epoch", String(16), nullable=False),

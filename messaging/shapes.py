@@ -149,9 +149,13 @@ class NoticeNew(NoticeHead):
 
 
 class NoticeRemind(NoticeNew):
-    """An urgent notice (DING) still unread: reminder ``step`` of the ladder."""
+    """A reminder: an urgent notice (DING) still unread (``step`` of the ladder), or the sender's
+    manual reminder to those under a unit who still owe (``manual``, ``by``, ``unit_id``)."""
 
-    step: int
+    step: int | None = Field(None, description="DING: the ladder's reminder number")
+    manual: bool | None = Field(None, description="true: the sender reminded by hand")
+    by: int | None = Field(None, description="manual: the person who reminded")
+    unit_id: int | None = Field(None, description="manual: the unit whose recipients were reminded")
 
 
 class NoticeRecalled(_Shape):

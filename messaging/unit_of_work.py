@@ -17,7 +17,7 @@ hands the wake-ups to ``notify`` and runs the ``on_commit`` callbacks. This
 is Zulip's ``send_event_on_commit`` (``zerver/tornado/django_api.py``): a
 change that rolls back never wakes anyone, and a committed change always
 has its events and outbox rows, because they were written in its
-transaction (persist, then publish: STYLE.md lesson 4).
+transaction (persist, then publish: docs/style.md lesson 4).
 
 A lock conflict (deadlock, serialization failure) reruns ``change`` from the
 start on a fresh :class:`Txn`; a database outage becomes ``Unavailable``

@@ -24,7 +24,7 @@ Vacancy fallbacks only ever climb towards units the rules already cover for
 the addressed position, so they are not checked again.
 
 Each condition of the checks sits on its own line so branch coverage shows
-every case is tested (STYLE.md practice 7).
+every case is tested (docs/style.md practice 7).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import uvicorn
 from argon2 import PasswordHasher
 
 from kernel.db.database import Database
+from tests.examples_recorder import maybe_record
 from tests.services import PG_HOST, PG_PORT, PG_USER, REDIS_URL, pg_url, require
 from tests.waiting import wait_until
 from zzd.auth.passwords import Passwords
@@ -172,10 +173,11 @@ async def start_server(settings: Settings, services: object | None = None) -> tu
 
     svc = services or Services.build(settings, passwords=FAST_PASSWORDS)
     app = create_app(settings, services=svc)  # type: ignore[arg-type]
+    served = maybe_record(app, app.routes)  # docs examples, only with ZZD_RECORD_EXAMPLES (tests/examples_recorder.py)
     port = free_port()
     sock = listening_socket("127.0.0.1", port, settings.tcp_user_timeout_ms)
     config = uvicorn.Config(
-        app,
+        served,
         ws="websockets-sansio",
         ws_max_size=settings.ws_max_size,
         ws_per_message_deflate=False,

@@ -1,4 +1,4 @@
-"""History checker for invariants I1–I3 (RELIABILITY.md).
+"""History checker for invariants I1–I3 (docs/reliability.md).
 
 Clients record what the server acknowledged and what they received; the
 checker then proves: every acknowledged message reached every recipient (I1),

@@ -1,7 +1,7 @@
 """Find the PostgreSQL and Redis services; skip without them locally, fail in CI.
 
 CI sets ``CI=true``: there a missing service is a failure, never a skip
-(STYLE.md lesson 11, Synapse's SYNAPSE_POSTGRES switch).
+(docs/style.md lesson 11, Synapse's SYNAPSE_POSTGRES switch).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The per-connection ordering state machine, without sockets (STYLE.md practice 2)."""
+"""The per-connection ordering state machine, without sockets (docs/style.md practice 2)."""
 
 from __future__ import annotations
 

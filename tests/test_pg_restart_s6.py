@@ -3,7 +3,7 @@
 A private PostgreSQL cluster (initdb in a temporary directory, never the
 shared server) sits under one zzd process. The client sends about 50
 messages a second and, like a real client, retries an error with the same
-``client_msg_id``. What must hold (RELIABILITY.md S6):
+``client_msg_id``. What must hold (docs/reliability.md S6):
 
 - no send hangs: every request is answered within 5 s, during the outage with
   the retryable ``unavailable`` error;

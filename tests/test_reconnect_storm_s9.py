@@ -5,7 +5,7 @@ process A; the sender sits on B. A is killed with SIGKILL while messages keep
 being sent to everyone, and all clients reconnect at once to B with jittered
 exponential back-off (base 0.5 s, cap 30 s), resuming from their last seq.
 
-What must hold (RELIABILITY.md S9, at CI scale — the scenario's 2,000 clients
+What must hold (docs/reliability.md S9, at CI scale — the scenario's 2,000 clients
 are a benchmark-sized run): every client is back within 60 s and at least
 99 % within 30 s; each resumes with exactly the messages it missed, in order,
 with gap-free seqs (I1–I3); a refused handshake is a clean refusal (HTTP 503

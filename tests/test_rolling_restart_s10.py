@@ -2,7 +2,7 @@
 
 Two processes on PostgreSQL + Redis, half the clients on each, sends at
 50/s between random pairs (about half crossing processes). Process A gets
-SIGTERM mid-traffic. What must hold (RELIABILITY.md S10, CI scale):
+SIGTERM mid-traffic. What must hold (docs/reliability.md S10, CI scale):
 
 - A's clients are closed with 1001 or 1012, never 1006 (no close frame);
 - A finishes its shutdown and exits within 10 s of the signal, logging no traceback;

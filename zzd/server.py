@@ -1,4 +1,4 @@
-"""Runs the app under uvicorn with the socket settings RELIABILITY.md requires.
+"""Runs the app under uvicorn with the socket settings docs/reliability.md requires.
 
 The listening socket is created here so ``TCP_USER_TIMEOUT`` can be set on
 it (accepted sockets inherit it): the kernel then drops a client that stops

@@ -7,7 +7,7 @@ connection that starts with ``BEGIN IMMEDIATE`` (writers queue in-process,
 and across processes wait on the busy timeout), while reads use their own
 pool. On PostgreSQL both scopes share one engine.
 
-Durability (RELIABILITY.md decision 2): SQLite runs ``journal_mode=WAL``
+Durability (docs/reliability.md decision 2): SQLite runs ``journal_mode=WAL``
 with ``synchronous=FULL``; a commit returned means it survives a crash.
 """
 

@@ -1,4 +1,4 @@
-"""The only place where SQLite and PostgreSQL differ (STYLE.md: no scattered
+"""The only place where SQLite and PostgreSQL differ (docs/style.md: no scattered
 ``isinstance(…, PostgresEngine)`` checks)."""
 
 from __future__ import annotations

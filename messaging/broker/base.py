@@ -7,7 +7,7 @@ loop and must not block; they are called synchronously for each message.
 
 After every (re)subscription the ``on_reconnect`` handlers run, so callers
 can backfill from the database what they may have missed meanwhile
-(RELIABILITY.md decision 1 and 7: subscribe first, then read, then merge).
+(docs/reliability.md decision 1 and 7: subscribe first, then read, then merge).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one membership check (RELIABILITY.md decision 6) and the holders of positions.
+"""The one membership check (docs/reliability.md decision 6) and the holders of positions.
 
 Every path that reads a conversation — REST and WebSocket history, read
 lists, read markers, edits, recalls, inbox items — asks :func:`access`. It

@@ -233,11 +233,16 @@ class TaskService:
         client_msg_id: str,
         title: str | None = None,
         shared: bool = False,
+        as_position: int | None = None,
     ) -> list[TaskRow]:
         """Tasks for the positions a notice addressed, created as the notice's sender position.
 
+        ``as_position``, like every other write's, names the position the caller acts as: it
+        must be one they hold (else ``Forbidden``) and the notice's sender position.
+
         Raises:
-            NotFound: no such notice, or the actor is not on its sender side.
+            Forbidden: the caller does not hold ``as_position``.
+            NotFound: no such notice, or the actor is not on its sender side (as ``as_position``).
             Conflict: the notice was recalled.
         """
         index = self._index()
@@ -246,6 +251,10 @@ class TaskService:
             if n is None:
                 raise NotFound("no such notice", data={"notice_id": notice_id})
             sender_pos = int(n.sender_position_id)
+            if as_position is not None and not index.holds(actor_person_id, as_position):
+                raise Forbidden("you do not hold that position", data={"as_position": as_position})
+            if as_position is not None and as_position != sender_pos:
+                raise NotFound("no such notice sent as that position", data={"notice_id": notice_id})
             if int(n.sender_person_id) != actor_person_id and not index.holds(actor_person_id, sender_pos):
                 raise NotFound("no such notice", data={"notice_id": notice_id})
             if n.recalled_at is not None:

@@ -50,8 +50,13 @@ async def test_delivered_counts_devices_that_have_it_not_readers(org_server: Run
         async with httpx.AsyncClient(base_url=rs.http, headers=auth(offline_tok)) as w:
             mine = (await w.get(f"/api/v1/notices/{nid}")).json()
             assert mine["receipts"][0]["delivered_at"] is None  # opening the notice over REST is not sync
-            page = (await w.get("/api/v1/sync", params={"since": 0})).json()
-            assert [e["kind"] for e in page["events"]] == ["notice.new"]
+
+            async def synced() -> list[str]:
+                # Offline recipients' events are written by the fan-out's sweep, after the send's answer.
+                page = (await w.get("/api/v1/sync", params={"since": 0})).json()
+                return [e["kind"] for e in page["events"]]
+
+            assert await wait_until(synced, what="the offline recipient's notice.new") == ["notice.new"]
         p = await wait_until(lambda: delivered(2), what="the sync page's delivery recorded")
         assert p["notice_total"]["read"] == 0 and p["notice_total"]["receipts"] > 2
         pending = (await h.get(f"/api/v1/notices/{nid}/pending", params={"unit": "990101"})).json()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from kernel.errors import NotFound
+from kernel.errors import Forbidden, NotFound
 from kernel.jobs import Jobs
 from messaging.notices import LoggingNotifier, NoticeService
 from messaging.notices.model import validate_compose
@@ -54,6 +54,13 @@ async def test_tasks_for_a_notices_addressed_positions(tw: TaskWorld) -> None:
         await w.tasks.create_for_notice(owner, nid, client_msg_id="t2")
     t = await w.tasks.act(owner, positions[0], made[0].id, Action.ACCEPT, 1)
     assert t.state == "accepted"
+    # as_position, like every other write: the sender position works, another (even held) does not
+    same = await w.tasks.create_for_notice(head, nid, client_msg_id="t1", as_position=head_pos)
+    assert sorted(x.id for x in same) == sorted(x.id for x in made)
+    with pytest.raises(Forbidden):
+        await w.tasks.create_for_notice(head, nid, client_msg_id="t3", as_position=positions[0])
+    with pytest.raises(NotFound):
+        await w.tasks.create_for_notice(owner, nid, client_msg_id="t4", as_position=positions[0])
 
 
 async def test_notice_acknowledgements_become_outbox_events_once(tw: TaskWorld) -> None:

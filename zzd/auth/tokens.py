@@ -1,4 +1,4 @@
-"""Short-lived JWT access tokens, verified strictly (RELIABILITY.md S20).
+"""Short-lived JWT access tokens, verified strictly (docs/reliability.md S20).
 
 One algorithm (HS256), every registered claim required, exact issuer and
 audience, key ids looked up in a static table (rotation: the first key signs,

@@ -3,7 +3,7 @@
 One reader task (frames in → protocol → ``handlers.handle``, one request at a
 time so a client's sends keep their order), one writer task draining a bounded
 queue with a send timeout (a slow reader is closed with 1013 instead of
-growing memory, STYLE.md lesson 6), and a catch-up task when the event
+growing memory, docs/style.md lesson 6), and a catch-up task when the event
 stream has a gap. What each frame does is ``handlers.py``'s.
 """
 

@@ -11,7 +11,7 @@ on its way from another process, and holding avoids a database read per
 socket. If the gap is still open when the connection's gap timer fires, or
 the buffer is full, a catch-up reads from the database. While a catch-up
 runs, live events are only remembered as "seen", and the catch-up keeps
-reading until it has passed everything seen (RELIABILITY.md decision 7:
+reading until it has passed everything seen (docs/reliability.md decision 7:
 subscribe, read, merge by sequence).
 """
 

@@ -1,4 +1,4 @@
-"""JSON parsing without the standard library's traps (RELIABILITY.md finding 3).
+"""JSON parsing without the standard library's traps (docs/reliability.md finding 3).
 
 ``json.loads`` accepts NaN/Infinity, silently keeps the last of duplicate
 keys, raises ``ValueError`` or ``RecursionError`` for huge numbers and deep

@@ -3,7 +3,7 @@
 Text goes in with :meth:`GatewayProtocol.receive_text`; requests the adapter
 must carry out come back; frames to send are collected from
 :meth:`data_to_send`, and a decision to close from :attr:`close_with`. Time is
-passed in, so deadlines test without sleeping (STYLE.md practice 2, after
+passed in, so deadlines test without sleeping (docs/style.md practice 2, after
 ``websockets.protocol``).
 
 States: ``AWAIT_HELLO`` (only a ``hello`` is accepted, before a deadline) →

@@ -319,7 +319,7 @@ async def search(request: Request) -> Response:
     return reply(DirectoryPage, await s.org.search(actor, q.q, offset=q.offset, limit=q.limit))
 
 
-@operation({200: Preview}, body=SelectorRequest, errors=(404,), tag="org")
+@operation({200: Preview}, body=SelectorRequest, errors=(404,), tag="selectors")
 async def preview(request: Request) -> Response:
     """What a selector reaches, per child unit and per level, before anything is sent."""
     s, actor = await current_actor(request)
@@ -328,7 +328,7 @@ async def preview(request: Request) -> Response:
     return reply(Preview, s.org.preview(actor, body.as_position, sel, under=body.under))
 
 
-@operation({200: Resolved}, body=SelectorRequest, query=ResolveQuery, errors=(404,), tag="org")
+@operation({200: Resolved}, body=SelectorRequest, query=ResolveQuery, errors=(404,), tag="selectors")
 async def resolve(request: Request) -> Response:
     """The positions and current holders a selector reaches (paged by person)."""
     s, actor = await current_actor(request)

@@ -53,6 +53,7 @@ class NewTasks(_Body):
 
 
 class NoticeTasks(_Body):
+    as_position: Id | None = Field(None, description="the position acting: the notice's sender position, held")
     category: CategoryKey = "general"
     client_msg_id: ClientMsgId
     title: Annotated[str, StringConstraints(max_length=200)] | None = None
@@ -120,7 +121,7 @@ async def from_notice(request: Request) -> Response:
     b = await json_body(request, NoticeTasks)
     made = await s.tasks.create_for_notice(
         claims.person_id, int(request.path_params["notice_id"]), category=b.category,
-        client_msg_id=b.client_msg_id, title=b.title, shared=b.shared,
+        client_msg_id=b.client_msg_id, title=b.title, shared=b.shared, as_position=b.as_position,
     )  # fmt: skip
     return reply(TaskList, {"tasks": [t.summary() for t in made]}, status=201)
 

@@ -1,0 +1,71 @@
+"""docs/api/ is what scripts/api_docs.py writes from the code, and its examples fit the schemas.
+
+A route or model change that is not regenerated fails here; so does an
+example (a recorded real exchange) that the current schemas would reject, in
+its request or its answer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs  # comes with schemathesis (dev), pinned in requirements.lock
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script() -> Any:
+    spec = importlib.util.spec_from_file_location("api_docs", ROOT / "scripts" / "api_docs.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def api_docs() -> Any:
+    return _script()
+
+
+@pytest.fixture(scope="module")
+def document(api_docs: Any) -> dict[str, Any]:
+    return api_docs.build()  # type: ignore[no-any-return]
+
+
+def test_pages_are_up_to_date(api_docs: Any, document: dict[str, Any]) -> None:
+    examples = json.loads((ROOT / "docs" / "api" / "examples.json").read_text())
+    pages = api_docs.render(document, examples)
+    stale = [n for n, text in pages.items() if (ROOT / "docs" / "api" / n).read_text() != text]
+    assert not stale, f"{stale}: run python scripts/api_docs.py"
+    for domain in ("auth", "chat", "conversations", "org", "selectors", "notices", "tasks", "uploads"):
+        assert f"{domain}.md" in pages
+
+
+def _check(schema: dict[str, Any], document: dict[str, Any], value: Any) -> list[str]:
+    validator = jsonschema_rs.Draft202012Validator({**schema, "components": document["components"]})
+    return [e.message for e in validator.iter_errors(value)]
+
+
+def test_examples_fit_the_operations_schemas(document: dict[str, Any]) -> None:
+    examples = json.loads((ROOT / "docs" / "api" / "examples.json").read_text())
+    assert len(examples) >= 40
+    problems = []
+    for key, ex in examples.items():
+        method, path = key.split(" ", 1)
+        op = document["paths"].get(path, {}).get(method.lower())
+        if op is None:
+            problems.append(f"{key}: no such operation any more")
+            continue
+        answer = op["responses"].get(str(ex["status"]), {}).get("content", {}).get("application/json")
+        if answer is None:
+            problems.append(f"{key}: status {ex['status']} is not documented")
+        elif ex["status"] < 300:
+            problems += [f"{key} answer: {m}" for m in _check(answer["schema"], document, ex["response"])[:3]]
+        body = op.get("requestBody", {}).get("content", {}).get("application/json")
+        if body is not None and ex["request"] is not None and ex["status"] < 300:
+            problems += [f"{key} request: {m}" for m in _check(body["schema"], document, ex["request"])[:3]]
+    assert not problems, "\n".join(problems)
