@@ -3,6 +3,7 @@
     python scripts/api_docs.py            # rewrite docs/api/ from /openapi.json's models + examples.json
     python scripts/api_docs.py --check    # exit 1 if docs/api/ is not what the code would write
     python scripts/api_docs.py --merge /tmp/examples.jsonl   # refresh examples.json from a recording
+    python scripts/api_docs.py --record   # record RECORD_TESTS afresh (SQLite), merge, rewrite
 
 The document is built in-process from the route table (no server). Examples are
 real requests and answers recorded from the test servers
@@ -42,6 +43,13 @@ PAGES = {
     "bot": ("Bot API (for apps, with an app token)", "docs/apps.md."),
     "meta": ("Health, readiness, metrics and the API documents", "For operators and tooling."),
 }  # fmt: skip
+#: The tests whose exchanges ``--record`` takes (SQLite only: a few minutes).
+RECORD_TESTS = [
+    "tests/test_api_tour.py", "tests/test_org_notices_api.py", "tests/test_contract_asyncapi.py",
+    "tests/notices/test_receipts_meaning.py", "tests/tasks/test_api.py", "tests/conversations/test_api.py",
+    "tests/conversations/test_groups.py", "tests/admin/test_grants.py", "tests/attachments/test_http.py",
+    "tests/apps", "tests/test_ops.py",
+]  # fmt: skip
 SECRETS = ("access_token", "refresh_token", "client_secret", "password", "token")
 
 
@@ -249,7 +257,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="fail if docs/api/ differs from what would be written")
     ap.add_argument("--merge", type=Path, help="a recording (JSON lines) to refresh docs/api/examples.json from")
+    ap.add_argument("--record", action="store_true", help="run RECORD_TESTS with the recorder, then --merge")
     args = ap.parse_args()
+    if args.record:
+        import os
+        import subprocess
+
+        args.merge = Path(tempfile.mkdtemp()) / "examples.jsonl"
+        env = {**os.environ, "ZZD_RECORD_EXAMPLES": str(args.merge)}
+        cmd = [sys.executable, "-m", "pytest", "-q", "-k", "sqlite", "-p", "no:randomly", *RECORD_TESTS]
+        subprocess.run(cmd, cwd=ROOT, env=env, check=False)  # noqa: S603 - our own interpreter and test paths
     doc = build()
     if args.merge:
         old = json.loads(EXAMPLES.read_text()) if EXAMPLES.exists() else {}

@@ -40,7 +40,7 @@ def test_pages_are_up_to_date(api_docs: Any, document: dict[str, Any]) -> None:
     examples = json.loads((ROOT / "docs" / "api" / "examples.json").read_text())
     pages = api_docs.render(document, examples)
     stale = [n for n, text in pages.items() if (ROOT / "docs" / "api" / n).read_text() != text]
-    assert not stale, f"{stale}: run python scripts/api_docs.py"
+    assert not stale, f"{stale}: run .venv/bin/python scripts/api_docs.py (and commit docs/api/)"
     for domain in ("auth", "chat", "conversations", "org", "selectors", "notices", "tasks", "uploads"):
         assert f"{domain}.md" in pages
 
@@ -68,4 +68,5 @@ def test_examples_fit_the_operations_schemas(document: dict[str, Any]) -> None:
         body = op.get("requestBody", {}).get("content", {}).get("application/json")
         if body is not None and ex["request"] is not None and ex["status"] < 300:
             problems += [f"{key} request: {m}" for m in _check(body["schema"], document, ex["request"])[:3]]
-    assert not problems, "\n".join(problems)
+    hint = "\nre-record the examples: .venv/bin/python scripts/api_docs.py --record (and commit docs/api/)"
+    assert not problems, "\n".join(problems) + hint
