@@ -445,6 +445,15 @@ async def test_any_origin_is_refused_with_403_when_none_is_allowed(server: Runni
     assert await _handshake_status(server, origin) == 403
 
 
+async def test_own_origin_upgrades_unless_turned_off_and_lookalikes_do_not(server: RunningServer, db_url: str) -> None:
+    own = f"http://127.0.0.1:{server.port}"
+    assert await _handshake_status(server, own) == 101  # the page this server served
+    for near in (f"https://127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port + 1}", f"http://localhost:{server.port}"):
+        assert await _handshake_status(server, near) == 403, near
+    async for rs in _serve(make_settings(db_url, allow_own_origin=False)):
+        assert await _handshake_status(rs, f"http://127.0.0.1:{rs.port}") == 403
+
+
 async def test_missing_origin_upgrades(server: RunningServer) -> None:
     assert await _handshake_status(server, None) == 101
 
