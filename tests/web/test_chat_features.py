@@ -26,6 +26,8 @@ def test_group_mention_photo_reply_edit_read_list_and_recall(pages: Pages, web: 
     sun.get_by_role("button", name="创建群聊").click()
     expect(sun).to_have_url(re.compile(r"#/chat/\d+$"))
     chat_url = sun.url.split("#")[1]
+    expect(sun.get_by_role("heading", level=2)).to_have_text(title)
+    expect(sun.locator("li.system")).to_have_text(f"创建了群“{title}”")
 
     zhou = pages.open("zhou", DESKTOP)
     zhou.goto(f"{web.base}/#{chat_url}")

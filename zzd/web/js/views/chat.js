@@ -60,6 +60,13 @@ export function Chat({ id, toPosition, toPerson }) {
     setNextBefore(j.next_before);
   }
 
+  // A group row learnt from an event has no title yet: ask the group.
+  useEffect(() => {
+    if (!conv || conv.title || (conv.kind !== 'group' && conv.kind !== 'unit')) return;
+    api('/api/v1/groups/' + id).then((g) => set((st) => ({
+      conversations: st.conversations.map((c) => (c.id === id ? { ...c, title: g.title } : c)) })), () => {});
+  }, [id, conv && conv.kind, conv && conv.title]);
+
   useEffect(() => {
     if (!id) return undefined;
     setMessages([]);
@@ -230,11 +237,23 @@ function readName(r) {
   return personName(r);
 }
 
+// System notes: events carry `system`; history has only the server's English text, mapped here.
+const SYSTEM_TEXT = [
+  [/^created (.*)$/s, (t) => `创建了群“${t}”`],
+  [/^renamed the group to (.*)$/s, (t) => `群名改为“${t}”`],
+  [/^(\d+) joined$/, (n) => `${n} 人加入`],
+  [/^(\d+) left$/, (n) => `${n} 人离开`],
+];
+
 function systemText(m) {
   const s = m.system || {};
   if (s.event === 'handover') return '岗位交接：新的在岗人已接手本会话';
   if (s.event === 'members') return `成员变动：加入 ${(s.joined || []).length} 人，离开 ${(s.left || []).length} 人`;
-  if (s.event === 'created') return '群已创建';
-  if (s.event === 'renamed') return '群名已修改';
+  if (s.event === 'created') return `创建了群“${s.title || ''}”`;
+  if (s.event === 'renamed') return `群名改为“${s.title || ''}”`;
+  for (const [re, fn] of SYSTEM_TEXT) {
+    const hit = re.exec(m.body || '');
+    if (hit) return fn(hit[1]);
+  }
   return m.body || '系统消息';
 }
