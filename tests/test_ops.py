@@ -22,6 +22,17 @@ async def test_health_ready_and_metrics(server: RunningServer) -> None:
     assert "zzd_ws_connections 1.0" in text
     assert 'zzd_ws_frames_total{outcome="ok",type="send"} 1.0' in text
     assert "zzd_send_commit_seconds_count 1.0" in text
+    # Per route by template (bounded labels), method and status; counters end in _total.
+    assert 'zzd_http_requests_total{method="GET",route="/readyz",status="200"} 1.0' in text
+    assert 'zzd_http_request_seconds_count{method="GET",route="/healthz"} 1.0' in text
+    assert "zzd_wakeups_published_total " in text and "zzd_broker_reconnects_total 0.0" in text
+    assert "zzd_notice_deliveries_total 0.0" in text
+    names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE") and line.endswith("counter")]
+    assert len(names) >= 8 and all(n.endswith("_total") for n in names), names
+    async with httpx.AsyncClient() as h:
+        await h.get(f"{server.http}/api/v1/notices/99", headers={"Authorization": "Bearer x"})
+        text = (await h.get(f"{server.http}/metrics")).text
+    assert 'route="/api/v1/notices/{notice_id:int}",status="401"} 1.0' in text
     await c.close()
 
 

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
@@ -37,6 +38,7 @@ from zzd.http import (
     web_routes,
 )
 from zzd.http.common import error_response, guard_int_params
+from zzd.http.observe import RequestMetrics
 from zzd.http.openapi import openapi_route
 from zzd.metrics import routes as metrics_routes
 from zzd.services import Services
@@ -103,6 +105,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ClientDisconnect):
+        # The client went away mid-request: nothing is wrong with the server and nobody reads the answer.
+        logger.info("client disconnected during %s %s", request.method, request.url.path)
+        return Response(status_code=499)
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"error": {"code": str(ErrorCode.INTERNAL), "message": "internal error"}}, status_code=500)
 
@@ -155,4 +161,5 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ZzdError: _zzd_error, HTTPException: _http_error, Exception: _internal_error},
+        middleware=[Middleware(RequestMetrics)],
     )

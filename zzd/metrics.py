@@ -3,9 +3,11 @@ so two servers in one test process do not share counters)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -44,14 +46,42 @@ class Metrics:
         self.task_timers = Counter(
             "zzd_task_timers_total", "Task deadline timers run by this process", ["kind", "status"], registry=r
         )
+        # Per route (the template, not the URL: bounded label values), method and status.
+        self.http_requests = Counter(
+            "zzd_http_requests_total", "HTTP requests answered", ["route", "method", "status"], registry=r
+        )
+        self.http_seconds = Histogram(
+            "zzd_http_request_seconds",
+            "From a request's arrival to its answer",
+            ["route", "method"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=r,
+        )
+        self.notice_frames = Counter(
+            "zzd_notice_deliveries_total",
+            "Notice events (notice.new, notice.remind) written to open sockets: each records 'delivered'",
+            registry=r,
+        )
 
     def observe_task(self, measure: str, category: str, seconds: float) -> None:
         """A closed-loop duration (``messaging.tasks.service.Observe``)."""
         self.task_seconds[measure].labels(category=category).observe(seconds)
 
+    def counter_fn(self, name: str, doc: str, fn: Callable[[], float]) -> None:
+        """Expose a count owned elsewhere as a counter (``name`` gets the ``_total`` suffix)."""
+        self.registry.register(_CountOf(name, doc, fn))
+
     def gauge_fn(self, name: str, doc: str, fn: Callable[[], float]) -> None:
         """Expose a value owned elsewhere (e.g. publisher counters) without copying it."""
         Gauge(name, doc, registry=self.registry).set_function(fn)
+
+
+class _CountOf(Collector):
+    def __init__(self, name: str, doc: str, fn: Callable[[], float]) -> None:
+        self._name, self._doc, self._fn = name, doc, fn
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._doc, value=self._fn())
 
 
 _METRICS_DOC = {

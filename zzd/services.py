@@ -343,10 +343,10 @@ class Services:
         self.jobs.every(self.settings.delivery_poll_interval, self.dispatcher.run_once, "app-dispatch")
         self.delivery.start()
         m, pub = self.metrics, self.publisher
-        m.gauge_fn("zzd_wakeups_published", "Wake-ups published to the broker", lambda: pub.published)
-        m.gauge_fn("zzd_wakeups_failed", "Wake-up publishes that failed (repaired by sync)", lambda: pub.failed)
-        m.gauge_fn("zzd_wakeups_dropped", "Wake-ups dropped on queue overflow", lambda: pub.dropped)
-        m.gauge_fn(
+        m.counter_fn("zzd_wakeups_published", "Wake-ups published to the broker", lambda: pub.published)
+        m.counter_fn("zzd_wakeups_failed", "Wake-up publishes that failed (repaired by sync)", lambda: pub.failed)
+        m.counter_fn("zzd_wakeups_dropped", "Wake-ups dropped on queue overflow", lambda: pub.dropped)
+        m.counter_fn(
             "zzd_broker_reconnects", "Broker subscriber reconnects", lambda: getattr(self.broker, "reconnects", 0)
         )
         m.gauge_fn(

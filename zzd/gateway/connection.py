@@ -243,6 +243,7 @@ class Connection:
                         await self.ws.send_text(frame)
                         if (notice_id := notice_in_frame(frame)) is not None and self.person_id:
                             self.s.delivered.written(self.person_id, notice_id)
+                            self.s.metrics.notice_frames.inc()
         except TimeoutError:
             self.close(Close.TRY_AGAIN_LATER, "send timed out: reconnect and resume")
         except (WebSocketDisconnect, RuntimeError, OSError):
