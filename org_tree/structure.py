@@ -216,7 +216,7 @@ class Structure:
         uid, pid, now = idx.unit_id(u), idx.unit_id(p), self._org.clock.now()
         old_parent = idx.unit_id(idx.parent(u)) if idx.parent(u) >= 0 else None
         async with self._org.db.write() as conn:
-            await self._begin(conn, [{"op": "unit_move", "unit": uid, "parent": pid}])
+            await self._begin(conn, [{"op": "unit_move", "unit": uid, "parent": pid, "from": old_parent}])
             await conn.execute(update(units).where(units.c.id == uid).values(parent_id=pid))
             entry = self._org.audit(actor, "org.unit_moved", u, from_parent_id=old_parent, to_parent_id=pid)
             await record(conn, entry, now)

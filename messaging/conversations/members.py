@@ -16,6 +16,7 @@ group with position members is reconciled in its own transaction:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -181,19 +182,26 @@ class MemberReconciler:
         """
         rows = (
             await conn.execute(
-                select(org_changes.c.scope, org_changes.c.position_id, org_changes.c.version)
+                select(org_changes.c.scope, org_changes.c.position_id, org_changes.c.version, org_changes.c.detail)
                 .where(org_changes.c.version > self._seen, org_changes.c.version <= idx.version)
                 .limit(_TARGET_LIMIT + 1)
             )
         ).all()
-        rows = [r for r in rows if r[0] != "person"]  # a person's new name changes no membership
-        if len(rows) > _TARGET_LIMIT or any(sc != "holders" or p is None for sc, p, _ in rows):
+        if len(rows) > _TARGET_LIMIT:
             return None
-        changes: dict[int, int] = {}
-        for _, p, v in rows:
-            changes[int(p)] = max(changes.get(int(p), 0), int(v))
-        posts = sorted(changes)
         units: set[int] = set()
+        holder_rows: list[tuple[int, int]] = []
+        for sc, p, v, detail in rows:
+            if sc == "holders" and p is not None:
+                holder_rows.append((int(p), int(v)))
+            elif sc == "person" or (sc == "struct" and detail is None):
+                continue  # a name, or a structural version's first row: no membership changes
+            elif sc != "struct" or not _structural_units(idx, json.loads(str(detail)), units):
+                return None  # a tree change, or an edit that moves holders in ways not worked out here
+        changes: dict[int, int] = {}
+        for p, v in holder_rows:
+            changes[p] = max(changes.get(p, 0), v)
+        posts = sorted(changes)
         for p in posts:
             k = idx.find_slot(p)
             if k >= 0:
@@ -281,3 +289,24 @@ class MemberReconciler:
         n = int(await self._c.write(fn))
         self.changed += n
         return n
+
+
+def _structural_units(idx: OrgIndex, op: dict[str, Any], units: set[int]) -> bool:
+    """Add the unit ids whose unit groups a structural edit changes; False: look at everything.
+
+    A new or renamed unit, a new (vacant) position and a role change move nobody.
+    A moved unit takes its holders out of the groups of its old parent and the
+    units above it, into those of its new parent and above (``from`` is in the entry).
+    """
+    kind = op.get("op")
+    if kind in ("unit_create", "unit_rename", "position_create", "role_set"):
+        return True
+    if kind == "unit_move" and op.get("from") is not None:
+        for ref in (op["from"], op["parent"]):
+            u = idx.find_unit(int(ref))
+            if u < 0:
+                return False
+            units.add(idx.unit_id(u))
+            units.update(idx.unit_id(a) for a in idx.ancestors(u))
+        return True
+    return False

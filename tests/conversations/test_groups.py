@@ -159,3 +159,33 @@ async def test_two_processes_reconciling_at_once_write_one_note(world: World, co
         assert len(notes) == 2  # the group's first members, then this change once
     finally:
         await other.db.dispose()
+
+
+async def test_unit_groups_follow_a_moved_unit_and_ignore_edits_that_move_nobody(world: World) -> None:
+    from sqlalchemy import select
+
+    from messaging.schema import conversations
+    from org_tree.jurisdiction import SYSTEM
+
+    idx = world.holder.index
+    a = await world.members.create_unit_group(ADMIN, "990101", depth=5)
+    b = await world.members.create_unit_group(ADMIN, "990102", depth=5)
+    village = await world.members.create_unit_group(
+        ADMIN, idx.unit_id(idx.children(idx.children(idx.unit("990101"))[1])[0])
+    )
+    assert await world.members.run() == 0
+    await world.org.rename_unit(SYSTEM, "990101", "新柯城区")  # moves nobody: no group is looked at
+    assert await world.members.run() == 0
+    town = idx.children(idx.unit("990101"))[0]
+    movers = {p for v in idx.subtree(town) for k in idx.unit_slots(v) for p in idx.primary_holders(k)}
+    assert movers and movers <= _members(await world.groups.get(next(iter(movers)), a["id"]))
+    await world.org.move_unit(SYSTEM, idx.unit_id(town), "990102")
+    assert await world.members.run() == 2  # the two counties' groups, not the untouched village's
+    person = next(iter(movers))
+    assert person in _members(await world.groups.get(person, b["id"]))
+    stays = {p for v in world.holder.index.subtree(world.holder.index.unit("990101")) for k in
+             world.holder.index.unit_slots(v) for p in world.holder.index.primary_holders(k)}  # fmt: skip
+    assert not (movers - stays) & _members(await world.groups.get(next(iter(stays)), a["id"]))
+    async with world.db.read() as conn:
+        versions = dict((await conn.execute(select(conversations.c.id, conversations.c.member_version))).all())
+    assert versions[village["id"]] < world.holder.index.version
