@@ -1,0 +1,325 @@
+"""Report fan-out to apps: grid reports filed through the API, delivered to 10 webhook apps and 2 stream apps.
+
+Run:  .venv/bin/python bench/apps_fanout.py [--reports 1000] [--seconds 60] [--chat-rate 20]
+
+Two ``zzd serve`` processes on a fresh PostgreSQL database with the Redis
+broker. Ten apps subscribe to ``report.filed`` by signed webhook on real local
+HTTP receivers (one answers after 2 s, one fails half its requests), two by
+stream (the SDK's consumer, acknowledging each event). Reports are filed
+open-loop at ``reports / seconds`` per second, alternating between the two
+processes. Meanwhile two people chat across the processes at ``--chat-rate``
+messages per second; chat send→ack is measured first alone (same duration),
+then under the app traffic.
+
+Reported: deliveries per second (first attempts at every app), report→first
+attempt p50/p99 per healthy app (goal p99 ≤ 1 s), chat p99 alone and with app
+traffic (goal: at most 20 % worse), and the bare baseline of the same run: the
+same payloads posted straight to the same healthy receivers from one asyncio
+httpx client at the same rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from common import ROOT, mint_token, percentile, postgres_database, start_zzd, wait_ready, zzd_env
+
+sys.path.insert(0, str(ROOT))
+
+WEBHOOK_APPS = 10
+STREAM_APPS = 2
+SLOW, FLAKY = "/app0", "/app1"  # answers after 2 s; fails half its requests
+
+
+async def _setup(url: str, tmp: Path, reporters: int) -> dict[str, Any]:
+    from tests.notices.conftest import write_divisions
+
+    from apps.registry import AppRegistry, NewApp
+    from kernel.clock import SystemClock
+    from kernel.db.database import Database
+    from kernel.sessions import SessionStore
+    from org_tree.importer import import_divisions
+    from org_tree.index import OrgIndexHolder
+    from org_tree.jurisdiction import SYSTEM
+    from org_tree.org_service import OrgService
+    from org_tree.people import PersonDirectory
+    from org_tree.synthetic import generate_people
+
+    db = Database(url)
+    try:
+        await import_divisions(db, write_divisions(tmp / "div", townships=4, villages=8), grids_per_village=2)
+        await generate_people(db, seed=11)
+        holder = OrgIndexHolder(db)
+        await holder.load()
+        clock = SystemClock()
+        org = OrgService(db, clock, holder)
+        persons = PersonDirectory(db, clock)
+        sessions = SessionStore(db, clock, refresh_ttl=__import__("datetime").timedelta(days=1))
+        reg = AppRegistry(db, clock, org, persons, lambda: holder.index)
+        apps = []
+        for i in range(WEBHOOK_APPS + STREAM_APPS):
+            app, secret = await reg.create(SYSTEM, NewApp(f"bench-app-{i}", "99", "99", "*@99", ["events:report.filed"],
+                                                          rate_per_minute=100_000))  # fmt: skip
+            apps.append((app.client_id, secret.secret))
+        idx = holder.index
+        grid_positions = [
+            idx.position_id(k)
+            for u in range(idx.unit_count())
+            if idx.unit_level(u) == 6
+            for k in idx.unit_slots(u)
+            if idx.position_role(k).key == "grid_worker"
+        ][:reporters]
+        workers = []
+        for pos in grid_positions:
+            p = await persons.create("网格员")
+            await org.handover(SYSTEM, pos, p.id)
+            sid = (await sessions.open(p.id)).session_id
+            workers.append((p.id, pos, mint_token(p.id, sid)))
+        chat = []
+        for name in ("甲", "乙"):
+            p = await persons.create(name)
+            chat.append((p.id, mint_token(p.id, (await sessions.open(p.id)).session_id)))
+        return {"apps": apps, "workers": workers, "chat": chat}
+    finally:
+        await db.dispose()
+
+
+class Receivers:
+    """Ten webhook endpoints in this process; records the first arrival time of each report per path."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, dict[int, float]] = defaultdict(dict)
+        self.count: dict[str, int] = defaultdict(int)
+        self._flip = 0
+        self.port = 0
+
+    async def hook(self, request: Request) -> Response:
+        at = time.time()
+        path = request.url.path
+        try:
+            body = json.loads(await request.body())
+        except ClientDisconnect:
+            return Response(status_code=499)
+        rid = int(body["data"]["report_id"])
+        self.first[path].setdefault(rid, at)
+        self.count[path] += 1
+        if path == SLOW:
+            await asyncio.sleep(2.0)  # the slow app under test
+        if path == FLAKY:
+            self._flip += 1
+            if self._flip % 2:
+                return Response(status_code=500)
+        return Response(b"{}", media_type="application/json")
+
+    async def start(self) -> asyncio.Task[None]:
+        from tests.conftest import free_port
+
+        self.port = free_port()
+        app = Starlette(routes=[Route("/{p:path}", self.hook, methods=["POST"])])
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.05)
+        return task
+
+
+async def _chat(ws_url: str, a: tuple[int, str], b: tuple[int, str], rate: float, seconds: float) -> list[float]:
+    """Send a→b at ``rate``/s for ``seconds`` (open loop); returns send→ack latencies in ms."""
+    from tests.client import Client
+
+    ca = await Client.connect(ws_url, a[1])
+    lat: list[float] = []
+    try:
+        t0, n = time.monotonic(), int(rate * seconds)
+
+        async def one(i: int) -> None:
+            due = t0 + i / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            try:
+                reply = await ca.request({"type": "send", "to": b[0], "client_msg_id": f"c{secrets.token_hex(6)}",
+                                          "body": f"消息 {i}"}, timeout=60)  # fmt: skip
+            except (TimeoutError, ConnectionError):
+                reply = {"type": "lost"}
+            lat.append((time.monotonic() - due) * 1000 if reply["type"] == "ok" else float("inf"))
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    finally:
+        await ca.close()
+    return lat
+
+
+async def _file(http: list[str], workers: list[tuple[int, int, str]], n: int, seconds: float) -> dict[int, float]:
+    """File ``n`` reports open-loop; returns report id → time the POST started."""
+    filed: dict[int, float] = {}
+    t0 = time.monotonic()
+    async with httpx.AsyncClient(timeout=60) as h:
+
+        async def one(i: int) -> None:
+            pid, pos, tok = workers[i % len(workers)]
+            due = t0 + i * seconds / n
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            start = time.time()
+            r = await h.post(f"{http[i % len(http)]}/api/v1/reports", headers={"Authorization": f"Bearer {tok}"},
+                             json={"as_position": pos, "client_msg_id": f"b{i}", "category": "river_litter",
+                                   "text": f"河道垃圾 {i}", "location": {"lat": 28.97, "lon": 118.86}})  # fmt: skip
+            if r.status_code in (200, 201):
+                filed[int(r.json()["report_id"])] = start
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return filed
+
+
+async def _bare(base: str, paths: list[str], payloads: list[bytes], seconds: float, rec: Receivers) -> list[float]:
+    """The baseline: the same payloads posted straight to the healthy receivers from one httpx client."""
+    lat: list[float] = []
+    t0 = time.monotonic()
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as h:
+
+        async def one(i: int, body: bytes) -> None:
+            due = t0 + i * seconds / len(payloads)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            for p in paths:
+                start = time.time()
+                try:
+                    await h.post(base + "/bare" + p, content=body, headers={"content-type": "application/json"})
+                    lat.append((time.time() - start) * 1000)
+                except httpx.HTTPError:
+                    lat.append(float("inf"))  # counted as lost, like a chat reply that never came
+
+        await asyncio.gather(*(one(i, b) for i, b in enumerate(payloads)))
+    return lat
+
+
+def _stats(xs: list[float]) -> str:
+    return f"p50 {percentile(xs, 50):.0f} ms, p99 {percentile(xs, 99):.0f} ms" if xs else "no samples"
+
+
+async def main_async(args: argparse.Namespace, url: str) -> None:
+    from apps.sdk import AppClient
+
+    tmp = Path(tempfile.mkdtemp(prefix="apps-fanout-"))
+    try:
+        env = zzd_env(url, os.environ.get("ZZD_BENCH_REDIS", "redis://127.0.0.1:6379/0"))
+        env.update(ZZD_WEBHOOK_ALLOWED_NETWORKS='["127.0.0.0/8"]', ZZD_WEBHOOK_ALLOW_PUBLIC="false",
+                   ZZD_DELIVERY_POLL_INTERVAL="0.1", ZZD_WEBHOOK_TIMEOUT="5", ZZD_WEBHOOK_BACKOFF_BASE="1",
+                   ZZD_WEBHOOK_DISABLE_AFTER="100000")  # fmt: skip
+        import subprocess
+
+        from common import ZZD
+
+        subprocess.run([ZZD, "migrate"], env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        data = await _setup(url, tmp, args.reporters)
+        servers = [start_zzd(f"zzd{i}", env, tmp) for i in range(2)]
+        try:
+            for s in servers:
+                wait_ready(s)
+            http = [f"http://127.0.0.1:{s.port}" for s in servers]
+            rec = Receivers()
+            rec_task = await rec.start()
+            base = f"http://127.0.0.1:{rec.port}"
+            clients = [AppClient(http[i % 2], cid, sec) for i, (cid, sec) in enumerate(data["apps"])]
+            for i, c in enumerate(clients[:WEBHOOK_APPS]):
+                await c.subscribe(["report.filed"], url=f"{base}/app{i}")
+            stream_first: dict[int, dict[int, float]] = defaultdict(dict)
+
+            async def consume(k: int, c: AppClient) -> None:
+                await c.subscribe(["report.filed"])
+                async for ev in c.stream():
+                    stream_first[k].setdefault(int(ev.event["data"]["report_id"]), time.time())
+                    await ev.ack()
+
+            consumers = [asyncio.create_task(consume(k, c)) for k, c in enumerate(clients[WEBHOOK_APPS:])]
+            a, b = data["chat"]
+            ws0 = f"ws://127.0.0.1:{servers[0].port}/ws"
+            chat_alone = await _chat(ws0, a, b, args.chat_rate, args.seconds)
+            started = time.time()
+            chat_task = asyncio.create_task(_chat(ws0, a, b, args.chat_rate, args.seconds))
+            filed = await _file(http, data["workers"], args.reports, args.seconds)
+            chat_loaded = await chat_task
+            healthy = [f"/app{i}" for i in range(WEBHOOK_APPS) if f"/app{i}" not in (SLOW, FLAKY)]
+            deadline = time.time() + 60
+            while time.time() < deadline and not all(
+                len(rec.first[p]) >= len(filed) for p in healthy
+            ):  # the drain: wait for the healthy apps to have every report
+                await asyncio.sleep(0.5)
+            finished = max([max(v.values()) for v in rec.first.values() if v] + [started + 1])
+            firsts = sum(len(v) for v in rec.first.values()) + sum(len(v) for v in stream_first.values())
+            print(
+                f"reports filed: {len(filed)} of {args.reports} in {args.seconds:g} s; two processes, PostgreSQL, Redis"
+            )
+            print(f"deliveries (first attempts, 12 apps): {firsts} in {finished - started:.1f} s = "
+                  f"{firsts / max(0.001, finished - started):.0f}/s")  # fmt: skip
+            worst = 0.0
+            for p in healthy:
+                lat = [(rec.first[p][r] - t) * 1000 for r, t in filed.items() if r in rec.first[p]]
+                worst = max(worst, percentile(lat, 99) if lat else float("inf"))
+                print(f"  webhook {p}: {len(lat)}/{len(filed)} report→first attempt {_stats(lat)}")
+            for k, got in stream_first.items():
+                lat = [(got[r] - t) * 1000 for r, t in filed.items() if r in got]
+                worst = max(worst, percentile(lat, 99) if lat else float("inf"))
+                print(f"  stream app {k}: {len(lat)}/{len(filed)} report→event {_stats(lat)}")
+            print(
+                f"  slow app {SLOW}: {len(rec.first[SLOW])} reached; flaky app {FLAKY}: {len(rec.first[FLAKY])} reached"
+            )
+            print(f"worst healthy p99: {worst:.0f} ms (goal ≤ 1000 ms)")
+            p_alone, p_loaded = percentile(chat_alone, 99), percentile(chat_loaded, 99)
+            print(f"chat send→ack: alone {_stats(chat_alone)}; with app traffic {_stats(chat_loaded)} "
+                  f"({(p_loaded / max(p_alone, 0.001) - 1) * 100:+.0f} % p99; goal ≤ +20 %)")  # fmt: skip
+            payloads = [json.dumps({"id": str(r), "type": "report.filed", "data": {"report_id": r}}).encode()
+                        for r in list(filed)[: args.reports]]  # fmt: skip
+            t_bare = time.time()
+            bare = await _bare(base, healthy, payloads, args.seconds, rec)
+            took = time.time() - t_bare
+            print(f"bare baseline (one httpx client, {len(healthy)} receivers): {len(bare)} posts in {took:.1f} s"
+                  f" = {len(bare) / took:.0f}/s, post→answered {_stats(bare)}")  # fmt: skip
+            for t in consumers:
+                t.cancel()
+            for c in clients:
+                await c.close()
+            rec_task.cancel()
+        finally:
+            for s in servers:
+                s.stop()
+            for s in servers:
+                tail = s.log.read_text(errors="replace").splitlines()[-15:]
+                if any("Error" in line or "Traceback" in line for line in tail):
+                    print(f"--- {s.name} log tail\n" + "\n".join(tail))
+    finally:
+        if args.keep_logs:
+            print(f"server logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--reports", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--reporters", type=int, default=50)
+    ap.add_argument("--chat-rate", type=float, default=20.0)
+    ap.add_argument("--keep-logs", action="store_true", help="keep the server logs (their folder is printed)")
+    args = ap.parse_args()
+    with postgres_database() as url:
+        asyncio.run(main_async(args, url))
+
+
+if __name__ == "__main__":
+    main()
