@@ -33,7 +33,7 @@ async def prepare(url: str, args: argparse.Namespace) -> tuple[dict[str, Any], C
     from org_tree.org_schema import assignments, positions, roles, units
     from org_tree.synthetic import generate_people
 
-    zhejiang = ROOT / "data" / "divisions" / "zhejiang"
+    zhejiang = ROOT / "org_tree" / "data" / "divisions" / "zhejiang"
     if args.quick:  # smoke run: only the city that holds the addressed county
         zhejiang = one_city(zhejiang, args.unit[:4], Path(args.tmp))
     db = Database(url, statement_timeout_ms=600_000)

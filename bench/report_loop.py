@@ -107,7 +107,7 @@ class Pick:
 
 def divisions(args: argparse.Namespace, tmp: Path) -> Path:
     """The Zhejiang CSVs, restricted to the cities in ``--cities`` unless that is the province."""
-    src = ROOT / "data" / "divisions" / "zhejiang"
+    src = ROOT / "org_tree" / "data" / "divisions" / "zhejiang"
     prefixes = [c.strip() for c in args.cities.split(",") if c.strip()]
     if prefixes == ["33"]:
         return src

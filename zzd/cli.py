@@ -32,8 +32,10 @@ def _run(fn: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(fn())  # type: ignore[arg-type]
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    from zzd.logs import configure_logging
+
+    configure_logging(level, fmt)
 
 
 @click.group()
@@ -54,7 +56,7 @@ def serve(host: str | None, port: int | None, database_url: str | None, broker_u
     from zzd.server import serve as run_server
 
     settings = _settings(host=host, port=port, database_url=database_url, broker_url=broker_url)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
     settings.signing_keys()  # fail now, naming the setting, not on the first login
     if migrate:
         upgrade(settings.database_url)

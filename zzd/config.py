@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -174,6 +174,8 @@ class Settings(BaseSettings):
     #: Database pool size per process.
     db_pool_size: int = Field(default=20, ge=1)
     log_level: str = "info"
+    #: ``text`` for a terminal, ``json`` for one JSON object per line with request and person (zzd/logs.py).
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("database_url")
     @classmethod

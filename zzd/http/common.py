@@ -16,6 +16,7 @@ from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound, Unauthoriz
 from kernel.numbers import MAX_ID
 from zzd.auth.tokens import AccessClaims
 from zzd.gateway.jsonsafe import strict_loads
+from zzd.logs import set_person
 
 if TYPE_CHECKING:
     from zzd.services import Services
@@ -80,6 +81,7 @@ async def authenticate(request: Request) -> AccessClaims:
     claims = s.tokens.verify(token.strip())
     if not await s.sessions.is_active(claims.session_id, claims.person_id):
         raise Forbidden("session is no longer active")
+    set_person(claims.person_id)
     return claims
 
 

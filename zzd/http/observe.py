@@ -1,4 +1,4 @@
-"""Per-route HTTP metrics: requests by route template, method and status, and their durations.
+"""Per-route HTTP metrics and the request's log context (request id, method, path; person once known).
 
 A pure ASGI wrapper outside the router: after the answer, ``scope["route"]``
 names the matched route, so labels are templates (``/api/v1/notices/{notice_id:int}``),
@@ -7,9 +7,12 @@ never raw URLs, and their number stays bounded. Unmatched paths count as ``unmat
 
 from __future__ import annotations
 
+import secrets
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from zzd.logs import REQUEST
 
 __all__ = ["RequestMetrics"]
 
@@ -24,16 +27,22 @@ class RequestMetrics:
             return
         start = time.perf_counter()
         status = 500
+        given = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if 0 < len(given) <= 64 and given.isprintable() else secrets.token_hex(8)
+        token = REQUEST.set({"request_id": request_id, "method": scope["method"], "path": scope["path"]})
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
+            REQUEST.reset(token)
             services = getattr(scope["app"].state, "services", None) if "app" in scope else None
             if services is not None:
                 route = getattr(scope.get("route"), "path", "unmatched")
