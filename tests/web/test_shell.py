@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from playwright.sync_api import expect
 
-from tests.web.conftest import Pages, Web, check_page
-from tests.web.world import token
+from tests.web.conftest import Pages, Web, check_page, sign_in
+from tests.web.world import ServeProcess, token
 
 
 def test_shell_is_served_with_a_strict_policy(web: Web) -> None:
@@ -111,3 +111,32 @@ def test_expired_access_token_is_refreshed_without_signing_out(pages: Pages, web
     expect(page.locator("[data-status=online]")).to_be_visible()
     assert page.evaluate("JSON.parse(localStorage.getItem('zzd.session')).access") != "x.y.z"
     expect(page.get_by_role("button", name="登录")).to_have_count(0)
+
+
+def test_the_access_token_is_refreshed_before_it_expires(pages: Pages, web: Web, tmp_path: Any) -> None:
+    # A second server process on the same database whose access tokens live 30 s: the client
+    # refreshes ahead of expiry (here at the 5-second floor), with no request failing first.
+    short = ServeProcess(web.world, tmp_path, ZZD_ACCESS_TOKEN_TTL="30")
+    short.start()
+    try:
+        page = pages.open(None)
+        page.goto(short.base + "/")
+        sign_in(page, "zhou")
+        refused: list[str] = []
+        page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)
+        first = page.evaluate("JSON.parse(localStorage.getItem('zzd.session'))")
+        page.wait_for_function(
+            "(old) => JSON.parse(localStorage.getItem('zzd.session')).refresh !== old", arg=first["refresh"]
+        )
+        now = page.evaluate("JSON.parse(localStorage.getItem('zzd.session'))")
+        assert now["access"] != first["access"] and now["expiresAt"] > first["expiresAt"]
+        expect(page.locator("[data-status=online]")).to_be_visible()
+        assert refused == []  # ahead of expiry: no request was refused first
+        # The new access token works; the old refresh token was used up by the rotation (and,
+        # reused, revokes the session: the last step).
+        r = httpx.get(short.base + "/api/v1/me", headers={"authorization": f"Bearer {now['access']}"})
+        assert r.status_code == 200
+        body = {"grant_type": "refresh_token", "refresh_token": first["refresh"]}
+        assert httpx.post(short.base + "/api/v1/auth/token", json=body).status_code == 401
+    finally:
+        short.stop()
