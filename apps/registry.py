@@ -303,6 +303,22 @@ class AppRegistry:
                 })  # fmt: skip
         return out
 
+    async def workbench(self, actor: Actor) -> list[dict[str, Any]]:
+        """Enabled apps whose visibility selector (可见范围) reaches one of the caller's positions."""
+        idx = self._index()
+        mine = [k for k in (idx.find_slot(p) for p in actor.position_ids) if k >= 0]
+        async with self._db.read() as conn:
+            rows = list(await conn.execute(select(apps).where(apps.c.disabled.is_(False)).order_by(apps.c.id)))
+        out = []
+        for r in rows:
+            try:
+                ranges = evaluate(idx, parse_selector(str(r.visibility)))
+            except (NotFound, BadRequest):
+                continue  # the selector names a unit or role that is gone: visible to nobody
+            if any(lo <= k < hi for k in mine for lo, hi in ranges):
+                out.append({"id": int(r.id), "name": str(r.name), "owning_unit_id": int(r.owning_unit_id)})
+        return out
+
     # ------------------------------------------------------------- app side
     async def authenticate_client(self, client_id: str, secret: str) -> tuple[App, int]:
         """The app and secret id for a client id + secret pair; 401 ``invalid_client`` for anything else."""

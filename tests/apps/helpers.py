@@ -29,6 +29,8 @@ async def make_app(
     rs: RunningServer, token: str, *, name: str, scopes: list[str], subtree: str = COUNTY, **extra: Any
 ) -> dict[str, Any]:
     body = {"name": name, "owning_unit": subtree, "subtree": subtree, "visibility": f"*@{subtree}", "scopes": scopes}
+    if "visibility" in extra:
+        body["visibility"] = extra.pop("visibility")
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
         r = await h.post("/api/v1/apps", json={**body, **extra})
     assert r.status_code == 201, r.text

@@ -180,3 +180,25 @@ def test_cli_creates_lists_rotates_and_disables_apps(tmp_path: Path, sqlite_temp
     assert json.loads(res.output)["disabled"] is True
     res = runner.invoke(main, ["app", "revoke-secret", str(made["id"]), str(rot["secret_id"])], env=env)
     assert json.loads(res.output)["revoked"] is True
+
+
+async def test_the_workbench_shows_an_app_only_to_positions_its_visibility_reaches(org_server: RunningServer) -> None:
+    from tests.org_server import seat
+
+    rs = org_server
+    tok = await admin_token(rs)
+    made = await make_app(rs, tok, name="河长工作台", scopes=["org:read"], visibility="village_secretary@990101/**")
+    _, _, _, inside = await seat(rs, "990101001001", "village_secretary")
+    _, _, _, other_role = await seat(rs, "990101001001", "village_director")
+    _, _, _, other_county = await seat(rs, "990102001001", "village_secretary")
+    for who, expected in ((inside, [made["id"]]), (other_role, []), (other_county, []), (tok, [])):
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(who)) as h:
+            r = await h.get("/api/v1/me/apps")
+        assert r.status_code == 200, r.text
+        assert [a["id"] for a in r.json()["apps"]] == expected
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        assert (await h.patch(f"/api/v1/apps/{made['id']}", json={"disabled": True})).status_code == 200
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(inside)) as h:
+        assert (await h.get("/api/v1/me/apps")).json()["apps"] == []  # a disabled app leaves the workbench
+    app_tok = (await app_token(rs, made["client_id"], made["client_secret"])).json()
+    assert app_tok["error"]["code"] == "invalid_client"

@@ -20,7 +20,7 @@ from apps.registry import NewApp
 from zzd.http.actors import current_actor
 from zzd.http.common import json_body
 from zzd.http.contract import operation, reply
-from zzd.http.schemas.apps import AppList, AppView, AppWithSecret, AppWithSecrets, NewSecret, SecretRevoked
+from zzd.http.schemas.apps import AppList, AppView, AppWithSecret, AppWithSecrets, NewSecret, SecretRevoked, Workbench
 
 __all__ = ["routes"]
 
@@ -129,7 +129,15 @@ async def revoke_secret(request: Request) -> Response:
     return reply(SecretRevoked, out)
 
 
+@operation({200: Workbench}, tag="apps")
+async def my_apps(request: Request) -> Response:
+    """The apps in the caller's workbench: those whose visibility selector reaches a position they hold."""
+    s, actor = await current_actor(request)
+    return reply(Workbench, {"apps": await s.apps.workbench(actor)})
+
+
 routes = [
+    Route("/api/v1/me/apps", my_apps, methods=["GET"]),
     Route("/api/v1/apps", create_app, methods=["POST"]),
     Route("/api/v1/apps", list_apps, methods=["GET"]),
     Route("/api/v1/apps/{app_id:int}", get_app, methods=["GET"]),

@@ -14,6 +14,7 @@ from zzd.http.schemas.org import UnitView
 
 __all__ = [
     "AppList",
+    "Workbench",
     "AppView",
     "AppWithSecret",
     "AppWithSecrets",
@@ -96,3 +97,13 @@ class CheckedIn(WireModel):
 
 class BotUnit(UnitView):
     children_list: list[UnitView] = Field(description="the first 200 child units")
+
+
+class WorkbenchApp(WireModel):
+    id: int
+    name: str
+    owning_unit_id: int
+
+
+class Workbench(WireModel):
+    apps: list[WorkbenchApp]
