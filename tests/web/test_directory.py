@@ -54,6 +54,11 @@ def test_org_browser_loads_the_six_levels_lazily(pages: Pages, web: Web) -> None
     expect(positions.locator(f"li[data-position='{web.world.positions['li'][0]}']")).to_contain_text("李四")
     expect(positions.locator(f"li[data-position='{web.world.vacant}'] .pill.vacant")).to_be_visible()
     check_page(page, "org")
+    # The county head manages the village: he creates its unit group (he is not in it), once.
+    village.get_by_role("button", name="建部门群").first.click()
+    expect(village.get_by_role("status")).to_have_text(re.compile(r"已为001村1创建部门群，共 [1-9]\d* 人"))
+    village.get_by_role("button", name="建部门群").first.click()
+    expect(village.get_by_role("status")).to_have_text("该单位已有部门群，可在消息中找到")
 
 
 def test_a_person_with_two_positions_sees_where_each_item_came_and_switches(pages: Pages, web: Web) -> None:

@@ -4,7 +4,7 @@ import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { loadPosition } from '../names.js';
-import { useStore } from '../store.js';
+import { get, go, useStore } from '../store.js';
 import { holderNames } from './search.js';
 
 const LEVEL = { province: '省', city: '市', county: '区县', township: '乡镇', village: '村社', grid: '网格' };
@@ -34,7 +34,21 @@ export function OrgBrowser() {
     </section>`;
 }
 
+// 部门群: one group per unit, kept in step with the unit's holders by the server.
+async function unitGroup(unit, setNote) {
+  try {
+    const g = await api(`/api/v1/units/%23${unit.id}/group`, { method: 'POST', body: { depth: 0, title: unit.name + '部门群' } });
+    const me = get().me;
+    // A manager may create the group of a unit they do not belong to: then there is no chat to open.
+    if (me && g.members.some((m) => m.person_id === me.id)) go('#/chat/' + g.id);
+    else setNote(`已为${unit.name}创建部门群，共 ${g.members.length} 人`);
+  } catch (e) {
+    setNote(e.status === 409 ? '该单位已有部门群，可在消息中找到' : e.status === 403 || e.status === 404 ? '无权为该单位建群' : e.message);
+  }
+}
+
 function Unit({ unit, open: initiallyOpen = false }) {
+  const [note, setNote] = useState('');
   const [open, setOpen] = useState(initiallyOpen);
   const [kids, setKids] = useState(null);
   const [showPositions, setShowPositions] = useState(false);
@@ -54,7 +68,9 @@ function Unit({ unit, open: initiallyOpen = false }) {
         ${(unit.position_ids || []).length > 0 && html`<button type="button" class="link" aria-expanded=${showPositions}
           onClick=${() => setShowPositions(!showPositions)}>岗位 ${unit.position_ids.length}</button>`}
       </div>
-      ${showPositions && html`<${Positions} unit=${unit} />`}
+      ${showPositions && html`<${Positions} unit=${unit} />
+        <button type="button" class="small" onClick=${() => unitGroup(unit, setNote)}>建部门群</button>`}
+      ${note && html`<p role="status" class="muted">${note}</p>`}
       ${open && kids && html`<ul>
         ${kids.map((k) => html`<${Unit} key=${k.id} unit=${k} />`)}
         ${kids.length < unit.children && html`<li><button type="button" class="link" onClick=${() => loadKids(kids.length)}>更多下级单位</button></li>`}
