@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from kernel.numbers import MAX_ID
 from zzd import __version__
 from zzd.http.contract import ERRORS, PATH_PARAMS, Op, operation, operation_of, reply
+from zzd.http.fielddocs import describe
 
 __all__ = ["build_openapi", "openapi_path", "openapi_route"]
 
@@ -59,12 +60,26 @@ class _Schemas:
 
     def ref(self, model: type[BaseModel], mode: str) -> dict[str, str]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)  # type: ignore[arg-type]
-        for name, sub in [*schema.pop("$defs", {}).items(), (model.__name__, schema)]:
-            # Two different models under one name would silently document the wrong one.
-            if self.all.get(name, sub) != sub:
+        fresh = {**schema.pop("$defs", {}), model.__name__: schema}
+        describe(model, fresh, request=mode == "validation")  # ``#:`` comments above fields as descriptions
+        for name, sub in fresh.items():
+            # Two different models under one name would silently document the wrong one
+            # (the same model seen as a body and as an answer differs only in descriptions).
+            known = self.all.get(name, sub)
+            if _shape(known) != _shape(sub):
                 raise ValueError(f"two different schemas are named {name}")
-            self.all[name] = sub
+            if name not in self.all or len(str(sub)) > len(str(known)):
+                self.all[name] = sub
         return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _shape(node: Any) -> Any:
+    """A schema without its prose, to compare two models' shapes."""
+    if isinstance(node, dict):
+        return {k: _shape(v) for k, v in node.items() if k != "description"}
+    if isinstance(node, list):
+        return [_shape(v) for v in node]
+    return node
 
 
 def _parameters(route: Route, op: Op, schemas: _Schemas) -> list[dict[str, Any]]:
