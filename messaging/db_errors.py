@@ -19,7 +19,7 @@ from kernel.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["with_db_retry"]
+__all__ = ["as_unavailable", "with_db_retry"]
 
 T = TypeVar("T")
 
@@ -63,10 +63,30 @@ async def with_db_retry(fn: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-# SQLSTATE classes of a server going away or not yet back: 08 connection
-# exception, 57 operator intervention (admin/crash shutdown, "the database
-# system is starting up / shutting down"). Seen during `pg_ctl restart` (S6).
-_OUTAGE_SQLSTATE_CLASSES = ("08", "57")
+def as_unavailable(exc: BaseException) -> Unavailable | None:
+    """The retryable 503 for a database that is away or full, for paths outside ``with_db_retry``.
+
+    The shell's last-resort handlers (REST and WebSocket) ask this before
+    answering 500: the sign-in and hello paths read sessions directly, and in
+    a reconnect storm on a shared PostgreSQL they met "too many clients"
+    (S9), which is the server's condition, not the client's bug.
+    """
+    if isinstance(exc, PoolTimeout):
+        return Unavailable("database busy, retry shortly")
+    if isinstance(exc, (OSError, TimeoutError)) or (
+        isinstance(exc, DBAPIError)
+        and not isinstance(exc, IntegrityError)
+        and (exc.connection_invalidated or _is_outage(exc))
+    ):
+        return Unavailable("database unavailable, retry shortly")
+    return None
+
+
+# SQLSTATE classes of a server going away, not yet back or full: 08 connection
+# exception, 53 insufficient resources ("too many clients already"), 57
+# operator intervention (admin/crash shutdown, "the database system is
+# starting up / shutting down"). Seen during `pg_ctl restart` (S6) and S9.
+_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57")
 
 
 def _is_outage(exc: DBAPIError) -> bool:
@@ -79,6 +99,6 @@ def _is_outage(exc: DBAPIError) -> bool:
         w in text
         for w in (
             "connection", "closed", "timeout", "cannot connect", "shutdown", "shutting down", "starting up",
-            "terminat", "locked", "canceling",
+            "terminat", "locked", "canceling", "too many clients",
         )
     )  # fmt: skip

@@ -59,7 +59,11 @@ class Client:
         frame: dict[str, Any] = {"type": "hello", "v": 1, "token": token}
         if resume is not None:
             frame["resume"] = resume
-        reply = await c.request(frame)
+        try:
+            reply = await c.request(frame)
+        except TimeoutError:
+            await c.ws.close()  # a client that gives up on a hello drops that socket
+            raise
         assert reply["type"] == "ok", reply
         c.hello = reply["data"]
         return c

@@ -163,7 +163,10 @@ class RunningServer:
 
     @property
     def services(self):  # type: ignore[no-untyped-def]
-        return self.server.config.loaded_app.app.state.services  # type: ignore[union-attr]
+        app = self.server.config.loaded_app
+        while not hasattr(app, "state"):  # uvicorn's wrappers (proxy headers, when trusted) around the app
+            app = app.app  # type: ignore[union-attr]
+        return app.state.services  # type: ignore[union-attr]
 
 
 async def start_server(settings: Settings, services: object | None = None) -> tuple[RunningServer, asyncio.Task[None]]:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 from contextlib import AsyncExitStack
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from kernel.db.database import Database
 from kernel.errors import Unavailable
-from messaging.db_errors import with_db_retry
+from messaging.db_errors import as_unavailable, with_db_retry
 
 pytestmark = pytest.mark.postgres
 
@@ -30,3 +32,32 @@ async def test_an_exhausted_pool_is_unavailable_not_internal(pg_database: str) -
         assert await with_db_retry(one_more) == 1  # connections back: served again
     finally:
         await db.dispose()
+
+
+async def test_a_full_server_is_unavailable_not_internal(pg_database: str) -> None:
+    """ "too many clients" (SQLSTATE class 53) is the database being full: the retryable 503 (S9)."""
+    role = f"zzd_lim_{secrets.token_hex(4)}"
+    admin = Database(pg_database)
+    async with admin.write() as conn:
+        await conn.execute(text(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1"))
+    limited_url = pg_database.replace("postgres@", f"{role}@", 1)
+    holder, db = Database(limited_url), Database(limited_url)
+    try:
+        async with holder.read():  # the role's only connection
+            with pytest.raises(DBAPIError) as caught:
+                async with db.read() as conn:
+                    await conn.execute(text("SELECT 1"))
+            busy = as_unavailable(caught.value)
+            assert isinstance(busy, Unavailable) and busy.http_status == 503
+    finally:
+        await holder.dispose()
+        await db.dispose()
+        async with admin.write() as conn:
+            await conn.execute(text(f"DROP ROLE {role}"))
+        await admin.dispose()
+
+
+def test_a_constraint_violation_is_not_an_outage() -> None:
+    err = IntegrityError("INSERT", {}, Exception("duplicate key value violates unique constraint"))
+    assert as_unavailable(err) is None
+    assert as_unavailable(ValueError("bad")) is None

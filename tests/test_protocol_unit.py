@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kernel.errors import BadRequest, Unauthorized
+from kernel.errors import BadRequest, Unauthorized, Unavailable
 from zzd.gateway.closecodes import Close
 from zzd.gateway.frames import Hello, Send
 from zzd.gateway.jsonsafe import strict_loads
@@ -72,11 +72,12 @@ def test_hello_deadline_closes_4408_only_when_reached() -> None:
     assert p.state is State.CLOSED
 
 
-def test_hello_deadline_also_applies_while_authenticating() -> None:
+def test_a_hello_that_arrived_in_time_is_not_cut_off_while_the_server_checks_it() -> None:
     p = GatewayProtocol(now=0.0, auth_timeout=5.0)
     assert len(p.receive_text(HELLO)) == 1
-    p.check_deadlines(5.0)
-    assert p.close_with is not None and p.close_with[0] == 4408
+    assert p.next_deadline() is None
+    p.check_deadlines(60.0)
+    assert p.close_with is None and p.state is State.AUTHENTICATING
 
 
 def test_frame_while_authenticating_is_refused_without_a_second_request() -> None:
@@ -245,3 +246,13 @@ def test_protocol_maps_json_traps_to_invalid_json_frames() -> None:
         [err] = _frames(p)
         assert err["type"] == "error" and err["code"] == "invalid_json"
         assert p.close_with is None
+
+
+def test_a_hello_refused_because_the_server_is_busy_closes_1013_not_4401() -> None:
+    """The credentials may be fine: the client comes back later instead of refreshing its token."""
+    p = GatewayProtocol(now=0.0, auth_timeout=5.0)
+    [req] = p.receive_text(HELLO)
+    p.auth_failed(req.ref, Unavailable("database unavailable, retry shortly"))
+    [err] = _frames(p)
+    assert err["code"] == "unavailable" and err["retryable"] is True
+    assert p.close_with is not None and p.close_with[0] == Close.TRY_AGAIN_LATER == 1013

@@ -15,6 +15,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from kernel.errors import ErrorCode, ZzdError
+from messaging.db_errors import as_unavailable
 from zzd.config import Settings
 from zzd.gateway.app_stream import app_stream_endpoint
 from zzd.gateway.asyncapi import asyncapi_route
@@ -109,6 +110,10 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
         # The client went away mid-request: nothing is wrong with the server and nobody reads the answer.
         logger.info("client disconnected during %s %s", request.method, request.url.path)
         return Response(status_code=499)
+    busy = as_unavailable(exc)
+    if busy is not None:  # the database is away or full: the retryable 503, not a 500
+        logger.warning("%s %s: %s (%r)", request.method, request.url.path, busy.message, exc)
+        return error_response(busy)
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"error": {"code": str(ErrorCode.INTERNAL), "message": "internal error"}}, status_code=500)
 

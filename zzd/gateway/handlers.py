@@ -17,6 +17,7 @@ from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound, RateLimite
 from kernel.wire import loads
 from messaging.chat import SendRequest
 from messaging.conversations.model import PostRequest
+from messaging.db_errors import as_unavailable
 from zzd.auth.tokens import AccessClaims
 from zzd.gateway.closecodes import Close
 from zzd.gateway.frames import Conversations, Edit, Hello, History, NoticeReceipt, Read, Recall, Send, Sync
@@ -59,17 +60,26 @@ async def handle(s: Services, peer: Peer, req: Request) -> None:
                 m.send_seconds.observe(s.clock.monotonic() - started)
         m.frames.labels(frame.type, "ok").inc()
     except ZzdError as err:
-        m.frames.labels(frame.type, str(err.code)).inc()
-        if isinstance(frame, Hello):
-            peer.protocol.auth_failed(req.ref, err)
-        elif isinstance(err, RateLimited) and s.rate_limiter.persisting(peer.person_id, s.clock.monotonic()):
-            peer.protocol.fail_and_close(req.ref, err, Close.POLICY, "rate limit ignored")
-        else:
-            peer.protocol.fail(req.ref, err)
-    except Exception:
+        _failed(s, peer, req, err)
+    except Exception as exc:
+        busy = as_unavailable(exc)
+        if busy is not None:  # the database is away or full: retryable, as on REST
+            logger.warning("request %s: %s (%r)", type(frame).__name__, busy.message, exc)
+            _failed(s, peer, req, busy)
+            return
         m.frames.labels(frame.type, "internal_error").inc()
         logger.exception("request %s failed", type(frame).__name__)
         peer.protocol.fail(req.ref, ZzdError("internal error", code=ErrorCode.INTERNAL))
+
+
+def _failed(s: Services, peer: Peer, req: Request, err: ZzdError) -> None:
+    s.metrics.frames.labels(req.frame.type, str(err.code)).inc()
+    if isinstance(req.frame, Hello):
+        peer.protocol.auth_failed(req.ref, err)
+    elif isinstance(err, RateLimited) and s.rate_limiter.persisting(peer.person_id, s.clock.monotonic()):
+        peer.protocol.fail_and_close(req.ref, err, Close.POLICY, "rate limit ignored")
+    else:
+        peer.protocol.fail(req.ref, err)
 
 
 async def hello(s: Services, peer: Peer, frame: Hello) -> None:

@@ -146,7 +146,10 @@ class GatewayProtocol:
 
     def auth_failed(self, ref: str, err: ZzdError) -> None:
         self._error(ref, err)
-        code = Close.FORBIDDEN if err.http_status == 403 else Close.UNAUTHORIZED
+        if err.http_status in (429, 503):  # the server is busy, the credentials may be fine: come back later
+            code = Close.TRY_AGAIN_LATER
+        else:
+            code = Close.FORBIDDEN if err.http_status == 403 else Close.UNAUTHORIZED
         self._close(code, err.message[:100])
 
     def reply(self, ref: str, data: dict[str, Any]) -> None:
@@ -166,14 +169,22 @@ class GatewayProtocol:
     # --- time ------------------------------------------------------------------
 
     def check_deadlines(self, now: float) -> None:
-        """Close if the hello is late or the access token has expired."""
-        if self.state in (State.AWAIT_HELLO, State.AUTHENTICATING) and now >= self._hello_deadline:
+        """Close if the hello is late or the access token has expired.
+
+        The deadline is for the client's hello to arrive (a socket that never
+        speaks must not hold a slot). Once it has arrived, checking it is the
+        server's work: during a reconnect storm on a busy host that took more
+        than the deadline, and closing then (S9 under load) threw away a
+        well-behaved client's hello only to have it reconnect into the same
+        queue. A check that hangs is bounded by the database's own timeouts.
+        """
+        if self.state is State.AWAIT_HELLO and now >= self._hello_deadline:
             self._close(Close.AUTH_TIMEOUT, "no hello in time")
         elif self.state is State.READY and self._expires_at is not None and now >= self._expires_at + self._leeway:
             self._close(Close.UNAUTHORIZED, "access token expired")
 
     def next_deadline(self) -> float | None:
-        if self.state in (State.AWAIT_HELLO, State.AUTHENTICATING):
+        if self.state is State.AWAIT_HELLO:
             return self._hello_deadline
         if self.state is State.READY and self._expires_at is not None:
             return self._expires_at + self._leeway

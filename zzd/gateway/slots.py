@@ -61,9 +61,12 @@ class RedisSlots:
         self._prefix = prefix
         self._cap = cap
         self._ttl = ttl
-        self._client: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        # A few connections, shared: a reconnect storm's hundreds of claims queue on
+        # them (each is one short script) instead of opening a connection apiece.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=4, timeout=timeout, socket_timeout=timeout, socket_connect_timeout=timeout
         )
+        self._client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._claim: Any = self._client.register_script(_CLAIM)
 
     def _keys(self, person_id: int) -> list[str]:
