@@ -3,7 +3,8 @@
 Why a message to the owning position's thread: the people answerable for the
 app sit in that position (and its successor after a handover inherits the
 thread), and a position thread needs no jurisdiction — it is how anyone
-writes to an office. The change is also in the audit log.
+writes to an office. The disabling itself is audited in its own transaction
+(``apps.delivery``); this message follows it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from sqlalchemy import select
 
 from apps.schema import apps
 from apps.subscriptions import Subscription
-from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
 from messaging.conversations.model import PostRequest
@@ -32,19 +32,8 @@ class EndpointAlarm:
         self._conversations = conversations
 
     async def __call__(self, sub: Subscription, reason: str) -> None:
-        async with self._db.write() as conn:
+        async with self._db.read() as conn:
             app = (await conn.execute(select(apps).where(apps.c.id == sub.app_id))).one()
-            await record(
-                conn,
-                AuditEntry(
-                    "app.endpoint_disabled",
-                    None,
-                    outcome="failed",
-                    unit_id=int(app.owning_unit_id),
-                    detail={"app_id": sub.app_id, "subscription_id": sub.id, "url": sub.url, "reason": reason},
-                ),
-                self._clock.now(),
-            )
         if app.owner_position_id is None:
             logger.warning("app %s endpoint %s disabled (%s); the app has no owner position", app.name, sub.id, reason)
             return

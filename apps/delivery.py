@@ -36,8 +36,9 @@ from sqlalchemy.orm import aliased
 from standardwebhooks.webhooks import Webhook
 
 from apps.dispatch import envelope
-from apps.schema import app_deliveries, app_delivery_attempts, app_subscriptions
+from apps.schema import app_deliveries, app_delivery_attempts, app_subscriptions, apps
 from apps.subscriptions import Subscription
+from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import is_postgres
@@ -283,6 +284,11 @@ class DeliveryWorker:
                     .values(status="disabled", disabled_reason=f"{fails} failed attempts in a row")
                 )
                 disabled_now = res.rowcount == 1
+                if disabled_now:  # on record in the transaction that disables it
+                    unit = (await conn.execute(select(apps.c.owning_unit_id).where(apps.c.id == sub.app_id))).scalar()
+                    detail = {"app_id": sub.app_id, "subscription_id": sub.id, "url": sub.url, "failures": fails}
+                    entry = AuditEntry("app.endpoint_disabled", None, outcome="failed", unit_id=unit, detail=detail)
+                    await record(conn, entry, now)
         if disabled_now and self._on_disabled is not None:
             try:
                 await self._on_disabled(

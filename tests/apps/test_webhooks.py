@@ -197,7 +197,7 @@ async def test_after_an_outage_events_arrive_in_order_per_aggregate_and_the_owne
                     break
                 await s.delivery.idle()
             assert got["status"] == "disabled" and "failed attempts in a row" in got["disabled_reason"]
-            items, _ = await query(s.db, AuditQuery(action="app.endpoint_disabled"))
+            items, _ = await query(s.db, AuditQuery(action="app.endpoint_disabled"))  # same transaction
             assert items and items[0]["detail"]["subscription_id"] == sub["id"]
             async with httpx.AsyncClient(base_url=rs.http, headers=auth(owner_tok)) as oh:
                 for _ in range(200):  # the message follows the disabling's commit
