@@ -52,7 +52,10 @@ def _bounded(schema: dict[str, Any], components: dict[str, Any]) -> bool:
 
 def test_every_route_declares_its_operation(app_routes: list[Route]) -> None:
     missing = [f"{sorted(r.methods or ())} {r.path}" for r in app_routes if operation_of(r.endpoint) is None]
-    assert not missing, f"routes without @operation: {missing}"
+    assert not missing, (
+        f"routes without @operation: {missing}; declare each with zzd.http.contract.operation (answers, body, query,"
+        " errors) and answer through reply(Model, data); then regenerate docs/api: .venv/bin/python scripts/api_docs.py"
+    )
 
 
 def test_every_operation_is_complete(app_routes: list[Route], document: dict[str, Any]) -> None:
