@@ -1,0 +1,99 @@
+"""S1 and S2 at the bar's length: mixed load held on one and two zzd processes, beside a bare relay.
+
+    .venv/bin/python bench/reliability_load.py                # S1 then S2: 2,000 connections, 120 s
+    .venv/bin/python bench/reliability_load.py --quick        # 500 connections, 30 s
+    .venv/bin/python bench/reliability_load.py --only s2 --rate 50
+
+S1: one ``zzd serve`` (PostgreSQL, in-process broker) at ``--rate`` items/s
+(default 200). S2: two processes on PostgreSQL + Redis, half the chat
+crossing processes, at half the rate. The traffic, its audiences and the
+I1–I5 checks are ``tests/loadmix.py`` (the CI slice runs the same code).
+Each run prints send→ack and send→deliver percentiles, each invariant's
+count of checks and violations, unexpected closes, and the servers' RSS at
+start and end; then the same schedule over the same number of sockets
+against ``bench/bare_relay.py`` (every item one relayed send: no storage,
+no fan-out, no auth), the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: tests.*
+
+from tests.faults import rss_bytes  # noqa: E402
+from tests.loadmix import LoadResult, prepare, run_load  # noqa: E402
+from tests.procs import zzd_processes  # noqa: E402
+from tests.services import REDIS_URL  # noqa: E402
+
+from zzd.migrate import upgrade  # noqa: E402
+
+from common import postgres_database, raise_fd_limit, start_bare, wait_ready  # noqa: E402
+
+
+async def _zzd(db_url: str, nodes: int, args: argparse.Namespace, workdir: Path) -> tuple[LoadResult, str]:
+    people = await prepare(db_url, workdir, args.connections)
+    broker = REDIS_URL if nodes == 2 else "memory://"
+    env = {"ZZD_SEND_RATE_PER_MINUTE": "100000", "ZZD_LIMIT_CONCURRENCY": "30000"}
+    async with zzd_processes(db_url, broker, nodes, **env) as servers:
+        rss0 = [rss_bytes(s.proc.pid) >> 20 for s in servers]
+        rate = args.rate if nodes == 1 else args.rate / 2
+        res = await run_load([s.ws for s in servers], people, rate=rate, seconds=args.seconds)
+        rss1 = [rss_bytes(s.proc.pid) >> 20 for s in servers]
+    return res, f"RSS MiB {rss0} → {rss1}"
+
+
+async def _bare(db_url: str, nodes: int, args: argparse.Namespace, workdir: Path, logdir: Path) -> LoadResult:
+    people = await prepare(db_url, workdir, args.connections)
+    relay = start_bare("bare_relay.py", f"bare{nodes}", logdir)
+    try:
+        await asyncio.to_thread(wait_ready, relay, "")
+        rate = args.rate if nodes == 1 else args.rate / 2
+        return await run_load([relay.url], people, rate=rate, seconds=args.seconds, bare=True)
+    finally:
+        relay.stop()
+
+
+def _run(nodes: int, args: argparse.Namespace, logdir: Path) -> None:
+    label = "S1 (one process)" if nodes == 1 else "S2 (two processes via Redis)"
+    with postgres_database() as db_url, tempfile.TemporaryDirectory() as tmp:
+        upgrade(db_url)
+        res, rss = asyncio.run(_zzd(db_url, nodes, args, Path(tmp)))
+    with postgres_database() as db_url, tempfile.TemporaryDirectory() as tmp:
+        upgrade(db_url)
+        bare = asyncio.run(_bare(db_url, nodes, args, Path(tmp), logdir))
+    print(f"{label}, {args.connections} connections, {args.seconds:.0f} s:")
+    print(f"  zzd : {res.summary()}; {rss}")
+    if res.violations:
+        print("  first violations:", res.violations[:5])
+    if res.failed:
+        print("  first failures:", res.failed[:5])
+    print(f"  bare: {bare.summary()}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--connections", type=int, default=2000)
+    p.add_argument("--seconds", type=float, default=120.0)
+    p.add_argument("--rate", type=float, default=200.0, help="items/s on one process (two processes: half)")
+    p.add_argument("--only", choices=["s1", "s2"])
+    p.add_argument("--quick", action="store_true", help="500 connections for 30 s")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.connections, args.seconds = 500, 30.0
+    raise_fd_limit()
+    os.environ.setdefault("ZZD_REDIS_PREFIX", f"bench{secrets.token_hex(4)}")
+    logdir = Path(tempfile.mkdtemp(prefix="reliability_load_"))
+    for nodes in (1, 2):
+        if args.only in (None, f"s{nodes}"):
+            _run(nodes, args, logdir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,409 @@
+"""S1/S2 mixed load: many authenticated sockets, chat + notices + tasks + acks, checked by I1–I5.
+
+Used by the CI slice (``tests/test_load_s1_s2.py``) and the full-length
+benchmark (``bench/reliability_load.py``). The tree is a synthetic one (two
+counties, townships of 25 villages × 2 grids, so "every 专职网格员 of a
+township" is 50 positions); every connected person holds a position in it.
+
+Traffic is open-loop at ``rate`` items a second (the n-th is due at
+``start + n / rate`` whatever the answers, and latencies count from that due
+time): 70 % direct chat between random connected persons (half crossing
+processes when there are two), 10 % a notice from a township head to its 50
+grid workers (REST), 10 % a task from a township head to one of its grid
+workers (REST), 10 % acknowledgements of notices already received (WS).
+
+The audience of each item is computed here from the tree, not taken from the
+server, so the checks are independent: I1 every acknowledged item reached
+every connected member of its audience; I2 no (recipient, item) twice and one
+id per idempotency key; I3 each person's seqs rise by exactly one; I4 no
+item reached anyone outside its audience; I5 nothing delivered that was not
+acknowledged (or left unanswered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+from sqlalchemy import select
+
+from kernel.clock import SystemClock
+from kernel.db.database import Database
+from kernel.sessions import SessionStore
+from org_tree.importer import import_divisions
+from org_tree.org_schema import assignments, positions, roles, units
+from org_tree.synthetic import generate_people
+from tests.conftest import make_settings
+from tests.notices.conftest import write_divisions
+from zzd.auth.tokens import TokenService
+
+__all__ = ["LoadResult", "Person", "prepare", "run_load"]
+
+#: Item kinds: how each is sent and which event kind carries it.
+EVENT_KIND = {"chat": "message.new", "notice": "notice.new", "task": "task.created"}
+
+
+@dataclass
+class Person:
+    pid: int
+    token: str
+    unit: str  # township code for heads and grid workers
+    role: str
+    position: int
+
+
+async def prepare(db_url: str, workdir: Path, connections: int) -> list[Person]:
+    """Tree + synthetic holders, then ``connections`` persons with sessions and access tokens."""
+    townships = max(1, -(-connections // 400))  # ~200 positions per township across two counties
+    db = Database(db_url)
+    try:
+        await import_divisions(db, write_divisions(workdir / "div", townships=townships, villages=25))
+        await generate_people(db, seed=16, vacancy_rate=0.0, deputy_rate=0.0, multi_share=0.0, pool_size=1)
+        q = (
+            select(assignments.c.person_id, positions.c.id, roles.c.key, units.c.code, units.c.level)
+            .select_from(assignments.join(positions).join(roles).join(units))
+            .where(assignments.c.end_at.is_(None), assignments.c.kind == "primary", positions.c.removed_at.is_(None))
+        )
+        async with db.read() as conn:
+            rows = (await conn.execute(q)).all()
+        by_person: dict[int, tuple[int, str, str]] = {}
+        for person_id, pos_id, role, code, _ in sorted(
+            rows, key=lambda r: (r[2] != "township_head", r[2] != "grid_worker")
+        ):
+            by_person.setdefault(int(person_id), (int(pos_id), str(role), str(code)))
+        chosen = sorted(by_person.items(), key=lambda kv: (kv[1][1] not in ("township_head", "grid_worker"), kv[0]))
+        chosen = chosen[:connections]
+        settings = make_settings(db_url)
+        tokens = TokenService(
+            settings.signing_keys(), issuer=settings.jwt_issuer, audience=settings.jwt_audience,
+            ttl=timedelta(hours=3), leeway=settings.jwt_leeway, clock=SystemClock(),
+        )  # fmt: skip
+        sessions = SessionStore(db, SystemClock(), refresh_ttl=timedelta(days=1))
+        people = []
+        for pid, (pos, role, code) in chosen:
+            sess = await sessions.open(pid)
+            unit = code[:9] if role == "grid_worker" else code
+            people.append(Person(pid, tokens.issue(pid, sess.session_id), unit, role, pos))
+        return people
+    finally:
+        await db.dispose()
+
+
+class LoadClient:
+    """One socket: replies by ref, events with their arrival time; never blocks the schedule."""
+
+    def __init__(self, person: Person, ws: websockets.ClientConnection, hello: dict[str, Any]) -> None:
+        self.person, self.ws, self.hello = person, ws, hello
+        self.events: list[tuple[float, dict[str, Any]]] = []
+        self.waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.close_code: int | None = None
+        self._ids = itertools.count(1)
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, url: str, person: Person) -> LoadClient:
+        ws = await websockets.connect(url, max_size=2**20, open_timeout=60)
+        await ws.send(json.dumps({"type": "hello", "id": "h", "v": 1, "token": person.token}))
+        hello = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        assert hello["type"] == "ok", hello
+        return cls(person, ws, hello["data"])
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                if frame["type"] == "event":
+                    self.events.append((loop.time(), frame))
+                elif (fut := self.waiting.pop(str(frame.get("ref")), None)) is not None and not fut.done():
+                    fut.set_result(frame)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.close_code = self.ws.close_code if self.ws.close_code is not None else 1006
+
+    async def request(self, frame: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        ref = f"r{next(self._ids)}"
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.waiting[ref] = fut
+        await self.ws.send(json.dumps({**frame, "id": ref}, ensure_ascii=False))
+        return await asyncio.wait_for(fut, timeout)
+
+
+@dataclass
+class LoadResult:
+    sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    acked: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    failed: list[str] = field(default_factory=list)
+    ack_lat: list[float] = field(default_factory=list)
+    deliver_lat: list[float] = field(default_factory=list)
+    cross_deliver_lat: list[float] = field(default_factory=list)
+    checks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    violations: list[str] = field(default_factory=list)
+    unexpected_closes: list[int] = field(default_factory=list)
+    #: Event kinds of which some send went unanswered (``send-timeout``): such an item may still arrive.
+    unanswered: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+    ack_by_kind: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    @staticmethod
+    def pct(xs: list[float], q: float) -> float:
+        return statistics.quantiles(xs, n=100)[q - 1] if len(xs) >= 2 else (xs[0] if xs else 0.0)
+
+    def summary(self) -> str:
+        ms = lambda xs, q: f"{self.pct(xs, q) * 1000:.0f}"  # noqa: E731
+        cross = f", cross-process deliver p99 {ms(self.cross_deliver_lat, 99)} ms" if self.cross_deliver_lat else ""
+        return (
+            f"{sum(self.sent.values())} items in {self.seconds:.0f} s ({dict(self.sent)}), "
+            f"acked {sum(self.acked.values())}, "
+            f"failed {len(self.failed)}; send→ack p50 {ms(self.ack_lat, 50)} / p99 {ms(self.ack_lat, 99)} ms "
+            f"({', '.join(f'{k} p99 {ms(v, 99)}' for k, v in sorted(self.ack_by_kind.items()))}); "
+            f"send→deliver p50 {ms(self.deliver_lat, 50)} / p99 {ms(self.deliver_lat, 99)} ms{cross}; "
+            f"checks {dict(self.checks)}; violations {len(self.violations)}; unexpected closes "
+            f"{len(self.unexpected_closes)}"
+        )
+
+
+@dataclass
+class _Item:
+    kind: str
+    due: float
+    sender: int
+    audience: set[int]
+    key: str
+    server_id: int | None = None
+
+
+async def run_load(
+    urls: list[str], people: list[Person], *, rate: float, seconds: float, bare: bool = False
+) -> LoadResult:
+    """Connect everyone (round-robin over ``urls``), drive the mix, wait for deliveries, check I1–I5.
+
+    ``bare``: the baseline run against ``bench/bare_relay.py``, which only relays ``send``; every
+    item then travels as one WebSocket send to one member of its audience (same schedule, same
+    sockets), and the invariants are not checked (a relay has no streams to check).
+    """
+    loop = asyncio.get_running_loop()
+    res = LoadResult()
+    sem = asyncio.Semaphore(50)
+
+    async def connect(i: int, p: Person) -> LoadClient:
+        async with sem:
+            return await LoadClient.connect(urls[i % len(urls)], p)
+
+    clients = await asyncio.gather(*(connect(i, p) for i, p in enumerate(people)))
+    by_pid = {c.person.pid: c for c in clients}
+    node_of = {c.person.pid: i % len(urls) for i, c in enumerate(clients)}
+    heads = [c for c in clients if c.person.role == "township_head"]
+    workers: dict[str, list[LoadClient]] = defaultdict(list)
+    for c in clients:
+        if c.person.role == "grid_worker":
+            workers[c.person.unit].append(c)
+    heads = [h for h in heads if workers.get(h.person.unit)]
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+    http = [
+        httpx.AsyncClient(base_url=u.replace("ws://", "http://").removesuffix("/ws"), timeout=30, limits=limits)
+        for u in urls
+    ]
+    items: list[_Item] = []
+    rng = random.Random(16)
+    counter = itertools.count()
+
+    async def one(
+        item: _Item,
+        frame: dict[str, Any],
+        via: LoadClient | None,
+        rest: tuple[int, str, dict[str, Any]] | None,
+        attempt: int = 0,
+    ) -> None:
+        """Send one item; a retryable error is retried with the same idempotency key, as clients must."""
+        if attempt == 0:
+            res.sent[item.kind] += 1
+        try:
+            if via is not None:
+                reply = await via.request(frame)
+                ok, data = reply["type"] == "ok", reply.get("data", {})
+            else:
+                assert rest is not None
+                node, path, body = rest
+                r = await http[node].post(
+                    path, json=body, headers={"Authorization": f"Bearer {by_pid[item.sender].person.token}"}
+                )
+                ok, data = r.status_code in (200, 201), r.json()
+        except (TimeoutError, websockets.ConnectionClosed, httpx.HTTPError) as exc:
+            res.failed.append(f"{item.kind}: {exc!r}")
+            res.unanswered.add(EVENT_KIND.get(item.kind, item.kind))  # may have committed: I5 allows it
+            return
+        if not ok and attempt < 5 and isinstance(data, dict) and _retryable(data):
+            await asyncio.sleep(0.2 * 2**attempt)  # the client's back-off before retrying the same request
+            return await one(item, frame, via, rest, attempt + 1)
+        if not ok:
+            res.failed.append(f"{item.kind}: {data}")
+            return
+        res.ack_lat.append(loop.time() - item.due)
+        res.ack_by_kind[item.kind].append(loop.time() - item.due)
+        res.acked[item.kind] += 1
+        if item.kind == "chat" or bare:
+            item.server_id = int(data["message_id"])
+        elif item.kind == "notice":
+            item.server_id = int(data["notice_id"])
+        elif item.kind == "task":
+            item.server_id = int(data["tasks"][0]["task_id"])
+        if item.kind != "ack" and not bare:
+            items.append(item)
+
+    def next_item(due: float) -> asyncio.Task[None] | None:
+        n = next(counter)
+        roll = rng.random()
+        if roll < 0.7 or not heads:
+            a, b = rng.sample(clients, 2)
+            if len(urls) > 1 and rng.random() < 0.5:  # half crossing processes
+                others = [c for c in clients if node_of[c.person.pid] != node_of[a.person.pid]]
+                b = rng.choice(others)
+            item = _Item("chat", due, a.person.pid, {a.person.pid, b.person.pid}, f"c{n}")
+            body = repr(due) if bare else f"负载 {n}"  # the relay's deliveries are timed from the body
+            frame = {"type": "send", "to": b.person.pid, "client_msg_id": item.key, "body": body}
+            return asyncio.create_task(one(item, frame, a, None))
+        head = rng.choice(heads)
+        ws_ = workers[head.person.unit]
+        node = node_of[head.person.pid]
+        if bare:  # the relay's only frame: one send from the head to one of its workers
+            kind = "notice" if roll < 0.8 else "task" if roll < 0.9 else "ack"
+            w = rng.choice(ws_)
+            item = _Item(kind, due, head.person.pid, {w.person.pid}, f"b{n}")
+            frame = {"type": "send", "to": w.person.pid, "client_msg_id": item.key, "body": repr(due)}
+            return asyncio.create_task(one(item, frame, head, None))
+        if roll < 0.8:
+            audience = {w.person.pid for w in ws_}
+            item = _Item("notice", due, head.person.pid, audience, f"n{n}")
+            body = {"as_position": head.person.position, "selector": f"专职网格员@{head.person.unit}/**",
+                    "client_msg_id": item.key, "title": f"通知 {n}", "ack_required": True}  # fmt: skip
+            return asyncio.create_task(one(item, {}, None, (node, "/api/v1/notices", body)))
+        if roll < 0.9:
+            w = rng.choice(ws_)
+            item = _Item("task", due, head.person.pid, {w.person.pid, head.person.pid}, f"t{n}")
+            body = {"as_position": head.person.position, "selector": f"pos:{w.person.position}",
+                    "title": f"任务 {n}", "client_msg_id": item.key}  # fmt: skip
+            return asyncio.create_task(one(item, {}, None, (node, "/api/v1/tasks", body)))
+        w = rng.choice(ws_)
+        got = [f["data"]["notice_id"] for _, f in w.events if f["kind"] == "notice.new"]
+        if not got:
+            return None
+        item = _Item("ack", due, w.person.pid, set(), f"a{n}")
+        return asyncio.create_task(one(item, {"type": "notice_ack", "notice_id": rng.choice(got)}, w, None))
+
+    start = loop.time()
+    tasks: list[asyncio.Task[None]] = []
+    n = 0
+    while (elapsed := loop.time() - start) < seconds:
+        while n < elapsed * rate:
+            if (t := next_item(start + n / rate)) is not None:
+                tasks.append(t)
+            n += 1
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*tasks)
+    res.seconds = loop.time() - start
+
+    # Wait (bounded) until every acknowledged item has reached its connected audience.
+    def missing() -> list[tuple[_Item, int]]:
+        seen: dict[int, set[tuple[str, int]]] = defaultdict(set)
+        for c in clients:
+            for _, f in c.events:
+                kind, sid = _identify(f)
+                if kind is not None:
+                    seen[c.person.pid].add((kind, sid))
+        return [(i, p) for i in items for p in i.audience if (EVENT_KIND[i.kind], i.server_id) not in seen[p]]
+
+    deadline = loop.time() + 30
+    while not bare and missing() and loop.time() < deadline:
+        await asyncio.sleep(0.2)  # polling for the drain with a deadline
+    if bare:
+        res.deliver_lat = [
+            t - float(f["data"]["body"])
+            for c in clients
+            for t, f in c.events
+            if f["data"]["sender"]["id"] != c.person.pid
+        ]
+    else:
+        _check(res, items, clients, node_of)
+    res.unexpected_closes = [c.close_code for c in clients if c.close_code is not None]
+    for c in clients:
+        await c.ws.close()
+    for h in http:
+        await h.aclose()
+    return res
+
+
+def _retryable(data: dict[str, Any]) -> bool:
+    err = data.get("error", data)
+    return bool(err.get("retryable")) or err.get("code") == "rate_limited"
+
+
+def _identify(frame: dict[str, Any]) -> tuple[str | None, int]:
+    kind, data = frame["kind"], frame["data"]
+    if kind == "message.new":
+        return kind, int(data["id"])
+    if kind == "notice.new":
+        return kind, int(data["notice_id"])
+    if kind == "task.created":
+        return kind, int(data["task"]["task_id"])
+    return None, 0
+
+
+def _check(res: LoadResult, items: list[_Item], clients: list[LoadClient], node_of: dict[int, int]) -> None:
+    """I1–I5 over everything the clients saw."""
+    by_id = {(EVENT_KIND[i.kind], i.server_id): i for i in items}
+    keys: dict[tuple[int, str], set[int | None]] = defaultdict(set)
+    for i in items:
+        keys[(i.sender, i.key)].add(i.server_id)
+    expected: dict[int, list[_Item]] = defaultdict(list)
+    for i in items:
+        for p in i.audience:
+            expected[p].append(i)
+    for k, ids in keys.items():  # I2: one id per idempotency key
+        res.checks["I2"] += 1
+        if len(ids) != 1:
+            res.violations.append(f"I2: {k} got {ids}")
+    for c in clients:
+        pid = c.person.pid
+        seqs = [f["seq"] for _, f in c.events]
+        start = c.hello["last_seq"]
+        res.checks["I3"] += len(seqs)
+        if seqs != list(range(start + 1, start + 1 + len(seqs))):  # I3: +1 each, from the hello's position
+            res.violations.append(f"I3: {pid} seqs {seqs[:5]}… not consecutive from {start + 1}")
+        seen: set[tuple[str, int]] = set()
+        for t, f in c.events:
+            kind, sid = _identify(f)
+            if kind is None:
+                continue
+            res.checks["I2"] += 1
+            if (kind, sid) in seen:
+                res.violations.append(f"I2: {pid} got {kind} {sid} twice")
+            seen.add((kind, sid))
+            item = by_id.get((kind, sid))
+            res.checks["I5"] += 1
+            if item is None:
+                if kind not in res.unanswered:
+                    res.violations.append(f"I5: {pid} got {kind} {sid} that was never acknowledged")
+                continue
+            res.checks["I4"] += 1
+            if pid not in item.audience and pid != item.sender:
+                res.violations.append(f"I4: {pid} got {kind} {sid} outside its audience")
+            if pid != item.sender:
+                res.deliver_lat.append(t - item.due)
+                if len(set(node_of.values())) > 1 and node_of[pid] != node_of[item.sender]:
+                    res.cross_deliver_lat.append(t - item.due)
+        for item in expected[pid]:  # I1: everything acknowledged for this person reached it
+            res.checks["I1"] += 1
+            if (EVENT_KIND[item.kind], item.server_id) not in seen:
+                res.violations.append(f"I1: {pid} never got {item.kind} {item.server_id}")
