@@ -240,6 +240,14 @@ async def run_load(
                     path, json=body, headers={"Authorization": f"Bearer {by_pid[item.sender].person.token}"}
                 )
                 ok, data = r.status_code in (200, 201), r.json()
+        except httpx.TransportError as exc:
+            # E.g. a keep-alive connection the server closed as the request left: the request
+            # is idempotent by its client_msg_id, so a client sends it again.
+            if attempt < 5:
+                return await one(item, frame, via, rest, attempt + 1)
+            res.failed.append(f"{item.kind}: {exc!r}")
+            res.unanswered.add(EVENT_KIND.get(item.kind, item.kind))
+            return
         except (TimeoutError, websockets.ConnectionClosed, httpx.HTTPError) as exc:
             res.failed.append(f"{item.kind}: {exc!r}")
             res.unanswered.add(EVENT_KIND.get(item.kind, item.kind))  # may have committed: I5 allows it
