@@ -41,7 +41,7 @@ from apps.subscriptions import Subscription
 from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
-from kernel.db.dialect import is_postgres
+from kernel.db.dialect import for_update
 from kernel.errors import ZzdError
 from messaging.tasks.schema import outbox_events
 
@@ -175,8 +175,7 @@ class DeliveryWorker:
         if full:
             q = q.where(d.c.subscription_id.not_in(full))
         async with self._db.write() as conn:
-            if is_postgres(conn):
-                q = q.with_for_update(skip_locked=True, of=d)
+            q = for_update(conn, q, skip_locked=True, of=d)
             picked: list[int] = []
             per_sub: Counter[int] = Counter()
             for did, sid in await conn.execute(q):

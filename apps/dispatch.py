@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apps.model import event_scope_allows
@@ -34,7 +34,7 @@ from apps.schema import app_deliveries, app_subscriptions, apps
 from apps.subscriptions import Subscription
 from kernel.clock import Clock
 from kernel.db.database import Database
-from kernel.db.dialect import insert_ignore, is_postgres
+from kernel.db.dialect import insert_ignore, try_transaction_lock
 from kernel.errors import NotFound
 from messaging.outbox import OutboxEvent, mark_published, read_unpublished
 from org_tree.index import OrgIndex
@@ -108,10 +108,8 @@ class Dispatcher:
         """Dispatch one batch of unpublished events; returns how many outbox rows were stamped."""
         now = self._clock.now()
         async with self._db.write() as conn:
-            if is_postgres(conn):
-                got = (await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})).scalar()
-                if not got:
-                    return 0
+            if not await try_transaction_lock(conn, _LOCK_KEY):
+                return 0
             events = await read_unpublished(conn, limit=self._batch)
             if not events:
                 return 0

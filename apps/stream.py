@@ -22,7 +22,7 @@ from apps.dispatch import envelope
 from apps.schema import app_deliveries
 from kernel.clock import Clock
 from kernel.db.database import Database
-from kernel.db.dialect import is_postgres
+from kernel.db.dialect import for_update
 
 __all__ = ["StreamDeliveries"]
 
@@ -44,9 +44,7 @@ class StreamDeliveries:
         d = app_deliveries
         q = claimable(now, "stream", app_id).limit(limit)
         async with self._db.write() as conn:
-            if is_postgres(conn):
-                q = q.with_for_update(skip_locked=True, of=d)
-            ids = [int(r[0]) for r in await conn.execute(q)]
+            ids = [int(r[0]) for r in await conn.execute(for_update(conn, q, skip_locked=True, of=d))]
             if not ids:
                 return []
             until = now + timedelta(seconds=self._policy.lease)

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.base import UTCDateTime, metadata
 from kernel.db.database import Database
+from kernel.db.dialect import for_update
 from kernel.db.types import ID
 
 logger = logging.getLogger(__name__)
@@ -133,9 +134,7 @@ def entry_hash(row: dict[str, Any]) -> str:
 
 async def _lock_head(conn: AsyncConnection) -> tuple[int, str]:
     q = select(audit_head.c.last_id, audit_head.c.last_hash).where(audit_head.c.id == 1)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    row = (await conn.execute(q)).first()
+    row = (await conn.execute(for_update(conn, q))).first()
     if row is None:  # the migration inserts it; a hand-made schema may not have
         await conn.execute(
             insert(audit_head).values(id=1, last_id=0, last_hash=GENESIS, pruned_through_id=0,

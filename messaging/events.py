@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.db.database import Database
 from kernel.db.dialect import chunks, insert_ignore, is_postgres
 from kernel.errors import ErrorCode, ResyncRequired
+from messaging.db_errors import with_db_retry
 from messaging.schema import person_events, person_streams
 from messaging.wakeup import EventGroup
 from org_tree.bulk import bulk_insert
@@ -206,6 +207,17 @@ class EventLog:
             if missing:
                 await driver.executemany(_SQLITE_CREATE, [(p, _new_epoch()) for p in missing])
             return len(missing)
+
+    async def prepare_bulk(self, person_ids: Sequence[int]) -> int:
+        """Get ready for an :meth:`append_bulk` to ``person_ids``, before its transaction opens.
+
+        On PostgreSQL that is :meth:`ensure_streams` (retried on lock conflicts);
+        SQLite's single writer has no lock order to protect, so nothing is done.
+        Returns how many streams were created.
+        """
+        if self._db.is_sqlite:
+            return 0
+        return await with_db_retry(lambda: self.ensure_streams(person_ids))
 
     async def append_bulk(
         self, conn: AsyncConnection, kind: str, events: Sequence[tuple[int, str]], now: datetime

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, or_, select, update
+from sqlalchemy import ColumnElement, Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.dialect import is_postgres
+from kernel.db.dialect import for_update
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LeaseLost", "Leases", "run_token", "skip_locked"]
+__all__ = ["LeaseLost", "Leases", "run_token"]
 
 
 class LeaseLost(Exception):
@@ -40,14 +40,6 @@ class LeaseLost(Exception):
 def run_token(node_id: str) -> str:
     """A claim token naming this process and one run of it (fits the 64-character columns)."""
     return f"{node_id[:40]}:{secrets.token_hex(6)}"
-
-
-def skip_locked(conn: AsyncConnection, query: Select[Any]) -> Select[Any]:
-    """Lock the rows ``query`` reads until commit, skipping rows another transaction holds (PostgreSQL).
-
-    SQLite has one writer at a time, so there is nothing to lock or skip.
-    """
-    return query.with_for_update(skip_locked=True) if is_postgres(conn) else query
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +85,7 @@ class Leases:
         t = self.table
         free = self.free(now)
         q = select(t.c.id).where(self.done.is_(None), free, *where).order_by(*order_by).limit(limit)
-        ids = [int(r[0]) for r in await conn.execute(skip_locked(conn, q))]
+        ids = [int(r[0]) for r in await conn.execute(for_update(conn, q, skip_locked=True))]
         if not ids:
             return []
         values: dict[str, Any] = {self.by.key: token, self.until.key: now + self.duration}

@@ -31,12 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.audit import AuditEntry, record_many
 from kernel.clock import Clock
 from kernel.db.database import Database
+from kernel.db.dialect import reserve_ids
 from kernel.errors import BadRequest, NotFound
 from kernel.schema import activation_codes, persons
 from kernel.text import check_text, normalize_name
@@ -159,17 +160,6 @@ def plan_import(index: OrgIndex, text_in: str, progress: Progress | None = None)
     return plan
 
 
-async def _reserve_ids(conn: AsyncConnection, table: str, n: int) -> list[int]:
-    """``n`` fresh ids from the table's own sequence (PostgreSQL) or past its maximum (SQLite, one writer)."""
-    if n == 0:
-        return []
-    if conn.dialect.name == "postgresql":
-        sql = text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)")  # noqa: S608
-        return [int(r[0]) for r in await conn.execute(sql, {"n": n})]
-    top = (await conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}"))).scalar_one()  # noqa: S608
-    return list(range(int(top) + 1, int(top) + 1 + n))
-
-
 async def apply_plan(
     db: Database,
     clock: Clock,
@@ -205,7 +195,7 @@ async def apply_plan(
             )
             existing.update({str(r.login): r for r in await conn.execute(q)})
         new_rows = [r for r in plan.rows if r.login not in existing]
-        ids = await _reserve_ids(conn, "persons", len(new_rows))
+        ids = await reserve_ids(conn, "persons", len(new_rows))
         person_rows = []
         code_rows = []
         for r, pid in zip(new_rows, ids, strict=True):
@@ -234,7 +224,7 @@ async def apply_plan(
                 updated += 1
         current = await _current(conn, touched)
         asg_rows = []
-        asg_ids = await _reserve_ids(conn, "assignments", sum(len(r.seats) for r in plan.rows))
+        asg_ids = await reserve_ids(conn, "assignments", sum(len(r.seats) for r in plan.rows))
         next_asg = iter(asg_ids)
         for n, r in enumerate(plan.rows):
             assert r.person_id is not None

@@ -133,8 +133,8 @@ async def test_bulk_and_chat_appends_interleaved_stay_gap_free_and_in_one_order(
         payload = json.dumps({"t": f"n{t}"})
         for p in audience:
             expected[p].add(f"n{t}")
-        if t % 2:  # as NoticeService does on PostgreSQL; the others create streams inside
-            await log.ensure_streams(audience)
+        if t % 2:  # as the fan-out relay does (retried on a lock conflict); the others create streams inside
+            await log.prepare_bulk(audience)
 
         async def txn() -> None:
             async with db.write() as conn:

@@ -1,16 +1,27 @@
-"""The only place where SQLite and PostgreSQL differ (docs/style.md: no scattered
-``isinstance(…, PostgresEngine)`` checks)."""
+"""Where SQLite and PostgreSQL differ (docs/style.md: no scattered ``isinstance(…, PostgresEngine)`` checks).
+
+This module holds the generic differences: upserts, row locks, id reservation.
+Statements written for one driver (COPY, ``unnest`` arrays, ``json_each``) live
+in one storage module per domain, next to the rows they store:
+``messaging/events.py`` (person streams), ``messaging/notices/storage.py``,
+``messaging/tasks/storage.py``, ``messaging/conversations/storage.py``,
+``org_tree/bulk.py``; the engines themselves are set up in ``database.py``.
+No other module asks which dialect it runs on (``tests/test_dialect_places.py`` checks).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.selectable import GenerativeSelect
 
-__all__ = ["insert_ignore", "is_postgres"]
+__all__ = ["chunks", "for_update", "insert_ignore", "is_postgres", "reserve_ids", "try_transaction_lock", "upsert"]
+
+S = TypeVar("S", bound=GenerativeSelect)
 
 
 def is_postgres(conn: AsyncConnection) -> bool:
@@ -25,6 +36,51 @@ def insert_ignore(conn: AsyncConnection, table: Table, index_elements: list[str]
     if is_postgres(conn):
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=index_elements)
     return sqlite.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+
+
+def upsert(
+    conn: AsyncConnection, table: Table, values: dict[str, Any], index_elements: list[str], update: list[str]
+) -> Insert:
+    """``INSERT … ON CONFLICT (cols) DO UPDATE SET`` the ``update`` columns of ``values``."""
+    ins = (postgresql.insert if is_postgres(conn) else sqlite.insert)(table).values(**values)
+    return ins.on_conflict_do_update(index_elements=index_elements, set_={k: values[k] for k in update})
+
+
+def for_update(conn: AsyncConnection, query: S, *, skip_locked: bool = False, of: Any = None) -> S:
+    """Lock the rows ``query`` reads until the transaction ends (PostgreSQL).
+
+    With ``skip_locked``, rows another transaction holds are skipped instead of
+    waited for (claiming work). SQLite's writer is alone (``BEGIN IMMEDIATE``),
+    so there is nothing to lock or skip and the query is left as it is.
+    """
+    if not is_postgres(conn):
+        return query
+    return query.with_for_update(skip_locked=skip_locked, of=of)
+
+
+async def try_transaction_lock(conn: AsyncConnection, key: int) -> bool:
+    """Take the advisory lock ``key`` until the transaction ends, if no one holds it (PostgreSQL).
+
+    On SQLite the writer transaction is already the only one, so it always has it.
+    """
+    if not is_postgres(conn):
+        return True
+    got = (await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})).scalar()
+    return bool(got)
+
+
+async def reserve_ids(conn: AsyncConnection, table: str, n: int) -> list[int]:
+    """``n`` fresh ids of ``table``: from its own sequence (PostgreSQL) or past its maximum (SQLite, one writer).
+
+    ``table`` is a name from the schema, never input.
+    """
+    if n == 0:
+        return []
+    if is_postgres(conn):
+        sql = text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)")  # noqa: S608
+        return [int(r[0]) for r in await conn.execute(sql, {"n": n})]
+    top = (await conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}"))).scalar_one()  # noqa: S608
+    return list(range(int(top) + 1, int(top) + 1 + n))
 
 
 def chunks(rows: list[Any], size: int) -> list[list[Any]]:

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.dialect import insert_ignore, is_postgres
+from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.schema import persons
 from kernel.text import check_text
@@ -43,6 +43,7 @@ from messaging.conversations.model import (
     validate_post,
 )
 from messaging.conversations.photos import MESSAGE_REF, PhotoLinker
+from messaging.conversations.storage import stored_members
 from messaging.events import NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
@@ -66,29 +67,6 @@ def thread_key(to_position_id: int, *, as_position_id: int | None, person_id: in
         lo, hi = sorted((to_position_id, as_position_id))
         return f"pt:{lo}:{hi}"
     return f"pt:{to_position_id}:u{person_id}"
-
-
-async def stored_members(conn: AsyncConnection, conversation_id: int) -> tuple[set[int], set[int]]:
-    """(members, members who muted it) of a conversation with member rows, in one row of two aggregates.
-
-    Why aggregated: a 2,078-member group's rows fetched one by one through
-    SQLAlchemy's async cursor cost ~2 ms of a send's Python, and the muted
-    members were a second query; one row holding two arrays costs neither.
-    """
-    cm = conversation_members
-    mine = cm.c.conversation_id == conversation_id
-    if is_postgres(conn):
-        row = (
-            await conn.execute(
-                select(
-                    func.array_agg(cm.c.person_id), func.array_agg(cm.c.person_id).filter(cm.c.muted.is_(True))
-                ).where(mine)
-            )
-        ).one()
-        return {int(p) for p in row[0] or ()}, {int(p) for p in row[1] or ()}
-    every, muted = func.json_group_array(cm.c.person_id), func.json_group_array(cm.c.person_id)
-    arrays = (await conn.execute(select(every, muted.filter(cm.c.muted.is_(True))).where(mine))).one()
-    return {int(p) for p in json.loads(arrays[0])}, {int(p) for p in json.loads(arrays[1])}
 
 
 async def readers(conn: AsyncConnection, conv: ConversationRow, created_at: datetime | None = None) -> set[int]:

@@ -6,32 +6,32 @@ calls are queued (``messaging.batching.Batcher``) and applied in one
 transaction per batch: one read of the affected receipts per notice (locked
 ``FOR UPDATE`` on PostgreSQL, in id order, so concurrent processes neither lose
 a reply nor deadlock), the new states computed in memory, one set-based UPDATE
-(PostgreSQL) or executemany (SQLite) of the changed rows, on the raw driver.
+(PostgreSQL) or executemany (SQLite) of the changed rows, on the raw driver
+(``messaging/notices/storage.py``).
 Each column only goes from NULL to a time, so repeats change nothing.
 A failed batch is retried item by item by the Batcher.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from kernel.db.dialect import is_postgres
 from kernel.errors import Conflict, NotFound
 from kernel.wire import iso
 from messaging.events import driver_in_transaction, paused_gc
 from messaging.notices.model import ReceiptState
+from messaging.notices.storage import RECEIPT_TIMES, receipt_store
 from messaging.unit_of_work import Txn, UnitOfWork
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ReceiptOp", "ReceiptWriter"]
 
-_COLS = ("delivered_at", "read_at", "acked_at")
+_COLS = RECEIPT_TIMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ class ReceiptWriter:
         persons_of: dict[int, set[int]] = {}
         for op in ops:
             persons_of.setdefault(op.notice_id, set()).add(op.person_id)
-        store = _PgStore(driver) if is_postgres(conn) else _SqliteStore(driver)
+        store = receipt_store(conn, driver)
         rows: dict[tuple[int, int], list[dict[str, Any]]] = {}
         notice_of: dict[int, int] = {}  # receipt id → notice id
         # Notices with at least one of the batch's receipts → recalled? (A missing
@@ -161,77 +161,3 @@ def _decide(
         ]
         out.append(ReceiptOutcome(states, changed))
     return out, dirty
-
-
-_SELECT = (
-    "SELECT r.id, r.person_id, r.position_id, r.via_position_id, r.reply, r.delivered_at, r.read_at, r.acked_at,"
-    " n.recalled_at IS NOT NULL FROM notice_receipts AS r JOIN notices AS n ON n.id = r.notice_id"
-)
-_FIELDS = ("id", "person_id", "position_id", "via_position_id", "reply", *_COLS, "recalled")
-
-
-class _PgStore:
-    """asyncpg statements: ``person_id = ANY($2)`` is one index scan (a row-value IN list
-    of pairs was the bottleneck), and the changed rows go back in one set-based UPDATE."""
-
-    def __init__(self, driver: Any) -> None:
-        self._d = driver
-
-    async def lock(self, notice_id: int, persons: list[int]) -> list[dict[str, Any]]:
-        rows = await self._d.fetch(
-            f"{_SELECT} WHERE r.notice_id = $1 AND r.person_id = ANY($2::bigint[]) ORDER BY r.id FOR UPDATE OF r",  # noqa: S608
-            notice_id,
-            persons,
-        )
-        return [dict(zip(_FIELDS, r, strict=True)) for r in rows]
-
-    async def save(self, rows: list[dict[str, Any]]) -> None:
-        await self._d.execute(
-            "UPDATE notice_receipts AS r SET delivered_at = u.d, read_at = u.rd, acked_at = u.a, reply = u.rep"
-            " FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::text[])"
-            " AS u(id, d, rd, a, rep) WHERE r.id = u.id",
-            [m["id"] for m in rows],
-            [m["delivered_at"] for m in rows],
-            [m["read_at"] for m in rows],
-            [m["acked_at"] for m in rows],
-            [m["reply"] for m in rows],
-        )
-
-
-def _from_sqlite(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def _to_sqlite(value: datetime | None) -> str | None:
-    # The text SQLAlchemy's SQLite DateTime writes (see org_tree.bulk), so both paths read alike.
-    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-class _SqliteStore:
-    """Plain sqlite3 statements through aiosqlite: SQLAlchemy's per-row parameter and
-    result processing cost more than SQLite itself here (one writer, so no locking read)."""
-
-    def __init__(self, driver: Any) -> None:
-        self._d = driver
-
-    async def lock(self, notice_id: int, persons: list[int]) -> list[dict[str, Any]]:
-        rows = await self._d.execute_fetchall(
-            f"{_SELECT} WHERE r.notice_id = ? AND r.person_id IN (SELECT value FROM json_each(?)) ORDER BY r.id",  # noqa: S608
-            (notice_id, json.dumps(persons)),
-        )
-        out = []
-        for r in rows:
-            m = dict(zip(_FIELDS, r, strict=True))
-            for c in _COLS:
-                m[c] = _from_sqlite(m[c])
-            out.append(m)
-        return out
-
-    async def save(self, rows: list[dict[str, Any]]) -> None:
-        await self._d.executemany(
-            "UPDATE notice_receipts SET delivered_at = ?, read_at = ?, acked_at = ?, reply = ? WHERE id = ?",
-            [(*(_to_sqlite(m[c]) for c in _COLS), m["reply"], m["id"]) for m in rows],
-        )

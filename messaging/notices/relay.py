@@ -29,7 +29,6 @@ neither.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -37,14 +36,14 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.dialect import chunks, is_postgres
+from kernel.db.dialect import chunks
 from messaging.db_errors import with_db_retry
-from messaging.events import driver_in_transaction, paused_gc
+from messaging.events import paused_gc
 from messaging.leases import Leases, run_token
 from messaging.notices.fanout import Label, NoticeHead, notice_payloads
 from messaging.notices.schema import notices
+from messaging.notices.storage import claim_receipts, unclaimed_persons
 from messaging.ports import Notify
 from messaging.unit_of_work import Txn, UnitOfWork
 from org_tree.index import OrgIndex
@@ -52,29 +51,6 @@ from org_tree.index import OrgIndex
 logger = logging.getLogger(__name__)
 
 __all__ = ["FanoutRelay", "head_of_row"]
-
-# The claim: lock the persons' unclaimed receipts in id order, mark them, and
-# return them (with their labels) so exactly those persons get an event.
-_PG_CLAIM = """
-WITH c AS MATERIALIZED (
-    SELECT id FROM notice_receipts
-    WHERE notice_id = $1 AND person_id = ANY($2::bigint[]) AND NOT fanned_out
-    ORDER BY id FOR UPDATE
-)
-UPDATE notice_receipts AS r SET fanned_out = true FROM c WHERE r.id = c.id
-RETURNING r.id, r.person_id, r.position_id, r.via_position_id, r.reason
-"""
-_SQLITE_CLAIM = """
-UPDATE notice_receipts SET fanned_out = 1
-WHERE notice_id = ? AND person_id IN (SELECT value FROM json_each(?)) AND NOT fanned_out
-RETURNING id, person_id, position_id, via_position_id, reason
-"""
-_PG_REMAINING = (
-    "SELECT DISTINCT person_id FROM notice_receipts WHERE notice_id = $1 AND NOT fanned_out ORDER BY person_id"
-)
-_SQLITE_REMAINING = (
-    "SELECT DISTINCT person_id FROM notice_receipts WHERE notice_id = ? AND NOT fanned_out ORDER BY person_id"
-)
 
 
 def head_of_row(row: Row[Any]) -> NoticeHead:
@@ -151,8 +127,7 @@ class FanoutRelay:
             if not await self._renew(notice_id):
                 logger.warning("notice %s: fan-out lease lost; another process continues", notice_id)
                 return written
-            if not self._db.is_sqlite:
-                await with_db_retry(lambda part=part: self._events.ensure_streams(part))  # type: ignore[misc]
+            await self._events.prepare_bulk(part)
             written += await self._write(head, part)
         await self._finish(notice_id)
         return written
@@ -184,7 +159,7 @@ class FanoutRelay:
         index: OrgIndex = self._index()
 
         async def change(tx: Txn) -> int:
-            claimed = await _claim_receipts(tx.conn, head.id, persons)
+            claimed = await claim_receipts(tx.conn, head.id, persons)
             if not claimed:
                 return 0
             with paused_gc():
@@ -203,12 +178,7 @@ class FanoutRelay:
 
     async def _remaining(self, notice_id: int) -> list[int]:
         async with self._db.read() as conn:
-            driver = (await conn.get_raw_connection()).driver_connection
-            if is_postgres(conn):
-                rows = await driver.fetch(_PG_REMAINING, notice_id)  # type: ignore[union-attr]
-            else:
-                rows = await driver.execute_fetchall(_SQLITE_REMAINING, (notice_id,))  # type: ignore[union-attr]
-        return [int(r[0]) for r in rows]
+            return await unclaimed_persons(conn, notice_id)
 
     async def _claim(self, notice_id: int) -> bool:
         async def txn() -> bool:
@@ -231,16 +201,3 @@ class FanoutRelay:
                 await self._leases.finish(conn, self.token, [notice_id], values, fenced=False)
 
         await with_db_retry(txn)
-
-
-async def _claim_receipts(conn: AsyncConnection, notice_id: int, persons: list[int]) -> list[tuple[Any, ...]]:
-    """``(id, person, position, via, reason)`` of the receipts claimed, in the caller's transaction."""
-    driver = await driver_in_transaction(conn)
-    out: list[tuple[Any, ...]] = []
-    for part in chunks(persons, 100_000):
-        if is_postgres(conn):
-            rows = await driver.fetch(_PG_CLAIM, notice_id, part)  # type: ignore[union-attr]
-        else:
-            rows = await driver.execute_fetchall(_SQLITE_CLAIM, (notice_id, json.dumps(part)))  # type: ignore[union-attr]
-        out.extend(tuple(r) for r in rows)
-    return out

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.dialect import insert_ignore, is_postgres
+from kernel.db.dialect import insert_ignore, upsert
 from kernel.errors import BadRequest, ErrorCode
 from messaging.tasks.schema import task_categories
 from org_tree.divisions import Level
@@ -136,10 +135,7 @@ async def seed_categories(conn: AsyncConnection, cats: list[Category], now: date
 
 async def put_category(conn: AsyncConnection, cat: Category, now: datetime) -> None:
     """Create or replace one category (the operator API)."""
-    row = _row(cat, now)
-    ins = (postgresql.insert if is_postgres(conn) else sqlite.insert)(task_categories).values(**row)
-    changed = {k: row[k] for k in ("name", "rules", "updated_at")}
-    await conn.execute(ins.on_conflict_do_update(index_elements=["key"], set_=changed))
+    await conn.execute(upsert(conn, task_categories, _row(cat, now), ["key"], ["name", "rules", "updated_at"]))
 
 
 async def get_category(conn: AsyncConnection, key: str) -> Category:

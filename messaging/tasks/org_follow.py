@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.db.dialect import for_update
 from kernel.errors import Conflict
 from messaging.tasks.categories import Category, get_category
 from messaging.tasks.lifecycle import Action, State
@@ -56,9 +57,7 @@ class TaskOrgFollower:
         q = select(tasks).where(
             tasks.c.owner_position_id.in_(position_ids), tasks.c.state.in_([s.value for s in OPEN_STATES])
         )
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update()
-        return [TaskRow.from_row(r) for r in await conn.execute(q.order_by(tasks.c.id))]
+        return [TaskRow.from_row(r) for r in await conn.execute(for_update(conn, q.order_by(tasks.c.id)))]
 
     async def positions_retired(
         self, conn: AsyncConnection, moves: dict[int, int | None], now: datetime, actor: int | None

@@ -46,9 +46,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.dialect import is_postgres
+from kernel.db.dialect import for_update
 from messaging.db_errors import with_db_retry
-from messaging.leases import LeaseLost, Leases, run_token, skip_locked
+from messaging.leases import LeaseLost, Leases, run_token
 from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
 from messaging.tasks.categories import Category, get_category
 from messaging.tasks.lifecycle import Action, State
@@ -192,7 +192,7 @@ class TaskTimers:
         )
         if only is not None:
             q = q.where(t.c.id == only)
-        return [dict(r._mapping) for r in await conn.execute(skip_locked(conn, q))]
+        return [dict(r._mapping) for r in await conn.execute(for_update(conn, q, skip_locked=True))]
 
     async def _finish(
         self, conn: AsyncConnection, token: str, ids: list[int], now: datetime, outcome: str, error: str | None = None
@@ -222,9 +222,7 @@ class TaskTimers:
             if not batch:
                 return []
             q = select(tasks).where(tasks.c.id.in_(sorted({int(t["task_id"]) for t in batch}))).order_by(tasks.c.id)
-            if is_postgres(conn):
-                q = q.with_for_update()
-            locked = {int(r.id): TaskRow.from_row(r) for r in await conn.execute(q)}
+            locked = {int(r.id): TaskRow.from_row(r) for r in await conn.execute(for_update(conn, q))}
             out, planned, by_outcome = await self._plan(conn, batch, locked, index, now)
             t = task_timers
             for outcome, ids in sorted(by_outcome.items()):

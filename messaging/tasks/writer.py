@@ -21,18 +21,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.dialect import is_postgres
+from kernel.db.dialect import for_update
 from kernel.errors import NotFound
 from kernel.wire import dumps, iso
 from messaging import outbox
-from messaging.events import NewEvent, driver_in_transaction
+from messaging.events import NewEvent
 from messaging.tasks.categories import Category
 from messaging.tasks.lifecycle import Action, State, stale
 from messaging.tasks.model import TaskRow
 from messaging.tasks.schema import outbox_events, task_events, task_timers, tasks
+from messaging.tasks.storage import update_tasks
 from messaging.unit_of_work import Txn
 from org_tree.bulk import bulk_insert
 from org_tree.index import OrgIndex
@@ -124,9 +125,7 @@ def involved_persons(
 
 async def load_task(conn: AsyncConnection, task_id: int, *, lock: bool = False) -> TaskRow:
     q = select(tasks).where(tasks.c.id == task_id)
-    if lock and conn.dialect.name == "postgresql":
-        q = q.with_for_update()
-    row = (await conn.execute(q)).first()
+    row = (await conn.execute(for_update(conn, q) if lock else q)).first()
     if row is None:
         raise NotFound("no such task", data={"task_id": task_id})
     return TaskRow.from_row(row)
@@ -348,7 +347,7 @@ async def write_changes_locked(
                 *_positions_persons(index, (p.before.owner_position_id, *p.before.pool), cache),
             ]
         )
-    await _update_tasks(conn, updates)
+    await update_tasks(conn, updates)
     await bulk_insert(conn, task_events, _HISTORY_COLUMNS, [tuple(h[c] for c in _HISTORY_COLUMNS) for h in history])
     tt = task_timers
     await conn.execute(
@@ -396,29 +395,3 @@ async def write_changes_locked(
         events.append(NewEvent("task.updated", payload, involved_persons(index, t, extra, cache)))
     await bulk_insert(conn, outbox_events, _OUTBOX_COLUMNS, out_rows)
     return Written(events, armed)
-
-
-async def _update_tasks(conn: AsyncConnection, updates: list[dict[str, Any]]) -> None:
-    """The batch's version-checked task updates: one set-based statement on PostgreSQL.
-
-    Why: as an executemany, PostgreSQL runs one UPDATE per row (~0.1 ms each on
-    a busy machine); joined to ``unnest`` of one array per column it is one
-    statement. Column names and types come from the ``tasks`` table, never from input.
-    """
-    if not is_postgres(conn):
-        await conn.execute(
-            update(tasks).where(tasks.c.id == bindparam("_id"), tasks.c.version == bindparam("_version")), updates
-        )
-        return
-    cols = [c for c in updates[0] if not c.startswith("_")]
-    names = ["_id", "_version", *cols]
-    types = ["BIGINT", "INTEGER", *(tasks.c[c].type.compile(dialect=conn.dialect) for c in cols)]
-    sql = (
-        f"UPDATE tasks AS t SET {', '.join(f'{c} = v.{c}' for c in cols)}"  # noqa: S608
-        f" FROM unnest({', '.join(f'${i + 1}::{ty}[]' for i, ty in enumerate(types))}) AS v({', '.join(names)})"
-        " WHERE t.id = v._id AND t.version = v._version"
-    )
-    driver = await driver_in_transaction(conn)
-    status = await driver.execute(sql, *([u[n] for u in updates] for n in names))
-    if int(status.rsplit(" ", 1)[1]) != len(updates):  # the caller holds the rows locked at these versions
-        raise RuntimeError(f"task batch update matched {status!r} of {len(updates)} rows")

@@ -1,0 +1,165 @@
+"""Notice rows in the dialect each backend is fastest in: receipt claims for the fan-out, receipt saves.
+
+The notice services decide; this module only reads and writes, through the
+raw driver where SQLAlchemy's per-row processing would cost more than the
+database (a province-wide notice is ~200,000 receipts). Each statement comes
+in a PostgreSQL form (asyncpg: ``ANY``/``unnest`` arrays, row locks in id
+order) and a SQLite form (one writer, ``json_each`` lists, no locking read).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kernel.db.dialect import chunks, is_postgres
+from messaging.events import driver_in_transaction
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RECEIPT_TIMES", "ReceiptStore", "claim_receipts", "receipt_store", "unclaimed_persons"]
+
+#: The receipt's time columns, each only ever going from NULL to a time.
+RECEIPT_TIMES = ("delivered_at", "read_at", "acked_at")
+_COLS = RECEIPT_TIMES
+
+# The claim: lock the persons' unclaimed receipts in id order, mark them, and
+# return them (with their labels) so exactly those persons get an event.
+_PG_CLAIM = """
+WITH c AS MATERIALIZED (
+    SELECT id FROM notice_receipts
+    WHERE notice_id = $1 AND person_id = ANY($2::bigint[]) AND NOT fanned_out
+    ORDER BY id FOR UPDATE
+)
+UPDATE notice_receipts AS r SET fanned_out = true FROM c WHERE r.id = c.id
+RETURNING r.id, r.person_id, r.position_id, r.via_position_id, r.reason
+"""
+_SQLITE_CLAIM = """
+UPDATE notice_receipts SET fanned_out = 1
+WHERE notice_id = ? AND person_id IN (SELECT value FROM json_each(?)) AND NOT fanned_out
+RETURNING id, person_id, position_id, via_position_id, reason
+"""
+_PG_REMAINING = (
+    "SELECT DISTINCT person_id FROM notice_receipts WHERE notice_id = $1 AND NOT fanned_out ORDER BY person_id"
+)
+_SQLITE_REMAINING = (
+    "SELECT DISTINCT person_id FROM notice_receipts WHERE notice_id = ? AND NOT fanned_out ORDER BY person_id"
+)
+
+
+async def unclaimed_persons(conn: AsyncConnection, notice_id: int) -> list[int]:
+    """The persons still owed the notice's ``notice.new`` (receipts not yet fanned out), ascending."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if is_postgres(conn):
+        rows = await driver.fetch(_PG_REMAINING, notice_id)  # type: ignore[union-attr]
+    else:
+        rows = await driver.execute_fetchall(_SQLITE_REMAINING, (notice_id,))  # type: ignore[union-attr]
+    return [int(r[0]) for r in rows]
+
+
+async def claim_receipts(conn: AsyncConnection, notice_id: int, persons: list[int]) -> list[tuple[Any, ...]]:
+    """``(id, person, position, via, reason)`` of the receipts claimed, in the caller's transaction."""
+    driver = await driver_in_transaction(conn)
+    out: list[tuple[Any, ...]] = []
+    for part in chunks(persons, 100_000):
+        if is_postgres(conn):
+            rows = await driver.fetch(_PG_CLAIM, notice_id, part)  # type: ignore[union-attr]
+        else:
+            rows = await driver.execute_fetchall(_SQLITE_CLAIM, (notice_id, json.dumps(part)))  # type: ignore[union-attr]
+        out.extend(tuple(r) for r in rows)
+    return out
+
+
+class ReceiptStore(Protocol):
+    """Reads a batch's receipts locked for update and saves the changed ones (inside the caller's transaction)."""
+
+    async def lock(self, notice_id: int, persons: list[int]) -> list[dict[str, Any]]:
+        """The receipts of ``persons`` for the notice, in id order, each with ``recalled`` (the notice's)."""
+        ...
+
+    async def save(self, rows: list[dict[str, Any]]) -> None:
+        """Write the time columns and reply of ``rows`` back."""
+        ...
+
+
+def receipt_store(conn: AsyncConnection, driver: Any) -> ReceiptStore:
+    """The receipt store of the connection's backend (``driver`` from ``driver_in_transaction``)."""
+    return _PgStore(driver) if is_postgres(conn) else _SqliteStore(driver)
+
+
+_SELECT = (
+    "SELECT r.id, r.person_id, r.position_id, r.via_position_id, r.reply, r.delivered_at, r.read_at, r.acked_at,"
+    " n.recalled_at IS NOT NULL FROM notice_receipts AS r JOIN notices AS n ON n.id = r.notice_id"
+)
+_FIELDS = ("id", "person_id", "position_id", "via_position_id", "reply", *_COLS, "recalled")
+
+
+class _PgStore:
+    """asyncpg statements: ``person_id = ANY($2)`` is one index scan (a row-value IN list
+    of pairs was the bottleneck), and the changed rows go back in one set-based UPDATE."""
+
+    def __init__(self, driver: Any) -> None:
+        self._d = driver
+
+    async def lock(self, notice_id: int, persons: list[int]) -> list[dict[str, Any]]:
+        rows = await self._d.fetch(
+            f"{_SELECT} WHERE r.notice_id = $1 AND r.person_id = ANY($2::bigint[]) ORDER BY r.id FOR UPDATE OF r",  # noqa: S608
+            notice_id,
+            persons,
+        )
+        return [dict(zip(_FIELDS, r, strict=True)) for r in rows]
+
+    async def save(self, rows: list[dict[str, Any]]) -> None:
+        await self._d.execute(
+            "UPDATE notice_receipts AS r SET delivered_at = u.d, read_at = u.rd, acked_at = u.a, reply = u.rep"
+            " FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[], $5::text[])"
+            " AS u(id, d, rd, a, rep) WHERE r.id = u.id",
+            [m["id"] for m in rows],
+            [m["delivered_at"] for m in rows],
+            [m["read_at"] for m in rows],
+            [m["acked_at"] for m in rows],
+            [m["reply"] for m in rows],
+        )
+
+
+def _from_sqlite(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _to_sqlite(value: datetime | None) -> str | None:
+    # The text SQLAlchemy's SQLite DateTime writes (see org_tree.bulk), so both paths read alike.
+    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class _SqliteStore:
+    """Plain sqlite3 statements through aiosqlite: SQLAlchemy's per-row parameter and
+    result processing cost more than SQLite itself here (one writer, so no locking read)."""
+
+    def __init__(self, driver: Any) -> None:
+        self._d = driver
+
+    async def lock(self, notice_id: int, persons: list[int]) -> list[dict[str, Any]]:
+        rows = await self._d.execute_fetchall(
+            f"{_SELECT} WHERE r.notice_id = ? AND r.person_id IN (SELECT value FROM json_each(?)) ORDER BY r.id",  # noqa: S608
+            (notice_id, json.dumps(persons)),
+        )
+        out = []
+        for r in rows:
+            m = dict(zip(_FIELDS, r, strict=True))
+            for c in _COLS:
+                m[c] = _from_sqlite(m[c])
+            out.append(m)
+        return out
+
+    async def save(self, rows: list[dict[str, Any]]) -> None:
+        await self._d.executemany(
+            "UPDATE notice_receipts SET delivered_at = ?, read_at = ?, acked_at = ?, reply = ? WHERE id = ?",
+            [(*(_to_sqlite(m[c]) for c in _COLS), m["reply"], m["id"]) for m in rows],
+        )
