@@ -21,46 +21,12 @@ from starlette.routing import Route
 from kernel.errors import ErrorCode
 from messaging import shapes
 from zzd import __version__
-from zzd.gateway import frames
-from zzd.http.contract import WireModel, operation, reply
-from zzd.http.schemas.chat import EventPage, History, Inbox, MessageChanged, Posted, ReadMarker
-from zzd.http.schemas.notices import Receipt
+from zzd.gateway.replies import REPLIES
+from zzd.http.contract import operation, reply
 from zzd.http.schemas.tasks import TaskChanged
 
 __all__ = ["CLOSE_CODES", "EVENTS", "build_asyncapi", "asyncapi_route"]
 
-
-class HelloData(WireModel):
-    protocol: Literal[1]
-    person_id: int
-    epoch: str
-    last_seq: int
-    resumed: bool = Field(description="true: every event after resume.since follows, then live ones")
-    resync_required: str | None = Field(None, description="why the cursor could not be resumed: reload state")
-
-
-class NoticeReceiptOk(WireModel):
-    notice_id: int
-    receipts: list[Receipt]
-
-
-class Pong(WireModel):
-    pong: Literal[True]
-
-
-#: The ``data`` of the ``ok`` reply to each client frame.
-REPLIES: dict[type[BaseModel], type[BaseModel]] = {
-    frames.Hello: HelloData,
-    frames.Send: Posted,
-    frames.Edit: MessageChanged,
-    frames.Recall: MessageChanged,
-    frames.Sync: EventPage,
-    frames.History: History,
-    frames.Read: ReadMarker,
-    frames.Conversations: Inbox,
-    frames.NoticeReceipt: NoticeReceiptOk,
-    frames.Ping: Pong,
-}
 
 #: Every event kind a person's stream carries, and its ``data``.
 EVENTS: dict[str, type[BaseModel]] = {

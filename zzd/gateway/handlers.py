@@ -22,6 +22,7 @@ from zzd.auth.tokens import AccessClaims
 from zzd.gateway.closecodes import Close
 from zzd.gateway.frames import Conversations, Edit, Hello, History, NoticeReceipt, Read, Recall, Send, Sync
 from zzd.gateway.protocol import GatewayProtocol, Request
+from zzd.gateway.replies import shape
 
 if TYPE_CHECKING:
     from zzd.services import Services
@@ -55,7 +56,7 @@ async def handle(s: Services, peer: Peer, req: Request) -> None:
         if isinstance(frame, Hello):
             await hello(s, peer, frame)
         else:
-            peer.protocol.reply(req.ref, await dispatch(s, peer.person_id, frame))
+            peer.protocol.reply(req.ref, shape(frame, await dispatch(s, peer.person_id, frame)))
             if isinstance(frame, Send):
                 m.send_seconds.observe(s.clock.monotonic() - started)
         m.frames.labels(frame.type, "ok").inc()

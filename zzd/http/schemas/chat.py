@@ -40,7 +40,7 @@ MessageView = Message
 
 
 class History(WireModel):
-    conversation_id: int
+    conversation_id: int | None = Field(description="null: no direct chat with that person yet (WebSocket with_person)")
     messages: list[Message] = Field(description="newest first")
     next_before: int | None = Field(description="pass as before= for the next (older) page")
 
