@@ -34,7 +34,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from messaging.db_errors import with_db_retry
 from messaging.leases import LeaseLost, Leases, run_token
 from messaging.notices.fanout import Label, NoticeHead, notice_events
 from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
@@ -96,17 +95,19 @@ class DingScheduler:
         """Claim and run the steps due at ``now`` (default: the clock); returns what happened."""
         now = now or self._clock.now()
         token = run_token(self._node)
-        claimed = await with_db_retry(lambda: self._claim(token, now))
+        claimed = await self._claim(token, now)
         out = []
         for step in claimed:
             out.append(await self._run_step(token, step, now))
         return out
 
     async def _claim(self, token: str, now: datetime) -> list[dict[str, Any]]:
+        """Lease the due steps to ``token`` (a short unit of work of its own)."""
         s = notice_ding_steps
-        async with self._db.write() as conn:
+
+        async def claim(tx: Txn) -> list[dict[str, Any]]:
             return await self._leases.claim_due(
-                conn,
+                tx.conn,
                 token,
                 now,
                 where=[s.c.due_at <= now],
@@ -114,6 +115,8 @@ class DingScheduler:
                 limit=self._batch,
                 returning=[s.c.id, s.c.notice_id, s.c.step, s.c.action, s.c.attempts],
             )
+
+        return await self._uow.run(claim)
 
     async def _targets(self, conn: AsyncConnection, notice_id: int, ack_required: bool) -> dict[int, list[Label]]:
         r = notice_receipts
@@ -181,12 +184,8 @@ class DingScheduler:
         except EscalationFailed as exc:
             return await self._release(token, sid, nid, num, action, int(step["attempts"]), now, str(exc))
 
-        async def mark() -> None:
-            async with self._db.write() as conn:
-                await self._finish(conn, token, sid, now, count)
-
         try:
-            await with_db_retry(mark)
+            await self._uow.run(lambda tx: self._finish(tx.conn, token, sid, now, count))
         except LeaseLost:
             logger.warning("DING step %d escalated but its lease was lost; the gateway deduplicates", sid)
             return StepOutcome(sid, nid, num, action, count, "lost")
@@ -200,11 +199,7 @@ class DingScheduler:
         if final:
             values = {"last_error": error[:500], "done_at": now, "claimed_until": None}
 
-        async def txn() -> None:
-            async with self._db.write() as conn:
-                await self._leases.finish(conn, token, [sid], values, fenced=False)
-
-        await with_db_retry(txn)
+        await self._uow.run(lambda tx: self._leases.finish(tx.conn, token, [sid], values, fenced=False))
         logger.warning("DING step %d of notice %d failed (attempt %d): %s", sid, nid, attempts, error)
         return StepOutcome(sid, nid, num, action, 0, "failed" if final else "retry")
 

@@ -38,7 +38,6 @@ from sqlalchemy import select
 from sqlalchemy.engine import Row
 
 from kernel.db.dialect import chunks
-from messaging.db_errors import with_db_retry
 from messaging.events import paused_gc
 from messaging.leases import Leases, run_token
 from messaging.notices.fanout import Label, NoticeHead, notice_payloads
@@ -181,23 +180,14 @@ class FanoutRelay:
             return await unclaimed_persons(conn, notice_id)
 
     async def _claim(self, notice_id: int) -> bool:
-        async def txn() -> bool:
-            async with self._db.write() as conn:
-                return await self._leases.take(conn, notice_id, self.token, self._clock.now())
-
-        return await with_db_retry(txn)
+        return await self._uow.run(lambda tx: self._leases.take(tx.conn, notice_id, self.token, tx.now))
 
     async def _renew(self, notice_id: int) -> bool:
-        async def txn() -> bool:
-            async with self._db.write() as conn:
-                return await self._leases.renew(conn, notice_id, self.token, self._clock.now())
-
-        return await with_db_retry(txn)
+        return await self._uow.run(lambda tx: self._leases.renew(tx.conn, notice_id, self.token, tx.now))
 
     async def _finish(self, notice_id: int) -> None:
-        async def txn() -> None:
-            values = {"fanout_done_at": self._clock.now(), "fanout_claimed_by": None, "fanout_lease_until": None}
-            async with self._db.write() as conn:
-                await self._leases.finish(conn, self.token, [notice_id], values, fenced=False)
+        async def change(tx: Txn) -> None:
+            values = {"fanout_done_at": tx.now, "fanout_claimed_by": None, "fanout_lease_until": None}
+            await self._leases.finish(tx.conn, self.token, [notice_id], values, fenced=False)
 
-        await with_db_retry(txn)
+        await self._uow.run(change)

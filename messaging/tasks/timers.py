@@ -47,7 +47,6 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import for_update
-from messaging.db_errors import with_db_retry
 from messaging.leases import LeaseLost, Leases, run_token
 from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
 from messaging.tasks.categories import Category, get_category
@@ -151,7 +150,7 @@ class TaskTimers:
             claimed: list[dict[str, Any]] = []
             if picked < self._batch:  # the deadline backlog is drained: DINGs armed elsewhere or left by a crash
                 dtoken = self._token()
-                claimed = await with_db_retry(lambda t=dtoken, a=at: self._claim_dings(t, a))  # type: ignore[misc]
+                claimed = await self._uow.run(lambda tx, t=dtoken, a=at: self._claim_dings(tx.conn, t, a))  # type: ignore[misc]
                 if claimed:
                     out.extend(await self._ding_batch(dtoken, claimed, at))
             if not drain or (not picked and not claimed):
@@ -162,19 +161,18 @@ class TaskTimers:
     def _token(self) -> str:
         return run_token(self._node)
 
-    async def _claim_dings(self, token: str, now: datetime) -> list[dict[str, Any]]:
-        """Lease due DING timers to this run (one short transaction)."""
+    async def _claim_dings(self, conn: AsyncConnection, token: str, now: datetime) -> list[dict[str, Any]]:
+        """Lease due DING timers to this run (in a short transaction of its own)."""
         t = task_timers
-        async with self._db.write() as conn:
-            return await self._leases.claim_due(
-                conn,
-                token,
-                now,
-                where=[t.c.due_at <= now, t.c.kind == "ding"],
-                order_by=[t.c.due_at, t.c.id],
-                limit=self._batch,
-                returning=_TIMER_COLUMNS,
-            )
+        return await self._leases.claim_due(
+            conn,
+            token,
+            now,
+            where=[t.c.due_at <= now, t.c.kind == "ding"],
+            order_by=[t.c.due_at, t.c.id],
+            limit=self._batch,
+            returning=_TIMER_COLUMNS,
+        )
 
     async def _pick(self, conn: AsyncConnection, now: datetime, limit: int, only: int | None) -> list[dict[str, Any]]:
         """Due deadline timers, row-locked until this transaction ends (skipping those another claimer holds)."""
@@ -332,15 +330,14 @@ class TaskTimers:
             else:
                 done.setdefault("dinged" if reached else "nobody", []).append(int(tm["id"]))
 
-        async def mark() -> None:
-            async with self._db.write() as conn:
-                for outcome, ids in sorted(done.items()):
-                    await self._finish(conn, token, ids, now, outcome)
+        async def mark(tx: Txn) -> None:
+            for outcome, ids in sorted(done.items()):
+                await self._finish(tx.conn, token, ids, now, outcome)
 
         finished = [(tm, reached) for tm, error, reached in results if error is None]
         try:
             if done:
-                await with_db_retry(mark)
+                await self._uow.run(mark)
         except LeaseLost:
             logger.warning("%d task DINGs sent but their lease was lost; the gateway deduplicates", len(finished))
             return out + [TimerOutcome(int(tm["id"]), int(tm["task_id"]), "ding", "lost") for tm, _ in finished]
@@ -370,10 +367,9 @@ class TaskTimers:
         if lease:
             where.append(t.c.claimed_by == lease)
 
-        async def txn() -> None:
-            async with self._db.write() as conn:
-                await conn.execute(update(t).where(*where).values(**values))
+        async def change(tx: Txn) -> None:
+            await tx.conn.execute(update(t).where(*where).values(**values))
 
-        await with_db_retry(txn)
+        await self._uow.run(change)
         logger.warning("task timer %s of task %s failed: %s", tm["id"], tm["task_id"], error)
         return TimerOutcome(int(tm["id"]), int(tm["task_id"]), str(tm["kind"]), "failed" if final else "retry")
