@@ -212,6 +212,8 @@ class IndexPatches(IndexColumns):
         old = self._u_parent[u]
         if old >= 0:
             self._detach(old, u)
+            if self._u_lab_end[u] == self._u_free[old]:  # it was the last taken from the tail: give it back
+                self._u_free[old] = self._u_lab[u]
         self._u_parent[u] = new_parent
         span = self._layout_len(u, {})
         x = self._alloc(new_parent, span)

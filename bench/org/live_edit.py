@@ -99,9 +99,12 @@ def _cases(org: OrgService) -> dict[str, Any]:
     county, town = best
     city = idx.parent(county)
     other_county = next(c for c in idx.children(city) if c != county)
-    prov = idx.parent(city)
-    cities = [c for c in idx.children(prov) if c != city and idx.children(c)]
-    moving_county = next(c for c in idx.children(cities[0]) if c != other_county)
+    cities: list[int] = []
+    for prov in (u for u in idx.units() if idx.parent(u) < 0):
+        cities = [c for c in idx.children(prov) if len(idx.children(c)) >= 2]
+        if len(cities) >= 2:
+            break
+    moving_county = idx.children(cities[0])[0]
     return {
         "town": idx.unit_id(town), "counties": (idx.unit_id(county), idx.unit_id(other_county)),
         "county": idx.unit_id(moving_county), "cities": (idx.unit_id(cities[0]), idx.unit_id(cities[1])),

@@ -113,9 +113,9 @@ async def _main(conn: Connection, url: str, interval: float) -> None:
             conn.send(dict(found))
         elif cmd == "sample":
             selector = parse_text(msg["selector"])
+            conn.send(list(lat))  # what was sampled until now
             lat.clear()
             sampling = bool(msg["on"])
-            conn.send(list(lat))
         elif cmd == "latencies":
             conn.send(list(lat))
         elif cmd == "rebuild":
