@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,8 +24,11 @@ from tests.waiting import scaled, wait_until
 
 
 async def _run(*args: str) -> asyncio.subprocess.Process:
+    """The example as its user runs it: without the suite's asyncio debug mode, whose slow-callback
+    warnings (on a loaded machine) would be mixed into the JSON lines the example prints."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        sys.executable, "-m", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
     )
 
 
