@@ -21,7 +21,7 @@ async def test_two_processes_share_one_apps_limit(redis_url: str) -> None:
         await b.hit(7, 4)
         with pytest.raises(RateLimited) as refused:
             await a.hit(7, 4)
-        assert 1 <= refused.value.data["retry_after"] <= 60
+        assert refused.value.data["retry_after"] in range(1, 61)
         await b.hit(8, 4)  # another app's budget is its own
     finally:
         await a.close()
