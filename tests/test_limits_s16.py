@@ -23,6 +23,7 @@ from tests.conftest import LogRecords, make_settings, start_server
 from tests.procs import zzd_processes
 from tests.rawws import RawSocket
 from tests.test_reconnect_storm_s9 import _people_with_tokens
+from tests.waiting import wait_until
 
 FLOOD_RATE = 500  # handshakes per second (the bar's rate)
 FLOOD_S = 5.0  # CI slice of the bar's 20 s
@@ -45,6 +46,7 @@ async def test_websockets_above_the_global_limit_get_503_at_the_handshake(db_url
             assert (await http.get(f"{rs.http}/healthz")).status_code == 200
         raws.pop().abort()
         s = rs.services_obj  # type: ignore[attr-defined]
+        await wait_until(lambda: s.hub.open_sockets < 10, what="the server to count the aborted socket out")
         _, lg = await new_person(s)
         c = await Client.connect(rs.ws, (await login(rs.http, lg))["access_token"])  # room again
         assert c.hello["person_id"]
