@@ -30,7 +30,7 @@ from messaging.conversations.service import ConversationService
 from messaging.conversations.system import system_message
 from messaging.events import NewEvent
 from messaging.schema import conversation_members, conversations
-from messaging.wakeup import EventGroup
+from messaging.unit_of_work import Txn
 from org_tree.org_schema import positions
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,6 @@ def _title(raw: str) -> str:
 class GroupService:
     def __init__(self, conversations: ConversationService) -> None:
         self._c = conversations
-        self._events = conversations.events
-        self._clock = conversations.clock
 
     async def _check_new(
         self, conn: AsyncConnection, person_ids: list[int], position_ids: list[int]
@@ -96,8 +94,8 @@ class GroupService:
         clean = _title(title)
         people, posts = _ids(person_ids, "person_ids"), _ids(position_ids, "position_ids")
 
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
-            now = self._clock.now()
+        async def change(tx: Txn) -> dict[str, Any]:
+            conn, now = tx.conn, tx.now
             holders = await self._check_new(conn, [*people, owner_id], posts)
             derived = set().union(*holders.values()) if holders else set()
             explicit = set(people) | {owner_id}
@@ -131,9 +129,7 @@ class GroupService:
                 )
             members = explicit | derived
             await system_message(
-                conn,
-                self._events,
-                groups,
+                tx,
                 conversation_id=cid,
                 conversation_kind="group",
                 actor_id=owner_id,
@@ -142,12 +138,10 @@ class GroupService:
                 about=members,
                 text=f"created {clean}",
                 recipients=members,
-                now=now,
             )
             return await self.view(conn, cid)
 
-        result: dict[str, Any] = await self._c.write(fn)
-        return result
+        return await self._c.uow.run(change)
 
     async def get(self, person_id: int, conversation_id: int) -> dict[str, Any]:
         """The group's title, owner, members and position members (members only)."""
@@ -204,15 +198,13 @@ class GroupService:
     async def rename(self, actor_id: int, conversation_id: int, title: str) -> dict[str, Any]:
         clean = _title(title)
 
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
-            now = self._clock.now()
+        async def change(tx: Txn) -> dict[str, Any]:
+            conn = tx.conn
             acc = await self._managed(conn, actor_id, conversation_id)
             await conn.execute(update(conversations).where(conversations.c.id == conversation_id).values(title=clean))
             members = await self._members(conn, conversation_id)
             await system_message(
-                conn,
-                self._events,
-                groups,
+                tx,
                 conversation_id=conversation_id,
                 conversation_kind=acc.conversation.kind,
                 actor_id=actor_id,
@@ -221,12 +213,10 @@ class GroupService:
                 about=(),
                 text=f"renamed the group to {clean}",
                 recipients=members,
-                now=now,
             )
             return await self.view(conn, conversation_id)
 
-        result: dict[str, Any] = await self._c.write(fn)
-        return result
+        return await self._c.uow.run(change)
 
     @staticmethod
     async def _members(conn: AsyncConnection, cid: int) -> dict[int, tuple[str | None, str | None]]:
@@ -244,8 +234,8 @@ class GroupService:
         if not people and not posts:
             raise BadRequest("name persons or positions to add", data={"field": "person_ids"})
 
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
-            now = self._clock.now()
+        async def change(tx: Txn) -> dict[str, Any]:
+            conn, now = tx.conn, tx.now
             acc = await self._managed(conn, actor_id, conversation_id)
             holders = await self._check_new(conn, people, posts)
             members = await self._members(conn, conversation_id)
@@ -283,9 +273,7 @@ class GroupService:
                 )
             if joined or posts:
                 await system_message(
-                    conn,
-                    self._events,
-                    groups,
+                    tx,
                     conversation_id=conversation_id,
                     conversation_kind=acc.conversation.kind,
                     actor_id=actor_id,
@@ -294,19 +282,18 @@ class GroupService:
                     about=joined,
                     text=f"{len(joined)} joined",
                     recipients=set(members) | set(joined),
-                    now=now,
                 )
             return await self.view(conn, conversation_id)
 
-        result: dict[str, Any] = await self._c.write(fn)
-        return result
+        return await self._c.uow.run(change)
 
     async def remove(
         self, actor_id: int, conversation_id: int, person_ids: Sequence[int] = (), position_ids: Sequence[int] = ()
     ) -> dict[str, Any]:
         people, posts = _ids(person_ids, "person_ids"), _ids(position_ids, "position_ids")
 
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
+        async def change(tx: Txn) -> dict[str, Any]:
+            conn = tx.conn
             acc = await self._managed(conn, actor_id, conversation_id)
             members = await self._members(conn, conversation_id)
             for p in people:
@@ -317,35 +304,33 @@ class GroupService:
                     raise Forbidden(
                         "the owner, and admins for anyone but the owner, cannot be removed", data={"person_id": p}
                     )
-            return await self._drop(conn, groups, acc, members, set(people), posts, actor_id)
+            return await self._drop(tx, acc, members, set(people), posts, actor_id)
 
-        result: dict[str, Any] = await self._c.write(fn)
-        return result
+        return await self._c.uow.run(change)
 
     async def leave(self, person_id: int, conversation_id: int) -> dict[str, Any]:
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
+        async def change(tx: Txn) -> dict[str, Any]:
+            conn = tx.conn
             acc = await access(conn, person_id, conversation_id, lock=True)
             if acc.conversation.kind != "group":
                 raise BadRequest("only ad-hoc groups can be left", data={"conversation_id": conversation_id})
             members = await self._members(conn, conversation_id)
             if members[person_id][1] == "derived":
                 raise Forbidden("you are a member through your position", data={"conversation_id": conversation_id})
-            return await self._drop(conn, groups, acc, members, {person_id}, [], person_id)
+            return await self._drop(tx, acc, members, {person_id}, [], person_id)
 
-        result: dict[str, Any] = await self._c.write(fn)
-        return result
+        return await self._c.uow.run(change)
 
     async def _drop(
         self,
-        conn: AsyncConnection,
-        groups: list[EventGroup],
+        tx: Txn,
         acc: Access,
         members: dict[int, tuple[str | None, str | None]],
         people: set[int],
         posts: list[int],
         actor_id: int,
     ) -> dict[str, Any]:
-        now = self._clock.now()
+        conn = tx.conn
         cid = acc.conversation.id
         cp, cm = conversation_positions, conversation_members
         if posts:
@@ -370,9 +355,7 @@ class GroupService:
         if left:
             gone = NewEvent("conversation.left", dumps({"conversation_id": cid}), left)
             await system_message(
-                conn,
-                self._events,
-                groups,
+                tx,
                 conversation_id=cid,
                 conversation_kind=acc.conversation.kind,
                 actor_id=actor_id,
@@ -381,13 +364,13 @@ class GroupService:
                 about=left,
                 text=f"{len(left)} left",
                 recipients=stay,
-                now=now,
                 extra_events=[gone],
             )
         return await self.view(conn, cid)
 
     async def set_admin(self, owner_id: int, conversation_id: int, person_id: int, admin: bool) -> dict[str, Any]:
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
+        async def change(tx: Txn) -> dict[str, Any]:
+            conn = tx.conn
             acc = await self._managed(conn, owner_id, conversation_id)
             if acc.role != "owner":
                 raise Forbidden("only the owner appoints admins", data={"conversation_id": conversation_id})
@@ -402,5 +385,4 @@ class GroupService:
             )
             return await self.view(conn, conversation_id)
 
-        result: dict[str, Any] = await self._c.write(fn)
-        return result
+        return await self._c.uow.run(change)

@@ -17,13 +17,12 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging.conversations.access import current_holders, load_conversation
 from messaging.conversations.service import ConversationService, readers
 from messaging.conversations.system import system_message
 from messaging.schema import conversations
-from messaging.wakeup import EventGroup
+from messaging.unit_of_work import Txn
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +56,8 @@ async def handover_notes(svc: ConversationService, changes: dict[int, int]) -> i
 async def _note(svc: ConversationService, cid: int, pos: int, version: int) -> int:
     key = f"sys:{cid}:v{version}:p{pos}"
 
-    async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
+    async def change(tx: Txn) -> int:
+        conn = tx.conn
         conv = await load_conversation(conn, cid, lock=True)
         done = (await conn.execute(select(conversations.c.member_version).where(conversations.c.id == cid))).scalar()
         if done is not None and int(done) >= version:
@@ -67,9 +67,7 @@ async def _note(svc: ConversationService, cid: int, pos: int, version: int) -> i
         if not holders:
             return 0
         mid = await system_message(
-            conn,
-            svc.events,
-            groups,
+            tx,
             conversation_id=cid,
             conversation_kind="position",
             actor_id=holders[0],
@@ -78,8 +76,7 @@ async def _note(svc: ConversationService, cid: int, pos: int, version: int) -> i
             about=holders,
             text="岗位交接",
             recipients=await readers(conn, conv),
-            now=svc.clock.now(),
         )
         return 0 if mid is None else 1
 
-    return int(await svc.write(fn))
+    return await svc.uow.run(change)

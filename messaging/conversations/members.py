@@ -35,7 +35,7 @@ from messaging.conversations.service import ConversationService
 from messaging.conversations.system import system_message
 from messaging.events import NewEvent
 from messaging.schema import conversation_members, conversations
-from messaging.wakeup import EventGroup
+from messaging.unit_of_work import Txn
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, access_unit, check_manage
 from org_tree.org_schema import org_changes
@@ -97,7 +97,8 @@ class MemberReconciler:
         clean = normalize_name(check_text(title, field="title", max_chars=100)) if title else idx.unit_name(u)
         uid = idx.unit_id(u)
 
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
+        async def change(tx: Txn) -> int:
+            conn = tx.conn
             key = f"unit:{uid}"
             row = (await conn.execute(select(conversations.c.id).where(conversations.c.thread_key == key))).first()
             if row is not None:
@@ -114,7 +115,7 @@ class MemberReconciler:
                         "owner_id": actor.person_id,
                         "unit_id": uid,
                         "unit_depth": depth,
-                        "created_at": self._c.clock.now(),
+                        "created_at": tx.now,
                     }
                 ],
             )
@@ -123,7 +124,7 @@ class MemberReconciler:
                 raise Conflict("the unit already has a group", code=ErrorCode.ALREADY_EXISTS)
             return int(created[0])
 
-        cid = int(await self._c.write(fn))
+        cid = await self._c.uow.run(change)
         await self.reconcile(cid)
         async with self._c.db.read() as conn:
             from messaging.conversations.groups import GroupService
@@ -214,8 +215,8 @@ class MemberReconciler:
         """Bring one group's derived members to this process's index; 1 when something changed."""
         idx = self._index()
 
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
-            now = self._c.clock.now()
+        async def change(tx: Txn) -> int:
+            conn, now = tx.conn, tx.now
             conv = await load_conversation(conn, cid, lock=True)
             stored_version = (
                 await conn.execute(select(conversations.c.member_version).where(conversations.c.id == cid))
@@ -270,9 +271,7 @@ class MemberReconciler:
             stay = (set(stored) - set(left)) | set(joined)
             extra = [NewEvent("conversation.left", dumps({"conversation_id": cid}), left)] if left else []
             await system_message(
-                conn,
-                self._c.events,
-                groups,
+                tx,
                 conversation_id=cid,
                 conversation_kind=conv.kind,
                 actor_id=(joined or left)[0],
@@ -281,12 +280,11 @@ class MemberReconciler:
                 about=[*joined, *left],
                 text=f"{len(joined)} joined, {len(left)} left",
                 recipients=stay,
-                now=now,
                 extra_events=extra,
             )
             return 1
 
-        n = int(await self._c.write(fn))
+        n = await self._c.uow.run(change)
         self.changed += n
         return n
 

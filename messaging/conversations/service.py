@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +49,6 @@ from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
 from messaging.shapes import MessageNew, Sender
 from messaging.unit_of_work import Txn, UnitOfWork
-from messaging.wakeup import EventGroup
 from org_tree.org_schema import positions
 from org_tree.versioning import read_version
 
@@ -94,31 +93,18 @@ class ConversationService:
         self.photos = photos  # links the sender's uploaded photos to the message
         self.events = uow.events
         self.clock = uow.clock
-        self._uow = uow
+        #: Every write of conversations (here, groups.py, members.py, handover.py) is one of its units of work.
+        self.uow = uow
         self.config = config or ConversationConfig()
-
-    async def write(self, fn: Callable[[AsyncConnection, list[EventGroup]], Any]) -> Any:
-        """Run ``fn`` as one unit of work: a write transaction retried on lock conflicts, wake-ups after commit.
-
-        ``fn`` appends its events itself and puts their wake-up groups in the list it is given.
-        """
-
-        async def change(tx: Txn) -> Any:
-            groups: list[EventGroup] = []
-            result = await fn(tx.conn, groups)
-            tx.wake(groups)
-            return result
-
-        return await self._uow.run(change)
 
     # ------------------------------------------------------------------ threads
     async def open_thread(self, person_id: int, to_position_id: int, *, as_position_id: int | None = None) -> int:
         """The thread between the person (or their position) and a position, created on first use."""
 
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
-            return await self._open_thread(conn, person_id, to_position_id, as_position_id, self.clock.now())
+        async def change(tx: Txn) -> int:
+            return await self._open_thread(tx.conn, person_id, to_position_id, as_position_id, tx.now)
 
-        return int(await self.write(fn))
+        return await self.uow.run(change)
 
     async def _open_thread(
         self, conn: AsyncConnection, person_id: int, to_position_id: int, as_position_id: int | None, now: datetime
@@ -179,15 +165,10 @@ class ConversationService:
             Unavailable: the database is down; retry with the same client_msg_id.
         """
         req = validate_post(req)
+        return await self.uow.run(lambda tx: self._post(tx, req))
 
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> PostResult:
-            return await self._post(conn, req, groups)
-
-        result: PostResult = await self.write(fn)
-        return result
-
-    async def _post(self, conn: AsyncConnection, req: PostRequest, groups: list[EventGroup]) -> PostResult:
-        now = self.clock.now()
+    async def _post(self, tx: Txn, req: PostRequest) -> PostResult:
+        conn, now = tx.conn, tx.now
         # The sender and a stored message of this client_msg_id in one round trip; a retry
         # answers the stored message whatever happened since (as it did before this join).
         m = messages
@@ -284,14 +265,13 @@ class ConversationService:
             per_person.append((pid, text))
         if len(per_person) >= BULK_AUDIENCE:
             # Large groups: one set-based stream bump and COPY (same locks, same order as append).
-            new_groups = await self.events.append_bulk(conn, "message.new", per_person, now)
+            new_groups = await tx.append_bulk("message.new", per_person)
         else:
             variants: dict[str, list[int]] = {}
             for pid, text in per_person:
                 variants.setdefault(text, []).append(pid)
             evs = [NewEvent("message.new", text, people) for text, people in variants.items()]
-            new_groups = await self.events.append(conn, evs, now)
-        groups.extend(new_groups)
+            new_groups = await tx.append(evs)
         seq = next((s for g in new_groups for p, s in g.recipients if p == req.sender_id), None)
         await conn.execute(update(conversations).where(conversations.c.id == cid).values(last_message_id=mid))
         return PostResult(mid, cid, now, False, seq)
@@ -334,26 +314,14 @@ class ConversationService:
     async def edit(self, person_id: int, message_id: int, body: str) -> dict[str, Any]:
         """Replace the text of one's own message within the edit window; every reader is told."""
         check_text(body, field="body", max_chars=MAX_BODY_CHARS)
-
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
-            return await self._change(conn, groups, person_id, message_id, body)
-
-        result: dict[str, Any] = await self.write(fn)
-        return result
+        return await self.uow.run(lambda tx: self._change(tx, person_id, message_id, body))
 
     async def recall(self, person_id: int, message_id: int) -> dict[str, Any]:
         """Withdraw one's own message within the recall window: its text is dropped; readers are told."""
+        return await self.uow.run(lambda tx: self._change(tx, person_id, message_id, None))
 
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
-            return await self._change(conn, groups, person_id, message_id, None)
-
-        result: dict[str, Any] = await self.write(fn)
-        return result
-
-    async def _change(
-        self, conn: AsyncConnection, groups: list[EventGroup], person_id: int, message_id: int, body: str | None
-    ) -> dict[str, Any]:
-        now = self.clock.now()
+    async def _change(self, tx: Txn, person_id: int, message_id: int, body: str | None) -> dict[str, Any]:
+        conn, now = tx.conn, tx.now
         m = messages
         cid_row = (await conn.execute(select(m.c.conversation_id).where(m.c.id == message_id))).first()
         if cid_row is None:
@@ -394,9 +362,9 @@ class ConversationService:
         audience = sorted(await readers(conn, acc.conversation, row.created_at))
         text = dumps(data)
         if len(audience) >= BULK_AUDIENCE:
-            groups.extend(await self.events.append_bulk(conn, kind, [(p, text) for p in audience], now))
+            await tx.append_bulk(kind, [(p, text) for p in audience])
         else:
-            groups.extend(await self.events.append(conn, [NewEvent(kind, text, audience)], now))
+            tx.emit(NewEvent(kind, text, audience))
         return data
 
     # ------------------------------------------------------------------- reads
@@ -460,8 +428,8 @@ class ConversationService:
         In a direct chat the peer also gets ``peer.read`` (as before issue 5).
         """
 
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> int:
-            now = self.clock.now()
+        async def change(tx: Txn) -> int:
+            conn, now = tx.conn, tx.now
             acc = await access(conn, person_id, conversation_id)
             await self._visible_message(conn, acc, message_id)
             if message_id <= acc.last_read_message_id:
@@ -494,10 +462,10 @@ class ConversationService:
                 others = sorted((await readers(conn, acc.conversation)) - {person_id})
                 if others:
                     evs.append(NewEvent("peer.read", dumps({**body, "person_id": person_id}), others))
-            groups.extend(await self.events.append(conn, evs, now))
+            tx.emit(*evs)
             return message_id
 
-        return int(await self.write(fn))
+        return await self.uow.run(change)
 
     async def read_by(self, person_id: int, conversation_id: int, message_id: int) -> dict[str, Any]:
         """Who has read a message (the sender excluded), for conversations up to ``read_list_max`` readers."""
@@ -528,8 +496,8 @@ class ConversationService:
     async def set_muted(self, person_id: int, conversation_id: int, muted: bool) -> dict[str, Any]:
         """Mute or unmute a conversation for oneself (events carry ``muted`` so devices stay quiet)."""
 
-        async def fn(conn: AsyncConnection, groups: list[EventGroup]) -> dict[str, Any]:
-            now = self.clock.now()
+        async def change(tx: Txn) -> dict[str, Any]:
+            conn, now = tx.conn, tx.now
             acc = await access(conn, person_id, conversation_id)
             if not acc.full:
                 raise Forbidden("you no longer hold this position", data={"conversation_id": conversation_id})
@@ -551,10 +519,7 @@ class ConversationService:
                 .values(muted=muted)
             )
             body = {"conversation_id": conversation_id, "muted": muted}
-            groups.extend(
-                await self.events.append(conn, [NewEvent("conversation.muted", dumps(body), [person_id])], now)
-            )
+            tx.emit(NewEvent("conversation.muted", dumps(body), [person_id]))
             return body
 
-        result: dict[str, Any] = await self.write(fn)
-        return result
+        return await self.uow.run(change)

@@ -10,17 +10,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import insert_ignore
 from kernel.schema import persons
-from messaging.events import EventLog, NewEvent
+from messaging.events import NewEvent
 from messaging.schema import conversations, messages
 from messaging.shapes import Mentions, MessageNew, Sender
-from messaging.wakeup import EventGroup
+from messaging.unit_of_work import Txn
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +26,7 @@ __all__ = ["system_message"]
 
 
 async def system_message(
-    conn: AsyncConnection,
-    events: EventLog,
-    groups: list[EventGroup],
+    tx: Txn,
     *,
     conversation_id: int,
     conversation_kind: str,
@@ -40,16 +36,16 @@ async def system_message(
     about: Iterable[int],
     text: str,
     recipients: Iterable[int],
-    now: datetime,
     extra_events: Iterable[NewEvent] = (),
 ) -> int | None:
-    """Store the note and append it to ``recipients``' streams; None when the key was already used.
+    """Store the note and emit it to ``recipients``' streams; None when the key was already used.
 
     ``detail`` (e.g. ``{"event": "members", "joined": [...], "left": [...]}``) goes
     into the event as ``system``; ``about`` is stored as the note's person mentions.
-    The only ``EventLog.append`` of the transaction: callers fold all their
-    events into ``extra_events``.
+    ``extra_events`` are emitted with the note, and only when the note is new: a
+    change another process already noted has had its events too.
     """
+    conn, now = tx.conn, tx.now
     about_ids = sorted(set(about))
     row = (
         await conn.execute(
@@ -83,7 +79,6 @@ async def system_message(
         mentions=Mentions(persons=list(about_ids)),
         system=detail,
     )
-    evs = [NewEvent("message.new", payload.text(), sorted(set(recipients))), *extra_events]
-    groups.extend(await events.append(conn, [e for e in evs if e.recipients], now))
+    tx.emit(NewEvent("message.new", payload.text(), sorted(set(recipients))), *extra_events)
     await conn.execute(update(conversations).where(conversations.c.id == conversation_id).values(last_message_id=mid))
     return mid
