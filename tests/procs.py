@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from tests.conftest import TEST_KEYS, free_port
+from tests.waiting import scaled
 
 
 @dataclass
@@ -29,19 +30,28 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
 
-async def _pump(stream: asyncio.StreamReader, log: list[str], ready: asyncio.Event) -> None:
+async def _pump(stream: asyncio.StreamReader, log: list[str], ready: asyncio.Event, workers: int = 1) -> None:
+    started = 0
     while line := await stream.readline():
         text = line.decode(errors="replace").rstrip()
         log.append(text)
         if "Application startup complete" in text:
-            ready.set()
+            started += 1
+            if started >= workers:
+                ready.set()
 
 
 @asynccontextmanager
 async def zzd_processes(
-    db_url: str, broker_url: str, count: int = 2, *, prefixes: list[str] | None = None, **env: str
+    db_url: str,
+    broker_url: str,
+    count: int = 2,
+    *,
+    prefixes: list[str] | None = None,
+    workers: int = 1,
+    **env: str,
 ) -> AsyncIterator[list[ServerProcess]]:
-    """``count`` server processes; each logs to memory and is killed afterwards."""
+    """``count`` server processes (each ``--workers``); each logs to memory and is stopped afterwards."""
     prefix = f"zzdtest-{secrets.token_hex(4)}"
     procs: list[ServerProcess] = []
     pumps: list[asyncio.Task[None]] = []
@@ -65,6 +75,8 @@ async def zzd_processes(
                 "--no-migrate",
                 "--port",
                 str(port),
+                "--workers",
+                str(workers),
                 env=penv,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
@@ -72,10 +84,10 @@ async def zzd_processes(
             sp = ServerProcess(proc, port, [])
             ready = asyncio.Event()
             assert proc.stdout is not None
-            pumps.append(asyncio.create_task(_pump(proc.stdout, sp.log, ready)))
+            pumps.append(asyncio.create_task(_pump(proc.stdout, sp.log, ready, workers)))
             procs.append(sp)
             try:
-                await asyncio.wait_for(ready.wait(), 30)
+                await asyncio.wait_for(ready.wait(), scaled(30))
             except TimeoutError as exc:
                 raise RuntimeError("server did not start:\n" + "\n".join(sp.log[-30:])) from exc
         yield procs

@@ -50,17 +50,38 @@ def main() -> None:
 @click.option("--database-url", default=None, help="ZZD_DATABASE_URL")
 @click.option("--broker-url", default=None, help="ZZD_BROKER_URL (or ZZD_REDIS_URL)")
 @click.option("--migrate/--no-migrate", default=True, show_default=True, help="Upgrade the schema before serving.")
-def serve(host: str | None, port: int | None, database_url: str | None, broker_url: str | None, migrate: bool) -> None:
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Server processes sharing the port (ZZD_WORKERS, default 1); above 1 needs PostgreSQL and Redis.",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    database_url: str | None,
+    broker_url: str | None,
+    migrate: bool,
+    workers: int | None,
+) -> None:
     """Run the server (embedded SQLite + in-process broker unless configured otherwise)."""
     from zzd.migrate import upgrade
     from zzd.server import serve as run_server
+    from zzd.workers import WorkersRefused, check_workers, serve_workers
 
-    settings = _settings(host=host, port=port, database_url=database_url, broker_url=broker_url)
+    settings = _settings(host=host, port=port, database_url=database_url, broker_url=broker_url, workers=workers)
+    try:
+        check_workers(settings, settings.workers)
+    except WorkersRefused as exc:
+        raise click.ClickException(str(exc)) from exc
     _configure_logging(settings.log_level, settings.log_format)
     settings.signing_keys()  # fail now, naming the setting, not on the first login
     if migrate:
         upgrade(settings.database_url)
-    run_server(settings)
+    if settings.workers == 1:
+        run_server(settings)
+    else:
+        sys.exit(serve_workers(settings, settings.workers))
 
 
 @main.command()

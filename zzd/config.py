@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     #: Listen address and port of ``zzd serve``.
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    #: Server processes ``zzd serve`` runs on the one port (``--workers``); above 1 needs
+    #: PostgreSQL and Redis (each worker's node id is ``<node_id>-w<i>``).
+    workers: int = Field(default=1, ge=1, le=256)
     #: Identifies this process in logs and broker messages. Default: random.
     node_id: str = Field(default_factory=lambda: secrets.token_hex(4))
 

@@ -105,10 +105,12 @@ def uvicorn_config(settings: Settings, app: Starlette | None = None) -> uvicorn.
     )
 
 
-def serve(settings: Settings) -> None:
-    sock = listening_socket(settings.host, settings.port, settings.tcp_user_timeout_ms)
+def serve(settings: Settings, sock: socket.socket | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; ``sock`` is the listening socket a ``--workers`` parent shares."""
+    if sock is None:
+        sock = listening_socket(settings.host, settings.port, settings.tcp_user_timeout_ms)
+        logger.info("listening on %s:%d", settings.host, settings.port)
     gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(settings)
     server = DrainingServer(uvicorn_config(settings, app), app, settings.shutdown_drain_timeout)
-    logger.info("listening on %s:%d", settings.host, settings.port)
     server.run(sockets=[sock])

@@ -1,0 +1,98 @@
+"""``zzd serve --workers N``: several processes on one port (issue 15 item 5).
+
+What must hold: SQLite (and the in-process broker) refuse N > 1 with a message
+naming what is missing; on PostgreSQL + Redis two workers both take clients on
+the one port, a message between clients of different workers arrives, and one
+SIGTERM to the parent drains every worker (each socket closed with 1012, the
+server gone within the drain budget).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.client import Client
+from tests.conftest import TEST_KEYS, free_port
+from tests.procs import zzd_processes
+from tests.test_reconnect_storm_s9 import _people_with_tokens
+from tests.waiting import scaled, wait_until
+
+
+def _serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    penv = {**os.environ, "ZZD_JWT_KEYS": TEST_KEYS, **env}
+    return subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "zzd", "serve", "--no-migrate", "--port", str(free_port()), *args],
+        env=penv,
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+        check=False,
+    )
+
+
+def test_sqlite_refuses_several_workers(tmp_path: object) -> None:
+    done = _serve("--workers", "2", ZZD_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/w.db")
+    assert done.returncode != 0
+    assert "needs PostgreSQL" in done.stderr
+    assert "SQLite database is one process" in done.stderr
+
+
+def test_memory_broker_refuses_several_workers() -> None:
+    done = _serve("--workers", "3", ZZD_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/none")
+    assert done.returncode != 0
+    assert "needs Redis" in done.stderr
+
+
+def test_zero_workers_is_a_configuration_error() -> None:
+    done = _serve("--workers", "0")
+    assert done.returncode != 0
+    assert "ZZD_WORKERS" in done.stderr
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_two_workers_share_the_port_deliver_across_and_drain(pg_database: str, redis_url: str) -> None:
+    people = await _people_with_tokens(pg_database, 12)
+    async with zzd_processes(pg_database, redis_url, 1, workers=2) as [server]:
+        clients: list[Client] = []
+        seen: dict[str, int] = {}
+
+        async def spread() -> bool:
+            """Connect one more person; true once /readyz shows sockets on two workers."""
+            if len(clients) < len(people):
+                clients.append(await Client.connect(server.ws, people[len(clients)][1]))
+            async with httpx.AsyncClient() as http:  # a new TCP connection per probe lands on either worker
+                r = await http.get(f"{server.http}/readyz", headers={"connection": "close"})
+            seen[r.json()["node"]] = r.json()["connections"]
+            return len([n for n, c in seen.items() if c > 0]) >= 2 and sum(seen.values()) == len(clients)
+
+        await wait_until(spread, timeout=scaled(30), what="clients on both workers", interval=0.05)
+        assert all(node.rsplit("-w", 1)[1] in {"0", "1"} for node in seen)
+
+        # A ring of messages: with clients on both workers, at least two of its edges cross between them.
+        n = len(clients)
+        for i, c in enumerate(clients):
+            reply = await c.send_message(people[(i + 1) % n][0], f"环 {i}", client_msg_id=f"ring{i}")
+            assert reply["type"] == "ok", reply
+        for i, c in enumerate(clients):
+            bodies = {e["data"]["body"] for e in await c.wait_events(2)}
+            assert bodies == {f"环 {i}", f"环 {(i - 1) % n}"}
+
+        server.proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        codes = await asyncio.gather(*(c.wait_closed(timeout=scaled(15)) for c in clients))
+        assert {code for code, _ in codes} == {1012}
+        assert await asyncio.wait_for(server.proc.wait(), scaled(20)) == 0
+        assert time.monotonic() - t0 < scaled(15)
+        log = "\n".join(server.log)
+        assert "Traceback" not in log
+        assert log.count("drained WebSockets") == 2
