@@ -35,7 +35,7 @@ from org_tree.preview import Preview, preview
 from org_tree.resolution import Audience, VacancyPolicy, resolve_ranges
 from org_tree.search import DirectoryPage
 from org_tree.selectors import Selector
-from org_tree.structure import Structure
+from org_tree.structure import OrgHooks, Structure
 from org_tree.versioning import append_change, bump_version
 
 logger = logging.getLogger(__name__)
@@ -80,17 +80,28 @@ class AssignmentView:
 
 
 class OrgService:
-    """Units, roles, positions, assignments, handover, search, preview and resolution."""
+    """Units, roles, positions, assignments, handover, search, preview and resolution.
+
+    Args:
+        hooks: the work in flight that follows a structural edit (messaging's open
+            tasks and conversations), run in the edit's transaction.
+    """
 
     def __init__(
-        self, db: Database, clock: Clock, holder: OrgIndexHolder, *, policy: VacancyPolicy | None = None
+        self,
+        db: Database,
+        clock: Clock,
+        holder: OrgIndexHolder,
+        *,
+        policy: VacancyPolicy | None = None,
+        hooks: OrgHooks | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._holder = holder
         self._policy = policy or VacancyPolicy()
         self.directory = DirectoryService(db, holder, self._policy)
-        self.structure = Structure(self)
+        self.structure = Structure(self, hooks)
 
     @property
     def index(self) -> OrgIndex:

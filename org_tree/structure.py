@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -54,13 +55,14 @@ MovedHook = Callable[[AsyncConnection, dict[int, int], datetime], Awaitable[None
 ImpactHook = Callable[[AsyncConnection, list[int], list[int]], Awaitable[dict[str, Any]]]
 
 
+@dataclass(frozen=True, slots=True)
 class OrgHooks:
-    """Work in flight that follows a structural edit (registered by messaging; empty in org-only use)."""
+    """Work in flight that follows a structural edit: messaging's, given to ``OrgService`` at construction
+    by the composition root (``zzd/services.py``); none in org-only use (the CLI's import, the benches)."""
 
-    def __init__(self) -> None:
-        self.retired: list[RetiredHook] = []
-        self.moved: list[MovedHook] = []
-        self.impact: list[ImpactHook] = []
+    retired: Sequence[RetiredHook] = ()
+    moved: Sequence[MovedHook] = ()
+    impact: Sequence[ImpactHook] = ()
 
     async def positions_retired(self, conn: AsyncConnection, moves: dict[int, int | None], now: datetime,
                                 actor: int | None) -> list[Callable[[], None]]:  # fmt: skip

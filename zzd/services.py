@@ -29,6 +29,7 @@ from kernel.clock import Clock, SystemClock
 from kernel.db.database import Database
 from kernel.jobs import Jobs
 from kernel.sessions import SessionStore
+from messaging.attachments.links import AttachmentLinks
 from messaging.attachments.service import AttachmentService
 from messaging.attachments.store import LocalDiskStore
 from messaging.broker import Broker, create_broker
@@ -60,6 +61,7 @@ from org_tree.grant_service import GrantService
 from org_tree.holder import OrgIndexHolder
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
+from org_tree.structure import OrgHooks
 from zzd.auth.passwords import Passwords
 from zzd.auth.throttle import LoginThrottle
 from zzd.auth.tokens import TokenService
@@ -169,14 +171,8 @@ class Services:
         uow = UnitOfWork(db, events, clock, notify)
 
         holder = OrgIndexHolder(db)
-        org = OrgService(db, clock, holder)
-        attachments = AttachmentService(
-            db,
-            LocalDiskStore(settings.upload_path()),
-            clock,
-            max_bytes=settings.upload_max_bytes,
-            idle_timeout=settings.upload_idle_timeout,
-        )
+        # Writers link uploads through this store; the upload service, built after them, gets their checks.
+        links = AttachmentLinks()
         notifier = _notifier(settings)
         relay = FanoutRelay(
             uow,
@@ -202,10 +198,10 @@ class Services:
                 edit_window=timedelta(seconds=settings.message_edit_window),
                 recall_window=timedelta(seconds=settings.message_recall_window),
             ),
-            photos=attachments,
+            photos=links,
         )
         metrics = Metrics()
-        tasks = TaskService(uow, lambda: holder.index, linker=attachments, observe=metrics.observe_task)
+        tasks = TaskService(uow, lambda: holder.index, linker=links, observe=metrics.observe_task)
         task_timers = TaskTimers(
             uow,
             notifier,
@@ -224,6 +220,30 @@ class Services:
             config=notice_config,
         )
         reports = ReportService(tasks)
+        attachments = AttachmentService(
+            db,
+            LocalDiskStore(settings.upload_path()),
+            clock,
+            visibility={
+                "report": reports.can_see,
+                "task_event": tasks.can_see_task_event,
+                MESSAGE_REF: partial(can_see_message, db),
+            },
+            max_bytes=settings.upload_max_bytes,
+            idle_timeout=settings.upload_idle_timeout,
+        )
+        # Open tasks and conversations follow a structural org edit, in the edit's transaction.
+        follower = TaskOrgFollower(tasks)
+        org = OrgService(
+            db,
+            clock,
+            holder,
+            hooks=OrgHooks(
+                retired=(follower.positions_retired,),
+                moved=(follower.positions_moved,),
+                impact=(lambda conn, pids, _units: follower.impact(conn, pids), conversation_impact),
+            ),
+        )
         addresses = AddressPolicy(settings.webhook_allowed_networks, allow_public=settings.webhook_allow_public)
         policy = DeliveryPolicy(
             max_attempts=settings.webhook_max_attempts,
@@ -247,11 +267,6 @@ class Services:
             policy=policy,
             on_disabled=EndpointAlarm(db, clock, conversations),
         )
-        follower = TaskOrgFollower(tasks)
-        org.structure.hooks.retired.append(follower.positions_retired)
-        org.structure.hooks.moved.append(follower.positions_moved)
-        org.structure.hooks.impact.append(lambda conn, pids, _units: follower.impact(conn, pids))
-        org.structure.hooks.impact.append(conversation_impact)
         return cls(
             settings=settings,
             clock=clock,
@@ -331,9 +346,6 @@ class Services:
         self.jobs.every(self.settings.background_interval, self.ding.run_due, "ding")
         self.jobs.every(self.settings.background_interval, self.notices.fanout.run_pending, "notice-fanout")
         await self.tasks.seed_categories()
-        self.attachments.register_visibility("report", self.reports.can_see)
-        self.attachments.register_visibility("task_event", self.tasks.can_see_task_event)
-        self.attachments.register_visibility(MESSAGE_REF, partial(can_see_message, self.db))
         self.jobs.every(self.settings.background_interval, self._run_task_timers, "task-timers")
         # Unit groups and position members follow the org tree once this process's index has the change.
         self.jobs.every(self.settings.index_refresh_interval, self.members.run, "conversation-members")

@@ -6,16 +6,17 @@ all pass does the file get its name in the store, and only then is the row
 written. A refused, failed or truncated upload leaves nothing behind.
 
 Reading is allowed to a person who uploaded the bytes, or who can see any
-ref linking them (each ref kind registers its own visibility check). Anyone
-else gets the same ``NotFound`` as for a digest that does not exist, so the
-API is no oracle for which photos are stored.
+ref linking them (links: ``messaging/attachments/links.py``; each ref kind's
+visibility check is given at construction). Anyone else gets the same
+``NotFound`` as for a digest that does not exist, so the API is no oracle for
+which photos are stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore
-from kernel.errors import BadRequest, ErrorCode, NotFound
+from kernel.errors import BadRequest, NotFound
 from messaging.attachments.errors import (
     ChecksumMismatch,
     IncompleteUpload,
@@ -33,6 +34,7 @@ from messaging.attachments.errors import (
     UnsupportedType,
     UploadStalled,
 )
+from messaging.attachments.links import UPLOADER, CanSee
 from messaging.attachments.schema import attachment_links, attachments
 from messaging.attachments.sniff import SNIFF_BYTES, sniff
 from messaging.attachments.store import BlobReader, BlobStore, is_digest
@@ -45,15 +47,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["UPLOADER", "AttachmentService", "Download", "Upload"]
 
-#: The ref kind recording who uploaded a file (ref_id = person id); not linkable by callers.
-UPLOADER = "uploader"
-#: Most files one ref may link (a report's photos, a transition's evidence).
-MAX_LINKS_PER_REF = 20
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 #: Generous for a village's mobile link (a 64 KiB chunk at 20 kbit/s takes ~26 s).
 DEFAULT_IDLE_TIMEOUT = 60.0
-
-CanSee = Callable[[int, int], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +131,15 @@ class _Checked:
 
 
 class AttachmentService:
-    """Upload, link and authorise reading of content-addressed files.
+    """Upload content-addressed files and authorise reading them.
 
     Args:
         db: where the rows live.
         store: where the bytes live.
         clock: stamps ``created_at``.
+        visibility: ``{ref kind: can_see(person_id, ref_id)}``: who may see a ref
+            (and so the files it links); a ref kind not named here shows nothing
+            beyond the uploader.
         max_bytes: largest accepted upload.
         idle_timeout: seconds an upload may go without receiving a byte.
     """
@@ -151,15 +150,18 @@ class AttachmentService:
         store: BlobStore,
         clock: Clock,
         *,
+        visibility: Mapping[str, CanSee] | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
+        if visibility is not None and UPLOADER in visibility:
+            raise ValueError("the uploader rule is built in")
         self.db = db
         self.store = store
         self.clock = clock
         self.max_bytes = max_bytes
         self.idle_timeout = idle_timeout
-        self._visibility: dict[str, CanSee] = {}
+        self._visibility: dict[str, CanSee] = dict(visibility or {})
         # An upload wakes nobody: no per-person event is written for it.
         self._uow = UnitOfWork(db, EventLog(db), clock, _no_wakeups)
         self._rows: Batcher[_Row, bool] = Batcher(self._record_batch, name="attachment-rows")
@@ -261,89 +263,10 @@ class AttachmentService:
         """Periodic housekeeping: temp files of uploads cut off by a crash."""
         await asyncio.to_thread(self.store.sweep_incoming)
 
-    # --- linking ----------------------------------------------------------------------
-
-    async def link(
-        self, conn: AsyncConnection, digests: Sequence[str], *, person_id: int, ref_kind: str, ref_id: int
-    ) -> None:
-        """Inside the caller's transaction: record that (ref_kind, ref_id) uses these uploads.
-
-        Linking again is a no-op. Nothing is linked unless every digest was
-        uploaded by ``person_id``.
-
-        Raises:
-            BadRequest: ``unknown_attachment`` naming the digests this person did not upload.
-        """
-        if ref_kind == UPLOADER or not ref_kind or len(ref_kind) > 32:
-            raise ValueError(f"ref kind {ref_kind!r} cannot be linked")
-        wanted = list(dict.fromkeys(digests))
-        if not wanted:
-            return
-        if len(wanted) > MAX_LINKS_PER_REF:
-            raise BadRequest(f"at most {MAX_LINKS_PER_REF} attachments", data={"max": MAX_LINKS_PER_REF})
-        valid = [d for d in wanted if isinstance(d, str) and is_digest(d)]
-        owned: set[str] = set()
-        if valid:
-            rows = await conn.execute(
-                select(attachment_links.c.digest).where(
-                    attachment_links.c.digest.in_(valid),
-                    attachment_links.c.ref_kind == UPLOADER,
-                    attachment_links.c.ref_id == person_id,
-                )
-            )
-            owned = {r[0] for r in rows}
-        missing = [d for d in wanted if d not in owned]
-        if missing:
-            raise BadRequest(
-                "attachments must be uploaded by you first",
-                code=ErrorCode.UNKNOWN_ATTACHMENT,
-                data={"digests": [str(d)[:64] for d in missing[:MAX_LINKS_PER_REF]]},
-            )
-        stmt = insert_ignore(conn, attachment_links, ["digest", "ref_kind", "ref_id"])
-        await conn.execute(stmt, [{"digest": d, "ref_kind": ref_kind, "ref_id": ref_id} for d in wanted])
-
-    async def link_owned(
-        self, conn: AsyncConnection, refs: Sequence[str], *, person_id: int, ref_kind: str, ref_id: int
-    ) -> None:
-        """Like ``link`` for the refs that are digests of this person's uploads; other refs are skipped.
-
-        For references that may be opaque (a chat message's ``attachments``), where an unknown
-        ref is not an error but simply not a file of ours.
-        """
-        digests = [r for r in dict.fromkeys(refs) if isinstance(r, str) and is_digest(r)]
-        if not digests:
-            return
-        rows = await conn.execute(
-            select(attachment_links.c.digest).where(
-                attachment_links.c.digest.in_(digests),
-                attachment_links.c.ref_kind == UPLOADER,
-                attachment_links.c.ref_id == person_id,
-            )
-        )
-        owned = [d for (d,) in rows]
-        if owned:
-            await self.link(conn, owned, person_id=person_id, ref_kind=ref_kind, ref_id=ref_id)
-
-    async def linked(self, conn: AsyncConnection, ref_kind: str, ref_id: int) -> list[dict[str, Any]]:
-        """The files a ref uses, as ``{digest, size, content_type}`` (digest order)."""
-        rows = await conn.execute(
-            select(attachments.c.digest, attachments.c.size, attachments.c.content_type)
-            .join(attachment_links, attachment_links.c.digest == attachments.c.digest)
-            .where(attachment_links.c.ref_kind == ref_kind, attachment_links.c.ref_id == ref_id)
-            .order_by(attachments.c.digest)
-        )
-        return [{"digest": d, "size": s, "content_type": t} for d, s, t in rows]
-
     # --- reading ------------------------------------------------------------------------
 
-    def register_visibility(self, ref_kind: str, can_see: CanSee) -> None:
-        """``can_see(person_id, ref_id)``: whether that person may see the ref (and so its files)."""
-        if ref_kind == UPLOADER:
-            raise ValueError("the uploader rule is built in")
-        self._visibility[ref_kind] = can_see
-
     async def can_read(self, person_id: int, digest: str) -> bool:
-        """Uploader, or someone a registered check lets see a ref linking the file."""
+        """Uploader, or someone a visibility check lets see a ref linking the file."""
         if not is_digest(digest):
             return False
         async with self.db.read() as conn:

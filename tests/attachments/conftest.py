@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from kernel.clock import FakeClock
 from kernel.db.database import Database
+from messaging.attachments.links import AttachmentLinks
 from messaging.attachments.schema import attachment_links, attachments
 from messaging.attachments.service import AttachmentService
 from messaging.attachments.store import LocalDiskStore
@@ -53,6 +54,9 @@ class Env:
     db: Database
     root: Path
     people: PersonDirectory
+    links: AttachmentLinks = field(default_factory=AttachmentLinks)
+    #: ``{report id: persons who may see it}``: the "report" visibility check the service was built with.
+    report_readers: dict[int, set[int]] = field(default_factory=dict)
 
     async def person(self) -> int:
         return (await self.people.create(f"p{secrets.token_hex(4)}")).id
@@ -79,9 +83,15 @@ class Env:
 async def env(db_url: str, tmp_path: Path) -> AsyncIterator[Env]:
     db = Database(db_url, pool_size=4)
     root = tmp_path / "blobs"
-    svc = AttachmentService(db, LocalDiskStore(root), FakeClock(), max_bytes=MAX_BYTES)
+    readers: dict[int, set[int]] = {}
+
+    async def can_see_report(person_id: int, report_id: int) -> bool:
+        return person_id in readers.get(report_id, set())
+
+    visibility = {"report": can_see_report}
+    svc = AttachmentService(db, LocalDiskStore(root), FakeClock(), visibility=visibility, max_bytes=MAX_BYTES)
     try:
-        yield Env(svc, db, root, PersonDirectory(db, FakeClock()))
+        yield Env(svc, db, root, PersonDirectory(db, FakeClock()), report_readers=readers)
     finally:
         await svc.close()
         await db.dispose()

@@ -84,9 +84,8 @@ async def test_upload_then_download_with_cache_and_safety_headers(up_server: Run
 
 
 async def test_others_get_404_until_a_ref_they_can_see_links_the_file(up_server: RunningServer) -> None:
-    a, auth_a = await _person(up_server)
+    _, auth_a = await _person(up_server)
     b, auth_b = await _person(up_server)
-    svc = up_server.services_obj.attachments  # type: ignore[attr-defined]
     data = image()
     async with httpx.AsyncClient(base_url=up_server.http) as c:
         assert (await c.post(URL, content=data, headers=_headers(auth_a, data))).status_code == 201
@@ -95,12 +94,12 @@ async def test_others_get_404_until_a_ref_they_can_see_links_the_file(up_server:
         assert hidden == missing
         _error(await c.get(f"{URL}/{sha(data)}"), 401, "unauthorized")
 
-        async def b_sees(person_id: int, ref_id: int) -> bool:
-            return person_id == b and ref_id == 77
-
-        svc.register_visibility("report", b_sees)
-        async with svc.db.write() as conn:
-            await svc.link(conn, [sha(data)], person_id=a, ref_kind="report", ref_id=77)
+        # The ref b can see: a message of a's in a group with b, which links a's upload.
+        group = await c.post("/api/v1/groups", json={"title": "照片", "person_ids": [b]}, headers=auth_a)
+        assert group.status_code == 201, group.text
+        body = {"client_msg_id": "photo-1", "body": "", "attachments": [sha(data)]}
+        sent = await c.post(f"/api/v1/conversations/{group.json()['id']}/messages", json=body, headers=auth_a)
+        assert sent.status_code == 201, sent.text
         got = await c.get(f"{URL}/{sha(data)}", headers=auth_b)
         assert got.status_code == 200 and got.content == data
 

@@ -184,25 +184,20 @@ async def test_only_the_uploader_reads_until_a_visible_ref_links_the_file(env: E
     assert hidden.value.to_dict() == missing.value.to_dict()  # no existence oracle
 
     ref = _fresh_ref()
-    seen_by: dict[int, set[int]] = {ref: {b}}
-
-    async def can_see_report(person_id: int, report_id: int) -> bool:
-        return person_id in seen_by.get(report_id, set())
-
-    env.svc.register_visibility("report", can_see_report)
-    assert not await env.svc.can_read(b, digest)  # registered, but nothing links it yet
+    env.report_readers[ref] = {b}
+    assert not await env.svc.can_read(b, digest)  # b may see the report, but nothing links the file yet
     async with env.db.write() as conn:
-        await env.svc.link(conn, [digest], person_id=a, ref_kind="report", ref_id=ref)
+        await env.links.link(conn, [digest], person_id=a, ref_kind="report", ref_id=ref)
     assert await env.svc.can_read(b, digest)
     assert await collect((await env.svc.open(b, digest)).reader.chunks()) == data
     assert not await env.svc.can_read(c, digest)
     async with env.db.read() as conn:
-        assert await env.svc.linked(conn, "report", ref) == [
+        assert await env.links.linked(conn, "report", ref) == [
             {"digest": digest, "size": len(data), "content_type": "image/jpeg"}
         ]
     # Linking again is a no-op.
     async with env.db.write() as conn:
-        await env.svc.link(conn, [digest, digest], person_id=a, ref_kind="report", ref_id=ref)
+        await env.links.link(conn, [digest, digest], person_id=a, ref_kind="report", ref_id=ref)
     assert await env.rows(digest) == (1, 2)
 
 
@@ -210,7 +205,7 @@ async def test_a_ref_kind_without_a_visibility_check_shows_nothing(env: Env) -> 
     a, b = await env.person(), await env.person()
     digest = await env.upload(a, image())
     async with env.db.write() as conn:
-        await env.svc.link(conn, [digest], person_id=a, ref_kind="task_event", ref_id=b)
+        await env.links.link(conn, [digest], person_id=a, ref_kind="task_event", ref_id=b)
     assert not await env.svc.can_read(b, digest)
 
 
@@ -222,11 +217,11 @@ async def test_linking_someone_elses_upload_links_nothing(env: Env) -> None:
     for digests in ([theirs], [mine, theirs], ["0" * 64], ["not-a-digest"]):
         with pytest.raises(BadRequest) as info:
             async with env.db.write() as conn:
-                await env.svc.link(conn, digests, person_id=a, ref_kind="report", ref_id=ref)
+                await env.links.link(conn, digests, person_id=a, ref_kind="report", ref_id=ref)
         assert info.value.code == ErrorCode.UNKNOWN_ATTACHMENT
         assert mine not in info.value.data["digests"]
     async with env.db.read() as conn:
-        assert await env.svc.linked(conn, "report", ref) == []
+        assert await env.links.linked(conn, "report", ref) == []
     assert await env.rows(mine) == (1, 1) and await env.rows(theirs) == (1, 1)
 
 
@@ -235,9 +230,9 @@ async def test_link_refuses_too_many_and_the_reserved_kind(env: Env) -> None:
     digest = await env.upload(a, image())
     async with env.db.write() as conn:
         with pytest.raises(BadRequest):
-            await env.svc.link(conn, [f"{i:064x}" for i in range(21)], person_id=a, ref_kind="report", ref_id=1)
+            await env.links.link(conn, [f"{i:064x}" for i in range(21)], person_id=a, ref_kind="report", ref_id=1)
         with pytest.raises(ValueError, match="uploader"):
-            await env.svc.link(conn, [digest], person_id=a, ref_kind="uploader", ref_id=2)
+            await env.links.link(conn, [digest], person_id=a, ref_kind="uploader", ref_id=2)
 
 
 async def test_a_stalled_upload_is_abandoned_and_stores_nothing(env: Env) -> None:
