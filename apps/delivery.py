@@ -2,7 +2,8 @@
 
 Why claims in the database: several server processes run workers; a claim
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single writer on SQLite) plus a
-lease means one process posts one attempt. A process killed mid-request
+lease (``messaging/leases.py``, the one lease helper; :func:`delivery_leases`)
+means one process posts one attempt. A process killed mid-request
 leaves its claim to lapse; the next claimer sends the same event again with
 the same ``webhook-id`` (the event's id), so receivers deduplicate.
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Select, and_, insert, or_, select, update
+from sqlalchemy import Select, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 from standardwebhooks.webhooks import Webhook
@@ -43,11 +44,21 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import for_update
 from kernel.errors import ZzdError
+from messaging.leases import Leases
 from messaging.tasks.schema import outbox_events
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DeliveryPolicy", "DeliveryWorker", "Outcome", "Sender", "claimable", "load_claimed", "sign"]
+__all__ = [
+    "DeliveryPolicy",
+    "DeliveryWorker",
+    "Outcome",
+    "Sender",
+    "claimable",
+    "delivery_leases",
+    "load_claimed",
+    "sign",
+]
 
 _rng = secrets.SystemRandom()
 
@@ -112,6 +123,7 @@ class DeliveryWorker:
         self._check_url = check_url
         self._node = node_id
         self.policy = policy
+        self._leases = delivery_leases(policy)
         self._on_disabled = on_disabled
         self._inflight: Counter[int] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -170,7 +182,7 @@ class DeliveryWorker:
     async def _claim(self, room: int) -> list[dict[str, Any]]:
         now = self._clock.now()
         d = app_deliveries
-        q = claimable(now, "webhook").limit(room * 4)
+        q = claimable(self._leases, now, "webhook").limit(room * 4)
         full = [sid for sid, n in self._inflight.items() if n >= self.policy.per_endpoint]
         if full:
             q = q.where(d.c.subscription_id.not_in(full))
@@ -185,8 +197,7 @@ class DeliveryWorker:
                 picked.append(int(did))
             if not picked:
                 return []
-            until = now + timedelta(seconds=self.policy.lease)
-            await conn.execute(update(d).where(d.c.id.in_(picked)).values(leased_until=until, leased_by=self._node))
+            await self._leases.lease(conn, picked, self._node, now)
             return await load_claimed(conn, picked)
 
     # ------------------------------------------------------------ attempting
@@ -227,7 +238,7 @@ class DeliveryWorker:
 
     async def _record(self, row: dict[str, Any], sub: Subscription, outcome: Outcome, latency: int) -> None:
         now = self._clock.now()
-        d, s = app_deliveries, app_subscriptions
+        s = app_subscriptions
         attempt = int(row["attempts"]) + 1
         disabled_now = False
         async with self._db.write() as conn:
@@ -243,29 +254,22 @@ class DeliveryWorker:
                     response_excerpt=outcome.excerpt[:500] or None,
                 )  # fmt: skip
             )
-            mine = and_(d.c.id == row["id"], d.c.leased_by == self._node, d.c.state == "pending")
+            # Only while the row is still ours: a lapsed lease's row may be another process's by now.
+            mine = [int(row["id"])]
+            unleased = {"leased_until": None, "leased_by": None}
             if outcome.ok:
-                await conn.execute(
-                    update(d)
-                    .where(mine)
-                    .values(
-                        state="delivered", delivered_at=now, attempts=attempt, leased_until=None, leased_by=None
-                    )  # fmt: skip
-                )
+                done = {"state": "delivered", "delivered_at": now, "attempts": attempt, **unleased}
+                await self._leases.finish(conn, self._node, mine, done, fenced=False)
                 await conn.execute(update(s).where(s.c.id == sub.id).values(consecutive_failures=0))
                 return
             dead = attempt >= self.policy.max_attempts
-            await conn.execute(
-                update(d)
-                .where(mine)
-                .values(
-                    state="dead" if dead else "pending",
-                    attempts=attempt,
-                    leased_until=None,
-                    leased_by=None,
-                    next_attempt_at=now + self.policy.backoff(attempt),
-                )  # fmt: skip
-            )
+            retry = {
+                "state": "dead" if dead else "pending",
+                "attempts": attempt,
+                "next_attempt_at": now + self.policy.backoff(attempt),
+                **unleased,
+            }
+            await self._leases.finish(conn, self._node, mine, retry, fenced=False)
             fails = int(
                 (
                     await conn.execute(
@@ -319,7 +323,19 @@ async def load_claimed(conn: AsyncConnection, ids: list[int]) -> list[dict[str, 
     return out
 
 
-def claimable(now: datetime, mode: str, app_id: int | None = None) -> Select[int, int]:
+def delivery_leases(policy: DeliveryPolicy, *, count_attempts: bool = False) -> Leases:
+    """The lease columns of ``app_deliveries``: a pending row, leased to a process (webhooks) or a connection (stream).
+
+    ``count_attempts``: a claim counts an attempt (stream mode: sending is the attempt; a
+    webhook worker counts when it records the answer).
+    """
+    d = app_deliveries
+    duration = timedelta(seconds=policy.lease)
+    attempts = d.c.attempts if count_attempts else None
+    return Leases(d, d.c.leased_by, d.c.leased_until, d.c.state == "pending", duration, attempts=attempts)
+
+
+def claimable(leases: Leases, now: datetime, mode: str, app_id: int | None = None) -> Select[int, int]:
     """Due, unleased deliveries of active ``mode`` subscriptions whose aggregate has no earlier one pending.
 
     The ordering rule lives here once, for webhook workers and stream connections alike.
@@ -342,7 +358,7 @@ def claimable(now: datetime, mode: str, app_id: int | None = None) -> Select[int
         .where(
             d.c.state == "pending",
             d.c.next_attempt_at <= now,
-            or_(d.c.leased_until.is_(None), d.c.leased_until < now),
+            leases.free(now),
             s.c.mode == mode,
             s.c.status == "active",
             ~blocked,

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
 
-from apps.delivery import DeliveryPolicy, claimable, load_claimed
+from apps.delivery import DeliveryPolicy, claimable, delivery_leases, load_claimed
 from apps.dispatch import envelope
 from apps.schema import app_deliveries
 from kernel.clock import Clock
@@ -31,7 +30,8 @@ class StreamDeliveries:
     def __init__(self, db: Database, clock: Clock, policy: DeliveryPolicy) -> None:
         self._db = db
         self._clock = clock
-        self._policy = policy
+        # A connection's lease; sending an event counts as an attempt.
+        self._leases = delivery_leases(policy, count_attempts=True)
 
     async def claim(self, app_id: int, holder: str, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` due events for the app's active stream subscriptions, leased to ``holder``.
@@ -42,15 +42,12 @@ class StreamDeliveries:
             return []
         now = self._clock.now()
         d = app_deliveries
-        q = claimable(now, "stream", app_id).limit(limit)
+        q = claimable(self._leases, now, "stream", app_id).limit(limit)
         async with self._db.write() as conn:
             ids = [int(r[0]) for r in await conn.execute(for_update(conn, q, skip_locked=True, of=d))]
             if not ids:
                 return []
-            until = now + timedelta(seconds=self._policy.lease)
-            await conn.execute(
-                update(d).where(d.c.id.in_(ids)).values(leased_until=until, leased_by=holder, attempts=d.c.attempts + 1)
-            )
+            await self._leases.lease(conn, ids, holder, now)
             rows = await load_claimed(conn, ids)
         return [
             {
@@ -80,11 +77,5 @@ class StreamDeliveries:
 
     async def release(self, holder: str) -> int:
         """A connection closed: what it was sent and not acknowledged goes to the next connection."""
-        d = app_deliveries
         async with self._db.write() as conn:
-            res = await conn.execute(
-                update(d)
-                .where(d.c.leased_by == holder, d.c.state == "pending")
-                .values(leased_until=None, leased_by=None)
-            )
-        return int(res.rowcount)
+            return await self._leases.release(conn, holder)

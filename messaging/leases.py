@@ -1,12 +1,13 @@
 """Leases on rows: claim due work exactly once across processes, renew, fence, take over an expired claim.
 
 Background work that every server process runs at once (DING steps, task
-DING timers, finishing a notice's fan-out) claims its rows by writing a
-token and an expiry into them. While the lease holds nobody else takes the
-row; the holder's later writes are *fenced* (``WHERE claimed_by = token``),
-so a holder that stalled past its lease and lost the row to another process
-changes nothing (:class:`LeaseLost`); and once the lease expires anyone may
-take the row over, which is how work left by a killed process is finished.
+DING timers, finishing a notice's fan-out, the apps platform's webhook and
+stream deliveries) claims its rows by writing a token and an expiry into
+them. While the lease holds nobody else takes the row; the holder's later
+writes are *fenced* (``WHERE claimed_by = token``), so a holder that
+stalled past its lease and lost the row to another process changes nothing
+(:class:`LeaseLost`); and once the lease expires anyone may take the row
+over, which is how work left by a killed process is finished.
 
 Claiming a batch of due rows is one short transaction: on PostgreSQL the
 candidates are read ``FOR UPDATE SKIP LOCKED`` so concurrent claimers never
@@ -50,7 +51,8 @@ class Leases:
         table: the table whose rows are claimed (its primary key column is ``id``).
         by: the claimer's token (NULL when unclaimed).
         until: when the claim expires (NULL when unclaimed); an expired claim is free.
-        done: set when the row's work is finished; finished rows are never claimed.
+        unfinished: true of rows whose work is not finished (``done_at IS NULL``,
+            ``state = 'pending'``); finished rows are never claimed.
         duration: how long a claim is exclusive: longer than one run of the work takes.
         attempts: counts claims, when the table keeps a try count.
     """
@@ -58,7 +60,7 @@ class Leases:
     table: Table
     by: Any
     until: Any
-    done: Any
+    unfinished: ColumnElement[bool]
     duration: timedelta
     attempts: Any | None = None
 
@@ -84,23 +86,32 @@ class Leases:
         """
         t = self.table
         free = self.free(now)
-        q = select(t.c.id).where(self.done.is_(None), free, *where).order_by(*order_by).limit(limit)
+        q = select(t.c.id).where(self.unfinished, free, *where).order_by(*order_by).limit(limit)
         ids = [int(r[0]) for r in await conn.execute(for_update(conn, q, skip_locked=True))]
         if not ids:
             return []
+        await self.lease(conn, ids, token, now)
+        rows = await conn.execute(select(*returning).where(t.c.id.in_(ids), self.by == token).order_by(t.c.id))
+        return [dict(r._mapping) for r in rows]
+
+    async def lease(self, conn: AsyncConnection, ids: Sequence[int], token: str, now: datetime) -> None:
+        """Lease these rows, picked by the caller's own query (locked ``FOR UPDATE``), to ``token``.
+
+        For a claim whose choice of rows is more than ``where`` and ``limit`` (the apps
+        platform's per-endpoint cap); counts an attempt when the table has ``attempts``.
+        """
+        t = self.table
         values: dict[str, Any] = {self.by.key: token, self.until.key: now + self.duration}
         if self.attempts is not None:
             values[self.attempts.key] = self.attempts + 1
-        await conn.execute(update(t).where(t.c.id.in_(ids), self.done.is_(None), free).values(values))
-        rows = await conn.execute(select(*returning).where(t.c.id.in_(ids), self.by == token).order_by(t.c.id))
-        return [dict(r._mapping) for r in rows]
+        await conn.execute(update(t).where(t.c.id.in_(list(ids)), self.unfinished, self.free(now)).values(values))
 
     async def take(self, conn: AsyncConnection, row_id: int, token: str, now: datetime) -> bool:
         """Lease one unfinished row to ``token`` if it is free or already ours (which renews it)."""
         t = self.table
         res = await conn.execute(
             update(t)
-            .where(t.c.id == row_id, self.done.is_(None), or_(self.by == token, self.free(now)))
+            .where(t.c.id == row_id, self.unfinished, or_(self.by == token, self.free(now)))
             .values({self.by.key: token, self.until.key: now + self.duration})
         )
         return bool(res.rowcount)
@@ -124,8 +135,16 @@ class Leases:
         """
         t = self.table
         res = await conn.execute(
-            update(t).where(t.c.id.in_(list(ids)), self.by == token, self.done.is_(None)).values(values)
+            update(t).where(t.c.id.in_(list(ids)), self.by == token, self.unfinished).values(values)
         )
         if fenced and res.rowcount != len(ids):
             raise LeaseLost
+        return int(res.rowcount)
+
+    async def release(self, conn: AsyncConnection, token: str) -> int:
+        """Give back every unfinished row ``token`` holds, free at once for the next claimer; returns how many."""
+        t = self.table
+        res = await conn.execute(
+            update(t).where(self.by == token, self.unfinished).values({self.by.key: None, self.until.key: None})
+        )
         return int(res.rowcount)

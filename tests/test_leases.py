@@ -38,7 +38,7 @@ async def _lease_table(db: Database) -> AsyncIterator[Leases]:
         await conn.execute(insert(table), [{"id": i, "due_at": T0, "attempts": 0} for i in range(1, 7)])
     try:
         c = table.c
-        yield Leases(table, c.claimed_by, c.claimed_until, c.done_at, LEASE, attempts=c.attempts)
+        yield Leases(table, c.claimed_by, c.claimed_until, c.done_at.is_(None), LEASE, attempts=c.attempts)
     finally:
         async with db.write() as conn:
             await conn.run_sync(table.drop)

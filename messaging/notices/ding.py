@@ -86,7 +86,7 @@ class DingScheduler:
         self._index = index_provider
         self._node = node_id
         s = notice_ding_steps
-        self._leases = Leases(s, s.c.claimed_by, s.c.claimed_until, s.c.done_at, lease, attempts=s.c.attempts)
+        self._leases = Leases(s, s.c.claimed_by, s.c.claimed_until, s.c.done_at.is_(None), lease, attempts=s.c.attempts)
         self._batch = batch
         self._retry_after = retry_after
         self._max_attempts = max_attempts

@@ -92,7 +92,7 @@ class FanoutRelay:
         self.token = run_token(node_id)
         self.lease = lease
         n = notices.c
-        self._leases = Leases(notices, n.fanout_claimed_by, n.fanout_lease_until, n.fanout_done_at, lease)
+        self._leases = Leases(notices, n.fanout_claimed_by, n.fanout_lease_until, n.fanout_done_at.is_(None), lease)
         self.chunk = chunk
 
     # ------------------------------------------------------------ connected first

@@ -127,7 +127,7 @@ class TaskTimers:
         self._node = node_id
         self.lease = lease
         t = task_timers
-        self._leases = Leases(t, t.c.claimed_by, t.c.claimed_until, t.c.done_at, lease, attempts=t.c.attempts)
+        self._leases = Leases(t, t.c.claimed_by, t.c.claimed_until, t.c.done_at.is_(None), lease, attempts=t.c.attempts)
         self._batch = batch
         self._retry_after = retry_after
         self._max_attempts = max_attempts
