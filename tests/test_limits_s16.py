@@ -51,10 +51,8 @@ async def test_websockets_above_the_global_limit_get_503_at_the_handshake(db_url
         c = await Client.connect(rs.ws, (await login(rs.http, lg))["access_token"])  # room again
         assert c.hello["person_id"]
         await c.close()
-        # The aborted raw socket may leave uvicorn's own "unexpected connection_lost()" future
-        # unretrieved (asyncio logs it when that future is collected): the client's abort, not ours.
-        aborts = "unexpected connection_lost() call"
-        assert [e for e in server_log.errors() if aborts not in e] == []
+        # A connect cancelled by the aborted socket is logged at INFO (zzd/gateway/logfilter.py).
+        assert server_log.errors() == []
     finally:
         for r in raws:
             r.abort()

@@ -1,14 +1,16 @@
-"""JSON logs carry the request and the person they were written for (issue 12 item 7)."""
+"""JSON logs name the request and person; a client's abort is no server error (issue 12 item 7)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 import httpx
 
 from tests.client import login, new_person
-from tests.conftest import RunningServer
+from tests.conftest import LogRecords, RunningServer
+from zzd.gateway.logfilter import quiet_client_protocol_errors
 from zzd.logs import JsonFormatter
 
 
@@ -48,3 +50,27 @@ async def test_a_log_line_written_while_serving_names_request_and_person(server:
     assert line["request_id"] == "req-42" and line["person_id"] == pid
     assert (line["method"], line["path"], line["level"]) == ("GET", "/api/v1/me", "info")
     assert line["ts"].endswith("Z")
+
+
+async def test_a_connect_cancelled_by_a_client_abort_is_not_logged_as_an_error(server_log: LogRecords) -> None:
+    """asyncpg's unretrieved TLS-probe failure after a cancelled connect is INFO; other lost futures stay errors."""
+    quiet_client_protocol_errors()
+    loop = asyncio.get_running_loop()
+    log = logging.getLogger("asyncio")
+    level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        for exc in (ConnectionError("unexpected connection_lost() call"), ConnectionError("reset by peer")):
+            lost = loop.create_future()
+            lost.set_exception(exc)
+            # What Future.__del__ reports for a failed future nobody awaited.
+            loop.call_exception_handler(
+                {"message": "Future exception was never retrieved", "exception": exc, "future": lost}
+            )
+            lost.exception()
+    finally:
+        log.setLevel(level)
+    lowered = [r for r in server_log.records if r.name == "asyncio" and r.levelno == logging.INFO]
+    assert len(lowered) == 1 and lowered[0].exc_info is None
+    errors = server_log.errors()
+    assert len(errors) == 1 and errors[0].startswith("asyncio: Future exception was never retrieved"), errors

@@ -11,6 +11,16 @@ handshake" after a correct denial response (our 503 at capacity): it checks a
 flag the denial path never sets. :func:`mark_denied` records, in the
 connection task's context, that this socket was denied on purpose, and only
 then is that line lowered.
+
+And a client that aborts its socket while the server is opening a PostgreSQL
+connection for it (a hello's session check on a cold pool) cancels that
+connect. asyncpg's TLS probe (``sslmode=prefer``, its default) then fails
+its own future with ``ConnectionError("unexpected connection_lost() call")``
+that nobody awaits any more, and asyncio reports it at ERROR, "Future
+exception was never retrieved", when the future is collected (asyncpg issue
+#1211; seen once in S16). Nothing was lost: the cancelled request is gone
+with its client and the pool opens the next connection afresh. That record
+is lowered to INFO as well; any other never-retrieved exception stays an error.
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ __all__ = ["mark_denied", "quiet_client_protocol_errors"]
 CLIENT_ERRORS = frozenset({"Invalid UTF-8 sequence received from client."})
 _AFTER_DENIAL = "ASGI callable returned without completing handshake."
 _denied: ContextVar[bool] = ContextVar("zzd_ws_denied", default=False)
+#: asyncpg's TLS probe, failed by a connect that was cancelled (its task's client went away).
+_CANCELLED_CONNECT = "unexpected connection_lost() call"
 
 
 def mark_denied() -> None:
@@ -31,9 +43,17 @@ def mark_denied() -> None:
     _denied.set(True)
 
 
+def _cancelled_connect(record: logging.LogRecord) -> bool:
+    """asyncio's report of asyncpg's unretrieved TLS-probe failure after a cancelled connect."""
+    if record.name != "asyncio" or not record.exc_info:
+        return False
+    exc = record.exc_info[1]
+    return type(exc) is ConnectionError and str(exc) == _CANCELLED_CONNECT
+
+
 class _ClientErrorsAtInfo(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg in CLIENT_ERRORS or (record.msg == _AFTER_DENIAL and _denied.get()):
+        if record.msg in CLIENT_ERRORS or (record.msg == _AFTER_DENIAL and _denied.get()) or _cancelled_connect(record):
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.exc_info, record.exc_text = None, None
             return logging.getLogger(record.name).isEnabledFor(logging.INFO)
@@ -41,7 +61,8 @@ class _ClientErrorsAtInfo(logging.Filter):
 
 
 def quiet_client_protocol_errors() -> None:
-    """Install the filter on uvicorn's error logger (once; safe to call again)."""
-    log = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, _ClientErrorsAtInfo) for f in log.filters):
-        log.addFilter(_ClientErrorsAtInfo())
+    """Install the filter on uvicorn's error logger and asyncio's (once; safe to call again)."""
+    for name in ("uvicorn.error", "asyncio"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _ClientErrorsAtInfo) for f in log.filters):
+            log.addFilter(_ClientErrorsAtInfo())
