@@ -67,8 +67,10 @@ SELECT p, substr(md5(random()::text || p::text), 1, 8), 1, 1 FROM unnest($1::big
 ON CONFLICT (person_id) DO NOTHING
 RETURNING person_id
 """
-_PG_HEADS = "SELECT person_id, last_seq FROM person_streams WHERE person_id = ANY($1::bigint[])"
-_SQLITE_HEADS = "SELECT person_id, last_seq FROM person_streams WHERE person_id IN (SELECT value FROM json_each(?))"
+_PG_STATES = "SELECT person_id, epoch, last_seq, min_seq FROM person_streams WHERE person_id = ANY($1::bigint[])"
+_SQLITE_STATES = (
+    "SELECT person_id, epoch, last_seq, min_seq FROM person_streams WHERE person_id IN (SELECT value FROM json_each(?))"
+)
 # Bulk path, SQLite (one writer at a time, so no lock order to keep).
 _SQLITE_CREATE = "INSERT OR IGNORE INTO person_streams (person_id, epoch, last_seq, min_seq) VALUES (?, ?, 0, 1)"
 _SQLITE_CREATE_AT_ONE = "INSERT INTO person_streams (person_id, epoch, last_seq, min_seq) VALUES (?, ?, 1, 1)"
@@ -345,32 +347,44 @@ class EventLog:
             ).one()
         return StreamState(row[0], int(row[1]), int(row[2]))
 
-    async def heads(self, person_ids: Sequence[int]) -> dict[int, int]:
-        """Last committed seq of each given person (persons without a stream are left out), for the safety poll."""
-        out: dict[int, int] = {}
+    async def states(self, person_ids: Sequence[int]) -> dict[int, StreamState]:
+        """The positions of many streams in one read, creating the missing ones in one short write.
+
+        For a burst of hellos (a reconnect storm, a server start): one
+        statement for hundreds of persons instead of one read (and, for a
+        person's very first connection, one write transaction) each.
+        """
         persons = sorted(set(person_ids))
+        out = await self._read_states(persons)
+        missing = [p for p in persons if p not in out]
+        if missing:
+            await with_db_retry(lambda: self.ensure_streams(missing))
+            out.update(await self._read_states(missing))
+        return out
+
+    async def _read_states(self, persons: list[int]) -> dict[int, StreamState]:
+        out: dict[int, StreamState] = {}
+        if not persons:
+            return out
         async with self._db.read() as conn:
             # Raw driver, one array parameter: expanding 5,000 bind parameters per
             # statement through SQLAlchemy was ~9 % of a server's CPU with 5,000 sockets.
             driver = (await conn.get_raw_connection()).driver_connection
             for part in chunks(persons, 100_000):
                 if is_postgres(conn):
-                    rows = await driver.fetch(_PG_HEADS, part)  # type: ignore[union-attr]
+                    rows = await driver.fetch(_PG_STATES, part)  # type: ignore[union-attr]
                 else:
-                    rows = await driver.execute_fetchall(_SQLITE_HEADS, (json.dumps(part),))  # type: ignore[union-attr]
-                out.update({int(p): int(s) for p, s in rows})
+                    rows = await driver.execute_fetchall(_SQLITE_STATES, (json.dumps(part),))  # type: ignore[union-attr]
+                out.update({int(p): StreamState(str(e), int(s), int(m)) for p, e, s, m in rows})
         return out
 
-    async def read(self, person_id: int, *, epoch: str | None, since: int, limit: int = MAX_PAGE) -> SyncPage:
-        """Events after ``since``, oldest first.
+    @staticmethod
+    def check_cursor(st: StreamState, *, epoch: str | None, since: int) -> None:
+        """Refuse a cursor this stream cannot resume from (see :meth:`read`), without reading events.
 
         Raises:
-            ResyncRequired: the epoch is not the stream's, the cursor is ahead
-                of the stream, or events after it were pruned. The client must
-                reload state; it is never silently told "nothing new".
+            ResyncRequired: saying why, with the stream's epoch and last seq.
         """
-        limit = max(1, min(limit, MAX_PAGE))
-        st = await self.state(person_id)
         reason = None
         if epoch is not None and epoch != st.epoch and (since > 0 or st.min_seq > 1):
             reason = "epoch changed"
@@ -384,6 +398,23 @@ class EventLog:
                 code=ErrorCode.RESYNC_REQUIRED,
                 data={"epoch": st.epoch, "last_seq": st.last_seq},
             )
+
+    async def heads(self, person_ids: Sequence[int]) -> dict[int, int]:
+        """Last committed seq of each given person (persons without a stream are left out), for the safety poll."""
+        states = await self._read_states(sorted(set(person_ids)))
+        return {p: st.last_seq for p, st in states.items()}
+
+    async def read(self, person_id: int, *, epoch: str | None, since: int, limit: int = MAX_PAGE) -> SyncPage:
+        """Events after ``since``, oldest first.
+
+        Raises:
+            ResyncRequired: the epoch is not the stream's, the cursor is ahead
+                of the stream, or events after it were pruned. The client must
+                reload state; it is never silently told "nothing new".
+        """
+        limit = max(1, min(limit, MAX_PAGE))
+        st = await self.state(person_id)
+        self.check_cursor(st, epoch=epoch, since=since)
         async with self._db.read() as conn:
             res = await conn.execute(
                 select(person_events.c.seq, person_events.c.kind, person_events.c.payload)

@@ -67,6 +67,7 @@ from zzd.auth.throttle import LoginThrottle
 from zzd.auth.tokens import TokenService
 from zzd.config import Settings
 from zzd.gateway.app_stream import StreamHub
+from zzd.gateway.hello_checks import HelloChecks
 from zzd.gateway.hub import ConnectionHub
 from zzd.gateway.ratelimit import RateLimiter
 from zzd.gateway.slots import RedisSlots
@@ -140,6 +141,8 @@ class Services:
     webhook_sender: HttpxSender
     stream: StreamDeliveries
     stream_hub: StreamHub
+    #: The session and stream reads of hellos arriving together, one statement each.
+    hellos: HelloChecks
     started: bool = field(default=False)
 
     @classmethod
@@ -324,6 +327,7 @@ class Services:
             webhook_sender=sender,
             stream=StreamDeliveries(db, clock, policy),
             stream_hub=stream_hub,
+            hellos=HelloChecks(sessions, events),
         )
 
     async def start(self) -> None:
@@ -389,6 +393,7 @@ class Services:
         await self.delivery.close()
         await self.webhook_sender.close()
         await self.chat.close()
+        await self.hellos.close()
         await self.delivered.close()
         await self.notices.close()
         await self.attachments.close()

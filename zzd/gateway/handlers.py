@@ -18,6 +18,7 @@ from kernel.wire import loads
 from messaging.chat import SendRequest
 from messaging.conversations.model import PostRequest
 from messaging.db_errors import as_unavailable
+from messaging.events import EventLog
 from zzd.auth.tokens import AccessClaims
 from zzd.gateway.closecodes import Close
 from zzd.gateway.frames import Conversations, Edit, Hello, History, NoticeReceipt, Read, Recall, Send, Sync
@@ -59,7 +60,7 @@ async def handle(s: Services, peer: Peer, req: Request) -> None:
             peer.protocol.reply(req.ref, shape(frame, await dispatch(s, peer.person_id, frame)))
             if isinstance(frame, Send):
                 m.send_seconds.observe(s.clock.monotonic() - started)
-        m.frames.labels(frame.type, "ok").inc()
+        m.frame(frame.type, "ok")
     except ZzdError as err:
         _failed(s, peer, req, err)
     except Exception as exc:
@@ -68,13 +69,13 @@ async def handle(s: Services, peer: Peer, req: Request) -> None:
             logger.warning("request %s: %s (%r)", type(frame).__name__, busy.message, exc)
             _failed(s, peer, req, busy)
             return
-        m.frames.labels(frame.type, "internal_error").inc()
+        m.frame(frame.type, "internal_error")
         logger.exception("request %s failed", type(frame).__name__)
         peer.protocol.fail(req.ref, ZzdError("internal error", code=ErrorCode.INTERNAL))
 
 
 def _failed(s: Services, peer: Peer, req: Request, err: ZzdError) -> None:
-    s.metrics.frames.labels(req.frame.type, str(err.code)).inc()
+    s.metrics.frame(req.frame.type, str(err.code))
     if isinstance(req.frame, Hello):
         peer.protocol.auth_failed(req.ref, err)
     elif isinstance(err, RateLimited) and s.rate_limiter.persisting(peer.person_id, s.clock.monotonic()):
@@ -86,18 +87,19 @@ def _failed(s: Services, peer: Peer, req: Request, err: ZzdError) -> None:
 async def hello(s: Services, peer: Peer, frame: Hello) -> None:
     """Authenticate the socket, subscribe it, and tell the client where its stream stands."""
     claims: AccessClaims = s.tokens.verify(frame.token)
-    if not await s.sessions.is_active(claims.session_id, claims.person_id):
+    # Both reads are shared with the other hellos waiting at the moment (a reconnect storm).
+    if not await s.hellos.session_active(claims.session_id, claims.person_id):
         raise Forbidden("session is no longer active")
     person_id = claims.person_id
     # Subscribe first, then read the stream position (decision 7).
     peer.subscribe(person_id, claims.session_id)
-    state = await s.events.state(person_id)
+    state = await s.hellos.stream_state(person_id)
     resumed = False
     reason = None
     start = state.last_seq
     if frame.resume is not None:
         try:
-            await s.events.read(person_id, epoch=frame.resume.epoch, since=frame.resume.since, limit=1)
+            EventLog.check_cursor(state, epoch=frame.resume.epoch, since=frame.resume.since)
             start, resumed = frame.resume.since, True
         except ResyncRequired as err:
             reason = err.message
