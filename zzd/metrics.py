@@ -4,6 +4,7 @@ so two servers in one test process do not share counters)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
@@ -23,6 +24,7 @@ class Metrics:
         r = self.registry
         self.connections = Gauge("zzd_ws_connections", "Open authenticated WebSocket connections", registry=r)
         self.frames = Counter("zzd_ws_frames_total", "Client frames handled", ["type", "outcome"], registry=r)
+        self._frame_counts: dict[tuple[str, str], Any] = {}
         self.send_seconds = Histogram(
             "zzd_send_commit_seconds",
             "From receiving a send to its committed acknowledgement",
@@ -62,6 +64,13 @@ class Metrics:
             "Notice events (notice.new, notice.remind) written to open sockets: each records 'delivered'",
             registry=r,
         )
+
+    def frame(self, type_: str, outcome: str) -> None:
+        """Count one handled client frame (the labelled child looked up once, not per frame)."""
+        child = self._frame_counts.get((type_, outcome))
+        if child is None:
+            child = self._frame_counts[(type_, outcome)] = self.frames.labels(type_, outcome)
+        child.inc()
 
     def observe_task(self, measure: str, category: str, seconds: float) -> None:
         """A closed-loop duration (``messaging.tasks.service.Observe``)."""
