@@ -1,7 +1,7 @@
 """Chat under load: 5,000 clients, a fixed offered rate of 1:1 messages, zzd vs a bare relay.
 
 Run:  .venv/bin/python bench/chat_load.py --backend sqlite|postgres [--quick] [--runs 1]
-      [--clients 5000] [--rate 2000] [--duration 20] [--drain 15] [--procs 2]
+      [--clients 5000] [--rate 2000] [--duration 20] [--drain 15] [--procs 2] [--profile]
 
 Per run the same clients and the same open-loop schedule go first through the
 bare ``websockets`` relay (bench/bare_relay.py), then through zzd:
@@ -11,8 +11,13 @@ bare ``websockets`` relay (bench/bare_relay.py), then through zzd:
   messages cross processes.
 Reported: achieved throughput (acks and deliveries per second), send→ack and
 send→deliver p50/p99 (from the scheduled send time), and messages acked but
-never delivered after the drain (must be 0). Goals (issue 2): ≥ 0.5× the
-relay's throughput and p99 ≤ 50 ms.
+never delivered after the drain (must be 0), the server CPU per acknowledged
+message (CPU seconds from the start of sending to the end of the drain, divided
+by the messages acked: it hardly depends on how much CPU the server was given),
+and how fast the clients connected and said hello. Goals (issue 2): ≥ 0.5× the
+relay's throughput and p99 ≤ 50 ms; issue 15: CPU per message ≤ 1.5× the relay's
+and hellos at ≥ 0.5× its handshake rate. ``--profile`` adds a py-spy summary of
+the zzd server(s) during the sending window (``--gil``: Python CPU only) (raw stacks stay in ``--logdir``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from notice_pyspy import Profile
 
 from common import (
     Client,
@@ -50,6 +57,8 @@ from loadgen import WorkerPool
 
 GOAL_RATIO = 0.5
 GOAL_P99_MS = 50.0
+GOAL_CPU_RATIO = 1.5
+GOAL_HELLO_RATIO = 0.5
 START_LEAD = 2.0
 
 
@@ -77,6 +86,13 @@ class Result:
     rest_cpu: float
     closed: int
     close_codes: dict[str, int]
+    cpu_ms_per_msg: float = float("nan")
+    connect_s: float = float("nan")
+    profile: str = ""
+
+    @property
+    def hellos_per_s(self) -> float:
+        return ratio(self.clients, self.connect_s)
 
     def line(self) -> str:
         return (
@@ -85,7 +101,8 @@ class Result:
             f" | {self.ack_tput:7.0f} ack/s"
             f" {self.deliver_tput:7.0f} dlv/s | ack p50 {self.ack_p50:6.1f} p99 {self.ack_p99:7.1f} ms"
             f" | deliver p50 {self.del_p50:6.1f} p99 {self.del_p99:7.1f} ms | CPU% server {self.server_cpu:.0f}"
-            f" load {self.load_cpu:.0f} rest {self.rest_cpu:.0f} | sockets closed {self.closed}"
+            f" load {self.load_cpu:.0f} rest {self.rest_cpu:.0f} | CPU/msg {self.cpu_ms_per_msg:.3f} ms"
+            f" | connect {self.connect_s:.1f} s ({self.hellos_per_s:.0f} hello/s) | sockets closed {self.closed}"
             + (f" | error codes {self.error_codes}" if self.error_codes else "")
             + (f" | close codes {self.close_codes}" if self.close_codes else "")
         )
@@ -176,14 +193,29 @@ def drive(label: str, servers: list[Server], clients: list[Client], args: argpar
     """Connect everyone, run the open-loop schedule, collect and merge the reports."""
     pool = WorkerPool(clients, [s.url for s in servers], args.procs)
     try:
+        profiling = args.profile and label != "bare relay"
+        pids = [s.proc.pid for s in servers]
+        hello_prof = Profile("connect", pids, args.logdir_path, gil=True) if profiling else None
         conn = pool.call("connect")
+        if hello_prof is not None:
+            hello_prof.stop()
         connected = sum(r["connected"] for r in conn)
         if connected < len(clients):
             print(f"  warning: {label}: only {connected}/{len(clients)} clients connected")
         start = time.time() + START_LEAD
-        probe = CpuProbe([s.proc.pid for s in servers], pool.pids(), start, start + args.duration)
+        probe = CpuProbe(pids, pool.pids(), start, start + args.duration)
+        prof = Profile("chat", pids, args.logdir_path, gil=True) if profiling else None
+        cpu_before = cpu_seconds(pids)
         replies = pool.call("chat", start=start, rate=args.rate / args.procs, duration=args.duration, drain=args.drain)
-        return merge(label, replies, start, probe.percents(), connected)
+        cpu = cpu_seconds(pids) - cpu_before
+        if prof is not None:
+            prof.stop()
+        res = merge(label, replies, start, probe.percents(), connected)
+        res.cpu_ms_per_msg = 1000.0 * cpu / max(1, res.acked)
+        res.connect_s = max(r["seconds"] for r in conn)
+        if prof is not None and hello_prof is not None:
+            res.profile = f"  connect phase:\n{hello_prof.top(20)}\n  chat phase:\n{prof.top(25)}"
+        return res
     finally:
         pool.shutdown()
 
@@ -231,11 +263,17 @@ def verdict(bare: Result, zzd: Result) -> str:
     r = ratio(zzd.deliver_tput, bare.deliver_tput)
     ok_r = r >= GOAL_RATIO
     ok_p = zzd.ack_p99 <= GOAL_P99_MS and zzd.del_p99 <= GOAL_P99_MS
+    cpu_r = ratio(zzd.cpu_ms_per_msg, bare.cpu_ms_per_msg)
+    hello_r = ratio(zzd.hellos_per_s, bare.hellos_per_s)
     return (
         f"  throughput ratio zzd/bare {r:.2f}× (goal ≥ {GOAL_RATIO}: {'MET' if ok_r else 'MISSED'});"
         f" p99 ack {zzd.ack_p99:.1f} / deliver {zzd.del_p99:.1f} ms (goal ≤ {GOAL_P99_MS:.0f}:"
         f" {'MET' if ok_p else 'MISSED'}); undelivered {zzd.undelivered}"
-        f" ({'MET' if zzd.undelivered == 0 else 'MISSED'})"
+        f" ({'MET' if zzd.undelivered == 0 else 'MISSED'})\n"
+        f"  CPU per message zzd/bare {cpu_r:.2f}× (goal ≤ {GOAL_CPU_RATIO}:"
+        f" {'MET' if cpu_r <= GOAL_CPU_RATIO else 'MISSED'});"
+        f" hello rate zzd/bare {hello_r:.2f}× (goal ≥ {GOAL_HELLO_RATIO}:"
+        f" {'MET' if hello_r >= GOAL_HELLO_RATIO else 'MISSED'})"
     )
 
 
@@ -256,6 +294,8 @@ def summary(rows: list[tuple[Result, Result]]) -> None:
         "undelivered",
         "server_cpu",
         "rest_cpu",
+        "cpu_ms_per_msg",
+        "hellos_per_s",
     )
     for side, name in ((0, "bare relay"), (1, rows[0][1].label)):
         print(f"  {name:<14} " + "  ".join(f"{k} {med(side, k):.1f}" for k in keys))
@@ -273,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--logdir", type=Path, help="keep server logs here (default: a temporary directory)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1,000 clients, 5 s")
+    p.add_argument("--profile", action="store_true", help="py-spy the zzd server(s) while the chat runs")
     args = p.parse_args(argv)
     if args.quick:
         args.clients, args.duration, args.drain, args.runs = 1_000, 5.0, 20.0, 1
@@ -286,10 +327,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="zzd-bench-chat-") as tmp:
         logdir = args.logdir or Path(tmp)
         logdir.mkdir(parents=True, exist_ok=True)
+        args.logdir_path = logdir
         for i in range(args.runs):
             bare, zzd = runner(args, logdir)
             rows.append((bare, zzd))
             print(f"run {i + 1}/{args.runs}:\n{bare.line()}\n{zzd.line()}\n{verdict(bare, zzd)}", flush=True)
+            if zzd.profile:
+                print(f"  py-spy, zzd during the chat:\n{zzd.profile}", flush=True)
     if args.runs > 1:
         summary(rows)
 

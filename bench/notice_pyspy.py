@@ -20,7 +20,8 @@ PYSPY = str(Path(PYTHON).with_name("py-spy"))
 
 
 class Profile:
-    def __init__(self, name: str, pids: list[int], logdir: Path) -> None:
+    def __init__(self, name: str, pids: list[int], logdir: Path, *, gil: bool = False) -> None:
+        """``gil``: sample only the thread holding the GIL (Python CPU, not waits or released-GIL C code)."""
         self.files = [logdir / f"pyspy-{name}-{i}.txt" for i in range(len(pids))]
         self.procs = [
             subprocess.Popen(
@@ -36,6 +37,7 @@ class Profile:
                     "200",
                     "--output",
                     str(f),
+                    *(["--gil"] if gil else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
