@@ -16,32 +16,42 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kernel.wire import dumps
 
-__all__ = ["ConversationKind", "Mentions", "Message", "MessageNew", "ReplyRef", "Sender"]
+__all__ = ["ConversationKind", "Mentions", "Message", "MessageNew", "ReplyRef", "Sender", "Shape"]
 
 ConversationKind = Literal["direct", "group", "position", "unit"]
 
 
-class _Shape(BaseModel):
+class Shape(BaseModel):
+    """An event's ``data``: every field named (``extra="forbid"``), nothing undocumented slips out."""
+
     model_config = ConfigDict(extra="forbid")
 
+    def text(self) -> str:
+        """The stored event payload (JSON text) of the fields this event was built with.
 
-class Sender(_Shape):
+        An optional field the producer left out stays out (``notice.remind``'s
+        ``step`` or ``manual``, a label's ``via_position_id``), as the document says.
+        """
+        return dumps(self.model_dump(exclude_unset=True))
+
+
+class Sender(Shape):
     id: int = Field(description="person id")
     name: str
     position_id: int | None = Field(None, description="the position written as (position threads), else null")
 
 
-class ReplyRef(_Shape):
+class ReplyRef(Shape):
     id: int
     snippet: str = Field(description="the start of the quoted message (empty if recalled or not visible)")
 
 
-class Mentions(_Shape):
+class Mentions(Shape):
     persons: list[int] = Field(default_factory=list)
     positions: list[int] = Field(default_factory=list)
 
 
-class Message(_Shape):
+class Message(Shape):
     """A stored message as every reader sees it (recalled: empty body, no attachments)."""
 
     id: int
@@ -75,20 +85,20 @@ class MessageNew(Message):
         return dumps(self.model_dump())
 
 
-class MessageEdited(_Shape):
+class MessageEdited(Shape):
     message_id: int
     conversation_id: int
     edited_at: datetime
     body: str
 
 
-class MessageRecalled(_Shape):
+class MessageRecalled(Shape):
     message_id: int
     conversation_id: int
     recalled_at: datetime
 
 
-class ConversationRead(_Shape):
+class ConversationRead(Shape):
     """The person's own read marker moved (from another of their devices)."""
 
     conversation_id: int
@@ -101,23 +111,23 @@ class PeerRead(ConversationRead):
     person_id: int
 
 
-class ConversationMuted(_Shape):
+class ConversationMuted(Shape):
     conversation_id: int
     muted: bool
 
 
-class ConversationLeft(_Shape):
+class ConversationLeft(Shape):
     """Removed from a group, or no longer holding the position a unit group or thread came through."""
 
     conversation_id: int
 
 
-class NoticeSender(_Shape):
+class NoticeSender(Shape):
     person_id: int
     position_id: int
 
 
-class NoticeLabel(_Shape):
+class NoticeLabel(Shape):
     """One position the notice reaches this person through."""
 
     position_id: int = Field(description="the addressed position")
@@ -129,7 +139,7 @@ class NoticeLabel(_Shape):
     )
 
 
-class NoticeHead(_Shape):
+class NoticeHead(Shape):
     """What every view of a notice starts with."""
 
     notice_id: int
@@ -158,12 +168,12 @@ class NoticeRemind(NoticeNew):
     unit_id: int | None = Field(None, description="manual: the unit whose recipients were reminded")
 
 
-class NoticeRecalled(_Shape):
+class NoticeRecalled(Shape):
     notice_id: int
     recalled_at: datetime
 
 
-class NoticeProgress(_Shape):
+class NoticeProgress(Shape):
     """To the sender, at most every few seconds while receipts change: the notice-wide totals."""
 
     notice_id: int
@@ -173,7 +183,7 @@ class NoticeProgress(_Shape):
     acked: int
 
 
-class NoticeTransferred(_Shape):
+class NoticeTransferred(Shape):
     """To a former holder: these unread notices passed to the position's new holder."""
 
     notice_id: int

@@ -22,7 +22,6 @@ from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Forbidden, NotFound
 from kernel.schema import persons
 from kernel.text import check_text, normalize_name
-from kernel.wire import dumps
 from messaging.conversations.access import Access, access, current_holders
 from messaging.conversations.model import GroupTooLarge
 from messaging.conversations.schema import conversation_positions
@@ -30,6 +29,7 @@ from messaging.conversations.service import ConversationService
 from messaging.conversations.system import system_message
 from messaging.events import NewEvent
 from messaging.schema import conversation_members, conversations
+from messaging.shapes import ConversationLeft
 from messaging.unit_of_work import Txn
 from org_tree.org_schema import positions
 
@@ -353,7 +353,7 @@ class GroupService:
             )
             await conn.execute(update(conversations).where(conversations.c.id == cid).values(owner_id=heir))
         if left:
-            gone = NewEvent("conversation.left", dumps({"conversation_id": cid}), left)
+            gone = NewEvent("conversation.left", ConversationLeft(conversation_id=cid).text(), left)
             await system_message(
                 tx,
                 conversation_id=cid,

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text, normalize_name
-from kernel.wire import dumps
 from messaging.conversations.access import load_conversation
 from messaging.conversations.handover import handover_notes
 from messaging.conversations.schema import conversation_positions
@@ -35,6 +34,7 @@ from messaging.conversations.service import ConversationService
 from messaging.conversations.system import system_message
 from messaging.events import NewEvent
 from messaging.schema import conversation_members, conversations
+from messaging.shapes import ConversationLeft
 from messaging.unit_of_work import Txn
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, access_unit, check_manage
@@ -269,7 +269,7 @@ class MemberReconciler:
             if left:
                 await conn.execute(delete(cm).where(cm.c.conversation_id == cid, cm.c.person_id.in_(left)))
             stay = (set(stored) - set(left)) | set(joined)
-            extra = [NewEvent("conversation.left", dumps({"conversation_id": cid}), left)] if left else []
+            extra = [NewEvent("conversation.left", ConversationLeft(conversation_id=cid).text(), left)] if left else []
             await system_message(
                 tx,
                 conversation_id=cid,

@@ -22,7 +22,7 @@ from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.schema import persons
 from kernel.text import check_text
-from kernel.wire import dumps, iso
+from kernel.wire import iso, loads
 from messaging.conversations.access import (
     Access,
     ConversationRow,
@@ -47,7 +47,15 @@ from messaging.conversations.storage import stored_members
 from messaging.events import NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
-from messaging.shapes import MessageNew, Sender
+from messaging.shapes import (
+    ConversationMuted,
+    ConversationRead,
+    MessageEdited,
+    MessageNew,
+    MessageRecalled,
+    PeerRead,
+    Sender,
+)
 from messaging.unit_of_work import Txn, UnitOfWork
 from org_tree.org_schema import positions
 from org_tree.versioning import read_version
@@ -353,19 +361,21 @@ class ConversationService:
             )
         values: dict[str, Any] = {"recalled_at": now, "body": ""} if recall else {"edited_at": now, "body": body}
         await conn.execute(update(m).where(m.c.id == message_id).values(**values))
-        data: dict[str, Any] = {"message_id": message_id, "conversation_id": acc.conversation.id}
-        if recall:
-            data["recalled_at"] = iso(now)
-        else:
-            data.update(edited_at=iso(now), body=body)
+        cid = acc.conversation.id
         kind = "message.recalled" if recall else "message.edited"
+        change: MessageRecalled | MessageEdited = (
+            MessageRecalled(message_id=message_id, conversation_id=cid, recalled_at=now)
+            if body is None
+            else MessageEdited(message_id=message_id, conversation_id=cid, edited_at=now, body=body)
+        )
         audience = sorted(await readers(conn, acc.conversation, row.created_at))
-        text = dumps(data)
+        text = change.text()
         if len(audience) >= BULK_AUDIENCE:
             await tx.append_bulk(kind, [(p, text) for p in audience])
         else:
             tx.emit(NewEvent(kind, text, audience))
-        return data
+        answer: dict[str, Any] = loads(text)  # the same fields, instants as text, for the REST and frame answers
+        return answer
 
     # ------------------------------------------------------------------- reads
     async def history(
@@ -456,12 +466,13 @@ class ConversationService:
                 )
                 .values(last_read_message_id=message_id)
             )
-            body = {"conversation_id": conversation_id, "last_read_message_id": message_id}
-            evs = [NewEvent("conversation.read", dumps(body), [person_id])]
+            read = ConversationRead(conversation_id=conversation_id, last_read_message_id=message_id)
+            evs = [NewEvent("conversation.read", read.text(), [person_id])]
             if acc.conversation.kind == "direct":
                 others = sorted((await readers(conn, acc.conversation)) - {person_id})
                 if others:
-                    evs.append(NewEvent("peer.read", dumps({**body, "person_id": person_id}), others))
+                    peer = PeerRead(**dict(read), person_id=person_id)
+                    evs.append(NewEvent("peer.read", peer.text(), others))
             tx.emit(*evs)
             return message_id
 
@@ -518,8 +529,8 @@ class ConversationService:
                 .where(cm.c.conversation_id == conversation_id, cm.c.person_id == person_id)
                 .values(muted=muted)
             )
-            body = {"conversation_id": conversation_id, "muted": muted}
-            tx.emit(NewEvent("conversation.muted", dumps(body), [person_id]))
-            return body
+            state = ConversationMuted(conversation_id=conversation_id, muted=muted)
+            tx.emit(NewEvent("conversation.muted", state.text(), [person_id]))
+            return state.model_dump()
 
         return await self.uow.run(change)

@@ -3,7 +3,9 @@
 A person who receives through several addressed positions gets one event,
 labelled with every one of them. Events with an identical payload (e.g. the
 members of one pool position) share one ``NewEvent`` so the payload travels
-once in the wake-up.
+once in the wake-up. Every payload is built through its model in
+``messaging.shapes`` (``NoticeNew``, ``NoticeRemind``, ``NoticeLabel`` …),
+the one definition the AsyncAPI document is generated from.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kernel.wire import dumps, iso
+from kernel.wire import dumps, loads
+from messaging import shapes
 from messaging.events import NewEvent
 from org_tree.index import OrgIndex
 from org_tree.resolution import Audience
@@ -50,16 +53,22 @@ class NoticeHead:
     sender_person_id: int
     sender_position_id: int
 
+    def wire(self) -> shapes.NoticeHead:
+        """The head as every notice event and view starts with."""
+        return shapes.NoticeHead(
+            notice_id=self.id,
+            title=self.title,
+            priority=self.priority,  # type: ignore[arg-type]  # checked by the model
+            ack_required=self.ack_required,
+            deadline=self.deadline,
+            created_at=self.created_at,
+            sender=shapes.NoticeSender(person_id=self.sender_person_id, position_id=self.sender_position_id),
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "notice_id": self.id,
-            "title": self.title,
-            "priority": self.priority,
-            "ack_required": self.ack_required,
-            "deadline": iso(self.deadline),
-            "created_at": iso(self.created_at),
-            "sender": {"person_id": self.sender_person_id, "position_id": self.sender_position_id},
-        }
+        """The head as JSON values (instants as RFC 3339 text), for views that add their own fields."""
+        out: dict[str, Any] = loads(self.wire().text())
+        return out
 
 
 def unit_id_of_position(index: OrgIndex, position_id: int) -> int:
@@ -89,7 +98,7 @@ def build_receipts(
     return rows, labels
 
 
-def label_of(index: OrgIndex, label: Label) -> dict[str, Any]:
+def label_of(index: OrgIndex, label: Label) -> shapes.NoticeLabel:
     """One position label as clients show it: role and unit names (from the sender's index snapshot)."""
     pos, via, reason = label
     out: dict[str, Any] = {"position_id": pos}
@@ -100,23 +109,25 @@ def label_of(index: OrgIndex, label: Label) -> dict[str, Any]:
     if via != pos:
         out["via_position_id"] = via
         out["reason"] = reason
-    return out
+    return shapes.NoticeLabel(**out)
 
 
 def notice_events(
     kind: str, head: NoticeHead, labels: dict[int, list[Label]], index: OrgIndex, extra: dict[str, Any] | None = None
 ) -> list[NewEvent]:
-    """One event per person, grouped by identical payload."""
-    base = head.as_dict()
-    if extra:
-        base.update(extra)
+    """One ``notice.new`` or ``notice.remind`` per person, grouped by identical payload.
+
+    ``extra``: the event's own fields (``transferred``; ``step``; ``manual``, ``by``, ``unit_id``).
+    """
+    shape = shapes.NoticeRemind if kind == "notice.remind" else shapes.NoticeNew
+    base = {**dict(head.wire()), **(extra or {})}
     by_payload: dict[tuple[Label, ...], list[int]] = {}
     for person, lbls in labels.items():
         by_payload.setdefault(tuple(lbls), []).append(person)
     out: list[NewEvent] = []
     for key, persons in by_payload.items():
-        payload = {**base, "positions": [label_of(index, lb) for lb in key]}
-        out.append(NewEvent(kind, dumps(payload), persons))
+        data = shape(**base, positions=[label_of(index, lb) for lb in key])
+        out.append(NewEvent(kind, data.text(), persons))
     return out
 
 
@@ -133,7 +144,7 @@ def notice_payloads(head: NoticeHead, labels: dict[int, list[Label]], index: Org
     encoded once; each label fragment is assembled from role and unit names
     encoded once per role and per unit.
     """
-    prefix = _dumps(head.as_dict())[:-1] + ',"positions":['
+    prefix = head.wire().text()[:-1] + ',"positions":['
     role_js: dict[int, str] = {}
     unit_js: dict[int, str] = {}
     role_and_unit = index.role_and_unit
@@ -163,8 +174,9 @@ def notice_payloads(head: NoticeHead, labels: dict[int, list[Label]], index: Org
     ]
 
 
-def shared_event(kind: str, body: dict[str, Any], persons: Iterable[int]) -> NewEvent:
-    return NewEvent(kind, dumps(body), sorted(set(persons)))
+def shared_event(kind: str, data: shapes.Shape, persons: Iterable[int]) -> NewEvent:
+    """One event of the same ``data`` to each of ``persons``."""
+    return NewEvent(kind, data.text(), sorted(set(persons)))
 
 
 def positions_of(labels: Sequence[Label]) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from messaging.events import NewEvent
 from messaging.notices.fanout import Label, NoticeHead, notice_events, shared_event
 from messaging.notices.schema import notice_receipts, notices
+from messaging.shapes import NoticeTransferred
 from org_tree.index import OrgIndex
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,6 @@ async def unread_transfer_events(
     evs: list[NewEvent] = []
     for nid, lbls in sorted(labels.items()):
         evs += notice_events("notice.new", heads[nid], {new_person_id: lbls}, index, {"transferred": True})
-        body = {"notice_id": nid, "position_ids": [lb[0] for lb in lbls], "to_person_id": new_person_id}
-        evs.append(shared_event("notice.transferred", body, [old_person_id]))
+        moved = NoticeTransferred(notice_id=nid, position_ids=[lb[0] for lb in lbls], to_person_id=new_person_id)
+        evs.append(shared_event("notice.transferred", moved, [old_person_id]))
     return evs, len(move)

@@ -51,6 +51,7 @@ from messaging.notices.remind import REMIND_INTERVAL, reminder_events
 from messaging.notices.rollup import UnitCounts, lowest_common_unit, rollup
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
 from messaging.ports import IndexProvider
+from messaging.shapes import NoticeProgress, NoticeRecalled
 from messaging.unit_of_work import Txn, UnitOfWork
 from org_tree.bulk import bulk_insert
 from org_tree.grants import unit_path_of
@@ -356,7 +357,7 @@ class NoticeService:
                 for p in await conn.execute(select(r.person_id).where(r.notice_id == notice_id).distinct())
                 if int(p[0]) not in unsent
             ]
-            body = {"notice_id": notice_id, "recalled_at": iso(now)}
+            body = NoticeRecalled(notice_id=notice_id, recalled_at=now)
             evs = [shared_event("notice.recalled", body, people)] if people else []
             evs.append(shared_event("notice.recalled", body, [int(row.sender_person_id)]))
             tx.emit(*evs)
@@ -468,7 +469,7 @@ class NoticeService:
             evs = []
             for n in sorted(senders):
                 r, d, rd, a = totals.get(n, (0, 0, 0, 0))
-                body = {"notice_id": n, "receipts": r, "delivered": d, "read": rd, "acked": a}
+                body = NoticeProgress(notice_id=n, receipts=r, delivered=d, read=rd, acked=a)
                 evs.append(shared_event("notice.progress", body, [senders[n]]))
             tx.emit(*evs)
             return len(evs)
