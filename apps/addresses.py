@@ -7,6 +7,15 @@ resolves to must be allowed: public (globally routable) addresses when the
 deployment allows them, and otherwise only networks listed by the operator
 (``ZZD_WEBHOOK_ALLOWED_NETWORKS``; loopback only where listed, as tests do).
 The check runs when a subscription is made and again before every attempt.
+
+Why :meth:`AddressPolicy.resolve` and not only :meth:`check`: a name checked
+now and resolved again by the HTTP client a moment later can answer
+differently the second time (DNS rebinding: a public address for the check,
+``127.0.0.1`` or ``169.254.169.254`` for the request). So the connection
+itself asks ``resolve`` — one resolution, every address checked — and
+connects only to an address it returned (``zzd/webhook_http.py``), with the
+original name kept for ``Host`` and TLS (SNI, certificate). The resolver is a
+constructor argument so tests can feed it a mapping of their own.
 """
 
 from __future__ import annotations
@@ -14,20 +23,31 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
 from kernel.errors import BadRequest, ErrorCode, Forbidden
 
-__all__ = ["AddressPolicy"]
+__all__ = ["AddressPolicy", "Resolver", "system_resolver"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: ``(host, port) -> addresses`` (text); raises ``OSError`` when the name does not resolve.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The operating system's resolver (``getaddrinfo``), off the event loop."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(i[4][0]) for i in infos]
 
 
 class AddressPolicy:
-    def __init__(self, allowed_networks: Iterable[str], *, allow_public: bool) -> None:
+    def __init__(
+        self, allowed_networks: Iterable[str], *, allow_public: bool, resolver: Resolver = system_resolver
+    ) -> None:
         self._networks = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
         self._public = allow_public
+        self._resolver = resolver
 
     def allows(self, ip: IPAddress) -> bool:
         if any(ip in n for n in self._networks):
@@ -45,17 +65,22 @@ class AddressPolicy:
             raise BadRequest("url must be an http(s) URL of at most 2000 characters", data={"field": "url"})
         if parts.username or parts.password:
             raise BadRequest("url must not carry credentials", data={"field": "url"})
-        host = parts.hostname
+        await self.resolve(parts.hostname, port or (443 if parts.scheme == "https" else 80))
+
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        """Resolve ``host`` once; every address must be allowed, and these are the ones to connect to.
+
+        Raises ``BadRequest`` when the name does not resolve, ``Forbidden``
+        (``address_not_allowed``) when any address it resolves to is refused.
+        """
         try:
-            ips: list[IPAddress] = [ipaddress.ip_address(host)]
+            ips: list[IPAddress] = [ipaddress.ip_address(host.strip("[]"))]
         except ValueError:
             try:
-                infos = await asyncio.get_running_loop().getaddrinfo(
-                    host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM
-                )
+                found = await self._resolver(host, port)
             except OSError as exc:
                 raise BadRequest("the url's host does not resolve", data={"field": "url", "host": host}) from exc
-            ips = [ipaddress.ip_address(str(i[4][0]).split("%")[0]) for i in infos]
+            ips = [ipaddress.ip_address(a.split("%")[0]) for a in found]
         refused = sorted({str(ip) for ip in ips if not self.allows(ip)})
         if refused or not ips:
             raise Forbidden(
@@ -63,3 +88,4 @@ class AddressPolicy:
                 code=ErrorCode.ADDRESS_NOT_ALLOWED,
                 data={"host": host, "addresses": refused[:5]},
             )
+        return list(dict.fromkeys(ips))

@@ -1,16 +1,13 @@
 """Webhook delivery workers: claim due deliveries, sign, post, record, retry or dead-letter.
 
-Why claims in the database: several server processes run workers; a claim
-(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single writer on SQLite) plus a
-lease (``messaging/leases.py``, the one lease helper; :func:`delivery_leases`)
-means one process posts one attempt. A process killed mid-request
-leaves its claim to lapse; the next claimer sends the same event again with
-the same ``webhook-id`` (the event's id), so receivers deduplicate.
-
-Why the ordering rule: a delivery is only claimed when no earlier delivery of
-the same aggregate to the same subscription is still pending, so a receiver
-that was down gets each report's and task's events in the order they
-happened. Dead-lettered deliveries no longer hold the line.
+Why claims in the database: several server processes run workers; a lease
+(``apps.claims`` over ``messaging.leases``: ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, the single writer on SQLite) means one process posts one attempt.
+A process killed mid-request leaves its lease to lapse; the next claimer
+sends the same event again with the same ``webhook-id`` (the event's id), so
+receivers deduplicate. The outcome is written fenced by the lease, so a
+worker that stalled past its lease changes nothing. Which deliveries are due
+(and the per-aggregate order) is ``apps.claims.due``, shared with streams.
 
 Why bounds: at most ``per_endpoint`` attempts per subscription and
 ``concurrency`` in all are in flight in a process, each bounded by a timeout,
@@ -31,11 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Select, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.orm import aliased
+from sqlalchemy import insert, select, update
 from standardwebhooks.webhooks import Webhook
 
+from apps.claims import delivery_leases, due, load_claimed
 from apps.dispatch import envelope
 from apps.schema import app_deliveries, app_delivery_attempts, app_subscriptions, apps
 from apps.subscriptions import Subscription
@@ -44,21 +40,11 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import for_update
 from kernel.errors import ZzdError
-from messaging.leases import Leases
-from messaging.tasks.schema import outbox_events
+from messaging.leases import run_token
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DeliveryPolicy",
-    "DeliveryWorker",
-    "Outcome",
-    "Sender",
-    "claimable",
-    "delivery_leases",
-    "load_claimed",
-    "sign",
-]
+__all__ = ["DeliveryPolicy", "DeliveryWorker", "Outcome", "Sender", "sign"]
 
 _rng = secrets.SystemRandom()
 
@@ -121,9 +107,9 @@ class DeliveryWorker:
         self._clock = clock
         self._sender = sender
         self._check_url = check_url
-        self._node = node_id
+        self._token = run_token(node_id)
+        self._leases = delivery_leases(policy.lease)
         self.policy = policy
-        self._leases = delivery_leases(policy)
         self._on_disabled = on_disabled
         self._inflight: Counter[int] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -180,24 +166,29 @@ class DeliveryWorker:
         return len(claimed)
 
     async def _claim(self, room: int) -> list[dict[str, Any]]:
+        """Pick due deliveries within the per-endpoint bound, then lease them (``messaging.leases``)."""
         now = self._clock.now()
         d = app_deliveries
-        q = claimable(self._leases, now, "webhook").limit(room * 4)
+        q = (
+            select(d.c.id, d.c.subscription_id)
+            .where(*due(now, "webhook"), self._leases.free(now))
+            .order_by(d.c.outbox_id)
+            .limit(room * 4)
+        )
         full = [sid for sid, n in self._inflight.items() if n >= self.policy.per_endpoint]
         if full:
             q = q.where(d.c.subscription_id.not_in(full))
         async with self._db.write() as conn:
-            q = for_update(conn, q, skip_locked=True, of=d)
             picked: list[int] = []
             per_sub: Counter[int] = Counter()
-            for did, sid in await conn.execute(q):
+            for did, sid in await conn.execute(for_update(conn, q, skip_locked=True, of=d)):
                 if len(picked) >= room or self._inflight[int(sid)] + per_sub[int(sid)] >= self.policy.per_endpoint:
                     continue
                 per_sub[int(sid)] += 1
                 picked.append(int(did))
             if not picked:
                 return []
-            await self._leases.lease(conn, picked, self._node, now)
+            await self._leases.lease(conn, picked, self._token, now)
             return await load_claimed(conn, picked)
 
     # ------------------------------------------------------------ attempting
@@ -254,22 +245,16 @@ class DeliveryWorker:
                     response_excerpt=outcome.excerpt[:500] or None,
                 )  # fmt: skip
             )
-            # Only while the row is still ours: a lapsed lease's row may be another process's by now.
-            mine = [int(row["id"])]
-            unleased = {"leased_until": None, "leased_by": None}
+            free = {"leased_until": None, "leased_by": None, "attempts": attempt}
             if outcome.ok:
-                done = {"state": "delivered", "delivered_at": now, "attempts": attempt, **unleased}
-                await self._leases.finish(conn, self._node, mine, done, fenced=False)
-                await conn.execute(update(s).where(s.c.id == sub.id).values(consecutive_failures=0))
+                done = {"state": "delivered", "delivered_at": now, **free}
+                if await self._leases.finish(conn, self._token, [row["id"]], done, fenced=False):
+                    await conn.execute(update(s).where(s.c.id == sub.id).values(consecutive_failures=0))
                 return
             dead = attempt >= self.policy.max_attempts
-            retry = {
-                "state": "dead" if dead else "pending",
-                "attempts": attempt,
-                "next_attempt_at": now + self.policy.backoff(attempt),
-                **unleased,
-            }
-            await self._leases.finish(conn, self._node, mine, retry, fenced=False)
+            again = {"state": "dead" if dead else "pending", "next_attempt_at": now + self.policy.backoff(attempt)}
+            if not await self._leases.finish(conn, self._token, [row["id"]], {**again, **free}, fenced=False):
+                return  # our lease lapsed and another process took the delivery: its outcome counts, not ours
             fails = int(
                 (
                     await conn.execute(
@@ -299,80 +284,3 @@ class DeliveryWorker:
                 )
             except Exception:
                 logger.exception("could not tell the owner of app %s that endpoint %s was disabled", sub.app_id, sub.id)
-
-
-_SUB_COLUMNS = ("event_types", "filters", "mode", "url", "secret", "previous_secret", "previous_expires_at",
-                "status", "disabled_reason", "consecutive_failures")  # fmt: skip
-
-
-async def load_claimed(conn: AsyncConnection, ids: list[int]) -> list[dict[str, Any]]:
-    """Claimed deliveries with their subscription (``sub``) and the event's ``payload``, in outbox order."""
-    d, s, o = app_deliveries, app_subscriptions, outbox_events
-    rows = await conn.execute(
-        select(d, *[s.c[n] for n in _SUB_COLUMNS], o.c.payload)
-        .join(s, s.c.id == d.c.subscription_id)
-        .join(o, o.c.id == d.c.outbox_id)
-        .where(d.c.id.in_(ids))
-        .order_by(d.c.outbox_id)
-    )
-    out = []
-    for r in rows:
-        m = dict(r._mapping)
-        m["sub"] = Subscription.from_row(_SubRow(m))
-        out.append(m)
-    return out
-
-
-def delivery_leases(policy: DeliveryPolicy, *, count_attempts: bool = False) -> Leases:
-    """The lease columns of ``app_deliveries``: a pending row, leased to a process (webhooks) or a connection (stream).
-
-    ``count_attempts``: a claim counts an attempt (stream mode: sending is the attempt; a
-    webhook worker counts when it records the answer).
-    """
-    d = app_deliveries
-    duration = timedelta(seconds=policy.lease)
-    attempts = d.c.attempts if count_attempts else None
-    return Leases(d, d.c.leased_by, d.c.leased_until, d.c.state == "pending", duration, attempts=attempts)
-
-
-def claimable(leases: Leases, now: datetime, mode: str, app_id: int | None = None) -> Select[int, int]:
-    """Due, unleased deliveries of active ``mode`` subscriptions whose aggregate has no earlier one pending.
-
-    The ordering rule lives here once, for webhook workers and stream connections alike.
-    """
-    d, s = app_deliveries, app_subscriptions
-    earlier = aliased(app_deliveries)
-    blocked = (
-        select(earlier.c.id)
-        .where(
-            earlier.c.subscription_id == d.c.subscription_id,
-            earlier.c.aggregate_key == d.c.aggregate_key,
-            earlier.c.outbox_id < d.c.outbox_id,
-            earlier.c.state == "pending",
-        )
-        .exists()
-    )
-    q = (
-        select(d.c.id, d.c.subscription_id)
-        .join(s, s.c.id == d.c.subscription_id)
-        .where(
-            d.c.state == "pending",
-            d.c.next_attempt_at <= now,
-            leases.free(now),
-            s.c.mode == mode,
-            s.c.status == "active",
-            ~blocked,
-        )
-        .order_by(d.c.outbox_id)
-    )
-    return q if app_id is None else q.where(d.c.app_id == app_id)
-
-
-class _SubRow:
-    """The subscription columns of a joined row, under the names ``Subscription.from_row`` reads."""
-
-    def __init__(self, m: dict[str, Any]) -> None:
-        self.id = m["subscription_id"]
-        self.app_id = m["app_id"]
-        for name in _SUB_COLUMNS:
-            setattr(self, name, m[name])

@@ -41,6 +41,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from common import ROOT, mint_token, percentile, postgres_database, start_zzd, wait_ready, zzd_env
+from notice_pyspy import Profile
 
 sys.path.insert(0, str(ROOT))
 
@@ -252,8 +253,12 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             chat_alone = await _chat(ws0, a, b, args.chat_rate, args.seconds)
             started = time.time()
             chat_task = asyncio.create_task(_chat(ws0, a, b, args.chat_rate, args.seconds))
+            prof = Profile("fanout", [x.proc.pid for x in servers], tmp) if args.profile else None
             filed = await _file(http, data["workers"], args.reports, args.seconds)
             chat_loaded = await chat_task
+            if prof is not None:
+                prof.stop()
+                print("py-spy of both servers while the reports were filed:\n" + prof.top(20))
             healthy = [f"/app{i}" for i in range(WEBHOOK_APPS) if f"/app{i}" not in (SLOW, FLAKY)]
             deadline = time.time() + 60
             while time.time() < deadline and not all(
@@ -315,6 +320,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--reporters", type=int, default=50)
     ap.add_argument("--chat-rate", type=float, default=20.0)
+    ap.add_argument("--profile", action="store_true", help="py-spy both servers while the reports are filed")
     ap.add_argument("--keep-logs", action="store_true", help="keep the server logs (their folder is printed)")
     args = ap.parse_args()
     with postgres_database() as url:

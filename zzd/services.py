@@ -260,7 +260,7 @@ class Services:
             poll=settings.delivery_poll_interval,
         )
         stream_hub = StreamHub()
-        sender = HttpxSender(settings.webhook_timeout, settings.delivery_concurrency)
+        sender = HttpxSender(settings.webhook_timeout, settings.delivery_concurrency, addresses)
         delivery = DeliveryWorker(
             db,
             clock,
@@ -357,6 +357,7 @@ class Services:
         self.jobs.every(3600.0, self._prune_audit, "audit-prune")
         # The open platform: outbox events become deliveries; webhooks go out from every process.
         self.jobs.every(self.settings.delivery_poll_interval, self.dispatcher.run_once, "app-dispatch")
+        self.jobs.every(self.settings.background_interval, self.stream.dead_letter_due, "stream-dead-letter")
         self.delivery.start()
         m, pub = self.metrics, self.publisher
         m.counter_fn("zzd_wakeups_published", "Wake-ups published to the broker", lambda: pub.published)

@@ -4,6 +4,7 @@ loopback allowed as a webhook target, short timeouts)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -38,12 +39,19 @@ async def populate(db_url: str, tmp_path: Path) -> None:
         await db.dispose()
 
 
-@pytest.fixture
-async def platform_server(own_db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
-    await populate(own_db_url, tmp_path)
-    rs, task = await start_server(make_settings(own_db_url, **PLATFORM_SETTINGS))
+@asynccontextmanager
+async def platform(db_url: str, tmp_path: Path, **overrides: object) -> AsyncIterator[RunningServer]:
+    """The populated tree served with ``PLATFORM_SETTINGS`` (``overrides`` on top)."""
+    await populate(db_url, tmp_path)
+    rs, task = await start_server(make_settings(db_url, **{**PLATFORM_SETTINGS, **overrides}))
     try:
         yield rs
     finally:
         rs.server.should_exit = True
         await task
+
+
+@pytest.fixture
+async def platform_server(own_db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
+    async with platform(own_db_url, tmp_path) as rs:
+        yield rs

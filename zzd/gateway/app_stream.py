@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -86,7 +87,8 @@ class _StreamConn:
         self.holder = f"{s.settings.node_id}:stream:{secrets.token_hex(6)}"
         self.wake = asyncio.Event()
         self.recheck = asyncio.Event()
-        self.inflight: set[int] = set()
+        #: Sent, unacknowledged deliveries and when their lease runs out (monotonic seconds).
+        self.inflight: dict[int, float] = {}
         self.closing: tuple[int, str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._send_lock = asyncio.Lock()
@@ -137,7 +139,8 @@ class _StreamConn:
                 await self._error(ref, "invalid_frame", "delivery_ids must be 1..1000 positive integers")
                 return
             acked = await self.s.stream.ack(self.app_id, ids)
-            self.inflight.difference_update(ids)
+            for i in ids:
+                self.inflight.pop(i, None)
             self.wake.set()
             await self._send({"type": "ok", "ref": ref, "data": {"acked": acked}})
         elif kind in ("ping", "ack"):
@@ -153,18 +156,30 @@ class _StreamConn:
             await asyncio.wait_for(self.ws.send_text(json.dumps(frame, ensure_ascii=False)), 30)
 
     async def _pump(self) -> None:
-        """Send what is due, up to the window; wake on new deliveries, acks, or the poll."""
+        """Send what is due, up to the window; wake on new deliveries, acks, a lapsing lease, or the poll.
+
+        A sent event whose lease ran out unacknowledged leaves the window: it is
+        due again (sent again here or to another connection of the app, one
+        more attempt), so a client that never acknowledges still has every
+        event attempted until it is dead-lettered.
+        """
         poll = self.s.settings.delivery_poll_interval
+        lease = self.s.settings.delivery_lease
         while True:
+            now = time.monotonic()
+            for i in [i for i, until in self.inflight.items() if until <= now]:
+                del self.inflight[i]
+            if len(self.inflight) < WINDOW:
+                frames = await self.s.stream.claim(self.app_id, self.holder, WINDOW - len(self.inflight))
+                for f in frames:
+                    self.inflight[int(f["delivery_id"])] = time.monotonic() + lease
+                    await self._send(f)
+            wait = min([poll, *(until - time.monotonic() for until in self.inflight.values())])
             try:
-                await asyncio.wait_for(self.wake.wait(), poll)
+                await asyncio.wait_for(self.wake.wait(), max(0.01, wait))
             except TimeoutError:
                 pass
             self.wake.clear()
-            frames = await self.s.stream.claim(self.app_id, self.holder, WINDOW - len(self.inflight))
-            for f in frames:
-                self.inflight.add(int(f["delivery_id"]))
-                await self._send(f)
 
     async def _guard(self) -> None:
         """Close 4503 once the app's secret is revoked or rotated out or the app disabled; 4401 at expiry."""

@@ -1,0 +1,104 @@
+"""Which deliveries are due, in which order, and how a worker or a stream connection leases them.
+
+Why one module for webhook workers and stream connections: both take the
+same delivery rows under the same rules — due, not leased by anyone whose
+lease still holds, of an active subscription of their mode, and only when no
+earlier delivery of the same aggregate to the same subscription is still
+pending (so a receiver that was down gets each report's and task's events in
+the order they happened; a dead delivery no longer holds the line). The lease
+itself is ``messaging.leases``: the claim is ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL and the single writer on SQLite, so two processes never take the
+same row, and a killed process's lease lapses for the next claimer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
+
+from apps.schema import app_deliveries, app_subscriptions
+from apps.subscriptions import Subscription
+from messaging.leases import Leases
+from messaging.tasks.schema import outbox_events
+
+__all__ = ["delivery_leases", "due", "load_claimed"]
+
+
+def delivery_leases(seconds: float, *, count_attempts: bool = False) -> Leases:
+    """Leases on ``app_deliveries``: a pending row, leased to a process (webhooks) or a connection (stream).
+
+    ``count_attempts``: a claim is itself an attempt (stream: each send is one);
+    webhook workers count an attempt when its outcome is recorded instead.
+    """
+    d = app_deliveries
+    return Leases(
+        d, d.c.leased_by, d.c.leased_until, d.c.state == "pending", timedelta(seconds=seconds),
+        attempts=d.c.attempts if count_attempts else None,
+    )  # fmt: skip
+
+
+def due(now: datetime, mode: str, app_id: int | None = None) -> list[ColumnElement[bool]]:
+    """Pending deliveries due by ``now`` of active ``mode`` subscriptions whose aggregate has no earlier one pending.
+
+    The lease's own "free" condition is added by the claimer (``Leases.free``).
+    """
+    d, s = app_deliveries, app_subscriptions
+    earlier = aliased(app_deliveries)
+    blocked = (
+        select(earlier.c.id)
+        .where(
+            earlier.c.subscription_id == d.c.subscription_id,
+            earlier.c.aggregate_key == d.c.aggregate_key,
+            earlier.c.outbox_id < d.c.outbox_id,
+            earlier.c.state == "pending",
+        )
+        .exists()
+    )
+    active = select(s.c.id).where(s.c.mode == mode, s.c.status == "active")
+    if app_id is not None:
+        active = active.where(s.c.app_id == app_id)
+    out: list[ColumnElement[bool]] = [
+        d.c.state == "pending",
+        d.c.next_attempt_at <= now,
+        d.c.subscription_id.in_(active),
+        ~blocked,
+    ]
+    if app_id is not None:
+        out.append(d.c.app_id == app_id)
+    return out
+
+
+_SUB_COLUMNS = ("event_types", "filters", "mode", "url", "secret", "previous_secret", "previous_expires_at",
+                "status", "disabled_reason", "consecutive_failures")  # fmt: skip
+
+
+async def load_claimed(conn: AsyncConnection, ids: list[int]) -> list[dict[str, Any]]:
+    """Claimed deliveries with their subscription (``sub``) and the event's ``payload``, in outbox order."""
+    d, s, o = app_deliveries, app_subscriptions, outbox_events
+    rows = await conn.execute(
+        select(d, *[s.c[n] for n in _SUB_COLUMNS], o.c.payload)
+        .join(s, s.c.id == d.c.subscription_id)
+        .join(o, o.c.id == d.c.outbox_id)
+        .where(d.c.id.in_(ids))
+        .order_by(d.c.outbox_id)
+    )
+    out = []
+    for r in rows:
+        m = dict(r._mapping)
+        m["sub"] = Subscription.from_row(_SubRow(m))
+        out.append(m)
+    return out
+
+
+class _SubRow:
+    """The subscription columns of a joined row, under the names ``Subscription.from_row`` reads."""
+
+    def __init__(self, m: dict[str, Any]) -> None:
+        self.id = m["subscription_id"]
+        self.app_id = m["app_id"]
+        for name in _SUB_COLUMNS:
+            setattr(self, name, m[name])
