@@ -40,8 +40,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from common import ROOT, mint_token, percentile, postgres_database, start_zzd, wait_ready, zzd_env
 from notice_pyspy import Profile
+
+from common import ROOT, mint_token, percentile, postgres_database, start_zzd, wait_ready, zzd_env
 
 sys.path.insert(0, str(ROOT))
 
