@@ -26,7 +26,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apps.model import event_scope_allows
@@ -37,11 +37,12 @@ from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore, try_transaction_lock
 from kernel.errors import NotFound
 from messaging.outbox import OutboxEvent, mark_published, read_unpublished
+from messaging.schema import outbox_events
 from org_tree.index import OrgIndex
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Dispatcher", "event_unit_id", "matches"]
+__all__ = ["Dispatcher", "event_unit_id", "matches", "prune_published"]
 
 _LOCK_KEY = 0x5A5A_A995  # pg advisory lock: one dispatcher at a time
 
@@ -181,3 +182,18 @@ def envelope(event_id: str, event_type: str, created_at: datetime, payload: dict
         ensure_ascii=False,
         separators=(",", ":"),
     )
+
+
+async def prune_published(conn: AsyncConnection, before: datetime, limit: int) -> int:
+    """Retention (messaging/retention.py): delete up to ``limit`` outbox rows published before ``before``.
+
+    A row that a pending delivery still reads its payload from stays until that
+    delivery is delivered or dead.
+    """
+    o, d = outbox_events, app_deliveries
+    pending = select(d.c.outbox_id).where(d.c.state == "pending")
+    ids = select(o.c.id).where(o.c.published_at < before, o.c.id.not_in(pending)).order_by(o.c.id).limit(limit)
+    doomed = [int(i) for i in (await conn.execute(ids)).scalars()]
+    if not doomed:
+        return 0
+    return int((await conn.execute(delete(o).where(o.c.id.in_(doomed)))).rowcount)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.database import Database
@@ -423,34 +423,18 @@ class EventLog:
                 .limit(limit + 1)
             )
             rows = [(int(s), k, p) for s, k, p in res]
+        if (rows[0][0] if rows else st.last_seq + 1) != since + 1 and since < st.last_seq:
+            # Streams are gap-free, so the next event is since + 1 unless retention
+            # deleted it between the state read above and this one.
+            raise ResyncRequired(
+                "cannot resume: events after the cursor were pruned",
+                code=ErrorCode.RESYNC_REQUIRED,
+                data={"epoch": st.epoch, "last_seq": st.last_seq},
+            )
         limited = len(rows) > limit
         rows = rows[:limit]
         next_since = rows[-1][0] if rows else since
         return SyncPage(st.epoch, rows, next_since, limited, st.last_seq)
-
-    async def prune_before(self, cutoff: datetime) -> int:
-        """Drop events older than ``cutoff`` (retention) and raise each stream's floor."""
-        async with self._db.write() as conn:
-            res = await conn.execute(
-                select(person_events.c.person_id, person_events.c.seq)
-                .where(person_events.c.created_at < cutoff)
-                .order_by(person_events.c.person_id, person_events.c.seq.desc())
-            )
-            floors: dict[int, int] = {}
-            for pid, seq in res:
-                floors.setdefault(int(pid), int(seq) + 1)
-            if not floors:
-                return 0
-            deleted = 0
-            for pid, floor in floors.items():
-                r = await conn.execute(
-                    delete(person_events).where(person_events.c.person_id == pid, person_events.c.seq < floor)
-                )
-                deleted += r.rowcount
-                await conn.execute(
-                    update(person_streams).where(person_streams.c.person_id == pid).values(min_seq=floor)
-                )
-        return deleted
 
 
 def _sqlite_time(at: datetime) -> str:

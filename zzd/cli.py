@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import click
@@ -249,25 +250,32 @@ def maintenance() -> None:
     """Housekeeping."""
 
 
-@maintenance.command("prune-events")
-@click.option("--days", type=int, default=30, show_default=True)
-def prune_events(days: int) -> None:
-    """Delete events older than DAYS; clients behind that point get resync_required."""
+@maintenance.command("prune")
+@click.option("--event-days", type=int, default=None, help="Override ZZD_EVENT_RETENTION_DAYS for this run.")
+def prune(event_days: int | None) -> None:
+    """Run one whole retention pass now (events, published outbox rows, receipts when configured).
 
-    async def go() -> int:
-        from datetime import timedelta
+    Clients whose cursor falls below what was deleted get resync_required. The
+    server runs the same pass by itself (one process at a time, at most hourly).
+    """
 
+    async def go() -> dict[str, int | bool]:
         from kernel.clock import SystemClock
         from kernel.db.database import Database
-        from messaging.events import EventLog
+        from zzd.services import retention
 
-        db = Database(_settings().database_url)
+        settings = _settings(event_retention_days=event_days)
+        db = Database(settings.database_url)
         try:
-            return await EventLog(db).prune_before(SystemClock().now() - timedelta(days=days))
+            job = retention(db, SystemClock(), settings)
+            job.pass_every = timedelta(0)
+            done = await job.run_until_complete()
         finally:
             await db.dispose()
+        return {"ran": done.ran, "events": done.events, "streams": done.streams, "outbox": done.outbox,
+                "receipts": done.receipts}  # fmt: skip
 
-    click.echo(json.dumps({"deleted": _run(go)}))
+    click.echo(json.dumps(_run(go)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -104,6 +104,15 @@ class Settings(BaseSettings):
     password_hash_queue: int = Field(default=64, ge=0)
     #: Days audit entries are kept (the Cybersecurity Law asks for at least six months).
     audit_retention_days: int = Field(default=190, ge=183)
+    #: Days per-person events are kept; a client whose cursor is older gets ``resync_required``
+    #: (messaging/retention.py, one process at a time, a pass at most hourly).
+    event_retention_days: int = Field(default=30, ge=1)
+    #: Days outbox rows are kept after they were published (pending app deliveries keep theirs).
+    outbox_retention_days: int = Field(default=30, ge=1)
+    #: Days notice receipts (who read and acknowledged) are kept; unset keeps them for ever.
+    receipt_retention_days: int | None = Field(default=None, ge=30)
+    #: Seconds between runs of the retention job in each process.
+    retention_interval: float = Field(default=60.0, gt=0)
     #: Days a one-time activation code from ``zzd person import`` stays valid.
     activation_code_days: int = Field(default=14, ge=1, le=365)
     #: Seconds between checks of the org version; a change made by any process

@@ -18,7 +18,7 @@ from apps.addresses import AddressPolicy
 from apps.alarm import EndpointAlarm
 from apps.bot import BotService
 from apps.delivery import DeliveryPolicy, DeliveryWorker
-from apps.dispatch import Dispatcher
+from apps.dispatch import Dispatcher, prune_published
 from apps.idempotency import IdempotencyStore
 from apps.ratelimit import AppRateLimiter
 from apps.registry import AppRegistry
@@ -51,6 +51,7 @@ from messaging.notices.relay import FanoutRelay
 from messaging.notices.service import NoticeService
 from messaging.ports import CONTROL_CHANNEL
 from messaging.publisher import EVENTS_CHANNEL, WakeupPublisher
+from messaging.retention import Retention
 from messaging.tasks.org_follow import TaskOrgFollower
 from messaging.tasks.reports import ReportService
 from messaging.tasks.service import TaskService
@@ -143,6 +144,7 @@ class Services:
     stream_hub: StreamHub
     #: The session and stream reads of hellos arriving together, one statement each.
     hellos: HelloChecks
+    retention: Retention
     started: bool = field(default=False)
 
     @classmethod
@@ -328,6 +330,7 @@ class Services:
             stream=StreamDeliveries(db, clock, policy),
             stream_hub=stream_hub,
             hellos=HelloChecks(sessions, events),
+            retention=retention(db, clock, settings),
         )
 
     async def start(self) -> None:
@@ -355,6 +358,7 @@ class Services:
         self.jobs.every(self.settings.index_refresh_interval, self.members.run, "conversation-members")
         self.jobs.every(600.0, self.attachments.sweep_incoming, "upload-sweep")
         self.jobs.every(3600.0, self._prune_audit, "audit-prune")
+        self.jobs.every(self.settings.retention_interval, self.retention.run, "retention")
         # The open platform: outbox events become deliveries; webhooks go out from every process.
         self.jobs.every(self.settings.delivery_poll_interval, self.dispatcher.run_once, "app-dispatch")
         self.jobs.every(self.settings.background_interval, self.stream.dead_letter_due, "stream-dead-letter")
@@ -407,3 +411,16 @@ class Services:
         await self.publisher.close()
         await self.broker.close()
         await self.db.dispose()
+
+
+def retention(db: Database, clock: Clock, settings: Settings) -> Retention:
+    """The retention pass under the ``*_retention_days`` settings (also run by ``zzd maintenance prune``)."""
+    return Retention(
+        db,
+        clock,
+        node_id=settings.node_id,
+        event_days=settings.event_retention_days,
+        outbox_days=settings.outbox_retention_days,
+        receipt_days=settings.receipt_retention_days,
+        outbox_sweep=prune_published,
+    )
