@@ -61,3 +61,31 @@ def cloned_url(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> Ite
     tpl: str = request.getfixturevalue(f"{name}_pg_template")
     with temp_pg_database(f"zzd_{name}", template=tpl) as db:
         yield pg_url(db)
+
+
+def tree_fixtures(name: str, url: str, populate: Populate, write: WriteDivisions) -> tuple[Any, Any, Any]:
+    """The three fixtures of one test tree, the one way to build a test world per backend.
+
+    ``{name}_sqlite_template`` and ``{name}_pg_template`` (built once per session)
+    and ``url`` (a private copy for each test, on SQLite and on PostgreSQL). A
+    conftest assigns them to module names so pytest finds them::
+
+        conv_sqlite_template, conv_pg_template, conv_url = tree_fixtures("conv", "conv_url", populate, write)
+    """
+
+    @pytest.fixture(scope="session", name=f"{name}_sqlite_template")
+    def sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return sqlite_template(tmp_path_factory, name, populate, write)
+
+    @pytest.fixture(scope="session", name=f"{name}_pg_template")
+    def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+        with pg_template(tmp_path_factory, name, populate, write) as db:
+            yield db
+
+    @pytest.fixture(name=url, params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+    def private(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+        """A migrated database holding the tree, private to one test."""
+        with cloned_url(request, tmp_path, name) as out:
+            yield out
+
+    return sqlite, pg, private

@@ -445,18 +445,7 @@ class ConversationService:
             if message_id <= acc.last_read_message_id:
                 return acc.last_read_message_id
             cm = conversation_members
-            # Position threads keep read markers in member rows the access check does not consult.
-            await conn.execute(
-                insert_ignore(conn, cm, ["conversation_id", "person_id"]),
-                [
-                    {
-                        "conversation_id": conversation_id,
-                        "person_id": person_id,
-                        "last_read_message_id": 0,
-                        "joined_at": now,
-                    }
-                ],
-            )
+            await _own_row(conn, conversation_id, person_id, now)
             await conn.execute(
                 update(cm)
                 .where(
@@ -513,17 +502,7 @@ class ConversationService:
             if not acc.full:
                 raise Forbidden("you no longer hold this position", data={"conversation_id": conversation_id})
             cm = conversation_members
-            await conn.execute(
-                insert_ignore(conn, cm, ["conversation_id", "person_id"]),
-                [
-                    {
-                        "conversation_id": conversation_id,
-                        "person_id": person_id,
-                        "last_read_message_id": 0,
-                        "joined_at": now,
-                    }
-                ],
-            )
+            await _own_row(conn, conversation_id, person_id, now)
             await conn.execute(
                 update(cm)
                 .where(cm.c.conversation_id == conversation_id, cm.c.person_id == person_id)
@@ -534,3 +513,12 @@ class ConversationService:
             return state.model_dump()
 
         return await self.uow.run(change)
+
+
+async def _own_row(conn: AsyncConnection, conversation_id: int, person_id: int, now: datetime) -> None:
+    """The person's member row, created when missing: position threads keep read markers and
+    mute settings in member rows that the access check does not consult."""
+    await conn.execute(
+        insert_ignore(conn, conversation_members, ["conversation_id", "person_id"]),
+        [{"conversation_id": conversation_id, "person_id": person_id, "last_read_message_id": 0, "joined_at": now}],
+    )

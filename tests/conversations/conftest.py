@@ -8,7 +8,7 @@ with ``CREATE DATABASE … TEMPLATE``, SQLite files are copied.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from org_tree.synthetic import generate_people
 from tests.org.conftest import write_mini_divisions
-from tests.tree_templates import cloned_url, pg_template, sqlite_template
+from tests.tree_templates import tree_fixtures
 
 ADMIN = SYSTEM
 
@@ -46,22 +46,7 @@ async def populate(url: str, folder: Path) -> None:
         await db.dispose()
 
 
-@pytest.fixture(scope="session")
-def conv_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sqlite_template(tmp_path_factory, "conv", populate, write_mini_divisions)
-
-
-@pytest.fixture(scope="session")
-def conv_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with pg_template(tmp_path_factory, "conv", populate, write_mini_divisions) as name:
-        yield name
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def conv_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated database holding the small tree, private to one test."""
-    with cloned_url(request, tmp_path, "conv") as url:
-        yield url
+conv_sqlite_template, conv_pg_template, conv_url = tree_fixtures("conv", "conv_url", populate, write_mini_divisions)
 
 
 @dataclass

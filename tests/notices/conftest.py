@@ -9,7 +9,7 @@ SQLite files are copied, so each test starts from the same data in well under a 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from messaging.wakeup import EventGroup
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex
 from org_tree.synthetic import generate_people
-from tests.tree_templates import cloned_url, pg_template, sqlite_template
+from tests.tree_templates import tree_fixtures
 
 CITY = "9901"
 COUNTIES = ("990101", "990102")
@@ -65,22 +65,9 @@ async def _populate(url: str, folder: Path) -> None:
         await db.dispose()
 
 
-@pytest.fixture(scope="session")
-def notices_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sqlite_template(tmp_path_factory, "notices", _populate, write_divisions)
-
-
-@pytest.fixture(scope="session")
-def notices_pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with pg_template(tmp_path_factory, "notices", _populate, write_divisions) as name:
-        yield name
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def tree_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated database holding the synthetic tree, private to one test."""
-    with cloned_url(request, tmp_path, "notices") as url:
-        yield url
+notices_sqlite_template, notices_pg_template, tree_url = tree_fixtures(
+    "notices", "tree_url", _populate, write_divisions
+)
 
 
 @dataclass
