@@ -3,8 +3,9 @@
 Why this shape (issue 18): at national scale there are 2.5 M units and 7.9 M
 persons but far fewer *distinct* names (第1网格 repeats 620 k times, given
 names repeat too). Each distinct name is stored once, with its toneless pinyin
-and initials, in three newline-joined strings searched with ``str.find`` (C
-speed over a few MiB); a name id maps to the units or persons that carry it.
+and initials, in ``org_tree.name_index.Names`` (n-gram postings: a term costs
+the names that share its rarest gram, not a pass over all of them); a name id
+maps to the units or persons that carry it.
 Persons map to the positions they hold. Nothing is per-person Python objects:
 ids live in ``array`` columns.
 
@@ -13,112 +14,24 @@ Live: ``org_tree.holder`` tells the directory what every refresh applied
 holders' names (read for the few persons it does not know yet) and their
 positions, a person's new name re-points them. Entries are never removed on
 the fly: a stale "person → position" pair is filtered when searched (the
-index says who holds what now). New names go to a small side list that is
-folded into the big strings when it grows past ``_FOLD``.
+index says who holds what now). A new name appends to the postings.
 """
 
 from __future__ import annotations
 
 import logging
 from array import array
-from bisect import bisect_right
 from itertools import accumulate
 from typing import Any
-
-from pypinyin import Style, lazy_pinyin
 
 from kernel.db.database import Database
 from org_tree.bulk import fetch_rows, lift_statement_timeout
 from org_tree.index import OrgIndex
+from org_tree.name_index import Names, pinyin_fast
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Directory", "Names", "pinyin_fast"]
-
-_FOLD = 2_000
-_CHAR_PINYIN: dict[str, str] = {}
-
-
-def pinyin_fast(name: str) -> tuple[str, str]:
-    """Toneless pinyin and initials, character by character (memoised): ``张伟`` → ("zhangwei", "zw")."""
-    full, initials = [], []
-    for ch in name:
-        py = _CHAR_PINYIN.get(ch)
-        if py is None:
-            py = _CHAR_PINYIN[ch] = "".join(lazy_pinyin(ch, style=Style.NORMAL, errors="default")).lower()
-        if py:
-            full.append(py)
-            initials.append(py[0])
-    return "".join(full).replace(" ", ""), "".join(initials)
-
-
-class Names:
-    """Distinct names with their pinyin and initials; ``find(term)`` → (name id, exact) of those containing it."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.names: list[str] = []
-        self._id: dict[str, int] = {}
-        self._pinyin: list[str] = []
-        self._initials: list[str] = []
-        self._texts: tuple[str, str, str] = ("", "", "")
-        self._starts = array("q", [0])
-        self._folded = 0
-        for n in names:
-            self.add(n)
-        self._fold()
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def add(self, name: str) -> int:
-        nid = self._id.get(name)
-        if nid is None:
-            nid = self._id[name] = len(self.names)
-            self.names.append(name)
-            full, initials = pinyin_fast(name)
-            self._pinyin.append(full)
-            self._initials.append(initials)
-            if len(self.names) - self._folded > _FOLD:
-                self._fold()
-        return nid
-
-    def _fold(self) -> None:
-        n = len(self.names)
-        self._texts = tuple("\n".join(col) + "\n" for col in (self.names, self._pinyin, self._initials))  # type: ignore[assignment]
-        self._starts = array("q", accumulate((len(s) + 1 for s in self.names), initial=0))
-        self._pstarts = array("q", accumulate((len(s) + 1 for s in self._pinyin), initial=0))
-        self._istarts = array("q", accumulate((len(s) + 1 for s in self._initials), initial=0))
-        self._folded = n
-
-    def find(self, term: str, cap: int) -> list[tuple[int, bool]]:
-        """Ids of names whose characters, pinyin or initials contain ``term`` (exact ones flagged), at most ``cap``."""
-        out: dict[int, bool] = {}
-        folded = term.lower()
-        for text, starts, col, t in (
-            (self._texts[0], self._starts, self.names, term),
-            (self._texts[1], self._pstarts, self._pinyin, folded),
-            (self._texts[2], self._istarts, self._initials, folded),
-        ):
-            if t != term and not t.isascii():
-                continue
-            i = text.find(t)
-            while i >= 0 and len(out) < cap:
-                line = bisect_right(starts, i) - 1
-                out[line] = out.get(line, False) or col[line] == t
-                i = text.find(t, starts[line + 1])
-            for nid in range(self._folded, len(self.names)):  # names added since the last fold
-                if t in col[nid] and len(out) < cap:
-                    out[nid] = out.get(nid, False) or col[nid] == t
-        return sorted(out.items(), key=lambda kv: (not kv[1], kv[0]))
-
-    def memory_bytes(self) -> int:
-        import sys
-
-        text = sum(sys.getsizeof(t) for t in self._texts)
-        lists = sum(
-            sys.getsizeof(c) + sum(sys.getsizeof(s) for s in c) for c in (self.names, self._pinyin, self._initials)
-        )
-        return text + lists + sys.getsizeof(self._id) + 3 * len(self._starts) * 8
 
 
 class Directory:
@@ -129,6 +42,7 @@ class Directory:
         self.unit_names = Names([])
         self._unit_name_of = array("i")  # unit handle → name id
         self._units_by_name: dict[int, list[int]] = {}
+        self._name_levels = bytearray()  # unit name id → bit mask of the levels of units that carried it
         self.person_names = Names([])
         self._person_name_of = array("i")  # person id → name id, -1 unknown
         self._persons_off = array("q")  # name id → persons: persons[off[n]:off[n+1]] (at build)
@@ -170,9 +84,12 @@ class Directory:
         self.unit_names = Names(distinct)
         self._unit_name_of = ids
         groups: dict[int, list[int]] = {}
+        levels = bytearray(len(distinct))
         for u in index.units():
             groups.setdefault(ids[u], []).append(u)
+            levels[ids[u]] |= 1 << index.unit_level(u)
         self._units_by_name = groups
+        self._name_levels = levels
 
     def _build_persons(self, names: list[Any], held: list[Any]) -> None:
         max_person = max((int(r[0]) for r in names), default=0)
@@ -213,6 +130,10 @@ class Directory:
     def units_named(self, nid: int) -> list[int]:
         return self._units_by_name.get(nid, [])
 
+    def unit_name_levels(self, nid: int) -> int:
+        """Bit ``1 << level`` for every level a unit of this name has had (may over-state, never under)."""
+        return self._name_levels[nid] if nid < len(self._name_levels) else 0
+
     def persons_named(self, nid: int) -> list[int]:
         over = self._persons_over.get(nid)
         if over is not None:
@@ -231,14 +152,22 @@ class Directory:
         return []
 
     def person_name(self, person: int) -> str:
-        nid = self._person_name_of[person] if 0 <= person < len(self._person_name_of) else -1
+        nid = self.person_name_id(person)
         return self.person_names.names[nid] if nid >= 0 else ""
+
+    def person_name_id(self, person: int) -> int:
+        """The id of the person's name in ``person_names``, -1 when unknown."""
+        return self._person_name_of[person] if 0 <= person < len(self._person_name_of) else -1
+
+    def unit_name_id(self, u: int) -> int:
+        """The id of the unit's name in ``unit_names``, -1 when unknown."""
+        return self._unit_name_of[u] if 0 <= u < len(self._unit_name_of) else -1
 
     def knows(self, person: int) -> bool:
         return 0 <= person < len(self._person_name_of) and self._person_name_of[person] >= 0
 
     # ---------------------------------------------------------------- patches
-    def set_unit_name(self, u: int, name: str) -> None:
+    def set_unit_name(self, u: int, name: str, level: int) -> None:
         if u >= len(self._unit_name_of):
             self._unit_name_of.extend(array("i", [-1]) * (u + 1 - len(self._unit_name_of)))
         old = self._unit_name_of[u]
@@ -247,6 +176,9 @@ class Directory:
         nid = self.unit_names.add(name)
         self._unit_name_of[u] = nid
         self._units_by_name.setdefault(nid, []).append(u)
+        if nid >= len(self._name_levels):
+            self._name_levels.extend(bytes(nid + 1 - len(self._name_levels)))
+        self._name_levels[nid] |= 1 << level
 
     def set_person_name(self, person: int, name: str) -> None:
         if person >= len(self._person_name_of):

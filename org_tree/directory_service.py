@@ -82,7 +82,7 @@ class DirectoryService:
             if kind in ("unit_create", "unit_rename"):
                 u = index.find_unit(int(op["unit"]))
                 if u >= 0:
-                    d.set_unit_name(u, str(op["name"]))
+                    d.set_unit_name(u, str(op["name"]), index.unit_level(u))
             elif kind == "person":
                 d.set_person_name(int(op["person"]), str(op["name"]))
         held: list[tuple[int, int]] = []

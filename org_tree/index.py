@@ -436,11 +436,14 @@ class OrgIndex(IndexPatches):
     def holds(self, person_id: int, position_id: int) -> bool:
         """True when ``person_id`` currently holds ``position_id`` (primary, deputy or acting)."""
         k = self.find_slot(position_id)
-        if k < 0:
-            return False
-        if person_id in self.primary_holders(k):
+        return k >= 0 and self.holds_slot(k, person_id)
+
+    def holds_slot(self, k: int, person_id: int) -> bool:
+        """True when ``person_id`` currently holds slot ``k`` (primary, deputy or acting)."""
+        h = self._h_one[k]
+        if h == person_id if h else person_id in self._multi.get(self._p_id[k], ()):
             return True
-        return any(p == person_id for p, _kind in self.alternate_holders(k))
+        return any(p == person_id for p, _kind in self._alternates.get(self._p_id[k], ()))
 
     def is_vacant(self, k: int) -> bool:
         return not self.primary_holders(k)

@@ -15,20 +15,27 @@ How a query is answered (docs/directory.md has the examples):
   position's level (province first). Terms combine by intersecting ranges and
   adding their keys, so exact matches come first, then a unit's own
   positions before its subtree's, then higher levels, then tree order.
-* Work per query is bounded: at most ``UNIT_CAP`` matched units and
-  ``PERSON_CAP`` matched persons per term are expanded (``truncated`` says so),
-  and each expansion is a handful of bisections over the index's segments.
+* Work per query is bounded: at most ``_NAME_CAP`` names, ``UNIT_CAP`` matched
+  units and ``PERSON_CAP`` matched persons per term are expanded (``truncated``
+  says so), and each expansion is a handful of bisections over the index's
+  segments. Terms go narrowest first; once the ranges left hold at most
+  ``SCOPE_SLOTS`` positions, a later term is asked of each of them instead
+  (``org_tree.search_scope``: same keys, no caps). The page is cut best key
+  first (``_best_first``); only the total needs every range.
 """
 
 from __future__ import annotations
 
 import heapq
 import logging
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from kernel.errors import BadRequest
 from org_tree.directory import Directory, pinyin_fast
 from org_tree.index import OrgIndex
+from org_tree.resolution import _normalize
+from org_tree.search_scope import ScopedTerm
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +47,7 @@ MAX_LIMIT = 100
 UNIT_CAP = 300
 PERSON_CAP = 2_000
 _NAME_CAP = 500
+SCOPE_SLOTS = 6_000  # a later term is asked slot by slot when earlier ones left at most this many
 
 Key = tuple[int, int, int]  # (inexact, depth below the matched unit, level)
 Piece = tuple[int, int, Key]  # [start, end) slots with one key
@@ -84,24 +92,23 @@ class DirectoryPage:
 
 
 def _union(pieces: list[Piece]) -> list[Piece]:
-    """Disjoint pieces covering the same slots, each slot with its smallest key."""
+    """Disjoint pieces covering the same slots, each slot with its smallest key (a sweep: O(n log n))."""
     if not pieces:
         return []
     pieces.sort()
     bounds = sorted({p[0] for p in pieces} | {p[1] for p in pieces})
     out: list[Piece] = []
-    heap: list[tuple[Key, int]] = []  # (key, end)
-    i = 0
+    heap: list[tuple[Key, int]] = []  # (key, end); ended entries below the top are dropped when they surface
+    i, n = 0, len(pieces)
     for x, y in zip(bounds, bounds[1:], strict=False):
-        while i < len(pieces) and pieces[i][0] <= x:
+        while i < n and pieces[i][0] <= x:
             heapq.heappush(heap, (pieces[i][2], pieces[i][1]))
             i += 1
         while heap and heap[0][1] <= x:
             heapq.heappop(heap)
         if not heap:
             continue
-        live = [h for h in heap if h[1] > x]
-        key = min(h[0] for h in live)
+        key = heap[0][0]  # the top is live, and no live entry has a smaller key
         if out and out[-1][1] == x and out[-1][2] == key:
             out[-1] = (out[-1][0], y, key)
         else:
@@ -131,63 +138,94 @@ class _Query:
         self.truncated = False
 
     def term(self, term: str) -> list[Piece]:
-        pieces = self._roles(term) + self._units(term) + self._holders(term)
-        return _union(pieces)
+        """The term's pieces, overlapping (a slot's rank is its smallest key among them)."""
+        return self._roles(term) + self._units(term) + self._holders(term)
 
-    def _roles(self, term: str) -> list[Piece]:
-        idx, folded = self.idx, term.lower()
-        out: list[Piece] = []
-        for rid, role in idx.roles.items():
+    def role_matches(self, term: str) -> dict[int, int]:
+        """Role id → inexact (0: the term is the role's name, key, pinyin or initials) of the roles it matches."""
+        folded = term.lower()
+        out: dict[int, int] = {}
+        for rid, role in self.idx.roles.items():
             full, initials = pinyin_fast(role.name)
             fields = (role.name, role.key, full, initials)
-            if not any(term in f or folded in f for f in fields):
-                continue
-            inexact = 0 if term in fields or folded in fields else 1
-            for a, b, level in idx.role_pieces(rid):
+            if any(term in f or folded in f for f in fields):
+                out[rid] = 0 if term in fields or folded in fields else 1
+        return out
+
+    def _roles(self, term: str) -> list[Piece]:
+        out: list[Piece] = []
+        for rid, inexact in self.role_matches(term).items():
+            for a, b, level in self.idx.role_pieces(rid):
                 out.append((a, b, (inexact, 0, level)))
         return out
 
+    def scoped(self, term: str, pieces: list[Piece]) -> list[Piece]:
+        """``pieces`` intersected with ``term``, asking each of their slots (``org_tree.search_scope``)."""
+        st = ScopedTerm(self.idx, self.d, term, self.role_matches(term))
+        out: list[Piece] = []
+        for a, b, ka in pieces:
+            for k in range(a, b):
+                kb = st.key(k)
+                if kb is None:
+                    continue
+                key = (ka[0] + kb[0], max(ka[1], kb[1]), max(ka[2], kb[2]))
+                if out and out[-1][1] == k and out[-1][2] == key:
+                    out[-1] = (out[-1][0], k + 1, key)
+                else:
+                    out.append((k, k + 1, key))
+        return out
+
     def _units(self, term: str) -> list[Piece]:
-        idx = self.idx
-        picked: list[tuple[int, int]] = []  # (inexact, unit)
+        idx, d = self.idx, self.d
+        groups: list[tuple[int, int, list[int]]] = []  # (inexact, level mask, units) in name order
         if term.isdigit():
             u = idx.find_unit_code(term)
             if u >= 0:
-                picked.append((0, u))
+                groups.append((0, 1 << idx.unit_level(u), [u]))
         else:
-            for nid, exact in self.d.unit_names.find(term, _NAME_CAP):
-                for u in self.d.units_named(nid):
-                    picked.append((0 if exact else 1, u))
-        picked.sort(key=lambda e: (e[0], idx.unit_level(e[1])))
+            names = d.unit_names.find(term, _NAME_CAP)
+            self.truncated |= len(names) >= _NAME_CAP
+            for nid, exact in names:
+                groups.append((0 if exact else 1, d.unit_name_levels(nid), d.units_named(nid)))
         taken: set[int] = set()
         out: list[Piece] = []
-        for inexact, u in picked:
-            if u in taken or any(a in taken for a in idx.ancestors(u)):
-                continue
-            if len(taken) >= UNIT_CAP:
-                self.truncated = True
-                break
-            taken.add(u)
-            top = idx.unit_level(u)
-            for a, b, level in idx.subtree_pieces(u):
-                out.append((a, b, (inexact, level - top, level)))
+        # Exact before partial, higher levels first, then name order: level by level, so a name
+        # carried by 600 k grids costs the units taken, not a sort of them all.
+        for inexact in (0, 1):
+            for top in range(1, 7):
+                bit = 1 << top
+                for ie, mask, units in groups:
+                    if ie != inexact or not mask & bit:
+                        continue
+                    for u in units:
+                        if idx.unit_level(u) != top or u in taken or any(a in taken for a in idx.ancestors(u)):
+                            continue
+                        if len(taken) >= UNIT_CAP:
+                            self.truncated = True
+                            return out
+                        taken.add(u)
+                        for a, b, level in idx.subtree_pieces(u):
+                            out.append((a, b, (inexact, level - top, level)))
         return out
 
     def _holders(self, term: str) -> list[Piece]:
         idx, d = self.idx, self.d
         out: list[Piece] = []
         persons = 0
-        for nid, exact in d.person_names.find(term, _NAME_CAP):
+        names = d.person_names.find(term, _NAME_CAP)
+        self.truncated |= len(names) >= _NAME_CAP
+        find_slot, holds, unit_of, level_of = idx.find_slot, idx.holds_slot, idx.position_unit, idx.unit_level
+        for nid, exact in names:
+            inexact = 0 if exact else 1
             for person in d.persons_named(nid):
                 persons += 1
                 if persons > PERSON_CAP:
                     self.truncated = True
                     return out
                 for pid in d.positions_of(person):
-                    k = idx.find_slot(pid)
-                    if k >= 0 and person in idx.current_holders(k):
-                        level = idx.unit_level(idx.position_unit(k))
-                        out.append((k, k + 1, (0 if exact else 1, 0, level)))
+                    k = find_slot(pid)
+                    if k >= 0 and holds(k, person):
+                        out.append((k, k + 1, (inexact, 0, level_of(unit_of(k)))))
         return out
 
 
@@ -206,21 +244,62 @@ def search(index: OrgIndex, directory: Directory, query: str, *, offset: int = 0
     if offset < 0 or not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"offset must be ≥ 0 and limit within 1..{MAX_LIMIT}", data={"field": "limit"})
     q = _Query(index, directory)
+    terms.sort(key=lambda t: (t.isascii(), -len(t)))  # likely narrowest first: the others may then be scoped
     pieces = q.term(terms[0])
     for term in terms[1:]:
         if not pieces:
             break
-        pieces = _intersect(pieces, q.term(term))
-    total = sum(b - a for a, b, _ in pieces)
-    pieces.sort(key=lambda p: (p[2], p[0]))
+        narrow = _covered(pieces) <= SCOPE_SLOTS
+        pieces = q.scoped(term, _union(pieces)) if narrow else _intersect(_union(pieces), _union(q.term(term)))
+    return _covered(pieces), _best_first(pieces, offset, limit), q.truncated
+
+
+def _covered(pieces: list[Piece]) -> int:
+    """How many slots the (possibly overlapping) pieces cover: the total."""
+    return sum(b - a for a, b in _normalize([(a, b) for a, b, _ in pieces]))
+
+
+def _best_first(pieces: list[Piece], offset: int, limit: int) -> list[int]:
+    """Slots ``offset …`` of the rank order (key, then slot), each slot at its smallest key.
+
+    Keys are taken best first and only until the page is full: a broad term's thousands of
+    pieces are sorted, not swept, and a slot already listed under a better key is skipped.
+    """
+    pieces = sorted(pieces, key=lambda p: (p[2], p[0]))
+    seen: list[tuple[int, int]] = []  # slots listed (or skipped over) under better keys
     page: list[int] = []
     skip = offset
-    for a, b, _key in pieces:
-        if skip >= b - a:
-            skip -= b - a
-            continue
-        page.extend(range(a + skip, min(b, a + skip + limit - len(page))))
-        skip = 0
-        if len(page) >= limit:
-            break
-    return total, page, q.truncated
+    i, n = 0, len(pieces)
+    while i < n and len(page) < limit:
+        j = i
+        while j < n and pieces[j][2] == pieces[i][2]:
+            j += 1
+        spans = _normalize([(a, b) for a, b, _ in pieces[i:j]])
+        for a, b in spans:
+            for x, y in _minus(a, b, seen):
+                if skip >= y - x:
+                    skip -= y - x
+                    continue
+                page.extend(range(x + skip, min(y, x + skip + limit - len(page))))
+                skip = 0
+                if len(page) >= limit:
+                    return page
+        seen = _normalize(seen + spans)
+        i = j
+    return page
+
+
+def _minus(a: int, b: int, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``[a, b)`` outside the sorted, disjoint ``spans``."""
+    out: list[tuple[int, int]] = []
+    i = max(bisect_right(spans, (a, a)) - 1, 0)
+    while a < b and i < len(spans) and spans[i][0] < b:
+        x, y = spans[i]
+        if y > a:
+            if x > a:
+                out.append((a, x))
+            a = max(a, y)
+        i += 1
+    if a < b:
+        out.append((a, b))
+    return out

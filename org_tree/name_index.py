@@ -1,0 +1,173 @@
+"""Distinct names with their pinyin and initials, searchable by substring without scanning them all.
+
+Why n-gram postings (issue 18): the directory's terms are *contained in* a
+name, its toneless pinyin or its initials (``伟`` in ``张伟``, ``wei`` in
+``zhangwei``, ``zw``). A linear ``str.find`` over the joined names costs a pass
+over tens of MiB per term at national scale (1.4 M distinct holder names), and
+a term that never occurs (``sz`` in pinyin) always pays the whole pass. Here
+each column keeps, for every 1-, 2- (and, for pinyin, 3-) character gram, the
+ascending array of name ids containing it. A term is answered from the
+shortest posting among its longest grams: when the term *is* that gram the
+posting is the answer; otherwise each candidate is checked with ``in``. Ids
+are visited in ascending order, so "the first ``cap`` matches" are the same
+ones a scan of the joined text in id order would have found.
+
+Exact matches (the term equals a name, a pinyin or initials) come first and
+are never lost to the cap: names through a dict, pinyin and initials through
+an id array sorted by that column (bisect). New names only append (ids grow),
+so postings stay sorted and a live add costs its grams, not a rebuild.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from bisect import bisect_left, bisect_right, insort
+
+from pypinyin import Style, lazy_pinyin
+
+__all__ = ["Names", "pinyin_fast"]
+
+_CHAR_PINYIN: dict[str, str] = {}
+
+
+def pinyin_fast(name: str) -> tuple[str, str]:
+    """Toneless pinyin and initials, character by character (memoised): ``张伟`` → ("zhangwei", "zw")."""
+    full, initials = [], []
+    for ch in name:
+        py = _CHAR_PINYIN.get(ch)
+        if py is None:
+            py = _CHAR_PINYIN[ch] = "".join(lazy_pinyin(ch, style=Style.NORMAL, errors="default")).lower()
+        if py:
+            full.append(py)
+            initials.append(py[0])
+    return "".join(full).replace(" ", ""), "".join(initials)
+
+
+class _Column:
+    """One column (names, pinyin or initials): the strings by id, their grams' postings, ids sorted by string."""
+
+    def __init__(self, longest_gram: int) -> None:
+        self.values: list[str] = []
+        self.grams: dict[str, array[int]] = {}
+        self.longest = longest_gram
+        self.sorted_ids = array("i")
+
+    def add(self, nid: int, value: str) -> None:
+        self.values.append(value)
+        grams = self.grams
+        for n in range(1, self.longest + 1):
+            for g in {value[i : i + n] for i in range(len(value) - n + 1)}:
+                posting = grams.get(g)
+                if posting is None:
+                    posting = grams[g] = array("i")
+                posting.append(nid)
+
+    def seal(self) -> None:
+        """Sort the ids by value (after a bulk build; later adds insert in place)."""
+        self.sorted_ids = array("i", sorted(range(len(self.values)), key=self.values.__getitem__))
+
+    def insert_sorted(self, nid: int) -> None:
+        insort(self.sorted_ids, nid, key=self.values.__getitem__)
+
+    def exact(self, term: str) -> array[int]:
+        """Ids whose value equals ``term``, ascending."""
+        key = self.values.__getitem__
+        lo = bisect_left(self.sorted_ids, term, key=key)
+        hi = bisect_right(self.sorted_ids, term, lo=lo, key=key)
+        return self.sorted_ids[lo:hi]  # equal values keep id order: the sort is stable, inserts go right
+
+    def containing(self, term: str, cap: int, out: dict[int, bool]) -> None:
+        """Add ids whose value contains ``term`` to ``out`` (ascending) until it holds ``cap``."""
+        n = min(len(term), self.longest)
+        best: array[int] | None = None
+        for i in range(len(term) - n + 1):
+            posting = self.grams.get(term[i : i + n])
+            if posting is None:
+                return
+            if best is None or len(posting) < len(best):
+                best = posting
+        if best is None:
+            return
+        values = self.values
+        check = len(term) > n
+        for nid in best:
+            if len(out) >= cap:
+                return
+            if nid not in out and (not check or term in values[nid]):
+                out[nid] = False
+
+    def memory_bytes(self) -> int:
+        postings = sum(64 + 4 * len(p) + sys.getsizeof(g) for g, p in self.grams.items())
+        strings = sys.getsizeof(self.values) + sum(sys.getsizeof(s) for s in self.values)
+        return postings + sys.getsizeof(self.grams) + strings + 4 * len(self.sorted_ids)
+
+
+class Names:
+    """Distinct names with their pinyin and initials; ``find(term, cap)`` → (name id, exact) of those containing it."""
+
+    def __init__(self, names: list[str]) -> None:
+        self._id: dict[str, int] = {}
+        self._cols = (_Column(2), _Column(3), _Column(2))  # characters, pinyin, initials
+        self.names: list[str] = self._cols[0].values
+        self._sealed = False
+        for n in names:
+            self.add(n)
+        for col in self._cols:
+            col.seal()
+        self._sealed = True
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def add(self, name: str) -> int:
+        """The id of ``name``, added when new."""
+        nid = self._id.get(name)
+        if nid is None:
+            nid = self._id[name] = len(self.names)
+            for col, value in zip(self._cols, (name, *pinyin_fast(name)), strict=True):
+                col.add(nid, value)
+                if self._sealed:
+                    col.insert_sorted(nid)
+        return nid
+
+    def pinyin(self, nid: int) -> tuple[str, str]:
+        return self._cols[1].values[nid], self._cols[2].values[nid]
+
+    def match(self, nid: int, term: str, folded: str, pinyin_too: bool) -> int | None:
+        """0 when name ``nid`` equals ``term`` in some column, 1 when one contains it, None otherwise (as ``find``)."""
+        name = self.names[nid]
+        if name == term:
+            return 0
+        if pinyin_too:
+            full, initials = self._cols[1].values[nid], self._cols[2].values[nid]
+            if full == folded or initials == folded:
+                return 0
+            if folded in full or folded in initials:
+                return 1
+        return 1 if term in name else None
+
+    def find(self, term: str, cap: int) -> list[tuple[int, bool]]:
+        """Ids of names whose characters, pinyin or initials contain ``term``, at most ``cap``.
+
+        Exact ones (equal to the term in some column) first, then in id order; the partial
+        ones are the first by id in the column order characters, pinyin, initials.
+        """
+        folded = term.lower()
+        out: dict[int, bool] = {}
+        nid = self._id.get(term)
+        if nid is not None:
+            out[nid] = True
+        pinyin_too = folded == term or folded.isascii()  # pinyin and initials are lower case
+        if pinyin_too:
+            for col in self._cols[1:]:
+                for nid in col.exact(folded)[: max(cap - len(out), 0)]:
+                    out[nid] = True
+        self._cols[0].containing(term, cap, out)
+        if pinyin_too:
+            for col in self._cols[1:]:
+                col.containing(folded, cap, out)
+        return sorted(out.items(), key=lambda kv: (not kv[1], kv[0]))
+
+    def memory_bytes(self) -> int:
+        return sum(c.memory_bytes() for c in self._cols) + sys.getsizeof(self._id)
