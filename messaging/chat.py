@@ -14,18 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.dialect import insert_ignore
 from kernel.errors import Forbidden, NotFound
-from kernel.schema import persons
 from kernel.text import check_text
 from kernel.wire import check_client_msg_id, dumps, iso
 from messaging.batching import Batcher
+from messaging.chat_storage import ChatStore
 from messaging.events import NewEvent
 from messaging.ports import Notify
-from messaging.schema import conversation_members, conversations, messages
+from messaging.schema import conversations, messages
 from messaging.shapes import MessageNew, Sender
 from messaging.unit_of_work import Txn, UnitOfWork
 
@@ -136,10 +135,9 @@ class ChatService:
 
     async def _write_batch(self, tx: Txn, reqs: Sequence[SendRequest]) -> list[SendResult | BaseException]:
         conn, now = tx.conn, tx.now
+        store = await ChatStore.of(conn, now)
         out: list[SendResult | BaseException | None] = [None] * len(reqs)
-        ids = {r.sender_id for r in reqs} | {r.recipient_id for r in reqs}
-        res = await conn.execute(select(persons.c.id, persons.c.name, persons.c.disabled).where(persons.c.id.in_(ids)))
-        people = {int(i): (n, bool(d)) for i, n, d in res}
+        people = await store.people(sorted({r.sender_id for r in reqs} | {r.recipient_id for r in reqs}))
 
         # A retry of an already-stored message is found by the conflict-ignoring
         # insert below and answered from the database.
@@ -155,29 +153,16 @@ class ChatService:
                 todo.setdefault(k, r)
 
         if todo:
-            conv_ids = await self._direct_conversations(conn, list(todo.values()), now)
+            conv_ids = await self._direct_conversations(store, list(todo.values()))
             # Conversation rows before stream rows, in id order, like every other writer of
             # messages (messaging/conversations): one lock order, and ids commit in order.
-            await conn.execute(
-                select(conversations.c.id)
-                .where(conversations.c.id.in_(sorted(set(conv_ids.values()))))
-                .order_by(conversations.c.id)
-                .with_for_update()
+            await store.lock_conversations(list(conv_ids.values()))
+            inserted = await store.insert_messages(
+                [
+                    (conv_ids[direct_key(r.sender_id, r.recipient_id)], r.sender_id, r.client_msg_id, r.body)
+                    for r in todo.values()
+                ]
             )
-            ins = insert_ignore(conn, messages, ["sender_id", "client_msg_id"]).returning(
-                messages.c.id, messages.c.sender_id, messages.c.client_msg_id
-            )
-            params = [
-                {
-                    "conversation_id": conv_ids[direct_key(r.sender_id, r.recipient_id)],
-                    "sender_id": r.sender_id,
-                    "client_msg_id": r.client_msg_id,
-                    "body": r.body,
-                    "created_at": now,
-                }
-                for r in todo.values()
-            ]
-            inserted = {(int(s), c): int(i) for i, s, c in await conn.execute(ins, params)}
             # Lost a race with another process for the same key: theirs stands.
             raced = [k for k in todo if k not in inserted]
             existing.update(await self._existing(conn, raced))
@@ -197,12 +182,7 @@ class ChatService:
                 for k, g in zip(order, new_groups, strict=True):
                     sender_seq[k] = next(seq for pid, seq in g.recipients if pid == k[0])
             if conv_last:
-                await conn.execute(
-                    update(conversations)
-                    .where(conversations.c.id == bindparam("cid"))
-                    .values(last_message_id=bindparam("mid")),
-                    [{"cid": c, "mid": m} for c, m in conv_last.items()],
-                )
+                await store.set_last_messages(conv_last)
             answered: set[tuple[int, str]] = set()
             for i, r in enumerate(reqs):
                 if out[i] is not None:
@@ -231,24 +211,14 @@ class ChatService:
         )
         return {(int(s), c): SendResult(int(i), int(cv), t, True, None) for i, cv, s, c, t in res}
 
-    async def _direct_conversations(
-        self, conn: AsyncConnection, reqs: list[SendRequest], now: datetime
-    ) -> dict[str, int]:
+    @staticmethod
+    async def _direct_conversations(store: ChatStore, reqs: list[SendRequest]) -> dict[str, int]:
         pairs = {direct_key(r.sender_id, r.recipient_id): (r.sender_id, r.recipient_id) for r in reqs}
-        found = await self._conv_ids(conn, list(pairs))
-        missing = [k for k in pairs if k not in found]
+        found = await store.direct_ids(list(pairs))
+        missing = {k: pairs[k] for k in pairs if k not in found}
         if missing:
-            await conn.execute(
-                insert_ignore(conn, conversations, ["direct_key"]),
-                [{"kind": "direct", "direct_key": k, "created_at": now} for k in missing],
-            )
-            found.update(await self._conv_ids(conn, missing))
-            members = [
-                {"conversation_id": found[k], "person_id": p, "last_read_message_id": 0, "joined_at": now}
-                for k in missing
-                for p in dict.fromkeys(pairs[k])
-            ]
-            await conn.execute(insert_ignore(conn, conversation_members, ["conversation_id", "person_id"]), members)
+            await store.create_direct(missing)
+            found.update(await store.direct_ids(list(missing)))
         return found
 
     @staticmethod

@@ -20,6 +20,7 @@ PLACES = {
     "kernel/db/database.py",
     "kernel/db/base.py",
     "messaging/events.py",
+    "messaging/chat_storage.py",
     "messaging/notices/storage.py",
     "messaging/tasks/storage.py",
     "messaging/conversations/storage.py",

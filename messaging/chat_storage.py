@@ -1,0 +1,144 @@
+"""The direct chat's hot statements, written once per driver: a send batch's reads and writes.
+
+Why fixed driver-level SQL: every chat message batch ran six to nine
+SQLAlchemy statements, and building, compiling and binding them (a
+parameter dict per row) was the largest share of a message's server time
+after the socket itself (issue 15, py-spy). Here each statement is a constant
+string with one array parameter per column (PostgreSQL ``unnest``, SQLite
+``json_each``), so the drivers reuse their prepared statements and a batch of
+any size costs the same few round trips.
+
+All functions run inside the caller's write transaction (``driver_in_transaction``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kernel.db.dialect import is_postgres
+from messaging.events import driver_in_transaction, sqlite_time
+
+__all__ = ["ChatStore", "NewMessage"]
+
+_PG_PEOPLE = "SELECT id, name, disabled FROM persons WHERE id = ANY($1::bigint[])"
+_SQLITE_PEOPLE = "SELECT id, name, disabled FROM persons WHERE id IN (SELECT value FROM json_each(?))"
+_PG_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key = ANY($1::text[])"
+_SQLITE_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key IN (SELECT value FROM json_each(?))"
+_PG_NEW_DIRECT = """
+INSERT INTO conversations (kind, direct_key, created_at)
+SELECT 'direct', k, $2 FROM unnest($1::text[]) AS k
+ON CONFLICT (direct_key) DO NOTHING
+"""
+_SQLITE_NEW_DIRECT = """
+INSERT INTO conversations (kind, direct_key, created_at) VALUES ('direct', ?, ?)
+ON CONFLICT (direct_key) DO NOTHING
+"""
+_PG_MEMBERS = """
+INSERT INTO conversation_members (conversation_id, person_id, last_read_message_id, joined_at)
+SELECT c, p, 0, $3 FROM unnest($1::bigint[], $2::bigint[]) AS v(c, p)
+ON CONFLICT (conversation_id, person_id) DO NOTHING
+"""
+_SQLITE_MEMBER = (
+    "INSERT INTO conversation_members (conversation_id, person_id, last_read_message_id, joined_at)"
+    " VALUES (?, ?, 0, ?) ON CONFLICT (conversation_id, person_id) DO NOTHING"
+)
+# Conversation rows before stream rows, in id order, like every other writer of messages.
+_PG_LOCK = "SELECT id FROM conversations WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
+_PG_MESSAGES = """
+INSERT INTO messages (conversation_id, sender_id, client_msg_id, body, created_at)
+SELECT c, s, m, b, $5 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS v(c, s, m, b)
+ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+RETURNING id, sender_id, client_msg_id
+"""
+# ``WHERE true``: SQLite's parser needs it between INSERT … SELECT and ON CONFLICT.
+_SQLITE_MESSAGES = """
+INSERT INTO messages (conversation_id, sender_id, client_msg_id, body, created_at)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), ?
+FROM json_each(?) WHERE true
+ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+RETURNING id, sender_id, client_msg_id
+"""
+_PG_LAST = """
+UPDATE conversations AS c SET last_message_id = v.m
+FROM unnest($1::bigint[], $2::bigint[]) AS v(id, m) WHERE c.id = v.id
+"""
+_SQLITE_LAST = "UPDATE conversations SET last_message_id = ? WHERE id = ?"
+
+#: (conversation_id, sender_id, client_msg_id, body) of one message to store.
+NewMessage = tuple[int, int, str, str]
+
+
+class ChatStore:
+    """The statements of one send batch on one driver connection (asyncpg or aiosqlite).
+
+    Open it with :meth:`of`, inside the batch's write transaction.
+    """
+
+    __slots__ = ("_at", "_driver", "_now", "_pg")
+
+    def __init__(self, driver: Any, *, postgres: bool, now: datetime) -> None:
+        self._driver = driver
+        self._pg = postgres
+        self._now = now
+        # SQLite stores instants as text: written once per batch, as SQLAlchemy writes them.
+        self._at: object = now if postgres else sqlite_time(now)
+
+    @classmethod
+    async def of(cls, conn: AsyncConnection, now: datetime) -> ChatStore:
+        return cls(await driver_in_transaction(conn), postgres=is_postgres(conn), now=now)
+
+    async def people(self, ids: Sequence[int]) -> dict[int, tuple[str, bool]]:
+        """id → (name, disabled) of the persons among ``ids`` that exist."""
+        rows = await self._fetch(_PG_PEOPLE, _SQLITE_PEOPLE, list(ids))
+        return {int(i): (str(n), bool(d)) for i, n, d in rows}
+
+    async def direct_ids(self, keys: Sequence[str]) -> dict[str, int]:
+        """direct_key → conversation id of the direct chats that exist."""
+        rows = await self._fetch(_PG_DIRECT, _SQLITE_DIRECT, list(keys))
+        return {str(k): int(i) for k, i in rows}
+
+    async def create_direct(self, pairs: dict[str, tuple[int, int]]) -> None:
+        """Create these direct chats (``direct_key`` → its two persons) and their memberships, if missing."""
+        keys = list(pairs)
+        if self._pg:
+            await self._driver.execute(_PG_NEW_DIRECT, keys, self._now)
+        else:
+            await self._driver.executemany(_SQLITE_NEW_DIRECT, [(k, self._at) for k in keys])
+        ids = await self.direct_ids(keys)
+        members = [(ids[k], p) for k in keys for p in dict.fromkeys(pairs[k])]
+        if self._pg:
+            await self._driver.execute(_PG_MEMBERS, [c for c, _ in members], [p for _, p in members], self._now)
+        else:
+            await self._driver.executemany(_SQLITE_MEMBER, [(c, p, self._at) for c, p in members])
+
+    async def lock_conversations(self, ids: Sequence[int]) -> None:
+        """Lock the conversation rows in id order (PostgreSQL; SQLite's writer is alone already)."""
+        if self._pg:
+            await self._driver.fetch(_PG_LOCK, sorted(set(ids)))
+
+    async def insert_messages(self, rows: Sequence[NewMessage]) -> dict[tuple[int, str], int]:
+        """Store the messages not stored yet; (sender_id, client_msg_id) → id of those inserted now."""
+        if self._pg:
+            cols = list(zip(*rows, strict=True))
+            found = await self._driver.fetch(_PG_MESSAGES, *(list(c) for c in cols), self._now)
+        else:
+            found = await self._driver.execute_fetchall(_SQLITE_MESSAGES, (self._at, json.dumps(rows)))
+        return {(int(s), str(c)): int(i) for i, s, c in found}
+
+    async def set_last_messages(self, last: dict[int, int]) -> None:
+        """conversation id → its newest message id."""
+        if self._pg:
+            await self._driver.execute(_PG_LAST, list(last), list(last.values()))
+        else:
+            await self._driver.executemany(_SQLITE_LAST, [(m, c) for c, m in last.items()])
+
+    async def _fetch(self, pg_sql: str, sqlite_sql: str, values: list[Any]) -> list[Any]:
+        if self._pg:
+            return list(await self._driver.fetch(pg_sql, values))
+        return list(await self._driver.execute_fetchall(sqlite_sql, (json.dumps(values),)))
