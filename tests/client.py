@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,15 @@ async def login(http_base: str, login_name: str, password: str = PASSWORD) -> di
     return r.json()  # type: ignore[no-any-return]
 
 
+class HelloRefused(AssertionError):
+    """The server answered a hello with an error frame; ``retryable`` ones are retried by clients."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.retryable = bool(reply.get("retryable"))
+
+
 class Client:
     """Keeps replies by ``ref`` and events in arrival order; waits with timeouts, never sleeps."""
 
@@ -64,9 +74,43 @@ class Client:
         except TimeoutError:
             await c.ws.close()  # a client that gives up on a hello drops that socket
             raise
-        assert reply["type"] == "ok", reply
+        if reply["type"] != "ok":
+            await c.ws.close()
+            raise HelloRefused(reply)
         c.hello = reply["data"]
         return c
+
+    @classmethod
+    async def connect_retrying(
+        cls, url: str, token: str, *, resume: dict[str, Any] | None = None, deadline: float = 60.0
+    ) -> Client:
+        """Connect as docs/protocol.md tells a client to: a refusal that says "retry" is retried.
+
+        A retryable error frame (``unavailable`` while the server's pool is busy), a 503 at the
+        handshake, a 1013 close and a hello without an answer in time are retried with jittered
+        exponential back-off (base 0.1 s, cap 2 s) until ``deadline`` (scaled) seconds have passed;
+        anything else fails at once.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + scaled(deadline)
+        attempt = 0
+        while True:
+            try:
+                return await cls.connect(url, token, resume=resume)
+            except HelloRefused as exc:
+                if not exc.retryable or loop.time() > give_up:
+                    raise
+            except websockets.InvalidStatus as exc:
+                if exc.response.status_code != 503 or loop.time() > give_up:
+                    raise
+            except websockets.ConnectionClosed as exc:
+                if exc.rcvd is None or exc.rcvd.code != 1013 or loop.time() > give_up:
+                    raise
+            except TimeoutError:
+                if loop.time() > give_up:
+                    raise
+            attempt += 1
+            await asyncio.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))  # the client's back-off
 
     async def _read(self) -> None:
         try:

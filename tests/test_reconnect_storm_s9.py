@@ -31,7 +31,7 @@ from kernel.clock import SystemClock
 from kernel.db.database import Database
 from kernel.sessions import SessionStore
 from org_tree.people import PersonDirectory
-from tests.client import Client
+from tests.client import Client, HelloRefused
 from tests.conftest import make_settings
 from tests.procs import ServerProcess, zzd_processes
 from zzd.auth.tokens import TokenService
@@ -94,6 +94,11 @@ class Receiver:
         self.client = await Client.connect(url, self.token, resume=resume)
         self.epoch = self.client.hello["epoch"]
 
+    async def first_connect(self, url: str) -> None:
+        """Setting up (not the scenario): retry what the server asks to be retried, as a client does."""
+        self.client = await Client.connect_retrying(url, self.token)
+        self.epoch = self.client.hello["epoch"]
+
     async def reconnect(self, url: str, killed_at: float) -> None:
         """Jittered exponential back-off (base 0.5 s, cap 30 s), as docs/protocol.md tells clients."""
         self.take_events()
@@ -115,6 +120,10 @@ class Receiver:
                 continue
             except TimeoutError:  # no answer to the hello in time: a client gives up on that socket and retries
                 self.refusals.append("hello timed out")
+                continue
+            except HelloRefused as exc:  # e.g. `unavailable` while the survivor's pool is busy
+                assert exc.retryable, f"hello refused for good: {exc.reply}"
+                self.refusals.append(exc.reply["code"])
                 continue
             assert self.client is not None
             assert self.client.hello["resumed"] is True, self.client.hello
@@ -145,14 +154,14 @@ async def test_all_clients_of_a_killed_process_resume_on_the_other(pg_database: 
     (_, sender_token), rest = people[0], people[1:]
     # One sender writes to everyone: lift its per-person send rate limit for the test.
     async with zzd_processes(pg_database, redis_url, 2, ZZD_SEND_RATE_PER_MINUTE="100000") as (a, b):
-        sender = await Client.connect(b.ws, sender_token)
+        sender = await Client.connect_retrying(b.ws, sender_token)
         receivers = [Receiver(pid, tok) for pid, tok in rest]
         # Setting up (not the scenario): connect in waves, so a loaded CI machine answers every hello in time.
         setup = asyncio.Semaphore(50)
 
         async def first_connect(r: Receiver) -> None:
             async with setup:
-                await r.connect(a.ws)
+                await r.first_connect(a.ws)
 
         await asyncio.gather(*(first_connect(r) for r in receivers))
 

@@ -56,7 +56,7 @@ class Person:
             self.events.extend(self.client.events)
             last = self.events[-1]["seq"] if self.events else self.client.hello["last_seq"]
             resume = {"epoch": self.epoch, "since": last}
-        self.client = await Client.connect(server.ws, self.token, resume=resume)
+        self.client = await Client.connect_retrying(server.ws, self.token, resume=resume)
         if resume is not None:
             assert self.client.hello["resumed"] is True, self.client.hello
         self.epoch = self.client.hello["epoch"]
