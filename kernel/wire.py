@@ -18,17 +18,36 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from pydantic import StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from kernel.errors import BadRequest
 
-__all__ = ["CLIENT_MSG_ID_PATTERN", "ClientMsgId", "check_client_msg_id", "dumpb", "dumps", "iso", "loads"]
+__all__ = [
+    "CLIENT_MSG_ID_PATTERN",
+    "ClientMsgId",
+    "WireModel",
+    "check_client_msg_id",
+    "dumpb",
+    "dumps",
+    "iso",
+    "loads",
+]
 
 #: 1–64 characters of A–Z a–z 0–9 ``_ . : -`` (a UUID, a ULID or ``device:counter`` all fit).
 CLIENT_MSG_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,64}$"
 ClientMsgId = Annotated[str, StringConstraints(pattern=CLIENT_MSG_ID_PATTERN)]
 _CLIENT_MSG_ID = re.compile(CLIENT_MSG_ID_PATTERN)
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
+class WireModel(BaseModel):
+    """A response or event shape: every field named, nothing extra slips out unnoticed.
+
+    The base of the REST answers (``zzd/http/schemas``) and of the events'
+    ``data`` (``messaging.shapes``): one rule for everything that leaves.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def check_client_msg_id(value: object) -> str:

@@ -77,14 +77,22 @@ async def record(
     return str(row["event_id"])
 
 
-def event_row(type_: str, aggregate: str, aggregate_id: int, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """One outbox row (with a fresh ``event_id``) for callers that insert many in one statement."""
+def event_row(
+    type_: str, aggregate: str, aggregate_id: int, payload: dict[str, Any] | str, now: datetime
+) -> dict[str, Any]:
+    """One outbox row (with a fresh ``event_id``) for callers that insert many in one statement.
+
+    ``payload``: the body, or its JSON already written (compact, UTF-8 unescaped) by a caller
+    that sends the same text elsewhere too.
+    """
     return {
         "event_id": str(uuid.uuid4()),
         "type": type_,
         "aggregate": aggregate,
         "aggregate_id": aggregate_id,
-        "payload": json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
+        "payload": payload
+        if isinstance(payload, str)
+        else json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
         "created_at": now,
         "published_at": None,
     }

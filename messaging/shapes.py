@@ -12,19 +12,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from kernel.wire import dumps
+from kernel.wire import WireModel, dumps
 
 __all__ = ["ConversationKind", "Mentions", "Message", "MessageNew", "ReplyRef", "Sender", "Shape"]
 
 ConversationKind = Literal["direct", "group", "position", "unit"]
 
 
-class Shape(BaseModel):
+class Shape(WireModel):
     """An event's ``data``: every field named (``extra="forbid"``), nothing undocumented slips out."""
-
-    model_config = ConfigDict(extra="forbid")
 
     def text(self) -> str:
         """The stored event payload (JSON text) of the fields this event was built with.
@@ -205,4 +203,71 @@ __all__ += [
     "NoticeRemind",
     "NoticeTransferred",
     "PeerRead",
+    "Source",
+    "TaskActor",
+    "TaskChanged",
+    "TaskState",
+    "TaskTransition",
+    "TaskView",
 ]
+
+
+# --- tasks (``task.created``, ``task.updated``; the same task and transition shapes as the REST answers)
+
+TaskState = Literal["created", "accepted", "in_progress", "resolved", "verified", "closed", "cancelled"]
+
+
+class TaskActor(Shape):
+    person_id: int
+    position_id: int | None
+
+
+class Source(Shape):
+    kind: str = Field(description="direct | notice | report")
+    id: int | None
+
+
+class TaskView(Shape):
+    """What every party's event and the API show (the body comes with GET /api/v1/tasks/{task_id})."""
+
+    task_id: int
+    category: str
+    title: str
+    state: TaskState
+    version: int = Field(description="send it back with the next action (409 stale_version otherwise)")
+    owner_position_id: int
+    owner_unit_id: int
+    pool: list[int] = Field(description="positions offered a shared task (any of them may accept)")
+    origin_unit_id: int
+    creator: TaskActor
+    source: Source
+    escalation_level: int
+    accept_due_at: datetime | None
+    resolve_due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    accepted_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+
+
+class TaskTransition(Shape):
+    """One transition of a task."""
+
+    version: int
+    action: str
+    from_state: TaskState | None
+    to_state: TaskState
+    actor: TaskActor | None = Field(description="null: the server (timers, escalation)")
+    at: datetime
+    comment: str | None
+    attachments: list[Any]
+    data: dict[str, Any]
+
+
+class TaskChanged(Shape):
+    """``task.created`` / ``task.updated`` to everyone involved (and the outbox's ``task.*``)."""
+
+    task: TaskView
+    event: TaskTransition = Field(description="the transition, as in the task's history")
+    urgent: bool | None = Field(None, description="true on a DING escalation")

@@ -26,9 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import for_update
 from kernel.errors import NotFound
-from kernel.wire import dumps, iso
+from kernel.wire import iso
 from messaging import outbox
 from messaging.events import NewEvent
+from messaging.shapes import TaskChanged, TaskTransition, TaskView
 from messaging.tasks.categories import Category
 from messaging.tasks.lifecycle import Action, State, stale
 from messaging.tasks.model import TaskRow
@@ -146,6 +147,14 @@ def _event_dict(t: TaskRow, c: Change, from_state: str | None, now: datetime) ->
     }
 
 
+def _changed(body: dict[str, Any], urgent: bool) -> TaskChanged:
+    """``task.created`` / ``task.updated``: the task and its transition (``urgent`` on a DING escalation)."""
+    changed = TaskChanged(
+        task=TaskView.model_validate(body["task"]), event=TaskTransition.model_validate(body["event"])
+    )
+    return changed.model_copy(update={"urgent": True}) if urgent else changed
+
+
 async def _replace_timers(conn: AsyncConnection, t: TaskRow, now: datetime) -> None:
     """Retire the task's open deadline timers and arm the one its new state waits on."""
     tt = task_timers
@@ -203,9 +212,7 @@ async def _record(
     body: dict[str, Any] = {"task": t.summary(), "event": ev}
     tx.record(OUTBOX_TYPES[c.action], "task", t.id, body)
     kind = "task.created" if c.action == Action.CREATE else "task.updated"
-    if c.urgent:
-        body = {**body, "urgent": True}
-    payload = dumps(body)
+    payload = _changed(body, c.urgent).text()
     tx.emit(NewEvent(kind, payload, involved_persons(index, t, extra_people)))
     return int(ev_id)
 
@@ -385,12 +392,12 @@ async def write_changes_locked(
         if i and i % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
         body: dict[str, Any] = {"task": t.summary(), "event": _event_dict(t, p.change, p.before.state, now)}
-        row = outbox.event_row(OUTBOX_TYPES[p.change.action], "task", t.id, body, now)
+        changed = _changed(body, False)
+        # The event's JSON is the outbox row's payload too: encode the body once (the batch's largest CPU item).
+        text = changed.text()
+        row = outbox.event_row(OUTBOX_TYPES[p.change.action], "task", t.id, text, now)
         out_rows.append(tuple(row[c] for c in _OUTBOX_COLUMNS))
-        # The same compact JSON as the outbox row's: encode the body once (the batch's largest CPU item).
-        payload: str = row["payload"]
-        if p.change.urgent:
-            payload = payload[:-1] + ',"urgent":true}'
+        payload = changed.model_copy(update={"urgent": True}).text() if p.change.urgent else text
 
         events.append(NewEvent("task.updated", payload, involved_persons(index, t, extra, cache)))
     await bulk_insert(conn, outbox_events, _OUTBOX_COLUMNS, out_rows)

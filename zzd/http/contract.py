@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kernel.errors import BadRequest
+from kernel.wire import WireModel
 
 __all__ = [
     "ERRORS",
@@ -100,12 +101,6 @@ Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 def _is_int(annotation: object) -> bool:
     return annotation is int or (get_origin(annotation) is Annotated and get_args(annotation)[0] is int)
-
-
-class WireModel(BaseModel):
-    """A response or event shape: every field named, nothing extra slips out unnoticed."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class QueryModel(BaseModel):

@@ -46,7 +46,7 @@ class AudienceSize(WireModel):
     persons: int
 
 
-class NoticeView(WireModel, NoticeHead):
+class NoticeView(NoticeHead):
     """A notice: the recipient sees their receipts; the sender side also the selector and audience."""
 
     body: str

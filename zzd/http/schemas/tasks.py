@@ -3,64 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
 
 from pydantic import Field
 
+from messaging.shapes import Source, TaskActor, TaskChanged, TaskState, TaskTransition, TaskView
 from zzd.http.contract import WireModel
 from zzd.http.schemas.common import UnitRef
 
-__all__ = ["CategoryList", "CategoryView", "ReportView", "TaskDetail", "TaskList", "TaskStats", "TaskView"]
-
-TaskState = Literal["created", "accepted", "in_progress", "resolved", "verified", "closed", "cancelled"]
-
-
-class TaskActor(WireModel):
-    person_id: int
-    position_id: int | None
-
-
-class Source(WireModel):
-    kind: str = Field(description="direct | notice | report")
-    id: int | None
-
-
-class TaskView(WireModel):
-    """What every party's event and the API show (the body comes with GET /api/v1/tasks/{task_id})."""
-
-    task_id: int
-    category: str
-    title: str
-    state: TaskState
-    version: int = Field(description="send it back with the next action (409 stale_version otherwise)")
-    owner_position_id: int
-    owner_unit_id: int
-    pool: list[int] = Field(description="positions offered a shared task (any of them may accept)")
-    origin_unit_id: int
-    creator: TaskActor
-    source: Source
-    escalation_level: int
-    accept_due_at: datetime | None
-    resolve_due_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    accepted_at: datetime | None
-    resolved_at: datetime | None
-    closed_at: datetime | None
-
-
-class TaskTransition(WireModel):
-    """One transition of a task."""
-
-    version: int
-    action: str
-    from_state: TaskState | None
-    to_state: TaskState
-    actor: TaskActor | None = Field(description="null: the server (timers, escalation)")
-    at: datetime
-    comment: str | None
-    attachments: list[Any]
-    data: dict[str, Any]
+__all__ = [
+    "CategoryList",
+    "CategoryView",
+    "ReportView",
+    "Source",
+    "TaskActor",
+    "TaskChanged",
+    "TaskDetail",
+    "TaskList",
+    "TaskState",
+    "TaskStats",
+    "TaskTransition",
+    "TaskView",
+]
 
 
 class TaskEvent(TaskTransition):
@@ -134,11 +97,3 @@ class ReportView(WireModel):
     photos: list[str] = Field(description="sha256 digests (GET /api/v1/uploads/{digest})")
     task_id: int | None
     created_at: datetime
-
-
-class TaskChanged(WireModel):
-    """``task.created`` / ``task.updated`` to everyone involved (and the outbox's ``task.*``)."""
-
-    task: TaskView
-    event: TaskTransition = Field(description="the transition, as in the task's history")
-    urgent: bool | None = Field(None, description="true on a DING escalation")
