@@ -16,6 +16,7 @@ version with no entry (a gap: a corrupted or pruned log), more entries than
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -47,6 +48,7 @@ class Applied:
 
 
 Listener = Callable[[OrgIndex, Applied], Awaitable[None]]
+CommitHook = Callable[[int], Awaitable[None]]
 
 
 def apply_op(index: OrgIndex, op: dict[str, Any]) -> None:
@@ -81,13 +83,17 @@ class OrgIndexHolder:
     """Owns the current index of this process and keeps it in step with ``org_version``.
 
     Call :meth:`refresh_if_changed` periodically (~0.5 s) and after a broker hint;
-    while nothing changed it costs one indexed single-row query.
+    while nothing changed it costs one indexed single-row query. Refreshes are
+    serialised (a lock): the periodic one, a write's own and a hint's may overlap,
+    and each entry must be applied exactly once.
     """
 
     def __init__(self, db: Database, index: OrgIndex | None = None) -> None:
         self._db = db
         self._index = index
         self._listeners: list[Listener] = []
+        self._commit_hooks: list[CommitHook] = []
+        self._lock = asyncio.Lock()
         self.rebuilds = 0
         self.patches = 0
 
@@ -100,6 +106,19 @@ class OrgIndexHolder:
     def listen(self, listener: Listener) -> None:
         """Call ``listener(index, applied)`` after every change this holder applies (or rebuild)."""
         self._listeners.append(listener)
+
+    def on_commit(self, hook: CommitHook) -> None:
+        """Call ``hook(version)`` after an org write of this process committed (the server wakes the others)."""
+        self._commit_hooks.append(hook)
+
+    async def committed(self) -> None:
+        """After an org write of this process: apply it here, then run the commit hooks (failures only logged)."""
+        await self.refresh_if_changed()
+        for hook in self._commit_hooks:
+            try:
+                await hook(self.index.version)
+            except Exception:  # a hint: the others' poll still finds the change
+                logger.warning("org commit hook failed", exc_info=True)
 
     async def load(self) -> OrgIndex:
         """(Re)build the index from the database; the old one is released as soon as the new one is in place."""
@@ -114,6 +133,10 @@ class OrgIndexHolder:
 
     async def refresh_if_changed(self) -> bool:
         """Bring the index up to the committed version; True when it changed."""
+        async with self._lock:
+            return await self._refresh()
+
+    async def _refresh(self) -> bool:
         if self._index is None:
             await self.load()
             return True

@@ -252,8 +252,8 @@ class OrgService:
         return self._clock
 
     async def committed(self) -> None:
-        """After a write: bring this process's index (and directory) up to it before answering."""
-        await self._holder.refresh_if_changed()
+        """After a write: bring this process's index (and directory) up to it before answering, and wake the others."""
+        await self._holder.committed()
 
     async def create_unit(self, actor: Actor, parent: int | str, name: str, *, code: str | None = None) -> UnitView:
         uid = await self.structure.create_unit(actor, parent, name, code=code)

@@ -73,6 +73,7 @@ from zzd.gateway.hub import ConnectionHub
 from zzd.gateway.ratelimit import RateLimiter
 from zzd.gateway.slots import RedisSlots
 from zzd.metrics import Metrics
+from zzd.org_wake import OrgWake
 from zzd.webhook_http import HttpxSender
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,8 @@ class Services:
     hellos: HelloChecks
     retention: Retention
     started: bool = field(default=False)
+    #: Org commits wake the other processes' index (zzd/org_wake.py); made in ``start``.
+    org_wake: OrgWake | None = field(default=None)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Services:
@@ -345,6 +348,7 @@ class Services:
         self.broker.subscribe(CONTROL_CHANNEL, self.stream_hub.on_control)
         self.broker.subscribe(CONTROL_CHANNEL, self.notices.fanout.on_control)
         self.broker.on_reconnect(self.hub.backfill)
+        self.org_wake = OrgWake(self.broker, self.org_index)
         await self.broker.start()
         self.publisher.start()
         self.hub.start_safety_poll(self.settings.safety_poll_interval)
@@ -395,6 +399,8 @@ class Services:
 
     async def stop(self) -> None:
         await self.jobs.stop()
+        if self.org_wake is not None:
+            await self.org_wake.close()
         await self.delivery.close()
         await self.webhook_sender.close()
         await self.chat.close()

@@ -211,7 +211,9 @@ async def main() -> None:
     s = await other.ask({"cmd": "search", "queries": queries})
     print(f"search, {s['queries']} queries ({s['with_hits']} with hits): p50 {s['p50_ms']:.2f} ms, "
           f"p99 {s['p99_ms']:.2f} ms, max {s['max_ms']:.1f} ms; bare dict + str.find baseline: "
-          f"p50 {s['bare_p50_ms']:.2f} ms, p99 {s['bare_p99_ms']:.2f} ms", flush=True)  # fmt: skip
+          f"p50 {s['bare_p50_ms']:.2f} ms, p99 {s['bare_p99_ms']:.2f} ms; CPU per query (thread time): zzd p50 "
+          f"{s['cpu_p50_ms']:.2f} ms, p99 {s['cpu_p99_ms']:.2f} ms, bare p50 {s['bare_cpu_p50_ms']:.2f} ms, p99 "
+          f"{s['bare_cpu_p99_ms']:.2f} ms; slowest (CPU ms): {s['slowest_cpu']}", flush=True)  # fmt: skip
     r = await other.ask({"cmd": "rebuild"})
     print(f"B forced rebuild: {r['rebuild']:.1f} s; RSS before {r['rss_before'] / mib:,.0f} MiB, peak "
           f"{r['rss_peak'] / mib:,.0f} MiB, after {r['rss_after'] / mib:,.0f} MiB")  # fmt: skip
