@@ -31,7 +31,7 @@ from typing import Any
 
 from kernel.db.database import Database
 from kernel.errors import NotFound
-from org_tree.bulk import fetch_rows, lift_statement_timeout
+from org_tree.bulk import fetch_columns, fetch_rows, lift_statement_timeout
 from org_tree.index_base import RoleInfo
 from org_tree.index_patch import IndexPatches
 from org_tree.versioning import read_version
@@ -67,16 +67,22 @@ class OrgIndex(IndexPatches):
             role_rows = await fetch_rows(
                 conn, "SELECT id, key, name, levels, jurisdiction, is_head, pool FROM roles ORDER BY id"
             )
-            unit_rows = await fetch_rows(
-                conn, "SELECT id, parent_id, level, code, name FROM units WHERE dissolved_at IS NULL ORDER BY code"
+            # Streamed into compact columns (org_tree.bulk.fetch_columns): a rebuild beside the live
+            # index no longer holds every row as objects on top of both indexes.
+            unit_rows = await fetch_columns(
+                conn,
+                "SELECT id, COALESCE(parent_id, -1), level, code, name FROM units WHERE dissolved_at IS NULL "
+                "ORDER BY code",
+                "qqbOO",
             )
-            pos_rows = await fetch_rows(
+            pos_rows = await fetch_columns(
                 conn,
                 "SELECT p.id, p.unit_id, p.role_id FROM positions p JOIN units u ON u.id = p.unit_id "
                 "WHERE p.removed_at IS NULL AND u.dissolved_at IS NULL",
+                "qqi",
             )
-            holder_rows = await fetch_rows(
-                conn, "SELECT position_id, person_id, kind FROM assignments WHERE end_at IS NULL"
+            holder_rows = await fetch_columns(
+                conn, "SELECT position_id, person_id, kind FROM assignments WHERE end_at IS NULL", "qqS"
             )
         return cls.build(version, role_rows, unit_rows, pos_rows, holder_rows)
 
@@ -106,13 +112,13 @@ class OrgIndex(IndexPatches):
             row_of_id[r[0]] = i
         parent = array("i", [-1]) * n
         for i, r in enumerate(rows):
-            p = r[1]
-            if p is not None and p <= max_id and row_of_id[p] >= 0:
+            p = r[1]  # None or -1: a root
+            if p is not None and 0 <= p <= max_id and row_of_id[p] >= 0:
                 parent[i] = row_of_id[p]
         # A unit whose parent is dissolved is left out with its subtree: keep only rows reaching a root.
         keep = bytearray(n)
         order: list[int] = []  # rows, parents before children
-        pending = [i for i in range(n) if rows[i][1] is None]
+        pending = [i for i in range(n) if rows[i][1] is None or rows[i][1] < 0]
         kids_of: list[list[int]] = [[] for _ in range(n)]
         for i in range(n):
             if parent[i] >= 0:
@@ -246,22 +252,22 @@ class OrgIndex(IndexPatches):
         p_unit.extend(array("i", [-1]) * spare)
         self._seg_cap[s] = self._seg_len[s] + spare
 
-    def _build_holders(self, rows: Sequence[Sequence[Any]]) -> None:
-        primaries: dict[int, list[int]] = {}
+    def _build_holders(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Place holders straight into the columns (no position → holders dict of 8 M lists at national scale)."""
         alternates: dict[int, list[tuple[int, str]]] = {}
+        h_one, special, multi, p_id = self._h_one, self._special, self._multi, self._p_id
         for pos, person, kind in rows:
-            if self.find_slot(int(pos)) < 0:
+            k = self.find_slot(int(pos))
+            if k < 0:
                 continue
-            if kind == "primary":
-                primaries.setdefault(int(pos), []).append(int(person))
-            else:
+            if kind != "primary":
                 alternates.setdefault(int(pos), []).append((int(person), str(kind)))
-        for s in range(len(self._seg_key)):
-            a = self._seg_base[s]
-            for k in range(a, a + self._seg_len[s]):
-                got = primaries.get(self._p_id[k])
-                if got is not None:
-                    self._set_primaries(k, sorted(got))
+            elif h_one[k] == 0 and p_id[k] not in multi:
+                h_one[k] = person  # the first primary (a pool gets its tuple below)
+                special[k] = 0
+            else:
+                got = (int(h_one[k]),) if h_one[k] else multi[p_id[k]]
+                self._set_primaries(k, sorted((*got, int(person))))
         self._alternates = {p: tuple(v) for p, v in alternates.items()}
 
     # ----------------------------------------------------------------- lookups
