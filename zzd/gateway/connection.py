@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -33,6 +34,37 @@ __all__ = ["Connection"]
 
 #: How long an event past a gap waits for the missing one before the database is read (s).
 REORDER_WAIT = 0.1
+
+
+class _Continue:
+    """Awaits the rest of a coroutine that was stepped by hand and is waiting on ``waiting``.
+
+    What a task does with a coroutine (``Task.__step``), for one that started
+    outside it: hand each awaited future up to the awaiting task, resume the
+    coroutine with its outcome, pass a cancellation into it.
+    """
+
+    __slots__ = ("_coro", "_waiting")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting: Any) -> None:
+        self._coro = coro
+        self._waiting = waiting
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        coro, waiting = self._coro, self._waiting
+        while True:
+            try:
+                yield waiting
+            except BaseException as exc:  # a cancel (or anything thrown into the awaiting task)
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting = coro.send(None)
+                except StopIteration as done:
+                    return done.value
 
 
 class Connection:
@@ -209,6 +241,9 @@ class Connection:
     def _enqueue(self, frame: str) -> None:
         if self._close_with is not None:
             return
+        if (self._writer is None or self._writer.done()) and not self._queue:
+            self._write_now(frame)
+            return
         if self._queue is None:
             self._queue = deque()
         elif len(self._queue) >= self._queue_max:
@@ -218,22 +253,57 @@ class Connection:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
 
+    def _write_now(self, frame: str) -> None:
+        """Write ``frame`` at once; only a send that must wait for the socket gets the writer task.
+
+        Why: nearly every send completes without waiting (the kernel takes the
+        bytes), yet each burst paid a task and a timer, about a quarter of a
+        chat message's server time (py-spy, issue 15). The send coroutine is
+        stepped here once; if it has to wait (the peer reads slowly), the
+        writer task finishes it under the send timeout and then drains
+        whatever was queued meanwhile, exactly as before.
+        """
+        coro = self.ws.send_text(frame)
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            self._written(frame)
+            return
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.close(Close.NORMAL, "gone")
+            return
+        except Exception:
+            logger.exception("writing to a socket failed")
+            self.close(Close.NORMAL, "gone")
+            return
+        self._writer = asyncio.create_task(self._write_loop(_Continue(coro, waiting), frame), name="ws-writer")
+
+    def _written(self, frame: str) -> None:
+        if (notice_id := notice_in_frame(frame)) is not None and self.person_id:
+            self.s.delivered.written(self.person_id, notice_id)
+            self.s.metrics.notice_frames.inc()
+
     def _flush_protocol(self) -> None:
         for frame in self.protocol.data_to_send():
             self._enqueue(frame)
         if self.protocol.close_with is not None:
             self.close(*self.protocol.close_with)
 
-    async def _write_loop(self) -> None:
-        """Drain the queue, then exit; one timeout covers each burst, not each frame.
+    async def _write_loop(self, pending: _Continue | None = None, pending_frame: str = "") -> None:
+        """Finish ``pending`` (a send that had to wait), drain the queue, then exit; one timeout per burst.
 
         ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 the latter
         can swallow the cancel sent when the connection closes.
         """
         timeout = self.s.settings.ws_send_timeout
+        if self._queue is None:
+            self._queue = deque()
         queue = self._queue
-        assert queue is not None
         try:
+            if pending is not None:
+                async with asyncio.timeout(timeout):
+                    await pending
+                self._written(pending_frame)
             while queue:
                 async with asyncio.timeout(timeout):
                     while queue:
@@ -241,9 +311,7 @@ class Connection:
                         if self._space is not None:
                             self._space.set()
                         await self.ws.send_text(frame)
-                        if (notice_id := notice_in_frame(frame)) is not None and self.person_id:
-                            self.s.delivered.written(self.person_id, notice_id)
-                            self.s.metrics.notice_frames.inc()
+                        self._written(frame)
         except TimeoutError:
             self.close(Close.TRY_AGAIN_LATER, "send timed out: reconnect and resume")
         except (WebSocketDisconnect, RuntimeError, OSError):
