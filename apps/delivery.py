@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from apps.claims import delivery_leases, due, load_claimed
 from apps.dispatch import envelope
-from apps.schema import app_deliveries, app_delivery_attempts, app_subscriptions, apps
+from apps.outcomes import Attempted, OutcomeRecorder
+from apps.schema import app_deliveries
 from apps.subscriptions import Subscription
-from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import for_update
@@ -110,7 +110,7 @@ class DeliveryWorker:
         self._token = run_token(node_id)
         self._leases = delivery_leases(policy.lease)
         self.policy = policy
-        self._on_disabled = on_disabled
+        self._outcomes = OutcomeRecorder(db, clock, self._leases, self._token, lambda: self.policy, on_disabled)
         self._inflight: Counter[int] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -216,7 +216,8 @@ class DeliveryWorker:
                 outcome = Outcome(None, error=f"no answer within {self.policy.timeout:g} s")
             latency = int((time.monotonic() - started) * 1000)
             self.attempted += 1
-            await self._record(row, sub, outcome, latency)
+            attempt = int(row["attempts"]) + 1
+            await self._outcomes.record(Attempted(int(row["id"]), sub, attempt, self._clock.now(), outcome, latency))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -226,61 +227,3 @@ class DeliveryWorker:
             if self._inflight[sub.id] <= 0:
                 del self._inflight[sub.id]
             self._wake.set()
-
-    async def _record(self, row: dict[str, Any], sub: Subscription, outcome: Outcome, latency: int) -> None:
-        now = self._clock.now()
-        s = app_subscriptions
-        attempt = int(row["attempts"]) + 1
-        disabled_now = False
-        async with self._db.write() as conn:
-            await conn.execute(
-                insert(app_delivery_attempts).values(
-                    delivery_id=row["id"],
-                    subscription_id=sub.id,
-                    attempt=attempt,
-                    at=now,
-                    status=outcome.status,
-                    latency_ms=latency,
-                    error=outcome.error,
-                    response_excerpt=outcome.excerpt[:500] or None,
-                )  # fmt: skip
-            )
-            free = {"leased_until": None, "leased_by": None, "attempts": attempt}
-            if outcome.ok:
-                done = {"state": "delivered", "delivered_at": now, **free}
-                if await self._leases.finish(conn, self._token, [row["id"]], done, fenced=False):
-                    await conn.execute(update(s).where(s.c.id == sub.id).values(consecutive_failures=0))
-                return
-            dead = attempt >= self.policy.max_attempts
-            again = {"state": "dead" if dead else "pending", "next_attempt_at": now + self.policy.backoff(attempt)}
-            if not await self._leases.finish(conn, self._token, [row["id"]], {**again, **free}, fenced=False):
-                return  # our lease lapsed and another process took the delivery: its outcome counts, not ours
-            fails = int(
-                (
-                    await conn.execute(
-                        update(s)
-                        .where(s.c.id == sub.id)
-                        .values(consecutive_failures=s.c.consecutive_failures + 1)
-                        .returning(s.c.consecutive_failures, s.c.status)
-                    )
-                ).one()[0]
-            )
-            if fails >= self.policy.disable_after:
-                res = await conn.execute(
-                    update(s)
-                    .where(s.c.id == sub.id, s.c.status == "active")
-                    .values(status="disabled", disabled_reason=f"{fails} failed attempts in a row")
-                )
-                disabled_now = res.rowcount == 1
-                if disabled_now:  # on record in the transaction that disables it
-                    unit = (await conn.execute(select(apps.c.owning_unit_id).where(apps.c.id == sub.app_id))).scalar()
-                    detail = {"app_id": sub.app_id, "subscription_id": sub.id, "url": sub.url, "failures": fails}
-                    entry = AuditEntry("app.endpoint_disabled", None, outcome="failed", unit_id=unit, detail=detail)
-                    await record(conn, entry, now)
-        if disabled_now and self._on_disabled is not None:
-            try:
-                await self._on_disabled(
-                    sub, f"{fails} failed attempts in a row; last: {outcome.error or outcome.status}"
-                )
-            except Exception:
-                logger.exception("could not tell the owner of app %s that endpoint %s was disabled", sub.app_id, sub.id)

@@ -4,7 +4,8 @@ Run:  .venv/bin/python bench/apps_fanout.py [--reports 1000] [--seconds 60] [--c
 
 Two ``zzd serve`` processes on a fresh PostgreSQL database with the Redis
 broker. Ten apps subscribe to ``report.filed`` by signed webhook on real local
-HTTP receivers (one answers after 2 s, one fails half its requests), two by
+HTTP receivers (``bench/apps_receivers.py``, a process of their own; one
+answers after 2 s, one fails half its requests), two by
 stream (the SDK's consumer, acknowledging each event). Reports are filed
 open-loop at ``reports / seconds`` per second, alternating between the two
 processes. Meanwhile two people chat across the processes at ``--chat-rate``
@@ -34,15 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from notice_pyspy import Profile
 
-from common import ROOT, mint_token, percentile, postgres_database, start_zzd, wait_ready, zzd_env
+from common import ROOT, Server, mint_token, percentile, postgres_database, start_bare, start_zzd, wait_ready, zzd_env
 
 sys.path.insert(0, str(ROOT))
 
@@ -105,42 +101,20 @@ async def _setup(url: str, tmp: Path, reporters: int) -> dict[str, Any]:
 
 
 class Receivers:
-    """Ten webhook endpoints in this process; records the first arrival time of each report per path."""
+    """The receivers' process (``bench/apps_receivers.py``); its ``/stats`` after the run."""
 
-    def __init__(self) -> None:
+    def __init__(self, server: Server) -> None:
+        self.server = server
         self.first: dict[str, dict[int, float]] = defaultdict(dict)
-        self.count: dict[str, int] = defaultdict(int)
-        self._flip = 0
-        self.port = 0
 
-    async def hook(self, request: Request) -> Response:
-        at = time.time()
-        path = request.url.path
-        try:
-            body = json.loads(await request.body())
-        except ClientDisconnect:
-            return Response(status_code=499)
-        rid = int(body["data"]["report_id"])
-        self.first[path].setdefault(rid, at)
-        self.count[path] += 1
-        if path == SLOW:
-            await asyncio.sleep(2.0)  # the slow app under test
-        if path == FLAKY:
-            self._flip += 1
-            if self._flip % 2:
-                return Response(status_code=500)
-        return Response(b"{}", media_type="application/json")
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
 
-    async def start(self) -> asyncio.Task[None]:
-        from tests.conftest import free_port
-
-        self.port = free_port()
-        app = Starlette(routes=[Route("/{p:path}", self.hook, methods=["POST"])])
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        return task
+    async def fetch(self) -> None:
+        async with httpx.AsyncClient(timeout=60) as h:
+            got = (await h.get(self.base + "/stats")).json()
+        self.first = defaultdict(dict, {p: {int(r): float(t) for r, t in v.items()} for p, v in got["first"].items()})
 
 
 async def _chat(ws_url: str, a: tuple[int, str], b: tuple[int, str], rate: float, seconds: float) -> list[float]:
@@ -189,7 +163,7 @@ async def _file(http: list[str], workers: list[tuple[int, int, str]], n: int, se
     return filed
 
 
-async def _bare(base: str, paths: list[str], payloads: list[bytes], seconds: float, rec: Receivers) -> list[float]:
+async def _bare(base: str, paths: list[str], payloads: list[bytes], seconds: float) -> list[float]:
     """The baseline: the same payloads posted straight to the healthy receivers from one httpx client."""
     lat: list[float] = []
     t0 = time.monotonic()
@@ -229,14 +203,15 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
 
         subprocess.run([ZZD, "migrate"], env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         data = await _setup(url, tmp, args.reporters)
+        print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
         servers = [start_zzd(f"zzd{i}", env, tmp) for i in range(2)]
+        rec = Receivers(start_bare("apps_receivers.py", "receivers", tmp))
         try:
             for s in servers:
                 wait_ready(s)
+            wait_ready(rec.server, path="")
             http = [f"http://127.0.0.1:{s.port}" for s in servers]
-            rec = Receivers()
-            rec_task = await rec.start()
-            base = f"http://127.0.0.1:{rec.port}"
+            base = rec.base
             clients = [AppClient(http[i % 2], cid, sec) for i, (cid, sec) in enumerate(data["apps"])]
             for i, c in enumerate(clients[:WEBHOOK_APPS]):
                 await c.subscribe(["report.filed"], url=f"{base}/app{i}")
@@ -249,6 +224,15 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
                     await ev.ack()
 
             consumers = [asyncio.create_task(consume(k, c)) for k, c in enumerate(clients[WEBHOOK_APPS:])]
+            for t in consumers:  # a consumer that stops is a finding, not a silent gap in the figures
+                t.add_done_callback(lambda t: t.cancelled() or print(f"stream consumer ended: {t.exception()!r}"))
+            healthy = [f"/app{i}" for i in range(WEBHOOK_APPS) if f"/app{i}" not in (SLOW, FLAKY)]
+            # the bare baseline first, while the servers are idle: the same kind of bodies, straight to the receivers
+            payloads = [json.dumps({"id": str(r), "type": "report.filed", "data": {"report_id": r}}).encode()
+                        for r in range(args.reports)]  # fmt: skip
+            t_bare = time.time()
+            bare = await _bare(base, healthy, payloads, args.seconds)
+            took = time.time() - t_bare
             a, b = data["chat"]
             ws0 = f"ws://127.0.0.1:{servers[0].port}/ws"
             chat_alone = await _chat(ws0, a, b, args.chat_rate, args.seconds)
@@ -260,12 +244,13 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             if prof is not None:
                 prof.stop()
                 print("py-spy of both servers while the reports were filed:\n" + prof.top(20))
-            healthy = [f"/app{i}" for i in range(WEBHOOK_APPS) if f"/app{i}" not in (SLOW, FLAKY)]
             deadline = time.time() + 60
+            await rec.fetch()
             while time.time() < deadline and not all(
                 len(rec.first[p]) >= len(filed) for p in healthy
             ):  # the drain: wait for the healthy apps to have every report
                 await asyncio.sleep(0.5)
+                await rec.fetch()
             finished = max([max(v.values()) for v in rec.first.values() if v] + [started + 1])
             firsts = sum(len(v) for v in rec.first.values()) + sum(len(v) for v in stream_first.values())
             print(
@@ -289,20 +274,15 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             p_alone, p_loaded = percentile(chat_alone, 99), percentile(chat_loaded, 99)
             print(f"chat send→ack: alone {_stats(chat_alone)}; with app traffic {_stats(chat_loaded)} "
                   f"({(p_loaded / max(p_alone, 0.001) - 1) * 100:+.0f} % p99; goal ≤ +20 %)")  # fmt: skip
-            payloads = [json.dumps({"id": str(r), "type": "report.filed", "data": {"report_id": r}}).encode()
-                        for r in list(filed)[: args.reports]]  # fmt: skip
-            t_bare = time.time()
-            bare = await _bare(base, healthy, payloads, args.seconds, rec)
-            took = time.time() - t_bare
-            print(f"bare baseline (one httpx client, {len(healthy)} receivers): {len(bare)} posts in {took:.1f} s"
-                  f" = {len(bare) / took:.0f}/s, post→answered {_stats(bare)}")  # fmt: skip
+            print(f"bare baseline (one httpx client, {len(healthy)} receivers, before the run): {len(bare)} posts"
+                  f" in {took:.1f} s = {len(bare) / took:.0f}/s, post→answered {_stats(bare)}")  # fmt: skip
             for t in consumers:
                 t.cancel()
             for c in clients:
                 await c.close()
-            rec_task.cancel()
         finally:
-            for s in servers:
+            print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+            for s in [*servers, rec.server]:
                 s.stop()
             for s in servers:
                 tail = s.log.read_text(errors="replace").splitlines()[-15:]

@@ -86,7 +86,8 @@ class Profile:
         proj = [
             (fr, c)
             for fr, c in incl.most_common()
-            if any(k in fr for k in ("zzd/", "messaging/", "org_tree/", "apps/", "kernel/")) and not fr.startswith("serve (")
+            if any(k in fr for k in ("zzd/", "messaging/", "org_tree/", "apps/", "kernel/"))
+            and not fr.startswith("serve (")
         ]
         out += [f"      {100 * c / total:5.1f}%  {fr}" for fr, c in proj[:n]]
         return "\n".join(out)

@@ -35,12 +35,23 @@ class Jobs:
         self._periodic: list[asyncio.Task[None]] = []
         self._oneoff: set[asyncio.Task[None]] = set()
 
-    def every(self, interval: float, job: Callable[[], Awaitable[object]], name: str) -> None:
-        """Run ``job`` every ``interval`` seconds; a failure is logged and retried next time, never fatal."""
+    def every(
+        self, interval: float, job: Callable[[], Awaitable[object]], name: str, *, wake: asyncio.Event | None = None
+    ) -> None:
+        """Run ``job`` every ``interval`` seconds; a failure is logged and retried next time, never fatal.
+
+        ``wake``: also run as soon as it is set (new work arrived), rather than
+        at the next interval; the interval stays the safety net.
+        """
 
         async def loop() -> None:
             while True:
-                await asyncio.sleep(interval)
+                if wake is None:
+                    await asyncio.sleep(interval)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), interval)
+                    wake.clear()
                 try:
                     await job()
                 except asyncio.CancelledError:

@@ -122,13 +122,18 @@ class UnitOfWork:
         events: the per-person event streams.
         clock: gives each attempt its ``now``.
         notify: takes the wake-ups after commit (this process's sockets, then the broker).
+        on_outbox: called after a commit that wrote outbox rows, so whoever reads the
+            outbox (the apps platform's dispatcher) looks now instead of at its next poll.
     """
 
-    def __init__(self, db: Database, events: EventLog, clock: Clock, notify: Notify) -> None:
+    def __init__(
+        self, db: Database, events: EventLog, clock: Clock, notify: Notify, on_outbox: Callable[[], None] | None = None
+    ) -> None:
         self.db = db
         self.events = events
         self.clock = clock
         self._notify = notify
+        self._on_outbox = on_outbox
 
     def join(self, conn: AsyncConnection, now: datetime) -> Txn:
         """A ``Txn`` inside a transaction someone else owns (an org edit's, ``org_tree.structure``).
@@ -145,6 +150,7 @@ class UnitOfWork:
         """After the owner's commit: wake the recipients and run the callbacks."""
         if tx._groups:
             self._notify(tx._groups)
+        self._outbox_written(tx)
         for callback in tx._callbacks:
             callback()
 
@@ -177,6 +183,11 @@ class UnitOfWork:
         tx = committed[-1]
         if tx._groups:
             (deliver or self._notify)(tx._groups)
+        self._outbox_written(tx)
         for callback in tx._callbacks:
             callback()
         return result
+
+    def _outbox_written(self, tx: Txn) -> None:
+        if tx._outbox and self._on_outbox is not None:
+            self._on_outbox()

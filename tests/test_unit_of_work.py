@@ -164,3 +164,45 @@ async def test_a_real_deadlock_between_two_units_commits_both(pg_database: str) 
         assert sorted(g.payload for gs in notified for g in gs) == ['{"by": "ab"}', '{"by": "ba"}']
     finally:
         await db.dispose()
+
+
+async def test_a_commit_that_wrote_outbox_rows_rings_the_outbox_bell_and_no_other_does(db: Database) -> None:
+    (a,) = await _people(db, 1)
+    rung: list[str] = []
+    uow = UnitOfWork(db, EventLog(db), FakeClock(), lambda gs: None, on_outbox=lambda: rung.append("bell"))
+
+    async def plain(tx: Txn) -> None:
+        tx.emit(NewEvent("test.plain", "{}", [a]))
+
+    async def with_outbox(tx: Txn) -> None:
+        tx.record("notice.acknowledged", "notice", a, {"n": 2})
+
+    async def failing(tx: Txn) -> None:
+        tx.record("notice.acknowledged", "notice", a, {"n": 3})
+        raise BadRequest("no")
+
+    await uow.run(plain)
+    assert rung == []
+    with pytest.raises(BadRequest):
+        await uow.run(failing)
+    assert rung == []  # rolled back: nothing for the dispatcher to read
+    await uow.run(with_outbox)
+    assert rung == ["bell"] and await _outbox_for(db, a) == ["notice.acknowledged"]
+
+
+async def test_a_periodic_job_with_a_wake_event_runs_when_woken_not_only_at_its_interval() -> None:
+    from kernel.jobs import Jobs
+
+    jobs, bell, ran = Jobs(), asyncio.Event(), asyncio.Event()
+
+    async def job() -> None:
+        ran.set()
+
+    jobs.every(3600.0, job, "woken", wake=bell)  # an interval no test run reaches
+    try:
+        await asyncio.sleep(0)
+        assert not ran.is_set()
+        bell.set()
+        await asyncio.wait_for(ran.wait(), 10)
+    finally:
+        await jobs.stop()

@@ -7,6 +7,7 @@ tests can run two servers in one process.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -143,6 +144,8 @@ class Services:
     webhook_sender: HttpxSender
     stream: StreamDeliveries
     stream_hub: StreamHub
+    #: Set after a commit that wrote outbox rows: the dispatcher runs now, not at its next poll.
+    outbox_bell: asyncio.Event
     #: The session and stream reads of hellos arriving together, one statement each.
     hellos: HelloChecks
     retention: Retention
@@ -175,8 +178,10 @@ class Services:
             if not single_process:
                 publisher.publish_soon(groups)
 
-        # Every messaging write is a unit of work of this one: commit, then wake (notify).
-        uow = UnitOfWork(db, events, clock, notify)
+        # Every messaging write is a unit of work of this one: commit, then wake (notify);
+        # a commit that wrote outbox rows rings the apps dispatcher's bell (no poll to wait for).
+        outbox_bell = asyncio.Event()
+        uow = UnitOfWork(db, events, clock, notify, on_outbox=outbox_bell.set)
 
         holder = OrgIndexHolder(db)
         # Writers link uploads through this store; the upload service, built after them, gets their checks.
@@ -332,6 +337,7 @@ class Services:
             webhook_sender=sender,
             stream=StreamDeliveries(db, clock, policy),
             stream_hub=stream_hub,
+            outbox_bell=outbox_bell,
             hellos=HelloChecks(sessions, events),
             retention=retention(db, clock, settings),
         )
@@ -364,7 +370,8 @@ class Services:
         self.jobs.every(3600.0, self._prune_audit, "audit-prune")
         self.jobs.every(self.settings.retention_interval, self.retention.run, "retention")
         # The open platform: outbox events become deliveries; webhooks go out from every process.
-        self.jobs.every(self.settings.delivery_poll_interval, self.dispatcher.run_once, "app-dispatch")
+        poll = self.settings.delivery_poll_interval
+        self.jobs.every(poll, self.dispatcher.run_once, "app-dispatch", wake=self.outbox_bell)
         self.jobs.every(self.settings.background_interval, self.stream.dead_letter_due, "stream-dead-letter")
         self.delivery.start()
         m, pub = self.metrics, self.publisher

@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from apps.sdk.client import ZzdApiError
 
 if TYPE_CHECKING:
     from apps.sdk.client import AppClient
@@ -62,7 +65,13 @@ async def consume(client: AppClient, *, reconnect: bool = True) -> AsyncIterator
             if code in _TERMINAL or not reconnect:
                 return
             fresh = fresh or code == 4401
-        except OSError:
+        except (OSError, WebSocketException, httpx.TransportError):
+            # refused, timed out, an upgrade answered 5xx by a busy or restarting server: try again
+            if not reconnect:
+                return
+        except ZzdApiError as exc:
+            if exc.status < 500 and exc.status != 429:
+                raise  # the token endpoint refused the credentials: reconnecting cannot help
             if not reconnect:
                 return
         if not reconnect:
