@@ -64,8 +64,7 @@ class SendResult:
 
 
 def direct_key(a: int, b: int) -> str:
-    lo, hi = sorted((a, b))
-    return f"{lo}:{hi}"
+    return f"{a}:{b}" if a <= b else f"{b}:{a}"
 
 
 def validate_send(req: SendRequest) -> SendRequest:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, TypeAdapter, model_validator
 
 from kernel.wire import ClientMsgId
 
@@ -19,6 +19,7 @@ PROTOCOL_VERSION = 1
 SafeInt = Annotated[int, Field(ge=0, le=2**53)]
 PosInt = Annotated[int, Field(ge=1, le=2**53)]
 FrameId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+_EMPTY: dict[str, JsonValue] = {"default": []}
 
 
 class _Frame(BaseModel):
@@ -53,9 +54,14 @@ class Send(_Frame):
     #: Required; may be "" when attachments are given.
     body: Annotated[str, StringConstraints(max_length=5000)]
     reply_to: PosInt | None = None
-    mention_persons: Annotated[list[PosInt], Field(max_length=50)] = []
-    mention_positions: Annotated[list[PosInt], Field(max_length=50)] = []
-    attachments: Annotated[list[Annotated[str, StringConstraints(max_length=128)]], Field(max_length=20)] = []
+    # default_factory, not ``= []``: pydantic deep-copies a mutable default for every frame
+    # (a tenth of a send's parse); the documented default stays [].
+    mention_persons: Annotated[list[PosInt], Field(max_length=50, default_factory=list, json_schema_extra=_EMPTY)]
+    mention_positions: Annotated[list[PosInt], Field(max_length=50, default_factory=list, json_schema_extra=_EMPTY)]
+    attachments: Annotated[
+        list[Annotated[str, StringConstraints(max_length=128)]],
+        Field(max_length=20, default_factory=list, json_schema_extra=_EMPTY),
+    ]
 
     @model_validator(mode="after")
     def _one_target(self) -> Send:
