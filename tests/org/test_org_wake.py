@@ -57,7 +57,9 @@ async def test_a_commit_reaches_the_other_holder_without_its_poll(
         assert b._holder.rebuilds == 1  # patched in place, never rebuilt
         await brokers[0].publish(ORG_CHANNEL, b"not a version")  # ignored, and nothing breaks
         await a.rename_unit(SYSTEM, "990101001001", "金桂村")
-        await wait_until(lambda: b.index.version == a.index.version, scaled(2.0), "b after a bad payload", interval=0.01)
+        await wait_until(
+            lambda: b.index.version == a.index.version, scaled(2.0), "b after a bad payload", interval=0.01
+        )
         for wake in wakes:
             await wake.close()
     finally:
