@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import psutil
 
+import kernel.audit  # noqa: F401  (org writes append to the audit chain)
 import kernel.schema  # noqa: F401
 import org_tree.org_schema  # noqa: F401  (registers the org tables)
 from kernel.db.base import metadata

@@ -7,8 +7,9 @@ synthetic holders into that PostgreSQL database (about 15 minutes here); without
 must hold one already. The database is edited (moves go back and forth, positions are added).
 
 Process A (this one) makes the edits through ``OrgService`` as an administrator would; process
-B (``bench.org.live_worker``) keeps its index and directory live exactly as a server does (the
-0.5 s refresh). Printed, all from the same run:
+B (``bench.org.live_worker``) keeps its index and directory live exactly as a server does: a
+Redis wake-up per org commit (``zzd.org_wake``, prefix ``zzdbench-…``), the 0.5 s poll as the
+fallback (``--no-wake``: the poll alone). Printed, all from the same run:
 
 * per kind — a township moved between two counties, a county moved between two cities, a
   position created, a role renamed — p50/p99/max of the time from the edit's call in A to the
@@ -27,6 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing as mp
+import os
+import secrets
 import statistics
 import time
 from typing import Any
@@ -35,11 +38,14 @@ from bench.org.common import CHINA, PG
 from bench.org.live_worker import worker
 
 from kernel.clock import SystemClock
+from kernel.db.base import metadata
 from kernel.db.database import Database
+from messaging.broker.redis import RedisBroker
 from org_tree.holder import OrgIndexHolder
 from org_tree.jurisdiction import SYSTEM
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
+from zzd.org_wake import OrgWake
 
 
 def _pct(xs: list[float]) -> str:
@@ -50,10 +56,10 @@ def _pct(xs: list[float]) -> str:
 class Other:
     """The driver's side of the pipe to process B."""
 
-    def __init__(self, url: str, interval: float) -> None:
+    def __init__(self, url: str, interval: float, redis: tuple[str, str] | None) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=worker, args=(child, url, interval), daemon=True)
+        self.proc = ctx.Process(target=worker, args=(child, url, interval, redis), daemon=True)
         self.proc.start()
 
     async def ask(self, msg: dict[str, Any]) -> Any:
@@ -69,12 +75,22 @@ class Other:
             await asyncio.sleep(0.01)
 
 
-async def _build(url: str) -> None:
+async def _build(url: str, name: str) -> None:
+    """Create the database with the schema, import the national tree, generate holders (~15 min)."""
+    import asyncpg
+
     from org_tree.importer import import_divisions
     from org_tree.synthetic import generate_people
 
+    conn = await asyncpg.connect(database="postgres", **PG)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
     db = Database(url, statement_timeout_ms=3_600_000)
     try:
+        async with db.write() as c:
+            await c.run_sync(metadata.create_all)
         await import_divisions(db, CHINA)
         await generate_people(db, persons_target=None, pool_size=1)
     finally:
@@ -122,15 +138,25 @@ async def main() -> None:
     ap.add_argument("--handovers", type=int, default=100)
     ap.add_argument("--interval", type=float, default=0.5)
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--redis", default=os.environ.get("ZZD_BENCH_REDIS", "redis://127.0.0.1:6379/0"))
+    ap.add_argument("--no-wake", action="store_true", help="the poll alone (no Redis wake-up): the old path")
     args = ap.parse_args()
     url = f"postgresql+asyncpg://{PG['user']}@{PG['host']}:{PG['port']}/{args.db}"
     if args.build:
-        await _build(url)
-    other = Other(url, args.interval)
+        await _build(url, args.db)
+    redis = None if args.no_wake else (args.redis, f"zzdbench-{secrets.token_hex(4)}")
+    other = Other(url, args.interval, redis)
     db = Database(url, statement_timeout_ms=3_600_000)
+    async with db.write() as c:  # tables the edits write besides the tree (a database built by an older bench)
+        await c.run_sync(metadata.create_all)
     holder = OrgIndexHolder(db)
     org = OrgService(db, SystemClock(), holder)
     await holder.load()
+    broker = RedisBroker(redis[0], prefix=redis[1]) if redis else None
+    wake = OrgWake(broker, holder) if broker else None
+    if broker is not None:
+        await broker.start()
+    print(f"changes reach B by {'the 0.5 s poll alone' if args.no_wake else 'a Redis wake-up (the poll as fallback)'}")
     loaded = await asyncio.get_running_loop().run_in_executor(None, other.conn.recv)
     mib = 2**20
     print(f"B: index load {loaded['index_load']:.1f} s, directory load {loaded['directory_load']:.1f} s; "
@@ -219,6 +245,9 @@ async def main() -> None:
           f"{r['rss_peak'] / mib:,.0f} MiB, after {r['rss_after'] / mib:,.0f} MiB")  # fmt: skip
     other.conn.send({"cmd": "stop"})
     other.proc.join(timeout=60)
+    if wake is not None and broker is not None:
+        await wake.close()
+        await broker.close()
     await db.dispose()
 
 

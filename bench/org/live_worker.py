@@ -1,8 +1,10 @@
 """The "other process" of ``bench.org.live_edit``: an org index and directory kept live as a server keeps them.
 
-It loads the index and the directory from the database, then runs the same
-refresh a server runs (``OrgIndexHolder.refresh_if_changed`` every
-``--interval`` s, default the server's 0.5 s) and answers the driver over a
+It loads the index and the directory from the database, then keeps them live
+as a server does: a wake-up over Redis for every org commit
+(``zzd.org_wake``), and the poll as the fallback
+(``OrgIndexHolder.refresh_if_changed`` every ``--interval`` s, default the
+server's 0.5 s). It answers the driver over a
 pipe: when a version became visible, when a name became findable, selector
 latency while changes arrive, a forced rebuild's time and peak RSS, and the
 search benchmark (which needs the directory this process holds).
@@ -22,11 +24,13 @@ from bench.org.search_cases import make_queries, run_search_bench
 
 from kernel.clock import SystemClock
 from kernel.db.database import Database
+from messaging.broker.redis import RedisBroker
 from org_tree.holder import OrgIndexHolder
 from org_tree.jurisdiction import SYSTEM
 from org_tree.org_service import OrgService
 from org_tree.resolution import VacancyPolicy, resolve
 from org_tree.selectors import parse_text
+from zzd.org_wake import OrgWake
 
 
 class _Peak:
@@ -52,10 +56,12 @@ class _Peak:
         self._t.join()
 
 
-async def _main(conn: Connection, url: str, interval: float) -> None:
+async def _main(conn: Connection, url: str, interval: float, redis: tuple[str, str] | None) -> None:
     db = Database(url, statement_timeout_ms=3_600_000, pool_size=2)
     holder = OrgIndexHolder(db)
     org = OrgService(db, SystemClock(), holder)
+    broker = RedisBroker(redis[0], prefix=redis[1]) if redis else None
+    wake = OrgWake(broker, holder) if broker else None
     t0 = time.perf_counter()
     await holder.load()
     t1 = time.perf_counter()
@@ -77,16 +83,23 @@ async def _main(conn: Connection, url: str, interval: float) -> None:
     selector = None
     peak = _Peak()
 
-    async def refresher() -> None:
+    async def applied(_index: object, _applied: object) -> None:
+        """After every refresh that applied something (the poll's or a wake-up's; the directory is patched first)."""
+        now = time.time()
+        versions.setdefault(holder.index.version, now)
+        for name, pid in list(names):
+            page = await org.search(SYSTEM, name, limit=20)
+            if any(h.position_id == pid for h in page.hits):
+                found[name] = now
+                names.remove((name, pid))
+
+    holder.listen(applied)
+    if broker is not None:
+        await broker.start()
+
+    async def refresher() -> None:  # the server's poll: the fallback when a wake-up is lost
         while True:
             await holder.refresh_if_changed()
-            now = time.time()
-            versions.setdefault(holder.index.version, now)
-            for name, pid in list(names):
-                page = await org.search(SYSTEM, name, limit=20)
-                if any(h.position_id == pid for h in page.hits):
-                    found[name] = now
-                    names.remove((name, pid))
             await asyncio.sleep(interval)
 
     async def sampler() -> None:
@@ -138,8 +151,11 @@ async def _main(conn: Connection, url: str, interval: float) -> None:
             conn.send(await run_search_bench(holder.index, org.directory, msg["queries"]))
     for task in tasks:
         task.cancel()
+    if wake is not None and broker is not None:
+        await wake.close()
+        await broker.close()
     await db.dispose()
 
 
-def worker(conn: Connection, url: str, interval: float) -> None:
-    asyncio.run(_main(conn, url, interval))
+def worker(conn: Connection, url: str, interval: float, redis: tuple[str, str] | None = None) -> None:
+    asyncio.run(_main(conn, url, interval, redis))
