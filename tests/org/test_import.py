@@ -15,6 +15,7 @@ from tests.org.conftest import ZHEJIANG, write_mini_divisions
 ZHEJIANG_LEVELS = {"province": 1, "city": 11, "county": 90, "township": 1387, "village": 25547, "grid": 76641}
 
 
+@pytest.mark.slow  # the whole province (103,677 units): a large-tree test, left out of the quick lane
 async def test_zhejiang_import_and_reimport(org_db: Database) -> None:
     stages: list[str] = []
     report = await import_divisions(org_db, ZHEJIANG, progress=lambda stage, _d, _t: stages.append(stage))

@@ -20,6 +20,15 @@ import pytest
 from tests.services import IN_CI
 from tests.web.world import PASSWORD, ServeProcess, World, build_world
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder drives Chromium: marked ``browser``, which the quick lane
+    (``scripts/test.sh --fast``) leaves out; CI runs them all."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.browser)
+
 CHROMIUM = os.environ.get("ZZD_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
