@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from apps.dispatch import prune_published
 from kernel.clock import FakeClock
@@ -15,6 +15,7 @@ from kernel.db.database import Database
 from kernel.errors import ResyncRequired
 from kernel.schema import persons
 from messaging.events import EventLog, NewEvent
+from messaging.notices.schema import notice_receipts, notices
 from messaging.outbox import record
 from messaging.retention import Retention, prune_streams
 from messaging.schema import outbox_events, person_events, person_streams
@@ -184,3 +185,58 @@ async def test_a_client_resuming_below_the_pruned_floor_is_told_to_resync(server
     assert [e["seq"] for e in ok["data"]["events"]] == [4]
     await a.close()
     await b.close()
+
+
+async def _notice(db: Database, sender: int, recipients: list[int], at: datetime) -> int:
+    async with db.write() as conn:
+        nid = int(
+            (
+                await conn.execute(
+                    insert(notices)
+                    .values(
+                        sender_person_id=sender, sender_position_id=1, client_msg_id=secrets.token_hex(6),
+                        title="通知", body="正文", attachments="[]", selector="{}", priority="normal",
+                        ack_required=False, created_at=at, audience_positions=len(recipients),
+                        audience_persons=len(recipients), receipt_count=len(recipients), org_version=1,
+                        fanout_done_at=at,
+                    )
+                    .returning(notices.c.id)
+                )
+            ).scalar_one()
+        )  # fmt: skip
+        await conn.execute(
+            insert(notice_receipts),
+            [
+                {"notice_id": nid, "person_id": p, "position_id": i + 1, "via_position_id": i + 1,
+                 "reason": "holder", "unit_id": 1, "fanned_out": True}
+                for i, p in enumerate(recipients)
+            ],
+        )  # fmt: skip
+    return nid
+
+
+async def _receipts(db: Database, nid: int) -> int:
+    async with db.read() as conn:
+        q = select(func.count()).select_from(notice_receipts).where(notice_receipts.c.notice_id == nid)
+        return int((await conn.execute(q)).scalar_one())
+
+
+@pytest.mark.parametrize("receipt_days", [None, 90])
+async def test_receipts_of_old_notices_go_only_when_their_retention_is_set(
+    own_db: Database, receipt_days: int | None
+) -> None:
+    sender, *readers = await _people(own_db, 4)
+    old = await _notice(own_db, sender, readers, T0)
+    recent = await _notice(own_db, sender, readers, T0 + timedelta(days=80))
+    clock = FakeClock(T0 + timedelta(days=100))
+
+    done = await _job(own_db, clock, receipt_days=receipt_days).run_until_complete()
+
+    if receipt_days is None:  # the default keeps the record of who read for ever
+        assert done.receipts == 0
+        assert (await _receipts(own_db, old), await _receipts(own_db, recent)) == (3, 3)
+    else:
+        assert done.receipts == 3
+        assert (await _receipts(own_db, old), await _receipts(own_db, recent)) == (0, 3)
+        async with own_db.read() as conn:  # the notice itself stays
+            assert (await conn.execute(select(notices.c.id).where(notices.c.id == old))).scalar() == old

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def test_zero_workers_is_a_configuration_error() -> None:
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # two or three server processes start, each importing the app under CI's load
 async def test_two_workers_share_the_port_deliver_across_and_drain(pg_database: str, redis_url: str) -> None:
     people = await _people_with_tokens(pg_database, 12)
     async with zzd_processes(pg_database, redis_url, 1, workers=2) as [server]:
@@ -96,3 +98,58 @@ async def test_two_workers_share_the_port_deliver_across_and_drain(pg_database: 
         log = "\n".join(server.log)
         assert "Traceback" not in log
         assert log.count("drained WebSockets") == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # two or three server processes start, each importing the app under CI's load
+async def test_a_killed_worker_is_replaced_under_a_new_node_id_and_serves(pg_database: str, redis_url: str) -> None:
+    (a_id, a_tok), (b_id, b_tok) = await _people_with_tokens(pg_database, 2)
+    async with zzd_processes(pg_database, redis_url, 1, workers=2) as [server]:
+        started = re.findall(r"worker 0 started \(pid (\d+), node (\S+)\)", "\n".join(server.log))
+        [(pid, node)] = started
+        os.kill(int(pid), signal.SIGKILL)
+
+        def replaced() -> str | None:
+            found = re.findall(r"worker 0 started \(pid \d+, node (\S+)\)", "\n".join(server.log))
+            return found[1] if len(found) > 1 else None
+
+        new_node = await wait_until(replaced, timeout=scaled(20), what="a replacement for worker 0")
+        assert new_node == f"{node}r1"
+        assert "worker 0 (pid" in "\n".join(server.log) and "exited with -9" in "\n".join(server.log)
+
+        nodes: set[str] = set()
+
+        async def both_answer() -> bool:
+            async with httpx.AsyncClient() as http:
+                r = await http.get(f"{server.http}/readyz", headers={"connection": "close"})
+            if r.status_code == 200:
+                nodes.add(r.json()["node"])
+            return new_node in nodes
+
+        await wait_until(both_answer, timeout=scaled(60), what="the replacement answering", interval=0.05)
+        a = await Client.connect(server.ws, a_tok)
+        b = await Client.connect(server.ws, b_tok)
+        reply = await a.send_message(b_id, "换了进程也送到", client_msg_id="after-kill")
+        assert reply["type"] == "ok", reply
+        [ev] = await b.wait_events(1)
+        assert ev["data"]["body"] == "换了进程也送到"
+        await a.close()
+        await b.close()
+        assert server.proc.returncode is None  # the supervisor kept serving
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(300)
+def test_a_worker_that_cannot_start_stops_the_server_instead_of_restarting_for_ever(redis_url: str) -> None:
+    done = _serve(
+        "--workers",
+        "2",
+        ZZD_DATABASE_URL=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing_listens_here",
+        ZZD_REDIS_URL=redis_url,
+        ZZD_REDIS_PREFIX=f"zzdtest-{os.getpid()}",
+    )
+    assert done.returncode == 1
+    assert "before it started serving: stopping" in done.stderr
+    assert "starting a new one" not in done.stderr

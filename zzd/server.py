@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -66,10 +67,22 @@ def proxy_options(settings: Settings) -> dict[str, Any]:
 class DrainingServer(uvicorn.Server):
     """A uvicorn server whose shutdown drains WebSockets before uvicorn closes them."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette, drain_timeout: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: Starlette,
+        drain_timeout: float,
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self._app = app
         self._drain_timeout = drain_timeout
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self._on_started is not None:
+            self._on_started()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:  # stop accepting first
@@ -105,12 +118,16 @@ def uvicorn_config(settings: Settings, app: Starlette | None = None) -> uvicorn.
     )
 
 
-def serve(settings: Settings, sock: socket.socket | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; ``sock`` is the listening socket a ``--workers`` parent shares."""
+def serve(settings: Settings, sock: socket.socket | None = None, on_started: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT.
+
+    ``sock`` is the listening socket a ``--workers`` parent shares; ``on_started``
+    runs once the app has started (the parent tells a crash from a failed start by it).
+    """
     if sock is None:
         sock = listening_socket(settings.host, settings.port, settings.tcp_user_timeout_ms)
         logger.info("listening on %s:%d", settings.host, settings.port)
     gc.set_threshold(*GC_THRESHOLDS)
     app = create_app(settings)
-    server = DrainingServer(uvicorn_config(settings, app), app, settings.shutdown_drain_timeout)
+    server = DrainingServer(uvicorn_config(settings, app), app, settings.shutdown_drain_timeout, on_started)
     server.run(sockets=[sock])

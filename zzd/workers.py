@@ -15,13 +15,13 @@ So ``--workers`` above 1 needs both; the embedded SQLite default is one
 process (SQLite allows one writer, and the in-process broker reaches only
 its own process's sockets) and is refused with a clear message.
 
-Each worker gets its own node id (``<node>-w<i>``): the broker uses it to
-skip a process's own wake-ups, so two workers with one id would miss each
-other's. On SIGTERM or SIGINT the parent sends SIGTERM to every worker once,
+Each worker gets its own node id (``<node>-w<i>``, a replacement
+``<node>-w<i>r<n>``): the broker uses it to skip a process's own wake-ups,
+so two workers with one id would miss each other's. On SIGTERM or SIGINT the parent sends SIGTERM to every worker once,
 and each drains as a single server does (RELIABILITY S10: running requests
 answer, then sockets close with 1012); a worker that dies on its own is
-replaced, unless it dies within its first seconds (a broken configuration
-would only crash again), which stops the whole server.
+replaced, unless it dies before its app started (a broken configuration
+would only fail again), which stops the whole server.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 from multiprocessing.context import SpawnProcess
+from multiprocessing.synchronize import Event as EventType
 from types import FrameType
 
 from zzd.config import Settings
@@ -42,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["WorkersRefused", "check_workers", "serve_workers"]
 
-#: A worker that exits within this many seconds of its start is a start-up failure, not a crash to repair.
-STARTUP_GRACE_S = 10.0
 #: Seconds the parent waits for every worker to finish its drain after forwarding SIGTERM.
 STOP_WAIT_S = 15.0
 
@@ -79,7 +78,9 @@ def _watch_parent(parent: int) -> None:
             return
 
 
-def _worker(settings: Settings, sock: socket.socket, index: int, parent: int) -> None:  # pragma: no cover - child
+def _worker(  # pragma: no cover - child
+    settings: Settings, sock: socket.socket, parent: int, node_id: str, ready: EventType
+) -> None:
     from zzd.logs import configure_logging
     from zzd.server import serve
 
@@ -88,7 +89,7 @@ def _worker(settings: Settings, sock: socket.socket, index: int, parent: int) ->
     os.setsid()
     configure_logging(settings.log_level, settings.log_format)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
-    serve(settings.model_copy(update={"node_id": f"{settings.node_id}-w{index}"}), sock)
+    serve(settings.model_copy(update={"node_id": node_id}), sock, on_started=ready.set)
 
 
 class _Supervisor:
@@ -97,16 +98,23 @@ class _Supervisor:
         self.sock = sock
         self.count = workers
         self.ctx = multiprocessing.get_context("spawn")
-        self.procs: list[tuple[SpawnProcess, float]] = []
+        #: Each worker's process and the event it sets once its app has started.
+        self.procs: list[tuple[SpawnProcess, EventType]] = []
         self.stopping = threading.Event()
+        self.starts: dict[int, int] = {}
 
-    def start(self, index: int) -> tuple[SpawnProcess, float]:
+    def start(self, index: int) -> tuple[SpawnProcess, EventType]:
+        # A replacement gets a node id of its own: socket ids (node:n) restart at 1 in a new
+        # process, and must not meet the dead worker's entries still in Redis.
+        self.starts[index] = self.starts.get(index, -1) + 1
+        node_id = f"{self.settings.node_id}-w{index}" + (f"r{self.starts[index]}" if self.starts[index] else "")
+        ready = self.ctx.Event()
         proc = self.ctx.Process(
-            target=_worker, args=(self.settings, self.sock, index, os.getpid()), name=f"zzd-worker-{index}"
+            target=_worker, args=(self.settings, self.sock, os.getpid(), node_id, ready), name=f"zzd-worker-{index}"
         )
         proc.start()
-        logger.info("worker %d started (pid %s)", index, proc.pid)
-        return proc, time.monotonic()
+        logger.info("worker %d started (pid %s, node %s)", index, proc.pid, node_id)
+        return proc, ready
 
     def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         logger.info("received %s: draining %d workers", signal.Signals(signum).name, self.count)
@@ -118,11 +126,11 @@ class _Supervisor:
         self.procs = [self.start(i) for i in range(self.count)]
         status = 0
         while not self.stopping.wait(0.5):
-            for i, (proc, started) in enumerate(self.procs):
+            for i, (proc, ready) in enumerate(self.procs):
                 if proc.is_alive():
                     continue
-                if time.monotonic() - started < STARTUP_GRACE_S:
-                    logger.error("worker %d exited with %s during start-up: stopping", i, proc.exitcode)
+                if not ready.is_set():
+                    logger.error("worker %d exited with %s before it started serving: stopping", i, proc.exitcode)
                     status = 1
                     self.stopping.set()
                     break
