@@ -65,16 +65,17 @@ def _run(nodes: int, args: argparse.Namespace, logdir: Path) -> None:
     with postgres_database() as db_url, tempfile.TemporaryDirectory() as tmp:
         upgrade(db_url)
         res, rss = asyncio.run(_zzd(db_url, nodes, args, Path(tmp)))
-    with postgres_database() as db_url, tempfile.TemporaryDirectory() as tmp:
-        upgrade(db_url)
-        bare = asyncio.run(_bare(db_url, nodes, args, Path(tmp), logdir))
-    print(f"{label}, {args.connections} connections, {args.seconds:.0f} s:")
-    print(f"  zzd : {res.summary()}; {rss}")
+    # Printed before the baseline runs: a failure there must not lose this figure.
+    print(f"{label}, {args.connections} connections, {args.seconds:.0f} s:", flush=True)
+    print(f"  zzd : {res.summary()}; {rss}", flush=True)
     if res.violations:
         print("  first violations:", res.violations[:5])
     if res.failed:
-        print("  first failures:", res.failed[:5])
-    print(f"  bare: {bare.summary()}")
+        print("  first failures:", res.failed[:5], flush=True)
+    with postgres_database() as db_url, tempfile.TemporaryDirectory() as tmp:
+        upgrade(db_url)
+        bare = asyncio.run(_bare(db_url, nodes, args, Path(tmp), logdir))
+    print(f"  bare: {bare.summary()}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
