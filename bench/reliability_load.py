@@ -43,10 +43,16 @@ async def _zzd(db_url: str, nodes: int, args: argparse.Namespace, workdir: Path)
     env = {"ZZD_SEND_RATE_PER_MINUTE": "100000", "ZZD_LIMIT_CONCURRENCY": "30000"}
     async with zzd_processes(db_url, broker, nodes, **env) as servers:
         rss0 = [rss_bytes(s.proc.pid) >> 20 for s in servers]
+        warm: list[int] = []
         rate = args.rate if nodes == 1 else args.rate / 2
-        res = await run_load([s.ws for s in servers], people, rate=rate, seconds=args.seconds)
+        res = await run_load(
+            [s.ws for s in servers], people, rate=rate, seconds=args.seconds,
+            on_connected=lambda: warm.extend(rss_bytes(s.proc.pid) >> 20 for s in servers),
+        )  # fmt: skip
         rss1 = [rss_bytes(s.proc.pid) >> 20 for s in servers]
-    return res, f"RSS MiB {rss0} → {rss1}"
+        # S2: each process's Redis subscriber must not have reconnected (the broker logs each loss).
+        lost = [sum("redis subscriber lost" in line for line in s.log) for s in servers]
+    return res, f"RSS MiB at start {rss0}, all connected {warm}, end {rss1}; subscriber reconnects {lost}"
 
 
 async def _bare(db_url: str, nodes: int, args: argparse.Namespace, workdir: Path, logdir: Path) -> LoadResult:

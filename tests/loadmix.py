@@ -28,6 +28,7 @@ import json
 import random
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -185,13 +186,21 @@ class _Item:
 
 
 async def run_load(
-    urls: list[str], people: list[Person], *, rate: float, seconds: float, bare: bool = False
+    urls: list[str],
+    people: list[Person],
+    *,
+    rate: float,
+    seconds: float,
+    bare: bool = False,
+    on_connected: Callable[[], None] | None = None,
 ) -> LoadResult:
     """Connect everyone (round-robin over ``urls``), drive the mix, wait for deliveries, check I1–I5.
 
     ``bare``: the baseline run against ``bench/bare_relay.py``, which only relays ``send``; every
     item then travels as one WebSocket send to one member of its audience (same schedule, same
     sockets), and the invariants are not checked (a relay has no streams to check).
+    ``on_connected`` runs once every socket is open, before the traffic (the
+    benchmark reads the servers' RSS there: the bar's growth is counted after warm-up).
     """
     loop = asyncio.get_running_loop()
     res = LoadResult()
@@ -202,6 +211,8 @@ async def run_load(
             return await LoadClient.connect(urls[i % len(urls)], p)
 
     clients = await asyncio.gather(*(connect(i, p) for i, p in enumerate(people)))
+    if on_connected is not None:
+        on_connected()
     by_pid = {c.person.pid: c for c in clients}
     node_of = {c.person.pid: i % len(urls) for i, c in enumerate(clients)}
     heads = [c for c in clients if c.person.role == "township_head"]
@@ -232,7 +243,8 @@ async def run_load(
         try:
             if via is not None:
                 reply = await via.request(frame)
-                ok, data = reply["type"] == "ok", reply.get("data", {})
+                ok = reply["type"] == "ok"
+                data = reply.get("data", {}) if ok else reply  # an error frame: code, message, retryable
             else:
                 assert rest is not None
                 node, path, body = rest
@@ -354,7 +366,7 @@ async def run_load(
 
 def _retryable(data: dict[str, Any]) -> bool:
     err = data.get("error", data)
-    return bool(err.get("retryable")) or err.get("code") == "rate_limited"
+    return bool(err.get("retryable")) or err.get("code") in ("rate_limited", "unavailable")
 
 
 def _identify(frame: dict[str, Any]) -> tuple[str | None, int]:

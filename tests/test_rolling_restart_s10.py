@@ -16,6 +16,7 @@ SIGTERM mid-traffic. What must hold (docs/reliability.md S10, CI scale):
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import time
@@ -33,7 +34,8 @@ from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
-CLIENTS = 200
+#: CI runs 200; the bar's 1,000 is one environment variable away (docs/reliability.md, S10).
+CLIENTS = int(os.environ.get("ZZD_S10_CLIENTS", "200"))
 RATE = 50.0  # sends per second, all clients together
 BEFORE_S, AFTER_S = 3.0, 4.0  # traffic before and after the SIGTERM
 
