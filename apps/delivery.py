@@ -44,9 +44,11 @@ from messaging.leases import run_token
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DeliveryPolicy", "DeliveryWorker", "Outcome", "Sender", "sign"]
+__all__ = ["GATHER", "DeliveryPolicy", "DeliveryWorker", "Outcome", "Sender", "sign"]
 
 _rng = secrets.SystemRandom()
+#: Seconds a woken worker or stream connection waits for more wake-ups before it claims (one claim for all).
+GATHER = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,10 @@ class DeliveryWorker:
                 await asyncio.wait_for(self._wake.wait(), self.policy.poll)
             except TimeoutError:
                 pass
+            # Gather: attempts finishing together (and the dispatcher's kick) make one claim, not one each;
+            # a claim is a write transaction, and at a few hundred attempts a second claiming per
+            # finished attempt cost more than the attempts.
+            await asyncio.sleep(GATHER)
             self._wake.clear()
             try:
                 await self.run_once()

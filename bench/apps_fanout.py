@@ -184,6 +184,46 @@ async def _bare(base: str, paths: list[str], payloads: list[bytes], seconds: flo
     return lat
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far: a figure a loaded machine does not inflate."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+async def _stages(url: str) -> int:
+    """Where the time went, per delivery mode: event → dispatched (delivery row written) → first attempt."""
+    import asyncpg
+
+    from common import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        rows = await conn.fetch(
+            """SELECT s.mode, s.url, extract(epoch FROM d.created_at - d.event_created_at) AS dispatch,
+                      extract(epoch FROM min(a.at) - d.created_at) AS first, min(a.latency_ms) AS took
+                 FROM app_deliveries d JOIN app_subscriptions s ON s.id = d.subscription_id
+                 JOIN app_delivery_attempts a ON a.delivery_id = d.id AND a.attempt = 1
+                GROUP BY d.id, s.mode, s.url"""
+        )
+        attempts = int(await conn.fetchval("SELECT count(*) FROM app_delivery_attempts"))
+    finally:
+        await conn.close()
+    for mode in ("webhook", "stream"):
+        got = [r for r in rows if r["mode"] == mode and not str(r["url"] or "").endswith((SLOW, FLAKY))]
+        disp = [float(r["dispatch"]) * 1000 for r in got]
+        first = [float(r["first"]) * 1000 for r in got]
+        print(f"  {mode} (healthy): event→dispatched {_stats(disp)}; dispatched→first attempt recorded {_stats(first)}"
+              + (f"; HTTP post {_stats([float(r['took']) for r in got])}" if mode == "webhook" else ""))  # fmt: skip
+    return attempts
+
+
 def _stats(xs: list[float]) -> str:
     return f"p50 {percentile(xs, 50):.0f} ms, p99 {percentile(xs, 99):.0f} ms" if xs else "no samples"
 
@@ -230,13 +270,13 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             # the bare baseline first, while the servers are idle: the same kind of bodies, straight to the receivers
             payloads = [json.dumps({"id": str(r), "type": "report.filed", "data": {"report_id": r}}).encode()
                         for r in range(args.reports)]  # fmt: skip
-            t_bare = time.time()
+            t_bare, cpu_bare = time.time(), _own_cpu()
             bare = await _bare(base, healthy, payloads, args.seconds)
-            took = time.time() - t_bare
+            took, cpu_bare = time.time() - t_bare, _own_cpu() - cpu_bare
             a, b = data["chat"]
             ws0 = f"ws://127.0.0.1:{servers[0].port}/ws"
             chat_alone = await _chat(ws0, a, b, args.chat_rate, args.seconds)
-            started = time.time()
+            started, cpu0 = time.time(), sum(_cpu(x.proc.pid) for x in servers)
             chat_task = asyncio.create_task(_chat(ws0, a, b, args.chat_rate, args.seconds))
             prof = Profile("fanout", [x.proc.pid for x in servers], tmp) if args.profile else None
             filed = await _file(http, data["workers"], args.reports, args.seconds)
@@ -251,6 +291,7 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             ):  # the drain: wait for the healthy apps to have every report
                 await asyncio.sleep(0.5)
                 await rec.fetch()
+            cpu_zzd = sum(_cpu(x.proc.pid) for x in servers) - cpu0
             finished = max([max(v.values()) for v in rec.first.values() if v] + [started + 1])
             firsts = sum(len(v) for v in rec.first.values()) + sum(len(v) for v in stream_first.values())
             print(
@@ -271,11 +312,16 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
                 f"  slow app {SLOW}: {len(rec.first[SLOW])} reached; flaky app {FLAKY}: {len(rec.first[FLAKY])} reached"
             )
             print(f"worst healthy p99: {worst:.0f} ms (goal ≤ 1000 ms)")
+            attempts = await _stages(url)
+            per = cpu_zzd * 1000 / max(1, attempts)
+            print(f"CPU: both zzd processes {cpu_zzd:.1f} s for {len(filed)} reports and {attempts} delivery attempts"
+                  f" (with the chat and the filing) = {per:.1f} ms per attempt")  # fmt: skip
             p_alone, p_loaded = percentile(chat_alone, 99), percentile(chat_loaded, 99)
             print(f"chat send→ack: alone {_stats(chat_alone)}; with app traffic {_stats(chat_loaded)} "
                   f"({(p_loaded / max(p_alone, 0.001) - 1) * 100:+.0f} % p99; goal ≤ +20 %)")  # fmt: skip
             print(f"bare baseline (one httpx client, {len(healthy)} receivers, before the run): {len(bare)} posts"
-                  f" in {took:.1f} s = {len(bare) / took:.0f}/s, post→answered {_stats(bare)}")  # fmt: skip
+                  f" in {took:.1f} s = {len(bare) / took:.0f}/s, post→answered {_stats(bare)};"
+                  f" client CPU {cpu_bare * 1000 / max(1, len(bare)):.1f} ms per post")  # fmt: skip
             for t in consumers:
                 t.cancel()
             for c in clients:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from apps.delivery import GATHER
 from apps.model import AppPrincipal
 from kernel.errors import ZzdError
 from zzd.gateway.closecodes import Close
@@ -179,6 +180,7 @@ class _StreamConn:
                 await asyncio.wait_for(self.wake.wait(), max(0.01, wait))
             except TimeoutError:
                 pass
+            await asyncio.sleep(GATHER)  # acknowledgements arriving one by one make one claim, not one each
             self.wake.clear()
 
     async def _guard(self) -> None:
