@@ -59,7 +59,8 @@ class StreamDeliveries:
         """Up to ``limit`` due events for the app's active stream subscriptions, leased to ``holder``.
 
         Each is one attempt, logged as awaiting acknowledgement. A delivery
-        already sent ``max_attempts`` times is dead-lettered instead of sent.
+        already sent ``max_attempts`` times is not sent again (``dead_letter_due``,
+        a periodic job, dead-letters it once its last lease runs out).
         Returns ``event`` frames ready to send, in outbox order.
         """
         if limit <= 0:
@@ -67,7 +68,7 @@ class StreamDeliveries:
         now = self._clock.now()
         d, a = app_deliveries, app_delivery_attempts
         async with self._db.write() as conn:
-            await self._dead_letter(conn, now, app_id)
+            # a delivery whose last attempt ran out is left out here and dead-lettered by dead_letter_due
             got = await self._leases.claim_due(
                 conn, holder, now, where=[*due(now, "stream", app_id), d.c.attempts < self._policy.max_attempts],
                 order_by=[d.c.outbox_id], limit=limit, returning=[d.c.id, d.c.subscription_id, d.c.attempts],
@@ -163,10 +164,8 @@ class StreamDeliveries:
         return len(ids)
 
     async def dead_letter_due(self) -> int:
-        """Dead-letter every stream delivery whose last attempt's lease ran out unacknowledged (a periodic job).
-
-        Without it such a delivery would only be found dead when its app next connects.
-        """
+        """Dead-letter every stream delivery whose last attempt's lease ran out unacknowledged (a periodic job,
+        every ``background_interval``; not part of each claim, which runs far more often)."""
         async with self._db.write() as conn:
             return await self._dead_letter(conn, self._clock.now(), None)
 

@@ -34,22 +34,55 @@ class StreamEvent:
     subscription_id: int
     attempt: int
     event: dict[str, Any]
-    _ws: ClientConnection
-    _ids: itertools.count[int]
+
+    _acks: _Acks
 
     async def ack(self) -> None:
-        """Tell ZZD the event is handled; unacknowledged events come again after a reconnect."""
-        frame = {"type": "ack", "id": f"ack-{next(self._ids)}", "delivery_ids": [self.delivery_id]}
-        await self._ws.send(json.dumps(frame))
+        """Tell ZZD the event is handled; unacknowledged events come again after a reconnect.
+
+        Acknowledgements made within ``ACK_GATHER`` seconds leave together in one
+        ``ack`` frame (one write on the server, not one per event); one that has
+        not left when the connection drops is lost, and the event comes again.
+        """
+        self._acks.add(self.delivery_id)
+
+
+#: Seconds acknowledgements wait for others to share their frame.
+ACK_GATHER = 0.02
+
+
+class _Acks:
+    """The acknowledgements of one connection, sent in frames of up to 1000 ids."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._ids = itertools.count(1)
+        self._pending: list[int] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def add(self, delivery_id: int) -> None:
+        self._pending.append(delivery_id)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(ACK_GATHER)
+        while self._pending:
+            batch, self._pending = self._pending[:1000], self._pending[1000:]
+            frame = {"type": "ack", "id": f"ack-{next(self._ids)}", "delivery_ids": batch}
+            try:
+                await self._ws.send(json.dumps(frame))
+            except ConnectionClosed:
+                return  # not acknowledged: sent again after the reconnect
 
 
 async def consume(client: AppClient, *, reconnect: bool = True) -> AsyncIterator[StreamEvent]:
     url = client.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + "/api/v1/bot/stream"
     delay, fresh = 0.5, False
-    ids = itertools.count(1)
     while True:
         try:
             async with websockets.connect(url, max_size=2**20) as ws:
+                acks = _Acks(ws)
                 token = await client.token(fresh=fresh)
                 await ws.send(json.dumps({"type": "hello", "id": "hello", "v": 1, "token": token}))
                 delay, fresh = 0.5, False
@@ -57,7 +90,7 @@ async def consume(client: AppClient, *, reconnect: bool = True) -> AsyncIterator
                     frame = json.loads(raw)
                     if frame.get("type") == "event":
                         yield StreamEvent(int(frame["delivery_id"]), int(frame["subscription_id"]),
-                                          int(frame["attempt"]), frame["event"], ws, ids)  # fmt: skip
+                                          int(frame["attempt"]), frame["event"], acks)  # fmt: skip
                     elif frame.get("type") == "error" and frame.get("ref") == "hello":
                         fresh = True
         except ConnectionClosed as exc:
