@@ -136,10 +136,15 @@ async def driver_in_transaction(conn: AsyncConnection) -> Any:
     that runs in autocommit, outside the caller's transaction: its row locks
     are released at once and its writes survive a rollback. On SQLite the
     writer's ``BEGIN IMMEDIATE`` is already sent when the transaction opens.
+    When the adapter shows its BEGIN has gone out (an earlier statement of the
+    transaction), the extra round trip is skipped: every unit of work ends
+    with ``EventLog.append`` here, most after statements of their own. An
+    adapter that does not show it gets the statement, as before.
     """
-    if is_postgres(conn):
+    raw = await conn.get_raw_connection()
+    if is_postgres(conn) and getattr(raw.dbapi_connection, "_transaction", None) is None:
         await conn.exec_driver_sql("SELECT 1")
-    return (await conn.get_raw_connection()).driver_connection
+    return raw.driver_connection
 
 
 @contextmanager
