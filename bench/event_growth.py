@@ -199,6 +199,8 @@ def main() -> None:
         after = asyncio.run(table_writes(dsn))
         # Half of every stream is dated 20 days ago (the fill), half of the rest is new: prune the fill.
         pruned, prune_s = asyncio.run(prune_pass(url, 10))
+        # The steady state: a pass over every stream when nothing is old (one key lookup per stream).
+        _, idle_s = asyncio.run(prune_pass(url, 10))
     print(f"\n{args.persons:,} persons; {args.ops} operations of each kind, one after another (ms)")
     print(f"{'':<26}{'small p50':>9}{'p99':>9}{'large p50':>10}{'p99':>9}{'ratio':>10}")
     print(f"{'event rows':<26}{small_rows:>18,}{large_rows:>19,}")
@@ -214,6 +216,7 @@ def main() -> None:
         f"\nretention pass over {large_rows:,} rows: {pruned:,} events deleted in {prune_s:.1f} s "
         f"({pruned / prune_s:,.0f} events/s)"
     )
+    print(f"a pass with nothing left to delete over {args.persons:,} streams: {idle_s:.2f} s")
 
 
 if __name__ == "__main__":

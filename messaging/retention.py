@@ -69,51 +69,71 @@ class RetentionPass:
     complete: bool = False
 
 
+#: Events of one stream one chunk looks at, from its floor up; a longer backlog goes in later passes.
+WINDOW = 1000
+
+
 async def prune_streams(
-    conn: AsyncConnection, after_person: int, limit: int, cutoff: datetime
+    conn: AsyncConnection, after_person: int, limit: int, cutoff: datetime, *, window: int = WINDOW
 ) -> tuple[int | None, int, int]:
     """Prune the streams of the next ``limit`` persons after ``after_person``.
 
     Returns the last person looked at (None when there were none: the pass is
     complete), the events deleted and the streams whose floor moved. Each
-    stream loses every event up to its newest one older than ``cutoff`` (so the
-    rest stays gap-free above ``min_seq``); stream rows are locked in ascending
-    person order, the order appends lock them in.
+    stream loses its events up to the newest one older than ``cutoff`` among
+    the ``window`` above its floor, so what stays is gap-free above the raised
+    ``min_seq``; stream rows are locked in ascending person order, the order
+    appends lock them in.
+
+    Why the two steps: ``created_at`` has no index (it would cost every append
+    one more index entry). A stream's oldest retained event is found by its
+    primary key (``seq = min_seq``); only streams whose oldest event is past
+    the cutoff are read further, and only ``window`` rows of each. A pass over
+    every stream then costs one key lookup per person, not a read of the table.
     """
-    floor_of = {
-        int(pid): int(floor)
-        for pid, floor in await conn.execute(
-            select(person_streams.c.person_id, person_streams.c.min_seq)
-            .where(person_streams.c.person_id > after_person)
-            .order_by(person_streams.c.person_id)
-            .limit(limit)
-        )
-    }
-    persons = list(floor_of)
+    s, e = person_streams, person_events
+    persons = [
+        int(pid)
+        for pid in (
+            await conn.execute(
+                select(s.c.person_id).where(s.c.person_id > after_person).order_by(s.c.person_id).limit(limit)
+            )
+        ).scalars()
+    ]
     if not persons:
         return None, 0, 0
-    e = person_events
+    old = (
+        select(s.c.person_id, s.c.min_seq)
+        .join(e, (e.c.person_id == s.c.person_id) & (e.c.seq == s.c.min_seq))
+        .where(s.c.person_id.in_(persons), e.c.created_at < cutoff)
+    )
+    floor_of = {int(pid): int(floor) for pid, floor in await conn.execute(old)}
+    if not floor_of:
+        return persons[-1], 0, 0
     floors = [
         {"pid": int(pid), "top": int(top)}
         for pid, top in await conn.execute(
             select(e.c.person_id, func.max(e.c.seq))
-            .where(e.c.person_id.in_(persons), e.c.created_at < cutoff)
+            .join(s, s.c.person_id == e.c.person_id)
+            .where(
+                e.c.person_id.in_(list(floor_of)),
+                e.c.seq >= s.c.min_seq,
+                e.c.seq < s.c.min_seq + window,
+                e.c.created_at < cutoff,
+            )
             .group_by(e.c.person_id)
             .order_by(e.c.person_id)
         )
     ]
-    deleted = 0
-    if floors:
-        await conn.execute(delete(e).where(e.c.person_id == bindparam("pid"), e.c.seq <= bindparam("top")), floors)
-        # Streams are gap-free from min_seq up (executemany reports no row count on every driver).
-        deleted = sum(max(0, f["top"] - floor_of[f["pid"]] + 1) for f in floors)
-        s = person_streams
-        await conn.execute(
-            update(s)
-            .where(s.c.person_id == bindparam("pid"), s.c.min_seq <= bindparam("top"))
-            .values(min_seq=bindparam("top") + 1),
-            floors,
-        )
+    await conn.execute(delete(e).where(e.c.person_id == bindparam("pid"), e.c.seq <= bindparam("top")), floors)
+    # Streams are gap-free from min_seq up (executemany reports no row count on every driver).
+    deleted = sum(f["top"] - floor_of[f["pid"]] + 1 for f in floors)
+    await conn.execute(
+        update(s)
+        .where(s.c.person_id == bindparam("pid"), s.c.min_seq <= bindparam("top"))
+        .values(min_seq=bindparam("top") + 1),
+        floors,
+    )
     return persons[-1], deleted, len(floors)
 
 
@@ -149,9 +169,7 @@ class Retention:
         """Continue the current pass for at most ``max_chunks`` chunks while holding the lease."""
         now = self._clock.now()
         async with self._db.write() as conn:
-            await conn.execute(
-                insert_ignore(conn, maintenance_leases, ["name"]).values(name=_LEASE, cursor=0, id=1)
-            )
+            await conn.execute(insert_ignore(conn, maintenance_leases, ["name"]).values(name=_LEASE, cursor=0, id=1))
             if not await _LEASES.take(conn, 1, self._token, now):
                 return RetentionPass(ran=False)
             m = maintenance_leases

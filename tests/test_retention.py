@@ -240,3 +240,19 @@ async def test_receipts_of_old_notices_go_only_when_their_retention_is_set(
         assert (await _receipts(own_db, old), await _receipts(own_db, recent)) == (0, 3)
         async with own_db.read() as conn:  # the notice itself stays
             assert (await conn.execute(select(notices.c.id).where(notices.c.id == old))).scalar() == old
+
+
+async def test_a_long_backlog_goes_a_window_at_a_time_and_new_streams_are_only_looked_up(own_db: Database) -> None:
+    log = EventLog(own_db)
+    a, b = await _people(own_db, 2)
+    await _append(own_db, log, [a], T0, 7)  # a: 7 old events
+    await _append(own_db, log, [b], T0 + timedelta(days=39), 2)  # b: nothing old
+    cutoff = T0 + timedelta(days=10)
+    seen = []
+    for _ in range(4):
+        async with own_db.write() as conn:
+            seen.append(await prune_streams(conn, a - 1, 2, cutoff, window=3))
+    # a's floor moves 3 events per call (the window), b is looked up and left alone.
+    assert [(n, moved) for _, n, moved in seen] == [(3, 1), (3, 1), (1, 1), (0, 0)]
+    assert {last for last, _, _ in seen} == {b}
+    assert ((await log.state(a)).min_seq, (await log.state(b)).min_seq) == (8, 1)
