@@ -142,6 +142,15 @@ class Directory:
             return list(self._persons[self._persons_off[nid] : self._persons_off[nid + 1]])
         return []
 
+    def persons_count(self, nid: int) -> int:
+        """How many persons carry name ``nid`` (``len(persons_named(nid))`` without the list)."""
+        over = self._persons_over.get(nid)
+        if over is not None:
+            return len(over)
+        if nid + 1 < len(self._persons_off):
+            return int(self._persons_off[nid + 1] - self._persons_off[nid])
+        return 0
+
     def positions_of(self, person: int) -> list[int]:
         """Positions the person held at some point since the build (stale ones: the caller checks the index)."""
         over = self._pos_over.get(person)

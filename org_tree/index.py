@@ -444,6 +444,15 @@ class OrgIndex(IndexPatches):
         k = self.find_slot(position_id)
         return k >= 0 and self.holds_slot(k, person_id)
 
+    def holding_slots(self, person_id: int, position_ids: Iterable[int]) -> list[tuple[int, int]]:
+        """(slot, level) of those of ``position_ids`` that ``person_id`` holds now (找岗位's holder candidates)."""
+        out = []
+        for pid in position_ids:
+            k = self._slot_of(pid)
+            if k >= 0 and self.holds_slot(k, person_id):
+                out.append((k, int(self._u_level[self._p_unit[k]])))
+        return out
+
     def holds_slot(self, k: int, person_id: int) -> bool:
         """True when ``person_id`` currently holds slot ``k`` (primary, deputy or acting)."""
         h = self._h_one[k]

@@ -161,7 +161,15 @@ class _Query:
 
     def scoped(self, term: str, pieces: list[Piece]) -> list[Piece]:
         """``pieces`` intersected with ``term``, asking each of their slots (``org_tree.search_scope``)."""
-        st = ScopedTerm(self.idx, self.d, term, self.role_matches(term))
+        # The term's holders over the whole tree when they are fewer than the slots asked (a rare
+        # name): exact unless cut short, and then each slot's holders are asked instead.
+        held, cut = self.holder_matches(term, min(PERSON_CAP, sum(b - a for a, b, _ in pieces)), whole=True)
+        holders: dict[int, int] | None = None
+        if not cut:  # a slot's best holder: exact if any of its holders is
+            holders = {}
+            for a, _b, key in held:
+                holders[a] = min(key[0], holders.get(a, 1))
+        st = ScopedTerm(self.idx, self.d, term, self.role_matches(term), holders)
         out: list[Piece] = []
         for a, b, ka in pieces:
             for k in range(a, b):
@@ -209,24 +217,33 @@ class _Query:
         return out
 
     def _holders(self, term: str) -> list[Piece]:
+        pieces, truncated = self.holder_matches(term)
+        self.truncated |= truncated
+        return pieces
+
+    def holder_matches(self, term: str, person_cap: int = PERSON_CAP, *, whole: bool = False) -> tuple[
+        list[Piece], bool
+    ]:  # fmt: skip
+        """Slots whose current holder's name matches ``term``, and whether the caps cut them short.
+
+        ``whole``: all of them or none (cut) — counted before any is expanded.
+        """
         idx, d = self.idx, self.d
         out: list[Piece] = []
         persons = 0
         names = d.person_names.find(term, _NAME_CAP)
-        self.truncated |= len(names) >= _NAME_CAP
-        find_slot, holds, unit_of, level_of = idx.find_slot, idx.holds_slot, idx.position_unit, idx.unit_level
+        if whole and (len(names) >= _NAME_CAP or sum(d.persons_count(nid) for nid, _ in names) > person_cap):
+            return out, True
+        holding = idx.holding_slots
         for nid, exact in names:
             inexact = 0 if exact else 1
             for person in d.persons_named(nid):
                 persons += 1
-                if persons > PERSON_CAP:
-                    self.truncated = True
-                    return out
-                for pid in d.positions_of(person):
-                    k = find_slot(pid)
-                    if k >= 0 and holds(k, person):
-                        out.append((k, k + 1, (inexact, 0, level_of(unit_of(k)))))
-        return out
+                if persons > person_cap:
+                    return out, True
+                for k, level in holding(person, d.positions_of(person)):
+                    out.append((k, k + 1, (inexact, 0, level)))
+        return out, len(names) >= _NAME_CAP
 
 
 def search(index: OrgIndex, directory: Directory, query: str, *, offset: int = 0, limit: int = 20) -> tuple[

@@ -17,7 +17,8 @@ The key is the one ``org_tree.search`` gives the same slot from the whole tree
   highest matches first and skipping their subtrees gives; a term of digits
   matches a unit's code exactly and nothing else of units;
 * holder: ``(inexact, 0, level)`` when a current holder's name, pinyin or
-  initials holds the term.
+  initials holds the term — taken from the term's holder matches over the whole
+  tree when those were all expanded (a rare name: cheap), else asked per slot.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ Key = tuple[int, int, int]  # (inexact, depth below the matched unit, level)
 class ScopedTerm:
     """``key(slot)`` for one term; memoised per unit and per name, so a scope costs its slots."""
 
-    def __init__(self, index: OrgIndex, directory: Directory, term: str, roles: dict[int, int]) -> None:
+    def __init__(
+        self, index: OrgIndex, directory: Directory, term: str, roles: dict[int, int], holders: dict[int, int] | None
+    ) -> None:
         self.idx, self.d, self.term = index, directory, term
         self.folded = term.lower()
         self.pinyin_too = self.folded == term or self.folded.isascii()
         self.digits = term.isdigit()
         self.roles = roles  # role id → inexact, for the roles the term matches
+        self.holders = holders  # slot → inexact, when the holder matches were all expanded; else asked per slot
         self._chain: dict[int, tuple[int, int]] = {}  # unit → (level of highest exact, of highest match); 0: none
         self._person: dict[int, int | None] = {}  # person name id → inexact, None: no match
 
@@ -57,6 +61,12 @@ class ScopedTerm:
         elif match_top:
             cand = (1, level - match_top, level)
             best = cand if best is None or cand < best else best
+        if self.holders is not None:
+            ie = self.holders.get(k)
+            if ie is not None:
+                cand = (ie, 0, level)
+                best = cand if best is None or cand < best else best
+            return best
         for person in (*idx.primary_holders(k), *(p for p, _kind in idx.alternate_holders(k))):
             ie = self._holder(person)
             if ie is not None:
