@@ -16,6 +16,7 @@ memory budget.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import secrets
 import signal
@@ -39,7 +40,8 @@ from zzd.auth.tokens import TokenService
 # 300 clients and two servers: 20-40 s on a quiet 2-core machine, several times that when it is shared.
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(480)]
 
-CLIENTS = 300
+#: CI runs 300; the bar's 2,000 is one environment variable away (docs/reliability.md, S9).
+CLIENTS = int(os.environ.get("ZZD_S9_CLIENTS", "300"))
 RSS_BUDGET_BYTES = 1 << 30  # 1 GiB for one process holding all of them
 
 
@@ -190,6 +192,14 @@ async def test_all_clients_of_a_killed_process_resume_on_the_other(pg_database: 
             assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"gap or repeat in {seqs}"
 
         within_30 = sum(1 for r in receivers if r.reconnected_after is not None and r.reconnected_after <= 30)
+        back = sorted(r.reconnected_after for r in receivers if r.reconnected_after is not None)
+        refusals = [x for r in receivers for x in r.refusals]
+        print(
+            f"\nS9: {len(receivers)} clients back on B: median {back[len(back) // 2]:.1f} s, "
+            f"p99 {back[int(len(back) * 0.99) - 1]:.1f} s, last {back[-1]:.1f} s; {within_30} within 30 s; "
+            f"refused attempts {len(refusals)} (503: {refusals.count('503')}, hello timed out: "
+            f"{refusals.count('hello timed out')}); B's RSS {_rss(b) >> 20} MiB"
+        )
         assert within_30 >= 0.99 * len(receivers)
         assert _rss(b) < RSS_BUDGET_BYTES
         assert not any("Traceback" in line for line in b.log), "\n".join(b.log[-40:])
