@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from websockets.exceptions import ConnectionClosed
 
 from notice_pyspy import Profile
 
@@ -132,8 +133,8 @@ async def _chat(ws_url: str, a: tuple[int, str], b: tuple[int, str], rate: float
             try:
                 reply = await ca.request({"type": "send", "to": b[0], "client_msg_id": f"c{secrets.token_hex(6)}",
                                           "body": f"消息 {i}"}, timeout=60)  # fmt: skip
-            except (TimeoutError, ConnectionError):
-                reply = {"type": "lost"}
+            except (TimeoutError, ConnectionError, ConnectionClosed):
+                reply = {"type": "lost"}  # no answer, or the server dropped the socket: counted as lost
             lat.append((time.monotonic() - due) * 1000 if reply["type"] == "ok" else float("inf"))
 
         await asyncio.gather(*(one(i) for i in range(n)))

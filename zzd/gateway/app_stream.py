@@ -8,10 +8,12 @@ echoing ``ref``, the same close codes.
 
 Each connection sends at most ``WINDOW`` unacknowledged events; the app
 acknowledges by ``delivery_id``; what it never acknowledges is sent again
-after the lease (or at once to its next connection). Every second the
+after the lease (or at once to its next connection). Twice a second the
 connection re-checks its app and secret, and an ``app_changed`` control
 message re-checks at once, so a revoked secret or a disabled app closes the
-stream (4503) within a second on every process.
+stream (4503) within a second on every process — even when the change was
+written by something that announced nothing (the re-check alone takes at most
+half a second and a read).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ __all__ = ["StreamHub", "app_stream_endpoint"]
 #: Unacknowledged events in flight per connection.
 WINDOW = 100
 #: Seconds between re-checks of the app's credentials (also woken by ``app_changed``).
-RECHECK = 1.0
+RECHECK = 0.5
 
 
 class StreamHub:
