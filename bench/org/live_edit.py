@@ -199,9 +199,9 @@ async def main() -> None:
         name = f"测{chr(0x4E00 + (int(time.time() * 1000) + i * 7919) % 20000)}{chr(0x4E00 + i * 131 % 20000)}{i}"
         person = await people.create(name)
         pid = targets[i % len(targets)]
+        await other.ask({"cmd": "find", "names": [(name, pid)]})  # before: B may apply it within milliseconds
         t = time.time()
         await org.handover(SYSTEM, pid, person.id)
-        await other.ask({"cmd": "find", "names": [(name, pid)]})
         while True:
             got = await other.ask({"cmd": "found"})
             if name in got:
