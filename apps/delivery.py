@@ -115,6 +115,7 @@ class DeliveryWorker:
         self._outcomes = OutcomeRecorder(db, clock, self._leases, self._token, lambda: self.policy, on_disabled)
         self._inflight: Counter[int] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._freed: set[asyncio.Task[Any]] = set()  # attempts whose slot was already given back
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         #: Attempts made by this process (a metric and a test hook).
@@ -169,6 +170,7 @@ class DeliveryWorker:
             task = asyncio.create_task(self._attempt(row))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._freed.discard)
         return len(claimed)
 
     async def _claim(self, room: int) -> list[dict[str, Any]]:
@@ -223,13 +225,24 @@ class DeliveryWorker:
             latency = int((time.monotonic() - started) * 1000)
             self.attempted += 1
             attempt = int(row["attempts"]) + 1
+            # The request is over: its slot goes to the next one while the outcome is written (the
+            # delivery stays leased to us until then, so nobody claims it meanwhile).
+            self._free_slot(sub.id)
             await self._outcomes.record(Attempted(int(row["id"]), sub, attempt, self._clock.now(), outcome, latency))
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("webhook attempt for delivery %s failed unexpectedly; its lease will lapse", row["id"])
         finally:
-            self._inflight[sub.id] -= 1
-            if self._inflight[sub.id] <= 0:
-                del self._inflight[sub.id]
-            self._wake.set()
+            self._free_slot(sub.id)
+
+    def _free_slot(self, sub_id: int) -> None:
+        """Count one request to ``sub_id`` as finished (once per attempt: a second call does nothing)."""
+        task = asyncio.current_task()
+        if task is None or task in self._freed:
+            return
+        self._freed.add(task)
+        self._inflight[sub_id] -= 1
+        if self._inflight[sub_id] <= 0:
+            del self._inflight[sub_id]
+        self._wake.set()

@@ -121,7 +121,14 @@ class OutcomeRecorder:
         for b in batch:
             runs[b.sub.id].append(b)
         disabled: list[tuple[Subscription, str]] = []
+        healthy = [sid for sid, items in runs.items() if items[-1].outcome.ok]
+        if healthy:  # the common case, in one statement for all of them: reset, where not already 0
+            await conn.execute(
+                update(s).where(s.c.id.in_(healthy), s.c.consecutive_failures != 0).values(consecutive_failures=0)
+            )
         for sid, items in runs.items():
+            if items[-1].outcome.ok:
+                continue
             tail = 0
             for b in reversed(items):  # failures after this batch's last success
                 if b.outcome.ok:
