@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zzd.gateway.delivery import DeliveryCursor
@@ -65,6 +65,9 @@ def test_catch_up_keeps_reading_until_it_passed_everything_seen() -> None:
     assert c.finish_page(page_full=False) is True
 
 
+# A pure state-machine check: on a starved CI core, generating its inputs (or one example)
+# can take seconds, which says nothing about the cursor (failed once at load 10).
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.permutations(list(range(1, 30))), st.sets(st.integers(1, 29), max_size=5))
 def test_any_arrival_order_with_losses_delivers_each_seq_once_in_order(order: list[int], lost: set[int]) -> None:
     """Live arrivals in any order, some lost; the database repairs the rest (a model of the connection)."""
