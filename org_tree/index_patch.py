@@ -94,18 +94,39 @@ class IndexPatches(IndexColumns):
     def _detach(self, p: int, u: int) -> None:
         self._set_kids(p, [c for c in self._kids(p) if c != u])
 
-    def _layout_len(self, u: int, extra: dict[int, int]) -> int:
-        """Labels a compact re-spread of ``u``'s subtree takes (``extra``: more room at some units' tails)."""
+    def _tails(self, u: int) -> dict[int, int]:
+        """The free tail of every unit in ``u``'s subtree that has one (what a renumber keeps, see ``_room``)."""
+        out = {}
+        for v in self.subtree(u):
+            tail = self._u_lab_end[v] - self._u_free[v]
+            if tail > 0:
+                out[v] = int(tail)
+        return out
+
+    def _room(self, v: int, size: int, tails: dict[int, int] | None) -> int:
+        """Tail room of ``v`` after a renumber: its slack, or the tail it had (at most 4 × slack + its size).
+
+        Why keep a tail: a unit moved away gave its labels back to it; a compacting renumber
+        elsewhere under the same ancestor would take them, and moving the unit back would
+        renumber again — back-and-forth moves renumbered a city or province every time.
+        """
+        slack = slack_of(self._u_level[v], size)
+        if not tails:
+            return slack
+        return max(slack, min(tails.get(v, 0), 4 * slack + size))
+
+    def _layout_len(self, u: int, extra: dict[int, int], tails: dict[int, int] | None = None) -> int:
+        """Labels a re-spread of ``u``'s subtree takes (``extra``: more room at some units' tails)."""
         total = 0
         sizes: dict[int, int] = {}
         walk = list(self.subtree(u))
         for v in reversed(walk):
             sizes[v] = 1 + sum(sizes[c] for c in self._kids(v))
         for v in walk:
-            total += 1 + slack_of(self._u_level[v], sizes[v]) + extra.get(v, 0)
+            total += 1 + self._room(v, sizes[v], tails) + extra.get(v, 0)
         return total
 
-    def _respread(self, top: int, start: int, extra: dict[int, int]) -> int:
+    def _respread(self, top: int, start: int, extra: dict[int, int], tails: dict[int, int] | None = None) -> int:
         """Relabel ``top``'s subtree from ``start``, keeping its label order; returns the next free label."""
         sizes: dict[int, int] = {}
         walk = list(self.subtree(top))
@@ -117,7 +138,7 @@ class IndexPatches(IndexColumns):
             item = stack.pop()
             if item >= 0:
                 self._u_free[item] = counter
-                counter += slack_of(self._u_level[item], sizes[item]) + extra.get(item, 0)
+                counter += self._room(item, sizes[item], tails) + extra.get(item, 0)
                 self._u_lab_end[item] = counter
                 continue
             v = ~item
@@ -145,17 +166,18 @@ class IndexPatches(IndexColumns):
         self.relabels += 1
         a = p
         while True:
-            need = self._layout_len(a, {p: span})
+            tails = self._tails(a)
+            need = self._layout_len(a, {p: span}, tails)
             if need <= self._u_lab_end[a] - self._u_lab[a] or self._u_parent[a] < 0:
                 break
             a = self._u_parent[a]
         old_lo, old_hi, root = self._u_lab[a], self._u_lab_end[a], self._u_root[a]
         if need <= old_hi - old_lo:
-            self._respread(a, old_lo, {p: span})
+            self._respread(a, old_lo, {p: span}, tails)
             self._u_lab_end[a] = old_hi  # keep the interval: what is left over widens its tail
         else:  # a root without room: move its whole subtree past the end of the label space
             start = self._next_label
-            self._next_label = self._respread(a, start, {p: span}) + _ROOT_SPAN
+            self._next_label = self._respread(a, start, {p: span}, tails) + _ROOT_SPAN
             self._u_lab_end[a] = self._next_label
         self._relabel_positions(root, old_lo, old_hi)
         x = self._u_free[p]

@@ -182,3 +182,26 @@ def test_many_inserts_under_one_unit_renumber_locally() -> None:
     for township in range(5, 9):
         got = {index.position_id(k) for a, b in index.role_under(4, index.unit(township), None) for k in range(a, b)}
         assert got == {p for p, (u, _r) in tree.positions.items() if u in tree.subtree(township)}
+
+
+def test_back_and_forth_moves_renumber_once_not_every_time() -> None:
+    """A township moved between two counties over and over: the labels it gives back are kept by later renumbers."""
+    tree = Tree()
+    tree.units = {1: (None, 1, "1"), 2: (1, 2, "101"), 3: (2, 3, "10101"), 4: (2, 3, "10102")}
+    uid = 10
+    for county in (3, 4):
+        for t in range(3):
+            uid += 1
+            township = uid
+            tree.units[township] = (county, 4, f"{county}{t}")
+            for v in range(12):
+                uid += 1
+                tree.units[uid] = (township, 5, f"{county}{t}{v:02d}")
+    index = tree.index()
+    moving = index.unit(11)  # a township of county 3 with 12 villages: more than a county's spare labels
+    for i in range(8):
+        index.move_unit(moving, index.unit(4 if i % 2 == 0 else 3))
+        tree.units[11] = (4 if i % 2 == 0 else 3, 4, "30")
+    assert index.relabels <= 2  # one renumber per county at most, then the given-back labels fit (8 before)
+    for u in tree.units:
+        assert {index.unit_id(v) for v in index.subtree(index.unit(u))} == tree.subtree(u)
