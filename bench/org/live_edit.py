@@ -50,7 +50,11 @@ from zzd.org_wake import OrgWake
 
 def _pct(xs: list[float]) -> str:
     qs = statistics.quantiles(xs, n=100, method="inclusive") if len(xs) > 1 else [xs[0]] * 99
-    return f"p50 {qs[49] * 1e3:,.0f} ms, p99 {qs[98] * 1e3:,.0f} ms, max {max(xs) * 1e3:,.0f} ms (n={len(xs)})"
+
+    def ms(x: float) -> str:  # sub-millisecond selector times keep their decimals
+        return f"{x * 1e3:,.2f}" if x < 0.01 else f"{x * 1e3:,.0f}"
+
+    return f"p50 {ms(qs[49])} ms, p99 {ms(qs[98])} ms, max {ms(max(xs))} ms (n={len(xs)})"
 
 
 class Other:
