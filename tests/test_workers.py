@@ -109,6 +109,11 @@ async def test_a_killed_worker_is_replaced_under_a_new_node_id_and_serves(pg_dat
     async with zzd_processes(pg_database, redis_url, 1, workers=2) as [server]:
         started = re.findall(r"worker 0 started \(pid (\d+), node (\S+)\)", "\n".join(server.log))
         [(pid, node)] = started
+        # uvicorn's "Application startup complete" comes just before the worker tells the parent it
+        # serves; a kill in between is a failed start (the server stops), so wait for the second.
+        await wait_until(
+            lambda: f"worker node {node} serving" in "\n".join(server.log), timeout=scaled(20), what="worker 0 serving"
+        )
         os.kill(int(pid), signal.SIGKILL)
 
         def replaced() -> str | None:

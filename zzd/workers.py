@@ -89,7 +89,12 @@ def _worker(  # pragma: no cover - child
     os.setsid()
     configure_logging(settings.log_level, settings.log_format)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
-    serve(settings.model_copy(update={"node_id": node_id}), sock, on_started=ready.set)
+
+    def started() -> None:
+        ready.set()  # from here on, a death of this worker is a crash to replace, not a failed start
+        logger.info("worker node %s serving", node_id)
+
+    serve(settings.model_copy(update={"node_id": node_id}), sock, on_started=started)
 
 
 class _Supervisor:
