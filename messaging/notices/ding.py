@@ -126,9 +126,13 @@ class DingScheduler:
             .where(r.c.notice_id == notice_id, open_col.is_(None))
             .order_by(r.c.person_id, r.c.position_id)
         )
+        # A receipt of a position retired since the send stays counted (the audience is frozen) but is
+        # not reminded or escalated: nothing more is delivered for a position that is gone (S21 d).
+        live = self._index().role_and_unit
         out: dict[int, list[Label]] = {}
         for person, pos, via, reason in rows:
-            out.setdefault(int(person), []).append((int(pos), int(via), str(reason)))
+            if live(int(pos)) is not None:
+                out.setdefault(int(person), []).append((int(pos), int(via), str(reason)))
         return out
 
     async def _finish(

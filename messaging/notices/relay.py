@@ -163,8 +163,14 @@ class FanoutRelay:
                 return 0
             with paused_gc():
                 labels: dict[int, list[Label]] = {}
+                live = index.role_and_unit
                 for _id, person, pos, via, reason in sorted(claimed):
-                    labels.setdefault(int(person), []).append((int(pos), int(via), reason))
+                    # A position retired while the fan-out was pending gets nothing more (S21 d): its
+                    # receipt is claimed (so no sweep retries it) and stays counted, but no event is written.
+                    if live(int(pos)) is not None:
+                        labels.setdefault(int(person), []).append((int(pos), int(via), reason))
+                if not labels:
+                    return 0
                 payloads = notice_payloads(head, labels, index)
             return sum(len(g.recipients) for g in await tx.append_bulk("notice.new", payloads))
 

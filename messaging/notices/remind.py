@@ -42,7 +42,8 @@ async def reminder_events(
     targets: dict[int, list[Label]] = {}
     for person, pos, via, reason, unit_id in rows:
         uu = index.find_unit(int(unit_id))
-        if uu >= 0 and index.contains(unit, uu):
+        # A position retired since the send is not reminded (S21 d); its receipt stays counted.
+        if uu >= 0 and index.contains(unit, uu) and index.role_and_unit(int(pos)) is not None:
             targets.setdefault(int(person), []).append((int(pos), int(via), str(reason)))
     extra = {"manual": True, "by": actor_person_id, "unit_id": index.unit_id(unit)}
     return notice_events("notice.remind", head_of_row(notice), targets, index, extra)

@@ -172,3 +172,24 @@ async def test_recall_while_fanout_is_pending(world: World) -> None:
     assert all(kinds.index("notice.new") < kinds.index("notice.recalled") for kinds in order.values())
     assert await _unfanned(w, nid) == 0
     assert await _done_at(w, nid) is not None
+
+
+async def test_positions_retired_while_pending_get_no_event(world: World) -> None:
+    """S21 (d): a recipient whose only addressed position is retired before the sweep reaches them gets nothing."""
+    w = world
+    nid, persons = await _deferred_send(w, "d5")
+    async with w.db.read() as conn:
+        rows = await conn.execute(
+            select(notice_receipts.c.person_id, notice_receipts.c.position_id).where(notice_receipts.c.notice_id == nid)
+        )
+        held: dict[int, set[int]] = {}
+        for p, pos in rows:
+            held.setdefault(int(p), set()).add(int(pos))
+    gone = [p for p in persons if len(held[p]) == 1][:5]
+    assert len(gone) == 5
+    for p in gone:
+        assert w.index.retire_position(next(iter(held[p])))  # the change log entry, applied by this process
+    assert await w.relay.sweep(nid) == len(persons) - len(gone)
+    assert set(await _events_per_person(w, "notice.new", nid)) == set(persons) - set(gone)
+    assert await _unfanned(w, nid) == 0  # their receipts are settled, not retried by the next sweep
+    assert await _done_at(w, nid) is not None

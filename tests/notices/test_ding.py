@@ -137,3 +137,22 @@ async def test_failed_escalation_is_retried_later(world: World) -> None:
     w.clock.advance(61)
     assert [o.status for o in await s.run_due()] == ["done"]
     assert len(n.sent) == 1
+
+
+async def test_a_position_retired_after_the_send_is_not_reminded(world: World) -> None:
+    """S21 (d): the DING ladder skips receipts of positions retired since the send; the rest are reminded."""
+    w = world
+    w.svc.config = NoticeConfig(ding=POLICY)
+    person, position = w.governor()
+    c = validate_compose(client_msg_id="d4", title="紧急", body="b", selector=SEL, priority="urgent", ack_required=True)
+    res = await w.send(person, position, c)
+    addressed = resolve(w.index, parse_selector(SEL))
+    retired = list(dict.fromkeys(addressed.position_ids))[:3]
+    for pid in retired:
+        assert w.index.retire_position(pid)
+    w.clock.advance(30 * 60)
+    [out] = await scheduler(w, "x", LoggingNotifier()).run_due()
+    reminded = await reminders(w)
+    labels = {lb["position_id"] for _, ev in reminded if ev["notice_id"] == res.notice_id for lb in ev["positions"]}
+    assert labels and not labels & set(retired)
+    assert out.recipients == len({p for p, _ in reminded})
