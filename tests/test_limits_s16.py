@@ -21,7 +21,7 @@ import websockets
 from tests.client import Client, login, new_person
 from tests.conftest import LogRecords, make_settings, start_server
 from tests.procs import zzd_processes
-from tests.rawws import RawSocket
+from tests.rawws import RawSocket, frame
 from tests.test_reconnect_storm_s9 import _people_with_tokens
 from tests.waiting import wait_until
 
@@ -53,6 +53,39 @@ async def test_websockets_above_the_global_limit_get_503_at_the_handshake(db_url
         await c.close()
         # A connect cancelled by the aborted socket is logged at INFO (zzd/gateway/logfilter.py).
         assert server_log.errors() == []
+    finally:
+        for r in raws:
+            r.abort()
+        rs.server.should_exit = True
+        await task
+
+
+async def test_handshakes_beyond_the_pending_hellos_are_shed_with_503(db_url: str) -> None:
+    """S9's "shed, not stall": with ``max_pending_hellos`` hellos unanswered, the next upgrade gets 503 at once."""
+    rs, task = await start_server(make_settings(db_url, max_pending_hellos=2))
+    raws: list[RawSocket] = []
+    try:
+        s = rs.services_obj  # type: ignore[attr-defined]
+        _, lg = await new_person(s)
+        token = (await login(rs.http, lg))["access_token"]
+        raws = [await RawSocket.open(rs.port) for _ in range(2)]  # upgraded, hello not sent yet
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(rs.ws)
+        response = refused.value.response
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"  # busy, not full: come back soon
+        assert json.loads(response.body)["error"]["code"] == "unavailable"
+        # One pending socket's hello is answered: it stops counting, and a new handshake is admitted.
+        hello = json.dumps({"type": "hello", "id": "h", "v": 1, "token": token}).encode()
+        raws[0].send(frame(0x1, hello))
+        opcode, payload = await raws[0].read_frame()
+        assert opcode == 0x1 and json.loads(payload)["type"] == "ok", payload
+        await wait_until(lambda: s.hub.pending_hellos == 1, what="the answered hello to stop counting")
+        c = await Client.connect(rs.ws, token)
+        assert s.hub.pending_hellos == 1 and s.hub.open_sockets == 3
+        await c.close()
+        raws.pop().abort()  # a pending socket that goes away frees its place too
+        await wait_until(lambda: s.hub.pending_hellos == 0, what="the aborted socket to stop counting")
     finally:
         for r in raws:
             r.abort()

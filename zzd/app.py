@@ -60,21 +60,24 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         return
     hub = s.hub
     # uvicorn's --limit-concurrency answers 503 to HTTP requests only (upgrades skip
-    # its check), so the WebSocket cap is ours (S16 b); a draining process refuses too.
-    if not hub.admit(s.settings.limit_concurrency):
+    # its check), so the WebSocket cap is ours (S16 b); a draining process refuses too,
+    # and so does one with ``max_pending_hellos`` hellos in progress (S9: shed, not stall).
+    if not hub.admit(s.settings.limit_concurrency, s.settings.max_pending_hellos):
         mark_denied()
+        busy = hub.open_sockets < s.settings.limit_concurrency and not hub.draining
         await websocket.send_denial_response(
             JSONResponse(
                 {"error": {"code": str(ErrorCode.UNAVAILABLE), "message": "at capacity: retry with backoff"}},
                 status_code=503,
-                headers={"Retry-After": "5"},
+                headers={"Retry-After": "1" if busy else "5"},
             )
         )
         return
+    conn = Connection(websocket, s)
     try:
-        await Connection(websocket, s).run()
+        await conn.run()
     finally:
-        hub.leave()
+        hub.leave(conn.hello_answered)
 
 
 def _origin_allowed(websocket: WebSocket, origin: str, s: Services) -> bool:

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     send_abuse_after: int = Field(default=20, ge=1)
     #: Whole-server connection cap; handshakes beyond it get HTTP 503.
     limit_concurrency: int = Field(default=20_000, ge=10)
+    #: Upgraded WebSockets still waiting for their hello to be answered, after which new handshakes
+    #: get HTTP 503 at once: in a reconnect storm the excess is shed and retried with back-off
+    #: instead of stalling every handshake behind the hellos in progress (RELIABILITY S9).
+    max_pending_hellos: int = Field(default=256, ge=1)
     #: On SIGTERM, seconds running requests get to finish before their sockets close with 1012
     #: (the rest of shutdown fits in what remains of 10 s).
     shutdown_drain_timeout: float = Field(default=5.0, ge=0, le=8)

@@ -124,6 +124,11 @@ class Connection:
         #: Set by :meth:`drain` on a busy socket: close with this once the request is answered.
         self._drain_with: tuple[int, str] | None = None
 
+    @property
+    def hello_answered(self) -> bool:
+        """The hello was accepted (the socket stopped counting as a pending hello)."""
+        return self._counted
+
     # --- lifecycle ---------------------------------------------------------------
 
     async def run(self) -> None:
@@ -333,8 +338,10 @@ class Connection:
         if self.cursor.start(start) or last_seq > start:
             self.cursor.catching_up = True
             self._start_catch_up()
-        self._counted = True
-        self.s.metrics.connections.inc()
+        if not self._counted:
+            self._counted = True
+            self.s.metrics.connections.inc()
+            self.s.hub.hello_answered()
 
     # --- event delivery ----------------------------------------------------------------
 

@@ -63,18 +63,32 @@ class ConnectionHub:
         self._drained = asyncio.Event()
         #: WebSockets open on this process, authenticated or not (see :meth:`admit`).
         self.open_sockets = 0
+        #: Of those, the ones whose hello has not been answered yet.
+        self.pending_hellos = 0
 
     # --- membership ------------------------------------------------------------
 
-    def admit(self, limit: int) -> bool:
-        """Count a new WebSocket in, unless ``limit`` are open or the process is draining."""
-        if self._draining is not None or self.open_sockets >= limit:
+    def admit(self, limit: int, pending_limit: int) -> bool:
+        """Count a new WebSocket in, unless ``limit`` are open, ``pending_limit`` hellos are in
+        progress, or the process is draining."""
+        if self._draining is not None or self.open_sockets >= limit or self.pending_hellos >= pending_limit:
             return False
         self.open_sockets += 1
+        self.pending_hellos += 1
         return True
 
-    def leave(self) -> None:
+    @property
+    def draining(self) -> bool:
+        return self._draining is not None
+
+    def hello_answered(self) -> None:
+        """An admitted socket's hello was accepted: it no longer counts as pending."""
+        self.pending_hellos -= 1
+
+    def leave(self, hello_answered: bool) -> None:
         self.open_sockets -= 1
+        if not hello_answered:
+            self.pending_hellos -= 1
 
     def register(self, conn: Connection) -> None:
         conn.socket_id = f"{self.node_id}:{next(self._socket_ids)}"
