@@ -1,18 +1,43 @@
-"""The audit log: append-only, hash-chained, written in the transaction of the change it records.
+"""The audit log: append-only, written in the transaction of the change it records, hash-chained by a sealer.
 
 Why a chain: a row that records who changed the org, sent a notice or signed in
 is worth something only if nobody can quietly edit, insert or delete one. Each
-entry carries the SHA-256 of the entry before it and its own hash over every
-field (its id included); ``audit_head`` holds the last id and hash. Ids are
-dense (``last_id + 1``, assigned under the head's row lock), so ``verify``
-notices an edited row (its hash no longer matches), a deleted one (a gap, and
-the next row's ``prev_hash`` no longer matches), an inserted one (the chain
-forks) and a cut tail (the head names a later row). Pruning by retention moves
-the chain's anchor forward (``pruned_through_*``) instead of breaking it.
+sealed entry has a dense chain position ``seq``, the SHA-256 of the entry
+before it (``prev_hash``) and its own ``hash`` over every field (``seq`` and
+``id`` included); ``audit_head`` holds the last sealed position and hash. So
+``verify`` notices an edited row (its hash no longer matches), a deleted one (a
+gap in ``seq``, and the next row's ``prev_hash`` no longer matches), an inserted
+one (the chain forks) and a cut tail (the head names a later row). Pruning by
+retention moves the chain's anchor forward (``pruned_through_*``) instead of
+breaking it.
 
-Why in the same transaction: an entry exists exactly when its change
-committed; the head row lock also orders entries in commit order across
-processes. The lock is held only to the end of the writing transaction.
+Why the change's transaction only *inserts* the entry: an entry exists exactly
+when its change committed, so it must be written there; but chaining it there
+meant locking the head row until commit, which ran every audited write of every
+process one at a time (docs/reliability.md: half the pool queued on the head at
+40 items/s). So :func:`record` inserts the entry unsealed (``seq``, ``prev_hash``
+and ``hash`` null; ``id`` from the table's own sequence, in no particular commit
+order on PostgreSQL), and :func:`seal` chains what has committed since, in short
+transactions of their own, one sealer at a time across processes (the head row
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's one writer on SQLite).
+
+Why sealing order is visibility order, not id order: sequence ids are taken at
+insert, so on PostgreSQL id 7 may commit after id 8, or never (rolled back).
+Sealing in id order would have to stop at every such gap and guess when to give
+up on it; a late commit below a guessed-away gap could then never join the
+chain. Instead each pass takes *every* committed unsealed entry (its statement's
+snapshot), in id order, and gives them the next positions. An entry whose
+transaction commits later is simply sealed by a later pass, a rolled-back one
+leaves no hole (it never had a position), and the chain order keeps causality:
+if a change committed before another began, it is visible to any snapshot that
+sees the other, so it is sealed in the same pass or an earlier one, at a lower
+``seq``.
+
+Every process runs a :class:`Sealer` (woken after each commit that wrote an
+entry, and polling each second), so entries are sealed within moments of their
+commit while any process runs; ``zzd audit verify`` seals first, and
+:func:`verify` lists entries still unsealed. An unsealed entry is not yet
+tamper-evident: that window is what this design gives up for throughput.
 
 Callers from every layer use :func:`record` with the connection they write
 with; one call per change keeps the hook small.
@@ -20,19 +45,22 @@ with; one call per change keeps the hook small.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, Integer, String, Table, Text, delete, func, insert, select, update
+from sqlalchemy import Column, Index, Integer, String, Table, Text, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.base import UTCDateTime, metadata
-from kernel.db.database import Database
+from kernel.db.database import Database, after_commit
 from kernel.db.dialect import for_update
 from kernel.db.types import ID
 
@@ -42,6 +70,7 @@ __all__ = [
     "GENESIS",
     "AuditEntry",
     "AuditQuery",
+    "Sealer",
     "VerifyReport",
     "audit_head",
     "audit_log",
@@ -49,17 +78,22 @@ __all__ = [
     "query",
     "record",
     "record_many",
+    "seal",
     "verify",
 ]
 
 #: ``prev_hash`` of the very first entry.
 GENESIS = "0" * 64
+#: Entries chained per sealing transaction (a backlog, e.g. a bulk import, takes several).
+SEAL_BATCH = 1000
+#: The sealer's safety poll: a wake-up lost (another process's commit, a busy pass) waits at most this.
+SEAL_POLL = 1.0
 
 audit_log = Table(
     "audit_log",
     metadata,
-    # Dense: the head's last_id + 1, never autoincrement (a gap is evidence).
-    Column("id", ID, primary_key=True, autoincrement=False),
+    # Monotonic, from the table's own sequence (AUTOINCREMENT on SQLite: never reused after pruning).
+    Column("id", ID, primary_key=True, autoincrement=True),
     Column("at", UTCDateTime, nullable=False),
     # No foreign keys: a record outlives what it names, and a failed sign-in may name nobody.
     Column("actor_person_id", ID, nullable=True),
@@ -73,24 +107,37 @@ audit_log = Table(
     Column("unit_path", String(400), nullable=True),
     # Canonical JSON (sorted keys) of what the action was about.
     Column("detail", Text, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
+    # The chain, set by the sealer (null until then): dense position, previous entry's hash, own hash.
+    Column("seq", ID, nullable=True),
+    Column("prev_hash", String(64), nullable=True),
+    Column("hash", String(64), nullable=True),
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_actor", "actor_person_id"),
     Index("ix_audit_log_unit_path", "unit_path"),
+    # Walks the chain; ``seq IS NULL`` finds the unsealed (NULLs are distinct in a unique index).
+    Index("ux_audit_log_seq", "seq", unique=True),
+    sqlite_autoincrement=True,
 )
 
 audit_head = Table(
     "audit_head",
     metadata,
-    # Exactly one row (id = 1), locked by every append.
+    # Exactly one row (id = 1), locked by the sealer and by pruning, never by writers.
     Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("last_id", ID, nullable=False),
+    Column("last_seq", ID, nullable=False),
     Column("last_hash", String(64), nullable=False),
     # The newest entry removed by retention (0 / GENESIS before any pruning).
-    Column("pruned_through_id", ID, nullable=False),
+    Column("pruned_through_seq", ID, nullable=False),
     Column("pruned_through_hash", String(64), nullable=False),
 )
+
+#: The sealers of this process, woken after a commit that wrote entries.
+_bells: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
+
+
+def _ring() -> None:
+    for bell in list(_bells):
+        bell.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +162,16 @@ def _detail_text(detail: dict[str, Any]) -> str:
 
 
 def entry_hash(row: dict[str, Any]) -> str:
-    """SHA-256 over every field of a stored row (``at`` to the microsecond, UTC)."""
+    """SHA-256 over every field of a sealed row (``at`` to the microsecond, UTC).
+
+    The first field is the chain position ``seq``; the entry's ``id`` is appended
+    when it differs from ``seq``. Entries chained before sealing existed had
+    ``id == seq`` and were hashed without the extra field, so they verify
+    unchanged; and an ``id`` edited on any row changes the field list, so the
+    hash covers it either way.
+    """
     fields = [
-        int(row["id"]),
+        int(row["seq"]),
         _canonical_time(row["at"]),
         row["actor_person_id"],
         row["acting_position_id"],
@@ -128,37 +182,23 @@ def entry_hash(row: dict[str, Any]) -> str:
         row["detail"],
         row["prev_hash"],
     ]
+    if int(row["id"]) != int(row["seq"]):
+        fields.append(int(row["id"]))
     payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-async def _lock_head(conn: AsyncConnection) -> tuple[int, str]:
-    q = select(audit_head.c.last_id, audit_head.c.last_hash).where(audit_head.c.id == 1)
-    row = (await conn.execute(for_update(conn, q))).first()
-    if row is None:  # the migration inserts it; a hand-made schema may not have
-        await conn.execute(
-            insert(audit_head).values(id=1, last_id=0, last_hash=GENESIS, pruned_through_id=0,
-                                      pruned_through_hash=GENESIS)
-        )  # fmt: skip
-        return 0, GENESIS
-    return int(row[0]), str(row[1])
-
-
 async def record(conn: AsyncConnection, entry: AuditEntry, at: datetime) -> int:
-    """Append one entry in the caller's transaction; returns its id."""
+    """Insert one entry in the caller's transaction; returns its id. The sealer chains it after the commit."""
     return (await record_many(conn, [entry], at))[0]
 
 
 async def record_many(conn: AsyncConnection, entries: Sequence[AuditEntry], at: datetime) -> list[int]:
-    """Append entries in order in the caller's transaction (one head lock for all)."""
+    """Insert entries in order in the caller's transaction (unsealed; no lock beyond the rows themselves)."""
     if not entries:
         return []
-    last_id, last_hash = await _lock_head(conn)
-    rows: list[dict[str, Any]] = []
-    for e in entries:
-        last_id += 1
-        row: dict[str, Any] = {
-            "id": last_id,
+    rows = [
+        {
             "at": at,
             "actor_person_id": e.actor_person_id,
             "acting_position_id": e.acting_position_id,
@@ -167,73 +207,243 @@ async def record_many(conn: AsyncConnection, entries: Sequence[AuditEntry], at: 
             "unit_id": e.unit_id,
             "unit_path": e.unit_path,
             "detail": _detail_text(e.detail),
-            "prev_hash": last_hash,
         }
-        row["hash"] = last_hash = entry_hash(row)
-        rows.append(row)
+        for e in entries
+    ]
+    ids: list[int] = []
     for i in range(0, len(rows), 500):
-        await conn.execute(insert(audit_log), rows[i : i + 500])
-    await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(last_id=last_id, last_hash=last_hash))
-    return [int(r["id"]) for r in rows]
+        res = await conn.execute(insert(audit_log).returning(audit_log.c.id, sort_by_parameter_order=True),
+                                 rows[i : i + 500])  # fmt: skip
+        ids.extend(int(r[0]) for r in res)
+    after_commit(conn, _ring)
+    return ids
+
+
+async def _head_for_sealing(conn: AsyncConnection, *, wait: bool) -> tuple[int, str] | None:
+    """Lock the head for this transaction; None when another sealer holds it (``wait=False``)."""
+    q = select(audit_head.c.last_seq, audit_head.c.last_hash).where(audit_head.c.id == 1)
+    row = (await conn.execute(for_update(conn, q, skip_locked=not wait))).first()
+    if row is not None:
+        return int(row[0]), str(row[1])
+    if (await conn.execute(select(func.count()).select_from(audit_head))).scalar_one():
+        return None  # it exists: another sealer has it
+    # The migration inserts it; a hand-made schema may not have.
+    await conn.execute(
+        insert(audit_head).values(id=1, last_seq=0, last_hash=GENESIS, pruned_through_seq=0,
+                                  pruned_through_hash=GENESIS)
+    )  # fmt: skip
+    return 0, GENESIS
+
+
+_SEAL_ROW = (
+    update(audit_log)
+    .where(audit_log.c.id == bindparam("b_id"))
+    .values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash"))
+)
+
+
+async def _seal_batch(conn: AsyncConnection, last_seq: int, last_hash: str) -> tuple[int, str, int]:
+    """Chain the next committed unsealed entries after (last_seq, last_hash); returns the new head and count."""
+    rows = (
+        await conn.execute(select(audit_log).where(audit_log.c.seq.is_(None)).order_by(audit_log.c.id)
+                           .limit(SEAL_BATCH))
+    ).all()  # fmt: skip
+    params: list[dict[str, Any]] = []
+    for r in rows:
+        m = dict(r._mapping)
+        last_seq += 1
+        m["seq"], m["prev_hash"] = last_seq, last_hash
+        last_hash = entry_hash(m)
+        params.append({"b_id": m["id"], "b_seq": last_seq, "b_prev": m["prev_hash"], "b_hash": last_hash})
+    if params:
+        await conn.execute(_SEAL_ROW, params)
+        await conn.execute(
+            update(audit_head).where(audit_head.c.id == 1).values(last_seq=last_seq, last_hash=last_hash)
+        )
+    return last_seq, last_hash, len(params)
+
+
+async def seal(db: Database, *, wait: bool = False) -> int | None:
+    """Chain every entry committed so far; returns how many were sealed, None if another sealer was at work.
+
+    ``wait``: queue for the head instead (a caller that needs everything sealed
+    now, e.g. ``zzd audit verify``). Each batch is its own short transaction.
+    """
+    total = 0
+    while True:
+        async with db.write() as conn:
+            head = await _head_for_sealing(conn, wait=wait)
+            if head is None:
+                return None if total == 0 else total
+            _, _, n = await _seal_batch(conn, *head)
+        total += n
+        if n < SEAL_BATCH:
+            return total
+
+
+class Sealer:
+    """This process's sealer: a pass after each commit that wrote entries, and every ``SEAL_POLL`` seconds.
+
+    When another process's sealer holds the head, this one tries again shortly
+    (that pass may have started before our entries committed).
+    """
+
+    def __init__(self, db: Database, *, poll: float = SEAL_POLL, busy_retry: float = 0.05) -> None:
+        self.db = db
+        self.poll = poll
+        self.busy_retry = busy_retry
+        self.bell = asyncio.Event()
+        self.sealed = 0
+        self.busy = 0
+        self._stopping = False
+        _bells.add(self.bell)
+
+    async def run_once(self) -> int:
+        """Seal until done or the head is busy elsewhere; returns entries sealed by this pass."""
+        n = await seal(self.db)
+        if n is None:
+            self.busy += 1
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.busy_retry, self.bell.set)
+            return 0
+        self.sealed += n
+        return n
+
+    async def run(self) -> None:
+        """Until cancelled or :meth:`stop` (for callers without a ``Jobs``, which does the same)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.bell.wait(), self.poll)
+            self.bell.clear()
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("audit sealing failed: %r", exc)
+            if self._stopping:
+                return
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after one more pass (its counts are then final)."""
+        self._stopping = True
+        self.bell.set()
 
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
+    """What ``verify`` found: the chain's first break if any, and the entries not sealed yet.
+
+    ``first_seq``/``last_seq`` span the sealed chain checked; ``bad_seq`` is the
+    chain position of the break and ``bad_id`` the id of the entry there (None
+    when the row is missing). Unsealed entries are not a break: they are listed
+    (``unsealed`` counts them, ``unsealed_ids`` names the oldest 100,
+    ``oldest_unsealed_at`` says since when) so an operator sees a stalled sealer.
+    """
+
     ok: bool
     checked: int
-    first_id: int
-    last_id: int
+    first_seq: int
+    last_seq: int
     problem: str | None = None
+    bad_seq: int | None = None
     bad_id: int | None = None
+    unsealed: int = 0
+    unsealed_ids: tuple[int, ...] = ()
+    oldest_unsealed_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "checked": self.checked, "first_id": self.first_id, "last_id": self.last_id,
-            "problem": self.problem, "bad_id": self.bad_id,
+            "ok": self.ok, "checked": self.checked, "first_seq": self.first_seq, "last_seq": self.last_seq,
+            "problem": self.problem, "bad_seq": self.bad_seq, "bad_id": self.bad_id, "unsealed": self.unsealed,
+            "unsealed_ids": list(self.unsealed_ids), "oldest_unsealed_at": self.oldest_unsealed_at,
         }  # fmt: skip
 
 
-async def verify(db: Database, *, batch: int = 2000) -> VerifyReport:
-    """Walk the chain from the retention anchor to the head; the first break is reported."""
+async def _unsealed(db: Database) -> tuple[int, tuple[int, ...], str | None]:
     async with db.read() as conn:
-        head = (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).first()
-    if head is None:
-        return VerifyReport(True, 0, 0, 0)
-    expect_id, expect_prev = int(head.pruned_through_id) + 1, str(head.pruned_through_hash)
+        n = (await conn.execute(select(func.count()).where(audit_log.c.seq.is_(None)))).scalar_one()
+        rows = (
+            await conn.execute(select(audit_log.c.id, audit_log.c.at).where(audit_log.c.seq.is_(None))
+                               .order_by(audit_log.c.id).limit(100))
+        ).all()  # fmt: skip
+    oldest = min((r[1] for r in rows), default=None)
+    return int(n), tuple(int(r[0]) for r in rows), (_canonical_time(oldest) if oldest is not None else None)
+
+
+async def _head(db: Database) -> Any:
+    async with db.read() as conn:
+        return (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).first()
+
+
+async def verify(db: Database, *, batch: int = 2000) -> VerifyReport:
+    """Walk the sealed chain from the retention anchor to the head; the first break is reported.
+
+    Sealers may run meanwhile: after the walk, the head and the newest sealed
+    position are read in one statement (a seal commits its rows and the head
+    together, so they agree unless someone cut or appended rows by hand), and
+    the walk goes on while the head is past what it has seen.
+    """
+    anchor = await _head(db)
+    unsealed = await _unsealed(db)
+    if anchor is None:
+        return VerifyReport(True, 0, 0, 0, None, None, None, *unsealed)
+    expect_seq, expect_prev = int(anchor.pruned_through_seq) + 1, str(anchor.pruned_through_hash)
     checked = 0
-    first = expect_id
+    first = expect_seq
+
+    def broken(last: int, problem: str, bad_seq: int | None, bad_id: int | None) -> VerifyReport:
+        return VerifyReport(False, checked, first, last, problem, bad_seq, bad_id, *unsealed)
+
     while True:
+        while True:
+            async with db.read() as conn:
+                rows = (
+                    await conn.execute(
+                        select(audit_log).where(audit_log.c.seq >= expect_seq).order_by(audit_log.c.seq).limit(batch)
+                    )
+                ).all()
+            for r in rows:
+                m = dict(r._mapping)
+                seq, rid = int(m["seq"]), int(m["id"])
+                if seq != expect_seq:
+                    return broken(seq, f"entry {expect_seq} is missing", expect_seq, None)
+                if m["prev_hash"] != expect_prev:
+                    return broken(seq, "prev_hash does not match the entry before", seq, rid)
+                if m["hash"] is None or entry_hash(m) != m["hash"]:
+                    return broken(seq, "the entry was changed after it was written", seq, rid)
+                expect_seq, expect_prev = seq + 1, str(m["hash"])
+                checked += 1
+            if len(rows) < batch:
+                break
+        # The head and the newest position in one statement (one snapshot on both backends).
+        newest = select(func.max(audit_log.c.seq)).scalar_subquery()
         async with db.read() as conn:
-            rows = (
+            h_seq, h_hash, h_pruned, top = (
                 await conn.execute(
-                    select(audit_log).where(audit_log.c.id >= expect_id).order_by(audit_log.c.id).limit(batch)
+                    select(
+                        audit_head.c.last_seq, audit_head.c.last_hash, audit_head.c.pruned_through_seq, newest
+                    ).where(audit_head.c.id == 1)
                 )
-            ).all()
-        for r in rows:
-            m = dict(r._mapping)
-            rid = int(m["id"])
-            if rid != expect_id:
-                return VerifyReport(False, checked, first, rid, f"entry {expect_id} is missing", expect_id)
-            if m["prev_hash"] != expect_prev:
-                return VerifyReport(False, checked, first, rid, "prev_hash does not match the entry before", rid)
-            if entry_hash(m) != m["hash"]:
-                return VerifyReport(False, checked, first, rid, "the entry was changed after it was written", rid)
-            expect_id, expect_prev = rid + 1, str(m["hash"])
-            checked += 1
-        if len(rows) < batch:
-            break
-    last = expect_id - 1
-    if last != int(head.last_id) or expect_prev != str(head.last_hash):
-        return VerifyReport(False, checked, first, last, f"the log ends at {last} but the head names {head.last_id}",
-                            last + 1)  # fmt: skip
-    # A row hidden below the anchor (e.g. inserted with a low id) is also a break.
+            ).one()
+        # Everything sealed may have been pruned: the chain then ends at the anchor.
+        h_seq, top, last = int(h_seq), int(h_pruned if top is None else top), expect_seq - 1
+        if top != h_seq or last > h_seq:
+            end = max(top, last)
+            return broken(end, f"the log ends at {end} but the head names {h_seq}", min(end, h_seq) + 1, None)
+        if last < h_seq:
+            continue  # sealed after the walk read past them: walk on from here
+        if expect_prev != str(h_hash):
+            return broken(last, "the head's hash does not match the last entry", last, None)
+        break
+    # A row hidden below the anchor (e.g. inserted with a low position) is also a break.
     async with db.read() as conn:
         below = (
-            await conn.execute(select(func.count()).where(audit_log.c.id <= int(head.pruned_through_id)))
+            await conn.execute(select(func.count()).where(audit_log.c.seq <= int(anchor.pruned_through_seq)))
         ).scalar_one()
     if below:
-        return VerifyReport(False, checked, first, last, "entries exist below the retention anchor", None)
-    return VerifyReport(True, checked, first, last)
+        return broken(last, "entries exist below the retention anchor", None, None)
+    return VerifyReport(True, checked, first, last, None, None, None, *unsealed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +472,7 @@ def _row_dict(r: Any) -> dict[str, Any]:
         "unit_id": m["unit_id"],
         "unit_path": m["unit_path"],
         "detail": json.loads(m["detail"]),
+        "seq": m["seq"],
         "hash": m["hash"],
     }
 
@@ -293,24 +504,29 @@ async def query(db: Database, q: AuditQuery) -> tuple[list[dict[str, Any]], int 
 
 
 async def prune(db: Database, before: datetime, now: datetime) -> int:
-    """Delete entries older than ``before`` (a prefix of the chain) and move the anchor; records itself."""
+    """Delete sealed entries older than ``before`` (a prefix of the chain) and move the anchor; records itself.
+
+    Unsealed entries are never pruned (they are not in the chain yet); the
+    sealer waits for this transaction, which holds the head.
+    """
     async with db.write() as conn:
-        await _lock_head(conn)
-        cut = (await conn.execute(select(func.max(audit_log.c.id)).where(audit_log.c.at < before))).scalar_one()
+        await _head_for_sealing(conn, wait=True)
+        t = audit_log
+        cut = (await conn.execute(select(func.max(t.c.seq)).where(t.c.at < before, t.c.seq.is_not(None)))).scalar_one()
         if cut is None:
             return 0
-        anchor = (await conn.execute(select(audit_log.c.hash).where(audit_log.c.id == int(cut)))).scalar_one()
-        res = await conn.execute(delete(audit_log).where(audit_log.c.id <= int(cut)))
+        anchor = (await conn.execute(select(t.c.hash).where(t.c.seq == int(cut)))).scalar_one()
+        res = await conn.execute(delete(t).where(t.c.seq <= int(cut)))
         await conn.execute(
             update(audit_head)
             .where(audit_head.c.id == 1)
-            .values(pruned_through_id=int(cut), pruned_through_hash=anchor)
+            .values(pruned_through_seq=int(cut), pruned_through_hash=anchor)
         )
         n = int(res.rowcount or 0)
         await record(
             conn,
             AuditEntry(
-                "audit.pruned", detail={"deleted": n, "through_id": int(cut), "before": _canonical_time(before)}
+                "audit.pruned", detail={"deleted": n, "through_seq": int(cut), "before": _canonical_time(before)}
             ),
             now,
         )

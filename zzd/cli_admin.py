@@ -135,14 +135,18 @@ def audit() -> None:
 
 
 @audit.command("verify")
-def audit_verify() -> None:
-    """Walk the hash chain; exit 1 and name the first broken entry if any row was edited, inserted or deleted."""
-    from kernel.audit import verify
+@click.option("--no-seal", is_flag=True, help="Only read: do not chain committed entries first.")
+def audit_verify(no_seal: bool) -> None:
+    """Seal what has committed, walk the hash chain; exit 1 and name the first break if a row was edited,
+    inserted or deleted. Entries not sealed yet are listed (``unsealed_ids``), not counted as a break."""
+    from kernel.audit import seal, verify
     from kernel.db.database import Database
 
     async def go() -> dict[str, Any]:
         db = Database(_url())
         try:
+            if not no_seal:
+                await seal(db, wait=True)
             return (await verify(db)).to_dict()
         finally:
             await db.dispose()

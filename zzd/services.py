@@ -25,6 +25,7 @@ from apps.ratelimit import AppRateLimiter
 from apps.registry import AppRegistry
 from apps.stream import StreamDeliveries
 from apps.subscriptions import SubscriptionService
+from kernel.audit import Sealer
 from kernel.audit import prune as prune_audit
 from kernel.clock import Clock, SystemClock
 from kernel.db.database import Database
@@ -152,6 +153,8 @@ class Services:
     started: bool = field(default=False)
     #: Org commits wake the other processes' index (zzd/org_wake.py); made in ``start``.
     org_wake: OrgWake | None = field(default=None)
+    #: Chains the audit entries this and other processes committed; made in ``start``.
+    sealer: Sealer | None = field(default=None)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Services:
@@ -368,6 +371,9 @@ class Services:
         self.jobs.every(self.settings.index_refresh_interval, self.members.run, "conversation-members")
         self.jobs.every(600.0, self.attachments.sweep_incoming, "upload-sweep")
         self.jobs.every(3600.0, self._prune_audit, "audit-prune")
+        # Audited writes only insert their entry; this chains them after each commit (kernel/audit.py).
+        self.sealer = Sealer(self.db)
+        self.jobs.every(self.sealer.poll, self.sealer.run_once, "audit-seal", wake=self.sealer.bell)
         self.jobs.every(self.settings.retention_interval, self.retention.run, "retention")
         # The open platform: outbox events become deliveries; webhooks go out from every process.
         poll = self.settings.delivery_poll_interval

@@ -14,7 +14,8 @@ with ``synchronous=FULL``; a commit returned means it survives a crash.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,7 +26,24 @@ from sqlalchemy.pool import NullPool
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Database"]
+__all__ = ["Database", "after_commit"]
+
+#: Callbacks to run once a ``Database.write`` transaction has committed, by its connection.
+_after_commit: weakref.WeakKeyDictionary[AsyncConnection, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
+
+
+def after_commit(conn: AsyncConnection, hook: Callable[[], None]) -> None:
+    """Call ``hook`` (once) after the commit of ``conn``'s :meth:`Database.write` transaction.
+
+    Dropped if the transaction fails; never called for a connection that did
+    not come from ``Database.write`` (a one-shot tool's engine). For wake-ups
+    that must not come before the data is visible (e.g. the audit sealer,
+    kernel/audit.py), which a hook inside the transaction would.
+    """
+    hooks = _after_commit.setdefault(conn, [])
+    if hook not in hooks:
+        hooks.append(hook)
+
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -95,9 +113,20 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A read-write transaction, committed when the block exits without error."""
-        async with self.writer.begin() as conn:
-            yield conn
+        """A read-write transaction, committed when the block exits without error.
+
+        Hooks registered with :func:`after_commit` run once the commit returned.
+        """
+        conn: AsyncConnection | None = None
+        try:
+            async with self.writer.begin() as conn:
+                yield conn
+        except BaseException:
+            if conn is not None:
+                _after_commit.pop(conn, None)
+            raise
+        for hook in _after_commit.pop(conn, ()):
+            hook()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

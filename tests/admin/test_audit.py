@@ -13,21 +13,24 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, insert, select, update
 
-from kernel.audit import AuditEntry, AuditQuery, audit_log, entry_hash, prune, query, record, verify
+from kernel.audit import AuditEntry, AuditQuery, VerifyReport, audit_log, entry_hash, prune, query, record, seal, verify
 from kernel.db.database import Database
 from kernel.errors import NotFound
 from org_tree.jurisdiction import SYSTEM
 from tests.client import login, new_person
 from tests.conftest import RunningServer
 from tests.org_server import auth, seat, slot
+from tests.waiting import wait_until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 async def _write(db: Database, n: int, start: datetime = T0) -> None:
+    """``n`` entries, each in its own transaction, then sealed (no sealer runs beside these tests)."""
     for i in range(n):
         async with db.write() as conn:
             await record(conn, AuditEntry("test.step", i + 1, detail={"i": i, "名": "李四"}), start + timedelta(days=i))
+    assert await seal(db) == n
 
 
 async def test_verify_catches_edits_insertions_deletions_and_a_cut_tail(own_db_url: str) -> None:
@@ -35,7 +38,8 @@ async def test_verify_catches_edits_insertions_deletions_and_a_cut_tail(own_db_u
     try:
         await _write(db, 6)
         assert (await verify(db)).to_dict() == {
-            "ok": True, "checked": 6, "first_id": 1, "last_id": 6, "problem": None, "bad_id": None,
+            "ok": True, "checked": 6, "first_seq": 1, "last_seq": 6, "problem": None, "bad_seq": None,
+            "bad_id": None, "unsealed": 0, "unsealed_ids": [], "oldest_unsealed_at": None,
         }  # fmt: skip
         async with db.read() as conn:
             rows = [dict(r._mapping) for r in await conn.execute(select(audit_log).order_by(audit_log.c.id))]
@@ -61,7 +65,7 @@ async def test_verify_catches_edits_insertions_deletions_and_a_cut_tail(own_db_u
         # a deleted row in the middle
         async with db.write() as conn:
             await conn.execute(delete(audit_log).where(audit_log.c.id == 4))
-        assert ((r := await verify(db)).ok, r.bad_id, r.problem) == (False, 4, "entry 4 is missing")
+        assert ((r := await verify(db)).ok, r.bad_seq, r.bad_id, r.problem) == (False, 4, None, "entry 4 is missing")
         async with db.write() as conn:
             await conn.execute(insert(audit_log).values(**rows[3]))
         assert (await verify(db)).ok
@@ -71,13 +75,17 @@ async def test_verify_catches_edits_insertions_deletions_and_a_cut_tail(own_db_u
         assert not (await verify(db)).ok
         async with db.write() as conn:
             await conn.execute(insert(audit_log).values(**rows[5]))
-            extra = {**rows[5], "id": 7, "prev_hash": rows[5]["hash"], "action": "test.forged"}
+            extra = {**rows[5], "id": 7, "seq": 7, "prev_hash": rows[5]["hash"], "action": "test.forged"}
             extra["hash"] = entry_hash(extra)
             await conn.execute(insert(audit_log).values(**extra))
         assert ((r := await verify(db)).ok, r.problem) == (False, "the log ends at 7 but the head names 6")
         async with db.write() as conn:
             await conn.execute(delete(audit_log).where(audit_log.c.id == 7))
         assert (await verify(db)).ok
+        # an entry's id changed (its position and fields untouched): the hash covers the id too
+        async with db.write() as conn:
+            await conn.execute(update(audit_log).where(audit_log.c.id == 2).values(id=200))
+        assert ((r := await verify(db)).ok, r.bad_seq, r.bad_id) == (False, 2, 200)
     finally:
         await db.dispose()
 
@@ -86,10 +94,15 @@ async def test_retention_moves_the_anchor_and_the_chain_still_verifies(own_db_ur
     db = Database(own_db_url)
     try:
         await _write(db, 5)
+        async with db.write() as conn:  # committed but not sealed yet: pruning leaves it alone
+            await record(conn, AuditEntry("test.late"), T0)
         deleted = await prune(db, T0 + timedelta(days=2), T0 + timedelta(days=300))
         assert deleted == 2
         report = await verify(db)
-        assert (report.ok, report.first_id, report.last_id) == (True, 3, 6)
+        assert (report.ok, report.first_seq, report.last_seq, report.unsealed_ids) == (True, 3, 5, (6, 7))
+        assert await seal(db) == 2
+        report = await verify(db)
+        assert (report.ok, report.first_seq, report.last_seq, report.unsealed) == (True, 3, 7, 0)
         items, _ = await query(db, AuditQuery(action="audit.pruned"))
         assert items[0]["detail"]["deleted"] == 2
         # deleting the oldest kept row is still caught
@@ -161,7 +174,21 @@ async def test_entries_commit_with_their_change_and_auditors_see_their_subtree(o
     # sign-ins carry no unit: only a whole-tree auditor sees them
     items, _ = await query(s.db, AuditQuery(action="auth.login", actor_person_id=auditor_id))
     assert items and items[0]["unit_path"] is None
-    assert (await verify(s.db)).ok
+    # the server's own sealer chains every committed entry without being asked
+    report = await wait_until(lambda: _sealed(s.db), what="every entry sealed by the server's sealer")
+    assert report.ok
+    assert all(e["seq"] and e["hash"] for e in (await h_entries(rs, tok)))
+
+
+async def _sealed(db: Database) -> VerifyReport | None:
+    report = await verify(db)
+    return report if report.unsealed == 0 else None
+
+
+async def h_entries(rs: RunningServer, tok: str) -> list[dict[str, object]]:
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        entries: list[dict[str, object]] = (await h.get("/api/v1/audit")).json()["entries"]
+        return entries
 
 
 def test_cli_grants_the_first_administrator_and_verifies_the_chain(tmp_path: Path, sqlite_template: Path) -> None:

@@ -37,7 +37,8 @@ class AuditEntry(WireModel):
     unit_id: int | None
     unit_path: str | None = Field(description="/<root id>/…/<unit id>/ at the time of the entry")
     detail: dict[str, Any]
-    hash: str
+    seq: int | None = Field(description="position in the hash chain; null until the sealer has chained it")
+    hash: str | None = Field(description="SHA-256 of the sealed entry; null until sealed")
 
 
 class AuditPage(WireModel):

@@ -1,0 +1,174 @@
+"""Issue 16: audited writes no longer queue on the chain's head; sealers chain the committed entries afterwards.
+
+Real PostgreSQL and SQLite, real processes: two writer processes each run a
+sealer and their entries end in one valid chain; a transaction that commits
+after a later id, or rolls back, neither blocks sealing nor leaves a hole;
+tampering is still caught; a sealer that found the head busy comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from kernel.audit import AuditEntry, Sealer, audit_head, audit_log, record, seal, verify
+from kernel.db.database import Database
+from tests.waiting import scaled, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 12, 3, tzinfo=UTC)
+
+
+async def _writer(url: str, count: int, tag: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.admin.audit_writer", url, str(count), tag,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def _chain(db: Database) -> list[dict[str, object]]:
+    async with db.read() as conn:
+        rows = await conn.execute(select(audit_log).order_by(audit_log.c.seq))
+        return [dict(r._mapping) for r in rows]
+
+
+async def test_two_processes_writing_at_once_seal_into_one_valid_chain(own_db_url: str) -> None:
+    per = 150
+    procs = [await _writer(own_db_url, per, tag) for tag in ("a", "b")]
+    outs = [await asyncio.wait_for(p.communicate(), scaled(120)) for p in procs]
+    for p, (_out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err.decode()
+    by_children = sum(json.loads(out)["sealed"] for out, _ in outs)
+    db = Database(own_db_url)
+    try:
+        rest = await seal(db, wait=True)
+        assert by_children + (rest or 0) == 2 * per  # each entry sealed exactly once, by whichever sealer
+        report = await verify(db)
+        assert (report.ok, report.checked, report.first_seq, report.last_seq, report.unsealed) == (
+            True, 2 * per, 1, 2 * per, 0,
+        )  # fmt: skip
+        chain = await _chain(db)
+        assert [r["seq"] for r in chain] == list(range(1, 2 * per + 1))
+        written = sorted((json.loads(str(r["detail"]))["w"], json.loads(str(r["detail"]))["i"]) for r in chain)
+        assert written == sorted((w, i) for w in "ab" for i in range(per))
+        # tampering with an entry sealed by either process is still caught, at its position
+        victim = chain[per]
+        async with db.write() as conn:
+            await conn.execute(update(audit_log).where(audit_log.c.id == victim["id"]).values(outcome="denied"))
+        report = await verify(db)
+        assert (report.ok, report.bad_seq, report.bad_id) == (False, per + 1, victim["id"])
+    finally:
+        await db.dispose()
+
+
+async def test_a_rolled_back_entry_leaves_no_hole_and_the_sealer_wakes_after_commit(own_db_url: str) -> None:
+    db = Database(own_db_url)
+    sealer = Sealer(db, poll=3600)  # only the after-commit bell can wake it within the test
+    task = asyncio.create_task(sealer.run())
+    try:
+        with pytest.raises(RuntimeError):
+            async with db.write() as conn:
+                await record(conn, AuditEntry("test.rolled_back"), NOW)
+                raise RuntimeError("the change failed")
+        async with db.write() as conn:
+            kept = await record(conn, AuditEntry("test.kept"), NOW)
+        report = await wait_until(lambda: _all_sealed(db), 10, "the committed entry sealed after its commit")
+        assert (report.ok, report.checked, report.last_seq) == (True, 1, 1)
+        chain = await _chain(db)
+        assert [(r["id"], r["seq"], r["action"]) for r in chain] == [(kept, 1, "test.kept")]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await db.dispose()
+
+
+async def _all_sealed(db: Database) -> object:
+    report = await verify(db)
+    return report if report.unsealed == 0 and report.checked else None
+
+
+@pytest.mark.postgres
+async def test_entries_commit_past_an_open_audited_transaction_and_seal_in_visibility_order(
+    own_pg_database: str,
+) -> None:
+    """The head is no longer locked by writers: B commits and is sealed while A (a lower id) is still open."""
+    db = Database(own_pg_database)
+    try:
+        async with db.write() as a:
+            id_a = await record(a, AuditEntry("test.slow"), NOW)
+            async with asyncio.timeout(scaled(5)):  # before issue 16 B waited here for A's head lock
+                async with db.write() as b:
+                    id_b = await record(b, AuditEntry("test.fast"), NOW)
+                assert await seal(db) == 1
+            with pytest.raises(RuntimeError):  # C takes an id after B and rolls back
+                async with db.write() as c:
+                    await record(c, AuditEntry("test.rolled_back"), NOW)
+                    raise RuntimeError("the change failed")
+            report = await verify(db)  # A's entry is not committed: invisible, not a hole
+            assert (report.ok, report.last_seq, report.unsealed) == (True, 1, 0)
+        assert await seal(db) == 1
+        chain = await _chain(db)
+        assert [(r["id"], r["seq"]) for r in chain] == [(id_b, 1), (id_a, 2)] and id_a < id_b
+        assert (await verify(db)).ok
+        # the hash covers the id where it differs from the position: swapping the two ids is caught
+        async with db.write() as conn:
+            await conn.execute(update(audit_log).where(audit_log.c.id == id_a).values(id=-1))
+            await conn.execute(update(audit_log).where(audit_log.c.id == id_b).values(id=id_a))
+            await conn.execute(update(audit_log).where(audit_log.c.id == -1).values(id=id_b))
+        assert ((r := await verify(db)).ok, r.bad_seq) == (False, 1)
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_sealer_that_finds_the_head_busy_comes_back(own_pg_database: str) -> None:
+    db = Database(own_pg_database)
+    other = Database(own_pg_database, pool_size=1)
+    sealer = Sealer(db, poll=3600)
+    task = asyncio.create_task(sealer.run())
+    try:
+        async with other.write() as held:  # another process's sealer, mid-pass
+            await held.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())
+            async with db.write() as conn:
+                await record(conn, AuditEntry("test.waiting"), NOW)
+            await wait_until(lambda: sealer.busy, 10, "the sealer found the head busy")
+            assert (await verify(db)).unsealed == 1
+        report = await wait_until(lambda: _all_sealed(db), 10, "sealed once the head was free")
+        assert (report.ok, report.checked) == (True, 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await other.dispose()
+        await db.dispose()
+
+
+async def test_verify_beside_a_running_sealer_reports_no_false_break(own_db_url: str) -> None:
+    """The head moves while verify walks: it must catch up, not call the newer rows a cut tail or an append."""
+    db = Database(own_db_url)
+    sealer = Sealer(db, poll=0.05)
+    task = asyncio.create_task(sealer.run())
+
+    async def writes() -> None:
+        for i in range(80):
+            async with db.write() as conn:
+                await record(conn, AuditEntry("test.during_verify", detail={"i": i}), NOW)
+
+    try:
+        writing = asyncio.create_task(writes())
+        problems: list[str | None] = []
+        while not writing.done():
+            problems.extend(r.problem for r in [await verify(db)] if not r.ok)
+        await writing
+        assert problems == []
+        report = await wait_until(lambda: _all_sealed(db), 10, "all sealed")
+        assert (report.ok, report.checked) == (True, 80)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await db.dispose()
