@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -25,7 +25,7 @@ from apps.subscriptions import Subscription
 from messaging.leases import Leases
 from messaging.tasks.schema import outbox_events
 
-__all__ = ["delivery_leases", "due", "load_claimed"]
+__all__ = ["delivery_leases", "due", "load_claimed", "webhook_candidates"]
 
 
 def delivery_leases(seconds: float, *, count_attempts: bool = False) -> Leases:
@@ -70,6 +70,20 @@ def due(now: datetime, mode: str, app_id: int | None = None) -> list[ColumnEleme
     if app_id is not None:
         out.append(d.c.app_id == app_id)
     return out
+
+
+def webhook_candidates(now: datetime, leases: Leases, limit: int, full: list[int]) -> Select[int, int]:
+    """A webhook worker's candidates: due, free deliveries in outbox order, none of the ``full`` endpoints'.
+
+    The worker locks them ``FOR UPDATE SKIP LOCKED`` and keeps those its per-endpoint bound allows.
+    The plan PostgreSQL picks for it (the partial index ``ix_app_deliveries_pending``) is in
+    docs/webhooks.md; ``bench/apps_claim_plan.py`` shows it on a large backlog.
+    """
+    d = app_deliveries
+    q = select(d.c.id, d.c.subscription_id).where(*due(now, "webhook"), leases.free(now))
+    if full:
+        q = q.where(d.c.subscription_id.not_in(full))
+    return q.order_by(d.c.outbox_id).limit(limit)
 
 
 _SUB_COLUMNS = ("event_types", "filters", "mode", "url", "secret", "previous_secret", "previous_expires_at",

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
-from apps.claims import delivery_leases, due, load_claimed
+from apps.claims import delivery_leases, load_claimed, webhook_candidates
 from apps.dispatch import envelope
 from apps.outcomes import Attempted, OutcomeRecorder
 from apps.schema import app_deliveries
@@ -176,20 +175,12 @@ class DeliveryWorker:
     async def _claim(self, room: int) -> list[dict[str, Any]]:
         """Pick due deliveries within the per-endpoint bound, then lease them (``messaging.leases``)."""
         now = self._clock.now()
-        d = app_deliveries
-        q = (
-            select(d.c.id, d.c.subscription_id)
-            .where(*due(now, "webhook"), self._leases.free(now))
-            .order_by(d.c.outbox_id)
-            .limit(room * 4)
-        )
         full = [sid for sid, n in self._inflight.items() if n >= self.policy.per_endpoint]
-        if full:
-            q = q.where(d.c.subscription_id.not_in(full))
+        q = webhook_candidates(now, self._leases, room * 4, full)
         async with self._db.write() as conn:
             picked: list[int] = []
             per_sub: Counter[int] = Counter()
-            for did, sid in await conn.execute(for_update(conn, q, skip_locked=True, of=d)):
+            for did, sid in await conn.execute(for_update(conn, q, skip_locked=True, of=app_deliveries)):
                 if len(picked) >= room or self._inflight[int(sid)] + per_sub[int(sid)] >= self.policy.per_endpoint:
                     continue
                 per_sub[int(sid)] += 1

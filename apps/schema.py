@@ -8,7 +8,7 @@ stored as they are, because the server signs with them.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, text
 
 from kernel.db.base import UTCDateTime, metadata
 from kernel.db.types import ID
@@ -97,6 +97,8 @@ app_subscriptions = Table(
     Index("ix_app_subscriptions_app", "app_id"),
 )
 
+_PENDING = text("state = 'pending'")
+
 app_deliveries = Table(
     "app_deliveries",
     metadata,
@@ -122,6 +124,18 @@ app_deliveries = Table(
     UniqueConstraint("subscription_id", "outbox_id", name="uq_app_deliveries_sub_event"),
     Index("ix_app_deliveries_due", "state", "next_attempt_at"),
     Index("ix_app_deliveries_order", "subscription_id", "aggregate_key", "id"),
+    # Pending deliveries only (migration 0011; docs/webhooks.md "The claim query"): the claims walk the
+    # first in outbox order and stop at their limit, and the per-aggregate "earlier one pending?" check
+    # is one probe of the second, so a claim costs the same at 50,000 pending rows as at 50.
+    Index("ix_app_deliveries_pending", "outbox_id", postgresql_where=_PENDING, sqlite_where=_PENDING),
+    Index(
+        "ix_app_deliveries_pending_aggregate",
+        "subscription_id",
+        "aggregate_key",
+        "outbox_id",
+        postgresql_where=_PENDING,
+        sqlite_where=_PENDING,
+    ),  # fmt: skip
 )
 
 app_delivery_attempts = Table(
