@@ -30,7 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,19 @@ from websockets.exceptions import ConnectionClosed
 
 from notice_pyspy import Profile
 
-from common import ROOT, Server, mint_token, percentile, postgres_database, start_bare, start_zzd, wait_ready, zzd_env
+from common import (
+    ROOT,
+    ZZD,
+    Server,
+    mint_token,
+    percentile,
+    postgres_database,
+    start_bare,
+    start_process,
+    start_zzd,
+    wait_ready,
+    zzd_env,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -118,8 +130,14 @@ class Receivers:
         self.first = defaultdict(dict, {p: {int(r): float(t) for r, t in v.items()} for p, v in got["first"].items()})
 
 
-async def _chat(ws_url: str, a: tuple[int, str], b: tuple[int, str], rate: float, seconds: float) -> list[float]:
-    """Send a→b at ``rate``/s for ``seconds`` (open loop); returns send→ack latencies in ms."""
+async def _chat(
+    ws_url: str, a: tuple[int, str], b: tuple[int, str], rate: float, seconds: float, outcomes: Counter[str]
+) -> list[float]:
+    """Send a→b at ``rate``/s for ``seconds`` (open loop); returns send→ack latencies in ms.
+
+    ``outcomes`` counts the replies by kind (``ok``, an error code, ``no reply``, ``socket closed: <code>``),
+    so a run whose chat is lost says how.
+    """
     from tests.client import Client
 
     ca = await Client.connect(ws_url, a[1])
@@ -133,8 +151,13 @@ async def _chat(ws_url: str, a: tuple[int, str], b: tuple[int, str], rate: float
             try:
                 reply = await ca.request({"type": "send", "to": b[0], "client_msg_id": f"c{secrets.token_hex(6)}",
                                           "body": f"消息 {i}"}, timeout=60)  # fmt: skip
-            except (TimeoutError, ConnectionError, ConnectionClosed):
-                reply = {"type": "lost"}  # no answer, or the server dropped the socket: counted as lost
+                outcomes[reply["type"] if reply["type"] == "ok" else f"error {reply.get('code')}"] += 1
+            except TimeoutError:
+                reply = {"type": "lost"}  # counted as lost
+                outcomes["no reply within 60 s"] += 1
+            except (ConnectionError, ConnectionClosed):
+                reply = {"type": "lost"}  # the server dropped the socket: counted as lost
+                outcomes[f"socket closed: {ca.closed}"] += 1
             lat.append((time.monotonic() - due) * 1000 if reply["type"] == "ok" else float("inf"))
 
         await asyncio.gather(*(one(i) for i in range(n)))
@@ -183,6 +206,15 @@ async def _bare(base: str, paths: list[str], payloads: list[bytes], seconds: flo
 
         await asyncio.gather(*(one(i, b) for i, b in enumerate(payloads)))
     return lat
+
+
+def _wait_log(server: Server, line: str, timeout: float = 60.0) -> None:
+    """Wait for a process that listens on nothing (``zzd delivery``) to log ``line``."""
+    deadline = time.monotonic() + timeout
+    while line not in server.log.read_text(errors="replace"):
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{server.name} did not start: {server.log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.2)
 
 
 def _cpu(pid: int) -> float:
@@ -240,18 +272,26 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
                    ZZD_WEBHOOK_DISABLE_AFTER="100000")  # fmt: skip
         import subprocess
 
-        from common import ZZD
-
         subprocess.run([ZZD, "migrate"], env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         data = await _setup(url, tmp, args.reporters)
         print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+        if args.delivery_processes:
+            env["ZZD_DELIVERY_IN_SERVER"] = "false"
         servers = [start_zzd(f"zzd{i}", env, tmp) for i in range(2)]
+        # zzd delivery processes (--delivery-processes): they send the webhooks the servers record
+        senders = [start_process(f"delivery{i}", [ZZD, "delivery", "--nice", str(args.delivery_nice)],
+                                 {**env, "ZZD_LOG_LEVEL": "info"}, 0, tmp)
+                   for i in range(args.delivery_processes)]  # fmt: skip
+        servers_only = servers
         rec = Receivers(start_bare("apps_receivers.py", "receivers", tmp))
         try:
             for s in servers:
                 wait_ready(s)
+            for s in senders:
+                _wait_log(s, "sending webhooks")
+            servers = [*servers_only, *senders]  # CPU and profiles below: every zzd process
             wait_ready(rec.server, path="")
-            http = [f"http://127.0.0.1:{s.port}" for s in servers]
+            http = [f"http://127.0.0.1:{s.port}" for s in servers_only]
             base = rec.base
             clients = [AppClient(http[i % 2], cid, sec) for i, (cid, sec) in enumerate(data["apps"])]
             for i, c in enumerate(clients[:WEBHOOK_APPS]):
@@ -275,10 +315,15 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             bare = await _bare(base, healthy, payloads, args.seconds)
             took, cpu_bare = time.time() - t_bare, _own_cpu() - cpu_bare
             a, b = data["chat"]
-            ws0 = f"ws://127.0.0.1:{servers[0].port}/ws"
-            chat_alone = await _chat(ws0, a, b, args.chat_rate, args.seconds)
+            ws0 = f"ws://127.0.0.1:{servers_only[0].port}/ws"
+            alone_outcomes: Counter[str] = Counter()
+            loaded_outcomes: Counter[str] = Counter()
+            cpu_a0, t_a0 = sum(_cpu(x.proc.pid) for x in servers), time.time()
+            chat_alone = await _chat(ws0, a, b, args.chat_rate, args.seconds, alone_outcomes)
+            # the servers' CPU per second with chat alone: what the app traffic's window would cost without it
+            cpu_alone_rate = (sum(_cpu(x.proc.pid) for x in servers) - cpu_a0) / (time.time() - t_a0)
             started, cpu0 = time.time(), sum(_cpu(x.proc.pid) for x in servers)
-            chat_task = asyncio.create_task(_chat(ws0, a, b, args.chat_rate, args.seconds))
+            chat_task = asyncio.create_task(_chat(ws0, a, b, args.chat_rate, args.seconds, loaded_outcomes))
             prof = Profile("fanout", [x.proc.pid for x in servers], tmp) if args.profile else None
             filed = await _file(http, data["workers"], args.reports, args.seconds)
             chat_loaded = await chat_task
@@ -292,7 +337,7 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             ):  # the drain: wait for the healthy apps to have every report
                 await asyncio.sleep(0.5)
                 await rec.fetch()
-            cpu_zzd = sum(_cpu(x.proc.pid) for x in servers) - cpu0
+            cpu_zzd, window = sum(_cpu(x.proc.pid) for x in servers) - cpu0, time.time() - started
             finished = max([max(v.values()) for v in rec.first.values() if v] + [started + 1])
             firsts = sum(len(v) for v in rec.first.values()) + sum(len(v) for v in stream_first.values())
             print(
@@ -317,9 +362,14 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             per = cpu_zzd * 1000 / max(1, attempts)
             print(f"CPU: both zzd processes {cpu_zzd:.1f} s for {len(filed)} reports and {attempts} delivery attempts"
                   f" (with the chat and the filing) = {per:.1f} ms per attempt")  # fmt: skip
+            extra = cpu_zzd - cpu_alone_rate * window
+            print(f"  beyond the chat-alone phase's {cpu_alone_rate:.2f} CPU s/s over the same {window:.0f} s: "
+                  f"{extra:.1f} s = {extra * 1000 / max(1, attempts):.1f} ms per attempt (filing, dispatch, webhooks, "
+                  "streams); bench/apps_attempt_cpu.py measures the webhook attempt alone")  # fmt: skip
             p_alone, p_loaded = percentile(chat_alone, 99), percentile(chat_loaded, 99)
             print(f"chat send→ack: alone {_stats(chat_alone)}; with app traffic {_stats(chat_loaded)} "
                   f"({(p_loaded / max(p_alone, 0.001) - 1) * 100:+.0f} % p99; goal ≤ +20 %)")  # fmt: skip
+            print(f"  replies alone: {dict(alone_outcomes)}; with app traffic: {dict(loaded_outcomes)}")
             print(f"bare baseline (one httpx client, {len(healthy)} receivers, before the run): {len(bare)} posts"
                   f" in {took:.1f} s = {len(bare) / took:.0f}/s, post→answered {_stats(bare)};"
                   f" client CPU {cpu_bare * 1000 / max(1, len(bare)):.1f} ms per post")  # fmt: skip
@@ -329,9 +379,9 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
                 await c.close()
         finally:
             print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
-            for s in [*servers, rec.server]:
+            for s in [*servers_only, *senders, rec.server]:
                 s.stop()
-            for s in servers:
+            for s in [*servers_only, *senders]:
                 tail = s.log.read_text(errors="replace").splitlines()[-15:]
                 if any("Error" in line or "Traceback" in line for line in tail):
                     print(f"--- {s.name} log tail\n" + "\n".join(tail))
@@ -349,6 +399,13 @@ def main() -> None:
     ap.add_argument("--reporters", type=int, default=50)
     ap.add_argument("--chat-rate", type=float, default=20.0)
     ap.add_argument("--profile", action="store_true", help="py-spy both servers while the reports are filed")
+    ap.add_argument(
+        "--delivery-processes",
+        type=int,
+        default=0,
+        help="send webhooks from N `zzd delivery` processes (servers: ZZD_DELIVERY_IN_SERVER=false)",
+    )
+    ap.add_argument("--delivery-nice", type=int, default=10, help="their `--nice` (CPU priority below the servers')")
     ap.add_argument("--keep-logs", action="store_true", help="keep the server logs (their folder is printed)")
     args = ap.parse_args()
     with postgres_database() as url:

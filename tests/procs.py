@@ -30,15 +30,50 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
 
-async def _pump(stream: asyncio.StreamReader, log: list[str], ready: asyncio.Event, workers: int = 1) -> None:
+async def _pump(
+    stream: asyncio.StreamReader,
+    log: list[str],
+    ready: asyncio.Event,
+    workers: int = 1,
+    marker: str = "Application startup complete",
+) -> None:
     started = 0
     while line := await stream.readline():
         text = line.decode(errors="replace").rstrip()
         log.append(text)
-        if "Application startup complete" in text:
+        if marker in text:
             started += 1
             if started >= workers:
                 ready.set()
+
+
+@asynccontextmanager
+async def delivery_processes(
+    db_url: str, broker_url: str, prefix: str, count: int = 1, **extra: str
+) -> AsyncIterator[list[ServerProcess]]:
+    """``count`` ``zzd delivery`` processes (``port`` 0: they listen on nothing), stopped afterwards."""
+    procs: list[ServerProcess] = []
+    pumps: list[asyncio.Task[None]] = []
+    env = {**os.environ, "ZZD_DATABASE_URL": db_url, "ZZD_BROKER_URL": broker_url, "ZZD_REDIS_PREFIX": prefix,
+           "ZZD_JWT_KEYS": TEST_KEYS, "ZZD_LOG_LEVEL": "info", **extra}  # fmt: skip
+    try:
+        for _ in range(count):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "zzd", "delivery", env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            sp = ServerProcess(proc, 0, [])
+            ready = asyncio.Event()
+            assert proc.stdout is not None
+            pumps.append(asyncio.create_task(_pump(proc.stdout, sp.log, ready, marker="sending webhooks")))
+            procs.append(sp)
+            try:
+                await asyncio.wait_for(ready.wait(), scaled(30))
+            except TimeoutError as exc:
+                raise RuntimeError("delivery process did not start:\n" + "\n".join(sp.log[-30:])) from exc
+        yield procs
+    finally:
+        await _stop(procs, pumps)
 
 
 @asynccontextmanager
@@ -92,14 +127,18 @@ async def zzd_processes(
                 raise RuntimeError("server did not start:\n" + "\n".join(sp.log[-30:])) from exc
         yield procs
     finally:
-        for sp in procs:
-            if sp.proc.returncode is None:
-                sp.proc.send_signal(signal.SIGTERM)
-        for sp in procs:
-            try:
-                await asyncio.wait_for(sp.proc.wait(), 15)
-            except TimeoutError:
-                sp.proc.kill()
-                await sp.proc.wait()
-        for t in pumps:
-            t.cancel()
+        await _stop(procs, pumps)
+
+
+async def _stop(procs: list[ServerProcess], pumps: list[asyncio.Task[None]]) -> None:
+    for sp in procs:
+        if sp.proc.returncode is None:
+            sp.proc.send_signal(signal.SIGTERM)
+    for sp in procs:
+        try:
+            await asyncio.wait_for(sp.proc.wait(), 15)
+        except TimeoutError:
+            sp.proc.kill()
+            await sp.proc.wait()
+    for t in pumps:
+        t.cancel()

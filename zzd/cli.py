@@ -66,6 +66,7 @@ def serve(
     workers: int | None,
 ) -> None:
     """Run the server (embedded SQLite + in-process broker unless configured otherwise)."""
+    from zzd.delivery_process import DeliveryRefused, check_delivery
     from zzd.migrate import upgrade
     from zzd.server import serve as run_server
     from zzd.workers import WorkersRefused, check_workers, serve_workers
@@ -73,7 +74,8 @@ def serve(
     settings = _settings(host=host, port=port, database_url=database_url, broker_url=broker_url, workers=workers)
     try:
         check_workers(settings, settings.workers)
-    except WorkersRefused as exc:
+        check_delivery(settings, process=False)
+    except (WorkersRefused, DeliveryRefused) as exc:
         raise click.ClickException(str(exc)) from exc
     _configure_logging(settings.log_level, settings.log_format)
     settings.signing_keys()  # fail now, naming the setting, not on the first login
@@ -83,6 +85,24 @@ def serve(
         run_server(settings)
     else:
         sys.exit(serve_workers(settings, settings.workers))
+
+
+@main.command()
+@click.option("--database-url", default=None, help="ZZD_DATABASE_URL")
+@click.option("--broker-url", default=None, help="ZZD_BROKER_URL (or ZZD_REDIS_URL); Redis is required")
+@click.option("--nice", type=click.IntRange(0, 19), default=0, show_default=True,
+              help="Lower this process's CPU priority, so a busy machine serves the servers (chat) first.")  # fmt: skip
+def delivery(database_url: str | None, broker_url: str | None, nice: int) -> None:
+    """Send webhooks in a process of its own (servers run with ZZD_DELIVERY_IN_SERVER=false); run one or more."""
+    from zzd.delivery_process import DeliveryRefused, check_delivery, serve_delivery
+
+    settings = _settings(database_url=database_url, broker_url=broker_url)
+    try:
+        check_delivery(settings, process=True)
+    except DeliveryRefused as exc:
+        raise click.ClickException(str(exc)) from exc
+    _configure_logging(settings.log_level, settings.log_format)
+    serve_delivery(settings, nice)
 
 
 @main.command()

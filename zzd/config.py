@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     delivery_lease: float = Field(default=60.0, ge=1)
     #: Seconds between delivery worker polls (a new outbox event also wakes the worker in-process).
     delivery_poll_interval: float = Field(default=0.5, gt=0)
+    #: Whether each server process sends webhooks itself (the embedded default). False: ``zzd delivery``
+    #: processes send them (zzd/delivery_process.py), so attempts never share a server's event loop with
+    #: chat; needs the Redis broker, on which the servers wake them.
+    delivery_in_server: bool = True
     #: Database pool size per process.
     db_pool_size: int = Field(default=20, ge=1)
     log_level: str = "info"

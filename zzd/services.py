@@ -69,6 +69,7 @@ from zzd.auth.passwords import Passwords
 from zzd.auth.throttle import LoginThrottle
 from zzd.auth.tokens import TokenService
 from zzd.config import Settings
+from zzd.delivery_process import DeliveryBell
 from zzd.gateway.app_stream import StreamHub
 from zzd.gateway.hello_checks import HelloChecks
 from zzd.gateway.hub import ConnectionHub
@@ -335,7 +336,15 @@ class Services:
             idempotency=IdempotencyStore(db, clock),
             bot=BotService(notices, tasks, reports, conversations, org, lambda: holder.index),
             subscriptions=SubscriptionService(db, clock, lambda: holder.index, addresses.check),
-            dispatcher=Dispatcher(db, clock, lambda: holder.index, on_new=_both(delivery.kick, stream_hub.kick)),
+            dispatcher=Dispatcher(
+                db,
+                clock,
+                lambda: holder.index,
+                # new deliveries: this process's worker, or the delivery processes' (zzd/delivery_process.py)
+                on_new=_both(
+                    delivery.kick if settings.delivery_in_server else DeliveryBell(broker).ring, stream_hub.kick
+                ),
+            ),
             delivery=delivery,
             webhook_sender=sender,
             stream=StreamDeliveries(db, clock, policy),
@@ -379,7 +388,8 @@ class Services:
         poll = self.settings.delivery_poll_interval
         self.jobs.every(poll, self.dispatcher.run_once, "app-dispatch", wake=self.outbox_bell)
         self.jobs.every(self.settings.background_interval, self.stream.dead_letter_due, "stream-dead-letter")
-        self.delivery.start()
+        if self.settings.delivery_in_server:
+            self.delivery.start()
         m, pub = self.metrics, self.publisher
         m.counter_fn("zzd_wakeups_published", "Wake-ups published to the broker", lambda: pub.published)
         m.counter_fn("zzd_wakeups_failed", "Wake-up publishes that failed (repaired by sync)", lambda: pub.failed)

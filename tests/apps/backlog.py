@@ -15,11 +15,23 @@ import asyncpg
 __all__ = ["SUBSCRIPTIONS", "WEBHOOK_SUBSCRIPTIONS", "fill_backlog"]
 
 SUBSCRIPTIONS = 12
+#: The subscriptions' signing secret (the example of docs/webhooks.md).
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 WEBHOOK_SUBSCRIPTIONS = 10
 
 
-async def fill_backlog(conn: asyncpg.Connection, pending: int, delivered: int) -> dict[str, int]:
-    """Write the backlog into a migrated, empty database; returns the deliveries per state."""
+async def fill_backlog(
+    conn: asyncpg.Connection,
+    pending: int,
+    delivered: int,
+    *,
+    base_url: str = "http://127.0.0.1:9",
+    webhooks: int = WEBHOOK_SUBSCRIPTIONS,
+) -> dict[str, int]:
+    """Write the backlog into a migrated, empty database; returns the deliveries per state.
+
+    ``webhooks`` of the ``SUBSCRIPTIONS`` are webhook subscriptions, to ``<base_url>/app<i>``.
+    """
     now = datetime.now(UTC)
     pid = await conn.fetchval(
         "INSERT INTO persons (name, disabled, created_at) VALUES ('bot', false, $1) RETURNING id", now
@@ -31,11 +43,11 @@ async def fill_backlog(conn: asyncpg.Connection, pending: int, delivered: int) -
             "VALUES ($1, $1, 1, 1, '*', 'events:report.filed', 100, $2, 1, false, $3, $3) RETURNING id",
             f"backlog-app-{i}", pid, now,
         )  # fmt: skip
-        mode = "webhook" if i < WEBHOOK_SUBSCRIPTIONS else "stream"
+        mode = "webhook" if i < webhooks else "stream"
         await conn.execute(
             "INSERT INTO app_subscriptions (app_id, event_types, filters, mode, url, secret, status, "
-            "consecutive_failures, created_at) VALUES ($1, 'report.filed', '{}', $2, $3, 'whsec_x', 'active', 0, $4)",
-            app, mode, f"http://127.0.0.1:9/app{i}" if mode == "webhook" else None, now,
+            "consecutive_failures, created_at) VALUES ($1, 'report.filed', '{}', $2, $3, $5, 'active', 0, $4)",
+            app, mode, f"{base_url}/app{i}" if mode == "webhook" else None, now, SECRET,
         )  # fmt: skip
     reports = (pending + delivered) // SUBSCRIPTIONS
     await conn.execute(
