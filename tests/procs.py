@@ -62,15 +62,7 @@ async def delivery_processes(
                 sys.executable, "-m", "zzd", "delivery", env=env,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             )  # fmt: skip
-            sp = ServerProcess(proc, 0, [])
-            ready = asyncio.Event()
-            assert proc.stdout is not None
-            pumps.append(asyncio.create_task(_pump(proc.stdout, sp.log, ready, marker="sending webhooks")))
-            procs.append(sp)
-            try:
-                await asyncio.wait_for(ready.wait(), scaled(30))
-            except TimeoutError as exc:
-                raise RuntimeError("delivery process did not start:\n" + "\n".join(sp.log[-30:])) from exc
+            procs.append(await _started(proc, 0, pumps, 1, "sending webhooks"))
         yield procs
     finally:
         await _stop(procs, pumps)
@@ -116,18 +108,27 @@ async def zzd_processes(
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )
-            sp = ServerProcess(proc, port, [])
-            ready = asyncio.Event()
-            assert proc.stdout is not None
-            pumps.append(asyncio.create_task(_pump(proc.stdout, sp.log, ready, workers)))
-            procs.append(sp)
-            try:
-                await asyncio.wait_for(ready.wait(), scaled(30))
-            except TimeoutError as exc:
-                raise RuntimeError("server did not start:\n" + "\n".join(sp.log[-30:])) from exc
+            procs.append(await _started(proc, port, pumps, workers, "Application startup complete"))
         yield procs
     finally:
         await _stop(procs, pumps)
+
+
+async def _started(
+    proc: asyncio.subprocess.Process, port: int, pumps: list[asyncio.Task[None]], workers: int, marker: str
+) -> ServerProcess:
+    """Wait until ``proc`` has logged ``marker`` (``workers`` times); its log is kept in memory."""
+    sp = ServerProcess(proc, port, [])
+    ready = asyncio.Event()
+    assert proc.stdout is not None
+    pumps.append(asyncio.create_task(_pump(proc.stdout, sp.log, ready, workers, marker)))
+    try:
+        await asyncio.wait_for(ready.wait(), scaled(30))
+    except TimeoutError as exc:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError(f"process did not start (no {marker!r}):\n" + "\n".join(sp.log[-30:])) from exc
+    return sp
 
 
 async def _stop(procs: list[ServerProcess], pumps: list[asyncio.Task[None]]) -> None:

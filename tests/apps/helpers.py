@@ -11,7 +11,7 @@ from tests.client import login, new_person
 from tests.conftest import RunningServer
 from tests.org_server import auth
 
-__all__ = ["COUNTY", "OTHER_COUNTY", "VILLAGE", "admin_token", "app_token", "make_app"]
+__all__ = ["COUNTY", "OTHER_COUNTY", "VILLAGE", "admin_token", "app_token", "make_app", "subscribe_webhook"]
 
 COUNTY, OTHER_COUNTY = "990101", "990102"
 VILLAGE = "990101001001"
@@ -62,3 +62,14 @@ async def file_report(rs: RunningServer, who: tuple[int, int], key: str, categor
     s = rs.services_obj  # type: ignore[attr-defined]
     report, _ = await s.reports.file(who[0], who[1], Filing(key, category, f"河里有垃圾 {key}", 28.9, 118.8))
     return report
+
+
+async def subscribe_webhook(http: str, client_id: str, client_secret: str, url: str) -> str:
+    """Take an app token at server ``http`` and subscribe ``url`` to ``report.filed``; returns the signing secret."""
+    async with httpx.AsyncClient(base_url=http) as h:
+        grant = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
+        tok = (await h.post("/api/v1/auth/token", json=grant)).json()["access_token"]
+        sub = {"mode": "webhook", "url": url, "event_types": ["report.filed"]}
+        r = await h.post("/api/v1/bot/subscriptions", headers={"Authorization": f"Bearer {tok}"}, json=sub)
+        assert r.status_code == 201, r.text
+        return str(r.json()["secret"])

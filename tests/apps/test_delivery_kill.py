@@ -8,7 +8,6 @@ import json
 import secrets
 from pathlib import Path
 
-import httpx
 import pytest
 
 from apps.registry import AppRegistry, NewApp
@@ -19,6 +18,7 @@ from org_tree.jurisdiction import SYSTEM
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from tests.apps.conftest import populate
+from tests.apps.helpers import subscribe_webhook
 from tests.apps.receiver import Behaviour, receiver
 from tests.conftest import make_settings
 from tests.procs import zzd_processes
@@ -81,13 +81,7 @@ async def test_a_killed_process_loses_no_event_and_the_retry_keeps_its_webhook_i
         rec.behaviours["/kill"] = Behaviour(hang=30.0)  # the first process is mid-request when it dies
         prefix = f"zzdtest-{secrets.token_hex(4)}"
         async with zzd_processes(url, redis_url, 1, prefixes=[prefix], **ENV) as (a,):
-            async with httpx.AsyncClient(base_url=a.http) as h:
-                tok = (await h.post("/api/v1/auth/token", json={"grant_type": "client_credentials",
-                       "client_id": client_id, "client_secret": client_secret})).json()["access_token"]  # fmt: skip
-                sub = {"mode": "webhook", "url": rec.base + "/kill", "event_types": ["report.filed"]}
-                r = await h.post("/api/v1/bot/subscriptions", headers={"Authorization": f"Bearer {tok}"}, json=sub)
-                assert r.status_code == 201, r.text
-                rec.secrets["/kill"] = [r.json()["secret"]]
+            rec.secrets["/kill"] = [await subscribe_webhook(a.http, client_id, client_secret, rec.base + "/kill")]
             await _file_reports(url, REPORTS)
             await wait_until(lambda: len(rec.on("/kill")) >= 4, timeout=30, what="requests in flight")
             a.proc.kill()  # SIGKILL: no drain, no release of leases

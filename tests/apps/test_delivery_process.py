@@ -13,11 +13,11 @@ import secrets
 from pathlib import Path
 
 import asyncpg
-import httpx
 import pytest
 from click.testing import CliRunner
 
 from tests.apps.conftest import populate
+from tests.apps.helpers import subscribe_webhook
 from tests.apps.receiver import Behaviour, receiver
 from tests.apps.test_delivery_kill import _app, _file_reports
 from tests.procs import delivery_processes, zzd_processes
@@ -56,13 +56,7 @@ async def test_the_delivery_process_sends_what_the_server_records(
     async with receiver() as rec:
         rec.behaviours["/hook"] = Behaviour(hang=8.0)  # held open, so we can see who leased them
         async with zzd_processes(url, redis_url, 1, prefixes=[prefix], ZZD_DELIVERY_IN_SERVER="false", **ENV) as (a,):
-            async with httpx.AsyncClient(base_url=a.http) as h:
-                tok = (await h.post("/api/v1/auth/token", json={"grant_type": "client_credentials",
-                       "client_id": client_id, "client_secret": client_secret})).json()["access_token"]  # fmt: skip
-                sub = {"mode": "webhook", "url": rec.base + "/hook", "event_types": ["report.filed"]}
-                r = await h.post("/api/v1/bot/subscriptions", headers={"Authorization": f"Bearer {tok}"}, json=sub)
-                assert r.status_code == 201, r.text
-                rec.secrets["/hook"] = [r.json()["secret"]]
+            rec.secrets["/hook"] = [await subscribe_webhook(a.http, client_id, client_secret, rec.base + "/hook")]
             extra = {**ENV, "ZZD_NODE_ID": "sender", "ZZD_DELIVERY_POLL_INTERVAL": "60"}
             async with delivery_processes(url, redis_url, prefix, **extra):
                 await _file_reports(url, REPORTS)
