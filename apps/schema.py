@@ -124,7 +124,7 @@ app_deliveries = Table(
     UniqueConstraint("subscription_id", "outbox_id", name="uq_app_deliveries_sub_event"),
     Index("ix_app_deliveries_due", "state", "next_attempt_at"),
     Index("ix_app_deliveries_order", "subscription_id", "aggregate_key", "id"),
-    # Pending deliveries only (migration 0011; docs/webhooks.md "The claim query"): the claims walk the
+    # Pending deliveries only (migration 0012; docs/webhooks.md "The claim query"): the claims walk the
     # first in outbox order and stop at their limit, and the per-aggregate "earlier one pending?" check
     # is one probe of the second, so a claim costs the same at 50,000 pending rows as at 50.
     Index("ix_app_deliveries_pending", "outbox_id", postgresql_where=_PENDING, sqlite_where=_PENDING),

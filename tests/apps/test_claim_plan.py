@@ -3,7 +3,7 @@
 Why a plan test: at the issue-13 full rate the webhook claim read, checked and
 sorted every pending delivery on each call and hit the 10 s statement timeout
 at a backlog of tens of thousands (docs/webhooks.md, "The claim query"). With
-the partial indexes of migration 0011 a claim reads about ``limit`` rows; if a
+the partial indexes of migration 0012 a claim reads about ``limit`` rows; if a
 change to the query or the indexes brings the full sort back, this fails.
 """
 

@@ -13,8 +13,8 @@ the per-aggregate check one probe over pending rows only. Both indexes stay
 as small as the backlog, not the delivery history. Plans before and after:
 docs/webhooks.md. SQLite has partial indexes too (same statements).
 
-Revision ID: 0011_pending_deliveries
-Revises: 0010_streams_retention
+Revision ID: 0012_pending_deliveries
+Revises: 0011_audit_seal
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_pending_deliveries"
-down_revision = "0010_streams_retention"
+revision = "0012_pending_deliveries"
+down_revision = "0011_audit_seal"
 branch_labels = None
 depends_on = None
 
