@@ -103,7 +103,17 @@ def main() -> None:
     ap.add_argument("--deliveries", type=int, default=6000)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--log-level", default=None, help="configure logging as `zzd serve` does (its stderr: discard it)")
+    ap.add_argument("--log-httpx", action="store_true", help="with --log-level info: let httpx log each request")
     args = ap.parse_args()
+    if args.log_level:
+        import logging
+
+        from zzd.logs import configure_logging
+
+        configure_logging(args.log_level)
+        if args.log_httpx:
+            logging.getLogger("httpx").setLevel(logging.INFO)
     tmp = Path(tempfile.mkdtemp(prefix="apps-cpu-"))
     rec = start_bare("apps_receivers.py", "receivers", tmp)
     try:
@@ -113,6 +123,7 @@ def main() -> None:
         with postgres_database() as url:
             migrate(zzd_env(url))
             cpu, attempts, wall = asyncio.run(_worker(url, base, args.deliveries, args.concurrency, tmp, args.profile))
+        __import__("logging").getLogger("httpx").setLevel("WARNING")  # the bare client never logs its posts
         bcpu, posts, bwall = asyncio.run(_bare(base, attempts, args.concurrency))
         print(f"worker: {attempts} attempts in {wall:.1f} s = {attempts / wall:.0f}/s, "
               f"CPU {cpu:.2f} s = {cpu * 1000 / attempts:.2f} ms per attempt")  # fmt: skip

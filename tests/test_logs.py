@@ -74,3 +74,22 @@ async def test_a_connect_cancelled_by_a_client_abort_is_not_logged_as_an_error(s
     assert len(lowered) == 1 and lowered[0].exc_info is None
     errors = server_log.errors()
     assert len(errors) == 1 and errors[0].startswith("asyncio: Future exception was never retrieved"), errors
+
+
+def test_webhook_requests_are_not_logged_one_line_each_at_info() -> None:
+    """httpx's per-request INFO line would be one log line per webhook attempt (their record is the delivery log)."""
+    from zzd.logs import QUIET_LIBRARIES, configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, {n: logging.getLogger(n).level for n in QUIET_LIBRARIES})
+    try:
+        configure_logging("info")
+        assert logging.getLogger("zzd.http.common").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+        configure_logging("error")
+        assert not logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        for name, lvl in saved[2].items():
+            logging.getLogger(name).setLevel(lvl)

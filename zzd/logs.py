@@ -18,7 +18,7 @@ from typing import Any
 
 from kernel.wire import dumps
 
-__all__ = ["REQUEST", "JsonFormatter", "configure_logging", "set_person"]
+__all__ = ["QUIET_LIBRARIES", "REQUEST", "JsonFormatter", "configure_logging", "set_person"]
 
 #: The request being served in this task (and the tasks it starts), for log records.
 REQUEST: ContextVar[dict[str, Any] | None] = ContextVar("zzd_request", default=None)
@@ -47,6 +47,10 @@ class JsonFormatter(logging.Formatter):
         return dumps(out)
 
 
+#: Libraries whose INFO lines are one per request: WARNING and up only.
+QUIET_LIBRARIES = ("httpx", "httpcore")
+
+
 def configure_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler()
     if fmt == "json":
@@ -56,3 +60,7 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request it makes at INFO: one line per webhook attempt, whose record is the
+    # delivery log (docs/webhooks.md). At a few hundred attempts a second that is CPU and noise.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
