@@ -68,6 +68,12 @@ class Leases:
         """Unclaimed, or claimed by someone whose lease has expired."""
         return or_(self.until.is_(None), self.until < now)
 
+    async def abandoned(self, conn: AsyncConnection, now: datetime, limit: int = 20) -> list[int]:
+        """Ids of unfinished rows nobody holds (their holder died or never was): work to take over, oldest first."""
+        t = self.table
+        q = select(t.c.id).where(self.unfinished, self.free(now)).order_by(t.c.id).limit(limit)
+        return [int(r[0]) for r in await conn.execute(q)]
+
     async def claim_due(
         self,
         conn: AsyncConnection,

@@ -129,9 +129,10 @@ class Settings(BaseSettings):
     ding_escalate_after: int = Field(default=3600, ge=0)
     #: A notice may be recalled for this many seconds after sending.
     notice_recall_window: int = Field(default=86_400, ge=0)
-    #: Deferred notice fan-out: how long a process's claim on finishing a notice's
-    #: fan-out is exclusive (a killed process's is taken over after it), and
-    #: recipients whose events are written per transaction.
+    #: Deferred notice and group-message fan-out: how long a process's claim on
+    #: finishing a notice's (a group message's) fan-out is exclusive (a killed
+    #: process's is taken over after it), and recipients whose events are
+    #: written per transaction.
     notice_fanout_lease: float = Field(default=30.0, ge=1)
     notice_fanout_chunk: int = Field(default=10_000, ge=1, le=100_000)
     #: Task timers: how long a process's claim on DING calls is exclusive (a killed

@@ -37,6 +37,7 @@ from messaging.attachments.store import LocalDiskStore
 from messaging.broker import Broker, create_broker
 from messaging.broker.memory import MemoryBroker
 from messaging.chat import ChatService
+from messaging.conversations.fanout import GroupFanout, GroupRelay
 from messaging.conversations.groups import GroupService
 from messaging.conversations.members import MemberReconciler
 from messaging.conversations.model import ConversationConfig
@@ -207,6 +208,13 @@ class Services:
                 )
             ),
         )
+        # Large groups' events are written after the send: connected members first (fanout.py).
+        group_relay = GroupRelay(
+            uow,
+            node_id=settings.node_id,
+            lease=timedelta(seconds=settings.notice_fanout_lease),
+            chunk=settings.notice_fanout_chunk,
+        )
         conversations = ConversationService(
             uow,
             ConversationConfig(
@@ -216,6 +224,7 @@ class Services:
                 recall_window=timedelta(seconds=settings.message_recall_window),
             ),
             photos=links,
+            fanout=GroupFanout(group_relay, hub, broker, jobs, node_id=settings.node_id),
         )
         metrics = Metrics()
         tasks = TaskService(uow, lambda: holder.index, linker=links, observe=metrics.observe_task)
@@ -365,6 +374,10 @@ class Services:
         self.broker.subscribe(CONTROL_CHANNEL, self.hub.on_control)
         self.broker.subscribe(CONTROL_CHANNEL, self.stream_hub.on_control)
         self.broker.subscribe(CONTROL_CHANNEL, self.notices.fanout.on_control)
+        group_fanout = self.conversations.fanout
+        if group_fanout is not None:
+            self.broker.subscribe(CONTROL_CHANNEL, group_fanout.on_control)
+            self.jobs.every(self.settings.background_interval, group_fanout.run_pending, "message-fanout")
         self.broker.on_reconnect(self.hub.backfill)
         self.org_wake = OrgWake(self.broker, self.org_index)
         await self.broker.start()

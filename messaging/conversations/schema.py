@@ -3,18 +3,21 @@
 The columns added to ``conversations``, ``conversation_members`` and
 ``messages`` live with those tables in ``messaging/schema.py``; this module
 holds what is new: the positions that are members of an ad-hoc group (their
-current holders are members, kept in step by the reconciler).
+current holders are members, kept in step by the reconciler), and (migration
+0011) the deferred fan-out of group messages: the ``message.new`` payload of a
+group message written once, and one pending row per member still owed that
+event (``messaging/conversations/fanout.py``).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Table
+from sqlalchemy import Column, ForeignKey, Index, SmallInteger, String, Table, Text
 
 import messaging.schema  # noqa: F401  (registers ``conversations``)
 from kernel.db.base import UTCDateTime, metadata
 from kernel.db.types import ID
 
-__all__ = ["conversation_positions"]
+__all__ = ["conversation_positions", "message_fanout_pending", "message_fanouts"]
 
 conversation_positions = Table(
     "conversation_positions",
@@ -22,4 +25,34 @@ conversation_positions = Table(
     Column("conversation_id", ID, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True),
     Column("position_id", ID, primary_key=True),
     Column("added_at", UTCDateTime, nullable=False),
+)
+
+#: One row per group message: the ``message.new`` payload every member's event is made from
+#: (``mentioned``/``muted`` false; each member's flags are in their pending row), and the
+#: lease on finishing its fan-out (``messaging.leases``), ``done_at`` once no member is owed it.
+message_fanouts = Table(
+    "message_fanouts",
+    metadata,
+    # The message's id (named ``id`` for ``messaging.leases``).
+    Column("id", ID, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("conversation_id", ID, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime, nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Index("ix_message_fanouts_done", "done_at"),
+)
+
+#: One row per (member, group message) whose ``message.new`` is not written yet. Deleting the
+#: row is the claim: it happens in the transaction that appends the event, so exactly once.
+#: ``flags``: 1 = mentioned, 2 = muted (as of the send).
+message_fanout_pending = Table(
+    "message_fanout_pending",
+    metadata,
+    Column("conversation_id", ID, primary_key=True),
+    Column("person_id", ID, primary_key=True),
+    Column("message_id", ID, ForeignKey("message_fanouts.id", ondelete="CASCADE"), primary_key=True),
+    Column("flags", SmallInteger, nullable=False),
+    Index("ix_message_fanout_pending_message", "message_id", "person_id"),
 )

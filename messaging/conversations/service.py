@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import insert_ignore
@@ -31,6 +31,16 @@ from messaging.conversations.access import (
     former_holders_at,
     held_positions,
 )
+from messaging.conversations.fanout import (
+    BULK_AUDIENCE,
+    GROUP_KINDS,
+    MENTIONED,
+    MUTED,
+    GroupFanout,
+    flush,
+    insert_pending,
+    write_claimed,
+)
 from messaging.conversations.inbox import inbox
 from messaging.conversations.model import (
     MAX_BODY_CHARS,
@@ -43,6 +53,7 @@ from messaging.conversations.model import (
     validate_post,
 )
 from messaging.conversations.photos import MESSAGE_REF, PhotoLinker
+from messaging.conversations.schema import message_fanouts
 from messaging.conversations.storage import stored_members
 from messaging.events import NewEvent
 from messaging.ports import Notify
@@ -63,9 +74,6 @@ from org_tree.versioning import read_version
 logger = logging.getLogger(__name__)
 
 __all__ = ["ConversationService", "Notify", "readers", "stored_members", "thread_key"]
-
-#: Audiences at least this large are appended with ``EventLog.append_bulk``.
-BULK_AUDIENCE = 64
 
 
 def thread_key(to_position_id: int, *, as_position_id: int | None, person_id: int) -> str:
@@ -96,6 +104,7 @@ class ConversationService:
         uow: UnitOfWork,
         config: ConversationConfig | None = None,
         photos: PhotoLinker | None = None,
+        fanout: GroupFanout | None = None,
     ) -> None:
         self.db = uow.db
         self.photos = photos  # links the sender's uploaded photos to the message
@@ -104,6 +113,8 @@ class ConversationService:
         #: Every write of conversations (here, groups.py, members.py, handover.py) is one of its units of work.
         self.uow = uow
         self.config = config or ConversationConfig()
+        #: Writes large groups' events after the send commits (None: in the send's transaction).
+        self.fanout = fanout
 
     # ------------------------------------------------------------------ threads
     async def open_thread(self, person_id: int, to_position_id: int, *, as_position_id: int | None = None) -> int:
@@ -262,27 +273,67 @@ class ConversationService:
             peer_position_id=conv.peer_position_id if in_thread else None,
             peer_person_id=conv.peer_person_id if in_thread else None,
         )
+        if conv.kind in GROUP_KINDS:
+            seq = await self._post_to_group(tx, cid, mid, req.sender_id, payload, audience, mentioned, muted)
+        else:
+            seq = await self._post_to_thread(tx, req.sender_id, payload, audience, mentioned, muted)
+        await conn.execute(update(conversations).where(conversations.c.id == cid).values(last_message_id=mid))
+        return PostResult(mid, cid, now, False, seq)
+
+    async def _post_to_thread(
+        self, tx: Txn, sender_id: int, payload: MessageNew, audience: set[int], mentioned: set[int], muted: set[int]
+    ) -> int | None:
+        """A position thread's readers (a few holders) get their events in the send's transaction."""
         # The payload differs between recipients only in two flags: encode each combination once.
         texts: dict[tuple[bool, bool], str] = {}
-        per_person: list[tuple[int, str]] = []
+        variants: dict[str, list[int]] = {}
         for pid in sorted(audience):
-            flags = (pid in mentioned and pid != req.sender_id, pid in muted)
+            flags = (pid in mentioned and pid != sender_id, pid in muted)
             text = texts.get(flags)
             if text is None:
                 text = texts[flags] = payload.model_copy(update={"mentioned": flags[0], "muted": flags[1]}).text()
-            per_person.append((pid, text))
-        if len(per_person) >= BULK_AUDIENCE:
-            # Large groups: one set-based stream bump and COPY (same locks, same order as append).
-            new_groups = await tx.append_bulk("message.new", per_person)
+            variants.setdefault(text, []).append(pid)
+        if len(audience) >= BULK_AUDIENCE:  # a pool position of many holders
+            groups = await tx.append_bulk("message.new", [(p, t) for t, ps in variants.items() for p in ps])
         else:
-            variants: dict[str, list[int]] = {}
-            for pid, text in per_person:
-                variants.setdefault(text, []).append(pid)
-            evs = [NewEvent("message.new", text, people) for text, people in variants.items()]
-            new_groups = await tx.append(evs)
-        seq = next((s for g in new_groups for p, s in g.recipients if p == req.sender_id), None)
-        await conn.execute(update(conversations).where(conversations.c.id == cid).values(last_message_id=mid))
-        return PostResult(mid, cid, now, False, seq)
+            groups = await tx.append([NewEvent("message.new", text, people) for text, people in variants.items()])
+        return next((s for g in groups for p, s in g.recipients if p == sender_id), None)
+
+    async def _post_to_group(
+        self,
+        tx: Txn,
+        cid: int,
+        mid: int,
+        sender_id: int,
+        payload: MessageNew,
+        audience: set[int],
+        mentioned: set[int],
+        muted: set[int],
+    ) -> int | None:
+        """Store the payload once and a pending row per member (messaging/conversations/fanout.py).
+
+        Small groups, or a service without a relay, claim every member's row here
+        (their events commit with the message, as before); large groups with a relay
+        claim only the sender's, and the relay writes the rest after the commit,
+        connected members first. Either claim also writes any earlier message still
+        pending for those members, first, so each stream stays in message order.
+        """
+        deferred = self.fanout is not None and len(audience) >= BULK_AUDIENCE
+        relay = self.fanout.relay if self.fanout is not None else None
+        head = {"id": mid, "conversation_id": cid, "payload": payload.text(), "created_at": tx.now, "done_at": tx.now}
+        if deferred and relay is not None:
+            head.update(done_at=None, claimed_by=relay.token, lease_until=tx.now + relay.lease)
+        await tx.conn.execute(insert(message_fanouts), [head])
+        rows = [
+            (pid, (MENTIONED if pid in mentioned and pid != sender_id else 0) | (MUTED if pid in muted else 0))
+            for pid in sorted(audience)
+        ]
+        await insert_pending(tx.conn, cid, mid, rows)
+        written = await write_claimed(tx, cid, [sender_id] if deferred else sorted(audience), mid)
+        if deferred and self.fanout is not None:
+            fanout = self.fanout
+            tx.on_commit(lambda: fanout.committed(cid, mid))
+        return written.get((sender_id, mid))
 
     async def _reply(self, conn: AsyncConnection, acc: Access, reply_to: int | None) -> dict[str, Any] | None:
         if reply_to is None:
@@ -369,6 +420,8 @@ class ConversationService:
             else MessageEdited(message_id=message_id, conversation_id=cid, edited_at=now, body=body)
         )
         audience = sorted(await readers(conn, acc.conversation, row.created_at))
+        if acc.conversation.kind in GROUP_KINDS:  # whoever is still owed the message's own event gets it first
+            await flush(tx, cid, audience, message_id)
         text = change.text()
         if len(audience) >= BULK_AUDIENCE:
             await tx.append_bulk(kind, [(p, text) for p in audience])

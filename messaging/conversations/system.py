@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from kernel.db.dialect import insert_ignore
 from kernel.schema import persons
+from messaging.conversations.fanout import GROUP_KINDS, flush
 from messaging.events import NewEvent
 from messaging.schema import conversations, messages
 from messaging.shapes import Mentions, MessageNew, Sender
@@ -79,6 +80,9 @@ async def system_message(
         mentions=Mentions(persons=list(about_ids)),
         system=detail,
     )
-    tx.emit(NewEvent("message.new", payload.text(), sorted(set(recipients))), *extra_events)
+    to = sorted(set(recipients))
+    if conversation_kind in GROUP_KINDS:  # a member still owed an earlier message gets it first
+        await flush(tx, conversation_id, to, mid)
+    tx.emit(NewEvent("message.new", payload.text(), to), *extra_events)
     await conn.execute(update(conversations).where(conversations.c.id == conversation_id).values(last_message_id=mid))
     return mid

@@ -133,17 +133,8 @@ class FanoutRelay:
 
     async def run_pending(self) -> int:
         """Finish every notice whose fan-out is unfinished and unleased (its sweeper died). Returns persons written."""
-        now = self._clock.now()
         async with self._db.read() as conn:
-            ids = [
-                int(r[0])
-                for r in await conn.execute(
-                    select(notices.c.id)
-                    .where(notices.c.fanout_done_at.is_(None), self._leases.free(now))
-                    .order_by(notices.c.id)
-                    .limit(20)
-                )
-            ]
+            ids = await self._leases.abandoned(conn, self._clock.now())
         written = 0
         for nid in ids:
             written += await self.sweep(nid)

@@ -11,14 +11,17 @@ order of its history.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from kernel.clock import SystemClock
 from kernel.db.database import Database
+from messaging.schema import person_events
 from org_tree.holder import OrgIndexHolder
 from org_tree.org_service import OrgService
 from tests.client import Client, login
@@ -207,3 +210,54 @@ async def test_s13_order_under_concurrency_with_reconnects(two: list[ServerProce
 
 def _msgs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["kind"] == "message.new"]
+
+
+async def test_large_group_reaches_connected_members_of_both_processes_once(
+    two: list[ServerProcess], tree_pg: str
+) -> None:
+    """A 70-member group: the send commits one message; each process writes and pushes its own
+    connected members' events (control message), the sender's process sweeps the offline rest."""
+    p1, p2 = two
+    people = await _people(tree_pg, 70)
+    owner, members = people[0][0], [pid for pid, _ in people[1:]]
+    tok = {pid: (await login(p1.http, lg))["access_token"] for pid, lg in people[:7]}
+    async with httpx.AsyncClient(base_url=p2.http) as h:
+        r = await h.post(
+            "/api/v1/groups",
+            json={"title": "大群", "person_ids": members},
+            headers={"Authorization": f"Bearer {tok[owner]}"},
+        )
+        assert r.status_code == 201, r.text
+        gid = r.json()["id"]
+    sender = await Client.connect(p1.ws, tok[owner])
+    people_ids = list(tok)[1:]  # six members, three on each process
+    connected = {pid: await Client.connect((p1, p2)[i % 2].ws, tok[pid]) for i, pid in enumerate(people_ids)}
+    r = await sender.request({"type": "send", "conversation_id": gid, "client_msg_id": "big1", "body": "全体注意"})
+    assert r["type"] == "ok", r
+    mid = r["data"]["message_id"]
+
+    def new_of(c: Client) -> list[dict[str, Any]]:
+        return [e for e in c.events if e["kind"] == "message.new" and e["data"]["id"] == mid]
+
+    for pid in people_ids:
+        await connected[pid].wait_matching(lambda e: e["kind"] == "message.new" and e["data"]["id"] == mid)
+    db = Database(tree_pg)
+    try:
+
+        async def every_member_has_one() -> bool:
+            async with db.read() as conn:
+                rows = await conn.execute(
+                    select(person_events.c.person_id, person_events.c.payload).where(
+                        person_events.c.kind == "message.new"
+                    )
+                )
+                got = [int(p) for p, pl in rows if json.loads(pl)["id"] == mid]
+            assert len(got) == len(set(got)), "a member got the message twice"
+            return sorted(got) == sorted([owner, *members])
+
+        await wait_until(every_member_has_one, 20, "every member's message.new")
+    finally:
+        await db.dispose()
+    assert all(len(new_of(c)) == 1 for c in connected.values())
+    for c in (sender, *connected.values()):
+        await c.close()

@@ -1,0 +1,323 @@
+"""Group messages stored once, their ``message.new`` events written after the send: connected members first.
+
+Why: a send to a 2,078-member unit group bumped 2,078 stream rows and wrote
+2,078 event rows in its transaction, so every member waited for all of them
+(0.2–0.4× a bare broadcast, BENCHMARKS.md issue 15). The send now commits the
+message, its payload once (``message_fanouts``) and one small pending row per
+member (``message_fanout_pending``: person and the mention/mute flags of the
+send), plus the sender's own event; then, as notices do (messaging/notices/relay.py):
+
+1. **Connected members first** (:meth:`GroupRelay.local`, in every process,
+   on one ``message_committed`` control message per process): each process
+   claims the pending rows of the persons connected to it and appends their
+   events in one transaction, then pushes them to its own sockets.
+2. **Everyone else** (:meth:`GroupRelay.sweep`, the lease holder, which the
+   send made the sending process): the remaining members in chunks, one
+   transaction each; then ``done_at``. A process killed mid-sweep loses its
+   lease and any other process's :meth:`GroupRelay.run_pending` finishes.
+
+Exactly once: deleting a pending row is the claim, in the transaction that
+appends that person's event; only the rows the DELETE returned get an event.
+
+In order: a claim for message *m* takes the person's pending rows of the
+conversation up to *m* (not only *m*'s) and appends them in message-id order,
+under row locks taken in (person, message) order. Every other write of a
+group message event to a member (the next send, an edit or recall, a system
+note) first claims that member's pending rows the same way (:func:`flush`),
+so a stream never shows a later message, or a change to a message, before
+the message itself.
+
+Why pending rows rather than a per-member cursor over ``messages``: the
+cursor would have to move in every path that writes a group event (system
+notes to members who just left, joins, imports), while a pending row is
+touched only here; and 2,078 narrow rows in one INSERT cost a fraction of
+the stream bumps and event rows they replace at send time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kernel.db.dialect import chunks, is_postgres
+from kernel.jobs import Spawn
+from messaging.broker.base import Broker
+from messaging.conversations.schema import message_fanouts
+from messaging.events import NewEvent, driver_in_transaction, paused_gc
+from messaging.leases import Leases, run_token
+from messaging.ports import CONTROL_CHANNEL, LocalDelivery, Notify
+from messaging.shapes import MessageNew
+from messaging.unit_of_work import Txn, UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BULK_AUDIENCE",
+    "GROUP_KINDS",
+    "MENTIONED",
+    "MUTED",
+    "GroupFanout",
+    "GroupRelay",
+    "flush",
+    "insert_pending",
+    "write_claimed",
+]
+
+#: Audiences at least this large are appended with ``EventLog.append_bulk`` and, with a
+#: relay configured, fanned out after the commit.
+BULK_AUDIENCE = 64
+#: Conversation kinds whose messages go through the pending rows (their members are stored).
+GROUP_KINDS = ("group", "unit")
+#: ``message_fanout_pending.flags`` bits.
+MENTIONED = 1
+MUTED = 2
+
+_PG_PENDING = """
+INSERT INTO message_fanout_pending (conversation_id, person_id, message_id, flags)
+SELECT $1, p, $2, f FROM unnest($3::bigint[], $4::smallint[]) AS v(p, f)
+"""
+_SQLITE_PENDING = """
+INSERT INTO message_fanout_pending (conversation_id, person_id, message_id, flags)
+SELECT ?, json_extract(value, '$[0]'), ?, json_extract(value, '$[1]') FROM json_each(?)
+"""
+# The claim: lock the persons' pending rows of the conversation up to the message in
+# (person, message) order, delete them and return them, so exactly those events are written.
+_PG_CLAIM = """
+WITH c AS MATERIALIZED (
+    SELECT person_id, message_id FROM message_fanout_pending
+    WHERE conversation_id = $1 AND person_id = ANY($2::bigint[]) AND message_id <= $3
+    ORDER BY person_id, message_id FOR UPDATE
+)
+DELETE FROM message_fanout_pending AS p USING c
+WHERE p.conversation_id = $1 AND p.person_id = c.person_id AND p.message_id = c.message_id
+RETURNING p.person_id, p.message_id, p.flags
+"""
+_SQLITE_CLAIM = """
+DELETE FROM message_fanout_pending
+WHERE conversation_id = ? AND person_id IN (SELECT value FROM json_each(?)) AND message_id <= ?
+RETURNING person_id, message_id, flags
+"""
+_PG_REMAINING = "SELECT person_id FROM message_fanout_pending WHERE message_id = $1 ORDER BY person_id"
+_SQLITE_REMAINING = "SELECT person_id FROM message_fanout_pending WHERE message_id = ? ORDER BY person_id"
+
+
+async def insert_pending(
+    conn: AsyncConnection, conversation_id: int, message_id: int, rows: Sequence[tuple[int, int]]
+) -> None:
+    """One pending row per ``(person, flags)``, in the send's transaction (one statement, arrays)."""
+    driver = await driver_in_transaction(conn)
+    if is_postgres(conn):
+        await driver.execute(_PG_PENDING, conversation_id, message_id, [p for p, _ in rows], [f for _, f in rows])
+    else:
+        await driver.execute(_SQLITE_PENDING, (conversation_id, message_id, json.dumps(rows)))
+
+
+async def _claim(
+    conn: AsyncConnection, conversation_id: int, persons: list[int], upto: int
+) -> list[tuple[int, int, int]]:
+    driver = await driver_in_transaction(conn)
+    out: list[tuple[int, int, int]] = []
+    for part in chunks(persons, 100_000):
+        if is_postgres(conn):
+            rows = await driver.fetch(_PG_CLAIM, conversation_id, part, upto)
+        else:
+            rows = await driver.execute_fetchall(_SQLITE_CLAIM, (conversation_id, json.dumps(part), upto))
+        out.extend((int(p), int(m), int(f)) for p, m, f in rows)
+    return out
+
+
+def _variant(base: str, flags: int, cache: dict[int, str]) -> str:
+    """The member's payload: the stored one with their ``mentioned``/``muted`` flags."""
+    text = cache.get(flags)
+    if text is None:
+        update = {"mentioned": bool(flags & MENTIONED), "muted": bool(flags & MUTED)}
+        text = cache[flags] = MessageNew.model_validate_json(base).model_copy(update=update).text()
+    return text
+
+
+async def write_claimed(tx: Txn, conversation_id: int, persons: Sequence[int], upto: int) -> dict[tuple[int, int], int]:
+    """Claim ``persons``' pending events of the conversation up to message ``upto`` and append them.
+
+    Appended in message-id order (one append per message), inside ``tx``; the
+    wake-ups go with ``tx``'s. Returns ``(person, message) → seq`` of every event written.
+    """
+    wanted = sorted(set(persons))
+    if not wanted:
+        return {}
+    claimed = await _claim(tx.conn, conversation_id, wanted, upto)
+    if not claimed:
+        return {}
+    by_message: dict[int, list[tuple[int, int]]] = {}
+    for person, mid, flags in sorted(claimed):
+        by_message.setdefault(mid, []).append((person, flags))
+    f = message_fanouts.c
+    heads = {
+        int(i): str(p) for i, p in await tx.conn.execute(select(f.id, f.payload).where(f.id.in_(sorted(by_message))))
+    }
+    out: dict[tuple[int, int], int] = {}
+    for mid in sorted(by_message):
+        base, cache = heads[mid], {0: heads[mid]}
+        with paused_gc():
+            items = [(person, _variant(base, flags, cache)) for person, flags in by_message[mid]]
+        if len(items) >= BULK_AUDIENCE:
+            groups = await tx.append_bulk("message.new", items)
+        else:
+            variants: dict[str, list[int]] = {}
+            for person, text in items:
+                variants.setdefault(text, []).append(person)
+            groups = await tx.append([NewEvent("message.new", text, people) for text, people in variants.items()])
+        out.update(((p, mid), s) for g in groups for p, s in g.recipients)
+    return out
+
+
+async def flush(tx: Txn, conversation_id: int, persons: Sequence[int], upto: int) -> int:
+    """Write ``persons``' events still pending up to message ``upto`` before an event that must follow them.
+
+    Called by every other writer of a group-message event (next send, edit, recall,
+    system note). Returns how many events it wrote (0 when nothing was pending).
+    """
+    return len(await write_claimed(tx, conversation_id, persons, upto))
+
+
+class GroupRelay:
+    """Writes the ``message.new`` events of committed group messages; safe in every process at once.
+
+    Args:
+        node_id: names this process in ``claimed_by`` (a random suffix is added).
+        lease: how long a claim on finishing a message's fan-out is exclusive; renewed per chunk.
+        chunk: persons per sweep transaction.
+    """
+
+    def __init__(
+        self, uow: UnitOfWork, *, node_id: str = "local", lease: timedelta = timedelta(seconds=30), chunk: int = 10_000
+    ) -> None:
+        self._uow = uow
+        self._db = uow.db
+        self._events = uow.events
+        self._clock = uow.clock
+        self.token = run_token(node_id)
+        self.lease = lease
+        self.chunk = chunk
+        c = message_fanouts.c
+        self._leases = Leases(message_fanouts, c.claimed_by, c.lease_until, c.done_at.is_(None), lease)
+
+    async def local(
+        self, conversation_id: int, message_id: int, person_ids: Sequence[int], deliver: Notify | None = None
+    ) -> int:
+        """Write the events of those of ``person_ids`` (this process's connected people) still owed one.
+
+        ``deliver`` gets the wake-ups after the commit (default: ``notify``). Returns events written.
+        """
+        if not person_ids:
+            return 0
+        written = await self._uow.run(
+            lambda tx: write_claimed(tx, conversation_id, person_ids, message_id), deliver=deliver
+        )
+        return len(written)
+
+    async def sweep(self, message_id: int) -> int:
+        """Finish one message's fan-out if this process holds (or can take) its lease. Returns events written."""
+        if not await self._uow.run(lambda tx: self._leases.take(tx.conn, message_id, self.token, tx.now)):
+            return 0
+        async with self._db.read() as conn:
+            cid = (
+                await conn.execute(select(message_fanouts.c.conversation_id).where(message_fanouts.c.id == message_id))
+            ).scalar_one()
+            remaining = await self._remaining(conn, message_id)
+        written = 0
+        for part in chunks(remaining, self.chunk):
+            if not await self._uow.run(lambda tx: self._leases.renew(tx.conn, message_id, self.token, tx.now)):
+                logger.warning("message %s: fan-out lease lost; another process continues", message_id)
+                return written
+            await self._events.prepare_bulk(part)
+            written += len(await self._uow.run(self._writer(int(cid), part, message_id)))
+
+        async def finish(tx: Txn) -> None:
+            values = {"done_at": tx.now, "claimed_by": None, "lease_until": None}
+            await self._leases.finish(tx.conn, self.token, [message_id], values, fenced=False)
+
+        await self._uow.run(finish)
+        return written
+
+    async def run_pending(self) -> int:
+        """Finish every group message whose fan-out is unfinished and unleased (its sweeper died)."""
+        async with self._db.read() as conn:
+            ids = await self._leases.abandoned(conn, self._clock.now())
+        written = 0
+        for mid in ids:
+            written += await self.sweep(mid)
+        return written
+
+    @staticmethod
+    def _writer(cid: int, persons: list[int], upto: int) -> Callable[[Txn], Awaitable[dict[tuple[int, int], int]]]:
+        return lambda tx: write_claimed(tx, cid, persons, upto)
+
+    @staticmethod
+    async def _remaining(conn: AsyncConnection, message_id: int) -> list[int]:
+        driver = (await conn.get_raw_connection()).driver_connection
+        if is_postgres(conn):
+            rows = await driver.fetch(_PG_REMAINING, message_id)  # type: ignore[union-attr]
+        else:
+            rows = await driver.execute_fetchall(_SQLITE_REMAINING, (message_id,))  # type: ignore[union-attr]
+        return [int(r[0]) for r in rows]
+
+
+class GroupFanout:
+    """After a group message commits: tell every process, write connected members first, sweep the rest.
+
+    A failed announcement or connected-first write is only slower: the sweep writes
+    those members instead, and :meth:`run_pending` (periodic) finishes a message whose
+    sweeper died.
+
+    Args:
+        relay: writes the events.
+        local: this process's sockets.
+        broker: carries the announcement to the other processes.
+        jobs: runs the fan-out after the send has answered.
+        node_id: this process, so its own announcement is not acted on twice.
+    """
+
+    def __init__(self, relay: GroupRelay, local: LocalDelivery, broker: Broker, jobs: Spawn, *, node_id: str) -> None:
+        self.relay = relay
+        self._local = local
+        self._broker = broker
+        self._jobs = jobs
+        self._node_id = node_id
+
+    def committed(self, conversation_id: int, message_id: int) -> None:
+        """A group message of this process committed: one announcement per process, then fan out here."""
+        self._jobs.soon(self._fan_out(conversation_id, message_id), f"message-fanout-{message_id}")
+
+    async def _fan_out(self, conversation_id: int, message_id: int) -> None:
+        msg = {"t": "message_committed", "conversation_id": conversation_id, "message_id": message_id}
+        try:
+            await self._broker.publish(CONTROL_CHANNEL, json.dumps({**msg, "origin": self._node_id}).encode())
+        except Exception as exc:  # the other processes' members then come with the sweep
+            logger.warning("message %s not announced: %r", message_id, exc)
+        try:
+            await self.relay.local(conversation_id, message_id, self._local.person_ids(), self._local.deliver)
+        except Exception as exc:  # the sweep below writes them instead
+            logger.warning("message %s: connected-first fan-out failed: %r", message_id, exc)
+        await self.relay.sweep(message_id)
+
+    def on_control(self, data: bytes) -> None:
+        """A control message: another process's committed group message gets this process's connected members."""
+        try:
+            msg: Any = json.loads(data)
+        except ValueError:
+            return
+        if not isinstance(msg, dict) or msg.get("t") != "message_committed" or msg.get("origin") == self._node_id:
+            return
+        cid, mid = int(msg.get("conversation_id", 0)), int(msg.get("message_id", 0))
+        job = self.relay.local(cid, mid, self._local.person_ids(), self._local.deliver)
+        self._jobs.soon(job, f"message-local-{mid}")
+
+    async def run_pending(self) -> int:
+        """Finish the group messages whose sweeper died (periodic). Returns the events written."""
+        return await self.relay.run_pending()

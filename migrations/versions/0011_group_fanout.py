@@ -1,0 +1,62 @@
+"""Issue 15 item 3: group messages are stored once and fanned out after the send commits.
+
+``message_fanouts`` holds each group message's ``message.new`` payload and the
+lease on finishing its fan-out; ``message_fanout_pending`` one row per member
+still owed the event (messaging/conversations/fanout.py). Messages sent before
+this migration were fanned out in their send transaction: nothing to carry over.
+No application imports.
+
+Revision ID: 0011_group_fanout
+Revises: 0010_streams_retention
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011_group_fanout"
+down_revision = "0010_streams_retention"
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "message_fanouts",
+        sa.Column("id", ID, autoincrement=False, nullable=False),
+        sa.Column("conversation_id", ID, nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("done_at", TS, nullable=True),
+        sa.Column("claimed_by", sa.String(64), nullable=True),
+        sa.Column("lease_until", TS, nullable=True),
+        sa.ForeignKeyConstraint(["id"], ["messages.id"], name="fk_message_fanouts_id_messages", ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name="pk_message_fanouts"),
+    )
+    op.create_index("ix_message_fanouts_done", "message_fanouts", ["done_at"])
+    op.create_table(
+        "message_fanout_pending",
+        sa.Column("conversation_id", ID, autoincrement=False, nullable=False),
+        sa.Column("person_id", ID, autoincrement=False, nullable=False),
+        sa.Column("message_id", ID, autoincrement=False, nullable=False),
+        sa.Column("flags", sa.SmallInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["message_fanouts.id"],
+            name="fk_message_fanout_pending_message_id_message_fanouts",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("conversation_id", "person_id", "message_id", name="pk_message_fanout_pending"),
+    )
+    op.create_index("ix_message_fanout_pending_message", "message_fanout_pending", ["message_id", "person_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_message_fanout_pending_message", table_name="message_fanout_pending")
+    op.drop_table("message_fanout_pending")
+    op.drop_index("ix_message_fanouts_done", table_name="message_fanouts")
+    op.drop_table("message_fanouts")
