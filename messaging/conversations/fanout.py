@@ -13,7 +13,7 @@ send), plus the sender's own event; then, as notices do (messaging/notices/relay
    events in one transaction, then pushes them to its own sockets.
 2. **Everyone else** (:meth:`GroupRelay.sweep`, the lease holder, which the
    send made the sending process): the remaining members in chunks, one
-   transaction each; then ``done_at``. A process killed mid-sweep loses its
+   transaction each; then deletes the payload row. A process killed mid-sweep loses its
    lease and any other process's :meth:`GroupRelay.run_pending` finishes.
 
 Exactly once: deleting a pending row is the claim, in the transaction that
@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import chunks, is_postgres
@@ -205,7 +205,8 @@ class GroupRelay:
         self.lease = lease
         self.chunk = chunk
         c = message_fanouts.c
-        self._leases = Leases(message_fanouts, c.claimed_by, c.lease_until, c.done_at.is_(None), lease)
+        # A row exists only while its fan-out is unfinished: finishing deletes it.
+        self._leases = Leases(message_fanouts, c.claimed_by, c.lease_until, true(), lease)
 
     async def local(
         self, conversation_id: int, message_id: int, person_ids: Sequence[int], deliver: Notify | None = None
@@ -226,9 +227,10 @@ class GroupRelay:
         if not await self._uow.run(lambda tx: self._leases.take(tx.conn, message_id, self.token, tx.now)):
             return 0
         async with self._db.read() as conn:
-            cid = (
-                await conn.execute(select(message_fanouts.c.conversation_id).where(message_fanouts.c.id == message_id))
-            ).scalar_one()
+            q = select(message_fanouts.c.conversation_id).where(message_fanouts.c.id == message_id)
+            cid = (await conn.execute(q)).scalar_one_or_none()
+            if cid is None:  # finished meanwhile by another process, or the message was deleted
+                return 0
             remaining = await self._remaining(conn, message_id)
         written = 0
         for part in chunks(remaining, self.chunk):
@@ -239,8 +241,10 @@ class GroupRelay:
             written += len(await self._uow.run(self._writer(int(cid), part, message_id)))
 
         async def finish(tx: Txn) -> None:
-            values = {"done_at": tx.now, "claimed_by": None, "lease_until": None}
-            await self._leases.finish(tx.conn, self.token, [message_id], values, fenced=False)
+            # No member is owed the message now (the chunks claimed every row there was): drop the payload.
+            # Fenced: a process that lost the lease leaves the row to its new holder.
+            f = message_fanouts.c
+            await tx.conn.execute(delete(message_fanouts).where(f.id == message_id, f.claimed_by == self.token))
 
         await self._uow.run(finish)
         return written

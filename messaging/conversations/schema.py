@@ -27,9 +27,9 @@ conversation_positions = Table(
     Column("added_at", UTCDateTime, nullable=False),
 )
 
-#: One row per group message: the ``message.new`` payload every member's event is made from
-#: (``mentioned``/``muted`` false; each member's flags are in their pending row), and the
-#: lease on finishing its fan-out (``messaging.leases``), ``done_at`` once no member is owed it.
+#: One row per group message still being fanned out: the ``message.new`` payload every member's
+#: event is made from (``mentioned``/``muted`` false; each member's flags are in their pending
+#: row) and the lease on finishing it (``messaging.leases``). Deleted once no member is owed it.
 message_fanouts = Table(
     "message_fanouts",
     metadata,
@@ -38,10 +38,8 @@ message_fanouts = Table(
     Column("conversation_id", ID, nullable=False),
     Column("payload", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    Column("done_at", UTCDateTime, nullable=True),
     Column("claimed_by", String(64), nullable=True),
     Column("lease_until", UTCDateTime, nullable=True),
-    Index("ix_message_fanouts_done", "done_at"),
 )
 
 #: One row per (member, group message) whose ``message.new`` is not written yet. Deleting the

@@ -276,26 +276,30 @@ class ConversationService:
         if conv.kind in GROUP_KINDS:
             seq = await self._post_to_group(tx, cid, mid, req.sender_id, payload, audience, mentioned, muted)
         else:
-            seq = await self._post_to_thread(tx, req.sender_id, payload, audience, mentioned, muted)
+            seq = await self._append_new(tx, req.sender_id, payload, audience, mentioned, muted)
         await conn.execute(update(conversations).where(conversations.c.id == cid).values(last_message_id=mid))
         return PostResult(mid, cid, now, False, seq)
 
-    async def _post_to_thread(
+    async def _append_new(
         self, tx: Txn, sender_id: int, payload: MessageNew, audience: set[int], mentioned: set[int], muted: set[int]
     ) -> int | None:
-        """A position thread's readers (a few holders) get their events in the send's transaction."""
+        """Every reader's ``message.new`` in the send's transaction; returns the sender's seq."""
         # The payload differs between recipients only in two flags: encode each combination once.
         texts: dict[tuple[bool, bool], str] = {}
-        variants: dict[str, list[int]] = {}
+        per_person: list[tuple[int, str]] = []
         for pid in sorted(audience):
             flags = (pid in mentioned and pid != sender_id, pid in muted)
             text = texts.get(flags)
             if text is None:
                 text = texts[flags] = payload.model_copy(update={"mentioned": flags[0], "muted": flags[1]}).text()
-            variants.setdefault(text, []).append(pid)
-        if len(audience) >= BULK_AUDIENCE:  # a pool position of many holders
-            groups = await tx.append_bulk("message.new", [(p, t) for t, ps in variants.items() for p in ps])
+            per_person.append((pid, text))
+        if len(per_person) >= BULK_AUDIENCE:
+            # Large audiences: one set-based stream bump and COPY (same locks, same order as append).
+            groups = await tx.append_bulk("message.new", per_person)
         else:
+            variants: dict[str, list[int]] = {}
+            for pid, text in per_person:
+                variants.setdefault(text, []).append(pid)
             groups = await tx.append([NewEvent("message.new", text, people) for text, people in variants.items()])
         return next((s for g in groups for p, s in g.recipients if p == sender_id), None)
 
@@ -310,29 +314,34 @@ class ConversationService:
         mentioned: set[int],
         muted: set[int],
     ) -> int | None:
-        """Store the payload once and a pending row per member (messaging/conversations/fanout.py).
+        """A group message: large groups fan out after the commit (messaging/conversations/fanout.py).
 
-        Small groups, or a service without a relay, claim every member's row here
-        (their events commit with the message, as before); large groups with a relay
-        claim only the sender's, and the relay writes the rest after the commit,
-        connected members first. Either claim also writes any earlier message still
-        pending for those members, first, so each stream stays in message order.
+        With a relay and 64 members or more: the payload once, a pending row per
+        member, and the sender's own event (claiming the sender's earlier pending
+        rows first); the relay writes the rest after the commit, connected members
+        first. Smaller groups, or a service without a relay: every member's event
+        here, after any earlier message still pending for them, as before.
         """
-        deferred = self.fanout is not None and len(audience) >= BULK_AUDIENCE
-        relay = self.fanout.relay if self.fanout is not None else None
-        head = {"id": mid, "conversation_id": cid, "payload": payload.text(), "created_at": tx.now, "done_at": tx.now}
-        if deferred and relay is not None:
-            head.update(done_at=None, claimed_by=relay.token, lease_until=tx.now + relay.lease)
+        fanout = self.fanout
+        if fanout is None or len(audience) < BULK_AUDIENCE:
+            await flush(tx, cid, sorted(audience), mid)
+            return await self._append_new(tx, sender_id, payload, audience, mentioned, muted)
+        head = {
+            "id": mid,
+            "conversation_id": cid,
+            "payload": payload.text(),
+            "created_at": tx.now,
+            "claimed_by": fanout.relay.token,
+            "lease_until": tx.now + fanout.relay.lease,
+        }
         await tx.conn.execute(insert(message_fanouts), [head])
         rows = [
             (pid, (MENTIONED if pid in mentioned and pid != sender_id else 0) | (MUTED if pid in muted else 0))
             for pid in sorted(audience)
         ]
         await insert_pending(tx.conn, cid, mid, rows)
-        written = await write_claimed(tx, cid, [sender_id] if deferred else sorted(audience), mid)
-        if deferred and self.fanout is not None:
-            fanout = self.fanout
-            tx.on_commit(lambda: fanout.committed(cid, mid))
+        written = await write_claimed(tx, cid, [sender_id], mid)
+        tx.on_commit(lambda: fanout.committed(cid, mid))
         return written.get((sender_id, mid))
 
     async def _reply(self, conn: AsyncConnection, acc: Access, reply_to: int | None) -> dict[str, Any] | None:

@@ -1,7 +1,7 @@
 """Issue 15 item 3: group messages are stored once and fanned out after the send commits.
 
-``message_fanouts`` holds each group message's ``message.new`` payload and the
-lease on finishing its fan-out; ``message_fanout_pending`` one row per member
+``message_fanouts`` holds the ``message.new`` payload of each group message
+still being fanned out and the lease on finishing it (the row is deleted then); ``message_fanout_pending`` one row per member
 still owed the event (messaging/conversations/fanout.py). Messages sent before
 this migration were fanned out in their send transaction: nothing to carry over.
 No application imports.
@@ -31,13 +31,11 @@ def upgrade() -> None:
         sa.Column("conversation_id", ID, nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
-        sa.Column("done_at", TS, nullable=True),
         sa.Column("claimed_by", sa.String(64), nullable=True),
         sa.Column("lease_until", TS, nullable=True),
         sa.ForeignKeyConstraint(["id"], ["messages.id"], name="fk_message_fanouts_id_messages", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name="pk_message_fanouts"),
     )
-    op.create_index("ix_message_fanouts_done", "message_fanouts", ["done_at"])
     op.create_table(
         "message_fanout_pending",
         sa.Column("conversation_id", ID, autoincrement=False, nullable=False),
@@ -58,5 +56,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_message_fanout_pending_message", table_name="message_fanout_pending")
     op.drop_table("message_fanout_pending")
-    op.drop_index("ix_message_fanouts_done", table_name="message_fanouts")
     op.drop_table("message_fanouts")
