@@ -7,13 +7,16 @@ message, its payload once (``message_fanouts``) and one small pending row per
 member (``message_fanout_pending``: person and the mention/mute flags of the
 send), plus the sender's own event; then, as notices do (messaging/notices/relay.py):
 
-1. **Connected members first** (:meth:`GroupRelay.local`, in every process,
-   on one ``message_committed`` control message per process): each process
-   claims the pending rows of the persons connected to it and appends their
-   events in one transaction, then pushes them to its own sockets.
+1. **Connected members first**: the send's own transaction already claims and
+   writes the events of the members connected to the sending process; every
+   other process, on one ``message_committed`` control message, claims those of
+   the persons connected to it and appends them in one transaction
+   (:meth:`GroupRelay.local`), then pushes them to its own sockets.
 2. **Everyone else** (:meth:`GroupRelay.sweep`, the lease holder, which the
-   send made the sending process): the remaining members in chunks, one
-   transaction each; then deletes the payload row. A process killed mid-sweep loses its
+   send made the sending process), ``sweep_after`` seconds later so that it
+   does not lock rows the other processes are about to claim for connected
+   members: the remaining members in chunks, one transaction each; then
+   deletes the payload row. A process killed mid-sweep loses its
    lease and any other process's :meth:`GroupRelay.run_pending` finishes.
 
 Exactly once: deleting a pending row is the claim, in the transaction that
@@ -36,6 +39,7 @@ the stream bumps and event rows they replace at send time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -287,15 +291,30 @@ class GroupFanout:
         node_id: this process, so its own announcement is not acted on twice.
     """
 
-    def __init__(self, relay: GroupRelay, local: LocalDelivery, broker: Broker, jobs: Spawn, *, node_id: str) -> None:
+    def __init__(
+        self,
+        relay: GroupRelay,
+        local: LocalDelivery,
+        broker: Broker,
+        jobs: Spawn,
+        *,
+        node_id: str,
+        sweep_after: float = 0.2,
+    ) -> None:
         self.relay = relay
         self._local = local
         self._broker = broker
         self._jobs = jobs
         self._node_id = node_id
+        self.sweep_after = sweep_after
+
+    def connected(self) -> list[int]:
+        """The persons connected to this process: the send writes their events in its own transaction."""
+        return self._local.person_ids()
 
     def committed(self, conversation_id: int, message_id: int) -> None:
-        """A group message of this process committed: one announcement per process, then fan out here."""
+        """A group message of this process committed (with this process's connected members' events):
+        one announcement per process, then the sweep."""
         self._jobs.soon(self._fan_out(conversation_id, message_id), f"message-fanout-{message_id}")
 
     async def _fan_out(self, conversation_id: int, message_id: int) -> None:
@@ -304,10 +323,9 @@ class GroupFanout:
             await self._broker.publish(CONTROL_CHANNEL, json.dumps({**msg, "origin": self._node_id}).encode())
         except Exception as exc:  # the other processes' members then come with the sweep
             logger.warning("message %s not announced: %r", message_id, exc)
-        try:
-            await self.relay.local(conversation_id, message_id, self._local.person_ids(), self._local.deliver)
-        except Exception as exc:  # the sweep below writes them instead
-            logger.warning("message %s: connected-first fan-out failed: %r", message_id, exc)
+        # Offline members wait for nobody: leave the database to the other processes'
+        # connected-first writes for a moment, rather than lock their rows first.
+        await asyncio.sleep(self.sweep_after)
         await self.relay.sweep(message_id)
 
     def on_control(self, data: bytes) -> None:

@@ -317,10 +317,11 @@ class ConversationService:
         """A group message: large groups fan out after the commit (messaging/conversations/fanout.py).
 
         With a relay and 64 members or more: the payload once, a pending row per
-        member, and the sender's own event (claiming the sender's earlier pending
-        rows first); the relay writes the rest after the commit, connected members
-        first. Smaller groups, or a service without a relay: every member's event
-        here, after any earlier message still pending for them, as before.
+        member, and the events of the sender and of the members connected to this
+        process (claiming their earlier pending rows first); the relay writes the
+        rest after the commit, the other processes' connected members first.
+        Smaller groups, or a service without a relay: every member's event here,
+        after any earlier message still pending for them, as before.
         """
         fanout = self.fanout
         if fanout is None or len(audience) < BULK_AUDIENCE:
@@ -340,7 +341,10 @@ class ConversationService:
             for pid in sorted(audience)
         ]
         await insert_pending(tx.conn, cid, mid, rows)
-        written = await write_claimed(tx, cid, [sender_id], mid)
+        # The members connected to this process (and the sender) get theirs with the commit.
+        here = audience.intersection(fanout.connected())
+        here.add(sender_id)
+        written = await write_claimed(tx, cid, sorted(here), mid)
         tx.on_commit(lambda: fanout.committed(cid, mid))
         return written.get((sender_id, mid))
 

@@ -32,12 +32,13 @@ from tests.notices.test_deferred_fanout import HeldJobs
 
 @dataclass
 class Sockets:
-    """This process's connected persons (none: the tests pass the connected set themselves)."""
+    """This process's connected persons (none unless a test connects some)."""
 
+    connected: list[int] = field(default_factory=list)
     delivered: list[EventGroup] = field(default_factory=list)
 
     def person_ids(self) -> list[int]:
-        return []
+        return list(self.connected)
 
     def deliver(self, groups: list[EventGroup]) -> None:
         self.delivered.extend(groups)
@@ -48,6 +49,7 @@ class Fan:
     w: World
     relay: GroupRelay
     jobs: HeldJobs
+    sockets: Sockets
     owner: int
     members: list[int]  # every member, the owner included, ascending
     group_id: int
@@ -59,11 +61,12 @@ async def fan(conv_url: str) -> AsyncIterator[Fan]:
     try:
         relay = GroupRelay(w.conv.uow, node_id="a", chunk=25)
         jobs = HeldJobs()
-        w.conv.fanout = GroupFanout(relay, Sockets(), MemoryBroker(), jobs, node_id="a")  # type: ignore[arg-type]
+        sockets = Sockets()
+        w.conv.fanout = GroupFanout(relay, sockets, MemoryBroker(), jobs, node_id="a")  # type: ignore[arg-type]
         owner = await w.person("群主")
         others = [await w.person() for _ in range(BULK_AUDIENCE + 16)]
         g = await w.groups.create(owner, "大群", others)
-        yield Fan(w, relay, jobs, owner, sorted([owner, *others]), int(g["id"]))
+        yield Fan(w, relay, jobs, sockets, owner, sorted([owner, *others]), int(g["id"]))
     finally:
         await w.db.dispose()
 
@@ -137,6 +140,19 @@ async def test_send_commits_the_sender_only_then_connected_first_then_sweep(fan:
         [msg] = [d for _, k, d in stream if k == "message.new" and d["id"] == mid]
         assert msg["body"] == "正文 m1" and msg["sender"]["id"] == f.owner
         assert msg["mentioned"] is (p == mentioned) and msg["muted"] is (p == muted)
+
+
+async def test_members_connected_to_the_sending_process_get_theirs_with_the_commit(fan: Fan) -> None:
+    f = fan
+    here = f.members[2::5]
+    f.sockets.connected = [*here, 10**9]  # and someone who is no member
+    mid = await _post(f, f.members[1], "m1")
+    assert await _news(f, mid) == Counter({p: 1 for p in {f.members[1], *here}})
+    owed = len(f.members) - len({f.members[1], *here})
+    assert await _pending(f, mid) == owed
+    assert await f.relay.sweep(mid) == owed
+    per_person = await _news(f, mid)
+    assert sorted(per_person) == f.members and set(per_person.values()) == {1}
 
 
 async def test_sweep_racing_connected_first_writes_one_event_per_person(fan: Fan) -> None:
