@@ -48,9 +48,13 @@ message_fanouts = Table(
 message_fanout_pending = Table(
     "message_fanout_pending",
     metadata,
-    Column("conversation_id", ID, primary_key=True),
+    # Person first: a claim names hundreds of persons (``person_id = ANY(…)``), and with the
+    # conversation first PostgreSQL scanned every pending row of the conversation instead.
     Column("person_id", ID, primary_key=True),
-    Column("message_id", ID, ForeignKey("message_fanouts.id", ondelete="CASCADE"), primary_key=True),
+    Column("conversation_id", ID, primary_key=True),
+    # No foreign key: the payload row outlives every pending row of its message (the sweep
+    # deletes it last), and a per-row check only slows a 2,078-member send's insert.
+    Column("message_id", ID, primary_key=True),
     Column("flags", SmallInteger, nullable=False),
     Index("ix_message_fanout_pending_message", "message_id", "person_id"),
 )

@@ -39,7 +39,6 @@ from messaging.conversations.fanout import (
     GroupFanout,
     flush,
     insert_pending,
-    write_claimed,
 )
 from messaging.conversations.inbox import inbox
 from messaging.conversations.model import (
@@ -316,10 +315,10 @@ class ConversationService:
     ) -> int | None:
         """A group message: large groups fan out after the commit (messaging/conversations/fanout.py).
 
-        With a relay and 64 members or more: the payload once, a pending row per
-        member, and the events of the sender and of the members connected to this
-        process (claiming their earlier pending rows first); the relay writes the
-        rest after the commit, the other processes' connected members first.
+        With a relay and 64 members or more: the events of the sender and of the
+        members connected to this process (after their earlier pending rows), the
+        payload once and a pending row per other member; the relay writes those
+        after the commit, the other processes' connected members first.
         Smaller groups, or a service without a relay: every member's event here,
         after any earlier message still pending for them, as before.
         """
@@ -336,17 +335,19 @@ class ConversationService:
             "lease_until": tx.now + fanout.relay.lease,
         }
         await tx.conn.execute(insert(message_fanouts), [head])
-        rows = [
-            (pid, (MENTIONED if pid in mentioned and pid != sender_id else 0) | (MUTED if pid in muted else 0))
-            for pid in sorted(audience)
-        ]
-        await insert_pending(tx.conn, cid, mid, rows)
-        # The members connected to this process (and the sender) get theirs with the commit.
+        # The members connected to this process (and the sender) get theirs with the commit,
+        # after any earlier message still pending for them; only the others get a pending row.
         here = audience.intersection(fanout.connected())
         here.add(sender_id)
-        written = await write_claimed(tx, cid, sorted(here), mid)
+        rows = [
+            (pid, (MENTIONED if pid in mentioned and pid != sender_id else 0) | (MUTED if pid in muted else 0))
+            for pid in sorted(audience - here)
+        ]
+        await insert_pending(tx.conn, cid, mid, rows)
+        await flush(tx, cid, sorted(here), mid)
+        seq = await self._append_new(tx, sender_id, payload, here, mentioned, muted)
         tx.on_commit(lambda: fanout.committed(cid, mid))
-        return written.get((sender_id, mid))
+        return seq
 
     async def _reply(self, conn: AsyncConnection, acc: Access, reply_to: int | None) -> dict[str, Any] | None:
         if reply_to is None:

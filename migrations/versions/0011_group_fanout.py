@@ -38,17 +38,11 @@ def upgrade() -> None:
     )
     op.create_table(
         "message_fanout_pending",
-        sa.Column("conversation_id", ID, autoincrement=False, nullable=False),
         sa.Column("person_id", ID, autoincrement=False, nullable=False),
+        sa.Column("conversation_id", ID, autoincrement=False, nullable=False),
         sa.Column("message_id", ID, autoincrement=False, nullable=False),
         sa.Column("flags", sa.SmallInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["message_id"],
-            ["message_fanouts.id"],
-            name="fk_message_fanout_pending_message_id_message_fanouts",
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("conversation_id", "person_id", "message_id", name="pk_message_fanout_pending"),
+        sa.PrimaryKeyConstraint("person_id", "conversation_id", "message_id", name="pk_message_fanout_pending"),
     )
     op.create_index("ix_message_fanout_pending_message", "message_fanout_pending", ["message_id", "person_id"])
 
