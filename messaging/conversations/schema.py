@@ -4,7 +4,7 @@ The columns added to ``conversations``, ``conversation_members`` and
 ``messages`` live with those tables in ``messaging/schema.py``; this module
 holds what is new: the positions that are members of an ad-hoc group (their
 current holders are members, kept in step by the reconciler), and (migration
-0011) the deferred fan-out of group messages: the ``message.new`` payload of a
+0013) the deferred fan-out of group messages: the ``message.new`` payload of a
 group message written once, and one pending row per member still owed that
 event (``messaging/conversations/fanout.py``).
 """

@@ -6,8 +6,8 @@ still owed the event (messaging/conversations/fanout.py). Messages sent before
 this migration were fanned out in their send transaction: nothing to carry over.
 No application imports.
 
-Revision ID: 0011_group_fanout
-Revises: 0010_streams_retention
+Revision ID: 0013_group_fanout
+Revises: 0012_pending_deliveries
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_group_fanout"
-down_revision = "0010_streams_retention"
+revision = "0013_group_fanout"
+down_revision = "0012_pending_deliveries"
 branch_labels = None
 depends_on = None
 
