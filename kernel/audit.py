@@ -324,6 +324,13 @@ class Sealer:
             if self._stopping:
                 return
 
+    async def flush(self, timeout: float = 2.0) -> None:
+        """One last pass at shutdown, bounded: what is left is sealed by the next sealer or ``zzd audit verify``."""
+        try:
+            await asyncio.wait_for(self.run_once(), timeout)
+        except Exception as exc:  # a stopping process must not hang on a database that is gone
+            logger.warning("audit sealing at shutdown failed: %r", exc)
+
     def stop(self) -> None:
         """Make :meth:`run` return after one more pass (its counts are then final)."""
         self._stopping = True

@@ -435,6 +435,8 @@ class Services:
 
     async def stop(self) -> None:
         await self.jobs.stop()
+        if self.sealer is not None:  # what this process committed last is chained before it goes
+            await self.sealer.flush()
         if self.org_wake is not None:
             await self.org_wake.close()
         await self.delivery.close()

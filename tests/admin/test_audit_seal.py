@@ -172,3 +172,17 @@ async def test_verify_beside_a_running_sealer_reports_no_false_break(own_db_url:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await db.dispose()
+
+
+async def test_a_stopping_process_seals_what_it_committed_last(own_db_url: str) -> None:
+    db = Database(own_db_url)
+    try:
+        sealer = Sealer(db, poll=3600)  # never woken: only the shutdown pass runs
+        async with db.write() as conn:
+            await record(conn, AuditEntry("test.last_words"), NOW)
+        assert (await verify(db)).unsealed == 1
+        await sealer.flush()
+        report = await verify(db)
+        assert (report.ok, report.checked, report.unsealed, sealer.sealed) == (True, 1, 0, 1)
+    finally:
+        await db.dispose()
