@@ -474,9 +474,17 @@ class NoticeService:
             tx.emit(*evs)
             return len(evs)
 
-        emitted = await self._uow.run(change)
+        # Taken out of the dirty set before the totals are read: a receipt change that
+        # commits while this flush runs marks its notice dirty again, for the next flush.
+        # (Discarded after the flush, such a change was never reported: the sender's
+        # progress stayed short of the last reads until some later change.)
+        self._dirty.difference_update(due)
+        try:
+            emitted = await self._uow.run(change)
+        except BaseException:
+            self._dirty.update(due)
+            raise
         for n in due:
-            self._dirty.discard(n)
             self._last_progress[n] = mono
         return emitted
 

@@ -184,3 +184,33 @@ async def test_progress_events_are_coalesced(world: World) -> None:
     await w.svc.mark_read(recips[0], res.notice_id)  # duplicate: not dirty
     w.clock.advance(5)
     assert await w.svc.flush_progress() == 0
+
+
+async def test_a_read_committed_during_a_progress_flush_is_reported_by_the_next(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush reads its totals, a read commits before the flush ends: the next flush counts it."""
+    from messaging.notices import service
+
+    w = world
+    if w.db.is_sqlite:
+        pytest.skip("one writer: no read can commit inside the flush's transaction")
+    person, position = w.governor()
+    sel = f"village_secretary@{CITY}/**"
+    res = await w.send(person, position, compose("pf1", sel))  # type: ignore[arg-type]
+    first, second = list(resolve(w.index, parse_selector(sel)).persons)[:2]
+    await w.svc.mark_read(first, res.notice_id)
+    totals = service._totals
+
+    async def totals_then_a_read(conn: object, ids: object) -> object:
+        out = await totals(conn, ids)  # type: ignore[arg-type]
+        await w.svc.mark_read(second, res.notice_id)  # commits after the totals were read
+        return out
+
+    monkeypatch.setattr(service, "_totals", totals_then_a_read)
+    assert await w.svc.flush_progress() == 1
+    monkeypatch.undo()
+    w.clock.advance(w.svc.config.progress_interval)
+    assert await w.svc.flush_progress() == 1
+    evs = [pl for p, pl in await notice_events_of(w, "notice.progress")]
+    assert [e["read"] for e in evs] == [1, 2]
