@@ -2,7 +2,7 @@
 
 Run:  .venv/bin/python bench/notice_fanout.py --backend postgres|sqlite [--quick]
       [--clients 10000] [--persons 1200000] [--unit 33] [--roles grid_chief,grid_worker,...]
-      [--procs 4] [--read-spread 1.0] [--copy-runs 3] [--logdir DIR] [--profile] [--gc-log]
+      [--procs 4] [--read-spread 1.0] [--copy-runs 3] [--logdir DIR] [--profile] [--gc-log] [--timings]
 
 Per run, on a fresh database (``zzd migrate``, then the Zhejiang import with
 synthetic people exactly as bench/org/import_zhejiang.py does it):
@@ -268,6 +268,13 @@ def run_zzd(
             if args.gc_log and times:
                 out["gc_send"] = gc_pauses(logdir, t0, max(times))
             nid = int(sent["notice_id"])
+            if args.timings:
+                out["timings"] = path_timings(logdir, t0)
+            # The events of the recipients who are not connected (and a large notice's
+            # receipts) are written after the commit by the relay's sweep; the reads start
+            # once it has finished, so they measure receipt ingestion alone, as before the
+            # fan-out was deferred, and the receipts are read back complete.
+            out["fanout_all"] = wait_fanout_done(backend, url, nid, t0)
             # The readers are the sockets that got the notice (under load a few may fail to connect).
             persons = [p for x in res for p in x["persons"]]
             if backend == "postgres":
@@ -277,10 +284,6 @@ def run_zzd(
                 path = Path(url.split("///", 1)[1])
                 rows, mine = sqlite_receipts(path, nid, persons)
             out.update(receipt_rows=len(rows), expected_read=mine)
-            # The events of the recipients who are not connected are written after the
-            # commit by the relay's sweep; the reads start once it has finished, so they
-            # measure receipt ingestion alone, as before the fan-out was deferred.
-            out["fanout_all"] = wait_fanout_done(backend, url, nid, t0)
             log(f"fan-out of all {len(rows):,} receipts finished {out['fanout_all']:.2f} s after send")
             # --- read receipts ---
             prof = Profile("reads", [x.proc.pid for x in servers], logdir) if args.profile else None
@@ -331,6 +334,29 @@ def run_zzd(
             pool.shutdown()
             spool.shutdown()
     return out
+
+
+def path_timings(logdir: Path, t0: float) -> str:
+    """The servers' own timings of the connected-first write (``--timings``), in s after the POST."""
+    import re
+
+    pat = re.compile(
+        r"notice \d+: (\d+) connected recipients written in (\d+) ms, offered to their sockets in (\d+) ms"
+        r" \(started at ([\d.]+)\)"
+    )
+    out = []
+    time.sleep(0.5)
+    for f in sorted(logdir.glob("zzd_*.log")):
+        for line in f.read_text(errors="replace").splitlines():
+            m = pat.search(line)
+            if m:
+                n, wrote, offered, start = int(m[1]), int(m[2]), int(m[3]), float(m[4])
+                out.append(
+                    f"    {f.stem}: connected-first write of {n:,} persons started {start - t0:.3f} s after the POST,"
+                    f" committed after {wrote} ms, offered to the sockets in {offered} ms"
+                    f" (done {start - t0 + (wrote + offered) / 1e3:.3f} s)"
+                )
+    return "\n".join(out) or "    (no timing lines in the server logs)"
 
 
 def gc_pauses(logdir: Path, start: float, end: float) -> str:
@@ -425,6 +451,8 @@ def report(backend: str, info: dict[str, Any], bare: dict[str, Any], z: dict[str
         flush=True,
     )
     print(f"  send→last delivery {z['cpu_send']}; reads {z['cpu_reads']}")
+    if "timings" in z:
+        print(f"  where the first second goes (server logs):\n{z['timings']}")
     for key in ("gc_send", "gc_reads"):
         if key in z:
             print(f"  full GC pauses of the servers, {key[3:]} phase: {z[key]}")
@@ -455,6 +483,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", action="store_true", help="py-spy the servers during the send and the reads")
     p.add_argument("--quick", action="store_true", help="smoke run: one county (330802), 500 clients")
     p.add_argument("--gc-log", action="store_true", help="log the servers' full GC pauses (bench/gclog) per phase")
+    p.add_argument(
+        "--timings", action="store_true", help="servers log at info: print their connected-first write timings"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.unit, args.clients, args.procs, args.persons = "330802", 500, 2, None
@@ -476,6 +507,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _one(args: argparse.Namespace, backend: str, url: str, env: dict[str, str], logdir: Path) -> None:
+    if args.timings:
+        env = {**env, "ZZD_LOG_LEVEL": "info"}
     if args.gc_log:
         path = os.pathsep.join(filter(None, [str(BENCH / "gclog"), env.get("PYTHONPATH")]))
         env = {**env, "PYTHONPATH": path, "ZZD_BENCH_GC_LOG": str(logdir)}

@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     #: written per transaction.
     notice_fanout_lease: float = Field(default=30.0, ge=1)
     notice_fanout_chunk: int = Field(default=10_000, ge=1, le=100_000)
+    #: A notice with more receipts than this commits them packed in one row and writes
+    #: them after the commit, connected recipients first (messaging/notices/deferred.py).
+    notice_inline_receipts: int = Field(default=20_000, ge=0)
     #: Task timers: how long a process's claim on DING calls is exclusive (a killed
     #: process's are taken over after this; deadline timers are claimed by row lock
     #: and freed at once), timers escalated per transaction, and the pause after each

@@ -198,6 +198,7 @@ class Services:
             node_id=settings.node_id,
             lease=timedelta(seconds=settings.notice_fanout_lease),
             chunk=settings.notice_fanout_chunk,
+            inline_receipts=settings.notice_inline_receipts,
         )
         notice_config = NoticeConfig(
             recall_window=timedelta(seconds=settings.notice_recall_window),

@@ -20,7 +20,6 @@ from kernel.wire import dumps, loads
 from messaging import shapes
 from messaging.events import NewEvent
 from org_tree.index import OrgIndex
-from org_tree.resolution import Audience
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +27,12 @@ __all__ = [
     "Label",
     "NoticeHead",
     "RECEIPT_COLUMNS",
-    "build_receipts",
     "label_of",
     "notice_events",
     "notice_payloads",
 ]
 
-#: Column order of the tuples :func:`build_receipts` returns (``bulk_insert`` / COPY).
+#: Column order of receipt rows (``bulk_insert`` / COPY; ``deferred.PackedReceipts.tuples``).
 RECEIPT_COLUMNS = ("notice_id", "person_id", "position_id", "via_position_id", "reason", "unit_id")
 
 Label = tuple[int, int, str]  # (addressed position, via position, reason)
@@ -69,33 +67,6 @@ class NoticeHead:
         """The head as JSON values (instants as RFC 3339 text), for views that add their own fields."""
         out: dict[str, Any] = loads(self.wire().text())
         return out
-
-
-def unit_id_of_position(index: OrgIndex, position_id: int) -> int:
-    k = index.find_slot(position_id)
-    return index.unit_id(index.position_unit(k)) if k >= 0 else 0
-
-
-def build_receipts(
-    index: OrgIndex, audience: Audience, notice_id: int
-) -> tuple[list[tuple[Any, ...]], dict[int, list[Label]]]:
-    """Receipt rows (one per distinct (person, addressed position)) and each person's labels."""
-    rows: list[tuple[Any, ...]] = []
-    labels: dict[int, list[Label]] = {}
-    seen: set[tuple[int, int]] = set()
-    unit_cache: dict[int, int] = {}
-    for person, pos, via, reason in zip(
-        audience.person_ids, audience.position_ids, audience.via_position_ids, audience.reasons, strict=True
-    ):
-        if (person, pos) in seen:
-            continue
-        seen.add((person, pos))
-        unit = unit_cache.get(pos)
-        if unit is None:
-            unit = unit_cache[pos] = unit_id_of_position(index, pos)
-        rows.append((notice_id, person, pos, via, reason, unit))
-        labels.setdefault(person, []).append((pos, via, reason))
-    return rows, labels
 
 
 def label_of(index: OrgIndex, label: Label) -> shapes.NoticeLabel:

@@ -1,7 +1,8 @@
 """Tables of notices: the notice, one receipt per (recipient person, addressed position), DING steps.
 
-The migrations ``migrations/versions/0003_notices.py`` and ``0007_notice_fanout.py``
-create exactly these tables; keep the two in step (``tests/notices/test_schema.py`` compares them).
+The migrations ``migrations/versions/0003_notices.py``, ``0007_notice_fanout.py`` and
+``0014_notice_pending_receipts.py`` create exactly these tables; keep the two in step
+(``tests/test_migrations.py`` compares them).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Table,
@@ -29,7 +31,7 @@ from kernel.db.types import ID
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["notice_ding_steps", "notice_receipts", "notices"]
+__all__ = ["notice_ding_steps", "notice_pending_receipts", "notice_receipts", "notices"]
 
 notices = Table(
     "notices",
@@ -101,6 +103,16 @@ notice_receipts = Table(
     Index("ix_notice_receipts_person", "person_id", "notice_id"),
     Index("ix_notice_receipts_notice_unit", "notice_id", "unit_id"),
     Index("ix_notice_receipts_via_position", "via_position_id"),
+)
+
+# The receipts of a large notice not written yet: its rows packed into one value at send
+# time (messaging/notices/deferred.py), deleted in the transaction that writes them.
+notice_pending_receipts = Table(
+    "notice_pending_receipts",
+    metadata,
+    Column("notice_id", ID, ForeignKey("notices.id", ondelete="CASCADE"), primary_key=True, autoincrement=False),
+    Column("receipts", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 notice_ding_steps = Table(

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,7 +31,8 @@ from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound, 
 from kernel.wire import iso
 from messaging.events import paused_gc
 from messaging.notices.coordinator import NoticeFanout
-from messaging.notices.fanout import RECEIPT_COLUMNS, NoticeHead, build_receipts, shared_event
+from messaging.notices.deferred import PackedReceipts, pack, receipt_columns
+from messaging.notices.fanout import RECEIPT_COLUMNS, NoticeHead, shared_event
 from messaging.notices.handover import unread_transfer_events
 from messaging.notices.model import (
     Compose,
@@ -49,7 +50,7 @@ from messaging.notices.receipts import ReceiptOp, ReceiptWriter
 from messaging.notices.relay import head_of_row
 from messaging.notices.remind import REMIND_INTERVAL, reminder_events
 from messaging.notices.rollup import UnitCounts, lowest_common_unit, rollup
-from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
+from messaging.notices.schema import notice_ding_steps, notice_pending_receipts, notice_receipts, notices
 from messaging.ports import IndexProvider
 from messaging.shapes import NoticeProgress, NoticeRecalled
 from messaging.unit_of_work import Txn, UnitOfWork
@@ -151,13 +152,20 @@ class NoticeService:
             return existing
         index = self._index()
         audience = self._resolve(index, actor_person_id, actor_position_id, compose.selector)
+        # Built before the transaction opens (and kept across its retries): for a
+        # province-wide notice this is ~200,000 receipts of Python work.
+        with paused_gc():
+            receipts = receipt_columns(index, audience)
+            packed = pack(receipts) if len(receipts) > self.fanout.relay.inline_receipts else None
 
         async def change(tx: Txn) -> SendResult:
             result = await self._write_notice(
-                tx.conn, index, audience, actor_person_id, actor_position_id, compose, tx.now
+                tx.conn, index, audience, receipts, packed, actor_person_id, actor_position_id, compose, tx.now
             )
             if not result.duplicate:
-                tx.on_commit(lambda: self.fanout.committed(result.notice_id))
+                # A large notice's receipts are written after the commit (deferred.py), connected ones first.
+                later = receipts if packed is not None else None
+                tx.on_commit(lambda: self.fanout.committed(result.notice_id, later))
             return result
 
         return await self._uow.run(change)
@@ -178,6 +186,8 @@ class NoticeService:
         conn: AsyncConnection,
         index: OrgIndex,
         audience: Audience,
+        receipts: PackedReceipts,
+        packed: bytes | None,
         sender: int,
         sender_position: int,
         c: Compose,
@@ -200,7 +210,7 @@ class NoticeService:
                 recalled_at=None,
                 audience_positions=len(audience.positions),
                 audience_persons=len(audience.persons),
-                receipt_count=0,
+                receipt_count=len(receipts),
                 org_version=audience.version,
                 fanout_claimed_by=self.fanout.relay.token,
                 fanout_lease_until=now + self.fanout.relay.lease,
@@ -218,12 +228,14 @@ class NoticeService:
             ).one()
             return _stored(row)
         notice_id = int(notice_id)
-        with paused_gc():
-            rows, _labels = build_receipts(index, audience, notice_id)
-        await bulk_insert(conn, notice_receipts, RECEIPT_COLUMNS, rows)
-        await conn.execute(update(notices).where(notices.c.id == notice_id).values(receipt_count=len(rows)))
-        await record(conn, notice_audit(index, notice_id, sender, sender_position, c, audience, len(rows)), now)
-        if c.priority == "urgent" and rows:
+        n = len(receipts)
+        if packed is not None:
+            pending = notice_pending_receipts
+            await conn.execute(insert(pending).values(notice_id=notice_id, receipts=n, data=packed))
+        else:
+            await bulk_insert(conn, notice_receipts, RECEIPT_COLUMNS, receipts.tuples(notice_id))
+        await record(conn, notice_audit(index, notice_id, sender, sender_position, c, audience, n), now)
+        if c.priority == "urgent" and n:
             await conn.execute(
                 notice_ding_steps.insert(),
                 [
@@ -232,7 +244,7 @@ class NoticeService:
                 ],
             )
         return SendResult(
-            notice_id, now, False, len(audience.positions), len(audience.persons), len(rows), len(audience.unfilled)
+            notice_id, now, False, len(audience.positions), len(audience.persons), n, len(audience.unfilled)
         )
 
     # ------------------------------------------------------------- reading

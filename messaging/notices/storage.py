@@ -14,6 +14,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import chunks, is_postgres
@@ -21,7 +22,17 @@ from messaging.events import driver_in_transaction
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RECEIPT_TIMES", "ReceiptStore", "claim_receipts", "receipt_store", "unclaimed_persons"]
+__all__ = [
+    "RECEIPT_TIMES",
+    "ReceiptStore",
+    "claim_receipts",
+    "insert_claimed",
+    "notice_state",
+    "persons_with_receipts",
+    "receipt_store",
+    "unclaimed_persons",
+    "written_persons",
+]
 
 #: The receipt's time columns, each only ever going from NULL to a time.
 RECEIPT_TIMES = ("delivered_at", "read_at", "acked_at")
@@ -49,6 +60,129 @@ _PG_REMAINING = (
 _SQLITE_REMAINING = (
     "SELECT DISTINCT person_id FROM notice_receipts WHERE notice_id = ? AND NOT fanned_out ORDER BY person_id"
 )
+
+# Connected-first write of a notice whose receipts are still packed: the rows are inserted
+# already claimed, and only the rows this transaction inserted are returned (a person's
+# rows written meanwhile by another process conflict and are skipped), in (person,
+# position) order in both processes so that two such inserts cannot deadlock.
+_PG_INSERT_CLAIMED = """
+INSERT INTO notice_receipts (notice_id, person_id, position_id, via_position_id, reason, unit_id, fanned_out)
+SELECT $1, p, q, v, r, u, true
+FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[]) AS t(p, q, v, r, u)
+ORDER BY p, q
+ON CONFLICT (notice_id, position_id, person_id) DO NOTHING
+RETURNING id, person_id, position_id, via_position_id, reason
+"""
+_SQLITE_INSERT_CLAIMED = """
+INSERT INTO notice_receipts (notice_id, person_id, position_id, via_position_id, reason, unit_id, fanned_out)
+SELECT ?, json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+       json_extract(value, '$[4]'), json_extract(value, '$[5]'), 1
+FROM json_each(?) WHERE true
+ON CONFLICT (notice_id, position_id, person_id) DO NOTHING
+RETURNING id, person_id, position_id, via_position_id, reason
+"""
+_HOLDING = "SELECT DISTINCT person_id FROM notice_receipts WHERE notice_id = {n} AND person_id {persons}"
+_PG_HOLDING = _HOLDING.format(n="$1", persons="= ANY($2::bigint[])")
+_SQLITE_HOLDING = _HOLDING.format(n="?", persons="IN (SELECT value FROM json_each(?))")
+_RECEIPT_COLUMNS = ["notice_id", "person_id", "position_id", "via_position_id", "reason", "unit_id"]
+# Whose receipts among those of the given positions are written: their holders, and
+# whoever a handover moved them away from (their rows must not be written a second time
+# from the packed audience). By position, which the unique index starts with after the notice.
+_PG_WRITTEN = (
+    "SELECT person_id, previous_person_id FROM notice_receipts WHERE notice_id = $1 AND position_id = ANY($2::bigint[])"
+)
+_SQLITE_WRITTEN = (
+    "SELECT person_id, previous_person_id FROM notice_receipts"
+    " WHERE notice_id = ? AND position_id IN (SELECT value FROM json_each(?))"
+)
+
+
+async def notice_state(conn: AsyncConnection, notice_id: int, *, exclusive: bool) -> tuple[bool, bool] | None:
+    """``(recalled, receipts still packed)`` of the notice; None if there is no such notice.
+
+    ``exclusive`` (a transaction that writes packed receipts): the row locked, so no
+    other write of them runs meanwhile. Otherwise, while the receipts are packed, a
+    shared lock: connected-first writes of several processes run side by side, but not
+    beside such a write nor beside a recall; once they are written, no lock.
+    """
+    mode = "FOR NO KEY UPDATE OF n" if exclusive else "FOR SHARE OF n"
+    sql = (
+        "SELECT n.recalled_at IS NOT NULL, EXISTS (SELECT 1 FROM notice_pending_receipts p WHERE p.notice_id = n.id)"
+        " FROM notices AS n WHERE n.id = {p}"
+    )
+    driver = await driver_in_transaction(conn)
+    if is_postgres(conn):
+        if not exclusive:  # once written, nothing to keep apart from: no lock (a sweep would hold off a recall)
+            row = await driver.fetchrow(sql.format(p="$1"), notice_id)
+            if row is None or not row[1]:
+                return None if row is None else (bool(row[0]), False)
+        row = await driver.fetchrow(f"{sql.format(p='$1')} {mode}", notice_id)
+    else:  # one writer at a time: the write transaction is the lock
+        rows = await driver.execute_fetchall(sql.format(p="?"), (notice_id,))
+        row = rows[0] if rows else None
+    return None if row is None else (bool(row[0]), bool(row[1]))
+
+
+async def pending_receipts(conn: AsyncConnection, notice_id: int) -> bytes | None:
+    """The packed receipts of the notice (``deferred.pack``), None once they are written."""
+    driver = await driver_in_transaction(conn)
+    if is_postgres(conn):
+        data = await driver.fetchval("SELECT data FROM notice_pending_receipts WHERE notice_id = $1", notice_id)
+    else:
+        rows = await driver.execute_fetchall(
+            "SELECT data FROM notice_pending_receipts WHERE notice_id = ?", (notice_id,)
+        )
+        data = rows[0][0] if rows else None
+    return None if data is None else bytes(data)
+
+
+async def insert_claimed(conn: AsyncConnection, notice_id: int, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Insert receipt ``rows`` (``deferred.PackedReceipts.rows``) as claimed, skipping any already written.
+
+    Returns ``(id, person, position, via, reason)`` of those this transaction
+    inserted (on PostgreSQL ``id`` is the row's number in the packed receipts: it
+    orders a person's rows, which is all it is used for). Leave out the persons
+    with receipts already (:func:`persons_with_receipts`): on PostgreSQL the rows go
+    in with one COPY, ~2× faster than an ``INSERT … ON CONFLICT`` that checks
+    each; only if another process wrote one of them meanwhile (a person connected
+    to both) does that COPY fail, and the rows then go in through the checking insert.
+    """
+    if not rows:
+        return []
+    driver = await driver_in_transaction(conn)
+    rows = sorted(rows, key=lambda r: (r[1], r[2]))
+    if not is_postgres(conn):
+        got = await driver.execute_fetchall(_SQLITE_INSERT_CLAIMED, (notice_id, json.dumps([r[:6] for r in rows])))
+        return [tuple(r) for r in got]
+    try:
+        async with conn.begin_nested():
+            await driver.copy_records_to_table(
+                "notice_receipts", records=[r[:7] for r in rows], columns=[*_RECEIPT_COLUMNS, "fanned_out"]
+            )
+        return [(r[7], r[1], r[2], r[3], r[4]) for r in rows]
+    except UniqueViolationError:
+        cols = [[r[i] for r in rows] for i in range(1, 6)]
+        return [tuple(r) for r in await driver.fetch(_PG_INSERT_CLAIMED, notice_id, *cols)]
+
+
+async def persons_with_receipts(conn: AsyncConnection, notice_id: int, persons: list[int]) -> set[int]:
+    """Those of ``persons`` who hold a receipt of the notice."""
+    driver = await driver_in_transaction(conn)
+    if is_postgres(conn):
+        rows = await driver.fetch(_PG_HOLDING, notice_id, persons)
+    else:
+        rows = await driver.execute_fetchall(_SQLITE_HOLDING, (notice_id, json.dumps(persons)))
+    return {int(r[0]) for r in rows}
+
+
+async def written_persons(conn: AsyncConnection, notice_id: int, positions: list[int]) -> set[int]:
+    """Persons whose receipts of the notice through any of ``positions`` are written, or were moved from them."""
+    driver = await driver_in_transaction(conn)
+    if is_postgres(conn):
+        rows = await driver.fetch(_PG_WRITTEN, notice_id, positions)
+    else:
+        rows = await driver.execute_fetchall(_SQLITE_WRITTEN, (notice_id, json.dumps(positions)))
+    return {int(p) for r in rows for p in r if p is not None}
 
 
 async def unclaimed_persons(conn: AsyncConnection, notice_id: int) -> list[int]:
