@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
@@ -25,7 +25,14 @@ from apps.subscriptions import Subscription
 from messaging.leases import Leases
 from messaging.tasks.schema import outbox_events
 
-__all__ = ["delivery_leases", "due", "load_claimed", "webhook_candidates"]
+__all__ = ["PENDING", "delivery_leases", "due", "load_claimed", "webhook_candidates"]
+
+#: ``state = 'pending'`` with the word in the SQL text, not a bound parameter. Why: the claims are
+#: prepared statements (asyncpg), and after a few runs PostgreSQL may plan them once for any
+#: parameter values (a generic plan); a plan made for ``state = $1`` cannot use an index whose
+#: predicate is ``state = 'pending'`` (migration 0012), and the claim fell back to reading and
+#: sorting the whole backlog — at the issue-13 full rate, to the 10 s statement timeout.
+PENDING = app_deliveries.c.state == literal_column("'pending'")
 
 
 def delivery_leases(seconds: float, *, count_attempts: bool = False) -> Leases:
@@ -36,7 +43,7 @@ def delivery_leases(seconds: float, *, count_attempts: bool = False) -> Leases:
     """
     d = app_deliveries
     return Leases(
-        d, d.c.leased_by, d.c.leased_until, d.c.state == "pending", timedelta(seconds=seconds),
+        d, d.c.leased_by, d.c.leased_until, PENDING, timedelta(seconds=seconds),
         attempts=d.c.attempts if count_attempts else None,
     )  # fmt: skip
 
@@ -54,7 +61,7 @@ def due(now: datetime, mode: str, app_id: int | None = None) -> list[ColumnEleme
             earlier.c.subscription_id == d.c.subscription_id,
             earlier.c.aggregate_key == d.c.aggregate_key,
             earlier.c.outbox_id < d.c.outbox_id,
-            earlier.c.state == "pending",
+            earlier.c.state == literal_column("'pending'"),
         )
         .exists()
     )
@@ -62,7 +69,7 @@ def due(now: datetime, mode: str, app_id: int | None = None) -> list[ColumnEleme
     if app_id is not None:
         active = active.where(s.c.app_id == app_id)
     out: list[ColumnElement[bool]] = [
-        d.c.state == "pending",
+        PENDING,
         d.c.next_attempt_at <= now,
         d.c.subscription_id.in_(active),
         ~blocked,

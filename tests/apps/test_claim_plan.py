@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import Select, text
+from sqlalchemy import Select
 
 from apps.claims import delivery_leases, due, webhook_candidates
 from apps.schema import app_deliveries
@@ -35,15 +35,41 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _literal(v: object) -> str:
+    """A parameter value as SQL text (EXECUTE takes no bound parameters)."""
+    if isinstance(v, datetime):
+        return f"'{v.isoformat()}'"
+    if isinstance(v, str):
+        return "'" + v.replace("'", "''") + "'"
+    return str(int(v))  # type: ignore[call-overload]
+
+
 async def _explain(db: Database, q: Select[Any]) -> tuple[dict[str, Any], list[int]]:
-    """The executed plan of ``q`` locked as the claimers lock it, and the ids it returned (rolled back)."""
+    """The executed plan of ``q`` locked as the claimers lock it, and the ids it returned (rolled back).
+
+    Planned as a **generic** plan (``plan_cache_mode = force_generic_plan``) of the statement with its
+    bound parameters, as PostgreSQL may plan the claimers' prepared statements after a few runs: a
+    value the plan needs to use the partial index must be in the SQL text, not a parameter.
+    """
     d = app_deliveries
     locked = q.with_for_update(skip_locked=True, of=d)
-    sql = str(locked.compile(dialect=db.writer.dialect, compile_kwargs={"literal_binds": True}))
-    async with db.writer.connect() as conn:
-        raw = (await conn.execute(text("EXPLAIN (ANALYZE, FORMAT JSON) " + sql))).scalar()
-        ids = [int(r[0]) for r in await conn.execute(locked)]
-        await conn.rollback()
+    compiled = locked.compile(dialect=db.writer.dialect, compile_kwargs={"render_postcompile": True})
+    params = [compiled.params[name] for name in compiled.positiontup or []]
+    async with db.writer.connect() as sa_conn:
+        raw_conn = await sa_conn.get_raw_connection()
+        conn: asyncpg.Connection = raw_conn.driver_connection  # type: ignore[assignment]
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute("PREPARE claim AS " + compiled.string)
+        args = ", ".join(_literal(v) for v in params)
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            raw = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim({args})")
+            ids = [int(r[0]) for r in await conn.fetch(compiled.string, *params)]
+        finally:
+            await tx.rollback()
+            await conn.execute("DEALLOCATE claim")
+            await conn.execute("RESET plan_cache_mode")
     doc = raw if isinstance(raw, list) else json.loads(str(raw))
     return doc[0]["Plan"], ids
 
