@@ -323,6 +323,7 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             # the servers' CPU per second with chat alone: what the app traffic's window would cost without it
             cpu_alone_rate = (sum(_cpu(x.proc.pid) for x in servers) - cpu_a0) / (time.time() - t_a0)
             started, cpu0 = time.time(), sum(_cpu(x.proc.pid) for x in servers)
+            cpu_each0 = {x.name: _cpu(x.proc.pid) for x in servers}
             chat_task = asyncio.create_task(_chat(ws0, a, b, args.chat_rate, args.seconds, loaded_outcomes))
             prof = Profile("fanout", [x.proc.pid for x in servers], tmp) if args.profile else None
             filed = await _file(http, data["workers"], args.reports, args.seconds)
@@ -338,6 +339,7 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
                 await asyncio.sleep(0.5)
                 await rec.fetch()
             cpu_zzd, window = sum(_cpu(x.proc.pid) for x in servers) - cpu0, time.time() - started
+            cpu_each = {x.name: _cpu(x.proc.pid) - cpu_each0[x.name] for x in servers}
             finished = max([max(v.values()) for v in rec.first.values() if v] + [started + 1])
             firsts = sum(len(v) for v in rec.first.values()) + sum(len(v) for v in stream_first.values())
             print(
@@ -360,7 +362,8 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             print(f"worst healthy p99: {worst:.0f} ms (goal ≤ 1000 ms)")
             attempts = await _stages(url)
             per = cpu_zzd * 1000 / max(1, attempts)
-            print(f"CPU: both zzd processes {cpu_zzd:.1f} s for {len(filed)} reports and {attempts} delivery attempts"
+            print("CPU by process: " + ", ".join(f"{k} {v:.1f} s" for k, v in cpu_each.items()))
+            print(f"CPU: every zzd process {cpu_zzd:.1f} s for {len(filed)} reports and {attempts} delivery attempts"
                   f" (with the chat and the filing) = {per:.1f} ms per attempt")  # fmt: skip
             extra = cpu_zzd - cpu_alone_rate * window
             print(f"  beyond the chat-alone phase's {cpu_alone_rate:.2f} CPU s/s over the same {window:.0f} s: "
