@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     #: written per transaction.
     notice_fanout_lease: float = Field(default=30.0, ge=1)
     notice_fanout_chunk: int = Field(default=10_000, ge=1, le=100_000)
+    #: Seconds a group message's sweep of offline members waits after the send, leaving the
+    #: pending rows to the other processes' connected-first claims (docs/conversations.md).
+    group_fanout_sweep_after: float = Field(default=0.2, ge=0, le=600)
     #: A notice with more receipts than this commits them packed in one row and writes
     #: them after the commit, connected recipients first (messaging/notices/deferred.py).
     notice_inline_receipts: int = Field(default=20_000, ge=0)

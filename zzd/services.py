@@ -225,7 +225,9 @@ class Services:
                 recall_window=timedelta(seconds=settings.message_recall_window),
             ),
             photos=links,
-            fanout=GroupFanout(group_relay, hub, broker, jobs, node_id=settings.node_id),
+            fanout=GroupFanout(
+                group_relay, hub, broker, jobs, node_id=settings.node_id, sweep_after=settings.group_fanout_sweep_after
+            ),
         )
         metrics = Metrics()
         tasks = TaskService(uow, lambda: holder.index, linker=links, observe=metrics.observe_task)

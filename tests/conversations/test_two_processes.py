@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from kernel.clock import SystemClock
 from kernel.db.database import Database
+from messaging.conversations.schema import message_fanouts
 from messaging.schema import person_events
 from org_tree.holder import OrgIndexHolder
 from org_tree.org_service import OrgService
@@ -212,52 +213,100 @@ def _msgs(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in events if e["kind"] == "message.new"]
 
 
+async def _big_group(server: ServerProcess, people: list[tuple[int, str]]) -> tuple[int, dict[int, str]]:
+    """A group of all ``people`` created by the first through ``server``; returns it and seven tokens."""
+    tok = {pid: (await login(server.http, lg))["access_token"] for pid, lg in people[:7]}
+    async with httpx.AsyncClient(base_url=server.http) as h:
+        r = await h.post(
+            "/api/v1/groups",
+            json={"title": "大群", "person_ids": [pid for pid, _ in people[1:]]},
+            headers={"Authorization": f"Bearer {tok[people[0][0]]}"},
+        )
+        assert r.status_code == 201, r.text
+    return int(r.json()["id"]), tok
+
+
+async def _message_news(db_url: str, mid: int) -> list[int]:
+    """The persons holding a ``message.new`` of message ``mid`` (once per event)."""
+    db = Database(db_url)
+    try:
+        async with db.read() as conn:
+            rows = await conn.execute(
+                select(person_events.c.person_id, person_events.c.payload).where(person_events.c.kind == "message.new")
+            )
+            return [int(p) for p, pl in rows if json.loads(pl)["id"] == mid]
+    finally:
+        await db.dispose()
+
+
 async def test_large_group_reaches_connected_members_of_both_processes_once(
     two: list[ServerProcess], tree_pg: str
 ) -> None:
-    """A 70-member group: the send commits one message; each process writes and pushes its own
-    connected members' events (control message), the sender's process sweeps the offline rest."""
+    """A 70-member group: the send commits one message with the sending process's connected
+    members' events; the other process writes and pushes its own connected members' events
+    (control message); the sender's process sweeps the offline rest."""
     p1, p2 = two
     people = await _people(tree_pg, 70)
-    owner, members = people[0][0], [pid for pid, _ in people[1:]]
-    tok = {pid: (await login(p1.http, lg))["access_token"] for pid, lg in people[:7]}
-    async with httpx.AsyncClient(base_url=p2.http) as h:
-        r = await h.post(
-            "/api/v1/groups",
-            json={"title": "大群", "person_ids": members},
-            headers={"Authorization": f"Bearer {tok[owner]}"},
-        )
-        assert r.status_code == 201, r.text
-        gid = r.json()["id"]
-    sender = await Client.connect(p1.ws, tok[owner])
-    people_ids = list(tok)[1:]  # six members, three on each process
-    connected = {pid: await Client.connect((p1, p2)[i % 2].ws, tok[pid]) for i, pid in enumerate(people_ids)}
+    gid, tok = await _big_group(p2, people)
+    everyone = sorted(pid for pid, _ in people)
+    sender = await Client.connect(p1.ws, tok[everyone[0]])
+    others = list(tok)[1:]  # six members, three on each process
+    connected = {pid: await Client.connect((p1, p2)[i % 2].ws, tok[pid]) for i, pid in enumerate(others)}
     r = await sender.request({"type": "send", "conversation_id": gid, "client_msg_id": "big1", "body": "全体注意"})
     assert r["type"] == "ok", r
     mid = r["data"]["message_id"]
 
-    def new_of(c: Client) -> list[dict[str, Any]]:
-        return [e for e in c.events if e["kind"] == "message.new" and e["data"]["id"] == mid]
+    def is_it(e: dict[str, Any]) -> bool:
+        return e["kind"] == "message.new" and e["data"]["id"] == mid
 
-    for pid in people_ids:
-        await connected[pid].wait_matching(lambda e: e["kind"] == "message.new" and e["data"]["id"] == mid)
-    db = Database(tree_pg)
-    try:
+    for pid in others:
+        await connected[pid].wait_matching(is_it)
 
-        async def every_member_has_one() -> bool:
-            async with db.read() as conn:
-                rows = await conn.execute(
-                    select(person_events.c.person_id, person_events.c.payload).where(
-                        person_events.c.kind == "message.new"
-                    )
-                )
-                got = [int(p) for p, pl in rows if json.loads(pl)["id"] == mid]
-            assert len(got) == len(set(got)), "a member got the message twice"
-            return sorted(got) == sorted([owner, *members])
+    async def all_once() -> bool:
+        got = await _message_news(tree_pg, mid)
+        assert len(got) == len(set(got)), "a member got the message twice"
+        return sorted(got) == everyone
 
-        await wait_until(every_member_has_one, 20, "every member's message.new")
-    finally:
-        await db.dispose()
-    assert all(len(new_of(c)) == 1 for c in connected.values())
+    await wait_until(all_once, 20, "every member's message.new")
+    assert all(len(c.matching(is_it)) == 1 for c in connected.values())
     for c in (sender, *connected.values()):
         await c.close()
+
+
+async def test_large_group_sender_process_killed_before_its_sweep(tree_pg: str, redis_url: str) -> None:
+    """The sending process dies after the commit, before sweeping offline members: the other
+    process takes the lease over when it expires and writes each of them exactly one event."""
+    env = {"ZZD_NOTICE_FANOUT_LEASE": "2", "ZZD_GROUP_FANOUT_SWEEP_AFTER": "600"}  # never sweeps in time
+    people = await _people(tree_pg, 70)
+    everyone = sorted(pid for pid, _ in people)
+    async with zzd_processes(tree_pg, redis_url, 2, **env) as (p1, p2):
+        gid, tok = await _big_group(p2, people)
+        on_2 = {pid: await Client.connect(p2.ws, tok[pid]) for pid in list(tok)[1:4]}
+        sender = await Client.connect(p1.ws, tok[everyone[0]])
+        r = await sender.request({"type": "send", "conversation_id": gid, "client_msg_id": "k1", "body": "杀"})
+        assert r["type"] == "ok", r
+        mid = r["data"]["message_id"]
+        for c in on_2.values():  # connected members of the surviving process: written and pushed at once
+            await c.wait_matching(lambda e: e["kind"] == "message.new" and e["data"]["id"] == mid)
+        assert sorted(await _message_news(tree_pg, mid)) == sorted([everyone[0], *on_2])  # nobody else yet
+        p1.proc.kill()
+        await p1.proc.wait()
+
+        async def all_once() -> bool:
+            got = await _message_news(tree_pg, mid)
+            assert len(got) == len(set(got)), "a member got the message twice"
+            return sorted(got) == everyone
+
+        await wait_until(all_once, 20, "the survivor's sweep of the killed process's message")
+        db = Database(tree_pg)
+        try:
+            async with db.read() as conn:
+                left = (await conn.execute(select(message_fanouts.c.id).where(message_fanouts.c.id == mid))).first()
+            assert left is None  # finished: the payload row is gone
+        finally:
+            await db.dispose()
+        assert all(
+            len(c.matching(lambda e: e["kind"] == "message.new" and e["data"]["id"] == mid)) == 1 for c in on_2.values()
+        )
+        for c in on_2.values():
+            await c.close()
