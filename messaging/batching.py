@@ -37,11 +37,15 @@ class Batcher(Generic[T, R]):
         self._task: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item``; its result arrives on the returned future (for many items: no coroutine each)."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=self._name)
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, fut))
-        return await fut
+        return fut
 
     async def close(self) -> None:
         """Finish what is queued, then stop (graceful shutdown: nothing accepted is dropped)."""

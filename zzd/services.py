@@ -329,7 +329,7 @@ class Services:
             org=org,
             grants=GrantService(db, clock, holder, org),
             notices=notices,
-            delivered=DeliveryRecorder(notices.mark_delivered),
+            delivered=DeliveryRecorder(notices.mark_delivered_many),
             ding=DingScheduler(uow, notifier, lambda: holder.index, node_id=settings.node_id),
             notifier=notifier,
             attachments=attachments,

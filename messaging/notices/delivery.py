@@ -22,8 +22,6 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 
-from kernel.errors import ZzdError
-
 logger = logging.getLogger(__name__)
 
 __all__ = ["DeliveryRecorder", "notice_in_frame"]
@@ -40,31 +38,37 @@ def notice_in_frame(frame: str) -> int | None:
 
 
 class DeliveryRecorder:
-    """Turns "written to the recipient" into ``delivered`` receipts, in the background."""
+    """Turns "written to the recipient" into ``delivered`` receipts, in the background.
 
-    def __init__(self, mark: Callable[[int, int], Awaitable[object]]) -> None:
-        self._mark = mark
-        self._pending: set[asyncio.Task[None]] = set()
+    Marks made while the event loop is busy (a province-wide notice offered to
+    thousands of sockets in one pass) go to the receipt writer together, from
+    one task, instead of one task per socket.
+    """
+
+    def __init__(self, mark_many: Callable[[list[tuple[int, int]]], Awaitable[object]]) -> None:
+        self._mark_many = mark_many
+        self._waiting: list[tuple[int, int]] = []
+        self._task: asyncio.Task[None] | None = None
         self._closed = False
 
     def written(self, person_id: int, notice_id: int) -> None:
         """The notice's event reached ``person_id``'s device (called after the write)."""
         if self._closed:
             return
-        task = asyncio.get_running_loop().create_task(self._record(person_id, notice_id))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._waiting.append((person_id, notice_id))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._record(), name="notice-delivered")
 
-    async def _record(self, person_id: int, notice_id: int) -> None:
-        try:
-            await self._mark(person_id, notice_id)
-        except ZzdError:
-            pass  # recalled meanwhile, or the receipt moved with a handover: nothing to record
-        except Exception:
-            logger.exception("delivered receipt for notice %s, person %s not recorded", notice_id, person_id)
+    async def _record(self) -> None:
+        while self._waiting:
+            marks, self._waiting = self._waiting, []
+            try:
+                await self._mark_many(marks)
+            except Exception:
+                logger.exception("%d delivered receipts not recorded", len(marks))
 
     async def close(self) -> None:
         """Record what was written before shutdown, then refuse new marks."""
         self._closed = True
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -14,6 +14,7 @@ A failed batch is retried item by item by the Batcher.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,6 +68,10 @@ class ReceiptWriter:
 
     async def submit(self, op: ReceiptOp) -> ReceiptOutcome:
         return await self._batcher.submit(op)
+
+    def submit_many(self, ops: Sequence[ReceiptOp]) -> list[asyncio.Future[ReceiptOutcome]]:
+        """Queue ``ops`` (the same batches as :meth:`submit`); one future each."""
+        return [self._batcher.submit_nowait(op) for op in ops]
 
     async def close(self) -> None:
         await self._batcher.close()

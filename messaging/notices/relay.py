@@ -38,6 +38,7 @@ neither.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -126,6 +127,8 @@ class FanoutRelay:
         self.chunk = chunk
         self.inline_receipts = inline_receipts
         self.materialize_rows = MATERIALIZE_ROWS
+        #: Seconds the sweep of a notice this process sent waits before writing its packed receipts.
+        self.settle = 0.2
         # Packed receipts of this process's own sends, until written (saves reading them back).
         self._packed: dict[int, PackedReceipts] = {}
 
@@ -177,6 +180,10 @@ class FanoutRelay:
         head = await self._head(notice_id)
         if head is None:
             return 0
+        if notice_id in self._packed and self.settle > 0:
+            # Our own send: the other processes' connected-first writes started when we
+            # announced it; let them take the notice row before the runs hold it.
+            await asyncio.sleep(self.settle)
         await self.materialize(notice_id)
         written = 0
         for part in chunks(await self._remaining(notice_id), self.chunk):

@@ -15,6 +15,7 @@ recipients. Anyone else gets ``NotFound``, the same as for a missing notice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.audit import AuditEntry, record
 from kernel.db.dialect import insert_ignore
-from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound, RateLimited
+from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound, RateLimited, ZzdError
 from kernel.wire import iso
 from messaging.events import paused_gc
 from messaging.notices.coordinator import NoticeFanout
@@ -290,6 +291,27 @@ class NoticeService:
     async def mark_delivered(self, person_id: int, notice_id: int) -> list[ReceiptState]:
         """The client has the notice (live or through sync). Idempotent."""
         return await self._mark(person_id, notice_id, "delivered", None, None)
+
+    async def mark_delivered_many(self, marks: Sequence[tuple[int, int]]) -> int:
+        """``(person, notice)`` pairs whose notice reached the person's device (the server's own marks).
+
+        Queued into the receipt batches without a coroutine each (a province-wide
+        notice brings thousands per process at once). A mark that fails for the
+        receipt's own sake (recalled meanwhile, moved by a handover) records nothing.
+        Returns how many changed a receipt.
+        """
+        futs = self._receipts.submit_many([ReceiptOp(p, n, "delivered", None, None) for p, n in marks])
+        changed = 0
+        for (_p, n), res in zip(marks, await asyncio.gather(*futs, return_exceptions=True), strict=True):
+            if isinstance(res, ZzdError):
+                continue
+            if isinstance(res, BaseException):
+                logger.error("delivered receipt for notice %s not recorded: %r", n, res)
+                continue
+            if res.changed:
+                self._dirty.add(n)
+                changed += 1
+        return changed
 
     async def mark_read(self, person_id: int, notice_id: int) -> list[ReceiptState]:
         """The recipient opened the notice: read for every position they receive it through. Idempotent."""

@@ -214,3 +214,29 @@ async def test_a_read_committed_during_a_progress_flush_is_reported_by_the_next(
     assert await w.svc.flush_progress() == 1
     evs = [pl for p, pl in await notice_events_of(w, "notice.progress")]
     assert [e["read"] for e in evs] == [1, 2]
+
+
+async def test_delivered_marks_made_together_go_to_the_receipts_in_one_call(world: World) -> None:
+    """The server's own "delivered" marks of one pass over the sockets: one call, each receipt once."""
+    from messaging.notices.delivery import DeliveryRecorder
+
+    w = world
+    person, position = w.governor()
+    sel = f"village_secretary@{CITY}/**"
+    res = await w.send(person, position, compose("dm1", sel))  # type: ignore[arg-type]
+    recips = sorted(resolve(w.index, parse_selector(sel)).persons)[:30]
+    calls: list[int] = []
+
+    async def mark_many(marks: list[tuple[int, int]]) -> object:
+        calls.append(len(marks))
+        return await w.svc.mark_delivered_many(marks)
+
+    rec = DeliveryRecorder(mark_many)
+    for p in [*recips, recips[0], person]:  # one twice, and the sender, who holds no receipt
+        rec.written(p, res.notice_id)
+    await rec.close()
+    rec.written(recips[1], res.notice_id)  # after close: refused
+    assert calls == [len(recips) + 2]
+    prog = await w.svc.progress(person, res.notice_id)
+    assert prog.notice_total.delivered == len(recips) and prog.notice_total.read == 0
+    assert await w.svc.mark_delivered_many([(p, res.notice_id) for p in recips]) == 0  # already delivered
