@@ -8,10 +8,16 @@ echo "== ruff";          .venv/bin/ruff check .
 echo "== mypy";          .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports
 # --fast: the quick lane for development: leaves out the multi-process, large-tree and browser
-# tests (markers slow and browser). CI never passes it: it runs everything.
+# tests (markers slow and browser) and spreads the rest over ZZD_TEST_WORKERS pytest-xdist workers
+# (default 2; each worker makes its own databases and Redis prefixes, tests/services.py unique_name).
+# CI never passes it: it runs everything, in one process.
 args=()
 for a in "$@"; do
-  if [ "$a" = "--fast" ]; then args+=(-m "not slow and not browser"); else args+=("$a"); fi
+  if [ "$a" = "--fast" ]; then
+    args+=(-m "not slow and not browser" -n "${ZZD_TEST_WORKERS:-2}" --dist worksteal)
+  else
+    args+=("$a")
+  fi
 done
 echo "== pytest"
 PYTHONASYNCIODEBUG=${PYTHONASYNCIODEBUG:-0} .venv/bin/pytest ${args[@]+"${args[@]}"}

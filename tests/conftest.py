@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +17,7 @@ from argon2 import PasswordHasher
 
 from kernel.db.database import Database
 from tests.examples_recorder import maybe_record
-from tests.services import PG_HOST, PG_PORT, PG_USER, REDIS_URL, pg_url, require
+from tests.services import PG_HOST, PG_PORT, PG_USER, REDIS_URL, pg_url, redis_prefix, require, unique_name
 from tests.waiting import wait_until
 from zzd.auth.passwords import Passwords
 from zzd.config import Settings
@@ -59,7 +58,7 @@ def temp_pg_database(prefix: str, *, template: str | None = None, migrate: bool 
     Dropped afterwards even when the test fails; CI=true makes a missing server a failure.
     """
     require("postgres")
-    name = f"{prefix}_{secrets.token_hex(4)}"
+    name = unique_name(prefix)
     _pg_admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
         if migrate and template is None:
@@ -139,7 +138,7 @@ def make_settings(db_url: str, broker_url: str = "memory://", **extra: object) -
     return Settings(
         database_url=db_url,
         broker_url=broker_url,
-        redis_prefix=f"zzdtest-{secrets.token_hex(4)}",
+        redis_prefix=redis_prefix(),
         jwt_keys=TEST_KEYS,  # type: ignore[arg-type]
         **extra,  # type: ignore[arg-type]
     )

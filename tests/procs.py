@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -12,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from tests.conftest import TEST_KEYS, free_port
+from tests.services import redis_prefix
 from tests.waiting import scaled
 
 
@@ -79,7 +79,7 @@ async def zzd_processes(
     **env: str,
 ) -> AsyncIterator[list[ServerProcess]]:
     """``count`` server processes (each ``--workers``); each logs to memory and is stopped afterwards."""
-    prefix = f"zzdtest-{secrets.token_hex(4)}"
+    prefix = redis_prefix()
     procs: list[ServerProcess] = []
     pumps: list[asyncio.Task[None]] = []
     try:

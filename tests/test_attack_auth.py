@@ -448,7 +448,11 @@ async def test_any_origin_is_refused_with_403_when_none_is_allowed(server: Runni
 async def test_own_origin_upgrades_unless_turned_off_and_lookalikes_do_not(server: RunningServer, db_url: str) -> None:
     own = f"http://127.0.0.1:{server.port}"
     assert await _handshake_status(server, own) == 101  # the page this server served
-    for near in (f"https://127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port + 1}", f"http://localhost:{server.port}"):
+    for near in (
+        f"https://127.0.0.1:{server.port}",
+        f"http://127.0.0.1:{server.port + 1}",
+        f"http://localhost:{server.port}",
+    ):
         assert await _handshake_status(server, near) == 403, near
     async for rs in _serve(make_settings(db_url, allow_own_origin=False)):
         assert await _handshake_status(rs, f"http://127.0.0.1:{rs.port}") == 403

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 
 import pytest
 
 from messaging.broker import Broker, create_broker
-from tests.services import REDIS_URL, require
+from tests.services import REDIS_URL, redis_prefix, require
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 async def broker_pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Broker, Broker]]:
     """Two brokers that see each other (two "processes"); memory shares one instance."""
-    prefix = f"zzdtest-{secrets.token_hex(4)}"
+    prefix = redis_prefix()
     if request.param == "memory":
         b = create_broker("memory://", prefix=prefix)
         yield b, b

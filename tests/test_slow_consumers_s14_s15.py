@@ -37,6 +37,9 @@ BODY = "满" * 4000  # 12 KB of UTF-8 per message
 TCP_USER_TIMEOUT_MS = 5000  # production default 30 000 (the bar's ≤ 35 s); short here for CI time
 NORMAL_CLIENTS = 40
 
+# Load scenarios: 40 chatting clients beside a stuck one for the TCP timeout, 100 messages/s for 20 s.
+pytestmark = pytest.mark.slow
+
 
 async def _loop_lag_probe(worst: list[float], stop: asyncio.Event) -> None:
     """Largest lateness of a 50 ms timer: a blocked event loop shows up here."""

@@ -21,6 +21,7 @@ from tests.client import PASSWORD, Client, login
 from tests.conftest import FAST_PASSWORDS
 from tests.history import History
 from tests.procs import zzd_processes
+from tests.services import redis_prefix
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -159,7 +160,7 @@ async def test_sign_in_throttling_is_shared_by_the_processes_through_redis(pg_da
 async def test_socket_cap_holds_across_processes(pg_database: str, redis_url: str) -> None:
     """Issue 10: two sockets allowed per person; a third on the other process replaces the oldest."""
     [(pid, lg)] = await _people(pg_database, 1)
-    prefix = f"zzdtest-{secrets.token_hex(4)}"
+    prefix = redis_prefix()
     redis = aioredis.Redis.from_url(redis_url)
     async with zzd_processes(
         pg_database, redis_url, 2, prefixes=[prefix, prefix], ZZD_MAX_CONNECTIONS_PER_PERSON="2"

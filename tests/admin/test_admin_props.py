@@ -165,6 +165,7 @@ def template(sqlite_template: Path) -> Any:
     TEMPLATE.clear()
 
 
+@pytest.mark.slow  # 60 fresh databases (20-40 s): CI's, not the quick lane's
 @pytest.mark.timeout(900)  # 60 fresh databases; a loaded CI machine is slow
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(tree=trees(max_units=24, depth_first=True).filter(lambda t: bool(t.holders)), data=st.data())

@@ -5,7 +5,6 @@ processes never post the same attempt (PostgreSQL, Redis, real processes, a real
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from tests.apps.helpers import subscribe_webhook
 from tests.apps.receiver import Behaviour, receiver
 from tests.conftest import make_settings
 from tests.procs import zzd_processes
+from tests.services import redis_prefix
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -79,7 +79,7 @@ async def test_a_killed_process_loses_no_event_and_the_retry_keeps_its_webhook_i
     client_id, client_secret = await _app(url)
     async with receiver() as rec:
         rec.behaviours["/kill"] = Behaviour(hang=30.0)  # the first process is mid-request when it dies
-        prefix = f"zzdtest-{secrets.token_hex(4)}"
+        prefix = redis_prefix()
         async with zzd_processes(url, redis_url, 1, prefixes=[prefix], **ENV) as (a,):
             rec.secrets["/kill"] = [await subscribe_webhook(a.http, client_id, client_secret, rec.base + "/kill")]
             await _file_reports(url, REPORTS)

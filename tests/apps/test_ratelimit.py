@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from apps.ratelimit import AppRateLimiter
 from kernel.errors import RateLimited
+from tests.services import redis_prefix
 
 
 @pytest.mark.redis
 async def test_two_processes_share_one_apps_limit(redis_url: str) -> None:
-    prefix = f"zzdtest-{secrets.token_hex(4)}"
+    prefix = redis_prefix()
     a, b = AppRateLimiter(redis_url=redis_url, prefix=prefix), AppRateLimiter(redis_url=redis_url, prefix=prefix)
     try:
         await a.hit(7, 4)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from tests.apps.conftest import populate
 from tests.procs import zzd_processes
+from tests.services import redis_prefix
 from tests.waiting import scaled
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -63,7 +63,7 @@ async def test_a_revoked_secret_closes_the_apps_streams_on_every_process_within_
         registry = _registry(db, holder)
         spec = NewApp("撤销两处平台", "990101", "990101", "*@990101", ["events:report.filed"])
         app, secret = await registry.create(SYSTEM, spec)
-        prefix = f"zzdtest-{secrets.token_hex(4)}"
+        prefix = redis_prefix()
         async with zzd_processes(url, redis_url, 2, prefixes=[prefix, prefix]) as procs:
             socks = []
             for p in procs:

@@ -358,6 +358,7 @@ def template(request: pytest.FixtureRequest) -> Iterator[None]:
     TEMPLATE.clear()
 
 
+@pytest.mark.slow  # 35 fresh databases of 20 steps each: the quick lane's longest test by far (40-50 s)
 @pytest.mark.timeout(900)  # bounded examples, but each is a fresh database; a loaded CI machine is slow
 def test_s23_no_reads_outside_membership_across_handovers(template: None) -> None:
     examples = 25 if TEMPLATE["kind"] == "sqlite" else 10

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from org_tree.holder import OrgIndexHolder
 from org_tree.importer import import_divisions
 from org_tree.jurisdiction import SYSTEM
 from org_tree.org_service import OrgService
+from tests.services import redis_prefix
 from tests.waiting import scaled, wait_until
 from zzd.org_wake import ORG_CHANNEL, OrgWake
 
@@ -31,7 +31,7 @@ async def test_a_commit_reaches_the_other_holder_without_its_poll(
     org_pg_url: str, redis_url: str, mini_divisions: Path
 ) -> None:
     db = Database(org_pg_url)
-    prefix = f"zzdtest-{secrets.token_hex(4)}"
+    prefix = redis_prefix()
     brokers = [RedisBroker(redis_url, prefix=prefix) for _ in range(2)]
     try:
         await import_divisions(db, mini_divisions, grids_per_village=1)
