@@ -7,7 +7,7 @@ import logging
 import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -75,25 +75,27 @@ def pg_database() -> Iterator[str]:
         yield pg_url(name)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Each test using this runs once per backend (on PostgreSQL in the session's shared database)."""
+def _backend_url(request: pytest.FixtureRequest, tmp_path: Path, pg_fixture: str) -> str:
+    """A copy of the migrated SQLite template for this test, or the PostgreSQL database ``pg_fixture`` gives."""
     if request.param == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
         dest = tmp_path / "zzd.db"
         shutil.copy(template, dest)
         return f"sqlite+aiosqlite:///{dest}"
-    return str(request.getfixturevalue("pg_database"))
+    return str(request.getfixturevalue(pg_fixture))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs once per backend (on PostgreSQL in the session's shared database)."""
+    return _backend_url(request, tmp_path, "pg_database")
 
 
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Database]:
     """A ``Database`` on ``db_url`` (each backend), disposed after the test."""
-    database = Database(db_url)
-    try:
+    async with Database(db_url) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -119,12 +121,7 @@ def own_pg_database(pg_template: str) -> Iterator[str]:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def own_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Like ``db_url``, but the PostgreSQL database is this test's own (``own_pg_database``)."""
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("sqlite_template")
-        dest = tmp_path / "zzd.db"
-        shutil.copy(template, dest)
-        return f"sqlite+aiosqlite:///{dest}"
-    return str(request.getfixturevalue("own_pg_database"))
+    return _backend_url(request, tmp_path, "own_pg_database")
 
 
 @pytest.fixture
@@ -201,15 +198,29 @@ async def start_server(settings: Settings, services: object | None = None) -> tu
     return rs, task
 
 
-@pytest.fixture
-async def server(db_url: str) -> AsyncIterator[RunningServer]:
-    """The app served by uvicorn on a free port, embedded broker."""
-    rs, task = await start_server(make_settings(db_url))
+@asynccontextmanager
+async def serving(settings: Settings, *, stop_within: float | None = None) -> AsyncIterator[RunningServer]:
+    """``start_server`` for the length of a block; stopped (gracefully) however the block ends.
+
+    ``stop_within``: a shutdown that takes longer (WebSocket handlers stuck) fails the test instead of hanging it.
+    """
+    rs, task = await start_server(settings)
     try:
         yield rs
     finally:
         rs.server.should_exit = True
-        await task
+        done, _ = await asyncio.wait({task}, timeout=stop_within)
+        if not done:
+            rs.server.force_exit = True
+            await asyncio.wait_for(task, 10)
+            raise AssertionError(f"server did not shut down in {stop_within} s: WebSocket handlers are stuck")
+
+
+@pytest.fixture
+async def server(db_url: str) -> AsyncIterator[RunningServer]:
+    """The app served by uvicorn on a free port, embedded broker."""
+    async with serving(make_settings(db_url)) as rs:
+        yield rs
 
 
 # --- the server's log ------------------------------------------------------------

@@ -16,27 +16,28 @@ from org_tree.importer import import_divisions
 from org_tree.jurisdiction import SYSTEM
 from org_tree.synthetic import generate_people
 from tests.client import login, new_person
-from tests.conftest import RunningServer, make_settings, start_server
+from tests.conftest import RunningServer, make_settings, serving
 from tests.notices.conftest import write_divisions
 
-__all__ = ["auth", "org_server", "seat", "slot"]
+__all__ = ["auth", "org_server", "populate", "seat", "slot"]
+
+
+async def populate(
+    db_url: str, tmp_path: Path, *, townships: int = 2, villages: int = 4, grids: int = 2, seed: int = 3
+) -> None:
+    """A division tree (by default the small served one: 2 townships of 4 villages) with synthetic holders."""
+    async with Database(db_url) as db:
+        div = write_divisions(tmp_path / "div", townships=townships, villages=villages)
+        await import_divisions(db, div, grids_per_village=grids)
+        await generate_people(db, seed=seed)
 
 
 @pytest.fixture
 async def org_server(own_db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
     db_url = own_db_url
-    db = Database(db_url)
-    try:
-        await import_divisions(db, write_divisions(tmp_path / "div", townships=2, villages=4), grids_per_village=2)
-        await generate_people(db, seed=3)
-    finally:
-        await db.dispose()
-    rs, task = await start_server(make_settings(db_url, background_interval=0.1, send_rate_per_minute=10_000))
-    try:
+    await populate(db_url, tmp_path)
+    async with serving(make_settings(db_url, background_interval=0.1, send_rate_per_minute=10_000)) as rs:
         yield rs
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 def slot(idx: Any, unit_code: str, role_key: str) -> int:

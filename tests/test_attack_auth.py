@@ -10,6 +10,7 @@ import json
 import time
 import warnings
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -20,43 +21,34 @@ import websockets
 from argon2 import PasswordHasher
 
 from tests.client import PASSWORD, Client, login, new_person
-from tests.conftest import TEST_KEYS, RunningServer, make_settings, start_server
+from tests.conftest import TEST_KEYS, RunningServer, make_settings, serving
 
 KID, _, _SECRET = TEST_KEYS.partition(":")
 KEY = _SECRET.encode()
 ISS, AUD = "zzd", "zzd-clients"
 
 
-async def _serve(settings: Any) -> AsyncIterator[RunningServer]:
+def _serve(settings: Any) -> AbstractAsyncContextManager[RunningServer]:
     """Like conftest's ``server``, but a shutdown hung by stuck connection handlers fails instead of hanging."""
-    rs, task = await start_server(settings)
-    try:
-        yield rs
-    finally:
-        rs.server.should_exit = True
-        done, _ = await asyncio.wait({task}, timeout=5)
-        if not done:
-            rs.server.force_exit = True
-            await asyncio.wait_for(task, 10)
-            raise AssertionError("server did not shut down in 5 s: WebSocket handlers are stuck")
+    return serving(settings, stop_within=5)
 
 
 @pytest.fixture
 async def server(db_url: str) -> AsyncIterator[RunningServer]:
-    async for rs in _serve(make_settings(db_url)):
+    async with _serve(make_settings(db_url)) as rs:
         yield rs
 
 
 @pytest.fixture
 async def strict_server(db_url: str) -> AsyncIterator[RunningServer]:
     """No clock-skew leeway, so a token minted to expire in 2 s closes the socket in about 2 s."""
-    async for rs in _serve(make_settings(db_url, jwt_leeway=0)):
+    async with _serve(make_settings(db_url, jwt_leeway=0)) as rs:
         yield rs
 
 
 @pytest.fixture
 async def origin_server(db_url: str) -> AsyncIterator[RunningServer]:
-    async for rs in _serve(make_settings(db_url, allowed_origins=["https://gov.example"])):
+    async with _serve(make_settings(db_url, allowed_origins=["https://gov.example"])) as rs:
         yield rs
 
 
@@ -454,7 +446,7 @@ async def test_own_origin_upgrades_unless_turned_off_and_lookalikes_do_not(serve
         f"http://localhost:{server.port}",
     ):
         assert await _handshake_status(server, near) == 403, near
-    async for rs in _serve(make_settings(db_url, allow_own_origin=False)):
+    async with _serve(make_settings(db_url, allow_own_origin=False)) as rs:
         assert await _handshake_status(rs, f"http://127.0.0.1:{rs.port}") == 403
 
 

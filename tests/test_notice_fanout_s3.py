@@ -23,13 +23,11 @@ from sqlalchemy import select
 from kernel.db.database import Database
 from messaging.notices.schema import notices
 from messaging.schema import person_events
-from org_tree.importer import import_divisions
 from org_tree.jurisdiction import SYSTEM
 from org_tree.selectors import parse_selector
-from org_tree.synthetic import generate_people
 from tests.client import Client, new_person
 from tests.conftest import make_settings, start_server
-from tests.notices.conftest import write_divisions
+from tests.org_server import populate
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -63,12 +61,7 @@ async def _new_events_per_person(db: Database, persons: list[int], notice_id: in
 
 async def test_city_wide_notice_with_exact_receipts(own_db_url: str, tmp_path: Path) -> None:
     db_url = own_db_url
-    db = Database(db_url)
-    try:
-        await import_divisions(db, write_divisions(tmp_path / "div", townships=10, villages=25), grids_per_village=3)
-        await generate_people(db, seed=11)
-    finally:
-        await db.dispose()
+    await populate(db_url, tmp_path, townships=10, villages=25, grids=3, seed=11)
     rs, task = await start_server(
         make_settings(db_url, background_interval=0.2, max_connections_per_person=5, db_pool_size=10)
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.client import Client, login, new_person
-from tests.conftest import LogRecords, RunningServer, make_settings, start_server
+from tests.conftest import LogRecords, RunningServer, make_settings, serving
 from tests.faults import rss_bytes
 from tests.rawws import RawSocket, frame
 
@@ -57,12 +57,8 @@ S18 = {
 async def sqlite_server(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[RunningServer]:
     """Frame handling is the same on both backends: SQLite only."""
     shutil.copy(sqlite_template, tmp_path / "zzd.db")
-    rs, task = await start_server(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'zzd.db'}"))
-    try:
+    async with serving(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'zzd.db'}")) as rs:
         yield rs
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 async def _bystander(rs: RunningServer) -> tuple[Client, int]:

@@ -28,11 +28,8 @@ T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 @pytest.fixture
 async def own_db(own_db_url: str) -> AsyncIterator[Database]:
     """A database of this test's own: a retention pass deletes across every stream in it."""
-    database = Database(own_db_url)
-    try:
+    async with Database(own_db_url) as database:
         yield database
-    finally:
-        await database.dispose()
 
 
 async def _people(db: Database, n: int) -> list[int]:

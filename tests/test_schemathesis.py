@@ -55,6 +55,7 @@ class ServedApp:
         self.call(self._wait())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=30)
+        self.loop.close()  # else it is closed whenever it is collected, in some later test ("unclosed event loop")
 
     async def _wait(self) -> None:
         await self.task

@@ -153,6 +153,13 @@ class Database:
         if self.reader is not self.writer:
             await self.reader.dispose()
 
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """``async with Database(url) as db:`` disposes the engines however the block ends."""
+        await self.dispose()
+
 
 def unpooled_engine(url: str) -> AsyncEngine:
     """An engine without a pool, for one-shot tools (migrations, imports)."""

@@ -9,11 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kernel.db.database import Database
-from org_tree.importer import import_divisions
-from org_tree.synthetic import generate_people
-from tests.conftest import RunningServer, make_settings, start_server
-from tests.notices.conftest import write_divisions
+from tests.conftest import RunningServer, make_settings, serving
+from tests.org_server import populate
 
 PLATFORM_SETTINGS: dict[str, object] = {
     "background_interval": 0.1,
@@ -30,25 +27,12 @@ PLATFORM_SETTINGS: dict[str, object] = {
 }
 
 
-async def populate(db_url: str, tmp_path: Path) -> None:
-    db = Database(db_url)
-    try:
-        await import_divisions(db, write_divisions(tmp_path / "div", townships=2, villages=4), grids_per_village=2)
-        await generate_people(db, seed=3)
-    finally:
-        await db.dispose()
-
-
 @asynccontextmanager
 async def platform(db_url: str, tmp_path: Path, **overrides: object) -> AsyncIterator[RunningServer]:
     """The populated tree served with ``PLATFORM_SETTINGS`` (``overrides`` on top)."""
     await populate(db_url, tmp_path)
-    rs, task = await start_server(make_settings(db_url, **{**PLATFORM_SETTINGS, **overrides}))
-    try:
+    async with serving(make_settings(db_url, **{**PLATFORM_SETTINGS, **overrides})) as rs:
         yield rs
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ could not wake it is refused with a clear message.
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 import asyncpg
@@ -21,7 +20,7 @@ from tests.apps.helpers import subscribe_webhook
 from tests.apps.receiver import Behaviour, receiver
 from tests.apps.test_delivery_kill import _app, _file_reports
 from tests.procs import delivery_processes, zzd_processes
-from tests.services import PG_HOST, PG_PORT, PG_USER
+from tests.services import PG_HOST, PG_PORT, PG_USER, redis_prefix
 from tests.waiting import wait_until
 from zzd.cli import main
 
@@ -52,7 +51,7 @@ async def test_the_delivery_process_sends_what_the_server_records(
     url = own_pg_database
     await populate(url, tmp_path)
     client_id, client_secret = await _app(url)
-    prefix = f"zzdtest-{secrets.token_hex(4)}"
+    prefix = redis_prefix()
     async with receiver() as rec:
         rec.behaviours["/hook"] = Behaviour(hang=8.0)  # held open, so we can see who leased them
         async with zzd_processes(url, redis_url, 1, prefixes=[prefix], ZZD_DELIVERY_IN_SERVER="false", **ENV) as (a,):

@@ -18,7 +18,7 @@ from messaging.attachments.schema import attachment_links, attachments
 from messaging.attachments.service import AttachmentService
 from messaging.attachments.store import LocalDiskStore
 from org_tree.people import PersonDirectory
-from tests.conftest import RunningServer, make_settings, start_server
+from tests.conftest import RunningServer, make_settings, serving
 
 MAX_BYTES = 64 * 1024
 
@@ -101,12 +101,8 @@ async def env(db_url: str, tmp_path: Path) -> AsyncIterator[Env]:
 async def up_server(db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
     """The app with its uploads in this test's own directory and a small size cap."""
     settings = make_settings(db_url, upload_dir=tmp_path / "uploads", upload_max_bytes=MAX_BYTES)
-    rs, task = await start_server(settings)
-    try:
+    async with serving(settings) as rs:
         yield rs
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 async def collect(chunks: AsyncIterable[bytes]) -> bytes:

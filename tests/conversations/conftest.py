@@ -135,7 +135,5 @@ async def make_world(url: str, config: ConversationConfig | None = None) -> Worl
 @pytest.fixture
 async def world(conv_url: str) -> AsyncIterator[World]:
     w = await make_world(conv_url)
-    try:
+    async with w.db:  # disposed after the test
         yield w
-    finally:
-        await w.db.dispose()

@@ -9,19 +9,15 @@ import httpx
 import pytest
 
 from tests.client import Client, login, new_person
-from tests.conftest import RunningServer, make_settings, start_server
+from tests.conftest import RunningServer, make_settings, serving
 from tests.conversations.conftest import ADMIN
 from tests.waiting import wait_until
 
 
 @pytest.fixture
 async def tree_server(conv_url: str) -> AsyncIterator[RunningServer]:
-    rs, task = await start_server(make_settings(conv_url, background_interval=0.05, index_refresh_interval=0.05))
-    try:
+    async with serving(make_settings(conv_url, background_interval=0.05, index_refresh_interval=0.05)) as rs:
         yield rs
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 def _single_position(s: Any) -> int:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-import messaging.notices.schema  # noqa: F401  (registers the notice tables)
 from kernel.clock import FakeClock
 from kernel.db.database import Database
 from kernel.jobs import Jobs, Spawn
@@ -25,6 +25,7 @@ from messaging.events import EventLog
 from messaging.notices import LoggingNotifier, NoticeConfig, NoticeService, SendResult
 from messaging.notices.coordinator import NoticeFanout
 from messaging.notices.relay import FanoutRelay
+from messaging.notices.schema import notice_receipts  # (importing it registers the notice tables)
 from messaging.ports import Notify
 from messaging.unit_of_work import UnitOfWork
 from messaging.wakeup import EventGroup
@@ -125,6 +126,16 @@ class World:
         res = await self.svc.send(person, position, compose)
         await self.jobs.idle()
         return res
+
+    async def receipts(self, notice_id: int) -> list[tuple[int, int]]:
+        """The notice's receipt rows as stored: ``(person id, position id)``, one per addressed holding."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(notice_receipts.c.person_id, notice_receipts.c.position_id).where(
+                    notice_receipts.c.notice_id == notice_id
+                )
+            )
+            return [(int(a), int(b)) for a, b in rows]
 
     async def close(self) -> None:
         await self.jobs.stop()

@@ -47,15 +47,8 @@ async def test_fanout_exact_receipts_and_one_event_per_person(world: World) -> N
     assert not res.duplicate
     assert res.receipts == len(expected)
     assert res.persons == len(audience.persons)
-    async with w.db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(notice_receipts.c.person_id, notice_receipts.c.position_id).where(
-                    notice_receipts.c.notice_id == res.notice_id
-                )
-            )
-        ).all()
-    assert {(int(a), int(b)) for a, b in rows} == expected
+    rows = await w.receipts(res.notice_id)
+    assert set(rows) == expected
     assert len(rows) == len(expected)
 
     evs = await notice_events_of(w)

@@ -24,16 +24,8 @@ async def test_rollup_and_pending_match_brute_force(world: World) -> None:
     person, position = w.governor()
     c = validate_compose(client_msg_id="roll", title="t", body="b", selector=SEL, ack_required=True)
     res = await w.send(person, position, c)
-    async with w.db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(notice_receipts.c.person_id, notice_receipts.c.position_id).where(
-                    notice_receipts.c.notice_id == res.notice_id
-                )
-            )
-        ).all()
     rng = random.Random(3)
-    receipts = [(int(a), int(b)) for a, b in rows]
+    receipts = await w.receipts(res.notice_id)
     readers = {p for p, _ in receipts if rng.random() < 0.4}
     ackers = [(p, pos) for p, pos in receipts if p in readers and rng.random() < 0.5]
     # concurrent calls: also exercises the group-committed receipt writer

@@ -33,11 +33,8 @@ def org_url(own_db_url: str) -> str:
 
 @pytest.fixture
 async def org_db(org_url: str) -> AsyncIterator[Database]:
-    db = Database(org_url)
-    try:
+    async with Database(org_url) as db:
         yield db
-    finally:
-        await db.dispose()
 
 
 def write_mini_divisions(folder: Path) -> Path:

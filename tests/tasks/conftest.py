@@ -100,7 +100,5 @@ async def make_task_world(url: str, clock: FakeClock | None = None, *, node_id: 
 @pytest.fixture
 async def tw(tree_url: str) -> AsyncIterator[TaskWorld]:
     w = await make_task_world(tree_url)
-    try:
+    async with w.db:  # disposed after the test
         yield w
-    finally:
-        await w.db.dispose()

@@ -12,40 +12,28 @@ import pytest
 from sqlalchemy import func, select
 
 from kernel.audit import AuditQuery, query
-from kernel.db.database import Database
 from messaging.tasks.schema import outbox_events, reports, task_events, tasks
-from org_tree.importer import import_divisions
 from org_tree.jurisdiction import SYSTEM
-from org_tree.synthetic import generate_people
 from scripts.demo_loop import png, run
 from tests.client import PASSWORD, Client, login, new_person
-from tests.conftest import FAST_PASSWORDS, RunningServer, make_settings, start_server
-from tests.notices.conftest import write_divisions
+from tests.conftest import FAST_PASSWORDS, RunningServer, make_settings, serving
+from tests.org_server import populate
 
 ADMIN = SYSTEM
 
 
 @pytest.fixture
 async def org_server(db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
-    db = Database(db_url)
-    try:
-        await import_divisions(db, write_divisions(tmp_path / "div", townships=2, villages=2), grids_per_village=2)
-        await generate_people(db, seed=3)
-    finally:
-        await db.dispose()
-    rs, task = await start_server(
+    await populate(db_url, tmp_path, villages=2)
+    async with serving(
         make_settings(
             db_url,
             background_interval=0.1,
             send_rate_per_minute=10_000,
             upload_dir=str(tmp_path / "up"),
         )  # fmt: skip
-    )
-    try:
+    ) as rs:
         yield rs
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 def _slot(idx: Any, unit_code: str, role_key: str) -> int:

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from kernel.audit import AuditEntry, record
 from kernel.errors import BadRequest, ErrorCode, Unauthorized
+from kernel.sessions import IssuedSession
 from kernel.text import check_text
 from zzd.http.common import authenticate, json_body, services_of
 from zzd.http.contract import operation, reply
@@ -59,6 +60,20 @@ def client_address(request: Request) -> str:
 
 def _login_key(login: str) -> str:
     return login.strip().lower()[:64]
+
+
+def _token_answer(s: Services, issued: IssuedSession) -> Response:
+    """A sign-in's answer (password, refresh or activation alike): a new access token beside the session's refresh."""
+    return reply(
+        TokenAnswer,
+        {
+            "access_token": s.tokens.issue(issued.person_id, issued.session_id),
+            "token_type": "Bearer",
+            "expires_in": s.tokens.ttl_seconds,
+            "refresh_token": issued.refresh_token,
+            "person_id": issued.person_id,
+        },
+    )
 
 
 async def _audit(s: Services, entry: AuditEntry) -> None:
@@ -139,16 +154,7 @@ async def token(request: Request) -> Response:
         if body.refresh_token is None:
             raise BadRequest("refresh_token is required", data={"fields": ["refresh_token"]})
         issued = await s.sessions.rotate(body.refresh_token)
-    return reply(
-        TokenAnswer,
-        {
-            "access_token": s.tokens.issue(issued.person_id, issued.session_id),
-            "token_type": "Bearer",
-            "expires_in": s.tokens.ttl_seconds,
-            "refresh_token": issued.refresh_token,
-            "person_id": issued.person_id,
-        },
-    )
+    return _token_answer(s, issued)
 
 
 @operation({200: TokenAnswer}, body=ActivateRequest, errors=(401, 429), public=True, tag="auth")
@@ -179,16 +185,7 @@ async def activate(request: Request) -> Response:
     )
     await s.throttle.succeeded(key)
     issued = await s.sessions.open(person.id, audit=AuditEntry("auth.login", person.id, detail={"addr": addr}))
-    return reply(
-        TokenAnswer,
-        {
-            "access_token": s.tokens.issue(issued.person_id, issued.session_id),
-            "token_type": "Bearer",
-            "expires_in": s.tokens.ttl_seconds,
-            "refresh_token": issued.refresh_token,
-            "person_id": issued.person_id,
-        },
-    )
+    return _token_answer(s, issued)
 
 
 @operation({200: Revoked}, tag="auth")
