@@ -125,7 +125,8 @@ def test_cli_import_writes_codes_once_and_reports_bad_lines(tmp_path: Path, sqli
     assert (summary["created"], summary["assigned"]) == (3, 3)
     codes_file = Path(summary["codes_file"])
     assert oct(codes_file.stat().st_mode & 0o777) == "0o600"
-    rows = list(csv.DictReader(codes_file.open(encoding="utf-8")))
+    with codes_file.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
     assert [r["login"] for r in rows] == ["zhang3", "li4", "wang5"] and all(len(r["code"]) == 16 for r in rows)
     # a second run needs the codes file moved away first, then changes nothing
     res = runner.invoke(main, ["person", "import", str(src), "--no-progress"], env=env)
