@@ -47,13 +47,13 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, true
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.dialect import chunks, is_postgres
+from kernel.db.dialect import chunks
 from kernel.jobs import Spawn
 from messaging.broker.base import Broker
 from messaging.conversations.schema import message_fanouts
-from messaging.events import NewEvent, driver_in_transaction, paused_gc
+from messaging.conversations.storage import claim_pending, remaining_pending
+from messaging.events import NewEvent, paused_gc
 from messaging.leases import Leases, run_token
 from messaging.ports import CONTROL_CHANNEL, LocalDelivery, Notify
 from messaging.shapes import MessageNew
@@ -69,7 +69,6 @@ __all__ = [
     "GroupFanout",
     "GroupRelay",
     "flush",
-    "insert_pending",
     "write_claimed",
 ]
 
@@ -81,59 +80,6 @@ GROUP_KINDS = ("group", "unit")
 #: ``message_fanout_pending.flags`` bits.
 MENTIONED = 1
 MUTED = 2
-
-_PG_PENDING = """
-INSERT INTO message_fanout_pending (conversation_id, person_id, message_id, flags)
-SELECT $1, p, $2, f FROM unnest($3::bigint[], $4::smallint[]) AS v(p, f)
-"""
-_SQLITE_PENDING = """
-INSERT INTO message_fanout_pending (conversation_id, person_id, message_id, flags)
-SELECT ?, json_extract(value, '$[0]'), ?, json_extract(value, '$[1]') FROM json_each(?)
-"""
-# The claim: lock the persons' pending rows of the conversation up to the message in
-# (person, message) order, delete them and return them, so exactly those events are written.
-_PG_CLAIM = """
-WITH c AS MATERIALIZED (
-    SELECT person_id, message_id FROM message_fanout_pending
-    WHERE conversation_id = $1 AND person_id = ANY($2::bigint[]) AND message_id <= $3
-    ORDER BY person_id, message_id FOR UPDATE
-)
-DELETE FROM message_fanout_pending AS p USING c
-WHERE p.conversation_id = $1 AND p.person_id = c.person_id AND p.message_id = c.message_id
-RETURNING p.person_id, p.message_id, p.flags
-"""
-_SQLITE_CLAIM = """
-DELETE FROM message_fanout_pending
-WHERE conversation_id = ? AND person_id IN (SELECT value FROM json_each(?)) AND message_id <= ?
-RETURNING person_id, message_id, flags
-"""
-_PG_REMAINING = "SELECT person_id FROM message_fanout_pending WHERE message_id = $1 ORDER BY person_id"
-_SQLITE_REMAINING = "SELECT person_id FROM message_fanout_pending WHERE message_id = ? ORDER BY person_id"
-
-
-async def insert_pending(
-    conn: AsyncConnection, conversation_id: int, message_id: int, rows: Sequence[tuple[int, int]]
-) -> None:
-    """One pending row per ``(person, flags)``, in the send's transaction (one statement, arrays)."""
-    driver = await driver_in_transaction(conn)
-    if is_postgres(conn):
-        await driver.execute(_PG_PENDING, conversation_id, message_id, [p for p, _ in rows], [f for _, f in rows])
-    else:
-        await driver.execute(_SQLITE_PENDING, (conversation_id, message_id, json.dumps(rows)))
-
-
-async def _claim(
-    conn: AsyncConnection, conversation_id: int, persons: list[int], upto: int
-) -> list[tuple[int, int, int]]:
-    driver = await driver_in_transaction(conn)
-    out: list[tuple[int, int, int]] = []
-    for part in chunks(persons, 100_000):
-        if is_postgres(conn):
-            rows = await driver.fetch(_PG_CLAIM, conversation_id, part, upto)
-        else:
-            rows = await driver.execute_fetchall(_SQLITE_CLAIM, (conversation_id, json.dumps(part), upto))
-        out.extend((int(p), int(m), int(f)) for p, m, f in rows)
-    return out
 
 
 def _variant(base: str, flags: int, cache: dict[int, str]) -> str:
@@ -154,7 +100,7 @@ async def write_claimed(tx: Txn, conversation_id: int, persons: Sequence[int], u
     wanted = sorted(set(persons))
     if not wanted:
         return {}
-    claimed = await _claim(tx.conn, conversation_id, wanted, upto)
+    claimed = await claim_pending(tx.conn, conversation_id, wanted, upto)
     if not claimed:
         return {}
     by_message: dict[int, list[tuple[int, int]]] = {}
@@ -235,7 +181,7 @@ class GroupRelay:
             cid = (await conn.execute(q)).scalar_one_or_none()
             if cid is None:  # finished meanwhile by another process, or the message was deleted
                 return 0
-            remaining = await self._remaining(conn, message_id)
+            remaining = await remaining_pending(conn, message_id)
         written = 0
         for part in chunks(remaining, self.chunk):
             if not await self._uow.run(lambda tx: self._leases.renew(tx.conn, message_id, self.token, tx.now)):
@@ -265,15 +211,6 @@ class GroupRelay:
     @staticmethod
     def _writer(cid: int, persons: list[int], upto: int) -> Callable[[Txn], Awaitable[dict[tuple[int, int], int]]]:
         return lambda tx: write_claimed(tx, cid, persons, upto)
-
-    @staticmethod
-    async def _remaining(conn: AsyncConnection, message_id: int) -> list[int]:
-        driver = (await conn.get_raw_connection()).driver_connection
-        if is_postgres(conn):
-            rows = await driver.fetch(_PG_REMAINING, message_id)  # type: ignore[union-attr]
-        else:
-            rows = await driver.execute_fetchall(_SQLITE_REMAINING, (message_id,))  # type: ignore[union-attr]
-        return [int(r[0]) for r in rows]
 
 
 class GroupFanout:

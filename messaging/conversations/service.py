@@ -38,7 +38,6 @@ from messaging.conversations.fanout import (
     MUTED,
     GroupFanout,
     flush,
-    insert_pending,
 )
 from messaging.conversations.inbox import inbox
 from messaging.conversations.model import (
@@ -53,7 +52,7 @@ from messaging.conversations.model import (
 )
 from messaging.conversations.photos import MESSAGE_REF, PhotoLinker
 from messaging.conversations.schema import message_fanouts
-from messaging.conversations.storage import stored_members
+from messaging.conversations.storage import insert_pending, stored_members
 from messaging.events import NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversation_members, conversations, messages
