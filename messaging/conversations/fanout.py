@@ -112,6 +112,9 @@ async def write_claimed(tx: Txn, conversation_id: int, persons: Sequence[int], u
     }
     out: dict[tuple[int, int], int] = {}
     for mid in sorted(by_message):
+        if mid not in heads:  # cannot happen while messages are never deleted: claimed rows dropped, not stuck
+            logger.warning("message %s: pending events without a payload row dropped", mid)
+            continue
         base, cache = heads[mid], {0: heads[mid]}
         with paused_gc():
             items = [(person, _variant(base, flags, cache)) for person, flags in by_message[mid]]

@@ -224,3 +224,14 @@ async def test_small_groups_and_services_without_a_relay_write_every_event_with_
     res = await f.w.conv.post(PostRequest(f.owner, "m1", "全体", conversation_id=f.group_id))
     assert sorted(await _news(f, res.message_id)) == f.members
     assert await _pending(f, res.message_id) == 0 and not await _unfinished(f, res.message_id)
+
+
+async def test_pending_events_of_a_vanished_payload_row_are_dropped_not_stuck(fan: Fan) -> None:
+    """Messages are never deleted today; if one were, its members' pending rows must not block the relay."""
+    f = fan
+    mid = await _post(f, f.owner, "m1")
+    async with f.w.db.write() as conn:
+        await conn.execute(message_fanouts.delete().where(message_fanouts.c.id == mid))
+    assert await f.relay.local(f.group_id, mid, f.members) == 0
+    assert await _pending(f, mid) == 0
+    assert await _news(f, mid) == Counter({f.owner: 1})
