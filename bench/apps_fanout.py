@@ -408,7 +408,7 @@ def main() -> None:
         default=0,
         help="send webhooks from N `zzd delivery` processes (servers: ZZD_DELIVERY_IN_SERVER=false)",
     )
-    ap.add_argument("--delivery-nice", type=int, default=10, help="their `--nice` (CPU priority below the servers')")
+    ap.add_argument("--delivery-nice", type=int, default=0, help="their `--nice` (10: below the servers, and everyone)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the server logs (their folder is printed)")
     args = ap.parse_args()
     with postgres_database() as url:
