@@ -186,3 +186,65 @@ async def test_a_stopping_process_seals_what_it_committed_last(own_db_url: str) 
         assert (report.ok, report.checked, report.unsealed, sealer.sealed) == (True, 1, 0, 1)
     finally:
         await db.dispose()
+
+
+def _chain_written_before_0011(url: str) -> None:
+    """Three entries chained the way kernel/audit.py did before revision 0011 (id as position, under the head)."""
+    import hashlib
+
+    from sqlalchemy import text
+
+    async def go() -> None:
+        db = Database(url)
+        try:
+            async with db.write() as conn:
+                prev = "0" * 64
+                for i in (1, 2, 3):
+                    at = datetime(2026, 1, i, tzinfo=UTC)
+                    fields = [i, at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), None, None, "x", "ok", None, None, "{}", prev]
+                    digest = hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode()).hexdigest()
+                    await conn.execute(
+                        text("INSERT INTO audit_log (id, at, action, outcome, detail, prev_hash, hash) "
+                             "VALUES (:i, :at, 'x', 'ok', '{}', :p, :h)"),
+                        {"i": i, "at": at, "p": prev, "h": digest},
+                    )  # fmt: skip
+                    prev = digest
+                await conn.execute(text("UPDATE audit_head SET last_id = 3, last_hash = :h"), {"h": prev})
+        finally:
+            await db.dispose()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_chain_written_before_the_sealer_still_verifies_and_grows(backend: str, tmp_path: Path) -> None:
+    from contextlib import ExitStack
+
+    from alembic import command
+
+    from tests.conftest import temp_pg_database
+    from tests.services import pg_url
+    from zzd.migrate import alembic_config, upgrade
+
+    with ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        else:
+            url = pg_url(stack.enter_context(temp_pg_database("zzd_audit_seal", migrate=False)))
+        command.upgrade(alembic_config(url), "0010_streams_retention")
+        _chain_written_before_0011(url)
+        upgrade(url)
+
+        async def after() -> tuple[object, ...]:
+            db = Database(url)
+            try:
+                before = await verify(db)
+                async with db.write() as conn:
+                    new_id = await record(conn, AuditEntry("test.after_0011"), NOW)
+                sealed = await seal(db)
+                report = await verify(db)
+                return before.ok, before.checked, new_id, sealed, report.ok, report.checked, report.last_seq
+            finally:
+                await db.dispose()
+
+        assert asyncio.run(after()) == (True, 3, 4, 1, True, 4, 4)
