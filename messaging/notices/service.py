@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.audit import AuditEntry, record
 from kernel.db.dialect import insert_ignore
-from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound, RateLimited, ZzdError
+from kernel.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, ZzdError
 from kernel.wire import iso
 from messaging.events import paused_gc
 from messaging.notices.coordinator import NoticeFanout
@@ -50,8 +50,9 @@ from messaging.notices.pending import pending_page
 from messaging.notices.receipts import ReceiptOp, ReceiptWriter
 from messaging.notices.relay import head_of_row
 from messaging.notices.remind import REMIND_INTERVAL, reminder_events
-from messaging.notices.rollup import UnitCounts, lowest_common_unit, rollup
+from messaging.notices.rollup import lowest_common_unit, rollup
 from messaging.notices.schema import notice_ding_steps, notice_pending_receipts, notice_receipts, notices
+from messaging.notices.storage import receipt_totals, receipts_of, unit_counts
 from messaging.ports import IndexProvider
 from messaging.shapes import NoticeProgress, NoticeRecalled
 from messaging.unit_of_work import Txn, UnitOfWork
@@ -255,7 +256,7 @@ class NoticeService:
             row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
             if row is None:
                 raise _not_found(notice_id)
-            mine = await _receipts_of(conn, notice_id, actor_person_id)
+            mine = await receipts_of(conn, notice_id, actor_person_id)
         is_sender = self._is_sender_side(row, actor_person_id)
         if not mine and not is_sender:
             raise _not_found(notice_id)
@@ -411,7 +412,7 @@ class NoticeService:
         index = self._index()
         async with self._db.read() as conn:
             row = await self._access_sent(conn, actor_person_id, notice_id)
-            counts = await _unit_counts(conn, notice_id)
+            counts = await unit_counts(conn, notice_id)
         notice_total = Totals(*(sum(c[i] for c in counts) for i in range(1, 5)))
         parent = index.unit(unit) if unit is not None else lowest_common_unit(index, (c[0] for c in counts))
         if parent is None:
@@ -493,7 +494,7 @@ class NoticeService:
 
         async def change(tx: Txn) -> int:
             conn = tx.conn
-            totals = await _totals(conn, due)
+            totals = await receipt_totals(conn, due)
             senders = dict(
                 (int(i), int(s))
                 for i, s in await conn.execute(
@@ -576,43 +577,6 @@ def _stored(row: Row[Any]) -> SendResult:
         int(row.audience_persons),
         int(row.receipt_count),
     )
-
-
-async def _receipts_of(conn: AsyncConnection, notice_id: int, person_id: int) -> list[ReceiptState]:
-    r = notice_receipts
-    rows = await conn.execute(
-        select(r.c.position_id, r.c.via_position_id, r.c.delivered_at, r.c.read_at, r.c.acked_at, r.c.reply)
-        .where(r.c.notice_id == notice_id, r.c.person_id == person_id)
-        .order_by(r.c.position_id)
-    )
-    return [ReceiptState(notice_id, int(p), int(v), d, rd, a, rep) for p, v, d, rd, a, rep in rows]
-
-
-async def _unit_counts(conn: AsyncConnection, notice_id: int) -> list[UnitCounts]:
-    r = notice_receipts
-    rows = await conn.execute(
-        select(
-            r.c.unit_id, func.count(), func.count(r.c.delivered_at), func.count(r.c.read_at), func.count(r.c.acked_at)
-        )
-        .where(r.c.notice_id == notice_id)
-        .group_by(r.c.unit_id)
-    )
-    return [(int(u), int(n), int(d), int(rd), int(a)) for u, n, d, rd, a in rows]
-
-
-async def _totals(conn: AsyncConnection, notice_ids: Sequence[int]) -> dict[int, tuple[int, int, int, int]]:
-    r = notice_receipts
-    rows = await conn.execute(
-        select(
-            r.c.notice_id, func.count(), func.count(r.c.delivered_at), func.count(r.c.read_at), func.count(r.c.acked_at)
-        )
-        .where(and_(r.c.notice_id.in_(list(notice_ids))))
-        .group_by(r.c.notice_id)
-    )
-    return {int(n): (int(c), int(d), int(rd), int(a)) for n, c, d, rd, a in rows}
-
-
-_ = ErrorCode  # re-exported codes are used by callers through ``kernel.errors``
 
 
 def notice_audit(

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from asyncpg.exceptions import UniqueViolationError
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import chunks, is_postgres
 from messaging.events import driver_in_transaction
+from messaging.notices.model import ReceiptState
+from messaging.notices.rollup import UnitCounts
+from messaging.notices.schema import notice_receipts
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +34,11 @@ __all__ = [
     "insert_claimed",
     "notice_state",
     "persons_with_receipts",
+    "receipt_totals",
     "receipt_store",
+    "receipts_of",
     "unclaimed_persons",
+    "unit_counts",
     "written_persons",
 ]
 
@@ -297,3 +305,41 @@ class _SqliteStore:
             "UPDATE notice_receipts SET delivered_at = ?, read_at = ?, acked_at = ?, reply = ? WHERE id = ?",
             [(*(_to_sqlite(m[c]) for c in _COLS), m["reply"], m["id"]) for m in rows],
         )
+
+
+# ------------------------------------------------------------ receipt counts
+async def receipts_of(conn: AsyncConnection, notice_id: int, person_id: int) -> list[ReceiptState]:
+    """One recipient's receipts of a notice, by position (what ``get`` shows them)."""
+    r = notice_receipts
+    rows = await conn.execute(
+        select(r.c.position_id, r.c.via_position_id, r.c.delivered_at, r.c.read_at, r.c.acked_at, r.c.reply)
+        .where(r.c.notice_id == notice_id, r.c.person_id == person_id)
+        .order_by(r.c.position_id)
+    )
+    return [ReceiptState(notice_id, int(p), int(v), d, rd, a, rep) for p, v, d, rd, a, rep in rows]
+
+
+async def unit_counts(conn: AsyncConnection, notice_id: int) -> list[UnitCounts]:
+    """Receipts, delivered, read and acknowledged per unit: the rows the progress roll-up sums up the tree."""
+    r = notice_receipts
+    rows = await conn.execute(
+        select(
+            r.c.unit_id, func.count(), func.count(r.c.delivered_at), func.count(r.c.read_at), func.count(r.c.acked_at)
+        )
+        .where(r.c.notice_id == notice_id)
+        .group_by(r.c.unit_id)
+    )
+    return [(int(u), int(n), int(d), int(rd), int(a)) for u, n, d, rd, a in rows]
+
+
+async def receipt_totals(conn: AsyncConnection, notice_ids: Sequence[int]) -> dict[int, tuple[int, int, int, int]]:
+    """Per notice: receipts, delivered, read, acknowledged (one grouped read for a whole progress flush)."""
+    r = notice_receipts
+    rows = await conn.execute(
+        select(
+            r.c.notice_id, func.count(), func.count(r.c.delivered_at), func.count(r.c.read_at), func.count(r.c.acked_at)
+        )
+        .where(and_(r.c.notice_id.in_(list(notice_ids))))
+        .group_by(r.c.notice_id)
+    )
+    return {int(n): (int(c), int(d), int(rd), int(a)) for n, c, d, rd, a in rows}

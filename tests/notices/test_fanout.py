@@ -193,14 +193,14 @@ async def test_a_read_committed_during_a_progress_flush_is_reported_by_the_next(
     res = await w.send(person, position, compose("pf1", sel))  # type: ignore[arg-type]
     first, second = list(resolve(w.index, parse_selector(sel)).persons)[:2]
     await w.svc.mark_read(first, res.notice_id)
-    totals = service._totals
+    totals = service.receipt_totals
 
     async def totals_then_a_read(conn: object, ids: object) -> object:
         out = await totals(conn, ids)  # type: ignore[arg-type]
         await w.svc.mark_read(second, res.notice_id)  # commits after the totals were read
         return out
 
-    monkeypatch.setattr(service, "_totals", totals_then_a_read)
+    monkeypatch.setattr(service, "receipt_totals", totals_then_a_read)
     assert await w.svc.flush_progress() == 1
     monkeypatch.undo()
     w.clock.advance(w.svc.config.progress_interval)
