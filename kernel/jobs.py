@@ -31,9 +31,15 @@ class Spawn(Protocol):
 class Jobs:
     """The background tasks of one process (owned by the composition root)."""
 
+    #: Seconds :meth:`stop` lets a job that is in the middle of a pass finish it before cancelling it.
+    STOP_GRACE = 3.0
+
     def __init__(self) -> None:
         self._periodic: list[asyncio.Task[None]] = []
         self._oneoff: set[asyncio.Task[None]] = set()
+        #: Periodic tasks in the middle of a pass (not waiting for their next turn).
+        self._busy: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     def every(
         self, interval: float, job: Callable[[], Awaitable[object]], name: str, *, wake: asyncio.Event | None = None
@@ -45,19 +51,26 @@ class Jobs:
         """
 
         async def loop() -> None:
-            while True:
+            me = asyncio.current_task()
+            assert me is not None
+            while not self._stopping:
                 if wake is None:
                     await asyncio.sleep(interval)
                 else:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), interval)
                     wake.clear()
+                if self._stopping:
+                    return
+                self._busy.add(me)
                 try:
                     await job()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     logger.warning("%s failed: %r", name, exc)
+                finally:
+                    self._busy.discard(me)
 
         self._periodic.append(asyncio.create_task(loop(), name=name))
 
@@ -82,10 +95,23 @@ class Jobs:
             await asyncio.wait(list(self._oneoff))
 
     async def stop(self) -> None:
-        """Cancel every job and wait for them to end."""
+        """Stop every job and wait for them to end.
+
+        A periodic job waiting for its turn is cancelled at once; one in the middle of a pass,
+        and a one-off job, gets up to ``STOP_GRACE`` seconds to finish before it is cancelled.
+        Why: a job cancelled inside a database write could leave its connection checked out
+        with the transaction open, and on SQLite that keeps the file locked for every other
+        process (a server started on a database a stopped tool had just seeded found it locked).
+        """
+        self._stopping = True
+        for t in self._periodic:
+            if t not in self._busy:
+                t.cancel()
         tasks = [*self._periodic, *self._oneoff]
-        for t in tasks:
-            t.cancel()
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.STOP_GRACE)
+            for t in late:
+                t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
