@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+from migrations.columns import ID, TS
 ${imports if imports else ""}
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
-branch_labels = ${repr(branch_labels)}
-depends_on = ${repr(depends_on)}
 
 
 def upgrade() -> None:

@@ -9,13 +9,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-# Must match kernel.db.types.ID without importing application code.
-ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+from migrations.columns import ID, TS
 
 revision = "0001_initial"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -24,7 +21,7 @@ def upgrade() -> None:
         sa.Column("id", ID, autoincrement=True, nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("direct_key", sa.String(length=64), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
         sa.Column("last_message_id", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversations")),
         sa.UniqueConstraint("direct_key", name=op.f("uq_conversations_direct_key")),
@@ -35,7 +32,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("kind", sa.String(length=40), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("person_id", "seq", name=op.f("pk_person_events")),
     )
     op.create_table(
@@ -45,7 +42,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("password_hash", sa.Text(), nullable=True),
         sa.Column("disabled", sa.Boolean(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_persons")),
         sa.UniqueConstraint("login", name=op.f("uq_persons_login")),
     )
@@ -53,9 +50,9 @@ def upgrade() -> None:
         "auth_sessions",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("person_id", ID, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("expires_at", TS, nullable=False),
+        sa.Column("revoked_at", TS, nullable=True),
         sa.ForeignKeyConstraint(
             ["person_id"],
             ["persons.id"],
@@ -71,7 +68,7 @@ def upgrade() -> None:
         sa.Column("conversation_id", ID, nullable=False),
         sa.Column("person_id", ID, nullable=False),
         sa.Column("last_read_message_id", sa.BigInteger(), nullable=False),
-        sa.Column("joined_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("joined_at", TS, nullable=False),
         sa.ForeignKeyConstraint(
             ["conversation_id"],
             ["conversations.id"],
@@ -100,7 +97,7 @@ def upgrade() -> None:
         sa.Column("sender_id", ID, nullable=False),
         sa.Column("client_msg_id", sa.String(length=64), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", TS, nullable=False),
         sa.ForeignKeyConstraint(
             ["conversation_id"],
             ["conversations.id"],
@@ -136,8 +133,8 @@ def upgrade() -> None:
         "refresh_tokens",
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("session_id", sa.String(length=32), nullable=False),
-        sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("issued_at", TS, nullable=False),
+        sa.Column("used_at", TS, nullable=True),
         sa.ForeignKeyConstraint(
             ["session_id"],
             ["auth_sessions.id"],

@@ -1,9 +1,5 @@
 """The org tree: units, roles, positions, assignments, org_version, org_changes.
 
-Plain ``op.create_table`` with the constraint names the naming convention of
-``kernel/db/base.py`` produces, so autogenerate against the models shows no
-diff (tests/org/test_migration.py checks it). No application imports.
-
 Revision ID: 0002_org_tree
 Revises: 0001_initial
 """
@@ -13,13 +9,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import ID, TS
+
 revision = "0002_org_tree"
 down_revision = "0001_initial"
-branch_labels = None
-depends_on = None
-
-ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:

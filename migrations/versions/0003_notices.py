@@ -1,9 +1,5 @@
 """Notices: notices, notice_receipts (one per recipient person and addressed position), notice_ding_steps.
 
-Plain ``op.create_table`` with the constraint names the naming convention of
-``kernel/db/base.py`` produces, so autogenerate against the models shows no
-diff. No application imports.
-
 Revision ID: 0003_notices
 Revises: 0002_org_tree
 """
@@ -13,13 +9,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import ID, TS
+
 revision = "0003_notices"
 down_revision = "0002_org_tree"
-branch_labels = None
-depends_on = None
-
-ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:

@@ -1,9 +1,7 @@
 """Conversations addressed to positions, unit groups and ad-hoc groups (issue 5).
 
-Plain ``op.create_table`` with the constraint names the naming convention of
-``kernel/db/base.py`` produces, so autogenerate against the models shows no
-diff. No application imports. New columns on existing tables are nullable
-and carry no foreign keys, so SQLite can add them with ``ALTER TABLE``.
+New columns on existing tables are nullable and carry no foreign keys, so
+SQLite can add them with ``ALTER TABLE``.
 
 Revision ID: 0004_conversations
 Revises: 0003_notices
@@ -14,13 +12,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import ID, TS
+
 revision = "0004_conversations"
 down_revision = "0003_notices"
-branch_labels = None
-depends_on = None
-
-ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-TS = sa.DateTime(timezone=True)
 
 _CONVERSATION_COLUMNS = (
     ("thread_key", sa.String(96)),

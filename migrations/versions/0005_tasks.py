@@ -1,9 +1,5 @@
 """Tasks: task_categories, reports, tasks, task_events, task_timers, and the domain-event outbox (issue 6).
 
-Plain ``op.create_table`` with the constraint names the naming convention of
-``kernel/db/base.py`` produces, so autogenerate against the models shows no
-diff. No application imports.
-
 Revision ID: 0005_tasks
 Revises: 0004_conversations
 """
@@ -13,13 +9,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import ID, TS
+
 revision = "0005_tasks"
 down_revision = "0004_conversations"
-branch_labels = None
-depends_on = None
-
-ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:

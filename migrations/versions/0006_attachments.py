@@ -1,9 +1,5 @@
 """Content-addressed uploaded files (photos of grid reports, issue 6).
 
-Plain ``op.create_table`` with the constraint names the naming convention of
-``kernel/db/base.py`` produces, so autogenerate against the models shows no
-diff. No application imports.
-
 Revision ID: 0006_attachments
 Revises: 0005_tasks
 """
@@ -13,13 +9,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import ID, TS
+
 revision = "0006_attachments"
 down_revision = "0005_tasks"
-branch_labels = None
-depends_on = None
-
-ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:

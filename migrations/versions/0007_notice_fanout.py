@@ -14,12 +14,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import TS
+
 revision = "0007_notice_fanout"
 down_revision = "0006_attachments"
-branch_labels = None
-depends_on = None
-
-TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:

@@ -14,13 +14,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import ID, TS
+
 revision = "0008_admin_audit"
 down_revision = "0007_notice_fanout"
-branch_labels = None
-depends_on = None
 
-TS = sa.DateTime(timezone=True)
-ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 GENESIS = "0" * 64
 
 

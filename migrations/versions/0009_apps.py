@@ -11,13 +11,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import ID, TS
+
 revision = "0009_apps"
 down_revision = "0008_admin_audit"
-branch_labels = None
-depends_on = None
-
-TS = sa.DateTime(timezone=True)
-ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:

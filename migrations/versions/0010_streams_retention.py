@@ -22,19 +22,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import ID, TS
+
 revision = "0010_streams_retention"
 down_revision = "0009_apps"
-branch_labels = None
-depends_on = None
-
-
-TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
     op.create_table(
         "maintenance_leases",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=False, nullable=False),
+        sa.Column("id", ID, autoincrement=False, nullable=False),
         sa.Column("name", sa.String(32), nullable=False),
         sa.Column("claimed_by", sa.String(64), nullable=True),
         sa.Column("leased_until", TS, nullable=True),

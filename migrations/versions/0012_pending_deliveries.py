@@ -24,8 +24,6 @@ from alembic import op
 
 revision = "0012_pending_deliveries"
 down_revision = "0011_audit_seal"
-branch_labels = None
-depends_on = None
 
 PENDING = sa.text("state = 'pending'")
 

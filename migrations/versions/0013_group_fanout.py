@@ -15,13 +15,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.columns import ID, TS
+
 revision = "0013_group_fanout"
 down_revision = "0012_pending_deliveries"
-branch_labels = None
-depends_on = None
-
-TS = sa.DateTime(timezone=True)
-ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
