@@ -12,20 +12,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.errors import Forbidden, NotFound
 from kernel.text import check_text
-from kernel.wire import check_client_msg_id, dumps, iso
+from kernel.wire import check_client_msg_id, dumps
 from messaging.batching import Batcher
 from messaging.chat_storage import ChatStore
 from messaging.events import NewEvent
 from messaging.ports import Notify
 from messaging.schema import conversations, messages
-from messaging.shapes import MessageNew, Sender
+from messaging.shapes import MessageNew, MessageSent, Sender
 from messaging.unit_of_work import Txn, UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -43,24 +42,8 @@ class SendRequest:
     body: str
 
 
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    message_id: int
-    conversation_id: int
-    created_at: datetime
-    #: True when this (sender, client_msg_id) was already stored: nothing new was written.
-    duplicate: bool
-    #: The sender's own event seq for this message (None for duplicates).
-    sender_seq: int | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "message_id": self.message_id,
-            "conversation_id": self.conversation_id,
-            "created_at": iso(self.created_at),
-            "duplicate": self.duplicate,
-            "seq": self.sender_seq,
-        }
+#: The answer to a direct send (one shape with a conversation post's).
+SendResult = MessageSent
 
 
 def direct_key(a: int, b: int) -> str:

@@ -9,16 +9,39 @@ a client handles one shape whatever kind of conversation it is in.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
 
-from kernel.wire import WireModel, dumps
+from kernel.wire import WireModel, dumps, iso
 
-__all__ = ["ConversationKind", "Mentions", "Message", "MessageNew", "ReplyRef", "Sender", "Shape"]
+__all__ = ["ConversationKind", "Mentions", "Message", "MessageNew", "MessageSent", "ReplyRef", "Sender", "Shape"]
 
 ConversationKind = Literal["direct", "group", "position", "unit"]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSent:
+    """The sender's answer to a send, direct chat or conversation alike (the REST ``Posted`` shape)."""
+
+    message_id: int
+    conversation_id: int
+    created_at: datetime
+    #: True when this (sender, client_msg_id) was already stored: nothing new was written.
+    duplicate: bool
+    #: The sender's own event seq for this message (None for duplicates).
+    sender_seq: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "conversation_id": self.conversation_id,
+            "created_at": iso(self.created_at),
+            "duplicate": self.duplicate,
+            "seq": self.sender_seq,
+        }
 
 
 class Shape(WireModel):

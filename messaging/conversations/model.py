@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from kernel.errors import BadRequest
 from kernel.text import check_text
 from kernel.wire import check_client_msg_id, iso
+from messaging.shapes import MessageSent
 
 logger = logging.getLogger(__name__)
 
@@ -71,23 +72,8 @@ class PostRequest:
     attachments: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class PostResult:
-    message_id: int
-    conversation_id: int
-    created_at: datetime
-    duplicate: bool
-    sender_seq: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "message_id": self.message_id,
-            "conversation_id": self.conversation_id,
-            "created_at": iso(self.created_at),
-            "duplicate": self.duplicate,
-            "seq": self.sender_seq,
-        }
+#: The answer to a post: the same shape as a direct send's.
+PostResult = MessageSent
 
 
 def _ids(values: tuple[int, ...], name: str) -> tuple[int, ...]:
