@@ -29,17 +29,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from messaging.leases import LeaseLost, Leases, run_token
+from messaging.leases import LeaseLost
 from messaging.notices.fanout import Label, NoticeHead, notice_events
-from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
+from messaging.notices.notifier import DingJob, DingSettings, Escalation, EscalationFailed
 from messaging.notices.schema import notice_ding_steps, notice_receipts, notices
-from messaging.notices.service import IndexProvider
-from messaging.unit_of_work import Txn, UnitOfWork
+from messaging.unit_of_work import Txn
 
 logger = logging.getLogger(__name__)
 
@@ -56,45 +55,16 @@ class StepOutcome:
     status: str  # done | skipped | retry | failed | lost
 
 
-class DingScheduler:
-    """Runs due DING steps; safe to run in every server process at once.
+class DingScheduler(DingJob):
+    """Runs due DING steps; safe to run in every server process at once (settings: ``DingSettings``)."""
 
-    Args:
-        node_id: names this process in ``claimed_by`` (a random suffix is added per run).
-        lease: how long a claim is exclusive; longer than one step takes.
-        batch: steps claimed per run.
-        retry_after: delay before a failed step is tried again.
-        max_attempts: tries before a step is closed as failed.
-    """
-
-    def __init__(
-        self,
-        uow: UnitOfWork,
-        notifier: Notifier,
-        index_provider: IndexProvider,
-        *,
-        node_id: str = "node",
-        lease: timedelta = timedelta(minutes=2),
-        batch: int = 20,
-        retry_after: timedelta = timedelta(minutes=1),
-        max_attempts: int = 5,
-    ) -> None:
-        self._db = uow.db
-        self._clock = uow.clock
-        self._uow = uow
-        self._notifier = notifier
-        self._index = index_provider
-        self._node = node_id
-        s = notice_ding_steps
-        self._leases = Leases(s, s.c.claimed_by, s.c.claimed_until, s.c.done_at.is_(None), lease, attempts=s.c.attempts)
-        self._batch = batch
-        self._retry_after = retry_after
-        self._max_attempts = max_attempts
+    TABLE = notice_ding_steps
+    DEFAULTS: ClassVar[DingSettings] = {"lease": timedelta(minutes=2), "batch": 20, "retry_after": timedelta(minutes=1)}
 
     async def run_due(self, now: datetime | None = None) -> list[StepOutcome]:
         """Claim and run the steps due at ``now`` (default: the clock); returns what happened."""
         now = now or self._clock.now()
-        token = run_token(self._node)
+        token = self._token()
         claimed = await self._claim(token, now)
         out = []
         for step in claimed:

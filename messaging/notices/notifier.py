@@ -1,4 +1,4 @@
-"""Out-of-band escalation of DING notices: the ``Notifier`` protocol and its two adapters.
+"""Out-of-band escalation of DING notices: the ``Notifier`` protocol, its two adapters, the jobs' base.
 
 ``LoggingNotifier`` is the development adapter (it logs and remembers).
 ``messaging.notices.http_notifier.HttpNotifier`` POSTs a signed JSON body to an SMS/voice gateway:
@@ -9,6 +9,10 @@
   the gateway's 200 and the step being marked done (escalation is at-least-once);
 - retries with exponential backoff (tenacity) on connection errors, timeouts,
   429 and 5xx; any other status is a permanent failure.
+
+``DingJob`` is what the two DING jobs share (``messaging.notices.ding.DingScheduler``
+for notice steps, ``messaging.tasks.timers.TaskTimers`` for task timers): the lease
+on their due rows, the retry policy, the notifier and the org index.
 """
 
 from __future__ import annotations
@@ -17,11 +21,28 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
+
+from sqlalchemy import Table
+from typing_extensions import Unpack
+
+from messaging.leases import Leases, run_token
+from messaging.ports import IndexProvider
+from messaging.unit_of_work import UnitOfWork
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SIGNATURE_HEADER", "Escalation", "EscalationFailed", "LoggingNotifier", "Notifier", "sign"]
+__all__ = [
+    "SIGNATURE_HEADER",
+    "DingJob",
+    "DingSettings",
+    "Escalation",
+    "EscalationFailed",
+    "LoggingNotifier",
+    "Notifier",
+    "sign",
+]
 
 SIGNATURE_HEADER = "X-ZZD-Signature"
 
@@ -86,6 +107,58 @@ class LoggingNotifier:
             len(escalation.recipients),
             escalation.notice_id,
         )
+
+
+class DingSettings(TypedDict, total=False):
+    """How a DING job claims and retries; a job's ``DEFAULTS`` fill in what is not given.
+
+    Keys:
+        node_id: names this process in ``claimed_by`` (a random suffix is added per run).
+        lease: how long a claim is exclusive; longer than one run of the calls takes.
+        batch: rows claimed per run.
+        retry_after: delay before a failed row is tried again.
+        max_attempts: tries before a row is closed as failed.
+    """
+
+    node_id: str
+    lease: timedelta
+    batch: int
+    retry_after: timedelta
+    max_attempts: int
+
+
+class DingJob:
+    """Base of the jobs that claim due rows of ``TABLE`` under a lease and escalate out of band.
+
+    ``TABLE`` has the lease columns ``claimed_by``, ``claimed_until``, ``attempts``
+    and ``done_at`` (unfinished while NULL). Safe to run in every server process at once.
+    """
+
+    TABLE: ClassVar[Table]
+    DEFAULTS: ClassVar[DingSettings]
+
+    def __init__(
+        self, uow: UnitOfWork, notifier: Notifier, index_provider: IndexProvider, **given: Unpack[DingSettings]
+    ) -> None:
+        settings: DingSettings = {"node_id": "node", "max_attempts": 5, **self.DEFAULTS, **given}
+        self._db = uow.db
+        self._clock = uow.clock
+        self._uow = uow
+        self._notifier = notifier
+        self._index = index_provider
+        self._node = settings["node_id"]
+        self.lease = settings["lease"]
+        c = self.TABLE.c
+        self._leases = Leases(
+            self.TABLE, c.claimed_by, c.claimed_until, c.done_at.is_(None), self.lease, attempts=c.attempts
+        )
+        self._batch = settings["batch"]
+        self._retry_after = settings["retry_after"]
+        self._max_attempts = settings["max_attempts"]
+
+    def _token(self) -> str:
+        """A fresh claim token for one run of this process."""
+        return run_token(self._node)
 
 
 def sign(secret: bytes, body: bytes) -> str:

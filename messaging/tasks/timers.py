@@ -41,14 +41,15 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from typing_extensions import Unpack
 
 from kernel.db.dialect import for_update
-from messaging.leases import LeaseLost, Leases, run_token
-from messaging.notices.notifier import Escalation, EscalationFailed, Notifier
+from messaging.leases import LeaseLost
+from messaging.notices.notifier import DingJob, DingSettings, Escalation, EscalationFailed, Notifier
 from messaging.tasks.categories import Category, get_category
 from messaging.tasks.lifecycle import Action, State
 from messaging.tasks.model import TaskRow
@@ -94,43 +95,26 @@ class TimerOutcome:
     status: str
 
 
-class TaskTimers:
+class TaskTimers(DingJob):
     """Runs due task timers; safe to run in every server process at once.
 
-    Args:
-        node_id: names this process in ``claimed_by``.
-        lease: how long a DING claim is exclusive; longer than a batch of calls takes.
-        batch: timers claimed and escalated per transaction.
-        retry_after: delay before a failed timer is tried again.
-        max_attempts: tries before a timer is closed as failed.
-        pause: after each batch of a backlog, sleep this fraction of the batch's duration.
+    ``settings`` (``DingSettings``) govern the DING timers' lease and the retries;
+    ``batch`` is also how many deadline timers are escalated per transaction.
+    ``pause``: after each batch of a backlog, sleep this fraction of the batch's duration.
     """
 
+    TABLE = task_timers
+    DEFAULTS: ClassVar[DingSettings] = {
+        "lease": timedelta(minutes=1),
+        "batch": 200,
+        "retry_after": timedelta(minutes=1),
+    }
+
     def __init__(
-        self,
-        uow: UnitOfWork,
-        notifier: Notifier,
-        index_provider: IndexProvider,
-        *,
-        node_id: str = "node",
-        lease: timedelta = timedelta(seconds=60),
-        batch: int = 200,
-        retry_after: timedelta = timedelta(seconds=60),
-        max_attempts: int = 5,
-        pause: float = 0.0,
-    ) -> None:
-        self._db = uow.db
-        self._clock = uow.clock
-        self._uow = uow
-        self._notifier = notifier
-        self._index = index_provider
-        self._node = node_id
-        self.lease = lease
-        t = task_timers
-        self._leases = Leases(t, t.c.claimed_by, t.c.claimed_until, t.c.done_at.is_(None), lease, attempts=t.c.attempts)
-        self._batch = batch
-        self._retry_after = retry_after
-        self._max_attempts = max_attempts
+        self, uow: UnitOfWork, notifier: Notifier, index_provider: IndexProvider, *, pause: float = 0.0,
+        **settings: Unpack[DingSettings],
+    ) -> None:  # fmt: skip
+        super().__init__(uow, notifier, index_provider, **settings)
         self._pause = pause
         #: Holders per position for the index they were resolved with (reused while it stays current).
         self._holders: tuple[object, dict[int, frozenset[int]]] = (None, {})
@@ -157,9 +141,6 @@ class TaskTimers:
                 return out
             if self._pause > 0:
                 await asyncio.sleep(self._pause * (loop.time() - started))
-
-    def _token(self) -> str:
-        return run_token(self._node)
 
     async def _claim_dings(self, conn: AsyncConnection, token: str, now: datetime) -> list[dict[str, Any]]:
         """Lease due DING timers to this run (in a short transaction of its own)."""
