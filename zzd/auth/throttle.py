@@ -2,10 +2,9 @@
 
 Why: each password check costs an Argon2 hash (64 MiB, tens of ms of CPU) on
 purpose, so unthrottled guessing was both a brute-force channel and a way to
-starve the server (issue 10 item 4). The counting is the ``limits`` library's
-sliding-window counter, kept in Redis when the deployment has a Redis broker
-(all processes share the counts) and in process memory on the embedded
-default (one process).
+starve the server (issue 10 item 4). The counting is ``kernel.ratelimit.WindowCounter``,
+kept in Redis when the deployment has a Redis broker (all processes share the
+counts) and in process memory on the embedded default (one process).
 
 Two limits:
 
@@ -21,14 +20,11 @@ counts (logged), never to "no limit".
 from __future__ import annotations
 
 import logging
-import math
-import time
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from kernel.errors import RateLimited
+from kernel.ratelimit import WindowCounter
 
 logger = logging.getLogger(__name__)
 
@@ -41,29 +37,15 @@ class LoginThrottle:
     def __init__(self, *, per_login: str, per_address: str, redis_url: str | None = None, prefix: str = "zzd") -> None:
         self.per_login: RateLimitItem = parse(per_login)
         self.per_address: RateLimitItem = parse(per_address)
-        self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
-        self._shared: SlidingWindowCounterRateLimiter | None = None
-        if redis_url is not None:
-            storage: Storage = RedisStorage(
-                "async+" + redis_url, implementation="redispy", key_prefix=f"{prefix}:throttle", wrap_exceptions=True
-            )
-            self._shared = SlidingWindowCounterRateLimiter(storage)
+        self._counts = WindowCounter("throttle", "login throttle", redis_url=redis_url, prefix=prefix)
 
     async def _call(self, op: str, item: RateLimitItem, *ids: str) -> object:
-        if self._shared is not None:
-            try:
-                return await getattr(self._shared, op)(item, *ids)
-            except Exception as exc:  # Redis down: count locally rather than not at all
-                logger.warning("login throttle storage unavailable (%r); counting in this process", exc)
-        return await getattr(self._memory, op)(item, *ids)
+        return await self._counts.call(op, item, *ids)
 
     async def _refuse(self, item: RateLimitItem, scope: str, key: str) -> None:
-        stats = await self._call("get_window_stats", item, scope, key)
-        reset = float(getattr(stats, "reset_time", time.time() + 1))
-        retry = max(1, math.ceil(reset - time.time()))
         raise RateLimited(
             "too many sign-in attempts; try again later",
-            data={"retry_after": retry, "limit": scope},
+            data={"retry_after": await self._counts.retry_after(item, scope, key), "limit": scope},
         )
 
     async def attempt(self, login: str, address: str) -> None:
@@ -87,10 +69,4 @@ class LoginThrottle:
         await self._call("clear", self.per_login, "login", login)
 
     async def close(self) -> None:
-        if self._shared is not None:
-            storage = self._shared.storage
-            bridge = getattr(storage, "bridge", None)
-            client = getattr(bridge, "storage", None)
-            aclose = getattr(client, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        await self._counts.close()
