@@ -4,9 +4,13 @@
     .venv/bin/python bench/reliability_load.py --quick        # 500 connections, 30 s
     .venv/bin/python bench/reliability_load.py --only s2 --rate 50
 
-S1: one ``zzd serve`` (PostgreSQL, in-process broker) at ``--rate`` items/s
-(default 200). S2: two processes on PostgreSQL + Redis, half the chat
-crossing processes, at half the rate. The traffic, its audiences and the
+S1: one ``zzd serve`` (PostgreSQL, in-process broker) at ``--rate`` sends/s
+(default 200, the bar's S1). S2: two processes on PostgreSQL + Redis, half the
+chat crossing processes, at half the rate (default 100/s, the bar's S2). A
+send is what the bar counts: one chat message, one notice (to its 50
+recipients) or one task; notice acks come on top, one per 9 sends
+(``tests/loadmix.py``). Until 2026-12-03 the rate counted acks as items too,
+so a run "at 20/s" made 18 sends/s. The traffic, its audiences and the
 I1–I5 checks are ``tests/loadmix.py`` (the CI slice runs the same code).
 Each run prints send→ack and send→deliver percentiles, each invariant's
 count of checks and violations, unexpected closes, and the servers' RSS at
@@ -25,6 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: tests.*
 
 from tests.faults import rss_bytes  # noqa: E402
@@ -32,27 +38,68 @@ from tests.loadmix import LoadResult, prepare, run_load  # noqa: E402
 from tests.procs import zzd_processes  # noqa: E402
 from tests.services import REDIS_URL  # noqa: E402
 
+from notice_pyspy import Profile  # noqa: E402
 from zzd.migrate import upgrade  # noqa: E402
 
 from common import postgres_database, raise_fd_limit, start_bare, wait_ready  # noqa: E402
+from cpu_split import CpuSplit  # noqa: E402
+
+#: Counters read from each server's ``/metrics`` before and after the traffic (their difference is printed).
+COUNTERS = ("zzd_catch_ups_total", "zzd_wakeups_published", "zzd_wakeups_dropped", "zzd_broker_reconnects")
 
 
-async def _zzd(db_url: str, nodes: int, args: argparse.Namespace, workdir: Path) -> tuple[LoadResult, str]:
+async def _counters(url: str) -> dict[str, float]:
+    """This server's ``COUNTERS`` (gap repairs read from the database, wake-ups, subscriber reconnects)."""
+    async with httpx.AsyncClient(timeout=30) as http:
+        text = (await http.get(f"{url}/metrics")).text
+    out = dict.fromkeys(COUNTERS, 0.0)
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in out:
+            out[name] = float(value)
+    return out
+
+
+async def _zzd(
+    db_url: str, nodes: int, args: argparse.Namespace, workdir: Path, logdir: Path
+) -> tuple[LoadResult, str]:
     people = await prepare(db_url, workdir, args.connections)
     broker = REDIS_URL if nodes == 2 else "memory://"
     env = {"ZZD_SEND_RATE_PER_MINUTE": "100000", "ZZD_LIMIT_CONCURRENCY": "30000"}
     async with zzd_processes(db_url, broker, nodes, **env) as servers:
         rss0 = [rss_bytes(s.proc.pid) >> 20 for s in servers]
         warm: list[int] = []
+        split = CpuSplit({f"server {i + 1}": s.proc.pid for i, s in enumerate(servers)}, db_url.rsplit("/", 1)[1])
+        cpu: list[str] = []
+        window: list[asyncio.Task[None]] = []
+        before: list[dict[str, float]] = []
+
+        async def traffic_window() -> None:
+            """CPU split (and py-spy with ``--profile``) over exactly the schedule's seconds."""
+            before.extend(await asyncio.gather(*(_counters(s.http) for s in servers)))
+            prof = Profile(f"s{nodes}", [s.proc.pid for s in servers], logdir) if args.profile else None
+            split.start()
+            await asyncio.sleep(args.seconds)
+            cpu.append(split.stop())
+            if prof is not None:
+                await asyncio.to_thread(prof.stop)
+                cpu.append("py-spy of the server(s), whole schedule:\n" + prof.top(20))
+
+        def connected() -> None:
+            warm.extend(rss_bytes(s.proc.pid) >> 20 for s in servers)
+            window.append(asyncio.create_task(traffic_window()))
+
         rate = args.rate if nodes == 1 else args.rate / 2
-        res = await run_load(
-            [s.ws for s in servers], people, rate=rate, seconds=args.seconds,
-            on_connected=lambda: warm.extend(rss_bytes(s.proc.pid) >> 20 for s in servers),
-        )  # fmt: skip
+        res = await run_load([s.ws for s in servers], people, rate=rate, seconds=args.seconds, on_connected=connected)
+        await asyncio.gather(*window)
+        after = await asyncio.gather(*(_counters(s.http) for s in servers))
+        deltas = [{k[4:]: int(a[k] - b[k]) for k in COUNTERS} for b, a in zip(before, after, strict=True)]
+        cpu.append(f"server counters over the run (traffic and drain): {deltas}")
         rss1 = [rss_bytes(s.proc.pid) >> 20 for s in servers]
         # S2: each process's Redis subscriber must not have reconnected (the broker logs each loss).
         lost = [sum("redis subscriber lost" in line for line in s.log) for s in servers]
-    return res, f"RSS MiB at start {rss0}, all connected {warm}, end {rss1}; subscriber reconnects {lost}"
+    rss = f"RSS MiB at start {rss0}, all connected {warm}, end {rss1}; subscriber reconnects {lost}"
+    return res, "\n  ".join([rss, *cpu])
 
 
 async def _bare(db_url: str, nodes: int, args: argparse.Namespace, workdir: Path, logdir: Path) -> LoadResult:
@@ -70,7 +117,7 @@ def _run(nodes: int, args: argparse.Namespace, logdir: Path) -> None:
     label = "S1 (one process)" if nodes == 1 else "S2 (two processes via Redis)"
     with postgres_database() as db_url, tempfile.TemporaryDirectory() as tmp:
         upgrade(db_url)
-        res, rss = asyncio.run(_zzd(db_url, nodes, args, Path(tmp)))
+        res, rss = asyncio.run(_zzd(db_url, nodes, args, Path(tmp), logdir))
     # Printed before the baseline runs: a failure there must not lose this figure.
     print(f"{label}, {args.connections} connections, {args.seconds:.0f} s:", flush=True)
     print(f"  zzd : {res.summary()}; {rss}", flush=True)
@@ -78,6 +125,8 @@ def _run(nodes: int, args: argparse.Namespace, logdir: Path) -> None:
         print("  first violations:", res.violations[:5])
     if res.failed:
         print("  first failures:", res.failed[:5], flush=True)
+    if args.no_bare:
+        return
     with postgres_database() as db_url, tempfile.TemporaryDirectory() as tmp:
         upgrade(db_url)
         bare = asyncio.run(_bare(db_url, nodes, args, Path(tmp), logdir))
@@ -88,9 +137,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--connections", type=int, default=2000)
     p.add_argument("--seconds", type=float, default=120.0)
-    p.add_argument("--rate", type=float, default=200.0, help="items/s on one process (two processes: half)")
+    p.add_argument("--rate", type=float, default=200.0, help="sends/s on one process (two processes: half in all)")
     p.add_argument("--only", choices=["s1", "s2"])
     p.add_argument("--quick", action="store_true", help="500 connections for 30 s")
+    p.add_argument("--profile", action="store_true", help="py-spy the server(s) over the schedule")
+    p.add_argument("--no-bare", action="store_true", help="skip the baseline (profiling runs only)")
     args = p.parse_args(argv)
     if args.quick:
         args.connections, args.seconds = 500, 30.0

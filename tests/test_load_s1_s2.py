@@ -3,7 +3,7 @@
 ``tests/loadmix.py`` drives the traffic and checks the invariants;
 ``bench/reliability_load.py`` runs the bar's full length (2,000 connections,
 120 s) with latency and memory figures beside a bare relay. Here the slice
-is 500 connections for 30 s at 10 items/s (what this shared box sustains
+is 500 connections for 30 s at 10 sends/s (what this shared box sustains
 with room: at 40/s notices and tasks already failed, see
 docs/reliability.md); latency is printed, not asserted (speed is the
 benchmark's business on this shared machine), while every invariant, every
