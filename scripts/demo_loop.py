@@ -79,14 +79,23 @@ async def _position(h: httpx.AsyncClient, auth: dict[str, str], role_keys: tuple
     raise RuntimeError(f"none of {role_keys} among the person's positions")
 
 
-async def _next_task_event(ws: Any, task_id: int | None, timeout: float = 10.0) -> dict[str, Any]:
+async def _next_task_event(ws: Any, task_id: int, timeout: float) -> dict[str, Any]:
+    """The owner's next ``task.*`` event about ``task_id``, passing over any other frame.
+
+    Waits for that event, not for a fixed time: it returns as soon as the event
+    arrives, and ``timeout`` only bounds how long a broken server can hang the walk.
+    """
     deadline = time.monotonic() + timeout
-    while True:
-        raw = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            raw = await asyncio.wait_for(ws.recv(), left)
+        except TimeoutError:
+            break
         frame = json.loads(raw)
         if frame.get("type") == "event" and str(frame.get("kind", "")).startswith("task."):
-            if task_id is None or frame["data"]["task"]["task_id"] == task_id:
+            if frame["data"]["task"]["task_id"] == task_id:
                 return dict(frame)
+    raise RuntimeError(f"the owner got no task.* event for task {task_id} within {timeout:g} s")
 
 
 async def run(
@@ -97,8 +106,14 @@ async def run(
     *,
     category: str = "river_litter",
     say: Any = print,
+    timeout: float = 10.0,
 ) -> LoopResult:
-    """The whole loop; raises on any step that does not do what the loop needs."""
+    """The whole loop; raises on any step that does not do what the loop needs.
+
+    ``timeout``: the most seconds one request or one awaited event may take (a
+    test passes its scaled deadline, ``tests.waiting.scaled``, so a loaded machine
+    widens it with every other test deadline).
+    """
     res = LoopResult()
     t0 = time.perf_counter()
 
@@ -107,14 +122,14 @@ async def run(
         say(f"{time.perf_counter() - t0:7.3f}s  {name}")
 
     ws_url = url.replace("http", "ws", 1) + "/ws"
-    async with httpx.AsyncClient(base_url=url, timeout=10) as h:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as h:
         rep_auth = {"Authorization": f"Bearer {await _token(h, reporter, password)}"}
         own_token = await _token(h, owner, password)
         own_auth = {"Authorization": f"Bearer {own_token}"}
         grid_pos = await _position(h, rep_auth, ("grid_worker", "grid_chief", "grid_volunteer"))
         async with websockets.connect(ws_url, max_size=2**20) as ws:
             await ws.send(json.dumps({"type": "hello", "v": 1, "token": own_token, "id": "h"}))
-            hello = json.loads(await ws.recv())
+            hello = json.loads(await asyncio.wait_for(ws.recv(), timeout))
             assert hello["type"] == "ok", hello
             step("owner connected over WebSocket")
             photo = await _upload(h, rep_auth, png(1))
@@ -132,7 +147,7 @@ async def run(
             )  # fmt: skip
             res.report_id, res.task_id = int(report["report_id"]), int(report["task_id"])
             step(f"report {res.report_id} filed; task {res.task_id} created")
-            ev = await _next_task_event(ws, res.task_id)
+            ev = await _next_task_event(ws, res.task_id, timeout)
             res.owner_events.append(ev)
             task = ev["data"]["task"]
             owner_pos = int(task["owner_position_id"])
@@ -144,7 +159,7 @@ async def run(
                 body = {"as_position": pos, "action": action, "version": version, **extra}
                 t = _ok(await h.post(f"/api/v1/tasks/{res.task_id}/actions", headers=who, json=body))
                 version = int(t["version"])
-                res.owner_events.append(await _next_task_event(ws, res.task_id))
+                res.owner_events.append(await _next_task_event(ws, res.task_id, timeout))
                 step(f"{action} → {t['state']} (v{version})")
                 return t
 
@@ -173,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--owner", required=True, help="login of the holder of the routed position")
     p.add_argument("--password", default="")
     p.add_argument("--category", default="river_litter")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds one request or awaited event may take")
     a = p.parse_args(argv)
-    res = asyncio.run(run(a.url, a.reporter, a.owner, a.password, category=a.category))
+    res = asyncio.run(run(a.url, a.reporter, a.owner, a.password, category=a.category, timeout=a.timeout))
     return 0 if res.final.get("state") == "closed" else 1
 
 

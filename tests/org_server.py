@@ -6,6 +6,7 @@ Shared by the org/notice API tests and the administration tests (issue 10).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from tests.client import login, new_person
 from tests.conftest import RunningServer, make_settings, serving
 from tests.notices.conftest import write_divisions
 
-__all__ = ["auth", "org_server", "populate", "seat", "slot"]
+__all__ = ["auth", "org_server", "org_serving", "populate", "position_at", "seat", "slot"]
 
 
 async def populate(
@@ -32,11 +33,21 @@ async def populate(
         await generate_people(db, seed=seed)
 
 
+@asynccontextmanager
+async def org_serving(db_url: str, tmp_path: Path, **settings: object) -> AsyncIterator[RunningServer]:
+    """The small served tree on ``db_url`` (a database of the test's own: imports upsert units), served.
+
+    ``settings`` adds to (or overrides) the served tree's settings.
+    """
+    await populate(db_url, tmp_path)
+    served = {"background_interval": 0.1, "send_rate_per_minute": 10_000, **settings}
+    async with serving(make_settings(db_url, **served)) as rs:
+        yield rs
+
+
 @pytest.fixture
 async def org_server(own_db_url: str, tmp_path: Path) -> AsyncIterator[RunningServer]:
-    db_url = own_db_url
-    await populate(db_url, tmp_path)
-    async with serving(make_settings(db_url, background_interval=0.1, send_rate_per_minute=10_000)) as rs:
+    async with org_serving(own_db_url, tmp_path) as rs:
         yield rs
 
 
@@ -46,11 +57,17 @@ def slot(idx: Any, unit_code: str, role_key: str) -> int:
     return next(k for k in idx.unit_slots(u) if idx.position_role_id(k) == role)
 
 
+def position_at(rs: RunningServer, unit_code: str, role_key: str) -> int:
+    """The id of the (first) position of ``role_key`` in the unit ``unit_code``, as the server's index has it."""
+    idx = rs.services_obj.org_index.index  # type: ignore[attr-defined]
+    return int(idx.position_id(slot(idx, unit_code, role_key)))
+
+
 async def seat(rs: RunningServer, unit_code: str, role_key: str) -> tuple[int, str, int, str]:
     """A new person who holds (role, unit): returns person id, login, position id, token."""
     s = rs.services_obj  # type: ignore[attr-defined]
     pid, lg = await new_person(s)
-    position = s.org_index.index.position_id(slot(s.org_index.index, unit_code, role_key))
+    position = position_at(rs, unit_code, role_key)
     await s.org.handover(SYSTEM, position, pid)
     return pid, lg, position, (await login(rs.http, lg))["access_token"]
 
