@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.db.database import Database
 from kernel.db.dialect import for_update
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,15 @@ class Leases:
         t = self.table
         q = select(t.c.id).where(self.unfinished, self.free(now)).order_by(t.c.id).limit(limit)
         return [int(r[0]) for r in await conn.execute(q)]
+
+    async def finish_abandoned(self, db: Database, now: datetime, finish: Callable[[int], Awaitable[int]]) -> int:
+        """Run ``finish`` on each abandoned row (a sweep that takes the lease itself); the sum of what it returns."""
+        async with db.read() as conn:
+            ids = await self.abandoned(conn, now)
+        done = 0
+        for row_id in ids:
+            done += await finish(row_id)
+        return done
 
     async def claim_due(
         self,

@@ -58,6 +58,7 @@ from messaging.leases import Leases, run_token
 from messaging.ports import CONTROL_CHANNEL, LocalDelivery, Notify
 from messaging.shapes import MessageNew
 from messaging.unit_of_work import Txn, UnitOfWork
+from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ __all__ = [
     "MUTED",
     "GroupFanout",
     "GroupRelay",
+    "append_per_person",
     "flush",
     "write_claimed",
 ]
@@ -80,6 +82,20 @@ GROUP_KINDS = ("group", "unit")
 #: ``message_fanout_pending.flags`` bits.
 MENTIONED = 1
 MUTED = 2
+
+
+async def append_per_person(tx: Txn, kind: str, items: Sequence[tuple[int, str]]) -> list[EventGroup]:
+    """One ``kind`` event to each person, with that person's payload, appended now (``Txn.append``).
+
+    From ``BULK_AUDIENCE`` persons on: one set-based stream bump and COPY (same locks, same
+    order); below it, one event per distinct payload (the members who see the same text share it).
+    """
+    if len(items) >= BULK_AUDIENCE:
+        return await tx.append_bulk(kind, items)
+    variants: dict[str, list[int]] = {}
+    for person, text in items:
+        variants.setdefault(text, []).append(person)
+    return await tx.append([NewEvent(kind, text, people) for text, people in variants.items()])
 
 
 def _variant(base: str, flags: int, cache: dict[int, str]) -> str:
@@ -118,13 +134,7 @@ async def write_claimed(tx: Txn, conversation_id: int, persons: Sequence[int], u
         base, cache = heads[mid], {0: heads[mid]}
         with paused_gc():
             items = [(person, _variant(base, flags, cache)) for person, flags in by_message[mid]]
-        if len(items) >= BULK_AUDIENCE:
-            groups = await tx.append_bulk("message.new", items)
-        else:
-            variants: dict[str, list[int]] = {}
-            for person, text in items:
-                variants.setdefault(text, []).append(person)
-            groups = await tx.append([NewEvent("message.new", text, people) for text, people in variants.items()])
+        groups = await append_per_person(tx, "message.new", items)
         out.update(((p, mid), s) for g in groups for p, s in g.recipients)
     return out
 
@@ -204,12 +214,7 @@ class GroupRelay:
 
     async def run_pending(self) -> int:
         """Finish every group message whose fan-out is unfinished and unleased (its sweeper died)."""
-        async with self._db.read() as conn:
-            ids = await self._leases.abandoned(conn, self._clock.now())
-        written = 0
-        for mid in ids:
-            written += await self.sweep(mid)
-        return written
+        return await self._leases.finish_abandoned(self._db, self._clock.now(), self.sweep)
 
     @staticmethod
     def _writer(cid: int, persons: list[int], upto: int) -> Callable[[Txn], Awaitable[dict[tuple[int, int], int]]]:

@@ -37,6 +37,7 @@ from messaging.conversations.fanout import (
     MENTIONED,
     MUTED,
     GroupFanout,
+    append_per_person,
     flush,
 )
 from messaging.conversations.inbox import inbox
@@ -291,14 +292,7 @@ class ConversationService:
             if text is None:
                 text = texts[flags] = payload.model_copy(update={"mentioned": flags[0], "muted": flags[1]}).text()
             per_person.append((pid, text))
-        if len(per_person) >= BULK_AUDIENCE:
-            # Large audiences: one set-based stream bump and COPY (same locks, same order as append).
-            groups = await tx.append_bulk("message.new", per_person)
-        else:
-            variants: dict[str, list[int]] = {}
-            for pid, text in per_person:
-                variants.setdefault(text, []).append(pid)
-            groups = await tx.append([NewEvent("message.new", text, people) for text, people in variants.items()])
+        groups = await append_per_person(tx, "message.new", per_person)
         return next((s for g in groups for p, s in g.recipients if p == sender_id), None)
 
     async def _post_to_group(

@@ -197,12 +197,7 @@ class FanoutRelay:
 
     async def run_pending(self) -> int:
         """Finish every notice whose fan-out is unfinished and unleased (its sweeper died). Returns persons written."""
-        async with self._db.read() as conn:
-            ids = await self._leases.abandoned(conn, self._clock.now())
-        written = 0
-        for nid in ids:
-            written += await self.sweep(nid)
-        return written
+        return await self._leases.finish_abandoned(self._db, self._clock.now(), self.sweep)
 
     # ----------------------------------------------------------------- helpers
     async def _write(self, head: NoticeHead, persons: list[int], deliver: Notify | None = None) -> int:
