@@ -28,6 +28,7 @@ from typing import Any
 from kernel.db.database import Database
 from org_tree.bulk import fetch_columns, lift_statement_timeout
 from org_tree.index import OrgIndex
+from org_tree.index_base import csr_row
 from org_tree.name_index import Names, pinyin_fast
 
 logger = logging.getLogger(__name__)
@@ -141,12 +142,7 @@ class Directory:
         return self._name_levels[nid] if nid < len(self._name_levels) else 0
 
     def persons_named(self, nid: int) -> list[int]:
-        over = self._persons_over.get(nid)
-        if over is not None:
-            return over
-        if nid + 1 < len(self._persons_off):
-            return list(self._persons[self._persons_off[nid] : self._persons_off[nid + 1]])
-        return []
+        return csr_row(self._persons, self._persons_off, self._persons_over, nid)
 
     def persons_count(self, nid: int) -> int:
         """How many persons carry name ``nid`` (``len(persons_named(nid))`` without the list)."""
@@ -159,12 +155,7 @@ class Directory:
 
     def positions_of(self, person: int) -> list[int]:
         """Positions the person held at some point since the build (stale ones: the caller checks the index)."""
-        over = self._pos_over.get(person)
-        if over is not None:
-            return over
-        if person + 1 < len(self._pos_off):
-            return list(self._pos[self._pos_off[person] : self._pos_off[person + 1]])
-        return []
+        return csr_row(self._pos, self._pos_off, self._pos_over, person)
 
     def person_name(self, person: int) -> str:
         nid = self.person_name_id(person)

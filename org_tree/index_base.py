@@ -43,7 +43,19 @@ from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IndexColumns", "RoleInfo", "Row"]
+__all__ = ["IndexColumns", "RoleInfo", "Row", "csr_row"]
+
+
+def csr_row(data: array[int], off: array[int], over: dict[int, list[int]], i: int) -> list[int]:
+    """Row ``i`` of a list kept as compressed sparse rows: ``over[i]`` if it changed since the build, else
+    ``data[off[i]:off[i + 1]]`` as built (empty past the built rows). Compact at province scale."""
+    row = over.get(i)
+    if row is not None:
+        return row
+    if i + 1 < len(off):
+        return list(data[off[i] : off[i + 1]])
+    return []
+
 
 Row = tuple[int, int, int, int, int]  # (position id, unit handle, label, primary holder or 0, special flag)
 _MIN_GROW = 64
@@ -222,20 +234,10 @@ class IndexColumns:
 
     # ------------------------------------------------------------ per-unit lists
     def _kids(self, u: int) -> list[int]:
-        over = self._kid_over.get(u)
-        if over is not None:
-            return over
-        if u + 1 < len(self._kid_off):
-            return list(self._kid[self._kid_off[u] : self._kid_off[u + 1]])
-        return []
+        return csr_row(self._kid, self._kid_off, self._kid_over, u)
 
     def _unit_pids(self, u: int) -> list[int]:
-        over = self._up_over.get(u)
-        if over is not None:
-            return over
-        if u + 1 < len(self._up_off):
-            return list(self._up_pid[self._up_off[u] : self._up_off[u + 1]])
-        return []
+        return csr_row(self._up_pid, self._up_off, self._up_over, u)
 
     def subtree(self, u: int, depth: int | None = None) -> Iterator[int]:
         """``u`` and the units below it (at most ``depth`` levels down), parents before children."""
