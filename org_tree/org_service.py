@@ -343,12 +343,7 @@ class OrgService:
                 raise Conflict("the person already holds this position", data={"person_id": person_id})
             if kind == "primary" and not pool and any(kd == "primary" for _, kd in current):
                 raise Conflict("the position is held; use handover", data={"position_id": position_id})
-            res = await conn.execute(
-                insert(assignments)
-                .values(person_id=person_id, position_id=position_id, kind=kind, start_at=at, end_at=None)
-                .returning(assignments.c.id)
-            )
-            aid = int(res.scalar_one())
+            aid = await _start_assignment(conn, person_id, position_id, kind, at)
             entry = self.audit(actor, "org.assigned", idx.position_unit(k), position_id=position_id,
                                person_id=person_id, kind=kind, assignment_id=aid)  # fmt: skip
             await record(conn, entry, self._clock.now())
@@ -411,17 +406,22 @@ class OrgService:
                 .returning(assignments.c.person_id)
             )
             previous = sorted({int(r[0]) for r in ended})
-            res = await conn.execute(
-                insert(assignments)
-                .values(person_id=to_person_id, position_id=position_id, kind="primary", start_at=when, end_at=None)
-                .returning(assignments.c.id)
-            )
-            aid = int(res.scalar_one())
+            aid = await _start_assignment(conn, to_person_id, position_id, "primary", when)
             entry = self.audit(actor, "org.handover", idx.position_unit(k), position_id=position_id,
                                to_person_id=to_person_id, previous=previous, assignment_id=aid)  # fmt: skip
             await record(conn, entry, self._clock.now())
         await self.committed()
         return AssignmentView(aid, to_person_id, position_id, "primary", when, None)
+
+
+async def _start_assignment(conn: Any, person_id: int, position_id: int, kind: str, at: datetime) -> int:
+    """Insert a current (open-ended) assignment; its id."""
+    res = await conn.execute(
+        insert(assignments)
+        .values(person_id=person_id, position_id=position_id, kind=kind, start_at=at, end_at=None)
+        .returning(assignments.c.id)
+    )
+    return int(res.scalar_one())
 
 
 async def _require_person(conn: Any, person_id: int) -> None:
