@@ -71,6 +71,18 @@ _PG_STATES = "SELECT person_id, epoch, last_seq, min_seq FROM person_streams WHE
 _SQLITE_STATES = (
     "SELECT person_id, epoch, last_seq, min_seq FROM person_streams WHERE person_id IN (SELECT value FROM json_each(?))"
 )
+# Catch-up pages of many sockets at once: request i reads seqs (lo, hi] of its person. Streams are
+# gap-free, so that range is exactly the page after the cursor (and one more, to tell "limited").
+_PG_PAGES = (
+    "SELECT r.i, e.seq, e.kind, e.payload"
+    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS r(pid, lo, hi, i)"
+    " JOIN person_events e ON e.person_id = r.pid AND e.seq > r.lo AND e.seq <= r.hi ORDER BY r.i, e.seq"
+)
+_SQLITE_PAGES = (
+    "SELECT r.key, e.seq, e.kind, e.payload FROM json_each(?) AS r"
+    " JOIN person_events e ON e.person_id = json_extract(r.value, '$[0]')"
+    " AND e.seq > json_extract(r.value, '$[1]') AND e.seq <= json_extract(r.value, '$[2]') ORDER BY r.key, e.seq"
+)
 # Append (every unit of work): lock in ascending person_id order, set the heads, insert the events.
 _PG_LOCK_HEADS = (
     "SELECT person_id, last_seq FROM person_streams WHERE person_id = ANY($1::bigint[]) ORDER BY person_id FOR UPDATE"
@@ -384,6 +396,57 @@ class EventLog:
                     rows = await driver.execute_fetchall(_SQLITE_STATES, (json.dumps(part),))  # type: ignore[union-attr]
                 out.update({int(p): StreamState(str(e), int(s), int(m)) for p, e, s, m in rows})
         return out
+
+    async def read_pages(
+        self, requests: Sequence[tuple[int, int]], limit: int = MAX_PAGE
+    ) -> list[SyncPage | ResyncRequired]:
+        """:meth:`read` without an epoch, for many ``(person, since)`` at once: one answer per request, in order.
+
+        Why: every socket of a reconnect storm catches up from its cursor as
+        soon as its hello is answered (S9), and one :meth:`read` each is two
+        read transactions per socket; here a whole batch costs two statements
+        (the stream positions, then every page through one driver-level
+        statement), with exactly :meth:`read`'s answers and refusals.
+        """
+        limit = max(1, min(limit, MAX_PAGE))
+        states = await self.states([p for p, _ in requests])
+        out: list[SyncPage | ResyncRequired | None] = []
+        wanted: list[tuple[int, int, int, int]] = []  # (request index, person, lo, hi)
+        for i, (person, since) in enumerate(requests):
+            try:
+                self.check_cursor(states[person], epoch=None, since=since)
+            except ResyncRequired as err:
+                out.append(err)
+                continue
+            out.append(None)
+            wanted.append((i, person, since, since + limit + 1))
+        rows: dict[int, list[tuple[int, str, str]]] = {i: [] for i, *_ in wanted}
+        if wanted:
+            async with self._db.read() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+                if is_postgres(conn):
+                    cols = [[w[k] for w in wanted] for k in (1, 2, 3)]
+                    found = await driver.fetch(_PG_PAGES, *cols)  # type: ignore[union-attr]
+                    index = [w[0] for w in wanted]  # ORDINALITY counts from 1
+                    for n, seq, kind, payload in found:
+                        rows[index[int(n) - 1]].append((int(seq), str(kind), str(payload)))
+                else:
+                    arg = json.dumps([[p, lo, hi] for _, p, lo, hi in wanted])
+                    found = await driver.execute_fetchall(_SQLITE_PAGES, (arg,))  # type: ignore[union-attr]
+                    for n, seq, kind, payload in found:
+                        rows[wanted[int(n)][0]].append((int(seq), str(kind), str(payload)))
+        for i, person, since, _ in wanted:
+            st, got = states[person], rows[i]
+            if (got[0][0] if got else st.last_seq + 1) != since + 1 and since < st.last_seq:
+                out[i] = ResyncRequired(  # pruned between the two reads, as in :meth:`read`
+                    "cannot resume: events after the cursor were pruned",
+                    code=ErrorCode.RESYNC_REQUIRED,
+                    data={"epoch": st.epoch, "last_seq": st.last_seq},
+                )
+                continue
+            page = got[:limit]
+            out[i] = SyncPage(st.epoch, page, page[-1][0] if page else since, len(got) > limit, st.last_seq)
+        return [p for p in out if p is not None]
 
     @staticmethod
     def check_cursor(st: StreamState, *, epoch: str | None, since: int) -> None:

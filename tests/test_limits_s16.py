@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import statistics
 import sys
@@ -24,6 +25,7 @@ from tests.procs import zzd_processes
 from tests.rawws import RawSocket, frame
 from tests.test_reconnect_storm_s9 import _people_with_tokens
 from tests.waiting import wait_until
+from zzd.gateway.logfilter import PER_HANDSHAKE
 
 FLOOD_RATE = 500  # handshakes per second (the bar's rate)
 FLOOD_S = 5.0  # CI slice of the bar's 20 s
@@ -60,10 +62,19 @@ async def test_websockets_above_the_global_limit_get_503_at_the_handshake(db_url
         await task
 
 
-async def test_handshakes_beyond_the_pending_hellos_are_shed_with_503(db_url: str) -> None:
-    """S9's "shed, not stall": with ``max_pending_hellos`` hellos unanswered, the next upgrade gets 503 at once."""
+async def test_handshakes_beyond_the_pending_hellos_are_shed_with_503(db_url: str, server_log: LogRecords) -> None:
+    """S9's "shed, not stall": with ``max_pending_hellos`` hellos unanswered, the next upgrade gets 503 at once.
+
+    Neither the refusals nor the accepted handshakes write a log line each (a storm's CPU went to them).
+    """
     rs, task = await start_server(make_settings(db_url, max_pending_hellos=2))
     raws: list[RawSocket] = []
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    level = uvicorn_log.level
+    # As `zzd serve` runs by default (the test server runs at WARNING, and uvicorn's logging
+    # set-up replaced the handlers its loggers had when the server started).
+    uvicorn_log.setLevel(logging.INFO)
+    uvicorn_log.addHandler(server_log)
     try:
         s = rs.services_obj  # type: ignore[attr-defined]
         _, lg = await new_person(s)
@@ -86,7 +97,11 @@ async def test_handshakes_beyond_the_pending_hellos_are_shed_with_503(db_url: st
         await c.close()
         raws.pop().abort()  # a pending socket that goes away frees its place too
         await wait_until(lambda: s.hub.pending_hellos == 0, what="the aborted socket to stop counting")
+        per_handshake = PER_HANDSHAKE | {"ASGI callable returned without completing handshake."}
+        assert [r.getMessage() for r in server_log.records if r.msg in per_handshake] == []
     finally:
+        uvicorn_log.setLevel(level)
+        uvicorn_log.removeHandler(server_log)
         for r in raws:
             r.abort()
         rs.server.should_exit = True

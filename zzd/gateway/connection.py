@@ -374,7 +374,7 @@ class Connection:
         try:
             while self._close_with is None:
                 assert cur.cursor is not None
-                page = await self.s.events.read(self.person_id, epoch=None, since=cur.cursor)
+                page = await self.s.hellos.page(self.person_id, cur.cursor)
                 for seq, kind, payload in page.events:
                     # Pace with the socket rather than overflowing the queue.
                     while self._queue is not None and len(self._queue) >= self._queue_max:

@@ -8,6 +8,9 @@ queries, and each first connection committed a write of its own: about 120
 hellos a second against 1,500 for a bare WebSocket server (issue 15). Here
 the hellos that arrive while one check runs wait for the next, and the next
 checks them all in one statement (group commit, ``messaging/batching.py``).
+The same goes for the first read after a hello: each resuming socket's
+catch-up page (and any later gap repair) is read together with the pages of
+the sockets waiting at the same moment (:meth:`EventLog.read_pages`).
 
 Nothing is cached: every hello reads the session as it is in the database
 at that moment, so revocation works exactly as before (a revoked session is
@@ -19,10 +22,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from kernel.errors import ResyncRequired
 from kernel.sessions import SessionStore
 from messaging.batching import Batcher
 from messaging.db_errors import as_unavailable
-from messaging.events import EventLog, StreamState
+from messaging.events import MAX_PAGE, EventLog, StreamState, SyncPage
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,9 @@ class HelloChecks:
             self._check_sessions, max_batch=MAX_BATCH, name="hello-sessions"
         )
         self._states: Batcher[int, StreamState] = Batcher(self._read_states, max_batch=MAX_BATCH, name="hello-streams")
+        self._pages: Batcher[tuple[int, int], SyncPage] = Batcher(
+            self._read_pages, max_batch=MAX_BATCH, name="catch-up"
+        )
 
     async def session_active(self, session_id: str, person_id: int) -> bool:
         """:meth:`SessionStore.is_active`, checked together with the other hellos waiting."""
@@ -49,9 +56,18 @@ class HelloChecks:
         """:meth:`EventLog.state`, read together with the other hellos waiting."""
         return await self._states.submit(person_id)
 
+    async def page(self, person_id: int, since: int) -> SyncPage:
+        """:meth:`EventLog.read` (no epoch check) of one socket's catch-up, read with the others waiting.
+
+        Raises:
+            ResyncRequired: as :meth:`EventLog.read`.
+        """
+        return await self._pages.submit((person_id, since))
+
     async def close(self) -> None:
         await self._active.close()
         await self._states.close()
+        await self._pages.close()
 
     async def _check_sessions(self, claims: Sequence[tuple[str, int]]) -> list[bool | BaseException]:
         try:
@@ -68,6 +84,15 @@ class HelloChecks:
             _raise_unavailable(exc)
             raise
         return [states[p] if p in states else LookupError(f"no event stream for person {p}") for p in person_ids]
+
+
+    async def _read_pages(self, requests: Sequence[tuple[int, int]]) -> list[SyncPage | BaseException]:
+        try:
+            pages: list[SyncPage | ResyncRequired] = await self._events.read_pages(requests, MAX_PAGE)
+        except Exception as exc:
+            _raise_unavailable(exc)
+            raise
+        return list(pages)
 
 
 def _raise_unavailable(exc: Exception) -> None:

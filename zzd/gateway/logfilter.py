@@ -10,7 +10,7 @@ Likewise uvicorn 0.54 logs "ASGI callable returned without completing
 handshake" after a correct denial response (our 503 at capacity): it checks a
 flag the denial path never sets. :func:`mark_denied` records, in the
 connection task's context, that this socket was denied on purpose, and only
-then is that line lowered.
+then is that line dropped (the denial itself is not logged either: see the end).
 
 And a client that aborts its socket while the server is opening a PostgreSQL
 connection for it (a hello's session check on a cold pool) cancels that
@@ -21,6 +21,14 @@ exception was never retrieved", when the future is collected (asyncpg issue
 #1211; seen once in S16). Nothing was lost: the cancelled request is gone
 with its client and the pool opens the next connection afresh. That record
 is lowered to INFO as well; any other never-retrieved exception stays an error.
+
+Last, uvicorn and the websockets library write two or three INFO lines for
+every WebSocket handshake ("WebSocket /ws" [accepted], "connection open",
+"connection rejected (503 …)"): an access log, which the server has off for
+HTTP too (``access_log=False``). In a reconnect storm (S9: thousands of
+handshakes and refusals a second) writing them was about a tenth of the
+survivor's CPU, so they are dropped; a refusal the server decides is counted
+in its metrics, and an origin refusal logs a line of its own.
 """
 
 from __future__ import annotations
@@ -28,11 +36,22 @@ from __future__ import annotations
 import logging
 from contextvars import ContextVar
 
-__all__ = ["mark_denied", "quiet_client_protocol_errors"]
+__all__ = ["PER_HANDSHAKE", "mark_denied", "quiet_client_protocol_errors"]
 
 #: uvicorn messages that report a peer's malformed input, not a server fault.
 CLIENT_ERRORS = frozenset({"Invalid UTF-8 sequence received from client."})
 _AFTER_DENIAL = "ASGI callable returned without completing handshake."
+#: uvicorn's and websockets' per-handshake access lines (format strings, as logged).
+PER_HANDSHAKE = frozenset(
+    {
+        '%s - "WebSocket %s" [accepted]',
+        '%s - "WebSocket %s" 403',
+        '%s - "WebSocket %s" %d',
+        "connection open",
+        "connection rejected (%d %s)",
+        "HTTP response sent (%d %s)",
+    }
+)
 _denied: ContextVar[bool] = ContextVar("zzd_ws_denied", default=False)
 #: asyncpg's TLS probe, failed by a connect that was cancelled (its task's client went away).
 _CANCELLED_CONNECT = "unexpected connection_lost() call"
@@ -53,7 +72,11 @@ def _cancelled_connect(record: logging.LogRecord) -> bool:
 
 class _ClientErrorsAtInfo(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg in CLIENT_ERRORS or (record.msg == _AFTER_DENIAL and _denied.get()) or _cancelled_connect(record):
+        if record.name == "uvicorn.error" and (
+            record.msg in PER_HANDSHAKE or (record.msg == _AFTER_DENIAL and _denied.get())
+        ):
+            return False
+        if record.msg in CLIENT_ERRORS or _cancelled_connect(record):
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.exc_info, record.exc_text = None, None
             return logging.getLogger(record.name).isEnabledFor(logging.INFO)
