@@ -1,7 +1,7 @@
 """Chat under load: 5,000 clients, a fixed offered rate of 1:1 messages, zzd vs a bare relay.
 
 Run:  .venv/bin/python bench/chat_load.py --backend sqlite|postgres [--quick] [--runs 1]
-      [--clients 5000] [--rate 2000] [--duration 20] [--drain 15] [--procs 2] [--profile]
+      [--clients 5000] [--rate 2000] [--duration 20] [--drain 15] [--procs 2] [--profile [--gil]]
 
 Per run the same clients and the same open-loop schedule go first through the
 bare ``websockets`` relay (bench/bare_relay.py), then through zzd:
@@ -17,7 +17,9 @@ by the messages acked: it hardly depends on how much CPU the server was given),
 and how fast the clients connected and said hello. Goals (issue 2): ≥ 0.5× the
 relay's throughput and p99 ≤ 50 ms; issue 15: CPU per message ≤ 1.5× the relay's
 and hellos at ≥ 0.5× its handshake rate. ``--profile`` adds a py-spy summary of
-the zzd server(s) during the sending window (``--gil``: Python CPU only) (raw stacks stay in ``--logdir``).
+the zzd server(s) during the connect phase and the sending window: every busy thread (the
+aiosqlite thread included, as CPU per message counts it), or with ``--gil``
+only the thread holding the GIL (Python CPU); raw stacks stay in ``--logdir``.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ def drive(label: str, servers: list[Server], clients: list[Client], args: argpar
     try:
         profiling = args.profile and label != "bare relay"
         pids = [s.proc.pid for s in servers]
-        hello_prof = Profile("connect", pids, args.logdir_path, gil=True) if profiling else None
+        hello_prof = Profile("connect", pids, args.logdir_path, gil=args.gil) if profiling else None
         conn = pool.call("connect")
         if hello_prof is not None:
             hello_prof.stop()
@@ -204,7 +206,7 @@ def drive(label: str, servers: list[Server], clients: list[Client], args: argpar
             print(f"  warning: {label}: only {connected}/{len(clients)} clients connected")
         start = time.time() + START_LEAD
         probe = CpuProbe(pids, pool.pids(), start, start + args.duration)
-        prof = Profile("chat", pids, args.logdir_path, gil=True) if profiling else None
+        prof = Profile("chat", pids, args.logdir_path, gil=args.gil) if profiling else None
         cpu_before = cpu_seconds(pids)
         replies = pool.call("chat", start=start, rate=args.rate / args.procs, duration=args.duration, drain=args.drain)
         cpu = cpu_seconds(pids) - cpu_before
@@ -314,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--logdir", type=Path, help="keep server logs here (default: a temporary directory)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1,000 clients, 5 s")
     p.add_argument("--profile", action="store_true", help="py-spy the zzd server(s) while the chat runs")
+    p.add_argument("--gil", action="store_true", help="with --profile: sample only the thread holding the GIL")
     args = p.parse_args(argv)
     if args.quick:
         args.clients, args.duration, args.drain, args.runs = 1_000, 5.0, 20.0, 1
