@@ -258,15 +258,18 @@ class ConnectionHub:
             return
         heads = await self._events.heads(persons)
         previous, self._polled = self._polled, heads
+        by_person = self._by_person
         for pid, head in heads.items():
             if settled:
                 head = min(head, previous.get(pid, 0))
-            for c in list(self._by_person.get(pid, ())):
-                c.nudge(head)
+            conns = by_person.get(pid)
+            if conns:
+                for c in list(conns):
+                    c.nudge(head)
 
     async def enforce_sessions(self) -> None:
         """Close sockets whose session was revoked, even if the announcement was lost."""
-        sids = {c.session_id for c in self.connections() if c.session_id}
+        sids = {c.session_id for conns in self._by_person.values() for c in conns if c.session_id}
         for sid in await self._sessions.inactive(sids):
             self.close_session(sid)
 
