@@ -167,6 +167,7 @@ class RunningServer:
 
 async def start_server(settings: Settings, services: object | None = None) -> tuple[RunningServer, asyncio.Task[None]]:
     from zzd.app import create_app
+    from zzd.gateway.wsproto import BatchingWebSocketProtocol
     from zzd.server import DrainingServer, listening_socket, proxy_options
     from zzd.services import Services
 
@@ -177,7 +178,7 @@ async def start_server(settings: Settings, services: object | None = None) -> tu
     sock = listening_socket("127.0.0.1", port, settings.tcp_user_timeout_ms)
     config = uvicorn.Config(
         served,
-        ws="websockets-sansio",
+        ws=BatchingWebSocketProtocol,  # as zzd.server.uvicorn_config
         ws_max_size=settings.ws_max_size,
         ws_per_message_deflate=False,
         log_level="warning",

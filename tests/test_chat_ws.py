@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from messaging.shapes import MessageNew
 from tests.client import Client, login, new_person
 from tests.conftest import RunningServer
 from tests.history import History
+from tests.rawws import RawSocket, frame
 
 
 async def _pair(server: RunningServer) -> tuple[int, Client, int, Client]:
@@ -246,3 +248,39 @@ async def test_direct_messages_can_be_edited_and_recalled_and_send_stays_text_on
     assert ev["data"]["reply_to"] == {"id": mid, "snippet": ""}  # the quoted message was recalled
     await a.close()
     await b.close()
+
+
+def _text_frames(data: bytes) -> list[dict[str, object]]:
+    """The unmasked text frames in ``data``, which must end on a frame boundary."""
+    out = []
+    while data:
+        n, at = data[1] & 0x7F, 2
+        if n == 126:
+            n, at = int.from_bytes(data[2:4], "big"), 4
+        assert data[0] == 0x81, data[:2]  # FIN + text
+        out.append(json.loads(data[at : at + n]))
+        data = data[at + n :]
+    return out
+
+
+async def test_the_ack_and_the_senders_echo_leave_in_one_write(server: RunningServer) -> None:
+    """The sender's own event and the acknowledgement come in one socket write (zzd.gateway.wsproto).
+
+    Still two frames, echo first, as before: one read returns both whole.
+    """
+    s = server.services_obj  # type: ignore[attr-defined]
+    _, a_login = await new_person(s, "王五")
+    b_id, _ = await new_person(s, "赵六")
+    token = (await login(server.http, a_login))["access_token"]
+    raw = await RawSocket.open(server.port)
+    try:
+        raw.send(frame(0x1, json.dumps({"type": "hello", "id": "h", "v": 1, "token": token}).encode()))
+        _, hello = await asyncio.wait_for(raw.read_frame(), 10)
+        assert json.loads(hello)["type"] == "ok"
+        send = {"type": "send", "id": "s1", "to": b_id, "client_msg_id": "c-1", "body": "一次写"}
+        raw.send(frame(0x1, json.dumps(send).encode()))
+        echo, ack = _text_frames(await asyncio.wait_for(raw.reader.read(65_536), 10))
+        assert echo["type"] == "event" and ack == {"type": "ok", "ref": "s1", "data": ack["data"]}
+        assert echo["seq"] == ack["data"]["seq"] and echo["data"]["id"] == ack["data"]["message_id"]  # type: ignore[index]
+    finally:
+        raw.abort()

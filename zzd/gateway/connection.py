@@ -24,6 +24,7 @@ from zzd.gateway.closecodes import Close
 from zzd.gateway.delivery import DeliveryCursor
 from zzd.gateway.handlers import handle
 from zzd.gateway.protocol import GatewayProtocol
+from zzd.gateway.wsproto import SEND_MANY
 
 if TYPE_CHECKING:
     from zzd.services import Services
@@ -75,6 +76,8 @@ class Connection:
         "_counted",
         "_drain_with",
         "_gap_timer",
+        "_held",
+        "_many",
         "_queue",
         "_queue_max",
         "_space",
@@ -123,6 +126,10 @@ class Connection:
         self._busy = False
         #: Set by :meth:`drain` on a busy socket: close with this once the request is answered.
         self._drain_with: tuple[int, str] | None = None
+        #: The server writes several frames in one socket write (``zzd.gateway.wsproto``).
+        self._many = SEND_MANY in ws.scope.get("extensions", {})
+        #: Frames held while a request runs, written with its reply (see :meth:`_hold`).
+        self._held: list[str] | None = None
 
     @property
     def hello_answered(self) -> bool:
@@ -145,6 +152,7 @@ class Connection:
                         return
                 finally:
                     self._busy = False
+                self._release()
                 if self._drain_with is not None:
                     self.close(*self._drain_with)
             # Closing on our own decision: let queued frames (e.g. the error) go first.
@@ -181,6 +189,9 @@ class Connection:
         return True
 
     async def _teardown(self) -> None:
+        if self._close_with is not None:
+            self._release()  # the answer to the last request, then the close frame
+        self._held = None
         tasks = [t for t in (self._writer, self._catch_up_task) if t is not None and not t.done()]
         for t in tasks:
             t.cancel()
@@ -246,8 +257,17 @@ class Connection:
     def _enqueue(self, frame: str) -> None:
         if self._close_with is not None:
             return
+        held = self._held
+        if held is not None:
+            held.append(frame)
+            if len(held) >= self._queue_max:
+                self._release()
+            return
         if (self._writer is None or self._writer.done()) and not self._queue:
-            self._write_now(frame)
+            if self._busy and self._many:
+                self._hold(frame)
+            else:
+                self._write_now([frame])
             return
         if self._queue is None:
             self._queue = deque()
@@ -258,21 +278,55 @@ class Connection:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
 
-    def _write_now(self, frame: str) -> None:
-        """Write ``frame`` at once; only a send that must wait for the socket gets the writer task.
+    def _hold(self, frame: str) -> None:
+        """Hold ``frame`` while this socket's request runs: its reply goes out in the same write.
+
+        Why: a chat send's echo (the sender's own event, offered right after
+        the commit) and its acknowledgement (one loop turn later) go to this
+        socket one after the other; written together they cost one system
+        call instead of two (``zzd.gateway.wsproto``). The order of frames is
+        unchanged. A hold lasts until the request ends (``run`` releases it)
+        or two loop turns, whichever comes first, so an event offered during
+        a slow request does not wait for it.
+        """
+        self._held = [frame]
+        asyncio.get_running_loop().call_soon(self._release_soon)
+
+    def _release_soon(self) -> None:
+        # One more turn: the request's task wakes in the turn after the commit that offered the echo.
+        asyncio.get_running_loop().call_soon(self._release)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if not held:
+            return
+        if (self._writer is None or self._writer.done()) and not self._queue:
+            self._write_now(held)
+        else:  # pragma: no cover - a hold opens only while nothing is queued
+            for frame in held:
+                self._enqueue(frame)
+
+    def _write_now(self, frames: list[str]) -> None:
+        """Write ``frames`` at once; only a send that must wait for the socket gets the writer task.
 
         Why: nearly every send completes without waiting (the kernel takes the
         bytes), yet each burst paid a task and a timer, about a quarter of a
         chat message's server time (py-spy, issue 15). The send coroutine is
         stepped here once; if it has to wait (the peer reads slowly), the
         writer task finishes it under the send timeout and then drains
-        whatever was queued meanwhile, exactly as before.
+        whatever was queued meanwhile, exactly as before. Several frames go
+        as one message to a server that takes them (:data:`SEND_MANY`; a hold
+        is only opened on such a server).
         """
-        coro = self.ws.send_text(frame)
+        if len(frames) == 1:
+            coro = self.ws.send_text(frames[0])
+        else:
+            coro = self.ws.send({"type": "websocket.send", "text": frames[0], SEND_MANY: frames})
         try:
             waiting = coro.send(None)
         except StopIteration:
-            self._written(frame)
+            for frame in frames:
+                self._written(frame)
             return
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.close(Close.NORMAL, "gone")
@@ -281,7 +335,7 @@ class Connection:
             logger.exception("writing to a socket failed")
             self.close(Close.NORMAL, "gone")
             return
-        self._writer = asyncio.create_task(self._write_loop(_Continue(coro, waiting), frame), name="ws-writer")
+        self._writer = asyncio.create_task(self._write_loop(_Continue(coro, waiting), frames), name="ws-writer")
 
     def _written(self, frame: str) -> None:
         if (notice_id := notice_in_frame(frame)) is not None and self.person_id:
@@ -294,7 +348,7 @@ class Connection:
         if self.protocol.close_with is not None:
             self.close(*self.protocol.close_with)
 
-    async def _write_loop(self, pending: _Continue | None = None, pending_frame: str = "") -> None:
+    async def _write_loop(self, pending: _Continue | None = None, pending_frames: list[str] | None = None) -> None:
         """Finish ``pending`` (a send that had to wait), drain the queue, then exit; one timeout per burst.
 
         ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 the latter
@@ -308,7 +362,8 @@ class Connection:
             if pending is not None:
                 async with asyncio.timeout(timeout):
                     await pending
-                self._written(pending_frame)
+                for frame in pending_frames or ():
+                    self._written(frame)
             while queue:
                 async with asyncio.timeout(timeout):
                     while queue:
