@@ -119,7 +119,10 @@ class ChatService:
         conn, now = tx.conn, tx.now
         store = await ChatStore.of(conn, now)
         out: list[SendResult | BaseException | None] = [None] * len(reqs)
-        people = await store.people(sorted({r.sender_id for r in reqs} | {r.recipient_id for r in reqs}))
+        people, chats = await store.people_and_chats(
+            sorted({r.sender_id for r in reqs} | {r.recipient_id for r in reqs}),
+            sorted({direct_key(r.sender_id, r.recipient_id) for r in reqs}),
+        )
 
         # A retry of an already-stored message is found by the conflict-ignoring
         # insert below and answered from the database.
@@ -135,7 +138,7 @@ class ChatService:
                 todo.setdefault(k, r)
 
         if todo:
-            conv_ids = await self._direct_conversations(store, list(todo.values()))
+            conv_ids = await self._direct_conversations(store, list(todo.values()), chats)
             # Conversation rows before stream rows, in id order, like every other writer of
             # messages (messaging/conversations): one lock order, and ids commit in order.
             await store.lock_conversations(list(conv_ids.values()))
@@ -150,11 +153,9 @@ class ChatService:
             existing.update(await self._existing(conn, raced))
             new_events: list[NewEvent] = []
             order: list[tuple[int, str]] = []
-            conv_last: dict[int, int] = {}
             for k, mid in sorted(inserted.items(), key=lambda kv: kv[1]):
                 r = todo[k]
                 cid = conv_ids[direct_key(r.sender_id, r.recipient_id)]
-                conv_last[cid] = max(conv_last.get(cid, 0), mid)
                 payload = direct_message_text(mid, cid, r, people[r.sender_id][0], now)
                 order.append(k)
                 new_events.append(NewEvent("message.new", payload, [r.sender_id, r.recipient_id]))
@@ -163,8 +164,6 @@ class ChatService:
                 new_groups = await tx.append(new_events)  # the sender's seq goes into the answer
                 for k, g in zip(order, new_groups, strict=True):
                     sender_seq[k] = next(seq for pid, seq in g.recipients if pid == k[0])
-            if conv_last:
-                await store.set_last_messages(conv_last)
             answered: set[tuple[int, str]] = set()
             for i, r in enumerate(reqs):
                 if out[i] is not None:
@@ -194,9 +193,10 @@ class ChatService:
         return {(int(s), c): SendResult(int(i), int(cv), t, True, None) for i, cv, s, c, t in res}
 
     @staticmethod
-    async def _direct_conversations(store: ChatStore, reqs: list[SendRequest]) -> dict[str, int]:
+    async def _direct_conversations(store: ChatStore, reqs: list[SendRequest], known: dict[str, int]) -> dict[str, int]:
+        """direct_key → conversation id for ``reqs``, creating the chats ``known`` (read already) lacks."""
         pairs = {direct_key(r.sender_id, r.recipient_id): (r.sender_id, r.recipient_id) for r in reqs}
-        found = await store.direct_ids(list(pairs))
+        found = {k: known[k] for k in pairs if k in known}
         missing = {k: pairs[k] for k in pairs if k not in found}
         if missing:
             await store.create_direct(missing)

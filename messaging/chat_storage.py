@@ -14,12 +14,14 @@ All functions run inside the caller's write transaction (``driver_in_transaction
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.db.database import in_sqlite_thread
 from kernel.db.dialect import is_postgres
 from messaging.events import driver_in_transaction, sqlite_time
 
@@ -93,10 +95,20 @@ class ChatStore:
     async def of(cls, conn: AsyncConnection, now: datetime) -> ChatStore:
         return cls(await driver_in_transaction(conn), postgres=is_postgres(conn), now=now)
 
-    async def people(self, ids: Sequence[int]) -> dict[int, tuple[str, bool]]:
-        """id → (name, disabled) of the persons among ``ids`` that exist."""
-        rows = await self._fetch(_PG_PEOPLE, _SQLITE_PEOPLE, list(ids))
-        return {int(i): (str(n), bool(d)) for i, n, d in rows}
+    async def people_and_chats(
+        self, ids: Sequence[int], keys: Sequence[str]
+    ) -> tuple[dict[int, tuple[str, bool]], dict[str, int]]:
+        """The batch's two reads: id → (name, disabled) of the persons among ``ids`` that
+        exist, and direct_key → conversation id of the direct chats among ``keys`` that exist.
+
+        On SQLite both run in one trip to aiosqlite's thread (see ``in_sqlite_thread``).
+        """
+        if self._pg:
+            people = await self._driver.fetch(_PG_PEOPLE, list(ids))
+            chats = await self._driver.fetch(_PG_DIRECT, list(keys))
+        else:
+            people, chats = await in_sqlite_thread(self._driver, _sqlite_people_and_chats, list(ids), list(keys))
+        return {int(i): (str(n), bool(d)) for i, n, d in people}, {str(k): int(i) for k, i in chats}
 
     async def direct_ids(self, keys: Sequence[str]) -> dict[str, int]:
         """direct_key → conversation id of the direct chats that exist."""
@@ -123,22 +135,44 @@ class ChatStore:
             await self._driver.fetch(_PG_LOCK, sorted(set(ids)))
 
     async def insert_messages(self, rows: Sequence[NewMessage]) -> dict[tuple[int, str], int]:
-        """Store the messages not stored yet; (sender_id, client_msg_id) → id of those inserted now."""
-        if self._pg:
-            cols = list(zip(*rows, strict=True))
-            found = await self._driver.fetch(_PG_MESSAGES, *(list(c) for c in cols), self._now)
-        else:
-            found = await self._driver.execute_fetchall(_SQLITE_MESSAGES, (self._at, json.dumps(rows)))
-        return {(int(s), str(c)): int(i) for i, s, c in found}
+        """Store the messages not stored yet and move their conversations' ``last_message_id``.
 
-    async def set_last_messages(self, last: dict[int, int]) -> None:
-        """conversation id → its newest message id."""
-        if self._pg:
+        Returns (sender_id, client_msg_id) → id of the messages inserted now. On
+        SQLite, one trip to aiosqlite's thread.
+        """
+        if not self._pg:
+            return await in_sqlite_thread(self._driver, _sqlite_insert_messages, rows, self._at)
+        cols = list(zip(*rows, strict=True))
+        found = await self._driver.fetch(_PG_MESSAGES, *(list(c) for c in cols), self._now)
+        inserted = {(int(s), str(c)): int(i) for i, s, c in found}
+        last = _last_messages(rows, inserted)
+        if last:
             await self._driver.execute(_PG_LAST, list(last), list(last.values()))
-        else:
-            await self._driver.executemany(_SQLITE_LAST, [(m, c) for c, m in last.items()])
+        return inserted
 
     async def _fetch(self, pg_sql: str, sqlite_sql: str, values: list[Any]) -> list[Any]:
         if self._pg:
             return list(await self._driver.fetch(pg_sql, values))
         return list(await self._driver.execute_fetchall(sqlite_sql, (json.dumps(values),)))
+
+
+def _last_messages(rows: Sequence[NewMessage], inserted: dict[tuple[int, str], int]) -> dict[int, int]:
+    """conversation id → the newest of the messages inserted now."""
+    last: dict[int, int] = {}
+    for conv, sender, cmid, _ in rows:
+        mid = inserted.get((sender, cmid))
+        if mid is not None and mid > last.get(conv, 0):
+            last[conv] = mid
+    return last
+
+
+def _sqlite_people_and_chats(db: sqlite3.Connection, ids: list[int], keys: list[str]) -> tuple[list[Any], list[Any]]:
+    people = db.execute(_SQLITE_PEOPLE, (json.dumps(ids),)).fetchall()
+    return people, db.execute(_SQLITE_DIRECT, (json.dumps(keys),)).fetchall()
+
+
+def _sqlite_insert_messages(db: sqlite3.Connection, rows: Sequence[NewMessage], at: str) -> dict[tuple[int, str], int]:
+    found = db.execute(_SQLITE_MESSAGES, (at, json.dumps(rows))).fetchall()
+    inserted = {(int(s), str(c)): int(i) for i, s, c in found}
+    db.executemany(_SQLITE_LAST, [(m, c) for c, m in _last_messages(rows, inserted).items()])
+    return inserted

@@ -13,6 +13,7 @@ import gc
 import json
 import logging
 import secrets
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.database import Database
+from kernel.db.database import Database, in_sqlite_thread
 from kernel.db.dialect import chunks, insert_ignore, is_postgres
 from kernel.errors import ErrorCode, ResyncRequired
 from messaging.db_errors import with_db_retry
@@ -201,32 +202,13 @@ class EventLog:
         # for every chat message batch, and building the SQLAlchemy statements and
         # their per-row parameter dicts was about a fifth of its cost.
         driver = await driver_in_transaction(conn)
-        pg = is_postgres(conn)
-        last = await _lock_streams(driver, pg, persons)
-        groups: list[EventGroup] = []
-        pids: list[int] = []
-        seqs: list[int] = []
-        kinds: list[str] = []
-        payloads: list[str] = []
-        for ev in events:
-            group = EventGroup(ev.kind, ev.payload)
-            for pid in dict.fromkeys(ev.recipients):
-                seq = last[pid] + 1
-                last[pid] = seq
-                group.recipients.append((pid, seq))
-                pids.append(pid)
-                seqs.append(seq)
-                kinds.append(ev.kind)
-                payloads.append(ev.payload)
-            groups.append(group)
-        if pg:
-            await driver.execute(_PG_SET_HEADS, list(last), list(last.values()))
-            await driver.execute(_PG_INSERT_EVENTS, pids, seqs, kinds, payloads, now)
-        else:
-            await driver.executemany(_SQLITE_SET_HEAD, [(s, p) for p, s in last.items()])
-            at = sqlite_time(now)
-            rows = [(p, q, k, d, at) for p, q, k, d in zip(pids, seqs, kinds, payloads, strict=True)]
-            await driver.executemany(_SQLITE_INSERT_EVENT, rows)
+        if not is_postgres(conn):
+            # One trip to aiosqlite's thread for the whole append instead of three or four.
+            return await in_sqlite_thread(driver, _sqlite_append, persons, events, sqlite_time(now))
+        last = await _lock_streams(driver, persons)
+        groups, (pids, seqs, kinds, payloads) = _numbered(events, last)
+        await driver.execute(_PG_SET_HEADS, list(last), list(last.values()))
+        await driver.execute(_PG_INSERT_EVENTS, pids, seqs, kinds, payloads, now)
         return groups
 
     async def ensure_streams(self, person_ids: Sequence[int]) -> int:
@@ -519,29 +501,64 @@ class EventLog:
         return SyncPage(st.epoch, rows, next_since, limited, st.last_seq)
 
 
-async def _lock_streams(driver: Any, pg: bool, persons: list[int]) -> dict[int, int]:
-    """Each stream's last seq, its row locked (PostgreSQL, ascending person_id); missing streams created first."""
+async def _lock_streams(driver: Any, persons: list[int]) -> dict[int, int]:
+    """PostgreSQL: each stream's last seq, its row locked in ascending person_id; missing streams created first."""
     last: dict[int, int] = {}
     for part in chunks(persons, _CHUNK):
-        locked = await _select_heads(driver, pg, part)
+        locked = await _lock_heads(driver, part)
         missing = [p for p in part if p not in locked]
         if missing:
             # A person's first event creates the stream row (then it is locked like the rest).
-            if pg:
-                await driver.execute(_PG_CREATE, missing)
-            else:
-                await driver.executemany(_SQLITE_CREATE, [(p, _new_epoch()) for p in missing])
-            locked.update(await _select_heads(driver, pg, missing))
+            await driver.execute(_PG_CREATE, missing)
+            locked.update(await _lock_heads(driver, missing))
         last.update(locked)
     return last
 
 
-async def _select_heads(driver: Any, pg: bool, persons: list[int]) -> dict[int, int]:
-    if pg:
-        rows = await driver.fetch(_PG_LOCK_HEADS, persons)
-    else:
-        rows = await driver.execute_fetchall(_SQLITE_SELECT_HEADS, (json.dumps(persons),))
-    return {int(p): int(s) for p, s in rows}
+async def _lock_heads(driver: Any, persons: list[int]) -> dict[int, int]:
+    return {int(p): int(s) for p, s in await driver.fetch(_PG_LOCK_HEADS, persons)}
+
+
+def _numbered(
+    events: Sequence[NewEvent], last: dict[int, int]
+) -> tuple[list[EventGroup], tuple[list[int], list[int], list[str], list[str]]]:
+    """Give each recipient of each event the next seq of its stream (``last`` moves along).
+
+    Returns the wake-up groups and the rows' columns: person, seq, kind, payload.
+    """
+    groups: list[EventGroup] = []
+    pids: list[int] = []
+    seqs: list[int] = []
+    kinds: list[str] = []
+    payloads: list[str] = []
+    for ev in events:
+        group = EventGroup(ev.kind, ev.payload)
+        for pid in dict.fromkeys(ev.recipients):
+            seq = last[pid] + 1
+            last[pid] = seq
+            group.recipients.append((pid, seq))
+            pids.append(pid)
+            seqs.append(seq)
+            kinds.append(ev.kind)
+            payloads.append(ev.payload)
+        groups.append(group)
+    return groups, (pids, seqs, kinds, payloads)
+
+
+def _sqlite_append(db: sqlite3.Connection, persons: list[int], events: Sequence[NewEvent], at: str) -> list[EventGroup]:
+    """``EventLog.append`` on SQLite, run on the connection's own thread (SQLite has one writer: no lock order)."""
+    heads = json.dumps(persons)
+    last = dict(db.execute(_SQLITE_SELECT_HEADS, (heads,)).fetchall())
+    missing = [p for p in persons if p not in last]
+    if missing:
+        # A person's first event creates the stream row.
+        db.executemany(_SQLITE_CREATE, [(p, _new_epoch()) for p in missing])
+        last.update(db.execute(_SQLITE_SELECT_HEADS, (json.dumps(missing),)).fetchall())
+    groups, (pids, seqs, kinds, payloads) = _numbered(events, last)
+    db.executemany(_SQLITE_SET_HEAD, [(s, p) for p, s in last.items()])
+    rows = [(p, q, k, d, at) for p, q, k, d in zip(pids, seqs, kinds, payloads, strict=True)]
+    db.executemany(_SQLITE_INSERT_EVENT, rows)
+    return groups
 
 
 def sqlite_time(at: datetime) -> str:

@@ -17,16 +17,19 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util import await_
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Database", "after_commit"]
+__all__ = ["Database", "after_commit", "in_sqlite_thread"]
 
 #: Callbacks to run once a ``Database.write`` transaction has committed, by its connection.
 _after_commit: weakref.WeakKeyDictionary[AsyncConnection, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
@@ -60,6 +63,33 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _begin(statement: str) -> Callable[[Connection], None]:
+    """A "begin" listener sending ``statement`` straight to aiosqlite: one trip to its thread.
+
+    Why: through SQLAlchemy's adapter the same statement takes three (cursor,
+    execute, close), each a thread handoff of ~30 µs of CPU; every write and
+    every read transaction begins here, a chat send batch among them (issue 15).
+    """
+
+    def begin(conn: Connection) -> None:
+        await_(conn.connection.driver_connection.execute(statement))  # type: ignore[union-attr]
+
+    return begin
+
+
+async def in_sqlite_thread(driver: Any, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(sqlite3_connection, *args)`` on the aiosqlite connection's own thread, in one trip.
+
+    For a run of statements whose results feed each other (``EventLog.append``):
+    each ``await`` on an aiosqlite statement is a handoff to its thread and
+    back (~30 µs of CPU, more than a small statement itself). This uses
+    aiosqlite's internal ``_execute``, the one way it runs a function on that
+    thread; the version is pinned (requirements.lock) and every chat test goes
+    through here.
+    """
+    return await driver._execute(fn, driver._conn, *args)  # type: ignore[no-any-return]
+
+
 class Database:
     """Owns the engines for one database URL.
 
@@ -86,8 +116,8 @@ class Database:
             self.reader = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=0)
             for eng in (self.writer, self.reader):
                 event.listen(eng.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.writer.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-            event.listen(self.reader.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+            event.listen(self.writer.sync_engine, "begin", _begin("BEGIN IMMEDIATE"))
+            event.listen(self.reader.sync_engine, "begin", _begin("BEGIN"))
         elif self.dialect == "postgresql":
             self.writer = create_async_engine(
                 url,
