@@ -8,7 +8,7 @@ import json
 import random
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import websockets
@@ -29,6 +29,11 @@ async def new_person(services: Any, name: str | None = None) -> tuple[int, str]:
     return p.id, login
 
 
+async def new_people(services: Any, n: int) -> list[tuple[int, str]]:
+    """``n`` new people (``new_person`` each): most tests need a sender and a recipient."""
+    return [await new_person(services) for _ in range(n)]
+
+
 async def login(http_base: str, login_name: str, password: str = PASSWORD) -> dict[str, Any]:
     async with httpx.AsyncClient() as c:
         r = await c.post(
@@ -37,6 +42,18 @@ async def login(http_base: str, login_name: str, password: str = PASSWORD) -> di
         )
     r.raise_for_status()
     return r.json()  # type: ignore[no-any-return]
+
+
+class Served(Protocol):
+    """A running server as the tests reach it (an in-process ``RunningServer`` or a server process)."""
+
+    http: str
+    ws: str
+
+
+async def connect_as(server: Served, login_name: str, **kw: Any) -> Client:
+    """A client signed in as ``login_name`` (password ``PASSWORD``) and connected to ``server``."""
+    return await Client.connect(server.ws, (await login(server.http, login_name))["access_token"], **kw)
 
 
 class HelloRefused(AssertionError):

@@ -215,6 +215,7 @@ async def serving(settings: Settings, *, stop_within: float | None = None) -> As
             rs.server.force_exit = True
             await asyncio.wait_for(task, 10)
             raise AssertionError(f"server did not shut down in {stop_within} s: WebSocket handlers are stuck")
+        task.result()  # a server that failed while serving or stopping fails the test
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ Shared by the org/notice API tests and the administration tests (issue 10).
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,10 +19,10 @@ from org_tree.importer import import_divisions
 from org_tree.jurisdiction import SYSTEM
 from org_tree.synthetic import generate_people
 from tests.client import login, new_person
-from tests.conftest import RunningServer, make_settings, serving
+from tests.conftest import TEST_KEYS, RunningServer, make_settings, serving
 from tests.notices.conftest import write_divisions
 
-__all__ = ["auth", "org_server", "org_serving", "populate", "position_at", "seat", "slot"]
+__all__ = ["auth", "cli_env", "org_server", "org_serving", "populate", "position_at", "seat", "slot", "unit_id_at"]
 
 
 async def populate(
@@ -31,6 +33,21 @@ async def populate(
         div = write_divisions(tmp_path / "div", townships=townships, villages=villages)
         await import_divisions(db, div, grids_per_village=grids)
         await generate_people(db, seed=seed)
+
+
+def cli_env(tmp_path: Path, sqlite_template: Path, **import_args: Any) -> dict[str, str]:
+    """The environment for the ``zzd`` CLI (click's CliRunner) on a copy of the migrated SQLite template
+    holding a tree of one township with one village; ``import_args`` go to ``import_divisions``."""
+    db_file = tmp_path / "cli.db"
+    shutil.copy(sqlite_template, db_file)
+    url = f"sqlite+aiosqlite:///{db_file}"
+
+    async def tree() -> None:
+        async with Database(url) as db:
+            await import_divisions(db, write_divisions(tmp_path / "div", townships=1, villages=1), **import_args)
+
+    asyncio.run(tree())
+    return {"ZZD_DATABASE_URL": url, "ZZD_JWT_KEYS": TEST_KEYS}
 
 
 @asynccontextmanager
@@ -61,6 +78,12 @@ def position_at(rs: RunningServer, unit_code: str, role_key: str) -> int:
     """The id of the (first) position of ``role_key`` in the unit ``unit_code``, as the server's index has it."""
     idx = rs.services_obj.org_index.index  # type: ignore[attr-defined]
     return int(idx.position_id(slot(idx, unit_code, role_key)))
+
+
+def unit_id_at(rs: RunningServer, unit_code: str) -> int:
+    """The id of the unit ``unit_code``, as the server's index has it."""
+    idx = rs.services_obj.org_index.index  # type: ignore[attr-defined]
+    return int(idx.unit_id(idx.unit(unit_code)))
 
 
 async def seat(rs: RunningServer, unit_code: str, role_key: str) -> tuple[int, str, int, str]:

@@ -20,7 +20,7 @@ import pytest
 import websockets
 from argon2 import PasswordHasher
 
-from tests.client import PASSWORD, Client, login, new_person
+from tests.client import PASSWORD, Client, login, new_people, new_person
 from tests.conftest import TEST_KEYS, RunningServer, make_settings, serving
 
 KID, _, _SECRET = TEST_KEYS.partition(":")
@@ -374,8 +374,7 @@ async def test_unknown_and_odd_refresh_tokens_are_invalid_grant(server: RunningS
 
 async def test_wrong_password_unknown_login_and_disabled_person_get_the_same_error(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    pid, lg = await new_person(s)
-    dis_id, dis_lg = await new_person(s)
+    (pid, lg), (dis_id, dis_lg) = await new_people(s, 2)
     await s.persons.set_disabled(dis_id, True)
     bodies = []
     for login_name, pw in ((lg, PASSWORD + "x"), ("nobody-" + lg, PASSWORD), (dis_lg, PASSWORD), (lg, "")):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from messaging.schema import conversation_members, conversations, messages, person_events
-from tests.client import Client, login, new_person
+from tests.client import Client, connect_as, new_people
 from tests.conftest import RunningServer
 
 COUNTED = (messages, person_events, conversations, conversation_members)
@@ -35,9 +35,8 @@ async def _counts(server: RunningServer) -> dict[str, int]:
 
 async def _pair(server: RunningServer) -> tuple[int, Client, int]:
     s = server.services_obj  # type: ignore[attr-defined]
-    a_id, a_login = await new_person(s)
-    b_id, _ = await new_person(s)
-    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    (a_id, a_login), (b_id, _) = await new_people(s, 2)
+    a = await connect_as(server, a_login)
     return a_id, a, b_id
 
 

@@ -8,7 +8,7 @@ import httpx
 from sqlalchemy import func, select
 
 from messaging.schema import messages
-from tests.client import login, new_person
+from tests.client import login, new_people
 from tests.conftest import RunningServer
 
 
@@ -27,8 +27,7 @@ async def _count(server: RunningServer) -> int:
 
 async def test_bad_bodies_get_400_json_and_store_nothing(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    _, lg = await new_person(s)
-    b_id, _ = await new_person(s)
+    (_, lg), (b_id, _) = await new_people(s, 2)
     tok = (await login(server.http, lg))["access_token"]
     auth = {"Authorization": f"Bearer {tok}"}
     good = '{"to": %d, "client_msg_id": "c1", "body": "hi"}' % b_id

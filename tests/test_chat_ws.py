@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from messaging.shapes import MessageNew
-from tests.client import Client, login, new_person
+from tests.client import Client, connect_as, login, new_people, new_person
 from tests.conftest import RunningServer
 from tests.history import History
 from tests.rawws import RawSocket, frame
@@ -16,8 +16,8 @@ async def _pair(server: RunningServer) -> tuple[int, Client, int, Client]:
     s = server.services_obj  # type: ignore[attr-defined]
     a_id, a_login = await new_person(s, "张三")
     b_id, b_login = await new_person(s, "李四")
-    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
-    b = await Client.connect(server.ws, (await login(server.http, b_login))["access_token"])
+    a = await connect_as(server, a_login)
+    b = await connect_as(server, b_login)
     return a_id, a, b_id, b
 
 
@@ -58,8 +58,7 @@ async def test_retried_send_returns_same_id_and_stores_one_message(server: Runni
 
 async def test_concurrent_duplicate_sends_from_two_devices_store_one_message(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    a_id, a_login = await new_person(s)
-    b_id, _ = await new_person(s)
+    (a_id, a_login), (b_id, _) = await new_people(s, 2)
     tok = (await login(server.http, a_login))["access_token"]
     a1 = await Client.connect(server.ws, tok)
     a2 = await Client.connect(server.ws, tok)
@@ -76,7 +75,7 @@ async def test_many_senders_history_checker_holds(server: RunningServer) -> None
     """I1–I3 over concurrent traffic between five people, each on one device."""
     s = server.services_obj  # type: ignore[attr-defined]
     people = [await new_person(s) for _ in range(5)]
-    clients = [await Client.connect(server.ws, (await login(server.http, lg))["access_token"]) for _, lg in people]
+    clients = [await connect_as(server, lg) for _, lg in people]
     hist = History()
 
     async def talk(i: int) -> None:
@@ -99,10 +98,9 @@ async def test_many_senders_history_checker_holds(server: RunningServer) -> None
 
 async def test_reconnect_with_resume_gets_exactly_what_was_missed(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    a_id, a_login = await new_person(s)
-    b_id, b_login = await new_person(s)
+    (a_id, a_login), (b_id, b_login) = await new_people(s, 2)
     tok_b = (await login(server.http, b_login))["access_token"]
-    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    a = await connect_as(server, a_login)
     b = await Client.connect(server.ws, tok_b)
     await a.send_message(b_id, "seen live")
     await b.wait_events(1)
@@ -120,9 +118,8 @@ async def test_reconnect_with_resume_gets_exactly_what_was_missed(server: Runnin
 
 async def test_resume_with_wrong_epoch_says_resync_required(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    a_id, a_login = await new_person(s)
-    b_id, b_login = await new_person(s)
-    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    (a_id, a_login), (b_id, b_login) = await new_people(s, 2)
+    a = await connect_as(server, a_login)
     await a.send_message(b_id, "one event in b's stream")
     tok = (await login(server.http, b_login))["access_token"]
     c = await Client.connect(server.ws, tok, resume={"epoch": "deadbeef", "since": 1})
@@ -140,12 +137,11 @@ async def test_resume_with_wrong_epoch_says_resync_required(server: RunningServe
 
 async def test_sync_pages_are_bounded_and_ordered(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    a_id, a_login = await new_person(s)
-    b_id, b_login = await new_person(s)
-    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    (a_id, a_login), (b_id, b_login) = await new_people(s, 2)
+    a = await connect_as(server, a_login)
     for i in range(12):
         await a.send_message(b_id, f"n{i}")
-    b = await Client.connect(server.ws, (await login(server.http, b_login))["access_token"])
+    b = await connect_as(server, b_login)
     seen: list[int] = []
     since = 0
     while True:
@@ -161,9 +157,8 @@ async def test_sync_pages_are_bounded_and_ordered(server: RunningServer) -> None
 
 async def test_history_paginates_and_read_marker_syncs_to_other_devices(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    a_id, a_login = await new_person(s)
-    b_id, b_login = await new_person(s)
-    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    (a_id, a_login), (b_id, b_login) = await new_people(s, 2)
+    a = await connect_as(server, a_login)
     ids = [(await a.send_message(b_id, f"h{i}"))["data"]["message_id"] for i in range(7)]
     tok_b = (await login(server.http, b_login))["access_token"]
     b1 = await Client.connect(server.ws, tok_b)
@@ -190,12 +185,11 @@ async def test_history_paginates_and_read_marker_syncs_to_other_devices(server: 
 
 async def test_outsider_cannot_read_a_conversation(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    a_id, a_login = await new_person(s)
-    b_id, _ = await new_person(s)
+    (a_id, a_login), (b_id, _) = await new_people(s, 2)
     _, c_login = await new_person(s)
-    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    a = await connect_as(server, a_login)
     cid = (await a.send_message(b_id, "private"))["data"]["conversation_id"]
-    c = await Client.connect(server.ws, (await login(server.http, c_login))["access_token"])
+    c = await connect_as(server, c_login)
     denied = await c.request({"type": "history", "conversation_id": cid})
     missing = await c.request({"type": "history", "conversation_id": cid + 10_000})
     # The same answer for "not yours" and "does not exist": no existence oracle.
@@ -210,11 +204,11 @@ async def test_conversation_list_counts_unread_per_conversation(server: RunningS
     me, me_login = await new_person(s)
     others = [await new_person(s) for _ in range(3)]
     for i, (_pid, lg) in enumerate(others):
-        c = await Client.connect(server.ws, (await login(server.http, lg))["access_token"])
+        c = await connect_as(server, lg)
         for k in range(i + 1):
             await c.send_message(me, f"{i}-{k}")
         await c.close()
-    mine = await Client.connect(server.ws, (await login(server.http, me_login))["access_token"])
+    mine = await connect_as(server, me_login)
     await mine.send_message(others[0][0], "my own message is never unread")
     convs = (await mine.request({"type": "conversations"}))["data"]["conversations"]
     assert {c["peer_id"]: c["unread"] for c in convs} == {others[0][0]: 1, others[1][0]: 2, others[2][0]: 3}
@@ -224,10 +218,9 @@ async def test_conversation_list_counts_unread_per_conversation(server: RunningS
 
 async def test_direct_messages_can_be_edited_and_recalled_and_send_stays_text_only(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    a_id, a_login = await new_person(s)
-    b_id, b_login = await new_person(s)
-    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
-    b = await Client.connect(server.ws, (await login(server.http, b_login))["access_token"])
+    (a_id, a_login), (b_id, b_login) = await new_people(s, 2)
+    a = await connect_as(server, a_login)
+    b = await connect_as(server, b_login)
     sent = (await a.send_message(b_id, "原话"))["data"]
     mid, cid = sent["message_id"], sent["conversation_id"]
     assert (await b.request({"type": "edit", "message_id": mid, "body": "冒改"}))["code"] == "forbidden"

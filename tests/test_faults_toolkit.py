@@ -57,11 +57,17 @@ async def test_proxy_latency_delays_each_direction(echo_port: int) -> None:
         w.close()
 
 
+async def _echoing(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection through the proxy on ``port`` that has carried a line to the echo server and back."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"x\n")
+    await asyncio.wait_for(r.readline(), 5)
+    return r, w
+
+
 async def test_proxy_reset_gives_the_client_a_connection_reset(echo_port: int) -> None:
     async with tcp_proxy("127.0.0.1", echo_port) as proxy:
-        r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
-        w.write(b"x\n")
-        await asyncio.wait_for(r.readline(), 5)
+        r, w = await _echoing(proxy.port)
         proxy.reset(refuse_new=True)
         with pytest.raises(ConnectionResetError):
             await asyncio.wait_for(r.read(10), 5)
@@ -77,9 +83,7 @@ async def test_proxy_reset_gives_the_client_a_connection_reset(echo_port: int) -
 
 async def test_proxy_half_open_leaves_the_client_established_and_unanswered(echo_port: int) -> None:
     async with tcp_proxy("127.0.0.1", echo_port) as proxy:
-        r, w = await asyncio.open_connection("127.0.0.1", proxy.port)
-        w.write(b"x\n")
-        await asyncio.wait_for(r.readline(), 5)
+        r, w = await _echoing(proxy.port)
         local_port = w.get_extra_info("sockname")[1]
         proxy.half_open()
         w.write(b"anyone?\n")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.client import new_person
+from tests.client import new_people
 from tests.conftest import FAST_PASSWORDS, make_settings
 from zzd.gateway.closecodes import Close
 from zzd.gateway.handlers import handle
@@ -62,8 +62,7 @@ async def _token(s: Services, person_id: int) -> str:
 
 async def test_hello_and_a_direct_send_are_answered_without_a_socket(services: Services) -> None:
     s = services
-    alice, _ = await new_person(s)
-    bob, _ = await new_person(s)
+    (alice, _), (bob, _) = await new_people(s, 2)
     peer = Peer(GatewayProtocol(now=s.clock.monotonic(), auth_timeout=10.0))
     [ok] = await _frames(s, peer, {"type": "hello", "id": "h", "v": 1, "token": await _token(s, alice)})
     assert ok["type"] == "ok" and ok["ref"] == "h" and ok["data"]["person_id"] == alice

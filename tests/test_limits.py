@@ -12,8 +12,8 @@ import pytest
 
 from kernel.clock import FakeClock
 from kernel.errors import Unauthorized
-from tests.client import Client, login, new_person
-from tests.conftest import make_settings, start_server
+from tests.client import Client, connect_as, login, new_people, new_person
+from tests.conftest import make_settings, serving, start_server
 from tests.waiting import wait_until
 from zzd.auth.tokens import TokenService
 
@@ -52,17 +52,15 @@ def _masked_text(payload: bytes) -> bytes:
 
 async def test_zero_window_reader_is_dropped_and_recovers_everything_on_resume(db_url: str) -> None:
     settings = make_settings(db_url, ws_queue_max=16, ws_send_timeout=1.0, send_rate_per_minute=100_000)
-    rs, task = await start_server(settings)
-    try:
+    async with serving(settings) as rs:
         s = rs.services_obj  # type: ignore[attr-defined]
-        a_id, a_login = await new_person(s)
-        b_id, b_login = await new_person(s)
+        (a_id, a_login), (b_id, b_login) = await new_people(s, 2)
         tok_b = (await login(rs.http, b_login))["access_token"]
         _, stuck = await _stuck_client(rs.port)
         stuck.write(_masked_text(f'{{"type":"hello","id":"h","v":1,"token":"{tok_b}"}}'.encode()))
         await wait_until(lambda: s.hub.count() == 1, what="stuck client registered")
         epoch = (await s.events.state(b_id)).epoch
-        a = await Client.connect(rs.ws, (await login(rs.http, a_login))["access_token"])
+        a = await connect_as(rs, a_login)
         body = "满" * 4000
         sent = []
         for i in range(400):
@@ -78,14 +76,10 @@ async def test_zero_window_reader_is_dropped_and_recovers_everything_on_resume(d
         assert [e["data"]["id"] for e in evs] == sent
         await a.close()
         await b.close()
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 async def test_sixth_connection_replaces_the_oldest(db_url: str) -> None:
-    rs, task = await start_server(make_settings(db_url, max_connections_per_person=5))
-    try:
+    async with serving(make_settings(db_url, max_connections_per_person=5)) as rs:
         s = rs.services_obj  # type: ignore[attr-defined]
         _, lg = await new_person(s)
         tok = (await login(rs.http, lg))["access_token"]
@@ -95,34 +89,26 @@ async def test_sixth_connection_replaces_the_oldest(db_url: str) -> None:
         assert all(c.closed is None for c in clients[1:])
         for c in clients[1:]:
             await c.close()
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 async def test_send_rate_limit_refuses_without_storing(db_url: str) -> None:
-    rs, task = await start_server(make_settings(db_url, send_rate_per_minute=5))
-    try:
+    async with serving(make_settings(db_url, send_rate_per_minute=5)) as rs:
         s = rs.services_obj  # type: ignore[attr-defined]
-        a_id, lg = await new_person(s)
-        b_id, _ = await new_person(s)
-        a = await Client.connect(rs.ws, (await login(rs.http, lg))["access_token"])
+        (a_id, lg), (b_id, _) = await new_people(s, 2)
+        a = await connect_as(rs, lg)
         replies = [await a.send_message(b_id, f"r{i}", client_msg_id=f"r{i}") for i in range(7)]
         assert [r["type"] for r in replies] == ["ok"] * 5 + ["error"] * 2
         assert replies[5]["code"] == "rate_limited" and replies[5]["retryable"] is True
         hist = await a.request({"type": "history", "with_person": b_id})
         assert len(hist["data"]["messages"]) == 5
         await a.close()
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 async def test_shutdown_closes_sockets_with_a_reconnect_code(db_url: str) -> None:
     rs, task = await start_server(make_settings(db_url))
     s = rs.services_obj  # type: ignore[attr-defined]
     _, lg = await new_person(s)
-    c = await Client.connect(rs.ws, (await login(rs.http, lg))["access_token"])
+    c = await connect_as(rs, lg)
     rs.server.should_exit = True
     code, _ = await c.wait_closed(timeout=15)
     await task
@@ -146,31 +132,23 @@ def test_key_rotation_old_key_verifies_until_retired() -> None:
 
 
 async def test_expired_token_closes_open_socket_with_4401(db_url: str) -> None:
-    rs, task = await start_server(make_settings(db_url, access_token_ttl=30, jwt_leeway=0))
-    try:
+    async with serving(make_settings(db_url, access_token_ttl=30, jwt_leeway=0)) as rs:
         s = rs.services_obj  # type: ignore[attr-defined]
         _, lg = await new_person(s)
-        c = await Client.connect(rs.ws, (await login(rs.http, lg))["access_token"])
+        c = await connect_as(rs, lg)
         # Move the connection's deadline instead of waiting 30 s: the timer fires on the real loop.
         conn = next(iter(s.hub.connections()))
         conn.protocol._expires_at = s.clock.monotonic() - 1
         conn._arm_timer()
         code, _ = await c.wait_closed(timeout=5)
         assert code == 4401
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 async def test_hello_deadline_closes_with_4408(db_url: str) -> None:
     import websockets
 
-    rs, task = await start_server(make_settings(db_url, ws_auth_timeout=0.3))
-    try:
+    async with serving(make_settings(db_url, ws_auth_timeout=0.3)) as rs:
         async with websockets.connect(rs.ws) as ws:
             with pytest.raises(websockets.ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 5)
             assert ws.close_code == 4408
-    finally:
-        rs.server.should_exit = True
-        await task

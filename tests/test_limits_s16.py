@@ -13,18 +13,22 @@ import logging
 import shutil
 import statistics
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import websockets
+from websockets.http11 import Response
 
-from tests.client import Client, login, new_person
-from tests.conftest import LogRecords, make_settings, start_server
+from tests.client import Client, connect_as, login, new_people, new_person
+from tests.conftest import LogRecords, RunningServer, make_settings, serving
 from tests.procs import zzd_processes
 from tests.rawws import RawSocket, frame
 from tests.test_reconnect_storm_s9 import _people_with_tokens
 from tests.waiting import wait_until
+from zzd.config import Settings
 from zzd.gateway.logfilter import PER_HANDSHAKE
 
 FLOOD_RATE = 500  # handshakes per second (the bar's rate)
@@ -32,34 +36,44 @@ FLOOD_S = 5.0  # CI slice of the bar's 20 s
 BYSTANDERS = 20
 
 
-async def test_websockets_above_the_global_limit_get_503_at_the_handshake(db_url: str, server_log: LogRecords) -> None:
-    rs, task = await start_server(make_settings(db_url, limit_concurrency=10))
+@asynccontextmanager
+async def _serving_raw(settings: Settings) -> AsyncIterator[tuple[RunningServer, list[RawSocket]]]:
+    """The served app and a list for the test's raw sockets, each aborted before the server stops."""
     raws: list[RawSocket] = []
-    try:
+    async with serving(settings) as rs:
+        try:
+            yield rs, raws
+        finally:
+            for r in raws:
+                r.abort()
+
+
+async def _shed(rs: RunningServer) -> Response:
+    """A WebSocket handshake refused with 503 ``unavailable``; its response, for the Retry-After."""
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(rs.ws)
+    response = refused.value.response
+    assert response.status_code == 503
+    assert json.loads(response.body)["error"]["code"] == "unavailable"
+    return response
+
+
+async def test_websockets_above_the_global_limit_get_503_at_the_handshake(db_url: str, server_log: LogRecords) -> None:
+    async with _serving_raw(make_settings(db_url, limit_concurrency=10)) as (rs, raws):
         # Sockets count from the upgrade, before any hello: a flood of idle sockets hits the cap too.
-        raws = [await RawSocket.open(rs.port) for _ in range(10)]
-        with pytest.raises(websockets.InvalidStatus) as refused:
-            await websockets.connect(rs.ws)
-        response = refused.value.response
-        assert response.status_code == 503
-        assert response.headers["Retry-After"] == "5"
-        assert json.loads(response.body)["error"]["code"] == "unavailable"
+        raws += [await RawSocket.open(rs.port) for _ in range(10)]
+        assert (await _shed(rs)).headers["Retry-After"] == "5"
         async with httpx.AsyncClient() as http:  # HTTP is not refused by the WebSocket cap
             assert (await http.get(f"{rs.http}/healthz")).status_code == 200
         raws.pop().abort()
         s = rs.services_obj  # type: ignore[attr-defined]
         await wait_until(lambda: s.hub.open_sockets < 10, what="the server to count the aborted socket out")
         _, lg = await new_person(s)
-        c = await Client.connect(rs.ws, (await login(rs.http, lg))["access_token"])  # room again
+        c = await connect_as(rs, lg)  # room again
         assert c.hello["person_id"]
         await c.close()
         # A connect cancelled by the aborted socket is logged at INFO (zzd/gateway/logfilter.py).
         assert server_log.errors() == []
-    finally:
-        for r in raws:
-            r.abort()
-        rs.server.should_exit = True
-        await task
 
 
 async def test_handshakes_beyond_the_pending_hellos_are_shed_with_503(db_url: str, server_log: LogRecords) -> None:
@@ -67,53 +81,41 @@ async def test_handshakes_beyond_the_pending_hellos_are_shed_with_503(db_url: st
 
     Neither the refusals nor the accepted handshakes write a log line each (a storm's CPU went to them).
     """
-    rs, task = await start_server(make_settings(db_url, max_pending_hellos=2))
-    raws: list[RawSocket] = []
     uvicorn_log = logging.getLogger("uvicorn.error")
     level = uvicorn_log.level
-    # As `zzd serve` runs by default (the test server runs at WARNING, and uvicorn's logging
-    # set-up replaced the handlers its loggers had when the server started).
-    uvicorn_log.setLevel(logging.INFO)
-    uvicorn_log.addHandler(server_log)
-    try:
-        s = rs.services_obj  # type: ignore[attr-defined]
-        _, lg = await new_person(s)
-        token = (await login(rs.http, lg))["access_token"]
-        raws = [await RawSocket.open(rs.port) for _ in range(2)]  # upgraded, hello not sent yet
-        with pytest.raises(websockets.InvalidStatus) as refused:
-            await websockets.connect(rs.ws)
-        response = refused.value.response
-        assert response.status_code == 503
-        assert response.headers["Retry-After"] == "1"  # busy, not full: come back soon
-        assert json.loads(response.body)["error"]["code"] == "unavailable"
-        # One pending socket's hello is answered: it stops counting, and a new handshake is admitted.
-        hello = json.dumps({"type": "hello", "id": "h", "v": 1, "token": token}).encode()
-        raws[0].send(frame(0x1, hello))
-        opcode, payload = await raws[0].read_frame()
-        assert opcode == 0x1 and json.loads(payload)["type"] == "ok", payload
-        await wait_until(lambda: s.hub.pending_hellos == 1, what="the answered hello to stop counting")
-        c = await Client.connect(rs.ws, token)
-        assert s.hub.pending_hellos == 1 and s.hub.open_sockets == 3
-        await c.close()
-        raws.pop().abort()  # a pending socket that goes away frees its place too
-        await wait_until(lambda: s.hub.pending_hellos == 0, what="the aborted socket to stop counting")
-        per_handshake = PER_HANDSHAKE | {"ASGI callable returned without completing handshake."}
-        assert [r.getMessage() for r in server_log.records if r.msg in per_handshake] == []
-    finally:
-        uvicorn_log.setLevel(level)
-        uvicorn_log.removeHandler(server_log)
-        for r in raws:
-            r.abort()
-        rs.server.should_exit = True
-        await task
+    async with _serving_raw(make_settings(db_url, max_pending_hellos=2)) as (rs, raws):
+        # As `zzd serve` runs by default (the test server runs at WARNING, and uvicorn's logging
+        # set-up replaced the handlers its loggers had when the server started).
+        uvicorn_log.setLevel(logging.INFO)
+        uvicorn_log.addHandler(server_log)
+        try:
+            s = rs.services_obj  # type: ignore[attr-defined]
+            _, lg = await new_person(s)
+            token = (await login(rs.http, lg))["access_token"]
+            raws += [await RawSocket.open(rs.port) for _ in range(2)]  # upgraded, hello not sent yet
+            assert (await _shed(rs)).headers["Retry-After"] == "1"  # busy, not full: come back soon
+            # One pending socket's hello is answered: it stops counting, and a new handshake is admitted.
+            hello = json.dumps({"type": "hello", "id": "h", "v": 1, "token": token}).encode()
+            raws[0].send(frame(0x1, hello))
+            opcode, payload = await raws[0].read_frame()
+            assert opcode == 0x1 and json.loads(payload)["type"] == "ok", payload
+            await wait_until(lambda: s.hub.pending_hellos == 1, what="the answered hello to stop counting")
+            c = await Client.connect(rs.ws, token)
+            assert s.hub.pending_hellos == 1 and s.hub.open_sockets == 3
+            await c.close()
+            raws.pop().abort()  # a pending socket that goes away frees its place too
+            await wait_until(lambda: s.hub.pending_hellos == 0, what="the aborted socket to stop counting")
+            per_handshake = PER_HANDSHAKE | {"ASGI callable returned without completing handshake."}
+            assert [r.getMessage() for r in server_log.records if r.msg in per_handshake] == []
+        finally:
+            uvicorn_log.setLevel(level)
+            uvicorn_log.removeHandler(server_log)
 
 
 async def test_ignoring_rate_limited_closes_1008_and_nothing_acked_is_lost(db_url: str) -> None:
-    rs, task = await start_server(make_settings(db_url, send_rate_per_minute=5, send_abuse_after=3))
-    try:
+    async with serving(make_settings(db_url, send_rate_per_minute=5, send_abuse_after=3)) as rs:
         s = rs.services_obj  # type: ignore[attr-defined]
-        _, lg = await new_person(s)
-        b_id, _ = await new_person(s)
+        (_, lg), (b_id, _) = await new_people(s, 2)
         token = (await login(rs.http, lg))["access_token"]
         a = await Client.connect(rs.ws, token)
         acked = []
@@ -127,9 +129,6 @@ async def test_ignoring_rate_limited_closes_1008_and_nothing_acked_is_lost(db_ur
         hist = await b.request({"type": "history", "with_person": b_id})
         assert sorted(m["id"] for m in hist["data"]["messages"]) == sorted(acked)
         await b.close()
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 async def _round_trips(client: Client, until: asyncio.Event, out: list[float]) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from messaging.chat import SendRequest
-from tests.client import Client, login, new_person
+from tests.client import Client, login, new_people
 from tests.conftest import RunningServer
 
 pytestmark = pytest.mark.slow
@@ -17,8 +17,7 @@ N = 10_000
 
 async def test_resume_after_10000_missed_messages_is_complete_ordered_and_paged(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    a_id, _ = await new_person(s)
-    b_id, b_login = await new_person(s)
+    (a_id, _), (b_id, b_login) = await new_people(s, 2)
     tok = (await login(server.http, b_login))["access_token"]
     b = await Client.connect(server.ws, tok)
     epoch = b.hello["epoch"]

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import httpx
 
-from tests.client import Client, login, new_person
-from tests.conftest import RunningServer, make_settings, start_server
+from tests.client import connect_as, new_people, new_person
+from tests.conftest import RunningServer, make_settings, serving
 
 
 async def test_health_ready_and_metrics(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    a_id, a_login = await new_person(s)
-    b_id, _ = await new_person(s)
-    c = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    (a_id, a_login), (b_id, _) = await new_people(s, 2)
+    c = await connect_as(server, a_login)
     await c.send_message(b_id, "counted")
     async with httpx.AsyncClient() as h:
         assert (await h.get(f"{server.http}/healthz")).json() == {"status": "ok"}
@@ -37,18 +36,14 @@ async def test_health_ready_and_metrics(server: RunningServer) -> None:
 
 
 async def test_revoked_session_is_closed_by_the_safety_poll_even_without_announcement(db_url: str) -> None:
-    rs, task = await start_server(make_settings(db_url, safety_poll_interval=0.2))
-    try:
+    async with serving(make_settings(db_url, safety_poll_interval=0.2)) as rs:
         s = rs.services_obj  # type: ignore[attr-defined]
         _, lg = await new_person(s)
-        c = await Client.connect(rs.ws, (await login(rs.http, lg))["access_token"])
+        c = await connect_as(rs, lg)
         sid = next(iter(s.hub.connections())).session_id
         await s.sessions.revoke(sid)  # straight to the database: no broker message
         code, _ = await c.wait_closed(timeout=5)
         assert code == 4503
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 async def test_openapi_document_lists_every_rest_route_with_its_body_schema(server: RunningServer) -> None:

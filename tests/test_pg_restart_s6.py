@@ -27,7 +27,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.client import Client, login, new_person
+from tests.client import Client, connect_as, new_person
 from tests.conftest import free_port, make_settings, start_server
 from tests.services import require
 from tests.waiting import wait_until
@@ -158,8 +158,8 @@ async def test_sends_survive_postgres_stop_and_restarts() -> None:
         try:
             a_id, a_login = await new_person(rs.services, "s6-a")
             b_id, b_login = await new_person(rs.services, "s6-b")
-            a = await Client.connect(rs.ws, (await login(rs.http, a_login))["access_token"])
-            b = await Client.connect(rs.ws, (await login(rs.http, b_login))["access_token"])
+            a = await connect_as(rs, a_login)
+            b = await connect_as(rs, b_login)
             sender = Sender(a, b_id)
             for _ in range(5):
                 await sender.send_one()

@@ -62,13 +62,19 @@ def test_hello_first_frame_error_carries_ref() -> None:
     assert err["ref"] == "p1" and err["code"] == "unauthorized"
 
 
+def _closes_only_at(p: GatewayProtocol, deadline: float, just_before: float, state: State, code: Close) -> None:
+    """``p``'s next deadline is ``deadline``: at ``just_before`` still open in ``state``, at it closed with ``code``."""
+    assert p.next_deadline() == deadline
+    p.check_deadlines(just_before)
+    assert p.close_with is None and p.state is state
+    p.check_deadlines(deadline)
+    assert p.close_with is not None and p.close_with[0] == code
+
+
 def test_hello_deadline_closes_4408_only_when_reached() -> None:
     p = GatewayProtocol(now=50.0, auth_timeout=10.0)
-    assert p.next_deadline() == 60.0
-    p.check_deadlines(59.99)
-    assert p.close_with is None and p.state is State.AWAIT_HELLO
-    p.check_deadlines(60.0)
-    assert p.close_with is not None and p.close_with[0] == Close.AUTH_TIMEOUT == 4408
+    _closes_only_at(p, 60.0, 59.99, State.AWAIT_HELLO, Close.AUTH_TIMEOUT)
+    assert Close.AUTH_TIMEOUT == 4408
     assert p.state is State.CLOSED
 
 
@@ -91,11 +97,8 @@ def test_frame_while_authenticating_is_refused_without_a_second_request() -> Non
 
 def test_token_expiry_closes_4401_after_expires_at_plus_leeway() -> None:
     p = _ready(expires_at=200.0, leeway=5.0)
-    assert p.next_deadline() == 205.0
-    p.check_deadlines(204.9)
-    assert p.close_with is None and p.state is State.READY
-    p.check_deadlines(205.0)
-    assert p.close_with is not None and p.close_with[0] == Close.UNAUTHORIZED == 4401
+    _closes_only_at(p, 205.0, 204.9, State.READY, Close.UNAUTHORIZED)
+    assert Close.UNAUTHORIZED == 4401
     # A hello deadline that passed after auth does not matter.
     q = _ready(now=0.0, expires_at=10_000.0)
     q.check_deadlines(500.0)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client import Client, login, new_person
+from tests.client import Client, connect_as, login, new_people, new_person
 from tests.conftest import LogRecords, RunningServer, make_settings, serving
 from tests.faults import rss_bytes
 from tests.rawws import RawSocket, frame
@@ -63,9 +63,8 @@ async def sqlite_server(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[
 
 async def _bystander(rs: RunningServer) -> tuple[Client, int]:
     s = rs.services_obj  # type: ignore[attr-defined]
-    _, lg = await new_person(s)
-    other, _ = await new_person(s)
-    return await Client.connect(rs.ws, (await login(rs.http, lg))["access_token"]), other
+    (_, lg), (other, _) = await new_people(s, 2)
+    return await connect_as(rs, lg), other
 
 
 async def _close_code_of(rs: RunningServer, frames: list[bytes], *, authenticated_with: str | None = None) -> int:

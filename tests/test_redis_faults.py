@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client import Client, login
+from tests.client import connect_as
 from tests.faults import private_redis
 from tests.procs import zzd_processes
 from tests.test_two_processes import _people
@@ -30,8 +30,8 @@ async def test_sends_and_deliveries_survive_redis_kill_and_hang(pg_database: str
         private_redis(tmp_path) as redis,
         zzd_processes(pg_database, redis.url, 2, ZZD_SAFETY_POLL_INTERVAL="1") as (p1, p2),
     ):
-        a = await Client.connect(p1.ws, (await login(p1.http, a_lg))["access_token"])
-        b = await Client.connect(p2.ws, (await login(p2.http, b_lg))["access_token"])
+        a = await connect_as(p1, a_lg)
+        b = await connect_as(p2, b_lg)
         sent: list[int] = []
 
         async def send_some(n: int, tag: str) -> float:

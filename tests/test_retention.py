@@ -19,7 +19,7 @@ from messaging.notices.schema import notice_receipts, notices
 from messaging.outbox import record
 from messaging.retention import Retention, prune_streams
 from messaging.schema import outbox_events, person_events, person_streams
-from tests.client import Client, login, new_person
+from tests.client import Client, connect_as, login, new_people
 from tests.conftest import RunningServer
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
@@ -162,9 +162,8 @@ async def test_streams_stay_gap_free_and_writable_after_a_prune(own_db: Database
 
 async def test_a_client_resuming_below_the_pruned_floor_is_told_to_resync(server: RunningServer) -> None:
     s = server.services_obj  # type: ignore[attr-defined]
-    a_id, a_login = await new_person(s)
-    b_id, b_login = await new_person(s)
-    a = await Client.connect(server.ws, (await login(server.http, a_login))["access_token"])
+    (a_id, a_login), (b_id, b_login) = await new_people(s, 2)
+    a = await connect_as(server, a_login)
     for i in range(3):
         await a.send_message(b_id, f"old {i}")
     async with s.db.write() as conn:  # b's stream alone, as the retention pass would prune it

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.client import Client, login, new_person
-from tests.conftest import make_settings, start_server
+from tests.client import Client, connect_as, login, new_people, new_person
+from tests.conftest import make_settings, serving
 from tests.faults import rss_bytes, tcp_sockets
 from tests.history import History
 from tests.test_limits import _masked_text, _stuck_client
@@ -64,11 +64,9 @@ async def test_zero_window_client_leaves_the_socket_table_and_recovers_everythin
     settings = make_settings(
         db_url, ws_send_timeout=2.0, tcp_user_timeout_ms=TCP_USER_TIMEOUT_MS, send_rate_per_minute=100_000
     )
-    rs, task = await start_server(settings)
-    try:
+    async with serving(settings) as rs:
         s = rs.services_obj  # type: ignore[attr-defined]
-        a_id, a_lg = await new_person(s)
-        b_id, b_lg = await new_person(s)
+        (a_id, a_lg), (b_id, b_lg) = await new_people(s, 2)
         tok_b = (await login(rs.http, b_lg))["access_token"]
         _, stuck = await _stuck_client(rs.port)
         stuck_port = stuck.get_extra_info("sockname")[1]
@@ -83,12 +81,11 @@ async def test_zero_window_client_leaves_the_socket_table_and_recovers_everythin
         stop, acks = asyncio.Event(), []
         pairs = []
         for _ in range(NORMAL_CLIENTS // 2):
-            x_id, x_lg = await new_person(s)
-            y_id, y_lg = await new_person(s)
-            pairs.append((await Client.connect(rs.ws, (await login(rs.http, x_lg))["access_token"]), y_id))
+            (x_id, x_lg), (y_id, y_lg) = await new_people(s, 2)
+            pairs.append((await connect_as(rs, x_lg), y_id))
         chatter = [asyncio.create_task(_chatter(c, y, stop, acks)) for c, y in pairs]
 
-        a = await Client.connect(rs.ws, (await login(rs.http, a_lg))["access_token"])
+        a = await connect_as(rs, a_lg)
         sent: list[int] = []
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -125,9 +122,6 @@ async def test_zero_window_client_leaves_the_socket_table_and_recovers_everythin
         assert [e["data"]["id"] for e in evs] == sent
         for c in [a, b, *(c for c, _ in pairs)]:
             await c.close()
-    finally:
-        rs.server.should_exit = True
-        await task
 
 
 async def _slow_reader(url: str, token: str) -> websockets.ClientConnection:
@@ -149,8 +143,7 @@ SEND_S = 20.0  # CI slice of the bar's 60 s
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_slow_reader_stays_bounded_is_closed_1013_and_resumes_without_loss(db_url: str) -> None:
-    rs, task = await start_server(make_settings(db_url, send_rate_per_minute=100_000, ws_queue_max=64))
-    try:
+    async with serving(make_settings(db_url, send_rate_per_minute=100_000, ws_queue_max=64)) as rs:
         s = rs.services_obj  # type: ignore[attr-defined]
         b_id, b_lg = await new_person(s)
         tok_b = (await login(rs.http, b_lg))["access_token"]
@@ -159,7 +152,7 @@ async def test_slow_reader_stays_bounded_is_closed_1013_and_resumes_without_loss
         senders = []
         for _ in range(SENDERS):
             pid, lg = await new_person(s)
-            senders.append((pid, await Client.connect(rs.ws, (await login(rs.http, lg))["access_token"])))
+            senders.append((pid, await connect_as(rs, lg)))
         cap = s.settings.ws_queue_max
         got: list[dict[str, Any]] = []
         stop = asyncio.Event()
@@ -223,6 +216,3 @@ async def test_slow_reader_stays_bounded_is_closed_1013_and_resumes_without_loss
         for _, c in senders:
             await c.close()
         await b.close()
-    finally:
-        rs.server.should_exit = True
-        await task

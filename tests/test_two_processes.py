@@ -17,7 +17,7 @@ from org_tree.holder import OrgIndexHolder
 from org_tree.jurisdiction import SYSTEM
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
-from tests.client import PASSWORD, Client, login
+from tests.client import PASSWORD, Client, connect_as, login
 from tests.conftest import FAST_PASSWORDS
 from tests.history import History
 from tests.procs import zzd_processes
@@ -91,8 +91,8 @@ async def test_lost_wakeups_are_repaired_by_the_safety_poll(pg_database: str, re
         prefixes=["iso-a-" + secrets.token_hex(3), "iso-b-" + secrets.token_hex(3)],
         ZZD_SAFETY_POLL_INTERVAL="0.5",
     ) as (p1, p2):
-        a = await Client.connect(p1.ws, (await login(p1.http, a_lg))["access_token"])
-        b = await Client.connect(p2.ws, (await login(p2.http, b_lg))["access_token"])
+        a = await connect_as(p1, a_lg)
+        b = await connect_as(p2, b_lg)
         sent = [(await a.send_message(b_id, f"m{i}"))["data"]["message_id"] for i in range(5)]
         evs = await b.wait_events(5, timeout=10)
         assert [e["data"]["id"] for e in evs] == sent

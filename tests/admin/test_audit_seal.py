@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -67,11 +69,22 @@ async def test_two_processes_writing_at_once_seal_into_one_valid_chain(own_db_ur
         await db.dispose()
 
 
+@asynccontextmanager
+async def _sealing(url: str, poll: float) -> AsyncIterator[tuple[Database, Sealer]]:
+    """A database with its sealer running; the sealer is cancelled and the database disposed however it ends."""
+    async with Database(url) as db:
+        sealer = Sealer(db, poll=poll)
+        task = asyncio.create_task(sealer.run())
+        try:
+            yield db, sealer
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_a_rolled_back_entry_leaves_no_hole_and_the_sealer_wakes_after_commit(own_db_url: str) -> None:
-    db = Database(own_db_url)
-    sealer = Sealer(db, poll=3600)  # only the after-commit bell can wake it within the test
-    task = asyncio.create_task(sealer.run())
-    try:
+    # poll=3600: only the after-commit bell can wake the sealer within the test
+    async with _sealing(own_db_url, poll=3600) as (db, _):
         with pytest.raises(RuntimeError):
             async with db.write() as conn:
                 await record(conn, AuditEntry("test.rolled_back"), NOW)
@@ -82,10 +95,6 @@ async def test_a_rolled_back_entry_leaves_no_hole_and_the_sealer_wakes_after_com
         assert (report.ok, report.checked, report.last_seq) == (True, 1, 1)
         chain = await _chain(db)
         assert [(r["id"], r["seq"], r["action"]) for r in chain] == [(kept, 1, "test.kept")]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await db.dispose()
 
 
 async def _all_sealed(db: Database) -> object:
@@ -128,11 +137,7 @@ async def test_entries_commit_past_an_open_audited_transaction_and_seal_in_visib
 
 @pytest.mark.postgres
 async def test_a_sealer_that_finds_the_head_busy_comes_back(own_pg_database: str) -> None:
-    db = Database(own_pg_database)
-    other = Database(own_pg_database, pool_size=1)
-    sealer = Sealer(db, poll=3600)
-    task = asyncio.create_task(sealer.run())
-    try:
+    async with _sealing(own_pg_database, poll=3600) as (db, sealer), Database(own_pg_database, pool_size=1) as other:
         async with other.write() as held:  # another process's sealer, mid-pass
             await held.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())
             async with db.write() as conn:
@@ -141,25 +146,17 @@ async def test_a_sealer_that_finds_the_head_busy_comes_back(own_pg_database: str
             assert (await verify(db)).unsealed == 1
         report = await wait_until(lambda: _all_sealed(db), 10, "sealed once the head was free")
         assert (report.ok, report.checked) == (True, 1)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await other.dispose()
-        await db.dispose()
 
 
 async def test_verify_beside_a_running_sealer_reports_no_false_break(own_db_url: str) -> None:
     """The head moves while verify walks: it must catch up, not call the newer rows a cut tail or an append."""
-    db = Database(own_db_url)
-    sealer = Sealer(db, poll=0.05)
-    task = asyncio.create_task(sealer.run())
+    async with _sealing(own_db_url, poll=0.05) as (db, _):
 
-    async def writes() -> None:
-        for i in range(80):
-            async with db.write() as conn:
-                await record(conn, AuditEntry("test.during_verify", detail={"i": i}), NOW)
+        async def writes() -> None:
+            for i in range(80):
+                async with db.write() as conn:
+                    await record(conn, AuditEntry("test.during_verify", detail={"i": i}), NOW)
 
-    try:
         writing = asyncio.create_task(writes())
         problems: list[str | None] = []
         while not writing.done():
@@ -168,10 +165,6 @@ async def test_verify_beside_a_running_sealer_reports_no_false_break(own_db_url:
         assert problems == []
         report = await wait_until(lambda: _all_sealed(db), 10, "all sealed")
         assert (report.ok, report.checked) == (True, 80)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await db.dispose()
 
 
 async def test_a_stopping_process_seals_what_it_committed_last(own_db_url: str) -> None:

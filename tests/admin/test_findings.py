@@ -16,9 +16,9 @@ import websockets
 
 from kernel.audit import AuditQuery, query
 from org_tree.jurisdiction import SYSTEM
-from tests.client import PASSWORD, Client, login, new_person
+from tests.client import PASSWORD, Client, login, new_people, new_person
 from tests.conftest import RunningServer, make_settings, start_server
-from tests.org_server import auth, seat, slot
+from tests.org_server import auth, position_at, seat
 
 VILLAGE = "990101001001"
 GRID = "990101001001001"
@@ -59,9 +59,8 @@ async def test_a_peer_cannot_take_a_position_or_end_assignments(org_server: Runn
 
 async def test_seating_oneself_cannot_widen_jurisdiction(org_server: RunningServer) -> None:
     rs = org_server
-    s = rs.services_obj  # type: ignore[attr-defined]
     me, _, sec_pos, tok = await seat(rs, VILLAGE, "village_secretary")
-    grid_pos = s.org_index.index.position_id(slot(s.org_index.index, GRID, "grid_worker"))
+    grid_pos = position_at(rs, GRID, "grid_worker")
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
         r = await h.post(f"/api/v1/org/positions/{grid_pos}/assignments", json={"person_id": me, "kind": "deputy"})
         assert (r.status_code, r.json()["error"]["code"]) == (403, "no_grant")
@@ -81,7 +80,7 @@ async def test_a_former_holder_cannot_edit_or_recall_as_the_position(org_server:
     rs = org_server
     s = rs.services_obj  # type: ignore[attr-defined]
     writer, _, w_pos, w_tok = await seat(rs, GRID, "grid_worker")
-    chief_pos = s.org_index.index.position_id(slot(s.org_index.index, VILLAGE, "river_chief"))
+    chief_pos = position_at(rs, VILLAGE, "river_chief")
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(w_tok)) as h:
         sent = []
         for i in range(2):
@@ -183,8 +182,7 @@ async def test_out_of_range_integers_answer_404_or_400(org_server: RunningServer
 async def test_a_session_must_belong_to_the_tokens_subject(org_server: RunningServer) -> None:
     rs = org_server
     s = rs.services_obj  # type: ignore[attr-defined]
-    a, a_login = await new_person(s)
-    b, _ = await new_person(s)
+    (a, a_login), (b, _) = await new_people(s, 2)
     b_session = await s.sessions.open(b)
     forged = s.tokens.issue(a, b_session.session_id)  # signed, but the sid is B's
     async with httpx.AsyncClient(base_url=rs.http) as h:

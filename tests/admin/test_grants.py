@@ -8,7 +8,7 @@ import httpx
 from org_tree.jurisdiction import SYSTEM
 from tests.client import login, new_person
 from tests.conftest import RunningServer
-from tests.org_server import auth, seat, slot
+from tests.org_server import auth, position_at, seat, unit_id_at
 
 COUNTY, OTHER_COUNTY = "990101", "990102"
 VILLAGE = "990101001001"
@@ -17,19 +17,16 @@ VILLAGE = "990101001001"
 async def test_a_county_administrator_works_inside_the_grant_only(org_server: RunningServer) -> None:
     rs = org_server
     s = rs.services_obj  # type: ignore[attr-defined]
-    idx = s.org_index.index
     admin_id, admin_login = await new_person(s, "县管理员")
     await s.grants.grant(SYSTEM, admin_id, COUNTY, frozenset({"org", "assignments", "grants"}))
     helper_id, helper_login = await new_person(s, "村管理员")
     newcomer, _ = await new_person(s)
     tok = (await login(rs.http, admin_login))["access_token"]
-    sec_pos = idx.position_id(slot(idx, VILLAGE, "village_secretary"))
-    far_pos = idx.position_id(slot(idx, "990102001001", "village_secretary"))
+    sec_pos = position_at(rs, VILLAGE, "village_secretary")
+    far_pos = position_at(rs, "990102001001", "village_secretary")
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
         me = (await h.get("/api/v1/me/grants")).json()["grants"]
-        assert [(g["unit_id"], g["perms"]) for g in me] == [
-            (idx.unit_id(idx.unit(COUNTY)), ["assignments", "grants", "org"])
-        ]
+        assert [(g["unit_id"], g["perms"]) for g in me] == [(unit_id_at(rs, COUNTY), ["assignments", "grants", "org"])]
         r = await h.post(f"/api/v1/org/positions/{sec_pos}/handover", json={"person_id": newcomer})
         assert r.status_code == 200, r.text
         r = await h.post(f"/api/v1/org/positions/{far_pos}/handover", json={"person_id": newcomer})
@@ -77,11 +74,10 @@ async def test_a_county_administrator_works_inside_the_grant_only(org_server: Ru
 async def test_ordinary_accounts_reach_no_administrative_endpoint(org_server: RunningServer) -> None:
     rs = org_server
     s = rs.services_obj  # type: ignore[attr-defined]
-    idx = s.org_index.index
     boss = await new_person(s)
     top = await s.grants.grant(SYSTEM, boss[0], None, frozenset({"grants", "audit", "settings"}))
     head_id, _, head_pos, tok = await seat(rs, COUNTY, "county_head")  # a high position, no grant
-    unit_id = idx.unit_id(idx.unit(VILLAGE))
+    unit_id = unit_id_at(rs, VILLAGE)
     rule = {"name": "河道垃圾", "accept_within": 60, "resolve_within": 600, "escalation": "head_above",
             "ding": False, "route_role": "village_director", "route_level": "village"}  # fmt: skip
     calls = [

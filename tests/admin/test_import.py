@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,7 @@ from kernel.schema import persons
 from org_tree.jurisdiction import SYSTEM
 from org_tree.provisioning import apply_plan, plan_import
 from tests.conftest import RunningServer
-from tests.org_server import slot
+from tests.org_server import cli_env, slot
 
 HEADER = "login,name,phone,positions\n"
 FILE = (
@@ -97,25 +96,9 @@ async def test_import_is_idempotent_all_or_nothing_and_codes_activate_once(org_s
 
 
 def test_cli_import_writes_codes_once_and_reports_bad_lines(tmp_path: Path, sqlite_template: Path) -> None:
-    import asyncio
-
-    from org_tree.importer import import_divisions
-    from tests.notices.conftest import write_divisions
     from zzd.cli import main
 
-    db_file = tmp_path / "imp.db"
-    shutil.copy(sqlite_template, db_file)
-    url = f"sqlite+aiosqlite:///{db_file}"
-
-    async def tree() -> None:
-        db = Database(url)
-        try:
-            await import_divisions(db, write_divisions(tmp_path / "div", townships=1, villages=1), grids_per_village=1)
-        finally:
-            await db.dispose()
-
-    asyncio.run(tree())
-    env = {"ZZD_DATABASE_URL": url, "ZZD_JWT_KEYS": "t1:" + "k" * 40}
+    env = cli_env(tmp_path, sqlite_template, grids_per_village=1)
     src = tmp_path / "people.csv"
     src.write_text(FILE, encoding="utf-8")
     runner = CliRunner()

@@ -13,7 +13,7 @@ from messaging.notices.schema import notices
 from messaging.tasks.reports import Filing
 from org_tree.jurisdiction import SYSTEM
 from tests.apps.helpers import COUNTY, OTHER_COUNTY, VILLAGE, admin_token, app_token, make_app
-from tests.client import login, new_person
+from tests.client import login, new_people, new_person
 from tests.conftest import RunningServer
 from tests.org_server import auth, seat
 
@@ -160,8 +160,7 @@ async def test_a_bot_posts_only_where_it_was_added_and_is_labelled(org_server: R
     admin = await admin_token(rs, None)
     app, tok = await _app(rs, admin, "值班机器人", ["chat:bot"])
     _, no_scope = await _app(rs, admin, "无聊天", ["org:read"])
-    owner, lg = await new_person(s)
-    member, _ = await new_person(s)
+    (owner, lg), (member, _) = await new_people(s, 2)
     person_tok = (await login(rs.http, lg))["access_token"]
     with_bot = await s.groups.create(owner, "值班群", person_ids=[member, app["bot_person_id"]])
     without = await s.groups.create(owner, "私聊群", person_ids=[member])

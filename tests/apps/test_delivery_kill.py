@@ -38,7 +38,9 @@ ENV = {
 }
 
 
-async def _app(url: str) -> tuple[str, str]:
+async def tree_with_app(url: str, tmp_path: Path) -> tuple[str, str]:
+    """The served tree in ``url`` and an app subscribed to grid reports there: its client id and secret."""
+    await populate(url, tmp_path)
     db = Database(url)
     try:
         holder = OrgIndexHolder(db)
@@ -75,8 +77,7 @@ async def test_a_killed_process_loses_no_event_and_the_retry_keeps_its_webhook_i
     own_pg_database: str, tmp_path: Path, redis_url: str
 ) -> None:
     url = own_pg_database
-    await populate(url, tmp_path)
-    client_id, client_secret = await _app(url)
+    client_id, client_secret = await tree_with_app(url, tmp_path)
     async with receiver() as rec:
         rec.behaviours["/kill"] = Behaviour(hang=30.0)  # the first process is mid-request when it dies
         prefix = redis_prefix()

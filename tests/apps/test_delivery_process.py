@@ -15,10 +15,9 @@ import asyncpg
 import pytest
 from click.testing import CliRunner
 
-from tests.apps.conftest import populate
 from tests.apps.helpers import subscribe_webhook
 from tests.apps.receiver import Behaviour, receiver
-from tests.apps.test_delivery_kill import _app, _file_reports
+from tests.apps.test_delivery_kill import _file_reports, tree_with_app
 from tests.procs import delivery_processes, zzd_processes
 from tests.services import PG_HOST, PG_PORT, PG_USER, redis_prefix
 from tests.waiting import wait_until
@@ -49,8 +48,7 @@ async def test_the_delivery_process_sends_what_the_server_records(
     own_pg_database: str, tmp_path: Path, redis_url: str
 ) -> None:
     url = own_pg_database
-    await populate(url, tmp_path)
-    client_id, client_secret = await _app(url)
+    client_id, client_secret = await tree_with_app(url, tmp_path)
     prefix = redis_prefix()
     async with receiver() as rec:
         rec.behaviours["/hook"] = Behaviour(hang=8.0)  # held open, so we can see who leased them

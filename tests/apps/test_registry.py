@@ -15,7 +15,7 @@ from kernel.audit import AuditQuery, query
 from tests.apps.helpers import COUNTY, OTHER_COUNTY, admin_token, app_token, make_app
 from tests.client import login, new_person
 from tests.conftest import RunningServer
-from tests.org_server import auth
+from tests.org_server import auth, cli_env
 
 
 async def test_an_app_administrator_registers_an_app_and_the_app_gets_a_token(org_server: RunningServer) -> None:
@@ -143,27 +143,9 @@ async def test_rotation_overlaps_and_revocation_stops_tokens_at_the_next_request
 
 
 def test_cli_creates_lists_rotates_and_disables_apps(tmp_path: Path, sqlite_template: Path) -> None:
-    import asyncio
-    import shutil
-
-    from kernel.db.database import Database
-    from org_tree.importer import import_divisions
-    from tests.notices.conftest import write_divisions
     from zzd.cli import main
 
-    db_file = tmp_path / "cli.db"
-    shutil.copy(sqlite_template, db_file)
-    url = f"sqlite+aiosqlite:///{db_file}"
-
-    async def tree() -> None:
-        db = Database(url)
-        try:
-            await import_divisions(db, write_divisions(tmp_path / "div", townships=1, villages=1))
-        finally:
-            await db.dispose()
-
-    asyncio.run(tree())
-    env = {"ZZD_DATABASE_URL": url, "ZZD_JWT_KEYS": "t1:" + "k" * 40}
+    env = cli_env(tmp_path, sqlite_template)
     runner = CliRunner()
     args = ["app", "create", "--name", "签到", "--unit", COUNTY, "--subtree", COUNTY, "--visible", "*@990101"]
     res = runner.invoke(main, [*args, "--scope", "notice:send"], env=env)

@@ -55,6 +55,15 @@ async def _raw(
     return reader, writer
 
 
+async def _raw_status(server: RunningServer, head: str, body: bytes = b"") -> bytes:
+    """The status line the server answers a hand-written request with (the connection closed after)."""
+    reader, writer = await _raw(server, head, body)
+    try:
+        return await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+
+
 def _head(auth: dict[str, str], data: bytes, length: int) -> str:
     return (
         f"POST {URL} HTTP/1.1\nHost: test\nAuthorization: {auth['Authorization']}\n"
@@ -150,12 +159,8 @@ async def test_oversize_content_length_is_refused_before_the_body_is_sent(up_ser
     _, auth = await _person(up_server)
     big = image(size=MAX_BYTES + 1)
     # Headers only: the 413 must come without the server waiting for a single body byte.
-    reader, writer = await _raw(up_server, _head(auth, big, len(big)))
-    try:
-        status = await asyncio.wait_for(reader.readline(), 10)
-        assert status.startswith(b"HTTP/1.1 413"), status
-    finally:
-        writer.close()
+    status = await _raw_status(up_server, _head(auth, big, len(big)))
+    assert status.startswith(b"HTTP/1.1 413"), status
     assert stored_files(_root(up_server)) == []
 
 
@@ -163,12 +168,8 @@ async def test_body_longer_than_content_length_fails_the_checksum(up_server: Run
     """A lying Content-Length: the server reads only that many bytes, which do not hash to the file's SHA-256."""
     _, auth = await _person(up_server)
     data = image()
-    reader, writer = await _raw(up_server, _head(auth, data, 5000), data)
-    try:
-        status = await asyncio.wait_for(reader.readline(), 10)
-        assert status.startswith(b"HTTP/1.1 400"), status
-    finally:
-        writer.close()
+    status = await _raw_status(up_server, _head(auth, data, 5000), data)
+    assert status.startswith(b"HTTP/1.1 400"), status
     assert stored_files(_root(up_server)) == []
     assert not await _exists_digest(up_server, sha(data))
     assert not await _exists_digest(up_server, sha(data[:5000]))

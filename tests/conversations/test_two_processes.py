@@ -25,7 +25,7 @@ from messaging.conversations.schema import message_fanouts
 from messaging.schema import person_events
 from org_tree.holder import OrgIndexHolder
 from org_tree.org_service import OrgService
-from tests.client import Client, login
+from tests.client import Client, connect_as, login
 from tests.conftest import temp_pg_database
 from tests.conversations.conftest import ADMIN
 from tests.history import History
@@ -81,10 +81,8 @@ async def test_s12_same_key_from_two_processes_is_one_message(two: list[ServerPr
     pool = await _pool_with(tree_pg, [h1, h2])
     tok_a = (await login(p1.http, a_lg))["access_token"]
     a1, a2 = await Client.connect(p1.ws, tok_a), await Client.connect(p2.ws, tok_a)
-    b1 = await Client.connect(p2.ws, (await login(p2.http, b_lg))["access_token"])
-    holders = [
-        await Client.connect(p.ws, (await login(p.http, lg))["access_token"]) for p, lg in ((p1, h1_lg), (p2, h2_lg))
-    ]
+    b1 = await connect_as(p2, b_lg)
+    holders = [await connect_as(p, lg) for p, lg in ((p1, h1_lg), (p2, h2_lg))]
     hist = History()
     # The first message to a position, twice at once: one thread, one message.
     frame = {"type": "send", "to_position": pool, "client_msg_id": "first", "body": "求助"}

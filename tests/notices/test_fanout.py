@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from kernel.errors import Conflict, Forbidden, NotFound
 from messaging.notices import validate_compose
 from messaging.notices.schema import notice_receipts, notices
+from messaging.notices.service import SendResult
 from messaging.schema import person_events
 from org_tree.resolution import resolve
 from org_tree.selectors import parse_selector
@@ -24,6 +25,16 @@ EVERYONE = " | ".join(
 
 def compose(cid: str, sel: str = EVERYONE, **kw: object) -> object:
     return validate_compose(client_msg_id=cid, title="防汛通知", body="请各网格做好准备", selector=sel, **kw)  # type: ignore[arg-type]
+
+
+SECRETARIES = f"village_secretary@{CITY}/**"
+
+
+async def to_secretaries(w: World, cid: str) -> tuple[SendResult, list[int]]:
+    """The governor's notice ``cid`` to every village secretary in the city, sent; with its recipients."""
+    person, position = w.governor()
+    res = await w.send(person, position, compose(cid, SECRETARIES))
+    return res, list(resolve(w.index, parse_selector(SECRETARIES)).persons)
 
 
 async def notice_events_of(w: World, kind: str = "notice.new") -> list[tuple[int, dict[str, object]]]:
@@ -159,10 +170,8 @@ async def test_recall_within_window(world: World) -> None:
 
 async def test_progress_events_are_coalesced(world: World) -> None:
     w = world
-    person, position = w.governor()
-    sel = f"village_secretary@{CITY}/**"
-    res = await w.send(person, position, compose("p1", sel))  # type: ignore[arg-type]
-    recips = list(resolve(w.index, parse_selector(sel)).persons)[:20]
+    res, secretaries = await to_secretaries(w, "p1")
+    recips = secretaries[:20]
     for p in recips[:10]:
         await w.svc.mark_read(p, res.notice_id)
     assert await w.svc.flush_progress() == 1
@@ -188,10 +197,8 @@ async def test_a_read_committed_during_a_progress_flush_is_reported_by_the_next(
     w = world
     if w.db.is_sqlite:
         pytest.skip("one writer: no read can commit inside the flush's transaction")
-    person, position = w.governor()
-    sel = f"village_secretary@{CITY}/**"
-    res = await w.send(person, position, compose("pf1", sel))  # type: ignore[arg-type]
-    first, second = list(resolve(w.index, parse_selector(sel)).persons)[:2]
+    res, secretaries = await to_secretaries(w, "pf1")
+    first, second = secretaries[:2]
     await w.svc.mark_read(first, res.notice_id)
     totals = service.receipt_totals
 
@@ -214,10 +221,9 @@ async def test_delivered_marks_made_together_go_to_the_receipts_in_one_call(worl
     from messaging.notices.delivery import DeliveryRecorder
 
     w = world
-    person, position = w.governor()
-    sel = f"village_secretary@{CITY}/**"
-    res = await w.send(person, position, compose("dm1", sel))  # type: ignore[arg-type]
-    recips = sorted(resolve(w.index, parse_selector(sel)).persons)[:30]
+    person, _ = w.governor()  # the sender
+    res, secretaries = await to_secretaries(w, "dm1")
+    recips = sorted(secretaries)[:30]
     calls: list[int] = []
 
     async def mark_many(marks: list[tuple[int, int]]) -> object:

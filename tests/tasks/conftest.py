@@ -55,6 +55,13 @@ class TaskWorld:
     def unit_of(self, position_id: int) -> int:
         return self.index.position_unit(self.index.slot(position_id))
 
+    def units_up(self, position_id: int, n: int) -> list[int]:
+        """The position's unit and the ``n - 1`` units above it (a grid's: grid, village, township, …)."""
+        units = [self.unit_of(position_id)]
+        while len(units) < n:
+            units.append(self.index.parent(units[-1]))
+        return units
+
     def position_in(self, role: str, u: int) -> int:
         rid = self.index.role_id(role)
         for k in self.index.unit_slots(u):
@@ -69,9 +76,7 @@ class TaskWorld:
         """A grid worker whose village and township river chiefs are both held."""
         idx = self.index
         for person, pos in self.held("grid_worker"):
-            grid = self.unit_of(pos)
-            village = idx.parent(grid)
-            township = idx.parent(village)
+            _, village, township = self.units_up(pos, 3)
             try:
                 vr = self.position_in("river_chief", village)
                 tr = self.position_in("river_chief", township)

@@ -172,9 +172,7 @@ async def test_bad_reports_store_nothing(tw: TaskWorld) -> None:
 async def test_routing_rules_and_beyond_capacity(tw: TaskWorld) -> None:
     w = tw
     worker, grid_pos = w.grid_worker_with_held_chain()
-    grid = w.unit_of(grid_pos)
-    village = w.index.parent(grid)
-    township = w.index.parent(village)
+    _, _, township = w.units_up(grid_pos, 3)
     r1, _ = await w.reports.file(worker, grid_pos, Filing("c1", "illegal_building", "违建", 28.9, 118.8))
     t1 = await w.tasks.get(worker, r1["task_id"])
     assert t1["owner_position_id"] == w.position_in("enforcement_captain", township)
@@ -192,8 +190,7 @@ async def test_routing_rules_and_beyond_capacity(tw: TaskWorld) -> None:
 async def test_overdue_task_escalates_once_with_ding(tw: TaskWorld) -> None:
     w = tw
     worker, grid_pos = w.grid_worker_with_held_chain()
-    village = w.index.parent(w.unit_of(grid_pos))
-    township = w.index.parent(village)
+    _, village, township = w.units_up(grid_pos, 3)
     report, _ = await w.reports.file(worker, grid_pos, Filing("e1", "river_litter", "垃圾", 28.9, 118.8))
     tid = report["task_id"]
     assert await w.timers.run_due() == []  # nothing due yet

@@ -51,10 +51,7 @@ async def test_return_reassign_comment_cancel(tw: TaskWorld) -> None:
 async def test_stats_roll_up_from_grid_to_county(tw: TaskWorld) -> None:
     w = tw
     worker, grid_pos = w.grid_worker_with_held_chain()
-    grid = w.unit_of(grid_pos)
-    village = w.index.parent(grid)
-    township = w.index.parent(village)
-    county = w.index.parent(township)
+    grid, village, township, county = w.units_up(grid_pos, 4)
     chief_pos = w.position_in("river_chief", village)
     chief = w.holder(chief_pos)
     for i, accept_after in enumerate((60, 120, 600)):
