@@ -48,16 +48,15 @@ import httpx
 
 from group_load import GroupPool
 from notice_bare import trigger
+from notice_setup import seed_sessions
 
 from common import (
     BENCH,
     PYTHON,
     ROOT,
-    Client,
     Server,
     free_port,
     migrate,
-    mint_token,
     percentile,
     postgres_database,
     start_process,
@@ -94,20 +93,6 @@ def write_divisions(folder: Path, townships: int, villages: int = 15) -> Path:
     (folder / "streets.csv").write_text("\n".join(streets) + "\n", encoding="utf-8")
     (folder / "villages.csv").write_text("\n".join(vills) + "\n", encoding="utf-8")
     return folder
-
-
-async def seed_sessions(db: Any, person_ids: list[int]) -> list[Client]:
-    """One login session per person (COPY), and an access token for it."""
-    sids = [uuid.uuid4().hex for _ in person_ids]
-    now, later = datetime.now(UTC), datetime(2099, 1, 1, tzinfo=UTC)
-    async with db.write() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        await raw.copy_records_to_table(
-            "auth_sessions",
-            records=[(s, p, now, later, None) for s, p in zip(sids, person_ids, strict=True)],
-            columns=["id", "person_id", "created_at", "expires_at", "revoked_at"],
-        )
-    return [Client(p, mint_token(p, s, ttl=7200)) for s, p in zip(sids, person_ids, strict=True)]
 
 
 async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:

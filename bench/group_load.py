@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from typing import Any
 
-import uvloop
-
-from common import Client, raise_fd_limit
-from loadgen import Worker, WorkerPool, WorkerSpec
+from common import Client
+from loadgen import Worker, WorkerPool, WorkerSpec, obey, run_load_process, seed_of
 
 
 class GroupWorker(Worker):
@@ -47,26 +44,12 @@ class GroupWorker(Worker):
 
 
 async def _serve(spec: WorkerSpec, pipe: Any) -> None:
-    loop = asyncio.get_running_loop()
     w = GroupWorker(spec)
-    while True:
-        cmd, args = await loop.run_in_executor(None, pipe.recv)
-        if cmd == "connect":
-            pipe.send(await w.connect_all())
-        elif cmd == "listen":
-            pipe.send(w.listen())
-        elif cmd == "await_key":
-            pipe.send(await w.await_key(**args))
-        elif cmd == "close":
-            await w.close_all()
-            pipe.send({"closed": True})
-            return
+    await obey(pipe, w, {"connect": w.connect_all, "listen": w.listen, "await_key": w.await_key})
 
 
 def _entry(spec: WorkerSpec, pipe: Any) -> None:
-    raise_fd_limit()
-    random.seed(spec.index * 7919 + int(time.time()))
-    uvloop.run(_serve(spec, pipe))
+    run_load_process(_serve(spec, pipe), seed_of(spec))
 
 
 class GroupPool(WorkerPool):

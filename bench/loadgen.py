@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import multiprocessing as mp
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
@@ -238,29 +239,49 @@ class Worker:
         }
 
 
-async def _serve(spec: WorkerSpec, pipe: Pipe) -> None:
-    """Obey the orchestrator's commands until ``close``."""
+async def obey(pipe: Pipe, worker: Any, commands: dict[str, Callable[..., Any]]) -> None:
+    """Answer the orchestrator's ``(command, args)`` messages until ``close``.
+
+    Each answer is what ``commands[command](**args)`` returns (awaited when it is
+    a coroutine); ``close`` closes the worker's sockets and says so. Every
+    scenario's load process runs this loop with its own command table.
+    """
     loop = asyncio.get_running_loop()
-    worker = Worker(spec)
     while True:
         cmd, args = await loop.run_in_executor(None, pipe.recv)
-        if cmd == "connect":
-            pipe.send(await worker.connect_all())
-        elif cmd == "chat":
-            await worker.chat(**args)
-            pipe.send(worker.report())
-        elif cmd == "linger":
-            pipe.send(await worker.linger(**args))
-        elif cmd == "close":
+        if cmd == "close":
             await worker.close_all()
             pipe.send({"closed": True})
             return
+        got = commands[cmd](**args)
+        pipe.send(await got if inspect.isawaitable(got) else got)
+
+
+def run_load_process(serve: Coroutine[Any, Any, None], seed: int | None) -> None:
+    """A load process's body: a high descriptor limit, its own random seed (when given), ``serve`` on uvloop."""
+    raise_fd_limit()
+    if seed is not None:
+        random.seed(seed)
+    uvloop.run(serve)
+
+
+def seed_of(spec: WorkerSpec) -> int:
+    """Each load process its own random stream, different from run to run."""
+    return spec.index * 7919 + int(time.time())
+
+
+async def _serve(spec: WorkerSpec, pipe: Pipe) -> None:
+    worker = Worker(spec)
+
+    async def chat(**args: Any) -> dict[str, Any]:
+        await worker.chat(**args)
+        return worker.report()
+
+    await obey(pipe, worker, {"connect": worker.connect_all, "chat": chat, "linger": worker.linger})
 
 
 def _worker_entry(spec: WorkerSpec, pipe: Pipe) -> None:
-    raise_fd_limit()
-    random.seed(spec.index * 7919 + int(time.time()))
-    uvloop.run(_serve(spec, pipe))
+    run_load_process(_serve(spec, pipe), seed_of(spec))
 
 
 class WorkerPool:

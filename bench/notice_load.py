@@ -15,11 +15,10 @@ import random
 import time
 from typing import Any
 
-import uvloop
 from websockets.exceptions import ConnectionClosed
 
-from common import Client, raise_fd_limit
-from loadgen import Worker, WorkerPool, WorkerSpec
+from common import Client
+from loadgen import Worker, WorkerPool, WorkerSpec, obey, run_load_process, seed_of
 
 
 class NoticeWorker(Worker):
@@ -117,30 +116,14 @@ class NoticeWorker(Worker):
 
 
 async def _serve(spec: WorkerSpec, pipe: Any) -> None:
-    loop = asyncio.get_running_loop()
     w = NoticeWorker(spec)
-    while True:
-        cmd, args = await loop.run_in_executor(None, pipe.recv)
-        if cmd == "connect":
-            pipe.send(await w.connect_all())
-        elif cmd == "listen":
-            pipe.send(w.listen())
-        elif cmd == "await_new":
-            pipe.send(await w.await_new(**args))
-        elif cmd == "read":
-            pipe.send(await w.read_all(**args))
-        elif cmd == "await_progress":
-            pipe.send(await w.await_progress(**args))
-        elif cmd == "close":
-            await w.close_all()
-            pipe.send({"closed": True})
-            return
+    commands = {"connect": w.connect_all, "listen": w.listen, "await_new": w.await_new, "read": w.read_all,
+                "await_progress": w.await_progress}  # fmt: skip
+    await obey(pipe, w, commands)
 
 
 def _entry(spec: WorkerSpec, pipe: Any) -> None:
-    raise_fd_limit()
-    random.seed(spec.index * 7919 + int(time.time()))
-    uvloop.run(_serve(spec, pipe))
+    run_load_process(_serve(spec, pipe), seed_of(spec))
 
 
 class NoticePool(WorkerPool):

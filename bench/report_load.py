@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
-import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from common import raise_fd_limit
-from loadgen import WorkerPool
+from common import http_exchange
+from loadgen import WorkerPool, obey, run_load_process
 
 JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
 CONNECT_CONCURRENCY = 100
@@ -184,7 +183,8 @@ class Worker:
                 f"POST /api/v1/uploads HTTP/1.1\r\nHost: bench\r\n{auth}Content-Type: image/jpeg\r\n"
                 f"Content-Length: {len(photo)}\r\nX-Content-SHA256: {digest}\r\n\r\n"
             )
-            rec.up_status, _ = await asyncio.wait_for(_exchange(reader, writer, head.encode() + photo), HTTP_TIMEOUT)
+            exchange = http_exchange(reader, writer, head.encode() + photo)
+            rec.up_status, _ = await asyncio.wait_for(exchange, HTTP_TIMEOUT)
             rec.up_end = time.time()
             if rec.up_status not in (200, 201):
                 rec.error = f"upload {rec.up_status}"
@@ -206,7 +206,7 @@ class Worker:
             )
             rec.post_start = time.time()
             rec.post_status, reply = await asyncio.wait_for(
-                _exchange(reader, writer, head.encode() + data), HTTP_TIMEOUT
+                http_exchange(reader, writer, head.encode() + data), HTTP_TIMEOUT
             )
             rec.post_end = time.time()
             if rec.post_status in (200, 201):
@@ -260,39 +260,13 @@ class Worker:
         return {"records": [r.__dict__ for r in recs], "seen": self.seen, "closed": self.closed}
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[int, bytes]:
-    """One HTTP/1.1 request on a kept-alive connection: status and body (Content-Length framed)."""
-    writer.write(request)
-    await writer.drain()
-    status = int((await reader.readline()).split()[1])
-    length = 0
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value)
-    return status, await reader.readexactly(length)
-
-
 async def _serve(spec: Spec, pipe: Pipe) -> None:
-    loop = asyncio.get_running_loop()
     worker = Worker(spec)
-    while True:
-        cmd, args = await loop.run_in_executor(None, pipe.recv)
-        if cmd == "connect":
-            pipe.send(await worker.connect_all())
-        elif cmd == "run":
-            pipe.send(await worker.run(**args))
-        elif cmd == "warm":
-            pipe.send(await worker.warm(**args))
-        elif cmd == "close":
-            await worker.close_all()
-            pipe.send({"closed": True})
-            return
+    await obey(pipe, worker, {"connect": worker.connect_all, "run": worker.run, "warm": worker.warm})
 
 
 def _entry(spec: Spec, pipe: Pipe) -> None:
-    raise_fd_limit()
-    uvloop.run(_serve(spec, pipe))
+    run_load_process(_serve(spec, pipe), None)
 
 
 class ReportPool(WorkerPool):

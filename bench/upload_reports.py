@@ -49,6 +49,7 @@ from common import (
     Client,
     Server,
     asyncpg_dsn,
+    http_exchange,
     migrate,
     percentile,
     postgres_database,
@@ -78,15 +79,7 @@ async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token
         f"POST {PATH} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
         f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\nX-Content-SHA256: {digest}\r\n\r\n"
     )
-    writer.write(head.encode() + data)
-    await writer.drain()
-    status = int((await reader.readline()).split()[1])
-    length = 0
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value)
-    await reader.readexactly(length)
+    status, _ = await http_exchange(reader, writer, head.encode() + data)
     return status
 
 
