@@ -24,7 +24,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.database import Database, in_sqlite_thread
-from kernel.db.dialect import chunks, insert_ignore, is_postgres
+from kernel.db.dialect import chunks, driver_fetch, insert_ignore, is_postgres
 from kernel.errors import ErrorCode, ResyncRequired
 from messaging.db_errors import with_db_retry
 from messaging.schema import person_events, person_streams
@@ -379,10 +379,7 @@ class EventLog:
             # statement through SQLAlchemy was ~9 % of a server's CPU with 5,000 sockets.
             driver = (await conn.get_raw_connection()).driver_connection
             for part in chunks(persons, 100_000):
-                if is_postgres(conn):
-                    rows += await driver.fetch(pg_sql, part)  # type: ignore[union-attr]
-                else:
-                    rows += await driver.execute_fetchall(sqlite_sql, (json.dumps(part),))  # type: ignore[union-attr]
+                rows += await driver_fetch(conn, driver, pg_sql, sqlite_sql, part)
         return rows
 
     async def read_pages(

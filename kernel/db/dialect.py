@@ -11,6 +11,7 @@ No other module asks which dialect it runs on (``tests/test_dialect_places.py`` 
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from sqlalchemy import Table, text
@@ -19,7 +20,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import GenerativeSelect
 
-__all__ = ["chunks", "for_update", "insert_ignore", "is_postgres", "reserve_ids", "try_transaction_lock", "upsert"]
+__all__ = [
+    "chunks",
+    "driver_fetch",
+    "for_update",
+    "insert_ignore",
+    "is_postgres",
+    "reserve_ids",
+    "try_transaction_lock",
+    "upsert",
+]
 
 S = TypeVar("S", bound=GenerativeSelect)
 
@@ -81,6 +91,19 @@ async def reserve_ids(conn: AsyncConnection, table: str, n: int) -> list[int]:
         return [int(r[0]) for r in await conn.execute(sql, {"n": n})]
     top = (await conn.execute(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}"))).scalar_one()  # noqa: S608
     return list(range(int(top) + 1, int(top) + 1 + n))
+
+
+async def driver_fetch(conn: AsyncConnection, driver: Any, pg_sql: str, sqlite_sql: str, *args: Any) -> list[Any]:
+    """The rows of a statement written for each driver, sent straight to ``driver`` (asyncpg or aiosqlite).
+
+    A list argument goes to PostgreSQL as an array and to SQLite as JSON text (read
+    there with ``json_each``): one parameter however many ids, the storage modules'
+    convention for bulk look-ups.
+    """
+    if is_postgres(conn):
+        return list(await driver.fetch(pg_sql, *args))
+    params = tuple(json.dumps(a) if isinstance(a, list) else a for a in args)
+    return list(await driver.execute_fetchall(sqlite_sql, params))
 
 
 def chunks(rows: list[Any], size: int) -> list[list[Any]]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.dialect import chunks, is_postgres
+from kernel.db.dialect import chunks, driver_fetch, is_postgres
 from messaging.events import driver_in_transaction
 from messaging.schema import conversation_members
 
@@ -92,10 +92,7 @@ async def claim_pending(
     driver = await driver_in_transaction(conn)
     out: list[tuple[int, int, int]] = []
     for part in chunks(persons, 100_000):
-        if is_postgres(conn):
-            rows = await driver.fetch(_PG_CLAIM, conversation_id, part, upto)
-        else:
-            rows = await driver.execute_fetchall(_SQLITE_CLAIM, (conversation_id, json.dumps(part), upto))
+        rows = await driver_fetch(conn, driver, _PG_CLAIM, _SQLITE_CLAIM, conversation_id, part, upto)
         out.extend((int(p), int(m), int(f)) for p, m, f in rows)
     return out
 
@@ -103,8 +100,4 @@ async def claim_pending(
 async def remaining_pending(conn: AsyncConnection, message_id: int) -> list[int]:
     """The persons a message still has pending rows for, in order."""
     driver = (await conn.get_raw_connection()).driver_connection
-    if is_postgres(conn):
-        rows = await driver.fetch(_PG_REMAINING, message_id)  # type: ignore[union-attr]
-    else:
-        rows = await driver.execute_fetchall(_SQLITE_REMAINING, (message_id,))  # type: ignore[union-attr]
-    return [int(r[0]) for r in rows]
+    return [int(r[0]) for r in await driver_fetch(conn, driver, _PG_REMAINING, _SQLITE_REMAINING, message_id)]

@@ -19,7 +19,7 @@ from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.dialect import chunks, is_postgres
+from kernel.db.dialect import chunks, driver_fetch, is_postgres
 from messaging.events import driver_in_transaction
 from messaging.notices.model import ReceiptState
 from messaging.notices.rollup import UnitCounts
@@ -176,31 +176,20 @@ async def insert_claimed(conn: AsyncConnection, notice_id: int, rows: list[tuple
 async def persons_with_receipts(conn: AsyncConnection, notice_id: int, persons: list[int]) -> set[int]:
     """Those of ``persons`` who hold a receipt of the notice."""
     driver = await driver_in_transaction(conn)
-    if is_postgres(conn):
-        rows = await driver.fetch(_PG_HOLDING, notice_id, persons)
-    else:
-        rows = await driver.execute_fetchall(_SQLITE_HOLDING, (notice_id, json.dumps(persons)))
-    return {int(r[0]) for r in rows}
+    return {int(r[0]) for r in await driver_fetch(conn, driver, _PG_HOLDING, _SQLITE_HOLDING, notice_id, persons)}
 
 
 async def written_persons(conn: AsyncConnection, notice_id: int, positions: list[int]) -> set[int]:
     """Persons whose receipts of the notice through any of ``positions`` are written, or were moved from them."""
     driver = await driver_in_transaction(conn)
-    if is_postgres(conn):
-        rows = await driver.fetch(_PG_WRITTEN, notice_id, positions)
-    else:
-        rows = await driver.execute_fetchall(_SQLITE_WRITTEN, (notice_id, json.dumps(positions)))
+    rows = await driver_fetch(conn, driver, _PG_WRITTEN, _SQLITE_WRITTEN, notice_id, positions)
     return {int(p) for r in rows for p in r if p is not None}
 
 
 async def unclaimed_persons(conn: AsyncConnection, notice_id: int) -> list[int]:
     """The persons still owed the notice's ``notice.new`` (receipts not yet fanned out), ascending."""
     driver = (await conn.get_raw_connection()).driver_connection
-    if is_postgres(conn):
-        rows = await driver.fetch(_PG_REMAINING, notice_id)  # type: ignore[union-attr]
-    else:
-        rows = await driver.execute_fetchall(_SQLITE_REMAINING, (notice_id,))  # type: ignore[union-attr]
-    return [int(r[0]) for r in rows]
+    return [int(r[0]) for r in await driver_fetch(conn, driver, _PG_REMAINING, _SQLITE_REMAINING, notice_id)]
 
 
 async def claim_receipts(conn: AsyncConnection, notice_id: int, persons: list[int]) -> list[tuple[Any, ...]]:
@@ -208,10 +197,7 @@ async def claim_receipts(conn: AsyncConnection, notice_id: int, persons: list[in
     driver = await driver_in_transaction(conn)
     out: list[tuple[Any, ...]] = []
     for part in chunks(persons, 100_000):
-        if is_postgres(conn):
-            rows = await driver.fetch(_PG_CLAIM, notice_id, part)  # type: ignore[union-attr]
-        else:
-            rows = await driver.execute_fetchall(_SQLITE_CLAIM, (notice_id, json.dumps(part)))  # type: ignore[union-attr]
+        rows = await driver_fetch(conn, driver, _PG_CLAIM, _SQLITE_CLAIM, notice_id, part)
         out.extend(tuple(r) for r in rows)
     return out
 
