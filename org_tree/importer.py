@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -55,17 +55,8 @@ class ImportReport:
     version: int = 0
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "created": self.created,
-            "updated": self.updated,
-            "unchanged": self.unchanged,
-            "removed": self.removed,
-            "positions_created": self.positions_created,
-            "roles_created": self.roles_created,
-            "by_level": dict(self.by_level),
-            "warnings": list(self.warnings),
-            "version": self.version,
-        }
+        """Every field, ``by_level`` and ``warnings`` copied (the report may still grow)."""
+        return asdict(self)
 
 
 @lru_cache(maxsize=200_000)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -182,15 +182,7 @@ class UnitProgress:
     acked: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "unit_id": self.unit_id,
-            "code": self.code,
-            "name": self.name,
-            "receipts": self.receipts,
-            "delivered": self.delivered,
-            "read": self.read,
-            "acked": self.acked,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +195,7 @@ class Totals:
     acked: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"receipts": self.receipts, "delivered": self.delivered, "read": self.read, "acked": self.acked}
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
