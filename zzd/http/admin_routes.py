@@ -9,7 +9,6 @@ subtree asked for (without ``unit``: the subtrees the caller audits).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -19,12 +18,12 @@ from starlette.routing import Route
 
 from kernel.audit import AuditQuery
 from kernel.audit import query as audit_query
-from kernel.errors import BadRequest, Forbidden
+from kernel.errors import Forbidden
 from org_tree.grants import Perm, grant_unit, holds_grant, parse_perms, unit_path_of
 from zzd.http.actors import current_actor
 from zzd.http.common import json_body
 from zzd.http.contract import QueryModel, operation, query, reply
-from zzd.http.params import unit_ref
+from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.admin import AuditPage, GrantList, GrantView, RevokedGrant
 
 __all__ = ["routes"]
@@ -92,18 +91,6 @@ async def revoke_grant(request: Request) -> Response:
     return reply(RevokedGrant, {**g.to_dict(s.org.index), "revoked": True})
 
 
-def _time(raw: str | None, name: str) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        at = datetime.fromisoformat(raw)
-    except ValueError as exc:
-        raise BadRequest(f"{name} must be ISO 8601 with a time zone", data={"field": name}) from exc
-    if at.tzinfo is None:
-        raise BadRequest(f"{name} must carry a time zone", data={"field": name})
-    return at
-
-
 @operation({200: AuditPage}, query=AuditQueryParams, errors=(404,), tag="admin")
 async def audit_log(request: Request) -> Response:
     """Audit entries newest first, by actor, unit subtree, time and action (``audit`` grant)."""
@@ -126,8 +113,8 @@ async def audit_log(request: Request) -> Response:
     q = AuditQuery(
         actor_person_id=p.actor,
         unit_prefix=prefix,
-        since=_time(p.since, "since"),
-        until=_time(p.until, "until"),
+        since=aware_time(p.since or None, "since"),
+        until=aware_time(p.until or None, "until"),
         action=p.action or None,
         before_id=p.before,
         limit=p.limit,

@@ -26,8 +26,7 @@ from org_tree.selectors import parse_selector
 from zzd.http.app_auth import current_app
 from zzd.http.common import json_body
 from zzd.http.contract import operation, reply
-from zzd.http.notice_routes import _deadline
-from zzd.http.params import unit_ref
+from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.apps import BotMe, BotPosted, BotUnit, CheckedIn
 from zzd.http.schemas.notices import NoticeView, Progress, Sent
 from zzd.http.schemas.org import Preview as PreviewAnswer
@@ -156,7 +155,7 @@ async def send_notice(request: Request) -> Response:
     async def go(key: str) -> tuple[int, Any]:
         compose = validate_compose(
             client_msg_id=key, title=b.title, body=b.body, selector=b.selector, priority=b.priority,
-            ack_required=b.ack_required, deadline=_deadline(b.deadline), attachments=[],
+            ack_required=b.ack_required, deadline=aware_time(b.deadline, "deadline"), attachments=[],
         )  # fmt: skip
         return await s.bot.send_notice(p, compose)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -10,13 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kernel.errors import BadRequest
 from kernel.wire import ClientMsgId
 from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
 from zzd.http.common import authenticate, json_body, services_of
 from zzd.http.contract import QueryModel, WireModel, operation, query, reply
-from zzd.http.params import unit_ref
+from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.common import Recalled
 from zzd.http.schemas.notices import NoticeView, Pending, Progress, Receipts, Sent
 from zzd.http.schemas.org import Preview
@@ -69,18 +67,6 @@ class PendingQuery(QueryModel):
     limit: Annotated[int, Field(ge=1, le=500)] = 50
 
 
-def _deadline(raw: str | None) -> datetime | None:
-    if raw is None:
-        return None
-    try:
-        dt = datetime.fromisoformat(raw)
-    except ValueError as exc:
-        raise BadRequest("deadline must be ISO 8601 with a time zone", data={"field": "deadline"}) from exc
-    if dt.tzinfo is None:
-        raise BadRequest("deadline must carry a time zone", data={"field": "deadline"})
-    return dt
-
-
 def _nid(request: Request) -> int:
     return int(request.path_params["notice_id"])
 
@@ -107,7 +93,7 @@ async def send(request: Request) -> Response:
         selector=b.selector,
         priority=b.priority,
         ack_required=b.ack_required,
-        deadline=_deadline(b.deadline),
+        deadline=aware_time(b.deadline, "deadline"),
         attachments=b.attachments,
     )
     res = await s.notices.send(claims.person_id, b.as_position, compose)

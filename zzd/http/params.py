@@ -1,11 +1,13 @@
-"""A unit named in a URL (path or query string): its code or ``#id``."""
+"""Values named in a request as text: a unit (its code or ``#id``), a time with its zone."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from kernel.errors import BadRequest
 from kernel.numbers import MAX_ID, parse_uint
 
-__all__ = ["unit_ref"]
+__all__ = ["aware_time", "unit_ref"]
 
 
 def unit_ref(raw: str) -> int | str:
@@ -15,3 +17,16 @@ def unit_ref(raw: str) -> int | str:
     if not raw or len(raw) > 32 or "\x00" in raw:
         raise BadRequest("unit must be a code or #id", data={"field": "unit"})
     return raw
+
+
+def aware_time(raw: str | None, field: str) -> datetime | None:
+    """An ISO 8601 time that carries its zone (``2026-12-01T09:00:00+08:00``), None for None; 400 naming ``field``."""
+    if raw is None:
+        return None
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{field} must be ISO 8601 with a time zone", data={"field": field}) from exc
+    if at.tzinfo is None:
+        raise BadRequest(f"{field} must carry a time zone", data={"field": field})
+    return at

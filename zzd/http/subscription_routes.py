@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from zzd.http.admin_routes import _time
 from zzd.http.app_auth import current_app
 from zzd.http.common import json_body
 from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.params import aware_time
 from zzd.http.schemas.webhooks import (
     AttemptList,
     DeliveryList,
@@ -138,7 +138,7 @@ async def redeliver(request: Request) -> Response:
     """Send one event (``event_id``) or a time range again, with the same ``webhook-id``."""
     s, p = await current_app(request)
     b = await json_body(request, Redeliver)
-    since, until = _time(b.since, "since"), _time(b.until, "until")
+    since, until = aware_time(b.since or None, "since"), aware_time(b.until or None, "until")
     n = await s.subscriptions.redeliver(p, _sid(request), event_id=b.event_id, since=since, until=until)
     s.delivery.kick()
     return reply(Redelivering, {"redelivering": n})

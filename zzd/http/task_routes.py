@@ -6,7 +6,6 @@ Each transition names the task ``version`` the client saw; a stale one is a
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -26,7 +25,7 @@ from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor
 from zzd.http.common import authenticate, json_body, services_of
 from zzd.http.contract import QueryModel, operation, query, reply
-from zzd.http.params import unit_ref
+from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.tasks import CategoryList, CategoryView, TaskDetail, TaskList, TaskStats, TaskView
 
 __all__ = ["routes"]
@@ -164,15 +163,7 @@ async def stats(request: Request) -> Response:
     q = query(request, StatsQuery)
     index = s.org_index.index
     u = access_unit(index, actor, unit_ref(q.unit), private=True)
-    category, since_raw = q.category, q.since
-    since = None
-    if since_raw:
-        try:
-            since = datetime.fromisoformat(since_raw)
-        except ValueError as exc:
-            raise BadRequest("since must be ISO 8601 with a time zone", data={"field": "since"}) from exc
-        if since.tzinfo is None:
-            raise BadRequest("since must carry a time zone", data={"field": "since"})
+    category, since = q.category, aware_time(q.since or None, "since")
     async with s.db.read() as conn:
         return reply(TaskStats, await unit_stats(conn, index, u, category=category, since=since))
 
