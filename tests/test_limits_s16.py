@@ -67,6 +67,7 @@ async def test_websockets_above_the_global_limit_get_503_at_the_handshake(db_url
             assert (await http.get(f"{rs.http}/healthz")).status_code == 200
         raws.pop().abort()
         s = rs.services_obj  # type: ignore[attr-defined]
+        assert s.metrics.ws_refused.labels("full")._value.get() == 1
         await wait_until(lambda: s.hub.open_sockets < 10, what="the server to count the aborted socket out")
         _, lg = await new_person(s)
         c = await connect_as(rs, lg)  # room again
@@ -107,6 +108,7 @@ async def test_handshakes_beyond_the_pending_hellos_are_shed_with_503(db_url: st
             await wait_until(lambda: s.hub.pending_hellos == 0, what="the aborted socket to stop counting")
             per_handshake = PER_HANDSHAKE | {"ASGI callable returned without completing handshake."}
             assert [r.getMessage() for r in server_log.records if r.msg in per_handshake] == []
+            assert s.metrics.ws_refused.labels("busy")._value.get() == 1  # counted instead
         finally:
             uvicorn_log.setLevel(level)
             uvicorn_log.removeHandler(server_log)

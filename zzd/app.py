@@ -65,6 +65,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     if not hub.admit(s.settings.limit_concurrency, s.settings.max_pending_hellos):
         mark_denied()
         busy = hub.open_sockets < s.settings.limit_concurrency and not hub.draining
+        s.metrics.ws_refused.labels("draining" if hub.draining else "busy" if busy else "full").inc()
         await websocket.send_denial_response(
             JSONResponse(
                 {"error": {"code": str(ErrorCode.UNAVAILABLE), "message": "at capacity: retry with backoff"}},
