@@ -37,12 +37,14 @@ from typing import Any
 import httpx
 from websockets.exceptions import ConnectionClosed
 
+from notice_pgsample import PgSampler
 from notice_pyspy import Profile
 
 from common import (
     ROOT,
     ZZD,
     Server,
+    asyncpg_dsn,
     mint_token,
     percentile,
     postgres_database,
@@ -223,6 +225,45 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _all_cpu() -> dict[int, tuple[str, float]]:
+    """Every process on the machine: pid → (command, CPU seconds so far). Who used the cores in a window."""
+    out: dict[int, tuple[str, float]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            out[int(d.name)] = (cmd or (d / "comm").read_text().strip(), _cpu(int(d.name)))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _cpu_report(before: dict[int, tuple[str, float]], ours: dict[int, str], seconds: float) -> str:
+    """CPU seconds per process over a window: this run's processes by name, PostgreSQL, Redis, the rest.
+
+    Why: on the shared 2-core machine a chat tail can be the cores, not the
+    server; this says who had them (the other tenants' processes included).
+    """
+    after = _all_cpu()
+    groups: Counter[str] = Counter()
+    for pid, (cmd, cpu) in after.items():
+        used = cpu - before.get(pid, (cmd, 0.0))[1]
+        if used <= 0:
+            continue
+        if pid in ours:
+            groups[ours[pid]] += used
+        elif cmd.startswith("postgres"):
+            groups["postgres (all databases)"] += used
+        elif "redis-server" in cmd:
+            groups["redis"] += used
+        else:
+            groups["other tenants"] += used
+    total = sum(groups.values())
+    return (f"CPU of the machine over {seconds:.0f} s ({total / seconds:.2f} of 2 cores busy): "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in groups.most_common()))  # fmt: skip
+
+
 def _own_cpu() -> float:
     import resource
 
@@ -233,8 +274,6 @@ def _own_cpu() -> float:
 async def _stages(url: str) -> int:
     """Where the time went, per delivery mode: event → dispatched (delivery row written) → first attempt."""
     import asyncpg
-
-    from common import asyncpg_dsn
 
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
@@ -255,6 +294,15 @@ async def _stages(url: str) -> int:
         print(f"  {mode} (healthy): event→dispatched {_stats(disp)}; dispatched→first attempt recorded {_stats(first)}"
               + (f"; HTTP post {_stats([float(r['took']) for r in got])}" if mode == "webhook" else ""))  # fmt: skip
     return attempts
+
+
+async def _loop_lag(into: list[float]) -> None:
+    """This process's event-loop lag (ms past a 10 ms sleep): the chat client shares the loop with the filing
+    and the stream consumers, so a late reply may be the client's; printed beside the chat figures."""
+    while True:
+        t = time.monotonic()
+        await asyncio.sleep(0.01)
+        into.append((time.monotonic() - t - 0.01) * 1000)
 
 
 def _stats(xs: list[float]) -> str:
@@ -318,16 +366,28 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             ws0 = f"ws://127.0.0.1:{servers_only[0].port}/ws"
             alone_outcomes: Counter[str] = Counter()
             loaded_outcomes: Counter[str] = Counter()
-            cpu_a0, t_a0 = sum(_cpu(x.proc.pid) for x in servers), time.time()
+            ours = {x.proc.pid: x.name for x in [*servers, rec.server]} | {os.getpid(): "bench (chat, filing, streams)"}
+            lag_alone: list[float] = []
+            lag_loaded: list[float] = []
+            lagger = asyncio.create_task(_loop_lag(lag_alone))
+            cpu_a0, t_a0, machine0 = sum(_cpu(x.proc.pid) for x in servers), time.time(), _all_cpu()
             chat_alone = await _chat(ws0, a, b, args.chat_rate, args.seconds, alone_outcomes)
+            lagger.cancel()
+            machine_alone = _cpu_report(machine0, ours, time.time() - t_a0)
             # the servers' CPU per second with chat alone: what the app traffic's window would cost without it
             cpu_alone_rate = (sum(_cpu(x.proc.pid) for x in servers) - cpu_a0) / (time.time() - t_a0)
             started, cpu0 = time.time(), sum(_cpu(x.proc.pid) for x in servers)
             cpu_each0 = {x.name: _cpu(x.proc.pid) for x in servers}
+            machine0 = _all_cpu()
+            lagger = asyncio.create_task(_loop_lag(lag_loaded))
             chat_task = asyncio.create_task(_chat(ws0, a, b, args.chat_rate, args.seconds, loaded_outcomes))
             prof = Profile("fanout", [x.proc.pid for x in servers], tmp) if args.profile else None
+            pgs = PgSampler(asyncpg_dsn(url), url.rsplit("/", 1)[1]) if args.pg_sample else None
             filed = await _file(http, data["workers"], args.reports, args.seconds)
             chat_loaded = await chat_task
+            lagger.cancel()
+            pg_busy = pgs.stop(12) if pgs is not None else ""
+            machine_loaded = _cpu_report(machine0, ours, time.time() - started)
             if prof is not None:
                 prof.stop()
                 print("py-spy of both servers while the reports were filed:\n" + prof.top(20))
@@ -373,6 +433,12 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             print(f"chat send→ack: alone {_stats(chat_alone)}; with app traffic {_stats(chat_loaded)} "
                   f"({(p_loaded / max(p_alone, 0.001) - 1) * 100:+.0f} % p99; goal ≤ +20 %)")  # fmt: skip
             print(f"  replies alone: {dict(alone_outcomes)}; with app traffic: {dict(loaded_outcomes)}")
+            print(f"  the bench's own event-loop lag (chat client, filing, stream apps): alone {_stats(lag_alone)};"
+                  f" with app traffic {_stats(lag_loaded)}")  # fmt: skip
+            print(f"  chat alone: {machine_alone}")
+            print(f"  with app traffic: {machine_loaded}")
+            if pg_busy:
+                print("  what PostgreSQL was busy with while chat ran beside the app traffic:\n" + pg_busy)
             print(f"bare baseline (one httpx client, {len(healthy)} receivers, before the run): {len(bare)} posts"
                   f" in {took:.1f} s = {len(bare) / took:.0f}/s, post→answered {_stats(bare)};"
                   f" client CPU {cpu_bare * 1000 / max(1, len(bare)):.1f} ms per post")  # fmt: skip
@@ -402,6 +468,7 @@ def main() -> None:
     ap.add_argument("--reporters", type=int, default=50)
     ap.add_argument("--chat-rate", type=float, default=20.0)
     ap.add_argument("--profile", action="store_true", help="py-spy both servers while the reports are filed")
+    ap.add_argument("--pg-sample", action="store_true", help="sample pg_stat_activity while the reports are filed")
     ap.add_argument(
         "--delivery-processes",
         type=int,
