@@ -200,6 +200,11 @@ class Settings(BaseSettings):
     delivery_in_server: bool = True
     #: Database pool size per process.
     db_pool_size: int = Field(default=20, ge=1)
+    #: PostgreSQL connections of direct chat's own, beside the shared pool (0: chat uses the shared pool).
+    #: Why: under app traffic the report filings, stream claims and dispatch held every pooled connection
+    #: while their event loop was short of CPU, and a chat send waited up to 5 s for one (BENCHMARKS.md,
+    #: issue 13); chat writes one group-committed batch at a time, so a couple of connections are all it needs.
+    db_chat_pool_size: int = Field(default=2, ge=0)
     log_level: str = "info"
     #: ``text`` for a terminal, ``json`` for one JSON object per line with request and person (zzd/logs.py).
     log_format: Literal["text", "json"] = "text"

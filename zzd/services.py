@@ -152,6 +152,8 @@ class Services:
     #: The session and stream reads of hellos arriving together, one statement each.
     hellos: HelloChecks
     retention: Retention
+    #: Direct chat's own connections (``ZZD_DB_CHAT_POOL_SIZE``; ``db`` itself on SQLite or when 0).
+    chat_db: Database | None = field(default=None)
     started: bool = field(default=False)
     #: Org commits wake the other processes' index (zzd/org_wake.py); made in ``start``.
     org_wake: OrgWake | None = field(default=None)
@@ -187,6 +189,12 @@ class Services:
         # a commit that wrote outbox rows rings the apps dispatcher's bell (no poll to wait for).
         outbox_bell = asyncio.Event()
         uow = UnitOfWork(db, events, clock, notify, on_outbox=outbox_bell.set)
+        # Direct chat writes through connections of its own (ZZD_DB_CHAT_POOL_SIZE), so it never queues for
+        # the shared pool behind report filings and app deliveries; SQLite has one writer whatever we do.
+        chat_db = db
+        if not db.is_sqlite and settings.db_chat_pool_size:
+            chat_db = Database(settings.database_url, pool_size=settings.db_chat_pool_size)
+        chat_uow = uow if chat_db is db else UnitOfWork(chat_db, events, clock, notify, on_outbox=outbox_bell.set)
 
         holder = OrgIndexHolder(db)
         # Writers link uploads through this store; the upload service, built after them, gets their checks.
@@ -305,7 +313,8 @@ class Services:
             persons=persons,
             sessions=sessions,
             events=events,
-            chat=ChatService(uow),
+            chat=ChatService(chat_uow),
+            chat_db=chat_db,
             tokens=TokenService(
                 settings.signing_keys(),
                 issuer=settings.jwt_issuer,
@@ -458,6 +467,8 @@ class Services:
         await self.publisher.close()
         await self.broker.close()
         await self.db.dispose()
+        if self.chat_db is not None and self.chat_db is not self.db:
+            await self.chat_db.dispose()
 
 
 def retention(db: Database, clock: Clock, settings: Settings) -> Retention:
