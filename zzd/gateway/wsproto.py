@@ -8,7 +8,17 @@ the recipient's event. The acknowledgement and the echo go to the same
 socket within the same millisecond; written together they cost one call.
 
 The frames stay separate WebSocket frames, in the same order, so nothing
-changes for a client. The server advertises the capability in the ASGI
+changes for a client.
+
+Reading: uvicorn stops reading a socket after every message until the app
+takes it. A chat socket's next message then waits on its previous send's
+commit, and so does the client's pong: on a starved machine (acks seconds
+late) uvicorn closed sockets 1011 for a "missed" pong that sat unread in the
+kernel (``bench/chat_load.py``, issue 15), and every message cost a
+stop/start of the read watcher. Here reading stops once the messages the
+app has not taken reach ``ws_max_size`` bytes (the most one message may
+hold: memory per socket stays within twice what one message could before),
+and starts again when they drop below it. The server advertises the capability in the ASGI
 scope's ``extensions`` under :data:`SEND_MANY`; only then does the app send
 ``{"type": "websocket.send", "text": <first>, SEND_MANY: [<every frame>]}``
 (``zzd.gateway.connection``). Under any other server it sends one frame per
@@ -17,6 +27,7 @@ message as before.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
@@ -31,7 +42,38 @@ SEND_MANY = "zzd.send_many"
 
 
 class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
-    """``websockets-sansio`` plus :data:`SEND_MANY`: several text frames, one ``transport.write``."""
+    """``websockets-sansio`` plus :data:`SEND_MANY` (several text frames, one ``transport.write``)
+    and reading bounded by bytes waiting for the app rather than paused after every message."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Sizes of the received messages the app has not taken yet, and their sum.
+        self._waiting: deque[int] = deque()
+        self._waiting_bytes = 0
+
+    def send_receive_event_to_app(self) -> None:
+        size = sum(len(f) for f in self.frames)
+        queued = self.queue.qsize()
+        paused, self.read_paused = self.read_paused, True  # uvicorn's own pause: not per message
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = paused
+        if self.queue.qsize() > queued:  # queued (not dropped after our close)
+            self._waiting.append(size)
+            self._waiting_bytes += size
+            if not paused and self._waiting_bytes >= self.config.ws_max_size:
+                self.read_paused = True
+                self.transport.pause_reading()
+
+    async def receive(self) -> Any:
+        message = await self.queue.get()
+        if message["type"] == "websocket.receive" and self._waiting:
+            self._waiting_bytes -= self._waiting.popleft()
+        if self.read_paused and self._waiting_bytes < self.config.ws_max_size:
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
