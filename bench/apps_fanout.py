@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
 import shutil
 import sys
 import tempfile
@@ -35,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from websockets.exceptions import ConnectionClosed
 
 from notice_pgsample import PgSampler
 from notice_pyspy import Profile
 
 from common import (
+    BENCH,
+    PYTHON,
     ROOT,
     ZZD,
     Server,
@@ -132,40 +132,22 @@ class Receivers:
         self.first = defaultdict(dict, {p: {int(r): float(t) for r, t in v.items()} for p, v in got["first"].items()})
 
 
-async def _chat(
-    ws_url: str, a: tuple[int, str], b: tuple[int, str], rate: float, seconds: float, outcomes: Counter[str]
-) -> list[float]:
-    """Send a→b at ``rate``/s for ``seconds`` (open loop); returns send→ack latencies in ms.
+async def _chat(ws_url: str, a: tuple[int, str], b: tuple[int, str], rate: float, seconds: float,
+                outcomes: Counter[str], lag: list[float]) -> list[float]:  # fmt: skip
+    """Send a→b at ``rate``/s for ``seconds`` from ``bench/apps_chat_client.py``; returns send→ack latencies in ms.
 
-    ``outcomes`` counts the replies by kind (``ok``, an error code, ``no reply``, ``socket closed: <code>``),
-    so a run whose chat is lost says how.
+    A process of its own, so the filing and the stream apps in this one do not delay the replies it times.
+    ``outcomes`` counts the replies by kind, ``lag`` gets the client's own event-loop lag samples.
     """
-    from tests.client import Client
-
-    ca = await Client.connect(ws_url, a[1])
-    lat: list[float] = []
-    try:
-        t0, n = time.monotonic(), int(rate * seconds)
-
-        async def one(i: int) -> None:
-            due = t0 + i / rate
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            try:
-                reply = await ca.request({"type": "send", "to": b[0], "client_msg_id": f"c{secrets.token_hex(6)}",
-                                          "body": f"消息 {i}"}, timeout=60)  # fmt: skip
-                outcomes[reply["type"] if reply["type"] == "ok" else f"error {reply.get('code')}"] += 1
-            except TimeoutError:
-                reply = {"type": "lost"}  # counted as lost
-                outcomes["no reply within 60 s"] += 1
-            except (ConnectionError, ConnectionClosed):
-                reply = {"type": "lost"}  # the server dropped the socket: counted as lost
-                outcomes[f"socket closed: {ca.closed}"] += 1
-            lat.append((time.monotonic() - due) * 1000 if reply["type"] == "ok" else float("inf"))
-
-        await asyncio.gather(*(one(i) for i in range(n)))
-    finally:
-        await ca.close()
-    return lat
+    proc = await asyncio.create_subprocess_exec(
+        PYTHON, str(BENCH / "apps_chat_client.py"), "--url", ws_url, "--token", a[1], "--to", str(b[0]),
+        "--rate", str(rate), "--seconds", str(seconds), stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    got = json.loads(out)
+    outcomes.update(got["outcomes"])
+    lag.extend(got["lag"])
+    return [float(x) for x in got["lat"]]
 
 
 async def _file(http: list[str], workers: list[tuple[int, int, str]], n: int, seconds: float) -> dict[int, float]:
@@ -296,15 +278,6 @@ async def _stages(url: str) -> int:
     return attempts
 
 
-async def _loop_lag(into: list[float]) -> None:
-    """This process's event-loop lag (ms past a 10 ms sleep): the chat client shares the loop with the filing
-    and the stream consumers, so a late reply may be the client's; printed beside the chat figures."""
-    while True:
-        t = time.monotonic()
-        await asyncio.sleep(0.01)
-        into.append((time.monotonic() - t - 0.01) * 1000)
-
-
 def _stats(xs: list[float]) -> str:
     return f"p50 {percentile(xs, 50):.0f} ms, p99 {percentile(xs, 99):.0f} ms" if xs else "no samples"
 
@@ -366,26 +339,22 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             ws0 = f"ws://127.0.0.1:{servers_only[0].port}/ws"
             alone_outcomes: Counter[str] = Counter()
             loaded_outcomes: Counter[str] = Counter()
-            ours = {x.proc.pid: x.name for x in [*servers, rec.server]} | {os.getpid(): "bench (chat, filing, streams)"}
+            ours = {x.proc.pid: x.name for x in [*servers, rec.server]} | {os.getpid(): "bench (filing, stream apps)"}
             lag_alone: list[float] = []
             lag_loaded: list[float] = []
-            lagger = asyncio.create_task(_loop_lag(lag_alone))
             cpu_a0, t_a0, machine0 = sum(_cpu(x.proc.pid) for x in servers), time.time(), _all_cpu()
-            chat_alone = await _chat(ws0, a, b, args.chat_rate, args.seconds, alone_outcomes)
-            lagger.cancel()
+            chat_alone = await _chat(ws0, a, b, args.chat_rate, args.seconds, alone_outcomes, lag_alone)
             machine_alone = _cpu_report(machine0, ours, time.time() - t_a0)
             # the servers' CPU per second with chat alone: what the app traffic's window would cost without it
             cpu_alone_rate = (sum(_cpu(x.proc.pid) for x in servers) - cpu_a0) / (time.time() - t_a0)
             started, cpu0 = time.time(), sum(_cpu(x.proc.pid) for x in servers)
             cpu_each0 = {x.name: _cpu(x.proc.pid) for x in servers}
             machine0 = _all_cpu()
-            lagger = asyncio.create_task(_loop_lag(lag_loaded))
-            chat_task = asyncio.create_task(_chat(ws0, a, b, args.chat_rate, args.seconds, loaded_outcomes))
+            chat_task = asyncio.create_task(_chat(ws0, a, b, args.chat_rate, args.seconds, loaded_outcomes, lag_loaded))
             prof = Profile("fanout", [x.proc.pid for x in servers], tmp) if args.profile else None
             pgs = PgSampler(asyncpg_dsn(url), url.rsplit("/", 1)[1]) if args.pg_sample else None
             filed = await _file(http, data["workers"], args.reports, args.seconds)
             chat_loaded = await chat_task
-            lagger.cancel()
             pg_busy = pgs.stop(12) if pgs is not None else ""
             machine_loaded = _cpu_report(machine0, ours, time.time() - started)
             if prof is not None:
@@ -433,7 +402,7 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             print(f"chat send→ack: alone {_stats(chat_alone)}; with app traffic {_stats(chat_loaded)} "
                   f"({(p_loaded / max(p_alone, 0.001) - 1) * 100:+.0f} % p99; goal ≤ +20 %)")  # fmt: skip
             print(f"  replies alone: {dict(alone_outcomes)}; with app traffic: {dict(loaded_outcomes)}")
-            print(f"  the bench's own event-loop lag (chat client, filing, stream apps): alone {_stats(lag_alone)};"
+            print(f"  the chat client's own event-loop lag (a process of its own): alone {_stats(lag_alone)};"
                   f" with app traffic {_stats(lag_loaded)}")  # fmt: skip
             print(f"  chat alone: {machine_alone}")
             print(f"  with app traffic: {machine_loaded}")
