@@ -58,6 +58,8 @@ class CpuSplit:
         self._s0: dict[str, float] = {}
         self._pg0: dict[int, float] = {}
         self._m0 = (0.0, 0.0)
+        #: CPU seconds of each part over the last window (``stop`` fills it).
+        self.used: dict[str, float] = {}
 
     def start(self) -> None:
         self._t0 = time.monotonic()
@@ -74,5 +76,6 @@ class CpuSplit:
         used["PostgreSQL (this database)"] = sum(cpu_seconds(p) - self._pg0.get(p, 0.0) for p in backends)
         busy = _machine()[0] - self._m0[0]
         used["everything else on the machine"] = max(0.0, busy - sum(used.values()))
+        self.used = used
         parts = ", ".join(f"{k} {100 * v / wall:.0f} %" for k, v in used.items())
         return f"CPU over {wall:.0f} s of traffic (% of one core; the machine has {os.cpu_count()}): {parts}"

@@ -90,8 +90,13 @@ async def _zzd(
             window.append(asyncio.create_task(traffic_window()))
 
         rate = args.rate if nodes == 1 else args.rate / 2
-        res = await run_load([s.ws for s in servers], people, rate=rate, seconds=args.seconds, on_connected=connected)
+        res = await run_load(
+            [s.ws for s in servers], people, rate=rate, seconds=args.seconds, on_connected=connected, only=args.kind
+        )
         await asyncio.gather(*window)
+        sends = sum(n for k, n in res.sent.items() if k != "ack")
+        server_cpu = sum(v for k, v in split.used.items() if k.startswith("server"))
+        cpu.append(f"server CPU per send: {1000 * server_cpu / max(sends, 1):.2f} ms ({sends} sends)")
         after = await asyncio.gather(*(_counters(s.http) for s in servers))
         deltas = [{k[4:]: int(a[k] - b[k]) for k in COUNTERS} for b, a in zip(before, after, strict=True)]
         cpu.append(f"server counters over the run (traffic and drain): {deltas}")
@@ -142,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="500 connections for 30 s")
     p.add_argument("--profile", action="store_true", help="py-spy the server(s) over the schedule")
     p.add_argument("--no-bare", action="store_true", help="skip the baseline (profiling runs only)")
+    p.add_argument("--kind", choices=["chat", "notice", "task"], help="only this kind of send (its CPU cost)")
     args = p.parse_args(argv)
     if args.quick:
         args.connections, args.seconds = 500, 30.0

@@ -203,6 +203,7 @@ async def run_load(
     seconds: float,
     bare: bool = False,
     on_connected: Callable[[], None] | None = None,
+    only: str | None = None,
 ) -> LoadResult:
     """Connect everyone (round-robin over ``urls``), drive the mix, wait for deliveries, check I1–I5.
 
@@ -213,6 +214,8 @@ async def run_load(
     sockets), and the invariants are not checked (a relay has no streams to check).
     ``on_connected`` runs once every socket is open, before the traffic (the
     benchmark reads the servers' RSS there: the bar's growth is counted after warm-up).
+    ``only``: only this kind of send (``chat``, ``notice`` or ``task``, no acks), to
+    measure what one kind costs the server; None for the mix.
     """
     loop = asyncio.get_running_loop()
     res = LoadResult()
@@ -294,9 +297,11 @@ async def run_load(
         if item.kind != "ack" and not bare:
             items.append(item)
 
+    only_roll = {"chat": 0.0, "notice": 0.75, "task": 0.85}
+
     def next_item(due: float) -> asyncio.Task[None] | None:
         n = next(counter)
-        roll = rng.random()
+        roll = rng.random() if only is None else only_roll[only]
         if roll < 0.7 or not heads:
             a, b = rng.sample(clients, 2)
             if len(urls) > 1 and rng.random() < 0.5:  # half crossing processes
@@ -337,7 +342,7 @@ async def run_load(
     start = loop.time()
     tasks: list[asyncio.Task[None]] = []
     n = 0
-    item_rate = rate / SEND_SHARE
+    item_rate = rate / SEND_SHARE if only is None else rate
     while (elapsed := loop.time() - start) < seconds:
         while n < elapsed * item_rate:
             if (t := next_item(start + n / item_rate)) is not None:
