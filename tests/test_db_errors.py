@@ -61,3 +61,32 @@ def test_a_constraint_violation_is_not_an_outage() -> None:
     err = IntegrityError("INSERT", {}, Exception("duplicate key value violates unique constraint"))
     assert as_unavailable(err) is None
     assert as_unavailable(ValueError("bad")) is None
+
+
+async def _backend_pid(db: Database) -> int:
+    async with db.read() as conn:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def _terminate(url: str, pid: int) -> None:
+    async with Database(url) as admin, admin.write() as conn:
+        await conn.execute(text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid})
+
+
+async def test_an_idle_pooled_connection_the_server_dropped_is_replaced_unseen(pg_database: str) -> None:
+    """Past ``ping_after_idle`` a connection is pinged on checkout, and a dead one is swapped for a new one."""
+    async with Database(pg_database, pool_size=1, ping_after_idle=0.0) as db:
+        first = await _backend_pid(db)
+        await _terminate(pg_database, first)
+        assert await _backend_pid(db) != first  # no error reached the caller
+
+
+async def test_a_busy_pooled_connection_is_not_pinged_and_a_dead_one_fails_once_retryably(pg_database: str) -> None:
+    """Within ``ping_after_idle`` no ping (no extra round trips); the dead connection's statement is the
+    retryable ``unavailable``, and SQLAlchemy's invalidation of the pool serves the next call afresh."""
+    async with Database(pg_database, pool_size=1, ping_after_idle=3600.0) as db:
+        first = await _backend_pid(db)
+        await _terminate(pg_database, first)
+        with pytest.raises(Unavailable):
+            await with_db_retry(lambda: _backend_pid(db))
+        assert await with_db_retry(lambda: _backend_pid(db)) != first

@@ -14,6 +14,7 @@ with ``synchronous=FULL``; a commit returned means it survives a crash.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_
@@ -49,6 +51,41 @@ def after_commit(conn: AsyncConnection, hook: Callable[[], None]) -> None:
 
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+#: A pooled PostgreSQL connection idle longer than this is pinged before it is handed out (s).
+PING_AFTER_IDLE = 1.0
+
+
+def _ping_if_idle(engine: AsyncEngine, idle: float = PING_AFTER_IDLE) -> None:
+    """Ping a pooled connection on checkout only when it has been idle more than ``idle`` seconds.
+
+    Why not ``pool_pre_ping``: on asyncpg it costs three round trips (BEGIN,
+    ``;``, ROLLBACK) on every checkout, i.e. on every transaction, which at the
+    bar's S1 rate was several hundred microseconds of server CPU per read and
+    as many extra statements for PostgreSQL. Under load a connection comes back
+    to the pool and out again within milliseconds, and a connection the server
+    has dropped then fails its first statement: SQLAlchemy sees the disconnect
+    and invalidates the whole pool, and the request gets the retryable
+    ``unavailable`` (``messaging/db_errors.py``), as during any outage (S6).
+    A connection that sat idle (after a quiet spell, where a database restart
+    would otherwise go unnoticed) is still pinged first, and replaced if dead
+    (raising ``DisconnectionError`` in ``checkout`` makes the pool reconnect).
+    """
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _checkin(_dbapi: Any, record: Any) -> None:
+        record.info["zzd_idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("zzd_idle_since")
+        if since is None or time.monotonic() - since <= idle:
+            return  # new, or back from a transaction a moment ago
+        try:
+            dbapi.ping()
+        except Exception as exc:
+            raise DisconnectionError("idle connection failed its ping") from exc
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -98,6 +135,8 @@ class Database:
         pool_size: connections kept for PostgreSQL (readers on SQLite).
         statement_timeout_ms: PostgreSQL statement timeout, so a stuck query
             turns into a retryable error instead of a hang (S6).
+        ping_after_idle: a pooled PostgreSQL connection idle longer than this
+            (seconds) is pinged before use (``_ping_if_idle``).
     """
 
     def __init__(
@@ -108,6 +147,7 @@ class Database:
         pool_timeout: float = 10.0,
         statement_timeout_ms: int = 10_000,
         echo: bool = False,
+        ping_after_idle: float = PING_AFTER_IDLE,
     ) -> None:
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
@@ -127,12 +167,12 @@ class Database:
                 # return, and reopening them under load costs more than waiting.
                 max_overflow=max(2, pool_size // 4),
                 pool_timeout=pool_timeout,
-                pool_pre_ping=True,
                 connect_args={
                     "server_settings": {"statement_timeout": str(statement_timeout_ms)},
                     "timeout": 5,
                 },
             )
+            _ping_if_idle(self.writer, ping_after_idle)
             self.reader = self.writer
         else:
             raise ValueError(f"unsupported database backend {self.dialect!r}")
