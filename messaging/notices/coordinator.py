@@ -58,9 +58,9 @@ class NoticeFanout:
         """
         if packed is not None:
             self.relay.remember(notice_id, packed)
-        self._jobs.soon(self._fan_out(notice_id), f"notice-fanout-{notice_id}")
+        self._jobs.soon(self._fan_out(notice_id, inline=packed is None), f"notice-fanout-{notice_id}")
 
-    async def _fan_out(self, notice_id: int) -> None:
+    async def _fan_out(self, notice_id: int, *, inline: bool) -> None:
         msg = json.dumps({"t": "notice_committed", "notice_id": notice_id, "origin": self._node_id})
         t0 = time.time()
         try:
@@ -68,11 +68,15 @@ class NoticeFanout:
         except Exception as exc:  # the other processes' recipients then come with the sweep
             logger.warning("notice %s not announced: %r", notice_id, exc)
         logger.debug("notice %s announced in %.1f ms (started at %.3f)", notice_id, 1e3 * (time.time() - t0), t0)
+        head = None
         try:
-            await self.relay.local(notice_id, self._local.person_ids(), self._local.deliver)
+            # Read once for both writes below (the connected-first one and the sweep).
+            head = await self.relay.head(notice_id)
+            if head is not None:
+                await self.relay.local(notice_id, self._local.person_ids(), self._local.deliver, head)
         except Exception as exc:  # the sweep below writes them instead
             logger.warning("notice %s: connected-first fan-out failed: %r", notice_id, exc)
-        await self.relay.sweep(notice_id)
+        await self.relay.sweep(notice_id, head, inline=inline)
 
     def on_control(self, data: bytes) -> None:
         """A control message: another process's committed notice gets this process's connected recipients."""
