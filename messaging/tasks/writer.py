@@ -155,14 +155,18 @@ def _changed(body: dict[str, Any], urgent: bool) -> TaskChanged:
     return changed.model_copy(update={"urgent": True}) if urgent else changed
 
 
-async def _replace_timers(conn: AsyncConnection, t: TaskRow, now: datetime) -> None:
-    """Retire the task's open deadline timers and arm the one its new state waits on."""
+async def _replace_timers(conn: AsyncConnection, t: TaskRow, now: datetime, *, fresh: bool = False) -> None:
+    """Retire the task's open deadline timers and arm the one its new state waits on.
+
+    ``fresh``: the task was inserted in this transaction, so it has no timers to retire (one statement less).
+    """
     tt = task_timers
-    await conn.execute(
-        update(tt)
-        .where(tt.c.task_id == t.id, tt.c.done_at.is_(None), tt.c.kind != "ding")
-        .values(done_at=now, outcome="superseded", claimed_until=None)
-    )
+    if not fresh:
+        await conn.execute(
+            update(tt)
+            .where(tt.c.task_id == t.id, tt.c.done_at.is_(None), tt.c.kind != "ding")
+            .values(done_at=now, outcome="superseded", claimed_until=None)
+        )
     due, kind = None, None
     if t.state == State.CREATED and t.accept_due_at is not None:
         due, kind = t.accept_due_at, "accept"
@@ -208,7 +212,7 @@ async def _record(
             .returning(task_events.c.id)
         )
     ).scalar_one()
-    await _replace_timers(conn, t, now)
+    await _replace_timers(conn, t, now, fresh=from_state is None)
     body: dict[str, Any] = {"task": t.summary(), "event": ev}
     tx.record(OUTBOX_TYPES[c.action], "task", t.id, body)
     kind = "task.created" if c.action == Action.CREATE else "task.updated"
@@ -231,12 +235,12 @@ async def write_new_task(
     stmt = (
         insert_ignore(conn, tasks, ["creator_person_id", "client_msg_id", "owner_position_id"])
         .values(**values, state=State.CREATED.value, version=1, created_at=now, updated_at=now)
-        .returning(tasks.c.id)
+        .returning(*tasks.c)  # the whole row: reading it back was one more statement per task
     )
-    new_id = (await conn.execute(stmt)).scalar()
-    if new_id is None:
+    row = (await conn.execute(stmt)).first()
+    if row is None:
         return None, 0
-    t = await load_task(conn, int(new_id))
+    t = TaskRow.from_row(row)
     return t, await _record(tx, index, t, change, None, ())
 
 
