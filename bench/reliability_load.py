@@ -55,6 +55,7 @@ async def _counters(url: str) -> dict[str, float]:
     out = dict.fromkeys(COUNTERS, 0.0)
     for line in text.splitlines():
         name, _, value = line.partition(" ")
+        name = name.removesuffix("_total") if name.removesuffix("_total") in out else name  # counter_fn's
         if name in out:
             out[name] = float(value)
     return out

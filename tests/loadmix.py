@@ -56,6 +56,9 @@ __all__ = ["LoadResult", "Person", "prepare", "run_load"]
 #: The share of scheduled items that are sends (chat, notice, task); the rest are notice acks.
 SEND_SHARE = 0.9
 
+#: REST requests go through HTTP_POOLS clients of HTTP_POOL connections each, per server.
+HTTP_POOLS, HTTP_POOL = 40, 16
+
 #: Item kinds: how each is sent and which event kind carries it.
 EVENT_KIND = {"chat": "message.new", "notice": "notice.new", "task": "task.created"}
 
@@ -119,7 +122,11 @@ class LoadClient:
 
     @classmethod
     async def connect(cls, url: str, person: Person) -> LoadClient:
-        ws = await websockets.connect(url, max_size=2**20, open_timeout=60)
+        # No client-side keepalive: the server pings every socket and closes the dead ones, which is
+        # what the bar's "0 unexpected closes" is about. A client ping times out when the load
+        # generator's own loop falls behind (it shares the two cores), and then it was the
+        # generator, not the server, that closed the socket (1011).
+        ws = await websockets.connect(url, max_size=2**20, open_timeout=60, ping_interval=None)
         await ws.send(json.dumps({"type": "hello", "id": "h", "v": 1, "token": person.token}))
         hello = json.loads(await asyncio.wait_for(ws.recv(), 60))
         assert hello["type"] == "ok", hello
@@ -236,11 +243,19 @@ async def run_load(
         if c.person.role == "grid_worker":
             workers[c.person.unit].append(c)
     heads = [h for h in heads if workers.get(h.person.unit)]
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+    # Many small pools, not one of 1,000 connections: httpcore's pool matches every queued
+    # request against every connection each time one starts or ends, so once requests queued
+    # (a slow server) the generator spent its CPU there (py-spy: AsyncConnectionPool.
+    # _assign_requests_to_connections) while its sockets' reads, and the latencies, waited.
+    limits = httpx.Limits(max_connections=HTTP_POOL, max_keepalive_connections=HTTP_POOL)
     http = [
-        httpx.AsyncClient(base_url=u.replace("ws://", "http://").removesuffix("/ws"), timeout=30, limits=limits)
+        [
+            httpx.AsyncClient(base_url=u.replace("ws://", "http://").removesuffix("/ws"), timeout=30, limits=limits)
+            for _ in range(HTTP_POOLS)
+        ]
         for u in urls
     ]
+    pick = itertools.count()
     items: list[_Item] = []
     rng = random.Random(16)
     counter = itertools.count()
@@ -263,7 +278,7 @@ async def run_load(
             else:
                 assert rest is not None
                 node, path, body = rest
-                r = await http[node].post(
+                r = await http[node][next(pick) % HTTP_POOLS].post(
                     path, json=body, headers={"Authorization": f"Bearer {by_pid[item.sender].person.token}"}
                 )
                 ok, data = r.status_code in (200, 201), r.json()
@@ -377,8 +392,9 @@ async def run_load(
     res.unexpected_closes = [c.close_code for c in clients if c.close_code is not None]
     for c in clients:
         await c.ws.close()
-    for h in http:
-        await h.aclose()
+    for pools in http:
+        for h in pools:
+            await h.aclose()
     return res
 
 
