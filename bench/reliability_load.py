@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -61,13 +62,65 @@ async def _counters(url: str) -> dict[str, float]:
     return out
 
 
+def _tap_split(res: LoadResult, tapfile: Path) -> str:
+    """Split each cross-process delivery where its wake-up (or the notice's announcement) was on Redis."""
+    wake: dict[tuple[int, int], float] = {}
+    announced: dict[int, float] = {}
+    for line in tapfile.read_text().splitlines():
+        parts = line.split()
+        t = float(parts[0])
+        if parts[1] == "w":
+            nums = [int(x) for x in parts[3:]]
+            for i in range(0, len(nums), 2):
+                wake.setdefault((nums[i], nums[i + 1]), t)
+        elif parts[1] == "n":
+            announced.setdefault(int(parts[2]), t)
+    legs: dict[str, list[tuple[float, float]]] = {"wake-up": [], "announced": [], "neither seen": []}
+    for pid, seq, kind, sid, arrived, due in res.cross_detail:
+        if (pid, seq) in wake:
+            legs["wake-up"].append((wake[(pid, seq)] - due, arrived - wake[(pid, seq)]))
+        elif kind == "notice.new" and sid in announced:
+            legs["announced"].append((announced[sid] - due, arrived - announced[sid]))
+        else:
+            legs["neither seen"].append((arrived - due, 0.0))
+    ms = lambda xs, q: f"{LoadResult.pct(xs, q) * 1000:.0f}"  # noqa: E731
+    out = []
+    for name, xs in legs.items():
+        if xs:
+            a, b = [x for x, _ in xs], [y for _, y in xs]
+            out.append(f"{name} {len(xs)}: sender side p50/p99 {ms(a, 50)}/{ms(a, 99)} ms, "
+                       f"receiver side p50/p99 {ms(b, 50)}/{ms(b, 99)} ms")  # fmt: skip
+    total = sorted(((arr - due), i) for i, (_, _, _, _, arr, due) in enumerate(res.cross_detail))
+    slow = {i for _, i in total[-max(1, len(total) // 100) :]}
+    worst = [res.cross_detail[i] for i in slow]
+    slow_w = [(wake[(p, q)] - d, a - wake[(p, q)]) for p, q, _, _, a, d in worst if (p, q) in wake]
+    if slow_w:
+        out.append(
+            f"slowest 1 % ({len(worst)}): {len(slow_w)} via a wake-up, mean sender side "
+            f"{1000 * sum(x for x, _ in slow_w) / len(slow_w):.0f} ms, receiver side "
+            f"{1000 * sum(y for _, y in slow_w) / len(slow_w):.0f} ms"
+        )
+    return "cross-process deliveries split at Redis (bench/wakeup_tap.py): " + "; ".join(out)
+
+
 async def _zzd(
     db_url: str, nodes: int, args: argparse.Namespace, workdir: Path, logdir: Path
 ) -> tuple[LoadResult, str]:
     people = await prepare(db_url, workdir, args.connections)
     broker = REDIS_URL if nodes == 2 else "memory://"
     env = {"ZZD_SEND_RATE_PER_MINUTE": "100000", "ZZD_LIMIT_CONCURRENCY": "30000"}
-    async with zzd_processes(db_url, broker, nodes, **env) as servers:
+    prefix = f"{os.environ['ZZD_REDIS_PREFIX']}-{secrets.token_hex(3)}"
+    tapfile = logdir / f"wakeups-s{nodes}.txt"
+    tap = None
+    if nodes == 2:  # a process of its own timestamps what the servers publish on Redis
+        here = Path(__file__).resolve().parent
+        tap = subprocess.Popen(
+            [sys.executable, str(here / "wakeup_tap.py"), REDIS_URL, prefix, str(tapfile)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert tap.stdout is not None
+        await asyncio.to_thread(tap.stdout.readline)  # "ready": subscribed
+    async with zzd_processes(db_url, broker, nodes, prefixes=[prefix] * nodes, **env) as servers:
         rss0 = [rss_bytes(s.proc.pid) >> 20 for s in servers]
         warm: list[int] = []
         split = CpuSplit({f"server {i + 1}": s.proc.pid for i, s in enumerate(servers)}, db_url.rsplit("/", 1)[1])
@@ -104,6 +157,10 @@ async def _zzd(
         rss1 = [rss_bytes(s.proc.pid) >> 20 for s in servers]
         # S2: each process's Redis subscriber must not have reconnected (the broker logs each loss).
         lost = [sum("redis subscriber lost" in line for line in s.log) for s in servers]
+    if tap is not None:
+        tap.terminate()
+        tap.wait(timeout=10)
+        cpu.append(_tap_split(res, tapfile))
     rss = f"RSS MiB at start {rss0}, all connected {warm}, end {rss1}; subscriber reconnects {lost}"
     return res, "\n  ".join([rss, *cpu])
 

@@ -30,6 +30,7 @@ import itertools
 import json
 import random
 import statistics
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,6 +163,8 @@ class LoadResult:
     ack_lat: list[float] = field(default_factory=list)
     deliver_lat: list[float] = field(default_factory=list)
     cross_deliver_lat: list[float] = field(default_factory=list)
+    #: Each cross-process delivery: (recipient, seq, kind, server id, arrival, due), times on ``time.time()``.
+    cross_detail: list[tuple[int, int, str, int, float, float]] = field(default_factory=list)
     checks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     violations: list[str] = field(default_factory=list)
     unexpected_closes: list[int] = field(default_factory=list)
@@ -388,7 +391,7 @@ async def run_load(
             if f["data"]["sender"]["id"] != c.person.pid
         ]
     else:
-        _check(res, items, clients, node_of)
+        _check(res, items, clients, node_of, time.time() - loop.time())
     res.unexpected_closes = [c.close_code for c in clients if c.close_code is not None]
     for c in clients:
         await c.ws.close()
@@ -414,8 +417,10 @@ def _identify(frame: dict[str, Any]) -> tuple[str | None, int]:
     return None, 0
 
 
-def _check(res: LoadResult, items: list[_Item], clients: list[LoadClient], node_of: dict[int, int]) -> None:
-    """I1–I5 over everything the clients saw."""
+def _check(
+    res: LoadResult, items: list[_Item], clients: list[LoadClient], node_of: dict[int, int], wall: float = 0.0
+) -> None:
+    """I1–I5 over everything the clients saw (``wall``: ``time.time()`` minus the loop's clock)."""
     by_id = {(EVENT_KIND[i.kind], i.server_id): i for i in items}
     keys: dict[tuple[int, str], set[int | None]] = defaultdict(set)
     for i in items:
@@ -457,6 +462,7 @@ def _check(res: LoadResult, items: list[_Item], clients: list[LoadClient], node_
                 res.deliver_lat.append(t - item.due)
                 if len(set(node_of.values())) > 1 and node_of[pid] != node_of[item.sender]:
                     res.cross_deliver_lat.append(t - item.due)
+                    res.cross_detail.append((pid, f["seq"], kind, sid, t + wall, item.due + wall))
         for item in expected[pid]:  # I1: everything acknowledged for this person reached it
             res.checks["I1"] += 1
             if (EVENT_KIND[item.kind], item.server_id) not in seen:
