@@ -35,7 +35,7 @@ async def new_people(services: Any, n: int) -> list[tuple[int, str]]:
 
 
 async def login(http_base: str, login_name: str, password: str = PASSWORD) -> dict[str, Any]:
-    async with httpx.AsyncClient() as c:
+    async with httpx.AsyncClient(timeout=scaled(TIMEOUT)) as c:  # httpx's own 5 s ran out on a loaded machine
         r = await c.post(
             f"{http_base}/api/v1/auth/token",
             json={"grant_type": "password", "login": login_name, "password": password},

@@ -19,12 +19,14 @@ import time
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 
 from tests.client import Client
 from tests.conftest import TEST_KEYS, free_port
 from tests.procs import zzd_processes
 from tests.test_reconnect_storm_s9 import _people_with_tokens
 from tests.waiting import scaled, wait_until
+from zzd.cli import main
 
 
 def _serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -39,22 +41,37 @@ def _serve(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_sqlite_refuses_several_workers(tmp_path: object) -> None:
-    done = _serve("--workers", "2", ZZD_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/w.db")
-    assert done.returncode != 0
+def _refused(monkeypatch: pytest.MonkeyPatch, *args: str, **env: str) -> Result:
+    """``zzd serve`` run in this process (a refusal comes before anything starts: no interpreter to boot).
+
+    Serving at all would be the failure: it is replaced by one that says so instead of blocking the test.
+    """
+
+    def must_refuse(*_a: object, **_k: object) -> int:
+        raise AssertionError("zzd serve started serving instead of refusing")
+
+    monkeypatch.setattr("zzd.server.serve", must_refuse)
+    monkeypatch.setattr("zzd.workers.serve_workers", must_refuse)
+    argv = ["serve", "--no-migrate", "--port", str(free_port()), *args]
+    return CliRunner().invoke(main, argv, env={"ZZD_JWT_KEYS": TEST_KEYS, **env})
+
+
+def test_sqlite_refuses_several_workers(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    done = _refused(monkeypatch, "--workers", "2", ZZD_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/w.db")
+    assert done.exit_code != 0
     assert "needs PostgreSQL" in done.stderr
     assert "SQLite database is one process" in done.stderr
 
 
-def test_memory_broker_refuses_several_workers() -> None:
-    done = _serve("--workers", "3", ZZD_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/none")
-    assert done.returncode != 0
+def test_memory_broker_refuses_several_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    done = _refused(monkeypatch, "--workers", "3", ZZD_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/none")
+    assert done.exit_code != 0
     assert "needs Redis" in done.stderr
 
 
-def test_zero_workers_is_a_configuration_error() -> None:
-    done = _serve("--workers", "0")
-    assert done.returncode != 0
+def test_zero_workers_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    done = _refused(monkeypatch, "--workers", "0")
+    assert done.exit_code != 0
     assert "ZZD_WORKERS" in done.stderr
 
 
@@ -146,6 +163,7 @@ async def test_a_killed_worker_is_replaced_under_a_new_node_id_and_serves(pg_dat
 
 
 @pytest.mark.redis
+@pytest.mark.slow  # multi-process: a supervisor and the worker processes it starts and restarts
 @pytest.mark.timeout(300)
 def test_a_worker_that_cannot_start_stops_the_server_instead_of_restarting_for_ever(redis_url: str) -> None:
     done = _serve(
