@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import shutil
 import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-import asyncpg
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
 
 from kernel.db.database import Database
 from tests.examples_recorder import maybe_record
-from tests.services import PG_HOST, PG_PORT, PG_USER, REDIS_URL, pg_url, redis_prefix, require, unique_name
+from tests.pg_databases import pg_session_finish, temp_pg_database
+from tests.services import REDIS_URL, pg_url, redis_prefix, require
 from tests.waiting import wait_until
 from zzd.auth.passwords import Passwords
 from zzd.config import Settings
@@ -42,80 +40,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _pg_admin(sql: str) -> None:
-    async def go() -> None:
-        conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
-
-
-class _Dropper:
-    """Drops finished tests' PostgreSQL databases in a thread of its own, while the next tests run.
-
-    A ``DROP DATABASE`` takes about a second on a busy server (it waits for every
-    backend to let go of the files); about half the PostgreSQL tests make a
-    database of their own, so waiting for each drop in the teardown was minutes
-    of a run. The names are fresh (``unique_name``), so nothing waits for a drop
-    to finish; the session's end waits for all of them and fails the run if one failed.
-    """
-
-    def __init__(self) -> None:
-        self._names: queue.Queue[str | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self.failures: list[str] = []
-
-    def drop(self, name: str) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="pg-dropper", daemon=True)
-            self._thread.start()
-        self._names.put(name)
-
-    def _run(self) -> None:
-        while (name := self._names.get()) is not None:
-            try:
-                _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except Exception as exc:  # reported at the session's end, with the database's name
-                self.failures.append(f"{name}: {exc!r}")
-
-    def finish(self) -> list[str]:
-        """Wait for every queued drop; the ones that failed."""
-        if self._thread is not None:
-            self._names.put(None)
-            self._thread.join()
-            self._thread = None
-        return self.failures
-
-
-_dropper = _Dropper()
-
-
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    failures = _dropper.finish()
-    if failures:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        session.config.get_terminal_writer().line("PostgreSQL test databases not dropped:\n" + "\n".join(failures))
-
-
-@contextmanager
-def temp_pg_database(prefix: str, *, template: str | None = None, migrate: bool = True) -> Iterator[str]:
-    """A throw-away PostgreSQL database (migrated, or cloned from ``template``); yields its name.
-
-    Dropped afterwards even when the test fails (in the background, ``_Dropper``);
-    CI=true makes a missing server a failure.
-    """
-    require("postgres")
-    name = unique_name(prefix)
-    _pg_admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-    try:
-        if migrate and template is None:
-            upgrade(pg_url(name))
-        yield name
-    finally:
-        _dropper.drop(name)
+    pg_session_finish(session)
 
 
 @pytest.fixture(scope="session")
