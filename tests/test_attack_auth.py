@@ -349,19 +349,24 @@ async def test_refresh_token_reuse_revokes_the_session(server: RunningServer) ->
     assert (await _me(server, t["access_token"])).status_code == 403
 
 
-async def test_refresh_token_reuse_closes_the_sessions_open_sockets(server: RunningServer) -> None:
-    """Reuse means the refresh token was stolen: the session's live sockets must go too (S21c)."""
-    _, lg = await new_person(server.services_obj)  # type: ignore[attr-defined]
-    t = await login(server.http, lg)
-    ws = await Client.connect(server.ws, t["access_token"])
-    assert (
-        await _post_token(server, {"grant_type": "refresh_token", "refresh_token": t["refresh_token"]})
-    ).status_code == 200
-    reuse = await _post_token(server, {"grant_type": "refresh_token", "refresh_token": t["refresh_token"]})
-    assert reuse.status_code == 401
-    code, _ = await ws.wait_closed(timeout=5)
-    assert code == 4503
-    await ws.close()
+async def test_refresh_token_reuse_closes_the_sessions_open_sockets(db_url: str) -> None:
+    """Reuse means the refresh token was stolen: the session's live sockets must go too (S21c).
+
+    The reuse revokes the session in the database; the hub's safety poll closes its sockets. At the
+    default 5 s poll the test waited 5 s against a 5 s deadline; a 0.2 s poll closes them at once.
+    """
+    async with _serve(make_settings(db_url, safety_poll_interval=0.2)) as server:
+        _, lg = await new_person(server.services_obj)  # type: ignore[attr-defined]
+        t = await login(server.http, lg)
+        ws = await Client.connect(server.ws, t["access_token"])
+        assert (
+            await _post_token(server, {"grant_type": "refresh_token", "refresh_token": t["refresh_token"]})
+        ).status_code == 200
+        reuse = await _post_token(server, {"grant_type": "refresh_token", "refresh_token": t["refresh_token"]})
+        assert reuse.status_code == 401
+        code, _ = await ws.wait_closed(timeout=5)
+        assert code == 4503
+        await ws.close()
 
 
 async def test_unknown_and_odd_refresh_tokens_are_invalid_grant(server: RunningServer) -> None:
