@@ -31,7 +31,7 @@ import json
 import random
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -191,7 +191,7 @@ class LoadResult:
             f"({', '.join(f'{k} p99 {ms(v, 99)}' for k, v in sorted(self.ack_by_kind.items()))}); "
             f"send→deliver p50 {ms(self.deliver_lat, 50)} / p99 {ms(self.deliver_lat, 99)} ms{cross}; "
             f"checks {dict(self.checks)}; violations {len(self.violations)}; unexpected closes "
-            f"{len(self.unexpected_closes)}"
+            f"{len(self.unexpected_closes)} {dict(Counter(self.unexpected_closes))}"
         )
 
 
