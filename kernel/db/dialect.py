@@ -79,6 +79,19 @@ async def try_transaction_lock(conn: AsyncConnection, key: int) -> bool:
     return bool(got)
 
 
+async def refresh_statistics(conn: AsyncConnection, table: str) -> None:
+    """``ANALYZE`` one table on PostgreSQL (nothing on SQLite), for a writer that knows it grew it fast.
+
+    Why: until autovacuum's first analyze, PostgreSQL plans as if a fresh table
+    held a row or two; a claim that should read a few rows in index order then
+    sorts the whole backlog (issue 13: 37 ms instead of 1.8 ms per claim at 5,850
+    pending, PostgreSQL at 0.75 of a core; autovacuum had not analyzed the
+    table 2.5 minutes and 8,000 rows in). ``table`` is a name from the schema, never input.
+    """
+    if is_postgres(conn):
+        await conn.execute(text(f"ANALYZE {table}"))
+
+
 async def reserve_ids(conn: AsyncConnection, table: str, n: int) -> list[int]:
     """``n`` fresh ids of ``table``: from its own sequence (PostgreSQL) or past its maximum (SQLite, one writer).
 
