@@ -423,11 +423,7 @@ class EventLog:
         for i, person, since, _ in wanted:
             st, got = states[person], rows[i]
             if (got[0][0] if got else st.last_seq + 1) != since + 1 and since < st.last_seq:
-                out[i] = ResyncRequired(  # pruned between the two reads, as in :meth:`read`
-                    "cannot resume: events after the cursor were pruned",
-                    code=ErrorCode.RESYNC_REQUIRED,
-                    data={"epoch": st.epoch, "last_seq": st.last_seq},
-                )
+                out[i] = _resync(st, "events after the cursor were pruned")  # between the two reads, as in :meth:`read`
                 continue
             page = got[:limit]
             out[i] = SyncPage(st.epoch, page, page[-1][0] if page else since, len(got) > limit, st.last_seq)
@@ -448,11 +444,7 @@ class EventLog:
         elif since + 1 < st.min_seq:
             reason = "events after the cursor were pruned"
         if reason is not None:
-            raise ResyncRequired(
-                f"cannot resume: {reason}",
-                code=ErrorCode.RESYNC_REQUIRED,
-                data={"epoch": st.epoch, "last_seq": st.last_seq},
-            )
+            raise _resync(st, reason)
 
     async def heads(self, person_ids: Sequence[int]) -> dict[int, int]:
         """Last committed seq of each given person (persons without a stream are left out), for the safety poll.
@@ -487,15 +479,18 @@ class EventLog:
         if (rows[0][0] if rows else st.last_seq + 1) != since + 1 and since < st.last_seq:
             # Streams are gap-free, so the next event is since + 1 unless retention
             # deleted it between the state read above and this one.
-            raise ResyncRequired(
-                "cannot resume: events after the cursor were pruned",
-                code=ErrorCode.RESYNC_REQUIRED,
-                data={"epoch": st.epoch, "last_seq": st.last_seq},
-            )
+            raise _resync(st, "events after the cursor were pruned")
         limited = len(rows) > limit
         rows = rows[:limit]
         next_since = rows[-1][0] if rows else since
         return SyncPage(st.epoch, rows, next_since, limited, st.last_seq)
+
+
+def _resync(st: StreamState, reason: str) -> ResyncRequired:
+    """The refusal of a cursor this stream cannot resume from, with where the stream stands."""
+    return ResyncRequired(
+        f"cannot resume: {reason}", code=ErrorCode.RESYNC_REQUIRED, data={"epoch": st.epoch, "last_seq": st.last_seq}
+    )
 
 
 async def _lock_streams(driver: Any, persons: list[int]) -> dict[int, int]:
