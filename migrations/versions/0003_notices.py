@@ -1,15 +1,11 @@
-"""Notices: notices, notice_receipts (one per recipient person and addressed position), notice_ding_steps.
-
-Revision ID: 0003_notices
-Revises: 0002_org_tree
-"""
+"""Notices: notices, notice_receipts (one per recipient person and addressed position), notice_ding_steps."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.columns import ID, TS
+from migrations.columns import ID, TS, drop_table, fk, id_column, pk
 
 revision = "0003_notices"
 down_revision = "0002_org_tree"
@@ -18,7 +14,7 @@ down_revision = "0002_org_tree"
 def upgrade() -> None:
     op.create_table(
         "notices",
-        sa.Column("id", ID, nullable=False, autoincrement=True),
+        id_column(),
         sa.Column("sender_person_id", ID, nullable=False),
         sa.Column("sender_position_id", ID, nullable=False),
         sa.Column("client_msg_id", sa.String(64), nullable=False),
@@ -36,14 +32,14 @@ def upgrade() -> None:
         sa.Column("receipt_count", sa.Integer(), nullable=False),
         sa.Column("org_version", ID, nullable=False),
         sa.CheckConstraint("priority IN ('normal', 'urgent')", name="ck_notices_priority_valid"),
-        sa.ForeignKeyConstraint(["sender_person_id"], ["persons.id"], name="fk_notices_sender_person_id_persons"),
-        sa.PrimaryKeyConstraint("id", name="pk_notices"),
+        fk("notices", "sender_person_id", "persons"),
+        pk("notices"),
         sa.UniqueConstraint("sender_person_id", "client_msg_id", name="uq_notices_sender_client_msg"),
     )
     op.create_index("ix_notices_sender", "notices", ["sender_person_id", "id"])
     op.create_table(
         "notice_receipts",
-        sa.Column("id", ID, nullable=False, autoincrement=True),
+        id_column(),
         sa.Column("notice_id", ID, nullable=False),
         sa.Column("person_id", ID, nullable=False),
         sa.Column("position_id", ID, nullable=False),
@@ -56,10 +52,8 @@ def upgrade() -> None:
         sa.Column("reply", sa.Text(), nullable=True),
         sa.Column("previous_person_id", ID, nullable=True),
         sa.Column("transferred_at", TS, nullable=True),
-        sa.ForeignKeyConstraint(
-            ["notice_id"], ["notices.id"], name="fk_notice_receipts_notice_id_notices", ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name="pk_notice_receipts"),
+        fk("notice_receipts", "notice_id", "notices", ondelete="CASCADE"),
+        pk("notice_receipts"),
         sa.UniqueConstraint("notice_id", "position_id", "person_id", name="uq_notice_receipts_notice_position_person"),
     )
     op.create_index("ix_notice_receipts_person", "notice_receipts", ["person_id", "notice_id"])
@@ -67,7 +61,7 @@ def upgrade() -> None:
     op.create_index("ix_notice_receipts_via_position", "notice_receipts", ["via_position_id"])
     op.create_table(
         "notice_ding_steps",
-        sa.Column("id", ID, nullable=False, autoincrement=True),
+        id_column(),
         sa.Column("notice_id", ID, nullable=False),
         sa.Column("step", sa.SmallInteger(), nullable=False),
         sa.Column("action", sa.String(16), nullable=False),
@@ -79,21 +73,19 @@ def upgrade() -> None:
         sa.Column("recipients", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.CheckConstraint("action IN ('remind', 'escalate')", name="ck_notice_ding_steps_action_valid"),
-        sa.ForeignKeyConstraint(
-            ["notice_id"], ["notices.id"], name="fk_notice_ding_steps_notice_id_notices", ondelete="CASCADE"
-        ),
-        sa.PrimaryKeyConstraint("id", name="pk_notice_ding_steps"),
+        fk("notice_ding_steps", "notice_id", "notices", ondelete="CASCADE"),
+        pk("notice_ding_steps"),
         sa.UniqueConstraint("notice_id", "step", name="uq_notice_ding_steps_notice_step"),
     )
     op.create_index("ix_notice_ding_steps_due", "notice_ding_steps", ["done_at", "due_at"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_notice_ding_steps_due", table_name="notice_ding_steps")
-    op.drop_table("notice_ding_steps")
-    op.drop_index("ix_notice_receipts_via_position", table_name="notice_receipts")
-    op.drop_index("ix_notice_receipts_notice_unit", table_name="notice_receipts")
-    op.drop_index("ix_notice_receipts_person", table_name="notice_receipts")
-    op.drop_table("notice_receipts")
-    op.drop_index("ix_notices_sender", table_name="notices")
-    op.drop_table("notices")
+    drop_table("notice_ding_steps", "ix_notice_ding_steps_due")
+    drop_table(
+        "notice_receipts",
+        "ix_notice_receipts_via_position",
+        "ix_notice_receipts_notice_unit",
+        "ix_notice_receipts_person",
+    )
+    drop_table("notices", "ix_notices_sender")

@@ -2,9 +2,6 @@
 
 New columns on existing tables are nullable and carry no foreign keys, so
 SQLite can add them with ``ALTER TABLE``.
-
-Revision ID: 0004_conversations
-Revises: 0003_notices
 """
 
 from __future__ import annotations
@@ -12,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.columns import ID, TS
+from migrations.columns import ID, TS, drop_table, fk, pk
 
 revision = "0004_conversations"
 down_revision = "0003_notices"
@@ -56,18 +53,13 @@ def upgrade() -> None:
         sa.Column("conversation_id", ID, nullable=False),
         sa.Column("position_id", ID, nullable=False),
         sa.Column("added_at", TS, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["conversation_id"],
-            ["conversations.id"],
-            name="fk_conversation_positions_conversation_id_conversations",
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("conversation_id", "position_id", name="pk_conversation_positions"),
+        fk("conversation_positions", "conversation_id", "conversations", ondelete="CASCADE"),
+        pk("conversation_positions", "conversation_id", "position_id"),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("conversation_positions")
+    drop_table("conversation_positions")
     op.drop_index("ix_conversations_peer_person", table_name="conversations")
     op.drop_index("ix_conversations_peer_position", table_name="conversations")
     op.drop_index("ix_conversations_position", table_name="conversations")

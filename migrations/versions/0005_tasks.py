@@ -1,15 +1,11 @@
-"""Tasks: task_categories, reports, tasks, task_events, task_timers, and the domain-event outbox (issue 6).
-
-Revision ID: 0005_tasks
-Revises: 0004_conversations
-"""
+"""Tasks: task_categories, reports, tasks, task_events, task_timers, and the domain-event outbox (issue 6)."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.columns import ID, TS
+from migrations.columns import ID, TS, drop_table, fk, id_column, pk
 
 revision = "0005_tasks"
 down_revision = "0004_conversations"
@@ -22,11 +18,11 @@ def upgrade() -> None:
         sa.Column("name", sa.String(100), nullable=False),
         sa.Column("rules", sa.Text(), nullable=False),
         sa.Column("updated_at", TS, nullable=False),
-        sa.PrimaryKeyConstraint("key", name="pk_task_categories"),
+        pk("task_categories", "key"),
     )
     op.create_table(
         "reports",
-        sa.Column("id", ID, nullable=False, autoincrement=True),
+        id_column(),
         sa.Column("reporter_person_id", ID, nullable=False),
         sa.Column("reporter_position_id", ID, nullable=False),
         sa.Column("grid_unit_id", ID, nullable=False),
@@ -39,14 +35,14 @@ def upgrade() -> None:
         sa.Column("photos", sa.Text(), nullable=False),
         sa.Column("task_id", ID, nullable=True),
         sa.Column("created_at", TS, nullable=False),
-        sa.ForeignKeyConstraint(["reporter_person_id"], ["persons.id"], name="fk_reports_reporter_person_id_persons"),
-        sa.PrimaryKeyConstraint("id", name="pk_reports"),
+        fk("reports", "reporter_person_id", "persons"),
+        pk("reports"),
         sa.UniqueConstraint("reporter_person_id", "client_msg_id", name="uq_reports_reporter_client_msg"),
     )
     op.create_index("ix_reports_grid", "reports", ["grid_unit_id", "id"])
     op.create_table(
         "tasks",
-        sa.Column("id", ID, nullable=False, autoincrement=True),
+        id_column(),
         sa.Column("category", sa.String(32), nullable=False),
         sa.Column("title", sa.String(200), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
@@ -71,7 +67,7 @@ def upgrade() -> None:
         sa.Column("resolved_at", TS, nullable=True),
         sa.Column("closed_at", TS, nullable=True),
         sa.CheckConstraint("source IN ('direct', 'notice', 'report')", name="ck_tasks_source_valid"),
-        sa.PrimaryKeyConstraint("id", name="pk_tasks"),
+        pk("tasks"),
         sa.UniqueConstraint(
             "creator_person_id", "client_msg_id", "owner_position_id", name="uq_tasks_creator_client_msg_owner"
         ),
@@ -81,7 +77,7 @@ def upgrade() -> None:
     op.create_index("ix_tasks_origin_unit", "tasks", ["origin_unit_id", "category"])
     op.create_table(
         "task_events",
-        sa.Column("id", ID, nullable=False, autoincrement=True),
+        id_column(),
         sa.Column("task_id", ID, nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("action", sa.String(16), nullable=False),
@@ -93,13 +89,13 @@ def upgrade() -> None:
         sa.Column("comment", sa.Text(), nullable=False),
         sa.Column("attachments", sa.Text(), nullable=False),
         sa.Column("data", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(["task_id"], ["tasks.id"], name="fk_task_events_task_id_tasks", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name="pk_task_events"),
+        fk("task_events", "task_id", "tasks", ondelete="CASCADE"),
+        pk("task_events"),
         sa.UniqueConstraint("task_id", "version", name="uq_task_events_task_version"),
     )
     op.create_table(
         "task_timers",
-        sa.Column("id", ID, nullable=False, autoincrement=True),
+        id_column(),
         sa.Column("task_id", ID, nullable=False),
         sa.Column("kind", sa.String(8), nullable=False),
         sa.Column("task_version", sa.Integer(), nullable=False),
@@ -111,14 +107,14 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(16), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.CheckConstraint("kind IN ('accept', 'resolve', 'ding')", name="ck_task_timers_kind_valid"),
-        sa.ForeignKeyConstraint(["task_id"], ["tasks.id"], name="fk_task_timers_task_id_tasks", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name="pk_task_timers"),
+        fk("task_timers", "task_id", "tasks", ondelete="CASCADE"),
+        pk("task_timers"),
     )
     op.create_index("ix_task_timers_due", "task_timers", ["done_at", "due_at"])
     op.create_index("ix_task_timers_task", "task_timers", ["task_id"])
     op.create_table(
         "outbox_events",
-        sa.Column("id", ID, nullable=False, autoincrement=True),
+        id_column(),
         sa.Column("event_id", sa.String(36), nullable=False),
         sa.Column("type", sa.String(64), nullable=False),
         sa.Column("aggregate", sa.String(16), nullable=False),
@@ -126,7 +122,7 @@ def upgrade() -> None:
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("published_at", TS, nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_outbox_events"),
+        pk("outbox_events"),
         sa.UniqueConstraint("event_id", name="uq_outbox_events_event_id"),
     )
     op.create_index("ix_outbox_events_unpublished", "outbox_events", ["published_at", "id"])
@@ -134,17 +130,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_outbox_events_aggregate", table_name="outbox_events")
-    op.drop_index("ix_outbox_events_unpublished", table_name="outbox_events")
-    op.drop_table("outbox_events")
-    op.drop_index("ix_task_timers_task", table_name="task_timers")
-    op.drop_index("ix_task_timers_due", table_name="task_timers")
-    op.drop_table("task_timers")
-    op.drop_table("task_events")
-    op.drop_index("ix_tasks_origin_unit", table_name="tasks")
-    op.drop_index("ix_tasks_creator_position", table_name="tasks")
-    op.drop_index("ix_tasks_owner", table_name="tasks")
-    op.drop_table("tasks")
-    op.drop_index("ix_reports_grid", table_name="reports")
-    op.drop_table("reports")
-    op.drop_table("task_categories")
+    drop_table("outbox_events", "ix_outbox_events_aggregate", "ix_outbox_events_unpublished")
+    drop_table("task_timers", "ix_task_timers_task", "ix_task_timers_due")
+    drop_table("task_events")
+    drop_table("tasks", "ix_tasks_origin_unit", "ix_tasks_creator_position", "ix_tasks_owner")
+    drop_table("reports", "ix_reports_grid")
+    drop_table("task_categories")

@@ -4,9 +4,6 @@ The send transaction no longer writes one event per recipient; the relay
 (messaging/notices/relay.py) does, after the commit. Existing notices were fanned
 out in their send transaction, so their receipts are marked done here. No
 application imports.
-
-Revision ID: 0007_notice_fanout
-Revises: 0006_attachments
 """
 
 from __future__ import annotations

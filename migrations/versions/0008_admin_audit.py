@@ -4,9 +4,6 @@
 ``audit_log`` + ``audit_head`` are the tamper-evident log (kernel/audit.py), the head
 row is created here; ``persons.phone`` and ``activation_codes`` serve bulk provisioning
 (``zzd person import``). No application imports.
-
-Revision ID: 0008_admin_audit
-Revises: 0007_notice_fanout
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.columns import ID, TS
+from migrations.columns import ID, TS, drop_table, pk
 
 revision = "0008_admin_audit"
 down_revision = "0007_notice_fanout"
@@ -36,7 +33,7 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("expires_at", TS, nullable=False),
         sa.Column("used_at", TS, nullable=True),
-        sa.PrimaryKeyConstraint("person_id", name="pk_activation_codes"),
+        pk("activation_codes", "person_id"),
     )
     op.create_table(
         "admin_grants",
@@ -50,7 +47,7 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("revoked_at", TS, nullable=True),
         sa.Column("revoked_by", ID, nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_admin_grants"),
+        pk("admin_grants"),
     )
     op.create_index("ix_admin_grants_person", "admin_grants", ["person_id"])
     op.create_table(
@@ -66,7 +63,7 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text(), nullable=False),
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_audit_log"),
+        pk("audit_log"),
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
     op.create_index("ix_audit_log_actor", "audit_log", ["actor_person_id"])
@@ -78,7 +75,7 @@ def upgrade() -> None:
         sa.Column("last_hash", sa.String(64), nullable=False),
         sa.Column("pruned_through_id", ID, nullable=False),
         sa.Column("pruned_through_hash", sa.String(64), nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_audit_head"),
+        pk("audit_head"),
     )
     op.execute(
         sa.text(
@@ -89,13 +86,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("audit_head")
-    op.drop_index("ix_audit_log_unit_path", table_name="audit_log")
-    op.drop_index("ix_audit_log_actor", table_name="audit_log")
-    op.drop_index("ix_audit_log_at", table_name="audit_log")
-    op.drop_table("audit_log")
-    op.drop_index("ix_admin_grants_person", table_name="admin_grants")
-    op.drop_table("admin_grants")
-    op.drop_table("activation_codes")
+    drop_table("audit_head")
+    drop_table("audit_log", "ix_audit_log_unit_path", "ix_audit_log_actor", "ix_audit_log_at")
+    drop_table("admin_grants", "ix_admin_grants_person")
+    drop_table("activation_codes")
     with op.batch_alter_table("persons") as batch:
         batch.drop_column("phone")

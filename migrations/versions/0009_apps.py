@@ -1,9 +1,6 @@
 """The open platform (issue 13): apps, secrets, idempotency keys, subscriptions, deliveries, attempts.
 
 No application imports (apps/schema.py is the model these tables match).
-
-Revision ID: 0009_apps
-Revises: 0008_admin_audit
 """
 
 from __future__ import annotations
@@ -11,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.columns import ID, TS
+from migrations.columns import ID, TS, drop_table, id_column, pk
 
 revision = "0009_apps"
 down_revision = "0008_admin_audit"
@@ -20,7 +17,7 @@ down_revision = "0008_admin_audit"
 def upgrade() -> None:
     op.create_table(
         "apps",
-        sa.Column("id", ID, autoincrement=True, nullable=False),
+        id_column(),
         sa.Column("name", sa.String(100), nullable=False),
         sa.Column("client_id", sa.String(40), nullable=False),
         sa.Column("owning_unit_id", ID, nullable=False),
@@ -37,13 +34,13 @@ def upgrade() -> None:
         sa.Column("created_by", ID, nullable=True),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("updated_at", TS, nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_apps"),
+        pk("apps"),
         sa.UniqueConstraint("name", name="uq_apps_name"),
         sa.UniqueConstraint("client_id", name="uq_apps_client_id"),
     )
     op.create_table(
         "app_secrets",
-        sa.Column("id", ID, autoincrement=True, nullable=False),
+        id_column(),
         sa.Column(
             "app_id",
             ID,
@@ -55,7 +52,7 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("expires_at", TS, nullable=True),
         sa.Column("revoked_at", TS, nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_app_secrets"),
+        pk("app_secrets"),
         sa.UniqueConstraint("secret_hash", name="uq_app_secrets_secret_hash"),
     )
     op.create_index("ix_app_secrets_app", "app_secrets", ["app_id"])
@@ -73,11 +70,11 @@ def upgrade() -> None:
         sa.Column("status", sa.Integer(), nullable=True),
         sa.Column("response", sa.Text(), nullable=True),
         sa.Column("created_at", TS, nullable=False),
-        sa.PrimaryKeyConstraint("app_id", "key", name="pk_app_idempotency"),
+        pk("app_idempotency", "app_id", "key"),
     )
     op.create_table(
         "app_subscriptions",
-        sa.Column("id", ID, autoincrement=True, nullable=False),
+        id_column(),
         sa.Column(
             "app_id",
             ID,
@@ -95,12 +92,12 @@ def upgrade() -> None:
         sa.Column("disabled_reason", sa.String(200), nullable=True),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
         sa.Column("created_at", TS, nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_app_subscriptions"),
+        pk("app_subscriptions"),
     )
     op.create_index("ix_app_subscriptions_app", "app_subscriptions", ["app_id"])
     op.create_table(
         "app_deliveries",
-        sa.Column("id", ID, autoincrement=True, nullable=False),
+        id_column(),
         sa.Column(
             "subscription_id",
             ID,
@@ -122,14 +119,14 @@ def upgrade() -> None:
         sa.Column("leased_by", sa.String(64), nullable=True),
         sa.Column("delivered_at", TS, nullable=True),
         sa.Column("created_at", TS, nullable=False),
-        sa.PrimaryKeyConstraint("id", name="pk_app_deliveries"),
+        pk("app_deliveries"),
         sa.UniqueConstraint("subscription_id", "outbox_id", name="uq_app_deliveries_sub_event"),
     )
     op.create_index("ix_app_deliveries_due", "app_deliveries", ["state", "next_attempt_at"])
     op.create_index("ix_app_deliveries_order", "app_deliveries", ["subscription_id", "aggregate_key", "id"])
     op.create_table(
         "app_delivery_attempts",
-        sa.Column("id", ID, autoincrement=True, nullable=False),
+        id_column(),
         sa.Column(
             "delivery_id",
             ID,
@@ -145,16 +142,16 @@ def upgrade() -> None:
         sa.Column("latency_ms", sa.Integer(), nullable=False),
         sa.Column("error", sa.String(200), nullable=True),
         sa.Column("response_excerpt", sa.String(500), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_app_delivery_attempts"),
+        pk("app_delivery_attempts"),
     )
     op.create_index("ix_app_delivery_attempts_sub", "app_delivery_attempts", ["subscription_id", "id"])
     op.create_index("ix_app_delivery_attempts_delivery", "app_delivery_attempts", ["delivery_id"])
 
 
 def downgrade() -> None:
-    op.drop_table("app_delivery_attempts")
-    op.drop_table("app_deliveries")
-    op.drop_table("app_subscriptions")
-    op.drop_table("app_idempotency")
-    op.drop_table("app_secrets")
-    op.drop_table("apps")
+    drop_table("app_delivery_attempts")
+    drop_table("app_deliveries")
+    drop_table("app_subscriptions")
+    drop_table("app_idempotency")
+    drop_table("app_secrets")
+    drop_table("apps")

@@ -12,9 +12,6 @@ on each page PostgreSQL updates the row on its own page and skips the index
 person (1.22 M rows ≈ 100 MB at this fillfactor), so it is rewritten here
 (``CLUSTER`` on its primary key, a short exclusive lock) to spread the
 existing rows out. SQLite has no such setting: nothing to do there.
-
-Revision ID: 0010_streams_retention
-Revises: 0009_apps
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.columns import ID, TS
+from migrations.columns import ID, TS, drop_table, pk
 
 revision = "0010_streams_retention"
 down_revision = "0009_apps"
@@ -37,7 +34,7 @@ def upgrade() -> None:
         sa.Column("leased_until", TS, nullable=True),
         sa.Column("cursor", sa.BigInteger(), nullable=False),
         sa.Column("passed_at", TS, nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_maintenance_leases"),
+        pk("maintenance_leases"),
         sa.UniqueConstraint("name", name="uq_maintenance_leases_name"),
     )
     if op.get_bind().dialect.name != "postgresql":
@@ -47,7 +44,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("maintenance_leases")
+    drop_table("maintenance_leases")
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute("ALTER TABLE person_streams RESET (fillfactor)")

@@ -13,9 +13,6 @@ it equals ``seq`` — the chain written before this revision verifies unchanged.
 
 Why: the head row was locked from each audited change to its commit, which
 serialised every notice and task write across processes (docs/reliability.md).
-
-Revision ID: 0011_audit_seal
-Revises: 0010_streams_retention
 """
 
 from __future__ import annotations

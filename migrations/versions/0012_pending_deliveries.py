@@ -12,9 +12,6 @@ lets the claim walk pending rows in the order it wants and stop at its limit;
 the per-aggregate check one probe over pending rows only. Both indexes stay
 as small as the backlog, not the delivery history. Plans before and after:
 docs/webhooks.md. SQLite has partial indexes too (same statements).
-
-Revision ID: 0012_pending_deliveries
-Revises: 0011_audit_seal
 """
 
 from __future__ import annotations

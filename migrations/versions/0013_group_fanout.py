@@ -5,9 +5,6 @@ still being fanned out and the lease on finishing it (the row is deleted then); 
 still owed the event (messaging/conversations/fanout.py). Messages sent before
 this migration were fanned out in their send transaction: nothing to carry over.
 No application imports.
-
-Revision ID: 0013_group_fanout
-Revises: 0012_pending_deliveries
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.columns import ID, TS
+from migrations.columns import ID, TS, drop_table, fk, pk
 
 revision = "0013_group_fanout"
 down_revision = "0012_pending_deliveries"
@@ -30,8 +27,8 @@ def upgrade() -> None:
         sa.Column("created_at", TS, nullable=False),
         sa.Column("claimed_by", sa.String(64), nullable=True),
         sa.Column("lease_until", TS, nullable=True),
-        sa.ForeignKeyConstraint(["id"], ["messages.id"], name="fk_message_fanouts_id_messages", ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("id", name="pk_message_fanouts"),
+        fk("message_fanouts", "id", "messages", ondelete="CASCADE"),
+        pk("message_fanouts"),
     )
     op.create_table(
         "message_fanout_pending",
@@ -39,12 +36,11 @@ def upgrade() -> None:
         sa.Column("conversation_id", ID, autoincrement=False, nullable=False),
         sa.Column("message_id", ID, autoincrement=False, nullable=False),
         sa.Column("flags", sa.SmallInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("person_id", "conversation_id", "message_id", name="pk_message_fanout_pending"),
+        pk("message_fanout_pending", "person_id", "conversation_id", "message_id"),
     )
     op.create_index("ix_message_fanout_pending_message", "message_fanout_pending", ["message_id", "person_id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_message_fanout_pending_message", table_name="message_fanout_pending")
-    op.drop_table("message_fanout_pending")
-    op.drop_table("message_fanouts")
+    drop_table("message_fanout_pending", "ix_message_fanout_pending_message")
+    drop_table("message_fanouts")

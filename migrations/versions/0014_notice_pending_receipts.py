@@ -5,9 +5,6 @@ written yet (messaging/notices/deferred.py): the send commits the notice and
 this row instead of ~200,000 receipt rows, so the connected recipients get the
 notice within a second; the relay writes the receipts after the commit and
 deletes the row in that transaction.
-
-Revision ID: 0014_notice_pending_receipts
-Revises: 0013_group_fanout
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.columns import ID
+from migrations.columns import ID, drop_table, fk, pk
 
 revision = "0014_notice_pending_receipts"
 down_revision = "0013_group_fanout"
@@ -27,13 +24,8 @@ def upgrade() -> None:
         sa.Column("notice_id", ID, autoincrement=False, nullable=False),
         sa.Column("receipts", sa.Integer(), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["notice_id"],
-            ["notices.id"],
-            name="fk_notice_pending_receipts_notice_id_notices",
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("notice_id", name="pk_notice_pending_receipts"),
+        fk("notice_pending_receipts", "notice_id", "notices", ondelete="CASCADE"),
+        pk("notice_pending_receipts", "notice_id"),
     )
     if op.get_bind().dialect.name == "postgresql":
         # Stored out of line as is: the packed columns are written once and read
@@ -42,4 +34,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("notice_pending_receipts")
+    drop_table("notice_pending_receipts")
