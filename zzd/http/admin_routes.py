@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kernel.audit import AuditQuery
 from kernel.audit import query as audit_query
@@ -22,19 +21,18 @@ from kernel.errors import Forbidden
 from org_tree.grants import Perm, grant_unit, holds_grant, parse_perms, unit_path_of
 from zzd.http.actors import current_actor
 from zzd.http.common import json_body
-from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, UnitRef, query, reply
 from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.admin import AuditPage, GrantList, GrantView, RevokedGrant
 
 __all__ = ["routes"]
 
-Id = Annotated[int, Field(ge=1, le=2**53)]
-UnitRef = Id | Annotated[str, StringConstraints(min_length=1, max_length=32)]
+api = Endpoints(tag="admin")
+
 PermName = Annotated[str, StringConstraints(min_length=1, max_length=16)]
 
 
-class NewGrant(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class NewGrant(BodyModel):
     person_id: Id
     #: Unit code or id whose subtree the grant covers; ``null``: the whole tree.
     unit: UnitRef | None
@@ -58,14 +56,14 @@ class AuditQueryParams(QueryModel):
     limit: Annotated[int, Field(ge=1, le=500)] = 100
 
 
-@operation({200: GrantList}, tag="admin")
+@api.route("GET", "/api/v1/me/grants", {200: GrantList})
 async def my_grants(request: Request) -> Response:
     """The caller's own grants (any signed-in person; empty for most)."""
     s, actor = await current_actor(request)
     return reply(GrantList, {"grants": [g.to_dict(s.org.index) for g in actor.grants]})
 
 
-@operation({200: GrantList}, query=GrantsQuery, tag="admin")
+@api.route("GET", "/api/v1/admin/grants", {200: GrantList}, query=GrantsQuery)
 async def list_grants(request: Request) -> Response:
     """Grants inside the subtrees where the caller holds ``grants`` or ``audit`` (plus their own)."""
     s, actor = await current_actor(request)
@@ -74,7 +72,7 @@ async def list_grants(request: Request) -> Response:
     return reply(GrantList, {"grants": [g.to_dict(s.org.index) for g in found]})
 
 
-@operation({201: GrantView}, body=NewGrant, errors=(404, 409), tag="admin")
+@api.route("POST", "/api/v1/admin/grants", {201: GrantView}, body=NewGrant, errors=(404, 409))
 async def create_grant(request: Request) -> Response:
     """Give a person permissions over a unit's subtree (``grants`` plus every permission given)."""
     s, actor = await current_actor(request)
@@ -83,7 +81,7 @@ async def create_grant(request: Request) -> Response:
     return reply(GrantView, g.to_dict(s.org.index), status=201)
 
 
-@operation({200: RevokedGrant}, errors=(409,), tag="admin")
+@api.route("POST", "/api/v1/admin/grants/{grant_id:int}/revoke", {200: RevokedGrant}, errors=(409,))
 async def revoke_grant(request: Request) -> Response:
     """Revoke a grant (``grants`` over the grant's unit)."""
     s, actor = await current_actor(request)
@@ -91,7 +89,7 @@ async def revoke_grant(request: Request) -> Response:
     return reply(RevokedGrant, {**g.to_dict(s.org.index), "revoked": True})
 
 
-@operation({200: AuditPage}, query=AuditQueryParams, errors=(404,), tag="admin")
+@api.route("GET", "/api/v1/audit", {200: AuditPage}, query=AuditQueryParams, errors=(404,))
 async def audit_log(request: Request) -> Response:
     """Audit entries newest first, by actor, unit subtree, time and action (``audit`` grant)."""
     s, actor = await current_actor(request)
@@ -124,10 +122,4 @@ async def audit_log(request: Request) -> Response:
     return reply(AuditPage, {"entries": items, "next_before": more})
 
 
-routes = [
-    Route("/api/v1/me/grants", my_grants, methods=["GET"]),
-    Route("/api/v1/admin/grants", list_grants, methods=["GET"]),
-    Route("/api/v1/admin/grants", create_grant, methods=["POST"]),
-    Route("/api/v1/admin/grants/{grant_id:int}/revoke", revoke_grant, methods=["POST"]),
-    Route("/api/v1/audit", audit_log, methods=["GET"]),
-]
+routes = api.routes

@@ -11,30 +11,25 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from apps.registry import NewApp
 from zzd.http.actors import current_actor
 from zzd.http.common import json_body
-from zzd.http.contract import operation, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, UnitRef, reply
 from zzd.http.schemas.apps import AppList, AppView, AppWithSecret, AppWithSecrets, NewSecret, SecretRevoked, Workbench
 
 __all__ = ["routes"]
 
-Id = Annotated[int, Field(ge=1, le=2**53)]
-UnitRef = Id | Annotated[str, StringConstraints(min_length=1, max_length=32)]
+api = Endpoints(tag="apps")
+
 SelectorIn = dict[str, Any] | Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 ScopeName = Annotated[str, StringConstraints(min_length=1, max_length=80)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class NewAppBody(_Body):
+class NewAppBody(BodyModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     #: Unit (code or id) whose ``apps`` administrators manage the app.
     owning_unit: UnitRef
@@ -48,14 +43,14 @@ class NewAppBody(_Body):
     rate_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 600
 
 
-class PatchAppBody(_Body):
+class PatchAppBody(BodyModel):
     scopes: Annotated[list[ScopeName], Field(max_length=40)] | None = None
     visibility: SelectorIn | None = None
     disabled: bool | None = None
     rate_per_minute: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
-class RotateBody(_Body):
+class RotateBody(BodyModel):
     #: Seconds the current secrets keep working (default ``ZZD_APP_SECRET_OVERLAP``).
     overlap_seconds: Annotated[int, Field(ge=0, le=30 * 86_400)] | None = None
 
@@ -64,7 +59,14 @@ def _app_id(request: Request) -> int:
     return int(request.path_params["app_id"])
 
 
-@operation({201: AppWithSecret}, body=NewAppBody, errors=(404, 409), tag="apps")
+@api.route("GET", "/api/v1/me/apps", {200: Workbench})
+async def my_apps(request: Request) -> Response:
+    """The apps in the caller's workbench: those whose visibility selector reaches a position they hold."""
+    s, actor = await current_actor(request)
+    return reply(Workbench, {"apps": await s.apps.workbench(actor)})
+
+
+@api.route("POST", "/api/v1/apps", {201: AppWithSecret}, body=NewAppBody, errors=(404, 409))
 async def create_app(request: Request) -> Response:
     """Register an app; the answer carries ``client_secret`` this once."""
     s, actor = await current_actor(request)
@@ -74,14 +76,14 @@ async def create_app(request: Request) -> Response:
     return reply(AppWithSecret, {**app.to_dict(), "client_secret": secret.secret, "secret_id": secret.id}, status=201)
 
 
-@operation({200: AppList}, tag="apps")
+@api.route("GET", "/api/v1/apps", {200: AppList})
 async def list_apps(request: Request) -> Response:
     """The apps the caller administers (``apps`` grant over their owning unit)."""
     s, actor = await current_actor(request)
     return reply(AppList, {"apps": [a.to_dict() for a in await s.apps.list_apps(actor)]})
 
 
-@operation({200: AppWithSecrets}, tag="apps")
+@api.route("GET", "/api/v1/apps/{app_id:int}", {200: AppWithSecrets})
 async def get_app(request: Request) -> Response:
     """An app with its secrets as hints and dates (never the secrets)."""
     s, actor = await current_actor(request)
@@ -89,7 +91,7 @@ async def get_app(request: Request) -> Response:
     return reply(AppWithSecrets, {**app.to_dict(), "secrets": await s.apps.secrets(actor, app.id)})
 
 
-@operation({200: AppView}, body=PatchAppBody, tag="apps")
+@api.route("PATCH", "/api/v1/apps/{app_id:int}", {200: AppView}, body=PatchAppBody)
 async def patch_app(request: Request) -> Response:
     """Change scopes, visibility, rate or disable; disabling closes the app's live streams."""
     s, actor = await current_actor(request)
@@ -107,7 +109,7 @@ async def patch_app(request: Request) -> Response:
     return reply(AppView, app.to_dict())
 
 
-@operation({201: NewSecret}, body=RotateBody, tag="apps")
+@api.route("POST", "/api/v1/apps/{app_id:int}/secrets", {201: NewSecret}, body=RotateBody)
 async def rotate_secret(request: Request) -> Response:
     """A new secret (shown once); the previous ones keep working for the overlap."""
     s, actor = await current_actor(request)
@@ -119,7 +121,7 @@ async def rotate_secret(request: Request) -> Response:
     return reply(NewSecret, new.to_dict(), status=201)
 
 
-@operation({200: SecretRevoked}, tag="apps")
+@api.route("POST", "/api/v1/apps/{app_id:int}/secrets/{secret_id:int}/revoke", {200: SecretRevoked})
 async def revoke_secret(request: Request) -> Response:
     """Revoke one secret now; the app's live connections using it close within a second."""
     s, actor = await current_actor(request)
@@ -129,19 +131,4 @@ async def revoke_secret(request: Request) -> Response:
     return reply(SecretRevoked, out)
 
 
-@operation({200: Workbench}, tag="apps")
-async def my_apps(request: Request) -> Response:
-    """The apps in the caller's workbench: those whose visibility selector reaches a position they hold."""
-    s, actor = await current_actor(request)
-    return reply(Workbench, {"apps": await s.apps.workbench(actor)})
-
-
-routes = [
-    Route("/api/v1/me/apps", my_apps, methods=["GET"]),
-    Route("/api/v1/apps", create_app, methods=["POST"]),
-    Route("/api/v1/apps", list_apps, methods=["GET"]),
-    Route("/api/v1/apps/{app_id:int}", get_app, methods=["GET"]),
-    Route("/api/v1/apps/{app_id:int}", patch_app, methods=["PATCH"]),
-    Route("/api/v1/apps/{app_id:int}/secrets", rotate_secret, methods=["POST"]),
-    Route("/api/v1/apps/{app_id:int}/secrets/{secret_id:int}/revoke", revoke_secret, methods=["POST"]),
-]
+routes = api.routes

@@ -13,17 +13,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kernel.audit import AuditEntry, record
 from kernel.errors import BadRequest, ErrorCode, Unauthorized
 from kernel.sessions import IssuedSession
 from kernel.text import check_text
 from zzd.http.common import authenticate, json_body, services_of
-from zzd.http.contract import operation, reply
+from zzd.http.contract import BodyModel, Endpoints, reply
 from zzd.http.schemas.auth import AppToken, Me, TokenAnswer, Tokens
 from zzd.http.schemas.common import Revoked
 
@@ -32,9 +31,10 @@ if TYPE_CHECKING:
 
 __all__ = ["routes"]
 
+api = Endpoints(tag="auth")
 
-class TokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+
+class TokenRequest(BodyModel):
     grant_type: Literal["password", "refresh_token", "client_credentials"]
     login: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
@@ -44,8 +44,7 @@ class TokenRequest(BaseModel):
     client_secret: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 
-class ActivateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+class ActivateRequest(BodyModel):
     login: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     #: The one-time code from ``zzd person import``.
     code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -122,7 +121,7 @@ async def _client_credentials(s: Services, request: Request, body: TokenRequest)
     )
 
 
-@operation({200: Tokens}, body=TokenRequest, errors=(401, 429), public=True, tag="auth")
+@api.route("POST", "/api/v1/auth/token", {200: Tokens}, body=TokenRequest, errors=(401, 429), public=True)
 async def token(request: Request) -> Response:
     """Sign in (password), renew (refresh_token; each works once), or an app's token (client_credentials)."""
     s = services_of(request)
@@ -157,7 +156,17 @@ async def token(request: Request) -> Response:
     return _token_answer(s, issued)
 
 
-@operation({200: TokenAnswer}, body=ActivateRequest, errors=(401, 429), public=True, tag="auth")
+@api.route("POST", "/api/v1/auth/logout", {200: Revoked})
+async def logout(request: Request) -> Response:
+    """Revoke the caller's session; its sockets on every process close with 4503."""
+    s = services_of(request)
+    claims = await authenticate(request)
+    await s.sessions.revoke(claims.session_id)
+    await s.announce({"t": "revoke_session", "sid": claims.session_id})
+    return reply(Revoked, {"revoked": True})
+
+
+@api.route("POST", "/api/v1/auth/activate", {200: TokenAnswer}, body=ActivateRequest, errors=(401, 429), public=True)
 async def activate(request: Request) -> Response:
     """Set one's first password with the one-time activation code; answers like a sign-in.
 
@@ -188,17 +197,7 @@ async def activate(request: Request) -> Response:
     return _token_answer(s, issued)
 
 
-@operation({200: Revoked}, tag="auth")
-async def logout(request: Request) -> Response:
-    """Revoke the caller's session; its sockets on every process close with 4503."""
-    s = services_of(request)
-    claims = await authenticate(request)
-    await s.sessions.revoke(claims.session_id)
-    await s.announce({"t": "revoke_session", "sid": claims.session_id})
-    return reply(Revoked, {"revoked": True})
-
-
-@operation({200: Me}, tag="auth")
+@api.route("GET", "/api/v1/me", {200: Me})
 async def me(request: Request) -> Response:
     """The signed-in person and the position of their event stream."""
     s = services_of(request)
@@ -211,9 +210,4 @@ async def me(request: Request) -> Response:
     )
 
 
-routes = [
-    Route("/api/v1/auth/token", token, methods=["POST"]),
-    Route("/api/v1/auth/logout", logout, methods=["POST"]),
-    Route("/api/v1/auth/activate", activate, methods=["POST"]),
-    Route("/api/v1/me", me, methods=["GET"]),
-]
+routes = api.routes

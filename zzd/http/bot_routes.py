@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from apps.idempotency import check_key
 from apps.model import AppPrincipal, Scope
@@ -25,7 +24,7 @@ from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
 from zzd.http.app_auth import current_app
 from zzd.http.common import json_body
-from zzd.http.contract import operation, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, reply
 from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.apps import BotMe, BotPosted, BotUnit, CheckedIn
 from zzd.http.schemas.notices import NoticeView, Progress, Sent
@@ -35,18 +34,15 @@ from zzd.http.upload_routes import _UPLOAD_DOC, SHA256_HEADER, Uploaded, _conten
 
 __all__ = ["routes"]
 
-Id = Annotated[int, Field(ge=1, le=2**53)]
+api = Endpoints(tag="bot", prefix="/api/v1/bot")
+
 SelectorIn = dict[str, Any] | Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 
 if TYPE_CHECKING:
     from zzd.services import Services
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class BotNotice(_Body):
+class BotNotice(BodyModel):
     selector: SelectorIn
     title: Annotated[str, StringConstraints(max_length=200)]
     body: Annotated[str, StringConstraints(max_length=20_000)] = ""
@@ -56,17 +52,17 @@ class BotNotice(_Body):
     deadline: Annotated[str, StringConstraints(max_length=40)] | None = None
 
 
-class BotPreview(_Body):
+class BotPreview(BodyModel):
     selector: SelectorIn
 
 
-class CheckIn(_Body):
+class CheckIn(BodyModel):
     person_id: Id
     position_id: Id | None = None
     reply: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
-class BotTasks(_Body):
+class BotTasks(BodyModel):
     selector: SelectorIn
     shared: bool = False
     category: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "general"
@@ -74,7 +70,7 @@ class BotTasks(_Body):
     body: Annotated[str, StringConstraints(max_length=10_000)] = ""
 
 
-class BotAction(_Body):
+class BotAction(BodyModel):
     action: Literal["accept", "start", "resolve", "verify", "close", "return", "reject", "reassign", "cancel",
                     "comment"]  # fmt: skip
     version: Annotated[int, Field(ge=1, le=2**31)]
@@ -86,7 +82,7 @@ class BotAction(_Body):
     )
 
 
-class BotMessage(_Body):
+class BotMessage(BodyModel):
     body: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
 
 
@@ -128,7 +124,7 @@ def _id(request: Request, name: str) -> int:
     return int(request.path_params[name])
 
 
-@operation({200: BotMe}, errors=(429,), tag="bot")
+@api.route("GET", "/me", {200: BotMe}, errors=(429,))
 async def me(request: Request) -> Response:
     """The calling app as the registry has it now (any valid app token)."""
     s, p = await current_app(request)
@@ -138,7 +134,7 @@ async def me(request: Request) -> Response:
     return reply(BotMe, data)
 
 
-@operation({200: PreviewAnswer}, body=BotPreview, errors=(404, 429), tag="bot")
+@api.route("POST", "/audience/preview", {200: PreviewAnswer}, body=BotPreview, errors=(404, 429))
 async def preview(request: Request) -> Response:
     """Who a selector reaches from the app's subtree: counts per child unit and level (nothing written)."""
     s, p = await current_app(request, Scope.NOTICE_SEND, Scope.TASK_CREATE)
@@ -146,7 +142,7 @@ async def preview(request: Request) -> Response:
     return reply(PreviewAnswer, s.bot.preview(p, parse_selector(b.selector)))
 
 
-@operation({200: Sent, 201: Sent}, body=BotNotice, errors=(404, 409, 429), extra=_IDEMPOTENT, tag="bot")
+@api.route("POST", "/notices", {200: Sent, 201: Sent}, body=BotNotice, errors=(404, 409, 429), extra=_IDEMPOTENT)
 async def send_notice(request: Request) -> Response:
     """A work notice (DING when urgent) from the app to positions in its subtree."""
     s, p = await current_app(request, Scope.NOTICE_SEND)
@@ -162,21 +158,14 @@ async def send_notice(request: Request) -> Response:
     return await _idempotent(request, s, p, b, go, Sent)
 
 
-@operation({200: NoticeView}, errors=(429,), tag="bot")
+@api.route("GET", "/notices/{notice_id:int}", {200: NoticeView}, errors=(429,))
 async def get_notice(request: Request) -> Response:
     """One of the app's own notices with its progress (another sender's: 404)."""
     s, p = await current_app(request, Scope.NOTICE_SEND)
     return reply(NoticeView, await s.bot.notice(p, _id(request, "notice_id")))
 
 
-@operation({200: Progress}, errors=(429,), tag="bot")
-async def notice_progress(request: Request) -> Response:
-    """The live count of one of the app's own notices: receipts, delivered, read, acknowledged (checked in)."""
-    s, p = await current_app(request, Scope.NOTICE_SEND)
-    return reply(Progress, await s.bot.progress(p, _id(request, "notice_id")))
-
-
-@operation({200: CheckedIn}, body=CheckIn, errors=(409, 429), tag="bot")
+@api.route("POST", "/notices/{notice_id:int}/check-ins", {200: CheckedIn}, body=CheckIn, errors=(409, 429))
 async def check_in(request: Request) -> Response:
     """Acknowledge the app's own notice for an attendee (a check-in device); repeating changes nothing."""
     s, p = await current_app(request, Scope.NOTICE_SEND)
@@ -184,7 +173,14 @@ async def check_in(request: Request) -> Response:
     return reply(CheckedIn, await s.bot.check_in(p, _id(request, "notice_id"), b.person_id, b.position_id, b.reply))
 
 
-@operation({201: TaskList}, body=BotTasks, errors=(404, 409, 429), extra=_IDEMPOTENT, tag="bot")
+@api.route("GET", "/notices/{notice_id:int}/progress", {200: Progress}, errors=(429,))
+async def notice_progress(request: Request) -> Response:
+    """The live count of one of the app's own notices: receipts, delivered, read, acknowledged (checked in)."""
+    s, p = await current_app(request, Scope.NOTICE_SEND)
+    return reply(Progress, await s.bot.progress(p, _id(request, "notice_id")))
+
+
+@api.route("POST", "/tasks", {201: TaskList}, body=BotTasks, errors=(404, 409, 429), extra=_IDEMPOTENT)
 async def create_tasks(request: Request) -> Response:
     """Tasks on positions of the app's subtree (one per position, or one shared)."""
     s, p = await current_app(request, Scope.TASK_CREATE)
@@ -200,7 +196,14 @@ async def create_tasks(request: Request) -> Response:
     return await _idempotent(request, s, p, b, go, TaskList)
 
 
-@operation({200: TaskView}, body=BotAction, errors=(409, 429), tag="bot")
+@api.route("GET", "/tasks/{task_id:int}", {200: TaskDetail}, errors=(429,))
+async def get_task(request: Request) -> Response:
+    """A task the app is involved in or whose owner is in its subtree, with its history."""
+    s, p = await current_app(request, Scope.TASK_CREATE, Scope.TASK_ACT, Scope.REPORT_READ)
+    return reply(TaskDetail, await s.bot.task(p, _id(request, "task_id")))
+
+
+@api.route("POST", "/tasks/{task_id:int}/actions", {200: TaskView}, body=BotAction, errors=(409, 429))
 async def act(request: Request) -> Response:
     """Act on a task at the version the app saw: as its creator, or on the owner's side of a task owned in its
     subtree (accept, start, resolve …, the app recorded as acting for that position)."""
@@ -213,7 +216,40 @@ async def act(request: Request) -> Response:
     return reply(TaskView, t)
 
 
-@operation({200: Uploaded, 201: Uploaded}, errors=(400, 411, 413, 415, 429), extra=_UPLOAD_DOC, tag="bot")
+@api.route("GET", "/reports/{report_id:int}", {200: ReportView}, errors=(429,))
+async def get_report(request: Request) -> Response:
+    """A grid report filed in the app's subtree (elsewhere: 404)."""
+    s, p = await current_app(request, Scope.REPORT_READ)
+    return reply(ReportView, await s.bot.report(p, _id(request, "report_id")))
+
+
+@api.route(
+    "POST",
+    "/conversations/{conversation_id:int}/messages",
+    {200: BotPosted, 201: BotPosted},
+    body=BotMessage,
+    errors=(409, 429),
+    extra=_IDEMPOTENT,
+)
+async def post_message(request: Request) -> Response:
+    """A bot message into a conversation the app was added to (others: 404)."""
+    s, p = await current_app(request, Scope.CHAT_BOT)
+    b = await json_body(request, BotMessage)
+
+    async def go(key: str) -> tuple[int, Any]:
+        return await s.bot.post(p, _id(request, "conversation_id"), b.body, key)
+
+    return await _idempotent(request, s, p, b, go, BotPosted)
+
+
+@api.route("GET", "/org/units/{unit}", {200: BotUnit}, errors=(429,))
+async def get_unit(request: Request) -> Response:
+    """A unit of the app's subtree with its positions and children (code or ``#id``)."""
+    s, p = await current_app(request, Scope.ORG_READ)
+    return reply(BotUnit, s.bot.unit(p, unit_ref(str(request.path_params["unit"]))))
+
+
+@api.route("POST", "/uploads", {200: Uploaded, 201: Uploaded}, errors=(400, 411, 413, 415, 429), extra=_UPLOAD_DOC)
 async def upload(request: Request) -> Response:
     """Upload one photo as the app (``task:act``): raw image body, its SHA-256 in X-Content-SHA256.
 
@@ -233,51 +269,4 @@ async def upload(request: Request) -> Response:
     return reply(Uploaded, res.to_dict(), status=201 if res.created else 200)
 
 
-@operation({200: TaskDetail}, errors=(429,), tag="bot")
-async def get_task(request: Request) -> Response:
-    """A task the app is involved in or whose owner is in its subtree, with its history."""
-    s, p = await current_app(request, Scope.TASK_CREATE, Scope.TASK_ACT, Scope.REPORT_READ)
-    return reply(TaskDetail, await s.bot.task(p, _id(request, "task_id")))
-
-
-@operation({200: ReportView}, errors=(429,), tag="bot")
-async def get_report(request: Request) -> Response:
-    """A grid report filed in the app's subtree (elsewhere: 404)."""
-    s, p = await current_app(request, Scope.REPORT_READ)
-    return reply(ReportView, await s.bot.report(p, _id(request, "report_id")))
-
-
-@operation({200: BotPosted, 201: BotPosted}, body=BotMessage, errors=(409, 429), extra=_IDEMPOTENT, tag="bot")
-async def post_message(request: Request) -> Response:
-    """A bot message into a conversation the app was added to (others: 404)."""
-    s, p = await current_app(request, Scope.CHAT_BOT)
-    b = await json_body(request, BotMessage)
-
-    async def go(key: str) -> tuple[int, Any]:
-        return await s.bot.post(p, _id(request, "conversation_id"), b.body, key)
-
-    return await _idempotent(request, s, p, b, go, BotPosted)
-
-
-@operation({200: BotUnit}, errors=(429,), tag="bot")
-async def get_unit(request: Request) -> Response:
-    """A unit of the app's subtree with its positions and children (code or ``#id``)."""
-    s, p = await current_app(request, Scope.ORG_READ)
-    return reply(BotUnit, s.bot.unit(p, unit_ref(str(request.path_params["unit"]))))
-
-
-routes = [
-    Route("/api/v1/bot/me", me, methods=["GET"]),
-    Route("/api/v1/bot/audience/preview", preview, methods=["POST"]),
-    Route("/api/v1/bot/notices", send_notice, methods=["POST"]),
-    Route("/api/v1/bot/notices/{notice_id:int}", get_notice, methods=["GET"]),
-    Route("/api/v1/bot/notices/{notice_id:int}/check-ins", check_in, methods=["POST"]),
-    Route("/api/v1/bot/notices/{notice_id:int}/progress", notice_progress, methods=["GET"]),
-    Route("/api/v1/bot/tasks", create_tasks, methods=["POST"]),
-    Route("/api/v1/bot/tasks/{task_id:int}", get_task, methods=["GET"]),
-    Route("/api/v1/bot/tasks/{task_id:int}/actions", act, methods=["POST"]),
-    Route("/api/v1/bot/reports/{report_id:int}", get_report, methods=["GET"]),
-    Route("/api/v1/bot/conversations/{conversation_id:int}/messages", post_message, methods=["POST"]),
-    Route("/api/v1/bot/org/units/{unit}", get_unit, methods=["GET"]),
-    Route("/api/v1/bot/uploads", upload, methods=["POST"]),
-]
+routes = api.routes

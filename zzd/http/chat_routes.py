@@ -7,17 +7,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kernel.errors import RateLimited
 from kernel.wire import ClientMsgId, loads
 from messaging.chat import SendRequest
 from zzd.http.common import authenticate, json_body, services_of
-from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.contract import BodyModel, Endpoints, QueryModel, query, reply
 from zzd.http.schemas.chat import EventPage, History, Inbox, Posted
 
 if TYPE_CHECKING:
@@ -25,9 +24,10 @@ if TYPE_CHECKING:
 
 __all__ = ["routes"]
 
+api = Endpoints(tag="chat")
 
-class SendBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+
+class SendBody(BodyModel):
     to: Annotated[int, Field(ge=1, le=2**53)]
     client_msg_id: ClientMsgId
     body: Annotated[str, StringConstraints(max_length=5000)]
@@ -53,7 +53,7 @@ class SyncQuery(QueryModel):
     )
 
 
-@operation({200: Posted, 201: Posted}, body=SendBody, errors=(404, 429), tag="chat")
+@api.route("POST", "/api/v1/messages", {200: Posted, 201: Posted}, body=SendBody, errors=(404, 429))
 async def send(request: Request) -> Response:
     """Send a direct message to a person (idempotent by ``client_msg_id``)."""
     s = services_of(request)
@@ -65,7 +65,16 @@ async def send(request: Request) -> Response:
     return reply(Posted, res, status=200 if res.duplicate else 201)
 
 
-@operation({200: History}, query=HistoryQuery, tag="chat")
+@api.route("GET", "/api/v1/conversations", {200: Inbox}, query=InboxQuery)
+async def conversations(request: Request) -> Response:
+    """The caller's conversations, most recent first, with unread counts and last messages."""
+    s = services_of(request)
+    claims = await authenticate(request)
+    q = query(request, InboxQuery)
+    return reply(Inbox, await s.conversations.inbox(claims.person_id, cursor=q.cursor, limit=q.limit))
+
+
+@api.route("GET", "/api/v1/conversations/{conversation_id:int}/messages", {200: History}, query=HistoryQuery)
 async def history(request: Request) -> Response:
     """A conversation's messages, newest first, paged with ``before``."""
     s = services_of(request)
@@ -76,16 +85,7 @@ async def history(request: Request) -> Response:
     return reply(History, {"conversation_id": cid, "messages": items, "next_before": next_before})
 
 
-@operation({200: Inbox}, query=InboxQuery, tag="chat")
-async def conversations(request: Request) -> Response:
-    """The caller's conversations, most recent first, with unread counts and last messages."""
-    s = services_of(request)
-    claims = await authenticate(request)
-    q = query(request, InboxQuery)
-    return reply(Inbox, await s.conversations.inbox(claims.person_id, cursor=q.cursor, limit=q.limit))
-
-
-@operation({200: EventPage}, query=SyncQuery, errors=(409,), tag="chat")
+@api.route("GET", "/api/v1/sync", {200: EventPage}, query=SyncQuery, errors=(409,))
 async def sync(request: Request) -> Response:
     """The caller's events after ``since`` (the same events the WebSocket pushes; docs/events.md)."""
     s = services_of(request)
@@ -114,9 +114,4 @@ async def _delivered(s: Services, person_id: int, notice_ids: list[int]) -> None
         s.delivered.written(person_id, nid)
 
 
-routes = [
-    Route("/api/v1/messages", send, methods=["POST"]),
-    Route("/api/v1/conversations", conversations, methods=["GET"]),
-    Route("/api/v1/conversations/{conversation_id:int}/messages", history, methods=["GET"]),
-    Route("/api/v1/sync", sync, methods=["GET"]),
-]
+routes = api.routes

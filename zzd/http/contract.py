@@ -1,11 +1,11 @@
 """One declaration per REST operation: what it reads, what it answers, which errors it documents.
 
-An endpoint is decorated with :func:`operation`; the same models then parse
-its query string (:func:`query`) and body (``common.json_body``), shape its
-answer (:func:`reply`) and write ``/openapi.json`` (``zzd.http.openapi``).
-Nothing about the wire is said twice, so the document cannot drift from the
-code, and ``tests/contract/test_openapi_complete.py`` fails for a route that
-declares nothing.
+An endpoint is declared with :meth:`Endpoints.route` (its method, path and
+:func:`operation`); the same models then parse its query string (:func:`query`)
+and body (``common.json_body``), shape its answer (:func:`reply`) and write
+``/openapi.json`` (``zzd.http.openapi``). Nothing about the wire is said twice,
+so the document cannot drift from the code, and ``tests/test_contract_openapi.py``
+fails for a route that declares nothing.
 """
 
 from __future__ import annotations
@@ -14,21 +14,26 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import UnionType
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, TypedDict, TypeVar, Union, Unpack, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from kernel.errors import BadRequest
 from kernel.wire import WireModel
 
 __all__ = [
     "ERRORS",
+    "BodyModel",
+    "Endpoints",
+    "Id",
     "Op",
     "PATH_PARAMS",
     "QueryModel",
     "Timestamp",
+    "UnitRef",
     "WireModel",
     "operation",
     "operation_of",
@@ -98,9 +103,21 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
 #: An instant as ISO 8601 in UTC (``2026-12-02T08:30:00Z``).
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
+#: A row id in a body or query string (bounded so that JavaScript clients read it exactly).
+Id = Annotated[int, Field(ge=1, le=2**53)]
+
+#: A unit in a body: its id, or its code.
+UnitRef = Id | Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
 
 def _is_int(annotation: object) -> bool:
     return annotation is int or (get_origin(annotation) is Annotated and get_args(annotation)[0] is int)
+
+
+class BodyModel(BaseModel):
+    """A JSON request body: strict types (``"1"`` is not a number), and a field it does not name is refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class QueryModel(BaseModel):
@@ -163,6 +180,51 @@ def operation(
         return fn
 
     return mark
+
+
+class Contract(TypedDict, total=False):
+    """What :meth:`Endpoints.route` passes on to :func:`operation` besides the answers."""
+
+    body: type[BaseModel] | None
+    query: type[QueryModel] | None
+    errors: tuple[int, ...]
+    public: bool
+    extra: Mapping[str, Any] | None
+
+
+class Endpoints:
+    """A module's REST endpoints: each declares its method and path where it is defined.
+
+    Why: a separate route list at the bottom of every module repeated each
+    endpoint's name and had to be kept in step with the functions by hand.
+    ``routes`` keeps the order of declaration, which is the order Starlette
+    matches in and the order ``/openapi.json`` and docs/api/ list the paths.
+    """
+
+    def __init__(self, tag: str | None = None, prefix: str = "") -> None:
+        #: The OpenAPI tag of every endpoint here that names none of its own.
+        self.tag = tag
+        #: Where every path here starts (a module serving one resource: ``/api/v1/bot``).
+        self.prefix = prefix
+        self.routes: list[Route] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        responses: Mapping[int, type[BaseModel] | None],
+        *,
+        tag: str | None = None,
+        **contract: Unpack[Contract],
+    ) -> Callable[[F], F]:
+        """Serve ``method prefix+path`` with the decorated endpoint, declared as :func:`operation` does."""
+        declare = operation(responses, tag=tag or self.tag, **contract)
+
+        def register(fn: F) -> F:
+            self.routes.append(Route(self.prefix + path, declare(fn), methods=[method]))
+            return fn
+
+        return register
 
 
 def operation_of(endpoint: Callable[..., Any]) -> Op | None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kernel.errors import RateLimited
 from kernel.wire import ClientMsgId
@@ -21,21 +20,18 @@ from messaging.conversations.model import PostRequest
 from zzd.auth.tokens import AccessClaims
 from zzd.http.actors import current_actor
 from zzd.http.common import authenticate, json_body, services_of
-from zzd.http.contract import operation, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, reply
 from zzd.http.params import unit_ref
 from zzd.http.schemas.chat import GroupView, MessageChanged, Muted, Posted, ReadBy, ReadMarker
 
 __all__ = ["routes"]
 
-Id = Annotated[int, Field(ge=1, le=2**53)]
+api = Endpoints(tag="conversations", prefix="/api/v1")
+
 Ids = Annotated[list[Id], Field(max_length=500)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class PostBody(_Body):
+class PostBody(BodyModel):
     client_msg_id: ClientMsgId
     body: Annotated[str, StringConstraints(max_length=5000)] = ""
     #: Write as this held position (to a position: opens the position-to-position thread).
@@ -49,39 +45,39 @@ class PostBody(_Body):
     )
 
 
-class EditBody(_Body):
+class EditBody(BodyModel):
     body: Annotated[str, StringConstraints(max_length=5000)]
 
 
-class ReadBody(_Body):
+class ReadBody(BodyModel):
     message_id: Id
 
 
-class MuteBody(_Body):
+class MuteBody(BodyModel):
     muted: bool
 
 
-class GroupBody(_Body):
+class GroupBody(BodyModel):
     title: Annotated[str, StringConstraints(max_length=100)]
     person_ids: Ids = Field(default_factory=list)
     position_ids: Ids = Field(default_factory=list)
 
 
-class RenameBody(_Body):
+class RenameBody(BodyModel):
     title: Annotated[str, StringConstraints(max_length=100)]
 
 
-class MembersBody(_Body):
+class MembersBody(BodyModel):
     person_ids: Ids = Field(default_factory=list)
     position_ids: Ids = Field(default_factory=list)
 
 
-class AdminBody(_Body):
+class AdminBody(BodyModel):
     person_id: Id
     admin: bool
 
 
-class UnitGroupBody(_Body):
+class UnitGroupBody(BodyModel):
     depth: Annotated[int, Field(ge=0, le=5)] = 0
     title: Annotated[str, StringConstraints(max_length=100)] | None = None
 
@@ -110,7 +106,13 @@ async def _post(request: Request, claims: AccessClaims, body: PostBody, **target
     return reply(Posted, res, status=200 if res.duplicate else 201)
 
 
-@operation({200: Posted, 201: Posted}, body=PostBody, errors=(409, 429), tag="conversations")
+@api.route(
+    "POST",
+    "/conversations/{conversation_id:int}/messages",
+    {200: Posted, 201: Posted},
+    body=PostBody,
+    errors=(409, 429),
+)
 async def post_to_conversation(request: Request) -> Response:
     """Post to a conversation (group, unit group, position thread or direct chat) the caller belongs to."""
     claims = await authenticate(request)
@@ -118,7 +120,7 @@ async def post_to_conversation(request: Request) -> Response:
     return await _post(request, claims, body, conversation_id=_cid(request))
 
 
-@operation({200: Posted, 201: Posted}, body=PostBody, errors=(429,), tag="conversations")
+@api.route("POST", "/positions/{position_id:int}/messages", {200: Posted, 201: Posted}, body=PostBody, errors=(429,))
 async def post_to_position(request: Request) -> Response:
     """Write to a position: opens (or continues) the thread with whoever holds it now."""
     claims = await authenticate(request)
@@ -126,7 +128,7 @@ async def post_to_position(request: Request) -> Response:
     return await _post(request, claims, body, to_position_id=int(request.path_params["position_id"]))
 
 
-@operation({200: MessageChanged}, body=EditBody, errors=(409,), tag="conversations")
+@api.route("PATCH", "/messages/{message_id:int}", {200: MessageChanged}, body=EditBody, errors=(409,))
 async def edit(request: Request) -> Response:
     """Replace the text of one's own message within the edit window."""
     s = services_of(request)
@@ -137,7 +139,7 @@ async def edit(request: Request) -> Response:
     )
 
 
-@operation({200: MessageChanged}, errors=(409,), tag="conversations")
+@api.route("POST", "/messages/{message_id:int}/recall", {200: MessageChanged}, errors=(409,))
 async def recall(request: Request) -> Response:
     """Withdraw one's own message within the recall window."""
     s = services_of(request)
@@ -145,7 +147,7 @@ async def recall(request: Request) -> Response:
     return reply(MessageChanged, await s.conversations.recall(claims.person_id, int(request.path_params["message_id"])))
 
 
-@operation({200: ReadMarker}, body=ReadBody, tag="conversations")
+@api.route("POST", "/conversations/{conversation_id:int}/read", {200: ReadMarker}, body=ReadBody)
 async def read(request: Request) -> Response:
     """Move the caller's read marker to ``message_id``."""
     s = services_of(request)
@@ -155,7 +157,7 @@ async def read(request: Request) -> Response:
     return reply(ReadMarker, {"conversation_id": _cid(request), "last_read_message_id": marker})
 
 
-@operation({200: ReadBy}, errors=(409,), tag="conversations")
+@api.route("GET", "/conversations/{conversation_id:int}/messages/{message_id:int}/reads", {200: ReadBy}, errors=(409,))
 async def read_by(request: Request) -> Response:
     """Who has read a message (small conversations only)."""
     s = services_of(request)
@@ -165,7 +167,7 @@ async def read_by(request: Request) -> Response:
     )
 
 
-@operation({200: Muted}, body=MuteBody, tag="conversations")
+@api.route("POST", "/conversations/{conversation_id:int}/mute", {200: Muted}, body=MuteBody)
 async def mute(request: Request) -> Response:
     """Mute or unmute a conversation for oneself."""
     s = services_of(request)
@@ -174,7 +176,7 @@ async def mute(request: Request) -> Response:
     return reply(Muted, await s.conversations.set_muted(claims.person_id, _cid(request), body.muted))
 
 
-@operation({201: GroupView}, body=GroupBody, tag="conversations")
+@api.route("POST", "/groups", {201: GroupView}, body=GroupBody)
 async def create_group(request: Request) -> Response:
     """Create an ad-hoc group of people and positions; the caller owns it."""
     s = services_of(request)
@@ -185,7 +187,7 @@ async def create_group(request: Request) -> Response:
     )
 
 
-@operation({200: GroupView}, tag="conversations")
+@api.route("GET", "/groups/{conversation_id:int}", {200: GroupView})
 async def get_group(request: Request) -> Response:
     """A group with its members."""
     s = services_of(request)
@@ -193,7 +195,7 @@ async def get_group(request: Request) -> Response:
     return reply(GroupView, await s.groups.get(claims.person_id, _cid(request)))
 
 
-@operation({200: GroupView}, body=RenameBody, tag="conversations")
+@api.route("PATCH", "/groups/{conversation_id:int}", {200: GroupView}, body=RenameBody)
 async def rename_group(request: Request) -> Response:
     """Rename a group (owner or admin)."""
     s = services_of(request)
@@ -202,7 +204,7 @@ async def rename_group(request: Request) -> Response:
     return reply(GroupView, await s.groups.rename(claims.person_id, _cid(request), body.title))
 
 
-@operation({200: GroupView}, body=MembersBody, errors=(409,), tag="conversations")
+@api.route("POST", "/groups/{conversation_id:int}/members", {200: GroupView}, body=MembersBody, errors=(409,))
 async def add_members(request: Request) -> Response:
     """Add people or positions (owner or admin)."""
     s = services_of(request)
@@ -211,7 +213,7 @@ async def add_members(request: Request) -> Response:
     return reply(GroupView, await s.groups.add(claims.person_id, _cid(request), body.person_ids, body.position_ids))
 
 
-@operation({200: GroupView}, body=MembersBody, errors=(409,), tag="conversations")
+@api.route("POST", "/groups/{conversation_id:int}/members/remove", {200: GroupView}, body=MembersBody, errors=(409,))
 async def remove_members(request: Request) -> Response:
     """Remove people or positions (owner or admin)."""
     s = services_of(request)
@@ -220,7 +222,7 @@ async def remove_members(request: Request) -> Response:
     return reply(GroupView, await s.groups.remove(claims.person_id, _cid(request), body.person_ids, body.position_ids))
 
 
-@operation({200: GroupView}, tag="conversations")
+@api.route("POST", "/groups/{conversation_id:int}/leave", {200: GroupView})
 async def leave(request: Request) -> Response:
     """Leave an ad-hoc group one joined by name."""
     s = services_of(request)
@@ -228,7 +230,7 @@ async def leave(request: Request) -> Response:
     return reply(GroupView, await s.groups.leave(claims.person_id, _cid(request)))
 
 
-@operation({200: GroupView}, body=AdminBody, tag="conversations")
+@api.route("POST", "/groups/{conversation_id:int}/admins", {200: GroupView}, body=AdminBody)
 async def set_admin(request: Request) -> Response:
     """Make a member an admin or not (owner only)."""
     s = services_of(request)
@@ -237,7 +239,7 @@ async def set_admin(request: Request) -> Response:
     return reply(GroupView, await s.groups.set_admin(claims.person_id, _cid(request), body.person_id, body.admin))
 
 
-@operation({201: GroupView}, body=UnitGroupBody, errors=(409,), tag="conversations")
+@api.route("POST", "/units/{ref}/group", {201: GroupView}, body=UnitGroupBody, errors=(409,))
 async def create_unit_group(request: Request) -> Response:
     """A group of everyone holding a position in a unit (down ``depth`` levels)."""
     s, actor = await current_actor(request)
@@ -248,22 +250,4 @@ async def create_unit_group(request: Request) -> Response:
     )
 
 
-_C = "/api/v1/conversations/{conversation_id:int}"
-_G = "/api/v1/groups/{conversation_id:int}"
-routes = [
-    Route(f"{_C}/messages", post_to_conversation, methods=["POST"]),
-    Route("/api/v1/positions/{position_id:int}/messages", post_to_position, methods=["POST"]),
-    Route("/api/v1/messages/{message_id:int}", edit, methods=["PATCH"]),
-    Route("/api/v1/messages/{message_id:int}/recall", recall, methods=["POST"]),
-    Route(f"{_C}/read", read, methods=["POST"]),
-    Route(f"{_C}/messages/{{message_id:int}}/reads", read_by, methods=["GET"]),
-    Route(f"{_C}/mute", mute, methods=["POST"]),
-    Route("/api/v1/groups", create_group, methods=["POST"]),
-    Route(_G, get_group, methods=["GET"]),
-    Route(_G, rename_group, methods=["PATCH"]),
-    Route(f"{_G}/members", add_members, methods=["POST"]),
-    Route(f"{_G}/members/remove", remove_members, methods=["POST"]),
-    Route(f"{_G}/leave", leave, methods=["POST"]),
-    Route(f"{_G}/admins", set_admin, methods=["POST"]),
-    Route("/api/v1/units/{ref}/group", create_unit_group, methods=["POST"]),
-]
+routes = api.routes

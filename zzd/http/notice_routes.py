@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kernel.wire import ClientMsgId
 from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
 from zzd.http.common import authenticate, json_body, services_of
-from zzd.http.contract import QueryModel, WireModel, operation, query, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, WireModel, query, reply
 from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.common import Recalled
 from zzd.http.schemas.notices import NoticeView, Pending, Progress, Receipts, Sent
@@ -23,14 +22,10 @@ UnitParam = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 __all__ = ["routes"]
 
-Id = Annotated[int, Field(ge=1, le=2**53)]
+api = Endpoints(tag="notices")
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class NoticeBody(_Body):
+class NoticeBody(BodyModel):
     as_position: Id
     selector: dict[str, Any] | Annotated[str, StringConstraints(min_length=1, max_length=4000)]
     client_msg_id: ClientMsgId
@@ -43,12 +38,12 @@ class NoticeBody(_Body):
     attachments: list[Any] = Field(default_factory=list, max_length=20)
 
 
-class PreviewBody(_Body):
+class PreviewBody(BodyModel):
     as_position: Id
     selector: dict[str, Any] | Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 
 
-class AckBody(_Body):
+class AckBody(BodyModel):
     position_id: Id | None = None
     reply: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
@@ -71,7 +66,7 @@ def _nid(request: Request) -> int:
     return int(request.path_params["notice_id"])
 
 
-@operation({200: Preview}, body=PreviewBody, errors=(404,), tag="notices")
+@api.route("POST", "/api/v1/notices/preview", {200: Preview}, body=PreviewBody, errors=(404,))
 async def preview(request: Request) -> Response:
     """What a notice to this selector would reach, per child unit and level, before sending."""
     s = services_of(request)
@@ -80,7 +75,7 @@ async def preview(request: Request) -> Response:
     return reply(Preview, (s.notices.preview(claims.person_id, body.as_position, parse_selector(body.selector))))
 
 
-@operation({200: Sent, 201: Sent}, body=NoticeBody, errors=(404, 429), tag="notices")
+@api.route("POST", "/api/v1/notices", {200: Sent, 201: Sent}, body=NoticeBody, errors=(404, 429))
 async def send(request: Request) -> Response:
     """Send a notice (DING when urgent); acknowledged after the notice and every receipt commit."""
     s = services_of(request)
@@ -100,7 +95,7 @@ async def send(request: Request) -> Response:
     return reply(Sent, res, status=200 if res.duplicate else 201)
 
 
-@operation({200: NoticeView}, tag="notices")
+@api.route("GET", "/api/v1/notices/{notice_id:int}", {200: NoticeView})
 async def get(request: Request) -> Response:
     """A notice: recipients see their own receipts; the sender side also its selector and audience."""
     s = services_of(request)
@@ -108,7 +103,7 @@ async def get(request: Request) -> Response:
     return reply(NoticeView, await s.notices.get(claims.person_id, _nid(request)))
 
 
-@operation({200: Receipts}, tag="notices")
+@api.route("POST", "/api/v1/notices/{notice_id:int}/read", {200: Receipts})
 async def read(request: Request) -> Response:
     """Mark a notice read for every position the caller receives it through (idempotent)."""
     s = services_of(request)
@@ -117,7 +112,7 @@ async def read(request: Request) -> Response:
     return reply(Receipts, {"receipts": states})
 
 
-@operation({200: Receipts}, body=AckBody, errors=(409,), tag="notices")
+@api.route("POST", "/api/v1/notices/{notice_id:int}/ack", {200: Receipts}, body=AckBody, errors=(409,))
 async def ack(request: Request) -> Response:
     """Acknowledge a notice for one position (``position_id``) or all, with an optional reply."""
     s = services_of(request)
@@ -127,7 +122,7 @@ async def ack(request: Request) -> Response:
     return reply(Receipts, {"receipts": states})
 
 
-@operation({200: Recalled}, errors=(409,), tag="notices")
+@api.route("POST", "/api/v1/notices/{notice_id:int}/recall", {200: Recalled}, errors=(409,))
 async def recall(request: Request) -> Response:
     """Recall a notice (sender side): recipients are told; progress shows it recalled."""
     s = services_of(request)
@@ -136,7 +131,7 @@ async def recall(request: Request) -> Response:
     return reply(Recalled, {"recalled_at": at})
 
 
-@operation({200: Progress}, query=ProgressQuery, tag="notices")
+@api.route("GET", "/api/v1/notices/{notice_id:int}/progress", {200: Progress}, query=ProgressQuery)
 async def progress(request: Request) -> Response:
     """Totals and a roll-up per child unit of ``unit`` (default: the audience's common ancestor)."""
     s = services_of(request)
@@ -146,7 +141,7 @@ async def progress(request: Request) -> Response:
     return reply(Progress, await s.notices.progress(claims.person_id, _nid(request), unit=ref))
 
 
-@operation({200: Pending}, query=PendingQuery, tag="notices")
+@api.route("GET", "/api/v1/notices/{notice_id:int}/pending", {200: Pending}, query=PendingQuery)
 async def pending(request: Request) -> Response:
     """Paged recipients in a unit who have not read (``missing=read``) or acknowledged (``missing=ack``)."""
     s = services_of(request)
@@ -158,7 +153,7 @@ async def pending(request: Request) -> Response:
     return reply(Pending, page)
 
 
-class RemindBody(_Body):
+class RemindBody(BodyModel):
     unit: UnitParam
     missing: Literal["read", "ack"] = "ack"
 
@@ -169,7 +164,7 @@ class Reminded(WireModel):
     reminded: int
 
 
-@operation({200: Reminded}, body=RemindBody, errors=(404, 409, 429), tag="notices")
+@api.route("POST", "/api/v1/notices/{notice_id:int}/remind", {200: Reminded}, body=RemindBody, errors=(404, 409, 429))
 async def remind(request: Request) -> Response:
     """Remind now the recipients under ``unit`` who have not acknowledged (or read) — sender side only."""
     s = services_of(request)
@@ -179,14 +174,4 @@ async def remind(request: Request) -> Response:
     return reply(Reminded, {"reminded": n})
 
 
-routes = [
-    Route("/api/v1/notices/preview", preview, methods=["POST"]),
-    Route("/api/v1/notices", send, methods=["POST"]),
-    Route("/api/v1/notices/{notice_id:int}", get, methods=["GET"]),
-    Route("/api/v1/notices/{notice_id:int}/read", read, methods=["POST"]),
-    Route("/api/v1/notices/{notice_id:int}/ack", ack, methods=["POST"]),
-    Route("/api/v1/notices/{notice_id:int}/recall", recall, methods=["POST"]),
-    Route("/api/v1/notices/{notice_id:int}/progress", progress, methods=["GET"]),
-    Route("/api/v1/notices/{notice_id:int}/pending", pending, methods=["GET"]),
-    Route("/api/v1/notices/{notice_id:int}/remind", remind, methods=["POST"]),
-]
+routes = api.routes

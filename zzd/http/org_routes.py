@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kernel.errors import BadRequest
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor
 from zzd.http.common import json_body
-from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, query, reply
 from zzd.http.params import unit_ref
 from zzd.http.schemas.org import (
     AssignmentList,
@@ -42,70 +41,67 @@ from zzd.http.schemas.org import (
 
 __all__ = ["routes"]
 
+api = Endpoints(tag="org")
+
 UnitRef = int | Annotated[str, StringConstraints(min_length=1, max_length=32)]
-Id = Annotated[int, Field(ge=1, le=2**53)]
 MAX_RESOLVE_PAGE = 1000
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class NewUnit(_Body):
+class NewUnit(BodyModel):
     parent: UnitRef
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     code: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
 
 
-class MoveUnit(_Body):
+class MoveUnit(BodyModel):
     parent: UnitRef
 
 
-class RenameUnit(_Body):
+class RenameUnit(BodyModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
-class Retire(_Body):
+class Retire(BodyModel):
     #: The position that takes over open work (default: the same role above, else the head above).
     successor: Id | None = None
 
 
-class MergeUnit(_Body):
+class MergeUnit(BodyModel):
     into: UnitRef
 
 
-class EditPreviewRequest(_Body):
+class EditPreviewRequest(BodyModel):
     action: Literal["move", "merge", "retire"]
     #: The new parent (move) or the unit to merge into (merge); absent for retire.
     target: UnitRef | None = None
 
 
-class ChangeRole(_Body):
+class ChangeRole(BodyModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     jurisdiction: Literal["subtree", "chain", "unit", "none"] | None = None
 
 
-class ChangePerson(_Body):
+class ChangePerson(BodyModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     phone: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
 
 
-class NewPosition(_Body):
+class NewPosition(BodyModel):
     unit: UnitRef
     role: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     title: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
 
 
-class Assign(_Body):
+class Assign(BodyModel):
     person_id: Id
     kind: Literal["primary", "deputy", "acting"] = "primary"
 
 
-class Handover(_Body):
+class Handover(BodyModel):
     person_id: Id
 
 
-class SelectorRequest(_Body):
+class SelectorRequest(BodyModel):
     #: The position the caller acts as (jurisdiction is that position's).
     as_position: Id
     #: Selector in JSON form, or its compact text form (docs/selectors.md).
@@ -113,7 +109,7 @@ class SelectorRequest(_Body):
     under: UnitRef | None = None
 
 
-class NewRole(_Body):
+class NewRole(BodyModel):
     key: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     #: Level names (``village``) or depths (``5``) the role exists at.
@@ -144,14 +140,22 @@ class ResolveQuery(QueryModel):
     limit: Annotated[int, Field(ge=1, le=MAX_RESOLVE_PAGE)] = 200
 
 
-@operation({200: UnitView}, tag="org")
+@api.route("POST", "/api/v1/org/units", {201: UnitView}, body=NewUnit, errors=(404, 409))
+async def create_unit(request: Request) -> Response:
+    """Create a unit under ``parent`` (``org`` grant over the parent)."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, NewUnit)
+    return reply(UnitView, await s.org.create_unit(actor, body.parent, body.name, code=body.code), status=201)
+
+
+@api.route("GET", "/api/v1/org/units/{ref}", {200: UnitView})
 async def get_unit(request: Request) -> Response:
     """A unit with its path and positions (public within the signed-in directory)."""
     s, actor = await current_actor(request)
     return reply(UnitView, s.org.get_unit(actor, unit_ref(request.path_params["ref"])))
 
 
-@operation({200: Children}, query=PageQuery, tag="org")
+@api.route("GET", "/api/v1/org/units/{ref}/children", {200: Children}, query=PageQuery)
 async def list_children(request: Request) -> Response:
     """A unit's child units, paged."""
     s, actor = await current_actor(request)
@@ -160,23 +164,7 @@ async def list_children(request: Request) -> Response:
     return reply(Children, {"units": kids, "offset": q.offset})
 
 
-@operation({201: UnitView}, body=NewUnit, errors=(404, 409), tag="org")
-async def create_unit(request: Request) -> Response:
-    """Create a unit under ``parent`` (``org`` grant over the parent)."""
-    s, actor = await current_actor(request)
-    body = await json_body(request, NewUnit)
-    return reply(UnitView, await s.org.create_unit(actor, body.parent, body.name, code=body.code), status=201)
-
-
-@operation({200: UnitView}, body=MoveUnit, errors=(409,), tag="org")
-async def move_unit(request: Request) -> Response:
-    """Move a unit under another parent (``org`` grant over both)."""
-    s, actor = await current_actor(request)
-    body = await json_body(request, MoveUnit)
-    return reply(UnitView, await s.org.move_unit(actor, unit_ref(request.path_params["ref"]), body.parent))
-
-
-@operation({200: UnitView}, body=RenameUnit, errors=(404,), tag="org")
+@api.route("PATCH", "/api/v1/org/units/{ref}", {200: UnitView}, body=RenameUnit, errors=(404,))
 async def rename_unit(request: Request) -> Response:
     """Rename a unit (``org`` grant over it); search finds it by its new name at once."""
     s, actor = await current_actor(request)
@@ -184,7 +172,23 @@ async def rename_unit(request: Request) -> Response:
     return reply(UnitView, await s.org.rename_unit(actor, unit_ref(request.path_params["ref"]), body.name))
 
 
-@operation({200: UnitRetired}, body=Retire, errors=(404, 409), tag="org")
+@api.route("POST", "/api/v1/org/units/{ref}/move", {200: UnitView}, body=MoveUnit, errors=(409,))
+async def move_unit(request: Request) -> Response:
+    """Move a unit under another parent (``org`` grant over both)."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, MoveUnit)
+    return reply(UnitView, await s.org.move_unit(actor, unit_ref(request.path_params["ref"]), body.parent))
+
+
+@api.route("POST", "/api/v1/org/units/{ref}/merge", {200: Merged}, body=MergeUnit, errors=(404, 409))
+async def merge_unit(request: Request) -> Response:
+    """Merge a unit into another of its level (``org`` grant over both): children and positions move."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, MergeUnit)
+    return reply(Merged, await s.org.structure.merge_units(actor, unit_ref(request.path_params["ref"]), body.into))
+
+
+@api.route("POST", "/api/v1/org/units/{ref}/retire", {200: UnitRetired}, body=Retire, errors=(404, 409))
 async def retire_unit(request: Request) -> Response:
     """Retire a unit with its subtree (``org`` grant); open tasks of its positions go to successors."""
     s, actor = await current_actor(request)
@@ -194,15 +198,7 @@ async def retire_unit(request: Request) -> Response:
     return reply(UnitRetired, out)
 
 
-@operation({200: Merged}, body=MergeUnit, errors=(404, 409), tag="org")
-async def merge_unit(request: Request) -> Response:
-    """Merge a unit into another of its level (``org`` grant over both): children and positions move."""
-    s, actor = await current_actor(request)
-    body = await json_body(request, MergeUnit)
-    return reply(Merged, await s.org.structure.merge_units(actor, unit_ref(request.path_params["ref"]), body.into))
-
-
-@operation({200: EditPreview}, body=EditPreviewRequest, errors=(404,), tag="org")
+@api.route("POST", "/api/v1/org/units/{ref}/preview", {200: EditPreview}, body=EditPreviewRequest, errors=(404,))
 async def preview_edit(request: Request) -> Response:
     """What a move, merge or retirement would touch, with the same grants as the edit itself."""
     s, actor = await current_actor(request)
@@ -213,39 +209,7 @@ async def preview_edit(request: Request) -> Response:
     return reply(EditPreview, await s.org.structure.preview(actor, body.action, ref, body.target))
 
 
-@operation({200: RoleList}, tag="org")
-async def list_roles(request: Request) -> Response:
-    """The role catalog."""
-    s, _ = await current_actor(request)
-    return reply(RoleList, {"roles": s.org.list_roles()})
-
-
-@operation({201: RoleView}, body=NewRole, errors=(409,), tag="org")
-async def create_role(request: Request) -> Response:
-    """Add a role to the catalog (``roles`` grant over the whole tree)."""
-    s, actor = await current_actor(request)
-    body = await json_body(request, NewRole)
-    return reply(RoleView, await s.org.create_role(actor, body.model_dump()), status=201)
-
-
-@operation({201: PositionView}, body=NewPosition, errors=(404, 409), tag="org")
-async def create_position(request: Request) -> Response:
-    """Create a position of ``role`` in ``unit`` (``org`` grant over the unit)."""
-    s, actor = await current_actor(request)
-    body = await json_body(request, NewPosition)
-    return reply(PositionView, await s.org.create_position(actor, body.unit, body.role, title=body.title), status=201)
-
-
-@operation({200: PositionRetired}, body=Retire, errors=(404, 409), tag="org")
-async def retire_position(request: Request) -> Response:
-    """Retire a position (``org`` grant): its assignments end, its open tasks go to the successor."""
-    s, actor = await current_actor(request)
-    body = await json_body(request, Retire)
-    pid = int(request.path_params["position_id"])
-    return reply(PositionRetired, await s.org.structure.retire_position(actor, pid, successor=body.successor))
-
-
-@operation({200: RoleView}, body=ChangeRole, errors=(404, 409), tag="org")
+@api.route("PATCH", "/api/v1/org/roles/{role}", {200: RoleView}, body=ChangeRole, errors=(404, 409))
 async def change_role(request: Request) -> Response:
     """Rename a role or change its jurisdiction rule (``roles`` grant over the whole tree)."""
     s, actor = await current_actor(request)
@@ -255,7 +219,7 @@ async def change_role(request: Request) -> Response:
     return reply(RoleView, role)
 
 
-@operation({200: PersonView}, body=ChangePerson, errors=(404,), tag="org")
+@api.route("PATCH", "/api/v1/org/persons/{person_id:int}", {200: PersonView}, body=ChangePerson, errors=(404,))
 async def change_person(request: Request) -> Response:
     """Change a person's name or phone (``assignments`` grant over a unit where they hold a position)."""
     s, actor = await current_actor(request)
@@ -264,14 +228,48 @@ async def change_person(request: Request) -> Response:
     return reply(PersonView, await s.org.change_person(actor, pid, name=body.name, phone=body.phone))
 
 
-@operation({200: PositionView}, tag="org")
+@api.route(
+    "POST", "/api/v1/org/positions/{position_id:int}/retire", {200: PositionRetired}, body=Retire, errors=(404, 409)
+)
+async def retire_position(request: Request) -> Response:
+    """Retire a position (``org`` grant): its assignments end, its open tasks go to the successor."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, Retire)
+    pid = int(request.path_params["position_id"])
+    return reply(PositionRetired, await s.org.structure.retire_position(actor, pid, successor=body.successor))
+
+
+@api.route("GET", "/api/v1/org/roles", {200: RoleList})
+async def list_roles(request: Request) -> Response:
+    """The role catalog."""
+    s, _ = await current_actor(request)
+    return reply(RoleList, {"roles": s.org.list_roles()})
+
+
+@api.route("POST", "/api/v1/org/roles", {201: RoleView}, body=NewRole, errors=(409,))
+async def create_role(request: Request) -> Response:
+    """Add a role to the catalog (``roles`` grant over the whole tree)."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, NewRole)
+    return reply(RoleView, await s.org.create_role(actor, body.model_dump()), status=201)
+
+
+@api.route("POST", "/api/v1/org/positions", {201: PositionView}, body=NewPosition, errors=(404, 409))
+async def create_position(request: Request) -> Response:
+    """Create a position of ``role`` in ``unit`` (``org`` grant over the unit)."""
+    s, actor = await current_actor(request)
+    body = await json_body(request, NewPosition)
+    return reply(PositionView, await s.org.create_position(actor, body.unit, body.role, title=body.title), status=201)
+
+
+@api.route("GET", "/api/v1/org/positions/{position_id:int}", {200: PositionView})
 async def get_position(request: Request) -> Response:
     """A position with its holders, deputies and acting holders."""
     s, actor = await current_actor(request)
     return reply(PositionView, s.org.get_position(actor, int(request.path_params["position_id"])))
 
 
-@operation({200: AssignmentList}, tag="org")
+@api.route("GET", "/api/v1/org/positions/{position_id:int}/history", {200: AssignmentList})
 async def position_history(request: Request) -> Response:
     """Every assignment of a position, oldest first (within the caller's scopes)."""
     s, actor = await current_actor(request)
@@ -279,7 +277,9 @@ async def position_history(request: Request) -> Response:
     return reply(AssignmentList, {"assignments": rows})
 
 
-@operation({201: AssignmentView}, body=Assign, errors=(409,), tag="org")
+@api.route(
+    "POST", "/api/v1/org/positions/{position_id:int}/assignments", {201: AssignmentView}, body=Assign, errors=(409,)
+)
 async def assign(request: Request) -> Response:
     """Assign a person to a position as primary, deputy or acting (``assignments`` grant)."""
     s, actor = await current_actor(request)
@@ -288,14 +288,7 @@ async def assign(request: Request) -> Response:
     return reply(AssignmentView, a, status=201)
 
 
-@operation({200: AssignmentView}, errors=(409,), tag="org")
-async def end_assignment(request: Request) -> Response:
-    """End an assignment (``assignments`` grant)."""
-    s, actor = await current_actor(request)
-    return reply(AssignmentView, await s.org.end_assignment(actor, int(request.path_params["assignment_id"])))
-
-
-@operation({200: Handed}, body=Handover, errors=(409,), tag="org")
+@api.route("POST", "/api/v1/org/positions/{position_id:int}/handover", {200: Handed}, body=Handover, errors=(409,))
 async def handover(request: Request) -> Response:
     """Hand a position to another person; its unread notices follow it."""
     s, actor = await current_actor(request)
@@ -311,7 +304,14 @@ async def handover(request: Request) -> Response:
                           "previous_holders": list(before), "unread_notices_moved": moved})  # fmt: skip
 
 
-@operation({200: DirectoryPage}, query=SearchQuery, tag="org")
+@api.route("POST", "/api/v1/org/assignments/{assignment_id:int}/end", {200: AssignmentView}, errors=(409,))
+async def end_assignment(request: Request) -> Response:
+    """End an assignment (``assignments`` grant)."""
+    s, actor = await current_actor(request)
+    return reply(AssignmentView, await s.org.end_assignment(actor, int(request.path_params["assignment_id"])))
+
+
+@api.route("GET", "/api/v1/org/search", {200: DirectoryPage}, query=SearchQuery)
 async def search(request: Request) -> Response:
     """找岗位: positions by role, unit (also pinyin / initials) or holder name."""
     s, actor = await current_actor(request)
@@ -319,7 +319,7 @@ async def search(request: Request) -> Response:
     return reply(DirectoryPage, await s.org.search(actor, q.q, offset=q.offset, limit=q.limit))
 
 
-@operation({200: Preview}, body=SelectorRequest, errors=(404,), tag="selectors")
+@api.route("POST", "/api/v1/org/preview", {200: Preview}, body=SelectorRequest, errors=(404,), tag="selectors")
 async def preview(request: Request) -> Response:
     """What a selector reaches, per child unit and per level, before anything is sent."""
     s, actor = await current_actor(request)
@@ -328,7 +328,15 @@ async def preview(request: Request) -> Response:
     return reply(Preview, s.org.preview(actor, body.as_position, sel, under=body.under))
 
 
-@operation({200: Resolved}, body=SelectorRequest, query=ResolveQuery, errors=(404,), tag="selectors")
+@api.route(
+    "POST",
+    "/api/v1/org/resolve",
+    {200: Resolved},
+    body=SelectorRequest,
+    query=ResolveQuery,
+    errors=(404,),
+    tag="selectors",
+)
 async def resolve(request: Request) -> Response:
     """The positions and current holders a selector reaches (paged by person)."""
     s, actor = await current_actor(request)
@@ -350,7 +358,14 @@ async def resolve(request: Request) -> Response:
     )
 
 
-@operation({200: MyPositions}, tag="org")
+@api.route("GET", "/api/v1/org/stats", {200: OrgStats})
+async def stats(request: Request) -> Response:
+    """Units per level and the numbers of positions, assignments and persons."""
+    s, _ = await current_actor(request)
+    return reply(OrgStats, await s.org.stats())
+
+
+@api.route("GET", "/api/v1/me/positions", {200: MyPositions})
 async def my_positions(request: Request) -> Response:
     """The caller's positions and admin grants."""
     s, actor = await current_actor(request)
@@ -359,36 +374,4 @@ async def my_positions(request: Request) -> Response:
     return reply(MyPositions, {"person_id": actor.person_id, "positions": views, "grants": grants})
 
 
-@operation({200: OrgStats}, tag="org")
-async def stats(request: Request) -> Response:
-    """Units per level and the numbers of positions, assignments and persons."""
-    s, _ = await current_actor(request)
-    return reply(OrgStats, await s.org.stats())
-
-
-routes = [
-    Route("/api/v1/org/units", create_unit, methods=["POST"]),
-    Route("/api/v1/org/units/{ref}", get_unit, methods=["GET"]),
-    Route("/api/v1/org/units/{ref}/children", list_children, methods=["GET"]),
-    Route("/api/v1/org/units/{ref}", rename_unit, methods=["PATCH"]),
-    Route("/api/v1/org/units/{ref}/move", move_unit, methods=["POST"]),
-    Route("/api/v1/org/units/{ref}/merge", merge_unit, methods=["POST"]),
-    Route("/api/v1/org/units/{ref}/retire", retire_unit, methods=["POST"]),
-    Route("/api/v1/org/units/{ref}/preview", preview_edit, methods=["POST"]),
-    Route("/api/v1/org/roles/{role}", change_role, methods=["PATCH"]),
-    Route("/api/v1/org/persons/{person_id:int}", change_person, methods=["PATCH"]),
-    Route("/api/v1/org/positions/{position_id:int}/retire", retire_position, methods=["POST"]),
-    Route("/api/v1/org/roles", list_roles, methods=["GET"]),
-    Route("/api/v1/org/roles", create_role, methods=["POST"]),
-    Route("/api/v1/org/positions", create_position, methods=["POST"]),
-    Route("/api/v1/org/positions/{position_id:int}", get_position, methods=["GET"]),
-    Route("/api/v1/org/positions/{position_id:int}/history", position_history, methods=["GET"]),
-    Route("/api/v1/org/positions/{position_id:int}/assignments", assign, methods=["POST"]),
-    Route("/api/v1/org/positions/{position_id:int}/handover", handover, methods=["POST"]),
-    Route("/api/v1/org/assignments/{assignment_id:int}/end", end_assignment, methods=["POST"]),
-    Route("/api/v1/org/search", search, methods=["GET"]),
-    Route("/api/v1/org/preview", preview, methods=["POST"]),
-    Route("/api/v1/org/resolve", resolve, methods=["POST"]),
-    Route("/api/v1/org/stats", stats, methods=["GET"]),
-    Route("/api/v1/me/positions", my_positions, methods=["GET"]),
-]
+routes = api.routes

@@ -4,33 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kernel.wire import ClientMsgId
 from messaging.tasks.reports import Filing
 from zzd.http.common import authenticate, json_body, services_of
-from zzd.http.contract import operation, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, reply
 from zzd.http.schemas.tasks import ReportView
 
 __all__ = ["routes"]
 
-Id = Annotated[int, Field(ge=1, le=2**53)]
+api = Endpoints(tag="tasks")
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class LocationIn(_Body):
+class LocationIn(BodyModel):
     #: WGS-84 degrees; range-checked by the domain (``invalid_location``).
     lat: float | int
     lon: float | int
 
 
-class NewReport(_Body):
+class NewReport(BodyModel):
     #: The grid-level position filing the report; the grid is taken from it.
     as_position: Id
     client_msg_id: ClientMsgId
@@ -45,7 +40,7 @@ class NewReport(_Body):
     beyond_capacity: bool = False
 
 
-@operation({200: ReportView, 201: ReportView}, body=NewReport, errors=(404, 429), tag="tasks")
+@api.route("POST", "/api/v1/reports", {200: ReportView, 201: ReportView}, body=NewReport, errors=(404, 429))
 async def file_report(request: Request) -> Response:
     """File a report: acknowledged after the report and its task commit (201; 200 for a retry)."""
     s = services_of(request)
@@ -56,7 +51,7 @@ async def file_report(request: Request) -> Response:
     return reply(ReportView, report, status=200 if duplicate else 201)
 
 
-@operation({200: ReportView}, tag="tasks")
+@api.route("GET", "/api/v1/reports/{report_id:int}", {200: ReportView})
 async def get_report(request: Request) -> Response:
     """A report, for its reporter and everyone involved in its task."""
     s = services_of(request)
@@ -64,7 +59,4 @@ async def get_report(request: Request) -> Response:
     return reply(ReportView, await s.reports.get(claims.person_id, int(request.path_params["report_id"])))
 
 
-routes = [
-    Route("/api/v1/reports", file_report, methods=["POST"]),
-    Route("/api/v1/reports/{report_id:int}", get_report, methods=["GET"]),
-]
+routes = api.routes

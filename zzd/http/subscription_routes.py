@@ -10,14 +10,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from zzd.http.app_auth import current_app
 from zzd.http.common import json_body
-from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.contract import BodyModel, Endpoints, QueryModel, query, reply
 from zzd.http.params import aware_time
 from zzd.http.schemas.webhooks import (
     AttemptList,
@@ -30,12 +29,10 @@ from zzd.http.schemas.webhooks import (
 
 __all__ = ["routes"]
 
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+api = Endpoints(tag="bot", prefix="/api/v1/bot/subscriptions")
 
 
-class NewSubscription(_Body):
+class NewSubscription(BodyModel):
     mode: Literal["webhook", "stream"]
     event_types: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=64)]], Field(max_length=20)]
     #: ``report_category``: [keys], ``task_category``: [keys], ``unit``: a code or id inside the app's subtree.
@@ -44,16 +41,16 @@ class NewSubscription(_Body):
     url: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
 
 
-class PatchSubscription(_Body):
+class PatchSubscription(BodyModel):
     status: Literal["active", "disabled"]
 
 
-class RotateSigning(_Body):
+class RotateSigning(BodyModel):
     #: Seconds the old secret keeps signing alongside the new one (default one day).
     overlap_seconds: Annotated[int, Field(ge=0, le=30 * 86_400)] = 86_400
 
 
-class Redeliver(_Body):
+class Redeliver(BodyModel):
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=36)] | None = None
     #: ISO 8601 with a time zone: events created in [since, until).
     since: Annotated[str, StringConstraints(max_length=40)] | None = None
@@ -74,7 +71,7 @@ def _sid(request: Request) -> int:
     return int(request.path_params["subscription_id"])
 
 
-@operation({201: SubscriptionView}, body=NewSubscription, errors=(404, 429), tag="bot")
+@api.route("POST", "", {201: SubscriptionView}, body=NewSubscription, errors=(404, 429))
 async def create(request: Request) -> Response:
     """Subscribe; a webhook's signing secret (``whsec_…``) is in the answer this once."""
     s, p = await current_app(request)
@@ -83,19 +80,19 @@ async def create(request: Request) -> Response:
     return reply(SubscriptionView, {**sub.to_dict(), "secret": secret}, status=201)
 
 
-@operation({200: SubscriptionList}, errors=(429,), tag="bot")
+@api.route("GET", "", {200: SubscriptionList}, errors=(429,))
 async def list_subs(request: Request) -> Response:
     s, p = await current_app(request)
     return reply(SubscriptionList, {"subscriptions": [x.to_dict() for x in await s.subscriptions.list_for(p)]})
 
 
-@operation({200: SubscriptionView}, errors=(429,), tag="bot")
+@api.route("GET", "/{subscription_id:int}", {200: SubscriptionView}, errors=(429,))
 async def get_sub(request: Request) -> Response:
     s, p = await current_app(request)
     return reply(SubscriptionView, (await s.subscriptions.get(p, _sid(request))).to_dict())
 
 
-@operation({200: SubscriptionView}, body=PatchSubscription, errors=(429,), tag="bot")
+@api.route("PATCH", "/{subscription_id:int}", {200: SubscriptionView}, body=PatchSubscription, errors=(429,))
 async def patch_sub(request: Request) -> Response:
     """Disable, or enable again (failures reset; deliveries held meanwhile are sent)."""
     s, p = await current_app(request)
@@ -105,7 +102,7 @@ async def patch_sub(request: Request) -> Response:
     return reply(SubscriptionView, sub.to_dict())
 
 
-@operation({201: SigningSecret}, body=RotateSigning, errors=(429,), tag="bot")
+@api.route("POST", "/{subscription_id:int}/secret", {201: SigningSecret}, body=RotateSigning, errors=(429,))
 async def rotate(request: Request) -> Response:
     """A new signing secret; both sign (two signatures) until the overlap ends."""
     s, p = await current_app(request)
@@ -114,7 +111,7 @@ async def rotate(request: Request) -> Response:
     return reply(SigningSecret, {"secret": secret, "previous_secret_expires_at": until}, status=201)
 
 
-@operation({200: AttemptList}, query=AttemptsQuery, errors=(429,), tag="bot")
+@api.route("GET", "/{subscription_id:int}/attempts", {200: AttemptList}, query=AttemptsQuery, errors=(429,))
 async def attempts(request: Request) -> Response:
     """The endpoint's delivery log, newest first: attempt, status, latency, response excerpt."""
     s, p = await current_app(request)
@@ -124,7 +121,7 @@ async def attempts(request: Request) -> Response:
     )
 
 
-@operation({200: DeliveryList}, query=DeliveriesQuery, errors=(429,), tag="bot")
+@api.route("GET", "/{subscription_id:int}/deliveries", {200: DeliveryList}, query=DeliveriesQuery, errors=(429,))
 async def deliveries(request: Request) -> Response:
     """Deliveries of the subscription, newest first (``state``: pending, delivered, dead)."""
     s, p = await current_app(request)
@@ -133,7 +130,7 @@ async def deliveries(request: Request) -> Response:
     return reply(DeliveryList, {"deliveries": items})
 
 
-@operation({200: Redelivering}, body=Redeliver, errors=(429,), tag="bot")
+@api.route("POST", "/{subscription_id:int}/redeliver", {200: Redelivering}, body=Redeliver, errors=(429,))
 async def redeliver(request: Request) -> Response:
     """Send one event (``event_id``) or a time range again, with the same ``webhook-id``."""
     s, p = await current_app(request)
@@ -144,14 +141,4 @@ async def redeliver(request: Request) -> Response:
     return reply(Redelivering, {"redelivering": n})
 
 
-_S = "/api/v1/bot/subscriptions"
-routes = [
-    Route(_S, create, methods=["POST"]),
-    Route(_S, list_subs, methods=["GET"]),
-    Route(_S + "/{subscription_id:int}", get_sub, methods=["GET"]),
-    Route(_S + "/{subscription_id:int}", patch_sub, methods=["PATCH"]),
-    Route(_S + "/{subscription_id:int}/secret", rotate, methods=["POST"]),
-    Route(_S + "/{subscription_id:int}/attempts", attempts, methods=["GET"]),
-    Route(_S + "/{subscription_id:int}/deliveries", deliveries, methods=["GET"]),
-    Route(_S + "/{subscription_id:int}/redeliver", redeliver, methods=["POST"]),
-]
+routes = api.routes

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from kernel.audit import AuditEntry
 from kernel.errors import BadRequest
@@ -24,22 +23,19 @@ from org_tree.jurisdiction import access_unit
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor
 from zzd.http.common import authenticate, json_body, services_of
-from zzd.http.contract import QueryModel, operation, query, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, query, reply
 from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.tasks import CategoryList, CategoryView, TaskDetail, TaskList, TaskStats, TaskView
 
 __all__ = ["routes"]
 
-Id = Annotated[int, Field(ge=1, le=2**53)]
+api = Endpoints(tag="tasks")
+
 Digest = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 CategoryKey = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class NewTasks(_Body):
+class NewTasks(BodyModel):
     as_position: Id
     selector: dict[str, Any] | Annotated[str, StringConstraints(min_length=1, max_length=4000)]
     #: false: one task per addressed position; true: one task any of them may accept.
@@ -51,7 +47,7 @@ class NewTasks(_Body):
     attachments: list[Digest] = Field(default_factory=list, max_length=9)
 
 
-class NoticeTasks(_Body):
+class NoticeTasks(BodyModel):
     as_position: Id | None = Field(None, description="the position acting: the notice's sender position, held")
     category: CategoryKey = "general"
     client_msg_id: ClientMsgId
@@ -59,7 +55,7 @@ class NoticeTasks(_Body):
     shared: bool = False
 
 
-class TaskAction(_Body):
+class TaskAction(BodyModel):
     as_position: Id
     action: Literal["accept", "start", "resolve", "verify", "close", "return", "reject", "reassign", "cancel",
                     "comment"]  # fmt: skip
@@ -71,7 +67,7 @@ class TaskAction(_Body):
     to_position: Id | None = None
 
 
-class CategoryBody(_Body):
+class CategoryBody(BodyModel):
     """A category's rules (the key is the URL's; a ``key`` in the body must match it)."""
 
     key: CategoryKey | None = None
@@ -99,7 +95,7 @@ class StatsQuery(QueryModel):
     )
 
 
-@operation({201: TaskList}, body=NewTasks, errors=(404, 429), tag="tasks")
+@api.route("POST", "/api/v1/tasks", {201: TaskList}, body=NewTasks, errors=(404, 429))
 async def create(request: Request) -> Response:
     """Tasks to the positions a selector names; acknowledged after they commit."""
     s = services_of(request)
@@ -112,42 +108,7 @@ async def create(request: Request) -> Response:
     return reply(TaskList, {"tasks": [t.summary() for t in made]}, status=201)
 
 
-@operation({201: TaskList}, body=NoticeTasks, errors=(409,), tag="tasks")
-async def from_notice(request: Request) -> Response:
-    """Tasks for every position a notice addressed (the notice's sender side only)."""
-    s = services_of(request)
-    claims = await authenticate(request)
-    b = await json_body(request, NoticeTasks)
-    made = await s.tasks.create_for_notice(
-        claims.person_id, int(request.path_params["notice_id"]), category=b.category,
-        client_msg_id=b.client_msg_id, title=b.title, shared=b.shared, as_position=b.as_position,
-    )  # fmt: skip
-    return reply(TaskList, {"tasks": [t.summary() for t in made]}, status=201)
-
-
-@operation({200: TaskDetail}, tag="tasks")
-async def get(request: Request) -> Response:
-    """A task with its body and full history (involved persons, and auditors over the owner's unit)."""
-    s, actor = await current_actor(request)
-    return reply(TaskDetail, await s.tasks.get(actor.person_id, int(request.path_params["task_id"]), overseer=actor))
-
-
-@operation({200: TaskView}, body=TaskAction, errors=(409,), tag="tasks")
-async def act(request: Request) -> Response:
-    """Move a task on (accept, start, resolve, verify, close, return, reject, reassign, cancel, comment)."""
-    s = services_of(request)
-    claims = await authenticate(request)
-    b = await json_body(request, TaskAction)
-    action = Action(b.action)
-    assert action in CLIENT_ACTIONS
-    t = await s.tasks.act(
-        claims.person_id, b.as_position, int(request.path_params["task_id"]), action, b.version,
-        comment=b.comment, attachments=b.attachments, to_position=b.to_position,
-    )  # fmt: skip
-    return reply(TaskView, t.summary())
-
-
-@operation({200: TaskList}, query=ListQuery, tag="tasks")
+@api.route("GET", "/api/v1/tasks", {200: TaskList}, query=ListQuery)
 async def list_tasks(request: Request) -> Response:
     """Tasks the caller's positions own or are offered (``side=owner``), or created (``side=creator``)."""
     s, actor = await current_actor(request)
@@ -156,7 +117,7 @@ async def list_tasks(request: Request) -> Response:
     return reply(TaskList, {"tasks": found})
 
 
-@operation({200: TaskStats}, query=StatsQuery, errors=(404,), tag="tasks")
+@api.route("GET", "/api/v1/tasks/stats", {200: TaskStats}, query=StatsQuery, errors=(404,))
 async def stats(request: Request) -> Response:
     """p50/p90 seconds to accept, resolve and close under ``unit`` (per category and child unit)."""
     s, actor = await current_actor(request)
@@ -168,7 +129,7 @@ async def stats(request: Request) -> Response:
         return reply(TaskStats, await unit_stats(conn, index, u, category=category, since=since))
 
 
-@operation({200: CategoryList}, tag="tasks")
+@api.route("GET", "/api/v1/tasks/categories", {200: CategoryList})
 async def list_categories(request: Request) -> Response:
     """Task categories with their deadlines, escalation and routing."""
     s = services_of(request)
@@ -176,7 +137,7 @@ async def list_categories(request: Request) -> Response:
     return reply(CategoryList, {"categories": await s.tasks.categories()})
 
 
-@operation({200: CategoryView}, body=CategoryBody, errors=(404,), tag="tasks")
+@api.route("PUT", "/api/v1/tasks/categories/{key:str}", {200: CategoryView}, body=CategoryBody, errors=(404,))
 async def put_category(request: Request) -> Response:
     """Create or replace a category's deadlines, escalation and routing (``settings`` grant, whole tree)."""
     s, actor = await current_actor(request)
@@ -192,13 +153,39 @@ async def put_category(request: Request) -> Response:
     return reply(CategoryView, await s.tasks.put_category(cat, entry))
 
 
-routes = [
-    Route("/api/v1/tasks", create, methods=["POST"]),
-    Route("/api/v1/tasks", list_tasks, methods=["GET"]),
-    Route("/api/v1/tasks/stats", stats, methods=["GET"]),
-    Route("/api/v1/tasks/categories", list_categories, methods=["GET"]),
-    Route("/api/v1/tasks/categories/{key:str}", put_category, methods=["PUT"]),
-    Route("/api/v1/tasks/{task_id:int}", get, methods=["GET"]),
-    Route("/api/v1/tasks/{task_id:int}/actions", act, methods=["POST"]),
-    Route("/api/v1/notices/{notice_id:int}/tasks", from_notice, methods=["POST"]),
-]
+@api.route("GET", "/api/v1/tasks/{task_id:int}", {200: TaskDetail})
+async def get(request: Request) -> Response:
+    """A task with its body and full history (involved persons, and auditors over the owner's unit)."""
+    s, actor = await current_actor(request)
+    return reply(TaskDetail, await s.tasks.get(actor.person_id, int(request.path_params["task_id"]), overseer=actor))
+
+
+@api.route("POST", "/api/v1/tasks/{task_id:int}/actions", {200: TaskView}, body=TaskAction, errors=(409,))
+async def act(request: Request) -> Response:
+    """Move a task on (accept, start, resolve, verify, close, return, reject, reassign, cancel, comment)."""
+    s = services_of(request)
+    claims = await authenticate(request)
+    b = await json_body(request, TaskAction)
+    action = Action(b.action)
+    assert action in CLIENT_ACTIONS
+    t = await s.tasks.act(
+        claims.person_id, b.as_position, int(request.path_params["task_id"]), action, b.version,
+        comment=b.comment, attachments=b.attachments, to_position=b.to_position,
+    )  # fmt: skip
+    return reply(TaskView, t.summary())
+
+
+@api.route("POST", "/api/v1/notices/{notice_id:int}/tasks", {201: TaskList}, body=NoticeTasks, errors=(409,))
+async def from_notice(request: Request) -> Response:
+    """Tasks for every position a notice addressed (the notice's sender side only)."""
+    s = services_of(request)
+    claims = await authenticate(request)
+    b = await json_body(request, NoticeTasks)
+    made = await s.tasks.create_for_notice(
+        claims.person_id, int(request.path_params["notice_id"]), category=b.category,
+        client_msg_id=b.client_msg_id, title=b.title, shared=b.shared, as_position=b.as_position,
+    )  # fmt: skip
+    return reply(TaskList, {"tasks": [t.summary() for t in made]}, status=201)
+
+
+routes = api.routes

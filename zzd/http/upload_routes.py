@@ -12,17 +12,18 @@ import logging
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from kernel.errors import BadRequest, RateLimited
 from kernel.numbers import parse_uint
 from messaging.attachments.errors import IncompleteUpload, LengthRequired, UnsupportedType
 from zzd.http.common import authenticate, services_of
-from zzd.http.contract import WireModel, operation, reply
+from zzd.http.contract import Endpoints, WireModel, reply
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SHA256_HEADER", "routes"]
+
+api = Endpoints(tag="uploads")
 
 #: Header carrying the lower-case hex SHA-256 of the body (required).
 SHA256_HEADER = "X-Content-SHA256"
@@ -73,7 +74,9 @@ def _content_length(request: Request) -> int:
     return int(raw)
 
 
-@operation({200: Uploaded, 201: Uploaded}, errors=(400, 411, 413, 415, 429), extra=_UPLOAD_DOC, tag="uploads")
+@api.route(
+    "POST", "/api/v1/uploads", {200: Uploaded, 201: Uploaded}, errors=(400, 411, 413, 415, 429), extra=_UPLOAD_DOC
+)
 async def upload(request: Request) -> Response:
     """Upload one photo: the image bytes as the body, its SHA-256 (hex) in X-Content-SHA256.
 
@@ -98,7 +101,7 @@ async def upload(request: Request) -> Response:
     return reply(Uploaded, res.to_dict(), status=201 if res.created else 200)
 
 
-@operation({200: None, 304: None}, extra=_DOWNLOAD_DOC, tag="uploads")
+@api.route("GET", "/api/v1/uploads/{digest}", {200: None, 304: None}, extra=_DOWNLOAD_DOC)
 async def download(request: Request) -> Response:
     """Download a file you uploaded or that is attached to something you can see."""
     s = services_of(request)
@@ -118,7 +121,4 @@ async def download(request: Request) -> Response:
     return StreamingResponse(dl.reader.chunks(), media_type=dl.content_type, headers=headers)
 
 
-routes = [
-    Route("/api/v1/uploads", upload, methods=["POST"]),
-    Route("/api/v1/uploads/{digest}", download, methods=["GET"]),
-]
+routes = api.routes
