@@ -11,7 +11,7 @@ subtree by construction, and nothing here re-implements those rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from apps.model import AppPrincipal
@@ -32,22 +32,16 @@ from org_tree.selectors import Selector
 __all__ = ["BotService"]
 
 
+@dataclass(frozen=True, slots=True)
 class BotService:
-    def __init__(
-        self,
-        notices: NoticeService,
-        tasks: TaskService,
-        reports: ReportService,
-        conversations: ConversationService,
-        org: OrgService,
-        index: Callable[[], OrgIndex],
-    ) -> None:
-        self._notices = notices
-        self._tasks = tasks
-        self._reports = reports
-        self._conversations = conversations
-        self._org = org
-        self._index = index
+    """The people's services, called as the app's bot identity (it keeps no state of its own)."""
+
+    notices: NoticeService
+    tasks: TaskService
+    reports: ReportService
+    conversations: ConversationService
+    org: OrgService
+    index: Callable[[], OrgIndex]
 
     @staticmethod
     def actor(p: AppPrincipal) -> Actor:
@@ -61,7 +55,7 @@ class BotService:
         return Actor(p.app.bot_person_id, (p.app.bot_position_id,), (grant,))
 
     def in_subtree(self, p: AppPrincipal, unit_id: int) -> bool:
-        idx = self._index()
+        idx = self.index()
         try:
             return idx.contains(idx.unit(p.app.subtree_unit_id), idx.unit(unit_id))
         except NotFound:
@@ -69,19 +63,19 @@ class BotService:
 
     # ------------------------------------------------------------ notices
     def preview(self, p: AppPrincipal, selector: Selector) -> dict[str, Any]:
-        return asdict(self._notices.preview(p.app.bot_person_id, p.app.bot_position_id, selector))
+        return asdict(self.notices.preview(p.app.bot_person_id, p.app.bot_position_id, selector))
 
     async def send_notice(self, p: AppPrincipal, compose: Compose) -> tuple[int, dict[str, Any]]:
-        res = await self._notices.send(p.app.bot_person_id, p.app.bot_position_id, compose)
+        res = await self.notices.send(p.app.bot_person_id, p.app.bot_position_id, compose)
         return (200 if res.duplicate else 201), res.to_dict()
 
     async def notice(self, p: AppPrincipal, notice_id: int) -> dict[str, Any]:
         """One of the app's own notices with its progress (others: 404)."""
-        return await self._notices.get(p.app.bot_person_id, notice_id)
+        return await self.notices.get(p.app.bot_person_id, notice_id)
 
     async def progress(self, p: AppPrincipal, notice_id: int) -> Any:
         """The live roll-up of one of the app's own notices (the organiser's count)."""
-        return await self._notices.progress(p.app.bot_person_id, notice_id)
+        return await self.notices.progress(p.app.bot_person_id, notice_id)
 
     async def check_in(
         self, p: AppPrincipal, notice_id: int, person_id: int, position_id: int | None, reply: str | None
@@ -91,8 +85,8 @@ class BotService:
         Only notices the app sent: another sender's notice answers 404 before
         anything is written. The person must be a recipient (404 otherwise).
         """
-        await self._notices.get(p.app.bot_person_id, notice_id)
-        states = await self._notices.acknowledge(person_id, notice_id, position_id=position_id, reply=reply)
+        await self.notices.get(p.app.bot_person_id, notice_id)
+        states = await self.notices.acknowledge(person_id, notice_id, position_id=position_id, reply=reply)
         return {"notice_id": notice_id, "person_id": person_id, "receipts": [s.to_dict() for s in states]}
 
     # -------------------------------------------------------------- tasks
@@ -107,7 +101,7 @@ class BotService:
         body: str,
         key: str,
     ) -> list[dict[str, Any]]:
-        made = await self._tasks.create(
+        made = await self.tasks.create(
             p.app.bot_person_id, p.app.bot_position_id, selector=selector, shared=shared, category=category,
             title=title, body=body, client_msg_id=key,
         )  # fmt: skip
@@ -135,12 +129,12 @@ class BotService:
         assert act in CLIENT_ACTIONS
         as_position = p.app.bot_position_id
         delegate_of: int | None = None
-        seen = await self._tasks.get(p.app.bot_person_id, task_id, overseer=self._overseer(p))
+        seen = await self.tasks.get(p.app.bot_person_id, task_id, overseer=self._overseer(p))
         mine = {seen["owner_position_id"], seen["creator"]["position_id"]}
         if p.app.bot_position_id not in mine:
-            idx = self._index()
+            idx = self.index()
             as_position, delegate_of = int(seen["owner_position_id"]), idx.unit(p.app.subtree_unit_id)
-        t = await self._tasks.act(
+        t = await self.tasks.act(
             p.app.bot_person_id, as_position, task_id, act, version,
             comment=comment, attachments=attachments, to_position=to_position, delegate_of=delegate_of,
         )  # fmt: skip
@@ -148,15 +142,15 @@ class BotService:
 
     async def task(self, p: AppPrincipal, task_id: int) -> dict[str, Any]:
         """A task the app is involved in, or whose owner position lies in its subtree."""
-        return await self._tasks.get(p.app.bot_person_id, task_id, overseer=self._overseer(p))
+        return await self.tasks.get(p.app.bot_person_id, task_id, overseer=self._overseer(p))
 
     async def report(self, p: AppPrincipal, report_id: int) -> dict[str, Any]:
-        return await self._reports.get_within(report_id, lambda unit_id: self.in_subtree(p, unit_id))
+        return await self.reports.get_within(report_id, lambda unit_id: self.in_subtree(p, unit_id))
 
     # ------------------------------------------------------ conversations
     async def post(self, p: AppPrincipal, conversation_id: int, body: str, key: str) -> tuple[int, dict[str, Any]]:
         """Post into a conversation the app's bot was added to (404 otherwise), labelled with the app."""
-        res = await self._conversations.post(
+        res = await self.conversations.post(
             PostRequest(sender_id=p.app.bot_person_id, client_msg_id=key, body=body, conversation_id=conversation_id)
         )
         out = res.to_dict()
@@ -166,10 +160,10 @@ class BotService:
     # ----------------------------------------------------------------- org
     def unit(self, p: AppPrincipal, unit: int | str) -> dict[str, Any]:
         """A unit of the app's subtree (outside: 404 like an unknown unit)."""
-        idx = self._index()
+        idx = self.index()
         u = idx.unit(unit)
         if not self.in_subtree(p, idx.unit_id(u)):
             raise NotFound("no such unit", data={"unit": unit})
-        view = asdict(self._org.get_unit(self.actor(p), idx.unit_id(u)))
-        view["children_list"] = [asdict(c) for c in self._org.list_children(self.actor(p), idx.unit_id(u), limit=200)]
+        view = asdict(self.org.get_unit(self.actor(p), idx.unit_id(u)))
+        view["children_list"] = [asdict(c) for c in self.org.list_children(self.actor(p), idx.unit_id(u), limit=200)]
         return view

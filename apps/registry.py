@@ -92,25 +92,23 @@ class NewSecret:
         }
 
 
+@dataclass(frozen=True, slots=True)
 class AppRegistry:
-    """Apps and their credentials (docs/apps.md)."""
+    """Apps and their credentials (docs/apps.md); the parts it uses, and no state of its own."""
 
-    def __init__(
-        self, db: Database, clock: Clock, org: OrgService, persons: PersonDirectory, index: Callable[[], OrgIndex]
-    ) -> None:
-        self._db = db
-        self._clock = clock
-        self._org = org
-        self._persons = persons
-        self._index = index
+    db: Database
+    clock: Clock
+    org: OrgService
+    persons: PersonDirectory
+    index: Callable[[], OrgIndex]
 
     # ------------------------------------------------------------ administration
     async def create(self, actor: Actor, spec: NewApp) -> tuple[App, NewSecret]:
         """Register an app with its bot identity and first secret (shown once)."""
-        idx = self._index()
+        idx = self.index()
         owning, subtree = idx.unit(spec.owning_unit), idx.unit(spec.subtree)
-        await self._org.authorize(actor, Perm.APPS, owning, "app.create", name=spec.name)
-        await self._org.authorize(actor, Perm.APPS, subtree, "app.create", name=spec.name)
+        await self.org.authorize(actor, Perm.APPS, owning, "app.create", name=spec.name)
+        await self.org.authorize(actor, Perm.APPS, subtree, "app.create", name=spec.name)
         name = check_text(spec.name, field="name", max_chars=100).strip()
         scopes = parse_scopes(spec.scopes)
         visibility = self._visibility(idx, spec.visibility)
@@ -120,13 +118,13 @@ class AppRegistry:
                 raise BadRequest("owner_position_id must be in the owning unit's subtree", data={"field": "owner"})
         if not 1 <= spec.rate_per_minute <= 100_000:
             raise BadRequest("rate_per_minute must be 1..100000", data={"field": "rate_per_minute"})
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             if (await conn.execute(select(apps.c.id).where(apps.c.name == name))).first() is not None:
                 raise Conflict("an app with that name exists", code=ErrorCode.ALREADY_EXISTS, data={"name": name})
         bot_person, bot_position = await self._bot_identity(name, idx.unit_id(subtree))
-        now = self._clock.now()
+        now = self.clock.now()
         secret = "zzdsec_" + secrets.token_urlsafe(32)
-        async with self._db.write() as conn:
+        async with self.db.write() as conn:
             res = await conn.execute(
                 insert(apps)
                 .values(
@@ -160,15 +158,15 @@ class AppRegistry:
 
     async def _bot_identity(self, name: str, unit_id: int) -> tuple[int, int]:
         """A person and an ``app_bot`` position in ``unit_id``, made by the operator (SYSTEM)."""
-        idx = self._index()
+        idx = self.index()
         if BOT_ROLE not in idx.role_by_name:
             try:
-                await self._org.create_role(SYSTEM, dict(_BOT_ROLE_SPEC))
+                await self.org.create_role(SYSTEM, dict(_BOT_ROLE_SPEC))
             except Conflict:
                 pass  # another process made it first
-        person = await self._persons.create(name)
-        pos = await self._org.create_position(SYSTEM, unit_id, BOT_ROLE, title=name)
-        await self._org.handover(SYSTEM, pos.id, person.id)
+        person = await self.persons.create(name)
+        pos = await self.org.create_position(SYSTEM, unit_id, BOT_ROLE, title=name)
+        await self.org.handover(SYSTEM, pos.id, person.id)
         return person.id, pos.id
 
     async def _insert_secret(self, conn: AsyncConnection, app_id: int, secret: str, now: datetime) -> int:
@@ -186,7 +184,7 @@ class AppRegistry:
         return App.from_row(row)
 
     def _entry(self, actor: Actor, action: str, app: App, **detail: Any) -> AuditEntry:
-        idx = self._index()
+        idx = self.index()
         try:
             unit_id, path = unit_path_of(idx, idx.unit(app.owning_unit_id))
         except NotFound:
@@ -194,7 +192,7 @@ class AppRegistry:
         return AuditEntry(action, actor.person_id or None, None, "ok", unit_id, path, {"app_id": app.id, **detail})
 
     def _covers(self, actor: Actor, app: App) -> bool:
-        idx = self._index()
+        idx = self.index()
         try:
             u = idx.unit(app.owning_unit_id)
         except NotFound:
@@ -203,7 +201,7 @@ class AppRegistry:
 
     async def get(self, actor: Actor, app_id: int) -> App:
         """The app, if ``actor`` administers it; otherwise 404 as for an unknown id."""
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             try:
                 app = await self._load(conn, app_id)
             except NotFound:
@@ -214,7 +212,7 @@ class AppRegistry:
 
     async def list_apps(self, actor: Actor) -> list[App]:
         """Apps whose owning unit lies in one of the caller's ``apps`` grants."""
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             rows = await conn.execute(select(apps).order_by(apps.c.id))
             found = [App.from_row(r) for r in rows]
         return [a for a in found if self._covers(actor, a)]
@@ -235,7 +233,7 @@ class AppRegistry:
         if scopes is not None:
             values["scopes"] = ",".join(sorted(parse_scopes(scopes)))
         if visibility is not None:
-            values["visibility"] = self._visibility(self._index(), visibility)
+            values["visibility"] = self._visibility(self.index(), visibility)
         if disabled is not None:
             values["disabled"] = disabled
         if rate_per_minute is not None:
@@ -244,8 +242,8 @@ class AppRegistry:
             values["rate_per_minute"] = rate_per_minute
         if not values:
             raise BadRequest("nothing to change", data={"fields": ["scopes", "visibility", "disabled", "rate"]})
-        now = self._clock.now()
-        async with self._db.write() as conn:
+        now = self.clock.now()
+        async with self.db.write() as conn:
             await conn.execute(update(apps).where(apps.c.id == app_id).values(updated_at=now, **values))
             after = await self._load(conn, app_id)
             await record(conn, self._entry(actor, "app.updated", app, changed=sorted(values)), now)
@@ -256,11 +254,11 @@ class AppRegistry:
         await self.get(actor, app_id)
         if not timedelta(0) <= overlap <= timedelta(days=30):
             raise BadRequest("overlap_seconds must be 0..2592000", data={"field": "overlap_seconds"})
-        now = self._clock.now()
+        now = self.clock.now()
         until = now + overlap
         secret = "zzdsec_" + secrets.token_urlsafe(32)
         s = app_secrets
-        async with self._db.write() as conn:
+        async with self.db.write() as conn:
             live = (s.c.app_id == app_id) & s.c.revoked_at.is_(None)
             await conn.execute(update(s).where(live & (s.c.expires_at.is_(None) | (s.c.expires_at > until))).values(
                 expires_at=until))  # fmt: skip
@@ -272,9 +270,9 @@ class AppRegistry:
     async def revoke_secret(self, actor: Actor, app_id: int, secret_id: int) -> dict[str, Any]:
         """Revoke one secret now: its tokens are refused on the next request."""
         await self.get(actor, app_id)
-        now = self._clock.now()
+        now = self.clock.now()
         s = app_secrets
-        async with self._db.write() as conn:
+        async with self.db.write() as conn:
             res = await conn.execute(
                 update(s).where(s.c.id == secret_id, s.c.app_id == app_id, s.c.revoked_at.is_(None)).values(
                     revoked_at=now)
@@ -288,8 +286,8 @@ class AppRegistry:
     async def secrets(self, actor: Actor, app_id: int) -> list[dict[str, Any]]:
         """The app's secrets as hints and dates (never the secrets)."""
         await self.get(actor, app_id)
-        now = self._clock.now()
-        async with self._db.read() as conn:
+        now = self.clock.now()
+        async with self.db.read() as conn:
             rows = await conn.execute(
                 select(app_secrets).where(app_secrets.c.app_id == app_id).order_by(app_secrets.c.id)
             )
@@ -305,9 +303,9 @@ class AppRegistry:
 
     async def workbench(self, actor: Actor) -> list[dict[str, Any]]:
         """Enabled apps whose visibility selector (可见范围) reaches one of the caller's positions."""
-        idx = self._index()
+        idx = self.index()
         mine = [k for k in (idx.find_slot(p) for p in actor.position_ids) if k >= 0]
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             rows = list(await conn.execute(select(apps).where(apps.c.disabled.is_(False)).order_by(apps.c.id)))
         out = []
         for r in rows:
@@ -323,8 +321,8 @@ class AppRegistry:
     async def authenticate_client(self, client_id: str, secret: str) -> tuple[App, int]:
         """The app and secret id for a client id + secret pair; 401 ``invalid_client`` for anything else."""
         bad = Unauthorized("unknown client or wrong secret", code=ErrorCode.INVALID_CLIENT)
-        now = self._clock.now()
-        async with self._db.read() as conn:
+        now = self.clock.now()
+        async with self.db.read() as conn:
             row = (await conn.execute(select(apps).where(apps.c.client_id == client_id))).first()
             if row is None:
                 raise bad
@@ -343,8 +341,8 @@ class AppRegistry:
 
     async def principal(self, app_id: int, secret_id: int) -> AppPrincipal:
         """The app behind a verified token, refused once its secret is revoked or expired or the app disabled."""
-        now = self._clock.now()
-        async with self._db.read() as conn:
+        now = self.clock.now()
+        async with self.db.read() as conn:
             row = (
                 await conn.execute(
                     select(apps, app_secrets.c.expires_at, app_secrets.c.revoked_at)
