@@ -13,7 +13,7 @@ import base64
 import fnmatch
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,13 +81,16 @@ class Subscription:
         }  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
 class SubscriptionService:
-    def __init__(self, db: Database, clock: Clock, index: Any, check_url: Any) -> None:
-        """``index()`` is the org index; ``check_url(url)`` raises ``BadRequest``/``Forbidden`` for a bad target."""
-        self._db = db
-        self._clock = clock
-        self._index = index
-        self._check_url = check_url
+    """An app's subscriptions and their delivery logs; the parts it uses, and no state of its own."""
+
+    db: Database
+    clock: Clock
+    #: The current org index.
+    index: Callable[[], OrgIndex]
+    #: Raises ``BadRequest``/``Forbidden`` for a webhook target the address policy refuses.
+    check_url: Callable[[str], Awaitable[None]]
 
     def _filters(self, p: AppPrincipal, raw: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(raw) - set(FILTER_KEYS))
@@ -107,7 +110,7 @@ class SubscriptionService:
                     raise BadRequest(f"{key} must be a non-empty list of category keys", data={"field": key})
                 out[key] = sorted(set(vals))
         if "unit" in raw:
-            idx: OrgIndex = self._index()
+            idx: OrgIndex = self.index()
             ref = raw["unit"]
             if not isinstance(ref, int | str) or isinstance(ref, bool):
                 raise BadRequest("unit must be a unit code or id", data={"field": "unit"})
@@ -138,12 +141,12 @@ class SubscriptionService:
         if mode == "webhook":
             if not url:
                 raise BadRequest("a webhook subscription needs a url", data={"field": "url"})
-            await self._check_url(url)
+            await self.check_url(url)
             secret = new_whsec()
         elif url:
             raise BadRequest("a stream subscription takes no url", data={"field": "url"})
-        now = self._clock.now()
-        async with self._db.write() as conn:
+        now = self.clock.now()
+        async with self.db.write() as conn:
             res = await conn.execute(
                 insert(app_subscriptions)
                 .values(
@@ -165,14 +168,14 @@ class SubscriptionService:
 
     async def get(self, p: AppPrincipal, sub_id: int) -> Subscription:
         """One of the calling app's subscriptions (another app's: 404)."""
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             row = (await conn.execute(select(app_subscriptions).where(app_subscriptions.c.id == sub_id))).first()
         if row is None or int(row.app_id) != p.app_id:
             raise NotFound("no such subscription", data={"subscription_id": sub_id})
         return Subscription.from_row(row)
 
     async def list_for(self, p: AppPrincipal) -> list[Subscription]:
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             q = select(app_subscriptions).where(app_subscriptions.c.app_id == p.app_id).order_by(app_subscriptions.c.id)
             return [Subscription.from_row(r) for r in await conn.execute(q)]
 
@@ -184,7 +187,7 @@ class SubscriptionService:
         values: dict[str, Any] = {"status": status, "disabled_reason": None if status == "active" else "by the app"}
         if status == "active":
             values["consecutive_failures"] = 0
-        async with self._db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(update(app_subscriptions).where(app_subscriptions.c.id == sub_id).values(**values))
         return await self.get(p, sub_id)
 
@@ -193,9 +196,9 @@ class SubscriptionService:
         sub = await self.get(p, sub_id)
         if sub.mode != "webhook":
             raise BadRequest("only webhook subscriptions have a signing secret", data={"field": "mode"})
-        now = self._clock.now()
+        now = self.clock.now()
         secret, until = new_whsec(), now + overlap
-        async with self._db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(
                 update(app_subscriptions)
                 .where(app_subscriptions.c.id == sub_id)
@@ -216,7 +219,7 @@ class SubscriptionService:
         )
         if before is not None:
             q = q.where(a.c.id < before)
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             rows = list(await conn.execute(q))
         return [
             {
@@ -241,7 +244,7 @@ class SubscriptionService:
         q = select(d).where(d.c.subscription_id == sub_id).order_by(d.c.id.desc()).limit(limit)
         if state is not None:
             q = q.where(d.c.state == state)
-        async with self._db.read() as conn:
+        async with self.db.read() as conn:
             rows = list(await conn.execute(q))
         return [
             {
@@ -277,8 +280,8 @@ class SubscriptionService:
             cond = and_(d.c.event_created_at >= since, d.c.event_created_at < until)
         else:
             raise BadRequest("give event_id, or since and until", data={"fields": ["event_id", "since", "until"]})
-        now = self._clock.now()
-        async with self._db.write() as conn:
+        now = self.clock.now()
+        async with self.db.write() as conn:
             res = await conn.execute(
                 update(d)
                 .where(d.c.subscription_id == sub_id, cond)

@@ -21,7 +21,8 @@ from kernel.audit import AuditEntry, record
 from kernel.errors import BadRequest, ErrorCode, Unauthorized
 from kernel.sessions import IssuedSession
 from kernel.text import check_text
-from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.actors import current_person
+from zzd.http.common import json_body, services_of
 from zzd.http.contract import BodyModel, Endpoints, reply
 from zzd.http.schemas.auth import AppToken, Me, TokenAnswer, Tokens
 from zzd.http.schemas.common import Revoked
@@ -159,8 +160,7 @@ async def token(request: Request) -> Response:
 @api.route("POST", "/api/v1/auth/logout", {200: Revoked})
 async def logout(request: Request) -> Response:
     """Revoke the caller's session; its sockets on every process close with 4503."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     await s.sessions.revoke(claims.session_id)
     await s.announce({"t": "revoke_session", "sid": claims.session_id})
     return reply(Revoked, {"revoked": True})
@@ -200,8 +200,7 @@ async def activate(request: Request) -> Response:
 @api.route("GET", "/api/v1/me", {200: Me})
 async def me(request: Request) -> Response:
     """The signed-in person and the position of their event stream."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     person = await s.persons.get(claims.person_id)
     state = await s.events.state(person.id)
     return reply(

@@ -15,7 +15,8 @@ from starlette.responses import Response
 from kernel.errors import RateLimited
 from kernel.wire import ClientMsgId, loads
 from messaging.chat import SendRequest
-from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.actors import current_person
+from zzd.http.common import json_body
 from zzd.http.contract import BodyModel, Endpoints, QueryModel, query, reply
 from zzd.http.schemas.chat import EventPage, History, Inbox, Posted
 
@@ -56,8 +57,7 @@ class SyncQuery(QueryModel):
 @api.route("POST", "/api/v1/messages", {200: Posted, 201: Posted}, body=SendBody, errors=(404, 429))
 async def send(request: Request) -> Response:
     """Send a direct message to a person (idempotent by ``client_msg_id``)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     body = await json_body(request, SendBody)
     if not s.rate_limiter.allow(claims.person_id, s.clock.monotonic()):
         raise RateLimited("too many messages; slow down")
@@ -68,8 +68,7 @@ async def send(request: Request) -> Response:
 @api.route("GET", "/api/v1/conversations", {200: Inbox}, query=InboxQuery)
 async def conversations(request: Request) -> Response:
     """The caller's conversations, most recent first, with unread counts and last messages."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     q = query(request, InboxQuery)
     return reply(Inbox, await s.conversations.inbox(claims.person_id, cursor=q.cursor, limit=q.limit))
 
@@ -77,8 +76,7 @@ async def conversations(request: Request) -> Response:
 @api.route("GET", "/api/v1/conversations/{conversation_id:int}/messages", {200: History}, query=HistoryQuery)
 async def history(request: Request) -> Response:
     """A conversation's messages, newest first, paged with ``before``."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     cid = int(request.path_params["conversation_id"])
     q = query(request, HistoryQuery)
     items, next_before = await s.conversations.history(claims.person_id, cid, before=q.before, limit=q.limit)
@@ -88,8 +86,7 @@ async def history(request: Request) -> Response:
 @api.route("GET", "/api/v1/sync", {200: EventPage}, query=SyncQuery, errors=(409,))
 async def sync(request: Request) -> Response:
     """The caller's events after ``since`` (the same events the WebSocket pushes; docs/events.md)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     q = query(request, SyncQuery)
     page = await s.events.read(claims.person_id, epoch=q.epoch, since=q.since, limit=q.limit)
     notices = [int(loads(p)["notice_id"]) for _, k, p in page.events if k in ("notice.new", "notice.remind")]

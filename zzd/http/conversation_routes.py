@@ -18,7 +18,7 @@ from kernel.errors import RateLimited
 from kernel.wire import ClientMsgId
 from messaging.conversations.model import PostRequest
 from zzd.auth.tokens import AccessClaims
-from zzd.http.actors import current_actor
+from zzd.http.actors import current_actor, current_person
 from zzd.http.common import authenticate, json_body, services_of
 from zzd.http.contract import BodyModel, Endpoints, Id, reply
 from zzd.http.params import unit_ref
@@ -131,8 +131,7 @@ async def post_to_position(request: Request) -> Response:
 @api.route("PATCH", "/messages/{message_id:int}", {200: MessageChanged}, body=EditBody, errors=(409,))
 async def edit(request: Request) -> Response:
     """Replace the text of one's own message within the edit window."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     body = await json_body(request, EditBody)
     return reply(
         MessageChanged, await s.conversations.edit(claims.person_id, int(request.path_params["message_id"]), body.body)
@@ -142,16 +141,14 @@ async def edit(request: Request) -> Response:
 @api.route("POST", "/messages/{message_id:int}/recall", {200: MessageChanged}, errors=(409,))
 async def recall(request: Request) -> Response:
     """Withdraw one's own message within the recall window."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     return reply(MessageChanged, await s.conversations.recall(claims.person_id, int(request.path_params["message_id"])))
 
 
 @api.route("POST", "/conversations/{conversation_id:int}/read", {200: ReadMarker}, body=ReadBody)
 async def read(request: Request) -> Response:
     """Move the caller's read marker to ``message_id``."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     body = await json_body(request, ReadBody)
     marker = await s.conversations.mark_read(claims.person_id, _cid(request), body.message_id)
     return reply(ReadMarker, {"conversation_id": _cid(request), "last_read_message_id": marker})
@@ -160,8 +157,7 @@ async def read(request: Request) -> Response:
 @api.route("GET", "/conversations/{conversation_id:int}/messages/{message_id:int}/reads", {200: ReadBy}, errors=(409,))
 async def read_by(request: Request) -> Response:
     """Who has read a message (small conversations only)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     return reply(
         ReadBy, await s.conversations.read_by(claims.person_id, _cid(request), int(request.path_params["message_id"]))
     )
@@ -170,8 +166,7 @@ async def read_by(request: Request) -> Response:
 @api.route("POST", "/conversations/{conversation_id:int}/mute", {200: Muted}, body=MuteBody)
 async def mute(request: Request) -> Response:
     """Mute or unmute a conversation for oneself."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     body = await json_body(request, MuteBody)
     return reply(Muted, await s.conversations.set_muted(claims.person_id, _cid(request), body.muted))
 
@@ -179,8 +174,7 @@ async def mute(request: Request) -> Response:
 @api.route("POST", "/groups", {201: GroupView}, body=GroupBody)
 async def create_group(request: Request) -> Response:
     """Create an ad-hoc group of people and positions; the caller owns it."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     body = await json_body(request, GroupBody)
     return reply(
         GroupView, await s.groups.create(claims.person_id, body.title, body.person_ids, body.position_ids), status=201
@@ -190,16 +184,14 @@ async def create_group(request: Request) -> Response:
 @api.route("GET", "/groups/{conversation_id:int}", {200: GroupView})
 async def get_group(request: Request) -> Response:
     """A group with its members."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     return reply(GroupView, await s.groups.get(claims.person_id, _cid(request)))
 
 
 @api.route("PATCH", "/groups/{conversation_id:int}", {200: GroupView}, body=RenameBody)
 async def rename_group(request: Request) -> Response:
     """Rename a group (owner or admin)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     body = await json_body(request, RenameBody)
     return reply(GroupView, await s.groups.rename(claims.person_id, _cid(request), body.title))
 
@@ -207,8 +199,7 @@ async def rename_group(request: Request) -> Response:
 @api.route("POST", "/groups/{conversation_id:int}/members", {200: GroupView}, body=MembersBody, errors=(409,))
 async def add_members(request: Request) -> Response:
     """Add people or positions (owner or admin)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     body = await json_body(request, MembersBody)
     return reply(GroupView, await s.groups.add(claims.person_id, _cid(request), body.person_ids, body.position_ids))
 
@@ -216,8 +207,7 @@ async def add_members(request: Request) -> Response:
 @api.route("POST", "/groups/{conversation_id:int}/members/remove", {200: GroupView}, body=MembersBody, errors=(409,))
 async def remove_members(request: Request) -> Response:
     """Remove people or positions (owner or admin)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     body = await json_body(request, MembersBody)
     return reply(GroupView, await s.groups.remove(claims.person_id, _cid(request), body.person_ids, body.position_ids))
 
@@ -225,16 +215,14 @@ async def remove_members(request: Request) -> Response:
 @api.route("POST", "/groups/{conversation_id:int}/leave", {200: GroupView})
 async def leave(request: Request) -> Response:
     """Leave an ad-hoc group one joined by name."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     return reply(GroupView, await s.groups.leave(claims.person_id, _cid(request)))
 
 
 @api.route("POST", "/groups/{conversation_id:int}/admins", {200: GroupView}, body=AdminBody)
 async def set_admin(request: Request) -> Response:
     """Make a member an admin or not (owner only)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     body = await json_body(request, AdminBody)
     return reply(GroupView, await s.groups.set_admin(claims.person_id, _cid(request), body.person_id, body.admin))
 

@@ -11,7 +11,8 @@ from starlette.responses import Response
 from kernel.wire import ClientMsgId
 from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
-from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.actors import current_person
+from zzd.http.common import json_body
 from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, WireModel, query, reply
 from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.common import Recalled
@@ -69,8 +70,7 @@ def _nid(request: Request) -> int:
 @api.route("POST", "/api/v1/notices/preview", {200: Preview}, body=PreviewBody, errors=(404,))
 async def preview(request: Request) -> Response:
     """What a notice to this selector would reach, per child unit and level, before sending."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     body = await json_body(request, PreviewBody)
     return reply(Preview, (s.notices.preview(claims.person_id, body.as_position, parse_selector(body.selector))))
 
@@ -78,8 +78,7 @@ async def preview(request: Request) -> Response:
 @api.route("POST", "/api/v1/notices", {200: Sent, 201: Sent}, body=NoticeBody, errors=(404, 429))
 async def send(request: Request) -> Response:
     """Send a notice (DING when urgent); acknowledged after the notice and every receipt commit."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     b = await json_body(request, NoticeBody)
     compose = validate_compose(
         client_msg_id=b.client_msg_id,
@@ -98,16 +97,14 @@ async def send(request: Request) -> Response:
 @api.route("GET", "/api/v1/notices/{notice_id:int}", {200: NoticeView})
 async def get(request: Request) -> Response:
     """A notice: recipients see their own receipts; the sender side also its selector and audience."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     return reply(NoticeView, await s.notices.get(claims.person_id, _nid(request)))
 
 
 @api.route("POST", "/api/v1/notices/{notice_id:int}/read", {200: Receipts})
 async def read(request: Request) -> Response:
     """Mark a notice read for every position the caller receives it through (idempotent)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     states = await s.notices.mark_read(claims.person_id, _nid(request))
     return reply(Receipts, {"receipts": states})
 
@@ -115,8 +112,7 @@ async def read(request: Request) -> Response:
 @api.route("POST", "/api/v1/notices/{notice_id:int}/ack", {200: Receipts}, body=AckBody, errors=(409,))
 async def ack(request: Request) -> Response:
     """Acknowledge a notice for one position (``position_id``) or all, with an optional reply."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     b = await json_body(request, AckBody)
     states = await s.notices.acknowledge(claims.person_id, _nid(request), position_id=b.position_id, reply=b.reply)
     return reply(Receipts, {"receipts": states})
@@ -125,8 +121,7 @@ async def ack(request: Request) -> Response:
 @api.route("POST", "/api/v1/notices/{notice_id:int}/recall", {200: Recalled}, errors=(409,))
 async def recall(request: Request) -> Response:
     """Recall a notice (sender side): recipients are told; progress shows it recalled."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     at = await s.notices.recall(claims.person_id, _nid(request))
     return reply(Recalled, {"recalled_at": at})
 
@@ -134,8 +129,7 @@ async def recall(request: Request) -> Response:
 @api.route("GET", "/api/v1/notices/{notice_id:int}/progress", {200: Progress}, query=ProgressQuery)
 async def progress(request: Request) -> Response:
     """Totals and a roll-up per child unit of ``unit`` (default: the audience's common ancestor)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     q = query(request, ProgressQuery)
     ref = unit_ref(q.unit) if q.unit else None
     return reply(Progress, await s.notices.progress(claims.person_id, _nid(request), unit=ref))
@@ -144,8 +138,7 @@ async def progress(request: Request) -> Response:
 @api.route("GET", "/api/v1/notices/{notice_id:int}/pending", {200: Pending}, query=PendingQuery)
 async def pending(request: Request) -> Response:
     """Paged recipients in a unit who have not read (``missing=read``) or acknowledged (``missing=ack``)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     q = query(request, PendingQuery)
     page = await s.notices.pending(
         claims.person_id, _nid(request), unit=unit_ref(q.unit), missing=q.missing, after=q.after, limit=q.limit
@@ -167,8 +160,7 @@ class Reminded(WireModel):
 @api.route("POST", "/api/v1/notices/{notice_id:int}/remind", {200: Reminded}, body=RemindBody, errors=(404, 409, 429))
 async def remind(request: Request) -> Response:
     """Remind now the recipients under ``unit`` who have not acknowledged (or read) — sender side only."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     b = await json_body(request, RemindBody)
     n = await s.notices.remind(claims.person_id, _nid(request), unit=unit_ref(b.unit), missing=b.missing)
     return reply(Reminded, {"reminded": n})

@@ -10,7 +10,8 @@ from starlette.responses import Response
 
 from kernel.wire import ClientMsgId
 from messaging.tasks.reports import Filing
-from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.actors import current_person
+from zzd.http.common import json_body
 from zzd.http.contract import BodyModel, Endpoints, Id, reply
 from zzd.http.schemas.tasks import ReportView
 
@@ -43,8 +44,7 @@ class NewReport(BodyModel):
 @api.route("POST", "/api/v1/reports", {200: ReportView, 201: ReportView}, body=NewReport, errors=(404, 429))
 async def file_report(request: Request) -> Response:
     """File a report: acknowledged after the report and its task commit (201; 200 for a retry)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     b = await json_body(request, NewReport)
     filing = Filing(b.client_msg_id, b.category, b.text, b.location.lat, b.location.lon, b.photos, b.beyond_capacity)
     report, duplicate = await s.reports.file(claims.person_id, b.as_position, filing)
@@ -54,8 +54,7 @@ async def file_report(request: Request) -> Response:
 @api.route("GET", "/api/v1/reports/{report_id:int}", {200: ReportView})
 async def get_report(request: Request) -> Response:
     """A report, for its reporter and everyone involved in its task."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     return reply(ReportView, await s.reports.get(claims.person_id, int(request.path_params["report_id"])))
 
 

@@ -21,7 +21,7 @@ from messaging.tasks.stats import unit_stats
 from org_tree.grants import Perm
 from org_tree.jurisdiction import access_unit
 from org_tree.selectors import parse_selector
-from zzd.http.actors import current_actor
+from zzd.http.actors import current_actor, current_person
 from zzd.http.common import authenticate, json_body, services_of
 from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, query, reply
 from zzd.http.params import aware_time, unit_ref
@@ -98,8 +98,7 @@ class StatsQuery(QueryModel):
 @api.route("POST", "/api/v1/tasks", {201: TaskList}, body=NewTasks, errors=(404, 429))
 async def create(request: Request) -> Response:
     """Tasks to the positions a selector names; acknowledged after they commit."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     b = await json_body(request, NewTasks)
     made = await s.tasks.create(
         claims.person_id, b.as_position, selector=parse_selector(b.selector), shared=b.shared,
@@ -163,8 +162,7 @@ async def get(request: Request) -> Response:
 @api.route("POST", "/api/v1/tasks/{task_id:int}/actions", {200: TaskView}, body=TaskAction, errors=(409,))
 async def act(request: Request) -> Response:
     """Move a task on (accept, start, resolve, verify, close, return, reject, reassign, cancel, comment)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     b = await json_body(request, TaskAction)
     action = Action(b.action)
     assert action in CLIENT_ACTIONS
@@ -178,8 +176,7 @@ async def act(request: Request) -> Response:
 @api.route("POST", "/api/v1/notices/{notice_id:int}/tasks", {201: TaskList}, body=NoticeTasks, errors=(409,))
 async def from_notice(request: Request) -> Response:
     """Tasks for every position a notice addressed (the notice's sender side only)."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     b = await json_body(request, NoticeTasks)
     made = await s.tasks.create_for_notice(
         claims.person_id, int(request.path_params["notice_id"]), category=b.category,

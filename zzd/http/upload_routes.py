@@ -16,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from kernel.errors import BadRequest, RateLimited
 from kernel.numbers import parse_uint
 from messaging.attachments.errors import IncompleteUpload, LengthRequired, UnsupportedType
-from zzd.http.common import authenticate, services_of
+from zzd.http.actors import current_person
 from zzd.http.contract import Endpoints, WireModel, reply
 
 logger = logging.getLogger(__name__)
@@ -83,8 +83,7 @@ async def upload(request: Request) -> Response:
     201 with ``{digest, size, content_type}``; 200 when you had already
     uploaded the same bytes. Link the digest from a report or task transition.
     """
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     if not s.upload_limiter.allow(claims.person_id, s.clock.monotonic()):
         raise RateLimited("too many uploads; slow down")
     declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -104,8 +103,7 @@ async def upload(request: Request) -> Response:
 @api.route("GET", "/api/v1/uploads/{digest}", {200: None, 304: None}, extra=_DOWNLOAD_DOC)
 async def download(request: Request) -> Response:
     """Download a file you uploaded or that is attached to something you can see."""
-    s = services_of(request)
-    claims = await authenticate(request)
+    s, claims = await current_person(request)
     dl = await s.attachments.open(claims.person_id, request.path_params["digest"])
     etag = f'"{dl.digest}"'
     headers = {
