@@ -64,7 +64,7 @@ class Outcome:
 
 
 class Sender(Protocol):
-    """Posts one signed body (the shell implements it with httpx, no redirects, a capped answer)."""
+    """Posts one signed body (the shell implements it with aiohttp, no redirects, a capped answer)."""
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Outcome: ...
 

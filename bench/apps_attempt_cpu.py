@@ -5,7 +5,7 @@ Run:  .venv/bin/python bench/apps_attempt_cpu.py [--deliveries 6000] [--profile]
 Why apart from ``apps_fanout.py``: there the CPU per attempt also carries the
 report filing, the chat, the dispatcher and the stream apps, and the machine's
 load moves it by ±30 %. Here one ``DeliveryWorker`` (the server's own, with the
-real ``HttpxSender``, on PostgreSQL) claims, signs, posts and records
+real ``AiohttpSender``, on PostgreSQL) claims, signs, posts and records
 ``--deliveries`` pending deliveries to 12 healthy endpoints of the receivers'
 process (``bench/apps_receivers.py``), and its process's CPU seconds are
 divided by the attempts; then one asyncio httpx client posts the same number
@@ -51,7 +51,7 @@ async def _worker(
     from apps.delivery import DeliveryPolicy, DeliveryWorker
     from kernel.clock import SystemClock
     from kernel.db.database import Database
-    from zzd.webhook_http import HttpxSender
+    from zzd.webhook_http import AiohttpSender
 
     conn = await asyncpg.connect(asyncpg_dsn(url))
     await fill_backlog(conn, n, 0, base_url=base + "/bare", webhooks=SUBSCRIPTIONS)
@@ -59,7 +59,7 @@ async def _worker(
     db = Database(url)
     addresses = AddressPolicy(["127.0.0.0/8"], allow_public=False)
     policy = DeliveryPolicy(concurrency=concurrency, poll=0.1)
-    sender = HttpxSender(10.0, concurrency, addresses)
+    sender = AiohttpSender(10.0, concurrency, addresses)
     worker = DeliveryWorker(db, SystemClock(), sender, addresses.check, node_id="cpu", policy=policy)
     prof = Profile("worker", [os.getpid()], logdir, gil=True) if profile else None
     cpu0, t0 = _cpu(), time.monotonic()
@@ -70,6 +70,8 @@ async def _worker(
             await asyncio.sleep(0.5)
         wall, cpu = time.monotonic() - t0, _cpu() - cpu0
         attempts = int(await conn.fetchval("SELECT count(*) FROM app_delivery_attempts"))
+        answered = int(await conn.fetchval("SELECT count(*) FROM app_delivery_attempts WHERE status = 200"))
+        print(f"worker: {answered} of {attempts} attempts answered 200")
     finally:
         if prof is not None:
             prof.stop()
@@ -104,16 +106,11 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--log-level", default=None, help="configure logging as `zzd serve` does (its stderr: discard it)")
-    ap.add_argument("--log-httpx", action="store_true", help="with --log-level info: let httpx log each request")
     args = ap.parse_args()
     if args.log_level:
-        import logging
-
         from zzd.logs import configure_logging
 
         configure_logging(args.log_level)
-        if args.log_httpx:
-            logging.getLogger("httpx").setLevel(logging.INFO)
     tmp = Path(tempfile.mkdtemp(prefix="apps-cpu-"))
     rec = start_bare("apps_receivers.py", "receivers", tmp)
     try:

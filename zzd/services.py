@@ -78,7 +78,7 @@ from zzd.gateway.ratelimit import RateLimiter
 from zzd.gateway.slots import RedisSlots
 from zzd.metrics import Metrics
 from zzd.org_wake import OrgWake
-from zzd.webhook_http import HttpxSender
+from zzd.webhook_http import AiohttpSender
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class Services:
     subscriptions: SubscriptionService
     dispatcher: Dispatcher
     delivery: DeliveryWorker
-    webhook_sender: HttpxSender
+    webhook_sender: AiohttpSender
     stream: StreamDeliveries
     stream_hub: StreamHub
     #: Set after a commit that wrote outbox rows: the dispatcher runs now, not at its next poll.
@@ -294,7 +294,7 @@ class Services:
             poll=settings.delivery_poll_interval,
         )
         stream_hub = StreamHub()
-        sender = HttpxSender(settings.webhook_timeout, settings.delivery_concurrency, addresses)
+        sender = AiohttpSender(settings.webhook_timeout, settings.delivery_concurrency, addresses)
         delivery = DeliveryWorker(
             db,
             clock,

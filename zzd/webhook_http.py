@@ -1,115 +1,159 @@
-"""The HTTP side of webhook delivery (``apps.delivery.Sender``), on httpx.
+"""The HTTP side of webhook delivery (``apps.delivery.Sender``), on aiohttp.
 
 Why these rules: redirects are not followed (a redirect could lead past the
 address allowlist, and the target is the app's to fix), the answer is read
-only up to ``MAX_EXCERPT_READ`` bytes (a receiver answering a huge body costs
-nothing), and the caller bounds the whole attempt with a timeout.
+only up to ``MAX_EXCERPT_READ`` bytes and never decompressed (a receiver
+answering a huge or compressed body costs nothing), no cookies are kept or
+sent, no proxy from the environment is used, and the caller bounds the whole
+attempt with a timeout.
 
-Why a network backend of our own (the DNS-rebinding pin): httpx would
+Why aiohttp and not httpx (which the SDK and the notifier use): a webhook
+attempt is the delivery processes' whole work, and httpx's request machinery
+was most of its CPU (``bench/apps_attempt_cpu.py``: 2.75 ms per attempt
+beside 2.63 ms per bare httpx post); aiohttp's client, with its C HTTP
+parser, costs a fraction of that per request (BENCHMARKS.md, issue 13).
+
+Why a resolver of our own (the DNS-rebinding pin): the client would
 otherwise resolve the target's name itself, after and independently of the
 allowlist check, so a name that answered with a public address for the check
 could answer ``127.0.0.1`` or ``169.254.169.254`` for the request. Here every
-new connection is made by :class:`PinnedBackend`: it resolves the name once
-through the same :class:`~apps.addresses.AddressPolicy`, refuses the
-connection unless *every* address is allowed, and connects to one of exactly
-those addresses. The URL is untouched, so the ``Host`` header, TLS SNI and
-certificate check still use the original name. httpx has no public argument
-for httpcore's ``network_backend``, so the transport builds its own httpcore
-pool (the library's documented extension point, one level down).
+new connection asks :class:`PinnedResolver`, which resolves the name once
+through the same :class:`~apps.addresses.AddressPolicy`, refuses unless
+*every* address is allowed, and returns exactly those addresses, which are
+the only ones the connector connects to. The URL is untouched, so the
+``Host`` header, TLS SNI and the certificate check still use the original
+name. aiohttp hands an address literal (``http://10.0.0.7/``) to no
+resolver, so the socket factory checks the address of every socket it opens
+as well: nothing connects to an address the policy refuses.
 """
 
 from __future__ import annotations
 
-import typing
+import ipaddress
+import socket
+import ssl
 
-import httpcore
-import httpx
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from apps.addresses import AddressPolicy
 from apps.delivery import Outcome
 from kernel.errors import ZzdError
 
-__all__ = ["HttpxSender", "PinnedBackend"]
+__all__ = ["AddressRefused", "AiohttpSender", "PinnedResolver"]
 
 MAX_EXCERPT_READ = 64 * 1024
+_NUMERIC = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+#: What the connector hands a socket factory: ``getaddrinfo``'s tuple for one address.
+_AddrInfo = tuple[int, int, int, str, tuple[str, int] | tuple[str, int, int, int]]
 
 
-class PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to addresses the policy resolved and allowed, in the same step."""
+class AddressRefused(OSError):
+    """A webhook target's name resolved to (or is) an address the allowlist refuses."""
+
+
+class PinnedResolver(AbstractResolver):
+    """Answers with the policy's resolution of a name, only when every address it got is allowed."""
 
     def __init__(self, policy: AddressPolicy) -> None:
         self._policy = policy
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         try:
-            addresses = await self._policy.resolve(host, port)
+            ips = await self._policy.resolve(host, port)
         except ZzdError as exc:
             refused = ", ".join(exc.data.get("addresses") or [])
-            raise httpcore.ConnectError(f"{exc.code}: {host} → {refused or exc.message}") from exc
-        last: Exception | None = None
-        for ip in addresses:  # every one was checked; try them in the resolver's order
-            try:
-                return await self._inner.connect_tcp(str(ip), port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None
-        raise last
+            raise AddressRefused(f"{exc.code}: {host} → {refused or exc.message}") from exc
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(ip),
+                port=port,
+                family=socket.AF_INET6 if ip.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=_NUMERIC,
+            )
+            for ip in ips  # every one was checked; the connector tries them in this order
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("webhooks are never sent to a unix socket")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        return None
 
 
-class _PinnedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, backend: httpcore.AsyncNetworkBackend, max_connections: int) -> None:
-        super().__init__(trust_env=False)  # no proxy from the environment: the backend checked the real target
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
-            keepalive_expiry=5.0,
-            network_backend=backend,
+class AiohttpSender:
+    """Posts signed webhook bodies through one aiohttp session: ``max_connections`` in all, kept alive 5 s."""
+
+    def __init__(
+        self, timeout: float, max_connections: int, policy: AddressPolicy, *, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """``tls``: certificates to trust (tests bring their own authority); by default the system's, verified."""
+        self._timeout = timeout
+        self._max_connections = max_connections
+        self._policy = policy
+        self._tls = tls
+        self._session: aiohttp.ClientSession | None = None
+
+    def _socket(self, addr_info: _AddrInfo) -> socket.socket:
+        """The last check: every socket goes to an allowed address, names and address literals alike."""
+        family, type_, proto, _, sockaddr = addr_info
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+        if not self._policy.allows(ip):
+            raise AddressRefused(f"address_not_allowed: {ip}")
+        return socket.socket(family=family, type=type_, proto=proto)
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Made on first use: aiohttp binds its session and connector to the running event loop.
+        connector = aiohttp.TCPConnector(
+            resolver=PinnedResolver(self._policy),
+            use_dns_cache=False,  # each new connection resolves and checks; a kept-alive one stays on its address
+            limit=self._max_connections,
+            limit_per_host=0,  # the worker bounds each endpoint (DeliveryPolicy.per_endpoint); apps may share a host
+            keepalive_timeout=5.0,
+            socket_factory=self._socket,
+            ssl=self._tls if self._tls is not None else True,  # verified, against the URL's own host name
         )
-
-
-class HttpxSender:
-    def __init__(self, timeout: float, max_connections: int, policy: AddressPolicy) -> None:
-        self._client = httpx.AsyncClient(
-            transport=_PinnedTransport(PinnedBackend(policy), max_connections),
-            follow_redirects=False,
-            timeout=httpx.Timeout(timeout),
+        return aiohttp.ClientSession(
+            connector=connector,
+            # Per phase, like the caller's bound: the caller's asyncio.timeout ends the attempt first.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=self._timeout),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            skip_auto_headers=("Accept-Encoding",),  # ask for the answer as it is: the excerpt is read raw
             trust_env=False,
         )
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Outcome:
+        if self._session is None:
+            self._session = self._open()
         try:
-            async with self._client.stream("POST", url, headers=headers, content=body) as resp:
+            async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 got = b""
-                async for chunk in resp.aiter_raw():
-                    got += chunk
-                    if len(got) >= MAX_EXCERPT_READ:
+                while len(got) < MAX_EXCERPT_READ:
+                    chunk = await resp.content.read(MAX_EXCERPT_READ - len(got))
+                    if not chunk:
                         break
+                    got += chunk
                 excerpt = got[:500].decode("utf-8", "replace")
-                if 300 <= resp.status_code < 400:
-                    return Outcome(resp.status_code, excerpt, "redirect not followed")
-                return Outcome(resp.status_code, excerpt, None if resp.is_success else f"HTTP {resp.status_code}")
-        except httpx.HTTPError as exc:
-            return Outcome(None, error=f"{type(exc).__name__}: {exc}"[:200])
+                status = resp.status
+                if 300 <= status < 400:
+                    return Outcome(status, excerpt, "redirect not followed")
+                return Outcome(status, excerpt, None if 200 <= status < 300 else f"HTTP {status}")
+        except TimeoutError:
+            return Outcome(None, error=f"no answer within {self._timeout:g} s")
+        except (aiohttp.ClientError, OSError) as exc:
+            return Outcome(None, error=_describe(exc)[:200])
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _describe(exc: Exception) -> str:
+    """``Type: message``, with a refused address said plainly rather than inside aiohttp's connector text."""
+    cause = getattr(exc, "os_error", None)
+    if isinstance(cause, AddressRefused):
+        return f"{type(exc).__name__}: {cause}"
+    return f"{type(exc).__name__}: {exc}"

@@ -6,14 +6,18 @@ own (the resolver seam of ``AddressPolicy``), since no DNS server is at hand."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from apps.addresses import AddressPolicy
 from kernel.errors import Forbidden
 from tests.apps.receiver import Behaviour, receiver
-from zzd.webhook_http import HttpxSender
+from zzd.webhook_http import AiohttpSender
 
 PUBLIC = "93.184.215.14"  # a globally routable address (nothing is ever sent to it)
 
@@ -36,7 +40,7 @@ async def test_a_name_rebound_to_loopback_after_the_check_reaches_nothing() -> N
         url = f"http://rebind.example:{port}/hook"
         names = Rebinder([PUBLIC], ["127.0.0.1"])
         policy = AddressPolicy([], allow_public=True, resolver=names)
-        sender = HttpxSender(5.0, 4, policy)
+        sender = AiohttpSender(5.0, 4, policy)
         try:
             await policy.check(url)  # the check sees the public address and passes
             outcome = await sender.post(url, {"content-type": "application/json"}, b"{}")
@@ -52,7 +56,7 @@ async def test_every_address_of_the_name_must_be_allowed_not_just_the_first() ->
     async with receiver() as rec:
         port = int(rec.base.rsplit(":", 1)[1])
         policy = AddressPolicy(["127.0.0.0/8"], allow_public=False, resolver=Rebinder(["127.0.0.1", "169.254.169.254"]))
-        sender = HttpxSender(5.0, 4, policy)
+        sender = AiohttpSender(5.0, 4, policy)
         try:
             outcome = await sender.post(f"http://mixed.example:{port}/hook", {}, b"{}")
         finally:
@@ -72,7 +76,7 @@ async def test_the_request_goes_to_the_checked_address_under_its_own_name() -> N
         # the name exists only in this mapping: the connection can only have used the pinned address
         names = Rebinder(["127.0.0.1"], ["127.0.0.1"])
         policy = AddressPolicy(["127.0.0.0/8"], allow_public=False, resolver=names)
-        sender = HttpxSender(5.0, 4, policy)
+        sender = AiohttpSender(5.0, 4, policy)
         try:
             outcome = await sender.post(f"http://hooks.internal.example:{port}/hook", {"x-test": "1"}, b"{}")
             again = await sender.post(f"http://hooks.internal.example:{port}/hook", {"x-test": "2"}, b"{}")
@@ -81,3 +85,70 @@ async def test_the_request_goes_to_the_checked_address_under_its_own_name() -> N
         assert (outcome.status, again.status) == (202, 202)
         assert [g.headers["host"] for g in rec.got] == [f"hooks.internal.example:{port}"] * 2
         assert names.asked == ["hooks.internal.example"]  # the kept-alive connection was not resolved again
+
+
+async def test_an_address_literal_outside_the_allowlist_is_refused_by_the_sender_itself() -> None:
+    # No name to resolve, so no resolver is asked: the sender's socket factory checks the address.
+    async with receiver() as rec:
+        port = int(rec.base.rsplit(":", 1)[1])
+        sender = AiohttpSender(5.0, 4, AddressPolicy([], allow_public=True))
+        try:
+            outcome = await sender.post(f"http://127.0.0.1:{port}/hook", {}, b"{}")
+        finally:
+            await sender.close()
+        assert outcome.status is None and outcome.error is not None
+        assert "address_not_allowed: 127.0.0.1" in outcome.error
+        assert rec.got == []
+
+
+def _certificate(tmp: Path, name: str) -> Path:
+    """A self-signed certificate for ``name`` (its own authority), made by the openssl command."""
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    both = tmp / "both.pem"
+    both.write_bytes(cert.read_bytes() + key.read_bytes())
+    return both
+
+
+async def test_tls_is_verified_against_the_urls_name_while_connecting_to_the_pinned_address(tmp_path: Path) -> None:
+    # A TLS server on 127.0.0.1 whose certificate names hooks.test only; both names below resolve (in the
+    # test's mapping) to that address. The request under hooks.test is answered; under other.test the
+    # certificate check fails: SNI and verification used the URL's name, not the address connected to.
+    pem = _certificate(tmp_path, "hooks.test")
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(pem)
+    seen_sni: list[str | None] = []
+    server_tls.sni_callback = lambda sock, name, ctx: seen_sni.append(name)  # type: ignore[assignment]
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).lower()
+            await reader.readexactly(int(head.split(b"content-length:")[1].split(b"\r\n")[0]))
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    client_tls = ssl.create_default_context(cafile=str(pem))
+    names = Rebinder(["127.0.0.1"], ["127.0.0.1"])
+    policy = AddressPolicy(["127.0.0.0/8"], allow_public=False, resolver=names)
+    sender = AiohttpSender(5.0, 4, policy, tls=client_tls)
+    try:
+        good = await sender.post(f"https://hooks.test:{port}/hook", {}, b"{}")
+        bad = await sender.post(f"https://other.test:{port}/hook", {}, b"{}")
+    finally:
+        await sender.close()
+        server.close()
+        await server.wait_closed()
+    assert (good.status, good.excerpt, good.error) == (200, "ok", None)
+    assert bad.status is None and bad.error is not None and "certificate" in bad.error.lower()
+    assert seen_sni == ["hooks.test", "other.test"]
+    assert names.asked == ["hooks.test", "other.test"]
