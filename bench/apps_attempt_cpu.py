@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -100,11 +101,23 @@ async def _bare(base: str, n: int, concurrency: int) -> tuple[float, int, float]
     return _cpu() - cpu0, n, time.monotonic() - t0
 
 
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "uvloop":
+        import uvloop  # the servers' loop (uvicorn[standard]); `zzd delivery` runs on asyncio's
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--deliveries", type=int, default=6000)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio",
+        help="the worker's event loop (`zzd delivery` runs on asyncio's, `zzd serve` on uvloop)",
+    )  # fmt: skip
     ap.add_argument("--log-level", default=None, help="configure logging as `zzd serve` does (its stderr: discard it)")
     args = ap.parse_args()
     if args.log_level:
@@ -119,10 +132,13 @@ def main() -> None:
         print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         with postgres_database() as url:
             migrate(zzd_env(url))
-            cpu, attempts, wall = asyncio.run(_worker(url, base, args.deliveries, args.concurrency, tmp, args.profile))
+            with asyncio.Runner(loop_factory=_loop_factory(args.loop)) as runner:
+                cpu, attempts, wall = runner.run(
+                    _worker(url, base, args.deliveries, args.concurrency, tmp, args.profile)
+                )
         __import__("logging").getLogger("httpx").setLevel("WARNING")  # the bare client never logs its posts
         bcpu, posts, bwall = asyncio.run(_bare(base, attempts, args.concurrency))
-        print(f"worker: {attempts} attempts in {wall:.1f} s = {attempts / wall:.0f}/s, "
+        print(f"worker ({args.loop}): {attempts} attempts in {wall:.1f} s = {attempts / wall:.0f}/s, "
               f"CPU {cpu:.2f} s = {cpu * 1000 / attempts:.2f} ms per attempt")  # fmt: skip
         print(f"bare httpx client: {posts} posts in {bwall:.1f} s = {posts / bwall:.0f}/s, "
               f"CPU {bcpu:.2f} s = {bcpu * 1000 / posts:.2f} ms per post")  # fmt: skip
