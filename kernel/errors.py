@@ -96,6 +96,21 @@ class ZzdError(Exception):
     #: True when the very same request may succeed if simply sent again later.
     retryable: bool = False
 
+    def __init_subclass__(
+        cls, *, status: int | None = None, code: ErrorCode | None = None, retryable: bool | None = None, **kw: Any
+    ) -> None:
+        """Declare a subclass's status, code and retryability in its ``class`` line (one table row per error).
+
+        What is not given is inherited, so ``class X(BadRequest, code=...)`` stays a 400.
+        """
+        super().__init_subclass__(**kw)
+        if status is not None:
+            cls.http_status = status
+        if code is not None:
+            cls.default_code = code
+        if retryable is not None:
+            cls.retryable = retryable
+
     def __init__(
         self,
         message: str,
@@ -117,43 +132,33 @@ class ZzdError(Exception):
         return body
 
 
-class BadRequest(ZzdError):
-    http_status = 400
-    default_code = ErrorCode.BAD_REQUEST
+class BadRequest(ZzdError, status=400, code=ErrorCode.BAD_REQUEST):
+    """Malformed or invalid input."""
 
 
-class Unauthorized(ZzdError):
-    http_status = 401
-    default_code = ErrorCode.UNAUTHORIZED
+class Unauthorized(ZzdError, status=401, code=ErrorCode.UNAUTHORIZED):
+    """Missing, invalid or expired credentials."""
 
 
-class Forbidden(ZzdError):
-    http_status = 403
-    default_code = ErrorCode.FORBIDDEN
+class Forbidden(ZzdError, status=403, code=ErrorCode.FORBIDDEN):
+    """Authenticated but not allowed."""
 
 
-class NotFound(ZzdError):
-    http_status = 404
-    default_code = ErrorCode.NOT_FOUND
+class NotFound(ZzdError, status=404, code=ErrorCode.NOT_FOUND):
+    """Missing *or* not visible to the actor (the two are not told apart, so nothing leaks)."""
 
 
-class Conflict(ZzdError):
-    http_status = 409
-    default_code = ErrorCode.CONFLICT
+class Conflict(ZzdError, status=409, code=ErrorCode.CONFLICT):
+    """State changed underneath: re-read, then retry."""
 
 
-class RateLimited(ZzdError):
-    http_status = 429
-    default_code = ErrorCode.RATE_LIMITED
-    retryable = True
+class RateLimited(ZzdError, status=429, code=ErrorCode.RATE_LIMITED, retryable=True):
+    """Slow down; ``data`` may carry ``retry_after``."""
 
 
-class ResyncRequired(ZzdError):
-    http_status = 409
-    default_code = ErrorCode.RESYNC_REQUIRED
+class ResyncRequired(ZzdError, status=409, code=ErrorCode.RESYNC_REQUIRED):
+    """The event stream cannot be resumed from the cursor: fetch a fresh state."""
 
 
-class Unavailable(ZzdError):
-    http_status = 503
-    default_code = ErrorCode.UNAVAILABLE
-    retryable = True
+class Unavailable(ZzdError, status=503, code=ErrorCode.UNAVAILABLE, retryable=True):
+    """A dependency is down; the same request is safe to send again."""

@@ -7,32 +7,25 @@ from kernel.errors import BadRequest, ErrorCode, ZzdError
 __all__ = ["ChecksumMismatch", "IncompleteUpload", "LengthRequired", "TooLarge", "UnsupportedType", "UploadStalled"]
 
 
-class TooLarge(ZzdError):
-    http_status = 413
-    default_code = ErrorCode.PAYLOAD_TOO_LARGE
+class TooLarge(ZzdError, status=413, code=ErrorCode.PAYLOAD_TOO_LARGE):
+    """The body is over the upload limit."""
 
 
-class UnsupportedType(ZzdError):
-    http_status = 415
-    default_code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
+class UnsupportedType(ZzdError, status=415, code=ErrorCode.UNSUPPORTED_MEDIA_TYPE):
+    """The bytes are not an image of a type the server accepts."""
 
 
-class LengthRequired(ZzdError):
-    http_status = 411
-    default_code = ErrorCode.LENGTH_REQUIRED
+class LengthRequired(ZzdError, status=411, code=ErrorCode.LENGTH_REQUIRED):
+    """The request did not say how long its body is."""
 
 
-class ChecksumMismatch(BadRequest):
-    default_code = ErrorCode.CHECKSUM_MISMATCH
+class ChecksumMismatch(BadRequest, code=ErrorCode.CHECKSUM_MISMATCH):
+    """The bytes received do not hash to the digest the client named."""
 
 
-class IncompleteUpload(BadRequest):
-    default_code = ErrorCode.INCOMPLETE_UPLOAD
+class IncompleteUpload(BadRequest, code=ErrorCode.INCOMPLETE_UPLOAD):
+    """The body ended before the length the client announced."""
 
 
-class UploadStalled(ZzdError):
+class UploadStalled(ZzdError, status=408, code=ErrorCode.INCOMPLETE_UPLOAD, retryable=True):
     """The client stopped sending mid-body; it may simply upload again."""
-
-    http_status = 408
-    default_code = ErrorCode.INCOMPLETE_UPLOAD
-    retryable = True
