@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -48,6 +48,38 @@ def _ids(values: Sequence[int], name: str) -> list[int]:
 
 def _title(raw: str) -> str:
     return normalize_name(check_text(raw, field="title", max_chars=100))
+
+
+async def _edit_note(
+    tx: Txn,
+    acc: Access,
+    actor_id: int,
+    tag: str,
+    text: str,
+    recipients: Iterable[int],
+    about: Iterable[int],
+    detail: dict[str, object],
+    *,
+    extra_events: Iterable[NewEvent] = (),
+) -> None:
+    """The system message of an edit by hand (rename ``t``, add ``a``, remove ``r``): ``text`` to ``recipients``.
+
+    Keyed at random, unlike the reconciler's notes: every edit is a note of its own,
+    and the edit's transaction already makes it exactly-once.
+    """
+    cid = acc.conversation.id
+    await system_message(
+        tx,
+        conversation_id=cid,
+        conversation_kind=acc.conversation.kind,
+        actor_id=actor_id,
+        key=f"sys:{cid}:{tag}:{secrets.token_hex(6)}",
+        detail=detail,
+        about=about,
+        text=text,
+        recipients=recipients,
+        extra_events=extra_events,
+    )
 
 
 class GroupService:
@@ -203,17 +235,8 @@ class GroupService:
             acc = await self._managed(conn, actor_id, conversation_id)
             await conn.execute(update(conversations).where(conversations.c.id == conversation_id).values(title=clean))
             members = await self._members(conn, conversation_id)
-            await system_message(
-                tx,
-                conversation_id=conversation_id,
-                conversation_kind=acc.conversation.kind,
-                actor_id=actor_id,
-                key=f"sys:{conversation_id}:t:{secrets.token_hex(6)}",
-                detail={"event": "renamed", "title": clean},
-                about=(),
-                text=f"renamed the group to {clean}",
-                recipients=members,
-            )
+            detail: dict[str, object] = {"event": "renamed", "title": clean}
+            await _edit_note(tx, acc, actor_id, "t", f"renamed the group to {clean}", members, (), detail)
             return await self.view(conn, conversation_id)
 
         return await self._c.uow.run(change)
@@ -272,17 +295,8 @@ class GroupService:
                     [{"conversation_id": conversation_id, "position_id": p, "added_at": now} for p in posts],
                 )
             if joined or posts:
-                await system_message(
-                    tx,
-                    conversation_id=conversation_id,
-                    conversation_kind=acc.conversation.kind,
-                    actor_id=actor_id,
-                    key=f"sys:{conversation_id}:a:{secrets.token_hex(6)}",
-                    detail={"event": "members", "joined": joined, "left": [], "position_ids": posts},
-                    about=joined,
-                    text=f"{len(joined)} joined",
-                    recipients=set(members) | set(joined),
-                )
+                detail: dict[str, object] = {"event": "members", "joined": joined, "left": [], "position_ids": posts}
+                await _edit_note(tx, acc, actor_id, "a", f"{len(joined)} joined", {*members, *joined}, joined, detail)
             return await self.view(conn, conversation_id)
 
         return await self._c.uow.run(change)
@@ -354,18 +368,8 @@ class GroupService:
             await conn.execute(update(conversations).where(conversations.c.id == cid).values(owner_id=heir))
         if left:
             gone = NewEvent("conversation.left", ConversationLeft(conversation_id=cid).text(), left)
-            await system_message(
-                tx,
-                conversation_id=cid,
-                conversation_kind=acc.conversation.kind,
-                actor_id=actor_id,
-                key=f"sys:{cid}:r:{secrets.token_hex(6)}",
-                detail={"event": "members", "joined": [], "left": left, "position_ids": posts},
-                about=left,
-                text=f"{len(left)} left",
-                recipients=stay,
-                extra_events=[gone],
-            )
+            detail: dict[str, object] = {"event": "members", "joined": [], "left": left, "position_ids": posts}
+            await _edit_note(tx, acc, actor_id, "r", f"{len(left)} left", stay, left, detail, extra_events=[gone])
         return await self.view(conn, cid)
 
     async def set_admin(self, owner_id: int, conversation_id: int, person_id: int, admin: bool) -> dict[str, Any]:
