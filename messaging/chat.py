@@ -95,8 +95,8 @@ class ChatService:
     def __init__(self, uow: UnitOfWork, *, max_batch: int = 256) -> None:
         self._db = uow.db
         self._uow = uow
-        self._batcher: Batcher[SendRequest, SendResult] = Batcher(
-            self._send_batch, max_batch=max_batch, name="chat-send"
+        self._batcher: Batcher[SendRequest, SendResult] = uow.batcher(
+            self._write_batch, max_batch=max_batch, name="chat-send"
         )
 
     async def send(self, req: SendRequest) -> SendResult:
@@ -111,9 +111,6 @@ class ChatService:
 
     async def close(self) -> None:
         await self._batcher.close()
-
-    async def _send_batch(self, reqs: Sequence[SendRequest]) -> list[SendResult | BaseException]:
-        return await self._uow.run(lambda tx: self._write_batch(tx, reqs))
 
     async def _write_batch(self, tx: Txn, reqs: Sequence[SendRequest]) -> list[SendResult | BaseException]:
         conn, now = tx.conn, tx.now

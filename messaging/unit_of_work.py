@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.clock import Clock
 from kernel.db.database import Database
 from messaging import outbox
+from messaging.batching import Batcher
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, NewEvent
 from messaging.ports import Notify
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["Txn", "UnitOfWork"]
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+R = TypeVar("R")
 
 
 class Txn:
@@ -191,3 +194,20 @@ class UnitOfWork:
     def _outbox_written(self, tx: Txn) -> None:
         if tx._outbox and self._on_outbox is not None:
             self._on_outbox()
+
+    def batcher(
+        self,
+        write: Callable[[Txn, Sequence[Item]], Awaitable[list[R | BaseException]]],
+        *,
+        max_batch: int = 256,
+        name: str = "batcher",
+    ) -> Batcher[Item, R]:
+        """Group commit: what callers queue while a batch commits is written next, by ``write``, in one :meth:`run`.
+
+        Many callers share one transaction (one fsync); a batch that fails is retried item by item by the Batcher.
+        """
+
+        async def batch(items: Sequence[Item]) -> list[R | BaseException]:
+            return await self.run(lambda tx: write(tx, items))
+
+        return Batcher(batch, max_batch=max_batch, name=name)

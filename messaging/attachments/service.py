@@ -164,7 +164,7 @@ class AttachmentService:
         self._visibility: dict[str, CanSee] = dict(visibility or {})
         # An upload wakes nobody: no per-person event is written for it.
         self._uow = UnitOfWork(db, EventLog(db), clock, _no_wakeups)
-        self._rows: Batcher[_Row, bool] = Batcher(self._record_batch, name="attachment-rows")
+        self._rows: Batcher[_Row, bool] = self._uow.batcher(self._record, name="attachment-rows")
 
     # --- uploading ------------------------------------------------------------------
 
@@ -214,46 +214,42 @@ class AttachmentService:
             raise TooLarge(f"upload larger than {self.max_bytes} bytes", data={"max_bytes": self.max_bytes})
         return expected
 
-    async def _record_batch(self, rows: Sequence[_Row]) -> list[bool | BaseException]:
+    async def _record(self, tx: Txn, rows: Sequence[_Row]) -> list[bool | BaseException]:
         """The rows of many finished uploads in one transaction (group commit: one fsync for all)."""
-
-        async def change(tx: Txn) -> list[bool | BaseException]:
-            conn, now = tx.conn, tx.now
-            wanted = {(r.digest, r.person_id) for r in rows}
-            had = await conn.execute(
-                select(attachment_links.c.digest, attachment_links.c.ref_id).where(
-                    attachment_links.c.ref_kind == UPLOADER,
-                    attachment_links.c.digest.in_(sorted({d for d, _ in wanted})),
-                    attachment_links.c.ref_id.in_(sorted({p for _, p in wanted})),
-                )
+        conn, now = tx.conn, tx.now
+        wanted = {(r.digest, r.person_id) for r in rows}
+        had = await conn.execute(
+            select(attachment_links.c.digest, attachment_links.c.ref_id).where(
+                attachment_links.c.ref_kind == UPLOADER,
+                attachment_links.c.digest.in_(sorted({d for d, _ in wanted})),
+                attachment_links.c.ref_id.in_(sorted({p for _, p in wanted})),
             )
-            seen = {(d, int(p)) for d, p in had} & wanted
-            files = {r.digest: r for r in rows}
-            await conn.execute(
-                insert_ignore(conn, attachments, ["digest"]),
-                [
-                    {
-                        "digest": r.digest,
-                        "size": r.size,
-                        "content_type": r.content_type,
-                        "uploaded_by": r.person_id,
-                        "created_at": now,
-                    }
-                    for r in files.values()
-                ],
-            )
-            await conn.execute(
-                insert_ignore(conn, attachment_links, ["digest", "ref_kind", "ref_id"]),
-                [{"digest": d, "ref_kind": UPLOADER, "ref_id": p} for d, p in wanted],
-            )
-            created: list[bool | BaseException] = []
-            for r in rows:
-                key = (r.digest, r.person_id)
-                created.append(key not in seen)
-                seen.add(key)  # the same person's second copy in this batch is a repeat
-            return created
-
-        return await self._uow.run(change)
+        )
+        seen = {(d, int(p)) for d, p in had} & wanted
+        files = {r.digest: r for r in rows}
+        await conn.execute(
+            insert_ignore(conn, attachments, ["digest"]),
+            [
+                {
+                    "digest": r.digest,
+                    "size": r.size,
+                    "content_type": r.content_type,
+                    "uploaded_by": r.person_id,
+                    "created_at": now,
+                }
+                for r in files.values()
+            ],
+        )
+        await conn.execute(
+            insert_ignore(conn, attachment_links, ["digest", "ref_kind", "ref_id"]),
+            [{"digest": d, "ref_kind": UPLOADER, "ref_id": p} for d, p in wanted],
+        )
+        created: list[bool | BaseException] = []
+        for r in rows:
+            key = (r.digest, r.person_id)
+            created.append(key not in seen)
+            seen.add(key)  # the same person's second copy in this batch is a repeat
+        return created
 
     async def close(self) -> None:
         """Write the rows of uploads already stored, then stop (graceful shutdown)."""

@@ -62,8 +62,8 @@ class ReceiptWriter:
         from messaging.batching import Batcher
 
         self._uow = uow
-        self._batcher: Batcher[ReceiptOp, ReceiptOutcome] = Batcher(
-            self._apply_batch, max_batch=max_batch, name="notice-receipts"
+        self._batcher: Batcher[ReceiptOp, ReceiptOutcome] = uow.batcher(
+            self._apply, max_batch=max_batch, name="notice-receipts"
         )
 
     async def submit(self, op: ReceiptOp) -> ReceiptOutcome:
@@ -75,9 +75,6 @@ class ReceiptWriter:
 
     async def close(self) -> None:
         await self._batcher.close()
-
-    async def _apply_batch(self, ops: Sequence[ReceiptOp]) -> list[ReceiptOutcome | BaseException]:
-        return await self._uow.run(lambda tx: self._apply(tx, ops))
 
     async def _apply(self, tx: Txn, ops: Sequence[ReceiptOp]) -> list[ReceiptOutcome | BaseException]:
         conn, now = tx.conn, tx.now
