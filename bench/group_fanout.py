@@ -77,26 +77,9 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def write_divisions(folder: Path, townships: int, villages: int = 15) -> Path:
-    """One province, one city, one county of ``townships`` × ``villages`` (grids are added by the import)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "provinces.csv").write_text('code,name\n99,"测试省"\n', encoding="utf-8")
-    (folder / "cities.csv").write_text('code,name,provinceCode\n9901,"甲市",99\n', encoding="utf-8")
-    (folder / "areas.csv").write_text(f'code,name,cityCode,provinceCode\n{COUNTY},"柯城区",9901,99\n', encoding="utf-8")
-    streets = ["code,name,areaCode,provinceCode,cityCode"]
-    vills = ["code,name,streetCode,provinceCode,cityCode,areaCode"]
-    for t in range(1, townships + 1):
-        street = f"{COUNTY}{t:03d}"
-        streets.append(f'{street},"镇{t}",{COUNTY},99,9901')
-        for v in range(1, villages + 1):
-            vills.append(f'{street}{v:03d},"{t}村{v}",{street},99,9901,{COUNTY}')
-    (folder / "streets.csv").write_text("\n".join(streets) + "\n", encoding="utf-8")
-    (folder / "villages.csv").write_text("\n".join(vills) + "\n", encoding="utf-8")
-    return folder
-
-
 async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import insert, update
+    from tests.notices.conftest import write_divisions
 
     from kernel.clock import SystemClock
     from kernel.db.database import Database
@@ -114,7 +97,8 @@ async def prepare(url: str, args: argparse.Namespace) -> dict[str, Any]:
     db = Database(url, statement_timeout_ms=600_000)
     out: dict[str, Any] = {}
     try:
-        folder = write_divisions(Path(args.tmp) / "div", args.townships)
+        # One county of ``--townships`` × 15 villages (grids are added by the import).
+        folder = write_divisions(Path(args.tmp) / "div", args.townships, counties=(COUNTY,))
         await import_divisions(db, folder, grids_per_village=3)
         await generate_people(db, seed=7, vacancy_rate=0.0, deputy_rate=0.0, pool_size=2)
         holder = OrgIndexHolder(db)

@@ -9,7 +9,6 @@ records, per socket, when the ``message.new`` event carrying a given
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -23,17 +22,11 @@ class GroupWorker(Worker):
         self.arrived: dict[str, dict[int, float]] = {}  # client_msg_id → person → time
         self.frame_len = 0
 
-    def _on_frame(self, me: int, raw: str | bytes) -> None:
-        now = time.time()
-        msg = json.loads(raw)
+    def _on_frame(self, me: int, now: float, msg: dict[str, Any], raw: str | bytes) -> None:
         if msg.get("type") == "event" and msg.get("kind") == "message.new":
             key = str(msg["data"].get("client_msg_id"))
             self.arrived.setdefault(key, {}).setdefault(me, now)
             self.frame_len = len(raw)
-
-    def listen(self) -> dict[str, Any]:
-        self.readers = [asyncio.create_task(self._read(me, ws)) for me, ws in self.socks]
-        return {"listening": len(self.readers)}
 
     async def await_key(self, key: str, timeout: float) -> dict[str, Any]:
         deadline = time.time() + timeout

@@ -111,10 +111,8 @@ class Worker:
 
     # --- chat ---------------------------------------------------------------------
 
-    def _on_frame(self, me: int, raw: str | bytes) -> None:
-        now = time.time()
-        self.last_frame = now
-        msg = json.loads(raw)
+    def _on_frame(self, me: int, now: float, msg: dict[str, Any], raw: str | bytes) -> None:
+        """One parsed frame ``msg`` (as it came: ``raw``) that ``me``'s socket received at ``now``."""
         kind = msg.get("type")
         if kind == "ok":
             sched = self.pending.pop(msg.get("ref"), None)
@@ -145,7 +143,9 @@ class Worker:
     async def _read(self, me: int, ws: ClientConnection) -> None:
         try:
             async for raw in ws:
-                self._on_frame(me, raw)
+                now = time.time()
+                self.last_frame = now
+                self._on_frame(me, now, json.loads(raw), raw)
         except ConnectionClosed as exc:
             code = str(exc.rcvd.code) if exc.rcvd is not None else "none"
             self.stats.close_codes[code] = self.stats.close_codes.get(code, 0) + 1
@@ -169,9 +169,14 @@ class Worker:
             self.pending.pop(cmid, None)
             self.stats.send_errors += 1
 
+    def listen(self) -> dict[str, Any]:
+        """Start reading every socket (each frame goes to ``_on_frame``)."""
+        self.readers = [asyncio.create_task(self._read(me, ws)) for me, ws in self.socks]
+        return {"listening": len(self.readers)}
+
     async def chat(self, start: float, rate: float, duration: float, drain: float) -> None:
         """Open-loop: the n-th send is due at ``start + n / rate`` whatever the replies do."""
-        self.readers = [asyncio.create_task(self._read(me, ws)) for me, ws in self.socks]
+        self.listen()
         self.phase = f"{start:.3f}:"
         total = int(rate * duration)
         await asyncio.sleep(max(0.0, start - time.time()))

@@ -143,6 +143,16 @@ class Cpu:
         return f"CPU% over {span:.1f} s: zzd {srv:.0f}, postgres+redis {db:.0f}, rest {busy - srv - db:.0f}"
 
 
+def _phase_done(out: dict[str, Any], phase: str, cpu: Cpu, pgs: PgSampler | None, prof: Profile | None) -> None:
+    """Stop what watched one phase and file it under ``cpu_<phase>``, ``pg_<phase>``, ``profile_<phase>``."""
+    out[f"cpu_{phase}"] = cpu.done()
+    if pgs:
+        out[f"pg_{phase}"] = pgs.stop()
+    if prof:
+        prof.stop()
+        out[f"profile_{phase}"] = prof.top()
+
+
 def connect(pool: NoticePool, label: str, want: int) -> int:
     t = time.time()
     got = sum(r["connected"] for r in pool.call("connect"))
@@ -258,12 +268,7 @@ def run_zzd(
                 closed=sum(x["closed"] for x in res),
             )
             out["rate"] = len(times) / max(1e-9, max(times) - t1) if times else 0.0
-            out["cpu_send"] = cpu.done()
-            if pgs:
-                out["pg_send"] = pgs.stop()
-            if prof:
-                prof.stop()
-                out["profile_send"] = prof.top()
+            _phase_done(out, "send", cpu, pgs, prof)
             log(f"delivered {len(times)} (missing {out['missing']}), last {out['last']:.2f} s after send")
             if args.gc_log and times:
                 out["gc_send"] = gc_pauses(logdir, t0, max(times))
@@ -294,12 +299,7 @@ def run_zzd(
             spool.send("await_progress", expected_read=mine, timeout=args.read_spread + 75.0)
             rr = pool.collect()
             pr = spool.collect()[0]
-            out["cpu_reads"] = cpu.done()
-            if pgs:
-                out["pg_reads"] = pgs.stop()
-            if prof:
-                prof.stop()
-                out["profile_reads"] = prof.top()
+            _phase_done(out, "reads", cpu, pgs, prof)
             oks = [t for x in rr for t in x["ok_times"]]
             lat = [t for x in rr for t in x["lat"]]
             errs: dict[str, int] = {}

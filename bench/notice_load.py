@@ -35,10 +35,7 @@ class NoticeWorker(Worker):
         self.progress: list[tuple[float, dict[str, Any]]] = []
         self.other_events: dict[str, int] = {}
 
-    def _on_frame(self, me: int, raw: str | bytes) -> None:
-        now = time.time()
-        self.last_frame = now
-        msg = json.loads(raw)
+    def _on_frame(self, me: int, now: float, msg: dict[str, Any], raw: str | bytes) -> None:
         kind = msg.get("type")
         if kind == "event":
             ek = msg.get("kind")
@@ -59,10 +56,6 @@ class NoticeWorker(Worker):
             err = msg.get("error") if isinstance(msg.get("error"), dict) else msg
             code = str(err.get("code", "?"))
             self.read_err[code] = self.read_err.get(code, 0) + 1
-
-    def listen(self) -> dict[str, Any]:
-        self.readers = [asyncio.create_task(self._read(me, ws)) for me, ws in self.socks]
-        return {"listening": len(self.readers)}
 
     async def await_new(self, timeout: float, quiet: float = 10.0) -> dict[str, Any]:
         """Until every socket has its notice.new, ``timeout`` s pass, or none came for ``quiet`` s."""

@@ -9,7 +9,7 @@ SQLite files are copied, so each test starts from the same data in well under a 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,18 +35,23 @@ from org_tree.synthetic import generate_people
 from tests.tree_templates import tree_fixtures
 
 CITY = "9901"
-COUNTIES = ("990101", "990102")
+#: The counties of the test city, by code (iterating gives the codes, in this order).
+COUNTIES = {"990101": "柯城区", "990102": "衢江区"}
 
 
-def write_divisions(folder: Path, townships: int = 5, villages: int = 15) -> Path:
+def write_divisions(folder: Path, townships: int = 5, villages: int = 15, counties: Collection[str] = COUNTIES) -> Path:
+    """One province, one city and ``counties`` (of ``COUNTIES``), each of ``townships`` × ``villages``.
+
+    The import adds the grids. bench/group_fanout.py builds its one-county tree with it too.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "provinces.csv").write_text('code,name\n99,"测试省"\n', encoding="utf-8")
     (folder / "cities.csv").write_text(f'code,name,provinceCode\n{CITY},"甲市",99\n', encoding="utf-8")
-    areas = ["code,name,cityCode,provinceCode", f'990101,"柯城区",{CITY},99', f'990102,"衢江区",{CITY},99']
+    areas = ["code,name,cityCode,provinceCode", *(f'{area},"{COUNTIES[area]}",{CITY},99' for area in counties)]
     (folder / "areas.csv").write_text("\n".join(areas) + "\n", encoding="utf-8")
     streets = ["code,name,areaCode,provinceCode,cityCode"]
     vills = ["code,name,streetCode,provinceCode,cityCode,areaCode"]
-    for area in COUNTIES:
+    for area in counties:
         for t in range(1, townships + 1):
             street = f"{area}{t:03d}"
             streets.append(f'{street},"{area[-2:]}镇{t}",{area},99,{CITY}')
