@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-__all__ = ["ID", "TS", "drop_table", "fk", "id_column", "pk"]
+__all__ = ["ID", "TS", "drop_table", "fk", "id_column", "pk", "ref_column"]
 
 #: BIGINT on PostgreSQL; ``INTEGER`` on SQLite, the only type it auto-increments as a primary key.
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -43,6 +43,14 @@ def fk(
     return sa.ForeignKeyConstraint(
         [column], [f"{referred}.{referred_column}"], name=f"fk_{table}_{column}_{referred}", ondelete=ondelete
     )
+
+
+def ref_column(
+    table: str, column: str, referred: str, *, nullable: bool = False, ondelete: str | None = None
+) -> sa.Column[Any]:
+    """An ``ID`` column of ``table`` that refers to ``referred.id``, its foreign key named as :func:`fk` names it."""
+    name = f"fk_{table}_{column}_{referred}"
+    return sa.Column(column, ID, sa.ForeignKey(f"{referred}.id", name=name, ondelete=ondelete), nullable=nullable)
 
 
 def drop_table(table: str, *indexes: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.columns import ID, TS, drop_table, pk
+from migrations.columns import ID, TS, drop_table, pk, ref_column
 
 revision = "0008_admin_audit"
 down_revision = "0007_notice_fanout"
@@ -23,12 +23,7 @@ def upgrade() -> None:
     op.add_column("persons", sa.Column("phone", sa.String(32), nullable=True))
     op.create_table(
         "activation_codes",
-        sa.Column(
-            "person_id",
-            ID,
-            sa.ForeignKey("persons.id", ondelete="CASCADE", name="fk_activation_codes_person_id_persons"),
-            nullable=False,
-        ),
+        ref_column("activation_codes", "person_id", "persons", ondelete="CASCADE"),
         sa.Column("code_hash", sa.String(64), nullable=False),
         sa.Column("created_at", TS, nullable=False),
         sa.Column("expires_at", TS, nullable=False),
@@ -38,10 +33,8 @@ def upgrade() -> None:
     op.create_table(
         "admin_grants",
         sa.Column("id", ID, primary_key=True, autoincrement=True),
-        sa.Column(
-            "person_id", ID, sa.ForeignKey("persons.id", name="fk_admin_grants_person_id_persons"), nullable=False
-        ),
-        sa.Column("unit_id", ID, sa.ForeignKey("units.id", name="fk_admin_grants_unit_id_units"), nullable=True),
+        ref_column("admin_grants", "person_id", "persons"),
+        ref_column("admin_grants", "unit_id", "units", nullable=True),
         sa.Column("perms", sa.String(200), nullable=False),
         sa.Column("granted_by", ID, nullable=True),
         sa.Column("created_at", TS, nullable=False),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.columns import ID, TS, drop_table, id_column, pk
+from migrations.columns import ID, TS, drop_table, id_column, pk, ref_column
 
 revision = "0009_apps"
 down_revision = "0008_admin_audit"
@@ -26,9 +26,7 @@ def upgrade() -> None:
         sa.Column("visibility", sa.Text(), nullable=False),
         sa.Column("scopes", sa.Text(), nullable=False),
         sa.Column("rate_per_minute", sa.Integer(), nullable=False),
-        sa.Column(
-            "bot_person_id", ID, sa.ForeignKey("persons.id", name="fk_apps_bot_person_id_persons"), nullable=False
-        ),
+        ref_column("apps", "bot_person_id", "persons"),
         sa.Column("bot_position_id", ID, nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("created_by", ID, nullable=True),
@@ -41,12 +39,7 @@ def upgrade() -> None:
     op.create_table(
         "app_secrets",
         id_column(),
-        sa.Column(
-            "app_id",
-            ID,
-            sa.ForeignKey("apps.id", name="fk_app_secrets_app_id_apps", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        ref_column("app_secrets", "app_id", "apps", ondelete="CASCADE"),
         sa.Column("secret_hash", sa.String(64), nullable=False),
         sa.Column("hint", sa.String(16), nullable=False),
         sa.Column("created_at", TS, nullable=False),
@@ -58,12 +51,7 @@ def upgrade() -> None:
     op.create_index("ix_app_secrets_app", "app_secrets", ["app_id"])
     op.create_table(
         "app_idempotency",
-        sa.Column(
-            "app_id",
-            ID,
-            sa.ForeignKey("apps.id", name="fk_app_idempotency_app_id_apps", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        ref_column("app_idempotency", "app_id", "apps", ondelete="CASCADE"),
         sa.Column("key", sa.String(64), nullable=False),
         sa.Column("request", sa.String(200), nullable=False),
         sa.Column("body_hash", sa.String(64), nullable=False),
@@ -75,12 +63,7 @@ def upgrade() -> None:
     op.create_table(
         "app_subscriptions",
         id_column(),
-        sa.Column(
-            "app_id",
-            ID,
-            sa.ForeignKey("apps.id", name="fk_app_subscriptions_app_id_apps", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        ref_column("app_subscriptions", "app_id", "apps", ondelete="CASCADE"),
         sa.Column("event_types", sa.Text(), nullable=False),
         sa.Column("filters", sa.Text(), nullable=False),
         sa.Column("mode", sa.String(16), nullable=False),
@@ -98,14 +81,7 @@ def upgrade() -> None:
     op.create_table(
         "app_deliveries",
         id_column(),
-        sa.Column(
-            "subscription_id",
-            ID,
-            sa.ForeignKey(
-                "app_subscriptions.id", name="fk_app_deliveries_subscription_id_app_subscriptions", ondelete="CASCADE"
-            ),
-            nullable=False,
-        ),
+        ref_column("app_deliveries", "subscription_id", "app_subscriptions", ondelete="CASCADE"),
         sa.Column("app_id", ID, nullable=False),
         sa.Column("outbox_id", ID, nullable=False),
         sa.Column("event_id", sa.String(36), nullable=False),
@@ -127,14 +103,7 @@ def upgrade() -> None:
     op.create_table(
         "app_delivery_attempts",
         id_column(),
-        sa.Column(
-            "delivery_id",
-            ID,
-            sa.ForeignKey(
-                "app_deliveries.id", name="fk_app_delivery_attempts_delivery_id_app_deliveries", ondelete="CASCADE"
-            ),
-            nullable=False,
-        ),
+        ref_column("app_delivery_attempts", "delivery_id", "app_deliveries", ondelete="CASCADE"),
         sa.Column("subscription_id", ID, nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("at", TS, nullable=False),
