@@ -22,7 +22,7 @@ from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Forbidden, NotFound
 from kernel.schema import persons
 from kernel.text import check_text, normalize_name
-from messaging.conversations.access import Access, access, current_holders
+from messaging.conversations.access import Access, access, current_holders, load_conversation
 from messaging.conversations.model import GroupTooLarge
 from messaging.conversations.schema import conversation_positions
 from messaging.conversations.service import ConversationService
@@ -186,17 +186,7 @@ class GroupService:
     @staticmethod
     async def view(conn: AsyncConnection, cid: int) -> dict[str, Any]:
         """The group as its members see it (callers have checked access)."""
-        conv = (
-            await conn.execute(
-                select(
-                    conversations.c.kind,
-                    conversations.c.title,
-                    conversations.c.owner_id,
-                    conversations.c.unit_id,
-                    conversations.c.unit_depth,
-                ).where(conversations.c.id == cid)
-            )
-        ).one()
+        conv = await load_conversation(conn, cid)
         members = await conn.execute(
             select(conversation_members.c.person_id, conversation_members.c.role, conversation_members.c.source)
             .where(conversation_members.c.conversation_id == cid)
@@ -216,7 +206,7 @@ class GroupService:
             "position_ids": [int(r[0]) for r in posts],
         }
         if conv.kind == "unit":
-            view.update(unit_id=int(conv.unit_id), depth=int(conv.unit_depth or 0))
+            view.update(unit_id=conv.unit_id, depth=conv.unit_depth or 0)
         return view
 
     async def _managed(self, conn: AsyncConnection, actor_id: int, cid: int) -> Access:
