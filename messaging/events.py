@@ -324,16 +324,8 @@ class EventLog:
         will keep; handing out a placeholder would force a resync later.
         """
         async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(person_streams.c.epoch, person_streams.c.last_seq, person_streams.c.min_seq).where(
-                        person_streams.c.person_id == person_id
-                    )
-                )
-            ).first()
-        if row is None:
-            return await self._create_stream(person_id)
-        return StreamState(row[0], int(row[1]), int(row[2]))
+            state = await _stream_state(conn, person_id)
+        return state if state is not None else await self._create_stream(person_id)
 
     async def _create_stream(self, person_id: int) -> StreamState:
         async with self._db.write() as conn:
@@ -341,14 +333,9 @@ class EventLog:
                 insert_ignore(conn, person_streams, ["person_id"]),
                 [{"person_id": person_id, "epoch": _new_epoch(), "last_seq": 0, "min_seq": 1}],
             )
-            row = (
-                await conn.execute(
-                    select(person_streams.c.epoch, person_streams.c.last_seq, person_streams.c.min_seq).where(
-                        person_streams.c.person_id == person_id
-                    )
-                )
-            ).one()
-        return StreamState(row[0], int(row[1]), int(row[2]))
+            state = await _stream_state(conn, person_id)
+        assert state is not None  # inserted above, or by a concurrent first connection
+        return state
 
     async def states(self, person_ids: Sequence[int]) -> dict[int, StreamState]:
         """The positions of many streams in one read, creating the missing ones in one short write.
@@ -565,3 +552,15 @@ async def _sqlite_missing(driver: object, persons: list[int]) -> list[int]:
         rows = await driver.execute_fetchall(_SQLITE_MISSING, (json.dumps(part),))  # type: ignore[attr-defined]
         out.extend(int(r[0]) for r in rows)
     return out
+
+
+async def _stream_state(conn: AsyncConnection, person_id: int) -> StreamState | None:
+    """One person's stream position as stored, or None before their first connection created it."""
+    row = (
+        await conn.execute(
+            select(person_streams.c.epoch, person_streams.c.last_seq, person_streams.c.min_seq).where(
+                person_streams.c.person_id == person_id
+            )
+        )
+    ).first()
+    return None if row is None else StreamState(row[0], int(row[1]), int(row[2]))
