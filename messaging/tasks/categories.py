@@ -127,6 +127,10 @@ def _from_row(key: str, name: str, rules: str) -> Category:
     return Category(key=key, name=name, **json.loads(rules))
 
 
+#: The columns :func:`_from_row` takes, in its order.
+_CATEGORIES = select(task_categories.c.key, task_categories.c.name, task_categories.c.rules)
+
+
 async def seed_categories(conn: AsyncConnection, cats: list[Category], now: datetime) -> None:
     """Insert the catalog's categories that the table does not have yet (edits are kept)."""
     if cats:
@@ -140,20 +144,12 @@ async def put_category(conn: AsyncConnection, cat: Category, now: datetime) -> N
 
 async def get_category(conn: AsyncConnection, key: str) -> Category:
     """One category; ``BadRequest`` with code ``unknown_category`` when there is none."""
-    row = (
-        await conn.execute(
-            select(task_categories.c.key, task_categories.c.name, task_categories.c.rules).where(
-                task_categories.c.key == key
-            )
-        )
-    ).first()
+    row = (await conn.execute(_CATEGORIES.where(task_categories.c.key == key))).first()
     if row is None:
         raise BadRequest(f"unknown category {key[:40]!r}", code=ErrorCode.UNKNOWN_CATEGORY, data={"category": key[:40]})
     return _from_row(*row)
 
 
 async def list_categories(conn: AsyncConnection) -> list[Category]:
-    rows = await conn.execute(
-        select(task_categories.c.key, task_categories.c.name, task_categories.c.rules).order_by(task_categories.c.key)
-    )
+    rows = await conn.execute(_CATEGORIES.order_by(task_categories.c.key))
     return [_from_row(*r) for r in rows]
