@@ -7,6 +7,7 @@ own (the resolver seam of ``AddressPolicy``), since no DNS server is at hand."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ import pytest
 from apps.addresses import AddressPolicy
 from kernel.errors import Forbidden
 from tests.apps.receiver import Behaviour, receiver
-from zzd.webhook_http import AiohttpSender
+from tests.waiting import scaled
+from zzd.webhook_http import MAX_EXCERPT_READ, AiohttpSender
 
 PUBLIC = "93.184.215.14"  # a globally routable address (nothing is ever sent to it)
 
@@ -114,6 +116,19 @@ def _certificate(tmp: Path, name: str) -> Path:
     return both
 
 
+async def _answer_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A bare HTTP/1.1 server's handler: read one request, answer ``200 ok``, close."""
+    try:
+        head = (await reader.readuntil(b"\r\n\r\n")).lower()
+        await reader.readexactly(int(head.split(b"content-length:")[1].split(b"\r\n")[0]))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
+
+
 async def test_tls_is_verified_against_the_urls_name_while_connecting_to_the_pinned_address(tmp_path: Path) -> None:
     # A TLS server on 127.0.0.1 whose certificate names hooks.test only; both names below resolve (in the
     # test's mapping) to that address. The request under hooks.test is answered; under other.test the
@@ -122,20 +137,13 @@ async def test_tls_is_verified_against_the_urls_name_while_connecting_to_the_pin
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(pem)
     seen_sni: list[str | None] = []
-    server_tls.sni_callback = lambda sock, name, ctx: seen_sni.append(name)  # type: ignore[assignment]
 
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = (await reader.readuntil(b"\r\n\r\n")).lower()
-            await reader.readexactly(int(head.split(b"content-length:")[1].split(b"\r\n")[0]))
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
+    def note_sni(sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        seen_sni.append(name)
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_tls)
+    server_tls.sni_callback = note_sni
+
+    server = await asyncio.start_server(_answer_ok, "127.0.0.1", 0, ssl=server_tls)
     port = server.sockets[0].getsockname()[1]
     client_tls = ssl.create_default_context(cafile=str(pem))
     names = Rebinder(["127.0.0.1"], ["127.0.0.1"])
@@ -152,3 +160,74 @@ async def test_tls_is_verified_against_the_urls_name_while_connecting_to_the_pin
     assert bad.status is None and bad.error is not None and "certificate" in bad.error.lower()
     assert seen_sni == ["hooks.test", "other.test"]
     assert names.asked == ["hooks.test", "other.test"]
+
+
+async def test_an_endless_answer_is_read_only_up_to_the_cap_and_the_connection_dropped() -> None:
+    # A receiver that streams a body without end: a sender reading it all would never return (data keeps
+    # coming, so no read timeout fires). The attempt ends after MAX_EXCERPT_READ bytes and the connection
+    # is closed rather than kept alive for a body nobody will read.
+    written = 0
+    closed = asyncio.Event()
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal written
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n")
+            while True:
+                writer.write(b"x" * 65536)
+                await writer.drain()
+                written += 65536
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+            closed.set()
+
+    server = await asyncio.start_server(endless, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    sender = AiohttpSender(5.0, 4, AddressPolicy(["127.0.0.0/8"], allow_public=False))
+    try:
+        async with asyncio.timeout(scaled(10)):
+            outcome = await sender.post(f"http://127.0.0.1:{port}/hook", {}, b"{}")
+            await closed.wait()  # the sender hung up: the server's writes failed
+    finally:
+        await sender.close()
+        server.close()
+        await server.wait_closed()
+    assert (outcome.status, outcome.error) == (200, None)
+    assert outcome.excerpt == "x" * 500
+    assert written > MAX_EXCERPT_READ  # more was on offer than the sender took
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+async def test_ipv6_names_and_literals_are_pinned_and_checked_like_ipv4() -> None:
+    server = await asyncio.start_server(_answer_ok, "::1", 0)
+    port = server.sockets[0].getsockname()[1]
+    allowed = AiohttpSender(5.0, 4, AddressPolicy(["::1/128"], allow_public=False, resolver=Rebinder(["::1"])))
+    # Loopback is refused whichever way it is spelt: ::1, and 127.0.0.1 mapped into IPv6.
+    refused = AiohttpSender(5.0, 4, AddressPolicy([], allow_public=True, resolver=Rebinder(["::1"])))
+    try:
+        by_name = await allowed.post(f"http://six.example:{port}/hook", {}, b"{}")
+        literal = await allowed.post(f"http://[::1]:{port}/hook", {}, b"{}")
+        name_refused = await refused.post(f"http://six.example:{port}/hook", {}, b"{}")
+        literal_refused = await refused.post(f"http://[::1]:{port}/hook", {}, b"{}")
+        mapped_refused = await refused.post(f"http://[::ffff:127.0.0.1]:{port}/hook", {}, b"{}")
+    finally:
+        await allowed.close()
+        await refused.close()
+        server.close()
+        await server.wait_closed()
+    assert (by_name.status, literal.status) == (200, 200)
+    assert name_refused.error is not None and "address_not_allowed: six.example → ::1" in name_refused.error
+    assert literal_refused.error is not None and "address_not_allowed: ::1" in literal_refused.error
+    assert mapped_refused.error is not None and "address_not_allowed: ::ffff:7f00:1" in mapped_refused.error
