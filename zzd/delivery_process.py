@@ -1,7 +1,7 @@
 """``zzd delivery``: webhook delivery in processes of its own, beside servers run with ``ZZD_DELIVERY_IN_SERVER=false``.
 
 Why a separate process kind: a webhook attempt is an HTTP request from the
-server's event loop (httpx, signing, the outcome's group commit). In the
+server's event loop (aiohttp, signing, the outcome's group commit). In the
 server that loop also answers chat; at the issue-13 rate (200 attempts/s) the
 attempts took the loop and the CPU from chat sends (chat p99 72 ms alone, 6.5 s
 beside a fifth of that traffic, BENCHMARKS.md). In a process of its own the

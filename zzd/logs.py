@@ -60,7 +60,7 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # httpx logs every request it makes at INFO: one line per webhook attempt, whose record is the
-    # delivery log (docs/webhooks.md). At a few hundred attempts a second that is CPU and noise.
+    # httpx logs every request it makes at INFO (the notifier's; webhooks, sent with aiohttp now, were
+    # one line per attempt, whose record is the delivery log, docs/webhooks.md): CPU and noise.
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
