@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from argon2 import PasswordHasher
 
+import tests.profiles  # noqa: F401 - loads the Hypothesis profile (ZZD_TEST_PROFILE) before any test module
 from kernel.db.database import Database
 from tests.examples_recorder import maybe_record
 from tests.pg_databases import pg_session_finish, temp_pg_database

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from messaging.schema import conversation_members, conversations, messages, person_events
 from tests.client import Client, connect_as, new_people
 from tests.conftest import RunningServer
+from tests.profiles import examples
 
 COUNTED = (messages, person_events, conversations, conversation_members)
 
@@ -279,6 +280,9 @@ def _frames(draw: st.DrawFn) -> object:
     return obj
 
 
+FUZZED_FRAMES = examples(250)
+
+
 async def test_fuzzed_frames_always_get_ok_or_structured_error(server: RunningServer) -> None:
     a_id, a, b_id = await _pair(server)
     ws = a.ws
@@ -317,7 +321,7 @@ async def test_fuzzed_frames_always_get_ok_or_structured_error(server: RunningSe
         seen[reply["type"]] += 1
 
     @settings(
-        max_examples=250,
+        max_examples=FUZZED_FRAMES,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -328,7 +332,7 @@ async def test_fuzzed_frames_always_get_ok_or_structured_error(server: RunningSe
 
     # Hypothesis drives the coroutine on the running loop's thread via this adapter.
     await _run_hypothesis(check)
-    assert seen["error"] > 100
+    assert seen["error"] > FUZZED_FRAMES * 2 // 5  # 100 of CI's 250: most fuzzed frames are refused
     # Still alive and usable at the end.
     await ws.send(json.dumps({"type": "ping", "id": "last"}))
     while True:

@@ -34,8 +34,9 @@ from tests.client import PASSWORD, new_person
 from tests.conftest import make_settings, start_server
 from tests.notices.conftest import write_divisions
 from tests.org_server import slot
+from tests.profiles import examples
 
-EXAMPLES = 6
+EXAMPLES = examples(6)  # per operation (2 in the quick lane)
 
 
 class ServedApp:

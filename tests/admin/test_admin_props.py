@@ -38,6 +38,7 @@ from org_tree.org_service import OrgService
 from org_tree.resolution import evaluate
 from org_tree.selectors import PositionSel
 from tests.org.trees import ROLES, Tree, selectors_for, trees
+from tests.profiles import examples
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 TEMPLATE: dict[str, Path] = {}
@@ -167,7 +168,7 @@ def template(sqlite_template: Path) -> Any:
 
 @pytest.mark.slow  # 60 fresh databases (20-40 s): CI's, not the quick lane's
 @pytest.mark.timeout(900)  # 60 fresh databases; a loaded CI machine is slow
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=list(HealthCheck))
 @given(tree=trees(max_units=24, depth_first=True).filter(lambda t: bool(t.holders)), data=st.data())
 def test_non_administrators_never_widen_their_reach(template: None, tree: Tree, data: st.DataObject) -> None:
     asyncio.run(_run(tree, data))

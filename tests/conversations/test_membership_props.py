@@ -39,6 +39,7 @@ from org_tree.grants import Perm, holds_grant
 from org_tree.jurisdiction import SYSTEM
 from tests.conftest import temp_pg_database
 from tests.conversations.conftest import World, make_world
+from tests.profiles import examples
 from tests.services import pg_url
 
 
@@ -361,11 +362,11 @@ def template(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.mark.slow  # 35 fresh databases of 20 steps each: the quick lane's longest test by far (40-50 s)
 @pytest.mark.timeout(900)  # bounded examples, but each is a fresh database; a loaded CI machine is slow
 def test_s23_no_reads_outside_membership_across_handovers(template: None) -> None:
-    examples = 25 if TEMPLATE["kind"] == "sqlite" else 10
+    budget = examples(25 if TEMPLATE["kind"] == "sqlite" else 10)
     run_state_machine_as_test(
         Membership,
         settings=settings(
-            max_examples=examples,
+            max_examples=budget,
             stateful_step_count=20,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

@@ -14,8 +14,9 @@ from org_tree.preview import preview
 from org_tree.resolution import STEPS, VacancyPolicy, resolve
 from org_tree.selectors import PositionSel, RoleUnder, UnitRef
 from tests.org.trees import Tree, selectors_for, trees
+from tests.profiles import examples
 
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 POLICIES = st.sampled_from([STEPS, ("deputy",), ("unit_head", "superior"), ("superior", "deputy"), ()])
 
 

@@ -18,6 +18,7 @@ from org_tree.index import OrgIndex
 from org_tree.name_index import Names, pinyin_fast
 from org_tree.search import search
 from tests.org.trees import ROLE, ROLES, Tree, trees
+from tests.profiles import examples
 
 Key = tuple[int, int, int]
 UNIT_CHARS = "柯城区村东"
@@ -101,7 +102,7 @@ def _terms(tree: Tree, unit_names: dict[int, str], person_names: dict[int, str])
     return sorted(t for t in out if t.strip() == t and t)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), tree=trees(max_units=24, depth_first=True))
 def test_search_agrees_with_the_reference(data: st.DataObject, tree: Tree) -> None:
     unit_names = {u: data.draw(st.text(UNIT_CHARS, min_size=1, max_size=4)) for u in tree.units}

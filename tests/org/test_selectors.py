@@ -27,6 +27,7 @@ from org_tree.selectors import (
     to_json,
     to_text,
 )
+from tests.profiles import examples
 
 units = st.one_of(
     st.from_regex(r"\A[0-9]{2,15}\Z").map(lambda c: UnitRef(code=c)),
@@ -53,7 +54,7 @@ selectors: st.SearchStrategy[Selector] = st.recursive(
 )
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(selectors)
 def test_text_and_json_round_trip(sel: Selector) -> None:
     assert parse_text(to_text(sel)) == sel

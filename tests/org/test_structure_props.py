@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from org_tree.index import OrgIndex, role_info
 from org_tree.resolution import VacancyPolicy, evaluate, resolve
 from tests.org.trees import ROLES, Tree, selectors_for, trees
+from tests.profiles import examples
 
-SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 OPS = st.sampled_from(["add_unit", "move", "retire", "merge", "add_position", "retire_position", "role", "holders"])
 
 
