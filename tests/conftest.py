@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx._transports.default as httpx_transports
 import pytest
 import uvicorn
 from argon2 import PasswordHasher
@@ -25,6 +28,33 @@ from zzd.config import Settings
 from zzd.migrate import upgrade
 
 pytest_plugins = ["tests.org_server"]  # the org_server fixture
+
+
+def _share_tls_contexts() -> None:
+    """Every httpx client of the tests shares one TLS context per kind instead of building its own.
+
+    httpx builds a context for each client it makes (the test helpers make
+    one per sign-in and request), and each parses certifi's whole CA bundle:
+    py-spy put two fifths of the quick lane's CPU there. The tests speak plain
+    HTTP to 127.0.0.1, and httpx never changes a context once built, so one
+    per (verify, trust_env) answers the same. Only the default arguments are
+    cached; a caller's own context or certificate goes through untouched.
+    """
+    build = httpx_transports.create_ssl_context
+
+    @functools.cache
+    def shared(verify: bool, trust_env: bool) -> ssl.SSLContext:
+        return build(verify=verify, trust_env=trust_env)
+
+    def create(verify: object = True, cert: object = None, trust_env: bool = True) -> ssl.SSLContext:
+        if isinstance(verify, bool) and cert is None:
+            return shared(verify, trust_env)
+        return build(verify=verify, cert=cert, trust_env=trust_env)  # type: ignore[arg-type]
+
+    httpx_transports.create_ssl_context = create  # type: ignore[assignment]
+
+
+_share_tls_contexts()
 
 FAST_PASSWORDS = Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 TEST_KEYS = "t1:" + "k" * 40
