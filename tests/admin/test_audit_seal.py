@@ -40,6 +40,7 @@ async def _chain(db: Database) -> list[dict[str, object]]:
         return [dict(r._mapping) for r in rows]
 
 
+@pytest.mark.slow  # multi-process: two writer processes, each importing the app
 async def test_two_processes_writing_at_once_seal_into_one_valid_chain(own_db_url: str) -> None:
     per = 150
     procs = [await _writer(own_db_url, per, tag) for tag in ("a", "b")]

@@ -32,6 +32,7 @@ async def _run(*args: str) -> asyncio.subprocess.Process:
     )
 
 
+@pytest.mark.slow  # multi-process: the example runs as its own Python process, as its user runs it
 async def test_meeting_checkin_counts_arrivals_from_the_notice_progress(platform_server: RunningServer) -> None:
     rs = platform_server
     s = rs.services_obj  # type: ignore[attr-defined]
@@ -52,6 +53,7 @@ async def test_meeting_checkin_counts_arrivals_from_the_notice_progress(platform
     assert steps[-1]["invited"] >= 2
 
 
+@pytest.mark.slow  # multi-process: the example runs as its own Python process, as its user runs it
 async def test_the_river_chief_platform_records_accepts_and_resolves_with_a_photo(
     platform_server: RunningServer, tmp_path: Path
 ) -> None:
