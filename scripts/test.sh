@@ -9,13 +9,14 @@ echo "== mypy";          .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports
 # --fast: the quick lane for development: leaves out the multi-process, large-tree and browser
 # tests (markers slow and browser) and spreads the rest over ZZD_TEST_WORKERS pytest-xdist workers
-# (default 2; each worker makes its own databases and Redis prefixes, tests/services.py unique_name),
+# (default 4: the tests mostly wait, and two left the 2 cores half idle; each worker makes its own
+# databases and Redis prefixes, tests/services.py unique_name),
 # with the Hypothesis profile "fast" (ZZD_TEST_PROFILE, tests/profiles.py: a fifth of the examples).
 # CI never passes it: it runs everything, in one process.
 args=()
 for a in "$@"; do
   if [ "$a" = "--fast" ]; then
-    args+=(-m "not slow and not browser" -n "${ZZD_TEST_WORKERS:-2}" --dist worksteal)
+    args+=(-m "not slow and not browser" -n "${ZZD_TEST_WORKERS:-4}" --dist worksteal)
     export ZZD_TEST_PROFILE=${ZZD_TEST_PROFILE:-fast}
   else
     args+=("$a")
