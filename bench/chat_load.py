@@ -41,6 +41,7 @@ from typing import Any
 
 import psutil
 
+from notice_pgsample import PgSampler
 from notice_pyspy import Profile
 
 from common import (
@@ -92,6 +93,9 @@ class Result:
     closed: int
     close_codes: dict[str, int]
     cpu_ms_per_msg: float = float("nan")
+    #: PostgreSQL backends' CPU per acknowledged message (``--backend postgres`` only).
+    pg_ms_per_msg: float = float("nan")
+    pg_busy: str = ""
     connect_s: float = float("nan")
     profile: str = ""
 
@@ -107,7 +111,8 @@ class Result:
             f" {self.deliver_tput:7.0f} dlv/s | ack p50 {self.ack_p50:6.1f} p99 {self.ack_p99:7.1f} ms"
             f" | deliver p50 {self.del_p50:6.1f} p99 {self.del_p99:7.1f} ms | CPU% server {self.server_cpu:.0f}"
             f" load {self.load_cpu:.0f} rest {self.rest_cpu:.0f} | CPU/msg {self.cpu_ms_per_msg:.3f} ms"
-            f" | connect {self.connect_s:.1f} s ({self.hellos_per_s:.0f} hello/s) | sockets closed {self.closed}"
+            + (f" | PG CPU/msg {self.pg_ms_per_msg:.3f} ms" if self.pg_ms_per_msg == self.pg_ms_per_msg else "")
+            + f" | connect {self.connect_s:.1f} s ({self.hellos_per_s:.0f} hello/s) | sockets closed {self.closed}"
             + (f" | error codes {self.error_codes}" if self.error_codes else "")
             + (f" | close codes {self.close_codes}" if self.close_codes else "")
         )
@@ -194,8 +199,15 @@ class CpuProbe:
         return d[0], d[1], d[2] - d[0] - d[1]
 
 
-def drive(label: str, servers: list[Server], clients: list[Client], args: argparse.Namespace) -> Result:
-    """Connect everyone, run the open-loop schedule, collect and merge the reports."""
+def drive(
+    label: str, servers: list[Server], clients: list[Client], args: argparse.Namespace, pg_url: str | None = None
+) -> Result:
+    """Connect everyone, run the open-loop schedule, collect and merge the reports.
+
+    With ``pg_url`` (zzd on PostgreSQL) the database's backends are sampled from
+    the start of sending to the end of the drain: their CPU per message and,
+    with ``--pg-sample``, what they were busy with.
+    """
     pool = WorkerPool(clients, [s.url for s in servers], args.procs)
     try:
         profiling = args.profile and label != "bare relay"
@@ -211,12 +223,24 @@ def drive(label: str, servers: list[Server], clients: list[Client], args: argpar
         probe = CpuProbe(pids, pool.pids(), start, start + args.duration)
         prof = Profile("chat", pids, args.logdir_path, gil=args.gil) if profiling else None
         cpu_before = cpu_seconds(pids)
+        box: list[PgSampler] = []  # started when sending starts, from a timer thread
+        if pg_url is not None:
+            interval = 0.01 if args.pg_sample else 0.25
+            dsn, dbname = asyncpg_dsn(pg_url), pg_url.rsplit("/", 1)[1]
+            timer = threading.Timer(max(0.0, start - time.time()), lambda: box.append(PgSampler(dsn, dbname, interval)))
+            timer.daemon = True
+            timer.start()
         replies = pool.call("chat", start=start, rate=args.rate / args.procs, duration=args.duration, drain=args.drain)
         cpu = cpu_seconds(pids) - cpu_before
+        pgs = box[0] if box else None
+        pg_busy = pgs.stop(14) if pgs is not None else ""
         if prof is not None:
             prof.stop()
         res = merge(label, replies, start, probe.percents(), connected)
         res.cpu_ms_per_msg = 1000.0 * cpu / max(1, res.acked)
+        if pgs is not None:
+            res.pg_ms_per_msg = 1000.0 * pgs.cpu_seconds() / max(1, res.acked)
+            res.pg_busy = pg_busy if args.pg_sample else ""
         res.connect_s = max(r["seconds"] for r in conn)
         if prof is not None and hello_prof is not None:
             res.profile = f"  connect phase:\n{hello_prof.top(20)}\n  chat phase:\n{prof.top(25)}"
@@ -260,7 +284,7 @@ def run_postgres(args: argparse.Namespace, logdir: Path) -> tuple[Result, Result
         bare = run_bare(clients, args, logdir)
         procs = [start_zzd(f"zzd_pg_{i}", env, logdir) for i in range(args.zzd_procs)]
         with running(procs, "/readyz") as servers:
-            zzd = drive(f"zzd pg+redis×{args.zzd_procs}", servers, clients, args)
+            zzd = drive(f"zzd pg+redis×{args.zzd_procs}", servers, clients, args, pg_url=url)
     return bare, zzd
 
 
@@ -320,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--logdir", type=Path, help="keep server logs here (default: a temporary directory)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1,000 clients, 5 s")
     p.add_argument("--profile", action="store_true", help="py-spy the zzd server(s) while the chat runs")
+    p.add_argument("--pg-sample", action="store_true", help="postgres: what the backends were busy with (every 10 ms)")
     p.add_argument("--gil", action="store_true", help="with --profile: sample only the thread holding the GIL")
     args = p.parse_args(argv)
     if args.quick:
@@ -339,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
             bare, zzd = runner(args, logdir)
             rows.append((bare, zzd))
             print(f"run {i + 1}/{args.runs}:\n{bare.line()}\n{zzd.line()}\n{verdict(bare, zzd)}", flush=True)
+            if zzd.pg_busy:
+                print(f"  PostgreSQL during the chat:\n{zzd.pg_busy}", flush=True)
             if zzd.profile:
                 print(f"  py-spy, zzd during the chat:\n{zzd.profile}", flush=True)
     if args.runs > 1:
