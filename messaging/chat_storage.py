@@ -25,7 +25,24 @@ from kernel.db.database import in_sqlite_thread
 from kernel.db.dialect import is_postgres
 from messaging.events import driver_in_transaction, sqlite_time
 
-__all__ = ["ChatStore", "NewMessage"]
+__all__ = ["PG_KEY_LOOKUPS", "ChatStore", "NewMessage"]
+
+#: PostgreSQL settings of the direct chat's own connections (``ZZD_DB_CHAT_POOL_SIZE``).
+#:
+#: Why: every statement of a send batch finds rows by key, a few hundred keys
+#: at a time (``= ANY($1)``, ``unnest`` joins), and the plan PostgreSQL keeps for
+#: each of them (a prepared statement's generic plan, built on the 6th use and
+#: kept until the table's statistics change) was a sequential scan whenever
+#: it was first built on a table that was still small or never analysed: a
+#: fresh database, or one without autovacuum. Then every batch read all of
+#: ``conversations`` three to five times and all of ``person_streams`` twice,
+#: and a chat message cost 1.2 ms of PostgreSQL CPU on 5,000 users (issue 15;
+#: ``bench/chat_load.py --backend postgres``) instead of ~0.2 ms. With
+#: sequential scans, hash and merge joins priced out, the only plans left
+#: are index probes per key, which is what these statements want at any
+#: table size. Only the chat's own pool gets them: the shared pool also runs
+#: reports and bulk notices, which need those plans.
+PG_KEY_LOOKUPS = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
 
 _PG_PEOPLE = "SELECT id, name, disabled FROM persons WHERE id = ANY($1::bigint[])"
 _SQLITE_PEOPLE = "SELECT id, name, disabled FROM persons WHERE id IN (SELECT value FROM json_each(?))"

@@ -37,6 +37,7 @@ from messaging.attachments.store import LocalDiskStore
 from messaging.broker import Broker, create_broker
 from messaging.broker.memory import MemoryBroker
 from messaging.chat import ChatService
+from messaging.chat_storage import PG_KEY_LOOKUPS
 from messaging.conversations.fanout import GroupFanout, GroupRelay
 from messaging.conversations.groups import GroupService
 from messaging.conversations.members import MemberReconciler
@@ -190,10 +191,13 @@ class Services:
         outbox_bell = asyncio.Event()
         uow = UnitOfWork(db, events, clock, notify, on_outbox=outbox_bell.set)
         # Direct chat writes through connections of its own (ZZD_DB_CHAT_POOL_SIZE), so it never queues for
-        # the shared pool behind report filings and app deliveries; SQLite has one writer whatever we do.
+        # the shared pool behind report filings and app deliveries, and plans its key lookups as index probes
+        # whatever the tables' statistics say (PG_KEY_LOOKUPS); SQLite has one writer whatever we do.
         chat_db = db
         if not db.is_sqlite and settings.db_chat_pool_size:
-            chat_db = Database(settings.database_url, pool_size=settings.db_chat_pool_size)
+            chat_db = Database(
+                settings.database_url, pool_size=settings.db_chat_pool_size, server_settings=PG_KEY_LOOKUPS
+            )
         chat_uow = uow if chat_db is db else UnitOfWork(chat_db, events, clock, notify, on_outbox=outbox_bell.set)
 
         holder = OrgIndexHolder(db)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -137,6 +137,8 @@ class Database:
             turns into a retryable error instead of a hang (S6).
         ping_after_idle: a pooled PostgreSQL connection idle longer than this
             (seconds) is pinged before use (``_ping_if_idle``).
+        server_settings: more PostgreSQL settings for every connection of this
+            pool (e.g. the direct chat's planner settings, ``messaging.chat_storage``).
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class Database:
         statement_timeout_ms: int = 10_000,
         echo: bool = False,
         ping_after_idle: float = PING_AFTER_IDLE,
+        server_settings: Mapping[str, str] | None = None,
     ) -> None:
         self.url = make_url(url)
         self.dialect = self.url.get_backend_name()
@@ -168,7 +171,7 @@ class Database:
                 max_overflow=max(2, pool_size // 4),
                 pool_timeout=pool_timeout,
                 connect_args={
-                    "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+                    "server_settings": {"statement_timeout": str(statement_timeout_ms), **(server_settings or {})},
                     "timeout": 5,
                 },
             )
