@@ -193,6 +193,13 @@ def main() -> None:
         large_rows, large_mb = asyncio.run(fill(dsn, args.large // args.persons))
         print(f"filled to {large_rows:,} rows ({large_mb:,.0f} MB) in {time.monotonic() - t:.0f} s", flush=True)
         large = asyncio.run(measure(url, persons, args.ops))
+        # Printed before the writes count and the retention pass, so that a failure there keeps them.
+        print(f"\n{args.persons:,} persons; {args.ops} operations of each kind, one after another (ms)")
+        print(f"{'':<26}{'small p50':>9}{'p99':>9}{'large p50':>10}{'p99':>9}{'ratio':>10}")
+        print(f"{'event rows':<26}{small_rows:>18,}{large_rows:>19,}")
+        print(row("send (ChatService.send)", small["send"], large["send"]))
+        print(row("sync: last 20 events", small["sync_tail"], large["sync_tail"]))
+        print(row("sync: 20 from the middle", small["sync_page"], large["sync_page"]), flush=True)
         asyncio.run(sends_only(url, persons, 0))  # every pair of the ten has its conversation now
         before = asyncio.run(table_writes(dsn))
         asyncio.run(sends_only(url, persons, 200))
@@ -201,12 +208,6 @@ def main() -> None:
         pruned, prune_s = asyncio.run(prune_pass(url, 10))
         # The steady state: a pass over every stream when nothing is old (one key lookup per stream).
         _, idle_s = asyncio.run(prune_pass(url, 10))
-    print(f"\n{args.persons:,} persons; {args.ops} operations of each kind, one after another (ms)")
-    print(f"{'':<26}{'small p50':>9}{'p99':>9}{'large p50':>10}{'p99':>9}{'ratio':>10}")
-    print(f"{'event rows':<26}{small_rows:>18,}{large_rows:>19,}")
-    print(row("send (ChatService.send)", small["send"], large["send"]))
-    print(row("sync: last 20 events", small["sync_tail"], large["sync_tail"]))
-    print(row("sync: 20 from the middle", small["sync_page"], large["sync_page"]))
     print("\nrows written per direct message (200 sends, 10 persons, conversations existing; pg_stat_user_tables):")
     for table in sorted(after):
         ins = (after[table][0] - before.get(table, (0, 0))[0]) / 200

@@ -71,10 +71,21 @@ class RetentionPass:
 
 #: Events of one stream one chunk looks at, from its floor up; a longer backlog goes in later passes.
 WINDOW = 1000
+#: Most event rows one statement reads to find the streams' new floors. Why: ``created_at`` is read
+#: from the table (it has no index), so a chunk of 1,000 streams each with a full window read up to
+#: a million rows in one statement; on a 50-million-row table that did not fit the 10 s statement
+#: timeout, and the pass failed on every attempt (bench/event_growth.py --large 50000000).
+ROWS_PER_STATEMENT = 100_000
 
 
 async def prune_streams(
-    conn: AsyncConnection, after_person: int, limit: int, cutoff: datetime, *, window: int = WINDOW
+    conn: AsyncConnection,
+    after_person: int,
+    limit: int,
+    cutoff: datetime,
+    *,
+    window: int = WINDOW,
+    rows_per_statement: int = ROWS_PER_STATEMENT,
 ) -> tuple[int | None, int, int]:
     """Prune the streams of the next ``limit`` persons after ``after_person``.
 
@@ -88,8 +99,9 @@ async def prune_streams(
     Why the two steps: ``created_at`` has no index (it would cost every append
     one more index entry). A stream's oldest retained event is found by its
     primary key (``seq = min_seq``); only streams whose oldest event is past
-    the cutoff are read further, and only ``window`` rows of each. A pass over
-    every stream then costs one key lookup per person, not a read of the table.
+    the cutoff are read further, and only ``window`` rows of each, in statements
+    of at most ``rows_per_statement`` rows. A pass over every stream then costs
+    one key lookup per person, not a read of the table.
     """
     s, e = person_streams, person_events
     persons = [
@@ -110,21 +122,25 @@ async def prune_streams(
     floor_of = {int(pid): int(floor) for pid, floor in await conn.execute(old)}
     if not floor_of:
         return persons[-1], 0, 0
-    floors = [
-        {"pid": int(pid), "top": int(top)}
-        for pid, top in await conn.execute(
-            select(e.c.person_id, func.max(e.c.seq))
-            .join(s, s.c.person_id == e.c.person_id)
-            .where(
-                e.c.person_id.in_(list(floor_of)),
-                e.c.seq >= s.c.min_seq,
-                e.c.seq < s.c.min_seq + window,
-                e.c.created_at < cutoff,
+    floors: list[dict[str, int]] = []
+    old_streams = sorted(floor_of)
+    step = max(1, rows_per_statement // window)
+    for at in range(0, len(old_streams), step):
+        floors += [
+            {"pid": int(pid), "top": int(top)}
+            for pid, top in await conn.execute(
+                select(e.c.person_id, func.max(e.c.seq))
+                .join(s, s.c.person_id == e.c.person_id)
+                .where(
+                    e.c.person_id.in_(old_streams[at : at + step]),
+                    e.c.seq >= s.c.min_seq,
+                    e.c.seq < s.c.min_seq + window,
+                    e.c.created_at < cutoff,
+                )
+                .group_by(e.c.person_id)
+                .order_by(e.c.person_id)
             )
-            .group_by(e.c.person_id)
-            .order_by(e.c.person_id)
-        )
-    ]
+        ]
     await conn.execute(delete(e).where(e.c.person_id == bindparam("pid"), e.c.seq <= bindparam("top")), floors)
     # Streams are gap-free from min_seq up (executemany reports no row count on every driver).
     deleted = sum(f["top"] - floor_of[f["pid"]] + 1 for f in floors)

@@ -252,3 +252,28 @@ async def test_a_long_backlog_goes_a_window_at_a_time_and_new_streams_are_only_l
     assert [(n, moved) for _, n, moved in seen] == [(3, 1), (3, 1), (1, 1), (0, 0)]
     assert {last for last, _, _ in seen} == {b}
     assert ((await log.state(a)).min_seq, (await log.state(b)).min_seq) == (8, 1)
+
+
+async def test_streams_of_one_chunk_are_read_in_statements_of_bounded_rows_with_the_same_outcome(
+    own_db: Database,
+) -> None:
+    """A chunk of many old streams is split so that no statement reads more than its row budget.
+
+    Why it matters: on a 50-million-row table one statement over 1,000 full windows outran the
+    statement timeout, so the pass failed every time; split, each statement stays small and the
+    chunk deletes exactly what one statement would have.
+    """
+    log = EventLog(own_db)
+    people = await _people(own_db, 5)
+    for i, p in enumerate(people):
+        await _append(own_db, log, [p], T0, 2 + i)  # 2..6 old events each
+        await _append(own_db, log, [p], T0 + timedelta(days=39), 1)  # one recent each
+    cutoff = T0 + timedelta(days=10)
+    async with own_db.write() as conn:
+        # window 4, at most 8 rows a statement: two streams a statement, three statements.
+        last, deleted, moved = await prune_streams(conn, people[0] - 1, 5, cutoff, window=4, rows_per_statement=8)
+    assert (last, deleted, moved) == (people[-1], 2 + 3 + 4 + 4 + 4, 5)
+    assert [(await log.state(p)).min_seq for p in people] == [3, 4, 5, 5, 5]
+    async with own_db.write() as conn:  # the rest of the two longest backlogs, then nothing
+        assert (await prune_streams(conn, people[0] - 1, 5, cutoff, window=4, rows_per_statement=8))[1:] == (3, 2)
+        assert (await prune_streams(conn, people[0] - 1, 5, cutoff, window=4, rows_per_statement=8))[1:] == (0, 0)
