@@ -96,6 +96,7 @@ class Result:
     #: PostgreSQL backends' CPU per acknowledged message (``--backend postgres`` only).
     pg_ms_per_msg: float = float("nan")
     pg_busy: str = ""
+    late_note: str = ""
     connect_s: float = float("nan")
     profile: str = ""
 
@@ -237,6 +238,14 @@ def drive(
         if prof is not None:
             prof.stop()
         res = merge(label, replies, start, probe.percents(), connected)
+        if res.undelivered:
+            # Acked but not seen when the drain ended: late (still on its way at the deadline) or lost?
+            lost = [v for r in pool.call("linger", wait=args.linger) for v in r["lost"].values()]
+            late = sum(1 for v in lost if v[2] is not None)
+            res.late_note = (
+                f"of the {len(lost)} counted lost: {late} arrived within {args.linger:.0f} s more,"
+                f" {len(lost) - late} never"
+            )
         res.cpu_ms_per_msg = 1000.0 * cpu / max(1, res.acked)
         if pgs is not None:
             res.pg_ms_per_msg = 1000.0 * pgs.cpu_seconds() / max(1, res.acked)
@@ -344,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--logdir", type=Path, help="keep server logs here (default: a temporary directory)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1,000 clients, 5 s")
     p.add_argument("--profile", action="store_true", help="py-spy the zzd server(s) while the chat runs")
+    p.add_argument("--linger", type=float, default=15.0, help="s to wait for late messages")
     p.add_argument("--pg-sample", action="store_true", help="postgres: what the backends were busy with (every 10 ms)")
     p.add_argument("--gil", action="store_true", help="with --profile: sample only the thread holding the GIL")
     args = p.parse_args(argv)
@@ -364,6 +374,8 @@ def main(argv: list[str] | None = None) -> None:
             bare, zzd = runner(args, logdir)
             rows.append((bare, zzd))
             print(f"run {i + 1}/{args.runs}:\n{bare.line()}\n{zzd.line()}\n{verdict(bare, zzd)}", flush=True)
+            if zzd.late_note:
+                print(f"  {zzd.late_note}", flush=True)
             if zzd.pg_busy:
                 print(f"  PostgreSQL during the chat:\n{zzd.pg_busy}", flush=True)
             if zzd.profile:
