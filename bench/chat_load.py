@@ -240,11 +240,12 @@ def drive(
         res = merge(label, replies, start, probe.percents(), connected)
         if res.undelivered:
             # Acked but not seen when the drain ended: late (still on its way at the deadline) or lost?
+            # Each load process can tell only for its own sends to its own sockets.
             lost = [v for r in pool.call("linger", wait=args.linger) for v in r["lost"].values()]
             late = sum(1 for v in lost if v[2] is not None)
             res.late_note = (
-                f"of the {len(lost)} counted lost: {late} arrived within {args.linger:.0f} s more,"
-                f" {len(lost) - late} never"
+                f"of the {len(lost)} counted lost whose sender and recipient share a load process (the ones"
+                f" it can see): {late} arrived within {args.linger:.0f} s more, {len(lost) - late} never"
             )
         res.cpu_ms_per_msg = 1000.0 * cpu / max(1, res.acked)
         if pgs is not None:
