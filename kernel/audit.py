@@ -74,7 +74,9 @@ __all__ = [
     "VerifyReport",
     "audit_head",
     "audit_log",
+    "entry_rows",
     "prune",
+    "seal_after_commit",
     "query",
     "record",
     "record_many",
@@ -197,7 +199,27 @@ async def record_many(conn: AsyncConnection, entries: Sequence[AuditEntry], at: 
     """Insert entries in order in the caller's transaction (unsealed; no lock beyond the rows themselves)."""
     if not entries:
         return []
-    rows = [
+    rows = entry_rows(entries, at)
+    ids: list[int] = []
+    for i in range(0, len(rows), 500):
+        res = await conn.execute(insert(audit_log).returning(audit_log.c.id, sort_by_parameter_order=True),
+                                 rows[i : i + 500])  # fmt: skip
+        ids.extend(int(r[0]) for r in res)
+    seal_after_commit(conn)
+    return ids
+
+
+def seal_after_commit(conn: AsyncConnection) -> None:
+    """Wake this process's sealer once ``conn``'s transaction, which wrote entries, has committed."""
+    after_commit(conn, _ring)
+
+
+def entry_rows(entries: Sequence[AuditEntry], at: datetime) -> list[dict[str, Any]]:
+    """The ``audit_log`` rows (unsealed) of ``entries``, for a writer that inserts them in a statement of its own.
+
+    Such a writer calls :func:`seal_after_commit` on its connection.
+    """
+    return [
         {
             "at": at,
             "actor_person_id": e.actor_person_id,
@@ -210,13 +232,6 @@ async def record_many(conn: AsyncConnection, entries: Sequence[AuditEntry], at: 
         }
         for e in entries
     ]
-    ids: list[int] = []
-    for i in range(0, len(rows), 500):
-        res = await conn.execute(insert(audit_log).returning(audit_log.c.id, sort_by_parameter_order=True),
-                                 rows[i : i + 500])  # fmt: skip
-        ids.extend(int(r[0]) for r in res)
-    after_commit(conn, _ring)
-    return ids
 
 
 async def _head_for_sealing(conn: AsyncConnection, *, wait: bool) -> tuple[int, str] | None:

@@ -33,7 +33,10 @@ from org_tree.bulk import bulk_insert
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EventLog", "NewEvent", "StreamState", "SyncPage", "driver_in_transaction", "paused_gc", "sqlite_time"]
+__all__ = [
+    "EventLog", "NewEvent", "StreamState", "SyncPage", "driver_in_transaction", "number_events", "paused_gc",
+    "sqlite_time",
+]  # fmt: skip
 
 MAX_PAGE = 500
 _CHUNK = 5_000
@@ -496,6 +499,11 @@ async def _lock_streams(driver: Any, persons: list[int]) -> dict[int, int]:
 
 async def _lock_heads(driver: Any, persons: list[int]) -> dict[int, int]:
     return {int(p): int(s) for p, s in await driver.fetch(_PG_LOCK_HEADS, persons)}
+
+
+def number_events(events: Sequence[NewEvent], last: dict[int, int]) -> list[EventGroup]:
+    """The wake-up groups of ``events`` appended after each stream's ``last`` seq (as ``append`` numbers them)."""
+    return _numbered(events, dict(last))[0]
 
 
 def _numbered(

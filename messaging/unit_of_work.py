@@ -34,13 +34,16 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel import audit
 from kernel.clock import Clock
 from kernel.db.database import Database
+from kernel.db.dialect import is_postgres
 from messaging import outbox
 from messaging.batching import Batcher
 from messaging.db_errors import with_db_retry
-from messaging.events import EventLog, NewEvent
+from messaging.events import EventLog, NewEvent, driver_in_transaction
 from messaging.ports import Notify
+from messaging.txn_end import finish_pg
 from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)
@@ -60,7 +63,7 @@ class Txn:
         now: the change's time, read once per attempt from the injected clock.
     """
 
-    __slots__ = ("_callbacks", "_events", "_groups", "_outbox", "_pending", "conn", "now")
+    __slots__ = ("_audit", "_callbacks", "_events", "_groups", "_outbox", "_pending", "conn", "now")
 
     def __init__(self, conn: AsyncConnection, now: datetime, events: EventLog) -> None:
         self.conn = conn
@@ -70,6 +73,8 @@ class Txn:
         self._pending: list[NewEvent] = []
         #: Outbox rows (``outbox.event_row``) inserted at the end, before the events.
         self._outbox: list[dict[str, Any]] = []
+        #: Audit entries inserted at the end (unsealed; the sealer chains them after commit).
+        self._audit: list[audit.AuditEntry] = []
         #: Wake-ups of events already written in this transaction; handed to ``notify`` after commit.
         self._groups: list[EventGroup] = []
         self._callbacks: list[Callable[[], None]] = []
@@ -107,12 +112,29 @@ class Txn:
         self._outbox.append(row)
         return str(row["event_id"])
 
+    def audit(self, entry: audit.AuditEntry) -> None:
+        """Record ``entry`` in the audit log with this change (``kernel.audit.record``, written at the end)."""
+        self._audit.append(entry)
+
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the transaction has committed (never for an attempt that rolled back)."""
         self._callbacks.append(callback)
 
     async def _finish(self) -> None:
+        """Outbox rows, audit entries, then the events: on PostgreSQL one statement (``messaging.txn_end``)."""
+        if is_postgres(self.conn) and (self._outbox or self._audit or self._pending):
+            driver = await driver_in_transaction(self.conn)
+            rows = audit.entry_rows(self._audit, self.now)
+            groups = await finish_pg(driver, self.now, self._outbox, rows, self._pending)
+            if rows:
+                audit.seal_after_commit(self.conn)
+            if groups is None:  # a recipient without a stream row: EventLog.append creates it
+                await self.append(self._pending)
+            else:
+                self._groups.extend(groups)
+            return
         await outbox.record_many(self.conn, self._outbox)
+        await audit.record_many(self.conn, self._audit, self.now)
         if self._pending:
             await self.append(self._pending)
 
