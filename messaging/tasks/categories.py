@@ -28,7 +28,7 @@ from org_tree.divisions import Level
 logger = logging.getLogger(__name__)
 
 __all__ = ["CATALOG_PATH", "ESCALATION_RULES", "Category", "get_category", "list_categories", "load_catalog",
-           "put_category", "seed_categories", "validate_category"]  # fmt: skip
+           "put_category", "seed_categories", "unknown_category", "validate_category"]  # fmt: skip
 
 CATALOG_PATH = Path(__file__).with_name("categories.toml")
 ESCALATION_RULES = ("same_role_up", "head_above")
@@ -146,8 +146,13 @@ async def get_category(conn: AsyncConnection, key: str) -> Category:
     """One category; ``BadRequest`` with code ``unknown_category`` when there is none."""
     row = (await conn.execute(_CATEGORIES.where(task_categories.c.key == key))).first()
     if row is None:
-        raise BadRequest(f"unknown category {key[:40]!r}", code=ErrorCode.UNKNOWN_CATEGORY, data={"category": key[:40]})
+        raise unknown_category(key)
     return _from_row(*row)
+
+
+def unknown_category(key: str) -> BadRequest:
+    """The error for a category key the table does not have (code ``unknown_category``)."""
+    return BadRequest(f"unknown category {key[:40]!r}", code=ErrorCode.UNKNOWN_CATEGORY, data={"category": key[:40]})
 
 
 async def list_categories(conn: AsyncConnection) -> list[Category]:

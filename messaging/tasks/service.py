@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.audit import AuditEntry, record
 from kernel.db.database import Database
+from kernel.db.dialect import is_postgres
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text
 from kernel.wire import iso
@@ -30,7 +31,14 @@ from messaging.tasks.lifecycle import Action, Side, State, decide
 from messaging.tasks.model import TaskRow, check_digests, check_task_text
 from messaging.tasks.routing import escalation_target
 from messaging.tasks.schema import task_events, tasks
-from messaging.tasks.writer import Change, involved_persons, load_task, write_change, write_new_task
+from messaging.tasks.writer import (
+    Change,
+    involved_persons,
+    load_task,
+    write_change,
+    write_new_task,
+    write_new_tasks_pg,
+)
 from messaging.unit_of_work import Txn, UnitOfWork
 from org_tree.grants import Perm, holds_grant, unit_path_of
 from org_tree.index import OrgIndex
@@ -197,17 +205,23 @@ class TaskService:
     ) -> list[TaskRow]:
         async def change(tx: Txn) -> list[TaskRow]:
             conn, now = tx.conn, tx.now
+            made = Change(Action.CREATE, actor_person_id, actor_position_id, attachments=digests)
+            if is_postgres(conn):  # every task in one statement, the category read with them
+                owned = [(index.position_id(k), _unit_id(index, k), _unit_id(index, k)) for k in owners]
+                pairs = await write_new_tasks_pg(tx, index, base, owned, made)
+            else:
+                pairs = []
+                cat = await get_category(conn, base["category"])
+                for k in owners:
+                    values = {
+                        **base, **owner_values(index, k), "origin_unit_id": _unit_id(index, k), "watchers": "[]",
+                        "escalation_level": 0, "accept_due_at": now + cat.accept_delta, "resolve_due_at": None,
+                    }  # fmt: skip
+                    t, ev_id = await write_new_task(tx, index, values, made)
+                    if t is not None:
+                        pairs.append((t, ev_id))
             out: list[TaskRow] = []
-            cat = await get_category(conn, base["category"])
-            for k in owners:
-                values = {
-                    **base, **owner_values(index, k), "origin_unit_id": _unit_id(index, k), "watchers": "[]",
-                    "escalation_level": 0, "accept_due_at": now + cat.accept_delta, "resolve_due_at": None,
-                }  # fmt: skip
-                made = Change(Action.CREATE, actor_person_id, actor_position_id, attachments=digests)
-                t, ev_id = await write_new_task(tx, index, values, made)
-                if t is None:
-                    continue
+            for t, ev_id in pairs:
                 await self.link_attachments(conn, digests, actor_person_id, "task_event", ev_id)
                 out.append(t)
             if not out:  # a retry of a request that committed: answer with what it made
@@ -219,7 +233,7 @@ class TaskService:
                 )
                 out = [TaskRow.from_row(r) for r in rows]
             else:
-                await record(conn, task_audit(index, base, actor_position_id, out, selector), now)
+                tx.audit(task_audit(index, base, actor_position_id, out, selector))
             return out
 
         return await self.uow.run(change)

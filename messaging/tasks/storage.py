@@ -6,6 +6,8 @@ The task services decide; this module writes what needs the raw driver.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, update
@@ -13,11 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import is_postgres
 from messaging.events import driver_in_transaction
+from messaging.tasks.model import TaskRow
 from messaging.tasks.schema import tasks
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["update_tasks"]
+__all__ = ["insert_new_tasks", "update_tasks"]
 
 
 async def update_tasks(conn: AsyncConnection, updates: list[dict[str, Any]]) -> None:
@@ -44,3 +47,72 @@ async def update_tasks(conn: AsyncConnection, updates: list[dict[str, Any]]) -> 
     status = await driver.execute(sql, *([u[n] for u in updates] for n in names))
     if int(status.rsplit(" ", 1)[1]) != len(updates):  # the caller holds the rows locked at these versions
         raise RuntimeError(f"task batch update matched {status!r} of {len(updates)} rows")
+
+
+# New tasks (one per owner) with their history rows and accept timers, the category read with them.
+# ``accept_due_at`` is the creation time plus the category's ``accept_within`` seconds, as
+# ``Category.accept_delta`` adds it. The last SELECT has one row per task made, or one row of NULLs
+# when the category exists but every task was already made (a retry), or none for an unknown category.
+_PG_NEW_TASKS = """
+WITH cat AS (
+    SELECT key, name, rules FROM task_categories WHERE key = $1
+),
+made AS (
+    INSERT INTO tasks (category, title, body, state, version, owner_position_id, owner_unit_id, pool,
+        origin_unit_id, creator_person_id, creator_position_id, watchers, source, source_id, client_msg_id,
+        escalation_level, accept_due_at, resolve_due_at, created_at, updated_at)
+    SELECT cat.key, $2, $3, $4, 1, v.owner, v.unit, $5, v.origin, $6, $7, '[]', $8, $9, $10, 0,
+        $11::timestamptz + make_interval(secs => (cat.rules::json ->> 'accept_within')::int), NULL, $11, $11
+    FROM unnest($12::bigint[], $13::bigint[], $14::bigint[]) WITH ORDINALITY AS v(owner, unit, origin, o)
+        CROSS JOIN cat
+    ORDER BY v.o
+    ON CONFLICT (creator_person_id, client_msg_id, owner_position_id) DO NOTHING
+    RETURNING *
+),
+history AS (
+    INSERT INTO task_events (task_id, version, action, from_state, to_state, actor_person_id, actor_position_id,
+        at, comment, attachments, data)
+    SELECT id, 1, $15, NULL, $4, $16, $17, $11, '', $18, $19 FROM made
+    RETURNING id AS history_id, task_id
+),
+timers AS (
+    INSERT INTO task_timers (task_id, kind, task_version, due_at, attempts)
+    SELECT id, 'accept', 1, accept_due_at, 0 FROM made WHERE accept_due_at IS NOT NULL
+)
+SELECT cat.name AS category_name, cat.rules AS category_rules, made.*, history.history_id
+FROM cat LEFT JOIN (made JOIN history ON history.task_id = made.id) ON true
+ORDER BY made.id
+"""
+
+
+async def insert_new_tasks(
+    conn: AsyncConnection,
+    base: dict[str, Any],
+    owners: list[tuple[int, int, int]],
+    history: dict[str, Any],
+    now: datetime,
+) -> tuple[list[tuple[TaskRow, int]], tuple[str, str] | None]:
+    """PostgreSQL: insert one task per ``(owner position, owner unit, origin unit)`` in one statement.
+
+    Why one statement: creating a task was six round trips (category, task, history,
+    timer, each built by SQLAlchemy); here it is one fixed statement sent straight
+    to asyncpg, with each history row and accept timer written from the inserted
+    rows. ``base`` holds the columns every task shares (as ``TaskService`` builds
+    them: category, title, body, pool, creator, source, client_msg_id); ``history``
+    the creation entry's ``action``, ``to_state``, actor, ``attachments`` and
+    ``data`` (JSON text). Returns ``(task, history row id)`` per task made, owners
+    already made by this ``client_msg_id`` skipped, and the category's ``(name,
+    rules)``, ``None`` when there is no such category (nothing was written).
+    """
+    driver = await driver_in_transaction(conn)
+    rows = await driver.fetch(
+        _PG_NEW_TASKS, base["category"], base["title"], base["body"], history["to_state"], base["pool"],
+        base["creator_person_id"], base["creator_position_id"], base["source"], base["source_id"],
+        base["client_msg_id"], now, [o[0] for o in owners], [o[1] for o in owners], [o[2] for o in owners],
+        history["action"], history["actor_person_id"], history["actor_position_id"], history["attachments"],
+        history["data"],
+    )  # fmt: skip
+    if not rows:
+        return [], None
+    made = [(TaskRow.from_row(SimpleNamespace(**dict(r))), int(r["history_id"])) for r in rows if r["id"] is not None]
+    return made, (str(rows[0]["category_name"]), str(rows[0]["category_rules"]))

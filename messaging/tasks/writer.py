@@ -30,11 +30,11 @@ from kernel.wire import iso
 from messaging import outbox
 from messaging.events import NewEvent
 from messaging.shapes import TaskChanged, TaskTransition, TaskView
-from messaging.tasks.categories import Category
+from messaging.tasks.categories import Category, unknown_category
 from messaging.tasks.lifecycle import Action, State, stale
 from messaging.tasks.model import TaskRow
 from messaging.tasks.schema import outbox_events, task_events, task_timers, tasks
-from messaging.tasks.storage import update_tasks
+from messaging.tasks.storage import insert_new_tasks, update_tasks
 from messaging.unit_of_work import Txn
 from org_tree.bulk import bulk_insert
 from org_tree.index import OrgIndex
@@ -52,6 +52,7 @@ __all__ = [
     "load_task",
     "write_change",
     "write_new_task",
+    "write_new_tasks_pg",
 ]
 
 #: Outbox event type per action (docs/events.md).
@@ -192,7 +193,6 @@ async def _record(
     extra_people: Sequence[int],
 ) -> int:
     conn, now = tx.conn, tx.now
-    ev = _event_dict(t, c, from_state, now)
     ev_id = (
         await conn.execute(
             insert(task_events)
@@ -213,12 +213,17 @@ async def _record(
         )
     ).scalar_one()
     await _replace_timers(conn, t, now, fresh=from_state is None)
-    body: dict[str, Any] = {"task": t.summary(), "event": ev}
+    _announce(tx, index, t, c, from_state, extra_people)
+    return int(ev_id)
+
+
+def _announce(tx: Txn, index: OrgIndex, t: TaskRow, c: Change, from_state: str | None, extra: Sequence[int]) -> None:
+    """The change's outbox row and the involved persons' event (written by the ``Txn`` at the end)."""
+    body: dict[str, Any] = {"task": t.summary(), "event": _event_dict(t, c, from_state, tx.now)}
     tx.record(OUTBOX_TYPES[c.action], "task", t.id, body)
     kind = "task.created" if c.action == Action.CREATE else "task.updated"
     payload = _changed(body, c.urgent).text()
-    tx.emit(NewEvent(kind, payload, involved_persons(index, t, extra_people)))
-    return int(ev_id)
+    tx.emit(NewEvent(kind, payload, involved_persons(index, t, extra)))
 
 
 async def write_new_task(
@@ -242,6 +247,30 @@ async def write_new_task(
         return None, 0
     t = TaskRow.from_row(row)
     return t, await _record(tx, index, t, change, None, ())
+
+
+async def write_new_tasks_pg(
+    tx: Txn, index: OrgIndex, base: dict[str, Any], owners: list[tuple[int, int, int]], change: Change
+) -> list[tuple[TaskRow, int]]:
+    """PostgreSQL: :func:`write_new_task` for every owner at once (one statement; ``storage.insert_new_tasks``).
+
+    ``owners``: (owner position, owner unit, origin unit) per task. Returns each task made
+    with its history row id; owners this ``client_msg_id`` already made are skipped.
+
+    Raises:
+        BadRequest: ``unknown_category`` (nothing was written).
+    """
+    history = {
+        "action": change.action.value, "to_state": State.CREATED.value, "actor_person_id": change.actor_person_id,
+        "actor_position_id": change.actor_position_id, "attachments": json.dumps(change.attachments),
+        "data": json.dumps(change.data, ensure_ascii=False),
+    }  # fmt: skip
+    made, cat = await insert_new_tasks(tx.conn, base, owners, history, tx.now)
+    if cat is None:
+        raise unknown_category(str(base["category"]))
+    for t, _ in made:
+        _announce(tx, index, t, change, None, ())
+    return made
 
 
 async def write_change(
