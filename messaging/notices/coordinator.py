@@ -25,6 +25,7 @@ import time
 from kernel.jobs import Spawn
 from messaging.broker.base import Broker
 from messaging.notices.deferred import PackedReceipts
+from messaging.notices.fanout import NoticeHead
 from messaging.notices.relay import FanoutRelay
 from messaging.ports import CONTROL_CHANNEL, LocalDelivery
 
@@ -51,16 +52,17 @@ class NoticeFanout:
         self._jobs = jobs
         self._node_id = node_id
 
-    def committed(self, notice_id: int, packed: PackedReceipts | None = None) -> None:
+    def committed(self, notice_id: int, packed: PackedReceipts | None = None, head: NoticeHead | None = None) -> None:
         """A notice of this process committed: one announcement per process, then fan out here.
 
         ``packed``: its receipts, if the send committed them packed (``deferred.py``).
+        ``head``: the notice's head as the send wrote it (saves reading it back).
         """
         if packed is not None:
             self.relay.remember(notice_id, packed)
-        self._jobs.soon(self._fan_out(notice_id, inline=packed is None), f"notice-fanout-{notice_id}")
+        self._jobs.soon(self._fan_out(notice_id, inline=packed is None, head=head), f"notice-fanout-{notice_id}")
 
-    async def _fan_out(self, notice_id: int, *, inline: bool) -> None:
+    async def _fan_out(self, notice_id: int, *, inline: bool, head: NoticeHead | None = None) -> None:
         msg = json.dumps({"t": "notice_committed", "notice_id": notice_id, "origin": self._node_id})
         t0 = time.time()
         try:
@@ -68,10 +70,9 @@ class NoticeFanout:
         except Exception as exc:  # the other processes' recipients then come with the sweep
             logger.warning("notice %s not announced: %r", notice_id, exc)
         logger.debug("notice %s announced in %.1f ms (started at %.3f)", notice_id, 1e3 * (time.time() - t0), t0)
-        head = None
         try:
-            # Read once for both writes below (the connected-first one and the sweep).
-            head = await self.relay.head(notice_id)
+            # Read (unless the send gave it) once for both writes below (the connected-first one and the sweep).
+            head = head or await self.relay.head(notice_id)
             if head is not None:
                 await self.relay.local(notice_id, self._local.person_ids(), self._local.deliver, head)
         except Exception as exc:  # the sweep below writes them instead

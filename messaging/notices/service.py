@@ -19,14 +19,14 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.audit import AuditEntry, record
+from kernel.audit import AuditEntry
 from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, ZzdError
 from kernel.wire import iso
@@ -162,12 +162,18 @@ class NoticeService:
 
         async def change(tx: Txn) -> SendResult:
             result = await self._write_notice(
-                tx.conn, index, audience, receipts, packed, actor_person_id, actor_position_id, compose, tx.now
+                tx, index, audience, receipts, packed, actor_person_id, actor_position_id, compose
             )
             if not result.duplicate:
                 # A large notice's receipts are written after the commit (deferred.py), connected ones first.
                 later = receipts if packed is not None else None
-                tx.on_commit(lambda: self.fanout.committed(result.notice_id, later))
+                # The head as the fan-out would read it back (UTCDateTime hands back UTC): one read less.
+                deadline = None if compose.deadline is None else compose.deadline.astimezone(UTC)
+                head = NoticeHead(
+                    result.notice_id, compose.title, compose.priority, bool(compose.ack_required), deadline,
+                    tx.now.astimezone(UTC), actor_person_id, actor_position_id,
+                )  # fmt: skip
+                tx.on_commit(lambda: self.fanout.committed(result.notice_id, later, head))
             return result
 
         return await self._uow.run(change)
@@ -185,7 +191,7 @@ class NoticeService:
 
     async def _write_notice(
         self,
-        conn: AsyncConnection,
+        tx: Txn,
         index: OrgIndex,
         audience: Audience,
         receipts: PackedReceipts,
@@ -193,8 +199,8 @@ class NoticeService:
         sender: int,
         sender_position: int,
         c: Compose,
-        now: datetime,
     ) -> SendResult:
+        conn, now = tx.conn, tx.now
         stmt = (
             insert_ignore(conn, notices, ["sender_person_id", "client_msg_id"])
             .values(
@@ -236,7 +242,7 @@ class NoticeService:
             await conn.execute(insert(pending).values(notice_id=notice_id, receipts=n, data=packed))
         else:
             await bulk_insert(conn, notice_receipts, RECEIPT_COLUMNS, receipts.tuples(notice_id))
-        await record(conn, notice_audit(index, notice_id, sender, sender_position, c, audience, n), now)
+        tx.audit(notice_audit(index, notice_id, sender, sender_position, c, audience, n))
         if c.priority == "urgent" and n:
             await conn.execute(
                 notice_ding_steps.insert(),
