@@ -3,14 +3,16 @@
 Run:  .venv/bin/python bench/event_growth.py [--small 1000000] [--large 10000000]
       [--persons 20000] [--ops 400]
 
-On a fresh PostgreSQL database: ``--persons`` persons with streams, then
-``person_events`` filled (straight SQL, ``generate_series``) to ``--small``
-rows; measure; filled further to ``--large`` rows; measure again. The small
-table is the same-run baseline of the large one. What is measured, in process
-(no HTTP, no sockets: the database part of each path):
+On two fresh PostgreSQL databases: ``--persons`` persons with streams in each,
+then ``person_events`` filled (straight SQL, ``generate_series``, in rounds as
+traffic writes them) to ``--small`` rows in one and ``--large`` rows in the
+other; then the same operations on both, alternating op by op, so that both
+meet the same moments of the machine. The small table is the same-run
+baseline of the large one. What is measured, in process (no HTTP, no sockets:
+the database part of each path):
 
-- **send**: ``ChatService.send`` of a direct message between two random
-  persons, one after another (message row, conversation, two stream bumps,
+- **send**: ``ChatService.send`` of a direct message between two persons
+  picked at random, one after another (message row, conversation, two stream bumps,
   two event rows, commit);
 - **sync**: ``EventLog.read`` of a random person's last 20 events (the page a
   resuming client gets), and of 20 events from the middle of a stream (a
@@ -102,34 +104,48 @@ async def fill(dsn: str, per_person: int) -> tuple[int, float]:
         await conn.close()
 
 
-async def measure(url: str, persons: list[int], ops: int) -> dict[str, list[float]]:
+async def measure(urls: dict[str, str], persons: dict[str, list[int]], ops: int) -> dict[str, dict[str, list[float]]]:
+    """``ops`` operations of each kind on every database, alternating between them op by op.
+
+    Why alternate: one database measured after the other meets another machine (on 2026-12-03
+    the load went 8.6 -> 2.2 between the two phases and the large table came out 4x faster);
+    side by side, both see the same moments.
+    """
     from messaging.chat import SendRequest
     from zzd.services import Services
 
-    s = Services.build(settings(url))
+    svc = {k: Services.build(settings(u)) for k, u in urls.items()}
+    out: dict[str, dict[str, list[float]]] = {k: {"send": [], "sync_tail": [], "sync_page": []} for k in urls}
     rng = random.Random(7)
-    out: dict[str, list[float]] = {"send": [], "sync_tail": [], "sync_page": []}
+    run = uuid.uuid4().hex[:8]
     try:
-        run = uuid.uuid4().hex[:8]
         for i in range(ops):
-            a, b = rng.sample(persons, 2)
-            t = time.perf_counter()
-            await s.chat.send(SendRequest(a, b, f"{run}-{i}", "增长后发送"))
-            out["send"].append((time.perf_counter() - t) * 1000)
+            order = list(urls) if i % 2 == 0 else list(reversed(urls))
+            pick = rng.random()
+            for k in order:
+                s, ids = svc[k], persons[k]
+                a, b = ids[int(pick * len(ids))], ids[int(pick * len(ids)) - 1]
+                t = time.perf_counter()
+                await s.chat.send(SendRequest(a, b, f"{run}-{i}", "增长后发送"))
+                out[k]["send"].append((time.perf_counter() - t) * 1000)
         for _ in range(ops):
-            p = rng.choice(persons)
-            st = await s.events.state(p)
-            t = time.perf_counter()
-            page = await s.events.read(p, epoch=st.epoch, since=st.last_seq - 20)
-            out["sync_tail"].append((time.perf_counter() - t) * 1000)
-            assert len(page.events) == 20
-            t = time.perf_counter()
-            page = await s.events.read(p, epoch=st.epoch, since=st.last_seq // 2, limit=20)
-            out["sync_page"].append((time.perf_counter() - t) * 1000)
-            assert len(page.events) == 20
+            pick = rng.random()
+            for k in list(urls) if _ % 2 == 0 else list(reversed(urls)):
+                s, ids = svc[k], persons[k]
+                p = ids[int(pick * len(ids))]
+                st = await s.events.state(p)
+                t = time.perf_counter()
+                page = await s.events.read(p, epoch=st.epoch, since=st.last_seq - 20)
+                out[k]["sync_tail"].append((time.perf_counter() - t) * 1000)
+                assert len(page.events) == 20
+                t = time.perf_counter()
+                page = await s.events.read(p, epoch=st.epoch, since=st.last_seq // 2, limit=20)
+                out[k]["sync_page"].append((time.perf_counter() - t) * 1000)
+                assert len(page.events) == 20
     finally:
-        await s.chat.close()
-        await s.db.dispose()
+        for s in svc.values():
+            await s.chat.close()
+            await s.db.dispose()
     return out
 
 
@@ -194,28 +210,31 @@ def main() -> None:
     ap.add_argument("--persons", type=int, default=20_000)
     ap.add_argument("--ops", type=int, default=400)
     args = ap.parse_args()
-    with postgres_database() as url:
-        migrate(zzd_env(url))
+    with postgres_database() as small_url, postgres_database() as url:
         dsn = asyncpg_dsn(url)
-        persons = asyncio.run(seed_persons(dsn, args.persons))
-        t = time.monotonic()
-        small_rows, small_mb = asyncio.run(fill(dsn, args.small // args.persons))
-        print(f"filled to {small_rows:,} rows ({small_mb:,.0f} MB) in {time.monotonic() - t:.0f} s", flush=True)
-        small = asyncio.run(measure(url, persons, args.ops))
-        t = time.monotonic()
-        large_rows, large_mb = asyncio.run(fill(dsn, args.large // args.persons))
-        print(f"filled to {large_rows:,} rows ({large_mb:,.0f} MB) in {time.monotonic() - t:.0f} s", flush=True)
-        large = asyncio.run(measure(url, persons, args.ops))
+        filled: dict[str, tuple[int, float]] = {}
+        persons: dict[str, list[int]] = {}
+        for name, u, n in (("small", small_url, args.small), ("large", url, args.large)):
+            migrate(zzd_env(u))
+            persons[name] = asyncio.run(seed_persons(asyncpg_dsn(u), args.persons))
+            t = time.monotonic()
+            filled[name] = asyncio.run(fill(asyncpg_dsn(u), n // args.persons))
+            rows, mb = filled[name]
+            print(f"{name}: filled to {rows:,} rows ({mb:,.0f} MB) in {time.monotonic() - t:.0f} s", flush=True)
+        (small_rows, _), (large_rows, _) = filled["small"], filled["large"]
+        got = asyncio.run(measure({"small": small_url, "large": url}, persons, args.ops))
+        small, large = got["small"], got["large"]
         # Printed before the writes count and the retention pass, so that a failure there keeps them.
-        print(f"\n{args.persons:,} persons; {args.ops} operations of each kind, one after another (ms)")
+        print(f"\n{args.persons:,} persons; {args.ops} operations of each kind on each database, alternating (ms)")
         print(f"{'':<26}{'small p50':>9}{'p99':>9}{'large p50':>10}{'p99':>9}{'ratio':>10}")
         print(f"{'event rows':<26}{small_rows:>18,}{large_rows:>19,}")
         print(row("send (ChatService.send)", small["send"], large["send"]))
         print(row("sync: last 20 events", small["sync_tail"], large["sync_tail"]))
         print(row("sync: 20 from the middle", small["sync_page"], large["sync_page"]), flush=True)
-        asyncio.run(sends_only(url, persons, 0))  # every pair of the ten has its conversation now
+        persons_large = persons["large"]
+        asyncio.run(sends_only(url, persons_large, 0))  # every pair of the ten has its conversation now
         before = asyncio.run(table_writes(dsn))
-        asyncio.run(sends_only(url, persons, 200))
+        asyncio.run(sends_only(url, persons_large, 200))
         after = asyncio.run(table_writes(dsn))
         # Half of every stream is dated 20 days ago (the fill), half of the rest is new: prune the fill.
         pruned, prune_s = asyncio.run(prune_pass(url, 10))
