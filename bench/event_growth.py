@@ -144,9 +144,20 @@ async def measure(urls: dict[str, str], persons: dict[str, list[int]], ops: int)
                 assert len(page.events) == 20
     finally:
         for s in svc.values():
-            await s.chat.close()
-            await s.db.dispose()
+            await close(s)
     return out
+
+
+async def close(s: Any) -> None:
+    """Close what the bench used of ``Services``: its chat and both pools.
+
+    The chat's own pool (``ZZD_DB_CHAT_POOL_SIZE``) left open kept its backends idle, and an idle
+    backend reports its table statistics only ten seconds later, so ``table_writes`` read zero rows.
+    """
+    await s.chat.close()
+    await s.db.dispose()
+    if s.chat_db is not None and s.chat_db is not s.db:
+        await s.chat_db.dispose()
 
 
 async def table_writes(dsn: str) -> dict[str, tuple[int, int]]:
@@ -175,8 +186,7 @@ async def sends_only(url: str, persons: list[int], n: int) -> None:
         for i, (a, b) in enumerate(pairs):
             await s.chat.send(SendRequest(a, b, f"w{uuid.uuid4().hex[:8]}-{i}", "计数"))
     finally:
-        await s.chat.close()
-        await s.db.dispose()
+        await close(s)
 
 
 async def prune_pass(url: str, days: int) -> tuple[int, float]:
