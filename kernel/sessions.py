@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, insert, select, update
 from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
+from kernel.db.dialect import driver_fetch
 from kernel.errors import ErrorCode, Unauthorized
 from kernel.schema import auth_sessions, persons, refresh_tokens
 
@@ -52,6 +53,12 @@ _ACTIVE_AMONG = (
         persons.c.disabled.is_(False),
     )
 )
+
+#: ``active_of``'s statement, written once per driver: one array parameter however many hellos wait.
+_ACTIVE_OF = """SELECT s.id, s.person_id FROM auth_sessions s JOIN persons p ON p.id = s.person_id
+WHERE s.id {ids} AND s.revoked_at IS NULL AND s.expires_at > {now} AND NOT p.disabled"""
+_PG_ACTIVE_OF = _ACTIVE_OF.format(ids="= ANY($1::text[])", now="$2")
+_SQLITE_ACTIVE_OF = _ACTIVE_OF.format(ids="IN (SELECT value FROM json_each(?))", now="?")
 
 
 class SessionStore:
@@ -167,19 +174,14 @@ class SessionStore:
         """
         if not claims:
             return set()
-        now = self._clock.now()
         async with self._db.read() as conn:
-            rows = await conn.execute(
-                select(auth_sessions.c.id, auth_sessions.c.person_id)
-                .join(persons, persons.c.id == auth_sessions.c.person_id)
-                .where(
-                    auth_sessions.c.id.in_({sid for sid, _ in claims}),
-                    auth_sessions.c.revoked_at.is_(None),
-                    auth_sessions.c.expires_at > now,
-                    persons.c.disabled.is_(False),
-                )
-            )
-            active = {(str(sid), int(pid)) for sid, pid in rows}
+            # Straight to the driver: built through SQLAlchemy, the expanding ``IN`` was
+            # compiled and cache-keyed again for every batch, and a reconnect storm's
+            # batches are small (a few hellos each), so that was most of the check (issue 15).
+            driver = (await conn.get_raw_connection()).driver_connection
+            ids = sorted({sid for sid, _ in claims})
+            rows = await driver_fetch(conn, driver, _PG_ACTIVE_OF, _SQLITE_ACTIVE_OF, ids, self._clock.now())
+        active = {(str(sid), int(pid)) for sid, pid in rows}
         return {c for c in claims if c in active}
 
     async def inactive(self, session_ids: set[str]) -> set[str]:

@@ -12,6 +12,7 @@ No other module asks which dialect it runs on (``tests/test_dialect_places.py`` 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Table, text
@@ -111,12 +112,24 @@ async def driver_fetch(conn: AsyncConnection, driver: Any, pg_sql: str, sqlite_s
 
     A list argument goes to PostgreSQL as an array and to SQLite as JSON text (read
     there with ``json_each``): one parameter however many ids, the storage modules'
-    convention for bulk look-ups.
+    convention for bulk look-ups. An aware datetime goes to SQLite as the text
+    SQLAlchemy's ``DateTime`` stores there (so a comparison with a stored time is
+    a comparison of like texts).
     """
     if is_postgres(conn):
         return list(await driver.fetch(pg_sql, *args))
-    params = tuple(json.dumps(a) if isinstance(a, list) else a for a in args)
+    params = tuple(_sqlite_param(a) for a in args)
     return list(await driver.execute_fetchall(sqlite_sql, params))
+
+
+def _sqlite_param(value: Any) -> Any:
+    if isinstance(value, list):
+        return json.dumps(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a driver statement")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
 
 
 def chunks(rows: list[Any], size: int) -> list[list[Any]]:
