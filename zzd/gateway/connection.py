@@ -205,7 +205,7 @@ class Connection:
                 timer.cancel()
         if self.person_id:
             self.s.hub.unregister(self)
-            await self.s.hub.release_slot(self)
+            self.s.hub.release_slot(self)
         if self._counted:
             self.s.metrics.connections.dec()
         if self._close_with is not None:

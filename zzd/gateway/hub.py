@@ -51,7 +51,8 @@ class ConnectionHub:
         self._slots = slots
         self._publish_control = publish_control
         self._socket_ids = itertools.count(1)
-        self._claims: dict[str, asyncio.Task[None]] = {}
+        #: Tasks publishing evictions to other processes (kept until done).
+        self._evicting: set[asyncio.Task[None]] = set()
         #: person_id → that person's sockets here, oldest first.
         self._by_person: dict[int, list[Connection]] = {}
         self._poll_task: asyncio.Task[None] | None = None
@@ -100,39 +101,44 @@ class ConnectionHub:
             oldest = conns.pop(0)
             oldest.close(Close.REPLACED, "too many connections for this person")
         if self._slots is not None:
-            self._claims[conn.socket_id] = asyncio.create_task(self.claim_slot(conn), name="socket-slot")
+            self._slots.claim(conn.person_id, conn.socket_id).add_done_callback(self._claimed)
 
-    async def claim_slot(self, conn: Connection) -> None:
-        """Hold the cap across processes: close whichever sockets the claim pushed out."""
-        if self._slots is None:
+    def _claimed(self, claim: asyncio.Future[list[str]]) -> None:
+        """Hold the cap across processes: close whichever sockets the claim pushed out.
+
+        A callback on the claim rather than a task per socket (issue 15: a
+        reconnect storm made thousands); only an eviction on another process
+        needs a task, to publish it.
+        """
+        if claim.cancelled():
             return
-        try:
-            evicted = await self._slots.claim(conn.person_id, conn.socket_id)
-        except Exception as exc:
+        exc = claim.exception()
+        if exc is not None:
             logger.warning("socket slot not claimed, cap holds per process only: %r", exc)
             return
-        for sid in evicted:
+        remote = []
+        for sid in claim.result():
             if sid.rpartition(":")[0] == self.node_id:
                 self.close_socket(sid)
-            elif self._publish_control is not None:
-                msg = json.dumps({"t": "close_socket", "sid": sid}).encode()
-                try:
-                    await self._publish_control(msg)
-                except Exception as exc:
-                    logger.warning("socket eviction not published: %r", exc)
+            else:
+                remote.append(sid)
+        if remote and self._publish_control is not None:
+            task = asyncio.create_task(self._publish_evictions(remote), name="socket-evictions")
+            self._evicting.add(task)
+            task.add_done_callback(self._evicting.discard)
 
-    async def release_slot(self, conn: Connection) -> None:
-        """Give the slot back (after its claim finished, so the release cannot overtake it)."""
-        claim = self._claims.pop(conn.socket_id, None)
-        if self._slots is None or claim is None:
-            return
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(claim), timeout=2)
-        try:
-            await self._slots.release(conn.person_id, conn.socket_id)
-        except Exception as exc:
-            # The stale member is the oldest: the next claim pops it.
-            logger.warning("socket slot not released: %r", exc)
+    async def _publish_evictions(self, socket_ids: list[str]) -> None:
+        assert self._publish_control is not None
+        for sid in socket_ids:
+            try:
+                await self._publish_control(json.dumps({"t": "close_socket", "sid": sid}).encode())
+            except Exception as exc:
+                logger.warning("socket eviction not published: %r", exc)
+
+    def release_slot(self, conn: Connection) -> None:
+        """Give the slot back; the slots apply it after the claim, so it cannot overtake it."""
+        if self._slots is not None and conn.socket_id:
+            self._slots.release(conn.person_id, conn.socket_id).add_done_callback(_released)
 
     def close_socket(self, socket_id: str) -> None:
         node, _, _ = socket_id.rpartition(":")
@@ -295,3 +301,9 @@ class ConnectionHub:
             self._poll_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
+
+
+def _released(release: asyncio.Future[list[str]]) -> None:
+    if not release.cancelled() and (exc := release.exception()) is not None:
+        # The stale member is the oldest: the next claim pops it.
+        logger.warning("socket slot not released: %r", exc)
