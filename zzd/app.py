@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from kernel.errors import ErrorCode, ZzdError
@@ -79,6 +80,26 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         await conn.run()
     finally:
         hub.leave(conn.hello_answered)
+
+
+class _App(Starlette):
+    """Starlette, with the clients' WebSocket (``/ws``) taken before the middleware and the routes.
+
+    Why: every hello's socket went through the error middlewares, the request
+    metrics (which skip WebSockets anyway) and a match against each HTTP route
+    before ``/ws``, and every frame it sent through two wrappers that only watch
+    for HTTP responses: about a twentieth of a reconnect storm's server CPU
+    (py-spy, issue 15). The endpoint is the same; an exception it lets through
+    reaches uvicorn, which closes the socket (1011, or 500 before the upgrade),
+    as Starlette's handlers, written for HTTP responses, leave it to do.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == scope.get("root_path", "") + "/ws":
+            scope["app"] = self
+            await ws_endpoint(WebSocket(scope, receive, send))
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _origin_allowed(websocket: WebSocket, origin: str, s: Services) -> bool:
@@ -166,7 +187,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
     for route in routes:
         guard_int_params(route)
     routes += [openapi_route(), asyncapi_route()]
-    return Starlette(
+    return _App(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ZzdError: _zzd_error, HTTPException: _http_error, Exception: _internal_error},
