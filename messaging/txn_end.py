@@ -28,12 +28,25 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kernel.db.dialect import is_postgres
 from messaging.events import NewEvent, number_events
 from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["finish_pg"]
+__all__ = ["finish_pg", "ends_in_one_statement"]
+
+
+def ends_in_one_statement(conn: AsyncConnection) -> bool:
+    """Whether :func:`finish_pg` ends transactions on ``conn`` (PostgreSQL; SQLite keeps the separate writes).
+
+    Asked here, in the module that holds the driver-level statement, so that the unit of
+    work stays free of dialect checks (tests/test_dialect_places.py).
+    """
+    return is_postgres(conn)
+
 
 _OUTBOX = """outbox_rows AS (
     INSERT INTO outbox_events (event_id, type, aggregate, aggregate_id, payload, created_at)

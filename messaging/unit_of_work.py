@@ -37,13 +37,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel import audit
 from kernel.clock import Clock
 from kernel.db.database import Database
-from kernel.db.dialect import is_postgres
 from messaging import outbox
 from messaging.batching import Batcher
 from messaging.db_errors import with_db_retry
 from messaging.events import EventLog, NewEvent, driver_in_transaction
 from messaging.ports import Notify
-from messaging.txn_end import finish_pg
+from messaging.txn_end import ends_in_one_statement, finish_pg
 from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)
@@ -122,7 +121,7 @@ class Txn:
 
     async def _finish(self) -> None:
         """Outbox rows, audit entries, then the events: on PostgreSQL one statement (``messaging.txn_end``)."""
-        if is_postgres(self.conn) and (self._outbox or self._audit or self._pending):
+        if ends_in_one_statement(self.conn) and (self._outbox or self._audit or self._pending):
             driver = await driver_in_transaction(self.conn)
             rows = audit.entry_rows(self._audit, self.now)
             groups = await finish_pg(driver, self.now, self._outbox, rows, self._pending)

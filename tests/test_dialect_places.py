@@ -21,6 +21,7 @@ PLACES = {
     "kernel/db/base.py",
     "messaging/events.py",
     "messaging/chat_storage.py",
+    "messaging/txn_end.py",
     "messaging/notices/storage.py",
     "messaging/tasks/storage.py",
     "messaging/conversations/storage.py",

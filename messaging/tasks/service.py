@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.audit import AuditEntry, record
 from kernel.db.database import Database
-from kernel.db.dialect import is_postgres
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text
 from kernel.wire import iso
@@ -31,6 +30,7 @@ from messaging.tasks.lifecycle import Action, Side, State, decide
 from messaging.tasks.model import TaskRow, check_digests, check_task_text
 from messaging.tasks.routing import escalation_target
 from messaging.tasks.schema import task_events, tasks
+from messaging.tasks.storage import tasks_in_one_statement
 from messaging.tasks.writer import (
     Change,
     involved_persons,
@@ -206,7 +206,7 @@ class TaskService:
         async def change(tx: Txn) -> list[TaskRow]:
             conn, now = tx.conn, tx.now
             made = Change(Action.CREATE, actor_person_id, actor_position_id, attachments=digests)
-            if is_postgres(conn):  # every task in one statement, the category read with them
+            if tasks_in_one_statement(conn):  # every task in one statement, the category read with them
                 owned = [(index.position_id(k), _unit_id(index, k), _unit_id(index, k)) for k in owners]
                 pairs = await write_new_tasks_pg(tx, index, base, owned, made)
             else:
