@@ -180,7 +180,10 @@ async def test_bad_token_handshake_flood_is_refused_and_others_keep_working(
             f"bystanders' ping p99 {_p99(baseline) * 1000:.0f} ms before, {_p99(during) * 1000:.0f} ms during "
             f"({_p99(during) / _p99(baseline):.2f}x), {len(during)} round trips"
         )
-        assert outcomes == {"4401": handshakes}  # every one refused at the hello; none authenticated
+        # Every one refused at the hello (4401), or, while ZZD_MAX_PENDING_HELLOS hellos are in progress,
+        # shed at the handshake with 503 (S9: shed, not stall): none authenticated, none left unanswered.
+        assert set(outcomes) <= {"4401", "503"} and sum(outcomes.values()) == handshakes, outcomes
+        assert outcomes.get("4401", 0) > 0
         assert all(c.closed is None for c in clients)
         assert not any("Traceback" in line for line in server.log)
         for c in clients:

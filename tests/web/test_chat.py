@@ -77,9 +77,12 @@ def test_two_browsers_chat_and_resume_after_a_server_restart(pages: Pages, web: 
     assert sorted(expected) == sorted([first, "收到", during, *missed])
     for p in (sun, zhou):
         expect(p.locator("li.msg .body")).to_have_text(expected)
-    # The stored cursor is the server's last seq: nothing skipped, nothing processed twice.
-    zhou_cursor = json.loads(zhou.evaluate(CURSOR))
+    # The stored cursor is the server's last seq: nothing skipped, nothing processed twice. The
+    # server's figure is read first (signing in for it may add to zhou's stream), then the page is
+    # given until its cursor reaches it (events still on their way), and must then equal it.
     me = httpx.get(web.base + "/api/v1/me", headers={"authorization": f"Bearer {token(web.base, 'zhou')}"}).json()
+    zhou.wait_for_function(f"() => (JSON.parse({CURSOR}) || {{seq: 0}}).seq >= {int(me['last_seq'])}", timeout=15_000)
+    zhou_cursor = json.loads(zhou.evaluate(CURSOR))
     assert zhou_cursor == {"epoch": me["epoch"], "seq": me["last_seq"]}
     check_page(zhou, "chat-desktop")
 
