@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -189,6 +190,8 @@ def _run(nodes: int, args: argparse.Namespace, logdir: Path) -> None:
     # Printed before the baseline runs: a failure there must not lose this figure.
     print(f"{label}, {args.connections} connections, {args.seconds:.0f} s:", flush=True)
     print(f"  zzd : {res.summary()}; {rss}", flush=True)
+    print(f"  zzd : {res.slowest_seconds()}", flush=True)
+    (logdir / f"ack_times-s{nodes}.json").write_text(json.dumps(res.ack_times))
     if res.violations:
         print("  first violations:", res.violations[:5])
     if res.failed:

@@ -26,6 +26,7 @@ acknowledged (or left unanswered).
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
 import random
@@ -174,10 +175,24 @@ class LoadResult:
     #: The schedule's length (``seconds`` also counts waiting for the last answers).
     schedule: float = 0.0
     ack_by_kind: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    #: Each acknowledged item: (seconds from the schedule's start to its due time, send→ack latency).
+    ack_times: list[tuple[float, float]] = field(default_factory=list)
+    start: float = 0.0
 
     @staticmethod
     def pct(xs: list[float], q: float) -> float:
         return statistics.quantiles(xs, n=100)[q - 1] if len(xs) >= 2 else (xs[0] if xs else 0.0)
+
+    def slowest_seconds(self, n: int = 5) -> str:
+        """The ``n`` seconds of the schedule whose sends waited longest: is the tail spread or a few stalls?"""
+        worst: dict[int, list[float]] = defaultdict(list)
+        for due, lat in self.ack_times:
+            worst[int(due)].append(lat)
+        top = sorted(worst.items(), key=lambda kv: -max(kv[1]))[:n]
+        slow = sum(1 for _, lat in self.ack_times if lat > 0.2)
+        return f"acks over 200 ms: {slow} of {len(self.ack_times)}; slowest seconds of the schedule: " + ", ".join(
+            f"s{sec} max {max(lats) * 1000:.0f} ms ({len(lats)} acks)" for sec, lats in sorted(top)
+        )
 
     def summary(self) -> str:
         ms = lambda xs, q: f"{self.pct(xs, q) * 1000:.0f}"  # noqa: E731
@@ -305,6 +320,7 @@ async def run_load(
             return
         res.ack_lat.append(loop.time() - item.due)
         res.ack_by_kind[item.kind].append(loop.time() - item.due)
+        res.ack_times.append((item.due - res.start, loop.time() - item.due))
         res.acked[item.kind] += 1
         if item.kind == "chat" or bare:
             item.server_id = int(data["message_id"])
@@ -357,32 +373,44 @@ async def run_load(
         item = _Item("ack", due, w.person.pid, set(), f"a{n}")
         return asyncio.create_task(one(item, {"type": "notice_ack", "notice_id": rng.choice(got)}, w, None))
 
-    start = loop.time()
-    tasks: list[asyncio.Task[None]] = []
-    n = 0
-    item_rate = rate / SEND_SHARE if only is None else rate
-    while (elapsed := loop.time() - start) < seconds:
-        while n < elapsed * item_rate:
-            if (t := next_item(start + n / item_rate)) is not None:
-                tasks.append(t)
-            n += 1
-        await asyncio.sleep(0.005)
-    await asyncio.gather(*tasks)
-    res.seconds, res.schedule = loop.time() - start, seconds
+    # The generator keeps every frame it receives (hundreds of thousands of dicts at the bar's
+    # rate) for the checks, so its own full collections grew with the run, to 1.1 s pauses of
+    # its loop at 200 sends/s, each counted in every latency in flight as if the server were
+    # slow. What it holds is frozen out of the collector and the collector is off until the
+    # drain is over: the latencies are then the server's and the wire's.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        start = res.start = loop.time()
+        tasks: list[asyncio.Task[None]] = []
+        n = 0
+        item_rate = rate / SEND_SHARE if only is None else rate
+        while (elapsed := loop.time() - start) < seconds:
+            while n < elapsed * item_rate:
+                if (t := next_item(start + n / item_rate)) is not None:
+                    tasks.append(t)
+                n += 1
+            await asyncio.sleep(0.005)
+        await asyncio.gather(*tasks)
+        res.seconds, res.schedule = loop.time() - start, seconds
 
-    # Wait (bounded) until every acknowledged item has reached its connected audience.
-    def missing() -> list[tuple[_Item, int]]:
-        seen: dict[int, set[tuple[str, int]]] = defaultdict(set)
-        for c in clients:
-            for _, f in c.events:
-                kind, sid = _identify(f)
-                if kind is not None:
-                    seen[c.person.pid].add((kind, sid))
-        return [(i, p) for i in items for p in i.audience if (EVENT_KIND[i.kind], i.server_id) not in seen[p]]
+        # Wait (bounded) until every acknowledged item has reached its connected audience.
+        def missing() -> list[tuple[_Item, int]]:
+            seen: dict[int, set[tuple[str, int]]] = defaultdict(set)
+            for c in clients:
+                for _, f in c.events:
+                    kind, sid = _identify(f)
+                    if kind is not None:
+                        seen[c.person.pid].add((kind, sid))
+            return [(i, p) for i in items for p in i.audience if (EVENT_KIND[i.kind], i.server_id) not in seen[p]]
 
-    deadline = loop.time() + 30
-    while not bare and missing() and loop.time() < deadline:
-        await asyncio.sleep(0.2)  # polling for the drain with a deadline
+        deadline = loop.time() + 30
+        while not bare and missing() and loop.time() < deadline:
+            await asyncio.sleep(0.2)  # polling for the drain with a deadline
+    finally:
+        gc.enable()
+        gc.unfreeze()
     if bare:
         res.deliver_lat = [
             t - float(f["data"]["body"])
