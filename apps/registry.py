@@ -21,6 +21,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -320,12 +321,12 @@ class AppRegistry:
     # ------------------------------------------------------------- app side
     async def authenticate_client(self, client_id: str, secret: str) -> tuple[App, int]:
         """The app and secret id for a client id + secret pair; 401 ``invalid_client`` for anything else."""
-        bad = Unauthorized("unknown client or wrong secret", code=ErrorCode.INVALID_CLIENT)
+        bad = partial(Unauthorized, "unknown client or wrong secret", code=ErrorCode.INVALID_CLIENT)
         now = self.clock.now()
         async with self.db.read() as conn:
             row = (await conn.execute(select(apps).where(apps.c.client_id == client_id))).first()
             if row is None:
-                raise bad
+                raise bad()
             app = App.from_row(row)
             candidates = await conn.execute(
                 select(app_secrets).where(app_secrets.c.app_id == app.id, app_secrets.c.revoked_at.is_(None))
@@ -337,7 +338,7 @@ class AppRegistry:
                     if app.disabled:
                         raise Unauthorized("the app is disabled", code=ErrorCode.INVALID_CLIENT)
                     return app, int(c.id)
-        raise bad
+        raise bad()
 
     async def principal(self, app_id: int, secret_id: int) -> AppPrincipal:
         """The app behind a verified token, refused once its secret is revoked or expired or the app disabled."""

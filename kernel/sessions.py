@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import bindparam, insert, select, update
 
@@ -89,9 +90,9 @@ class SessionStore:
                 revokes the session as well).
         """
         now = self._clock.now()
-        bad = Unauthorized("refresh token is not valid", code=ErrorCode.INVALID_GRANT)
+        bad = partial(Unauthorized, "refresh token is not valid", code=ErrorCode.INVALID_GRANT)
         if len(refresh_token) > 256:
-            raise bad
+            raise bad()
         async with self._db.write() as conn:
             row = (
                 await conn.execute(
@@ -110,7 +111,7 @@ class SessionStore:
                 )
             ).first()
             if row is None:
-                raise bad
+                raise bad()
             sid, used_at, person_id, expires_at, revoked_at, disabled = row
             if used_at is not None:
                 logger.warning("refresh token reuse detected; revoking session %s", sid)
@@ -129,7 +130,7 @@ class SessionStore:
                     insert(refresh_tokens).values(token_hash=_digest(token), session_id=sid, issued_at=now)
                 )
                 return IssuedSession(sid, int(person_id), token)
-        raise bad
+        raise bad()
 
     async def revoke(self, session_id: str) -> int:
         """Revoke a session; returns the person id it belonged to (0 if unknown)."""

@@ -12,6 +12,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -126,18 +127,18 @@ class PersonDirectory:
         Raises:
             Unauthorized: ``invalid_grant`` alike for an unknown login, a wrong, used or expired code.
         """
-        bad = Unauthorized("login or activation code is not valid", code=ErrorCode.INVALID_GRANT)
+        bad = partial(Unauthorized, "login or activation code is not valid", code=ErrorCode.INVALID_GRANT)
         person = await self.by_login(login)
         if person is None:
-            raise bad
+            raise bad()
         async with self._db.read() as conn:
             row = (
                 await conn.execute(select(activation_codes).where(activation_codes.c.person_id == person.id))
             ).first()
         if row is None or row.used_at is not None or row.expires_at <= self._clock.now():
-            raise bad
+            raise bad()
         if not hmac.compare_digest(str(row.code_hash), code_digest(code)):
-            raise bad
+            raise bad()
         return person
 
     async def activate(self, person_id: int, code: str, password_hash: str, audit: AuditEntry) -> None:

@@ -12,6 +12,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import jwt
 
@@ -128,25 +129,25 @@ class TokenService:
                 should refresh), ``unauthorized`` for anything else.
         """
         claims, exp = self._decode(token, self._audience)
-        bad = Unauthorized("invalid access token")
+        bad = partial(Unauthorized, "invalid access token")
         sub, sid = claims.get("sub"), claims.get("sid")
         if not isinstance(sub, str) or not sub.isdigit() or not isinstance(sid, str) or not sid:
-            raise bad
+            raise bad()
         return AccessClaims(int(sub), sid, exp, str(claims["jti"]))
 
     def _decode(self, token: object, audience: str) -> tuple[dict[str, object], float]:
-        bad = Unauthorized("invalid access token")
+        bad = partial(Unauthorized, "invalid access token")
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
-            raise bad
+            raise bad()
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise bad from exc
+            raise bad() from exc
         kid = header.get("kid")
         if header.get("alg") != ALGORITHM or not isinstance(kid, str) or kid not in self._keys:
-            raise bad
+            raise bad()
         if _FORBIDDEN_HEADERS & header.keys():
-            raise bad
+            raise bad()
         try:
             claims = jwt.decode(
                 token,
@@ -166,17 +167,17 @@ class TokenService:
                 },
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise bad from exc
+            raise bad() from exc
         times: list[float] = []
         for key in ("exp", "iat", "nbf"):
             value = claims.get(key)
             if not isinstance(value, int | float) or isinstance(value, bool):
-                raise bad
+                raise bad()
             times.append(float(value))
         exp, iat, nbf = times
         now = self._clock.now().timestamp()
         if iat > now + self._leeway or nbf > now + self._leeway:
-            raise bad
+            raise bad()
         if exp + self._leeway < now:
             raise Unauthorized("access token expired", code=ErrorCode.TOKEN_EXPIRED)
         return claims, exp
