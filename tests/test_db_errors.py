@@ -90,3 +90,43 @@ async def test_a_busy_pooled_connection_is_not_pinged_and_a_dead_one_fails_once_
         with pytest.raises(Unavailable):
             await with_db_retry(lambda: _backend_pid(db))
         assert await with_db_retry(lambda: _backend_pid(db)) != first
+
+
+class _LockConflict(Exception):
+    sqlstate = "40P01"  # deadlock_detected, as the driver reports it on the bulk paths
+
+
+async def test_lock_conflicts_are_retried_up_to_four_attempts_in_all() -> None:
+    """The first attempt runs outside tenacity (no retry objects for the common case); the count is unchanged."""
+    calls: list[int] = []
+
+    async def conflicts_three_times() -> str:
+        calls.append(1)
+        if len(calls) < 4:
+            raise _LockConflict("deadlock detected")
+        return "committed"
+
+    assert await with_db_retry(conflicts_three_times) == "committed"
+    assert len(calls) == 4
+
+    calls.clear()
+
+    async def always_conflicts() -> str:
+        calls.append(1)
+        raise _LockConflict("deadlock detected")
+
+    with pytest.raises(_LockConflict):
+        await with_db_retry(always_conflicts)
+    assert len(calls) == 4
+
+
+async def test_other_errors_are_not_retried() -> None:
+    calls: list[int] = []
+
+    async def fails() -> None:
+        calls.append(1)
+        raise ValueError("a bug, not a conflict")
+
+    with pytest.raises(ValueError):
+        await with_db_retry(fails)
+    assert calls == [1]
