@@ -3,7 +3,9 @@
 Separate from the test's event loop so that the bystanders' latency the test
 measures is the server's, not the flood client's own CPU. Prints one JSON
 line: close codes seen (how many of each; ``503`` for a handshake shed before
-the upgrade), handshakes made, seconds taken.
+the upgrade), handshakes made, seconds taken, and when the flood started and
+ended on ``time.monotonic()`` (``started``, ``ended``: the same clock in every
+process, so a caller can split other processes' samples by them).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 
 from tests.rawws import RawSocket, frame
 
@@ -43,6 +46,7 @@ async def flood(port: int, rate: float, seconds: float) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     outcomes: dict[str, int] = {}
     tasks: list[asyncio.Task[None]] = []
+    started = time.monotonic()
     t0 = loop.time()
     while (elapsed := loop.time() - t0) < seconds:
         while len(tasks) < elapsed * rate:  # open loop: on schedule, whatever the answers
@@ -50,7 +54,13 @@ async def flood(port: int, rate: float, seconds: float) -> dict[str, object]:
         await asyncio.sleep(0.005)
     sent_s = loop.time() - t0
     await asyncio.gather(*tasks)
-    return {"outcomes": outcomes, "handshakes": len(tasks), "seconds": round(sent_s, 2)}
+    return {
+        "outcomes": outcomes,
+        "handshakes": len(tasks),
+        "seconds": round(sent_s, 2),
+        "started": started,
+        "ended": time.monotonic(),
+    }
 
 
 def main() -> None:
