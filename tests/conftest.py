@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 import shutil
 import socket
@@ -132,6 +133,17 @@ def own_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def no_collector() -> Iterator[None]:
+    """Only reference counting frees anything while the test runs (tests that a path leaves no cycles)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@pytest.fixture
 def redis_url() -> str:
     require("redis")
     return REDIS_URL
@@ -174,6 +186,7 @@ class RunningServer:
 
 async def start_server(settings: Settings, services: object | None = None) -> tuple[RunningServer, asyncio.Task[None]]:
     from zzd.app import create_app
+    from zzd.gateway.httpproto import UpgradeReleasingHttpProtocol
     from zzd.gateway.wsproto import BatchingWebSocketProtocol
     from zzd.server import DrainingServer, listening_socket, proxy_options
     from zzd.services import Services
@@ -186,6 +199,7 @@ async def start_server(settings: Settings, services: object | None = None) -> tu
     config = uvicorn.Config(
         served,
         ws=BatchingWebSocketProtocol,  # as zzd.server.uvicorn_config
+        http=UpgradeReleasingHttpProtocol,
         ws_max_size=settings.ws_max_size,
         ws_per_message_deflate=False,
         log_level="warning",

@@ -14,9 +14,8 @@ connection go as soon as the handler is done.
 
 from __future__ import annotations
 
-import gc
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -26,17 +25,6 @@ from kernel.errors import Unauthorized
 from zzd.auth.tokens import TokenService
 
 SECRET = b"0123456789abcdef0123456789abcdef"
-
-
-@pytest.fixture
-def no_collector() -> Iterator[None]:
-    """Only reference counting frees anything while the test runs."""
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def _refusal_outlives_the_handler(check: Callable[[], object]) -> bool:

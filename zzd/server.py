@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 from zzd.app import create_app
 from zzd.config import Settings
 from zzd.gateway.closecodes import Close
+from zzd.gateway.httpproto import UpgradeReleasingHttpProtocol
 from zzd.gateway.wsproto import BatchingWebSocketProtocol
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,8 @@ def uvicorn_config(settings: Settings, app: Starlette | None = None) -> uvicorn.
         app or create_app(settings),
         # uvicorn's "websockets-sansio", plus several frames in one socket write (zzd.gateway.wsproto).
         ws=BatchingWebSocketProtocol,
+        # httptools, letting go of an upgraded connection at once (zzd.gateway.httpproto).
+        http=UpgradeReleasingHttpProtocol,
         ws_max_size=settings.ws_max_size,
         ws_per_message_deflate=False,
         ws_ping_interval=settings.ws_ping_interval,
