@@ -3,7 +3,7 @@
 Separate from the test's event loop so that the bystanders' latency the test
 measures is the server's, not the flood client's own CPU. Prints one JSON
 line: close codes seen (how many of each; ``503`` for a handshake shed before
-the upgrade), handshakes made, seconds taken, and when the flood started and
+the upgrade, ``401`` for one refused for its token), handshakes made, seconds taken, and when the flood started and
 ended on ``time.monotonic()`` (``started``, ``ended``: the same clock in every
 process, so a caller can split other processes' samples by them).
 """
@@ -21,12 +21,15 @@ from tests.rawws import RawSocket, frame
 FORGED = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLWZvcmdlZA"
 
 
-async def bad_hello(port: int, outcomes: dict[str, int]) -> None:
-    """One handshake plus a hello with a forged token; records the close code (-1: no close frame)."""
+async def bad_hello(port: int, outcomes: dict[str, int], at_handshake: bool = False) -> None:
+    """One handshake plus a hello with a forged token; records the close code (-1: no close frame).
+
+    ``at_handshake``: the forged token travels in the upgrade's ``Authorization`` header instead.
+    """
     try:
-        raw = await RawSocket.open(port)
+        raw = await RawSocket.open(port, f"Authorization: Bearer {FORGED}\r\n" if at_handshake else "")
     except AssertionError as exc:  # the handshake was answered, but not with 101
-        code = "503" if " 503 " in str(exc) else "refused"
+        code = next((c for c in ("401", "503") if f" {c} " in str(exc)), "refused")
         outcomes[code] = outcomes.get(code, 0) + 1
         return
     except OSError:
@@ -42,7 +45,7 @@ async def bad_hello(port: int, outcomes: dict[str, int]) -> None:
     outcomes[code] = outcomes.get(code, 0) + 1
 
 
-async def flood(port: int, rate: float, seconds: float) -> dict[str, object]:
+async def flood(port: int, rate: float, seconds: float, at_handshake: bool = False) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     outcomes: dict[str, int] = {}
     tasks: list[asyncio.Task[None]] = []
@@ -50,7 +53,7 @@ async def flood(port: int, rate: float, seconds: float) -> dict[str, object]:
     t0 = loop.time()
     while (elapsed := loop.time() - t0) < seconds:
         while len(tasks) < elapsed * rate:  # open loop: on schedule, whatever the answers
-            tasks.append(asyncio.create_task(bad_hello(port, outcomes)))
+            tasks.append(asyncio.create_task(bad_hello(port, outcomes, at_handshake)))
         await asyncio.sleep(0.005)
     sent_s = loop.time() - t0
     await asyncio.gather(*tasks)
@@ -68,6 +71,7 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--rate", type=float, default=500)
     p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--at-handshake", action="store_true", help="the token in the upgrade's Authorization header")
     args = p.parse_args()
     try:
         import uvloop
@@ -75,7 +79,7 @@ def main() -> None:
         run = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is in the dev set
         run = asyncio.run
-    print(json.dumps(run(flood(args.port, args.rate, args.seconds))))
+    print(json.dumps(run(flood(args.port, args.rate, args.seconds, args.at_handshake))))
 
 
 if __name__ == "__main__":

@@ -173,6 +173,15 @@ async def _ws_hello(server: RunningServer, token: str, **kw: Any) -> tuple[list[
         return frames, ws.close_code
 
 
+async def _ws_upgrade(server: RunningServer, token: str) -> Any:
+    """The HTTP response to an upgrade carrying ``token`` in its Authorization header (None: upgraded)."""
+    try:
+        async with websockets.connect(server.ws, additional_headers={"Authorization": f"Bearer {token}"}):
+            return None
+    except websockets.InvalidStatus as refused:
+        return refused.response
+
+
 async def _me(server: RunningServer, token: str) -> httpx.Response:
     async with httpx.AsyncClient() as c:
         return await c.get(f"{server.http}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
@@ -222,6 +231,15 @@ async def test_forged_and_odd_tokens_are_rejected_on_ws_and_rest(server: Running
             or frames[0].get("code") != ("token_expired" if expired else "unauthorized")
         ):
             failures.append(f"WS {name}: close={code} frames={frames}")
+        # The same token in the upgrade request: HTTP 401 before any upgrade (tests/test_handshake_auth.py).
+        up = await _ws_upgrade(server, token)
+        if (
+            up is None
+            or up.status_code != 401
+            or json.loads(up.body)["error"]["code"] != ("token_expired" if expired else "unauthorized")
+            or up.headers.get("WWW-Authenticate") != "Bearer"
+        ):
+            failures.append(f"WS upgrade {name}: {up and (up.status_code, up.body[:200])}")
         r = await _me(server, token)
         if not _is_json_error(r, 401, "token_expired" if expired else "unauthorized"):
             failures.append(f"REST {name}: {r.status_code} {r.text[:200]}")

@@ -29,6 +29,7 @@ class Peer:
     protocol: GatewayProtocol
     person_id: int = 0
     session_id: str = ""
+    handshake_token: str | None = None
     started: list[tuple[int, int]] = field(default_factory=list)
 
     def subscribe(self, person_id: int, session_id: str) -> None:

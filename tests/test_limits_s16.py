@@ -139,9 +139,11 @@ def _p99(xs: list[float]) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("where", ["hello", "handshake"])
 async def test_bad_token_handshake_flood_is_refused_and_others_keep_working(
-    sqlite_template: Path, tmp_path: Path
+    sqlite_template: Path, tmp_path: Path, where: str
 ) -> None:
+    """The forged token in the hello (upgraded, then closed 4401) or in the upgrade's header (401, no socket)."""
     shutil.copy(sqlite_template, tmp_path / "zzd.db")
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'zzd.db'}"
     people = await _people_with_tokens(db_url, BYSTANDERS)
@@ -157,7 +159,8 @@ async def test_bad_token_handshake_flood_is_refused_and_others_keep_working(
         await asyncio.sleep(FLOOD_S)  # the baseline window: as long as the flood
         flood = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.flood", "--port", str(server.port), "--rate", str(FLOOD_RATE),
-            "--seconds", str(FLOOD_S), stdout=asyncio.subprocess.PIPE,
+            "--seconds", str(FLOOD_S), *(["--at-handshake"] if where == "handshake" else []),
+            stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, _ = await asyncio.wait_for(flood.communicate(), 120)
         result = json.loads(out)
@@ -167,13 +170,17 @@ async def test_bad_token_handshake_flood_is_refused_and_others_keep_working(
         baseline = [rtt for sent, rtt in report["samples"] if sent < result["started"]]
         during = [rtt for sent, rtt in report["samples"] if result["started"] <= sent <= result["ended"]]
         print(
-            f"\nS16d: {handshakes} bad-token handshakes in {flood_s:.1f} s ({handshakes / flood_s:.0f}/s): {outcomes}; "
+            f"\nS16d ({where}): {handshakes} bad-token handshakes in {flood_s:.1f} s "
+            f"({handshakes / flood_s:.0f}/s): {outcomes}; "
             f"bystanders' ping p99 {_p99(baseline) * 1000:.1f} ms before, {_p99(during) * 1000:.1f} ms during "
             f"({_p99(during) / _p99(baseline):.2f}x), {len(baseline)} and {len(during)} round trips"
         )
-        # Every one refused at the hello (4401), or, while ZZD_MAX_PENDING_HELLOS hellos are in progress,
-        # shed at the handshake with 503 (S9: shed, not stall): none authenticated, none left unanswered.
-        assert set(outcomes) <= {"4401", "503"} and sum(outcomes.values()) == handshakes, outcomes
-        assert outcomes.get("4401", 0) > 0
+        if where == "handshake":  # the bar's "0 accepted upgrades": every one refused with 401
+            assert outcomes == {"401": handshakes}, outcomes
+        else:
+            # Every one refused at the hello (4401), or, while ZZD_MAX_PENDING_HELLOS hellos are in progress,
+            # shed at the handshake with 503 (S9: shed, not stall): none authenticated, none left unanswered.
+            assert set(outcomes) <= {"4401", "503"} and sum(outcomes.values()) == handshakes, outcomes
+            assert outcomes.get("4401", 0) > 0
         assert report["closed"] == [] and bystanders.returncode == 0  # no bystander closed
         assert not any("Traceback" in line for line in server.log)

@@ -15,7 +15,7 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from kernel.errors import ErrorCode, ZzdError
+from kernel.errors import ErrorCode, Unauthorized, ZzdError
 from messaging.db_errors import as_unavailable
 from zzd.config import Settings
 from zzd.gateway.app_stream import app_stream_endpoint
@@ -54,11 +54,26 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     s: Services = websocket.app.state.services
     origin = websocket.headers.get("origin")
     # Browsers always send Origin; refuse foreign ones before upgrading (S22).
-    # Non-browser clients send none and authenticate with a bearer token in hello.
+    # Non-browser clients send none and authenticate with a bearer token (in the hello or the upgrade).
     if origin is not None and not _origin_allowed(websocket, origin.lower(), s):
         logger.info("refused WebSocket from origin %r", origin[:100])
         await websocket.close(code=Close.POLICY)  # before accept: HTTP 403
         return
+    # A token in the upgrade request is checked before upgrading: a bad one never gets a socket (S16 d, S20).
+    bearer = websocket.headers.get("authorization")
+    if bearer is not None:
+        token = _bearer_token(bearer)
+        try:
+            if token is None:
+                raise Unauthorized("expected Authorization: Bearer <access token>")
+            s.tokens.verify(token)
+        except ZzdError as exc:
+            mark_denied()
+            s.metrics.ws_refused.labels("unauthorized").inc()
+            await websocket.send_denial_response(error_response(exc))
+            return
+    else:
+        token = None
     hub = s.hub
     # uvicorn's --limit-concurrency answers 503 to HTTP requests only (upgrades skip
     # its check), so the WebSocket cap is ours (S16 b); a draining process refuses too,
@@ -75,7 +90,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
             )
         )
         return
-    conn = Connection(websocket, s)
+    conn = Connection(websocket, s, handshake_token=token)
     try:
         await conn.run()
     finally:
@@ -100,6 +115,13 @@ class _App(Starlette):
             await ws_endpoint(WebSocket(scope, receive, send))
             return
         await super().__call__(scope, receive, send)
+
+
+def _bearer_token(header: str) -> str | None:
+    """The token of ``Bearer <token>`` (the scheme in any case, as RFC 9110 has it), or None."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def _origin_allowed(websocket: WebSocket, origin: str, s: Services) -> bool:

@@ -33,9 +33,13 @@ class Metrics:
         )
         self.closes = Counter("zzd_ws_closes_total", "Connections closed by the server", ["code"], registry=r)
         self.catch_ups = Counter("zzd_catch_ups_total", "Gap repairs read from the database", registry=r)
-        #: Handshakes answered 503 (``busy``: hellos pending; ``full``: the connection cap; ``draining``).
+        #: Handshakes refused before the upgrade: 503 (``busy``: hellos pending; ``full``: the connection
+        #: cap; ``draining``) or 401 (``unauthorized``: a bad token in the ``Authorization`` header).
         self.ws_refused = Counter(
-            "zzd_ws_refused_total", "WebSocket handshakes refused with 503", ["reason"], registry=r
+            "zzd_ws_refused_total",
+            "WebSocket handshakes refused before the upgrade (503 or 401)",
+            ["reason"],
+            registry=r,
         )
         # Closed loop (issue 6): seconds from a task's creation to its acceptance, resolution, closing.
         loop_buckets = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800)

@@ -146,7 +146,8 @@ def build_asyncapi() -> dict[str, Any]:
             "title": "ZZD WebSocket protocol",
             "version": __version__,
             "description": "One WebSocket at /ws; text frames, each one JSON object of at most 64 KiB. "
-            "The first frame is hello with an access token. Reference: docs/protocol.md.",
+            "The first frame is hello with an access token (or the upgrade request carries it as "
+            "Authorization: Bearer, checked before upgrading: HTTP 401 for a bad one). Reference: docs/protocol.md.",
         },
         "defaultContentType": "application/json",
         "servers": {"zzd": {"host": "localhost:8000", "protocol": "ws", "pathname": "/"}},

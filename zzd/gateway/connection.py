@@ -85,6 +85,7 @@ class Connection:
         "_timer",
         "_writer",
         "cursor",
+        "handshake_token",
         "person_id",
         "protocol",
         "s",
@@ -93,9 +94,11 @@ class Connection:
         "ws",
     )
 
-    def __init__(self, ws: WebSocket, services: Services) -> None:
+    def __init__(self, ws: WebSocket, services: Services, handshake_token: str | None = None) -> None:
         self.ws = ws
         self.s = services
+        #: The upgrade's ``Authorization: Bearer`` token, checked before the upgrade (``zzd.app``).
+        self.handshake_token = handshake_token
         cfg = services.settings
         self.protocol = GatewayProtocol(
             now=services.clock.monotonic(), auth_timeout=cfg.ws_auth_timeout, leeway=cfg.jwt_leeway

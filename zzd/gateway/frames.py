@@ -36,7 +36,8 @@ class Resume(BaseModel):
 class Hello(_Frame):
     type: Literal["hello"]
     v: Literal[1]
-    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+    #: The access token; may be left out when the upgrade request carried it (``Authorization: Bearer``).
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | None = None
     #: Resume the event stream after ``since``; omit to start live from now.
     resume: Resume | None = None
 

@@ -13,7 +13,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound, RateLimited, ResyncRequired, ZzdError
+from kernel.errors import (
+    BadRequest,
+    ErrorCode,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    ResyncRequired,
+    Unauthorized,
+    ZzdError,
+)
 from kernel.wire import loads
 from messaging.chat import SendRequest
 from messaging.conversations.model import PostRequest
@@ -38,6 +47,8 @@ class Peer(Protocol):
 
     person_id: int
     protocol: GatewayProtocol
+    #: The access token the upgrade request carried (already checked then), or None.
+    handshake_token: str | None
 
     def subscribe(self, person_id: int, session_id: str) -> None:
         """Take this person's live events from now on (before the stream position is read)."""
@@ -86,7 +97,10 @@ def _failed(s: Services, peer: Peer, req: Request, err: ZzdError) -> None:
 
 async def hello(s: Services, peer: Peer, frame: Hello) -> None:
     """Authenticate the socket, subscribe it, and tell the client where its stream stands."""
-    claims: AccessClaims = s.tokens.verify(frame.token)
+    token = frame.token if frame.token is not None else peer.handshake_token
+    if token is None:
+        raise Unauthorized("no access token: put it in the hello or in the upgrade's Authorization header")
+    claims: AccessClaims = s.tokens.verify(token)
     # Both reads are shared with the other hellos waiting at the moment (a reconnect storm).
     if not await s.hellos.session_active(claims.session_id, claims.person_id):
         raise Forbidden("session is no longer active")
