@@ -229,6 +229,7 @@ async def run_load(
     bare: bool = False,
     on_connected: Callable[[], None] | None = None,
     only: str | None = None,
+    tag: str = "",
 ) -> LoadResult:
     """Connect everyone (round-robin over ``urls``), drive the mix, wait for deliveries, check I1–I5.
 
@@ -241,6 +242,8 @@ async def run_load(
     benchmark reads the servers' RSS there: the bar's growth is counted after warm-up).
     ``only``: only this kind of send (``chat``, ``notice`` or ``task``, no acks), to
     measure what one kind costs the server; None for the mix.
+    ``tag``: prefixed to every idempotency key, so that a second run by the same persons on the
+    same database sends new items rather than repeating the first run's keys (and getting its ids).
     """
     loop = asyncio.get_running_loop()
     res = LoadResult()
@@ -341,7 +344,7 @@ async def run_load(
             if len(urls) > 1 and rng.random() < 0.5:  # half crossing processes
                 others = [c for c in clients if node_of[c.person.pid] != node_of[a.person.pid]]
                 b = rng.choice(others)
-            item = _Item("chat", due, a.person.pid, {a.person.pid, b.person.pid}, f"c{n}")
+            item = _Item("chat", due, a.person.pid, {a.person.pid, b.person.pid}, f"{tag}c{n}")
             body = repr(due) if bare else f"负载 {n}"  # the relay's deliveries are timed from the body
             frame = {"type": "send", "to": b.person.pid, "client_msg_id": item.key, "body": body}
             return asyncio.create_task(one(item, frame, a, None))
@@ -351,18 +354,18 @@ async def run_load(
         if bare:  # the relay's only frame: one send from the head to one of its workers
             kind = "notice" if roll < 0.8 else "task" if roll < 0.9 else "ack"
             w = rng.choice(ws_)
-            item = _Item(kind, due, head.person.pid, {w.person.pid}, f"b{n}")
+            item = _Item(kind, due, head.person.pid, {w.person.pid}, f"{tag}b{n}")
             frame = {"type": "send", "to": w.person.pid, "client_msg_id": item.key, "body": repr(due)}
             return asyncio.create_task(one(item, frame, head, None))
         if roll < 0.8:
             audience = {w.person.pid for w in ws_}
-            item = _Item("notice", due, head.person.pid, audience, f"n{n}")
+            item = _Item("notice", due, head.person.pid, audience, f"{tag}n{n}")
             body = {"as_position": head.person.position, "selector": f"专职网格员@{head.person.unit}/**",
                     "client_msg_id": item.key, "title": f"通知 {n}", "ack_required": True}  # fmt: skip
             return asyncio.create_task(one(item, {}, None, (node, "/api/v1/notices", body)))
         if roll < 0.9:
             w = rng.choice(ws_)
-            item = _Item("task", due, head.person.pid, {w.person.pid, head.person.pid}, f"t{n}")
+            item = _Item("task", due, head.person.pid, {w.person.pid, head.person.pid}, f"{tag}t{n}")
             body = {"as_position": head.person.position, "selector": f"pos:{w.person.position}",
                     "title": f"任务 {n}", "client_msg_id": item.key}  # fmt: skip
             return asyncio.create_task(one(item, {}, None, (node, "/api/v1/tasks", body)))
@@ -370,7 +373,7 @@ async def run_load(
         got = [f["data"]["notice_id"] for _, f in w.events if f["kind"] == "notice.new"]
         if not got:
             return None
-        item = _Item("ack", due, w.person.pid, set(), f"a{n}")
+        item = _Item("ack", due, w.person.pid, set(), f"{tag}a{n}")
         return asyncio.create_task(one(item, {"type": "notice_ack", "notice_id": rng.choice(got)}, w, None))
 
     # The generator keeps every frame it receives (hundreds of thousands of dicts at the bar's
