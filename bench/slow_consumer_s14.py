@@ -36,8 +36,10 @@ import itertools
 import json
 import os
 import secrets
+import statistics
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +71,8 @@ class Phase:
     res: LoadResult
     load: tuple[float, float]
     rss: tuple[int, int]
+    #: CPU seconds over the schedule and its drain: the server's, the load generator's.
+    cpu: tuple[float, float] = (0.0, 0.0)
     big_acked: int = 0
     big_failed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -86,6 +90,13 @@ async def _closes(url: str, http: httpx.AsyncClient | None = None) -> dict[str, 
             code = line.split('code="', 1)[1].split('"', 1)[0]
             out[code] = int(float(line.rsplit(" ", 1)[1]))
     return out
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far, from ``/proc``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> bytes:
@@ -164,7 +175,7 @@ async def _poll_sockets(
 
 async def _phase(
     kind: str, n: int, server: ServerProcess, normal: list[Person], stuck: Person, sender: Person,
-    args: argparse.Namespace,
+    args: argparse.Namespace, seconds: float,
 ) -> Phase:  # fmt: skip
     """One phase: the mix on ``normal``; in B and C also the 16 KiB sends to ``stuck``."""
     loop = asyncio.get_running_loop()
@@ -189,7 +200,10 @@ async def _phase(
     big: list[asyncio.Task[list[int]]] = []
     started: list[float] = []
 
+    cpu0: list[float] = []
+
     def connected() -> None:
+        cpu0.extend((_cpu(server.proc.pid), time.process_time()))
         if big_sender is not None:
             tag = f"{phase.name}-{secrets.token_hex(3)}"
             big.append(asyncio.create_task(
@@ -197,8 +211,9 @@ async def _phase(
             ))  # fmt: skip
 
     phase.res = await run_load(
-        [server.ws], normal, rate=args.rate, seconds=args.seconds, on_connected=connected, tag=f"{phase.name}-"
+        [server.ws], normal, rate=args.rate, seconds=seconds, on_connected=connected, tag=f"{phase.name}-"
     )
+    phase.cpu = (_cpu(server.proc.pid) - cpu0[0], time.process_time() - cpu0[1])
     acked = (await big[0]) if big else []
     if kind == "B":
         # The kernel keeps the socket until TCP_USER_TIMEOUT after its data stopped being acknowledged.
@@ -262,7 +277,8 @@ def _report(phases: list[Phase]) -> None:
             f"  {p.name}: ack p50/p99 {_ms(r.ack_lat, 50):.0f}/{_ms(r.ack_lat, 99):.0f} ms, "
             f"deliver p50/p99 {_ms(r.deliver_lat, 50):.0f}/{_ms(r.deliver_lat, 99):.0f} ms; "
             f"{len(r.ack_lat)} acks, failed {len(r.failed)}, violations {len(r.violations)}, unexpected closes "
-            f"{len(r.unexpected_closes)}; RSS {p.rss[0]}→{p.rss[1]} MiB; load {p.load[0]:.1f}→{p.load[1]:.1f}",
+            f"{len(r.unexpected_closes)}; RSS {p.rss[0]}→{p.rss[1]} MiB; CPU s server {p.cpu[0]:.1f}, "
+            f"generator {p.cpu[1]:.1f}; load {p.load[0]:.1f}→{p.load[1]:.1f}",
             flush=True,
         )
         for note in p.notes:
@@ -274,9 +290,17 @@ def _report(phases: list[Phase]) -> None:
         acks, dels = pooled.setdefault(p.name[0], ([], []))
         acks.extend(p.res.ack_lat)
         dels.extend(p.res.deliver_lat)
-    print("pooled by kind of phase:", flush=True)
+    print("pooled by kind of phase (and the median of the phases' own p99s):", flush=True)
     for k, (acks, dels) in sorted(pooled.items()):
-        print(f"  {k}: ack p99 {_ms(acks, 99):.0f} ms, deliver p99 {_ms(dels, 99):.0f} ms ({len(acks)} acks)")
+        own = [p for p in phases if p.name[0] == k]
+        mid_a = statistics.median(_ms(p.res.ack_lat, 99) for p in own)
+        mid_d = statistics.median(_ms(p.res.deliver_lat, 99) for p in own)
+        print(
+            f"  {k}: ack p50 {_ms(acks, 50):.0f} / p99 {_ms(acks, 99):.0f} ms (median {mid_a:.0f}), deliver p50 "
+            f"{_ms(dels, 50):.0f} / p99 {_ms(dels, 99):.0f} ms (median {mid_d:.0f}); {len(acks)} acks; "
+            f"server CPU {sum(p.cpu[0] for p in own) / len(own):.1f} s a phase",
+            flush=True,
+        )
     for num, den in (("B", "A"), ("C", "A"), ("B", "C")):
         if num in pooled and den in pooled:
             a = _ms(pooled[num][0], 99) / max(_ms(pooled[den][0], 99), 1e-9)
@@ -297,9 +321,12 @@ async def _run(db_url: str, args: argparse.Namespace, workdir: Path) -> list[Pha
         ZZD_SEND_RATE_PER_MINUTE="100000", ZZD_LIMIT_CONCURRENCY="30000", ZZD_TCP_USER_TIMEOUT_MS=timeout,
     ) as servers:  # fmt: skip
         counts: dict[str, int] = {}
+        if args.warmup > 0:  # first-phase costs (caches, prepared statements) out of the figures
+            w = await _phase("A", 0, servers[0], normal, stuck, sender, args, args.warmup)
+            print(f"warm-up ({args.warmup:g} s, not counted): ack p99 {_ms(w.res.ack_lat, 99):.0f} ms", flush=True)
         for kind in args.phases:
             counts[kind] = counts.get(kind, 0) + 1
-            p = await _phase(kind, counts[kind], servers[0], normal, stuck, sender, args)
+            p = await _phase(kind, counts[kind], servers[0], normal, stuck, sender, args, args.seconds)
             print(f"{p.name} done: ack p99 {_ms(p.res.ack_lat, 99):.0f} ms; {'; '.join(p.notes)}", flush=True)
             phases.append(p)
     return phases
@@ -311,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=50.0, help="their sends/s (S1: 200 for 2,000 connections)")
     p.add_argument("--seconds", type=float, default=20.0, help="each phase's schedule")
     p.add_argument("--phases", default="ABCABCABC", help="A: mix alone; B: + stuck client; C: + same sends, read")
+    p.add_argument("--warmup", type=float, default=10.0, help="seconds of the mix alone first, not counted")
     p.add_argument("--big-count", type=int, default=1000, help="16 KiB messages to the stuck person per phase")
     p.add_argument("--big-rate", type=float, default=50.0, help="their rate, per second")
     p.add_argument("--tcp-user-timeout-ms", type=int, default=30_000, help="the server's (production default)")
