@@ -306,7 +306,7 @@ def _report(phases: list[Phase]) -> None:
             a = _ms(pooled[num][0], 99) / max(_ms(pooled[den][0], 99), 1e-9)
             d = _ms(pooled[num][1], 99) / max(_ms(pooled[den][1], 99), 1e-9)
             bar = " (the bar: ≤ 1.20)" if (num, den) == ("B", "A") else ""
-            print(f"  p99 ratio {num}/{den}: ack {a:.2f}, deliver {d:.2f}{bar}", flush=True)
+            print(f"  p99 ratio {num}/{den}: ack {a:.3f}, deliver {d:.3f}{bar}", flush=True)
 
 
 async def _run(db_url: str, args: argparse.Namespace, workdir: Path) -> list[Phase]:
