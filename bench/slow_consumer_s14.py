@@ -240,7 +240,14 @@ async def _phase(
         back = await Client.connect(server.ws, stuck.token, resume=resume)
         try:
             await back.wait_events(len(acked), timeout=120)
-            got = [e["data"]["id"] for e in back.events if e["kind"] == "message.new"]
+
+            def got_ids() -> list[int]:
+                return [e["data"]["id"] for e in back.matching(lambda e: e["kind"] == "message.new")]
+
+            until = loop.time() + 60  # other kinds of event may come first: wait for every message
+            while len(got_ids()) < len(acked) and loop.time() < until:
+                await asyncio.sleep(POLL)
+            got = got_ids()
             ok = got == acked
             phase.notes.append(
                 f"resume from seq {hello['last_seq']}: {len(got)} of {len(acked)} acknowledged 16 KiB messages, "
