@@ -189,6 +189,11 @@ async def test_the_rate_limit_answers_429_with_retry_after(org_server: RunningSe
     async with _h(rs, tok) as h:
         codes = [(await h.get("/api/v1/bot/me")).status_code for _ in range(3)]
         r = await h.get("/api/v1/bot/me")
+        if r.status_code == 200:
+            # The limit is a sliding-window counter (docs/apps.md): the previous minute's count is
+            # weighted by the part of it still inside the window, so right after a minute boundary
+            # 3 x 0.99 < 3 lets one more through. Then the count is over: the next one is refused.
+            r = await h.get("/api/v1/bot/me")
     assert codes == [200, 200, 200]
     assert (r.status_code, r.json()["error"]["code"]) == (429, "rate_limited")
     assert int(r.headers["retry-after"]) in range(1, 61)
