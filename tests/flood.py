@@ -3,9 +3,10 @@
 Separate from the test's event loop so that the bystanders' latency the test
 measures is the server's, not the flood client's own CPU. Prints one JSON
 line: close codes seen (how many of each; ``503`` for a handshake shed before
-the upgrade, ``401`` for one refused for its token), handshakes made, seconds taken, and when the flood started and
-ended on ``time.monotonic()`` (``started``, ``ended``: the same clock in every
-process, so a caller can split other processes' samples by them).
+the upgrade, ``401`` for one refused for its token), handshakes made, seconds
+taken, and when the flood started and ended on ``time.monotonic()``
+(``started``, ``ended``: the same clock in every process, so a caller can
+split other processes' samples by them).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from zzd.http import (
     upload_routes,
     web_routes,
 )
-from zzd.http.common import error_response, guard_int_params
+from zzd.http.common import bearer_token, error_response, guard_int_params
 from zzd.http.observe import RequestMetrics
 from zzd.http.openapi import openapi_route
 from zzd.metrics import routes as metrics_routes
@@ -62,7 +62,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     # A token in the upgrade request is checked before upgrading: a bad one never gets a socket (S16 d, S20).
     bearer = websocket.headers.get("authorization")
     if bearer is not None:
-        token = _bearer_token(bearer)
+        token = bearer_token(bearer)
         try:
             if token is None:
                 raise Unauthorized("expected Authorization: Bearer <access token>")
@@ -115,13 +115,6 @@ class _App(Starlette):
             await ws_endpoint(WebSocket(scope, receive, send))
             return
         await super().__call__(scope, receive, send)
-
-
-def _bearer_token(header: str) -> str | None:
-    """The token of ``Bearer <token>`` (the scheme in any case, as RFC 9110 has it), or None."""
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 def _origin_allowed(websocket: WebSocket, origin: str, s: Services) -> bool:

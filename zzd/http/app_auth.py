@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 from apps.model import AppPrincipal, Scope, require_scope
 from kernel.errors import Unauthorized
-from zzd.http.common import services_of
+from zzd.http.common import bearer_token, services_of
 
 if TYPE_CHECKING:
     from zzd.services import Services
@@ -31,10 +31,10 @@ async def current_app(request: Request, *scopes: Scope) -> tuple[Services, AppPr
         Forbidden: ``insufficient_scope``, naming the (first) scope needed.
     """
     s = services_of(request)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
         raise Unauthorized("missing bearer token")
-    claims = s.tokens.verify_app(token.strip())
+    claims = s.tokens.verify_app(token)
     principal = await s.apps.principal(claims.app_id, claims.secret_id)
     await s.app_rate.hit(principal.app_id, principal.app.rate_per_minute)
     if scopes and not any(sc.value in principal.app.scopes for sc in scopes):

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["authenticate", "error_response", "guard_int_params", "json_body", "services_of"]
+__all__ = ["authenticate", "bearer_token", "error_response", "guard_int_params", "json_body", "services_of"]
 
 MAX_BODY_BYTES = 65_536
 M = TypeVar("M", bound=BaseModel)
@@ -71,14 +71,23 @@ async def _json_value(request: Request) -> Any:
     return strict_loads(text)
 
 
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (the scheme in any case, RFC 9110), or None.
+
+    One parser for REST, the bot API and the WebSocket upgrade, so all three read the header alike.
+    """
+    scheme, _, token = (header or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 async def authenticate(request: Request) -> AccessClaims:
     """The caller's claims from ``Authorization: Bearer``, with the session still active."""
     s = services_of(request)
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
         raise Unauthorized("missing bearer token")
-    claims = s.tokens.verify(token.strip())
+    claims = s.tokens.verify(token)
     # The session read is shared with the other requests and hellos checking at the same
     # moment (one statement for all, read after this request arrived: revocation is as
     # immediate as before); under load it was a transaction of its own per request.
