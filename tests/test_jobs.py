@@ -49,3 +49,30 @@ async def test_a_pass_that_outlasts_the_grace_is_cancelled() -> None:
     await started.wait()
     await asyncio.wait_for(jobs.stop(), 5)
     assert cancelled == [True]
+
+
+async def test_a_woken_job_waits_out_its_gap_and_one_pass_serves_the_wakes_meanwhile() -> None:
+    """The sealer and the app dispatcher are woken by every commit: under load one pass per gap serves them all."""
+    jobs, wake, ran = Jobs(), asyncio.Event(), asyncio.Queue[None]()
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def job() -> None:
+        starts.append(loop.time())
+        ran.put_nowait(None)
+
+    gap = 1.0
+    jobs.every(3600, job, "gapped", wake=wake, wake_gap=gap)
+    try:
+        woken = loop.time()
+        wake.set()
+        await asyncio.wait_for(ran.get(), 10)
+        assert starts[0] - woken < gap  # idle before: no wait
+        for _ in range(10):  # ten commits during the gap
+            wake.set()
+            await asyncio.sleep(0)
+        await asyncio.wait_for(ran.get(), 10)
+        assert starts[1] - starts[0] >= gap - 0.001
+        assert len(starts) == 2 and ran.empty()
+    finally:
+        await jobs.stop()

@@ -194,6 +194,9 @@ class Settings(BaseSettings):
     delivery_lease: float = Field(default=60.0, ge=1)
     #: Seconds between delivery worker polls (a new outbox event also wakes the worker in-process).
     delivery_poll_interval: float = Field(default=0.5, gt=0)
+    #: Least seconds between two passes of the app dispatcher woken by new outbox rows: under load one
+    #: pass then takes the rows of many commits instead of a transaction per commit (0: a pass per wake).
+    dispatch_wake_gap: float = Field(default=0.05, ge=0, le=5)
     #: Whether each server process sends webhooks itself (the embedded default). False: ``zzd delivery``
     #: processes send them (zzd/delivery_process.py), so attempts never share a server's event loop with
     #: chat; needs the Redis broker, on which the servers wake them.

@@ -25,7 +25,7 @@ from apps.ratelimit import AppRateLimiter
 from apps.registry import AppRegistry
 from apps.stream import StreamDeliveries
 from apps.subscriptions import SubscriptionService
-from kernel.audit import Sealer
+from kernel.audit import SEAL_GAP, Sealer
 from kernel.audit import prune as prune_audit
 from kernel.clock import Clock, SystemClock
 from kernel.db.database import Database
@@ -411,11 +411,13 @@ class Services:
         self.jobs.every(3600.0, self._prune_audit, "audit-prune")
         # Audited writes only insert their entry; this chains them after each commit (kernel/audit.py).
         self.sealer = Sealer(self.db)
-        self.jobs.every(self.sealer.poll, self.sealer.run_once, "audit-seal", wake=self.sealer.bell)
+        self.jobs.every(self.sealer.poll, self.sealer.run_once, "audit-seal", wake=self.sealer.bell, wake_gap=SEAL_GAP)
         self.jobs.every(self.settings.retention_interval, self.retention.run, "retention")
         # The open platform: outbox events become deliveries; webhooks go out from every process.
         poll = self.settings.delivery_poll_interval
-        self.jobs.every(poll, self.dispatcher.run_once, "app-dispatch", wake=self.outbox_bell)
+        # Woken after each commit that wrote outbox rows, but one pass per gap reads them all.
+        gap = self.settings.dispatch_wake_gap
+        self.jobs.every(poll, self.dispatcher.run_once, "app-dispatch", wake=self.outbox_bell, wake_gap=gap)
         self.jobs.every(self.settings.background_interval, self.stream.dead_letter_due, "stream-dead-letter")
         if self.settings.delivery_in_server:
             self.delivery.start()
