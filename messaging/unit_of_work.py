@@ -89,7 +89,13 @@ class Txn:
         recipients' streams in ascending order, and two appends in one
         transaction would take two such passes.
         """
-        groups = await self._events.append(self.conn, events, self.now)
+        groups: list[EventGroup] | None = None
+        if ends_in_one_statement(self.conn):
+            # Lock, number and write in one statement (the chat's every batch comes here).
+            driver = await driver_in_transaction(self.conn)
+            groups = await finish_pg(driver, self.now, (), (), events)
+        if groups is None:  # SQLite, or a recipient without a stream row: EventLog.append creates it
+            groups = await self._events.append(self.conn, events, self.now)
         self._groups.extend(groups)
         return groups
 
