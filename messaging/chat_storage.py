@@ -44,7 +44,13 @@ __all__ = ["PG_KEY_LOOKUPS", "ChatStore", "NewMessage"]
 #: reports and bulk notices, which need those plans.
 PG_KEY_LOOKUPS = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
 
-_PG_PEOPLE = "SELECT id, name, disabled FROM persons WHERE id = ANY($1::bigint[])"
+# The batch's two reads in one statement: persons (tag true: id, name, disabled) and direct
+# chats (tag false: id, direct_key).
+_PG_PEOPLE_AND_CHATS = """
+SELECT true, id, name, disabled FROM persons WHERE id = ANY($1::bigint[])
+UNION ALL
+SELECT false, id, direct_key, false FROM conversations WHERE direct_key = ANY($2::text[])
+"""
 _SQLITE_PEOPLE = "SELECT id, name, disabled FROM persons WHERE id IN (SELECT value FROM json_each(?))"
 _PG_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key = ANY($1::text[])"
 _SQLITE_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key IN (SELECT value FROM json_each(?))"
@@ -68,11 +74,21 @@ _SQLITE_MEMBER = (
 )
 # Conversation rows before stream rows, in id order, like every other writer of messages.
 _PG_LOCK = "SELECT id FROM conversations WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
+# The messages not stored yet, and each conversation's ``last_message_id`` set to the newest of
+# them (``_last_messages``'s rule; a retry the conflict ignores returns no row and moves nothing).
 _PG_MESSAGES = """
-INSERT INTO messages (conversation_id, sender_id, client_msg_id, body, created_at)
-SELECT c, s, m, b, $5 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS v(c, s, m, b)
-ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-RETURNING id, sender_id, client_msg_id
+WITH inserted AS (
+    INSERT INTO messages (conversation_id, sender_id, client_msg_id, body, created_at)
+    SELECT c, s, m, b, $5 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS v(c, s, m, b)
+    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+    RETURNING id, conversation_id, sender_id, client_msg_id
+),
+last AS (
+    UPDATE conversations AS c SET last_message_id = n.m
+    FROM (SELECT conversation_id AS id, max(id) AS m FROM inserted GROUP BY conversation_id) AS n
+    WHERE c.id = n.id
+)
+SELECT id, sender_id, client_msg_id FROM inserted
 """
 # ``WHERE true``: SQLite's parser needs it between INSERT … SELECT and ON CONFLICT.
 _SQLITE_MESSAGES = """
@@ -82,10 +98,6 @@ SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(va
 FROM json_each(?) WHERE true
 ON CONFLICT (sender_id, client_msg_id) DO NOTHING
 RETURNING id, sender_id, client_msg_id
-"""
-_PG_LAST = """
-UPDATE conversations AS c SET last_message_id = v.m
-FROM unnest($1::bigint[], $2::bigint[]) AS v(id, m) WHERE c.id = v.id
 """
 _SQLITE_LAST = "UPDATE conversations SET last_message_id = ? WHERE id = ?"
 
@@ -118,14 +130,19 @@ class ChatStore:
         """The batch's two reads: id → (name, disabled) of the persons among ``ids`` that
         exist, and direct_key → conversation id of the direct chats among ``keys`` that exist.
 
-        On SQLite both run in one trip to aiosqlite's thread (see ``in_sqlite_thread``).
+        One statement on PostgreSQL; on SQLite both run in one trip to aiosqlite's thread
+        (see ``in_sqlite_thread``).
         """
-        if self._pg:
-            people = await self._driver.fetch(_PG_PEOPLE, list(ids))
-            chats = await self._driver.fetch(_PG_DIRECT, list(keys))
-        else:
+        if not self._pg:
             people, chats = await in_sqlite_thread(self._driver, _sqlite_people_and_chats, list(ids), list(keys))
-        return {int(i): (str(n), bool(d)) for i, n, d in people}, {str(k): int(i) for k, i in chats}
+            return {int(i): (str(n), bool(d)) for i, n, d in people}, {str(k): int(i) for k, i in chats}
+        found: tuple[dict[int, tuple[str, bool]], dict[str, int]] = ({}, {})
+        for person, i, text, disabled in await self._driver.fetch(_PG_PEOPLE_AND_CHATS, list(ids), list(keys)):
+            if person:
+                found[0][int(i)] = (str(text), bool(disabled))
+            else:
+                found[1][str(text)] = int(i)
+        return found
 
     async def direct_ids(self, keys: Sequence[str]) -> dict[str, int]:
         """direct_key → conversation id of the direct chats that exist."""
@@ -154,18 +171,14 @@ class ChatStore:
     async def insert_messages(self, rows: Sequence[NewMessage]) -> dict[tuple[int, str], int]:
         """Store the messages not stored yet and move their conversations' ``last_message_id``.
 
-        Returns (sender_id, client_msg_id) → id of the messages inserted now. On
-        SQLite, one trip to aiosqlite's thread.
+        Returns (sender_id, client_msg_id) → id of the messages inserted now. One
+        statement on PostgreSQL, one trip to aiosqlite's thread on SQLite.
         """
         if not self._pg:
             return await in_sqlite_thread(self._driver, _sqlite_insert_messages, rows, self._at)
         cols = list(zip(*rows, strict=True))
         found = await self._driver.fetch(_PG_MESSAGES, *(list(c) for c in cols), self._now)
-        inserted = {(int(s), str(c)): int(i) for i, s, c in found}
-        last = _last_messages(rows, inserted)
-        if last:
-            await self._driver.execute(_PG_LAST, list(last), list(last.values()))
-        return inserted
+        return {(int(s), str(c)): int(i) for i, s, c in found}
 
     async def _fetch(self, pg_sql: str, sqlite_sql: str, values: list[Any]) -> list[Any]:
         if self._pg:

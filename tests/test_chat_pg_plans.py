@@ -26,13 +26,14 @@ pytestmark = pytest.mark.postgres
 
 #: name → (parameter types, statement) of every statement of a send batch that finds rows by key.
 _HOT = {
-    "people": ("bigint[]", chat_storage._PG_PEOPLE),
+    "people_and_chats": ("bigint[], text[]", chat_storage._PG_PEOPLE_AND_CHATS),
     "direct": ("text[]", chat_storage._PG_DIRECT),
     "lock_conversations": ("bigint[]", chat_storage._PG_LOCK),
-    "last_message": ("bigint[], bigint[]", chat_storage._PG_LAST),
+    "messages_and_last": ("bigint[], bigint[], text[], text[], timestamptz", chat_storage._PG_MESSAGES),
     "lock_heads": ("bigint[]", events._PG_LOCK_HEADS),
     "set_heads": ("bigint[], bigint[]", events._PG_SET_HEADS),
 }
+_INSERTS: dict[str, tuple[str, str]] = {}
 
 
 def _nodes(plan: dict[str, Any]) -> list[str]:
@@ -44,9 +45,9 @@ async def _generic_plans(db: Database) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     async with db.write() as conn:
         await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
-        for name, (types, sql) in _HOT.items():
+        for name, (types, sql) in (_HOT | _INSERTS).items():
             await conn.exec_driver_sql(f"PREPARE {name} ({types}) AS {sql}")
-            args = ", ".join("'{}'" for _ in types.split(","))
+            args = ", ".join("'{}'" if t.endswith("[]") else "now()" for t in types.split(","))
             raw = (await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) EXECUTE {name} ({args})")).scalar()
             await conn.exec_driver_sql(f"DEALLOCATE {name}")
             out[name] = _nodes((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"])
@@ -64,8 +65,8 @@ async def test_hot_chat_statements_probe_indexes_on_a_fresh_database(own_pg_data
         await s.chat_db.dispose()
         await s.db.dispose()
     scans = {"Seq Scan", "Hash Join", "Merge Join"}
-    assert {name: sorted(scans & set(nodes)) for name, nodes in chat.items()} == {name: [] for name in _HOT}
-    for name, nodes in chat.items():
-        assert any("Index" in n for n in nodes), (name, nodes)
+    assert {name: sorted(scans & set(nodes)) for name, nodes in chat.items()} == {name: [] for name in _HOT | _INSERTS}
+    for name in _HOT:
+        assert any("Index" in n for n in chat[name]), (name, chat[name])
     # The control: the shared pool's planner still scans the fresh, never analysed tables.
     assert any(scans & set(nodes) for nodes in shared.values()), shared
