@@ -196,8 +196,7 @@ class ChatService:
         found = {k: known[k] for k in pairs if k in known}
         missing = {k: pairs[k] for k in pairs if k not in found}
         if missing:
-            await store.create_direct(missing)
-            found.update(await store.direct_ids(list(missing)))
+            found.update(await store.create_direct(missing))
         return found
 
     @staticmethod

@@ -54,19 +54,28 @@ SELECT false, id, direct_key, false FROM conversations WHERE direct_key = ANY($2
 _SQLITE_PEOPLE = "SELECT id, name, disabled FROM persons WHERE id IN (SELECT value FROM json_each(?))"
 _PG_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key = ANY($1::text[])"
 _SQLITE_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key IN (SELECT value FROM json_each(?))"
+# The chats this statement creates, their memberships, and their ids. The persons of the key
+# at place i of $1 are $2[i] and $3[i] (one row for a chat with oneself: DISTINCT). A key
+# another transaction created (committed before, or while this one waited for its row) is
+# left out: that row is not in this statement's snapshot, and its creator wrote the memberships.
 _PG_NEW_DIRECT = """
-INSERT INTO conversations (kind, direct_key, created_at)
-SELECT 'direct', k, $2 FROM unnest($1::text[]) AS k
-ON CONFLICT (direct_key) DO NOTHING
+WITH created AS (
+    INSERT INTO conversations (kind, direct_key, created_at)
+    SELECT 'direct', k, $4 FROM unnest($1::text[]) WITH ORDINALITY AS v(k, o) ORDER BY o
+    ON CONFLICT (direct_key) DO NOTHING
+    RETURNING id, direct_key
+),
+members AS (
+    INSERT INTO conversation_members (conversation_id, person_id, last_read_message_id, joined_at)
+    SELECT DISTINCT c.id, m.p, 0, $4::timestamptz
+    FROM created AS c, array_position($1::text[], c.direct_key::text) AS i,
+         LATERAL (VALUES (($2::bigint[])[i]), (($3::bigint[])[i])) AS m(p)
+)
+SELECT direct_key, id FROM created
 """
 _SQLITE_NEW_DIRECT = """
 INSERT INTO conversations (kind, direct_key, created_at) VALUES ('direct', ?, ?)
 ON CONFLICT (direct_key) DO NOTHING
-"""
-_PG_MEMBERS = """
-INSERT INTO conversation_members (conversation_id, person_id, last_read_message_id, joined_at)
-SELECT c, p, 0, $3 FROM unnest($1::bigint[], $2::bigint[]) AS v(c, p)
-ON CONFLICT (conversation_id, person_id) DO NOTHING
 """
 _SQLITE_MEMBER = (
     "INSERT INTO conversation_members (conversation_id, person_id, last_read_message_id, joined_at)"
@@ -149,19 +158,28 @@ class ChatStore:
         rows = await self._fetch(_PG_DIRECT, _SQLITE_DIRECT, list(keys))
         return {str(k): int(i) for k, i in rows}
 
-    async def create_direct(self, pairs: dict[str, tuple[int, int]]) -> None:
-        """Create these direct chats (``direct_key`` → its two persons) and their memberships, if missing."""
+    async def create_direct(self, pairs: dict[str, tuple[int, int]]) -> dict[str, int]:
+        """Create these direct chats (``direct_key`` → its two persons) and their memberships, if
+        missing; returns direct_key → conversation id of each.
+
+        On PostgreSQL one statement creates them; only when another transaction created
+        one of the keys first (it is not in that statement's snapshot) does a second read it.
+        """
         keys = list(pairs)
-        if self._pg:
-            await self._driver.execute(_PG_NEW_DIRECT, keys, self._now)
-        else:
+        if not self._pg:
             await self._driver.executemany(_SQLITE_NEW_DIRECT, [(k, self._at) for k in keys])
-        ids = await self.direct_ids(keys)
-        members = [(ids[k], p) for k in keys for p in dict.fromkeys(pairs[k])]
-        if self._pg:
-            await self._driver.execute(_PG_MEMBERS, [c for c, _ in members], [p for _, p in members], self._now)
-        else:
+            ids = await self.direct_ids(keys)
+            members = [(ids[k], p) for k in keys for p in dict.fromkeys(pairs[k])]
             await self._driver.executemany(_SQLITE_MEMBER, [(c, p, self._at) for c, p in members])
+            return ids
+        keys.sort()  # one insert order: two batches creating common chats wait in turn, never in a cycle
+        firsts, seconds = [pairs[k][0] for k in keys], [pairs[k][1] for k in keys]
+        rows = await self._driver.fetch(_PG_NEW_DIRECT, keys, firsts, seconds, self._now)
+        ids = {str(k): int(i) for k, i in rows}
+        raced = [k for k in keys if k not in ids]
+        if raced:
+            ids.update(await self.direct_ids(raced))
+        return ids
 
     async def lock_conversations(self, ids: Sequence[int]) -> None:
         """Lock the conversation rows in id order (PostgreSQL; SQLite's writer is alone already)."""

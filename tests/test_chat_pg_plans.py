@@ -33,7 +33,11 @@ _HOT = {
     "lock_heads": ("bigint[]", events._PG_LOCK_HEADS),
     "set_heads": ("bigint[], bigint[]", events._PG_SET_HEADS),
 }
-_INSERTS: dict[str, tuple[str, str]] = {}
+#: Statements of a send batch that only insert (their conflict checks probe the unique indexes,
+#: which a plan does not show): no scan and no hash or merge join may appear in them either.
+_INSERTS = {
+    "new_direct": ("text[], bigint[], bigint[], timestamptz", chat_storage._PG_NEW_DIRECT),
+}
 
 
 def _nodes(plan: dict[str, Any]) -> list[str]:

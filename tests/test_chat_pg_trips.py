@@ -1,0 +1,202 @@
+"""How many statements a direct chat send batch sends to PostgreSQL, counted at asyncpg's protocol.
+
+Why count: under the S1 load (200 sends/s) the server process was ~73 % of a
+core busy, and each statement cost it ~75–100 µs (asyncpg's encoding, the
+socket's system calls), so the number of statements per batch is what a
+chat message costs the server. A batch of one message into a new chat sent
+14 (``BEGIN`` and ``COMMIT`` included), one into an existing chat 10. Now
+``messaging.chat_storage`` folds its reads, the new chat with its
+memberships, and the messages with ``last_message_id`` into one statement
+each, and ``Txn.append`` writes the events in one: 7 and 6. Counted here on the chat pool's own connections, warm (every
+statement prepared by an earlier batch), so that a statement added back to
+the path fails this test. Also here: the extra read the new-chat statement
+needs when another process created the same chat meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from messaging import chat_storage
+from messaging.chat import SendRequest, SendResult, direct_key
+from messaging.chat_storage import ChatStore
+from tests.client import new_person
+from tests.conftest import FAST_PASSWORDS, make_settings
+from tests.waiting import scaled, wait_until
+from zzd.services import Services
+
+pytestmark = pytest.mark.postgres
+
+#: asyncpg protocol calls that are a round trip each (the simple query, a bound execution, a prepare).
+_TRIPS = frozenset({"query", "bind_execute", "bind_execute_many", "prepare"})
+
+
+class _CountingProtocol:
+    """Forwards everything to asyncpg's protocol and logs (call, SQL) of each round trip."""
+
+    def __init__(self, real: Any, log: list[tuple[str, str]]) -> None:
+        self._real = real
+        self._log = log
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._real, name)
+        if name not in _TRIPS:
+            return attr
+        log = self._log
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if name.startswith("bind_"):  # (state, args, …): a prepared statement's execution
+                sql = (kwargs["state"] if "state" in kwargs else args[0]).query
+            else:  # query(sql, …), prepare(name, sql, …)
+                sql = kwargs.get("query", args[0] if name == "query" else args[1])
+            log.append((name, " ".join(str(sql).split())))
+            return attr(*args, **kwargs)
+
+        return call
+
+
+async def _counting_services(url: str, log: list[tuple[str, str]]) -> Services:
+    s = Services.build(make_settings(url, db_chat_pool_size=1), passwords=FAST_PASSWORDS)
+    assert s.chat_db is not None and s.chat_db is not s.db
+    engine = s.chat_db.writer.sync_engine
+
+    def count(dbapi: Any, _record: Any) -> None:
+        raw = dbapi._connection
+        raw._protocol = _CountingProtocol(raw._protocol, log)
+
+    def no_idle_ping(_dbapi: Any, record: Any, _proxy: Any) -> None:
+        record.info.pop("zzd_idle_since", None)  # a loaded machine's pause is not this test's statement
+
+    event.listen(engine, "connect", count)
+    event.listen(engine.pool, "checkout", no_idle_ping, insert=True)
+    await s.start()
+    return s
+
+
+def _chat_statements(trips: list[tuple[str, str]]) -> list[str]:
+    """The names of ``messaging.chat_storage``'s statements executed among ``trips``, in order."""
+    names = {
+        " ".join(getattr(chat_storage, n).split()): n
+        for n in ("_PG_PEOPLE_AND_CHATS", "_PG_DIRECT", "_PG_NEW_DIRECT", "_PG_LOCK", "_PG_MESSAGES")
+    }
+    return [names[sql] for call, sql in trips if call != "prepare" and sql in names]
+
+
+def _others(trips: list[tuple[str, str]]) -> list[str]:
+    """The statements among ``trips`` that are neither the chat's, nor the event log's, nor BEGIN/COMMIT."""
+    chat = {" ".join(getattr(chat_storage, n).split()) for n in dir(chat_storage) if n.startswith("_PG_")}
+    return [
+        sql
+        for _, sql in trips
+        if sql not in chat
+        and sql not in ("BEGIN;", "COMMIT;")
+        and "person_streams" not in sql
+        and "person_events" not in sql
+    ]
+
+
+async def _members(s: Services, conversation_id: int) -> list[int]:
+    async with s.db.read() as conn:
+        res = await conn.exec_driver_sql(
+            "SELECT person_id FROM conversation_members WHERE conversation_id = $1 ORDER BY person_id",
+            (conversation_id,),
+        )
+        return [int(p) for (p,) in res]
+
+
+async def _last_message(s: Services, conversation_id: int) -> int:
+    async with s.db.read() as conn:
+        res = await conn.exec_driver_sql("SELECT last_message_id FROM conversations WHERE id = $1", (conversation_id,))
+        return int(res.scalar_one())
+
+
+async def test_statements_per_send_batch(pg_database: str) -> None:
+    log: list[tuple[str, str]] = []
+    s = await _counting_services(pg_database, log)
+    try:
+        a, b, c = [(await new_person(s))[0] for _ in range(3)]
+        await s.events.ensure_streams([a, b, c])
+
+        async def batch(sender: int, to: int, cmid: str) -> tuple[SendResult, list[tuple[str, str]]]:
+            log.clear()
+            res = await s.chat.send(SendRequest(sender, to, cmid, "statements"))
+            return res, list(log)
+
+        await batch(a, b, "warm-new")  # prepares the statements of a new chat
+        await batch(a, b, "warm-old")  # and of an existing one
+        await batch(a, b, "warm-old")  # and of a retry
+        first, new_chat = await batch(a, c, "new")
+        second, old_chat = await batch(c, a, "old")
+        retry, again = await batch(c, a, "old")
+    finally:
+        await s.stop()
+
+    # BEGIN, the reads, the chat and its members, the lock, the messages, the events (Txn.append), COMMIT.
+    assert _chat_statements(new_chat) == ["_PG_PEOPLE_AND_CHATS", "_PG_NEW_DIRECT", "_PG_LOCK", "_PG_MESSAGES"]
+    assert _others(new_chat) == [], new_chat
+    assert len(new_chat) <= 7, new_chat
+    assert _chat_statements(old_chat) == ["_PG_PEOPLE_AND_CHATS", "_PG_LOCK", "_PG_MESSAGES"]
+    assert _others(old_chat) == [], old_chat
+    assert len(old_chat) <= 6, old_chat
+    # A retry: no event, its stored message read back (SQLAlchemy's statement) and answered as a duplicate.
+    assert _chat_statements(again) == ["_PG_PEOPLE_AND_CHATS", "_PG_LOCK", "_PG_MESSAGES"]
+    assert [sql.split(" FROM ")[1].split()[0] for sql in _others(again)] == ["messages"], again
+    assert len(again) == 6, again
+    assert (retry.message_id, retry.duplicate) == (second.message_id, True)
+
+    assert second.conversation_id == first.conversation_id
+    assert await _members(s, first.conversation_id) == sorted([a, c])
+    assert await _last_message(s, first.conversation_id) == second.message_id
+
+
+async def test_a_chat_with_oneself_has_one_membership(pg_database: str) -> None:
+    s = Services.build(make_settings(pg_database, db_chat_pool_size=1), passwords=FAST_PASSWORDS)
+    await s.start()
+    try:
+        a, _ = await new_person(s)
+        res = await s.chat.send(SendRequest(a, a, "self", "备忘"))
+        assert await _members(s, res.conversation_id) == [a]
+        assert await _last_message(s, res.conversation_id) == res.message_id
+    finally:
+        await s.stop()
+
+
+async def test_a_chat_created_meanwhile_by_another_transaction_is_read_and_joined_once(pg_database: str) -> None:
+    """Another process creates the same direct chat while this batch's insert waits for its row.
+
+    The batch's insert then skips the key, and the committed row is not in that
+    statement's snapshot: the batch must read it in a statement of its own and
+    write no memberships (the creator wrote them).
+    """
+    log: list[tuple[str, str]] = []
+    s = await _counting_services(pg_database, log)
+    try:
+        a, b = [(await new_person(s))[0] for _ in range(2)]
+        async with s.db.write() as other:  # the other process's batch, on a connection of its own
+            store = await ChatStore.of(other, s.clock.now())
+            theirs = (await store.create_direct({direct_key(a, b): (a, b)}))[direct_key(a, b)]
+            log.clear()
+            send = asyncio.ensure_future(s.chat.send(SendRequest(a, b, "raced", "同时")))
+
+            async def waiting_for_their_row() -> bool:
+                async with s.db.read() as conn:
+                    res = await conn.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                        " AND query LIKE '%INSERT INTO conversations%'"
+                    )
+                    return int(res.scalar_one()) > 0
+
+            await wait_until(waiting_for_their_row, what="the batch's insert waits for the other transaction's row")
+            assert not send.done()
+        res = await asyncio.wait_for(send, scaled(10))
+    finally:
+        await s.stop()
+    assert _chat_statements(log) == ["_PG_PEOPLE_AND_CHATS", "_PG_NEW_DIRECT", "_PG_DIRECT", "_PG_LOCK", "_PG_MESSAGES"]
+    assert res.conversation_id == theirs and res.duplicate is False
+    assert await _members(s, theirs) == sorted([a, b])
+    assert await _last_message(s, theirs) == res.message_id
