@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     receipt_retention_days: int | None = Field(default=None, ge=30)
     #: Seconds between runs of the retention job in each process.
     retention_interval: float = Field(default=60.0, gt=0)
+    #: Seconds between checks for tables grown enough to analyze again (PostgreSQL; kernel/db/dialect.py).
+    statistics_interval: float = Field(default=10.0, gt=0)
     #: Days a one-time activation code from ``zzd person import`` stays valid.
     activation_code_days: int = Field(default=14, ge=1, le=365)
     #: Seconds between checks of the org version; a change made by any process

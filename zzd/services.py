@@ -28,7 +28,9 @@ from apps.subscriptions import SubscriptionService
 from kernel.audit import SEAL_GAP, Sealer
 from kernel.audit import prune as prune_audit
 from kernel.clock import Clock, SystemClock
+from kernel.db.base import metadata
 from kernel.db.database import Database
+from kernel.db.dialect import analyze_grown
 from kernel.jobs import Jobs
 from kernel.sessions import SessionStore
 from messaging.attachments.links import AttachmentLinks
@@ -409,6 +411,8 @@ class Services:
         self.jobs.every(self.settings.index_refresh_interval, self.members.run, "conversation-members")
         self.jobs.every(600.0, self.attachments.sweep_incoming, "upload-sweep")
         self.jobs.every(3600.0, self._prune_audit, "audit-prune")
+        # Plans kept by prepared statements follow the tables' growth (kernel/db/dialect.py).
+        self.jobs.every(self.settings.statistics_interval, self._refresh_statistics, "statistics")
         # Audited writes only insert their entry; this chains them after each commit (kernel/audit.py).
         self.sealer = Sealer(self.db)
         self.jobs.every(self.sealer.poll, self.sealer.run_once, "audit-seal", wake=self.sealer.bell, wake_gap=SEAL_GAP)
@@ -437,6 +441,13 @@ class Services:
         """Retention: entries older than ``audit_retention_days`` go, the chain's anchor moves with them."""
         now = self.clock.now()
         await prune_audit(self.db, now - timedelta(days=self.settings.audit_retention_days), now)
+
+    async def _refresh_statistics(self) -> None:
+        """``ANALYZE`` the project's tables that grew since their last analyze (PostgreSQL)."""
+        async with self.db.write() as conn:
+            grown = await analyze_grown(conn, metadata.tables.keys())
+        if grown:
+            logger.info("statistics refreshed: %s", ", ".join(grown))
 
     async def _run_task_timers(self) -> None:
         for outcome in await self.task_timers.run_due():

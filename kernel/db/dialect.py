@@ -12,6 +12,7 @@ No other module asks which dialect it runs on (``tests/test_dialect_places.py`` 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.selectable import GenerativeSelect
 
 __all__ = [
+    "analyze_grown",
     "chunks",
     "driver_fetch",
     "for_update",
@@ -91,6 +93,43 @@ async def refresh_statistics(conn: AsyncConnection, table: str) -> None:
     """
     if is_postgres(conn):
         await conn.execute(text(f"ANALYZE {table}"))
+
+
+#: Least rows changed since a table's last analyze, plus this share of its rows, before
+#: :func:`analyze_grown` analyzes it again (PostgreSQL's autovacuum: 50 and 10 %).
+ANALYZE_BASE = 1000
+ANALYZE_SHARE = 0.2
+
+_GROWN = text("""
+SELECT relname FROM pg_stat_user_tables
+WHERE schemaname = current_schema() AND relname = ANY(:names)
+  AND n_mod_since_analyze > :base + :share * GREATEST(n_live_tup, 0)
+ORDER BY n_mod_since_analyze DESC
+""")
+
+
+async def analyze_grown(conn: AsyncConnection, tables: Collection[str]) -> list[str]:
+    """``ANALYZE`` those of ``tables`` changed by more than ``ANALYZE_BASE`` rows plus
+    ``ANALYZE_SHARE`` of their size since their last analyze; returns their names (PostgreSQL;
+    nothing on SQLite, which plans without statistics of this kind).
+
+    Why: a prepared statement keeps the generic plan it built on its sixth use, until
+    the table's statistics change. On a server whose autovacuum is off, or has not
+    reached a new table yet, they never do: the receipt writer's ``UPDATE … FROM
+    unnest`` kept the sequential scan it chose at a few hundred receipts, and at the
+    S1 load read the whole of ``notice_receipts`` ten times a second, more each second
+    as it grew (docs/reliability.md, S1). An ``ANALYZE`` invalidates every session's
+    plans of the table, so they are planned again for its present size. Where
+    autovacuum runs, it analyzes at 10 % and this finds nothing to do. ``tables``
+    are names from the schema, never input.
+    """
+    if not is_postgres(conn):
+        return []
+    params = {"names": sorted(tables), "base": ANALYZE_BASE, "share": ANALYZE_SHARE}
+    grown = [str(r[0]) for r in await conn.execute(_GROWN, params)]
+    for name in grown:
+        await conn.execute(text(f'ANALYZE "{name}"'))
+    return grown
 
 
 async def reserve_ids(conn: AsyncConnection, table: str, n: int) -> list[int]:
