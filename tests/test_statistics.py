@@ -27,7 +27,7 @@ async def _modified(db: Database) -> int:
         return int((await conn.execute(q)).scalar_one())
 
 
-async def test_a_table_grown_past_the_threshold_is_analyzed_once(own_pg_database: str) -> None:
+async def test_a_table_is_analyzed_again_once_it_outgrew_its_size_at_the_last_analyze(own_pg_database: str) -> None:
     async with Database(own_pg_database) as db:
         async with db.write() as conn:
             await conn.execute(text("ANALYZE audit_log"))
@@ -49,3 +49,14 @@ async def test_a_table_grown_past_the_threshold_is_analyzed_once(own_pg_database
             assert (await conn.execute(q)).scalar_one()
         async with db.write() as conn:
             assert await analyze_grown(conn, ["audit_log"]) == []  # nothing changed since
+        more = rows + rows[:500]  # grown by a third more than its size then, but not by ANALYZE_BASE + that
+        async with db.write() as conn:
+            await conn.execute(insert(audit_log), more)
+            await conn.execute(text("SELECT pg_stat_force_next_flush()"))
+
+        async def counted_more() -> bool:
+            return await _modified(db) >= len(more)
+
+        await wait_until(counted_more, what="the second inserts counted")
+        async with db.write() as conn:
+            assert await analyze_grown(conn, ["audit_log"]) == []

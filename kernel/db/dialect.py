@@ -95,22 +95,25 @@ async def refresh_statistics(conn: AsyncConnection, table: str) -> None:
         await conn.execute(text(f"ANALYZE {table}"))
 
 
-#: Least rows changed since a table's last analyze, plus this share of its rows, before
-#: :func:`analyze_grown` analyzes it again (PostgreSQL's autovacuum: 50 and 10 %).
+#: Least rows changed since a table's last analyze, plus this share of the rows it had then,
+#: before :func:`analyze_grown` analyzes it again (autovacuum's own: 50 and 10 %). A share of
+#: 1 is a table that doubled: plans are refreshed as it grows by orders of magnitude, which is
+#: what turns a scan into an index probe, and an S1 run analyzed its big tables every 10 s
+#: at 20 %, each time a spike in every latency of the next half second (docs/reliability.md).
 ANALYZE_BASE = 1000
-ANALYZE_SHARE = 0.2
+ANALYZE_SHARE = 1.0
 
 _GROWN = text("""
-SELECT relname FROM pg_stat_user_tables
-WHERE schemaname = current_schema() AND relname = ANY(:names)
-  AND n_mod_since_analyze > :base + :share * GREATEST(n_live_tup, 0)
-ORDER BY n_mod_since_analyze DESC
+SELECT s.relname FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid
+WHERE s.schemaname = current_schema() AND s.relname = ANY(:names)
+  AND s.n_mod_since_analyze > :base + :share * GREATEST(c.reltuples, 0)
+ORDER BY s.n_mod_since_analyze DESC
 """)
 
 
 async def analyze_grown(conn: AsyncConnection, tables: Collection[str]) -> list[str]:
     """``ANALYZE`` those of ``tables`` changed by more than ``ANALYZE_BASE`` rows plus
-    ``ANALYZE_SHARE`` of their size since their last analyze; returns their names (PostgreSQL;
+    ``ANALYZE_SHARE`` of their size at their last analyze; returns their names (PostgreSQL;
     nothing on SQLite, which plans without statistics of this kind).
 
     Why: a prepared statement keeps the generic plan it built on its sixth use, until
