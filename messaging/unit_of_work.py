@@ -134,9 +134,8 @@ class Txn:
             if rows:
                 audit.seal_after_commit(self.conn)
             if groups is None:  # a recipient without a stream row: EventLog.append creates it
-                await self.append(self._pending)
-            else:
-                self._groups.extend(groups)
+                groups = await self._events.append(self.conn, self._pending, self.now)
+            self._groups.extend(groups)
             return
         await outbox.record_many(self.conn, self._outbox)
         await audit.record_many(self.conn, self._audit, self.now)

@@ -27,6 +27,18 @@ async def _modified(db: Database) -> int:
         return int((await conn.execute(q)).scalar_one())
 
 
+async def _insert_counted(db: Database, rows: list[dict[str, object]]) -> None:
+    """Insert ``rows`` into a just-analyzed ``audit_log`` and wait until the statistics count them."""
+    async with db.write() as conn:
+        await conn.execute(insert(audit_log), rows)
+        await conn.execute(text("SELECT pg_stat_force_next_flush()"))
+
+    async def counted() -> bool:
+        return await _modified(db) >= len(rows)
+
+    await wait_until(counted, what="the inserts counted in pg_stat_user_tables")
+
+
 async def test_a_table_is_analyzed_again_once_it_outgrew_its_size_at_the_last_analyze(own_pg_database: str) -> None:
     async with Database(own_pg_database) as db:
         async with db.write() as conn:
@@ -34,13 +46,7 @@ async def test_a_table_is_analyzed_again_once_it_outgrew_its_size_at_the_last_an
         assert await _modified(db) == 0
         now = datetime.now(UTC)
         rows = [{"at": now, "action": "test.row", "outcome": "ok", "detail": "{}"} for _ in range(ANALYZE_BASE + 500)]
-        async with db.write() as conn:
-            await conn.execute(insert(audit_log), rows)
-            await conn.execute(text("SELECT pg_stat_force_next_flush()"))
-        async def counted() -> bool:
-            return await _modified(db) >= len(rows)
-
-        await wait_until(counted, what="the inserts counted in pg_stat_user_tables")
+        await _insert_counted(db, rows)
         async with db.write() as conn:
             assert await analyze_grown(conn, ["audit_log", "persons"]) == ["audit_log"]
         assert await _modified(db) == 0
@@ -50,13 +56,6 @@ async def test_a_table_is_analyzed_again_once_it_outgrew_its_size_at_the_last_an
         async with db.write() as conn:
             assert await analyze_grown(conn, ["audit_log"]) == []  # nothing changed since
         more = rows + rows[:500]  # grown by a third more than its size then, but not by ANALYZE_BASE + that
-        async with db.write() as conn:
-            await conn.execute(insert(audit_log), more)
-            await conn.execute(text("SELECT pg_stat_force_next_flush()"))
-
-        async def counted_more() -> bool:
-            return await _modified(db) >= len(more)
-
-        await wait_until(counted_more, what="the second inserts counted")
+        await _insert_counted(db, more)
         async with db.write() as conn:
             assert await analyze_grown(conn, ["audit_log"]) == []

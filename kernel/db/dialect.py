@@ -131,7 +131,7 @@ async def analyze_grown(conn: AsyncConnection, tables: Collection[str]) -> list[
     params = {"names": sorted(tables), "base": ANALYZE_BASE, "share": ANALYZE_SHARE}
     grown = [str(r[0]) for r in await conn.execute(_GROWN, params)]
     for name in grown:
-        await conn.execute(text(f'ANALYZE "{name}"'))
+        await refresh_statistics(conn, name)
     return grown
 
 
