@@ -471,6 +471,8 @@ class NoticeService:
         u = index.unit(unit)
         key, mono = (notice_id, index.unit_id(u)), self._clock.monotonic()
         if mono - self._reminded.get(key, -1e18) < REMIND_INTERVAL:
+            async with self._db.read() as conn:  # anyone else gets 404: a 429 would say the notice exists
+                await self._access_sent(conn, actor_person_id, notice_id)
             raise RateLimited("reminded less than a minute ago", data={"retry_after": int(REMIND_INTERVAL)})
 
         async def change(tx: Txn) -> int:

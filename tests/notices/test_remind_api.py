@@ -44,6 +44,9 @@ async def test_remind_reaches_only_those_still_owing_in_the_unit_and_only_the_se
         # Acknowledged already, or outside the unit: no reminder (a later event proves the order).
         again = await h.post(f"/api/v1/notices/{nid}/remind", headers=auth(mgr_tok), json={"unit": "990101001"})
         assert again.status_code == 429
+        # Within that minute anyone else still gets 404, not 429, which would say the notice exists.
+        r = await h.post(f"/api/v1/notices/{nid}/remind", headers=auth(owe_tok), json={"unit": "990101001"})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
         r = await h.post(f"/api/v1/notices/{nid}/remind", headers=auth(mgr_tok), json={"unit": "990101002"})
         assert r.status_code == 200
         township2 = (await h.get("/api/v1/org/units/990101002", headers=auth(mgr_tok))).json()["id"]
