@@ -15,7 +15,7 @@ Text grammar::
            | "*@" UNIT                         every position of one unit
            | "head(pos:" INT ")"               the head of that position's unit
            | "superior(pos:" INT ")"           the same role one level up
-    UNIT  := DIGITS (a unit code) | "#" INT (a unit id)
+    UNIT  := CODE (a unit code: 1-32 ASCII letters and digits) | "#" INT (a unit id)
     LEVELS:= "[" LEVEL ("," LEVEL)* "]"       province city county township village grid
 """
 
@@ -133,13 +133,15 @@ def _check_size(sel: Selector) -> Selector:
 
 # ---------------------------------------------------------------------- text
 _ROLE = r"[^\s@|()\[\],#*:/\-]+"
+# NBS codes are digits; a unit created through the API gets "<parent code>x<NNN>" (org_tree/structure.py).
+_CODE = r"[0-9A-Za-z]{1,32}"
 _TOKEN = re.compile(
     rf"""\s*(?:
       (?P<lpar>\() | (?P<rpar>\)) | (?P<op>[|\-]) |
       (?P<pos>pos:(?P<pos_id>\d{{1,18}})) |
       (?P<rel>(?P<rel_kind>head|superior)\(\s*pos:(?P<rel_id>\d{{1,18}})\s*\)) |
-      (?P<unit_all>\*@(?P<ua_unit>\#\d{{1,18}}|\d{{1,32}})) |
-      (?P<role>(?P<role_name>{_ROLE})@(?P<r_unit>\#\d{{1,18}}|\d{{1,32}})(?P<sub>/\*\*(?:\[(?P<levels>[^\]]*)\])?)?)
+      (?P<unit_all>\*@(?P<ua_unit>\#\d{{1,18}}|{_CODE})) |
+      (?P<role>(?P<role_name>{_ROLE})@(?P<r_unit>\#\d{{1,18}}|{_CODE})(?P<sub>/\*\*(?:\[(?P<levels>[^\]]*)\])?)?)
     )""",
     re.VERBOSE,
 )
@@ -280,12 +282,12 @@ _KINDS = ("position", "role", "unit_all", "head_of", "superior_of", "union", "ex
 
 def _unit_from_json(value: Any, field: str) -> UnitRef:
     if isinstance(value, bool):
-        raise _bad(f"{field} must be a unit code (string of digits) or a unit id (integer)")
+        raise _bad(f"{field} must be a unit code (ASCII letters and digits) or a unit id (integer)")
     if isinstance(value, int) and value >= 0:
         return UnitRef(id=value)
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 32:
+    if isinstance(value, str) and value.isascii() and value.isalnum() and len(value) <= 32:
         return UnitRef(code=value)
-    raise _bad(f"{field} must be a unit code (string of digits) or a unit id (integer)", value=repr(value)[:40])
+    raise _bad(f"{field} must be a unit code (ASCII letters and digits) or a unit id (integer)", value=repr(value)[:40])
 
 
 def _int_from_json(value: Any, field: str) -> int:

@@ -151,7 +151,8 @@ class Structure:
             if code is None:
                 n = (await conn.execute(select(func.count()).where(units.c.parent_id == parent_id))).scalar_one()
                 code = f"{idx.unit_code(pu)}x{int(n) + 1:03d}"
-            check_text(code, field="code", max_chars=32)
+            if not (code.isascii() and code.isalnum() and len(code) <= 32):  # what selectors can name
+                raise BadRequest("code must be 1-32 ASCII letters and digits", data={"field": "code"})
             if (await conn.execute(select(units.c.id).where(units.c.code == code))).first() is not None:
                 raise Conflict(f"unit code {code} exists", code=ErrorCode.ALREADY_EXISTS, data={"code": code})
             uid = int(

@@ -33,6 +33,15 @@ async def test_a_county_administrator_works_inside_the_grant_only(org_server: Ru
         assert (r.status_code, r.json()["error"]["code"]) == (403, "no_grant")
         r = await h.post("/api/v1/org/units", json={"parent": VILLAGE, "name": "新网格"})
         assert r.status_code == 201, r.text
+        # The code the server gave it (330802001001x004 style) names it in a selector, both forms.
+        code = r.json()["code"]
+        r = await h.post("/api/v1/org/positions", json={"unit": code, "role": "grid_worker"})
+        assert r.status_code == 201, r.text
+        for sel in (f"*@{code}", {"unit_all": code}, f"grid_worker@{code}/**"):
+            r = await h.post("/api/v1/org/preview", json={"as_position": sec_pos, "selector": sel})
+            assert (r.status_code, r.json().get("positions")) == (200, 1), (sel, r.text)
+        r = await h.post("/api/v1/org/units", json={"parent": VILLAGE, "name": "另一网格", "code": "网格-1"})
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_body")
         r = await h.post("/api/v1/org/units", json={"parent": "990102001001", "name": "新网格"})
         assert r.status_code == 403
         r = await h.post("/api/v1/org/roles", json={"key": "x1", "name": "X1", "levels": ["grid"]})

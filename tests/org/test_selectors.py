@@ -31,6 +31,7 @@ from tests.profiles import examples
 
 units = st.one_of(
     st.from_regex(r"\A[0-9]{2,15}\Z").map(lambda c: UnitRef(code=c)),
+    st.from_regex(r"\A[0-9A-Za-z]{1,32}\Z").map(lambda c: UnitRef(code=c)),  # API-made units: 330802001001x004
     st.integers(0, 10**12).map(lambda i: UnitRef(id=i)),
 )
 roles = st.sampled_from(["专职网格员", "村书记", "河长", "grid_worker", "village_secretary", "综治办主任"])
@@ -70,6 +71,7 @@ def test_text_and_json_round_trip(sel: Selector) -> None:
         ("专职网格员@330802/**", RoleUnder("专职网格员", UnitRef(code="330802"))),
         ("河长@#7/**[county, township]", RoleUnder("河长", UnitRef(id=7), (Level.COUNTY, Level.TOWNSHIP))),
         ("*@330802", UnitAll(UnitRef(code="330802"))),
+        ("*@330802001001x004", UnitAll(UnitRef(code="330802001001x004"))),  # the code POST /org/units gives
         ("head(pos:9)", HeadOf(9)),
         ("superior( pos:9 )", SuperiorOf(9)),
         (
@@ -133,7 +135,8 @@ def test_text_errors_are_bad_request(text: str, fragment: str) -> None:
         ({"role": "河长"}, 'exactly one of "unit"'),
         ({"role": "河长", "unit": "33", "levels": ["city"]}, '"levels" only goes with "under"'),
         ({"role": "河 长", "under": "33"}, "role must be"),
-        ({"unit_all": "abc"}, "unit code"),
+        ({"unit_all": "ab-c"}, "unit code"),
+        ({"unit_all": "a" * 33}, "unit code"),
         ({"union": [{"position": 1}]}, "at least two"),
         ({"exclude": {"from": {"position": 1}}}, "exclude needs"),
         ({"position": 1, "colour": 2}, "unknown keys"),

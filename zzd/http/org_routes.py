@@ -50,7 +50,8 @@ MAX_RESOLVE_PAGE = 1000
 class NewUnit(BodyModel):
     parent: UnitRef
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    code: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    #: 1-32 ASCII letters and digits, so selectors can name it; default "<parent code>x<NNN>".
+    code: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z]{1,32}$")] | None = None
 
 
 class MoveUnit(BodyModel):
