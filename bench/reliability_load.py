@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     raise_fd_limit()
     os.environ.setdefault("ZZD_REDIS_PREFIX", f"bench{secrets.token_hex(4)}")
     logdir = Path(tempfile.mkdtemp(prefix="reliability_load_"))
+    print(f"logs and each run's ack times (ack_times-s*.json): {logdir}", flush=True)
     for nodes in (1, 2):
         if args.only in (None, f"s{nodes}"):
             _run(nodes, args, logdir)

@@ -178,6 +178,8 @@ class LoadResult:
     #: Each acknowledged item: (seconds from the schedule's start to its due time, send→ack latency).
     ack_times: list[tuple[float, float]] = field(default_factory=list)
     start: float = 0.0
+    #: ``time.time()`` at the schedule's start, to line its seconds up with other logs (PostgreSQL's).
+    wall_start: float = 0.0
 
     @staticmethod
     def pct(xs: list[float], q: float) -> float:
@@ -190,8 +192,13 @@ class LoadResult:
             worst[int(due)].append(lat)
         top = sorted(worst.items(), key=lambda kv: -max(kv[1]))[:n]
         slow = sum(1 for _, lat in self.ack_times if lat > 0.2)
-        return f"acks over 200 ms: {slow} of {len(self.ack_times)}; slowest seconds of the schedule: " + ", ".join(
-            f"s{sec} max {max(lats) * 1000:.0f} ms ({len(lats)} acks)" for sec, lats in sorted(top)
+        at = lambda sec: time.strftime("%H:%M:%S", time.gmtime(self.wall_start + sec))  # noqa: E731
+        return (
+            f"schedule started {at(0)}.{int(self.wall_start % 1 * 1000):03d} UTC; "
+            f"acks over 200 ms: {slow} of {len(self.ack_times)}; slowest seconds of the schedule: "
+            + ", ".join(
+                f"s{sec} ({at(sec)}) max {max(lats) * 1000:.0f} ms ({len(lats)} acks)" for sec, lats in sorted(top)
+            )
         )
 
     def summary(self) -> str:
@@ -386,6 +393,7 @@ async def run_load(
     gc.disable()
     try:
         start = res.start = loop.time()
+        res.wall_start = time.time()
         tasks: list[asyncio.Task[None]] = []
         n = 0
         item_rate = rate / SEND_SHARE if only is None else rate
