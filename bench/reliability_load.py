@@ -17,6 +17,22 @@ count of checks and violations, unexpected closes, and the servers' RSS at
 start and end; then the same schedule over the same number of sockets
 against ``bench/bare_relay.py`` (every item one relayed send: no storage,
 no fan-out, no auth), the baseline measured in the same run.
+
+PostgreSQL's checkpoints: the S1 schedule and its drain write about 470 MiB of
+WAL, and the shared server (``max_wal_size`` 1 GB, ``checkpoint_completion_target``
+0.9) requested a checkpoint once 514–517 MiB were written since the last one,
+so a window that inherits 45 MiB of someone else's WAL meets one in its last
+seconds, and one that starts after a fresh checkpoint does not. So that
+every run starts alike, the benchmark issues ``CHECKPOINT`` once all sockets
+are open, just before the schedule (``--no-checkpoint`` leaves it out; the
+database is fresh and the bare baseline runs afterwards on another one). That
+is not what a deployment sees: at 200 sends/s it checkpoints every two
+minutes or so, and ``--wal-headstart N`` advances the WAL by N segments first
+so that the checkpoint falls inside the window (7: about s107, 17: about s64).
+On 2026-12-04 such a checkpoint (full-page images quadrupling the WAL for a
+second or two) did not show in the acks (BENCHMARKS.md, issue 16). Each run
+prints ``pg_stat_bgwriter``'s checkpoints from the schedule's start to the
+end of the load, and when the last one started.
 """
 
 from __future__ import annotations
@@ -29,8 +45,11 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: tests.*
@@ -43,8 +62,11 @@ from tests.services import REDIS_URL  # noqa: E402
 from notice_pyspy import Profile  # noqa: E402
 from zzd.migrate import upgrade  # noqa: E402
 
-from common import postgres_database, raise_fd_limit, start_bare, wait_ready  # noqa: E402
+from common import asyncpg_dsn, postgres_database, raise_fd_limit, start_bare, wait_ready  # noqa: E402
 from cpu_split import CpuSplit  # noqa: E402
+
+#: ``pg_stat_bgwriter`` counters read before and after the schedule: a checkpoint inside it shows here.
+BGWRITER = ("checkpoints_timed", "checkpoints_req", "buffers_checkpoint", "buffers_backend")
 
 #: Counters read from each server's ``/metrics`` before and after the traffic (their difference is printed).
 COUNTERS = ("zzd_catch_ups_total", "zzd_wakeups_published", "zzd_wakeups_dropped", "zzd_broker_reconnects")
@@ -61,6 +83,51 @@ async def _counters(url: str) -> dict[str, float]:
         if name in out:
             out[name] = float(value)
     return out
+
+
+async def _pg_state(db_url: str) -> dict[str, Any]:
+    """The shared server's ``BGWRITER`` counters and the start of its last completed checkpoint."""
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    try:
+        row = dict(await conn.fetchrow(f"SELECT {', '.join(BGWRITER)} FROM pg_stat_bgwriter"))
+        row["last"] = await conn.fetchval("SELECT checkpoint_time FROM pg_control_checkpoint()")
+    finally:
+        await conn.close()
+    return row
+
+
+async def _before_schedule(db_url: str, args: argparse.Namespace) -> str:
+    """CHECKPOINT (unless ``--no-checkpoint``), then ``--wal-headstart`` WAL segments; a printable line."""
+    conn = await asyncpg.connect(asyncpg_dsn(db_url))
+    out = []
+    try:
+        if not args.no_checkpoint:
+            t = time.perf_counter()
+            await conn.execute("CHECKPOINT")
+            out.append(f"CHECKPOINT before the schedule took {1000 * (time.perf_counter() - t):.0f} ms")
+        for _ in range(args.wal_headstart):  # a switch needs a record since the last one to move on
+            await conn.execute(
+                "SELECT pg_logical_emit_message(false, 'zzd-bench', 'headstart'); SELECT pg_switch_wal()"
+            )
+        if args.wal_headstart:
+            out.append(f"WAL advanced by {args.wal_headstart} segments before the schedule")
+    finally:
+        await conn.close()
+    return "; ".join(out) or "no CHECKPOINT before the schedule"
+
+
+def _checkpoints(before: dict[str, Any], after: dict[str, Any], wall_start: float) -> str:
+    """What PostgreSQL's checkpointer did from the schedule's start to the end of the drain."""
+    d = {k: after[k] - before[k] for k in BGWRITER}
+    line = (
+        f"PostgreSQL from the schedule's start to the end of the load: checkpoints timed +{d['checkpoints_timed']}, "
+        f"requested +{d['checkpoints_req']}; buffers written by checkpoints +{d['buffers_checkpoint']}, "
+        f"by backends +{d['buffers_backend']}"
+    )
+    if after["last"] != before["last"]:
+        at = after["last"].timestamp() - wall_start
+        line += f"; the last completed checkpoint started {after['last']:%H:%M:%S} UTC (s{at:.0f} of the schedule)"
+    return line
 
 
 def _tap_split(res: LoadResult, tapfile: Path) -> str:
@@ -144,8 +211,12 @@ async def _zzd(
                 await asyncio.to_thread(prof.stop)
                 cpu.append("py-spy of the server(s), whole schedule:\n" + prof.top(20))
 
-        def connected() -> None:
+        pg: list[Any] = []
+
+        async def connected() -> None:
             warm.extend(rss_bytes(s.proc.pid) >> 20 for s in servers)
+            pg.append(await _before_schedule(db_url, args))
+            pg.append(await _pg_state(db_url))
             window.append(asyncio.create_task(traffic_window()))
 
         rate = args.rate if nodes == 1 else args.rate / 2
@@ -153,6 +224,7 @@ async def _zzd(
             [s.ws for s in servers], people, rate=rate, seconds=args.seconds, on_connected=connected, only=args.kind
         )
         finished.set()
+        cpu.append(f"{pg[0]}; {_checkpoints(pg[1], await _pg_state(db_url), res.wall_start)}")
         await asyncio.gather(*window)
         sends = sum(n for k, n in res.sent.items() if k != "ack")
         server_cpu = sum(v for k, v in split.used.items() if k.startswith("server"))
@@ -213,6 +285,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="500 connections for 30 s")
     p.add_argument("--profile", action="store_true", help="py-spy the server(s) over the schedule")
     p.add_argument("--no-bare", action="store_true", help="skip the baseline (profiling runs only)")
+    p.add_argument("--no-checkpoint", action="store_true", help="no CHECKPOINT before the schedule")
+    headstart = "advance the WAL by N segments of 16 MiB first: max_wal_size's checkpoint falls inside the schedule"
+    p.add_argument("--wal-headstart", type=int, default=0, metavar="N", help=headstart)
     p.add_argument(
         "--kind", choices=["chat", "notice", "task"], help="only this kind of send (CPU measured until all answered)"
     )

@@ -33,7 +33,7 @@ import random
 import statistics
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -234,7 +234,7 @@ async def run_load(
     rate: float,
     seconds: float,
     bare: bool = False,
-    on_connected: Callable[[], None] | None = None,
+    on_connected: Callable[[], Awaitable[None] | None] | None = None,
     only: str | None = None,
     tag: str = "",
 ) -> LoadResult:
@@ -246,7 +246,8 @@ async def run_load(
     item then travels as one WebSocket send to one member of its audience (same schedule, same
     sockets), and the invariants are not checked (a relay has no streams to check).
     ``on_connected`` runs once every socket is open, before the traffic (the
-    benchmark reads the servers' RSS there: the bar's growth is counted after warm-up).
+    benchmark reads the servers' RSS there: the bar's growth is counted after warm-up);
+    an awaitable it returns is awaited before the schedule starts.
     ``only``: only this kind of send (``chat``, ``notice`` or ``task``, no acks), to
     measure what one kind costs the server; None for the mix.
     ``tag``: prefixed to every idempotency key, so that a second run by the same persons on the
@@ -261,8 +262,8 @@ async def run_load(
             return await LoadClient.connect(urls[i % len(urls)], p)
 
     clients = await asyncio.gather(*(connect(i, p) for i, p in enumerate(people)))
-    if on_connected is not None:
-        on_connected()
+    if on_connected is not None and (before := on_connected()) is not None:
+        await before  # e.g. the benchmark's CHECKPOINT: done before the schedule's clock starts
     by_pid = {c.person.pid: c for c in clients}
     node_of = {c.person.pid: i % len(urls) for i, c in enumerate(clients)}
     heads = [c for c in clients if c.person.role == "township_head"]
