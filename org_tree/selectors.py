@@ -340,9 +340,14 @@ def parse_json(obj: Any, *, _depth: int = 0) -> Selector:
             raise _bad('"levels" only goes with "under"')
         return RoleIn(role, _unit_from_json(obj["unit"], "unit"))
     levels = obj.get("levels")
-    if levels is not None and (not isinstance(levels, list) or not all(isinstance(v, str) for v in levels)):
-        raise _bad("levels must be a list of level names")
-    return RoleUnder(role, _unit_from_json(obj["under"], "under"), None if levels is None else _levels_from(levels))
+    # Names or numbers 1-6, as docs/selectors.md says of both forms ("village" or 5).
+    if levels is not None and (
+        not isinstance(levels, list) or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in levels)
+    ):
+        raise _bad("levels must be a list of level names or numbers 1-6")
+    return RoleUnder(
+        role, _unit_from_json(obj["under"], "under"), None if levels is None else _levels_from([str(v) for v in levels])
+    )
 
 
 def _unit_json(unit: UnitRef) -> int | str:

@@ -101,6 +101,13 @@ def test_json_example_matches_text() -> None:
     assert parse_json(body) == parse_text("村书记@330802/**[village] | (专职网格员@330802/** - *@#17)")
 
 
+def test_json_levels_may_be_numbers_as_in_the_text_form() -> None:
+    """docs/selectors.md: levels are names "or 1-6", in either form; a JSON client writes 5, not "5"."""
+    numbers = parse_json({"role": "河长", "under": "330802", "levels": [4, 5]})
+    assert numbers == parse_json({"role": "河长", "under": "330802", "levels": ["township", "village"]})
+    assert numbers == parse_text("河长@330802/**[4,5]")
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
@@ -135,6 +142,8 @@ def test_text_errors_are_bad_request(text: str, fragment: str) -> None:
         ({"role": "河长"}, 'exactly one of "unit"'),
         ({"role": "河长", "unit": "33", "levels": ["city"]}, '"levels" only goes with "under"'),
         ({"role": "河 长", "under": "33"}, "role must be"),
+        ({"role": "河长", "under": "33", "levels": [True]}, "level names or numbers"),
+        ({"role": "河长", "under": "33", "levels": [7]}, "unknown level"),
         ({"unit_all": "ab-c"}, "unit code"),
         ({"unit_all": "a" * 33}, "unit code"),
         ({"union": [{"position": 1}]}, "at least two"),
