@@ -85,7 +85,6 @@ class HelloChecks:
             raise
         return [states[p] if p in states else LookupError(f"no event stream for person {p}") for p in person_ids]
 
-
     async def _read_pages(self, requests: Sequence[tuple[int, int]]) -> list[SyncPage | BaseException]:
         try:
             pages: list[SyncPage | ResyncRequired] = await self._events.read_pages(requests, MAX_PAGE)
