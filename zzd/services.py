@@ -8,6 +8,7 @@ tests can run two servers in one process.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import Callable
@@ -434,6 +435,11 @@ class Services:
         )
         m.gauge_fn(
             "zzd_org_index_version", "Org version this process routes with", lambda: self.org_index.index.version
+        )
+        m.gauge_fn(
+            "zzd_gc_frozen_objects",
+            "Start-up objects moved out of the cyclic collector (zzd.server.freeze_start_up_heap)",
+            gc.get_freeze_count,
         )
         self.started = True
 
