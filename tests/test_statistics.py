@@ -59,3 +59,29 @@ async def test_a_table_is_analyzed_again_once_it_outgrew_its_size_at_the_last_an
         await _insert_counted(db, more)
         async with db.write() as conn:
             assert await analyze_grown(conn, ["audit_log"]) == []
+
+
+async def test_one_table_a_pass_the_most_changed_first(own_pg_database: str) -> None:
+    async with Database(own_pg_database) as db:
+        async with db.write() as conn:
+            for name, rows in (("grown_less", ANALYZE_BASE + 200), ("grown_more", ANALYZE_BASE + 900)):
+                await conn.execute(text(f"CREATE TABLE {name} (id int)"))
+                await conn.execute(text(f"ANALYZE {name}"))
+                await conn.execute(text(f"INSERT INTO {name} SELECT generate_series(1, {rows})"))
+            await conn.execute(text("SELECT pg_stat_force_next_flush()"))
+
+        async def both_counted() -> bool:
+            async with db.read() as conn:
+                q = text(
+                    "SELECT count(*) FROM pg_stat_user_tables WHERE relname LIKE 'grown_%' AND n_mod_since_analyze > 0"
+                )
+                return int((await conn.execute(q)).scalar_one()) == 2
+
+        await wait_until(both_counted, what="both tables' inserts counted")
+        names = ["grown_less", "grown_more", "audit_log"]
+        async with db.write() as conn:
+            assert await analyze_grown(conn, names) == ["grown_more"]
+        async with db.write() as conn:
+            assert await analyze_grown(conn, names) == ["grown_less"]
+        async with db.write() as conn:
+            assert await analyze_grown(conn, names) == []

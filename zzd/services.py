@@ -449,7 +449,7 @@ class Services:
         await prune_audit(self.db, now - timedelta(days=self.settings.audit_retention_days), now)
 
     async def _refresh_statistics(self) -> None:
-        """``ANALYZE`` the project's tables that grew since their last analyze (PostgreSQL)."""
+        """``ANALYZE`` the project's table that grew most since its last analyze, if enough (PostgreSQL)."""
         async with self.db.write() as conn:
             grown = await analyze_grown(conn, metadata.tables.keys())
         if grown:
