@@ -240,16 +240,22 @@ def main() -> None:
                 for name, kinds in weight.items():
                     shown = [(k, v) for k, v in kinds.items() if k not in ("total", "static")]
                     parts = ", ".join(f"{k} {v / 1024:.1f} KB" for k, v in shown)
-                    print(f"weight  {name}: static {kinds['static'] / 1024:.1f} KB of budget {BUDGET / 1024:.0f} KB "
-                          f"(with API {kinds['total'] / 1024:.1f} KB: {parts})")
+                    print(
+                        f"weight  {name}: static {kinds['static'] / 1024:.1f} KB of budget {BUDGET / 1024:.0f} KB "
+                        f"(with API {kinds['total'] / 1024:.1f} KB: {parts})"
+                    )
                 app = _tti(browser, server.base, sa, args.loads, bare=False)
                 bare = _tti(browser, server.base, sa, args.loads, bare=True)
-                print(f"inbox   time to interactive, median of {args.loads}: zzd client {statistics.median(app):.0f} ms"
-                      f" (min {min(app):.0f}), bare page {statistics.median(bare):.0f} ms (min {min(bare):.0f})")
+                print(
+                    f"inbox   time to interactive, median of {args.loads}: zzd client {statistics.median(app):.0f} ms"
+                    f" (min {min(app):.0f}), bare page {statistics.median(bare):.0f} ms (min {min(bare):.0f})"
+                )
                 ui, raw = _chat(browser, server.base, sa, sb, world.person_ids["zhou"], args.messages)
-                print(f"chat    {args.messages} messages A→B: client p50 {_pct(ui, 0.5):.0f} ms"
-                      f" p95 {_pct(ui, 0.95):.0f} ms; raw WebSocket p50 {_pct(raw, 0.5):.0f} ms"
-                      f" p95 {_pct(raw, 0.95):.0f} ms")
+                print(
+                    f"chat    {args.messages} messages A→B: client p50 {_pct(ui, 0.5):.0f} ms"
+                    f" p95 {_pct(ui, 0.95):.0f} ms; raw WebSocket p50 {_pct(raw, 0.5):.0f} ms"
+                    f" p95 {_pct(raw, 0.95):.0f} ms"
+                )
                 browser.close()
         finally:
             server.stop()
