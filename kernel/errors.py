@@ -62,6 +62,8 @@ class ErrorCode(StrEnum):
     UNKNOWN_CATEGORY = "unknown_category"
     CONFLICT = "conflict"
     STALE_VERSION = "stale_version"
+    #: An ad-hoc group would exceed its size limit (a 400).
+    GROUP_TOO_LARGE = "group_too_large"
     INVALID_TRANSITION = "invalid_transition"
     ALREADY_EXISTS = "already_exists"
     RATE_LIMITED = "rate_limited"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from kernel.errors import BadRequest
+from kernel.errors import BadRequest, ErrorCode
 from kernel.text import check_text
 from kernel.wire import check_client_msg_id, iso
 from messaging.shapes import MessageSent
@@ -48,11 +48,8 @@ class ConversationConfig:
     recall_window: timedelta = timedelta(hours=24)
 
 
-class GroupTooLarge(BadRequest):
+class GroupTooLarge(BadRequest, code=ErrorCode.GROUP_TOO_LARGE):
     """A group would exceed ``max_group_size``: code ``group_too_large`` on every path."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "code": "group_too_large"}
 
 
 @dataclass(frozen=True, slots=True)
