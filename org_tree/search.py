@@ -35,7 +35,7 @@ from kernel.errors import BadRequest
 from org_tree.directory import Directory, pinyin_fast
 from org_tree.index import OrgIndex
 from org_tree.resolution import _normalize
-from org_tree.search_scope import ScopedTerm
+from org_tree.search_scope import ScopedTerm, is_code_term
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class _Query:
     def _units(self, term: str) -> list[Piece]:
         idx, d = self.idx, self.d
         groups: list[tuple[int, int, list[int]]] = []  # (inexact, level mask, units) in name order
-        if term.isdigit():
+        if is_code_term(idx, term):
             u = idx.find_unit_code(term)
             if u >= 0:
                 groups.append((0, 1 << idx.unit_level(u), [u]))

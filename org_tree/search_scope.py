@@ -14,8 +14,8 @@ The key is the one ``org_tree.search`` gives the same slot from the whole tree
 * unit: the slot's unit and those above it that match; with an exact one,
   ``(0, level - level of the highest exact one, level)``, else
   ``(1, level - level of the highest matching one, level)`` — what taking the
-  highest matches first and skipping their subtrees gives; a term of digits
-  matches a unit's code exactly and nothing else of units;
+  highest matches first and skipping their subtrees gives; a code term
+  (:func:`is_code_term`) matches a unit's code exactly and nothing else of units;
 * holder: ``(inexact, 0, level)`` when a current holder's name, pinyin or
   initials holds the term — taken from the term's holder matches over the whole
   tree when those were all expanded (a rare name: cheap), else asked per slot.
@@ -26,9 +26,18 @@ from __future__ import annotations
 from org_tree.directory import Directory
 from org_tree.index import OrgIndex
 
-__all__ = ["Key", "ScopedTerm"]
+__all__ = ["Key", "ScopedTerm", "is_code_term"]
 
 Key = tuple[int, int, int]  # (inexact, depth below the matched unit, level)
+
+
+def is_code_term(index: OrgIndex, term: str) -> bool:
+    """Whether ``term`` is read as a unit code: digits (an NBS code, found or not), or
+    ASCII letters and digits that are the code of a unit (one created through the API
+    is ``<parent code>x<NNN>``, docs/org-structure.md); anything else is a name."""
+    if term.isdigit():
+        return True
+    return term.isascii() and term.isalnum() and any(c.isdigit() for c in term) and index.find_unit_code(term) >= 0
 
 
 class ScopedTerm:
@@ -40,7 +49,7 @@ class ScopedTerm:
         self.idx, self.d, self.term = index, directory, term
         self.folded = term.lower()
         self.pinyin_too = self.folded == term or self.folded.isascii()
-        self.digits = term.isdigit()
+        self.digits = is_code_term(index, term)
         self.roles = roles  # role id → inexact, for the roles the term matches
         self.holders = holders  # slot → inexact, when the holder matches were all expanded; else asked per slot
         self._chain: dict[int, tuple[int, int]] = {}  # unit → (level of highest exact, of highest match); 0: none

@@ -175,3 +175,26 @@ def test_depth_counts_from_the_highest_exact_unit_whichever_term_is_scoped(monke
             # 11 (level 5, one below the exact 柯城 at level 4) before 10 (level 4, two below the one at level 2)
             assert [index.position_id(k) for k in slots] == [11, 10], (scope, query)
             assert total == 2
+
+
+def test_a_unit_created_through_the_api_is_found_by_its_code(monkeypatch: object) -> None:
+    """``<parent code>x<NNN>`` (docs/org-structure.md) is a code term like an NBS code, on both search paths."""
+    import org_tree.search as search_module
+
+    units = [  # id, parent, level, code, name
+        (1, None, 1, "46", "海南省"), (2, 1, 2, "4601", "海口市"),
+        (3, 2, 3, "460105", "秀英区"), (4, 3, 4, "460105001", "秀英街道"), (5, 4, 5, "460105001001", "秀中社区"),
+        (6, 5, 6, "460105001001x004", "新网格"), (7, 5, 6, "460105001001004", "第4网格"),
+    ]  # fmt: skip
+    index = OrgIndex.build(1, ROLES, units, [(10, 6, 4), (11, 7, 4), (12, 5, 3)], [])
+    d = Directory(index)
+    d._build_units(index)
+    d._build_persons([], [])
+    for scope in (0, 6_000):
+        monkeypatch.setattr(search_module, "SCOPE_SLOTS", scope)  # type: ignore[attr-defined]
+        total, slots, _ = search(index, d, "460105001001x004")
+        assert [index.position_id(k) for k in slots] == [10] and total == 1, scope
+        total, slots, _ = search(index, d, "460105001001x004 专职网格员")
+        assert [index.position_id(k) for k in slots] == [10], scope
+        # Letters and digits that are no unit's code are a name term, as before: nothing here.
+        assert search(index, d, "460105001001x009")[0] == 0, scope
