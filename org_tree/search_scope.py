@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from org_tree.directory import Directory
 from org_tree.index import OrgIndex
+from org_tree.selectors import is_unit_code
 
 __all__ = ["Key", "ScopedTerm", "is_code_term"]
 
@@ -37,7 +38,7 @@ def is_code_term(index: OrgIndex, term: str) -> bool:
     is ``<parent code>x<NNN>``, docs/org-structure.md); anything else is a name."""
     if term.isdigit():
         return True
-    return term.isascii() and term.isalnum() and any(c.isdigit() for c in term) and index.find_unit_code(term) >= 0
+    return is_unit_code(term) and any(c.isdigit() for c in term) and index.find_unit_code(term) >= 0
 
 
 class ScopedTerm:

@@ -43,6 +43,7 @@ __all__ = [
     "UnitAll",
     "UnitRef",
     "atoms",
+    "is_unit_code",
     "parse_json",
     "parse_selector",
     "parse_text",
@@ -135,6 +136,18 @@ def _check_size(sel: Selector) -> Selector:
 _ROLE = r"[^\s@|()\[\],#*:/\-]+"
 # NBS codes are digits; a unit created through the API gets "<parent code>x<NNN>" (org_tree/structure.py).
 _CODE = r"[0-9A-Za-z]{1,32}"
+_CODE_RE = re.compile(_CODE)
+
+
+def is_unit_code(value: str) -> bool:
+    """Whether ``value`` has the form of a unit code: 1-32 ASCII letters and digits.
+
+    The one rule for what a selector can name, a unit may be created with, and
+    search reads as a code (``org_tree.structure``, ``org_tree.search_scope``).
+    """
+    return _CODE_RE.fullmatch(value) is not None
+
+
 _TOKEN = re.compile(
     rf"""\s*(?:
       (?P<lpar>\() | (?P<rpar>\)) | (?P<op>[|\-]) |
@@ -285,7 +298,7 @@ def _unit_from_json(value: Any, field: str) -> UnitRef:
         raise _bad(f"{field} must be a unit code (ASCII letters and digits) or a unit id (integer)")
     if isinstance(value, int) and value >= 0:
         return UnitRef(id=value)
-    if isinstance(value, str) and value.isascii() and value.isalnum() and len(value) <= 32:
+    if isinstance(value, str) and is_unit_code(value):
         return UnitRef(code=value)
     raise _bad(f"{field} must be a unit code (ASCII letters and digits) or a unit id (integer)", value=repr(value)[:40])
 

@@ -35,6 +35,7 @@ from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, access_unit
 from org_tree.org_schema import positions, roles, units
 from org_tree.roles import JURISDICTION_RULES
+from org_tree.selectors import is_unit_code
 from org_tree.versioning import append_change, bump_version
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ class Structure:
             if code is None:
                 n = (await conn.execute(select(func.count()).where(units.c.parent_id == parent_id))).scalar_one()
                 code = f"{idx.unit_code(pu)}x{int(n) + 1:03d}"
-            if not (code.isascii() and code.isalnum() and len(code) <= 32):  # what selectors can name
+            if not is_unit_code(code):  # what selectors can name
                 raise BadRequest("code must be 1-32 ASCII letters and digits", data={"field": "code"})
             if (await conn.execute(select(units.c.id).where(units.c.code == code))).first() is not None:
                 raise Conflict(f"unit code {code} exists", code=ErrorCode.ALREADY_EXISTS, data={"code": code})
