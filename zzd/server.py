@@ -48,9 +48,10 @@ def freeze_start_up_heap() -> None:
     """Move everything start-up built (the org index, the app, imported modules) out of the collector.
 
     Why: those objects live as long as the process, yet every full collection
-    walked them again: in a server at the bar's S1 load, full collections
-    paused the event loop for 77-260 ms several times a minute, and every ack,
-    delivery and hello in flight waited through each pause. Frozen objects
+    walked them again, and the event loop waits through the whole walk: at
+    S1's heap one took 263 ms and put 131 acks over 200 ms; with the start-up
+    heap frozen the same collection took 150 ms (BENCHMARKS.md, issue 16). A
+    short run never reaches one; a server running for hours does. Frozen objects
     are still freed by reference counting; a cycle among them that becomes
     garbage later is never collected, so the most this can keep is the
     start-up heap itself (the org index, replaced on a rebuild, holds no

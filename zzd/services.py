@@ -412,8 +412,9 @@ class Services:
         self.jobs.every(self.settings.index_refresh_interval, self.members.run, "conversation-members")
         self.jobs.every(600.0, self.attachments.sweep_incoming, "upload-sweep")
         self.jobs.every(3600.0, self._prune_audit, "audit-prune")
-        # Plans kept by prepared statements follow the tables' growth (kernel/db/dialect.py).
-        self.jobs.every(self.settings.statistics_interval, self._refresh_statistics, "statistics")
+        if not self.db.is_sqlite:  # SQLite plans without such statistics: no writer turn every interval
+            # Plans kept by prepared statements follow the tables' growth (kernel/db/dialect.py).
+            self.jobs.every(self.settings.statistics_interval, self._refresh_statistics, "statistics")
         # Audited writes only insert their entry; this chains them after each commit (kernel/audit.py).
         self.sealer = Sealer(self.db)
         self.jobs.every(self.sealer.poll, self.sealer.run_once, "audit-seal", wake=self.sealer.bell, wake_gap=SEAL_GAP)
