@@ -64,6 +64,11 @@ class Escalation:
     def idempotency_key(self) -> str:
         return f"notice-{self.notice_id}-step-{self.step}"
 
+    @property
+    def subject(self) -> str:
+        """What is escalated, for log lines: ``notice 12``."""
+        return f"notice {self.notice_id}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "idempotency_key": self.idempotency_key,
@@ -102,10 +107,10 @@ class LoggingNotifier:
     async def escalate(self, escalation: Escalation) -> None:
         self.sent.append(escalation)
         logger.info(
-            "DING escalation %s: %d recipient(s) of notice %d",
+            "DING escalation %s: %d recipient(s) of %s",
             escalation.idempotency_key,
             len(escalation.recipients),
-            escalation.notice_id,
+            escalation.subject,
         )
 
 

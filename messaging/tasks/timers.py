@@ -82,6 +82,10 @@ class TaskEscalation(Escalation):
     def idempotency_key(self) -> str:
         return f"task-{self.notice_id}-escalation-{self.step}"
 
+    @property
+    def subject(self) -> str:
+        return f"task {self.notice_id}"
+
     def to_dict(self) -> dict[str, Any]:
         return {**super(TaskEscalation, self).to_dict(), "kind": "task", "task_id": self.notice_id}
 

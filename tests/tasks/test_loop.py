@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -187,8 +188,9 @@ async def test_routing_rules_and_beyond_capacity(tw: TaskWorld) -> None:
     assert dup and again["report_id"] == r2["report_id"]
 
 
-async def test_overdue_task_escalates_once_with_ding(tw: TaskWorld) -> None:
+async def test_overdue_task_escalates_once_with_ding(tw: TaskWorld, caplog: pytest.LogCaptureFixture) -> None:
     w = tw
+    caplog.set_level(logging.INFO, logger="messaging.notices.notifier")
     worker, grid_pos = w.grid_worker_with_held_chain()
     _, village, township = w.units_up(grid_pos, 3)
     report, _ = await w.reports.file(worker, grid_pos, Filing("e1", "river_litter", "垃圾", 28.9, 118.8))
@@ -207,6 +209,9 @@ async def test_overdue_task_escalates_once_with_ding(tw: TaskWorld) -> None:
     for person in (new_chief, old_chief, worker):
         assert any(p.get("urgent") and p["event"]["action"] == "escalate" for _, p in _events_of(w, person))
     assert [e.idempotency_key for e in w.notifier.sent] == [f"task-{tid}-escalation-1"]
+    # the development notifier's log line names the task, not a notice of the same number
+    lines = [r.getMessage() for r in caplog.records if r.name == "messaging.notices.notifier"]
+    assert lines == [f"DING escalation task-{tid}-escalation-1: 1 recipient(s) of task {tid}"]
     assert await w.timers.run_due() == []  # exactly once
     # the new owner rejects: it climbs again at once
     t2 = await w.tasks.act(new_chief, t["owner_position_id"], tid, Action.REJECT, t["version"], comment="非本级")
