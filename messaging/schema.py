@@ -124,6 +124,9 @@ messages = Table(
     Column("attachments", Text, nullable=True),
     Column("edited_at", UTCDateTime, nullable=True),
     Column("recalled_at", UTCDateTime, nullable=True),
+    # --- migration 0015 ---
+    # JSON: a system note's detail (the ``system`` object of its ``message.new``); NULL otherwise.
+    Column("system", Text, nullable=True),
     UniqueConstraint("sender_id", "client_msg_id", name="uq_messages_sender_client_msg"),
     Index("ix_messages_conversation_id", "conversation_id", "id"),
 )

@@ -11,12 +11,15 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kernel.errors import BadRequest, ErrorCode
 from kernel.text import check_text
 from kernel.wire import check_client_msg_id, iso
 from messaging.shapes import MessageSent
+
+if TYPE_CHECKING:
+    from messaging.conversations.access import ConversationRow
 
 logger = logging.getLogger(__name__)
 
@@ -112,16 +115,32 @@ def validate_post(req: PostRequest) -> PostRequest:
     )
 
 
-def message_dict(row: Any, sender_name: str, reply: dict[str, Any] | None, conversation_kind: str) -> dict[str, Any]:
-    """A stored message as clients see it in history and events (recalled: no body)."""
+def message_dict(
+    row: Any,
+    sender_name: str,
+    reply: dict[str, Any] | None,
+    conversation: ConversationRow,
+    direct_pair: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """A stored message as clients see it in history: the fields of its ``message.new``
+    (``messaging/shapes.py``, less the recipient's own ``mentioned``/``muted``); recalled: no body.
+
+    ``direct_pair``: the two persons of a direct chat (``recipient_id`` is the one who did not send).
+    """
     recalled = row.recalled_at is not None
+    sender_id = int(row.sender_id)
+    thread = conversation.kind == "position"
+    system = getattr(row, "system", None)
+    recipient = None
+    if direct_pair is not None:
+        recipient = direct_pair[1] if sender_id == direct_pair[0] else direct_pair[0]
     return {
         "id": int(row.id),
         "conversation_id": int(row.conversation_id),
-        "conversation_kind": conversation_kind,
+        "conversation_kind": conversation.kind,
         "kind": row.kind or "text",
         "sender": {
-            "id": int(row.sender_id),
+            "id": sender_id,
             "name": sender_name,
             "position_id": None if row.sender_position_id is None else int(row.sender_position_id),
         },
@@ -133,6 +152,11 @@ def message_dict(row: Any, sender_name: str, reply: dict[str, Any] | None, conve
         "attachments": [] if recalled or not row.attachments else json.loads(row.attachments),
         "edited_at": iso(row.edited_at),
         "recalled_at": iso(row.recalled_at),
+        "recipient_id": recipient,
+        "position_id": conversation.position_id if thread else None,
+        "peer_position_id": conversation.peer_position_id if thread else None,
+        "peer_person_id": conversation.peer_person_id if thread else None,
+        "system": json.loads(system) if system else None,
     }
 
 

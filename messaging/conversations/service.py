@@ -458,9 +458,10 @@ class ConversationService:
             more = len(rows) > limit
             rows = rows[:limit]
             replies = await self._snippets(conn, acc, [int(r.reply_to) for r in rows if r.reply_to is not None])
+            pair = await _direct_pair(conn, acc.conversation) if rows else None
         items = [
             message_dict(
-                r, r.name, replies.get(int(r.reply_to)) if r.reply_to is not None else None, acc.conversation.kind
+                r, r.name, replies.get(int(r.reply_to)) if r.reply_to is not None else None, acc.conversation, pair
             )
             for r in rows
         ]
@@ -582,3 +583,14 @@ async def _own_row(conn: AsyncConnection, conversation_id: int, person_id: int, 
         insert_ignore(conn, conversation_members, ["conversation_id", "person_id"]),
         [{"conversation_id": conversation_id, "person_id": person_id, "last_read_message_id": 0, "joined_at": now}],
     )
+
+
+async def _direct_pair(conn: AsyncConnection, conv: ConversationRow) -> tuple[int, int] | None:
+    """The two persons of a direct chat (from its ``direct_key``); None for other kinds."""
+    if conv.kind != "direct":
+        return None
+    key = (await conn.execute(select(conversations.c.direct_key).where(conversations.c.id == conv.id))).scalar()
+    if not key:
+        return None
+    a, b = (int(x) for x in str(key).split(":"))
+    return a, b

@@ -60,6 +60,7 @@ async def system_message(
                     "created_at": now,
                     "kind": "system",
                     "mentions": json.dumps({"persons": about_ids, "positions": []}),
+                    "system": json.dumps(detail, ensure_ascii=False),
                 }
             ],
         )
@@ -68,6 +69,15 @@ async def system_message(
         return None
     mid = int(row[0])
     name = (await conn.execute(select(persons.c.name).where(persons.c.id == actor_id))).scalar_one()
+    sides: dict[str, int | None] = {}
+    if conversation_kind == "position":  # a thread's note names its sides, as every message of it does
+        c = conversations.c
+        row = (
+            await conn.execute(
+                select(c.position_id, c.peer_position_id, c.peer_person_id).where(c.id == conversation_id)
+            )
+        ).one()
+        sides = {k: None if v is None else int(v) for k, v in row._mapping.items()}
     payload = MessageNew(
         id=mid,
         conversation_id=conversation_id,
@@ -79,6 +89,7 @@ async def system_message(
         created_at=now,
         mentions=Mentions(persons=list(about_ids)),
         system=detail,
+        **sides,
     )
     to = sorted(set(recipients))
     if conversation_kind in GROUP_KINDS:  # a member still owed an earlier message gets it first

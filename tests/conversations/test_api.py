@@ -126,3 +126,45 @@ async def test_groups_and_unit_groups_over_rest(tree_server: RunningServer) -> N
         assert r.status_code == 404
         doc = (await h.get("/openapi.json")).json()
         assert "/api/v1/groups" in doc["paths"] and "/api/v1/positions/{position_id}/messages" in doc["paths"]
+
+
+async def test_history_shows_each_message_as_its_message_new_did(tree_server: RunningServer) -> None:
+    """docs/api/chat.md's Message: history fills the same fields as the event (recipient, thread sides, system).
+
+    A client written from the docs reads ``recipient_id`` of a direct message, the thread's sides and a
+    handover note's ``system`` object from history after a reconnect; they were null there before.
+    """
+    s = tree_server.services_obj  # type: ignore[attr-defined]
+    pos = _single_position(s)
+    (a, tok_a), (b, tok_b), (h2, _) = [await _person(tree_server) for _ in range(3)]
+    await s.org.handover(ADMIN, pos, b)
+    ca = await Client.connect(tree_server.ws, tok_a)
+    cb = await Client.connect(tree_server.ws, tok_b)
+    direct = await ca.request({"type": "send", "to": b, "client_msg_id": "d1", "body": "在吗"})
+    thread = await ca.request({"type": "send", "to_position": pos, "client_msg_id": "t1", "body": "请问"})
+    assert direct["type"] == thread["type"] == "ok", (direct, thread)
+    await s.org.handover(ADMIN, pos, h2)  # the thread gets a handover note, to the citizen among others
+
+    def note_seen() -> bool:
+        return any(e["data"].get("kind") == "system" for e in ca.events if e["kind"] == "message.new")
+
+    await wait_until(note_seen, what="the handover note in the thread")
+    await cb.wait_events(2)
+    seen = {e["data"]["id"]: e["data"] for e in [*ca.events, *cb.events] if e["kind"] == "message.new"}
+    checked = 0
+    for cid in (direct["data"]["conversation_id"], thread["data"]["conversation_id"]):
+        hist = (await ca.request({"type": "history", "conversation_id": cid}))["data"]["messages"]
+        async with httpx.AsyncClient(base_url=tree_server.http) as h:
+            r = await h.get(f"/api/v1/conversations/{cid}/messages", headers={"Authorization": f"Bearer {tok_a}"})
+        assert r.json()["messages"] == hist
+        for m in hist:
+            event = {k: v for k, v in seen[m["id"]].items() if k not in ("mentioned", "muted")}
+            assert m == event, (m, event)
+            checked += 1
+    assert checked == 3
+    [d] = (await ca.request({"type": "history", "with_person": b}))["data"]["messages"]
+    assert d["recipient_id"] == b
+    note = next(m for m in seen.values() if m["kind"] == "system")
+    assert note["system"]["event"] == "handover" and note["position_id"] == pos
+    for cl in (ca, cb):
+        await cl.close()
