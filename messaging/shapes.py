@@ -181,9 +181,14 @@ class NoticeNew(NoticeHead):
 
 class NoticeRemind(NoticeNew):
     """A reminder: an urgent notice (DING) still unread (``step`` of the ladder), or the sender's
-    manual reminder to those under a unit who still owe (``manual``, ``by``, ``unit_id``)."""
+    manual reminder to those under a unit who still owe (``manual``, ``by``, ``unit_id``; no ``step``)."""
 
-    step: int | None = Field(None, description="DING: the ladder's reminder number")
+    step: int | None = Field(
+        None,
+        description="DING ladder: the step's place in the ladder, counted from 0 (the default ladder's "
+        "reminder after 30 minutes is step 0; its escalation, step 1, goes out of band as "
+        "Idempotency-Key notice-<id>-step-1); absent on a manual reminder",
+    )
     manual: bool | None = Field(None, description="true: the sender reminded by hand")
     by: int | None = Field(None, description="manual: the person who reminded")
     unit_id: int | None = Field(None, description="manual: the unit whose recipients were reminded")

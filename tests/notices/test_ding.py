@@ -156,3 +156,19 @@ async def test_a_position_retired_after_the_send_is_not_reminded(world: World) -
     labels = {lb["position_id"] for _, ev in reminded if ev["notice_id"] == res.notice_id for lb in ev["positions"]}
     assert labels and not labels & set(retired)
     assert out.recipients == len({p for p, _ in reminded})
+
+
+def test_the_docs_number_the_ladder_as_the_events_do() -> None:
+    """The first reminder above carries ``step: 0``: the AsyncAPI description and protocol.md say "from 0".
+
+    A client written from the docs once took ``step`` for a 1-based reminder count.
+    """
+    from pathlib import Path
+
+    from messaging.shapes import NoticeRemind
+
+    description = NoticeRemind.model_fields["step"].description or ""
+    assert "counted from 0" in description and "step 0" in description
+    protocol = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    [row] = [line for line in protocol.splitlines() if line.startswith("| `notice.remind` |")]
+    assert "counted from 0" in row and "step 0" in row and "`manual: true`" in row
