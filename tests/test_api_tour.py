@@ -56,6 +56,15 @@ async def test_org_reads_selectors_notices_and_groups(org_server: RunningServer)
         assert EVENTS["notice.remind"].model_validate(reminder).manual is True
         for e in events:
             EVENTS[e["kind"]].model_validate(e["data"])
+        # another epoch: 409 resync_required, as /openapi.json (and so docs/api/chat.md) lists for the operation
+        stale = await w.get("/api/v1/sync", params={"since": 1, "epoch": "0badcafe"})
+        err = stale.json()["error"]
+        assert stale.status_code == 409 and err["code"] == "resync_required"
+        assert set(err["data"]) == {"epoch", "last_seq"}
+        sync_doc = (await w.get("/openapi.json")).json()["paths"]["/api/v1/sync"]["get"]
+        assert "resync_required" in sync_doc["responses"]["409"]["description"]
+        [epoch_param] = [p for p in sync_doc["parameters"] if p["name"] == "epoch"]
+        assert "resync_required" in epoch_param["description"]
         left = await w.post(f"/api/v1/groups/{gid}/leave")
         assert left.status_code == 200 and w_id not in {m["person_id"] for m in left.json()["members"]}
         assert (await w.post("/api/v1/auth/logout")).json() == {"revoked": True}

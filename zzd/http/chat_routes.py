@@ -50,7 +50,10 @@ class SyncQuery(QueryModel):
     since: Annotated[int, Field(ge=0, le=2**53)] = Field(0, description="the last seq the client has")
     limit: Annotated[int, Field(ge=1, le=500)] = 500
     epoch: Annotated[str, StringConstraints(max_length=40)] | None = Field(
-        None, description="the epoch the client's seq belongs to (a different one: start again from 0)"
+        None,
+        description="the epoch the client's seq belongs to; another epoch, or a since the stream does not hold "
+        "(pruned, or past last_seq), answers 409 resync_required with data.epoch and data.last_seq: reload "
+        "conversations, then sync on from that last_seq (since=0 is always served, whatever the epoch)",
     )
 
 

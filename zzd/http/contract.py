@@ -52,7 +52,7 @@ ERRORS: dict[int, str] = {
     403: "forbidden, out_of_scope, no_grant (also: the session was revoked)",
     404: "not_found (missing, or not visible to the caller: the same answer)",
     405: "method_not_allowed",
-    409: "conflict, stale_version, invalid_transition, already_exists",
+    409: "conflict, stale_version, invalid_transition, already_exists, resync_required",
     411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
