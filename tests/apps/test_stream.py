@@ -131,6 +131,9 @@ async def test_bad_hellos_person_tokens_and_browsers_are_refused(platform_server
         ({"type": "hello", "id": "1", "v": 1, "token": "nonsense"}, 4401),
         ({"type": "hello", "id": "1", "v": 2, "token": tok}, 4400),
         ({"type": "ping", "id": "1"}, 4400),
+        # the token is part of the hello (no Authorization header is read here): without it, a bad hello
+        ({"type": "hello", "id": "1", "v": 1}, 4400),
+        ({"type": "hello", "id": "1", "v": 1, "token": None}, 4400),
     ):
         ws = await websockets.connect(_url(rs))
         await ws.send(json.dumps(first))
@@ -142,3 +145,25 @@ async def test_bad_hellos_person_tokens_and_browsers_are_refused(platform_server
     with pytest.raises(InvalidStatus) as refused:
         await websockets.connect(_url(rs), origin="https://evil.example")  # type: ignore[arg-type]
     assert refused.value.response.status_code == 403
+
+
+async def test_a_second_hello_is_a_conflict_and_a_binary_frame_closes_1003(platform_server: RunningServer) -> None:
+    """The stream follows /ws's conventions (docs/protocol.md): ``conflict`` for a second hello, and a
+    binary frame closes the connection with 1003, before the hello or after it."""
+    rs = platform_server
+    admin = await admin_token(rs, None)
+    _, tok = await _stream_app(rs, admin, "二进制平台")
+    ws, hello = await _open(rs, tok)
+    assert hello["type"] == "ok"
+    await ws.send(json.dumps({"type": "hello", "id": "again", "v": 1, "token": tok}))
+    reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+    assert (reply["type"], reply["ref"], reply["code"]) == ("error", "again", "conflict")
+    await ws.send(b"\x00binary")
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+    ws = await websockets.connect(_url(rs))
+    await ws.send(b"\x00binary")
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003

@@ -114,8 +114,14 @@ class _StreamConn:
     async def _read(self) -> None:
         while self.closing is None:
             try:
-                raw = await self.ws.receive_text()
-            except (WebSocketDisconnect, RuntimeError, KeyError):
+                message = await self.ws.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:  # a binary frame: closed 1003, as on /ws (docs/protocol.md, close codes)
+                await self._close(Close.UNSUPPORTED_DATA, "binary frames are not supported")
                 return
             try:
                 frame = strict_loads(raw)
@@ -148,6 +154,8 @@ class _StreamConn:
             await self._send({"type": "ok", "ref": ref, "data": {"acked": acked}})
         elif kind in ("ping", "ack"):
             await self._error(ref, "invalid_frame", f"unknown fields in {kind}")
+        elif kind == "hello":  # as on /ws: one hello per connection
+            await self._error(ref, "conflict", "already authenticated")
         else:
             await self._error(ref, "unknown_type", "this stream understands ping and ack")
 
@@ -213,17 +221,30 @@ class _StreamConn:
 async def _hello(ws: WebSocket, s: Services) -> tuple[AppPrincipal, float] | None:
     """Read and check the first frame; on failure send an error frame and close (4400/4401/4408)."""
     try:
-        raw = await asyncio.wait_for(ws.receive_text(), s.settings.ws_auth_timeout)
+        message = await asyncio.wait_for(ws.receive(), s.settings.ws_auth_timeout)
     except TimeoutError:
         await ws.close(code=Close.AUTH_TIMEOUT, reason="no hello in time")
         return None
-    except (WebSocketDisconnect, RuntimeError, KeyError):
+    except (WebSocketDisconnect, RuntimeError):
+        return None
+    if message["type"] == "websocket.disconnect":
+        return None
+    raw = message.get("text")
+    if raw is None:
+        await ws.close(code=Close.UNSUPPORTED_DATA, reason="binary frames are not supported")
         return None
     try:
         frame = strict_loads(raw)
     except ZzdError:
         frame = None
-    ok_shape = isinstance(frame, dict) and frame.get("type") == "hello" and set(frame) <= {"type", "id", "v", "token"}
+    # The token is part of the hello's shape: this endpoint reads no ``Authorization`` header on the
+    # upgrade (unlike /ws), so a hello without one is a bad hello, not a bad token (docs/webhooks.md).
+    ok_shape = (
+        isinstance(frame, dict)
+        and frame.get("type") == "hello"
+        and set(frame) == {"type", "id", "v", "token"}
+        and isinstance(frame.get("token"), str)
+    )
     if not ok_shape or not isinstance(frame, dict) or frame.get("v") != 1 or not isinstance(frame.get("id"), str):
         msg = "the first frame must be {type: hello, id, v: 1, token}"
         await ws.send_text(json.dumps({"type": "error", "ref": None, "code": "invalid_frame", "message": msg}))
