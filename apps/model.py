@@ -72,8 +72,10 @@ def _known_pattern(pattern: str) -> bool:
 def parse_event_types(raw: Iterable[str], *, field: str = "event_types") -> tuple[str, ...]:
     """Event types or ``prefix.*`` patterns; unknown ones answer 400 naming them."""
     out = sorted({str(t).strip() for t in raw})
+    if not out:
+        raise BadRequest(f"{field} must name at least one event type", data={"field": field})
     unknown = [t for t in out if not _known_pattern(t)]
-    if unknown or not out:
+    if unknown:
         raise BadRequest(
             "unknown event type(s); known: " + ", ".join(EVENT_TYPES) + " (or a prefix like task.*)",
             code=ErrorCode.BAD_REQUEST,

@@ -25,6 +25,8 @@ from apps.schema import app_deliveries, app_delivery_attempts, app_subscriptions
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound
+from kernel.numbers import MAX_ID, parse_uint
+from messaging.tasks.categories import list_categories
 from org_tree.index import OrgIndex
 
 __all__ = ["FILTER_KEYS", "Subscription", "SubscriptionService", "new_whsec"]
@@ -92,14 +94,22 @@ class SubscriptionService:
     #: Raises ``BadRequest``/``Forbidden`` for a webhook target the address policy refuses.
     check_url: Callable[[str], Awaitable[None]]
 
-    def _filters(self, p: AppPrincipal, raw: dict[str, Any]) -> dict[str, Any]:
+    async def _filters(self, p: AppPrincipal, types: tuple[str, ...], raw: dict[str, Any]) -> dict[str, Any]:
+        """The filters checked and normalised; a filter that could never let an event through is refused.
+
+        Why refuse rather than store: a category key with a typo, or a ``task_category`` on a
+        subscription that takes no ``task.*`` event, would be kept and silently match nothing
+        (or, for the second, nothing it was meant to narrow), and the app would wait for events
+        that never come.
+        """
         unknown = sorted(set(raw) - set(FILTER_KEYS))
         if unknown:
             raise BadRequest(
                 f"unknown filter(s); known: {', '.join(FILTER_KEYS)}", data={"field": "filters", "unknown": unknown}
             )
+        concrete = {t for pattern in types for t in _concrete(pattern)}
         out: dict[str, Any] = {}
-        for key in ("report_category", "task_category"):
+        for key, applies in (("report_category", "report.filed"), ("task_category", "task.")):
             if key in raw:
                 vals = raw[key]
                 if (
@@ -108,10 +118,30 @@ class SubscriptionService:
                     or not all(isinstance(v, str) and 0 < len(v) <= 32 for v in vals)
                 ):
                     raise BadRequest(f"{key} must be a non-empty list of category keys", data={"field": key})
+                if not any(t.startswith(applies) for t in concrete):
+                    raise BadRequest(
+                        f"{key} applies to {applies}{'*' if applies.endswith('.') else ''} events, "
+                        "which this subscription does not take",
+                        data={"field": key, "event_types": list(types)},
+                    )
                 out[key] = sorted(set(vals))
+        wanted = sorted({*out.get("report_category", ()), *out.get("task_category", ())})
+        if wanted:
+            async with self.db.read() as conn:
+                known = {c.key for c in await list_categories(conn)}
+            missing = [k for k in wanted if k not in known]
+            if missing:
+                raise BadRequest(
+                    f"unknown category {missing[0]!r} (GET /api/v1/tasks/categories lists them)",
+                    code=ErrorCode.UNKNOWN_CATEGORY,
+                    data={"field": "filters", "unknown": missing},
+                )
         if "unit" in raw:
             idx: OrgIndex = self.index()
             ref = raw["unit"]
+            if isinstance(ref, str) and ref.startswith("#"):  # the ``#id`` form, as in URLs and selectors
+                uid = parse_uint(ref[1:], 0, MAX_ID)
+                ref = ref if uid is None else uid
             if not isinstance(ref, int | str) or isinstance(ref, bool):
                 raise BadRequest("unit must be a unit code or id", data={"field": "unit"})
             u = idx.unit(ref)
@@ -136,7 +166,7 @@ class SubscriptionService:
             )
         if mode not in MODES:
             raise BadRequest("mode must be webhook or stream", data={"field": "mode"})
-        clean = self._filters(p, filters)
+        clean = await self._filters(p, types, filters)
         secret: str | None = None
         if mode == "webhook":
             if not url:

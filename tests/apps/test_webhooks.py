@@ -97,6 +97,26 @@ async def test_subscriptions_are_refused_outside_scope_subtree_and_allowlist(pla
         r = await h.post("/api/v1/bot/subscriptions", json=base)
         assert r.status_code == 201, r.text
         sub_id = r.json()["id"]
+        # a filter that could never let an event through is refused, not stored to match nothing
+        for body, code, needle in (
+            ({**base, "filters": {"report_category": ["river_litterr"]}}, "unknown_category", "river_litterr"),
+            ({**base, "filters": {"task_category": ["river_litter"]}}, "bad_request", "task.*"),
+            ({**base, "event_types": []}, "bad_request", "at least one"),
+        ):
+            r = await h.post("/api/v1/bot/subscriptions", json=body)
+            assert (r.status_code, r.json()["error"]["code"]) == (400, code), (body, r.text)
+            assert needle in r.json()["error"]["message"], r.text
+        assert r.json()["error"]["data"] == {"field": "event_types"}
+        # the unit filter takes a code, an id, or "#id" (as URLs and selectors do); the answer names the id
+        village_id = (await h.get(f"/api/v1/bot/org/units/{VILLAGE}")).json()["id"]
+        for ref in (VILLAGE, village_id, f"#{village_id}"):
+            r = await h.post("/api/v1/bot/subscriptions", json={**base, "filters": {"unit": ref}})
+            assert r.status_code == 201, (ref, r.text)
+            assert r.json()["filters"] == {"unit": village_id}
+        r = await h.post("/api/v1/bot/subscriptions", json={**base, "filters": {"unit": "#0"}})
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
+        listed = (await h.get("/api/v1/bot/subscriptions")).json()["subscriptions"]
+        assert len(listed) == 4  # the refusals stored nothing
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(other)) as h:
         for path in ("", "/attempts", "/deliveries"):
             assert (await h.get(f"/api/v1/bot/subscriptions/{sub_id}{path}")).status_code == 404
