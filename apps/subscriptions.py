@@ -268,12 +268,17 @@ class SubscriptionService:
             for r in rows
         ]
 
-    async def deliveries(self, p: AppPrincipal, sub_id: int, *, state: str | None, limit: int) -> list[dict[str, Any]]:
+    async def deliveries(
+        self, p: AppPrincipal, sub_id: int, *, state: str | None, before: int | None = None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Deliveries of one subscription, newest first; ``before`` (a delivery id) pages back."""
         await self.get(p, sub_id)
         d = app_deliveries
         q = select(d).where(d.c.subscription_id == sub_id).order_by(d.c.id.desc()).limit(limit)
         if state is not None:
             q = q.where(d.c.state == state)
+        if before is not None:
+            q = q.where(d.c.id < before)
         async with self.db.read() as conn:
             rows = list(await conn.execute(q))
         return [
@@ -302,6 +307,9 @@ class SubscriptionService:
         """Send one event, or every event of a time range, again (same ``webhook-id``); returns how many."""
         await self.get(p, sub_id)
         d = app_deliveries
+        if event_id is not None and (since is not None or until is not None):
+            fields = ["event_id", "since", "until"]
+            raise BadRequest("give event_id, or since and until, not both", data={"fields": fields})
         if event_id is not None:
             cond = d.c.event_id == event_id
         elif since is not None and until is not None:

@@ -185,6 +185,30 @@ async def test_bad_receivers_are_retried_dead_lettered_and_redelivered(platform_
             assert r.status_code == 400  # more than 31 days
             r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver", json={})
             assert r.status_code == 400
+            # an event id and a range together are ambiguous: refused, and nothing is sent again
+            both = {"event_id": event_id, "since": "2020-01-01T00:00:00Z", "until": "2020-01-02T00:00:00Z"}
+            r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver", json=both)
+            assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_request"), r.text
+            assert await states("/down") == ["delivered"]
+            # the log pages back by attempt_id: the pages together are the whole log, newest first
+            base = f"/api/v1/bot/subscriptions/{subs['/down']['id']}"
+            whole = (await h.get(f"{base}/attempts")).json()["attempts"]
+            assert [a["attempt"] for a in whole] == [1, 4, 3, 2, 1]  # the redelivery starts over at 1
+            paged: list[dict[str, Any]] = []
+            page = (await h.get(f"{base}/attempts", params={"limit": 2})).json()["attempts"]
+            while page:
+                paged += page
+                page = (await h.get(f"{base}/attempts", params={"limit": 2, "before": page[-1]["attempt_id"]})).json()[
+                    "attempts"
+                ]
+            assert paged == whole
+            # deliveries page back by delivery_id the same way
+            await file_report(rs, await grid_worker(rs), "r2")
+            await wait_until(lambda: len(rec.delivered("/down")) == 2, what="the second report's delivery")
+            newest = (await h.get(f"{base}/deliveries", params={"limit": 1})).json()["deliveries"]
+            older = (await h.get(f"{base}/deliveries", params={"limit": 1, "before": newest[0]["delivery_id"]})).json()
+            assert [d["event_id"] for d in older["deliveries"]] == [event_id]
+            assert newest[0]["event_id"] != event_id
 
 
 async def test_after_an_outage_events_arrive_in_order_per_aggregate_and_the_owner_is_told(

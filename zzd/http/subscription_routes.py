@@ -58,12 +58,17 @@ class Redeliver(BodyModel):
 
 
 class AttemptsQuery(QueryModel):
-    before: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None
+    before: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = Field(
+        None, description="an attempt_id: only older attempts (next page: the last attempt_id of this one)"
+    )
     limit: Annotated[int, Field(ge=1, le=500)] = 50
 
 
 class DeliveriesQuery(QueryModel):
     state: Literal["pending", "delivered", "dead"] | None = None
+    before: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = Field(
+        None, description="a delivery_id: only older deliveries (next page: the last delivery_id of this one)"
+    )
     limit: Annotated[int, Field(ge=1, le=500)] = 50
 
 
@@ -82,12 +87,14 @@ async def create(request: Request) -> Response:
 
 @api.route("GET", "", {200: SubscriptionList}, errors=(429,))
 async def list_subs(request: Request) -> Response:
+    """The calling app's subscriptions, oldest first (no secrets)."""
     s, p = await current_app(request)
     return reply(SubscriptionList, {"subscriptions": [x.to_dict() for x in await s.subscriptions.list_for(p)]})
 
 
 @api.route("GET", "/{subscription_id:int}", {200: SubscriptionView}, errors=(429,))
 async def get_sub(request: Request) -> Response:
+    """One of the calling app's subscriptions (another app's: 404), without its secret."""
     s, p = await current_app(request)
     return reply(SubscriptionView, (await s.subscriptions.get(p, _sid(request))).to_dict())
 
@@ -126,13 +133,13 @@ async def deliveries(request: Request) -> Response:
     """Deliveries of the subscription, newest first (``state``: pending, delivered, dead)."""
     s, p = await current_app(request)
     q = query(request, DeliveriesQuery)
-    items = await s.subscriptions.deliveries(p, _sid(request), state=q.state, limit=q.limit)
+    items = await s.subscriptions.deliveries(p, _sid(request), state=q.state, before=q.before, limit=q.limit)
     return reply(DeliveryList, {"deliveries": items})
 
 
 @api.route("POST", "/{subscription_id:int}/redeliver", {200: Redelivering}, body=Redeliver, errors=(429,))
 async def redeliver(request: Request) -> Response:
-    """Send one event (``event_id``) or a time range again, with the same ``webhook-id``."""
+    """Send one event (``event_id``) or a time range (``since`` and ``until``, not both) again, same ``webhook-id``."""
     s, p = await current_app(request)
     b = await json_body(request, Redeliver)
     since, until = aware_time(b.since or None, "since"), aware_time(b.until or None, "until")
