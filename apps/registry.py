@@ -242,7 +242,9 @@ class AppRegistry:
                 raise BadRequest("rate_per_minute must be 1..100000", data={"field": "rate_per_minute"})
             values["rate_per_minute"] = rate_per_minute
         if not values:
-            raise BadRequest("nothing to change", data={"fields": ["scopes", "visibility", "disabled", "rate"]})
+            raise BadRequest(
+                "nothing to change", data={"fields": ["scopes", "visibility", "disabled", "rate_per_minute"]}
+            )
         now = self.clock.now()
         async with self.db.write() as conn:
             await conn.execute(update(apps).where(apps.c.id == app_id).values(updated_at=now, **values))

@@ -133,6 +133,11 @@ async def test_rotation_overlaps_and_revocation_stops_tokens_at_the_next_request
         assert (await app_token(rs, made["client_id"], third["client_secret"])).status_code == 200
     # disabling the app refuses even fresh secrets
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        # an empty change names the fields PATCH takes, by the names the body uses
+        r = await h.patch(f"/api/v1/apps/{made['id']}", json={})
+        assert (r.status_code, r.json()["error"]["data"]) == (
+            400, {"fields": ["scopes", "visibility", "disabled", "rate_per_minute"]}
+        )  # fmt: skip
         assert (await h.patch(f"/api/v1/apps/{made['id']}", json={"disabled": True})).json()["disabled"] is True
     r = await app_token(rs, made["client_id"], third["client_secret"])
     assert r.status_code == 401
