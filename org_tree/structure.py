@@ -33,7 +33,7 @@ from org_tree.divisions import Level
 from org_tree.grants import Perm, require_grant
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, access_unit
-from org_tree.org_schema import positions, roles, units
+from org_tree.org_schema import assignments, positions, roles, units
 from org_tree.roles import JURISDICTION_RULES
 from org_tree.selectors import is_unit_code
 from org_tree.versioning import append_change, bump_version
@@ -251,9 +251,19 @@ class Structure:
                     .where(positions.c.unit_id.in_(chunk), positions.c.removed_at.is_(None))
                     .values(removed_at=now)
                 )
+            holders: set[int] = set()
+            for i in range(0, len(retired), 1000):  # as retire_position: a removed position has no holders
+                ended = await conn.execute(
+                    update(assignments)
+                    .where(assignments.c.position_id.in_(retired[i : i + 1000]), assignments.c.end_at.is_(None))
+                    .values(end_at=now)
+                    .returning(assignments.c.person_id)
+                )
+                holders.update(int(r[0]) for r in ended)
             after = await self.hooks.positions_retired(conn, moves, now, actor.person_id or None)
             entry = self._org.audit(actor, "org.unit_retired", u, unit_id=uid, units=len(unit_ids),
-                                    positions=len(retired), successor=successor)  # fmt: skip
+                                    positions=len(retired), successor=successor,
+                                    holders=sorted(holders))  # fmt: skip
             await record(conn, entry, now)
         await self._org.committed()
         for done in after:
@@ -363,8 +373,6 @@ class Structure:
             self._check_successor(actor, successor, set())
         moves = successors(idx, [position_id], set(), successor)
         now = self._org.clock.now()
-        from org_tree.org_schema import assignments
-
         async with self._org.db.write() as conn:
             await self._begin(conn, [{"op": "position_retire", "position": position_id}])
             await conn.execute(update(positions).where(positions.c.id == position_id).values(removed_at=now))

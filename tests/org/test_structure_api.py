@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import httpx
+from sqlalchemy import select
 
 from org_tree.jurisdiction import SYSTEM
+from org_tree.org_schema import assignments
 from org_tree.selectors import PositionSel
 from tests.client import login, new_person
 from tests.conftest import RunningServer
@@ -120,3 +122,23 @@ async def test_edits_apply_and_open_work_follows(org_server: RunningServer) -> N
         assert r.status_code == 400
     idx = s.org_index.index
     assert [idx.unit_code(c) for c in idx.children(idx.unit(TOWN))] == [target_village]
+
+
+async def test_retiring_a_unit_ends_its_holders_assignments(org_server: RunningServer) -> None:
+    """Found by the admin audit: a unit's retirement left its holders seated on removed positions, so their
+    ``GET /api/v1/me/positions`` answered 404 for a position that no longer exists."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    holder, _, sec, holder_token = await seat(rs, "990101001003", "village_secretary")
+    admin = await _admin(rs, TOWN, {"org"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(admin)) as h:
+        r = await h.post("/api/v1/org/units/990101001003/retire", json={})
+        assert r.status_code == 200, r.text
+        assert sec in r.json()["positions"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(holder_token)) as h:
+        r = await h.get("/api/v1/me/positions")
+        assert r.status_code == 200, r.text
+        assert sec not in [p["id"] for p in r.json()["positions"]]
+    async with s.db.read() as conn:
+        ends = (await conn.execute(select(assignments.c.end_at).where(assignments.c.person_id == holder))).all()
+    assert ends and all(end is not None for (end,) in ends)
