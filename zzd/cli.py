@@ -78,7 +78,10 @@ def serve(
     except (WorkersRefused, DeliveryRefused) as exc:
         raise click.ClickException(str(exc)) from exc
     _configure_logging(settings.log_level, settings.log_format)
-    settings.signing_keys()  # fail now, naming the setting, not on the first login
+    try:
+        settings.signing_keys()  # fail now, naming the setting, not on the first login
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from exc
     if migrate:
         upgrade(settings.database_url)
     if settings.workers == 1:

@@ -7,13 +7,15 @@ Secrets may be given inline or, better, as a file (``ZZD_JWT_KEYS_FILE``).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class Settings(BaseSettings):
     #: PostgreSQL and Redis (each worker's node id is ``<node_id>-w<i>``).
     workers: int = Field(default=1, ge=1, le=256)
     #: Identifies this process in logs and broker messages. Default: random.
-    node_id: str = Field(default_factory=lambda: secrets.token_hex(4))
+    node_id: str = Field(default_factory=lambda: secrets.token_hex(4), min_length=1, max_length=64)
 
     #: HMAC keys as ``kid:secret`` pairs separated by commas; the first signs,
     #: all verify (rotation). Each secret must be at least 32 bytes.
@@ -76,7 +78,7 @@ class Settings(BaseSettings):
     ws_ping_interval: float = Field(default=20.0, gt=0)
     #: Kernel timeout for unacknowledged data on accepted sockets (ms); frees
     #: zero-window clients that keepalive cannot (RELIABILITY finding 1).
-    tcp_user_timeout_ms: int = Field(default=30_000, ge=1000)
+    tcp_user_timeout_ms: int = Field(default=30_000, ge=1000, le=2**31 - 1)  # the socket option is a C int
     #: Concurrent sockets per person; the oldest is closed (4409) beyond it.
     max_connections_per_person: int = Field(default=5, ge=1)
     #: Messages one person may send per minute before ``rate_limited``.
@@ -239,6 +241,36 @@ class Settings(BaseSettings):
             raise ValueError(f"{v!r} is not a rate like 10/15minutes") from exc
         return v
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        if v.lower() not in _LOG_LEVELS:
+            raise ValueError(f"{v!r} is not one of {', '.join(_LOG_LEVELS)}")
+        return v.lower()
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, v: str) -> str:
+        if v.strip():
+            for item in v.split(","):
+                if item.strip() != "*":
+                    _network(item.strip(), "an IP address or CIDR network (or *)")
+        return v
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            _network(item, "a CIDR network like 10.8.0.0/16")
+        return v
+
+    @field_validator("jwt_keys")
+    @classmethod
+    def _inline_keys(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            _parse_keys(v.get_secret_value(), "ZZD_JWT_KEYS", prefix=False)
+        return v
+
     @field_validator("allowed_origins")
     @classmethod
     def _origins(cls, v: list[str]) -> list[str]:
@@ -257,18 +289,14 @@ class Settings(BaseSettings):
     def signing_keys(self) -> dict[str, bytes]:
         """``kid → secret`` in rotation order (first signs)."""
         if self.jwt_keys is not None:
-            raw = self.jwt_keys.get_secret_value()
-        elif self.jwt_keys_file is not None:
-            raw = self.jwt_keys_file.read_text().strip()
-        else:
-            raw = _local_key_file(self.database_url)
-        keys: dict[str, bytes] = {}
-        for part in raw.split(","):
-            kid, sep, secret = part.strip().partition(":")
-            if not sep or not kid or len(secret.encode()) < 32:
-                raise ConfigError("ZZD_JWT_KEYS: each entry must be kid:secret with a secret of at least 32 bytes")
-            keys[kid] = secret.encode()
-        return keys
+            return _parse_keys(self.jwt_keys.get_secret_value(), "ZZD_JWT_KEYS")
+        if self.jwt_keys_file is not None:
+            try:
+                raw = self.jwt_keys_file.read_text().strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"ZZD_JWT_KEYS_FILE: cannot read {self.jwt_keys_file}: {exc}") from exc
+            return _parse_keys(raw, "ZZD_JWT_KEYS_FILE")
+        return _parse_keys(_local_key_file(self.database_url), "the generated key file")
 
     def upload_path(self) -> Path:
         """Where uploads live: the setting, else beside the SQLite file like the key file."""
@@ -277,6 +305,30 @@ class Settings(BaseSettings):
         if self.database_url.startswith("sqlite+aiosqlite:///"):
             return Path(self.database_url.removeprefix("sqlite+aiosqlite:///")).parent / "zzd-uploads"
         return Path("zzd-uploads")
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _network(item: str, what: str) -> None:
+    try:
+        ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        raise ValueError(f"{item!r} is not {what}") from None
+
+
+def _parse_keys(raw: str, source: str, *, prefix: bool = True) -> dict[str, bytes]:
+    """``kid:secret[,kid:secret…]`` → ``kid → secret``; ``source`` names the setting in the error."""
+    keys: dict[str, bytes] = {}
+    for part in raw.split(","):
+        kid, sep, secret = part.strip().partition(":")
+        if not sep or not kid or len(secret.encode()) < 32:
+            problem = "each entry must be kid:secret with a secret of at least 32 bytes"
+            if prefix:
+                raise ConfigError(f"{source}: {problem}")
+            raise ValueError(problem)
+        keys[kid] = secret.encode()
+    return keys
 
 
 def _local_key_file(database_url: str) -> str:
@@ -301,9 +353,24 @@ def load_settings(**overrides: Any) -> Settings:
     """
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:  # a list setting whose value is not JSON: pydantic-settings names only the field
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = _env_name(field.group(1)) if field else "a ZZD_ setting"
+        raise ConfigError(f'{name}: not a JSON list (e.g. ["…"])') from exc
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = "ZZD_" + "_".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
+            parts = [str(p) for p in err["loc"] if isinstance(p, str)]
+            name = _env_name(parts[0]) if parts else "a ZZD_ setting"
             problems.append(f"{name}: {err['msg']}")
         raise ConfigError("; ".join(problems)) from exc
+
+
+def _env_name(field: str) -> str:
+    """The environment variable(s) of a field (by name or alias), as the operator sets them."""
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        choices = [str(c) for c in alias.choices] if isinstance(alias, AliasChoices) else []
+        if field.lower() == name or field in choices:
+            return " or ".join(choices) if choices else "ZZD_" + name.upper()
+    return field.upper()
