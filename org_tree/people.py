@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -62,8 +63,14 @@ class PersonDirectory:
         self._db = db
         self._clock = clock
 
-    async def create(self, name: str, *, login: str | None = None, password_hash: str | None = None) -> Person:
-        """Create a person; a duplicate login raises ``Conflict``."""
+    async def create(
+        self, name: str, *, login: str | None = None, password_hash: str | None = None, audit_via: str | None = None
+    ) -> Person:
+        """Create a person; a duplicate login raises ``Conflict``.
+
+        ``audit_via`` (e.g. ``"cli"``): also record ``person.created`` in the same transaction,
+        as bulk provisioning does (docs/admin.md).
+        """
         clean_name = normalize_name(check_text(name, field="name", max_chars=100))
         clean_login = normalize_login(login) if login is not None else None
         now = self._clock.now()
@@ -77,6 +84,9 @@ class PersonDirectory:
                     .returning(persons.c.id)
                 )
                 pid = int(res.scalar_one())
+                if audit_via is not None:
+                    detail: dict[str, Any] = {"login": clean_login, "person_id": pid, "positions": [], "via": audit_via}
+                    await record(conn, AuditEntry("person.created", None, detail=detail), now)
         except IntegrityError as exc:
             raise Conflict(f"login {clean_login!r} is taken", code=ErrorCode.ALREADY_EXISTS) from exc
         return Person(pid, clean_login, clean_name, False, now, password_hash)

@@ -129,7 +129,9 @@ def person() -> None:
 @click.option("--name", required=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 def person_create(login: str, name: str, password: str) -> None:
-    """Create a person who can log in."""
+    """Create a person who can log in (audited as ``person.created``)."""
+    if len(password) < 8:  # the rule activation applies (POST /api/v1/auth/activate)
+        raise click.ClickException("the password must have at least 8 characters")
 
     async def go() -> int:
         from kernel.clock import SystemClock
@@ -141,7 +143,7 @@ def person_create(login: str, name: str, password: str) -> None:
         db = Database(_settings().database_url)
         try:
             p = await PersonDirectory(db, SystemClock()).create(
-                name, login=login, password_hash=await Passwords().hash(password)
+                name, login=login, password_hash=await Passwords().hash(password), audit_via="cli"
             )
             return p.id
         except ZzdError as exc:
@@ -160,9 +162,10 @@ def token() -> None:
 @token.command("issue")
 @click.option("--login", required=True)
 def token_issue(login: str) -> None:
-    """Open a session for LOGIN and print an access and a refresh token."""
+    """Open a session for LOGIN and print an access and a refresh token (audited as ``auth.token_issued``)."""
 
     async def go() -> dict[str, Any]:
+        from kernel.audit import AuditEntry
         from zzd.services import Services
 
         s = Services.build(_settings())
@@ -170,7 +173,8 @@ def token_issue(login: str) -> None:
             p = await s.persons.by_login(login)
             if p is None:
                 raise click.ClickException(f"no person with login {login!r}")
-            issued = await s.sessions.open(p.id)
+            entry = AuditEntry("auth.token_issued", None, detail={"login": p.login, "person_id": p.id})
+            issued = await s.sessions.open(p.id, audit=entry)
             return {
                 "person_id": p.id,
                 "access_token": s.tokens.issue(p.id, issued.session_id),
