@@ -22,7 +22,7 @@ from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
-from kernel.schema import persons
+from kernel.schema import auth_sessions, persons
 from kernel.text import check_text, normalize_name
 from org_tree.directory_service import DirectoryService
 from org_tree.divisions import Level
@@ -282,14 +282,26 @@ class OrgService:
         return self.get_position(actor, await self.structure.create_position(actor, unit, role, title=title))
 
     async def change_person(
-        self, actor: Actor, person_id: int, *, name: str | None = None, phone: str | None = None
+        self,
+        actor: Actor,
+        person_id: int,
+        *,
+        name: str | None = None,
+        phone: str | None = None,
+        disabled: bool | None = None,
     ) -> dict[str, Any]:
-        """Rename a person or change their phone: an ``assignments`` grant over a unit where they hold a
-        position (a whole-tree one for a person holding none). The directory finds the new name at once."""
+        """Rename a person, change their phone, or disable (enable) their account: an ``assignments`` grant
+        over a unit where they hold a position (a whole-tree one for a person holding none). The directory
+        finds the new name at once. Disabling ends every session of theirs in the same transaction
+        (``sessions_ended``); the caller closes their sockets. Nobody disables themselves."""
         from org_tree.provisioning import _phone
 
         async with self._db.read() as conn:
-            row = (await conn.execute(select(persons.c.name, persons.c.phone).where(persons.c.id == person_id))).first()
+            row = (
+                await conn.execute(
+                    select(persons.c.name, persons.c.phone, persons.c.disabled).where(persons.c.id == person_id)
+                )
+            ).first()
             held = [int(r[0]) for r in await conn.execute(
                 select(assignments.c.position_id).where(assignments.c.person_id == person_id,
                                                          assignments.c.end_at.is_(None)))]  # fmt: skip
@@ -299,24 +311,46 @@ class OrgService:
                                or holds_grant(idx, actor, Perm.ASSIGNMENTS, None)):  # fmt: skip
             if row is not None:  # audited, then answered like an unknown id: no probing who exists
                 try:
-                    await self.authorize(actor, Perm.ASSIGNMENTS, units[0] if units else None, "person.updated",
+                    await self.authorize(actor, Perm.ASSIGNMENTS, units[0] if units else None,
+                                         "person.disabled" if disabled else "person.updated",
                                          person_id=person_id)  # fmt: skip
                 except Forbidden:
                     pass
             raise NotFound("no such person", data={"person_id": person_id})
+        if disabled is not None and person_id == actor.person_id:
+            raise Forbidden("nobody disables or enables their own account", data={"field": "disabled"})
         new_name = normalize_name(check_text(name, field="name", max_chars=100)) if name is not None else row.name
         new_phone = _phone(phone) if phone is not None else row.phone
+        new_disabled = bool(row.disabled) if disabled is None else disabled
+        now, unit, ended = self._clock.now(), units[0] if units else None, 0
         async with self._db.write() as conn:
             version = await bump_version(conn, self._clock, scope="person")
-            await conn.execute(update(persons).where(persons.c.id == person_id).values(name=new_name, phone=new_phone))
+            await conn.execute(
+                update(persons)
+                .where(persons.c.id == person_id)
+                .values(name=new_name, phone=new_phone, disabled=new_disabled)
+            )
             if new_name != row.name:
                 await append_change(conn, self._clock, version, "person", {"op": "person", "person": person_id,
                                                                            "name": new_name})  # fmt: skip
-            entry = self.audit(actor, "person.updated", units[0] if units else None, person_id=person_id,
-                               old_name=row.name, name=new_name, phone_changed=new_phone != row.phone)  # fmt: skip
-            await record(conn, entry, self._clock.now())
+            if disabled is None or name is not None or phone is not None:
+                entry = self.audit(actor, "person.updated", unit, person_id=person_id,
+                                   old_name=row.name, name=new_name, phone_changed=new_phone != row.phone)  # fmt: skip
+                await record(conn, entry, now)
+            if new_disabled and not row.disabled:
+                res = await conn.execute(
+                    update(auth_sessions)
+                    .where(auth_sessions.c.person_id == person_id, auth_sessions.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+                ended = int(res.rowcount or 0)
+            if new_disabled != bool(row.disabled):
+                action = "person.disabled" if new_disabled else "person.enabled"
+                detail = {"person_id": person_id, **({"sessions_ended": ended} if new_disabled else {})}
+                await record(conn, self.audit(actor, action, unit, **detail), now)
         await self.committed()
-        return {"id": person_id, "name": new_name, "phone": new_phone}
+        return {"id": person_id, "name": new_name, "phone": new_phone, "disabled": new_disabled,
+                "sessions_ended": ended}  # fmt: skip
 
     async def assign(
         self, actor: Actor, position_id: int, person_id: int, *, kind: str = "primary", start: datetime | None = None

@@ -173,6 +173,8 @@ def token_issue(login: str) -> None:
             p = await s.persons.by_login(login)
             if p is None:
                 raise click.ClickException(f"no person with login {login!r}")
+            if p.disabled:
+                raise click.ClickException(f"{login!r} is disabled (zzd person disable --login {login} --enable)")
             entry = AuditEntry("auth.token_issued", None, detail={"login": p.login, "person_id": p.id})
             issued = await s.sessions.open(p.id, audit=entry)
             return {
@@ -221,7 +223,7 @@ def demo_seed() -> None:
 
 
 def _register_org() -> None:
-    from zzd.cli_admin import admin, audit, person_code, person_import
+    from zzd.cli_admin import admin, audit, person_code, person_disable, person_import
     from zzd.cli_apps import app
     from zzd.cli_org import org
 
@@ -231,6 +233,7 @@ def _register_org() -> None:
     main.add_command(audit)
     person.add_command(person_import)
     person.add_command(person_code)
+    person.add_command(person_disable)
 
 
 _register_org()

@@ -20,7 +20,7 @@ import click
 
 T = TypeVar("T")
 
-__all__ = ["admin", "audit", "person_code", "person_import"]
+__all__ = ["admin", "audit", "person_code", "person_disable", "person_import"]
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
@@ -292,6 +292,38 @@ def person_import(path: Path, codes_path: Path | None, replace_holders: bool, pr
             "assigned": res.assigned, "handed_over": res.handed_over,
             "codes_file": str(out) if res.codes else None,
         }  # fmt: skip
+
+    click.echo(json.dumps(_run(go), ensure_ascii=False))
+
+
+@click.command("disable")
+@click.option("--login", required=True, help="The person (login or id).")
+@click.option("--enable", is_flag=True, help="Enable the account again (their ended sessions stay ended).")
+def person_disable(login: str, enable: bool) -> None:
+    """Disable LOGIN's account: no more sign-ins, every session ends (audited as person.disabled).
+
+    Running servers close the person's sockets at their next safety poll (ZZD_SAFETY_POLL_INTERVAL);
+    PATCH /api/v1/org/persons/{id} with {"disabled": true} closes them at once (docs/admin.md).
+    """
+    from kernel.db.database import Database
+    from kernel.errors import ZzdError
+    from org_tree.jurisdiction import SYSTEM
+
+    async def go() -> dict[str, Any]:
+        from kernel.clock import SystemClock
+        from org_tree.holder import OrgIndexHolder
+        from org_tree.org_service import OrgService
+
+        db = Database(_url())
+        try:
+            holder = OrgIndexHolder(db)
+            await holder.load()
+            org = OrgService(db, SystemClock(), holder)
+            return await org.change_person(SYSTEM, await _person_id(db, login), disabled=not enable)
+        except ZzdError as exc:
+            raise click.ClickException(exc.message) from exc
+        finally:
+            await db.dispose()
 
     click.echo(json.dumps(_run(go), ensure_ascii=False))
 

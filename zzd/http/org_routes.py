@@ -85,6 +85,9 @@ class ChangeRole(BodyModel):
 class ChangePerson(BodyModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     phone: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    disabled: bool | None = Field(
+        default=None, description="true: no more sign-ins, every session ends and its sockets close (4503)"
+    )
 
 
 class NewPosition(BodyModel):
@@ -222,11 +225,14 @@ async def change_role(request: Request) -> Response:
 
 @api.route("PATCH", "/api/v1/org/persons/{person_id:int}", {200: PersonView}, body=ChangePerson, errors=(404,))
 async def change_person(request: Request) -> Response:
-    """Change a person's name or phone (``assignments`` grant over a unit where they hold a position)."""
+    """Change a person's name, phone or ``disabled`` (``assignments`` grant over a unit they hold a position in)."""
     s, actor = await current_actor(request)
     body = await json_body(request, ChangePerson)
     pid = int(request.path_params["person_id"])
-    return reply(PersonView, await s.org.change_person(actor, pid, name=body.name, phone=body.phone))
+    changed = await s.org.change_person(actor, pid, name=body.name, phone=body.phone, disabled=body.disabled)
+    if changed["disabled"]:  # every process closes their sockets now (the safety poll would, later)
+        await s.announce({"t": "disable_person", "pid": pid})
+    return reply(PersonView, changed)
 
 
 @api.route(

@@ -236,3 +236,5 @@ class PersonView(WireModel):
     id: int
     name: str
     phone: str | None
+    disabled: bool = Field(description="a disabled person cannot sign in; their sessions ended when disabled")
+    sessions_ended: int = Field(description="sessions this change ended (disabling ends them all)")

@@ -1,0 +1,97 @@
+"""Disabling a person (``PATCH /api/v1/org/persons/{id}`` with ``disabled``, ``zzd person disable``).
+
+Found by the admin audit: docs/protocol.md closes a disabled account's sockets with 4503, but
+nothing let an administrator or the operator disable one — a departed official kept signing in.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+
+from kernel.audit import AuditQuery, query
+from org_tree.jurisdiction import SYSTEM
+from tests.client import PASSWORD, Client, new_person
+from tests.conftest import RunningServer
+from tests.org_server import auth, cli_env, seat
+
+TOWN, VILLAGE, OTHER_COUNTY = "990101001", "990101001001", "990102"
+
+
+async def _admin(rs: RunningServer, unit: str | None, perms: set[str]) -> tuple[int, str]:
+    s = rs.services_obj  # type: ignore[attr-defined]
+    pid, lg = await new_person(s, "管理员")
+    await s.grants.grant(SYSTEM, pid, unit, frozenset(perms))
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        r = await h.post("/api/v1/auth/token", json={"grant_type": "password", "login": lg, "password": PASSWORD})
+    return pid, str(r.json()["access_token"])
+
+
+async def test_an_administrator_disables_a_holder_and_every_session_ends(org_server: RunningServer) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    who, who_login, _pos, who_token = await seat(rs, VILLAGE, "village_secretary")
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        r = await h.post("/api/v1/auth/token",
+                         json={"grant_type": "password", "login": who_login, "password": PASSWORD})  # fmt: skip
+        refresh = r.json()["refresh_token"]
+    ws = await Client.connect(rs.ws, who_token)
+    admin_id, admin = await _admin(rs, TOWN, {"assignments"})
+    _, outsider = await _admin(rs, OTHER_COUNTY, {"assignments"})
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        # others: like an unknown id; a bad value: 400; oneself: 403 — and nothing changes
+        r = await h.patch(f"/api/v1/org/persons/{who}", json={"disabled": True}, headers=auth(outsider))
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+        r = await h.patch(f"/api/v1/org/persons/{who}", json={"disabled": "yes"}, headers=auth(admin))
+        assert r.status_code == 400 and r.json()["error"]["data"]["field"] == "disabled", r.text
+        r = await h.patch(f"/api/v1/org/persons/{admin_id}", json={"disabled": True}, headers=auth(admin))
+        assert r.status_code in (403, 404), r.text
+        assert not (await s.persons.get(who)).disabled
+        assert (await h.get("/api/v1/me", headers=auth(who_token))).status_code == 200
+        # the administrator over the holder's unit
+        r = await h.patch(f"/api/v1/org/persons/{who}", json={"disabled": True}, headers=auth(admin))
+        assert r.status_code == 200, r.text
+        assert r.json()["disabled"] is True
+        assert (await ws.wait_closed())[0] == 4503
+        assert (await h.get("/api/v1/me", headers=auth(who_token))).status_code == 403
+        r = await h.post("/api/v1/auth/token", json={"grant_type": "refresh_token", "refresh_token": refresh})
+        assert r.status_code == 401, r.text
+        r = await h.post("/api/v1/auth/token",
+                         json={"grant_type": "password", "login": who_login, "password": PASSWORD})  # fmt: skip
+        assert r.status_code == 401, r.text
+        # enabled again: a new sign-in works (the old sessions stay ended)
+        r = await h.patch(f"/api/v1/org/persons/{who}", json={"disabled": False}, headers=auth(admin))
+        assert r.status_code == 200 and r.json()["disabled"] is False, r.text
+        r = await h.post("/api/v1/auth/token",
+                         json={"grant_type": "password", "login": who_login, "password": PASSWORD})  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert (await h.get("/api/v1/me", headers=auth(who_token))).status_code == 403
+    entries, _ = await query(s.db, AuditQuery(actor_person_id=admin_id))
+    actions = [(e["action"], e["outcome"]) for e in reversed(entries)]
+    assert ("person.disabled", "ok") in actions and ("person.enabled", "ok") in actions
+    disabled = next(e for e in entries if e["action"] == "person.disabled")
+    assert disabled["detail"]["person_id"] == who and disabled["detail"]["sessions_ended"] >= 2
+
+
+def test_the_operator_disables_and_enables_at_the_command_line(tmp_path: Path, sqlite_template: Path) -> None:
+    from zzd.cli import main
+
+    env = cli_env(tmp_path, sqlite_template)
+    runner = CliRunner()
+    res = runner.invoke(main, ["person", "create", "--login", "wu9", "--name", "吴九", "--password", "long-enough"],
+                        env=env)  # fmt: skip
+    pid = json.loads(res.output)["person_id"]
+    res = runner.invoke(main, ["token", "issue", "--login", "wu9"], env=env)
+    assert res.exit_code == 0
+    res = runner.invoke(main, ["person", "disable", "--login", "nobody"], env=env)
+    assert res.exit_code == 1 and "no person" in res.output
+    res = runner.invoke(main, ["person", "disable", "--login", "wu9"], env=env)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == {"id": pid, "name": "吴九", "phone": None, "disabled": True, "sessions_ended": 1}
+    res = runner.invoke(main, ["token", "issue", "--login", "wu9"], env=env)
+    assert res.exit_code == 1 and "disabled" in res.output
+    res = runner.invoke(main, ["person", "disable", "--login", "wu9", "--enable"], env=env)
+    assert res.exit_code == 0 and json.loads(res.output)["disabled"] is False, res.output
