@@ -27,6 +27,15 @@ def _entries(env: dict[str, str], action: str) -> list[dict[str, Any]]:
     return asyncio.run(go())
 
 
+def _create(env: dict[str, str], login: str, name: str) -> int:
+    from zzd.cli import main
+
+    res = CliRunner().invoke(main, ["person", "create", "--login", login, "--name", name, "--password", "long-enough"],
+                             env=env)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return int(json.loads(res.output)["person_id"])
+
+
 def test_person_create_refuses_a_short_password_and_is_audited(tmp_path: Path, sqlite_template: Path) -> None:
     from zzd.cli import main
 
@@ -37,10 +46,7 @@ def test_person_create_refuses_a_short_password_and_is_audited(tmp_path: Path, s
     )
     assert res.exit_code == 1 and "at least 8 characters" in res.output, res.output
     assert _entries(env, "person.created") == []
-    res = runner.invoke(main, ["person", "create", "--login", "chen7", "--name", "陈七", "--password", "long-enough"],
-                        env=env)  # fmt: skip
-    assert res.exit_code == 0, res.output
-    pid = json.loads(res.output)["person_id"]
+    pid = _create(env, "chen7", "陈七")
     [entry] = _entries(env, "person.created")
     assert entry["actor_person_id"] is None and entry["unit_id"] is None
     assert entry["detail"] == {"login": "chen7", "person_id": pid, "positions": [], "via": "cli"}
@@ -56,9 +62,7 @@ def test_token_issue_is_audited(tmp_path: Path, sqlite_template: Path) -> None:
 
     env = cli_env(tmp_path, sqlite_template)
     runner = CliRunner()
-    res = runner.invoke(main, ["person", "create", "--login", "zhou8", "--name", "周八", "--password", "long-enough"],
-                        env=env)  # fmt: skip
-    pid = json.loads(res.output)["person_id"]
+    pid = _create(env, "zhou8", "周八")
     res = runner.invoke(main, ["token", "issue", "--login", "nobody"], env=env)
     assert res.exit_code == 1 and "no person" in res.output
     assert _entries(env, "auth.token_issued") == []
@@ -67,3 +71,25 @@ def test_token_issue_is_audited(tmp_path: Path, sqlite_template: Path) -> None:
     [entry] = _entries(env, "auth.token_issued")
     assert entry["actor_person_id"] is None
     assert entry["detail"] == {"login": "zhou8", "person_id": pid}
+
+
+def test_the_operator_disables_and_enables_at_the_command_line(tmp_path: Path, sqlite_template: Path) -> None:
+    """``zzd person disable`` (docs/admin.md "Disabling an account"); the REST side: test_disable_person.py."""
+    from zzd.cli import main
+
+    env = cli_env(tmp_path, sqlite_template)
+    runner = CliRunner()
+    pid = _create(env, "wu9", "吴九")
+    assert runner.invoke(main, ["token", "issue", "--login", "wu9"], env=env).exit_code == 0
+    res = runner.invoke(main, ["person", "disable", "--login", "nobody"], env=env)
+    assert res.exit_code == 1 and "no person" in res.output
+    res = runner.invoke(main, ["person", "disable", "--login", "wu9"], env=env)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == {"id": pid, "name": "吴九", "phone": None, "disabled": True, "sessions_ended": 1}
+    [entry] = _entries(env, "person.disabled")
+    assert entry["actor_person_id"] is None and entry["detail"] == {"person_id": pid, "sessions_ended": 1}
+    res = runner.invoke(main, ["token", "issue", "--login", "wu9"], env=env)
+    assert res.exit_code == 1 and "disabled" in res.output
+    res = runner.invoke(main, ["person", "disable", "--login", "wu9", "--enable"], env=env)
+    assert res.exit_code == 0 and json.loads(res.output)["disabled"] is False, res.output
+    assert len(_entries(env, "person.enabled")) == 1
