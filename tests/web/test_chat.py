@@ -48,13 +48,24 @@ def test_two_browsers_chat_and_resume_after_a_server_restart(pages: Pages, web: 
     expect(sun.locator("li.msg:not(.mine)", has_text="收到")).to_be_visible()  # live, no reload
 
     # The server process restarts: both show the drop, reconnect and resume.
+    header = sun.locator("header.top").bounding_box()
     web.server.stop()
-    for p in (sun, zhou):
-        expect(p.locator("[data-status=offline]")).to_be_visible()
-    during = "断线时发送"
-    _send(sun, during)  # queued with its client_msg_id, sent after the reconnect
-    expect(sun.locator("li.msg.mine", has_text=during)).to_contain_text("发送中")
-    web.server.start()
+    try:
+        for p in (sun, zhou):
+            expect(p.locator("[data-status=offline]")).to_be_visible()
+        # On the 360-px phone the longer state (已断开 · N 秒后重连) stays on the header's one row.
+        expect(sun.locator("[data-status=offline]")).to_contain_text("秒后重连")
+        assert sun.locator("header.top").bounding_box()["height"] == header["height"]
+        # A view not opened before cannot load now: it says so (no endless 正在加载…, no uncaught
+        # error), and loads by itself once the server is back.
+        zhou.get_by_role("navigation", name="主导航").get_by_role("link", name="组织").click()
+        expect(zhou.get_by_role("alert")).to_contain_text("页面加载失败")
+        expect(zhou.get_by_role("button", name="重试")).to_be_visible()
+        during = "断线时发送"
+        _send(sun, during)  # queued with its client_msg_id, sent after the reconnect
+        expect(sun.locator("li.msg.mine", has_text=during)).to_contain_text("发送中")
+    finally:
+        web.server.start()  # also when a check above failed: the other tests share this server
     # Posted through the API as soon as the server is up, probably before zhou reconnects.
     tok = token(web.base, "sun")
     conv_id = int(sun.url.rsplit("/", 1)[1])
@@ -68,6 +79,8 @@ def test_two_browsers_chat_and_resume_after_a_server_restart(pages: Pages, web: 
         assert r.status_code == 201, r.text
     for p in (sun, zhou):
         expect(p.locator("[data-status=online]")).to_be_visible(timeout=30_000)
+    expect(zhou.get_by_role("heading", name="组织")).to_be_visible()
+    zhou.go_back()
     expect(sun.locator("li.msg.mine", has_text=during)).not_to_contain_text("发送中")
     # Exactly what was missed: every message once, in the server's order, on both sides.
     history = httpx.get(

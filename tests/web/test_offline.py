@@ -11,6 +11,18 @@ from tests.web.conftest import Pages, Web
 from tests.web.world import token
 
 
+def _zhao_writes_to(web: Web, login: str, text: str) -> str:
+    """A direct message from zhao through the API; returns its (unique) body."""
+    body = f"{text} {secrets.token_hex(2)}"
+    r = httpx.post(
+        web.base + "/api/v1/messages",
+        headers={"authorization": f"Bearer {token(web.base, 'zhao')}"},
+        json={"to": web.world.person_ids[login], "client_msg_id": secrets.token_hex(6), "body": body},
+    )
+    assert r.status_code == 201, r.text
+    return body
+
+
 def test_manifest_and_service_worker_keep_the_shell_and_last_inbox_offline(pages: Pages, web: Web) -> None:
     manifest = httpx.get(web.base + "/web/manifest.webmanifest").json()
     assert manifest["display"] == "standalone" and manifest["start_url"] == "/"
@@ -18,13 +30,7 @@ def test_manifest_and_service_worker_keep_the_shell_and_last_inbox_offline(pages
     for icon in manifest["icons"]:
         r = httpx.get(web.base + icon["src"])
         assert r.status_code == 200 and r.headers["content-type"].startswith(icon["type"])
-    body = f"离线也能看 {secrets.token_hex(2)}"
-    r = httpx.post(
-        web.base + "/api/v1/messages",
-        headers={"authorization": f"Bearer {token(web.base, 'zhao')}"},
-        json={"to": web.world.person_ids["li"], "client_msg_id": secrets.token_hex(6), "body": body},
-    )
-    assert r.status_code == 201
+    body = _zhao_writes_to(web, "li", "离线也能看")
     page = pages.open("li", service_workers="allow")
     expect(page.get_by_role("list", name="会话列表").locator("a.conv", has_text=body)).to_be_visible()
     assert page.locator("link[rel=manifest]").get_attribute("href") == "/web/manifest.webmanifest"
@@ -37,3 +43,33 @@ def test_manifest_and_service_worker_keep_the_shell_and_last_inbox_offline(pages
     expect(page.locator("[data-status=online]")).to_have_count(0)
     page.context.set_offline(False)
     expect(page.locator("[data-status=online]")).to_be_visible()
+
+
+def test_going_offline_shows_at_once_and_a_start_offline_completes_when_back(pages: Pages, web: Web) -> None:
+    """A grid worker's phone loses the network with the page open, then reloads it offline: the
+    state says so at once (not after the next ping), every tab still opens, messages read as
+    Chinese, and when the network returns the start that failed is finished without a reload."""
+    page = pages.open("wang", service_workers="allow")
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    acting = page.get_by_label("当前岗位")
+    expect(acting.locator("option")).to_have_count(2)
+    page.context.set_offline(True)
+    # The browser's own offline signal, well inside the 20-s ping that would notice otherwise.
+    expect(page.locator("[data-status=offline]")).to_be_visible(timeout=5_000)
+    page.reload()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("离线")
+    expect(alert).not_to_contain_text("Failed to fetch")
+    expect(acting.locator("option")).to_have_count(2)  # the positions of the last sync
+    nav = page.get_by_role("navigation", name="主导航")
+    nav.get_by_role("link", name="上报").click()  # never opened online in this browser
+    expect(page.get_by_role("heading", name="事件上报")).to_be_visible()
+    nav.get_by_role("link", name="任务").click()
+    expect(page.get_by_role("heading", level=2)).to_contain_text("任务 · 专职网格员")
+    expect(page.get_by_role("alert").last).to_contain_text("网络不可用")
+    nav.get_by_role("link", name="消息").click()
+    body = _zhao_writes_to(web, "wang", "联网后到达")
+    page.context.set_offline(False)
+    expect(page.locator("[data-status=online]")).to_be_visible()
+    expect(page.get_by_role("alert")).to_have_count(0)  # the start finished: the offline note goes
+    expect(page.get_by_role("list", name="会话列表").locator("a.conv", has_text=body)).to_be_visible()

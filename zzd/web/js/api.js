@@ -34,13 +34,24 @@ export class ApiError extends Error {
   }
 }
 
+// fetch, with a network failure (offline, server unreachable) turned into an ApiError whose
+// message a person can read, instead of the browser's "Failed to fetch".
+export const NETWORK_MESSAGE = '网络不可用或服务器无法连接，请稍后重试';
+async function send(path, init) {
+  try {
+    return await fetch(path, init);
+  } catch {
+    throw new ApiError(0, { error: { code: 'network', message: NETWORK_MESSAGE } });
+  }
+}
+
 function fromTokenReply(j) {
   return { access: j.access_token, refresh: j.refresh_token, expiresAt: Date.now() + j.expires_in * 1000,
            personId: j.person_id };
 }
 
 export async function login(loginName, password) {
-  const r = await fetch('/api/v1/auth/token', {
+  const r = await send('/api/v1/auth/token', {
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ grant_type: 'password', login: loginName, password }),
   });
@@ -56,7 +67,7 @@ async function doRefresh(stale) {
     if (!current) { save(null); return null; }
     // Another tab refreshed while this one waited: take its tokens.
     if (stale && current.access !== stale.access) { session = current; schedule(); return current; }
-    const r = await fetch('/api/v1/auth/token', {
+    const r = await send('/api/v1/auth/token', {
       method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ grant_type: 'refresh_token', refresh_token: current.refresh }),
     });
@@ -106,7 +117,7 @@ export async function api(path, { method = 'GET', body, headers = {}, raw = fals
       h['content-type'] = 'application/json';
       payload = JSON.stringify(body);
     }
-    const r = await fetch(path, { method, headers: h, body: payload });
+    const r = await send(path, { method, headers: h, body: payload });
     if (r.status === 401 && attempt === 0) {
       await refresh();
       continue;

@@ -26,10 +26,26 @@ const NAV = [
 
 const STATUS = { online: '已连接', connecting: '连接中…', offline: '已断开', ended: '会话已结束' };
 
+// A view's module is fetched when first opened; offline or with the server down that fails:
+// say so, and load it again on 重试 or when the connection comes back.
 function Lazy({ name, props }) {
   const [C, setC] = useState(null);
-  useEffect(() => { let live = true; lazy[name]().then((c) => live && setC(() => c)); return () => { live = false; }; }, [name]);
-  return C ? html`<${C} ...${props} />` : html`<p role="status">正在加载…</p>`;
+  const [failed, setFailed] = useState(false);
+  const [attempt, setAttempt] = useState(0);
+  const status = useStore((s) => s.status);
+  useEffect(() => {
+    let live = true;
+    setFailed(false);
+    lazy[name]().then((c) => live && setC(() => c), () => live && setFailed(true));
+    return () => { live = false; };
+  }, [name, attempt]);
+  useEffect(() => { if (failed && status === 'online') setAttempt((n) => n + 1); }, [status]);
+  if (C) return html`<${C} ...${props} />`;
+  if (failed) {
+    return html`<div class="error" role="alert" data-view-failed=${name}>页面加载失败：网络不可用或服务器无法连接。
+      <button type="button" class="small" onClick=${() => setAttempt((n) => n + 1)}>重试</button></div>`;
+  }
+  return html`<p role="status">正在加载…</p>`;
 }
 
 function route(r) {

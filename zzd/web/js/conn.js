@@ -30,6 +30,9 @@ export class Connection {
     this.stopped = true;
     this.lastClose = null;
     window.addEventListener('online', () => { if (!this.stopped && this.status === 'offline') this.connectNow(); });
+    // The browser knows the network is gone (Wi-Fi dropped, flight mode) long before a socket
+    // would notice: show it at once, and reconnect when 'online' comes.
+    window.addEventListener('offline', () => { if (!this.stopped && this.ws) this.drop(this.ws); });
   }
 
   get cursorKey() { return 'zzd.cursor.' + (getSession()?.personId ?? 'anon'); }
@@ -100,7 +103,14 @@ export class Connection {
 
   async ping(ws) {
     if (ws !== this.ws || ws.readyState !== 1) return;
-    try { await this.request({ type: 'ping' }, ws, PING_TIMEOUT); } catch { if (ws === this.ws) ws.close(4000); }
+    try { await this.request({ type: 'ping' }, ws, PING_TIMEOUT); } catch { if (ws === this.ws) this.drop(ws); }
+  }
+
+  // Give up on a socket now: on a dead network its close handshake (and onclose) can take
+  // minutes, so the connection counts as closed at once and reconnects as after any drop.
+  drop(ws) {
+    ws.close(4000);
+    this.closed(ws, { code: 4000 });
   }
 
   closed(ws, e) {
@@ -118,6 +128,7 @@ export class Connection {
       this.setStatus('connecting');
       return;
     }
+    if (navigator.onLine === false) { this.setStatus('offline', '网络不可用'); return; }   // 'online' reconnects
     const delay = Math.min(30_000, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
     this.attempt = Math.min(this.attempt + 1, 8);
     this.setStatus('offline', `${Math.round(delay / 1000)} 秒后重连`);
@@ -125,6 +136,7 @@ export class Connection {
   }
 
   receive(ws, m) {
+    if (ws !== this.ws) return;                         // a socket given up on (drop)
     let f;
     try { f = JSON.parse(m.data); } catch { return; }
     if (f.type === 'event') {
@@ -168,6 +180,12 @@ export class Connection {
         if (e.code === 'resync_required') {
           this.setCursor(e.data.epoch, e.data.last_seq);
           for (const fn of this.resyncHandlers) fn('resync_required');
+        } else {
+          // The socket dropped or the sync timed out: the gap is still there. Drop what waited
+          // behind it (the next hello resumes from the cursor and replays it) and reconnect,
+          // instead of retrying the sync at once on a closed socket, over and over.
+          this.queue = [];
+          if (this.ws) this.drop(this.ws);
         }
       }
     })();

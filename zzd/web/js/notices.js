@@ -48,9 +48,14 @@ conn.onEvent((f) => {
   if (patch.tasks) saveList('tasks', get().tasks);
 });
 
+// The remembered lists (shown at once, offline too).
+export function showRemembered() {
+  set({ notices: loadList('notices'), tasks: loadList('tasks') });
+}
+
 // Called once after sign-in: remembered lists, else one scan of the retained stream.
 export async function loadNoticesAndTasks(upTo) {
-  set({ notices: loadList('notices'), tasks: loadList('tasks') });
+  showRemembered();
   if (localStorage.getItem(key('scanned'))) return;
   let since = 0;
   const st = { notices: [], tasks: [] };

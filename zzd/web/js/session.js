@@ -2,10 +2,11 @@
 import { api, getSession, logout as apiLogout } from './api.js';
 import { conn } from './conn.js';
 import { learnPerson, learnPosition, loadPosition } from './names.js';
-import { loadNoticesAndTasks } from './notices.js';
+import { loadNoticesAndTasks, showRemembered } from './notices.js';
 import { get, set } from './store.js';
 
 const OFFLINE_KEY = 'zzd.inbox.';   // last synced inbox, for the offline shell
+const PROFILE_KEY = 'zzd.profile.'; // last /me and /me/positions, likewise
 
 function actingKey() { return 'zzd.acting.' + getSession()?.personId; }
 
@@ -35,7 +36,24 @@ export async function start() {
   try {
     const cached = JSON.parse(localStorage.getItem(OFFLINE_KEY + s.personId) || 'null');
     if (cached) set({ conversations: cached });
+    // ... and who I am and my positions (the acting position, 上报 and 任务 need them).
+    const profile = JSON.parse(localStorage.getItem(PROFILE_KEY + s.personId) || 'null');
+    if (profile) {
+      profile.positions.forEach(learnPosition);
+      set({ me: profile.me, positions: profile.positions, acting: actingOf(profile.positions) });
+    }
+    showRemembered();
   } catch { /* ignore */ }
+  loaded = false;
+  await load(true);
+}
+
+// Who I am, my positions and the inbox. A start without the network shows the last synced
+// state; the load is then tried again each time the connection comes back, until it succeeds.
+let loaded = false;
+let retryOnline = null;
+
+async function load(first) {
   try {
     // Cursor before state: what happens after /me answers comes through the socket (resume from it).
     const me = await api('/api/v1/me');
@@ -45,28 +63,43 @@ export async function start() {
     // The socket resumes from that cursor while the inbox loads; messages that arrive meanwhile
     // are applied again on top of the loaded inbox if it does not have them yet.
     early = [];
-    conn.start();
+    if (first) conn.start();
     const [mp, inbox] = await Promise.all([api('/api/v1/me/positions'), api('/api/v1/conversations?limit=100')]);
     mp.positions.forEach(learnPosition);
-    const saved = Number(localStorage.getItem(actingKey()));
-    const acting = mp.positions.some((p) => p.id === saved) ? saved : (mp.positions[0]?.id ?? null);
-    set({ me, positions: mp.positions, grants: mp.grants || [], acting });
+    const { positions } = mp;
+    set({ me, positions, grants: mp.grants || [], acting: actingOf(positions) });
+    try { localStorage.setItem(PROFILE_KEY + me.id, JSON.stringify({ me, positions })); } catch { /* full */ }
     showInbox(inbox.conversations);
     const missed = early.filter((f) => !get().conversations.some((c) => c.id === f.data.conversation_id && c.last_message_id >= f.data.id));
     early = null;
     missed.forEach(applyMessage);
+    loaded = true;
+    if (retryOnline) { retryOnline(); retryOnline = null; }
+    if (!first && get().banner?.offline) set({ banner: null });
     loadNoticesAndTasks(upTo).catch(() => {});
   } catch (e) {
     early = null;
-    set({ banner: { kind: 'error', text: '离线：显示上次同步的内容（' + (e.message || e) + '）' } });
-    conn.start();
+    if (first) {
+      set({ banner: { kind: 'error', offline: true, text: '离线：显示上次同步的内容（' + (e.message || e) + '）' } });
+      conn.start();
+    }
+    if (!retryOnline && getSession()) {
+      retryOnline = conn.onStatus((st) => { if (st === 'online' && !loaded) load(false); });
+    }
   }
+}
+
+function actingOf(positions) {
+  const saved = Number(localStorage.getItem(actingKey()));
+  return positions.some((p) => p.id === saved) ? saved : (positions[0]?.id ?? null);
 }
 
 export async function logout() {
   conn.stop();
+  loaded = false;
+  if (retryOnline) { retryOnline(); retryOnline = null; }
   await apiLogout();
-  set({ me: null, positions: [], conversations: [], notices: [], acting: null });
+  set({ me: null, positions: [], conversations: [], notices: [], sent: [], tasks: [], acting: null, banner: null });
 }
 
 function applyMessage(f) {
