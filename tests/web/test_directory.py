@@ -90,3 +90,17 @@ def test_a_person_with_two_positions_sees_where_each_item_came_and_switches(page
     expect(mine.locator(".as")).to_contain_text("兼职网格员")
     page.reload()
     expect(page.get_by_label("当前岗位")).to_have_value(str(part))
+
+
+def test_the_position_held_comes_first_before_one_stood_in_for(pages: Pages, web: Web) -> None:
+    """/me/positions lists by id; a position someone only stands in for (acting) must not become
+    their 主职 and default acting position because its id is lower."""
+    own, stand_in = web.world.positions["feng"]
+    assert stand_in < own  # the premise: by id the stand-in would come first
+    page = pages.open("feng")
+    acting = page.get_by_label("当前岗位")
+    labels = [re.compile("^专职网格员 · .*（主职）$"), re.compile("^村主任 · .*（兼职）$")]
+    expect(acting.locator("option")).to_have_text(labels)
+    expect(acting).to_have_value(str(own))
+    page.get_by_role("navigation", name="主导航").get_by_role("link", name="任务").click()
+    expect(page.get_by_role("heading", level=2)).to_contain_text("任务 · 专职网格员")

@@ -8,7 +8,9 @@ holder, and the people below are seated on top (password ``PASSWORD``):
 - ``li``: 村书记 of the first village; ``qian``: 村主任 of the same village (chat peers);
 - ``wang``: 专职网格员 of its first grid (主职) and 兼职网格员 of its second grid (兼职);
 - ``zhao``: 河长 of the first village (river-litter reports are routed to this position);
-- ``sun`` and ``zhou``: two more 专职网格员 for chat tests.
+- ``sun`` and ``zhou``: two more 专职网格员 for chat tests;
+- ``feng``: 专职网格员 of a grid of the second village, standing in (acting) for that village's
+  村主任, a position with a lower id than the grid's: their own position must still come first.
 
 The 村妇联执委 of the first village is left vacant (``World.vacant``).
 """
@@ -50,6 +52,7 @@ PEOPLE: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "zhao": ("赵六", [(VILLAGE, "river_chief", "primary")]),
     "sun": ("孙八", [("990101001002001", "grid_worker", "primary")]),
     "zhou": ("周九", [("990101002001001", "grid_worker", "primary")]),
+    "feng": ("冯十", [("990101001002002", "grid_worker", "primary"), ("990101001002", "village_director", "acting")]),
 }
 
 

@@ -66,7 +66,7 @@ async function load(first) {
     if (first) conn.start();
     const [mp, inbox] = await Promise.all([api('/api/v1/me/positions'), api('/api/v1/conversations?limit=100')]);
     mp.positions.forEach(learnPosition);
-    const { positions } = mp;
+    const positions = ownFirst(mp.positions, me.id);
     set({ me, positions, grants: mp.grants || [], acting: actingOf(positions) });
     try { localStorage.setItem(PROFILE_KEY + me.id, JSON.stringify({ me, positions })); } catch { /* full */ }
     showInbox(inbox.conversations);
@@ -92,6 +92,13 @@ async function load(first) {
 function actingOf(positions) {
   const saved = Number(localStorage.getItem(actingKey()));
   return positions.some((p) => p.id === saved) ? saved : (positions[0]?.id ?? null);
+}
+
+// 主职 first: the positions I hold myself, then those I stand in for as deputy or acting
+// (GET /api/v1/me/positions lists them by id).
+function ownFirst(positions, meId) {
+  const own = (p) => (p.holders || []).includes(meId);
+  return [...positions.filter(own), ...positions.filter((p) => !own(p))];
 }
 
 export async function logout() {
