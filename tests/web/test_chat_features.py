@@ -1,4 +1,5 @@
-"""A group made from positions; a message with a mention and a photo; reply, edit, who read, recall."""
+"""A group made from positions; a message with a mention and a photo; reply, edit, who read, recall;
+a direct chat from 在岗人员 with its read state; a new group titled in the inbox."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import re
 import secrets
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import expect
 
 from tests.web.conftest import DESKTOP, Pages, Web, check_page
+from tests.web.world import token
 
 PHOTO = Path(__file__).resolve().parents[2] / "zzd" / "web" / "icon-192.png"
 
@@ -71,3 +74,50 @@ def test_group_mention_photo_reply_edit_read_list_and_recall(pages: Pages, web: 
     mine.get_by_role("button", name="撤回").click()
     expect(msg.locator(".body")).to_have_text("（消息已撤回）")
     expect(msg.locator("img.photo")).to_have_count(0)
+
+
+def test_direct_chat_from_holders_is_titled_by_name_and_keeps_its_read_state(pages: Pages, web: Web) -> None:
+    """A direct chat starts from 找岗位's 在岗人员; it is titled by the peer's name and shows 已读
+    also after a reload (before, only peer.read events set it: a reload showed 未读 again)."""
+    qian = pages.open("qian", DESKTOP)
+    qian.get_by_role("navigation", name="主导航").get_by_role("link", name="找岗位").click()
+    qian.get_by_label("岗位、单位、姓名、拼音或首字母").fill("李四")
+    hit = qian.get_by_role("list", name="搜索结果").locator("li.hit").first
+    hit.get_by_role("button", name="在岗人员").click()
+    hit.get_by_role("link", name="私聊 李四").click()
+    expect(qian.get_by_role("heading", level=2)).to_have_text("李四")
+    body = f"私聊 {secrets.token_hex(2)}"
+    qian.get_by_label("消息", exact=True).fill(body)
+    qian.get_by_role("button", name="发送").click()
+    expect(qian).to_have_url(re.compile(r"#/chat/\d+$"))
+    mine = qian.locator("li.msg.mine", has_text=body)
+    expect(mine.locator(".read-state")).to_have_text("未读")
+
+    li = pages.open("li")
+    li.get_by_role("list", name="会话列表").locator("a.conv", has_text=body).click()
+    expect(li.get_by_role("heading", level=2)).to_have_text("钱七")
+    expect(mine.locator(".read-state")).to_have_text("已读")
+    qian.reload()
+    expect(qian.get_by_role("heading", level=2)).to_have_text("李四")
+    expect(qian.locator("li.msg.mine", has_text=body).locator(".read-state")).to_have_text("已读")
+
+
+def test_a_group_i_am_added_to_is_titled_in_the_inbox_before_it_is_opened(pages: Pages, web: Web) -> None:
+    li = pages.open("li")
+    tok = token(web.base, "qian")
+    title = f"新群 {secrets.token_hex(2)}"
+    g = httpx.post(
+        web.base + "/api/v1/groups",
+        headers={"authorization": f"Bearer {tok}"},
+        json={"title": title, "position_ids": [web.world.positions["li"][0]]},
+    )
+    assert g.status_code == 201, g.text
+    body = f"群消息 {secrets.token_hex(2)}"
+    r = httpx.post(
+        f"{web.base}/api/v1/conversations/{g.json()['id']}/messages",
+        headers={"authorization": f"Bearer {tok}"},
+        json={"client_msg_id": secrets.token_hex(6), "body": body},
+    )
+    assert r.status_code == 201, r.text
+    row = li.get_by_role("list", name="会话列表").locator("a.conv", has_text=body)
+    expect(row.locator(".conv-title")).to_contain_text(title)  # not just 群聊

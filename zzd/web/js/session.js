@@ -130,6 +130,8 @@ function applyMessage(f) {
     const held = st.positions.map((p) => p.id);
     row.via_position_id = [row.position_id, row.peer_position_id].find((p) => p && held.includes(p)) || null;
     for (const k of ['position_id', 'peer_position_id']) if (row[k]) loadPosition(row[k]).then(() => set({}), () => {});
+    // A group I was just added to: its event has no title, the group has.
+    if (!row.title && (row.kind === 'group' || row.kind === 'unit')) groupTitle(row.id);
   }
   row.last_message_id = d.id;
   row.last_message = last;
@@ -137,6 +139,11 @@ function applyMessage(f) {
   if (d.mentioned) row.mentioned = true;
   rows.unshift(row);
   set({ conversations: rows });
+}
+
+function groupTitle(id) {
+  api('/api/v1/groups/' + id).then((g) => set((st) => ({
+    conversations: st.conversations.map((c) => (c.id === id && !c.title ? { ...c, title: g.title } : c)) })), () => {});
 }
 
 let early = null;   // message.new events seen while the inbox loads

@@ -70,7 +70,11 @@ export function Chat({ id, toPosition, toPerson }) {
   useEffect(() => {
     if (!id) return undefined;
     setMessages([]);
-    loadHistory().catch((e) => setError(e.message));
+    // Opened offline (or with the server down): say so, and load again once connected.
+    let loaded = false;
+    const first = () => loadHistory().then(() => { loaded = true; setError(''); }, (e) => setError(e.message));
+    first();
+    const offStatus = conn.onStatus((st) => { if (st === 'online' && !loaded) first(); });
     const onResync = () => { setMessages([]); loadHistory().catch(() => {}); };
     window.addEventListener('zzd-resync', onResync);
     const off = conn.onEvent((f) => {
@@ -87,8 +91,19 @@ export function Chat({ id, toPosition, toPerson }) {
         setPeerRead((n) => Math.max(n, d.last_read_message_id));
       }
     });
-    return () => { off(); window.removeEventListener('zzd-resync', onResync); };
+    return () => { off(); offStatus(); window.removeEventListener('zzd-resync', onResync); };
   }, [id]);
+
+  // 已读/未读 of a direct chat: peer.read events say what the peer reads from now on; what they
+  // had read before the chat was opened comes from who has read my newest message.
+  const isDirect = conv?.kind === 'direct';
+  const myLast = isDirect ? [...messages].reverse().find((m) => m.sender?.id === me?.id && !m.recalled_at) : null;
+  useEffect(() => {
+    if (!myLast || peerRead >= myLast.id) return;
+    api(`/api/v1/conversations/${id}/messages/${myLast.id}/reads`).then((j) => {
+      if (j.unread.length === 0 && j.read.length > 0) setPeerRead((n) => Math.max(n, myLast.id));
+    }, () => {});
+  }, [id, isDirect, myLast && myLast.id]);
 
   // Keep the newest message in view; mark what is shown as read.
   useEffect(() => {

@@ -2,7 +2,8 @@
 import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { learnPosition, loadPosition, personName } from '../names.js';
+import { learnPerson, learnPosition, loadPosition, personName } from '../names.js';
+import { useStore } from '../store.js';
 
 const PAGE = 20;
 
@@ -27,6 +28,7 @@ export function Search() {
       const j = await api(`/api/v1/org/search?limit=${PAGE}&offset=${offset}&q=${encodeURIComponent(text)}`);
       if (mine !== seq.current) return;     // a later keystroke won
       setError('');
+      for (const hit of j.hits) for (const d of hit.holder_details || []) learnPerson({ id: d.person_id, name: d.name });
       setPage((cur) => (offset && cur ? { ...j, hits: [...cur.hits, ...j.hits] } : j));
     } catch (e) {
       if (mine === seq.current) setError(e.message);
@@ -87,6 +89,7 @@ export function Search() {
 const KIND = { primary: '在岗', deputy: '副职', acting: '代理' };
 
 function Holders({ hit, detail }) {
+  const me = useStore((s) => s.me);
   if (!detail) return html`<p role="status" class="muted">正在加载…</p>`;
   const names = holderNames(hit);
   const current = detail.history.filter((a) => !a.end_at);
@@ -96,7 +99,9 @@ function Holders({ hit, detail }) {
       ${current.length === 0 && names.length === 0 && html`<p><span class="pill vacant">空缺</span>
         发给此岗位的消息和通知按空缺规则转给代理人、单位负责人或上级同岗位。</p>`}
       <ul class="plain">
-        ${current.map((a) => html`<li>${KIND[a.kind] || a.kind}：${nameFor(a.person_id, detail.view, names)}</li>`)}
+        ${current.map((a) => html`<li>${KIND[a.kind] || a.kind}：${nameFor(a.person_id, detail.view, names)}
+          ${a.person_id !== me?.id && html` <a class="link" href=${'#/person/' + a.person_id}
+            aria-label=${'私聊 ' + nameFor(a.person_id, detail.view, names)}>私聊</a>`}</li>`)}
       </ul>
       ${past.length > 0 && html`<p class="muted">曾任：${past.map((a) => `${personName(a.person_id)}（至 ${a.end_at.slice(0, 10)}）`).join('，')}</p>`}
     </div>`;
