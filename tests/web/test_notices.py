@@ -95,3 +95,15 @@ def test_compose_with_preview_ack_on_a_phone_and_a_live_dashboard(pages: Pages, 
     expect(dashboard.get_by_role("status").filter(has_text="已提醒")).to_have_text(re.compile(r"已提醒 [1-9]\d* 人"))
     dashboard.get_by_role("button", name="返回上一级").click()
     expect(dashboard.locator(f"tr[data-unit='{VILLAGE}']")).to_be_visible()
+
+    # The manager on a phone that has never sent anything: the notice is listed under 我发出的
+    # (learned from its notice.progress events), and its dashboard fits the 360-px width.
+    phone = pages.open("zhang")
+    phone.get_by_role("navigation", name="主导航").get_by_role("link", name="通知").click()
+    sent = phone.get_by_role("list", name="我发出的通知").locator("a.conv", has_text=title)
+    expect(sent).to_be_visible()
+    sent.click()
+    expect(phone.locator("[data-dashboard] [data-count=acked]")).to_have_text("1")
+    expect(phone.locator("[data-dashboard] .uplot")).to_be_visible()
+    assert phone.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    check_page(phone, "notice-dashboard-phone")

@@ -13,10 +13,28 @@ function saveList(name, list) {
   try { localStorage.setItem(key(name), JSON.stringify(list.slice(0, 200))); } catch { /* full */ }
 }
 
-export function sentNotices() { return loadList('sent'); }
-
 export function rememberSent(n) {
-  saveList('sent', [n, ...loadList('sent').filter((x) => x.notice_id !== n.notice_id)]);
+  const list = [n, ...loadList('sent').filter((x) => x.notice_id !== n.notice_id)]
+    .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+  saveList('sent', list);
+  set({ sent: list.slice(0, 200) });
+}
+
+// A notice I sent from another device (or before this browser's storage was cleared) is known
+// here only by its notice.progress events: look it up once and list it under 我发出的.
+const asking = new Set();
+function learnSent(ids) {
+  const known = new Set(loadList('sent').map((n) => n.notice_id));
+  for (const id of ids) {
+    if (known.has(id) || asking.has(id)) continue;
+    asking.add(id);
+    api('/api/v1/notices/' + id).then((n) => {
+      if (n.audience) {
+        rememberSent({ notice_id: n.notice_id, title: n.title, created_at: n.created_at, priority: n.priority,
+                       ack_required: n.ack_required, persons: n.audience.persons });
+      }
+    }, () => { asking.delete(id); });
+  }
 }
 
 function applyEvent(f, st) {
@@ -41,6 +59,7 @@ export function markNotice(id, patch) {
 }
 
 conn.onEvent((f) => {
+  if (f.kind === 'notice.progress') learnSent([f.data.notice_id]);
   const patch = applyEvent(f, get());
   if (!patch) return;
   set(patch);
@@ -50,7 +69,7 @@ conn.onEvent((f) => {
 
 // The remembered lists (shown at once, offline too).
 export function showRemembered() {
-  set({ notices: loadList('notices'), tasks: loadList('tasks') });
+  set({ notices: loadList('notices'), tasks: loadList('tasks'), sent: loadList('sent') });
 }
 
 // Called once after sign-in: remembered lists, else one scan of the retained stream.
@@ -59,10 +78,12 @@ export async function loadNoticesAndTasks(upTo) {
   if (localStorage.getItem(key('scanned'))) return;
   let since = 0;
   const st = { notices: [], tasks: [] };
+  const sent = new Set();
   for (let page = 0; page < 10 && since < upTo; page++) {
     const j = await api(`/api/v1/sync?since=${since}&limit=500`);
     for (const ev of j.events) {
       if (ev.seq > upTo) break;
+      if (ev.kind === 'notice.progress') sent.add(ev.data.notice_id);
       const p = applyEvent(ev, st);
       if (p) Object.assign(st, p);
     }
@@ -76,4 +97,5 @@ export async function loadNoticesAndTasks(upTo) {
   saveList('notices', get().notices);
   saveList('tasks', get().tasks);
   localStorage.setItem(key('scanned'), '1');
+  learnSent([...sent]);
 }

@@ -7,6 +7,7 @@ const state = {
   acting: null,         // position id the person acts as (主职 first)
   conversations: [],    // inbox rows (docs/conversations.md "Inbox")
   notices: [],          // notice.new heads received, newest first
+  sent: [],             // notices I sent (docs/web-client.md "Views": 通知)
   tasks: [],            // task heads from events / the board
   status: 'offline',    // connection status
   statusDetail: '',

@@ -140,10 +140,9 @@ function Progress({ notice }) {
       ${error && html`<p class="error" role="alert">${error}</p>`}
       ${progress && html`
         <p class="totals" role="status" aria-live="polite" data-totals>
-          共 ${progress.total.receipts} · 已送达 <span data-count="delivered">${progress.total.delivered}</span>
-          · 已读 <span data-count="read">${progress.total.read}</span>
-          · 已确认 <span data-count="acked">${progress.total.acked}</span>
-          ${progress.recalled && ' · 已撤回'}</p>
+          共 ${progress.total.receipts} · 已送达 <span data-count="delivered">${progress.total.delivered}</span>${' · '}已读 <span
+            data-count="read">${progress.total.read}</span>${' · '}已确认 <span data-count="acked">${progress.total.acked}</span>${
+            progress.recalled && ' · 已撤回'}</p>
         <${Chart} points=${points} />
         <h3>${progress.total.name || '全部'} 的下级单位</h3>
         ${trail.length > 0 && html`<button type="button" class="link" onClick=${back}>返回上一级</button>`}
@@ -189,7 +188,8 @@ function Chart({ points }) {
       const width = Math.max(280, box.current.clientWidth || 320);
       plot.current = new UPlot({
         width, height: 200, title: '送达 / 已读 / 确认',
-        scales: { x: { time: true } },
+        // One point (the dashboard's first load) would otherwise span years on the time axis.
+        scales: { x: { time: true, range: (u, min, max) => (max - min < 60 ? [min - 60, max + 60] : [min, max]) } },
         series: [{}, { label: '送达', stroke: '#1d4ed8' }, { label: '已读', stroke: '#b45309' }, { label: '确认', stroke: '#166534' }],
       }, data, box.current);
     })();

@@ -1,7 +1,6 @@
 // 通知: received notices (labelled with the position each came to) and the ones I sent.
 import { html } from 'htm/preact';
 import { positionTitle } from '../names.js';
-import { sentNotices } from '../notices.js';
 import { useStore } from '../store.js';
 
 export function deadlineText(iso) {
@@ -10,7 +9,7 @@ export function deadlineText(iso) {
 
 export function Notices() {
   const notices = useStore((s) => s.notices);
-  const sent = sentNotices();
+  const sent = useStore((s) => s.sent);
   return html`
     <section aria-labelledby="notices-h">
       <div class="row-between">
@@ -39,7 +38,7 @@ export function Notices() {
       ${sent.length === 0 && html`<p class="muted">还没有发出通知</p>`}
       <ul class="list" aria-label="我发出的通知">
         ${sent.map((n) => html`
-          <li key=${n.notice_id}><a class="conv" href=${'#/notice/' + n.notice_id}>
+          <li key=${n.notice_id}><a class="conv" href=${'#/notice/' + n.notice_id} data-sent=${n.notice_id}>
             <span class="conv-title">${n.priority === 'urgent' && html`<span class="pill urgent">DING</span>`}${n.title}</span>
             <span class="muted">${n.persons != null ? n.persons + ' 人 · ' : ''}${deadlineText(n.created_at)}</span>
           </a></li>`)}

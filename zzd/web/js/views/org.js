@@ -102,7 +102,7 @@ function Positions({ unit }) {
           <span>
             ${vacant ? html`<span class="pill vacant">空缺</span>` : html`<span class="muted">${(names && names.length ? names : v.holders.map((id) => '#' + id)).join('、')}</span>`}
             ${alt > 0 && html` <span class="tag">代理/副职 ${alt}</span>`}
-            <a class="link" href=${'#/position/' + v.id}>发消息</a>
+            ${' '}<a class="link" href=${'#/position/' + v.id}>发消息</a>
           </span>
         </li>`;
       })}

@@ -125,8 +125,7 @@ export function TaskView({ id, compact = false }) {
       ${task.body && html`<p>${task.body}</p>`}
       <ol class="plain history" aria-label="处理记录">
         ${(task.history || []).map((h) => html`<li>
-          <span class="muted">${new Date(h.at).toLocaleString('zh-CN')}</span>
-          ${h.actor ? positionTitle(h.actor.position_id) : '系统'}：${ACTION[h.action] || (h.action === 'create' ? '创建' : h.action === 'escalate' ? '超时升级' : h.action)}
+          <span class="muted">${new Date(h.at).toLocaleString('zh-CN')}</span>${' '}${h.actor ? positionTitle(h.actor.position_id) : '系统'}：${ACTION[h.action] || (h.action === 'create' ? '创建' : h.action === 'escalate' ? '超时升级' : h.action)}
           ${h.comment && html` — ${h.comment}`}
           ${(h.attachments || []).length > 0 && html`<div class="photos">${h.attachments.map((d) => html`<${Photo} digest=${d} />`)}</div>`}
         </li>`)}
