@@ -286,12 +286,22 @@ class NoticeService:
             return True
         return self._index().holds(actor_person_id, int(row.sender_position_id))
 
-    async def _access_sent(self, conn: AsyncConnection, actor_person_id: int, notice_id: int) -> Row[Any]:
+    async def _access_sent(
+        self, conn: AsyncConnection, actor_person_id: int, notice_id: int, *, acting: bool = False
+    ) -> Row[Any]:
+        """The notice for its sender side; ``acting`` (recall, remind): only while holding its sender position.
+
+        Why: the notice stays with the position after a handover. Its former holder still
+        reads what they sent, but recalling or reminding in the position's name is the
+        position's authority, which went to the new holder (docs/notices.md "Access").
+        """
         row = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
         if row is None:
             raise _not_found(notice_id)
         if not self._is_sender_side(row, actor_person_id):
             raise _not_found(notice_id)
+        if acting:
+            _require_sender_position(self._index(), row, actor_person_id)
         return row
 
     # ------------------------------------------------------------ receipts
@@ -365,7 +375,7 @@ class NoticeService:
 
         async def change(tx: Txn) -> datetime:
             conn, now = tx.conn, tx.now
-            row = await self._access_sent(conn, actor_person_id, notice_id)
+            row = await self._access_sent(conn, actor_person_id, notice_id, acting=True)
             if row.recalled_at is not None:
                 return row.recalled_at  # type: ignore[no-any-return]
             if now - row.created_at > self.config.recall_window:
@@ -472,11 +482,11 @@ class NoticeService:
         key, mono = (notice_id, index.unit_id(u)), self._clock.monotonic()
         if mono - self._reminded.get(key, -1e18) < REMIND_INTERVAL:
             async with self._db.read() as conn:  # anyone else gets 404: a 429 would say the notice exists
-                await self._access_sent(conn, actor_person_id, notice_id)
+                await self._access_sent(conn, actor_person_id, notice_id, acting=True)
             raise RateLimited("reminded less than a minute ago", data={"retry_after": int(REMIND_INTERVAL)})
 
         async def change(tx: Txn) -> int:
-            row = await self._access_sent(tx.conn, actor_person_id, notice_id)
+            row = await self._access_sent(tx.conn, actor_person_id, notice_id, acting=True)
             if row.recalled_at is not None:
                 raise Conflict("the notice was recalled", data={"recalled": True})
             owed = missing if row.ack_required else "read"
@@ -597,3 +607,13 @@ def notice_audit(
         "positions": len(audience.positions), "persons": len(audience.persons), "receipts": receipts,
     }  # fmt: skip
     return AuditEntry("notice.sent", sender, position, "ok", unit_id, path, detail)
+
+
+def _require_sender_position(index: OrgIndex, row: Row[Any], actor_person_id: int) -> None:
+    """Refuse a former holder acting in the name of a notice's sender position (``Forbidden``)."""
+    position = int(row.sender_position_id)
+    if not index.holds(actor_person_id, position):
+        raise Forbidden(
+            "the notice was sent as a position you no longer hold",
+            data={"notice_id": int(row.id), "position_id": position},
+        )

@@ -271,6 +271,13 @@ class TaskService:
                 raise NotFound("no such notice sent as that position", data={"notice_id": notice_id})
             if int(n.sender_person_id) != actor_person_id and not index.holds(actor_person_id, sender_pos):
                 raise NotFound("no such notice", data={"notice_id": notice_id})
+            if not index.holds(actor_person_id, sender_pos):
+                # Its former holder still reads the notice, but tasks in the position's name are the
+                # new holder's to create (docs/notices.md "Access"), as recall and remind are.
+                raise Forbidden(
+                    "the notice was sent as a position you no longer hold",
+                    data={"notice_id": notice_id, "position_id": sender_pos},
+                )
             if n.recalled_at is not None:
                 raise Conflict("the notice was recalled", data={"notice_id": notice_id})
             rows = await conn.execute(
