@@ -81,7 +81,8 @@ class MemberReconciler:
         """Create the unit's working group; members are then kept by the reconciler.
 
         Raises:
-            Forbidden: the actor neither holds a position in the unit nor manages it.
+            Forbidden: the actor neither holds a position in the unit nor manages it; or
+                ``depth > 0`` and the actor does not manage it (a seat in the unit is not enough).
             Conflict: ``already_exists`` with the group's id.
         """
         if not 0 <= depth <= MAX_DEPTH:
@@ -89,10 +90,18 @@ class MemberReconciler:
         idx = self._index()
         u = access_unit(idx, actor, unit)
         own = any(k >= 0 and idx.position_unit(k) == u for k in map(idx.find_slot, actor.position_ids))
-        if not own:
+        if not own or depth > 0:
+            # A seat in the unit covers the unit's own group; the units below (depth > 0) are
+            # reached only by someone who manages them, as a notice to them would need: a
+            # 村妇联执委 (jurisdiction ``unit``) could otherwise open a channel to every grid below.
             try:
                 check_manage(idx, actor, u)
             except Forbidden as exc:
+                if own:
+                    raise Forbidden(
+                        "a group reaching the units below (depth > 0) needs a position managing them",
+                        data={"field": "depth"},
+                    ) from exc
                 raise Forbidden("hold a position in the unit, or manage it, to create its group") from exc
         clean = normalize_name(check_text(title, field="title", max_chars=100)) if title else idx.unit_name(u)
         uid = idx.unit_id(u)
