@@ -32,12 +32,12 @@ from apps.schema import app_secrets, apps
 from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
-from kernel.errors import BadRequest, Conflict, ErrorCode, NotFound, Unauthorized
+from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound, Unauthorized
 from kernel.text import check_text
 from kernel.wire import iso
 from org_tree.grants import Perm, holds_grant, unit_path_of
 from org_tree.index import OrgIndex
-from org_tree.jurisdiction import SYSTEM, Actor
+from org_tree.jurisdiction import SYSTEM, Actor, outside_subtrees
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from org_tree.resolution import evaluate
@@ -112,7 +112,7 @@ class AppRegistry:
         await self.org.authorize(actor, Perm.APPS, subtree, "app.create", name=spec.name)
         name = check_text(spec.name, field="name", max_chars=100).strip()
         scopes = parse_scopes(spec.scopes)
-        visibility = self._visibility(idx, spec.visibility)
+        visibility = self._visibility(idx, spec.visibility, (owning, subtree))
         if spec.owner_position_id is not None:
             k = idx.slot(spec.owner_position_id)
             if not idx.contains(owning, idx.position_unit(k)):
@@ -152,9 +152,22 @@ class AppRegistry:
             await record(conn, self._entry(actor, "app.created", app, scopes=sorted(scopes), secret_id=sid), now)
         return app, NewSecret(sid, secret, now)
 
-    def _visibility(self, idx: OrgIndex, raw: Any) -> str:
+    def _visibility(self, idx: OrgIndex, raw: Any, bounds: tuple[int, int]) -> str:
+        """The 可见范围 in its text form, refused (403 ``out_of_scope``) where it reaches past ``bounds``.
+
+        Why bounded: the administrator was checked over the owning unit and the app's
+        subtree only; a county's administrator must not put an app in the workbench of
+        every grid worker in the province.
+        """
         sel = parse_selector(raw)
-        evaluate(idx, sel)  # unknown units or roles answer 404 now, not when someone opens the workbench
+        ranges = evaluate(idx, sel)  # unknown units or roles answer 404 now, not when someone opens the workbench
+        count, sample = outside_subtrees(idx, ranges, bounds)
+        if count:
+            raise Forbidden(
+                f"the visibility reaches {count} position(s) outside the app's owning unit and subtree",
+                code=ErrorCode.OUT_OF_SCOPE,
+                data={"field": "visibility", "count": count, "positions": sample},
+            )
         return to_text(sel)
 
     async def _bot_identity(self, name: str, unit_id: int) -> tuple[int, int]:
@@ -234,7 +247,9 @@ class AppRegistry:
         if scopes is not None:
             values["scopes"] = ",".join(sorted(parse_scopes(scopes)))
         if visibility is not None:
-            values["visibility"] = self._visibility(self.index(), visibility)
+            idx = self.index()
+            bounds = (idx.unit(app.owning_unit_id), idx.unit(app.subtree_unit_id))
+            values["visibility"] = self._visibility(idx, visibility, bounds)
         if disabled is not None:
             values["disabled"] = disabled
         if rate_per_minute is not None:
@@ -314,9 +329,13 @@ class AppRegistry:
         for r in rows:
             try:
                 ranges = evaluate(idx, parse_selector(str(r.visibility)))
+                bounds = (idx.unit(int(r.owning_unit_id)), idx.unit(int(r.subtree_unit_id)))
             except (NotFound, BadRequest):
                 continue  # the selector names a unit or role that is gone: visible to nobody
-            if any(lo <= k < hi for k in mine for lo, hi in ranges):
+            # Only within the units its administrators were checked over (a 可见范围 stored before
+            # that was enforced, or made wider by a unit moved since, reaches no further).
+            inside = [k for k in mine if any(idx.contains(b, idx.position_unit(k)) for b in bounds)]
+            if any(lo <= k < hi for k in inside for lo, hi in ranges):
                 out.append({"id": int(r.id), "name": str(r.name), "owning_unit_id": int(r.owning_unit_id)})
         return out
 

@@ -30,6 +30,7 @@ every case is tested (docs/style.md practice 7).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kernel.errors import ErrorCode, Forbidden, NotFound
@@ -48,6 +49,7 @@ __all__ = [
     "access_unit",
     "check_jurisdiction",
     "check_manage",
+    "outside_subtrees",
     "scope_of",
 ]
 
@@ -125,6 +127,18 @@ def _inside(index: OrgIndex, scope: Scope, ranges: Ranges) -> Ranges:
         return []
     allowed = index.role_under_all(scope.top) if scope.depth is None else index.slot_ranges(index.unit_slots(scope.top))
     return _subtract(ranges, _subtract(ranges, _normalize(allowed)))
+
+
+def outside_subtrees(index: OrgIndex, ranges: Ranges, tops: Iterable[int]) -> tuple[int, list[int]]:
+    """How many of the slots in ``ranges`` lie outside every one of the subtrees of ``tops``, and a few of them.
+
+    For a selector bounded by units rather than by a position's role (an app's 可见范围
+    must stay within the subtrees its administrators were checked over).
+    """
+    remaining = ranges
+    for top in tops:
+        remaining = _subtract(remaining, _inside(index, Scope("subtree", top, None, frozenset(), index), remaining))
+    return _offending(index, Scope("none", -1, 0, frozenset(), index), remaining)
 
 
 def check_jurisdiction(index: OrgIndex, actor_position_id: int, selector: Selector) -> Ranges:

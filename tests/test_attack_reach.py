@@ -1,4 +1,5 @@
-"""Reaching further than a seat allows: unit groups below one's jurisdiction, a bot after its removal.
+"""Reaching further than a seat or grant allows: unit groups below one's jurisdiction, a bot after its
+removal, an app's workbench visibility past the units its administrator was checked over.
 
 Each test shows the "others cannot" side of an endpoint whose allowed side is tested
 elsewhere (tests/conversations/test_api.py, tests/apps/test_bot.py), on both backends.
@@ -7,8 +8,9 @@ elsewhere (tests/conversations/test_api.py, tests/apps/test_bot.py), on both bac
 from __future__ import annotations
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from apps.schema import apps
 from messaging.schema import conversations, messages
 from tests.apps.helpers import admin_token, app_token, make_app
 from tests.client import new_people
@@ -68,3 +70,28 @@ async def test_a_bot_removed_from_a_group_posts_there_no_more(org_server: Runnin
         again = await h.post(path, json={"body": "今日值班：张三"}, headers={"Idempotency-Key": "k1"})
         assert again.json()["message_id"] == first.json()["message_id"]
         assert await _count(rs, messages) == stored
+
+
+async def test_a_county_app_stays_out_of_other_counties_workbenches(org_server: RunningServer) -> None:
+    rs = org_server
+    tok = await admin_token(rs)  # ``apps`` over 990101 only
+    _, _, _, far_tok = await seat(rs, "990102001001001", "grid_worker")
+    wide = {"name": "全市推送", "owning_unit": "990101", "subtree": "990101", "visibility": "专职网格员@9901/**",
+            "scopes": ["org:read"]}  # fmt: skip
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        before = await _count(rs, apps)
+        r = await h.post("/api/v1/apps", json=wide)
+        assert r.status_code == 403, r.text
+        err = r.json()["error"]
+        assert err["code"] == "out_of_scope" and err["data"]["field"] == "visibility" and err["data"]["count"] > 0
+        assert await _count(rs, apps) == before
+        made = await make_app(rs, tok, name="本县工作台", scopes=["org:read"])
+        r = await h.patch(f"/api/v1/apps/{made['id']}", json={"visibility": "专职网格员@9901/**"})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "out_of_scope", r.text
+        assert (await h.get(f"/api/v1/apps/{made['id']}")).json()["visibility"] == "*@990101"
+    # A 可见范围 stored wider before the check (or widened by a later move) still reaches no further.
+    async with rs.services_obj.db.write() as conn:  # type: ignore[attr-defined]
+        await conn.execute(update(apps).where(apps.c.id == made["id"]).values(visibility="专职网格员@9901/**"))
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(far_tok)) as h:
+        r = await h.get("/api/v1/me/apps")
+        assert r.status_code == 200 and made["id"] not in [a["id"] for a in r.json()["apps"]], r.text
