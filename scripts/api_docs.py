@@ -152,12 +152,19 @@ def _operation(
     if schema:
         out += ["", f"Answer fields ({_type(schema)}):", ""] + _fields(schema, components)
     if ex is not None:
-        url = ex["url"] + (f"?{ex['query']}" if ex.get("query") else "")
+        url = request_target(ex)
         out += ["", "Example (recorded from a real exchange):", "", "```http", f"{method.upper()} {url}"]
         if ex.get("request") is not None:
             out += ["Content-Type: application/json", "", _json(ex["request"])]
         out += ["```", "", f"Answer `{ex['status']}`:", "", "```json", _json(ex["response"]), "```"]
     return out + [""]
+
+
+def request_target(ex: dict[str, Any]) -> str:
+    """The example's path and query as a client sends them: a ``#`` in a path (``/units/#1/group``) is
+    ``%23`` on the wire, or a client replaying the page literally sends the rest as a fragment."""
+    path = ex["url"].replace("%", "%25").replace("#", "%23").replace("?", "%3F").replace(" ", "%20")
+    return path + (f"?{ex['query']}" if ex.get("query") else "")
 
 
 def _refs(node: Any) -> list[str]:

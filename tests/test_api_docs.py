@@ -70,3 +70,16 @@ def test_examples_fit_the_operations_schemas(document: dict[str, Any]) -> None:
             problems += [f"{key} request: {m}" for m in _check(body["schema"], document, ex["request"])[:3]]
     hint = "\nre-record the examples: .venv/bin/python scripts/api_docs.py --record (and commit docs/api/)"
     assert not problems, "\n".join(problems) + hint
+
+
+def test_examples_can_be_replayed_literally(api_docs: Any) -> None:
+    """Each page's request line is what a client sends: ``/api/v1/units/#1/group`` was cut at the ``#``."""
+    from urllib.parse import unquote, urlsplit
+
+    examples = json.loads((ROOT / "docs" / "api" / "examples.json").read_text())
+    for key, ex in examples.items():
+        target = urlsplit(api_docs.request_target(ex))
+        assert target.fragment == "" and unquote(target.path) == ex["url"], (key, target)
+        assert target.query == ex["query"], key
+    page = (ROOT / "docs" / "api" / "conversations.md").read_text()
+    assert "POST /api/v1/units/%231/group" in page

@@ -69,14 +69,14 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
         "type": "string",
         "minLength": 1,
         "maxLength": 32,
-        "description": "a unit's code (330802) or #id (#17)",
+        "description": "a unit's code (330802) or #id (#17, written %2317 in a URL)",
         "examples": ["330802"],
     },
     "ref": {
         "type": "string",
         "minLength": 1,
         "maxLength": 32,
-        "description": "a unit's code (330802) or #id (#17)",
+        "description": "a unit's code (330802) or #id (#17, written %2317 in a URL)",
         "examples": ["330802"],
     },
     "role": {
