@@ -96,12 +96,18 @@ def _bounds(schema: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _fields(schema: dict[str, Any], components: dict[str, Any]) -> list[str]:
+def _fields(schema: dict[str, Any], components: dict[str, Any], *, describe: bool = False) -> list[str]:
+    """The field table of a model; a union or a free-form object says what it is instead
+    (``describe``: with the model's description, where no Types entry follows it)."""
     if "$ref" in schema:
         schema = components[schema["$ref"].rsplit("/", 1)[1]]
     props = schema.get("properties", {})
+    alternatives = [_type(s) for s in schema.get("anyOf", schema.get("oneOf", [])) if "$ref" in s]
+    doc = (schema.get("description") or "").replace("\n", " ") + " " if describe else ""
+    if not props and alternatives:  # a union of models: say which, each has its own table under Types
+        return [doc + "One of: " + ", ".join(f"[{a}](#{a.lower()})" for a in alternatives) + " (fields under Types)."]
     if not props:
-        return []
+        return [doc + "Any JSON object."] if schema.get("additionalProperties") else []
     required = set(schema.get("required", []))
     rows = ["| field | type | required | rules | meaning |", "| --- | --- | --- | --- | --- |"]
     for name, sub in props.items():
@@ -150,7 +156,7 @@ def _operation(
     ok = [s for s in op["responses"] if s.startswith("2")]
     schema = op["responses"][ok[0]].get("content", {}).get("application/json", {}).get("schema") if ok else None
     if schema:
-        out += ["", f"Answer fields ({_type(schema)}):", ""] + _fields(schema, components)
+        out += ["", f"Answer fields ({_type(schema)}):", ""] + _fields(schema, components, describe=True)
     if ex is not None:
         url = request_target(ex)
         out += ["", "Example (recorded from a real exchange):", "", "```http", f"{method.upper()} {url}"]

@@ -83,3 +83,16 @@ def test_examples_can_be_replayed_literally(api_docs: Any) -> None:
         assert target.query == ex["query"], key
     page = (ROOT / "docs" / "api" / "conversations.md").read_text()
     assert "POST /api/v1/units/%231/group" in page
+
+
+def test_every_answer_says_what_it_holds(api_docs: Any, document: dict[str, Any]) -> None:
+    """An "Answer fields" heading is never followed by nothing (sign-in's answer, a union, was an empty table)."""
+    examples = json.loads((ROOT / "docs" / "api" / "examples.json").read_text())
+    for name, text in api_docs.render(document, examples).items():
+        lines = [line for line in text.splitlines() if line.strip()]
+        for i, line in enumerate(lines):
+            if line.startswith("Answer fields ("):
+                after = lines[i + 1]
+                assert not after.startswith(("Example", "###", "## ")), (name, line, after)
+    auth = (ROOT / "docs" / "api" / "auth.md").read_text()
+    assert "One of: [TokenAnswer](#tokenanswer), [AppToken](#apptoken)" in auth
