@@ -51,10 +51,21 @@ def maybe_record(app: ASGIApp, routes: list[Any]) -> ASGIApp:
         await app(scope, rcv, snd)
         if template is None or not sent.get("type", "").startswith("application/json"):
             return
+        raw = b"".join(got)
+        headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope.get("headers", [])}
+        upload: dict[str, Any] | None = None
         try:
-            request = json.loads(b"".join(got)) if got and b"".join(got) else None
+            request = json.loads(raw) if raw else None
         except ValueError:
-            return
+            if not headers.get("content-type", "").startswith("image/"):
+                return
+            # a raw upload: its headers and size stand for the bytes (docs/uploads.md)
+            request = None
+            upload = {
+                "content_type": headers["content-type"],
+                "bytes": len(raw),
+                "sha256": headers.get("x-content-sha256", ""),
+            }
         line = {
             "method": scope["method"],
             "path": template,
@@ -63,6 +74,7 @@ def maybe_record(app: ASGIApp, routes: list[Any]) -> ASGIApp:
             "request": request,
             "status": sent.get("status"),
             "response": json.loads(sent["body"]),
+            **({"upload": upload} if upload else {}),
         }
         with open(target, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")

@@ -96,3 +96,34 @@ def test_every_answer_says_what_it_holds(api_docs: Any, document: dict[str, Any]
                 assert not after.startswith(("Example", "###", "## ")), (name, line, after)
     auth = (ROOT / "docs" / "api" / "auth.md").read_text()
     assert "One of: [TokenAnswer](#tokenanswer), [AppToken](#apptoken)" in auth
+
+
+#: Operations whose success answers no JSON (the file itself), so their example is a refusal.
+NO_JSON_SUCCESS = {"GET /api/v1/uploads/{digest}"}
+
+
+def test_every_person_facing_operation_shows_a_success(document: dict[str, Any]) -> None:
+    """A client author sees what a working call answers, not only a 404 probe (history, reports, uploads …)."""
+    examples = json.loads((ROOT / "docs" / "api" / "examples.json").read_text())
+    pages = {"auth", "chat", "conversations", "org", "selectors", "notices", "tasks", "uploads"}
+    missing = []
+    for path, ops in document["paths"].items():
+        for method, op in ops.items():
+            key = f"{method.upper()} {path}"
+            if (op.get("tags") or ["meta"])[0] not in pages or key in NO_JSON_SUCCESS:
+                continue
+            ex = examples.get(key)
+            if ex is None or ex["status"] >= 300:
+                missing.append(key)
+    assert not missing, f"{missing}: record a success (tests/test_api_successes.py, scripts/api_docs.py --record)"
+
+
+def test_a_recording_of_refusals_never_replaces_a_success(api_docs: Any, document: dict[str, Any]) -> None:
+    examples = json.loads((ROOT / "docs" / "api" / "examples.json").read_text())
+    key = "GET /api/v1/reports/{report_id}"
+    refusal = {"error": {"code": "not_found", "message": "no such report"}}
+    probe = {"method": "GET", "path": "/api/v1/reports/{report_id}", "url": "/api/v1/reports/9", "query": "",
+             "request": None, "status": 404, "response": refusal}  # fmt: skip
+    assert examples[key]["status"] == 200
+    assert key not in api_docs.merge([json.dumps(probe)], document, examples)
+    assert api_docs.merge([json.dumps(probe)], document, {})[key]["status"] == 404
