@@ -140,3 +140,17 @@ def test_the_access_token_is_refreshed_before_it_expires(pages: Pages, web: Web,
         assert httpx.post(short.base + "/api/v1/auth/token", json=body).status_code == 401
     finally:
         short.stop()
+
+
+def test_a_session_revoked_elsewhere_returns_to_sign_in_and_says_why(pages: Pages, web: Web) -> None:
+    """The session ends on the server (退出 in another place, an administrator disabling the
+    account): its socket closes with 4503. The page goes back to sign-in and says so in Chinese,
+    instead of staying in a shell whose requests all fail, titled 会话已结束 · revoked."""
+    page = pages.open("sun")
+    access = page.evaluate("JSON.parse(localStorage.getItem('zzd.session')).access")
+    r = httpx.post(web.base + "/api/v1/auth/logout", headers={"authorization": f"Bearer {access}"})
+    assert r.status_code in (200, 204), r.text
+    expect(page.get_by_role("button", name="登录")).to_be_visible()
+    expect(page.locator("[data-ended]")).to_have_text("会话已结束（已在别处退出，或账号已停用），请重新登录")
+    sign_in(page, "sun")
+    expect(page.locator("[data-ended]")).to_have_count(0)

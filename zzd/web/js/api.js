@@ -22,6 +22,14 @@ function save(s) {
 }
 
 export function getSession() { return session; }
+
+// Why the last session ended without 退出 (shown on the sign-in page), or ''.
+let endReason = '';
+export function endedReason() { return endReason; }
+export function endSession(reason) {
+  endReason = reason;
+  save(null);
+}
 export function onSession(fn) { listeners.add(fn); return () => listeners.delete(fn); }
 
 export class ApiError extends Error {
@@ -51,6 +59,7 @@ function fromTokenReply(j) {
 }
 
 export async function login(loginName, password) {
+  endReason = '';
   const r = await send('/api/v1/auth/token', {
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ grant_type: 'password', login: loginName, password }),
@@ -73,7 +82,7 @@ async function doRefresh(stale) {
     });
     const j = await r.json().catch(() => ({}));
     if (!r.ok) {
-      if (r.status === 401 || r.status === 403 || r.status === 400) save(null);
+      if (r.status === 401 || r.status === 403 || r.status === 400) endSession('登录已过期，请重新登录');
       throw new ApiError(r.status, j);
     }
     save({ ...fromTokenReply(j), personId: current.personId });

@@ -2,6 +2,7 @@
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { getSession, onSession } from './api.js';
+import { conn } from './conn.js';
 import { logout, setActing, start } from './session.js';
 import { go, positionLabel, set, useStore } from './store.js';
 import { Login } from './views/login.js';
@@ -25,6 +26,7 @@ const NAV = [
 ];
 
 const STATUS = { online: '已连接', connecting: '连接中…', offline: '已断开', ended: '会话已结束' };
+const DETAIL = { replaced: '已在其他窗口打开', 'signed-out': '请重新登录', revoked: '请重新登录' };
 
 // A view's module is fetched when first opened; offline or with the server down that fails:
 // say so, and load it again on 重试 or when the connection comes back.
@@ -66,8 +68,10 @@ function Header() {
     <header class="top">
       <h1 class="brand">浙政钉</h1>
       <span class="conn conn-${status}" role="status" aria-live="polite" data-status=${status}>
-        ${STATUS[status] || status}${statusDetail && status !== 'online' ? ' · ' + statusDetail : ''}
+        ${STATUS[status] || status}${statusDetail && status !== 'online' ? ' · ' + (DETAIL[statusDetail] || statusDetail) : ''}
       </span>
+      ${status === 'ended' && statusDetail === 'replaced' && html`
+        <button class="link" type="button" onClick=${() => conn.start()}>重新连接</button>`}
       ${positions.length > 0 && html`
         <label class="acting">
           <span class="sr-only">当前岗位</span>

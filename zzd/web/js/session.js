@@ -1,5 +1,5 @@
 // Signed-in state: who I am, my positions, the inbox; kept current by the connection's events.
-import { api, getSession, logout as apiLogout } from './api.js';
+import { api, endSession, getSession, logout as apiLogout } from './api.js';
 import { conn } from './conn.js';
 import { learnPerson, learnPosition, loadPosition } from './names.js';
 import { loadNoticesAndTasks, showRemembered } from './notices.js';
@@ -167,7 +167,16 @@ conn.onEvent((f) => {
   }
 });
 
-conn.onStatus((status, detail) => set({ status, statusDetail: detail }));
+conn.onStatus((status, detail) => {
+  set({ status, statusDetail: detail });
+  // The session was revoked (退出 elsewhere, the account disabled, refresh token reused): its
+  // tokens are dead, so go back to the sign-in page and say why instead of staying in a shell
+  // whose every request would fail.
+  if (status === 'ended' && detail === 'revoked') {
+    conn.stop();
+    endSession('会话已结束（已在别处退出，或账号已停用），请重新登录');
+  }
+});
 
 conn.onResync(async (why) => {
   set({ banner: { kind: 'warn', text: '服务器要求重新同步（' + why + '），已重新加载。' } });

@@ -1,7 +1,7 @@
 // 登录: password sign-in (POST /api/v1/auth/token).
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
-import { login } from '../api.js';
+import { endedReason, login } from '../api.js';
 
 const MESSAGES = { invalid_grant: '账号或密码错误', unauthorized: '账号或密码错误', rate_limited: '尝试次数过多，请稍后再试', forbidden: '账号已停用' };
 
@@ -24,6 +24,7 @@ export function Login() {
     <main class="login" id="main">
       <h1>浙政钉</h1>
       <p class="muted">按岗位找人 · 政务协同</p>
+      ${endedReason() && html`<p class="banner banner-warn" role="status" data-ended>${endedReason()}</p>`}
       <form onSubmit=${submit} class="card">
         <label>账号<input name="login" autocomplete="username" required autofocus /></label>
         <label>密码<input name="password" type="password" autocomplete="current-password" required /></label>
