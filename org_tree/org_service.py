@@ -291,9 +291,15 @@ class OrgService:
         disabled: bool | None = None,
     ) -> dict[str, Any]:
         """Rename a person, change their phone, or disable (enable) their account: an ``assignments`` grant
-        over a unit where they hold a position (a whole-tree one for a person holding none). The directory
-        finds the new name at once. Disabling ends every session of theirs in the same transaction
-        (``sessions_ended``); the caller closes their sockets. Nobody disables themselves."""
+        over every unit where they hold a position and over the unit of every grant of theirs (a whole-tree
+        one for a person holding neither). The directory finds the new name at once. Disabling ends every
+        session of theirs in the same transaction (``sessions_ended``); the caller closes their sockets.
+        Nobody disables themselves.
+
+        Why every, not any: an administrator of one county may seat anyone as a deputy there. Were one
+        seat enough, they could then rename or lock out the governor, or the whole-tree administrator
+        (who holds no position at all), ending every session of theirs.
+        """
         from org_tree.provisioning import _phone
 
         async with self._db.read() as conn:
@@ -305,13 +311,17 @@ class OrgService:
             held = [int(r[0]) for r in await conn.execute(
                 select(assignments.c.position_id).where(assignments.c.person_id == person_id,
                                                          assignments.c.end_at.is_(None)))]  # fmt: skip
+            grants = await active_grants(conn, person_id)
         idx = self.index
         units = [u for u in map(idx.unit_of_position, held) if u >= 0]
-        if row is None or not (any(holds_grant(idx, actor, Perm.ASSIGNMENTS, u) for u in units)
-                               or holds_grant(idx, actor, Perm.ASSIGNMENTS, None)):  # fmt: skip
+        # Each grant's unit (None: the whole tree, or a unit no longer in the tree).
+        reach = [*units, *(None if g.unit_id is None or idx.find_unit(g.unit_id) < 0 else idx.find_unit(g.unit_id)
+                           for g in grants)]  # fmt: skip
+        beyond = [u for u in reach or [None] if not holds_grant(idx, actor, Perm.ASSIGNMENTS, u)]
+        if row is None or beyond:
             if row is not None:  # audited, then answered like an unknown id: no probing who exists
                 try:
-                    await self.authorize(actor, Perm.ASSIGNMENTS, units[0] if units else None,
+                    await self.authorize(actor, Perm.ASSIGNMENTS, beyond[0],
                                          "person.disabled" if disabled else "person.updated",
                                          person_id=person_id)  # fmt: skip
                 except Forbidden:

@@ -12,10 +12,11 @@ from sqlalchemy import func, select, update
 
 from apps.schema import apps
 from messaging.schema import conversations, messages
+from org_tree.jurisdiction import SYSTEM
 from tests.apps.helpers import admin_token, app_token, make_app
-from tests.client import new_people
+from tests.client import login, new_people, new_person
 from tests.conftest import RunningServer
-from tests.org_server import auth, seat
+from tests.org_server import auth, position_at, seat
 
 
 async def _count(rs: RunningServer, table: object) -> int:
@@ -95,3 +96,34 @@ async def test_a_county_app_stays_out_of_other_counties_workbenches(org_server: 
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(far_tok)) as h:
         r = await h.get("/api/v1/me/apps")
         assert r.status_code == 200 and made["id"] not in [a["id"] for a in r.json()["apps"]], r.text
+
+
+async def test_a_county_administrator_cannot_seat_then_lock_out_someone_beyond_the_county(
+    org_server: RunningServer,
+) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    county_admin = await admin_token(rs, "990101", frozenset({"assignments"}))
+    root_id, root_login = await new_person(s, "全省管理员")
+    await s.grants.grant(SYSTEM, root_id, None, frozenset({"assignments", "grants"}))
+    root_tok = (await login(rs.http, root_login))["access_token"]
+    far_id, _, _, far_tok = await seat(rs, "990102", "county_head")  # the other county's head
+    seat_here = position_at(rs, "990101001001001", "grid_worker")
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(county_admin)) as h:
+        for victim in (root_id, far_id):
+            r = await h.post(
+                f"/api/v1/org/positions/{seat_here}/assignments", json={"person_id": victim, "kind": "deputy"}
+            )
+            assert r.status_code == 201, r.text  # seating anyone in one's county is allowed
+            for change in ({"disabled": True}, {"name": "冒名"}, {"phone": "13800000000"}):
+                r = await h.patch(f"/api/v1/org/persons/{victim}", json=change)
+                assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+    for victim, tok in ((root_id, root_tok), (far_id, far_tok)):
+        person = await s.persons.get(victim)
+        assert not person.disabled and person.name != "冒名"
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+            assert (await h.get("/api/v1/me")).status_code == 200
+    # A whole-tree administrator may still change them.
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(root_tok)) as h:
+        r = await h.patch(f"/api/v1/org/persons/{far_id}", json={"name": "改名"})
+        assert r.status_code == 200, r.text

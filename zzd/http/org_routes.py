@@ -225,7 +225,7 @@ async def change_role(request: Request) -> Response:
 
 @api.route("PATCH", "/api/v1/org/persons/{person_id:int}", {200: PersonView}, body=ChangePerson, errors=(404,))
 async def change_person(request: Request) -> Response:
-    """Change a person's name, phone or ``disabled`` (``assignments`` grant over a unit they hold a position in)."""
+    """Change a person's name, phone or ``disabled`` (``assignments`` over all their positions' units and grants)."""
     s, actor = await current_actor(request)
     body = await json_body(request, ChangePerson)
     pid = int(request.path_params["person_id"])
