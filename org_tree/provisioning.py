@@ -102,9 +102,9 @@ def _phone(raw: str) -> str | None:
     digits = raw.removeprefix("+")
     bare = digits.replace("-", "").replace(" ", "")
     if not (bare.isascii() and bare.isdigit()):
-        raise BadRequest("phone must be digits (with + - or spaces)")
+        raise BadRequest("phone must be digits (with + - or spaces)", data={"field": "phone"})
     if len(raw) > 32:
-        raise BadRequest("phone is longer than 32 characters")
+        raise BadRequest("phone is longer than 32 characters", data={"field": "phone"})
     return raw
 
 

@@ -173,13 +173,19 @@ def audit_query(
     from kernel.errors import NotFound
     from org_tree.grants import unit_path_of
 
-    def when(raw: str | None) -> datetime | None:
+    def when(raw: str | None, option: str) -> datetime | None:
         if raw is None:
             return None
-        at = datetime.fromisoformat(raw)
-        if at.tzinfo is None:
-            raise click.BadParameter("times need a zone, e.g. 2026-01-01T00:00:00+08:00")
+        try:
+            at = datetime.fromisoformat(raw)
+        except ValueError:
+            at = None
+        if at is None or at.tzinfo is None:
+            raise click.BadParameter("needs an ISO 8601 time with a zone, e.g. 2026-01-01T00:00:00+08:00",
+                                     param_hint=option)  # fmt: skip
         return at
+
+    start, end = when(since, "--since"), when(until, "--until")  # checked before the database is opened
 
     async def go() -> list[dict[str, Any]]:
         db = Database(_url())
@@ -195,7 +201,7 @@ def audit_query(
             out: list[dict[str, Any]] = []
             before = None
             while len(out) < limit:
-                q = AuditQuery(who, prefix, when(since), when(until), action, before, min(500, limit - len(out)))
+                q = AuditQuery(who, prefix, start, end, action, before, min(500, limit - len(out)))
                 items, before = await query(db, q)
                 out.extend(items)
                 if before is None:

@@ -64,7 +64,8 @@ def app() -> None:
 @click.option("--unit", required=True, help="Owning unit (code or #id): its 'apps' administrators manage the app.")
 @click.option("--subtree", required=True, help="Unit (code or #id) whose subtree the app may address.")
 @click.option("--scope", "scopes", multiple=True, help="notice:send, task:create, …, events:report.filed (repeat).")
-@click.option("--visible", "visibility", required=True, help="Selector of positions that see the app (可见范围).")
+@click.option("--visible", "visibility", required=True,
+              help="Positions that see the app (可见范围): a text selector like '河长@330802/**'.")  # fmt: skip
 @click.option("--owner-position", type=click.IntRange(1, 2**53), default=None)
 @click.option("--rate", type=click.IntRange(1, 100_000), default=600, help="Requests per minute.")
 def app_create(

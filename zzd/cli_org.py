@@ -88,7 +88,9 @@ def import_cmd(path: Path | None, grids: int, if_empty: bool) -> None:
 
 
 @org.command("people")
-@click.option("--persons", "persons_target", type=int, default=None, help="Approximate persons to create.")
+@click.option("--persons", "persons_target", type=click.IntRange(0, None), default=None,
+              help="Persons to create at least: every vacant single position gets its own holder whatever this "
+                   "says, and the pools (兼职网格员) grow to reach it (default: 3 a pool).")  # fmt: skip
 @click.option("--seed", type=int, default=1, show_default=True)
 def people_cmd(persons_target: int | None, seed: int) -> None:
     """Fill vacant positions with synthetic people (deterministic by seed)."""

@@ -70,3 +70,19 @@ async def test_an_administrator_disables_a_holder_and_every_session_ends(org_ser
     assert ("person.disabled", "ok") in actions and ("person.enabled", "ok") in actions
     disabled = next(e for e in entries if e["action"] == "person.disabled")
     assert disabled["detail"]["person_id"] == who and disabled["detail"]["sessions_ended"] >= 2
+
+
+async def test_a_bad_phone_names_its_field_and_changes_nothing(org_server: RunningServer) -> None:
+    """docs/org-structure.md: a bad body is a 400 with ``data.field`` (a phone that is not digits had none)."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    who, _, _, _ = await seat(rs, VILLAGE, "village_director")
+    _, admin = await _admin(rs, TOWN, {"assignments"})
+    before = await s.persons.get(who)
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(admin)) as h:
+        for phone in ("abc", "1" * 33):
+            r = await h.patch(f"/api/v1/org/persons/{who}", json={"name": "新名字", "phone": phone})
+            assert r.status_code == 400, r.text
+            error = r.json()["error"]
+            assert error["code"] in ("bad_request", "invalid_body") and error["data"]["field"] == "phone", error
+    assert await s.persons.get(who) == before
