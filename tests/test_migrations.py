@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -57,3 +58,46 @@ def test_revisions_form_one_line_and_import_no_application_code() -> None:
         text = path.read_text()
         for pkg in ("zzd", "org_tree", "messaging", "apps"):
             assert f"import {pkg}" not in text and f"from {pkg}" not in text, f"{path.name} imports {pkg}"
+
+
+def test_0016_ends_assignments_left_open_on_removed_positions(own_db_url: str, tmp_path: Path) -> None:
+    """A unit's retirement used to leave its holders seated on the removed positions (found by the admin audit)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert, select, update
+
+    from kernel.db.database import Database
+    from kernel.schema import persons
+    from org_tree.importer import import_divisions
+    from org_tree.org_schema import assignments, positions
+    from tests.notices.conftest import write_divisions
+    from zzd.migrate import alembic_config
+
+    removed_at = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+
+    async def seat_and_break() -> tuple[int, int]:
+        async with Database(own_db_url) as db:
+            await import_divisions(db, write_divisions(tmp_path / "div", townships=1, villages=1))
+            async with db.write() as conn:
+                first, second = (await conn.execute(select(positions.c.id).order_by(positions.c.id).limit(2))).all()
+                person = insert(persons).values(login="m16", name="某", disabled=False, created_at=start)
+                pid = (await conn.execute(person.returning(persons.c.id))).scalar_one()
+                for (pos,) in (first, second):
+                    await conn.execute(insert(assignments).values(person_id=pid, position_id=pos, kind="primary",
+                                                                  start_at=start))  # fmt: skip
+                await conn.execute(update(positions).where(positions.c.id == first[0]).values(removed_at=removed_at))
+            return int(first[0]), int(second[0])
+
+    async def ends() -> dict[int, datetime | None]:
+        async with Database(own_db_url) as db, db.read() as conn:
+            rows = await conn.execute(select(assignments.c.position_id, assignments.c.end_at))
+            return {int(p): e for p, e in rows}
+
+    removed, live = asyncio.run(seat_and_break())
+    command.downgrade(alembic_config(own_db_url), "0015_message_system")
+    upgrade(own_db_url)
+    after = asyncio.run(ends())
+    assert after[live] is None
+    end = after[removed]
+    assert end is not None and end.replace(tzinfo=UTC) == removed_at
