@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -106,10 +107,15 @@ class AppClient:
         """The live count of one of the app's notices (``notice_total.acked``: checked in)."""
         return dict(await self.request("GET", f"/api/v1/bot/notices/{notice_id}/progress"))
 
-    async def check_in(self, notice_id: int, person_id: int, *, reply: str | None = None) -> dict[str, Any]:
+    async def check_in(
+        self, notice_id: int, person_id: int, *, reply: str | None = None, position_id: int | None = None
+    ) -> dict[str, Any]:
+        """Acknowledge the app's own notice for an attendee (for one ``position_id`` of theirs, or all)."""
         body: dict[str, Any] = {"person_id": person_id}
         if reply is not None:
             body["reply"] = reply
+        if position_id is not None:
+            body["position_id"] = position_id
         return dict(await self.request("POST", f"/api/v1/bot/notices/{notice_id}/check-ins", json=body))
 
     async def create_tasks(self, selector: str | dict[str, Any], title: str, *, key: str, **fields: Any) -> list[Any]:
@@ -130,8 +136,11 @@ class AppClient:
         path = f"/api/v1/bot/conversations/{conversation_id}/messages"
         return dict(await self.request("POST", path, json={"body": body}, key=key))
 
-    async def unit(self, ref: str) -> dict[str, Any]:
-        return dict(await self.request("GET", f"/api/v1/bot/org/units/{ref}"))
+    async def unit(self, ref: str | int) -> dict[str, Any]:
+        """A unit of the app's subtree by code (``"330802"``), ``"#17"`` or id (``17``)."""
+        ref = f"#{ref}" if isinstance(ref, int) else ref
+        # quoted: a bare "#17" would be read as the URL's fragment and the request would lose it
+        return dict(await self.request("GET", f"/api/v1/bot/org/units/{quote(ref, safe='')}"))
 
     # ---------------------------------------------------------------- subscriptions
     async def subscribe(
@@ -148,9 +157,23 @@ class AppClient:
     async def subscriptions(self) -> list[Any]:
         return list((await self.request("GET", "/api/v1/bot/subscriptions"))["subscriptions"])
 
-    async def attempts(self, subscription_id: int, limit: int = 50) -> list[Any]:
+    async def attempts(self, subscription_id: int, limit: int = 50, *, before: int | None = None) -> list[Any]:
+        """The delivery log, newest first; ``before`` (the last ``attempt_id`` of a page) reads the next."""
         path = f"/api/v1/bot/subscriptions/{subscription_id}/attempts"
-        return list((await self.request("GET", path, params={"limit": limit}))["attempts"])
+        params: dict[str, Any] = {"limit": limit} if before is None else {"limit": limit, "before": before}
+        return list((await self.request("GET", path, params=params))["attempts"])
+
+    async def deliveries(
+        self, subscription_id: int, limit: int = 50, *, state: str | None = None, before: int | None = None
+    ) -> list[Any]:
+        """Deliveries, newest first (``state``: pending, delivered, dead); ``before`` a ``delivery_id``."""
+        params: dict[str, Any] = {"limit": limit}
+        if state is not None:
+            params["state"] = state
+        if before is not None:
+            params["before"] = before
+        path = f"/api/v1/bot/subscriptions/{subscription_id}/deliveries"
+        return list((await self.request("GET", path, params=params))["deliveries"])
 
     async def redeliver(self, subscription_id: int, **which: Any) -> int:
         path = f"/api/v1/bot/subscriptions/{subscription_id}/redeliver"

@@ -147,3 +147,37 @@ async def test_the_sdk_refreshes_tokens_and_consumes_the_stream(platform_server:
 
         await asyncio.wait_for(consume(), scaled(20))
         assert got[0]["data"]["report_id"] == report["report_id"]
+
+
+async def test_the_sdk_reads_units_by_id_and_pages_the_delivery_log(platform_server: RunningServer) -> None:
+    """What docs/apps.md and docs/webhooks.md offer, through the SDK's typed methods: a unit by code,
+    ``#id`` or id (a bare ``#`` in a URL starts its fragment), and both logs paged back by ``before``."""
+    rs = platform_server
+    admin = await admin_token(rs, None)
+    made = await make_app(rs, admin, name="分页平台", scopes=["events:report.filed", "org:read"])
+    async with AppClient(rs.http, made["client_id"], made["client_secret"]) as zzd:
+        by_code = await zzd.unit(VILLAGE)
+        assert (await zzd.unit(f"#{by_code['id']}"))["code"] == VILLAGE
+        assert (await zzd.unit(by_code["id"]))["code"] == VILLAGE
+        sub = await zzd.subscribe(["report.filed"])
+        for key in ("page-1", "page-2", "page-3"):
+            await file_report(rs, await grid_worker(rs), key)
+        got: list[Any] = []
+
+        async def consume() -> None:
+            async with contextlib.aclosing(zzd.stream()) as events:
+                async for ev in events:
+                    got.append(ev)
+                    await ev.ack()
+                    if len(got) == 3:
+                        await asyncio.sleep(0.1)  # the acknowledgements leave
+                        return
+
+        await asyncio.wait_for(consume(), scaled(20))
+        newest = await zzd.deliveries(sub["id"], 2)
+        rest = await zzd.deliveries(sub["id"], 2, before=newest[-1]["delivery_id"])
+        assert len(newest) == 2 and len(rest) == 1
+        assert {d["delivery_id"] for d in newest + rest} == {ev.delivery_id for ev in got}
+        log = await zzd.attempts(sub["id"], 2)
+        older = await zzd.attempts(sub["id"], 2, before=log[-1]["attempt_id"])
+        assert len(log) + len(older) == 3
