@@ -119,6 +119,11 @@ async def test_tasks_reports_and_org_reads_stay_in_the_subtree(org_server: Runni
         assert r.status_code == 200, r.text
         r = await h.post(f"/api/v1/bot/tasks/{task['task_id']}/actions", json={"action": "cancel", "version": 1})
         assert (r.status_code, r.json()["error"]["code"]) == (409, "stale_version")
+        # on a task it created the app is the creator, even with the owner in its subtree (docs/apps.md):
+        # it does not take the owner's side of its own task and accept it
+        r = await h.post(f"/api/v1/bot/tasks/{task['task_id']}/actions", json={"action": "accept", "version": 2})
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden"), r.text
+        assert r.json()["error"]["data"]["allowed_sides"] == ["owner"]
     for who, status in ((other, 404), (creator_only, 403), (reader_only, 403)):
         async with _h(rs, who) as h:
             r = await h.post(f"/api/v1/bot/tasks/{task['task_id']}/actions", json={"action": "cancel", "version": 2})
