@@ -127,3 +127,22 @@ def test_a_recording_of_refusals_never_replaces_a_success(api_docs: Any, documen
     assert examples[key]["status"] == 200
     assert key not in api_docs.merge([json.dumps(probe)], document, examples)
     assert api_docs.merge([json.dumps(probe)], document, {})[key]["status"] == 404
+
+
+def test_an_example_keeps_short_lists_whole_so_request_and_answer_agree(
+    api_docs: Any, document: dict[str, Any]
+) -> None:
+    """Cutting every list to five made POST /api/v1/apps send six scopes and show a different five answered."""
+    six = ["notice:send", "task:create", "task:act", "report:read", "chat:bot", "org:read"]
+    line = {"method": "POST", "path": "/api/v1/apps", "url": "/api/v1/apps", "query": "", "status": 201,
+            "request": {"scopes": six}, "response": {"scopes": sorted(six), "ids": list(range(20))}}  # fmt: skip
+    got = api_docs.merge([json.dumps(line)], document, {})["POST /api/v1/apps"]
+    assert got["request"]["scopes"] == six and got["response"]["scopes"] == sorted(six)
+    assert got["response"]["ids"] == [0, 1, 2, 3, 4]  # a long list is still cut
+
+
+def test_the_examples_show_required_headers(api_docs: Any, document: dict[str, Any]) -> None:
+    """The bot API's creates show their Idempotency-Key in the example (the header is required)."""
+    examples = json.loads((ROOT / "docs" / "api" / "examples.json").read_text())
+    pages = api_docs.render(document, examples)
+    assert "POST /api/v1/bot/notices\nIdempotency-Key: …\nContent-Type: application/json" in pages["bot.md"]
