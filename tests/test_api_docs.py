@@ -146,3 +146,16 @@ def test_the_examples_show_required_headers(api_docs: Any, document: dict[str, A
     examples = json.loads((ROOT / "docs" / "api" / "examples.json").read_text())
     pages = api_docs.render(document, examples)
     assert "POST /api/v1/bot/notices\nIdempotency-Key: …\nContent-Type: application/json" in pages["bot.md"]
+
+
+def test_every_rest_error_code_is_listed_under_its_status() -> None:
+    """The reference's status tables name every code REST can answer: a docs-only app client met
+    invalid_client, insufficient_scope, address_not_allowed and idempotency_key_reused in answers
+    that the bot pages did not list."""
+    from kernel.errors import ErrorCode
+    from zzd.http.contract import ERRORS
+
+    listed = " ".join(ERRORS.values())
+    # WebSocket-only frames, the 500 body, and 408 (an upload's idle timeout, on its own page)
+    elsewhere = {"invalid_frame", "unknown_type", "internal_error", "incomplete_upload"}
+    assert [c.value for c in ErrorCode if c.value not in listed and c.value not in elsewhere] == []

@@ -47,12 +47,13 @@ Q = TypeVar("Q", bound="QueryModel")
 #: Error statuses and the codes each can carry (docs/protocol.md lists them all).
 ERRORS: dict[int, str] = {
     400: "bad_request, invalid_body, invalid_json, invalid_text, invalid_location, unknown_category, "
-    "unknown_attachment",
-    401: "unauthorized, token_expired, invalid_grant",
-    403: "forbidden, out_of_scope, no_grant (also: the session was revoked)",
+    "unknown_attachment, group_too_large, checksum_mismatch",
+    401: "unauthorized, token_expired, invalid_grant, invalid_client (apps)",
+    403: "forbidden, out_of_scope, no_grant, insufficient_scope and address_not_allowed (apps) "
+    "(also: the session was revoked)",
     404: "not_found (missing, or not visible to the caller: the same answer)",
     405: "method_not_allowed",
-    409: "conflict, stale_version, invalid_transition, already_exists, resync_required",
+    409: "conflict, stale_version, invalid_transition, already_exists, resync_required, idempotency_key_reused (apps)",
     411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
