@@ -47,6 +47,8 @@ async def test_an_app_sends_a_notice_into_its_subtree_only_and_once_per_key(org_
         r = await h.post("/api/v1/bot/notices", json=body)
         assert r.status_code == 201, r.text
         first = r.json()
+        # the answer docs/apps.md shows: the audience's counts, no "recipients"
+        assert set(first) == {"notice_id", "created_at", "duplicate", "positions", "persons", "receipts", "unfilled"}
         again = await h.post("/api/v1/bot/notices", json=body)
         assert (again.status_code, again.json(), again.headers["idempotent-replayed"]) == (201, first, "true")
         r = await h.post("/api/v1/bot/notices", json={**body, "title": "改了"})
@@ -67,7 +69,9 @@ async def test_an_app_sends_a_notice_into_its_subtree_only_and_once_per_key(org_
     async with _h(rs, tok) as h:
         r = await h.post(f"/api/v1/bot/notices/{first['notice_id']}/check-ins", json={"person_id": pid})
         assert r.status_code == 200, r.text
-        assert r.json()["receipts"][0]["acked_at"] is not None
+        receipt = r.json()["receipts"][0]
+        # a check-in is also the delivery and the reading (docs/apps.md shows all three set)
+        assert receipt["acked_at"] is not None and receipt["read_at"] == receipt["delivered_at"] == receipt["acked_at"]
         stranger, _ = await new_person(s)
         r = await h.post(f"/api/v1/bot/notices/{first['notice_id']}/check-ins", json={"person_id": stranger})
         assert r.status_code == 404
