@@ -36,6 +36,14 @@ async def test_org_reads_selectors_notices_and_groups(org_server: RunningServer)
         assert res["positions"] > 0 and len(res["receivers"]) <= 3
         pv = (await h.post("/api/v1/notices/preview", json=sel)).json()
         assert pv["positions"] == res["positions"]
+        # fallbacks lists the unfilled vacancies too; the two counts split them as /openapi.json says
+        reasons = [f["reason"] for f in pv["fallbacks"]]
+        assert reasons and len(reasons) == min(100, pv["fallback_count"] + pv["unfilled_count"])
+        if len(reasons) < 100:
+            assert reasons.count("unfilled") == pv["unfilled_count"]
+        preview_doc = (await h.get("/openapi.json")).json()["components"]["schemas"]["Preview"]["properties"]
+        assert "reason unfilled" in preview_doc["fallbacks"]["description"]
+        assert "reason other than unfilled" in preview_doc["fallback_count"]["description"]
         notice = {**sel, "client_msg_id": "tour-1", "title": "请核对网格信息", "ack_required": True}
         nid = (await h.post("/api/v1/notices", json=notice)).json()["notice_id"]
         reminded = await h.post(f"/api/v1/notices/{nid}/remind", json={"unit": "990101001", "missing": "ack"})

@@ -145,16 +145,23 @@ class Fallback(WireModel):
 
 class Preview(WireModel):
     version: int = Field(description="org tree version the counts were taken at")
-    positions: int
-    persons: int
+    positions: int = Field(description="addressed positions, vacant ones included")
+    persons: int = Field(description="distinct people who would receive it (holders, and those standing in)")
     parent_unit_id: int | None = Field(description="the unit whose children by_child lists")
-    by_child: list[UnitCount] = Field(description="the parent unit itself first when it is addressed directly")
+    by_child: list[UnitCount] = Field(
+        description="the parent unit itself first when it is addressed directly, then each child unit with "
+        "addressed positions"
+    )
     by_level: dict[str, Annotated[list[int], Field(min_length=2, max_length=2)]] = Field(
         description="level name → [positions, persons]"
     )
-    fallbacks: list[Fallback] = Field(description="at most 100 listed")
-    fallback_count: int
-    unfilled_count: int
+    fallbacks: list[Fallback] = Field(
+        description="every vacant addressed position, the first 100 listed: who stands in for it (reason deputy, "
+        "acting, unit_head or superior) or nobody (reason unfilled); fallback_count + unfilled_count is how many "
+        "there are"
+    )
+    fallback_count: int = Field(description="vacant positions someone stands in for (reason other than unfilled)")
+    unfilled_count: int = Field(description="vacant positions nobody receives for (reason unfilled): no receipt")
 
 
 class Receiver(WireModel):
