@@ -204,7 +204,7 @@ class OrgService:
         ):
             return
         if actor_position_id not in actor.position_ids:
-            raise Forbidden("you do not hold that position", data={"actor_position_id": actor_position_id})
+            raise Forbidden("you do not hold that position", data={"as_position": actor_position_id})
 
     def resolve(self, actor: Actor, actor_position_id: int, selector: Selector) -> Audience:
         """Resolve a selector on behalf of one of the actor's positions (jurisdiction checked)."""

@@ -142,7 +142,7 @@ class ConversationService:
             if as_position_id == to_position_id:
                 raise BadRequest("a position cannot open a thread with itself", data={"field": "as_position"})
             if as_position_id not in live or as_position_id not in await held_positions(conn, person_id):
-                raise Forbidden("you do not hold that position", data={"as_position_id": as_position_id})
+                raise Forbidden("you do not hold that position", data={"as_position": as_position_id})
         key = thread_key(to_position_id, as_position_id=as_position_id, person_id=person_id)
         found = await self._thread_id(conn, key)
         if found is not None:
@@ -217,7 +217,7 @@ class ConversationService:
         as_position = acc.as_position_id
         if conv.kind != "position" and req.as_position_id is not None:
             if req.as_position_id not in await held_positions(conn, req.sender_id):
-                raise Forbidden("you do not hold that position", data={"as_position_id": req.as_position_id})
+                raise Forbidden("you do not hold that position", data={"as_position": req.as_position_id})
             as_position = req.as_position_id
         reply = await self._reply(conn, acc, req.reply_to)
         if conv.kind == "position":

@@ -123,7 +123,7 @@ class NoticeService:
     # ------------------------------------------------------------ resolution
     def _resolve(self, index: OrgIndex, actor_person_id: int, actor_position_id: int, sel: Selector) -> Audience:
         if not index.holds(actor_person_id, actor_position_id):
-            raise Forbidden("you do not hold that position", data={"actor_position_id": actor_position_id})
+            raise Forbidden("you do not hold that position", data={"as_position": actor_position_id})
         ranges = check_jurisdiction(index, actor_position_id, sel)
         return resolve_ranges(index, ranges, self._policy)
 

@@ -19,7 +19,8 @@ __all__ = ["describe"]
 
 #: What the fields that recur across requests mean, where a model says nothing of its own.
 COMMON = {
-    "as_position": "the position the caller acts as: one they hold (403 otherwise); its jurisdiction applies",
+    "as_position": "the position the caller acts as: one they hold (else 403 forbidden, data.as_position); "
+    "its jurisdiction applies",
     "selector": "who is addressed: a selector in its JSON or text form (docs/selectors.md)",
     "client_msg_id": "the client's id for this create (A-Z a-z 0-9 _ . : -, 1-64): a retry with the same id "
     "gets the first answer, nothing is stored twice",

@@ -1,0 +1,47 @@
+"""Acting as a position one does not hold: one refusal, the same everywhere a client names ``as_position``.
+
+The Gansu docs-only client met three spellings of the refused position in
+``data`` (``as_position``, ``as_position_id``, ``actor_position_id``) for the
+same 403 ``forbidden``; every route now names it as the request did.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.client import Client
+from tests.conftest import RunningServer
+from tests.org_server import auth, position_at, seat
+
+GRID = "990101001001001"
+
+
+async def test_a_position_not_held_is_refused_alike_on_every_route(org_server: RunningServer) -> None:
+    rs = org_server
+    _, _, mine, tok = await seat(rs, GRID, "grid_worker")
+    theirs = position_at(rs, "990101", "county_head")
+    sel = {"as_position": theirs, "selector": f"pos:{mine}"}
+    calls = [
+        ("/api/v1/org/preview", sel),
+        ("/api/v1/org/resolve", sel),
+        ("/api/v1/notices/preview", sel),
+        ("/api/v1/notices", {**sel, "client_msg_id": "np-1", "title": "t"}),
+        ("/api/v1/tasks", {**sel, "client_msg_id": "tp-1", "title": "t"}),
+        (f"/api/v1/positions/{mine}/messages", {"as_position": theirs, "client_msg_id": "mp-1", "body": "x"}),
+        ("/api/v1/reports", {"as_position": theirs, "client_msg_id": "rp-1", "category": "river_litter",
+                             "text": "x", "location": {"lat": 28.9, "lon": 118.8}}),
+    ]  # fmt: skip
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        for path, body in calls:
+            r = await h.post(path, json=body)
+            assert r.status_code == 403, (path, r.text)
+            assert r.json()["error"] == {"code": "forbidden", "message": "you do not hold that position",
+                                         "data": {"as_position": theirs}}, path  # fmt: skip
+    ws = await Client.connect(rs.ws, tok)
+    try:
+        m = await ws.request(
+            {"type": "send", "to_position": mine, "as_position": theirs, "client_msg_id": "w", "body": "x"}
+        )
+        assert (m["code"], m["data"]) == ("forbidden", {"as_position": theirs}), m
+    finally:
+        await ws.close()
