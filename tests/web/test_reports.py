@@ -64,3 +64,18 @@ def test_report_with_photo_and_location_then_the_assignee_resolves_it(pages: Pag
     task.get_by_role("button", name="关闭").click()
     expect(task.locator("[data-state]").first).to_have_text("已关闭")
     expect(task.get_by_role("button")).to_have_count(0)  # a closed task allows nothing more
+
+
+def test_a_refused_location_and_a_file_that_is_no_photo_are_explained_in_chinese(
+    pages: Pages, web: Web, tmp_path: Path
+) -> None:
+    """Errors a grid worker meets in the street read as Chinese, not as the browser's or the
+    server's English (“User denied Geolocation”, “unsupported media type …”)."""
+    wang = pages.open("wang")  # location not allowed
+    wang.get_by_role("navigation", name="主导航").get_by_role("link", name="上报").click()
+    alert = wang.get_by_role("alert")
+    expect(alert).to_have_text("定位失败：未允许使用位置，请在浏览器或系统设置中允许后点“重新定位”")
+    notes = tmp_path / "巡查记录.txt"
+    notes.write_text("不是照片", encoding="utf-8")
+    wang.get_by_label("拍照").set_input_files(str(notes))
+    expect(alert).to_have_text("照片上传失败：不支持的文件类型，请选择照片")

@@ -32,12 +32,38 @@ export function endSession(reason) {
 }
 export function onSession(fn) { listeners.add(fn); return () => listeners.delete(fn); }
 
+// The server's error messages are English, for developers (docs/protocol.md "Errors"): a person
+// reads the code's meaning in Chinese; where the server names what was wrong with the input, its
+// message follows as the detail. Views with a better word for a code still use their own.
+const ERROR_TEXT = {
+  forbidden: '无权执行此操作', insufficient_scope: '无权执行此操作', no_grant: '没有管理权限',
+  not_found: '找不到该内容（可能已删除或无权查看）', out_of_scope: '超出管辖范围',
+  rate_limited: '操作太频繁，请稍后再试', stale_version: '内容已被他人更新，请刷新后重试',
+  invalid_transition: '当前状态下不能执行此操作', conflict: '操作冲突，请刷新后重试', already_exists: '已存在',
+  payload_too_large: '文件太大', unsupported_media_type: '不支持的文件类型，请选择照片',
+  checksum_mismatch: '文件传输出错，请重试', incomplete_upload: '上传中断，请重试',
+  unknown_attachment: '附件无效，请重新添加', unknown_category: '事件类别无效', invalid_location: '位置无效',
+  group_too_large: '群成员人数超过上限', unavailable: '服务器繁忙，请稍后重试', internal_error: '服务器出错，请稍后重试',
+  unauthorized: '登录已失效，请重新登录', token_expired: '登录已过期，请重新登录', invalid_grant: '账号或密码错误',
+  resync_required: '需要重新同步', idempotency_key_reused: '重复提交', address_not_allowed: '地址不被允许',
+};
+const INPUT_CODES = new Set(['bad_request', 'invalid_body', 'invalid_json', 'invalid_text', 'invalid_frame',
+  'length_required', 'method_not_allowed', 'unknown_type']);
+
+export function errorText(code, message) {
+  if (ERROR_TEXT[code]) return ERROR_TEXT[code];
+  if (INPUT_CODES.has(code)) return '输入有误' + (message ? '：' + message : '');
+  return message || '操作失败';
+}
+
 export class ApiError extends Error {
   constructor(status, body) {
     const e = (body && body.error) || {};
-    super(e.message || `HTTP ${status}`);
+    const code = e.code || 'http_' + status;
+    super(code === 'network' ? e.message : errorText(code, e.message || `HTTP ${status}`));
     this.status = status;
-    this.code = e.code || 'http_' + status;
+    this.code = code;
+    this.serverMessage = e.message || '';
     this.data = e.data || {};
   }
 }

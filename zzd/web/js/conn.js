@@ -5,7 +5,7 @@
 // restarted server resumes where the client stopped: duplicates (seq <= cursor) are dropped, a
 // gap (seq > cursor + 1) is filled with `sync` before anything later is processed.
 
-import { getSession, refresh, newId } from './api.js';
+import { errorText, getSession, refresh, newId } from './api.js';
 
 const PING_EVERY = 20_000;
 const PING_TIMEOUT = 10_000;
@@ -148,7 +148,7 @@ export class Connection {
     this.pending.delete(f.ref);
     clearTimeout(p.timer);
     if (f.type === 'ok') p.resolve(f.data);
-    else p.reject(Object.assign(new Error(f.message || f.code), { code: f.code, data: f.data }));
+    else p.reject(Object.assign(new Error(errorText(f.code, f.message)), { code: f.code, data: f.data, serverMessage: f.message }));
   }
 
   deliver(f) {

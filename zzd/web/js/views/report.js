@@ -7,6 +7,10 @@ import { go, useStore } from '../store.js';
 import { Photo } from './photo.js';
 import { TaskView } from './tasks.js';
 
+// GeolocationPositionError codes (the browser's own messages are English).
+const GEO_ERROR = { 1: '未允许使用位置，请在浏览器或系统设置中允许后点“重新定位”', 2: '暂时无法获取位置，请到开阔处后重试',
+                    3: '定位超时，请重试' };
+
 const reportsKey = () => 'zzd.reports.' + getSession()?.personId;
 
 function myReports() {
@@ -50,7 +54,7 @@ function ReportForm() {
     setLocating(true);
     navigator.geolocation.getCurrentPosition(
       (p) => { setLocation({ lat: p.coords.latitude, lon: p.coords.longitude }); setLocating(false); },
-      (e) => { setError('定位失败：' + e.message); setLocating(false); },
+      (e) => { setError('定位失败：' + (GEO_ERROR[e.code] || e.message)); setLocating(false); },
       { enableHighAccuracy: true, timeout: 15000 },
     );
   }
