@@ -169,15 +169,16 @@ def check_jurisdiction(index: OrgIndex, actor_position_id: int, selector: Select
     )
 
 
-def _actor_covers(index: OrgIndex, actor: Actor, u: int, *, manage: bool) -> bool:
-    """Reads: any grant or a reading scope covers ``u``. Managing (unit groups): an org grant or a subtree role."""
+def _actor_covers(index: OrgIndex, actor: Actor, u: int, *, manage: bool, above: bool = True) -> bool:
+    """Reads: any grant or a reading scope covers ``u`` (``above=False``: the addressing scope, without a
+    ``chain`` role's ancestors). Managing (unit groups): an org grant or a subtree role."""
     if manage and holds_grant(index, actor, Perm.ORG, u):
         return True
     if not manage and any(g.covers(index, u) for g in actor.grants):
         return True
     for pid in actor.position_ids:
         try:
-            scope = scope_of(index, pid, reading=not manage)
+            scope = scope_of(index, pid, reading=not manage and above)
         except NotFound:
             continue  # a position the actor held that no longer exists
         if manage and scope.rule != "subtree":
@@ -187,17 +188,20 @@ def _actor_covers(index: OrgIndex, actor: Actor, u: int, *, manage: bool) -> boo
     return False
 
 
-def access_unit(index: OrgIndex, actor: Actor, unit: int | str | UnitRef, *, private: bool = False) -> int:
+def access_unit(
+    index: OrgIndex, actor: Actor, unit: int | str | UnitRef, *, private: bool = False, above: bool = True
+) -> int:
     """Load a unit for ``actor``: its pre-order number, or ``NotFound``.
 
     Unit names, codes and positions are the public directory; ``private=True``
     (assignment history, audience details) requires the unit to be within one of
     the actor's scopes, and answers ``NotFound`` otherwise, like a missing unit,
-    so ids cannot be probed.
+    so ids cannot be probed. ``above=False`` leaves out the units above a ``chain``
+    role (a grid worker sees who holds the seats above them, not their figures).
     """
     ref = unit if not isinstance(unit, UnitRef) else (unit.id if unit.id is not None else str(unit.code))
     u = index.unit(ref)
-    if private and not _actor_covers(index, actor, u, manage=False):
+    if private and not _actor_covers(index, actor, u, manage=False, above=above):
         raise NotFound("no such unit", data={"unit": ref})
     return u
 

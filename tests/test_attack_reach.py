@@ -127,3 +127,21 @@ async def test_a_county_administrator_cannot_seat_then_lock_out_someone_beyond_t
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(root_tok)) as h:
         r = await h.patch(f"/api/v1/org/persons/{far_id}", json={"name": "改名"})
         assert r.status_code == 200, r.text
+
+
+async def test_a_grid_worker_reads_task_figures_of_their_grid_not_of_the_units_above(
+    org_server: RunningServer,
+) -> None:
+    rs = org_server
+    grid = "990101001001001"
+    _, _, _, worker = await seat(rs, grid, "grid_worker")
+    _, _, _, head = await seat(rs, "990101", "county_head")
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        assert (await h.get("/api/v1/tasks/stats", params={"unit": grid}, headers=auth(worker))).status_code == 200
+        for above in ("990101001001", "990101", "99"):
+            r = await h.get("/api/v1/tasks/stats", params={"unit": above}, headers=auth(worker))
+            assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (above, r.text)
+        # Who holds the seats above stays readable to them (the directory's private part).
+        county_head = position_at(rs, "990101", "county_head")
+        assert (await h.get(f"/api/v1/org/positions/{county_head}/history", headers=auth(worker))).status_code == 200
+        assert (await h.get("/api/v1/tasks/stats", params={"unit": "990101"}, headers=auth(head))).status_code == 200

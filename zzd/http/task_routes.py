@@ -122,7 +122,8 @@ async def stats(request: Request) -> Response:
     s, actor = await current_actor(request)
     q = query(request, StatsQuery)
     index = s.org_index.index
-    u = access_unit(index, actor, unit_ref(q.unit), private=True)
+    # In a jurisdiction: a grid worker's own grid, not (as their directory reads) the province above.
+    u = access_unit(index, actor, unit_ref(q.unit), private=True, above=False)
     category, since = q.category, aware_time(q.since or None, "since")
     async with s.db.read() as conn:
         return reply(TaskStats, await unit_stats(conn, index, u, category=category, since=since))
