@@ -108,14 +108,20 @@ class OrgService:
         return self._holder.index
 
     async def actor(self, person_id: int) -> Actor:
-        """The actor for a person: the positions they currently hold and their admin grants."""
+        """The actor for a person: the positions they currently hold and their admin grants.
+
+        Only positions of the live tree count: a division re-import that drops a unit dissolves it with
+        its positions' assignments left open, so that the unit comes back with its holders if a later
+        import lists it again (org_tree/importer.py); meanwhile its holders hold nothing there.
+        """
         async with self._db.read() as conn:
             rows = await conn.execute(
                 select(assignments.c.position_id)
                 .where(assignments.c.person_id == person_id, assignments.c.end_at.is_(None))
                 .order_by(assignments.c.position_id)
             )
-            held = tuple(dict.fromkeys(int(r[0]) for r in rows))
+            idx = self.index
+            held = tuple(dict.fromkeys(int(r[0]) for r in rows if idx.find_slot(int(r[0])) >= 0))
             grants = tuple(await active_grants(conn, person_id))
         return Actor(person_id, held, grants)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from sqlalchemy import select
 
+from org_tree.importer import import_divisions
 from org_tree.jurisdiction import SYSTEM
 from org_tree.org_schema import assignments
 from org_tree.selectors import PositionSel
@@ -142,3 +145,27 @@ async def test_retiring_a_unit_ends_its_holders_assignments(org_server: RunningS
     async with s.db.read() as conn:
         ends = (await conn.execute(select(assignments.c.end_at).where(assignments.c.person_id == holder))).all()
     assert ends and all(end is not None for (end,) in ends)
+
+
+async def test_a_unit_the_division_import_removed_is_not_held(org_server: RunningServer, tmp_path: Path) -> None:
+    """Found by the admin audit: a re-import without a village dissolves it (reversibly: its positions and
+    holders come back with it), but its holders' ``GET /api/v1/me/positions`` answered 404 meanwhile."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    _, _, sec, token = await seat(rs, "990101001004", "village_secretary")
+    folder = tmp_path / "div"  # the served tree's files (tests/org_server.py)
+    villages = folder / "villages.csv"
+    lines = villages.read_text(encoding="utf-8").splitlines()
+    villages.write_text("\n".join(x for x in lines if not x.startswith("990101001004,")) + "\n", encoding="utf-8")
+    report = await import_divisions(s.db, folder, grids_per_village=2)
+    assert report.removed == 3  # the village and its two grids
+    await s.org_index.refresh_if_changed()
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+        r = await h.get("/api/v1/me/positions")
+        assert r.status_code == 200, r.text
+        assert r.json()["positions"] == []
+        villages.write_text("\n".join(lines) + "\n", encoding="utf-8")  # back again, with its holder
+        await import_divisions(s.db, folder, grids_per_village=2)
+        await s.org_index.refresh_if_changed()
+        r = await h.get("/api/v1/me/positions")
+        assert r.status_code == 200 and [p["id"] for p in r.json()["positions"]] == [sec], r.text
