@@ -58,6 +58,13 @@ async def test_an_app_sends_a_notice_into_its_subtree_only_and_once_per_key(org_
         assert (r.status_code, r.json()["error"]["code"]) == (403, "out_of_scope")
         r = await h.post("/api/v1/bot/notices", json=body, headers={"Idempotency-Key": ""})
         assert r.status_code == 400
+        # two keys on one request: no telling which one a retry would repeat, so refused, nothing written
+        two = [("Idempotency-Key", "meeting-3"), ("Idempotency-Key", "meeting-4")]
+        r = await h.post("/api/v1/bot/notices", json=body, headers=httpx.Headers(two))
+        assert (r.status_code, r.json()["error"]["data"]) == (400, {"header": "Idempotency-Key"}), r.text
+        r = await h.post("/api/v1/bot/notices", json=body, headers={"Idempotency-Key": "meeting-3"})
+        assert (r.status_code, r.json()["duplicate"]) == (201, False)
+        assert "idempotent-replayed" not in r.headers
         preview = (await h.post("/api/v1/bot/audience/preview", json={"selector": body["selector"]})).json()
         assert preview["positions"] >= 1 and preview["persons"] >= 1
         got = await h.get(f"/api/v1/bot/notices/{first['notice_id']}")

@@ -95,7 +95,9 @@ async def _idempotent(
     model: type[BaseModel],
 ) -> Response:
     """Run a create once per ``Idempotency-Key``; a retry gets the first status and body back."""
-    key = check_key(request.headers.get("idempotency-key"))
+    keys = request.headers.getlist("idempotency-key")
+    # Two keys on one request: which one would a retry repeat? Refused like a malformed key.
+    key = check_key(keys[0] if len(keys) == 1 else None)
     sig = f"{request.method} {request.url.path}"
     status, answer, replayed = await s.idempotency.run(
         p.app_id, key, sig, body.model_dump_json().encode(), lambda: fn(key)
