@@ -288,7 +288,8 @@ class SubscriptionService:
                 "event_type": r.event_type,
                 "state": r.state,
                 "attempts": int(r.attempts),
-                "next_attempt_at": _iso(r.next_attempt_at),
+                # only a pending delivery has a next attempt (a dead or delivered one kept its last due time)
+                "next_attempt_at": _iso(r.next_attempt_at) if r.state == "pending" else None,
                 "delivered_at": _iso(r.delivered_at),
                 "event_created_at": _iso(r.event_created_at),
             }  # fmt: skip

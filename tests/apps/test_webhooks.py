@@ -164,6 +164,8 @@ async def test_bad_receivers_are_retried_dead_lettered_and_redelivered(platform_
                     break
                 await s.delivery.idle()
             assert await states("/down") == ["dead"] and await states("/redirect") == ["dead"]
+            dead = (await h.get(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/deliveries")).json()["deliveries"]
+            assert dead[0]["next_attempt_at"] is None  # no attempt is coming
             assert await states("/hang") == ["dead"]
             log = (await h.get(f"/api/v1/bot/subscriptions/{subs['/hang']['id']}/attempts")).json()["attempts"]
             assert log[0]["status"] is None and "no answer within" in log[0]["error"]
@@ -208,6 +210,7 @@ async def test_bad_receivers_are_retried_dead_lettered_and_redelivered(platform_
             newest = (await h.get(f"{base}/deliveries", params={"limit": 1})).json()["deliveries"]
             older = (await h.get(f"{base}/deliveries", params={"limit": 1, "before": newest[0]["delivery_id"]})).json()
             assert [d["event_id"] for d in older["deliveries"]] == [event_id]
+            assert older["deliveries"][0]["state"] == "delivered" and older["deliveries"][0]["next_attempt_at"] is None
             assert newest[0]["event_id"] != event_id
 
 

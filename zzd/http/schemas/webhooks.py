@@ -59,7 +59,7 @@ class Delivery(WireModel):
     event_type: str
     state: str = Field(description="pending, delivered or dead")
     attempts: int
-    next_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="when a pending delivery is tried next; null otherwise")
     delivered_at: datetime | None
     event_created_at: datetime | None
 
