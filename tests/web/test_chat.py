@@ -113,3 +113,26 @@ def test_resync_required_reloads_and_says_so(pages: Pages, web: Web) -> None:
     expect(page.locator("[data-status=online]")).to_be_visible()
     cursor = json.loads(page.evaluate(CURSOR))
     assert cursor["seq"] < 999999
+
+
+def test_an_inbox_longer_than_a_page_shows_the_rest_on_request(pages: Pages, web: Web) -> None:
+    """The inbox comes 100 conversations a page: the older ones were out of reach."""
+    tok = token(web.base, "zhou")
+    feng = web.world.positions["feng"][0]
+    titles = [f"旧群{i:03d} {secrets.token_hex(2)}" for i in range(101)]
+    for title in titles:  # the first is the oldest: on the second page
+        r = httpx.post(
+            web.base + "/api/v1/groups",
+            headers={"authorization": f"Bearer {tok}"},
+            json={"title": title, "position_ids": [feng]},
+        )
+        assert r.status_code == 201, r.text
+    page = pages.open("feng")
+    inbox = page.get_by_role("list", name="会话列表")
+    expect(inbox.locator("a.conv", has_text=titles[-1])).to_be_visible()
+    expect(inbox.locator("a.conv", has_text=titles[0])).to_have_count(0)
+    page.get_by_role("button", name="更多会话").click()
+    expect(inbox.locator("a.conv", has_text=titles[0])).to_be_visible()
+    expect(page.get_by_role("button", name="更多会话")).to_have_count(0)
+    hrefs = inbox.locator("a.conv").evaluate_all("els => els.map(e => e.href)")
+    assert len(hrefs) == len(set(hrefs))  # each conversation once

@@ -18,6 +18,17 @@ export function setActing(positionId) {
 export async function loadInbox() {
   const j = await api('/api/v1/conversations?limit=100');
   showInbox(j.conversations);
+  set({ inboxCursor: j.next_cursor || null });
+}
+
+// The inbox comes 100 conversations a page, most recent first; 更多会话 asks for the next.
+export async function loadMoreInbox() {
+  const cursor = get().inboxCursor;
+  if (!cursor) return;
+  const j = await api('/api/v1/conversations?limit=100&cursor=' + encodeURIComponent(cursor));
+  const have = new Set(get().conversations.map((c) => c.id));
+  showInbox([...get().conversations, ...j.conversations.filter((c) => !have.has(c.id))]);
+  set({ inboxCursor: j.next_cursor || null });
 }
 
 function showInbox(rows) {
@@ -70,6 +81,7 @@ async function load(first) {
     set({ me, positions, grants: mp.grants || [], acting: actingOf(positions) });
     try { localStorage.setItem(PROFILE_KEY + me.id, JSON.stringify({ me, positions })); } catch { /* full */ }
     showInbox(inbox.conversations);
+    set({ inboxCursor: inbox.next_cursor || null });
     const missed = early.filter((f) => !get().conversations.some((c) => c.id === f.data.conversation_id && c.last_message_id >= f.data.id));
     early = null;
     missed.forEach(applyMessage);
@@ -106,7 +118,7 @@ export async function logout() {
   loaded = false;
   if (retryOnline) { retryOnline(); retryOnline = null; }
   await apiLogout();
-  set({ me: null, positions: [], conversations: [], notices: [], sent: [], tasks: [], acting: null, banner: null });
+  set({ me: null, positions: [], conversations: [], inboxCursor: null, notices: [], sent: [], tasks: [], acting: null, banner: null });
 }
 
 function applyMessage(f) {

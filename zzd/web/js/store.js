@@ -6,6 +6,7 @@ const state = {
   positions: [],        // GET /api/v1/me/positions → positions
   acting: null,         // position id the person acts as (主职 first)
   conversations: [],    // inbox rows (docs/conversations.md "Inbox")
+  inboxCursor: null,    // next_cursor of the last inbox page, or null: all loaded
   notices: [],          // notice.new heads received, newest first
   sent: [],             // notices I sent (docs/web-client.md "Views": 通知)
   tasks: [],            // task heads from events / the board

@@ -1,5 +1,7 @@
 // 消息: the inbox — direct chats, position threads (grouped by the position they came to), groups.
 import { html } from 'htm/preact';
+import { useState } from 'preact/hooks';
+import { loadMoreInbox } from '../session.js';
 import { personName, positionTitle } from '../names.js';
 import { positionById, positionLabel, useStore } from '../store.js';
 
@@ -24,7 +26,12 @@ export function conversationTitle(c, me, acting) {
 const KIND = { direct: '私聊', position: '岗位', unit: '部门群', group: '群聊' };
 
 export function Inbox() {
-  const { conversations, me, acting } = useStore((s) => s);
+  const { conversations, me, acting, inboxCursor } = useStore((s) => s);
+  const [more, setMore] = useState({ busy: false, error: '' });
+  function loadMore() {
+    setMore({ busy: true, error: '' });
+    loadMoreInbox().then(() => setMore({ busy: false, error: '' }), (e) => setMore({ busy: false, error: e.message }));
+  }
   return html`
     <section class="inbox" aria-labelledby="inbox-h">
       <div class="row-between">
@@ -51,5 +58,8 @@ export function Inbox() {
             </li>`;
         })}
       </ul>
+      ${inboxCursor && html`<button type="button" class="small" disabled=${more.busy} onClick=${loadMore}>
+        ${more.busy ? '正在加载…' : '更多会话'}</button>`}
+      ${more.error && html`<p class="error" role="alert">${more.error}</p>`}
     </section>`;
 }
