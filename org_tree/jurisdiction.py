@@ -165,7 +165,7 @@ def check_jurisdiction(index: OrgIndex, actor_position_id: int, selector: Select
     raise Forbidden(
         f"{count} addressed position(s) are outside the jurisdiction of position {actor_position_id}",
         code=ErrorCode.OUT_OF_SCOPE,
-        data={"actor_position_id": actor_position_id, "out_of_scope": parts, "count": count, "positions": sample},
+        data={"as_position": actor_position_id, "out_of_scope": parts, "count": count, "positions": sample},
     )
 
 

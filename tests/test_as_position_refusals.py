@@ -45,3 +45,16 @@ async def test_a_position_not_held_is_refused_alike_on_every_route(org_server: R
         assert (m["code"], m["data"]) == ("forbidden", {"as_position": theirs}), m
     finally:
         await ws.close()
+
+
+async def test_out_of_scope_names_the_acting_position_as_the_request_did(org_server: RunningServer) -> None:
+    rs = org_server
+    _, _, mine, tok = await seat(rs, GRID, "grid_worker")
+    secretary = position_at(rs, "990101001001", "village_secretary")
+    body = {"as_position": mine, "selector": "村书记@990101001001", "client_msg_id": "oos-1", "title": "t"}
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        r = await h.post("/api/v1/notices", json=body)
+    err = r.json()["error"]
+    assert (r.status_code, err["code"]) == (403, "out_of_scope")
+    assert err["data"] == {"as_position": mine, "out_of_scope": ["村书记@990101001001"], "count": 1,
+                           "positions": [secretary]}  # fmt: skip
