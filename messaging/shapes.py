@@ -63,36 +63,53 @@ class Sender(Shape):
 
 
 class ReplyRef(Shape):
+    #: the quoted message's id
     id: int
     snippet: str = Field(description="the start of the quoted message (empty if recalled or not visible)")
 
 
 class Mentions(Shape):
+    #: person ids named
     persons: list[int] = Field(default_factory=list)
+    #: position ids named (their holders count as mentioned)
     positions: list[int] = Field(default_factory=list)
 
 
 class Message(Shape):
     """A stored message as every reader sees it (recalled: empty body, no attachments)."""
 
+    #: the message's id
     id: int
+    #: the conversation it is in
     conversation_id: int
+    #: direct, group, position or unit
     conversation_kind: ConversationKind
+    #: text, or system for a note (its system object says what happened)
     kind: Literal["text", "system"] = "text"
+    #: who wrote it, and as which position
     sender: Sender
+    #: the sender's id for it (a retry answers the same message)
     client_msg_id: str
+    #: the text (empty when recalled)
     body: str
+    #: when it was stored (UTC)
     created_at: datetime
+    #: the message it answers (null: none)
     reply_to: ReplyRef | None = None
+    #: persons and positions named (each recipient's event says whether they are among them: mentioned)
     mentions: Mentions = Field(default_factory=Mentions)
     attachments: list[Any] = Field(default_factory=list, description="upload digests or attachment references")
+    #: last edited by its sender (null: never)
     edited_at: datetime | None = None
+    #: recalled by its sender (null: not)
     recalled_at: datetime | None = None
     recipient_id: int | None = Field(None, description="direct chats: the person written to")
     position_id: int | None = Field(None, description="position threads: the addressed position")
     peer_position_id: int | None = Field(None, description="position threads: the writing side's position")
     peer_person_id: int | None = Field(None, description="position threads: the person who opened it")
-    system: dict[str, Any] | None = Field(None, description="system notes: what happened (joined, left, renamed)")
+    system: dict[str, Any] | None = Field(
+        None, description="system notes: what happened (event: created, renamed, members, handover, and its details)"
+    )
 
 
 class MessageNew(Message):
@@ -246,50 +263,78 @@ TaskState = Literal["created", "accepted", "in_progress", "resolved", "verified"
 
 
 class TaskActor(Shape):
+    #: the person who acted
     person_id: int
+    #: the position they acted as
     position_id: int | None
 
 
 class Source(Shape):
     kind: str = Field(description="direct | notice | report")
+    #: the notice's or report's id (null for a direct task)
     id: int | None
 
 
 class TaskView(Shape):
     """What every party's event and the API show (the body comes with GET /api/v1/tasks/{task_id})."""
 
+    #: the task's id
     task_id: int
+    #: its category key (GET /api/v1/tasks/categories)
     category: str
+    #: its title
     title: str
+    #: created, accepted, in_progress, resolved, verified, closed or cancelled (docs/tasks.md)
     state: TaskState
     version: int = Field(description="send it back with the next action (409 stale_version otherwise)")
+    #: the position that owns it now (its holders act on the owner side)
     owner_position_id: int
+    #: the owner position's unit
     owner_unit_id: int
     pool: list[int] = Field(description="positions offered a shared task (any of them may accept)")
+    #: where the matter arose (a report's grid; else the first owner's unit): what GET /api/v1/tasks/stats counts by
     origin_unit_id: int
+    #: who created it and as which position (the creator side)
     creator: TaskActor
+    #: what it came from
     source: Source
+    #: how many times it climbed to a position above (0: never)
     escalation_level: int
+    #: while created: escalated when not accepted by then
     accept_due_at: datetime | None
+    #: while accepted or in progress: escalated when not resolved by then
     resolve_due_at: datetime | None
+    #: when it was created (UTC)
     created_at: datetime
+    #: its last change
     updated_at: datetime
+    #: when the current owner accepted it (null: not yet; cleared when it goes back to created)
     accepted_at: datetime | None
+    #: when it was resolved (null: not yet, or returned by the creator)
     resolved_at: datetime | None
+    #: closed (null: not yet)
     closed_at: datetime | None
 
 
 class TaskTransition(Shape):
     """One transition of a task."""
 
+    #: the task's version this change made
     version: int
+    #: create, accept, start, resolve, verify, close, return, reject, reassign, cancel, comment or escalate
     action: str
+    #: the state before (null for create)
     from_state: TaskState | None
+    #: the state after
     to_state: TaskState
     actor: TaskActor | None = Field(description="null: the server (timers, escalation)")
+    #: when (UTC)
     at: datetime
+    #: the actor's comment
     comment: str | None
+    #: sha256 digests of photos attached to this change
     attachments: list[Any]
+    #: what else the change records (a report's id, an escalation's from_owner, to_owner, rule and reason)
     data: dict[str, Any]
 
 

@@ -159,3 +159,17 @@ def test_every_rest_error_code_is_listed_under_its_status() -> None:
     # WebSocket-only frames, the 500 body, and 408 (an upload's idle timeout, on its own page)
     elsewhere = {"invalid_frame", "unknown_type", "internal_error", "incomplete_upload"}
     assert [c.value for c in ErrorCode if c.value not in listed and c.value not in elsewhere] == []
+
+
+#: The answers a person's client reads most: every field says what it holds (a Gansu client from the
+#: docs alone had to guess next_since, unread, owner_unit_id vs origin_unit_id, receipt times …).
+DESCRIBED = ("Me", "Posted", "InboxItem", "LastMessage", "Message", "EventPage", "StoredEvent", "Sent", "Receipt",
+             "UnitProgress", "Totals", "PendingItem", "TaskView", "TaskDetail", "TaskEvent", "ReportView",
+             "PositionView", "DirectoryHit", "Preview")  # fmt: skip
+
+
+def test_the_answers_a_client_reads_most_describe_every_field(document: dict[str, Any]) -> None:
+    components = document["components"]["schemas"]
+    bare = [f"{name}.{field}" for name in DESCRIBED
+            for field, prop in components[name]["properties"].items() if not prop.get("description")]  # fmt: skip
+    assert not bare, f"fields without a meaning: {bare}"

@@ -36,8 +36,11 @@ class Tokens(RootModel[TokenAnswer | AppToken]):
 
 
 class Me(WireModel):
+    #: the person's id (person_id elsewhere)
     id: int
+    #: their login
     login: str
+    #: their name
     name: str
     epoch: str = Field(description="event-stream epoch (GET /api/v1/sync)")
     last_seq: int = Field(description="the last event sequence number written for this person")

@@ -16,8 +16,11 @@ __all__ = ["NoticeView", "Pending", "Progress", "Receipts", "Sent"]
 class Sent(WireModel):
     """The notice and every receipt are stored (201), or this ``client_msg_id`` already was (200)."""
 
+    #: the notice's id
     notice_id: int
+    #: when it was stored (UTC)
     created_at: datetime
+    #: true: a retry with the same client_msg_id; nothing new was stored
     duplicate: bool
     positions: int = Field(description="positions addressed")
     persons: int = Field(description="distinct people reached")
@@ -28,12 +31,17 @@ class Sent(WireModel):
 class Receipt(WireModel):
     """One receipt as its recipient sees it (``delivered_at``: a device has the notice)."""
 
+    #: the notice's id
     notice_id: int
     position_id: int = Field(description="the addressed position")
     via_position_id: int = Field(description="the position the recipient holds that receives for it")
+    #: a device of the recipient has it (null: not yet)
     delivered_at: datetime | None
+    #: the recipient opened it (null: not yet)
     read_at: datetime | None
+    #: the recipient acknowledged it (null: not yet)
     acked_at: datetime | None
+    #: the text given with the acknowledgement (the first one stays)
     reply: str | None
 
 
@@ -42,7 +50,9 @@ class Receipts(WireModel):
 
 
 class AudienceSize(WireModel):
+    #: positions addressed
     positions: int
+    #: distinct people reached
     persons: int
 
 
@@ -59,19 +69,29 @@ class NoticeView(NoticeHead):
 
 
 class UnitProgress(WireModel):
+    #: the unit's id
     unit_id: int
+    #: its code
     code: str
+    #: its name
     name: str
+    #: receipts of positions in it (by_child: in its subtree)
     receipts: int
+    #: of those, delivered
     delivered: int
+    #: of those, read
     read: int
+    #: of those, acknowledged
     acked: int
 
 
 class Totals(WireModel):
+    #: every receipt of the notice
     receipts: int
     delivered: int = Field(description="a device of the recipient has the notice (docs/notices.md: receipts)")
+    #: receipts read
     read: int
+    #: receipts acknowledged
     acked: int
 
 
@@ -86,12 +106,19 @@ class Progress(WireModel):
 
 
 class PendingItem(WireModel):
+    #: the receipt's id (pages go by it: next_after)
     receipt_id: int
+    #: who owes it
     person_id: int
+    #: their name
     name: str
+    #: the addressed position
     position_id: int
+    #: that position's unit
     unit_id: int
+    #: that unit's name
     unit: str
+    #: when it was read (missing=ack lists read but unacknowledged ones too)
     read_at: datetime | None
 
 

@@ -65,10 +65,15 @@ class RoleList(WireModel):
 
 
 class PositionView(WireModel):
+    #: the position's id (position_id elsewhere)
     id: int
+    #: its role's key (grid_worker)
     role_key: str
+    #: its role's name (专职网格员)
     role: str
+    #: its unit's id
     unit_id: int
+    #: unit names from the province down to its unit
     unit_path: list[str]
     pool: bool = Field(description="a pool position: any holder may take work offered to it")
     holders: list[int] = Field(description="primary holders' person ids (empty: vacant)")
@@ -96,7 +101,9 @@ class Handed(AssignmentView):
 
 
 class DirectoryHolder(WireModel):
+    #: the person's id
     person_id: int
+    #: their name
     name: str
     phone: str | None = Field(description="only for administrators (assignments or audit) of the position's unit")
 
@@ -108,14 +115,22 @@ class DirectoryFallback(WireModel):
 
 
 class DirectoryHit(WireModel):
+    #: the position's id
     position_id: int
+    #: its role's name
     role: str
+    #: its role's key
     role_key: str
+    #: its unit's id
     unit_id: int
+    #: its unit's code (selectors name units by it)
     unit_code: str
+    #: unit names from the province down
     unit_path: list[str]
     holders: list[str] = Field(description="names of the current primary holders (empty: vacant)")
+    #: the holders (primary, deputy, acting) with their ids
     holder_details: list[DirectoryHolder]
+    #: true: no primary holder
     vacant: bool
     fallback: DirectoryFallback | None = Field(description="for a vacant position: who receives instead")
 

@@ -27,10 +27,12 @@ __all__ = [
 
 
 class TaskEvent(TaskTransition):
+    #: the history row's id
     event_id: int
 
 
 class TaskDetail(TaskView):
+    #: the task's text
     body: str
     history: list[TaskEvent] = Field(description="oldest first")
 
@@ -87,13 +89,22 @@ class Location(WireModel):
 
 
 class ReportView(WireModel):
+    #: the report's id
     report_id: int
+    #: who filed it, as which grid position
     reporter: TaskActor
+    #: the reporting position's grid
     grid_unit_id: int
+    #: its category key
     category: str
+    #: what the reporter wrote
     text: str
+    #: where (WGS-84 degrees)
     location: Location
+    #: true: the grid asked to route it one level up at once
     beyond_capacity: bool
     photos: list[str] = Field(description="sha256 digests (GET /api/v1/uploads/{digest})")
+    #: the task it became (null: none)
     task_id: int | None
+    #: when it was filed (UTC)
     created_at: datetime
