@@ -21,6 +21,7 @@ from pypinyin import Style, lazy_pinyin
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from kernel.audit import AuditEntry, record
 from kernel.clock import Clock, SystemClock
 from kernel.db.database import Database
 from org_tree.bulk import bulk_insert, lift_statement_timeout, next_id, sync_sequence
@@ -136,6 +137,8 @@ async def import_divisions(
             conn, catalog, role_ids, divisions.units, unit_ids, new_unit_ids, now, report_progress
         )
         report.version = await bump_version(conn, clock, scope="tree", detail="division import")
+        counts = {k: v for k, v in report.as_dict().items() if k not in ("by_level", "warnings")}
+        await record(conn, AuditEntry("org.imported", None, detail={**counts, "path": str(path)}), now)
     for unit in divisions.units:
         report.by_level[unit.level.label] = report.by_level.get(unit.level.label, 0) + 1
     logger.info("division import: %s", {k: v for k, v in report.as_dict().items() if k != "warnings"})

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel.audit import AuditQuery, query
 from kernel.db.database import Database
 from org_tree.divisions import DivisionFormatError
 from org_tree.importer import import_divisions
@@ -73,3 +74,10 @@ async def test_reimport_dissolves_and_revives(org_db: Database, tmp_path: Path) 
     third = await import_divisions(org_db, folder, grids_per_village=2)
     assert (third.created, third.updated, third.removed, third.positions_created) == (0, 3, 0, 0)
     assert (await OrgIndex.load(org_db)).stats()["units"] == first.created
+    # each import is on the audit record (actor: the CLI operator), with what it changed
+    entries, _ = await query(org_db, AuditQuery(action="org.imported"))
+    assert [(e["actor_person_id"], e["outcome"]) for e in entries] == [(None, "ok")] * 3
+    assert [(e["detail"]["created"], e["detail"]["updated"], e["detail"]["removed"]) for e in entries] == [
+        (0, 3, 0), (0, 0, 3), (first.created, 0, 0)
+    ]  # fmt: skip
+    assert entries[0]["detail"]["version"] == third.version and "by_level" not in entries[0]["detail"]
