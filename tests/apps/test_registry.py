@@ -48,6 +48,28 @@ async def test_an_app_administrator_registers_an_app_and_the_app_gets_a_token(or
             "/api/v1/auth/token", json={"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
         )
         assert r.status_code == 200, r.text
+        # form-encoded, as RFC 6749 (4.4.2) sends it and OAuth2 client libraries do; Basic or in the body
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": made["client_id"],
+            "client_secret": made["client_secret"],
+        }
+        r = await h.post("/api/v1/auth/token", data=form)
+        assert (r.status_code, r.json()["app_id"]) == (200, made["id"]), r.text
+        r = await h.post("/api/v1/auth/token", data={"grant_type": "client_credentials"},
+                         headers={"Authorization": f"Basic {basic}"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        for raw, code in (
+            (b"grant_type=client_credentials&grant_type=password", "invalid_body"),  # a parameter twice
+            (b"grant_type=client_credentials&client_id", "invalid_body"),  # not name=value
+            (b"grant_type=%ff", "invalid_body"),  # not UTF-8
+            (b"grant_type=implicit", "invalid_body"),
+        ):
+            r = await h.post("/api/v1/auth/token", content=raw,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+            assert (r.status_code, r.json()["error"]["code"]) == (400, code), (raw, r.text)
+        r = await h.post("/api/v1/auth/token", data={**form, "client_secret": "zzdsec_wrong"})
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_client")
         # an app token is not a person token, and a person token is not an app token
         for path in ("/api/v1/me", "/api/v1/apps", "/api/v1/me/positions"):
             r = await h.get(path, headers=auth(app_tok))

@@ -22,7 +22,7 @@ from kernel.errors import BadRequest, ErrorCode, Unauthorized
 from kernel.sessions import IssuedSession
 from kernel.text import check_text
 from zzd.http.actors import current_person
-from zzd.http.common import json_body, services_of
+from zzd.http.common import json_body, json_or_form_body, services_of
 from zzd.http.contract import BodyModel, Endpoints, reply
 from zzd.http.schemas.auth import AppToken, Me, TokenAnswer, Tokens
 from zzd.http.schemas.common import Revoked
@@ -124,9 +124,13 @@ async def _client_credentials(s: Services, request: Request, body: TokenRequest)
 
 @api.route("POST", "/api/v1/auth/token", {200: Tokens}, body=TokenRequest, errors=(401, 429), public=True)
 async def token(request: Request) -> Response:
-    """Sign in (password), renew (refresh_token; each works once), or an app's token (client_credentials)."""
+    """Sign in (password), renew (refresh_token; each works once), or an app's token (client_credentials).
+
+    The body is JSON, or form-encoded (``application/x-www-form-urlencoded``, each field at most
+    once) as RFC 6749 sends token requests and OAuth2 client libraries do.
+    """
     s = services_of(request)
-    body = await json_body(request, TokenRequest)
+    body = await json_or_form_body(request, TokenRequest)  # JSON, or form-encoded as RFC 6749 sends it
     if body.grant_type == "client_credentials":
         return await _client_credentials(s, request, body)
     if body.grant_type == "password":
