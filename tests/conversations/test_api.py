@@ -168,3 +168,18 @@ async def test_history_shows_each_message_as_its_message_new_did(tree_server: Ru
     assert note["system"]["event"] == "handover" and note["position_id"] == pos
     for cl in (ca, cb):
         await cl.close()
+
+
+async def test_history_names_exactly_one_conversation(tree_server: RunningServer) -> None:
+    """Neither or both of conversation_id and with_person is a bad frame (it was not_found, or both silently)."""
+    (a, tok_a), (b, _) = [await _person(tree_server) for _ in range(2)]
+    ca = await Client.connect(tree_server.ws, tok_a)
+    try:
+        for frame in ({"type": "history"}, {"type": "history", "conversation_id": 1, "with_person": b}):
+            r = await ca.request(frame)
+            assert r["code"] == "invalid_frame", r
+            assert r["data"]["errors"][0]["problem"].endswith("give exactly one of conversation_id, with_person")
+        none_yet = await ca.request({"type": "history", "with_person": b})
+        assert none_yet["data"] == {"conversation_id": None, "messages": [], "next_before": None}
+    finally:
+        await ca.close()

@@ -98,6 +98,12 @@ class History(_Frame):
     before: PosInt | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 50
 
+    @model_validator(mode="after")
+    def _one_conversation(self) -> History:
+        if (self.conversation_id is None) == (self.with_person is None):
+            raise ValueError("give exactly one of conversation_id, with_person")
+        return self
+
 
 class Read(_Frame):
     type: Literal["read"]

@@ -172,8 +172,8 @@ async def _history(s: Services, person_id: int, frame: History) -> dict[str, Any
         cid = await s.chat.direct_conversation_id(person_id, frame.with_person)
         if cid is None:
             return {"conversation_id": None, "messages": [], "next_before": None}
-    if cid is None:
-        raise NotFound("give conversation_id or with_person")
+    if cid is None:  # the frame gives exactly one of the two (frames.History)
+        raise AssertionError("a history frame without conversation_id or with_person")
     items, next_before = await s.conversations.history(person_id, cid, before=frame.before, limit=frame.limit)
     return {"conversation_id": cid, "messages": items, "next_before": next_before}
 
