@@ -30,8 +30,8 @@ export function NewGroup() {
       <h2 id="group-h">建群</h2>
       <form onSubmit=${create}>
         <label>群名称<input value=${title} onInput=${(e) => setTitle(e.target.value)} required maxlength="100" /></label>
-        <p class="chips" aria-label="已选岗位">${picked.map((h) => html`<span class="chip">${label(h)}
-          <button type="button" class="link" aria-label=${'移除 ' + label(h)} onClick=${() => setPicked(picked.filter((x) => x !== h))}>×</button></span>`)}</p>
+        <div class="chips" role="group" aria-label="已选岗位">${picked.map((h) => html`<span class="chip">${label(h)}
+          <button type="button" class="link" aria-label=${'移除 ' + label(h)} onClick=${() => setPicked(picked.filter((x) => x !== h))}>×</button></span>`)}</div>
         <button type="submit" disabled=${!title.trim() || picked.length === 0}>创建群聊</button>
       </form>
       <form role="search" onSubmit=${search} class="inline-form">
