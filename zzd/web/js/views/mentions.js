@@ -1,6 +1,6 @@
 // @ mentions: persons seen in the conversation, the thread's positions, or any position by 找岗位.
 import { html } from 'htm/preact';
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { positionTitle } from '../names.js';
 
@@ -8,18 +8,24 @@ export function MentionPicker({ persons, positions, onPick }) {
   const [open, setOpen] = useState(false);
   const [q, setQ] = useState('');
   const [hits, setHits] = useState([]);
+  const toggle = useRef(null);
+  const box = useRef(null);
+  // A keyboard user lands in the popover when it opens, and Escape closes it back to its button.
+  useEffect(() => { if (open && box.current) box.current.querySelector('button, input').focus(); }, [open]);
+  function close() { setOpen(false); setHits([]); setQ(''); if (toggle.current) toggle.current.focus(); }
   async function search(e) {
     e.preventDefault();
     if (!q.trim()) return;
     const j = await api('/api/v1/org/search?limit=8&q=' + encodeURIComponent(q.trim())).catch(() => ({ hits: [] }));
     setHits(j.hits || []);
   }
-  function pick(kind, item) { onPick(kind, item); setOpen(false); setHits([]); setQ(''); }
+  function pick(kind, item) { onPick(kind, item); close(); }
   return html`
     <div class="mention">
-      <button type="button" class="button small" aria-expanded=${open} onClick=${() => setOpen(!open)}>@ 提及</button>
+      <button type="button" class="button small" aria-expanded=${open} ref=${toggle} onClick=${() => (open ? close() : setOpen(true))}>@ 提及</button>
       ${open && html`
-        <div class="popover" role="dialog" aria-label="提及">
+        <div class="popover" role="dialog" aria-label="提及" ref=${box}
+          onKeyDown=${(e) => { if (e.key === 'Escape') { e.preventDefault(); close(); } }}>
           ${persons.length > 0 && html`<p class="muted">人员</p>
             <ul class="plain">${persons.map((p) => html`<li><button type="button" class="link" onClick=${() => pick('persons', p)}>${p.name}</button></li>`)}</ul>`}
           ${positions.length > 0 && html`<p class="muted">岗位</p>
