@@ -135,11 +135,12 @@ class PersonDirectory:
         """The person a valid, unused, unexpired activation code belongs to.
 
         Raises:
-            Unauthorized: ``invalid_grant`` alike for an unknown login, a wrong, used or expired code.
+            Unauthorized: ``invalid_grant`` alike for an unknown login, a disabled account, a wrong,
+                used or expired code.
         """
         bad = partial(Unauthorized, "login or activation code is not valid", code=ErrorCode.INVALID_GRANT)
         person = await self.by_login(login)
-        if person is None:
+        if person is None or person.disabled:  # a disabled account is refused as at sign-in
             raise bad()
         async with self._db.read() as conn:
             row = (

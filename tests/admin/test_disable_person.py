@@ -6,6 +6,8 @@ nothing let an administrator or the operator disable one — a departed official
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 
 from kernel.audit import AuditQuery, query
@@ -86,3 +88,23 @@ async def test_a_bad_phone_names_its_field_and_changes_nothing(org_server: Runni
             error = r.json()["error"]
             assert error["code"] in ("bad_request", "invalid_body") and error["data"]["field"] == "phone", error
     assert await s.persons.get(who) == before
+
+
+async def test_a_disabled_account_cannot_activate(org_server: RunningServer) -> None:
+    """Found by the admin audit: activation answered 200 with (dead) tokens for a disabled account, used up
+    the code and wrote ``auth.login``; it now answers like a wrong code, and the code still works once the
+    account is enabled again."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    who, lg = await new_person(s, "停用者")
+    await s.org.change_person(SYSTEM, who, disabled=True)
+    code, _ = await s.persons.issue_code(who, timedelta(days=1))
+    body = {"login": lg, "code": code, "password": "new-pass-2026"}
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        r = await h.post("/api/v1/auth/activate", json=body)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_grant", r.text
+        logins, _ = await query(s.db, AuditQuery(action="auth.login", actor_person_id=who))
+        assert logins == []
+        await s.org.change_person(SYSTEM, who, disabled=False)
+        r = await h.post("/api/v1/auth/activate", json=body)
+        assert r.status_code == 200, r.text
