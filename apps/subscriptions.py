@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import and_, insert, select, update
 
@@ -171,6 +172,7 @@ class SubscriptionService:
         if mode == "webhook":
             if not url:
                 raise BadRequest("a webhook subscription needs a url", data={"field": "url"})
+            _url_form(url)
             await self.check_url(url)
             secret = new_whsec()
         elif url:
@@ -330,6 +332,26 @@ class SubscriptionService:
         if event_id is not None and count == 0:
             raise NotFound("no delivery of that event to this subscription", data={"event_id": event_id})
         return count
+
+
+def _url_form(url: str) -> None:
+    """Refuse what a webhook URL would carry that is never sent as written: a space or control
+    character (to be percent-encoded), a fragment (``#…`` never leaves the sender), port 0.
+
+    Checked when a subscription is made (the address check before each attempt is separate), so
+    the URL stored is the one requested."""
+    if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url):
+        raise BadRequest("url must not contain spaces or control characters (percent-encode them)",
+                         data={"field": "url"})  # fmt: skip
+    parts = urlsplit(url)
+    if "#" in url:
+        raise BadRequest("url must not carry a fragment (#…): it is never sent", data={"field": "url"})
+    try:
+        port = parts.port
+    except ValueError:
+        return  # the address check names it
+    if port == 0:
+        raise BadRequest("url's port must be 1-65535", data={"field": "url"})
 
 
 def _concrete(pattern: str) -> list[str]:
