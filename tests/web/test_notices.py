@@ -107,3 +107,34 @@ def test_compose_with_preview_ack_on_a_phone_and_a_live_dashboard(pages: Pages, 
     expect(phone.locator("[data-dashboard] .uplot")).to_be_visible()
     assert phone.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     check_page(phone, "notice-dashboard-phone")
+
+
+def test_a_notice_acknowledged_on_another_device_is_not_shown_as_waiting(pages: Pages, web: Web) -> None:
+    """No event tells a browser that its person acknowledged elsewhere: the list said 待确认
+    (and the tab counted it) for a notice already confirmed on the phone."""
+    title = f"已在手机上确认 {secrets.token_hex(2)}"
+    r = httpx.post(
+        web.base + "/api/v1/notices",
+        headers={"authorization": f"Bearer {token(web.base, 'zhang')}"},
+        json={
+            "as_position": web.world.positions["zhang"][0],
+            "selector": f"专职网格员@{VILLAGE}001",
+            "client_msg_id": secrets.token_hex(6),
+            "title": title,
+            "body": "请确认",
+            "ack_required": True,
+        },
+    )
+    assert r.status_code in (200, 201), r.text
+    notice_id = r.json()["notice_id"]
+    ack = httpx.post(
+        f"{web.base}/api/v1/notices/{notice_id}/ack",
+        headers={"authorization": f"Bearer {token(web.base, 'wang')}"},
+        json={},
+    )
+    assert ack.status_code == 200, ack.text
+    desk = pages.open("wang", DESKTOP)
+    desk.get_by_role("navigation", name="主导航").get_by_role("link", name="通知").click()
+    item = desk.get_by_role("list", name="收到的通知").locator("a.conv", has_text=title)
+    expect(item).to_contain_text("已确认")
+    expect(item).not_to_contain_text("待确认")

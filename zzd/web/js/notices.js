@@ -72,10 +72,22 @@ export function showRemembered() {
   set({ notices: loadList('notices'), tasks: loadList('tasks'), sent: loadList('sent') });
 }
 
+// No event tells this browser that I acknowledged on another device, or that a notice was
+// recalled while it was closed: after sign-in, the newest notices still waiting for my
+// confirmation are looked up once.
+const CHECK_PENDING = 20;
+async function checkPending() {
+  const waiting = get().notices.filter((n) => n.ack_required && !n.acked && !n.recalled).slice(0, CHECK_PENDING);
+  await Promise.all(waiting.map((n) => api('/api/v1/notices/' + n.notice_id).then((v) => {
+    const acked = v.receipts.length > 0 && v.receipts.every((r) => r.acked_at);
+    if (acked || v.recalled_at) markNotice(n.notice_id, { acked, recalled: !!v.recalled_at });
+  }, () => {})));
+}
+
 // Called once after sign-in: remembered lists, else one scan of the retained stream.
 export async function loadNoticesAndTasks(upTo) {
   showRemembered();
-  if (localStorage.getItem(key('scanned'))) return;
+  if (localStorage.getItem(key('scanned'))) { await checkPending(); return; }
   let since = 0;
   const st = { notices: [], tasks: [] };
   const sent = new Set();
@@ -98,4 +110,5 @@ export async function loadNoticesAndTasks(upTo) {
   saveList('tasks', get().tasks);
   localStorage.setItem(key('scanned'), '1');
   learnSent([...sent]);
+  await checkPending();
 }
