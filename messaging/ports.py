@@ -7,13 +7,15 @@ doubles only where no socket exists. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging.wakeup import EventGroup
 from org_tree.index import OrgIndex
 
-__all__ = ["CONTROL_CHANNEL", "IndexProvider", "LocalDelivery", "Notify"]
+__all__ = ["CONTROL_CHANNEL", "IndexProvider", "LocalDelivery", "Notify", "PhotoLinker"]
 
 #: Called after commit with the wake-up groups to deliver (this process's sockets and the
 #: broker); must not block.
@@ -36,4 +38,15 @@ class LocalDelivery(Protocol):
 
     def deliver(self, groups: list[EventGroup]) -> None:
         """Offer freshly committed events to this process's sockets (never blocks)."""
+        ...
+
+
+class PhotoLinker(Protocol):
+    """Links the uploads among a message's or notice's attachments to it (the attachment service's
+    ``AttachmentLinks``, handed in by the shell), so its readers may download them."""
+
+    async def link_owned(
+        self, conn: AsyncConnection, refs: Sequence[str], *, person_id: int, ref_kind: str, ref_id: int
+    ) -> None:
+        """Inside the caller's transaction: link the refs that are this person's uploads; skip the rest."""
         ...

@@ -55,7 +55,7 @@ from messaging.notices.ding import DingScheduler
 from messaging.notices.model import DingPolicy, NoticeConfig
 from messaging.notices.notifier import LoggingNotifier, Notifier
 from messaging.notices.relay import FanoutRelay
-from messaging.notices.service import NoticeService
+from messaging.notices.service import NOTICE_REF, NoticeService
 from messaging.ports import CONTROL_CHANNEL
 from messaging.publisher import EVENTS_CHANNEL, WakeupPublisher
 from messaging.retention import Retention
@@ -262,6 +262,7 @@ class Services:
             notifier,
             NoticeFanout(relay, hub, broker, jobs, node_id=settings.node_id),
             config=notice_config,
+            photos=links,
         )
         reports = ReportService(tasks)
         attachments = AttachmentService(
@@ -272,6 +273,7 @@ class Services:
                 "report": reports.can_see,
                 "task_event": tasks.can_see_task_event,
                 MESSAGE_REF: partial(can_see_message, db),
+                NOTICE_REF: notices.can_see,
             },
             max_bytes=settings.upload_max_bytes,
             idle_timeout=settings.upload_idle_timeout,

@@ -10,28 +10,17 @@ readers of the message (a former holder only within their period) see its photos
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
-
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.database import Database
 from kernel.errors import NotFound
 from messaging.conversations.access import access
+from messaging.ports import PhotoLinker
 from messaging.schema import messages
 
 __all__ = ["MESSAGE_REF", "PhotoLinker", "can_see_message"]
 
 MESSAGE_REF = "message"
-
-
-class PhotoLinker(Protocol):
-    async def link_owned(
-        self, conn: AsyncConnection, refs: Sequence[str], *, person_id: int, ref_kind: str, ref_id: int
-    ) -> None:
-        """Inside the caller's transaction: link the refs that are this person's uploads; skip the rest."""
-        ...
 
 
 async def can_see_message(db: Database, person_id: int, message_id: int) -> bool:

@@ -53,7 +53,7 @@ from messaging.notices.remind import REMIND_INTERVAL, reminder_events
 from messaging.notices.rollup import lowest_common_unit, rollup
 from messaging.notices.schema import notice_ding_steps, notice_pending_receipts, notice_receipts, notices
 from messaging.notices.storage import receipt_totals, receipts_of, unit_counts
-from messaging.ports import IndexProvider
+from messaging.ports import IndexProvider, PhotoLinker
 from messaging.shapes import NoticeProgress, NoticeRecalled
 from messaging.unit_of_work import Txn, UnitOfWork
 from org_tree.bulk import bulk_insert
@@ -66,7 +66,7 @@ from org_tree.selectors import Selector
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IndexProvider", "NoticeService"]
+__all__ = ["NOTICE_REF", "IndexProvider", "NoticeService"]
 
 MAX_PENDING_PAGE = 200
 
@@ -77,6 +77,10 @@ def _not_found(notice_id: int) -> NotFound:
 
 def _head(row: Row[Any]) -> NoticeHead:
     return head_of_row(row)
+
+
+#: ``attachment_links.ref_kind`` of a notice's photos.
+NOTICE_REF = "notice"
 
 
 class NoticeService:
@@ -103,8 +107,11 @@ class NoticeService:
         *,
         config: NoticeConfig | None = None,
         policy: VacancyPolicy | None = None,
+        photos: PhotoLinker | None = None,
     ) -> None:
         self._db = uow.db
+        #: Links a notice's attachments that are the sender's uploads to it (``NOTICE_REF``): see can_see.
+        self.photos = photos
         self._clock = uow.clock
         self._uow = uow
         self._reminded: dict[tuple[int, int], float] = {}  # (notice, unit id) -> monotonic time
@@ -236,6 +243,10 @@ class NoticeService:
             ).one()
             return _stored(row)
         notice_id = int(notice_id)
+        if self.photos is not None and c.attachments:
+            await self.photos.link_owned(
+                conn, list(c.attachments), person_id=sender, ref_kind=NOTICE_REF, ref_id=notice_id
+            )
         n = len(receipts)
         if packed is not None:
             pending = notice_pending_receipts
@@ -280,6 +291,17 @@ class NoticeService:
                 receipt_count=row.receipt_count,
             )
         return out
+
+    async def can_see(self, person_id: int, notice_id: int) -> bool:
+        """Whether the person may open the notice, and so download its photos (the attachment service's check).
+
+        Recipients and the sender side, as ``get``; a recalled notice's photos go with it.
+        """
+        try:
+            seen = await self.get(person_id, notice_id)
+        except NotFound:
+            return False
+        return seen["recalled_at"] is None
 
     def _is_sender_side(self, row: Row[Any], actor_person_id: int) -> bool:
         if int(row.sender_person_id) == actor_person_id:

@@ -36,6 +36,9 @@ class NoticeBody(BodyModel):
     ack_required: bool = False
     #: ISO 8601 with a time zone, e.g. 2026-12-01T09:00:00+08:00.
     deadline: Annotated[str, StringConstraints(max_length=40)] | None = None
+    #: Up to 20 references shown with the notice; those that are digests of the sender's uploads
+    #: (POST /api/v1/uploads) become downloadable by every recipient and the sender side
+    #: (GET /api/v1/uploads/{digest}); other strings are kept as they are.
     attachments: list[Any] = Field(default_factory=list, max_length=20)
 
 
