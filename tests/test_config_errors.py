@@ -69,3 +69,23 @@ def test_serve_stops_with_a_message_not_a_traceback(
     assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
     assert "configuration error: ZZD_" in res.output and name in res.output, res.output
     assert not (tmp_path / "zzd.db").exists()  # stopped before anything was opened
+
+
+def test_serve_says_why_it_cannot_listen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port in use or a host that does not resolve: a message naming the address, not an OSError's traceback."""
+    import socket
+
+    from zzd.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    env = {"ZZD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/zzd.db", "ZZD_JWT_KEYS": TEST_KEYS}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        res = CliRunner().invoke(main, ["serve", "--no-migrate", "--port", str(port)], env=env)
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), repr(res.exception)
+    assert f"cannot listen on 127.0.0.1:{port}" in res.output and "ZZD_HOST" in res.output, res.output
+    res = CliRunner().invoke(main, ["serve", "--no-migrate", "--host", "nowhere.invalid"], env=env)
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "cannot listen on nowhere.invalid:8000" in res.output, res.output

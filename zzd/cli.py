@@ -68,6 +68,7 @@ def serve(
     """Run the server (embedded SQLite + in-process broker unless configured otherwise)."""
     from zzd.delivery_process import DeliveryRefused, check_delivery
     from zzd.migrate import upgrade
+    from zzd.server import CannotListen
     from zzd.server import serve as run_server
     from zzd.workers import WorkersRefused, check_workers, serve_workers
 
@@ -84,10 +85,13 @@ def serve(
         raise click.ClickException(f"configuration error: {exc}") from exc
     if migrate:
         upgrade(settings.database_url)
-    if settings.workers == 1:
-        run_server(settings)
-    else:
-        sys.exit(serve_workers(settings, settings.workers))
+    try:
+        if settings.workers == 1:
+            run_server(settings)
+        else:
+            sys.exit(serve_workers(settings, settings.workers))
+    except CannotListen as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()

@@ -30,7 +30,15 @@ from zzd.gateway.wsproto import BatchingWebSocketProtocol
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GC_THRESHOLDS", "DrainingServer", "freeze_start_up_heap", "listening_socket", "serve", "uvicorn_config"]
+__all__ = [
+    "GC_THRESHOLDS",
+    "CannotListen",
+    "DrainingServer",
+    "freeze_start_up_heap",
+    "listening_socket",
+    "serve",
+    "uvicorn_config",
+]
 
 #: Cyclic-GC thresholds for a server process (CPython's default is 700, 10, 10).
 #: Why: a process holding 5,000 sockets has a heap whose full collection took
@@ -64,14 +72,22 @@ def freeze_start_up_heap() -> None:
     gc.freeze()
 
 
+class CannotListen(Exception):
+    """The listening socket could not be opened; the message names the address and the settings."""
+
+
 def listening_socket(host: str, port: int, tcp_user_timeout_ms: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if hasattr(socket, "TCP_USER_TIMEOUT"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, tcp_user_timeout_ms)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:  # a port in use, an address not of this machine, a name that does not resolve
+        sock.close()
+        raise CannotListen(f"cannot listen on {host}:{port} (ZZD_HOST / ZZD_PORT): {exc.strerror or exc}") from exc
     sock.set_inheritable(True)
     return sock
 
