@@ -12,11 +12,10 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kernel.errors import RateLimited
 from kernel.wire import ClientMsgId, loads
 from messaging.chat import SendRequest
 from zzd.http.actors import current_person
-from zzd.http.common import json_body
+from zzd.http.common import check_send_rate, json_body
 from zzd.http.contract import BodyModel, Endpoints, QueryModel, query, reply
 from zzd.http.schemas.chat import EventPage, History, Inbox, Posted
 
@@ -62,8 +61,7 @@ async def send(request: Request) -> Response:
     """Send a direct message to a person (idempotent by ``client_msg_id``)."""
     s, claims = await current_person(request)
     body = await json_body(request, SendBody)
-    if not s.rate_limiter.allow(claims.person_id, s.clock.monotonic()):
-        raise RateLimited("too many messages; slow down")
+    check_send_rate(s, claims.person_id)
     res = await s.chat.send(SendRequest(claims.person_id, body.to, body.client_msg_id, body.body))
     return reply(Posted, res, status=200 if res.duplicate else 201)
 

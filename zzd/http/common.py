@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound, Unauthorized, ZzdError
+from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound, RateLimited, Unauthorized, ZzdError
 from kernel.numbers import MAX_ID
 from zzd.auth.tokens import AccessClaims
 from zzd.gateway.jsonsafe import strict_loads
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "authenticate",
     "bearer_token",
+    "check_send_rate",
     "error_response",
     "guard_int_params",
     "json_body",
@@ -113,6 +114,17 @@ async def _json_value(request: Request) -> Any:
     except UnicodeDecodeError as exc:
         raise BadRequest("body is not UTF-8", code=ErrorCode.INVALID_JSON) from exc
     return strict_loads(text)
+
+
+def check_send_rate(s: Services, person_id: int, what: str = "messages") -> None:
+    """Take one of the person's ``ZZD_SEND_RATE_PER_MINUTE`` writes that reach others, or ``RateLimited``.
+
+    Why one budget for messages, notices, tasks and reports: each writes to other
+    people's streams (a notice or a task to hundreds, a report a task with DING
+    calls out of band), and without a bound one account could flood them all.
+    """
+    if not s.rate_limiter.allow(person_id, s.clock.monotonic()):
+        raise RateLimited(f"too many {what}; slow down", data={"per_minute": s.settings.send_rate_per_minute})
 
 
 def bearer_token(header: str | None) -> str | None:

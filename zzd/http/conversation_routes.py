@@ -14,12 +14,11 @@ from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 
-from kernel.errors import RateLimited
 from kernel.wire import ClientMsgId
 from messaging.conversations.model import PostRequest
 from zzd.auth.tokens import AccessClaims
 from zzd.http.actors import current_actor, current_person
-from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.common import authenticate, check_send_rate, json_body, services_of
 from zzd.http.contract import BodyModel, Endpoints, Id, reply
 from zzd.http.params import unit_ref
 from zzd.http.schemas.chat import GroupView, MessageChanged, Muted, Posted, ReadBy, ReadMarker
@@ -88,8 +87,7 @@ def _cid(request: Request) -> int:
 
 async def _post(request: Request, claims: AccessClaims, body: PostBody, **target: int) -> Response:
     s = services_of(request)
-    if not s.rate_limiter.allow(claims.person_id, s.clock.monotonic()):
-        raise RateLimited("too many messages; slow down")
+    check_send_rate(s, claims.person_id)
     res = await s.conversations.post(
         PostRequest(
             claims.person_id,

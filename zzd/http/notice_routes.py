@@ -12,7 +12,7 @@ from kernel.wire import ClientMsgId
 from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_person
-from zzd.http.common import json_body
+from zzd.http.common import check_send_rate, json_body
 from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, WireModel, query, reply
 from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.common import Recalled
@@ -83,6 +83,7 @@ async def send(request: Request) -> Response:
     """Send a notice (DING when urgent); acknowledged after the notice and every receipt commit."""
     s, claims = await current_person(request)
     b = await json_body(request, NoticeBody)
+    check_send_rate(s, claims.person_id, "notices")
     compose = validate_compose(
         client_msg_id=b.client_msg_id,
         title=b.title,

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from kernel.wire import ClientMsgId
 from messaging.tasks.reports import Filing
 from zzd.http.actors import current_person
-from zzd.http.common import json_body
+from zzd.http.common import check_send_rate, json_body
 from zzd.http.contract import BodyModel, Endpoints, Id, reply
 from zzd.http.schemas.tasks import ReportView
 
@@ -46,6 +46,7 @@ async def file_report(request: Request) -> Response:
     """File a report: acknowledged after the report and its task commit (201; 200 for a retry)."""
     s, claims = await current_person(request)
     b = await json_body(request, NewReport)
+    check_send_rate(s, claims.person_id, "reports")
     filing = Filing(b.client_msg_id, b.category, b.text, b.location.lat, b.location.lon, b.photos, b.beyond_capacity)
     report, duplicate = await s.reports.file(claims.person_id, b.as_position, filing)
     return reply(ReportView, report, status=200 if duplicate else 201)

@@ -22,7 +22,7 @@ from org_tree.grants import Perm
 from org_tree.jurisdiction import access_unit
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor, current_person
-from zzd.http.common import authenticate, json_body, services_of
+from zzd.http.common import authenticate, check_send_rate, json_body, services_of
 from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, query, reply
 from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.tasks import CategoryList, CategoryView, TaskDetail, TaskList, TaskStats, TaskView
@@ -100,6 +100,7 @@ async def create(request: Request) -> Response:
     """Tasks to the positions a selector names; acknowledged after they commit."""
     s, claims = await current_person(request)
     b = await json_body(request, NewTasks)
+    check_send_rate(s, claims.person_id, "tasks")
     made = await s.tasks.create(
         claims.person_id, b.as_position, selector=parse_selector(b.selector), shared=b.shared,
         category=b.category, title=b.title, body=b.body, client_msg_id=b.client_msg_id, attachments=b.attachments,
@@ -174,11 +175,12 @@ async def act(request: Request) -> Response:
     return reply(TaskView, t.summary())
 
 
-@api.route("POST", "/api/v1/notices/{notice_id:int}/tasks", {201: TaskList}, body=NoticeTasks, errors=(409,))
+@api.route("POST", "/api/v1/notices/{notice_id:int}/tasks", {201: TaskList}, body=NoticeTasks, errors=(409, 429))
 async def from_notice(request: Request) -> Response:
     """Tasks for every position a notice addressed (the notice's sender side only)."""
     s, claims = await current_person(request)
     b = await json_body(request, NoticeTasks)
+    check_send_rate(s, claims.person_id, "tasks")
     made = await s.tasks.create_for_notice(
         claims.person_id, int(request.path_params["notice_id"]), category=b.category,
         client_msg_id=b.client_msg_id, title=b.title, shared=b.shared, as_position=b.as_position,
