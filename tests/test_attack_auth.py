@@ -11,6 +11,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from tests.conftest import TEST_KEYS, RunningServer, make_settings, serving
 KID, _, _SECRET = TEST_KEYS.partition(":")
 KEY = _SECRET.encode()
 ISS, AUD = "zzd", "zzd-clients"
+PROTOCOL_MD = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 
 
 def _serve(settings: Any) -> AbstractAsyncContextManager[RunningServer]:
@@ -312,6 +314,10 @@ async def test_token_expiring_on_an_open_socket_closes_it_4401(strict_server: Ru
     c2 = await Client.connect(server.ws, tok["access_token"])
     assert c2.closed is None
     await c2.close()
+    # protocol.md tells a client author so: a socket lives as long as its token (a client from the docs
+    # alone took the 4401 row for a hello refusal only)
+    [row] = [r for r in PROTOCOL_MD.read_text().splitlines() if r.startswith("| 4401 |")]
+    assert "on an open socket the moment its access token expires" in row
 
 
 # --- S21: revocation and refresh ---------------------------------------------------------
