@@ -138,3 +138,30 @@ def test_a_notice_acknowledged_on_another_device_is_not_shown_as_waiting(pages: 
     item = desk.get_by_role("list", name="收到的通知").locator("a.conv", has_text=title)
     expect(item).to_contain_text("已确认")
     expect(item).not_to_contain_text("待确认")
+
+
+def test_a_ding_interrupts_the_open_view_until_looked_at(pages: Pages, web: Web) -> None:
+    """An urgent notice (DING) announces itself over whatever view is open, with a link to it."""
+    worker = pages.open("wang")
+    worker.get_by_role("navigation", name="主导航").get_by_role("link", name="找岗位").click()
+    title = f"紧急：河道水位超警 {secrets.token_hex(2)}"
+    r = httpx.post(
+        web.base + "/api/v1/notices",
+        headers={"authorization": f"Bearer {token(web.base, 'zhang')}"},
+        json={
+            "as_position": web.world.positions["zhang"][0],
+            "selector": f"专职网格员@{VILLAGE}001",
+            "client_msg_id": secrets.token_hex(6),
+            "title": title,
+            "body": "立即巡查",
+            "priority": "urgent",
+            "ack_required": True,
+        },
+    )
+    assert r.status_code in (200, 201), r.text
+    alert = worker.get_by_role("alert")
+    expect(alert).to_contain_text(f"紧急通知（DING）：{title}")
+    alert.get_by_role("link", name="查看").click()
+    expect(worker.get_by_role("heading", level=2)).to_contain_text(title)
+    expect(worker.get_by_role("alert")).to_have_count(0)
+    expect(worker.get_by_role("button", name="确认收到")).to_be_visible()

@@ -58,8 +58,21 @@ export function markNotice(id, patch) {
   saveList('notices', get().notices);
 }
 
+// A DING interrupts whatever view is open: the banner says so and links to the notice, when it
+// arrives and at each reminder until it is acknowledged (docs/notices.md: the DING ladder).
+function ding(f, st) {
+  const d = f.data || {};
+  const known = st.notices.find((n) => n.notice_id === d.notice_id);
+  if (f.kind === 'notice.new' && d.priority !== 'urgent') return;
+  if (f.kind === 'notice.remind' && known && (known.acked || known.recalled)) return;
+  const title = d.title || known?.title || '';
+  set({ banner: { kind: 'warn', text: (f.kind === 'notice.remind' ? '催办：' : '紧急通知（DING）：') + title,
+                  href: '#/notice/' + d.notice_id, link: '查看' } });
+}
+
 conn.onEvent((f) => {
   if (f.kind === 'notice.progress') learnSent([f.data.notice_id]);
+  if (f.kind === 'notice.new' || f.kind === 'notice.remind') ding(f, get());
   const patch = applyEvent(f, get());
   if (!patch) return;
   set(patch);
