@@ -173,3 +173,17 @@ def test_the_answers_a_client_reads_most_describe_every_field(document: dict[str
     bare = [f"{name}.{field}" for name in DESCRIBED
             for field, prop in components[name]["properties"].items() if not prop.get("description")]  # fmt: skip
     assert not bare, f"fields without a meaning: {bare}"
+
+
+def test_every_app_operation_shows_a_success(document: dict[str, Any]) -> None:
+    """An app developer writing from docs/api/ sees a working call for every app and bot operation
+    (the workbench, a notice's live count and the bot's photo upload had no example at all)."""
+    examples = json.loads((ROOT / "docs" / "api" / "examples.json").read_text())
+    missing = [
+        f"{method.upper()} {path}"
+        for path, ops in document["paths"].items()
+        for method, op in ops.items()
+        if (op.get("tags") or ["meta"])[0] in ("apps", "bot")
+        and (examples.get(f"{method.upper()} {path}") or {"status": 999})["status"] >= 300
+    ]
+    assert not missing, f"{missing}: record a success (tests/test_api_successes.py, scripts/api_docs.py --merge)"

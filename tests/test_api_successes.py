@@ -70,3 +70,37 @@ async def test_people_and_admin_calls_that_work(org_server: RunningServer) -> No
         created = await a.post("/api/v1/org/positions", json={"unit": VILLAGE, "role": "safety_officer"})
         assert created.status_code == 201 and created.json()["role_key"] == "safety_officer", created.text
         assert position_at(rs, VILLAGE, "safety_officer") == created.json()["id"]
+
+
+async def test_app_calls_that_work(org_server: RunningServer) -> None:
+    """The app operations docs/api had no example of: the workbench, a notice's live count, a photo
+    uploaded by the app; and a subscription list that is not empty."""
+    from tests.apps.helpers import admin_token, app_token, make_app
+
+    rs = org_server
+    admin = await admin_token(rs)
+    made = await make_app(rs, admin, name="会议签到", scopes=["notice:send", "task:act", "events:report.filed"],
+                          visibility=f"village_secretary@{VILLAGE}")  # fmt: skip
+    pid, _, _, person_tok = await seat(rs, VILLAGE, "village_secretary")
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(person_tok)) as h:
+        bench = await h.get("/api/v1/me/apps")
+        assert bench.status_code == 200 and [a["name"] for a in bench.json()["apps"]] == ["会议签到"], bench.text
+    tok = (await app_token(rs, made["client_id"], made["client_secret"])).json()["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as a:
+        notice = {"selector": f"village_secretary@{VILLAGE}", "title": "明早九点开会", "ack_required": True}
+        sent = await a.post("/api/v1/bot/notices", headers={"Idempotency-Key": "meeting-1"}, json=notice)
+        assert sent.status_code == 201, sent.text
+        nid = sent.json()["notice_id"]
+        assert (await a.post(f"/api/v1/bot/notices/{nid}/check-ins", json={"person_id": pid})).status_code == 200
+        progress = await a.get(f"/api/v1/bot/notices/{nid}/progress")
+        assert progress.status_code == 200, progress.text
+        assert progress.json()["notice_total"] == {"receipts": 1, "delivered": 1, "read": 1, "acked": 1}
+        photo = image(PNG_HEAD, 2_000)
+        up = await a.post("/api/v1/bot/uploads", content=photo, headers={"Content-Type": "image/png",
+                                                                         "X-Content-SHA256": sha(photo)})  # fmt: skip
+        assert (up.status_code, up.json()["digest"]) == (201, sha(photo)), up.text
+        sub = await a.post("/api/v1/bot/subscriptions", json={"mode": "stream", "event_types": ["report.filed"],
+                                                              "filters": {"unit": VILLAGE}})  # fmt: skip
+        assert sub.status_code == 201, sub.text
+        listed = (await a.get("/api/v1/bot/subscriptions")).json()["subscriptions"]
+        assert [x["id"] for x in listed] == [sub.json()["id"]]
