@@ -190,7 +190,7 @@ async def apply_plan(
         existing = {}
         logins = [r.login for r in plan.rows]
         for i in range(0, len(logins), 500):
-            q = select(persons.c.id, persons.c.login, persons.c.name, persons.c.phone).where(
+            q = select(persons.c.id, persons.c.login, persons.c.name, persons.c.phone, persons.c.disabled).where(
                 persons.c.login.in_(logins[i : i + 500])
             )
             existing.update({str(r.login): r for r in await conn.execute(q)})
@@ -232,6 +232,12 @@ async def apply_plan(
                 holders = current.setdefault(pos, {})
                 if r.person_id in holders:
                     continue
+                if (old := existing.get(r.login)) is not None and old.disabled:  # as a handover refuses them
+                    raise BadRequest(
+                        "the file has problems; nothing was written",
+                        data={"problems": [f"line {r.line}: {r.login!r} is disabled "
+                                           f"(zzd person disable --login {r.login} --enable)"]},
+                    )  # fmt: skip
                 k = index.slot(pos)
                 single = not index.position_role(k).pool
                 others = [p for p, kd in holders.items() if kd == "primary"]

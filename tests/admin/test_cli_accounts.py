@@ -93,3 +93,24 @@ def test_the_operator_disables_and_enables_at_the_command_line(tmp_path: Path, s
     res = runner.invoke(main, ["person", "disable", "--login", "wu9", "--enable"], env=env)
     assert res.exit_code == 0 and json.loads(res.output)["disabled"] is False, res.output
     assert len(_entries(env, "person.enabled")) == 1
+
+
+def test_import_does_not_seat_a_disabled_person(tmp_path: Path, sqlite_template: Path) -> None:
+    """Found by the admin audit: ``zzd person import`` seated a disabled person (a handover refuses them), so
+    the position looked held while nobody received for it. Seats they hold already do not fail a re-run."""
+    from zzd.cli import main
+
+    env = cli_env(tmp_path, sqlite_template)
+    runner = CliRunner()
+    first = tmp_path / "first.csv"
+    first.write_text("login,name,phone,positions\nzheng1,郑一,,990101001001:village_director\n", encoding="utf-8")
+    assert runner.invoke(main, ["person", "import", str(first), "--no-progress"], env=env).exit_code == 0
+    assert runner.invoke(main, ["person", "disable", "--login", "zheng1"], env=env).exit_code == 0
+    res = runner.invoke(main, ["person", "import", str(first), "--no-progress", "--codes", str(tmp_path / "c2")],
+                        env=env)  # fmt: skip
+    assert res.exit_code == 0 and '"unchanged": 1' in res.output, res.output
+    more = tmp_path / "more.csv"
+    more.write_text("login,name,phone,positions\nzheng1,郑一,,990101001001:village_secretary\n", encoding="utf-8")
+    res = runner.invoke(main, ["person", "import", str(more), "--no-progress"], env=env)
+    assert res.exit_code == 1 and "line 2" in res.output and "disabled" in res.output, res.output
+    assert _entries(env, "person.updated") == []
