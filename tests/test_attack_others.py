@@ -1,4 +1,4 @@
-"""Endpoints whose "others cannot" side had no test over HTTP: a stranger, a plain member, another app.
+"""Endpoints and frames whose "others cannot" side had no test: a stranger, a plain member, another app.
 
 Each refusal is the documented status with a JSON error body, and changes nothing
 (the group's members and title, the stranger's inbox, the subscription's secret).
@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 
 from tests.apps.helpers import admin_token, app_token, make_app
-from tests.client import login, new_people
+from tests.client import Client, login, new_people
 from tests.conftest import RunningServer
-from tests.org_server import auth
+from tests.org_server import auth, seat
 
 
 def _refused(r: httpx.Response, status: int, code: str) -> None:
@@ -96,3 +96,44 @@ async def test_an_app_cannot_reach_another_apps_notices_or_subscriptions(org_ser
         assert (await h.get("/api/v1/bot/subscriptions", headers=auth(theirs))).json()["subscriptions"] == []
         r = await h.get(f"/api/v1/bot/subscriptions/{sid}", headers=auth(mine))
         assert r.json()["status"] == "active", r.text
+
+
+async def test_websocket_frames_about_others_conversations_notices_and_streams(org_server: RunningServer) -> None:
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    _, _, head_pos, head_tok = await seat(rs, "990101", "county_head")
+    (owner, owner_lg), (member, _), (_, stranger_lg) = await new_people(s, 3)
+    owner_c = await Client.connect(rs.ws, (await login(rs.http, owner_lg))["access_token"])
+    stranger = await Client.connect(rs.ws, (await login(rs.http, stranger_lg))["access_token"])
+    try:
+        group = await s.groups.create(owner, "专班", person_ids=[member])
+        sent = await owner_c.request({"type": "send", "conversation_id": group["id"], "client_msg_id": "w1",
+                                      "body": "内部"})  # fmt: skip
+        mid = sent["data"]["message_id"]
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(head_tok)) as h:
+            r = await h.post("/api/v1/notices", json={"as_position": head_pos, "selector": "专职网格员@990101/**",
+                                                      "client_msg_id": "wn", "title": "通知"})  # fmt: skip
+            assert r.status_code == 201, r.text
+            nid = r.json()["notice_id"]
+        frames: list[dict[str, Any]] = [
+            {"type": "history", "conversation_id": group["id"]},
+            {"type": "read", "conversation_id": group["id"], "message_id": mid},
+            {"type": "send", "conversation_id": group["id"], "client_msg_id": "x1", "body": "闯入"},
+            {"type": "edit", "message_id": mid, "body": "改"},
+            {"type": "recall", "message_id": mid},
+            {"type": "notice_read", "notice_id": nid},
+            {"type": "notice_ack", "notice_id": nid},
+            {"type": "notice_delivered", "notice_id": nid},
+        ]
+        for frame in frames:
+            r = await stranger.request(frame)
+            assert (r["type"], r.get("code")) == ("error", "not_found"), (frame, r)
+        # Another person's epoch in a sync gets the caller's own stream: nothing of the owner's.
+        theirs = (await owner_c.request({"type": "sync", "since": 0}))["data"]["epoch"]
+        page = (await stranger.request({"type": "sync", "epoch": theirs, "since": 0}))["data"]
+        assert page["epoch"] != theirs and page["events"] == [], page
+        hist = (await owner_c.request({"type": "history", "conversation_id": group["id"]}))["data"]["messages"]
+        assert [m["body"] for m in hist if m["kind"] == "text"] == ["内部"]
+    finally:
+        await owner_c.close()
+        await stranger.close()
