@@ -109,10 +109,8 @@ def test_compose_with_preview_ack_on_a_phone_and_a_live_dashboard(pages: Pages, 
     check_page(phone, "notice-dashboard-phone")
 
 
-def test_a_notice_acknowledged_on_another_device_is_not_shown_as_waiting(pages: Pages, web: Web) -> None:
-    """No event tells a browser that its person acknowledged elsewhere: the list said 待确认
-    (and the tab counted it) for a notice already confirmed on the phone."""
-    title = f"已在手机上确认 {secrets.token_hex(2)}"
+def _notice_to_wang(web: Web, title: str, body: str, priority: str = "normal") -> int:
+    """zhang's notice (acknowledgement required) to the 专职网格员 of wang's grid, by the API."""
     r = httpx.post(
         web.base + "/api/v1/notices",
         headers={"authorization": f"Bearer {token(web.base, 'zhang')}"},
@@ -121,12 +119,20 @@ def test_a_notice_acknowledged_on_another_device_is_not_shown_as_waiting(pages: 
             "selector": f"专职网格员@{VILLAGE}001",
             "client_msg_id": secrets.token_hex(6),
             "title": title,
-            "body": "请确认",
+            "body": body,
+            "priority": priority,
             "ack_required": True,
         },
     )
     assert r.status_code in (200, 201), r.text
-    notice_id = r.json()["notice_id"]
+    return int(r.json()["notice_id"])
+
+
+def test_a_notice_acknowledged_on_another_device_is_not_shown_as_waiting(pages: Pages, web: Web) -> None:
+    """No event tells a browser that its person acknowledged elsewhere: the list said 待确认
+    (and the tab counted it) for a notice already confirmed on the phone."""
+    title = f"已在手机上确认 {secrets.token_hex(2)}"
+    notice_id = _notice_to_wang(web, title, "请确认")
     ack = httpx.post(
         f"{web.base}/api/v1/notices/{notice_id}/ack",
         headers={"authorization": f"Bearer {token(web.base, 'wang')}"},
@@ -145,20 +151,7 @@ def test_a_ding_interrupts_the_open_view_until_looked_at(pages: Pages, web: Web)
     worker = pages.open("wang")
     worker.get_by_role("navigation", name="主导航").get_by_role("link", name="找岗位").click()
     title = f"紧急：河道水位超警 {secrets.token_hex(2)}"
-    r = httpx.post(
-        web.base + "/api/v1/notices",
-        headers={"authorization": f"Bearer {token(web.base, 'zhang')}"},
-        json={
-            "as_position": web.world.positions["zhang"][0],
-            "selector": f"专职网格员@{VILLAGE}001",
-            "client_msg_id": secrets.token_hex(6),
-            "title": title,
-            "body": "立即巡查",
-            "priority": "urgent",
-            "ack_required": True,
-        },
-    )
-    assert r.status_code in (200, 201), r.text
+    _notice_to_wang(web, title, "立即巡查", priority="urgent")
     alert = worker.get_by_role("alert")
     expect(alert).to_contain_text(f"紧急通知（DING）：{title}")
     alert.get_by_role("link", name="查看").click()
