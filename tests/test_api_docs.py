@@ -165,7 +165,11 @@ def test_every_rest_error_code_is_listed_under_its_status() -> None:
 #: docs alone had to guess next_since, unread, owner_unit_id vs origin_unit_id, receipt times …).
 DESCRIBED = ("Me", "Posted", "InboxItem", "LastMessage", "Message", "EventPage", "StoredEvent", "Sent", "Receipt",
              "UnitProgress", "Totals", "PendingItem", "TaskView", "TaskDetail", "TaskEvent", "ReportView",
-             "PositionView", "DirectoryHit", "Preview")  # fmt: skip
+             "PositionView", "DirectoryHit", "Preview",
+             # and what it writes
+             "TokenRequest", "SendBody", "PostBody", "ReadBody", "MuteBody", "GroupBody", "MembersBody", "NoticeBody",
+             "AckBody", "RemindBody", "TaskAction", "NoticeTasks", "NewReport", "LocationIn",
+             "UnitGroupBody")  # fmt: skip
 
 
 def test_the_answers_a_client_reads_most_describe_every_field(document: dict[str, Any]) -> None:

@@ -36,12 +36,18 @@ api = Endpoints(tag="auth")
 
 
 class TokenRequest(BodyModel):
+    #: password: sign in with login and password; refresh_token: renew with refresh_token (each works once);
+    #: client_credentials: an app (docs/apps.md)
     grant_type: Literal["password", "refresh_token", "client_credentials"]
+    #: grant_type password: the person's login
     login: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    #: grant_type password: their password
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    #: grant_type refresh_token: the refresh_token of the last answer
     refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
     #: Apps (``client_credentials``): the client id and secret, here or as HTTP Basic credentials.
     client_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    #: Apps (``client_credentials``): the secret that goes with client_id.
     client_secret: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
 
 

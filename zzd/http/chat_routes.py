@@ -28,6 +28,7 @@ api = Endpoints(tag="chat")
 
 
 class SendBody(BodyModel):
+    #: the person written to (their person id)
     to: Annotated[int, Field(ge=1, le=2**53)]
     client_msg_id: ClientMsgId
     body: Annotated[str, StringConstraints(max_length=5000)]

@@ -35,8 +35,11 @@ class PostBody(BodyModel):
     body: Annotated[str, StringConstraints(max_length=5000)] = ""
     #: Write as this held position (to a position: opens the position-to-position thread).
     as_position: Id | None = None
+    #: a message of this conversation you can read, quoted as reply_to {id, snippet}
     reply_to: Id | None = None
+    #: person ids to mention (their message.new says mentioned: true)
     mention_persons: Annotated[list[Id], Field(max_length=50)] = Field(default_factory=list)
+    #: position ids to mention (their holders' message.new says mentioned: true)
     mention_positions: Annotated[list[Id], Field(max_length=50)] = Field(default_factory=list)
     #: Opaque attachment ids or digests (e.g. from ``POST /api/v1/uploads``).
     attachments: Annotated[list[Annotated[str, StringConstraints(max_length=128)]], Field(max_length=20)] = Field(
@@ -49,16 +52,20 @@ class EditBody(BodyModel):
 
 
 class ReadBody(BodyModel):
+    #: the newest message read: the marker moves to it (never back)
     message_id: Id
 
 
 class MuteBody(BodyModel):
+    #: true: your message.new events in it carry muted: true; false: they no longer do
     muted: bool
 
 
 class GroupBody(BodyModel):
     title: Annotated[str, StringConstraints(max_length=100)]
+    #: members by person
     person_ids: Ids = Field(default_factory=list)
+    #: members by position: its holders, following handovers
     position_ids: Ids = Field(default_factory=list)
 
 
@@ -67,16 +74,20 @@ class RenameBody(BodyModel):
 
 
 class MembersBody(BodyModel):
+    #: persons to add or remove
     person_ids: Ids = Field(default_factory=list)
+    #: positions to add or remove (their holders follow)
     position_ids: Ids = Field(default_factory=list)
 
 
 class AdminBody(BodyModel):
     person_id: Id
+    #: true: make them an admin of the group; false: no longer
     admin: bool
 
 
 class UnitGroupBody(BodyModel):
+    #: 0: the unit's own positions' holders; n: also the units up to n levels below
     depth: Annotated[int, Field(ge=0, le=5)] = 0
     title: Annotated[str, StringConstraints(max_length=100)] | None = None
 

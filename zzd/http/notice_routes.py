@@ -32,7 +32,10 @@ class NoticeBody(BodyModel):
     client_msg_id: ClientMsgId
     title: Annotated[str, StringConstraints(max_length=200)]
     body: Annotated[str, StringConstraints(max_length=20_000)] = ""
+    #: urgent: a DING (reminded after ZZD_DING_REMIND_AFTER, escalated out of band after ZZD_DING_ESCALATE_AFTER while
+    #: unread or unacknowledged)
     priority: Literal["normal", "urgent"] = "normal"
+    #: true: recipients are asked to acknowledge (progress and pending count acks)
     ack_required: bool = False
     #: ISO 8601 with a time zone, e.g. 2026-12-01T09:00:00+08:00.
     deadline: Annotated[str, StringConstraints(max_length=40)] | None = None
@@ -48,7 +51,9 @@ class PreviewBody(BodyModel):
 
 
 class AckBody(BodyModel):
+    #: acknowledge for this one position only (one the notice reached you through); null: for all of them
     position_id: Id | None = None
+    #: kept with the acknowledgement (the first one stays)
     reply: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 
@@ -152,6 +157,8 @@ async def pending(request: Request) -> Response:
 
 class RemindBody(BodyModel):
     unit: UnitParam
+    #: ack: those who have not acknowledged; read: those who have not read (a notice that needs no acknowledgement
+    #: always uses read)
     missing: Literal["read", "ack"] = "ack"
 
 

@@ -110,6 +110,7 @@ class SelectorRequest(BodyModel):
     as_position: Id
     #: Selector in JSON form, or its compact text form (docs/selectors.md).
     selector: dict[str, Any] | Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    #: the unit whose child units by_child counts (default: the audience's lowest common unit)
     under: UnitRef | None = None
 
 

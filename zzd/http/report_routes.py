@@ -23,6 +23,7 @@ api = Endpoints(tag="tasks")
 class LocationIn(BodyModel):
     #: WGS-84 degrees; range-checked by the domain (``invalid_location``).
     lat: float | int
+    #: WGS-84 degrees, -180 to 180 (lat: -90 to 90)
     lon: float | int
 
 
@@ -31,7 +32,9 @@ class NewReport(BodyModel):
     as_position: Id
     client_msg_id: ClientMsgId
     category: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    #: what the reporter saw (not empty)
     text: Annotated[str, StringConstraints(max_length=5000)]
+    #: where: lat, lon in WGS-84 degrees
     location: LocationIn
     #: sha256 hex digests of photos uploaded first (POST /api/v1/uploads).
     photos: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(

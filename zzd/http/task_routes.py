@@ -52,15 +52,18 @@ class NoticeTasks(BodyModel):
     category: CategoryKey = "general"
     client_msg_id: ClientMsgId
     title: Annotated[str, StringConstraints(max_length=200)] | None = None
+    #: false: one task per addressed position; true: one task any of them may accept
     shared: bool = False
 
 
 class TaskAction(BodyModel):
     as_position: Id
+    #: what to do; which side may do what from which state: docs/tasks.md
     action: Literal["accept", "start", "resolve", "verify", "close", "return", "reject", "reassign", "cancel",
                     "comment"]  # fmt: skip
     #: The task version the client last saw (409 ``stale_version`` if it moved on).
     version: Annotated[int, Field(ge=1, le=2**31)]
+    #: kept in the task's history
     comment: Annotated[str, StringConstraints(max_length=2000)] = ""
     attachments: list[Digest] = Field(default_factory=list, max_length=9)
     #: For ``reassign``: the new owner position (within the actor's jurisdiction).
