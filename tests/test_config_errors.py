@@ -89,3 +89,32 @@ def test_serve_says_why_it_cannot_listen(tmp_path: Path, monkeypatch: pytest.Mon
     res = CliRunner().invoke(main, ["serve", "--no-migrate", "--host", "nowhere.invalid"], env=env)
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit), repr(res.exception)
     assert "cannot listen on nowhere.invalid:8000" in res.output, res.output
+
+
+@pytest.mark.parametrize("command", [["admin", "list"], ["org", "stats"], ["token", "issue", "--login", "x"]])
+def test_commands_on_a_database_without_the_schema_say_migrate(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the admin audit: a command run before ``zzd migrate`` (or on the wrong file) printed
+    SQLAlchemy's traceback ("no such table: org_version")."""
+    from zzd.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    env = {"ZZD_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/empty.db", "ZZD_JWT_KEYS": TEST_KEYS}
+    res = CliRunner().invoke(main, command, env=env)
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "zzd migrate" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_commands_say_when_the_database_cannot_be_reached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from zzd.cli import main
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"ZZD_DATABASE_URL": f"postgresql+asyncpg://zzd@127.0.0.1:{port}/zzd", "ZZD_JWT_KEYS": TEST_KEYS}
+    res = CliRunner().invoke(main, ["admin", "list"], env=env)
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "cannot connect" in res.output and "ZZD_DATABASE_URL" in res.output, res.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -39,7 +40,24 @@ def _configure_logging(level: str, fmt: str = "text") -> None:
     configure_logging(level, fmt)
 
 
-@click.group()
+class _Main(click.Group):
+    """The ``zzd`` group: a database that is not there or not migrated is a message, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            text = str(exc.orig)
+            if "no such table" in text or "does not exist" in text:
+                raise click.ClickException(f"the database has no ZZD schema ({text}): run `zzd migrate` first") from exc
+            raise
+        except (ConnectionRefusedError, socket.gaierror) as exc:  # the database, or with `serve` also Redis
+            raise click.ClickException(f"cannot connect ({exc}): check ZZD_DATABASE_URL and ZZD_BROKER_URL") from exc
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="zzd", prog_name="zzd")
 def main() -> None:
     """ZZD: government workplace messaging addressed to positions."""
