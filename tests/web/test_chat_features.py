@@ -54,6 +54,9 @@ def test_group_mention_photo_reply_edit_read_list_and_recall(pages: Pages, web: 
     expect(msg).to_have_class(re.compile("mentioned"))
     expect(msg.locator("img.photo")).to_be_visible()  # downloaded with zhou's own token
     assert msg.locator("img.photo").evaluate("img => img.naturalWidth") == 192
+    zhou.reload()  # from history, which says whom a message names, not `mentioned`
+    expect(msg.locator("img.photo")).to_be_visible()
+    expect(msg).to_have_class(re.compile("mentioned"))
 
     msg.get_by_role("button", name="回复").click()
     zhou.get_by_label("消息", exact=True).fill("收到，马上去")

@@ -21,8 +21,16 @@ function findExisting(st, toPosition, toPerson) {
     || (c.peer_position_id === toPosition && c.position_id === st.acting)));
 }
 
+// Live messages say `mentioned`; history says whom the message names (`mentions`): me, or a
+// position I hold or stand in for (docs/conversations.md "mentions").
+function mentionsMe(m, me, positions) {
+  if (m.mentioned != null) return m.mentioned;
+  const named = m.mentions || {};
+  return (named.persons || []).includes(me?.id) || (named.positions || []).some((p) => positions.some((x) => x.id === p));
+}
+
 export function Chat({ id, toPosition, toPerson }) {
-  const { me, conversations, acting } = useStore((s) => s);
+  const { me, conversations, acting, positions } = useStore((s) => s);
   const conv = id ? conversations.find((c) => c.id === id) : null;
   const [messages, setMessages] = useState([]);
   const [pending, setPending] = useState([]);        // sent, not yet confirmed by an event
@@ -195,7 +203,7 @@ export function Chat({ id, toPosition, toPerson }) {
           const mine = m.sender && me && m.sender.id === me.id;
           if (m.kind === 'system') return html`<li class="system" key=${m.id}>${systemText(m)}</li>`;
           return html`
-            <li key=${m.id} class=${'msg' + (mine ? ' mine' : '') + (m.mentioned ? ' mentioned' : '')} data-message=${m.id}>
+            <li key=${m.id} class=${'msg' + (mine ? ' mine' : '') + (!mine && mentionsMe(m, me, positions) ? ' mentioned' : '')} data-message=${m.id}>
               <div class="meta">
                 <span class="sender">${m.sender?.name || ''}</span>
                 ${m.sender?.position_id && html`<span class="as">（${positionTitle(m.sender.position_id)}）</span>`}
