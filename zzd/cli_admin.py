@@ -34,15 +34,21 @@ def _url() -> str:
 
 
 async def _person_id(db: Any, who: str) -> int:
+    """A login, else ``#id`` (or bare digits that are nobody's login) as a person id.
+
+    The login comes first: a login may be all digits (``3``), and a grant must not go to person 3 then.
+    """
     from kernel.clock import SystemClock
     from org_tree.people import PersonDirectory
 
-    if who.isdigit():
-        return int(who)
+    if who.startswith("#") and who[1:].isascii() and who[1:].isdigit():
+        return int(who[1:])
     p = await PersonDirectory(db, SystemClock()).by_login(who)
-    if p is None:
-        raise click.ClickException(f"no person with login {who!r}")
-    return p.id
+    if p is not None:
+        return p.id
+    if who.isascii() and who.isdigit():
+        return int(who)
+    raise click.ClickException(f"no person with login {who!r}")
 
 
 async def _org(db: Any) -> Any:
@@ -63,7 +69,7 @@ def admin() -> None:
 
 
 @admin.command("grant")
-@click.option("--login", required=True, help="The person (login or id).")
+@click.option("--login", required=True, help="The person: login, or #id.")
 @click.option("--unit", required=True, help="Unit code or #id whose subtree the grant covers; '*' for the whole tree.")
 @click.option("--perm", "perms", multiple=True, required=True,
               help="org, assignments, roles, settings, apps, audit, grants (repeat), or 'all'.")  # fmt: skip
@@ -158,7 +164,7 @@ def audit_verify(no_seal: bool) -> None:
 
 
 @audit.command("query")
-@click.option("--actor", default=None, help="Login or person id.")
+@click.option("--actor", default=None, help="The person who acted: login, or #id.")
 @click.option("--unit", default=None, help="Unit code: entries in its subtree.")
 @click.option("--since", default=None, help="ISO 8601 time with zone.")
 @click.option("--until", default=None, help="ISO 8601 time with zone.")
@@ -303,7 +309,7 @@ def person_import(path: Path, codes_path: Path | None, replace_holders: bool, pr
 
 
 @click.command("disable")
-@click.option("--login", required=True, help="The person (login or id).")
+@click.option("--login", required=True, help="The person: login, or #id.")
 @click.option("--enable", is_flag=True, help="Enable the account again (their ended sessions stay ended).")
 def person_disable(login: str, enable: bool) -> None:
     """Disable LOGIN's account: no more sign-ins, every session ends (audited as person.disabled).

@@ -114,3 +114,20 @@ def test_import_does_not_seat_a_disabled_person(tmp_path: Path, sqlite_template:
     res = runner.invoke(main, ["person", "import", str(more), "--no-progress"], env=env)
     assert res.exit_code == 1 and "line 2" in res.output and "disabled" in res.output, res.output
     assert _entries(env, "person.updated") == []
+
+
+def test_a_login_of_digits_is_that_login_not_a_person_id(tmp_path: Path, sqlite_template: Path) -> None:
+    """Found by the admin audit: ``zzd admin grant --login 3`` granted to person id 3, not to the person whose
+    login is ``3``. A login is looked up first; ``#3`` names an id."""
+    from zzd.cli import main
+
+    env = cli_env(tmp_path, sqlite_template)
+    runner = CliRunner()
+    first = _create(env, "first1", "第一")
+    digits = _create(env, str(first), "数字")  # the login is the first person's id
+    res = runner.invoke(main, ["admin", "grant", "--login", str(first), "--unit", "*", "--perm", "audit"], env=env)
+    assert res.exit_code == 0 and json.loads(res.output)["person_id"] == digits, res.output
+    res = runner.invoke(main, ["admin", "grant", "--login", f"#{first}", "--unit", "*", "--perm", "audit"], env=env)
+    assert res.exit_code == 0 and json.loads(res.output)["person_id"] == first, res.output
+    res = runner.invoke(main, ["admin", "grant", "--login", "#999999", "--unit", "*", "--perm", "audit"], env=env)
+    assert res.exit_code == 1 and "no such person" in res.output, res.output
