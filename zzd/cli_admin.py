@@ -358,6 +358,8 @@ def person_code(login: str) -> None:
             p = await directory.by_login(login)
             if p is None:
                 raise click.ClickException(f"no person with login {login!r}")
+            if p.disabled:  # activation would refuse the code
+                raise click.ClickException(f"{login!r} is disabled (zzd person disable --login {login} --enable)")
             code, expires = await directory.issue_code(p.id, timedelta(days=settings.activation_code_days))
             return {"login": p.login, "code": code, "expires_at": expires.isoformat()}
         finally:

@@ -90,6 +90,9 @@ def test_the_operator_disables_and_enables_at_the_command_line(tmp_path: Path, s
     assert entry["actor_person_id"] is None and entry["detail"] == {"person_id": pid, "sessions_ended": 1}
     res = runner.invoke(main, ["token", "issue", "--login", "wu9"], env=env)
     assert res.exit_code == 1 and "disabled" in res.output
+    res = runner.invoke(main, ["person", "code", "--login", "wu9"], env=env)  # a code activation would refuse
+    assert res.exit_code == 1 and "disabled" in res.output
+    assert _entries(env, "person.code_issued") == []
     res = runner.invoke(main, ["person", "disable", "--login", "wu9", "--enable"], env=env)
     assert res.exit_code == 0 and json.loads(res.output)["disabled"] is False, res.output
     assert len(_entries(env, "person.enabled")) == 1
