@@ -18,7 +18,7 @@ import csv
 import gzip
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from importlib.resources import files
@@ -128,12 +128,16 @@ def grid_records(village_code: str, count: int) -> Iterator[UnitRecord]:
         yield UnitRecord(f"{village_code}{i:03d}", f"第{i}网格", Level.GRID, village_code)
 
 
-def read_divisions(path: str | Path, *, grids_per_village: int = 3) -> DivisionSet:
+def read_divisions(
+    path: str | Path, *, grids_per_village: int = 3, provinces: Collection[str] | None = None
+) -> DivisionSet:
     """Read the five division files under ``path`` and generate grids.
 
     Args:
         path: folder holding ``provinces.csv`` … ``villages.csv`` (each plain or ``.gz``).
         grids_per_village: grids generated under each village (0 for none).
+        provinces: only the rows of these provinces (2-digit codes): one province out of the
+            national files; None: every row.
 
     Returns:
         every unit in parent-before-child order, and warnings for the quirks met.
@@ -150,10 +154,15 @@ def read_divisions(path: str | Path, *, grids_per_village: int = 3) -> DivisionS
     out = DivisionSet()
     names: dict[str, str] = {}  # code → name of every unit accepted so far
     levels: dict[str, Level] = {}
+    only = frozenset(provinces) if provinces is not None else None
     for stem, level, width, parent_col in _FILES:
         handle, fname = _open(folder, stem)
         with handle:
-            _read_file(csv.reader(handle), fname, level, width, parent_col, names, levels, out)
+            _read_file(csv.reader(handle), fname, level, width, parent_col, names, levels, out, only)
+    if only is not None:
+        missing = sorted(only - {u.code for u in out.units if u.level is Level.PROVINCE})
+        if missing:
+            raise BadRequest(f"no province {', '.join(missing)} in {folder}", data={"provinces": missing})
     if grids_per_village:
         villages = [u.code for u in out.units if u.level is Level.VILLAGE]
         for code in villages:
@@ -172,7 +181,9 @@ def _read_file(
     names: dict[str, str],
     levels: dict[str, Level],
     out: DivisionSet,
+    only: frozenset[str] | None = None,
 ) -> None:
+    """``only``: the province codes whose rows to take (the others are skipped unread)."""
     header = next(rows, None)
     if header is None:
         raise DivisionFormatError(fname, 1, "empty file: no header row")
@@ -183,6 +194,8 @@ def _read_file(
     for lineno, row in enumerate(rows, start=2):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # blank line
+        if only is not None and (len(row) <= col["code"] or row[col["code"]].strip()[:2] not in only):
+            continue  # another province's row
         if len(row) != len(header):
             raise DivisionFormatError(fname, lineno, f"expected {len(header)} columns, found {len(row)}")
         code, name = row[col["code"]].strip(), row[col["name"]].strip()

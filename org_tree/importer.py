@@ -11,7 +11,7 @@ files are dissolved (``dissolved_at``), not deleted, so history stays readable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -104,6 +104,7 @@ async def import_divisions(
     progress: Progress | None = None,
     clock: Clock | None = None,
     catalog: list[RoleSpec] | None = None,
+    provinces: Collection[str] | None = None,
 ) -> ImportReport:
     """Upsert the units of a division folder (and their auto positions) in one transaction.
 
@@ -114,6 +115,8 @@ async def import_divisions(
         progress: called as ``progress(stage, done, total)`` while working.
         clock: time source for ``created_at`` stamps.
         catalog: role catalog (the shipped ``roles.toml`` by default).
+        provinces: import only these provinces' rows (2-digit codes); units of other provinces are
+            left as they are (not dissolved). None: the whole folder, and imported units not in it dissolve.
 
     Returns:
         created / updated / unchanged / removed counts and the quirks met.
@@ -123,7 +126,7 @@ async def import_divisions(
     """
     clock = clock or SystemClock()
     report_progress = progress or (lambda _stage, _done, _total: None)
-    divisions = read_divisions(path, grids_per_village=grids_per_village)
+    divisions = read_divisions(path, grids_per_village=grids_per_village, provinces=provinces)
     report = ImportReport(warnings=list(divisions.warnings))
     total = len(divisions.units)
     report_progress("read", total, total)
@@ -132,7 +135,7 @@ async def import_divisions(
     async with db.write() as conn:
         await lift_statement_timeout(conn)
         role_ids, report.roles_created = await sync_roles(conn, clock, catalog)
-        unit_ids, new_unit_ids = await _upsert_units(conn, divisions.units, now, report, report_progress)
+        unit_ids, new_unit_ids = await _upsert_units(conn, divisions.units, now, report, report_progress, provinces)
         report.positions_created = await _ensure_positions(
             conn, catalog, role_ids, divisions.units, unit_ids, new_unit_ids, now, report_progress
         )
@@ -151,6 +154,7 @@ async def _upsert_units(
     now: datetime,
     report: ImportReport,
     report_progress: Progress,
+    provinces: Collection[str] | None = None,
 ) -> tuple[dict[str, int], set[int]]:
     cols = (units.c.id, units.c.code, units.c.name, units.c.level, units.c.parent_id, units.c.imported)
     existing = {
@@ -183,7 +187,12 @@ async def _upsert_units(
         if i % 100_000 == 0:
             report_progress("units", i, len(records))
     seen = {rec.code for rec in records}
-    gone = [int(row[0]) for code, row in existing.items() if code not in seen and row[5] and row[6]]
+    only = frozenset(provinces) if provinces is not None else None
+    gone = [
+        int(row[0])
+        for code, row in existing.items()
+        if code not in seen and row[5] and row[6] and (only is None or code[:2] in only)
+    ]
     await bulk_insert(conn, units, _UNIT_COLUMNS, new_rows)
     await sync_sequence(conn, units)
     if changes:

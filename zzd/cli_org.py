@@ -54,14 +54,20 @@ def org() -> None:
 @click.argument("path", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--grids", "grids", type=click.IntRange(0, 50), default=3, show_default=True, help="Grids per village.")
 @click.option("--if-empty", is_flag=True, help="Do nothing when units already exist (for the demo).")
-def import_cmd(path: Path | None, grids: int, if_empty: bool) -> None:
+@click.option("--province", "provinces", multiple=True, metavar="CODE",
+              help="Only this province's rows (2-digit code, e.g. 62; repeatable): one province out of the "
+                   "national files. Other provinces' units are left as they are.")  # fmt: skip
+def import_cmd(path: Path | None, grids: int, if_empty: bool, provinces: tuple[str, ...]) -> None:
     """Import NBS division CSVs (plain or .gz) from PATH; default: the shipped Zhejiang files.
 
     Idempotent: re-importing upserts by code and prints created/updated/unchanged/removed.
-    A malformed row aborts the whole import with its file, line and reason.
+    Without --province, imported units missing from PATH are dissolved (removed); with it,
+    only those of the provinces named. A malformed row aborts the whole import with its
+    file, line and reason.
     """
     from kernel.db.database import Database
-    from org_tree.divisions import SHIPPED_ZHEJIANG, DivisionFormatError
+    from kernel.errors import BadRequest
+    from org_tree.divisions import SHIPPED_ZHEJIANG
     from org_tree.importer import import_divisions
     from org_tree.org_service import OrgService
 
@@ -76,9 +82,14 @@ def import_cmd(path: Path | None, grids: int, if_empty: bool) -> None:
                 stats = await OrgService(db, SystemClock(), OrgIndexHolder(db)).stats()
                 if sum(stats["units"].values()):
                     return {"skipped": "units exist", "units": stats["units"]}
-            report = await import_divisions(db, path or SHIPPED_ZHEJIANG, grids_per_village=grids, progress=bars)
+            for code in provinces:
+                if not (len(code) == 2 and code.isascii() and code.isdigit()):
+                    raise click.BadParameter(f"{code!r} is not a 2-digit province code", param_hint="--province")
+            report = await import_divisions(
+                db, path or SHIPPED_ZHEJIANG, grids_per_village=grids, progress=bars, provinces=provinces or None
+            )
             return report.as_dict()
-        except DivisionFormatError as exc:
+        except BadRequest as exc:  # DivisionFormatError included
             raise click.ClickException(str(exc)) from exc
         finally:
             bars.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from kernel.audit import AuditQuery, query
 from kernel.db.database import Database
+from kernel.errors import BadRequest
 from org_tree.divisions import DivisionFormatError
 from org_tree.importer import import_divisions
 from org_tree.index import OrgIndex
@@ -81,3 +83,60 @@ async def test_reimport_dissolves_and_revives(org_db: Database, tmp_path: Path) 
         (0, 3, 0), (0, 0, 3), (first.created, 0, 0)
     ]  # fmt: skip
     assert entries[0]["detail"]["version"] == third.version and "by_level" not in entries[0]["detail"]
+
+
+def _second_province(folder: Path) -> Path:
+    """The mini tree (province 99) plus a province 98 of one village, in the same five files."""
+    more = {
+        "provinces": ['98,"乙省"'],
+        "cities": ['9801,"乙市",98'],
+        "areas": ['980101,"乙区",9801,98'],
+        "streets": ['980101001,"乙街道",980101,98,9801'],
+        "villages": ['980101001001,"乙村",980101001,98,9801,980101', "980101001002,broken"],  # malformed, skipped
+    }
+    for stem, rows in more.items():
+        with (folder / f"{stem}.csv").open("a", encoding="utf-8") as fh:
+            fh.write("\n".join(rows) + "\n")
+    return folder
+
+
+async def test_one_province_out_of_national_files(org_db: Database, tmp_path: Path) -> None:
+    """``zzd org import DIR --province 62``: the probes import a province out of the national files."""
+    folder = _second_province(write_mini_divisions(tmp_path / "two"))
+    with pytest.raises(DivisionFormatError):  # the whole folder: province 98's broken row is an error
+        await import_divisions(org_db, folder, grids_per_village=1)
+    first = await import_divisions(org_db, folder, grids_per_village=1, provinces=["99"])
+    assert first.created == 1 + 2 + 3 + 6 + 12 + 12
+    assert {u[:2] for u in _codes(await OrgIndex.load(org_db))} == {"99"}
+    lines = (folder / "villages.csv").read_text(encoding="utf-8").splitlines()
+    (folder / "villages.csv").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # 98's fixed
+    second = await import_divisions(org_db, folder, grids_per_village=1, provinces=["98"])
+    assert (second.created, second.removed) == (1 + 1 + 1 + 1 + 1 + 1, 0)  # province 99 is left as it is
+    assert {u[:2] for u in _codes(await OrgIndex.load(org_db))} == {"98", "99"}
+    with pytest.raises(BadRequest) as info:
+        await import_divisions(org_db, folder, provinces=["97"])
+    assert info.value.data == {"provinces": ["97"]}
+
+
+def _codes(index: OrgIndex) -> list[str]:
+    return [index.unit_code(u) for u in index.units()]
+
+
+def test_the_cli_imports_one_province(tmp_path: Path, sqlite_template: Path) -> None:
+    from click.testing import CliRunner
+
+    from tests.org_server import cli_env
+    from zzd.cli import main
+
+    env = cli_env(tmp_path, sqlite_template)
+    folder = _second_province(write_mini_divisions(tmp_path / "two"))
+    lines = (folder / "villages.csv").read_text(encoding="utf-8").splitlines()
+    (folder / "villages.csv").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # 98's row fixed
+    runner = CliRunner()
+    res = runner.invoke(main, ["org", "import", str(folder), "--province", "98", "--grids", "0"], env=env)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert (out["created"], out["removed"]) == (5, 0)  # province 99, already there, stays
+    for bad, says in (("6", "not a 2-digit province code"), ("97", "no province 97")):
+        res = runner.invoke(main, ["org", "import", str(folder), "--province", bad], env=env)
+        assert res.exit_code != 0 and says in res.output, res.output
