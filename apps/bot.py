@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from apps.model import AppPrincipal
+from apps.model import AppPrincipal, Scope
 from kernel.errors import NotFound
+from messaging.attachments.links import UPLOADER
 from messaging.conversations.model import PostRequest
 from messaging.conversations.service import ConversationService
 from messaging.notices.model import Compose
@@ -146,6 +147,23 @@ class BotService:
 
     async def report(self, p: AppPrincipal, report_id: int) -> dict[str, Any]:
         return await self.reports.get_within(report_id, lambda unit_id: self.in_subtree(p, unit_id))
+
+    async def may_read_file(self, p: AppPrincipal, links: Sequence[tuple[str, int]]) -> bool:
+        """Whether the app may download a file used by ``links``: one it uploaded itself, a photo of a
+        report filed in its subtree (with ``report:read``), or an attachment of a task event its bot
+        person may see (a task it created or was handed)."""
+        if (UPLOADER, p.app.bot_person_id) in links:
+            return True
+        for kind, ref in links:
+            if kind == "report" and Scope.REPORT_READ.value in p.app.scopes:
+                try:
+                    await self.report(p, ref)
+                except NotFound:
+                    continue
+                return True
+            if kind == "task_event" and await self.tasks.can_see_task_event(p.app.bot_person_id, ref):
+                return True
+        return False
 
     # ------------------------------------------------------ conversations
     async def post(self, p: AppPrincipal, conversation_id: int, body: str, key: str) -> tuple[int, dict[str, Any]]:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -284,6 +285,14 @@ class AttachmentService:
         Raises:
             NotFound: missing, or not visible to this person (indistinguishable).
         """
+        return await self.open_for(digest, partial(self._visible, person_id))
+
+    async def open_for(self, digest: str, allowed: Callable[[Sequence[tuple[str, int]]], Awaitable[bool]]) -> Download:
+        """The file when ``allowed`` accepts the (ref_kind, ref_id) links using it (an app's own rules).
+
+        Raises:
+            NotFound: missing, or not allowed (indistinguishable).
+        """
         digest = digest.lower()
         if not is_digest(digest):
             raise NotFound("no such file")
@@ -294,7 +303,7 @@ class AttachmentService:
                 )
             ).first()
             links = await _links(conn, digest) if row is not None else []
-        if row is None or not await self._visible(person_id, links):
+        if row is None or not await allowed(links):
             raise NotFound("no such file")
         reader = await self.store.open(digest)
         if reader is None:

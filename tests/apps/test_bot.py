@@ -251,3 +251,51 @@ async def test_a_platform_accepts_and_resolves_report_tasks_of_its_subtree_with_
     async with _h(rs, reader) as h:
         r = await h.post("/api/v1/bot/uploads", content=photo, headers={"Content-Type": "image/jpeg"})
         assert r.status_code == 403
+
+
+async def test_an_app_downloads_the_photos_it_may_see_and_no_others(org_server: RunningServer) -> None:
+    """A report.filed event names its photos by digest: the subscribed platform fetches them
+    (``report:read``, subtree), its own uploads (``task:act``), and nothing else (404 as for none)."""
+    import hashlib
+    import secrets
+
+    from tests.apps.helpers import grid_worker
+
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin = await admin_token(rs, None)
+    _, river = await _app(rs, admin, "河长制平台", ["report:read"])
+    _, other = await _app(rs, admin, "别县平台", ["report:read"], subtree=OTHER_COUNTY)
+    _, actor = await _app(rs, admin, "办件平台", ["task:act"])
+    _, reader = await _app(rs, admin, "组织平台", ["org:read"])
+    worker, w_pos = await grid_worker(rs)
+    photo = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + secrets.token_bytes(3000)
+    digest = hashlib.sha256(photo).hexdigest()
+
+    async def chunks() -> Any:
+        yield photo
+
+    await s.attachments.upload(worker, chunks(), sha256=digest, length=len(photo))
+    await s.reports.file(worker, w_pos, Filing("photo-1", "river_litter", "河里有垃圾", 28.9, 118.8, photos=[digest]))
+    async with _h(rs, river) as h:
+        r = await h.get(f"/api/v1/bot/uploads/{digest}")
+        assert (r.status_code, r.content, r.headers["content-type"]) == (200, photo, "image/jpeg"), r.text
+        again = await h.get(f"/api/v1/bot/uploads/{digest}", headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304
+        for missing in ("0" * 64, "not-a-digest"):
+            assert (await h.get(f"/api/v1/bot/uploads/{missing}")).status_code == 404
+    for who in (other, actor):  # another county's platform; one without report:read
+        async with _h(rs, who) as h:
+            r = await h.get(f"/api/v1/bot/uploads/{digest}")
+            assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found"), r.text
+    async with _h(rs, actor) as h:  # its own upload it may read back
+        own = b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(2000)
+        headers = {"Content-Type": "image/png", "X-Content-SHA256": hashlib.sha256(own).hexdigest()}
+        assert (await h.post("/api/v1/bot/uploads", content=own, headers=headers)).status_code == 201
+        assert (await h.get(f"/api/v1/bot/uploads/{headers['X-Content-SHA256']}")).content == own
+    async with _h(rs, reader) as h:
+        r = await h.get(f"/api/v1/bot/uploads/{digest}")
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "insufficient_scope")
+    _, _, _, person_tok = await seat(rs, VILLAGE, "village_secretary")
+    async with _h(rs, person_tok) as h:
+        assert (await h.get(f"/api/v1/bot/uploads/{digest}")).status_code == 401

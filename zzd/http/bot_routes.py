@@ -11,6 +11,7 @@ Creates need an ``Idempotency-Key`` header: a retry gets the first answer.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
@@ -30,7 +31,7 @@ from zzd.http.schemas.apps import BotMe, BotPosted, BotUnit, CheckedIn
 from zzd.http.schemas.notices import NoticeView, Progress, Sent
 from zzd.http.schemas.org import Preview as PreviewAnswer
 from zzd.http.schemas.tasks import ReportView, TaskDetail, TaskList, TaskView
-from zzd.http.upload_routes import _UPLOAD_DOC, SHA256_HEADER, Uploaded, _content_length
+from zzd.http.upload_routes import _DOWNLOAD_DOC, _UPLOAD_DOC, SHA256_HEADER, Uploaded, _content_length, file_response
 
 __all__ = ["routes"]
 
@@ -269,6 +270,18 @@ async def upload(request: Request) -> Response:
     except ClientDisconnect:
         raise IncompleteUpload("the connection closed before the whole file arrived") from None
     return reply(Uploaded, res.to_dict(), status=201 if res.created else 200)
+
+
+@api.route("GET", "/uploads/{digest}", {200: None, 304: None}, errors=(429,), extra=_DOWNLOAD_DOC)
+async def download(request: Request) -> Response:
+    """Download a file the app may see: a report photo of its subtree, a task attachment, its own upload.
+
+    Needs ``report:read`` or ``task:act``; the report's photos need ``report:read``, a task's those of a
+    task the app created or was handed; any other file answers 404, as one that does not exist.
+    """
+    s, p = await current_app(request, Scope.REPORT_READ, Scope.TASK_ACT)
+    dl = await s.attachments.open_for(request.path_params["digest"], partial(s.bot.may_read_file, p))
+    return file_response(request, dl)
 
 
 routes = api.routes

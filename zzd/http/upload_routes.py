@@ -16,12 +16,13 @@ from starlette.responses import Response, StreamingResponse
 from kernel.errors import BadRequest, RateLimited
 from kernel.numbers import parse_uint
 from messaging.attachments.errors import IncompleteUpload, LengthRequired, UnsupportedType
+from messaging.attachments.service import Download
 from zzd.http.actors import current_person
 from zzd.http.contract import Endpoints, WireModel, reply
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SHA256_HEADER", "routes"]
+__all__ = ["SHA256_HEADER", "file_response", "routes"]
 
 api = Endpoints(tag="uploads")
 
@@ -104,7 +105,11 @@ async def upload(request: Request) -> Response:
 async def download(request: Request) -> Response:
     """Download a file you uploaded or that is attached to something you can see."""
     s, claims = await current_person(request)
-    dl = await s.attachments.open(claims.person_id, request.path_params["digest"])
+    return file_response(request, await s.attachments.open(claims.person_id, request.path_params["digest"]))
+
+
+def file_response(request: Request, dl: Download) -> Response:
+    """A stored file as its download answers it (also the bot API's, ``GET /api/v1/bot/uploads/{digest}``)."""
     etag = f'"{dl.digest}"'
     headers = {
         "ETag": etag,
