@@ -136,3 +136,30 @@ def test_an_inbox_longer_than_a_page_shows_the_rest_on_request(pages: Pages, web
     expect(page.get_by_role("button", name="更多会话")).to_have_count(0)
     hrefs = inbox.locator("a.conv").evaluate_all("els => els.map(e => e.href)")
     assert len(hrefs) == len(set(hrefs))  # each conversation once
+
+
+def test_a_message_typed_during_an_outage_survives_a_reload(pages: Pages, web: Web) -> None:
+    """The page is reloaded (or the phone drops the tab) before the server is back: the message
+    typed meanwhile is neither lost nor sent twice."""
+    sun = pages.open("sun", service_workers="allow")
+    sun.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    sun.goto(f"{web.base}/#/position/{web.world.positions['qian'][0]}")
+    _send(sun, f"先说一句 {secrets.token_hex(2)}")
+    expect(sun).to_have_url(re.compile(r"#/chat/\d+$"))
+    conv_id = int(sun.url.rsplit("/", 1)[1])
+    kept = f"断线后刷新 {secrets.token_hex(2)}"
+    web.server.stop()
+    try:
+        expect(sun.locator("[data-status=offline]")).to_be_visible()
+        _send(sun, kept)
+        expect(sun.locator("li.msg.mine", has_text=kept)).to_contain_text("发送中")
+        sun.reload()  # the shell from the service worker
+        expect(sun.locator("li.msg.mine", has_text=kept)).to_contain_text("发送中")
+    finally:
+        web.server.start()
+    expect(sun.locator("[data-status=online]")).to_be_visible(timeout=30_000)
+    expect(sun.locator("li.msg.mine", has_text=kept)).not_to_contain_text("发送中")
+    auth = {"authorization": f"Bearer {token(web.base, 'sun')}"}
+    history = httpx.get(f"{web.base}/api/v1/conversations/{conv_id}/messages", headers=auth).json()["messages"]
+    assert [m["body"] for m in history].count(kept) == 1
+    expect(sun.locator("li.msg .body", has_text=kept)).to_have_count(1)

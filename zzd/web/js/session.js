@@ -3,6 +3,7 @@ import { api, endSession, getSession, logout as apiLogout } from './api.js';
 import { conn } from './conn.js';
 import { learnPerson, learnPosition, loadPosition } from './names.js';
 import { loadNoticesAndTasks, showRemembered } from './notices.js';
+import { resendKept } from './outbox.js';
 import { get, set } from './store.js';
 
 const OFFLINE_KEY = 'zzd.inbox.';   // last synced inbox, for the offline shell
@@ -57,6 +58,7 @@ export async function start() {
   } catch { /* ignore */ }
   loaded = false;
   await load(true);
+  resendKept();
 }
 
 // Who I am, my positions and the inbox. A start without the network shows the last synced

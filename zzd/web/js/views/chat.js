@@ -3,6 +3,7 @@ import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, newId, upload } from '../api.js';
 import { conn } from '../conn.js';
+import { keptSends, sendKept } from '../outbox.js';
 import { learnPerson, loadPosition, personName, positionTitle } from '../names.js';
 import { get, go, set, useStore } from '../store.js';
 import { conversationTitle } from './inbox.js';
@@ -33,7 +34,8 @@ export function Chat({ id, toPosition, toPerson }) {
   const { me, conversations, acting, positions } = useStore((s) => s);
   const conv = id ? conversations.find((c) => c.id === id) : null;
   const [messages, setMessages] = useState([]);
-  const [pending, setPending] = useState([]);        // sent, not yet confirmed by an event
+  // Sent, not yet confirmed by an event; a previous page's unsent ones (outbox.js) included.
+  const [pending, setPending] = useState(() => (id ? keptSends().filter((x) => x.frame.conversation_id === id).map((x) => x.shown) : []));
   const [nextBefore, setNextBefore] = useState(null);
   const [text, setText] = useState('');
   const [replyTo, setReplyTo] = useState(null);
@@ -165,7 +167,7 @@ export function Chat({ id, toPosition, toPerson }) {
     setPending((cur) => [...cur, shown]);
     setText(''); setReplyTo(null); setMentions({ persons: [], positions: [] }); setPhotos([]);
     try {
-      const r = await conn.sendReliable(frame);
+      const r = await sendKept(frame, shown);
       if (!id) go('#/chat/' + r.conversation_id);
     } catch (err) {
       setPending((cur) => cur.map((p) => (p.client_msg_id === frame.client_msg_id ? { ...p, failed: err.message } : p)));
@@ -186,7 +188,8 @@ export function Chat({ id, toPosition, toPerson }) {
   const title = conv ? conversationTitle(conv, me, acting)
     : toPosition ? positionTitle(toPosition) : toPerson != null ? personName(toPerson) : '会话';
   const isGroup = conv && (conv.kind === 'group' || conv.kind === 'unit');
-  const all = [...messages, ...pending];
+  // A resent message the server already had (its answer was lost) comes back in the history, not as an event.
+  const all = [...messages, ...pending.filter((p) => !messages.some((m) => m.client_msg_id === p.client_msg_id))];
   const seenPersons = new Map();
   for (const m of messages) if (m.sender && m.sender.id !== me?.id) seenPersons.set(m.sender.id, m.sender.name);
   const threadPositions = [conv?.position_id, conv?.peer_position_id, toPosition].filter(Boolean);
