@@ -7,6 +7,8 @@ same 403 ``forbidden``; every route now names it as the request did.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from tests.client import Client
@@ -43,6 +45,9 @@ async def test_a_position_not_held_is_refused_alike_on_every_route(org_server: R
             {"type": "send", "to_position": mine, "as_position": theirs, "client_msg_id": "w", "body": "x"}
         )
         assert (m["code"], m["data"]) == ("forbidden", {"as_position": theirs}), m
+        protocol = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+        [row] = [line for line in protocol.splitlines() if line.startswith("| `forbidden` |")]
+        assert "`data.as_position` names it" in row
     finally:
         await ws.close()
 

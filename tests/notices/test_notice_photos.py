@@ -38,3 +38,10 @@ async def test_recipients_download_a_notices_photos(org_server: RunningServer) -
         assert (await h.post(f"/api/v1/notices/{nid}/recall", headers=auth(head_tok))).status_code == 200
         assert (await h.get(f"/api/v1/uploads/{digest}", headers=auth(w_tok))).status_code == 404
         assert (await h.get(f"/api/v1/uploads/{digest}", headers=auth(head_tok))).status_code == 200  # the uploader
+
+
+def test_uploads_md_lists_who_may_download_a_notices_photos() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "uploads.md").read_text()
+    assert "**notice** (its recipients and its sender side)" in text
