@@ -52,6 +52,15 @@ async def test_a_county_administrator_works_inside_the_grant_only(org_server: Ru
         )
         assert r.status_code == 201, r.text
         helper_grant = r.json()["id"]
+        # The unit as "#id", as the audit query and the CLI take it, names the same unit.
+        r = await h.post(
+            "/api/v1/admin/grants",
+            json={"person_id": newcomer, "unit": f"#{unit_id_at(rs, VILLAGE)}", "perms": ["assignments"]},
+        )
+        assert (r.status_code, r.json().get("unit_id")) == (201, unit_id_at(rs, VILLAGE)), r.text
+        assert (await h.post(f"/api/v1/admin/grants/{r.json()['id']}/revoke")).status_code == 200
+        r = await h.post("/api/v1/admin/grants", json={"person_id": newcomer, "unit": "#", "perms": ["assignments"]})
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found"), r.text
         for body in (
             {"person_id": helper_id, "unit": VILLAGE, "perms": ["audit"]},
             {"person_id": helper_id, "unit": OTHER_COUNTY, "perms": ["assignments"]},

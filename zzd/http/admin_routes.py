@@ -34,7 +34,7 @@ PermName = Annotated[str, StringConstraints(min_length=1, max_length=16)]
 
 class NewGrant(BodyModel):
     person_id: Id
-    #: Unit code or id whose subtree the grant covers; ``null``: the whole tree.
+    #: Unit whose subtree the grant covers: its id (number), code or ``"#id"``; ``null``: the whole tree.
     unit: UnitRef | None
     #: Permission names: org, assignments, roles, settings, apps, audit, grants.
     perms: Annotated[list[PermName], Field(min_length=1, max_length=7)]
@@ -77,7 +77,8 @@ async def create_grant(request: Request) -> Response:
     """Give a person permissions over a unit's subtree (``grants`` plus every permission given)."""
     s, actor = await current_actor(request)
     body = await json_body(request, NewGrant)
-    g = await s.grants.grant(actor, body.person_id, body.unit, parse_perms(body.perms))
+    unit = unit_ref(body.unit) if isinstance(body.unit, str) else body.unit
+    g = await s.grants.grant(actor, body.person_id, unit, parse_perms(body.perms))
     return reply(GrantView, g.to_dict(s.org.index), status=201)
 
 
