@@ -138,7 +138,7 @@ async def test_bad_hellos_person_tokens_and_browsers_are_refused(platform_server
         ws = await websockets.connect(_url(rs))
         await ws.send(json.dumps(first))
         err = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
-        assert err["type"] == "error", first
+        assert (err["type"], err["ref"]) == ("error", "1"), (first, err)  # the id was readable: echoed
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == code, first

@@ -247,7 +247,9 @@ async def _hello(ws: WebSocket, s: Services) -> tuple[AppPrincipal, float] | Non
     )
     if not ok_shape or not isinstance(frame, dict) or frame.get("v") != 1 or not isinstance(frame.get("id"), str):
         msg = "the first frame must be {type: hello, id, v: 1, token}"
-        await ws.send_text(json.dumps({"type": "error", "ref": None, "code": "invalid_frame", "message": msg}))
+        got = frame.get("id") if isinstance(frame, dict) else None
+        ref = got if isinstance(got, str) and 0 < len(got) <= 64 else None  # null only when unreadable
+        await ws.send_text(json.dumps({"type": "error", "ref": ref, "code": "invalid_frame", "message": msg}))
         await ws.close(code=Close.BAD_HELLO, reason="bad hello")
         return None
     try:
