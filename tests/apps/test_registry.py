@@ -70,6 +70,12 @@ async def test_an_app_administrator_registers_an_app_and_the_app_gets_a_token(or
             assert (r.status_code, r.json()["error"]["code"]) == (400, code), (raw, r.text)
         r = await h.post("/api/v1/auth/token", data={**form, "client_secret": "zzdsec_wrong"})
         assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_client")
+        # a client that sent Basic credentials is challenged with Basic (RFC 6749 5.2)
+        wrong = base64.b64encode(f"{made['client_id']}:zzdsec_wrong".encode()).decode()
+        r = await h.post("/api/v1/auth/token", data={"grant_type": "client_credentials"},
+                         headers={"Authorization": f"Basic {wrong}"})  # fmt: skip
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_client")
+        assert r.headers["www-authenticate"] == 'Basic realm="zzd"'
         # an app token is not a person token, and a person token is not an app token
         for path in ("/api/v1/me", "/api/v1/apps", "/api/v1/me/positions"):
             r = await h.get(path, headers=auth(app_tok))

@@ -22,7 +22,7 @@ from kernel.errors import BadRequest, ErrorCode, Unauthorized
 from kernel.sessions import IssuedSession
 from kernel.text import check_text
 from zzd.http.actors import current_person
-from zzd.http.common import json_body, json_or_form_body, services_of
+from zzd.http.common import error_response, json_body, json_or_form_body, services_of
 from zzd.http.contract import BodyModel, Endpoints, reply
 from zzd.http.schemas.auth import AppToken, Me, TokenAnswer, Tokens
 from zzd.http.schemas.common import Revoked
@@ -138,7 +138,15 @@ async def token(request: Request) -> Response:
     s = services_of(request)
     body = await json_or_form_body(request, TokenRequest)  # JSON, or form-encoded as RFC 6749 sends it
     if body.grant_type == "client_credentials":
-        return await _client_credentials(s, request, body)
+        try:
+            return await _client_credentials(s, request, body)
+        except Unauthorized as exc:
+            if request.headers.get("authorization", "").partition(" ")[0].lower() != "basic":
+                raise
+            # RFC 6749 5.2: a client that authenticated with Basic is challenged with Basic, not Bearer
+            answer = error_response(exc)
+            answer.headers["WWW-Authenticate"] = 'Basic realm="zzd"'
+            return answer
     if body.grant_type == "password":
         if body.login is None or body.password is None:
             raise BadRequest("login and password are required", data={"fields": ["login", "password"]})
