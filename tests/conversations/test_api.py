@@ -181,5 +181,7 @@ async def test_history_names_exactly_one_conversation(tree_server: RunningServer
             assert r["data"]["errors"][0]["problem"].endswith("give exactly one of conversation_id, with_person")
         none_yet = await ca.request({"type": "history", "with_person": b})
         assert none_yet["data"] == {"conversation_id": None, "messages": [], "next_before": None}
+        nobody = await ca.request({"type": "history", "with_person": 10**12})
+        assert (nobody["code"], nobody["data"]) == ("not_found", {"person_id": 10**12}), nobody
     finally:
         await ca.close()

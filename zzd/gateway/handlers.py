@@ -171,6 +171,8 @@ async def _history(s: Services, person_id: int, frame: History) -> dict[str, Any
     if cid is None and frame.with_person is not None:
         cid = await s.chat.direct_conversation_id(person_id, frame.with_person)
         if cid is None:
+            if not await s.persons.existing({frame.with_person}):  # as a send to that person answers
+                raise NotFound("no such person", data={"person_id": frame.with_person})
             return {"conversation_id": None, "messages": [], "next_before": None}
     if cid is None:  # the frame gives exactly one of the two (frames.History)
         raise AssertionError("a history frame without conversation_id or with_person")
