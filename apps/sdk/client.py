@@ -157,6 +157,30 @@ class AppClient:
     async def subscriptions(self) -> list[Any]:
         return list((await self.request("GET", "/api/v1/bot/subscriptions"))["subscriptions"])
 
+    async def subscription(self, subscription_id: int) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/api/v1/bot/subscriptions/{subscription_id}"))
+
+    async def set_subscription_status(self, subscription_id: int, status: str) -> dict[str, Any]:
+        """``"disabled"``, or ``"active"`` again (failures reset; what waited is sent)."""
+        path = f"/api/v1/bot/subscriptions/{subscription_id}"
+        return dict(await self.request("PATCH", path, json={"status": status}))
+
+    async def rotate_signing_secret(self, subscription_id: int, *, overlap_seconds: int = 86_400) -> dict[str, Any]:
+        """A webhook's new ``whsec_`` secret (``{"secret", "previous_secret_expires_at"}``); both sign meanwhile."""
+        path = f"/api/v1/bot/subscriptions/{subscription_id}/secret"
+        return dict(await self.request("POST", path, json={"overlap_seconds": overlap_seconds}))
+
+    async def download(self, digest: str) -> bytes:
+        """A photo the app may see (a report's of its subtree, its tasks', its own), as bytes."""
+        headers = {"Authorization": f"Bearer {await self.token()}"}
+        r = await self._http.get(f"/api/v1/bot/uploads/{quote(digest, safe='')}", headers=headers)
+        if r.status_code == 401:
+            headers["Authorization"] = f"Bearer {await self.token(fresh=True)}"
+            r = await self._http.get(f"/api/v1/bot/uploads/{quote(digest, safe='')}", headers=headers)
+        if not r.is_success:
+            _json(r)  # raises ZzdApiError
+        return r.content
+
     async def attempts(self, subscription_id: int, limit: int = 50, *, before: int | None = None) -> list[Any]:
         """The delivery log, newest first; ``before`` (the last ``attempt_id`` of a page) reads the next."""
         path = f"/api/v1/bot/subscriptions/{subscription_id}/attempts"

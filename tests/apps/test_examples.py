@@ -181,3 +181,40 @@ async def test_the_sdk_reads_units_by_id_and_pages_the_delivery_log(platform_ser
         log = await zzd.attempts(sub["id"], 2)
         older = await zzd.attempts(sub["id"], 2, before=log[-1]["attempt_id"])
         assert len(log) + len(older) == 3
+
+
+async def test_the_sdk_manages_subscriptions_and_downloads_report_photos(platform_server: RunningServer) -> None:
+    """The SDK's typed calls for what docs/webhooks.md and docs/apps.md offer beyond the basics:
+    a subscription read, disabled and enabled, its signing secret rotated, a report's photo fetched."""
+    import hashlib
+    import secrets
+
+    from apps.sdk import ZzdApiError
+    from messaging.tasks.reports import Filing
+    from tests.apps.receiver import receiver
+
+    rs = platform_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin = await admin_token(rs, None)
+    made = await make_app(rs, admin, name="照片平台", scopes=["events:report.filed", "report:read"])
+    async with receiver() as rec, AppClient(rs.http, made["client_id"], made["client_secret"]) as zzd:
+        sub = await zzd.subscribe(["report.filed"], url=rec.base + "/p")
+        assert (await zzd.set_subscription_status(sub["id"], "disabled"))["status"] == "disabled"
+        assert (await zzd.subscription(sub["id"]))["status"] == "disabled"
+        assert (await zzd.set_subscription_status(sub["id"], "active"))["status"] == "active"
+        rotated = await zzd.rotate_signing_secret(sub["id"], overlap_seconds=60)
+        assert rotated["secret"].startswith("whsec_") and rotated["secret"] != sub["secret"]
+        worker, w_pos = await grid_worker(rs)
+        photo = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + secrets.token_bytes(3000)
+        digest = hashlib.sha256(photo).hexdigest()
+
+        async def chunks() -> Any:
+            yield photo
+
+        await s.attachments.upload(worker, chunks(), sha256=digest, length=len(photo))
+        await s.reports.file(worker, w_pos, Filing("sdk-photo", "river_litter", "河里有垃圾", 28.9, 118.8, [digest]))
+        assert await zzd.download(digest) == photo
+        with pytest.raises(ZzdApiError) as missing:
+            await zzd.download("0" * 64)
+        assert (missing.value.status, missing.value.code) == (404, "not_found")
+        await s.delivery.idle()
