@@ -11,7 +11,16 @@ from tests.client import login, new_person
 from tests.conftest import RunningServer
 from tests.org_server import auth
 
-__all__ = ["COUNTY", "OTHER_COUNTY", "VILLAGE", "admin_token", "app_token", "make_app", "subscribe_webhook"]
+__all__ = [
+    "COUNTY",
+    "OTHER_COUNTY",
+    "VILLAGE",
+    "admin_token",
+    "app_token",
+    "file_report_with_photo",
+    "make_app",
+    "subscribe_webhook",
+]
 
 COUNTY, OTHER_COUNTY = "990101", "990102"
 VILLAGE = "990101001001"
@@ -62,6 +71,26 @@ async def file_report(rs: RunningServer, who: tuple[int, int], key: str, categor
     s = rs.services_obj  # type: ignore[attr-defined]
     report, _ = await s.reports.file(who[0], who[1], Filing(key, category, f"河里有垃圾 {key}", 28.9, 118.8))
     return report
+
+
+async def file_report_with_photo(rs: RunningServer, key: str) -> tuple[bytes, str]:
+    """A grid worker of VILLAGE uploads a JPEG and files a river_litter report with it: (bytes, digest)."""
+    import hashlib
+    import secrets
+
+    from messaging.tasks.reports import Filing
+
+    s = rs.services_obj  # type: ignore[attr-defined]
+    worker, w_pos = await grid_worker(rs)
+    photo = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + secrets.token_bytes(3000)
+    digest = hashlib.sha256(photo).hexdigest()
+
+    async def chunks() -> Any:
+        yield photo
+
+    await s.attachments.upload(worker, chunks(), sha256=digest, length=len(photo))
+    await s.reports.file(worker, w_pos, Filing(key, "river_litter", "河里有垃圾", 28.9, 118.8, photos=[digest]))
+    return photo, digest
 
 
 async def subscribe_webhook(http: str, client_id: str, client_secret: str, url: str) -> str:

@@ -259,24 +259,15 @@ async def test_an_app_downloads_the_photos_it_may_see_and_no_others(org_server: 
     import hashlib
     import secrets
 
-    from tests.apps.helpers import grid_worker
+    from tests.apps.helpers import file_report_with_photo
 
     rs = org_server
-    s = rs.services_obj  # type: ignore[attr-defined]
     admin = await admin_token(rs, None)
     _, river = await _app(rs, admin, "河长制平台", ["report:read"])
     _, other = await _app(rs, admin, "别县平台", ["report:read"], subtree=OTHER_COUNTY)
     _, actor = await _app(rs, admin, "办件平台", ["task:act"])
     _, reader = await _app(rs, admin, "组织平台", ["org:read"])
-    worker, w_pos = await grid_worker(rs)
-    photo = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + secrets.token_bytes(3000)
-    digest = hashlib.sha256(photo).hexdigest()
-
-    async def chunks() -> Any:
-        yield photo
-
-    await s.attachments.upload(worker, chunks(), sha256=digest, length=len(photo))
-    await s.reports.file(worker, w_pos, Filing("photo-1", "river_litter", "河里有垃圾", 28.9, 118.8, photos=[digest]))
+    photo, digest = await file_report_with_photo(rs, "photo-1")
     async with _h(rs, river) as h:
         r = await h.get(f"/api/v1/bot/uploads/{digest}")
         assert (r.status_code, r.content, r.headers["content-type"]) == (200, photo, "image/jpeg"), r.text

@@ -186,11 +186,8 @@ async def test_the_sdk_reads_units_by_id_and_pages_the_delivery_log(platform_ser
 async def test_the_sdk_manages_subscriptions_and_downloads_report_photos(platform_server: RunningServer) -> None:
     """The SDK's typed calls for what docs/webhooks.md and docs/apps.md offer beyond the basics:
     a subscription read, disabled and enabled, its signing secret rotated, a report's photo fetched."""
-    import hashlib
-    import secrets
-
     from apps.sdk import ZzdApiError
-    from messaging.tasks.reports import Filing
+    from tests.apps.helpers import file_report_with_photo
     from tests.apps.receiver import receiver
 
     rs = platform_server
@@ -204,15 +201,7 @@ async def test_the_sdk_manages_subscriptions_and_downloads_report_photos(platfor
         assert (await zzd.set_subscription_status(sub["id"], "active"))["status"] == "active"
         rotated = await zzd.rotate_signing_secret(sub["id"], overlap_seconds=60)
         assert rotated["secret"].startswith("whsec_") and rotated["secret"] != sub["secret"]
-        worker, w_pos = await grid_worker(rs)
-        photo = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + secrets.token_bytes(3000)
-        digest = hashlib.sha256(photo).hexdigest()
-
-        async def chunks() -> Any:
-            yield photo
-
-        await s.attachments.upload(worker, chunks(), sha256=digest, length=len(photo))
-        await s.reports.file(worker, w_pos, Filing("sdk-photo", "river_litter", "河里有垃圾", 28.9, 118.8, [digest]))
+        photo, digest = await file_report_with_photo(rs, "sdk-photo")
         assert await zzd.download(digest) == photo
         with pytest.raises(ZzdApiError) as missing:
             await zzd.download("0" * 64)
