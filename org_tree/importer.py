@@ -25,14 +25,14 @@ from kernel.audit import AuditEntry, record
 from kernel.clock import Clock, SystemClock
 from kernel.db.database import Database
 from org_tree.bulk import bulk_insert, lift_statement_timeout, next_id, sync_sequence
-from org_tree.divisions import Level, UnitRecord, read_divisions
+from org_tree.divisions import DivisionSet, Level, UnitRecord, read_divisions
 from org_tree.org_schema import positions, roles, units
 from org_tree.roles import RoleSpec, load_catalog
 from org_tree.versioning import bump_version
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImportReport", "Progress", "import_divisions", "pinyin_of", "sync_roles"]
+__all__ = ["ImportReport", "Progress", "dropped_units", "import_divisions", "pinyin_of", "sync_roles"]
 
 #: ``progress(stage, done, total)``; the CLI wraps it in a progress bar.
 Progress = Callable[[str, int, int], None]
@@ -105,6 +105,7 @@ async def import_divisions(
     clock: Clock | None = None,
     catalog: list[RoleSpec] | None = None,
     provinces: Collection[str] | None = None,
+    divisions: DivisionSet | None = None,
 ) -> ImportReport:
     """Upsert the units of a division folder (and their auto positions) in one transaction.
 
@@ -117,6 +118,8 @@ async def import_divisions(
         catalog: role catalog (the shipped ``roles.toml`` by default).
         provinces: import only these provinces' rows (2-digit codes); units of other provinces are
             left as they are (not dissolved). None: the whole folder, and imported units not in it dissolve.
+        divisions: the folder as ``read_divisions`` read it already (the CLI reads it first to
+            retire the units it drops, ``dropped_units``); None: read ``path`` here.
 
     Returns:
         created / updated / unchanged / removed counts and the quirks met.
@@ -126,7 +129,8 @@ async def import_divisions(
     """
     clock = clock or SystemClock()
     report_progress = progress or (lambda _stage, _done, _total: None)
-    divisions = read_divisions(path, grids_per_village=grids_per_village, provinces=provinces)
+    if divisions is None:
+        divisions = read_divisions(path, grids_per_village=grids_per_village, provinces=provinces)
     report = ImportReport(warnings=list(divisions.warnings))
     total = len(divisions.units)
     report_progress("read", total, total)
@@ -146,6 +150,30 @@ async def import_divisions(
         report.by_level[unit.level.label] = report.by_level.get(unit.level.label, 0) + 1
     logger.info("division import: %s", {k: v for k, v in report.as_dict().items() if k != "warnings"})
     return report
+
+
+async def dropped_units(db: Database, divisions: DivisionSet, provinces: Collection[str] | None = None) -> list[int]:
+    """Ids of the imported, live units ``divisions`` no longer holds, top-most only (not roots).
+
+    Why: the import dissolves such units in its own transaction, which knows nothing of the work
+    in them; ``zzd org import`` retires these first through the structural edit (the positions'
+    open tasks go to successors by rule, holders end, conversations hear of it), so a yearly
+    division change strands nothing. A unit under another dropped one goes with it; a dropped
+    root (a whole province missing from the folder) has no unit above to succeed, and is only
+    dissolved as before. ``provinces`` limits the drop to those provinces, as the import does.
+    """
+    seen = {u.code for u in divisions.units}
+    only = frozenset(provinces) if provinces is not None else None
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(units.c.id, units.c.code, units.c.parent_id).where(
+                    units.c.imported.is_(True), units.c.dissolved_at.is_(None)
+                )
+            )
+        ).all()
+    gone = {int(r[0]): r for r in rows if r[1] not in seen and (only is None or str(r[1])[:2] in only)}
+    return sorted(uid for uid, r in gone.items() if r[2] is not None and int(r[2]) not in gone)
 
 
 async def _upsert_units(

@@ -62,13 +62,14 @@ def import_cmd(path: Path | None, grids: int, if_empty: bool, provinces: tuple[s
 
     Idempotent: re-importing upserts by code and prints created/updated/unchanged/removed.
     Without --province, imported units missing from PATH are dissolved (removed); with it,
-    only those of the provinces named. A malformed row aborts the whole import with its
-    file, line and reason.
+    only those of the provinces named. Such units are first retired as an administrator's
+    retirement would (their open tasks go to successors by rule; listed under "retired").
+    A malformed row aborts the whole import with its file, line and reason.
     """
     from kernel.db.database import Database
     from kernel.errors import BadRequest
-    from org_tree.divisions import SHIPPED_ZHEJIANG
-    from org_tree.importer import import_divisions
+    from org_tree.divisions import SHIPPED_ZHEJIANG, read_divisions
+    from org_tree.importer import dropped_units, import_divisions
     from org_tree.org_service import OrgService
 
     async def go() -> dict[str, Any]:
@@ -85,17 +86,53 @@ def import_cmd(path: Path | None, grids: int, if_empty: bool, provinces: tuple[s
             for code in provinces:
                 if not (len(code) == 2 and code.isascii() and code.isdigit()):
                     raise click.BadParameter(f"{code!r} is not a 2-digit province code", param_hint="--province")
+            folder = path or SHIPPED_ZHEJIANG
+            divisions = read_divisions(folder, grids_per_village=grids, provinces=provinces or None)
+            retired = await _retire_dropped(await dropped_units(db, divisions, provinces or None))
             report = await import_divisions(
-                db, path or SHIPPED_ZHEJIANG, grids_per_village=grids, progress=bars, provinces=provinces or None
+                db, folder, grids_per_village=grids, progress=bars, provinces=provinces or None, divisions=divisions
             )
-            return report.as_dict()
-        except BadRequest as exc:  # DivisionFormatError included
+            return {**report.as_dict(), "retired": retired}
+        except BadRequest as exc:  # DivisionFormatError included; Conflict: open work with no successor
             raise click.ClickException(str(exc)) from exc
         finally:
             bars.close()
             await db.dispose()
 
     click.echo(json.dumps(asyncio.run(go()), ensure_ascii=False, indent=2, default=str))
+
+
+async def _retire_dropped(unit_ids: list[int]) -> list[dict[str, Any]]:
+    """Retire the units a re-import drops, each as ``POST /api/v1/org/units/{ref}/retire`` by the system.
+
+    Their positions' open tasks go to the successor by rule in the same transaction as the
+    retirement (docs/org-structure.md); an open task with none refuses it (409, nothing of that
+    unit changed) and the import stops before writing, naming the positions. Each is on the audit
+    record as ``org.unit_retired`` with no actor. Running servers pick the change up as any other.
+    """
+    if not unit_ids:
+        return []
+    from kernel.errors import Conflict
+    from org_tree.jurisdiction import SYSTEM
+    from zzd.services import Services
+
+    s = Services.build(_settings())
+    try:
+        await s.org_index.load()
+        out: list[dict[str, Any]] = []
+        for uid in unit_ids:
+            if s.org_index.index.find_unit(uid) < 0:  # under a unit dissolved before: not in the live tree
+                continue
+            try:
+                out.append(await s.org.structure.retire_unit(SYSTEM, uid))
+            except Conflict as exc:
+                raise click.ClickException(
+                    f"unit #{uid}: {exc} ({json.dumps(exc.data)}); the units retired before it stay retired,"
+                    " nothing was imported"
+                ) from exc
+        return out
+    finally:
+        await s.db.dispose()
 
 
 @org.command("people")

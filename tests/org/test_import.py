@@ -140,3 +140,81 @@ def test_the_cli_imports_one_province(tmp_path: Path, sqlite_template: Path) -> 
     for bad, says in (("6", "not a 2-digit province code"), ("97", "no province 97")):
         res = runner.invoke(main, ["org", "import", str(folder), "--province", bad], env=env)
         assert res.exit_code != 0 and says in res.output, res.output
+
+
+def test_a_reimport_that_drops_a_village_hands_its_open_tasks_on(tmp_path: Path, sqlite_template: Path) -> None:
+    """Division codes change yearly: ``zzd org import`` retires the units it drops as an administrator's
+    retirement would, so a village's open task goes to the successor by rule instead of being stranded
+    on a position that left the tree (the import alone only dissolved the unit)."""
+    import asyncio
+    import shutil
+
+    from click.testing import CliRunner
+
+    from org_tree.selectors import PositionSel
+    from org_tree.synthetic import generate_people
+    from tests.conftest import make_settings
+    from tests.notices.conftest import write_divisions
+    from tests.org_server import TEST_KEYS, slot
+    from zzd.cli import main
+    from zzd.services import Services
+
+    db_file = tmp_path / "cli.db"
+    shutil.copy(sqlite_template, db_file)
+    url = f"sqlite+aiosqlite:///{db_file}"
+    folder = write_divisions(tmp_path / "div", townships=1, villages=2)
+    dropped, kept = "990101001002", "990101001001"
+
+    async def setup() -> tuple[int, int, int]:
+        async with Database(url) as db:
+            await import_divisions(db, folder, grids_per_village=1)
+            await generate_people(db, seed=3)
+        s = Services.build(make_settings(url))
+        try:
+            idx = await s.org_index.load()
+            await s.tasks.seed_categories()  # as a server's start does
+            head = idx.position_id(slot(idx, "990101", "county_head"))
+            boss = idx.primary_holders(slot(idx, "990101", "county_head"))[0]
+            sec = idx.position_id(slot(idx, dropped, "village_secretary"))
+            [task] = await s.tasks.create(boss, head, selector=PositionSel(sec), shared=False, category="general",
+                                          title="防汛检查", body="", client_msg_id="reimport-1")  # fmt: skip
+            return boss, sec, task.id
+        finally:
+            await s.db.dispose()
+
+    boss, sec, task_id = asyncio.run(setup())
+    lines = (folder / "villages.csv").read_text(encoding="utf-8").splitlines()
+    (folder / "villages.csv").write_text("\n".join(x for x in lines if not x.startswith(dropped)) + "\n", "utf-8")
+    res = CliRunner().invoke(
+        main, ["org", "import", str(folder), "--grids", "1"], env={"ZZD_DATABASE_URL": url, "ZZD_JWT_KEYS": TEST_KEYS}
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["removed"] == 0  # the import found the village already retired, with its grid
+    [retired] = out["retired"]
+    assert retired["units"] == 2 and sec in retired["positions"]
+    successor = retired["successors"][str(sec)]
+
+    async def check() -> None:
+        s = Services.build(make_settings(url))
+        try:
+            idx = await s.org_index.load()
+            assert idx.find_slot(sec) < 0 and idx.unit(kept) >= 0
+            with pytest.raises(Exception, match="no such unit"):
+                idx.unit(dropped)
+            # by rule: the same role in the nearest unit above, else its head (here the township's head)
+            assert successor == idx.position_id(idx.head_slot(idx.unit("990101001")))
+            task = await s.tasks.get(boss, task_id)
+            assert task["owner_position_id"] == successor and task["state"] == "created"
+            last = task["history"][-1]
+            assert (last["action"], last["data"]["reason"], last["data"]["from_owner"]) == (
+                "reassign",
+                "position_retired",
+                sec,
+            )
+            entries, _ = await query(s.db, AuditQuery(action="org.unit_retired"))
+            assert [(e["actor_person_id"], e["detail"]["unit_id"]) for e in entries] == [(None, retired["unit_id"])]
+        finally:
+            await s.db.dispose()
+
+    asyncio.run(check())
