@@ -360,6 +360,8 @@ class TaskService:
             before = await load_task(conn, task_id)
             delegated = delegate_of is not None and _owned_within(index, before, delegate_of)
             if not delegated and actor_person_id not in involved_persons(index, before):
+                if action == Action.ACCEPT and index.holds(actor_person_id, as_position):
+                    await _lost_the_race(conn, task_id, as_position)
                 raise NotFound("no such task", data={"task_id": task_id})
             if before.version != version:
                 from messaging.tasks.lifecycle import stale
@@ -401,7 +403,7 @@ class TaskService:
             if as_position != t.owner_position_id:  # a pool member takes the shared task
                 k = index.slot(as_position)
                 v.update(owner_values(index, k), pool="[]")
-                change.data = {"from_owner": t.owner_position_id, "to_owner": as_position}
+                change.data = {"from_owner": t.owner_position_id, "to_owner": as_position, "pool": list(t.pool)}
             return v, change
         if action == Action.RESOLVE:
             return {"resolved_at": now, "resolve_due_at": None}, change
@@ -567,3 +569,29 @@ def task_audit(
         "audience": len(made), "task_ids": [t.id for t in made[:50]],
     }  # fmt: skip
     return AuditEntry("task.created", int(base["creator_person_id"]), position_id, "ok", unit_id, path, detail)
+
+
+async def _lost_the_race(conn: AsyncConnection, task_id: int, as_position: int) -> None:
+    """A pool member accepting a shared task another member took first: ``409 conflict``, not 404.
+
+    Why: the member saw the task (it was offered to their position) and tapped accept at about
+    the same time as a colleague; "no such task" would read as if it had vanished. The accept's
+    history row keeps the pool it was offered to, so the answer names who took it, and only to
+    a holder of a position of that pool (anyone else still gets the 404 of an unknown task).
+    """
+    row = (
+        await conn.execute(
+            select(task_events.c.data, task_events.c.actor_position_id)
+            .where(task_events.c.task_id == task_id, task_events.c.action == Action.ACCEPT.value)
+            .order_by(task_events.c.version.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return
+    data = json.loads(row.data) if row.data else {}
+    if as_position in data.get("pool", ()):
+        raise Conflict(
+            "another position of the pool accepted this task first",
+            data={"task_id": task_id, "accepted_by_position_id": row.actor_position_id},
+        )

@@ -243,6 +243,16 @@ async def test_direct_tasks_each_and_shared(tw: TaskWorld) -> None:
     taker = w.holder(taker_pos)
     t = await w.tasks.act(taker, taker_pos, shared[0].id, Action.ACCEPT, 1)
     assert t.owner_position_id == taker_pos and t.pool == ()
+    # a colleague of the pool who tapped accept at the same moment learns someone took it (409),
+    # not that the task vanished; an outsider still gets the 404 of an unknown task
+    late_pos = shared[0].pool[5]
+    with pytest.raises(Conflict) as lost:
+        await w.tasks.act(w.holder(late_pos), late_pos, shared[0].id, Action.ACCEPT, 1)
+    assert lost.value.code == ErrorCode.CONFLICT
+    assert lost.value.data == {"task_id": shared[0].id, "accepted_by_position_id": taker_pos}
+    outsider, outsider_pos = next((p, pos) for p, pos in w.held("village_secretary") if pos not in shared[0].pool)
+    with pytest.raises(NotFound):
+        await w.tasks.act(outsider, outsider_pos, shared[0].id, Action.ACCEPT, 1)
     with pytest.raises(BadRequest):
         await w.tasks.create(
             head, head_pos, selector=sel, shared=False, category="general", title="x", body="", client_msg_id="d3"
