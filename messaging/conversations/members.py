@@ -28,7 +28,7 @@ from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text, normalize_name
 from messaging.conversations.access import load_conversation
-from messaging.conversations.handover import handover_notes
+from messaging.conversations.handover import handover_notes, pending_handovers
 from messaging.conversations.schema import conversation_positions
 from messaging.conversations.service import ConversationService
 from messaging.conversations.system import system_message
@@ -153,6 +153,9 @@ class MemberReconciler:
             return 0
         async with self._c.db.read() as conn:
             scope = await self._affected(conn, idx) if self._seen >= 0 else None
+            # Without a window of changes (first pass, or a tree change in it), the threads' own
+            # marks say which handovers still owe a note (handover.py).
+            handovers = scope[1] if scope is not None else await pending_handovers(conn)
             derived = or_(
                 conversations.c.kind == "unit",
                 conversations.c.id.in_(select(conversation_positions.c.conversation_id)),
@@ -180,8 +183,7 @@ class MemberReconciler:
         changed = 0
         for cid in ids:
             changed += await self.reconcile(cid)
-        if scope is not None:
-            self.notes += await handover_notes(self._c, scope[1])
+        self.notes += await handover_notes(self._c, handovers, marked_only=scope is None)
         self._seen = idx.version
         return changed
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from kernel.errors import BadRequest, Forbidden, NotFound
+from messaging.conversations.members import MemberReconciler
 from messaging.conversations.model import PostRequest
 from tests.conversations.conftest import World
 
@@ -124,7 +125,9 @@ async def test_handover_note_reaches_the_successor_once_across_processes(world: 
     try:
         await world.handover(p1, new)
         await other.holder.refresh_if_changed()
-        await other.members.run()
+        # the other process's clock is the same wall clock: its note is dated after the handover too
+        other.clock.advance((world.clock.now() - other.clock.now()).total_seconds())
+        await other.members.run()  # its first pass: it writes what the threads' marks say is owed
         await world.members.run()
         assert world.members.notes + other.members.notes == 2  # one per thread, whichever process wrote it
         notes = [d for k, d in await world.stream(new) if k == "message.new" and d["kind"] == "system"]
@@ -135,3 +138,21 @@ async def test_handover_note_reaches_the_successor_once_across_processes(world: 
         assert [m["kind"] for m in old_view] == ["text"]  # the note is after the predecessor's period
     finally:
         await other.db.dispose()
+
+
+async def test_a_handover_before_the_reconcilers_first_pass_still_gets_its_note(world: World) -> None:
+    """A process's first pass (and a pass holding a tree change) has no window of org changes; a
+    handover made just before it got no note at all (a flaky CI run found it: a loaded machine ran the
+    first pass after the test's handover). The threads' own marks now say what is owed, once."""
+    [p1] = world.single_positions(1)
+    citizen, new = await world.person(), await world.person("接任")
+    t1 = await world.conv.post(PostRequest(citizen, "c1", "问一", to_position_id=p1))
+    await world.handover(p1, new)  # the reconciler (a fresh process's) has not run yet
+    assert await world.members.run() >= 0 and world.members.notes == 1
+    notes = [d for k, d in await world.stream(new) if k == "message.new" and d["kind"] == "system"]
+    assert [(n["conversation_id"], n["system"]["holders"]) for n in notes] == [(t1.conversation_id, [new])]
+    await world.members.run()  # the index is unchanged: the next pass has nothing to do
+    assert world.members.notes == 1
+    fresh = MemberReconciler(world.conv, lambda: world.holder.index)  # a restart: no window again
+    await fresh.run()
+    assert fresh.notes == 0  # the thread's mark says the note is written
