@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from tests.web.conftest import DESKTOP, Pages, Web, axe_check, check_page
 from tests.web.world import token
@@ -80,15 +80,20 @@ def test_group_mention_photo_reply_edit_read_list_and_recall(pages: Pages, web: 
     expect(msg.locator("img.photo")).to_have_count(0)
 
 
-def test_direct_chat_from_holders_is_titled_by_name_and_keeps_its_read_state(pages: Pages, web: Web) -> None:
-    """A direct chat starts from 找岗位's 在岗人员; it is titled by the peer's name and shows 已读
-    also after a reload (before, only peer.read events set it: a reload showed 未读 again)."""
-    qian = pages.open("qian", DESKTOP)
+def _direct_chat_with_li(qian: Page) -> None:
+    """钱七 opens a direct chat with 李四 the way people do: 找岗位, 在岗人员, 私聊."""
     qian.get_by_role("navigation", name="主导航").get_by_role("link", name="找岗位").click()
     qian.get_by_label("岗位、单位、姓名、拼音或首字母").fill("李四")
     hit = qian.get_by_role("list", name="搜索结果").locator("li.hit").first
     hit.get_by_role("button", name="在岗人员").click()
     hit.get_by_role("link", name="私聊 李四").click()
+
+
+def test_direct_chat_from_holders_is_titled_by_name_and_keeps_its_read_state(pages: Pages, web: Web) -> None:
+    """A direct chat starts from 找岗位's 在岗人员; it is titled by the peer's name and shows 已读
+    also after a reload (before, only peer.read events set it: a reload showed 未读 again)."""
+    qian = pages.open("qian", DESKTOP)
+    _direct_chat_with_li(qian)
     expect(qian.get_by_role("heading", level=2)).to_have_text("李四")
     body = f"私聊 {secrets.token_hex(2)}"
     qian.get_by_label("消息", exact=True).fill(body)
@@ -139,3 +144,32 @@ def test_the_mention_popover_works_from_the_keyboard(pages: Pages, web: Web) -> 
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
     expect(button).to_be_focused()
+
+
+_SHOWN = """state => {
+  Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => state});
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+def test_a_message_that_came_while_the_tab_was_hidden_is_read_when_it_is_shown(pages: Pages, web: Web) -> None:
+    """The chat marks what it shows as read, not while the tab is hidden (a phone in a pocket); before,
+    coming back to the tab left it unread until another message arrived."""
+    qian = pages.open("qian", DESKTOP)
+    _direct_chat_with_li(qian)
+    first = f"在吗 {secrets.token_hex(2)}"
+    qian.get_by_label("消息", exact=True).fill(first)
+    qian.get_by_role("button", name="发送").click()
+    li = pages.open("li")
+    li.get_by_role("list", name="会话列表").locator("a.conv", has_text=first).click()
+    expect(qian.locator("li.msg.mine", has_text=first).locator(".read-state")).to_have_text("已读")
+
+    li.evaluate(_SHOWN, "hidden")  # li's phone goes to the pocket with the chat open
+    later = f"回个电话 {secrets.token_hex(2)}"
+    qian.get_by_label("消息", exact=True).fill(later)
+    qian.get_by_role("button", name="发送").click()
+    expect(li.locator("li.msg", has_text=later)).to_have_count(1)  # shown in the hidden tab
+    mine = qian.locator("li.msg.mine", has_text=later)
+    expect(mine.locator(".read-state")).to_have_text("未读")
+    li.evaluate(_SHOWN, "visible")
+    expect(mine.locator(".read-state")).to_have_text("已读")

@@ -115,16 +115,24 @@ export function Chat({ id, toPosition, toPerson }) {
     }, () => {});
   }, [id, isDirect, myLast && myLast.id]);
 
+  // A message that came while the tab was hidden is read when the tab is shown again.
+  const [visible, setVisible] = useState(document.visibilityState !== 'hidden');
+  useEffect(() => {
+    const seen = () => setVisible(document.visibilityState !== 'hidden');
+    document.addEventListener('visibilitychange', seen);
+    return () => document.removeEventListener('visibilitychange', seen);
+  }, []);
+
   // Keep the newest message in view; mark what is shown as read.
   useEffect(() => {
     const el = listRef.current;
     if (el) el.scrollTop = el.scrollHeight;
     const last = messages[messages.length - 1];
-    if (!id || !last || last.id <= marked.current || document.visibilityState === 'hidden') return;
+    if (!id || !last || last.id <= marked.current || !visible) return;
     marked.current = last.id;
     api(`/api/v1/conversations/${id}/read`, { method: 'POST', body: { message_id: last.id } }).catch(() => {});
     set((s) => ({ conversations: s.conversations.map((c) => (c.id === id ? { ...c, unread: 0, mentioned: false } : c)) }));
-  }, [messages.length, pending.length]);
+  }, [messages.length, pending.length, visible]);
 
   async function addPhotos(e) {
     setError('');
