@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.web.conftest import DESKTOP, Pages, Web, axe_check, check_page
+from tests.web.conftest import DESKTOP, Pages, Web, axe_check, check_page, sign_in
 from tests.web.world import token
 
 PHOTO = Path(__file__).resolve().parents[2] / "zzd" / "web" / "icon-192.png"
@@ -160,6 +161,7 @@ def test_a_message_that_came_while_the_tab_was_hidden_is_read_when_it_is_shown(p
     first = f"在吗 {secrets.token_hex(2)}"
     qian.get_by_label("消息", exact=True).fill(first)
     qian.get_by_role("button", name="发送").click()
+    expect(qian.locator("li.msg.mine", has_text=first)).to_have_count(1)
     li = pages.open("li")
     li.get_by_role("list", name="会话列表").locator("a.conv", has_text=first).click()
     expect(qian.locator("li.msg.mine", has_text=first).locator(".read-state")).to_have_text("已读")
@@ -173,3 +175,29 @@ def test_a_message_that_came_while_the_tab_was_hidden_is_read_when_it_is_shown(p
     expect(mine.locator(".read-state")).to_have_text("未读")
     li.evaluate(_SHOWN, "visible")
     expect(mine.locator(".read-state")).to_have_text("已读")
+
+
+def test_text_typed_before_the_existing_chat_is_found_is_kept(pages: Pages, web: Web) -> None:
+    """#/person/N opens the existing direct chat once the inbox is known; text typed before that
+    (the inbox still loading on a slow network) was lost when the view moved to #/chat/id."""
+    qian = pages.open("qian", DESKTOP)
+    _direct_chat_with_li(qian)
+    hello = f"你好 {secrets.token_hex(2)}"
+    qian.get_by_label("消息", exact=True).fill(hello)
+    qian.get_by_role("button", name="发送").click()
+    expect(qian.locator("li.msg.mine", has_text=hello)).to_have_count(1)  # the chat exists now
+
+    page = pages.open(None, DESKTOP)  # a new device: nothing kept, the inbox held back on the network
+    held: list[Any] = []
+    page.route(re.compile(r"/api/v1/conversations\?"), lambda route: held.append(route))
+    sign_in(page, "qian")
+    page.goto(f"{web.base}/#/person/{web.world.person_ids['li']}")
+    typed = "马上到"
+    page.get_by_label("消息", exact=True).fill(typed)
+    expect(page).to_have_url(re.compile(r"#/person/\d+$"))
+    assert held, "the inbox request was not made"
+    for r in held:
+        r.continue_()
+    page.unroute(re.compile(r"/api/v1/conversations\?"))
+    expect(page).to_have_url(re.compile(r"#/chat/\d+$"))
+    expect(page.get_by_label("消息", exact=True)).to_have_value(typed)

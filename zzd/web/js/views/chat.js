@@ -30,6 +30,9 @@ function mentionsMe(m, me, positions) {
   return (named.persons || []).includes(me?.id) || (named.positions || []).some((p) => positions.some((x) => x.id === p));
 }
 
+// Text typed at #/person/N or #/position/N before the existing chat was found, carried to it.
+const carried = new Map();
+
 export function Chat({ id, toPosition, toPerson }) {
   const { me, conversations, acting, positions } = useStore((s) => s);
   const conv = id ? conversations.find((c) => c.id === id) : null;
@@ -37,7 +40,13 @@ export function Chat({ id, toPosition, toPerson }) {
   // Sent, not yet confirmed by an event; a previous page's unsent ones (outbox.js) included.
   const [pending, setPending] = useState(() => (id ? keptSends().filter((x) => x.frame.conversation_id === id).map((x) => x.shown) : []));
   const [nextBefore, setNextBefore] = useState(null);
-  const [text, setText] = useState('');
+  const [text, setText] = useState(() => {
+    const kept = id ? carried.get(id) : undefined;
+    carried.delete(id);
+    return kept || '';
+  });
+  const typed = useRef('');
+  typed.current = text;
   const [replyTo, setReplyTo] = useState(null);
   const [editing, setEditing] = useState(null);
   const [mentions, setMentions] = useState({ persons: [], positions: [] });
@@ -53,7 +62,10 @@ export function Chat({ id, toPosition, toPerson }) {
   useEffect(() => {
     if (id) return;
     const existing = findExisting(get(), toPosition, toPerson);
-    if (existing) go('#/chat/' + existing.id);
+    if (existing) {
+      if (typed.current) carried.set(existing.id, typed.current);  // the inbox came after the typing began
+      go('#/chat/' + existing.id);
+    }
     if (toPosition) loadPosition(toPosition).then(() => set({}), () => setError('没有这个岗位'));
   }, [id, toPosition, toPerson, conversations.length]);
 
