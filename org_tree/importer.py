@@ -6,6 +6,13 @@ everything), upserts by code so re-running it is idempotent, and writes new
 rows through ``org_tree.bulk`` (COPY / executemany) because a national import
 is 2.5 million units and 8 million positions. Units that disappeared from the
 files are dissolved (``dissolved_at``), not deleted, so history stays readable.
+
+The files win over live edits of imported units (a rename or a move is undone),
+except a retirement by a person: a unit an administrator retired or merged away
+through the API (``units.retired_by``) stays retired, with the units of the files
+under it, so neither it nor the admin grants over it come back unasked
+(``kept_retired``; ``revive_retired=True`` brings them back, ``zzd org import
+--revive-retired``).
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     removed: int = 0
+    #: units of the files kept retired: retired (or merged away) through the API by a person, or under one
+    kept_retired: int = 0
     positions_created: int = 0
     roles_created: int = 0
     by_level: dict[str, int] = field(default_factory=dict)
@@ -106,6 +115,7 @@ async def import_divisions(
     catalog: list[RoleSpec] | None = None,
     provinces: Collection[str] | None = None,
     divisions: DivisionSet | None = None,
+    revive_retired: bool = False,
 ) -> ImportReport:
     """Upsert the units of a division folder (and their auto positions) in one transaction.
 
@@ -120,6 +130,8 @@ async def import_divisions(
             left as they are (not dissolved). None: the whole folder, and imported units not in it dissolve.
         divisions: the folder as ``read_divisions`` read it already (the CLI reads it first to
             retire the units it drops, ``dropped_units``); None: read ``path`` here.
+        revive_retired: also revive the units a person retired or merged away through the API (by
+            default they stay retired, with the units of the files under them: ``kept_retired``).
 
     Returns:
         created / updated / unchanged / removed counts and the quirks met.
@@ -139,9 +151,11 @@ async def import_divisions(
     async with db.write() as conn:
         await lift_statement_timeout(conn)
         role_ids, report.roles_created = await sync_roles(conn, clock, catalog)
-        unit_ids, new_unit_ids = await _upsert_units(conn, divisions.units, now, report, report_progress, provinces)
+        unit_ids, new_unit_ids, kept = await _upsert_units(
+            conn, divisions.units, now, report, report_progress, provinces, revive_retired
+        )
         report.positions_created = await _ensure_positions(
-            conn, catalog, role_ids, divisions.units, unit_ids, new_unit_ids, now, report_progress
+            conn, catalog, role_ids, divisions.units, unit_ids, new_unit_ids, kept, now, report_progress
         )
         report.version = await bump_version(conn, clock, scope="tree", detail="division import")
         counts = {k: v for k, v in report.as_dict().items() if k not in ("by_level", "warnings")}
@@ -183,19 +197,36 @@ async def _upsert_units(
     report: ImportReport,
     report_progress: Progress,
     provinces: Collection[str] | None = None,
-) -> tuple[dict[str, int], set[int]]:
+    revive_retired: bool = False,
+) -> tuple[dict[str, int], set[int], set[str]]:
+    """Returns code → id of every unit, the ids created, and the codes kept retired (no positions made)."""
     cols = (units.c.id, units.c.code, units.c.name, units.c.level, units.c.parent_id, units.c.imported)
-    existing = {
-        row[1]: row for row in (await conn.execute(select(*cols, units.c.dissolved_at.is_(None).label("alive")))).all()
-    }
+    alive = units.c.dissolved_at.is_(None).label("alive")
+    existing = {row[1]: row for row in (await conn.execute(select(*cols, alive, units.c.retired_by))).all()}
     unit_ids: dict[str, int] = {code: int(row[0]) for code, row in existing.items()}
     new_ids: set[int] = set()
     new_rows: list[tuple[object, ...]] = []
     changes: list[dict[str, object]] = []
+    kept: set[str] = set()  # retired by a person, or under such a unit in the files (records come parents first)
+    not_created = 0
     nxt = await next_id(conn, units)
     for i, rec in enumerate(records):
-        parent_id = unit_ids[rec.parent_code] if rec.parent_code is not None else None
         row = existing.get(rec.code)
+        under_kept = rec.parent_code is not None and rec.parent_code in kept
+        if (
+            not revive_retired
+            and (under_kept or (row is not None and row[7] is not None))
+            and (row is None or not row[6])
+        ):
+            kept.add(rec.code)  # stays retired (a merge moved its live children away: those are below)
+            if row is None:
+                not_created += 1
+            else:
+                report.kept_retired += 1
+            continue
+        parent_id = unit_ids[rec.parent_code] if rec.parent_code is not None else None
+        if under_kept and row is not None:
+            parent_id = row[4]  # alive under a unit merged away: it stays where the merge put it
         if row is None:
             uid = nxt
             nxt += 1
@@ -208,7 +239,7 @@ async def _upsert_units(
             full, initials = pinyin_of(rec.name)
             changes.append(
                 {"uid": row[0], "n": rec.name, "l": int(rec.level), "p": parent_id, "py": full, "pi": initials}
-            )
+            )  # a revived unit's retired_by is cleared with its dissolved_at
             report.updated += 1
         else:
             report.unchanged += 1
@@ -235,6 +266,7 @@ async def _upsert_units(
                 pinyin_initials=bindparam("pi"),
                 imported=True,
                 dissolved_at=None,
+                retired_by=None,
             ),
             changes,
         )
@@ -244,8 +276,12 @@ async def _upsert_units(
             [{"uid": uid} for uid in gone],
         )
     report.removed = len(gone)
+    if not_created:
+        report.warnings.append(
+            f"{not_created} units of the files lie under units retired through the API and were not created"
+        )
     report_progress("units", len(records), len(records))
-    return unit_ids, new_ids
+    return unit_ids, new_ids, kept
 
 
 async def _ensure_positions(
@@ -255,6 +291,7 @@ async def _ensure_positions(
     records: list[UnitRecord],
     unit_ids: dict[str, int],
     new_unit_ids: set[int],
+    kept: set[str],
     now: datetime,
     report_progress: Progress,
 ) -> int:
@@ -273,6 +310,8 @@ async def _ensure_positions(
     nxt = await next_id(conn, positions)
     new_rows: list[tuple[object, ...]] = []
     for rec in records:
+        if rec.code in kept:
+            continue
         uid = unit_ids[rec.code]
         for spec in by_level.get(rec.level, ()):
             rid = role_ids[spec.key]

@@ -54,6 +54,9 @@ units = Table(
     Column("imported", Boolean, nullable=False, default=False),
     # Set when the unit no longer exists; rows are kept so history stays readable.
     Column("dissolved_at", UTCDateTime, nullable=True),
+    # The administrator who retired the unit (or merged it away) through the API; NULL for a unit that is
+    # alive or that an import (or the system) dissolved. Such a unit stays retired across re-imports.
+    Column("retired_by", ID, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("level BETWEEN 1 AND 6", name="level_range"),
     Index("ix_units_parent", "parent_id"),

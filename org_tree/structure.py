@@ -241,11 +241,12 @@ class Structure:
         moves = successors(idx, retired, gone_units, successor)
         unit_ids = sorted(idx.unit_id(v) for v in gone_units)
         uid, now = idx.unit_id(u), self._org.clock.now()
+        by = actor.person_id or None  # a person: a re-import keeps the units retired (org_tree/importer.py)
         async with self._org.db.write() as conn:
             await self._begin(conn, [{"op": "unit_retire", "unit": uid}])
             for i in range(0, len(unit_ids), 1000):
                 chunk = unit_ids[i : i + 1000]
-                await conn.execute(update(units).where(units.c.id.in_(chunk)).values(dissolved_at=now))
+                await conn.execute(update(units).where(units.c.id.in_(chunk)).values(dissolved_at=now, retired_by=by))
                 await conn.execute(
                     update(positions)
                     .where(positions.c.unit_id.in_(chunk), positions.c.removed_at.is_(None))
@@ -293,7 +294,9 @@ class Structure:
                 update(positions).where(positions.c.unit_id == uid, positions.c.removed_at.is_(None))
                 .values(unit_id=tid)
             )  # fmt: skip
-            await conn.execute(update(units).where(units.c.id == uid).values(dissolved_at=now))
+            await conn.execute(
+                update(units).where(units.c.id == uid).values(dissolved_at=now, retired_by=actor.person_id or None)
+            )
             await self.hooks.positions_moved(conn, dict.fromkeys(moved, tid), now)
             entry = self._org.audit(actor, "org.units_merged", t, unit_id=uid, into_id=tid, children=kids,
                                     positions=moved)  # fmt: skip

@@ -101,3 +101,48 @@ def test_0016_ends_assignments_left_open_on_removed_positions(own_db_url: str, t
     assert after[live] is None
     end = after[removed]
     assert end is not None and end.replace(tzinfo=UTC) == removed_at
+
+
+def test_0017_marks_the_units_an_administrator_retired_from_the_audit_log(own_db_url: str, tmp_path: Path) -> None:
+    """Units retired (or merged away) through the API before ``units.retired_by`` existed are found by their
+    audit entry, so the next re-import keeps them retired too; one the system retired is not marked."""
+    from sqlalchemy import select
+
+    from kernel.db.database import Database
+    from org_tree.importer import import_divisions
+    from org_tree.jurisdiction import SYSTEM
+    from org_tree.org_schema import units
+    from tests.client import new_person
+    from tests.conftest import make_settings
+    from tests.notices.conftest import write_divisions
+    from zzd.services import Services
+
+    async def retire() -> tuple[int, dict[str, int | None]]:
+        s = Services.build(make_settings(own_db_url))
+        try:
+            folder = write_divisions(tmp_path / "div", townships=2, villages=2)
+            await import_divisions(s.db, folder, grids_per_village=1)
+            await s.org_index.load()
+            admin, _ = await new_person(s, "管理员")
+            await s.grants.grant(SYSTEM, admin, None, frozenset({"org"}))
+            actor = await s.org.actor(admin)
+            await s.org.structure.retire_unit(actor, "990101001001")  # a village and its grid
+            await s.org.structure.merge_units(actor, "990101002001", "990101002002")
+            await s.org.structure.retire_unit(SYSTEM, "990101001002")  # as a re-import that drops it does
+            return admin, await marks()
+        finally:
+            await s.db.dispose()
+
+    async def marks() -> dict[str, int | None]:
+        async with Database(own_db_url) as db, db.read() as conn:
+            rows = await conn.execute(select(units.c.code, units.c.retired_by).where(units.c.dissolved_at.isnot(None)))
+            return {str(c): (int(b) if b is not None else None) for c, b in rows}
+
+    admin, before = asyncio.run(retire())
+    assert before == {
+        "990101001001": admin, "990101001001001": admin, "990101002001": admin,
+        "990101001002": None, "990101001002001": None,
+    }  # fmt: skip
+    command.downgrade(alembic_config(own_db_url), "0016_end_retired_holders")
+    upgrade(own_db_url)
+    assert asyncio.run(marks()) == before

@@ -57,13 +57,18 @@ def org() -> None:
 @click.option("--province", "provinces", multiple=True, metavar="CODE",
               help="Only this province's rows (2-digit code, e.g. 62; repeatable): one province out of the "
                    "national files. Other provinces' units are left as they are.")  # fmt: skip
-def import_cmd(path: Path | None, grids: int, if_empty: bool, provinces: tuple[str, ...]) -> None:
+@click.option("--revive-retired", is_flag=True,
+              help="Also revive the units an administrator retired or merged away through the API (by default "
+                   "they stay retired, counted as kept_retired), and so the admin grants over them.")  # fmt: skip
+def import_cmd(path: Path | None, grids: int, if_empty: bool, provinces: tuple[str, ...], revive_retired: bool) -> None:
     """Import NBS division CSVs (plain or .gz) from PATH; default: the shipped Zhejiang files.
 
     Idempotent: re-importing upserts by code and prints created/updated/unchanged/removed.
     Without --province, imported units missing from PATH are dissolved (removed); with it,
     only those of the provinces named. Such units are first retired as an administrator's
     retirement would (their open tasks go to successors by rule; listed under "retired").
+    A unit an administrator retired or merged away through the API stays retired, with the
+    units of the files under it ("kept_retired"), unless --revive-retired.
     A malformed row aborts the whole import with its file, line and reason.
     """
     from kernel.db.database import Database
@@ -90,7 +95,13 @@ def import_cmd(path: Path | None, grids: int, if_empty: bool, provinces: tuple[s
             divisions = read_divisions(folder, grids_per_village=grids, provinces=provinces or None)
             retired = await _retire_dropped(await dropped_units(db, divisions, provinces or None))
             report = await import_divisions(
-                db, folder, grids_per_village=grids, progress=bars, provinces=provinces or None, divisions=divisions
+                db,
+                folder,
+                grids_per_village=grids,
+                progress=bars,
+                provinces=provinces or None,
+                divisions=divisions,
+                revive_retired=revive_retired,
             )
             return {**report.as_dict(), "retired": retired}
         except BadRequest as exc:  # DivisionFormatError included; Conflict: open work with no successor

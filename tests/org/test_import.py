@@ -218,3 +218,52 @@ def test_a_reimport_that_drops_a_village_hands_its_open_tasks_on(tmp_path: Path,
             await s.db.dispose()
 
     asyncio.run(check())
+
+
+async def test_a_unit_an_administrator_retired_stays_retired_across_reimports(org_url: str, tmp_path: Path) -> None:
+    """A re-import revived every dissolved unit of the files: a township an administrator retired through the
+    API came back with fresh positions, and the admin grant over it silently covered its subtree again."""
+    from org_tree.grants import grant_unit
+    from org_tree.jurisdiction import SYSTEM
+    from tests.client import new_person
+    from tests.conftest import make_settings
+    from zzd.services import Services
+
+    folder = write_mini_divisions(tmp_path / "mini")
+    s = Services.build(make_settings(org_url))
+    try:
+        await import_divisions(s.db, folder, grids_per_village=1)
+        await s.org_index.load()
+        admin, _ = await new_person(s, "县管理员")
+        local, _ = await new_person(s, "镇管理员")
+        await s.grants.grant(SYSTEM, admin, "990101", frozenset({"org"}))
+        await s.grants.grant(SYSTEM, local, "990101001", frozenset({"org", "assignments"}))
+        actor = await s.org.actor(admin)
+        retired = await s.org.structure.retire_unit(actor, "990101001")  # a township: 2 villages, 2 grids
+        assert retired["units"] == 5
+        await s.org.structure.merge_units(actor, "990101002001", "990101002002")  # a village: its grid moves
+        gone = ("990101001", "990101001001", "990101001002001", "990101002001")
+        positions_before = (await s.org_index.load()).position_count()
+
+        for _ in range(2):  # and again: nothing piles up
+            again = await import_divisions(s.db, folder, grids_per_village=1)
+            assert (again.created, again.updated, again.kept_retired, again.positions_created) == (0, 0, 6, 0)
+            idx = await s.org_index.load()
+            assert [idx.find_unit_code(code) for code in gone] == [-1] * 4
+            assert idx.position_count() == positions_before
+            grid = idx.unit("990101002001001")  # stays where the merge put it
+            assert idx.unit_code(idx.parent(grid)) == "990101002002"
+            [township_grant] = (await s.org.actor(local)).grants
+            assert grant_unit(idx, township_grant) is None  # covers nothing, as after the retirement
+        entries, _ = await query(s.db, AuditQuery(action="org.imported"))
+        assert entries[0]["detail"]["kept_retired"] == 6
+
+        # an operator who means it brings them back, with the grant
+        revived = await import_divisions(s.db, folder, grids_per_village=1, revive_retired=True)
+        assert (revived.kept_retired, revived.updated) == (0, 7)  # the grid moves back under its village
+        idx = await s.org_index.load()
+        assert all(idx.find_unit_code(code) >= 0 for code in gone)
+        assert grant_unit(idx, (await s.org.actor(local)).grants[0]) == idx.unit("990101001")
+        assert (await import_divisions(s.db, folder, grids_per_village=1)).kept_retired == 0
+    finally:
+        await s.db.dispose()
