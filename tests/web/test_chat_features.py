@@ -81,20 +81,20 @@ def test_group_mention_photo_reply_edit_read_list_and_recall(pages: Pages, web: 
     expect(msg.locator("img.photo")).to_have_count(0)
 
 
-def _direct_chat_with_li(qian: Page) -> None:
-    """钱七 opens a direct chat with 李四 the way people do: 找岗位, 在岗人员, 私聊."""
-    qian.get_by_role("navigation", name="主导航").get_by_role("link", name="找岗位").click()
-    qian.get_by_label("岗位、单位、姓名、拼音或首字母").fill("李四")
-    hit = qian.get_by_role("list", name="搜索结果").locator("li.hit").first
+def _direct_chat_with(page: Page, name: str) -> None:
+    """Opens a direct chat with ``name`` the way people do: 找岗位, 在岗人员, 私聊."""
+    page.get_by_role("navigation", name="主导航").get_by_role("link", name="找岗位").click()
+    page.get_by_label("岗位、单位、姓名、拼音或首字母").fill(name)
+    hit = page.get_by_role("list", name="搜索结果").locator("li.hit").first
     hit.get_by_role("button", name="在岗人员").click()
-    hit.get_by_role("link", name="私聊 李四").click()
+    hit.get_by_role("link", name=f"私聊 {name}").click()
 
 
 def test_direct_chat_from_holders_is_titled_by_name_and_keeps_its_read_state(pages: Pages, web: Web) -> None:
     """A direct chat starts from 找岗位's 在岗人员; it is titled by the peer's name and shows 已读
     also after a reload (before, only peer.read events set it: a reload showed 未读 again)."""
     qian = pages.open("qian", DESKTOP)
-    _direct_chat_with_li(qian)
+    _direct_chat_with(qian, "李四")
     expect(qian.get_by_role("heading", level=2)).to_have_text("李四")
     body = f"私聊 {secrets.token_hex(2)}"
     qian.get_by_label("消息", exact=True).fill(body)
@@ -206,3 +206,4 @@ def test_text_typed_before_the_existing_chat_is_found_is_kept(pages: Pages, web:
     page.unroute(re.compile(r"/api/v1/conversations\?"))
     expect(page).to_have_url(re.compile(r"#/chat/\d+$"))
     expect(page.get_by_label("消息", exact=True)).to_have_value(typed)
+
