@@ -207,3 +207,46 @@ def test_text_typed_before_the_existing_chat_is_found_is_kept(pages: Pages, web:
     expect(page).to_have_url(re.compile(r"#/chat/\d+$"))
     expect(page.get_by_label("消息", exact=True)).to_have_value(typed)
 
+
+#: Every message text once shown in the conversation, and those no longer shown since.
+_WATCH = """() => {
+  const ever = new Set();
+  window.vanished = [];
+  const look = () => {
+    const now = new Set([...document.querySelectorAll('ol.messages li.msg .body')].map((e) => e.textContent));
+    for (const t of ever) if (!now.has(t) && !window.vanished.includes(t)) window.vanished.push(t);
+    for (const t of now) ever.add(t);
+  };
+  new MutationObserver(look).observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def test_the_first_messages_of_a_new_direct_chat_stay_shown_while_it_is_created(pages: Pages, web: Web) -> None:
+    """私聊 opens #/person/N; the first message creates the chat and the view moves to #/chat/id.
+    Before, that move dropped what the person view held: the first message's bubble (gone until
+    the history came back, for good if the send then failed) and the next message typed while the
+    chat was being created (wiped from the box, never sent). Every DOM change is watched: no
+    message may leave the view once shown."""
+    qian = pages.open("qian", DESKTOP)
+    _direct_chat_with(qian, "赵六")
+    expect(qian).to_have_url(re.compile(r"#/person/\d+$"))
+    qian.evaluate(_WATCH)
+    box = qian.get_by_label("消息", exact=True)
+    first, second = f"第一条 {secrets.token_hex(2)}", f"第二条 {secrets.token_hex(2)}"
+    box.fill(first)
+    box.press("Enter")
+    box.fill(second)  # typed at once, while the chat is being created
+    box.press("Enter")
+    expect(qian).to_have_url(re.compile(r"#/chat/\d+$"))
+    stored = qian.locator("li.msg.mine:not([data-message^=pending])")
+    expect(stored.filter(has_text=first)).to_have_count(1)
+    expect(stored.filter(has_text=second)).to_have_count(1)
+    assert qian.evaluate("window.vanished") == []
+    cid = qian.url.rsplit("/", 1)[1]
+    r = httpx.get(
+        f"{web.base}/api/v1/conversations/{cid}/messages",
+        headers={"Authorization": f"Bearer {token(web.base, 'zhao')}"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    assert [m["body"] for m in reversed(r.json()["messages"])] == [first, second]  # the recipient got both

@@ -30,23 +30,60 @@ function mentionsMe(m, me, positions) {
   return (named.persons || []).includes(me?.id) || (named.positions || []).some((p) => positions.some((x) => x.id === p));
 }
 
-// Text typed at #/person/N or #/position/N before the existing chat was found, carried to it.
+// What #/person/N or #/position/N holds when the view moves to #/chat/id — the text being
+// typed and the messages sent from it still shown as 发送中 — carried to the chat's view:
+// conversation id -> () => {text, pending}. A getter, read when the chat's view mounts, so
+// whatever was typed or sent between the move and the mount goes along too (the old view is
+// unmounted after the new one mounts).
 const carried = new Map();
+
+// A send refused by the server, told to every open chat view: the view that shows the message
+// may not be the one it was sent from (see `carried`).
+const sendFailed = new Set();
 
 export function Chat({ id, toPosition, toPerson }) {
   const { me, conversations, acting, positions } = useStore((s) => s);
   const conv = id ? conversations.find((c) => c.id === id) : null;
   const [messages, setMessages] = useState([]);
-  // Sent, not yet confirmed by an event; a previous page's unsent ones (outbox.js) included.
-  const [pending, setPending] = useState(() => (id ? keptSends().filter((x) => x.frame.conversation_id === id).map((x) => x.shown) : []));
-  const [nextBefore, setNextBefore] = useState(null);
-  const [text, setText] = useState(() => {
-    const kept = id ? carried.get(id) : undefined;
+  const [arrived] = useState(() => {
+    const from = id ? carried.get(id) : undefined;
     carried.delete(id);
-    return kept || '';
+    return from ? from() : { text: '', pending: [] };
   });
+  // Sent, not yet confirmed by an event; a previous page's unsent ones (outbox.js) and those
+  // carried from #/person/N or #/position/N included.
+  const [pending, setPending] = useState(() => {
+    const kept = id ? keptSends().filter((x) => x.frame.conversation_id === id).map((x) => x.shown) : [];
+    return [...kept, ...arrived.pending.filter((p) => !kept.some((k) => k.client_msg_id === p.client_msg_id))];
+  });
+  const [nextBefore, setNextBefore] = useState(null);
+  const [text, setText] = useState(arrived.text);
   const typed = useRef('');
   typed.current = text;
+  const shownPending = useRef(pending);
+  shownPending.current = pending;
+  // Where #/person/N or #/position/N went once its chat was known (null: still here).
+  const movedTo = useRef(null);
+  const mounted = useRef(true);
+  useEffect(() => {
+    mounted.current = true;
+    const failed = (clientMsgId, why) => setPending((cur) => cur.map((p) => (p.client_msg_id === clientMsgId ? { ...p, failed: why } : p)));
+    sendFailed.add(failed);
+    return () => {
+      mounted.current = false;
+      sendFailed.delete(failed);
+      // Left for another view before the chat's view mounted: nothing to carry any more.
+      if (movedTo.current != null && location.hash !== '#/chat/' + movedTo.current) carried.delete(movedTo.current);
+    };
+  }, []);
+
+  // #/person/N or #/position/N becomes #/chat/id, with what was typed and sent here.
+  function moveTo(cid) {
+    if (id || !mounted.current || movedTo.current != null) return;
+    movedTo.current = cid;
+    carried.set(cid, () => ({ text: typed.current, pending: shownPending.current }));
+    go('#/chat/' + cid);
+  }
   const [replyTo, setReplyTo] = useState(null);
   const [editing, setEditing] = useState(null);
   const [mentions, setMentions] = useState({ persons: [], positions: [] });
@@ -62,10 +99,7 @@ export function Chat({ id, toPosition, toPerson }) {
   useEffect(() => {
     if (id) return;
     const existing = findExisting(get(), toPosition, toPerson);
-    if (existing) {
-      if (typed.current) carried.set(existing.id, typed.current);  // the inbox came after the typing began
-      go('#/chat/' + existing.id);
-    }
+    if (existing) moveTo(existing.id);  // the inbox (or the first message's event) came after the typing began
     if (toPosition) loadPosition(toPosition).then(() => set({}), () => setError('没有这个岗位'));
   }, [id, toPosition, toPerson, conversations.length]);
 
@@ -188,9 +222,9 @@ export function Chat({ id, toPosition, toPerson }) {
     setText(''); setReplyTo(null); setMentions({ persons: [], positions: [] }); setPhotos([]);
     try {
       const r = await sendKept(frame, shown);
-      if (!id) go('#/chat/' + r.conversation_id);
+      moveTo(r.conversation_id);
     } catch (err) {
-      setPending((cur) => cur.map((p) => (p.client_msg_id === frame.client_msg_id ? { ...p, failed: err.message } : p)));
+      for (const fn of sendFailed) fn(frame.client_msg_id, err.message);
     }
   }
 
