@@ -138,28 +138,54 @@ def test_an_inbox_longer_than_a_page_shows_the_rest_on_request(pages: Pages, web
     assert len(hrefs) == len(set(hrefs))  # each conversation once
 
 
+def _offline_page(pages: Pages, hash_: str) -> Any:
+    """A page that can start without the server (its shell from the service worker) at ``hash_``."""
+    page = pages.open("sun", service_workers="allow")
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    page.goto(f"{pages.web.base}/#{hash_}")
+    return page
+
+
+def _send_through_an_outage_and_a_reload(page: Any, web: Web, text: str) -> None:
+    """``text`` is sent while the server is down, the page reloaded before it is back: the
+    message shows as 发送中 all along, then as sent once the server is back."""
+    web.server.stop()
+    try:
+        expect(page.locator("[data-status=offline]")).to_be_visible()
+        _send(page, text)
+        expect(page.locator("li.msg.mine", has_text=text)).to_contain_text("发送中")
+        page.reload()  # the shell from the service worker
+        expect(page.locator("li.msg.mine", has_text=text)).to_contain_text("发送中")
+    finally:
+        web.server.start()
+    expect(page.locator("[data-status=online]")).to_be_visible(timeout=30_000)
+    expect(page.locator("li.msg.mine", has_text=text)).not_to_contain_text("发送中", timeout=30_000)
+
+
 def test_a_message_typed_during_an_outage_survives_a_reload(pages: Pages, web: Web) -> None:
     """The page is reloaded (or the phone drops the tab) before the server is back: the message
     typed meanwhile is neither lost nor sent twice."""
-    sun = pages.open("sun", service_workers="allow")
-    sun.wait_for_function("() => navigator.serviceWorker.controller !== null")
-    sun.goto(f"{web.base}/#/position/{web.world.positions['qian'][0]}")
+    sun = _offline_page(pages, f"/position/{web.world.positions['qian'][0]}")
     _send(sun, f"先说一句 {secrets.token_hex(2)}")
     expect(sun).to_have_url(re.compile(r"#/chat/\d+$"))
     conv_id = int(sun.url.rsplit("/", 1)[1])
     kept = f"断线后刷新 {secrets.token_hex(2)}"
-    web.server.stop()
-    try:
-        expect(sun.locator("[data-status=offline]")).to_be_visible()
-        _send(sun, kept)
-        expect(sun.locator("li.msg.mine", has_text=kept)).to_contain_text("发送中")
-        sun.reload()  # the shell from the service worker
-        expect(sun.locator("li.msg.mine", has_text=kept)).to_contain_text("发送中")
-    finally:
-        web.server.start()
-    expect(sun.locator("[data-status=online]")).to_be_visible(timeout=30_000)
-    expect(sun.locator("li.msg.mine", has_text=kept)).not_to_contain_text("发送中")
+    _send_through_an_outage_and_a_reload(sun, web, kept)
     auth = {"authorization": f"Bearer {token(web.base, 'sun')}"}
     history = httpx.get(f"{web.base}/api/v1/conversations/{conv_id}/messages", headers=auth).json()["messages"]
     assert [m["body"] for m in history].count(kept) == 1
     expect(sun.locator("li.msg .body", has_text=kept)).to_have_count(1)
+
+
+def test_a_first_message_typed_during_an_outage_survives_a_reload(pages: Pages, web: Web) -> None:
+    """The same at 私聊 (#/person/N), before the chat exists: the reloaded page showed nothing of
+    the kept message (only a conversation's own sends were shown), though it went out once the
+    server was back."""
+    sun = _offline_page(pages, f"/person/{web.world.person_ids['zhang']}")
+    kept = f"断线时的第一条 {secrets.token_hex(2)}"
+    _send_through_an_outage_and_a_reload(sun, web, kept)
+    expect(sun).to_have_url(re.compile(r"#/chat/\d+$"))
+    conv_id = int(sun.url.rsplit("/", 1)[1])
+    auth = {"authorization": f"Bearer {token(web.base, 'zhang')}"}
+    history = httpx.get(f"{web.base}/api/v1/conversations/{conv_id}/messages", headers=auth).json()["messages"]
+    assert [m["body"] for m in history] == [kept]  # zhang got it, once

@@ -53,7 +53,8 @@ export function Chat({ id, toPosition, toPerson }) {
   // Sent, not yet confirmed by an event; a previous page's unsent ones (outbox.js) and those
   // carried from #/person/N or #/position/N included.
   const [pending, setPending] = useState(() => {
-    const kept = id ? keptSends().filter((x) => x.frame.conversation_id === id).map((x) => x.shown) : [];
+    const here = (f) => (id ? f.conversation_id === id : toPerson != null ? f.to === toPerson : f.to_position === toPosition);
+    const kept = keptSends().filter((x) => here(x.frame)).map((x) => x.shown);
     return [...kept, ...arrived.pending.filter((p) => !kept.some((k) => k.client_msg_id === p.client_msg_id))];
   });
   const [nextBefore, setNextBefore] = useState(null);
