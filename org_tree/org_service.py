@@ -435,7 +435,9 @@ class OrgService:
     ) -> AssignmentView:
         """Move a position to another person: end the current primary assignments, start a new one.
 
-        History is kept (ended rows stay); whatever the position owns follows it.
+        History is kept (ended rows stay); whatever the position owns follows it. Handing it to its one
+        primary holder is refused (``Conflict``, nothing written): it ended and restarted their assignment
+        and wrote a handover note into every thread of the position, with nobody changed.
         """
         idx = self.index
         k = access_position(idx, actor, position_id)
@@ -445,6 +447,15 @@ class OrgService:
             # The version row lock comes first: concurrent handovers of one position serialise here.
             await bump_version(conn, self._clock, scope="holders", position_ids=[position_id], detail="handover")
             await _require_person(conn, to_person_id)
+            primaries = await conn.execute(
+                select(assignments.c.person_id).where(
+                    assignments.c.position_id == position_id,
+                    assignments.c.end_at.is_(None),
+                    assignments.c.kind == "primary",
+                )
+            )
+            if {int(r[0]) for r in primaries} == {to_person_id}:
+                raise Conflict("the person already holds this position", data={"person_id": to_person_id})
             ended = await conn.execute(
                 update(assignments)
                 .where(

@@ -73,6 +73,16 @@ async def test_handover_keeps_history_and_reaches_other_process(svc: OrgService,
 
     with pytest.raises(Conflict):
         await svc.assign(ADMIN, pos, old[0])  # held single position: use handover
+    # handing it to the one who holds it changes nothing (it restarted their assignment and, through the
+    # reconciler, wrote a handover note into every thread of the position)
+    version = svc.index.version
+    with pytest.raises(Conflict) as again:
+        await svc.handover(ADMIN, pos, successor.id)
+    assert again.value.data == {"person_id": successor.id}
+    assert [(h.person_id, h.end_at is None) for h in await svc.history(ADMIN, pos)] == [
+        (old[0], False), (successor.id, True)
+    ]  # fmt: skip
+    assert svc.index.version == version and await other.refresh_if_changed() is False
     made = await svc.create_position(ADMIN, "990101001001", "village_secretary", title="副书记")
     assert await other.refresh_if_changed() is True
     assert other.rebuilds == 1 and other.patches == 2  # a structural edit is patched in, not rebuilt
