@@ -10,17 +10,20 @@ after, so nothing committed in between is missed.
 Access (docs/directory.md): the directory is public to every signed-in
 person — positions, units, holders' names; a holder's **phone** is shown only
 to administrators holding ``assignments`` or ``audit`` over the position's
-unit.
+unit. One person by id (``person``) follows the same rules: a current holder
+is public, anyone else only to themselves and to whole-tree administrators.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from kernel.db.database import Database
+from kernel.errors import NotFound
 from kernel.schema import persons
 from org_tree.directory import Directory
 from org_tree.grants import Perm, holds_grant
@@ -28,11 +31,28 @@ from org_tree.holder import Applied, OrgIndexHolder
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor
 from org_tree.resolution import VacancyPolicy, resolve_slots
-from org_tree.search import DirectoryHit, DirectoryPage, Fallback, Holder, search
+from org_tree.search import DirectoryHit, DirectoryPage, Fallback, Holder, PlacedPosition, search
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DirectoryService"]
+__all__ = ["DirectoryService", "HeldPosition", "PersonCard"]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPosition(PlacedPosition):
+    """A position a person holds now, and how (``primary``, ``deputy`` or ``acting``)."""
+
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class PersonCard:
+    """One person as the directory shows them (``GET /api/v1/org/persons/{id}``)."""
+
+    id: int
+    name: str
+    phone: str | None
+    positions: tuple[HeldPosition, ...]
 
 
 class DirectoryService:
@@ -117,9 +137,8 @@ class DirectoryService:
             return {}
         wanted: set[int] = set()
         for k in slots:
-            u = index.position_unit(k)
-            if holds_grant(index, actor, Perm.ASSIGNMENTS, u) or holds_grant(index, actor, Perm.AUDIT, u):
-                wanted.update(index.primary_holders(k))
+            if _administers(index, actor, index.position_unit(k)):
+                wanted.update(index.current_holders(k))
         if not wanted:
             return {}
         async with self._db.read() as conn:
@@ -145,7 +164,49 @@ class DirectoryService:
             unit_code=index.unit_code(u),
             unit_path=tuple(index.unit_path(u)),
             holders=tuple(d.person_name(p) for p in primary),
-            holder_details=tuple(Holder(p, d.person_name(p), phones.get(p)) for p in primary),
+            holder_details=tuple(
+                [Holder(p, d.person_name(p), phones.get(p)) for p in primary]
+                + [Holder(p, d.person_name(p), phones.get(p), kind) for p, kind in index.alternate_holders(k)]
+            ),
             vacant=not primary,
             fallback=fallback,
         )
+
+    async def person(self, actor: Actor, person_id: int) -> PersonCard:
+        """One person: their name, the positions they hold now, and their phone for administrators.
+
+        Visible as in 找岗位: a person holding a position (any kind) to every signed-in person; one
+        holding none only to themselves and to administrators with ``assignments`` or ``audit`` over
+        the whole tree. The phone as on a directory hit: administrators (``assignments`` or ``audit``)
+        over the unit of one of their positions; for a person holding none, over the whole tree.
+
+        Raises:
+            NotFound: no such person, or one the actor may not see (the same answer).
+        """
+        d = await self.directory()
+        index = self._holder.index
+        held: list[HeldPosition] = []
+        for pid in d.positions_of(person_id):
+            k = index.find_slot(pid)
+            if k < 0 or not index.holds_slot(k, person_id):
+                continue
+            kind = "primary" if person_id in index.primary_holders(k) else dict(index.alternate_holders(k))[person_id]
+            u = index.position_unit(k)
+            role = index.position_role(k)
+            path = tuple(index.unit_path(u))
+            held.append(HeldPosition(pid, role.name, role.key, index.unit_id(u), index.unit_code(u), path, kind))
+        units = [index.find_unit(p.unit_id) for p in held]
+        if not held and person_id != actor.person_id and not _administers(index, actor, None):
+            raise NotFound("no such person", data={"person_id": person_id})
+        async with self._db.read() as conn:
+            row = (await conn.execute(select(persons.c.name, persons.c.phone).where(persons.c.id == person_id))).first()
+        if row is None:
+            raise NotFound("no such person", data={"person_id": person_id})
+        shown = any(_administers(index, actor, u) for u in units) if held else _administers(index, actor, None)
+        held.sort(key=lambda p: (len(p.unit_path), p.position_id))
+        return PersonCard(person_id, str(row[0]), str(row[1]) if shown and row[1] is not None else None, tuple(held))
+
+
+def _administers(index: OrgIndex, actor: Actor, u: int | None) -> bool:
+    """``assignments`` or ``audit`` over unit ``u`` (``None``: the whole tree): who sees holders' phones."""
+    return holds_grant(index, actor, Perm.ASSIGNMENTS, u) or holds_grant(index, actor, Perm.AUDIT, u)

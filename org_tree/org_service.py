@@ -24,7 +24,7 @@ from kernel.db.database import Database
 from kernel.errors import BadRequest, Conflict, Forbidden, NotFound
 from kernel.schema import auth_sessions, persons
 from kernel.text import check_text, normalize_name
-from org_tree.directory_service import DirectoryService
+from org_tree.directory_service import DirectoryService, PersonCard
 from org_tree.divisions import Level
 from org_tree.grants import Perm, active_grants, holds_grant, require_grant, unit_path_of
 from org_tree.holder import OrgIndexHolder
@@ -198,6 +198,10 @@ class OrgService:
     async def search(self, actor: Actor, query: str, *, offset: int = 0, limit: int = 20) -> DirectoryPage:
         """找岗位: the directory is public to every signed-in person (phones: administrators only)."""
         return await self.directory.search(actor, query, offset=offset, limit=limit)
+
+    async def person(self, actor: Actor, person_id: int) -> PersonCard:
+        """One person by id, as the directory shows them (a holder is public; others: 404)."""
+        return await self.directory.person(actor, person_id)
 
     def _acting_as(self, actor: Actor, actor_position_id: int) -> None:
         """Resolving as a position: its holders, or an org or audit administrator over its unit (read-only)."""

@@ -39,7 +39,7 @@ from org_tree.search_scope import ScopedTerm, is_code_term
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_LIMIT", "DirectoryHit", "DirectoryPage", "Fallback", "Holder", "search"]
+__all__ = ["MAX_LIMIT", "DirectoryHit", "DirectoryPage", "Fallback", "Holder", "PlacedPosition", "search"]
 
 MAX_QUERY = 100
 MAX_TERMS = 5
@@ -58,6 +58,7 @@ class Holder:
     person_id: int
     name: str
     phone: str | None = None  # only for administrators of the position's unit (docs/directory.md)
+    kind: str = "primary"  # primary | deputy | acting
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +71,21 @@ class Fallback:
 
 
 @dataclass(frozen=True, slots=True)
-class DirectoryHit:
+class PlacedPosition:
+    """A position with its role and where it is: what a directory hit and a person's positions show."""
+
     position_id: int
     role: str
     role_key: str
     unit_id: int
     unit_code: str
     unit_path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryHit(PlacedPosition):
     holders: tuple[str, ...]  # names of current primary holders (empty: vacant)
-    holder_details: tuple[Holder, ...]
+    holder_details: tuple[Holder, ...]  # primary holders first, then deputies and acting holders
     vacant: bool
     fallback: Fallback | None
 

@@ -59,6 +59,8 @@ async def test_people_and_admin_calls_that_work(org_server: RunningServer) -> No
         assert history.status_code == 200 and newcomer in {x["person_id"] for x in history.json()["assignments"]}
         ended = await a.post(f"/api/v1/org/assignments/{deputy.json()['id']}/end")
         assert ended.status_code == 200 and ended.json()["end_at"] is not None
+        card = await a.get(f"/api/v1/org/persons/{worker}")
+        assert card.status_code == 200 and [p["position_id"] for p in card.json()["positions"]] == [w_pos], card.text
         renamed = await a.patch(f"/api/v1/org/persons/{newcomer}", json={"name": "钱七"})
         assert renamed.status_code == 200 and renamed.json()["name"] == "钱七", renamed.text
         role = await a.post(

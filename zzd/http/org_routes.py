@@ -28,6 +28,7 @@ from zzd.http.schemas.org import (
     Merged,
     MyPositions,
     OrgStats,
+    PersonCard,
     PersonView,
     PositionRetired,
     PositionView,
@@ -222,6 +223,13 @@ async def change_role(request: Request) -> Response:
     ref = request.path_params["role"]
     role = await s.org.update_role(actor, ref, name=body.name, jurisdiction=body.jurisdiction)
     return reply(RoleView, role)
+
+
+@api.route("GET", "/api/v1/org/persons/{person_id:int}", {200: PersonCard}, errors=(404,))
+async def get_person(request: Request) -> Response:
+    """One person (a chat sender, a group member) with the positions they hold; as public as 找岗位."""
+    s, actor = await current_actor(request)
+    return reply(PersonCard, await s.org.person(actor, int(request.path_params["person_id"])))
 
 
 @api.route("PATCH", "/api/v1/org/persons/{person_id:int}", {200: PersonView}, body=ChangePerson, errors=(404,))

@@ -18,6 +18,7 @@ __all__ = [
     "EditPreview",
     "Handed",
     "Merged",
+    "PersonCard",
     "PersonView",
     "PositionRetired",
     "MyPositions",
@@ -106,6 +107,7 @@ class DirectoryHolder(WireModel):
     #: their name
     name: str
     phone: str | None = Field(description="only for administrators (assignments or audit) of the position's unit")
+    kind: Literal["primary", "deputy", "acting"] = Field(description="how they hold the position")
 
 
 class DirectoryFallback(WireModel):
@@ -114,7 +116,7 @@ class DirectoryFallback(WireModel):
     holders: list[str] = Field(description="names of who receives instead")
 
 
-class DirectoryHit(WireModel):
+class PlacedPosition(WireModel):
     #: the position's id
     position_id: int
     #: its role's name
@@ -127,12 +129,30 @@ class DirectoryHit(WireModel):
     unit_code: str
     #: unit names from the province down
     unit_path: list[str]
+
+
+class DirectoryHit(PlacedPosition):
     holders: list[str] = Field(description="names of the current primary holders (empty: vacant)")
-    #: the holders (primary, deputy, acting) with their ids
+    #: the holders with their ids: primary holders first, then deputies and acting holders
     holder_details: list[DirectoryHolder]
     #: true: no primary holder
     vacant: bool
     fallback: DirectoryFallback | None = Field(description="for a vacant position: who receives instead")
+
+
+class HeldPosition(PlacedPosition):
+    kind: Literal["primary", "deputy", "acting"] = Field(description="how the person holds it")
+
+
+class PersonCard(WireModel):
+    """One person as the directory shows them (``GET /api/v1/org/persons/{person_id}``)."""
+
+    id: int
+    name: str
+    phone: str | None = Field(
+        description="only for administrators (assignments or audit) over the unit of one of their positions"
+    )
+    positions: list[HeldPosition] = Field(description="the positions they hold now, higher levels first")
 
 
 class DirectoryPage(WireModel):
