@@ -400,9 +400,12 @@ class TaskService:
         change = Change(action, None, None)
         if action == Action.ACCEPT:
             v: dict[str, Any] = {"accepted_at": now, "resolve_due_at": now + cat.resolve_delta, "accept_due_at": None}
-            if as_position != t.owner_position_id:  # a pool member takes the shared task
-                k = index.slot(as_position)
-                v.update(owner_values(index, k), pool="[]")
+            if t.pool:  # a pool member takes the shared task; the pool closes
+                # Also when it is the pool's first position, stored as nominal owner: the
+                # others must stop being involved (they get the 409 of _lost_the_race).
+                v["pool"] = "[]"
+                if as_position != t.owner_position_id:
+                    v.update(owner_values(index, index.slot(as_position)))
                 change.data = {"from_owner": t.owner_position_id, "to_owner": as_position, "pool": list(t.pool)}
             return v, change
         if action == Action.RESOLVE:

@@ -253,6 +253,26 @@ async def test_direct_tasks_each_and_shared(tw: TaskWorld) -> None:
     outsider, outsider_pos = next((p, pos) for p, pos in w.held("village_secretary") if pos not in shared[0].pool)
     with pytest.raises(NotFound):
         await w.tasks.act(outsider, outsider_pos, shared[0].id, Action.ACCEPT, 1)
+    # The shared task is stored with its first pool position as nominal owner: when that
+    # position is the one to accept, the pool closes all the same (it kept the others
+    # involved, reading the task and answered stale_version / forbidden, not the 409 above).
+    first = await w.tasks.create(
+        head, head_pos, selector=sel2, shared=True, category="general", title="值守", body="", client_msg_id="d5"
+    )
+    nominal = first[0].owner_position_id
+    assert nominal == first[0].pool[0]
+    t = await w.tasks.act(w.holder(nominal), nominal, first[0].id, Action.ACCEPT, 1)
+    assert t.owner_position_id == nominal and t.pool == ()
+    detail = await w.tasks.get(w.holder(nominal), first[0].id)
+    assert detail["history"][-1]["data"]["pool"] == list(first[0].pool)
+    late_pos = first[0].pool[2]
+    for seen in (1, 2):
+        with pytest.raises(Conflict) as lost:
+            await w.tasks.act(w.holder(late_pos), late_pos, first[0].id, Action.ACCEPT, seen)
+        assert lost.value.code == ErrorCode.CONFLICT
+        assert lost.value.data == {"task_id": first[0].id, "accepted_by_position_id": nominal}
+    with pytest.raises(NotFound):
+        await w.tasks.get(w.holder(late_pos), first[0].id)
     with pytest.raises(BadRequest):
         await w.tasks.create(
             head, head_pos, selector=sel, shared=False, category="general", title="x", body="", client_msg_id="d3"
