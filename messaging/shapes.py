@@ -17,7 +17,17 @@ from pydantic import Field
 
 from kernel.wire import WireModel, dumps, iso
 
-__all__ = ["ConversationKind", "Mentions", "Message", "MessageNew", "MessageSent", "ReplyRef", "Sender", "Shape"]
+__all__ = [
+    "ConversationKind",
+    "HistoryMessage",
+    "Mentions",
+    "Message",
+    "MessageNew",
+    "MessageSent",
+    "ReplyRef",
+    "Sender",
+    "Shape",
+]
 
 ConversationKind = Literal["direct", "group", "position", "unit"]
 
@@ -96,7 +106,7 @@ class Message(Shape):
     created_at: datetime
     #: the message it answers (null: none)
     reply_to: ReplyRef | None = None
-    #: persons and positions named (each recipient's event says whether they are among them: mentioned)
+    #: persons and positions named (message.new and history say whether the reader is among them: mentioned)
     mentions: Mentions = Field(default_factory=Mentions)
     attachments: list[Any] = Field(default_factory=list, description="upload digests or attachment references")
     #: last edited by its sender (null: never)
@@ -109,6 +119,18 @@ class Message(Shape):
     peer_person_id: int | None = Field(None, description="position threads: the person who opened it")
     system: dict[str, Any] | None = Field(
         None, description="system notes: what happened (event: created, renamed, members, handover, and its details)"
+    )
+
+
+class HistoryMessage(Message):
+    """A message in history: as every reader sees it, plus whether it names the reader."""
+
+    mentioned: bool = Field(
+        False,
+        description=(
+            "its mentions name the caller, or a position the caller holds now (primary, deputy or acting);"
+            " false for the caller's own messages, system notes and recalled ones"
+        ),
     )
 
 

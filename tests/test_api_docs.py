@@ -163,8 +163,8 @@ def test_every_rest_error_code_is_listed_under_its_status() -> None:
 
 #: The answers a person's client reads most: every field says what it holds (a Gansu client from the
 #: docs alone had to guess next_since, unread, owner_unit_id vs origin_unit_id, receipt times …).
-DESCRIBED = ("Me", "Posted", "InboxItem", "LastMessage", "Message", "EventPage", "StoredEvent", "Sent", "Receipt",
-             "UnitProgress", "Totals", "PendingItem", "TaskView", "TaskDetail", "TaskEvent", "ReportView",
+DESCRIBED = ("Me", "Posted", "InboxItem", "LastMessage", "HistoryMessage", "EventPage", "StoredEvent", "Sent",
+             "Receipt", "UnitProgress", "Totals", "PendingItem", "TaskView", "TaskDetail", "TaskEvent", "ReportView",
              "PositionView", "DirectoryHit", "Preview",
              # and what it writes
              "TokenRequest", "SendBody", "PostBody", "ReadBody", "MuteBody", "GroupBody", "MembersBody", "NoticeBody",

@@ -23,7 +23,7 @@ from kernel.numbers import parse_uint
 from kernel.schema import persons
 from kernel.wire import iso
 from messaging.conversations.access import held_positions
-from messaging.conversations.model import snippet
+from messaging.conversations.model import names_reader, snippet
 from messaging.schema import conversation_members, conversations, messages
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ async def inbox(conn: AsyncConnection, person_id: int, *, cursor: str | None = N
         elif r.kind == "position" and r.peer_position_id in held:
             via = int(r.peer_position_id)
         page.append(_item(r, person_id, via))
-    await _fill(conn, person_id, page)
+    await _fill(conn, person_id, page, set(held))
     by_position: dict[int, int] = {}
     for it in page:
         if it["via_position_id"] is not None:
@@ -111,7 +111,15 @@ def _item(r: Any, person_id: int, via: int | None) -> dict[str, Any]:
         "muted": bool(r.muted),
         "via_position_id": via,
         "unread": 0,
+        "unread_mentions": 0,
         "last_message": None,
+        # Every field on every row (null where the kind has none): the WebSocket answer sends
+        # the dict as it is, and the REST one fills the same nulls from the model.
+        "peer_id": None,
+        "position_id": None,
+        "peer_position_id": None,
+        "peer_person_id": None,
+        "unit_id": None,
     }
     if r.kind == "direct" and r.direct_key:
         a, b = (int(x) for x in str(r.direct_key).split(":"))
@@ -127,8 +135,8 @@ def _item(r: Any, person_id: int, via: int | None) -> dict[str, Any]:
     return item
 
 
-async def _fill(conn: AsyncConnection, person_id: int, page: list[dict[str, Any]]) -> None:
-    """Last message and unread count for the conversations on one page (two queries)."""
+async def _fill(conn: AsyncConnection, person_id: int, page: list[dict[str, Any]], held: set[int]) -> None:
+    """Last message, unread count and unread mentions for the conversations on one page (three queries)."""
     last_ids = [it["last_message_id"] for it in page if it["last_message_id"]]
     if last_ids:
         rows = await conn.execute(
@@ -161,21 +169,31 @@ async def _fill(conn: AsyncConnection, person_id: int, page: list[dict[str, Any]
     pending = [it for it in page if (it["last_message_id"] or 0) > it["last_read_message_id"]]
     if not pending:
         return
+    unread = (
+        or_(
+            *[
+                and_(messages.c.conversation_id == it["id"], messages.c.id > it["last_read_message_id"])
+                for it in pending
+            ]
+        ),
+        messages.c.sender_id != person_id,
+        messages.c.recalled_at.is_(None),
+        or_(messages.c.kind.is_(None), messages.c.kind != "system"),
+    )
     counts = await conn.execute(
-        select(messages.c.conversation_id, func.count())
-        .where(
-            or_(
-                *[
-                    and_(messages.c.conversation_id == it["id"], messages.c.id > it["last_read_message_id"])
-                    for it in pending
-                ]
-            ),
-            messages.c.sender_id != person_id,
-            messages.c.recalled_at.is_(None),
-            or_(messages.c.kind.is_(None), messages.c.kind != "system"),
-        )
-        .group_by(messages.c.conversation_id)
+        select(messages.c.conversation_id, func.count()).where(*unread).group_by(messages.c.conversation_id)
     )
     n = {int(cid): int(k) for cid, k in counts}
+    # 有人@我: the unread messages among those that name the person or a position they hold now.
+    named = await conn.execute(
+        select(messages.c.conversation_id, messages.c.sender_id, messages.c.mentions).where(
+            *unread, messages.c.mentions.is_not(None)
+        )
+    )
+    mentions: dict[int, int] = {}
+    for cid, sender, text in named:
+        if names_reader(text, int(sender), person_id, held):
+            mentions[int(cid)] = mentions.get(int(cid), 0) + 1
     for it in pending:
         it["unread"] = n.get(it["id"], 0)
+        it["unread_mentions"] = mentions.get(it["id"], 0)

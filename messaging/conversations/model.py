@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ __all__ = [
     "PostResult",
     "iso",
     "message_dict",
+    "names_reader",
     "validate_post",
 ]
 
@@ -158,6 +160,19 @@ def message_dict(
         "peer_person_id": conversation.peer_person_id if thread else None,
         "system": json.loads(system) if system else None,
     }
+
+
+def names_reader(mentions: str | None, sender_id: int, reader_id: int, held: Collection[int]) -> bool:
+    """Whether a stored message's ``mentions`` (its JSON text) name the reader: by person, or by a
+    position the reader holds now (any kind: ``held``). Never their own message.
+
+    History's ``mentioned`` and the inbox's ``unread_mentions`` read it, so both agree with the
+    ``message.new`` flag, which names the holders of the positions at the send.
+    """
+    if not mentions or sender_id == reader_id:
+        return False
+    named = json.loads(mentions)
+    return reader_id in named.get("persons", ()) or any(p in held for p in named.get("positions", ()))
 
 
 def snippet(body: str, recalled: bool) -> str:

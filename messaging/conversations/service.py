@@ -48,6 +48,7 @@ from messaging.conversations.model import (
     PostRequest,
     PostResult,
     message_dict,
+    names_reader,
     snippet,
     validate_post,
 )
@@ -459,12 +460,16 @@ class ConversationService:
             rows = rows[:limit]
             replies = await self._snippets(conn, acc, [int(r.reply_to) for r in rows if r.reply_to is not None])
             pair = await _direct_pair(conn, acc.conversation) if rows else None
-        items = [
-            message_dict(
+            held = set(await held_positions(conn, person_id)) if any(r.mentions for r in rows) else set()
+        items = []
+        for r in rows:
+            item = message_dict(
                 r, r.name, replies.get(int(r.reply_to)) if r.reply_to is not None else None, acc.conversation, pair
             )
-            for r in rows
-        ]
+            # A system note stores the persons it is about as mentions: it names nobody.
+            plain = r.recalled_at is None and r.kind != "system"
+            item["mentioned"] = plain and names_reader(r.mentions, int(r.sender_id), person_id, held)
+            items.append(item)
         return items, (items[-1]["id"] if more and items else None)
 
     @staticmethod

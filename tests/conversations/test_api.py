@@ -158,7 +158,7 @@ async def test_history_shows_each_message_as_its_message_new_did(tree_server: Ru
             r = await h.get(f"/api/v1/conversations/{cid}/messages", headers={"Authorization": f"Bearer {tok_a}"})
         assert r.json()["messages"] == hist
         for m in hist:
-            event = {k: v for k, v in seen[m["id"]].items() if k not in ("mentioned", "muted")}
+            event = {k: v for k, v in seen[m["id"]].items() if k != "muted"}
             assert m == event, (m, event)
             checked += 1
     assert checked == 3
@@ -167,6 +167,61 @@ async def test_history_shows_each_message_as_its_message_new_did(tree_server: Ru
     note = next(m for m in seen.values() if m["kind"] == "system")
     assert note["system"]["event"] == "handover" and note["position_id"] == pos
     for cl in (ca, cb):
+        await cl.close()
+
+
+async def test_a_mention_shows_alike_in_the_event_history_sync_and_inbox(tree_server: RunningServer) -> None:
+    """Every place a message appears says whether it names the reader; the inbox row counts unread @s.
+
+    Before, only ``message.new`` said ``mentioned``: history did not, and an inbox row had no
+    sign that someone had @'d the reader (有人@我), so a client had to redo the membership
+    check itself, or lost the mark after a reload.
+    """
+    s = tree_server.services_obj  # type: ignore[attr-defined]
+    pos = _single_position(s)
+    (a, tok_a), (b, tok_b), (c, tok_c), (d, tok_d) = [await _person(tree_server) for _ in range(4)]
+    await s.org.handover(ADMIN, pos, c)
+    async with httpx.AsyncClient(base_url=tree_server.http) as h:
+
+        def auth(tok: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {tok}"}
+
+        r = await h.post(
+            "/api/v1/groups", json={"title": "群", "person_ids": [b, d], "position_ids": [pos]}, headers=auth(tok_a)
+        )
+        gid = r.json()["id"]
+        clients = {p: await Client.connect(tree_server.ws, t) for p, t in ((b, tok_b), (c, tok_c), (d, tok_d))}
+        body = {"client_msg_id": "m1", "body": "@乙 @岗位", "mention_persons": [b], "mention_positions": [pos]}
+        r = await h.post(f"/api/v1/conversations/{gid}/messages", json=body, headers=auth(tok_a))
+        mid = r.json()["message_id"]
+        expected = {b: True, c: True, d: False}
+        for p, tok in ((b, tok_b), (c, tok_c), (d, tok_d)):
+            cl = clients[p]
+            await wait_until(lambda cl=cl: any(e["data"].get("id") == mid for e in cl.events), what="message.new")
+            [ev] = [e for e in cl.events if e["kind"] == "message.new" and e["data"]["id"] == mid]
+            synced = (await h.get("/api/v1/sync", params={"since": 0}, headers=auth(tok))).json()["events"]
+            [sy] = [e for e in synced if e["kind"] == "message.new" and e["data"]["id"] == mid]
+            rest = (await h.get(f"/api/v1/conversations/{gid}/messages", headers=auth(tok))).json()["messages"]
+            ws = (await cl.request({"type": "history", "conversation_id": gid}))["data"]["messages"]
+            [hr] = [m for m in rest if m["id"] == mid]
+            [hw] = [m for m in ws if m["id"] == mid]
+            assert (
+                ev["data"]["mentioned"] is sy["data"]["mentioned"] is hr["mentioned"] is hw["mentioned"] is expected[p]
+            )
+            inbox = (await h.get("/api/v1/conversations", headers=auth(tok))).json()["conversations"]
+            frame = (await cl.request({"type": "conversations"}))["data"]["conversations"]
+            [row] = [x for x in inbox if x["id"] == gid]
+            assert row["unread_mentions"] == (1 if expected[p] else 0) and row["unread"] == 1
+            assert [x for x in frame if x["id"] == gid] == [row]  # the frame answers the same row, every field
+        own = (await h.get(f"/api/v1/conversations/{gid}/messages", headers=auth(tok_a))).json()["messages"]
+        assert not any(m["mentioned"] for m in own)  # never one's own message
+        seen_by_b = (await h.get(f"/api/v1/conversations/{gid}/messages", headers=auth(tok_b))).json()["messages"]
+        [note] = [m for m in seen_by_b if m["kind"] == "system"]  # "created": its mentions list the members
+        assert b in note["mentions"]["persons"] and note["mentioned"] is False
+        await h.post(f"/api/v1/conversations/{gid}/read", json={"message_id": mid}, headers=auth(tok_b))
+        inbox = (await h.get("/api/v1/conversations", headers=auth(tok_b))).json()["conversations"]
+        assert [(x["unread"], x["unread_mentions"]) for x in inbox if x["id"] == gid] == [(0, 0)]
+    for cl in clients.values():
         await cl.close()
 
 

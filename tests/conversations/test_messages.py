@@ -33,6 +33,21 @@ async def test_mentions_of_persons_and_positions_flag_the_recipients(world: Worl
     assert flags == {owner: False, a: True, b: False, h: True}
     [ev] = _new(await world.stream(b))
     assert ev["mentions"] == {"persons": [a], "positions": [pos]}
+    # History says the same to each reader, and the inbox row counts the unread @s (有人@我)
+    for p in (owner, a, b, h):
+        msgs, _ = await world.conv.history(p, g["id"])
+        assert [m["mentioned"] for m in msgs if m["kind"] == "text"] == [flags[p]]
+    rows = {p: (await _inbox(world, p))["conversations"][0] for p in (owner, a, b, h)}
+    assert {p: r["unread_mentions"] for p, r in rows.items()} == {owner: 0, a: 1, b: 0, h: 1}
+    later = await world.conv.post(PostRequest(owner, "m2", "@甲 again", conversation_id=g["id"], mention_persons=(a,)))
+    await world.conv.post(PostRequest(owner, "m3", "no one", conversation_id=g["id"]))
+    assert (await _inbox(world, a))["conversations"][0]["unread_mentions"] == 2
+    await world.conv.recall(owner, later.message_id)  # a recalled @ is no longer waiting
+    assert (await _inbox(world, a))["conversations"][0]["unread_mentions"] == 1
+    msgs, _ = await world.conv.history(a, g["id"])
+    assert [m["mentioned"] for m in msgs if m["kind"] == "text"] == [False, False, True]
+    await world.conv.mark_read(a, g["id"], msgs[0]["id"])
+    assert (await _inbox(world, a))["conversations"][0]["unread_mentions"] == 0
 
 
 async def test_reply_edit_recall_and_their_windows(world: World) -> None:
@@ -132,6 +147,12 @@ async def test_inbox_pages_across_kinds(world: World) -> None:
     rest = await _inbox(world, me, cursor=first["next_cursor"], limit=10)
     assert [c["id"] for c in rest["conversations"]] == [g["id"] for g in reversed(groups[1:])]
     assert rest["next_cursor"] is None
+    # Every row has every field, whatever its kind: the WebSocket `conversations` frame answers
+    # this dict as it is (REST filled the missing ones with null, the frame left them out).
+    keys = {frozenset(c) for c in first["conversations"] + rest["conversations"]}
+    assert len(keys) == 1 and {"peer_id", "position_id", "peer_position_id", "unit_id", "unread_mentions"} <= set(
+        next(iter(keys))
+    )
     with pytest.raises(BadRequest):
         await _inbox(world, me, cursor="x")
 

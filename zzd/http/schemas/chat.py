@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from messaging.shapes import ConversationKind, Message
+from messaging.shapes import ConversationKind, HistoryMessage, Message
 from zzd.http.contract import WireModel
 
 __all__ = [
@@ -37,14 +37,15 @@ class Posted(WireModel):
     seq: int | None = Field(description="the sender's event sequence number for it (null on a duplicate)")
 
 
-#: History items are the stored message as every reader sees it (the ``message.new`` event adds
-#: the recipient's own ``mentioned`` and ``muted``): one definition, in messaging/shapes.py.
+#: The stored message as every reader sees it (history adds whether it names the caller,
+#: ``mentioned``; the ``message.new`` event adds the recipient's ``mentioned`` and ``muted``):
+#: one definition, in messaging/shapes.py.
 MessageView = Message
 
 
 class History(WireModel):
     conversation_id: int | None = Field(description="null: no direct chat with that person yet (WebSocket with_person)")
-    messages: list[Message] = Field(description="newest first")
+    messages: list[HistoryMessage] = Field(description="newest first")
     next_before: int | None = Field(description="pass as before= for the next (older) page")
 
 
@@ -89,6 +90,8 @@ class InboxItem(WireModel):
     via_position_id: int | None = Field(description="position threads: the caller's position in it")
     #: messages after the marker, leaving out the caller's own, system notes and recalled ones
     unread: int
+    #: of those unread messages, the ones whose mentions name the caller or a position they hold now (有人@我)
+    unread_mentions: int
     #: the newest message (null: none yet)
     last_message: LastMessage | None
     peer_id: int | None = Field(default=None, description="direct chats: the other person")
