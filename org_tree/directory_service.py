@@ -163,6 +163,7 @@ class DirectoryService:
             unit_id=index.unit_id(u),
             unit_code=index.unit_code(u),
             unit_path=tuple(index.unit_path(u)),
+            title=index.position_title(k),
             holders=tuple(d.person_name(p) for p in primary),
             holder_details=tuple(
                 [Holder(p, d.person_name(p), phones.get(p)) for p in primary]
@@ -194,7 +195,8 @@ class DirectoryService:
             u = index.position_unit(k)
             role = index.position_role(k)
             path = tuple(index.unit_path(u))
-            held.append(HeldPosition(pid, role.name, role.key, index.unit_id(u), index.unit_code(u), path, kind))
+            title = index.position_title(k)
+            held.append(HeldPosition(pid, role.name, role.key, index.unit_id(u), index.unit_code(u), path, title, kind))
         units = [index.find_unit(p.unit_id) for p in held]
         if not held and person_id != actor.person_id and not _administers(index, actor, None):
             raise NotFound("no such person", data={"person_id": person_id})

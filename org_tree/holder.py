@@ -70,7 +70,8 @@ def apply_op(index: OrgIndex, op: dict[str, Any]) -> None:
     elif kind == "unit_merge":
         index.merge_units(index.unit(int(op["unit"])), index.unit(int(op["into"])))
     elif kind == "position_create":
-        index.add_position(int(op["position"]), index.unit(int(op["unit"])), int(op["role"]))
+        title = op.get("title")
+        index.add_position(int(op["position"]), index.unit(int(op["unit"])), int(op["role"]), title and str(title))
     elif kind == "position_retire":
         index.retire_position(int(op["position"]))
     elif kind == "role_set":

@@ -84,7 +84,10 @@ class OrgIndex(IndexPatches):
             holder_rows = await fetch_columns(
                 conn, "SELECT position_id, person_id, kind FROM assignments WHERE end_at IS NULL", "qqS"
             )
-        return cls.build(version, role_rows, unit_rows, pos_rows, holder_rows)
+            titles = await fetch_rows(
+                conn, "SELECT id, title FROM positions WHERE title IS NOT NULL AND removed_at IS NULL"
+            )
+        return cls.build(version, role_rows, unit_rows, pos_rows, holder_rows, titles)
 
     @classmethod
     def build(
@@ -94,14 +97,19 @@ class OrgIndex(IndexPatches):
         unit_rows: Sequence[Sequence[Any]],
         pos_rows: Sequence[Sequence[Any]],
         holder_rows: Sequence[Sequence[Any]],
+        title_rows: Sequence[Sequence[Any]] = (),
     ) -> OrgIndex:
-        """Build from plain rows (also used by tests with hand-made trees); units come ordered by code."""
+        """Build from plain rows (also used by tests with hand-made trees); units come ordered by code.
+
+        ``title_rows``: (position id, title) of the positions created with a title (副书记).
+        """
         idx = cls(version)
         for row in role_rows:
             idx.set_role(role_info(row))
         idx._build_units(unit_rows)
         idx._build_positions(pos_rows)
         idx._build_holders(holder_rows)
+        idx._titles = {int(pid): str(title) for pid, title in title_rows}
         return idx
 
     def _build_units(self, rows: Sequence[Sequence[Any]]) -> None:
@@ -375,6 +383,10 @@ class OrgIndex(IndexPatches):
 
     def position_role(self, k: int) -> RoleInfo:
         return self.roles[self._pid_role[self._p_id[k]]]
+
+    def position_title(self, k: int) -> str | None:
+        """The title the position was created with (``POST /api/v1/org/positions``), else None."""
+        return self._titles.get(int(self._p_id[k]))
 
     def position_role_id(self, k: int) -> int:
         return int(self._pid_role[self._p_id[k]])

@@ -108,6 +108,7 @@ class IndexColumns:
         # --- positions by id ---
         self._pid_unit = array("i")  # position id → unit handle, -1 when absent
         self._pid_role = array("i")
+        self._titles: dict[int, str] = {}  # position id → its title, for the few positions that have one
         # --- positions by slot ``k`` (segments with slack) ---
         self._p_id = array("q")
         self._p_unit = array("i")

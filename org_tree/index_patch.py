@@ -275,8 +275,10 @@ class IndexPatches(IndexColumns):
         heads = [p for p in self._unit_pids(u) if self.roles[self._pid_role[p]].is_head]
         self._head_pid[u] = min(heads, default=0)
 
-    def add_position(self, pid: int, u: int, role_id: int) -> None:
-        """A new (vacant) position of ``role_id`` in unit ``u``."""
+    def add_position(self, pid: int, u: int, role_id: int, title: str | None = None) -> None:
+        """A new (vacant) position of ``role_id`` in unit ``u`` (``title``: as it was created with)."""
+        if title is not None:
+            self._titles[pid] = title
         if pid >= len(self._pid_unit):
             grow = pid + 1 - len(self._pid_unit)
             self._pid_unit.extend(array("i", [-1]) * grow)

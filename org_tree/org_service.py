@@ -67,6 +67,7 @@ class PositionView:
     pool: bool
     holders: tuple[int, ...]  # primary holders' person ids
     alternates: tuple[tuple[int, str], ...]  # (person id, deputy|acting)
+    title: str | None = None  # as created (副书记), else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,7 @@ class OrgService:
             pool=role.pool,
             holders=idx.primary_holders(k),
             alternates=idx.alternate_holders(k),
+            title=idx.position_title(k),
         )
 
     async def history(self, actor: Actor, position_id: int) -> list[AssignmentView]:

@@ -80,6 +80,7 @@ class PlacedPosition:
     unit_id: int
     unit_code: str
     unit_path: tuple[str, ...]
+    title: str | None  # as the position was created (副书记), else None
 
 
 @dataclass(frozen=True, slots=True)

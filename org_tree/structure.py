@@ -359,6 +359,8 @@ class Structure:
             )
             pid = int(res.scalar_one())
             op = {"op": "position_create", "position": pid, "unit": uid, "role": info.id}
+            if title is not None:
+                op["title"] = title
             await append_change(conn, self._org.clock, version, "struct", op)
             await record(conn, self._org.audit(actor, "org.position_created", u, position_id=pid, role=info.key), now)
         await self._org.committed()

@@ -69,8 +69,12 @@ async def test_people_and_admin_calls_that_work(org_server: RunningServer) -> No
         assert role.status_code == 201, role.text
         role = await a.patch("/api/v1/org/roles/safety_officer", json={"name": "安全管理员"})
         assert role.status_code == 200 and role.json()["name"] == "安全管理员", role.text
-        created = await a.post("/api/v1/org/positions", json={"unit": VILLAGE, "role": "safety_officer"})
+        created = await a.post("/api/v1/org/positions", json={"unit": VILLAGE, "role": "safety_officer",
+                                                               "title": "安全副主任"})  # fmt: skip
         assert created.status_code == 201 and created.json()["role_key"] == "safety_officer", created.text
+        assert created.json()["title"] == "安全副主任"  # it was stored and shown nowhere
+        seen = await a.get(f"/api/v1/org/positions/{created.json()['id']}")
+        assert seen.json()["title"] == "安全副主任"
         assert position_at(rs, VILLAGE, "safety_officer") == created.json()["id"]
 
 

@@ -11,6 +11,7 @@ from kernel.db.database import Database
 from kernel.errors import Conflict, ErrorCode, Forbidden, NotFound
 from org_tree.holder import OrgIndexHolder
 from org_tree.importer import import_divisions
+from org_tree.index import OrgIndex
 from org_tree.jurisdiction import SYSTEM, Actor
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
@@ -88,6 +89,14 @@ async def test_handover_keeps_history_and_reaches_other_process(svc: OrgService,
     assert other.rebuilds == 1 and other.patches == 2  # a structural edit is patched in, not rebuilt
     assert other.index.position_count() == svc.index.position_count()
     assert other.index.find_slot(made.id) >= 0
+    # its title is shown wherever the position is (it was stored and never shown): here, in the other
+    # process's patched index, after a rebuild, and on a 找岗位 hit
+    assert made.title == "副书记" and svc.get_position(ADMIN, pos).title is None
+    assert other.index.position_title(other.index.find_slot(made.id)) == "副书记"
+    fresh = await OrgIndex.load(org_db)
+    assert fresh.position_title(fresh.find_slot(made.id)) == "副书记"
+    hits = (await svc.search(ADMIN, "990101001001 村书记", limit=10)).hits
+    assert {h.position_id: h.title for h in hits} == {pos: None, made.id: "副书记"}
 
 
 async def test_vacancy_falls_back_to_unit_head(svc: OrgService) -> None:

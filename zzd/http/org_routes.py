@@ -94,7 +94,11 @@ class ChangePerson(BodyModel):
 class NewPosition(BodyModel):
     unit: UnitRef
     role: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    title: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    title: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        default=None,
+        description="e.g. 副书记 for a second position of a role in a unit: shown as the position's title "
+        "(GET /api/v1/org/positions/{id}, 找岗位 hits, GET /api/v1/org/persons/{id})",
+    )
 
 
 class Assign(BodyModel):

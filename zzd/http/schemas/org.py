@@ -81,6 +81,7 @@ class PositionView(WireModel):
     alternates: list[Annotated[list[int | Literal["deputy", "acting"]], Field(min_length=2, max_length=2)]] = Field(
         description='[person id, "deputy" | "acting"] pairs'
     )
+    title: str | None = Field(default=None, description="the title it was created with (副书记), else null")
 
 
 class AssignmentView(WireModel):
@@ -129,6 +130,7 @@ class PlacedPosition(WireModel):
     unit_code: str
     #: unit names from the province down
     unit_path: list[str]
+    title: str | None = Field(default=None, description="the title it was created with (副书记), else null")
 
 
 class DirectoryHit(PlacedPosition):
