@@ -58,6 +58,8 @@ notices = Table(
     Column("audience_positions", Integer, nullable=False),
     Column("audience_persons", Integer, nullable=False),
     Column("receipt_count", Integer, nullable=False),
+    # Addressed positions nobody stands in for (no receipt); NULL for notices sent before 0018.
+    Column("audience_unfilled", Integer, nullable=True),
     Column("org_version", ID, nullable=False),
     # Deferred fan-out (messaging/notices/relay.py): the recipients' events are
     # written after the send commits. Set once every receipt is ``fanned_out``.

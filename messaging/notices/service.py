@@ -226,6 +226,7 @@ class NoticeService:
                 audience_positions=len(audience.positions),
                 audience_persons=len(audience.persons),
                 receipt_count=len(receipts),
+                audience_unfilled=len(audience.unfilled),
                 org_version=audience.version,
                 fanout_claimed_by=self.fanout.relay.token,
                 fanout_lease_until=now + self.fanout.relay.lease,
@@ -616,6 +617,7 @@ def _stored(row: Row[Any]) -> SendResult:
         int(row.audience_positions),
         int(row.audience_persons),
         int(row.receipt_count),
+        int(row.audience_unfilled or 0),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -141,6 +142,10 @@ async def test_idempotent_send_sequential_and_concurrent(world: World) -> None:
         n = (await conn.execute(select(func.count()).select_from(notices))).scalar_one()
         rc = (await conn.execute(select(func.count()).select_from(notice_receipts))).scalar_one()
     assert n == 2 and rc == 2 * first.receipts
+    # the retry answers every number of the first answer: unfilled was 0 on a retry
+    everyone = await w.send(person, position, compose("all", EVERYONE))  # type: ignore[arg-type]
+    retry = await w.send(person, position, compose("all", EVERYONE))  # type: ignore[arg-type]
+    assert everyone.unfilled > 0 and dataclasses.replace(retry, duplicate=False) == everyone
 
 
 async def test_recall_within_window(world: World) -> None:
