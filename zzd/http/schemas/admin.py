@@ -16,7 +16,11 @@ class GrantView(WireModel):
     person_id: int
     unit_id: int | None = Field(description="null: the whole tree")
     perms: list[str]
-    unit_path: list[str] | None = Field(default=None, description="names from the province down to the unit")
+    unit_path: list[str] | None = Field(
+        default=None,
+        description="names from the province down to the unit; null for the whole tree (unit_id null) "
+        "and for a unit retired since (the grant then covers nothing)",
+    )
 
 
 class RevokedGrant(GrantView):
