@@ -511,7 +511,7 @@ class NoticeService:
         async def change(tx: Txn) -> int:
             row = await self._access_sent(tx.conn, actor_person_id, notice_id, acting=True)
             if row.recalled_at is not None:
-                raise Conflict("the notice was recalled", data={"recalled": True})
+                raise Conflict("the notice was recalled", data={"notice_id": notice_id, "recalled": True})
             owed = missing if row.ack_required else "read"
             evs = await reminder_events(tx.conn, index, row, u, owed, actor_person_id)
             tx.emit(*evs)

@@ -279,7 +279,7 @@ class TaskService:
                     data={"notice_id": notice_id, "position_id": sender_pos},
                 )
             if n.recalled_at is not None:
-                raise Conflict("the notice was recalled", data={"notice_id": notice_id})
+                raise Conflict("the notice was recalled", data={"notice_id": notice_id, "recalled": True})
             rows = await conn.execute(
                 select(notice_receipts.c.position_id)
                 .where(notice_receipts.c.notice_id == notice_id)

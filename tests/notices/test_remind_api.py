@@ -57,5 +57,13 @@ async def test_remind_reaches_only_those_still_owing_in_the_unit_and_only_the_se
         r = await h.post("/api/v1/messages", headers=auth(mgr_tok), json=dm)
         assert r.status_code == 201
         assert [e["kind"] for e in await done.wait_events(2)] == ["notice.new", "message.new"]
+        # A recalled notice: reminding or making tasks of it answers the 409 a receipt call answers.
+        assert (await h.post(f"/api/v1/notices/{nid}/recall", headers=auth(mgr_tok), json={})).status_code == 200
+        r = await h.post(f"/api/v1/notices/{nid}/remind", headers=auth(mgr_tok), json={"unit": "990101"})
+        read = await h.post(f"/api/v1/notices/{nid}/read", headers=auth(owe_tok), json={})
+        tasks = await h.post(f"/api/v1/notices/{nid}/tasks", headers=auth(mgr_tok), json={"client_msg_id": "t-1"})
+        assert r.status_code == read.status_code == tasks.status_code == 409
+        recalled = {"notice_id": nid, "recalled": True}
+        assert r.json()["error"]["data"] == read.json()["error"]["data"] == tasks.json()["error"]["data"] == recalled
     for c in (done, owe, other):
         await c.close()
