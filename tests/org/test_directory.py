@@ -117,3 +117,29 @@ async def test_phones_only_for_administrators_of_the_unit(two: tuple[OrgService,
     for actor, phone in ((ordinary, None), (elsewhere, None), (admin, "13800000001")):
         hit = next(h for h in (await svc.search(actor, VILLAGE, limit=100)).hits if h.position_id == pos)
         assert [d.phone for d in hit.holder_details] == [phone]
+
+
+async def test_the_persons_part_of_a_build_runs_off_the_event_loop(
+    org_db: Database, mini_divisions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process builds its directory on its first search; built in the event loop, the persons' part
+    (5 of the 7 s on a province, minutes on the country) answered nothing else meanwhile."""
+    import threading
+
+    from org_tree.directory import Directory
+
+    await import_divisions(org_db, mini_divisions, grids_per_village=1, clock=FakeClock())
+    await generate_people(org_db, pool_size=1, seed=7, vacancy_rate=0.0, deputy_rate=0.0, clock=FakeClock())
+    holder = OrgIndexHolder(org_db)
+    await holder.load()
+    threads: list[threading.Thread] = []
+    build = Directory._build_persons
+
+    def recording(self: Directory, *rows: object) -> None:
+        threads.append(threading.current_thread())
+        build(self, *rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Directory, "_build_persons", recording)
+    svc = OrgService(org_db, FakeClock(), holder)
+    page = await svc.search(ADMIN, "柯城区")
+    assert page.total > 0 and threads and threads[0] is not threading.main_thread()
