@@ -148,7 +148,10 @@ async def test_history_shows_each_message_as_its_message_new_did(tree_server: Ru
     def note_seen() -> bool:
         return any(e["data"].get("kind") == "system" for e in ca.events if e["kind"] == "message.new")
 
-    await wait_until(note_seen, what="the handover note in the thread")
+    try:
+        await wait_until(note_seen, what="the handover note in the thread")
+    except AssertionError as exc:  # say which half failed: the note's writing or its delivery
+        raise AssertionError(f"{exc}; {await _note_state(s, thread['data']['conversation_id'], ca)}") from exc
     await cb.wait_events(2)
     seen = {e["data"]["id"]: e["data"] for e in [*ca.events, *cb.events] if e["kind"] == "message.new"}
     checked = 0
@@ -223,6 +226,23 @@ async def test_a_mention_shows_alike_in_the_event_history_sync_and_inbox(tree_se
         assert [(x["unread"], x["unread_mentions"]) for x in inbox if x["id"] == gid] == [(0, 0)]
     for cl in clients.values():
         await cl.close()
+
+
+async def _note_state(s: Any, cid: int, client: Client) -> str:
+    """What the server holds of a thread's handover note, beside what the client received."""
+    from sqlalchemy import select
+
+    from messaging.schema import conversations, messages
+
+    async with s.db.read() as conn:
+        mark = (await conn.execute(select(conversations.c.member_version).where(conversations.c.id == cid))).scalar()
+        rows = await conn.execute(select(messages.c.kind).where(messages.c.conversation_id == cid))
+        kinds = [str(r[0]) for r in rows]
+    return (
+        f"thread member_version={mark}, its messages' kinds={kinds}, index version={s.org.index.version}, "
+        f"reconciler seen={s.members._seen} notes={s.members.notes}, "
+        f"client events={[(e['seq'], e['kind']) for e in client.events]}"
+    )
 
 
 async def test_history_names_exactly_one_conversation(tree_server: RunningServer) -> None:
