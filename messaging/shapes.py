@@ -193,9 +193,15 @@ class NoticeLabel(Shape):
     position_id: int = Field(description="the addressed position")
     role: str | None = Field(None, description="its role's name")
     unit: str | None = Field(None, description="its unit's name")
-    via_position_id: int | None = Field(None, description="standing in: the position this person holds")
+    via_position_id: int | None = Field(
+        None,
+        description=(
+            "standing in for a vacant position: the position this person holds (the addressed one itself"
+            " for its deputy or acting holder); null for a holder"
+        ),
+    )
     reason: Literal["deputy", "acting", "unit_head", "superior"] | None = Field(
-        None, description="why this person receives for a vacant position"
+        None, description="why this person receives for a vacant position (null for a holder)"
     )
 
 

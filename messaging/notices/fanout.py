@@ -77,7 +77,7 @@ def label_of(index: OrgIndex, label: Label) -> shapes.NoticeLabel:
     if k >= 0:
         out["role"] = index.position_role(k).name
         out["unit"] = index.unit_name(index.position_unit(k))
-    if via != pos:
+    if reason != "holder":  # a vacancy fallback: a deputy or acting holder of the position itself too
         out["via_position_id"] = via
         out["reason"] = reason
     return shapes.NoticeLabel(**out)
@@ -135,7 +135,7 @@ def notice_payloads(head: NoticeHead, labels: dict[int, list[Label]], index: Org
             if uj is None:
                 uj = unit_js[u] = _dumps(index.unit_name(u))
             out = f'{{"position_id":{pos},"role":{rj},"unit":{uj}'
-        if via != pos:
+        if reason != "holder":
             out += f',"via_position_id":{via},"reason":{_dumps(reason)}'
         return out + "}"
 

@@ -72,6 +72,20 @@ async def test_fanout_exact_receipts_and_one_event_per_person(world: World) -> N
     for p, (payload,) in per_person.items():
         got = {pos["position_id"] for pos in payload["positions"]}  # type: ignore[index, union-attr]
         assert got == set(audience.by_person[p])
+    # Every vacancy fallback says so: a deputy or acting holder standing in for the vacant position
+    # itself too (its label looked like a holder's: via_position_id and reason were left out).
+    fallbacks = {
+        (p, pos): (via, why)
+        for p, pos, via, why in zip(
+            audience.person_ids, audience.position_ids, audience.via_position_ids, audience.reasons, strict=True
+        )
+        if why != "holder"
+    }
+    assert {why for _, why in fallbacks.values()} >= {"deputy", "unit_head"}
+    for p, (payload,) in per_person.items():
+        for label in payload["positions"]:  # type: ignore[union-attr]
+            want = fallbacks.get((p, label["position_id"]))  # type: ignore[index]
+            assert (label.get("via_position_id"), label.get("reason")) == (want or (None, None)), label  # type: ignore[union-attr]
     # notify was called once, after commit, with every recipient once
     assert len(w.notified) == 1
     delivered = [pid for g in w.notified[0] for pid, _seq in g.recipients]
