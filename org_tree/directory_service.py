@@ -10,8 +10,12 @@ after, so nothing committed in between is missed.
 Access (docs/directory.md): the directory is public to every signed-in
 person — positions, units, holders' names; a holder's **phone** is shown only
 to administrators holding ``assignments`` or ``audit`` over the position's
-unit. One person by id (``person``) follows the same rules: a current holder
-is public, anyone else only to themselves and to whole-tree administrators.
+unit — and over every other unit where that person holds a position, so an
+administrator who seats someone (say another county's head) as a deputy in
+their own county does not learn their phone by it (the rule of
+``PATCH /api/v1/org/persons/{id}``). One person by id (``person``) follows the
+same rules: a current holder is public, anyone else only to themselves and to
+whole-tree administrators.
 """
 
 from __future__ import annotations
@@ -127,18 +131,18 @@ class DirectoryService:
         d = await self.directory()
         index = self._holder.index
         total, slots, truncated = search(index, d, query, offset=offset, limit=limit)
-        phones = await self._phones(actor, index, slots)
+        phones = await self._phones(actor, index, d, slots)
         hits = tuple(self._hit(index, d, k, phones) for k in slots)
         return DirectoryPage(total, offset, hits, truncated)
 
-    async def _phones(self, actor: Actor, index: OrgIndex, slots: list[int]) -> dict[int, str | None]:
-        """Phones of the holders on the page whose unit the actor administers (none for ordinary users)."""
+    async def _phones(self, actor: Actor, index: OrgIndex, d: Directory, slots: list[int]) -> dict[int, str | None]:
+        """Phones of the holders on the page the actor administers (none for ordinary users)."""
         if not actor.grants:
             return {}
         wanted: set[int] = set()
         for k in slots:
             if _administers(index, actor, index.position_unit(k)):
-                wanted.update(index.current_holders(k))
+                wanted.update(p for p in index.current_holders(k) if _phone_shown(index, d, actor, p))
         if not wanted:
             return {}
         async with self._db.read() as conn:
@@ -179,7 +183,7 @@ class DirectoryService:
         Visible as in 找岗位: a person holding a position (any kind) to every signed-in person; one
         holding none only to themselves and to administrators with ``assignments`` or ``audit`` over
         the whole tree. The phone as on a directory hit: administrators (``assignments`` or ``audit``)
-        over the unit of one of their positions; for a person holding none, over the whole tree.
+        over the unit of every position they hold; for a person holding none, over the whole tree.
 
         Raises:
             NotFound: no such person, or one the actor may not see (the same answer).
@@ -187,24 +191,21 @@ class DirectoryService:
         d = await self.directory()
         index = self._holder.index
         held: list[HeldPosition] = []
-        for pid in d.positions_of(person_id):
-            k = index.find_slot(pid)
-            if k < 0 or not index.holds_slot(k, person_id):
-                continue
+        for k in _held_slots(index, d, person_id):
+            pid = index.position_id(k)
             kind = "primary" if person_id in index.primary_holders(k) else dict(index.alternate_holders(k))[person_id]
             u = index.position_unit(k)
             role = index.position_role(k)
             path = tuple(index.unit_path(u))
             title = index.position_title(k)
             held.append(HeldPosition(pid, role.name, role.key, index.unit_id(u), index.unit_code(u), path, title, kind))
-        units = [index.find_unit(p.unit_id) for p in held]
         if not held and person_id != actor.person_id and not _administers(index, actor, None):
             raise NotFound("no such person", data={"person_id": person_id})
         async with self._db.read() as conn:
             row = (await conn.execute(select(persons.c.name, persons.c.phone).where(persons.c.id == person_id))).first()
         if row is None:
             raise NotFound("no such person", data={"person_id": person_id})
-        shown = any(_administers(index, actor, u) for u in units) if held else _administers(index, actor, None)
+        shown = _phone_shown(index, d, actor, person_id)
         held.sort(key=lambda p: (len(p.unit_path), p.position_id))
         return PersonCard(person_id, str(row[0]), str(row[1]) if shown and row[1] is not None else None, tuple(held))
 
@@ -212,3 +213,17 @@ class DirectoryService:
 def _administers(index: OrgIndex, actor: Actor, u: int | None) -> bool:
     """``assignments`` or ``audit`` over unit ``u`` (``None``: the whole tree): who sees holders' phones."""
     return holds_grant(index, actor, Perm.ASSIGNMENTS, u) or holds_grant(index, actor, Perm.AUDIT, u)
+
+
+def _phone_shown(index: OrgIndex, d: Directory, actor: Actor, person: int) -> bool:
+    """A person's phone: to administrators over every unit where they hold a position (whole tree: none)."""
+    units = [index.position_unit(k) for k in _held_slots(index, d, person)]
+    if not units:
+        return _administers(index, actor, None)
+    return all(_administers(index, actor, u) for u in units)
+
+
+def _held_slots(index: OrgIndex, d: Directory, person: int) -> list[int]:
+    """The slots of the positions ``person`` holds now (primary, deputy or acting)."""
+    slots = (index.find_slot(pid) for pid in d.positions_of(person))
+    return [k for k in slots if k >= 0 and index.holds_slot(k, person)]

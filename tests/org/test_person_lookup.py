@@ -93,3 +93,29 @@ async def test_search_lists_deputies_and_acting_holders_with_their_kind(org_serv
     assert [(d["person_id"], d["kind"]) for d in hit["holder_details"]] == [
         (worker, "primary"), (deputy, "deputy"), (acting, "acting")
     ]  # fmt: skip
+
+
+async def test_seating_someone_in_ones_own_county_does_not_show_their_phone(org_server: RunningServer) -> None:
+    """An administrator may seat anyone as a deputy in their own county; that seat must not show them the
+    phone of, say, another county's holder (on the card and on 找岗位 hits), as it lets them change nothing
+    of that person (PATCH /api/v1/org/persons/{id}: over every unit where they hold a position)."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    other, _, _, _ = await seat(rs, OTHER_GRID, "grid_worker")
+    await s.org.change_person(SYSTEM, other, phone="13900000009")
+    _, _, w_pos, _ = await seat(rs, GRID, "grid_worker")
+    tokens = {}
+    for name, unit in (("county", "990101"), ("both", "99")):
+        pid, lg = await new_person(s, name)
+        await s.grants.grant(SYSTEM, pid, unit, frozenset({"assignments"}))
+        tokens[name] = (await login(rs.http, lg))["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tokens["county"])) as h:
+        seated = await h.post(f"/api/v1/org/positions/{w_pos}/assignments", json={"person_id": other, "kind": "deputy"})
+        assert seated.status_code == 201, seated.text
+    for name, phone in (("county", None), ("both", "13900000009")):
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(tokens[name])) as h:
+            card = (await h.get(f"/api/v1/org/persons/{other}")).json()
+            [hit] = [x for x in (await h.get("/api/v1/org/search", params={"q": GRID})).json()["hits"]
+                     if x["position_id"] == w_pos]  # fmt: skip
+        assert card["phone"] == phone, (name, card)
+        assert {d["person_id"]: d["phone"] for d in hit["holder_details"]}[other] == phone, (name, hit)

@@ -107,7 +107,9 @@ class DirectoryHolder(WireModel):
     person_id: int
     #: their name
     name: str
-    phone: str | None = Field(description="only for administrators (assignments or audit) of the position's unit")
+    phone: str | None = Field(
+        description="only for administrators (assignments or audit) over every unit where the person holds a position"
+    )
     kind: Literal["primary", "deputy", "acting"] = Field(description="how they hold the position")
 
 
@@ -152,7 +154,7 @@ class PersonCard(WireModel):
     id: int
     name: str
     phone: str | None = Field(
-        description="only for administrators (assignments or audit) over the unit of one of their positions"
+        description="only for administrators (assignments or audit) over every unit where they hold a position"
     )
     positions: list[HeldPosition] = Field(description="the positions they hold now, higher levels first")
 
