@@ -133,6 +133,39 @@ def test_a_group_i_am_added_to_is_titled_in_the_inbox_before_it_is_opened(pages:
     expect(row.locator(".conv-title")).to_contain_text(title)  # not just 群聊
 
 
+def test_an_unread_mention_is_flagged_in_the_inbox_after_a_reload(pages: Pages, web: Web) -> None:
+    """有人@我 came only from live events: the inbox loaded after a mention (a reload, a phone that
+    was off) did not say it; the row's unread_mentions does now, until the conversation is read."""
+    tok = token(web.base, "qian")
+    title = f"点名群 {secrets.token_hex(2)}"
+    g = httpx.post(
+        web.base + "/api/v1/groups",
+        headers={"authorization": f"Bearer {tok}"},
+        json={"title": title, "position_ids": [web.world.positions["sun"][0]]},
+    )
+    assert g.status_code == 201, g.text
+    body = f"请孙八处理 {secrets.token_hex(2)}"
+    r = httpx.post(
+        f"{web.base}/api/v1/conversations/{g.json()['id']}/messages",
+        headers={"authorization": f"Bearer {tok}"},
+        json={
+            "client_msg_id": secrets.token_hex(6),
+            "body": body,
+            "mention_positions": [web.world.positions["sun"][0]],
+        },
+    )
+    assert r.status_code == 201, r.text
+    sun = pages.open("sun")  # signs in after the mention: the inbox comes from GET /api/v1/conversations
+    row = sun.get_by_role("list", name="会话列表").locator("a.conv", has_text=body)
+    expect(row.locator(".mention-flag")).to_have_text("有人@我")
+    row.click()
+    expect(sun.locator("li.msg.mentioned", has_text=body)).to_have_count(1)
+    sun.get_by_role("navigation", name="主导航").get_by_role("link", name="消息").click()
+    read = sun.get_by_role("list", name="会话列表").locator("a.conv", has_text=body)
+    expect(read).to_have_count(1)
+    expect(read.locator(".mention-flag")).to_have_count(0)  # read: the flag goes with the unread count
+
+
 def test_the_mention_popover_works_from_the_keyboard(pages: Pages, web: Web) -> None:
     page = pages.open("qian")
     page.goto(f"{web.base}/#/position/{web.world.positions['li'][0]}")

@@ -171,7 +171,7 @@ conn.onEvent((f) => {
     applyMessage(f);
   } else if (f.kind === 'conversation.read') {
     set({ conversations: st.conversations.map((c) => (c.id === d.conversation_id
-      ? { ...c, unread: 0, mentioned: false, last_read_message_id: d.last_read_message_id } : c)) });
+      ? { ...c, unread: 0, mentioned: false, unread_mentions: 0, last_read_message_id: d.last_read_message_id } : c)) });
   } else if (f.kind === 'message.recalled' || f.kind === 'message.edited') {
     set({ conversations: st.conversations.map((c) => (c.last_message && c.last_message.id === d.message_id
       ? { ...c, last_message: { ...c.last_message, recalled: f.kind === 'message.recalled',

@@ -22,8 +22,8 @@ function findExisting(st, toPosition, toPerson) {
     || (c.peer_position_id === toPosition && c.position_id === st.acting)));
 }
 
-// Live messages say `mentioned`; history says whom the message names (`mentions`): me, or a
-// position I hold or stand in for (docs/conversations.md "mentions").
+// Live messages and history say `mentioned`; `mentions` (whom the message names: me, or a position
+// I hold or stand in for) is the fallback for a server that does not (docs/conversations.md "mentions").
 function mentionsMe(m, me, positions) {
   if (m.mentioned != null) return m.mentioned;
   const named = m.mentions || {};
@@ -178,7 +178,7 @@ export function Chat({ id, toPosition, toPerson }) {
     if (!id || !last || last.id <= marked.current || !visible) return;
     marked.current = last.id;
     api(`/api/v1/conversations/${id}/read`, { method: 'POST', body: { message_id: last.id } }).catch(() => {});
-    set((s) => ({ conversations: s.conversations.map((c) => (c.id === id ? { ...c, unread: 0, mentioned: false } : c)) }));
+    set((s) => ({ conversations: s.conversations.map((c) => (c.id === id ? { ...c, unread: 0, mentioned: false, unread_mentions: 0 } : c)) }));
   }, [messages.length, pending.length, visible]);
 
   async function addPhotos(e) {

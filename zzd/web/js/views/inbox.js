@@ -50,7 +50,7 @@ export function Inbox() {
                   <span class="tag">${KIND[c.kind] || c.kind}</span>
                   ${conversationTitle(c, me, acting)}
                   ${c.unread > 0 && html`<span class="badge" aria-label=${c.unread + ' 条未读'}>${c.unread}</span>`}
-                  ${c.mentioned && html`<span class="mention-flag">有人@我</span>`}
+                  ${(c.mentioned || c.unread_mentions > 0) && html`<span class="mention-flag">有人@我</span>`}
                 </span>
                 <span class="conv-snippet">${last ? (last.recalled ? '（已撤回）' : `${last.sender?.name || ''}：${last.snippet}`) : ''}</span>
                 ${via && html`<span class="via">发给：${positionLabel(via)}</span>`}
