@@ -112,23 +112,29 @@ def test_direct_chat_from_holders_is_titled_by_name_and_keeps_its_read_state(pag
     expect(qian.locator("li.msg.mine", has_text=body).locator(".read-state")).to_have_text("已读")
 
 
-def test_a_group_i_am_added_to_is_titled_in_the_inbox_before_it_is_opened(pages: Pages, web: Web) -> None:
-    li = pages.open("li")
-    tok = token(web.base, "qian")
-    title = f"新群 {secrets.token_hex(2)}"
+def _group_says(web: Web, title: str, member: str, body: str, **extra: Any) -> int:
+    """qian makes a group with ``member``'s first position and writes ``body`` to it (REST); its id."""
+    auth = {"authorization": f"Bearer {token(web.base, 'qian')}"}
     g = httpx.post(
         web.base + "/api/v1/groups",
-        headers={"authorization": f"Bearer {tok}"},
-        json={"title": title, "position_ids": [web.world.positions["li"][0]]},
+        headers=auth,
+        json={"title": title, "position_ids": [web.world.positions[member][0]]},
     )
     assert g.status_code == 201, g.text
-    body = f"群消息 {secrets.token_hex(2)}"
     r = httpx.post(
         f"{web.base}/api/v1/conversations/{g.json()['id']}/messages",
-        headers={"authorization": f"Bearer {tok}"},
-        json={"client_msg_id": secrets.token_hex(6), "body": body},
+        headers=auth,
+        json={"client_msg_id": secrets.token_hex(6), "body": body, **extra},
     )
     assert r.status_code == 201, r.text
+    return int(g.json()["id"])
+
+
+def test_a_group_i_am_added_to_is_titled_in_the_inbox_before_it_is_opened(pages: Pages, web: Web) -> None:
+    li = pages.open("li")
+    title = f"新群 {secrets.token_hex(2)}"
+    body = f"群消息 {secrets.token_hex(2)}"
+    _group_says(web, title, "li", body)
     row = li.get_by_role("list", name="会话列表").locator("a.conv", has_text=body)
     expect(row.locator(".conv-title")).to_contain_text(title)  # not just 群聊
 
@@ -136,25 +142,8 @@ def test_a_group_i_am_added_to_is_titled_in_the_inbox_before_it_is_opened(pages:
 def test_an_unread_mention_is_flagged_in_the_inbox_after_a_reload(pages: Pages, web: Web) -> None:
     """有人@我 came only from live events: the inbox loaded after a mention (a reload, a phone that
     was off) did not say it; the row's unread_mentions does now, until the conversation is read."""
-    tok = token(web.base, "qian")
-    title = f"点名群 {secrets.token_hex(2)}"
-    g = httpx.post(
-        web.base + "/api/v1/groups",
-        headers={"authorization": f"Bearer {tok}"},
-        json={"title": title, "position_ids": [web.world.positions["sun"][0]]},
-    )
-    assert g.status_code == 201, g.text
     body = f"请孙八处理 {secrets.token_hex(2)}"
-    r = httpx.post(
-        f"{web.base}/api/v1/conversations/{g.json()['id']}/messages",
-        headers={"authorization": f"Bearer {tok}"},
-        json={
-            "client_msg_id": secrets.token_hex(6),
-            "body": body,
-            "mention_positions": [web.world.positions["sun"][0]],
-        },
-    )
-    assert r.status_code == 201, r.text
+    _group_says(web, f"点名群 {secrets.token_hex(2)}", "sun", body, mention_positions=[web.world.positions["sun"][0]])
     sun = pages.open("sun")  # signs in after the mention: the inbox comes from GET /api/v1/conversations
     row = sun.get_by_role("list", name="会话列表").locator("a.conv", has_text=body)
     expect(row.locator(".mention-flag")).to_have_text("有人@我")
