@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import subprocess
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -146,20 +149,42 @@ def _offline_page(pages: Pages, hash_: str) -> Any:
     return page
 
 
-def _send_through_an_outage_and_a_reload(page: Any, web: Web, text: str) -> None:
-    """``text`` is sent while the server is down, the page reloaded before it is back: the
-    message shows as 发送中 all along, then as sent once the server is back."""
+def _keep_through_an_outage_and_a_reload(
+    page: Any, web: Web, text: str, meanwhile: Callable[[], None] = lambda: None
+) -> None:
+    """``text`` is sent while the server is down (``meanwhile`` runs then too), the page reloaded
+    before it is back: the message shows as 发送中 all along, until the server is back."""
     web.server.stop()
     try:
         expect(page.locator("[data-status=offline]")).to_be_visible()
         _send(page, text)
         expect(page.locator("li.msg.mine", has_text=text)).to_contain_text("发送中")
+        meanwhile()
         page.reload()  # the shell from the service worker
         expect(page.locator("li.msg.mine", has_text=text)).to_contain_text("发送中")
     finally:
         web.server.start()
     expect(page.locator("[data-status=online]")).to_be_visible(timeout=30_000)
+
+
+def _send_through_an_outage_and_a_reload(page: Any, web: Web, text: str) -> None:
+    """The same, and the message shows as sent once the server is back."""
+    _keep_through_an_outage_and_a_reload(page, web, text)
     expect(page.locator("li.msg.mine", has_text=text)).not_to_contain_text("发送中", timeout=30_000)
+
+
+def _zzd(web: Web, *args: str) -> Any:
+    """The operator's CLI (``zzd …``) on the test world's database; its JSON answer."""
+    out = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "zzd", *args], env=web.server.env, capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(out.stdout)
+
+
+def _kept_sends(page: Any) -> list[Any]:
+    """What the outbox still keeps to send again (``js/outbox.js``)."""
+    me = "JSON.parse(localStorage.getItem('zzd.session')).personId"
+    return list(page.evaluate(f"JSON.parse(localStorage.getItem('zzd.outbox.' + {me}) || '[]')"))
 
 
 def test_a_message_typed_during_an_outage_survives_a_reload(pages: Pages, web: Web) -> None:
@@ -189,3 +214,21 @@ def test_a_first_message_typed_during_an_outage_survives_a_reload(pages: Pages, 
     auth = {"authorization": f"Bearer {token(web.base, 'zhang')}"}
     history = httpx.get(f"{web.base}/api/v1/conversations/{conv_id}/messages", headers=auth).json()["messages"]
     assert [m["body"] for m in history] == [kept]  # zhang got it, once
+
+
+def test_a_kept_message_the_server_refuses_after_a_reload_is_marked_failed(pages: Pages, web: Web) -> None:
+    """A message kept through an outage and a reload goes again once the server is back; when the
+    server refuses it (here: its recipient's account was disabled meanwhile), the refusal was
+    ignored and the message stayed 发送中 for good. It is 发送失败 with the reason, and no longer
+    kept to be sent again."""
+    login = f"gone{secrets.token_hex(3)}"
+    gone = _zzd(web, "person", "create", "--login", login, "--name", "吴离职", "--password", "web-client-2026")
+    sun = _offline_page(pages, f"/person/{gone['person_id']}")
+    kept = f"发给已停用的人 {secrets.token_hex(2)}"
+    _keep_through_an_outage_and_a_reload(sun, web, kept, lambda: _zzd(web, "person", "disable", "--login", login))
+    shown = sun.locator("li.msg.mine", has_text=kept)
+    expect(shown).to_contain_text("发送失败：找不到该内容（可能已删除或无权查看）")
+    assert _kept_sends(sun) == []  # not sent again on the next start
+    sun.reload()
+    expect(sun.locator("[data-status=online]")).to_be_visible()
+    expect(sun.locator("li.msg", has_text=kept)).to_have_count(0)

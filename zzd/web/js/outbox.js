@@ -6,6 +6,12 @@ import { conn } from './conn.js';
 
 const key = () => 'zzd.outbox.' + getSession()?.personId;
 const inflight = new Set();
+const refusedHandlers = new Set();
+
+// (frame, error) => void for every send the server refused for good (or the session ended):
+// told to every open view, since the view showing the message may not be the one that sent it —
+// after a reload, resendKept sent it.
+export function onSendRefused(fn) { refusedHandlers.add(fn); return () => refusedHandlers.delete(fn); }
 
 export function keptSends() {
   try { return JSON.parse(localStorage.getItem(key()) || '[]'); } catch { return []; }
@@ -24,6 +30,7 @@ export function sendKept(frame, shown) {
   inflight.add(id);
   return conn.sendReliable(frame).then((r) => { forget(id); return r; }, (e) => {
     if (e.code !== 'ended') forget(id);      // refused by the server: not sent again
+    for (const fn of refusedHandlers) fn(frame, e);
     throw e;
   }).finally(() => inflight.delete(id));
 }

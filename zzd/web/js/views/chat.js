@@ -3,7 +3,7 @@ import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, newId, upload } from '../api.js';
 import { conn } from '../conn.js';
-import { keptSends, sendKept } from '../outbox.js';
+import { keptSends, onSendRefused, sendKept } from '../outbox.js';
 import { learnPerson, loadPosition, personName, positionTitle } from '../names.js';
 import { get, go, set, useStore } from '../store.js';
 import { conversationTitle } from './inbox.js';
@@ -37,10 +37,6 @@ function mentionsMe(m, me, positions) {
 // unmounted after the new one mounts).
 const carried = new Map();
 
-// A send refused by the server, told to every open chat view: the view that shows the message
-// may not be the one it was sent from (see `carried`).
-const sendFailed = new Set();
-
 export function Chat({ id, toPosition, toPerson }) {
   const { me, conversations, acting, positions } = useStore((s) => s);
   const conv = id ? conversations.find((c) => c.id === id) : null;
@@ -68,11 +64,13 @@ export function Chat({ id, toPosition, toPerson }) {
   const mounted = useRef(true);
   useEffect(() => {
     mounted.current = true;
-    const failed = (clientMsgId, why) => setPending((cur) => cur.map((p) => (p.client_msg_id === clientMsgId ? { ...p, failed: why } : p)));
-    sendFailed.add(failed);
+    // A send refused by the server, whichever view sent it (this one, #/person/N before the move
+    // here, or the outbox after a reload): 发送失败 with the reason.
+    const offRefused = onSendRefused((frame, err) => setPending((cur) => cur.map((p) => (
+      p.client_msg_id === frame.client_msg_id ? { ...p, failed: err.message } : p))));
     return () => {
       mounted.current = false;
-      sendFailed.delete(failed);
+      offRefused();
       // Left for another view before the chat's view mounted: nothing to carry any more.
       if (movedTo.current != null && location.hash !== '#/chat/' + movedTo.current) carried.delete(movedTo.current);
     };
@@ -224,9 +222,7 @@ export function Chat({ id, toPosition, toPerson }) {
     try {
       const r = await sendKept(frame, shown);
       moveTo(r.conversation_id);
-    } catch (err) {
-      for (const fn of sendFailed) fn(frame.client_msg_id, err.message);
-    }
+    } catch { /* marked 发送失败 by onSendRefused */ }
   }
 
   async function recall(m) {
