@@ -8,13 +8,14 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 from playwright.sync_api import expect
 
-from tests.web.conftest import DESKTOP, Pages, Web, check_page
-from tests.web.world import token
+from tests.web.conftest import DESKTOP, Pages, Web, check_page, sign_in
+from tests.web.world import ServeProcess, token
 
 CURSOR = "localStorage.getItem('zzd.cursor.' + JSON.parse(localStorage.getItem('zzd.session')).personId)"
 
@@ -232,3 +233,56 @@ def test_a_kept_message_the_server_refuses_after_a_reload_is_marked_failed(pages
     sun.reload()
     expect(sun.locator("[data-status=online]")).to_be_visible()
     expect(sun.locator("li.msg", has_text=kept)).to_have_count(0)
+
+
+#: Every 发送失败 ever shown, though it went again.
+_WATCH_FAILED = """() => {
+  window.failedShown = [];
+  new MutationObserver(() => {
+    for (const e of document.querySelectorAll('ol.messages li.msg')) {
+      const t = e.textContent;
+      if (t.includes('发送失败') && !window.failedShown.includes(t)) window.failedShown.push(t);
+    }
+  }).observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def test_a_send_refused_as_rate_limited_goes_again_later(browser: Any, web: Web, tmp_path: Path) -> None:
+    """``rate_limited`` is ``retryable`` (docs/protocol.md): the same send may succeed later. It
+    was taken as final — 发送失败 and dropped from the outbox, so the message was lost. It stays
+    发送中 and goes again after a back-off. A server of its own allows 6 sends a minute (one
+    more every 10 s); sun spends them through the API, then writes in the browser."""
+    server = ServeProcess(web.world, tmp_path, ZZD_SEND_RATE_PER_MINUTE="6")
+    server.start()
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN", service_workers="block")
+    try:
+        errors: list[str] = []
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.base + "/")
+        sign_in(page, "sun")
+        auth = {"authorization": f"Bearer {token(server.base, 'sun')}"}
+        zhou = web.world.person_ids["zhou"]
+        spent = [
+            httpx.post(
+                f"{server.base}/api/v1/messages",
+                headers=auth,
+                json={"to": zhou, "client_msg_id": secrets.token_hex(6), "body": f"第{i}条"},
+            ).status_code
+            for i in range(7)
+        ]
+        assert spent[-1] == 429, spent  # the budget is spent
+        page.goto(f"{server.base}/#/person/{zhou}")
+        expect(page).to_have_url(re.compile(r"#/chat/\d+$"))  # the chat the API sends opened
+        page.evaluate(_WATCH_FAILED)
+        later = f"稍后再发 {secrets.token_hex(2)}"
+        _send(page, later)
+        expect(page.locator("li.msg.mine", has_text=later)).to_contain_text("发送中")
+        stored = page.locator("li.msg.mine:not([data-message^=pending])", has_text=later)
+        expect(stored).to_have_count(1, timeout=60_000)
+        assert page.evaluate("window.failedShown") == []
+        assert _kept_sends(page) == []
+        assert not errors, errors
+    finally:
+        context.close()
+        server.stop()

@@ -10,6 +10,8 @@ import { errorText, getSession, refresh, newId } from './api.js';
 const PING_EVERY = 20_000;
 const PING_TIMEOUT = 10_000;
 const REQUEST_TIMEOUT = 15_000;
+const RETRY_FIRST = 2_000;       // a send refused as retryable goes again after this, doubling
+const RETRY_MAX = 60_000;
 const TERMINAL = { 4503: 'revoked', 4509: 'replaced' };
 
 export class Connection {
@@ -148,7 +150,8 @@ export class Connection {
     this.pending.delete(f.ref);
     clearTimeout(p.timer);
     if (f.type === 'ok') p.resolve(f.data);
-    else p.reject(Object.assign(new Error(errorText(f.code, f.message)), { code: f.code, data: f.data, serverMessage: f.message }));
+    else p.reject(Object.assign(new Error(errorText(f.code, f.message)), { code: f.code, data: f.data, serverMessage: f.message,
+                                                                           retryable: f.retryable === true }));
   }
 
   deliver(f) {
@@ -221,14 +224,22 @@ export class Connection {
   }
 
   // A send that survives drops: same client_msg_id on every retry (docs/protocol.md "send").
+  // A refusal the server marks `retryable` (rate_limited, unavailable) is not final either: the
+  // same send goes again later, after `data.retry_after` seconds when given, else backing off
+  // from 2 s to a minute. Any other refusal is final and rejects.
   async sendReliable(frame) {
     const f = { ...frame, client_msg_id: frame.client_msg_id || newId('m') };
+    let wait = RETRY_FIRST;
     for (;;) {
       await this.ready();
       try {
         return await this.request(f);
       } catch (e) {
-        if (e.code !== 'disconnected' && e.code !== 'timeout' && e.code !== 'unavailable') throw e;
+        if (e.code === 'disconnected' || e.code === 'timeout') continue;
+        if (!e.retryable && e.code !== 'unavailable') throw e;
+        const after = Number(e.data?.retry_after);
+        await new Promise((resolve) => { setTimeout(resolve, after > 0 ? after * 1000 : wait); });
+        wait = Math.min(wait * 2, RETRY_MAX);
       }
     }
   }
