@@ -286,3 +286,53 @@ def test_a_send_refused_as_rate_limited_goes_again_later(browser: Any, web: Web,
     finally:
         context.close()
         server.stop()
+
+
+#: What a #/person/N page leaves in the outbox (``js/outbox.js``) for a message it sent during an
+#: outage, before it knew the chat: the frame addresses the person (``to``), with no conversation.
+_KEPT_AT_PERSON = """({to, body, me}) => {
+  const frame = {type: 'send', client_msg_id: 'm-kept' + Date.now(), body, to};
+  const shown = {...frame, id: 'pending-' + frame.client_msg_id, sender: {id: me, name: '孙八'},
+                 created_at: new Date().toISOString(), pending: true, reply_to: null, attachments: []};
+  const key = 'zzd.outbox.' + me;
+  localStorage.setItem(key, JSON.stringify([...JSON.parse(localStorage.getItem(key) || '[]'), {frame, shown}]));
+}"""
+
+
+def test_a_first_message_kept_at_person_shows_after_a_reload_at_its_chat(pages: Pages, web: Web) -> None:
+    """Sent at 私聊 (#/person/N) during an outage, the view then moved to the existing chat
+    (#/chat/id, once the inbox came) and the page was reloaded there before the server answered:
+    the kept message carries the person, not the chat, so the chat's view showed nothing of it
+    until the server was back. It shows at once, 发送中, and goes once the server is back.
+    The outbox entry is the one such a page leaves (the move itself needs the inbox to arrive
+    between the send and the outage, which a test cannot order without a WebSocket-only outage)."""
+    login = f"peer{secrets.token_hex(3)}"
+    peer = _zzd(web, "person", "create", "--login", login, "--name", "郑一", "--password", "web-client-2026")
+    hello = f"你好 {secrets.token_hex(2)}"
+    sun_id = web.world.person_ids["sun"]
+    r = httpx.post(
+        f"{web.base}/api/v1/messages",
+        headers={"authorization": f"Bearer {token(web.base, login)}"},
+        json={"to": sun_id, "client_msg_id": secrets.token_hex(6), "body": hello},
+    )
+    assert r.status_code == 201, r.text
+    cid = r.json()["conversation_id"]
+    sun = _offline_page(pages, f"/chat/{cid}")
+    expect(sun.locator("li.msg", has_text=hello)).to_be_visible()
+    kept = f"断线时在私聊发的 {secrets.token_hex(2)}"
+    web.server.stop()
+    try:
+        expect(sun.locator("[data-status=offline]")).to_be_visible()
+        sun.evaluate(_KEPT_AT_PERSON, {"to": peer["person_id"], "body": kept, "me": sun_id})
+        sun.reload()  # the shell from the service worker, at #/chat/id
+        expect(sun.locator("li.msg.mine", has_text=kept)).to_contain_text("发送中")
+    finally:
+        web.server.start()
+    expect(sun.locator("[data-status=online]")).to_be_visible(timeout=30_000)
+    stored = sun.locator("li.msg.mine:not([data-message^=pending])", has_text=kept)
+    expect(stored).to_have_count(1, timeout=30_000)
+    expect(sun.locator("li.msg .body", has_text=kept)).to_have_count(1)
+    history = httpx.get(
+        f"{web.base}/api/v1/conversations/{cid}/messages", headers={"authorization": f"Bearer {token(web.base, login)}"}
+    ).json()["messages"]
+    assert [m["body"] for m in reversed(history)] == [hello, kept]  # the peer got it, once, in this chat

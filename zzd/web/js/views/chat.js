@@ -53,6 +53,19 @@ export function Chat({ id, toPosition, toPerson }) {
     const kept = keptSends().filter((x) => here(x.frame)).map((x) => x.shown);
     return [...kept, ...arrived.pending.filter((p) => !kept.some((k) => k.client_msg_id === p.client_msg_id))];
   });
+  // A direct chat shows too the kept sends to its peer made at #/person/N before the chat was
+  // known (they carry `to`, no conversation id): sent there during an outage, the view moved
+  // here (from the first message's answer, or the inbox), then reloaded before the server
+  // answered. The chat's peer is known once the inbox is, which may be after the mount.
+  const peer = conv?.kind === 'direct' ? conv.peer_id : null;
+  useEffect(() => {
+    if (peer == null) return;
+    const kept = keptSends().filter((x) => x.frame.conversation_id == null && x.frame.to === peer).map((x) => x.shown);
+    setPending((cur) => {
+      const more = kept.filter((k) => !cur.some((p) => p.client_msg_id === k.client_msg_id));
+      return more.length ? [...more, ...cur] : cur;
+    });
+  }, [id, peer]);
   const [nextBefore, setNextBefore] = useState(null);
   const [text, setText] = useState(arrived.text);
   const typed = useRef('');
