@@ -175,6 +175,10 @@ class Membership(RuleBasedStateMachine):
                 with pytest.raises(Forbidden):  # holding a position gives no right to hand one over
                     self.run(w.handover(p, to, actor))
                 return
+        if {a.person for a in self.model.assignments[p] if a.end is None} == {to}:
+            with pytest.raises(Conflict):  # to its one holder: refused, nothing written (f672256)
+                self.run(w.handover(p, to, actor))
+            return
         self.run(w.handover(p, to, actor))
         self.run(w.members.run())
         end = self._handover_time
