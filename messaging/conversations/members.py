@@ -149,10 +149,14 @@ class MemberReconciler:
         their ancestors, and groups having a changed position as a member.
         """
         idx = self._index()
-        if idx.version == self._seen:
+        # The holder patches this very object in place (org_tree/holder.py): while this pass awaits,
+        # its version may move on. The pass covers the changes up to the version it began at and
+        # records that one as seen, so the next pass reads what was applied meanwhile.
+        version = idx.version
+        if version == self._seen:
             return 0
         async with self._c.db.read() as conn:
-            scope = await self._affected(conn, idx) if self._seen >= 0 else None
+            scope = await self._affected(conn, idx, version) if self._seen >= 0 else None
             # Without a window of changes (first pass, or a tree change in it), the threads' own
             # marks say which handovers still owe a note (handover.py).
             handovers = scope[1] if scope is not None else await pending_handovers(conn)
@@ -176,7 +180,7 @@ class MemberReconciler:
                 for r in await conn.execute(
                     select(conversations.c.id).where(
                         derived,
-                        or_(conversations.c.member_version.is_(None), conversations.c.member_version < idx.version),
+                        or_(conversations.c.member_version.is_(None), conversations.c.member_version < version),
                     )
                 )
             ]
@@ -184,18 +188,20 @@ class MemberReconciler:
         for cid in ids:
             changed += await self.reconcile(cid)
         self.notes += await handover_notes(self._c, handovers, marked_only=scope is None)
-        self._seen = idx.version
+        self._seen = version
         return changed
 
-    async def _affected(self, conn: AsyncConnection, idx: OrgIndex) -> tuple[list[int], dict[int, int]] | None:
-        """Unit ids and {position id: latest org version} touched by holder changes since the last run.
+    async def _affected(
+        self, conn: AsyncConnection, idx: OrgIndex, version: int
+    ) -> tuple[list[int], dict[int, int]] | None:
+        """Unit ids and {position id: latest org version} touched by holder changes since the last run, to ``version``.
 
         None: look at everything (a tree change, or too many changes).
         """
         rows = (
             await conn.execute(
                 select(org_changes.c.scope, org_changes.c.position_id, org_changes.c.version, org_changes.c.detail)
-                .where(org_changes.c.version > self._seen, org_changes.c.version <= idx.version)
+                .where(org_changes.c.version > self._seen, org_changes.c.version <= version)
                 .limit(_TARGET_LIMIT + 1)
             )
         ).all()
