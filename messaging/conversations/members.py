@@ -252,6 +252,9 @@ class MemberReconciler:
                 depth=conv.unit_depth or 0,
                 position_ids=posts,
             )
+            # The version these members are of, read with them: the index is patched in place, and
+            # a change applied while this transaction awaits must not be stamped as done (run()).
+            version = idx.version
             cm = conversation_members
             stored = {
                 int(p): s
@@ -262,9 +265,7 @@ class MemberReconciler:
             if conv.kind == "group" and len(stored) + len(joined) - len(left) > self._c.config.max_group_size:
                 logger.warning("group %s would exceed its size limit; new holders not added", cid)
                 joined = []
-            await conn.execute(
-                update(conversations).where(conversations.c.id == cid).values(member_version=idx.version)
-            )
+            await conn.execute(update(conversations).where(conversations.c.id == cid).values(member_version=version))
             if not joined and not left:
                 return 0
             if joined:
@@ -292,8 +293,8 @@ class MemberReconciler:
                 conversation_id=cid,
                 conversation_kind=conv.kind,
                 actor_id=(joined or left)[0],
-                key=f"sys:{cid}:v{idx.version}:m",
-                detail={"event": "members", "joined": joined, "left": left, "org_version": idx.version},
+                key=f"sys:{cid}:v{version}:m",
+                detail={"event": "members", "joined": joined, "left": left, "org_version": version},
                 about=[*joined, *left],
                 text=f"{len(joined)} joined, {len(left)} left",
                 recipients=stay,

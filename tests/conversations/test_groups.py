@@ -189,3 +189,45 @@ async def test_unit_groups_follow_a_moved_unit_and_ignore_edits_that_move_nobody
     async with world.db.read() as conn:
         versions = dict((await conn.execute(select(conversations.c.id, conversations.c.member_version))).all())
     assert versions[village["id"]] < world.holder.index.version
+
+
+async def test_a_holder_change_applied_while_a_group_is_reconciled_is_not_stamped_done(
+    world: World, conv_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index is patched in place: a change applied while ``reconcile`` awaited was stamped as the
+    group's ``member_version`` with members computed before it, so the group never took it."""
+    import messaging.conversations.members as members
+
+    idx = world.holder.index
+    grid = [u for u in idx.units() if idx.unit_level(u) == 6][-1]
+    pos = idx.position_id(idx.unit_slots(grid)[0])
+    [old] = world.holders(pos)
+    g = await world.members.create_unit_group(Actor(old, (pos,)), idx.unit_id(idx.position_unit(idx.slot(pos))))
+    await world.members.run()  # caught up
+    first, second = await world.person("接任"), await world.person("再接任")
+    await world.handover(pos, first)  # this process's index has it; the group is not reconciled yet
+    other = await make_world(conv_url)  # another process hands the position on; ours has not heard yet
+    try:
+        await other.handover(pos, second)
+    finally:
+        await other.db.dispose()
+    computed = members.desired_members
+    applied: list[int] = []
+
+    def hears() -> None:  # what this process's holder does when it hears of the change
+        live = world.holder.index
+        applied.append(live.version)
+        live.patch_holders({pos: ([second], [])}, live.version + 1)
+
+    def then_the_next_change_arrives(*args: Any, **kw: Any) -> set[int]:
+        if not applied:  # applied at the reconcile's next await (its read of the stored members)
+            asyncio.get_running_loop().call_soon(hears)
+        return computed(*args, **kw)
+
+    monkeypatch.setattr(members, "desired_members", then_the_next_change_arrives)
+    assert await world.members.reconcile(g["id"]) == 1  # the first handover, as computed
+    monkeypatch.setattr(members, "desired_members", computed)
+    assert applied and world.holder.index.version == applied[0] + 1
+    await world.members.run()  # the pass for the version applied meanwhile
+    view = await world.groups.get(second, g["id"])
+    assert second in _members(view) and first not in _members(view) and old not in _members(view)
