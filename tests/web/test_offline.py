@@ -73,3 +73,31 @@ def test_going_offline_shows_at_once_and_a_start_offline_completes_when_back(pag
     expect(page.locator("[data-status=online]")).to_be_visible()
     expect(page.get_by_role("alert")).to_have_count(0)  # the start finished: the offline note goes
     expect(page.get_by_role("list", name="会话列表").locator("a.conv", has_text=body)).to_be_visible()
+
+
+def test_a_chat_first_learnt_live_is_in_the_offline_inbox(pages: Pages, web: Web) -> None:
+    """A conversation that did not exist when the inbox was loaded comes with a live
+    ``message.new`` (here: a group qian makes with li's position). Only loaded inbox pages were
+    kept for the offline shell, so a reload without the network lost it. It is kept, titled."""
+    page = pages.open("li", service_workers="allow")
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    title, body = f"离线群 {secrets.token_hex(2)}", f"刚建的群 {secrets.token_hex(2)}"
+    auth = {"authorization": f"Bearer {token(web.base, 'qian')}"}
+    g = httpx.post(
+        web.base + "/api/v1/groups", headers=auth, json={"title": title, "position_ids": [web.world.positions["li"][0]]}
+    )
+    assert g.status_code == 201, g.text
+    r = httpx.post(
+        f"{web.base}/api/v1/conversations/{g.json()['id']}/messages",
+        headers=auth,
+        json={"client_msg_id": secrets.token_hex(6), "body": body},
+    )
+    assert r.status_code == 201, r.text
+    row = page.get_by_role("list", name="会话列表").locator("a.conv", has_text=body)
+    expect(row.locator(".conv-title")).to_contain_text(title)  # live, titled from the group
+    page.context.set_offline(True)
+    page.reload()
+    expect(page.get_by_role("alert")).to_contain_text("离线")
+    expect(row.locator(".conv-title")).to_contain_text(title)
+    page.context.set_offline(False)
+    expect(page.locator("[data-status=online]")).to_be_visible()

@@ -16,6 +16,14 @@ export function setActing(positionId) {
   set({ acting: positionId });
 }
 
+// The inbox shown, kept as the last synced one for the offline shell: loaded pages and what
+// events changed since (a chat first learnt from a live message.new included), so a start
+// without the network shows what the page last showed.
+export function setInbox(rows) {
+  set({ conversations: rows });
+  try { localStorage.setItem(OFFLINE_KEY + getSession()?.personId, JSON.stringify(rows)); } catch { /* full */ }
+}
+
 export async function loadInbox() {
   const j = await api('/api/v1/conversations?limit=100');
   showInbox(j.conversations);
@@ -34,8 +42,7 @@ export async function loadMoreInbox() {
 
 function showInbox(rows) {
   for (const c of rows) if (c.last_message) learnPerson(c.last_message.sender);
-  set({ conversations: rows });
-  try { localStorage.setItem(OFFLINE_KEY + getSession()?.personId, JSON.stringify(rows)); } catch { /* full */ }
+  setInbox(rows);
   // Titles of position threads: look the positions up (cached), re-render when they arrive.
   const ids = new Set();
   for (const c of rows) for (const k of ['position_id', 'peer_position_id']) if (c[k]) ids.add(c[k]);
@@ -152,12 +159,12 @@ function applyMessage(f) {
   if (!mine && d.kind !== 'system') row.unread = (row.unread || 0) + 1;
   if (d.mentioned) row.mentioned = true;
   rows.unshift(row);
-  set({ conversations: rows });
+  setInbox(rows);
 }
 
 function groupTitle(id) {
-  api('/api/v1/groups/' + id).then((g) => set((st) => ({
-    conversations: st.conversations.map((c) => (c.id === id && !c.title ? { ...c, title: g.title } : c)) })), () => {});
+  api('/api/v1/groups/' + id).then((g) => setInbox(
+    get().conversations.map((c) => (c.id === id && !c.title ? { ...c, title: g.title } : c))), () => {});
 }
 
 let early = null;   // message.new events seen while the inbox loads
@@ -170,14 +177,14 @@ conn.onEvent((f) => {
     if (early) early.push(f);
     applyMessage(f);
   } else if (f.kind === 'conversation.read') {
-    set({ conversations: st.conversations.map((c) => (c.id === d.conversation_id
-      ? { ...c, unread: 0, mentioned: false, unread_mentions: 0, last_read_message_id: d.last_read_message_id } : c)) });
+    setInbox(st.conversations.map((c) => (c.id === d.conversation_id
+      ? { ...c, unread: 0, mentioned: false, unread_mentions: 0, last_read_message_id: d.last_read_message_id } : c)));
   } else if (f.kind === 'message.recalled' || f.kind === 'message.edited') {
-    set({ conversations: st.conversations.map((c) => (c.last_message && c.last_message.id === d.message_id
+    setInbox(st.conversations.map((c) => (c.last_message && c.last_message.id === d.message_id
       ? { ...c, last_message: { ...c.last_message, recalled: f.kind === 'message.recalled',
-                                snippet: f.kind === 'message.edited' ? d.body.slice(0, 80) : '' } } : c)) });
+                                snippet: f.kind === 'message.edited' ? d.body.slice(0, 80) : '' } } : c)));
   } else if (f.kind === 'conversation.left') {
-    set({ conversations: st.conversations.filter((c) => c.id !== d.conversation_id) });
+    setInbox(st.conversations.filter((c) => c.id !== d.conversation_id));
   }
 });
 

@@ -5,6 +5,7 @@ import { api, newId, upload } from '../api.js';
 import { conn } from '../conn.js';
 import { keptSends, onSendRefused, sendKept } from '../outbox.js';
 import { learnPerson, loadPosition, personName, positionTitle } from '../names.js';
+import { setInbox } from '../session.js';
 import { get, go, set, useStore } from '../store.js';
 import { conversationTitle } from './inbox.js';
 import { MentionPicker } from './mentions.js';
@@ -131,8 +132,8 @@ export function Chat({ id, toPosition, toPerson }) {
   // A group row learnt from an event has no title yet: ask the group.
   useEffect(() => {
     if (!conv || conv.title || (conv.kind !== 'group' && conv.kind !== 'unit')) return;
-    api('/api/v1/groups/' + id).then((g) => set((st) => ({
-      conversations: st.conversations.map((c) => (c.id === id ? { ...c, title: g.title } : c)) })), () => {});
+    api('/api/v1/groups/' + id).then((g) => setInbox(
+      get().conversations.map((c) => (c.id === id ? { ...c, title: g.title } : c))), () => {});
   }, [id, conv && conv.kind, conv && conv.title]);
 
   useEffect(() => {
@@ -189,7 +190,7 @@ export function Chat({ id, toPosition, toPerson }) {
     if (!id || !last || last.id <= marked.current || !visible) return;
     marked.current = last.id;
     api(`/api/v1/conversations/${id}/read`, { method: 'POST', body: { message_id: last.id } }).catch(() => {});
-    set((s) => ({ conversations: s.conversations.map((c) => (c.id === id ? { ...c, unread: 0, mentioned: false, unread_mentions: 0 } : c)) }));
+    setInbox(get().conversations.map((c) => (c.id === id ? { ...c, unread: 0, mentioned: false, unread_mentions: 0 } : c)));
   }, [messages.length, pending.length, visible]);
 
   async function addPhotos(e) {
