@@ -288,10 +288,11 @@ def test_a_send_refused_as_rate_limited_goes_again_later(browser: Any, web: Web,
         server.stop()
 
 
-#: What a #/person/N page leaves in the outbox (``js/outbox.js``) for a message it sent during an
-#: outage, before it knew the chat: the frame addresses the person (``to``), with no conversation.
-_KEPT_AT_PERSON = """({to, body, me}) => {
-  const frame = {type: 'send', client_msg_id: 'm-kept' + Date.now(), body, to};
+#: What a #/person/N or #/position/N page leaves in the outbox (``js/outbox.js``) for a message
+#: it sent during an outage, before it knew the chat: the frame addresses the person (``to``) or the
+#: position (``to_position``, with ``as_position``), with no conversation.
+_KEEP_SEND = """({address, body, me}) => {
+  const frame = {type: 'send', client_msg_id: 'm-kept' + Date.now(), body, ...address};
   const shown = {...frame, id: 'pending-' + frame.client_msg_id, sender: {id: me, name: '孙八'},
                  created_at: new Date().toISOString(), pending: true, reply_to: null, attachments: []};
   const key = 'zzd.outbox.' + me;
@@ -323,7 +324,7 @@ def test_a_first_message_kept_at_person_shows_after_a_reload_at_its_chat(pages: 
     web.server.stop()
     try:
         expect(sun.locator("[data-status=offline]")).to_be_visible()
-        sun.evaluate(_KEPT_AT_PERSON, {"to": peer["person_id"], "body": kept, "me": sun_id})
+        sun.evaluate(_KEEP_SEND, {"address": {"to": peer["person_id"]}, "body": kept, "me": sun_id})
         sun.reload()  # the shell from the service worker, at #/chat/id
         expect(sun.locator("li.msg.mine", has_text=kept)).to_contain_text("发送中")
     finally:
@@ -336,3 +337,41 @@ def test_a_first_message_kept_at_person_shows_after_a_reload_at_its_chat(pages: 
         f"{web.base}/api/v1/conversations/{cid}/messages", headers={"authorization": f"Bearer {token(web.base, login)}"}
     ).json()["messages"]
     assert [m["body"] for m in reversed(history)] == [hello, kept]  # the peer got it, once, in this chat
+
+
+def test_a_message_kept_at_position_shows_after_a_reload_at_its_thread(pages: Pages, web: Web) -> None:
+    """The same for a position thread: sent at #/position/N during an outage, the view then moved
+    to the existing thread (#/chat/id) and the page was reloaded there before the server
+    answered. The kept message carries the position written to and the one written as, not the
+    thread, and the thread's view showed nothing of it (only a direct chat's did, by its peer).
+    It shows at once, 发送中, and goes once the server is back, once, into this thread."""
+    sun_id, sun_pos = web.world.person_ids["sun"], web.world.positions["sun"][0]
+    river = web.world.positions["zhao"][0]
+    hello = f"河道问题 {secrets.token_hex(2)}"
+    r = httpx.post(
+        f"{web.base}/api/v1/positions/{river}/messages",
+        headers={"authorization": f"Bearer {token(web.base, 'sun')}"},
+        json={"client_msg_id": secrets.token_hex(6), "body": hello, "as_position": sun_pos},
+    )
+    assert r.status_code in (200, 201), r.text
+    cid = r.json()["conversation_id"]
+    sun = _offline_page(pages, f"/chat/{cid}")
+    expect(sun.locator("li.msg", has_text=hello)).to_be_visible()
+    kept = f"断线时给河长的 {secrets.token_hex(2)}"
+    web.server.stop()
+    try:
+        expect(sun.locator("[data-status=offline]")).to_be_visible()
+        address = {"to_position": river, "as_position": sun_pos}
+        sun.evaluate(_KEEP_SEND, {"address": address, "body": kept, "me": sun_id})
+        sun.reload()  # the shell from the service worker, at #/chat/id
+        expect(sun.locator("li.msg.mine", has_text=kept)).to_contain_text("发送中")
+    finally:
+        web.server.start()
+    expect(sun.locator("[data-status=online]")).to_be_visible(timeout=30_000)
+    stored = sun.locator("li.msg.mine:not([data-message^=pending])", has_text=kept)
+    expect(stored).to_have_count(1, timeout=30_000)
+    expect(sun.locator("li.msg .body", has_text=kept)).to_have_count(1)
+    assert _kept_sends(sun) == []
+    zhao = {"authorization": f"Bearer {token(web.base, 'zhao')}"}
+    history = httpx.get(f"{web.base}/api/v1/conversations/{cid}/messages", headers=zhao).json()["messages"]
+    assert [m["body"] for m in reversed(history)][-2:] == [hello, kept]  # the river chief got it, once, here

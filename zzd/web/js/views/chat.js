@@ -23,6 +23,38 @@ function findExisting(st, toPosition, toPerson) {
     || (c.peer_position_id === toPosition && c.position_id === st.acting)));
 }
 
+// The kept sends (outbox.js) this view shows: those it addresses — a conversation by id,
+// #/person/N by `to`, #/position/N by `to_position` — and in a direct chat or position thread
+// those sent before the chat was known, which carry its peer or position but no conversation id.
+function keptHere(id, toPosition, toPerson, conv, me) {
+  const here = (f) => {
+    if (!id) return toPerson != null ? f.to === toPerson : f.to_position === toPosition;
+    if (f.conversation_id === id) return true;
+    if (f.conversation_id != null || !conv) return false;
+    if (conv.kind === 'direct') return f.to != null && f.to === conv.peer_id;
+    return conv.kind === 'position' && f.to_position != null && inThread(conv, f, me);
+  };
+  return keptSends().filter((x) => here(x.frame)).map((x) => x.shown);
+}
+
+// Whether a send with `to_position` goes to thread `c` (the server's thread key, docs/conversations.md):
+// the thread between that position and the one it is written as (`as_position`), else between
+// that position and me.
+function inThread(c, f, me) {
+  const pair = (a, b) => [a, b].sort((x, y) => x - y).join();
+  if (f.as_position != null) return c.peer_person_id == null && pair(c.position_id, c.peer_position_id) === pair(f.to_position, f.as_position);
+  return me != null && c.position_id === f.to_position && c.peer_person_id === me.id;
+}
+
+// `cur` with the pending bubbles of `more` it does not show yet (the same send, by client_msg_id,
+// may come both kept and carried from #/person/N or #/position/N), oldest first; `cur` itself
+// when nothing is new.
+function withPending(cur, more) {
+  const add = more.filter((m) => !cur.some((p) => p.client_msg_id === m.client_msg_id));
+  if (!add.length) return cur;
+  return [...cur, ...add].sort((a, b) => String(a.created_at).localeCompare(String(b.created_at)));
+}
+
 // Live messages and history say `mentioned`; `mentions` (whom the message names: me, or a position
 // I hold or stand in for) is the fallback for a server that does not (docs/conversations.md "mentions").
 function mentionsMe(m, me, positions) {
@@ -47,26 +79,20 @@ export function Chat({ id, toPosition, toPerson }) {
     carried.delete(id);
     return from ? from() : { text: '', pending: [] };
   });
-  // Sent, not yet confirmed by an event; a previous page's unsent ones (outbox.js) and those
-  // carried from #/person/N or #/position/N included.
-  const [pending, setPending] = useState(() => {
-    const here = (f) => (id ? f.conversation_id === id : toPerson != null ? f.to === toPerson : f.to_position === toPosition);
-    const kept = keptSends().filter((x) => here(x.frame)).map((x) => x.shown);
-    return [...kept, ...arrived.pending.filter((p) => !kept.some((k) => k.client_msg_id === p.client_msg_id))];
-  });
-  // A direct chat shows too the kept sends to its peer made at #/person/N before the chat was
-  // known (they carry `to`, no conversation id): sent there during an outage, the view moved
-  // here (from the first message's answer, or the inbox), then reloaded before the server
-  // answered. The chat's peer is known once the inbox is, which may be after the mount.
-  const peer = conv?.kind === 'direct' ? conv.peer_id : null;
+  // Sent, not yet confirmed by an event (or refused: 发送失败); a previous page's kept ones
+  // (outbox.js) and those carried from #/person/N or #/position/N included.
+  const [pending, setPending] = useState(() => withPending(keptHere(id, toPosition, toPerson, conv, me), arrived.pending));
+  // A direct chat or a position thread shows too the kept sends made at #/person/N or
+  // #/position/N before the chat was known (they carry `to` or `to_position`, no conversation id):
+  // sent there during an outage, the view moved here (from the first message's answer, or the
+  // inbox), then reloaded before the server answered. The chat's peer is known once the inbox
+  // is, which may be after the mount.
+  const convKey = conv ? [conv.kind, conv.peer_id, conv.position_id, conv.peer_position_id, conv.peer_person_id].join() : '';
   useEffect(() => {
-    if (peer == null) return;
-    const kept = keptSends().filter((x) => x.frame.conversation_id == null && x.frame.to === peer).map((x) => x.shown);
-    setPending((cur) => {
-      const more = kept.filter((k) => !cur.some((p) => p.client_msg_id === k.client_msg_id));
-      return more.length ? [...more, ...cur] : cur;
-    });
-  }, [id, peer]);
+    if (!conv) return;
+    const kept = keptHere(id, toPosition, toPerson, conv, me);
+    setPending((cur) => withPending(cur, kept));
+  }, [id, convKey, me && me.id]);
   const [nextBefore, setNextBefore] = useState(null);
   const [text, setText] = useState(arrived.text);
   const typed = useRef('');
