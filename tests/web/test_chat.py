@@ -217,22 +217,62 @@ def test_a_first_message_typed_during_an_outage_survives_a_reload(pages: Pages, 
     assert [m["body"] for m in history] == [kept]  # zhang got it, once
 
 
-def test_a_kept_message_the_server_refuses_after_a_reload_is_marked_failed(pages: Pages, web: Web) -> None:
-    """A message kept through an outage and a reload goes again once the server is back; when the
-    server refuses it (here: its recipient's account was disabled meanwhile), the refusal was
-    ignored and the message stayed 发送中 for good. It is 发送失败 with the reason, and no longer
-    kept to be sent again."""
+def test_a_kept_message_the_server_refuses_is_failed_and_can_be_resent_or_deleted(pages: Pages, web: Web) -> None:
+    """Messages kept through an outage and a reload go again once the server is back; the server
+    refuses them here (their recipient's account was disabled meanwhile): 发送失败 with the reason,
+    not sent again by themselves. They had no action, and were dropped from the outbox, so a
+    reload lost what was typed. They stay kept as failed — 发送失败 after a reload too — with
+    重发 and 删除: 删除 drops one for good (not back after a reload); 重发, once the recipient is
+    back, sends the other once, under a client_msg_id of its own (the refusal stored nothing)."""
     login = f"gone{secrets.token_hex(3)}"
     gone = _zzd(web, "person", "create", "--login", login, "--name", "吴离职", "--password", "web-client-2026")
     sun = _offline_page(pages, f"/person/{gone['person_id']}")
-    kept = f"发给已停用的人 {secrets.token_hex(2)}"
-    _keep_through_an_outage_and_a_reload(sun, web, kept, lambda: _zzd(web, "person", "disable", "--login", login))
-    shown = sun.locator("li.msg.mine", has_text=kept)
-    expect(shown).to_contain_text("发送失败：找不到该内容（可能已删除或无权查看）")
-    assert _kept_sends(sun) == []  # not sent again on the next start
-    sun.reload()
+    keep, drop = f"发给已停用的人 {secrets.token_hex(2)}", f"这条删掉 {secrets.token_hex(2)}"
+
+    def bubble(text: str) -> Any:
+        return sun.locator("li.msg.mine", has_text=text)
+
+    web.server.stop()
+    try:
+        expect(sun.locator("[data-status=offline]")).to_be_visible()
+        for text in (keep, drop):
+            _send(sun, text)
+            expect(bubble(text)).to_contain_text("发送中")
+        _zzd(web, "person", "disable", "--login", login)
+        sun.reload()  # the shell from the service worker
+        for text in (keep, drop):
+            expect(bubble(text)).to_contain_text("发送中")
+    finally:
+        web.server.start()
+    refused = "发送失败：找不到该内容（可能已删除或无权查看）"
+    for text in (keep, drop):
+        expect(bubble(text)).to_contain_text(refused, timeout=30_000)
+    kept = {k["frame"]["body"]: k for k in _kept_sends(sun)}
+    assert set(kept) == {keep, drop} and all(k["failed"]["code"] == "not_found" for k in kept.values())
+    refused_id = kept[keep]["frame"]["client_msg_id"]
+
+    sun.reload()  # failed, not 发送中: kept as they were refused, and not sent again
     expect(sun.locator("[data-status=online]")).to_be_visible()
-    expect(sun.locator("li.msg", has_text=kept)).to_have_count(0)
+    for text in (keep, drop):
+        expect(bubble(text)).to_contain_text(refused)
+    check_page(sun, "send-failed")
+    bubble(drop).get_by_role("button", name="删除").click()
+    expect(bubble(drop)).to_have_count(0)
+    assert [k["frame"]["body"] for k in _kept_sends(sun)] == [keep]
+
+    _zzd(web, "person", "disable", "--login", login, "--enable")
+    bubble(keep).get_by_role("button", name="重发").click()
+    expect(sun).to_have_url(re.compile(r"#/chat/\d+$"))  # the chat the resent message opened
+    expect(sun.locator("li.msg.mine:not([data-message^=pending])", has_text=keep)).to_have_count(1)
+    assert _kept_sends(sun) == []
+    conv_id = int(sun.url.rsplit("/", 1)[1])
+    sun.reload()
+    expect(sun.locator("li.msg .body", has_text=keep)).to_have_count(1)
+    expect(sun.locator("li.msg", has_text=drop)).to_have_count(0)
+    auth = {"authorization": f"Bearer {token(web.base, login)}"}
+    history = httpx.get(f"{web.base}/api/v1/conversations/{conv_id}/messages", headers=auth).json()["messages"]
+    assert [m["body"] for m in history] == [keep]  # once; the deleted one never went
+    assert history[0]["client_msg_id"] != refused_id
 
 
 #: Every 发送失败 ever shown, though it went again.
@@ -375,3 +415,37 @@ def test_a_message_kept_at_position_shows_after_a_reload_at_its_thread(pages: Pa
     zhao = {"authorization": f"Bearer {token(web.base, 'zhao')}"}
     history = httpx.get(f"{web.base}/api/v1/conversations/{cid}/messages", headers=zhao).json()["messages"]
     assert [m["body"] for m in reversed(history)][-2:] == [hello, kept]  # the river chief got it, once, here
+
+
+def test_a_send_failed_without_a_final_refusal_is_resent_under_its_own_id(pages: Pages, web: Web) -> None:
+    """A kept send that failed with ``internal_error`` — the server may have stored it before it
+    failed — is 发送失败 after a reload, not sent again by itself, and 重发 sends it with its own
+    client_msg_id, so a message the server did store would be answered as the duplicate it is
+    rather than stored twice (docs/protocol.md "send")."""
+    sun_id, zhou = web.world.person_ids["sun"], web.world.person_ids["zhou"]
+    auth = {"authorization": f"Bearer {token(web.base, 'sun')}"}
+    hello = f"在吗 {secrets.token_hex(2)}"
+    r = httpx.post(
+        f"{web.base}/api/v1/messages",
+        headers=auth,
+        json={"to": zhou, "client_msg_id": secrets.token_hex(6), "body": hello},
+    )
+    assert r.status_code in (200, 201), r.text
+    cid = r.json()["conversation_id"]
+    sun = pages.open("sun")
+    sun.goto(f"{web.base}/#/chat/{cid}")
+    expect(sun.locator("li.msg", has_text=hello)).to_be_visible()
+    body = f"服务器出错的那条 {secrets.token_hex(2)}"
+    sun.evaluate(_KEEP_SEND, {"address": {"conversation_id": cid}, "body": body, "me": sun_id})
+    [entry] = [k for k in _kept_sends(sun) if k["frame"]["body"] == body]
+    entry["failed"] = {"message": "服务器出错，请稍后重试", "code": "internal_error", "retryable": False}
+    sun.evaluate("([me, entry]) => localStorage.setItem('zzd.outbox.' + me, JSON.stringify([entry]))", [sun_id, entry])
+    sun.reload()
+    expect(sun.locator("[data-status=online]")).to_be_visible()
+    bubble = sun.locator("li.msg.mine", has_text=body)
+    expect(bubble).to_contain_text("发送失败：服务器出错，请稍后重试")
+    bubble.get_by_role("button", name="重发").click()
+    expect(sun.locator("li.msg.mine:not([data-message^=pending])", has_text=body)).to_have_count(1)
+    assert _kept_sends(sun) == []
+    history = httpx.get(f"{web.base}/api/v1/conversations/{cid}/messages", headers=auth).json()["messages"]
+    assert [m["client_msg_id"] for m in history if m["body"] == body] == [entry["frame"]["client_msg_id"]]

@@ -1,7 +1,11 @@
 // Messages typed but not yet acknowledged by the server, kept in localStorage until it answers,
 // so neither a reload nor a phone discarding the tab during an outage loses them: the next
 // start sends them again with the same client_msg_id (the server stores a message once).
-import { getSession } from './api.js';
+//
+// A send the server refused for good stays kept too, marked `failed` ({message, code,
+// retryable}): it is not sent again by itself, and its conversation shows it as 发送失败 — after
+// a reload as well — until the person chooses 重发 (resendFailed) or 删除 (dropKept).
+import { getSession, newId } from './api.js';
 import { conn } from './conn.js';
 
 const key = () => 'zzd.outbox.' + getSession()?.personId;
@@ -13,6 +17,7 @@ const refusedHandlers = new Set();
 // after a reload, resendKept sent it.
 export function onSendRefused(fn) { refusedHandlers.add(fn); return () => refusedHandlers.delete(fn); }
 
+// [{frame, shown, failed?}]: the sends not yet answered, and those refused for good.
 export function keptSends() {
   try { return JSON.parse(localStorage.getItem(key()) || '[]'); } catch { return []; }
 }
@@ -23,19 +28,79 @@ function save(list) {
 
 function forget(id) { save(keptSends().filter((x) => x.frame.client_msg_id !== id)); }
 
+function markFailed(id, e) {
+  const failed = { message: e.message, code: e.code || '', retryable: e.retryable === true };
+  save(keptSends().map((x) => (x.frame.client_msg_id === id ? { ...x, failed } : x)));
+}
+
+// The pending bubble a kept send shows: 发送失败 with the reason when it was refused.
+export function keptBubble(x) {
+  return x.failed ? { ...x.shown, failed: x.failed.message, failedCode: x.failed.code, failedRetryable: x.failed.retryable } : x.shown;
+}
+
 // `shown` is the pending bubble the conversation shows until the message's own event arrives.
 export function sendKept(frame, shown) {
   const id = frame.client_msg_id;
   if (shown) save([...keptSends().filter((x) => x.frame.client_msg_id !== id), { frame, shown }]);
   inflight.add(id);
   return conn.sendReliable(frame).then((r) => { forget(id); return r; }, (e) => {
-    if (e.code !== 'ended') forget(id);      // refused by the server: not sent again
+    // Refused by the server: kept as failed, not sent again by itself. The session ended
+    // instead (no answer): still kept as it was, and the next start sends it again.
+    if (e.code !== 'ended') markFailed(id, e);
     for (const fn of refusedHandlers) fn(frame, e);
     throw e;
   }).finally(() => inflight.delete(id));
 }
 
-// After a start: whatever a previous page left unsent goes now (or once connected).
+// After a start: whatever a previous page left unsent goes now (or once connected); what the
+// server refused waits for 重发 or 删除.
 export function resendKept() {
-  for (const { frame } of keptSends()) if (!inflight.has(frame.client_msg_id)) sendKept(frame).catch(() => {});
+  for (const { frame, failed } of keptSends()) if (!failed && !inflight.has(frame.client_msg_id)) sendKept(frame).catch(() => {});
+}
+
+// 删除 on a failed send: no longer kept, so it does not come back after a reload.
+export function dropKept(clientMsgId) { forget(clientMsgId); }
+
+// Refusals the server makes before it stores anything (its send runs in one transaction that
+// rolls back on them), so the client_msg_id they answer names no stored message.
+const REFUSED_UNSTORED = new Set(['not_found', 'forbidden', 'out_of_scope', 'invalid_text', 'invalid_frame',
+  'invalid_json', 'invalid_body', 'bad_request', 'unknown_type', 'unknown_attachment']);
+
+// 重发 on a failed send (`bubble` is what keptBubble or the view shows; its kept frame is looked
+// up by client_msg_id). Returns {shown, sent}: the bubble to show instead (发送中) and the send.
+//
+// Which client_msg_id goes (docs/protocol.md "send"): the server stores at most one message per
+// sender and client_msg_id and answers any later send of that id with the first message
+// (`duplicate: true`), so the id is what makes a send safe to repeat.
+// - The send may have been stored though this client never heard so: no answer (the session
+//   ended, a give-up), an error marked `retryable` (`unavailable`, `rate_limited`), or
+//   `internal_error` (a failure after the commit cannot be ruled out). A fresh id could then store
+//   the message a second time, so it goes again with the same id: stored once either way.
+// - The server refused it for good (not_found, forbidden, an invalid body …): it answers those
+//   only from a transaction that stored nothing, so the old id names no message and a fresh id
+//   cannot duplicate one. The resend is a new send, made by the person perhaps long after —
+//   possibly to a recipient whose state changed meanwhile — and gets an id of its own, as a
+//   message typed again would.
+export function resendFailed(bubble) {
+  const old = bubble.client_msg_id;
+  const entry = keptSends().find((x) => x.frame.client_msg_id === old);
+  const frame = entry ? entry.frame : frameOf(bubble);
+  const final = !bubble.failedRetryable && REFUSED_UNSTORED.has(bubble.failedCode);
+  const again = final ? { ...frame, client_msg_id: newId('m') } : frame;
+  const base = entry ? entry.shown : bubble;
+  const shown = { ...base, client_msg_id: again.client_msg_id, id: 'pending-' + again.client_msg_id, pending: true,
+                  created_at: new Date().toISOString(), failed: undefined, failedCode: undefined, failedRetryable: undefined };
+  if (again.client_msg_id !== old) forget(old);
+  return { shown, sent: sendKept(again, shown) };
+}
+
+// The frame of a bubble whose kept copy is gone (storage full): the fields a send carries.
+function frameOf(b) {
+  const f = { type: 'send', client_msg_id: b.client_msg_id, body: b.body };
+  for (const k of ['conversation_id', 'to', 'to_position', 'as_position', 'mention_persons', 'mention_positions']) {
+    if (b[k] != null) f[k] = b[k];
+  }
+  if (b.reply_to) f.reply_to = b.reply_to.id ?? b.reply_to;
+  if ((b.attachments || []).length) f.attachments = b.attachments;
+  return f;
 }

@@ -3,7 +3,7 @@ import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, newId, upload } from '../api.js';
 import { conn } from '../conn.js';
-import { keptSends, onSendRefused, sendKept } from '../outbox.js';
+import { dropKept, keptBubble, keptSends, onSendRefused, resendFailed, sendKept } from '../outbox.js';
 import { learnPerson, loadPosition, personName, positionTitle } from '../names.js';
 import { setInbox } from '../session.js';
 import { get, go, set, useStore } from '../store.js';
@@ -34,7 +34,7 @@ function keptHere(id, toPosition, toPerson, conv, me) {
     if (conv.kind === 'direct') return f.to != null && f.to === conv.peer_id;
     return conv.kind === 'position' && f.to_position != null && inThread(conv, f, me);
   };
-  return keptSends().filter((x) => here(x.frame)).map((x) => x.shown);
+  return keptSends().filter((x) => here(x.frame)).map(keptBubble);
 }
 
 // Whether a send with `to_position` goes to thread `c` (the server's thread key, docs/conversations.md):
@@ -107,7 +107,8 @@ export function Chat({ id, toPosition, toPerson }) {
     // A send refused by the server, whichever view sent it (this one, #/person/N before the move
     // here, or the outbox after a reload): 发送失败 with the reason.
     const offRefused = onSendRefused((frame, err) => setPending((cur) => cur.map((p) => (
-      p.client_msg_id === frame.client_msg_id ? { ...p, failed: err.message } : p))));
+      p.client_msg_id === frame.client_msg_id
+        ? { ...p, failed: err.message, failedCode: err.code || '', failedRetryable: err.retryable === true } : p))));
     return () => {
       mounted.current = false;
       offRefused();
@@ -265,6 +266,23 @@ export function Chat({ id, toPosition, toPerson }) {
     } catch { /* marked 发送失败 by onSendRefused */ }
   }
 
+  // 重发 a failed send: its bubble is 发送中 again (under the id resendFailed chose) until its
+  // event, or 发送失败 again if refused again.
+  async function resend(m) {
+    const { shown, sent } = resendFailed(m);
+    setPending((cur) => cur.map((p) => (p.client_msg_id === m.client_msg_id ? shown : p)));
+    try {
+      const r = await sent;
+      moveTo(r.conversation_id);
+    } catch { /* marked 发送失败 by onSendRefused */ }
+  }
+
+  // 删除 a failed send: gone from the view and from the kept sends.
+  function drop(m) {
+    dropKept(m.client_msg_id);
+    setPending((cur) => cur.filter((p) => p.client_msg_id !== m.client_msg_id));
+  }
+
   async function recall(m) {
     try { await conn.request({ type: 'recall', message_id: m.id }); } catch (err) { setError(err.message); }
   }
@@ -309,6 +327,11 @@ export function Chat({ id, toPosition, toPerson }) {
               ${(m.attachments || []).length > 0 && !m.recalled_at && html`
                 <div class="photos">${m.attachments.map((d) => html`<${Photo} digest=${d} />`)}</div>`}
               ${m.pending && html`<span class="muted">${m.failed ? '发送失败：' + m.failed : '发送中…'}</span>`}
+              ${m.pending && m.failed && html`
+                <div class="actions">
+                  <button type="button" class="link" onClick=${() => resend(m)}>重发</button>
+                  <button type="button" class="link" onClick=${() => drop(m)}>删除</button>
+                </div>`}
               ${!m.pending && !m.recalled_at && html`
                 <div class="actions">
                   <button type="button" class="link" onClick=${() => setReplyTo(m)}>回复</button>
