@@ -340,6 +340,26 @@ _KEEP_SEND = """({address, body, me}) => {
 }"""
 
 
+def _kept_at_address_shows_in_chat(pages: Pages, web: Web, cid: int, address: dict[str, int], kept: str) -> None:
+    """sun's page at #/chat/``cid``, reloaded during an outage with ``kept`` left in the outbox
+    as a page at ``address`` leaves it: 发送中 at once, then stored once in that chat."""
+    sun = _offline_page(pages, f"/chat/{cid}")
+    expect(sun.locator("li.msg").first).to_be_visible()
+    web.server.stop()
+    try:
+        expect(sun.locator("[data-status=offline]")).to_be_visible()
+        sun.evaluate(_KEEP_SEND, {"address": address, "body": kept, "me": web.world.person_ids["sun"]})
+        sun.reload()  # the shell from the service worker, at #/chat/id
+        expect(sun.locator("li.msg.mine", has_text=kept)).to_contain_text("发送中")
+    finally:
+        web.server.start()
+    expect(sun.locator("[data-status=online]")).to_be_visible(timeout=30_000)
+    stored = sun.locator("li.msg.mine:not([data-message^=pending])", has_text=kept)
+    expect(stored).to_have_count(1, timeout=30_000)
+    expect(sun.locator("li.msg .body", has_text=kept)).to_have_count(1)
+    assert _kept_sends(sun) == []
+
+
 def test_a_first_message_kept_at_person_shows_after_a_reload_at_its_chat(pages: Pages, web: Web) -> None:
     """Sent at 私聊 (#/person/N) during an outage, the view then moved to the existing chat
     (#/chat/id, once the inbox came) and the page was reloaded there before the server answered:
@@ -350,29 +370,15 @@ def test_a_first_message_kept_at_person_shows_after_a_reload_at_its_chat(pages: 
     login = f"peer{secrets.token_hex(3)}"
     peer = _zzd(web, "person", "create", "--login", login, "--name", "郑一", "--password", "web-client-2026")
     hello = f"你好 {secrets.token_hex(2)}"
-    sun_id = web.world.person_ids["sun"]
     r = httpx.post(
         f"{web.base}/api/v1/messages",
         headers={"authorization": f"Bearer {token(web.base, login)}"},
-        json={"to": sun_id, "client_msg_id": secrets.token_hex(6), "body": hello},
+        json={"to": web.world.person_ids["sun"], "client_msg_id": secrets.token_hex(6), "body": hello},
     )
     assert r.status_code == 201, r.text
     cid = r.json()["conversation_id"]
-    sun = _offline_page(pages, f"/chat/{cid}")
-    expect(sun.locator("li.msg", has_text=hello)).to_be_visible()
     kept = f"断线时在私聊发的 {secrets.token_hex(2)}"
-    web.server.stop()
-    try:
-        expect(sun.locator("[data-status=offline]")).to_be_visible()
-        sun.evaluate(_KEEP_SEND, {"address": {"to": peer["person_id"]}, "body": kept, "me": sun_id})
-        sun.reload()  # the shell from the service worker, at #/chat/id
-        expect(sun.locator("li.msg.mine", has_text=kept)).to_contain_text("发送中")
-    finally:
-        web.server.start()
-    expect(sun.locator("[data-status=online]")).to_be_visible(timeout=30_000)
-    stored = sun.locator("li.msg.mine:not([data-message^=pending])", has_text=kept)
-    expect(stored).to_have_count(1, timeout=30_000)
-    expect(sun.locator("li.msg .body", has_text=kept)).to_have_count(1)
+    _kept_at_address_shows_in_chat(pages, web, cid, {"to": peer["person_id"]}, kept)
     history = httpx.get(
         f"{web.base}/api/v1/conversations/{cid}/messages", headers={"authorization": f"Bearer {token(web.base, login)}"}
     ).json()["messages"]
@@ -385,8 +391,7 @@ def test_a_message_kept_at_position_shows_after_a_reload_at_its_thread(pages: Pa
     answered. The kept message carries the position written to and the one written as, not the
     thread, and the thread's view showed nothing of it (only a direct chat's did, by its peer).
     It shows at once, 发送中, and goes once the server is back, once, into this thread."""
-    sun_id, sun_pos = web.world.person_ids["sun"], web.world.positions["sun"][0]
-    river = web.world.positions["zhao"][0]
+    sun_pos, river = web.world.positions["sun"][0], web.world.positions["zhao"][0]
     hello = f"河道问题 {secrets.token_hex(2)}"
     r = httpx.post(
         f"{web.base}/api/v1/positions/{river}/messages",
@@ -395,23 +400,8 @@ def test_a_message_kept_at_position_shows_after_a_reload_at_its_thread(pages: Pa
     )
     assert r.status_code in (200, 201), r.text
     cid = r.json()["conversation_id"]
-    sun = _offline_page(pages, f"/chat/{cid}")
-    expect(sun.locator("li.msg", has_text=hello)).to_be_visible()
     kept = f"断线时给河长的 {secrets.token_hex(2)}"
-    web.server.stop()
-    try:
-        expect(sun.locator("[data-status=offline]")).to_be_visible()
-        address = {"to_position": river, "as_position": sun_pos}
-        sun.evaluate(_KEEP_SEND, {"address": address, "body": kept, "me": sun_id})
-        sun.reload()  # the shell from the service worker, at #/chat/id
-        expect(sun.locator("li.msg.mine", has_text=kept)).to_contain_text("发送中")
-    finally:
-        web.server.start()
-    expect(sun.locator("[data-status=online]")).to_be_visible(timeout=30_000)
-    stored = sun.locator("li.msg.mine:not([data-message^=pending])", has_text=kept)
-    expect(stored).to_have_count(1, timeout=30_000)
-    expect(sun.locator("li.msg .body", has_text=kept)).to_have_count(1)
-    assert _kept_sends(sun) == []
+    _kept_at_address_shows_in_chat(pages, web, cid, {"to_position": river, "as_position": sun_pos}, kept)
     zhao = {"authorization": f"Bearer {token(web.base, 'zhao')}"}
     history = httpx.get(f"{web.base}/api/v1/conversations/{cid}/messages", headers=zhao).json()["messages"]
     assert [m["body"] for m in reversed(history)][-2:] == [hello, kept]  # the river chief got it, once, here
