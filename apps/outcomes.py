@@ -37,6 +37,7 @@ from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
 from messaging.leases import Leases
+from org_tree.org_schema import units
 
 if TYPE_CHECKING:
     from apps.delivery import DeliveryPolicy, Outcome
@@ -157,7 +158,8 @@ class OutcomeRecorder:
             return False
         unit = (await conn.execute(select(apps.c.owning_unit_id).where(apps.c.id == sub.app_id))).scalar()
         detail = {"app_id": sub.app_id, "subscription_id": sub.id, "url": sub.url, "failures": fails}
-        entry = AuditEntry("app.endpoint_disabled", None, outcome="failed", unit_id=unit, detail=detail)
+        path = await _unit_path(conn, unit)  # without it the app's own auditors would never see the entry
+        entry = AuditEntry("app.endpoint_disabled", None, outcome="failed", unit_id=unit, unit_path=path, detail=detail)
         await record(conn, entry, now)  # on record in the transaction that disables it
         return True
 
@@ -168,6 +170,17 @@ class OutcomeRecorder:
             await self._on_disabled(sub, reason)
         except Exception:
             logger.exception("could not tell the owner of app %s that endpoint %s was disabled", sub.app_id, sub.id)
+
+
+async def _unit_path(conn: AsyncConnection, unit_id: int | None) -> str | None:
+    """``"/root id/…/unit id/"`` of ``unit_id`` read from ``units`` (this writer has no org index), as
+    ``org_tree.grants.unit_path_of`` writes it: audit queries match an auditor's subtree by this prefix."""
+    ids: list[int] = []
+    u = unit_id
+    while u is not None and len(ids) < 32:  # six levels; units created through the API may nest deeper
+        ids.append(int(u))
+        u = (await conn.execute(select(units.c.parent_id).where(units.c.id == u))).scalar()
+    return "/" + "/".join(str(i) for i in reversed(ids)) + "/" if ids else None
 
 
 def _log_row(b: Attempted) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from kernel.audit import AuditQuery, query
 from messaging.tasks.schema import outbox_events
-from tests.apps.helpers import OTHER_COUNTY, VILLAGE, admin_token, app_token, file_report, grid_worker, make_app
+from tests.apps.helpers import COUNTY, OTHER_COUNTY, VILLAGE, admin_token, app_token, file_report, grid_worker, make_app
 from tests.apps.receiver import Behaviour, Receiver, receiver
 from tests.conftest import RunningServer
 from tests.org_server import auth, seat
@@ -249,6 +249,11 @@ async def test_after_an_outage_events_arrive_in_order_per_aggregate_and_the_owne
             assert got["status"] == "disabled" and "failed attempts in a row" in got["disabled_reason"]
             items, _ = await query(s.db, AuditQuery(action="app.endpoint_disabled"))  # same transaction
             assert items and items[0]["detail"]["subscription_id"] == sub["id"]
+            # ... and the app's own auditors (over its owning unit, not the whole tree) read it
+            auditor = await admin_token(rs, COUNTY, frozenset({"audit"}))
+            async with httpx.AsyncClient(base_url=rs.http, headers=auth(auditor)) as ah:
+                seen = (await ah.get("/api/v1/audit", params={"action": "app.endpoint_disabled"})).json()
+            assert [e["detail"]["subscription_id"] for e in seen["entries"]] == [sub["id"]], seen
             async with httpx.AsyncClient(base_url=rs.http, headers=auth(owner_tok)) as oh:
                 for _ in range(200):  # the message follows the disabling's commit
                     convs = (await oh.get("/api/v1/conversations")).json()
