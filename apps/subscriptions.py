@@ -343,7 +343,10 @@ def _url_form(url: str) -> None:
     if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url):
         raise BadRequest("url must not contain spaces or control characters (percent-encode them)",
                          data={"field": "url"})  # fmt: skip
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an IPv4 address or an unclosed "[" in brackets
+        raise BadRequest("url is not a valid URL", data={"field": "url"}) from exc
     if "#" in url:
         raise BadRequest("url must not carry a fragment (#…): it is never sent", data={"field": "url"})
     try:

@@ -92,6 +92,8 @@ async def test_subscriptions_are_refused_outside_scope_subtree_and_allowlist(pla
             ({**base, "url": "http://127.0.0.1:9/a b"}, 400, "bad_request"),  # a space: never sent as written
             ({**base, "url": "http://127.0.0.1:9/hook#part"}, 400, "bad_request"),  # a fragment is never sent
             ({**base, "url": "http://127.0.0.1:0/hook"}, 400, "bad_request"),
+            ({**base, "url": "http://[127.0.0.1]/hook"}, 400, "bad_request"),  # urlsplit raises: was a 500
+            ({**base, "url": "http://[::1/hook"}, 400, "bad_request"),  # an unclosed bracket
             ({**base, "url": None}, 400, "bad_request"),
             ({**base, "mode": "stream"}, 400, "bad_request"),
         ):
