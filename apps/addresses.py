@@ -41,6 +41,32 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return [str(i[4][0]) for i in infos]
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: a NAT64 gateway's IPv4 target
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_V4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765 (SIIT)
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (:: and ::1 are not IPv4)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address stands for (NAT64, 6to4, Teredo, mapped, translated, compatible).
+
+    Why: ``is_global`` judges only the IPv6 prefix, and Python counts 64:ff9b::/96, 2002::/16 and
+    ``::a.b.c.d`` as global whatever IPv4 address they carry; on a network with a NAT64 gateway
+    ``http://[64:ff9b::a00:7]/`` reaches 10.0.0.7."""
+    low = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in _NAT64 or ip in _V4_TRANSLATED:
+        return [low]
+    if ip in _V4_COMPATIBLE and int(ip) > 1:
+        return [low]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    return []
+
+
 class AddressPolicy:
     def __init__(
         self, allowed_networks: Iterable[str], *, allow_public: bool, resolver: Resolver = system_resolver
@@ -52,7 +78,15 @@ class AddressPolicy:
     def allows(self, ip: IPAddress) -> bool:
         if any(ip in n for n in self._networks):
             return True
-        return self._public and ip.is_global
+        if not self._public:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip in _NAT64_LOCAL:  # RFC 8215: the IPv4 address may sit anywhere in it
+                return False
+            inner = _embedded_ipv4(ip)
+            if inner:  # an IPv6 form of an IPv4 address reaches that address: it decides
+                return all(self.allows(v4) for v4 in inner)
+        return ip.is_global and not ip.is_multicast
 
     async def check(self, url: str) -> None:
         """Raise ``BadRequest`` for a malformed URL, ``Forbidden`` (``address_not_allowed``) for a refused target."""

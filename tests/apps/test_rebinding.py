@@ -231,3 +231,26 @@ async def test_ipv6_names_and_literals_are_pinned_and_checked_like_ipv4() -> Non
     assert name_refused.error is not None and "address_not_allowed: six.example → ::1" in name_refused.error
     assert literal_refused.error is not None and "address_not_allowed: ::1" in literal_refused.error
     assert mapped_refused.error is not None and "address_not_allowed: ::ffff:7f00:1" in mapped_refused.error
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "[64:ff9b::a00:7]",  # NAT64 (RFC 6052): a gateway on the path forwards it to 10.0.0.7
+        "[64:ff9b::a9fe:a9fe]",  # … to the metadata service 169.254.169.254
+        "[64:ff9b:1::a00:7]",  # local-use NAT64 (RFC 8215)
+        "[2002:a00:7::]",  # 6to4 of 10.0.0.7
+        "[::ffff:0:a00:7]",  # IPv4-translated (SIIT)
+        "[::a00:7]",  # IPv4-compatible
+        "[::7f00:1]",  # … of 127.0.0.1
+        "224.0.0.1",  # multicast, which ipaddress counts as global
+    ],
+)
+async def test_ipv6_forms_of_internal_ipv4_addresses_and_multicast_are_refused(literal: str) -> None:
+    """Python's ``is_global`` judges these by their IPv6 prefix alone and calls them global; the policy
+    judges them by the IPv4 address they carry (the apps audit of 2026-12-04 made subscriptions to each)."""
+    policy = AddressPolicy([], allow_public=True, resolver=Rebinder())
+    with pytest.raises(Forbidden):
+        await policy.check(f"http://{literal}/hook")
+    for public in ("[64:ff9b::5db8:d70e]", "[2002:5db8:d70e::]", "93.184.215.14"):  # 93.184.215.14 itself
+        await policy.check(f"http://{public}/hook")
