@@ -135,6 +135,11 @@ async def test_tasks_reports_and_org_reads_stay_in_the_subtree(org_server: Runni
         r = await h.post(f"/api/v1/bot/tasks/{task['task_id']}/actions", json={"action": "accept", "version": 2})
         assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden"), r.text
         assert r.json()["error"]["data"]["allowed_sides"] == ["owner"]
+        # reassign is the creator's (docs/tasks.md), to a position inside the subtree only
+        outside = idx.position_id(next(k for k in idx.unit_slots(idx.unit("990102001001"))))
+        r = await h.post(f"/api/v1/bot/tasks/{task['task_id']}/actions",
+                         json={"action": "reassign", "version": 2, "to_position": outside})  # fmt: skip
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "out_of_scope"), r.text
     for who, status in ((other, 404), (creator_only, 403), (reader_only, 403)):
         async with _h(rs, who) as h:
             r = await h.post(f"/api/v1/bot/tasks/{task['task_id']}/actions", json={"action": "cancel", "version": 2})
@@ -153,6 +158,10 @@ async def test_tasks_reports_and_org_reads_stay_in_the_subtree(org_server: Runni
         r = await h.get(f"/api/v1/bot/reports/{report['report_id']}")
         assert r.status_code == 200 and r.json()["text"] == "河里有垃圾"
         assert (await h.get(f"/api/v1/bot/tasks/{report['task_id']}")).status_code == 200  # owner in the subtree
+        # on the owner's side the app accepts, resolves, rejects; it does not reassign (docs/apps.md said it did)
+        back = {"action": "reassign", "version": 1, "to_position": task["owner_position_id"]}
+        r = await h.post(f"/api/v1/bot/tasks/{report['task_id']}/actions", json=back)
+        assert (r.status_code, r.json()["error"]["data"]["allowed_sides"]) == (403, ["creator"]), r.text
         assert (await h.get("/api/v1/bot/org/units/990101001")).json()["code"] == "990101001"
         assert (await h.get("/api/v1/bot/org/units/990102")).status_code == 404
         assert (await h.get("/api/v1/bot/reports/999999")).status_code == 404
