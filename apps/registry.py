@@ -116,7 +116,8 @@ class AppRegistry:
         if spec.owner_position_id is not None:
             k = idx.slot(spec.owner_position_id)
             if not idx.contains(owning, idx.position_unit(k)):
-                raise BadRequest("owner_position_id must be in the owning unit's subtree", data={"field": "owner"})
+                field = {"field": "owner_position_id"}
+                raise BadRequest("owner_position_id must be in the owning unit's subtree", data=field)
         if not 1 <= spec.rate_per_minute <= 100_000:
             raise BadRequest("rate_per_minute must be 1..100000", data={"field": "rate_per_minute"})
         async with self.db.read() as conn:

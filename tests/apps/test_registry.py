@@ -118,6 +118,11 @@ async def test_ordinary_people_and_other_administrators_cannot_manage_the_app(or
         assert r.status_code == 400
         r = await h.post("/api/v1/apps", json={**spec, "name": "会议签到"})
         assert r.status_code == 409
+        # nor tell a position of the other county about its endpoints; the error names the field sent
+        idx = s.org_index.index
+        elsewhere = idx.position_id(next(iter(idx.unit_slots(idx.unit(OTHER_COUNTY)))))
+        r = await h.post("/api/v1/apps", json={**spec, "owner_position_id": elsewhere})
+        assert (r.status_code, r.json()["error"]["data"]) == (400, {"field": "owner_position_id"}), r.text
     # nor can an app call the registry about itself
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(app_tok)) as h:
         assert (await h.get(f"/api/v1/apps/{app_id}")).status_code == 401
