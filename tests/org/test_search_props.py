@@ -85,7 +85,7 @@ class Reference:
 
 def _directory(index: OrgIndex, tree: Tree, unit_names: dict[int, str], person_names: dict[int, str]) -> Directory:
     d = Directory(index)
-    d._build_units(index)
+    d._build_units(index.unit_columns())
     held = sorted({(person, pos) for pos, person, _k in tree.holders})
     d._build_persons(sorted(person_names.items()), held)
     return d
@@ -166,7 +166,7 @@ def test_depth_counts_from_the_highest_exact_unit_whichever_term_is_scoped(monke
     ]  # fmt: skip
     index = OrgIndex.build(1, ROLES, units, [(10, 4, 3), (11, 8, 3)], [])
     d = Directory(index)
-    d._build_units(index)
+    d._build_units(index.unit_columns())
     d._build_persons([], [])
     for scope in (0, 6_000):
         monkeypatch.setattr(search_module, "SCOPE_SLOTS", scope)  # type: ignore[attr-defined]
@@ -188,7 +188,7 @@ def test_a_unit_created_through_the_api_is_found_by_its_code(monkeypatch: object
     ]  # fmt: skip
     index = OrgIndex.build(1, ROLES, units, [(10, 6, 4), (11, 7, 4), (12, 5, 3)], [])
     d = Directory(index)
-    d._build_units(index)
+    d._build_units(index.unit_columns())
     d._build_persons([], [])
     for scope in (0, 6_000):
         monkeypatch.setattr(search_module, "SCOPE_SLOTS", scope)  # type: ignore[attr-defined]
