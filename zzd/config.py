@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     #: Seconds between checks of the org version; a change made by any process
     #: reaches this process's routing index within about this long.
     index_refresh_interval: float = Field(default=0.5, gt=0)
+    #: Build the 找岗位 directory in the background at start-up (and after an org index rebuild),
+    #: so the first search does not wait for it (docs/directory.md). Off: built on first use.
+    directory_warm: bool = True
+    #: Seconds a search (找岗位) waits for the directory being built before ``503 unavailable``.
+    directory_wait: float = Field(default=10.0, gt=0)
     #: Seconds between runs of due DING steps and sender progress flushes.
     background_interval: float = Field(default=1.0, gt=0)
     #: DING ladder for urgent notices: remind in the app, then escalate out of band (seconds after sending).

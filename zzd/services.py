@@ -391,6 +391,9 @@ class Services:
             if str(pragmas["journal_mode"]).lower() != "wal" or int(pragmas["synchronous"]) != 2:
                 raise RuntimeError(f"SQLite durability settings not in force: {pragmas}")
         await self.org_index.load()
+        self.org.directory.wait = self.settings.directory_wait
+        if self.settings.directory_warm:  # built off the loop while the server starts serving
+            self.org.directory.warm()
         self.broker.subscribe(EVENTS_CHANNEL, self.hub.on_wakeup)
         self.broker.subscribe(CONTROL_CHANNEL, self.hub.on_control)
         self.broker.subscribe(CONTROL_CHANNEL, self.stream_hub.on_control)
@@ -473,6 +476,7 @@ class Services:
 
     async def stop(self) -> None:
         await self.jobs.stop()
+        await self.org.directory.close()
         if self.sealer is not None:  # what this process committed last is chained before it goes
             await self.sealer.flush()
         if self.org_wake is not None:
