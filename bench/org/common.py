@@ -62,6 +62,30 @@ async def scratch_db(backend: str, tag: str) -> AsyncIterator[Database]:
                 Path(f"/tmp/{name}.db{suffix}").unlink(missing_ok=True)
 
 
+async def import_kept_db(
+    url: str, name: str, *, provinces: set[str] | None = None, pool_size: int = 3
+) -> tuple[int, int]:
+    """Create database ``name`` with the schema, import the national divisions (or ``provinces``) and
+    generate holders; kept for later runs. Returns (units, persons)."""
+    from org_tree.importer import import_divisions
+    from org_tree.synthetic import generate_people
+
+    await _admin(f'CREATE DATABASE "{name}"')
+    db = Database(url, statement_timeout_ms=3_600_000)
+    try:
+        async with db.write() as c:
+            await c.run_sync(metadata.create_all)
+        report = await import_divisions(db, CHINA, provinces=provinces)
+        people = await generate_people(db, persons_target=None, pool_size=pool_size)
+        return sum(report.by_level.values()), people.persons
+    finally:
+        await db.dispose()
+
+
+async def drop_db(name: str) -> None:
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def rss_mib() -> float:
     """Resident memory after a collection, with freed heap handed back to the OS (glibc)."""
     gc.collect()

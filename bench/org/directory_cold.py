@@ -34,11 +34,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
-from bench.org.common import CHINA, PG, run
+from bench.org.common import PG, drop_db, import_kept_db, run
 
 from kernel.clock import SystemClock
-from kernel.db.base import metadata
 from kernel.db.database import Database
 from org_tree.bulk import fetch_columns, lift_statement_timeout
 from org_tree.directory import Directory
@@ -111,28 +109,9 @@ async def rows(db: Database, chunk: int = 100_000) -> tuple[Any, Any]:
 
 
 async def build(url: str, name: str, province: str) -> None:
-    from org_tree.importer import import_divisions
-    from org_tree.synthetic import generate_people
-
-    conn = await asyncpg.connect(database="postgres", **PG)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    db = Database(url, statement_timeout_ms=3_600_000)
-    try:
-        async with db.write() as c:
-            await c.run_sync(metadata.create_all)
-        t = time.perf_counter()
-        report = await import_divisions(db, CHINA, provinces={province})
-        people = await generate_people(db)  # pools of 3: 551,988 persons in Hunan
-        print(
-            f"imported province {province}: {sum(report.by_level.values()):,} units, {people.persons:,} persons "
-            f"in {time.perf_counter() - t:.0f} s",
-            flush=True,
-        )
-    finally:
-        await db.dispose()
+    t = time.perf_counter()
+    units, persons = await import_kept_db(url, name, provinces={province})  # pools of 3: 551,983 persons in Hunan
+    print(f"imported province {province}: {units:,} units, {persons:,} persons in {time.perf_counter() - t:.0f} s")
 
 
 async def measure(url: str) -> None:
@@ -224,11 +203,7 @@ async def main() -> None:
         await measure(url)
     finally:
         if args.db is None:
-            conn = await asyncpg.connect(database="postgres", **PG)
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
+            await drop_db(name)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import statistics
 import time
 from typing import Any
 
-from bench.org.common import CHINA, PG
+from bench.org.common import PG, import_kept_db
 from bench.org.live_worker import worker
 
 from kernel.clock import SystemClock
@@ -81,24 +81,7 @@ class Other:
 
 async def _build(url: str, name: str) -> None:
     """Create the database with the schema, import the national tree, generate holders (~15 min)."""
-    import asyncpg
-
-    from org_tree.importer import import_divisions
-    from org_tree.synthetic import generate_people
-
-    conn = await asyncpg.connect(database="postgres", **PG)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    db = Database(url, statement_timeout_ms=3_600_000)
-    try:
-        async with db.write() as c:
-            await c.run_sync(metadata.create_all)
-        await import_divisions(db, CHINA)
-        await generate_people(db, persons_target=None, pool_size=1)
-    finally:
-        await db.dispose()
+    await import_kept_db(url, name, pool_size=1)
 
 
 def _cases(org: OrgService) -> dict[str, Any]:

@@ -13,8 +13,13 @@ from pathlib import Path
 import pytest
 
 import org_tree.org_schema  # noqa: F401  (registers the org tables in the shared metadata)
+from kernel.clock import FakeClock
 from kernel.db.database import Database
 from org_tree.divisions import SHIPPED_ZHEJIANG
+from org_tree.holder import OrgIndexHolder
+from org_tree.importer import import_divisions
+from org_tree.org_service import OrgService
+from org_tree.synthetic import generate_people
 
 ZHEJIANG = SHIPPED_ZHEJIANG
 
@@ -62,3 +67,20 @@ def write_mini_divisions(folder: Path) -> Path:
 @pytest.fixture
 def mini_divisions(tmp_path: Path) -> Path:
     return write_mini_divisions(tmp_path / "mini")
+
+
+@pytest.fixture
+async def two(org_db: Database, mini_divisions: Path) -> tuple[OrgService, OrgService]:
+    """Two services on one database, as two server processes would be (each its own index and directory).
+
+    Neither has built its directory: the first search (or ``warm``) does.
+    """
+    clock = FakeClock()
+    await import_divisions(org_db, mini_divisions, grids_per_village=2, clock=clock)
+    await generate_people(org_db, pool_size=2, seed=7, vacancy_rate=0.0, deputy_rate=0.0, clock=clock)
+    out = []
+    for _ in range(2):
+        holder = OrgIndexHolder(org_db)
+        await holder.load()
+        out.append(OrgService(org_db, clock, holder))
+    return out[0], out[1]

@@ -20,20 +20,6 @@ ADMIN = SYSTEM
 VILLAGE = "990101001001"
 
 
-@pytest.fixture
-async def two(org_db: Database, mini_divisions: Path) -> tuple[OrgService, OrgService]:
-    """Two services on one database, as two server processes would be (each its own index and directory)."""
-    clock = FakeClock()
-    await import_divisions(org_db, mini_divisions, grids_per_village=2, clock=clock)
-    await generate_people(org_db, pool_size=2, seed=7, vacancy_rate=0.0, deputy_rate=0.0, clock=clock)
-    out = []
-    for _ in range(2):
-        holder = OrgIndexHolder(org_db)
-        await holder.load()
-        out.append(OrgService(org_db, clock, holder))
-    return out[0], out[1]
-
-
 def _ids(page: object) -> list[int]:
     return [h.position_id for h in page.hits]  # type: ignore[attr-defined]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,13 +19,10 @@ import org_tree.directory as directory_module
 from kernel.clock import FakeClock
 from kernel.db.database import Database
 from kernel.errors import Unavailable
-from org_tree.holder import OrgIndexHolder
-from org_tree.importer import import_divisions
 from org_tree.jurisdiction import SYSTEM
 from org_tree.name_index import Names
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
-from org_tree.synthetic import generate_people
 from tests.conftest import RunningServer
 from tests.org_server import auth, seat
 
@@ -74,21 +70,6 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
         g.release.set()
 
 
-@pytest.fixture
-async def two(org_db: Database, mini_divisions: Path) -> tuple[OrgService, OrgService]:
-    """Two services on one database, as two server processes: ``a`` writes, ``b``'s directory is not built."""
-    clock = FakeClock()
-    await import_divisions(org_db, mini_divisions, grids_per_village=2, clock=clock)
-    await generate_people(org_db, pool_size=2, seed=7, vacancy_rate=0.0, deputy_rate=0.0, clock=clock)
-    out = []
-    for _ in range(2):
-        holder = OrgIndexHolder(org_db)
-        await holder.load()
-        out.append(OrgService(org_db, clock, holder))
-    out[1].directory.wait = WAIT
-    return out[0], out[1]
-
-
 async def test_no_part_of_the_build_runs_in_the_event_loop(two: tuple[OrgService, OrgService], gate: Gate) -> None:
     """Before: the units' names (``Names``, n-gram postings) were built in the loop, the persons' in a thread."""
     _, b = two
@@ -102,6 +83,7 @@ async def test_an_org_change_applied_during_the_build_is_found(
     two: tuple[OrgService, OrgService], gate: Gate, org_db: Database
 ) -> None:
     a, b = two
+    b.directory.wait = WAIT
     gate.close()
     search = asyncio.create_task(b.search(SYSTEM, "金桂社区"))
     await gate.reached()  # b's build copied its index's units and read the holders: it is in its thread
@@ -123,6 +105,7 @@ async def test_an_org_change_applied_during_the_build_is_found(
 async def test_an_index_rebuild_during_the_build_builds_again(two: tuple[OrgService, OrgService], gate: Gate) -> None:
     """A rebuilt index numbers its units anew: a directory built from the old one named the wrong units."""
     a, b = two
+    b.directory.wait = WAIT
     gate.close()
     search = asyncio.create_task(b.search(SYSTEM, "柯城区", limit=100))
     await gate.reached()
