@@ -439,3 +439,43 @@ def test_a_send_failed_without_a_final_refusal_is_resent_under_its_own_id(pages:
     assert _kept_sends(sun) == []
     history = httpx.get(f"{web.base}/api/v1/conversations/{cid}/messages", headers=auth).json()["messages"]
     assert [m["client_msg_id"] for m in history if m["body"] == body] == [entry["frame"]["client_msg_id"]]
+
+
+def test_position_view_moves_to_the_thread_its_send_goes_to(pages: Pages, web: Web) -> None:
+    """#/position/N moves to N's existing thread once it is known: the one its next send goes to.
+    With 以岗位身份发送 unticked that is the thread of N and me, but the view went by the acting
+    position: a thread of N and it, learnt while the box was unticked (N's holder wrote), took the
+    view there, and the send went into it as the position. It stays, and the send opens my own
+    thread with N; ticked (the default), the view goes to the thread of the two positions."""
+    sun_pos, li_pos = web.world.positions["sun"][0], web.world.positions["li"][0]
+    sun = pages.open("sun")
+    sun.goto(f"{web.base}/#/position/{li_pos}")
+    box = sun.get_by_label(re.compile("以岗位身份发送"))
+    expect(box).to_be_checked()
+    box.uncheck()
+    sun.evaluate("() => { window.hashes = []; addEventListener('hashchange', () => hashes.push(location.hash)); }")
+    r = httpx.post(
+        f"{web.base}/api/v1/positions/{sun_pos}/messages",
+        headers={"authorization": f"Bearer {token(web.base, 'li')}"},
+        json={"client_msg_id": secrets.token_hex(6), "body": f"找网格员 {secrets.token_hex(2)}", "as_position": li_pos},
+    )
+    assert r.status_code in (200, 201), r.text
+    pair = r.json()["conversation_id"]
+    # The thread is in sun's inbox (the event applied) and rendered (the unread badge counts it).
+    inbox = f"JSON.parse(localStorage.getItem('zzd.inbox.{web.world.person_ids['sun']}') || '[]')"
+    sun.wait_for_function(f"() => {inbox}.some((c) => c.id === {pair} && c.unread > 0)")
+    unread = sun.evaluate(f"{inbox}.reduce((n, c) => n + (c.unread || 0), 0)")
+    # (Moved to that thread, the view marked it read: the badge never showed.)
+    expect(sun.get_by_role("navigation", name="主导航").get_by_label(f"{unread} 条未读")).to_be_visible()
+    expect(sun).to_have_url(re.compile(rf"#/position/{li_pos}$"))
+    mine = f"以个人身份问 {secrets.token_hex(2)}"
+    _send(sun, mine)
+    expect(sun).to_have_url(re.compile(r"#/chat/\d+$"))
+    own = int(sun.url.rsplit("/", 1)[1])
+    expect(sun.locator("li.msg.mine:not([data-message^=pending])", has_text=mine)).to_have_count(1)
+    assert own != pair and f"#/chat/{pair}" not in sun.evaluate("window.hashes")
+    auth = {"authorization": f"Bearer {token(web.base, 'sun')}"}
+    history = httpx.get(f"{web.base}/api/v1/conversations/{own}/messages", headers=auth).json()["messages"]
+    assert [(m["body"], m["sender"].get("position_id")) for m in history] == [(mine, None)]  # written as me
+    sun.goto(f"{web.base}/#/position/{li_pos}")  # ticked: the thread of the two positions
+    expect(sun).to_have_url(re.compile(rf"#/chat/{pair}$"))

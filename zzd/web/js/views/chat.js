@@ -16,11 +16,14 @@ function time(iso) {
   return d.toLocaleTimeString('zh-CN', { hour: '2-digit', minute: '2-digit' });
 }
 
-function findExisting(st, toPosition, toPerson) {
+// The chat the next send from #/person/N or #/position/N goes to, if it exists already: the
+// direct chat with N; at #/position/N the thread of N and the position written as (`asPosition`:
+// the acting one when 以岗位身份发送 is ticked), else the thread of N and me — the thread the
+// send's frame names (inThread), whichever position is acting.
+function findExisting(st, toPosition, toPerson, asPosition) {
   if (toPerson != null) return st.conversations.find((c) => c.kind === 'direct' && c.peer_id === toPerson);
-  return st.conversations.find((c) => c.kind === 'position' && (
-    (c.position_id === toPosition && (c.peer_person_id === st.me?.id || c.peer_position_id === st.acting))
-    || (c.peer_position_id === toPosition && c.position_id === st.acting)));
+  const f = { to_position: toPosition, as_position: asPosition };
+  return st.conversations.find((c) => c.kind === 'position' && inThread(c, f, st.me));
 }
 
 // The kept sends (outbox.js) this view shows: those it addresses — a conversation by id,
@@ -135,10 +138,17 @@ export function Chat({ id, toPosition, toPerson }) {
   const listRef = useRef(null);
   const marked = useRef(0);
 
-  // A thread or direct chat that already exists opens by its id.
+  // The position a send from #/position/N is written as: the acting one, when 以岗位身份发送 is
+  // ticked (and it is not N itself); else none, and the send is mine.
+  const sendAs = (st) => (toPosition && asPosition && st.acting && st.acting !== toPosition ? st.acting : null);
+
+  // A thread or direct chat that already exists opens by its id: the one the next send goes to,
+  // so with 以岗位身份发送 unticked a thread of N and the acting position learnt meanwhile (its
+  // peer wrote, the inbox came) is not where the view goes.
   useEffect(() => {
     if (id) return;
-    const existing = findExisting(get(), toPosition, toPerson);
+    const st = get();
+    const existing = findExisting(st, toPosition, toPerson, sendAs(st));
     if (existing) moveTo(existing.id);  // the inbox (or the first message's event) came after the typing began
     if (toPosition) loadPosition(toPosition).then(() => set({}), () => setError('没有这个岗位'));
   }, [id, toPosition, toPerson, conversations.length]);
@@ -250,7 +260,8 @@ export function Chat({ id, toPosition, toPerson }) {
     if (id) frame.conversation_id = id;
     else if (toPosition) {
       frame.to_position = toPosition;
-      if (asPosition && acting && acting !== toPosition) frame.as_position = acting;
+      const as = sendAs(get());
+      if (as) frame.as_position = as;
     } else frame.to = toPerson;
     if (replyTo) frame.reply_to = replyTo.id;
     if (mentions.persons.length) frame.mention_persons = mentions.persons.map((p) => p.id);
