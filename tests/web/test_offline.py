@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 import httpx
@@ -101,3 +102,31 @@ def test_a_chat_first_learnt_live_is_in_the_offline_inbox(pages: Pages, web: Web
     expect(row.locator(".conv-title")).to_contain_text(title)
     page.context.set_offline(False)
     expect(page.locator("[data-status=online]")).to_be_visible()
+
+
+def test_a_position_opened_offline_is_not_said_to_be_missing(pages: Pages, web: Web) -> None:
+    """#/position/N looks the position up; any failure read 没有这个岗位, so a grid worker who opened
+    a position's page without the network was told it does not exist. Offline it shows the
+    remembered title with an offline note and looks again once connected; the server's 404 is
+    still 没有这个岗位."""
+    page = pages.open("qian", service_workers="allow")
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null")
+    page.goto(f"{web.base}/#/position/99999999")
+    expect(page.get_by_role("alert")).to_contain_text("没有这个岗位")
+    river = web.world.positions["zhao"][0]
+    page.goto(f"{web.base}/#/position/{river}")
+    heading = page.get_by_role("heading", level=2)
+    expect(heading).to_contain_text("河长")  # looked up, and remembered:
+    names = f"localStorage.getItem('zzd.names.{web.world.person_ids['qian']}') || ''"
+    page.wait_for_function(f"() => ({names}).includes('河长')")
+    page.goto(f"{web.base}/#/inbox")
+    page.context.set_offline(True)
+    page.goto(f"{web.base}/#/position/{river}")
+    page.reload()  # the shell from the service worker; nothing of the position in memory
+    expect(page.locator("[data-position-offline]")).to_contain_text("离线")
+    expect(heading).to_contain_text("河长")  # the remembered title
+    expect(page.get_by_text("没有这个岗位")).to_have_count(0)
+    page.context.set_offline(False)
+    expect(page.locator("[data-status=online]")).to_be_visible()
+    expect(page.locator("[data-position-offline]")).to_have_count(0)
+    expect(page.get_by_label(re.compile("以岗位身份发送"))).to_be_visible()

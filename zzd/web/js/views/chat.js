@@ -150,8 +150,24 @@ export function Chat({ id, toPosition, toPerson }) {
     const st = get();
     const existing = findExisting(st, toPosition, toPerson, sendAs(st));
     if (existing) moveTo(existing.id);  // the inbox (or the first message's event) came after the typing began
-    if (toPosition) loadPosition(toPosition).then(() => set({}), () => setError('没有这个岗位'));
   }, [id, toPosition, toPerson, conversations.length]);
+
+  // The position written to, looked up for its title. Offline, or with the server unreachable,
+  // the lookup fails without saying anything about the position: the view shows what it last
+  // synced (the remembered title) with a note, and looks again once connected. Only the
+  // server's 404 is 没有这个岗位.
+  const [lookup, setLookup] = useState('');   // '' | 'offline' | 'missing' | another refusal's text
+  useEffect(() => {
+    if (id || !toPosition) return undefined;
+    let live = true;
+    const look = () => loadPosition(toPosition).then(() => { if (live) { setLookup(''); set({}); } }, (e) => {
+      if (!live) return;
+      setLookup(e.code === 'network' ? 'offline' : e.status === 404 ? 'missing' : e.message);
+    });
+    look();
+    const off = conn.onStatus((st) => { if (st === 'online') look(); });
+    return () => { live = false; off(); };
+  }, [id, toPosition]);
 
   async function loadHistory(before) {
     const q = new URLSearchParams({ limit: '50' });
@@ -357,6 +373,9 @@ export function Chat({ id, toPosition, toPerson }) {
             </li>`;
         })}
       </ol>
+      ${lookup === 'missing' && html`<p class="error" role="alert">没有这个岗位</p>`}
+      ${lookup === 'offline' && html`<p class="muted" role="status" data-position-offline>离线：岗位信息显示上次同步的内容，联网后更新；现在写的消息联网后发出。</p>`}
+      ${lookup && lookup !== 'missing' && lookup !== 'offline' && html`<p class="error" role="alert">${lookup}</p>`}
       ${error && html`<p class="error" role="alert">${error}</p>`}
       <form class="composer" onSubmit=${submit}>
         ${replyTo && html`<p class="quote">回复 ${replyTo.sender?.name}：${(replyTo.body || '').slice(0, 40)}
