@@ -46,7 +46,7 @@ async def test_bad_bodies_get_400_json_and_store_nothing(server: RunningServer) 
         ("application/json", '{"to": %d, "client_msg_id": "c", "body": "x", "x": 1}' % b_id, "invalid_body"),
         ("application/json", '{"to": %d, "client_msg_id": "c", "body": "a\\u0000b"}' % b_id, "invalid_text"),
         ("application/json", '{"to": %d, "client_msg_id": "c", "body": "  "}' % b_id, "invalid_text"),
-        ("application/json", '{"to": %d, "client_msg_id": "c", "body": "%s"}' % (b_id, "x" * 70_000), "bad_request"),
+        ("application/json", '{"to": %d, "client_msg_id": "c", "body": "%s"}' % (b_id, "x" * 400_000), "bad_request"),
     ]
     before = await _count(server)
     async with httpx.AsyncClient() as c:

@@ -4,6 +4,7 @@ without the scope and an app addressing outside its subtree are refused."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -58,6 +59,19 @@ async def test_an_app_sends_a_notice_into_its_subtree_only_and_once_per_key(org_
         assert (r.status_code, r.json()["error"]["code"]) == (403, "out_of_scope")
         r = await h.post("/api/v1/bot/notices", json=body, headers={"Idempotency-Key": ""})
         assert r.status_code == 400
+        # a notice at its documented maxima (code points) fits however the client's JSON escapes it:
+        # json.dumps' default \uXXXX (6 bytes a character, 12 beyond the BMP) was refused above 64 KiB
+        for ch, key in (("通", "long-bmp"), ("\U0001f30a", "long-astral")):
+            longest = {**body, "title": ch * 200, "body": ch * 20_000}
+            raw = json.dumps(longest).encode()  # ensure_ascii: every character escaped
+            assert len(raw) > 65_536
+            r = await h.post("/api/v1/bot/notices", content=raw,
+                             headers={"Idempotency-Key": key, "Content-Type": "application/json"})  # fmt: skip
+            assert r.status_code == 201, r.text[:300]
+        over = json.dumps({**body, "body": "x" * 400_000}).encode()
+        r = await h.post("/api/v1/bot/notices", content=over,
+                         headers={"Idempotency-Key": "too-big", "Content-Type": "application/json"})  # fmt: skip
+        assert (r.status_code, r.json()["error"]["data"]) == (400, {"max_bytes": 393_216}), r.text[:300]
         # two keys on one request: no telling which one a retry would repeat, so refused, nothing written
         two = [("Idempotency-Key", "meeting-3"), ("Idempotency-Key", "meeting-4")]
         r = await h.post("/api/v1/bot/notices", json=body, headers=httpx.Headers(two))
