@@ -21,7 +21,7 @@ from kernel.text import check_text
 from kernel.wire import check_client_msg_id, dumps
 from messaging.batching import Batcher
 from messaging.chat_storage import ChatStore
-from messaging.events import NewEvent
+from messaging.events import NewEvent, number_events
 from messaging.ports import Notify
 from messaging.schema import conversations, messages
 from messaging.shapes import MessageNew, MessageSent, Sender
@@ -91,6 +91,21 @@ def direct_message_text(message_id: int, conversation_id: int, req: SendRequest,
     return dumps(d)
 
 
+#: The text of every direct message's payload before its id (``id`` is the model's first field).
+_PAYLOAD_HEAD = '{"id":'
+
+
+def direct_message_tail(conversation_id: int, req: SendRequest, sender_name: str, at: datetime) -> str:
+    """The payload of ``req``'s message after its id: ``_PAYLOAD_HEAD``, the id, then this is
+    :func:`direct_message_text`. Why: on PostgreSQL the message and its events are written in one
+    statement, before this process knows the id (``ChatStore.store_messages``).
+    """
+    text = direct_message_text(0, conversation_id, req, sender_name, at)
+    if not text.startswith(_PAYLOAD_HEAD + "0,"):
+        raise AssertionError(f"a direct message's payload must start with its id: {text[:40]!r}")
+    return text[len(_PAYLOAD_HEAD) + 1 :]
+
+
 class ChatService:
     def __init__(self, uow: UnitOfWork, *, max_batch: int = 256) -> None:
         self._db = uow.db
@@ -136,29 +151,35 @@ class ChatService:
 
         if todo:
             conv_ids = await self._direct_conversations(store, list(todo.values()), chats)
-            # Conversation rows before stream rows, in id order, like every other writer of
-            # messages (messaging/conversations): one lock order, and ids commit in order.
-            await store.lock_conversations(list(conv_ids.values()))
-            inserted = await store.insert_messages(
-                [
-                    (conv_ids[direct_key(r.sender_id, r.recipient_id)], r.sender_id, r.client_msg_id, r.body)
-                    for r in todo.values()
-                ]
-            )
+            rows = [
+                (conv_ids[direct_key(r.sender_id, r.recipient_id)], r.sender_id, r.client_msg_id, r.body)
+                for r in todo.values()
+            ]
+            # Each message's payload is the head, its id, then this tail (known before its id is).
+            tails = [
+                (direct_message_tail(conv, r, people[r.sender_id][0], now), r.recipient_id)
+                for (conv, *_), r in zip(rows, todo.values(), strict=True)
+            ]
+            # Conversation rows (locked as they were read) before stream rows, in id order, like every
+            # other writer of messages (messaging/conversations): one lock order, and ids commit in order.
+            inserted, last = await store.store_messages(rows, tails, _PAYLOAD_HEAD)
             # Lost a race with another process for the same key: theirs stands.
             raced = [k for k in todo if k not in inserted]
             existing.update(await self._existing(conn, raced))
+            tail_of = dict(zip(todo, tails, strict=True))
             new_events: list[NewEvent] = []
             order: list[tuple[int, str]] = []
             for k, mid in sorted(inserted.items(), key=lambda kv: kv[1]):
-                r = todo[k]
-                cid = conv_ids[direct_key(r.sender_id, r.recipient_id)]
-                payload = direct_message_text(mid, cid, r, people[r.sender_id][0], now)
                 order.append(k)
-                new_events.append(NewEvent("message.new", payload, [r.sender_id, r.recipient_id]))
+                payload = f"{_PAYLOAD_HEAD}{mid}{tail_of[k][0]}"
+                new_events.append(NewEvent("message.new", payload, [k[0], todo[k].recipient_id]))
             sender_seq: dict[tuple[int, str], int] = {}
             if new_events:
-                new_groups = await tx.append(new_events)  # the sender's seq goes into the answer
+                if last is not None:  # written with the messages (PostgreSQL): numbered the same way here
+                    new_groups = number_events(new_events, last)
+                    tx.wake(new_groups)
+                else:
+                    new_groups = await tx.append(new_events)  # the sender's seq goes into the answer
                 for k, g in zip(order, new_groups, strict=True):
                     sender_seq[k] = next(seq for pid, seq in g.recipients if pid == k[0])
             answered: set[tuple[int, str]] = set()

@@ -24,8 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from kernel.db.database import in_sqlite_thread
 from kernel.db.dialect import is_postgres
 from messaging.events import driver_in_transaction, sqlite_time
+from messaging.txn_end import APPEND_EV
 
-__all__ = ["PG_KEY_LOOKUPS", "ChatStore", "NewMessage"]
+__all__ = ["PG_KEY_LOOKUPS", "ChatStore", "EventTail", "NewMessage"]
 
 #: PostgreSQL settings of the direct chat's own connections (``ZZD_DB_CHAT_POOL_SIZE``).
 #:
@@ -45,11 +46,15 @@ __all__ = ["PG_KEY_LOOKUPS", "ChatStore", "NewMessage"]
 PG_KEY_LOOKUPS = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
 
 # The batch's two reads in one statement: persons (tag true: id, name, disabled) and direct
-# chats (tag false: id, direct_key).
+# chats (tag false: id, direct_key), the chats' rows locked in id order as they are read
+# (conversation rows before stream rows, in id order, like every other writer of messages).
 _PG_PEOPLE_AND_CHATS = """
+WITH chats AS MATERIALIZED (
+    SELECT id, direct_key FROM conversations WHERE direct_key = ANY($2::text[]) ORDER BY id FOR UPDATE
+)
 SELECT true, id, name, disabled FROM persons WHERE id = ANY($1::bigint[])
 UNION ALL
-SELECT false, id, direct_key, false FROM conversations WHERE direct_key = ANY($2::text[])
+SELECT false, id, direct_key, false FROM chats
 """
 _SQLITE_PEOPLE = "SELECT id, name, disabled FROM persons WHERE id IN (SELECT value FROM json_each(?))"
 _PG_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key = ANY($1::text[])"
@@ -83,22 +88,6 @@ _SQLITE_MEMBER = (
 )
 # Conversation rows before stream rows, in id order, like every other writer of messages.
 _PG_LOCK = "SELECT id FROM conversations WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
-# The messages not stored yet, and each conversation's ``last_message_id`` set to the newest of
-# them (``_last_messages``'s rule; a retry the conflict ignores returns no row and moves nothing).
-_PG_MESSAGES = """
-WITH inserted AS (
-    INSERT INTO messages (conversation_id, sender_id, client_msg_id, body, created_at)
-    SELECT c, s, m, b, $5 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS v(c, s, m, b)
-    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
-    RETURNING id, conversation_id, sender_id, client_msg_id
-),
-last AS (
-    UPDATE conversations AS c SET last_message_id = n.m
-    FROM (SELECT conversation_id AS id, max(id) AS m FROM inserted GROUP BY conversation_id) AS n
-    WHERE c.id = n.id
-)
-SELECT id, sender_id, client_msg_id FROM inserted
-"""
 # ``WHERE true``: SQLite's parser needs it between INSERT … SELECT and ON CONFLICT.
 _SQLITE_MESSAGES = """
 INSERT INTO messages (conversation_id, sender_id, client_msg_id, body, created_at)
@@ -109,9 +98,48 @@ ON CONFLICT (sender_id, client_msg_id) DO NOTHING
 RETURNING id, sender_id, client_msg_id
 """
 _SQLITE_LAST = "UPDATE conversations SET last_message_id = ? WHERE id = ?"
+# The messages not stored yet, each conversation's ``last_message_id`` set to the newest of them
+# (a retry the conflict ignores returns no row and moves nothing), and their ``message.new``
+# events, in one statement. Each inserted message's payload is ``$9 || id || its tail`` (``$7``,
+# the text after the id); one event to its sender and one to its recipient (``$6``; one for a
+# chat with oneself), numbered in message id order onto the streams of ``$8`` (every sender and
+# recipient, ascending). Returns the inserted messages (tag true: id, sender_id, client_msg_id)
+# and the locked streams' heads before the append (tag false: person_id, last_seq); no event is
+# written when a stream row is missing (``APPEND_EV``).
+_PG_MESSAGES_ROWS = """
+WITH inserted AS (
+    INSERT INTO messages (conversation_id, sender_id, client_msg_id, body, created_at)
+    SELECT c, s, m, b, $5 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS v(c, s, m, b)
+    ON CONFLICT (sender_id, client_msg_id) DO NOTHING
+    RETURNING id, conversation_id, sender_id, client_msg_id
+),
+last AS (
+    UPDATE conversations AS c SET last_message_id = n.m
+    FROM (SELECT conversation_id AS id, max(id) AS m FROM inserted GROUP BY conversation_id) AS n
+    WHERE c.id = n.id
+),
+ev AS (
+    SELECT r.p, 'message.new'::text AS k, $9::text || i.id::text || t.tail AS d,
+           row_number() OVER (ORDER BY i.id, r.n) AS o
+    FROM inserted AS i
+    JOIN unnest($2::bigint[], $3::text[], $6::bigint[], $7::text[]) AS t(s, m, rcpt, tail)
+        ON t.s = i.sender_id AND t.m = i.client_msg_id
+    CROSS JOIN LATERAL (VALUES (i.sender_id, 1), (t.rcpt, 2)) AS r(p, n)
+    WHERE r.n = 1 OR r.p <> i.sender_id
+),
+"""
+_PG_MESSAGES_ANSWER = """
+SELECT true, id, sender_id, client_msg_id FROM inserted
+UNION ALL
+SELECT false, person_id, last_seq, NULL FROM locked
+"""
+_PG_MESSAGES_AND_EVENTS = "".join((_PG_MESSAGES_ROWS, APPEND_EV.format(persons="$8", now="$5"), _PG_MESSAGES_ANSWER))
 
 #: (conversation_id, sender_id, client_msg_id, body) of one message to store.
 NewMessage = tuple[int, int, str, str]
+#: A stored message's event: ``(sender_id, client_msg_id)``'s message → its ``message.new`` payload's
+#: text after the id, and its recipient (``messaging.chat``).
+EventTail = tuple[str, int]
 
 
 class ChatStore:
@@ -177,26 +205,49 @@ class ChatStore:
         rows = await self._driver.fetch(_PG_NEW_DIRECT, keys, firsts, seconds, self._now)
         ids = {str(k): int(i) for k, i in rows}
         raced = [k for k in keys if k not in ids]
-        if raced:
-            ids.update(await self.direct_ids(raced))
+        if raced:  # created by another transaction meanwhile: read, and locked like the chats read first
+            theirs = await self.direct_ids(raced)
+            await self._driver.fetch(_PG_LOCK, sorted(theirs.values()))
+            ids.update(theirs)
         return ids
 
-    async def lock_conversations(self, ids: Sequence[int]) -> None:
-        """Lock the conversation rows in id order (PostgreSQL; SQLite's writer is alone already)."""
-        if self._pg:
-            await self._driver.fetch(_PG_LOCK, sorted(set(ids)))
+    async def store_messages(
+        self, rows: Sequence[NewMessage], tails: Sequence[EventTail], head: str
+    ) -> tuple[dict[tuple[int, str], int], dict[int, int] | None]:
+        """Store the messages not stored yet, move their conversations' ``last_message_id`` and,
+        on PostgreSQL, append the inserted messages' ``message.new`` events, in one statement.
 
-    async def insert_messages(self, rows: Sequence[NewMessage]) -> dict[tuple[int, str], int]:
-        """Store the messages not stored yet and move their conversations' ``last_message_id``.
+        ``tails[i]`` is the event of ``rows[i]``'s message (its payload is ``head``, the id, then
+        the tail). Returns (sender_id, client_msg_id) → id of the messages inserted now, and each
+        locked stream's ``last_seq`` before the append — or ``None`` when no event was written:
+        on SQLite (one trip to aiosqlite's thread for the messages), or when a stream row was
+        missing; the caller then appends the events through ``Txn.append``.
 
-        Returns (sender_id, client_msg_id) → id of the messages inserted now. One
-        statement on PostgreSQL, one trip to aiosqlite's thread on SQLite.
+        Why the events in the same statement: each statement of a send batch is a round trip that
+        waits for a turn of this process's event loop and of a database backend; with other
+        traffic on the machine those waits were most of a chat message's tail (issue 13).
         """
         if not self._pg:
-            return await in_sqlite_thread(self._driver, _sqlite_insert_messages, rows, self._at)
+            return await in_sqlite_thread(self._driver, _sqlite_insert_messages, rows, self._at), None
         cols = list(zip(*rows, strict=True))
-        found = await self._driver.fetch(_PG_MESSAGES, *(list(c) for c in cols), self._now)
-        return {(int(s), str(c)): int(i) for i, s, c in found}
+        persons = sorted({sender for _, sender, _, _ in rows} | {r for _, r in tails})
+        found = await self._driver.fetch(
+            _PG_MESSAGES_AND_EVENTS,
+            *(list(c) for c in cols),
+            self._now,
+            [r for _, r in tails],
+            [t for t, _ in tails],
+            persons,
+            head,
+        )
+        inserted: dict[tuple[int, str], int] = {}
+        last: dict[int, int] = {}
+        for message, i, sender_or_seq, c in found:
+            if message:
+                inserted[(int(sender_or_seq), str(c))] = int(i)
+            else:
+                last[int(i)] = int(sender_or_seq)
+        return inserted, (last if len(last) == len(persons) else None)
 
     async def _fetch(self, pg_sql: str, sqlite_sql: str, values: list[Any]) -> list[Any]:
         if self._pg:

@@ -36,7 +36,7 @@ from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["finish_pg", "ends_in_one_statement"]
+__all__ = ["APPEND_EV", "finish_pg", "ends_in_one_statement"]
 
 
 def ends_in_one_statement(conn: AsyncConnection) -> bool:
@@ -59,10 +59,10 @@ _AUDIT = """audit_rows AS (
     FROM unnest({p}::bigint[], {q}::bigint[], {a}::text[], {r}::text[], {u}::bigint[], {w}::text[], {d}::text[])
         WITH ORDINALITY AS v(p, q, a, r, u, w, d, o) ORDER BY o
 )"""
-_EVENTS = """ev AS (
-    SELECT p, k, d, o FROM unnest({p}::bigint[], {k}::text[], {d}::text[]) WITH ORDINALITY AS v(p, k, d, o)
-),
-locked AS MATERIALIZED (
+#: The append of the events in a CTE ``ev`` (person ``p``, kind ``k``, payload ``d``, order ``o``) to the
+#: streams of ``persons`` (every ``p``, ascending): also the tail of the direct chat's one statement
+#: that stores a batch's messages and their events (``messaging.chat_storage``).
+APPEND_EV = """locked AS MATERIALIZED (
     SELECT person_id, last_seq FROM person_streams
     WHERE person_id = ANY({persons}::bigint[]) ORDER BY person_id FOR UPDATE
 ),
@@ -80,6 +80,11 @@ appended AS (
     INSERT INTO person_events (person_id, seq, kind, payload, created_at)
     SELECT p, q, k, d, {now} FROM numbered WHERE (SELECT ok FROM complete)
 )"""
+_EV_ARRAYS = """ev AS (
+    SELECT p, k, d, o FROM unnest({p}::bigint[], {k}::text[], {d}::text[]) WITH ORDINALITY AS v(p, k, d, o)
+),
+"""
+_EVENTS = "".join((_EV_ARRAYS, APPEND_EV))
 
 
 @cache

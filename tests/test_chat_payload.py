@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from messaging.chat import SendRequest, direct_message_text
+from messaging.chat import _PAYLOAD_HEAD, SendRequest, direct_message_tail, direct_message_text
 from messaging.shapes import MessageNew, Sender
 
 
@@ -31,6 +31,8 @@ def test_direct_payload_equals_the_models_text(body: str, name: str, at: datetim
         created_at=at,
     )
     assert direct_message_text(1234, 55, req, name, at) == model.text()
+    # PostgreSQL writes the payload as head, id, tail in SQL (``ChatStore.store_messages``).
+    assert _PAYLOAD_HEAD + "1234" + direct_message_tail(55, req, name, at) == model.text()
 
 
 def test_messages_do_not_share_their_sender() -> None:

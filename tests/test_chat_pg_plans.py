@@ -29,7 +29,10 @@ _HOT = {
     "people_and_chats": ("bigint[], text[]", chat_storage._PG_PEOPLE_AND_CHATS),
     "direct": ("text[]", chat_storage._PG_DIRECT),
     "lock_conversations": ("bigint[]", chat_storage._PG_LOCK),
-    "messages_and_last": ("bigint[], bigint[], text[], text[], timestamptz", chat_storage._PG_MESSAGES),
+    "messages_and_events": (
+        "bigint[], bigint[], text[], text[], timestamptz, bigint[], text[], bigint[], text",
+        chat_storage._PG_MESSAGES_AND_EVENTS,
+    ),
     "lock_heads": ("bigint[]", events._PG_LOCK_HEADS),
     "set_heads": ("bigint[], bigint[]", events._PG_SET_HEADS),
 }
@@ -51,7 +54,8 @@ async def _generic_plans(db: Database) -> dict[str, list[str]]:
         await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
         for name, (types, sql) in (_HOT | _INSERTS).items():
             await conn.exec_driver_sql(f"PREPARE {name} ({types}) AS {sql}")
-            args = ", ".join("'{}'" if t.endswith("[]") else "now()" for t in types.split(","))
+            literal = {"timestamptz": "now()", "text": "''"}
+            args = ", ".join("'{}'" if t.endswith("[]") else literal[t.strip()] for t in types.split(","))
             raw = (await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) EXECUTE {name} ({args})")).scalar()
             await conn.exec_driver_sql(f"DEALLOCATE {name}")
             out[name] = _nodes((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"])

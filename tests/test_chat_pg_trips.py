@@ -5,9 +5,11 @@ core busy, and each statement cost it ~75–100 µs (asyncpg's encoding, the
 socket's system calls), so the number of statements per batch is what a
 chat message costs the server. A batch of one message into a new chat sent
 14 (``BEGIN`` and ``COMMIT`` included), one into an existing chat 10. Now
-``messaging.chat_storage`` folds its reads, the new chat with its
-memberships, and the messages with ``last_message_id`` into one statement
-each, and ``Txn.append`` writes the events in one: 7 and 6. Counted here on the chat pool's own connections, warm (every
+``messaging.chat_storage`` folds its reads with the chats' locks, the new
+chat with its memberships, and the messages with ``last_message_id`` and
+their events into one statement each: 5 and 4 (7 and 6 before the events
+and the locks were folded in; each trip also waits for a turn of the event
+loop, which other traffic lengthens: issue 13). Counted here on the chat pool's own connections, warm (every
 statement prepared by an earlier batch), so that a statement added back to
 the path fails this test. Also here: the extra read the new-chat statement
 needs when another process created the same chat meanwhile.
@@ -81,7 +83,7 @@ def _chat_statements(trips: list[tuple[str, str]]) -> list[str]:
     """The names of ``messaging.chat_storage``'s statements executed among ``trips``, in order."""
     names = {
         " ".join(getattr(chat_storage, n).split()): n
-        for n in ("_PG_PEOPLE_AND_CHATS", "_PG_DIRECT", "_PG_NEW_DIRECT", "_PG_LOCK", "_PG_MESSAGES")
+        for n in ("_PG_PEOPLE_AND_CHATS", "_PG_DIRECT", "_PG_NEW_DIRECT", "_PG_LOCK", "_PG_MESSAGES_AND_EVENTS")
     }
     return [names[sql] for call, sql in trips if call != "prepare" and sql in names]
 
@@ -135,17 +137,18 @@ async def test_statements_per_send_batch(pg_database: str) -> None:
     finally:
         await s.stop()
 
-    # BEGIN, the reads, the chat and its members, the lock, the messages, the events (Txn.append), COMMIT.
-    assert _chat_statements(new_chat) == ["_PG_PEOPLE_AND_CHATS", "_PG_NEW_DIRECT", "_PG_LOCK", "_PG_MESSAGES"]
+    # BEGIN, the reads (the chats locked as read), the chat and its members, the messages with their
+    # events, COMMIT.
+    assert _chat_statements(new_chat) == ["_PG_PEOPLE_AND_CHATS", "_PG_NEW_DIRECT", "_PG_MESSAGES_AND_EVENTS"]
     assert _others(new_chat) == [], new_chat
-    assert len(new_chat) <= 7, new_chat
-    assert _chat_statements(old_chat) == ["_PG_PEOPLE_AND_CHATS", "_PG_LOCK", "_PG_MESSAGES"]
+    assert len(new_chat) <= 5, new_chat
+    assert _chat_statements(old_chat) == ["_PG_PEOPLE_AND_CHATS", "_PG_MESSAGES_AND_EVENTS"]
     assert _others(old_chat) == [], old_chat
-    assert len(old_chat) <= 6, old_chat
+    assert len(old_chat) <= 4, old_chat
     # A retry: no event, its stored message read back (SQLAlchemy's statement) and answered as a duplicate.
-    assert _chat_statements(again) == ["_PG_PEOPLE_AND_CHATS", "_PG_LOCK", "_PG_MESSAGES"]
+    assert _chat_statements(again) == ["_PG_PEOPLE_AND_CHATS", "_PG_MESSAGES_AND_EVENTS"]
     assert [sql.split(" FROM ")[1].split()[0] for sql in _others(again)] == ["messages"], again
-    assert len(again) == 6, again
+    assert len(again) == 5, again
     assert (retry.message_id, retry.duplicate) == (second.message_id, True)
 
     assert second.conversation_id == first.conversation_id
@@ -196,7 +199,64 @@ async def test_a_chat_created_meanwhile_by_another_transaction_is_read_and_joine
         res = await asyncio.wait_for(send, scaled(10))
     finally:
         await s.stop()
-    assert _chat_statements(log) == ["_PG_PEOPLE_AND_CHATS", "_PG_NEW_DIRECT", "_PG_DIRECT", "_PG_LOCK", "_PG_MESSAGES"]
+    assert _chat_statements(log) == [
+        "_PG_PEOPLE_AND_CHATS",
+        "_PG_NEW_DIRECT",
+        "_PG_DIRECT",
+        "_PG_LOCK",
+        "_PG_MESSAGES_AND_EVENTS",
+    ]
     assert res.conversation_id == theirs and res.duplicate is False
     assert await _members(s, theirs) == sorted([a, b])
     assert await _last_message(s, theirs) == res.message_id
+
+
+async def _events(s: Services, person_id: int) -> list[tuple[int, str, str]]:
+    async with s.db.read() as conn:
+        res = await conn.exec_driver_sql(
+            "SELECT seq, kind, payload FROM person_events WHERE person_id = $1 ORDER BY seq", (person_id,)
+        )
+        return [(int(q), str(k), str(d)) for q, k, d in res]
+
+
+async def test_the_one_statement_writes_each_messages_event_as_the_model_would(pg_database: str) -> None:
+    """A batch's messages and events in one statement: numbered per stream in id order, payloads exact.
+
+    The first send goes to a person with no stream row yet, so the statement writes no event and the
+    batch appends them through ``Txn.append`` (which creates the stream); the next batch of three, one
+    of them to oneself, is written by the statement alone. Every stream must then read 1, 2, 3, …
+    with each payload equal to ``direct_message_text`` of its message.
+    """
+    from messaging.chat import direct_message_text
+
+    s = Services.build(make_settings(pg_database, db_chat_pool_size=1), passwords=FAST_PASSWORDS)
+    await s.start()
+    try:
+        (a, _), (b, _) = await new_person(s, "甲"), await new_person(s, "乙")
+        await s.events.ensure_streams([a])
+        first = await s.chat.send(SendRequest(a, b, "one", "第一"))  # b has no stream row
+        reqs = [
+            SendRequest(a, b, "two", "第二"),
+            SendRequest(b, a, "three", '"引号"\n'),
+            SendRequest(a, a, "me", "备忘"),
+        ]
+        results = await asyncio.gather(*(s.chat.send(r) for r in reqs))
+        sent = [(SendRequest(a, b, "one", "第一"), first), *zip(reqs, results, strict=True)]
+        names = {a: "甲", b: "乙"}
+        want: dict[int, list[str]] = {a: [], b: []}
+        for req, res in sorted(sent, key=lambda p: p[1].message_id):
+            text = direct_message_text(res.message_id, res.conversation_id, req, names[req.sender_id], res.created_at)
+            for p in dict.fromkeys([req.sender_id, req.recipient_id]):
+                want[p].append(text)
+        for p in (a, b):
+            got = await _events(s, p)
+            assert [q for q, _, _ in got] == list(range(1, len(want[p]) + 1))
+            assert {k for _, k, _ in got} == {"message.new"}
+            assert [d for _, _, d in got] == want[p]
+        # each answer's seq is the sender's own event of that message
+        for req, res in sent:
+            assert res.sender_seq is not None
+            seq, _, payload = (await _events(s, req.sender_id))[res.sender_seq - 1]
+            assert (seq, payload.startswith(f'{{"id":{res.message_id},')) == (res.sender_seq, True)
+    finally:
+        await s.stop()
