@@ -21,7 +21,6 @@ from kernel.text import check_text
 from kernel.wire import check_client_msg_id, dumps
 from messaging.batching import Batcher
 from messaging.chat_storage import ChatStore
-from messaging.events import NewEvent, number_events
 from messaging.ports import Notify
 from messaging.schema import conversations, messages
 from messaging.shapes import MessageNew, MessageSent, Sender
@@ -162,26 +161,18 @@ class ChatService:
             ]
             # Conversation rows (locked as they were read) before stream rows, in id order, like every
             # other writer of messages (messaging/conversations): one lock order, and ids commit in order.
-            inserted, last = await store.store_messages(rows, tails, _PAYLOAD_HEAD)
+            inserted, new_events, new_groups = await store.store_messages(rows, tails, _PAYLOAD_HEAD)
+            if new_groups is None:  # a recipient without a stream row: Txn.append creates it
+                new_groups = await tx.append(new_events)
+            else:
+                tx.wake(new_groups)
             # Lost a race with another process for the same key: theirs stands.
             raced = [k for k in todo if k not in inserted]
             existing.update(await self._existing(conn, raced))
-            tail_of = dict(zip(todo, tails, strict=True))
-            new_events: list[NewEvent] = []
-            order: list[tuple[int, str]] = []
-            for k, mid in sorted(inserted.items(), key=lambda kv: kv[1]):
-                order.append(k)
-                payload = f"{_PAYLOAD_HEAD}{mid}{tail_of[k][0]}"
-                new_events.append(NewEvent("message.new", payload, [k[0], todo[k].recipient_id]))
+            # The sender's seq goes into the answer (the events are in message id order).
             sender_seq: dict[tuple[int, str], int] = {}
-            if new_events:
-                if last is not None:  # written with the messages (PostgreSQL): numbered the same way here
-                    new_groups = number_events(new_events, last)
-                    tx.wake(new_groups)
-                else:
-                    new_groups = await tx.append(new_events)  # the sender's seq goes into the answer
-                for k, g in zip(order, new_groups, strict=True):
-                    sender_seq[k] = next(seq for pid, seq in g.recipients if pid == k[0])
+            for k, g in zip(sorted(inserted, key=inserted.__getitem__), new_groups, strict=True):
+                sender_seq[k] = next(seq for pid, seq in g.recipients if pid == k[0])
             answered: set[tuple[int, str]] = set()
             for i, r in enumerate(reqs):
                 if out[i] is not None:

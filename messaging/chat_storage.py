@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.database import in_sqlite_thread
 from kernel.db.dialect import is_postgres
-from messaging.events import driver_in_transaction, sqlite_time
+from messaging.events import NewEvent, driver_in_transaction, number_events, sqlite_append, sqlite_time
 from messaging.txn_end import APPEND_EV
+from messaging.wakeup import EventGroup
 
 __all__ = ["PG_KEY_LOOKUPS", "ChatStore", "EventTail", "NewMessage"]
 
@@ -213,22 +214,24 @@ class ChatStore:
 
     async def store_messages(
         self, rows: Sequence[NewMessage], tails: Sequence[EventTail], head: str
-    ) -> tuple[dict[tuple[int, str], int], dict[int, int] | None]:
-        """Store the messages not stored yet, move their conversations' ``last_message_id`` and,
-        on PostgreSQL, append the inserted messages' ``message.new`` events, in one statement.
+    ) -> tuple[dict[tuple[int, str], int], list[NewEvent], list[EventGroup] | None]:
+        """Store the messages not stored yet, move their conversations' ``last_message_id`` and
+        append the inserted messages' ``message.new`` events, in one statement (PostgreSQL) or one
+        trip to aiosqlite's thread (SQLite).
 
-        ``tails[i]`` is the event of ``rows[i]``'s message (its payload is ``head``, the id, then
-        the tail). Returns (sender_id, client_msg_id) → id of the messages inserted now, and each
-        locked stream's ``last_seq`` before the append — or ``None`` when no event was written:
-        on SQLite (one trip to aiosqlite's thread for the messages), or when a stream row was
-        missing; the caller then appends the events through ``Txn.append``.
+        ``tails[i]`` is the event of ``rows[i]``'s message: its payload is ``head``, the id, then
+        the tail. Returns (sender_id, client_msg_id) → id of the messages inserted now, their
+        events in id order, and the events' wake-up groups — or ``None`` when a stream row was
+        missing on PostgreSQL and no event was written: the caller then appends the events
+        through ``Txn.append``, which creates the stream.
 
-        Why the events in the same statement: each statement of a send batch is a round trip that
-        waits for a turn of this process's event loop and of a database backend; with other
-        traffic on the machine those waits were most of a chat message's tail (issue 13).
+        Why the events with the messages: each statement of a send batch is a round trip that
+        waits for a turn of this process's event loop and of a database backend (SQLite: a hand-off
+        to its thread and back); with other traffic on the machine those waits were most of a
+        chat message's tail (issue 13).
         """
         if not self._pg:
-            return await in_sqlite_thread(self._driver, _sqlite_insert_messages, rows, self._at), None
+            return await in_sqlite_thread(self._driver, _sqlite_store, rows, tails, head, self._at)
         cols = list(zip(*rows, strict=True))
         persons = sorted({sender for _, sender, _, _ in rows} | {r for _, r in tails})
         found = await self._driver.fetch(
@@ -247,7 +250,8 @@ class ChatStore:
                 inserted[(int(sender_or_seq), str(c))] = int(i)
             else:
                 last[int(i)] = int(sender_or_seq)
-        return inserted, (last if len(last) == len(persons) else None)
+        events = _events_of(rows, tails, head, inserted)
+        return inserted, events, (number_events(events, last) if len(last) == len(persons) else None)
 
     async def _fetch(self, pg_sql: str, sqlite_sql: str, values: list[Any]) -> list[Any]:
         if self._pg:
@@ -263,6 +267,28 @@ def _last_messages(rows: Sequence[NewMessage], inserted: dict[tuple[int, str], i
         if mid is not None and mid > last.get(conv, 0):
             last[conv] = mid
     return last
+
+
+def _events_of(
+    rows: Sequence[NewMessage], tails: Sequence[EventTail], head: str, inserted: dict[tuple[int, str], int]
+) -> list[NewEvent]:
+    """The ``message.new`` of each message inserted now, in id order (as the statement numbers them)."""
+    out: list[tuple[int, NewEvent]] = []
+    for (_, sender, cmid, _), (tail, recipient) in zip(rows, tails, strict=True):
+        mid = inserted.get((sender, cmid))
+        if mid is not None:
+            out.append((mid, NewEvent("message.new", f"{head}{mid}{tail}", [sender, recipient])))
+    out.sort(key=lambda pair: pair[0])
+    return [e for _, e in out]
+
+
+def _sqlite_store(
+    db: sqlite3.Connection, rows: Sequence[NewMessage], tails: Sequence[EventTail], head: str, at: str
+) -> tuple[dict[tuple[int, str], int], list[NewEvent], list[EventGroup]]:
+    inserted = _sqlite_insert_messages(db, rows, at)
+    events = _events_of(rows, tails, head, inserted)
+    persons = sorted({p for e in events for p in e.recipients})
+    return inserted, events, (sqlite_append(db, persons, events, at) if events else [])
 
 
 def _sqlite_people_and_chats(db: sqlite3.Connection, ids: list[int], keys: list[str]) -> tuple[list[Any], list[Any]]:

@@ -222,7 +222,7 @@ class EventLog:
         driver = await driver_in_transaction(conn)
         if not is_postgres(conn):
             # One trip to aiosqlite's thread for the whole append instead of three or four.
-            return await in_sqlite_thread(driver, _sqlite_append, persons, events, sqlite_time(now))
+            return await in_sqlite_thread(driver, sqlite_append, persons, events, sqlite_time(now))
         last = await _lock_streams(driver, persons)
         groups, (pids, seqs, kinds, payloads) = _numbered(events, last)
         await driver.execute(_PG_APPEND, list(last), list(last.values()), pids, seqs, kinds, payloads, now)
@@ -547,8 +547,11 @@ def _numbered(
     return groups, (pids, seqs, kinds, payloads)
 
 
-def _sqlite_append(db: sqlite3.Connection, persons: list[int], events: Sequence[NewEvent], at: str) -> list[EventGroup]:
-    """``EventLog.append`` on SQLite, run on the connection's own thread (SQLite has one writer: no lock order)."""
+def sqlite_append(db: sqlite3.Connection, persons: list[int], events: Sequence[NewEvent], at: str) -> list[EventGroup]:
+    """``EventLog.append`` on SQLite, run on the connection's own thread (SQLite has one writer: no lock order).
+
+    Also called by the direct chat's storage on the same thread trip as its messages' insert.
+    """
     heads = json.dumps(persons)
     last = dict(db.execute(_SQLITE_SELECT_HEADS, (heads,)).fetchall())
     missing = [p for p in persons if p not in last]
