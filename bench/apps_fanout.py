@@ -17,6 +17,11 @@ attempt p50/p99 per healthy app (goal p99 ≤ 1 s), chat p99 alone and with app
 traffic (goal: at most 20 % worse), and the bare baseline of the same run: the
 same payloads posted straight to the same healthy receivers from one asyncio
 httpx client at the same rate.
+
+``--control`` adds a third chat phase with no app traffic, beside two busy-loop
+processes burning as much CPU as the app traffic added to the machine (its
+busy cores minus the chat-alone phase's): the control for "the chat waits for
+the platform" against "the chat waits for the cores".
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -221,8 +227,9 @@ def _all_cpu() -> dict[int, tuple[str, float]]:
     return out
 
 
-def _cpu_report(before: dict[int, tuple[str, float]], ours: dict[int, str], seconds: float) -> str:
-    """CPU seconds per process over a window: this run's processes by name, PostgreSQL, Redis, the rest.
+def _cpu_report(before: dict[int, tuple[str, float]], ours: dict[int, str], seconds: float) -> tuple[str, float]:
+    """CPU seconds per process over a window: this run's processes by name, PostgreSQL, Redis, the rest;
+    and the cores this run's processes, PostgreSQL and Redis kept busy (the other tenants left out).
 
     Why: on the shared 2-core machine a chat tail can be the cores, not the
     server; this says who had them (the other tenants' processes included).
@@ -241,9 +248,30 @@ def _cpu_report(before: dict[int, tuple[str, float]], ours: dict[int, str], seco
             groups["redis"] += used
         else:
             groups["other tenants"] += used
-    total = sum(groups.values())
-    return (f"CPU of the machine over {seconds:.0f} s ({total / seconds:.2f} of 2 cores busy): "
+    total = float(sum(groups.values()))
+    text = (f"CPU of the machine over {seconds:.0f} s ({total / seconds:.2f} of 2 cores busy): "
             + ", ".join(f"{k} {v:.1f} s" for k, v in groups.most_common()))  # fmt: skip
+    return text, (total - groups["other tenants"]) / seconds
+
+
+#: A control load: CPU burnt in 2 ms slices at a duty cycle, and nothing else (no I/O, no database).
+_HOG = """
+import sys, time
+duty, end = float(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+busy = 0.002
+idle = busy * (1 - duty) / max(duty, 1e-3)
+while time.monotonic() < end:
+    t = time.perf_counter()
+    while time.perf_counter() - t < busy:
+        pass
+    time.sleep(idle)
+"""
+
+
+def _hogs(cores: float, seconds: float) -> list[subprocess.Popen[bytes]]:
+    """Two processes that keep ``cores`` of the machine busy for ``seconds`` (``--control``)."""
+    duty = min(1.0, max(0.0, cores) / 2)
+    return [subprocess.Popen([PYTHON, "-c", _HOG, str(duty), str(seconds)]) for _ in range(2)]
 
 
 def _own_cpu() -> float:
@@ -344,7 +372,7 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             lag_loaded: list[float] = []
             cpu_a0, t_a0, machine0 = sum(_cpu(x.proc.pid) for x in servers), time.time(), _all_cpu()
             chat_alone = await _chat(ws0, a, b, args.chat_rate, args.seconds, alone_outcomes, lag_alone)
-            machine_alone = _cpu_report(machine0, ours, time.time() - t_a0)
+            machine_alone, machine_alone_busy = _cpu_report(machine0, ours, time.time() - t_a0)
             # the servers' CPU per second with chat alone: what the app traffic's window would cost without it
             cpu_alone_rate = (sum(_cpu(x.proc.pid) for x in servers) - cpu_a0) / (time.time() - t_a0)
             started, cpu0 = time.time(), sum(_cpu(x.proc.pid) for x in servers)
@@ -356,7 +384,7 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             filed = await _file(http, data["workers"], args.reports, args.seconds)
             chat_loaded = await chat_task
             pg_busy = pgs.stop(12) if pgs is not None else ""
-            machine_loaded = _cpu_report(machine0, ours, time.time() - started)
+            machine_loaded, machine_loaded_busy = _cpu_report(machine0, ours, time.time() - started)
             if prof is not None:
                 prof.stop()
                 print("py-spy of both servers while the reports were filed:\n" + prof.top(20))
@@ -408,6 +436,24 @@ async def main_async(args: argparse.Namespace, url: str) -> None:
             print(f"  with app traffic: {machine_loaded}")
             if pg_busy:
                 print("  what PostgreSQL was busy with while chat ran beside the app traffic:\n" + pg_busy)
+            if args.control:
+                # The control: chat again with no app traffic, beside a load that only burns the CPU the
+                # app traffic added to the machine. A tail as long as with the app traffic says the cores
+                # were what the chat waited for, not anything the platform's code holds it behind.
+                added = machine_loaded_busy - machine_alone_busy
+                hogs = _hogs(added, args.seconds + 2)
+                lag_control: list[float] = []
+                control_outcomes: Counter[str] = Counter()
+                machine0, t_c0 = _all_cpu(), time.time()
+                chat_control = await _chat(ws0, a, b, args.chat_rate, args.seconds, control_outcomes, lag_control)
+                machine_control, _ = _cpu_report(machine0, ours, time.time() - t_c0)
+                for h in hogs:
+                    h.wait()
+                p_control = percentile(chat_control, 99)
+                print(f"control: chat beside {added:.2f} cores of plain CPU load (two busy-loop processes, no app"
+                      f" traffic): {_stats(chat_control)} ({(p_control / max(p_alone, 0.001) - 1) * 100:+.0f} % p99"
+                      f" against alone); replies {dict(control_outcomes)}")  # fmt: skip
+                print(f"  control: {machine_control}")
             print(f"bare baseline (one httpx client, {len(healthy)} receivers, before the run): {len(bare)} posts"
                   f" in {took:.1f} s = {len(bare) / took:.0f}/s, post→answered {_stats(bare)};"
                   f" client CPU {cpu_bare * 1000 / max(1, len(bare)):.1f} ms per post")  # fmt: skip
@@ -446,6 +492,11 @@ def main() -> None:
     )
     ap.add_argument("--delivery-nice", type=int, default=0, help="their `--nice` (10: below the servers, and everyone)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the server logs (their folder is printed)")
+    ap.add_argument(
+        "--control",
+        action="store_true",
+        help="a third chat phase: no app traffic, beside busy loops burning the CPU the app traffic added",
+    )
     args = ap.parse_args()
     with postgres_database() as url:
         asyncio.run(main_async(args, url))
