@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -479,3 +480,71 @@ def test_position_view_moves_to_the_thread_its_send_goes_to(pages: Pages, web: W
     assert [(m["body"], m["sender"].get("position_id")) for m in history] == [(mine, None)]  # written as me
     sun.goto(f"{web.base}/#/position/{li_pos}")  # ticked: the thread of the two positions
     expect(sun).to_have_url(re.compile(rf"#/chat/{pair}$"))
+
+
+def test_a_send_given_up_when_the_session_ended_stays_failed_in_a_later_view(
+    browser: Any, web: Web, tmp_path: Path
+) -> None:
+    """A send waiting for the connection when the session ends is given up: 发送失败：会话已结束,
+    kept as it was so that the next start sends it again. The outbox did not say so, so the
+    chat's view mounted again (to the inbox and back) showed it 发送中… though nothing sent it.
+    The session ends here as it can with the page still open: the server comes back with other
+    signing keys, so the socket's hello is refused (4401), and the refresh that follows is
+    lost with the server (killed while the refresh waits on a database write lock)."""
+    server = ServeProcess(web.world, tmp_path)
+    server.start()
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN", service_workers="block")
+    db = web.world.db_url.removeprefix("sqlite+aiosqlite:///")
+    try:
+        errors: list[str] = []
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.base + "/")
+        sign_in(page, "sun")
+        r = httpx.post(
+            f"{server.base}/api/v1/messages",
+            headers={"authorization": f"Bearer {token(server.base, 'sun')}"},
+            json={"to": web.world.person_ids["zhou"], "client_msg_id": secrets.token_hex(6), "body": "在吗"},
+        )
+        assert r.status_code in (200, 201), r.text
+        cid = r.json()["conversation_id"]
+        page.goto(f"{server.base}/#/chat/{cid}")
+        expect(page.locator("li.msg").first).to_be_visible()
+        server.stop()
+        expect(page.locator("[data-status=offline]")).to_be_visible()
+        body = f"会话结束前发的 {secrets.token_hex(2)}"
+        _send(page, body)
+        bubble = page.locator("li.msg.mine", has_text=body)
+        expect(bubble).to_contain_text("发送中")
+        keys = server.env["ZZD_JWT_KEYS"]
+        server.env["ZZD_JWT_KEYS"] = "t2:" + secrets.token_hex(24)
+        lock = sqlite3.connect(db, timeout=60, isolation_level=None)
+        try:
+            # The browser offline meanwhile, so it does not reconnect before the lock is taken.
+            context.set_offline(True)
+            server.start()
+            lock.execute("BEGIN IMMEDIATE")  # the refresh's write waits
+            with page.expect_request(lambda q: q.url.endswith("/api/v1/auth/token"), timeout=60_000):
+                context.set_offline(False)
+            assert server.proc is not None
+            server.proc.kill()
+            server.stop()
+            expect(page.locator("[data-status=ended]")).to_be_visible()
+            expect(bubble).to_contain_text("发送失败：会话已结束")
+        finally:
+            lock.close()
+            server.env["ZZD_JWT_KEYS"] = keys
+        page.goto(f"{server.base}/#/inbox")
+        expect(page.get_by_role("list", name="会话列表")).to_be_visible()
+        page.goto(f"{server.base}/#/chat/{cid}")
+        expect(bubble).to_contain_text("发送失败：会话已结束")
+        assert [k["frame"]["body"] for k in _kept_sends(page)] == [body]  # kept, not failed
+        assert "failed" not in _kept_sends(page)[0]
+        server.start()
+        page.reload()  # the next start sends it, once
+        expect(page.locator("li.msg.mine:not([data-message^=pending])", has_text=body)).to_have_count(1)
+        assert _kept_sends(page) == []
+        assert not errors, errors
+    finally:
+        context.close()
+        server.stop()

@@ -11,6 +11,11 @@ import { conn } from './conn.js';
 const key = () => 'zzd.outbox.' + getSession()?.personId;
 const inflight = new Set();
 const refusedHandlers = new Set();
+// Sends given up because the session ended while they waited (no answer): kept as they were, so
+// the next start sends them again, but failed on this page — client_msg_id -> {message, code,
+// retryable} — so a view mounted later shows them 发送失败 as the views open then did, not 发送中
+// for a send nothing is making any more.
+const endedHere = new Map();
 
 // (frame, error) => void for every send the server refused for good (or the session ended):
 // told to every open view, since the view showing the message may not be the one that sent it —
@@ -35,7 +40,8 @@ function markFailed(id, e) {
 
 // The pending bubble a kept send shows: 发送失败 with the reason when it was refused.
 export function keptBubble(x) {
-  return x.failed ? { ...x.shown, failed: x.failed.message, failedCode: x.failed.code, failedRetryable: x.failed.retryable } : x.shown;
+  const failed = x.failed || endedHere.get(x.frame.client_msg_id);
+  return failed ? { ...x.shown, failed: failed.message, failedCode: failed.code, failedRetryable: failed.retryable } : x.shown;
 }
 
 // `shown` is the pending bubble the conversation shows until the message's own event arrives.
@@ -43,10 +49,13 @@ export function sendKept(frame, shown) {
   const id = frame.client_msg_id;
   if (shown) save([...keptSends().filter((x) => x.frame.client_msg_id !== id), { frame, shown }]);
   inflight.add(id);
+  endedHere.delete(id);
   return conn.sendReliable(frame).then((r) => { forget(id); return r; }, (e) => {
     // Refused by the server: kept as failed, not sent again by itself. The session ended
-    // instead (no answer): still kept as it was, and the next start sends it again.
-    if (e.code !== 'ended') markFailed(id, e);
+    // instead (no answer): still kept as it was, and the next start sends it again; failed on
+    // this page only.
+    if (e.code === 'ended') endedHere.set(id, { message: e.message, code: e.code, retryable: false });
+    else markFailed(id, e);
     for (const fn of refusedHandlers) fn(frame, e);
     throw e;
   }).finally(() => inflight.delete(id));
@@ -59,7 +68,7 @@ export function resendKept() {
 }
 
 // 删除 on a failed send: no longer kept, so it does not come back after a reload.
-export function dropKept(clientMsgId) { forget(clientMsgId); }
+export function dropKept(clientMsgId) { endedHere.delete(clientMsgId); forget(clientMsgId); }
 
 // Refusals the server makes before it stores anything (its send runs in one transaction that
 // rolls back on them), so the client_msg_id they answer names no stored message.
