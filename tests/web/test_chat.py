@@ -8,7 +8,8 @@ import secrets
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -288,12 +289,10 @@ _WATCH_FAILED = """() => {
 }"""
 
 
-def test_a_send_refused_as_rate_limited_goes_again_later(browser: Any, web: Web, tmp_path: Path) -> None:
-    """``rate_limited`` is ``retryable`` (docs/protocol.md): the same send may succeed later. It
-    was taken as final — 发送失败 and dropped from the outbox, so the message was lost. It stays
-    发送中 and goes again after a back-off. A server of its own allows 6 sends a minute (one
-    more every 10 s); sun spends them through the API, then writes in the browser."""
-    server = ServeProcess(web.world, tmp_path, ZZD_SEND_RATE_PER_MINUTE="6")
+@contextmanager
+def _own_server_page(browser: Any, server: ServeProcess, login: str) -> Iterator[tuple[Any, list[str]]]:
+    """A desktop page signed in as ``login`` on a server of the test's own (started here, stopped
+    after), and the uncaught errors of the page."""
     server.start()
     context = browser.new_context(viewport=DESKTOP, locale="zh-CN", service_workers="block")
     try:
@@ -301,7 +300,20 @@ def test_a_send_refused_as_rate_limited_goes_again_later(browser: Any, web: Web,
         page = context.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(server.base + "/")
-        sign_in(page, "sun")
+        sign_in(page, login)
+        yield page, errors
+    finally:
+        context.close()
+        server.stop()
+
+
+def test_a_send_refused_as_rate_limited_goes_again_later(browser: Any, web: Web, tmp_path: Path) -> None:
+    """``rate_limited`` is ``retryable`` (docs/protocol.md): the same send may succeed later. It
+    was taken as final — 发送失败 and dropped from the outbox, so the message was lost. It stays
+    发送中 and goes again after a back-off. A server of its own allows 6 sends a minute (one
+    more every 10 s); sun spends them through the API, then writes in the browser."""
+    server = ServeProcess(web.world, tmp_path, ZZD_SEND_RATE_PER_MINUTE="6")
+    with _own_server_page(browser, server, "sun") as (page, errors):
         auth = {"authorization": f"Bearer {token(server.base, 'sun')}"}
         zhou = web.world.person_ids["zhou"]
         spent = [
@@ -324,9 +336,6 @@ def test_a_send_refused_as_rate_limited_goes_again_later(browser: Any, web: Web,
         assert page.evaluate("window.failedShown") == []
         assert _kept_sends(page) == []
         assert not errors, errors
-    finally:
-        context.close()
-        server.stop()
 
 
 #: What a #/person/N or #/position/N page leaves in the outbox (``js/outbox.js``) for a message
@@ -492,15 +501,9 @@ def test_a_send_given_up_when_the_session_ended_stays_failed_in_a_later_view(
     signing keys, so the socket's hello is refused (4401), and the refresh that follows is
     lost with the server (killed while the refresh waits on a database write lock)."""
     server = ServeProcess(web.world, tmp_path)
-    server.start()
-    context = browser.new_context(viewport=DESKTOP, locale="zh-CN", service_workers="block")
     db = web.world.db_url.removeprefix("sqlite+aiosqlite:///")
-    try:
-        errors: list[str] = []
-        page = context.new_page()
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server.base + "/")
-        sign_in(page, "sun")
+    with _own_server_page(browser, server, "sun") as (page, errors):
+        context = page.context
         r = httpx.post(
             f"{server.base}/api/v1/messages",
             headers={"authorization": f"Bearer {token(server.base, 'sun')}"},
@@ -545,6 +548,3 @@ def test_a_send_given_up_when_the_session_ended_stays_failed_in_a_later_view(
         expect(page.locator("li.msg.mine:not([data-message^=pending])", has_text=body)).to_have_count(1)
         assert _kept_sends(page) == []
         assert not errors, errors
-    finally:
-        context.close()
-        server.stop()
