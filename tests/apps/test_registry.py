@@ -59,6 +59,15 @@ async def test_an_app_administrator_registers_an_app_and_the_app_gets_a_token(or
         r = await h.post("/api/v1/auth/token", data={"grant_type": "client_credentials"},
                          headers={"Authorization": f"Basic {basic}"})  # fmt: skip
         assert r.status_code == 200, r.text
+        # one authentication method per request (RFC 6749 2.3): the body may repeat the Basic client id,
+        # but a body naming another client, or carrying a secret, is refused, not silently ignored
+        same = {"grant_type": "client_credentials", "client_id": made["client_id"]}
+        r = await h.post("/api/v1/auth/token", data=same, headers={"Authorization": f"Basic {basic}"})
+        assert r.status_code == 200, r.text
+        for extra in ({"client_id": "zzdapp_another", "client_secret": "zzdsec_wrong"}, {"client_secret": "x"}):
+            r = await h.post("/api/v1/auth/token", data={"grant_type": "client_credentials", **extra},
+                             headers={"Authorization": f"Basic {basic}"})  # fmt: skip
+            assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_request"), r.text
         for raw, code in (
             (b"grant_type=client_credentials&grant_type=password", "invalid_body"),  # a parameter twice
             (b"grant_type=client_credentials&client_id", "invalid_body"),  # not name=value

@@ -102,8 +102,13 @@ def _basic(request: Request) -> tuple[str, str] | None:
 
 async def _client_credentials(s: Services, request: Request, body: TokenRequest) -> Response:
     """OAuth2 client credentials (RFC 6749 4.4): an app token with the app audience."""
-    pair = _basic(request) or (body.client_id, body.client_secret)
-    client_id, secret = pair
+    basic = _basic(request)
+    if basic is not None and (body.client_secret is not None or body.client_id not in (None, basic[0])):
+        # RFC 6749 2.3: one authentication method per request. Before, the body's were silently
+        # ignored: a body naming another app (with any secret) got a token for the Basic one.
+        raise BadRequest("send the client credentials once: as HTTP Basic or in the body",
+                         data={"fields": ["client_id", "client_secret"]})  # fmt: skip
+    client_id, secret = basic or (body.client_id, body.client_secret)
     if not client_id or not secret:
         raise BadRequest("client_id and client_secret are required", data={"fields": ["client_id", "client_secret"]})
     addr, key = client_address(request), "client:" + client_id[:64]
