@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["PATCH_LIMIT", "Applied", "OrgIndexHolder", "apply_op"]
 
 PATCH_LIMIT = 5_000  # more entries than this in one refresh → rebuild
+_REBUILD_TRIES = 3  # builds of one rebuild when the changes meanwhile do not apply (imports in a row)
 
 
 @dataclass
@@ -122,11 +123,35 @@ class OrgIndexHolder:
                 logger.warning("org commit hook failed", exc_info=True)
 
     async def load(self) -> OrgIndex:
-        """(Re)build the index from the database; the old one is released as soon as the new one is in place."""
-        self._index = await OrgIndex.load(self._db)
+        """(Re)build the index from the database, serialised with refreshes (see ``_rebuild``)."""
+        async with self._lock:
+            return await self._rebuild()
+
+    async def _rebuild(self) -> OrgIndex:
+        """Build a new index off the event loop, bring it up to the log, and swap it in.
+
+        Why: a rebuild while serving (a division import, a gap in the log, more than
+        ``PATCH_LIMIT`` entries) took 4 s on a province in the loop, stalling every socket of
+        the process. Now the rows are read a chunk at a time and the index is built from them
+        in a thread (``OrgIndex.load``); the live index serves meanwhile, unchanged. Refreshes
+        wait on the lock, so what is committed during the build stays in the log after the new
+        index's version: it is applied to the new index here, in the loop, before the swap (as
+        ``DirectoryService`` patches its build with what arrived meanwhile); when it cannot be
+        (another import meanwhile) the index is built again. The swap is one assignment, with
+        no ``await`` between the catch-up and it. The old index is released once nobody holds it.
+        """
+        index = await OrgIndex.load(self._db)
+        for _ in range(_REBUILD_TRIES - 1):
+            if await self._catch_up(index) is not None:
+                break
+            logger.info("org index: changes during the rebuild do not apply; building again")
+            index = await OrgIndex.load(self._db)
+        # After the last try the index is installed as built (a consistent snapshot): the next
+        # refresh applies what follows or rebuilds.
+        self._index = index
         self.rebuilds += 1
-        await self._tell(Applied(self._index.version, True))
-        return self._index
+        await self._tell(Applied(index.version, True))
+        return index
 
     async def _tell(self, applied: Applied) -> None:
         for listener in self._listeners:
@@ -139,13 +164,26 @@ class OrgIndexHolder:
 
     async def _refresh(self) -> bool:
         if self._index is None:
-            await self.load()
+            await self._rebuild()
             return True
         current = self._index.version
+        applied = await self._catch_up(self._index)
+        if applied is None:
+            await self._rebuild()
+            return True
+        if applied.version == current:
+            return False
+        self.patches += 1
+        await self._tell(applied)
+        return True
+
+    async def _catch_up(self, index: OrgIndex) -> Applied | None:
+        """Apply the log after ``index.version`` to ``index`` in place; None when a rebuild is due instead."""
+        current = index.version
         async with self._db.read() as conn:
             version = await read_version(conn)
             if version == current:
-                return False
+                return Applied(version, False)
             rows = (
                 await conn.execute(
                     select(org_changes.c.version, org_changes.c.scope, org_changes.c.position_id, org_changes.c.detail)
@@ -162,30 +200,24 @@ class OrgIndexHolder:
                 and seen == set(range(current + 1, version + 1))  # a missing version: the log has a gap
                 and all(r[1] in ("holders", "struct", "person") for r in rows)
             )
+            if not patchable:
+                logger.info("org index: rebuilding (%d entries from %d to %d)", len(rows), current, version)
+                return None
             applied = Applied(version, False)
-            holders: dict[int, tuple[list[int], list[tuple[int, str]]]] = {}
-            if patchable:
-                for _v, scope, pid, detail in rows:
-                    if scope == "holders" and pid is not None:
-                        applied.holder_positions.add(int(pid))
-                    elif scope in ("struct", "person") and detail is not None:  # None: a version's first row
-                        applied.ops.append(json.loads(str(detail)))
-                holders = await _current_holders(conn, applied.holder_positions)
-        if not patchable:
-            logger.info("org index: rebuilding (%d entries from %d to %d)", len(rows), current, version)
-            await self.load()
-            return True
+            for _v, scope, pid, detail in rows:
+                if scope == "holders" and pid is not None:
+                    applied.holder_positions.add(int(pid))
+                elif scope in ("struct", "person") and detail is not None:  # None: a version's first row
+                    applied.ops.append(json.loads(str(detail)))
+            holders = await _current_holders(conn, applied.holder_positions)
         try:
             for op in applied.ops:
-                apply_op(self._index, op)
+                apply_op(index, op)
         except (KeyError, ValueError, IndexError, TypeError) as exc:
             logger.warning("org index: an entry did not apply (%r); rebuilding", exc)
-            await self.load()
-            return True
-        self._index.patch_holders(holders, version)
-        self.patches += 1
-        await self._tell(applied)
-        return True
+            return None
+        index.patch_holders(holders, version)
+        return applied
 
 
 async def _current_holders(conn: Any, pos_ids: set[int]) -> dict[int, tuple[list[int], list[tuple[int, str]]]]:
