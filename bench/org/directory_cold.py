@@ -114,19 +114,26 @@ async def build(url: str, name: str, province: str) -> None:
     print(f"imported province {province}: {units:,} units, {persons:,} persons in {time.perf_counter() - t:.0f} s")
 
 
+async def server_like(db: Database) -> OrgIndexHolder:
+    """This process's index loaded as ``zzd serve`` does at start-up: then frozen out of the collector."""
+    holder = OrgIndexHolder(db)
+    t = time.perf_counter()
+    index = await holder.load()
+    print(
+        f"index: {index.unit_count():,} units, {index.position_count():,} positions, loaded in "
+        f"{time.perf_counter() - t:.1f} s (version {index.version})",
+        flush=True,
+    )
+    gc.set_threshold(*GC_THRESHOLDS)  # as a server process runs, its start-up heap frozen
+    freeze_start_up_heap()
+    return holder
+
+
 async def measure(url: str) -> None:
     db = Database(url, statement_timeout_ms=600_000)
     try:
-        holder = OrgIndexHolder(db)
-        t = time.perf_counter()
-        index = await holder.load()
-        print(
-            f"index: {index.unit_count():,} units, {index.position_count():,} positions, loaded in "
-            f"{time.perf_counter() - t:.1f} s (version {index.version})",
-            flush=True,
-        )
-        gc.set_threshold(*GC_THRESHOLDS)  # as a server process runs, its start-up heap frozen
-        freeze_start_up_heap()
+        holder = await server_like(db)
+        index = holder.index
         async with db.read() as conn:
             person = int((await conn.execute(_sql("SELECT min(person_id) FROM assignments"))).scalar_one())
         actor = Actor(person)

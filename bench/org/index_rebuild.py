@@ -17,33 +17,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
-import time
 
 from bench.org.common import PG, drop_db, run
-from bench.org.directory_cold import build, probed
+from bench.org.directory_cold import build, probed, server_like
 
 from kernel.db.database import Database
-from org_tree.holder import OrgIndexHolder
 from org_tree.index import OrgIndex
-from zzd.server import GC_THRESHOLDS, freeze_start_up_heap
 
 
 async def measure(url: str, runs: int) -> None:
     db = Database(url, statement_timeout_ms=600_000)
     try:
-        holder = OrgIndexHolder(db)
-        t = time.perf_counter()
-        index = await holder.load()
-        print(
-            f"index: {index.unit_count():,} units, {index.position_count():,} positions, loaded in "
-            f"{time.perf_counter() - t:.1f} s (version {index.version})",
-            flush=True,
-        )
-        gc.set_threshold(*GC_THRESHOLDS)
-        freeze_start_up_heap()
-        del index
+        holder = await server_like(db)
         print(f"load {os.getloadavg()[0]:.1f}; an index rebuild while serving, 10 ms probe in the loop:")
         await probed("idle (baseline: the probe alone, 3 s)", lambda: asyncio.sleep(3))
 

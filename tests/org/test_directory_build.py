@@ -24,29 +24,10 @@ from org_tree.name_index import Names
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from tests.conftest import RunningServer
+from tests.org.thread_gate import WAIT, Gate
 from tests.org_server import auth, seat
 
 VILLAGE = "990101001001"
-WAIT = 60.0  # seconds a thread waits for the test's release at most (a failing test must not hang)
-
-
-class Gate:
-    """Holds every non-empty ``Names`` built outside the event loop's thread until released."""
-
-    def __init__(self, loop_thread: threading.Thread) -> None:
-        self.loop_thread = loop_thread
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.built_in: list[threading.Thread] = []
-
-    def close(self) -> None:
-        """Builds from now on wait at the gate."""
-        self.entered.clear()
-        self.release.clear()
-
-    async def reached(self) -> None:
-        """Return once a build's thread waits at the gate."""
-        assert await asyncio.to_thread(self.entered.wait, WAIT), "no build reached its thread"
 
 
 @pytest.fixture

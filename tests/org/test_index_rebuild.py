@@ -23,9 +23,9 @@ from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from org_tree.resolution import Audience, resolve
 from org_tree.selectors import parse_text
+from tests.org.thread_gate import WAIT, Gate
 
 VILLAGE = "990101001001"
-WAIT = 60.0  # seconds a thread waits for the test's release at most (a failing test must not hang)
 SELECTORS = (
     "村书记@990101001001",
     "村书记@990101/**",
@@ -34,24 +34,6 @@ SELECTORS = (
     "*@990101001001 | 村书记@990102/**",
     "专职网格员@99/** - 专职网格员@990102/**",
 )
-
-
-class Gate:
-    """Holds every ``OrgIndex.build`` run outside the event loop's thread until released."""
-
-    def __init__(self, loop_thread: threading.Thread) -> None:
-        self.loop_thread = loop_thread
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.built_in: list[threading.Thread] = []
-
-    def close(self) -> None:
-        self.entered.clear()
-        self.release.clear()
-
-    async def reached(self) -> None:
-        """Return once a build waits at the gate in its thread (its rows were read: a snapshot)."""
-        assert await asyncio.to_thread(self.entered.wait, WAIT), "no build reached a thread"
 
 
 @pytest.fixture
