@@ -25,9 +25,13 @@ export function getSession() { return session; }
 
 // Why the last session ended without 退出 (shown on the sign-in page), or ''.
 let endReason = '';
+let endedPerson = null;
 export function endedReason() { return endReason; }
+// Whose session that was (its kept sends wait for the next sign-in), or null.
+export function endedPersonId() { return endReason ? endedPerson : null; }
 export function endSession(reason) {
   endReason = reason;
+  endedPerson = session?.personId ?? null;
   save(null);
 }
 export function onSession(fn) { listeners.add(fn); return () => listeners.delete(fn); }

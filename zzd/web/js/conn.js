@@ -13,6 +13,7 @@ const REQUEST_TIMEOUT = 15_000;
 const RETRY_FIRST = 2_000;       // a send refused as retryable goes again after this, doubling
 const RETRY_MAX = 60_000;
 const TERMINAL = { 4503: 'revoked', 4509: 'replaced' };
+const REFUSED = new Set([400, 401, 403]);   // a refresh refused for good (docs/protocol.md invalid_grant)
 
 export class Connection {
   constructor() {
@@ -124,17 +125,33 @@ export class Connection {
     this.pending.clear();
     if (this.stopped) return;
     if (TERMINAL[e.code]) { this.setStatus('ended', TERMINAL[e.code]); return; }
-    if (e.code === 4401) {
-      // Access token expired: refresh, then reconnect at once.
-      refresh().then(() => this.connectNow(), () => this.setStatus('ended', 'signed-out'));
-      this.setStatus('connecting');
-      return;
-    }
-    if (navigator.onLine === false) { this.setStatus('offline', '网络不可用'); return; }   // 'online' reconnects
+    if (e.code === 4401) { this.renew(); return; }
+    this.later(() => this.connectNow());
+  }
+
+  // The socket's token was refused (4401): refresh it, then reconnect at once. Only a refusal of
+  // the refresh itself (400/401/403: invalid_grant, the session revoked) ends the session; a
+  // refresh lost on the network, or answered 5xx or 429, says nothing about the session, so it
+  // is tried again with the reconnect back-off (and at once when the browser comes back online:
+  // the next hello is refused again and refreshes again) until it succeeds.
+  renew() {
+    this.setStatus('connecting');
+    refresh().then(() => this.connectNow(), (err) => {
+      if (this.stopped) return;
+      if (!getSession() || REFUSED.has(err.status)) { this.setStatus('ended', 'signed-out'); return; }
+      this.later(() => this.renew());
+    });
+  }
+
+  // Try `again` after the jittered back-off (0.5 s doubling to 30 s), or when the browser says
+  // the network is back ('online' reconnects).
+  later(again) {
+    clearTimeout(this.timer);
+    if (navigator.onLine === false) { this.setStatus('offline', '网络不可用'); return; }
     const delay = Math.min(30_000, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
     this.attempt = Math.min(this.attempt + 1, 8);
     this.setStatus('offline', `${Math.round(delay / 1000)} 秒后重连`);
-    this.timer = setTimeout(() => this.connectNow(), delay);
+    this.timer = setTimeout(again, delay);
   }
 
   receive(ws, m) {

@@ -27,6 +27,11 @@ export function keptSends() {
   try { return JSON.parse(localStorage.getItem(key()) || '[]'); } catch { return []; }
 }
 
+// How many sends `personId` left unsent, read without a session (the sign-in page says so).
+export function keptCountOf(personId) {
+  try { return JSON.parse(localStorage.getItem('zzd.outbox.' + personId) || '[]').filter((x) => !x.failed).length; } catch { return 0; }
+}
+
 function save(list) {
   try { localStorage.setItem(key(), JSON.stringify(list)); } catch { /* full: kept in memory only */ }
 }
