@@ -510,9 +510,7 @@ def _chat_with_zhou(page: Any, server: ServeProcess, web: Web) -> int:
     return cid
 
 
-def test_a_refresh_lost_on_the_network_is_tried_again_and_the_send_goes(
-    browser: Any, web: Web, tmp_path: Path
-) -> None:
+def test_a_refresh_lost_on_the_network_is_tried_again_and_the_send_goes(browser: Any, web: Web, tmp_path: Path) -> None:
     """The socket's token is refused (4401) and the refresh that follows is lost on the network:
     that says nothing about the session. The client took it as the end — 会话已结束 · 请重新登录,
     no button, no reconnect even once the server was back, the send 发送失败 (or 发送中 for ever)
