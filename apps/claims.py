@@ -2,7 +2,8 @@
 
 Why one module for webhook workers and stream connections: both take the
 same delivery rows under the same rules — due, not leased by anyone whose
-lease still holds, of an active subscription of their mode, and only when no
+lease still holds, of an active subscription of their mode and of an app
+that is not disabled, and only when no
 earlier delivery of the same aggregate to the same subscription is still
 pending (so a receiver that was down gets each report's and task's events in
 the order they happened; a dead delivery no longer holds the line). The lease
@@ -20,7 +21,7 @@ from sqlalchemy import ColumnElement, Select, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from apps.schema import app_deliveries, app_subscriptions
+from apps.schema import app_deliveries, app_subscriptions, apps
 from apps.subscriptions import Subscription
 from messaging.leases import Leases
 from messaging.tasks.schema import outbox_events
@@ -49,7 +50,8 @@ def delivery_leases(seconds: float, *, count_attempts: bool = False) -> Leases:
 
 
 def due(now: datetime, mode: str, app_id: int | None = None) -> list[ColumnElement[bool]]:
-    """Pending deliveries due by ``now`` of active ``mode`` subscriptions whose aggregate has no earlier one pending.
+    """Pending deliveries due by ``now`` of active ``mode`` subscriptions of enabled apps whose aggregate has no
+    earlier one pending.
 
     The lease's own "free" condition is added by the claimer (``Leases.free``).
     """
@@ -65,7 +67,13 @@ def due(now: datetime, mode: str, app_id: int | None = None) -> list[ColumnEleme
         )
         .exists()
     )
-    active = select(s.c.id).where(s.c.mode == mode, s.c.status == "active")
+    # Of an app that is not disabled: an administrator's disabling stops what was already waiting
+    # too, not only new deliveries (docs/apps.md); enabling the app lets it go on.
+    active = (
+        select(s.c.id)
+        .join(apps, apps.c.id == s.c.app_id)
+        .where(s.c.mode == mode, s.c.status == "active", apps.c.disabled.is_(False))
+    )
     if app_id is not None:
         active = active.where(s.c.app_id == app_id)
     out: list[ColumnElement[bool]] = [

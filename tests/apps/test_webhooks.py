@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from apps.schema import app_deliveries
 from kernel.audit import AuditQuery, query
 from messaging.tasks.schema import outbox_events
 from tests.apps.helpers import COUNTY, OTHER_COUNTY, VILLAGE, admin_token, app_token, file_report, grid_worker, make_app
@@ -304,3 +306,38 @@ async def test_during_a_secret_rotation_both_secrets_sign(platform_server: Runni
             raise AssertionError("a wrong secret verified")
         except WebhookVerificationError:
             pass
+
+
+async def test_a_disabled_apps_waiting_deliveries_are_held_until_it_is_enabled(platform_server: RunningServer) -> None:
+    """An administrator disables an app whose endpoint was failing: what waited for a retry must not go out
+    while the app is disabled (its data would keep flowing to an app cut off on purpose), and goes out,
+    once, after it is enabled again."""
+    rs = platform_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin = await admin_token(rs, None)
+    async with receiver() as rec:
+        made, tok = await _app(rs, "河长制平台", EVENTS)
+        rec.behaviours["/river"] = Behaviour(status=503)
+        await _subscribe(rs, tok, rec, "/river", event_types=["report.filed"])
+        report = await file_report(rs, await grid_worker(rs), "held")
+        await wait_until(lambda: len(rec.on("/river")) >= 1, what="the first, failed attempt")
+        await s.delivery.idle()
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(admin)) as h:
+            assert (await h.patch(f"/api/v1/apps/{made['id']}", json={"disabled": True})).status_code == 200
+            rec.behaviours["/river"] = Behaviour()
+            # the retry falls due now, while the app is disabled
+            async with s.db.write() as conn:
+                await conn.execute(
+                    update(app_deliveries)
+                    .where(app_deliveries.c.app_id == made["id"])
+                    .values(next_attempt_at=s.clock.now() - timedelta(seconds=1))
+                )
+            tried = len(rec.on("/river"))
+            assert await s.delivery.run_once() == 0
+            await s.delivery.idle()
+            assert len(rec.on("/river")) == tried and rec.delivered("/river") == []
+            assert (await h.patch(f"/api/v1/apps/{made['id']}", json={"disabled": False})).status_code == 200
+        await wait_until(lambda: len(rec.delivered("/river")) == 1, what="the held delivery, after enabling")
+        await s.delivery.idle()
+        got = rec.delivered("/river")
+        assert [g.event["data"]["report_id"] for g in got] == [report["report_id"]]
