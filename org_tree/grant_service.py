@@ -49,6 +49,8 @@ class GrantService:
         for p in sorted(perms):
             await self._org.authorize(actor, Perm(p), u, "admin.granted", person_id=person_id, perms=sorted(perms))
         if person_id == actor.person_id:
+            await self._org.deny(actor, Perm.GRANTS, u, "admin.granted", person_id=person_id, perms=sorted(perms),
+                                 reason="self")  # fmt: skip
             raise Forbidden("administrators cannot grant themselves rights", data={"person_id": person_id})
         unit_id = idx.unit_id(u) if u is not None else None
         now = self._clock.now()

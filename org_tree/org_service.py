@@ -131,14 +131,22 @@ class OrgService:
         try:
             require_grant(self.index, actor, perm, u)
         except Forbidden:
-            unit_id, path = unit_path_of(self.index, u)
-            entry = AuditEntry(
-                "admin.denied", actor.person_id or None, None, "denied", unit_id, path,
-                {"attempted": action, "permission": str(perm), **detail},
-            )  # fmt: skip
-            async with self._db.write() as conn:
-                await record(conn, entry, self._clock.now())
+            await self.deny(actor, perm, u, action, **detail)
             raise
+
+    async def deny(self, actor: Actor, perm: Perm, u: int | None, action: str, **detail: Any) -> None:
+        """Write a refused administrative attempt (``admin.denied``) to the audit log; the caller then refuses.
+
+        Also for refusals that are not a missing grant (a self-grant, disabling oneself): docs/admin.md
+        promises every refused administrative attempt on record, and those were answered 403 unrecorded.
+        """
+        unit_id, path = unit_path_of(self.index, u)
+        entry = AuditEntry(
+            "admin.denied", actor.person_id or None, None, "denied", unit_id, path,
+            {"attempted": action, "permission": str(perm), **detail},
+        )  # fmt: skip
+        async with self._db.write() as conn:
+            await record(conn, entry, self._clock.now())
 
     def audit(self, actor: Actor, action: str, u: int | None, **detail: Any) -> AuditEntry:
         """The audit entry of a successful org change by ``actor`` at pre-order unit ``u``."""
@@ -340,6 +348,9 @@ class OrgService:
                     pass
             raise NotFound("no such person", data={"person_id": person_id})
         if disabled is not None and person_id == actor.person_id:
+            await self.deny(actor, Perm.ASSIGNMENTS, units[0] if units else None,
+                            "person.disabled" if disabled else "person.enabled",
+                            person_id=person_id, reason="self")  # fmt: skip
             raise Forbidden("nobody disables or enables their own account", data={"field": "disabled"})
         new_name = normalize_name(check_text(name, field="name", max_chars=100)) if name is not None else row.name
         new_phone = _phone(phone) if phone is not None else row.phone

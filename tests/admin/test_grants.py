@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 
+from kernel.audit import AuditQuery, query
 from org_tree.jurisdiction import SYSTEM
 from tests.client import login, new_person
 from tests.conftest import RunningServer
@@ -119,3 +120,28 @@ async def test_ordinary_accounts_reach_no_administrative_endpoint(org_server: Ru
             assert "error" in r.json()
         assert (await h.get("/api/v1/me/grants")).json() == {"grants": []}
     assert [g.id for g in await s.grants.visible(SYSTEM)] == [top.id]
+
+
+async def test_refusals_on_oneself_are_audited_too(org_server: RunningServer) -> None:
+    """docs/admin.md: a refused administrative attempt is audited (``admin.denied``) before the 403. A
+    self-grant and disabling one's own account were answered 403 with nothing on record (found by the
+    administration audit): only a missing grant was recorded."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin_id, admin_login = await new_person(s, "县管理员")
+    await s.grants.grant(SYSTEM, admin_id, COUNTY, frozenset({"assignments", "grants"}))
+    tok = (await login(rs.http, admin_login))["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        r = await h.post("/api/v1/admin/grants", json={"person_id": admin_id, "unit": VILLAGE, "perms": ["grants"]})
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden"), r.text
+        r = await h.patch(f"/api/v1/org/persons/{admin_id}", json={"disabled": True})
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "forbidden"), r.text
+    entries, _ = await query(s.db, AuditQuery(actor_person_id=admin_id, action="admin.denied"))
+    got = sorted((e["detail"]["attempted"], e["detail"]["permission"], e["outcome"], e["unit_id"]) for e in entries)
+    assert got == [
+        ("admin.granted", "grants", "denied", unit_id_at(rs, VILLAGE)),
+        ("person.disabled", "assignments", "denied", None),
+    ], entries
+    assert all(e["detail"]["reason"] == "self" for e in entries)
+    assert [g.person_id for g in await s.grants.visible(SYSTEM, admin_id)] == [admin_id]
+    assert not (await s.persons.get(admin_id)).disabled
