@@ -123,7 +123,7 @@ class AppRegistry:
         async with self.db.read() as conn:
             if (await conn.execute(select(apps.c.id).where(apps.c.name == name))).first() is not None:
                 raise Conflict("an app with that name exists", code=ErrorCode.ALREADY_EXISTS, data={"name": name})
-        bot_person, bot_position = await self._bot_identity(name, idx.unit_id(subtree))
+        bot_person, bot_position = await self._bot_identity(actor, name, idx.unit_id(subtree))
         now = self.clock.now()
         secret = "zzdsec_" + secrets.token_urlsafe(32)
         async with self.db.write() as conn:
@@ -171,17 +171,23 @@ class AppRegistry:
             )
         return to_text(sel)
 
-    async def _bot_identity(self, name: str, unit_id: int) -> tuple[int, int]:
-        """A person and an ``app_bot`` position in ``unit_id``, made by the operator (SYSTEM)."""
+    async def _bot_identity(self, actor: Actor, name: str, unit_id: int) -> tuple[int, int]:
+        """A person and an ``app_bot`` position in ``unit_id``, made with the operator's rights (SYSTEM).
+
+        The app administrator needs neither ``roles`` nor ``org`` for this, but the audit entries of the
+        role, the position and its seat name them (``actor.person_id``): with SYSTEM's null actor they read
+        as the command-line operator's work (docs/admin.md), and nothing said who made the bot's seat.
+        """
         idx = self.index()
+        on_behalf = Actor(actor.person_id, (), SYSTEM.grants)
         if BOT_ROLE not in idx.role_by_name:
             try:
-                await self.org.create_role(SYSTEM, dict(_BOT_ROLE_SPEC))
+                await self.org.create_role(on_behalf, dict(_BOT_ROLE_SPEC))
             except Conflict:
                 pass  # another process made it first
         person = await self.persons.create(name)
-        pos = await self.org.create_position(SYSTEM, unit_id, BOT_ROLE, title=name)
-        await self.org.handover(SYSTEM, pos.id, person.id)
+        pos = await self.org.create_position(on_behalf, unit_id, BOT_ROLE, title=name)
+        await self.org.handover(on_behalf, pos.id, person.id)
         return person.id, pos.id
 
     async def _insert_secret(self, conn: AsyncConnection, app_id: int, secret: str, now: datetime) -> int:

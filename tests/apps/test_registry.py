@@ -93,6 +93,13 @@ async def test_an_app_administrator_registers_an_app_and_the_app_gets_a_token(or
         assert r.status_code == 401
     items, _ = await query(s.db, AuditQuery(action="app.created"))
     assert items and items[0]["detail"]["app_id"] == made["id"]
+    # The bot's position and seat are the app administrator's doing, on record as theirs: a null actor
+    # reads as the command-line operator (docs/admin.md), as they did before the administration audit.
+    creator = items[0]["actor_person_id"]
+    assert creator is not None
+    mine, _ = await query(s.db, AuditQuery(actor_person_id=creator))
+    bot = {e["action"] for e in mine if e["detail"].get("position_id") == made["bot_position_id"]}
+    assert bot == {"org.position_created", "org.handover"}, mine
 
 
 async def test_ordinary_people_and_other_administrators_cannot_manage_the_app(org_server: RunningServer) -> None:
