@@ -109,10 +109,14 @@ class GrantService:
                 out.append(g)
         return out
 
-    @staticmethod
-    def require_some_admin(actor: Actor) -> None:
-        """Listing others' grants is for administrators with ``grants`` or ``audit`` somewhere."""
+    async def require_some_admin(self, actor: Actor) -> None:
+        """Listing others' grants is for administrators with ``grants`` or ``audit`` somewhere.
+
+        A refusal is audited (``admin.denied``, ``attempted: grants.read``) like a refused audit read:
+        docs/admin.md puts every refused administrative attempt on record, and this one was not.
+        """
         if not any(Perm.GRANTS in g.perms or Perm.AUDIT in g.perms for g in actor.grants):
+            await self._org.deny(actor, Perm.GRANTS, None, "grants.read")
             raise Forbidden("this needs the 'grants' or 'audit' permission", data={"permission": "grants"})
 
     @staticmethod

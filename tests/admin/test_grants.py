@@ -120,6 +120,11 @@ async def test_ordinary_accounts_reach_no_administrative_endpoint(org_server: Ru
             assert "error" in r.json()
         assert (await h.get("/api/v1/me/grants")).json() == {"grants": []}
     assert [g.id for g in await s.grants.visible(SYSTEM)] == [top.id]
+    # Every refusal is on record (docs/admin.md), the refused grant listing too (it was not, before the
+    # administration audit).
+    denied, _ = await query(s.db, AuditQuery(actor_person_id=head_id, action="admin.denied"))
+    assert len(denied) == len(calls), [e["detail"] for e in denied]
+    assert "grants.read" in {e["detail"]["attempted"] for e in denied}
 
 
 async def test_refusals_on_oneself_are_audited_too(org_server: RunningServer) -> None:

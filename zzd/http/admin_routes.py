@@ -67,7 +67,7 @@ async def my_grants(request: Request) -> Response:
 async def list_grants(request: Request) -> Response:
     """Grants inside the subtrees where the caller holds ``grants`` or ``audit`` (plus their own)."""
     s, actor = await current_actor(request)
-    s.grants.require_some_admin(actor)
+    await s.grants.require_some_admin(actor)
     found = await s.grants.visible(actor, query(request, GrantsQuery).person_id)
     return reply(GrantList, {"grants": [g.to_dict(s.org.index) for g in found]})
 
