@@ -356,6 +356,11 @@ class OrgService:
         new_phone = _phone(phone) if phone is not None else row.phone
         new_disabled = bool(row.disabled) if disabled is None else disabled
         now, unit, ended = self._clock.now(), units[0] if units else None, 0
+        if (new_name, new_phone, new_disabled) == (row.name, row.phone, bool(row.disabled)):
+            # Nothing changes: no write, no version, no ``person.updated`` that changed nothing (an empty
+            # body was audited as an update before the administration audit).
+            return {"id": person_id, "name": new_name, "phone": new_phone, "disabled": new_disabled,
+                    "sessions_ended": 0}  # fmt: skip
         async with self._db.write() as conn:
             version = await bump_version(conn, self._clock, scope="person")
             await conn.execute(

@@ -108,3 +108,20 @@ async def test_a_disabled_account_cannot_activate(org_server: RunningServer) -> 
         await s.org.change_person(SYSTEM, who, disabled=False)
         r = await h.post("/api/v1/auth/activate", json=body)
         assert r.status_code == 200, r.text
+
+
+async def test_a_patch_that_changes_nothing_writes_nothing(org_server: RunningServer) -> None:
+    """Found by the administration audit: ``PATCH /api/v1/org/persons/{id}`` with ``{}`` (or the same name)
+    answered 200 and wrote a ``person.updated`` entry that changed nothing, and bumped the org version."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    who, _, _, _ = await seat(rs, VILLAGE, "village_director")
+    admin_id, admin = await _admin(rs, TOWN, {"assignments"})
+    before = await s.persons.get(who)
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(admin)) as h:
+        for body in ({}, {"name": before.name}, {"disabled": False}):
+            r = await h.patch(f"/api/v1/org/persons/{who}", json=body)
+            assert r.status_code == 200 and r.json()["name"] == before.name, (body, r.text)
+    entries, _ = await query(s.db, AuditQuery(actor_person_id=admin_id))
+    assert [e["action"] for e in entries if not e["action"].startswith("auth.")] == [], entries
+    assert await s.persons.get(who) == before
