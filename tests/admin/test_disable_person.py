@@ -7,6 +7,7 @@ nothing let an administrator or the operator disable one — a departed official
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import httpx
 
@@ -26,6 +27,13 @@ async def _admin(rs: RunningServer, unit: str | None, perms: set[str]) -> tuple[
     async with httpx.AsyncClient(base_url=rs.http) as h:
         r = await h.post("/api/v1/auth/token", json={"grant_type": "password", "login": lg, "password": PASSWORD})
     return pid, str(r.json()["access_token"])
+
+
+async def _director_and_admin(rs: RunningServer) -> tuple[Any, int, int, str]:
+    """The services, a village director's person id, and an ``assignments`` administrator of the town (id, token)."""
+    who, _, _, _ = await seat(rs, VILLAGE, "village_director")
+    admin_id, admin = await _admin(rs, TOWN, {"assignments"})
+    return rs.services_obj, who, admin_id, admin  # type: ignore[attr-defined]
 
 
 async def test_an_administrator_disables_a_holder_and_every_session_ends(org_server: RunningServer) -> None:
@@ -76,12 +84,9 @@ async def test_an_administrator_disables_a_holder_and_every_session_ends(org_ser
 
 async def test_a_bad_phone_names_its_field_and_changes_nothing(org_server: RunningServer) -> None:
     """docs/org-structure.md: a bad body is a 400 with ``data.field`` (a phone that is not digits had none)."""
-    rs = org_server
-    s = rs.services_obj  # type: ignore[attr-defined]
-    who, _, _, _ = await seat(rs, VILLAGE, "village_director")
-    _, admin = await _admin(rs, TOWN, {"assignments"})
+    s, who, _, admin = await _director_and_admin(org_server)
     before = await s.persons.get(who)
-    async with httpx.AsyncClient(base_url=rs.http, headers=auth(admin)) as h:
+    async with httpx.AsyncClient(base_url=org_server.http, headers=auth(admin)) as h:
         for phone in ("abc", "1" * 33):
             r = await h.patch(f"/api/v1/org/persons/{who}", json={"name": "新名字", "phone": phone})
             assert r.status_code == 400, r.text
@@ -113,12 +118,9 @@ async def test_a_disabled_account_cannot_activate(org_server: RunningServer) -> 
 async def test_a_patch_that_changes_nothing_writes_nothing(org_server: RunningServer) -> None:
     """Found by the administration audit: ``PATCH /api/v1/org/persons/{id}`` with ``{}`` (or the same name)
     answered 200 and wrote a ``person.updated`` entry that changed nothing, and bumped the org version."""
-    rs = org_server
-    s = rs.services_obj  # type: ignore[attr-defined]
-    who, _, _, _ = await seat(rs, VILLAGE, "village_director")
-    admin_id, admin = await _admin(rs, TOWN, {"assignments"})
+    s, who, admin_id, admin = await _director_and_admin(org_server)
     before = await s.persons.get(who)
-    async with httpx.AsyncClient(base_url=rs.http, headers=auth(admin)) as h:
+    async with httpx.AsyncClient(base_url=org_server.http, headers=auth(admin)) as h:
         for body in ({}, {"name": before.name}, {"disabled": False}):
             r = await h.patch(f"/api/v1/org/persons/{who}", json=body)
             assert r.status_code == 200 and r.json()["name"] == before.name, (body, r.text)
