@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy import select
 
 from kernel.db.database import Database
-from org_tree.index import OrgIndex, role_info
+from org_tree.index import OrgIndex
+from org_tree.index_load import role_info
 from org_tree.org_schema import assignments, org_changes
 from org_tree.versioning import read_version
 

@@ -13,7 +13,8 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from org_tree.index import OrgIndex, role_info
+from org_tree.index import OrgIndex
+from org_tree.index_load import role_info
 from org_tree.resolution import VacancyPolicy, evaluate, resolve
 from tests.org.trees import ROLES, Tree, selectors_for, trees
 from tests.profiles import examples
