@@ -20,7 +20,8 @@ from sqlalchemy import func, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from messaging.conversations.access import current_holders, load_conversation
-from messaging.conversations.service import ConversationService, readers
+from messaging.conversations.reading import readers
+from messaging.conversations.service import ConversationService
 from messaging.conversations.system import system_message
 from messaging.schema import conversations
 from messaging.unit_of_work import Txn
