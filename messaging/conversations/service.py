@@ -386,8 +386,12 @@ class ConversationService(ConversationReading):
             )
         recall = body is None
         if row.recalled_at is not None:
-            if recall:
-                return {"message_id": message_id, "recalled_at": iso(row.recalled_at)}
+            if recall:  # the first recall's answer, every field of it (docs/conversations.md)
+                return {
+                    "message_id": message_id,
+                    "conversation_id": int(row.conversation_id),
+                    "recalled_at": iso(row.recalled_at),
+                }
             raise Conflict("the message was recalled", data={"message_id": message_id})
         window = self.config.recall_window if recall else self.config.edit_window
         if now - row.created_at > window:

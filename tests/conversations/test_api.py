@@ -260,3 +260,24 @@ async def test_history_names_exactly_one_conversation(tree_server: RunningServer
         assert (nobody["code"], nobody["data"]) == ("not_found", {"person_id": 10**12}), nobody
     finally:
         await ca.close()
+
+
+async def test_recalling_twice_answers_the_first_recall(tree_server: RunningServer) -> None:
+    """docs/conversations.md: "Recalling twice answers the first recall" — over the WebSocket and REST alike.
+
+    The second recall answered without ``conversation_id``, so the frame's answer model refused it and the
+    client got ``internal_error`` (REST: 500) for a retry the docs call safe.
+    """
+    (a, tok_a), (b, _) = [await _person(tree_server) for _ in range(2)]
+    c = await Client.connect(tree_server.ws, tok_a)
+    r = await c.request({"type": "send", "to": b, "client_msg_id": "r1", "body": "撤回我"})
+    mid, cid = r["data"]["message_id"], r["data"]["conversation_id"]
+    first = await c.request({"type": "recall", "message_id": mid})
+    assert first["type"] == "ok" and first["data"]["conversation_id"] == cid, first
+    again = await c.request({"type": "recall", "message_id": mid})
+    assert again["type"] == "ok" and again["data"] == first["data"], again
+    async with httpx.AsyncClient(base_url=tree_server.http) as h:
+        r2 = await h.post(f"/api/v1/messages/{mid}/recall", headers={"Authorization": f"Bearer {tok_a}"})
+    assert r2.status_code == 200, r2.text  # REST's MessageChanged also names the edit's fields, null
+    assert {k: r2.json()[k] for k in first["data"]} == first["data"], r2.text
+    await c.close()
