@@ -73,14 +73,25 @@ async def test_bad_frames_get_structured_errors_keep_the_connection_and_store_no
         ("5000-digit int", '{"type":"send","id":"i1","to":%s,"client_msg_id":"c","body":"x"}' % ("9" * 5000)),
         ("deep nesting", "[" * 10_000 + "]" * 10_000),
         ("unclosed deep nesting", "[" * 32768),
-        ("lone surrogate body", '{"type":"send","id":"u1","to":%d,"client_msg_id":"c","body":"a\\ud800b"}' % b_id),
-        ("lone low surrogate", '{"type":"send","id":"u2","to":%d,"client_msg_id":"c","body":"\\udc00"}' % b_id),
+        ("lone surrogate in the id", '{"type":"send","id":"u\\ud800","to":%d,"client_msg_id":"c","body":"x"}' % b_id),
         ("empty text", ""),
         ("whitespace text", " \n\t "),
     ]
     for what, text in raw_cases:
         await a.send_raw(text)
         _assert_error(await a.reply("None"), "invalid_json", None, what)
+        await _assert_usable(a)
+
+    # A lone surrogate escape in a text field (a JS client that cut a text inside an emoji): still
+    # invalid JSON, but the id is readable, so the reply names it (docs/protocol.md: ref is null only
+    # when the id cannot be read). It was null, and the client waited for an answer to u1 for ever.
+    for fid, text in [
+        ("u1", '{"type":"send","id":"u1","to":%d,"client_msg_id":"c","body":"a\\ud800b"}' % b_id),
+        ("u2", '{"type":"send","id":"u2","to":%d,"client_msg_id":"c","body":"\\udc00"}' % b_id),
+        ("u3", '{"type":"notice_ack","id":"u3","notice_id":1,"reply":"\\ud83d"}'),
+    ]:
+        await a.send_raw(text)
+        _assert_error(await a.reply(fid), "invalid_json", fid, f"lone surrogate ({fid})")
         await _assert_usable(a)
 
     # Valid JSON, invalid frames: the reply names the frame id.

@@ -16,13 +16,27 @@ import orjson
 
 from kernel.errors import BadRequest, ErrorCode
 
-__all__ = ["strict_loads"]
+__all__ = ["LoneSurrogate", "strict_loads"]
 
 MAX_DEPTH = 32
 _SURROGATE_ESCAPE = re.compile("\\\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 #: Where a key can end: its closing quote, optional whitespace, the colon.
 _KEY_END = re.compile(r'"[ \t\n\r]*:')
 _SLOW = object()
+
+
+class LoneSurrogate(BadRequest):
+    """Well-formed JSON holding a ``\\uD800``-style escape with no pair: refused as ``invalid_json``.
+
+    ``value`` is what the text parsed to, so a WebSocket frame's readable ``id``
+    can still be echoed as the error's ``ref`` (docs/protocol.md: ``ref`` is null
+    only when the frame was too broken to read its id). A client that cut a text
+    in the middle of an emoji otherwise waited for an answer that never named it.
+    """
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("invalid JSON: lone surrogate in a string", code=ErrorCode.INVALID_JSON)
+        self.value = value
 
 
 def _no_constants(name: str) -> Any:
@@ -126,5 +140,5 @@ def strict_loads(text: str) -> Any:
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise BadRequest("invalid JSON: lone surrogate in a string", code=ErrorCode.INVALID_JSON) from exc
+            raise LoneSurrogate(value) from exc
     return value

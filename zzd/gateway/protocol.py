@@ -36,7 +36,7 @@ from zzd.gateway.frames import (
     Sync,
     parse_frame,
 )
-from zzd.gateway.jsonsafe import strict_loads
+from zzd.gateway.jsonsafe import LoneSurrogate, strict_loads
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,20 @@ def _dumps(obj: dict[str, Any]) -> str:
     return dumps(obj)
 
 
+def _readable_id(obj: object) -> str | None:
+    """The frame's ``id`` when it can be echoed as ``ref``: a string of at most 64 characters, valid Unicode."""
+    if not isinstance(obj, dict):
+        return None
+    fid = obj.get("id")
+    if not isinstance(fid, str) or len(fid) > 64:
+        return None
+    try:
+        fid.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in the id itself: nothing to echo
+        return None
+    return fid
+
+
 class GatewayProtocol:
     __slots__ = ("_expires_at", "_hello_deadline", "_leeway", "_out", "close_with", "state")
 
@@ -87,9 +101,12 @@ class GatewayProtocol:
             return []
         ref = None
         try:
-            obj = strict_loads(text)
-            if isinstance(obj, dict) and isinstance(obj.get("id"), str) and len(obj["id"]) <= 64:
-                ref = obj["id"]
+            try:
+                obj = strict_loads(text)
+            except LoneSurrogate as err:
+                ref = _readable_id(err.value)
+                raise
+            ref = _readable_id(obj)
             frame = self._validate(obj)
         except ZzdError as err:
             if self.state is State.AWAIT_HELLO:
