@@ -86,7 +86,12 @@ async def test_http_errors_are_clear_and_store_nothing(org_server: RunningServer
         bad: list[tuple[dict[str, Any], int, str]] = [
             ({**good, "category": "nope"}, 400, "unknown_category"),
             ({**good, "location": {"lat": 95, "lon": 118.8}}, 400, "invalid_location"),
-            ({**good, "location": {"lat": "28", "lon": 118.8}}, 400, "invalid_body"),
+            # docs/tasks.md: "a location out of range or not a number (invalid_location)"; these were
+            # invalid_body naming the schema's inner field location.lat.float.
+            ({**good, "location": {"lat": "28", "lon": 118.8}}, 400, "invalid_location"),
+            ({**good, "location": {"lat": 28.9, "lon": True}}, 400, "invalid_location"),
+            ({**good, "location": {"lat": None, "lon": 118.8}}, 400, "invalid_location"),
+            ({**good, "location": {"lat": 28.9}}, 400, "invalid_body"),  # missing: the body's shape
             ({**good, "photos": ["a" * 64]}, 400, "unknown_attachment"),  # never uploaded
             ({**good, "as_position": chief_pos}, 403, "forbidden"),
             ({**good, "text": ""}, 400, "invalid_text"),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, WithJsonSchema
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,11 +20,18 @@ __all__ = ["routes"]
 api = Endpoints(tag="tasks")
 
 
+#: A coordinate as the client sent it. Documented as a number, but taken as any JSON value so that the
+#: domain's ``check_location`` answers a string, a boolean or null too: docs/tasks.md promises
+#: ``invalid_location`` for a location "out of range or not a number" (it was ``invalid_body`` naming
+#: ``location.lat.float``, the schema's inner union branch).
+Coordinate = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "integer"}], "title": "Coordinate"})]
+
+
 class LocationIn(BodyModel):
     #: WGS-84 degrees; range-checked by the domain (``invalid_location``).
-    lat: float | int
+    lat: Coordinate
     #: WGS-84 degrees, -180 to 180 (lat: -90 to 90)
-    lon: float | int
+    lon: Coordinate
 
 
 class NewReport(BodyModel):
