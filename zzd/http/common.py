@@ -88,13 +88,36 @@ def _validate(obj: Any, model: type[M]) -> M:
     try:
         return model.model_validate(obj, strict=True)
     except ValidationError as exc:
-        fields = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "problem": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)[:5]
-        ]
+        fields = _bad_fields(exc)
         data = {"field": fields[0]["field"], "errors": fields}
         raise BadRequest(f"invalid request body: {fields[0]['field']}: {fields[0]['problem']}",
                          code=ErrorCode.INVALID_BODY, data=data) from exc  # fmt: skip
+
+
+def _bad_fields(exc: ValidationError) -> list[dict[str, str]]:
+    """The first five bad fields, each named by its path in the body (``parent``, ``levels.0``).
+
+    A value that may take several forms (a unit as a code or an id, a selector as JSON or text)
+    fails once per form, and pydantic names each failure after the form tried (``parent.int``,
+    ``selector.dict[str,any]``): those names are not fields a client sent, so they are dropped
+    and the forms' problems are joined under the one field (before, ``data.field`` was
+    ``parent.int``).
+    """
+    problems: dict[str, list[str]] = {}
+    for e in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in e["loc"] if not _is_form_tag(p)) or "body"
+        seen = problems.setdefault(field, [])
+        if e["msg"] not in seen:
+            seen.append(e["msg"])
+    return [{"field": f, "problem": " or ".join(ps)} for f, ps in list(problems.items())[:5]]
+
+
+def _is_form_tag(part: int | str) -> bool:
+    """Whether a step of a pydantic error's path names a form of a union, not a field or an index."""
+    return isinstance(part, str) and (part in _FORM_TAGS or any(c in part for c in "[-,("))
+
+
+_FORM_TAGS = frozenset({"int", "str", "float", "bool", "dict", "list", "none", "bytes"})
 
 
 def _content_type(request: Request) -> str:
