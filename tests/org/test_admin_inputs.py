@@ -14,7 +14,7 @@ import httpx
 from org_tree.jurisdiction import SYSTEM
 from tests.client import login, new_person
 from tests.conftest import RunningServer
-from tests.org_server import auth, seat
+from tests.org_server import auth, seat, unit_id_at
 
 COUNTY = "990101"
 TOWN, OTHER_TOWN = "990101001", "990101002"
@@ -31,6 +31,42 @@ async def _admin(rs: RunningServer, unit: str | None, perms: set[str]) -> str:
 def _org_state(rs: RunningServer) -> tuple[Any, ...]:
     idx = rs.services_obj.org_index.index  # type: ignore[attr-defined]
     return idx.version, idx.unit_count(), idx.position_count()
+
+
+async def test_a_body_names_a_unit_by_hash_id_as_the_docs_say(org_server: RunningServer) -> None:
+    """``"#17"`` names unit 17 in every body field that takes a unit (before: looked up as a code, 404)."""
+    rs = org_server
+    town, other_town = unit_id_at(rs, TOWN), unit_id_at(rs, OTHER_TOWN)
+    token = await _admin(rs, COUNTY, {"org"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+        r = await h.post("/api/v1/org/units", json={"parent": f"#{town}", "name": "井号村"})
+        assert r.status_code == 201, r.text
+        made = r.json()
+        assert (made["parent_id"], made["path"][-1]) == (town, "井号村")
+        r = await h.post("/api/v1/org/positions", json={"unit": f"#{made['id']}", "role": "village_secretary"})
+        assert r.status_code == 201, r.text
+        assert r.json()["unit_id"] == made["id"]
+        ref = made["code"]
+        r = await h.post(f"/api/v1/org/units/{ref}/preview", json={"action": "move", "target": f"#{other_town}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["target"]["id"] == other_town
+        r = await h.post(f"/api/v1/org/units/{ref}/move", json={"parent": f"#{other_town}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["parent_id"] == other_town
+        into = unit_id_at(rs, "990101002001")
+        r = await h.post(f"/api/v1/org/units/{ref}/merge", json={"into": f"#{into}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["into_id"] == into
+        # an id no unit has, or "#" with no id, is an unknown unit: 404, and nothing changes
+        before = _org_state(rs)
+        for body in ({"parent": "#99999999", "name": "无"}, {"parent": "#", "name": "无"},
+                     {"parent": "#99999999999999999999", "name": "无"}):  # fmt: skip
+            r = await h.post("/api/v1/org/units", json=body)
+            assert r.status_code == 404, (body, r.text)
+            assert r.json()["error"]["code"] == "not_found"
+        r = await h.post("/api/v1/org/positions", json={"unit": "#99999999", "role": "village_secretary"})
+        assert r.status_code == 404, r.text
+        assert _org_state(rs) == before
 
 
 async def test_a_bad_body_names_the_field_the_client_sent(org_server: RunningServer) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,7 +17,7 @@ from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor
 from zzd.http.common import json_body
 from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, query, reply
-from zzd.http.params import unit_ref
+from zzd.http.params import body_unit_ref, unit_ref
 from zzd.http.schemas.org import (
     AssignmentList,
     AssignmentView,
@@ -44,11 +44,13 @@ __all__ = ["routes"]
 
 api = Endpoints(tag="org")
 
-UnitRef = int | Annotated[str, StringConstraints(min_length=1, max_length=32)]
+#: A unit in a body: its id (17), its code ("330802") or "#17", as in a URL.
+UnitRef = Annotated[int | Annotated[str, StringConstraints(min_length=1, max_length=32)], AfterValidator(body_unit_ref)]
 MAX_RESOLVE_PAGE = 1000
 
 
 class NewUnit(BodyModel):
+    #: The parent unit: its code (330802), "#17" or its id as a number.
     parent: UnitRef
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     #: 1-32 ASCII letters and digits, so selectors can name it; default "<parent code>x<NNN>".
@@ -56,6 +58,7 @@ class NewUnit(BodyModel):
 
 
 class MoveUnit(BodyModel):
+    #: The new parent, one level above: its code (330802), "#17" or its id as a number.
     parent: UnitRef
 
 
@@ -69,6 +72,7 @@ class Retire(BodyModel):
 
 
 class MergeUnit(BodyModel):
+    #: The unit of the same level that takes the children and positions: code, "#17" or id.
     into: UnitRef
 
 
@@ -92,6 +96,7 @@ class ChangePerson(BodyModel):
 
 
 class NewPosition(BodyModel):
+    #: Its unit: the code (330802), "#17" or the id as a number.
     unit: UnitRef
     role: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     title: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
