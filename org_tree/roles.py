@@ -56,7 +56,7 @@ def validate_role(raw: dict[str, Any]) -> RoleSpec:
         levels_raw = [p for p in levels_raw.split(",") if p.strip()]
     if not isinstance(levels_raw, list) or not levels_raw:
         raise BadRequest(f"role {key}: levels must be a non-empty list", data={"field": "levels"})
-    levels = tuple(sorted({Level.parse(str(v)) for v in levels_raw}))
+    levels = tuple(sorted({_level(v) for v in levels_raw}))
     jurisdiction = raw.get("jurisdiction", "subtree")
     if jurisdiction not in JURISDICTION_RULES:
         raise BadRequest(
@@ -69,6 +69,13 @@ def validate_role(raw: dict[str, Any]) -> RoleSpec:
             raise BadRequest(f"role {key}: {flag} must be true or false", data={"field": flag})
         flags[flag] = value
     return RoleSpec(key, name.strip(), levels, jurisdiction, **flags)
+
+
+def _level(raw: object) -> Level:
+    try:
+        return Level.parse(str(raw))
+    except BadRequest as exc:  # name the field, as every other bad input of a role does
+        raise BadRequest(exc.message, data={"field": "levels", "level": str(raw)}) from None
 
 
 def load_catalog(path: str | Path | None = None) -> list[RoleSpec]:

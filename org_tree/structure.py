@@ -402,15 +402,15 @@ class Structure:
         from org_tree.roles import validate_role
 
         await self._org.authorize(actor, Perm.ROLES, None, "org.role_created")
+        name = raw.get("name")
+        if isinstance(name, str):  # as a rename checks it: no NUL (PostgreSQL refuses it: a 500 before)
+            raw = {**raw, "name": normalize_name(check_text(name, field="name", max_chars=100))}
         spec = validate_role({**raw, "auto": raw.get("auto", False)})
         now = self._org.clock.now()
         async with self._org.db.write() as conn:
             version = await bump_version(conn, self._org.clock, scope="struct")
-            clash = await conn.execute(
-                select(roles.c.id).where((roles.c.key == spec.key) | (roles.c.name == spec.name))
-            )
-            if clash.first() is not None:
-                raise Conflict(f"role {spec.key} or {spec.name} exists", code=ErrorCode.ALREADY_EXISTS)
+            await _refuse_role_clash(conn, spec.key, "key")
+            await _refuse_role_clash(conn, spec.name, "name")
             res = await conn.execute(
                 insert(roles).values(key=spec.key, name=spec.name, levels=spec.levels_text,
                                      jurisdiction=spec.jurisdiction, is_head=spec.is_head, pool=spec.pool,
@@ -439,12 +439,24 @@ class Structure:
         async with self._org.db.write() as conn:
             await self._begin(conn, [{"op": "role_set", "role": row}])
             if new_name != info.name:
-                clash = await conn.execute(select(roles.c.id).where(roles.c.name == new_name, roles.c.id != info.id))
-                if clash.first() is not None:
-                    raise Conflict(f"role {new_name} exists", code=ErrorCode.ALREADY_EXISTS, data={"field": "name"})
+                await _refuse_role_clash(conn, new_name, "name", but=info.id)
             await conn.execute(update(roles).where(roles.c.id == info.id).values(name=new_name, jurisdiction=rule))
             entry = self._org.audit(actor, "org.role_changed", None, key=info.key, old_name=info.name, name=new_name,
                                     old_jurisdiction=info.jurisdiction, jurisdiction=rule)  # fmt: skip
             await record(conn, entry, now)
         await self._org.committed()
         return info.id
+
+
+async def _refuse_role_clash(conn: AsyncConnection, word: str, field: str, *, but: int | None = None) -> None:
+    """``409 already_exists`` when ``word`` (a new role's key or name) is another role's key or name.
+
+    Roles are named by key or by name alike (selectors, ``PATCH /api/v1/org/roles/{key or name}``),
+    so a name equal to another role's key (or a key equal to another's name) would make that
+    word mean two roles; before, only key against key and name against name were compared.
+    """
+    q = select(roles.c.id).where((roles.c.key == word) | (roles.c.name == word))
+    if but is not None:
+        q = q.where(roles.c.id != but)
+    if (await conn.execute(q)).first() is not None:
+        raise Conflict(f"a role named {word} exists", code=ErrorCode.ALREADY_EXISTS, data={"field": field, field: word})

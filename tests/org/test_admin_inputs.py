@@ -102,3 +102,45 @@ async def test_a_bad_body_names_the_field_the_client_sent(org_server: RunningSer
 async def _seat_head(rs: RunningServer) -> int:
     _pid, _lg, position, _token = await seat(rs, COUNTY, "county_head")
     return position
+
+
+async def test_role_keys_and_names_never_name_two_roles(org_server: RunningServer) -> None:
+    """A role is named by key or name alike: a new name may not be another role's key, nor a key another's name.
+
+    Before, ``{"name": "grid_worker"}`` made a second role answering to ``grid_worker`` (which one a
+    selector meant depended on load order); a NUL in a new role's name was stored (SQLite) or
+    answered 500 (PostgreSQL); an unknown level named no field.
+    """
+    rs = org_server
+    token = await _admin(rs, None, {"roles"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+        catalog = (await h.get("/api/v1/org/roles")).json()["roles"]
+        r = await h.post("/api/v1/org/roles", json={"key": "oa_patrol", "name": "patrol", "levels": ["village"]})
+        assert r.status_code == 201, r.text
+        catalog = (await h.get("/api/v1/org/roles")).json()["roles"]
+        version = _org_state(rs)
+        refused = [
+            ({"key": "oa_clash", "name": "grid_worker", "levels": [5]}, 409, "already_exists", "name"),
+            ({"key": "patrol", "name": "巡逻员", "levels": [5]}, 409, "already_exists", "key"),
+            ({"key": "grid_worker", "name": "巡逻员", "levels": [5]}, 409, "already_exists", "key"),
+            ({"key": "oa_clash", "name": "专职网格员", "levels": [5]}, 409, "already_exists", "name"),
+            ({"key": "oa_nul", "name": "巡\x00逻", "levels": [5]}, 400, "invalid_text", "name"),
+            ({"key": "oa_blank", "name": "   ", "levels": [5]}, 400, "invalid_text", "name"),
+            ({"key": "oa_lvl", "name": "巡逻员", "levels": ["planet"]}, 400, "bad_request", "levels"),
+        ]
+        for body, status, code, field in refused:
+            r = await h.post("/api/v1/org/roles", json=body)
+            assert r.status_code == status, (body, r.text)
+            err = r.json()["error"]
+            assert (err["code"], err["data"]["field"]) == (code, field), (body, err)
+        for ref, body in (("oa_patrol", {"name": "grid_worker"}), ("patrol", {"name": "village_secretary"})):
+            r = await h.patch(f"/api/v1/org/roles/{ref}", json=body)
+            assert r.status_code == 409, (ref, body, r.text)
+            assert r.json()["error"]["data"]["field"] == "name"
+        r = await h.patch("/api/v1/org/roles/oa_patrol", json={"name": "巡\x00逻"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_text", r.text
+        assert (await h.get("/api/v1/org/roles")).json()["roles"] == catalog
+        assert _org_state(rs) == version
+        # the words still name the roles they named: grid_worker is the grid worker
+        r = await h.get("/api/v1/org/search", params={"q": "grid_worker", "limit": 100})
+        assert {hit["role_key"] for hit in r.json()["hits"]} == {"grid_worker"}
