@@ -9,16 +9,19 @@ state (``expect``/``wait_for``), never a sleep. Screenshots go to ``tests/web/ar
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.services import IN_CI
-from tests.web.world import PASSWORD, ServeProcess, World, build_world
+from tests.web.world import PASSWORD, ServeProcess, World, build_world, token
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -140,6 +143,60 @@ def pages(browser: Any, web: Web) -> Iterator[Pages]:
     finally:
         p.close()
     assert not p.errors, p.errors
+
+
+def send_message(page: Any, text: str) -> None:
+    """Types ``text`` into the open conversation's composer and sends it."""
+    page.get_by_label("消息", exact=True).fill(text)
+    page.get_by_role("button", name="发送").click()
+
+
+def kept_sends(page: Any) -> list[Any]:
+    """What the outbox still keeps to send again (``js/outbox.js``)."""
+    me = "JSON.parse(localStorage.getItem('zzd.session')).personId"
+    return list(page.evaluate(f"JSON.parse(localStorage.getItem('zzd.outbox.' + {me}) || '[]')"))
+
+
+def kept_sends_of(page: Any, person_id: int) -> list[Any]:
+    """What the outbox keeps for ``person_id``, also while no one is signed in."""
+    return list(page.evaluate(f"JSON.parse(localStorage.getItem('zzd.outbox.{person_id}') || '[]')"))
+
+
+@contextmanager
+def own_server_page(
+    browser: Any, server: ServeProcess, login: str, base: str | None = None
+) -> Iterator[tuple[Any, list[str]]]:
+    """A desktop page signed in as ``login`` on a server of the test's own (started here, stopped
+    after), reached at ``base`` (a gateway in front of it) or the server's own address, and the
+    uncaught errors of the page."""
+    server.start()
+    context = browser.new_context(viewport=DESKTOP, locale="zh-CN", service_workers="block")
+    try:
+        errors: list[str] = []
+        page = context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((base or server.base) + "/")
+        sign_in(page, login)
+        yield page, errors
+    finally:
+        context.close()
+        server.stop()
+
+
+def chat_with_zhou(page: Any, server: ServeProcess, web: Web, base: str | None = None) -> int:
+    """sun's direct chat with zhou (one message posted through the API), open in ``page``."""
+    from playwright.sync_api import expect
+
+    r = httpx.post(
+        f"{server.base}/api/v1/messages",
+        headers={"authorization": f"Bearer {token(server.base, 'sun')}"},
+        json={"to": web.world.person_ids["zhou"], "client_msg_id": secrets.token_hex(6), "body": "在吗"},
+    )
+    assert r.status_code in (200, 201), r.text
+    cid = int(r.json()["conversation_id"])
+    page.goto(f"{base or server.base}/#/chat/{cid}")
+    expect(page.locator("li.msg").first).to_be_visible()
+    return cid
 
 
 def axe_check(page: Any, name: str) -> None:

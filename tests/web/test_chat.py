@@ -8,23 +8,28 @@ import secrets
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 from playwright.sync_api import expect
 
-from tests.web.conftest import DESKTOP, Pages, Web, check_page, sign_in
+from tests.web.conftest import (
+    DESKTOP,
+    Pages,
+    Web,
+    chat_with_zhou,
+    check_page,
+    kept_sends,
+    kept_sends_of,
+    own_server_page,
+    send_message,
+    sign_in,
+)
 from tests.web.world import ServeProcess, token
 
 CURSOR = "localStorage.getItem('zzd.cursor.' + JSON.parse(localStorage.getItem('zzd.session')).personId)"
-
-
-def _send(page: Any, text: str) -> None:
-    page.get_by_label("消息", exact=True).fill(text)
-    page.get_by_role("button", name="发送").click()
 
 
 def _open_position_by_search(page: Any, query: str) -> None:
@@ -41,7 +46,7 @@ def test_two_browsers_chat_and_resume_after_a_server_restart(pages: Pages, web: 
     _open_position_by_search(sun, "周九")
     check_page(sun, "thread-new")
     first = f"你好周九 {secrets.token_hex(2)}"
-    _send(sun, first)
+    send_message(sun, first)
     expect(sun).to_have_url(re.compile(r"#/chat/\d+$"))
     expect(sun.locator("li.msg.mine", has_text=first)).to_be_visible()
 
@@ -50,7 +55,7 @@ def test_two_browsers_chat_and_resume_after_a_server_restart(pages: Pages, web: 
     expect(row.locator(".via")).to_have_text(re.compile("发给：专职网格员"))
     row.click()
     expect(zhou.locator("li.msg", has_text=first)).to_be_visible()
-    _send(zhou, "收到")
+    send_message(zhou, "收到")
     expect(sun.locator("li.msg:not(.mine)", has_text="收到")).to_be_visible()  # live, no reload
 
     # The server process restarts: both show the drop, reconnect and resume.
@@ -68,7 +73,7 @@ def test_two_browsers_chat_and_resume_after_a_server_restart(pages: Pages, web: 
         expect(zhou.get_by_role("alert")).to_contain_text("页面加载失败")
         expect(zhou.get_by_role("button", name="重试")).to_be_visible()
         during = "断线时发送"
-        _send(sun, during)  # queued with its client_msg_id, sent after the reconnect
+        send_message(sun, during)  # queued with its client_msg_id, sent after the reconnect
         expect(sun.locator("li.msg.mine", has_text=during)).to_contain_text("发送中")
     finally:
         web.server.start()  # also when a check above failed: the other tests share this server
@@ -160,7 +165,7 @@ def _keep_through_an_outage_and_a_reload(
     web.server.stop()
     try:
         expect(page.locator("[data-status=offline]")).to_be_visible()
-        _send(page, text)
+        send_message(page, text)
         expect(page.locator("li.msg.mine", has_text=text)).to_contain_text("发送中")
         meanwhile()
         page.reload()  # the shell from the service worker
@@ -184,22 +189,11 @@ def _zzd(web: Web, *args: str) -> Any:
     return json.loads(out.stdout)
 
 
-def _kept_sends(page: Any) -> list[Any]:
-    """What the outbox still keeps to send again (``js/outbox.js``)."""
-    me = "JSON.parse(localStorage.getItem('zzd.session')).personId"
-    return list(page.evaluate(f"JSON.parse(localStorage.getItem('zzd.outbox.' + {me}) || '[]')"))
-
-
-def _kept_sends_of(page: Any, person_id: int) -> list[Any]:
-    """What the outbox keeps for ``person_id``, also while no one is signed in."""
-    return list(page.evaluate(f"JSON.parse(localStorage.getItem('zzd.outbox.{person_id}') || '[]')"))
-
-
 def test_a_message_typed_during_an_outage_survives_a_reload(pages: Pages, web: Web) -> None:
     """The page is reloaded (or the phone drops the tab) before the server is back: the message
     typed meanwhile is neither lost nor sent twice."""
     sun = _offline_page(pages, f"/position/{web.world.positions['qian'][0]}")
-    _send(sun, f"先说一句 {secrets.token_hex(2)}")
+    send_message(sun, f"先说一句 {secrets.token_hex(2)}")
     expect(sun).to_have_url(re.compile(r"#/chat/\d+$"))
     conv_id = int(sun.url.rsplit("/", 1)[1])
     kept = f"断线后刷新 {secrets.token_hex(2)}"
@@ -243,7 +237,7 @@ def test_a_kept_message_the_server_refuses_is_failed_and_can_be_resent_or_delete
     try:
         expect(sun.locator("[data-status=offline]")).to_be_visible()
         for text in (keep, drop):
-            _send(sun, text)
+            send_message(sun, text)
             expect(bubble(text)).to_contain_text("发送中")
         _zzd(web, "person", "disable", "--login", login)
         sun.reload()  # the shell from the service worker
@@ -254,7 +248,7 @@ def test_a_kept_message_the_server_refuses_is_failed_and_can_be_resent_or_delete
     refused = "发送失败：找不到该内容（可能已删除或无权查看）"
     for text in (keep, drop):
         expect(bubble(text)).to_contain_text(refused, timeout=30_000)
-    kept = {k["frame"]["body"]: k for k in _kept_sends(sun)}
+    kept = {k["frame"]["body"]: k for k in kept_sends(sun)}
     assert set(kept) == {keep, drop} and all(k["failed"]["code"] == "not_found" for k in kept.values())
     refused_id = kept[keep]["frame"]["client_msg_id"]
 
@@ -265,13 +259,13 @@ def test_a_kept_message_the_server_refuses_is_failed_and_can_be_resent_or_delete
     check_page(sun, "send-failed")
     bubble(drop).get_by_role("button", name="删除").click()
     expect(bubble(drop)).to_have_count(0)
-    assert [k["frame"]["body"] for k in _kept_sends(sun)] == [keep]
+    assert [k["frame"]["body"] for k in kept_sends(sun)] == [keep]
 
     _zzd(web, "person", "disable", "--login", login, "--enable")
     bubble(keep).get_by_role("button", name="重发").click()
     expect(sun).to_have_url(re.compile(r"#/chat/\d+$"))  # the chat the resent message opened
     expect(sun.locator("li.msg.mine:not([data-message^=pending])", has_text=keep)).to_have_count(1)
-    assert _kept_sends(sun) == []
+    assert kept_sends(sun) == []
     conv_id = int(sun.url.rsplit("/", 1)[1])
     sun.reload()
     expect(sun.locator("li.msg .body", has_text=keep)).to_have_count(1)
@@ -294,31 +288,13 @@ _WATCH_FAILED = """() => {
 }"""
 
 
-@contextmanager
-def _own_server_page(browser: Any, server: ServeProcess, login: str) -> Iterator[tuple[Any, list[str]]]:
-    """A desktop page signed in as ``login`` on a server of the test's own (started here, stopped
-    after), and the uncaught errors of the page."""
-    server.start()
-    context = browser.new_context(viewport=DESKTOP, locale="zh-CN", service_workers="block")
-    try:
-        errors: list[str] = []
-        page = context.new_page()
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(server.base + "/")
-        sign_in(page, login)
-        yield page, errors
-    finally:
-        context.close()
-        server.stop()
-
-
 def test_a_send_refused_as_rate_limited_goes_again_later(browser: Any, web: Web, tmp_path: Path) -> None:
     """``rate_limited`` is ``retryable`` (docs/protocol.md): the same send may succeed later. It
     was taken as final — 发送失败 and dropped from the outbox, so the message was lost. It stays
     发送中 and goes again after a back-off. A server of its own allows 6 sends a minute (one
     more every 10 s); sun spends them through the API, then writes in the browser."""
     server = ServeProcess(web.world, tmp_path, ZZD_SEND_RATE_PER_MINUTE="6")
-    with _own_server_page(browser, server, "sun") as (page, errors):
+    with own_server_page(browser, server, "sun") as (page, errors):
         auth = {"authorization": f"Bearer {token(server.base, 'sun')}"}
         zhou = web.world.person_ids["zhou"]
         spent = [
@@ -334,12 +310,12 @@ def test_a_send_refused_as_rate_limited_goes_again_later(browser: Any, web: Web,
         expect(page).to_have_url(re.compile(r"#/chat/\d+$"))  # the chat the API sends opened
         page.evaluate(_WATCH_FAILED)
         later = f"稍后再发 {secrets.token_hex(2)}"
-        _send(page, later)
+        send_message(page, later)
         expect(page.locator("li.msg.mine", has_text=later)).to_contain_text("发送中")
         stored = page.locator("li.msg.mine:not([data-message^=pending])", has_text=later)
         expect(stored).to_have_count(1, timeout=60_000)
         assert page.evaluate("window.failedShown") == []
-        assert _kept_sends(page) == []
+        assert kept_sends(page) == []
         assert not errors, errors
 
 
@@ -372,7 +348,7 @@ def _kept_at_address_shows_in_chat(pages: Pages, web: Web, cid: int, address: di
     stored = sun.locator("li.msg.mine:not([data-message^=pending])", has_text=kept)
     expect(stored).to_have_count(1, timeout=30_000)
     expect(sun.locator("li.msg .body", has_text=kept)).to_have_count(1)
-    assert _kept_sends(sun) == []
+    assert kept_sends(sun) == []
 
 
 def test_a_first_message_kept_at_person_shows_after_a_reload_at_its_chat(pages: Pages, web: Web) -> None:
@@ -442,7 +418,7 @@ def test_a_send_failed_without_a_final_refusal_is_resent_under_its_own_id(pages:
     expect(sun.locator("li.msg", has_text=hello)).to_be_visible()
     body = f"服务器出错的那条 {secrets.token_hex(2)}"
     sun.evaluate(_KEEP_SEND, {"address": {"conversation_id": cid}, "body": body, "me": sun_id})
-    [entry] = [k for k in _kept_sends(sun) if k["frame"]["body"] == body]
+    [entry] = [k for k in kept_sends(sun) if k["frame"]["body"] == body]
     entry["failed"] = {"message": "服务器出错，请稍后重试", "code": "internal_error", "retryable": False}
     sun.evaluate("([me, entry]) => localStorage.setItem('zzd.outbox.' + me, JSON.stringify([entry]))", [sun_id, entry])
     sun.reload()
@@ -451,7 +427,7 @@ def test_a_send_failed_without_a_final_refusal_is_resent_under_its_own_id(pages:
     expect(bubble).to_contain_text("发送失败：服务器出错，请稍后重试")
     bubble.get_by_role("button", name="重发").click()
     expect(sun.locator("li.msg.mine:not([data-message^=pending])", has_text=body)).to_have_count(1)
-    assert _kept_sends(sun) == []
+    assert kept_sends(sun) == []
     history = httpx.get(f"{web.base}/api/v1/conversations/{cid}/messages", headers=auth).json()["messages"]
     assert [m["client_msg_id"] for m in history if m["body"] == body] == [entry["frame"]["client_msg_id"]]
 
@@ -484,7 +460,7 @@ def test_position_view_moves_to_the_thread_its_send_goes_to(pages: Pages, web: W
     expect(sun.get_by_role("navigation", name="主导航").get_by_label(f"{unread} 条未读")).to_be_visible()
     expect(sun).to_have_url(re.compile(rf"#/position/{li_pos}$"))
     mine = f"以个人身份问 {secrets.token_hex(2)}"
-    _send(sun, mine)
+    send_message(sun, mine)
     expect(sun).to_have_url(re.compile(r"#/chat/\d+$"))
     own = int(sun.url.rsplit("/", 1)[1])
     expect(sun.locator("li.msg.mine:not([data-message^=pending])", has_text=mine)).to_have_count(1)
@@ -494,20 +470,6 @@ def test_position_view_moves_to_the_thread_its_send_goes_to(pages: Pages, web: W
     assert [(m["body"], m["sender"].get("position_id")) for m in history] == [(mine, None)]  # written as me
     sun.goto(f"{web.base}/#/position/{li_pos}")  # ticked: the thread of the two positions
     expect(sun).to_have_url(re.compile(rf"#/chat/{pair}$"))
-
-
-def _chat_with_zhou(page: Any, server: ServeProcess, web: Web) -> int:
-    """sun's direct chat with zhou (one message posted through the API), open in ``page``."""
-    r = httpx.post(
-        f"{server.base}/api/v1/messages",
-        headers={"authorization": f"Bearer {token(server.base, 'sun')}"},
-        json={"to": web.world.person_ids["zhou"], "client_msg_id": secrets.token_hex(6), "body": "在吗"},
-    )
-    assert r.status_code in (200, 201), r.text
-    cid = int(r.json()["conversation_id"])
-    page.goto(f"{server.base}/#/chat/{cid}")
-    expect(page.locator("li.msg").first).to_be_visible()
-    return cid
 
 
 def test_a_refresh_lost_on_the_network_is_tried_again_and_the_send_goes(browser: Any, web: Web, tmp_path: Path) -> None:
@@ -521,13 +483,13 @@ def test_a_refresh_lost_on_the_network_is_tried_again_and_the_send_goes(browser:
     so only a refreshed token is accepted)."""
     server = ServeProcess(web.world, tmp_path)
     db = web.world.db_url.removeprefix("sqlite+aiosqlite:///")
-    with _own_server_page(browser, server, "sun") as (page, errors):
+    with own_server_page(browser, server, "sun") as (page, errors):
         context = page.context
-        _chat_with_zhou(page, server, web)
+        chat_with_zhou(page, server, web)
         server.stop()
         expect(page.locator("[data-status=offline]")).to_be_visible()
         body = f"刷新失败时发的 {secrets.token_hex(2)}"
-        _send(page, body)
+        send_message(page, body)
         bubble = page.locator("li.msg.mine", has_text=body)
         expect(bubble).to_contain_text("发送中")
         server.env["ZZD_JWT_KEYS"] = "t2:" + secrets.token_hex(24)
@@ -551,7 +513,7 @@ def test_a_refresh_lost_on_the_network_is_tried_again_and_the_send_goes(browser:
         server.start()  # the back-off's next refresh succeeds (within its 30-s cap)
         expect(page.locator("[data-status=online]")).to_be_visible(timeout=60_000)
         expect(page.locator("li.msg.mine:not([data-message^=pending])", has_text=body)).to_have_count(1)
-        assert _kept_sends(page) == []
+        assert kept_sends(page) == []
         assert not errors, errors
 
 
@@ -564,9 +526,9 @@ def test_a_refresh_refused_for_good_returns_to_sign_in_and_the_kept_send_goes_af
     page returns to sign-in and says why; the message typed meanwhile stays kept, and signing in
     again (no reload) sends it, once."""
     server = ServeProcess(web.world, tmp_path)
-    with _own_server_page(browser, server, "sun") as (page, errors):
+    with own_server_page(browser, server, "sun") as (page, errors):
         context = page.context
-        cid = _chat_with_zhou(page, server, web)
+        cid = chat_with_zhou(page, server, web)
         context.set_offline(True)
         expect(page.locator("[data-status=offline]")).to_contain_text("网络不可用")
         stale = page.evaluate("JSON.parse(localStorage.getItem('zzd.session')).refresh")
@@ -575,7 +537,7 @@ def test_a_refresh_refused_for_good_returns_to_sign_in_and_the_kept_send_goes_af
         )
         assert used.status_code == 200, used.text
         body = f"会话结束前发的 {secrets.token_hex(2)}"
-        _send(page, body)
+        send_message(page, body)
         expect(page.locator("li.msg.mine", has_text=body)).to_contain_text("发送中")
         server.stop()
         server.env["ZZD_JWT_KEYS"] = "t2:" + secrets.token_hex(24)
@@ -585,9 +547,9 @@ def test_a_refresh_refused_for_good_returns_to_sign_in_and_the_kept_send_goes_af
         assert refused.value.status == 401
         expect(page.locator("[data-ended]")).to_contain_text("登录已过期，请重新登录")
         expect(page.locator("[data-kept]")).to_have_text("1 条消息尚未发出，已保留，重新登录后自动发送")
-        assert [k["frame"]["body"] for k in _kept_sends_of(page, web.world.person_ids["sun"])] == [body]
+        assert [k["frame"]["body"] for k in kept_sends_of(page, web.world.person_ids["sun"])] == [body]
         sign_in(page, "sun")
         page.goto(f"{server.base}/#/chat/{cid}")
         expect(page.locator("li.msg.mine:not([data-message^=pending])", has_text=body)).to_have_count(1)
-        assert _kept_sends(page) == []
+        assert kept_sends(page) == []
         assert not errors, errors
