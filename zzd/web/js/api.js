@@ -4,6 +4,11 @@
 // refreshed a minute before it expires. Refresh tokens are single use and reusing one revokes
 // the session, so refreshing is serialised across tabs with the Web Locks API: a tab that
 // waited re-reads the stored tokens and uses the other tab's fresh pair instead of refreshing.
+//
+// Only a refresh refused for good (a 4xx other than 408 and 429: invalid_grant …) ends the
+// session. One lost on the network or answered 408, 429 or 5xx says nothing about the session:
+// the early refresh goes again on the reconnect's back-off (at once on 'online'), or after the
+// answer's Retry-After (429, 503) when it gives one, before the access token runs out.
 
 const KEY = 'zzd.session';
 const listeners = new Set();
@@ -61,7 +66,7 @@ export function errorText(code, message) {
 }
 
 export class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter = 0) {
     const e = (body && body.error) || {};
     const code = e.code || 'http_' + status;
     super(code === 'network' ? e.message : errorText(code, e.message || `HTTP ${status}`));
@@ -69,8 +74,27 @@ export class ApiError extends Error {
     this.code = code;
     this.serverMessage = e.message || '';
     this.data = e.data || {};
+    this.retryAfter = retryAfter;   // seconds the answer asked to wait (429, 503), or 0
   }
 }
+
+// How long a 429 or 503 asks to wait, in seconds: its Retry-After header (seconds or an HTTP
+// date; a gateway in front may send only that), else the body's `data.retry_after` (the server
+// sends both, docs/protocol.md "Errors"); 0 when neither says.
+function retryAfterOf(r, j) {
+  if (r.status !== 429 && r.status !== 503) return 0;
+  const h = r.headers.get('retry-after');
+  const secs = h == null ? NaN : /^\s*\d+\s*$/.test(h) ? Number(h) : (Date.parse(h) - Date.now()) / 1000;
+  const body = Number(j?.error?.data?.retry_after);
+  return secs > 0 ? secs : body > 0 ? body : 0;
+}
+
+// A refresh refused for good: the request itself is wrong for the server (400, 401/403
+// invalid_grant: the refresh token used, unknown or revoked …). 408 and 429 are not refusals.
+export function refusedForGood(status) { return status >= 400 && status < 500 && status !== 408 && status !== 429; }
+
+// The reconnect's back-off, also the early refresh's: jittered, 0.5 s doubling to 30 s.
+export function backoff(attempt) { return Math.min(30_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2); }
 
 // fetch, with a network failure (offline, server unreachable) turned into an ApiError whose
 // message a person can read, instead of the browser's "Failed to fetch".
@@ -112,8 +136,8 @@ async function doRefresh(stale) {
     });
     const j = await r.json().catch(() => ({}));
     if (!r.ok) {
-      if (r.status === 401 || r.status === 403 || r.status === 400) endSession('登录已过期，请重新登录');
-      throw new ApiError(r.status, j);
+      if (refusedForGood(r.status)) endSession('登录已过期，请重新登录');
+      throw new ApiError(r.status, j, retryAfterOf(r, j));
     }
     save({ ...fromTokenReply(j), personId: current.personId });
     return session;
@@ -129,12 +153,31 @@ export function refresh() {
   return inflight;
 }
 
-function schedule() {
+// The early refresh, a minute before the access token expires (not before 5 s). A failure that
+// is no refusal is tried again: after the answer's Retry-After, else on the back-off, or at once
+// when the browser comes back online (no timer runs while it says it is offline).
+let refreshAttempt = 0;
+let refreshWaitsOnline = false;
+
+function schedule(retryIn) {
   clearTimeout(refreshTimer);
+  refreshWaitsOnline = false;
   if (!session) return;
-  const wait = Math.max(5_000, session.expiresAt - Date.now() - 60_000);
-  refreshTimer = setTimeout(() => { refresh().catch(() => {}); }, wait);
+  if (retryIn === undefined) refreshAttempt = 0;
+  else if (retryIn === null) { refreshWaitsOnline = true; return; }
+  const wait = retryIn ?? Math.max(5_000, session.expiresAt - Date.now() - 60_000);
+  refreshTimer = setTimeout(early, wait);
 }
+
+function early() {
+  refresh().catch((e) => {
+    if (!session || refusedForGood(e.status)) return;   // ended: the sign-in page says so
+    if (e.retryAfter > 0) schedule(e.retryAfter * 1000);
+    else if (navigator.onLine === false) schedule(null);
+    else { schedule(backoff(refreshAttempt)); refreshAttempt = Math.min(refreshAttempt + 1, 8); }
+  });
+}
+addEventListener('online', () => { if (refreshWaitsOnline) { refreshWaitsOnline = false; early(); } });
 schedule();
 
 export async function logout() {

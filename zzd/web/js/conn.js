@@ -5,7 +5,7 @@
 // restarted server resumes where the client stopped: duplicates (seq <= cursor) are dropped, a
 // gap (seq > cursor + 1) is filled with `sync` before anything later is processed.
 
-import { errorText, getSession, refresh, newId } from './api.js';
+import { backoff, errorText, getSession, newId, onSession, refresh, refusedForGood } from './api.js';
 
 const PING_EVERY = 20_000;
 const PING_TIMEOUT = 10_000;
@@ -13,7 +13,6 @@ const REQUEST_TIMEOUT = 15_000;
 const RETRY_FIRST = 2_000;       // a send refused as retryable goes again after this, doubling
 const RETRY_MAX = 60_000;
 const TERMINAL = { 4503: 'revoked', 4509: 'replaced' };
-const REFUSED = new Set([400, 401, 403]);   // a refresh refused for good (docs/protocol.md invalid_grant)
 
 export class Connection {
   constructor() {
@@ -36,6 +35,10 @@ export class Connection {
     // The browser knows the network is gone (Wi-Fi dropped, flight mode) long before a socket
     // would notice: show it at once, and reconnect when 'online' comes.
     window.addEventListener('offline', () => { if (!this.stopped && this.ws) this.drop(this.ws); });
+    // The session ended under the connection (a refresh refused for good, early or after a 401):
+    // its sends waiting for the connection are given up and the socket, still open on the old
+    // token perhaps, is closed — the next sign-in starts a connection of its own.
+    onSession((s) => { if (!s && !this.stopped) this.stop(); });
   }
 
   get cursorKey() { return 'zzd.cursor.' + (getSession()?.personId ?? 'anon'); }
@@ -59,12 +62,17 @@ export class Connection {
     this.connectNow();
   }
 
+  // Stop for good (退出, the session ended): what waits for this connection — sends included —
+  // is given up ('ended'), so nothing of this session goes out on the next one's socket.
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
     clearInterval(this.pinger);
-    if (this.ws) this.ws.close(1000);
+    const ws = this.ws;
     this.ws = null;
+    if (ws) ws.close(1000);
+    for (const [, p] of this.pending) { clearTimeout(p.timer); p.reject(ended()); }
+    this.pending.clear();
     this.setStatus('offline');
   }
 
@@ -130,26 +138,28 @@ export class Connection {
   }
 
   // The socket's token was refused (4401): refresh it, then reconnect at once. Only a refusal of
-  // the refresh itself (400/401/403: invalid_grant, the session revoked) ends the session; a
-  // refresh lost on the network, or answered 5xx or 429, says nothing about the session, so it
-  // is tried again with the reconnect back-off (and at once when the browser comes back online:
-  // the next hello is refused again and refreshes again) until it succeeds.
+  // the refresh itself (a 4xx other than 408 and 429: invalid_grant …) ends the session; a
+  // refresh lost on the network, or answered 408, 429 or 5xx, says nothing about the session,
+  // so it is tried again — after the answer's Retry-After when it gives one (a 429 asks for
+  // that long), else with the reconnect back-off, and at once when the browser comes back
+  // online (the next hello is refused again and refreshes again) — until it succeeds.
   renew() {
     this.setStatus('connecting');
     refresh().then(() => this.connectNow(), (err) => {
       if (this.stopped) return;
-      if (!getSession() || REFUSED.has(err.status)) { this.setStatus('ended', 'signed-out'); return; }
-      this.later(() => this.renew());
+      if (!getSession() || refusedForGood(err.status)) { this.setStatus('ended', 'signed-out'); return; }
+      this.later(() => this.renew(), err.retryAfter);
     });
   }
 
-  // Try `again` after the jittered back-off (0.5 s doubling to 30 s), or when the browser says
-  // the network is back ('online' reconnects).
-  later(again) {
+  // Try `again` after `seconds` when the server asked for that wait, else after the jittered
+  // back-off (0.5 s doubling to 30 s), or when the browser says the network is back ('online'
+  // reconnects).
+  later(again, seconds = 0) {
     clearTimeout(this.timer);
     if (navigator.onLine === false) { this.setStatus('offline', '网络不可用'); return; }
-    const delay = Math.min(30_000, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
-    this.attempt = Math.min(this.attempt + 1, 8);
+    let delay = seconds * 1000;
+    if (!(delay > 0)) { delay = backoff(this.attempt); this.attempt = Math.min(this.attempt + 1, 8); }
     this.setStatus('offline', `${Math.round(delay / 1000)} 秒后重连`);
     this.timer = setTimeout(again, delay);
   }
@@ -229,13 +239,13 @@ export class Connection {
     });
   }
 
-  // Wait until online (or ended).
+  // Wait until online (or ended, or stopped).
   ready() {
     if (this.status === 'online') return Promise.resolve();
     return new Promise((resolve, reject) => {
       const off = this.onStatus((st) => {
         if (st === 'online') { off(); resolve(); }
-        if (st === 'ended') { off(); reject(Object.assign(new Error('会话已结束'), { code: 'ended' })); }
+        if (st === 'ended' || this.stopped) { off(); reject(ended()); }
       });
     });
   }
@@ -261,5 +271,7 @@ export class Connection {
     }
   }
 }
+
+function ended() { return Object.assign(new Error('会话已结束'), { code: 'ended' }); }
 
 export const conn = new Connection();
