@@ -199,6 +199,34 @@ def chat_with_zhou(page: Any, server: ServeProcess, web: Web, base: str | None =
     return cid
 
 
+def use_refresh_token_elsewhere(page: Any, server: ServeProcess) -> None:
+    """The page's refresh token is used through the API, as by another device holding a copy: the
+    page's own next refresh with it is refused (``invalid_grant``), which ends its session."""
+    stale = page.evaluate("JSON.parse(localStorage.getItem('zzd.session')).refresh")
+    used = httpx.post(
+        f"{server.base}/api/v1/auth/token", json={"grant_type": "refresh_token", "refresh_token": stale}, timeout=10
+    )
+    assert used.status_code == 200, used.text
+
+
+def kept_through_sign_in(
+    page: Any, web: Web, login: str, body: str, chat_url: str, before: Callable[[], None] = lambda: None
+) -> None:
+    """The session ended by a refused refresh with ``body`` unsent: the sign-in page says 登录已过期
+    and that one message is kept; signing in again (after ``before``) sends it, once, in the chat
+    at ``chat_url``."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("[data-ended]")).to_contain_text("登录已过期，请重新登录")
+    expect(page.locator("[data-kept]")).to_have_text("1 条消息尚未发出，已保留，重新登录后自动发送")
+    assert [k["frame"]["body"] for k in kept_sends_of(page, web.world.person_ids[login])] == [body]
+    before()
+    sign_in(page, login)
+    page.goto(chat_url)
+    expect(page.locator("li.msg.mine:not([data-message^=pending])", has_text=body)).to_have_count(1)
+    assert kept_sends(page) == []
+
+
 def axe_check(page: Any, name: str) -> None:
     """axe-core on the current page: no serious or critical violations."""
     if not page.evaluate("typeof window.axe !== 'undefined'"):

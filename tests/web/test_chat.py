@@ -22,10 +22,10 @@ from tests.web.conftest import (
     chat_with_zhou,
     check_page,
     kept_sends,
-    kept_sends_of,
+    kept_through_sign_in,
     own_server_page,
     send_message,
-    sign_in,
+    use_refresh_token_elsewhere,
 )
 from tests.web.world import ServeProcess, token
 
@@ -531,11 +531,7 @@ def test_a_refresh_refused_for_good_returns_to_sign_in_and_the_kept_send_goes_af
         cid = chat_with_zhou(page, server, web)
         context.set_offline(True)
         expect(page.locator("[data-status=offline]")).to_contain_text("网络不可用")
-        stale = page.evaluate("JSON.parse(localStorage.getItem('zzd.session')).refresh")
-        used = httpx.post(
-            f"{server.base}/api/v1/auth/token", json={"grant_type": "refresh_token", "refresh_token": stale}, timeout=10
-        )
-        assert used.status_code == 200, used.text
+        use_refresh_token_elsewhere(page, server)
         body = f"会话结束前发的 {secrets.token_hex(2)}"
         send_message(page, body)
         expect(page.locator("li.msg.mine", has_text=body)).to_contain_text("发送中")
@@ -545,11 +541,5 @@ def test_a_refresh_refused_for_good_returns_to_sign_in_and_the_kept_send_goes_af
         with page.expect_response(lambda q: q.url.endswith("/api/v1/auth/token")) as refused:
             context.set_offline(False)
         assert refused.value.status == 401
-        expect(page.locator("[data-ended]")).to_contain_text("登录已过期，请重新登录")
-        expect(page.locator("[data-kept]")).to_have_text("1 条消息尚未发出，已保留，重新登录后自动发送")
-        assert [k["frame"]["body"] for k in kept_sends_of(page, web.world.person_ids["sun"])] == [body]
-        sign_in(page, "sun")
-        page.goto(f"{server.base}/#/chat/{cid}")
-        expect(page.locator("li.msg.mine:not([data-message^=pending])", has_text=body)).to_have_count(1)
-        assert kept_sends(page) == []
+        kept_through_sign_in(page, web, "sun", body, f"{server.base}/#/chat/{cid}")
         assert not errors, errors

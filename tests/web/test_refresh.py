@@ -18,17 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from playwright.sync_api import expect
 
 from tests.web.conftest import (
     Web,
     chat_with_zhou,
-    kept_sends,
-    kept_sends_of,
+    kept_through_sign_in,
     own_server_page,
     send_message,
     sign_in,
+    use_refresh_token_elsewhere,
 )
 from tests.web.gateway import Answer, Gateway, Hold, Lose
 from tests.web.world import ServeProcess
@@ -174,22 +173,11 @@ def test_an_early_refresh_lost_then_refused_ends_the_session_and_the_kept_send_g
         body = f"会话结束前发的 {secrets.token_hex(2)}"
         send_message(page, body)
         expect(page.locator("li.msg.mine", has_text=body)).to_contain_text("发送中")
-        stale = page.evaluate(SESSION + ".refresh")
-        used = httpx.post(
-            f"{server.base}/api/v1/auth/token", json={"grant_type": "refresh_token", "refresh_token": stale}, timeout=10
-        )
-        assert used.status_code == 200, used.text
+        use_refresh_token_elsewhere(page, server)
         assert gateway.held.wait(30)  # the early refresh …
         gateway.release()  # … lost; its retry is refused
-        expect(page.locator("[data-ended]")).to_contain_text("登录已过期，请重新登录")
-        expect(page.locator("[data-kept]")).to_have_text("1 条消息尚未发出，已保留，重新登录后自动发送")
+        kept_through_sign_in(page, web, "sun", body, f"{gateway.base}/#/chat/{cid}", before=gateway.mend_sockets)
         assert [(r.action, r.status) for r in gateway.refreshes] == [("Hold", None), ("pass", 401)]
-        assert [k["frame"]["body"] for k in kept_sends_of(page, web.world.person_ids["sun"])] == [body]
-        gateway.mend_sockets()
-        sign_in(page, "sun")
-        page.goto(f"{gateway.base}/#/chat/{cid}")
-        expect(page.locator("li.msg.mine:not([data-message^=pending])", has_text=body)).to_have_count(1)
-        assert kept_sends(page) == []
         assert not errors, errors
 
 
@@ -203,11 +191,7 @@ def test_a_session_ended_by_a_refused_refresh_leaves_no_socket_to_the_next(
     sign-in opens its own."""
     server = ServeProcess(web.world, tmp_path, **SHORT)
     with own_server_page(browser, server, "sun") as (page, errors):
-        stale = page.evaluate(SESSION + ".refresh")
-        used = httpx.post(
-            f"{server.base}/api/v1/auth/token", json={"grant_type": "refresh_token", "refresh_token": stale}, timeout=10
-        )
-        assert used.status_code == 200, used.text
+        use_refresh_token_elsewhere(page, server)
         expect(page.locator("[data-ended]")).to_contain_text("登录已过期，请重新登录", timeout=30_000)
         with page.expect_websocket(timeout=20_000) as opened:
             sign_in(page, "zhou")
