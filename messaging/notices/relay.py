@@ -225,23 +225,32 @@ class FanoutRelay:
         index: OrgIndex = self._index()
 
         async def change(tx: Txn) -> int:
-            claimed = await self._claim_persons(tx.conn, head.id, persons)
-            if not claimed:
-                return 0
-            with paused_gc():
-                labels: dict[int, list[Label]] = {}
-                live = index.role_and_unit
-                for _id, person, pos, via, reason in sorted(claimed):
-                    # A position retired while the fan-out was pending gets nothing more (S21 d): its
-                    # receipt is claimed (so no sweep retries it) and stays counted, but no event is written.
-                    if live(int(pos)) is not None:
-                        labels.setdefault(int(person), []).append((int(pos), int(via), reason))
-                if not labels:
-                    return 0
-                payloads = notice_payloads(head, labels, index)
-            return sum(len(g.recipients) for g in await tx.append_bulk("notice.new", payloads))
+            return await self.write_owed(tx, head, persons, index)
 
         return await self._uow.run(change, deliver=deliver)
+
+    async def write_owed(self, tx: Txn, head: NoticeHead, persons: list[int], index: OrgIndex) -> int:
+        """Inside ``tx``: claim ``persons``' unclaimed receipts and append their ``notice.new`` now.
+
+        The fan-out's own step, and also what another writer about the notice does first for its
+        recipients (a one-click reminder), so that no stream shows a ``notice.remind`` before the
+        ``notice.new`` it refers to. Returns how many persons got their event.
+        """
+        claimed = await self._claim_persons(tx.conn, head.id, persons)
+        if not claimed:
+            return 0
+        with paused_gc():
+            labels: dict[int, list[Label]] = {}
+            live = index.role_and_unit
+            for _id, person, pos, via, reason in sorted(claimed):
+                # A position retired while the fan-out was pending gets nothing more (S21 d): its
+                # receipt is claimed (so no sweep retries it) and stays counted, but no event is written.
+                if live(int(pos)) is not None:
+                    labels.setdefault(int(person), []).append((int(pos), int(via), reason))
+            if not labels:
+                return 0
+            payloads = notice_payloads(head, labels, index)
+        return sum(len(g.recipients) for g in await tx.append_bulk("notice.new", payloads))
 
     async def _claim_persons(self, conn: AsyncConnection, notice_id: int, persons: list[int]) -> list[tuple[Any, ...]]:
         """Claim ``persons``' receipts: written and unclaimed ones, or, while packed, theirs inserted claimed."""

@@ -383,7 +383,9 @@ class NoticeService(NoticeReads):
         key, mono = (notice_id, index.unit_id(u)), self._clock.monotonic()
         if mono - self._reminded.get(key, -1e18) < REMIND_INTERVAL:
             async with self._db.read() as conn:  # anyone else gets 404: a 429 would say the notice exists
-                await self._access_sent(conn, actor_person_id, notice_id, acting=True)
+                row = await self._access_sent(conn, actor_person_id, notice_id, acting=True)
+            if row.recalled_at is not None:  # final, unlike the minute: the 409 a receipt call answers
+                raise Conflict("the notice was recalled", data={"notice_id": notice_id, "recalled": True})
             raise RateLimited("reminded less than a minute ago", data={"retry_after": int(REMIND_INTERVAL)})
 
         async def change(tx: Txn) -> int:
@@ -392,6 +394,11 @@ class NoticeService(NoticeReads):
                 raise Conflict("the notice was recalled", data={"notice_id": notice_id, "recalled": True})
             owed = missing if row.ack_required else "read"
             evs = await reminder_events(tx.conn, index, row, u, owed, actor_person_id)
+            # A reminder right after the send can come before the fan-out reached someone: write
+            # their notice.new first, in this transaction, so no stream has the reminder first
+            # (an offline recipient's sync showed notice.remind, then notice.new).
+            targets = sorted({p for e in evs for p in e.recipients})
+            await self.fanout.relay.write_owed(tx, head_of_row(row), targets, index)
             tx.emit(*evs)
             return sum(len(e.recipients) for e in evs)
 

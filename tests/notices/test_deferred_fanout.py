@@ -193,3 +193,33 @@ async def test_positions_retired_while_pending_get_no_event(world: World) -> Non
     assert set(await _events_per_person(w, "notice.new", nid)) == set(persons) - set(gone)
     assert await _unfanned(w, nid) == 0  # their receipts are settled, not retried by the next sweep
     assert await _done_at(w, nid) is not None
+
+
+async def test_a_reminder_before_the_sweep_writes_notice_new_first(world: World) -> None:
+    """The dashboard's 一键提醒 right after the send, before the fan-out reached anyone.
+
+    Found by a client written from the docs: an offline recipient's sync showed ``notice.remind``
+    and only then ``notice.new``; a recipient whose sending process died (S8) got the reminder of a
+    notice it was never told of until the lease ran out. The reminder now writes the owed
+    ``notice.new`` first, in its own transaction, and the sweep then has nothing left for them.
+    """
+    w = world
+    nid, persons = await _deferred_send(w, "d6")
+    sender, _ = w.governor()
+    reminded = await w.svc.remind(sender, nid, unit="9901", missing="read")
+    assert reminded == len(persons)
+    assert await _events_per_person(w, "notice.new", nid) == Counter(dict.fromkeys(persons, 1))
+    async with w.db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(person_events.c.person_id, person_events.c.seq, person_events.c.kind).where(
+                    person_events.c.person_id.in_(persons), person_events.c.kind.like("notice.%")
+                )
+            )
+        ).all()
+    order: dict[int, list[str]] = {}
+    for p, _seq, kind in sorted(rows, key=lambda r: (int(r[0]), int(r[1]))):
+        order.setdefault(int(p), []).append(kind)
+    assert all(kinds == ["notice.new", "notice.remind"] for kinds in order.values()), order
+    assert await w.relay.sweep(nid) == 0  # nobody is owed a notice.new any more
+    assert await _unfanned(w, nid) == 0
