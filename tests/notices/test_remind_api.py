@@ -60,6 +60,9 @@ async def test_remind_reaches_only_those_still_owing_in_the_unit_and_only_the_se
         # A recalled notice: reminding or making tasks of it answers the 409 a receipt call answers.
         assert (await h.post(f"/api/v1/notices/{nid}/recall", headers=auth(mgr_tok), json={})).status_code == 200
         r = await h.post(f"/api/v1/notices/{nid}/remind", headers=auth(mgr_tok), json={"unit": "990101"})
+        # The unit reminded a moment ago too: the recall (final) is said, not "wait a minute" (it was 429).
+        same = await h.post(f"/api/v1/notices/{nid}/remind", headers=auth(mgr_tok), json={"unit": "990101001"})
+        assert same.status_code == 409 and same.json()["error"]["data"] == {"notice_id": nid, "recalled": True}
         read = await h.post(f"/api/v1/notices/{nid}/read", headers=auth(owe_tok), json={})
         tasks = await h.post(f"/api/v1/notices/{nid}/tasks", headers=auth(mgr_tok), json={"client_msg_id": "t-1"})
         assert r.status_code == read.status_code == tasks.status_code == 409
