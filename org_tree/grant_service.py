@@ -17,7 +17,8 @@ from sqlalchemy import select
 from kernel.audit import record
 from kernel.clock import Clock
 from kernel.db.database import Database
-from kernel.errors import Forbidden, NotFound
+from kernel.db.dialect import for_update
+from kernel.errors import Conflict, Forbidden, NotFound
 from kernel.schema import persons
 from org_tree.grants import Grant, Perm, active_grants, grant_unit, holds_grant, insert_grant, mark_revoked
 from org_tree.holder import OrgIndexHolder
@@ -42,6 +43,8 @@ class GrantService:
         Raises:
             Forbidden: ``no_grant`` — the actor lacks ``grants`` or one of ``perms`` there; or a self-grant.
             NotFound: unknown unit or person.
+            Conflict: the person already holds exactly this grant (same unit, same perms): ``data.grant_id``
+                names it. A second identical row would change nothing but need revoking twice.
         """
         idx = self._holder.index
         u = idx.unit(unit) if unit is not None else None
@@ -55,9 +58,14 @@ class GrantService:
         unit_id = idx.unit_id(u) if u is not None else None
         now = self._clock.now()
         async with self._db.write() as conn:
-            row = (await conn.execute(select(persons.c.disabled).where(persons.c.id == person_id))).first()
+            # The person's row lock makes two identical grants at once commit one after the other (PostgreSQL).
+            q = select(persons.c.disabled).where(persons.c.id == person_id)
+            row = (await conn.execute(for_update(conn, q))).first()
             if row is None or row[0]:
                 raise NotFound("no such person", data={"person_id": person_id})
+            same = [g for g in await active_grants(conn, person_id) if g.unit_id == unit_id and g.perms == perms]
+            if same:
+                raise Conflict("the person already holds this grant", data={"grant_id": same[0].id})
             g = await insert_grant(conn, person_id, unit_id, perms, actor.person_id or None, now)
             entry = self._org.audit(actor, "admin.granted", u, grant_id=g.id, person_id=person_id, perms=sorted(perms))
             await record(conn, entry, now)

@@ -150,3 +150,29 @@ async def test_refusals_on_oneself_are_audited_too(org_server: RunningServer) ->
     assert all(e["detail"]["reason"] == "self" for e in entries)
     assert [g.person_id for g in await s.grants.visible(SYSTEM, admin_id)] == [admin_id]
     assert not (await s.persons.get(admin_id)).disabled
+
+
+async def test_an_identical_grant_twice_is_a_conflict_naming_the_first(org_server: RunningServer) -> None:
+    """The same person, unit and perms given again made a second grant row (found by the administration
+    audit): two rows to revoke for one right, and a second ``admin.granted`` entry for nothing."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin_id, admin_login = await new_person(s, "县管理员")
+    await s.grants.grant(SYSTEM, admin_id, COUNTY, frozenset({"assignments", "audit", "grants"}))
+    helper_id, _ = await new_person(s, "村管理员")
+    tok = (await login(rs.http, admin_login))["access_token"]
+    body = {"person_id": helper_id, "unit": VILLAGE, "perms": ["audit", "assignments"]}
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        first = await h.post("/api/v1/admin/grants", json=body)
+        assert first.status_code == 201, first.text
+        again = await h.post("/api/v1/admin/grants", json={**body, "perms": ["assignments", "audit"]})
+        assert (again.status_code, again.json()) == (409, {"error": {
+            "code": "conflict", "message": "the person already holds this grant",
+            "data": {"grant_id": first.json()["id"]}}}), again.text  # fmt: skip
+        # A different set of perms over the same unit is another grant.
+        other = await h.post("/api/v1/admin/grants", json={**body, "perms": ["assignments"]})
+        assert other.status_code == 201, other.text
+    assert [g.id for g in await s.grants.visible(SYSTEM, helper_id)] == [first.json()["id"], other.json()["id"]]
+    granted, _ = await query(s.db, AuditQuery(action="admin.granted"))
+    assert sorted(e["detail"]["grant_id"] for e in granted if e["detail"]["person_id"] == helper_id) == [
+        first.json()["id"], other.json()["id"]]  # fmt: skip
