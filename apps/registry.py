@@ -220,14 +220,26 @@ class AppRegistry:
             return holds_grant(idx, actor, Perm.APPS, None)
         return holds_grant(idx, actor, Perm.APPS, u)
 
-    async def get(self, actor: Actor, app_id: int) -> App:
-        """The app, if ``actor`` administers it; otherwise 404 as for an unknown id."""
+    async def get(self, actor: Actor, app_id: int, action: str = "app.read") -> App:
+        """The app, if ``actor`` administers it; otherwise 404 as for an unknown id.
+
+        Another unit's app is refused like any administrative attempt: ``admin.denied`` (``attempted``:
+        ``action``) is written first, since docs/admin.md puts every refusal on record and these were not.
+        """
         async with self.db.read() as conn:
             try:
                 app = await self._load(conn, app_id)
             except NotFound:
                 app = None
-        if app is None or not self._covers(actor, app):
+        if app is not None and not self._covers(actor, app):
+            idx = self.index()
+            try:
+                u: int | None = idx.unit(app.owning_unit_id)
+            except NotFound:
+                u = None
+            await self.org.deny(actor, Perm.APPS, u, action, app_id=app_id)
+            app = None
+        if app is None:
             raise NotFound("no such app", data={"app_id": app_id})
         return app
 
@@ -249,7 +261,7 @@ class AppRegistry:
         rate_per_minute: int | None = None,
     ) -> App:
         """Change scopes, visibility, the rate limit or the disabled flag (effective on the next request)."""
-        app = await self.get(actor, app_id)
+        app = await self.get(actor, app_id, "app.updated")
         values: dict[str, Any] = {}
         if scopes is not None:
             values["scopes"] = ",".join(sorted(parse_scopes(scopes)))
@@ -276,7 +288,7 @@ class AppRegistry:
 
     async def rotate_secret(self, actor: Actor, app_id: int, overlap: timedelta) -> NewSecret:
         """A new secret; the current ones keep working for ``overlap`` (0: stop at once)."""
-        await self.get(actor, app_id)
+        await self.get(actor, app_id, "app.secret_rotated")
         if not timedelta(0) <= overlap <= timedelta(days=30):
             raise BadRequest("overlap_seconds must be 0..2592000", data={"field": "overlap_seconds"})
         now = self.clock.now()
@@ -294,7 +306,7 @@ class AppRegistry:
 
     async def revoke_secret(self, actor: Actor, app_id: int, secret_id: int) -> dict[str, Any]:
         """Revoke one secret now: its tokens are refused on the next request."""
-        await self.get(actor, app_id)
+        await self.get(actor, app_id, "app.secret_revoked")
         now = self.clock.now()
         s = app_secrets
         async with self.db.write() as conn:

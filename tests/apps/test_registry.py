@@ -12,6 +12,7 @@ import httpx
 from click.testing import CliRunner
 
 from kernel.audit import AuditQuery, query
+from org_tree.jurisdiction import SYSTEM
 from tests.apps.helpers import COUNTY, OTHER_COUNTY, admin_token, app_token, make_app
 from tests.client import login, new_person
 from tests.conftest import RunningServer
@@ -145,6 +146,37 @@ async def test_ordinary_people_and_other_administrators_cannot_manage_the_app(or
         assert (await h.post(f"/api/v1/apps/{app_id}/secrets", json={})).status_code == 401
     items, _ = await query(s.db, AuditQuery(action="admin.denied"))
     assert any(i["detail"]["attempted"] == "app.create" for i in items)
+
+
+async def test_another_countys_app_answers_404_and_the_attempt_is_audited(org_server: RunningServer) -> None:
+    """Managing an app outside one's ``apps`` grant answered 404 with nothing on record (found by the
+    administration audit), while docs/admin.md puts every refused administrative attempt on record."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    made = await make_app(rs, await admin_token(rs), name="河长巡河", scopes=["notice:send"])
+    intruder, lg = await new_person(s, "邻县应用管理员")
+    await s.grants.grant(SYSTEM, intruder, OTHER_COUNTY, frozenset({"apps"}))
+    tok = (await login(rs.http, lg))["access_token"]
+    app_id, missing = made["id"], made["id"] + 1000
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        for aid in (app_id, missing):
+            calls = [
+                await h.get(f"/api/v1/apps/{aid}"),
+                await h.patch(f"/api/v1/apps/{aid}", json={"disabled": True}),
+                await h.post(f"/api/v1/apps/{aid}/secrets", json={}),
+                await h.post(f"/api/v1/apps/{aid}/secrets/{made['secret_id']}/revoke"),
+            ]
+            # The same answer for someone else's app and for no app: ids tell nothing.
+            assert [(r.status_code, r.json()) for r in calls] == [(404, {"error": {
+                "code": "not_found", "message": "no such app", "data": {"app_id": aid}}})] * 4  # fmt: skip
+    denied, _ = await query(s.db, AuditQuery(actor_person_id=intruder, action="admin.denied"))
+    county = s.org_index.index.unit(COUNTY)
+    got = sorted((e["detail"]["attempted"], e["detail"]["permission"], e["detail"]["app_id"], e["unit_id"])
+                 for e in denied)  # fmt: skip
+    unit_id = s.org_index.index.unit_id(county)
+    assert got == sorted((a, "apps", app_id, unit_id) for a in
+                         ("app.read", "app.updated", "app.secret_rotated", "app.secret_revoked")), denied  # fmt: skip
+    assert not (await s.apps.get(SYSTEM, app_id)).disabled
 
 
 async def test_rotation_overlaps_and_revocation_stops_tokens_at_the_next_request(org_server: RunningServer) -> None:
