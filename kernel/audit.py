@@ -2,14 +2,22 @@
 
 Why a chain: a row that records who changed the org, sent a notice or signed in
 is worth something only if nobody can quietly edit, insert or delete one. Each
-sealed entry has a dense chain position ``seq``, the SHA-256 of the entry
-before it (``prev_hash``) and its own ``hash`` over every field (``seq`` and
-``id`` included); ``audit_head`` holds the last sealed position and hash. So
+sealed entry has a dense chain position ``seq``, the hash of the entry before
+it (``prev_hash``) and its own ``hash`` over every field (``seq`` and ``id``
+included); ``audit_head`` holds the last sealed position and hash. So
 ``verify`` notices an edited row (its hash no longer matches), a deleted one (a
 gap in ``seq``, and the next row's ``prev_hash`` no longer matches), an inserted
 one (the chain forks) and a cut tail (the head names a later row). Pruning by
 retention moves the chain's anchor forward (``pruned_through_*``) instead of
 breaking it.
+
+Why keyed (HMAC-SHA-256 under a key kept outside the database): with a plain
+hash, whoever can write the database can edit a row and recompute every hash
+after it and the head, and the chain verifies. The key comes from the settings
+(``ZZD_AUDIT_KEY`` / ``_FILE``, or a file made beside the SQLite database), never
+from the database; ``audit_head.key_check`` (an HMAC of a fixed text) lets a
+process with another key refuse to seal rather than write a chain nobody can
+verify. Revision 0019 re-sealed chains written before with the key.
 
 Why the change's transaction only *inserts* the entry: an entry exists exactly
 when its change committed, so it must be written there; but chaining it there
@@ -37,7 +45,7 @@ Every process runs a :class:`Sealer` (woken after each commit that wrote an
 entry, at most once per ``SEAL_GAP`` so that a busy process seals many commits
 per pass instead of one, and polling each second), so entries are sealed
 within moments of their commit while any process runs; ``zzd audit verify`` seals first, and
-:func:`verify` lists entries still unsealed. An unsealed entry is not yet
+:func:`kernel.audit_verify.verify` lists entries still unsealed. An unsealed entry is not yet
 tamper-evident: that window is what this design gives up for throughput.
 
 Callers from every layer use :func:`record` with the connection they write
@@ -49,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import weakref
@@ -70,19 +79,23 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "GENESIS",
     "AuditEntry",
+    "AuditKeyMismatch",
     "AuditQuery",
     "Sealer",
-    "VerifyReport",
     "audit_head",
     "audit_log",
+    "canonical_time",
+    "check_key",
+    "entry_hash",
+    "entry_payload",
     "entry_rows",
+    "key_check",
     "prune",
     "seal_after_commit",
     "query",
     "record",
     "record_many",
     "seal",
-    "verify",
 ]
 
 #: ``prev_hash`` of the very first entry.
@@ -135,7 +148,25 @@ audit_head = Table(
     # The newest entry removed by retention (0 / GENESIS before any pruning).
     Column("pruned_through_seq", ID, nullable=False),
     Column("pruned_through_hash", String(64), nullable=False),
+    # :func:`key_check` of the key sealing this chain (null until the first seal): another key is refused.
+    Column("key_check", String(64), nullable=True),
 )
+
+
+class AuditKeyMismatch(Exception):
+    """This process's audit key is not the one the chain is sealed with: it must not seal (or prune)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the audit key (ZZD_AUDIT_KEY, ZZD_AUDIT_KEY_FILE or the generated zzd-audit.key) is not the key "
+            "this database's audit log is sealed with"
+        )
+
+
+def key_check(key: bytes) -> str:
+    """A public check value of ``key`` (an HMAC of a fixed text): tells keys apart, reveals nothing of them."""
+    return hmac.new(key, b"zzd audit key check", hashlib.sha256).hexdigest()
+
 
 #: The sealers of this process, woken after a commit that wrote entries.
 _bells: weakref.WeakSet[asyncio.Event] = weakref.WeakSet()
@@ -159,7 +190,7 @@ class AuditEntry:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-def _canonical_time(at: datetime) -> str:
+def canonical_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -167,18 +198,22 @@ def _detail_text(detail: dict[str, Any]) -> str:
     return json.dumps(detail, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def entry_hash(row: dict[str, Any]) -> str:
-    """SHA-256 over every field of a sealed row (``at`` to the microsecond, UTC).
+def entry_hash(row: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA-256 under ``key`` of :func:`entry_payload`: nobody without the key can compute one."""
+    return hmac.new(key, entry_payload(row), hashlib.sha256).hexdigest()
+
+
+def entry_payload(row: dict[str, Any]) -> bytes:
+    """Every field of a sealed row as a JSON array (``at`` to the microsecond, UTC).
 
     The first field is the chain position ``seq``; the entry's ``id`` is appended
     when it differs from ``seq``. Entries chained before sealing existed had
-    ``id == seq`` and were hashed without the extra field, so they verify
-    unchanged; and an ``id`` edited on any row changes the field list, so the
-    hash covers it either way.
+    ``id == seq`` and were hashed without the extra field; and an ``id`` edited
+    on any row changes the field list, so the hash covers it either way.
     """
     fields = [
         int(row["seq"]),
-        _canonical_time(row["at"]),
+        canonical_time(row["at"]),
         row["actor_person_id"],
         row["acting_position_id"],
         row["action"],
@@ -190,8 +225,7 @@ def entry_hash(row: dict[str, Any]) -> str:
     ]
     if int(row["id"]) != int(row["seq"]):
         fields.append(int(row["id"]))
-    payload = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 async def record(conn: AsyncConnection, entry: AuditEntry, at: datetime) -> int:
@@ -238,20 +272,37 @@ def entry_rows(entries: Sequence[AuditEntry], at: datetime) -> list[dict[str, An
     ]
 
 
-async def _head_for_sealing(conn: AsyncConnection, *, wait: bool) -> tuple[int, str] | None:
-    """Lock the head for this transaction; None when another sealer holds it (``wait=False``)."""
-    q = select(audit_head.c.last_seq, audit_head.c.last_hash).where(audit_head.c.id == 1)
+async def _head_for_sealing(conn: AsyncConnection, key: bytes, *, wait: bool) -> tuple[int, str] | None:
+    """Lock the head for this transaction; None when another sealer holds it (``wait=False``).
+
+    Raises:
+        AuditKeyMismatch: the chain is sealed with another key (the first seal records this key's check).
+    """
+    check = key_check(key)
+    q = select(audit_head.c.last_seq, audit_head.c.last_hash, audit_head.c.key_check).where(audit_head.c.id == 1)
     row = (await conn.execute(for_update(conn, q, skip_locked=not wait))).first()
     if row is not None:
+        if row[2] is None:
+            await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(key_check=check))
+        elif row[2] != check:
+            raise AuditKeyMismatch
         return int(row[0]), str(row[1])
     if (await conn.execute(select(func.count()).select_from(audit_head))).scalar_one():
         return None  # it exists: another sealer has it
     # The migration inserts it; a hand-made schema may not have.
     await conn.execute(
         insert(audit_head).values(id=1, last_seq=0, last_hash=GENESIS, pruned_through_seq=0,
-                                  pruned_through_hash=GENESIS)
+                                  pruned_through_hash=GENESIS, key_check=check)
     )  # fmt: skip
     return 0, GENESIS
+
+
+async def check_key(db: Database, key: bytes) -> None:
+    """Raise :class:`AuditKeyMismatch` if the chain is sealed with another key (a server checks at start)."""
+    async with db.read() as conn:
+        found = (await conn.execute(select(audit_head.c.key_check).where(audit_head.c.id == 1))).scalar()
+    if found is not None and found != key_check(key):
+        raise AuditKeyMismatch
 
 
 _SEAL_ROW = (
@@ -261,7 +312,7 @@ _SEAL_ROW = (
 )
 
 
-async def _seal_batch(conn: AsyncConnection, last_seq: int, last_hash: str) -> tuple[int, str, int]:
+async def _seal_batch(conn: AsyncConnection, key: bytes, last_seq: int, last_hash: str) -> tuple[int, str, int]:
     """Chain the next committed unsealed entries after (last_seq, last_hash); returns the new head and count."""
     rows = (
         await conn.execute(select(audit_log).where(audit_log.c.seq.is_(None)).order_by(audit_log.c.id)
@@ -272,7 +323,7 @@ async def _seal_batch(conn: AsyncConnection, last_seq: int, last_hash: str) -> t
         m = dict(r._mapping)
         last_seq += 1
         m["seq"], m["prev_hash"] = last_seq, last_hash
-        last_hash = entry_hash(m)
+        last_hash = entry_hash(m, key)
         params.append({"b_id": m["id"], "b_seq": last_seq, "b_prev": m["prev_hash"], "b_hash": last_hash})
     if params:
         await conn.execute(_SEAL_ROW, params)
@@ -282,8 +333,9 @@ async def _seal_batch(conn: AsyncConnection, last_seq: int, last_hash: str) -> t
     return last_seq, last_hash, len(params)
 
 
-async def seal(db: Database, *, wait: bool = False) -> int | None:
-    """Chain every entry committed so far; returns how many were sealed, None if another sealer was at work.
+async def seal(db: Database, key: bytes, *, wait: bool = False) -> int | None:
+    """Chain every entry committed so far under ``key``; returns how many were sealed, None if another sealer
+    was at work. Raises :class:`AuditKeyMismatch` if the chain is sealed with another key.
 
     ``wait``: queue for the head instead (a caller that needs everything sealed
     now, e.g. ``zzd audit verify``). Each batch is its own short transaction.
@@ -294,10 +346,10 @@ async def seal(db: Database, *, wait: bool = False) -> int | None:
     total = 0
     while True:
         async with db.write() as conn:
-            head = await _head_for_sealing(conn, wait=wait)
+            head = await _head_for_sealing(conn, key, wait=wait)
             if head is None:
                 return None if total == 0 else total
-            _, _, n = await _seal_batch(conn, *head)
+            _, _, n = await _seal_batch(conn, key, *head)
         total += n
         if n < SEAL_BATCH:
             return total
@@ -310,8 +362,9 @@ class Sealer:
     (that pass may have started before our entries committed).
     """
 
-    def __init__(self, db: Database, *, poll: float = SEAL_POLL, busy_retry: float = 0.05) -> None:
+    def __init__(self, db: Database, key: bytes, *, poll: float = SEAL_POLL, busy_retry: float = 0.05) -> None:
         self.db = db
+        self.key = key
         self.poll = poll
         self.busy_retry = busy_retry
         self.bell = asyncio.Event()
@@ -322,7 +375,7 @@ class Sealer:
 
     async def run_once(self) -> int:
         """Seal until done or the head is busy elsewhere; returns entries sealed by this pass."""
-        n = await seal(self.db)
+        n = await seal(self.db, self.key)
         if n is None:
             self.busy += 1
             loop = asyncio.get_running_loop()
@@ -341,6 +394,8 @@ class Sealer:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
+            except AuditKeyMismatch as exc:  # entries stay unsealed (verify lists them) until the key is fixed
+                logger.error("audit sealing refused: %s", exc)
             except Exception as exc:
                 logger.warning("audit sealing failed: %r", exc)
             if self._stopping:
@@ -357,122 +412,6 @@ class Sealer:
         """Make :meth:`run` return after one more pass (its counts are then final)."""
         self._stopping = True
         self.bell.set()
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
-    """What ``verify`` found: the chain's first break if any, and the entries not sealed yet.
-
-    ``first_seq``/``last_seq`` span the sealed chain checked; ``bad_seq`` is the
-    chain position of the break and ``bad_id`` the id of the entry there (None
-    when the row is missing). Unsealed entries are not a break: they are listed
-    (``unsealed`` counts them, ``unsealed_ids`` names the oldest 100,
-    ``oldest_unsealed_at`` says since when) so an operator sees a stalled sealer.
-    """
-
-    ok: bool
-    checked: int
-    first_seq: int
-    last_seq: int
-    problem: str | None = None
-    bad_seq: int | None = None
-    bad_id: int | None = None
-    unsealed: int = 0
-    unsealed_ids: tuple[int, ...] = ()
-    oldest_unsealed_at: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok, "checked": self.checked, "first_seq": self.first_seq, "last_seq": self.last_seq,
-            "problem": self.problem, "bad_seq": self.bad_seq, "bad_id": self.bad_id, "unsealed": self.unsealed,
-            "unsealed_ids": list(self.unsealed_ids), "oldest_unsealed_at": self.oldest_unsealed_at,
-        }  # fmt: skip
-
-
-async def _unsealed(db: Database) -> tuple[int, tuple[int, ...], str | None]:
-    async with db.read() as conn:
-        n = (await conn.execute(select(func.count()).where(audit_log.c.seq.is_(None)))).scalar_one()
-        rows = (
-            await conn.execute(select(audit_log.c.id, audit_log.c.at).where(audit_log.c.seq.is_(None))
-                               .order_by(audit_log.c.id).limit(100))
-        ).all()  # fmt: skip
-    oldest = min((r[1] for r in rows), default=None)
-    return int(n), tuple(int(r[0]) for r in rows), (_canonical_time(oldest) if oldest is not None else None)
-
-
-async def _head(db: Database) -> Any:
-    async with db.read() as conn:
-        return (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).first()
-
-
-async def verify(db: Database, *, batch: int = 2000) -> VerifyReport:
-    """Walk the sealed chain from the retention anchor to the head; the first break is reported.
-
-    Sealers may run meanwhile: after the walk, the head and the newest sealed
-    position are read in one statement (a seal commits its rows and the head
-    together, so they agree unless someone cut or appended rows by hand), and
-    the walk goes on while the head is past what it has seen.
-    """
-    anchor = await _head(db)
-    unsealed = await _unsealed(db)
-    if anchor is None:
-        return VerifyReport(True, 0, 0, 0, None, None, None, *unsealed)
-    expect_seq, expect_prev = int(anchor.pruned_through_seq) + 1, str(anchor.pruned_through_hash)
-    checked = 0
-    first = expect_seq
-
-    def broken(last: int, problem: str, bad_seq: int | None, bad_id: int | None) -> VerifyReport:
-        return VerifyReport(False, checked, first, last, problem, bad_seq, bad_id, *unsealed)
-
-    while True:
-        while True:
-            async with db.read() as conn:
-                rows = (
-                    await conn.execute(
-                        select(audit_log).where(audit_log.c.seq >= expect_seq).order_by(audit_log.c.seq).limit(batch)
-                    )
-                ).all()
-            for r in rows:
-                m = dict(r._mapping)
-                seq, rid = int(m["seq"]), int(m["id"])
-                if seq != expect_seq:
-                    return broken(seq, f"entry {expect_seq} is missing", expect_seq, None)
-                if m["prev_hash"] != expect_prev:
-                    return broken(seq, "prev_hash does not match the entry before", seq, rid)
-                if m["hash"] is None or entry_hash(m) != m["hash"]:
-                    return broken(seq, "the entry was changed after it was written", seq, rid)
-                expect_seq, expect_prev = seq + 1, str(m["hash"])
-                checked += 1
-            if len(rows) < batch:
-                break
-        # The head and the newest position in one statement (one snapshot on both backends).
-        newest = select(func.max(audit_log.c.seq)).scalar_subquery()
-        async with db.read() as conn:
-            h_seq, h_hash, h_pruned, top = (
-                await conn.execute(
-                    select(
-                        audit_head.c.last_seq, audit_head.c.last_hash, audit_head.c.pruned_through_seq, newest
-                    ).where(audit_head.c.id == 1)
-                )
-            ).one()
-        # Everything sealed may have been pruned: the chain then ends at the anchor.
-        h_seq, top, last = int(h_seq), int(h_pruned if top is None else top), expect_seq - 1
-        if top != h_seq or last > h_seq:
-            end = max(top, last)
-            return broken(end, f"the log ends at {end} but the head names {h_seq}", min(end, h_seq) + 1, None)
-        if last < h_seq:
-            continue  # sealed after the walk read past them: walk on from here
-        if expect_prev != str(h_hash):
-            return broken(last, "the head's hash does not match the last entry", last, None)
-        break
-    # A row hidden below the anchor (e.g. inserted with a low position) is also a break.
-    async with db.read() as conn:
-        below = (
-            await conn.execute(select(func.count()).where(audit_log.c.seq <= int(anchor.pruned_through_seq)))
-        ).scalar_one()
-    if below:
-        return broken(last, "entries exist below the retention anchor", None, None)
-    return VerifyReport(True, checked, first, last, None, None, None, *unsealed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,7 +432,7 @@ def _row_dict(r: Any) -> dict[str, Any]:
     m = r._mapping
     return {
         "id": int(m["id"]),
-        "at": _canonical_time(m["at"]),
+        "at": canonical_time(m["at"]),
         "actor_person_id": m["actor_person_id"],
         "acting_position_id": m["acting_position_id"],
         "action": m["action"],
@@ -532,14 +471,14 @@ async def query(db: Database, q: AuditQuery) -> tuple[list[dict[str, Any]], int 
     return items, (items[-1]["id"] if len(rows) > q.limit and items else None)
 
 
-async def prune(db: Database, before: datetime, now: datetime) -> int:
+async def prune(db: Database, key: bytes, before: datetime, now: datetime) -> int:
     """Delete sealed entries older than ``before`` (a prefix of the chain) and move the anchor; records itself.
 
     Unsealed entries are never pruned (they are not in the chain yet); the
     sealer waits for this transaction, which holds the head.
     """
     async with db.write() as conn:
-        await _head_for_sealing(conn, wait=True)
+        await _head_for_sealing(conn, key, wait=True)
         t = audit_log
         cut = (await conn.execute(select(func.max(t.c.seq)).where(t.c.at < before, t.c.seq.is_not(None)))).scalar_one()
         if cut is None:
@@ -555,7 +494,7 @@ async def prune(db: Database, before: datetime, now: datetime) -> int:
         await record(
             conn,
             AuditEntry(
-                "audit.pruned", detail={"deleted": n, "through_seq": int(cut), "before": _canonical_time(before)}
+                "audit.pruned", detail={"deleted": n, "through_seq": int(cut), "before": canonical_time(before)}
             ),
             now,
         )

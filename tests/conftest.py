@@ -6,6 +6,7 @@ import asyncio
 import functools
 import gc
 import logging
+import os
 import shutil
 import socket
 import ssl
@@ -59,6 +60,11 @@ _share_tls_contexts()
 
 FAST_PASSWORDS = Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 TEST_KEYS = "t1:" + "k" * 40
+#: The audit chain's key for every test process (servers, CLI runs, writers): the environment carries it so that
+#: in-process servers, ``zzd`` invocations and subprocesses agree, and no key file is made in the working tree.
+TEST_AUDIT_KEY = "test-audit-key-" + "a" * 32
+os.environ.setdefault("ZZD_AUDIT_KEY", TEST_AUDIT_KEY)
+AUDIT_KEY = os.environ["ZZD_AUDIT_KEY"].encode()
 
 
 # --- databases ---------------------------------------------------------------------

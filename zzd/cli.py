@@ -99,10 +99,11 @@ def serve(
     _configure_logging(settings.log_level, settings.log_format)
     try:
         settings.signing_keys()  # fail now, naming the setting, not on the first login
+        audit_key = settings.audit_secret()  # made beside the SQLite file on first start
     except ConfigError as exc:
         raise click.ClickException(f"configuration error: {exc}") from exc
     if migrate:
-        upgrade(settings.database_url)
+        upgrade(settings.database_url, audit_key=audit_key)
     try:
         if settings.workers == 1:
             run_server(settings)
@@ -137,7 +138,11 @@ def migrate(database_url: str | None) -> None:
     from zzd.migrate import upgrade
 
     settings = _settings(database_url=database_url)
-    upgrade(settings.database_url)
+    try:
+        audit_key = settings.audit_secret()  # revision 0019 re-seals an existing audit log with it
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from exc
+    upgrade(settings.database_url, audit_key=audit_key)
     click.echo(f"schema is at head ({settings.database_url.split('://')[0]})")
 
 

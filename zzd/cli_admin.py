@@ -8,15 +8,19 @@ they do is audited like any administrator's change (actor: none).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from zzd.config import Settings
 
 T = TypeVar("T")
 
@@ -135,6 +139,29 @@ def admin_list() -> None:
         click.echo(json.dumps(row, ensure_ascii=False))
 
 
+def _audit_key(settings: Settings) -> bytes:
+    """The audit key for ``zzd audit verify``/``prune``, never made here (a new key would check nothing):
+    without one, exit 2 with what to set."""
+    from zzd.config import ConfigError
+
+    try:
+        key = settings.existing_audit_secret()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from exc
+    if key is None:
+        raise _NoAuditKey(
+            f"no audit key: set ZZD_AUDIT_KEY or ZZD_AUDIT_KEY_FILE, or put the key in {settings.audit_key_path()} "
+            "(where `zzd migrate` and `zzd serve` make one); without it the chain cannot be checked"
+        )
+    return key
+
+
+class _NoAuditKey(click.ClickException):
+    """Exit status 2, apart from 1 (a broken chain): nothing was checked."""
+
+    exit_code = 2
+
+
 @click.group()
 def audit() -> None:
     """The tamper-evident audit log."""
@@ -143,17 +170,24 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--no-seal", is_flag=True, help="Only read: do not chain committed entries first.")
 def audit_verify(no_seal: bool) -> None:
-    """Seal what has committed, walk the hash chain; exit 1 and name the first break if a row was edited,
-    inserted or deleted. Entries not sealed yet are listed (``unsealed_ids``), not counted as a break."""
-    from kernel.audit import seal, verify
+    """Seal what has committed, walk the keyed hash chain; exit 1 and name the first break if a row was edited,
+    inserted or deleted. Entries not sealed yet are listed (``unsealed_ids``), not counted as a break.
+    Needs the audit key (ZZD_AUDIT_KEY, ZZD_AUDIT_KEY_FILE or the generated zzd-audit.key): exit 2 without it."""
+    from kernel.audit import AuditKeyMismatch, seal
+    from kernel.audit_verify import verify
     from kernel.db.database import Database
+    from zzd.cli import _settings
+
+    settings = _settings()
+    key = _audit_key(settings)
 
     async def go() -> dict[str, Any]:
-        db = Database(_url())
+        db = Database(settings.database_url)
         try:
             if not no_seal:
-                await seal(db, wait=True)
-            return (await verify(db)).to_dict()
+                with contextlib.suppress(AuditKeyMismatch):  # verify names it, without sealing anything
+                    await seal(db, key, wait=True)
+            return (await verify(db, key)).to_dict()
         finally:
             await db.dispose()
 
@@ -224,17 +258,21 @@ def audit_query(
 @click.option("--days", type=click.IntRange(183, None), default=None, help="Default: ZZD_AUDIT_RETENTION_DAYS.")
 def audit_prune(days: int | None) -> None:
     """Delete entries older than the retention (at least six months); the chain's anchor moves with them."""
-    from kernel.audit import prune
+    from kernel.audit import AuditKeyMismatch, prune
     from kernel.db.database import Database
     from zzd.cli import _settings
 
-    keep = days or _settings().audit_retention_days
+    settings = _settings()
+    keep = days or settings.audit_retention_days
+    key = _audit_key(settings)
 
     async def go() -> int:
-        db = Database(_url())
+        db = Database(settings.database_url)
         now = datetime.now(UTC)
         try:
-            return await prune(db, now - timedelta(days=keep), now)
+            return await prune(db, key, now - timedelta(days=keep), now)
+        except AuditKeyMismatch as exc:
+            raise click.ClickException(str(exc)) from exc
         finally:
             await db.dispose()
 

@@ -26,7 +26,7 @@ from apps.ratelimit import AppRateLimiter
 from apps.registry import AppRegistry
 from apps.stream import StreamDeliveries
 from apps.subscriptions import SubscriptionService
-from kernel.audit import SEAL_GAP, Sealer
+from kernel.audit import SEAL_GAP, Sealer, check_key
 from kernel.audit import prune as prune_audit
 from kernel.clock import Clock, SystemClock
 from kernel.db.base import metadata
@@ -420,8 +420,11 @@ class Services:
         if not self.db.is_sqlite:  # SQLite plans without such statistics: no writer turn every interval
             # Plans kept by prepared statements follow the tables' growth (kernel/db/dialect.py).
             self.jobs.every(self.settings.statistics_interval, self._refresh_statistics, "statistics")
-        # Audited writes only insert their entry; this chains them after each commit (kernel/audit.py).
-        self.sealer = Sealer(self.db)
+        # Audited writes only insert their entry; this chains them after each commit (kernel/audit.py), under
+        # the key kept outside the database. A process with another key than the chain's does not start.
+        key = self.settings.audit_secret()
+        await check_key(self.db, key)
+        self.sealer = Sealer(self.db, key)
         self.jobs.every(self.sealer.poll, self.sealer.run_once, "audit-seal", wake=self.sealer.bell, wake_gap=SEAL_GAP)
         self.jobs.every(self.settings.retention_interval, self.retention.run, "retention")
         # The open platform: outbox events become deliveries; webhooks go out from every process.
@@ -452,7 +455,8 @@ class Services:
     async def _prune_audit(self) -> None:
         """Retention: entries older than ``audit_retention_days`` go, the chain's anchor moves with them."""
         now = self.clock.now()
-        await prune_audit(self.db, now - timedelta(days=self.settings.audit_retention_days), now)
+        key = self.settings.audit_secret()
+        await prune_audit(self.db, key, now - timedelta(days=self.settings.audit_retention_days), now)
 
     async def _refresh_statistics(self) -> None:
         """``ANALYZE`` the project's table that grew most since its last analyze, if enough (PostgreSQL)."""

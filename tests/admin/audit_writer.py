@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -21,7 +22,7 @@ from kernel.db.database import Database
 
 async def main(url: str, count: int, tag: str) -> None:
     db = Database(url)
-    sealer = Sealer(db, poll=0.2)
+    sealer = Sealer(db, os.environ["ZZD_AUDIT_KEY"].encode(), poll=0.2)  # the test's key (tests/conftest.py)
     sealing = asyncio.create_task(sealer.run())
     gate = asyncio.Semaphore(8)
 

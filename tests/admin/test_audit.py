@@ -13,12 +13,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, insert, select, update
 
-from kernel.audit import AuditEntry, AuditQuery, VerifyReport, audit_log, entry_hash, prune, query, record, seal, verify
+from kernel.audit import AuditEntry, AuditQuery, audit_log, entry_hash, prune, query, record, seal
+from kernel.audit_verify import VerifyReport, verify
 from kernel.db.database import Database
 from kernel.errors import NotFound
 from org_tree.jurisdiction import SYSTEM
 from tests.client import login, new_person
-from tests.conftest import RunningServer
+from tests.conftest import AUDIT_KEY, RunningServer
 from tests.org_server import auth, seat, slot
 from tests.waiting import wait_until
 
@@ -30,14 +31,14 @@ async def _write(db: Database, n: int, start: datetime = T0) -> None:
     for i in range(n):
         async with db.write() as conn:
             await record(conn, AuditEntry("test.step", i + 1, detail={"i": i, "名": "李四"}), start + timedelta(days=i))
-    assert await seal(db) == n
+    assert await seal(db, AUDIT_KEY) == n
 
 
 async def test_verify_catches_edits_insertions_deletions_and_a_cut_tail(own_db_url: str) -> None:
     db = Database(own_db_url)
     try:
         await _write(db, 6)
-        assert (await verify(db)).to_dict() == {
+        assert (await verify(db, AUDIT_KEY)).to_dict() == {
             "ok": True, "checked": 6, "first_seq": 1, "last_seq": 6, "problem": None, "bad_seq": None,
             "bad_id": None, "unsealed": 0, "unsealed_ids": [], "oldest_unsealed_at": None,
         }  # fmt: skip
@@ -46,18 +47,18 @@ async def test_verify_catches_edits_insertions_deletions_and_a_cut_tail(own_db_u
         # an edited detail
         async with db.write() as conn:
             await conn.execute(update(audit_log).where(audit_log.c.id == 3).values(detail='{"i":99}'))
-        assert ((r := await verify(db)).ok, r.bad_id) == (False, 3)
+        assert ((r := await verify(db, AUDIT_KEY)).ok, r.bad_id) == (False, 3)
         async with db.write() as conn:
             await conn.execute(update(audit_log).where(audit_log.c.id == 3).values(detail=rows[2]["detail"]))
-        assert (await verify(db)).ok
+        assert (await verify(db, AUDIT_KEY)).ok
         # an edit that also recomputes the row's own hash: the next row's prev_hash gives it away
         forged = {**rows[2], "actor_person_id": 77}
-        forged["hash"] = entry_hash(forged)
+        forged["hash"] = entry_hash(forged, AUDIT_KEY)
         async with db.write() as conn:
             await conn.execute(
                 update(audit_log).where(audit_log.c.id == 3).values(actor_person_id=77, hash=forged["hash"])
             )
-        assert ((r := await verify(db)).ok, r.bad_id) == (False, 4)
+        assert ((r := await verify(db, AUDIT_KEY)).ok, r.bad_id) == (False, 4)
         async with db.write() as conn:
             await conn.execute(
                 update(audit_log).where(audit_log.c.id == 3).values(actor_person_id=3, hash=rows[2]["hash"])
@@ -65,27 +66,28 @@ async def test_verify_catches_edits_insertions_deletions_and_a_cut_tail(own_db_u
         # a deleted row in the middle
         async with db.write() as conn:
             await conn.execute(delete(audit_log).where(audit_log.c.id == 4))
-        assert ((r := await verify(db)).ok, r.bad_seq, r.bad_id, r.problem) == (False, 4, None, "entry 4 is missing")
+        r = await verify(db, AUDIT_KEY)
+        assert (r.ok, r.bad_seq, r.bad_id, r.problem) == (False, 4, None, "entry 4 is missing")
         async with db.write() as conn:
             await conn.execute(insert(audit_log).values(**rows[3]))
-        assert (await verify(db)).ok
+        assert (await verify(db, AUDIT_KEY)).ok
         # the newest row deleted (the head still names it), or a row appended past the head
         async with db.write() as conn:
             await conn.execute(delete(audit_log).where(audit_log.c.id == 6))
-        assert not (await verify(db)).ok
+        assert not (await verify(db, AUDIT_KEY)).ok
         async with db.write() as conn:
             await conn.execute(insert(audit_log).values(**rows[5]))
             extra = {**rows[5], "id": 7, "seq": 7, "prev_hash": rows[5]["hash"], "action": "test.forged"}
-            extra["hash"] = entry_hash(extra)
+            extra["hash"] = entry_hash(extra, AUDIT_KEY)
             await conn.execute(insert(audit_log).values(**extra))
-        assert ((r := await verify(db)).ok, r.problem) == (False, "the log ends at 7 but the head names 6")
+        assert ((r := await verify(db, AUDIT_KEY)).ok, r.problem) == (False, "the log ends at 7 but the head names 6")
         async with db.write() as conn:
             await conn.execute(delete(audit_log).where(audit_log.c.id == 7))
-        assert (await verify(db)).ok
+        assert (await verify(db, AUDIT_KEY)).ok
         # an entry's id changed (its position and fields untouched): the hash covers the id too
         async with db.write() as conn:
             await conn.execute(update(audit_log).where(audit_log.c.id == 2).values(id=200))
-        assert ((r := await verify(db)).ok, r.bad_seq, r.bad_id) == (False, 2, 200)
+        assert ((r := await verify(db, AUDIT_KEY)).ok, r.bad_seq, r.bad_id) == (False, 2, 200)
     finally:
         await db.dispose()
 
@@ -96,19 +98,19 @@ async def test_retention_moves_the_anchor_and_the_chain_still_verifies(own_db_ur
         await _write(db, 5)
         async with db.write() as conn:  # committed but not sealed yet: pruning leaves it alone
             await record(conn, AuditEntry("test.late"), T0)
-        deleted = await prune(db, T0 + timedelta(days=2), T0 + timedelta(days=300))
+        deleted = await prune(db, AUDIT_KEY, T0 + timedelta(days=2), T0 + timedelta(days=300))
         assert deleted == 2
-        report = await verify(db)
+        report = await verify(db, AUDIT_KEY)
         assert (report.ok, report.first_seq, report.last_seq, report.unsealed_ids) == (True, 3, 5, (6, 7))
-        assert await seal(db) == 2
-        report = await verify(db)
+        assert await seal(db, AUDIT_KEY) == 2
+        report = await verify(db, AUDIT_KEY)
         assert (report.ok, report.first_seq, report.last_seq, report.unsealed) == (True, 3, 7, 0)
         items, _ = await query(db, AuditQuery(action="audit.pruned"))
         assert items[0]["detail"]["deleted"] == 2
         # deleting the oldest kept row is still caught
         async with db.write() as conn:
             await conn.execute(delete(audit_log).where(audit_log.c.id == 3))
-        assert not (await verify(db)).ok
+        assert not (await verify(db, AUDIT_KEY)).ok
     finally:
         await db.dispose()
 
@@ -181,7 +183,7 @@ async def test_entries_commit_with_their_change_and_auditors_see_their_subtree(o
 
 
 async def _sealed(db: Database) -> VerifyReport | None:
-    report = await verify(db)
+    report = await verify(db, AUDIT_KEY)
     return report if report.unsealed == 0 else None
 
 

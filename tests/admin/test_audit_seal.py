@@ -9,18 +9,21 @@ tampering is still caught; a sealer that found the head busy comes back.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
-from kernel.audit import AuditEntry, Sealer, audit_head, audit_log, record, seal, verify
+from kernel.audit import AuditEntry, Sealer, audit_head, audit_log, record, seal
+from kernel.audit_verify import verify
 from kernel.db.database import Database
+from tests.conftest import AUDIT_KEY
 from tests.waiting import scaled, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,9 +53,9 @@ async def test_two_processes_writing_at_once_seal_into_one_valid_chain(own_db_ur
     by_children = sum(json.loads(out)["sealed"] for out, _ in outs)
     db = Database(own_db_url)
     try:
-        rest = await seal(db, wait=True)
+        rest = await seal(db, AUDIT_KEY, wait=True)
         assert by_children + (rest or 0) == 2 * per  # each entry sealed exactly once, by whichever sealer
-        report = await verify(db)
+        report = await verify(db, AUDIT_KEY)
         assert (report.ok, report.checked, report.first_seq, report.last_seq, report.unsealed) == (
             True, 2 * per, 1, 2 * per, 0,
         )  # fmt: skip
@@ -64,7 +67,7 @@ async def test_two_processes_writing_at_once_seal_into_one_valid_chain(own_db_ur
         victim = chain[per]
         async with db.write() as conn:
             await conn.execute(update(audit_log).where(audit_log.c.id == victim["id"]).values(outcome="denied"))
-        report = await verify(db)
+        report = await verify(db, AUDIT_KEY)
         assert (report.ok, report.bad_seq, report.bad_id) == (False, per + 1, victim["id"])
     finally:
         await db.dispose()
@@ -74,7 +77,7 @@ async def test_two_processes_writing_at_once_seal_into_one_valid_chain(own_db_ur
 async def _sealing(url: str, poll: float) -> AsyncIterator[tuple[Database, Sealer]]:
     """A database with its sealer running; the sealer is cancelled and the database disposed however it ends."""
     async with Database(url) as db:
-        sealer = Sealer(db, poll=poll)
+        sealer = Sealer(db, AUDIT_KEY, poll=poll)
         task = asyncio.create_task(sealer.run())
         try:
             yield db, sealer
@@ -99,7 +102,7 @@ async def test_a_rolled_back_entry_leaves_no_hole_and_the_sealer_wakes_after_com
 
 
 async def _all_sealed(db: Database) -> object:
-    report = await verify(db)
+    report = await verify(db, AUDIT_KEY)
     return report if report.unsealed == 0 and report.checked else None
 
 
@@ -115,23 +118,23 @@ async def test_entries_commit_past_an_open_audited_transaction_and_seal_in_visib
             async with asyncio.timeout(scaled(5)):  # before issue 16 B waited here for A's head lock
                 async with db.write() as b:
                     id_b = await record(b, AuditEntry("test.fast"), NOW)
-                assert await seal(db) == 1
+                assert await seal(db, AUDIT_KEY) == 1
             with pytest.raises(RuntimeError):  # C takes an id after B and rolls back
                 async with db.write() as c:
                     await record(c, AuditEntry("test.rolled_back"), NOW)
                     raise RuntimeError("the change failed")
-            report = await verify(db)  # A's entry is not committed: invisible, not a hole
+            report = await verify(db, AUDIT_KEY)  # A's entry is not committed: invisible, not a hole
             assert (report.ok, report.last_seq, report.unsealed) == (True, 1, 0)
-        assert await seal(db) == 1
+        assert await seal(db, AUDIT_KEY) == 1
         chain = await _chain(db)
         assert [(r["id"], r["seq"]) for r in chain] == [(id_b, 1), (id_a, 2)] and id_a < id_b
-        assert (await verify(db)).ok
+        assert (await verify(db, AUDIT_KEY)).ok
         # the hash covers the id where it differs from the position: swapping the two ids is caught
         async with db.write() as conn:
             await conn.execute(update(audit_log).where(audit_log.c.id == id_a).values(id=-1))
             await conn.execute(update(audit_log).where(audit_log.c.id == id_b).values(id=id_a))
             await conn.execute(update(audit_log).where(audit_log.c.id == -1).values(id=id_b))
-        assert ((r := await verify(db)).ok, r.bad_seq) == (False, 1)
+        assert ((r := await verify(db, AUDIT_KEY)).ok, r.bad_seq) == (False, 1)
     finally:
         await db.dispose()
 
@@ -144,7 +147,7 @@ async def test_a_sealer_that_finds_the_head_busy_comes_back(own_pg_database: str
             async with db.write() as conn:
                 await record(conn, AuditEntry("test.waiting"), NOW)
             await wait_until(lambda: sealer.busy, 10, "the sealer found the head busy")
-            assert (await verify(db)).unsealed == 1
+            assert (await verify(db, AUDIT_KEY)).unsealed == 1
         report = await wait_until(lambda: _all_sealed(db), 10, "sealed once the head was free")
         assert (report.ok, report.checked) == (True, 1)
 
@@ -161,7 +164,7 @@ async def test_verify_beside_a_running_sealer_reports_no_false_break(own_db_url:
         writing = asyncio.create_task(writes())
         problems: list[str | None] = []
         while not writing.done():
-            problems.extend(r.problem for r in [await verify(db)] if not r.ok)
+            problems.extend(r.problem for r in [await verify(db, AUDIT_KEY)] if not r.ok)
         await writing
         assert problems == []
         report = await wait_until(lambda: _all_sealed(db), 10, "all sealed")
@@ -171,12 +174,12 @@ async def test_verify_beside_a_running_sealer_reports_no_false_break(own_db_url:
 async def test_a_stopping_process_seals_what_it_committed_last(own_db_url: str) -> None:
     db = Database(own_db_url)
     try:
-        sealer = Sealer(db, poll=3600)  # never woken: only the shutdown pass runs
+        sealer = Sealer(db, AUDIT_KEY, poll=3600)  # never woken: only the shutdown pass runs
         async with db.write() as conn:
             await record(conn, AuditEntry("test.last_words"), NOW)
-        assert (await verify(db)).unsealed == 1
+        assert (await verify(db, AUDIT_KEY)).unsealed == 1
         await sealer.flush()
-        report = await verify(db)
+        report = await verify(db, AUDIT_KEY)
         assert (report.ok, report.checked, report.unsealed, sealer.sealed) == (True, 1, 0, 1)
     finally:
         await db.dispose()
@@ -184,28 +187,30 @@ async def test_a_stopping_process_seals_what_it_committed_last(own_db_url: str) 
 
 def _chain_written_before_0011(url: str) -> None:
     """Three entries chained the way kernel/audit.py did before revision 0011 (id as position, under the head)."""
-    import hashlib
+    sha256_chain(url, 3, datetime(2026, 1, 1, tzinfo=UTC), step=timedelta(days=1), before_0011=True)
 
+
+def sha256_chain(url: str, n: int, at: datetime, *, step: timedelta, before_0011: bool = False) -> None:
+    """``n`` entries chained with plain SHA-256, as kernel/audit.py did before revision 0019 (and before 0011:
+    without ``seq``, the head's ``last_id`` their last position)."""
     from sqlalchemy import text
 
+    seq, head = ("", "last_id") if before_0011 else (", seq", "last_seq")
+
     async def go() -> None:
-        db = Database(url)
-        try:
-            async with db.write() as conn:
-                prev = "0" * 64
-                for i in (1, 2, 3):
-                    at = datetime(2026, 1, i, tzinfo=UTC)
-                    fields = [i, at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), None, None, "x", "ok", None, None, "{}", prev]
-                    digest = hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode()).hexdigest()
-                    await conn.execute(
-                        text("INSERT INTO audit_log (id, at, action, outcome, detail, prev_hash, hash) "
-                             "VALUES (:i, :at, 'x', 'ok', '{}', :p, :h)"),
-                        {"i": i, "at": at, "p": prev, "h": digest},
-                    )  # fmt: skip
-                    prev = digest
-                await conn.execute(text("UPDATE audit_head SET last_id = 3, last_hash = :h"), {"h": prev})
-        finally:
-            await db.dispose()
+        async with Database(url) as db, db.write() as conn:
+            prev = "0" * 64
+            for i in range(1, n + 1):
+                t = at + step * (i - 1)
+                fields = [i, t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), None, None, "x", "ok", None, None, "{}", prev]
+                digest = hashlib.sha256(json.dumps(fields, separators=(",", ":")).encode()).hexdigest()
+                await conn.execute(
+                    text(f"INSERT INTO audit_log (id, at, action, outcome, detail{seq}, prev_hash, hash) "
+                         f"VALUES (:i, :at, 'x', 'ok', '{{}}'{', :i' if seq else ''}, :p, :h)"),
+                    {"i": i, "at": t, "p": prev, "h": digest},
+                )  # fmt: skip
+                prev = digest
+            await conn.execute(text(f"UPDATE audit_head SET {head} = :n, last_hash = :h"), {"n": n, "h": prev})
 
     asyncio.run(go())
 
@@ -227,18 +232,19 @@ def test_a_chain_written_before_the_sealer_still_verifies_and_grows(backend: str
             url = pg_url(stack.enter_context(temp_pg_database("zzd_audit_seal", migrate=False)))
         command.upgrade(alembic_config(url), "0010_streams_retention")
         _chain_written_before_0011(url)
-        upgrade(url)
+        upgrade(url, audit_key=AUDIT_KEY)  # revision 0019 re-seals the chain under the key
 
         async def after() -> tuple[object, ...]:
             db = Database(url)
             try:
-                before = await verify(db)
+                before = await verify(db, AUDIT_KEY)
                 async with db.write() as conn:
                     new_id = await record(conn, AuditEntry("test.after_0011"), NOW)
-                sealed = await seal(db)
-                report = await verify(db)
+                sealed = await seal(db, AUDIT_KEY)
+                report = await verify(db, AUDIT_KEY)
                 return before.ok, before.checked, new_id, sealed, report.ok, report.checked, report.last_seq
             finally:
                 await db.dispose()
 
-        assert asyncio.run(after()) == (True, 3, 4, 1, True, 4, 4)
+        # 0019's audit.rekeyed entry (id 4) is sealed with the test's one
+        assert asyncio.run(after()) == (True, 3, 5, 2, True, 5, 5)

@@ -11,13 +11,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from kernel.audit import AuditQuery, query, verify
+from kernel.audit import AuditQuery, query
+from kernel.audit_verify import verify
 from kernel.db.database import Database
 from kernel.errors import BadRequest
 from kernel.schema import persons
 from org_tree.jurisdiction import SYSTEM
 from org_tree.provisioning import apply_plan, plan_import
-from tests.conftest import RunningServer
+from tests.conftest import AUDIT_KEY, RunningServer
 from tests.org_server import cli_env, slot
 
 HEADER = "login,name,phone,positions\n"
@@ -65,7 +66,7 @@ async def test_import_is_idempotent_all_or_nothing_and_codes_activate_once(org_s
     assert (renamed.created, renamed.updated, renamed.unchanged) == (0, 1, 2)
     created, _ = await query(s.db, AuditQuery(action="person.created"))
     assert sorted(e["detail"]["login"] for e in created) == ["li4", "wang5", "zhang3"]
-    assert (await verify(s.db)).ok
+    assert (await verify(s.db, AUDIT_KEY)).ok
     # activation: the code sets the password once; a wrong code or a second use is refused alike
     codes = dict(res.codes)
     async with httpx.AsyncClient(base_url=rs.http) as h:
