@@ -66,7 +66,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, Integer, String, Table, Text, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.base import UTCDateTime, metadata
@@ -124,6 +140,9 @@ audit_log = Table(
     Column("unit_id", ID, nullable=True),
     # "/<root id>/…/<unit id>/" at the time of the entry, so auditors filter by subtree with a prefix.
     Column("unit_path", String(400), nullable=True),
+    # " /a/…/x/ /b/…/y/": the actor's own units of a refused attempt, each after a space, so an auditor of
+    # any of them finds it with a LIKE on " <subtree path>" (revision 0020); null for every other entry.
+    Column("actor_unit_paths", Text, nullable=True),
     # Canonical JSON (sorted keys) of what the action was about.
     Column("detail", Text, nullable=False),
     # The chain, set by the sealer (null until then): dense position, previous entry's hash, own hash.
@@ -188,6 +207,8 @@ class AuditEntry:
     unit_id: int | None = None
     unit_path: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    #: The actor's own units, as ``unit_path``s, for a refusal (``admin.denied``): their auditors see it too.
+    actor_unit_paths: tuple[str, ...] = ()
 
 
 def canonical_time(at: datetime) -> str:
@@ -225,6 +246,8 @@ def entry_payload(row: dict[str, Any]) -> bytes:
     ]
     if int(row["id"]) != int(row["seq"]):
         fields.append(int(row["id"]))
+    if row.get("actor_unit_paths") is not None:  # a string: never mistaken for the id above
+        fields.append(row["actor_unit_paths"])
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -267,6 +290,7 @@ def entry_rows(entries: Sequence[AuditEntry], at: datetime) -> list[dict[str, An
             "unit_id": e.unit_id,
             "unit_path": e.unit_path,
             "detail": _detail_text(e.detail),
+            "actor_unit_paths": "".join(" " + p for p in e.actor_unit_paths) or None,
         }
         for e in entries
     ]
@@ -445,6 +469,13 @@ def _row_dict(r: Any) -> dict[str, Any]:
     }
 
 
+def _in_subtree(prefix: str) -> ColumnElement[bool]:
+    """Entries about the subtree ``prefix`` names: their unit is in it, or (a refusal) one of the actor's units."""
+    t = audit_log
+    return or_(t.c.unit_path.startswith(prefix, autoescape=True),
+               t.c.actor_unit_paths.contains(" " + prefix, autoescape=True))  # fmt: skip
+
+
 async def query(db: Database, q: AuditQuery) -> tuple[list[dict[str, Any]], int | None]:
     """Entries newest first; returns (entries, next ``before_id`` or None)."""
     t = audit_log
@@ -452,11 +483,9 @@ async def query(db: Database, q: AuditQuery) -> tuple[list[dict[str, Any]], int 
     if q.actor_person_id is not None:
         stmt = stmt.where(t.c.actor_person_id == q.actor_person_id)
     if q.unit_prefix is not None:
-        stmt = stmt.where(t.c.unit_path.startswith(q.unit_prefix, autoescape=True))
+        stmt = stmt.where(_in_subtree(q.unit_prefix))
     if q.unit_prefixes is not None:
-        from sqlalchemy import false, or_
-
-        stmt = stmt.where(or_(false(), *[t.c.unit_path.startswith(p, autoescape=True) for p in q.unit_prefixes]))
+        stmt = stmt.where(or_(false(), *[_in_subtree(p) for p in q.unit_prefixes]))
     if q.since is not None:
         stmt = stmt.where(t.c.at >= q.since)
     if q.until is not None:

@@ -26,7 +26,7 @@ from kernel.schema import auth_sessions, persons
 from kernel.text import check_text, normalize_name
 from org_tree.directory_service import DirectoryService, PersonCard
 from org_tree.divisions import Level
-from org_tree.grants import Perm, active_grants, holds_grant, require_grant, unit_path_of
+from org_tree.grants import Perm, active_grants, grant_unit, holds_grant, require_grant, unit_path_of
 from org_tree.holder import OrgIndexHolder
 from org_tree.index import OrgIndex, RoleInfo
 from org_tree.jurisdiction import Actor, access_position, access_unit, check_jurisdiction
@@ -140,10 +140,18 @@ class OrgService:
         Also for refusals that are not a missing grant (a self-grant, disabling oneself): docs/admin.md
         promises every refused administrative attempt on record, and those were answered 403 unrecorded.
         """
-        unit_id, path = unit_path_of(self.index, u)
+        idx = self.index
+        unit_id, path = unit_path_of(idx, u)
+        # Filed under the target, and also under the actor's own units (those of their positions and
+        # grants): an attempt on the neighbouring county is seen by the auditors of the actor's county too,
+        # not only by the neighbour's (found by the administration audit).
+        own = {idx.position_unit(k) for k in (idx.find_slot(p) for p in actor.position_ids) if k >= 0}
+        own |= {w for w in (grant_unit(idx, g) for g in actor.grants) if w is not None}
+        mine = sorted((unit_path_of(idx, o) for o in own), key=lambda x: str(x[1]))
+        more = {"actor_unit_ids": [i for i, _ in mine]} if mine else {}
         entry = AuditEntry(
             "admin.denied", actor.person_id or None, None, "denied", unit_id, path,
-            {"attempted": action, "permission": str(perm), **detail},
+            {"attempted": action, "permission": str(perm), **detail, **more}, tuple(str(q) for _, q in mine),
         )  # fmt: skip
         async with self._db.write() as conn:
             await record(conn, entry, self._clock.now())

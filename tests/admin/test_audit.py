@@ -182,6 +182,42 @@ async def test_entries_commit_with_their_change_and_auditors_see_their_subtree(o
     assert all(e["seq"] and e["hash"] for e in (await h_entries(rs, tok)))
 
 
+async def test_a_refused_attempt_on_the_neighbour_is_seen_by_the_actors_own_auditors(org_server: RunningServer) -> None:
+    """Refusals were filed under the target unit only, so county A's auditor never saw A's administrator
+    attack county B (found by the administration audit); now both counties' auditors see the one entry."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    idx = s.org_index.index
+    admin_id, admin_login = await new_person(s, "甲县管理员")
+    await s.grants.grant(SYSTEM, admin_id, "990101", frozenset({"assignments"}))
+    victim = idx.position_id(slot(idx, "990102001001", "village_secretary"))
+    tok = (await login(rs.http, admin_login))["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        r = await h.post(f"/api/v1/org/positions/{victim}/handover", json={"person_id": admin_id})
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "no_grant"), r.text
+
+    async def denials(audited: str, **params: str) -> list[dict[str, object]]:
+        pid, lg = await new_person(s, "审计员")
+        await s.grants.grant(SYSTEM, pid, audited, frozenset({"audit"}))
+        t = (await login(rs.http, lg))["access_token"]
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(t)) as h:
+            r = await h.get("/api/v1/audit", params={"action": "admin.denied", "actor": str(admin_id), **params})
+            assert r.status_code == 200, r.text
+            return r.json()["entries"]  # type: ignore[no-any-return]
+
+    own = await denials("990101")  # county A: the attacker's own
+    ids = [[e["id"] for e in found] for found in (own, await denials("990102"), await denials("990101", unit="990101"))]
+    assert len(own) == 1 and ids == [[own[0]["id"]]] * 3, ids  # the same one entry from both sides
+    entry = own[0]
+    assert (entry["unit_id"], entry["outcome"], entry["detail"]) == (
+        idx.unit_id(idx.unit("990102001001")), "denied",
+        {"attempted": "org.handover", "permission": "assignments", "position_id": victim,
+         "actor_unit_ids": [idx.unit_id(idx.unit("990101"))]},
+    )  # fmt: skip
+    # Only the two sides: a township of county A (not the administrator's unit) sees nothing of it.
+    assert await denials("990101001") == []
+
+
 async def _sealed(db: Database) -> VerifyReport | None:
     report = await verify(db, AUDIT_KEY)
     return report if report.unsealed == 0 else None
