@@ -131,9 +131,15 @@ class NewRole(BodyModel):
     levels: Annotated[
         list[Annotated[str, StringConstraints(min_length=1, max_length=16)] | int], Field(min_length=1, max_length=6)
     ]
+    #: Which units a position of the role may address (docs/selectors.md, "Jurisdiction").
     jurisdiction: Literal["subtree", "chain", "unit", "none"] = "subtree"
+    #: The head of its unit: head(pos:N) and the unit_head vacancy fallback name it.
     is_head: bool = False
+    #: A pool position: several primary holders, any of whom may take work offered to it.
     pool: bool = False
+    #: Recorded with the role only: a division import gives positions to the shipped catalog's
+    #: auto roles (org_tree/roles.toml), so a role added here gets positions through
+    #: POST /api/v1/org/positions, whatever this says.
     auto: bool = False
 
 
