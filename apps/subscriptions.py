@@ -26,9 +26,9 @@ from apps.schema import app_deliveries, app_delivery_attempts, app_subscriptions
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound
-from kernel.numbers import MAX_ID, parse_uint
 from messaging.tasks.categories import list_categories
 from org_tree.index import OrgIndex
+from org_tree.selectors import unit_value
 
 __all__ = ["FILTER_KEYS", "Subscription", "SubscriptionService", "new_whsec"]
 
@@ -139,12 +139,7 @@ class SubscriptionService:
                 )
         if "unit" in raw:
             idx: OrgIndex = self.index()
-            ref = raw["unit"]
-            if isinstance(ref, str) and ref.startswith("#"):  # the ``#id`` form, as in URLs and selectors
-                uid = parse_uint(ref[1:], 0, MAX_ID)
-                ref = ref if uid is None else uid
-            if not isinstance(ref, int | str) or isinstance(ref, bool):
-                raise BadRequest("unit must be a unit code or id", data={"field": "unit"})
+            ref = unit_value(raw["unit"])  # the forms every unit field takes (docs/selectors.md)
             u = idx.unit(ref)
             if not idx.contains(idx.unit(p.app.subtree_unit_id), u):
                 raise Forbidden(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernel.errors import BadRequest
+from kernel.numbers import MAX_ID, parse_uint
 from org_tree.divisions import Level
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ __all__ = [
     "SuperiorOf",
     "Union",
     "UnitAll",
+    "UNIT_FORMS",
     "UnitRef",
     "atoms",
     "is_unit_code",
@@ -49,6 +51,7 @@ __all__ = [
     "parse_text",
     "to_json",
     "to_text",
+    "unit_value",
 ]
 
 MAX_TEXT = 4_000
@@ -146,6 +149,32 @@ def is_unit_code(value: str) -> bool:
     search reads as a code (``org_tree.structure``, ``org_tree.search_scope``).
     """
     return _CODE_RE.fullmatch(value) is not None
+
+
+#: How a request may name a unit, as the refusals say it (docs/selectors.md "Units").
+UNIT_FORMS = 'its code (1-32 ASCII letters and digits, "330802"), its id as "#17", or (in JSON) the integer 17'
+
+
+def unit_value(value: object, field: str = "unit") -> int | str:
+    """A unit named in a request: its id (``17`` in JSON, ``"#17"`` anywhere) or its code (``"330802"``).
+
+    The one reading of a unit reference for every field that takes one (URL paths, query
+    parameters, bodies, subscription filters, selectors), so ``#17`` means the same wherever it
+    is written. A bare string of digits is a code: NBS codes are digits. Anything else answers
+    400 naming ``field`` and the accepted forms (a well-formed code no unit has is a 404 later).
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
+        return value
+    if isinstance(value, str):
+        uid = parse_uint(value[1:], 0, MAX_ID) if value.startswith("#") else None
+        if uid is not None:
+            return uid
+        if is_unit_code(value):
+            return value
+    raise BadRequest(f"{field} must name a unit by {UNIT_FORMS}", data={"field": field, "accepted": _UNIT_ACCEPTED})
+
+
+_UNIT_ACCEPTED = ["330802", "#17", 17]
 
 
 _TOKEN = re.compile(
@@ -294,13 +323,11 @@ _KINDS = ("position", "role", "unit_all", "head_of", "superior_of", "union", "ex
 
 
 def _unit_from_json(value: Any, field: str) -> UnitRef:
-    if isinstance(value, bool):
-        raise _bad(f"{field} must be a unit code (ASCII letters and digits) or a unit id (integer)")
-    if isinstance(value, int) and value >= 0:
-        return UnitRef(id=value)
-    if isinstance(value, str) and is_unit_code(value):
-        return UnitRef(code=value)
-    raise _bad(f"{field} must be a unit code (ASCII letters and digits) or a unit id (integer)", value=repr(value)[:40])
+    try:
+        ref = unit_value(value, field)
+    except BadRequest:
+        raise _bad(f"{field} must name a unit by {UNIT_FORMS}", value=repr(value)[:40]) from None
+    return UnitRef(id=ref) if isinstance(ref, int) else UnitRef(code=ref)
 
 
 def _int_from_json(value: Any, field: str) -> int:

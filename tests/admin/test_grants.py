@@ -60,7 +60,11 @@ async def test_a_county_administrator_works_inside_the_grant_only(org_server: Ru
         )
         assert (r.status_code, r.json().get("unit_id")) == (201, unit_id_at(rs, VILLAGE)), r.text
         assert (await h.post(f"/api/v1/admin/grants/{r.json()['id']}/revoke")).status_code == 200
+        # "#" names no unit in any form: refused as such (docs/selectors.md), a well-formed "#id" of none is a 404
         r = await h.post("/api/v1/admin/grants", json={"person_id": newcomer, "unit": "#", "perms": ["assignments"]})
+        assert (r.status_code, r.json()["error"]["data"]["field"]) == (400, "unit"), r.text
+        none = {"person_id": newcomer, "unit": "#999999", "perms": ["assignments"]}
+        r = await h.post("/api/v1/admin/grants", json=none)
         assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found"), r.text
         for body in (
             {"person_id": helper_id, "unit": VILLAGE, "perms": ["audit"]},

@@ -57,13 +57,14 @@ async def test_a_body_names_a_unit_by_hash_id_as_the_docs_say(org_server: Runnin
         r = await h.post(f"/api/v1/org/units/{ref}/merge", json={"into": f"#{into}"})
         assert r.status_code == 200, r.text
         assert r.json()["into_id"] == into
-        # an id no unit has, or "#" with no id, is an unknown unit: 404, and nothing changes
+        # an id no unit has is an unknown unit: 404; "#" with no id, or one no id column holds, names no
+        # unit in any form: 400 naming the field (docs/selectors.md); nothing changes
         before = _org_state(rs)
-        for body in ({"parent": "#99999999", "name": "无"}, {"parent": "#", "name": "无"},
-                     {"parent": "#99999999999999999999", "name": "无"}):  # fmt: skip
+        r = await h.post("/api/v1/org/units", json={"parent": "#99999999", "name": "无"})
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found"), r.text
+        for body in ({"parent": "#", "name": "无"}, {"parent": "#99999999999999999999", "name": "无"}):
             r = await h.post("/api/v1/org/units", json=body)
-            assert r.status_code == 404, (body, r.text)
-            assert r.json()["error"]["code"] == "not_found"
+            assert (r.status_code, r.json()["error"]["data"]["field"]) == (400, "parent"), (body, r.text)
         r = await h.post("/api/v1/org/positions", json={"unit": "#99999999", "role": "village_secretary"})
         assert r.status_code == 404, r.text
         assert _org_state(rs) == before

@@ -101,6 +101,12 @@ def test_json_example_matches_text() -> None:
     assert parse_json(body) == parse_text("村书记@330802/**[village] | (专职网格员@330802/** - *@#17)")
 
 
+def test_json_takes_a_unit_id_as_hash_id_as_the_text_form_does() -> None:
+    """``"#17"`` is the id 17 in JSON too, as in every other unit field (docs/selectors.md)."""
+    assert parse_json({"unit_all": "#17"}) == parse_json({"unit_all": 17}) == parse_text("*@#17")
+    assert parse_json({"role": "河长", "under": "#3"}) == parse_text("河长@#3/**")
+
+
 def test_json_levels_may_be_numbers_as_in_the_text_form() -> None:
     """docs/selectors.md: levels are names "or 1-6", in either form; a JSON client writes 5, not "5"."""
     numbers = parse_json({"role": "河长", "under": "330802", "levels": [4, 5]})
@@ -144,8 +150,9 @@ def test_text_errors_are_bad_request(text: str, fragment: str) -> None:
         ({"role": "河 长", "under": "33"}, "role must be"),
         ({"role": "河长", "under": "33", "levels": [True]}, "level names or numbers"),
         ({"role": "河长", "under": "33", "levels": [7]}, "unknown level"),
-        ({"unit_all": "ab-c"}, "unit code"),
-        ({"unit_all": "a" * 33}, "unit code"),
+        ({"unit_all": "ab-c"}, 'unit_all must name a unit by its code (1-32 ASCII letters and digits, "330802")'),
+        ({"unit_all": "a" * 33}, "must name a unit by its code"),
+        ({"unit_all": "#x"}, "must name a unit by its code"),
         ({"union": [{"position": 1}]}, "at least two"),
         ({"exclude": {"from": {"position": 1}}}, "exclude needs"),
         ({"position": 1, "colour": 2}, "unknown keys"),

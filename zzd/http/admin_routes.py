@@ -77,8 +77,7 @@ async def create_grant(request: Request) -> Response:
     """Give a person permissions over a unit's subtree (``grants`` plus every permission given)."""
     s, actor = await current_actor(request)
     body = await json_body(request, NewGrant)
-    unit = unit_ref(body.unit) if isinstance(body.unit, str) else body.unit
-    g = await s.grants.grant(actor, body.person_id, unit, parse_perms(body.perms))
+    g = await s.grants.grant(actor, body.person_id, body.unit, parse_perms(body.perms))
     return reply(GrantView, g.to_dict(s.org.index), status=201)
 
 

@@ -31,9 +31,9 @@ ScopeName = Annotated[str, StringConstraints(min_length=1, max_length=80)]
 
 class NewAppBody(BodyModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    #: Unit (code or id) whose ``apps`` administrators manage the app.
+    #: Unit (code, ``"#id"`` or integer id) whose ``apps`` administrators manage the app.
     owning_unit: UnitRef
-    #: Unit (code or id) whose subtree the app may address and read.
+    #: Unit (code, ``"#id"`` or integer id) whose subtree the app may address and read.
     subtree: UnitRef
     #: Selector of the positions that see the app in their workbench (可见范围).
     visibility: SelectorIn

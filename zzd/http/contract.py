@@ -16,13 +16,23 @@ from dataclasses import dataclass, field
 from types import UnionType
 from typing import Annotated, Any, TypedDict, TypeVar, Union, Unpack, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel.errors import BadRequest
 from kernel.wire import WireModel
+from org_tree.selectors import UNIT_FORMS, unit_value
 
 __all__ = [
     "ERRORS",
@@ -107,8 +117,19 @@ Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 #: A row id in a body or query string (bounded so that JavaScript clients read it exactly).
 Id = Annotated[int, Field(ge=1, le=2**53)]
 
-#: A unit in a body: its id, or its code.
-UnitRef = Id | Annotated[str, StringConstraints(min_length=1, max_length=32)]
+
+def _unit_in_body(value: int | str) -> int | str:
+    try:
+        return unit_value(value)
+    except BadRequest as exc:
+        raise ValueError(f"must name a unit by {UNIT_FORMS}") from exc
+
+
+#: A unit in a body: its id (``17`` or ``"#17"``, read as the id 17) or its code (``"330802"``).
+UnitRef = Annotated[
+    Id | Annotated[str, StringConstraints(min_length=1, max_length=33)],
+    AfterValidator(_unit_in_body),
+]
 
 
 def _is_int(annotation: object) -> bool:
@@ -233,8 +254,17 @@ def operation_of(endpoint: Callable[..., Any]) -> Op | None:
 
 
 def query(request: Request, model: type[Q]) -> Q:
-    """The query string validated against ``model`` (400 naming the first bad parameter)."""
-    raw = {k: v for k, v in request.query_params.items() if k in model.model_fields}
+    """The query string validated against ``model`` (400 naming the first bad parameter).
+
+    A parameter the model reads may appear once: ``?limit=10&limit=20`` answers 400 naming
+    ``limit`` (before, the last one silently won, so a client and a proxy or cache in
+    between could each read a different value).
+    """
+    params = request.query_params
+    twice = sorted({k for k in params if k in model.model_fields and len(params.getlist(k)) > 1})
+    if twice:
+        raise BadRequest(f"{twice[0]}: give this query parameter once", data={"field": twice[0], "repeated": twice})
+    raw = {k: v for k, v in params.items() if k in model.model_fields}
     try:
         return model.model_validate(raw)
     except ValidationError as exc:

@@ -29,7 +29,9 @@ COMMON = {
     "attachments": "sha256 digests of files uploaded first (POST /api/v1/uploads)",
     "person_id": "a person's id",
     "position_id": "a position's id",
-    "unit": "a unit's code (330802) or #id",
+    "unit": "a unit's code (330802) or #id (#17); in a JSON body also its integer id (docs/selectors.md)",
+    "parent": "a unit's code (330802), #id (#17) or integer id",
+    "into": "a unit's code (330802), #id (#17) or integer id",
     "category": "a task category key (GET /api/v1/tasks/categories)",
 }
 _FIELD = re.compile(r"^\s+(\w+)\s*:")

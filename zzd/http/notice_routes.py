@@ -13,7 +13,7 @@ from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_person
 from zzd.http.common import check_send_rate, json_body
-from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, WireModel, query, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, UnitRef, WireModel, query, reply
 from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.common import Recalled
 from zzd.http.schemas.notices import NoticeView, Pending, Progress, Receipts, Sent
@@ -156,7 +156,7 @@ async def pending(request: Request) -> Response:
 
 
 class RemindBody(BodyModel):
-    unit: UnitParam
+    unit: UnitRef
     #: ack: those who have not acknowledged; read: those who have not read (a notice that needs no acknowledgement
     #: always uses read)
     missing: Literal["read", "ack"] = "ack"
@@ -173,7 +173,7 @@ async def remind(request: Request) -> Response:
     """Remind now the recipients under ``unit`` who have not acknowledged (or read) — sender side only."""
     s, claims = await current_person(request)
     b = await json_body(request, RemindBody)
-    n = await s.notices.remind(claims.person_id, _nid(request), unit=unit_ref(b.unit), missing=b.missing)
+    n = await s.notices.remind(claims.person_id, _nid(request), unit=b.unit, missing=b.missing)
     return reply(Reminded, {"reminded": n})
 
 

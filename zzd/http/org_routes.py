@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,8 +16,8 @@ from kernel.errors import BadRequest
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor
 from zzd.http.common import json_body
-from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, query, reply
-from zzd.http.params import body_unit_ref, unit_ref
+from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, UnitRef, query, reply
+from zzd.http.params import unit_ref
 from zzd.http.schemas.org import (
     AssignmentList,
     AssignmentView,
@@ -44,8 +44,6 @@ __all__ = ["routes"]
 
 api = Endpoints(tag="org")
 
-#: A unit in a body: its id (17), its code ("330802") or "#17", as in a URL.
-UnitRef = Annotated[int | Annotated[str, StringConstraints(min_length=1, max_length=32)], AfterValidator(body_unit_ref)]
 MAX_RESOLVE_PAGE = 1000
 
 

@@ -5,30 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from kernel.errors import BadRequest
-from kernel.numbers import MAX_ID, parse_uint
+from org_tree.selectors import unit_value
 
-__all__ = ["aware_time", "body_unit_ref", "unit_ref"]
-
-
-def unit_ref(raw: str) -> int | str:
-    """A unit named in a URL: its code (``330802``) or ``#id`` (as in the selector text form)."""
-    if raw.startswith("#") and (uid := parse_uint(raw[1:], 0, MAX_ID)) is not None:
-        return uid
-    if not raw or len(raw) > 32 or "\x00" in raw:
-        raise BadRequest("unit must be a code or #id", data={"field": "unit"})
-    return raw
+__all__ = ["aware_time", "unit_ref"]
 
 
-def body_unit_ref(raw: int | str) -> int | str:
-    """A unit named in a JSON body: its id as a number, its code, or ``#id`` as in a URL.
-
-    The body's schema has already bounded the text (1-32 characters); ``#`` and digits naming
-    no possible id stay text and answer 404 like any unknown code. Before, ``"#17"`` in a body
-    was looked up as a code and answered 404, though the API documents the ``#id`` form there.
-    """
-    if isinstance(raw, str) and raw.startswith("#") and (uid := parse_uint(raw[1:], 0, MAX_ID)) is not None:
-        return uid
-    return raw
+def unit_ref(raw: str, field: str = "unit") -> int | str:
+    """A unit named in a URL path or query: its code (``330802``) or ``#id`` (``%2317``); 400 naming ``field``."""
+    return unit_value(raw, field)
 
 
 def aware_time(raw: str | None, field: str) -> datetime | None:

@@ -1,0 +1,117 @@
+"""The app platform's request contract, as an outside audit (2026-12-04) found it lacking: a unit is named
+the same way in every field, a query parameter given twice is refused, every create tells a retry from a
+first write, the token endpoint speaks RFC 6749 5.2 to OAuth2 clients, and ``events:*`` is not granted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.apps.helpers import COUNTY, VILLAGE, admin_token, app_token, make_app
+from tests.client import new_person
+from tests.conftest import RunningServer
+from tests.org_server import auth, seat, unit_id_at
+
+TOKEN = "/api/v1/auth/token"
+
+
+async def _app(rs: RunningServer, scopes: list[str], name: str = "契约应用") -> tuple[dict[str, Any], dict[str, str]]:
+    made = await make_app(rs, await admin_token(rs), name=name, scopes=scopes)
+    r = await app_token(rs, made["client_id"], made["client_secret"])
+    assert r.status_code == 200, r.text
+    return made, auth(r.json()["access_token"])
+
+
+# ----------------------------------------------------------------------------------------- 1. units
+async def test_a_unit_is_its_code_its_id_or_hash_id_in_every_field(org_server: RunningServer) -> None:
+    rs = org_server
+    county_id, village_id = unit_id_at(rs, COUNTY), unit_id_at(rs, VILLAGE)
+    admin = await admin_token(rs, perms=frozenset({"apps", "grants"}))
+    pid, _ = await new_person(rs.services_obj)  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(admin)) as h:
+        # The app's owning unit and subtree: "#id" as well as the code and the integer id.
+        scopes = ["org:read", "notice:send", "events:report.filed"]
+        body = {"name": "井号单位", "owning_unit": f"#{county_id}", "subtree": f"#{county_id}",
+                "visibility": f"*@#{county_id}", "scopes": scopes}  # fmt: skip
+        r = await h.post("/api/v1/apps", json=body)
+        assert r.status_code == 201, r.text
+        made = r.json()
+        assert (made["owning_unit_id"], made["subtree_unit_id"]) == (county_id, county_id)
+        # A grant's unit, the same three ways.
+        for unit in (f"#{village_id}", village_id, VILLAGE):
+            r = await h.post("/api/v1/admin/grants", json={"person_id": pid, "unit": unit, "perms": ["apps"]})
+            assert r.status_code in (201, 409), (unit, r.text)
+        # A malformed unit is a 400 that names the field and the forms it takes, whatever the field.
+        for path, bad in (
+            ("/api/v1/apps", {**body, "name": "坏单位", "subtree": "#x1"}),
+            ("/api/v1/apps", {**body, "name": "坏单位", "owning_unit": "33-08"}),
+            ("/api/v1/admin/grants", {"person_id": pid, "unit": "#", "perms": ["apps"]}),
+        ):
+            r = await h.post(path, json=bad)
+            assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_body"), r.text
+            assert "#17" in r.json()["error"]["message"], r.text
+        r = await h.get("/api/v1/audit", params={"unit": "33-08"})
+        err = r.json()["error"]
+        assert (r.status_code, err["data"]["field"]) == (400, "unit"), r.text
+        assert err["data"]["accepted"] == ["330802", "#17", 17]
+    tok = (await app_token(rs, made["client_id"], made["client_secret"])).json()["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        # The JSON selector form takes "#id" too (it used to refuse it while the text form took it).
+        for selector in ({"unit_all": f"#{village_id}"}, {"unit_all": village_id}, f"*@#{village_id}"):
+            r = await h.post("/api/v1/bot/audience/preview", json={"selector": selector})
+            assert r.status_code == 200, (selector, r.text)
+        r = await h.post("/api/v1/bot/audience/preview", json={"selector": {"unit_all": "#x"}})
+        assert (r.status_code, r.json()["error"]["data"]["field"]) == (400, "selector"), r.text
+        # The subscription filter and the bot's unit path, as before.
+        sub = {"mode": "stream", "event_types": ["report.filed"], "filters": {"unit": f"#{village_id}"}}
+        r = await h.post("/api/v1/bot/subscriptions", json=sub)
+        assert (r.status_code, r.json()["filters"]) == (201, {"unit": village_id}), r.text
+        r = await h.post("/api/v1/bot/subscriptions", json={**sub, "filters": {"unit": "9901 01"}})
+        assert (r.status_code, r.json()["error"]["data"]["field"]) == (400, "unit"), r.text
+        assert (await h.get(f"/api/v1/bot/org/units/%23{village_id}")).status_code == 200
+        r = await h.get("/api/v1/bot/org/units/bad-code")
+        assert (r.status_code, r.json()["error"]["data"]["field"]) == (400, "unit"), r.text
+
+
+async def test_a_notice_reminder_takes_a_unit_id_as_every_body_does(org_server: RunningServer) -> None:
+    rs = org_server
+    _, _, head_pos, head = await seat(rs, COUNTY, "county_head")
+    await seat(rs, VILLAGE, "village_secretary")
+    village_id = unit_id_at(rs, VILLAGE)
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(head)) as h:
+        notice = {"as_position": head_pos, "selector": f"*@{VILLAGE}", "client_msg_id": "n-unit", "title": "开会",
+                  "ack_required": True}  # fmt: skip
+        nid = (await h.post("/api/v1/notices", json=notice)).json()["notice_id"]
+        r = await h.post(f"/api/v1/notices/{nid}/remind", json={"unit": village_id})
+        assert r.status_code == 200, r.text
+        # the same unit the other two ways: read as that unit, so reminded "less than a minute ago"
+        for unit in (f"#{village_id}", VILLAGE):
+            r = await h.post(f"/api/v1/notices/{nid}/remind", json={"unit": unit})
+            assert (r.status_code, r.json()["error"]["code"]) == (429, "rate_limited"), (unit, r.text)
+        r = await h.post(f"/api/v1/notices/{nid}/remind", json={"unit": "#-1"})
+        assert (r.status_code, r.json()["error"]["data"]["field"]) == (400, "unit"), r.text
+
+
+# ------------------------------------------------------------------------- 2. repeated parameters
+async def test_a_query_parameter_given_twice_is_refused_naming_it(org_server: RunningServer) -> None:
+    rs = org_server
+    _, bot = await _app(rs, ["events:report.filed"])
+    admin = auth(await admin_token(rs, perms=frozenset({"audit"})))
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        sid = (await h.post("/api/v1/bot/subscriptions", headers=bot,
+                            json={"mode": "stream", "event_types": ["report.filed"]})).json()["id"]  # fmt: skip
+        for path, headers, params, name in (
+            (f"/api/v1/bot/subscriptions/{sid}/attempts", bot, [("limit", "10"), ("limit", "20")], "limit"),
+            (f"/api/v1/bot/subscriptions/{sid}/deliveries", bot, [("state", "dead"), ("state", "pending")], "state"),
+            ("/api/v1/audit", admin, [("since", "2026-12-01T00:00:00Z"), ("since", "2026-12-02T00:00:00Z")], "since"),
+            ("/api/v1/admin/grants", admin, [("person_id", "1"), ("person_id", "2")], "person_id"),
+        ):
+            r = await h.get(path, headers=headers, params=params)
+            assert r.status_code == 400, (path, r.text)
+            err = r.json()["error"]
+            assert (err["code"], err["data"]["field"], err["data"]["repeated"]) == ("bad_request", name, [name])
+            # once is fine; a parameter the endpoint does not read is ignored, repeated or not
+            r = await h.get(path, headers=headers, params=[params[0], ("colour", "a"), ("colour", "b")])
+            assert r.status_code == 200, (path, r.text)
