@@ -22,6 +22,7 @@ from messaging.conversations.service import ConversationService
 from messaging.notices.model import Compose
 from messaging.notices.service import NoticeService
 from messaging.tasks.lifecycle import CLIENT_ACTIONS, Action
+from messaging.tasks.model import CreatedTasks
 from messaging.tasks.reports import ReportService
 from messaging.tasks.service import TaskService
 from org_tree.grants import Grant, Perm
@@ -101,12 +102,11 @@ class BotService:
         title: str,
         body: str,
         key: str,
-    ) -> list[dict[str, Any]]:
-        made = await self.tasks.create(
+    ) -> CreatedTasks:
+        return await self.tasks.create(
             p.app.bot_person_id, p.app.bot_position_id, selector=selector, shared=shared, category=category,
             title=title, body=body, client_msg_id=key,
         )  # fmt: skip
-        return [t.summary() for t in made]
 
     async def act(
         self,

@@ -18,13 +18,25 @@ from kernel.wire import iso
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DIGEST", "Linker", "TaskRow", "check_digests", "iso"]
+__all__ = ["DIGEST", "CreatedTasks", "Linker", "TaskRow", "check_digests", "iso"]
 
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 MAX_ATTACHMENTS = 9
 MAX_TITLE = 200
 MAX_BODY = 10_000
 MAX_COMMENT = 2_000
+
+
+class CreatedTasks(list["TaskRow"]):
+    """The tasks a create made, or, for a retry of one already made, those it made then.
+
+    ``duplicate`` says which: the REST shell answers a retry 200 with ``Idempotent-Replayed``
+    (docs/protocol.md "Retries"), as notices and messages do, instead of a second 201.
+    """
+
+    def __init__(self, rows: Sequence[TaskRow] = (), *, duplicate: bool = False) -> None:
+        super().__init__(rows)
+        self.duplicate = duplicate
 
 
 def check_digests(digests: Sequence[str], field: str = "attachments") -> list[str]:

@@ -27,7 +27,7 @@ from messaging.ports import IndexProvider
 from messaging.tasks.categories import Category, get_category, list_categories, load_catalog, put_category
 from messaging.tasks.categories import seed_categories as _seed
 from messaging.tasks.lifecycle import Action, Side, State, decide
-from messaging.tasks.model import TaskRow, check_digests, check_task_text
+from messaging.tasks.model import CreatedTasks, TaskRow, check_digests, check_task_text
 from messaging.tasks.routing import escalation_target
 from messaging.tasks.schema import task_events, tasks
 from messaging.tasks.storage import tasks_in_one_statement
@@ -157,10 +157,10 @@ class TaskService:
         body: str,
         client_msg_id: str,
         attachments: Sequence[str] = (),
-    ) -> list[TaskRow]:
+    ) -> CreatedTasks:
         """One task per addressed position (``shared=False``) or one task any of them may accept.
 
-        Idempotent by ``(actor, client_msg_id)``: a retry returns the stored tasks.
+        Idempotent by ``(actor, client_msg_id)``: a retry returns the stored tasks, marked ``duplicate``.
 
         Raises:
             Forbidden: the actor does not hold the position, or the selector is out of its jurisdiction.
@@ -202,8 +202,8 @@ class TaskService:
         actor_position_id: int,
         *,
         selector: str | None = None,
-    ) -> list[TaskRow]:
-        async def change(tx: Txn) -> list[TaskRow]:
+    ) -> CreatedTasks:
+        async def change(tx: Txn) -> CreatedTasks:
             conn, now = tx.conn, tx.now
             made = Change(Action.CREATE, actor_person_id, actor_position_id, attachments=digests)
             if tasks_in_one_statement(conn):  # every task in one statement, the category read with them
@@ -231,10 +231,9 @@ class TaskService:
                     .where(tasks.c.client_msg_id == base["client_msg_id"])
                     .order_by(tasks.c.id)
                 )
-                out = [TaskRow.from_row(r) for r in rows]
-            else:
-                tx.audit(task_audit(index, base, actor_position_id, out, selector))
-            return out
+                return CreatedTasks([TaskRow.from_row(r) for r in rows], duplicate=True)
+            tx.audit(task_audit(index, base, actor_position_id, out, selector))
+            return CreatedTasks(out)
 
         return await self.uow.run(change)
 
@@ -248,7 +247,7 @@ class TaskService:
         title: str | None = None,
         shared: bool = False,
         as_position: int | None = None,
-    ) -> list[TaskRow]:
+    ) -> CreatedTasks:
         """Tasks for the positions a notice addressed, created as the notice's sender position.
 
         ``as_position``, like every other write's, names the position the caller acts as: it

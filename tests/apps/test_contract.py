@@ -115,3 +115,42 @@ async def test_a_query_parameter_given_twice_is_refused_naming_it(org_server: Ru
             # once is fine; a parameter the endpoint does not read is ignored, repeated or not
             r = await h.get(path, headers=headers, params=[params[0], ("colour", "a"), ("colour", "b")])
             assert r.status_code == 200, (path, r.text)
+
+
+# ---------------------------------------------------------------------------------- 3. replays
+async def test_every_create_answers_a_retry_as_a_replay(org_server: RunningServer) -> None:
+    rs = org_server
+    _, _, head_pos, head = await seat(rs, COUNTY, "county_head")
+    _, _, w_pos, _ = await seat(rs, "990101001001001", "grid_worker")
+    _, bot = await _app(rs, ["task:create", "notice:send"])
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(head)) as h:
+        task = {"as_position": head_pos, "selector": f"pos:{w_pos}", "title": "巡查河道", "client_msg_id": "t-replay"}
+        notice = {"as_position": head_pos, "selector": f"pos:{w_pos}", "title": "开会", "client_msg_id": "n-replay"}
+        nid = None
+        for path, body in (("/api/v1/tasks", task), ("/api/v1/notices", notice)):
+            first = await h.post(path, json=body)
+            again = await h.post(path, json=body)
+            assert (first.status_code, first.json()["duplicate"]) == (201, False), first.text
+            assert "idempotent-replayed" not in first.headers
+            assert (again.status_code, again.json()["duplicate"]) == (200, True), again.text
+            assert again.headers["idempotent-replayed"] == "true"
+            nid = first.json().get("notice_id", nid)
+        # tasks for a notice's positions: the same
+        body = {"as_position": head_pos, "client_msg_id": "nt-replay"}
+        first = await h.post(f"/api/v1/notices/{nid}/tasks", json=body)
+        again = await h.post(f"/api/v1/notices/{nid}/tasks", json=body)
+        assert (first.status_code, again.status_code, again.json()["duplicate"]) == (201, 200, True), again.text
+        assert again.json()["tasks"] == first.json()["tasks"]
+        assert again.headers["idempotent-replayed"] == "true"
+    async with httpx.AsyncClient(base_url=rs.http, headers=bot) as h:
+        # the bot API: the first status and body again, with the header
+        for path, body in (
+            ("/api/v1/bot/tasks", {"selector": f"pos:{w_pos}", "title": "清理河道"}),
+            ("/api/v1/bot/notices", {"selector": f"pos:{w_pos}", "title": "开会"}),
+        ):
+            first = await h.post(path, json=body, headers={"Idempotency-Key": path[-5:]})
+            again = await h.post(path, json=body, headers={"Idempotency-Key": path[-5:]})
+            assert first.status_code == again.status_code == 201, again.text
+            assert again.json() == first.json() and first.json()["duplicate"] is False
+            assert "idempotent-replayed" not in first.headers
+            assert again.headers["idempotent-replayed"] == "true"

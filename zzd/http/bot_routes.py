@@ -25,12 +25,12 @@ from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
 from zzd.http.app_auth import current_app
 from zzd.http.common import json_body
-from zzd.http.contract import BodyModel, Endpoints, Id, reply
+from zzd.http.contract import REPLAYED, BodyModel, Endpoints, Id, reply
 from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.apps import BotMe, BotPosted, BotUnit, CheckedIn
 from zzd.http.schemas.notices import NoticeView, Progress, Sent
 from zzd.http.schemas.org import Preview as PreviewAnswer
-from zzd.http.schemas.tasks import ReportView, TaskDetail, TaskList, TaskView
+from zzd.http.schemas.tasks import ReportView, TaskDetail, TasksMade, TaskView
 from zzd.http.upload_routes import _DOWNLOAD_DOC, _UPLOAD_DOC, SHA256_HEADER, Uploaded, _content_length, file_response
 
 __all__ = ["routes"]
@@ -95,7 +95,12 @@ async def _idempotent(
     fn: Callable[[str], Awaitable[tuple[int, Any]]],
     model: type[BaseModel],
 ) -> Response:
-    """Run a create once per ``Idempotency-Key``; a retry gets the first status and body back."""
+    """Run a create once per ``Idempotency-Key``; a retry gets the first status and body back.
+
+    Every replay carries ``Idempotent-Replayed: true``: one answered from the stored record, and one
+    whose first attempt committed but died before its answer was stored (the service then
+    answers from its own ``client_msg_id`` record, ``duplicate: true``).
+    """
     keys = request.headers.getlist("idempotency-key")
     # Two keys on one request: which one would a retry repeat? Refused like a malformed key.
     key = check_key(keys[0] if len(keys) == 1 else None)
@@ -104,8 +109,8 @@ async def _idempotent(
         p.app_id, key, sig, body.model_dump_json().encode(), lambda: fn(key)
     )
     resp = reply(model, answer, status=status)
-    if replayed:
-        resp.headers["Idempotent-Replayed"] = "true"
+    if replayed or (isinstance(answer, dict) and answer.get("duplicate") is True):
+        resp.headers[REPLAYED] = "true"
     return resp
 
 
@@ -183,7 +188,7 @@ async def notice_progress(request: Request) -> Response:
     return reply(Progress, await s.bot.progress(p, _id(request, "notice_id")))
 
 
-@api.route("POST", "/tasks", {201: TaskList}, body=BotTasks, errors=(404, 409, 429), extra=_IDEMPOTENT)
+@api.route("POST", "/tasks", {200: TasksMade, 201: TasksMade}, body=BotTasks, errors=(404, 409, 429), extra=_IDEMPOTENT)
 async def create_tasks(request: Request) -> Response:
     """Tasks on positions of the app's subtree (one per position, or one shared)."""
     s, p = await current_app(request, Scope.TASK_CREATE)
@@ -194,9 +199,9 @@ async def create_tasks(request: Request) -> Response:
             p, selector=parse_selector(b.selector), shared=b.shared, category=b.category, title=b.title,
             body=b.body, key=key,
         )  # fmt: skip
-        return 201, {"tasks": made}
+        return (200 if made.duplicate else 201), {"tasks": [t.summary() for t in made], "duplicate": made.duplicate}
 
-    return await _idempotent(request, s, p, b, go, TaskList)
+    return await _idempotent(request, s, p, b, go, TasksMade)
 
 
 @api.route("GET", "/tasks/{task_id:int}", {200: TaskDetail}, errors=(429,))

@@ -16,7 +16,7 @@ from kernel.wire import ClientMsgId, loads
 from messaging.chat import SendRequest
 from zzd.http.actors import current_person
 from zzd.http.common import check_send_rate, json_body
-from zzd.http.contract import BodyModel, Endpoints, QueryModel, query, reply
+from zzd.http.contract import BodyModel, Endpoints, QueryModel, created, query, reply
 from zzd.http.schemas.chat import EventPage, History, Inbox, Posted
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ async def send(request: Request) -> Response:
     body = await json_body(request, SendBody)
     check_send_rate(s, claims.person_id)
     res = await s.chat.send(SendRequest(claims.person_id, body.to, body.client_msg_id, body.body))
-    return reply(Posted, res, status=200 if res.duplicate else 201)
+    return created(Posted, res, duplicate=res.duplicate)
 
 
 @api.route("GET", "/api/v1/conversations", {200: Inbox}, query=InboxQuery)

@@ -42,9 +42,11 @@ __all__ = [
     "Op",
     "PATH_PARAMS",
     "QueryModel",
+    "REPLAYED",
     "Timestamp",
     "UnitRef",
     "WireModel",
+    "created",
     "operation",
     "operation_of",
     "query",
@@ -287,3 +289,19 @@ def reply(model: type[BaseModel], data: Any, status: int = 200) -> Response:
         to_dict = getattr(data, "to_dict", None)
         value = model.model_validate(to_dict() if callable(to_dict) else data, from_attributes=True)
     return Response(value.__pydantic_serializer__.to_json(value), status_code=status, media_type="application/json")
+
+
+#: The header that marks an answer to a retried create (docs/protocol.md "Retries").
+REPLAYED = "Idempotent-Replayed"
+
+
+def created(model: type[BaseModel], data: Any, *, duplicate: bool) -> Response:
+    """A create's answer: 201, or for a retry of a create already made 200 with ``Idempotent-Replayed: true``.
+
+    Why one helper: every create keyed by a ``client_msg_id`` must tell a retry from a first
+    write the same way (tasks answered a retry 201 with nothing to tell it by, notices 200).
+    """
+    resp = reply(model, data, status=200 if duplicate else 201)
+    if duplicate:
+        resp.headers[REPLAYED] = "true"
+    return resp

@@ -19,7 +19,7 @@ from messaging.conversations.model import PostRequest
 from zzd.auth.tokens import AccessClaims
 from zzd.http.actors import current_actor, current_person
 from zzd.http.common import authenticate, check_send_rate, json_body, services_of
-from zzd.http.contract import BodyModel, Endpoints, Id, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, created, reply
 from zzd.http.params import unit_ref
 from zzd.http.schemas.chat import GroupView, MessageChanged, Muted, Posted, ReadBy, ReadMarker
 
@@ -112,7 +112,7 @@ async def _post(request: Request, claims: AccessClaims, body: PostBody, **target
             **target,  # type: ignore[arg-type]
         )
     )
-    return reply(Posted, res, status=200 if res.duplicate else 201)
+    return created(Posted, res, duplicate=res.duplicate)
 
 
 @api.route(

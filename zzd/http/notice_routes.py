@@ -13,7 +13,7 @@ from messaging.notices.model import validate_compose
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_person
 from zzd.http.common import check_send_rate, json_body
-from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, UnitRef, WireModel, query, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, UnitRef, WireModel, created, query, reply
 from zzd.http.params import aware_time, unit_ref
 from zzd.http.schemas.common import Recalled
 from zzd.http.schemas.notices import NoticeView, Pending, Progress, Receipts, Sent
@@ -100,7 +100,7 @@ async def send(request: Request) -> Response:
         attachments=b.attachments,
     )
     res = await s.notices.send(claims.person_id, b.as_position, compose)
-    return reply(Sent, res, status=200 if res.duplicate else 201)
+    return created(Sent, res, duplicate=res.duplicate)
 
 
 @api.route("GET", "/api/v1/notices/{notice_id:int}", {200: NoticeView})

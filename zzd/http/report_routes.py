@@ -12,7 +12,7 @@ from kernel.wire import ClientMsgId
 from messaging.tasks.reports import Filing
 from zzd.http.actors import current_person
 from zzd.http.common import check_send_rate, json_body
-from zzd.http.contract import BodyModel, Endpoints, Id, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, created, reply
 from zzd.http.schemas.tasks import ReportView
 
 __all__ = ["routes"]
@@ -59,7 +59,7 @@ async def file_report(request: Request) -> Response:
     check_send_rate(s, claims.person_id, "reports")
     filing = Filing(b.client_msg_id, b.category, b.text, b.location.lat, b.location.lon, b.photos, b.beyond_capacity)
     report, duplicate = await s.reports.file(claims.person_id, b.as_position, filing)
-    return reply(ReportView, report, status=200 if duplicate else 201)
+    return created(ReportView, report, duplicate=duplicate)
 
 
 @api.route("GET", "/api/v1/reports/{report_id:int}", {200: ReportView})

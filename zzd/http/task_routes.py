@@ -17,15 +17,16 @@ from kernel.errors import BadRequest
 from kernel.wire import ClientMsgId
 from messaging.tasks.categories import validate_category
 from messaging.tasks.lifecycle import CLIENT_ACTIONS, Action
+from messaging.tasks.model import CreatedTasks
 from messaging.tasks.stats import unit_stats
 from org_tree.grants import Perm
 from org_tree.jurisdiction import access_unit
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor, current_person
 from zzd.http.common import authenticate, check_send_rate, json_body, services_of
-from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, query, reply
+from zzd.http.contract import BodyModel, Endpoints, Id, QueryModel, created, query, reply
 from zzd.http.params import aware_time, unit_ref
-from zzd.http.schemas.tasks import CategoryList, CategoryView, TaskDetail, TaskList, TaskStats, TaskView
+from zzd.http.schemas.tasks import CategoryList, CategoryView, TaskDetail, TaskList, TasksMade, TaskStats, TaskView
 
 __all__ = ["routes"]
 
@@ -98,7 +99,11 @@ class StatsQuery(QueryModel):
     )
 
 
-@api.route("POST", "/api/v1/tasks", {201: TaskList}, body=NewTasks, errors=(404, 429))
+#: A create's answers: 201 made, 200 a retry of one already made (``Idempotent-Replayed: true``).
+_MADE = {200: TasksMade, 201: TasksMade}
+
+
+@api.route("POST", "/api/v1/tasks", _MADE, body=NewTasks, errors=(404, 429))
 async def create(request: Request) -> Response:
     """Tasks to the positions a selector names; acknowledged after they commit."""
     s, claims = await current_person(request)
@@ -108,7 +113,11 @@ async def create(request: Request) -> Response:
         claims.person_id, b.as_position, selector=parse_selector(b.selector), shared=b.shared,
         category=b.category, title=b.title, body=b.body, client_msg_id=b.client_msg_id, attachments=b.attachments,
     )  # fmt: skip
-    return reply(TaskList, {"tasks": [t.summary() for t in made]}, status=201)
+    return created(TasksMade, _made(made), duplicate=made.duplicate)
+
+
+def _made(made: CreatedTasks) -> dict[str, Any]:
+    return {"tasks": [t.summary() for t in made], "duplicate": made.duplicate}
 
 
 @api.route("GET", "/api/v1/tasks", {200: TaskList}, query=ListQuery)
@@ -178,7 +187,7 @@ async def act(request: Request) -> Response:
     return reply(TaskView, t.summary())
 
 
-@api.route("POST", "/api/v1/notices/{notice_id:int}/tasks", {201: TaskList}, body=NoticeTasks, errors=(409, 429))
+@api.route("POST", "/api/v1/notices/{notice_id:int}/tasks", _MADE, body=NoticeTasks, errors=(409, 429))
 async def from_notice(request: Request) -> Response:
     """Tasks for every position a notice addressed (the notice's sender side only)."""
     s, claims = await current_person(request)
@@ -188,7 +197,7 @@ async def from_notice(request: Request) -> Response:
         claims.person_id, int(request.path_params["notice_id"]), category=b.category,
         client_msg_id=b.client_msg_id, title=b.title, shared=b.shared, as_position=b.as_position,
     )  # fmt: skip
-    return reply(TaskList, {"tasks": [t.summary() for t in made]}, status=201)
+    return created(TasksMade, _made(made), duplicate=made.duplicate)
 
 
 routes = api.routes

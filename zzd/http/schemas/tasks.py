@@ -23,6 +23,7 @@ __all__ = [
     "TaskStats",
     "TaskTransition",
     "TaskView",
+    "TasksMade",
 ]
 
 
@@ -39,6 +40,13 @@ class TaskDetail(TaskView):
 
 class TaskList(WireModel):
     tasks: list[TaskView]
+
+
+class TasksMade(TaskList):
+    """The tasks a create made (201), or those a create with this ``client_msg_id`` made before (200)."""
+
+    #: true: a retry with the same client_msg_id (or Idempotency-Key); nothing new was stored
+    duplicate: bool = False
 
 
 class CategoryView(WireModel):
