@@ -5,12 +5,13 @@ first write, the token endpoint speaks RFC 6749 5.2 to OAuth2 clients, and ``eve
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
 
 from tests.apps.helpers import COUNTY, VILLAGE, admin_token, app_token, make_app
-from tests.client import new_person
+from tests.client import login, new_person
 from tests.conftest import RunningServer
 from tests.org_server import auth, seat, unit_id_at
 
@@ -154,3 +155,42 @@ async def test_every_create_answers_a_retry_as_a_replay(org_server: RunningServe
             assert again.json() == first.json() and first.json()["duplicate"] is False
             assert "idempotent-replayed" not in first.headers
             assert again.headers["idempotent-replayed"] == "true"
+
+
+# ---------------------------------------------------------------------------------- 4. token errors
+async def test_the_token_endpoint_words_errors_as_rfc_6749_for_form_requests(org_server: RunningServer) -> None:
+    rs = org_server
+    made, _ = await _app(rs, ["org:read"])
+    _, lg = await new_person(rs.services_obj)  # type: ignore[attr-defined]
+    await login(rs.http, lg)
+    cid = made["client_id"]
+    wrong = base64.b64encode(f"{cid}:zzdsec_wrong".encode()).decode()
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        for data, headers, status, code in (
+            (
+                {"grant_type": "client_credentials", "client_id": cid, "client_secret": "zzdsec_wrong"},
+                {},
+                401,
+                "invalid_client",
+            ),
+            ({"grant_type": "client_credentials"}, {"Authorization": f"Basic {wrong}"}, 401, "invalid_client"),
+            ({"grant_type": "password", "login": lg, "password": "wrong password"}, {}, 400, "invalid_grant"),
+            ({"grant_type": "refresh_token", "refresh_token": "spent"}, {}, 400, "invalid_grant"),
+            ({"grant_type": "implicit"}, {}, 400, "unsupported_grant_type"),
+            ({"client_id": cid}, {}, 400, "invalid_request"),
+            ({"grant_type": "client_credentials", "client_id": cid}, {}, 400, "invalid_request"),
+        ):
+            r = await h.post(TOKEN, data=data, headers=headers)
+            body = r.json()
+            assert (r.status_code, body["error"]) == (status, code), (data, r.text)
+            assert isinstance(body["error_description"], str) and body["error_description"]
+            assert body["error_detail"]["code"] and body["error_detail"]["message"] == body["error_description"]
+            assert r.headers["cache-control"] == "no-store"
+            if code == "invalid_client":
+                assert r.headers["www-authenticate"] == 'Basic realm="zzd"'
+        # A JSON request keeps the usual body; invalid_client is challenged with Basic there too.
+        r = await h.post(TOKEN, json={"grant_type": "client_credentials", "client_id": cid, "client_secret": "x"})
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_client"), r.text
+        assert r.headers["www-authenticate"] == 'Basic realm="zzd"'
+        r = await h.post(TOKEN, json={"grant_type": "password", "login": lg, "password": "wrong password"})
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_grant"), r.text

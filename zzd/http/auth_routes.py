@@ -18,11 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kernel.audit import AuditEntry, record
-from kernel.errors import BadRequest, ErrorCode, Unauthorized
+from kernel.errors import BadRequest, ErrorCode, Unauthorized, ZzdError
 from kernel.sessions import IssuedSession
 from kernel.text import check_text
 from zzd.http.actors import current_person
-from zzd.http.common import error_response, json_body, json_or_form_body, services_of
+from zzd.http.common import error_response, is_form, json_body, json_or_form_body, oauth_error, services_of
 from zzd.http.contract import BodyModel, Endpoints, reply
 from zzd.http.schemas.auth import AppToken, Me, TokenAnswer, Tokens
 from zzd.http.schemas.common import Revoked
@@ -133,25 +133,34 @@ async def _client_credentials(s: Services, request: Request, body: TokenRequest)
     )
 
 
+#: The challenge of an ``invalid_client`` answer: the client authentication this endpoint takes.
+BASIC_CHALLENGE = 'Basic realm="zzd"'
+
+
 @api.route("POST", "/api/v1/auth/token", {200: Tokens}, body=TokenRequest, errors=(401, 429), public=True)
 async def token(request: Request) -> Response:
     """Sign in (password), renew (refresh_token; each works once), or an app's token (client_credentials).
 
     The body is JSON, or form-encoded (``application/x-www-form-urlencoded``, each field at most
-    once) as RFC 6749 sends token requests and OAuth2 client libraries do.
+    once) as RFC 6749 sends token requests and OAuth2 client libraries do; a form-encoded
+    request's errors are worded as RFC 6749 5.2 words them (:func:`oauth_error`).
     """
+    try:
+        return await _token(request)
+    except ZzdError as exc:
+        answer = oauth_error(exc) if is_form(request) else error_response(exc)
+        if exc.code == ErrorCode.INVALID_CLIENT:
+            # RFC 6749 5.2: invalid_client is challenged with the scheme the endpoint takes for
+            # client authentication (HTTP Basic, 2.3.1), not Bearer, which it does not take.
+            answer.headers["WWW-Authenticate"] = BASIC_CHALLENGE
+        return answer
+
+
+async def _token(request: Request) -> Response:
     s = services_of(request)
     body = await json_or_form_body(request, TokenRequest)  # JSON, or form-encoded as RFC 6749 sends it
     if body.grant_type == "client_credentials":
-        try:
-            return await _client_credentials(s, request, body)
-        except Unauthorized as exc:
-            if request.headers.get("authorization", "").partition(" ")[0].lower() != "basic":
-                raise
-            # RFC 6749 5.2: a client that authenticated with Basic is challenged with Basic, not Bearer
-            answer = error_response(exc)
-            answer.headers["WWW-Authenticate"] = 'Basic realm="zzd"'
-            return answer
+        return await _client_credentials(s, request, body)
     if body.grant_type == "password":
         if body.login is None or body.password is None:
             raise BadRequest("login and password are required", data={"fields": ["login", "password"]})

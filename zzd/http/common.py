@@ -30,8 +30,10 @@ __all__ = [
     "check_send_rate",
     "error_response",
     "guard_int_params",
+    "is_form",
     "json_body",
     "json_or_form_body",
+    "oauth_error",
     "services_of",
 ]
 
@@ -54,6 +56,38 @@ def error_response(err: ZzdError) -> JSONResponse:
     if isinstance(retry, int):
         headers = {"Retry-After": str(retry)}
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status, headers=headers)
+
+
+def oauth_error(err: ZzdError) -> JSONResponse:
+    """``err`` as RFC 6749 5.2 words it: ``{"error": "<code>", "error_description": "…"}``.
+
+    Why: OAuth2 client libraries send token requests form-encoded (RFC 6749 4.4.2) and read the
+    answer's ``error`` as one of the RFC's codes (a string); ZZD's usual body has an object
+    there. So a form-encoded request gets this body, with ZZD's own error object beside it as
+    ``error_detail``; a JSON request keeps the usual body (docs/apps.md "Token errors").
+    The RFC's statuses: 401 for ``invalid_client``, 400 for the others (an ``invalid_grant``,
+    a wrong password or a spent refresh token, is 400 here, 401 in the JSON answer); 429 and
+    503 keep their status and ``Retry-After``.
+    """
+    status = err.http_status
+    if err.code == ErrorCode.INVALID_CLIENT:
+        code = "invalid_client"
+    elif status in (401, 403, 404):
+        code, status = "invalid_grant", 400
+    elif status == 429:
+        code = "rate_limited"
+    elif status == 503:
+        code = "temporarily_unavailable"
+    else:
+        problems = err.data.get("errors") or [{}]
+        bad_grant = err.data.get("field") == "grant_type" and problems[0].get("problem") != "Field required"
+        code, status = ("unsupported_grant_type" if bad_grant else "invalid_request"), 400
+    base = error_response(err)
+    answer = JSONResponse({"error": code, "error_description": err.message, "error_detail": err.to_dict()},
+                          status_code=status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})  # fmt: skip
+    if "retry-after" in base.headers:
+        answer.headers["Retry-After"] = base.headers["retry-after"]
+    return answer
 
 
 async def json_body(request: Request, model: type[M]) -> M:
@@ -122,6 +156,11 @@ _FORM_TAGS = frozenset({"int", "str", "float", "bool", "dict", "list", "none", "
 
 def _content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def is_form(request: Request) -> bool:
+    """Whether the body is declared HTML-form-encoded (``application/x-www-form-urlencoded``)."""
+    return _content_type(request) == FORM
 
 
 async def _read(request: Request) -> bytes:
