@@ -194,3 +194,23 @@ async def test_the_token_endpoint_words_errors_as_rfc_6749_for_form_requests(org
         assert r.headers["www-authenticate"] == 'Basic realm="zzd"'
         r = await h.post(TOKEN, json={"grant_type": "password", "login": lg, "password": "wrong password"})
         assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_grant"), r.text
+
+
+# ----------------------------------------------------------------------------------- 5. events:*
+async def test_events_star_is_not_granted_even_to_a_whole_tree_administrator(org_server: RunningServer) -> None:
+    rs = org_server
+    county, root = await admin_token(rs), await admin_token(rs, unit=None)
+    for tok in (county, root):
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+            for scopes in (["events:*"], ["events:*.*"], ["org:read", "events:*"]):
+                body = {"name": f"全部事件{scopes}{tok[-6:]}", "owning_unit": COUNTY, "subtree": COUNTY,
+                        "visibility": f"*@{COUNTY}", "scopes": scopes}  # fmt: skip
+                r = await h.post("/api/v1/apps", json=body)
+                assert r.status_code == 400, r.text
+                data = r.json()["error"]["data"]
+                assert data["field"] == "scopes" and data["unknown"] == sorted(set(scopes) - {"org:read"})
+                assert "events:task.*" in data["accepted"] and "events:*" not in data["accepted"]
+    made, _ = await _app(rs, ["events:task.*"])
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(county)) as h:
+        r = await h.patch(f"/api/v1/apps/{made['id']}", json={"scopes": ["events:*"]})
+        assert (r.status_code, r.json()["error"]["data"]["unknown"]) == (400, ["events:*"]), r.text
