@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,6 +121,10 @@ async def test_bad_frames_get_structured_errors_keep_the_connection_and_store_no
         ("second hello", {"type": "hello", "id": "h2", "v": 1, "token": "x"}, "conflict"),
         ("sync epoch too long", {"type": "sync", "id": "s1", "since": 0, "epoch": "e" * 33}, "invalid_frame"),
         ("history limit 0", {"type": "history", "id": "s2", "with_person": b_id, "limit": 0}, "invalid_frame"),
+        # docs/protocol.md's bad_request row names these frame refusals (a client expected invalid_frame).
+        ("to a person with attachments", {**_send(b_id, "x", attachments=["a1"]), "id": "br1"}, "bad_request"),
+        ("conversations cursor", {"type": "conversations", "id": "br2", "cursor": "zz"}, "bad_request"),
+        ("missing type", {"id": "ut1"}, "unknown_type"),
     ]
     for what, frame, code in frame_cases:
         ref = frame.get("id") if isinstance(frame, dict) else None
@@ -130,6 +135,12 @@ async def test_bad_frames_get_structured_errors_keep_the_connection_and_store_no
             data = reply.get("data", {})
             assert data.get("field") or (data.get("errors") and all(e["field"] for e in data["errors"])), reply
         await _assert_usable(a)
+
+    protocol = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    [row] = [line for line in protocol.splitlines() if line.startswith("| `bad_request` |")]
+    assert "Frames get it too" in row and '`data.field: "to"`' in row, row
+    [row] = [line for line in protocol.splitlines() if line.startswith("| `unknown_type` |")]
+    assert "missing or non-string" in row, row
 
     assert await _counts(server) == before, "a rejected frame reached the database"
     # The same connection still sends; and the counting does see writes.
