@@ -46,7 +46,7 @@ class Directory:
 
     def __init__(self, index: OrgIndex) -> None:
         self.version = index.version
-        self.unit_names = Names([])
+        self.unit_names = Names([], phrases=True)
         self._unit_name_of = array("i")  # unit handle → name id
         self._units_by_name: dict[int, list[int]] = {}
         self._name_levels = bytearray()  # unit name id → bit mask of the levels of units that carried it
@@ -106,7 +106,7 @@ class Directory:
                 nid = by_name[name] = len(distinct)
                 distinct.append(name)
             ids[u] = nid
-        self.unit_names = Names(distinct)
+        self.unit_names = Names(distinct, phrases=True)
         self._unit_name_of = ids
         groups: dict[int, list[int]] = {}
         levels = bytearray(len(distinct))

@@ -26,6 +26,7 @@ from array import array
 from bisect import bisect_left, bisect_right, insort
 
 from pypinyin import Style, lazy_pinyin
+from pypinyin.constants import PHRASES_DICT
 
 __all__ = ["Names", "pinyin_fast"]
 
@@ -48,6 +49,43 @@ def pinyin_fast(name: str) -> tuple[str, str]:
             full.append(py)
             initials.append(py[0])
     return "".join(full).replace(" ", ""), "".join(initials)
+
+
+_PHRASE_PINYIN: dict[str, list[str]] = {}
+
+
+def phrase_pinyin(name: str) -> tuple[str, str]:
+    """The reading of ``name`` with its words read as words (长沙 → "changsha"), else ("", "").
+
+    ``pinyin_fast`` reads a character alone, so a polyphone takes its commonest reading
+    (长 → zhang: 长沙 "zhangsha", 重庆 "zhongqing", 厦门 "shamen"). Here the longest word of
+    pypinyin's phrase dictionary (2-4 characters) starting at each place is read as that word,
+    left to right, and the result is returned only when it differs; unit names carry both
+    readings, so a place is found as it is spoken and as before. A dictionary look-up a
+    place, not ``lazy_pinyin`` of the whole name: that cost 50 µs a name (a second for a
+    province's unit names in the directory build), this a few.
+    """
+    default, _ = pinyin_fast(name)
+    syllables: list[str] = []
+    i, n, changed = 0, len(name), False
+    while i < n:
+        for size in (4, 3, 2):
+            word = name[i : i + size]
+            if len(word) == size and word in PHRASES_DICT:
+                read = _PHRASE_PINYIN.get(word)
+                if read is None:
+                    read = _PHRASE_PINYIN[word] = [s.lower() for s in lazy_pinyin(word, style=Style.NORMAL)]
+                syllables.extend(read)
+                changed = True
+                i += size
+                break
+        else:
+            syllables.append(_CHAR_PINYIN.get(name[i]) or pinyin_fast(name[i])[0])
+            i += 1
+    full = "".join(syllables).replace(" ", "")
+    if not changed or full == default:
+        return "", ""
+    return full, "".join(s[0] for s in syllables if s)
 
 
 class _Column:
@@ -115,9 +153,12 @@ class _Column:
 class Names:
     """Distinct names with their pinyin and initials; ``find(term, cap)`` → (name id, exact) of those containing it."""
 
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], *, phrases: bool = False) -> None:
         self._id: dict[str, int] = {}
-        self._cols = (_Column(2), _Column(3), _Column(2))  # characters, pinyin, initials
+        # characters, pinyin, initials; with ``phrases`` also the words' reading and its initials
+        # ("" where it is the characters' reading: see phrase_pinyin)
+        self._phrases = phrases
+        self._cols = (_Column(2), _Column(3), _Column(2)) + ((_Column(3), _Column(2)) if phrases else ())
         self.names: list[str] = self._cols[0].values
         self._sealed = False
         for n in names:
@@ -134,7 +175,8 @@ class Names:
         nid = self._id.get(name)
         if nid is None:
             nid = self._id[name] = len(self.names)
-            for col, value in zip(self._cols, (name, *pinyin_fast(name)), strict=True):
+            values = (name, *pinyin_fast(name), *(phrase_pinyin(name) if self._phrases else ()))
+            for col, value in zip(self._cols, values, strict=True):
                 col.add(nid, value)
                 if self._sealed:
                     col.insert_sorted(nid)
@@ -149,10 +191,10 @@ class Names:
         if name == term:
             return 0
         if pinyin_too:
-            full, initials = self._cols[1].values[nid], self._cols[2].values[nid]
-            if full == folded or initials == folded:
+            spelt = [col.values[nid] for col in self._cols[1:]]
+            if folded in spelt:
                 return 0
-            if folded in full or folded in initials:
+            if any(folded in value for value in spelt):
                 return 1
         return 1 if term in name else None
 

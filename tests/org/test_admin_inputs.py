@@ -145,3 +145,39 @@ async def test_role_keys_and_names_never_name_two_roles(org_server: RunningServe
         # the words still name the roles they named: grid_worker is the grid worker
         r = await h.get("/api/v1/org/search", params={"q": "grid_worker", "limit": 100})
         assert {hit["role_key"] for hit in r.json()["hits"]} == {"grid_worker"}
+
+
+async def test_a_place_is_found_by_the_pinyin_it_is_spoken_with(org_server: RunningServer) -> None:
+    """找岗位 finds 长沙 by "changsha" (and still by the characters' "zhangsha"), 重庆 by "chongqing".
+
+    Before, each character was read alone, so a polyphone took its commonest reading and a
+    place typed as it is spoken was not found: "changsha", "chongqing", "xiamen", "huangpi".
+    """
+    rs = org_server
+    token = await _admin(rs, COUNTY, {"org"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+        made = {}
+        for name in ("长沙村", "重庆村"):
+            r = await h.post("/api/v1/org/units", json={"parent": TOWN, "name": name})
+            assert r.status_code == 201, r.text
+            r = await h.post("/api/v1/org/positions", json={"unit": r.json()["code"], "role": "village_secretary"})
+            assert r.status_code == 201, r.text
+            made[name] = r.json()["id"]
+
+        async def found(q: str) -> set[int]:
+            r = await h.get("/api/v1/org/search", params={"q": q, "limit": 100})
+            assert r.status_code == 200, r.text
+            return {hit["position_id"] for hit in r.json()["hits"]}
+
+        for q in ("changshacun", "changsha", "zhangsha", "csc", "zsc", "长沙村"):
+            assert made["长沙村"] in await found(q), q
+        for q in ("chongqing", "zhongqing", "cqc"):
+            assert made["重庆村"] in await found(q), q
+        assert made["长沙村"] not in await found("chongqing")
+        # a rename is read the same way at once
+        r = await h.get(f"/api/v1/org/positions/{made['重庆村']}")
+        unit = r.json()["unit_id"]
+        r = await h.patch(f"/api/v1/org/units/%23{unit}", json={"name": "厦门村"})
+        assert r.status_code == 200, r.text
+        assert made["重庆村"] in await found("xiamencun")
+        assert made["重庆村"] not in await found("chongqing")
