@@ -14,6 +14,7 @@ with ``synchronous=FULL``; a commit returned means it survives a crash.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_
@@ -109,7 +110,13 @@ def _begin(statement: str) -> Callable[[Connection], None]:
     """
 
     def begin(conn: Connection) -> None:
-        await_(conn.connection.driver_connection.execute(statement))  # type: ignore[union-attr]
+        try:
+            await_(conn.connection.driver_connection.execute(statement))  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            # Raised in an event hook, the driver's error is not wrapped as SQLAlchemy wraps a
+            # statement's: wrap it here, so that "database is locked" (another writer past the
+            # busy timeout) is the retryable 503 every other outage is, not a 500.
+            raise OperationalError(statement, None, exc) from exc
 
     return begin
 

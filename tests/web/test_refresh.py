@@ -73,8 +73,8 @@ def _refused(page: Any) -> list[str]:
 def test_an_early_refresh_answered_5xx_is_tried_again_before_the_token_runs_out(
     browser: Any, web: Web, tmp_path: Path
 ) -> None:
-    """The early refresh met a 5xx (the server's database locked: today a 500, the lock's
-    error reaching the server's last-resort handler unrecognised) and was not tried again: the
+    """The early refresh met a 5xx (the server's database locked: a 503 ``unavailable``, a 500
+    before the lock's error was recognised, tests/test_sqlite_locked.py) and was not tried again: the
     access token ran out, and the next request using it was refused (401) before a refresh. It
     is now tried again on the reconnect's back-off and the new tokens are in before the old
     ones run out, with no request refused and the session untouched. The gateway holds the
