@@ -390,6 +390,10 @@ class Services:
             pragmas = await self.db.pragmas()
             if str(pragmas["journal_mode"]).lower() != "wal" or int(pragmas["synchronous"]) != 2:
                 raise RuntimeError(f"SQLite durability settings not in force: {pragmas}")
+        # The audit key is kept outside the database; a process whose key is not the chain's does not start
+        # (checked before anything runs: its sealer would seal nothing, and a stopped start leaves nothing behind).
+        key = self.settings.audit_secret()
+        await check_key(self.db, key)
         await self.org_index.load()
         self.org.directory.wait = self.settings.directory_wait
         if self.settings.directory_warm:  # built off the loop while the server starts serving
@@ -420,10 +424,7 @@ class Services:
         if not self.db.is_sqlite:  # SQLite plans without such statistics: no writer turn every interval
             # Plans kept by prepared statements follow the tables' growth (kernel/db/dialect.py).
             self.jobs.every(self.settings.statistics_interval, self._refresh_statistics, "statistics")
-        # Audited writes only insert their entry; this chains them after each commit (kernel/audit.py), under
-        # the key kept outside the database. A process with another key than the chain's does not start.
-        key = self.settings.audit_secret()
-        await check_key(self.db, key)
+        # Audited writes only insert their entry; this chains them after each commit (kernel/audit.py).
         self.sealer = Sealer(self.db, key)
         self.jobs.every(self.sealer.poll, self.sealer.run_once, "audit-seal", wake=self.sealer.bell, wake_gap=SEAL_GAP)
         self.jobs.every(self.settings.retention_interval, self.retention.run, "retention")

@@ -21,9 +21,10 @@ from kernel.audit import AuditEntry, AuditKeyMismatch, AuditQuery, audit_head, a
 from kernel.audit_verify import verify
 from kernel.db.database import Database
 from tests.admin.test_audit_seal import sha256_chain
-from tests.conftest import AUDIT_KEY, TEST_KEYS
+from tests.conftest import AUDIT_KEY, FAST_PASSWORDS, TEST_KEYS, make_settings
 from zzd.cli import main
 from zzd.migrate import alembic_config, upgrade
+from zzd.services import Services
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -167,3 +168,18 @@ def test_0019_reseals_an_old_chain_and_records_what_it_found(tmp_path: Path, tam
     problem = "entry 2 (id 2) had been changed" if tampered else None
     assert (outcome, detail) == ("failed" if tampered else "ok", {
         "algorithm": "HMAC-SHA-256", "problem_before": problem, "resealed": 4, "through_seq": 4}), detail  # fmt: skip
+
+
+async def test_a_server_with_another_key_does_not_start(own_db_url: str) -> None:
+    """Its sealer would refuse every pass, leaving entries unsealed for ever: it stops at start instead."""
+    async with Database(own_db_url) as db:
+        async with db.write() as conn:
+            await record(conn, AuditEntry("test.x"), T0)
+        assert await seal(db, AUDIT_KEY) == 1
+    s = Services.build(make_settings(own_db_url, audit_key="another-key-" + "c" * 32), passwords=FAST_PASSWORDS)
+    try:
+        with pytest.raises(AuditKeyMismatch, match="is not the key this database's audit log is sealed with"):
+            await s.start()
+        assert s.sealer is None
+    finally:
+        await s.db.dispose()
