@@ -277,3 +277,17 @@ async def test_streams_of_one_chunk_are_read_in_statements_of_bounded_rows_with_
     async with own_db.write() as conn:  # the rest of the two longest backlogs, then nothing
         assert (await prune_streams(conn, people[0] - 1, 5, cutoff, window=4, rows_per_statement=8))[1:] == (3, 2)
         assert (await prune_streams(conn, people[0] - 1, 5, cutoff, window=4, rows_per_statement=8))[1:] == (0, 0)
+
+
+def test_a_prune_asked_to_keep_no_days_is_a_usage_error_naming_the_flag() -> None:
+    """``--event-days 0`` failed with a configuration error naming ``ZZD_EVENT_RETENTION_DAYS``,
+    which the operator had not set; it is a usage error naming the flag, before any database is opened."""
+    from click.testing import CliRunner
+
+    from zzd.cli import main
+
+    res = CliRunner().invoke(
+        main, ["maintenance", "prune", "--event-days", "0"], env={"ZZD_DATABASE_URL": "sqlite+aiosqlite:///"}
+    )
+    assert res.exit_code == 2, res.output
+    assert "--event-days" in res.output and "ZZD_EVENT_RETENTION_DAYS" not in res.output
