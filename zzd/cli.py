@@ -309,7 +309,10 @@ def maintenance() -> None:
 
 @maintenance.command("prune")
 @click.option(
-    "--event-days", type=click.IntRange(min=1), default=None, help="Override ZZD_EVENT_RETENTION_DAYS for this run (≥ 1)."
+    "--event-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override ZZD_EVENT_RETENTION_DAYS for this run (≥ 1).",
 )
 def prune(event_days: int | None) -> None:
     """Run one whole retention pass now (events, published outbox rows, receipts when configured).
