@@ -181,3 +181,24 @@ async def test_a_place_is_found_by_the_pinyin_it_is_spoken_with(org_server: Runn
         assert r.status_code == 200, r.text
         assert made["重庆村"] in await found("xiamencun")
         assert made["重庆村"] not in await found("chongqing")
+
+
+async def test_an_administrator_removes_a_phone_with_an_empty_string(org_server: RunningServer) -> None:
+    """``{"phone": ""}`` removes a phone (before: 400, so a wrong number could only be replaced)."""
+    rs = org_server
+    pid, _lg, _position, _token = await seat(rs, VILLAGE, "village_secretary")
+    token = await _admin(rs, COUNTY, {"assignments"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+        r = await h.patch(f"/api/v1/org/persons/{pid}", json={"phone": "13800000009"})
+        assert r.status_code == 200 and r.json()["phone"] == "13800000009", r.text
+        r = await h.patch(f"/api/v1/org/persons/{pid}", json={"name": "改名不改号"})
+        assert r.json()["phone"] == "13800000009", r.text  # absent: left as it is
+        r = await h.patch(f"/api/v1/org/persons/{pid}", json={"phone": None})
+        assert r.json()["phone"] == "13800000009", r.text  # null: left as it is
+        r = await h.patch(f"/api/v1/org/persons/{pid}", json={"phone": ""})
+        assert r.status_code == 200, r.text
+        assert r.json()["phone"] is None
+        r = await h.get(f"/api/v1/org/persons/{pid}")
+        assert (r.json()["name"], r.json()["phone"]) == ("改名不改号", None)
+        r = await h.patch(f"/api/v1/org/persons/{pid}", json={"phone": "1" * 33})
+        assert r.status_code == 400 and r.json()["error"]["data"]["field"] == "phone", r.text

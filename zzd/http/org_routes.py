@@ -87,7 +87,8 @@ class ChangeRole(BodyModel):
 
 class ChangePerson(BodyModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
-    phone: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    #: Digits, with + - or spaces; "" removes it; null (or absent) leaves it as it is.
+    phone: Annotated[str, StringConstraints(max_length=32)] | None = None
     disabled: bool | None = Field(
         default=None, description="true: no more sign-ins, every session ends and its sockets close (4503)"
     )
