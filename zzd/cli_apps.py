@@ -19,8 +19,19 @@ import click
 __all__ = ["app"]
 
 
-def _unit(raw: str) -> int | str:
-    return int(raw[1:]) if raw.startswith("#") and raw[1:].isdigit() else raw
+def _unit(ctx: click.Context, param: click.Parameter, raw: str) -> int | str:
+    """A ``--unit``/``--subtree`` value read as every API field reads a unit (code or ``#id``).
+
+    A malformed value is a usage error naming the option, before the database is opened:
+    read later, it reached the registry as a code no unit has and answered "not found".
+    """
+    from kernel.errors import BadRequest
+    from org_tree.selectors import unit_value
+
+    try:
+        return unit_value(raw, f"--{param.name}")
+    except BadRequest as exc:
+        raise click.BadParameter(exc.message) from exc
 
 
 def _with_registry(fn: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -61,22 +72,30 @@ def app() -> None:
 
 @app.command("create")
 @click.option("--name", required=True)
-@click.option("--unit", required=True, help="Owning unit (code or #id): its 'apps' administrators manage the app.")
-@click.option("--subtree", required=True, help="Unit (code or #id) whose subtree the app may address.")
+@click.option(
+    "--unit", required=True, callback=_unit, help="Owning unit (code or #id): its 'apps' administrators manage the app."
+)
+@click.option("--subtree", required=True, callback=_unit, help="Unit (code or #id) whose subtree the app may address.")
 @click.option("--scope", "scopes", multiple=True, help="notice:send, task:create, …, events:report.filed (repeat).")
 @click.option("--visible", "visibility", required=True,
               help="Positions that see the app (可见范围): a text selector like '河长@330802/**'.")  # fmt: skip
 @click.option("--owner-position", type=click.IntRange(1, 2**53), default=None)
 @click.option("--rate", type=click.IntRange(1, 100_000), default=600, help="Requests per minute.")
 def app_create(
-    name: str, unit: str, subtree: str, scopes: tuple[str, ...], visibility: str, owner_position: int | None, rate: int
+    name: str,
+    unit: int | str,
+    subtree: int | str,
+    scopes: tuple[str, ...],
+    visibility: str,
+    owner_position: int | None,
+    rate: int,
 ) -> None:
     """Register an app; prints its client id and secret (shown once)."""
     from apps.registry import NewApp
     from org_tree.jurisdiction import SYSTEM
 
     async def go(reg: Any) -> dict[str, Any]:
-        spec = NewApp(name, _unit(unit), _unit(subtree), visibility, scopes, owner_position, rate)
+        spec = NewApp(name, unit, subtree, visibility, scopes, owner_position, rate)
         a, secret = await reg.create(SYSTEM, spec)
         return {**a.to_dict(), "client_secret": secret.secret, "secret_id": secret.id}
 

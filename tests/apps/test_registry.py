@@ -242,6 +242,12 @@ def test_cli_creates_lists_rotates_and_disables_apps(tmp_path: Path, sqlite_temp
     assert made["client_secret"].startswith("zzdsec_") and made["scopes"] == ["notice:send"]
     res = runner.invoke(main, [*args, "--scope", "bogus"], env=env)
     assert res.exit_code != 0 and "unknown scope" in res.output
+    # A malformed unit is a usage error naming the option (it was "not found"); #id is accepted.
+    for bad in ("#", "33-08", "#x"):
+        res = runner.invoke(main, [*args[:4], "--unit", bad, *args[6:], "--scope", "notice:send"], env=env)
+        assert res.exit_code == 2 and "--unit" in res.output and "#17" in res.output, res.output
+    res = runner.invoke(main, [*args[:6], "--subtree", "#", *args[8:], "--scope", "notice:send"], env=env)
+    assert res.exit_code == 2 and "--subtree" in res.output, res.output
     listed = [json.loads(line) for line in runner.invoke(main, ["app", "list"], env=env).output.splitlines()]
     assert [a["id"] for a in listed] == [made["id"]] and "client_secret" not in listed[0]
     rot = json.loads(runner.invoke(main, ["app", "rotate", str(made["id"]), "--overlap", "0"], env=env).output)
