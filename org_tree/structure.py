@@ -150,11 +150,10 @@ class Structure:
         async with self._org.db.write() as conn:
             version = await bump_version(conn, self._org.clock, scope="struct")
             if code is None:
-                n = (await conn.execute(select(func.count()).where(units.c.parent_id == parent_id))).scalar_one()
-                code = f"{idx.unit_code(pu)}x{int(n) + 1:03d}"
+                code = await _free_child_code(conn, idx.unit_code(pu), parent_id)
             if not is_unit_code(code):  # what selectors can name
                 raise BadRequest("code must be 1-32 ASCII letters and digits", data={"field": "code"})
-            if (await conn.execute(select(units.c.id).where(units.c.code == code))).first() is not None:
+            if await _code_taken(conn, code):
                 raise Conflict(f"unit code {code} exists", code=ErrorCode.ALREADY_EXISTS, data={"code": code})
             uid = int(
                 (
@@ -460,3 +459,29 @@ async def _refuse_role_clash(conn: AsyncConnection, word: str, field: str, *, bu
         q = q.where(roles.c.id != but)
     if (await conn.execute(q)).first() is not None:
         raise Conflict(f"a role named {word} exists", code=ErrorCode.ALREADY_EXISTS, data={"field": field, field: word})
+
+
+async def _code_taken(conn: AsyncConnection, code: str) -> bool:
+    return (await conn.execute(select(units.c.id).where(units.c.code == code))).first() is not None
+
+
+async def _free_child_code(conn: AsyncConnection, parent_code: str, parent_id: int) -> str:
+    """``<parent code>x<NNN>``: the first free number from the parent's child count on.
+
+    A child that moved away, or was merged away or retired, keeps its code (rows are never
+    deleted) while the count drops, so the count alone named a taken code: before, every
+    create under such a parent without a code answered ``409 already_exists`` for a code the
+    client never sent, forever. Each try is one look-up by the unique code.
+    """
+    n = int((await conn.execute(select(func.count()).where(units.c.parent_id == parent_id))).scalar_one())
+    for k in range(n + 1, n + 1 + _CODE_TRIES):
+        code = f"{parent_code}x{k:03d}"
+        if not await _code_taken(conn, code):
+            return code
+    raise Conflict("no free default code under this parent: give one", code=ErrorCode.ALREADY_EXISTS,
+                   data={"field": "code"})  # fmt: skip
+
+
+#: Default codes tried past the child count before asking for a code (each taken one is a
+#: child created here and moved, merged or retired since).
+_CODE_TRIES = 1000

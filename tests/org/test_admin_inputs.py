@@ -202,3 +202,33 @@ async def test_an_administrator_removes_a_phone_with_an_empty_string(org_server:
         assert (r.json()["name"], r.json()["phone"]) == ("改名不改号", None)
         r = await h.patch(f"/api/v1/org/persons/{pid}", json={"phone": "1" * 33})
         assert r.status_code == 400 and r.json()["error"]["data"]["field"] == "phone", r.text
+
+
+async def test_a_unit_made_without_a_code_never_gets_a_taken_one(org_server: RunningServer) -> None:
+    """After a child moves away, merges away or retires, a new child without ``code`` still gets a free one.
+
+    The default ``<parent code>x<NNN>`` counted the parent's children, which drops when one
+    leaves while its code stays taken: every create under that parent answered
+    ``409 already_exists`` for a code the client never sent.
+    """
+    rs = org_server
+    token = await _admin(rs, COUNTY, {"org"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+
+        async def create(name: str) -> dict[str, Any]:
+            r = await h.post("/api/v1/org/units", json={"parent": TOWN, "name": name})
+            assert r.status_code == 201, r.text
+            return dict(r.json())
+
+        first, second = await create("先建村"), await create("再建村")
+        r = await h.post(f"/api/v1/org/units/{first['code']}/move", json={"parent": OTHER_TOWN})
+        assert r.status_code == 200, r.text
+        third = await create("三建村")  # the count is back to what it was when `second` was made
+        r = await h.post(f"/api/v1/org/units/{third['code']}/retire", json={})
+        assert r.status_code == 200, r.text
+        fourth = await create("四建村")
+        codes = [u["code"] for u in (first, second, third, fourth)]
+        assert len(set(codes)) == 4, codes
+        assert all(c.startswith(f"{TOWN}x") for c in codes), codes
+        r = await h.get(f"/api/v1/org/units/{fourth['code']}")
+        assert (r.status_code, r.json()["name"]) == (200, "四建村")
