@@ -212,10 +212,7 @@ class Structure:
         """Move a unit (with its subtree) under another unit of the level above."""
         idx = self.index
         u, p = await self._two_units(actor, unit, new_parent, "org.unit_moved")
-        if idx.unit_level(p) != idx.unit_level(u) - 1:
-            raise BadRequest("the new parent must be one level above the unit", data={"field": "parent"})
-        if idx.parent(u) == p:
-            raise Conflict("the unit is already there", data={"unit_id": idx.unit_id(u)})
+        _check_move(idx, u, p, "parent")
         uid, pid, now = idx.unit_id(u), idx.unit_id(p), self._org.clock.now()
         old_parent = idx.unit_id(idx.parent(u)) if idx.parent(u) >= 0 else None
         async with self._org.db.write() as conn:
@@ -231,8 +228,7 @@ class Structure:
         idx = self.index
         u = access_unit(idx, actor, unit)
         await self._org.authorize(actor, Perm.ORG, u, "org.unit_retired", unit_id=idx.unit_id(u))
-        if idx.parent(u) < 0:
-            raise BadRequest("a root unit cannot be retired", data={"field": "unit"})
+        _check_retire(idx, u)
         gone_units = set(idx.subtree(u))
         retired = sorted(idx.position_id(k) for v in gone_units for k in idx.unit_slots(v))
         if successor is not None:
@@ -281,8 +277,7 @@ class Structure:
         """Merge ``unit`` into ``into`` (same level): children and positions move, holders and history stay."""
         idx = self.index
         u, t = await self._two_units(actor, unit, into, "org.units_merged")
-        if u == t or idx.unit_level(u) != idx.unit_level(t) or idx.contains(u, t):
-            raise BadRequest("merge two different units of the same level", data={"field": "into"})
+        _check_merge(idx, u, t, "into")
         uid, tid, now = idx.unit_id(u), idx.unit_id(t), self._org.clock.now()
         moved = [idx.position_id(k) for k in idx.unit_slots(u)]
         kids = [idx.unit_id(c) for c in idx.children(u)]
@@ -310,10 +305,13 @@ class Structure:
             u = access_unit(idx, actor, unit)
             require_grant(idx, actor, Perm.ORG, u)
             t = -1
+            _check_retire(idx, u)
         else:
             u, t = access_unit(idx, actor, unit), access_unit(idx, actor, target)
             require_grant(idx, actor, Perm.ORG, u)
             require_grant(idx, actor, Perm.ORG, t)
+            # the edit's own refusals: a preview of an edit that would be refused is refused
+            (_check_move if action == "move" else _check_merge)(idx, u, t, "target")
         below = list(idx.subtree(u))
         moved = [k for v in (below if action != "merge" else [u]) for k in idx.unit_slots(v)]
         pids = sorted(idx.position_id(k) for k in moved)
@@ -485,3 +483,22 @@ async def _free_child_code(conn: AsyncConnection, parent_code: str, parent_id: i
 #: Default codes tried past the child count before asking for a code (each taken one is a
 #: child created here and moved, merged or retired since).
 _CODE_TRIES = 1000
+
+
+def _check_move(idx: OrgIndex, u: int, parent: int, field: str) -> None:
+    """A move's refusals, for the move and its preview (``field``: ``parent`` or ``target``)."""
+    if idx.unit_level(parent) != idx.unit_level(u) - 1:
+        raise BadRequest("the new parent must be one level above the unit", data={"field": field})
+    if idx.parent(u) == parent:
+        raise Conflict("the unit is already there", data={"unit_id": idx.unit_id(u)})
+
+
+def _check_merge(idx: OrgIndex, u: int, into: int, field: str) -> None:
+    """A merge's refusal, for the merge and its preview (``field``: ``into`` or ``target``)."""
+    if u == into or idx.unit_level(u) != idx.unit_level(into) or idx.contains(u, into):
+        raise BadRequest("merge two different units of the same level", data={"field": field})
+
+
+def _check_retire(idx: OrgIndex, u: int) -> None:
+    if idx.parent(u) < 0:
+        raise BadRequest("a root unit cannot be retired", data={"field": "unit"})

@@ -232,3 +232,29 @@ async def test_a_unit_made_without_a_code_never_gets_a_taken_one(org_server: Run
         assert all(c.startswith(f"{TOWN}x") for c in codes), codes
         r = await h.get(f"/api/v1/org/units/{fourth['code']}")
         assert (r.status_code, r.json()["name"]) == (200, "四建村")
+
+
+async def test_a_preview_refuses_what_the_edit_would_refuse(org_server: RunningServer) -> None:
+    """``…/preview`` answers the edit's own 400/409 (before: 200 and counts for an edit that then failed)."""
+    rs = org_server
+    token = await _admin(rs, None, {"org"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+        cases = [
+            ({"action": "move", "target": TOWN}, 409, "conflict", None),  # already there
+            ({"action": "move", "target": COUNTY}, 400, "bad_request", "target"),  # not one level above
+            ({"action": "merge", "target": VILLAGE}, 400, "bad_request", "target"),  # into itself
+            ({"action": "merge", "target": OTHER_TOWN}, 400, "bad_request", "target"),  # another level
+        ]
+        for body, status, code, field in cases:
+            edit = {"move": "move", "merge": "merge"}[str(body["action"])]
+            key = "parent" if edit == "move" else "into"
+            r = await h.post(f"/api/v1/org/units/{VILLAGE}/{edit}", json={key: body["target"]})
+            assert (r.status_code, r.json()["error"]["code"]) == (status, code), r.text  # the edit refuses
+            r = await h.post(f"/api/v1/org/units/{VILLAGE}/preview", json=body)
+            assert r.status_code == status, (body, r.text)
+            err = r.json()["error"]
+            assert err["code"] == code and err.get("data", {}).get("field") == field, (body, err)
+        r = await h.post("/api/v1/org/units/99/preview", json={"action": "retire"})
+        assert r.status_code == 400 and r.json()["error"]["data"]["field"] == "unit", r.text  # the root
+        r = await h.post(f"/api/v1/org/units/{VILLAGE}/preview", json={"action": "move", "target": OTHER_TOWN})
+        assert r.status_code == 200 and r.json()["target"]["code"] == OTHER_TOWN, r.text

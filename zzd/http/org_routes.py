@@ -218,7 +218,7 @@ async def retire_unit(request: Request) -> Response:
     return reply(UnitRetired, out)
 
 
-@api.route("POST", "/api/v1/org/units/{ref}/preview", {200: EditPreview}, body=EditPreviewRequest, errors=(404,))
+@api.route("POST", "/api/v1/org/units/{ref}/preview", {200: EditPreview}, body=EditPreviewRequest, errors=(404, 409))
 async def preview_edit(request: Request) -> Response:
     """What a move, merge or retirement would touch, with the same grants as the edit itself."""
     s, actor = await current_actor(request)
