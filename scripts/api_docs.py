@@ -69,8 +69,8 @@ def build() -> dict[str, Any]:
 def _type(schema: dict[str, Any]) -> str:
     if "$ref" in schema:
         return schema["$ref"].rsplit("/", 1)[1]
-    if "anyOf" in schema:
-        return " or ".join(_type(s) for s in schema["anyOf"])
+    if "anyOf" in schema or "oneOf" in schema:
+        return " or ".join(_type(s) for s in schema.get("anyOf", schema.get("oneOf", [])))
     if "enum" in schema:
         return " \\| ".join(f"`{v}`" for v in schema["enum"])
     if "const" in schema:
@@ -146,7 +146,8 @@ def _operation(
                        f"{_bounds(s)} | {p.get('description', '')} |")  # fmt: skip
     body = op.get("requestBody", {}).get("content", {})
     if "application/json" in body:
-        out += ["", "Body (JSON; unknown fields are refused with `invalid_body`):", ""]
+        form = " or form-encoded, each field once" if "application/x-www-form-urlencoded" in body else ""
+        out += ["", f"Body (JSON{form}; unknown fields are refused with `invalid_body`):", ""]
         out += _fields(body["application/json"]["schema"], components)
     elif body:
         out += ["", f"Body: {op['requestBody'].get('description', '')} ({', '.join(body)})."]

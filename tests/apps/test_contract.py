@@ -196,6 +196,34 @@ async def test_the_token_endpoint_words_errors_as_rfc_6749_for_form_requests(org
         assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_grant"), r.text
 
 
+async def test_the_published_contract_says_the_token_endpoint_takes_forms_and_answers_them_rfc_6749(
+    org_server: RunningServer,
+) -> None:
+    """``/openapi.json`` said the token endpoint took JSON only and answered every error with ZZD's
+    error object, so a client generated from it could neither send the form an OAuth2 library
+    sends nor read the RFC 6749 answer it then gets. Every form-encoded error the server gives
+    must fit the published ``OAuthError`` (fields and codes)."""
+    rs = org_server
+    made, _ = await _app(rs, ["org:read"])
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        doc = (await h.get("/openapi.json")).json()
+        answers = [
+            await h.post(TOKEN, data={"grant_type": "client_credentials", "client_id": made["client_id"]}),
+            await h.post(TOKEN, data={"grant_type": "implicit"}),
+            await h.post(TOKEN, data={"grant_type": "password", "login": "nobody", "password": "x"}),
+            await h.post(TOKEN, data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"}),
+        ]
+    op = doc["paths"][TOKEN]["post"]
+    assert set(op["requestBody"]["content"]) == {"application/json", "application/x-www-form-urlencoded"}
+    schema = doc["components"]["schemas"]["OAuthError"]
+    for r in answers:
+        published = op["responses"][str(r.status_code)]["content"]["application/json"]["schema"]
+        assert {"$ref": "#/components/schemas/OAuthError"} in published["oneOf"], (r.status_code, published)
+        body = r.json()
+        assert set(body) <= set(schema["properties"]) and set(schema["required"]) <= set(body), body
+        assert body["error"] in schema["properties"]["error"]["enum"], body
+
+
 # ----------------------------------------------------------------------------------- 5. events:*
 async def test_events_star_is_not_granted_even_to_a_whole_tree_administrator(org_server: RunningServer) -> None:
     rs = org_server

@@ -137,7 +137,9 @@ async def _client_credentials(s: Services, request: Request, body: TokenRequest)
 BASIC_CHALLENGE = 'Basic realm="zzd"'
 
 
-@api.route("POST", "/api/v1/auth/token", {200: Tokens}, body=TokenRequest, errors=(401, 429), public=True)
+@api.route(
+    "POST", "/api/v1/auth/token", {200: Tokens}, body=TokenRequest, errors=(401, 429), public=True, oauth_form=True
+)
 async def token(request: Request) -> Response:
     """Sign in (password), renew (refresh_token; each works once), or an app's token (client_credentials).
 

@@ -177,6 +177,9 @@ class Op:
     #: Free-form OpenAPI additions (raw uploads, binary downloads).
     extra: Mapping[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    #: The body is also taken form-encoded, and such a request's errors are RFC 6749 5.2's shape
+    #: (the token endpoint, as OAuth2 client libraries call it).
+    oauth_form: bool = False
 
 
 def operation(
@@ -188,6 +191,7 @@ def operation(
     public: bool = False,
     extra: Mapping[str, Any] | None = None,
     tag: str | None = None,
+    oauth_form: bool = False,
 ) -> Callable[[F], F]:
     """Declare an endpoint's contract; ``responses`` maps each success status to its body model."""
 
@@ -200,6 +204,7 @@ def operation(
             public=public,
             extra=extra or {},
             tags=(tag,) if tag else (),
+            oauth_form=oauth_form,
         )
         return fn
 
@@ -214,6 +219,7 @@ class Contract(TypedDict, total=False):
     errors: tuple[int, ...]
     public: bool
     extra: Mapping[str, Any] | None
+    oauth_form: bool
 
 
 class Endpoints:

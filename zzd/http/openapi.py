@@ -44,6 +44,35 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
     "examples": [{"error": {"code": "not_found", "message": "no such notice"}}],
 }
+#: RFC 6749 5.2's error body, answered to a form-encoded token request (``Op.oauth_form``).
+OAUTH_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "string",
+            "enum": [
+                "invalid_request",
+                "invalid_client",
+                "invalid_grant",
+                "unsupported_grant_type",
+                "temporarily_unavailable",
+                "rate_limited",
+            ],
+            "description": "RFC 6749 5.2's code (temporarily_unavailable: RFC 6749 4.1.2.1's; rate_limited: ZZD's, "
+            "with Retry-After)",
+        },
+        "error_description": {"type": "string", "description": "English explanation"},
+        "error_detail": ERROR_SCHEMA["properties"]["error"],
+    },
+    "examples": [
+        {
+            "error": "invalid_client",
+            "error_description": "unknown client or wrong secret",
+            "error_detail": {"code": "invalid_client", "message": "unknown client or wrong secret"},
+        }
+    ],
+}
 _CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 
 
@@ -56,7 +85,7 @@ class _Schemas:
     """Component schemas collected from the models, each once under its class name."""
 
     def __init__(self) -> None:
-        self.all: dict[str, Any] = {"Error": ERROR_SCHEMA}
+        self.all: dict[str, Any] = {"Error": ERROR_SCHEMA, "OAuthError": OAUTH_ERROR_SCHEMA}
 
     def ref(self, model: type[BaseModel], mode: str) -> dict[str, str]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)  # type: ignore[arg-type]
@@ -129,10 +158,13 @@ def _operation(route: Route, method: str, op: Op, schemas: _Schemas) -> dict[str
     if route.param_convertors or (op.body is not None and not op.public):
         errors.add(404)  # a path id, or an id in the body, that is missing or not visible
     errors |= {503}
+    error: dict[str, Any] = {"$ref": "#/components/schemas/Error"}
+    if op.oauth_form:  # a JSON request's errors are ZZD's; a form-encoded one's are RFC 6749's
+        error = {"oneOf": [error, {"$ref": "#/components/schemas/OAuthError"}]}
     for status in sorted(errors):
         responses[str(status)] = {
-            "description": ERRORS[status],
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "description": ERRORS[status] + ("; a form-encoded request gets OAuthError" if op.oauth_form else ""),
+            "content": {"application/json": {"schema": error}},
         }
     out: dict[str, Any] = {
         "operationId": f"{method.lower()}_{route.name}",
@@ -149,10 +181,11 @@ def _operation(route: Route, method: str, op: Op, schemas: _Schemas) -> dict[str
     if params:
         out["parameters"] = params
     if op.body is not None:
-        out["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": schemas.ref(op.body, "validation")}},
-        }
+        body = schemas.ref(op.body, "validation")
+        content = {"application/json": {"schema": body}}
+        if op.oauth_form:
+            content["application/x-www-form-urlencoded"] = {"schema": body}
+        out["requestBody"] = {"required": True, "content": content}
     for key, value in op.extra.items():
         if key == "parameters":
             out["parameters"] = [*out.get("parameters", []), *value]
