@@ -23,8 +23,9 @@ WRONG_KEY = "the audit key is not the one this log was sealed with: nothing can 
 class VerifyReport:
     """What ``verify`` found: the chain's first break if any, and the entries not sealed yet.
 
-    ``first_seq``/``last_seq`` span the sealed chain checked; ``bad_seq`` is the
-    chain position of the break and ``bad_id`` the id of the entry there (None
+    ``first_seq``/``last_seq`` span the sealed chain checked and ``last_hash`` is the
+    hash at ``last_seq`` (the pair to keep elsewhere, for ``expect`` later); ``bad_seq``
+    is the chain position of the break and ``bad_id`` the id of the entry there (None
     when the row is missing). Unsealed entries are not a break: they are listed
     (``unsealed`` counts them, ``unsealed_ids`` names the oldest 100,
     ``oldest_unsealed_at`` says since when) so an operator sees a stalled sealer.
@@ -40,12 +41,16 @@ class VerifyReport:
     unsealed: int = 0
     unsealed_ids: tuple[int, ...] = ()
     oldest_unsealed_at: str | None = None
+    last_hash: str | None = None
+    #: ``expect`` given: "matched", or "pruned" (its entry is gone by retention: it could not be checked).
+    expected: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok, "checked": self.checked, "first_seq": self.first_seq, "last_seq": self.last_seq,
             "problem": self.problem, "bad_seq": self.bad_seq, "bad_id": self.bad_id, "unsealed": self.unsealed,
             "unsealed_ids": list(self.unsealed_ids), "oldest_unsealed_at": self.oldest_unsealed_at,
+            "last_hash": self.last_hash, "expected": self.expected,
         }  # fmt: skip
 
 
@@ -65,8 +70,15 @@ async def _head(db: Database) -> Any:
         return (await conn.execute(select(audit_head).where(audit_head.c.id == 1))).first()
 
 
-async def verify(db: Database, key: bytes, *, batch: int = 2000) -> VerifyReport:
+async def verify(db: Database, key: bytes, *, expect: tuple[int, str] | None = None, batch: int = 2000) -> VerifyReport:
     """Walk the sealed chain from the retention anchor to the head under ``key``; the first break is reported.
+
+    ``expect``: a ``(last_seq, last_hash)`` an earlier verify printed and the operator kept
+    off the machine. The key cannot stop a database writer from deleting the newest entries
+    and putting back an earlier head (every value was valid once); the kept pair can: the
+    chain must still hold that position with that hash, else it is a break. A pair whose
+    entry retention has pruned since cannot be checked (``expected: "pruned"``), unless it is
+    the retention anchor itself, whose hash the head keeps.
 
     A chain sealed with another key (``audit_head.key_check``) is reported as
     such at once: every hash would differ, and saying "changed" would mislead.
@@ -79,6 +91,9 @@ async def verify(db: Database, key: bytes, *, batch: int = 2000) -> VerifyReport
     anchor = await _head(db)
     unsealed = await _unsealed(db)
     if anchor is None:
+        if expect is not None:  # nothing sealed at all, yet a verify once reached a position
+            cut = f"the log is empty but a kept verify reached {expect[0]}: entries were cut"
+            return VerifyReport(False, 0, 0, 0, cut, 1, None, *unsealed)
         return VerifyReport(True, 0, 0, 0, None, None, None, *unsealed)
     expect_seq, expect_prev = int(anchor.pruned_through_seq) + 1, str(anchor.pruned_through_hash)
     checked = 0
@@ -88,6 +103,15 @@ async def verify(db: Database, key: bytes, *, batch: int = 2000) -> VerifyReport
 
     def broken(last: int, problem: str, bad_seq: int | None, bad_id: int | None) -> VerifyReport:
         return VerifyReport(False, checked, first, last, problem, bad_seq, bad_id, *unsealed)
+
+    expected: str | None = None
+    if expect is not None and expect[0] <= int(anchor.pruned_through_seq):
+        if expect[0] < int(anchor.pruned_through_seq):
+            expected = "pruned"
+        elif expect[1] != str(anchor.pruned_through_hash):
+            return broken(first - 1, f"the kept entry {expect[0]} has another hash now", expect[0], None)
+        else:
+            expected = "matched"
 
     while True:
         while True:
@@ -106,6 +130,10 @@ async def verify(db: Database, key: bytes, *, batch: int = 2000) -> VerifyReport
                     return broken(seq, "prev_hash does not match the entry before", seq, rid)
                 if m["hash"] is None or entry_hash(m, key) != m["hash"]:
                     return broken(seq, "the entry was changed after it was written", seq, rid)
+                if expect is not None and seq == expect[0]:
+                    if m["hash"] != expect[1]:
+                        return broken(seq, f"the kept entry {seq} has another hash now", seq, rid)
+                    expected = "matched"
                 expect_seq, expect_prev = seq + 1, str(m["hash"])
                 checked += 1
             if len(rows) < batch:
@@ -137,4 +165,10 @@ async def verify(db: Database, key: bytes, *, batch: int = 2000) -> VerifyReport
         ).scalar_one()
     if below:
         return broken(last, "entries exist below the retention anchor", None, None)
-    return VerifyReport(True, checked, first, last, None, None, None, *unsealed)
+    if expect is not None and expected is None:  # the chain ends before the kept position
+        return broken(
+            last, f"the log ends at {last} but a kept verify reached {expect[0]}: entries were cut", last + 1, None
+        )
+    return VerifyReport(
+        True, checked, first, last, None, None, None, *unsealed, last_hash=expect_prev, expected=expected
+    )

@@ -167,11 +167,28 @@ def audit() -> None:
     """The tamper-evident audit log."""
 
 
+def _kept(ctx: click.Context, param: click.Parameter, raw: str | None) -> tuple[int, str] | None:
+    """``SEQ:HASH`` as an earlier verify printed them (``last_seq``, ``last_hash``)."""
+    if raw is None:
+        return None
+    seq, _, digest = raw.partition(":")
+    if not (seq.isdigit() and int(seq) >= 1 and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        raise click.BadParameter("give SEQ:HASH as a verify printed them: last_seq, a colon, last_hash (64 hex)")
+    return int(seq), digest
+
+
 @audit.command("verify")
 @click.option("--no-seal", is_flag=True, help="Only read: do not chain committed entries first.")
-def audit_verify(no_seal: bool) -> None:
+@click.option(
+    "--expect",
+    callback=_kept,
+    metavar="SEQ:HASH",
+    help="A last_seq:last_hash an earlier verify printed, kept off the machine: the chain must still hold it.",
+)
+def audit_verify(no_seal: bool, expect: tuple[int, str] | None) -> None:
     """Seal what has committed, walk the keyed hash chain; exit 1 and name the first break if a row was edited,
     inserted or deleted. Entries not sealed yet are listed (``unsealed_ids``), not counted as a break.
+    ``--expect`` also catches a cut tail (newest entries deleted, an earlier head put back).
     Needs the audit key (ZZD_AUDIT_KEY, ZZD_AUDIT_KEY_FILE or the generated zzd-audit.key): exit 2 without it."""
     from kernel.audit import AuditKeyMismatch, seal
     from kernel.audit_verify import verify
@@ -187,7 +204,7 @@ def audit_verify(no_seal: bool) -> None:
             if not no_seal:
                 with contextlib.suppress(AuditKeyMismatch):  # verify names it, without sealing anything
                     await seal(db, key, wait=True)
-            return (await verify(db, key)).to_dict()
+            return (await verify(db, key, expect=expect)).to_dict()
         finally:
             await db.dispose()
 

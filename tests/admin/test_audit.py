@@ -38,12 +38,13 @@ async def test_verify_catches_edits_insertions_deletions_and_a_cut_tail(own_db_u
     db = Database(own_db_url)
     try:
         await _write(db, 6)
+        async with db.read() as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(select(audit_log).order_by(audit_log.c.id))]
         assert (await verify(db, AUDIT_KEY)).to_dict() == {
             "ok": True, "checked": 6, "first_seq": 1, "last_seq": 6, "problem": None, "bad_seq": None,
             "bad_id": None, "unsealed": 0, "unsealed_ids": [], "oldest_unsealed_at": None,
+            "last_hash": rows[5]["hash"], "expected": None,
         }  # fmt: skip
-        async with db.read() as conn:
-            rows = [dict(r._mapping) for r in await conn.execute(select(audit_log).order_by(audit_log.c.id))]
         # an edited detail
         async with db.write() as conn:
             await conn.execute(update(audit_log).where(audit_log.c.id == 3).values(detail='{"i":99}'))

@@ -15,9 +15,19 @@ from typing import Any
 import pytest
 from alembic import command
 from click.testing import CliRunner
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 
-from kernel.audit import AuditEntry, AuditKeyMismatch, AuditQuery, audit_head, audit_log, query, record, seal
+from kernel.audit import (
+    AuditEntry,
+    AuditKeyMismatch,
+    AuditQuery,
+    audit_head,
+    audit_log,
+    prune,
+    query,
+    record,
+    seal,
+)
 from kernel.audit_verify import verify
 from kernel.db.database import Database
 from tests.admin.test_audit_seal import sha256_chain
@@ -92,6 +102,68 @@ def test_a_chain_recomputed_without_the_key_is_caught(tmp_path: Path, sqlite_tem
     report = json.loads(out)
     assert (code, report["ok"], report["bad_seq"], report["problem"]) == (
         1, False, 3, "the entry was changed after it was written"), out  # fmt: skip
+
+
+async def _cut_tail(url: str, keep: int) -> None:
+    """What the key cannot stop: delete the newest entries and put back the head as it was at ``keep``."""
+    async with Database(url) as db, db.write() as conn:
+        digest = (await conn.execute(select(audit_log.c.hash).where(audit_log.c.seq == keep))).scalar_one()
+        await conn.execute(delete(audit_log).where(audit_log.c.seq > keep))
+        await conn.execute(update(audit_head).where(audit_head.c.id == 1).values(last_seq=keep, last_hash=digest))
+
+
+def test_a_cut_tail_is_caught_against_a_head_kept_elsewhere(tmp_path: Path, sqlite_template: Path) -> None:
+    """docs/admin.md told operators to keep the position and hash verify prints to catch a cut tail, but
+    verify printed no hash and had no way to be given one back. It prints ``last_hash`` now, and
+    ``--expect SEQ:HASH`` fails when the chain no longer holds that entry with that hash."""
+    url = _db_copy(tmp_path, sqlite_template)
+    env: dict[str, str | None] = {"ZZD_DATABASE_URL": url, "ZZD_JWT_KEYS": TEST_KEYS}
+    _write(url, 5)
+    code, out = _verify(env)
+    report = json.loads(out)
+    assert (code, report["last_seq"], len(report["last_hash"])) == (0, 5, 64), out
+    kept = f"{report['last_seq']}:{report['last_hash']}"
+    code, out = _verify(env, "--expect", kept)
+    assert (code, json.loads(out)["expected"]) == (0, "matched"), out
+    _write(url, 1)  # the log goes on: the kept entry is inside the chain now, not at its end
+    code, out = _verify(env, "--expect", kept)
+    assert (code, json.loads(out)["last_seq"], json.loads(out)["expected"]) == (0, 6, "matched"), out
+
+    asyncio.run(_cut_tail(url, 3))
+    code, out = _verify(env)
+    assert code == 0, out  # the key alone cannot see it: every value put back was valid once
+    code, out = _verify(env, "--expect", kept)
+    report = json.loads(out)
+    assert (code, report["ok"], report["bad_seq"]) == (1, False, 4), out
+    assert report["problem"] == "the log ends at 3 but a kept verify reached 5: entries were cut"
+
+    code, out = _verify(env, "--expect", f"2:{'0' * 64}")
+    report = json.loads(out)
+    assert (code, report["bad_seq"], report["problem"]) == (1, 2, "the kept entry 2 has another hash now"), out
+    for bad in ("5", "x:" + "0" * 64, "0:" + "0" * 64, "5:abc"):
+        code, out = _verify(env, "--expect", bad)
+        assert code == 2 and "SEQ:HASH" in out, out
+
+
+async def test_a_kept_head_that_retention_pruned_is_said_so_and_the_anchor_is_still_checked(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """A kept pair below the retention anchor cannot be checked (its entry is gone) and is not a break;
+    the anchor itself is checked against the hash the head keeps for it."""
+    url = _db_copy(tmp_path, sqlite_template)
+    await asyncio.to_thread(_write, url, 5)  # at T0, T0 + 1 h, … T0 + 4 h
+    async with Database(url) as db:
+        await seal(db, AUDIT_KEY, wait=True)
+        async with db.read() as conn:
+            hashes = {int(q): str(h) for q, h in await conn.execute(select(audit_log.c.seq, audit_log.c.hash))}
+        assert await prune(db, AUDIT_KEY, T0 + timedelta(hours=2, minutes=30), T0 + timedelta(days=300)) == 3
+        await seal(db, AUDIT_KEY, wait=True)
+        below = await verify(db, AUDIT_KEY, expect=(2, hashes[2]))
+        at = await verify(db, AUDIT_KEY, expect=(3, hashes[3]))
+        wrong = await verify(db, AUDIT_KEY, expect=(3, hashes[2]))
+    assert (below.ok, below.expected, below.first_seq) == (True, "pruned", 4), below
+    assert (at.ok, at.expected) == (True, "matched"), at
+    assert (wrong.ok, wrong.problem) == (False, "the kept entry 3 has another hash now"), wrong
 
 
 def test_verify_without_the_key_or_with_another_says_so(tmp_path: Path, sqlite_template: Path) -> None:
