@@ -50,7 +50,7 @@ class Directory:
         self._unit_name_of = array("i")  # unit handle → name id
         self._units_by_name: dict[int, list[int]] = {}
         self._name_levels = bytearray()  # unit name id → bit mask of the levels of units that carried it
-        self.person_names = Names([])
+        self.person_names = Names([], surnames=True)
         self._person_name_of = array("i")  # person id → name id, -1 unknown
         self._persons_off = array("q")  # name id → persons: persons[off[n]:off[n+1]] (at build)
         self._persons = array("q")
@@ -127,7 +127,7 @@ class Directory:
                 nid = distinct[name] = len(order)
                 order.append(str(name))
             of[pid] = nid
-        self.person_names = Names(order)
+        self.person_names = Names(order, surnames=True)
         self._person_name_of = of
         count = array("q", [0]) * (len(order) + 1)
         for pid, _name in names:

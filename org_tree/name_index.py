@@ -88,17 +88,43 @@ def phrase_pinyin(name: str) -> tuple[str, str]:
     return full, "".join(s[0] for s in syllables if s)
 
 
+#: Surnames whose reading is not the character's commonest one (曾 is "ceng" alone, "zeng" as
+#: a surname): a person's name starting with one is also read with the surname's reading.
+SURNAME_READINGS = {
+    "曾": "zeng", "单": "shan", "解": "xie", "仇": "qiu", "区": "ou", "查": "zha", "朴": "piao",
+    "盖": "ge", "覃": "qin", "翟": "zhai", "缪": "miao", "乐": "yue", "尉": "yu", "种": "chong",
+    "繁": "po", "员": "yun", "召": "shao", "句": "gou", "阚": "kan", "秘": "bi", "长": "chang",
+}  # fmt: skip
+
+
+def surname_pinyin(name: str) -> tuple[str, str]:
+    """A person's name read with its surname's reading (曾伟 → ("zengwei", "zw")) when that differs, else ("", "")."""
+    read = SURNAME_READINGS.get(name[:1])
+    if read is None:
+        return "", ""
+    default, initials = pinyin_fast(name)
+    full = read + pinyin_fast(name[1:])[0]
+    if full == default:
+        return "", ""
+    return full, read[0] + initials[1:]
+
+
 class _Column:
     """One column (names, pinyin or initials): the strings by id, their grams' postings, ids sorted by string."""
 
-    def __init__(self, longest_gram: int) -> None:
+    def __init__(self, longest_gram: int, *, sparse: bool = False) -> None:
         self.values: list[str] = []
         self.grams: dict[str, array[int]] = {}
         self.longest = longest_gram
         self.sorted_ids = array("i")
+        #: Only ids with a value are sorted (a second reading: most names have none, and
+        #: sorting the empty ones cost 0.3 s a column for a province's holders).
+        self.sparse = sparse
 
     def add(self, nid: int, value: str) -> None:
         self.values.append(value)
+        if not value:  # no second reading: nothing to post
+            return
         grams = self.grams
         for n in range(1, self.longest + 1):
             for g in {value[i : i + n] for i in range(len(value) - n + 1)}:
@@ -110,12 +136,18 @@ class _Column:
     def seal(self) -> None:
         """Sort the ids by value (after a bulk build; later adds insert in place)."""
         n, key = len(self.values), self.values.__getitem__
-        runs = [sorted(range(lo, min(lo + SORT_RUN, n)), key=key) for lo in range(0, n, SORT_RUN)]
+        ids = [i for i, v in enumerate(self.values) if v] if self.sparse else range(n)
+        n = len(ids)
+        runs = [sorted(ids[lo : min(lo + SORT_RUN, n)], key=key) for lo in range(0, n, SORT_RUN)]
+        if not runs:
+            self.sorted_ids = array("i")
+            return
         # merge keeps ties in run order, and runs are in id order: as stable as one sort
         self.sorted_ids = array("i", runs[0] if len(runs) == 1 else heapq.merge(*runs, key=key))
 
     def insert_sorted(self, nid: int) -> None:
-        insort(self.sorted_ids, nid, key=self.values.__getitem__)
+        if self.values[nid] or not self.sparse:
+            insort(self.sorted_ids, nid, key=self.values.__getitem__)
 
     def exact(self, term: str) -> array[int]:
         """Ids whose value equals ``term``, ascending."""
@@ -153,12 +185,14 @@ class _Column:
 class Names:
     """Distinct names with their pinyin and initials; ``find(term, cap)`` → (name id, exact) of those containing it."""
 
-    def __init__(self, names: list[str], *, phrases: bool = False) -> None:
+    def __init__(self, names: list[str], *, phrases: bool = False, surnames: bool = False) -> None:
         self._id: dict[str, int] = {}
-        # characters, pinyin, initials; with ``phrases`` also the words' reading and its initials
-        # ("" where it is the characters' reading: see phrase_pinyin)
-        self._phrases = phrases
-        self._cols = (_Column(2), _Column(3), _Column(2)) + ((_Column(3), _Column(2)) if phrases else ())
+        # characters, pinyin, initials; with ``phrases`` (unit names) or ``surnames`` (persons'
+        # names) also a second reading and its initials ("" where there is none: see
+        # phrase_pinyin, surname_pinyin)
+        self._second = phrase_pinyin if phrases else surname_pinyin if surnames else None
+        second = (_Column(3, sparse=True), _Column(2, sparse=True)) if self._second else ()
+        self._cols: tuple[_Column, ...] = (_Column(2), _Column(3), _Column(2), *second)
         self.names: list[str] = self._cols[0].values
         self._sealed = False
         for n in names:
@@ -175,7 +209,7 @@ class Names:
         nid = self._id.get(name)
         if nid is None:
             nid = self._id[name] = len(self.names)
-            values = (name, *pinyin_fast(name), *(phrase_pinyin(name) if self._phrases else ()))
+            values = (name, *pinyin_fast(name), *(self._second(name) if self._second else ()))
             for col, value in zip(self._cols, values, strict=True):
                 col.add(nid, value)
                 if self._sealed:

@@ -258,3 +258,29 @@ async def test_a_preview_refuses_what_the_edit_would_refuse(org_server: RunningS
         assert r.status_code == 400 and r.json()["error"]["data"]["field"] == "unit", r.text  # the root
         r = await h.post(f"/api/v1/org/units/{VILLAGE}/preview", json={"action": "move", "target": OTHER_TOWN})
         assert r.status_code == 200 and r.json()["target"]["code"] == OTHER_TOWN, r.text
+
+
+async def test_a_holder_is_found_by_the_reading_of_their_surname(org_server: RunningServer) -> None:
+    """曾 is "ceng" alone but "zeng" as a surname: 曾小伟 is found by "zengxiaowei" and "zxw" (and as before).
+
+    Before, a holder's name was read character by character only, so the common polyphonic
+    surnames (曾, 单, 仇, 区, 查, 翟 …) were found only under a reading nobody types.
+    """
+    from org_tree.name_index import Names
+
+    built = Names(["曾小伟", "单雄信", "张三"], surnames=True)  # the build, as the live add below
+    assert [nid for nid, _ in built.find("shanxiongxin", 5)] == [1]
+    assert [nid for nid, _ in built.find("danxiongxin", 5)] == [1]
+    rs = org_server
+    pid, _lg, position, _token = await seat(rs, VILLAGE, "village_secretary")
+    token = await _admin(rs, COUNTY, {"assignments"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+        r = await h.patch(f"/api/v1/org/persons/{pid}", json={"name": "曾小伟"})
+        assert r.status_code == 200, r.text
+        for q in ("zengxiaowei", "zxw", "cengxiaowei", "曾小伟"):
+            r = await h.get("/api/v1/org/search", params={"q": q, "limit": 100})
+            assert position in {hit["position_id"] for hit in r.json()["hits"]}, q
+        r = await h.get("/api/v1/org/search", params={"q": "zengxiaowei"})
+        hit = next(hit for hit in r.json()["hits"] if hit["position_id"] == position)
+        assert hit["holders"] == ["曾小伟"]
+        assert r.json()["hits"][0]["position_id"] == position  # the surname reading is exact

@@ -36,13 +36,13 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
     g.release.set()  # open unless a test closes it
 
     class GatedNames(Names):
-        def __init__(self, names: list[str], *, phrases: bool = False) -> None:
+        def __init__(self, names: list[str], **readings: bool) -> None:
             if names:  # ``Directory()`` starts with empty ones, in the loop
                 g.built_in.append(threading.current_thread())
                 if threading.current_thread() is not g.loop_thread:
                     g.entered.set()
                     g.release.wait(WAIT)
-            super().__init__(names, phrases=phrases)
+            super().__init__(names, **readings)
 
     monkeypatch.setattr(directory_module, "Names", GatedNames)
     try:
