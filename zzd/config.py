@@ -331,9 +331,7 @@ class Settings(BaseSettings):
             if not path.exists():
                 if not create:
                     return None
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(secrets.token_urlsafe(48) + "\n")
-                path.chmod(0o600)
+                _generate_key_file(path, "")
                 logger.warning("generated the audit log's key in %s: keep a copy apart from the database", path)
         try:
             raw = path.read_text().strip()
@@ -396,11 +394,16 @@ def _local_key_file(database_url: str) -> str:
     """A per-installation key for the embedded default, created on first start."""
     path = _beside_database(database_url, "zzd-jwt.keys")
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"k1:{secrets.token_urlsafe(48)}\n")
-        path.chmod(0o600)
+        _generate_key_file(path, "k1:")
         logger.info("generated a JWT signing key in %s", path)
     return path.read_text().strip()
+
+
+def _generate_key_file(path: Path, prefix: str) -> None:
+    """A new random key (``prefix`` + 48 random bytes, URL-safe) in ``path``, readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{prefix}{secrets.token_urlsafe(48)}\n")
+    path.chmod(0o600)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -163,6 +163,9 @@ class Services:
     org_wake: OrgWake | None = field(default=None)
     #: Chains the audit entries this and other processes committed; made in ``start``.
     sealer: Sealer | None = field(default=None)
+    #: The audit key, read (or made) once in ``start`` and checked against the chain's; sealing and
+    #: retention both use it, so a key file changed or removed later cannot split them.
+    audit_key: bytes | None = field(default=None)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None, passwords: Passwords | None = None) -> Services:
@@ -392,7 +395,7 @@ class Services:
                 raise RuntimeError(f"SQLite durability settings not in force: {pragmas}")
         # The audit key is kept outside the database; a process whose key is not the chain's does not start
         # (checked before anything runs: its sealer would seal nothing, and a stopped start leaves nothing behind).
-        key = self.settings.audit_secret()
+        key = self.audit_key = self.settings.audit_secret()
         await check_key(self.db, key)
         await self.org_index.load()
         self.org.directory.wait = self.settings.directory_wait
@@ -455,9 +458,9 @@ class Services:
 
     async def _prune_audit(self) -> None:
         """Retention: entries older than ``audit_retention_days`` go, the chain's anchor moves with them."""
+        assert self.audit_key is not None, "scheduled by start(), which reads the key first"
         now = self.clock.now()
-        key = self.settings.audit_secret()
-        await prune_audit(self.db, key, now - timedelta(days=self.settings.audit_retention_days), now)
+        await prune_audit(self.db, self.audit_key, now - timedelta(days=self.settings.audit_retention_days), now)
 
     async def _refresh_statistics(self) -> None:
         """``ANALYZE`` the project's table that grew most since its last analyze, if enough (PostgreSQL)."""
