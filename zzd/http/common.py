@@ -52,10 +52,16 @@ def services_of(request: Request) -> Services:
 
 def error_response(err: ZzdError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if err.http_status == 401 else None
-    retry = err.data.get("retry_after") if err.http_status in (429, 503) else None
-    if isinstance(retry, int):
-        headers = {"Retry-After": str(retry)}
+    retry = _retry_after(err)
+    if retry is not None:
+        headers = {"Retry-After": retry}
     return JSONResponse({"error": err.to_dict()}, status_code=err.http_status, headers=headers)
+
+
+def _retry_after(err: ZzdError) -> str | None:
+    """The ``Retry-After`` of a 429 or 503 that says how long to wait (``data.retry_after``), else None."""
+    retry = err.data.get("retry_after") if err.http_status in (429, 503) else None
+    return str(retry) if isinstance(retry, int) else None
 
 
 def oauth_error(err: ZzdError) -> JSONResponse:
@@ -82,12 +88,11 @@ def oauth_error(err: ZzdError) -> JSONResponse:
         problems = err.data.get("errors") or [{}]
         bad_grant = err.data.get("field") == "grant_type" and problems[0].get("problem") != "Field required"
         code, status = ("unsupported_grant_type" if bad_grant else "invalid_request"), 400
-    base = error_response(err)
-    answer = JSONResponse({"error": code, "error_description": err.message, "error_detail": err.to_dict()},
-                          status_code=status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})  # fmt: skip
-    if "retry-after" in base.headers:
-        answer.headers["Retry-After"] = base.headers["retry-after"]
-    return answer
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if (retry := _retry_after(err)) is not None:
+        headers["Retry-After"] = retry
+    body = {"error": code, "error_description": err.message, "error_detail": err.to_dict()}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def json_body(request: Request, model: type[M]) -> M:
