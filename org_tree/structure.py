@@ -469,12 +469,13 @@ async def _free_child_code(conn: AsyncConnection, parent_code: str, parent_id: i
     A child that moved away, or was merged away or retired, keeps its code (rows are never
     deleted) while the count drops, so the count alone named a taken code: before, every
     create under such a parent without a code answered ``409 already_exists`` for a code the
-    client never sent, forever. Each try is one look-up by the unique code.
+    client never sent, forever. The candidates are looked up together, by the unique code.
     """
     n = int((await conn.execute(select(func.count()).where(units.c.parent_id == parent_id))).scalar_one())
-    for k in range(n + 1, n + 1 + _CODE_TRIES):
-        code = f"{parent_code}x{k:03d}"
-        if not await _code_taken(conn, code):
+    candidates = [f"{parent_code}x{k:03d}" for k in range(n + 1, n + 1 + _CODE_TRIES)]
+    taken = set((await conn.execute(select(units.c.code).where(units.c.code.in_(candidates)))).scalars())
+    for code in candidates:
+        if code not in taken:
             return code
     raise Conflict("no free default code under this parent: give one", code=ErrorCode.ALREADY_EXISTS,
                    data={"field": "code"})  # fmt: skip
