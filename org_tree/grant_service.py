@@ -81,19 +81,21 @@ class GrantService:
         missing = NotFound("no such grant", data={"grant_id": grant_id})
         async with self._db.read() as conn:
             found = [g for g in await active_grants(conn) if g.id == grant_id]
+        # A refusal is on record whether the id exists or not, and says no more than the 404 does (the
+        # permission is always ``grants``, not the grant's first one the actor lacks): the actor's own
+        # auditors see it too, and an administrator who also audits could otherwise read back which ids
+        # exist and where (``hidden``, docs/admin.md "Refusals seen from both sides").
         if not found:
+            await self._org.deny(actor, Perm.GRANTS, None, "admin.revoked", grant_id=grant_id, hidden=True)
             raise missing
         g = found[0]
         u = grant_unit(idx, g)
         if g.unit_id is not None and u is None:
             u = None if holds_grant(idx, actor, Perm.GRANTS, None) else -1
-        try:
-            if u == -1:
-                raise Forbidden("dissolved unit")
-            for p in sorted({Perm.GRANTS.value, *g.perms}):
-                await self._org.authorize(actor, Perm(p), u, "admin.revoked", grant_id=grant_id)
-        except Forbidden as exc:
-            raise missing from exc
+        if u == -1 or not all(holds_grant(idx, actor, Perm(p), u) for p in {Perm.GRANTS.value, *g.perms}):
+            await self._org.deny(actor, Perm.GRANTS, None if u == -1 else u, "admin.revoked", grant_id=grant_id,
+                                 hidden=True)  # fmt: skip
+            raise missing
         now = self._clock.now()
         async with self._db.write() as conn:
             before = await mark_revoked(conn, grant_id, actor.person_id or None, now)

@@ -347,13 +347,11 @@ class OrgService:
                            for g in grants)]  # fmt: skip
         beyond = [u for u in reach or [None] if not holds_grant(idx, actor, Perm.ASSIGNMENTS, u)]
         if row is None or beyond:
-            if row is not None:  # audited, then answered like an unknown id: no probing who exists
-                try:
-                    await self.authorize(actor, Perm.ASSIGNMENTS, beyond[0],
-                                         "person.disabled" if disabled else "person.updated",
-                                         person_id=person_id)  # fmt: skip
-                except Forbidden:
-                    pass
+            # Audited, then answered like an unknown id (which is audited alike): the entry the actor's own
+            # auditors see names no unit, so it tells nothing of where a grant of theirs lies (``hidden``).
+            await self.deny(actor, Perm.ASSIGNMENTS, beyond[0] if row is not None else None,
+                            "person.disabled" if disabled else "person.updated", person_id=person_id,
+                            hidden=True)  # fmt: skip
             raise NotFound("no such person", data={"person_id": person_id})
         if disabled is not None and person_id == actor.person_id:
             await self.deny(actor, Perm.ASSIGNMENTS, units[0] if units else None,
@@ -434,16 +432,15 @@ class OrgService:
         async with self._db.read() as conn:
             row = (await conn.execute(select(assignments).where(assignments.c.id == assignment_id))).first()
         missing = NotFound("no such assignment", data={"assignment_id": assignment_id})
-        if row is None:
-            raise missing
         idx = self.index
-        try:
-            k = idx.slot(int(row.position_id))
-            await self.authorize(actor, Perm.ASSIGNMENTS, idx.position_unit(k), "org.assignment_ended",
-                                 assignment_id=assignment_id)  # fmt: skip
-        except (NotFound, Forbidden) as exc:
-            # Like an unknown id: a refusal must not tell which position the assignment is of.
-            raise missing from exc
+        k = idx.find_slot(int(row.position_id)) if row is not None else -1
+        if k < 0 or not holds_grant(idx, actor, Perm.ASSIGNMENTS, idx.position_unit(k)):
+            # Like an unknown id, and on record like one: neither the answer nor the entry the actor's own
+            # auditors see tells which position (or whether any) the assignment is of (``hidden``).
+            await self.deny(actor, Perm.ASSIGNMENTS, idx.position_unit(k) if k >= 0 else None,
+                            "org.assignment_ended", assignment_id=assignment_id, hidden=True)  # fmt: skip
+            raise missing
+        assert row is not None
         at = end or self._clock.now()
         async with self._db.write() as conn:
             await bump_version(conn, self._clock, scope="holders", position_ids=[int(row.position_id)], detail="end")

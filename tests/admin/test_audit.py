@@ -7,6 +7,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from kernel.errors import NotFound
 from org_tree.jurisdiction import SYSTEM
 from tests.client import login, new_person
 from tests.conftest import AUDIT_KEY, RunningServer
-from tests.org_server import auth, seat, slot
+from tests.org_server import auth, position_at, seat, slot
 from tests.waiting import wait_until
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -278,3 +279,66 @@ def test_cli_grants_the_first_administrator_and_verifies_the_chain(tmp_path: Pat
     res = runner.invoke(main, ["admin", "revoke", str(grant["id"])], env=env)
     assert res.exit_code == 0 and json.loads(res.output)["revoked"] is True
     assert runner.invoke(main, ["admin", "list"], env=env).output == ""
+
+
+async def test_a_refusal_answered_like_an_unknown_id_tells_the_actors_side_no_more_than_the_404(
+    org_server: RunningServer,
+) -> None:
+    """Revoking a grant or ending an assignment outside one's grant answers 404, as for an id that does
+    not exist, so that ids cannot be probed. But the ``admin.denied`` entry was written only for ids that
+    exist, under the target's unit and with the grant's permission, and the actor's own county audits it:
+    an administrator who also holds ``audit`` read back which of the ids 1..N exist, and in which county
+    each grant and assignment lies (found by the trust audit). Now an unknown id is on record too, and
+    seen through ``actor_unit_ids`` alone such an entry names no target; the target's auditors see it whole."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    idx = s.org_index.index
+    admin_id, admin_login = await new_person(s, "甲县管理员")
+    await s.grants.grant(SYSTEM, admin_id, "990101", frozenset({"assignments", "grants", "audit"}))
+    other_id, _ = await new_person(s, "乙县审计员")
+    theirs = await s.grants.grant(SYSTEM, other_id, "990102", frozenset({"audit", "apps"}))
+    held, *_ = await seat(rs, "990102001001", "village_secretary")
+    assignment = next(a for a in await s.org.history(SYSTEM, position_at(rs, "990102001001", "village_secretary"))
+                      if a.person_id == held and a.end_at is None).id  # fmt: skip
+    unknown = 10**12
+    tok = (await login(rs.http, admin_login))["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        answers = [await h.post(f"/api/v1/admin/grants/{gid}/revoke") for gid in (theirs.id, unknown)] + [
+            await h.post(f"/api/v1/org/assignments/{aid}/end") for aid in (assignment, unknown)
+        ]
+        assert [(r.status_code, r.json()["error"]["message"]) for r in answers] == [
+            (404, "no such grant")] * 2 + [(404, "no such assignment")] * 2  # fmt: skip
+        mine = (await h.get("/api/v1/audit", params={"action": "admin.denied", "actor": str(admin_id)})).json()
+    # nothing changed
+    assert [g.id for g in await s.grants.visible(SYSTEM, other_id)] == [theirs.id]
+    assert any(a.id == assignment and a.end_at is None
+               for a in await s.org.history(SYSTEM, position_at(rs, "990102001001", "village_secretary")))  # fmt: skip
+
+    def shown(e: dict[str, Any]) -> tuple[object, ...]:
+        d = {k: v for k, v in e["detail"].items() if k not in ("grant_id", "assignment_id")}
+        return e["unit_id"], e["unit_path"], d
+
+    entries = mine["entries"]
+    assert len(entries) == 4, entries  # every one of the four attempts is on record
+    by_id = {(e["detail"].get("grant_id"), e["detail"].get("assignment_id")): e for e in entries}
+    a_unit = idx.unit_id(idx.unit("990101"))
+    revoke_known, revoke_unknown = by_id[(theirs.id, None)], by_id[(unknown, None)]
+    end_known, end_unknown = by_id[(None, assignment)], by_id[(None, unknown)]
+    # seen from the actor's side, an existing id and an unknown one look alike: no unit, no permission of theirs
+    revoked = {"attempted": "admin.revoked", "permission": "grants", "hidden": True, "actor_unit_ids": [a_unit]}
+    assert shown(revoke_known) == shown(revoke_unknown) == (None, None, revoked)
+    assert shown(end_known) == shown(end_unknown) == (
+        None, None,
+        {"attempted": "org.assignment_ended", "permission": "assignments", "hidden": True, "actor_unit_ids": [a_unit]},
+    )  # fmt: skip
+    # county B's auditor sees the attempts on B's grant and assignment with their unit
+    b_id, b_login = await new_person(s, "乙县审计员2")
+    await s.grants.grant(SYSTEM, b_id, "990102", frozenset({"audit"}))
+    b_tok = (await login(rs.http, b_login))["access_token"]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(b_tok)) as h:
+        theirs_view = (await h.get("/api/v1/audit", params={"action": "admin.denied", "actor": str(admin_id)})).json()
+    b_ids = {e["id"]: e for e in theirs_view["entries"]}
+    assert set(b_ids) == {revoke_known["id"], end_known["id"]}, theirs_view
+    b_unit = idx.unit_id(idx.unit("990102"))
+    assert b_ids[revoke_known["id"]]["unit_id"] == b_unit
+    assert b_ids[end_known["id"]]["unit_id"] == idx.unit_id(idx.unit("990102001001"))

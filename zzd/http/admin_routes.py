@@ -9,7 +9,7 @@ subtree asked for (without ``unit``: the subtrees the caller audits).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 from starlette.requests import Request
@@ -119,7 +119,25 @@ async def audit_log(request: Request) -> Response:
         unit_prefixes=allowed,
     )
     items, more = await audit_query(s.db, q)
+    if not holds_grant(idx, actor, Perm.AUDIT, None):
+        audited = [grant_unit(idx, g) for g in actor.grants if Perm.AUDIT in g.perms]
+        _hide_targets(items, tuple(str(unit_path_of(idx, u)[1]) for u in audited if u is not None))
     return reply(AuditPage, {"entries": items, "next_before": more})
+
+
+def _hide_targets(items: list[dict[str, Any]], audited: tuple[str, ...]) -> None:
+    """Leave out the target unit of a ``hidden`` refusal to an auditor who sees it only as the actor's side.
+
+    Such a refusal (revoking a grant, ending an assignment, changing a person, outside one's grant) was
+    answered 404, as for an unknown id, so that ids cannot be probed; an unknown id is recorded alike, with
+    no unit. Seen through ``actor_unit_ids`` alone, the entry must say no more than that answer did:
+    otherwise an administrator who also audits their own county reads back, from the log, which ids exist
+    and in which county each lies. The target's own auditors (``audited`` covers its unit) see it whole.
+    """
+    for item in items:
+        path = item["unit_path"]
+        if item["detail"].get("hidden") is True and path is not None and not path.startswith(audited):
+            item["unit_id"] = item["unit_path"] = None
 
 
 routes = api.routes
