@@ -80,6 +80,7 @@ async def test_import_is_idempotent_all_or_nothing_and_codes_activate_once(org_s
             "/api/v1/auth/activate", json={"login": "li4", "code": codes["li4"], "password": "新密码-2026"}
         )
         assert r.status_code == 200 and r.json()["token_type"] == "Bearer", r.text
+        assert (r.headers.get("cache-control"), r.headers.get("pragma")) == ("no-store", "no-cache")  # RFC 6749 5.1
         me = await h.get("/api/v1/me", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
         assert me.json()["login"] == "li4"
         again_r = await h.post(

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from tests.apps.helpers import COUNTY, VILLAGE, admin_token, app_token, make_app
-from tests.client import login, new_person
+from tests.client import PASSWORD, login, new_person
 from tests.conftest import RunningServer
 from tests.org_server import auth, seat, unit_id_at
 
@@ -194,6 +194,30 @@ async def test_the_token_endpoint_words_errors_as_rfc_6749_for_form_requests(org
         assert r.headers["www-authenticate"] == 'Basic realm="zzd"'
         r = await h.post(TOKEN, json={"grant_type": "password", "login": lg, "password": "wrong password"})
         assert (r.status_code, r.json()["error"]["code"]) == (401, "invalid_grant"), r.text
+
+
+async def test_every_token_answer_is_marked_no_store(org_server: RunningServer) -> None:
+    """RFC 6749 5.1: an answer carrying tokens MUST say ``Cache-Control: no-store`` and ``Pragma: no-cache``.
+
+    Only the form-encoded errors did; the answers with the credentials themselves (password, refresh,
+    app and activation alike, JSON or form) could be kept by a cache on the way (found by the trust audit).
+    """
+    rs = org_server
+    made, _ = await _app(rs, ["org:read"])
+    _, lg = await new_person(rs.services_obj)  # type: ignore[attr-defined]
+    app = {"grant_type": "client_credentials", "client_id": made["client_id"], "client_secret": made["client_secret"]}
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        answers = [
+            await h.post(TOKEN, json={"grant_type": "password", "login": lg, "password": PASSWORD}),
+            await h.post(TOKEN, data={"grant_type": "password", "login": lg, "password": PASSWORD}),
+            await h.post(TOKEN, json=app),
+            await h.post(TOKEN, data=app),
+        ]
+        refresh = answers[0].json()["refresh_token"]
+        answers.append(await h.post(TOKEN, json={"grant_type": "refresh_token", "refresh_token": refresh}))
+    for r in answers:
+        assert r.status_code == 200 and r.json()["access_token"], r.text
+        assert (r.headers.get("cache-control"), r.headers.get("pragma")) == ("no-store", "no-cache"), r.headers
 
 
 async def test_the_published_contract_says_the_token_endpoint_takes_forms_and_answers_them_rfc_6749(

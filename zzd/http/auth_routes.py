@@ -22,7 +22,15 @@ from kernel.errors import BadRequest, ErrorCode, Unauthorized, ZzdError
 from kernel.sessions import IssuedSession
 from kernel.text import check_text
 from zzd.http.actors import current_person
-from zzd.http.common import error_response, is_form, json_body, json_or_form_body, oauth_error, services_of
+from zzd.http.common import (
+    NO_STORE,
+    error_response,
+    is_form,
+    json_body,
+    json_or_form_body,
+    oauth_error,
+    services_of,
+)
 from zzd.http.contract import BodyModel, Endpoints, reply
 from zzd.http.schemas.auth import AppToken, Me, TokenAnswer, Tokens
 from zzd.http.schemas.common import Revoked
@@ -68,17 +76,26 @@ def _login_key(login: str) -> str:
     return login.strip().lower()[:64]
 
 
+def _no_store(answer: Response) -> Response:
+    """RFC 6749 5.1: an answer carrying tokens must not be kept by any cache on the way. Only the
+    form-encoded errors said so (:func:`oauth_error`); the answers with the credentials did not."""
+    answer.headers.update(NO_STORE)
+    return answer
+
+
 def _token_answer(s: Services, issued: IssuedSession) -> Response:
     """A sign-in's answer (password, refresh or activation alike): a new access token beside the session's refresh."""
-    return reply(
-        TokenAnswer,
-        {
-            "access_token": s.tokens.issue(issued.person_id, issued.session_id),
-            "token_type": "Bearer",
-            "expires_in": s.tokens.ttl_seconds,
-            "refresh_token": issued.refresh_token,
-            "person_id": issued.person_id,
-        },
+    return _no_store(
+        reply(
+            TokenAnswer,
+            {
+                "access_token": s.tokens.issue(issued.person_id, issued.session_id),
+                "token_type": "Bearer",
+                "expires_in": s.tokens.ttl_seconds,
+                "refresh_token": issued.refresh_token,
+                "person_id": issued.person_id,
+            },
+        )
     )
 
 
@@ -121,15 +138,17 @@ async def _client_credentials(s: Services, request: Request, body: TokenRequest)
         raise
     await s.throttle.succeeded(key)
     ttl = timedelta(seconds=s.settings.app_token_ttl)
-    return reply(
-        AppToken,
-        {
-            "access_token": s.tokens.issue_app(app.id, secret_id, ttl),
-            "token_type": "Bearer",
-            "expires_in": s.settings.app_token_ttl,
-            "scope": " ".join(sorted(app.scopes)),
-            "app_id": app.id,
-        },
+    return _no_store(
+        reply(
+            AppToken,
+            {
+                "access_token": s.tokens.issue_app(app.id, secret_id, ttl),
+                "token_type": "Bearer",
+                "expires_in": s.settings.app_token_ttl,
+                "scope": " ".join(sorted(app.scopes)),
+                "app_id": app.id,
+            },
+        )
     )
 
 

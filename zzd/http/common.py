@@ -64,6 +64,10 @@ def _retry_after(err: ZzdError) -> str | None:
     return str(retry) if isinstance(retry, int) else None
 
 
+#: RFC 6749 5.1 (and 5.2 for the form-encoded errors): no cache on the way may keep a token answer.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
 def oauth_error(err: ZzdError) -> JSONResponse:
     """``err`` as RFC 6749 5.2 words it: ``{"error": "<code>", "error_description": "…"}``.
 
@@ -88,7 +92,7 @@ def oauth_error(err: ZzdError) -> JSONResponse:
         problems = err.data.get("errors") or [{}]
         bad_grant = err.data.get("field") == "grant_type" and problems[0].get("problem") != "Field required"
         code, status = ("unsupported_grant_type" if bad_grant else "invalid_request"), 400
-    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    headers = dict(NO_STORE)
     if (retry := _retry_after(err)) is not None:
         headers["Retry-After"] = retry
     body = {"error": code, "error_description": err.message, "error_detail": err.to_dict()}
