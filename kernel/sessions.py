@@ -27,7 +27,20 @@ from kernel.schema import auth_sessions, persons, refresh_tokens
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IssuedSession", "SessionStore"]
+__all__ = ["IssuedSession", "RefreshReused", "SessionStore"]
+
+
+class RefreshReused(Unauthorized):
+    """A spent refresh token came back: the session is revoked (committed), answered as any bad token.
+
+    Carries the session so the shell closes its sockets at once, as a logout does. Before, they were
+    left to the safety poll (up to ``ZZD_SAFETY_POLL_INTERVAL``, 5 s), though a reuse means the token
+    was stolen and the session's live sockets are the thief's or the victim's.
+    """
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__("refresh token is not valid", code=ErrorCode.INVALID_GRANT)
+        self.session_id = session_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +126,8 @@ class SessionStore:
             if row is None:
                 raise bad()
             sid, used_at, person_id, expires_at, revoked_at, disabled = row
-            if used_at is not None:
+            reused = used_at is not None and revoked_at is None
+            if reused:
                 logger.warning("refresh token reuse detected; revoking session %s", sid)
                 await conn.execute(update(auth_sessions).where(auth_sessions.c.id == sid).values(revoked_at=now))
             if used_at is not None or revoked_at is not None or expires_at <= now or disabled:
@@ -130,6 +144,8 @@ class SessionStore:
                     insert(refresh_tokens).values(token_hash=_digest(token), session_id=sid, issued_at=now)
                 )
                 return IssuedSession(sid, int(person_id), token)
+        if reused:  # committed: the caller closes the session's sockets now
+            raise RefreshReused(str(sid))
         raise bad()
 
     async def revoke(self, session_id: str) -> int:

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from kernel.audit import AuditEntry, record
 from kernel.errors import BadRequest, ErrorCode, Unauthorized, ZzdError
-from kernel.sessions import IssuedSession
+from kernel.sessions import IssuedSession, RefreshReused
 from kernel.text import check_text
 from zzd.http.actors import current_person
 from zzd.http.common import (
@@ -206,7 +206,11 @@ async def _token(request: Request) -> Response:
     else:
         if body.refresh_token is None:
             raise BadRequest("refresh_token is required", data={"fields": ["refresh_token"]})
-        issued = await s.sessions.rotate(body.refresh_token)
+        try:
+            issued = await s.sessions.rotate(body.refresh_token)
+        except RefreshReused as exc:
+            await s.announce({"t": "revoke_session", "sid": exc.session_id})  # as a logout: sockets close with 4503
+            raise
     return _token_answer(s, issued)
 
 
