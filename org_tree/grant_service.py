@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.audit import record
 from kernel.clock import Clock
@@ -23,6 +24,7 @@ from kernel.schema import persons
 from org_tree.grants import Grant, Perm, active_grants, grant_unit, holds_grant, insert_grant, mark_revoked
 from org_tree.holder import OrgIndexHolder
 from org_tree.jurisdiction import Actor
+from org_tree.org_schema import units
 from org_tree.org_service import OrgService
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class GrantService:
         missing = NotFound("no such grant", data={"grant_id": grant_id})
         async with self._db.read() as conn:
             found = [g for g in await active_grants(conn) if g.id == grant_id]
+            u = await self._answering_unit(conn, found[0]) if found else None
         # A refusal is on record whether the id exists or not, and says no more than the 404 does (the
         # permission is always ``grants``, not the grant's first one the actor lacks): the actor's own
         # auditors see it too, and an administrator who also audits could otherwise read back which ids
@@ -89,12 +92,8 @@ class GrantService:
             await self._org.deny(actor, Perm.GRANTS, None, "admin.revoked", grant_id=grant_id, hidden=True)
             raise missing
         g = found[0]
-        u = grant_unit(idx, g)
-        if g.unit_id is not None and u is None:
-            u = None if holds_grant(idx, actor, Perm.GRANTS, None) else -1
-        if u == -1 or not all(holds_grant(idx, actor, Perm(p), u) for p in {Perm.GRANTS.value, *g.perms}):
-            await self._org.deny(actor, Perm.GRANTS, None if u == -1 else u, "admin.revoked", grant_id=grant_id,
-                                 hidden=True)  # fmt: skip
+        if not all(holds_grant(idx, actor, Perm(p), u) for p in {Perm.GRANTS.value, *g.perms}):
+            await self._org.deny(actor, Perm.GRANTS, u, "admin.revoked", grant_id=grant_id, hidden=True)
             raise missing
         now = self._clock.now()
         async with self._db.write() as conn:
@@ -109,15 +108,34 @@ class GrantService:
     async def visible(self, actor: Actor, person_id: int | None = None) -> list[Grant]:
         """Grants the actor may list: their own, and those inside a subtree where they hold ``grants`` or ``audit``."""
         idx = self._holder.index
-        async with self._db.read() as conn:
-            grants = await active_grants(conn, person_id)
         out = []
-        for g in grants:
-            u = grant_unit(idx, g)
+        async with self._db.read() as conn:
+            grants = [(g, await self._answering_unit(conn, g)) for g in await active_grants(conn, person_id)]
+        for g, u in grants:
             mine = g.person_id == actor.person_id
             if mine or any(holds_grant(idx, actor, p, u) for p in (Perm.GRANTS, Perm.AUDIT)):
                 out.append(g)
         return out
+
+    async def _answering_unit(self, conn: AsyncConnection, g: Grant) -> int | None:
+        """The pre-order unit whose administrators answer for grant ``g`` (``None``: the whole tree's).
+
+        Its own unit while that is in the tree. A grant over a unit retired since covers nothing, but it
+        stays active and comes back with the unit (``--revive-retired``, or a unit the import dissolved
+        that the files list again): the nearest unit above it still in the tree answers for it, so the
+        county that gave it sees and revokes it. Before, only a whole-tree administrator could.
+        """
+        idx = self._holder.index
+        u = grant_unit(idx, g)
+        at = g.unit_id if u is None else None
+        for _ in range(64):  # a parent chain, bounded however the rows were edited
+            if at is None:
+                break
+            parent = (await conn.execute(select(units.c.parent_id).where(units.c.id == at))).scalar()
+            at = None if parent is None else int(parent)
+            if at is not None and idx.find_unit(at) >= 0:
+                return idx.find_unit(at)
+        return u
 
     async def require_some_admin(self, actor: Actor) -> None:
         """Listing others' grants is for administrators with ``grants`` or ``audit`` somewhere.

@@ -180,3 +180,39 @@ async def test_an_identical_grant_twice_is_a_conflict_naming_the_first(org_serve
     granted, _ = await query(s.db, AuditQuery(action="admin.granted"))
     assert sorted(e["detail"]["grant_id"] for e in granted if e["detail"]["person_id"] == helper_id) == [
         first.json()["id"], other.json()["id"]]  # fmt: skip
+
+
+async def test_the_county_that_gave_a_grant_over_a_retired_unit_still_sees_and_revokes_it(
+    org_server: RunningServer,
+) -> None:
+    """A grant over a unit retired since covers nothing, but it stays active and comes back with the unit
+    (``zzd org import --revive-retired``, or a unit the import dissolved that the files list again). Only a
+    whole-tree administrator could see or revoke it: the county administrator who gave it got 404 and
+    never saw it in the list (found by the trust audit). Now the nearest unit above that is still in the
+    tree answers for it; another county still gets 404, and nothing changes for it."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin_id, admin_login = await new_person(s, "县管理员")
+    await s.grants.grant(SYSTEM, admin_id, COUNTY, frozenset({"org", "assignments", "grants", "audit"}))
+    other_id, other_login = await new_person(s, "邻县管理员")
+    await s.grants.grant(SYSTEM, other_id, OTHER_COUNTY, frozenset({"org", "assignments", "grants", "audit"}))
+    helper_id, _ = await new_person(s, "镇管理员")
+    tok = (await login(rs.http, admin_login))["access_token"]
+    other_tok = (await login(rs.http, other_login))["access_token"]
+    township = "990101001"
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        made = await h.post("/api/v1/admin/grants", json={"person_id": helper_id, "unit": township, "perms": ["audit"]})
+        assert made.status_code == 201, made.text
+        gid = made.json()["id"]
+        r = await h.post(f"/api/v1/org/units/{township}/retire", json={})
+        assert r.status_code == 200, r.text
+        listed = (await h.get("/api/v1/admin/grants", params={"person_id": str(helper_id)})).json()["grants"]
+        assert [(g["id"], g["unit_path"]) for g in listed] == [(gid, None)], listed
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(other_tok)) as o:
+            assert (await o.get("/api/v1/admin/grants", params={"person_id": str(helper_id)})).json()["grants"] == []
+            r = await o.post(f"/api/v1/admin/grants/{gid}/revoke")
+            assert (r.status_code, r.json()["error"]["message"]) == (404, "no such grant")
+        assert [g.id for g in await s.grants.visible(SYSTEM, helper_id)] == [gid]  # the refusal changed nothing
+        r = await h.post(f"/api/v1/admin/grants/{gid}/revoke")
+        assert (r.status_code, r.json()["revoked"], r.json()["unit_path"]) == (200, True, None), r.text
+    assert await s.grants.visible(SYSTEM, helper_id) == []
