@@ -10,7 +10,7 @@ after, so nothing committed in between is missed.
 Access (docs/directory.md): the directory is public to every signed-in
 person — positions, units, holders' names; a holder's **phone** is shown only
 to administrators holding ``assignments`` or ``audit`` over the position's
-unit — and over every other unit where that person holds a position, so an
+unit — and over every other unit where that person holds a position or a grant, so an
 administrator who seats someone (say another county's head) as a deputy in
 their own county does not learn their phone by it (the rule of
 ``PATCH /api/v1/org/persons/{id}``). One person by id (``person``) follows the
@@ -32,7 +32,7 @@ from kernel.db.database import Database
 from kernel.errors import NotFound, Unavailable
 from kernel.schema import persons
 from org_tree.directory import Directory
-from org_tree.grants import Perm, holds_grant
+from org_tree.grants import Perm, grant_reach, holds_grant
 from org_tree.holder import Applied, OrgIndexHolder
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor
@@ -215,16 +215,18 @@ class DirectoryService:
         """Phones of the holders on the page the actor administers (none for ordinary users)."""
         if not actor.grants:
             return {}
-        wanted: set[int] = set()
+        held: dict[int, list[int]] = {}
         for k in slots:
             if _administers(index, actor, index.position_unit(k)):
-                wanted.update(
-                    p for p in index.current_holders(k) if _phone_shown(index, actor, _held_slots(index, d, p))
-                )
-        if not wanted:
+                held.update((p, _held_slots(index, d, p)) for p in index.current_holders(k) if p not in held)
+        if not held:
             return {}
         async with self._db.read() as conn:
-            rows = await conn.execute(select(persons.c.id, persons.c.phone).where(persons.c.id.in_(sorted(wanted))))
+            reach = await grant_reach(conn, index, held)
+            wanted = sorted(p for p, ks in held.items() if _phone_shown(index, actor, ks, reach[p]))
+            if not wanted:
+                return {}
+            rows = await conn.execute(select(persons.c.id, persons.c.phone).where(persons.c.id.in_(wanted)))
             return {int(p): (str(ph) if ph is not None else None) for p, ph in rows}
 
     def _hit(self, index: OrgIndex, d: Directory, k: int, phones: dict[int, str | None]) -> DirectoryHit:
@@ -273,7 +275,8 @@ class DirectoryService:
             # lookup built all of it: seconds on a province).
             ever = await conn.scalars(select(assignments.c.position_id).where(assignments.c.person_id == person_id))
             position_ids = {int(pid) for pid in ever}
-        index = self._holder.index
+            index = self._holder.index
+            reach = (await grant_reach(conn, index, [person_id]))[person_id]
         slots = _holding(index, person_id, position_ids)
         held: list[HeldPosition] = []
         for k in slots:
@@ -286,7 +289,7 @@ class DirectoryService:
             held.append(HeldPosition(pid, role.name, role.key, index.unit_id(u), index.unit_code(u), path, title, kind))
         if row is None or (not held and person_id != actor.person_id and not _administers(index, actor, None)):
             raise NotFound("no such person", data={"person_id": person_id})
-        shown = _phone_shown(index, actor, slots)
+        shown = _phone_shown(index, actor, slots, reach)
         held.sort(key=lambda p: (len(p.unit_path), p.position_id))
         return PersonCard(person_id, str(row[0]), str(row[1]) if shown and row[1] is not None else None, tuple(held))
 
@@ -296,12 +299,11 @@ def _administers(index: OrgIndex, actor: Actor, u: int | None) -> bool:
     return holds_grant(index, actor, Perm.ASSIGNMENTS, u) or holds_grant(index, actor, Perm.AUDIT, u)
 
 
-def _phone_shown(index: OrgIndex, actor: Actor, slots: list[int]) -> bool:
-    """A person's phone, given the slots they hold: to administrators over every such unit (none: whole tree)."""
-    units = [index.position_unit(k) for k in slots]
-    if not units:
-        return _administers(index, actor, None)
-    return all(_administers(index, actor, u) for u in units)
+def _phone_shown(index: OrgIndex, actor: Actor, slots: list[int], grants: list[int | None]) -> bool:
+    """A person's phone, given the slots they hold and their grants' units (:func:`grant_reach`): to
+    administrators over every such unit (neither: the whole tree), as for changing them."""
+    units: list[int | None] = [index.position_unit(k) for k in slots]
+    return all(_administers(index, actor, u) for u in [*units, *grants] or [None])
 
 
 def _held_slots(index: OrgIndex, d: Directory, person: int) -> list[int]:

@@ -170,6 +170,27 @@ async def active_grants(conn: AsyncConnection, person_id: int | None = None) -> 
     return [_grant(r) for r in await conn.execute(q)]
 
 
+async def grant_reach(conn: AsyncConnection, index: OrgIndex, person_ids: Iterable[int]) -> dict[int, list[int | None]]:
+    """Per person, the pre-order unit of each unrevoked grant of theirs (``None``: the whole tree, or a unit
+    gone from the tree, which only a whole-tree administrator answers for).
+
+    Why: whoever changes a person, or sees their phone, must administer every unit where they hold a
+    position *and* every unit of their grants; positions alone let a county administrator who seated the
+    whole-tree administrator (who holds no position) as a deputy there count as covering them.
+    """
+    wanted = sorted(set(person_ids))
+    out: dict[int, list[int | None]] = {p: [] for p in wanted}
+    if not wanted:
+        return out
+    q = select(admin_grants.c.person_id, admin_grants.c.unit_id).where(
+        admin_grants.c.revoked_at.is_(None), admin_grants.c.person_id.in_(wanted)
+    )
+    for pid, uid in await conn.execute(q):
+        u = index.find_unit(int(uid)) if uid is not None else -1
+        out[int(pid)].append(u if u >= 0 else None)
+    return out
+
+
 async def insert_grant(
     conn: AsyncConnection, person_id: int, unit_id: int | None, perms: frozenset[str], by: int | None, at: object
 ) -> Grant:

@@ -26,7 +26,7 @@ from kernel.schema import auth_sessions, persons
 from kernel.text import check_text, normalize_name
 from org_tree.directory_service import DirectoryService, PersonCard
 from org_tree.divisions import Level
-from org_tree.grants import Perm, active_grants, grant_unit, holds_grant, require_grant, unit_path_of
+from org_tree.grants import Perm, active_grants, grant_reach, grant_unit, holds_grant, require_grant, unit_path_of
 from org_tree.holder import OrgIndexHolder
 from org_tree.index import OrgIndex, RoleInfo
 from org_tree.jurisdiction import Actor, access_position, access_unit, check_jurisdiction
@@ -339,12 +339,10 @@ class OrgService:
             held = [int(r[0]) for r in await conn.execute(
                 select(assignments.c.position_id).where(assignments.c.person_id == person_id,
                                                          assignments.c.end_at.is_(None)))]  # fmt: skip
-            grants = await active_grants(conn, person_id)
-        idx = self.index
+            idx = self.index
+            grants = (await grant_reach(conn, idx, [person_id]))[person_id]
         units = [u for u in map(idx.unit_of_position, held) if u >= 0]
-        # Each grant's unit (None: the whole tree, or a unit no longer in the tree).
-        reach = [*units, *(None if g.unit_id is None or idx.find_unit(g.unit_id) < 0 else idx.find_unit(g.unit_id)
-                           for g in grants)]  # fmt: skip
+        reach = [*units, *grants]  # each grant's unit (None: the whole tree, or a unit no longer in the tree)
         beyond = [u for u in reach or [None] if not holds_grant(idx, actor, Perm.ASSIGNMENTS, u)]
         if row is None or beyond:
             # Audited, then answered like an unknown id (which is audited alike): the entry the actor's own

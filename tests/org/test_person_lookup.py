@@ -119,3 +119,34 @@ async def test_seating_someone_in_ones_own_county_does_not_show_their_phone(org_
                      if x["position_id"] == w_pos]  # fmt: skip
         assert card["phone"] == phone, (name, card)
         assert {d["person_id"]: d["phone"] for d in hit["holder_details"]}[other] == phone, (name, hit)
+
+
+async def test_seating_an_administrator_of_elsewhere_does_not_show_their_phone(org_server: RunningServer) -> None:
+    """The phone followed the person's positions only, so a person holding none there — the whole-tree
+    administrator, or one whose grant is over another county — seated as a deputy in one's own county had
+    their phone shown to that county's administrator, who still may not change them (PATCH answers 404:
+    its rule counts every grant of theirs too; found by the trust audit). Now the phone counts them alike."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    _, _, w_pos, _ = await seat(rs, GRID, "grid_worker")
+    county_admin, lg = await new_person(s, "县管理员")
+    await s.grants.grant(SYSTEM, county_admin, "990101", frozenset({"assignments"}))
+    tok = (await login(rs.http, lg))["access_token"]
+    root, _ = await new_person(s, "总管理员")
+    await s.grants.grant(SYSTEM, root, None, frozenset({"assignments", "grants"}))
+    neighbour, _ = await new_person(s, "邻县管理员")
+    await s.grants.grant(SYSTEM, neighbour, "990102", frozenset({"audit"}))
+    for i, pid in enumerate((root, neighbour)):
+        await s.org.change_person(SYSTEM, pid, phone=f"1390000001{i}")
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        for pid in (root, neighbour):
+            r = await h.post(f"/api/v1/org/positions/{w_pos}/assignments", json={"person_id": pid, "kind": "deputy"})
+            assert r.status_code == 201, r.text
+            patch = await h.patch(f"/api/v1/org/persons/{pid}", json={"name": "改名"})
+            assert patch.status_code == 404, patch.text  # may not change them ...
+            card = (await h.get(f"/api/v1/org/persons/{pid}")).json()
+            assert card["phone"] is None, card  # ... so does not see their phone either
+        [hit] = [x for x in (await h.get("/api/v1/org/search", params={"q": GRID})).json()["hits"]
+                 if x["position_id"] == w_pos]  # fmt: skip
+        assert {d["person_id"]: d["phone"] for d in hit["holder_details"]}.get(root, "absent") is None, hit
+        assert {d["person_id"]: d["phone"] for d in hit["holder_details"]}.get(neighbour, "absent") is None, hit

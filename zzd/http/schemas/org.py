@@ -154,7 +154,7 @@ class PersonCard(WireModel):
     id: int
     name: str
     phone: str | None = Field(
-        description="only for administrators (assignments or audit) over every unit where they hold a position"
+        description="only for administrators (assignments or audit) over every unit of their positions and grants"
     )
     positions: list[HeldPosition] = Field(description="the positions they hold now, higher levels first")
 
