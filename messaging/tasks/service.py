@@ -352,6 +352,9 @@ class TaskService:
             raise BadRequest(f"{action.value} is not an action clients take", data={"field": "action"})
         if action == Action.REASSIGN and to_position is None:
             raise BadRequest("reassign needs to_position", data={"field": "to_position"})
+        if action != Action.REASSIGN and to_position is not None:
+            # Dropped silently before: a client that meant to reassign never learned nothing moved.
+            raise BadRequest("to_position is only for reassign", data={"field": "to_position"})
         index = self._index()
 
         async def change(tx: Txn) -> TaskRow:

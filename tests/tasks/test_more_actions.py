@@ -6,19 +6,23 @@ from datetime import timedelta
 
 import pytest
 
-from kernel.errors import Conflict, ErrorCode, Forbidden
+from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden
 from messaging.tasks.lifecycle import Action
 from messaging.tasks.reports import Filing
 from messaging.tasks.stats import unit_stats
 from tests.tasks.conftest import TaskWorld
 
 
+async def _reported(w: TaskWorld, client_msg_id: str) -> tuple[int, int, int, int]:
+    """A grid worker's river-litter report: (worker, their grid position, its village, the task)."""
+    worker, grid_pos = w.grid_worker_with_held_chain()
+    report, _ = await w.reports.file(worker, grid_pos, Filing(client_msg_id, "river_litter", "垃圾", 28.9, 118.8))
+    return worker, grid_pos, w.index.parent(w.unit_of(grid_pos)), int(report["task_id"])
+
+
 async def test_return_reassign_comment_cancel(tw: TaskWorld) -> None:
     w = tw
-    worker, grid_pos = w.grid_worker_with_held_chain()
-    village = w.index.parent(w.unit_of(grid_pos))
-    report, _ = await w.reports.file(worker, grid_pos, Filing("m1", "river_litter", "垃圾", 28.9, 118.8))
-    tid = report["task_id"]
+    worker, grid_pos, village, tid = await _reported(w, "m1")
     chief_pos = w.position_in("river_chief", village)
     chief = w.holder(chief_pos)
     t = await w.tasks.act(chief, chief_pos, tid, Action.ACCEPT, 1)
@@ -72,3 +76,19 @@ async def test_stats_roll_up_from_grid_to_county(tw: TaskWorld) -> None:
     child = next(c for c in at_county["by_child"] if c["unit"]["id"] == w.index.unit_id(township))
     assert child["tasks"] == 3
     assert list(at_county["by_category"]) == ["river_litter"]
+
+
+async def test_to_position_beside_another_action_is_refused_and_changes_nothing(tw: TaskWorld) -> None:
+    """``to_position`` is reassign's field; beside a comment or an accept it was silently dropped (found by
+    the trust audit: a comment naming a position of another county answered 200), so a client that meant
+    to reassign, or got the action wrong, never learned its change did not happen."""
+    w = tw
+    worker, grid_pos, village, tid = await _reported(w, "tp1")
+    chief_pos = w.position_in("river_chief", village)
+    director = w.position_in("village_director", village)
+    for who, pos, action in ((worker, grid_pos, Action.COMMENT), (w.holder(chief_pos), chief_pos, Action.ACCEPT)):
+        with pytest.raises(BadRequest) as exc:
+            await w.tasks.act(who, pos, tid, action, 1, comment="转给主任", to_position=director)
+        assert exc.value.data == {"field": "to_position"}
+    full = await w.tasks.get(worker, tid)
+    assert (full["version"], full["state"], len(full["history"])) == (1, "created", 1)

@@ -67,7 +67,7 @@ class TaskAction(BodyModel):
     #: kept in the task's history
     comment: Annotated[str, StringConstraints(max_length=2000)] = ""
     attachments: list[Digest] = Field(default_factory=list, max_length=9)
-    #: For ``reassign``: the new owner position (within the actor's jurisdiction).
+    #: For ``reassign``: the new owner position (within the actor's jurisdiction); beside any other action: 400.
     to_position: Id | None = None
 
 
