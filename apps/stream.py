@@ -110,17 +110,29 @@ class StreamDeliveries:
         ]
 
     async def ack(self, app_id: int, delivery_ids: Sequence[int]) -> int:
-        """Mark the app's deliveries delivered (acknowledging twice, or another app's ids, changes nothing)."""
+        """Mark the app's deliveries delivered (acknowledging twice, or another app's ids, changes nothing).
+
+        Only what a stream sent counts: a webhook delivery of the same app, or a stream delivery never sent
+        (its subscription disabled, or not yet claimed), is not the stream's to acknowledge. Marking one
+        delivered would lose it: nobody received it, and it would never be sent.
+        """
         if not delivery_ids:
             return 0
-        d, a = app_deliveries, app_delivery_attempts
+        d, a, s = app_deliveries, app_delivery_attempts, app_subscriptions
         now = self._clock.now()
+        streams = select(s.c.id).where(s.c.app_id == app_id, s.c.mode == "stream")
         async with self._db.write() as conn:
             acked = [
                 int(r[0])
                 for r in await conn.execute(
                     update(d)
-                    .where(d.c.id.in_(list(delivery_ids)), d.c.app_id == app_id, d.c.state == "pending")
+                    .where(
+                        d.c.id.in_(list(delivery_ids)),
+                        d.c.app_id == app_id,
+                        d.c.state == "pending",
+                        d.c.attempts > 0,
+                        d.c.subscription_id.in_(streams),
+                    )
                     .values(state="delivered", delivered_at=now, leased_until=None, leased_by=None)
                     .returning(d.c.id)
                 )

@@ -167,3 +167,45 @@ async def test_a_second_hello_is_a_conflict_and_a_binary_frame_closes_1003(platf
     with pytest.raises(ConnectionClosed) as closed:
         await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1003
+
+
+async def test_an_ack_reaches_only_stream_deliveries_the_app_was_sent(platform_server: RunningServer) -> None:
+    """An ``ack`` marks delivered only what a stream sent: a webhook delivery of the same app, or a stream
+    delivery never sent (its subscription disabled), stays pending and is still sent later. Before, any
+    pending delivery of the app was acknowledged by id, so a guessed or mistaken id lost a webhook event."""
+    rs = platform_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin = await admin_token(rs, None)
+    made, tok = await _stream_app(rs, admin, "确认平台")
+    async with receiver() as rec, httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        r = await h.post("/api/v1/bot/subscriptions", json={"mode": "webhook", "url": rec.base + "/w",
+                                                            "event_types": ["report.filed"]})  # fmt: skip
+        hook = r.json()
+        rec.secrets["/w"] = [hook["secret"]]
+        stream_sub = (await h.get("/api/v1/bot/subscriptions")).json()["subscriptions"][0]
+        for sub in (hook, stream_sub):
+            r = await h.patch(f"/api/v1/bot/subscriptions/{sub['id']}", json={"status": "disabled"})
+            assert r.status_code == 200, r.text
+        await file_report(rs, await grid_worker(rs), "ack-only-sent")
+
+        async def pending(sub: dict[str, Any]) -> list[int]:
+            r = await h.get(f"/api/v1/bot/subscriptions/{sub['id']}/deliveries", params={"state": "pending"})
+            return [d["delivery_id"] for d in r.json()["deliveries"]]
+
+        async def unsent_both() -> list[int]:
+            hooked, streamed = await pending(hook), await pending(stream_sub)
+            return hooked + streamed if hooked and streamed else []
+
+        unsent = await wait_until(unsent_both, what="a pending delivery on each subscription")
+        assert len(unsent) == 2
+        ws, hello = await _open(rs, tok)
+        assert hello["type"] == "ok"
+        await ws.send(json.dumps({"type": "ack", "id": "a", "delivery_ids": unsent}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)) == {"type": "ok", "ref": "a",
+                                                                          "data": {"acked": 0}}  # fmt: skip
+        assert await pending(hook) + await pending(stream_sub) == unsent
+        r = await h.patch(f"/api/v1/bot/subscriptions/{hook['id']}", json={"status": "active"})
+        assert r.status_code == 200, r.text
+        await wait_until(lambda: len(rec.delivered("/w")) == 1, what="the webhook event, not lost to the ack")
+        await ws.close()
+    await s.delivery.idle()
