@@ -313,3 +313,32 @@ async def test_an_app_downloads_the_photos_it_may_see_and_no_others(org_server: 
     _, _, _, person_tok = await seat(rs, VILLAGE, "village_secretary")
     async with _h(rs, person_tok) as h:
         assert (await h.get(f"/api/v1/bot/uploads/{digest}")).status_code == 401
+
+
+async def test_concurrent_retries_of_one_key_all_get_the_first_answer(org_server: RunningServer) -> None:
+    """A retry racing the first request (a client's timeout, then its retry) gets the first answer: 201,
+    ``duplicate: false``, marked replayed; and the stored answer stays the first one. Before, a retry that
+    arrived while the first was still running ran the create again, got the service's own duplicate
+    (200, ``duplicate: true``), and wrote that over the first answer, so every later retry got it too."""
+    import asyncio
+
+    rs = org_server
+    admin = await admin_token(rs, None)
+    _, tok = await _app(rs, admin, "并发重试", ["notice:send", "task:create"])
+    cases = (
+        ("/api/v1/bot/notices", {"selector": "village_secretary@990101/**", "title": "并发"}),
+        ("/api/v1/bot/tasks", {"selector": f"village_secretary@{VILLAGE}", "title": "并发任务"}),
+    )
+    async with _h(rs, tok) as h:
+        for n, (path, body) in enumerate(cases):
+            key = f"race-{n}"
+            answers = await asyncio.gather(
+                *(h.post(path, json=body, headers={"Idempotency-Key": key}) for _ in range(6))
+            )
+            assert [r.status_code for r in answers] == [201] * 6, [r.text for r in answers]
+            first = answers[0].json()
+            assert first["duplicate"] is False
+            assert all(r.json() == first for r in answers)
+            assert sorted(r.headers.get("idempotent-replayed", "") for r in answers) == [""] + ["true"] * 5
+            later = await h.post(path, json=body, headers={"Idempotency-Key": key})
+            assert (later.status_code, later.json(), later.headers["idempotent-replayed"]) == (201, first, "true")
