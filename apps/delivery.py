@@ -48,6 +48,8 @@ __all__ = ["GATHER", "DeliveryPolicy", "DeliveryWorker", "Outcome", "Sender", "s
 _rng = secrets.SystemRandom()
 #: Seconds a woken worker or stream connection waits for more wake-ups before it claims (one claim for all).
 GATHER = 0.02
+#: Retries due within one slot of this many seconds share one wake-up (``DeliveryWorker._wake_in``).
+_WAKE_SLOT = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +113,14 @@ class DeliveryWorker:
         self._token = run_token(node_id)
         self._leases = delivery_leases(policy.lease)
         self.policy = policy
-        self._outcomes = OutcomeRecorder(db, clock, self._leases, self._token, lambda: self.policy, on_disabled)
+        self._outcomes = OutcomeRecorder(
+            db, clock, self._leases, self._token, lambda: self.policy, on_disabled, on_retry=self._wake_in
+        )
         self._inflight: Counter[int] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._freed: set[asyncio.Task[Any]] = set()  # attempts whose slot was already given back
         self._wake = asyncio.Event()
+        self._timers: dict[int, asyncio.TimerHandle] = {}  # wake-ups for retries falling due, by slot
         self._loop: asyncio.Task[None] | None = None
         #: Attempts made by this process (a metric and a test hook).
         self.attempted = 0
@@ -123,6 +128,23 @@ class DeliveryWorker:
     # ------------------------------------------------------------ running
     def start(self) -> None:
         self._loop = asyncio.create_task(self._run(), name="webhook-delivery")
+
+    def _wake_in(self, seconds: float) -> None:
+        """A failed delivery is due again in ``seconds``: claim then, not at the next poll.
+
+        One timer per 50 ms slot: many retries falling due together (an endpoint down under load) share
+        one wake-up, and the timers pending are bounded by the slots of the longest wait, not the retries.
+        """
+        loop = asyncio.get_running_loop()
+        slot = int((loop.time() + max(0.0, seconds)) / _WAKE_SLOT) + 1
+        if slot in self._timers:
+            return
+
+        def fire() -> None:
+            self._timers.pop(slot, None)
+            self._wake.set()
+
+        self._timers[slot] = loop.call_at(slot * _WAKE_SLOT, fire)
 
     def kick(self) -> None:
         """New deliveries were recorded: look now rather than at the next poll."""
@@ -145,6 +167,9 @@ class DeliveryWorker:
                 logger.exception("webhook delivery round failed; retrying at the next poll")
 
     async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         if self._loop is not None:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)

@@ -68,8 +68,12 @@ class OutcomeRecorder:
         token: str,
         policy: Callable[[], DeliveryPolicy],
         on_disabled: Callable[[Subscription, str], Awaitable[None]] | None,
+        on_retry: Callable[[float], None] | None = None,
     ) -> None:
         self._db = db
+        #: Told, once an outcome is committed, in how many seconds a failed delivery is due again: a
+        #: retry then goes when it is due, not at the next poll (up to ``poll`` seconds late otherwise).
+        self._on_retry = on_retry
         self._clock = clock
         self._leases = leases
         self._token = token
@@ -86,12 +90,16 @@ class OutcomeRecorder:
         async with self._lock:
             batch, self._queue = self._queue, []
             if batch:
-                disabled = await self._write(batch)
+                disabled, waits = await self._write(batch)
                 self.batches += 1
+                if self._on_retry is not None:
+                    for wait in waits:
+                        self._on_retry(wait)
                 for sub, reason in disabled:
                     await self._tell(sub, reason)
 
-    async def _write(self, batch: list[Attempted]) -> list[tuple[Subscription, str]]:
+    async def _write(self, batch: list[Attempted]) -> tuple[list[tuple[Subscription, str]], list[float]]:
+        """Write the batch's outcomes; returns the endpoints disabled and the seconds until each retry is due."""
         now = self._clock.now()
         policy = self._policy()
         free = {"leased_until": None, "leased_by": None, "attempts": self._leases.table.c.attempts + 1}
@@ -108,10 +116,13 @@ class OutcomeRecorder:
                 await self._leases.finish(conn, self._token, ok, done, fenced=False)
             if dead:
                 await self._leases.finish(conn, self._token, dead, {"state": "dead", **free}, fenced=False)
+            waits: list[float] = []
             for attempt, ids in retry.items():  # one jittered wait per attempt number in the batch
-                again = {"next_attempt_at": now + policy.backoff(attempt), **free}
+                wait = policy.backoff(attempt)
+                waits.append(wait.total_seconds())
+                again = {"next_attempt_at": now + wait, **free}
                 await self._leases.finish(conn, self._token, ids, again, fenced=False)
-            return await self._count_failures(conn, batch, now, policy.disable_after)
+            return await self._count_failures(conn, batch, now, policy.disable_after), waits
 
     async def _count_failures(
         self, conn: AsyncConnection, batch: list[Attempted], now: datetime, disable_after: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Got:
     body: bytes
     verified: bool
     answered: int
+    at: float = field(default_factory=time.monotonic)  # when it arrived (retry schedules are timed by it)
 
     @property
     def event(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,11 +17,12 @@ from sqlalchemy import select, update
 from apps.schema import app_deliveries
 from kernel.audit import AuditQuery, query
 from messaging.tasks.schema import outbox_events
+from tests.apps.conftest import platform
 from tests.apps.helpers import COUNTY, OTHER_COUNTY, VILLAGE, admin_token, app_token, file_report, grid_worker, make_app
 from tests.apps.receiver import Behaviour, Receiver, receiver
 from tests.conftest import RunningServer
 from tests.org_server import auth, seat
-from tests.waiting import wait_until
+from tests.waiting import scaled, wait_until
 
 EVENTS = ["events:report.filed", "events:task.*"]
 
@@ -341,3 +343,19 @@ async def test_a_disabled_apps_waiting_deliveries_are_held_until_it_is_enabled(p
         await s.delivery.idle()
         got = rec.delivered("/river")
         assert [g.event["data"]["report_id"] for g in got] == [report["report_id"]]
+
+
+async def test_a_retry_goes_when_it_is_due_not_at_the_next_poll(own_db_url: str, tmp_path: Path) -> None:
+    """The second attempt follows the first by the documented wait (base, ±20 %), whatever the poll
+    interval. Before, a worker looked for due retries only when woken by new work or at its next poll,
+    so every retry came up to ``ZZD_DELIVERY_POLL_INTERVAL`` (0.5 s by default) after its time."""
+    async with platform(own_db_url, tmp_path, delivery_poll_interval=3.0, webhook_backoff_base=0.3,
+                        webhook_backoff_cap=0.3) as rs, receiver() as rec:  # fmt: skip
+        _, tok = await _app(rs, "准时平台", EVENTS)
+        rec.behaviours["/flaky"] = Behaviour(fail_first=1)
+        await _subscribe(rs, tok, rec, "/flaky", event_types=["report.filed"])
+        await file_report(rs, await grid_worker(rs), "on-time")
+        await wait_until(lambda: len(rec.delivered("/flaky")) == 1, what="the second attempt")
+        first, second = rec.on("/flaky")
+        assert first.answered == 500
+        assert 0.3 * 0.8 <= second.at - first.at < 0.3 * 1.2 + scaled(0.25), second.at - first.at
