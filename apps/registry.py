@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from apps.model import App, AppPrincipal, parse_scopes
+from apps.model import App, AppPrincipal, event_scope_allows, parse_scopes
 from apps.schema import app_secrets, apps
 from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
@@ -55,6 +55,13 @@ _BOT_ROLE_SPEC = {
     "jurisdiction": "subtree",
     "auto": False,
 }
+
+
+def _covered(granted: frozenset[str], scope: str) -> bool:
+    """``scope`` gives nothing ``granted`` does not: granted already, or an event type its family covers."""
+    if scope in granted:
+        return True
+    return scope.startswith("events:") and not scope.endswith(".*") and event_scope_allows(granted, scope[7:])
 
 
 def _hash(secret: str) -> str:
@@ -260,15 +267,34 @@ class AppRegistry:
         disabled: bool | None = None,
         rate_per_minute: int | None = None,
     ) -> App:
-        """Change scopes, visibility, the rate limit or the disabled flag (effective on the next request)."""
+        """Change scopes, visibility, the rate limit or the disabled flag (effective on the next request).
+
+        The owning unit's administrators manage the app, but an app may work over a larger subtree than
+        the unit that owns it (made by someone with ``apps`` over both). Adding a scope, or a 可见范围
+        reaching past the owning unit, gives it more over that subtree: that needs ``apps`` over the
+        subtree too, as creating it did, or a township's administrator could make a county-wide app send
+        what they themselves could not. Narrowing, disabling and the rest stay the owning unit's.
+        """
         app = await self.get(actor, app_id, "app.updated")
+        idx = self.index()
         values: dict[str, Any] = {}
+
+        async def over_subtree(field: str) -> int:
+            subtree = idx.unit(app.subtree_unit_id)
+            await self.org.authorize(actor, Perm.APPS, subtree, "app.updated", app_id=app.id, field=field)
+            return subtree
+
         if scopes is not None:
-            values["scopes"] = ",".join(sorted(parse_scopes(scopes)))
+            wanted = parse_scopes(scopes)
+            if any(not _covered(app.scopes, sc) for sc in wanted):
+                await over_subtree("scopes")
+            values["scopes"] = ",".join(sorted(wanted))
         if visibility is not None:
-            idx = self.index()
-            bounds = (idx.unit(app.owning_unit_id), idx.unit(app.subtree_unit_id))
-            values["visibility"] = self._visibility(idx, visibility, bounds)
+            owning = idx.unit(app.owning_unit_id)
+            try:
+                values["visibility"] = self._visibility(idx, visibility, (owning, owning))
+            except Forbidden:
+                values["visibility"] = self._visibility(idx, visibility, (owning, await over_subtree("visibility")))
         if disabled is not None:
             values["disabled"] = disabled
         if rate_per_minute is not None:

@@ -278,3 +278,38 @@ async def test_the_workbench_shows_an_app_only_to_positions_its_visibility_reach
         assert (await h.get("/api/v1/me/apps")).json()["apps"] == []  # a disabled app leaves the workbench
     app_tok = (await app_token(rs, made["client_id"], made["client_secret"])).json()
     assert app_tok["error"]["code"] == "invalid_client"
+
+
+async def test_an_owning_units_administrator_cannot_widen_an_app_over_a_larger_subtree(
+    org_server: RunningServer,
+) -> None:
+    """An app owned by a township but working over the whole county was made by someone with ``apps`` over
+    both. The township's administrator manages it (disable, narrow, rotate), but adding a scope or widening
+    its 可见范围 past the township needs ``apps`` over the subtree, as creating such an app does. Before, the
+    township's administrator gave it ``notice:send`` and notified the whole county through it."""
+    rs = org_server
+    township = COUNTY + "001"
+    whole = await admin_token(rs, None)
+    local = await admin_token(rs, township)
+    app = await make_app(rs, whole, name="委托平台", scopes=["org:read"], visibility=f"*@{township}",
+                         owning_unit=township)  # fmt: skip
+    assert (app["owning_unit_id"], app["subtree_unit_id"]) != (None, None)
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(local)) as h:
+        r = await h.post("/api/v1/apps", json={"name": "乡镇自建", "owning_unit": township, "subtree": COUNTY,
+                                               "visibility": f"*@{township}", "scopes": ["org:read"]})  # fmt: skip
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "no_grant")
+        for change in ({"scopes": ["org:read", "notice:send"]}, {"visibility": f"*@{COUNTY}"}):
+            r = await h.patch(f"/api/v1/apps/{app['id']}", json=change)
+            assert (r.status_code, r.json()["error"]["code"]) == (403, "no_grant"), (change, r.text)
+        r = await h.get(f"/api/v1/apps/{app['id']}")
+        assert (r.json()["scopes"], r.json()["visibility"]) == (["org:read"], f"*@{township}")
+        # what stays the owning unit's: narrowing, disabling, the 可见范围 inside the township
+        r = await h.patch(f"/api/v1/apps/{app['id']}", json={"scopes": [], "visibility": f"*@{township}001"})
+        assert (r.status_code, r.json()["scopes"]) == (200, []), r.text
+        r = await h.patch(f"/api/v1/apps/{app['id']}", json={"disabled": True})
+        assert (r.status_code, r.json()["disabled"]) == (200, True)
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(whole)) as h:
+        r = await h.patch(f"/api/v1/apps/{app['id']}", json={"scopes": ["notice:send"], "visibility": f"*@{COUNTY}"})
+        assert (r.status_code, r.json()["scopes"]) == (200, ["notice:send"]), r.text
+    rows, _ = await query(rs.services_obj.db, AuditQuery(action="admin.denied"))  # type: ignore[attr-defined]
+    assert sum(1 for e in rows if e["detail"].get("attempted") == "app.updated") == 2
