@@ -209,3 +209,30 @@ async def test_an_ack_reaches_only_stream_deliveries_the_app_was_sent(platform_s
         await wait_until(lambda: len(rec.delivered("/w")) == 1, what="the webhook event, not lost to the ack")
         await ws.close()
     await s.delivery.idle()
+
+
+async def test_the_stream_lives_as_long_as_its_token_with_the_leeway_as_ws_does(platform_server: RunningServer) -> None:
+    """A token is good until its expiry plus ``ZZD_JWT_LEEWAY`` (REST and /ws, docs/protocol.md 4401); so is
+    the stream opened with it. Before, the stream closed at the bare expiry, so a hello with a token inside
+    the leeway was answered ``ok`` and the socket closed 4401 at once. One past the leeway is refused."""
+    from datetime import timedelta
+
+    rs = platform_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    admin = await admin_token(rs, None)
+    made, _ = await _stream_app(rs, admin, "宽限平台")
+    leeway = s.settings.jwt_leeway
+    assert leeway >= 5
+    inside = s.tokens.issue_app(made["id"], made["secret_id"], timedelta(seconds=-2))
+    ws, hello = await _open(rs, inside)
+    assert hello["type"] == "ok"
+    await asyncio.sleep(scaled(1.2))  # beyond the guard's recheck (0.5 s), well inside the leeway
+    await ws.send(json.dumps({"type": "ping", "id": "p"}))
+    assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT)) == {"type": "ok", "ref": "p", "data": {"pong": True}}
+    await ws.close()
+    past = s.tokens.issue_app(made["id"], made["secret_id"], timedelta(seconds=-(leeway + 5)))
+    ws, err = await _open(rs, past)
+    assert (err["type"], err["code"]) == ("error", "token_expired")
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

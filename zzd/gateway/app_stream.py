@@ -206,7 +206,8 @@ class _StreamConn:
             except ZzdError:
                 await self._close(Close.FORBIDDEN, "the app's credentials were revoked or the app disabled")
                 return
-            if self.expires_at <= self.s.clock.now().timestamp():
+            # the token is good until its expiry plus the leeway, as on REST and /ws (docs/protocol.md 4401)
+            if self.expires_at + self.s.settings.jwt_leeway <= self.s.clock.now().timestamp():
                 await self._close(Close.UNAUTHORIZED, "token expired: get a new one and reconnect")
                 return
 
