@@ -17,16 +17,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, literal_column, select
+from sqlalchemy import ColumnElement, Select, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from apps.schema import app_deliveries, app_subscriptions, apps
+from apps.model import event_scope_allows
+from apps.schema import app_deliveries, app_delivery_attempts, app_subscriptions, apps
 from apps.subscriptions import Subscription
 from messaging.leases import Leases
 from messaging.tasks.schema import outbox_events
 
-__all__ = ["PENDING", "delivery_leases", "due", "load_claimed", "webhook_candidates"]
+__all__ = ["PENDING", "delivery_leases", "drop_uncovered", "due", "load_claimed", "webhook_candidates"]
 
 #: ``state = 'pending'`` with the word in the SQL text, not a bound parameter. Why: the claims are
 #: prepared statements (asyncpg), and after a few runs PostgreSQL may plan them once for any
@@ -131,3 +132,49 @@ class _SubRow:
         self.app_id = m["app_id"]
         for name in _SUB_COLUMNS:
             setattr(self, name, m[name])
+
+
+async def drop_uncovered(
+    conn: AsyncConnection, claimed: list[dict[str, Any]], now: datetime, *, counted: bool
+) -> list[dict[str, Any]]:
+    """The claimed deliveries the app's scopes still cover; the others are dead-lettered, not sent.
+
+    Why at the claim and not only at dispatch: a delivery recorded before the app's scopes were narrowed
+    (its endpoint disabled or down, its stream not connected) would otherwise still go out, though
+    narrowing the scopes stops the app's deliveries at once (docs/webhooks.md); a redelivery of an event
+    of a type taken away is refused the same way. Dead, not left pending, so it holds back no later event
+    of its aggregate; the delivery log says why. ``counted``: the claim already counted the attempt
+    (stream), so the log entry carries that number rather than the next one.
+    """
+    if not claimed:
+        return claimed
+    app_ids = {int(r["app_id"]) for r in claimed}
+    scopes = {
+        int(i): frozenset(filter(None, str(sc).split(",")))
+        for i, sc in await conn.execute(select(apps.c.id, apps.c.scopes).where(apps.c.id.in_(app_ids)))
+    }
+    keep: list[dict[str, Any]] = []
+    drop: list[dict[str, Any]] = []
+    for r in claimed:
+        covered = event_scope_allows(scopes.get(int(r["app_id"]), frozenset()), str(r["event_type"]))
+        (keep if covered else drop).append(r)
+    if drop:
+        d = app_deliveries
+        ids = [int(r["id"]) for r in drop]
+        await conn.execute(
+            insert(app_delivery_attempts),
+            [
+                {
+                    "delivery_id": int(r["id"]),
+                    "subscription_id": int(r["subscription_id"]),
+                    "attempt": int(r["attempts"]) + (0 if counted else 1),
+                    "at": now,
+                    "status": None,
+                    "latency_ms": 0,
+                    "error": f"not sent: the app's scopes no longer cover {r['event_type']}"[:200],
+                }  # fmt: skip
+                for r in drop
+            ],
+        )
+        await conn.execute(update(d).where(d.c.id.in_(ids)).values(state="dead", leased_until=None, leased_by=None))
+    return keep

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from standardwebhooks.webhooks import Webhook
 
-from apps.claims import delivery_leases, load_claimed, webhook_candidates
+from apps.claims import delivery_leases, drop_uncovered, load_claimed, webhook_candidates
 from apps.dispatch import envelope
 from apps.outcomes import Attempted, OutcomeRecorder
 from apps.schema import app_deliveries
@@ -213,7 +213,7 @@ class DeliveryWorker:
             if not picked:
                 return []
             await self._leases.lease(conn, picked, self._token, now)
-            return await load_claimed(conn, picked)
+            return await drop_uncovered(conn, await load_claimed(conn, picked), now, counted=False)
 
     # ------------------------------------------------------------ attempting
     async def _attempt(self, row: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from apps.claims import delivery_leases, due, load_claimed
+from apps.claims import delivery_leases, drop_uncovered, due, load_claimed
 from apps.delivery import DeliveryPolicy
 from apps.dispatch import envelope
 from apps.schema import app_deliveries, app_delivery_attempts, app_subscriptions
@@ -80,6 +80,9 @@ class StreamDeliveries:
             await conn.execute(
                 update(a).where(a.c.delivery_id.in_(ids), a.c.error == AWAITING).values(error=self.lapsed)
             )
+            rows = await drop_uncovered(conn, await load_claimed(conn, ids), now, counted=True)
+            if not rows:
+                return []
             await conn.execute(
                 insert(a),
                 [
@@ -92,10 +95,9 @@ class StreamDeliveries:
                         "latency_ms": 0,
                         "error": AWAITING,
                     }  # fmt: skip
-                    for r in got
+                    for r in rows
                 ],
             )
-            rows = await load_claimed(conn, ids)
         return [
             {
                 "type": "event",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 
 from apps.schema import app_deliveries
@@ -359,3 +360,56 @@ async def test_a_retry_goes_when_it_is_due_not_at_the_next_poll(own_db_url: str,
         first, second = rec.on("/flaky")
         assert first.answered == 500
         assert 0.3 * 0.8 <= second.at - first.at < 0.3 * 1.2 + scaled(0.25), second.at - first.at
+
+
+async def test_narrowing_the_scopes_stops_deliveries_already_waiting(platform_server: RunningServer) -> None:
+    """docs/webhooks.md: narrowing an app's scopes stops its deliveries at once. A delivery recorded before
+    (its endpoint disabled, or retrying) is not sent once the scopes no longer cover its type: it is
+    dead-lettered with the reason in the log, on a webhook and on a stream alike, and a redelivery is
+    refused the same way. Before, the waiting event went out after the scope was taken away."""
+    import json
+
+    import websockets
+
+    rs = platform_server
+    admin = await admin_token(rs, None)
+    made, tok = await _app(rs, "收窄平台", ["events:report.filed", "org:read"])
+    async with receiver() as rec, httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
+        hook = await _subscribe(rs, tok, rec, "/narrowed", event_types=["report.filed"])
+        r = await h.post("/api/v1/bot/subscriptions", json={"mode": "stream", "event_types": ["report.filed"]})
+        stream = r.json()
+        for sub in (hook, stream):
+            r = await h.patch(f"/api/v1/bot/subscriptions/{sub['id']}", json={"status": "disabled"})
+            assert r.status_code == 200, r.text
+        await file_report(rs, await grid_worker(rs), "narrowed")
+
+        async def waiting(sub: dict[str, Any], state: str = "pending") -> list[dict[str, Any]]:
+            r = await h.get(f"/api/v1/bot/subscriptions/{sub['id']}/deliveries", params={"state": state})
+            return r.json()["deliveries"]  # type: ignore[no-any-return]
+
+        await wait_until(lambda: waiting(hook), what="the webhook delivery recorded")
+        await wait_until(lambda: waiting(stream), what="the stream delivery recorded")
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(admin)) as a:
+            r = await a.patch(f"/api/v1/apps/{made['id']}", json={"scopes": ["org:read"]})
+            assert r.json()["scopes"] == ["org:read"]
+        for sub in (hook, stream):
+            r = await h.patch(f"/api/v1/bot/subscriptions/{sub['id']}", json={"status": "active"})
+            assert r.status_code == 200, r.text
+        ws = await websockets.connect(f"ws://127.0.0.1:{rs.port}/api/v1/bot/stream")
+        await ws.send(json.dumps({"type": "hello", "id": "h", "v": 1, "token": tok}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "ok"
+        dead_hook = await wait_until(lambda: waiting(hook, "dead"), what="the webhook delivery dead-lettered")
+        await wait_until(lambda: waiting(stream, "dead"), what="the stream delivery dead-lettered")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.5)  # nothing was sent on the stream
+        await ws.close()
+        assert rec.on("/narrowed") == []
+        log = (await h.get(f"/api/v1/bot/subscriptions/{hook['id']}/attempts")).json()["attempts"]
+        assert [(e["status"], e["error"], e["delivery_state"]) for e in log] == [
+            (None, "not sent: the app's scopes no longer cover report.filed", "dead")
+        ]
+        r = await h.post(f"/api/v1/bot/subscriptions/{hook['id']}/redeliver",
+                         json={"event_id": dead_hook[0]["event_id"]})  # fmt: skip
+        assert r.status_code == 200
+        await wait_until(lambda: waiting(hook, "dead"), what="the redelivery dead-lettered again")
+        assert rec.on("/narrowed") == []
