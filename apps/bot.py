@@ -72,8 +72,14 @@ class BotService:
         return (200 if res.duplicate else 201), res.to_dict()
 
     async def notice(self, p: AppPrincipal, notice_id: int) -> dict[str, Any]:
-        """One of the app's own notices with its progress (others: 404)."""
-        return await self.notices.get(p.app.bot_person_id, notice_id)
+        """One of the app's own notices with its progress (others: 404).
+
+        ``progress`` is the whole notice's live count (``…/progress``' ``notice_total``): the organiser's
+        number, which docs/apps.md promises here and the SDK's ``notice()`` returns.
+        """
+        view = await self.notices.get(p.app.bot_person_id, notice_id)
+        progress = await self.notices.progress(p.app.bot_person_id, notice_id)
+        return {**view, "progress": progress.notice_total.to_dict()}
 
     async def progress(self, p: AppPrincipal, notice_id: int) -> Any:
         """The live roll-up of one of the app's own notices (the organiser's count)."""

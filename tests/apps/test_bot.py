@@ -342,3 +342,23 @@ async def test_concurrent_retries_of_one_key_all_get_the_first_answer(org_server
             assert sorted(r.headers.get("idempotent-replayed", "") for r in answers) == [""] + ["true"] * 5
             later = await h.post(path, json=body, headers={"Idempotency-Key": key})
             assert (later.status_code, later.json(), later.headers["idempotent-replayed"]) == (201, first, "true")
+
+
+async def test_the_apps_own_notice_answers_with_its_progress(org_server: RunningServer) -> None:
+    """docs/apps.md: ``GET /api/v1/bot/notices/{id}`` is one of the app's own notices *with progress*, the
+    organiser's live count (the SDK's ``notice()``). Before, it answered the sender's view alone: the
+    audience's size, but not how many were delivered, read or checked in."""
+    rs = org_server
+    admin = await admin_token(rs, None)
+    _, tok = await _app(rs, admin, "进度平台", ["notice:send"])
+    attendee, _, _, _ = await seat(rs, VILLAGE, "village_secretary")
+    async with _h(rs, tok, "progress-1") as h:
+        r = await h.post("/api/v1/bot/notices", json={"selector": "village_secretary@990101/**", "title": "开会",
+                                                      "ack_required": True})  # fmt: skip
+        sent = r.json()
+        r = await h.post(f"/api/v1/bot/notices/{sent['notice_id']}/check-ins", json={"person_id": attendee})
+        assert r.status_code == 200, r.text
+        view = (await h.get(f"/api/v1/bot/notices/{sent['notice_id']}")).json()
+        live = (await h.get(f"/api/v1/bot/notices/{sent['notice_id']}/progress")).json()["notice_total"]
+    assert view["progress"] == live
+    assert (view["progress"]["receipts"], view["progress"]["acked"]) == (sent["receipts"], 1)

@@ -27,8 +27,8 @@ from zzd.http.app_auth import current_app
 from zzd.http.common import json_body
 from zzd.http.contract import REPLAYED, BodyModel, Endpoints, Id, reply
 from zzd.http.params import aware_time, unit_ref
-from zzd.http.schemas.apps import BotMe, BotPosted, BotUnit, CheckedIn
-from zzd.http.schemas.notices import NoticeView, Progress, Sent
+from zzd.http.schemas.apps import BotMe, BotNoticeView, BotPosted, BotUnit, CheckedIn
+from zzd.http.schemas.notices import Progress, Sent
 from zzd.http.schemas.org import Preview as PreviewAnswer
 from zzd.http.schemas.tasks import ReportView, TaskDetail, TasksMade, TaskView
 from zzd.http.upload_routes import _DOWNLOAD_DOC, _UPLOAD_DOC, SHA256_HEADER, Uploaded, _content_length, file_response
@@ -166,11 +166,11 @@ async def send_notice(request: Request) -> Response:
     return await _idempotent(request, s, p, b, go, Sent)
 
 
-@api.route("GET", "/notices/{notice_id:int}", {200: NoticeView}, errors=(429,))
+@api.route("GET", "/notices/{notice_id:int}", {200: BotNoticeView}, errors=(429,))
 async def get_notice(request: Request) -> Response:
     """One of the app's own notices with its progress (another sender's: 404)."""
     s, p = await current_app(request, Scope.NOTICE_SEND)
-    return reply(NoticeView, await s.bot.notice(p, _id(request, "notice_id")))
+    return reply(BotNoticeView, await s.bot.notice(p, _id(request, "notice_id")))
 
 
 @api.route("POST", "/notices/{notice_id:int}/check-ins", {200: CheckedIn}, body=CheckIn, errors=(409, 429))

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from zzd.http.contract import WireModel
 from zzd.http.schemas.chat import Posted
-from zzd.http.schemas.notices import Receipt
+from zzd.http.schemas.notices import NoticeView, Receipt, Totals
 from zzd.http.schemas.org import UnitView
 
 __all__ = [
@@ -87,6 +87,12 @@ class AppRef(WireModel):
 
 class BotPosted(Posted):
     app: AppRef = Field(description="the app the bot message is labelled with")
+
+
+class BotNoticeView(NoticeView):
+    """One of the app's own notices as its sender sees it, with its live count."""
+
+    progress: Totals = Field(description="the whole notice's count (as notice_total of …/progress)")
 
 
 class CheckedIn(WireModel):
