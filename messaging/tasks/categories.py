@@ -142,8 +142,21 @@ async def put_category(conn: AsyncConnection, cat: Category, now: datetime) -> N
     await conn.execute(upsert(conn, task_categories, _row(cat, now), ["key"], ["name", "rules", "updated_at"]))
 
 
+def check_category_key(key: str) -> str:
+    """``key`` when a category could have it; else the ``unknown_category`` refusal, before any query.
+
+    Why before: every stored key matches ``_KEY`` (``validate_category``), and PostgreSQL refuses a NUL in a
+    text parameter outright, so a client's ``"\u0000"`` reached the database and answered 500 there where
+    SQLite answered ``unknown_category`` (found by the trust audit).
+    """
+    if not _KEY.match(key):
+        raise unknown_category(key)
+    return key
+
+
 async def get_category(conn: AsyncConnection, key: str) -> Category:
     """One category; ``BadRequest`` with code ``unknown_category`` when there is none."""
+    check_category_key(key)
     row = (await conn.execute(_CATEGORIES.where(task_categories.c.key == key))).first()
     if row is None:
         raise unknown_category(key)

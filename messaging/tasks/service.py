@@ -24,7 +24,14 @@ from kernel.text import check_text
 from kernel.wire import iso
 from messaging.notices.schema import notice_receipts, notices
 from messaging.ports import IndexProvider
-from messaging.tasks.categories import Category, get_category, list_categories, load_catalog, put_category
+from messaging.tasks.categories import (
+    Category,
+    check_category_key,
+    get_category,
+    list_categories,
+    load_catalog,
+    put_category,
+)
 from messaging.tasks.categories import seed_categories as _seed
 from messaging.tasks.lifecycle import Action, Side, State, decide
 from messaging.tasks.model import CreatedTasks, TaskRow, check_digests, check_task_text
@@ -167,6 +174,7 @@ class TaskService:
             BadRequest: bad text, too many positions, unknown category or attachment.
         """
         check_task_text(title, body)
+        check_category_key(category)  # checked before write_new_tasks_pg reads it inside its statement
         digests = check_digests(attachments)
         index = self._index()
         if not index.holds(actor_person_id, actor_position_id):
@@ -258,6 +266,7 @@ class TaskService:
             NotFound: no such notice, or the actor is not on its sender side (as ``as_position``).
             Conflict: the notice was recalled.
         """
+        check_category_key(category)
         index = self._index()
         async with self._db.read() as conn:
             n = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()

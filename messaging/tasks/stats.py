@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from messaging.tasks.categories import check_category_key
 from messaging.tasks.schema import tasks
 from org_tree.index import OrgIndex
 
@@ -73,7 +74,7 @@ async def unit_stats(
         tasks.c.resolved_at, tasks.c.closed_at,
     )  # fmt: skip
     if category is not None:
-        q = q.where(tasks.c.category == category)
+        q = q.where(tasks.c.category == check_category_key(category))
     if since is not None:
         q = q.where(tasks.c.created_at >= since)
     children = index.children(u)

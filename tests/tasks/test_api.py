@@ -165,3 +165,34 @@ async def test_operator_edits_routing_and_photos_are_private(org_server: Running
         assert (await h.get(f"/api/v1/uploads/{digest}", headers=_auth(dtok))).status_code == 200
         assert (await h.get(f"/api/v1/uploads/{digest}", headers=_auth(other_tok))).status_code in (403, 404)
         assert (await h.get(f"/api/v1/reports/{r.json()['report_id']}", headers=_auth(other_tok))).status_code == 404
+
+
+async def test_a_category_with_a_nul_is_unknown_everywhere_not_a_server_error(org_server: RunningServer) -> None:
+    """PostgreSQL refuses a NUL in a text parameter, and the category of a report, a task, a notice's tasks
+    and the figures went to the database unchecked: 500 internal_error on PostgreSQL where SQLite answered
+    unknown_category (found by the trust audit). A key that no category can have is now refused before any
+    query, alike on both backends, and nothing is stored."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    _, _, grid_pos, wtok = await _seat(rs, GRID, "grid_worker")
+    _, _, head_pos, htok = await _seat(rs, "990101", "county_head")
+    report = {"as_position": grid_pos, "client_msg_id": "n1", "text": "垃圾", "location": {"lat": 28.9, "lon": 118.8}}
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        sent = await h.post("/api/v1/notices", headers=_auth(htok),
+                            json={"as_position": head_pos, "selector": f"pos:{grid_pos}", "client_msg_id": "n1",
+                                  "title": "查"})  # fmt: skip
+        assert sent.status_code == 201, sent.text
+        before = await _counts(s)
+        for bad in ("\u0000", "river_litter\u0000", "河道"):
+            answers = [
+                await h.post("/api/v1/reports", json={**report, "category": bad}, headers=_auth(wtok)),
+                await h.post("/api/v1/tasks", headers=_auth(htok),
+                             json={"as_position": head_pos, "selector": f"pos:{grid_pos}", "client_msg_id": "t1",
+                                   "title": "查", "category": bad}),  # fmt: skip
+                await h.post(f"/api/v1/notices/{sent.json()['notice_id']}/tasks", headers=_auth(htok),
+                             json={"client_msg_id": "t2", "category": bad}),  # fmt: skip
+                await h.get("/api/v1/tasks/stats", params={"unit": GRID, "category": bad}, headers=_auth(wtok)),
+            ]
+            for r in answers:
+                assert (r.status_code, r.json()["error"]["code"]) == (400, "unknown_category"), (bad, r.text)
+        assert await _counts(s) == before
