@@ -69,14 +69,15 @@ class AttachmentLinks:
         await conn.execute(stmt, [{"digest": d, "ref_kind": ref_kind, "ref_id": ref_id} for d in wanted])
 
     async def link_owned(
-        self, conn: AsyncConnection, refs: Sequence[str], *, person_id: int, ref_kind: str, ref_id: int
+        self, conn: AsyncConnection, refs: Sequence[object], *, person_id: int, ref_kind: str, ref_id: int
     ) -> None:
         """Like ``link`` for the refs that are digests of this person's uploads; other refs are skipped.
 
         For references that may be opaque (a chat message's ``attachments``), where an unknown
         ref is not an error but simply not a file of ours.
         """
-        digests = [r for r in dict.fromkeys(refs) if isinstance(r, str) and is_digest(r)]
+        # Strings first: a notice's references may be objects, which are no dict keys (they made it 500).
+        digests = list(dict.fromkeys(r for r in refs if isinstance(r, str) and is_digest(r)))
         owned = await _uploaded_by(conn, digests, person_id)
         if owned:
             await self.link(conn, owned, person_id=person_id, ref_kind=ref_kind, ref_id=ref_id)

@@ -45,3 +45,25 @@ def test_uploads_md_lists_who_may_download_a_notices_photos() -> None:
 
     text = (Path(__file__).resolve().parents[2] / "docs" / "uploads.md").read_text()
     assert "**notice** (its recipients and its sender side)" in text
+
+
+async def test_a_notice_with_an_object_among_its_attachments_is_sent(org_server: RunningServer) -> None:
+    """Attachments are references, strings or objects (docs/api/notices.md); linking the sender's uploads
+    put every reference in a dict's keys, so an object made the send fail with 500 internal_error (found
+    by the trust audit). The object is kept as given and the digest beside it is still linked."""
+    rs = org_server
+    _, _, head_pos, head_tok = await seat(rs, "990101", "county_head")
+    _, _, _, w_tok = await seat(rs, "990101001001001", "grid_worker")
+    photo = image(PNG_HEAD, 3_100)
+    digest = sha(photo)
+    ref = {"name": "现场.pdf", "pages": 2}
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        raw = {**auth(head_tok), "Content-Type": "image/png", "X-Content-SHA256": digest}
+        assert (await h.post("/api/v1/uploads", content=photo, headers=raw)).status_code == 201
+        body = {"as_position": head_pos, "selector": "专职网格员@990101001001/**", "client_msg_id": "np-obj",
+                "title": "现场材料", "attachments": [ref, digest, ref, "scan-7"]}  # fmt: skip
+        sent = await h.post("/api/v1/notices", json=body, headers=auth(head_tok))
+        assert sent.status_code == 201, sent.text
+        view = await h.get(f"/api/v1/notices/{sent.json()['notice_id']}", headers=auth(w_tok))
+        assert view.json()["attachments"] == [ref, digest, ref, "scan-7"]
+        assert (await h.get(f"/api/v1/uploads/{digest}", headers=auth(w_tok))).status_code == 200

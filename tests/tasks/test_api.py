@@ -186,11 +186,22 @@ async def test_a_category_with_a_nul_is_unknown_everywhere_not_a_server_error(or
         for bad in ("\u0000", "river_litter\u0000", "河道"):
             answers = [
                 await h.post("/api/v1/reports", json={**report, "category": bad}, headers=_auth(wtok)),
-                await h.post("/api/v1/tasks", headers=_auth(htok),
-                             json={"as_position": head_pos, "selector": f"pos:{grid_pos}", "client_msg_id": "t1",
-                                   "title": "查", "category": bad}),  # fmt: skip
-                await h.post(f"/api/v1/notices/{sent.json()['notice_id']}/tasks", headers=_auth(htok),
-                             json={"client_msg_id": "t2", "category": bad}),  # fmt: skip
+                await h.post(
+                    "/api/v1/tasks",
+                    headers=_auth(htok),
+                    json={
+                        "as_position": head_pos,
+                        "selector": f"pos:{grid_pos}",
+                        "client_msg_id": "t1",
+                        "title": "查",
+                        "category": bad,
+                    },
+                ),  # fmt: skip
+                await h.post(
+                    f"/api/v1/notices/{sent.json()['notice_id']}/tasks",
+                    headers=_auth(htok),
+                    json={"client_msg_id": "t2", "category": bad},
+                ),  # fmt: skip
                 await h.get("/api/v1/tasks/stats", params={"unit": GRID, "category": bad}, headers=_auth(wtok)),
             ]
             for r in answers:
