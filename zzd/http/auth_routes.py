@@ -57,6 +57,9 @@ class TokenRequest(BodyModel):
     client_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     #: Apps (``client_credentials``): the secret that goes with client_id.
     client_secret: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    #: Apps (``client_credentials``): the scopes asked for, space-separated (RFC 6749 4.4.2; OAuth2 client
+    #: libraries send it). Taken and not used: the token carries the app's scopes, named in the answer's scope.
+    scope: Annotated[str, StringConstraints(max_length=1000)] | None = None
 
 
 class ActivateRequest(BodyModel):
