@@ -143,6 +143,31 @@ async def test_sign_in_is_throttled_with_retry_after(org_server: RunningServer) 
     assert len(failed) == limit and failed[0]["detail"]["login"] == victim
 
 
+async def test_spellings_of_one_login_share_its_sign_in_limit(org_server: RunningServer) -> None:
+    """The lookup reads a login without case, surrounding spaces and invisible characters, but the per-login
+    counter was keyed by the login as sent: "victim" + U+200B (or U+FEFF, or two of them …) signed in as the
+    victim with a counter of its own, so per-login throttling, the one guard against guessing one
+    account's password from many addresses, never held (found by the trust audit). One key now."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    _, victim = await new_person(s)
+    limit = s.throttle.per_login.amount
+    spellings = [victim + "\u200b" * (i + 1) if i % 3 == 0 else f" {victim.upper()}\ufeff" + "\u200d" * i
+                 for i in range(limit)]  # fmt: skip
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        ok = await h.post(
+            "/api/v1/auth/token", json={"grant_type": "password", "login": spellings[1], "password": PASSWORD}
+        )
+        assert ok.status_code == 200 and ok.json()["person_id"], ok.text  # the same account, as the lookup reads it
+        for spelling in spellings:
+            r = await h.post("/api/v1/auth/token", json={"grant_type": "password", "login": spelling, "password": "x"})
+            assert r.status_code == 401, r.text
+        r = await h.post("/api/v1/auth/token", json={"grant_type": "password", "login": victim, "password": PASSWORD})
+        assert (r.status_code, r.json()["error"]["data"]["limit"]) == (429, "login"), r.text
+    failed, _ = await query(s.db, AuditQuery(action="auth.login_failed"))
+    assert {e["detail"]["login"] for e in failed} == {victim}  # the audit names the account, not the spelling
+
+
 async def test_out_of_range_integers_answer_404_or_400(org_server: RunningServer) -> None:
     rs = org_server
     s = rs.services_obj  # type: ignore[attr-defined]
