@@ -78,3 +78,19 @@ async def test_unknown_route_is_404_json_and_wrong_method_405_json(server: Runni
         ):
             assert _json_error(r, 405)["code"] == "method_not_allowed"
             assert r.headers["allow"]
+
+
+async def test_a_path_with_a_trailing_slash_is_404_json_not_a_redirect(server: RunningServer) -> None:
+    """``/api/v1/me/`` answered 307 with an empty body and ``Location`` built from the request's ``Host``
+    (Starlette's slash redirect): no JSON error, a POST bounced with its body to wherever ``Host`` said,
+    and a client's token resent after it (found by the trust audit). No path of the API ends in a slash."""
+    (_, lg), *_ = await new_people(server.services_obj, 1)  # type: ignore[attr-defined]
+    tok = (await login(server.http, lg))["access_token"]
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {tok}", "Host": "evil.example"}) as c:
+        for r in (
+            await c.get(f"{server.http}/api/v1/me/"),
+            await c.get(f"{server.http}/api/v1/org/roles/"),
+            await c.post(f"{server.http}/api/v1/notices/", json={}),
+        ):
+            assert _json_error(r, 404)["code"] == "not_found"
+            assert "location" not in r.headers

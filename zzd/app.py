@@ -202,9 +202,14 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
     for route in routes:
         guard_int_params(route)
     routes += [openapi_route(), asyncapi_route()]
-    return _App(
+    app = _App(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={ZzdError: _zzd_error, HTTPException: _http_error, Exception: _internal_error},
         middleware=[Middleware(RequestMetrics)],
     )
+    # No path ends in a slash: "/api/v1/me/" is the JSON 404 of any unknown path. Starlette's default
+    # answered 307 with no body and a Location built from the request's Host header, so a POST was
+    # bounced, body and token with it, to wherever Host pointed (found by the trust audit).
+    app.router.redirect_slashes = False
+    return app
