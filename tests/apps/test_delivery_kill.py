@@ -38,8 +38,10 @@ ENV = {
 }
 
 
-async def tree_with_app(url: str, tmp_path: Path) -> tuple[str, str]:
-    """The served tree in ``url`` and an app subscribed to grid reports there: its client id and secret."""
+async def tree_with_app(
+    url: str, tmp_path: Path, name: str = "断电平台", scopes: tuple[str, ...] = ("events:report.filed",)
+) -> tuple[str, str]:
+    """The served tree in ``url`` and an app with ``scopes`` over its county: its client id and secret."""
     await populate(url, tmp_path)
     db = Database(url)
     try:
@@ -48,8 +50,7 @@ async def tree_with_app(url: str, tmp_path: Path) -> tuple[str, str]:
         clock = SystemClock()
         org = OrgService(db, clock, holder)
         reg = AppRegistry(db, clock, org, PersonDirectory(db, clock), lambda: holder.index)
-        app, secret = await reg.create(SYSTEM, NewApp("断电平台", "990101", "990101", "*@990101",
-                                                      ["events:report.filed"]))  # fmt: skip
+        app, secret = await reg.create(SYSTEM, NewApp(name, "990101", "990101", "*@990101", list(scopes)))
         return app.client_id, secret.secret
     finally:
         await db.dispose()

@@ -46,6 +46,22 @@ WINDOW = 100
 RECHECK = 0.5
 
 
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set or ``seconds`` pass, and stay cancellable throughout.
+
+    Why not ``asyncio.wait_for(event.wait(), …)``: before Python 3.12 it swallows a cancellation that
+    arrives just as the event is set (it returns the result instead). The stream's pump and guard are
+    woken by every dispatch, so a connection closing at such a moment kept its pump running: its
+    unacknowledged events stayed leased to a socket that was gone, for the whole lease (60 s), not
+    handed to the app's next connection at once (docs/webhooks.md), and the ghost went on claiming.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass
+
+
 class StreamHub:
     """This process's stream connections by app, woken by new deliveries and credential changes."""
 
@@ -93,6 +109,8 @@ class _StreamConn:
         #: Sent, unacknowledged deliveries and when their lease runs out (monotonic seconds).
         self.inflight: dict[int, float] = {}
         self.closing: tuple[int, str] | None = None
+        #: The socket is gone: the pump and the guard stop even if their cancellation was lost.
+        self.ended = False
         self._tasks: list[asyncio.Task[None]] = []
         self._send_lock = asyncio.Lock()
 
@@ -107,6 +125,7 @@ class _StreamConn:
         try:
             await self._read()
         finally:
+            self.ended = True
             for t in self._tasks:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -164,7 +183,8 @@ class _StreamConn:
 
     async def _send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:  # the pump and the reader both send; one frame at a time
-            await asyncio.wait_for(self.ws.send_text(json.dumps(frame, ensure_ascii=False)), 30)
+            async with asyncio.timeout(30):  # not wait_for: it can swallow a cancellation (see _wait)
+                await self.ws.send_text(json.dumps(frame, ensure_ascii=False))
 
     async def _pump(self) -> None:
         """Send what is due, up to the window; wake on new deliveries, acks, a lapsing lease, or the poll.
@@ -176,7 +196,7 @@ class _StreamConn:
         """
         poll = self.s.settings.delivery_poll_interval
         lease = self.s.settings.delivery_lease
-        while True:
+        while not self.ended:
             now = time.monotonic()
             for i in [i for i, until in self.inflight.items() if until <= now]:
                 del self.inflight[i]
@@ -186,20 +206,14 @@ class _StreamConn:
                     self.inflight[int(f["delivery_id"])] = time.monotonic() + lease
                     await self._send(f)
             wait = min([poll, *(until - time.monotonic() for until in self.inflight.values())])
-            try:
-                await asyncio.wait_for(self.wake.wait(), max(0.01, wait))
-            except TimeoutError:
-                pass
+            await _wait(self.wake, max(0.01, wait))
             await asyncio.sleep(GATHER)  # acknowledgements arriving one by one make one claim, not one each
             self.wake.clear()
 
     async def _guard(self) -> None:
         """Close 4503 once the app's secret is revoked or rotated out or the app disabled; 4401 at expiry."""
-        while True:
-            try:
-                await asyncio.wait_for(self.recheck.wait(), RECHECK)
-            except TimeoutError:
-                pass
+        while not self.ended:
+            await _wait(self.recheck, RECHECK)
             self.recheck.clear()
             try:
                 await self.s.apps.principal(self.app_id, self.p.secret_id)
