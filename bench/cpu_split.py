@@ -27,6 +27,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # fields 14 and 15 of stat(5), after "pid (comm)"
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """tid → (thread name, utime + stime in s) of every thread of ``pid`` still alive.
+
+    Why per thread: on SQLite the database engine runs inside the server process,
+    in aiosqlite's worker thread (one per connection, the writer's busiest), so
+    the process's CPU per message mixes SQLite's own work with the Python on the
+    event loop (the main thread, ``tid == pid``). A thread that ended during a
+    window is missing from its end reading and its CPU is lost from the split.
+    """
+    out: dict[int, tuple[str, float]] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except (FileNotFoundError, ProcessLookupError):
+        return out
+    for t in tasks:
+        try:
+            raw = (t / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw.rsplit(")", 1)[1].split()
+        out[int(t.name)] = (name, (int(fields[11]) + int(fields[12])) / _TICK)
+    return out
+
+
+def thread_split(
+    pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> tuple[float, float, float]:
+    """(event loop thread, busiest other thread, all other threads) CPU seconds between two
+    :func:`thread_cpu` readings of ``pid``. A thread born in the window counts from 0."""
+    used = {tid: cpu - before.get(tid, ("", 0.0))[1] for tid, (_, cpu) in after.items()}
+    loop = used.pop(pid, 0.0)
+    return loop, max(used.values(), default=0.0), sum(used.values())
+
+
 def pg_backends(dbname: str) -> list[int]:
     """Pids of the PostgreSQL backends connected to ``dbname`` (``postgres: user db host …``)."""
     pids = []
