@@ -132,7 +132,7 @@ class ChatService:
         out: list[SendResult | BaseException | None] = [None] * len(reqs)
         people, chats = await store.people_and_chats(
             sorted({r.sender_id for r in reqs} | {r.recipient_id for r in reqs}),
-            sorted({direct_key(r.sender_id, r.recipient_id) for r in reqs}),
+            {direct_key(r.sender_id, r.recipient_id): (r.sender_id, r.recipient_id) for r in reqs},
         )
 
         # A retry of an already-stored message is found by the conflict-ignoring

@@ -163,19 +163,25 @@ class ChatStore:
         return cls(await driver_in_transaction(conn), postgres=is_postgres(conn), now=now)
 
     async def people_and_chats(
-        self, ids: Sequence[int], keys: Sequence[str]
+        self, ids: Sequence[int], pairs: dict[str, tuple[int, int]]
     ) -> tuple[dict[int, tuple[str, bool]], dict[str, int]]:
         """The batch's two reads: id → (name, disabled) of the persons among ``ids`` that
-        exist, and direct_key → conversation id of the direct chats among ``keys`` that exist.
+        exist, and direct_key → conversation id of the direct chats of ``pairs`` (``direct_key``
+        → its two persons) that exist.
 
-        One statement on PostgreSQL; on SQLite both run in one trip to aiosqlite's thread
-        (see ``in_sqlite_thread``).
+        One statement on PostgreSQL. On SQLite both run in one trip to aiosqlite's thread
+        (see ``in_sqlite_thread``), and in the same trip the chats of ``pairs`` that are
+        missing and whose two persons exist and are enabled (the only ones a send creates)
+        are created with their memberships, and returned with the rest: :meth:`create_direct`
+        in three statements was three more trips, ~30 µs of CPU each, and under the chat load
+        nearly every batch creates a chat (issue 15). There is one writer, so nothing else
+        can create one of them meanwhile; PostgreSQL leaves creating them to
+        :meth:`create_direct`, whose statement handles that race.
         """
         if not self._pg:
-            people, chats = await in_sqlite_thread(self._driver, _sqlite_people_and_chats, list(ids), list(keys))
-            return {int(i): (str(n), bool(d)) for i, n, d in people}, {str(k): int(i) for k, i in chats}
+            return await in_sqlite_thread(self._driver, _sqlite_people_and_chats, list(ids), pairs, self._at)
         found: tuple[dict[int, tuple[str, bool]], dict[str, int]] = ({}, {})
-        for person, i, text, disabled in await self._driver.fetch(_PG_PEOPLE_AND_CHATS, list(ids), list(keys)):
+        for person, i, text, disabled in await self._driver.fetch(_PG_PEOPLE_AND_CHATS, list(ids), sorted(pairs)):
             if person:
                 found[0][int(i)] = (str(text), bool(disabled))
             else:
@@ -193,15 +199,11 @@ class ChatStore:
 
         On PostgreSQL one statement creates them; only when another transaction created
         one of the keys first (it is not in that statement's snapshot) does a second read it.
+        On SQLite the three statements run in one trip to aiosqlite's thread.
         """
-        keys = list(pairs)
         if not self._pg:
-            await self._driver.executemany(_SQLITE_NEW_DIRECT, [(k, self._at) for k in keys])
-            ids = await self.direct_ids(keys)
-            members = [(ids[k], p) for k in keys for p in dict.fromkeys(pairs[k])]
-            await self._driver.executemany(_SQLITE_MEMBER, [(c, p, self._at) for c, p in members])
-            return ids
-        keys.sort()  # one insert order: two batches creating common chats wait in turn, never in a cycle
+            return await in_sqlite_thread(self._driver, _sqlite_create_direct, pairs, self._at)
+        keys = sorted(pairs)  # one insert order: two batches creating common chats wait in turn, never in a cycle
         firsts, seconds = [pairs[k][0] for k in keys], [pairs[k][1] for k in keys]
         rows = await self._driver.fetch(_PG_NEW_DIRECT, keys, firsts, seconds, self._now)
         ids = {str(k): int(i) for k, i in rows}
@@ -291,9 +293,25 @@ def _sqlite_store(
     return inserted, events, (sqlite_append(db, persons, events, at) if events else [])
 
 
-def _sqlite_people_and_chats(db: sqlite3.Connection, ids: list[int], keys: list[str]) -> tuple[list[Any], list[Any]]:
-    people = db.execute(_SQLITE_PEOPLE, (json.dumps(ids),)).fetchall()
-    return people, db.execute(_SQLITE_DIRECT, (json.dumps(keys),)).fetchall()
+def _sqlite_people_and_chats(
+    db: sqlite3.Connection, ids: list[int], pairs: dict[str, tuple[int, int]], at: str
+) -> tuple[dict[int, tuple[str, bool]], dict[str, int]]:
+    people = {int(i): (str(n), bool(d)) for i, n, d in db.execute(_SQLITE_PEOPLE, (json.dumps(ids),))}
+    chats = {str(k): int(i) for k, i in db.execute(_SQLITE_DIRECT, (json.dumps(list(pairs)),))}
+    missing = {
+        k: pair for k, pair in pairs.items() if k not in chats and all(p in people and not people[p][1] for p in pair)
+    }
+    if missing:
+        chats.update(_sqlite_create_direct(db, missing, at))
+    return people, chats
+
+
+def _sqlite_create_direct(db: sqlite3.Connection, pairs: dict[str, tuple[int, int]], at: str) -> dict[str, int]:
+    keys = list(pairs)
+    db.executemany(_SQLITE_NEW_DIRECT, [(k, at) for k in keys])
+    ids = {str(k): int(i) for k, i in db.execute(_SQLITE_DIRECT, (json.dumps(keys),))}
+    db.executemany(_SQLITE_MEMBER, [(ids[k], p, at) for k in keys for p in dict.fromkeys(pairs[k])])
+    return ids
 
 
 def _sqlite_insert_messages(db: sqlite3.Connection, rows: Sequence[NewMessage], at: str) -> dict[tuple[int, str], int]:

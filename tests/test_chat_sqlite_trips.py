@@ -1,17 +1,21 @@
-"""How many trips a SQLite write transaction takes to aiosqlite's thread, and that it stays safe.
+"""How many trips a direct chat send batch takes to aiosqlite's thread on SQLite.
 
 Why count: every ``await`` on an aiosqlite call is a hand-off to its worker thread
 and back (a queue put, a thread wake-up, a self-pipe write to wake the event loop:
 ~30 µs of server CPU, more than a small statement), and a chat message's CPU on
-SQLite was 2.4-2.7x the bare relay's (issue 15). Every transaction ended with one
-trip too many: the pool's ``rollback()`` of a connection whose transaction had
-just committed. Now the pool rolls back only a connection that comes back with a
-transaction open (``kernel.db.database``). Counted on the writer's own
-connection, so that a trip added back to the path fails this test.
+SQLite was 2.4-2.7x the bare relay's (issue 15). A batch into a new chat took 8:
+``BEGIN IMMEDIATE``, the reads, the chat's three statements (insert, read back,
+memberships), the messages with their events, ``COMMIT``, and the pool's
+``rollback()`` after the commit. Now the chats are created in the reads' trip
+(``ChatStore.people_and_chats``) and the pool rolls back only a connection that
+comes back with a transaction open (``kernel.db.database``): 4, into a new chat
+or an existing one. Counted on the writer's own connection, so that a trip added
+back to the path fails this test.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +24,13 @@ from typing import Any
 import aiosqlite.core
 import pytest
 
+from kernel.clock import SystemClock
 from kernel.db.database import Database
+from kernel.errors import Forbidden, NotFound
+from messaging.chat import ChatService, SendRequest
+from messaging.events import EventLog
+from messaging.unit_of_work import UnitOfWork
+from messaging.wakeup import EventGroup
 
 
 @pytest.fixture
@@ -49,6 +59,76 @@ def _count_trips(monkeypatch: pytest.MonkeyPatch, driver: Any, log: list[str]) -
         return await real(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(aiosqlite.core.Connection, "_execute", counting)
+
+
+async def _people(db: Database, n: int) -> list[int]:
+    async with db.write() as conn:
+        ids = []
+        for _ in range(n):
+            res = await conn.exec_driver_sql(
+                "INSERT INTO persons (login, name, password_hash, disabled, created_at)"
+                " VALUES (?, ?, NULL, 0, '2026-01-01 00:00:00.000000') RETURNING id",
+                (f"u{secrets.token_hex(5)}", "某人"),
+            )
+            ids.append(int(res.scalar_one()))
+    return ids
+
+
+async def test_trips_per_send_batch(sqlite_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = sqlite_db
+    a, b, c = await _people(db, 3)
+    woken: list[list[EventGroup]] = []
+    chat = ChatService(UnitOfWork(db, EventLog(db), SystemClock(), woken.append))
+    await chat.send(SendRequest(a, b, "warm", "first contact: creates the streams"))
+    log: list[str] = []
+    _count_trips(monkeypatch, await _writer_driver(db), log)
+
+    first = await chat.send(SendRequest(a, c, "new", "a new chat"))
+    new_chat, log[:] = list(log), []
+    second = await chat.send(SendRequest(c, a, "old", "the same chat"))
+    old_chat, log[:] = list(log), []
+    retry = await chat.send(SendRequest(c, a, "old", "the same chat"))
+    await chat.close()
+
+    # BEGIN IMMEDIATE, the reads with the new chat and its members, the messages with their events, COMMIT.
+    assert new_chat == ["execute", "_sqlite_people_and_chats", "_sqlite_store", "commit"], new_chat
+    assert old_chat == ["execute", "_sqlite_people_and_chats", "_sqlite_store", "commit"], old_chat
+    assert second.conversation_id == first.conversation_id
+    assert (retry.message_id, retry.duplicate) == (second.message_id, True)
+    async with db.read() as conn:
+        members = await conn.exec_driver_sql(
+            "SELECT person_id FROM conversation_members WHERE conversation_id = ? ORDER BY person_id",
+            (first.conversation_id,),
+        )
+        assert [int(p) for (p,) in members] == sorted([a, c])
+        last = await conn.exec_driver_sql(
+            "SELECT last_message_id FROM conversations WHERE id = ?", (first.conversation_id,)
+        )
+        assert last.scalar_one() == second.message_id
+    # Each message's two events went out after its commit: the sender's echo and the recipient's.
+    assert [[p for p, _ in g.recipients] for groups in woken[1:] for g in groups] == [[a, c], [c, a]]
+
+
+async def test_a_send_batch_does_not_create_a_chat_with_a_disabled_person(sqlite_db: Database) -> None:
+    """The chats are created in the reads' trip, before the batch's checks run on the event loop:
+    only for a pair whose two persons exist and are enabled, as before."""
+    db = sqlite_db
+    a, b, c = await _people(db, 3)
+    async with db.write() as conn:
+        await conn.exec_driver_sql("UPDATE persons SET disabled = 1 WHERE id = ?", (b,))
+    chat = ChatService(UnitOfWork(db, EventLog(db), SystemClock(), lambda _groups: None))
+    try:
+        with pytest.raises(NotFound):
+            await chat.send(SendRequest(a, b, "to-disabled", "x"))
+        with pytest.raises(NotFound):
+            await chat.send(SendRequest(a, a + b + c + 1000, "to-nobody", "x"))
+        with pytest.raises(Forbidden):
+            await chat.send(SendRequest(b, c, "from-disabled", "x"))
+    finally:
+        await chat.close()
+    async with db.read() as conn:
+        chats = await conn.exec_driver_sql("SELECT count(*) FROM conversations WHERE kind = 'direct'")
+        assert chats.scalar_one() == 0
 
 
 async def test_a_write_transaction_is_its_begin_its_statements_and_its_commit(
