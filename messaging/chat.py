@@ -203,7 +203,12 @@ class ChatService:
 
     @staticmethod
     async def _direct_conversations(store: ChatStore, reqs: list[SendRequest], known: dict[str, int]) -> dict[str, int]:
-        """direct_key → conversation id for ``reqs``, creating the chats ``known`` (read already) lacks."""
+        """direct_key → conversation id for ``reqs``, creating the chats ``known`` lacks.
+
+        ``known`` comes from ``ChatStore.people_and_chats``, which creates the batch's new chats
+        itself: what it lacks is a chat another process created meanwhile (PostgreSQL), which
+        ``create_direct`` reads and locks.
+        """
         pairs = {direct_key(r.sender_id, r.recipient_id): (r.sender_id, r.recipient_id) for r in reqs}
         found = {k: known[k] for k in pairs if k in known}
         missing = {k: pairs[k] for k in pairs if k not in found}

@@ -46,17 +46,50 @@ __all__ = ["PG_KEY_LOOKUPS", "ChatStore", "EventTail", "NewMessage"]
 #: reports and bulk notices, which need those plans.
 PG_KEY_LOOKUPS = {"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"}
 
-# The batch's two reads in one statement: persons (tag true: id, name, disabled) and direct
-# chats (tag false: id, direct_key), the chats' rows locked in id order as they are read
-# (conversation rows before stream rows, in id order, like every other writer of messages).
+# The memberships of the chats a statement's ``created`` CTE inserted: the persons of the key at
+# place i of the keys array are the two persons arrays' i-th (one row for a chat with oneself).
+_PG_MEMBERS = """members AS (
+    INSERT INTO conversation_members (conversation_id, person_id, last_read_message_id, joined_at)
+    SELECT DISTINCT c.id, m.p, 0, {now}::timestamptz
+    FROM created AS c, array_position({keys}::text[], c.direct_key::text) AS i,
+         LATERAL (VALUES (({a}::bigint[])[i]), (({b}::bigint[])[i])) AS m(p)
+)"""
+# The batch's two reads in one statement, with the chats it lacks created: persons (tag true: id,
+# name, disabled) and direct chats (tag false: id, direct_key), the existing chats' rows locked in
+# id order as they are read (conversation rows before stream rows, in id order, like every other
+# writer of messages). The key at place i of $2 (ascending) joins persons $3[i] and $4[i]; a
+# missing chat is created, with its memberships, when both persons exist and are enabled (the
+# sends the batch then stores), after every existing row is locked (the count, an InitPlan, reads
+# all of ``chats`` before the first insert) and in key order, as ``_PG_NEW_DIRECT`` does alone.
+# Both checks probe the tables' unique indexes (same snapshot as the CTEs: the same answers;
+# a scan of the CTEs per key would grow with the square of the batch). A key another
+# transaction created meanwhile is left out (that row is not in this statement's snapshot):
+# the caller reads and locks it with ``create_direct``.
 _PG_PEOPLE_AND_CHATS = """
 WITH chats AS MATERIALIZED (
     SELECT id, direct_key FROM conversations WHERE direct_key = ANY($2::text[]) ORDER BY id FOR UPDATE
-)
-SELECT true, id, name, disabled FROM persons WHERE id = ANY($1::bigint[])
+),
+people AS MATERIALIZED (
+    SELECT id, name, disabled FROM persons WHERE id = ANY($1::bigint[])
+),
+created AS (
+    INSERT INTO conversations (kind, direct_key, created_at)
+    SELECT 'direct', v.k, $5 FROM unnest($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS v(k, a, b, o)
+    WHERE (SELECT count(*) FROM chats) >= 0
+      AND NOT EXISTS (SELECT 1 FROM conversations AS c WHERE c.direct_key = v.k)
+      AND EXISTS (SELECT 1 FROM persons AS p WHERE p.id = v.a AND NOT p.disabled)
+      AND EXISTS (SELECT 1 FROM persons AS p WHERE p.id = v.b AND NOT p.disabled)
+    ORDER BY o
+    ON CONFLICT (direct_key) DO NOTHING
+    RETURNING id, direct_key
+),
+{members}
+SELECT true, id, name, disabled FROM people
 UNION ALL
 SELECT false, id, direct_key, false FROM chats
-"""
+UNION ALL
+SELECT false, id, direct_key, false FROM created
+""".format(members=_PG_MEMBERS.format(now="$5", keys="$2", a="$3", b="$4"))  # noqa: S608 - constant parts only
 _SQLITE_PEOPLE = "SELECT id, name, disabled FROM persons WHERE id IN (SELECT value FROM json_each(?))"
 _PG_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key = ANY($1::text[])"
 _SQLITE_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key IN (SELECT value FROM json_each(?))"
@@ -71,14 +104,9 @@ WITH created AS (
     ON CONFLICT (direct_key) DO NOTHING
     RETURNING id, direct_key
 ),
-members AS (
-    INSERT INTO conversation_members (conversation_id, person_id, last_read_message_id, joined_at)
-    SELECT DISTINCT c.id, m.p, 0, $4::timestamptz
-    FROM created AS c, array_position($1::text[], c.direct_key::text) AS i,
-         LATERAL (VALUES (($2::bigint[])[i]), (($3::bigint[])[i])) AS m(p)
-)
+{members}
 SELECT direct_key, id FROM created
-"""
+""".format(members=_PG_MEMBERS.format(now="$4", keys="$1", a="$2", b="$3"))  # noqa: S608 - constant parts only
 _SQLITE_NEW_DIRECT = """
 INSERT INTO conversations (kind, direct_key, created_at) VALUES ('direct', ?, ?)
 ON CONFLICT (direct_key) DO NOTHING
@@ -165,23 +193,27 @@ class ChatStore:
     async def people_and_chats(
         self, ids: Sequence[int], pairs: dict[str, tuple[int, int]]
     ) -> tuple[dict[int, tuple[str, bool]], dict[str, int]]:
-        """The batch's two reads: id → (name, disabled) of the persons among ``ids`` that
-        exist, and direct_key → conversation id of the direct chats of ``pairs`` (``direct_key``
-        → its two persons) that exist.
+        """The batch's two reads, with the chats it lacks created: id → (name, disabled) of
+        the persons among ``ids`` that exist, and direct_key → conversation id of the direct
+        chats of ``pairs`` (``direct_key`` → its two persons), those that existed and those
+        created now: a missing chat whose two persons exist and are enabled (the only ones a
+        send stores into) is created with its memberships.
 
-        One statement on PostgreSQL. On SQLite both run in one trip to aiosqlite's thread
-        (see ``in_sqlite_thread``), and in the same trip the chats of ``pairs`` that are
-        missing and whose two persons exist and are enabled (the only ones a send creates)
-        are created with their memberships, and returned with the rest: :meth:`create_direct`
-        in three statements was three more trips, ~30 µs of CPU each, and under the chat load
-        nearly every batch creates a chat (issue 15). There is one writer, so nothing else
-        can create one of them meanwhile; PostgreSQL leaves creating them to
-        :meth:`create_direct`, whose statement handles that race.
+        One statement on PostgreSQL; a chat another transaction created meanwhile is left
+        out there (see ``_PG_PEOPLE_AND_CHATS``), and :meth:`create_direct` reads it. On
+        SQLite one trip to aiosqlite's thread (see ``in_sqlite_thread``); there is one writer,
+        so nothing else can create one of them meanwhile. Why with the reads: under the chat
+        load nearly every batch creates a chat, and a statement of its own was one more round
+        trip (PostgreSQL) or three more hand-offs to aiosqlite's thread (~30 µs of CPU each,
+        issue 15).
         """
         if not self._pg:
             return await in_sqlite_thread(self._driver, _sqlite_people_and_chats, list(ids), pairs, self._at)
+        keys = sorted(pairs)  # one insert order: two batches creating common chats wait in turn, never in a cycle
+        firsts, seconds = [pairs[k][0] for k in keys], [pairs[k][1] for k in keys]
         found: tuple[dict[int, tuple[str, bool]], dict[str, int]] = ({}, {})
-        for person, i, text, disabled in await self._driver.fetch(_PG_PEOPLE_AND_CHATS, list(ids), sorted(pairs)):
+        rows = await self._driver.fetch(_PG_PEOPLE_AND_CHATS, list(ids), keys, firsts, seconds, self._now)
+        for person, i, text, disabled in rows:
             if person:
                 found[0][int(i)] = (str(text), bool(disabled))
             else:

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.postgres
 
 #: name → (parameter types, statement) of every statement of a send batch that finds rows by key.
 _HOT = {
-    "people_and_chats": ("bigint[], text[]", chat_storage._PG_PEOPLE_AND_CHATS),
+    "people_and_chats": ("bigint[], text[], bigint[], bigint[], timestamptz", chat_storage._PG_PEOPLE_AND_CHATS),
     "direct": ("text[]", chat_storage._PG_DIRECT),
     "lock_conversations": ("bigint[]", chat_storage._PG_LOCK),
     "messages_and_events": (
