@@ -39,6 +39,7 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import for_update
 from kernel.errors import ZzdError
+from kernel.waiting import wait_event
 from messaging.leases import run_token
 
 logger = logging.getLogger(__name__)
@@ -152,10 +153,7 @@ class DeliveryWorker:
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.policy.poll)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self.policy.poll)
             # Gather: attempts finishing together (and the dispatcher's kick) make one claim, not one each;
             # a claim is a write transaction, and at a few hundred attempts a second claiming per
             # finished attempt cost more than the attempts.

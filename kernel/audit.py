@@ -55,7 +55,6 @@ with; one call per change keeps the hook small.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -89,6 +88,7 @@ from kernel.db.base import UTCDateTime, metadata
 from kernel.db.database import Database, after_commit
 from kernel.db.dialect import for_update
 from kernel.db.types import ID
+from kernel.waiting import wait_event
 
 logger = logging.getLogger(__name__)
 
@@ -411,8 +411,7 @@ class Sealer:
     async def run(self) -> None:
         """Until cancelled or :meth:`stop` (for callers without a ``Jobs``, which does the same)."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.bell.wait(), self.poll)
+            await wait_event(self.bell, self.poll)
             self.bell.clear()
             try:
                 await self.run_once()

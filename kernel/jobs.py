@@ -17,6 +17,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from kernel.waiting import wait_event
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["Jobs", "Spawn"]
@@ -73,8 +75,7 @@ class Jobs:
                 if wake is None:
                     await asyncio.sleep(interval)
                 else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), interval)
+                    await wait_event(wake, interval)
                     if wake.is_set() and (pause := last + wake_gap - loop_.time()) > 0:
                         await asyncio.sleep(pause)
                     wake.clear()

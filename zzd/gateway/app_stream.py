@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from apps.delivery import GATHER
 from apps.model import AppPrincipal
 from kernel.errors import ZzdError
+from kernel.waiting import wait_event
 from zzd.gateway.closecodes import Close
 from zzd.gateway.jsonsafe import strict_loads
 
@@ -44,22 +45,6 @@ __all__ = ["StreamHub", "app_stream_endpoint"]
 WINDOW = 100
 #: Seconds between re-checks of the app's credentials (also woken by ``app_changed``).
 RECHECK = 0.5
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """Wait until ``event`` is set or ``seconds`` pass, and stay cancellable throughout.
-
-    Why not ``asyncio.wait_for(event.wait(), …)``: before Python 3.12 it swallows a cancellation that
-    arrives just as the event is set (it returns the result instead). The stream's pump and guard are
-    woken by every dispatch, so a connection closing at such a moment kept its pump running: its
-    unacknowledged events stayed leased to a socket that was gone, for the whole lease (60 s), not
-    handed to the app's next connection at once (docs/webhooks.md), and the ghost went on claiming.
-    """
-    try:
-        async with asyncio.timeout(seconds):
-            await event.wait()
-    except TimeoutError:
-        pass
 
 
 class StreamHub:
@@ -183,7 +168,7 @@ class _StreamConn:
 
     async def _send(self, frame: dict[str, Any]) -> None:
         async with self._send_lock:  # the pump and the reader both send; one frame at a time
-            async with asyncio.timeout(30):  # not wait_for: it can swallow a cancellation (see _wait)
+            async with asyncio.timeout(30):  # not wait_for: it can swallow a cancellation (kernel.waiting)
                 await self.ws.send_text(json.dumps(frame, ensure_ascii=False))
 
     async def _pump(self) -> None:
@@ -206,14 +191,14 @@ class _StreamConn:
                     self.inflight[int(f["delivery_id"])] = time.monotonic() + lease
                     await self._send(f)
             wait = min([poll, *(until - time.monotonic() for until in self.inflight.values())])
-            await _wait(self.wake, max(0.01, wait))
+            await wait_event(self.wake, max(0.01, wait))
             await asyncio.sleep(GATHER)  # acknowledgements arriving one by one make one claim, not one each
             self.wake.clear()
 
     async def _guard(self) -> None:
         """Close 4503 once the app's secret is revoked or rotated out or the app disabled; 4401 at expiry."""
         while not self.ended:
-            await _wait(self.recheck, RECHECK)
+            await wait_event(self.recheck, RECHECK)
             self.recheck.clear()
             try:
                 await self.s.apps.principal(self.app_id, self.p.secret_id)
