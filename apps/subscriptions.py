@@ -19,13 +19,16 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from apps.model import EVENT_TYPES, AppPrincipal, event_scope_allows, parse_event_types
 from apps.schema import app_deliveries, app_delivery_attempts, app_subscriptions
+from apps.schema import apps as apps_table
 from kernel.clock import Clock
 from kernel.db.database import Database
-from kernel.errors import BadRequest, ErrorCode, Forbidden, NotFound
+from kernel.db.dialect import for_update
+from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from messaging.tasks.categories import list_categories
 from org_tree.index import OrgIndex
 from org_tree.selectors import unit_value
@@ -94,6 +97,31 @@ class SubscriptionService:
     index: Callable[[], OrgIndex]
     #: Raises ``BadRequest``/``Forbidden`` for a webhook target the address policy refuses.
     check_url: Callable[[str], Awaitable[None]]
+    #: Active subscriptions one app may hold (``ZZD_APP_MAX_SUBSCRIPTIONS``).
+    max_active: int = 100
+
+    async def _room_for_one_more(self, conn: AsyncConnection, app_id: int) -> None:
+        """Refuse a subscription (new or re-enabled) that would take the app past ``max_active``.
+
+        Why a cap: every active subscription is one more delivery per matching event, so an app
+        creating them in a loop (nothing stops it otherwise: there is no DELETE, and 600 a minute
+        pass the rate limit) multiplies the delivery work every other app and the chat share.
+        Disabled ones do not count: they cost nothing until enabled. The app's row is locked
+        first, so two concurrent creates cannot both take the last place.
+        """
+        await conn.execute(for_update(conn, select(apps_table.c.id).where(apps_table.c.id == app_id)))
+        active = (
+            await conn.execute(
+                select(func.count())
+                .select_from(app_subscriptions)
+                .where(app_subscriptions.c.app_id == app_id, app_subscriptions.c.status == "active")
+            )
+        ).scalar_one()
+        if int(active) >= self.max_active:
+            raise Conflict(
+                f"an app has at most {self.max_active} active subscriptions: disable one first",
+                data={"limit": self.max_active, "active": int(active)},
+            )
 
     async def _filters(self, p: AppPrincipal, types: tuple[str, ...], raw: dict[str, Any]) -> dict[str, Any]:
         """The filters checked and normalised; a filter that could never let an event through is refused.
@@ -174,6 +202,7 @@ class SubscriptionService:
             raise BadRequest("a stream subscription takes no url", data={"field": "url"})
         now = self.clock.now()
         async with self.db.write() as conn:
+            await self._room_for_one_more(conn, p.app_id)
             res = await conn.execute(
                 insert(app_subscriptions)
                 .values(
@@ -208,13 +237,15 @@ class SubscriptionService:
 
     async def set_status(self, p: AppPrincipal, sub_id: int, status: str) -> Subscription:
         """``active`` (re-enable: failures reset, pending deliveries resume) or ``disabled``."""
-        await self.get(p, sub_id)
+        current = await self.get(p, sub_id)
         if status not in ("active", "disabled"):
             raise BadRequest("status must be active or disabled", data={"field": "status"})
         values: dict[str, Any] = {"status": status, "disabled_reason": None if status == "active" else "by the app"}
         if status == "active":
             values["consecutive_failures"] = 0
         async with self.db.write() as conn:
+            if status == "active" and current.status != "active":
+                await self._room_for_one_more(conn, p.app_id)
             await conn.execute(update(app_subscriptions).where(app_subscriptions.c.id == sub_id).values(**values))
         return await self.get(p, sub_id)
 

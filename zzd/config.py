@@ -198,6 +198,8 @@ class Settings(BaseSettings):
     #: Attempts before a delivery is dead-lettered; first retry after ``webhook_backoff_base``
     #: seconds, doubling up to ``webhook_backoff_cap``, each with ±20 % jitter.
     webhook_max_attempts: int = Field(default=12, ge=1, le=50)
+    #: Active subscriptions one app may hold: each is one more delivery per matching event.
+    app_max_subscriptions: int = Field(default=100, ge=1, le=10_000)
     webhook_backoff_base: float = Field(default=5.0, gt=0)
     webhook_backoff_cap: float = Field(default=3600.0, gt=0)
     #: Consecutive failed attempts after which an endpoint is disabled and its owner told.

@@ -368,7 +368,9 @@ class Services:
             ),
             idempotency=IdempotencyStore(db, clock),
             bot=BotService(notices, tasks, reports, conversations, org, lambda: holder.index),
-            subscriptions=SubscriptionService(db, clock, lambda: holder.index, addresses.check),
+            subscriptions=SubscriptionService(
+                db, clock, lambda: holder.index, addresses.check, max_active=settings.app_max_subscriptions
+            ),
             dispatcher=Dispatcher(
                 db,
                 clock,

@@ -76,7 +76,7 @@ def _sid(request: Request) -> int:
     return int(request.path_params["subscription_id"])
 
 
-@api.route("POST", "", {201: SubscriptionView}, body=NewSubscription, errors=(404, 429))
+@api.route("POST", "", {201: SubscriptionView}, body=NewSubscription, errors=(404, 409, 429))
 async def create(request: Request) -> Response:
     """Subscribe; a webhook's signing secret (``whsec_…``) is in the answer this once."""
     s, p = await current_app(request)
@@ -99,7 +99,7 @@ async def get_sub(request: Request) -> Response:
     return reply(SubscriptionView, (await s.subscriptions.get(p, _sid(request))).to_dict())
 
 
-@api.route("PATCH", "/{subscription_id:int}", {200: SubscriptionView}, body=PatchSubscription, errors=(429,))
+@api.route("PATCH", "/{subscription_id:int}", {200: SubscriptionView}, body=PatchSubscription, errors=(404, 409, 429))
 async def patch_sub(request: Request) -> Response:
     """Disable, or enable again (failures reset; deliveries held meanwhile are sent)."""
     s, p = await current_app(request)
