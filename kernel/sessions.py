@@ -27,7 +27,7 @@ from kernel.schema import auth_sessions, persons, refresh_tokens
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IssuedSession", "RefreshReused", "SessionStore"]
+__all__ = ["ACTIVE_OF", "IssuedSession", "RefreshReused", "SessionStore"]
 
 
 class RefreshReused(Unauthorized):
@@ -69,10 +69,13 @@ _ACTIVE_AMONG = (
 )
 
 #: ``active_of``'s statement, written once per driver: one array parameter however many hellos wait.
-_ACTIVE_OF = """SELECT s.id, s.person_id FROM auth_sessions s JOIN persons p ON p.id = s.person_id
+#: ``{ids}`` is the test of the session id against the array, ``{now}`` the time's placeholder. Public
+#: because a hello reads it together with the person's stream position (``zzd.gateway.hello_checks``):
+#: the rules stay written once, here. Its columns are ``id`` and ``person_id``.
+ACTIVE_OF = """SELECT s.id, s.person_id FROM auth_sessions s JOIN persons p ON p.id = s.person_id
 WHERE s.id {ids} AND s.revoked_at IS NULL AND s.expires_at > {now} AND NOT p.disabled"""
-_PG_ACTIVE_OF = _ACTIVE_OF.format(ids="= ANY($1::text[])", now="$2")
-_SQLITE_ACTIVE_OF = _ACTIVE_OF.format(ids="IN (SELECT value FROM json_each(?))", now="?")
+_PG_ACTIVE_OF = ACTIVE_OF.format(ids="= ANY($1::text[])", now="$2")
+_SQLITE_ACTIVE_OF = ACTIVE_OF.format(ids="IN (SELECT value FROM json_each(?))", now="?")
 
 
 class SessionStore:

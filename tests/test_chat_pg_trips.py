@@ -20,63 +20,25 @@ meanwhile.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from messaging import chat_storage
 from messaging.chat import SendRequest, SendResult, direct_key
 from messaging.chat_storage import ChatStore
 from tests.client import new_person
 from tests.conftest import FAST_PASSWORDS, make_settings
+from tests.pg_trips import count_trips
 from tests.waiting import scaled, wait_until
 from zzd.services import Services
 
 pytestmark = pytest.mark.postgres
 
-#: asyncpg protocol calls that are a round trip each (the simple query, a bound execution, a prepare).
-_TRIPS = frozenset({"query", "bind_execute", "bind_execute_many", "prepare"})
-
-
-class _CountingProtocol:
-    """Forwards everything to asyncpg's protocol and logs (call, SQL) of each round trip."""
-
-    def __init__(self, real: Any, log: list[tuple[str, str]]) -> None:
-        self._real = real
-        self._log = log
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._real, name)
-        if name not in _TRIPS:
-            return attr
-        log = self._log
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if name.startswith("bind_"):  # (state, args, …): a prepared statement's execution
-                sql = (kwargs["state"] if "state" in kwargs else args[0]).query
-            else:  # query(sql, …), prepare(name, sql, …)
-                sql = kwargs.get("query", args[0] if name == "query" else args[1])
-            log.append((name, " ".join(str(sql).split())))
-            return attr(*args, **kwargs)
-
-        return call
-
 
 async def _counting_services(url: str, log: list[tuple[str, str]]) -> Services:
     s = Services.build(make_settings(url, db_chat_pool_size=1), passwords=FAST_PASSWORDS)
     assert s.chat_db is not None and s.chat_db is not s.db
-    engine = s.chat_db.writer.sync_engine
-
-    def count(dbapi: Any, _record: Any) -> None:
-        raw = dbapi._connection
-        raw._protocol = _CountingProtocol(raw._protocol, log)
-
-    def no_idle_ping(_dbapi: Any, record: Any, _proxy: Any) -> None:
-        record.info.pop("zzd_idle_since", None)  # a loaded machine's pause is not this test's statement
-
-    event.listen(engine, "connect", count)
-    event.listen(engine.pool, "checkout", no_idle_ping, insert=True)
+    count_trips(s.chat_db.writer, log)
     await s.start()
     return s
 

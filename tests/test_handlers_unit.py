@@ -31,9 +31,19 @@ class Peer:
     session_id: str = ""
     handshake_token: str | None = None
     started: list[tuple[int, int]] = field(default_factory=list)
+    #: What the handler asked of the hub, in order.
+    calls: list[str] = field(default_factory=list)
 
-    def subscribe(self, person_id: int, session_id: str) -> None:
+    def listen(self, person_id: int, session_id: str) -> None:
         self.person_id, self.session_id = person_id, session_id
+        self.calls.append("listen")
+
+    def claim(self) -> None:
+        self.calls.append("claim")
+
+    def unlisten(self) -> None:
+        self.person_id, self.session_id = 0, ""
+        self.calls.append("unlisten")
 
     def authenticated(self, ref: str, data: dict[str, Any], *, expires_at: float, start: int, last_seq: int) -> None:
         self.protocol.authenticated(ref, data, expires_at=expires_at)

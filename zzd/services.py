@@ -385,7 +385,7 @@ class Services:
             stream=StreamDeliveries(db, clock, policy),
             stream_hub=stream_hub,
             outbox_bell=outbox_bell,
-            hellos=HelloChecks(sessions, events),
+            hellos=HelloChecks(db, clock, sessions, events),
             retention=retention(db, clock, settings),
         )
 

@@ -382,11 +382,21 @@ class Connection:
 
     # --- authentication (called by ``handlers.hello``) ---------------------------------
 
-    def subscribe(self, person_id: int, session_id: str) -> None:
-        """Take this person's live events from now on (the hub offers them to this socket)."""
+    def listen(self, person_id: int, session_id: str) -> None:
+        """Take this person's live events from now on, before the session is checked (``ConnectionHub.listen``)."""
         self.person_id = person_id
         self.session_id = session_id
-        self.s.hub.register(self)
+        self.s.hub.listen(self)
+
+    def claim(self) -> None:
+        """The session is good: take a place under the person's socket cap (``ConnectionHub.claim``)."""
+        self.s.hub.claim(self)
+
+    def unlisten(self) -> None:
+        """The hello was refused: take no more events (the socket holds no place under the cap)."""
+        self.s.hub.unregister(self)
+        self.person_id = 0
+        self.session_id = ""
 
     def authenticated(self, ref: str, data: dict[str, Any], *, expires_at: float, start: int, last_seq: int) -> None:
         """Answer the hello, then deliver from ``start``: catching up first when the stream is ahead."""

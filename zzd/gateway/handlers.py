@@ -50,8 +50,16 @@ class Peer(Protocol):
     #: The access token the upgrade request carried (already checked then), or None.
     handshake_token: str | None
 
-    def subscribe(self, person_id: int, session_id: str) -> None:
+    def listen(self, person_id: int, session_id: str) -> None:
         """Take this person's live events from now on (before the stream position is read)."""
+        ...
+
+    def claim(self) -> None:
+        """The session is good: take a place under the person's socket cap."""
+        ...
+
+    def unlisten(self) -> None:
+        """The hello was refused: take no more events."""
         ...
 
     def authenticated(self, ref: str, data: dict[str, Any], *, expires_at: float, start: int, last_seq: int) -> None:
@@ -101,13 +109,20 @@ async def hello(s: Services, peer: Peer, frame: Hello) -> None:
     if token is None:
         raise Unauthorized("no access token: put it in the hello or in the upgrade's Authorization header")
     claims: AccessClaims = s.tokens.verify(token)
-    # Both reads are shared with the other hellos waiting at the moment (a reconnect storm).
-    if not await s.hellos.session_active(claims.session_id, claims.person_id):
-        raise Forbidden("session is no longer active")
     person_id = claims.person_id
-    # Subscribe first, then read the stream position (decision 7).
-    peer.subscribe(person_id, claims.session_id)
-    state = await s.hellos.stream_state(person_id)
+    # Listen first, then read the stream position (decision 7): the session and the position are
+    # one statement, shared with the other hellos waiting at the moment (a reconnect storm). Only
+    # a good session then claims a place under the per-person cap.
+    peer.listen(person_id, claims.session_id)
+    try:
+        state = await s.hellos.hello(claims.session_id, person_id)
+    except BaseException:
+        peer.unlisten()
+        raise
+    if state is None:
+        peer.unlisten()
+        raise Forbidden("session is no longer active")
+    peer.claim()
     resumed = False
     reason = None
     start = state.last_seq

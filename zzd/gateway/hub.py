@@ -91,14 +91,38 @@ class ConnectionHub:
         if not hello_answered:
             self.pending_hellos -= 1
 
-    def register(self, conn: Connection) -> None:
-        conn.socket_id = f"{self.node_id}:{next(self._socket_ids)}"
-        conns = self._by_person.setdefault(conn.person_id, [])
-        conns.append(conn)
+    def listen(self, conn: Connection) -> None:
+        """Offer ``conn`` its person's live events from now on, before its session is known good.
+
+        A hello listens first, then reads the session and the stream position
+        in one statement (decision 7: nothing committed after the read can
+        pass the socket by), and only a good session claims a place under
+        the cap (:meth:`claim`); a refused one leaves by :meth:`unregister`. Until its
+        hello is answered the socket's cursor only notes what it was offered.
+        It is closed like any socket of its person or session meanwhile
+        (a revocation, a disabled account, a drain).
+        """
+        self._by_person.setdefault(conn.person_id, []).append(conn)
         if self._draining is not None:
             conn.drain(*self._draining)
-        while len(conns) > self._max:
-            oldest = conns.pop(0)
+
+    def claim(self, conn: Connection) -> None:
+        """A listening socket's session was good: it takes a place under the per-person cap.
+
+        The cap counts claimed sockets only, oldest claim first (a hello still
+        being checked neither counts nor is pushed out); the newest stays and
+        the oldest over the cap close with 4509, here and, through the slots,
+        on the other processes.
+        """
+        conn.socket_id = f"{self.node_id}:{next(self._socket_ids)}"
+        conns = self._by_person.setdefault(conn.person_id, [])
+        with contextlib.suppress(ValueError):
+            conns.remove(conn)
+        conns.append(conn)  # claimed sockets stay in the order of their claims
+        claimed = [c for c in conns if c.socket_id]
+        excess = len(claimed) - self._max
+        for oldest in claimed[: max(0, excess)]:
+            conns.remove(oldest)
             oldest.close(Close.REPLACED, "too many connections for this person")
         if self._slots is not None:
             self._slots.claim(conn.person_id, conn.socket_id).add_done_callback(self._claimed)
