@@ -97,10 +97,10 @@ class ConnectionHub:
         A hello listens first, then reads the session and the stream position
         in one statement (decision 7: nothing committed after the read can
         pass the socket by), and only a good session claims a place under
-        the cap (:meth:`claim`); a refused one leaves by :meth:`unregister`. Until its
-        hello is answered the socket's cursor only notes what it was offered.
-        It is closed like any socket of its person or session meanwhile
-        (a revocation, a disabled account, a drain).
+        the cap (:meth:`claim`); a refused one leaves by :meth:`unregister`.
+        Until its hello is answered the socket's cursor only notes what it
+        was offered. It is closed like any socket of its person or session
+        meanwhile (a revocation, a disabled account, a drain).
         """
         self._by_person.setdefault(conn.person_id, []).append(conn)
         if self._draining is not None:
