@@ -7,8 +7,9 @@ person's live events *before* the read (decision 7: subscribe, then read),
 while its session is not yet known good, and takes its place under the
 per-person cap only after. What must hold, checked here:
 
-- the batched answer is ``SessionStore.is_active``'s for every rule, and a
-  first connection's stream is created (a refused session creates none);
+- (the batched answer is ``SessionStore.is_active``'s for every rule, and a
+  first connection's stream is created, a refused session creating none:
+  ``tests/test_session_checks.py``);
 - an event committed after the read, before the hello is answered, reaches
   the socket live (it would be lost until the safety poll if the socket
   listened only after the read);
@@ -35,7 +36,6 @@ from kernel.db.database import Database
 from kernel.sessions import SessionStore
 from messaging.chat import SendRequest
 from messaging.events import EventLog, StreamState
-from org_tree.people import PersonDirectory
 from tests.client import Client, new_people
 from tests.conftest import FAST_PASSWORDS, make_settings, serving
 from tests.pg_trips import count_trips
@@ -43,65 +43,12 @@ from tests.test_handlers_unit import Peer
 from zzd.gateway import hello_checks
 from zzd.gateway.closecodes import Close
 from zzd.gateway.handlers import handle
-from zzd.gateway.hello_checks import HelloChecks
 from zzd.gateway.hub import ConnectionHub
 from zzd.gateway.protocol import GatewayProtocol
 from zzd.services import Services
 
 #: Long enough that the safety poll can repair nothing within a test: what arrives, arrived live.
 NO_POLL = 600.0
-
-
-async def _stream(db: Database, person_id: int) -> tuple[str, int] | None:
-    async with db.read() as conn:
-        res = await conn.exec_driver_sql(
-            "SELECT epoch, last_seq FROM person_streams WHERE person_id = " + str(int(person_id))
-        )
-        row = res.first()
-    return None if row is None else (str(row[0]), int(row[1]))
-
-
-async def test_the_one_read_answers_as_is_active_and_creates_only_good_sessions_streams(db: Database) -> None:
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=123_456))
-    people = PersonDirectory(db, clock)
-    sessions = SessionStore(db, clock, refresh_ttl=timedelta(hours=1))
-    events = EventLog(db)
-    checks = HelloChecks(db, clock, sessions, events)
-    ann, bob, cat, dan = [(await people.create(n)).id for n in ("甲", "乙", "丙", "丁")]
-    old = (await sessions.open(ann)).session_id
-    clock.advance(30 * 60)
-    good = (await sessions.open(ann)).session_id
-    revoked = (await sessions.open(bob)).session_id
-    await sessions.revoke(revoked)
-    disabled = (await sessions.open(cat)).session_id
-    await people.set_disabled(cat, True)
-    dans = (await sessions.open(dan)).session_id
-    await events.ensure_streams([dan])
-    clock.advance(30 * 60 + 1)  # ``old`` expired a second ago
-    claims = [
-        (old, ann),
-        (good, ann),
-        (good, bob),  # someone else's session id
-        (revoked, bob),
-        (disabled, cat),
-        ("0" * 32, dan),  # no such session
-        (dans, dan),
-        (good, ann),  # the same hello twice in one batch
-    ]
-    try:
-        answers = await asyncio.gather(*(checks.hello(*c) for c in claims))
-        assert [a is not None for a in answers] == [await sessions.is_active(*c) for c in claims]
-        assert [a is not None for a in answers] == [False, True, False, False, False, False, True, True]
-        # ann's first connection created her stream (once, for both hellos); bob's and cat's refused
-        # hellos created nothing; dan's existing stream is read as stored.
-        ann_stream = await _stream(db, ann)
-        assert ann_stream is not None and answers[1] == answers[7] == StreamState(ann_stream[0], 0, 1)
-        assert await _stream(db, bob) is None and await _stream(db, cat) is None
-        assert answers[6] == await events.state(dan)
-        # The next hello reads the same stream (its epoch is kept).
-        assert await checks.hello(good, ann) == answers[1]
-    finally:
-        await checks.close()
 
 
 async def _token(s: Services, person_id: int) -> str:
