@@ -13,10 +13,10 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
@@ -27,7 +27,7 @@ from kernel.schema import auth_sessions, persons, refresh_tokens
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ACTIVE_OF", "IssuedSession", "RefreshReused", "SessionStore"]
+__all__ = ["ACTIVE_OF", "IssuedSession", "OwnSession", "RefreshReused", "SessionStore", "public_id"]
 
 
 class RefreshReused(Unauthorized):
@@ -52,6 +52,26 @@ class IssuedSession:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def public_id(session_id: str) -> str:
+    """The id a session is shown and revoked by (``GET/DELETE /api/v1/auth/sessions``): derived, not the ``sid``.
+
+    Why not the ``sid`` itself: it is what every access token carries and what the processes
+    close sockets by, so it stays out of answers a thief holding one of the person's sessions
+    could read; a one-way derivative names the session for its owner and is useful for nothing else.
+    """
+    return hashlib.sha256(b"zzd-session:" + session_id.encode("ascii")).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class OwnSession:
+    """One of a person's active sessions, as they see it in their list of devices."""
+
+    session_id: str
+    created_at: datetime
+    last_refreshed_at: datetime
+    expires_at: datetime
 
 
 #: ``inactive``'s query, built once (its compiled form is cached): the safety poll asks it about
@@ -163,6 +183,44 @@ class SessionStore:
                 )
             ).first()
         return int(row[0]) if row else 0
+
+    async def active_sessions(self, person_id: int) -> list[OwnSession]:
+        """The person's sessions that still work (not revoked, not expired), newest first.
+
+        ``last_refreshed_at`` is the newest refresh token's issue time (the sign-in's own for a
+        session never refreshed): when the device last renewed its tokens, stored already.
+        """
+        now = self._clock.now()
+        async with self._db.read() as conn:
+            rows = await conn.execute(
+                select(
+                    auth_sessions.c.id,
+                    auth_sessions.c.created_at,
+                    func.max(refresh_tokens.c.issued_at),
+                    auth_sessions.c.expires_at,
+                )
+                .join(refresh_tokens, refresh_tokens.c.session_id == auth_sessions.c.id)
+                .where(
+                    auth_sessions.c.person_id == person_id,
+                    auth_sessions.c.revoked_at.is_(None),
+                    auth_sessions.c.expires_at > now,
+                )
+                .group_by(auth_sessions.c.id, auth_sessions.c.created_at, auth_sessions.c.expires_at)
+                .order_by(auth_sessions.c.created_at.desc(), auth_sessions.c.id)
+            )
+            return [OwnSession(str(sid), created, refreshed, expires) for sid, created, refreshed, expires in rows]
+
+    async def revoke_own(self, person_id: int, public: str) -> str | None:
+        """Revoke the person's active session shown as ``public``; its ``sid``, or None if they have no such session.
+
+        Only the caller's own sessions that still work can match, so another person's id, an
+        unknown one and one already revoked are all None: the caller learns nothing of others.
+        """
+        mine = await self.active_sessions(person_id)
+        match = next((s.session_id for s in mine if public_id(s.session_id) == public), None)
+        if match is None or await self.revoke(match) != person_id:
+            return None
+        return match
 
     async def is_active(self, session_id: str, person_id: int) -> bool:
         """True while the session may be used by ``person_id``: theirs, not revoked, not expired, person enabled.

@@ -49,6 +49,7 @@ RECORD_TESTS = [
     "tests/notices/test_receipts_meaning.py", "tests/tasks/test_api.py", "tests/conversations/test_api.py",
     "tests/conversations/test_groups.py", "tests/admin/test_grants.py", "tests/attachments/test_http.py",
     "tests/apps", "tests/test_ops.py", "tests/test_api_successes.py", "tests/admin/test_import.py",
+    "tests/test_auth_sessions.py",
 ]  # fmt: skip
 #: Shown for the password a person chooses at activation (at least 8 characters, as the schema asks).
 PASSWORD_PLACEHOLDER = "<new password>"  # noqa: S105 - a placeholder, not a credential

@@ -191,3 +191,26 @@ async def test_socket_cap_holds_across_processes(pg_database: str, redis_url: st
         for c in (fifth, sixth):
             await c.close()
     await redis.aclose()
+
+
+async def test_signing_out_a_session_through_one_process_closes_its_socket_on_the_other(
+    pg_database: str, redis_url: str
+) -> None:
+    """``DELETE /api/v1/auth/sessions/{id}`` on process 1 closes that session's socket on process 2 with 4503
+    within a second: the announcement did it (the safety poll is a minute here), as a logout's does."""
+    [(_, lg)] = await _people(pg_database, 1)
+    async with zzd_processes(pg_database, redis_url, 2, ZZD_SAFETY_POLL_INTERVAL="60") as (p1, p2):
+        phone, desk = await login(p2.http, lg), await login(p1.http, lg)
+        lost = await Client.connect(p2.ws, phone["access_token"])
+        kept = await Client.connect(p2.ws, desk["access_token"])
+        async with httpx.AsyncClient(
+            base_url=p1.http, headers={"Authorization": f"Bearer {desk['access_token']}"}
+        ) as h:
+            [current, other] = (await h.get("/api/v1/auth/sessions")).json()["sessions"]
+            assert current["current"] and not other["current"]
+            r = await h.delete(f"/api/v1/auth/sessions/{other['id']}")
+            assert r.status_code == 200, r.text
+        assert (await lost.wait_closed(timeout=1))[0] == 4503
+        assert (await kept.request({"type": "ping"}))["type"] == "ok"
+        for c in (lost, kept):
+            await c.close()

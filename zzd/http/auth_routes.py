@@ -1,4 +1,4 @@
-"""``/api/v1/auth``: log in, refresh, log out, activate; and ``/api/v1/me``.
+"""``/api/v1/auth``: log in, refresh, log out, activate, one's sessions; and ``/api/v1/me``.
 
 Sign-in and activation are throttled per login and per client address
 (``zzd.auth.throttle``) before any password is hashed, and the hashing itself
@@ -9,6 +9,7 @@ activations are audited.
 from __future__ import annotations
 
 import base64
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import unquote
@@ -18,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kernel.audit import AuditEntry, record
-from kernel.errors import BadRequest, ErrorCode, Unauthorized, ZzdError
-from kernel.sessions import IssuedSession, RefreshReused
+from kernel.errors import BadRequest, ErrorCode, NotFound, Unauthorized, ZzdError
+from kernel.sessions import IssuedSession, RefreshReused, public_id
 from kernel.text import check_text
 from org_tree.people import normalize_login
 from zzd.http.actors import current_person
@@ -33,7 +34,7 @@ from zzd.http.common import (
     services_of,
 )
 from zzd.http.contract import BodyModel, Endpoints, reply
-from zzd.http.schemas.auth import AppToken, Me, TokenAnswer, Tokens
+from zzd.http.schemas.auth import AppToken, Me, SessionList, TokenAnswer, Tokens
 from zzd.http.schemas.common import Revoked
 
 if TYPE_CHECKING:
@@ -232,6 +233,57 @@ async def logout(request: Request) -> Response:
     s, claims = await current_person(request)
     await s.sessions.revoke(claims.session_id)
     await s.announce({"t": "revoke_session", "sid": claims.session_id})
+    return reply(Revoked, {"revoked": True})
+
+
+@api.route("GET", "/api/v1/auth/sessions", {200: SessionList})
+async def sessions(request: Request) -> Response:
+    """The caller's sign-ins that still work (their devices), newest first; ``current`` marks this one.
+
+    A person's own list only (an app token is refused: not a person's). The ids are derived from the
+    sessions, not the ``sid`` the access tokens carry, and work only with DELETE below, for their owner.
+    """
+    s, claims = await current_person(request)
+    mine = await s.sessions.active_sessions(claims.person_id)
+    return reply(
+        SessionList,
+        {
+            "sessions": [
+                {
+                    "id": public_id(x.session_id),
+                    "created_at": x.created_at,
+                    "last_refreshed_at": x.last_refreshed_at,
+                    "expires_at": x.expires_at,
+                    "current": x.session_id == claims.session_id,
+                }
+                for x in mine
+            ]
+        },
+    )
+
+
+_SESSION_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@api.route("DELETE", "/api/v1/auth/sessions/{session}", {200: Revoked}, errors=(400, 404))
+async def revoke_session(request: Request) -> Response:
+    """Sign out one of the caller's own sessions (a lost phone): as a logout of it, wherever it is.
+
+    Revoked in the database (its access and refresh tokens stop working) and announced, so its
+    sockets on every process close with 4503 at once. Only the caller's sessions that still work
+    can be named: another person's, an unknown one and one already signed out all answer the same
+    404, so nothing can be learnt by probing (a repeated DELETE is therefore 404, not 200). The
+    current session may be named: that is a logout.
+    """
+    s, claims = await current_person(request)
+    public = request.path_params["session"]
+    if _SESSION_ID.fullmatch(public) is None:
+        raise BadRequest("session: 32 lower-case hex digits, as GET /api/v1/auth/sessions shows it",
+                         data={"field": "session"})  # fmt: skip
+    sid = await s.sessions.revoke_own(claims.person_id, public)
+    if sid is None:
+        raise NotFound("no such session", data={"field": "session"})
+    await s.announce({"t": "revoke_session", "sid": sid})
     return reply(Revoked, {"revoked": True})
 
 

@@ -104,6 +104,11 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
         "pattern": "^[0-9a-f]{64}$",
         "description": "lower-case hex SHA-256 of the file, as the upload answered",
     },
+    "session": {
+        "type": "string",
+        "pattern": "^[0-9a-f]{32}$",
+        "description": "a sign-in session's id as GET /api/v1/auth/sessions shows it (32 lower-case hex digits)",
+    },
     "key": {
         "type": "string",
         "pattern": "^[a-z][a-z0-9_]{0,31}$",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, RootModel
 
 from zzd.http.contract import WireModel
 
-__all__ = ["AppToken", "Me", "TokenAnswer", "Tokens"]
+__all__ = ["AppToken", "Me", "SessionList", "SessionView", "TokenAnswer", "Tokens"]
 
 
 class TokenAnswer(WireModel):
@@ -44,3 +45,18 @@ class Me(WireModel):
     name: str
     epoch: str = Field(description="event-stream epoch (GET /api/v1/sync)")
     last_seq: int = Field(description="the last event sequence number written for this person")
+
+
+class SessionView(WireModel):
+    """One sign-in that still works (a device): what its owner needs to recognise it and sign it out."""
+
+    id: str = Field(description="the session's id for DELETE /api/v1/auth/sessions/{session}; not a credential")
+    created_at: datetime = Field(description="when the person signed in")
+    last_refreshed_at: datetime = Field(description="when the device last renewed its tokens (created_at if never)")
+    expires_at: datetime = Field(description="when the session ends (renewals do not move it): sign in again after it")
+    current: bool = Field(description="true for the session of the token this request was sent with")
+
+
+class SessionList(WireModel):
+    #: the caller's sessions that still work (not signed out, not expired), newest first
+    sessions: list[SessionView]

@@ -1,0 +1,142 @@
+"""One's own sign-in sessions (登录设备管理): list them, sign one out (a lost phone), on both backends.
+
+Over real HTTP and WebSocket. The safety poll is a minute here, so a socket closed within a second was
+closed by the ``revoke_session`` announcement, as a logout's are, not by the poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from kernel.sessions import public_id
+from tests.client import Client, login, new_person
+from tests.conftest import RunningServer, make_settings, serving
+
+SESSIONS = "/api/v1/auth/sessions"
+
+
+@pytest.fixture
+async def server(db_url: str) -> AsyncIterator[RunningServer]:
+    async with serving(make_settings(db_url, safety_poll_interval=60), stop_within=5) as rs:
+        yield rs
+
+
+def _auth(tok: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok['access_token']}"}
+
+
+def _sid(tok: dict[str, Any]) -> str:
+    return str(jwt.decode(tok["access_token"], options={"verify_signature": False})["sid"])
+
+
+async def _list(h: httpx.AsyncClient, tok: dict[str, Any]) -> list[dict[str, Any]]:
+    r = await h.get(SESSIONS, headers=_auth(tok))
+    assert r.status_code == 200, r.text
+    return list(r.json()["sessions"])
+
+
+async def _refresh(h: httpx.AsyncClient, tok: dict[str, Any]) -> httpx.Response:
+    return await h.post(
+        "/api/v1/auth/token", json={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"]}
+    )
+
+
+def _error(r: httpx.Response, status: int, code: str) -> bool:
+    return (
+        r.status_code == status
+        and r.headers["content-type"].startswith("application/json")
+        and (r.json()["error"]["code"] == code and isinstance(r.json()["error"]["message"], str))
+    )
+
+
+async def test_a_person_lists_their_sessions_and_signs_the_lost_phone_out(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    _, lg = await new_person(s)
+    phone = await login(server.http, lg)  # signed in first: the phone that is lost
+    desk = await login(server.http, lg)
+    async with httpx.AsyncClient(base_url=server.http) as h:
+        listed = await _list(h, desk)
+        assert [x["id"] for x in listed] == [public_id(_sid(desk)), public_id(_sid(phone))]  # newest first
+        assert [x["current"] for x in listed] == [True, False]
+        assert all(x["last_refreshed_at"] == x["created_at"] for x in listed)  # neither renewed yet
+        assert [x["current"] for x in await _list(h, phone)] == [False, True]
+        # The ids are not the sid the tokens carry, so an answer here leaks no token's content.
+        assert not {_sid(phone), _sid(desk)} & {x["id"] for x in listed}
+        renewed = await _refresh(h, phone)
+        assert renewed.status_code == 200, renewed.text
+        phone = renewed.json()
+        again = {x["id"]: x for x in await _list(h, desk)}
+        assert again[public_id(_sid(phone))]["last_refreshed_at"] > again[public_id(_sid(phone))]["created_at"]
+
+        lost = await Client.connect(server.ws, phone["access_token"])
+        kept = await Client.connect(server.ws, desk["access_token"])
+        r = await h.delete(f"{SESSIONS}/{public_id(_sid(phone))}", headers=_auth(desk))
+        assert r.status_code == 200 and r.json() == {"revoked": True}, r.text
+        assert (await lost.wait_closed(timeout=1))[0] == 4503
+        assert _error(await _refresh(h, phone), 401, "invalid_grant")
+        assert _error(await h.get("/api/v1/me", headers=_auth(phone)), 403, "forbidden")
+        # The desk goes on: its socket, its token, its list (now the desk alone).
+        assert (await kept.request({"type": "ping"}))["type"] == "ok"
+        assert [x["id"] for x in await _list(h, desk)] == [public_id(_sid(desk))]
+        # Signed out already: the same 404 as an id never seen (a repeat learns nothing more).
+        gone = await h.delete(f"{SESSIONS}/{public_id(_sid(phone))}", headers=_auth(desk))
+        assert _error(gone, 404, "not_found"), gone.text
+        # The current session may sign itself out: a logout.
+        r = await h.delete(f"{SESSIONS}/{public_id(_sid(desk))}", headers=_auth(desk))
+        assert r.status_code == 200, r.text
+        assert (await kept.wait_closed(timeout=1))[0] == 4503
+        assert _error(await h.get(SESSIONS, headers=_auth(desk)), 403, "forbidden")
+    for c in (lost, kept):
+        await c.close()
+
+
+async def test_another_persons_session_is_404_and_untouched(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    _, lg_a = await new_person(s)
+    _, lg_b = await new_person(s)
+    a, b = await login(server.http, lg_a), await login(server.http, lg_b)
+    b_ws = await Client.connect(server.ws, b["access_token"])
+    async with httpx.AsyncClient(base_url=server.http) as h:
+        before = await _list(h, b)
+        for probe in (public_id(_sid(b)), "0" * 32):  # someone else's, and one no one has: alike
+            r = await h.delete(f"{SESSIONS}/{probe}", headers=_auth(a))
+            assert _error(r, 404, "not_found") and r.json()["error"]["message"] == "no such session", r.text
+        # The raw sid (readable in any access token) names no session here, not even one's own.
+        r = await h.delete(f"{SESSIONS}/{_sid(a)}", headers=_auth(a))
+        assert _error(r, 404, "not_found"), r.text
+        assert await _list(h, b) == before
+        assert [x["id"] for x in await _list(h, a)] == [public_id(_sid(a))]  # a sees only their own
+        assert (await b_ws.request({"type": "ping"}))["type"] == "ok"
+        assert (await _refresh(h, b)).status_code == 200
+    await b_ws.close()
+
+
+async def test_bad_session_ids_are_400_and_change_nothing(server: RunningServer) -> None:
+    _, lg = await new_person(server.services_obj)  # type: ignore[attr-defined]
+    tok = await login(server.http, lg)
+    async with httpx.AsyncClient(base_url=server.http) as h:
+        before = await _list(h, tok)
+        for bad in ("1", "9" * 40, "A" * 32, "g" * 32, "0" * 31, "0" * 33, "x" * 4000, "%E2%80%AE" + "0" * 31):
+            r = await h.delete(f"{SESSIONS}/{bad}", headers=_auth(tok))
+            assert _error(r, 400, "bad_request") and r.json()["error"]["data"] == {"field": "session"}, (bad, r.text)
+        assert await _list(h, tok) == before
+
+
+async def test_no_token_and_app_tokens_are_refused(server: RunningServer) -> None:
+    s = server.services_obj  # type: ignore[attr-defined]
+    _, lg = await new_person(s)
+    tok = await login(server.http, lg)
+    # An app's token as the token endpoint issues one (client credentials): the app audience, not a person's.
+    app = {"access_token": s.tokens.issue_app(1, 1, timedelta(minutes=5))}
+    async with httpx.AsyncClient(base_url=server.http) as h:
+        target = f"{SESSIONS}/{public_id(_sid(tok))}"
+        for headers in ({}, _auth(app)):
+            assert _error(await h.get(SESSIONS, headers=headers), 401, "unauthorized")
+            assert _error(await h.delete(target, headers=headers), 401, "unauthorized")
+        assert len(await _list(h, tok)) == 1
