@@ -35,6 +35,7 @@ from messaging.tasks.categories import (
 from messaging.tasks.categories import seed_categories as _seed
 from messaging.tasks.lifecycle import Action, Side, State, decide
 from messaging.tasks.model import CreatedTasks, TaskRow, check_digests, check_task_text
+from messaging.tasks.oversight import audits_task, owned_within, task_audit
 from messaging.tasks.routing import escalation_target
 from messaging.tasks.schema import task_events, tasks
 from messaging.tasks.storage import tasks_in_one_statement
@@ -47,7 +48,6 @@ from messaging.tasks.writer import (
     write_new_tasks_pg,
 )
 from messaging.unit_of_work import Txn, UnitOfWork
-from org_tree.grants import Perm, holds_grant, unit_path_of
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, check_jurisdiction
 from org_tree.selectors import PositionSel, Selector, to_text
@@ -369,7 +369,7 @@ class TaskService:
         async def change(tx: Txn) -> TaskRow:
             conn, now = tx.conn, tx.now
             before = await load_task(conn, task_id)
-            delegated = delegate_of is not None and _owned_within(index, before, delegate_of)
+            delegated = delegate_of is not None and owned_within(index, before, delegate_of)
             if not delegated and actor_person_id not in involved_persons(index, before):
                 if action == Action.ACCEPT and index.holds(actor_person_id, as_position):
                     await _lost_the_race(conn, task_id, as_position)
@@ -478,7 +478,7 @@ class TaskService:
         index = self._index()
         async with self._db.read() as conn:
             t = await load_task(conn, task_id)
-            if not _audits(index, overseer, t) and actor_person_id not in involved_persons(index, t):
+            if not audits_task(index, overseer, t) and actor_person_id not in involved_persons(index, t):
                 raise NotFound("no such task", data={"task_id": task_id})
             rows = await conn.execute(
                 select(task_events).where(task_events.c.task_id == task_id).order_by(task_events.c.version)
@@ -551,38 +551,6 @@ class TaskService:
                 tasks.c.state.in_([State.CREATED.value, State.ACCEPTED.value, State.IN_PROGRESS.value]),
             )
             return len((await conn.execute(q.limit(100_000))).all())
-
-
-def _owned_within(index: OrgIndex, t: TaskRow, top: int) -> bool:
-    """Whether the task's owner position sits in the subtree of pre-order unit ``top``."""
-    k = index.find_slot(t.owner_position_id)
-    return k >= 0 and index.contains(top, index.position_unit(k))
-
-
-def _audits(index: OrgIndex, overseer: Actor | None, t: TaskRow) -> bool:
-    """An administrator with ``audit`` over the owner position's unit reads any task there."""
-    if overseer is None or not overseer.grants:
-        return False
-    try:
-        u = index.position_unit(index.slot(t.owner_position_id))
-    except NotFound:
-        return False
-    return holds_grant(index, overseer, Perm.AUDIT, u)
-
-
-def task_audit(
-    index: OrgIndex, base: dict[str, Any], position_id: int, made: list[TaskRow], selector: str | None
-) -> AuditEntry:
-    """The audit entry of tasks sent: who, as which position, to what, how many (issue 10 item 7)."""
-    try:
-        unit_id, path = unit_path_of(index, index.position_unit(index.slot(position_id)))
-    except NotFound:
-        unit_id, path = None, None
-    detail = {
-        "category": base["category"], "source": base["source"], "selector": selector,
-        "audience": len(made), "task_ids": [t.id for t in made[:50]],
-    }  # fmt: skip
-    return AuditEntry("task.created", int(base["creator_person_id"]), position_id, "ok", unit_id, path, detail)
 
 
 async def _lost_the_race(conn: AsyncConnection, task_id: int, as_position: int) -> None:
