@@ -197,7 +197,7 @@ def _operation(route: Route, method: str, op: Op, schemas: _Schemas) -> dict[str
     return out
 
 
-_STATUS_TEXT = {200: "OK", 201: "Created", 304: "Not modified (ETag matched)"}
+_STATUS_TEXT = {200: "OK", 201: "Created", 304: "Not modified (If-None-Match: * or a matching ETag)"}
 
 
 def build_openapi(routes: Sequence[BaseRoute]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from kernel.numbers import parse_uint
 from messaging.attachments.errors import IncompleteUpload, LengthRequired, UnsupportedType
 from messaging.attachments.service import Download
 from zzd.http.actors import current_person
+from zzd.http.conditional import none_match
 from zzd.http.contract import Endpoints, WireModel, reply
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,14 @@ _UPLOAD_DOC = {
 }
 _DOWNLOAD_DOC = {
     "parameters": [
-        {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 200}}
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": 'RFC 9110 13.1.2: 304 when it is * or lists the ETag (weak comparison: W/"<digest>" '
+            'matches too; "<digest>" is compared exactly, so only the lower-case form matches)',
+            "schema": {"type": "string", "maxLength": 200},
+        }
     ],
     "responses": {
         "200": {
@@ -118,7 +126,7 @@ def file_response(request: Request, dl: Download) -> Response:
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",
     }
-    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+    if none_match(request.headers.getlist("if-none-match"), etag):  # RFC 9110 13.1.2: *, weak, lists
         return Response(status_code=304, headers=headers)
     headers["Content-Length"] = str(dl.size)
     return StreamingResponse(dl.reader.chunks(), media_type=dl.content_type, headers=headers)
