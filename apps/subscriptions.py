@@ -29,6 +29,7 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import for_update
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
+from kernel.hexids import lower_uuid
 from messaging.tasks.categories import list_categories
 from org_tree.index import OrgIndex
 from org_tree.selectors import unit_value
@@ -340,6 +341,7 @@ class SubscriptionService:
             fields = ["event_id", "since", "until"]
             raise BadRequest("give event_id, or since and until, not both", data={"fields": fields})
         if event_id is not None:
+            event_id = lower_uuid(event_id)  # a UUID is read in either case (kernel.hexids); stored lower-case
             cond = d.c.event_id == event_id
         elif since is not None and until is not None:
             if until <= since or until - since > timedelta(days=31):

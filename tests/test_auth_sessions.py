@@ -122,9 +122,11 @@ async def test_bad_session_ids_are_400_and_change_nothing(server: RunningServer)
     tok = await login(server.http, lg)
     async with httpx.AsyncClient(base_url=server.http) as h:
         before = await _list(h, tok)
-        for bad in ("1", "9" * 40, "A" * 32, "g" * 32, "0" * 31, "0" * 33, "x" * 4000, "%E2%80%AE" + "0" * 31):
+        for bad in ("1", "9" * 40, "g" * 32, "0" * 31, "0" * 33, "x" * 4000, "%E2%80%AE" + "0" * 31):
             r = await h.delete(f"{SESSIONS}/{bad}", headers=_auth(tok))
             assert _error(r, 400, "bad_request") and r.json()["error"]["data"] == {"field": "session"}, (bad, r.text)
+        # hex in either case is well-formed (kernel.hexids): no such session, as a lower-case unknown one
+        assert _error(await h.delete(f"{SESSIONS}/{'A' * 32}", headers=_auth(tok)), 404, "not_found")
         assert await _list(h, tok) == before
 
 

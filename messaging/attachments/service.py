@@ -28,6 +28,7 @@ from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, NotFound
+from kernel.hexids import lower_hex
 from messaging.attachments.errors import (
     ChecksumMismatch,
     IncompleteUpload,
@@ -38,7 +39,7 @@ from messaging.attachments.errors import (
 from messaging.attachments.links import UPLOADER, CanSee
 from messaging.attachments.schema import attachment_links, attachments
 from messaging.attachments.sniff import SNIFF_BYTES, sniff
-from messaging.attachments.store import BlobReader, BlobStore, is_digest
+from messaging.attachments.store import BlobReader, BlobStore
 from messaging.batching import Batcher
 from messaging.events import EventLog
 from messaging.unit_of_work import Txn, UnitOfWork
@@ -208,8 +209,8 @@ class AttachmentService:
         """Refuse before reading any body: returns the normalised expected digest."""
         if sha256 is None or not sha256.strip():
             raise BadRequest("the SHA-256 of the file is required (X-Content-SHA256)", data={"field": "sha256"})
-        expected = sha256.strip().lower()
-        if not is_digest(expected):
+        expected = lower_hex(sha256.strip(), 64)  # either case (kernel.hexids); compared lower-case
+        if expected is None:
             raise BadRequest("the SHA-256 must be 64 hex digits", data={"field": "sha256"})
         if length is not None and length > self.max_bytes:
             raise TooLarge(f"upload larger than {self.max_bytes} bytes", data={"max_bytes": self.max_bytes})
@@ -264,7 +265,8 @@ class AttachmentService:
 
     async def can_read(self, person_id: int, digest: str) -> bool:
         """Uploader, or someone a visibility check lets see a ref linking the file."""
-        if not is_digest(digest):
+        digest = lower_hex(digest, 64) or ""
+        if not digest:
             return False
         async with self.db.read() as conn:
             links = await _links(conn, digest)
@@ -293,8 +295,8 @@ class AttachmentService:
         Raises:
             NotFound: missing, or not allowed (indistinguishable).
         """
-        digest = digest.lower()
-        if not is_digest(digest):
+        digest = lower_hex(digest, 64) or ""  # either case (kernel.hexids)
+        if not digest:
             raise NotFound("no such file")
         async with self.db.read() as conn:
             row = (

@@ -27,7 +27,7 @@ __all__ = ["BlobReader", "BlobStore", "LocalDiskStore", "StoredBlob", "Verify", 
 
 logger = logging.getLogger(__name__)
 
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 _READ_CHUNK = 256 * 1024
 
 #: Called with (digest, size) once every byte is written and before the blob
@@ -37,7 +37,7 @@ Verify = Callable[[str, int], None]
 
 def is_digest(value: str) -> bool:
     """True for a lower-case hex SHA-256, the only form of blob name."""
-    return bool(_DIGEST.match(value))
+    return _DIGEST.fullmatch(value) is not None  # fullmatch: "$" would let a trailing newline in
 
 
 @dataclass(frozen=True, slots=True)

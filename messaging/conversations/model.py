@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from kernel.errors import BadRequest, ErrorCode
+from kernel.hexids import lower_hex_ref
 from kernel.text import check_text
 from kernel.wire import check_client_msg_id, iso
 from messaging.shapes import MessageSent
@@ -113,7 +114,7 @@ def validate_post(req: PostRequest) -> PostRequest:
         req.reply_to,
         _ids(req.mention_persons, "mention_persons"),
         _ids(req.mention_positions, "mention_positions"),
-        tuple(dict.fromkeys(req.attachments)),
+        tuple(dict.fromkeys(str(lower_hex_ref(a)) for a in req.attachments)),  # a digest in either case: lower
     )
 
 

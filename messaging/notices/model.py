@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kernel.errors import BadRequest
+from kernel.hexids import lower_hex_ref
 from kernel.text import check_text
 from kernel.wire import check_client_msg_id, iso
 from org_tree.selectors import Selector, parse_selector, to_json
@@ -119,7 +120,10 @@ def validate_compose(
             raise BadRequest("attachments are references (strings or objects)", data={"field": "attachments"})
         check_text(json.dumps(a, ensure_ascii=False), field="attachments", max_chars=2_000)
     sel = selector if not isinstance(selector, str | dict) else parse_selector(selector)
-    return Compose(client_msg_id, title, body, sel, priority, ack_required, deadline, tuple(attachments))
+    # A digest in either case is the lower-case digest (kernel.hexids), so it is linked and served; before,
+    # an upper-case one was kept as an opaque string and its recipients got 404 for the photo.
+    refs = tuple(lower_hex_ref(a) for a in attachments)
+    return Compose(client_msg_id, title, body, sel, priority, ack_required, deadline, refs)
 
 
 @dataclass(frozen=True, slots=True)

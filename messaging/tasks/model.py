@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,14 +12,14 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.errors import BadRequest, ErrorCode
+from kernel.hexids import lower_hex
 from kernel.text import check_text
 from kernel.wire import iso
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DIGEST", "CreatedTasks", "Linker", "TaskRow", "check_digests", "iso"]
+__all__ = ["CreatedTasks", "Linker", "TaskRow", "check_digests", "iso"]
 
-DIGEST = re.compile(r"^[0-9a-f]{64}$")
 MAX_ATTACHMENTS = 9
 MAX_TITLE = 200
 MAX_BODY = 10_000
@@ -40,17 +39,21 @@ class CreatedTasks(list["TaskRow"]):
 
 
 def check_digests(digests: Sequence[str], field: str = "attachments") -> list[str]:
-    """Photo references are sha256 hex digests of uploads; at most nine, no repeats."""
+    """Photo references are sha256 hex digests of uploads; at most nine, no repeats.
+
+    Returns them lower-case (read in either case, ``kernel.hexids``): stored, linked and answered so.
+    """
     if len(digests) > MAX_ATTACHMENTS:
         raise BadRequest(f"at most {MAX_ATTACHMENTS} {field}", data={"field": field, "max": MAX_ATTACHMENTS})
-    for d in digests:
-        if not isinstance(d, str) or not DIGEST.match(d):
+    lowered = [lower_hex(d, 64) for d in digests]
+    for d in lowered:
+        if d is None:
             raise BadRequest(
                 f"{field} must be sha256 hex digests of uploads",
                 code=ErrorCode.UNKNOWN_ATTACHMENT,
                 data={"field": field},
             )
-    return list(dict.fromkeys(digests))
+    return list(dict.fromkeys(d for d in lowered if d is not None))
 
 
 def check_task_text(title: str, body: str) -> None:

@@ -190,6 +190,11 @@ async def test_bad_receivers_are_retried_dead_lettered_and_redelivered(platform_
             assert r.json() == {"redelivering": 1}
             await wait_until(lambda: len(rec.delivered("/down")) == 1, what="the redelivery")
             assert rec.delivered("/down")[0].headers["webhook-id"] == event_id
+            # the event id is a UUID: read in either case (kernel.hexids), as every hex value (was 404)
+            r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver",
+                             json={"event_id": event_id.upper()})  # fmt: skip
+            assert r.json() == {"redelivering": 1}, r.text
+            await wait_until(lambda: len(rec.delivered("/down")) == 2, what="the redelivery by the upper-case id")
             r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver", json={"event_id": "nope"})
             assert r.status_code == 404
             r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver",
@@ -205,7 +210,7 @@ async def test_bad_receivers_are_retried_dead_lettered_and_redelivered(platform_
             # the log pages back by attempt_id: the pages together are the whole log, newest first
             base = f"/api/v1/bot/subscriptions/{subs['/down']['id']}"
             whole = (await h.get(f"{base}/attempts")).json()["attempts"]
-            assert [a["attempt"] for a in whole] == [1, 4, 3, 2, 1]  # the redelivery starts over at 1
+            assert [a["attempt"] for a in whole] == [1, 1, 4, 3, 2, 1]  # each redelivery starts over at 1
             paged: list[dict[str, Any]] = []
             page = (await h.get(f"{base}/attempts", params={"limit": 2})).json()["attempts"]
             while page:
@@ -216,7 +221,7 @@ async def test_bad_receivers_are_retried_dead_lettered_and_redelivered(platform_
             assert paged == whole
             # deliveries page back by delivery_id the same way
             await file_report(rs, await grid_worker(rs), "r2")
-            await wait_until(lambda: len(rec.delivered("/down")) == 2, what="the second report's delivery")
+            await wait_until(lambda: len(rec.delivered("/down")) == 3, what="the second report's delivery")
             newest = (await h.get(f"{base}/deliveries", params={"limit": 1})).json()["deliveries"]
             older = (await h.get(f"{base}/deliveries", params={"limit": 1, "before": newest[0]["delivery_id"]})).json()
             assert [d["event_id"] for d in older["deliveries"]] == [event_id]

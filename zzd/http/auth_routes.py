@@ -9,7 +9,6 @@ activations are audited.
 from __future__ import annotations
 
 import base64
-import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import unquote
@@ -20,6 +19,7 @@ from starlette.responses import Response
 
 from kernel.audit import AuditEntry, record
 from kernel.errors import BadRequest, ErrorCode, NotFound, Unauthorized, ZzdError
+from kernel.hexids import lower_hex
 from kernel.sessions import IssuedSession, RefreshReused, public_id
 from kernel.text import check_text
 from org_tree.people import normalize_login
@@ -262,9 +262,6 @@ async def sessions(request: Request) -> Response:
     )
 
 
-_SESSION_ID = re.compile(r"[0-9a-f]{32}")
-
-
 @api.route("DELETE", "/api/v1/auth/sessions/{session}", {200: Revoked}, errors=(400, 404))
 async def revoke_session(request: Request) -> Response:
     """Sign out one of the caller's own sessions (a lost phone): as a logout of it, wherever it is.
@@ -276,10 +273,9 @@ async def revoke_session(request: Request) -> Response:
     current session may be named: that is a logout.
     """
     s, claims = await current_person(request)
-    public = request.path_params["session"]
-    if _SESSION_ID.fullmatch(public) is None:
-        raise BadRequest("session: 32 lower-case hex digits, as GET /api/v1/auth/sessions shows it",
-                         data={"field": "session"})  # fmt: skip
+    public = lower_hex(request.path_params["session"], 32)  # either case, as every hex value (kernel.hexids)
+    if public is None:
+        raise BadRequest("session: 32 hex digits, as GET /api/v1/auth/sessions shows it", data={"field": "session"})
     sid = await s.sessions.revoke_own(claims.person_id, public)
     if sid is None:
         raise NotFound("no such session", data={"field": "session"})

@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kernel.errors import BadRequest
+from kernel.hexids import hex_pattern
 from kernel.wire import WireModel
 from org_tree.selectors import UNIT_FORMS, unit_value
 
@@ -101,13 +102,13 @@ PATH_PARAMS: dict[str, dict[str, Any]] = {
     },
     "digest": {
         "type": "string",
-        "pattern": "^[0-9a-f]{64}$",
-        "description": "lower-case hex SHA-256 of the file, as the upload answered",
+        "pattern": hex_pattern(64),
+        "description": "hex SHA-256 of the file, as the upload answered (either case is read; answers are lower-case)",
     },
     "session": {
         "type": "string",
-        "pattern": "^[0-9a-f]{32}$",
-        "description": "a sign-in session's id as GET /api/v1/auth/sessions shows it (32 lower-case hex digits)",
+        "pattern": hex_pattern(32),
+        "description": "a sign-in session's id as GET /api/v1/auth/sessions shows it (32 hex digits, either case)",
     },
     "key": {
         "type": "string",

@@ -51,6 +51,7 @@ class RotateSigning(BodyModel):
 
 
 class Redeliver(BodyModel):
+    #: The event's id (``event.id`` of the webhook body, a UUID; either case is read).
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=36)] | None = None
     #: ISO 8601 with a time zone: events created in [since, until).
     since: Annotated[str, StringConstraints(max_length=40)] | None = None

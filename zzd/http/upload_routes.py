@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from kernel.errors import BadRequest, RateLimited
+from kernel.hexids import hex_pattern
 from kernel.numbers import parse_uint
 from messaging.attachments.errors import IncompleteUpload, LengthRequired, UnsupportedType
 from messaging.attachments.service import Download
@@ -27,7 +28,7 @@ __all__ = ["SHA256_HEADER", "file_response", "routes"]
 
 api = Endpoints(tag="uploads")
 
-#: Header carrying the lower-case hex SHA-256 of the body (required).
+#: Header carrying the hex SHA-256 of the body (required; either case, kernel.hexids).
 SHA256_HEADER = "X-Content-SHA256"
 
 
@@ -43,8 +44,8 @@ _UPLOAD_DOC = {
             "name": SHA256_HEADER,
             "in": "header",
             "required": True,
-            "description": "lower-case hex SHA-256 of the body",
-            "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "description": "hex SHA-256 of the body, either case (the answer's digest is lower-case)",
+            "schema": {"type": "string", "pattern": hex_pattern(64)},
         }
     ],
     "requestBody": {
