@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -240,6 +240,24 @@ class GroupService:
         )
         return {int(p): (r, s) for p, r, s in rows}
 
+    @staticmethod
+    async def _through(
+        conn: AsyncConnection, cid: int, keep: Callable[[int], bool] = lambda _: True
+    ) -> dict[int, set[int]]:
+        """Person → the group's member positions (those ``keep`` accepts) they hold now, from the database.
+
+        Such a person is a member through the position whether or not they were also
+        named: removing them by name, or their leave, would drop a member the group's
+        positions still bring in (the reconciler only acts on org changes).
+        """
+        cp = conversation_positions
+        posts = [int(r[0]) for r in await conn.execute(select(cp.c.position_id).where(cp.c.conversation_id == cid))]
+        out: dict[int, set[int]] = {}
+        for pos, people in (await current_holders(conn, [p for p in posts if keep(p)])).items():
+            for person in people:
+                out.setdefault(person, set()).add(pos)
+        return out
+
     async def add(
         self, actor_id: int, conversation_id: int, person_ids: Sequence[int] = (), position_ids: Sequence[int] = ()
     ) -> dict[str, Any]:
@@ -300,6 +318,8 @@ class GroupService:
             conn = tx.conn
             acc = await self._managed(conn, actor_id, conversation_id)
             members = await self._members(conn, conversation_id)
+            going = set(posts)  # positions removed in this same change bring no one in
+            through = await self._through(conn, conversation_id, keep=lambda q: q not in going)
             for p in people:
                 if p not in members:
                     raise NotFound("not a member", data={"person_id": p})
@@ -307,6 +327,11 @@ class GroupService:
                 if role == "owner" or (role == "admin" and acc.role != "owner"):
                     raise Forbidden(
                         "the owner, and admins for anyone but the owner, cannot be removed", data={"person_id": p}
+                    )
+                if p in through:
+                    raise Forbidden(
+                        "a member through a position is removed with the position",
+                        data={"person_id": p, "position_ids": sorted(through.get(p, ()))},
                     )
             return await self._drop(tx, acc, members, set(people), posts, actor_id)
 
@@ -319,8 +344,12 @@ class GroupService:
             if acc.conversation.kind != "group":
                 raise BadRequest("only ad-hoc groups can be left", data={"conversation_id": conversation_id})
             members = await self._members(conn, conversation_id)
-            if members[person_id][1] == "derived":
-                raise Forbidden("you are a member through your position", data={"conversation_id": conversation_id})
+            through = await self._through(conn, conversation_id)
+            if person_id in through:
+                raise Forbidden(
+                    "you are a member through your position",
+                    data={"conversation_id": conversation_id, "position_ids": sorted(through.get(person_id, ()))},
+                )
             return await self._drop(tx, acc, members, {person_id}, [], person_id)
 
         return await self._c.uow.run(change)

@@ -56,6 +56,37 @@ async def test_group_lifecycle_roles_and_position_members(world: World) -> None:
         await world.groups.create(owner, "   ")
 
 
+async def test_a_holder_of_a_member_position_is_not_removed_by_name(world: World) -> None:
+    """Named or not, whoever holds a member position stays a member until the position goes.
+
+    Before, removing such a member by name (or their own leave, when they had also been
+    named) deleted their row while the position stayed: they lost the group's history and
+    messages although the group still listed their position, until some later org change.
+    """
+    owner, a = await world.person("主"), await world.person("甲")
+    [pos] = world.single_positions(1)
+    [h] = world.holders(pos)
+    named = (await world.groups.create(owner, "named and through a position", [h, a], [pos]))["id"]
+    derived = (await world.groups.create(owner, "only through a position", [a], [pos]))["id"]
+    for cid in (named, derived):
+        with pytest.raises(Forbidden) as e:
+            await world.groups.remove(owner, cid, [h])
+        assert e.value.data == {"person_id": h, "position_ids": [pos]}
+        with pytest.raises(Forbidden):
+            await world.groups.remove(owner, cid, [a, h])  # all or nothing: a stays too
+        with pytest.raises(Forbidden):
+            await world.groups.leave(h, cid)
+        g = await world.groups.get(h, cid)
+        assert {h, a} <= _members(g) and g["position_ids"] == [pos]
+        await world.conv.history(h, cid)  # still a reader
+    g = await world.groups.remove(owner, named, position_ids=[pos])
+    assert h in _members(g)  # named too: the position going leaves the name
+    g = await world.groups.remove(owner, named, [h])
+    assert h not in _members(g)
+    g = await world.groups.remove(owner, derived, [h], position_ids=[pos])  # both at once: allowed
+    assert h not in _members(g) and g["position_ids"] == []
+
+
 async def test_group_size_limit_is_a_clear_error_and_changes_nothing(conv_url: str) -> None:
     w = await make_world(conv_url, ConversationConfig(max_group_size=3))
     try:
