@@ -153,6 +153,10 @@ class SessionStore:
             if reused:
                 logger.warning("refresh token reuse detected; revoking session %s", sid)
                 await conn.execute(update(auth_sessions).where(auth_sessions.c.id == sid).values(revoked_at=now))
+                # Whoever presented the spent token is not known (the thief or the victim): the entry names
+                # the session's owner and why it ended, as a sign-out of it would be named.
+                reason = {"session": public_id(str(sid)), "reason": "refresh_token_reused"}
+                await record(conn, AuditEntry("auth.session_revoked", int(person_id), detail=reason), now)
             if used_at is not None or revoked_at is not None or expires_at <= now or disabled:
                 # Commit the revocation (if any) but still refuse.
                 pass
@@ -171,17 +175,24 @@ class SessionStore:
             raise RefreshReused(str(sid))
         raise bad()
 
-    async def revoke(self, session_id: str) -> int:
-        """Revoke a session; returns the person id it belonged to (0 if unknown)."""
+    async def revoke(self, session_id: str, *, audit: AuditEntry | None = None) -> int:
+        """Revoke a session; returns the person id it belonged to (0 if unknown or already revoked).
+
+        ``audit``: its entry (a logout, a remote sign-out), written in the same transaction and only
+        when this call ended the session, so the log has one entry per session ended, not per request.
+        """
+        now = self._clock.now()
         async with self._db.write() as conn:
             row = (
                 await conn.execute(
                     update(auth_sessions)
                     .where(auth_sessions.c.id == session_id, auth_sessions.c.revoked_at.is_(None))
-                    .values(revoked_at=self._clock.now())
+                    .values(revoked_at=now)
                     .returning(auth_sessions.c.person_id)
                 )
             ).first()
+            if row is not None and audit is not None:
+                await record(conn, audit, now)
         return int(row[0]) if row else 0
 
     async def active_sessions(self, person_id: int) -> list[OwnSession]:
@@ -210,15 +221,16 @@ class SessionStore:
             )
             return [OwnSession(str(sid), created, refreshed, expires) for sid, created, refreshed, expires in rows]
 
-    async def revoke_own(self, person_id: int, public: str) -> str | None:
+    async def revoke_own(self, person_id: int, public: str, *, audit: AuditEntry | None = None) -> str | None:
         """Revoke the person's active session shown as ``public``; its ``sid``, or None if they have no such session.
 
         Only the caller's own sessions that still work can match, so another person's id, an
         unknown one and one already revoked are all None: the caller learns nothing of others.
+        ``audit`` as for :meth:`revoke` (nothing is recorded for a None).
         """
         mine = await self.active_sessions(person_id)
         match = next((s.session_id for s in mine if public_id(s.session_id) == public), None)
-        if match is None or await self.revoke(match) != person_id:
+        if match is None or await self.revoke(match, audit=audit) != person_id:
             return None
         return match
 

@@ -2,8 +2,8 @@
 
 Sign-in and activation are throttled per login and per client address
 (``zzd.auth.throttle``) before any password is hashed, and the hashing itself
-is bounded (``zzd.auth.passwords``). Sign-ins, failed sign-ins and
-activations are audited.
+is bounded (``zzd.auth.passwords``). Sign-ins, failed sign-ins, activations
+and sign-outs (a logout, a session signed out from another) are audited.
 """
 
 from __future__ import annotations
@@ -229,9 +229,11 @@ async def _token(request: Request) -> Response:
 
 @api.route("POST", "/api/v1/auth/logout", {200: Revoked})
 async def logout(request: Request) -> Response:
-    """Revoke the caller's session; its sockets on every process close with 4503."""
+    """Revoke the caller's session; its sockets on every process close with 4503. Audited (``auth.logout``)."""
     s, claims = await current_person(request)
-    await s.sessions.revoke(claims.session_id)
+    mine = public_id(claims.session_id)
+    entry = AuditEntry("auth.logout", claims.person_id, detail={"session": mine, "addr": client_address(request)})
+    await s.sessions.revoke(claims.session_id, audit=entry)
     await s.announce({"t": "revoke_session", "sid": claims.session_id})
     return reply(Revoked, {"revoked": True})
 
@@ -270,13 +272,19 @@ async def revoke_session(request: Request) -> Response:
     sockets on every process close with 4503 at once. Only the caller's sessions that still work
     can be named: another person's, an unknown one and one already signed out all answer the same
     404, so nothing can be learnt by probing (a repeated DELETE is therefore 404, not 200). The
-    current session may be named: that is a logout.
+    current session may be named: that is a logout. Audited (``auth.session_revoked``: the session and
+    the caller's own, ``by_session``; docs/admin.md), only when a session was ended.
     """
     s, claims = await current_person(request)
     public = lower_hex(request.path_params["session"], 32)  # either case, as every hex value (kernel.hexids)
     if public is None:
         raise BadRequest("session: 32 hex digits, as GET /api/v1/auth/sessions shows it", data={"field": "session"})
-    sid = await s.sessions.revoke_own(claims.person_id, public)
+    # Who (the actor), which session (``session``) and from which (``by_session``, the caller's own; the
+    # same id when one signs this session out), as the list shows them: never a sid, which tokens carry.
+    detail = {"session": public, "by_session": public_id(claims.session_id), "addr": client_address(request)}
+    sid = await s.sessions.revoke_own(
+        claims.person_id, public, audit=AuditEntry("auth.session_revoked", claims.person_id, detail=detail)
+    )
     if sid is None:
         raise NotFound("no such session", data={"field": "session"})
     await s.announce({"t": "revoke_session", "sid": sid})
