@@ -20,7 +20,7 @@ from kernel.errors import Forbidden, NotFound
 from kernel.text import check_text
 from kernel.wire import check_client_msg_id, dumps
 from messaging.batching import Batcher
-from messaging.chat_storage import ChatStore
+from messaging.chat_storage import ChatStore, EventTail, Muted
 from messaging.ports import Notify
 from messaging.schema import conversations, messages
 from messaging.shapes import MessageNew, MessageSent, Sender
@@ -71,7 +71,9 @@ _DIRECT = MessageNew(
 ).model_dump()
 
 
-def direct_message_text(message_id: int, conversation_id: int, req: SendRequest, sender_name: str, at: datetime) -> str:
+def direct_message_text(
+    message_id: int, conversation_id: int, req: SendRequest, sender_name: str, at: datetime, *, muted: bool = False
+) -> str:
     """``MessageNew(...).text()`` of a direct message, without building and validating a model per message.
 
     Why: the model's validation and dump were a tenth of a chat message's server
@@ -87,6 +89,7 @@ def direct_message_text(message_id: int, conversation_id: int, req: SendRequest,
     d["client_msg_id"] = req.client_msg_id
     d["body"] = req.body
     d["created_at"] = at
+    d["muted"] = muted
     return dumps(d)
 
 
@@ -94,12 +97,14 @@ def direct_message_text(message_id: int, conversation_id: int, req: SendRequest,
 _PAYLOAD_HEAD = '{"id":'
 
 
-def direct_message_tail(conversation_id: int, req: SendRequest, sender_name: str, at: datetime) -> str:
+def direct_message_tail(
+    conversation_id: int, req: SendRequest, sender_name: str, at: datetime, *, muted: bool = False
+) -> str:
     """The payload of ``req``'s message after its id: ``_PAYLOAD_HEAD``, the id, then this is
     :func:`direct_message_text`. Why: on PostgreSQL the message and its events are written in one
     statement, before this process knows the id (``ChatStore.store_messages``).
     """
-    text = direct_message_text(0, conversation_id, req, sender_name, at)
+    text = direct_message_text(0, conversation_id, req, sender_name, at, muted=muted)
     if not text.startswith(_PAYLOAD_HEAD + "0,"):
         raise AssertionError(f"a direct message's payload must start with its id: {text[:40]!r}")
     return text[len(_PAYLOAD_HEAD) + 1 :]
@@ -130,7 +135,7 @@ class ChatService:
         conn, now = tx.conn, tx.now
         store = await ChatStore.of(conn, now)
         out: list[SendResult | BaseException | None] = [None] * len(reqs)
-        people, chats = await store.people_and_chats(
+        people, chats, muted = await store.people_and_chats(
             sorted({r.sender_id for r in reqs} | {r.recipient_id for r in reqs}),
             {direct_key(r.sender_id, r.recipient_id): (r.sender_id, r.recipient_id) for r in reqs},
         )
@@ -154,9 +159,10 @@ class ChatService:
                 (conv_ids[direct_key(r.sender_id, r.recipient_id)], r.sender_id, r.client_msg_id, r.body)
                 for r in todo.values()
             ]
-            # Each message's payload is the head, its id, then this tail (known before its id is).
+            # Each message's payload is the head, its id, then this tail (known before its id is);
+            # each reader's says whether they muted the chat.
             tails = [
-                (direct_message_tail(conv, r, people[r.sender_id][0], now), r.recipient_id)
+                self._tails(conv, r, people[r.sender_id][0], now, muted)
                 for (conv, *_), r in zip(rows, todo.values(), strict=True)
             ]
             # Conversation rows (locked as they were read) before stream rows, in id order, like every
@@ -169,10 +175,15 @@ class ChatService:
             # Lost a race with another process for the same key: theirs stands.
             raced = [k for k in todo if k not in inserted]
             existing.update(await self._existing(conn, raced))
-            # The sender's seq goes into the answer (the events are in message id order).
+            # The sender's seq goes into the answer. The events are in message id order, one per
+            # message, or two (the sender's first) when the two persons' ``muted`` differ.
+            split = {k for k, (_, rcpt, own) in zip(todo, tails, strict=True) if own is not None and rcpt != k[0]}
             sender_seq: dict[tuple[int, str], int] = {}
-            for k, g in zip(sorted(inserted, key=inserted.__getitem__), new_groups, strict=True):
-                sender_seq[k] = next(seq for pid, seq in g.recipients if pid == k[0])
+            groups = iter(new_groups)
+            for k in sorted(inserted, key=inserted.__getitem__):
+                sender_seq[k] = next(seq for pid, seq in next(groups).recipients if pid == k[0])
+                if k in split:
+                    next(groups)
             answered: set[tuple[int, str]] = set()
             for i, r in enumerate(reqs):
                 if out[i] is not None:
@@ -186,6 +197,14 @@ class ChatService:
                 else:
                     out[i] = existing[k]
         return [o if o is not None else NotFound("no such person") for o in out]
+
+    @staticmethod
+    def _tails(conv: int, r: SendRequest, name: str, now: datetime, muted: Muted) -> EventTail:
+        """The recipient's payload tail, and the sender's own when their ``muted`` differs."""
+        theirs, mine = (conv, r.recipient_id) in muted, (conv, r.sender_id) in muted
+        tail = direct_message_tail(conv, r, name, now, muted=theirs)
+        own = None if mine == theirs else direct_message_tail(conv, r, name, now, muted=mine)
+        return tail, r.recipient_id, own
 
     async def _existing(self, conn: AsyncConnection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], SendResult]:
         if not keys:

@@ -27,7 +27,7 @@ from messaging.events import NewEvent, driver_in_transaction, number_events, sql
 from messaging.txn_end import APPEND_EV
 from messaging.wakeup import EventGroup
 
-__all__ = ["PG_KEY_LOOKUPS", "ChatStore", "EventTail", "NewMessage"]
+__all__ = ["PG_KEY_LOOKUPS", "ChatStore", "EventTail", "Muted", "NewMessage"]
 
 #: PostgreSQL settings of the direct chat's own connections (``ZZD_DB_CHAT_POOL_SIZE``).
 #:
@@ -55,7 +55,8 @@ _PG_MEMBERS = """members AS (
          LATERAL (VALUES (({a}::bigint[])[i]), (({b}::bigint[])[i])) AS m(p)
 )"""
 # The batch's two reads in one statement, with the chats it lacks created: persons (tag true: id,
-# name, disabled) and direct chats (tag false: id, direct_key), the existing chats' rows locked in
+# name, disabled), direct chats (tag false: id, direct_key) and who muted an existing one (tag NULL:
+# conversation id, person id as text; a chat created now has no mute), the existing chats' rows locked in
 # id order as they are read (conversation rows before stream rows, in id order, like every other
 # writer of messages). The key at place i of $2 (ascending) joins persons $3[i] and $4[i]; a
 # missing chat is created, with its memberships, when both persons exist and are enabled (the
@@ -89,8 +90,15 @@ UNION ALL
 SELECT false, id, direct_key, false FROM chats
 UNION ALL
 SELECT false, id, direct_key, false FROM created
+UNION ALL
+SELECT NULL, m.conversation_id, m.person_id::text, true FROM conversation_members AS m
+WHERE m.conversation_id IN (SELECT id FROM chats) AND m.muted
 """.format(members=_PG_MEMBERS.format(now="$5", keys="$2", a="$3", b="$4"))  # noqa: S608 - constant parts only
 _SQLITE_PEOPLE = "SELECT id, name, disabled FROM persons WHERE id IN (SELECT value FROM json_each(?))"
+_SQLITE_MUTED = (
+    "SELECT conversation_id, person_id FROM conversation_members"
+    " WHERE conversation_id IN (SELECT value FROM json_each(?)) AND muted"
+)
 _PG_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key = ANY($1::text[])"
 _SQLITE_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key IN (SELECT value FROM json_each(?))"
 # The chats this statement creates, their memberships, and their ids. The persons of the key
@@ -130,7 +138,8 @@ _SQLITE_LAST = "UPDATE conversations SET last_message_id = ? WHERE id = ?"
 # The messages not stored yet, each conversation's ``last_message_id`` set to the newest of them
 # (a retry the conflict ignores returns no row and moves nothing), and their ``message.new``
 # events, in one statement. Each inserted message's payload is ``$9 || id || its tail`` (``$7``,
-# the text after the id); one event to its sender and one to its recipient (``$6``; one for a
+# the text after the id; the sender's own is ``$10`` where not NULL: the two differ in ``muted``);
+# one event to its sender and one to its recipient (``$6``; one for a
 # chat with oneself), numbered in message id order onto the streams of ``$8`` (every sender and
 # recipient, ascending). Returns the inserted messages (tag true: id, sender_id, client_msg_id)
 # and the locked streams' heads before the append (tag false: person_id, last_seq); no event is
@@ -148,10 +157,11 @@ last AS (
     WHERE c.id = n.id
 ),
 ev AS (
-    SELECT r.p, 'message.new'::text AS k, $9::text || i.id::text || t.tail AS d,
+    SELECT r.p, 'message.new'::text AS k,
+           $9::text || i.id::text || CASE WHEN r.n = 1 THEN coalesce(t.own, t.tail) ELSE t.tail END AS d,
            row_number() OVER (ORDER BY i.id, r.n) AS o
     FROM inserted AS i
-    JOIN unnest($2::bigint[], $3::text[], $6::bigint[], $7::text[]) AS t(s, m, rcpt, tail)
+    JOIN unnest($2::bigint[], $3::text[], $6::bigint[], $7::text[], $10::text[]) AS t(s, m, rcpt, tail, own)
         ON t.s = i.sender_id AND t.m = i.client_msg_id
     CROSS JOIN LATERAL (VALUES (i.sender_id, 1), (t.rcpt, 2)) AS r(p, n)
     WHERE r.n = 1 OR r.p <> i.sender_id
@@ -167,8 +177,11 @@ _PG_MESSAGES_AND_EVENTS = "".join((_PG_MESSAGES_ROWS, APPEND_EV.format(persons="
 #: (conversation_id, sender_id, client_msg_id, body) of one message to store.
 NewMessage = tuple[int, int, str, str]
 #: A stored message's event: ``(sender_id, client_msg_id)``'s message → its ``message.new`` payload's
-#: text after the id, and its recipient (``messaging.chat``).
-EventTail = tuple[str, int]
+#: text after the id, its recipient, and the sender's own text after the id when it differs (``muted``:
+#: each reader's own flag), else None (``messaging.chat``).
+EventTail = tuple[str, int, str | None]
+#: Direct chats muted by one of their two persons: (conversation id, person id).
+Muted = set[tuple[int, int]]
 
 
 class ChatStore:
@@ -192,12 +205,13 @@ class ChatStore:
 
     async def people_and_chats(
         self, ids: Sequence[int], pairs: dict[str, tuple[int, int]]
-    ) -> tuple[dict[int, tuple[str, bool]], dict[str, int]]:
+    ) -> tuple[dict[int, tuple[str, bool]], dict[str, int], Muted]:
         """The batch's two reads, with the chats it lacks created: id → (name, disabled) of
         the persons among ``ids`` that exist, and direct_key → conversation id of the direct
         chats of ``pairs`` (``direct_key`` → its two persons), those that existed and those
         created now: a missing chat whose two persons exist and are enabled (the only ones a
-        send stores into) is created with its memberships.
+        send stores into) is created with its memberships; and which of the existing chats'
+        persons muted them (``message.new`` says so to each, as in every other conversation).
 
         One statement on PostgreSQL; a chat another transaction created meanwhile is left
         out there (see ``_PG_PEOPLE_AND_CHATS``), and :meth:`create_direct` reads it. On
@@ -211,10 +225,12 @@ class ChatStore:
             return await in_sqlite_thread(self._driver, _sqlite_people_and_chats, list(ids), pairs, self._at)
         keys = sorted(pairs)  # one insert order: two batches creating common chats wait in turn, never in a cycle
         firsts, seconds = [pairs[k][0] for k in keys], [pairs[k][1] for k in keys]
-        found: tuple[dict[int, tuple[str, bool]], dict[str, int]] = ({}, {})
+        found: tuple[dict[int, tuple[str, bool]], dict[str, int], Muted] = ({}, {}, set())
         rows = await self._driver.fetch(_PG_PEOPLE_AND_CHATS, list(ids), keys, firsts, seconds, self._now)
         for person, i, text, disabled in rows:
-            if person:
+            if person is None:
+                found[2].add((int(i), int(text)))
+            elif person:
                 found[0][int(i)] = (str(text), bool(disabled))
             else:
                 found[1][str(text)] = int(i)
@@ -267,15 +283,16 @@ class ChatStore:
         if not self._pg:
             return await in_sqlite_thread(self._driver, _sqlite_store, rows, tails, head, self._at)
         cols = list(zip(*rows, strict=True))
-        persons = sorted({sender for _, sender, _, _ in rows} | {r for _, r in tails})
+        persons = sorted({sender for _, sender, _, _ in rows} | {r for _, r, _ in tails})
         found = await self._driver.fetch(
             _PG_MESSAGES_AND_EVENTS,
             *(list(c) for c in cols),
             self._now,
-            [r for _, r in tails],
-            [t for t, _ in tails],
+            [r for _, r, _ in tails],
+            [t for t, _, _ in tails],
             persons,
             head,
+            [own for _, _, own in tails],
         )
         inserted: dict[tuple[int, str], int] = {}
         last: dict[int, int] = {}
@@ -306,13 +323,21 @@ def _last_messages(rows: Sequence[NewMessage], inserted: dict[tuple[int, str], i
 def _events_of(
     rows: Sequence[NewMessage], tails: Sequence[EventTail], head: str, inserted: dict[tuple[int, str], int]
 ) -> list[NewEvent]:
-    """The ``message.new`` of each message inserted now, in id order (as the statement numbers them)."""
+    """The ``message.new`` of each message inserted now, in id order (as the statement numbers them):
+    one event to the sender and the recipient, or, when the sender's own text differs (``muted``),
+    the sender's then the recipient's."""
     out: list[tuple[int, NewEvent]] = []
-    for (_, sender, cmid, _), (tail, recipient) in zip(rows, tails, strict=True):
+    for (_, sender, cmid, _), (tail, recipient, own) in zip(rows, tails, strict=True):
         mid = inserted.get((sender, cmid))
-        if mid is not None:
+        if mid is None:
+            continue
+        if own is None:
             out.append((mid, NewEvent("message.new", f"{head}{mid}{tail}", [sender, recipient])))
-    out.sort(key=lambda pair: pair[0])
+            continue
+        out.append((mid, NewEvent("message.new", f"{head}{mid}{own}", [sender])))
+        if recipient != sender:
+            out.append((mid, NewEvent("message.new", f"{head}{mid}{tail}", [recipient])))
+    out.sort(key=lambda pair: pair[0])  # stable: a message's two events stay sender first
     return [e for _, e in out]
 
 
@@ -327,15 +352,16 @@ def _sqlite_store(
 
 def _sqlite_people_and_chats(
     db: sqlite3.Connection, ids: list[int], pairs: dict[str, tuple[int, int]], at: str
-) -> tuple[dict[int, tuple[str, bool]], dict[str, int]]:
+) -> tuple[dict[int, tuple[str, bool]], dict[str, int], Muted]:
     people = {int(i): (str(n), bool(d)) for i, n, d in db.execute(_SQLITE_PEOPLE, (json.dumps(ids),))}
     chats = {str(k): int(i) for k, i in db.execute(_SQLITE_DIRECT, (json.dumps(list(pairs)),))}
+    muted = {(int(c), int(p)) for c, p in db.execute(_SQLITE_MUTED, (json.dumps(list(chats.values())),))}
     missing = {
         k: pair for k, pair in pairs.items() if k not in chats and all(p in people and not people[p][1] for p in pair)
     }
     if missing:
         chats.update(_sqlite_create_direct(db, missing, at))
-    return people, chats
+    return people, chats, muted
 
 
 def _sqlite_create_direct(db: sqlite3.Connection, pairs: dict[str, tuple[int, int]], at: str) -> dict[str, int]:

@@ -30,7 +30,7 @@ _HOT = {
     "direct": ("text[]", chat_storage._PG_DIRECT),
     "lock_conversations": ("bigint[]", chat_storage._PG_LOCK),
     "messages_and_events": (
-        "bigint[], bigint[], text[], text[], timestamptz, bigint[], text[], bigint[], text",
+        "bigint[], bigint[], text[], text[], timestamptz, bigint[], text[], bigint[], text, text[]",
         chat_storage._PG_MESSAGES_AND_EVENTS,
     ),
     "lock_heads": ("bigint[]", events._PG_LOCK_HEADS),

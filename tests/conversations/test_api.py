@@ -281,3 +281,50 @@ async def test_recalling_twice_answers_the_first_recall(tree_server: RunningServ
     assert r2.status_code == 200, r2.text  # REST's MessageChanged also names the edit's fields, null
     assert {k: r2.json()[k] for k in first["data"]} == first["data"], r2.text
     await c.close()
+
+
+async def test_a_muted_direct_chat_says_muted_on_every_send_path(tree_server: RunningServer) -> None:
+    """``message.new`` carries the recipient's own mute, however the direct message was sent.
+
+    Before, a send with ``to`` (REST ``POST /api/v1/messages`` or the frame) always said
+    ``"muted": false`` (the direct chat's own statements never read the flag); only a send
+    with the chat's ``conversation_id`` said ``true`` (the 河南 audit).
+    """
+    (a, tok_a), (b, tok_b) = [await _person(tree_server) for _ in range(2)]
+    sender = await Client.connect(tree_server.ws, tok_a)
+    reader = await Client.connect(tree_server.ws, tok_b)
+    http = httpx.AsyncClient(base_url=tree_server.http)
+    first = await sender.request({"type": "send", "to": b, "client_msg_id": "m0", "body": "在吗"})
+    cid = first["data"]["conversation_id"]
+    hb = {"authorization": f"Bearer {tok_b}"}
+    ha = {"authorization": f"Bearer {tok_a}"}
+    r = await http.post(f"/api/v1/conversations/{cid}/mute", json={"muted": True}, headers=hb)
+    assert r.status_code == 200, r.text
+    assert (await sender.request({"type": "send", "to": b, "client_msg_id": "m1", "body": "帧"}))["type"] == "ok"
+    r = await http.post("/api/v1/messages", json={"to": b, "client_msg_id": "m2", "body": "REST"}, headers=ha)
+    assert r.status_code == 201, r.text
+    body = {"client_msg_id": "m3", "body": "会话"}
+    assert (await http.post(f"/api/v1/conversations/{cid}/messages", json=body, headers=ha)).status_code == 201
+    await reader.wait_matching(lambda e: e["kind"] == "message.new" and e["data"]["body"] == "会话")
+    events = reader.matching(lambda e: e["kind"] == "message.new")
+    assert [(e["data"]["body"], e["data"]["muted"]) for e in events] == [
+        ("在吗", False),
+        ("帧", True),
+        ("REST", True),
+        ("会话", True),
+    ]
+    # The sender's own events carry the sender's flag (not muted), and theirs only.
+    await sender.wait_matching(lambda e: e["kind"] == "message.new" and e["data"]["body"] == "会话")
+    mine = sender.matching(lambda e: e["kind"] == "message.new")
+    assert [e["data"]["muted"] for e in mine] == [False] * 4
+    # A chat with oneself, muted: one event, muted.
+    own = await http.post("/api/v1/messages", json={"to": a, "client_msg_id": "s0", "body": "备忘"}, headers=ha)
+    own_cid = own.json()["conversation_id"]
+    await http.post(f"/api/v1/conversations/{own_cid}/mute", json={"muted": True}, headers=ha)
+    r = await http.post("/api/v1/messages", json={"to": a, "client_msg_id": "s1", "body": "备忘2"}, headers=ha)
+    assert r.status_code == 201, r.text
+    [tail] = await sender.wait_matching(lambda e: e["kind"] == "message.new" and e["data"]["body"] == "备忘2")
+    assert (tail["data"]["body"], tail["data"]["muted"]) == ("备忘2", True)
+    await sender.close()
+    await reader.close()
+    await http.aclose()
