@@ -235,6 +235,8 @@ class ConversationService(ConversationReading):
             sender_id = req.sender_id
             await self.photos.link_owned(conn, req.attachments, person_id=sender_id, ref_kind=MESSAGE_REF, ref_id=mid)
         in_thread = conv.kind == "position"
+        # A direct chat's members are its two persons (one for a chat with oneself): the other is written to.
+        others = sorted(audience - {req.sender_id}) if conv.kind == "direct" else []
         payload = MessageNew(
             id=mid,
             conversation_id=cid,
@@ -246,6 +248,7 @@ class ConversationService(ConversationReading):
             reply_to=reply,
             mentions=mentions,
             attachments=list(req.attachments),
+            recipient_id=(others[0] if others else req.sender_id) if conv.kind == "direct" else None,
             position_id=conv.position_id if in_thread else None,
             peer_position_id=conv.peer_position_id if in_thread else None,
             peer_person_id=conv.peer_person_id if in_thread else None,

@@ -328,3 +328,45 @@ async def test_a_muted_direct_chat_says_muted_on_every_send_path(tree_server: Ru
     await sender.close()
     await reader.close()
     await http.aclose()
+
+
+async def test_a_direct_message_sent_by_conversation_id_names_its_recipient(tree_server: RunningServer) -> None:
+    """``recipient_id`` of a direct chat's ``message.new`` is the other person, whichever way it was sent.
+
+    Before, a reply with the chat's ``conversation_id`` (the frame or
+    ``POST /api/v1/conversations/{id}/messages``) said ``"recipient_id": null`` in both
+    persons' events while history said the person (the 河南 audit); a client keying
+    direct chats by ``recipient_id`` put the reply nowhere.
+    """
+    (a, tok_a), (b, tok_b) = [await _person(tree_server) for _ in range(2)]
+    ca = await Client.connect(tree_server.ws, tok_a)
+    cb = await Client.connect(tree_server.ws, tok_b)
+    first = await ca.request({"type": "send", "to": b, "client_msg_id": "d1", "body": "在吗"})
+    cid = first["data"]["conversation_id"]
+    reply = await cb.request({"type": "send", "conversation_id": cid, "client_msg_id": "d2", "body": "在"})
+    assert reply["type"] == "ok", reply
+    async with httpx.AsyncClient(base_url=tree_server.http) as h:
+        r = await h.post(
+            f"/api/v1/conversations/{cid}/messages",
+            json={"client_msg_id": "d3", "body": "好"},
+            headers={"Authorization": f"Bearer {tok_a}"},
+        )
+        assert r.status_code == 201, r.text
+        own = await h.post(
+            "/api/v1/messages",
+            json={"to": a, "client_msg_id": "s1", "body": "备忘"},
+            headers={"Authorization": f"Bearer {tok_a}"},
+        )
+        own_cid = own.json()["conversation_id"]
+    note = await ca.request({"type": "send", "conversation_id": own_cid, "client_msg_id": "s2", "body": "备忘2"})
+    assert note["type"] == "ok", note
+    await ca.wait_matching(lambda e: e["kind"] == "message.new" and e["data"]["body"] == "备忘2")
+    await cb.wait_matching(lambda e: e["kind"] == "message.new" and e["data"]["body"] == "好")
+    expected = {"在吗": b, "在": a, "好": b, "备忘": a, "备忘2": a}
+    for cl in (ca, cb):
+        got = {e["data"]["body"]: e["data"]["recipient_id"] for e in cl.matching(lambda e: e["kind"] == "message.new")}
+        assert got == {k: v for k, v in expected.items() if k in got}, got
+    hist = (await ca.request({"type": "history", "conversation_id": cid}))["data"]["messages"]
+    assert {m["body"]: m["recipient_id"] for m in hist} == {"在吗": b, "在": a, "好": b}
+    for cl in (ca, cb):
+        await cl.close()
