@@ -37,6 +37,8 @@ auth_sessions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # How the device named itself at sign-in or its last renewal (kernel.text.clean_label; revision 0021).
+    Column("client_label", String(100), nullable=True),
     Index("ix_auth_sessions_person", "person_id"),
 )
 

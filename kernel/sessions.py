@@ -12,7 +12,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -24,6 +24,7 @@ from kernel.db.database import Database
 from kernel.db.dialect import driver_fetch
 from kernel.errors import ErrorCode, Unauthorized
 from kernel.schema import auth_sessions, persons, refresh_tokens
+from kernel.text import clean_label
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class OwnSession:
     created_at: datetime
     last_refreshed_at: datetime
     expires_at: datetime
+    #: How the device named itself at sign-in or its last renewal (:func:`kernel.text.clean_label`); None if it did not.
+    client_label: str | None = None
 
 
 #: ``inactive``'s query, built once (its compiled form is cached): the safety poll asks it about
@@ -104,22 +107,38 @@ class SessionStore:
         self._clock = clock
         self._ttl = refresh_ttl
 
-    async def open(self, person_id: int, *, audit: AuditEntry | None = None) -> IssuedSession:
-        """Start a session after a successful login (``audit``: its sign-in entry, written in the same transaction)."""
+    async def open(
+        self, person_id: int, *, client_label: str | None = None, audit: AuditEntry | None = None
+    ) -> IssuedSession:
+        """Start a session after a successful login.
+
+        Args:
+            client_label: how the device names itself, as given (cleaned here: :func:`clean_label`).
+            audit: its sign-in entry, written in the same transaction; the session's public id and
+                the label are added to its detail, so that a later sign-out's entry names a session
+                an auditor can find signing in.
+        """
         now = self._clock.now()
         sid = secrets.token_hex(16)
         token = secrets.token_urlsafe(32)
+        label = clean_label(client_label)
         async with self._db.write() as conn:
             await conn.execute(
-                insert(auth_sessions).values(id=sid, person_id=person_id, created_at=now, expires_at=now + self._ttl)
+                insert(auth_sessions).values(
+                    id=sid, person_id=person_id, created_at=now, expires_at=now + self._ttl, client_label=label
+                )
             )
             await conn.execute(insert(refresh_tokens).values(token_hash=_digest(token), session_id=sid, issued_at=now))
             if audit is not None:
-                await record(conn, audit, now)
+                detail = {**audit.detail, "session": public_id(sid), "client_label": label}
+                await record(conn, replace(audit, detail=detail), now)
         return IssuedSession(sid, person_id, token)
 
-    async def rotate(self, refresh_token: str) -> IssuedSession:
+    async def rotate(self, refresh_token: str, *, client_label: str | None = None) -> IssuedSession:
         """Exchange a refresh token for a new one in the same session.
+
+        ``client_label`` (cleaned: :func:`clean_label`) replaces the session's label when there is one:
+        the app updated, the browser upgraded. A renewal that names nothing keeps the label it had.
 
         Raises:
             Unauthorized: unknown, expired, revoked or reused token (reuse
@@ -170,6 +189,11 @@ class SessionStore:
                 await conn.execute(
                     insert(refresh_tokens).values(token_hash=_digest(token), session_id=sid, issued_at=now)
                 )
+                label = clean_label(client_label)
+                if label is not None:
+                    await conn.execute(
+                        update(auth_sessions).where(auth_sessions.c.id == sid).values(client_label=label)
+                    )
                 return IssuedSession(sid, int(person_id), token)
         if reused:  # committed: the caller closes the session's sockets now
             raise RefreshReused(str(sid))
@@ -209,6 +233,7 @@ class SessionStore:
                     auth_sessions.c.created_at,
                     func.max(refresh_tokens.c.issued_at),
                     auth_sessions.c.expires_at,
+                    auth_sessions.c.client_label,
                 )
                 .join(refresh_tokens, refresh_tokens.c.session_id == auth_sessions.c.id)
                 .where(
@@ -216,10 +241,18 @@ class SessionStore:
                     auth_sessions.c.revoked_at.is_(None),
                     auth_sessions.c.expires_at > now,
                 )
-                .group_by(auth_sessions.c.id, auth_sessions.c.created_at, auth_sessions.c.expires_at)
+                .group_by(
+                    auth_sessions.c.id,
+                    auth_sessions.c.created_at,
+                    auth_sessions.c.expires_at,
+                    auth_sessions.c.client_label,
+                )
                 .order_by(auth_sessions.c.created_at.desc(), auth_sessions.c.id)
             )
-            return [OwnSession(str(sid), created, refreshed, expires) for sid, created, refreshed, expires in rows]
+            return [
+                OwnSession(str(sid), created, refreshed, expires, label)
+                for sid, created, refreshed, expires, label in rows
+            ]
 
     async def revoke_own(self, person_id: int, public: str, *, audit: AuditEntry | None = None) -> str | None:
         """Revoke the person's active session shown as ``public``; its ``sid``, or None if they have no such session.

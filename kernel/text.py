@@ -11,7 +11,7 @@ import unicodedata
 
 from kernel.errors import BadRequest, ErrorCode
 
-__all__ = ["check_text", "normalize_name"]
+__all__ = ["MAX_LABEL", "check_text", "clean_label", "normalize_name"]
 
 # Bidi overrides/isolates and zero-width characters that can disguise a name.
 _DISGUISING = dict.fromkeys(
@@ -48,3 +48,30 @@ def check_text(value: str, *, field: str, max_chars: int, allow_empty: bool = Fa
 def normalize_name(value: str) -> str:
     """NFC-normalise and strip disguising characters, so equal-looking names compare equal."""
     return unicodedata.normalize("NFC", value).translate(_DISGUISING).strip()
+
+
+#: The longest label :func:`clean_label` keeps, in code points (``auth_sessions.client_label`` is as wide).
+MAX_LABEL = 100
+#: Unicode categories a label loses: controls, format characters (bidi overrides, zero-width, BOM),
+#: surrogates, private use and unassigned code points.
+_UNSHOWN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+
+
+def clean_label(value: str | None, max_chars: int = MAX_LABEL) -> str | None:
+    """A label a client gave about itself (a device name, a User-Agent), safe to store and show; None if empty.
+
+    Not refused but cleaned, because it is a description, not an input the person chose: NFC;
+    controls, format characters (bidi overrides, zero-width), surrogates and private or unassigned
+    code points dropped; every run of whitespace one space; cut to ``max_chars`` code points, the
+    last of them ``…`` when something was cut. So a label cannot carry a NUL (refused by
+    PostgreSQL, kept by SQLite), spoof its neighbour's text in a list, or grow a row past its column.
+    """
+    if value is None:
+        return None
+    text = "".join(
+        c for c in unicodedata.normalize("NFC", value) if unicodedata.category(c) not in _UNSHOWN or c.isspace()
+    )
+    text = " ".join(text.split())
+    if len(text) > max_chars:
+        text = text[: max_chars - 1].rstrip() + "…"
+    return text or None

@@ -15,7 +15,7 @@ import jwt
 import pytest
 
 from kernel.sessions import public_id
-from tests.client import Client, login, new_person
+from tests.client import PASSWORD, Client, login, new_person
 from tests.conftest import RunningServer, make_settings, serving
 
 SESSIONS = "/api/v1/auth/sessions"
@@ -142,3 +142,70 @@ async def test_no_token_and_app_tokens_are_refused(server: RunningServer) -> Non
             assert _error(await h.get(SESSIONS, headers=headers), 401, "unauthorized")
             assert _error(await h.delete(target, headers=headers), 401, "unauthorized")
         assert len(await _list(h, tok)) == 1
+
+
+async def _sign_in(h: httpx.AsyncClient, lg: str, headers: dict[str, Any], **body: Any) -> dict[str, Any]:
+    r = await h.post(
+        "/api/v1/auth/token",
+        json={"grant_type": "password", "login": lg, "password": PASSWORD, **body},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+async def test_each_session_shows_how_its_device_named_itself(server: RunningServer) -> None:
+    """登录设备管理 needs to say which device each session is: before, the list had no label at all."""
+    _, lg = await new_person(server.services_obj)  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(base_url=server.http) as h:
+        app = await _sign_in(h, lg, {"User-Agent": "Mozilla/5.0"}, client_label="华为 Mate 60 · 浙政钉 3.2")
+        browser = await _sign_in(h, lg, {"User-Agent": "Mozilla/5.0 (Windows NT 10.0) Chrome/131.0"})
+        # a UTF-8 User-Agent (the bytes on the wire) is read as UTF-8, not as Latin-1 mojibake
+        native = await _sign_in(h, lg, {"User-Agent": "浙政钉/3.2 (iPhone; iOS 18.1)".encode()})
+        anonymous = await _sign_in(h, lg, {"User-Agent": ""})
+        listed = {x["id"]: x for x in await _list(h, app)}
+        assert {k: v["client_label"] for k, v in listed.items()} == {
+            public_id(_sid(app)): "华为 Mate 60 · 浙政钉 3.2",  # the body's label before the User-Agent
+            public_id(_sid(browser)): "Mozilla/5.0 (Windows NT 10.0) Chrome/131.0",
+            public_id(_sid(native)): "浙政钉/3.2 (iPhone; iOS 18.1)",
+            public_id(_sid(anonymous)): None,
+        }
+        assert [x["current"] for x in listed.values()].count(True) == 1 and listed[public_id(_sid(app))]["current"]
+
+        # a renewal records what the device says now (the browser upgraded); one that says nothing keeps it
+        r = await h.post("/api/v1/auth/token", headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0) Chrome/132.0"},
+                         json={"grant_type": "refresh_token", "refresh_token": browser["refresh_token"]})  # fmt: skip
+        assert r.status_code == 200, r.text
+        r = await h.post("/api/v1/auth/token", headers={"User-Agent": ""},
+                         json={"grant_type": "refresh_token", "refresh_token": r.json()["refresh_token"]})  # fmt: skip
+        assert r.status_code == 200, r.text
+        renewal = {
+            "grant_type": "refresh_token",
+            "refresh_token": app["refresh_token"],
+            "client_label": "华为 Mate 60 · 浙政钉 3.3",
+        }
+        r = await h.post("/api/v1/auth/token", headers={"User-Agent": "x"}, json=renewal)
+        assert r.status_code == 200, r.text
+        again = {x["id"]: x for x in await _list(h, anonymous)}
+        assert again[public_id(_sid(browser))]["client_label"] == "Mozilla/5.0 (Windows NT 10.0) Chrome/132.0"
+        assert again[public_id(_sid(browser))]["last_refreshed_at"] > again[public_id(_sid(browser))]["created_at"]
+        assert again[public_id(_sid(app))]["client_label"] == "华为 Mate 60 · 浙政钉 3.3"
+        assert again[public_id(_sid(anonymous))]["current"]
+
+
+async def test_a_client_label_is_cleaned_and_bounded(server: RunningServer) -> None:
+    """What a device says of itself is shown to its owner beside their other sessions: no NUL (PostgreSQL
+    refuses one, SQLite keeps it), no bidi override or zero-width to disguise it, no line breaks, no
+    unbounded User-Agent; a label over the documented 100 characters in the body is refused."""
+    _, lg = await new_person(server.services_obj)  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(base_url=server.http) as h:
+        tricky = await _sign_in(h, lg, {}, client_label="我的\u0000手机\u202e\u200b 新\n\t款 ")
+        long_agent = await _sign_in(h, lg, {"User-Agent": " ".join(["Mozilla/5.0", *["(KHTML, like Gecko)"] * 200])})
+        listed = {x["id"]: x["client_label"] for x in await _list(h, tricky)}
+        assert listed[public_id(_sid(tricky))] == "我的手机 新 款"
+        cut = listed[public_id(_sid(long_agent))]
+        assert len(cut) == 100 and cut.startswith("Mozilla/5.0 (KHTML, like Gecko)") and cut.endswith("…")
+        r = await h.post("/api/v1/auth/token", json={"grant_type": "password", "login": lg, "password": PASSWORD,
+                                                     "client_label": "长" * 101})  # fmt: skip
+        assert _error(r, 400, "invalid_body"), r.text
+        assert len(await _list(h, tricky)) == 2  # the refused sign-in opened nothing

@@ -146,3 +146,43 @@ def test_0017_marks_the_units_an_administrator_retired_from_the_audit_log(own_db
     command.downgrade(alembic_config(own_db_url), "0016_end_retired_holders")
     upgrade(own_db_url)
     assert asyncio.run(marks()) == before
+
+
+def test_0021_keeps_the_sessions_signed_in_before_without_a_label(own_db_url: str) -> None:
+    """``auth_sessions.client_label`` is added to sessions that exist (null: they said nothing then) and
+    dropped again on the way down, the sessions themselves untouched either way."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert, select
+
+    from kernel.clock import SystemClock
+    from kernel.db.database import Database
+    from kernel.schema import auth_sessions, persons
+    from kernel.sessions import SessionStore
+    from zzd.migrate import alembic_config
+
+    async def sign_in() -> tuple[int, str]:
+        async with Database(own_db_url) as db:
+            async with db.write() as conn:
+                person = insert(persons).values(login="m21", name="某", disabled=False, created_at=SystemClock().now())
+                pid = int((await conn.execute(person.returning(persons.c.id))).scalar_one())
+            store = SessionStore(db, SystemClock(), refresh_ttl=timedelta(days=1))
+            return pid, (await store.open(pid, client_label="旧手机")).session_id
+
+    async def ids() -> list[str]:  # the one column every revision has
+        async with Database(own_db_url) as db, db.read() as conn:
+            return [str(r[0]) for r in await conn.execute(select(auth_sessions.c.id))]
+
+    async def listed(pid: int) -> list[tuple[str, str | None]]:
+        async with Database(own_db_url) as db:
+            store = SessionStore(db, SystemClock(), refresh_ttl=timedelta(days=1))
+            return [(x.session_id, x.client_label) for x in await store.active_sessions(pid)]
+
+    pid, sid = asyncio.run(sign_in())
+    assert asyncio.run(listed(pid)) == [(sid, "旧手机")]
+    command.downgrade(alembic_config(own_db_url), "0020_audit_actor_units")
+    assert _diff(own_db_url)  # the column is gone: the models (at head) differ
+    assert asyncio.run(ids()) == [sid]
+    upgrade(own_db_url)
+    assert _diff(own_db_url) == []
+    assert asyncio.run(listed(pid)) == [(sid, None)]  # still signed in, with no label from before

@@ -203,7 +203,7 @@ def token_issue(login: str) -> None:
             if p.disabled:
                 raise click.ClickException(f"{login!r} is disabled (zzd person disable --login {login} --enable)")
             entry = AuditEntry("auth.token_issued", None, detail={"login": p.login, "person_id": p.id})
-            issued = await s.sessions.open(p.id, audit=entry)
+            issued = await s.sessions.open(p.id, client_label="zzd token issue", audit=entry)
             return {
                 "person_id": p.id,
                 "access_token": s.tokens.issue(p.id, issued.session_id),

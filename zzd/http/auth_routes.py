@@ -21,7 +21,7 @@ from kernel.audit import AuditEntry, record
 from kernel.errors import BadRequest, ErrorCode, NotFound, Unauthorized, ZzdError
 from kernel.hexids import lower_hex
 from kernel.sessions import IssuedSession, RefreshReused, public_id
-from kernel.text import check_text
+from kernel.text import MAX_LABEL, check_text
 from org_tree.people import normalize_login
 from zzd.http.actors import current_person
 from zzd.http.common import (
@@ -62,6 +62,10 @@ class TokenRequest(BodyModel):
     #: Apps (``client_credentials``): the scopes asked for, space-separated (RFC 6749 4.4.2; OAuth2 client
     #: libraries send it). Taken and not used: the token carries the app's scopes, named in the answer's scope.
     scope: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    #: password, refresh_token: how this device names itself in the list of one's sessions (登录设备管理),
+    #: e.g. "华为 Mate 60 · 浙政钉 3.2"; without it the request's User-Agent is kept. Cleaned: controls,
+    #: bidi and zero-width characters dropped, whitespace collapsed. A renewal without either keeps the label.
+    client_label: Annotated[str, StringConstraints(max_length=MAX_LABEL)] | None = None
 
 
 class ActivateRequest(BodyModel):
@@ -70,11 +74,32 @@ class ActivateRequest(BodyModel):
     code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     #: The password the person chooses (8–256 characters).
     password: Annotated[str, StringConstraints(min_length=8, max_length=256)]
+    #: As for ``POST /api/v1/auth/token``: how this device names itself (else its User-Agent).
+    client_label: Annotated[str, StringConstraints(max_length=MAX_LABEL)] | None = None
 
 
 def client_address(request: Request) -> str:
     """The peer address (a reverse proxy in front should be the only peer, and pass one client per connection)."""
     return request.client.host if request.client is not None else "unknown"
+
+
+def client_label(request: Request, given: str | None) -> str | None:
+    """The label a sign-in or renewal gives its session: the body's ``client_label``, else the User-Agent.
+
+    The header arrives decoded as Latin-1 (HTTP's bytes); a UTF-8 User-Agent (a Chinese app name) is
+    decoded again as UTF-8. Cut to a few hundred characters here, before the store cleans it
+    (:func:`kernel.text.clean_label`) and keeps at most 100.
+    """
+    if given is not None and given.strip():
+        return given
+    agent = request.headers.get("user-agent")
+    if agent is None:
+        return None
+    agent = agent[: 4 * MAX_LABEL]
+    try:
+        return agent.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not UTF-8 after all (or cut inside a character): as it came
+        return agent
 
 
 def _login_key(login: str) -> str:
@@ -215,12 +240,16 @@ async def _token(request: Request) -> Response:
         if person.password_hash is not None and s.passwords.needs_rehash(person.password_hash):
             async with s.passwords.slot():
                 await s.persons.set_password_hash(person.id, await s.passwords.hash(body.password))
-        issued = await s.sessions.open(person.id, audit=AuditEntry("auth.login", person.id, detail={"addr": addr}))
+        issued = await s.sessions.open(
+            person.id,
+            client_label=client_label(request, body.client_label),
+            audit=AuditEntry("auth.login", person.id, detail={"addr": addr}),
+        )
     else:
         if body.refresh_token is None:
             raise BadRequest("refresh_token is required", data={"fields": ["refresh_token"]})
         try:
-            issued = await s.sessions.rotate(body.refresh_token)
+            issued = await s.sessions.rotate(body.refresh_token, client_label=client_label(request, body.client_label))
         except RefreshReused as exc:
             await s.announce({"t": "revoke_session", "sid": exc.session_id})  # as a logout: sockets close with 4503
             raise
@@ -256,6 +285,7 @@ async def sessions(request: Request) -> Response:
                     "created_at": x.created_at,
                     "last_refreshed_at": x.last_refreshed_at,
                     "expires_at": x.expires_at,
+                    "client_label": x.client_label,
                     "current": x.session_id == claims.session_id,
                 }
                 for x in mine
@@ -318,7 +348,11 @@ async def activate(request: Request) -> Response:
         person.id, body.code, hashed, AuditEntry("auth.activated", person.id, detail={"addr": addr})
     )
     await s.throttle.succeeded(key)
-    issued = await s.sessions.open(person.id, audit=AuditEntry("auth.login", person.id, detail={"addr": addr}))
+    issued = await s.sessions.open(
+        person.id,
+        client_label=client_label(request, body.client_label),
+        audit=AuditEntry("auth.login", person.id, detail={"addr": addr}),
+    )
     return _token_answer(s, issued)
 
 

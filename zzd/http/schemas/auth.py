@@ -52,8 +52,15 @@ class SessionView(WireModel):
 
     id: str = Field(description="the session's id for DELETE /api/v1/auth/sessions/{session}; not a credential")
     created_at: datetime = Field(description="when the person signed in")
-    last_refreshed_at: datetime = Field(description="when the device last renewed its tokens (created_at if never)")
+    last_refreshed_at: datetime = Field(
+        description="when the device last used the session to sign in or renew its tokens (created_at if never): "
+        "its last use, to within one access token's lifetime"
+    )
     expires_at: datetime = Field(description="when the session ends (renewals do not move it): sign in again after it")
+    client_label: str | None = Field(
+        description="how the device named itself at sign-in or its last renewal (the token request's client_label, "
+        "else its User-Agent), cleaned, at most 100 characters; null if it sent neither"
+    )
     current: bool = Field(description="true for the session of the token this request was sent with")
 
 
