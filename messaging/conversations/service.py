@@ -193,9 +193,13 @@ class ConversationService(ConversationReading):
             )
         conv = acc.conversation
         as_position = acc.as_position_id
-        if conv.kind != "position" and req.as_position_id is not None:
+        if req.as_position_id is not None and req.as_position_id != as_position:
             if req.as_position_id not in await held_positions(conn, req.sender_id):
                 raise Forbidden("you do not hold that position", data={"as_position": req.as_position_id})
+            if conv.kind == "position" and req.as_position_id not in conv.side_positions:
+                # A thread is between its two sides: writing in it as a third position would
+                # show a sender position its readers are not talking to.
+                raise BadRequest("write to a position thread as one of its sides", data={"field": "as_position"})
             as_position = req.as_position_id
         reply = await self._reply(conn, acc, req.reply_to)
         if conv.kind == "position":

@@ -195,3 +195,33 @@ async def test_a_handover_applied_while_a_reconciler_pass_is_running_still_gets_
         (t2.conversation_id, {"event": "handover", "position_id": p2, "holders": [new2]})
     ]
     assert members.notes == 1
+
+
+async def test_as_position_in_an_existing_thread_is_checked_not_ignored(world: World) -> None:
+    """``as_position`` with a thread's ``conversation_id`` is honoured or refused, never dropped.
+
+    Before, it was ignored there (the 河南 audit): a citizen, or a holder, naming a position
+    they do not hold got ``201`` and the message went out as their own side, although the
+    protocol answers ``forbidden`` for acting as a position one does not hold.
+    """
+    p1, p2, p3 = world.single_positions(3)
+    [h1] = world.holders(p1)
+    citizen = await world.person("群众")
+    t1 = (await world.conv.post(PostRequest(citizen, "c1", "请问", to_position_id=p1))).conversation_id
+    first = await world.conv.post(PostRequest(h1, "h1", "请报数据", to_position_id=p2, as_position_id=p1))
+    t2 = first.conversation_id
+    for who, cid in ((citizen, t1), (h1, t1), (h1, t2)):
+        with pytest.raises(Forbidden) as e:
+            await world.conv.post(PostRequest(who, f"x{who}{cid}", "冒充", conversation_id=cid, as_position_id=p2))
+        assert e.value.data == {"as_position": p2}
+    await world.handover(p3, h1)  # h1 now holds p1 and p3; p3 is no side of t2
+    with pytest.raises(BadRequest) as b:
+        await world.conv.post(PostRequest(h1, "h2", "错位", conversation_id=t2, as_position_id=p3))
+    assert b.value.data == {"field": "as_position"}
+    ok = await world.conv.post(PostRequest(h1, "h3", "本岗", conversation_id=t2, as_position_id=p1))
+    msgs, _ = await world.conv.history(h1, t2)
+    assert [(m["id"], m["sender"]["position_id"]) for m in msgs if m["kind"] == "text"] == [
+        (ok.message_id, p1),
+        (msgs[-1]["id"], p1),
+    ]
+    assert [m["body"] for m in (await world.conv.history(citizen, t1))[0]] == ["请问"]  # nothing stored
