@@ -245,8 +245,52 @@ def render(doc: dict[str, Any], examples: dict[str, Any]) -> dict[str, str]:
         lines += _types(by_tag[tag], components)
         pages[f"{tag}.md"] = "\n".join(lines).rstrip() + "\n"
         index.append(f"| [{title}]({tag}.md) | {len(by_tag[tag])} |")
+    from zzd.gateway.asyncapi import build_asyncapi
+
+    pages["stream.md"] = render_stream(build_asyncapi())
+    index.append(f"| [{STREAM_TITLE}](stream.md) (WebSocket, from `/asyncapi.json`) | {len(STREAM_OPS)} |")
     pages["README.md"] = "\n".join(index) + "\n"
     return pages
+
+
+STREAM_TITLE = "The apps' event stream"
+#: The stream's operations, as the page lists them (the channel's messages say the rest).
+STREAM_OPS = ("hello", "ack", "ping", "event")
+
+
+def _frame_fields(schema: dict[str, Any], components: dict[str, Any], prefix: str = "") -> list[str]:
+    """Rows of a frame's fields, nested objects flattened as ``data.app_id``."""
+    if "$ref" in schema:
+        schema = components[schema["$ref"].rsplit("/", 1)[1]]
+    rows = []
+    required = set(schema.get("required", []))
+    for name, sub in schema.get("properties", {}).items():
+        target = components[sub["$ref"].rsplit("/", 1)[1]] if "$ref" in sub else sub
+        if target.get("properties"):
+            rows += _frame_fields(target, components, f"{prefix}{name}.")
+            continue
+        desc = (sub.get("description") or target.get("description") or "").replace("\n", " ")
+        yes = "yes" if name in required else "no"
+        rows.append(f"| `{prefix}{name}` | {_type(target)} | {yes} | {_bounds(target)} | {desc} |")
+    return rows
+
+
+def render_stream(doc: dict[str, Any]) -> str:
+    """``docs/api/stream.md``: the channel ``appStream`` of the AsyncAPI document, frame by frame."""
+    channel, components = doc["channels"]["appStream"], doc["components"]["schemas"]
+    out = [f"# {STREAM_TITLE}", "", "Generated from `/asyncapi.json` (channel `appStream`) by `scripts/api_docs.py`; "
+           "do not edit. Concepts, delivery and retries: [../webhooks.md](../webhooks.md#stream-mode).", "",
+           f"`{channel['address']}` — {channel['description']}", "", "## Frames", ""]  # fmt: skip
+    for name, message in channel["messages"].items():
+        out += [f"### {name}: {message['title']}", "", message["summary"], ""]
+        out += ["| field | type | required | rules | meaning |", "| --- | --- | --- | --- | --- |"]
+        out += _frame_fields(message["payload"], components) + [""]
+        for ex in message.get("examples", []):
+            out += ["Example (recorded from a real stream):", "", "```json", _json(ex["payload"]), "```", ""]
+    out += ["## Close codes", "", "| code | when | the app should |", "| --- | --- | --- |"]
+    out += [f"| {c['code']} | {c['when']} | {c['client_should']} |" for c in channel["x-close-codes"]]
+    out += ["", "A browser (any `Origin` header) is refused with HTTP 403 before the upgrade."]
+    return "\n".join(out) + "\n"
 
 
 #: Lists longer than this are cut to their first ``LIST_KEEP`` items in the examples. Shorter ones stay

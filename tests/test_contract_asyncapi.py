@@ -66,7 +66,7 @@ def test_document_covers_frames_events_and_close_codes() -> None:
     for ref in _refs(doc):
         _resolve(doc, ref)  # raises KeyError when dangling
     for op in doc["operations"].values():
-        assert op["channel"]["$ref"] == "#/channels/ws"
+        assert op["channel"]["$ref"] in ("#/channels/ws", "#/channels/appStream")
 
 
 def _validator(doc: dict[str, Any], message_key: str) -> jsonschema_rs.Draft202012Validator:

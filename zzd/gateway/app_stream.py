@@ -4,7 +4,9 @@ Why a WebSocket the app opens: inside a government intranet most apps cannot
 expose an HTTP endpoint, but can open an outbound connection (DingTalk's
 "Stream mode"). The frames follow ``/ws``'s conventions (docs/protocol.md):
 JSON text frames, a ``hello`` with the token first, ``ok``/``error`` replies
-echoing ``ref``, the same close codes.
+echoing ``ref``, the same close codes. The frames are described once, in
+``zzd.gateway.stream_frames``, from which ``/asyncapi.json`` (channel
+``appStream``) is written.
 
 Each connection sends at most ``WINDOW`` unacknowledged events; the app
 acknowledges by ``delivery_id``; what it never acknowledges is sent again
@@ -33,6 +35,14 @@ from kernel.errors import ZzdError
 from kernel.waiting import wait_event
 from zzd.gateway.closecodes import Close
 from zzd.gateway.jsonsafe import strict_loads
+from zzd.gateway.stream_frames import (
+    StreamAckData,
+    StreamAckOk,
+    StreamHelloData,
+    StreamHelloOk,
+    StreamPingData,
+    StreamPingOk,
+)
 
 if TYPE_CHECKING:
     from zzd.services import Services
@@ -142,7 +152,7 @@ class _StreamConn:
             return
         kind = frame.get("type")
         if kind == "ping" and set(frame) <= {"type", "id"}:
-            await self._send({"type": "ok", "ref": ref, "data": {"pong": True}})
+            await self._send(StreamPingOk(type="ok", ref=ref, data=StreamPingData(pong=True)).model_dump())
         elif kind == "ack" and set(frame) <= {"type", "id", "delivery_ids"}:
             raw = frame.get("delivery_ids")
             ids: list[int] = raw if isinstance(raw, list) else []
@@ -155,7 +165,7 @@ class _StreamConn:
             for i in ids:
                 self.inflight.pop(i, None)
             self.wake.set()
-            await self._send({"type": "ok", "ref": ref, "data": {"acked": acked}})
+            await self._send(StreamAckOk(type="ok", ref=ref, data=StreamAckData(acked=acked)).model_dump())
         elif kind in ("ping", "ack"):
             await self._error(ref, "invalid_frame", f"unknown fields in {kind}")
         elif kind == "hello":  # as on /ws: one hello per connection
@@ -260,8 +270,9 @@ async def _hello(ws: WebSocket, s: Services) -> tuple[AppPrincipal, float] | Non
                                        "message": exc.message}))  # fmt: skip
         await ws.close(code=Close.UNAUTHORIZED, reason=exc.message[:100])
         return None
-    reply = {"protocol": 1, "app_id": principal.app_id, "name": principal.app.name, "window": WINDOW}
-    await ws.send_text(json.dumps({"type": "ok", "ref": frame["id"], "data": reply}, ensure_ascii=False))
+    data = StreamHelloData(protocol=1, app_id=principal.app_id, name=principal.app.name, window=WINDOW)
+    reply = StreamHelloOk(type="ok", ref=frame["id"], data=data)  # the model the AsyncAPI document is written from
+    await ws.send_text(json.dumps(reply.model_dump(), ensure_ascii=False))
     return principal, claims.expires_at
 
 

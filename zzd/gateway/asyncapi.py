@@ -4,9 +4,13 @@ Client frames come from ``zzd.gateway.frames`` (the models that parse them),
 the ``ok`` reply of each from the model that shapes it, events from
 :data:`EVENTS` (``messaging.shapes`` and the REST schemas, the same models the
 writers and readers use), error codes from ``kernel.errors.ErrorCode`` and
-close codes from :data:`CLOSE_CODES`. Served at ``/asyncapi.json`` beside
+close codes from :data:`CLOSE_CODES`. A second channel, ``appStream``, is the
+apps' event stream (``/api/v1/bot/stream``), written from
+``zzd.gateway.stream_frames``. Served at ``/asyncapi.json`` beside
 ``/openapi.json``; ``tests/test_contract_asyncapi.py`` checks it against the
-frame table and against real events.
+frame table and against real events, ``tests/apps/test_stream_contract.py``
+the stream's channel against a real stream; ``scripts/api_docs.py`` renders
+the stream's page from it (``docs/api/stream.md``, kept in step by ``--check``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from kernel.errors import ErrorCode
 from messaging import shapes
 from zzd import __version__
 from zzd.gateway.replies import REPLIES
+from zzd.gateway.stream_frames import STREAM_CLIENT_FRAMES, STREAM_CLOSE_CODES, StreamEvent
 from zzd.http.contract import operation, reply
 from zzd.http.schemas.tasks import TaskChanged
 
@@ -140,6 +145,8 @@ def build_asyncapi() -> dict[str, Any]:
         "summary": "The server pushes the person's events in seq order (each seq once per device, resumable)",
         "messages": event_refs,
     }
+    stream_messages, stream_operations = _app_stream(defs)
+    operations.update(stream_operations)
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -147,11 +154,29 @@ def build_asyncapi() -> dict[str, Any]:
             "version": __version__,
             "description": "One WebSocket at /ws; text frames, each one JSON object of at most 64 KiB. "
             "The first frame is hello with an access token (or the upgrade request carries it as "
-            "Authorization: Bearer, checked before upgrading: HTTP 401 for a bad one). Reference: docs/protocol.md.",
+            "Authorization: Bearer, checked before upgrading: HTTP 401 for a bad one). Reference: docs/protocol.md. "
+            "The channel appStream is the apps' event stream at /api/v1/bot/stream (docs/webhooks.md, Stream mode; "
+            "docs/api/stream.md).",
         },
         "defaultContentType": "application/json",
         "servers": {"zzd": {"host": "localhost:8000", "protocol": "ws", "pathname": "/"}},
-        "channels": {"ws": {"address": "/ws", "messages": messages}},
+        "channels": {
+            "ws": {"address": "/ws", "messages": messages},
+            "appStream": {
+                "address": "/api/v1/bot/stream",
+                "title": "The apps' event stream",
+                "description": "An app (not a browser: any Origin is refused with HTTP 403 before the upgrade) "
+                "opens it with its app token in the first frame (hello) and receives the deliveries of its stream "
+                "subscriptions as event frames, at most window unacknowledged at a time; it acknowledges them by "
+                "delivery_id. Text frames of one JSON object (64 KiB at most); answers echo the frame's id as ref. "
+                "Reference: docs/webhooks.md (Stream mode).",
+                "messages": stream_messages,
+                "x-close-codes": [
+                    {"code": code, "when": when, "client_should": then}
+                    for code, (when, then) in STREAM_CLOSE_CODES.items()
+                ],
+            },
+        },
         "operations": operations,
         "components": {
             "schemas": defs,
@@ -161,6 +186,65 @@ def build_asyncapi() -> dict[str, Any]:
             ],
         },
     }
+
+
+def _message(model: type[BaseModel], defs: dict[str, Any], title: str) -> dict[str, Any]:
+    """A message of ``model``, with the examples its model carries (recorded from a real stream)."""
+    extra = model.model_config.get("json_schema_extra")
+    examples = extra.get("examples", []) if isinstance(extra, dict) else []
+    assert isinstance(examples, list)
+    return {
+        "name": model.__name__,
+        "title": title,
+        "summary": (model.__doc__ or model.__name__).strip().splitlines()[0],
+        "payload": _schema(model, defs),
+        "examples": [{"payload": ex} for ex in examples],
+    }
+
+
+def _app_stream(defs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The messages and operations of the channel ``appStream`` (``/api/v1/bot/stream``)."""
+    ref = "#/channels/appStream"
+    messages: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    for kind, (frame, answer) in STREAM_CLIENT_FRAMES.items():
+        messages[frame.__name__] = _message(frame, defs, f"{kind} (app → server)")
+        messages[answer.__name__] = _message(answer, defs, f"the answer to {kind}")
+        operations[f"stream{kind.capitalize()}"] = {
+            "action": "receive",
+            "channel": {"$ref": ref},
+            "summary": f"The app sends {kind}",
+            "messages": [{"$ref": f"{ref}/messages/{frame.__name__}"}],
+            "reply": {
+                "channel": {"$ref": ref},
+                "messages": [{"$ref": f"{ref}/messages/{answer.__name__}"}, {"$ref": f"{ref}/messages/StreamError"}],
+            },
+        }
+    messages["StreamEvent"] = _message(StreamEvent, defs, "event (server → app)")
+    messages["StreamError"] = {
+        "name": "StreamError",
+        "title": "error",
+        "summary": "A frame that failed: invalid_frame, invalid_json, unknown_type, conflict (a second hello); "
+        "after a bad hello the stream closes (4400/4401)",
+        "payload": {"$ref": "#/components/schemas/ErrorFrame"},
+        "examples": [
+            {
+                "payload": {
+                    "type": "error",
+                    "ref": "4",
+                    "code": "unknown_type",
+                    "message": "this stream understands ping and ack",
+                }
+            }
+        ],  # fmt: skip
+    }
+    operations["streamEvents"] = {
+        "action": "send",
+        "channel": {"$ref": ref},
+        "summary": "The server sends the app's due deliveries, in outbox order per report or task",
+        "messages": [{"$ref": f"{ref}/messages/StreamEvent"}],
+    }
+    return messages, operations
 
 
 class AsyncApiDocument(BaseModel):
