@@ -24,7 +24,8 @@ def check_text(value: str, *, field: str, max_chars: int, allow_empty: bool = Fa
 
     Length is counted in code points, the same way clients are told to count.
     """
-    if not allow_empty and not value.strip():
+    # Empty also when only invisible: a body of zero-width spaces shows nothing, like one of spaces.
+    if not allow_empty and not value.translate(_DISGUISING).strip():
         raise BadRequest(f"{field} must not be empty", code=ErrorCode.INVALID_TEXT, data={"field": field})
     if len(value) > max_chars:
         raise BadRequest(

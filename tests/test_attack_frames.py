@@ -245,6 +245,26 @@ async def test_injection_and_unicode_bodies_round_trip_byte_identical(
     await a.close()
 
 
+async def test_a_body_of_only_invisible_characters_is_empty(server: RunningServer) -> None:
+    """Zero-width spaces, a BOM or bidi controls alone are an empty body, like spaces alone.
+
+    Before, ``"\u200b"`` was stored and delivered (the 河南 audit): a message that shows
+    nothing, while ``"\u3000"`` was refused as empty. Visible text with them is kept as sent.
+    """
+    _, a, b_id = await _pair(server)
+    for i, body in enumerate(["\u200b", "\ufeff", "\u202e\u202c", " \u200b\u200c\u200d\u3000", "\u2066\u2069\n"]):
+        frame = _send(b_id, body) | {"id": f"e{i}"}
+        await a.send_raw(json.dumps(frame))
+        r = await a.reply(f"e{i}")
+        _assert_error(r, "invalid_text", f"e{i}", repr(body))
+        assert r["data"] == {"field": "body"}
+    hist = await a.request({"type": "history", "with_person": b_id})
+    assert hist["data"]["messages"] == []
+    ok = await a.send_message(b_id, "\u200b好\u200b")
+    assert ok["type"] == "ok", ok
+    await a.close()
+
+
 async def test_body_of_exactly_5000_code_points_is_accepted(server: RunningServer) -> None:
     _, a, b_id = await _pair(server)
     body = "\U0001f600" * 5000  # 5,000 code points, 20,000 UTF-8 bytes
