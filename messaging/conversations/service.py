@@ -192,6 +192,8 @@ class ConversationService(ConversationReading):
                 data={"conversation_id": cid},
             )
         conv = acc.conversation
+        if conv.kind == "position":
+            await self._sides_live(conn, conv.side_positions)
         as_position = acc.as_position_id
         if req.as_position_id is not None and req.as_position_id != as_position:
             if req.as_position_id not in await held_positions(conn, req.sender_id):
@@ -263,6 +265,18 @@ class ConversationService(ConversationReading):
             seq = await self._append_new(tx, req.sender_id, payload, audience, mentioned, muted)
         await conn.execute(update(conversations).where(conversations.c.id == cid).values(last_message_id=mid))
         return PostResult(mid, cid, now, False, seq)
+
+    @staticmethod
+    async def _sides_live(conn: AsyncConnection, sides: tuple[int, ...]) -> None:
+        """Refuse a message to a thread one of whose positions is retired: nobody can hold it again,
+        so the message would reach no one there, ever (``to_position`` answers the same)."""
+        gone = (
+            await conn.execute(
+                select(positions.c.id).where(positions.c.id.in_(sides), positions.c.removed_at.is_not(None)).limit(1)
+            )
+        ).scalar()
+        if gone is not None:
+            raise NotFound("no such position", data={"position_id": int(gone)})
 
     async def _append_new(
         self, tx: Txn, sender_id: int, payload: MessageNew, audience: set[int], mentioned: set[int], muted: set[int]

@@ -9,7 +9,7 @@ import pytest
 from kernel.errors import BadRequest, Forbidden, NotFound
 from messaging.conversations.members import MemberReconciler
 from messaging.conversations.model import PostRequest
-from tests.conversations.conftest import World
+from tests.conversations.conftest import ADMIN, World
 
 
 def _kinds(stream: list[tuple[str, dict[str, object]]], kind: str = "message.new") -> list[dict[str, object]]:
@@ -225,3 +225,27 @@ async def test_as_position_in_an_existing_thread_is_checked_not_ignored(world: W
         (msgs[-1]["id"], p1),
     ]
     assert [m["body"] for m in (await world.conv.history(citizen, t1))[0]] == ["请问"]  # nothing stored
+
+
+async def test_a_thread_of_a_retired_position_takes_no_more_messages(world: World) -> None:
+    """Writing into a retired position's thread answers ``not_found``, as writing to the position does.
+
+    Before, ``conversation_id`` of such a thread answered ``201`` (the 河南 audit) and the
+    message reached no one, ever: nobody can hold a retired position again. Its history
+    stays readable to whoever could read it.
+    """
+    p1, p2 = world.single_positions(2)
+    [h2] = world.holders(p2)
+    citizen = await world.person("群众")
+    t1 = (await world.conv.post(PostRequest(citizen, "c1", "请问", to_position_id=p1))).conversation_id
+    pair = await world.conv.post(PostRequest(h2, "h1", "请报数据", to_position_id=p1, as_position_id=p2))
+    t2 = pair.conversation_id
+    await world.org.structure.retire_position(ADMIN, p1)
+    for who, cid, key in ((citizen, t1, "c2"), (h2, t2, "h2")):
+        with pytest.raises(NotFound) as e:
+            await world.conv.post(PostRequest(who, key, "还有人吗", conversation_id=cid))
+        assert e.value.data == {"position_id": p1}
+    with pytest.raises(NotFound):
+        await world.conv.post(PostRequest(citizen, "c3", "还有人吗", to_position_id=p1))
+    assert [m["body"] for m in (await world.conv.history(citizen, t1))[0]] == ["请问"]
+    assert [m["body"] for m in (await world.conv.history(h2, t2))[0]] == ["请报数据"]
