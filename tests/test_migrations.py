@@ -186,3 +186,58 @@ def test_0021_keeps_the_sessions_signed_in_before_without_a_label(own_db_url: st
     upgrade(own_db_url)
     assert _diff(own_db_url) == []
     assert asyncio.run(listed(pid)) == [(sid, None)]  # still signed in, with no label from before
+
+
+def test_a_downgrade_that_rebuilds_a_table_keeps_the_rows_pointing_at_it(own_db_url: str) -> None:
+    """Downgrading past 0018 rebuilds ``notices`` on SQLite (batch mode: copy, drop, rename); the
+    receipts pointing at a notice survive it, and the upgrade back to head finds them as they were.
+    With foreign keys on during the migration, the drop cascaded and deleted every receipt."""
+    from sqlalchemy import func, insert, select
+
+    from kernel.clock import SystemClock
+    from kernel.db.database import Database
+    from kernel.schema import persons
+    from messaging.notices.schema import notice_receipts, notices
+    from zzd.migrate import alembic_config
+
+    async def send() -> None:
+        now = SystemClock().now()
+        async with Database(own_db_url) as db, db.write() as conn:
+            person = insert(persons).values(login="m18", name="某", disabled=False, created_at=now)
+            pid = int((await conn.execute(person.returning(persons.c.id))).scalar_one())
+            notice = insert(notices).values(
+                sender_person_id=pid,
+                sender_position_id=1,
+                client_msg_id="m18",
+                title="通知",
+                body="正文",
+                attachments="[]",
+                selector="{}",
+                priority="normal",
+                ack_required=False,
+                created_at=now,
+                audience_positions=1,
+                audience_persons=1,
+                receipt_count=1,
+                org_version=1,
+            )
+            nid = int((await conn.execute(notice.returning(notices.c.id))).scalar_one())
+            await conn.execute(
+                insert(notice_receipts).values(
+                    notice_id=nid, person_id=pid, position_id=1, via_position_id=1, reason="holder", unit_id=1
+                )
+            )
+
+    async def counts() -> tuple[int, int]:  # tables and columns every revision since 0007 has
+        async with Database(own_db_url) as db, db.read() as conn:
+            sent = int((await conn.execute(select(func.count()).select_from(notices))).scalar_one())
+            receipts = int((await conn.execute(select(func.count(notice_receipts.c.id)))).scalar_one())
+            return sent, receipts
+
+    asyncio.run(send())
+    assert asyncio.run(counts()) == (1, 1)
+    command.downgrade(alembic_config(own_db_url), "0017_units_retired_by")
+    assert asyncio.run(counts()) == (1, 1)
+    upgrade(own_db_url)
+    assert _diff(own_db_url) == []
+    assert asyncio.run(counts()) == (1, 1)
