@@ -156,6 +156,8 @@ class MessageRecalled(Shape):
     message_id: int
     conversation_id: int
     recalled_at: datetime
+    #: when the message was last edited before the recall (null: never edited), as history says
+    edited_at: datetime | None
 
 
 class ConversationRead(Shape):

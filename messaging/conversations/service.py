@@ -412,6 +412,7 @@ class ConversationService(ConversationReading):
                     "message_id": message_id,
                     "conversation_id": int(row.conversation_id),
                     "recalled_at": iso(row.recalled_at),
+                    "edited_at": iso(row.edited_at),
                 }
             raise Conflict("the message was recalled", data={"message_id": message_id})
         window = self.config.recall_window if recall else self.config.edit_window
@@ -425,7 +426,7 @@ class ConversationService(ConversationReading):
         cid = acc.conversation.id
         kind = "message.recalled" if recall else "message.edited"
         change: MessageRecalled | MessageEdited = (
-            MessageRecalled(message_id=message_id, conversation_id=cid, recalled_at=now)
+            MessageRecalled(message_id=message_id, conversation_id=cid, recalled_at=now, edited_at=row.edited_at)
             if body is None
             else MessageEdited(message_id=message_id, conversation_id=cid, edited_at=now, body=body)
         )

@@ -199,3 +199,26 @@ async def test_retry_answers_the_stored_message_even_after_the_sender_left_or_wa
     with pytest.raises(Forbidden):
         await world.conv.post(PostRequest(b, "m3", "三", conversation_id=g["id"]))
     assert [m["id"] for m in _new(await world.stream(a))] == [first.message_id]
+
+
+async def test_a_recall_answers_the_edited_at_of_an_edited_message(world: World) -> None:
+    """Audit (河南): recalling an edited message answered ``edited_at: null``; the answer, a second
+    recall's answer, the ``message.recalled`` event and history now all say when it was edited."""
+    a, b = await world.person(), await world.person()
+    g = await world.groups.create(a, "群", [b])
+    edited_msg = await world.conv.post(PostRequest(a, "m1", "原文", conversation_id=g["id"]))
+    plain = await world.conv.post(PostRequest(a, "m2", "未改", conversation_id=g["id"]))
+    world.clock.advance(5)
+    edited = await world.conv.edit(a, edited_msg.message_id, "改过")
+    world.clock.advance(5)
+    first = await world.conv.recall(a, edited_msg.message_id)
+    assert first["edited_at"] == edited["edited_at"] is not None
+    assert (await world.conv.recall(a, edited_msg.message_id)) == first
+    assert (await world.conv.recall(a, plain.message_id))["edited_at"] is None
+    recalls = [d for k, d in await world.stream(b) if k == "message.recalled"]
+    assert [d["edited_at"] for d in recalls] == [edited["edited_at"], None]
+    msgs, _ = await world.conv.history(b, g["id"])
+    by_id = {m["id"]: m for m in msgs}
+    assert by_id[edited_msg.message_id]["edited_at"] == edited["edited_at"]
+    assert by_id[edited_msg.message_id]["recalled_at"] == first["recalled_at"]
+    assert by_id[plain.message_id]["edited_at"] is None

@@ -135,7 +135,8 @@ class EventPage(WireModel):
 
 
 class MessageChanged(WireModel):
-    """An edit (``edited_at`` and ``body``) or a recall (``recalled_at``)."""
+    """An edit (``edited_at`` and ``body``) or a recall (``recalled_at``, and the ``edited_at`` of the
+    message's last edit before it: null when it was never edited, as history says)."""
 
     message_id: int
     conversation_id: int
