@@ -1,7 +1,7 @@
 """Ad-hoc groups: create, rename, add and remove members (persons or positions), leave, admins.
 
 Owner and admins manage; every member may leave (the owner's role passes to
-an admin, else the longest-standing member). A position member means its
+an admin, else the longest-standing member; the last member's going dissolves the group). A position member means its
 current holders: they are added at once from the database and kept in step
 afterwards by the reconciler (``members.py``), as rows with source ``derived``.
 Each change writes one system message to the members, in the same
@@ -377,7 +377,13 @@ class GroupService:
         if left:
             await conn.execute(delete(cm).where(cm.c.conversation_id == cid, cm.c.person_id.in_(left)))
         stay = [p for p in members if p not in people]
-        if any(members[p][0] == "owner" for p in left) and stay:
+        if not stay:
+            # The last member went: the group is dissolved. No owner (it pointed at someone gone), and no
+            # member positions: a vacant one would otherwise bring its next holder into a group nobody
+            # manages. Nobody can read, write or rejoin it (docs/conversations.md "Ad-hoc groups").
+            await conn.execute(delete(cp).where(cp.c.conversation_id == cid))
+            await conn.execute(update(conversations).where(conversations.c.id == cid).values(owner_id=None))
+        elif any(members[p][0] == "owner" for p in left):
             heir = next((p for p in sorted(stay) if members[p][0] == "admin"), None) or min(
                 stay, key=lambda p: (members[p][1] == "derived", p)
             )

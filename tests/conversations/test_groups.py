@@ -262,3 +262,31 @@ async def test_a_holder_change_applied_while_a_group_is_reconciled_is_not_stampe
     await world.members.run()  # the pass for the version applied meanwhile
     view = await world.groups.get(second, g["id"])
     assert second in _members(view) and first not in _members(view) and old not in _members(view)
+
+
+async def test_the_last_member_leaving_dissolves_the_group(world: World) -> None:
+    """Audit (河南): the last member's leave left an empty group whose ``owner_id`` named them.
+
+    Now the group is dissolved: no owner, no members, no member positions (a vacant one would
+    bring its next holder into a group nobody manages), and nobody can read or write it again."""
+    owner, a, newcomer = [await world.person(n) for n in ("主", "甲", "新")]
+    [pos] = world.single_positions(1)
+    [h] = world.holders(pos)
+    g = await world.groups.create(owner, "专班", [a], [pos])
+    cid = g["id"]
+    [current] = [v for v in await world.org.history(ADMIN, pos) if v.end_at is None]
+    await world.org.end_assignment(ADMIN, current.id)  # the position falls vacant
+    await world.members.run()
+    assert _members(await world.groups.get(owner, cid)) == {owner, a}
+    g = await world.groups.leave(owner, cid)
+    assert g["owner_id"] == a and g["position_ids"] == [pos]  # one left: ownership passes as before
+    g = await world.groups.leave(a, cid)
+    assert (g["owner_id"], g["members"], g["position_ids"]) == (None, [], [])
+    assert [k for k, _ in await world.stream(a)][-1] == "conversation.left"
+    await world.org.assign(ADMIN, pos, newcomer)  # the position's next holder is not drawn in
+    await world.members.run()
+    for p in (owner, a, h, newcomer):
+        with pytest.raises(NotFound):
+            await world.groups.get(p, cid)
+        with pytest.raises(NotFound):
+            await world.conv.post(PostRequest(p, "late", "还在吗", conversation_id=cid))
