@@ -38,7 +38,7 @@ from messaging.shapes import ConversationLeft
 from messaging.unit_of_work import Txn
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, access_unit, check_manage
-from org_tree.org_schema import org_changes
+from org_tree.org_schema import org_changes, positions, units
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,22 @@ __all__ = ["MemberReconciler", "desired_members"]
 
 MAX_DEPTH = 5
 _TARGET_LIMIT = 2_000  # more org changes than this since the last run: look at every derived group
+
+
+async def retired_positions(conn: AsyncConnection, position_ids: list[int]) -> list[int]:
+    """Those of ``position_ids`` retired: by themselves, or with their unit (sorted)."""
+    if not position_ids:
+        return []
+    rows = await conn.execute(
+        select(positions.c.id)
+        .select_from(positions.join(units, units.c.id == positions.c.unit_id))
+        .where(
+            positions.c.id.in_(position_ids),
+            or_(positions.c.removed_at.is_not(None), units.c.dissolved_at.is_not(None)),
+        )
+        .order_by(positions.c.id)
+    )
+    return [int(r[0]) for r in rows]
 
 
 def desired_members(index: OrgIndex, *, unit_id: int | None, depth: int, position_ids: list[int]) -> set[int]:
@@ -246,6 +262,13 @@ class MemberReconciler:
                     select(conversation_positions.c.position_id).where(conversation_positions.c.conversation_id == cid)
                 )
             ]
+            # A retired position (its unit's too) leaves the listing as its holders leave the members: nobody
+            # holds it again. Read from the database, not the index, which may predate a position just added.
+            retired = await retired_positions(conn, posts)
+            if retired:
+                cp = conversation_positions
+                await conn.execute(delete(cp).where(cp.c.conversation_id == cid, cp.c.position_id.in_(retired)))
+                posts = [p for p in posts if p not in retired]
             want = desired_members(
                 idx,
                 unit_id=conv.unit_id if conv.kind == "unit" else None,
@@ -266,7 +289,7 @@ class MemberReconciler:
                 logger.warning("group %s would exceed its size limit; new holders not added", cid)
                 joined = []
             await conn.execute(update(conversations).where(conversations.c.id == cid).values(member_version=version))
-            if not joined and not left:
+            if not joined and not left and not retired:
                 return 0
             if joined:
                 await conn.execute(
@@ -288,13 +311,23 @@ class MemberReconciler:
                 await conn.execute(delete(cm).where(cm.c.conversation_id == cid, cm.c.person_id.in_(left)))
             stay = (set(stored) - set(left)) | set(joined)
             extra = [NewEvent("conversation.left", ConversationLeft(conversation_id=cid).text(), left)] if left else []
+            # Only a retired position went (vacant, or its holders also named): the note is the owner's word.
+            actor = next((p for p in [*joined, *left, conv.owner_id, *sorted(stay)] if p is not None), None)
+            if actor is None:
+                return 1
             await system_message(
                 tx,
                 conversation_id=cid,
                 conversation_kind=conv.kind,
-                actor_id=(joined or left)[0],
+                actor_id=actor,
                 key=f"sys:{cid}:v{version}:m",
-                detail={"event": "members", "joined": joined, "left": left, "org_version": version},
+                detail={
+                    "event": "members",
+                    "joined": joined,
+                    "left": left,
+                    "position_ids": retired,
+                    "org_version": version,
+                },
                 about=[*joined, *left],
                 text=f"{len(joined)} joined, {len(left)} left",
                 recipients=stay,

@@ -126,7 +126,13 @@ async def test_unit_group_follows_handover_in_another_process_exactly_once(world
         msgs, _ = await world.conv.history(new, g["id"])  # the successor sees the group's history
         assert msgs[0]["kind"] == "system" and msgs[1]["body"] == "交接前"
         assert [s for s in _system(await world.stream(new))] == [
-            {"event": "members", "joined": [new], "left": [old], "org_version": world.holder.index.version}
+            {
+                "event": "members",
+                "joined": [new],
+                "left": [old],
+                "position_ids": [],
+                "org_version": world.holder.index.version,
+            }
         ]
         with pytest.raises(NotFound):
             await world.conv.history(old, g["id"])
@@ -290,3 +296,25 @@ async def test_the_last_member_leaving_dissolves_the_group(world: World) -> None
             await world.groups.get(p, cid)
         with pytest.raises(NotFound):
             await world.conv.post(PostRequest(p, "late", "还在吗", conversation_id=cid))
+
+
+async def test_a_retired_position_leaves_the_groups_listing(world: World) -> None:
+    """Audit (河南): a group kept listing a retired position in ``position_ids`` although the
+    reconciler had taken its holder out. Now the same pass removes it from the listing and its
+    members note says so (``position_ids``); a named holder stays, as when the position is removed."""
+    owner = await world.person("主")
+    p1, p2, p3 = world.single_positions(3)
+    [h1] = world.holders(p1)
+    [h3] = world.holders(p3)
+    g = await world.groups.create(owner, "专班", [h3], [p1, p2, p3])
+    await world.members.run()
+    await world.org.structure.retire_position(ADMIN, p1)
+    await world.org.structure.retire_position(ADMIN, p3)  # its holder was also named: stays
+    await world.holder.refresh_if_changed()
+    assert await world.members.run() == 1
+    view = await world.groups.get(owner, g["id"])
+    assert view["position_ids"] == [p2]
+    assert h1 not in _members(view) and h3 in _members(view)
+    [note] = _system(await world.stream(owner))[-1:]
+    assert note["left"] == [h1] and note["position_ids"] == sorted([p1, p3])
+    assert await world.members.run() == 0
