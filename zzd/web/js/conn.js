@@ -31,6 +31,7 @@ export class Connection {
     this.queue = [];
     this.stopped = true;
     this.lastClose = null;
+    this.own = null;              // {key, value}: this tab's cursor (see `cursor`)
     window.addEventListener('online', () => { if (!this.stopped && this.status === 'offline') this.connectNow(); });
     // The browser knows the network is gone (Wi-Fi dropped, flight mode) long before a socket
     // would notice: show it at once, and reconnect when 'online' comes.
@@ -41,11 +42,29 @@ export class Connection {
     onSession((s) => { if (!s && !this.stopped) this.stop(); });
   }
 
+  // This tab's cursor is its own: another tab of the same person processes the same events on
+  // its own socket, and reading the cursor it stored made this tab drop them as duplicates (a
+  // second tab's inbox stood still). localStorage keeps the furthest cursor of any tab, read
+  // once when this tab starts (or signs in as someone else), for the next start to resume from.
   get cursorKey() { return 'zzd.cursor.' + (getSession()?.personId ?? 'anon'); }
   get cursor() {
-    try { return JSON.parse(localStorage.getItem(this.cursorKey)); } catch { return null; }
+    const key = this.cursorKey;
+    if (this.own?.key !== key) this.own = { key, value: stored(key) };
+    return this.own.value;
   }
-  setCursor(epoch, seq) { localStorage.setItem(this.cursorKey, JSON.stringify({ epoch, seq })); }
+  // A new starting point (the first hello, a resync): stored as it is, even when behind.
+  setCursor(epoch, seq) {
+    const key = this.cursorKey;
+    this.own = { key, value: { epoch, seq } };
+    localStorage.setItem(key, JSON.stringify({ epoch, seq }));
+  }
+  // An event processed: stored unless another tab has stored a further one.
+  advance(epoch, seq) {
+    const key = this.cursorKey;
+    this.own = { key, value: { epoch, seq } };
+    const kept = stored(key);
+    if (!kept || kept.epoch !== epoch || kept.seq < seq) localStorage.setItem(key, JSON.stringify({ epoch, seq }));
+  }
 
   onEvent(fn) { this.handlers.add(fn); return () => this.handlers.delete(fn); }
   onStatus(fn) { this.statusHandlers.add(fn); return () => this.statusHandlers.delete(fn); }
@@ -189,7 +208,7 @@ export class Connection {
       this.fill(c);
       return;
     }
-    this.setCursor(c ? c.epoch : '', f.seq);
+    this.advance(c ? c.epoch : '', f.seq);
     for (const fn of this.handlers) {
       try { fn(f); } catch (err) { console.error(err); }
     }
@@ -270,6 +289,10 @@ export class Connection {
       }
     }
   }
+}
+
+function stored(key) {
+  try { return JSON.parse(localStorage.getItem(key)); } catch { return null; }
 }
 
 function ended() { return Object.assign(new Error('会话已结束'), { code: 'ended' }); }
