@@ -105,6 +105,11 @@ def test_compose_with_preview_ack_on_a_phone_and_a_live_dashboard(pages: Pages, 
     sent.click()
     expect(phone.locator("[data-dashboard] [data-count=acked]")).to_have_text("1")
     expect(phone.locator("[data-dashboard] .uplot")).to_be_visible()
+    # The chart's words are Chinese: uPlot's own legend said “Time”, and its times “1:58am”.
+    legend = phone.locator("[data-dashboard] .u-legend .u-series").first
+    expect(legend.locator(".u-label")).to_have_text("时间")
+    phone.locator("[data-dashboard] .u-over").hover()
+    expect(legend.locator(".u-value")).to_have_text(re.compile(r"^\d{1,2}月\d{1,2}日 \d{2}:\d{2}:\d{2}$"))
     assert phone.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     check_page(phone, "notice-dashboard-phone")
 

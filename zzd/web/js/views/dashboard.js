@@ -169,6 +169,13 @@ function Progress({ notice }) {
     </article>`;
 }
 
+const two = (n) => String(n).padStart(2, '0');
+function day(t) { const d = new Date(t * 1000); return `${d.getMonth() + 1}月${d.getDate()}日`; }
+function clock(t, seconds = false) {
+  const d = new Date(t * 1000);
+  return `${two(d.getHours())}:${two(d.getMinutes())}` + (seconds ? `:${two(d.getSeconds())}` : '');
+}
+
 // delivered / read / acknowledged over time (uPlot, loaded only here).
 function Chart({ points }) {
   const box = useRef(null);
@@ -190,7 +197,16 @@ function Chart({ points }) {
         width, height: 200, title: '送达 / 已读 / 确认',
         // One point (the dashboard's first load) would otherwise span years on the time axis.
         scales: { x: { time: true, range: (u, min, max) => (max - min < 60 ? [min - 60, max + 60] : [min, max]) } },
-        series: [{}, { label: '送达', stroke: '#1d4ed8' }, { label: '已读', stroke: '#b45309' }, { label: '确认', stroke: '#166534' }],
+        // uPlot's own time labels are English (“Time”, “1:58am”, “12/5/26”): 24-hour clock and
+        // 月/日 instead (seconds when the ticks are under a minute apart), the date on a tick only
+        // where it changes.
+        series: [{ label: '时间', value: (u, t) => (t == null ? '--' : `${day(t)} ${clock(t, true)}`) },
+          { label: '送达', stroke: '#1d4ed8' }, { label: '已读', stroke: '#b45309' }, { label: '确认', stroke: '#166534' }],
+        axes: [{ space: 64, values: (u, ticks) => {
+          const seconds = ticks.length > 1 && ticks[1] - ticks[0] < 60;
+          return ticks.map((t, i) => (i === 0 || day(t) !== day(ticks[i - 1])
+            ? `${clock(t, seconds)}\n${day(t)}` : clock(t, seconds)));
+        } }, {}],
       }, data, box.current);
     })();
     return () => { dead = true; };
