@@ -272,3 +272,29 @@ def test_the_first_messages_of_a_new_direct_chat_stay_shown_while_it_is_created(
     )
     r.raise_for_status()
     assert [m["body"] for m in reversed(r.json()["messages"])] == [first, second]  # the recipient got both
+
+
+def test_system_notes_read_in_chinese_in_the_inbox(pages: Pages, web: Web) -> None:
+    """The inbox showed a group's last system note as the server's English snippet, as though its
+    actor had written it (钱七：created 防汛群, 钱七：1 joined); now it reads what happened, live and
+    after a reload alike."""
+    auth = {"authorization": f"Bearer {token(web.base, 'qian')}"}
+    title = f"值班群 {secrets.token_hex(2)}"
+    zhou_post = web.world.positions["zhou"][0]
+    g = httpx.post(web.base + "/api/v1/groups", headers=auth, json={"title": title, "position_ids": [zhou_post]})
+    assert g.status_code == 201, g.text
+    zhou = pages.open("zhou")  # the inbox comes from GET /api/v1/conversations
+    row = zhou.get_by_role("list", name="会话列表").locator("a.conv", has_text=title)
+    expect(row.locator(".conv-snippet")).to_have_text(f"创建了群“{title}”")
+    added = httpx.post(
+        f"{web.base}/api/v1/groups/{g.json()['id']}/members",
+        headers=auth,
+        json={"position_ids": [web.world.positions["sun"][0]]},
+    )
+    assert added.status_code == 200, added.text
+    expect(row.locator(".conv-snippet")).to_have_text("1 人加入")  # live
+    check_page(zhou, "inbox-system-note")
+    zhou.reload()
+    expect(row.locator(".conv-snippet")).to_have_text("1 人加入")  # from the list
+    row.click()
+    expect(zhou.locator("li.system")).to_have_text([f"创建了群“{title}”", "1 人加入"])

@@ -138,7 +138,7 @@ function applyMessage(f) {
   const rows = st.conversations.slice();
   const i = rows.findIndex((c) => c.id === d.conversation_id);
   const last = { id: d.id, sender: d.sender, kind: d.kind || 'text', snippet: (d.body || '').slice(0, 80),
-                 created_at: d.created_at, recalled: false };
+                 system: d.system, created_at: d.created_at, recalled: false };
   let row;
   if (i >= 0) {
     row = { ...rows[i] };

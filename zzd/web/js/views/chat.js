@@ -7,6 +7,7 @@ import { dropKept, keptBubble, keptSends, onSendRefused, resendFailed, sendKept 
 import { learnPerson, loadPosition, personName, positionTitle } from '../names.js';
 import { setInbox } from '../session.js';
 import { get, go, set, useStore } from '../store.js';
+import { systemText } from '../system.js';
 import { conversationTitle } from './inbox.js';
 import { MentionPicker } from './mentions.js';
 import { Photo } from './photo.js';
@@ -405,25 +406,4 @@ export function Chat({ id, toPosition, toPerson }) {
 function readName(r) {
   if (typeof r === 'object' && r) return r.name || personName(r.id ?? r.person_id);
   return personName(r);
-}
-
-// System notes: events carry `system`; history has only the server's English text, mapped here.
-const SYSTEM_TEXT = [
-  [/^created (.*)$/s, (t) => `创建了群“${t}”`],
-  [/^renamed the group to (.*)$/s, (t) => `群名改为“${t}”`],
-  [/^(\d+) joined$/, (n) => `${n} 人加入`],
-  [/^(\d+) left$/, (n) => `${n} 人离开`],
-];
-
-function systemText(m) {
-  const s = m.system || {};
-  if (s.event === 'handover') return '岗位交接：新的在岗人已接手本会话';
-  if (s.event === 'members') return `成员变动：加入 ${(s.joined || []).length} 人，离开 ${(s.left || []).length} 人`;
-  if (s.event === 'created') return `创建了群“${s.title || ''}”`;
-  if (s.event === 'renamed') return `群名改为“${s.title || ''}”`;
-  for (const [re, fn] of SYSTEM_TEXT) {
-    const hit = re.exec(m.body || '');
-    if (hit) return fn(hit[1]);
-  }
-  return m.body || '系统消息';
 }

@@ -4,6 +4,7 @@ import { useState } from 'preact/hooks';
 import { loadMoreInbox } from '../session.js';
 import { personName, positionTitle } from '../names.js';
 import { positionById, positionLabel, useStore } from '../store.js';
+import { systemText } from '../system.js';
 
 export function conversationTitle(c, me, acting) {
   if (c.title) return c.title;
@@ -21,6 +22,14 @@ export function conversationTitle(c, me, acting) {
   }
   if (c.kind === 'unit') return '部门群';
   return '群聊';
+}
+
+// A system note reads as what happened, in Chinese, not as something its actor wrote.
+function snippet(last) {
+  if (!last) return '';
+  if (last.recalled) return '（已撤回）';
+  if (last.kind === 'system') return systemText(last);
+  return `${last.sender?.name || ''}：${last.snippet}`;
 }
 
 const KIND = { direct: '私聊', position: '岗位', unit: '部门群', group: '群聊' };
@@ -52,7 +61,7 @@ export function Inbox() {
                   ${c.unread > 0 && html`<span class="badge" aria-label=${c.unread + ' 条未读'}>${c.unread}</span>`}
                   ${(c.mentioned || c.unread_mentions > 0) && html`<span class="mention-flag">有人@我</span>`}
                 </span>
-                <span class="conv-snippet">${last ? (last.recalled ? '（已撤回）' : `${last.sender?.name || ''}：${last.snippet}`) : ''}</span>
+                <span class="conv-snippet">${snippet(last)}</span>
                 ${via && html`<span class="via">发给：${positionLabel(via)}</span>`}
               </a>
             </li>`;
