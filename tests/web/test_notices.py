@@ -163,3 +163,19 @@ def test_a_ding_interrupts_the_open_view_until_looked_at(pages: Pages, web: Web)
     expect(worker.get_by_role("heading", level=2)).to_contain_text(title)
     expect(worker.get_by_role("alert")).to_have_count(0)
     expect(worker.get_by_role("button", name="确认收到")).to_be_visible()
+
+
+def test_a_mistyped_unit_code_or_role_is_named_in_the_preview(pages: Pages, web: Web) -> None:
+    """The preview answered not_found for a unit code or role that does not exist, and the page
+    said 找不到该内容（可能已删除或无权查看）: neither which part was wrong nor that it was a typo."""
+    mgr = pages.open("zhang")
+    mgr.get_by_role("navigation", name="主导航").get_by_role("link", name="通知").click()
+    mgr.get_by_role("link", name="发通知").click()
+    _term(mgr, 0, "专职网格员", "990199")  # no such unit (柯城区 is 990101)
+    error = mgr.locator("[data-preview=error]")
+    expect(error).to_have_text("没有这个单位：990199（请检查单位代码）")
+    mgr.get_by_label("选择器（可直接编辑）").fill("网格巡查员@990101/**")
+    expect(error).to_have_text("没有这个岗位：网格巡查员（请从列表中选择）")
+    check_page(mgr, "notice-compose-typo")
+    _term(mgr, 0, "专职网格员", "990101")
+    expect(mgr.locator("[data-preview=ok]")).to_be_visible()

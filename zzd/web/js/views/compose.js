@@ -87,8 +87,7 @@ export function Compose() {
       } catch (e) {
         if (!live) return;
         setPreview(null);
-        setPreviewError(e.code === 'out_of_scope'
-          ? `超出管辖范围：${(e.data.out_of_scope || []).join('，')}（${e.data.count} 个岗位）` : e.message);
+        setPreviewError(previewErrorText(e));
       }
     }, 300);
     return () => { live = false; clearTimeout(t); };
@@ -173,6 +172,15 @@ export function Compose() {
         <button type="submit" disabled=${busy || !preview}>${busy ? '正在发送…' : `发送给 ${preview ? preview.persons : 0} 人`}</button>
       </form>
     </section>`;
+}
+
+// What is wrong with the selector, in the manager's words: a mistyped unit code or role was
+// answered not_found and read 找不到该内容（可能已删除或无权查看）, which says neither which nor why.
+function previewErrorText(e) {
+  if (e.code === 'out_of_scope') return `超出管辖范围：${(e.data.out_of_scope || []).join('，')}（${e.data.count} 个岗位）`;
+  if (e.code === 'not_found' && e.data.unit != null) return `没有这个单位：${e.data.unit}（请检查单位代码）`;
+  if (e.code === 'not_found' && e.data.role != null) return `没有这个岗位：${e.data.role}（请从列表中选择）`;
+  return e.message;
 }
 
 function PreviewPanel({ preview, error }) {
