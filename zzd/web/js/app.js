@@ -86,12 +86,36 @@ function Header() {
       <button type="button" class="link" onClick=${() => set({ banner: null })}>知道了</button></div>`}`;
 }
 
+// A view that replaces the element holding the focus (a conversation opened from the inbox with
+// Enter, a form that moves on when sent) left the focus on <body>: a keyboard user started again
+// from the header, a screen reader said nothing of the new view. The focus goes to the new view's
+// heading once it is shown (the views loaded on first use take a moment), and only when it was
+// lost: a tab of the bottom bar keeps it.
+function focusLostToHeading() {
+  let frames = 0;
+  let raf = 0;
+  const settle = () => {
+    const a = document.activeElement;
+    if (a && a !== document.body && a.isConnected) return;
+    const h = document.querySelector('main h2');
+    if (h) {
+      if (!h.hasAttribute('tabindex')) h.setAttribute('tabindex', '-1');
+      h.focus({ preventScroll: true });
+    } else if (++frames < 300) {
+      raf = requestAnimationFrame(settle);
+    }
+  };
+  raf = requestAnimationFrame(settle);
+  return () => cancelAnimationFrame(raf);
+}
+
 function Shell() {
   const r = useStore((s) => s.route);
   const unread = useStore((s) => s.conversations.reduce((n, c) => n + (c.unread || 0), 0));
   const toAck = useStore((s) => s.notices.filter((n) => n.ack_required && !n.acked && !n.recalled).length);
   const badge = { '#/inbox': unread, '#/notices': toAck };
   useEffect(() => { start(); }, []);
+  useEffect(() => focusLostToHeading(), [r]);
   const current = '#/' + (r.replace(/^#\/?/, '').split('/')[0] || 'inbox');
   return html`
     <${Header} />
