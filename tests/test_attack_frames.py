@@ -151,6 +151,24 @@ async def test_bad_frames_get_structured_errors_keep_the_connection_and_store_no
     await a.close()
 
 
+async def test_a_frame_id_with_a_control_character_is_refused_and_not_echoed(server: RunningServer) -> None:
+    """Audit (河南): a frame ``id`` holding NUL (or another control character) was accepted, acted on
+    and echoed back as ``ref``. Now it is ``invalid_frame`` with ``ref: null`` and nothing changes."""
+    _, a, b_id = await _pair(server)
+    before = await _counts(server)
+    for fid in ("a\x00b", "\x00", "x\ny", "tab\t", "esc\x1b[31m", "del\x7f", "nel\x85"):
+        for frame in (_send(b_id, "带控制字符的 id", id=fid), {"type": "ping", "id": fid}):
+            await a.send_raw(json.dumps(frame))
+            reply = await a.reply("None")
+            _assert_error(reply, "invalid_frame", None, repr(fid))
+            assert [e["field"] for e in reply["data"]["errors"]] == ["id"], reply
+            await _assert_usable(a)
+    assert await _counts(server) == before, "a frame with a control character in its id was acted on"
+    ok = await a.request({"type": "ping", "id": "普通-id_1.2"})  # printable ids, CJK included, still echo
+    assert ok["type"] == "ok", ok
+    await a.close()
+
+
 async def test_frame_over_64_kib_closes_1009(server: RunningServer) -> None:
     _, a, b_id = await _pair(server)
     await a.send_raw(json.dumps(_send(b_id, "x" * 70_000) | {"id": "big"}))
@@ -359,7 +377,10 @@ async def test_fuzzed_frames_always_get_ok_or_structured_error(server: RunningSe
             strict_json = False  # NaN/Infinity: invalid JSON, so no trusted id (ref is null)
             assert reply["type"] == "error" and reply["code"] == "invalid_json" and reply["ref"] is None, reply
         if strict_json and isinstance(frame, dict) and isinstance(frame.get("id"), str) and len(frame["id"]) <= 64:
-            assert reply["ref"] == frame["id"], (text[:200], reply)
+            # An id with a control character is refused unread, never echoed (docs/protocol.md "Frames")
+            control = any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in frame["id"])
+            assert reply["ref"] == (None if control else frame["id"]), (text[:200], reply)
+            assert not control or reply["type"] == "error", (text[:200], reply)
         seen[reply["type"]] += 1
 
     @settings(

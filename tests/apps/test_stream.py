@@ -92,6 +92,10 @@ async def test_stream_and_webhook_get_the_same_event_and_unacked_ones_come_again
         await ws.send("{not json")
         reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
         assert (reply["ref"], reply["code"]) == (None, "invalid_json")
+        for fid in ("p\x00", "p\n", "p\x85"):  # a control character in the id: refused, not echoed (河南 audit)
+            await ws.send(json.dumps({"type": "ping", "id": fid}))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+            assert (reply["type"], reply["ref"], reply["code"]) == ("error", None, "invalid_frame"), reply
         await ws.send(json.dumps({"type": "ping", "id": "p"}))
         assert json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["data"] == {"pong": True}
         await ws.close()

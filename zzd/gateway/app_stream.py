@@ -34,6 +34,7 @@ from apps.model import AppPrincipal
 from kernel.errors import ZzdError
 from kernel.waiting import wait_event
 from zzd.gateway.closecodes import Close
+from zzd.gateway.frames import echoable_id
 from zzd.gateway.jsonsafe import strict_loads
 from zzd.gateway.stream_frames import (
     StreamAckData,
@@ -145,10 +146,10 @@ class _StreamConn:
             await self._on_frame(frame)
 
     async def _on_frame(self, frame: Any) -> None:
-        ref = frame.get("id") if isinstance(frame, dict) else None
-        ref = ref if isinstance(ref, str) and 0 < len(ref) <= 64 else None
-        if ref is None or not isinstance(frame, dict):
-            await self._error(None, "invalid_frame", "every frame is an object with type and id (1-64 characters)")
+        ref = echoable_id(frame.get("id")) if isinstance(frame, dict) else None
+        if not ref or not isinstance(frame, dict):
+            msg = "every frame is an object with type and id (1-64 characters, no control characters)"
+            await self._error(None, "invalid_frame", msg)
             return
         kind = frame.get("type")
         if kind == "ping" and set(frame) <= {"type", "id"}:
@@ -255,10 +256,10 @@ async def _hello(ws: WebSocket, s: Services) -> tuple[AppPrincipal, float] | Non
         and set(frame) == {"type", "id", "v", "token"}
         and isinstance(frame.get("token"), str)
     )
-    if not ok_shape or not isinstance(frame, dict) or frame.get("v") != 1 or not isinstance(frame.get("id"), str):
+    got = echoable_id(frame.get("id")) if isinstance(frame, dict) else None
+    if not ok_shape or not isinstance(frame, dict) or frame.get("v") != 1 or not got:
         msg = "the first frame must be {type: hello, id, v: 1, token}"
-        got = frame.get("id") if isinstance(frame, dict) else None
-        ref = got if isinstance(got, str) and 0 < len(got) <= 64 else None  # null only when unreadable
+        ref = got or None  # null only when unreadable (control characters included)
         await ws.send_text(json.dumps({"type": "error", "ref": ref, "code": "invalid_frame", "message": msg}))
         await ws.close(code=Close.BAD_HELLO, reason="bad hello")
         return None

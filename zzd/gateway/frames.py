@@ -7,18 +7,45 @@ are refused: pydantic strict mode, no coercion.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, TypeAdapter, model_validator
 
 from kernel.wire import ClientMsgId
 
-__all__ = ["ClientFrame", "FRAME_TYPES", "PROTOCOL_VERSION", "parse_frame"]
+__all__ = [
+    "ClientFrame",
+    "FRAME_ID_PATTERN",
+    "FRAME_TYPES",
+    "PROTOCOL_VERSION",
+    "FrameId",
+    "echoable_id",
+    "parse_frame",
+]
 
 PROTOCOL_VERSION = 1
 SafeInt = Annotated[int, Field(ge=0, le=2**53)]
 PosInt = Annotated[int, Field(ge=1, le=2**53)]
-FrameId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+#: No control characters (C0, DEL, C1) in a frame id: it is echoed as ``ref``, and a NUL in it
+#: was accepted and sent back (the 河南 audit). Such a frame is ``invalid_frame`` with ``ref: null``.
+FRAME_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+FrameId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=FRAME_ID_PATTERN)]
+
+
+def echoable_id(value: object) -> str | None:
+    """A frame ``id`` that may be echoed as ``ref``: a string of at most 64 characters, valid
+    Unicode, without control characters; None otherwise (the error's ``ref`` is then null)."""
+    if not isinstance(value, str) or len(value) > 64 or _CONTROL.search(value):
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in the id itself: nothing to echo
+        return None
+    return value
+
+
 _EMPTY: dict[str, JsonValue] = {"default": []}
 
 

@@ -34,6 +34,7 @@ from zzd.gateway.frames import (
     Recall,
     Send,
     Sync,
+    echoable_id,
     parse_frame,
 )
 from zzd.gateway.jsonsafe import LoneSurrogate, strict_loads
@@ -68,17 +69,8 @@ def _dumps(obj: dict[str, Any]) -> str:
 
 
 def _readable_id(obj: object) -> str | None:
-    """The frame's ``id`` when it can be echoed as ``ref``: a string of at most 64 characters, valid Unicode."""
-    if not isinstance(obj, dict):
-        return None
-    fid = obj.get("id")
-    if not isinstance(fid, str) or len(fid) > 64:
-        return None
-    try:
-        fid.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate in the id itself: nothing to echo
-        return None
-    return fid
+    """The frame's ``id`` when it can be echoed as ``ref`` (``echoable_id``)."""
+    return echoable_id(obj.get("id")) if isinstance(obj, dict) else None
 
 
 class GatewayProtocol:

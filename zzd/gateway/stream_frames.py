@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from apps.model import EVENT_TYPES
+from zzd.gateway.frames import FrameId  # echoed as ``ref``: 1-64 characters, no control characters
 
 __all__ = [
     "STREAM_CLIENT_FRAMES",
@@ -31,8 +32,6 @@ __all__ = [
     "WebhookEvent",
 ]
 
-#: A client frame's ``id``: echoed as ``ref`` in its answer.
-FrameId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 _STRICT = ConfigDict(extra="forbid")
 
 
