@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import heapq
 import sys
+import unicodedata
 from array import array
 from bisect import bisect_left, bisect_right, insort
 
 from pypinyin import Style, lazy_pinyin
 from pypinyin.constants import PHRASES_DICT
 
-__all__ = ["Names", "pinyin_fast"]
+__all__ = ["Names", "fold", "pinyin_fast"]
 
 _CHAR_PINYIN: dict[str, str] = {}
 
@@ -107,6 +108,12 @@ def surname_pinyin(name: str) -> tuple[str, str]:
     if full == default:
         return "", ""
     return full, read[0] + initials[1:]
+
+
+def fold(text: str) -> str:
+    """The form names and queries are compared in: NFKC, so full-width Latin letters and digits
+    (``ｈｅｚｈａｎｇ``, ``４１０１０５``, ``幸福ｅ家社区``) match their ASCII forms either way."""
+    return unicodedata.normalize("NFKC", text)
 
 
 class _Column:
@@ -193,7 +200,8 @@ class Names:
         self._second = phrase_pinyin if phrases else surname_pinyin if surnames else None
         second = (_Column(3, sparse=True), _Column(2, sparse=True)) if self._second else ()
         self._cols: tuple[_Column, ...] = (_Column(2), _Column(3), _Column(2), *second)
-        self.names: list[str] = self._cols[0].values
+        #: the names as given (shown); the characters column holds them folded (``fold``)
+        self.names: list[str] = []
         self._sealed = False
         for n in names:
             self.add(n)
@@ -209,7 +217,9 @@ class Names:
         nid = self._id.get(name)
         if nid is None:
             nid = self._id[name] = len(self.names)
-            values = (name, *pinyin_fast(name), *(self._second(name) if self._second else ()))
+            self.names.append(name)
+            key = fold(name)
+            values = (key, *pinyin_fast(key), *(self._second(key) if self._second else ()))
             for col, value in zip(self._cols, values, strict=True):
                 col.add(nid, value)
                 if self._sealed:
@@ -221,7 +231,7 @@ class Names:
 
     def match(self, nid: int, term: str, folded: str, pinyin_too: bool) -> int | None:
         """0 when name ``nid`` equals ``term`` in some column, 1 when one contains it, None otherwise (as ``find``)."""
-        name = self.names[nid]
+        name = self._cols[0].values[nid]
         if name == term:
             return 0
         if pinyin_too:
@@ -240,8 +250,7 @@ class Names:
         """
         folded = term.lower()
         out: dict[int, bool] = {}
-        nid = self._id.get(term)
-        if nid is not None:
+        for nid in self._cols[0].exact(term)[:cap]:  # folded names equal to the (folded) term
             out[nid] = True
         pinyin_too = folded == term or folded.isascii()  # pinyin and initials are lower case
         if pinyin_too:

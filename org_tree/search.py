@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from kernel.errors import BadRequest
 from org_tree.directory import Directory, pinyin_fast
 from org_tree.index import OrgIndex
+from org_tree.name_index import fold
 from org_tree.resolution import _normalize
 from org_tree.search_scope import ScopedTerm, is_code_term
 
@@ -154,8 +155,8 @@ class _Query:
         folded = term.lower()
         out: dict[int, int] = {}
         for rid, role in self.idx.roles.items():
-            full, initials = pinyin_fast(role.name)
-            fields = (role.name, role.key, full, initials)
+            full, initials = pinyin_fast(fold(role.name))
+            fields = (fold(role.name), role.key, full, initials)
             if any(term in f or folded in f for f in fields):
                 out[rid] = 0 if term in fields or folded in fields else 1
         return out
@@ -262,7 +263,7 @@ def search(index: OrgIndex, directory: Directory, query: str, *, offset: int = 0
     Raises:
         BadRequest: empty or over-long query, or bad paging.
     """
-    terms = query.split()
+    terms = fold(query).split()  # full-width letters, digits and spaces as their ASCII forms
     if not terms or len(query) > MAX_QUERY or len(terms) > MAX_TERMS:
         raise BadRequest(f"query must have 1..{MAX_TERMS} terms and at most {MAX_QUERY} characters",
                          data={"field": "q"})  # fmt: skip

@@ -129,3 +129,22 @@ async def test_the_persons_part_of_a_build_runs_off_the_event_loop(
     svc = OrgService(org_db, FakeClock(), holder)
     page = await svc.search(ADMIN, "柯城区")
     assert page.total > 0 and threads and threads[0] is not threading.main_thread()
+
+
+async def test_full_width_input_and_names_fold_with_nfkc(two: tuple[OrgService, OrgService]) -> None:
+    """Audit (河南): full-width input (``ｈｅｚｈａｎｇ``, ``４１０１０５``) found nothing, and ``幸福ｅ家社区``
+    and ``幸福e家社区`` did not find each other. Query and indexed names are now compared NFKC-folded;
+    hits still show the names as written."""
+    a, b = two
+    for ascii_q, wide_q in (("hezhang", "ｈｅｚｈａｎｇ"), ("990101", "９９０１０１"), ("kcq wgy", "ｋｃｑ　ｗｇｙ")):
+        want = _ids(await b.search(ADMIN, ascii_q, limit=100))
+        assert want and _ids(await b.search(ADMIN, wide_q, limit=100)) == want, wide_q
+    other = "990101001002"
+    await a.rename_unit(ADMIN, VILLAGE, "幸福ｅ家社区")  # full-width e
+    await a.rename_unit(ADMIN, other, "幸福e家社区")
+    await b._holder.refresh_if_changed()
+    for q in ("幸福e家社区", "幸福ｅ家社区", "ｅ家", "xingfuejiashequ"):
+        page = await b.search(ADMIN, q, limit=100)
+        assert {h.unit_code[:12] for h in page.hits} == {VILLAGE, other}, q  # the villages and their grids
+    named = {h.unit_code: h.unit_path[-1] for h in (await b.search(ADMIN, "幸福e家社区", limit=100)).hits}
+    assert (named[VILLAGE], named[other]) == ("幸福ｅ家社区", "幸福e家社区")
