@@ -329,7 +329,9 @@ class MemberReconciler:
                     "org_version": version,
                 },
                 about=[*joined, *left],
-                text=f"{len(joined)} joined, {len(left)} left",
+                text=f"{len(joined)} joined, {len(left)} left"
+                if joined or left
+                else f"{len(retired)} positions retired",
                 recipients=stay,
                 extra_events=extra,
             )

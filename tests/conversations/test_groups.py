@@ -305,8 +305,9 @@ async def test_a_retired_position_leaves_the_groups_listing(world: World) -> Non
     owner = await world.person("主")
     p1, p2, p3 = world.single_positions(3)
     [h1] = world.holders(p1)
+    [h2] = world.holders(p2)
     [h3] = world.holders(p3)
-    g = await world.groups.create(owner, "专班", [h3], [p1, p2, p3])
+    g = await world.groups.create(owner, "专班", [h2, h3], [p1, p2, p3])
     await world.members.run()
     await world.org.structure.retire_position(ADMIN, p1)
     await world.org.structure.retire_position(ADMIN, p3)  # its holder was also named: stays
@@ -318,3 +319,11 @@ async def test_a_retired_position_leaves_the_groups_listing(world: World) -> Non
     [note] = _system(await world.stream(owner))[-1:]
     assert note["left"] == [h1] and note["position_ids"] == sorted([p1, p3])
     assert await world.members.run() == 0
+    # Only a position whose holder is also named: nobody leaves, the note says the position went
+    await world.org.structure.retire_position(ADMIN, p2)  # h2 was named too
+    await world.holder.refresh_if_changed()
+    assert await world.members.run() == 1
+    view = await world.groups.get(owner, g["id"])
+    assert view["position_ids"] == [] and h2 in _members(view)
+    [(_, last)] = [(k, d) for k, d in await world.stream(owner) if k == "message.new"][-1:]
+    assert (last["body"], last["system"]["left"], last["system"]["position_ids"]) == ("1 positions retired", [], [p2])

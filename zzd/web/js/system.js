@@ -7,9 +7,15 @@ const SNIPPETS = [
   [/^(\d+) joined, (\d+) left$/, (j, l) => members(+j, +l)],
   [/^(\d+) joined$/, (n) => members(+n, 0)],
   [/^(\d+) left$/, (n) => members(0, +n)],
+  [/^(\d+) positions retired$/, (n) => retired(+n)],
   [/^岗位交接$/, () => HANDOVER],
 ];
 const HANDOVER = '岗位交接：新的在岗人已接手本会话';
+
+// A member position retired with no one leaving (vacant, or its holder also named): docs/conversations.md.
+function retired(n) {
+  return `${n} 个岗位已撤销，移出本群`;
+}
 
 function members(joined, left) {
   if (!left) return `${joined} 人加入`;
@@ -21,7 +27,10 @@ function members(joined, left) {
 export function systemText(m) {
   const s = m.system || {};
   if (s.event === 'handover') return HANDOVER;
-  if (s.event === 'members') return members((s.joined || []).length, (s.left || []).length);
+  if (s.event === 'members') {
+    const [joined, left] = [(s.joined || []).length, (s.left || []).length];
+    return joined || left || !(s.position_ids || []).length ? members(joined, left) : retired(s.position_ids.length);
+  }
   if (s.event === 'created') return `创建了群“${s.title || ''}”`;
   if (s.event === 'renamed') return `群名改为“${s.title || ''}”`;
   const text = m.body ?? m.snippet ?? '';
