@@ -9,6 +9,7 @@ wake-up handed to ``notify`` for real-time delivery.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,11 +21,23 @@ from kernel.errors import Forbidden, NotFound
 from kernel.text import check_text
 from kernel.wire import check_client_msg_id, dumps
 from messaging.batching import Batcher
-from messaging.chat_storage import ChatStore, EventTail, Muted
+from messaging.chat_storage import (
+    ChatStore,
+    EventTail,
+    Muted,
+    NewMessage,
+    batch_on_sqlite_thread,
+    sqlite_existing,
+    sqlite_people_and_chats,
+    sqlite_store,
+)
+from messaging.db_errors import with_db_retry
+from messaging.events import sqlite_time
 from messaging.ports import Notify
 from messaging.schema import conversations, messages
 from messaging.shapes import MessageNew, MessageSent, Sender
 from messaging.unit_of_work import Txn, UnitOfWork
+from messaging.wakeup import EventGroup
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +127,13 @@ class ChatService:
     def __init__(self, uow: UnitOfWork, *, max_batch: int = 256) -> None:
         self._db = uow.db
         self._uow = uow
-        self._batcher: Batcher[SendRequest, SendResult] = uow.batcher(
-            self._write_batch, max_batch=max_batch, name="chat-send"
-        )
+        if batch_on_sqlite_thread(uow.db):
+            # The whole batch in one trip to aiosqlite's thread (``_sqlite_batch``).
+            self._batcher: Batcher[SendRequest, SendResult] = Batcher(
+                self._write_batch_sqlite, max_batch=max_batch, name="chat-send"
+            )
+        else:
+            self._batcher = uow.batcher(self._write_batch, max_batch=max_batch, name="chat-send")
 
     async def send(self, req: SendRequest) -> SendResult:
         """Store a direct message and return once it is committed.
@@ -132,39 +149,14 @@ class ChatService:
         await self._batcher.close()
 
     async def _write_batch(self, tx: Txn, reqs: Sequence[SendRequest]) -> list[SendResult | BaseException]:
+        """A send batch on PostgreSQL: its statements go out one at a time from the event loop."""
         conn, now = tx.conn, tx.now
         store = await ChatStore.of(conn, now)
-        out: list[SendResult | BaseException | None] = [None] * len(reqs)
-        people, chats, muted = await store.people_and_chats(
-            sorted({r.sender_id for r in reqs} | {r.recipient_id for r in reqs}),
-            {direct_key(r.sender_id, r.recipient_id): (r.sender_id, r.recipient_id) for r in reqs},
-        )
-
-        # A retry of an already-stored message is found by the conflict-ignoring
-        # insert below and answered from the database.
-        existing: dict[tuple[int, str], SendResult] = {}
-        todo: dict[tuple[int, str], SendRequest] = {}
-        for i, r in enumerate(reqs):
-            k = (r.sender_id, r.client_msg_id)
-            if r.sender_id not in people or people[r.sender_id][1]:
-                out[i] = Forbidden("sender is disabled")
-            elif r.recipient_id not in people or people[r.recipient_id][1]:
-                out[i] = NotFound("no such person", data={"person_id": r.recipient_id})
-            else:
-                todo.setdefault(k, r)
-
+        people, chats, muted = await store.people_and_chats(_persons(reqs), _pairs(reqs))
+        out, todo = _checked(reqs, people)
         if todo:
             conv_ids = await self._direct_conversations(store, list(todo.values()), chats)
-            rows = [
-                (conv_ids[direct_key(r.sender_id, r.recipient_id)], r.sender_id, r.client_msg_id, r.body)
-                for r in todo.values()
-            ]
-            # Each message's payload is the head, its id, then this tail (known before its id is);
-            # each reader's says whether they muted the chat.
-            tails = [
-                self._tails(conv, r, people[r.sender_id][0], now, muted)
-                for (conv, *_), r in zip(rows, todo.values(), strict=True)
-            ]
+            rows, tails = _rows(todo, conv_ids, people, muted, now)
             # Conversation rows (locked as they were read) before stream rows, in id order, like every
             # other writer of messages (messaging/conversations): one lock order, and ids commit in order.
             inserted, new_events, new_groups = await store.store_messages(rows, tails, _PAYLOAD_HEAD)
@@ -173,38 +165,23 @@ class ChatService:
             else:
                 tx.wake(new_groups)
             # Lost a race with another process for the same key: theirs stands.
-            raced = [k for k in todo if k not in inserted]
-            existing.update(await self._existing(conn, raced))
-            # The sender's seq goes into the answer. The events are in message id order, one per
-            # message, or two (the sender's first) when the two persons' ``muted`` differ.
-            split = {k for k, (_, rcpt, own) in zip(todo, tails, strict=True) if own is not None and rcpt != k[0]}
-            sender_seq: dict[tuple[int, str], int] = {}
-            groups = iter(new_groups)
-            for k in sorted(inserted, key=inserted.__getitem__):
-                sender_seq[k] = next(seq for pid, seq in next(groups).recipients if pid == k[0])
-                if k in split:
-                    next(groups)
-            answered: set[tuple[int, str]] = set()
-            for i, r in enumerate(reqs):
-                if out[i] is not None:
-                    continue
-                k = (r.sender_id, r.client_msg_id)
-                if k in inserted:
-                    cid = conv_ids[direct_key(r.sender_id, r.recipient_id)]
-                    first = k not in answered
-                    answered.add(k)
-                    out[i] = SendResult(inserted[k], cid, now, not first, sender_seq.get(k) if first else None)
-                else:
-                    out[i] = existing[k]
-        return [o if o is not None else NotFound("no such person") for o in out]
+            existing = await self._existing(conn, [k for k in todo if k not in inserted])
+            _answer(reqs, out, todo, conv_ids, tails, inserted, new_groups, existing, now)
+        return _answers(out)
 
-    @staticmethod
-    def _tails(conv: int, r: SendRequest, name: str, now: datetime, muted: Muted) -> EventTail:
-        """The recipient's payload tail, and the sender's own when their ``muted`` differs."""
-        theirs, mine = (conv, r.recipient_id) in muted, (conv, r.sender_id) in muted
-        tail = direct_message_tail(conv, r, name, now, muted=theirs)
-        own = None if mine == theirs else direct_message_tail(conv, r, name, now, muted=mine)
-        return tail, r.recipient_id, own
+    async def _write_batch_sqlite(self, reqs: Sequence[SendRequest]) -> list[SendResult | BaseException]:
+        """A send batch on SQLite: one transaction, whole on aiosqlite's thread (``Database.sqlite_write``).
+
+        Why: through ``UnitOfWork.run`` a batch was four trips to that thread (``BEGIN IMMEDIATE``,
+        the reads with the new chats, the messages with their events, ``COMMIT``), each a hand-off
+        and back (~30 µs of CPU), and SQLAlchemy's transaction around them on the event loop
+        (issue 15). The checks and answers are the PostgreSQL path's own (``_checked``, ``_rows``,
+        ``_answer``), run on the thread between the statements; the wake-ups go out after the commit.
+        """
+        now = self._uow.clock.now()
+        answers, groups = await with_db_retry(lambda: self._db.sqlite_write(_sqlite_batch, reqs, now))
+        self._uow.announce_groups(groups)
+        return answers
 
     async def _existing(self, conn: AsyncConnection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], SendResult]:
         if not keys:
@@ -251,3 +228,119 @@ class ChatService:
         async with self._db.read() as conn:
             ids = await self._conv_ids(conn, [direct_key(actor_id, peer_id)])
         return ids.get(direct_key(actor_id, peer_id))
+
+
+#: A send's identity: (sender_id, client_msg_id).
+_Key = tuple[int, str]
+_Out = list[SendResult | BaseException | None]
+
+
+def _persons(reqs: Sequence[SendRequest]) -> list[int]:
+    return sorted({r.sender_id for r in reqs} | {r.recipient_id for r in reqs})
+
+
+def _pairs(reqs: Sequence[SendRequest]) -> dict[str, tuple[int, int]]:
+    return {direct_key(r.sender_id, r.recipient_id): (r.sender_id, r.recipient_id) for r in reqs}
+
+
+def _checked(reqs: Sequence[SendRequest], people: dict[int, tuple[str, bool]]) -> tuple[_Out, dict[_Key, SendRequest]]:
+    """The refusals (a disabled sender, a missing or disabled recipient), and the sends to store, by key.
+
+    A retry of an already-stored message is found by the conflict-ignoring insert and answered
+    from the database (``_answer``'s ``existing``).
+    """
+    out: _Out = [None] * len(reqs)
+    todo: dict[_Key, SendRequest] = {}
+    for i, r in enumerate(reqs):
+        if r.sender_id not in people or people[r.sender_id][1]:
+            out[i] = Forbidden("sender is disabled")
+        elif r.recipient_id not in people or people[r.recipient_id][1]:
+            out[i] = NotFound("no such person", data={"person_id": r.recipient_id})
+        else:
+            todo.setdefault((r.sender_id, r.client_msg_id), r)
+    return out, todo
+
+
+def _rows(
+    todo: dict[_Key, SendRequest],
+    conv_ids: dict[str, int],
+    people: dict[int, tuple[str, bool]],
+    muted: Muted,
+    now: datetime,
+) -> tuple[list[NewMessage], list[EventTail]]:
+    """The messages to insert and their events' tails: each payload is the head, its id, then the
+    tail (known before the id is); each reader's says whether they muted the chat."""
+    rows = [
+        (conv_ids[direct_key(r.sender_id, r.recipient_id)], r.sender_id, r.client_msg_id, r.body) for r in todo.values()
+    ]
+    tails = [
+        _tails(conv, r, people[r.sender_id][0], now, muted) for (conv, *_), r in zip(rows, todo.values(), strict=True)
+    ]
+    return rows, tails
+
+
+def _tails(conv: int, r: SendRequest, name: str, now: datetime, muted: Muted) -> EventTail:
+    """The recipient's payload tail, and the sender's own when their ``muted`` differs."""
+    theirs, mine = (conv, r.recipient_id) in muted, (conv, r.sender_id) in muted
+    tail = direct_message_tail(conv, r, name, now, muted=theirs)
+    own = None if mine == theirs else direct_message_tail(conv, r, name, now, muted=mine)
+    return tail, r.recipient_id, own
+
+
+def _answer(
+    reqs: Sequence[SendRequest],
+    out: _Out,
+    todo: dict[_Key, SendRequest],
+    conv_ids: dict[str, int],
+    tails: Sequence[EventTail],
+    inserted: dict[_Key, int],
+    groups: Sequence[EventGroup],
+    existing: dict[_Key, SendResult],
+    now: datetime,
+) -> None:
+    """Fill ``out`` for the sends stored now (the first of a key with its sender's seq, a repeat
+    within the batch as a duplicate) and those stored before (``existing``)."""
+    # The sender's seq goes into the answer. The events are in message id order, one per
+    # message, or two (the sender's first) when the two persons' ``muted`` differ.
+    split = {k for k, (_, rcpt, own) in zip(todo, tails, strict=True) if own is not None and rcpt != k[0]}
+    sender_seq: dict[_Key, int] = {}
+    each = iter(groups)
+    for k in sorted(inserted, key=inserted.__getitem__):
+        sender_seq[k] = next(seq for pid, seq in next(each).recipients if pid == k[0])
+        if k in split:
+            next(each)
+    answered: set[_Key] = set()
+    for i, r in enumerate(reqs):
+        if out[i] is not None:
+            continue
+        k = (r.sender_id, r.client_msg_id)
+        if k in inserted:
+            cid = conv_ids[direct_key(r.sender_id, r.recipient_id)]
+            first = k not in answered
+            answered.add(k)
+            out[i] = SendResult(inserted[k], cid, now, not first, sender_seq.get(k) if first else None)
+        else:
+            out[i] = existing[k]
+
+
+def _answers(out: _Out) -> list[SendResult | BaseException]:
+    return [o if o is not None else NotFound("no such person") for o in out]
+
+
+def _sqlite_batch(
+    db: sqlite3.Connection, reqs: Sequence[SendRequest], now: datetime
+) -> tuple[list[SendResult | BaseException], list[EventGroup]]:
+    """``ChatService._write_batch`` on SQLite, on aiosqlite's thread inside ``Database.sqlite_write``'s
+    transaction: the same reads, checks, writes and answers, with no trip back to the event loop
+    between them (one writer: nothing else can create a chat or store a message meanwhile)."""
+    at = sqlite_time(now)
+    people, chats, muted = sqlite_people_and_chats(db, _persons(reqs), _pairs(reqs), at)
+    out, todo = _checked(reqs, people)
+    groups: list[EventGroup] = []
+    if todo:
+        # The reads created every chat whose two persons exist and are enabled: those of ``todo``.
+        rows, tails = _rows(todo, chats, people, muted, now)
+        inserted, _events, groups = sqlite_store(db, rows, tails, _PAYLOAD_HEAD, at)
+        existing = sqlite_existing(db, [k for k in todo if k not in inserted])
+        _answer(reqs, out, todo, chats, tails, inserted, groups, existing, now)
+    return _answers(out), groups

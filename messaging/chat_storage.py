@@ -8,7 +8,9 @@ string with one array parameter per column (PostgreSQL ``unnest``, SQLite
 ``json_each``), so the drivers reuse their prepared statements and a batch of
 any size costs the same few round trips.
 
-All functions run inside the caller's write transaction (``driver_in_transaction``).
+On PostgreSQL :class:`ChatStore` sends them from the event loop, inside the caller's write
+transaction (``driver_in_transaction``); on SQLite the ``sqlite_*`` functions run on aiosqlite's
+thread, inside ``Database.sqlite_write``'s transaction (``messaging.chat._sqlite_batch``).
 """
 
 from __future__ import annotations
@@ -16,18 +18,29 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from kernel.db.database import in_sqlite_thread
+from kernel.db.database import Database
 from kernel.db.dialect import is_postgres
-from messaging.events import NewEvent, driver_in_transaction, number_events, sqlite_append, sqlite_time
+from messaging.events import NewEvent, driver_in_transaction, number_events, sqlite_append
+from messaging.shapes import MessageSent
 from messaging.txn_end import APPEND_EV
 from messaging.wakeup import EventGroup
 
-__all__ = ["PG_KEY_LOOKUPS", "ChatStore", "EventTail", "Muted", "NewMessage"]
+__all__ = [
+    "PG_KEY_LOOKUPS",
+    "ChatStore",
+    "EventTail",
+    "Muted",
+    "NewMessage",
+    "batch_on_sqlite_thread",
+    "sqlite_existing",
+    "sqlite_people_and_chats",
+    "sqlite_store",
+]
 
 #: PostgreSQL settings of the direct chat's own connections (``ZZD_DB_CHAT_POOL_SIZE``).
 #:
@@ -100,6 +113,11 @@ _SQLITE_MUTED = (
     " WHERE conversation_id IN (SELECT value FROM json_each(?)) AND muted"
 )
 _PG_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key = ANY($1::text[])"
+_SQLITE_EXISTING = """
+SELECT m.id, m.conversation_id, m.sender_id, m.client_msg_id, m.created_at
+FROM json_each(?) AS k JOIN messages AS m
+  ON m.sender_id = json_extract(k.value, '$[0]') AND m.client_msg_id = json_extract(k.value, '$[1]')
+"""
 _SQLITE_DIRECT = "SELECT direct_key, id FROM conversations WHERE direct_key IN (SELECT value FROM json_each(?))"
 # The chats this statement creates, their memberships, and their ids. The persons of the key
 # at place i of $1 are $2[i] and $3[i] (one row for a chat with oneself: DISTINCT). A key
@@ -184,24 +202,31 @@ EventTail = tuple[str, int, str | None]
 Muted = set[tuple[int, int]]
 
 
-class ChatStore:
-    """The statements of one send batch on one driver connection (asyncpg or aiosqlite).
+def batch_on_sqlite_thread(db: Database) -> bool:
+    """Whether a send batch runs whole on aiosqlite's thread (SQLite: ``messaging.chat._sqlite_batch``
+    with the ``sqlite_*`` functions below) rather than statement by statement from the event loop
+    (PostgreSQL: :class:`ChatStore`)."""
+    return db.is_sqlite
 
-    Open it with :meth:`of`, inside the batch's write transaction.
+
+class ChatStore:
+    """The statements of one send batch on one asyncpg connection (PostgreSQL).
+
+    Open it with :meth:`of`, inside the batch's write transaction. SQLite's batch runs whole on
+    aiosqlite's thread instead (the ``sqlite_*`` functions below).
     """
 
-    __slots__ = ("_at", "_driver", "_now", "_pg")
+    __slots__ = ("_driver", "_now")
 
-    def __init__(self, driver: Any, *, postgres: bool, now: datetime) -> None:
+    def __init__(self, driver: Any, *, now: datetime) -> None:
         self._driver = driver
-        self._pg = postgres
         self._now = now
-        # SQLite stores instants as text: written once per batch, as SQLAlchemy writes them.
-        self._at: object = now if postgres else sqlite_time(now)
 
     @classmethod
     async def of(cls, conn: AsyncConnection, now: datetime) -> ChatStore:
-        return cls(await driver_in_transaction(conn), postgres=is_postgres(conn), now=now)
+        if not is_postgres(conn):
+            raise TypeError("ChatStore is PostgreSQL's; SQLite's batch is messaging.chat._sqlite_batch")
+        return cls(await driver_in_transaction(conn), now=now)
 
     async def people_and_chats(
         self, ids: Sequence[int], pairs: dict[str, tuple[int, int]]
@@ -213,16 +238,11 @@ class ChatStore:
         send stores into) is created with its memberships; and which of the existing chats'
         persons muted them (``message.new`` says so to each, as in every other conversation).
 
-        One statement on PostgreSQL; a chat another transaction created meanwhile is left
-        out there (see ``_PG_PEOPLE_AND_CHATS``), and :meth:`create_direct` reads it. On
-        SQLite one trip to aiosqlite's thread (see ``in_sqlite_thread``); there is one writer,
-        so nothing else can create one of them meanwhile. Why with the reads: under the chat
-        load nearly every batch creates a chat, and a statement of its own was one more round
-        trip (PostgreSQL) or three more hand-offs to aiosqlite's thread (~30 µs of CPU each,
-        issue 15).
+        One statement; a chat another transaction created meanwhile is left out (see
+        ``_PG_PEOPLE_AND_CHATS``), and :meth:`create_direct` reads it. Why with the reads: under
+        the chat load nearly every batch creates a chat, and a statement of its own was one more
+        round trip (issue 15).
         """
-        if not self._pg:
-            return await in_sqlite_thread(self._driver, _sqlite_people_and_chats, list(ids), pairs, self._at)
         keys = sorted(pairs)  # one insert order: two batches creating common chats wait in turn, never in a cycle
         firsts, seconds = [pairs[k][0] for k in keys], [pairs[k][1] for k in keys]
         found: tuple[dict[int, tuple[str, bool]], dict[str, int], Muted] = ({}, {}, set())
@@ -238,19 +258,16 @@ class ChatStore:
 
     async def direct_ids(self, keys: Sequence[str]) -> dict[str, int]:
         """direct_key → conversation id of the direct chats that exist."""
-        rows = await self._fetch(_PG_DIRECT, _SQLITE_DIRECT, list(keys))
+        rows = await self._driver.fetch(_PG_DIRECT, list(keys))
         return {str(k): int(i) for k, i in rows}
 
     async def create_direct(self, pairs: dict[str, tuple[int, int]]) -> dict[str, int]:
         """Create these direct chats (``direct_key`` → its two persons) and their memberships, if
         missing; returns direct_key → conversation id of each.
 
-        On PostgreSQL one statement creates them; only when another transaction created
-        one of the keys first (it is not in that statement's snapshot) does a second read it.
-        On SQLite the three statements run in one trip to aiosqlite's thread.
+        One statement creates them; only when another transaction created one of the keys
+        first (it is not in that statement's snapshot) does a second read it.
         """
-        if not self._pg:
-            return await in_sqlite_thread(self._driver, _sqlite_create_direct, pairs, self._at)
         keys = sorted(pairs)  # one insert order: two batches creating common chats wait in turn, never in a cycle
         firsts, seconds = [pairs[k][0] for k in keys], [pairs[k][1] for k in keys]
         rows = await self._driver.fetch(_PG_NEW_DIRECT, keys, firsts, seconds, self._now)
@@ -266,13 +283,12 @@ class ChatStore:
         self, rows: Sequence[NewMessage], tails: Sequence[EventTail], head: str
     ) -> tuple[dict[tuple[int, str], int], list[NewEvent], list[EventGroup] | None]:
         """Store the messages not stored yet, move their conversations' ``last_message_id`` and
-        append the inserted messages' ``message.new`` events, in one statement (PostgreSQL) or one
-        trip to aiosqlite's thread (SQLite).
+        append the inserted messages' ``message.new`` events, in one statement.
 
         ``tails[i]`` is the event of ``rows[i]``'s message: its payload is ``head``, the id, then
         the tail. Returns (sender_id, client_msg_id) → id of the messages inserted now, their
         events in id order, and the events' wake-up groups — or ``None`` when a stream row was
-        missing on PostgreSQL and no event was written: the caller then appends the events
+        missing and no event was written: the caller then appends the events
         through ``Txn.append``, which creates the stream.
 
         Why the events with the messages: each statement of a send batch is a round trip that
@@ -280,8 +296,6 @@ class ChatStore:
         to its thread and back); with other traffic on the machine those waits were most of a
         chat message's tail (issue 13).
         """
-        if not self._pg:
-            return await in_sqlite_thread(self._driver, _sqlite_store, rows, tails, head, self._at)
         cols = list(zip(*rows, strict=True))
         persons = sorted({sender for _, sender, _, _ in rows} | {r for _, r, _ in tails})
         found = await self._driver.fetch(
@@ -303,11 +317,6 @@ class ChatStore:
                 last[int(i)] = int(sender_or_seq)
         events = _events_of(rows, tails, head, inserted)
         return inserted, events, (number_events(events, last) if len(last) == len(persons) else None)
-
-    async def _fetch(self, pg_sql: str, sqlite_sql: str, values: list[Any]) -> list[Any]:
-        if self._pg:
-            return list(await self._driver.fetch(pg_sql, values))
-        return list(await self._driver.execute_fetchall(sqlite_sql, (json.dumps(values),)))
 
 
 def _last_messages(rows: Sequence[NewMessage], inserted: dict[tuple[int, str], int]) -> dict[int, int]:
@@ -341,18 +350,20 @@ def _events_of(
     return [e for _, e in out]
 
 
-def _sqlite_store(
+def sqlite_store(
     db: sqlite3.Connection, rows: Sequence[NewMessage], tails: Sequence[EventTail], head: str, at: str
 ) -> tuple[dict[tuple[int, str], int], list[NewEvent], list[EventGroup]]:
+    """:meth:`ChatStore.store_messages` on SQLite (a stream row missing is created: ``sqlite_append``)."""
     inserted = _sqlite_insert_messages(db, rows, at)
     events = _events_of(rows, tails, head, inserted)
     persons = sorted({p for e in events for p in e.recipients})
     return inserted, events, (sqlite_append(db, persons, events, at) if events else [])
 
 
-def _sqlite_people_and_chats(
+def sqlite_people_and_chats(
     db: sqlite3.Connection, ids: list[int], pairs: dict[str, tuple[int, int]], at: str
 ) -> tuple[dict[int, tuple[str, bool]], dict[str, int], Muted]:
+    """:meth:`ChatStore.people_and_chats` on SQLite: one writer, so no other can create a chat meanwhile."""
     people = {int(i): (str(n), bool(d)) for i, n, d in db.execute(_SQLITE_PEOPLE, (json.dumps(ids),))}
     chats = {str(k): int(i) for k, i in db.execute(_SQLITE_DIRECT, (json.dumps(list(pairs)),))}
     muted = {(int(c), int(p)) for c, p in db.execute(_SQLITE_MUTED, (json.dumps(list(chats.values())),))}
@@ -377,3 +388,16 @@ def _sqlite_insert_messages(db: sqlite3.Connection, rows: Sequence[NewMessage], 
     inserted = {(int(s), str(c)): int(i) for i, s, c in found}
     db.executemany(_SQLITE_LAST, [(m, c) for c, m in _last_messages(rows, inserted).items()])
     return inserted
+
+
+def sqlite_existing(db: sqlite3.Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], MessageSent]:
+    """The messages already stored under these (sender_id, client_msg_id) keys, answered as duplicates."""
+    if not keys:
+        return {}
+    found = db.execute(_SQLITE_EXISTING, (json.dumps(keys),)).fetchall()
+    return {(int(s), str(c)): MessageSent(int(i), int(cv), _sqlite_instant(t), True, None) for i, cv, s, c, t in found}
+
+
+def _sqlite_instant(text: str) -> datetime:
+    """A stored instant as ``UTCDateTime`` reads it back (SQLite keeps UTC text without a zone)."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)

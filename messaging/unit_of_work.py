@@ -183,6 +183,15 @@ class UnitOfWork:
         for callback in tx._callbacks:
             callback()
 
+    def announce_groups(self, groups: list[EventGroup]) -> None:
+        """After a commit outside :meth:`run`: hand the wake-ups of the events it wrote to ``notify``.
+
+        For a write that runs whole on SQLite's thread (the direct chat's send batch,
+        ``Database.sqlite_write``), where no :class:`Txn` collects them.
+        """
+        if groups:
+            self._notify(groups)
+
     async def run(self, change: Callable[[Txn], Awaitable[T]], *, deliver: Notify | None = None) -> T:
         """Run ``change`` in one write transaction, retried on lock conflicts; announce after commit.
 

@@ -3,14 +3,15 @@
 Why count: every ``await`` on an aiosqlite call is a hand-off to its worker thread
 and back (a queue put, a thread wake-up, a self-pipe write to wake the event loop:
 ~30 µs of server CPU, more than a small statement), and a chat message's CPU on
-SQLite was 2.4-2.7x the bare relay's (issue 15). A batch into a new chat took 8:
+SQLite was 2.4-2.9x the bare relay's (issue 15). A batch into a new chat took 8:
 ``BEGIN IMMEDIATE``, the reads, the chat's three statements (insert, read back,
 memberships), the messages with their events, ``COMMIT``, and the pool's
-``rollback()`` after the commit. Now the chats are created in the reads' trip
-(``ChatStore.people_and_chats``) and the pool rolls back only a connection that
-comes back with a transaction open (``kernel.db.database``): 4, into a new chat
-or an existing one. Counted on the writer's own connection, so that a trip added
-back to the path fails this test.
+``rollback()`` after the commit. Then 4: the chats created in the reads' trip and
+the pool's rollback only for a connection that comes back with a transaction open
+(``kernel.db.database``). Now 1: the whole batch, ``BEGIN IMMEDIATE`` to ``COMMIT``,
+runs on the thread (``Database.sqlite_write``, ``messaging.chat._sqlite_batch``),
+into a new chat or an existing one, a retry included. Counted on the writer's own
+connection, so that a trip added back to the path fails this test.
 """
 
 from __future__ import annotations
@@ -88,13 +89,20 @@ async def test_trips_per_send_batch(sqlite_db: Database, monkeypatch: pytest.Mon
     second = await chat.send(SendRequest(c, a, "old", "the same chat"))
     old_chat, log[:] = list(log), []
     retry = await chat.send(SendRequest(c, a, "old", "the same chat"))
+    retried, log[:] = list(log), []
     await chat.close()
 
     # BEGIN IMMEDIATE, the reads with the new chat and its members, the messages with their events, COMMIT.
-    assert new_chat == ["execute", "_sqlite_people_and_chats", "_sqlite_store", "commit"], new_chat
-    assert old_chat == ["execute", "_sqlite_people_and_chats", "_sqlite_store", "commit"], old_chat
+    assert new_chat == ["_in_immediate"], new_chat
+    assert old_chat == ["_in_immediate"], old_chat
+    assert retried == ["_in_immediate"], retried  # the stored message is read back on the same trip
     assert second.conversation_id == first.conversation_id
-    assert (retry.message_id, retry.duplicate) == (second.message_id, True)
+    assert (retry.message_id, retry.conversation_id, retry.duplicate) == (
+        second.message_id,
+        first.conversation_id,
+        True,
+    )
+    assert retry.created_at == second.created_at and retry.created_at.tzinfo is not None
     async with db.read() as conn:
         members = await conn.exec_driver_sql(
             "SELECT person_id FROM conversation_members WHERE conversation_id = ? ORDER BY person_id",
@@ -162,3 +170,33 @@ async def test_a_connection_back_with_a_transaction_open_is_rolled_back(sqlite_d
     async with db.read() as conn:
         rows = await conn.exec_driver_sql("SELECT v FROM scratch")
         assert [v for (v,) in rows] == ["committed"]
+
+
+async def test_sqlite_write_rolls_back_when_its_function_fails(sqlite_db: Database) -> None:
+    """``Database.sqlite_write`` ends its own transaction: a failing function leaves nothing
+    written and the connection free for the next writer; a driver error comes back as
+    SQLAlchemy's (a "database is locked" is then the retryable outage, ``messaging/db_errors.py``)."""
+    import sqlite3
+
+    from sqlalchemy.exc import IntegrityError
+
+    db = sqlite_db
+    async with db.write() as conn:
+        await conn.exec_driver_sql("CREATE TABLE scratch (v TEXT UNIQUE)")
+
+    def insert_then(db3: sqlite3.Connection, v: str, fail: BaseException | None) -> int:
+        db3.execute("INSERT INTO scratch (v) VALUES (?)", (v,))
+        if fail is not None:
+            raise fail
+        return int(db3.execute("SELECT count(*) FROM scratch").fetchone()[0])
+
+    with pytest.raises(LookupError):
+        await db.sqlite_write(insert_then, "gone", LookupError("the change failed"))
+    assert await db.sqlite_write(insert_then, "kept", None) == 1
+    with pytest.raises(IntegrityError):
+        await db.sqlite_write(insert_then, "kept", None)
+    async with db.write() as conn:  # BEGIN IMMEDIATE on the same connection: fails if left open
+        await conn.exec_driver_sql("INSERT INTO scratch (v) VALUES ('after')")
+    async with db.read() as conn:
+        rows = await conn.exec_driver_sql("SELECT v FROM scratch ORDER BY v")
+        assert [v for (v,) in rows] == ["after", "kept"]
