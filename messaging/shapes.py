@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -264,8 +264,40 @@ class NoticeTransferred(Shape):
     to_person_id: int
 
 
+class HeldPosition(Shape):
+    """A position one holds, as ``GET /api/v1/me/positions`` lists it."""
+
+    #: the position's id
+    id: int
+    #: its role's key (grid_worker)
+    role_key: str
+    #: its role's name (专职网格员)
+    role: str
+    #: its unit's id
+    unit_id: int
+    #: unit names from the province down to its unit
+    unit_path: list[str]
+    pool: bool = Field(description="a pool position: any holder may take work offered to it")
+    holders: list[int] = Field(description="primary holders' person ids (empty: vacant)")
+    alternates: list[Annotated[list[int | Literal["deputy", "acting"]], Field(min_length=2, max_length=2)]] = Field(
+        description='[person id, "deputy" | "acting"] pairs'
+    )
+    title: str | None = Field(default=None, description="the title it was created with (副书记), else null")
+
+
+class PositionsChanged(Shape):
+    """To a person whose seats changed (assigned, assignment ended, handover, position or unit retired)."""
+
+    person_id: int
+    positions: list[HeldPosition] = Field(description="every position they hold now, after the change")
+    gained: list[int] = Field(description="position ids they now hold (primary, after a handover)")
+    lost: list[int] = Field(description="position ids they no longer hold")
+
+
 __all__ += [
     "ConversationLeft",
+    "HeldPosition",
+    "PositionsChanged",
     "ConversationMuted",
     "ConversationRead",
     "MessageEdited",

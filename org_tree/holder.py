@@ -33,7 +33,7 @@ from org_tree.versioning import read_version
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PATCH_LIMIT", "Applied", "OrgIndexHolder", "apply_op"]
+__all__ = ["PATCH_LIMIT", "Applied", "OrgIndexHolder", "apply_op", "read_holders"]
 
 PATCH_LIMIT = 5_000  # more entries than this in one refresh → rebuild
 _REBUILD_TRIES = 3  # builds of one rebuild when the changes meanwhile do not apply (imports in a row)
@@ -210,7 +210,7 @@ class OrgIndexHolder:
                     applied.holder_positions.add(int(pid))
                 elif scope in ("struct", "person") and detail is not None:  # None: a version's first row
                     applied.ops.append(json.loads(str(detail)))
-            holders = await _current_holders(conn, applied.holder_positions)
+            holders = await read_holders(conn, applied.holder_positions)
         try:
             for op in applied.ops:
                 apply_op(index, op)
@@ -221,7 +221,9 @@ class OrgIndexHolder:
         return applied
 
 
-async def _current_holders(conn: Any, pos_ids: set[int]) -> dict[int, tuple[list[int], list[tuple[int, str]]]]:
+async def read_holders(conn: Any, pos_ids: set[int]) -> dict[int, tuple[list[int], list[tuple[int, str]]]]:
+    """``{position id: (primary holders, [(person id, deputy|acting)])}`` as committed, or as ``conn``'s
+    open transaction has them (the index's order: by assignment)."""
     holders: dict[int, tuple[list[int], list[tuple[int, str]]]] = {p: ([], []) for p in pos_ids}
     ids = sorted(pos_ids)
     for i in range(0, len(ids), 1000):

@@ -105,6 +105,10 @@ class OrgService:
         self.structure = Structure(self, hooks)
 
     @property
+    def hooks(self) -> OrgHooks:
+        return self.structure.hooks
+
+    @property
     def index(self) -> OrgIndex:
         return self._holder.index
 
@@ -420,10 +424,13 @@ class OrgService:
             if kind == "primary" and not pool and any(kd == "primary" for _, kd in current):
                 raise Conflict("the position is held; use handover", data={"position_id": position_id})
             aid = await _start_assignment(conn, person_id, position_id, kind, at)
+            after = await self.hooks.holders_changed(conn, {person_id: ([position_id], [])}, self._clock.now())
             entry = self.audit(actor, "org.assigned", idx.position_unit(k), position_id=position_id,
                                person_id=person_id, kind=kind, assignment_id=aid)  # fmt: skip
             await record(conn, entry, self._clock.now())
         await self.committed()
+        for done in after:
+            done()
         return AssignmentView(aid, person_id, position_id, kind, at, None)
 
     async def end_assignment(self, actor: Actor, assignment_id: int, *, end: datetime | None = None) -> AssignmentView:
@@ -449,10 +456,20 @@ class OrgService:
             )
             if res.rowcount == 0:
                 raise Conflict("the assignment has already ended", data={"assignment_id": assignment_id})
+            pos, person = int(row.position_id), int(row.person_id)
+            still = await conn.execute(
+                select(assignments.c.id).where(
+                    assignments.c.person_id == person, assignments.c.position_id == pos, assignments.c.end_at.is_(None)
+                )
+            )
+            lost: dict[int, tuple[list[int], list[int]]] = {} if still.first() is not None else {person: ([], [pos])}
+            after = await self.hooks.holders_changed(conn, lost, self._clock.now())
             entry = self.audit(actor, "org.assignment_ended", idx.position_unit(k), assignment_id=assignment_id,
                                position_id=int(row.position_id), person_id=int(row.person_id))  # fmt: skip
             await record(conn, entry, at)
         await self.committed()
+        for done in after:
+            done()
         return AssignmentView(assignment_id, int(row.person_id), int(row.position_id), str(row.kind), row.start_at, at)
 
     async def handover(
@@ -493,10 +510,18 @@ class OrgService:
             )
             previous = sorted({int(r[0]) for r in ended})
             aid = await _start_assignment(conn, to_person_id, position_id, "primary", when)
+            seats: dict[int, tuple[list[int], list[int]]] = {
+                p: ([], [position_id]) for p in previous if p != to_person_id
+            }
+            # Also when they held it as deputy or acting: they are its primary holder now.
+            seats[to_person_id] = ([position_id], [])
+            after = await self.hooks.holders_changed(conn, seats, self._clock.now())
             entry = self.audit(actor, "org.handover", idx.position_unit(k), position_id=position_id,
                                to_person_id=to_person_id, previous=previous, assignment_id=aid)  # fmt: skip
             await record(conn, entry, self._clock.now())
         await self.committed()
+        for done in after:
+            done()
         return AssignmentView(aid, to_person_id, position_id, "primary", when, None)
 
 

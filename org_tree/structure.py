@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OrgHooks", "Structure", "successors"]
+__all__ = ["HoldersHook", "OrgHooks", "Structure", "successors"]
 
 #: ``(conn, {retired position id: successor position id}, now, actor person id)``: runs in the edit's
 #: transaction; may return what to run after the commit (wake-ups).
@@ -52,6 +52,12 @@ RetiredHook = Callable[
 ]
 #: ``(conn, {moved position id: its new unit id}, now)``: runs in the edit's transaction.
 MovedHook = Callable[[AsyncConnection, dict[int, int], datetime], Awaitable[None]]
+#: ``(conn, {person id: (position ids gained, position ids lost)}, now)``: who holds what changed (an
+#: assignment started or ended, a handover, a retirement); runs in the change's transaction; may return
+#: what to run after the commit (wake-ups).
+HoldersHook = Callable[
+    [AsyncConnection, dict[int, tuple[list[int], list[int]]], datetime], Awaitable[Callable[[], None] | None]
+]
 #: ``(conn, position ids, unit ids)`` → counts for a preview (``{"open_tasks": 3}``).
 ImpactHook = Callable[[AsyncConnection, list[int], list[int]], Awaitable[dict[str, Any]]]
 
@@ -64,6 +70,20 @@ class OrgHooks:
     retired: Sequence[RetiredHook] = ()
     moved: Sequence[MovedHook] = ()
     impact: Sequence[ImpactHook] = ()
+    holders: Sequence[HoldersHook] = ()
+
+    async def holders_changed(
+        self, conn: AsyncConnection, changes: dict[int, tuple[list[int], list[int]]], now: datetime
+    ) -> list[Callable[[], None]]:
+        """Tell the hooks whose seats changed (persons with nothing gained or lost are left out)."""
+        changes = {p: (sorted(g), sorted(lo)) for p, (g, lo) in changes.items() if g or lo}
+        after = []
+        if changes:
+            for hook in self.holders:
+                done = await hook(conn, changes, now)
+                if done is not None:
+                    after.append(done)
+        return after
 
     async def positions_retired(self, conn: AsyncConnection, moves: dict[int, int | None], now: datetime,
                                 actor: int | None) -> list[Callable[[], None]]:  # fmt: skip
@@ -248,15 +268,19 @@ class Structure:
                     .values(removed_at=now)
                 )
             holders: set[int] = set()
+            lost: dict[int, tuple[list[int], list[int]]] = {}
             for i in range(0, len(retired), 1000):  # as retire_position: a removed position has no holders
                 ended = await conn.execute(
                     update(assignments)
                     .where(assignments.c.position_id.in_(retired[i : i + 1000]), assignments.c.end_at.is_(None))
                     .values(end_at=now)
-                    .returning(assignments.c.person_id)
+                    .returning(assignments.c.person_id, assignments.c.position_id)
                 )
-                holders.update(int(r[0]) for r in ended)
+                for person, pos in ended:
+                    holders.add(int(person))
+                    lost.setdefault(int(person), ([], []))[1].append(int(pos))
             after = await self.hooks.positions_retired(conn, moves, now, actor.person_id or None)
+            after += await self.hooks.holders_changed(conn, lost, now)
             entry = self._org.audit(actor, "org.unit_retired", u, unit_id=uid, units=len(unit_ids),
                                     positions=len(retired), successor=successor,
                                     holders=sorted(holders))  # fmt: skip
@@ -386,6 +410,7 @@ class Structure:
             )
             holders = sorted({int(r[0]) for r in ended})
             after = await self.hooks.positions_retired(conn, moves, now, actor.person_id or None)
+            after += await self.hooks.holders_changed(conn, {p: ([], [position_id]) for p in holders}, now)
             entry = self._org.audit(actor, "org.position_retired", u, position_id=position_id, holders=holders,
                                     successor=moves[position_id])  # fmt: skip
             await record(conn, entry, now)

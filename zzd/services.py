@@ -59,6 +59,7 @@ from messaging.notices.service import NOTICE_REF, NoticeService
 from messaging.ports import CONTROL_CHANNEL
 from messaging.publisher import EVENTS_CHANNEL, WakeupPublisher
 from messaging.retention import Retention
+from messaging.seats import SeatNotifier
 from messaging.tasks.org_follow import TaskOrgFollower
 from messaging.tasks.reports import ReportService
 from messaging.tasks.service import TaskService
@@ -281,7 +282,8 @@ class Services:
             max_bytes=settings.upload_max_bytes,
             idle_timeout=settings.upload_idle_timeout,
         )
-        # Open tasks and conversations follow a structural org edit, in the edit's transaction.
+        # Open tasks and conversations follow a structural org edit, in the edit's transaction; whoever's
+        # seats change (assignment, handover, retirement) gets positions.changed in it.
         follower = TaskOrgFollower(tasks)
         org = OrgService(
             db,
@@ -291,6 +293,7 @@ class Services:
                 retired=(follower.positions_retired,),
                 moved=(follower.positions_moved,),
                 impact=(lambda conn, pids, _units: follower.impact(conn, pids), conversation_impact),
+                holders=(SeatNotifier(uow, lambda: holder.index).holders_changed,),
             ),
         )
         addresses = AddressPolicy(settings.webhook_allowed_networks, allow_public=settings.webhook_allow_public)

@@ -49,6 +49,7 @@ EVENTS: dict[str, type[BaseModel]] = {
     "notice.transferred": shapes.NoticeTransferred,
     "task.created": TaskChanged,
     "task.updated": TaskChanged,
+    "positions.changed": shapes.PositionsChanged,
 }
 
 #: Close codes: (when, what the client should do). 4000–4499 may reconnect once fixed; 4500–4999 terminal.
