@@ -267,7 +267,7 @@ class NoticeTransferred(Shape):
 class HeldPosition(Shape):
     """A position one holds, as ``GET /api/v1/me/positions`` lists it."""
 
-    #: the position's id
+    #: the position's id (position_id elsewhere)
     id: int
     #: its role's key (grid_worker)
     role_key: str

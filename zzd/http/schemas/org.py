@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from messaging.shapes import HeldPosition as Position
 from zzd.http.contract import WireModel
 from zzd.http.schemas.admin import GrantView
 
@@ -65,23 +66,8 @@ class RoleList(WireModel):
     roles: list[RoleView]
 
 
-class PositionView(WireModel):
-    #: the position's id (position_id elsewhere)
-    id: int
-    #: its role's key (grid_worker)
-    role_key: str
-    #: its role's name (专职网格员)
-    role: str
-    #: its unit's id
-    unit_id: int
-    #: unit names from the province down to its unit
-    unit_path: list[str]
-    pool: bool = Field(description="a pool position: any holder may take work offered to it")
-    holders: list[int] = Field(description="primary holders' person ids (empty: vacant)")
-    alternates: list[Annotated[list[int | Literal["deputy", "acting"]], Field(min_length=2, max_length=2)]] = Field(
-        description='[person id, "deputy" | "acting"] pairs'
-    )
-    title: str | None = Field(default=None, description="the title it was created with (副书记), else null")
+class PositionView(Position):
+    """A position, as every answer shows it and the ``positions.changed`` event lists one's own."""
 
 
 class AssignmentView(WireModel):
