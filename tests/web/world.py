@@ -169,6 +169,27 @@ class ServeProcess:
         self.start()
 
 
+async def _admin(db_url: str, login: str, unit: str, perms: frozenset[str]) -> int:
+    settings = Settings(database_url=db_url, jwt_keys=TEST_KEYS)  # type: ignore[arg-type]
+    svc = Services.build(settings, passwords=FAST_PASSWORDS)
+    await svc.start()
+    try:
+        person = await svc.persons.create(login, login=login, password_hash=FAST_PASSWORDS.hash_sync(PASSWORD))
+        await svc.grants.grant(SYSTEM, person.id, unit, perms)
+        return int(person.id)
+    finally:
+        await svc.stop()
+
+
+def add_admin(world: World, login: str, unit: str = COUNTY, perms: frozenset[str] = frozenset({"assignments"})) -> int:
+    """A new person ``login`` (password ``PASSWORD``) with an admin grant of ``perms`` over ``unit``: their id.
+
+    Written to the world's database directly; a serving process reads grants per request.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _admin(world.db_url, login, unit, perms)).result()
+
+
 def token(base: str, login: str) -> str:
     r = httpx.post(
         f"{base}/api/v1/auth/token", json={"grant_type": "password", "login": login, "password": PASSWORD}, timeout=10

@@ -4,7 +4,7 @@ import { conn } from './conn.js';
 import { learnPerson, learnPosition, loadPosition } from './names.js';
 import { loadNoticesAndTasks, showRemembered } from './notices.js';
 import { resendKept } from './outbox.js';
-import { get, set } from './store.js';
+import { get, positionLabel, set } from './store.js';
 
 const OFFLINE_KEY = 'zzd.inbox.';   // last synced inbox, for the offline shell
 const PROFILE_KEY = 'zzd.profile.'; // last /me and /me/positions, likewise
@@ -185,8 +185,24 @@ conn.onEvent((f) => {
                                 snippet: f.kind === 'message.edited' ? d.body.slice(0, 80) : '' } } : c)));
   } else if (f.kind === 'conversation.left') {
     setInbox(st.conversations.filter((c) => c.id !== d.conversation_id));
+  } else if (f.kind === 'positions.changed' && st.me && d.person_id === st.me.id) {
+    applyPositions(d);
   }
 });
+
+// A handover, an assignment or a retirement changed my seats: the header and the "as" choice
+// follow at once (before, they kept the lost position until a reload, and a send as it failed
+// with 无权执行此操作). The event lists all I hold now, as GET /api/v1/me/positions does.
+function applyPositions(d) {
+  const st = get();
+  const label = (id) => positionLabel(st.positions.find((p) => p.id === id) || d.positions.find((p) => p.id === id));
+  d.positions.forEach(learnPosition);
+  const positions = ownFirst(d.positions, st.me.id);
+  set({ positions, acting: positions.some((p) => p.id === st.acting) ? st.acting : actingOf(positions) });
+  try { localStorage.setItem(PROFILE_KEY + st.me.id, JSON.stringify({ me: st.me, positions })); } catch { /* full */ }
+  const said = [...(d.lost || []).map((id) => '不再担任' + label(id)), ...(d.gained || []).map((id) => '新任' + label(id))];
+  if (said.length) set({ banner: { kind: 'warn', text: '岗位变动：' + said.join('；') } });
+}
 
 conn.onStatus((status, detail) => {
   set({ status, statusDetail: detail });
