@@ -195,10 +195,12 @@ conn.onEvent((f) => {
 // with 无权执行此操作). The event lists all I hold now, as GET /api/v1/me/positions does.
 function applyPositions(d) {
   const st = get();
-  const label = (id) => positionLabel(st.positions.find((p) => p.id === id) || d.positions.find((p) => p.id === id));
+  const before = st.positions;   // the store is updated in place: keep the old list for the lost ones' names
+  const label = (id) => positionLabel(before.find((p) => p.id === id) || d.positions.find((p) => p.id === id));
   d.positions.forEach(learnPosition);
   const positions = ownFirst(d.positions, st.me.id);
-  set({ positions, acting: positions.some((p) => p.id === st.acting) ? st.acting : actingOf(positions) });
+  const acting = st.acting;
+  set({ positions, acting: positions.some((p) => p.id === acting) ? acting : actingOf(positions) });
   try { localStorage.setItem(PROFILE_KEY + st.me.id, JSON.stringify({ me: st.me, positions })); } catch { /* full */ }
   const said = [...(d.lost || []).map((id) => '不再担任' + label(id)), ...(d.gained || []).map((id) => '新任' + label(id))];
   if (said.length) set({ banner: { kind: 'warn', text: '岗位变动：' + said.join('；') } });
