@@ -82,6 +82,23 @@ async def _edit_note(
     )
 
 
+async def pass_ownership(conn: AsyncConnection, cid: int, stay: dict[int, tuple[str | None, str | None]]) -> int:
+    """Make one of ``stay`` (person → (role, source)) the group's owner, and return them.
+
+    Why one rule for every way an owner goes (their leave, removal by name, the membership job
+    taking out a holder who left the position that made them a member): a group whose
+    ``owner_id`` names someone gone can no longer be managed by anyone. An admin first, then
+    someone named rather than drawn in through a position, then the lowest id.
+    """
+    heir = next((p for p in sorted(stay) if stay[p][0] == "admin"), None) or min(
+        stay, key=lambda p: (stay[p][1] == "derived", p)
+    )
+    cm = conversation_members
+    await conn.execute(update(cm).where(cm.c.conversation_id == cid, cm.c.person_id == heir).values(role="owner"))
+    await conn.execute(update(conversations).where(conversations.c.id == cid).values(owner_id=heir))
+    return heir
+
+
 class GroupService:
     def __init__(self, conversations: ConversationService) -> None:
         self._c = conversations
@@ -384,13 +401,7 @@ class GroupService:
             await conn.execute(delete(cp).where(cp.c.conversation_id == cid))
             await conn.execute(update(conversations).where(conversations.c.id == cid).values(owner_id=None))
         elif any(members[p][0] == "owner" for p in left):
-            heir = next((p for p in sorted(stay) if members[p][0] == "admin"), None) or min(
-                stay, key=lambda p: (members[p][1] == "derived", p)
-            )
-            await conn.execute(
-                update(cm).where(cm.c.conversation_id == cid, cm.c.person_id == heir).values(role="owner")
-            )
-            await conn.execute(update(conversations).where(conversations.c.id == cid).values(owner_id=heir))
+            await pass_ownership(conn, cid, {p: members[p] for p in stay})
         if left:
             gone = NewEvent("conversation.left", ConversationLeft(conversation_id=cid).text(), left)
             detail: dict[str, object] = {"event": "members", "joined": [], "left": left, "position_ids": posts}

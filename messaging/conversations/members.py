@@ -28,6 +28,7 @@ from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Conflict, ErrorCode, Forbidden, NotFound
 from kernel.text import check_text, normalize_name
 from messaging.conversations.access import load_conversation
+from messaging.conversations.groups import pass_ownership
 from messaging.conversations.handover import handover_notes, pending_handovers
 from messaging.conversations.schema import conversation_positions
 from messaging.conversations.service import ConversationService
@@ -279,10 +280,13 @@ class MemberReconciler:
             # a change applied while this transaction awaits must not be stamped as done (run()).
             version = idx.version
             cm = conversation_members
-            stored = {
-                int(p): s
-                for p, s in await conn.execute(select(cm.c.person_id, cm.c.source).where(cm.c.conversation_id == cid))
+            roles: dict[int, tuple[str | None, str | None]] = {
+                int(p): (r, s)
+                for p, r, s in await conn.execute(
+                    select(cm.c.person_id, cm.c.role, cm.c.source).where(cm.c.conversation_id == cid)
+                )
             }
+            stored = {p: s for p, (_, s) in roles.items()}
             joined = sorted(want - set(stored))
             left = sorted(p for p, s in stored.items() if s == "derived" and p not in want)
             if conv.kind == "group" and len(stored) + len(joined) - len(left) > self._c.config.max_group_size:
@@ -310,6 +314,14 @@ class MemberReconciler:
             if left:
                 await conn.execute(delete(cm).where(cm.c.conversation_id == cid, cm.c.person_id.in_(left)))
             stay = (set(stored) - set(left)) | set(joined)
+            if conv.kind == "group" and stay and (conv.owner_id is None or conv.owner_id in left):
+                # The owner was a member through a position they no longer hold (ownership had passed to
+                # them), or every member had gone and a holder is drawn in again: someone must manage it.
+                await pass_ownership(conn, cid, {p: roles.get(p, (None, "derived")) for p in stay})
+            elif conv.kind == "group" and conv.owner_id in left:
+                # Every member went with their positions, which stay listed: no owner until a next holder
+                # is drawn in (and made owner above), rather than one naming someone gone.
+                await conn.execute(update(conversations).where(conversations.c.id == cid).values(owner_id=None))
             extra = [NewEvent("conversation.left", ConversationLeft(conversation_id=cid).text(), left)] if left else []
             # Only a retired position went (vacant, or its holders also named): the note is the owner's word.
             actor = next((p for p in [*joined, *left, conv.owner_id, *sorted(stay)] if p is not None), None)

@@ -327,3 +327,44 @@ async def test_a_retired_position_leaves_the_groups_listing(world: World) -> Non
     assert view["position_ids"] == [] and h2 in _members(view)
     [(_, last)] = [(k, d) for k, d in await world.stream(owner) if k == "message.new"][-1:]
     assert (last["body"], last["system"]["left"], last["system"]["position_ids"]) == ("1 positions retired", [], [p2])
+
+
+async def test_an_owner_taken_out_by_the_membership_job_passes_the_group_on(world: World) -> None:
+    """Audit (河南): ownership that had passed to a member drawn in through a position stayed with
+    them after they left the position and the membership job took them out — ``owner_id`` named
+    someone gone and nobody could manage the group. Now it passes on as on a leave; and when the
+    job takes out every member, the group has no owner until the position's next holder, who
+    gets it."""
+    owner, newcomer = [await world.person(n) for n in ("主", "新")]
+    p1, p2 = world.single_positions(2)
+    [h1] = world.holders(p1)
+    [h2] = world.holders(p2)
+    g = await world.groups.create(owner, "专班", [], [p1, p2])
+    cid = g["id"]
+    await world.members.run()
+    g = await world.groups.leave(owner, cid)
+    heir = g["owner_id"]
+    assert heir == min(h1, h2)
+    heir_pos, other_pos, other = (p1, p2, h2) if heir == h1 else (p2, p1, h1)
+    [seat] = [v for v in await world.org.history(ADMIN, heir_pos) if v.end_at is None]
+    await world.org.end_assignment(ADMIN, seat.id)
+    assert await world.members.run() == 1
+    g = await world.groups.get(other, cid)
+    assert g["owner_id"] == other and heir not in _members(g)
+    assert (await world.groups.rename(other, cid, "新专班"))["title"] == "新专班"  # the heir manages it
+    # The job takes out the last member too: no owner naming them; the next holder gets the group
+    [seat] = [v for v in await world.org.history(ADMIN, other_pos) if v.end_at is None]
+    await world.org.end_assignment(ADMIN, seat.id)
+    assert await world.members.run() == 1
+    async with world.db.read() as conn:
+        from sqlalchemy import select
+
+        from messaging.schema import conversations
+
+        stored = (await conn.execute(select(conversations.c.owner_id).where(conversations.c.id == cid))).scalar()
+    assert stored is None
+    await world.org.assign(ADMIN, other_pos, newcomer)
+    await world.holder.refresh_if_changed()
+    assert await world.members.run() == 1
+    g = await world.groups.get(newcomer, cid)
+    assert g["owner_id"] == newcomer and _members(g) == {newcomer}
