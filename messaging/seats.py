@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 
 from sqlalchemy import select
@@ -29,6 +30,7 @@ from messaging.unit_of_work import UnitOfWork
 from org_tree.holder import read_holders
 from org_tree.index import OrgIndex
 from org_tree.org_schema import assignments
+from org_tree.org_service import position_view
 
 logger = logging.getLogger(__name__)
 
@@ -63,21 +65,12 @@ class SeatNotifier:
         for p in persons:
             held[p] = [pos for pos in held[p] if idx.find_slot(pos) >= 0]
         holders = await read_holders(conn, {pos for ps in held.values() for pos in ps})
-        views: dict[int, HeldPosition] = {}
-        for pos, (primaries, alternates) in holders.items():
-            k = idx.find_slot(pos)
-            role, u = idx.position_role(k), idx.position_unit(k)
-            views[pos] = HeldPosition(
-                id=pos,
-                role_key=role.key,
-                role=role.name,
-                unit_id=idx.unit_id(u),
-                unit_path=list(idx.unit_path(u)),
-                pool=role.pool,
-                holders=primaries,
-                alternates=[[person, kind] for person, kind in alternates],
-                title=idx.position_title(k),
+        views = {
+            pos: HeldPosition.model_validate(
+                asdict(position_view(idx, idx.find_slot(pos), tuple(primaries), tuple(alternates)))
             )
+            for pos, (primaries, alternates) in holders.items()
+        }
         tx = self._uow.join(conn, now)
         for p in persons:
             gained, lost = changes[p]

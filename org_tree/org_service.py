@@ -70,6 +70,25 @@ class PositionView:
     title: str | None = None  # as created (副书记), else None
 
 
+def position_view(
+    idx: OrgIndex, k: int, holders: tuple[int, ...], alternates: tuple[tuple[int, str], ...]
+) -> PositionView:
+    """Slot ``k``'s view with the holders given: the index's own, or (``positions.changed``) those just
+    read in a change's transaction, which the index has not seen yet."""
+    role, unit = idx.position_role(k), idx.position_unit(k)
+    return PositionView(
+        id=idx.position_id(k),
+        role_key=role.key,
+        role=role.name,
+        unit_id=idx.unit_id(unit),
+        unit_path=tuple(idx.unit_path(unit)),
+        pool=role.pool,
+        holders=holders,
+        alternates=alternates,
+        title=idx.position_title(k),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class AssignmentView:
     id: int
@@ -195,18 +214,7 @@ class OrgService:
     def get_position(self, actor: Actor, position_id: int) -> PositionView:
         idx = self.index
         k = access_position(idx, actor, position_id)
-        role = idx.position_role(k)
-        return PositionView(
-            id=position_id,
-            role_key=role.key,
-            role=role.name,
-            unit_id=idx.unit_id(idx.position_unit(k)),
-            unit_path=tuple(idx.unit_path(idx.position_unit(k))),
-            pool=role.pool,
-            holders=idx.primary_holders(k),
-            alternates=idx.alternate_holders(k),
-            title=idx.position_title(k),
-        )
+        return position_view(idx, k, idx.primary_holders(k), idx.alternate_holders(k))
 
     async def history(self, actor: Actor, position_id: int) -> list[AssignmentView]:
         """Every assignment of a position, oldest first (private: within the actor's scopes)."""
