@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ from org_tree.resolution import evaluate
 from org_tree.selectors import parse_selector, to_text
 
 logger = logging.getLogger(__name__)
+
+#: What a client id can be: ``zzdapp_`` and hex (``create``); visible ASCII is as loose as any could be.
+_CLIENT_ID = re.compile(r"[\x21-\x7e]{1,64}")
 
 __all__ = ["BOT_ROLE", "AppRegistry", "NewApp", "NewSecret"]
 
@@ -388,6 +392,10 @@ class AppRegistry:
     async def authenticate_client(self, client_id: str, secret: str) -> tuple[App, int]:
         """The app and secret id for a client id + secret pair; 401 ``invalid_client`` for anything else."""
         bad = partial(Unauthorized, "unknown client or wrong secret", code=ErrorCode.INVALID_CLIENT)
+        if not _CLIENT_ID.fullmatch(client_id):
+            # No client has such an id, and PostgreSQL refuses a NUL in a text parameter outright: a
+            # client_id "a\u0000b" (JSON, form or Basic) answered 500 there, to anyone (江西 audit).
+            raise bad()
         now = self.clock.now()
         async with self.db.read() as conn:
             row = (await conn.execute(select(apps).where(apps.c.client_id == client_id))).first()
