@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import insert_ignore, upsert
 from kernel.errors import BadRequest, ErrorCode
+from kernel.text import check_text
 from messaging.tasks.schema import task_categories
 from org_tree.divisions import Level
 
@@ -87,6 +88,8 @@ def validate_category(raw: dict[str, Any]) -> Category:
     name = raw.get("name")
     if not isinstance(name, str) or not 1 <= len(name.strip()) <= 100:
         raise _bad("name must be 1-100 characters", "name")
+    # NUL and lone surrogates, as every other stored name: a NUL answered 500 on PostgreSQL (江西 audit).
+    check_text(name, field="name", max_chars=100)
     escalation = raw.get("escalation")
     if escalation not in ESCALATION_RULES:
         raise _bad(f"escalation must be one of {', '.join(ESCALATION_RULES)}", "escalation")
