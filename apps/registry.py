@@ -123,7 +123,8 @@ class AppRegistry:
         await self.org.authorize(actor, Perm.APPS, subtree, "app.create", name=spec.name)
         name = check_text(spec.name, field="name", max_chars=100).strip()
         scopes = parse_scopes(spec.scopes)
-        visibility = self._visibility(idx, spec.visibility, (owning, subtree))
+        visibility = await self._audited_visibility(actor, idx, spec.visibility, (owning, subtree), "app.create",
+                                                    name=spec.name)  # fmt: skip
         if spec.owner_position_id is not None:
             k = idx.slot(spec.owner_position_id)
             if not idx.contains(owning, idx.position_unit(k)):
@@ -181,6 +182,18 @@ class AppRegistry:
                 data={"field": "visibility", "count": count, "positions": sample},
             )
         return to_text(sel)
+
+    async def _audited_visibility(
+        self, actor: Actor, idx: OrgIndex, raw: Any, bounds: tuple[int, int], action: str, **detail: Any
+    ) -> str:
+        """:meth:`_visibility`, its refusal on record (``admin.denied``) before the 403, as every refusal of an
+        app administrator's is (docs/apps.md): a 可见范围 reaching the whole city went unrecorded (江西 audit)."""
+        try:
+            return self._visibility(idx, raw, bounds)
+        except Forbidden as exc:
+            count = (exc.data or {}).get("count")
+            await self.org.deny(actor, Perm.APPS, bounds[0], action, field="visibility", count=count, **detail)
+            raise
 
     async def _bot_identity(self, actor: Actor, name: str, unit_id: int) -> tuple[int, int]:
         """A person and an ``app_bot`` position in ``unit_id``, made with the operator's rights (SYSTEM).
@@ -298,7 +311,10 @@ class AppRegistry:
             try:
                 values["visibility"] = self._visibility(idx, visibility, (owning, owning))
             except Forbidden:
-                values["visibility"] = self._visibility(idx, visibility, (owning, await over_subtree("visibility")))
+                bounds = (owning, await over_subtree("visibility"))
+                values["visibility"] = await self._audited_visibility(
+                    actor, idx, visibility, bounds, "app.updated", app_id=app.id
+                )
         if disabled is not None:
             values["disabled"] = disabled
         if rate_per_minute is not None:
