@@ -51,6 +51,13 @@ _CLIENT_ID = re.compile(r"[\x21-\x7e]{1,64}")
 
 __all__ = ["BOT_ROLE", "AppRegistry", "NewApp", "NewSecret"]
 
+
+def _shown(app: App, field: str) -> Any:
+    """One field of ``app`` as an audit entry records it (scopes as a sorted list)."""
+    value = getattr(app, field)
+    return sorted(value) if field == "scopes" else value
+
+
 BOT_ROLE = "app_bot"
 _BOT_ROLE_SPEC = {
     "key": BOT_ROLE,
@@ -329,7 +336,12 @@ class AppRegistry:
         async with self.db.write() as conn:
             await conn.execute(update(apps).where(apps.c.id == app_id).values(updated_at=now, **values))
             after = await self._load(conn, app_id)
-            await record(conn, self._entry(actor, "app.updated", app, changed=sorted(values)), now)
+            # What each changed field was and became: "changed": ["scopes"] alone did not tell an auditor
+            # which scope an app was given, or how far its 可见范围 was widened (江西 audit).
+            was = {f: _shown(app, f) for f in sorted(values)}
+            now_is = {f: _shown(after, f) for f in sorted(values)}
+            entry = self._entry(actor, "app.updated", app, changed=sorted(values), before=was, after=now_is)
+            await record(conn, entry, now)
         return after
 
     async def rotate_secret(self, actor: Actor, app_id: int, overlap: timedelta) -> NewSecret:
