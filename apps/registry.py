@@ -121,6 +121,10 @@ class AppRegistry:
     persons: PersonDirectory
     index: Callable[[], OrgIndex]
 
+    def __post_init__(self) -> None:
+        # The bot position is the app: only the app's creation seats its bot there (docs/apps.md).
+        self.org.reserve_role(BOT_ROLE)
+
     # ------------------------------------------------------------ administration
     async def create(self, actor: Actor, spec: NewApp) -> tuple[App, NewSecret]:
         """Register an app with its bot identity and first secret (shown once)."""
@@ -218,7 +222,7 @@ class AppRegistry:
                 pass  # another process made it first
         person = await self.persons.create(name)
         pos = await self.org.create_position(on_behalf, unit_id, BOT_ROLE, title=name)
-        await self.org.handover(on_behalf, pos.id, person.id)
+        await self.org.handover(on_behalf, pos.id, person.id, seat_reserved=True)
         return person.id, pos.id
 
     async def _insert_secret(self, conn: AsyncConnection, app_id: int, secret: str, now: datetime) -> int:

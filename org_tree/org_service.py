@@ -122,6 +122,29 @@ class OrgService:
         self._policy = policy or VacancyPolicy()
         self.directory = DirectoryService(db, holder, self._policy)
         self.structure = Structure(self, hooks)
+        #: Role keys whose positions nobody seats through ``assign`` or ``handover`` (``reserve_role``).
+        self.reserved_roles: set[str] = set()
+
+    def reserve_role(self, key: str) -> None:
+        """Positions of role ``key`` are seated only by the code that made them (``seat_reserved=True``).
+
+        Why: an app's bot position (``apps``, role ``app_bot``) is the app. Seated through the
+        ``assignments`` grant alone, a person sent notices and tasks as the app, labelled with its name,
+        and received what was handed to it, with no ``apps`` permission (江西 audit).
+        """
+        self.reserved_roles.add(key)
+
+    async def _refuse_reserved(self, actor: Actor, k: int, action: str, position_id: int) -> None:
+        """Refuse (403, audited) seating anyone in a position of a reserved role."""
+        role = self.index.position_role(k)
+        if role.key not in self.reserved_roles:
+            return
+        unit = self.index.position_unit(k)
+        await self.deny(actor, Perm.ASSIGNMENTS, unit, action, position_id=position_id, role=role.key)
+        raise Forbidden(
+            f"a position of role {role.key} is held by what it was made for: nobody is seated in it",
+            data={"position_id": position_id, "role": role.key},
+        )
 
     @property
     def hooks(self) -> OrgHooks:
@@ -413,6 +436,7 @@ class OrgService:
         idx = self.index
         k = access_position(idx, actor, position_id)
         await self.authorize(actor, Perm.ASSIGNMENTS, idx.position_unit(k), "org.assigned", position_id=position_id)
+        await self._refuse_reserved(actor, k, "org.assigned", position_id)
         if kind not in KINDS:
             raise BadRequest(f"kind must be one of {', '.join(KINDS)}", data={"field": "kind"})
         pool = idx.position_role(k).pool
@@ -481,7 +505,13 @@ class OrgService:
         return AssignmentView(assignment_id, int(row.person_id), int(row.position_id), str(row.kind), row.start_at, at)
 
     async def handover(
-        self, actor: Actor, position_id: int, to_person_id: int, *, at: datetime | None = None
+        self,
+        actor: Actor,
+        position_id: int,
+        to_person_id: int,
+        *,
+        at: datetime | None = None,
+        seat_reserved: bool = False,
     ) -> AssignmentView:
         """Move a position to another person: end the current primary assignments, start a new one.
 
@@ -492,6 +522,8 @@ class OrgService:
         idx = self.index
         k = access_position(idx, actor, position_id)
         await self.authorize(actor, Perm.ASSIGNMENTS, idx.position_unit(k), "org.handover", position_id=position_id)
+        if not seat_reserved:
+            await self._refuse_reserved(actor, k, "org.handover", position_id)
         when = at or self._clock.now()
         async with self._db.write() as conn:
             # The version row lock comes first: concurrent handovers of one position serialise here.
