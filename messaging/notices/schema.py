@@ -101,6 +101,9 @@ notice_receipts = Table(
     # recall). Claimed false → true together with every receipt of the person, in the
     # transaction that appends the event: one event per person per notice.
     Column("fanned_out", Boolean, nullable=False, server_default=false()),
+    # The last one-click reminder of this receipt (``remind.py``): the same person is reminded by hand
+    # at most once a minute per notice, whichever unit is asked and whichever process answers.
+    Column("reminded_at", UTCDateTime, nullable=True),
     UniqueConstraint("notice_id", "position_id", "person_id", name="uq_notice_receipts_notice_position_person"),
     Index("ix_notice_receipts_person", "person_id", "notice_id"),
     Index("ix_notice_receipts_notice_unit", "notice_id", "unit_id"),

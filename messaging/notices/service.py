@@ -100,7 +100,6 @@ class NoticeService(NoticeReads):
         self.photos = photos
         self._clock = uow.clock
         self._uow = uow
-        self._reminded: dict[tuple[int, int], float] = {}  # (notice, unit id) -> monotonic time
         self.notifier = notifier
         self.config = config or NoticeConfig()
         self._policy = policy or VacancyPolicy()
@@ -374,26 +373,25 @@ class NoticeService(NoticeReads):
         Raises:
             NotFound: no such notice or unit, or not on its sender side.
             Conflict: the notice was recalled.
-            RateLimited: this unit of this notice was reminded less than a minute ago.
+            RateLimited: everyone still owing under ``unit`` was reminded by hand less than a minute ago.
         """
         if missing not in ("read", "ack"):
             raise BadRequest("missing must be read or ack", data={"field": "missing"})
         index = self._index()
         u = index.unit(unit)
-        key, mono = (notice_id, index.unit_id(u)), self._clock.monotonic()
-        if mono - self._reminded.get(key, -1e18) < REMIND_INTERVAL:
-            async with self._db.read() as conn:  # anyone else gets 404: a 429 would say the notice exists
-                row = await self._access_sent(conn, actor_person_id, notice_id, acting=True)
-            if row.recalled_at is not None:  # final, unlike the minute: the 409 a receipt call answers
-                raise Conflict("the notice was recalled", data={"notice_id": notice_id, "recalled": True})
-            raise RateLimited("reminded less than a minute ago", data={"retry_after": int(REMIND_INTERVAL)})
 
         async def change(tx: Txn) -> int:
             row = await self._access_sent(tx.conn, actor_person_id, notice_id, acting=True)
-            if row.recalled_at is not None:
+            if row.recalled_at is not None:  # final, unlike the minute: the 409 a receipt call answers
                 raise Conflict("the notice was recalled", data={"notice_id": notice_id, "recalled": True})
             owed = missing if row.ack_required else "read"
-            evs = await reminder_events(tx.conn, index, row, u, owed, actor_person_id)
+            found = await reminder_events(tx.conn, index, row, u, owed, actor_person_id, tx.now)
+            if not found.events and found.recent:  # rolls back: nothing marked, nothing sent
+                raise RateLimited(
+                    "everyone still owing here was reminded less than a minute ago",
+                    data={"retry_after": int(REMIND_INTERVAL)},
+                )
+            evs = found.events
             # A reminder right after the send can come before the fan-out reached someone: write
             # their notice.new first, in this transaction, so no stream has the reminder first
             # (an offline recipient's sync showed notice.remind, then notice.new).
@@ -403,7 +401,6 @@ class NoticeService(NoticeReads):
             return sum(len(e.recipients) for e in evs)
 
         count: int = await self._uow.run(change)
-        self._reminded[key] = mono
         return count
 
     async def flush_progress(self) -> int:

@@ -163,14 +163,22 @@ class RemindBody(BodyModel):
 
 
 class Reminded(WireModel):
-    """How many recipients were reminded (``notice.remind`` with ``manual: true``)."""
+    """How many recipients were reminded now (``notice.remind`` with ``manual: true``).
+
+    Those reminded by hand less than a minute ago are left out (not counted); when that is everyone
+    still owing under the unit, the answer is 429 instead.
+    """
 
     reminded: int
 
 
 @api.route("POST", "/api/v1/notices/{notice_id:int}/remind", {200: Reminded}, body=RemindBody, errors=(404, 409, 429))
 async def remind(request: Request) -> Response:
-    """Remind now the recipients under ``unit`` who have not acknowledged (or read) — sender side only."""
+    """Remind now the recipients under ``unit`` who have not acknowledged (or read) — sender side only.
+
+    A person is reminded by hand at most once a minute per notice, whichever unit names them: 429
+    ``rate_limited`` when everyone still owing under ``unit`` was reminded less than a minute ago.
+    """
     s, claims = await current_person(request)
     b = await json_body(request, RemindBody)
     n = await s.notices.remind(claims.person_id, _nid(request), unit=b.unit, missing=b.missing)
