@@ -1,7 +1,7 @@
 """Group fan-out and handover (issue 5): a ~2,000-member unit group on two zzd processes.
 
 Run:  .venv/bin/python bench/group_fanout.py [--townships 9] [--clients 1000] [--messages 5]
-      [--thread-messages 10000] [--procs 2] [--logdir DIR]
+      [--thread-messages 10000] [--procs 2] [--logdir DIR] [--via post|frame|both]
 
 Per run, on a fresh PostgreSQL database with Redis as the broker:
 1. seed: a county of ``--townships`` townships × 15 villages × 3 grids
@@ -10,9 +10,12 @@ Per run, on a fresh PostgreSQL database with Redis as the broker:
    the county: ~2,000 members with 9 townships) is created by the reconciler;
    ``--clients`` members are drawn at random and get login sessions and tokens;
 2. zzd: two ``zzd serve`` processes; the clients connect alternately to them;
-   a member POSTs ``--messages`` messages one after another to the group
-   (process 1) and each recipient's socket records when that message's
-   ``message.new`` arrived: per message, send → p50 / p99 / last delivery;
+   a member sends ``--messages`` messages one after another to the group
+   (process 1) — by REST POST, by a ``send`` frame on its own WebSocket (the
+   path chat clients use, docs/protocol.md), or, with ``--via both``, each
+   message once by each path, alternately — and each recipient's socket
+   records when that message's ``message.new`` arrived: per message and
+   path, send → p50 / p99 / last delivery, and answer → delivery;
 3. baseline: the same clients connect to two bare ``websockets`` servers
    (bench/notice_bare.py, one broadcast per server) and a frame of the size of
    zzd's ``message.new`` is broadcast ``--messages`` times: trigger → p50 /
@@ -182,6 +185,68 @@ def _stats(times: list[float], t0: float) -> dict[str, float]:
     return {"p50": percentile(lat, 50), "p99": percentile(lat, 99), "last": max(lat) if lat else float("nan")}
 
 
+def vias(via: str) -> list[str]:
+    """The send paths measured in this run, in the order each message is sent by them."""
+    return ["post", "frame"] if via == "both" else [via]
+
+
+class PostSender:
+    """``POST /api/v1/conversations/{id}/messages`` on one kept-alive HTTP connection (the REST path)."""
+
+    def __init__(self, port: int, token: str, gid: int) -> None:
+        self._h = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        self._token, self._gid = token, gid
+
+    def send(self, key: str, body: str) -> tuple[float, float]:
+        """Send one message; (sent, answered) times."""
+        t0 = time.time()
+        r = self._h.post(
+            f"/api/v1/conversations/{self._gid}/messages",
+            json={"client_msg_id": key, "body": body},
+            headers={"authorization": f"Bearer {self._token}"},
+        )
+        t1 = time.time()
+        if r.status_code != 201:
+            raise RuntimeError(f"send failed: {r.status_code} {r.text[:300]}")
+        return t0, t1
+
+    def close(self) -> None:
+        self._h.close()
+
+
+class FrameSender:
+    """A ``send`` frame on the sender's own authenticated WebSocket (docs/protocol.md: the chat clients' path)."""
+
+    def __init__(self, url: str, token: str, gid: int) -> None:
+        from websockets.sync.client import connect
+
+        self._ws = connect(url, max_size=65_536, compression=None)
+        self._ws.send(json.dumps({"type": "hello", "id": "h", "v": 1, "token": token}))
+        hello = json.loads(self._ws.recv(timeout=30))
+        if hello.get("type") != "ok":
+            raise RuntimeError(f"hello refused: {hello}")
+        self._gid = gid
+
+    def send(self, key: str, body: str) -> tuple[float, float]:
+        """Send one message; (sent, answered) times. The sender's own events on the socket are skipped."""
+        frame = json.dumps(
+            {"type": "send", "id": key, "conversation_id": self._gid, "client_msg_id": key, "body": body}
+        )
+        t0 = time.time()
+        self._ws.send(frame)
+        while True:
+            reply = json.loads(self._ws.recv(timeout=60))
+            if reply.get("ref") == key:
+                break
+        t1 = time.time()
+        if reply.get("type") != "ok":
+            raise RuntimeError(f"send failed: {reply}")
+        return t0, t1
+
+    def close(self) -> None:
+        self._ws.close()
+
+
 def run_zzd(env: dict[str, str], info: dict[str, Any], args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
     servers = [start_zzd(f"zzd_group_{i}", env, logdir) for i in range(2)]
     out: dict[str, Any] = {"per_message": []}
@@ -194,34 +259,41 @@ def run_zzd(env: dict[str, str], info: dict[str, Any], args: argparse.Namespace,
             out["connected"] = got
             time.sleep(1.0)
             gid = info["group_id"]
-            with httpx.Client(base_url=f"http://127.0.0.1:{servers[0].port}", timeout=60) as h:
+            body = "请各位同事注意查收本周防汛值班安排。" * 3
+            senders: dict[str, PostSender | FrameSender | None] = {
+                "post": PostSender(servers[0].port, info["sender"].token, gid),
+                "frame": None,
+            }
+            if "frame" in vias(args.via):
+                senders["frame"] = FrameSender(servers[0].url, info["sender"].token, gid)
+            try:
                 for i in range(args.messages):
-                    key = f"bench-{i}-{uuid.uuid4().hex[:8]}"
-                    t0 = time.time()
-                    r = h.post(
-                        f"/api/v1/conversations/{gid}/messages",
-                        json={"client_msg_id": key, "body": "请各位同事注意查收本周防汛值班安排。" * 3},
-                        headers={"authorization": f"Bearer {info['sender'].token}"},
-                    )
-                    t1 = time.time()
-                    if r.status_code != 201:
-                        raise RuntimeError(f"send failed: {r.status_code} {r.text[:300]}")
-                    res = pool.call("await_key", key=key, timeout=60.0)
-                    times = [t for x in res for t in x["times"]]
-                    st = _stats(times, t0)
-                    after = _stats(times, t1)
-                    st.update(
-                        commit=t1 - t0,
-                        after_p50=after["p50"],
-                        after_p99=after["p99"],
-                        after_last=after["last"],
-                        delivered=len(times),
-                        missing=sum(x["missing"] for x in res),
-                    )
-                    out["frame_len"] = max(x["frame_len"] for x in res)
-                    out["per_message"].append(st)
-                    log(f"zzd message {i}: {st}")
-                    time.sleep(0.5)
+                    for via in vias(args.via):
+                        sender = senders[via]
+                        assert sender is not None
+                        key = f"bench-{via}-{i}-{uuid.uuid4().hex[:8]}"
+                        t0, t1 = sender.send(key, body)
+                        res = pool.call("await_key", key=key, timeout=60.0)
+                        times = [t for x in res for t in x["times"]]
+                        st = _stats(times, t0)
+                        after = _stats(times, t1)
+                        st.update(
+                            commit=t1 - t0,
+                            after_p50=after["p50"],
+                            after_p99=after["p99"],
+                            after_last=after["last"],
+                            delivered=len(times),
+                            missing=sum(x["missing"] for x in res),
+                        )
+                        out["frame_len"] = max(x["frame_len"] for x in res)
+                        out["per_message"].append(st)
+                        out.setdefault(f"per_message_{via}", []).append(st)
+                        log(f"zzd message {i} via {via}: {st}")
+                        time.sleep(0.5)
+            finally:
+                for sender in senders.values():
+                    if sender is not None:
+                        sender.close()
         finally:
             pool.shutdown()
         out["handover"] = [asyncio.run(handover(t, servers)) for t in info["threads"]]
@@ -336,30 +408,32 @@ def _median(rows: list[dict[str, float]], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
 
-def report(info: dict[str, Any], z: dict[str, Any], bare: dict[str, Any]) -> None:
+def report(info: dict[str, Any], z: dict[str, Any], bare: dict[str, Any], via: str) -> None:
     print()
     print(
         f"unit group: {info['members']} members; {z['connected']} recipients connected to 2 zzd processes "
         f"(bare: {bare['connected']}); {len(z['per_message'])} messages, frame {z['frame_len']} B"
     )
-    print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}{'last ms':>10}")
-    for label, res, keys in (
-        ("zzd send→delivery", z, ("p50", "p99", "last")),
-        ("zzd commit→delivery", z, ("after_p50", "after_p99", "after_last")),
-        ("bare broadcast", bare, ("p50", "p99", "last")),
-    ):
-        rows = res["per_message"]
-        print(f"{label:24}" + "".join(f"{1000 * _median(rows, k):>10.0f}" for k in keys))
-    ratios = {k: _median(bare["per_message"], k) / _median(z["per_message"], k) for k in ("p50", "p99")}
-    print(
-        f"zzd commit (POST answered): median {1000 * _median(z['per_message'], 'commit'):.0f} ms; "
-        f"delivered {sum(r['delivered'] for r in z['per_message'])}, "
-        f"missing {sum(r['missing'] for r in z['per_message'])}"
-    )
-    verdict = "MET" if min(ratios.values()) >= GOAL_RATIO else "NOT MET"
-    print(f"ratio bare/zzd: p50 {ratios['p50']:.2f}×, p99 {ratios['p99']:.2f}× (goal ≥ {GOAL_RATIO}×: {verdict})")
-    push = {k: _median(bare["per_message"], k) / _median(z["per_message"], f"after_{k}") for k in ("p50", "p99")}
-    print(f"push only (bare / zzd commit→delivery): p50 {push['p50']:.2f}×, p99 {push['p99']:.2f}×")
+    for path in vias(via):
+        rows = z[f"per_message_{path}"]
+        print(f"\nsent by {'REST POST' if path == 'post' else 'WebSocket send frame'} ({len(rows)} messages)")
+        print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}{'last ms':>10}")
+        for label, res, keys in (
+            ("zzd send→delivery", rows, ("p50", "p99", "last")),
+            ("zzd answer→delivery", rows, ("after_p50", "after_p99", "after_last")),
+            ("bare broadcast", bare["per_message"], ("p50", "p99", "last")),
+        ):
+            print(f"{label:24}" + "".join(f"{1000 * _median(res, k):>10.0f}" for k in keys))
+        ratios = {k: _median(bare["per_message"], k) / _median(rows, k) for k in ("p50", "p99")}
+        print(
+            f"zzd send answered (committed): median {1000 * _median(rows, 'commit'):.0f} ms; "
+            f"delivered {sum(r['delivered'] for r in rows)}, missing {sum(r['missing'] for r in rows)}"
+        )
+        verdict = "MET" if min(ratios.values()) >= GOAL_RATIO else "NOT MET"
+        print(f"ratio bare/zzd: p50 {ratios['p50']:.2f}×, p99 {ratios['p99']:.2f}× (goal ≥ {GOAL_RATIO}×: {verdict})")
+        push = {k: _median(bare["per_message"], k) / _median(rows, f"after_{k}") for k in ("p50", "p99")}
+        print(f"push only (bare / zzd answer→delivery): p50 {push['p50']:.2f}×, p99 {push['p99']:.2f}×")
+    print()
     for h in z["handover"]:
         ok = "MET" if h["routed"] <= GOAL_HANDOVER_S else "NOT MET"
         print(
@@ -378,6 +452,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--thread-messages", type=int, default=10_000)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--logdir", type=Path, default=None)
+    ap.add_argument(
+        "--via",
+        choices=("post", "frame", "both"),
+        default="post",
+        help="send path: REST POST, a WebSocket send frame (what chat clients use), or both alternately in one run",
+    )
     ap.add_argument(
         "--streams-fillfactor",
         type=int,
@@ -402,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"seeded in {time.time() - t:.0f} s: group {info['group_id']} of {info['members']} members")
         z = run_zzd(env, info, args, logdir)
         bare = run_bare(info, args, logdir, z["frame_len"])
-        report(info, z, bare)
+        report(info, z, bare, args.via)
 
 
 if __name__ == "__main__":
