@@ -2,6 +2,7 @@
 
 Run:  .venv/bin/python bench/group_fanout.py [--townships 9] [--clients 1000] [--messages 5]
       [--thread-messages 10000] [--procs 2] [--logdir DIR] [--via post|frame|both]
+      [--profile] [--zzd-env K=V[,K=V…] …]
 
 Per run, on a fresh PostgreSQL database with Redis as the broker:
 1. seed: a county of ``--townships`` townships × 15 villages × 3 grids
@@ -15,7 +16,10 @@ Per run, on a fresh PostgreSQL database with Redis as the broker:
    path chat clients use, docs/protocol.md), or, with ``--via both``, each
    message once by each path, alternately — and each recipient's socket
    records when that message's ``message.new`` arrived: per message and
-   path, send → p50 / p99 / last delivery, and answer → delivery;
+   path, send → p50 / p99 / last delivery, and answer → delivery.
+   ``--profile`` samples both zzd processes with py-spy while they send;
+   each ``--zzd-env`` runs this step again with those extra settings (an
+   experiment against the same seed and the same bare run);
 3. baseline: the same clients connect to two bare ``websockets`` servers
    (bench/notice_bare.py, one broadcast per server) and a frame of the size of
    zzd's ``message.new`` is broadcast ``--messages`` times: trigger → p50 /
@@ -51,6 +55,7 @@ import httpx
 
 from group_load import GroupPool
 from notice_bare import trigger
+from notice_pyspy import Profile
 from notice_setup import seed_sessions
 
 from common import (
@@ -247,7 +252,15 @@ class FrameSender:
         self._ws.close()
 
 
-def run_zzd(env: dict[str, str], info: dict[str, Any], args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
+def run_zzd(
+    env: dict[str, str],
+    info: dict[str, Any],
+    args: argparse.Namespace,
+    logdir: Path,
+    *,
+    handovers: bool = True,
+    tag: int = 0,
+) -> dict[str, Any]:
     servers = [start_zzd(f"zzd_group_{i}", env, logdir) for i in range(2)]
     out: dict[str, Any] = {"per_message": []}
     with running(servers, "/readyz"):
@@ -266,6 +279,7 @@ def run_zzd(env: dict[str, str], info: dict[str, Any], args: argparse.Namespace,
             }
             if "frame" in vias(args.via):
                 senders["frame"] = FrameSender(servers[0].url, info["sender"].token, gid)
+            prof = Profile(f"group-send-{tag}", [s.proc.pid for s in servers], logdir) if args.profile else None
             try:
                 for i in range(args.messages):
                     for via in vias(args.via):
@@ -294,9 +308,12 @@ def run_zzd(env: dict[str, str], info: dict[str, Any], args: argparse.Namespace,
                 for sender in senders.values():
                     if sender is not None:
                         sender.close()
+                if prof is not None:
+                    prof.stop()
+                    out["profile"] = prof.top(30)
         finally:
             pool.shutdown()
-        out["handover"] = [asyncio.run(handover(t, servers)) for t in info["threads"]]
+        out["handover"] = [asyncio.run(handover(t, servers)) for t in info["threads"]] if handovers else []
     return out
 
 
@@ -434,6 +451,8 @@ def report(info: dict[str, Any], z: dict[str, Any], bare: dict[str, Any], via: s
         push = {k: _median(bare["per_message"], k) / _median(rows, f"after_{k}") for k in ("p50", "p99")}
         print(f"push only (bare / zzd answer→delivery): p50 {push['p50']:.2f}×, p99 {push['p99']:.2f}×")
     print()
+    if z.get("profile"):
+        print(f"py-spy, both zzd processes while the messages were sent:\n{z['profile']}\n")
     for h in z["handover"]:
         ok = "MET" if h["routed"] <= GOAL_HANDOVER_S else "NOT MET"
         print(
@@ -452,6 +471,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--thread-messages", type=int, default=10_000)
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--logdir", type=Path, default=None)
+    ap.add_argument("--profile", action="store_true", help="py-spy both zzd processes while the messages are sent")
+    ap.add_argument(
+        "--zzd-env",
+        action="append",
+        metavar="K=V[,K=V…]",
+        help="run zzd with these extra settings (repeat: each configuration in turn, same seed, one bare run)",
+    )
     ap.add_argument(
         "--via",
         choices=("post", "frame", "both"),
@@ -480,9 +506,16 @@ def main(argv: list[str] | None = None) -> None:
         t = time.time()
         info = asyncio.run(prepare(url, args))
         log(f"seeded in {time.time() - t:.0f} s: group {info['group_id']} of {info['members']} members")
-        z = run_zzd(env, info, args, logdir)
-        bare = run_bare(info, args, logdir, z["frame_len"])
-        report(info, z, bare, args.via)
+        runs = []
+        for k, extra in enumerate(args.zzd_env or [""]):
+            settings = dict(kv.split("=", 1) for kv in extra.split(",") if kv)
+            log(f"zzd configuration {k}: {settings or 'as configured'}")
+            runs.append((extra, run_zzd({**env, **settings}, info, args, logdir, handovers=k == 0, tag=k)))
+        bare = run_bare(info, args, logdir, runs[0][1]["frame_len"])
+        for extra, z in runs:
+            if len(runs) > 1:
+                print(f"\n=== zzd with {extra or 'its configured settings'}")
+            report(info, z, bare, args.via)
 
 
 if __name__ == "__main__":
