@@ -225,7 +225,8 @@ class FrameSender:
     def __init__(self, url: str, token: str, gid: int) -> None:
         from websockets.sync.client import connect
 
-        self._ws = connect(url, max_size=65_536, compression=None)
+        self._stack = contextlib.ExitStack()
+        self._ws = self._stack.enter_context(connect(url, max_size=65_536, compression=None))
         self._ws.send(json.dumps({"type": "hello", "id": "h", "v": 1, "token": token}))
         hello = json.loads(self._ws.recv(timeout=30))
         if hello.get("type") != "ok":
@@ -249,7 +250,7 @@ class FrameSender:
         return t0, t1
 
     def close(self) -> None:
-        self._ws.close()
+        self._stack.close()
 
 
 def run_zzd(
