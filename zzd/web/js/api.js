@@ -124,6 +124,22 @@ export async function login(loginName, password) {
   return session;
 }
 
+// First sign-in with the one-time activation code an administrator's `zzd person import` or
+// `zzd person code` handed out (docs/admin.md): the person chooses their password, and the
+// answer is a sign-in's. Before, the sign-in page had no way to use the code: typed as the
+// password it read 账号或密码错误, and a newly seated person could not get in at all.
+export async function activate(loginName, code, password) {
+  endReason = '';
+  const r = await send('/api/v1/auth/activate', {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ login: loginName, code, password }),
+  });
+  const j = await r.json().catch(() => ({}));
+  if (!r.ok) throw new ApiError(r.status, j);
+  save(fromTokenReply(j));
+  return session;
+}
+
 async function doRefresh(stale) {
   const run = async () => {
     const current = load();
