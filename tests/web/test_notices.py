@@ -57,6 +57,12 @@ def test_compose_with_preview_ack_on_a_phone_and_a_live_dashboard(pages: Pages, 
     for child in expected["by_child"]:
         expect(preview.locator(f"tr[data-unit='{child['code']}']")).to_contain_text(str(child["persons"]))
     expect(preview).to_contain_text("空缺岗位")
+    # Each vacancy by name and what becomes of it, in words: the preview names positions by id
+    # only, and the list read 岗位 113132（空缺）→ 单位负责人：岗位 113131, or → unfilled.
+    vacancies = preview.locator("[data-fallbacks] li")
+    expect(vacancies.first).to_be_visible()
+    expect(preview.locator("[data-fallbacks]")).to_contain_text("村妇联执委 · 001村1（空缺）→ 由")
+    expect(preview.locator("[data-fallbacks]")).not_to_contain_text(re.compile(r"岗位 \d|unfilled|[A-Za-z]"))
     check_page(mgr, "notice-compose")
     title = f"防汛检查 {secrets.token_hex(2)}"
     mgr.get_by_label("标题").fill(title)
@@ -71,7 +77,8 @@ def test_compose_with_preview_ack_on_a_phone_and_a_live_dashboard(pages: Pages, 
     worker.get_by_role("navigation", name="主导航").get_by_role("link", name="通知").click()
     item = worker.get_by_role("list", name="收到的通知").locator("a.conv", has_text=title)
     expect(item).to_contain_text("待确认")
-    expect(item.locator(".via")).to_have_text("发给：专职网格员 · 第1网格")
+    # A grid is named with its village: 第1网格 is in every village.
+    expect(item.locator(".via")).to_have_text("发给：专职网格员 · 001村1第1网格")
     item.click()
     worker.get_by_label("回复（可选）").fill("已巡查")
     check_page(worker, "notice-received")
@@ -91,6 +98,9 @@ def test_compose_with_preview_ack_on_a_phone_and_a_live_dashboard(pages: Pages, 
     pending = dashboard.get_by_role("list", name="待办人员")
     expect(pending.locator("li").first).to_be_visible()
     expect(pending).not_to_contain_text("王五")
+    # Who is still to acknowledge, by position: the grid's name alone repeats in every village.
+    expect(pending.locator("li").first).to_contain_text(" · 001村1")
+    expect(pending).not_to_contain_text(re.compile(r"· 第\d网格"))
     dashboard.get_by_role("button", name="一键提醒").click()
     expect(dashboard.get_by_role("status").filter(has_text="已提醒")).to_have_text(re.compile(r"已提醒 [1-9]\d* 人"))
     dashboard.get_by_role("button", name="返回上一级").click()
@@ -179,3 +189,33 @@ def test_a_mistyped_unit_code_or_role_is_named_in_the_preview(pages: Pages, web:
     check_page(mgr, "notice-compose-typo")
     _term(mgr, 0, "专职网格员", "990101")
     expect(mgr.locator("[data-preview=ok]")).to_be_visible()
+
+
+def test_a_notice_received_for_a_vacant_position_names_both(pages: Pages, web: Web) -> None:
+    """A vacancy's notice reaches whoever stands in for it (docs/selectors.md): the row named the
+    vacant position alone — 发给：村妇联执委 · 001村1, a post its reader does not hold — and not
+    the reader's own position it came to."""
+    selector = f"村妇联执委@{VILLAGE}"
+    fallback = next(f for f in _preview(web, selector)["fallbacks"] if f["position_id"] == web.world.vacant)
+    via = fallback["via_position_id"]
+    assert via is not None and via != web.world.vacant, fallback  # someone else's post receives it
+    reader = next(login for login, ids in web.world.positions.items() if via in ids)
+    title = f"空缺代收 {secrets.token_hex(2)}"
+    r = httpx.post(
+        web.base + "/api/v1/notices",
+        headers={"authorization": f"Bearer {token(web.base, 'zhang')}"},
+        json={
+            "as_position": web.world.positions["zhang"][0],
+            "selector": selector,
+            "client_msg_id": secrets.token_hex(6),
+            "title": title,
+            "body": "请代为落实",
+            "ack_required": True,
+        },
+    )
+    assert r.status_code == 201, r.text
+    page = pages.open(reader)
+    page.get_by_role("navigation", name="主导航").get_by_role("link", name="通知").click()
+    item = page.get_by_role("list", name="收到的通知").locator("a.conv", has_text=title)
+    own = page.get_by_label("当前岗位").locator(f"option[value='{via}']").inner_text().split("（")[0]
+    expect(item.locator(".via")).to_have_text(f"发给：{own}（代收空缺岗位：村妇联执委 · 001村1）")

@@ -5,6 +5,7 @@
 // position titles only, never a position's holders, which change), so a reload or an offline
 // start still titles a direct chat or a position thread by name instead of “用户 12”.
 import { api, getSession } from './api.js';
+import { unitLabel } from './store.js';
 
 const persons = new Map();     // id -> name
 const positions = new Map();   // id -> position view (GET /api/v1/org/positions/{id}) or a promise
@@ -51,8 +52,7 @@ export function personName(id) {
 export function knownPerson(id) { restore(); return persons.has(id); }
 
 function titleOf(v) {
-  const path = v.unit_path || [];
-  return `${v.role} · ${path[path.length - 1] || ''}`;
+  return `${v.role} · ${unitLabel(v.unit_path)}`;
 }
 
 export function learnPosition(v) {
@@ -76,9 +76,14 @@ export function loadPosition(id) {
   return p;
 }
 
-export function positionTitle(id) {
+export function positionTitle(id, otherwise = null) {
   const v = positionCached(id);
   if (v) return titleOf(v);
   restore();
-  return titles.get(id) || `岗位 ${id}`;
+  return titles.get(id) || otherwise || `岗位 ${id}`;
+}
+
+// Look positions up (cached) so that their titles can be shown; then() re-renders.
+export function loadPositions(ids) {
+  return Promise.all([...new Set(ids)].filter((id) => id != null).map((id) => loadPosition(id).catch(() => null)));
 }

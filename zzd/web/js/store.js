@@ -40,10 +40,18 @@ export function go(hash) {
   if (location.hash === hash) set({ route: hash }); else location.hash = hash;
 }
 
+// A unit as a person tells it apart: its name, and for a grid its village's too. Grids are named
+// 第1网格, 第2网格 … in every village, so a grid worker holding 第1网格 of two villages saw two
+// identical 专职网格员 · 第1网格 in the acting-position menu, on notices and on tasks.
+export function unitLabel(path) {
+  const p = path || [];
+  const last = p[p.length - 1] || '';
+  return p.length === 6 ? p[4] + last : last;
+}
+
 export function positionLabel(p) {
   if (!p) return '';
-  const path = p.unit_path || [];
-  return `${p.role} · ${path[path.length - 1] || ''}`;
+  return `${p.role} · ${unitLabel(p.unit_path)}`;
 }
 
 export function positionById(id) {

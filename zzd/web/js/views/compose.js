@@ -3,12 +3,16 @@
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, newId, upload } from '../api.js';
+import { loadPositions, positionTitle } from '../names.js';
 import { go, positionLabel, useStore } from '../store.js';
 import { rememberSent } from '../notices.js';
 import { Photo } from './photo.js';
 
 const LEVELS = [['province', '省'], ['city', '市'], ['county', '区县'], ['township', '乡镇'], ['village', '村社'], ['grid', '网格']];
-const REASON = { deputy: '副职/代理', acting: '代理', unit_head: '单位负责人', superior: '上级同岗位', holder: '在岗' };
+// How a vacant position's notice is received (docs/selectors.md "Resolution"): by whom, in words.
+const REASON = { deputy: '由本岗位的副职/代理人接收', acting: '由本岗位的代理人接收', unit_head: '由单位负责人接收',
+                 superior: '由上级同岗位接收', unfilled: '无人接收' };
+const FALLBACKS_SHOWN = 20;
 
 let rolesCache = null;
 function loadRoles() {
@@ -196,13 +200,29 @@ function PreviewPanel({ preview, error }) {
       </table></div>
       ${(preview.fallback_count > 0 || preview.unfilled_count > 0) && html`
         <p>空缺岗位：${preview.fallback_count} 个由他人代收${preview.unfilled_count > 0 ? html`，<strong class="error">${preview.unfilled_count} 个无人接收</strong>` : ''}</p>
-        <ul class="plain fallbacks">${(preview.fallbacks || []).map((f) => html`<li>${fallbackText(f)}</li>`)}</ul>`}
+        <${Fallbacks} list=${preview.fallbacks || []} total=${preview.fallback_count + preview.unfilled_count} />`}
     </div>`;
 }
 
+// The vacancies by name, those someone receives first. The preview names positions by id only
+// (`{"position_id": 113132, "reason": "unit_head", "via_position_id": 113131}`): the list read
+// 岗位 113132（空缺）→ 单位负责人：岗位 113131 and, for one nobody receives, → unfilled.
+function Fallbacks({ list, total }) {
+  const shown = [...list.filter((f) => f.reason !== 'unfilled'), ...list.filter((f) => f.reason === 'unfilled')]
+    .slice(0, FALLBACKS_SHOWN);
+  const [, titled] = useState(0);
+  useEffect(() => {
+    let live = true;
+    loadPositions(shown.flatMap((f) => [f.position_id, f.via_position_id])).then(() => live && titled((k) => k + 1));
+    return () => { live = false; };
+  }, [list]);
+  return html`
+    <ul class="plain fallbacks" data-fallbacks>${shown.map((f) => html`<li data-reason=${f.reason}>${fallbackText(f)}</li>`)}</ul>
+    ${total > shown.length && html`<p class="muted">另有 ${total - shown.length} 个空缺岗位未列出</p>`}`;
+}
+
 function fallbackText(f) {
-  const who = f.role ? `${f.role}${f.unit ? ' · ' + f.unit : ''}` : `岗位 ${f.position_id ?? ''}`;
-  const how = REASON[f.reason] || f.reason || '';
-  const to = f.via_role ? `${f.via_role}${f.via_unit ? ' · ' + f.via_unit : ''}` : (f.via_position_id ? `岗位 ${f.via_position_id}` : '');
-  return `${who}（空缺）→ ${how}${to ? '：' + to : ''}`;
+  const how = REASON[f.reason] || '由他人接收';
+  const self = f.via_position_id == null || f.via_position_id === f.position_id;
+  return `${positionTitle(f.position_id)}（空缺）→ ${how}${self ? '' : '：' + positionTitle(f.via_position_id)}`;
 }

@@ -5,7 +5,7 @@ import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { conn } from '../conn.js';
-import { loadPosition, positionTitle } from '../names.js';
+import { loadPosition, loadPositions, positionTitle } from '../names.js';
 import { markNotice } from '../notices.js';
 import { set } from '../store.js';
 import { deadlineText } from './notices.js';
@@ -88,6 +88,8 @@ function Progress({ notice }) {
       const ref = p.total.code || '#' + p.total.unit_id;
       const j = await api(`/api/v1/notices/${nid}/pending?missing=${missing}&limit=50&unit=${encodeURIComponent(ref)}`);
       setPending(j);
+      // Named by position: the unit alone (第1网格) repeats in every village.
+      loadPositions(j.items.map((p) => p.position_id)).then(() => setPending((cur) => (cur === j ? { ...j } : cur)));
     }
     return p;
   }
@@ -161,7 +163,7 @@ function Progress({ notice }) {
         ${progress.elsewhere > 0 && html`<p class="muted">其他单位：${progress.elsewhere}</p>`}`}
       <h3>${notice.ack_required ? '未确认' : '未读'}人员</h3>
       ${pending && html`
-        <ul class="plain" aria-label="待办人员" data-pending>${pending.items.map((p) => html`<li data-person=${p.person_id}>${p.name} · ${p.unit}${p.read_at ? '（已读未确认）' : ''}</li>`)}</ul>
+        <ul class="plain" aria-label="待办人员" data-pending>${pending.items.map((p) => html`<li data-person=${p.person_id}>${p.name} · ${positionTitle(p.position_id, p.unit)}${p.read_at ? '（已读未确认）' : ''}</li>`)}</ul>
         ${pending.items.length === 0 && html`<p class="muted">全部完成</p>`}
         ${pending.items.length > 0 && !progress?.recalled && html`<button type="button" onClick=${remind}>一键提醒</button>`}`}
       ${msg && html`<p role="status">${msg}</p>`}

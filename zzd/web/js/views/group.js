@@ -3,7 +3,7 @@
 import { html } from 'htm/preact';
 import { useState } from 'preact/hooks';
 import { api } from '../api.js';
-import { go } from '../store.js';
+import { go, unitLabel } from '../store.js';
 import { holderNames } from './search.js';
 
 export function NewGroup() {
@@ -24,7 +24,7 @@ export function NewGroup() {
       go('#/chat/' + g.id);
     } catch (err) { setError(err.code === 'group_too_large' ? `人数超过上限 ${err.data.limit}` : err.message); }
   }
-  const label = (h) => `${h.role} · ${h.unit_path[h.unit_path.length - 1]}`;
+  const label = (h) => `${h.role} · ${unitLabel(h.unit_path)}`;
   return html`
     <section aria-labelledby="group-h">
       <h2 id="group-h">建群</h2>

@@ -3,6 +3,7 @@ import { html } from 'htm/preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { positionTitle } from '../names.js';
+import { unitLabel } from '../store.js';
 
 export function MentionPicker({ persons, positions, onPick }) {
   const [open, setOpen] = useState(false);
@@ -38,8 +39,8 @@ export function MentionPicker({ persons, positions, onPick }) {
             <button type="button" class="button small" onClick=${search}>搜索</button>
           </div>
           <ul class="plain">${hits.map((h) => html`<li><button type="button" class="link"
-            onClick=${() => pick('positions', { id: h.position_id, name: `${h.role} · ${h.unit_path[h.unit_path.length - 1]}` })}>
-            ${h.role} · ${h.unit_path[h.unit_path.length - 1]}</button></li>`)}</ul>
+            onClick=${() => pick('positions', { id: h.position_id, name: `${h.role} · ${unitLabel(h.unit_path)}` })}>
+            ${h.role} · ${unitLabel(h.unit_path)}</button></li>`)}</ul>
         </div>`}
     </div>`;
 }

@@ -1,15 +1,33 @@
 // 通知: received notices (labelled with the position each came to) and the ones I sent.
 import { html } from 'htm/preact';
-import { positionTitle } from '../names.js';
+import { useEffect, useState } from 'preact/hooks';
+import { loadPositions, positionTitle } from '../names.js';
 import { useStore } from '../store.js';
 
 export function deadlineText(iso) {
   return iso ? new Date(iso).toLocaleString('zh-CN', { month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit' }) : '';
 }
 
+// The position a notice came to, as the event lists it (docs/protocol.md notice.new). A vacancy
+// fallback names the vacant position addressed and, in via_position_id, mine that receives it
+// for that one: the row said 发给：专职网格员 · 第1网格 — a position this person does not hold —
+// where it came to their 网格长 post standing in for the vacant one.
+export function cameTo(p) {
+  const addressed = positionTitle(p.position_id, `${p.role} · ${p.unit}`);
+  if (p.via_position_id == null || p.via_position_id === p.position_id) return addressed;
+  return `${positionTitle(p.via_position_id)}（代收空缺岗位：${addressed}）`;
+}
+
 export function Notices() {
   const notices = useStore((s) => s.notices);
   const sent = useStore((s) => s.sent);
+  const [, titled] = useState(0);
+  useEffect(() => {
+    let live = true;
+    const ids = notices.slice(0, 50).flatMap((n) => (n.positions || []).flatMap((p) => [p.position_id, p.via_position_id]));
+    loadPositions(ids).then(() => live && titled((k) => k + 1));
+    return () => { live = false; };
+  }, [notices]);
   return html`
     <section aria-labelledby="notices-h">
       <div class="row-between">
@@ -29,7 +47,7 @@ export function Notices() {
                 ${n.acked ? html`<span class="tag">已确认</span>` : n.ack_required && !n.recalled ? html`<span class="badge">待确认</span>` : ''}
                 ${n.reminded && !n.acked && html`<span class="mention-flag">催办</span>`}
               </span>
-              <span class="via">发给：${(n.positions || []).map((p) => `${p.role} · ${p.unit}`).join('，')}</span>
+              <span class="via">发给：${(n.positions || []).map(cameTo).join('，')}</span>
               ${n.deadline && html`<span class="muted">截止 ${deadlineText(n.deadline)}</span>`}
             </a>
           </li>`)}

@@ -3,7 +3,7 @@
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, getSession, newId, upload } from '../api.js';
-import { go, useStore } from '../store.js';
+import { go, positionLabel, useStore } from '../store.js';
 import { Photo } from './photo.js';
 import { TaskView } from './tasks.js';
 
@@ -91,7 +91,7 @@ function ReportForm() {
       <form onSubmit=${submit} class="report-form">
         <label>上报岗位
           <select value=${asPosition} onChange=${(e) => setAsPosition(Number(e.target.value))}>
-            ${grids.map((p) => html`<option value=${p.id}>${p.role} · ${p.unit_path[5]}</option>`)}
+            ${grids.map((p) => html`<option value=${p.id}>${positionLabel(p)}</option>`)}
           </select>
         </label>
         <label>类别
