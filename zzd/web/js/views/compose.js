@@ -50,7 +50,7 @@ function localIso(value) {
 }
 
 export function Compose() {
-  const { positions, acting } = useStore((s) => s);
+  const { positions, acting, me } = useStore((s) => s);
   const [asPosition, setAsPosition] = useState(acting);
   const [roles, setRoles] = useState([]);
   const [homeCode, setHomeCode] = useState('');
@@ -125,6 +125,12 @@ export function Compose() {
     }
   }
 
+  // Someone who holds no position (all handed over) got the whole form, an empty 发送岗位 and
+  // 发送给 0 人, with nothing to say why nothing could be sent.
+  if (me && positions.length === 0) {
+    return html`<section aria-labelledby="compose-h"><h2 id="compose-h">发通知</h2>
+      <p class="muted" data-no-position>你目前没有担任岗位，不能发通知。通知以岗位的名义发出。</p></section>`;
+  }
   return html`
     <section aria-labelledby="compose-h">
       <h2 id="compose-h">发通知</h2>

@@ -45,6 +45,7 @@ export function Tasks({ arg }) {
 
 function Board() {
   const acting = useStore((s) => s.acting);
+  const me = useStore((s) => s.me);
   const [owned, setOwned] = useState([]);
   const [created, setCreated] = useState([]);
   const [error, setError] = useState('');
@@ -68,7 +69,8 @@ function Board() {
   ];
   return html`
     <section aria-labelledby="tasks-h">
-      <h2 id="tasks-h">任务 · ${positionTitle(acting)}</h2>
+      <h2 id="tasks-h">任务${acting != null ? ' · ' + positionTitle(acting) : ''}</h2>
+      ${me && acting == null && html`<p class="muted" data-no-position>你目前没有担任岗位，没有任务。</p>`}
       ${error && html`<p class="error" role="alert">${error}</p>`}
       ${groups.map(([name, list]) => html`
         <h3>${name}（${list.length}）</h3>
