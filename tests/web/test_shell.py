@@ -154,3 +154,34 @@ def test_a_session_revoked_elsewhere_returns_to_sign_in_and_says_why(pages: Page
     expect(page.locator("[data-ended]")).to_have_text("会话已结束（已在别处退出，或账号已停用），请重新登录")
     sign_in(page, "sun")
     expect(page.locator("[data-ended]")).to_have_count(0)
+
+
+def test_sign_out_leaves_nothing_of_the_person_for_the_next_at_the_keyboard(pages: Pages, web: Web) -> None:
+    """The offline shell keeps the inbox, notices, tasks and names in localStorage: after 退出 —
+    a shared township office computer, a phone handed on — they stayed for whoever came next to
+    read, message snippets included. 退出 takes them; the next sign-in loads them anew."""
+    body = f"仅本人可见 {secrets.token_hex(3)}"
+    r = httpx.post(
+        f"{web.base}/api/v1/positions/{web.world.positions['qian'][0]}/messages",
+        headers={"authorization": f"Bearer {token(web.base, 'zhao')}"},
+        json={"client_msg_id": secrets.token_hex(6), "body": body},
+    )
+    assert r.status_code in (200, 201), r.text
+    qian = pages.open("qian")
+    expect(qian.get_by_role("list", name="会话列表").locator("a.conv", has_text=body)).to_be_visible()
+    qian.get_by_role("navigation", name="主导航").get_by_role("link", name="通知").click()
+    expect(qian.get_by_role("heading", level=2)).to_have_text("通知")
+    person = web.world.person_ids["qian"]
+    kept = re.compile(rf"^zzd\.(inbox|profile|notices|tasks|sent|names|scanned|cursor|reports)\.{person}$")
+
+    def stored() -> dict[str, str]:
+        return dict(qian.evaluate("Object.fromEntries(Object.entries(localStorage))"))
+
+    assert any(kept.match(k) for k in stored())  # the premise: the shell keeps them while signed in
+    qian.get_by_role("button", name="退出").click()
+    expect(qian.get_by_role("button", name="登录")).to_be_visible()
+    left = stored()
+    assert not [k for k in left if kept.match(k)], left
+    assert not [k for k, v in left.items() if body in v], left
+    sign_in(qian, "qian")
+    expect(qian.get_by_role("list", name="会话列表").locator("a.conv", has_text=body)).to_be_visible()

@@ -36,6 +36,16 @@ function persist() {
   }, 300);
 }
 
+// 退出: what was learned goes with the person who learned it (the next person to sign in on this
+// browser must not have it written into their own store).
+export function forgetNames() {
+  clearTimeout(saveTimer);
+  persons.clear();
+  positions.clear();
+  titles.clear();
+  restoredFor = null;
+}
+
 export function learnPerson(p) {
   if (!p || p.id == null || !p.name) return;
   restore();

@@ -1,7 +1,7 @@
 // Signed-in state: who I am, my positions, the inbox; kept current by the connection's events.
 import { api, endSession, getSession, logout as apiLogout } from './api.js';
 import { conn } from './conn.js';
-import { learnPerson, learnPosition, loadPosition } from './names.js';
+import { forgetNames, learnPerson, learnPosition, loadPosition } from './names.js';
 import { loadNoticesAndTasks, showRemembered } from './notices.js';
 import { resendKept } from './outbox.js';
 import { get, positionLabel, set } from './store.js';
@@ -122,10 +122,25 @@ function ownFirst(positions, meId) {
   return [...positions.filter(own), ...positions.filter((p) => !own(p))];
 }
 
+// What the client keeps of a person for the offline shell (docs/web-client.md): message
+// snippets, notices, tasks, names, reports. 退出 is someone leaving this browser — a shared
+// township office computer, a handed-on phone — and all of it stayed in localStorage for the
+// next person at the keyboard to read. The outbox stays: typed messages the server never
+// answered are sent at the next sign-in (docs/web-client.md "Connection and resume").
+const KEPT_PER_PERSON = ['inbox', 'profile', 'notices', 'tasks', 'sent', 'names', 'scanned', 'cursor', 'reports'];
+
+function forget(personId) {
+  if (personId == null) return;
+  for (const k of KEPT_PER_PERSON) localStorage.removeItem(`zzd.${k}.${personId}`);
+  forgetNames();
+}
+
 export async function logout() {
+  const who = getSession()?.personId;
   conn.stop();
   loaded = false;
   if (retryOnline) { retryOnline(); retryOnline = null; }
+  forget(who);         // before the sign-in page shows, not after the network answers
   await apiLogout();
   set({ me: null, positions: [], conversations: [], inboxCursor: null, notices: [], sent: [], tasks: [], acting: null, banner: null });
 }
