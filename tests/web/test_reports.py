@@ -79,3 +79,40 @@ def test_a_refused_location_and_a_file_that_is_no_photo_are_explained_in_chinese
     notes.write_text("不是照片", encoding="utf-8")
     wang.get_by_label("拍照").set_input_files(str(notes))
     expect(alert).to_have_text("照片上传失败：不支持的文件类型，请选择照片")
+
+
+def test_a_report_filed_as_another_position_than_the_acting_one_can_be_verified(pages: Pages, web: Web) -> None:
+    """A grid worker with two grid posts reports as the one that is not the header's acting
+    position (上报岗位): once resolved, their own report's task offered no 核实 — only the acting
+    position's actions were offered — and nothing said why."""
+    main, part = web.world.positions["wang"]
+    wang = pages.open("wang", permissions=["geolocation"], geolocation=HERE)
+    expect(wang.get_by_label("当前岗位")).to_have_value(str(main))
+    wang.get_by_role("navigation", name="主导航").get_by_role("link", name="上报").click()
+    expect(wang.locator("[data-location=ok]")).to_be_visible()
+    wang.get_by_label("上报岗位").select_option(str(part))
+    wang.get_by_label("类别").select_option(label="河道垃圾")
+    text = f"兼职网格上报 {secrets.token_hex(2)}"
+    wang.get_by_label("情况说明").fill(text)
+    wang.get_by_role("button", name="提交上报").click()
+    expect(wang).to_have_url(re.compile(r"#/report/\d+$"))
+    task = wang.locator("[data-task-view]")
+    expect(task.locator("[data-state]").first).to_have_text("待接收")
+    # The 河长 accepts and resolves it (by the API).
+    auth = {"authorization": f"Bearer {token(web.base, 'zhao')}"}
+    report = httpx.get(f"{web.base}/api/v1/reports/{wang.url.rsplit('/', 1)[1]}", headers=auth).json()
+    river = web.world.positions["zhao"][0]
+    for action in ("accept", "resolve"):
+        t = httpx.get(f"{web.base}/api/v1/tasks/{report['task_id']}", headers=auth).json()
+        r = httpx.post(
+            f"{web.base}/api/v1/tasks/{report['task_id']}/actions",
+            headers=auth,
+            json={"as_position": river, "action": action, "version": t["version"]},
+        )
+        assert r.status_code == 200, r.text
+    expect(task.locator("[data-state]").first).to_have_text("已办结")
+    expect(task.locator("[data-acting-as]")).to_have_text("以兼职网格员 · 001村1第2网格的身份处理")
+    task.get_by_role("button", name="核实").click()
+    expect(task.locator("[data-state]").first).to_have_text("已核实")
+    stored = httpx.get(f"{web.base}/api/v1/tasks/{report['task_id']}", headers=auth).json()
+    assert stored["history"][-1]["actor"]["position_id"] == part

@@ -84,8 +84,17 @@ function Board() {
     </section>`;
 }
 
+// The position of mine a task is acted on as: the acting one when it is on one of the task's
+// sides, else the first of my positions that is. A grid worker who reported as another of
+// their positions (上报岗位) than the header's saw their own report's task without 核实 or 取消
+// and nothing to say why: the actions were offered to the acting position only.
+export function sideOf(task, acting, positions) {
+  return [acting, ...positions.map((p) => p.id)].find((id) => id != null && allowedActions(task, id).length > 0) ?? acting;
+}
+
 export function TaskView({ id, compact = false }) {
   const acting = useStore((s) => s.acting);
+  const positions = useStore((s) => s.positions);
   const [task, setTask] = useState(null);
   const [comment, setComment] = useState('');
   const [photos, setPhotos] = useState([]);
@@ -104,7 +113,7 @@ export function TaskView({ id, compact = false }) {
     setError('');
     try {
       await api(`/api/v1/tasks/${id}/actions`, { method: 'POST', body: {
-        as_position: acting, action, version: task.version, comment: comment.trim(), attachments: photos,
+        as_position: side, action, version: task.version, comment: comment.trim(), attachments: photos,
       } });
       setComment(''); setPhotos([]);
       await load();
@@ -117,7 +126,8 @@ export function TaskView({ id, compact = false }) {
     e.target.value = '';
   }
   if (!task) return error ? html`<p class="error" role="alert">${error}</p>` : html`<p role="status">正在加载…</p>`;
-  const actions = allowedActions(task, acting);
+  const side = sideOf(task, acting, positions);
+  const actions = allowedActions(task, side);
   return html`
     <article aria-labelledby=${'task-h-' + id} class=${compact ? 'card' : ''} data-task-view=${id}>
       <${compact ? 'h3' : 'h2'} id=${'task-h-' + id}>${task.title}</${compact ? 'h3' : 'h2'}>
@@ -134,6 +144,7 @@ export function TaskView({ id, compact = false }) {
       </ol>
       ${actions.length > 0 && html`
         <div class="card">
+          ${side !== acting && html`<p class="muted" data-acting-as=${side}>以${positionTitle(side)}的身份处理</p>`}
           <label>说明<textarea rows="2" value=${comment} onInput=${(e) => setComment(e.target.value)} maxlength="2000"></textarea></label>
           <label class="button small file">照片<input type="file" accept="image/*" capture="environment" multiple onChange=${addPhotos} /></label>
           ${photos.length > 0 && html`<div class="photos">${photos.map((d) => html`<${Photo} digest=${d} />`)}</div>`}
