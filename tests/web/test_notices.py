@@ -186,6 +186,11 @@ def test_a_mistyped_unit_code_or_role_is_named_in_the_preview(pages: Pages, web:
     expect(error).to_have_text("没有这个单位：990199（请检查单位代码）")
     mgr.get_by_label("选择器（可直接编辑）").fill("网格巡查员@990101/**")
     expect(error).to_have_text("没有这个岗位：网格巡查员（请从列表中选择）")
+    # A hand-edited selector that does not parse: the server's message is English.
+    mgr.get_by_label("选择器（可直接编辑）").fill("专职网格员@@990101")
+    expect(error).to_have_text(
+        "选择器写法有误（从第 1 个字符起无法识别）。写法如：专职网格员@990101/**，多个用 | 连接，排除用 -"
+    )
     check_page(mgr, "notice-compose-typo")
     _term(mgr, 0, "专职网格员", "990101")
     expect(mgr.locator("[data-preview=ok]")).to_be_visible()

@@ -91,7 +91,7 @@ export function Compose() {
       } catch (e) {
         if (!live) return;
         setPreview(null);
-        setPreviewError(previewErrorText(e));
+        setPreviewError(previewErrorText(e, homeCode));
       }
     }, 300);
     return () => { live = false; clearTimeout(t); };
@@ -186,10 +186,16 @@ export function Compose() {
 
 // What is wrong with the selector, in the manager's words: a mistyped unit code or role was
 // answered not_found and read 找不到该内容（可能已删除或无权查看）, which says neither which nor why.
-function previewErrorText(e) {
+function previewErrorText(e, homeCode) {
   if (e.code === 'out_of_scope') return `超出管辖范围：${(e.data.out_of_scope || []).join('，')}（${e.data.count} 个岗位）`;
   if (e.code === 'not_found' && e.data.unit != null) return `没有这个单位：${e.data.unit}（请检查单位代码）`;
   if (e.code === 'not_found' && e.data.role != null) return `没有这个岗位：${e.data.role}（请从列表中选择）`;
+  // A hand-edited selector that does not parse: the server's words are English
+  // (`selector: cannot read '专职网格员@@610122106' at character 1`), the place it names is not.
+  if (e.code === 'bad_request' && e.data.field === 'selector') {
+    const where = Number(e.data.position) > 0 ? `（从第 ${e.data.position} 个字符起无法识别）` : '';
+    return `选择器写法有误${where}。写法如：专职网格员@${homeCode || '单位代码'}/**，多个用 | 连接，排除用 -`;
+  }
   return e.message;
 }
 
