@@ -74,17 +74,17 @@ def test_a_person_with_two_positions_sees_where_each_item_came_and_switches(page
         assert r.status_code == 201, r.text
     page = pages.open("wang")
     inbox = page.get_by_role("list", name="会话列表")
-    for pos, label in ((main, "发给：专职网格员 · 001村1第1网格"), (part, "发给：兼职网格员 · 001村1第2网格")):
+    for pos, label in ((main, "发给：专职网格员 · 第1网格（001村1）"), (part, "发给：兼职网格员 · 第2网格（001村1）")):
         expect(inbox.locator("a.conv", has_text=f"给岗位{pos} {tag}").locator(".via")).to_have_text(label)
     acting = page.get_by_label("当前岗位")
     expect(acting.locator("option")).to_have_text(
-        ["专职网格员 · 001村1第1网格（主职）", "兼职网格员 · 001村1第2网格（兼职）"]
+        ["专职网格员 · 第1网格（001村1）（主职）", "兼职网格员 · 第2网格（001村1）（兼职）"]
     )
     acting.select_option(str(part))
     # Writing to a position now goes as the part-time position.
     page.goto(f"{web.base}/#/position/{web.world.positions['li'][0]}")
     expect(page.get_by_label(re.compile("以岗位身份发送"))).to_be_checked()
-    expect(page.locator("label.inline")).to_contain_text("兼职网格员 · 001村1第2网格")
+    expect(page.locator("label.inline")).to_contain_text("兼职网格员 · 第2网格（001村1）")
     page.get_by_label("消息", exact=True).fill(f"兼职发的 {tag}")
     page.get_by_role("button", name="发送").click()
     mine = page.locator("li.msg.mine", has_text=f"兼职发的 {tag}")

@@ -25,7 +25,7 @@ def test_the_header_gains_and_loses_a_position_without_a_reload(pages: Pages, we
     unit = httpx.get(f"{web.base}/api/v1/org/units/{OTHER_GRID}", headers=h).json()
     views = [httpx.get(f"{web.base}/api/v1/org/positions/{p}", headers=h).json() for p in unit["position_ids"]]
     spare = next(v["id"] for v in views if v["role_key"] == "grid_worker")
-    label = "专职网格员 · 002村2" + unit["name"]  # a grid is named with its village
+    label = "专职网格员 · " + unit["name"] + "（002村2）"  # a grid is named with its village
     river = web.world.positions["zhao"][0]
 
     zhao = pages.open("zhao")

@@ -111,7 +111,7 @@ def test_a_report_filed_as_another_position_than_the_acting_one_can_be_verified(
         )
         assert r.status_code == 200, r.text
     expect(task.locator("[data-state]").first).to_have_text("已办结")
-    expect(task.locator("[data-acting-as]")).to_have_text("以兼职网格员 · 001村1第2网格的身份处理")
+    expect(task.locator("[data-acting-as]")).to_have_text("以兼职网格员 · 第2网格（001村1）的身份处理")
     task.get_by_role("button", name="核实").click()
     expect(task.locator("[data-state]").first).to_have_text("已核实")
     stored = httpx.get(f"{web.base}/api/v1/tasks/{report['task_id']}", headers=auth).json()

@@ -42,11 +42,12 @@ export function go(hash) {
 
 // A unit as a person tells it apart: its name, and for a grid its village's too. Grids are named
 // 第1网格, 第2网格 … in every village, so a grid worker holding 第1网格 of two villages saw two
-// identical 专职网格员 · 第1网格 in the acting-position menu, on notices and on tasks.
+// identical 专职网格员 · 第1网格 in the acting-position menu, on notices and on tasks. The village
+// comes after the grid: where a phone's header cuts the label short, the grid's own name stays.
 export function unitLabel(path) {
   const p = path || [];
   const last = p[p.length - 1] || '';
-  return p.length === 6 ? p[4] + last : last;
+  return p.length === 6 ? `${last}（${p[4]}）` : last;
 }
 
 export function positionLabel(p) {
