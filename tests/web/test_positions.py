@@ -71,3 +71,55 @@ def test_someone_without_a_position_is_told_so_on_tasks_and_notices(pages: Pages
     expect(page.locator("[data-no-position]")).to_have_text("你目前没有担任岗位，不能发通知。通知以岗位的名义发出。")
     expect(page.get_by_role("button", name=re.compile("发送给"))).to_have_count(0)
     check_page(page, "no-position")
+
+
+def test_a_notice_owed_through_a_position_handed_over_leaves_the_predecessor(pages: Pages, web: Web) -> None:
+    """A handover moves the receipts still owed through the position to the successor
+    (docs/notices.md "Handover"). The predecessor's list kept the notice 待确认 for good — counted
+    on the 通知 tab, opened as 没有这条通知 — and the successor's did not say why it came."""
+    admin = f"admin-{secrets.token_hex(3)}"
+    add_admin(web.world, admin)
+    h = {"authorization": f"Bearer {token(web.base, admin)}"}
+    before, after = (f"pre-{secrets.token_hex(3)}", f"suc-{secrets.token_hex(3)}")
+    ids = {login: add_admin(web.world, login, perms=frozenset({"audit"})) for login in (before, after)}
+    unit = httpx.get(f"{web.base}/api/v1/org/units/{OTHER_GRID}", headers=h).json()
+    views = [httpx.get(f"{web.base}/api/v1/org/positions/{p}", headers=h).json() for p in unit["position_ids"]]
+    volunteer = next(v["id"] for v in views if v["role_key"] == "grid_volunteer")
+    r = httpx.post(f"{web.base}/api/v1/org/positions/{volunteer}/handover", headers=h, json={"person_id": ids[before]})
+    assert r.status_code == 200, r.text
+    title = f"交接前的通知 {secrets.token_hex(2)}"
+    r = httpx.post(
+        web.base + "/api/v1/notices",
+        headers={"authorization": f"Bearer {token(web.base, 'zhang')}"},
+        json={
+            "as_position": web.world.positions["zhang"][0],
+            "selector": f"兼职网格员@{OTHER_GRID}",
+            "client_msg_id": secrets.token_hex(6),
+            "title": title,
+            "body": "请确认",
+            "ack_required": True,
+        },
+    )
+    assert r.status_code == 201, r.text
+    notice = r.json()["notice_id"]
+
+    pre = pages.open(before)
+    tab = pre.get_by_role("navigation", name="主导航").get_by_role("link", name="通知")
+    tab.click()
+    item = pre.get_by_role("list", name="收到的通知").locator("a.conv", has_text=title)
+    expect(item).to_contain_text("待确认")
+    expect(tab.locator(".badge")).to_have_text("1")
+    r = httpx.post(f"{web.base}/api/v1/org/positions/{volunteer}/handover", headers=h, json={"person_id": ids[after]})
+    assert r.status_code == 200, r.text
+    # Live, by notice.transferred: no longer the predecessor's to confirm, nor counted.
+    expect(item.locator("[data-handover=out]")).to_have_text("已随岗位交接转给接任人")
+    expect(item).not_to_contain_text("待确认")
+    expect(tab.locator(".badge")).to_have_count(0)
+    item.click()
+    expect(pre.locator("main").get_by_role("alert")).to_have_text("这条通知已随岗位交接转给接任人，无需你再确认")
+
+    suc = pages.open(after)
+    suc.get_by_role("navigation", name="主导航").get_by_role("link", name="通知").click()
+    came = suc.locator(f"[data-notice='{notice}']")
+    expect(came.locator("[data-handover=in]")).to_have_text("岗位交接转来")
+    expect(came).to_contain_text("待确认")

@@ -5,6 +5,7 @@ import { getSession, onSession } from './api.js';
 import { conn } from './conn.js';
 import { logout, setActing, start } from './session.js';
 import { go, positionLabel, set, useStore } from './store.js';
+import { waitingAck } from './notices.js';
 import { Login } from './views/login.js';
 import { Inbox } from './views/inbox.js';
 import { Chat } from './views/chat.js';
@@ -112,7 +113,7 @@ function focusLostToHeading() {
 function Shell() {
   const r = useStore((s) => s.route);
   const unread = useStore((s) => s.conversations.reduce((n, c) => n + (c.unread || 0), 0));
-  const toAck = useStore((s) => s.notices.filter((n) => n.ack_required && !n.acked && !n.recalled).length);
+  const toAck = useStore((s) => s.notices.filter(waitingAck).length);
   const badge = { '#/inbox': unread, '#/notices': toAck };
   useEffect(() => { start(); }, []);
   useEffect(() => focusLostToHeading(), [r]);

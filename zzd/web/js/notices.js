@@ -37,13 +37,32 @@ function learnSent(ids) {
   }
 }
 
+// A handover moves the receipts still owed through the position to the successor
+// (docs/notices.md "Handover"): the predecessor is told by notice.transferred (`position_ids`),
+// the successor gets a notice.new with `transferred: true`. The predecessor's list kept the
+// notice 待确认 — counted on the 通知 tab for good — though it opened as 没有这条通知 and could
+// no longer be confirmed; the successor's did not say why an older notice had just come.
+export function handedAway(n) {
+  const handed = n.handed_positions || [];
+  return handed.length > 0 && (n.positions || []).every((p) => handed.includes(p.via_position_id ?? p.position_id));
+}
+
+// Still waiting for my confirmation.
+export function waitingAck(n) { return n.ack_required && !n.acked && !n.recalled && !handedAway(n); }
+
 function applyEvent(f, st) {
   const d = f.data || {};
   if (f.kind === 'notice.new') {
-    return { notices: [{ ...d, state: 'new' }, ...st.notices.filter((n) => n.notice_id !== d.notice_id)] };
+    const { transferred, ...head } = d;
+    return { notices: [{ ...head, state: 'new', came_with_handover: !!transferred },
+                       ...st.notices.filter((n) => n.notice_id !== d.notice_id)] };
   }
-  if (f.kind === 'notice.recalled' || f.kind === 'notice.remind' || f.kind === 'notice.transferred') {
-    const flag = { 'notice.recalled': { recalled: true }, 'notice.remind': { reminded: true }, 'notice.transferred': { transferred: true } }[f.kind];
+  if (f.kind === 'notice.transferred') {
+    return { notices: st.notices.map((n) => (n.notice_id === d.notice_id
+      ? { ...n, handed_positions: [...new Set([...(n.handed_positions || []), ...(d.position_ids || [])])] } : n)) };
+  }
+  if (f.kind === 'notice.recalled' || f.kind === 'notice.remind') {
+    const flag = { 'notice.recalled': { recalled: true }, 'notice.remind': { reminded: true } }[f.kind];
     return { notices: st.notices.map((n) => (n.notice_id === d.notice_id ? { ...n, ...flag } : n)) };
   }
   if (f.kind === 'task.created' || f.kind === 'task.updated') {
@@ -64,7 +83,7 @@ function ding(f, st) {
   const d = f.data || {};
   const known = st.notices.find((n) => n.notice_id === d.notice_id);
   if (f.kind === 'notice.new' && d.priority !== 'urgent') return;
-  if (f.kind === 'notice.remind' && known && (known.acked || known.recalled)) return;
+  if (f.kind === 'notice.remind' && known && !waitingAck(known)) return;
   const title = d.title || known?.title || '';
   set({ banner: { kind: 'warn', text: (f.kind === 'notice.remind' ? '催办：' : '紧急通知（DING）：') + title,
                   href: '#/notice/' + d.notice_id, link: '查看' } });
@@ -90,7 +109,7 @@ export function showRemembered() {
 // confirmation are looked up once.
 const CHECK_PENDING = 20;
 async function checkPending() {
-  const waiting = get().notices.filter((n) => n.ack_required && !n.acked && !n.recalled).slice(0, CHECK_PENDING);
+  const waiting = get().notices.filter(waitingAck).slice(0, CHECK_PENDING);
   await Promise.all(waiting.map((n) => api('/api/v1/notices/' + n.notice_id).then((v) => {
     const acked = v.receipts.length > 0 && v.receipts.every((r) => r.acked_at);
     if (acked || v.recalled_at) markNotice(n.notice_id, { acked, recalled: !!v.recalled_at });

@@ -6,8 +6,8 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { conn } from '../conn.js';
 import { loadPosition, loadPositions, positionTitle } from '../names.js';
-import { markNotice } from '../notices.js';
-import { set } from '../store.js';
+import { handedAway, markNotice } from '../notices.js';
+import { get, set } from '../store.js';
 import { deadlineText } from './notices.js';
 import { Photo } from './photo.js';
 
@@ -18,7 +18,11 @@ export function Dashboard({ id }) {
     api('/api/v1/notices/' + id).then((n) => {
       setNotice(n);
       loadPosition(n.sender.position_id).then(() => set({}), () => {});
-    }, (e) => setError(e.code === 'not_found' ? '没有这条通知' : e.message));
+    }, (e) => {
+      const mine = get().notices.find((n) => n.notice_id === id);
+      if (e.code === 'not_found' && mine && handedAway(mine)) setError('这条通知已随岗位交接转给接任人，无需你再确认');
+      else setError(e.code === 'not_found' ? '没有这条通知' : e.message);
+    });
   }, [id]);
   if (error) return html`<p class="error" role="alert">${error}</p>`;
   if (!notice) return html`<p role="status">正在加载…</p>`;

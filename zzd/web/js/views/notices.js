@@ -2,6 +2,7 @@
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { loadPositions, positionTitle } from '../names.js';
+import { handedAway, waitingAck } from '../notices.js';
 import { useStore } from '../store.js';
 
 export function deadlineText(iso) {
@@ -44,8 +45,10 @@ export function Notices() {
                 ${n.priority === 'urgent' && html`<span class="pill urgent">DING</span>`}
                 ${n.title}
                 ${n.recalled && html`<span class="tag">已撤回</span>`}
-                ${n.acked ? html`<span class="tag">已确认</span>` : n.ack_required && !n.recalled ? html`<span class="badge">待确认</span>` : ''}
-                ${n.reminded && !n.acked && html`<span class="mention-flag">催办</span>`}
+                ${n.came_with_handover && html`<span class="tag" data-handover="in">岗位交接转来</span>`}
+                ${handedAway(n) && !n.acked && html`<span class="tag" data-handover="out">已随岗位交接转给接任人</span>`}
+                ${n.acked ? html`<span class="tag">已确认</span>` : waitingAck(n) ? html`<span class="badge">待确认</span>` : ''}
+                ${n.reminded && waitingAck(n) && html`<span class="mention-flag">催办</span>`}
               </span>
               <span class="via">发给：${(n.positions || []).map(cameTo).join('，')}</span>
               ${n.deadline && html`<span class="muted">截止 ${deadlineText(n.deadline)}</span>`}
