@@ -11,7 +11,7 @@ import httpx
 from playwright.sync_api import expect
 
 from tests.web.conftest import DESKTOP, Pages, Web, check_page
-from tests.web.world import VILLAGE, token
+from tests.web.world import VILLAGE, notice_from_zhang, token
 
 
 def _preview(web: Web, selector: str) -> dict[str, Any]:
@@ -126,21 +126,7 @@ def test_compose_with_preview_ack_on_a_phone_and_a_live_dashboard(pages: Pages, 
 
 def _notice_to_wang(web: Web, title: str, body: str, priority: str = "normal") -> int:
     """zhang's notice (acknowledgement required) to the 专职网格员 of wang's grid, by the API."""
-    r = httpx.post(
-        web.base + "/api/v1/notices",
-        headers={"authorization": f"Bearer {token(web.base, 'zhang')}"},
-        json={
-            "as_position": web.world.positions["zhang"][0],
-            "selector": f"专职网格员@{VILLAGE}001",
-            "client_msg_id": secrets.token_hex(6),
-            "title": title,
-            "body": body,
-            "priority": priority,
-            "ack_required": True,
-        },
-    )
-    assert r.status_code in (200, 201), r.text
-    return int(r.json()["notice_id"])
+    return notice_from_zhang(web.base, web.world, f"专职网格员@{VILLAGE}001", title, body, priority)
 
 
 def test_a_notice_acknowledged_on_another_device_is_not_shown_as_waiting(pages: Pages, web: Web) -> None:
@@ -206,19 +192,7 @@ def test_a_notice_received_for_a_vacant_position_names_both(pages: Pages, web: W
     assert via is not None and via != web.world.vacant, fallback  # someone else's post receives it
     reader = next(login for login, ids in web.world.positions.items() if via in ids)
     title = f"空缺代收 {secrets.token_hex(2)}"
-    r = httpx.post(
-        web.base + "/api/v1/notices",
-        headers={"authorization": f"Bearer {token(web.base, 'zhang')}"},
-        json={
-            "as_position": web.world.positions["zhang"][0],
-            "selector": selector,
-            "client_msg_id": secrets.token_hex(6),
-            "title": title,
-            "body": "请代为落实",
-            "ack_required": True,
-        },
-    )
-    assert r.status_code == 201, r.text
+    notice_from_zhang(web.base, web.world, selector, title, "请代为落实")
     page = pages.open(reader)
     page.get_by_role("navigation", name="主导航").get_by_role("link", name="通知").click()
     item = page.get_by_role("list", name="收到的通知").locator("a.conv", has_text=title)

@@ -13,7 +13,7 @@ import httpx
 from playwright.sync_api import expect
 
 from tests.web.conftest import Pages, Web, check_page
-from tests.web.world import add_admin, token
+from tests.web.world import add_admin, notice_from_zhang, token
 
 OTHER_GRID = "990101002002002"  # a grid of the second township: no seated test person works there
 
@@ -88,20 +88,7 @@ def test_a_notice_owed_through_a_position_handed_over_leaves_the_predecessor(pag
     r = httpx.post(f"{web.base}/api/v1/org/positions/{volunteer}/handover", headers=h, json={"person_id": ids[before]})
     assert r.status_code == 200, r.text
     title = f"交接前的通知 {secrets.token_hex(2)}"
-    r = httpx.post(
-        web.base + "/api/v1/notices",
-        headers={"authorization": f"Bearer {token(web.base, 'zhang')}"},
-        json={
-            "as_position": web.world.positions["zhang"][0],
-            "selector": f"兼职网格员@{OTHER_GRID}",
-            "client_msg_id": secrets.token_hex(6),
-            "title": title,
-            "body": "请确认",
-            "ack_required": True,
-        },
-    )
-    assert r.status_code == 201, r.text
-    notice = r.json()["notice_id"]
+    notice = notice_from_zhang(web.base, web.world, f"兼职网格员@{OTHER_GRID}", title)
 
     pre = pages.open(before)
     tab = pre.get_by_role("navigation", name="主导航").get_by_role("link", name="通知")

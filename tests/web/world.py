@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -209,3 +210,25 @@ if __name__ == "__main__":  # a dev server over the test world: python -m tests.
         sp.proc.wait()
     finally:
         sp.stop()
+
+
+def notice_from_zhang(
+    base: str, world: World, selector: str, title: str, body: str = "请确认", priority: str = "normal"
+) -> int:
+    """A notice (acknowledgement required) sent by ``zhang``, the county head, by the API: its id."""
+    r = httpx.post(
+        base + "/api/v1/notices",
+        headers={"authorization": f"Bearer {token(base, 'zhang')}"},
+        json={
+            "as_position": world.positions["zhang"][0],
+            "selector": selector,
+            "client_msg_id": secrets.token_hex(6),
+            "title": title,
+            "body": body,
+            "priority": priority,
+            "ack_required": True,
+        },
+        timeout=30,
+    )
+    assert r.status_code in (200, 201), r.text
+    return int(r.json()["notice_id"])
