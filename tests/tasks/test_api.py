@@ -143,6 +143,15 @@ async def test_operator_edits_routing_and_photos_are_private(org_server: Running
             "/api/v1/tasks/categories/river_litter", json={**rule, "escalation": "up"}, headers=_auth(ops_tok)
         )
         assert (r.status_code, r.json()["error"]["data"]["field"]) == (400, "escalation")
+        # A route to a level where the role has no position: stored, every report of the category answered
+        # 404 (江西 audit). Refused, and the shipped rule stays.
+        before = (await h.get("/api/v1/tasks/categories", headers=_auth(wtok))).json()["categories"]
+        r = await h.put(
+            "/api/v1/tasks/categories/river_litter", json={**rule, "route_level": "county"}, headers=_auth(ops_tok)
+        )
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["data"] == {"field": "route_level", "role": "village_director", "levels": ["village"]}
+        assert (await h.get("/api/v1/tasks/categories", headers=_auth(wtok))).json()["categories"] == before
         r = await h.put("/api/v1/tasks/categories/river_litter", json=rule, headers=_auth(ops_tok))
         assert r.status_code == 200, r.text
         put, _ = await query(s.db, AuditQuery(action="settings.category_put"))

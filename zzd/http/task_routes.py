@@ -19,7 +19,9 @@ from messaging.tasks.categories import validate_category
 from messaging.tasks.lifecycle import CLIENT_ACTIONS, Action
 from messaging.tasks.model import CreatedTasks
 from messaging.tasks.stats import unit_stats
+from org_tree.divisions import Level
 from org_tree.grants import Perm
+from org_tree.index import OrgIndex
 from org_tree.jurisdiction import access_unit
 from org_tree.selectors import parse_selector
 from zzd.http.actors import current_actor, current_person
@@ -150,6 +152,26 @@ async def list_categories(request: Request) -> Response:
     return reply(CategoryList, {"categories": await s.tasks.categories()})
 
 
+def _check_route(index: OrgIndex, role: str, level: str) -> None:
+    """Refuse a route to a role the tree has no position of at ``level``.
+
+    Why: stored, every report of the category answered 404 "no … position above this grid"
+    until someone noticed (江西 audit: ``village_director`` routed at county level).
+
+    Raises:
+        NotFound: a role the tree does not know.
+        BadRequest: the role has no positions at that level (``field: route_level``).
+    """
+    info = index.roles[index.role_id(role)]
+    depth = int(Level.parse(level))
+    if depth not in info.levels:
+        levels = [Level(x).label for x in sorted(info.levels)]
+        raise BadRequest(
+            f"role {role} has no positions at {level} level (it has: {', '.join(levels) or 'none'})",
+            data={"field": "route_level", "role": role, "levels": levels},
+        )
+
+
 @api.route("PUT", "/api/v1/tasks/categories/{key:str}", {200: CategoryView}, body=CategoryBody, errors=(404,))
 async def put_category(request: Request) -> Response:
     """Create or replace a category's deadlines, escalation and routing (``settings`` grant, whole tree)."""
@@ -160,8 +182,8 @@ async def put_category(request: Request) -> Response:
     if raw.get("key", key) != key:
         raise BadRequest("the body's key differs from the URL's", data={"field": "key"})
     cat = validate_category({**raw, "key": key})
-    if cat.route_role is not None:
-        s.org_index.index.role_id(cat.route_role)  # NotFound for a role the tree does not know
+    if cat.route_role is not None and cat.route_level is not None:
+        _check_route(s.org_index.index, cat.route_role, cat.route_level)
     entry = AuditEntry("settings.category_put", actor.person_id, detail={"key": key, "category": cat.to_dict()})
     return reply(CategoryView, await s.tasks.put_category(cat, entry))
 
