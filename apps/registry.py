@@ -363,7 +363,11 @@ class AppRegistry:
                 expires_at=until))  # fmt: skip
             sid = await self._insert_secret(conn, app_id, secret, now)
             app = await self._load(conn, app_id)
-            await record(conn, self._entry(actor, "app.secret_rotated", app, secret_id=sid, overlap=str(overlap)), now)
+            # Seconds, as the request's overlap_seconds: str(timedelta) read "0:00:00" or "1 day, 0:00:00" (江西 audit).
+            entry = self._entry(
+                actor, "app.secret_rotated", app, secret_id=sid, overlap_seconds=int(overlap.total_seconds())
+            )
+            await record(conn, entry, now)
         return NewSecret(sid, secret, now, until)
 
     async def revoke_secret(self, actor: Actor, app_id: int, secret_id: int) -> dict[str, Any]:

@@ -214,6 +214,10 @@ async def test_rotation_overlaps_and_revocation_stops_tokens_at_the_next_request
     async with httpx.AsyncClient(base_url=rs.http) as h:
         assert (await h.get("/api/v1/bot/me", headers=auth(new_tok))).status_code == 401
         assert (await app_token(rs, made["client_id"], third["client_secret"])).status_code == 200
+    # On record in the request's own terms: the overlap in seconds, each rotation with its new secret.
+    rotated, _ = await query(rs.services_obj.db, AuditQuery(action="app.secret_rotated"))  # type: ignore[attr-defined]
+    mine = sorted((e["detail"]["secret_id"], e["detail"]["overlap_seconds"]) for e in rotated)
+    assert mine == [(second["secret_id"], 3600), (third["secret_id"], 0)]
     # disabling the app refuses even fresh secrets
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(tok)) as h:
         # an empty change names the fields PATCH takes, by the names the body uses
