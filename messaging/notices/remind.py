@@ -16,6 +16,7 @@ its city, and a second process kept a minute of its own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,8 +39,9 @@ REMIND_INTERVAL = 60.0
 _CLAIM_CHUNK = 5_000
 
 
+@dataclass(frozen=True, slots=True)
 class Reminders:
-    """What one reminder found: the events to append, and whether someone owing was left out as reminded lately.
+    """What one reminder found.
 
     Args:
         events: one ``notice.remind`` per person reminded now.
@@ -47,11 +49,8 @@ class Reminders:
             ``REMIND_INTERVAL`` ago (not reminded now).
     """
 
-    __slots__ = ("events", "recent")
-
-    def __init__(self, events: list[NewEvent], recent: int) -> None:
-        self.events = events
-        self.recent = recent
+    events: list[NewEvent]
+    recent: int
 
 
 async def reminder_events(

@@ -400,8 +400,7 @@ class NoticeService(NoticeReads):
             tx.emit(*evs)
             return sum(len(e.recipients) for e in evs)
 
-        count: int = await self._uow.run(change)
-        return count
+        return await self._uow.run(change)
 
     async def flush_progress(self) -> int:
         """Send one coalesced ``notice.progress`` event per changed notice to its sender.
