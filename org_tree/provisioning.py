@@ -27,7 +27,7 @@ import csv
 import io
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -108,7 +108,7 @@ def _phone(raw: str) -> str | None:
     return raw
 
 
-def _seats(index: OrgIndex, raw: str) -> list[tuple[int, str]]:
+def _seats(index: OrgIndex, raw: str, reserved_roles: Collection[str]) -> list[tuple[int, str]]:
     seats: list[tuple[int, str]] = []
     for part in (p.strip() for p in raw.split(";")):
         if not part:
@@ -128,12 +128,23 @@ def _seats(index: OrgIndex, raw: str) -> list[tuple[int, str]]:
         slots = [k for k in index.unit_slots(u) if index.position_role_id(k) == rid]
         if not slots:
             raise BadRequest(f"{part!r}: the unit has no position of that role")
+        if (key := index.position_role(slots[0]).key) in reserved_roles:
+            raise BadRequest(
+                f"{part!r}: a position of role {key} is held by what it was made for: nobody is seated in it"
+            )
         seats.append((index.position_id(slots[0]), kind))
     return seats
 
 
-def plan_import(index: OrgIndex, text_in: str, progress: Progress | None = None) -> ImportPlan:
-    """Parse and check every line against the tree; nothing touches the database."""
+def plan_import(
+    index: OrgIndex, text_in: str, progress: Progress | None = None, *, reserved_roles: Collection[str] = ()
+) -> ImportPlan:
+    """Parse and check every line against the tree; nothing touches the database.
+
+    ``reserved_roles``: role keys nobody is seated in (``OrgService.reserve_role``: an app's bot
+    position is the app). The file is the operator's, but the rule is the same as through the API:
+    a line seating someone as an app's bot would let them send as the app (江西 audit's leftover).
+    """
     reader = csv.DictReader(io.StringIO(text_in.lstrip("\ufeff")))
     plan = ImportPlan([])
     if reader.fieldnames is None or [f.strip() for f in reader.fieldnames][:4] != list(COLUMNS):
@@ -148,7 +159,7 @@ def plan_import(index: OrgIndex, text_in: str, progress: Progress | None = None)
                 raise BadRequest(f"expected {len(COLUMNS)} columns")
             login = normalize_login(rec["login"])
             name = normalize_name(check_text(rec["name"], field="name", max_chars=100))
-            row = Row(line, login, name, _phone(rec["phone"]), _seats(index, rec["positions"]))
+            row = Row(line, login, name, _phone(rec["phone"]), _seats(index, rec["positions"], reserved_roles))
             if login in seen:
                 raise BadRequest(f"login {login!r} is also on line {seen[login]}")
             seen[login] = line

@@ -309,6 +309,7 @@ def audit_prune(days: int | None) -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")  # fmt: skip
 def person_import(path: Path, codes_path: Path | None, replace_holders: bool, progress: bool | None) -> None:
     """Create or update persons and seat them, from a CSV (login,name,phone,positions); all or nothing."""
+    from apps.registry import BOT_ROLE
     from kernel.clock import SystemClock
     from kernel.db.database import Database
     from kernel.errors import BadRequest
@@ -332,7 +333,7 @@ def person_import(path: Path, codes_path: Path | None, replace_holders: bool, pr
         db = Database(settings.database_url)
         try:
             index = await OrgIndexHolder(db).load()
-            plan = plan_import(index, content, bars)
+            plan = plan_import(index, content, bars, reserved_roles=(BOT_ROLE,))
             if plan.problems:
                 for p in plan.problems[:50]:
                     click.echo(f"{path}: {p}", err=True)
