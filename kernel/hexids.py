@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["hex_pattern", "lower_hex", "lower_hex_ref", "lower_uuid"]
+__all__ = ["UUID_PATTERN", "hex_pattern", "lower_hex", "lower_hex_ref", "lower_uuid"]
 
 _HEX = {n: re.compile(f"[0-9a-fA-F]{{{n}}}") for n in (32, 64)}
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: The JSON Schema ``pattern`` of a UUID in its 8-4-4-4-12 form, either case (OpenAPI, request models).
+UUID_PATTERN = f"^{_UUID.pattern}$"
 
 
 def hex_pattern(length: int) -> str:

@@ -131,7 +131,8 @@ async def test_subscriptions_are_refused_outside_scope_subtree_and_allowlist(pla
         for path in ("", "/attempts", "/deliveries"):
             assert (await h.get(f"/api/v1/bot/subscriptions/{sub_id}{path}")).status_code == 404
         assert (await h.patch(f"/api/v1/bot/subscriptions/{sub_id}", json={"status": "disabled"})).status_code == 404
-        r = await h.post(f"/api/v1/bot/subscriptions/{sub_id}/redeliver", json={"event_id": "x"})
+        r = await h.post(f"/api/v1/bot/subscriptions/{sub_id}/redeliver",
+                         json={"event_id": "0b6c3a52-8a4e-4f7e-9d3c-2f1e0a9b8c7d"})  # fmt: skip
         assert r.status_code == 404
         assert (await h.get("/api/v1/bot/subscriptions")).json()["subscriptions"] == []
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(person)) as h:
@@ -195,8 +196,15 @@ async def test_bad_receivers_are_retried_dead_lettered_and_redelivered(platform_
                              json={"event_id": event_id.upper()})  # fmt: skip
             assert r.json() == {"redelivering": 1}, r.text
             await wait_until(lambda: len(rec.delivered("/down")) == 2, what="the redelivery by the upper-case id")
-            r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver", json={"event_id": "nope"})
-            assert r.status_code == 404
+            # an id no delivery has: 404; something that cannot be an event id: 400 naming the field (was 404)
+            unknown = "0b6c3a52-8a4e-4f7e-9d3c-2f1e0a9b8c7d"
+            r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver", json={"event_id": unknown})
+            assert (r.status_code, r.json()["error"]["data"]) == (404, {"event_id": unknown}), r.text
+            for bad in ("nope", event_id + "0", event_id[:-1], " " + event_id, event_id.replace("-", ""), ""):
+                r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver", json={"event_id": bad})
+                assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_body"), (bad, r.text)
+                assert "event_id" in r.text, r.text
+            assert await states("/down") == ["delivered"]
             r = await h.post(f"/api/v1/bot/subscriptions/{subs['/down']['id']}/redeliver",
                              json={"since": "2020-01-01T00:00:00Z", "until": "2099-01-01T00:00:00Z"})  # fmt: skip
             assert r.status_code == 400  # more than 31 days

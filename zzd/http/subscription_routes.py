@@ -14,6 +14,7 @@ from pydantic import Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
 
+from kernel.hexids import UUID_PATTERN
 from zzd.http.app_auth import current_app
 from zzd.http.common import json_body
 from zzd.http.contract import BodyModel, Endpoints, QueryModel, query, reply
@@ -51,8 +52,9 @@ class RotateSigning(BodyModel):
 
 
 class Redeliver(BodyModel):
-    #: The event's id (``event.id`` of the webhook body, a UUID; either case is read).
-    event_id: Annotated[str, StringConstraints(min_length=1, max_length=36)] | None = None
+    #: The event's id (``event.id`` of the webhook body, a UUID; either case is read). Anything else is
+    #: a 400 naming the field: it cannot be an event id, so "no delivery of that event" (404) misled.
+    event_id: Annotated[str, StringConstraints(pattern=UUID_PATTERN)] | None = None
     #: ISO 8601 with a time zone: events created in [since, until).
     since: Annotated[str, StringConstraints(max_length=40)] | None = None
     until: Annotated[str, StringConstraints(max_length=40)] | None = None
