@@ -128,7 +128,14 @@ async def finish_pg(
     events' wake-up groups, or ``None`` when a recipient had no stream row and
     nothing of ``events`` was written (the outbox and audit rows were): the
     caller then appends them through ``EventLog.append``.
+
+    With nothing to write it returns ``[]`` without a statement: the one it would send is
+    ``WITH SELECT 1``, which PostgreSQL refuses. A chat batch whose every send was a retry of a
+    stored message comes here with no events (the 湖南 audit: a ``client_msg_id`` reused for
+    another recipient answered ``500``).
     """
+    if not (outbox or audit or any(e.recipients for e in events)):
+        return []
     args: list[Any] = [now]
     if outbox:
         args += [[r[c] for r in outbox] for c in ("event_id", "type", "aggregate", "aggregate_id", "payload")]
