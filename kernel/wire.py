@@ -27,6 +27,7 @@ __all__ = [
     "ClientMsgId",
     "WireModel",
     "check_client_msg_id",
+    "check_message_client_id",
     "dumpb",
     "dumps",
     "iso",
@@ -57,6 +58,24 @@ def check_client_msg_id(value: object) -> str:
             "client_msg_id must be 1-64 characters of A-Z a-z 0-9 _ . : -", data={"field": "client_msg_id"}
         )
     return value
+
+
+#: The keys of system notes (``sys:<conversation>:v<org version>:m``, ``…:p<position>``, ``…:created``):
+#: ``client_msg_id`` is unique per sender and a note is written as a person, so a client's message
+#: with such a key would take the note's place and the note (with the events sent with it) is dropped.
+SYSTEM_KEY_PREFIX = "sys:"
+
+
+def check_message_client_id(value: object) -> str:
+    """:func:`check_client_msg_id` for a chat message of any kind, which may not take a system note's key.
+
+    One check for the direct chat and the conversations alike: until the 湖南 audit only a
+    conversation post refused the prefix, and ``POST /api/v1/messages`` stored it.
+    """
+    key = check_client_msg_id(value)
+    if key.startswith(SYSTEM_KEY_PREFIX):
+        raise BadRequest(f"client_msg_id may not start with {SYSTEM_KEY_PREFIX}", data={"field": "client_msg_id"})
+    return key
 
 
 def dumpb(obj: Any) -> bytes:

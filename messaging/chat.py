@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.errors import Forbidden, NotFound
 from kernel.text import check_text
-from kernel.wire import check_client_msg_id, dumps
+from kernel.wire import check_message_client_id, dumps
 from messaging.batching import Batcher
 from messaging.chat_storage import (
     ChatStore,
@@ -64,7 +64,7 @@ def direct_key(a: int, b: int) -> str:
 
 def validate_send(req: SendRequest) -> SendRequest:
     """Reject bad input before anything touches the database."""
-    check_client_msg_id(req.client_msg_id)
+    check_message_client_id(req.client_msg_id)
     check_text(req.body, field="body", max_chars=MAX_BODY_CHARS)
     if req.recipient_id <= 0:
         raise NotFound("no such person", data={"person_id": req.recipient_id})

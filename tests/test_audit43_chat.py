@@ -11,7 +11,7 @@ import httpx
 from sqlalchemy import func, select
 
 from messaging.schema import messages
-from tests.client import login, new_people
+from tests.client import connect_as, login, new_people
 from tests.conftest import RunningServer
 from tests.org_server import auth
 
@@ -35,3 +35,32 @@ async def test_a_retried_direct_message_to_someone_else_is_the_first_message(ser
     async with s.db.read() as conn:
         stored = (await conn.execute(select(func.count()).where(messages.c.sender_id == sender))).scalar_one()
     assert stored == 1
+
+
+async def test_a_direct_message_may_not_take_a_system_notes_key(server: RunningServer) -> None:
+    """``sys:…`` keys are the system notes' (``sys:<conversation>:v<org version>:m``, written as a
+    member): a conversation post refused them, but ``POST /api/v1/messages`` and the ``send`` frame
+    with ``to`` stored them, so a member could take the key of a note about to be written as them
+    and the note, with the ``conversation.left`` events sent beside it, was silently dropped.
+    """
+    s = server.services_obj  # type: ignore[attr-defined]
+    (sender, lg), (peer, _) = await new_people(s, 2)
+    tok = (await login(server.http, lg))["access_token"]
+    refusal = {
+        "code": "bad_request",
+        "message": "client_msg_id may not start with sys:",
+        "data": {"field": "client_msg_id"},
+    }
+    async with httpx.AsyncClient(base_url=server.http, headers=auth(tok)) as h:
+        r = await h.post("/api/v1/messages", json={"to": peer, "client_msg_id": "sys:9:v12:m", "body": "占位"})
+        assert (r.status_code, r.json()["error"]) == (400, refusal), r.text
+    c = await connect_as(server, lg)
+    try:
+        reply = await c.request({"type": "send", "to": peer, "client_msg_id": "sys:9:created", "body": "占位"})
+    finally:
+        await c.close()
+    assert reply["type"] == "error", reply
+    assert {k: reply[k] for k in ("code", "message", "data")} == refusal
+    async with s.db.read() as conn:
+        stored = (await conn.execute(select(func.count()).where(messages.c.sender_id == sender))).scalar_one()
+    assert stored == 0

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kernel.errors import BadRequest, ErrorCode
 from kernel.hexids import lower_hex_ref
 from kernel.text import check_text
-from kernel.wire import check_client_msg_id, iso
+from kernel.wire import check_message_client_id, iso
 from messaging.shapes import MessageSent
 
 if TYPE_CHECKING:
@@ -90,9 +90,7 @@ def _ids(values: tuple[int, ...], name: str) -> tuple[int, ...]:
 
 def validate_post(req: PostRequest) -> PostRequest:
     """Reject bad input before anything touches the database."""
-    check_client_msg_id(req.client_msg_id)
-    if req.client_msg_id.startswith("sys:"):
-        raise BadRequest("client_msg_id may not start with sys:", data={"field": "client_msg_id"})
+    check_message_client_id(req.client_msg_id)
     if (req.conversation_id is None) == (req.to_position_id is None):
         raise BadRequest("give exactly one of conversation_id and to_position", data={"field": "conversation_id"})
     check_text(req.body, field="body", max_chars=MAX_BODY_CHARS, allow_empty=bool(req.attachments))
