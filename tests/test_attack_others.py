@@ -89,7 +89,11 @@ async def test_an_app_cannot_reach_another_apps_notices_or_subscriptions(org_ser
             ("PATCH", f"/api/v1/bot/subscriptions/{sid}", {"status": "disabled"}),
             ("GET", f"/api/v1/bot/subscriptions/{sid}/attempts", None),
             ("GET", f"/api/v1/bot/subscriptions/{sid}/deliveries", None),
-            ("POST", f"/api/v1/bot/subscriptions/{sid}/redeliver", {"event_id": "evt_x"}),
+            (
+                "POST",
+                f"/api/v1/bot/subscriptions/{sid}/redeliver",
+                {"event_id": "0b6c3a52-8a4e-4f7e-9d3c-2f1e0a9b8c7d"},
+            ),
         ]
         for method, path, body in calls:
             _refused(await h.request(method, path, json=body, headers=auth(theirs)), 404, "not_found")
