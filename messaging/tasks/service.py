@@ -355,8 +355,11 @@ class TaskService:
             NotFound: no such task, or the actor is not involved in it.
             BadRequest: bad comment, attachments, or reassignment target.
         """
-        check_text(comment, field="comment", max_chars=2000, allow_empty=True)
         digests = check_digests(attachments)
+        # A comment is its text or its photos: one with neither wrote a history entry and a
+        # task.updated to everyone involved, saying nothing (the 湖南 audit). Other actions may
+        # go without words.
+        check_text(comment, field="comment", max_chars=2000, allow_empty=action != Action.COMMENT or bool(digests))
         if action in (Action.CREATE, Action.ESCALATE):
             raise BadRequest(f"{action.value} is not an action clients take", data={"field": "action"})
         if action == Action.REASSIGN and to_position is None:

@@ -124,6 +124,43 @@ async def test_http_errors_are_clear_and_store_nothing(org_server: RunningServer
         assert mine[0]["task_id"] == tid and all(t["owner_position_id"] == chief_pos for t in mine)
 
 
+async def test_a_comment_says_something(org_server: RunningServer) -> None:
+    """The 湖南 audit: ``{"action": "comment", "comment": ""}`` with no photos answered 200, moved the
+    version, wrote a history entry and a ``task.updated`` to everyone involved, saying nothing. Now it
+    is ``400 invalid_text`` naming ``comment`` and nothing is written; a photo alone is a comment.
+    """
+    rs = org_server
+    _, _, grid_pos, wtok = await _seat(rs, GRID, "grid_worker")
+    s = rs.services_obj  # type: ignore[attr-defined]
+    good = {"as_position": grid_pos, "client_msg_id": "c1", "category": "river_litter", "text": "垃圾",
+            "location": {"lat": 28.9, "lon": 118.8}}  # fmt: skip
+    async with httpx.AsyncClient(base_url=rs.http, headers=_auth(wtok)) as h:
+        tid = (await h.post("/api/v1/reports", json=good)).json()["task_id"]
+        before = await _counts(s)
+        act = f"/api/v1/tasks/{tid}/actions"
+        for words in ("", "  ", "\u200b"):
+            r = await h.post(act, json={"as_position": grid_pos, "action": "comment", "version": 1, "comment": words})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"] == {
+                "code": "invalid_text",
+                "message": "comment must not be empty",
+                "data": {"field": "comment"},
+            }
+        r = await h.post(act, json={"as_position": grid_pos, "action": "comment", "version": 1})
+        assert (r.status_code, r.json()["error"]["data"]) == (400, {"field": "comment"}), r.text
+        assert await _counts(s) == before
+        photo = png()
+        digest = hashlib.sha256(photo).hexdigest()
+        up = await h.post(
+            "/api/v1/uploads", content=photo, headers={"content-type": "image/png", "x-content-sha256": digest}
+        )
+        assert up.status_code == 201, up.text
+        r = await h.post(
+            act, json={"as_position": grid_pos, "action": "comment", "version": 1, "attachments": [digest]}
+        )
+        assert r.status_code == 200 and r.json()["version"] == 2, r.text
+
+
 async def test_operator_edits_routing_and_photos_are_private(org_server: RunningServer) -> None:
     rs = org_server
     s = rs.services_obj  # type: ignore[attr-defined]

@@ -66,7 +66,7 @@ class TaskAction(BodyModel):
                     "comment"]  # fmt: skip
     #: The task version the client last saw (409 ``stale_version`` if it moved on).
     version: Annotated[int, Field(ge=1, le=2**31)]
-    #: kept in the task's history
+    #: kept in the task's history; a comment action needs it (or attachments): empty, 400 invalid_text
     comment: Annotated[str, StringConstraints(max_length=2000)] = ""
     attachments: list[Digest] = Field(default_factory=list, max_length=9)
     #: For ``reassign``: the new owner position (within the actor's jurisdiction); beside any other action: 400.
