@@ -48,6 +48,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PHONE = {"width": 360, "height": 740}
+PHOTO = Path(__file__).resolve().parents[2] / "zzd" / "web" / "icon-192.png"  # a real PNG
 DESKTOP = {"width": 1280, "height": 800}
 
 
@@ -225,6 +226,15 @@ def kept_through_sign_in(
     page.goto(chat_url)
     expect(page.locator("li.msg.mine:not([data-message^=pending])", has_text=body)).to_have_count(1)
     assert kept_sends(page) == []
+
+
+def add_photo(form: Any, button: str) -> None:
+    """Adds the test photo with the file input labelled ``button`` of a form (上报, 派任务, …) and
+    waits until the form shows it among 已添加的照片 (uploaded)."""
+    from playwright.sync_api import expect
+
+    form.get_by_label(button).set_input_files(str(PHOTO))
+    expect(form.get_by_label("已添加的照片").locator("img.photo")).to_have_count(1)
 
 
 def axe_check(page: Any, name: str) -> None:

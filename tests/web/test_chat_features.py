@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from pathlib import Path
 from typing import Any
 
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.web.conftest import DESKTOP, Pages, Web, axe_check, check_page, sign_in
+from tests.web.conftest import DESKTOP, PHOTO, Pages, Web, axe_check, check_page, sign_in
 from tests.web.world import token
-
-PHOTO = Path(__file__).resolve().parents[2] / "zzd" / "web" / "icon-192.png"
 
 
 def test_group_mention_photo_reply_edit_read_list_and_recall(pages: Pages, web: Web) -> None:

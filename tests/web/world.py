@@ -170,7 +170,7 @@ class ServeProcess:
         self.start()
 
 
-async def _admin(db_url: str, login: str, unit: str, perms: frozenset[str]) -> int:
+async def _admin(db_url: str, login: str, unit: str | None, perms: frozenset[str]) -> int:
     settings = Settings(database_url=db_url, jwt_keys=TEST_KEYS)  # type: ignore[arg-type]
     svc = Services.build(settings, passwords=FAST_PASSWORDS)
     await svc.start()
@@ -182,8 +182,11 @@ async def _admin(db_url: str, login: str, unit: str, perms: frozenset[str]) -> i
         await svc.stop()
 
 
-def add_admin(world: World, login: str, unit: str = COUNTY, perms: frozenset[str] = frozenset({"assignments"})) -> int:
-    """A new person ``login`` (password ``PASSWORD``) with an admin grant of ``perms`` over ``unit``: their id.
+def add_admin(
+    world: World, login: str, unit: str | None = COUNTY, perms: frozenset[str] = frozenset({"assignments"})
+) -> int:
+    """A new person ``login`` (password ``PASSWORD``) with an admin grant of ``perms`` over ``unit`` (None: the
+    whole tree): their id.
 
     Written to the world's database directly; a serving process reads grants per request.
     """

@@ -1,6 +1,6 @@
 // Service worker: keeps the shell (HTML, modules, styles) available offline. API responses are
 // never cached here; the client keeps its last synced inbox in localStorage itself.
-const CACHE = 'zzd-shell-v5';
+const CACHE = 'zzd-shell-v6';
 const SHELL = [
   '/', '/web/app.css', '/web/manifest.webmanifest', '/web/icon.svg',
   '/web/js/main.js', '/web/js/app.js', '/web/js/api.js', '/web/js/conn.js', '/web/js/store.js',
@@ -10,6 +10,7 @@ const SHELL = [
   // The views loaded when first opened: offline, every tab still opens (with the last synced data).
   '/web/js/views/search.js', '/web/js/views/org.js', '/web/js/views/compose.js', '/web/js/views/notices.js',
   '/web/js/views/dashboard.js', '/web/js/views/tasks.js', '/web/js/views/report.js', '/web/js/views/group.js',
+  '/web/js/views/target.js', '/web/js/views/task_new.js', '/web/js/views/form.js',
   '/vendor/preact/dist/preact.mjs', '/vendor/preact/hooks/dist/hooks.mjs', '/vendor/htm/dist/htm.mjs',
   '/vendor/htm/preact/index.mjs',
 ];

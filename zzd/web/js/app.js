@@ -17,6 +17,7 @@ const lazy = {
   notices: () => import('./views/notices.js').then((m) => m.Notices),
   notice: () => import('./views/dashboard.js').then((m) => m.Dashboard),
   tasks: () => import('./views/tasks.js').then((m) => m.Tasks),
+  newtask: () => import('./views/task_new.js').then((m) => m.NewTask),
   report: () => import('./views/report.js').then((m) => m.Report),
   group: () => import('./views/group.js').then((m) => m.NewGroup),
 };
@@ -58,6 +59,7 @@ function route(r) {
   if (head === 'position' && arg) return html`<${Chat} key=${'p' + arg} toPosition=${Number(arg)} />`;
   if (head === 'person' && arg) return html`<${Chat} key=${'u' + arg} toPerson=${Number(arg)} />`;
   if (head === 'notice' && arg === 'new') return html`<${Lazy} name="compose" props=${{}} />`;
+  if (head === 'tasks' && arg === 'new') return html`<${Lazy} key="newtask" name="newtask" props=${{}} />`;
   if (head === 'notice' && arg) return html`<${Lazy} key=${arg} name="notice" props=${{ id: Number(arg) }} />`;
   if (lazy[head]) return html`<${Lazy} key=${head} name=${head} props=${{ arg }} />`;
   return html`<${Inbox} />`;

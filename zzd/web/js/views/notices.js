@@ -33,7 +33,8 @@ export function Notices() {
     <section aria-labelledby="notices-h">
       <div class="row-between">
         <h2 id="notices-h">通知</h2>
-        <a class="button small" href="#/notice/new">发通知</a>
+        <span class="actions-row"><a class="button small" href="#/notice/new">发通知</a>
+          <a class="button small" href="#/tasks/new">派任务</a></span>
       </div>
       <h3>收到的通知</h3>
       ${notices.length === 0 && html`<p class="muted">暂无通知</p>`}

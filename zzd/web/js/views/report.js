@@ -2,8 +2,9 @@
 // report's progress (its task's state and history, live).
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, getSession, newId, upload } from '../api.js';
+import { api, getSession, newId } from '../api.js';
 import { go, positionLabel, useStore } from '../store.js';
+import { usePhotos, useSubmit } from './form.js';
 import { Photo } from './photo.js';
 import { TaskView } from './tasks.js';
 
@@ -29,12 +30,11 @@ function ReportForm() {
   const [categories, setCategories] = useState([]);
   const [category, setCategory] = useState('');
   const [text, setText] = useState('');
-  const [photos, setPhotos] = useState([]);
   const [location, setLocation] = useState(null);
   const [locating, setLocating] = useState(false);
   const [beyond, setBeyond] = useState(false);
-  const [error, setError] = useState('');
-  const [busy, setBusy] = useState(false);
+  const { busy, error, setError, submit } = useSubmit(send);
+  const [photos, , addPhotos] = usePhotos((err) => setError('照片上传失败：' + err.message));
   const [key] = useState(() => newId('r'));        // one client_msg_id per form: a retry is one report
 
   useEffect(() => {
@@ -60,28 +60,14 @@ function ReportForm() {
   }
   useEffect(() => { locate(); }, []);
 
-  async function addPhotos(e) {
-    setError('');
-    try { for (const f of e.target.files) { const r = await upload(f); setPhotos((c) => [...c, r.digest]); } } catch (err) { setError('照片上传失败：' + err.message); }
-    e.target.value = '';
-  }
-
-  async function submit(e) {
-    e.preventDefault();
-    if (!location) { setError('请先获取位置'); return; }
-    setBusy(true);
-    setError('');
-    try {
-      const r = await api('/api/v1/reports', { method: 'POST', body: {
-        as_position: asPosition, client_msg_id: key, category, text, location, photos, beyond_capacity: beyond,
-      } });
-      const list = [{ report_id: r.report_id, category, text: text.slice(0, 40), created_at: r.created_at }, ...myReports()].slice(0, 50);
-      localStorage.setItem(reportsKey(), JSON.stringify(list));
-      go('#/report/' + r.report_id);
-    } catch (err) {
-      setError(err.message);
-      setBusy(false);
-    }
+  async function send() {
+    if (!location) throw new Error('请先获取位置');
+    const r = await api('/api/v1/reports', { method: 'POST', body: {
+      as_position: asPosition, client_msg_id: key, category, text, location, photos, beyond_capacity: beyond,
+    } });
+    const list = [{ report_id: r.report_id, category, text: text.slice(0, 40), created_at: r.created_at }, ...myReports()].slice(0, 50);
+    localStorage.setItem(reportsKey(), JSON.stringify(list));
+    go('#/report/' + r.report_id);
   }
 
   if (grids.length === 0) return html`<section><h2>上报</h2><p class="muted">只有网格岗位可以上报事件。</p><${MyReports} /></section>`;

@@ -2,10 +2,11 @@
 // the actions its state allows (docs/tasks.md), live from task.created / task.updated events.
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, upload } from '../api.js';
+import { api } from '../api.js';
 import { conn } from '../conn.js';
 import { loadPosition, positionTitle } from '../names.js';
 import { set, useStore } from '../store.js';
+import { usePhotos } from './form.js';
 import { Photo } from './photo.js';
 
 export const STATE = { created: '待接收', accepted: '已接收', in_progress: '处理中', resolved: '已办结', verified: '已核实',
@@ -69,7 +70,10 @@ function Board() {
   ];
   return html`
     <section aria-labelledby="tasks-h">
-      <h2 id="tasks-h">任务${acting != null ? ' · ' + positionTitle(acting) : ''}</h2>
+      <div class="row-between">
+        <h2 id="tasks-h">任务${acting != null ? ' · ' + positionTitle(acting) : ''}</h2>
+        <a class="button small" href="#/tasks/new">派任务</a>
+      </div>
       ${me && acting == null && html`<p class="muted" data-no-position>你目前没有担任岗位，没有任务。</p>`}
       ${error && html`<p class="error" role="alert">${error}</p>`}
       ${groups.map(([name, list]) => html`
@@ -97,8 +101,8 @@ export function TaskView({ id, compact = false }) {
   const positions = useStore((s) => s.positions);
   const [task, setTask] = useState(null);
   const [comment, setComment] = useState('');
-  const [photos, setPhotos] = useState([]);
   const [error, setError] = useState('');
+  const [photos, setPhotos, addPhotos] = usePhotos((err) => setError(err.message));
   async function load() {
     try {
       const t = await api('/api/v1/tasks/' + id);
@@ -120,10 +124,6 @@ export function TaskView({ id, compact = false }) {
     } catch (e) {
       if (e.code === 'stale_version') { setError('任务已被他人更新，已刷新'); await load(); } else setError(e.message);
     }
-  }
-  async function addPhotos(e) {
-    try { for (const f of e.target.files) { const r = await upload(f); setPhotos((c) => [...c, r.digest]); } } catch (err) { setError(err.message); }
-    e.target.value = '';
   }
   if (!task) return error ? html`<p class="error" role="alert">${error}</p>` : html`<p role="status">正在加载…</p>`;
   const side = sideOf(task, acting, positions);
