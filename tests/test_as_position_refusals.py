@@ -30,6 +30,9 @@ async def test_a_position_not_held_is_refused_alike_on_every_route(org_server: R
         ("/api/v1/notices", {**sel, "client_msg_id": "np-1", "title": "t"}),
         ("/api/v1/tasks", {**sel, "client_msg_id": "tp-1", "title": "t"}),
         (f"/api/v1/positions/{mine}/messages", {"as_position": theirs, "client_msg_id": "mp-1", "body": "x"}),
+        # The 湖南 audit: writing to a position as that same position, not held, answered
+        # 400 "a position cannot open a thread with itself" before the holding was checked.
+        (f"/api/v1/positions/{theirs}/messages", {"as_position": theirs, "client_msg_id": "mp-2", "body": "x"}),
         ("/api/v1/reports", {"as_position": theirs, "client_msg_id": "rp-1", "category": "river_litter",
                              "text": "x", "location": {"lat": 28.9, "lon": 118.8}}),
     ]  # fmt: skip
@@ -39,6 +42,10 @@ async def test_a_position_not_held_is_refused_alike_on_every_route(org_server: R
             assert r.status_code == 403, (path, r.text)
             assert r.json()["error"] == {"code": "forbidden", "message": "you do not hold that position",
                                          "data": {"as_position": theirs}}, path  # fmt: skip
+        r = await h.post(
+            f"/api/v1/positions/{mine}/messages", json={"as_position": mine, "client_msg_id": "mp-3", "body": "x"}
+        )
+        assert (r.status_code, r.json()["error"]["data"]) == (400, {"field": "as_position"}), r.text  # held: itself
     ws = await Client.connect(rs.ws, tok)
     try:
         m = await ws.request(

@@ -117,10 +117,12 @@ class ConversationService(ConversationReading):
         if to_position_id not in live:
             raise NotFound("no such position", data={"position_id": to_position_id})
         if as_position_id is not None:
-            if as_position_id == to_position_id:
-                raise BadRequest("a position cannot open a thread with itself", data={"field": "as_position"})
+            # Held first: acting as a position one does not hold is the one 403 everywhere
+            # (docs/protocol.md), whatever else is wrong with the request.
             if as_position_id not in live or as_position_id not in await held_positions(conn, person_id):
                 raise Forbidden("you do not hold that position", data={"as_position": as_position_id})
+            if as_position_id == to_position_id:
+                raise BadRequest("a position cannot open a thread with itself", data={"field": "as_position"})
         key = thread_key(to_position_id, as_position_id=as_position_id, person_id=person_id)
         found = await self._thread_id(conn, key)
         if found is not None:
