@@ -40,7 +40,7 @@ from org_tree.versioning import append_change, bump_version
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AssignmentView", "OrgService", "PositionView", "UnitView"]
+__all__ = ["AssignmentView", "Handed", "OrgService", "PositionView", "UnitView"]
 
 KINDS = ("primary", "deputy", "acting")
 
@@ -97,6 +97,15 @@ class AssignmentView:
     kind: str
     start_at: datetime
     end_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Handed(AssignmentView):
+    """A handover as it committed: the new assignment, the primary holders it replaced and the unread
+    notices that passed to the new holder, all read in the handover's own transaction."""
+
+    previous_holders: list[int]
+    unread_notices_moved: int
 
 
 class OrgService:
@@ -440,9 +449,10 @@ class OrgService:
         if kind not in KINDS:
             raise BadRequest(f"kind must be one of {', '.join(KINDS)}", data={"field": "kind"})
         pool = idx.position_role(k).pool
-        at = start or self._clock.now()
         async with self._db.write() as conn:
             await bump_version(conn, self._clock, scope="holders", position_ids=[position_id], detail="assign")
+            # Read under the version lock: org writes commit in this order, so a period never ends before it starts.
+            at = start or self._clock.now()
             await _require_person(conn, person_id)
             current = (
                 await conn.execute(
@@ -478,9 +488,9 @@ class OrgService:
                             "org.assignment_ended", assignment_id=assignment_id, hidden=True)  # fmt: skip
             raise missing
         assert row is not None
-        at = end or self._clock.now()
         async with self._db.write() as conn:
             await bump_version(conn, self._clock, scope="holders", position_ids=[int(row.position_id)], detail="end")
+            at = end or self._clock.now()  # under the version lock, as in ``handover``
             res = await conn.execute(
                 update(assignments)
                 .where(assignments.c.id == assignment_id, assignments.c.end_at.is_(None))
@@ -512,31 +522,39 @@ class OrgService:
         *,
         at: datetime | None = None,
         seat_reserved: bool = False,
-    ) -> AssignmentView:
+    ) -> Handed:
         """Move a position to another person: end the current primary assignments, start a new one.
 
-        History is kept (ended rows stay); whatever the position owns follows it. Handing it to its one
-        primary holder is refused (``Conflict``, nothing written): it ended and restarted their assignment
-        and wrote a handover note into every thread of the position, with nobody changed.
+        History is kept (ended rows stay); whatever the position owns follows it, and the unread notices
+        owed through it pass to the new holder (``OrgHooks.handed``), in the same transaction. Handing it
+        to its one primary holder is refused (``Conflict``, nothing written): it ended and restarted their
+        assignment and wrote a handover note into every thread of the position, with nobody changed.
+
+        Why the time and the previous holders are read under the version lock: two handovers of one
+        position at once (two processes, 广西 audit) each took its time before waiting for the lock, so the
+        one that committed second could end the first one's assignment before it started; and the answer's
+        ``previous_holders`` and the notices' transfer, read from the index before the lock and run after the
+        commit, named the predecessor both had seen: the notices went to the holder who had just been
+        replaced, and the answer named someone who no longer held the position.
         """
         idx = self.index
         k = access_position(idx, actor, position_id)
         await self.authorize(actor, Perm.ASSIGNMENTS, idx.position_unit(k), "org.handover", position_id=position_id)
         if not seat_reserved:
             await self._refuse_reserved(actor, k, "org.handover", position_id)
-        when = at or self._clock.now()
         async with self._db.write() as conn:
             # The version row lock comes first: concurrent handovers of one position serialise here.
             await bump_version(conn, self._clock, scope="holders", position_ids=[position_id], detail="handover")
+            when = at or self._clock.now()
             await _require_person(conn, to_person_id)
-            primaries = await conn.execute(
+            primaries = sorted({int(r[0]) for r in await conn.execute(
                 select(assignments.c.person_id).where(
                     assignments.c.position_id == position_id,
                     assignments.c.end_at.is_(None),
                     assignments.c.kind == "primary",
                 )
-            )
-            if {int(r[0]) for r in primaries} == {to_person_id}:
+            )})  # fmt: skip
+            if primaries == [to_person_id]:
                 raise Conflict("the person already holds this position", data={"person_id": to_person_id})
             ended = await conn.execute(
                 update(assignments)
@@ -556,13 +574,14 @@ class OrgService:
             # Also when they held it as deputy or acting: they are its primary holder now.
             seats[to_person_id] = ([position_id], [])
             after = await self.hooks.holders_changed(conn, seats, self._clock.now())
+            moved, handed = await self.hooks.handed_over(conn, position_id, primaries, to_person_id, when)
             entry = self.audit(actor, "org.handover", idx.position_unit(k), position_id=position_id,
                                to_person_id=to_person_id, previous=previous, assignment_id=aid)  # fmt: skip
             await record(conn, entry, self._clock.now())
         await self.committed()
-        for done in after:
+        for done in [*after, *handed]:
             done()
-        return AssignmentView(aid, to_person_id, position_id, "primary", when, None)
+        return Handed(aid, to_person_id, position_id, "primary", when, None, primaries, moved)
 
 
 async def _start_assignment(conn: Any, person_id: int, position_id: int, kind: str, at: datetime) -> int:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HoldersHook", "OrgHooks", "Structure", "successors"]
+__all__ = ["HandedHook", "HoldersHook", "OrgHooks", "Structure", "successors"]
 
 #: ``(conn, {retired position id: successor position id}, now, actor person id)``: runs in the edit's
 #: transaction; may return what to run after the commit (wake-ups).
@@ -58,6 +58,11 @@ MovedHook = Callable[[AsyncConnection, dict[int, int], datetime], Awaitable[None
 HoldersHook = Callable[
     [AsyncConnection, dict[int, tuple[list[int], list[int]]], datetime], Awaitable[Callable[[], None] | None]
 ]
+#: ``(conn, position id, its primary holders before, the new holder, now)``: a handover, in its transaction;
+#: returns how many unread notices passed to the new holder and what to run after the commit (wake-ups).
+HandedHook = Callable[
+    [AsyncConnection, int, list[int], int, datetime], Awaitable[tuple[int, Callable[[], None] | None]]
+]
 #: ``(conn, position ids, unit ids)`` → counts for a preview (``{"open_tasks": 3}``).
 ImpactHook = Callable[[AsyncConnection, list[int], list[int]], Awaitable[dict[str, Any]]]
 
@@ -71,6 +76,24 @@ class OrgHooks:
     moved: Sequence[MovedHook] = ()
     impact: Sequence[ImpactHook] = ()
     holders: Sequence[HoldersHook] = ()
+    handed: Sequence[HandedHook] = ()
+
+    async def handed_over(
+        self, conn: AsyncConnection, position_id: int, previous: list[int], to_person_id: int, now: datetime
+    ) -> tuple[int, list[Callable[[], None]]]:
+        """Pass what the previous holders still owe through the position (unread notices) to the new one.
+
+        Why in the handover's transaction: after its commit, the previous holders it read could already
+        be stale (another handover of the position committed meanwhile) and the notices went to someone
+        who no longer held the position, or stayed with the predecessor when the process stopped between.
+        """
+        moved, after = 0, []
+        for hook in self.handed:
+            n, done = await hook(conn, position_id, previous, to_person_id, now)
+            moved += n
+            if done is not None:
+                after.append(done)
+        return moved, after
 
     async def holders_changed(
         self, conn: AsyncConnection, changes: dict[int, tuple[list[int], list[int]]], now: datetime

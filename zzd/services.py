@@ -294,6 +294,7 @@ class Services:
                 moved=(follower.positions_moved,),
                 impact=(lambda conn, pids, _units: follower.impact(conn, pids), conversation_impact),
                 holders=(SeatNotifier(uow, lambda: holder.index).holders_changed,),
+                handed=(notices.handed_over,),
             ),
         )
         addresses = AddressPolicy(settings.webhook_allowed_networks, allow_public=settings.webhook_allow_public)

@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.audit import AuditEntry
 from kernel.db.dialect import insert_ignore
@@ -446,10 +447,35 @@ class NoticeService(NoticeReads):
         return emitted
 
     # ------------------------------------------------------------- handover
+    async def handed_over(
+        self, conn: AsyncConnection, position_id: int, previous: list[int], new_person_id: int, now: datetime
+    ) -> tuple[int, Callable[[], None] | None]:
+        """The ``OrgHooks.handed`` hook: the unread receipts owed through ``position_id`` by its previous
+        holders pass to the new one, in the handover's own transaction.
+
+        Why there and not after the commit: the holders read after it could be stale — with two
+        handovers of one position at once, the notices went to the holder the second one had just
+        replaced (广西 audit). Returns how many moved, and the wake-ups to run after the commit.
+        """
+        index = self._index()
+        tx = self._uow.join(conn, now)
+        moved = 0
+        for old in previous:
+            if old == new_person_id:
+                continue
+            evs, n = await unread_transfer_events(conn, index, head_of_row, position_id, old, new_person_id, now)
+            if n:
+                tx.emit(*evs)
+                moved += n
+        if not moved:
+            return 0, None
+        await self._uow.finish(tx)
+        return moved, lambda: self._uow.announce(tx)
+
     async def transfer_unread(self, position_id: int, old_person_id: int, new_person_id: int) -> int:
         """Move the unread receipts owed through ``position_id`` by ``old_person_id`` to the new holder.
 
-        Call after an ``OrgService.handover`` commits. The moved receipts keep
+        Its own transaction (``handed_over`` is the handover's). The moved receipts keep
         ``previous_person_id``/``transferred_at``; the new holder gets ``notice.new``
         for each notice (labelled), the old one ``notice.transferred``. Returns the count moved.
         """
