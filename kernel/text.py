@@ -11,7 +11,7 @@ import unicodedata
 
 from kernel.errors import BadRequest, ErrorCode
 
-__all__ = ["MAX_LABEL", "check_text", "clean_label", "normalize_name"]
+__all__ = ["MAX_LABEL", "check_text", "clean_label", "drop_invisible", "normalize_name"]
 
 # Bidi overrides/isolates and zero-width characters that can disguise a name.
 _DISGUISING = dict.fromkeys(
@@ -44,6 +44,15 @@ def check_text(value: str, *, field: str, max_chars: int, allow_empty: bool = Fa
             data={"field": field},
         ) from exc
     return value
+
+
+def drop_invisible(value: str) -> str:
+    """``value`` without the zero-width and bidi characters :func:`normalize_name` drops from names.
+
+    Why: text compared with stored names (a 找岗位 query) must lose them too, or a name pasted
+    with a zero-width space in it finds nothing although the name shown is the same.
+    """
+    return value.translate(_DISGUISING)
 
 
 def normalize_name(value: str) -> str:

@@ -32,6 +32,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from kernel.errors import BadRequest
+from kernel.text import drop_invisible
 from org_tree.directory import Directory, pinyin_fast
 from org_tree.index import OrgIndex
 from org_tree.name_index import fold
@@ -263,7 +264,12 @@ def search(index: OrgIndex, directory: Directory, query: str, *, offset: int = 0
     Raises:
         BadRequest: empty or over-long query, or bad paging.
     """
-    terms = fold(query).split()  # full-width letters, digits and spaces as their ASCII forms
+    if "\x00" in query:  # no name holds one: refused like every text with a NUL, not answered "nothing"
+        raise BadRequest("q contains NUL", data={"field": "q"})
+    # Full-width letters, digits and spaces as their ASCII forms; zero-width and bidi characters
+    # dropped, as stored names never keep them (``normalize_name``): a name pasted with one
+    # (``网\u200b格甲``) found nothing (the 湖南 audit). Only the query: the names are clean already.
+    terms = fold(drop_invisible(query)).split()
     if not terms or len(query) > MAX_QUERY or len(terms) > MAX_TERMS:
         raise BadRequest(f"query must have 1..{MAX_TERMS} terms and at most {MAX_QUERY} characters",
                          data={"field": "q"})  # fmt: skip

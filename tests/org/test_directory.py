@@ -8,6 +8,7 @@ import pytest
 
 from kernel.clock import FakeClock
 from kernel.db.database import Database
+from kernel.errors import BadRequest
 from org_tree.grants import Grant
 from org_tree.holder import OrgIndexHolder
 from org_tree.importer import import_divisions
@@ -148,3 +149,27 @@ async def test_full_width_input_and_names_fold_with_nfkc(two: tuple[OrgService, 
         assert {h.unit_code[:12] for h in page.hits} == {VILLAGE, other}, q  # the villages and their grids
     named = {h.unit_code: h.unit_path[-1] for h in (await b.search(ADMIN, "幸福e家社区", limit=100)).hits}
     assert (named[VILLAGE], named[other]) == ("幸福ｅ家社区", "幸福e家社区")
+
+
+async def test_a_query_pasted_with_invisible_characters_finds_the_name(
+    two: tuple[OrgService, OrgService], org_db: Database
+) -> None:
+    """The 湖南 audit: ``网\\u200b格甲`` (a holder's name pasted with a zero-width space) found nothing,
+    though stored names never keep one; ``\\u200b`` alone answered ``200`` with nothing where a blank
+    query is ``400``, and a NUL answered ``200`` with nothing where every other text refuses it."""
+    a, b = two
+    sec = a.get_unit(ADMIN, VILLAGE).position_ids[0]
+    newcomer = await PersonDirectory(org_db, FakeClock()).create("网格甲")
+    await a.handover(ADMIN, sec, newcomer.id)
+    await b._holder.refresh_if_changed()
+    want = _ids(await b.search(ADMIN, "网格甲"))
+    assert want == [sec]
+    for pasted in ("网\u200b格甲", "\u202e网格甲\u202c", "\ufeff网格甲", "网格甲\u200d"):
+        assert _ids(await b.search(ADMIN, pasted)) == want, ascii(pasted)
+    for blank in ("\u200b", "\u200b \u2066"):
+        with pytest.raises(BadRequest) as refused:
+            await b.search(ADMIN, blank)
+        assert refused.value.data == {"field": "q"}
+    with pytest.raises(BadRequest) as refused:
+        await b.search(ADMIN, "网格\x00甲")
+    assert (refused.value.message, refused.value.data) == ("q contains NUL", {"field": "q"})
