@@ -46,6 +46,7 @@ from org_tree.grants import unit_path_of
 from org_tree.index import OrgIndex
 from org_tree.org_schema import assignments
 from org_tree.people import code_digest, normalize_login
+from org_tree.structure import OrgHooks
 from org_tree.versioning import bump_version
 
 logger = logging.getLogger(__name__)
@@ -180,8 +181,15 @@ async def apply_plan(
     replace_holders: bool = False,
     code_days: int = 14,
     progress: Progress | None = None,
+    hooks: OrgHooks | None = None,
 ) -> ImportResult:
-    """Write a checked plan in one transaction (raises ``BadRequest`` listing problems; nothing is written then)."""
+    """Write a checked plan in one transaction (raises ``BadRequest`` listing problems; nothing is written then).
+
+    Args:
+        hooks: the server's (``Services.org.hooks``): a position handed over (``replace_holders``) passes
+            the unread notices owed through it to the new holder in this transaction, as the API's
+            handover does. Without them (org-only use) nothing else follows the handover.
+    """
     if plan.problems:
         raise BadRequest(
             "the file has problems; nothing was written", data={"problems": [str(p) for p in plan.problems]}
@@ -191,6 +199,8 @@ async def apply_plan(
     codes: list[tuple[str, str]] = []
     entries: list[AuditEntry] = []
     created = updated = unchanged = assigned = handed = 0
+    handovers: list[tuple[int, list[int], int]] = []  # position, its primary holders before, the new one
+    after: list[Callable[[], None]] = []
     async with db.write() as conn:
         touched = sorted({pid for r in plan.rows for pid, _ in r.seats})
         # Readers patch a few positions' holders; past a thousand, a rebuild is cheaper.
@@ -268,6 +278,7 @@ async def apply_plan(
                     for p in others:
                         holders.pop(p)
                     handed += 1
+                    handovers.append((pos, sorted(others), r.person_id))
                 holders[r.person_id] = kind
                 asg_rows.append((next(next_asg), r.person_id, pos, kind, now, None))
                 r.changed = True
@@ -275,6 +286,10 @@ async def apply_plan(
                 progress("write", n + 1, len(plan.rows))
         await bulk_insert(conn, assignments, ["id", "person_id", "position_id", "kind", "start_at", "end_at"], asg_rows)
         assigned = len(asg_rows)
+        for pos, others, to in handovers:
+            # Until 2026-12-05 the import left them owed by the holder it replaced (广西 audit).
+            if hooks is not None:
+                after += (await hooks.handed_over(conn, pos, others, to, now))[1]
         new_ids = {r.person_id for r in new_rows}
         for r in plan.rows:
             if r.person_id in new_ids or r.changed:
@@ -282,6 +297,8 @@ async def apply_plan(
             else:
                 unchanged += 1
         await record_many(conn, entries, now)
+    for done in after:
+        done()
     return ImportResult(created, updated, unchanged, assigned, handed, codes, expires)
 
 

@@ -311,12 +311,11 @@ def person_import(path: Path, codes_path: Path | None, replace_holders: bool, pr
     """Create or update persons and seat them, from a CSV (login,name,phone,positions); all or nothing."""
     from apps.registry import BOT_ROLE
     from kernel.clock import SystemClock
-    from kernel.db.database import Database
     from kernel.errors import BadRequest
-    from org_tree.holder import OrgIndexHolder
     from org_tree.provisioning import apply_plan, plan_import
     from zzd.cli import _settings
     from zzd.cli_org import _Bars
+    from zzd.services import Services
 
     settings = _settings()
     out = codes_path or path.with_suffix(".codes.csv")
@@ -330,9 +329,11 @@ def person_import(path: Path, codes_path: Path | None, replace_holders: bool, pr
         raise click.ClickException(f"{out} exists; move it away or pass --codes")
 
     async def go() -> dict[str, Any]:
-        db = Database(settings.database_url)
+        # The server's services: a position handed over passes its unread notices on, as the API's handover.
+        services = Services.build(settings)
+        db = services.db
         try:
-            index = await OrgIndexHolder(db).load()
+            index = await services.org_index.load()
             plan = plan_import(index, content, bars, reserved_roles=(BOT_ROLE,))
             if plan.problems:
                 for p in plan.problems[:50]:
@@ -340,7 +341,8 @@ def person_import(path: Path, codes_path: Path | None, replace_holders: bool, pr
                 raise click.ClickException(f"{len(plan.problems)} bad line(s); nothing was written")
             try:
                 res = await apply_plan(db, SystemClock(), index, plan, replace_holders=replace_holders,
-                                       code_days=settings.activation_code_days, progress=bars)  # fmt: skip
+                                       code_days=settings.activation_code_days, progress=bars,
+                                       hooks=services.org.hooks)  # fmt: skip
             except BadRequest as exc:
                 for p in exc.data.get("problems", []):
                     click.echo(f"{path}: {p}", err=True)

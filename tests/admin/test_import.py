@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from pathlib import Path
@@ -18,8 +19,8 @@ from kernel.errors import BadRequest
 from kernel.schema import persons
 from org_tree.jurisdiction import SYSTEM
 from org_tree.provisioning import apply_plan, plan_import
-from tests.conftest import AUDIT_KEY, RunningServer
-from tests.org_server import cli_env, slot
+from tests.conftest import AUDIT_KEY, TEST_KEYS, RunningServer
+from tests.org_server import auth, cli_env, seat, slot
 
 HEADER = "login,name,phone,positions\n"
 FILE = (
@@ -125,3 +126,35 @@ def test_cli_import_writes_codes_once_and_reports_bad_lines(tmp_path: Path, sqli
     assert res.exit_code != 0 and "line 3" in res.output
     res = runner.invoke(main, ["person", "code", "--login", "wang5"], env=env)
     assert res.exit_code == 0 and len(json.loads(res.output)["code"]) == 16
+
+
+async def test_cli_import_replacing_a_holder_passes_the_unread_notices_on(
+    org_server: RunningServer, own_db_url: str, tmp_path: Path
+) -> None:
+    """``--replace-holders`` hands a position over as the API does: what its holder still owed through it
+    goes to the new holder. Until 2026-12-05 (广西 audit) it stayed owed by the holder the import had
+    replaced, who no longer held the position: progress and pending named them, and the new holder
+    never had it."""
+    from zzd.cli import main
+
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    grid = "990101001001001"
+    _, _, pos, _ = await seat(rs, grid, "grid_worker")
+    _, _, head_pos, head_tok = await seat(rs, "990101", "county_head")
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(head_tok)) as head:
+        sent = await head.post("/api/v1/notices", json={"as_position": head_pos, "selector": f"pos:{pos}",
+                                                        "client_msg_id": "imp-1", "title": "请上报"})  # fmt: skip
+        assert sent.status_code == 201, sent.text
+    src = tmp_path / "successor.csv"
+    src.write_text(HEADER + f"succ1,接任者,,{grid}:grid_worker\n", encoding="utf-8")
+    env = {"ZZD_DATABASE_URL": own_db_url, "ZZD_JWT_KEYS": TEST_KEYS}
+    args = ["person", "import", str(src), "--replace-holders", "--no-progress"]
+    res = await asyncio.to_thread(CliRunner().invoke, main, args, env=env)  # the CLI runs its own event loop
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["handed_over"] == 1
+    succ = await s.persons.by_login("succ1")
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(head_tok)) as head:
+        r = await head.get(f"/api/v1/notices/{sent.json()['notice_id']}/pending", params={"unit": grid})
+        assert r.status_code == 200, r.text
+        assert [i["person_id"] for i in r.json()["items"]] == [succ.id]
