@@ -236,6 +236,10 @@ class Structure:
 
         full, initials = pinyin_of(clean)
         uid, old, now = idx.unit_id(u), idx.unit_name(u), self._org.clock.now()
+        if clean == old:
+            # Nothing changes: no version for every process to apply, no ``org.unit_renamed`` from a name to
+            # itself (until 2026-12-05 both were written, 广西 audit; ``change_person`` already wrote none).
+            return uid
         op = {"op": "unit_rename", "unit": uid, "name": clean, "pinyin": full, "initials": initials}
         async with self._org.db.write() as conn:
             await self._begin(conn, [op])
@@ -494,6 +498,8 @@ class Structure:
         if rule not in JURISDICTION_RULES:
             raise BadRequest(f"jurisdiction must be one of {', '.join(JURISDICTION_RULES)}",
                              data={"field": "jurisdiction"})  # fmt: skip
+        if (new_name, rule) == (info.name, info.jurisdiction):
+            return info.id  # nothing changes: no version, no ``org.role_changed`` (as a rename to the same name)
         levels = ",".join(Level(lv).label for lv in info.levels)
         row = [info.id, info.key, new_name, levels, rule, info.is_head, info.pool]
         now = self._org.clock.now()

@@ -169,3 +169,28 @@ async def test_a_unit_the_division_import_removed_is_not_held(org_server: Runnin
         await s.org_index.refresh_if_changed()
         r = await h.get("/api/v1/me/positions")
         assert r.status_code == 200 and [p["id"] for p in r.json()["positions"]] == [sec], r.text
+
+
+async def test_an_edit_that_changes_nothing_writes_nothing(org_server: RunningServer) -> None:
+    """A unit renamed to its own name, a role given its own name and rule, or an empty role change:
+    answered as they stand, with no new org version and nothing on the audit record. Until
+    2026-12-05 (广西 audit) each bumped the org version, which every process applied, and filed an
+    ``org.unit_renamed`` or ``org.role_changed`` from a value to itself, as ``PATCH
+    /api/v1/org/persons/{id}`` with nothing new no longer did."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    idx = s.org_index.index
+    name, version = idx.unit_name(idx.unit(VILLAGE)), idx.version
+    role = idx.roles[idx.role_id("village_secretary")]
+    token = await _admin(rs, None, {"org", "roles", "audit"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+        r = await h.patch(f"/api/v1/org/units/{VILLAGE}", json={"name": f" {name} "})
+        assert r.status_code == 200 and r.json()["name"] == name, r.text
+        for body in ({"name": role.name, "jurisdiction": role.jurisdiction}, {}):
+            r = await h.patch("/api/v1/org/roles/village_secretary", json=body)
+            assert r.status_code == 200, r.text
+            assert (r.json()["name"], r.json()["jurisdiction"]) == (role.name, role.jurisdiction)
+        for action in ("org.unit_renamed", "org.role_changed"):
+            r = await h.get("/api/v1/audit", params={"action": action})
+            assert r.status_code == 200 and r.json()["entries"] == [], r.text
+    assert s.org_index.index.version == version
