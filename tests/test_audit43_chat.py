@@ -64,3 +64,33 @@ async def test_a_direct_message_may_not_take_a_system_notes_key(server: RunningS
     async with s.db.read() as conn:
         stored = (await conn.execute(select(func.count()).where(messages.c.sender_id == sender))).scalar_one()
     assert stored == 0
+
+
+async def test_a_mention_names_someone(server: RunningServer) -> None:
+    """A message's ``mention_persons`` / ``mention_positions`` were stored as sent, ids no person or
+    position has included, while a group's new members of the same ids answer ``404``. Now a mention
+    is checked as a member is: ``404 not_found`` naming the field and the ids, nothing stored.
+    """
+    s = server.services_obj  # type: ignore[attr-defined]
+    (sender, lg), (peer, _) = await new_people(s, 2)
+    tok = (await login(server.http, lg))["access_token"]
+    async with httpx.AsyncClient(base_url=server.http, headers=auth(tok)) as h:
+        group = await h.post("/api/v1/groups", json={"title": "网格群", "person_ids": [peer]})
+        assert group.status_code == 201, group.text
+        say = f"/api/v1/conversations/{group.json()['id']}/messages"
+        async with s.db.read() as conn:
+            before = (await conn.execute(select(func.count()).select_from(messages))).scalar_one()
+        r = await h.post(say, json={"client_msg_id": "m-1", "body": "@谁", "mention_persons": [peer, 9_000_000_001]})
+        assert r.status_code == 404, r.text
+        assert r.json()["error"] == {
+            "code": "not_found",
+            "message": "no such person",
+            "data": {"field": "mention_persons", "person_ids": [9_000_000_001]},
+        }
+        r = await h.post(say, json={"client_msg_id": "m-2", "body": "@岗位", "mention_positions": [9_000_000_002]})
+        assert r.status_code == 404, r.text
+        assert r.json()["error"]["data"] == {"field": "mention_positions", "position_ids": [9_000_000_002]}
+        async with s.db.read() as conn:
+            assert (await conn.execute(select(func.count()).select_from(messages))).scalar_one() == before
+        r = await h.post(say, json={"client_msg_id": "m-3", "body": "@网格乙", "mention_persons": [peer]})
+        assert r.status_code == 201, r.text

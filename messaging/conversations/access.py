@@ -27,8 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from kernel.errors import NotFound
+from kernel.schema import persons
 from messaging.schema import conversation_members, conversations, messages
-from org_tree.org_schema import assignments
+from org_tree.org_schema import assignments, positions
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,38 @@ async def access(conn: AsyncConnection, person_id: int, conversation_id: int, *,
     if not full and not periods:
         raise NotFound("no such conversation", data={"conversation_id": conversation_id})
     return Access(conv, person_id, full, () if full else periods, as_position, marker, role, muted)
+
+
+async def require_live(
+    conn: AsyncConnection,
+    person_ids: Iterable[int],
+    position_ids: Iterable[int],
+    *,
+    fields: tuple[str, str] | None = None,
+) -> None:
+    """``NotFound`` naming up to ten of ``person_ids`` no enabled person has, else of ``position_ids``
+    no live position has. ``fields`` (the request's names of the two lists) go into ``data.field``.
+
+    Why one check: a group's new members were refused when unknown while a message's mentions of
+    the same ids were stored as sent (the 湖南 audit); both now answer alike.
+    """
+    people, posts = sorted(set(person_ids)), sorted(set(position_ids))
+    if people:
+        rows = await conn.execute(select(persons.c.id, persons.c.disabled).where(persons.c.id.in_(people)))
+        found = {int(i) for i, disabled in rows if not disabled}
+        missing = [p for p in people if p not in found]
+        if missing:
+            data: dict[str, Any] = {"field": fields[0]} if fields else {}
+            raise NotFound("no such person", data={**data, "person_ids": missing[:10]})
+    if posts:
+        rows = await conn.execute(
+            select(positions.c.id).where(positions.c.id.in_(posts), positions.c.removed_at.is_(None))
+        )
+        live = {int(r[0]) for r in rows}
+        missing = [p for p in posts if p not in live]
+        if missing:
+            data = {"field": fields[1]} if fields else {}
+            raise NotFound("no such position", data={**data, "position_ids": missing[:10]})
 
 
 async def current_holders(conn: AsyncConnection, position_ids: Iterable[int]) -> dict[int, set[int]]:

@@ -20,9 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kernel.db.dialect import insert_ignore
 from kernel.errors import BadRequest, Forbidden, NotFound
-from kernel.schema import persons
 from kernel.text import check_text, normalize_name
-from messaging.conversations.access import Access, access, current_holders, load_conversation
+from messaging.conversations.access import Access, access, current_holders, load_conversation, require_live
 from messaging.conversations.model import GroupTooLarge
 from messaging.conversations.schema import conversation_positions
 from messaging.conversations.service import ConversationService
@@ -31,7 +30,6 @@ from messaging.events import NewEvent
 from messaging.schema import conversation_members, conversations
 from messaging.shapes import ConversationLeft
 from messaging.unit_of_work import Txn
-from org_tree.org_schema import positions
 
 logger = logging.getLogger(__name__)
 
@@ -106,27 +104,7 @@ class GroupService:
     async def _check_new(
         self, conn: AsyncConnection, person_ids: list[int], position_ids: list[int]
     ) -> dict[int, set[int]]:
-        if person_ids:
-            found = {
-                int(i)
-                for i, disabled in await conn.execute(
-                    select(persons.c.id, persons.c.disabled).where(persons.c.id.in_(person_ids))
-                )
-                if not disabled
-            }
-            missing = [p for p in person_ids if p not in found]
-            if missing:
-                raise NotFound("no such person", data={"person_ids": missing[:10]})
-        if position_ids:
-            live = {
-                int(r[0])
-                for r in await conn.execute(
-                    select(positions.c.id).where(positions.c.id.in_(position_ids), positions.c.removed_at.is_(None))
-                )
-            }
-            missing = [p for p in position_ids if p not in live]
-            if missing:
-                raise NotFound("no such position", data={"position_ids": missing[:10]})
+        await require_live(conn, person_ids, position_ids)
         return await current_holders(conn, position_ids)
 
     def _limit(self, size: int) -> None:

@@ -30,6 +30,7 @@ from messaging.conversations.access import (
     access,
     current_holders,
     held_positions,
+    require_live,
 )
 from messaging.conversations.fanout import (
     BULK_AUDIENCE,
@@ -210,6 +211,10 @@ class ConversationService(ConversationReading):
             audience, muted = await readers(conn, conv), await self._muted(conn, cid)
         else:
             audience, muted = await stored_members(conn, cid)
+        # A mention names someone: an id no person or live position has was stored as sent (the 湖南 audit).
+        await require_live(
+            conn, req.mention_persons, req.mention_positions, fields=("mention_persons", "mention_positions")
+        )
         mentioned = set(req.mention_persons)
         for holders in (await current_holders(conn, req.mention_positions)).values():
             mentioned |= holders

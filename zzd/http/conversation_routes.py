@@ -37,9 +37,9 @@ class PostBody(BodyModel):
     as_position: Id | None = None
     #: a message of this conversation you can read, quoted as reply_to {id, snippet}
     reply_to: Id | None = None
-    #: person ids to mention (their message.new says mentioned: true)
+    #: person ids to mention (their message.new says mentioned: true); one no enabled person has: 404
     mention_persons: Annotated[list[Id], Field(max_length=50)] = Field(default_factory=list)
-    #: position ids to mention (their holders' message.new says mentioned: true)
+    #: position ids to mention (their holders' message.new says mentioned: true); one retired or unknown: 404
     mention_positions: Annotated[list[Id], Field(max_length=50)] = Field(default_factory=list)
     #: Opaque attachment ids or digests (e.g. from ``POST /api/v1/uploads``).
     attachments: Annotated[list[Annotated[str, StringConstraints(max_length=128)]], Field(max_length=20)] = Field(
