@@ -107,9 +107,11 @@ async function send(path, init) {
   }
 }
 
-function fromTokenReply(j) {
+// `signedInAt`: when the person signed in (password or activation code); a refresh keeps it. What
+// is shown once per sign-in (the DING banner for notices owed, js/notices.js) is keyed by it.
+function fromTokenReply(j, signedInAt = Date.now()) {
   return { access: j.access_token, refresh: j.refresh_token, expiresAt: Date.now() + j.expires_in * 1000,
-           personId: j.person_id };
+           personId: j.person_id, signedInAt };
 }
 
 export async function login(loginName, password) {
@@ -155,7 +157,7 @@ async function doRefresh(stale) {
       if (refusedForGood(r.status)) endSession('登录已过期，请重新登录');
       throw new ApiError(r.status, j, retryAfterOf(r, j));
     }
-    save({ ...fromTokenReply(j), personId: current.personId });
+    save({ ...fromTokenReply(j, current.signedInAt), personId: current.personId });
     return session;
   };
   if (navigator.locks) return navigator.locks.request('zzd-token-refresh', run);

@@ -85,7 +85,7 @@ function Header() {
       <button class="link" type="button" onClick=${logout} title=${me ? me.name : ''}>退出</button>
     </header>
     ${banner && html`<div class="banner banner-${banner.kind}" role="alert">
-      ${banner.text}${banner.href && html` <a href=${banner.href} onClick=${() => set({ banner: null })}>${banner.link || '查看'}</a>`}
+      <span data-banner-text>${banner.text}</span>${banner.href && html` <a href=${banner.href} onClick=${() => set({ banner: null })}>${banner.link || '查看'}</a>`}
       <button type="button" class="link" onClick=${() => set({ banner: null })}>知道了</button></div>`}`;
 }
 

@@ -75,7 +75,25 @@ function applyEvent(f, st) {
 export function markNotice(id, patch) {
   set((st) => ({ notices: st.notices.map((n) => (n.notice_id === id ? { ...n, ...patch } : n)) }));
   saveList('notices', get().notices);
+  // Acknowledged: a banner about this notice alone has nothing more to say.
+  if (patch.acked && get().banner?.href === '#/notice/' + id) set({ banner: null });
 }
+
+// The DINGs and reminders whose banner was shown in this sign-in (notice ids), kept per person
+// across reloads and tabs, keyed by the session's sign-in time: signing in again starts afresh.
+function announced() {
+  try {
+    const j = JSON.parse(localStorage.getItem(key('dinged')) || 'null');
+    if (j && j.at === (getSession()?.signedInAt ?? null)) return new Set(j.ids);
+  } catch { /* none */ }
+  return new Set();
+}
+function announce(ids) {
+  const all = [...new Set([...announced(), ...ids])].slice(-500);
+  try { localStorage.setItem(key('dinged'), JSON.stringify({ at: getSession()?.signedInAt ?? null, ids: all })); } catch { /* full */ }
+}
+
+const dingText = (title, remind) => (remind ? '催办：' : '紧急通知（DING）：') + title;
 
 // A DING interrupts whatever view is open: the banner says so and links to the notice, when it
 // arrives and at each reminder until it is acknowledged (docs/notices.md: the DING ladder).
@@ -84,9 +102,27 @@ function ding(f, st) {
   const known = st.notices.find((n) => n.notice_id === d.notice_id);
   if (f.kind === 'notice.new' && d.priority !== 'urgent') return;
   if (f.kind === 'notice.remind' && known && !waitingAck(known)) return;
-  const title = d.title || known?.title || '';
-  set({ banner: { kind: 'warn', text: (f.kind === 'notice.remind' ? '催办：' : '紧急通知（DING）：') + title,
+  announce([d.notice_id]);
+  set({ banner: { kind: 'warn', text: dingText(d.title || known?.title || '', f.kind === 'notice.remind'),
                   href: '#/notice/' + d.notice_id, link: '查看' } });
+}
+
+// At sign-in, the DINGs and reminders that came while no page was open: the first scan of the
+// stream (after 退出, on a new device) applies their events without a banner, and a resumed
+// socket replays only what came after the kept cursor. `owed`: the notices the server has just
+// confirmed still waiting for my confirmation. Each is announced once per sign-in.
+const SHOWN_TITLES = 3;
+function announceOwed(owed) {
+  const seen = announced();
+  const due = get().notices.filter((n) => owed.has(n.notice_id) && waitingAck(n) && !seen.has(n.notice_id)
+                                          && (n.priority === 'urgent' || n.reminded));
+  if (due.length === 0) return;
+  announce(due.map((n) => n.notice_id));
+  const said = due.slice(0, SHOWN_TITLES).map((n) => dingText(n.title, n.reminded)).join('；');
+  set({ banner: due.length === 1
+    ? { kind: 'warn', text: said, href: '#/notice/' + due[0].notice_id, link: '查看' }
+    : { kind: 'warn', text: `${due.length} 条紧急通知待确认：${said}${due.length > SHOWN_TITLES ? ' 等' : ''}`,
+        href: '#/notices', link: '查看' } });
 }
 
 conn.onEvent((f) => {
@@ -106,14 +142,17 @@ export function showRemembered() {
 
 // No event tells this browser that I acknowledged on another device, or that a notice was
 // recalled while it was closed: after sign-in, the newest notices still waiting for my
-// confirmation are looked up once.
+// confirmation are looked up once. Those still owed get the DING banner (announceOwed).
 const CHECK_PENDING = 20;
 async function checkPending() {
   const waiting = get().notices.filter(waitingAck).slice(0, CHECK_PENDING);
+  const owed = new Set();
   await Promise.all(waiting.map((n) => api('/api/v1/notices/' + n.notice_id).then((v) => {
     const acked = v.receipts.length > 0 && v.receipts.every((r) => r.acked_at);
     if (acked || v.recalled_at) markNotice(n.notice_id, { acked, recalled: !!v.recalled_at });
+    else owed.add(n.notice_id);
   }, () => {})));
+  announceOwed(owed);
 }
 
 // Called once after sign-in: remembered lists, else one scan of the retained stream.

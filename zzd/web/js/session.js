@@ -127,7 +127,8 @@ function ownFirst(positions, meId) {
 // township office computer, a handed-on phone — and all of it stayed in localStorage for the
 // next person at the keyboard to read. The outbox stays: typed messages the server never
 // answered are sent at the next sign-in (docs/web-client.md "Connection and resume").
-const KEPT_PER_PERSON = ['inbox', 'profile', 'notices', 'tasks', 'sent', 'names', 'scanned', 'cursor', 'reports'];
+const KEPT_PER_PERSON = ['inbox', 'profile', 'notices', 'tasks', 'sent', 'names', 'scanned', 'cursor', 'reports',
+                         'dinged'];
 
 function forget(personId) {
   if (personId == null) return;
