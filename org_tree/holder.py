@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 
 from kernel.db.database import Database
+from kernel.errors import ZzdError
 from org_tree.index import OrgIndex
 from org_tree.index_load import role_info
 from org_tree.org_schema import assignments, org_changes
@@ -214,7 +215,9 @@ class OrgIndexHolder:
         try:
             for op in applied.ops:
                 apply_op(index, op)
-        except (KeyError, ValueError, IndexError, TypeError) as exc:
+        except (KeyError, ValueError, IndexError, TypeError, ZzdError) as exc:
+            # ZzdError: the index's own look-ups raise NotFound for a unit it does not have. Before
+            # 2026-12-05 that escaped, and every later refresh failed on the same entry (广西 audit).
             logger.warning("org index: an entry did not apply (%r); rebuilding", exc)
             return None
         index.patch_holders(holders, version)

@@ -323,6 +323,10 @@ class OrgService:
     def clock(self) -> Clock:
         return self._clock
 
+    async def refresh(self) -> None:
+        """Bring this process's index up to what has committed (an edit checked against a stale one)."""
+        await self._holder.refresh_if_changed()
+
     async def committed(self) -> None:
         """After a write: bring this process's index (and directory) up to it before answering, and wake the others."""
         await self._holder.committed()
@@ -453,6 +457,7 @@ class OrgService:
             await bump_version(conn, self._clock, scope="holders", position_ids=[position_id], detail="assign")
             # Read under the version lock: org writes commit in this order, so a period never ends before it starts.
             at = start or self._clock.now()
+            await _require_live_position(conn, position_id)
             await _require_person(conn, person_id)
             current = (
                 await conn.execute(
@@ -546,6 +551,7 @@ class OrgService:
             # The version row lock comes first: concurrent handovers of one position serialise here.
             await bump_version(conn, self._clock, scope="holders", position_ids=[position_id], detail="handover")
             when = at or self._clock.now()
+            await _require_live_position(conn, position_id)
             await _require_person(conn, to_person_id)
             primaries = sorted({int(r[0]) for r in await conn.execute(
                 select(assignments.c.person_id).where(
@@ -592,6 +598,18 @@ async def _start_assignment(conn: Any, person_id: int, position_id: int, kind: s
         .returning(assignments.c.id)
     )
     return int(res.scalar_one())
+
+
+async def _require_live_position(conn: Any, position_id: int) -> None:
+    """Under the version lock: the position was not retired since the index the caller was checked against.
+
+    Until 2026-12-05 (广西 audit) a position retired on another process a moment before could be
+    handed over or assigned: an open assignment on a retired position, whose holder was told of it
+    (``positions.changed``) while no index listed it.
+    """
+    row = (await conn.execute(select(positions.c.removed_at).where(positions.c.id == position_id))).first()
+    if row is None or row[0] is not None:
+        raise NotFound("no such position", data={"position_id": position_id})
 
 
 async def _require_person(conn: Any, person_id: int) -> None:

@@ -17,11 +17,13 @@ interval (0.5 s by default, and at once on a broker hint).
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,7 +35,7 @@ from org_tree.divisions import Level
 from org_tree.grants import Perm
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, access_unit
-from org_tree.org_schema import assignments, positions, roles, units
+from org_tree.org_schema import assignments, org_changes, positions, roles, units
 from org_tree.roles import JURISDICTION_RULES
 from org_tree.selectors import is_unit_code
 from org_tree.versioning import append_change, bump_version
@@ -163,6 +165,55 @@ def successors(
     return out
 
 
+#: The index version a structural edit was checked against (set per try by ``_checked_fresh``).
+_CHECKED_AT: ContextVar[int | None] = ContextVar("org_edit_checked_at", default=None)
+#: Tries of one edit whose checks a concurrent structural change made stale.
+_EDIT_TRIES = 3
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class _Stale(Exception):
+    """A structural change committed after this edit was checked against the index and before it took
+    the version lock: the edit's checks (is the unit still there, where is it) may no longer hold."""
+
+
+def _checked_fresh(
+    edit: Callable[Concatenate[Structure, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[Structure, _P], Coroutine[Any, Any, _T]]:
+    """Run a structural edit whose checks hold when it commits: again, on the refreshed index, when
+    another structural change committed between its checks and its version lock (``Structure._lock``).
+
+    Why: an edit is checked against this process's index and written under the ``org_version`` lock;
+    between the two, another process (or request) may commit a change the index has not applied yet.
+    Until 2026-12-05 (广西 audit) the edit was written anyway: two merges of two villages into each
+    other at once, one on each of two processes, both answered 200 — both villages retired, their
+    positions in a retired unit with their holders still seated — and the second merge's log entry,
+    naming a unit the first had retired, could not be applied by any process: every index refresh
+    failed from then on, so no org change reached any process until a restart. The same held for
+    a rename, move, merge or retirement of a unit retired meanwhile, a child unit or position
+    created in one, and a position retired twice.
+    """
+
+    async def run(self: Structure, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        for attempt in range(_EDIT_TRIES):
+            token = _CHECKED_AT.set(self.index.version)
+            try:
+                return await edit(self, *args, **kwargs)
+            except _Stale:
+                if attempt == _EDIT_TRIES - 1:
+                    raise Conflict("the org changed while this edit was made: try it again",
+                                   data={"retryable": True}) from None  # fmt: skip
+                await self._org.refresh()
+            finally:
+                _CHECKED_AT.reset(token)
+        raise AssertionError("unreachable")
+
+    functools.update_wrapper(run, edit)  # its name and docstring (the route docs read them)
+    return run
+
+
 class Structure:
     """Create, rename, move, retire and merge units; create and retire positions; create and change roles."""
 
@@ -174,13 +225,30 @@ class Structure:
     def index(self) -> OrgIndex:
         return self._org.index
 
-    async def _begin(self, conn: AsyncConnection, ops: list[dict[str, Any]]) -> int:
+    async def _lock(self, conn: AsyncConnection) -> int:
+        """Take the version lock and the edit's version; ``_Stale`` when a structural change (or a division
+        import) committed after the index the edit was checked against (``_checked_fresh`` tries again)."""
         version = await bump_version(conn, self._org.clock, scope="struct")
+        checked = _CHECKED_AT.get()
+        if checked is not None and checked < version - 1:
+            newer = await conn.execute(
+                select(org_changes.c.id)
+                .where(org_changes.c.version > checked, org_changes.c.version < version)
+                .where(org_changes.c.scope.in_(("struct", "tree")))
+                .limit(1)
+            )
+            if newer.first() is not None:
+                raise _Stale
+        return version
+
+    async def _begin(self, conn: AsyncConnection, ops: list[dict[str, Any]]) -> int:
+        version = await self._lock(conn)
         for op in ops:
             await append_change(conn, self._org.clock, version, "struct", op)
         return version
 
     # ------------------------------------------------------------------ units
+    @_checked_fresh
     async def create_unit(self, actor: Actor, parent: int | str, name: str, *, code: str | None = None) -> int:
         """A new unit one level below ``parent``; returns its id."""
         idx = self.index
@@ -195,7 +263,7 @@ class Structure:
         full, initials = pinyin_of(clean)
         parent_id, now = idx.unit_id(pu), self._org.clock.now()
         async with self._org.db.write() as conn:
-            version = await bump_version(conn, self._org.clock, scope="struct")
+            version = await self._lock(conn)
             if code is None:
                 code = await _free_child_code(conn, idx.unit_code(pu), parent_id)
             if not is_unit_code(code):  # what selectors can name
@@ -227,6 +295,7 @@ class Structure:
         await self._org.committed()
         return uid
 
+    @_checked_fresh
     async def rename_unit(self, actor: Actor, unit: int | str, name: str) -> int:
         idx = self.index
         u = access_unit(idx, actor, unit)
@@ -259,6 +328,7 @@ class Structure:
         await self._org.authorize(actor, Perm.ORG, t, action, unit_id=idx.unit_id(u), target_id=idx.unit_id(t))
         return u, t
 
+    @_checked_fresh
     async def move_unit(self, actor: Actor, unit: int | str, new_parent: int | str) -> int:
         """Move a unit (with its subtree) under another unit of the level above."""
         idx = self.index
@@ -274,6 +344,7 @@ class Structure:
         await self._org.committed()
         return uid
 
+    @_checked_fresh
     async def retire_unit(self, actor: Actor, unit: int | str, *, successor: int | None = None) -> dict[str, Any]:
         """Retire a unit with its subtree: its positions end, their open work goes to successors."""
         idx = self.index
@@ -335,6 +406,7 @@ class Structure:
             raise BadRequest("the successor must be a position that stays", data={"field": "successor"})
         await self._org.authorize(actor, Perm.ORG, idx.position_unit(k), action, successor=successor, **detail)
 
+    @_checked_fresh
     async def merge_units(self, actor: Actor, unit: int | str, into: int | str) -> dict[str, Any]:
         """Merge ``unit`` into ``into`` (same level): children and positions move, holders and history stay."""
         idx = self.index
@@ -403,6 +475,7 @@ class Structure:
         return {"id": idx.unit_id(u), "code": idx.unit_code(u), "name": idx.unit_name(u), "path": idx.unit_path(u)}
 
     # -------------------------------------------------------------- positions
+    @_checked_fresh
     async def create_position(self, actor: Actor, unit: int | str, role: str, *, title: str | None = None) -> int:
         idx = self.index
         u = access_unit(idx, actor, unit)
@@ -415,7 +488,7 @@ class Structure:
             title = normalize_name(check_text(title, field="title", max_chars=100))
         uid, now = idx.unit_id(u), self._org.clock.now()
         async with self._org.db.write() as conn:
-            version = await bump_version(conn, self._org.clock, scope="struct")
+            version = await self._lock(conn)
             res = await conn.execute(
                 insert(positions)
                 .values(unit_id=uid, role_id=info.id, title=title, pool=info.pool, created_at=now)
@@ -430,6 +503,7 @@ class Structure:
         await self._org.committed()
         return pid
 
+    @_checked_fresh
     async def retire_position(self, actor: Actor, position_id: int, *, successor: int | None = None) -> dict[str, Any]:
         """Retire a position: its holders' assignments end, its open tasks go to the successor."""
         idx = self.index
@@ -463,6 +537,7 @@ class Structure:
         return {"position_id": position_id, "successor": moves[position_id], "holders_ended": holders}
 
     # ------------------------------------------------------------------ roles
+    @_checked_fresh
     async def create_role(self, actor: Actor, raw: dict[str, Any]) -> int:
         from org_tree.roles import validate_role
 
@@ -473,7 +548,7 @@ class Structure:
         spec = validate_role({**raw, "auto": raw.get("auto", False)})
         now = self._org.clock.now()
         async with self._org.db.write() as conn:
-            version = await bump_version(conn, self._org.clock, scope="struct")
+            version = await self._lock(conn)
             await _refuse_role_clash(conn, spec.key, "key")
             await _refuse_role_clash(conn, spec.name, "name")
             res = await conn.execute(
@@ -488,6 +563,7 @@ class Structure:
         await self._org.committed()
         return rid
 
+    @_checked_fresh
     async def update_role(self, actor: Actor, ref: str | int, *, name: str | None, jurisdiction: str | None) -> int:
         """Rename a role and/or change its jurisdiction rule (its levels and kind stay)."""
         await self._org.authorize(actor, Perm.ROLES, None, "org.role_changed", role=str(ref))

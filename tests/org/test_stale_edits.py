@@ -1,0 +1,113 @@
+"""A structural edit checked against an index that another process's edit has made stale (广西 audit).
+
+Each edit is checked against its process's index and written under the ``org_version`` lock. Between
+the two, another process may commit a change this index has not applied yet. Before, the edit was
+written anyway: two villages merged into each other at once (one merge on each of two ``zzd serve``
+processes) were both retired, their positions left in a retired unit with their holders seated, and
+the second merge's log entry named a unit the first had retired: no process could apply it, every
+index refresh failed on it from then on, and no org change reached any process until a restart.
+
+``two`` is two services on one database, each with its own index, as two processes are; ``b`` is
+not refreshed between ``a``'s edit and its own, which is the window made certain.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from kernel.clock import FakeClock
+from kernel.db.database import Database
+from kernel.errors import NotFound
+from org_tree.jurisdiction import SYSTEM
+from org_tree.org_schema import assignments, org_changes, positions, units
+from org_tree.org_service import OrgService
+from org_tree.people import PersonDirectory
+from org_tree.versioning import append_change, bump_version
+
+TOWN = "990101001"
+VILLAGE, OTHER_VILLAGE = "990101001001", "990101001002"
+
+
+async def _unit_row(db: Database, code: str) -> tuple[str, bool]:
+    async with db.read() as conn:
+        row = (await conn.execute(select(units.c.name, units.c.dissolved_at).where(units.c.code == code))).one()
+    return str(row.name), row.dissolved_at is not None
+
+
+async def test_two_units_merged_into_each_other_at_once_merge_once(
+    two: tuple[OrgService, OrgService], org_db: Database
+) -> None:
+    a, b = two
+    kept = a.get_unit(SYSTEM, OTHER_VILLAGE)
+    moved = a.get_unit(SYSTEM, VILLAGE).position_ids
+    await a.structure.merge_units(SYSTEM, VILLAGE, OTHER_VILLAGE)
+    version = a.index.version
+    # b's index still has both villages: the reverse merge is checked again and refused, nothing written.
+    with pytest.raises(NotFound):
+        await b.structure.merge_units(SYSTEM, OTHER_VILLAGE, VILLAGE)
+    assert (await _unit_row(org_db, OTHER_VILLAGE))[1] is False
+    async with org_db.read() as conn:
+        live = (await conn.execute(select(positions.c.id).where(positions.c.unit_id == kept.id))).scalars().all()
+    assert set(moved) <= set(live)
+    for s in (a, b):  # both indexes follow the log, and agree
+        await s._holder.refresh_if_changed()
+        assert s.index.version == version
+        assert set(moved) <= set(s.get_unit(SYSTEM, OTHER_VILLAGE).position_ids)
+        with pytest.raises(NotFound):
+            s.get_unit(SYSTEM, VILLAGE)
+
+
+async def test_an_edit_of_a_unit_retired_meanwhile_is_refused_and_the_others_keep_following(
+    two: tuple[OrgService, OrgService], org_db: Database
+) -> None:
+    a, b = two
+    name = a.get_unit(SYSTEM, VILLAGE).name
+    await a.structure.retire_unit(SYSTEM, VILLAGE)
+    version = a.index.version
+    with pytest.raises(NotFound):
+        await b.rename_unit(SYSTEM, VILLAGE, "改名村")
+    with pytest.raises(NotFound):
+        await b.create_unit(SYSTEM, VILLAGE, "新网格")
+    assert await _unit_row(org_db, VILLAGE) == (name, True)
+    async with org_db.read() as conn:
+        later = await conn.execute(select(org_changes.c.version).where(org_changes.c.version > version))
+        assert later.first() is None
+    # An edit elsewhere is made on the refreshed index (no retry needed) and reaches the other service.
+    await b.rename_unit(SYSTEM, TOWN, "新镇")
+    assert await a._holder.refresh_if_changed()
+    assert a.get_unit(SYSTEM, TOWN).name == "新镇"
+
+
+async def test_a_log_entry_that_does_not_apply_is_rebuilt_past_not_failed_on(
+    two: tuple[OrgService, OrgService], org_db: Database
+) -> None:
+    """A rename of a unit no index has (a log written before the fix above): the reader rebuilds, as for any
+    entry that does not apply. Before, the index's ``NotFound`` escaped and every later refresh failed."""
+    _, b = two
+    clock = FakeClock()
+    async with org_db.write() as conn:
+        version = await bump_version(conn, clock, scope="struct")
+        op = {"op": "unit_rename", "unit": 987654321, "name": "无", "pinyin": "wu", "initials": "w"}
+        await append_change(conn, clock, version, "struct", op)
+    rebuilds = b._holder.rebuilds
+    assert await b._holder.refresh_if_changed()
+    assert (b.index.version, b._holder.rebuilds) == (version, rebuilds + 1)
+
+
+async def test_a_position_retired_meanwhile_is_not_handed_over_or_assigned(
+    two: tuple[OrgService, OrgService], org_db: Database
+) -> None:
+    a, b = two
+    pos = a.get_unit(SYSTEM, VILLAGE).position_ids[0]
+    newcomer = await PersonDirectory(org_db, FakeClock()).create("周晓岚")
+    await a.structure.retire_position(SYSTEM, pos)
+    with pytest.raises(NotFound):
+        await b.handover(SYSTEM, pos, newcomer.id)
+    with pytest.raises(NotFound):
+        await b.assign(SYSTEM, pos, newcomer.id, kind="deputy")
+    async with org_db.read() as conn:
+        seated = await conn.execute(
+            select(assignments.c.id).where(assignments.c.position_id == pos, assignments.c.end_at.is_(None))
+        )
+        assert seated.first() is None
