@@ -17,7 +17,9 @@ import pytest
 from sqlalchemy import func, select
 
 from messaging.notices.schema import notices
+from messaging.schema import conversations, messages
 from messaging.tasks.schema import reports, tasks
+from tests.client import Client
 from tests.conftest import RunningServer
 from tests.org_server import auth, org_serving, seat
 
@@ -66,3 +68,50 @@ async def test_notices_tasks_and_reports_are_bounded_per_person(tight_server: Ru
         stored = (stored[0], stored[1] + BUDGET, stored[2] + BUDGET)  # each report made its task
         _limited(await h.post("/api/v1/reports", headers=auth(worker), json={**report, "client_msg_id": "r-over"}))
         assert (await _count(rs, notices), await _count(rs, tasks), await _count(rs, reports)) == stored
+
+
+async def test_group_changes_edits_and_recalls_are_bounded_per_person(tight_server: RunningServer) -> None:
+    """The 湖南 audit: a grid worker made 105 groups with the same colleague in a minute, then
+    removed, re-added and renamed 180 times, and could edit one message without end: each a
+    system note or an event in the colleague's stream, none counted. They draw on the same budget
+    now (REST and the WebSocket ``edit``/``recall`` frames), and a refused one changes nothing."""
+    rs = tight_server
+    _, _, grid_pos, worker = await seat(rs, "990101001001001", "grid_worker")
+    colleague, _, _, _ = await seat(rs, "990101001001002", "grid_worker")
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(worker)) as h:
+        made = await h.post("/api/v1/groups", json={"title": "网格群", "person_ids": [colleague]})
+        gid = made.json()["id"]
+        said = await h.post(f"/api/v1/conversations/{gid}/messages", json={"client_msg_id": "m1", "body": "你好"})
+        mid = said.json()["message_id"]
+        r = await h.patch(f"/api/v1/groups/{gid}", json={"title": "改名"})
+        assert (made.status_code, said.status_code, r.status_code) == (201, 201, 200), r.text
+        before = (await _count(rs, conversations), await _count(rs, messages))
+        over = [
+            await h.post("/api/v1/groups", json={"title": "刷屏", "person_ids": [colleague]}),
+            await h.patch(f"/api/v1/groups/{gid}", json={"title": "再改"}),
+            await h.post(f"/api/v1/groups/{gid}/members/remove", json={"person_ids": [colleague]}),
+            await h.post(f"/api/v1/groups/{gid}/members", json={"position_ids": [grid_pos]}),
+            await h.post(f"/api/v1/groups/{gid}/admins", json={"person_id": colleague, "admin": True}),
+            await h.post("/api/v1/units/990101001001001/group", json={}),
+            await h.patch(f"/api/v1/messages/{mid}", json={"body": "改了"}),
+            await h.post(f"/api/v1/messages/{mid}/recall"),
+        ]
+        for r in over:
+            _limited(r)
+        assert (await _count(rs, conversations), await _count(rs, messages)) == before
+        ws = await Client.connect(rs.ws, worker)
+        try:
+            for frame in ({"type": "edit", "message_id": mid, "body": "改了"}, {"type": "recall", "message_id": mid}):
+                reply = await ws.request(frame)
+                assert (reply["type"], reply["code"], reply["data"]) == (
+                    "error",
+                    "rate_limited",
+                    {"per_minute": BUDGET},
+                )
+        finally:
+            await ws.close()
+        view = (await h.get(f"/api/v1/conversations/{gid}/messages")).json()["messages"]
+        assert [(m["body"], m["edited_at"], m["recalled_at"]) for m in view if m["id"] == mid] == [("你好", None, None)]
+        group = (await h.get(f"/api/v1/groups/{gid}")).json()
+        roles = {m["person_id"]: m["role"] for m in group["members"]}
+        assert (group["title"], group["position_ids"], roles[colleague]) == ("改名", [], None)

@@ -33,6 +33,7 @@ from zzd.gateway.closecodes import Close
 from zzd.gateway.frames import Conversations, Edit, Hello, History, NoticeReceipt, Read, Recall, Send, Sync
 from zzd.gateway.protocol import GatewayProtocol, Request
 from zzd.gateway.replies import shape
+from zzd.http.common import check_send_rate
 
 if TYPE_CHECKING:
     from zzd.services import Services
@@ -154,8 +155,7 @@ async def dispatch(s: Services, person_id: int, frame: Any) -> dict[str, Any]:
 
 
 async def _send(s: Services, person_id: int, frame: Send) -> dict[str, Any]:
-    if not s.rate_limiter.allow(person_id, s.clock.monotonic()):
-        raise RateLimited("too many messages; slow down", data={"per_minute": s.settings.send_rate_per_minute})
+    check_send_rate(s, person_id)
     if frame.to is not None and _is_plain_direct(frame):
         result = await s.chat.send(SendRequest(person_id, frame.to, frame.client_msg_id, frame.body))
         return result.to_dict()
@@ -163,10 +163,12 @@ async def _send(s: Services, person_id: int, frame: Send) -> dict[str, Any]:
 
 
 async def _edit(s: Services, person_id: int, frame: Edit) -> dict[str, Any]:
+    check_send_rate(s, person_id, "edits")  # an event to every reader, as a send is
     return await s.conversations.edit(person_id, frame.message_id, frame.body)
 
 
 async def _recall(s: Services, person_id: int, frame: Recall) -> dict[str, Any]:
+    check_send_rate(s, person_id, "edits")
     return await s.conversations.recall(person_id, frame.message_id)
 
 

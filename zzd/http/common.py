@@ -195,9 +195,11 @@ async def _json_value(request: Request) -> Any:
 def check_send_rate(s: Services, person_id: int, what: str = "messages") -> None:
     """Take one of the person's ``ZZD_SEND_RATE_PER_MINUTE`` writes that reach others, or ``RateLimited``.
 
-    Why one budget for messages, notices, tasks and reports: each writes to other
-    people's streams (a notice or a task to hundreds, a report a task with DING
-    calls out of band), and without a bound one account could flood them all.
+    Why one budget for messages, notices, tasks and reports, edits and recalls, and group
+    changes: each writes to other people's streams (a notice or a task to hundreds, a report a
+    task with DING calls out of band, a group change a system note to every member), and without
+    a bound one account could flood them all (group changes and edits were unbounded until the
+    湖南 audit).
     """
     if not s.rate_limiter.allow(person_id, s.clock.monotonic()):
         raise RateLimited(f"too many {what}; slow down", data={"per_minute": s.settings.send_rate_per_minute})

@@ -137,20 +137,22 @@ async def post_to_position(request: Request) -> Response:
     return await _post(request, claims, body, to_position_id=int(request.path_params["position_id"]))
 
 
-@api.route("PATCH", "/messages/{message_id:int}", {200: MessageChanged}, body=EditBody, errors=(409,))
+@api.route("PATCH", "/messages/{message_id:int}", {200: MessageChanged}, body=EditBody, errors=(409, 429))
 async def edit(request: Request) -> Response:
     """Replace the text of one's own message within the edit window."""
     s, claims = await current_person(request)
     body = await json_body(request, EditBody)
+    check_send_rate(s, claims.person_id, "edits")
     return reply(
         MessageChanged, await s.conversations.edit(claims.person_id, int(request.path_params["message_id"]), body.body)
     )
 
 
-@api.route("POST", "/messages/{message_id:int}/recall", {200: MessageChanged}, errors=(409,))
+@api.route("POST", "/messages/{message_id:int}/recall", {200: MessageChanged}, errors=(409, 429))
 async def recall(request: Request) -> Response:
     """Withdraw one's own message within the recall window."""
     s, claims = await current_person(request)
+    check_send_rate(s, claims.person_id, "edits")
     return reply(MessageChanged, await s.conversations.recall(claims.person_id, int(request.path_params["message_id"])))
 
 
@@ -180,11 +182,12 @@ async def mute(request: Request) -> Response:
     return reply(Muted, await s.conversations.set_muted(claims.person_id, _cid(request), body.muted))
 
 
-@api.route("POST", "/groups", {201: GroupView}, body=GroupBody)
+@api.route("POST", "/groups", {201: GroupView}, body=GroupBody, errors=(429,))
 async def create_group(request: Request) -> Response:
     """Create an ad-hoc group of people and positions; the caller owns it."""
     s, claims = await current_person(request)
     body = await json_body(request, GroupBody)
+    check_send_rate(s, claims.person_id, "group changes")
     return reply(
         GroupView, await s.groups.create(claims.person_id, body.title, body.person_ids, body.position_ids), status=201
     )
@@ -197,27 +200,32 @@ async def get_group(request: Request) -> Response:
     return reply(GroupView, await s.groups.get(claims.person_id, _cid(request)))
 
 
-@api.route("PATCH", "/groups/{conversation_id:int}", {200: GroupView}, body=RenameBody)
+@api.route("PATCH", "/groups/{conversation_id:int}", {200: GroupView}, body=RenameBody, errors=(429,))
 async def rename_group(request: Request) -> Response:
     """Rename a group (owner or admin)."""
     s, claims = await current_person(request)
     body = await json_body(request, RenameBody)
+    check_send_rate(s, claims.person_id, "group changes")
     return reply(GroupView, await s.groups.rename(claims.person_id, _cid(request), body.title))
 
 
-@api.route("POST", "/groups/{conversation_id:int}/members", {200: GroupView}, body=MembersBody, errors=(409,))
+@api.route("POST", "/groups/{conversation_id:int}/members", {200: GroupView}, body=MembersBody, errors=(409, 429))
 async def add_members(request: Request) -> Response:
     """Add people or positions (owner or admin)."""
     s, claims = await current_person(request)
     body = await json_body(request, MembersBody)
+    check_send_rate(s, claims.person_id, "group changes")
     return reply(GroupView, await s.groups.add(claims.person_id, _cid(request), body.person_ids, body.position_ids))
 
 
-@api.route("POST", "/groups/{conversation_id:int}/members/remove", {200: GroupView}, body=MembersBody, errors=(409,))
+@api.route(
+    "POST", "/groups/{conversation_id:int}/members/remove", {200: GroupView}, body=MembersBody, errors=(409, 429)
+)
 async def remove_members(request: Request) -> Response:
     """Remove people or positions (owner or admin)."""
     s, claims = await current_person(request)
     body = await json_body(request, MembersBody)
+    check_send_rate(s, claims.person_id, "group changes")
     return reply(GroupView, await s.groups.remove(claims.person_id, _cid(request), body.person_ids, body.position_ids))
 
 
@@ -228,19 +236,21 @@ async def leave(request: Request) -> Response:
     return reply(GroupView, await s.groups.leave(claims.person_id, _cid(request)))
 
 
-@api.route("POST", "/groups/{conversation_id:int}/admins", {200: GroupView}, body=AdminBody)
+@api.route("POST", "/groups/{conversation_id:int}/admins", {200: GroupView}, body=AdminBody, errors=(429,))
 async def set_admin(request: Request) -> Response:
     """Make a member an admin or not (owner only)."""
     s, claims = await current_person(request)
     body = await json_body(request, AdminBody)
+    check_send_rate(s, claims.person_id, "group changes")
     return reply(GroupView, await s.groups.set_admin(claims.person_id, _cid(request), body.person_id, body.admin))
 
 
-@api.route("POST", "/units/{ref}/group", {201: GroupView}, body=UnitGroupBody, errors=(409,))
+@api.route("POST", "/units/{ref}/group", {201: GroupView}, body=UnitGroupBody, errors=(409, 429))
 async def create_unit_group(request: Request) -> Response:
     """A group of everyone holding a position in a unit (down ``depth`` levels)."""
     s, actor = await current_actor(request)
     body = await json_body(request, UnitGroupBody)
+    check_send_rate(s, actor.person_id, "group changes")
     unit = unit_ref(str(request.path_params["ref"]))
     return reply(
         GroupView, await s.members.create_unit_group(actor, unit, depth=body.depth, title=body.title), status=201
