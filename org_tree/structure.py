@@ -426,7 +426,11 @@ class Structure:
                 update(units).where(units.c.id == uid).values(dissolved_at=now, retired_by=actor.person_id or None)
             )
             await self.hooks.positions_moved(conn, dict.fromkeys(moved, tid), now)
-            entry = self._org.audit(actor, "org.units_merged", t, unit_id=uid, into_id=tid, children=kids,
+            # Filed under the unit merged away, at its path before the merge (as a move is under the moved unit's
+            # old path): its own township's auditors see it go. Until 2026-12-05 it was filed under ``into``
+            # alone, and a township's auditor never saw one of its villages merged into another township's
+            # (广西 audit).
+            entry = self._org.audit(actor, "org.units_merged", u, unit_id=uid, into_id=tid, children=kids,
                                     positions=moved)  # fmt: skip
             await record(conn, entry, now)
         await self._org.committed()

@@ -194,3 +194,27 @@ async def test_an_edit_that_changes_nothing_writes_nothing(org_server: RunningSe
             r = await h.get("/api/v1/audit", params={"action": action})
             assert r.status_code == 200 and r.json()["entries"] == [], r.text
     assert s.org_index.index.version == version
+
+
+async def test_a_village_merged_into_another_townships_is_on_its_own_townships_record(
+    org_server: RunningServer,
+) -> None:
+    """The township losing a village sees the merge in its audit log, as it sees a move out. Until
+    2026-12-05 (广西 audit) ``org.units_merged`` was filed under the unit merged into alone: 民生街道's
+    auditor never saw 人民中社区 merged into 朝阳街道's 朝阳社区, with its grids and positions."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    idx = s.org_index.index
+    village_id, into = idx.unit_id(idx.unit(VILLAGE)), "990101002001"
+    admin = await _admin(rs, COUNTY, {"org"})
+    auditor = await _admin(rs, TOWN, {"audit"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(admin)) as h:
+        r = await h.post(f"/api/v1/org/units/{VILLAGE}/merge", json={"into": into})
+        assert r.status_code == 200, r.text
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(auditor)) as h:
+        r = await h.get("/api/v1/audit", params={"action": "org.units_merged"})
+        assert r.status_code == 200, r.text
+        [entry] = r.json()["entries"]
+    assert entry["unit_id"] == village_id and entry["unit_path"].endswith(f"/{village_id}/")
+    assert entry["detail"]["unit_id"] == village_id
+    assert entry["detail"]["into_id"] == idx.unit_id(idx.unit(into))
