@@ -16,14 +16,19 @@ from typing import Any
 
 from kernel.errors import BadRequest
 from org_tree.divisions import Level
+from org_tree.selectors import is_role_word
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JURISDICTION_RULES", "RoleSpec", "load_catalog", "validate_role"]
+__all__ = ["JURISDICTION_RULES", "ROLE_NAME_RULE", "RoleSpec", "load_catalog", "validate_role"]
 
 JURISDICTION_RULES = ("subtree", "chain", "unit", "none")
 CATALOG_PATH = Path(__file__).with_name("roles.toml")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+#: Why a role's name is one word: selectors name roles by key or name, and refuse a name with a space or
+#: an operator character, so a role named "安全 员" or "a@b" could never be addressed by its name
+#: (accepted until 2026-12-05, 广西 audit).
+ROLE_NAME_RULE = "name must be one word without spaces or any of @ | ( ) [ ] , # * : / - (selectors name roles by it)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,8 @@ def validate_role(raw: dict[str, Any]) -> RoleSpec:
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 100:
         raise BadRequest(f"role {key}: name must be 1..100 characters", data={"field": "name"})
+    if not is_role_word(name.strip()):
+        raise BadRequest(ROLE_NAME_RULE, data={"field": "name"})
     levels_raw = raw.get("levels")
     if isinstance(levels_raw, str):
         levels_raw = [p for p in levels_raw.split(",") if p.strip()]

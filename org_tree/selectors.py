@@ -142,6 +142,13 @@ _CODE = r"[0-9A-Za-z]{1,32}"
 _CODE_RE = re.compile(_CODE)
 
 
+def is_role_word(value: str) -> bool:
+    """Whether ``value`` can name a role in a selector (text and JSON alike): one word without spaces or
+    any of ``@ | ( ) [ ] , # * : / -``. A role's name must be one, or selectors cannot name the role by it.
+    """
+    return re.fullmatch(_ROLE, value) is not None
+
+
 def is_unit_code(value: str) -> bool:
     """Whether ``value`` has the form of a unit code: 1-32 ASCII letters and digits.
 

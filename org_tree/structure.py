@@ -36,8 +36,8 @@ from org_tree.grants import Perm
 from org_tree.index import OrgIndex
 from org_tree.jurisdiction import Actor, access_unit
 from org_tree.org_schema import assignments, org_changes, positions, roles, units
-from org_tree.roles import JURISDICTION_RULES
-from org_tree.selectors import is_unit_code
+from org_tree.roles import JURISDICTION_RULES, ROLE_NAME_RULE
+from org_tree.selectors import is_role_word, is_unit_code
 from org_tree.versioning import append_change, bump_version
 
 if TYPE_CHECKING:
@@ -574,6 +574,8 @@ class Structure:
         idx = self.index
         info = idx.roles[idx.role_id(ref)]
         new_name = normalize_name(check_text(name, field="name", max_chars=100)) if name is not None else info.name
+        if new_name != info.name and not is_role_word(new_name):
+            raise BadRequest(ROLE_NAME_RULE, data={"field": "name"})
         rule = jurisdiction if jurisdiction is not None else info.jurisdiction
         if rule not in JURISDICTION_RULES:
             raise BadRequest(f"jurisdiction must be one of {', '.join(JURISDICTION_RULES)}",

@@ -284,3 +284,35 @@ async def test_a_holder_is_found_by_the_reading_of_their_surname(org_server: Run
         hit = next(hit for hit in r.json()["hits"] if hit["position_id"] == position)
         assert hit["holders"] == ["曾小伟"]
         assert r.json()["hits"][0]["position_id"] == position  # the surname reading is exact
+
+
+async def test_a_role_is_named_with_a_word_selectors_can_name_it_by(org_server: RunningServer) -> None:
+    """Until 2026-12-05 (广西 audit) ``POST /api/v1/org/roles`` took ``"安全 员"``, ``"a@b"`` or ``"河长:副"``
+    (201), and no selector could then name the role by its name — the text and JSON forms both refuse a
+    role word with a space or an operator character. Now the name is refused (400 naming ``name``), on a
+    create and a rename alike, and nothing changes."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    _, _, head, head_tok = await seat(rs, COUNTY, "county_head")
+    token = await _admin(rs, None, {"roles", "org"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+        catalog = (await h.get("/api/v1/org/roles")).json()["roles"]
+        version = _org_state(rs)
+        for name in ("安全 员", "a@b", "河长:副", "巡-逻", "(巡逻)", "巡逻/员"):
+            r = await h.post("/api/v1/org/roles", json={"key": "oa_word", "name": name, "levels": ["village"]})
+            assert r.status_code == 400, (name, r.text)
+            assert (r.json()["error"]["code"], r.json()["error"]["data"]["field"]) == ("bad_request", "name")
+            r = await h.patch("/api/v1/org/roles/village_secretary", json={"name": name})
+            assert r.status_code == 400 and r.json()["error"]["data"]["field"] == "name", (name, r.text)
+        assert (await h.get("/api/v1/org/roles")).json()["roles"] == catalog
+        assert _org_state(rs) == version
+        # A one-word name is taken, and a selector names the role by it.
+        r = await h.post("/api/v1/org/roles", json={"key": "oa_word", "name": "安全员", "levels": ["village"]})
+        assert r.status_code == 201, r.text
+        r = await h.post("/api/v1/org/positions", json={"unit": VILLAGE, "role": "安全员"})
+        assert r.status_code == 201, r.text
+    assert s.org_index.index.version > version[0]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(head_tok)) as h:
+        for selector in ("安全员@990101/**", {"role": "安全员", "under": COUNTY}):
+            r = await h.post("/api/v1/org/preview", json={"as_position": head, "selector": selector})
+            assert r.status_code == 200 and r.json()["positions"] == 1, r.text

@@ -81,6 +81,8 @@ class EditPreviewRequest(BodyModel):
 
 
 class ChangeRole(BodyModel):
+    #: One word, without spaces or the characters selectors use as operators (docs/selectors.md, ROLE), so
+    #: selectors name the role by it as by its key.
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
     jurisdiction: Literal["subtree", "chain", "unit", "none"] | None = None
 
@@ -125,6 +127,8 @@ class SelectorRequest(BodyModel):
 
 class NewRole(BodyModel):
     key: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    #: One word, without spaces or the characters selectors use as operators (docs/selectors.md, ROLE), so
+    #: selectors name the role by it as by its key.
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     #: Level names (``village``) or depths (``5``) the role exists at.
     levels: Annotated[
