@@ -324,7 +324,10 @@ class MemberReconciler:
                 await conn.execute(update(conversations).where(conversations.c.id == cid).values(owner_id=None))
             extra = [NewEvent("conversation.left", ConversationLeft(conversation_id=cid).text(), left)] if left else []
             # Only a retired position went (vacant, or its holders also named): the note is the owner's word.
-            actor = next((p for p in [*joined, *left, conv.owner_id, *sorted(stay)] if p is not None), None)
+            # So is a group's first reconciliation (a unit group just made: everyone "joined"), which was
+            # written as the member with the lowest id, who had done nothing (the 湖南 audit).
+            first = [conv.owner_id] if stored_version is None and conv.owner_id else []  # 0: the system
+            actor = next((p for p in [*first, *joined, *left, conv.owner_id, *sorted(stay)] if p is not None), None)
             if actor is None:
                 return 1
             await system_message(

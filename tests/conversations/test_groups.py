@@ -368,3 +368,20 @@ async def test_an_owner_taken_out_by_the_membership_job_passes_the_group_on(worl
     assert await world.members.run() == 1
     g = await world.groups.get(newcomer, cid)
     assert g["owner_id"] == newcomer and _members(g) == {newcomer}
+
+
+async def test_a_unit_groups_first_note_is_its_creators(world: World) -> None:
+    """The 湖南 audit: 识书记 made 识字里's group and its first note, "16 joined, 0 left", was written
+    as 网格甲, the member with the lowest id, who had done nothing; the inbox showed it as theirs.
+    The note of a group's first reconciliation is its creator's word (later ones stay the first
+    joiner's: "接任 joined" as 接任)."""
+    idx = world.holder.index
+    village = next(u for u in idx.units() if idx.unit_level(u) == 5 and len(idx.unit_slots(u)) > 1)
+    holders = sorted({p for k in idx.unit_slots(village) for p in idx.primary_holders(k)})
+    assert len(holders) > 1
+    creator = holders[-1]
+    held = tuple(idx.position_id(k) for k in idx.unit_slots(village) if creator in idx.primary_holders(k))
+    g = await world.members.create_unit_group(Actor(creator, held), idx.unit_id(village))
+    msgs, _ = await world.conv.history(holders[0], g["id"])
+    [note] = msgs
+    assert (note["kind"], note["sender"]["id"], note["system"]["joined"]) == ("system", creator, holders)
