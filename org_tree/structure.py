@@ -442,6 +442,10 @@ class Structure:
         # Refused as the edit would be, and on record as its refusal is (``"preview": true`` beside what the
         # edit's entry names): a preview shows what a unit holds, and its refusals went unrecorded (江西 audit).
         attempted = _EDIT_ACTIONS.get(action, "org.unit_retired")
+        if action == "retire" and target is not None:
+            # The retirement takes no unit besides its own (its body refuses one): until 2026-12-05 a target here
+            # was dropped and the preview answered 200 as if none were sent (广西 audit).
+            raise BadRequest("a retirement has no target", data={"field": "target"})
         if action == "retire" or target is None:
             u = access_unit(idx, actor, unit)
             await self._org.authorize(actor, Perm.ORG, u, attempted, unit_id=idx.unit_id(u), preview=True)

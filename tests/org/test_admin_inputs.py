@@ -316,3 +316,16 @@ async def test_a_role_is_named_with_a_word_selectors_can_name_it_by(org_server: 
         for selector in ("安全员@990101/**", {"role": "安全员", "under": COUNTY}):
             r = await h.post("/api/v1/org/preview", json={"as_position": head, "selector": selector})
             assert r.status_code == 200 and r.json()["positions"] == 1, r.text
+
+
+async def test_a_retirement_preview_with_a_target_is_refused(org_server: RunningServer) -> None:
+    """The retirement's own body takes no unit besides the one retired; until 2026-12-05 (广西 audit) a
+    preview's ``target`` was dropped for ``retire`` and the answer was 200 as if none had been sent."""
+    rs = org_server
+    token = await _admin(rs, None, {"org"})
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
+        r = await h.post(f"/api/v1/org/units/{VILLAGE}/preview", json={"action": "retire", "target": OTHER_TOWN})
+        assert r.status_code == 400, r.text
+        assert (r.json()["error"]["code"], r.json()["error"]["data"]["field"]) == ("bad_request", "target")
+        r = await h.post(f"/api/v1/org/units/{VILLAGE}/preview", json={"action": "retire"})
+        assert r.status_code == 200 and r.json()["target"] is None, r.text
