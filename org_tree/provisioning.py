@@ -188,7 +188,9 @@ async def apply_plan(
     Args:
         hooks: the server's (``Services.org.hooks``): a position handed over (``replace_holders``) passes
             the unread notices owed through it to the new holder in this transaction, as the API's
-            handover does. Without them (org-only use) nothing else follows the handover.
+            handover does, and whoever was seated or replaced gets ``positions.changed`` — for an import
+            of up to a thousand positions (beyond, readers rebuild, as after a division import, and none
+            is sent). Without them (org-only use) nothing else follows.
     """
     if plan.problems:
         raise BadRequest(
@@ -200,6 +202,7 @@ async def apply_plan(
     entries: list[AuditEntry] = []
     created = updated = unchanged = assigned = handed = 0
     handovers: list[tuple[int, list[int], int]] = []  # position, its primary holders before, the new one
+    seats: dict[int, tuple[list[int], list[int]]] = {}  # person: (positions gained, positions lost)
     after: list[Callable[[], None]] = []
     async with db.write() as conn:
         touched = sorted({pid for r in plan.rows for pid, _ in r.seats})
@@ -277,9 +280,11 @@ async def apply_plan(
                     )
                     for p in others:
                         holders.pop(p)
+                        seats.setdefault(p, ([], []))[1].append(pos)
                     handed += 1
                     handovers.append((pos, sorted(others), r.person_id))
                 holders[r.person_id] = kind
+                seats.setdefault(r.person_id, ([], []))[0].append(pos)
                 asg_rows.append((next(next_asg), r.person_id, pos, kind, now, None))
                 r.changed = True
             if progress is not None and (n % 500 == 0 or n == len(plan.rows) - 1):
@@ -290,6 +295,9 @@ async def apply_plan(
             # Until 2026-12-05 the import left them owed by the holder it replaced (广西 audit).
             if hooks is not None:
                 after += (await hooks.handed_over(conn, pos, others, to, now))[1]
+        if hooks is not None and not many:
+            # Until 2026-12-05 nobody was told: a replaced holder's client went on offering the seat (广西 audit).
+            after += await hooks.holders_changed(conn, seats, now)
         new_ids = {r.person_id for r in new_rows}
         for r in plan.rows:
             if r.person_id in new_ids or r.changed:

@@ -128,20 +128,23 @@ def test_cli_import_writes_codes_once_and_reports_bad_lines(tmp_path: Path, sqli
     assert res.exit_code == 0 and len(json.loads(res.output)["code"]) == 16
 
 
-async def test_cli_import_replacing_a_holder_passes_the_unread_notices_on(
+async def test_cli_import_replacing_a_holder_hands_over_as_the_api_does(
     org_server: RunningServer, own_db_url: str, tmp_path: Path
 ) -> None:
     """``--replace-holders`` hands a position over as the API does: what its holder still owed through it
-    goes to the new holder. Until 2026-12-05 (广西 audit) it stayed owed by the holder the import had
-    replaced, who no longer held the position: progress and pending named them, and the new holder
-    never had it."""
+    goes to the new holder, and both are told (``positions.changed``). Until 2026-12-05 (广西 audit) the
+    notice stayed owed by the holder the import had replaced, who no longer held the position (progress
+    and pending named them, the new holder never had it), and nobody was told: the replaced holder's
+    client went on offering the seat."""
     from zzd.cli import main
 
     rs = org_server
     s = rs.services_obj  # type: ignore[attr-defined]
     grid = "990101001001001"
-    _, _, pos, _ = await seat(rs, grid, "grid_worker")
+    pred, _, pos, pred_tok = await seat(rs, grid, "grid_worker")
     _, _, head_pos, head_tok = await seat(rs, "990101", "county_head")
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(pred_tok)) as h:
+        me = (await h.get("/api/v1/me")).json()
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(head_tok)) as head:
         sent = await head.post("/api/v1/notices", json={"as_position": head_pos, "selector": f"pos:{pos}",
                                                         "client_msg_id": "imp-1", "title": "请上报"})  # fmt: skip
@@ -158,3 +161,16 @@ async def test_cli_import_replacing_a_holder_passes_the_unread_notices_on(
         r = await head.get(f"/api/v1/notices/{sent.json()['notice_id']}/pending", params={"unit": grid})
         assert r.status_code == 200, r.text
         assert [i["person_id"] for i in r.json()["items"]] == [succ.id]
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(pred_tok)) as h:
+        page = (await h.get("/api/v1/sync", params={"epoch": me["epoch"], "since": me["last_seq"]})).json()
+    told = [e["data"] for e in page["events"] if e["kind"] == "positions.changed"]
+    assert told == [{"person_id": pred, "positions": [], "gained": [], "lost": [pos]}]
+    with Path(json.loads(res.output)["codes_file"]).open(encoding="utf-8") as f:
+        [code] = [row["code"] for row in csv.DictReader(f)]
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        r = await h.post("/api/v1/auth/activate", json={"login": "succ1", "code": code, "password": "接任者-2026-pw"})
+        assert r.status_code == 200, r.text
+        tok = r.json()["access_token"]
+        page = (await h.get("/api/v1/sync", params={"since": 0}, headers=auth(tok))).json()
+    [gained] = [e["data"] for e in page["events"] if e["kind"] == "positions.changed"]
+    assert (gained["gained"], gained["lost"], [p["id"] for p in gained["positions"]]) == ([pos], [], [pos])
