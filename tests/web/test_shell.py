@@ -172,7 +172,9 @@ def test_sign_out_leaves_nothing_of_the_person_for_the_next_at_the_keyboard(page
     qian.get_by_role("navigation", name="主导航").get_by_role("link", name="通知").click()
     expect(qian.get_by_role("heading", level=2)).to_have_text("通知")
     person = web.world.person_ids["qian"]
-    kept = re.compile(rf"^zzd\.(inbox|profile|notices|tasks|sent|names|scanned|cursor|reports)\.{person}$")
+    kept = re.compile(
+        rf"^zzd\.(inbox|profile|notices|tasks|sent|names|scanned|cursor|reports|dinged|drafts)\.{person}$"
+    )
 
     def stored() -> dict[str, str]:
         return dict(qian.evaluate("Object.fromEntries(Object.entries(localStorage))"))

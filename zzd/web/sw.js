@@ -1,12 +1,12 @@
 // Service worker: keeps the shell (HTML, modules, styles) available offline. API responses are
 // never cached here; the client keeps its last synced inbox in localStorage itself.
-const CACHE = 'zzd-shell-v6';
+const CACHE = 'zzd-shell-v7';
 const SHELL = [
   '/', '/web/app.css', '/web/manifest.webmanifest', '/web/icon.svg',
   '/web/js/main.js', '/web/js/app.js', '/web/js/api.js', '/web/js/conn.js', '/web/js/store.js',
   '/web/js/session.js', '/web/js/names.js', '/web/js/views/login.js', '/web/js/views/inbox.js',
   '/web/js/views/chat.js', '/web/js/views/mentions.js', '/web/js/views/photo.js', '/web/js/notices.js',
-  '/web/js/outbox.js', '/web/js/system.js',
+  '/web/js/outbox.js', '/web/js/system.js', '/web/js/drafts.js',
   // The views loaded when first opened: offline, every tab still opens (with the last synced data).
   '/web/js/views/search.js', '/web/js/views/org.js', '/web/js/views/compose.js', '/web/js/views/notices.js',
   '/web/js/views/dashboard.js', '/web/js/views/tasks.js', '/web/js/views/report.js', '/web/js/views/group.js',

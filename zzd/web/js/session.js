@@ -126,9 +126,10 @@ function ownFirst(positions, meId) {
 // snippets, notices, tasks, names, reports. 退出 is someone leaving this browser — a shared
 // township office computer, a handed-on phone — and all of it stayed in localStorage for the
 // next person at the keyboard to read. The outbox stays: typed messages the server never
-// answered are sent at the next sign-in (docs/web-client.md "Connection and resume").
+// answered are sent at the next sign-in (docs/web-client.md "Connection and resume"). Drafts of
+// notices, tasks and reports go (js/drafts.js): nothing was asked to be sent.
 const KEPT_PER_PERSON = ['inbox', 'profile', 'notices', 'tasks', 'sent', 'names', 'scanned', 'cursor', 'reports',
-                         'dinged'];
+                         'dinged', 'drafts'];
 
 function forget(personId) {
   if (personId == null) return;

@@ -1,7 +1,10 @@
 // What the forms that send something (发通知, 派任务, 上报, a task's action) share: photos uploaded
-// as they are added, and a send that shows its refusal in the form's words and is busy meanwhile.
-import { useState } from 'preact/hooks';
+// as they are added, a send that shows its refusal in the form's words and is busy meanwhile, and
+// (发通知, 派任务, 上报) the draft kept while it is written (js/drafts.js).
+import { html } from 'htm/preact';
+import { useLayoutEffect, useMemo, useState } from 'preact/hooks';
 import { upload } from '../api.js';
+import { dropDraft, keepDraft, loadDraft } from '../drafts.js';
 
 // Photos added to a form: each is uploaded at once (POST /api/v1/uploads) and the form keeps its
 // digest, to send in `attachments`/`photos`. `initial`: digests already uploaded (a kept draft).
@@ -39,4 +42,29 @@ export function useSubmit(send, textOf = (e) => e.message) {
     }
   }
   return { busy, error, setError, submit };
+}
+
+// A form whose draft is kept (js/drafts.js): `view` gets the kept draft (or null) and `discard`,
+// which drops it and starts the form afresh.
+export function Drafted({ form, view: View }) {
+  const [round, setRound] = useState(0);
+  const draft = useMemo(() => loadDraft(form), [round]);
+  return html`<${View} key=${round} draft=${draft} discard=${() => { dropDraft(form); setRound((n) => n + 1); }} />`;
+}
+
+// Keeps `fields` as the form's draft on every change; a form emptied (`blank`) keeps none. A layout
+// effect: it runs as the change renders, in the task of the keystroke, so a page closed (or a tab
+// discarded) right after it keeps it too; a plain effect ran a frame later and lost it.
+export function useDraft(form, fields, blank) {
+  const json = JSON.stringify(fields);
+  useLayoutEffect(() => { if (blank) dropDraft(form); else keepDraft(form, fields); }, [json, blank]);
+}
+
+// Says that a kept draft was restored, and offers to start afresh.
+export function DraftNote({ draft, discard }) {
+  if (!draft) return null;
+  const d = new Date(draft.saved_at);
+  const at = `${d.getMonth() + 1}月${d.getDate()}日 ${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+  return html`<p class="muted" role="status" data-draft>已恢复未发出的草稿（${at}）
+    <button type="button" class="link" onClick=${discard}>清空草稿</button></p>`;
 }

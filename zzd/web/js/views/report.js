@@ -4,7 +4,8 @@ import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, getSession, newId } from '../api.js';
 import { go, positionLabel, useStore } from '../store.js';
-import { usePhotos, useSubmit } from './form.js';
+import { dropDraft } from '../drafts.js';
+import { DraftNote, Drafted, useDraft, usePhotos, useSubmit } from './form.js';
 import { Photo } from './photo.js';
 import { TaskView } from './tasks.js';
 
@@ -20,32 +21,35 @@ function myReports() {
 
 export function Report({ arg }) {
   if (arg) return html`<${ReportView} id=${Number(arg)} />`;
-  return html`<${ReportForm} />`;
+  return html`<${Drafted} form="report" view=${ReportForm} />`;
 }
 
-function ReportForm() {
+// `draft`: the report as it was left (js/drafts.js), or null; the location is taken anew.
+function ReportForm({ draft, discard }) {
   const { positions, acting } = useStore((s) => s);
   const grids = positions.filter((p) => p.unit_path && p.unit_path.length === 6);
-  const [asPosition, setAsPosition] = useState(null);
+  const [asPosition, setAsPosition] = useState(draft?.as_position ?? null);
   const [categories, setCategories] = useState([]);
-  const [category, setCategory] = useState('');
-  const [text, setText] = useState('');
+  const [category, setCategory] = useState(draft?.category ?? '');
+  const [text, setText] = useState(draft?.text ?? '');
   const [location, setLocation] = useState(null);
   const [locating, setLocating] = useState(false);
-  const [beyond, setBeyond] = useState(false);
+  const [beyond, setBeyond] = useState(draft?.beyond ?? false);
   const { busy, error, setError, submit } = useSubmit(send);
-  const [photos, , addPhotos] = usePhotos((err) => setError('照片上传失败：' + err.message));
-  const [key] = useState(() => newId('r'));        // one client_msg_id per form: a retry is one report
+  const [photos, , addPhotos] = usePhotos((err) => setError('照片上传失败：' + err.message), draft?.photos);
+  const [key] = useState(() => draft?.client_msg_id || newId('r'));   // one client_msg_id per report: a retry is one report
+  useDraft('report', { as_position: asPosition, category, text, photos, beyond, client_msg_id: key },
+           !text.trim() && photos.length === 0);
 
   useEffect(() => {
     api('/api/v1/tasks/categories').then((j) => {
       const routed = j.categories.filter((c) => c.route_role);
       setCategories(routed);
-      if (routed[0]) setCategory(routed[0].key);
+      setCategory((c) => (routed.some((r) => r.key === c) ? c : routed[0]?.key ?? ''));
     }, (e) => setError(e.message));
   }, []);
   useEffect(() => {
-    if (asPosition == null && grids.length) setAsPosition((grids.find((g) => g.id === acting) || grids[0]).id);
+    if (grids.length && !grids.some((g) => g.id === asPosition)) setAsPosition((grids.find((g) => g.id === acting) || grids[0]).id);
   }, [grids.length, acting]);
 
   function locate() {
@@ -67,6 +71,7 @@ function ReportForm() {
     } });
     const list = [{ report_id: r.report_id, category, text: text.slice(0, 40), created_at: r.created_at }, ...myReports()].slice(0, 50);
     localStorage.setItem(reportsKey(), JSON.stringify(list));
+    dropDraft('report');
     go('#/report/' + r.report_id);
   }
 
@@ -74,6 +79,7 @@ function ReportForm() {
   return html`
     <section aria-labelledby="report-h">
       <h2 id="report-h">事件上报</h2>
+      <${DraftNote} draft=${draft} discard=${discard} />
       <form onSubmit=${submit} class="report-form">
         <label>上报岗位
           <select value=${asPosition} onChange=${(e) => setAsPosition(Number(e.target.value))}>

@@ -7,7 +7,8 @@ import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, newId } from '../api.js';
 import { go, positionLabel, set, useStore } from '../store.js';
-import { usePhotos, useSubmit } from './form.js';
+import { dropDraft } from '../drafts.js';
+import { DraftNote, Drafted, useDraft, usePhotos, useSubmit } from './form.js';
 import { Photo } from './photo.js';
 import { loadRoles, previewErrorText, TargetPicker, useTarget } from './target.js';
 
@@ -43,17 +44,23 @@ function createErrorText(e, shared, homeCode) {
 }
 
 export function NewTask() {
+  return html`<${Drafted} form="task" view=${TaskForm} />`;
+}
+
+// `draft`: the form as it was left (js/drafts.js), or null.
+function TaskForm({ draft, discard }) {
   const { positions, acting, me } = useStore((s) => s);
   const [roles, setRoles] = useState(null);
-  const [asPosition, setAsPosition] = useState(null);
+  const [asPosition, setAsPosition] = useState(draft?.as_position ?? null);
   const [categories, setCategories] = useState([]);
-  const [category, setCategory] = useState('general');
-  const [shared, setShared] = useState(false);
-  const [title, setTitle] = useState('');
-  const [body, setBody] = useState('');
+  const [category, setCategory] = useState(draft?.category ?? 'general');
+  const [shared, setShared] = useState(draft?.shared ?? false);
+  const [title, setTitle] = useState(draft?.title ?? '');
+  const [body, setBody] = useState(draft?.body ?? '');
   const { busy, error, setError, submit } = useSubmit(send, (e) => createErrorText(e, shared, target.homeCode));
-  const [photos, , addPhotos] = usePhotos((err) => setError('照片上传失败：' + err.message));
-  const [key] = useState(() => newId('t'));   // one client_msg_id per form: a retry creates nothing twice
+  const [photos, , addPhotos] = usePhotos((err) => setError('照片上传失败：' + err.message), draft?.photos);
+  // One client_msg_id per task written, kept with its draft: a retry creates nothing twice.
+  const [key] = useState(() => draft?.client_msg_id || newId('t'));
 
   useEffect(() => { loadRoles().then(setRoles, (e) => setError(e.message)); }, []);
   useEffect(() => {
@@ -67,8 +74,11 @@ export function NewTask() {
     if (!able.length) return;
     if (!able.some((p) => p.id === asPosition)) setAsPosition((able.find((p) => p.id === acting) || able[0]).id);
   }, [roles, positions, acting]);
-  const target = useTarget(asPosition, positions);
+  const target = useTarget(asPosition, positions, draft);
   const { selector, preview } = target;
+  useDraft('task', { as_position: asPosition, terms: target.terms, manual: target.manual, shared, category, title, body,
+                     photos, client_msg_id: key },
+           !title.trim() && !body.trim() && photos.length === 0 && !target.manual && !target.terms.some((t) => t.role));
   const cat = categories.find((c) => c.key === category);
 
   async function send() {
@@ -76,6 +86,7 @@ export function NewTask() {
     const r = await api('/api/v1/tasks', { method: 'POST', body: {
       as_position: asPosition, selector, shared, category, title, body, client_msg_id: key, attachments: photos,
     } });
+    dropDraft('task');
     if (r.tasks.length === 1) go('#/tasks/' + r.tasks[0].task_id);
     else {
       set({ banner: { kind: 'info', text: `已派发 ${r.tasks.length} 个任务，见“我发起的”` } });
@@ -100,6 +111,7 @@ export function NewTask() {
   return html`
     <section aria-labelledby="task-new-h">
       ${heading}
+      <${DraftNote} draft=${draft} discard=${discard} />
       <form onSubmit=${submit} data-task-form>
         <label>派发岗位
           <select value=${asPosition} onChange=${(e) => setAsPosition(Number(e.target.value))}>
