@@ -94,3 +94,31 @@ async def test_a_mention_names_someone(server: RunningServer) -> None:
             assert (await conn.execute(select(func.count()).select_from(messages))).scalar_one() == before
         r = await h.post(say, json={"client_msg_id": "m-3", "body": "@网格乙", "mention_persons": [peer]})
         assert r.status_code == 201, r.text
+
+
+async def test_the_edit_and_recall_frames_answer_every_field_as_rest_does(server: RunningServer) -> None:
+    """``PATCH /api/v1/messages/{id}`` and ``…/recall`` answer all five fields of ``MessageChanged``
+    (``"recalled_at": null`` after an edit, ``"body": null`` after a recall); the ``edit`` and
+    ``recall`` frames left those out, so a client reading ``data.body`` of a recall got nothing
+    over the socket and ``null`` over REST. Now the frames answer as REST does."""
+    s = server.services_obj  # type: ignore[attr-defined]
+    (_, lg), (peer, _) = await new_people(s, 2)
+    tok = (await login(server.http, lg))["access_token"]
+    async with httpx.AsyncClient(base_url=server.http, headers=auth(tok)) as h:
+        gid = (await h.post("/api/v1/groups", json={"title": "网格群", "person_ids": [peer]})).json()["id"]
+        say = f"/api/v1/conversations/{gid}/messages"
+        by_rest = (await h.post(say, json={"client_msg_id": "r-1", "body": "一"})).json()["message_id"]
+        by_frame = (await h.post(say, json={"client_msg_id": "f-1", "body": "二"})).json()["message_id"]
+        rest_edit = (await h.patch(f"/api/v1/messages/{by_rest}", json={"body": "一改"})).json()
+        rest_recall = (await h.post(f"/api/v1/messages/{by_rest}/recall")).json()
+    c = await connect_as(server, lg)
+    try:
+        frame_edit = (await c.request({"type": "edit", "message_id": by_frame, "body": "二改"}))["data"]
+        frame_recall = (await c.request({"type": "recall", "message_id": by_frame}))["data"]
+    finally:
+        await c.close()
+    fields = {"message_id", "conversation_id", "edited_at", "body", "recalled_at"}
+    assert set(rest_edit) == set(rest_recall) == fields
+    assert set(frame_edit) == fields and (frame_edit["body"], frame_edit["recalled_at"]) == ("二改", None)
+    assert set(frame_recall) == fields and frame_recall["body"] is None
+    assert frame_recall["edited_at"] == frame_edit["edited_at"]

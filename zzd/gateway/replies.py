@@ -55,6 +55,9 @@ REPLIES: dict[type[BaseModel], type[BaseModel]] = {
 
 #: Answers sent as they are when they carry exactly their model's fields (see :func:`shape`).
 _AS_IS: dict[type[BaseModel], frozenset[str]] = {frames.Send: frozenset(Posted.model_fields)}
+#: Answers with every field of their model, ``null`` where the change has none, as REST answers them:
+#: an edit's ``recalled_at``, a recall's ``body``. Until the 湖南 audit the frames left those out.
+_EVERY_FIELD: frozenset[type[BaseModel]] = frozenset({frames.Edit, frames.Recall})
 
 
 def shape(frame: BaseModel, data: dict[str, Any]) -> dict[str, Any]:
@@ -70,4 +73,4 @@ def shape(frame: BaseModel, data: dict[str, Any]) -> dict[str, Any]:
     if fields is not None and data.keys() == fields:
         return data
     model = REPLIES[type(frame)]
-    return model.model_validate(data).model_dump(mode="json", exclude_unset=True)
+    return model.model_validate(data).model_dump(mode="json", exclude_unset=type(frame) not in _EVERY_FIELD)
