@@ -267,3 +267,38 @@ async def test_a_unit_an_administrator_retired_stays_retired_across_reimports(or
         assert (await import_divisions(s.db, folder, grids_per_village=1)).kept_retired == 0
     finally:
         await s.db.dispose()
+
+
+async def test_a_unit_made_through_the_api_with_a_code_the_files_list_is_taken_over_out_loud(
+    org_url: str, tmp_path: Path
+) -> None:
+    """An administrator made a village under one township with an NBS-looking code; next year's files list
+    that code under another township. The import takes the unit over (the files win: name, place,
+    positions), and says so in ``warnings``. Until 2026-12-05 (广西 audit) it was renamed, moved to the
+    other township and made an imported unit with nothing said."""
+    from org_tree.jurisdiction import SYSTEM
+    from tests.conftest import make_settings
+    from zzd.services import Services
+
+    folder = write_mini_divisions(tmp_path / "mini")
+    s = Services.build(make_settings(org_url))
+    try:
+        await import_divisions(s.db, folder, grids_per_village=1)
+        await s.org_index.load()
+        made = await s.org.create_unit(SYSTEM, "990101002", "管理员建的村", code="990101001009")
+        with (folder / "villages.csv").open("a", encoding="utf-8") as f:
+            f.write('990101001009,"新设村",990101001,99,9901,990101\n')
+        again = await import_divisions(s.db, folder, grids_per_village=1)
+        assert again.updated == 1
+        [warning] = [w for w in again.warnings if "created through the API" in w]
+        assert "990101001009" in warning
+        idx = await s.org_index.load()
+        unit = idx.unit("990101001009")
+        assert (idx.unit_id(unit), idx.unit_name(unit), idx.unit_code(idx.parent(unit))) == (
+            made.id,
+            "新设村",
+            "990101001",
+        )
+        assert not [w for w in (await import_divisions(s.db, folder, grids_per_village=1)).warnings if "API" in w]
+    finally:
+        await s.db.dispose()
