@@ -128,6 +128,10 @@ class ConversationService(ConversationReading):
         found = await self._thread_id(conn, key)
         if found is not None:
             return found
+        if as_position_id is None and to_position_id in await held_positions(conn, person_id):
+            # A holder writes as the position (docs/conversations.md), so this would be the position's
+            # thread with its own holder: until the 湖南 audit it was opened, a thread with oneself.
+            raise BadRequest("a position cannot open a thread with itself", data={"field": "to_position"})
         lo_hi = sorted((to_position_id, as_position_id)) if as_position_id is not None else [to_position_id, None]
         await conn.execute(
             insert_ignore(conn, conversations, ["thread_key"]),

@@ -249,3 +249,25 @@ async def test_a_thread_of_a_retired_position_takes_no_more_messages(world: Worl
         await world.conv.post(PostRequest(citizen, "c3", "还有人吗", to_position_id=p1))
     assert [m["body"] for m in (await world.conv.history(citizen, t1))[0]] == ["请问"]
     assert [m["body"] for m in (await world.conv.history(h2, t2))[0]] == ["请报数据"]
+
+
+async def test_a_holder_does_not_open_a_thread_with_their_own_position(world: World) -> None:
+    """The 湖南 audit: a grid worker wrote to their own position as a person and got ``201``: a new
+    thread between the position and its own holder, the message written as the position (a holder
+    writes as it) to themselves. Opening it is refused now, a primary, deputy or pool holder alike,
+    and nothing is stored; anyone else still opens their thread."""
+    [pos] = world.single_positions(1)
+    [holder] = world.holders(pos)
+    pool = world.pool_position()
+    member = world.holders(pool)[0]
+    for who, target in ((holder, pos), (member, pool)):
+        with pytest.raises(BadRequest) as refused:
+            await world.conv.post(PostRequest(who, f"self-{target}", "给自己", to_position_id=target))
+        assert (refused.value.message, refused.value.data) == (
+            "a position cannot open a thread with itself",
+            {"field": "to_position"},
+        )
+        assert _kinds(await world.stream(who)) == []
+    citizen = await world.person("群众")
+    r = await world.conv.post(PostRequest(citizen, "c1", "水渠堵了", to_position_id=pos))
+    assert not r.duplicate
