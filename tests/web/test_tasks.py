@@ -66,6 +66,13 @@ def test_a_manager_tasks_the_river_chief_of_a_village_and_watches_it(pages: Page
     expect(view).to_contain_text("负责岗位：河长 · 001村1")
     expect(view.get_by_role("button", name="取消")).to_be_visible()  # the creator side's actions
     expect(view.get_by_role("list", name="处理记录").locator("img.photo")).to_have_count(1)
+    # 备注 with neither words nor photos is refused by the server (400 invalid_text): said before asking.
+    view.get_by_role("button", name="备注").click()
+    expect(view.get_by_role("alert")).to_have_text("请先填写说明或添加照片，再点备注")
+    view.get_by_label("说明").fill("请拍照回传")
+    view.get_by_role("button", name="备注").click()
+    expect(view.get_by_role("list", name="处理记录")).to_contain_text("备注 — 请拍照回传")
+    expect(view.get_by_role("alert")).to_have_count(0)
     # Live on the manager's other page and on the owner's board, without a reload.
     expect(created.locator(f"[data-task='{task_id}']")).to_contain_text(title)
     expect(owner.get_by_role("list", name="我负责的").locator(f"[data-task='{task_id}']")).to_contain_text(title)
@@ -77,6 +84,7 @@ def test_a_manager_tasks_the_river_chief_of_a_village_and_watches_it(pages: Page
     assert stored["owner_position_id"] == web.world.positions["zhao"][0]
     assert stored["category"] == "river_litter" and stored["body"] == "明早九点前清理完毕，拍照回传。"
     assert len(stored["history"][0]["attachments"]) == 1
+    assert [h["action"] for h in stored["history"]] == ["create", "comment"]  # the empty 备注 stored nothing
     check_page(mgr, "task-created")
 
 

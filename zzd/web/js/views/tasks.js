@@ -115,6 +115,9 @@ export function TaskView({ id, compact = false }) {
 
   async function act(action) {
     setError('');
+    // A comment is its words or its photos: the server refuses one with neither (400 invalid_text,
+    // docs/tasks.md), which read 输入有误：comment must not be empty.
+    if (action === 'comment' && !comment.trim() && photos.length === 0) { setError('请先填写说明或添加照片，再点备注'); return; }
     try {
       await api(`/api/v1/tasks/${id}/actions`, { method: 'POST', body: {
         as_position: side, action, version: task.version, comment: comment.trim(), attachments: photos,
