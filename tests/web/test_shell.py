@@ -94,7 +94,10 @@ def test_sign_in_inbox_live_delivery_and_logout(pages: Pages, web: Web) -> None:
     assert conv["unread"] == 0
     # Logout revokes the session: the stored refresh token no longer works.
     refresh = li.evaluate("JSON.parse(localStorage.getItem('zzd.session')).refresh")
-    li.get_by_role("button", name="退出").click()
+    # The sign-in page shows before the logout request is answered (退出 does not wait for the
+    # network): wait for that answer, or the refresh below may reach the server first and pass.
+    with li.expect_response(lambda a: a.url.endswith("/api/v1/auth/logout")):
+        li.get_by_role("button", name="退出").click()
     expect(li.get_by_role("button", name="登录")).to_be_visible()
     r = httpx.post(web.base + "/api/v1/auth/token", json={"grant_type": "refresh_token", "refresh_token": refresh})
     assert r.status_code in (400, 401, 403)
