@@ -21,11 +21,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from kernel.db.database import Database
-from kernel.db.dialect import is_postgres
-from messaging.events import NewEvent, driver_in_transaction, number_events, sqlite_append
+from messaging.events import NewEvent, number_events, sqlite_append
 from messaging.shapes import MessageSent
 from messaging.txn_end import APPEND_EV
 from messaging.wakeup import EventGroup
@@ -143,6 +140,12 @@ _SQLITE_MEMBER = (
 )
 # Conversation rows before stream rows, in id order, like every other writer of messages.
 _PG_LOCK = "SELECT id FROM conversations WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
+# A retried send's stored message, by its key (the unique index on (sender_id, client_msg_id)).
+_PG_EXISTING = """
+SELECT m.id, m.conversation_id, m.sender_id, m.client_msg_id, m.created_at
+FROM unnest($1::bigint[], $2::text[]) AS k(sender, cmid)
+JOIN messages AS m ON m.sender_id = k.sender AND m.client_msg_id = k.cmid
+"""
 # ``WHERE true``: SQLite's parser needs it between INSERT … SELECT and ON CONFLICT.
 _SQLITE_MESSAGES = """
 INSERT INTO messages (conversation_id, sender_id, client_msg_id, body, created_at)
@@ -210,23 +213,15 @@ def batch_on_sqlite_thread(db: Database) -> bool:
 
 
 class ChatStore:
-    """The statements of one send batch on one asyncpg connection (PostgreSQL).
-
-    Open it with :meth:`of`, inside the batch's write transaction. SQLite's batch runs whole on
-    aiosqlite's thread instead (the ``sqlite_*`` functions below).
-    """
+    """The statements of one send batch on one asyncpg connection (PostgreSQL), inside its transaction
+    (``kernel.db.held.HeldConnection``). SQLite's batch runs whole on aiosqlite's thread instead (the
+    ``sqlite_*`` functions below)."""
 
     __slots__ = ("_driver", "_now")
 
     def __init__(self, driver: Any, *, now: datetime) -> None:
         self._driver = driver
         self._now = now
-
-    @classmethod
-    async def of(cls, conn: AsyncConnection, now: datetime) -> ChatStore:
-        if not is_postgres(conn):
-            raise TypeError("ChatStore is PostgreSQL's; SQLite's batch is messaging.chat._sqlite_batch")
-        return cls(await driver_in_transaction(conn), now=now)
 
     async def people_and_chats(
         self, ids: Sequence[int], pairs: dict[str, tuple[int, int]]
@@ -278,6 +273,16 @@ class ChatStore:
             await self._driver.fetch(_PG_LOCK, sorted(theirs.values()))
             ids.update(theirs)
         return ids
+
+    async def existing(self, keys: Sequence[tuple[int, str]]) -> dict[tuple[int, str], MessageSent]:
+        """The messages already stored under these (sender_id, client_msg_id) keys, answered as duplicates
+        (a retry of a send whose first attempt committed, or one another process stored meanwhile)."""
+        if not keys:
+            return {}
+        rows = await self._driver.fetch(_PG_EXISTING, [s for s, _ in keys], [c for _, c in keys])
+        return {
+            (int(s), str(c)): MessageSent(int(i), int(cv), t.astimezone(UTC), True, None) for i, cv, s, c, t in rows
+        }
 
     async def store_messages(
         self, rows: Sequence[NewMessage], tails: Sequence[EventTail], head: str

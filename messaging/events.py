@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "EventLog", "NewEvent", "StreamState", "SyncPage", "driver_in_transaction", "number_events", "paused_gc",
-    "sqlite_time",
+    "pg_append", "sqlite_time",
 ]  # fmt: skip
 
 MAX_PAGE = 500
@@ -223,10 +223,7 @@ class EventLog:
         if not is_postgres(conn):
             # One trip to aiosqlite's thread for the whole append instead of three or four.
             return await in_sqlite_thread(driver, sqlite_append, persons, events, sqlite_time(now))
-        last = await _lock_streams(driver, persons)
-        groups, (pids, seqs, kinds, payloads) = _numbered(events, last)
-        await driver.execute(_PG_APPEND, list(last), list(last.values()), pids, seqs, kinds, payloads, now)
-        return groups
+        return await pg_append(driver, events, now)
 
     async def ensure_streams(self, person_ids: Sequence[int]) -> int:
         """Create the missing streams of ``person_ids`` (empty, seq 0) in a short transaction of their own.
@@ -489,6 +486,19 @@ class EventLog:
         rows = rows[:limit]
         next_since = rows[-1][0] if rows else since
         return SyncPage(st.epoch, rows, next_since, limited, st.last_seq)
+
+
+async def pg_append(driver: Any, events: Sequence[NewEvent], now: datetime) -> list[EventGroup]:
+    """:meth:`EventLog.append` on an asyncpg connection inside its transaction (PostgreSQL): the
+    streams locked in ascending person_id (missing ones created), the heads set, the events
+    inserted. For a writer that runs on asyncpg's own transaction (``kernel.db.held``)."""
+    persons = sorted({p for e in events for p in e.recipients})
+    if not persons:
+        return []
+    last = await _lock_streams(driver, persons)
+    groups, (pids, seqs, kinds, payloads) = _numbered(events, last)
+    await driver.execute(_PG_APPEND, list(last), list(last.values()), pids, seqs, kinds, payloads, now)
+    return groups
 
 
 def _resync(st: StreamState, reason: str) -> ResyncRequired:

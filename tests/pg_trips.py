@@ -37,7 +37,8 @@ class CountingProtocol:
                 sql = (kwargs["state"] if "state" in kwargs else args[0]).query
             else:  # query(sql, …), prepare(name, sql, …)
                 sql = kwargs.get("query", args[0] if name == "query" else args[1])
-            log.append((name, " ".join(str(sql).split())))
+            if str(sql).strip() != ";":  # the idle ping of a held connection (kernel.db.held), as below
+                log.append((name, " ".join(str(sql).split())))
             return attr(*args, **kwargs)
 
         return call
@@ -46,8 +47,9 @@ class CountingProtocol:
 def count_trips(engine: AsyncEngine, log: list[tuple[str, str]]) -> None:
     """Log every round trip of ``engine``'s connections opened from now on into ``log``.
 
-    The idle ping a checkout may send (``kernel.db.database``) is turned off: a
-    loaded machine's pause is not the counted path's statement.
+    The idle ping a checkout may send (``kernel.db.database``) is turned off, and a held
+    connection's (``kernel.db.held``: the statement ``;``) is not logged: a loaded machine's
+    pause is not the counted path's statement.
     """
 
     def count(dbapi: Any, _record: Any) -> None:

@@ -26,6 +26,7 @@ import pytest
 from messaging import chat_storage
 from messaging.chat import SendRequest, SendResult, direct_key
 from messaging.chat_storage import ChatStore
+from messaging.events import driver_in_transaction
 from tests.client import new_person
 from tests.conftest import FAST_PASSWORDS, make_settings
 from tests.pg_trips import count_trips
@@ -47,7 +48,14 @@ def _chat_statements(trips: list[tuple[str, str]]) -> list[str]:
     """The names of ``messaging.chat_storage``'s statements executed among ``trips``, in order."""
     names = {
         " ".join(getattr(chat_storage, n).split()): n
-        for n in ("_PG_PEOPLE_AND_CHATS", "_PG_DIRECT", "_PG_NEW_DIRECT", "_PG_LOCK", "_PG_MESSAGES_AND_EVENTS")
+        for n in (
+            "_PG_PEOPLE_AND_CHATS",
+            "_PG_DIRECT",
+            "_PG_NEW_DIRECT",
+            "_PG_LOCK",
+            "_PG_MESSAGES_AND_EVENTS",
+            "_PG_EXISTING",
+        )  # fmt: skip
     }
     return [names[sql] for call, sql in trips if call != "prepare" and sql in names]
 
@@ -109,10 +117,13 @@ async def test_statements_per_send_batch(pg_database: str) -> None:
     assert _chat_statements(old_chat) == ["_PG_PEOPLE_AND_CHATS", "_PG_MESSAGES_AND_EVENTS"]
     assert _others(old_chat) == [], old_chat
     assert len(old_chat) <= 4, old_chat
-    # A retry: no event, its stored message read back (SQLAlchemy's statement) and answered as a duplicate.
-    assert _chat_statements(again) == ["_PG_PEOPLE_AND_CHATS", "_PG_MESSAGES_AND_EVENTS"]
-    assert [sql.split(" FROM ")[1].split()[0] for sql in _others(again)] == ["messages"], again
+    # A retry: no event, its stored message read back by its key and answered as a duplicate.
+    assert _chat_statements(again) == ["_PG_PEOPLE_AND_CHATS", "_PG_MESSAGES_AND_EVENTS", "_PG_EXISTING"]
+    assert _others(again) == [], again
     assert len(again) == 5, again
+    # BEGIN and COMMIT are asyncpg's own (kernel.db.held): no SQLAlchemy transaction, no pool round trip.
+    for trips in (new_chat, old_chat, again):
+        assert (trips[0][1], trips[-1][1]) == ("BEGIN;", "COMMIT;"), trips
     assert (retry.message_id, retry.duplicate) == (second.message_id, True)
 
     assert second.conversation_id == first.conversation_id
@@ -144,7 +155,7 @@ async def test_a_chat_created_meanwhile_by_another_transaction_is_read_and_joine
     try:
         a, b = [(await new_person(s))[0] for _ in range(2)]
         async with s.db.write() as other:  # the other process's batch, on a connection of its own
-            store = await ChatStore.of(other, s.clock.now())
+            store = ChatStore(await driver_in_transaction(other), now=s.clock.now())
             theirs = (await store.create_direct({direct_key(a, b): (a, b)}))[direct_key(a, b)]
             log.clear()
             send = asyncio.ensure_future(s.chat.send(SendRequest(a, b, "raced", "同时")))
@@ -187,7 +198,7 @@ async def test_the_one_statement_writes_each_messages_event_as_the_model_would(p
     """A batch's messages and events in one statement: numbered per stream in id order, payloads exact.
 
     The first send goes to a person with no stream row yet, so the statement writes no event and the
-    batch appends them through ``Txn.append`` (which creates the stream); the next batch of three, one
+    batch appends them through ``pg_append`` (which creates the stream); the next batch of three, one
     of them to oneself, is written by the statement alone. Every stream must then read 1, 2, 3, …
     with each payload equal to ``direct_message_text`` of its message.
     """
