@@ -323,9 +323,10 @@ class OrgService:
     def clock(self) -> Clock:
         return self._clock
 
-    async def refresh(self) -> None:
-        """Bring this process's index up to what has committed (an edit checked against a stale one)."""
-        await self._holder.refresh_if_changed()
+    async def refresh(self) -> bool:
+        """Bring this process's index up to what has committed (an edit checked against a stale one); True
+        when it was behind."""
+        return await self._holder.refresh_if_changed()
 
     async def committed(self) -> None:
         """After a write: bring this process's index (and directory) up to it before answering, and wake the others."""

@@ -241,6 +241,17 @@ class Structure:
                 raise _Stale
         return version
 
+    async def _unchanged(self) -> None:
+        """Before answering an edit that changes nothing by this index: ``_Stale`` when the index was behind
+        what has committed, so the edit is judged again on the refreshed one (``_checked_fresh``).
+
+        Why: "nothing changes" is read from this process's index, without the version lock. A rename
+        committed on another process a moment before, then a rename back to the old name here, answered
+        200 and wrote nothing: the other process's name stayed (the review of 2026-12-05).
+        """
+        if await self._org.refresh():
+            raise _Stale
+
     async def _begin(self, conn: AsyncConnection, ops: list[dict[str, Any]]) -> int:
         version = await self._lock(conn)
         for op in ops:
@@ -308,6 +319,7 @@ class Structure:
         if clean == old:
             # Nothing changes: no version for every process to apply, no ``org.unit_renamed`` from a name to
             # itself (until 2026-12-05 both were written, 广西 audit; ``change_person`` already wrote none).
+            await self._unchanged()
             return uid
         op = {"op": "unit_rename", "unit": uid, "name": clean, "pinyin": full, "initials": initials}
         async with self._org.db.write() as conn:
@@ -585,6 +597,7 @@ class Structure:
             raise BadRequest(f"jurisdiction must be one of {', '.join(JURISDICTION_RULES)}",
                              data={"field": "jurisdiction"})  # fmt: skip
         if (new_name, rule) == (info.name, info.jurisdiction):
+            await self._unchanged()
             return info.id  # nothing changes: no version, no ``org.role_changed`` (as a rename to the same name)
         levels = ",".join(Level(lv).label for lv in info.levels)
         row = [info.id, info.key, new_name, levels, rule, info.is_head, info.pool]

@@ -20,7 +20,7 @@ from kernel.clock import FakeClock
 from kernel.db.database import Database
 from kernel.errors import NotFound
 from org_tree.jurisdiction import SYSTEM
-from org_tree.org_schema import assignments, org_changes, positions, units
+from org_tree.org_schema import assignments, org_changes, positions, roles, units
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
 from org_tree.versioning import append_change, bump_version
@@ -111,3 +111,32 @@ async def test_a_position_retired_meanwhile_is_not_handed_over_or_assigned(
             select(assignments.c.id).where(assignments.c.position_id == pos, assignments.c.end_at.is_(None))
         )
         assert seated.first() is None
+
+
+async def test_a_rename_back_on_a_stale_index_is_written_not_taken_for_no_change(
+    two: tuple[OrgService, OrgService], org_db: Database
+) -> None:
+    """``b``'s index still has the old name when the other process's rename has committed: renaming it
+    back is a change. Before, "the name is already that" was read from the stale index: 200, nothing
+    written, and the other process's name stayed."""
+    a, b = two
+    name = b.get_unit(SYSTEM, VILLAGE).name
+    await a.rename_unit(SYSTEM, VILLAGE, "改名村")
+    view = await b.rename_unit(SYSTEM, VILLAGE, name)
+    assert view.name == name
+    assert await _unit_row(org_db, VILLAGE) == (name, False)
+    assert await a._holder.refresh_if_changed()
+    assert a.get_unit(SYSTEM, VILLAGE).name == name
+
+
+async def test_a_role_changed_back_on_a_stale_index_is_written_not_taken_for_no_change(
+    two: tuple[OrgService, OrgService], org_db: Database
+) -> None:
+    a, b = two
+    info = b.index.roles[b.index.role_id("village_secretary")]
+    other = "none" if info.jurisdiction != "none" else "unit"
+    await a.update_role(SYSTEM, "village_secretary", name="村书记", jurisdiction=other)
+    await b.update_role(SYSTEM, "village_secretary", name=info.name, jurisdiction=info.jurisdiction)
+    async with org_db.read() as conn:
+        row = (await conn.execute(select(roles.c.name, roles.c.jurisdiction).where(roles.c.id == info.id))).one()
+    assert (row.name, row.jurisdiction) == (info.name, info.jurisdiction)
