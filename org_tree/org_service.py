@@ -35,7 +35,7 @@ from org_tree.preview import Preview, preview
 from org_tree.resolution import Audience, VacancyPolicy, resolve_ranges
 from org_tree.search import DirectoryPage
 from org_tree.selectors import Selector
-from org_tree.structure import OrgHooks, Structure
+from org_tree.structure import OrgHooks, Structure, checked_fresh, refuse_stale
 from org_tree.versioning import append_change, bump_version
 
 logger = logging.getLogger(__name__)
@@ -443,6 +443,7 @@ class OrgService:
         return {"id": person_id, "name": new_name, "phone": new_phone, "disabled": new_disabled,
                 "sessions_ended": ended}  # fmt: skip
 
+    @checked_fresh
     async def assign(
         self, actor: Actor, position_id: int, person_id: int, *, kind: str = "primary", start: datetime | None = None
     ) -> AssignmentView:
@@ -455,7 +456,9 @@ class OrgService:
             raise BadRequest(f"kind must be one of {', '.join(KINDS)}", data={"field": "kind"})
         pool = idx.position_role(k).pool
         async with self._db.write() as conn:
-            await bump_version(conn, self._clock, scope="holders", position_ids=[position_id], detail="assign")
+            # Checked again on a refreshed index if the tree changed since (the grant, where the position is).
+            await refuse_stale(conn, await bump_version(conn, self._clock, scope="holders",
+                                                        position_ids=[position_id], detail="assign"))  # fmt: skip
             # Read under the version lock: org writes commit in this order, so a period never ends before it starts.
             at = start or self._clock.now()
             await _require_live_position(conn, position_id)
@@ -481,6 +484,7 @@ class OrgService:
             done()
         return AssignmentView(aid, person_id, position_id, kind, at, None)
 
+    @checked_fresh
     async def end_assignment(self, actor: Actor, assignment_id: int, *, end: datetime | None = None) -> AssignmentView:
         async with self._db.read() as conn:
             row = (await conn.execute(select(assignments).where(assignments.c.id == assignment_id))).first()
@@ -495,7 +499,8 @@ class OrgService:
             raise missing
         assert row is not None
         async with self._db.write() as conn:
-            await bump_version(conn, self._clock, scope="holders", position_ids=[int(row.position_id)], detail="end")
+            await refuse_stale(conn, await bump_version(conn, self._clock, scope="holders",
+                                                        position_ids=[int(row.position_id)], detail="end"))  # fmt: skip
             at = end or self._clock.now()  # under the version lock, as in ``handover``
             res = await conn.execute(
                 update(assignments)
@@ -520,6 +525,7 @@ class OrgService:
             done()
         return AssignmentView(assignment_id, int(row.person_id), int(row.position_id), str(row.kind), row.start_at, at)
 
+    @checked_fresh
     async def handover(
         self,
         actor: Actor,
@@ -550,7 +556,8 @@ class OrgService:
             await self._refuse_reserved(actor, k, "org.handover", position_id)
         async with self._db.write() as conn:
             # The version row lock comes first: concurrent handovers of one position serialise here.
-            await bump_version(conn, self._clock, scope="holders", position_ids=[position_id], detail="handover")
+            await refuse_stale(conn, await bump_version(conn, self._clock, scope="holders",
+                                                        position_ids=[position_id], detail="handover"))  # fmt: skip
             when = at or self._clock.now()
             await _require_live_position(conn, position_id)
             await _require_person(conn, to_person_id)

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HandedHook", "HoldersHook", "OrgHooks", "Structure", "successors"]
+__all__ = ["HandedHook", "HoldersHook", "OrgHooks", "Structure", "checked_fresh", "refuse_stale", "successors"]
 
 #: ``(conn, {retired position id: successor position id}, now, actor person id)``: runs in the edit's
 #: transaction; may return what to run after the commit (wake-ups).
@@ -165,7 +165,7 @@ def successors(
     return out
 
 
-#: The index version a structural edit was checked against (set per try by ``_checked_fresh``).
+#: The index version an org edit was checked against (set per try by ``checked_fresh``).
 _CHECKED_AT: ContextVar[int | None] = ContextVar("org_edit_checked_at", default=None)
 #: Tries of one edit whose checks a concurrent structural change made stale.
 _EDIT_TRIES = 3
@@ -174,16 +174,29 @@ _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
+class _Fresh(Protocol):
+    """What ``checked_fresh`` needs of the object whose edits it runs: the index the checks read, and a
+    way to bring it up to what has committed (``Structure``, ``OrgService``)."""
+
+    @property
+    def index(self) -> OrgIndex: ...
+
+    async def refresh(self) -> bool: ...
+
+
+_S = TypeVar("_S", bound=_Fresh)
+
+
 class _Stale(Exception):
     """A structural change committed after this edit was checked against the index and before it took
     the version lock: the edit's checks (is the unit still there, where is it) may no longer hold."""
 
 
-def _checked_fresh(
-    edit: Callable[Concatenate[Structure, _P], Coroutine[Any, Any, _T]],
-) -> Callable[Concatenate[Structure, _P], Coroutine[Any, Any, _T]]:
-    """Run a structural edit whose checks hold when it commits: again, on the refreshed index, when
-    another structural change committed between its checks and its version lock (``Structure._lock``).
+def checked_fresh(
+    edit: Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
+    """Run an org edit whose checks hold when it commits: again, on the refreshed index, when another
+    structural change committed between its checks and its version lock (``refuse_stale``).
 
     Why: an edit is checked against this process's index and written under the ``org_version`` lock;
     between the two, another process (or request) may commit a change the index has not applied yet.
@@ -193,10 +206,11 @@ def _checked_fresh(
     naming a unit the first had retired, could not be applied by any process: every index refresh
     failed from then on, so no org change reached any process until a restart. The same held for
     a rename, move, merge or retirement of a unit retired meanwhile, a child unit or position
-    created in one, and a position retired twice.
+    created in one, and a position retired twice; and for a seat (assign, handover, end) authorised
+    by a grant over where the position's unit no longer was (the review of 2026-12-05).
     """
 
-    async def run(self: Structure, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    async def run(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         for attempt in range(_EDIT_TRIES):
             token = _CHECKED_AT.set(self.index.version)
             try:
@@ -205,13 +219,28 @@ def _checked_fresh(
                 if attempt == _EDIT_TRIES - 1:
                     raise Conflict("the org changed while this edit was made: try it again",
                                    data={"retryable": True}) from None  # fmt: skip
-                await self._org.refresh()
+                await self.refresh()
             finally:
                 _CHECKED_AT.reset(token)
         raise AssertionError("unreachable")
 
     functools.update_wrapper(run, edit)  # its name and docstring (the route docs read them)
     return run
+
+
+async def refuse_stale(conn: AsyncConnection, version: int) -> None:
+    """Under the version lock (``version`` is the edit's): ``_Stale`` when a structural change (or a division
+    import) committed after the index the edit was checked against (``checked_fresh`` tries again)."""
+    checked = _CHECKED_AT.get()
+    if checked is not None and checked < version - 1:
+        newer = await conn.execute(
+            select(org_changes.c.id)
+            .where(org_changes.c.version > checked, org_changes.c.version < version)
+            .where(org_changes.c.scope.in_(("struct", "tree")))
+            .limit(1)
+        )
+        if newer.first() is not None:
+            raise _Stale
 
 
 class Structure:
@@ -225,25 +254,20 @@ class Structure:
     def index(self) -> OrgIndex:
         return self._org.index
 
+    async def refresh(self) -> bool:
+        """Bring the index up to what has committed (``checked_fresh``); True when it was behind."""
+        return await self._org.refresh()
+
     async def _lock(self, conn: AsyncConnection) -> int:
         """Take the version lock and the edit's version; ``_Stale`` when a structural change (or a division
-        import) committed after the index the edit was checked against (``_checked_fresh`` tries again)."""
+        import) committed after the index the edit was checked against (``checked_fresh`` tries again)."""
         version = await bump_version(conn, self._org.clock, scope="struct")
-        checked = _CHECKED_AT.get()
-        if checked is not None and checked < version - 1:
-            newer = await conn.execute(
-                select(org_changes.c.id)
-                .where(org_changes.c.version > checked, org_changes.c.version < version)
-                .where(org_changes.c.scope.in_(("struct", "tree")))
-                .limit(1)
-            )
-            if newer.first() is not None:
-                raise _Stale
+        await refuse_stale(conn, version)
         return version
 
     async def _unchanged(self) -> None:
         """Before answering an edit that changes nothing by this index: ``_Stale`` when the index was behind
-        what has committed, so the edit is judged again on the refreshed one (``_checked_fresh``).
+        what has committed, so the edit is judged again on the refreshed one (``checked_fresh``).
 
         Why: "nothing changes" is read from this process's index, without the version lock. A rename
         committed on another process a moment before, then a rename back to the old name here, answered
@@ -259,7 +283,7 @@ class Structure:
         return version
 
     # ------------------------------------------------------------------ units
-    @_checked_fresh
+    @checked_fresh
     async def create_unit(self, actor: Actor, parent: int | str, name: str, *, code: str | None = None) -> int:
         """A new unit one level below ``parent``; returns its id."""
         idx = self.index
@@ -306,7 +330,7 @@ class Structure:
         await self._org.committed()
         return uid
 
-    @_checked_fresh
+    @checked_fresh
     async def rename_unit(self, actor: Actor, unit: int | str, name: str) -> int:
         idx = self.index
         u = access_unit(idx, actor, unit)
@@ -340,7 +364,7 @@ class Structure:
         await self._org.authorize(actor, Perm.ORG, t, action, unit_id=idx.unit_id(u), target_id=idx.unit_id(t))
         return u, t
 
-    @_checked_fresh
+    @checked_fresh
     async def move_unit(self, actor: Actor, unit: int | str, new_parent: int | str) -> int:
         """Move a unit (with its subtree) under another unit of the level above."""
         idx = self.index
@@ -356,7 +380,7 @@ class Structure:
         await self._org.committed()
         return uid
 
-    @_checked_fresh
+    @checked_fresh
     async def retire_unit(self, actor: Actor, unit: int | str, *, successor: int | None = None) -> dict[str, Any]:
         """Retire a unit with its subtree: its positions end, their open work goes to successors."""
         idx = self.index
@@ -418,7 +442,7 @@ class Structure:
             raise BadRequest("the successor must be a position that stays", data={"field": "successor"})
         await self._org.authorize(actor, Perm.ORG, idx.position_unit(k), action, successor=successor, **detail)
 
-    @_checked_fresh
+    @checked_fresh
     async def merge_units(self, actor: Actor, unit: int | str, into: int | str) -> dict[str, Any]:
         """Merge ``unit`` into ``into`` (same level): children and positions move, holders and history stay."""
         idx = self.index
@@ -495,7 +519,7 @@ class Structure:
         return {"id": idx.unit_id(u), "code": idx.unit_code(u), "name": idx.unit_name(u), "path": idx.unit_path(u)}
 
     # -------------------------------------------------------------- positions
-    @_checked_fresh
+    @checked_fresh
     async def create_position(self, actor: Actor, unit: int | str, role: str, *, title: str | None = None) -> int:
         idx = self.index
         u = access_unit(idx, actor, unit)
@@ -523,7 +547,7 @@ class Structure:
         await self._org.committed()
         return pid
 
-    @_checked_fresh
+    @checked_fresh
     async def retire_position(self, actor: Actor, position_id: int, *, successor: int | None = None) -> dict[str, Any]:
         """Retire a position: its holders' assignments end, its open tasks go to the successor."""
         idx = self.index
@@ -557,7 +581,7 @@ class Structure:
         return {"position_id": position_id, "successor": moves[position_id], "holders_ended": holders}
 
     # ------------------------------------------------------------------ roles
-    @_checked_fresh
+    @checked_fresh
     async def create_role(self, actor: Actor, raw: dict[str, Any]) -> int:
         from org_tree.roles import validate_role
 
@@ -583,7 +607,7 @@ class Structure:
         await self._org.committed()
         return rid
 
-    @_checked_fresh
+    @checked_fresh
     async def update_role(self, actor: Actor, ref: str | int, *, name: str | None, jurisdiction: str | None) -> int:
         """Rename a role and/or change its jurisdiction rule (its levels and kind stay)."""
         await self._org.authorize(actor, Perm.ROLES, None, "org.role_changed", role=str(ref))

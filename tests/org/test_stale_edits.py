@@ -18,8 +18,9 @@ from sqlalchemy import select
 
 from kernel.clock import FakeClock
 from kernel.db.database import Database
-from kernel.errors import NotFound
-from org_tree.jurisdiction import SYSTEM
+from kernel.errors import Forbidden, NotFound
+from org_tree.grants import Grant, Perm
+from org_tree.jurisdiction import SYSTEM, Actor
 from org_tree.org_schema import assignments, org_changes, positions, roles, units
 from org_tree.org_service import OrgService
 from org_tree.people import PersonDirectory
@@ -27,6 +28,7 @@ from org_tree.versioning import append_change, bump_version
 
 TOWN = "990101001"
 VILLAGE, OTHER_VILLAGE = "990101001001", "990101001002"
+OTHER_TOWN = "990101002"
 
 
 async def _unit_row(db: Database, code: str) -> tuple[str, bool]:
@@ -140,3 +142,39 @@ async def test_a_role_changed_back_on_a_stale_index_is_written_not_taken_for_no_
     async with org_db.read() as conn:
         row = (await conn.execute(select(roles.c.name, roles.c.jurisdiction).where(roles.c.id == info.id))).one()
     assert (row.name, row.jurisdiction) == (info.name, info.jurisdiction)
+
+
+@pytest.mark.parametrize("op", ["handover", "assign", "end"])
+async def test_a_seat_in_a_unit_moved_out_of_the_grant_meanwhile_is_refused(
+    two: tuple[OrgService, OrgService], org_db: Database, op: str
+) -> None:
+    """An admin of one township assigns, hands over or ends a seat in one of its villages on ``b``, whose
+    index has not yet applied ``a``'s move of that village to the next township. The grant was checked
+    on the stale index and never again under the lock: each was written, in a village the admin no
+    longer administers (the review of 2026-12-05). Now it is checked again on the refreshed index."""
+    a, b = two
+    town = a.get_unit(SYSTEM, TOWN).id
+    admin = Actor(0, (), (Grant(1, 0, town, frozenset({Perm.ASSIGNMENTS.value})),))
+    pos = a.get_unit(SYSTEM, VILLAGE).position_ids[0]
+    newcomer = await PersonDirectory(org_db, FakeClock()).create("周晓岚")
+
+    async def seated() -> list[int]:
+        async with org_db.read() as conn:
+            rows = await conn.execute(
+                select(assignments.c.id).where(assignments.c.position_id == pos, assignments.c.end_at.is_(None))
+            )
+            return sorted(rows.scalars().all())
+
+    held = await seated()
+    assert held
+    await a.structure.move_unit(SYSTEM, VILLAGE, OTHER_TOWN)
+    if op == "handover":
+        with pytest.raises(Forbidden):
+            await b.handover(admin, pos, newcomer.id)
+    elif op == "assign":
+        with pytest.raises(Forbidden):
+            await b.assign(admin, pos, newcomer.id, kind="deputy")
+    else:
+        with pytest.raises(NotFound):  # as an assignment out of reach answers
+            await b.end_assignment(admin, held[0])
+    assert await seated() == held
