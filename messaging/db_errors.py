@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from kernel.db.held import OUTAGE_SQLSTATE_CLASSES
 from kernel.errors import Unavailable
 
 logger = logging.getLogger(__name__)
@@ -104,13 +105,11 @@ def as_unavailable(exc: BaseException) -> Unavailable | None:
 # exception, 53 insufficient resources ("too many clients already"), 57
 # operator intervention (admin/crash shutdown, "the database system is
 # starting up / shutting down"). Seen during `pg_ctl restart` (S6) and S9.
-_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57")
-
-
+# The held connection's list (kernel.db.held), so both paths call the same errors an outage.
 def _is_outage(exc: DBAPIError) -> bool:
     orig = exc.orig
     state = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
-    if isinstance(state, str) and state[:2] in _OUTAGE_SQLSTATE_CLASSES:
+    if isinstance(state, str) and state[:2] in OUTAGE_SQLSTATE_CLASSES:
         return True
     text = f"{type(orig).__name__} {orig}".lower()
     return any(

@@ -37,12 +37,14 @@ from kernel.db.database import PING_AFTER_IDLE, Database
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HeldConnection"]
+__all__ = ["OUTAGE_SQLSTATE_CLASSES", "HeldConnection"]
 
 T = TypeVar("T")
 
 #: SQLSTATE classes of a server going away or refusing (08 connection, 53 resources, 57 operator intervention).
-_OUTAGE_CLASSES = ("08", "53", "57")
+#: One list for the held connection and ``messaging.db_errors`` (the pool's path): what one takes for an
+#: outage (retryable ``unavailable``) the other must too.
+OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57")
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -59,7 +61,7 @@ def _is_outage(exc: BaseException) -> bool:
     ):
         return True
     state = getattr(exc, "sqlstate", None)
-    return isinstance(state, str) and state[:2] in _OUTAGE_CLASSES
+    return isinstance(state, str) and state[:2] in OUTAGE_SQLSTATE_CLASSES
 
 
 class HeldConnection:
