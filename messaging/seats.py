@@ -12,6 +12,12 @@ process made it, and reaches people offline through sync like any other.
 The data lists every position the person holds after the change, in the
 shape of ``GET /api/v1/me/positions`` (read in the change's transaction: the
 index has not seen it yet), and the ids gained and lost.
+
+A unit renamed, moved or merged (``OrgHooks.units``) changes no seat but what
+the holders' positions read as (their ``unit_path``, after a merge their
+``unit_id``): its holders get the event too, with nothing gained or lost, and
+the units are read from the edit's transaction, not the index (which still
+has the old names and places).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from messaging.shapes import HeldPosition, PositionsChanged
 from messaging.unit_of_work import UnitOfWork
 from org_tree.holder import read_holders
 from org_tree.index import OrgIndex
-from org_tree.org_schema import assignments
+from org_tree.org_schema import assignments, positions, units
 from org_tree.org_service import position_view
 
 logger = logging.getLogger(__name__)
@@ -48,6 +54,23 @@ class SeatNotifier:
 
     async def holders_changed(
         self, conn: AsyncConnection, changes: dict[int, tuple[list[int], list[int]]], now: datetime
+    ) -> Callable[[], None] | None:
+        return await self._tell(conn, changes, now, units_moved=False)
+
+    async def units_changed(
+        self, conn: AsyncConnection, persons: list[int], now: datetime
+    ) -> Callable[[], None] | None:
+        """The ``OrgHooks.units`` hook: a unit above the positions these persons hold was renamed, moved or
+        merged in this transaction; each is told what their positions read as now (nothing gained or lost)."""
+        return await self._tell(conn, dict.fromkeys(persons, ([], [])), now, units_moved=True)
+
+    async def _tell(
+        self,
+        conn: AsyncConnection,
+        changes: dict[int, tuple[list[int], list[int]]],
+        now: datetime,
+        *,
+        units_moved: bool,
     ) -> Callable[[], None] | None:
         persons = sorted(changes)
         held: dict[int, list[int]] = {p: [] for p in persons}
@@ -71,6 +94,9 @@ class SeatNotifier:
             )
             for pos, (primaries, alternates) in holders.items()
         }
+        if units_moved:
+            for pos, (unit_id, path) in (await _units_now(conn, list(views))).items():
+                views[pos] = views[pos].model_copy(update={"unit_id": unit_id, "unit_path": path})
         tx = self._uow.join(conn, now)
         for p in persons:
             gained, lost = changes[p]
@@ -78,3 +104,34 @@ class SeatNotifier:
             tx.emit(NewEvent("positions.changed", data.text(), [p]))
         await self._uow.finish(tx)
         return lambda: self._uow.announce(tx)
+
+
+async def _units_now(conn: AsyncConnection, position_ids: list[int]) -> dict[int, tuple[int, list[str]]]:
+    """Each position's unit id and unit path (root first) as ``conn``'s transaction reads them.
+
+    Why not the index: a unit edit's hook runs before its commit, and the index (every process's)
+    applies the edit only after it; read from it, the event would carry the names and places it
+    is sent to correct. The tree has six levels: at most six rounds of reads up the parents.
+    """
+    unit_of: dict[int, int] = {}
+    for i in range(0, len(position_ids), _CHUNK):
+        q = select(positions.c.id, positions.c.unit_id).where(positions.c.id.in_(position_ids[i : i + _CHUNK]))
+        unit_of.update({int(p): int(u) for p, u in await conn.execute(q)})
+    named: dict[int, tuple[str, int | None]] = {}
+    todo = sorted(set(unit_of.values()))
+    while todo:
+        for i in range(0, len(todo), _CHUNK):
+            up_q = select(units.c.id, units.c.name, units.c.parent_id).where(units.c.id.in_(todo[i : i + _CHUNK]))
+            for u, n, up in await conn.execute(up_q):
+                named[int(u)] = (str(n), None if up is None else int(up))
+        todo = sorted({up for _, up in named.values() if up is not None and up not in named})
+
+    def path(u: int) -> list[str]:
+        out: list[str] = []
+        at: int | None = u
+        while at is not None and at in named:
+            name, at = named[at]
+            out.append(name)
+        return out[::-1]
+
+    return {p: (u, path(u)) for p, u in unit_of.items()}

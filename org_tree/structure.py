@@ -45,7 +45,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HandedHook", "HoldersHook", "OrgHooks", "Structure", "checked_fresh", "refuse_stale", "successors"]
+__all__ = [
+    "TELL_HOLDERS_UP_TO",
+    "HandedHook",
+    "HoldersHook",
+    "OrgHooks",
+    "Structure",
+    "UnitsHook",
+    "checked_fresh",
+    "refuse_stale",
+    "successors",
+]
+
+#: A rename, move or merge tells the holders of the positions it re-labels (``positions.changed``, in its own
+#: transaction) when they are at most this many positions, as ``zzd person import`` does; above it (a county,
+#: a city), none is sent and clients read the new names at their next ``GET /api/v1/me/positions``: the event
+#: rows of tens of thousands of holders would hold the edit's ``org_version`` lock, and with it every other
+#: org change, for seconds (docs/admin.md "Who is told").
+TELL_HOLDERS_UP_TO = 1000
 
 #: ``(conn, {retired position id: successor position id}, now, actor person id)``: runs in the edit's
 #: transaction; may return what to run after the commit (wake-ups).
@@ -54,6 +71,10 @@ RetiredHook = Callable[
 ]
 #: ``(conn, {moved position id: its new unit id}, now)``: runs in the edit's transaction.
 MovedHook = Callable[[AsyncConnection, dict[int, int], datetime], Awaitable[None]]
+#: ``(conn, person ids, now)``: a unit above positions these persons hold was renamed, moved or merged in this
+#: transaction (their seats are the same; what the positions read as, their unit path or unit, changed); may
+#: return what to run after the commit (wake-ups).
+UnitsHook = Callable[[AsyncConnection, list[int], datetime], Awaitable[Callable[[], None] | None]]
 #: ``(conn, {person id: (position ids gained, position ids lost)}, now)``: who holds what changed (an
 #: assignment started or ended, a handover, a retirement); runs in the change's transaction; may return
 #: what to run after the commit (wake-ups).
@@ -79,6 +100,17 @@ class OrgHooks:
     impact: Sequence[ImpactHook] = ()
     holders: Sequence[HoldersHook] = ()
     handed: Sequence[HandedHook] = ()
+    units: Sequence[UnitsHook] = ()
+
+    async def units_changed(self, conn: AsyncConnection, persons: list[int], now: datetime) -> list[Callable[[], None]]:
+        """Tell the hooks whose positions read differently now (a unit above them renamed, moved or merged)."""
+        after = []
+        if persons:
+            for hook in self.units:
+                done = await hook(conn, persons, now)
+                if done is not None:
+                    after.append(done)
+        return after
 
     async def handed_over(
         self, conn: AsyncConnection, position_id: int, previous: list[int], to_person_id: int, now: datetime
@@ -276,6 +308,38 @@ class Structure:
         if await self._org.refresh():
             raise _Stale
 
+    def _relabelled(self, u: int) -> list[int]:
+        """The ids of the positions in ``u``'s subtree (what a rename, move or merge of ``u`` re-labels), or
+        none when they are more than ``TELL_HOLDERS_UP_TO`` (their holders are not told: see there)."""
+        idx, out = self.index, []
+        for v in idx.subtree(u):
+            out += [idx.position_id(k) for k in idx.unit_slots(v)]
+            if len(out) > TELL_HOLDERS_UP_TO:
+                return []
+        return out
+
+    async def _tell_holders(
+        self, conn: AsyncConnection, position_ids: list[int], now: datetime
+    ) -> list[Callable[[], None]]:
+        """``positions.changed`` to everyone holding one of ``position_ids`` now (primary, deputy, acting), in the
+        edit's transaction: a rolled-back edit tells nobody, a committed one everybody, whichever process made it.
+
+        Why: until 2026-12-05 a rename, move or merge told nobody, and a holder's client went on showing the old
+        unit name and path (and after a merge the old unit) until a reload (广西 audit). The holders are read
+        under the edit's version lock, which assignments and handovers take too: none is missed or stale.
+        """
+        if not position_ids or not self.hooks.units:
+            return []
+        persons: set[int] = set()
+        for i in range(0, len(position_ids), 1000):
+            rows = await conn.execute(
+                select(assignments.c.person_id)
+                .where(assignments.c.position_id.in_(position_ids[i : i + 1000]), assignments.c.end_at.is_(None))
+                .distinct()
+            )
+            persons.update(int(r[0]) for r in rows)
+        return await self.hooks.units_changed(conn, sorted(persons), now)
+
     async def _begin(self, conn: AsyncConnection, ops: list[dict[str, Any]]) -> int:
         version = await self._lock(conn)
         for op in ops:
@@ -346,13 +410,17 @@ class Structure:
             await self._unchanged()
             return uid
         op = {"op": "unit_rename", "unit": uid, "name": clean, "pinyin": full, "initials": initials}
+        relabelled = self._relabelled(u)
         async with self._org.db.write() as conn:
             await self._begin(conn, [op])
             await conn.execute(
                 update(units).where(units.c.id == uid).values(name=clean, pinyin=full, pinyin_initials=initials)
             )
+            after = await self._tell_holders(conn, relabelled, now)
             await record(conn, self._org.audit(actor, "org.unit_renamed", u, unit_id=uid, old=old, name=clean), now)
         await self._org.committed()
+        for done in after:
+            done()
         return uid
 
     async def _two_units(self, actor: Actor, unit: int | str, target: int | str, action: str) -> tuple[int, int]:
@@ -372,12 +440,16 @@ class Structure:
         _check_move(idx, u, p, "parent")
         uid, pid, now = idx.unit_id(u), idx.unit_id(p), self._org.clock.now()
         old_parent = idx.unit_id(idx.parent(u)) if idx.parent(u) >= 0 else None
+        relabelled = self._relabelled(u)
         async with self._org.db.write() as conn:
             await self._begin(conn, [{"op": "unit_move", "unit": uid, "parent": pid, "from": old_parent}])
             await conn.execute(update(units).where(units.c.id == uid).values(parent_id=pid))
+            after = await self._tell_holders(conn, relabelled, now)
             entry = self._org.audit(actor, "org.unit_moved", u, from_parent_id=old_parent, to_parent_id=pid)
             await record(conn, entry, now)
         await self._org.committed()
+        for done in after:
+            done()
         return uid
 
     @checked_fresh
@@ -451,6 +523,7 @@ class Structure:
         uid, tid, now = idx.unit_id(u), idx.unit_id(t), self._org.clock.now()
         moved = [idx.position_id(k) for k in idx.unit_slots(u)]
         kids = [idx.unit_id(c) for c in idx.children(u)]
+        relabelled = self._relabelled(u)  # its own (now in ``into``) and its children's (now under ``into``)
         async with self._org.db.write() as conn:
             await self._begin(conn, [{"op": "unit_merge", "unit": uid, "into": tid}])
             await conn.execute(update(units).where(units.c.parent_id == uid).values(parent_id=tid))
@@ -462,6 +535,7 @@ class Structure:
                 update(units).where(units.c.id == uid).values(dissolved_at=now, retired_by=actor.person_id or None)
             )
             await self.hooks.positions_moved(conn, dict.fromkeys(moved, tid), now)
+            after = await self._tell_holders(conn, relabelled, now)
             # Filed under the unit merged away, at its path before the merge (as a move is under the moved unit's
             # old path): its own township's auditors see it go. Until 2026-12-05 it was filed under ``into``
             # alone, and a township's auditor never saw one of its villages merged into another township's
@@ -470,6 +544,8 @@ class Structure:
                                     positions=moved)  # fmt: skip
             await record(conn, entry, now)
         await self._org.committed()
+        for done in after:
+            done()
         return {"unit_id": uid, "into_id": tid, "children_moved": kids, "positions_moved": moved}
 
     async def preview(self, actor: Actor, action: str, unit: int | str, target: int | str | None) -> dict[str, Any]:

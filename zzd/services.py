@@ -283,8 +283,10 @@ class Services:
             idle_timeout=settings.upload_idle_timeout,
         )
         # Open tasks and conversations follow a structural org edit, in the edit's transaction; whoever's
-        # seats change (assignment, handover, retirement) gets positions.changed in it.
+        # seats change (assignment, handover, retirement), or whose positions' unit was renamed, moved or merged,
+        # gets positions.changed in it.
         follower = TaskOrgFollower(tasks)
+        seats = SeatNotifier(uow, lambda: holder.index)
         org = OrgService(
             db,
             clock,
@@ -293,8 +295,9 @@ class Services:
                 retired=(follower.positions_retired,),
                 moved=(follower.positions_moved,),
                 impact=(lambda conn, pids, _units: follower.impact(conn, pids), conversation_impact),
-                holders=(SeatNotifier(uow, lambda: holder.index).holders_changed,),
+                holders=(seats.holders_changed,),
                 handed=(notices.handed_over,),
+                units=(seats.units_changed,),
             ),
         )
         addresses = AddressPolicy(settings.webhook_allowed_networks, allow_public=settings.webhook_allow_public)
