@@ -110,3 +110,26 @@ def test_a_notice_owed_through_a_position_handed_over_leaves_the_predecessor(pag
     came = suc.locator(f"[data-notice='{notice}']")
     expect(came.locator("[data-handover=in]")).to_have_text("岗位交接转来")
     expect(came).to_contain_text("待确认")
+
+
+ZHOU_VILLAGE = "990101002001"  # 002村1 of 01镇2: zhou's grid is its first
+
+
+def test_a_unit_renamed_by_an_administrator_relabels_the_header_without_a_reload(pages: Pages, web: Web) -> None:
+    """Until 2026-12-05 a rename told the holders nothing (no ``positions.changed``): the header kept
+    专职网格员 · 第1网格（002村1） until a reload."""
+    admin = f"admin-{secrets.token_hex(3)}"
+    add_admin(web.world, admin, perms=frozenset({"org"}))
+    h = {"authorization": f"Bearer {token(web.base, admin)}"}
+    zhou = pages.open("zhou")
+    acting = zhou.get_by_label("当前岗位")
+    expect(acting.locator("option")).to_have_text(["专职网格员 · 第1网格（002村1）（主职）"])
+    r = httpx.patch(f"{web.base}/api/v1/org/units/{ZHOU_VILLAGE}", headers=h, json={"name": "金桂社区"})
+    assert r.status_code == 200, r.text
+    try:
+        expect(acting.locator("option")).to_have_text(["专职网格员 · 第1网格（金桂社区）（主职）"])
+        expect(acting).to_have_value(str(web.world.positions["zhou"][0]))
+    finally:  # the world is shared by the package's tests
+        r = httpx.patch(f"{web.base}/api/v1/org/units/{ZHOU_VILLAGE}", headers=h, json={"name": "002村1"})
+        assert r.status_code == 200, r.text
+    expect(acting.locator("option")).to_have_text(["专职网格员 · 第1网格（002村1）（主职）"])
