@@ -98,3 +98,42 @@ async def test_structural_edits_and_directory_reach_the_other_process(
 
             await seen(retired, "a retired position")
             assert (await on2("/api/v1/org/search?q=欧阳晓岚"))["total"] == 0
+
+
+async def test_a_rename_on_one_process_relabels_a_holder_connected_to_the_other(
+    own_pg_database: str, redis_url: str, tmp_path: Path
+) -> None:
+    """``positions.changed`` is written in the rename's transaction on process 1; the holder's socket on process 2
+    gets it (broker hint or safety poll), with the new name, though process 2's index had not seen the rename."""
+    from org_tree.importer import import_divisions
+    from tests.client import Client
+    from tests.notices.conftest import write_divisions
+
+    db = Database(own_pg_database)
+    try:
+        await import_divisions(db, write_divisions(tmp_path / "div", townships=1, villages=2), grids_per_village=1)
+        people = PersonDirectory(db, SystemClock())
+        admin = await people.create("管理员", login="orgadmin", password_hash=FAST_PASSWORDS.hash_sync(PASSWORD))
+        grid = await people.create("网格员", login="gridder", password_hash=FAST_PASSWORDS.hash_sync(PASSWORD))
+        holder = OrgIndexHolder(db)
+        await holder.load()
+        org = OrgService(db, SystemClock(), holder)
+        await GrantService(db, SystemClock(), holder, org).grant(SYSTEM, admin.id, None, frozenset({"org"}))
+        idx = holder.index
+        role = idx.role_id("grid_worker")
+        [k] = [k for k in idx.unit_slots(idx.unit("990101001001001")) if idx.position_role_id(k) == role]
+        pos = idx.position_id(k)
+        await org.handover(SYSTEM, pos, grid.id)
+    finally:
+        await db.dispose()
+    async with zzd_processes(own_pg_database, redis_url, 2) as (p1, p2):
+        hdr1 = {"Authorization": f"Bearer {(await login(p1.http, 'orgadmin'))['access_token']}"}
+        ws = await Client.connect(p2.ws, (await login(p2.http, "gridder"))["access_token"])
+        async with httpx.AsyncClient() as h:
+            r = await h.patch(f"{p1.http}/api/v1/org/units/990101001001", json={"name": "金桂社区"}, headers=hdr1)
+            assert r.status_code == 200, r.text
+        [ev] = await ws.wait_matching(lambda e: e["kind"] == "positions.changed")
+        assert ev["data"]["person_id"] == grid.id and (ev["data"]["gained"], ev["data"]["lost"]) == ([], [])
+        [view] = ev["data"]["positions"]
+        assert view["id"] == pos and view["unit_path"] == ["测试省", "甲市", "柯城区", "01镇1", "金桂社区", "第1网格"]
+        await ws.close()
