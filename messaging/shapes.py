@@ -286,7 +286,8 @@ class HeldPosition(Shape):
 
 
 class PositionsChanged(Shape):
-    """To a person whose seats changed (assigned, assignment ended, handover, position or unit retired)."""
+    """To a person whose seats changed (assigned, assignment ended, handover, position or unit retired), or
+    whose positions read differently (a unit above them renamed, moved or merged: nothing gained or lost)."""
 
     person_id: int
     positions: list[HeldPosition] = Field(description="every position they hold now, after the change")
