@@ -104,13 +104,7 @@ class OrgHooks:
 
     async def units_changed(self, conn: AsyncConnection, persons: list[int], now: datetime) -> list[Callable[[], None]]:
         """Tell the hooks whose positions read differently now (a unit above them renamed, moved or merged)."""
-        after = []
-        if persons:
-            for hook in self.units:
-                done = await hook(conn, persons, now)
-                if done is not None:
-                    after.append(done)
-        return after
+        return await _in_turn([functools.partial(hook, conn, persons, now) for hook in self.units] if persons else [])
 
     async def handed_over(
         self, conn: AsyncConnection, position_id: int, previous: list[int], to_person_id: int, now: datetime
@@ -134,22 +128,11 @@ class OrgHooks:
     ) -> list[Callable[[], None]]:
         """Tell the hooks whose seats changed (persons with nothing gained or lost are left out)."""
         changes = {p: (sorted(g), sorted(lo)) for p, (g, lo) in changes.items() if g or lo}
-        after = []
-        if changes:
-            for hook in self.holders:
-                done = await hook(conn, changes, now)
-                if done is not None:
-                    after.append(done)
-        return after
+        return await _in_turn([functools.partial(hook, conn, changes, now) for hook in self.holders] if changes else [])
 
     async def positions_retired(self, conn: AsyncConnection, moves: dict[int, int | None], now: datetime,
                                 actor: int | None) -> list[Callable[[], None]]:  # fmt: skip
-        after = []
-        for hook in self.retired:
-            done = await hook(conn, moves, now, actor)
-            if done is not None:
-                after.append(done)
-        return after
+        return await _in_turn([functools.partial(hook, conn, moves, now, actor) for hook in self.retired])
 
     async def counts(self, conn: AsyncConnection, position_ids: list[int], unit_ids: list[int]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -160,6 +143,16 @@ class OrgHooks:
     async def positions_moved(self, conn: AsyncConnection, moves: dict[int, int], now: datetime) -> None:
         for hook in self.moved:
             await hook(conn, moves, now)
+
+
+async def _in_turn(calls: Sequence[Callable[[], Awaitable[Callable[[], None] | None]]]) -> list[Callable[[], None]]:
+    """Run hooks one after another (they share the edit's connection): what each gave to run after the commit."""
+    after = []
+    for call in calls:
+        done = await call()
+        if done is not None:
+            after.append(done)
+    return after
 
 
 #: The audit action of each edit a preview shows (its refusal is filed under the edit's name).

@@ -35,6 +35,12 @@ async def _admin(rs: RunningServer) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=rs.http, headers=auth(tok))
 
 
+async def _signed_in(rs: RunningServer) -> tuple[int, str]:
+    """A new person holding nothing, signed in: their id and access token."""
+    pid, lg = await new_person(rs.services_obj)  # type: ignore[attr-defined]
+    return pid, (await login(rs.http, lg))["access_token"]
+
+
 async def _mine(rs: RunningServer, token: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(token)) as h:
         r = await h.get("/api/v1/me/positions")
@@ -44,10 +50,8 @@ async def _mine(rs: RunningServer, token: str) -> list[dict[str, Any]]:
 
 async def test_handover_tells_the_connected_predecessor_and_successor(org_server: RunningServer) -> None:
     rs = org_server
-    s = rs.services_obj  # type: ignore[attr-defined]
     pred_id, _, pos, pred_tok = await seat(rs, GRID, "grid_worker")
-    succ_id, succ_login = await new_person(s)
-    succ_tok = (await login(rs.http, succ_login))["access_token"]
+    succ_id, succ_tok = await _signed_in(rs)
     pred = await Client.connect(rs.ws, pred_tok)
     succ = await Client.connect(rs.ws, succ_tok)
     async with await _admin(rs) as admin:
@@ -135,10 +139,8 @@ async def _cursor(rs: RunningServer, token: str) -> dict[str, Any]:
 async def test_a_rename_tells_every_holder_below_it_the_new_name(org_server: RunningServer) -> None:
     """Until 2026-12-05 a renamed unit's holders were told nothing: their header kept the old name until a reload."""
     rs = org_server
-    s = rs.services_obj  # type: ignore[attr-defined]
     holder_id, _, pos, tok = await seat(rs, GRID, "grid_worker")
-    deputy_id, deputy_login = await new_person(s)
-    deputy_tok = (await login(rs.http, deputy_login))["access_token"]
+    deputy_id, deputy_tok = await _signed_in(rs)
     outsider_id, _, _, outsider_tok = await seat(rs, NEIGHBOUR + "001", "grid_worker")
     async with await _admin(rs) as admin:
         r = await admin.post(
