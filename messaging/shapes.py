@@ -377,6 +377,8 @@ class TaskView(Shape):
     resolved_at: datetime | None
     #: closed (null: not yet)
     closed_at: datetime | None
+    #: the creator's 截止时间: resolved by then (resolve_due_at is it once accepted; null: the category's windows)
+    due_at: datetime | None
 
 
 class TaskTransition(Shape):

@@ -57,6 +57,25 @@ class Category:
     def resolve_delta(self) -> timedelta:
         return timedelta(seconds=self.resolve_within)
 
+    def accept_by(self, now: datetime, due_at: datetime | None) -> datetime:
+        """The accept deadline of a task (re)entering ``created`` at ``now``.
+
+        The category's window, but never later than the task's ``due_at``: a task due in an hour
+        must not wait a day for its owner to accept it. Once ``due_at`` has passed (a task
+        escalated at it, or reassigned after it), the new owner gets the category's window from
+        ``now``: a deadline already in the past would escalate it again at once, up to the top.
+        """
+        window = now + self.accept_delta
+        return window if due_at is None or due_at <= now else min(window, due_at)
+
+    def resolve_by(self, now: datetime, due_at: datetime | None) -> datetime:
+        """The resolve deadline of a task accepted (or returned to its owner) at ``now``.
+
+        ``due_at`` when the creator gave one and it is still ahead; otherwise the category's
+        window from ``now`` — an owner who accepts after the 截止时间 is not escalated on the spot.
+        """
+        return due_at if due_at is not None and due_at > now else now + self.resolve_delta
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,12 +18,16 @@ from kernel.wire import iso
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CreatedTasks", "Linker", "TaskRow", "check_digests", "iso"]
+__all__ = ["CreatedTasks", "Linker", "TaskRow", "check_digests", "check_due_at", "iso"]
 
 MAX_ATTACHMENTS = 9
 MAX_TITLE = 200
 MAX_BODY = 10_000
 MAX_COMMENT = 2_000
+#: A due_at must leave the owner at least this long ...
+MIN_DUE_AHEAD = timedelta(minutes=1)
+#: ... and at most this far ahead (a year and a day: a yearly inspection, not a typo of the year).
+MAX_DUE_AHEAD = timedelta(days=366)
 
 
 class CreatedTasks(list["TaskRow"]):
@@ -54,6 +58,26 @@ def check_digests(digests: Sequence[str], field: str = "attachments") -> list[st
                 data={"field": field},
             )
     return list(dict.fromkeys(d for d in lowered if d is not None))
+
+
+def check_due_at(due_at: datetime | None, now: datetime) -> datetime | None:
+    """A create's ``due_at``: at least a minute and at most 366 days after ``now``; 400 naming it.
+
+    Why a minute: a due_at already past (or about to be) would escalate the task before anyone
+    could read it. Why 366 days: a year's inspection fits; a mistyped year (2062) does not.
+    """
+    if due_at is None:
+        return None
+    if due_at.tzinfo is None:
+        raise BadRequest("due_at must carry a time zone", data={"field": "due_at"})
+    if due_at < now + MIN_DUE_AHEAD:
+        raise BadRequest(
+            "due_at must be at least a minute in the future",
+            data={"field": "due_at", "now": iso(now)},
+        )
+    if due_at > now + MAX_DUE_AHEAD:
+        raise BadRequest("due_at must be at most 366 days ahead", data={"field": "due_at", "max_days": 366})
+    return due_at
 
 
 def check_task_text(title: str, body: str) -> None:
@@ -98,6 +122,8 @@ class TaskRow:
     accepted_at: datetime | None
     resolved_at: datetime | None
     closed_at: datetime | None
+    #: the creator's 截止时间 (``due_at`` of the create), None: the category's windows only
+    due_at: datetime | None = None
 
     @classmethod
     def from_row(cls, r: Any) -> TaskRow:
@@ -107,6 +133,7 @@ class TaskRow:
             int(r.creator_position_id), tuple(json.loads(r.watchers)), r.source,
             None if r.source_id is None else int(r.source_id), int(r.escalation_level), r.accept_due_at,
             r.resolve_due_at, r.created_at, r.updated_at, r.accepted_at, r.resolved_at, r.closed_at,
+            r.due_at,
         )  # fmt: skip
 
     def summary(self) -> dict[str, Any]:
@@ -131,4 +158,5 @@ class TaskRow:
             "accepted_at": iso(self.accepted_at),
             "resolved_at": iso(self.resolved_at),
             "closed_at": iso(self.closed_at),
+            "due_at": iso(self.due_at),
         }

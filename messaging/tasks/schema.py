@@ -106,6 +106,9 @@ tasks = Table(
     Column("escalation_level", SmallInteger, nullable=False),
     Column("accept_due_at", UTCDateTime, nullable=True),
     Column("resolve_due_at", UTCDateTime, nullable=True),
+    # When the creator wants it resolved (截止时间), null: the category's windows only. Kept through
+    # escalation, reassignment and return; the accept and resolve deadlines are derived from it.
+    Column("due_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("accepted_at", UTCDateTime, nullable=True),

@@ -34,7 +34,7 @@ from messaging.tasks.categories import (
 )
 from messaging.tasks.categories import seed_categories as _seed
 from messaging.tasks.lifecycle import Action, Side, State, decide
-from messaging.tasks.model import CreatedTasks, TaskRow, check_digests, check_task_text
+from messaging.tasks.model import CreatedTasks, TaskRow, check_digests, check_due_at, check_task_text
 from messaging.tasks.oversight import audits_task, owned_within, task_audit
 from messaging.tasks.routing import escalation_target
 from messaging.tasks.schema import task_events, tasks
@@ -164,16 +164,20 @@ class TaskService:
         body: str,
         client_msg_id: str,
         attachments: Sequence[str] = (),
+        due_at: datetime | None = None,
     ) -> CreatedTasks:
         """One task per addressed position (``shared=False``) or one task any of them may accept.
 
-        Idempotent by ``(actor, client_msg_id)``: a retry returns the stored tasks, marked ``duplicate``.
+        Idempotent by ``(actor, client_msg_id)``: a retry returns the stored tasks, marked ``duplicate``
+        (as first made: a different ``due_at`` in the retry changes nothing, like any other field).
+        ``due_at``: resolved by then (docs/tasks.md "Deadlines and escalation"); ``None``, the category's windows.
 
         Raises:
             Forbidden: the actor does not hold the position, or the selector is out of its jurisdiction.
             BadRequest: bad text, too many positions, unknown category or attachment.
         """
         check_task_text(title, body)
+        check_due_at(due_at, self._clock.now())
         check_category_key(category)  # checked before write_new_tasks_pg reads it inside its statement
         digests = check_digests(attachments)
         index = self._index()
@@ -194,7 +198,7 @@ class TaskService:
         base = {
             "category": category, "title": title, "body": body, "creator_person_id": actor_person_id,
             "creator_position_id": actor_position_id, "source": "direct", "source_id": None,
-            "client_msg_id": client_msg_id, "pool": _json_ids(pool),
+            "client_msg_id": client_msg_id, "pool": _json_ids(pool), "due_at": due_at,
         }  # fmt: skip
         return await self._create_many(
             index, base, owners, digests, actor_person_id, actor_position_id, selector=to_text(selector)
@@ -223,7 +227,8 @@ class TaskService:
                 for k in owners:
                     values = {
                         **base, **owner_values(index, k), "origin_unit_id": _unit_id(index, k), "watchers": "[]",
-                        "escalation_level": 0, "accept_due_at": now + cat.accept_delta, "resolve_due_at": None,
+                        "escalation_level": 0, "accept_due_at": cat.accept_by(now, base["due_at"]),
+                        "resolve_due_at": None,
                     }  # fmt: skip
                     t, ev_id = await write_new_task(tx, index, values, made)
                     if t is not None:
@@ -255,8 +260,11 @@ class TaskService:
         title: str | None = None,
         shared: bool = False,
         as_position: int | None = None,
+        due_at: datetime | None = None,
     ) -> CreatedTasks:
         """Tasks for the positions a notice addressed, created as the notice's sender position.
+
+        ``due_at`` as for :meth:`create`: a notice's tasks are work someone expects by a date too.
 
         ``as_position``, like every other write's, names the position the caller acts as: it
         must be one they hold (else ``Forbidden``) and the notice's sender position.
@@ -267,6 +275,7 @@ class TaskService:
             Conflict: the notice was recalled.
         """
         check_category_key(category)
+        check_due_at(due_at, self._clock.now())
         index = self._index()
         async with self._db.read() as conn:
             n = (await conn.execute(select(notices).where(notices.c.id == notice_id))).first()
@@ -307,7 +316,7 @@ class TaskService:
         base = {
             "category": category, "title": task_title, "body": str(n.body), "creator_person_id": actor_person_id,
             "creator_position_id": sender_pos, "source": "notice", "source_id": notice_id,
-            "client_msg_id": client_msg_id, "pool": _json_ids(pool),
+            "client_msg_id": client_msg_id, "pool": _json_ids(pool), "due_at": due_at,
         }  # fmt: skip
         return await self._create_many(index, base, owners, [], actor_person_id, sender_pos)
 
@@ -413,7 +422,8 @@ class TaskService:
         """The column changes an action makes besides state and version."""
         change = Change(action, None, None)
         if action == Action.ACCEPT:
-            v: dict[str, Any] = {"accepted_at": now, "resolve_due_at": now + cat.resolve_delta, "accept_due_at": None}
+            resolve_by = cat.resolve_by(now, t.due_at)
+            v: dict[str, Any] = {"accepted_at": now, "resolve_due_at": resolve_by, "accept_due_at": None}
             if t.pool:  # a pool member takes the shared task; the pool closes
                 # Also when it is the pool's first position, stored as nominal owner: the
                 # others must stop being involved (they get the 409 of _lost_the_race).
@@ -425,7 +435,7 @@ class TaskService:
         if action == Action.RESOLVE:
             return {"resolved_at": now, "resolve_due_at": None}, change
         if action == Action.RETURN:
-            return {"resolved_at": None, "resolve_due_at": now + cat.resolve_delta}, change
+            return {"resolved_at": None, "resolve_due_at": cat.resolve_by(now, t.due_at)}, change
         if action == Action.CLOSE:
             return {"closed_at": now}, change
         if action == Action.CANCEL:
@@ -464,11 +474,16 @@ class TaskService:
         level: int,
         rule: str | None,
     ) -> tuple[dict[str, Any], Change]:
-        """A new owner: back to created with a fresh accept deadline; the old owner keeps watching."""
+        """A new owner: back to created with a fresh accept deadline; the old owner keeps watching.
+
+        The task keeps its ``due_at``; the fresh accept deadline is the category's window, never
+        past a ``due_at`` still ahead (``Category.accept_by``).
+        """
         watchers = list(dict.fromkeys([*t.watchers, t.owner_position_id, *t.pool]))
         v = {
             **owner_values(index, k), "pool": "[]", "watchers": _json_ids(watchers), "escalation_level": level,
-            "accepted_at": None, "resolved_at": None, "resolve_due_at": None, "accept_due_at": now + cat.accept_delta,
+            "accepted_at": None, "resolved_at": None, "resolve_due_at": None,
+            "accept_due_at": cat.accept_by(now, t.due_at),
         }  # fmt: skip
         change.data = {"from_owner": t.owner_position_id, "to_owner": index.position_id(k)}
         if rule is not None:
@@ -546,11 +561,11 @@ class TaskService:
         return person_id in involved_persons(self._index(), t)
 
     async def overdue_count(self, now: datetime | None = None) -> int:
-        """Open tasks past a deadline (a gauge)."""
+        """Open tasks past a deadline or their ``due_at`` (a gauge; the web client's 已超时 is the same test)."""
         now = now or self._clock.now()
         async with self._db.read() as conn:
             q = select(tasks.c.id).where(
-                or_(tasks.c.accept_due_at < now, tasks.c.resolve_due_at < now),
+                or_(tasks.c.accept_due_at < now, tasks.c.resolve_due_at < now, tasks.c.due_at < now),
                 tasks.c.state.in_([State.CREATED.value, State.ACCEPTED.value, State.IN_PROGRESS.value]),
             )
             return len((await conn.execute(q.limit(100_000))).all())

@@ -50,8 +50,9 @@ async def update_tasks(conn: AsyncConnection, updates: list[dict[str, Any]]) -> 
 
 
 # New tasks (one per owner) with their history rows and accept timers, the category read with them.
-# ``accept_due_at`` is the creation time plus the category's ``accept_within`` seconds, as
-# ``Category.accept_delta`` adds it. The last SELECT has one row per task made, or one row of NULLs
+# ``accept_due_at`` is the creation time plus the category's ``accept_within`` seconds, but never
+# after ``due_at`` ($20, validated to lie ahead; LEAST skips a NULL), as ``Category.accept_by`` has it.
+# The last SELECT has one row per task made, or one row of NULLs
 # when the category exists but every task was already made (a retry), or none for an unknown category.
 _PG_NEW_TASKS = """
 WITH cat AS (
@@ -60,9 +61,10 @@ WITH cat AS (
 made AS (
     INSERT INTO tasks (category, title, body, state, version, owner_position_id, owner_unit_id, pool,
         origin_unit_id, creator_person_id, creator_position_id, watchers, source, source_id, client_msg_id,
-        escalation_level, accept_due_at, resolve_due_at, created_at, updated_at)
+        escalation_level, accept_due_at, resolve_due_at, created_at, updated_at, due_at)
     SELECT cat.key, $2, $3, $4, 1, v.owner, v.unit, $5, v.origin, $6, $7, '[]', $8, $9, $10, 0,
-        $11::timestamptz + make_interval(secs => (cat.rules::json ->> 'accept_within')::int), NULL, $11, $11
+        LEAST($11::timestamptz + make_interval(secs => (cat.rules::json ->> 'accept_within')::int), $20::timestamptz),
+        NULL, $11, $11, $20
     FROM unnest($12::bigint[], $13::bigint[], $14::bigint[]) WITH ORDINALITY AS v(owner, unit, origin, o)
         CROSS JOIN cat
     ORDER BY v.o
@@ -107,7 +109,7 @@ async def insert_new_tasks(
     timer, each built by SQLAlchemy); here it is one fixed statement sent straight
     to asyncpg, with each history row and accept timer written from the inserted
     rows. ``base`` holds the columns every task shares (as ``TaskService`` builds
-    them: category, title, body, pool, creator, source, client_msg_id); ``history``
+    them: category, title, body, pool, creator, source, client_msg_id, due_at); ``history``
     the creation entry's ``action``, ``to_state``, actor, ``attachments`` and
     ``data`` (JSON text). Returns ``(task, history row id)`` per task made, owners
     already made by this ``client_msg_id`` skipped, and the category's ``(name,
@@ -119,7 +121,7 @@ async def insert_new_tasks(
         base["creator_person_id"], base["creator_position_id"], base["source"], base["source_id"],
         base["client_msg_id"], now, [o[0] for o in owners], [o[1] for o in owners], [o[2] for o in owners],
         history["action"], history["actor_person_id"], history["actor_position_id"], history["attachments"],
-        history["data"],
+        history["data"], base["due_at"],
     )  # fmt: skip
     if not rows:
         return [], None

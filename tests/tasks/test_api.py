@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,51 @@ async def test_a_comment_says_something(org_server: RunningServer) -> None:
             act, json={"as_position": grid_pos, "action": "comment", "version": 1, "attachments": [digest]}
         )
         assert r.status_code == 200 and r.json()["version"] == 2, r.text
+
+
+async def test_a_task_due_at_is_read_stored_and_shown_and_a_bad_one_is_refused(org_server: RunningServer) -> None:
+    """``due_at`` (截止时间) on both creates: ISO 8601 with a zone, 1 minute to 366 days ahead; the
+    resolve deadline once accepted. Anything else: 400 naming ``due_at``, nothing stored."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    _, _, sec_pos, stok = await _seat(rs, VILLAGE, "village_secretary")
+    _, _, dir_pos, dtok = await _seat(rs, VILLAGE, "village_director")
+    now = datetime.now(UTC)
+    good = {"as_position": sec_pos, "selector": f"village_director@{VILLAGE}", "title": "巡河", "client_msg_id": "d1"}
+    before = await _counts(s)
+    async with httpx.AsyncClient(base_url=rs.http, headers=_auth(stok)) as h:
+        for bad, message in [
+            ((now - timedelta(hours=1)).isoformat(), "due_at must be at least a minute in the future"),
+            ((now + timedelta(seconds=20)).isoformat(), "due_at must be at least a minute in the future"),
+            ((now + timedelta(days=367)).isoformat(), "due_at must be at most 366 days ahead"),
+            ("2026-12-31T17:00:00", "due_at must carry a time zone"),
+            ("明天下午", "due_at must be ISO 8601 with a time zone"),
+        ]:
+            r = await h.post("/api/v1/tasks", json={**good, "due_at": bad})
+            assert r.status_code == 400, (bad, r.text)
+            err = r.json()["error"]
+            assert (err["code"], err["message"], err["data"]["field"]) == ("bad_request", message, "due_at"), bad
+        r = await h.post("/api/v1/tasks", json={**good, "due_at": 1767200400})
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_body"), r.text
+        assert await _counts(s) == before
+        due = (now + timedelta(hours=3)).replace(microsecond=0).astimezone(timezone(timedelta(hours=8)))
+        r = await h.post("/api/v1/tasks", json={**good, "due_at": due.isoformat()})
+        assert r.status_code == 201, r.text
+        made = r.json()["tasks"][0]
+        assert datetime.fromisoformat(made["due_at"]) == due and made["due_at"].endswith("Z")  # UTC, as every time
+        assert made["accept_due_at"] == made["due_at"]  # general: a day to accept, but due in three hours
+        tid = made["task_id"]
+        r = await h.post("/api/v1/tasks", json={**good, "due_at": (due + timedelta(days=1)).isoformat()})
+        assert (r.status_code, r.headers.get("idempotent-replayed")) == (200, "true")
+        assert r.json()["tasks"][0]["due_at"] == made["due_at"]  # a retry answers what the first made
+    async with httpx.AsyncClient(base_url=rs.http, headers=_auth(dtok)) as h:
+        step = {"as_position": dir_pos, "action": "accept", "version": 1}
+        r = await h.post(f"/api/v1/tasks/{tid}/actions", json=step)
+        assert r.status_code == 200 and r.json()["resolve_due_at"] == made["due_at"], r.text
+        full = (await h.get(f"/api/v1/tasks/{tid}")).json()
+        assert full["due_at"] == made["due_at"]
+        listed = (await h.get("/api/v1/tasks")).json()["tasks"]
+        assert [t["due_at"] for t in listed if t["task_id"] == tid] == [made["due_at"]]
 
 
 async def test_operator_edits_routing_and_photos_are_private(org_server: RunningServer) -> None:

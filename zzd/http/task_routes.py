@@ -36,6 +36,8 @@ api = Endpoints(tag="tasks")
 
 Digest = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 CategoryKey = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+#: A create's 截止时间 as sent (read by ``aware_time``; ``check_due_at`` bounds it); null: the category's windows.
+DueAt = Annotated[str, StringConstraints(min_length=1, max_length=40)] | None
 
 
 class NewTasks(BodyModel):
@@ -48,6 +50,8 @@ class NewTasks(BodyModel):
     body: Annotated[str, StringConstraints(max_length=10_000)] = ""
     client_msg_id: ClientMsgId
     attachments: list[Digest] = Field(default_factory=list, max_length=9)
+    #: 截止时间, ISO 8601 with a time zone, 1 minute to 366 days ahead: resolved by then (docs/tasks.md)
+    due_at: DueAt = None
 
 
 class NoticeTasks(BodyModel):
@@ -57,6 +61,8 @@ class NoticeTasks(BodyModel):
     title: Annotated[str, StringConstraints(max_length=200)] | None = None
     #: false: one task per addressed position; true: one task any of them may accept
     shared: bool = False
+    #: 截止时间, as for POST /api/v1/tasks: every task of the notice resolved by then
+    due_at: DueAt = None
 
 
 class TaskAction(BodyModel):
@@ -114,6 +120,7 @@ async def create(request: Request) -> Response:
     made = await s.tasks.create(
         claims.person_id, b.as_position, selector=parse_selector(b.selector), shared=b.shared,
         category=b.category, title=b.title, body=b.body, client_msg_id=b.client_msg_id, attachments=b.attachments,
+        due_at=aware_time(b.due_at, "due_at"),
     )  # fmt: skip
     return created(TasksMade, _made(made), duplicate=made.duplicate)
 
@@ -218,6 +225,7 @@ async def from_notice(request: Request) -> Response:
     made = await s.tasks.create_for_notice(
         claims.person_id, int(request.path_params["notice_id"]), category=b.category,
         client_msg_id=b.client_msg_id, title=b.title, shared=b.shared, as_position=b.as_position,
+        due_at=aware_time(b.due_at, "due_at"),
     )  # fmt: skip
     return created(TasksMade, _made(made), duplicate=made.duplicate)
 
