@@ -6,6 +6,7 @@ first write, the token endpoint speaks RFC 6749 5.2 to OAuth2 clients, and ``eve
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -125,7 +126,15 @@ async def test_every_create_answers_a_retry_as_a_replay(org_server: RunningServe
     _, _, w_pos, _ = await seat(rs, "990101001001001", "grid_worker")
     _, bot = await _app(rs, ["task:create", "notice:send"])
     async with httpx.AsyncClient(base_url=rs.http, headers=auth(head)) as h:
-        task = {"as_position": head_pos, "selector": f"pos:{w_pos}", "title": "巡查河道", "client_msg_id": "t-replay"}
+        # with a 截止时间 (due_at), so that docs/api shows one: a replay answers it as first stored
+        due = (datetime.now(UTC) + timedelta(days=2)).replace(hour=9, minute=0, second=0, microsecond=0)
+        task = {
+            "as_position": head_pos,
+            "selector": f"pos:{w_pos}",
+            "title": "巡查河道",
+            "client_msg_id": "t-replay",
+            "due_at": due.astimezone(timezone(timedelta(hours=8))).isoformat(),
+        }
         notice = {"as_position": head_pos, "selector": f"pos:{w_pos}", "title": "开会", "client_msg_id": "n-replay"}
         nid = None
         for path, body in (("/api/v1/tasks", task), ("/api/v1/notices", notice)):
@@ -135,9 +144,10 @@ async def test_every_create_answers_a_retry_as_a_replay(org_server: RunningServe
             assert "idempotent-replayed" not in first.headers
             assert (again.status_code, again.json()["duplicate"]) == (200, True), again.text
             assert again.headers["idempotent-replayed"] == "true"
+            assert again.json() == {**first.json(), "duplicate": True}
             nid = first.json().get("notice_id", nid)
         # tasks for a notice's positions: the same
-        body = {"as_position": head_pos, "client_msg_id": "nt-replay"}
+        body = {"as_position": head_pos, "client_msg_id": "nt-replay", "due_at": task["due_at"]}
         first = await h.post(f"/api/v1/notices/{nid}/tasks", json=body)
         again = await h.post(f"/api/v1/notices/{nid}/tasks", json=body)
         assert (first.status_code, again.status_code, again.json()["duplicate"]) == (201, 200, True), again.text
