@@ -188,6 +188,44 @@ def test_0021_keeps_the_sessions_signed_in_before_without_a_label(own_db_url: st
     assert asyncio.run(listed(pid)) == [(sid, None)]  # still signed in, with no label from before
 
 
+def test_0023_leaves_the_tasks_made_before_without_a_due_at(own_db_url: str) -> None:
+    """``tasks.due_at`` (截止时间) is new: a task stored before 0023 reads back with none (its deadlines stay
+    its category's), on the way down the column goes and the task with it stays."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select, text
+
+    from kernel.db.database import Database
+    from messaging.tasks.model import TaskRow
+    from messaging.tasks.schema import tasks
+
+    at = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    row = {
+        "category": "general", "title": "巡河", "body": "", "state": "created", "version": 1, "owner_position_id": 1,
+        "owner_unit_id": 1, "pool": "[]", "origin_unit_id": 1, "creator_person_id": 1, "creator_position_id": 2,
+        "watchers": "[]", "source": "direct", "client_msg_id": "m23", "escalation_level": 0, "accept_due_at": at,
+        "created_at": at, "updated_at": at,
+    }  # fmt: skip
+
+    async def store_before() -> None:  # as a server of 0022 wrote it: no due_at column to name
+        async with Database(own_db_url) as db, db.write() as conn:
+            cols = ", ".join(row)
+            await conn.execute(text(f"INSERT INTO tasks ({cols}) VALUES ({', '.join(':' + c for c in row)})"), row)  # noqa: S608
+
+    async def read() -> TaskRow:
+        async with Database(own_db_url) as db, db.read() as conn:
+            return TaskRow.from_row((await conn.execute(select(tasks))).one())
+
+    command.downgrade(alembic_config(own_db_url), "0022_receipt_reminded_at")
+    assert any("due_at" in repr(d) for d in _diff(own_db_url))  # the column is gone: the models differ
+    asyncio.run(store_before())
+    upgrade(own_db_url)
+    assert _diff(own_db_url) == []
+    t = asyncio.run(read())
+    assert (t.title, t.due_at, t.accept_due_at) == ("巡河", None, at)
+    assert t.summary()["due_at"] is None
+
+
 def test_a_downgrade_that_rebuilds_a_table_keeps_the_rows_pointing_at_it(own_db_url: str) -> None:
     """Downgrading past 0018 rebuilds ``notices`` on SQLite (batch mode: copy, drop, rename); the
     receipts pointing at a notice survive it, and the upgrade back to head finds them as they were.
