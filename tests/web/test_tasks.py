@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def test_a_manager_tasks_the_river_chief_of_a_village_and_watches_it(pages: Page
     _pick(mgr, "河长", VILLAGE, subtree=False)
     expect(mgr.get_by_label("选择器（可直接编辑）")).to_have_value(f"河长@{VILLAGE}")
     expect(mgr.locator("[data-preview=ok]").get_by_role("heading")).to_have_text("预览：1 个岗位，1 人")
-    # No deadline field in the API: the category's deadlines are the task's, said in words.
+    # No 截止时间 picked: the category's deadlines are the task's, said in words.
     mgr.get_by_label("类别").select_option(label="河道垃圾")
     expect(mgr.locator("[data-deadline]")).to_have_text(
         "时限：须在 2 小时内接收，接收后 1 天内办结；逾期自动升级给上级单位的同一岗位"
@@ -86,6 +87,60 @@ def test_a_manager_tasks_the_river_chief_of_a_village_and_watches_it(pages: Page
     assert len(stored["history"][0]["attachments"]) == 1
     assert [h["action"] for h in stored["history"]] == ["create", "comment"]  # the empty 备注 stored nothing
     check_page(mgr, "task-created")
+
+
+def test_a_manager_gives_a_task_a_due_at_on_a_phone_and_sees_it_late(pages: Pages, web: Web) -> None:
+    """截止时间 on 派任务: a date-time picker (the phone's own), empty by default (the category's windows,
+    said in words as before); set, the words say it, the task is created with ``due_at`` in the
+    browser's zone, and the task view and board show it — and 已超时 once it has passed (the page's
+    clock moved by Playwright, nothing waits)."""
+    cst = timezone(timedelta(hours=8))
+    mgr = pages.open("zhang", SHORT_PHONE, timezone_id="Asia/Shanghai")
+    mgr.goto(web.base + "/#/tasks/new")
+    _pick(mgr, "河长", VILLAGE, subtree=False)
+    expect(mgr.locator("[data-preview=ok]").get_by_role("heading")).to_have_text("预览：1 个岗位，1 人")
+    mgr.get_by_label("类别").select_option(label="河道垃圾")
+    picker = mgr.get_by_label("截止时间（可不填）")
+    expect(picker).to_have_attribute("type", "datetime-local")
+    expect(picker).to_have_value("")
+    category_words = "时限：须在 2 小时内接收，接收后 1 天内办结；逾期自动升级给上级单位的同一岗位"
+    expect(mgr.locator("[data-deadline]")).to_have_text(category_words)
+    due = (datetime.now(cst) + timedelta(days=2)).replace(hour=17, minute=0, second=0, microsecond=0)
+    shown = f"{due.year}/{due.month}/{due.day} 17:00"
+    picker.fill(due.strftime("%Y-%m-%dT%H:%M"))
+    expect(mgr.locator("[data-deadline]")).to_have_text(
+        f"时限：须在 {shown} 前办结，2 小时内接收（不晚于截止时间）；逾期自动升级给上级单位的同一岗位"
+    )
+    mgr.get_by_role("button", name="不设截止时间").click()  # back to the category's windows
+    expect(picker).to_have_value("")
+    expect(mgr.locator("[data-deadline]")).to_have_text(category_words)
+    picker.fill(due.strftime("%Y-%m-%dT%H:%M"))
+    title = f"汛前清淤 {secrets.token_hex(2)}"
+    mgr.get_by_label("标题").fill(title)
+    check_page(mgr, "task-new-due-at")
+    mgr.get_by_role("button", name="派发 1 个任务").click()
+
+    expect(mgr).to_have_url(re.compile(r"#/tasks/\d+$"))
+    task_id = int(mgr.url.rsplit("/", 1)[1])
+    stored = httpx.get(
+        f"{web.base}/api/v1/tasks/{task_id}", headers={"authorization": f"Bearer {token(web.base, 'zhang')}"}
+    ).json()
+    assert datetime.fromisoformat(stored["due_at"]) == due and stored["due_at"].endswith("Z")
+    view = mgr.locator(f"[data-task-view='{task_id}']")
+    accept_by = datetime.fromisoformat(stored["accept_due_at"]).astimezone(cst)
+    expect(view.locator("[data-deadline]")).to_have_text(
+        f"截止时间：{shown} · 接收期限：{accept_by.year}/{accept_by.month}/{accept_by.day} {accept_by:%H:%M}"
+    )
+    expect(view.locator("[data-overdue]")).to_have_count(0)
+
+    # An hour past the 截止时间, by the page's clock: late in the view and on the board.
+    mgr.clock.set_fixed_time(due + timedelta(hours=1))
+    mgr.get_by_role("navigation", name="主导航").get_by_role("link", name="任务").click()
+    late = mgr.get_by_role("list", name="已超时").locator(f"[data-task='{task_id}']")
+    expect(late).to_contain_text(f"已超时 · 截止 {shown}")
+    late.click()
+    expect(view.locator("[data-overdue]")).to_have_text("已超时")
+    check_page(mgr, "task-overdue")
 
 
 def test_tasks_to_several_positions_are_listed_and_a_grid_worker_cannot_reach_upward(pages: Pages, web: Web) -> None:

@@ -6,20 +6,9 @@ import { api, newId } from '../api.js';
 import { go, positionLabel, useStore } from '../store.js';
 import { rememberSent } from '../notices.js';
 import { dropDraft } from '../drafts.js';
-import { DraftNote, Drafted, useDraft, usePhotos, useSubmit } from './form.js';
+import { DraftNote, Drafted, localIso, useDraft, usePhotos, useSubmit } from './form.js';
 import { Photo } from './photo.js';
 import { TargetPicker, useTarget } from './target.js';
-
-function localIso(value) {
-  // <input type=datetime-local> has no zone: send the browser's offset with it.
-  if (!value) return null;
-  const d = new Date(value);
-  const off = -d.getTimezoneOffset();
-  const sign = off >= 0 ? '+' : '-';
-  const hh = String(Math.floor(Math.abs(off) / 60)).padStart(2, '0');
-  const mm = String(Math.abs(off) % 60).padStart(2, '0');
-  return `${value.length === 16 ? value + ':00' : value}${sign}${hh}:${mm}`;
-}
 
 export function Compose() {
   return html`<${Drafted} form="notice" view=${ComposeForm} />`;

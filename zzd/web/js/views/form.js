@@ -68,3 +68,22 @@ export function DraftNote({ draft, discard }) {
   return html`<p class="muted" role="status" data-draft>已恢复未发出的草稿（${at}）
     <button type="button" class="link" onClick=${discard}>清空草稿</button></p>`;
 }
+
+// A <input type=datetime-local> value (local wall time, no zone) as ISO 8601 with the browser's
+// offset, as the API reads every time (发通知's 截止时间, 派任务's 截止时间); null for empty.
+export function localIso(value) {
+  if (!value) return null;
+  const d = new Date(value);
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? '+' : '-';
+  const hh = String(Math.floor(Math.abs(off) / 60)).padStart(2, '0');
+  const mm = String(Math.abs(off) % 60).padStart(2, '0');
+  return `${value.length === 16 ? value + ':00' : value}${sign}${hh}:${mm}`;
+}
+
+// The datetime-local value of a moment `ms` (epoch milliseconds) in the browser's zone: a picker's `min`.
+export function localInput(ms) {
+  const d = new Date(ms);
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}

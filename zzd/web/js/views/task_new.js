@@ -1,14 +1,15 @@
 // 派任务 (managers): a task to the positions a selector names — "the 河长 of this village" — created
 // as the acting position (POST /api/v1/tasks, docs/tasks.md "Creating tasks"). Whom: the same
-// picker and preview as 发通知 (js/views/target.js). The API takes no deadline of its own: a
-// task's deadlines are its category's (accept within, resolve within after accepting; overdue it
-// escalates), so the category is chosen here and its deadlines are said in words.
+// picker and preview as 发通知 (js/views/target.js). 截止时间 (`due_at`, docs/tasks.md) is optional:
+// empty, the task's deadlines are its category's (accept within, resolve within after accepting;
+// overdue it escalates); set, it must be resolved by then and accepted no later. Either way the
+// deadlines are said in words under the category.
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, newId } from '../api.js';
 import { go, positionLabel, set, useStore } from '../store.js';
 import { dropDraft } from '../drafts.js';
-import { DraftNote, Drafted, useDraft, usePhotos, useSubmit } from './form.js';
+import { DraftNote, Drafted, localInput, localIso, useDraft, usePhotos, useSubmit } from './form.js';
 import { Photo } from './photo.js';
 import { loadRoles, previewErrorText, TargetPicker, useTarget } from './target.js';
 
@@ -23,8 +24,16 @@ export function duration(s) {
   return d ? `${d} 天 ${h} 小时` : `${h} 小时`;
 }
 
-export function deadlineText(c) {
-  return `须在 ${duration(c.accept_within)}内接收，接收后 ${duration(c.resolve_within)}内办结；逾期自动升级给${ESCALATION[c.escalation] || '上级'}`;
+// `due`: the 截止时间 picked (a datetime-local value), '' for none.
+export function deadlineText(c, due = '') {
+  const up = `逾期自动升级给${ESCALATION[c.escalation] || '上级'}`;
+  if (!due) return `须在 ${duration(c.accept_within)}内接收，接收后 ${duration(c.resolve_within)}内办结；${up}`;
+  return `须在 ${when(localIso(due))} 前办结，${duration(c.accept_within)}内接收（不晚于截止时间）；${up}`;
+}
+
+// A moment as the task pages show it: 2026/12/7 17:00.
+export function when(iso) {
+  return new Date(iso).toLocaleString('zh-CN', { year: 'numeric', month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit' });
 }
 
 // What the API's refusal of a create means for the manager (errorText in js/api.js has the
@@ -38,6 +47,7 @@ function createErrorText(e, shared, homeCode) {
   }
   if (e.code === 'forbidden' && e.data.as_position != null) return '你已不再担任这个岗位，不能以它的名义派任务';
   if (e.code === 'unknown_category') return '任务类别无效，请重新选择';
+  if (e.code === 'bad_request' && e.data.field === 'due_at') return '截止时间须晚于现在至少 1 分钟，且在 366 天之内';
   if (e.code === 'unknown_attachment') return '照片无效，请重新添加';
   if (['out_of_scope', 'not_found', 'bad_request'].includes(e.code)) return previewErrorText(e, homeCode);
   return e.message;
@@ -57,6 +67,7 @@ function TaskForm({ draft, discard }) {
   const [shared, setShared] = useState(draft?.shared ?? false);
   const [title, setTitle] = useState(draft?.title ?? '');
   const [body, setBody] = useState(draft?.body ?? '');
+  const [due, setDue] = useState(draft?.due ?? ''); // 截止时间, a datetime-local value; '' = the category's windows
   const { busy, error, setError, submit } = useSubmit(send, (e) => createErrorText(e, shared, target.homeCode));
   const [photos, , addPhotos] = usePhotos((err) => setError('照片上传失败：' + err.message), draft?.photos);
   // One client_msg_id per task written, kept with its draft: a retry creates nothing twice.
@@ -77,7 +88,7 @@ function TaskForm({ draft, discard }) {
   const target = useTarget(asPosition, positions, draft);
   const { selector, preview } = target;
   useDraft('task', { as_position: asPosition, terms: target.terms, manual: target.manual, shared, category, title, body,
-                     photos, client_msg_id: key },
+                     due, photos, client_msg_id: key },
            !title.trim() && !body.trim() && photos.length === 0 && !target.manual && !target.terms.some((t) => t.role));
   const cat = categories.find((c) => c.key === category);
 
@@ -85,6 +96,7 @@ function TaskForm({ draft, discard }) {
     if (!preview) throw new Error('请先选择负责岗位并确认预览');
     const r = await api('/api/v1/tasks', { method: 'POST', body: {
       as_position: asPosition, selector, shared, category, title, body, client_msg_id: key, attachments: photos,
+      due_at: localIso(due),
     } });
     dropDraft('task');
     if (r.tasks.length === 1) go('#/tasks/' + r.tasks[0].task_id);
@@ -125,7 +137,10 @@ function TaskForm({ draft, discard }) {
             ${categories.map((c) => html`<option value=${c.key}>${c.name}</option>`)}
           </select>
         </label>
-        ${cat && html`<p class="muted" data-deadline>时限：${deadlineText(cat)}</p>`}
+        <label>截止时间（可不填）
+          <input type="datetime-local" value=${due} min=${localInput(Date.now() + 60_000)} onInput=${(e) => setDue(e.target.value)} /></label>
+        ${due && html`<button type="button" class="small" onClick=${() => setDue('')}>不设截止时间</button>`}
+        ${cat && html`<p class="muted" data-deadline>时限：${deadlineText(cat, due)}</p>`}
         <label>标题<input value=${title} onInput=${(e) => setTitle(e.target.value)} required maxlength="200" /></label>
         <label>任务说明<textarea rows="4" value=${body} onInput=${(e) => setBody(e.target.value)} maxlength="10000"></textarea></label>
         <label class="button small file">添加照片<input type="file" accept="image/*" multiple onChange=${addPhotos} /></label>

@@ -8,6 +8,7 @@ import { loadPosition, positionTitle } from '../names.js';
 import { set, useStore } from '../store.js';
 import { usePhotos } from './form.js';
 import { Photo } from './photo.js';
+import { when } from './task_new.js';
 
 export const STATE = { created: '待接收', accepted: '已接收', in_progress: '处理中', resolved: '已办结', verified: '已核实',
                        closed: '已关闭', cancelled: '已取消' };
@@ -34,9 +35,27 @@ export function allowedActions(t, positionId) {
   return out;
 }
 
-function overdue(t, now) {
-  const due = t.state === 'created' ? t.accept_due_at : ['accepted', 'in_progress'].includes(t.state) ? t.resolve_due_at : null;
-  return due && new Date(due).getTime() < now;
+// 已超时, the one definition (the board's group, its lines and the task view; the server's
+// overdue_count, docs/tasks.md): a task not yet resolved whose current deadline — accept while
+// created, resolve while accepted or in progress — or whose 截止时间 (due_at) has passed. The
+// due_at counts on its own: accepted after it, a task has the category's window to resolve, but
+// it is still late.
+export function overdue(t, now) {
+  if (!['created', 'accepted', 'in_progress'].includes(t.state)) return false;
+  const current = t.state === 'created' ? t.accept_due_at : t.resolve_due_at;
+  return [current, t.due_at].some((d) => d != null && new Date(d).getTime() < now);
+}
+
+// The task's deadlines in words: its 截止时间 if it has one, and the one its state waits on now.
+function Deadlines({ task }) {
+  const current = task.state === 'created' ? ['接收期限', task.accept_due_at]
+    : ['accepted', 'in_progress'].includes(task.state) ? ['办结期限', task.resolve_due_at] : null;
+  const parts = [];
+  if (task.due_at) parts.push(`截止时间：${when(task.due_at)}`);
+  if (current && current[1] && current[1] !== task.due_at) parts.push(`${current[0]}：${when(current[1])}`);
+  const late = overdue(task, Date.now());
+  if (!parts.length && !late) return null;
+  return html`<p data-deadline>${parts.join(' · ')}${late && html` <span class="pill urgent" data-overdue>已超时</span>`}</p>`;
 }
 
 export function Tasks({ arg }) {
@@ -82,7 +101,7 @@ function Board() {
           ${list.map((t) => html`<li key=${t.task_id}><a class="conv" href=${'#/tasks/' + t.task_id} data-task=${t.task_id}>
             <span class="conv-title">${t.title} <span class="tag" data-state=${t.state}>${STATE[t.state] || t.state}</span>
               ${t.escalation_level > 0 && html`<span class="pill urgent">升级 ${t.escalation_level}</span>`}</span>
-            <span class="muted">${overdue(t, now) ? '已超时 · ' : ''}${new Date(t.created_at).toLocaleString('zh-CN')}</span>
+            <span class="muted">${overdue(t, now) ? '已超时 · ' : ''}${t.due_at ? `截止 ${when(t.due_at)} · ` : ''}${new Date(t.created_at).toLocaleString('zh-CN')}</span>
           </a></li>`)}
         </ul>`)}
     </section>`;
@@ -137,6 +156,7 @@ export function TaskView({ id, compact = false }) {
       <p>状态：<strong data-state=${task.state}>${STATE[task.state] || task.state}</strong>
         ${task.escalation_level > 0 && html` <span class="pill urgent">已升级 ${task.escalation_level} 次</span>`}</p>
       <p class="muted">负责岗位：${positionTitle(task.owner_position_id)} · 发起：${positionTitle(task.creator?.position_id)}</p>
+      <${Deadlines} task=${task} />
       ${task.body && html`<p>${task.body}</p>`}
       <ol class="plain history" aria-label="处理记录">
         ${(task.history || []).map((h) => html`<li>
