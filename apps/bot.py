@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 from apps.model import AppPrincipal, Scope
@@ -108,10 +109,12 @@ class BotService:
         title: str,
         body: str,
         key: str,
+        due_at: datetime | None = None,
     ) -> CreatedTasks:
+        """Tasks from the app's bot position; ``due_at`` as a person's create takes it (its resolve deadline)."""
         return await self.tasks.create(
             p.app.bot_person_id, p.app.bot_position_id, selector=selector, shared=shared, category=category,
-            title=title, body=body, client_msg_id=key,
+            title=title, body=body, client_msg_id=key, due_at=due_at,
         )  # fmt: skip
 
     async def act(

@@ -5,13 +5,15 @@ without the scope and an app addressing outside its subtree are refused."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from messaging.notices.schema import notices
 from messaging.tasks.reports import Filing
+from messaging.tasks.schema import tasks
 from org_tree.jurisdiction import SYSTEM
 from tests.apps.helpers import COUNTY, OTHER_COUNTY, VILLAGE, admin_token, app_token, make_app
 from tests.client import login, new_people, new_person
@@ -362,3 +364,31 @@ async def test_the_apps_own_notice_answers_with_its_progress(org_server: Running
         live = (await h.get(f"/api/v1/bot/notices/{sent['notice_id']}/progress")).json()["notice_total"]
     assert view["progress"] == live
     assert (view["progress"]["receipts"], view["progress"]["acked"]) == (sent["receipts"], 1)
+
+
+async def test_an_apps_task_takes_a_due_at_as_a_persons_does(org_server: RunningServer) -> None:
+    """``POST /api/v1/bot/tasks`` reads ``due_at`` (截止时间) as ``POST /api/v1/tasks`` does: the task is due
+    then, its accept deadline no later; a bad one is the same 400 naming the field, nothing stored. Before,
+    the field was refused as unknown (400 invalid_body): an app could only give the category's windows."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    _, tok = await _app(rs, await admin_token(rs, None), "截止平台", ALL)
+    now = datetime.now(UTC)
+    due = (now + timedelta(hours=3)).replace(microsecond=0).astimezone(timezone(timedelta(hours=8)))
+    body = {"selector": f"village_secretary@{VILLAGE}", "title": "限时清理"}
+    async with _h(rs, tok, "due-1") as h:
+        async with s.db.read() as conn:
+            before = (await conn.execute(select(func.count()).select_from(tasks))).scalar_one()
+        for bad in ((now - timedelta(minutes=5)).isoformat(), "2026-12-31T17:00:00", "明天"):
+            r = await h.post("/api/v1/bot/tasks", json={**body, "due_at": bad})
+            assert r.status_code == 400, (bad, r.text)
+            assert (r.json()["error"]["code"], r.json()["error"]["data"]["field"]) == ("bad_request", "due_at"), bad
+        async with s.db.read() as conn:
+            assert (await conn.execute(select(func.count()).select_from(tasks))).scalar_one() == before
+        r = await h.post("/api/v1/bot/tasks", json={**body, "due_at": due.isoformat()})
+        assert r.status_code == 201, r.text
+        made = r.json()["tasks"][0]
+        assert datetime.fromisoformat(made["due_at"]) == due
+        assert made["accept_due_at"] == made["due_at"]  # general: a day to accept, but due in three hours
+        got = (await h.get(f"/api/v1/bot/tasks/{made['task_id']}")).json()
+        assert got["due_at"] == made["due_at"]

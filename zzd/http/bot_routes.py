@@ -31,6 +31,7 @@ from zzd.http.schemas.apps import BotMe, BotNoticeView, BotPosted, BotUnit, Chec
 from zzd.http.schemas.notices import Progress, Sent
 from zzd.http.schemas.org import Preview as PreviewAnswer
 from zzd.http.schemas.tasks import ReportView, TaskDetail, TasksMade, TaskView
+from zzd.http.task_routes import DueAt
 from zzd.http.upload_routes import _DOWNLOAD_DOC, _UPLOAD_DOC, SHA256_HEADER, Uploaded, _content_length, file_response
 
 __all__ = ["routes"]
@@ -69,6 +70,8 @@ class BotTasks(BodyModel):
     category: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "general"
     title: Annotated[str, StringConstraints(max_length=200)]
     body: Annotated[str, StringConstraints(max_length=10_000)] = ""
+    #: 截止时间, as on ``POST /api/v1/tasks`` (docs/tasks.md): resolved by then; null, the category's windows.
+    due_at: DueAt = None
 
 
 class BotAction(BodyModel):
@@ -197,7 +200,7 @@ async def create_tasks(request: Request) -> Response:
     async def go(key: str) -> tuple[int, Any]:
         made = await s.bot.create_tasks(
             p, selector=parse_selector(b.selector), shared=b.shared, category=b.category, title=b.title,
-            body=b.body, key=key,
+            body=b.body, key=key, due_at=aware_time(b.due_at, "due_at"),
         )  # fmt: skip
         return (200 if made.duplicate else 201), {"tasks": [t.summary() for t in made], "duplicate": made.duplicate}
 
