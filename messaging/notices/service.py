@@ -137,6 +137,7 @@ class NoticeService(NoticeReads):
         stored notice with ``duplicate=True`` and writes nothing.
 
         Raises:
+            BadRequest: the selector addresses no position.
             Forbidden: the actor does not hold the position, or the selector is out of scope.
             NotFound: the selector names a missing unit, role or position.
             Unavailable: the database is down; retry with the same client_msg_id.
@@ -146,6 +147,10 @@ class NoticeService(NoticeReads):
             return existing
         index = self._index()
         audience = self._resolve(index, actor_person_id, actor_position_id, compose.selector)
+        if not audience.positions:
+            # A notice to nobody (an exclusion that takes away everything, say) is a mistake of the
+            # sender's, refused as a task to nobody is; a preview shows the empty audience first.
+            raise BadRequest("the selector addresses no position", data={"field": "selector"})
         # Built before the transaction opens (and kept across its retries): for a
         # province-wide notice this is ~200,000 receipts of Python work.
         with paused_gc():
