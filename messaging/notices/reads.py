@@ -33,7 +33,8 @@ from org_tree.index import OrgIndex
 
 __all__ = ["MAX_PENDING_PAGE", "NoticeReads"]
 
-MAX_PENDING_PAGE = 200
+#: The most a page lists: the limit the API documents and takes (until 2026-12-05 pages were cut at 200).
+MAX_PENDING_PAGE = 500
 
 
 def _not_found(notice_id: int) -> NotFound:
