@@ -299,3 +299,28 @@ async def test_a_category_with_a_nul_is_unknown_everywhere_not_a_server_error(or
             for r in answers:
                 assert (r.status_code, r.json()["error"]["code"]) == (400, "unknown_category"), (bad, r.text)
         assert await _counts(s) == before
+
+
+async def test_a_reporters_retry_after_the_handover_answers_the_first_filing(org_server: RunningServer) -> None:
+    """A grid worker's phone files offline and retries; her grid position is handed over meanwhile. The
+    retry (same client_msg_id) answered 403 "you do not hold that position" (福建 audit): the phone
+    never learnt its report had been filed. Now it gets the first filing, as every create's retry does;
+    a new key from a position not held is still refused and stores nothing."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    _, _, grid_pos, wtok = await _seat(rs, GRID, "grid_worker")
+    await _seat(rs, VILLAGE, "river_chief")
+    body = {"as_position": grid_pos, "client_msg_id": "offline-1", "category": "river_litter", "text": "垃圾",
+            "location": {"lat": 26.08, "lon": 119.3}}  # fmt: skip
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        first = await h.post("/api/v1/reports", json=body, headers=_auth(wtok))
+        assert first.status_code == 201, first.text
+        await _seat(rs, GRID, "grid_worker")  # the position goes to a new person
+        before = await _counts(s)
+        again = await h.post("/api/v1/reports", json=body, headers=_auth(wtok))
+        assert again.status_code == 200, again.text
+        assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+        fresh = await h.post("/api/v1/reports", json={**body, "client_msg_id": "offline-2"}, headers=_auth(wtok))
+        assert fresh.status_code == 403, fresh.text
+        assert fresh.json()["error"]["data"] == {"as_position": grid_pos}
+        assert await _counts(s) == before
