@@ -46,7 +46,15 @@ MAX_TEXT = 5_000
 def check_location(lat: Any, lon: Any) -> tuple[int, int]:
     """A WGS-84 point as microdegrees; anything else is ``invalid_location``."""
     for name, v, bound in (("lat", lat, 90.0), ("lon", lon, 180.0)):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or abs(v) > bound:
+        # abs(v) > bound before anything converts v to a float: JSON integers have no size limit, and
+        # float(10**400) raises OverflowError (a 500 until 2026-12-05, the 福建 audit). Python compares
+        # an int with a float exactly; NaN fails every comparison, so it is refused by isfinite.
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or abs(v) > bound
+            or (isinstance(v, float) and not math.isfinite(v))
+        ):
             raise BadRequest(
                 f"location.{name} must be a number between -{bound:g} and {bound:g}",
                 code=ErrorCode.INVALID_LOCATION,

@@ -324,3 +324,23 @@ async def test_a_reporters_retry_after_the_handover_answers_the_first_filing(org
         assert fresh.status_code == 403, fresh.text
         assert fresh.json()["error"]["data"] == {"as_position": grid_pos}
         assert await _counts(s) == before
+
+
+async def test_a_latitude_too_large_for_a_float_is_invalid_location_not_a_500(org_server: RunningServer) -> None:
+    """JSON integers have no size limit: a latitude of 10^400 reached ``math.isfinite``, whose float
+    conversion overflowed — 500 internal_error (福建 audit). Now 400 invalid_location, nothing stored."""
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    _, _, grid_pos, wtok = await _seat(rs, GRID, "grid_worker")
+    await _seat(rs, VILLAGE, "river_chief")
+    huge = "1" + "0" * 400
+    before = await _counts(s)
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        for field, lat, lon in (("location.lat", huge, "119.3"), ("location.lon", "26.08", "-" + huge)):
+            raw = (f'{{"as_position": {grid_pos}, "client_msg_id": "big-{field}", "category": "river_litter", '
+                   f'"text": "垃圾", "location": {{"lat": {lat}, "lon": {lon}}}}}')  # fmt: skip
+            r = await h.post("/api/v1/reports", content=raw.encode(),
+                             headers={**_auth(wtok), "Content-Type": "application/json"})  # fmt: skip
+            assert r.status_code == 400, r.text
+            assert (r.json()["error"]["code"], r.json()["error"]["data"]) == ("invalid_location", {"field": field})
+    assert await _counts(s) == before
