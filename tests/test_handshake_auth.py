@@ -10,7 +10,10 @@ tokens is also tried at the handshake (``tests/test_attack_auth.py``).
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
+import os
 from typing import Any
 
 import httpx
@@ -20,6 +23,7 @@ import websockets
 from tests.client import login, new_person
 from tests.conftest import RunningServer, make_settings, serving
 from tests.flood import FORGED
+from tests.waiting import scaled
 
 
 async def _upgrade_refused(server: RunningServer, authorization: str) -> Any:
@@ -90,3 +94,29 @@ async def test_a_revoked_session_passes_the_upgrade_but_not_the_hello(db_url: st
         async with websockets.connect(rs.ws, additional_headers=bearer) as ws:
             reply, code = await _hello(ws, {"type": "hello", "id": "h", "v": 1})
         assert reply["type"] == "error" and code == 4503
+
+
+async def test_an_upgrade_with_a_header_line_too_long_is_answered_431_and_closed(db_url: str) -> None:
+    """A header line over websockets' 8 KiB limit (a 9 KB token, or the cookies a browser sends) got no
+    answer at all: websockets wrote its 431 into a buffer uvicorn never sent, and the socket stayed open
+    until the client gave up (福建 audit). Now the 431 is sent and the connection closed."""
+    async with serving(make_settings(db_url)) as rs:
+        host, port = rs.http.removeprefix("http://").rsplit(":", 1)
+        for header in (f"Authorization: Bearer {'a' * 9000}", f"Cookie: c={'b' * 9000}"):
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                (
+                    "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                    f"Sec-WebSocket-Version: 13\r\n{header}\r\n\r\n"
+                ).encode()
+            )
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), scaled(10))  # everything, up to the server's close
+            writer.close()
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 431 ") and b"content-type: application/json" in head, answer[:300]
+            assert json.loads(body)["error"] == {
+                "code": "bad_request",
+                "message": "header fields too large (at most 8192 bytes a line)",
+            }

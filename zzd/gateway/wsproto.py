@@ -30,9 +30,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import orjson
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.exceptions import InvalidState
+from websockets.exceptions import HeaderLineTooLong, InvalidState, RequestLineTooLong, TooManyHeaders
 from websockets.http11 import Request
 
 __all__ = ["SEND_MANY", "BatchingWebSocketProtocol"]
@@ -75,6 +76,18 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.resume_reading()
         return message
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            # The upgrade request could not be read: a header line over websockets' 8 KiB (an oversized
+            # Authorization or Cookie), too many headers, a request line too long. websockets put a
+            # text/plain 431/414 in its output buffer, but uvicorn writes that buffer only for a request
+            # it parsed: the client waited for an answer that never came and the socket stayed open
+            # (福建 audit). Answer with the usual JSON error body instead, and close.
+            self.conn.data_to_send()  # websockets' own answer, replaced below
+            self.transport.write(_unreadable_upgrade(self.conn.handshake_exc))
+            self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         # websockets' sans-I/O protocol and its parser hold each other: the parser is a
@@ -105,3 +118,17 @@ class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
         except InvalidState:
             raise ClientDisconnected() from None
         self.transport.write(b"".join(self.conn.data_to_send()))
+
+
+def _unreadable_upgrade(exc: Exception) -> bytes:
+    """The HTTP answer to an upgrade request websockets could not read (``exc``), as REST words errors."""
+    if isinstance(exc, RequestLineTooLong):
+        status, message = "414 URI Too Long", "request line too long"
+    elif isinstance(exc, HeaderLineTooLong | TooManyHeaders):
+        status, message = "431 Request Header Fields Too Large", "header fields too large (at most 8192 bytes a line)"
+    else:
+        status, message = "400 Bad Request", "not a valid HTTP request"
+    body = orjson.dumps({"error": {"code": "bad_request", "message": message}})
+    head = f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+    head += "connection: close\r\n\r\n"
+    return head.encode() + body
