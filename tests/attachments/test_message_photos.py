@@ -50,3 +50,30 @@ async def test_group_members_see_a_message_photo_others_do_not_and_recall_hides_
         assert (await c.post(f"/api/v1/messages/{mid}/recall", headers=auth_a)).status_code == 200
         assert (await c.get(f"{URL}/{sha(data)}", headers=auth_b)).status_code == 404
         assert (await c.get(f"{URL}/{sha(data)}", headers=auth_a)).status_code == 200  # the uploader still
+
+
+async def test_a_photo_is_named_by_its_bare_digest_as_the_protocol_example_shows(up_server: RunningServer) -> None:
+    """docs/protocol.md's send example named a photo ``"sha256:9f…"``; a client written from it sent
+    references that stay opaque, and the readers got 404 for the photo (福建 audit). The example now
+    shows the bare digest, which is the file; the prefixed form is still an opaque string."""
+    from pathlib import Path
+
+    protocol = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    assert '"attachments": ["sha256:' not in protocol and '"attachments": ["9f86d0…"]' in protocol
+    a, auth_a = await _person(up_server)
+    b, auth_b = await _person(up_server)
+    data = image(size=4_000)
+    async with httpx.AsyncClient(base_url=up_server.http) as c:
+        r = await c.post(
+            URL, content=data, headers={**auth_a, "Content-Type": "image/jpeg", "X-Content-SHA256": sha(data)}
+        )
+        assert r.status_code == 201, r.text
+        gid = (await c.post("/api/v1/groups", json={"title": "巡河", "person_ids": [b]}, headers=auth_a)).json()
+        gid = gid.get("id") or gid.get("conversation_id")
+        posted = f"/api/v1/conversations/{gid}/messages"
+        r = await c.post(posted, json={"client_msg_id": "p-1", "attachments": [f"sha256:{sha(data)}"]}, headers=auth_a)
+        assert r.status_code == 201, r.text
+        assert (await c.get(f"{URL}/{sha(data)}", headers=auth_b)).status_code == 404
+        r = await c.post(posted, json={"client_msg_id": "p-2", "attachments": [sha(data)]}, headers=auth_a)
+        assert r.status_code == 201, r.text
+        assert (await c.get(f"{URL}/{sha(data)}", headers=auth_b)).content == data
