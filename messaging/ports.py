@@ -40,6 +40,14 @@ class LocalDelivery(Protocol):
         """Offer freshly committed events to this process's sockets (never blocks)."""
         ...
 
+    async def catch_up(self, person_ids: Sequence[int]) -> None:
+        """Have these persons' sockets here read what their streams committed beyond what they have.
+
+        For events another process committed and handed only to its own sockets (a connected-first
+        notice write); the safety poll would find them too, but seconds later.
+        """
+        ...
+
 
 class PhotoLinker(Protocol):
     """Links the uploads among a message's or notice's attachments to it (the attachment service's

@@ -171,6 +171,18 @@ class FanoutRelay:
             )  # fmt: skip
         return written
 
+    async def written_elsewhere(self, notice_id: int, persons: Sequence[int]) -> list[int]:
+        """Those of ``persons`` (connected here, not written by this process's connected-first write) who
+        hold a receipt of the notice: another process's write claimed them first.
+
+        Read after this process's claim committed: a claim waits for any other one holding the same
+        receipts (row locks), so their events are committed by now.
+        """
+        if not persons:
+            return []
+        async with self._db.read() as conn:
+            return sorted(await persons_with_receipts(conn, notice_id, sorted(set(persons))))
+
     # ------------------------------------------------------------------- sweep
     async def sweep(self, notice_id: int, head: NoticeHead | None = None, *, inline: bool = False) -> int:
         """Finish one notice's fan-out if this process holds (or can take) its lease.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -35,6 +35,7 @@ class Sockets:
     """This process's connected persons (none unless a test connects some)."""
 
     connected: list[int] = field(default_factory=list)
+    caught_up: list[int] = field(default_factory=list)
     delivered: list[EventGroup] = field(default_factory=list)
 
     def person_ids(self) -> list[int]:
@@ -42,6 +43,9 @@ class Sockets:
 
     def deliver(self, groups: list[EventGroup]) -> None:
         self.delivered.extend(groups)
+
+    async def catch_up(self, person_ids: Sequence[int]) -> None:
+        self.caught_up.extend(person_ids)
 
 
 @dataclass

@@ -9,7 +9,7 @@ SQLite files are copied, so each test starts from the same data in well under a 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,7 @@ class Sockets:
     """The test double of ``messaging.ports.LocalDelivery``: who is connected to this test "process"."""
 
     connected: list[int] = field(default_factory=list)
+    caught_up: list[int] = field(default_factory=list)
     delivered: list[list[EventGroup]] = field(default_factory=list)
 
     def person_ids(self) -> list[int]:
@@ -88,6 +89,9 @@ class Sockets:
 
     def deliver(self, groups: list[EventGroup]) -> None:
         self.delivered.append(groups)
+
+    async def catch_up(self, person_ids: Sequence[int]) -> None:
+        self.caught_up.extend(person_ids)
 
 
 def notice_service(

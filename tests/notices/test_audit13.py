@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-import httpx
+import secrets
+from pathlib import Path
 
+import httpx
+import pytest
+
+from kernel.clock import SystemClock
+from kernel.db.database import Database
 from messaging.notices import validate_compose
-from tests.conftest import RunningServer
-from tests.notices.conftest import CITY, World
-from tests.org_server import auth, seat
+from org_tree.holder import OrgIndexHolder
+from org_tree.importer import import_divisions
+from org_tree.jurisdiction import SYSTEM
+from org_tree.org_service import OrgService
+from org_tree.people import PersonDirectory
+from tests.client import PASSWORD, Client, login
+from tests.conftest import FAST_PASSWORDS, RunningServer
+from tests.notices.conftest import CITY, World, write_divisions
+from tests.org_server import auth, seat, slot
+from tests.procs import zzd_processes
 
 SEL = f"grid_worker@{CITY}/** | grid_volunteer@{CITY}/** | river_chief@{CITY}/** | village_secretary@{CITY}/**"
 
@@ -52,3 +65,50 @@ async def test_pending_pages_are_as_long_as_the_documented_limit(world: World) -
     assert len(page.items) == 500 and page.next_after == page.items[-1]["receipt_id"]
     rest = await w.svc.pending(person, res.notice_id, unit=CITY, missing="read", after=page.next_after, limit=500)
     assert len(page.items) + len(rest.items) == min(res.receipts, 1000)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.slow
+async def test_a_recipient_connected_to_both_processes_gets_the_notice_on_both_at_once(
+    own_pg_database: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The process whose connected-first write claimed the person handed the event to its own sockets
+    only; the person's device on the other process waited for the safety poll (5.7 s in the audit;
+    here the poll is an hour, so it would never come)."""
+    db = Database(own_pg_database)
+    try:
+        await import_divisions(db, write_divisions(tmp_path / "div", townships=1, villages=2), grids_per_village=1)
+        holder = OrgIndexHolder(db)
+        await holder.load()
+        org = OrgService(db, SystemClock(), holder)
+        people = PersonDirectory(db, SystemClock())
+        seated = []
+        for unit, role in (("990101", "county_head"), ("990101001001001", "grid_worker")):
+            lg = f"p{secrets.token_hex(5)}"
+            p = await people.create(lg, login=lg, password_hash=FAST_PASSWORDS.hash_sync(PASSWORD))
+            position = int(holder.index.position_id(slot(holder.index, unit, role)))
+            await org.handover(SYSTEM, position, p.id)
+            seated.append((lg, position))
+    finally:
+        await db.dispose()
+    (boss, boss_pos), (worker, worker_pos) = seated
+    async with zzd_processes(own_pg_database, redis_url, 2, ZZD_SAFETY_POLL_INTERVAL="3600") as (p1, p2):
+        tok = (await login(p1.http, worker))["access_token"]
+        phone, desk = await Client.connect(p1.ws, tok), await Client.connect(p2.ws, tok)
+        for sender in (p1, p2):  # whichever process the sender's request reaches
+            btok = (await login(sender.http, boss))["access_token"]
+            async with httpx.AsyncClient(base_url=sender.http) as h:
+                r = await h.post(
+                    "/api/v1/notices",
+                    headers=auth(btok),
+                    json={"as_position": boss_pos, "selector": f"pos:{worker_pos}", "client_msg_id": f"b-{sender.port}",
+                          "title": "两端"},
+                )  # fmt: skip
+                assert r.status_code == 201, r.text
+            n = len(phone.events) + 1
+            for c in (phone, desk):
+                ev = (await c.wait_events(n, timeout=5))[n - 1]
+                assert ev["kind"] == "notice.new" and ev["data"]["notice_id"] == r.json()["notice_id"]
+        for c in (phone, desk):
+            await c.close()

@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from kernel.sessions import SessionStore
@@ -296,6 +296,21 @@ class ConnectionHub:
             if conns:
                 for c in list(conns):
                     c.nudge(head)
+
+    async def catch_up(self, person_ids: Sequence[int]) -> None:
+        """Nudge these persons' sockets here with their committed heads, at once (not settled).
+
+        Another process wrote their events and handed them to its own sockets only (a notice's
+        connected-first write for a person connected to both): without this, the sockets here
+        waited for the safety poll, one to two intervals.
+        """
+        persons = [p for p in person_ids if p in self._by_person]
+        if not persons:
+            return
+        heads = await self._events.heads(persons)
+        for pid, head in heads.items():
+            for c in list(self._by_person.get(pid, ())):
+                c.nudge(head)
 
     async def enforce_sessions(self) -> None:
         """Close sockets whose session was revoked, even if the announcement was lost."""
