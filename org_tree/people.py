@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -22,7 +22,7 @@ from kernel.audit import AuditEntry, record
 from kernel.clock import Clock
 from kernel.db.database import Database
 from kernel.errors import BadRequest, Conflict, ErrorCode, NotFound, Unauthorized
-from kernel.schema import activation_codes, persons
+from kernel.schema import activation_codes, auth_sessions, persons
 from kernel.text import check_text, normalize_name
 
 logger = logging.getLogger(__name__)
@@ -152,8 +152,15 @@ class PersonDirectory:
             raise bad()
         return person
 
-    async def activate(self, person_id: int, code: str, password_hash: str, audit: AuditEntry) -> None:
-        """Use the code once and set the password, with its audit entry, in one transaction."""
+    async def activate(self, person_id: int, code: str, password_hash: str, audit: AuditEntry) -> list[str]:
+        """Use the code once and set the password, ending every session the person had, with its audit
+        entry (``sessions_ended``), in one transaction; returns the ended sessions' ids.
+
+        Why end them: a code for someone who already signed in is a reset (``zzd person code``: a
+        forgotten password, a lost or stolen phone), and the old password's sessions went on working —
+        the lost phone stayed signed in after its owner had set a new password. On a first activation
+        there is none to end.
+        """
         now = self._clock.now()
         async with self._db.write() as conn:
             res = await conn.execute(
@@ -169,7 +176,12 @@ class PersonDirectory:
             if res.rowcount != 1:  # a concurrent activation used it first
                 raise Unauthorized("login or activation code is not valid", code=ErrorCode.INVALID_GRANT)
             await conn.execute(update(persons).where(persons.c.id == person_id).values(password_hash=password_hash))
-            await record(conn, audit, now)
+            live = auth_sessions.c.person_id == person_id, auth_sessions.c.revoked_at.is_(None)
+            ended = [str(sid) for (sid,) in await conn.execute(select(auth_sessions.c.id).where(*live))]
+            if ended:
+                await conn.execute(update(auth_sessions).where(*live).values(revoked_at=now))
+            await record(conn, replace(audit, detail={**audit.detail, "sessions_ended": len(ended)}), now)
+        return ended
 
     async def issue_code(self, person_id: int, valid: timedelta) -> tuple[str, datetime]:
         """A fresh one-time activation code for the person (replacing any earlier one); shown once."""

@@ -209,3 +209,37 @@ async def test_a_client_label_is_cleaned_and_bounded(server: RunningServer) -> N
                                                      "client_label": "长" * 101})  # fmt: skip
         assert _error(r, 400, "invalid_body"), r.text
         assert len(await _list(h, tricky)) == 2  # the refused sign-in opened nothing
+
+
+async def test_a_new_password_by_activation_code_signs_every_old_session_out(server: RunningServer) -> None:
+    """A code for someone who already signed in is a reset (``zzd person code``: a forgotten password, a
+    lost phone). Setting the new password ends every session of the old one — its socket closes with
+    4503, its access and refresh tokens stop working — and the new session is the only one; the audit
+    entry says how many ended. Before, the lost phone stayed signed in (200 to /me and to a refresh)."""
+    from kernel.audit import AuditQuery, query
+
+    s = server.services_obj  # type: ignore[attr-defined]
+    pid, lg = await new_person(s)
+    phone = await login(server.http, lg)
+    other, other_login = await new_person(s)  # someone else's session is not touched
+    theirs = await login(server.http, other_login)
+    code, _ = await s.persons.issue_code(pid, timedelta(days=1))
+    async with httpx.AsyncClient(base_url=server.http) as h:
+        lost = await Client.connect(server.ws, phone["access_token"])
+        bystander = await Client.connect(server.ws, theirs["access_token"])
+        r = await h.post("/api/v1/auth/activate", json={"login": lg, "code": code, "password": "换了新密码-2026"})
+        assert r.status_code == 200, r.text
+        fresh = r.json()
+        assert (await lost.wait_closed(timeout=2))[0] == 4503
+        assert _error(await _refresh(h, phone), 401, "invalid_grant")
+        assert _error(await h.get("/api/v1/me", headers=_auth(phone)), 403, "forbidden")
+        assert [x["id"] for x in await _list(h, fresh)] == [public_id(_sid(fresh))]
+        assert (await h.get("/api/v1/me", headers=_auth(fresh))).json()["id"] == pid
+        r = await h.post("/api/v1/auth/token", json={"grant_type": "password", "login": lg, "password": PASSWORD})
+        assert _error(r, 401, "invalid_grant")  # the old password is gone too
+        assert (await bystander.request({"type": "ping"}))["type"] == "ok"
+        assert (await h.get("/api/v1/me", headers=_auth(theirs))).status_code == 200
+    entries, _ = await query(s.db, AuditQuery(action="auth.activated"))
+    assert [(e["actor_person_id"], e["detail"]["sessions_ended"]) for e in entries] == [(pid, 1)]
+    for c in (lost, bystander):
+        await c.close()

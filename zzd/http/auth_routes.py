@@ -323,9 +323,10 @@ async def revoke_session(request: Request) -> Response:
 
 @api.route("POST", "/api/v1/auth/activate", {200: TokenAnswer}, body=ActivateRequest, errors=(401, 429), public=True)
 async def activate(request: Request) -> Response:
-    """Set one's first password with the one-time activation code; answers like a sign-in.
+    """Set one's password with the one-time activation code; answers like a sign-in.
 
-    Public (the code is the credential), throttled like sign-in.
+    Public (the code is the credential), throttled like sign-in. Every earlier session of the person
+    ends (a code after a lost phone signs the phone out), announced so its sockets close.
     """
     s = services_of(request)
     body = await json_body(request, ActivateRequest)
@@ -344,9 +345,11 @@ async def activate(request: Request) -> Response:
         raise
     check_text(body.password, field="password", max_chars=256)
     hashed = await s.passwords.hash(body.password)
-    await s.persons.activate(
+    ended = await s.persons.activate(
         person.id, body.code, hashed, AuditEntry("auth.activated", person.id, detail={"addr": addr})
     )
+    for sid in ended:  # the old password's sessions: their sockets close with 4503 on every process
+        await s.announce({"t": "revoke_session", "sid": sid})
     await s.throttle.succeeded(key)
     issued = await s.sessions.open(
         person.id,
