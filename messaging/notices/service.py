@@ -362,9 +362,9 @@ class NoticeService(NoticeReads):
                 if int(p[0]) not in unsent
             ]
             body = NoticeRecalled(notice_id=notice_id, recalled_at=now)
-            evs = [shared_event("notice.recalled", body, people)] if people else []
-            evs.append(shared_event("notice.recalled", body, [int(row.sender_person_id)]))
-            tx.emit(*evs)
+            # One event each: a sender who addressed a unit of their own is a recipient too (until
+            # 2026-12-05 they got notice.recalled twice, 河北 audit).
+            tx.emit(shared_event("notice.recalled", body, sorted({*people, int(row.sender_person_id)})))
             return now
 
         at = await self._uow.run(change)

@@ -112,3 +112,24 @@ async def test_a_recipient_connected_to_both_processes_gets_the_notice_on_both_a
                 assert ev["kind"] == "notice.new" and ev["data"]["notice_id"] == r.json()["notice_id"]
         for c in (phone, desk):
             await c.close()
+
+
+async def test_a_sender_among_the_recipients_is_told_of_the_recall_once(org_server: RunningServer) -> None:
+    """A head who addressed every position of their own unit got ``notice.recalled`` twice."""
+    rs = org_server
+    _, _, head_pos, tok = await seat(rs, "990101", "county_head")
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        r = await h.post(
+            "/api/v1/notices",
+            headers=auth(tok),
+            json={"as_position": head_pos, "selector": "*@990101", "client_msg_id": "self-1", "title": "自己也在"},
+        )
+        assert r.status_code == 201, r.text
+        nid = r.json()["notice_id"]
+        mine = (await h.get(f"/api/v1/notices/{nid}", headers=auth(tok))).json()["receipts"]
+        assert head_pos in [x["position_id"] for x in mine]  # a recipient as well as the sender
+        assert (await h.post(f"/api/v1/notices/{nid}/recall", headers=auth(tok))).status_code == 200
+        # The recall's events commit with it; the sender's stream, read after the answer, has them all.
+        evs = (await h.get("/api/v1/sync?since=0", headers=auth(tok))).json()["events"]
+        kinds = [e["kind"] for e in evs if e["data"].get("notice_id") == nid and e["kind"].startswith("notice.")]
+        assert kinds.count("notice.recalled") == 1, kinds
