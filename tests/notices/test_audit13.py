@@ -133,3 +133,33 @@ async def test_a_sender_among_the_recipients_is_told_of_the_recall_once(org_serv
         evs = (await h.get("/api/v1/sync?since=0", headers=auth(tok))).json()["events"]
         kinds = [e["kind"] for e in evs if e["data"].get("notice_id") == nid and e["kind"].startswith("notice.")]
         assert kinds.count("notice.recalled") == 1, kinds
+
+
+async def test_a_read_frame_naming_a_position_or_a_reply_is_refused_and_changes_nothing(
+    org_server: RunningServer,
+) -> None:
+    """``notice_read`` took ``position_id`` and ``reply`` (fields of ``notice_ack``), marked every position
+    read and dropped the reply."""
+    rs = org_server
+    _, _, head_pos, tok = await seat(rs, "990101", "county_head")
+    _, _, grid_pos, wtok = await seat(rs, "990101001001001", "grid_worker")
+    worker = await Client.connect(rs.ws, wtok)
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        r = await h.post(
+            "/api/v1/notices",
+            headers=auth(tok),
+            json={"as_position": head_pos, "selector": f"pos:{grid_pos}", "client_msg_id": "rd-1", "title": "读"},
+        )
+        nid = r.json()["notice_id"]
+        await worker.wait_events(1)
+        for kind in ("notice_read", "notice_delivered"):
+            for extra in ({"position_id": grid_pos}, {"reply": "收到"}):
+                rep = await worker.request({"type": kind, "notice_id": nid, **extra})
+                field = next(iter(extra))
+                assert rep["type"] == "error" and rep["code"] == "bad_request", rep
+                assert rep["data"] == {"field": field} and rep["message"] == f"{field} goes with notice_ack only"
+        [receipt] = (await h.get(f"/api/v1/notices/{nid}", headers=auth(wtok))).json()["receipts"]
+        assert receipt["read_at"] is None and receipt["reply"] is None
+        ok = await worker.request({"type": "notice_ack", "notice_id": nid, "position_id": grid_pos, "reply": "收到"})
+        assert ok["type"] == "ok" and ok["data"]["receipts"][0]["reply"] == "收到"
+    await worker.close()

@@ -207,6 +207,12 @@ async def _conversations(s: Services, person_id: int, frame: Conversations) -> d
 
 
 async def _notice_receipt(s: Services, person_id: int, frame: NoticeReceipt) -> dict[str, Any]:
+    if frame.type != "notice_ack":
+        # Refused, not ignored: a notice_read naming one position marked every position read, and a
+        # reply given with it was dropped without a word (until 2026-12-05, 河北 audit).
+        for name in ("position_id", "reply"):
+            if getattr(frame, name) is not None:
+                raise BadRequest(f"{name} goes with notice_ack only", data={"field": name})
     if frame.type == "notice_delivered":
         states = await s.notices.mark_delivered(person_id, frame.notice_id)
     elif frame.type == "notice_read":
