@@ -163,3 +163,31 @@ async def test_a_read_frame_naming_a_position_or_a_reply_is_refused_and_changes_
         ok = await worker.request({"type": "notice_ack", "notice_id": nid, "position_id": grid_pos, "reply": "收到"})
         assert ok["type"] == "ok" and ok["data"]["receipts"][0]["reply"] == "收到"
     await worker.close()
+
+
+async def test_an_acknowledgement_without_a_body_takes_every_field_as_left_out(org_server: RunningServer) -> None:
+    """``POST …/ack``'s fields are all optional, so a client calls it with no body; that answered
+    ``invalid_json`` (河北 audit). No body — none at all, or an empty one declared JSON — is ``{}``; a
+    create with required fields then says which is missing (``invalid_body``), and nothing is stored."""
+    rs = org_server
+    _, _, head_pos, tok = await seat(rs, "990101", "county_head")
+    _, _, grid_pos, grid_tok = await seat(rs, "990101001001001", "grid_worker")
+    _, _, vil_pos, vil_tok = await seat(rs, "990101001001", "village_secretary")
+    async with httpx.AsyncClient(base_url=rs.http) as h:
+        none = await h.post("/api/v1/notices", headers=auth(tok))
+        assert none.status_code == 400 and none.json()["error"]["code"] == "invalid_body", none.text
+        assert none.json()["error"]["data"]["field"] in ("as_position", "selector", "title", "client_msg_id")
+        plain = await h.post("/api/v1/notices", headers={**auth(tok), "content-type": "text/plain"}, content=b"x")
+        assert plain.status_code == 400 and plain.json()["error"]["code"] == "invalid_json"  # a body: JSON only
+        body = {"as_position": head_pos, "selector": f"pos:{grid_pos} | pos:{vil_pos}", "client_msg_id": "nb-1",
+                "title": "请确认"}  # fmt: skip
+        r = await h.post("/api/v1/notices", headers=auth(tok), json=body)
+        assert r.status_code == 201, r.text
+        nid = r.json()["notice_id"]
+        r = await h.post(f"/api/v1/notices/{nid}/ack", headers=auth(grid_tok))  # no body, no content type
+        assert r.status_code == 200, r.text
+        assert [x["acked_at"] is not None for x in r.json()["receipts"]] == [True]
+        r = await h.post(f"/api/v1/notices/{nid}/ack", headers={**auth(vil_tok), "content-type": "application/json"})
+        assert r.status_code == 200, r.text  # an empty body declared JSON: the same
+        progress = (await h.get(f"/api/v1/notices/{nid}/progress", headers=auth(tok))).json()
+        assert progress["total"]["acked"] == 2, progress
