@@ -148,8 +148,10 @@ async def _retire_dropped(unit_ids: list[int]) -> list[dict[str, Any]]:
 
 @org.command("people")
 @click.option("--persons", "persons_target", type=click.IntRange(0, None), default=None,
-              help="Persons to create at least: every vacant single position gets its own holder whatever this "
-                   "says, and the pools (兼职网格员) grow to reach it (default: 3 a pool).")  # fmt: skip
+              help="Persons to create at least: every vacant single position but about 1 % gets its own holder "
+                   "whatever this says (the 1 % stay vacant on purpose, so the vacancy fallback has cases; the "
+                   "answer's \"vacant_positions\" counts them), and the pools (兼职网格员) grow to reach it "
+                   "(default: 3 a pool).")  # fmt: skip
 @click.option("--seed", type=int, default=1, show_default=True)
 def people_cmd(persons_target: int | None, seed: int) -> None:
     """Fill vacant positions with synthetic people (deterministic by seed)."""
