@@ -74,3 +74,45 @@ async def test_a_former_sender_reads_the_notice_but_no_longer_acts_as_its_positi
         r = await new.post(f"/api/v1/notices/{n1}/remind", json={"unit": "990101", "missing": "ack"})
         assert r.status_code == 200, r.text
         assert (await new.post(f"/api/v1/notices/{n1}/recall", json={})).status_code == 200
+
+
+async def test_the_sender_positions_holder_now_hears_its_progress_and_recall(org_server: RunningServer) -> None:
+    """The notice stays with the position: its successor reads the dashboard and may recall it, so
+    ``notice.progress`` and the sender's ``notice.recalled`` go to whoever holds the sender position
+    now as well as to the sender. Before, they went to the sender alone: the successor's dashboard
+    stood still and their other devices never heard of the recall they had made."""
+    from tests.client import Client
+
+    rs = org_server
+    s = rs.services_obj  # type: ignore[attr-defined]
+    _, _, head_pos, old_tok = await seat(rs, "990101", "county_head")
+    _, _, _, worker_tok = await seat(rs, "990101001001001", "grid_worker")
+    async with httpx.AsyncClient(base_url=rs.http, headers=auth(old_tok)) as old:
+        r = await old.post(
+            "/api/v1/notices", json={**_notice(head_pos, "n-side-1"), "selector": "专职网格员@990101001001001"}
+        )
+        assert r.status_code == 201, r.text
+        nid = r.json()["notice_id"]
+    successor, succ_login = await new_person(s)
+    await s.org.handover(SYSTEM, head_pos, successor)
+    succ_tok = (await login(rs.http, succ_login))["access_token"]
+    sender = await Client.connect(rs.ws, old_tok)
+    holder = await Client.connect(rs.ws, succ_tok)
+    worker = await Client.connect(rs.ws, worker_tok)
+    try:
+        ack = await worker.request({"type": "notice_ack", "notice_id": nid})
+        assert ack["type"] == "ok", ack
+
+        def acked(e: dict[str, Any]) -> bool:
+            return e["kind"] == "notice.progress" and e["data"]["notice_id"] == nid and e["data"]["acked"] == 1
+
+        for c in (holder, sender):
+            await c.wait_matching(acked)
+        async with httpx.AsyncClient(base_url=rs.http, headers=auth(succ_tok)) as new:
+            assert (await new.post(f"/api/v1/notices/{nid}/recall", json={})).status_code == 200
+        for c in (holder, sender, worker):
+            got = await c.wait_matching(lambda e: e["kind"] == "notice.recalled")
+            assert [e["data"]["notice_id"] for e in got] == [nid]
+    finally:
+        for c in (sender, holder, worker):
+            await c.close()

@@ -364,7 +364,8 @@ class NoticeService(NoticeReads):
             body = NoticeRecalled(notice_id=notice_id, recalled_at=now)
             # One event each: a sender who addressed a unit of their own is a recipient too (until
             # 2026-12-05 they got notice.recalled twice, 河北 audit).
-            tx.emit(shared_event("notice.recalled", body, sorted({*people, int(row.sender_person_id)})))
+            side = self._sender_side(int(row.sender_person_id), int(row.sender_position_id))
+            tx.emit(shared_event("notice.recalled", body, sorted({*people, *side})))
             return now
 
         at = await self._uow.run(change)
@@ -408,8 +409,21 @@ class NoticeService(NoticeReads):
 
         return await self._uow.run(change)
 
+    def _sender_side(self, sender_person_id: int, sender_position_id: int) -> list[int]:
+        """Who is told of a notice's progress and recall: its sender and whoever holds the sender position
+        now (primary, deputy, acting), as both read its progress (docs/notices.md "Access").
+
+        Why the holders: the notice stays with the position after a handover, and its successor reads
+        the dashboard and may recall and remind — but the events went to the sender alone, so the
+        successor's dashboard stood still and their devices never heard of a recall they made.
+        """
+        index = self._index()
+        slot = index.find_slot(sender_position_id)
+        holders = index.current_holders(slot) if slot >= 0 else set()
+        return sorted({sender_person_id, *holders})
+
     async def flush_progress(self) -> int:
-        """Send one coalesced ``notice.progress`` event per changed notice to its sender.
+        """Send one coalesced ``notice.progress`` event per changed notice to its sender side (``_sender_side``).
 
         Call periodically (e.g. every ``config.progress_interval`` seconds). A notice
         whose last event from this process is younger than the interval stays
@@ -423,17 +437,19 @@ class NoticeService(NoticeReads):
         async def change(tx: Txn) -> int:
             conn = tx.conn
             totals = await receipt_totals(conn, due)
-            senders = dict(
-                (int(i), int(s))
-                for i, s in await conn.execute(
-                    select(notices.c.id, notices.c.sender_person_id).where(notices.c.id.in_(due))
+            senders = {
+                int(i): self._sender_side(int(person), int(position))
+                for i, person, position in await conn.execute(
+                    select(notices.c.id, notices.c.sender_person_id, notices.c.sender_position_id).where(
+                        notices.c.id.in_(due)
+                    )
                 )
-            )
+            }
             evs = []
             for n in sorted(senders):
                 r, d, rd, a = totals.get(n, (0, 0, 0, 0))
                 body = NoticeProgress(notice_id=n, receipts=r, delivered=d, read=rd, acked=a)
-                evs.append(shared_event("notice.progress", body, [senders[n]]))
+                evs.append(shared_event("notice.progress", body, senders[n]))
             tx.emit(*evs)
             return len(evs)
 
