@@ -223,7 +223,7 @@ class EventLog:
         if not is_postgres(conn):
             # One trip to aiosqlite's thread for the whole append instead of three or four.
             return await in_sqlite_thread(driver, sqlite_append, persons, events, sqlite_time(now))
-        return await pg_append(driver, events, now)
+        return await _pg_append(driver, persons, events, now)
 
     async def ensure_streams(self, person_ids: Sequence[int]) -> int:
         """Create the missing streams of ``person_ids`` (empty, seq 0) in a short transaction of their own.
@@ -493,8 +493,11 @@ async def pg_append(driver: Any, events: Sequence[NewEvent], now: datetime) -> l
     streams locked in ascending person_id (missing ones created), the heads set, the events
     inserted. For a writer that runs on asyncpg's own transaction (``kernel.db.held``)."""
     persons = sorted({p for e in events for p in e.recipients})
-    if not persons:
-        return []
+    return await _pg_append(driver, persons, events, now) if persons else []
+
+
+async def _pg_append(driver: Any, persons: list[int], events: Sequence[NewEvent], now: datetime) -> list[EventGroup]:
+    """:func:`pg_append` for ``persons``, the events' recipients in ascending order (the caller has them)."""
     last = await _lock_streams(driver, persons)
     groups, (pids, seqs, kinds, payloads) = _numbered(events, last)
     await driver.execute(_PG_APPEND, list(last), list(last.values()), pids, seqs, kinds, payloads, now)
